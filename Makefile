@@ -1,0 +1,116 @@
+# Candor build. `make run` and `make test` are the two commands the README promises.
+#
+# Layout: every src/<module>/*.c is compiled; src/cli/main.c holds main(). Three flavours:
+#   build/            release (-O2, hardening)            -> build/candor
+#   build/asan/       tests (ASan+UBSan, fault injection) -> build/asan/candor, unit tests
+#   build/fuzz/       clang libFuzzer drivers             -> build/fuzz/fuzz_<name>
+
+CC       ?= cc
+PKGS     := sqlite3 libsodium libcrypto libpq libhs yaml-0.1 libutf8proc libmicrohttpd jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter
+HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -fstack-clash-protection
+BASEFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -MMD -MP
+CFLAGS_REL  := $(BASEFLAGS) -O2 -g $(HARDEN)
+LDFLAGS_REL := -pie -Wl,-z,relro,-z,now
+SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS_ASAN := $(BASEFLAGS) -O1 -g $(SAN) -DCD_FAULT_INJECTION
+FUZZ_CC  := clang
+CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -O1 -g -DCD_FUZZING \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+
+SRCS     := $(sort $(wildcard src/*/*.c))
+LIB_SRCS := $(filter-out src/cli/main.c,$(SRCS))
+OBJS_REL := $(SRCS:%.c=build/%.o)
+OBJS_ASAN := $(SRCS:%.c=build/asan/%.o)
+LIBOBJS_ASAN := $(LIB_SRCS:%.c=build/asan/%.o)
+LIBOBJS_FUZZ := $(LIB_SRCS:%.c=build/fuzz/%.o)
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bench/%)
+
+DATA ?= data
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: all run test unit e2e fuzz-replay fuzz lint bench quality deps clean asan
+all: build/candor
+
+deps:
+	@bash scripts/install-deps.sh
+
+build/candor: $(OBJS_REL)
+	$(CC) $(CFLAGS_REL) $(LDFLAGS_REL) -o $@ $^ $(PKG_LIBS)
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_REL) -c -o $@ $<
+
+asan: build/asan/candor
+build/asan/candor: $(OBJS_ASAN)
+	$(CC) $(CFLAGS_ASAN) -o $@ $^ $(PKG_LIBS)
+
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ASAN) -c -o $@ $<
+
+build/asan/libcandor.a: $(LIBOBJS_ASAN)
+	@rm -f $@
+	ar rcs $@ $^
+
+# A unit test links base, its own module and the modules named in UNIT_DEPS_<module>, so a
+# module can be tested while another one is half-written.
+UNIT_DEPS_store  := crypto
+UNIT_DEPS_core   := store crypto
+UNIT_DEPS_http   := store crypto core audit policy consent guard
+UNIT_DEPS_audit  := store crypto
+unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
+
+.SECONDEXPANSION:
+build/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $$(call unit_objs,$$*)
+	$(CC) $(CFLAGS_ASAN) -Wno-missing-prototypes -Itests/unit -o $@ $< $(call unit_objs,$*) \
+	    $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_FUZZ) -c -o $@ $<
+
+build/fuzz/libcandor.a: $(LIBOBJS_FUZZ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libcandor.a
+	$(FUZZ_CC) $(CFLAGS_FUZZ) -fsanitize=fuzzer -o $@ $< build/fuzz/libcandor.a $(PKG_LIBS)
+
+build/bench/%: bench/%.c $(filter-out build/src/cli/main.o,$(OBJS_REL))
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS_REL) -Wno-missing-prototypes $(LDFLAGS_REL) -o $@ $^ $(PKG_LIBS)
+
+run: deps build/candor
+	@bash scripts/run.sh "$(DATA)" "$(LISTEN)"
+
+unit: build/asan/candor $(UNIT_BINS)
+
+fuzz: $(FUZZ_BINS)
+
+lint:
+	@bash scripts/lint.sh
+
+test: deps
+	@bash tests/run.sh
+
+bench: deps build/candor $(BENCH_BINS)
+	@bash bench/run.sh
+
+quality: build/candor
+	@bash tests/quality/run.sh
+
+clean:
+	rm -rf build
+
+-include $(OBJS_REL:.o=.d) $(OBJS_ASAN:.o=.d) $(LIBOBJS_FUZZ:.o=.d)

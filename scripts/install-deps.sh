@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Candor needs to build, run, test and benchmark.
+# Idempotent: only missing packages are installed; apt-get only.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config clang llvm libclang-rt-14-dev
+  libsqlite3-dev sqlite3 libpq-dev postgresql
+  libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
+  libutf8proc-dev libyaml-dev libcmocka-dev
+  python3 curl wrk nginx-light util-linux procps
+)
+[ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,216 @@
+/* base — the generic layer every other module stands on.
+ *
+ * Owns: the error type (enum cd_err) and its thread-local detail message, the allocation
+ * wrapper (all heap memory goes through cd_malloc & co so tests can fail the Nth allocation),
+ * capped growable buffers, borrowed string views, a request arena, clocks, random ids,
+ * base64url/hex, JSON glue over jansson and the structured logger.
+ *
+ * Must never: know about customers, HTTP or the store. Must never log personal data: the
+ * logger takes only values the caller vouches for (ids, codes, counts).
+ *
+ * Threads: everything here is thread-safe; the error detail and the allocation fault counter
+ * are per thread. The clock override is process-wide and meant for tests only. */
+#ifndef CD_BASE_H
+#define CD_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+/* One error type for the whole code base. CD_OK is 0, so `if ((err = f()) != CD_OK) goto out;`
+ * reads naturally. The HTTP edge maps each value to one problem+json type (src/http/problem.c). */
+enum cd_err {
+    CD_OK = 0,
+    CD_ERR_NOMEM,              /* an allocation failed */
+    CD_ERR_INVALID,            /* malformed or semantically invalid input */
+    CD_ERR_TOO_BIG,            /* input above a hard limit */
+    CD_ERR_NOT_FOUND,          /* the named thing does not exist */
+    CD_ERR_CONFLICT,           /* the request conflicts with current state */
+    CD_ERR_IDEMPOTENCY,        /* Idempotency-Key reused with a different request */
+    CD_ERR_UNAUTHENTICATED,    /* no or bad credentials */
+    CD_ERR_FORBIDDEN,          /* authenticated, but the role may not do this */
+    CD_ERR_PURPOSE_MISSING,    /* a read of personal data without Candor-Purpose */
+    CD_ERR_PURPOSE_UNKNOWN,    /* Candor-Purpose names no known purpose */
+    CD_ERR_PURPOSE_DENIED,     /* the purpose is not permitted here (policy, restriction) */
+    CD_ERR_CONSENT_DENIED,     /* the consent engine said deny */
+    CD_ERR_GUARD_BLOCKED,      /* the communication guard blocked a message */
+    CD_ERR_UNSUPPORTED,        /* e.g. a media type we do not accept */
+    CD_ERR_STORE,              /* the database failed (I/O error, disk full, corrupt) */
+    CD_ERR_BUSY,               /* the database or a queue is temporarily unavailable */
+    CD_ERR_SCHEMA,             /* the database schema is newer than this binary */
+    CD_ERR_IO,                 /* a file or socket operation failed */
+    CD_ERR_CRYPTO,             /* decryption/verification failed or a key is missing */
+    CD_ERR_INTEGRITY,          /* tamper evidence: a hash chain or signature did not verify */
+    CD_ERR_INTERNAL,           /* a bug: an invariant did not hold */
+    CD_ERR__COUNT
+};
+
+/* Returns a short, stable, lower-case name for err ("nomem", "not-found", ...). */
+const char *cd_err_name(enum cd_err err);
+
+/* Records a human-readable detail for err in this thread and returns err, so a failure site can
+ * write `return cd_err_set(CD_ERR_INVALID, "field 'channel' must be a string");`.
+ * The detail must not contain personal data: it is shown to API callers and may be logged. */
+enum cd_err cd_err_set(enum cd_err err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The detail last recorded in this thread, or "" if none. Valid until the next cd_err_set. */
+const char *cd_err_detail(void);
+
+/* Forgets this thread's detail (called at the start of each request). */
+void cd_err_clear(void);
+
+/* ---- allocation -------------------------------------------------------------------------- */
+
+/* The only heap allocator. Each returns NULL on failure (never aborts); cd_free(NULL) is fine.
+ * In builds with CD_FAULT_INJECTION, cd_alloc_fail_nth(n) makes the nth allocation from now in
+ * the calling thread fail (n >= 1; 0 disables), which the tests use to prove that every
+ * failure path is clean. cd_alloc_fault_hit() tells whether the injected failure happened. */
+void *cd_malloc(size_t n);
+void *cd_calloc(size_t count, size_t size);
+void *cd_realloc(void *p, size_t n);
+void cd_free(void *p);
+char *cd_strndup(const char *s, size_t n);
+char *cd_strdup(const char *s);
+void cd_alloc_fail_nth(long n);
+bool cd_alloc_fault_hit(void);
+
+/* ---- string views and buffers ------------------------------------------------------------ */
+
+/* A borrowed byte range. Never owns memory; valid as long as the owner says. */
+struct cd_str {
+    const char *p;
+    size_t len;
+};
+#define CD_STR(lit) ((struct cd_str){(lit), sizeof(lit) - 1})
+#define CD_STR_NULL ((struct cd_str){NULL, 0})
+struct cd_str cd_str_c(const char *s); /* s may be NULL */
+bool cd_str_eq(struct cd_str a, struct cd_str b);
+bool cd_str_eq_c(struct cd_str a, const char *s);
+
+/* A growable byte buffer with a hard maximum set at init. p is always NUL-terminated when
+ * non-NULL (the terminator is not counted in len). On failure the contents are unchanged. */
+struct cd_buf {
+    char *p;
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+#define CD_BUF_INIT(maxbytes) ((struct cd_buf){NULL, 0, 0, (maxbytes)})
+
+/* Each returns CD_OK, CD_ERR_TOO_BIG (the result would exceed max) or CD_ERR_NOMEM. */
+enum cd_err cd_buf_append(struct cd_buf *b, const void *p, size_t n);
+enum cd_err cd_buf_puts(struct cd_buf *b, const char *s);
+enum cd_err cd_buf_putc(struct cd_buf *b, char c);
+enum cd_err cd_buf_printf(struct cd_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+enum cd_err cd_buf_reserve(struct cd_buf *b, size_t extra);
+void cd_buf_reset(struct cd_buf *b); /* len = 0, memory kept */
+void cd_buf_free(struct cd_buf *b);  /* back to empty; max kept */
+/* Hands the bytes to the caller (who frees them with cd_free) and empties b. */
+char *cd_buf_take(struct cd_buf *b, size_t *len);
+
+/* ---- arena ------------------------------------------------------------------------------- */
+
+/* A bump allocator for request-scoped memory, freed all at once. */
+struct cd_arena_block;
+struct cd_arena {
+    struct cd_arena_block *head;
+    size_t total;
+    size_t max; /* 0 = unlimited */
+};
+#define CD_ARENA_INIT(maxbytes) ((struct cd_arena){NULL, 0, (maxbytes)})
+/* Returns 16-byte aligned memory or NULL (out of memory or over max). */
+void *cd_arena_alloc(struct cd_arena *a, size_t n);
+char *cd_arena_strndup(struct cd_arena *a, const char *s, size_t n);
+char *cd_arena_printf(struct cd_arena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cd_arena_free(struct cd_arena *a);
+
+/* ---- time -------------------------------------------------------------------------------- */
+
+/* Wall-clock milliseconds since the Unix epoch. Tests may replace the clock. */
+int64_t cd_now_ms(void);
+void cd_clock_override(int64_t (*now_ms)(void)); /* NULL restores the real clock */
+/* Monotonic nanoseconds, for durations. */
+uint64_t cd_mono_ns(void);
+
+#define CD_TIME_STRLEN 32
+/* Formats ms as RFC 3339 UTC with milliseconds: "2026-11-25T19:16:09.123Z". */
+void cd_time_format(int64_t ms, char out[CD_TIME_STRLEN]);
+/* Parses RFC 3339 (with 'Z' or a numeric offset, optional fraction) into ms since the epoch.
+ * Errors: CD_ERR_INVALID. */
+enum cd_err cd_time_parse(struct cd_str s, int64_t *ms);
+
+/* ---- random, ids, encodings -------------------------------------------------------------- */
+
+void cd_random_bytes(void *out, size_t n);
+/* A new time-ordered id "<prefix>_<26 chars Crockford base32>" (48-bit ms time + 80 random
+ * bits, like a ULID), so ids sort by creation and index inserts stay local. */
+#define CD_ID_MAX 40
+void cd_id_new(const char *prefix, char out[CD_ID_MAX]);
+/* True if s looks like an id with that prefix (shape only). */
+bool cd_id_valid(struct cd_str s, const char *prefix);
+
+/* Hex and unpadded base64url. out must have room for the encoded length + 1. */
+void cd_hex_encode(const void *in, size_t n, char *out);
+enum cd_err cd_hex_decode(struct cd_str in, void *out, size_t outlen);
+size_t cd_b64url_len(size_t n);
+void cd_b64url_encode(const void *in, size_t n, char *out);
+/* Decodes into out (capacity outcap), setting *outlen. Errors: CD_ERR_INVALID. */
+enum cd_err cd_b64url_decode(struct cd_str in, void *out, size_t outcap, size_t *outlen);
+
+/* True if the n bytes are valid UTF-8 (no overlongs, no surrogates). */
+bool cd_utf8_valid(const char *p, size_t n);
+
+/* Constant-time comparison of equal-length secrets. */
+bool cd_ct_eq(const void *a, const void *b, size_t n);
+
+/* ---- JSON glue --------------------------------------------------------------------------- */
+
+/* Routes jansson's allocations through cd_malloc; call once at start-up. */
+void cd_json_init(void);
+
+/* Parses exactly one JSON value from p[0..n). Errors: CD_ERR_INVALID with a detail naming the
+ * line and column (invalid UTF-8 included), CD_ERR_NOMEM. The caller owns *out (json_decref). */
+enum cd_err cd_json_parse(const char *p, size_t n, json_t **out);
+/* Same, and the value must be an object. */
+enum cd_err cd_json_parse_object(const char *p, size_t n, json_t **out);
+
+/* Rejects members of obj not listed in allowed (a NULL-terminated list).
+ * Errors: CD_ERR_INVALID naming the first unknown member. */
+enum cd_err cd_json_only(const json_t *obj, const char *const *allowed);
+
+/* Typed member access. Each returns CD_ERR_INVALID naming the member when it has the wrong type
+ * or, if required, is missing; an optional missing member leaves *out untouched and returns
+ * CD_OK. Strings are borrowed from obj. */
+enum cd_err cd_json_str(const json_t *obj, const char *key, bool required, struct cd_str *out);
+enum cd_err cd_json_int(const json_t *obj, const char *key, bool required, int64_t *out);
+enum cd_err cd_json_bool(const json_t *obj, const char *key, bool required, bool *out);
+enum cd_err cd_json_obj(const json_t *obj, const char *key, bool required, json_t **out);
+enum cd_err cd_json_arr(const json_t *obj, const char *key, bool required, json_t **out);
+
+/* Serialises v compactly into a new cd_malloc'ed string. Errors: CD_ERR_NOMEM. */
+enum cd_err cd_json_dump(const json_t *v, char **out, size_t *len);
+/* Sets obj[key] to a new string of n bytes; returns CD_ERR_NOMEM on failure. */
+enum cd_err cd_json_set_strn(json_t *obj, const char *key, const char *p, size_t n);
+enum cd_err cd_json_set_new(json_t *obj, const char *key, json_t *v); /* steals v */
+
+/* ---- logging ----------------------------------------------------------------------------- */
+
+/* Structured JSON lines on stderr: {"ts":...,"level":...,"msg":...,<fields>}.
+ * fields_fmt produces the inner members (without braces), e.g. "\"status\":%d". The caller
+ * guarantees the values are not personal data and are JSON-safe (use cd_log_safe for strings
+ * from outside). */
+enum cd_log_level { CD_LOG_DEBUG, CD_LOG_INFO, CD_LOG_WARN, CD_LOG_ERROR };
+void cd_log_set_level(enum cd_log_level min);
+void cd_log(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Copies s into out (capacity n) keeping only [A-Za-z0-9._:/-], so it can be logged verbatim. */
+const char *cd_log_safe(const char *s, char *out, size_t n);
+
+#endif

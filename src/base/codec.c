@@ -1,0 +1,189 @@
+/* Random bytes, ids, hex, base64url, UTF-8 validation and constant-time comparison. */
+#include <string.h>
+#include <sodium.h>
+#include "base.h"
+
+void cd_random_bytes(void *out, size_t n)
+{
+    randombytes_buf(out, n);
+}
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+void cd_id_new(const char *prefix, char out[CD_ID_MAX])
+{
+    unsigned char raw[16];
+    uint64_t t = (uint64_t)cd_now_ms();
+    size_t pl = strlen(prefix);
+
+    /* 48 bits of time, big-endian, then 80 random bits: 128 bits in 26 base32 digits. */
+    for (int i = 0; i < 6; i++)
+        raw[i] = (unsigned char)(t >> (40 - 8 * i));
+    cd_random_bytes(raw + 6, 10);
+    if (pl > CD_ID_MAX - 28)
+        pl = CD_ID_MAX - 28;
+    memcpy(out, prefix, pl);
+    out[pl] = '_';
+    char *o = out + pl + 1;
+    /* 130 bits of output space; the leading 2 bits are zero. */
+    int bit = -2;
+    for (int i = 0; i < 26; i++, bit += 5) {
+        unsigned v = 0;
+        for (int k = 0; k < 5; k++) {
+            int b = bit + k;
+            v <<= 1;
+            if (b >= 0)
+                v |= (raw[b / 8] >> (7 - b % 8)) & 1u;
+        }
+        o[i] = crockford[v];
+    }
+    o[26] = '\0';
+}
+
+bool cd_id_valid(struct cd_str s, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+
+    if (s.len != pl + 27 || memcmp(s.p, prefix, pl) != 0 || s.p[pl] != '_')
+        return false;
+    for (size_t i = pl + 1; i < s.len; i++)
+        if (strchr(crockford, s.p[i]) == NULL || s.p[i] == '\0')
+            return false;
+    return true;
+}
+
+void cd_hex_encode(const void *in, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    const unsigned char *b = in;
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[b[i] >> 4];
+        out[2 * i + 1] = hx[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+enum cd_err cd_hex_decode(struct cd_str in, void *out, size_t outlen)
+{
+    unsigned char *o = out;
+
+    if (in.len != 2 * outlen)
+        return cd_err_set(CD_ERR_INVALID, "expected %zu hex digits", 2 * outlen);
+    for (size_t i = 0; i < outlen; i++) {
+        int hi = hexval(in.p[2 * i]), lo = hexval(in.p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return cd_err_set(CD_ERR_INVALID, "invalid hex digit");
+        o[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return CD_OK;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t cd_b64url_len(size_t n)
+{
+    return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
+}
+
+void cd_b64url_encode(const void *in, size_t n, char *out)
+{
+    const unsigned char *b = in;
+    size_t o = 0, i = 0;
+
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
+        out[o++] = b64[v >> 18];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = b64[v >> 6 & 63];
+        out[o++] = b64[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)b[i] << 16;
+        out[o++] = b64[v >> 18];
+        out[o++] = b64[v >> 12 & 63];
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8;
+        out[o++] = b64[v >> 18];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = b64[v >> 6 & 63];
+    }
+    out[o] = '\0';
+}
+
+enum cd_err cd_b64url_decode(struct cd_str in, void *out, size_t outcap, size_t *outlen)
+{
+    unsigned char *o = out;
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+
+    if (in.len % 4 == 1)
+        return cd_err_set(CD_ERR_INVALID, "invalid base64url length");
+    for (size_t i = 0; i < in.len; i++) {
+        const char *pos = in.p[i] ? memchr(b64, in.p[i], 64) : NULL;
+        if (pos == NULL)
+            return cd_err_set(CD_ERR_INVALID, "invalid base64url character");
+        acc = acc << 6 | (uint32_t)(pos - b64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n >= outcap)
+                return cd_err_set(CD_ERR_INVALID, "base64url value too long");
+            o[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    *outlen = n;
+    return CD_OK;
+}
+
+bool cd_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+    while (p < end) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t need;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            need = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            need = 3, cp = c & 0x07;
+        else
+            return false;
+        if ((size_t)(end - p) <= need)
+            return false;
+        for (size_t k = 1; k <= need; k++) {
+            if ((p[k] & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[k] & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += need + 1;
+    }
+    return true;
+}
+
+bool cd_ct_eq(const void *a, const void *b, size_t n)
+{
+    return sodium_memcmp(a, b, n) == 0;
+}

@@ -1,0 +1,166 @@
+/* JSON glue over jansson: strict parsing with located errors and typed member access. */
+#include <string.h>
+#include "base.h"
+
+void cd_json_init(void)
+{
+    json_set_alloc_funcs(cd_malloc, cd_free);
+}
+
+enum cd_err cd_json_parse(const char *p, size_t n, json_t **out)
+{
+    json_error_t jerr;
+    json_t *v;
+
+    if (n == 0)
+        return cd_err_set(CD_ERR_INVALID, "the request body is empty; a JSON document is required");
+    /* jansson rejects invalid UTF-8 and NUL bytes itself and reports where. */
+    v = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (v == NULL) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return CD_ERR_NOMEM;
+        return cd_err_set(CD_ERR_INVALID, "malformed JSON at line %d, column %d: %s", jerr.line,
+                          jerr.column, jerr.text);
+    }
+    *out = v;
+    return CD_OK;
+}
+
+enum cd_err cd_json_parse_object(const char *p, size_t n, json_t **out)
+{
+    enum cd_err err;
+    json_t *v = NULL;
+
+    if ((err = cd_json_parse(p, n, &v)) != CD_OK)
+        return err;
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return cd_err_set(CD_ERR_INVALID, "the request body must be a JSON object");
+    }
+    *out = v;
+    return CD_OK;
+}
+
+enum cd_err cd_json_only(const json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *val;
+
+    json_object_foreach((json_t *)obj, key, val) {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key) != 0)
+            a++;
+        if (*a == NULL) {
+            char safe[64];
+            return cd_err_set(CD_ERR_INVALID, "unknown member '%s'",
+                              cd_log_safe(key, safe, sizeof safe));
+        }
+    }
+    return CD_OK;
+}
+
+static enum cd_err member(const json_t *obj, const char *key, bool required, json_t **v)
+{
+    *v = json_object_get(obj, key);
+    if (*v == NULL || json_is_null(*v)) {
+        *v = NULL;
+        if (required)
+            return cd_err_set(CD_ERR_INVALID, "member '%s' is required", key);
+    }
+    return CD_OK;
+}
+
+static enum cd_err wrong_type(const char *key, const char *type)
+{
+    return cd_err_set(CD_ERR_INVALID, "member '%s' must be %s", key, type);
+}
+
+enum cd_err cd_json_str(const json_t *obj, const char *key, bool required, struct cd_str *out)
+{
+    json_t *v;
+    enum cd_err err = member(obj, key, required, &v);
+
+    if (err != CD_OK || v == NULL)
+        return err;
+    if (!json_is_string(v))
+        return wrong_type(key, "a string");
+    out->p = json_string_value(v);
+    out->len = json_string_length(v);
+    return CD_OK;
+}
+
+enum cd_err cd_json_int(const json_t *obj, const char *key, bool required, int64_t *out)
+{
+    json_t *v;
+    enum cd_err err = member(obj, key, required, &v);
+
+    if (err != CD_OK || v == NULL)
+        return err;
+    if (!json_is_integer(v))
+        return wrong_type(key, "an integer");
+    *out = json_integer_value(v);
+    return CD_OK;
+}
+
+enum cd_err cd_json_bool(const json_t *obj, const char *key, bool required, bool *out)
+{
+    json_t *v;
+    enum cd_err err = member(obj, key, required, &v);
+
+    if (err != CD_OK || v == NULL)
+        return err;
+    if (!json_is_boolean(v))
+        return wrong_type(key, "true or false");
+    *out = json_is_true(v);
+    return CD_OK;
+}
+
+enum cd_err cd_json_obj(const json_t *obj, const char *key, bool required, json_t **out)
+{
+    json_t *v;
+    enum cd_err err = member(obj, key, required, &v);
+
+    if (err != CD_OK || v == NULL)
+        return err;
+    if (!json_is_object(v))
+        return wrong_type(key, "an object");
+    *out = v;
+    return CD_OK;
+}
+
+enum cd_err cd_json_arr(const json_t *obj, const char *key, bool required, json_t **out)
+{
+    json_t *v;
+    enum cd_err err = member(obj, key, required, &v);
+
+    if (err != CD_OK || v == NULL)
+        return err;
+    if (!json_is_array(v))
+        return wrong_type(key, "an array");
+    *out = v;
+    return CD_OK;
+}
+
+enum cd_err cd_json_dump(const json_t *v, char **out, size_t *len)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    if (s == NULL)
+        return CD_ERR_NOMEM;
+    *out = s;
+    if (len)
+        *len = strlen(s);
+    return CD_OK;
+}
+
+enum cd_err cd_json_set_new(json_t *obj, const char *key, json_t *v)
+{
+    if (v == NULL || json_object_set_new(obj, key, v) != 0)
+        return CD_ERR_NOMEM;
+    return CD_OK;
+}
+
+enum cd_err cd_json_set_strn(json_t *obj, const char *key, const char *p, size_t n)
+{
+    return cd_json_set_new(obj, key, json_stringn(p, n));
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make test`: lint, unit tests (cmocka, ASan+UBSan), end-to-end tests against the real binary,
+# fuzz-corpus replay and the guard quality floors. Ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+JOBS=${JOBS:-$(nproc)}
+passed=0
+failed=0
+failures=()
+
+ok()   { passed=$((passed + ${2:-1})); }
+bad()  { failed=$((failed + ${2:-1})); failures+=("$1"); echo "FAIL: $1" >&2; }
+
+section() { printf '\n== %s ==\n' "$1"; }
+
+section lint
+if bash scripts/lint.sh; then ok lint; else bad lint; fi
+
+section build
+if ! make -s -j"$JOBS" build/asan/candor build/candor unit >/tmp/candor-build.$$ 2>&1; then
+  cat /tmp/candor-build.$$ >&2
+  bad build
+  echo "$passed passed, $failed failed"
+  exit 1
+fi
+rm -f /tmp/candor-build.$$
+ok build
+
+section unit
+for t in build/asan/test_*; do
+  [ -x "$t" ] || continue
+  out=$(timeout 300 "$t" 2>&1); rc=$?
+  p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  ok "$t" "${p:-0}"
+  if [ "$rc" -ne 0 ] || [ -n "$f" ]; then
+    printf '%s\n' "$out" | tail -40 >&2
+    bad "$t" "${f:-1}"
+  else
+    echo "$(basename "$t"): ${p:-0} passed"
+  fi
+done
+
+section e2e
+out=$(python3 tests/e2e/run.py 2>&1); rc=$?
+printf '%s\n' "$out" | tail -60
+line=$(printf '%s\n' "$out" | grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' | tail -1)
+p=$(echo "$line" | sed -n 's/^e2e: \([0-9]*\) passed.*/\1/p')
+f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+ok e2e "${p:-0}"
+if [ "$rc" -ne 0 ] || [ "${f:-1}" != 0 ]; then bad e2e "${f:-1}"; fi
+
+section fuzz-replay
+if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
+  if make -s -j"$JOBS" fuzz >/tmp/candor-fuzz.$$ 2>&1; then
+    for f in build/fuzz/fuzz_*; do
+      name=$(basename "$f"); name=${name#fuzz_}
+      corpus=tests/fuzz/corpus/$name
+      if [ -d "$corpus" ] && timeout 300 "$f" -runs=0 "$corpus" >/dev/null 2>&1; then
+        echo "fuzz_$name: corpus replayed ($(ls "$corpus" | wc -l) inputs)"; ok "fuzz_$name"
+      else
+        bad "fuzz_$name (corpus $corpus)"
+      fi
+    done
+  else
+    cat /tmp/candor-fuzz.$$ >&2; bad "fuzz build"
+  fi
+  rm -f /tmp/candor-fuzz.$$
+fi
+
+if [ -x tests/quality/run.sh ]; then
+  section quality
+  if bash tests/quality/run.sh --check; then ok quality; else bad quality; fi
+fi
+
+echo
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

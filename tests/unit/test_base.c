@@ -1,0 +1,159 @@
+/* Unit tests for src/base: errors, buffers, arena, time, ids, encodings, JSON glue. */
+#include "unit.h"
+
+static void buf_caps_and_fails_cleanly(void **state)
+{
+    struct cd_buf b = CD_BUF_INIT(10);
+
+    assert_int_equal(cd_buf_puts(&b, "hello"), CD_OK);
+    assert_int_equal(cd_buf_puts(&b, "world"), CD_OK);
+    assert_int_equal(cd_buf_putc(&b, '!'), CD_ERR_TOO_BIG);
+    assert_string_equal(b.p, "helloworld"); /* unchanged by the failed append */
+    assert_int_equal(cd_buf_printf(&b, "%d", 1), CD_ERR_TOO_BIG);
+    cd_buf_reset(&b);
+    assert_int_equal(cd_buf_printf(&b, "%s-%d", "a", 42), CD_OK);
+    assert_string_equal(b.p, "a-42");
+    cd_buf_free(&b);
+}
+
+static void buf_survives_every_allocation_failure(void **state)
+{
+    for (long n = 1; n < 20; n++) {
+        struct cd_buf b = CD_BUF_INIT(0);
+        enum cd_err err = CD_OK;
+        cd_alloc_fail_nth(n);
+        for (int i = 0; i < 200 && err == CD_OK; i++)
+            err = cd_buf_puts(&b, "0123456789");
+        cd_alloc_fail_nth(0);
+        assert_true(err == CD_OK || err == CD_ERR_NOMEM);
+        if (err == CD_ERR_NOMEM)
+            assert_true(b.len % 10 == 0); /* never a partial append */
+        cd_buf_free(&b);
+    }
+}
+
+static void arena_aligns_and_caps(void **state)
+{
+    struct cd_arena a = CD_ARENA_INIT(20000);
+    void *p = cd_arena_alloc(&a, 3), *q = cd_arena_alloc(&a, 5);
+
+    assert_non_null(p);
+    assert_non_null(q);
+    assert_int_equal((uintptr_t)q % 16, 0);
+    assert_string_equal(cd_arena_printf(&a, "x%dy", 7), "x7y");
+    assert_null(cd_arena_alloc(&a, 50000));
+    cd_arena_free(&a);
+}
+
+static void time_round_trips(void **state)
+{
+    char s[CD_TIME_STRLEN];
+    int64_t ms = 0;
+
+    cd_time_format(0, s);
+    assert_string_equal(s, "1970-01-01T00:00:00.000Z");
+    assert_int_equal(cd_time_parse(CD_STR("2026-11-25T19:16:09.123Z"), &ms), CD_OK);
+    cd_time_format(ms, s);
+    assert_string_equal(s, "2026-11-25T19:16:09.123Z");
+    assert_int_equal(cd_time_parse(CD_STR("2026-11-25T20:16:09.123+01:00"), &ms), CD_OK);
+    cd_time_format(ms, s);
+    assert_string_equal(s, "2026-11-25T19:16:09.123Z");
+    assert_int_equal(cd_time_parse(CD_STR("2024-02-29T00:00:00Z"), &ms), CD_OK);
+    assert_int_equal(cd_time_parse(CD_STR("2025-02-29T00:00:00Z"), &ms), CD_ERR_INVALID);
+    assert_int_equal(cd_time_parse(CD_STR("2025-13-01T00:00:00Z"), &ms), CD_ERR_INVALID);
+    assert_int_equal(cd_time_parse(CD_STR("2025-01-01 00:00:00"), &ms), CD_ERR_INVALID);
+    assert_int_equal(cd_time_parse(CD_STR("2025-01-01T00:00:00"), &ms), CD_ERR_INVALID);
+    assert_int_equal(cd_time_parse(CD_STR("1969-12-31T23:59:59.999Z"), &ms), CD_OK);
+    assert_int_equal(ms, -1);
+    cd_time_format(-1, s);
+    assert_string_equal(s, "1969-12-31T23:59:59.999Z");
+}
+
+static void ids_sort_by_time_and_validate(void **state)
+{
+    char a[CD_ID_MAX], b[CD_ID_MAX];
+
+    cd_id_new("cus", a);
+    assert_true(cd_id_valid(cd_str_c(a), "cus"));
+    assert_false(cd_id_valid(cd_str_c(a), "int"));
+    assert_int_equal(strlen(a), 30);
+    for (int i = 0; i < 1000; i++) {
+        cd_id_new("cus", b);
+        assert_string_not_equal(a, b);
+    }
+    assert_false(cd_id_valid(CD_STR("cus_0000000000000000000000000!"), "cus"));
+}
+
+static void encodings_round_trip(void **state)
+{
+    unsigned char raw[5] = {0xfb, 0xff, 0x00, 0x10, 0x7f}, back[8];
+    char enc[16];
+    size_t n = 0;
+
+    for (size_t len = 0; len <= 5; len++) {
+        cd_b64url_encode(raw, len, enc);
+        assert_int_equal(strlen(enc), cd_b64url_len(len));
+        assert_int_equal(cd_b64url_decode(cd_str_c(enc), back, sizeof back, &n), CD_OK);
+        assert_int_equal(n, len);
+        assert_memory_equal(raw, back, len);
+    }
+    assert_int_equal(cd_b64url_decode(CD_STR("a+b/"), back, sizeof back, &n), CD_ERR_INVALID);
+    cd_hex_encode(raw, 5, enc);
+    assert_string_equal(enc, "fbff00107f");
+    assert_int_equal(cd_hex_decode(cd_str_c(enc), back, 5), CD_OK);
+    assert_memory_equal(raw, back, 5);
+    assert_int_equal(cd_hex_decode(CD_STR("zz"), back, 1), CD_ERR_INVALID);
+}
+
+static void utf8_validation(void **state)
+{
+    assert_true(cd_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert_false(cd_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(cd_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(cd_utf8_valid("\xe2\x82", 2));         /* truncated */
+    assert_false(cd_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+}
+
+static void json_strict_access(void **state)
+{
+    json_t *o = NULL;
+    struct cd_str s = CD_STR_NULL;
+    int64_t i = 0;
+    static const char *const allowed[] = {"name", "n", NULL};
+
+    cd_json_init();
+    assert_int_equal(cd_json_parse_object("{\"name\":\"x\",\"n\":3}", 18, &o), CD_OK);
+    assert_int_equal(cd_json_only(o, allowed), CD_OK);
+    assert_int_equal(cd_json_str(o, "name", true, &s), CD_OK);
+    assert_true(cd_str_eq_c(s, "x"));
+    assert_int_equal(cd_json_int(o, "n", true, &i), CD_OK);
+    assert_int_equal(i, 3);
+    assert_int_equal(cd_json_str(o, "n", true, &s), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "'n' must be a string"));
+    assert_int_equal(cd_json_str(o, "missing", true, &s), CD_ERR_INVALID);
+    assert_int_equal(cd_json_str(o, "missing", false, &s), CD_OK);
+    json_decref(o);
+    assert_int_equal(cd_json_parse_object("{\"a\":1,}", 8, &o), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "line 1"));
+    assert_int_equal(cd_json_parse_object("[1]", 3, &o), CD_ERR_INVALID);
+    assert_int_equal(cd_json_parse_object("{\"a\":\"\xff\"}", 9, &o), CD_ERR_INVALID);
+    assert_int_equal(cd_json_parse_object("{\"a\":1,\"a\":2}", 13, &o), CD_ERR_INVALID);
+    assert_int_equal(cd_json_parse_object("{\"zz\":1}", 8, &o), CD_OK);
+    assert_int_equal(cd_json_only(o, allowed), CD_ERR_INVALID);
+    json_decref(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(buf_caps_and_fails_cleanly),
+        cmocka_unit_test(buf_survives_every_allocation_failure),
+        cmocka_unit_test(arena_aligns_and_caps),
+        cmocka_unit_test(time_round_trips),
+        cmocka_unit_test(ids_sort_by_time_and_validate),
+        cmocka_unit_test(encodings_round_trip),
+        cmocka_unit_test(utf8_validation),
+        cmocka_unit_test(json_strict_access),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
