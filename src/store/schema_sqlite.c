@@ -1,0 +1,36 @@
+/* The SQLite schema as forward-only migrations. Each domain module owns its tables; their
+ * definitions live here so the whole schema can be read in one place and in order.
+ * Personal data columns are BLOBs: they hold ciphertext once sealed (see docs/architecture.md). */
+#include "store_int.h"
+
+const char *const cd__store_sqlite_migrations[] = {
+    /* 1: core — tokens, customers, identities, interactions, idempotency, merges. */
+    "CREATE TABLE tokens("
+    "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL,"
+    "  name TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);"
+    "CREATE TABLE customers("
+    "  id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  merged_into TEXT, merged_at INTEGER, display_name BLOB, attributes BLOB,"
+    "  locale TEXT, time_zone TEXT, jurisdiction TEXT, key_wrapped BLOB);"
+    "CREATE TABLE identities("
+    "  kind TEXT NOT NULL, lookup BLOB NOT NULL, customer_id TEXT NOT NULL,"
+    "  value BLOB NOT NULL, network TEXT, created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(kind, lookup)) WITHOUT ROWID;"
+    "CREATE INDEX identities_by_customer ON identities(customer_id);"
+    "CREATE TABLE interactions("
+    "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL,"
+    "  direction TEXT NOT NULL, thread_id TEXT, occurred_at INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, purpose TEXT NOT NULL, subject BLOB, body BLOB,"
+    "  metadata BLOB, guard BLOB);"
+    "CREATE INDEX interactions_timeline ON interactions(customer_id, occurred_at DESC, id DESC);"
+    "CREATE TABLE idempotency("
+    "  scope TEXT NOT NULL, key TEXT NOT NULL, request_hash BLOB NOT NULL,"
+    "  status INTEGER NOT NULL, response BLOB NOT NULL, created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(scope, key)) WITHOUT ROWID;"
+    "CREATE TABLE merges("
+    "  merged_id TEXT PRIMARY KEY, survivor_id TEXT NOT NULL, merged_at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL, request_id TEXT);",
+};
+
+const int cd__store_sqlite_migrations_count =
+    (int)(sizeof cd__store_sqlite_migrations / sizeof cd__store_sqlite_migrations[0]);

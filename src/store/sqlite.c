@@ -1,0 +1,320 @@
+/* The SQLite backend: WAL journal, synchronous=FULL (a COMMIT returns after fsync), prepared
+ * statements cached per connection, and forward-only numbered migrations. */
+#include <sqlite3.h>
+#include <string.h>
+#include "store.h"
+#include "store_int.h"
+
+#define STMT_CACHE 128
+
+struct sq_conn {
+    sqlite3 *db;
+    struct {
+        const char *sql; /* borrowed: callers pass static SQL text */
+        size_t len;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+};
+
+static enum cd_err sq_err(sqlite3 *db, int rc, const char *what)
+{
+    int ext = db ? sqlite3_extended_errcode(db) : rc;
+
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return CD_ERR_NOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return cd_err_set(CD_ERR_BUSY, "the database is busy");
+    case SQLITE_CONSTRAINT:
+        return cd_err_set(CD_ERR_CONFLICT, "%s: constraint violated (%d)", what, ext);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return cd_err_set(CD_ERR_INTEGRITY, "%s: the database file is damaged", what);
+    default:
+        return cd_err_set(CD_ERR_STORE, "%s: %s (%d)", what, sqlite3_errstr(rc), ext);
+    }
+}
+
+static enum cd_err sq_simple(void *c, const char *sql)
+{
+    struct sq_conn *conn = c;
+    int rc = sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
+
+    return rc == SQLITE_OK ? CD_OK : sq_err(conn->db, rc, sql);
+}
+
+static void sq_close(void *c)
+{
+    struct sq_conn *conn = c;
+
+    if (conn == NULL)
+        return;
+    for (int i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(conn->cache[i].st);
+    sqlite3_close_v2(conn->db);
+    cd_free(conn);
+}
+
+static enum cd_err sq_open(const char *target, bool writer, void **out)
+{
+    struct sq_conn *conn = cd_calloc(1, sizeof *conn);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    int rc;
+    enum cd_err err;
+
+    if (conn == NULL)
+        return CD_ERR_NOMEM;
+    if ((rc = sqlite3_open_v2(target, &conn->db, flags, NULL)) != SQLITE_OK) {
+        err = cd_err_set(CD_ERR_STORE, "cannot open the database: %s", sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(conn->db, 1);
+    sqlite3_busy_timeout(conn->db, 5000);
+    if ((err = sq_simple(conn, "PRAGMA foreign_keys=ON")) != CD_OK)
+        goto fail;
+    if (writer) {
+        /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. */
+        if ((err = sq_simple(conn, "PRAGMA journal_mode=WAL")) != CD_OK ||
+            (err = sq_simple(conn, "PRAGMA synchronous=FULL")) != CD_OK ||
+            (err = sq_simple(conn, "PRAGMA secure_delete=ON")) != CD_OK)
+            goto fail;
+    }
+    *out = conn;
+    return CD_OK;
+fail:
+    sq_close(conn);
+    return err;
+}
+
+static unsigned sql_slot(const char *sql, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)sql[i]) * 1099511628211ull;
+    return (unsigned)(h % STMT_CACHE);
+}
+
+static enum cd_err prepare(struct sq_conn *conn, const char *sql, sqlite3_stmt **st, bool *cached)
+{
+    size_t len = strlen(sql);
+    unsigned slot = sql_slot(sql, len);
+    int rc;
+
+    if (conn->cache[slot].st && conn->cache[slot].len == len &&
+        memcmp(conn->cache[slot].sql, sql, len) == 0) {
+        *st = conn->cache[slot].st;
+        *cached = true;
+        return CD_OK;
+    }
+    rc = sqlite3_prepare_v3(conn->db, sql, (int)len + 1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (rc != SQLITE_OK)
+        return sq_err(conn->db, rc, "prepare");
+    if (conn->cache[slot].st == NULL) {
+        /* Only statements given as long-lived text are cached: callers pass string literals. */
+        conn->cache[slot].sql = sql;
+        conn->cache[slot].len = len;
+        conn->cache[slot].st = *st;
+        *cached = true;
+    } else {
+        *cached = false;
+    }
+    return CD_OK;
+}
+
+static enum cd_err sq_exec(void *c, const char *sql, const struct cd_val *params, size_t nparams,
+                           cd_row_fn fn, void *ctx, int64_t *changes)
+{
+    struct sq_conn *conn = c;
+    sqlite3_stmt *st = NULL;
+    bool cached = false;
+    enum cd_err err;
+    int rc;
+    struct cd_val cols[32];
+
+    if ((err = prepare(conn, sql, &st, &cached)) != CD_OK)
+        return err;
+    for (size_t i = 0; i < nparams; i++) {
+        const struct cd_val *v = &params[i];
+        int idx = (int)i + 1;
+        switch (v->type) {
+        case CD_VAL_NULL:
+            rc = sqlite3_bind_null(st, idx);
+            break;
+        case CD_VAL_INT:
+            rc = sqlite3_bind_int64(st, idx, v->i);
+            break;
+        case CD_VAL_TEXT:
+            rc = sqlite3_bind_text64(st, idx, v->p ? v->p : "", v->len, SQLITE_STATIC,
+                                     SQLITE_UTF8);
+            break;
+        default:
+            rc = sqlite3_bind_blob64(st, idx, v->p ? v->p : "", v->len, SQLITE_STATIC);
+            break;
+        }
+        if (rc != SQLITE_OK) {
+            err = sq_err(conn->db, rc, "bind");
+            goto out;
+        }
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int n = sqlite3_column_count(st);
+        if (fn == NULL)
+            continue;
+        if (n > 32)
+            n = 32;
+        for (int i = 0; i < n; i++) {
+            switch (sqlite3_column_type(st, i)) {
+            case SQLITE_INTEGER:
+                cols[i] = CD_VINT(sqlite3_column_int64(st, i));
+                break;
+            case SQLITE_NULL:
+                cols[i] = CD_VNULL;
+                break;
+            case SQLITE_TEXT:
+                cols[i].type = CD_VAL_TEXT;
+                cols[i].p = sqlite3_column_text(st, i);
+                cols[i].len = (size_t)sqlite3_column_bytes(st, i);
+                cols[i].i = 0;
+                break;
+            default:
+                cols[i].type = CD_VAL_BLOB;
+                cols[i].p = sqlite3_column_blob(st, i);
+                cols[i].len = (size_t)sqlite3_column_bytes(st, i);
+                cols[i].i = 0;
+                break;
+            }
+        }
+        if ((err = fn(ctx, cols, (size_t)n)) != CD_OK)
+            goto out;
+    }
+    if (rc != SQLITE_DONE) {
+        err = sq_err(conn->db, rc, "step");
+        goto out;
+    }
+    if (changes)
+        *changes = sqlite3_changes64(conn->db);
+    err = CD_OK;
+out:
+    if (cached) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else {
+        sqlite3_finalize(st);
+    }
+    return err;
+}
+
+static enum cd_err sq_begin(void *c, bool write)
+{
+    return sq_simple(c, write ? "BEGIN IMMEDIATE" : "BEGIN");
+}
+
+static enum cd_err sq_commit(void *c)
+{
+    return sq_simple(c, "COMMIT");
+}
+
+static enum cd_err sq_rollback(void *c)
+{
+    struct sq_conn *conn = c;
+
+    if (sqlite3_get_autocommit(conn->db))
+        return CD_OK; /* SQLite already rolled back (e.g. after an I/O error) */
+    return sq_simple(c, "ROLLBACK");
+}
+
+static enum cd_err sq_savepoint(void *c)
+{
+    return sq_simple(c, "SAVEPOINT job");
+}
+
+static enum cd_err sq_release(void *c)
+{
+    return sq_simple(c, "RELEASE job");
+}
+
+static enum cd_err sq_rollback_to(void *c)
+{
+    return sq_simple(c, "ROLLBACK TO job");
+}
+
+static enum cd_err version_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    *(int64_t *)ctx = n && cols[0].type == CD_VAL_INT ? cols[0].i : 0;
+    return CD_OK;
+}
+
+static enum cd_err sq_migrate(void *c, int *from, int *to)
+{
+    struct sq_conn *conn = c;
+    int64_t v = 0;
+    enum cd_err err;
+    int latest = cd__store_sqlite_migrations_count;
+
+    if ((err = sq_simple(conn, "CREATE TABLE IF NOT EXISTS schema_version("
+                               "version INTEGER NOT NULL, applied_at INTEGER NOT NULL)")) !=
+        CD_OK)
+        return err;
+    if ((err = sq_exec(conn, "SELECT coalesce(max(version),0) FROM schema_version", NULL, 0,
+                       version_row, &v, NULL)) != CD_OK)
+        return err;
+    *from = (int)v;
+    *to = latest;
+    if (v > latest)
+        return cd_err_set(CD_ERR_SCHEMA,
+                          "the database has schema version %lld but this candor knows only up "
+                          "to %d; use a newer candor binary",
+                          (long long)v, latest);
+    for (int i = (int)v; i < latest; i++) {
+        if ((err = sq_simple(conn, "BEGIN IMMEDIATE")) != CD_OK)
+            return err;
+        err = sq_simple(conn, cd__store_sqlite_migrations[i]);
+        if (err == CD_OK) {
+            struct cd_val p[2] = {CD_VINT(i + 1), CD_VINT(cd_now_ms())};
+            err = sq_exec(conn, "INSERT INTO schema_version(version, applied_at) VALUES($1,$2)",
+                          p, 2, NULL, NULL, NULL);
+        }
+        if (err == CD_OK)
+            err = sq_simple(conn, "COMMIT");
+        if (err != CD_OK) {
+            sq_rollback(conn);
+            return cd_err_set(err, "migration %d failed: %s", i + 1, cd_err_detail());
+        }
+    }
+    return CD_OK;
+}
+
+static enum cd_err check_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    bool *ok = ctx;
+
+    if (n < 1 || cols[0].type != CD_VAL_TEXT || cols[0].len != 2 || memcmp(cols[0].p, "ok", 2))
+        *ok = false;
+    return CD_OK;
+}
+
+static enum cd_err sq_integrity(void *c)
+{
+    bool ok = true;
+    enum cd_err err = sq_exec(c, "PRAGMA integrity_check", NULL, 0, check_row, &ok, NULL);
+
+    if (err != CD_OK)
+        return err;
+    return ok ? CD_OK : cd_err_set(CD_ERR_INTEGRITY, "PRAGMA integrity_check reported errors");
+}
+
+const struct cd_store_ops cd_store_sqlite_ops = {
+    .name = "sqlite",
+    .conn_open = sq_open,
+    .conn_close = sq_close,
+    .exec = sq_exec,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .release = sq_release,
+    .rollback_to = sq_rollback_to,
+    .migrate = sq_migrate,
+    .integrity_check = sq_integrity,
+};

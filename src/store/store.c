@@ -1,0 +1,387 @@
+/* The backend-neutral half of the store: group commit on one writer thread and a pool of
+ * read connections. Why a writer thread: SQLite allows one writer at a time, and an fsync per
+ * request caps throughput at the disk's flush rate; batching every write that arrived while the
+ * previous commit was flushing turns N fsyncs into one without weakening durability. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include "store.h"
+
+#define MAX_BATCH 2048
+#define MAX_READERS 64
+
+struct cd_tx {
+    struct cd_store *store;
+    void *conn;
+    long fault_exec; /* > 0: the nth exec fails (fault injection) */
+};
+
+struct write_job {
+    cd_tx_fn fn;
+    void *ctx;
+    enum cd_err err;
+    bool done;
+    long fault_exec;
+    char detail[512];
+    struct write_job *next;
+};
+
+struct cd_store {
+    const struct cd_store_ops *ops;
+    char *target;
+    void *wconn;
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t mu;
+    pthread_cond_t work;  /* writer waits for jobs */
+    pthread_cond_t done;  /* submitters wait for their batch */
+    struct write_job *head, *tail;
+    bool stopping;
+    /* reader pool */
+    pthread_mutex_t rmu;
+    void *idle[MAX_READERS];
+    int nidle;
+    /* stats, under mu */
+    struct cd_store_stats stats;
+};
+
+const double cd_store_commit_bucket_le[16] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                              1,      2.5,     5,      0};
+const unsigned cd_store_batch_bucket_le[12] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 0};
+
+static _Thread_local long next_fault_exec;
+
+void cd_store_fault_nth_exec(long n)
+{
+#ifdef CD_FAULT_INJECTION
+    next_fault_exec = n;
+#else
+    (void)n;
+#endif
+}
+
+struct cd_store *cd_tx_store(struct cd_tx *tx)
+{
+    return tx->store;
+}
+
+const char *cd_store_backend(const struct cd_store *s)
+{
+    return s->ops->name;
+}
+
+enum cd_err cd_tx_exec(struct cd_tx *tx, const char *sql, const struct cd_val *params,
+                       size_t nparams, cd_row_fn fn, void *ctx, int64_t *changes)
+{
+    if (tx->fault_exec > 0 && --tx->fault_exec == 0)
+        return cd_err_set(CD_ERR_STORE, "disk I/O error (injected)");
+    return tx->store->ops->exec(tx->conn, sql, params, nparams, fn, ctx, changes);
+}
+
+static enum cd_err one_int(void *ctx, const struct cd_val *cols, size_t n)
+{
+    int64_t *out = ctx;
+
+    if (n < 1 || cols[0].type != CD_VAL_INT)
+        return cd_err_set(CD_ERR_INTERNAL, "expected an integer column");
+    *out = cols[0].i;
+    return CD_OK;
+}
+
+enum cd_err cd_tx_int(struct cd_tx *tx, const char *sql, const struct cd_val *params,
+                      size_t nparams, int64_t *out)
+{
+    int64_t v = INT64_MIN;
+    enum cd_err err = cd_tx_exec(tx, sql, params, nparams, one_int, &v, NULL);
+
+    if (err != CD_OK)
+        return err;
+    if (v == INT64_MIN)
+        return CD_ERR_NOT_FOUND;
+    *out = v;
+    return CD_OK;
+}
+
+static unsigned bucket_of_batch(size_t n)
+{
+    unsigned b = 0;
+    while (b < 11 && n > cd_store_batch_bucket_le[b])
+        b++;
+    return b;
+}
+
+static unsigned bucket_of_seconds(double s)
+{
+    unsigned b = 0;
+    while (b < 15 && s > cd_store_commit_bucket_le[b])
+        b++;
+    return b;
+}
+
+/* Applies one batch: every job in its own savepoint, then one COMMIT. */
+static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
+{
+    const struct cd_store_ops *ops = s->ops;
+    struct cd_tx tx = {s, s->wconn, 0};
+    enum cd_err err;
+    size_t applied = 0;
+
+    if ((err = ops->begin(s->wconn, true)) != CD_OK) {
+        for (struct write_job *j = jobs; j; j = j->next) {
+            j->err = err;
+            snprintf(j->detail, sizeof j->detail, "%s", cd_err_detail());
+        }
+        return;
+    }
+    bool fatal = false;
+    for (struct write_job *j = jobs; j && !fatal; j = j->next) {
+        cd_err_clear();
+        tx.fault_exec = j->fault_exec;
+        if ((err = ops->savepoint(s->wconn)) == CD_OK) {
+            err = j->fn(&tx, j->ctx);
+            if (err == CD_OK) {
+                err = ops->release(s->wconn);
+                fatal = err != CD_OK;
+            } else if (ops->rollback_to(s->wconn) != CD_OK || ops->release(s->wconn) != CD_OK) {
+                fatal = true; /* the job cannot be undone alone: the whole batch must go */
+            }
+        } else {
+            fatal = true;
+        }
+        j->err = err;
+        if (err != CD_OK)
+            snprintf(j->detail, sizeof j->detail, "%s", cd_err_detail());
+        else
+            applied++;
+    }
+    uint64_t t0 = cd_mono_ns();
+    if (fatal || ops->commit(s->wconn) != CD_OK) {
+        /* Nothing of this batch is durable: every job that thought it succeeded fails, and
+         * jobs never reached keep the CD_ERR_STORE they were given. */
+        ops->rollback(s->wconn);
+        for (struct write_job *j = jobs; j; j = j->next) {
+            if (j->err == CD_OK) {
+                j->err = CD_ERR_STORE;
+                snprintf(j->detail, sizeof j->detail, "the database could not commit the write");
+            }
+        }
+        cd_log(CD_LOG_ERROR, "store.batch_failed", "\"jobs\":%zu", n);
+        return;
+    }
+    uint64_t dt = cd_mono_ns() - t0;
+    pthread_mutex_lock(&s->mu);
+    s->stats.commits++;
+    s->stats.writes += applied;
+    s->stats.commit_ns_total += dt;
+    s->stats.batch_hist[bucket_of_batch(n)]++;
+    s->stats.commit_hist[bucket_of_seconds((double)dt / 1e9)]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *writer_main(void *arg)
+{
+    struct cd_store *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->head == NULL && !s->stopping)
+            pthread_cond_wait(&s->work, &s->mu);
+        if (s->head == NULL && s->stopping)
+            break;
+        /* Take up to MAX_BATCH jobs; the rest wait for the next commit. */
+        struct write_job *batch = s->head, *last = s->head;
+        size_t n = 1;
+        while (last->next && n < MAX_BATCH) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        for (struct write_job *j = batch; j; j = j->next) {
+            /* Until run: a job skipped after a fatal error in its batch fails. */
+            j->err = CD_ERR_STORE;
+            snprintf(j->detail, sizeof j->detail, "the database failed before this write ran");
+        }
+        run_batch(s, batch, n);
+
+        pthread_mutex_lock(&s->mu);
+        for (struct write_job *j = batch, *next; j; j = next) {
+            next = j->next;
+            j->done = true; /* after this store the submitter may free j */
+        }
+        pthread_cond_broadcast(&s->done);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx)
+{
+    struct write_job job = {.fn = fn, .ctx = ctx, .err = CD_OK};
+
+    job.fault_exec = next_fault_exec;
+    next_fault_exec = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return cd_err_set(CD_ERR_BUSY, "the store is shutting down");
+    }
+    if (s->tail)
+        s->tail->next = &job;
+    else
+        s->head = &job;
+    s->tail = &job;
+    pthread_cond_signal(&s->work);
+    while (!job.done)
+        pthread_cond_wait(&s->done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    if (job.err != CD_OK)
+        cd_err_set(job.err, "%s", job.detail);
+    return job.err;
+}
+
+static enum cd_err reader_get(struct cd_store *s, void **conn)
+{
+    pthread_mutex_lock(&s->rmu);
+    if (s->nidle > 0) {
+        *conn = s->idle[--s->nidle];
+        pthread_mutex_unlock(&s->rmu);
+        return CD_OK;
+    }
+    pthread_mutex_unlock(&s->rmu);
+    return s->ops->conn_open(s->target, false, conn);
+}
+
+static void reader_put(struct cd_store *s, void *conn)
+{
+    pthread_mutex_lock(&s->rmu);
+    if (s->nidle < MAX_READERS) {
+        s->idle[s->nidle++] = conn;
+        conn = NULL;
+    }
+    pthread_mutex_unlock(&s->rmu);
+    if (conn)
+        s->ops->conn_close(conn);
+}
+
+enum cd_err cd_store_read(struct cd_store *s, cd_tx_fn fn, void *ctx)
+{
+    void *conn = NULL;
+    enum cd_err err;
+    struct cd_tx tx = {s, NULL, 0};
+
+    if ((err = reader_get(s, &conn)) != CD_OK)
+        return err;
+    tx.conn = conn;
+    if ((err = s->ops->begin(conn, false)) != CD_OK)
+        goto out;
+    err = fn(&tx, ctx);
+    if (s->ops->rollback(conn) != CD_OK && err == CD_OK)
+        err = CD_ERR_STORE;
+out:
+    if (err == CD_ERR_STORE) {
+        s->ops->conn_close(conn); /* a connection that failed is not trusted again */
+    } else {
+        reader_put(s, conn);
+    }
+    return err;
+}
+
+static enum cd_err ping_fn(struct cd_tx *tx, void *ctx)
+{
+    int64_t v = 0;
+    (void)ctx;
+    return cd_tx_int(tx, "SELECT 1", NULL, 0, &v);
+}
+
+bool cd_store_ping(struct cd_store *s)
+{
+    return cd_store_read(s, ping_fn, NULL) == CD_OK;
+}
+
+static enum cd_err integrity_fn(struct cd_tx *tx, void *ctx)
+{
+    (void)ctx;
+    return tx->store->ops->integrity_check(tx->conn);
+}
+
+enum cd_err cd_store_integrity_check(struct cd_store *s)
+{
+    return cd_store_read(s, integrity_fn, NULL);
+}
+
+void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+enum cd_err cd_store_open(const char *url, struct cd_store **out)
+{
+    struct cd_store *s;
+    enum cd_err err;
+    int from = 0, to = 0;
+    const char *target = url;
+
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return cd_err_set(CD_ERR_UNSUPPORTED,
+                          "the PostgreSQL backend is not part of this build yet; use SQLite");
+    if (strncmp(url, "sqlite:", 7) == 0)
+        target = url + 7;
+    if ((s = cd_calloc(1, sizeof *s)) == NULL)
+        return CD_ERR_NOMEM;
+    s->ops = &cd_store_sqlite_ops;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->done, NULL);
+    if ((s->target = cd_strdup(target)) == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    if ((err = s->ops->conn_open(s->target, true, &s->wconn)) != CD_OK)
+        goto out;
+    if ((err = s->ops->migrate(s->wconn, &from, &to)) != CD_OK)
+        goto out;
+    if (from != to)
+        cd_log(CD_LOG_INFO, "store.migrated", "\"from\":%d,\"to\":%d", from, to);
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        err = cd_err_set(CD_ERR_INTERNAL, "cannot start the writer thread");
+        goto out;
+    }
+    s->writer_started = true;
+    *out = s;
+    return CD_OK;
+out:
+    cd_store_close(s);
+    return err;
+}
+
+void cd_store_close(struct cd_store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->writer, NULL);
+    }
+    for (int i = 0; i < s->nidle; i++)
+        s->ops->conn_close(s->idle[i]);
+    if (s->wconn)
+        s->ops->conn_close(s->wconn);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->rmu);
+    pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->done);
+    cd_free(s->target);
+    cd_free(s);
+}

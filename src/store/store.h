@@ -1,0 +1,131 @@
+/* store — the only way to the database.
+ *
+ * Owns: the backend ops table (SQLite now, PostgreSQL later, same SQL dialect subset), the
+ * schema migrations, one writer thread that batches concurrent writes into one transaction
+ * and one fsync (group commit), and a pool of read connections.
+ *
+ * Contract: a write is a function run inside the writer's transaction; cd_store_write returns
+ * only after the transaction that contains it is durable (COMMIT with synchronous=FULL) or has
+ * failed. Each write runs inside its own savepoint, so one failing write never undoes another
+ * in the same batch, and a failed write leaves nothing behind.
+ *
+ * Must never: hold a lock while calling back into domain code other than the transaction
+ * function it was given; know what a customer is.
+ *
+ * Threads: cd_store_write and cd_store_read may be called from any number of threads. The
+ * transaction function of a write runs on the writer thread: it must not block on anything but
+ * the database, and should do expensive work (parsing, encryption) before cd_store_write.
+ * Errors recorded with cd_err_set inside a write are carried back to the caller's thread. */
+#ifndef CD_STORE_H
+#define CD_STORE_H
+
+#include "base/base.h"
+
+enum cd_val_type { CD_VAL_NULL, CD_VAL_INT, CD_VAL_TEXT, CD_VAL_BLOB };
+
+/* A parameter or column value. Text and blob bytes are borrowed. */
+struct cd_val {
+    enum cd_val_type type;
+    int64_t i;
+    const void *p;
+    size_t len;
+};
+#define CD_VNULL ((struct cd_val){CD_VAL_NULL, 0, NULL, 0})
+#define CD_VINT(x) ((struct cd_val){CD_VAL_INT, (int64_t)(x), NULL, 0})
+#define CD_VTEXT(s) ((struct cd_val){CD_VAL_TEXT, 0, (s).p, (s).len})
+#define CD_VCSTR(s) ((struct cd_val){CD_VAL_TEXT, 0, (s), strlen(s)})
+#define CD_VBLOB(ptr, n) ((struct cd_val){CD_VAL_BLOB, 0, (ptr), (n)})
+
+/* Called once per result row; cols are borrowed for the duration of the call. Returning an
+ * error stops the query and is returned by cd_tx_exec. */
+typedef enum cd_err (*cd_row_fn)(void *ctx, const struct cd_val *cols, size_t ncols);
+
+/* A transaction in progress, handed to transaction functions. */
+struct cd_tx;
+typedef enum cd_err (*cd_tx_fn)(struct cd_tx *tx, void *ctx);
+
+/* The backend interface. Every backend speaks the same SQL subset: $1..$n parameters,
+ * INSERT .. ON CONFLICT, RETURNING, standard types (INTEGER, TEXT, BLOB/BYTEA by migration). */
+struct cd_store_ops {
+    const char *name;
+    /* Opens one connection; writer connections apply pragmas for durability. */
+    enum cd_err (*conn_open)(const char *target, bool writer, void **conn);
+    void (*conn_close)(void *conn);
+    /* Runs sql with params; calls fn per row (may be NULL); *changes gets the number of rows
+     * modified (may be NULL). Statements are cached per connection by SQL text. */
+    enum cd_err (*exec)(void *conn, const char *sql, const struct cd_val *params, size_t nparams,
+                        cd_row_fn fn, void *ctx, int64_t *changes);
+    /* Transaction control: "begin" takes the write lock up front when write is true. */
+    enum cd_err (*begin)(void *conn, bool write);
+    enum cd_err (*commit)(void *conn);
+    enum cd_err (*rollback)(void *conn);
+    enum cd_err (*savepoint)(void *conn);
+    enum cd_err (*release)(void *conn);
+    enum cd_err (*rollback_to)(void *conn);
+    /* Brings the schema to the newest version this binary knows; CD_ERR_SCHEMA if the database
+     * is newer. *from and *to report the versions. */
+    enum cd_err (*migrate)(void *conn, int *from, int *to);
+    /* Runs the backend's integrity check; CD_ERR_INTEGRITY with a detail if it fails. */
+    enum cd_err (*integrity_check)(void *conn);
+};
+
+extern const struct cd_store_ops cd_store_sqlite_ops;
+
+struct cd_store;
+
+struct cd_store_stats {
+    uint64_t commits;          /* group-commit transactions */
+    uint64_t writes;           /* write functions applied */
+    uint64_t commit_ns_total;  /* time in COMMIT (fsync) */
+    uint64_t batch_hist[12];   /* batch sizes: 1, 2, 3-4, 5-8, ... , >1024 */
+    uint64_t commit_hist[16];  /* commit latency buckets, see cd_store_commit_bucket_le */
+};
+extern const double cd_store_commit_bucket_le[16]; /* seconds; last is +Inf */
+extern const unsigned cd_store_batch_bucket_le[12]; /* last is 0 meaning +Inf */
+
+/* Opens the store at url ("sqlite:/path/candor.db", or a plain path), migrates the schema
+ * and starts the writer thread. Errors: CD_ERR_STORE, CD_ERR_SCHEMA (database newer than this
+ * binary), CD_ERR_NOMEM. The caller owns *out (cd_store_close). */
+enum cd_err cd_store_open(const char *url, struct cd_store **out);
+
+/* Stops the writer after the queued writes are done and closes every connection. */
+void cd_store_close(struct cd_store *s);
+
+/* Runs fn(tx, ctx) in the next group-commit transaction and returns once it is durable.
+ * Returns fn's error (its changes rolled back), CD_ERR_STORE if the commit failed (nothing of
+ * fn remains), CD_ERR_BUSY if the store is shutting down. */
+enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx);
+
+/* Runs fn(tx, ctx) in a read transaction (a consistent snapshot) on a pooled connection. */
+enum cd_err cd_store_read(struct cd_store *s, cd_tx_fn fn, void *ctx);
+
+/* Runs one statement inside tx. See cd_store_ops.exec. */
+enum cd_err cd_tx_exec(struct cd_tx *tx, const char *sql, const struct cd_val *params,
+                       size_t nparams, cd_row_fn fn, void *ctx, int64_t *changes);
+
+/* Convenience: runs a query expected to return at most one row with one integer column.
+ * Returns CD_ERR_NOT_FOUND when there is no row. */
+enum cd_err cd_tx_int(struct cd_tx *tx, const char *sql, const struct cd_val *params,
+                      size_t nparams, int64_t *out);
+
+/* The store this transaction belongs to. */
+struct cd_store *cd_tx_store(struct cd_tx *tx);
+
+/* True if the database answers a trivial query (for /readyz). */
+bool cd_store_ping(struct cd_store *s);
+
+/* Runs the backend integrity check on a read connection. */
+enum cd_err cd_store_integrity_check(struct cd_store *s);
+
+/* A snapshot of the counters, for /metrics. */
+void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out);
+
+/* The backend name ("sqlite", "postgres"). */
+const char *cd_store_backend(const struct cd_store *s);
+
+/* Fault injection (CD_FAULT_INJECTION builds only; a no-op otherwise): the nth statement run
+ * by the next write submitted from this thread fails with CD_ERR_STORE, as a disk I/O error
+ * would. */
+void cd_store_fault_nth_exec(long n);
+
+#endif
