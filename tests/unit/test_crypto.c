@@ -1,0 +1,485 @@
+/* Unit tests for src/crypto: SHA-256, key files, the master key, key wrapping, field sealing,
+ * blind indexes and Ed25519 (including interop with the openssl command-line tool). */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "unit.h"
+#include "crypto/crypto.h"
+
+static char tmpdir[] = "/tmp/candor-test-crypto-XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    if (cd_crypto_init() != CD_OK || mkdtemp(tmpdir) == NULL)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+
+    (void)state;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path_of(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", tmpdir, name);
+}
+
+static void unhex(const char *hex, uint8_t *out, size_t n)
+{
+    assert_int_equal(cd_hex_decode(cd_str_c(hex), out, n), CD_OK);
+}
+
+static void write_file(const char *path, const void *p, size_t n, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, p, n), (ssize_t)n);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+/* ---- SHA-256 ---- */
+
+static void sha256_matches_known_vectors(void **state)
+{
+    uint8_t h[32], want[32], h2[32];
+    struct cd_crypto_sha256 inc = {0};
+    struct cd_str parts[3] = {CD_STR("a"), CD_STR(""), CD_STR("bc")};
+
+    assert_int_equal(cd_crypto_sha256("", 0, h), CD_OK);
+    unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", want, 32);
+    assert_memory_equal(h, want, 32);
+    assert_int_equal(cd_crypto_sha256("abc", 3, h), CD_OK);
+    unhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", want, 32);
+    assert_memory_equal(h, want, 32);
+    assert_int_equal(cd_crypto_sha256v(parts, 3, h2), CD_OK);
+    assert_memory_equal(h2, want, 32);
+
+    /* The incremental form, reused for a second message without re-initialising. */
+    assert_int_equal(cd_crypto_sha256_init(&inc), CD_OK);
+    assert_int_equal(cd_crypto_sha256_update(&inc, "ab", 2), CD_OK);
+    assert_int_equal(cd_crypto_sha256_update(&inc, "c", 1), CD_OK);
+    assert_int_equal(cd_crypto_sha256_final(&inc, h), CD_OK);
+    assert_memory_equal(h, want, 32);
+    assert_int_equal(cd_crypto_sha256_update(&inc, "abc", 3), CD_OK);
+    assert_int_equal(cd_crypto_sha256_final(&inc, h), CD_OK);
+    assert_memory_equal(h, want, 32);
+    cd_crypto_sha256_free(&inc);
+    cd_crypto_sha256_free(&inc); /* safe twice */
+    assert_int_equal(cd_crypto_init(), CD_OK); /* idempotent */
+}
+
+/* ---- key files and the master key ---- */
+
+static void keyfile_is_created_0600_and_reloaded(void **state)
+{
+    char path[256];
+    uint8_t a[32], b[32], zero[32] = {0};
+    struct stat st;
+
+    path_of(path, sizeof path, "k1.key");
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 32, a), CD_OK);
+    assert_memory_not_equal(a, zero, 32);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, 32);
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 32, b), CD_OK);
+    assert_memory_equal(a, b, 32);
+    /* No temporary file is left behind. */
+    assert_int_equal(system("sh -c 'ls /tmp/candor-test-crypto-*/ | grep -q tmp-'") == 0, 0);
+}
+
+static void keyfile_refuses_loose_modes_links_and_wrong_sizes(void **state)
+{
+    char path[256], link_path[256];
+    uint8_t k[32] = {1}, out[32], untouched[32];
+
+    memset(out, 0xAB, sizeof out);
+    memcpy(untouched, out, sizeof out);
+    path_of(path, sizeof path, "loose.key");
+    write_file(path, k, sizeof k, 0640);
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 32, out), CD_ERR_CRYPTO);
+    assert_non_null(strstr(cd_err_detail(), "chmod 600"));
+    assert_non_null(strstr(cd_err_detail(), "0640"));
+    assert_memory_equal(out, untouched, 32);
+    assert_int_equal(chmod(path, 0604), 0);
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 32, out), CD_ERR_CRYPTO);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 32, out), CD_OK);
+    assert_memory_equal(out, k, 32);
+
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 31, out), CD_ERR_CRYPTO);
+    assert_non_null(strstr(cd_err_detail(), "wrong length"));
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 33, out), CD_ERR_CRYPTO);
+
+    path_of(link_path, sizeof link_path, "link.key");
+    assert_int_equal(symlink(path, link_path), 0);
+    assert_int_equal(cd_crypto_keyfile_load_or_create(link_path, 32, out), CD_ERR_CRYPTO);
+    assert_non_null(strstr(cd_err_detail(), "symbolic link"));
+
+    path_of(path, sizeof path, "no/such/dir.key");
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 32, out), CD_ERR_IO);
+    assert_int_equal(cd_crypto_keyfile_load_or_create(path, 0, out), CD_ERR_INVALID);
+    assert_memory_equal(out, k, 32);
+}
+
+static void keyfile_survives_allocation_failures(void **state)
+{
+    char path[256];
+    uint8_t k[32];
+
+    for (long n = 1; n < 10; n++) {
+        snprintf(path, sizeof path, "%s/fault-%ld.key", tmpdir, n);
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_crypto_keyfile_load_or_create(path, 32, k);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_int_equal(err, CD_ERR_NOMEM);
+        /* A failed create leaves nothing behind, so a retry starts clean. */
+        assert_int_equal(access(path, F_OK), -1);
+    }
+}
+
+static void master_key_from_env_or_file(void **state)
+{
+    uint8_t a[32], b[32], want[32];
+    bool env = true;
+    const char *hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    char path[256];
+
+    unsetenv(CD_CRYPTO_MASTER_KEY_ENV);
+    assert_int_equal(cd_crypto_master_key_load(tmpdir, a, &env), CD_OK);
+    assert_false(env);
+    assert_int_equal(cd_crypto_master_key_load(tmpdir, b, NULL), CD_OK);
+    assert_memory_equal(a, b, 32);
+    path_of(path, sizeof path, CD_CRYPTO_MASTER_KEY_FILE);
+    assert_int_equal(access(path, F_OK), 0);
+
+    setenv(CD_CRYPTO_MASTER_KEY_ENV, hex, 1);
+    assert_int_equal(cd_crypto_master_key_load("/nonexistent", b, &env), CD_OK);
+    assert_true(env);
+    unhex(hex, want, 32);
+    assert_memory_equal(b, want, 32);
+    setenv(CD_CRYPTO_MASTER_KEY_ENV, "00ff", 1);
+    assert_int_equal(cd_crypto_master_key_load(tmpdir, b, &env), CD_ERR_CRYPTO);
+    assert_null(strstr(cd_err_detail(), "00ff")); /* the value is never echoed */
+    unsetenv(CD_CRYPTO_MASTER_KEY_ENV);
+    cd_crypto_wipe(a, 32);
+    cd_crypto_wipe(b, 32);
+}
+
+static void derived_keys_are_independent(void **state)
+{
+    uint8_t root[32] = {7}, a[32], b[32], c[32];
+
+    cd_crypto_derive_key(root, "cdbidx01", 1, a);
+    cd_crypto_derive_key(root, "cdbidx01", 1, b);
+    assert_memory_equal(a, b, 32);
+    cd_crypto_derive_key(root, "cdbidx01", 2, b);
+    cd_crypto_derive_key(root, "cdother1", 1, c);
+    assert_memory_not_equal(a, b, 32);
+    assert_memory_not_equal(a, c, 32);
+}
+
+/* ---- key wrapping ---- */
+
+static void data_keys_wrap_and_bind_customer_and_version(void **state)
+{
+    uint8_t master[32], other[32], dk[32], out[32], w[CD_CRYPTO_WRAPPED_LEN], w2[CD_CRYPTO_WRAPPED_LEN];
+    struct cd_str cus = CD_STR("cus_01HZY");
+
+    cd_crypto_data_key_new(master);
+    cd_crypto_data_key_new(other);
+    cd_crypto_data_key_new(dk);
+    cd_crypto_key_wrap(master, cus, 3, dk, w);
+    cd_crypto_key_wrap(master, cus, 3, dk, w2);
+    assert_memory_not_equal(w, w2, sizeof w); /* fresh nonce each time */
+    assert_int_equal(w[0], CD_CRYPTO_WRAP_VERSION);
+    assert_int_equal(cd_crypto_key_unwrap(master, cus, 3, w, sizeof w, out), CD_OK);
+    assert_memory_equal(out, dk, 32);
+    assert_int_equal(cd_crypto_key_unwrap(master, CD_STR("cus_01HZZ"), 3, w, sizeof w, out),
+                     CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_key_unwrap(master, cus, 4, w, sizeof w, out), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_key_unwrap(other, cus, 3, w, sizeof w, out), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_key_unwrap(master, cus, 3, w, sizeof w - 1, out), CD_ERR_CRYPTO);
+    for (size_t i = 0; i < sizeof w; i++) {
+        memcpy(w2, w, sizeof w);
+        w2[i] ^= 0x01;
+        assert_int_equal(cd_crypto_key_unwrap(master, cus, 3, w2, sizeof w2, out), CD_ERR_CRYPTO);
+    }
+    assert_memory_equal(out, dk, 32); /* untouched by the failures */
+}
+
+/* ---- sealing ---- */
+
+static void seal_round_trips_and_binds_customer_and_field(void **state)
+{
+    uint8_t key[32], other[32];
+    struct cd_buf s = CD_BUF_INIT(4096), o = CD_BUF_INIT(4096);
+    struct cd_str cus = CD_STR("cus_1"), field = CD_STR("email");
+    struct cd_str pt = CD_STR("ada@example.org");
+
+    cd_crypto_data_key_new(key);
+    cd_crypto_data_key_new(other);
+    assert_int_equal(cd_crypto_seal(key, cus, field, pt, &s), CD_OK);
+    assert_int_equal(s.len, pt.len + CD_CRYPTO_SEAL_OVERHEAD);
+    assert_int_equal((uint8_t)s.p[0], CD_CRYPTO_SEAL_VERSION);
+    assert_null(memmem(s.p, s.len, "ada", 3));
+    struct cd_str sealed = {s.p, s.len};
+    assert_int_equal(cd_crypto_open(key, cus, field, sealed, &o), CD_OK);
+    assert_int_equal(o.len, pt.len);
+    assert_memory_equal(o.p, pt.p, pt.len);
+
+    /* Swapped rows, swapped columns, wrong key: all refused, out untouched. */
+    cd_buf_reset(&o);
+    assert_int_equal(cd_crypto_open(key, CD_STR("cus_2"), field, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open(key, cus, CD_STR("phone"), sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open(other, cus, field, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(o.len, 0);
+    for (size_t i = 0; i < s.len; i++) {
+        s.p[i] ^= 0x20;
+        assert_int_equal(cd_crypto_open(key, cus, field, sealed, &o), CD_ERR_CRYPTO);
+        s.p[i] ^= 0x20;
+    }
+    for (size_t n = 0; n < s.len; n++)
+        assert_int_equal(cd_crypto_open(key, cus, field, (struct cd_str){s.p, n}, &o),
+                         CD_ERR_CRYPTO);
+    assert_int_equal(o.len, 0);
+
+    /* Length-prefixed AD: ("ab", "c") is not ("a", "bc"). */
+    cd_buf_reset(&s);
+    assert_int_equal(cd_crypto_seal(key, CD_STR("ab"), CD_STR("c"), pt, &s), CD_OK);
+    sealed = (struct cd_str){s.p, s.len};
+    assert_int_equal(cd_crypto_open(key, CD_STR("a"), CD_STR("bc"), sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open(key, CD_STR("ab"), CD_STR("c"), sealed, &o), CD_OK);
+
+    /* Empty plaintext, and appending after existing bytes. */
+    cd_buf_reset(&s);
+    assert_int_equal(cd_buf_puts(&s, "hdr"), CD_OK);
+    assert_int_equal(cd_crypto_seal(key, cus, field, CD_STR(""), &s), CD_OK);
+    assert_int_equal(s.len, 3 + CD_CRYPTO_SEAL_OVERHEAD);
+    cd_buf_reset(&o);
+    assert_int_equal(cd_crypto_open(key, cus, field, (struct cd_str){s.p + 3, s.len - 3}, &o),
+                     CD_OK);
+    assert_int_equal(o.len, 0);
+    cd_buf_free(&s);
+    cd_buf_free(&o);
+}
+
+static void seal_respects_buffer_caps_and_allocation_failures(void **state)
+{
+    uint8_t key[32];
+    struct cd_buf s = CD_BUF_INIT(CD_CRYPTO_SEAL_OVERHEAD + 4);
+    struct cd_buf o = CD_BUF_INIT(3);
+
+    cd_crypto_data_key_new(key);
+    assert_int_equal(cd_crypto_seal(key, CD_STR("c"), CD_STR("f"), CD_STR("12345"), &s),
+                     CD_ERR_TOO_BIG);
+    assert_int_equal(s.len, 0);
+    assert_int_equal(cd_crypto_seal(key, CD_STR("c"), CD_STR("f"), CD_STR("1234"), &s), CD_OK);
+    assert_int_equal(cd_crypto_open(key, CD_STR("c"), CD_STR("f"), (struct cd_str){s.p, s.len},
+                                    &o),
+                     CD_ERR_TOO_BIG);
+    assert_int_equal(o.len, 0);
+    cd_buf_free(&s);
+    cd_buf_free(&o);
+
+    for (long n = 1; n < 10; n++) {
+        struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0);
+        cd_alloc_fail_nth(n);
+        enum cd_err e1 = cd_crypto_seal(key, CD_STR("c"), CD_STR("f"), CD_STR("secret"), &a);
+        enum cd_err e2 = e1 == CD_OK ? cd_crypto_open(key, CD_STR("c"), CD_STR("f"),
+                                                      (struct cd_str){a.p, a.len}, &b)
+                                     : e1;
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (hit) {
+            assert_true(e1 == CD_ERR_NOMEM || e2 == CD_ERR_NOMEM);
+            assert_int_equal(b.len, 0);
+        } else {
+            assert_int_equal(e2, CD_OK);
+            assert_memory_equal(b.p, "secret", 6);
+        }
+        cd_buf_free(&a);
+        cd_buf_free(&b);
+        if (!hit)
+            break;
+    }
+}
+
+/* ---- blind index ---- */
+
+static void blind_index_is_keyed_and_domain_separated(void **state)
+{
+    uint8_t k1[32] = {1}, k2[32] = {2}, a[32], b[32];
+
+    cd_crypto_blind_index(k1, CD_STR("email"), CD_STR("ada@example.org"), a);
+    cd_crypto_blind_index(k1, CD_STR("email"), CD_STR("ada@example.org"), b);
+    assert_memory_equal(a, b, 32);
+    cd_crypto_blind_index(k2, CD_STR("email"), CD_STR("ada@example.org"), b);
+    assert_memory_not_equal(a, b, 32);
+    cd_crypto_blind_index(k1, CD_STR("handle"), CD_STR("ada@example.org"), b);
+    assert_memory_not_equal(a, b, 32);
+    cd_crypto_blind_index(k1, CD_STR("ab"), CD_STR("c"), a);
+    cd_crypto_blind_index(k1, CD_STR("a"), CD_STR("bc"), b);
+    assert_memory_not_equal(a, b, 32);
+}
+
+/* ---- Ed25519 ---- */
+
+static void ed25519_matches_rfc8032_and_rejects_forgeries(void **state)
+{
+    uint8_t seed[32], pk[32], sig[64], want[64];
+    struct cd_crypto_signer s;
+    char hex[CD_CRYPTO_PK_HEX_LEN + 1];
+
+    unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", seed, 32);
+    unhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", pk, 32);
+    unhex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc"
+          "61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+          want, 64);
+    cd_crypto_signer_from_seed(seed, &s);
+    assert_memory_equal(s.pk, pk, 32);
+    cd_crypto_sign(&s, "", 0, sig);
+    assert_memory_equal(sig, want, 64);
+    assert_int_equal(cd_crypto_verify(pk, "", 0, sig), CD_OK);
+    assert_int_equal(cd_crypto_verify(pk, "x", 1, sig), CD_ERR_INTEGRITY);
+    sig[5] ^= 1;
+    assert_int_equal(cd_crypto_verify(pk, "", 0, sig), CD_ERR_INTEGRITY);
+    cd_crypto_pubkey_hex(pk, hex);
+    assert_string_equal(hex, "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    cd_crypto_signer_wipe(&s);
+    memset(seed, 0, sizeof seed);
+    assert_memory_equal(s.sk, seed, 32);
+}
+
+static void signing_key_file_and_pem_round_trip(void **state)
+{
+    char path[256];
+    struct cd_crypto_signer a, b;
+    struct cd_buf pem = CD_BUF_INIT(1024);
+    uint8_t pk[32], id[32];
+    char hex[CD_CRYPTO_PK_HEX_LEN + 1];
+    struct stat st;
+
+    path_of(path, sizeof path, CD_CRYPTO_SIGNING_KEY_FILE);
+    assert_int_equal(cd_crypto_signer_load_or_create(path, &a), CD_OK);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(cd_crypto_signer_load_or_create(path, &b), CD_OK);
+    assert_memory_equal(a.pk, b.pk, 32);
+    assert_memory_equal(a.sk, b.sk, 64);
+
+    assert_int_equal(cd_crypto_pubkey_pem(a.pk, &pem), CD_OK);
+    assert_non_null(strstr(pem.p, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA"));
+    assert_int_equal(cd_crypto_pubkey_parse((struct cd_str){pem.p, pem.len}, pk), CD_OK);
+    assert_memory_equal(pk, a.pk, 32);
+    cd_crypto_pubkey_hex(a.pk, hex);
+    memset(pk, 0, sizeof pk);
+    assert_int_equal(cd_crypto_pubkey_parse(cd_str_c(hex), pk), CD_OK);
+    assert_memory_equal(pk, a.pk, 32);
+    assert_int_equal(cd_crypto_pubkey_parse(CD_STR("nope"), pk), CD_ERR_INVALID);
+    assert_int_equal(cd_crypto_pubkey_parse(CD_STR("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA"
+                                                   "\n-----END PUBLIC KEY-----"),
+                                            pk),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_crypto_pubkey_id(a.pk, id), CD_OK);
+
+    /* A too-small buffer fails cleanly and keeps what it had. */
+    struct cd_buf small = CD_BUF_INIT(20);
+    assert_int_equal(cd_buf_puts(&small, "keep"), CD_OK);
+    assert_int_equal(cd_crypto_pubkey_pem(a.pk, &small), CD_ERR_TOO_BIG);
+    assert_string_equal(small.p, "keep");
+    cd_buf_free(&small);
+    for (long n = 1; n < 5; n++) {
+        struct cd_buf p2 = CD_BUF_INIT(0);
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_crypto_pubkey_pem(a.pk, &p2);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        assert_int_equal(err, hit ? CD_ERR_NOMEM : CD_OK);
+        assert_int_equal(p2.len, hit ? 0 : pem.len);
+        cd_buf_free(&p2);
+        if (!hit)
+            break;
+    }
+    cd_buf_free(&pem);
+    cd_crypto_signer_wipe(&a);
+    cd_crypto_signer_wipe(&b);
+}
+
+static int run_openssl_verify(const char *pub, const char *msg, const char *sig)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof cmd,
+             "openssl pkeyutl -verify -pubin -inkey '%s' -rawin -in '%s' -sigfile '%s' "
+             ">/dev/null 2>&1",
+             pub, msg, sig);
+    return system(cmd);
+}
+
+static void openssl_cli_verifies_our_signatures(void **state)
+{
+    struct cd_crypto_signer s;
+    struct cd_buf pem = CD_BUF_INIT(1024);
+    char keyp[256], pubp[256], msgp[256], sigp[256];
+    const char msg[] = "{\"tree_size\":12345,\"root_hash\":\"00ff\",\"timestamp\":1764097000000}";
+    uint8_t sig[64];
+
+    if (system("command -v openssl >/dev/null 2>&1") != 0)
+        skip();
+    path_of(keyp, sizeof keyp, "interop.key");
+    path_of(pubp, sizeof pubp, "interop.pem");
+    path_of(msgp, sizeof msgp, "interop.msg");
+    path_of(sigp, sizeof sigp, "interop.sig");
+    assert_int_equal(cd_crypto_signer_load_or_create(keyp, &s), CD_OK);
+    assert_int_equal(cd_crypto_pubkey_pem(s.pk, &pem), CD_OK);
+    write_file(pubp, pem.p, pem.len, 0644);
+    write_file(msgp, msg, sizeof msg - 1, 0644);
+    cd_crypto_sign(&s, msg, sizeof msg - 1, sig);
+    write_file(sigp, sig, sizeof sig, 0644);
+    assert_int_equal(run_openssl_verify(pubp, msgp, sigp), 0);
+
+    sig[10] ^= 0x04;
+    write_file(sigp, sig, sizeof sig, 0644);
+    assert_int_not_equal(run_openssl_verify(pubp, msgp, sigp), 0);
+    sig[10] ^= 0x04;
+    write_file(sigp, sig, sizeof sig, 0644);
+    write_file(msgp, msg, sizeof msg - 2, 0644);
+    assert_int_not_equal(run_openssl_verify(pubp, msgp, sigp), 0);
+    cd_buf_free(&pem);
+    cd_crypto_signer_wipe(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sha256_matches_known_vectors),
+        cmocka_unit_test(keyfile_is_created_0600_and_reloaded),
+        cmocka_unit_test(keyfile_refuses_loose_modes_links_and_wrong_sizes),
+        cmocka_unit_test(keyfile_survives_allocation_failures),
+        cmocka_unit_test(master_key_from_env_or_file),
+        cmocka_unit_test(derived_keys_are_independent),
+        cmocka_unit_test(data_keys_wrap_and_bind_customer_and_version),
+        cmocka_unit_test(seal_round_trips_and_binds_customer_and_field),
+        cmocka_unit_test(seal_respects_buffer_caps_and_allocation_failures),
+        cmocka_unit_test(blind_index_is_keyed_and_domain_separated),
+        cmocka_unit_test(ed25519_matches_rfc8032_and_rejects_forgeries),
+        cmocka_unit_test(signing_key_file_and_pem_round_trip),
+        cmocka_unit_test(openssl_cli_verifies_our_signatures),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
