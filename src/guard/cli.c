@@ -1,0 +1,223 @@
+/* `candor guard`: check one message from a file or stdin and print the findings. The option
+ * table below is the single source of the usage text. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "guard/guard_int.h"
+
+enum { EXIT_USAGE = 3, EXIT_INPUT = 4 };
+
+static const struct {
+    const char *opt, *arg, *help;
+} options[] = {
+    {"--rules", "DIR", "rule packs directory (default: ./rules, else $CANDOR_RULES)"},
+    {"--format", "text|json", "output format (default: text)"},
+    {"--channel", "NAME", "channel the message goes out on (email, sms, chat, ...)"},
+    {"--inbound", NULL, "check a message received from a customer instead of one to send"},
+    {"--help", NULL, "show this help"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: candor guard [options] FILE|-\n"
+               "Checks a message before it is sent. Exit status: 0 allow, 1 warn, 2 block,\n"
+               "3 usage error, 4 unreadable input or rules.\n\noptions:\n");
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "%s%s%s", options[i].opt, options[i].arg ? " " : "",
+                 options[i].arg ? options[i].arg : "");
+        fprintf(f, "  %-22s %s\n", left, options[i].help);
+    }
+}
+
+static enum cd_err read_all(FILE *f, char **out, size_t *len)
+{
+    struct cd_buf b = CD_BUF_INIT(CD_GUARD_MAX_TEXT);
+    char chunk[16384];
+    size_t got;
+    enum cd_err err = CD_OK;
+
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if ((err = cd_buf_append(&b, chunk, got)) != CD_OK)
+            goto out;
+    if (ferror(f)) {
+        err = cd_err_set(CD_ERR_IO, "read error");
+        goto out;
+    }
+    if ((err = cd_buf_reserve(&b, 1)) != CD_OK)
+        goto out;
+    *out = cd_buf_take(&b, len);
+out:
+    cd_buf_free(&b);
+    return err;
+}
+
+/* Moves i back to a character boundary. */
+static size_t boundary(const char *p, size_t i)
+{
+    while (i > 0 && ((unsigned char)p[i] & 0xC0) == 0x80)
+        i--;
+    return i;
+}
+
+static void print_span(const char *text, size_t len, size_t st, size_t en)
+{
+    size_t a = st > 40 ? boundary(text, st - 40) : 0;
+    size_t b = en + 40 < len ? boundary(text, en + 40) : len;
+
+    fputs("    > ", stdout);
+    for (size_t i = a; i < b; i++) {
+        if (i == st)
+            fputs("\xC2\xBB", stdout); /* » */
+        if (i == en)
+            fputs("\xC2\xAB", stdout); /* « */
+        putchar(text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ? ' ' : text[i]);
+    }
+    if (en == b)
+        fputs("\xC2\xAB", stdout);
+    putchar('\n');
+}
+
+static void line_col(const char *text, size_t off, size_t *line, size_t *col)
+{
+    size_t l = 1, c = 1;
+
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+static const char *default_rules(void)
+{
+    struct stat st;
+    const char *env;
+
+    if (stat("rules", &st) == 0 && S_ISDIR(st.st_mode))
+        return "rules";
+    env = getenv("CANDOR_RULES");
+    return env && *env ? env : "rules";
+}
+
+int cd_guard_cli(int argc, char **argv)
+{
+    const char *rules = NULL, *format = "text", *channel = NULL, *file = NULL;
+    bool outbound = true;
+    struct cd_guard *g = NULL;
+    struct cd_guard_result *r = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = EXIT_INPUT;
+    enum cd_err err;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--inbound") == 0) {
+            outbound = false;
+        } else if ((strcmp(a, "--rules") == 0 || strcmp(a, "--format") == 0 ||
+                    strcmp(a, "--channel") == 0)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "candor guard: %s needs a value\n", a);
+                return EXIT_USAGE;
+            }
+            if (a[2] == 'r')
+                rules = argv[++i];
+            else if (a[2] == 'f')
+                format = argv[++i];
+            else
+                channel = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "candor guard: unknown option %s (see --help)\n", a);
+            return EXIT_USAGE;
+        } else if (file) {
+            fprintf(stderr, "candor guard: one input only (see --help)\n");
+            return EXIT_USAGE;
+        } else {
+            file = a;
+        }
+    }
+    if (file == NULL) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
+        fprintf(stderr, "candor guard: --format must be text or json\n");
+        return EXIT_USAGE;
+    }
+    if (rules == NULL)
+        rules = default_rules();
+    if (strcmp(file, "-") == 0) {
+        err = read_all(stdin, &text, &len);
+    } else {
+        FILE *f = fopen(file, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "candor guard: %s: %s\n", file, strerror(errno));
+            goto out;
+        }
+        err = read_all(f, &text, &len);
+        fclose(f);
+    }
+    if (err != CD_OK) {
+        fprintf(stderr, "candor guard: %s: %s %s\n", file, cd_err_name(err), cd_err_detail());
+        goto out;
+    }
+    if ((err = cd_guard_open(rules, &g)) != CD_OK) {
+        fprintf(stderr, "candor guard: rules: %s\n", cd_err_detail()[0] ? cd_err_detail()
+                                                                         : cd_err_name(err));
+        goto out;
+    }
+    struct cd_guard_input in = {{text, len}, channel, outbound};
+    if ((err = cd_guard_check(g, &in, &r)) != CD_OK) {
+        fprintf(stderr, "candor guard: %s: %s%s%s\n", file, cd_err_name(err),
+                cd_err_detail()[0] ? ": " : "", cd_err_detail());
+        goto out;
+    }
+    if (strcmp(format, "json") == 0) {
+        json_t *j = NULL;
+        char *s = NULL;
+        size_t sl;
+        if (cd_guard_result_to_json(r, true, &j) != CD_OK || cd_json_dump(j, &s, &sl) != CD_OK) {
+            json_decref(j);
+            fprintf(stderr, "candor guard: out of memory\n");
+            goto out;
+        }
+        fwrite(s, 1, sl, stdout);
+        putchar('\n');
+        cd_free(s);
+        json_decref(j);
+    } else {
+        size_t n = cd_guard_result_count(r);
+        printf("%s: %zu finding%s, grade level %.1f\n",
+               cd_guard_verdict_name(cd_guard_result_verdict(r)), n, n == 1 ? "" : "s",
+               cd_guard_result_grade(r));
+        for (size_t i = 0; i < n; i++) {
+            const struct cd_guard_finding *f = cd_guard_result_finding(r, i);
+            size_t line, col;
+            line_col(text, f->start, &line, &col);
+            printf("%s:%zu:%zu: %s [%s, %s] %s\n", strcmp(file, "-") ? file : "<stdin>", line,
+                   col, f->rule, f->category, cd_guard_severity_name(f->severity), f->message);
+            print_span(text, len, f->start, f->end);
+            if (f->suggestion[0])
+                printf("    suggestion: %s\n", f->suggestion);
+            for (size_t k = 0; k < f->nreferences; k++)
+                printf("    see: %s\n", f->references[k]);
+        }
+    }
+    rc = (int)cd_guard_result_verdict(r);
+out:
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+    cd_free(text);
+    return rc;
+}

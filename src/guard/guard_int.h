@@ -1,0 +1,138 @@
+/* guard internals: the compiled rule set, the loader, normalisation and validators.
+ * Only src/guard/ includes this header. */
+#ifndef CD_GUARD_INT_H
+#define CD_GUARD_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <hs/hs.h>
+#include "guard/guard.h"
+
+/* Hard limits for rule files, so a hostile or broken pack fails cleanly. */
+#define CD__GUARD_MAX_FILE (1u << 20)
+#define CD__GUARD_MAX_RULES 20000u
+#define CD__GUARD_MAX_PATTERNS 100000u
+#define CD__GUARD_MAX_PATTERN_LEN 2000u
+#define CD__GUARD_MAX_MATCHES (1u << 18)
+
+enum cd__guard_kind {
+    CD__GUARD_EXISTENCE,
+    CD__GUARD_SUBSTITUTION,
+    CD__GUARD_PII,
+    CD__GUARD_READABILITY,
+    CD__GUARD_OCCURRENCE,
+};
+
+enum cd__guard_validator {
+    CD__GUARD_V_NONE,
+    CD__GUARD_V_CARD,    /* Luhn plus issuer prefix and length */
+    CD__GUARD_V_LUHN,    /* Luhn only (e.g. Canadian SIN) */
+    CD__GUARD_V_IBAN,    /* country length and mod-97 */
+    CD__GUARD_V_SSN,     /* US SSN structural rules */
+    CD__GUARD_V_BSN,     /* Dutch BSN eleven-test */
+    CD__GUARD_V_AADHAAR, /* Indian Aadhaar, Verhoeff */
+    CD__GUARD_V_CPF,     /* Brazilian CPF, two mod-11 digits */
+    CD__GUARD_V_DNI,     /* Spanish DNI/NIE letter */
+    CD__GUARD_V_NINO,    /* UK National Insurance number prefixes */
+    CD__GUARD_V_ABA,     /* US routing number checksum */
+    CD__GUARD_V_PHONE,   /* plausible phone number, not toll-free, not all one digit */
+    CD__GUARD_V_EMAIL,   /* an address whose local part is not a role (support@, info@) */
+};
+
+enum cd__guard_measure { CD__GUARD_COUNT, CD__GUARD_UPPERCASE };
+
+/* A window of context patterns around a candidate: any hit of one of pats whose span comes
+ * within `before` bytes before the candidate or `after` bytes after it. */
+struct cd__guard_ctx {
+    uint32_t *pats;
+    size_t npats;
+    uint32_t before, after;
+};
+
+struct cd__guard_chsev {
+    const char *channel; /* a channel name, "inbound" or "outbound" */
+    enum cd_guard_severity severity;
+};
+
+struct cd__guard_rule {
+    const char *id, *category, *message, *suggestion, *file;
+    const char **refs;
+    size_t nrefs;
+    int line;
+    enum cd__guard_kind kind;
+    enum cd_guard_severity severity;
+    bool inbound, outbound;
+    const char **channels; /* NULL = every channel */
+    size_t nchannels;
+    struct cd__guard_chsev *chsev;
+    size_t nchsev;
+    enum cd__guard_validator validator;
+    const char *redact; /* "card", a tag like "email", or NULL (not redacted) */
+    struct cd__guard_ctx context, unless;
+    double max_grade;
+    uint32_t min_words;
+    enum cd__guard_measure measure;
+    uint32_t max_count;
+    double max_ratio;
+    uint32_t min_letters;
+};
+
+#define CD__GUARD_NO_RULE UINT32_MAX
+
+/* One Hyperscan expression. rule is CD__GUARD_NO_RULE for context/unless patterns. */
+struct cd__guard_pat {
+    const char *expr;
+    const char *replacement; /* substitution: the better word */
+    const char *term;        /* substitution: the word as written in the pack */
+    uint32_t rule;
+    int line;
+    const char *file;
+};
+
+/* A compiled, immutable rule set. Shared by reference: the guard holds one reference, every
+ * check in flight and every live result another. The scratch pool is the only mutable part. */
+struct cd__guard_set {
+    atomic_long refs;
+    struct cd_arena arena; /* every string and small array of the set */
+    struct cd__guard_rule *rules;
+    size_t nrules, caprules;
+    struct cd__guard_pat *pats;
+    size_t npats, cappats;
+    hs_database_t *db;
+    hs_scratch_t *proto; /* never used for scanning; cloned per thread */
+    pthread_mutex_t pool_lock;
+    hs_scratch_t **pool;
+    size_t npool, cappool;
+};
+
+struct cd_guard {
+    pthread_mutex_t lock; /* guards cur only */
+    struct cd__guard_set *cur;
+};
+
+/* Loader (load.c). Parses one YAML document of len bytes into set; name is used in errors. */
+enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, const char *data,
+                                size_t len);
+/* Compiles set->pats into set->db and allocates the prototype scratch. */
+enum cd_err cd__guard_compile(struct cd__guard_set *set);
+struct cd__guard_set *cd__guard_set_new(void);
+void cd__guard_set_unref(struct cd__guard_set *set);
+
+/* Normalisation (norm.c). Produces the matching key of text (NFKD compatibility, case folded,
+ * marks, zero-width and format characters stripped, common confusables mapped to ASCII) in
+ * *norm (cd_malloc'ed, *nlen bytes) and, unless text is ASCII, *map: for each byte of *norm the
+ * byte offset in text of the character it came from (*map NULL means identity).
+ * text must be valid UTF-8. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
+enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map);
+
+/* Flesch–Kincaid grade of normalised text, with the word count. */
+double cd__guard_fk_grade(const char *p, size_t n, size_t *words);
+
+/* Runs validator v on candidate s (normalised text). */
+bool cd__guard_validate(enum cd__guard_validator v, struct cd_str s);
+
+/* UTF-16 code units in the valid UTF-8 range p[0..n). */
+size_t cd__guard_utf16_len(const char *p, size_t n);
+
+#endif
