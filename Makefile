@@ -69,6 +69,7 @@ UNIT_DEPS_store  :=
 UNIT_DEPS_core   := store crypto
 UNIT_DEPS_http   := store crypto core audit policy consent guard
 UNIT_DEPS_audit  := store crypto
+UNIT_DEPS_merkle := audit store crypto
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

@@ -19,13 +19,13 @@
 #ifndef CD_CRYPTO_H
 #define CD_CRYPTO_H
 
+#include "base/base.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "base/base.h"
 
-#define CD_CRYPTO_KEY_LEN 32     /* master, data, index keys */
-#define CD_CRYPTO_HASH_LEN 32    /* SHA-256, blind index */
-#define CD_CRYPTO_NONCE_LEN 24   /* XChaCha20-Poly1305 */
+#define CD_CRYPTO_KEY_LEN 32   /* master, data, index keys */
+#define CD_CRYPTO_HASH_LEN 32  /* SHA-256, blind index */
+#define CD_CRYPTO_NONCE_LEN 24 /* XChaCha20-Poly1305 */
 #define CD_CRYPTO_TAG_LEN 16
 #define CD_CRYPTO_SEAL_VERSION 1 /* first byte of every sealed field */
 /* Sealed field = version (1) || nonce (24) || ciphertext (len of plaintext) || tag (16). */
@@ -107,8 +107,8 @@ enum cd_err cd_crypto_master_key_load(const char *data_dir, uint8_t out[CD_CRYPT
 /* Derives an independent subkey from a root key (libsodium crypto_kdf, BLAKE2b): context is
  * exactly 8 characters naming the use (e.g. "cdbidx01" for the blind-index key), id numbers
  * keys within that use. Deterministic, cannot fail. */
-void cd_crypto_derive_key(const uint8_t root[CD_CRYPTO_KEY_LEN], const char context[8],
-                          uint64_t id, uint8_t out[CD_CRYPTO_KEY_LEN]);
+void cd_crypto_derive_key(const uint8_t root[CD_CRYPTO_KEY_LEN], const char context[8], uint64_t id,
+                          uint8_t out[CD_CRYPTO_KEY_LEN]);
 
 /* ---- per-customer data keys -------------------------------------------------------------- */
 
@@ -126,9 +126,8 @@ void cd_crypto_key_wrap(const uint8_t master[CD_CRYPTO_KEY_LEN], struct cd_str c
 /* Unwraps a key made by cd_crypto_key_wrap. wrapped[0..len) is borrowed.
  * Errors: CD_ERR_CRYPTO (wrong length or version, wrong master key, customer or version, or
  * tampered bytes). out is written only on success; the caller wipes it after use. */
-enum cd_err cd_crypto_key_unwrap(const uint8_t master[CD_CRYPTO_KEY_LEN],
-                                 struct cd_str customer_id, uint32_t key_version,
-                                 const uint8_t *wrapped, size_t len,
+enum cd_err cd_crypto_key_unwrap(const uint8_t master[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
+                                 uint32_t key_version, const uint8_t *wrapped, size_t len,
                                  uint8_t out[CD_CRYPTO_KEY_LEN]);
 
 /* ---- field sealing ----------------------------------------------------------------------- */

@@ -4,10 +4,10 @@
  * allocation and a provider lookup, which for 300-byte audit rows is as much as the hashing.
  * A pthread key destructor frees the context when a thread exits; the main thread's context
  * stays reachable through thread-local storage until the process ends. */
-#include <pthread.h>
-#include <openssl/evp.h>
-#include <sodium.h>
 #include "crypto.h"
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sodium.h>
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static enum cd_err init_result = CD_ERR_CRYPTO;

@@ -3,14 +3,14 @@
  * A key file is created under a temporary name and link()ed into place: link never replaces an
  * existing file, so two processes racing to create the same key both end up using the winner's
  * bytes, and a reader never sees a half-written file. */
+#include "crypto_int.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sodium.h>
-#include "crypto_int.h"
 
 #define KEYFILE_MAX 4096
 
@@ -127,8 +127,8 @@ static enum cd_err create_keyfile(const char *path, size_t len, uint8_t *key, bo
     bool created = false;
     const char *slash = strrchr(path, '/');
     /* Everything that can run out of memory happens before the key is installed. */
-    char *dir = slash ? cd_strndup(path, slash == path ? 1 : (size_t)(slash - path))
-                      : cd_strdup(".");
+    char *dir =
+        slash ? cd_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : cd_strdup(".");
 
     *lost_race = false;
     randombytes_buf(rnd, sizeof rnd);
@@ -228,8 +228,8 @@ out:
     return err;
 }
 
-void cd_crypto_derive_key(const uint8_t root[CD_CRYPTO_KEY_LEN], const char context[8],
-                          uint64_t id, uint8_t out[CD_CRYPTO_KEY_LEN])
+void cd_crypto_derive_key(const uint8_t root[CD_CRYPTO_KEY_LEN], const char context[8], uint64_t id,
+                          uint8_t out[CD_CRYPTO_KEY_LEN])
 {
     crypto_kdf_derive_from_key(out, CD_CRYPTO_KEY_LEN, id, context, root);
 }
@@ -240,13 +240,12 @@ void cd_crypto_data_key_new(uint8_t out[CD_CRYPTO_KEY_LEN])
 }
 
 /* The wrap's associated data: a digest of the domain, the customer id and the key version. */
-static void wrap_ad(struct cd_str customer_id, uint32_t key_version,
-                    uint8_t ad[CD_CRYPTO_HASH_LEN])
+static void wrap_ad(struct cd_str customer_id, uint32_t key_version, uint8_t ad[CD_CRYPTO_HASH_LEN])
 {
     uint8_t v[4] = {(uint8_t)(key_version >> 24), (uint8_t)(key_version >> 16),
                     (uint8_t)(key_version >> 8), (uint8_t)key_version};
-    struct cd_str parts[3] = {CD_STR("candor.key-wrap.v1"), customer_id,
-                              {(const char *)v, sizeof v}};
+    struct cd_str parts[3] = {
+        CD_STR("candor.key-wrap.v1"), customer_id, {(const char *)v, sizeof v}};
 
     cd__crypto_hash_parts(NULL, parts, 3, ad);
 }
@@ -266,9 +265,8 @@ void cd_crypto_key_wrap(const uint8_t master[CD_CRYPTO_KEY_LEN], struct cd_str c
                                                master);
 }
 
-enum cd_err cd_crypto_key_unwrap(const uint8_t master[CD_CRYPTO_KEY_LEN],
-                                 struct cd_str customer_id, uint32_t key_version,
-                                 const uint8_t *wrapped, size_t len,
+enum cd_err cd_crypto_key_unwrap(const uint8_t master[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
+                                 uint32_t key_version, const uint8_t *wrapped, size_t len,
                                  uint8_t out[CD_CRYPTO_KEY_LEN])
 {
     enum cd_err err = CD_OK;
@@ -279,10 +277,10 @@ enum cd_err cd_crypto_key_unwrap(const uint8_t master[CD_CRYPTO_KEY_LEN],
         goto out;
     }
     wrap_ad(customer_id, key_version, ad);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            key, NULL, NULL, wrapped + 1 + CD_CRYPTO_NONCE_LEN,
-            CD_CRYPTO_WRAPPED_LEN - 1 - CD_CRYPTO_NONCE_LEN, ad, sizeof ad, wrapped + 1,
-            master) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(key, NULL, NULL,
+                                                   wrapped + 1 + CD_CRYPTO_NONCE_LEN,
+                                                   CD_CRYPTO_WRAPPED_LEN - 1 - CD_CRYPTO_NONCE_LEN,
+                                                   ad, sizeof ad, wrapped + 1, master) != 0) {
         err = cd_err_set(CD_ERR_CRYPTO, "wrapped key does not open with this master key, "
                                         "customer and key version");
         goto out;

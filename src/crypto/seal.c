@@ -3,9 +3,9 @@
  * The associated data is a 32-byte digest of (domain, customer id, field name), each part
  * length-prefixed: it binds a ciphertext to its row and column without the AEAD ever seeing a
  * variable-length, allocated AD buffer. docs/crypto.md gives the byte layout. */
-#include <string.h>
-#include <sodium.h>
 #include "crypto_int.h"
+#include <sodium.h>
+#include <string.h>
 
 static void seal_ad(struct cd_str customer_id, struct cd_str field_name,
                     uint8_t ad[CD_CRYPTO_HASH_LEN])
@@ -66,8 +66,7 @@ enum cd_err cd_crypto_open(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str c
     seal_ad(customer_id, field_name, ad);
     dst = (uint8_t *)out->p + out->len;
     /* libsodium checks the tag before it decrypts, so a forgery writes nothing into out. */
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(dst, NULL, NULL,
-                                                   src + 1 + CD_CRYPTO_NONCE_LEN,
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(dst, NULL, NULL, src + 1 + CD_CRYPTO_NONCE_LEN,
                                                    sealed.len - 1 - CD_CRYPTO_NONCE_LEN, ad,
                                                    sizeof ad, src + 1, key) != 0) {
         err = cd_err_set(CD_ERR_CRYPTO, "sealed field does not open with this key, customer "

@@ -3,9 +3,9 @@
  *
  * The DER of an Ed25519 SubjectPublicKeyInfo (RFC 8410) is a fixed 12-byte prefix followed by
  * the 32-byte key, so it is written and parsed directly rather than through an ASN.1 library. */
-#include <string.h>
-#include <sodium.h>
 #include "crypto_int.h"
+#include <sodium.h>
+#include <string.h>
 
 static const uint8_t spki_prefix[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
                                         0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
@@ -119,8 +119,7 @@ out:
     return err;
 }
 
-enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN],
-                                uint8_t out[CD_CRYPTO_HASH_LEN])
+enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN], uint8_t out[CD_CRYPTO_HASH_LEN])
 {
     uint8_t der[SPKI_LEN];
 

@@ -1,11 +1,11 @@
 /* Unit tests for src/crypto: SHA-256, key files, the master key, key wrapping, field sealing,
  * blind indexes and Ed25519 (including interop with the openssl command-line tool). */
+#include "crypto/crypto.h"
+#include "unit.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "unit.h"
-#include "crypto/crypto.h"
 
 static char tmpdir[] = "/tmp/candor-test-crypto-XXXXXX";
 
@@ -73,7 +73,7 @@ static void sha256_matches_known_vectors(void **state)
     assert_int_equal(cd_crypto_sha256_final(&inc, h), CD_OK);
     assert_memory_equal(h, want, 32);
     cd_crypto_sha256_free(&inc);
-    cd_crypto_sha256_free(&inc); /* safe twice */
+    cd_crypto_sha256_free(&inc);               /* safe twice */
     assert_int_equal(cd_crypto_init(), CD_OK); /* idempotent */
 }
 
@@ -197,7 +197,8 @@ static void derived_keys_are_independent(void **state)
 
 static void data_keys_wrap_and_bind_customer_and_version(void **state)
 {
-    uint8_t master[32], other[32], dk[32], out[32], w[CD_CRYPTO_WRAPPED_LEN], w2[CD_CRYPTO_WRAPPED_LEN];
+    uint8_t master[32], other[32], dk[32], out[32], w[CD_CRYPTO_WRAPPED_LEN],
+        w2[CD_CRYPTO_WRAPPED_LEN];
     struct cd_str cus = CD_STR("cus_01HZY");
 
     cd_crypto_data_key_new(master);
@@ -289,8 +290,7 @@ static void seal_respects_buffer_caps_and_allocation_failures(void **state)
                      CD_ERR_TOO_BIG);
     assert_int_equal(s.len, 0);
     assert_int_equal(cd_crypto_seal(key, CD_STR("c"), CD_STR("f"), CD_STR("1234"), &s), CD_OK);
-    assert_int_equal(cd_crypto_open(key, CD_STR("c"), CD_STR("f"), (struct cd_str){s.p, s.len},
-                                    &o),
+    assert_int_equal(cd_crypto_open(key, CD_STR("c"), CD_STR("f"), (struct cd_str){s.p, s.len}, &o),
                      CD_ERR_TOO_BIG);
     assert_int_equal(o.len, 0);
     cd_buf_free(&s);
