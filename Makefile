@@ -114,4 +114,7 @@ quality: build/candor
 clean:
 	rm -rf build
 
+# Embedded files (.incbin) are not seen by -MMD.
+build/src/http/openapi.o build/asan/src/http/openapi.o build/fuzz/src/http/openapi.o: docs/openapi.yaml
+
 -include $(OBJS_REL:.o=.d) $(OBJS_ASAN:.o=.d) $(LIBOBJS_FUZZ:.o=.d)

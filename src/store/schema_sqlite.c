@@ -25,11 +25,17 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE INDEX interactions_timeline ON interactions(customer_id, occurred_at DESC, id DESC);"
     "CREATE TABLE idempotency("
     "  scope TEXT NOT NULL, key TEXT NOT NULL, request_hash BLOB NOT NULL,"
-    "  status INTEGER NOT NULL, response BLOB NOT NULL, created_at INTEGER NOT NULL,"
+    "  resource_id TEXT NOT NULL, created_at INTEGER NOT NULL,"
     "  PRIMARY KEY(scope, key)) WITHOUT ROWID;"
     "CREATE TABLE merges("
     "  merged_id TEXT PRIMARY KEY, survivor_id TEXT NOT NULL, merged_at INTEGER NOT NULL,"
-    "  actor TEXT NOT NULL, request_id TEXT);",
+    "  actor TEXT NOT NULL, request_id TEXT);"
+    /* audit: entry holds the canonical JSON bytes that hash is computed over. */
+    "CREATE TABLE audit_events("
+    "  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, entry BLOB NOT NULL,"
+    "  prev_hash BLOB NOT NULL, hash BLOB NOT NULL, customer_id TEXT, action TEXT,"
+    "  actor_token TEXT);"
+    "CREATE INDEX audit_by_customer ON audit_events(customer_id, seq);",
 };
 
 const int cd__store_sqlite_migrations_count =

@@ -1,0 +1,381 @@
+/* The audit ledger: append-only, hash-chained events. Each entry's canonical bytes are a JSON
+ * object with sorted keys and no whitespace; its chain hash is SHA-256(prev_hash || bytes), so
+ * changing, deleting or reordering any row breaks every hash after it. */
+#include <openssl/evp.h>
+#include <string.h>
+#include "audit.h"
+
+#define HASH_LEN 32
+#define MAX_EVENT 4096
+
+static enum cd_err add_member(json_t *o, const char *key, const char *v)
+{
+    if (v == NULL)
+        return CD_OK;
+    return cd_json_set_new(o, key, json_string(v));
+}
+
+/* The canonical bytes of an event: sorted keys, compact, UTF-8. */
+static enum cd_err canonical(uint64_t seq, int64_t ts, const struct cd_audit_event *ev,
+                             char **out, size_t *len)
+{
+    json_t *o = json_object();
+    char *s = NULL;
+    enum cd_err err = CD_ERR_NOMEM;
+
+    if (o == NULL)
+        return CD_ERR_NOMEM;
+    if (cd_json_set_new(o, "seq", json_integer((json_int_t)seq)) != CD_OK ||
+        cd_json_set_new(o, "ts", json_integer(ts)) != CD_OK ||
+        add_member(o, "action", ev->action) != CD_OK ||
+        add_member(o, "outcome", ev->outcome) != CD_OK ||
+        add_member(o, "actor_token", ev->actor_token) != CD_OK ||
+        add_member(o, "actor_role", ev->actor_role) != CD_OK ||
+        add_member(o, "actor_name", ev->actor_name) != CD_OK ||
+        add_member(o, "purpose", ev->purpose) != CD_OK ||
+        add_member(o, "request_id", ev->request_id) != CD_OK ||
+        add_member(o, "customer_id", ev->customer_id) != CD_OK ||
+        add_member(o, "resource_id", ev->resource_id) != CD_OK ||
+        add_member(o, "categories", ev->categories) != CD_OK ||
+        add_member(o, "reason", ev->reason) != CD_OK)
+        goto out;
+    s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    if (s == NULL)
+        goto out;
+    if (strlen(s) > MAX_EVENT) {
+        cd_free(s);
+        err = cd_err_set(CD_ERR_TOO_BIG, "audit event too large");
+        goto out;
+    }
+    *out = s;
+    *len = strlen(s);
+    err = CD_OK;
+out:
+    json_decref(o);
+    return err;
+}
+
+static enum cd_err chain_hash(const uint8_t prev[HASH_LEN], const char *bytes, size_t n,
+                              uint8_t out[HASH_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int olen = 0;
+    int ok;
+
+    if (ctx == NULL)
+        return CD_ERR_NOMEM;
+    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, prev, HASH_LEN) &&
+         EVP_DigestUpdate(ctx, bytes, n) && EVP_DigestFinal_ex(ctx, out, &olen);
+    EVP_MD_CTX_free(ctx);
+    return ok ? CD_OK : cd_err_set(CD_ERR_CRYPTO, "SHA-256 failed");
+}
+
+struct head {
+    int64_t seq;
+    uint8_t hash[HASH_LEN];
+};
+
+static enum cd_err head_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct head *h = ctx;
+
+    if (n < 2 || cols[0].type != CD_VAL_INT || cols[1].type != CD_VAL_BLOB ||
+        cols[1].len != HASH_LEN)
+        return cd_err_set(CD_ERR_INTEGRITY, "the last audit entry is malformed");
+    h->seq = cols[0].i;
+    memcpy(h->hash, cols[1].p, HASH_LEN);
+    return CD_OK;
+}
+
+enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq)
+{
+    struct head h = {0, {0}};
+    char *bytes = NULL;
+    size_t n = 0;
+    uint8_t hash[HASH_LEN];
+    enum cd_err err;
+    int64_t ts = cd_now_ms();
+
+    /* The head is read inside the transaction: a rolled-back append leaves no stale state. */
+    if ((err = cd_tx_exec(tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                          NULL, 0, head_row, &h, NULL)) != CD_OK)
+        return err;
+    if ((err = canonical((uint64_t)h.seq + 1, ts, ev, &bytes, &n)) != CD_OK)
+        return err;
+    if ((err = chain_hash(h.hash, bytes, n, hash)) != CD_OK)
+        goto out;
+    struct cd_val p[] = {
+        CD_VINT(h.seq + 1), CD_VINT(ts), CD_VBLOB(bytes, n), CD_VBLOB(h.hash, HASH_LEN),
+        CD_VBLOB(hash, HASH_LEN),
+        ev->customer_id ? CD_VCSTR(ev->customer_id) : CD_VNULL,
+        ev->action ? CD_VCSTR(ev->action) : CD_VNULL,
+        ev->actor_token ? CD_VCSTR(ev->actor_token) : CD_VNULL,
+    };
+    err = cd_tx_exec(tx,
+                     "INSERT INTO audit_events(seq, ts, entry, prev_hash, hash, customer_id,"
+                     " action, actor_token) VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
+                     p, sizeof p / sizeof p[0], NULL, NULL, NULL);
+    if (err == CD_OK && seq)
+        *seq = (uint64_t)h.seq + 1;
+out:
+    cd_free(bytes);
+    return err;
+}
+
+static enum cd_err record_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_audit_append(tx, ctx, NULL);
+}
+
+enum cd_err cd_audit_record(struct cd_store *s, const struct cd_audit_event *ev)
+{
+    return cd_store_write(s, record_fn, (void *)ev);
+}
+
+/* ---- listing ---- */
+
+struct list_ctx {
+    json_t *items;
+    int64_t page_end_seq; /* seq of the last item that fits on the page: the next cursor */
+    int count;
+    int limit;
+    bool access_log;
+};
+
+static enum cd_err list_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct list_ctx *l = ctx;
+    json_t *e;
+    json_error_t jerr;
+    char hex[2 * HASH_LEN + 1];
+
+    if (n < 3 || cols[1].type != CD_VAL_BLOB)
+        return cd_err_set(CD_ERR_INTEGRITY, "malformed audit row");
+    e = json_loadb(cols[1].p, cols[1].len, 0, &jerr);
+    if (e == NULL)
+        return cd_err_set(CD_ERR_INTEGRITY, "audit entry %lld is not valid JSON",
+                          (long long)cols[0].i);
+    char ts[CD_TIME_STRLEN];
+    cd_time_format(json_integer_value(json_object_get(e, "ts")), ts);
+    if (cd_json_set_new(e, "time", json_string(ts)) != CD_OK)
+        goto nomem;
+    if (l->access_log) {
+        /* The customer sees who, when, why and what kind of data; not token ids. */
+        json_t *v = json_object();
+        if (v == NULL)
+            goto nomem;
+        json_object_set(v, "time", json_object_get(e, "time"));
+        json_object_set(v, "actor_role", json_object_get(e, "actor_role"));
+        json_object_set(v, "actor_name", json_object_get(e, "actor_name"));
+        json_object_set(v, "purpose", json_object_get(e, "purpose"));
+        json_object_set(v, "action", json_object_get(e, "action"));
+        json_object_set(v, "categories", json_object_get(e, "categories"));
+        json_object_set(v, "outcome", json_object_get(e, "outcome"));
+        json_decref(e);
+        e = v;
+    } else if (cols[2].type == CD_VAL_BLOB && cols[2].len == HASH_LEN) {
+        cd_hex_encode(cols[2].p, HASH_LEN, hex);
+        if (cd_json_set_new(e, "hash", json_string(hex)) != CD_OK)
+            goto nomem;
+    }
+    if (json_array_append_new(l->items, e) != 0)
+        return CD_ERR_NOMEM;
+    if (l->count < l->limit)
+        l->page_end_seq = cols[0].i;
+    l->count++;
+    return CD_OK;
+nomem:
+    json_decref(e);
+    return CD_ERR_NOMEM;
+}
+
+struct list_args {
+    const struct cd_audit_query *q;
+    struct list_ctx l;
+    int64_t before;
+};
+
+static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
+{
+    struct list_args *a = ctx;
+    const struct cd_audit_query *q = a->q;
+    struct cd_val p[] = {
+        CD_VINT(a->before),
+        CD_VTEXT(q->customer_id),
+        CD_VTEXT(q->action),
+        CD_VTEXT(q->actor_token),
+        CD_VINT(q->since_ms),
+        CD_VINT(q->until_ms ? q->until_ms : INT64_MAX),
+        CD_VINT(q->limit + 1),
+        CD_VINT(a->l.access_log ? 1 : 0),
+    };
+    return cd_tx_exec(tx,
+                      "SELECT seq, entry, hash FROM audit_events WHERE seq < $1"
+                      " AND ($2 = '' OR customer_id = $2) AND ($3 = '' OR action = $3)"
+                      " AND ($4 = '' OR actor_token = $4) AND ts >= $5 AND ts <= $6"
+                      " AND ($8 = 0 OR action LIKE '%.read')"
+                      " ORDER BY seq DESC LIMIT $7",
+                      p, sizeof p / sizeof p[0], list_row, &a->l, NULL);
+}
+
+static enum cd_err parse_cursor(struct cd_str cursor, int64_t *before)
+{
+    char digits[24];
+    char *end = NULL;
+
+    *before = INT64_MAX;
+    if (cursor.len == 0)
+        return CD_OK;
+    if (cursor.len >= sizeof digits)
+        return cd_err_set(CD_ERR_INVALID, "invalid cursor");
+    memcpy(digits, cursor.p, cursor.len);
+    digits[cursor.len] = '\0';
+    *before = strtoll(digits, &end, 10);
+    if (end == digits || *end != '\0' || *before <= 0)
+        return cd_err_set(CD_ERR_INVALID, "invalid cursor");
+    return CD_OK;
+}
+
+static enum cd_err list_common(struct cd_store *s, const struct cd_audit_query *q, bool access,
+                               json_t **out)
+{
+    struct list_args a = {q, {NULL, 0, 0, q->limit, access}, 0};
+    json_t *res = NULL;
+    enum cd_err err;
+
+    if (q->limit < 1 || q->limit > 500)
+        return cd_err_set(CD_ERR_INVALID, "limit must be between 1 and 500");
+    if ((err = parse_cursor(q->cursor, &a.before)) != CD_OK)
+        return err;
+    if ((a.l.items = json_array()) == NULL)
+        return CD_ERR_NOMEM;
+    if ((err = cd_store_read(s, list_fn, &a)) != CD_OK)
+        goto out;
+    res = json_object();
+    if (res == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    json_t *next = json_null();
+    if (a.l.count > q->limit) {
+        char buf[24];
+        json_array_remove(a.l.items, json_array_size(a.l.items) - 1);
+        snprintf(buf, sizeof buf, "%lld", (long long)a.l.page_end_seq);
+        next = json_string(buf);
+    }
+    if (cd_json_set_new(res, "items", a.l.items) != CD_OK) {
+        a.l.items = NULL;
+        json_decref(next);
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    a.l.items = NULL;
+    if (cd_json_set_new(res, "next_cursor", next) != CD_OK) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    *out = res;
+    res = NULL;
+out:
+    json_decref(a.l.items);
+    json_decref(res);
+    return err;
+}
+
+enum cd_err cd_audit_list(struct cd_store *s, const struct cd_audit_query *q, json_t **out)
+{
+    return list_common(s, q, false, out);
+}
+
+enum cd_err cd_audit_access_log(struct cd_store *s, struct cd_str customer_id, struct cd_str cursor,
+                                int limit, json_t **out)
+{
+    struct cd_audit_query q = {customer_id, CD_STR_NULL, CD_STR_NULL, cursor, 0, 0, limit};
+    return list_common(s, &q, true, out);
+}
+
+/* ---- verification ---- */
+
+struct verify_ctx {
+    uint64_t expect_seq;
+    uint8_t prev[HASH_LEN];
+    uint64_t total;
+    uint64_t *bad_seq;
+    void (*progress)(uint64_t, uint64_t);
+};
+
+static enum cd_err verify_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct verify_ctx *v = ctx;
+    uint8_t h[HASH_LEN];
+    enum cd_err err;
+    uint64_t seq = (uint64_t)cols[0].i;
+
+    if (n < 4 || cols[1].type != CD_VAL_BLOB || cols[2].type != CD_VAL_BLOB ||
+        cols[3].type != CD_VAL_BLOB || cols[2].len != HASH_LEN || cols[3].len != HASH_LEN) {
+        *v->bad_seq = seq;
+        return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed",
+                          (unsigned long long)seq);
+    }
+    if (seq != v->expect_seq) {
+        *v->bad_seq = v->expect_seq;
+        return cd_err_set(CD_ERR_INTEGRITY,
+                          "audit entry %llu is missing (found %llu next): entries were deleted "
+                          "or reordered",
+                          (unsigned long long)v->expect_seq, (unsigned long long)seq);
+    }
+    if (memcmp(cols[2].p, v->prev, HASH_LEN) != 0) {
+        *v->bad_seq = seq;
+        return cd_err_set(CD_ERR_INTEGRITY,
+                          "audit entry %llu does not follow entry %llu (previous-hash mismatch)",
+                          (unsigned long long)seq, (unsigned long long)seq - 1);
+    }
+    if ((err = chain_hash(v->prev, cols[1].p, cols[1].len, h)) != CD_OK)
+        return err;
+    if (memcmp(h, cols[3].p, HASH_LEN) != 0) {
+        *v->bad_seq = seq;
+        return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu was altered (hash mismatch)",
+                          (unsigned long long)seq);
+    }
+    /* The stored entry must also say its own sequence number, so rows cannot be renumbered. */
+    json_error_t jerr;
+    json_t *e = json_loadb(cols[1].p, cols[1].len, 0, &jerr);
+    json_int_t inner = e ? json_integer_value(json_object_get(e, "seq")) : -1;
+    json_decref(e);
+    if (inner != (json_int_t)seq) {
+        *v->bad_seq = seq;
+        return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu was altered (sequence mismatch)",
+                          (unsigned long long)seq);
+    }
+    memcpy(v->prev, h, HASH_LEN);
+    v->expect_seq++;
+    if (v->progress && (seq & 0xffff) == 0)
+        v->progress(seq, v->total);
+    return CD_OK;
+}
+
+static enum cd_err verify_fn(struct cd_tx *tx, void *ctx)
+{
+    struct verify_ctx *v = ctx;
+    int64_t total = 0;
+    enum cd_err err;
+
+    if ((err = cd_tx_int(tx, "SELECT count(*) FROM audit_events", NULL, 0, &total)) != CD_OK)
+        return err;
+    v->total = (uint64_t)total;
+    return cd_tx_exec(tx, "SELECT seq, entry, prev_hash, hash FROM audit_events ORDER BY seq",
+                      NULL, 0, verify_row, v, NULL);
+}
+
+enum cd_err cd_audit_verify(struct cd_store *s, uint64_t *checked, uint64_t *bad_seq,
+                            void (*progress)(uint64_t done, uint64_t total))
+{
+    uint64_t bad = 0;
+    struct verify_ctx v = {1, {0}, 0, &bad, progress};
+    enum cd_err err = cd_store_read(s, verify_fn, &v);
+
+    *checked = v.expect_seq - 1;
+    if (bad_seq)
+        *bad_seq = bad;
+    return err;
+}

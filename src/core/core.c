@@ -1,0 +1,182 @@
+/* Core set-up and the helpers customers and interactions share: idempotency records, merge
+ * resolution, audit events for writes and reads. */
+#include <stdio.h>
+#include <string.h>
+#include "core_int.h"
+
+enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[CD_CRYPTO_KEY_LEN],
+                         struct cd_core **out)
+{
+    struct cd_core *c = cd_calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return CD_ERR_NOMEM;
+    c->store = store;
+    memcpy(c->master, master, CD_CRYPTO_KEY_LEN);
+    /* A separate key for blind indexes: knowing an index key never helps unwrap data keys. */
+    cd_crypto_derive_key(master, "cdbidx01", 1, c->index_key);
+    *out = c;
+    return CD_OK;
+}
+
+void cd_core_set_hooks(struct cd_core *c, const struct cd_core_hooks *hooks)
+{
+    c->hooks = *hooks;
+}
+
+void cd_core_close(struct cd_core *c)
+{
+    if (c == NULL)
+        return;
+    cd_crypto_wipe(c->master, sizeof c->master);
+    cd_crypto_wipe(c->index_key, sizeof c->index_key);
+    cd_free(c);
+}
+
+struct cd_store *cd_core_store(struct cd_core *c)
+{
+    return c->store;
+}
+
+const char *cd__core_categories(unsigned fields)
+{
+    static const char *const table[16] = {
+        "",
+        "reference",
+        "contact",
+        "reference,contact",
+        "profile",
+        "reference,profile",
+        "contact,profile",
+        "reference,contact,profile",
+        "conversation",
+        "reference,conversation",
+        "contact,conversation",
+        "reference,contact,conversation",
+        "profile,conversation",
+        "reference,profile,conversation",
+        "contact,profile,conversation",
+        "reference,contact,profile,conversation",
+    };
+    return table[fields & 0xf];
+}
+
+void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const char *action,
+                    const char *customer_id, const char *resource_id, unsigned fields)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->action = action;
+    ev->outcome = "ok";
+    ev->actor_token = a->token_id;
+    ev->actor_role = a->role;
+    ev->actor_name = a->name;
+    ev->purpose = a->purpose;
+    ev->request_id = a->request_id;
+    ev->customer_id = customer_id;
+    ev->resource_id = resource_id;
+    ev->categories = fields ? cd__core_categories(fields) : NULL;
+}
+
+enum cd_err cd__core_audit_read(struct cd_core *c, const struct cd_actor *a, const char *action,
+                                const char *customer_id, const char *resource_id,
+                                unsigned fields)
+{
+    struct cd_audit_event ev;
+
+    cd__core_event(&ev, a, action, customer_id, resource_id, fields);
+    return cd_audit_record(c->store, &ev);
+}
+
+void cd__core_col_text(struct cd_val v, char *out, size_t n)
+{
+    size_t len = 0;
+
+    if (v.type == CD_VAL_TEXT || v.type == CD_VAL_BLOB) {
+        len = v.len < n - 1 ? v.len : n - 1;
+        memcpy(out, v.p, len);
+    }
+    out[len] = '\0';
+}
+
+static enum cd_err text_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    cd__core_col_text(cols[0], ctx, CD_ID_MAX);
+    return CD_OK;
+}
+
+struct idem_row {
+    bool found;
+    uint8_t hash[32];
+    char resource_id[CD_ID_MAX];
+};
+
+static enum cd_err idem_row_fn(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct idem_row *r = ctx;
+
+    r->found = true;
+    if (cols[0].type == CD_VAL_BLOB && cols[0].len == 32)
+        memcpy(r->hash, cols[0].p, 32);
+    cd__core_col_text(cols[1], r->resource_id, sizeof r->resource_id);
+    return CD_OK;
+}
+
+enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
+                                char resource_id[CD_ID_MAX])
+{
+    struct idem_row r = {0};
+    enum cd_err err;
+
+    resource_id[0] = '\0';
+    if (idem == NULL)
+        return CD_OK;
+    struct cd_val p[] = {CD_VCSTR(idem->scope), CD_VTEXT(idem->key)};
+    if ((err = cd_tx_exec(tx, "SELECT request_hash, resource_id FROM idempotency"
+                              " WHERE scope = $1 AND key = $2",
+                          p, 2, idem_row_fn, &r, NULL)) != CD_OK)
+        return err;
+    if (!r.found)
+        return CD_OK;
+    if (!cd_ct_eq(r.hash, idem->request_hash, 32))
+        return cd_err_set(CD_ERR_IDEMPOTENCY,
+                          "this Idempotency-Key was already used with a different request");
+    memcpy(resource_id, r.resource_id, CD_ID_MAX);
+    return CD_OK;
+}
+
+enum cd_err cd__core_idem_record(struct cd_tx *tx, const struct cd_idem *idem,
+                                 const char *resource_id)
+{
+    if (idem == NULL)
+        return CD_OK;
+    struct cd_val p[] = {CD_VCSTR(idem->scope), CD_VTEXT(idem->key),
+                         CD_VBLOB(idem->request_hash, 32), CD_VCSTR(resource_id),
+                         CD_VINT(cd_now_ms())};
+    return cd_tx_exec(tx, "INSERT INTO idempotency(scope, key, request_hash, resource_id,"
+                          " created_at) VALUES($1,$2,$3,$4,$5)",
+                      p, 5, NULL, NULL, NULL);
+}
+
+enum cd_err cd__core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_MAX], bool *exists)
+{
+    char cur[CD_ID_MAX], next[CD_ID_MAX];
+    enum cd_err err;
+
+    *exists = false;
+    if (!cd_id_valid(id, "cus"))
+        return CD_OK;
+    memcpy(cur, id.p, id.len);
+    cur[id.len] = '\0';
+    /* Merges form chains only through the merges table; merged_into always names the final
+     * survivor (a merge re-points older pointers), so one hop suffices. */
+    next[0] = '\x01';
+    struct cd_val p[] = {CD_VCSTR(cur)};
+    if ((err = cd_tx_exec(tx, "SELECT coalesce(merged_into, '') FROM customers WHERE id = $1",
+                          p, 1, text_row, next, NULL)) != CD_OK)
+        return err;
+    if (next[0] == '\x01')
+        return CD_OK;
+    *exists = true;
+    snprintf(out, CD_ID_MAX, "%s", next[0] ? next : cur);
+    return CD_OK;
+}

@@ -1,0 +1,164 @@
+/* core — customers, their identities, and the omnichannel interactions on their timeline.
+ *
+ * Owns: the customers, identities, interactions, idempotency and merges tables (through the
+ * store); identity normalisation (email, E.164 phone, social handles, external ids); identity
+ * resolution (an interaction names an identity, core finds or creates the customer); merges;
+ * the timeline with keyset cursors; the field-category trimming of every customer-data
+ * response (a caller passes the categories its purpose may see, core returns nothing else).
+ *
+ * Input and output are jansson values: handlers hand over the parsed request body, core
+ * validates it (errors name the member) and returns a new JSON value the caller owns.
+ * Must never: know about HTTP (no status codes, no headers).
+ *
+ * Threads: every function may be called from any thread; struct cd_core is immutable after
+ * cd_core_open, except the hooks, which are set once before serving. */
+#ifndef CD_CORE_H
+#define CD_CORE_H
+
+#include "base/base.h"
+#include "store/store.h"
+
+struct cd_core;
+
+/* Who is acting, and why. Borrowed for the call; ids and names are never personal data of
+ * customers (a token's display name belongs to staff or an integration). */
+struct cd_actor {
+    const char *token_id;   /* "tok_..." or "cli" */
+    const char *role;       /* admin, supervisor, agent, compliance, integration */
+    const char *name;       /* token display name */
+    const char *request_id; /* for the audit trail */
+    const char *purpose;    /* declared purpose, or NULL */
+};
+
+/* Categories of customer data a response may carry. The purpose policy decides which ones a
+ * purpose may see; core leaves out everything else. */
+enum {
+    CD_FIELDS_REFERENCE = 1u << 0,    /* ids, channel, direction, timestamps, thread ids */
+    CD_FIELDS_CONTACT = 1u << 1,      /* identities (email, phone, handles), display name */
+    CD_FIELDS_PROFILE = 1u << 2,      /* attributes, locale, time zone, jurisdiction */
+    CD_FIELDS_CONVERSATION = 1u << 3, /* interaction subjects, bodies and metadata */
+    CD_FIELDS_ALL = 0xfu,
+};
+
+/* Validation and enforcement hooks the other capabilities plug into the ingestion path.
+ * Each may be NULL. They run before anything is stored. */
+struct cd_core_hooks {
+    void *ctx;
+    /* Outbound messages: may refuse (CD_ERR_GUARD_BLOCKED, CD_ERR_CONSENT_DENIED with a detail)
+     * or attach findings (*annotation, a JSON object the caller owns that is stored with the
+     * interaction and returned). `body` is the text about to be sent. */
+    enum cd_err (*outbound_check)(void *ctx, const struct cd_actor *actor,
+                                  const char *customer_id, const char *channel,
+                                  const char *purpose, struct cd_str body, bool override,
+                                  json_t **annotation);
+    /* Inbound messages: may rewrite the body before storage (masking card numbers). *out is
+     * cd_malloc'ed or NULL to keep the body as is. */
+    enum cd_err (*inbound_filter)(void *ctx, struct cd_str body, char **out, size_t *outlen);
+};
+
+/* Opens core on an open store with the master key (32 bytes, copied). The caller keeps
+ * ownership of store. */
+enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[32], struct cd_core **out);
+struct cd_store *cd_core_store(struct cd_core *c);
+void cd_core_set_hooks(struct cd_core *c, const struct cd_core_hooks *hooks);
+void cd_core_close(struct cd_core *c);
+
+/* Optional idempotency for a write: the same scope+key with the same request hash replays the
+ * first result (*replayed = true); with a different hash the write fails with
+ * CD_ERR_IDEMPOTENCY and nothing changes. */
+struct cd_idem {
+    const char *scope; /* e.g. token id + route */
+    struct cd_str key;
+    uint8_t request_hash[32];
+};
+
+/* ---- identities ---- */
+
+/* Normalises an identity: email (lower-cased, shape checked), phone (E.164 with a valid
+ * country code; formatting characters dropped; "00" prefix accepted), social (handle without
+ * '@', lower-cased, network from a known list), external (system + id, exact).
+ * Writes the canonical value to out (a buffer with a max). Errors: CD_ERR_INVALID. */
+enum cd_err cd_core_identity_normalize(struct cd_str type, struct cd_str network,
+                                       struct cd_str value, struct cd_buf *out);
+
+/* ---- customers ---- */
+
+/* Body: {"display_name"?, "attributes"?: {..}, "locale"?, "time_zone"?, "jurisdiction"?,
+ * "identities"?: [{"type","value","network"?}]}. *out: the customer, trimmed to fields.
+ * Errors: CD_ERR_INVALID, CD_ERR_CONFLICT (an identity already belongs to another customer),
+ * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_customer_create(struct cd_core *c, const struct cd_actor *a,
+                                    const json_t *body, const struct cd_idem *idem,
+                                    unsigned fields, json_t **out, bool *replayed);
+
+/* The customer. A merged customer answers {"id","status":"merged","merged_into"}.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_customer_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                 unsigned fields, json_t **out);
+
+/* Finds the customer holding an identity. Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND. */
+enum cd_err cd_core_customer_find(struct cd_core *c, const struct cd_actor *a, struct cd_str type,
+                                  struct cd_str network, struct cd_str value, unsigned fields,
+                                  json_t **out);
+
+/* Lists customers (newest first), cursor-paginated: {"items":[...],"next_cursor":...}. */
+enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
+                                  struct cd_str cursor, int limit, unsigned fields, json_t **out);
+
+/* Applies a partial update ({"display_name","attributes","locale","time_zone","jurisdiction"};
+ * null removes). Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged). */
+enum cd_err cd_core_customer_update(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                    const json_t *patch, unsigned fields, json_t **out);
+
+/* Adds an identity {"type","value","network"?} to a customer.
+ * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (held by another customer). */
+enum cd_err cd_core_identity_add(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                 const json_t *body, unsigned fields, json_t **out);
+
+/* Merges customer `merged` into `survivor`: identities and interactions move, the merged id
+ * then answers with a pointer to the survivor, and the merge is recorded.
+ * Errors: CD_ERR_INVALID (same id), CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (either already merged). */
+enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
+                                   struct cd_str survivor, struct cd_str merged, unsigned fields,
+                                   json_t **out);
+
+/* ---- interactions ---- */
+
+/* Ingests one interaction. Body: {"customer_id" | "identity": {"type","value","network"?},
+ * "channel", "direction", "occurred_at"?, "thread_id"?, "subject"?, "body"?, "metadata"?: {..},
+ * "purpose"? (default "service"), "guard_override"?: {"reason"}}. An identity that no customer
+ * holds creates the customer. Outbound messages pass the outbound hook first.
+ * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (customer_id), CD_ERR_GUARD_BLOCKED,
+ * CD_ERR_CONSENT_DENIED, CD_ERR_FORBIDDEN (override by a role that may not),
+ * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
+                                       const json_t *body, const struct cd_idem *idem,
+                                       unsigned fields, json_t **out, bool *replayed);
+
+/* One interaction. Errors: CD_ERR_NOT_FOUND. */
+enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                    unsigned fields, json_t **out);
+
+struct cd_timeline_query {
+    struct cd_str cursor;    /* from a previous page's next_cursor, or empty */
+    int limit;               /* 1..200 */
+    struct cd_str channel;   /* filter, or empty */
+    struct cd_str direction; /* filter, or empty */
+};
+
+/* A page of the customer's timeline, newest first: {"customer_id","items":[..],
+ * "next_cursor": "..." or null}. Keyset pagination on (occurred_at, id), so pages stay stable
+ * while new interactions arrive. A merged id follows to its survivor.
+ * Errors: CD_ERR_INVALID (bad cursor or filter), CD_ERR_NOT_FOUND. */
+enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct cd_str customer_id,
+                             const struct cd_timeline_query *q, unsigned fields, json_t **out);
+
+/* True if s names a channel / direction. */
+bool cd_core_channel_valid(struct cd_str s);
+bool cd_core_direction_valid(struct cd_str s);
+
+/* Loads deterministic demo data: `customers` customers and about `interactions` interactions
+ * over all channels and the last `days` days. Idempotent: does nothing if customers exist. */
+enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions, int days);
+
+#endif

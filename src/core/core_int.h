@@ -1,0 +1,92 @@
+/* Inside the core module only. */
+#ifndef CD_CORE_INT_H
+#define CD_CORE_INT_H
+
+#include "core.h"
+#include "crypto/crypto.h"
+
+#define CD_MAX_BODY (256 * 1024)
+#define CD_MAX_SUBJECT 1000
+#define CD_MAX_META 16384
+#define CD_MAX_ATTRS 16384
+#define CD_MAX_IDENTITIES 20
+
+struct cd_core {
+    struct cd_store *store;
+    struct cd_core_hooks hooks;
+    uint8_t master[CD_CRYPTO_KEY_LEN];    /* wraps the per-customer data keys */
+    uint8_t index_key[CD_CRYPTO_KEY_LEN]; /* keys the blind indexes */
+};
+
+/* A customer's data key, unwrapped for the duration of one operation. */
+struct cd__ckey {
+    char customer_id[CD_ID_MAX];
+    uint8_t key[CD_CRYPTO_KEY_LEN];
+};
+
+/* Makes a fresh data key for customer_id and its wrapped form (stored in customers). */
+void cd__core_key_new(const struct cd_core *c, const char *customer_id, struct cd__ckey *k,
+                      uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN]);
+/* Unwraps a stored key. Errors: CD_ERR_CRYPTO (shredded or tampered). */
+enum cd_err cd__core_key_open(const struct cd_core *c, const char *customer_id,
+                              struct cd_val wrapped, struct cd__ckey *k);
+void cd__core_key_wipe(struct cd__ckey *k);
+
+/* The blind index of a normalised identity. */
+void cd__core_lookup(const struct cd_core *c, struct cd_str kind, struct cd_str norm,
+                     uint8_t out[CD_CRYPTO_HASH_LEN]);
+
+/* Seals plain for (customer, field) into a fresh buffer held by out (reset first). */
+enum cd_err cd__core_seal(const struct cd__ckey *k, const char *field, struct cd_str plain,
+                          struct cd_buf *out);
+/* Opens a sealed column value into out (reset first). NULL columns give an empty out and
+ * *present = false. */
+enum cd_err cd__core_open(const struct cd__ckey *k, const char *field, struct cd_val sealed,
+                          struct cd_buf *out, bool *present);
+
+#endif
+
+#include "audit/audit.h"
+
+/* ---- shared helpers (core.c) ---- */
+
+/* "reference,contact,..." for the categories in fields; a static string. */
+const char *cd__core_categories(unsigned fields);
+
+/* Fills an audit event from the actor. */
+void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const char *action,
+                    const char *customer_id, const char *resource_id, unsigned fields);
+
+/* Idempotency inside a write: *resource_id gets the id recorded under the key (replay), or
+ * stays empty when the key is new. Errors: CD_ERR_IDEMPOTENCY (same key, other request). */
+enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
+                                char resource_id[CD_ID_MAX]);
+enum cd_err cd__core_idem_record(struct cd_tx *tx, const struct cd_idem *idem,
+                                 const char *resource_id);
+
+/* Resolves a customer id through merges to the surviving customer; *exists false if unknown. */
+enum cd_err cd__core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_MAX],
+                             bool *exists);
+
+/* Copies a short text column into a fixed buffer ("" for NULL). */
+void cd__core_col_text(struct cd_val v, char *out, size_t n);
+
+/* Records a read of personal data in the audit ledger (durably, before the data is returned). */
+enum cd_err cd__core_audit_read(struct cd_core *c, const struct cd_actor *a, const char *action,
+                                const char *customer_id, const char *resource_id,
+                                unsigned fields);
+
+/* Interaction JSON for one stored row, opened with k. */
+struct cd__interaction_row {
+    char id[CD_ID_MAX];
+    char customer_id[CD_ID_MAX];
+    char channel[16];
+    char direction[12];
+    char purpose[32];
+    char thread_id[130];
+    int64_t occurred_at, created_at;
+    struct cd_val subject, body, metadata, guard;
+};
+enum cd_err cd__core_interaction_json(const struct cd__ckey *k,
+                                      const struct cd__interaction_row *r, unsigned fields,
+                                      json_t **out);

@@ -1,0 +1,1067 @@
+/* Customers and their identities: create, read, find by identity, list, update, add an
+ * identity, merge. Personal fields are sealed before the write transaction starts, so the
+ * writer thread only runs SQL. */
+#include <stdio.h>
+#include <string.h>
+#include "core_int.h"
+
+struct ident_in {
+    struct cd_str type;
+    char network[72];
+    struct cd_buf norm;   /* canonical value */
+    struct cd_buf sealed; /* sealed canonical value */
+    uint8_t lookup[CD_CRYPTO_HASH_LEN];
+};
+
+static void idents_free(struct ident_in *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cd_buf_free(&v[i].norm);
+        cd_buf_free(&v[i].sealed);
+    }
+    cd_free(v);
+}
+
+/* Parses {"type","value","network"?} and computes its canonical form and blind index. */
+static enum cd_err parse_identity(struct cd_core *c, const json_t *o, struct ident_in *id)
+{
+    static const char *const allowed[] = {"type", "value", "network", NULL};
+    struct cd_str value = CD_STR_NULL, network = CD_STR_NULL;
+    enum cd_err err;
+
+    id->norm = CD_BUF_INIT(1024);
+    id->sealed = CD_BUF_INIT(2048);
+    if (!json_is_object(o))
+        return cd_err_set(CD_ERR_INVALID, "an identity is an object {\"type\",\"value\"}");
+    if ((err = cd_json_only(o, allowed)) != CD_OK ||
+        (err = cd_json_str(o, "type", true, &id->type)) != CD_OK ||
+        (err = cd_json_str(o, "value", true, &value)) != CD_OK ||
+        (err = cd_json_str(o, "network", false, &network)) != CD_OK)
+        return err;
+    if ((err = cd_core_identity_normalize(id->type, network, value, &id->norm)) != CD_OK)
+        return err;
+    id->network[0] = '\0';
+    if (cd_str_eq_c(id->type, "social") || cd_str_eq_c(id->type, "external")) {
+        const char *colon = memchr(id->norm.p, ':', id->norm.len);
+        size_t n = colon ? (size_t)(colon - id->norm.p) : 0;
+        if (n >= sizeof id->network)
+            n = sizeof id->network - 1;
+        memcpy(id->network, id->norm.p, n);
+        id->network[n] = '\0';
+    }
+    cd__core_lookup(c, id->type, (struct cd_str){id->norm.p, id->norm.len}, id->lookup);
+    return CD_OK;
+}
+
+/* The identity as the API shows it: social and external values without the network prefix. */
+static json_t *identity_json(struct cd_str type, struct cd_str norm, const char *network)
+{
+    json_t *o = json_object();
+    struct cd_str v = norm;
+
+    if (o == NULL)
+        return NULL;
+    if (network && network[0]) {
+        size_t skip = strlen(network) + 1;
+        if (skip <= v.len)
+            v.p += skip, v.len -= skip;
+        if (json_object_set_new(o, "network", json_string(network)) != 0)
+            goto fail;
+    }
+    if (json_object_set_new(o, "type", json_stringn(type.p, type.len)) != 0 ||
+        json_object_set_new(o, "value", json_stringn(v.p, v.len)) != 0)
+        goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+static enum cd_err check_short(const json_t *body, const char *key, size_t max, struct cd_str *out)
+{
+    enum cd_err err = cd_json_str(body, key, false, out);
+
+    if (err == CD_OK && out->len > max)
+        return cd_err_set(CD_ERR_INVALID, "member '%s' is longer than %zu bytes", key, max);
+    if (err == CD_OK && out->p && memchr(out->p, 0, out->len))
+        return cd_err_set(CD_ERR_INVALID, "member '%s' may not contain NUL characters", key);
+    return err;
+}
+
+/* The profile fields a create or an update may carry. */
+struct profile_in {
+    struct cd_str display_name, locale, time_zone, jurisdiction;
+    char *attributes; /* serialised attributes object, cd_malloc'ed */
+    bool has_display_name, has_attributes, has_locale, has_time_zone, has_jurisdiction;
+};
+
+static enum cd_err parse_profile(const json_t *body, struct profile_in *p)
+{
+    enum cd_err err;
+    json_t *attrs = NULL;
+
+    memset(p, 0, sizeof *p);
+    p->has_display_name = json_object_get(body, "display_name") != NULL;
+    p->has_attributes = json_object_get(body, "attributes") != NULL;
+    p->has_locale = json_object_get(body, "locale") != NULL;
+    p->has_time_zone = json_object_get(body, "time_zone") != NULL;
+    p->has_jurisdiction = json_object_get(body, "jurisdiction") != NULL;
+    if ((err = check_short(body, "display_name", 200, &p->display_name)) != CD_OK ||
+        (err = check_short(body, "locale", 35, &p->locale)) != CD_OK ||
+        (err = check_short(body, "time_zone", 64, &p->time_zone)) != CD_OK ||
+        (err = check_short(body, "jurisdiction", 16, &p->jurisdiction)) != CD_OK ||
+        (err = cd_json_obj(body, "attributes", false, &attrs)) != CD_OK)
+        return err;
+    if (attrs) {
+        size_t n = 0;
+        if ((err = cd_json_dump(attrs, &p->attributes, &n)) != CD_OK)
+            return err;
+        if (n > CD_MAX_ATTRS)
+            return cd_err_set(CD_ERR_INVALID, "attributes are larger than %d bytes",
+                              CD_MAX_ATTRS);
+    }
+    return CD_OK;
+}
+
+/* ---- reading a customer ---- */
+
+struct customer_row {
+    bool found;
+    char id[CD_ID_MAX];
+    char merged_into[CD_ID_MAX];
+    int64_t created_at, updated_at, merged_at;
+    char locale[36], time_zone[65], jurisdiction[17];
+    struct cd_buf display_name, attributes, wrapped; /* sealed bytes */
+    bool has_display_name, has_attributes;
+    json_t *identities; /* built after the key is opened */
+    struct cd_buf ident_rows; /* kind \0 network \0 sealed-len(8) sealed ... */
+};
+
+static enum cd_err customer_row_fn(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct customer_row *r = ctx;
+    enum cd_err err = CD_OK;
+
+    r->found = true;
+    cd__core_col_text(cols[0], r->id, sizeof r->id);
+    r->created_at = cols[1].i;
+    r->updated_at = cols[2].i;
+    cd__core_col_text(cols[3], r->merged_into, sizeof r->merged_into);
+    r->merged_at = cols[4].type == CD_VAL_INT ? cols[4].i : 0;
+    r->has_display_name = cols[5].type == CD_VAL_BLOB;
+    r->has_attributes = cols[6].type == CD_VAL_BLOB;
+    if (r->has_display_name)
+        err = cd_buf_append(&r->display_name, cols[5].p, cols[5].len);
+    if (err == CD_OK && r->has_attributes)
+        err = cd_buf_append(&r->attributes, cols[6].p, cols[6].len);
+    cd__core_col_text(cols[7], r->locale, sizeof r->locale);
+    cd__core_col_text(cols[8], r->time_zone, sizeof r->time_zone);
+    cd__core_col_text(cols[9], r->jurisdiction, sizeof r->jurisdiction);
+    if (err == CD_OK && cols[10].type == CD_VAL_BLOB)
+        err = cd_buf_append(&r->wrapped, cols[10].p, cols[10].len);
+    return err;
+}
+
+static enum cd_err ident_row_fn(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct customer_row *r = ctx;
+    uint64_t len = cols[2].len;
+    enum cd_err err;
+
+    /* Packed as: kind NUL network NUL length(8 bytes) sealed-bytes. */
+    if ((err = cd_buf_append(&r->ident_rows, cols[0].p, cols[0].len)) != CD_OK ||
+        (err = cd_buf_putc(&r->ident_rows, '\0')) != CD_OK ||
+        (err = cd_buf_append(&r->ident_rows, cols[1].type == CD_VAL_TEXT ? cols[1].p : "",
+                             cols[1].type == CD_VAL_TEXT ? cols[1].len : 0)) != CD_OK ||
+        (err = cd_buf_putc(&r->ident_rows, '\0')) != CD_OK ||
+        (err = cd_buf_append(&r->ident_rows, &len, sizeof len)) != CD_OK ||
+        (err = cd_buf_append(&r->ident_rows, cols[2].p, cols[2].len)) != CD_OK)
+        return err;
+    return CD_OK;
+}
+
+static void customer_row_init(struct customer_row *r)
+{
+    memset(r, 0, sizeof *r);
+    r->display_name = CD_BUF_INIT(4096);
+    r->attributes = CD_BUF_INIT(CD_MAX_ATTRS + 1024);
+    r->wrapped = CD_BUF_INIT(256);
+    r->ident_rows = CD_BUF_INIT(64 * 1024);
+}
+
+static void customer_row_free(struct customer_row *r)
+{
+    cd_buf_free(&r->display_name);
+    cd_buf_free(&r->attributes);
+    cd_buf_free(&r->wrapped);
+    cd_buf_free(&r->ident_rows);
+}
+
+static const char SELECT_CUSTOMER[] =
+    "SELECT id, created_at, updated_at, merged_into, merged_at, display_name, attributes,"
+    " locale, time_zone, jurisdiction, key_wrapped FROM customers WHERE id = $1";
+
+static enum cd_err load_customer(struct cd_tx *tx, const char *id, struct customer_row *r)
+{
+    struct cd_val p[] = {CD_VCSTR(id)};
+    enum cd_err err;
+
+    if ((err = cd_tx_exec(tx, SELECT_CUSTOMER, p, 1, customer_row_fn, r, NULL)) != CD_OK)
+        return err;
+    if (!r->found || r->merged_into[0])
+        return CD_OK;
+    return cd_tx_exec(tx, "SELECT kind, network, value FROM identities WHERE customer_id = $1"
+                          " ORDER BY created_at, kind",
+                      p, 1, ident_row_fn, r, NULL);
+}
+
+static enum cd_err set_time(json_t *o, const char *key, int64_t ms)
+{
+    char ts[CD_TIME_STRLEN];
+
+    cd_time_format(ms, ts);
+    return cd_json_set_new(o, key, json_string(ts));
+}
+
+static enum cd_err set_opt_str(json_t *o, const char *key, const char *v)
+{
+    return cd_json_set_new(o, key, v[0] ? json_string(v) : json_null());
+}
+
+/* Builds the customer JSON from a loaded row, opening sealed fields the categories allow. */
+static enum cd_err customer_json(struct cd_core *c, struct customer_row *r, unsigned fields,
+                                 json_t **out)
+{
+    json_t *o = json_object(), *idents = NULL, *v = NULL;
+    struct cd__ckey k;
+    struct cd_buf plain = CD_BUF_INIT(CD_MAX_ATTRS + 1024);
+    bool present = false, key_open = false;
+    enum cd_err err = CD_ERR_NOMEM;
+
+    if (o == NULL)
+        return CD_ERR_NOMEM;
+    if (cd_json_set_new(o, "id", json_string(r->id)) != CD_OK)
+        goto out;
+    if (r->merged_into[0]) {
+        if (cd_json_set_new(o, "status", json_string("merged")) != CD_OK ||
+            cd_json_set_new(o, "merged_into", json_string(r->merged_into)) != CD_OK ||
+            set_time(o, "merged_at", r->merged_at) != CD_OK)
+            goto out;
+        err = CD_OK;
+        goto done;
+    }
+    if (cd_json_set_new(o, "status", json_string("active")) != CD_OK ||
+        set_time(o, "created_at", r->created_at) != CD_OK ||
+        set_time(o, "updated_at", r->updated_at) != CD_OK)
+        goto out;
+    if (fields & (CD_FIELDS_CONTACT | CD_FIELDS_PROFILE)) {
+        struct cd_val w = {CD_VAL_BLOB, 0, r->wrapped.p, r->wrapped.len};
+        if (r->wrapped.len == 0)
+            w.type = CD_VAL_NULL;
+        if ((err = cd__core_key_open(c, r->id, w, &k)) != CD_OK)
+            goto out;
+        key_open = true;
+    }
+    if (fields & CD_FIELDS_CONTACT) {
+        struct cd_val dn = {r->has_display_name ? CD_VAL_BLOB : CD_VAL_NULL, 0, r->display_name.p,
+                            r->display_name.len};
+        if ((err = cd__core_open(&k, "display_name", dn, &plain, &present)) != CD_OK)
+            goto out;
+        err = CD_ERR_NOMEM;
+        if (cd_json_set_new(o, "display_name",
+                            present ? json_stringn(plain.p, plain.len) : json_null()) != CD_OK)
+            goto out;
+        if ((idents = json_array()) == NULL)
+            goto out;
+        /* Walk the packed identity rows. */
+        const char *p = r->ident_rows.p, *end = p + r->ident_rows.len;
+        while (p && p < end) {
+            const char *kind = p, *network = p + strlen(p) + 1;
+            const char *lenp = network + strlen(network) + 1;
+            uint64_t len;
+            memcpy(&len, lenp, sizeof len);
+            struct cd_val sv = {CD_VAL_BLOB, 0, lenp + sizeof len, (size_t)len};
+            if ((err = cd__core_open(&k, "identity", sv, &plain, &present)) != CD_OK)
+                goto out;
+            err = CD_ERR_NOMEM;
+            json_t *ij = identity_json(cd_str_c(kind), (struct cd_str){plain.p, plain.len},
+                                       network);
+            if (ij == NULL || json_array_append_new(idents, ij) != 0)
+                goto out;
+            p = lenp + sizeof len + len;
+        }
+        if (cd_json_set_new(o, "identities", idents) != CD_OK) {
+            idents = NULL;
+            goto out;
+        }
+        idents = NULL;
+    }
+    if (fields & CD_FIELDS_PROFILE) {
+        struct cd_val av = {r->has_attributes ? CD_VAL_BLOB : CD_VAL_NULL, 0, r->attributes.p,
+                            r->attributes.len};
+        if ((err = cd__core_open(&k, "attributes", av, &plain, &present)) != CD_OK)
+            goto out;
+        err = CD_ERR_NOMEM;
+        if (present) {
+            json_error_t jerr;
+            v = json_loadb(plain.p, plain.len, 0, &jerr);
+            if (v == NULL) {
+                err = cd_err_set(CD_ERR_INTEGRITY, "stored attributes are not valid JSON");
+                goto out;
+            }
+        } else if ((v = json_object()) == NULL) {
+            goto out;
+        }
+        if (cd_json_set_new(o, "attributes", v) != CD_OK) {
+            v = NULL;
+            goto out;
+        }
+        v = NULL;
+        if (set_opt_str(o, "locale", r->locale) != CD_OK ||
+            set_opt_str(o, "time_zone", r->time_zone) != CD_OK ||
+            set_opt_str(o, "jurisdiction", r->jurisdiction) != CD_OK)
+            goto out;
+    }
+    err = CD_OK;
+done:
+    *out = o;
+    o = NULL;
+out:
+    if (key_open)
+        cd__core_key_wipe(&k);
+    if (plain.p)
+        cd_crypto_wipe(plain.p, plain.cap);
+    cd_buf_free(&plain);
+    json_decref(idents);
+    json_decref(v);
+    json_decref(o);
+    return err;
+}
+
+struct get_ctx {
+    struct cd_str id;
+    struct customer_row row;
+};
+
+static enum cd_err get_fn(struct cd_tx *tx, void *ctx)
+{
+    struct get_ctx *g = ctx;
+    char id[CD_ID_MAX];
+
+    if (!cd_id_valid(g->id, "cus"))
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    memcpy(id, g->id.p, g->id.len);
+    id[g->id.len] = '\0';
+    return load_customer(tx, id, &g->row);
+}
+
+/* Reads, audits (as `action`) and renders a customer. action NULL: the caller echoes its own
+ * write, which the ledger already records. */
+static enum cd_err read_customer(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                 unsigned fields, const char *action, json_t **out)
+{
+    struct get_ctx g = {id, {0}};
+    enum cd_err err;
+
+    customer_row_init(&g.row);
+    if ((err = cd_store_read(c->store, get_fn, &g)) != CD_OK)
+        goto out;
+    if (!g.row.found) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+        goto out;
+    }
+    if (action && !g.row.merged_into[0] &&
+        (err = cd__core_audit_read(c, a, action, g.row.id, NULL, fields)) != CD_OK)
+        goto out;
+    err = customer_json(c, &g.row, fields, out);
+out:
+    customer_row_free(&g.row);
+    return err;
+}
+
+enum cd_err cd_core_customer_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                 unsigned fields, json_t **out)
+{
+    return read_customer(c, a, id, fields, "customer.read", out);
+}
+
+/* ---- find by identity ---- */
+
+struct find_ctx {
+    const uint8_t *lookup;
+    struct cd_str type;
+    char id[CD_ID_MAX];
+};
+
+static enum cd_err find_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    cd__core_col_text(cols[0], ctx, CD_ID_MAX);
+    return CD_OK;
+}
+
+static enum cd_err find_fn(struct cd_tx *tx, void *ctx)
+{
+    struct find_ctx *f = ctx;
+    struct cd_val p[] = {CD_VTEXT(f->type), CD_VBLOB(f->lookup, CD_CRYPTO_HASH_LEN)};
+
+    return cd_tx_exec(tx, "SELECT customer_id FROM identities WHERE kind = $1 AND lookup = $2",
+                      p, 2, find_row, f->id, NULL);
+}
+
+enum cd_err cd_core_customer_find(struct cd_core *c, const struct cd_actor *a, struct cd_str type,
+                                  struct cd_str network, struct cd_str value, unsigned fields,
+                                  json_t **out)
+{
+    struct cd_buf norm = CD_BUF_INIT(1024);
+    uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    struct find_ctx f = {lookup, type, ""};
+    enum cd_err err;
+
+    if ((err = cd_core_identity_normalize(type, network, value, &norm)) != CD_OK)
+        goto out;
+    cd__core_lookup(c, type, (struct cd_str){norm.p, norm.len}, lookup);
+    if ((err = cd_store_read(c->store, find_fn, &f)) != CD_OK)
+        goto out;
+    if (!f.id[0]) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer holds this identity");
+        goto out;
+    }
+    err = read_customer(c, a, cd_str_c(f.id), fields, "customer.read", out);
+out:
+    cd_buf_free(&norm);
+    return err;
+}
+
+/* ---- create ---- */
+
+struct create_ctx {
+    struct cd_core *c;
+    const struct cd_actor *a;
+    const struct cd_idem *idem;
+    char id[CD_ID_MAX];
+    uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
+    struct profile_in prof;
+    struct cd_buf sealed_name, sealed_attrs;
+    struct ident_in *idents;
+    size_t nident;
+    char replay_id[CD_ID_MAX];
+    int64_t now;
+};
+
+/* Fails with CD_ERR_CONFLICT if any identity already belongs to a customer other than self. */
+static enum cd_err check_identities_free(struct cd_tx *tx, struct ident_in *idents, size_t n,
+                                         const char *self)
+{
+    enum cd_err err;
+
+    for (size_t i = 0; i < n; i++) {
+        struct find_ctx f = {idents[i].lookup, idents[i].type, ""};
+        if ((err = find_fn(tx, &f)) != CD_OK)
+            return err;
+        if (f.id[0] && strcmp(f.id, self) != 0)
+            return cd_err_set(CD_ERR_CONFLICT,
+                              "identity %zu (%.*s) already belongs to customer %s", i + 1,
+                              (int)idents[i].type.len, idents[i].type.p, f.id);
+        if (f.id[0])
+            return cd_err_set(CD_ERR_CONFLICT, "identity %zu (%.*s) is already on this customer",
+                              i + 1, (int)idents[i].type.len, idents[i].type.p);
+    }
+    return CD_OK;
+}
+
+static enum cd_err insert_identities(struct cd_tx *tx, struct ident_in *idents, size_t n,
+                                     const char *customer_id, int64_t now)
+{
+    enum cd_err err;
+
+    for (size_t i = 0; i < n; i++) {
+        struct cd_val p[] = {CD_VTEXT(idents[i].type),
+                             CD_VBLOB(idents[i].lookup, CD_CRYPTO_HASH_LEN),
+                             CD_VCSTR(customer_id),
+                             CD_VBLOB(idents[i].sealed.p, idents[i].sealed.len),
+                             idents[i].network[0] ? CD_VCSTR(idents[i].network) : CD_VNULL,
+                             CD_VINT(now)};
+        if ((err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value,"
+                                  " network, created_at) VALUES($1,$2,$3,$4,$5,$6)",
+                              p, 6, NULL, NULL, NULL)) != CD_OK)
+            return err == CD_ERR_CONFLICT
+                       ? cd_err_set(CD_ERR_CONFLICT, "identity %zu is listed twice", i + 1)
+                       : err;
+    }
+    return CD_OK;
+}
+
+static struct cd_val opt_blob(const struct cd_buf *b, bool has)
+{
+    return has ? CD_VBLOB(b->p, b->len) : CD_VNULL;
+}
+
+static struct cd_val opt_text(struct cd_str s)
+{
+    return s.p ? CD_VTEXT(s) : CD_VNULL;
+}
+
+static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
+{
+    struct create_ctx *cc = ctx;
+    struct cd_audit_event ev;
+    enum cd_err err;
+
+    if ((err = cd__core_idem_check(tx, cc->idem, cc->replay_id)) != CD_OK || cc->replay_id[0])
+        return err;
+    if ((err = check_identities_free(tx, cc->idents, cc->nident, "")) != CD_OK)
+        return err;
+    struct cd_val p[] = {CD_VCSTR(cc->id),
+                         CD_VINT(cc->now),
+                         opt_blob(&cc->sealed_name, cc->prof.display_name.p != NULL),
+                         opt_blob(&cc->sealed_attrs, cc->prof.attributes != NULL),
+                         opt_text(cc->prof.locale),
+                         opt_text(cc->prof.time_zone),
+                         opt_text(cc->prof.jurisdiction),
+                         CD_VBLOB(cc->wrapped, sizeof cc->wrapped)};
+    if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at, display_name,"
+                              " attributes, locale, time_zone, jurisdiction, key_wrapped)"
+                              " VALUES($1,$2,$2,$3,$4,$5,$6,$7,$8)",
+                          p, 8, NULL, NULL, NULL)) != CD_OK)
+        return err;
+    if ((err = insert_identities(tx, cc->idents, cc->nident, cc->id, cc->now)) != CD_OK)
+        return err;
+    cd__core_event(&ev, cc->a, "customer.create", cc->id, NULL, 0);
+    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        return err;
+    return cd__core_idem_record(tx, cc->idem, cc->id);
+}
+
+/* Parses and seals the identities array of a body. */
+static enum cd_err prepare_identities(struct cd_core *c, const json_t *arr,
+                                      const struct cd__ckey *k, struct ident_in **out, size_t *n)
+{
+    size_t count = arr ? json_array_size(arr) : 0, i;
+    struct ident_in *v;
+    enum cd_err err = CD_OK;
+
+    *out = NULL;
+    *n = 0;
+    if (count > CD_MAX_IDENTITIES)
+        return cd_err_set(CD_ERR_INVALID, "at most %d identities", CD_MAX_IDENTITIES);
+    if (count == 0)
+        return CD_OK;
+    if ((v = cd_calloc(count, sizeof *v)) == NULL)
+        return CD_ERR_NOMEM;
+    for (i = 0; i < count && err == CD_OK; i++) {
+        err = parse_identity(c, json_array_get(arr, i), &v[i]);
+        if (err == CD_OK)
+            err = cd__core_seal(k, "identity", (struct cd_str){v[i].norm.p, v[i].norm.len},
+                                &v[i].sealed);
+        if (err == CD_ERR_INVALID)
+            cd_err_set(err, "identities[%zu]: %s", i, cd_err_detail());
+    }
+    if (err != CD_OK) {
+        idents_free(v, i);
+        return err;
+    }
+    *out = v;
+    *n = count;
+    return CD_OK;
+}
+
+static enum cd_err seal_profile(const struct cd__ckey *k, const struct profile_in *p,
+                                struct cd_buf *name, struct cd_buf *attrs)
+{
+    enum cd_err err = CD_OK;
+
+    if (p->display_name.p)
+        err = cd__core_seal(k, "display_name", p->display_name, name);
+    if (err == CD_OK && p->attributes)
+        err = cd__core_seal(k, "attributes", cd_str_c(p->attributes), attrs);
+    return err;
+}
+
+enum cd_err cd_core_customer_create(struct cd_core *c, const struct cd_actor *a,
+                                    const json_t *body, const struct cd_idem *idem,
+                                    unsigned fields, json_t **out, bool *replayed)
+{
+    static const char *const allowed[] = {"display_name", "attributes", "locale", "time_zone",
+                                          "jurisdiction", "identities", NULL};
+    struct create_ctx cc = {.c = c, .a = a, .idem = idem};
+    struct cd__ckey k;
+    json_t *arr = NULL;
+    enum cd_err err;
+
+    cc.sealed_name = CD_BUF_INIT(4096);
+    cc.sealed_attrs = CD_BUF_INIT(CD_MAX_ATTRS + 1024);
+    cd_id_new("cus", cc.id);
+    cd__core_key_new(c, cc.id, &k, cc.wrapped);
+    if ((err = cd_json_only(body, allowed)) != CD_OK ||
+        (err = parse_profile(body, &cc.prof)) != CD_OK ||
+        (err = cd_json_arr(body, "identities", false, &arr)) != CD_OK ||
+        (err = prepare_identities(c, arr, &k, &cc.idents, &cc.nident)) != CD_OK ||
+        (err = seal_profile(&k, &cc.prof, &cc.sealed_name, &cc.sealed_attrs)) != CD_OK)
+        goto out;
+    cc.now = cd_now_ms();
+    if ((err = cd_store_write(c->store, create_fn, &cc)) != CD_OK)
+        goto out;
+    *replayed = cc.replay_id[0] != '\0';
+    err = read_customer(c, a, cd_str_c(*replayed ? cc.replay_id : cc.id), fields, NULL, out);
+out:
+    cd__core_key_wipe(&k);
+    idents_free(cc.idents, cc.nident);
+    cd_free(cc.prof.attributes);
+    cd_buf_free(&cc.sealed_name);
+    cd_buf_free(&cc.sealed_attrs);
+    return err;
+}
+
+/* ---- update, add identity ---- */
+
+struct update_ctx {
+    struct cd_core *c;
+    const struct cd_actor *a;
+    const char *id;
+    const json_t *patch;
+    struct profile_in prof;
+    struct ident_in *idents;
+    size_t nident;
+    const char *action;
+};
+
+/* Loads the (unmerged) customer's key inside the write. */
+static enum cd_err key_for_update(struct cd_tx *tx, struct cd_core *c, const char *id,
+                                  struct cd__ckey *k)
+{
+    struct customer_row r;
+    enum cd_err err;
+
+    customer_row_init(&r);
+    struct cd_val p[] = {CD_VCSTR(id)};
+    if ((err = cd_tx_exec(tx, SELECT_CUSTOMER, p, 1, customer_row_fn, &r, NULL)) != CD_OK)
+        goto out;
+    if (!r.found) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+        goto out;
+    }
+    if (r.merged_into[0]) {
+        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; change the survivor",
+                         r.id, r.merged_into);
+        goto out;
+    }
+    struct cd_val w = {r.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, r.wrapped.p, r.wrapped.len};
+    err = cd__core_key_open(c, id, w, k);
+out:
+    customer_row_free(&r);
+    return err;
+}
+
+static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
+{
+    struct update_ctx *u = ctx;
+    struct cd__ckey k;
+    struct cd_buf name = CD_BUF_INIT(4096), attrs = CD_BUF_INIT(CD_MAX_ATTRS + 1024);
+    struct cd_audit_event ev;
+    enum cd_err err;
+    int64_t now = cd_now_ms();
+
+    if ((err = key_for_update(tx, u->c, u->id, &k)) != CD_OK)
+        return err;
+    /* Sealing happens here because the key is only known inside the transaction; updates are
+     * rare next to ingestion. */
+    if ((err = seal_profile(&k, &u->prof, &name, &attrs)) != CD_OK)
+        goto out;
+    for (size_t i = 0; i < u->nident; i++)
+        if ((err = cd__core_seal(&k, "identity",
+                                 (struct cd_str){u->idents[i].norm.p, u->idents[i].norm.len},
+                                 &u->idents[i].sealed)) != CD_OK)
+            goto out;
+    struct cd_val p[] = {CD_VCSTR(u->id),
+                         CD_VINT(now),
+                         CD_VINT(u->prof.has_display_name),
+                         opt_blob(&name, u->prof.display_name.p != NULL),
+                         CD_VINT(u->prof.has_attributes),
+                         opt_blob(&attrs, u->prof.attributes != NULL),
+                         CD_VINT(u->prof.has_locale),
+                         opt_text(u->prof.locale),
+                         CD_VINT(u->prof.has_time_zone),
+                         opt_text(u->prof.time_zone),
+                         CD_VINT(u->prof.has_jurisdiction),
+                         opt_text(u->prof.jurisdiction)};
+    if ((err = cd_tx_exec(tx,
+                          "UPDATE customers SET updated_at = $2,"
+                          " display_name = CASE WHEN $3 = 1 THEN $4 ELSE display_name END,"
+                          " attributes = CASE WHEN $5 = 1 THEN $6 ELSE attributes END,"
+                          " locale = CASE WHEN $7 = 1 THEN $8 ELSE locale END,"
+                          " time_zone = CASE WHEN $9 = 1 THEN $10 ELSE time_zone END,"
+                          " jurisdiction = CASE WHEN $11 = 1 THEN $12 ELSE jurisdiction END"
+                          " WHERE id = $1",
+                          p, 12, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    if ((err = check_identities_free(tx, u->idents, u->nident, u->id)) != CD_OK ||
+        (err = insert_identities(tx, u->idents, u->nident, u->id, now)) != CD_OK)
+        goto out;
+    cd__core_event(&ev, u->a, u->action, u->id, NULL, 0);
+    err = cd_audit_append(tx, &ev, NULL);
+out:
+    cd__core_key_wipe(&k);
+    cd_buf_free(&name);
+    cd_buf_free(&attrs);
+    return err;
+}
+
+static enum cd_err copy_id(struct cd_str id, char out[CD_ID_MAX])
+{
+    if (!cd_id_valid(id, "cus"))
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    memcpy(out, id.p, id.len);
+    out[id.len] = '\0';
+    return CD_OK;
+}
+
+enum cd_err cd_core_customer_update(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                    const json_t *patch, unsigned fields, json_t **out)
+{
+    static const char *const allowed[] = {"display_name", "attributes", "locale", "time_zone",
+                                          "jurisdiction", NULL};
+    struct update_ctx u = {.c = c, .a = a, .patch = patch, .action = "customer.update"};
+    char cid[CD_ID_MAX];
+    enum cd_err err;
+
+    if ((err = copy_id(id, cid)) != CD_OK || (err = cd_json_only(patch, allowed)) != CD_OK ||
+        (err = parse_profile(patch, &u.prof)) != CD_OK)
+        goto out;
+    u.id = cid;
+    if ((err = cd_store_write(c->store, update_fn, &u)) != CD_OK)
+        goto out;
+    err = read_customer(c, a, id, fields, NULL, out);
+out:
+    cd_free(u.prof.attributes);
+    return err;
+}
+
+enum cd_err cd_core_identity_add(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                 const json_t *body, unsigned fields, json_t **out)
+{
+    struct update_ctx u = {.c = c, .a = a, .action = "identity.add"};
+    char cid[CD_ID_MAX];
+    enum cd_err err;
+
+    memset(&u.prof, 0, sizeof u.prof);
+    if ((err = copy_id(id, cid)) != CD_OK)
+        return err;
+    if ((u.idents = cd_calloc(1, sizeof *u.idents)) == NULL)
+        return CD_ERR_NOMEM;
+    u.nident = 1;
+    if ((err = parse_identity(c, body, &u.idents[0])) != CD_OK)
+        goto out;
+    u.id = cid;
+    if ((err = cd_store_write(c->store, update_fn, &u)) != CD_OK)
+        goto out;
+    err = read_customer(c, a, id, fields, NULL, out);
+out:
+    idents_free(u.idents, u.nident);
+    return err;
+}
+
+/* ---- list ---- */
+
+struct list_ctx {
+    int64_t before_ms;
+    char before_id[CD_ID_MAX];
+    int limit;
+    json_t *items;
+    int count;
+    unsigned fields;
+    struct cd_core *c;
+    enum cd_err err;
+    char ids[201][CD_ID_MAX];
+};
+
+static enum cd_err list_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct list_ctx *l = ctx;
+
+    if (l->count < 201)
+        cd__core_col_text(cols[0], l->ids[l->count], CD_ID_MAX);
+    l->count++;
+    return CD_OK;
+}
+
+static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
+{
+    struct list_ctx *l = ctx;
+    struct cd_val p[] = {CD_VINT(l->before_ms), CD_VCSTR(l->before_id), CD_VINT(l->limit + 1)};
+
+    return cd_tx_exec(tx, "SELECT id FROM customers WHERE merged_into IS NULL"
+                          " AND (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC"
+                          " LIMIT $3",
+                      p, 3, list_row, l, NULL);
+}
+
+enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
+enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
+
+enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
+                                  struct cd_str cursor, int limit, unsigned fields, json_t **out)
+{
+    struct list_ctx *l = cd_calloc(1, sizeof *l);
+    json_t *res = NULL, *items = NULL, *next = NULL;
+    enum cd_err err;
+
+    if (l == NULL)
+        return CD_ERR_NOMEM;
+    if (limit < 1 || limit > 200) {
+        err = cd_err_set(CD_ERR_INVALID, "limit must be between 1 and 200");
+        goto out;
+    }
+    l->limit = limit;
+    if ((err = cd__core_cursor_decode(cursor, &l->before_ms, l->before_id)) != CD_OK)
+        goto out;
+    if ((err = cd_store_read(c->store, list_fn, l)) != CD_OK)
+        goto out;
+    err = CD_ERR_NOMEM;
+    if ((items = json_array()) == NULL)
+        goto out;
+    int shown = l->count > limit ? limit : l->count;
+    int64_t last_ms = 0;
+    for (int i = 0; i < shown; i++) {
+        json_t *cj = NULL;
+        if ((err = read_customer(c, a, cd_str_c(l->ids[i]), fields, "customer.read", &cj)) !=
+            CD_OK)
+            goto out;
+        if (json_array_append_new(items, cj) != 0) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+        if ((err = cd_time_parse(cd_str_c(json_string_value(json_object_get(cj, "created_at"))),
+                                 &last_ms)) != CD_OK)
+            goto out;
+    }
+    if (l->count > limit) {
+        if ((err = cd__core_cursor_encode(last_ms, l->ids[shown - 1], &next)) != CD_OK)
+            goto out;
+    } else if ((next = json_null()) == NULL) {
+        goto out;
+    }
+    err = CD_ERR_NOMEM;
+    if ((res = json_object()) == NULL)
+        goto out;
+    if (cd_json_set_new(res, "items", items) != CD_OK) {
+        items = NULL;
+        goto out;
+    }
+    items = NULL;
+    if (cd_json_set_new(res, "next_cursor", next) != CD_OK) {
+        next = NULL;
+        goto out;
+    }
+    next = NULL;
+    *out = res;
+    res = NULL;
+    err = CD_OK;
+out:
+    json_decref(items);
+    json_decref(next);
+    json_decref(res);
+    cd_free(l);
+    return err;
+}
+
+/* ---- merge ---- */
+
+struct merge_ctx {
+    struct cd_core *c;
+    const struct cd_actor *a;
+    char survivor[CD_ID_MAX], merged[CD_ID_MAX];
+};
+
+struct reseal_row {
+    struct cd_tx *tx;
+    const struct cd__ckey *from, *to;
+    enum cd_err err;
+};
+
+/* Re-seals every personal column of the merged customer under the survivor's key, so each
+ * row stays bound to the customer it belongs to and erasing the survivor erases it all. */
+static enum cd_err reseal_value(const struct cd__ckey *from, const struct cd__ckey *to,
+                                const char *field, struct cd_val v, struct cd_buf *plain,
+                                struct cd_buf *sealed, bool *present)
+{
+    enum cd_err err = cd__core_open(from, field, v, plain, present);
+
+    if (err != CD_OK || !*present)
+        return err;
+    return cd__core_seal(to, field, (struct cd_str){plain->p, plain->len}, sealed);
+}
+
+struct id_list {
+    struct cd_buf ids; /* NUL-separated */
+};
+
+static enum cd_err collect_id(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct id_list *l = ctx;
+    enum cd_err err = cd_buf_append(&l->ids, cols[0].p, cols[0].len);
+
+    return err == CD_OK ? cd_buf_putc(&l->ids, '\0') : err;
+}
+
+struct one_row {
+    struct cd_val cols[4];
+    struct cd_buf copy[4];
+    bool found;
+};
+
+static enum cd_err one_row_fn(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct one_row *r = ctx;
+    enum cd_err err;
+
+    r->found = true;
+    for (size_t i = 0; i < n && i < 4; i++) {
+        r->cols[i] = cols[i];
+        if (cols[i].type == CD_VAL_BLOB || cols[i].type == CD_VAL_TEXT) {
+            cd_buf_reset(&r->copy[i]);
+            if ((err = cd_buf_append(&r->copy[i], cols[i].p, cols[i].len)) != CD_OK)
+                return err;
+            r->cols[i].p = r->copy[i].p;
+        }
+    }
+    return CD_OK;
+}
+
+static enum cd_err reseal_table(struct cd_tx *tx, const struct cd__ckey *from,
+                                const struct cd__ckey *to, bool interactions)
+{
+    struct id_list l = {CD_BUF_INIT(0)};
+    struct one_row r;
+    struct cd_buf plain = CD_BUF_INIT(0), sealed[3];
+    enum cd_err err;
+    static const char *const ifields[3] = {"subject", "body", "metadata"};
+
+    memset(&r, 0, sizeof r);
+    for (int i = 0; i < 4; i++)
+        r.copy[i] = CD_BUF_INIT(0);
+    for (int i = 0; i < 3; i++)
+        sealed[i] = CD_BUF_INIT(0);
+    struct cd_val p[] = {CD_VCSTR(from->customer_id)};
+    err = interactions ? cd_tx_exec(tx, "SELECT id FROM interactions WHERE customer_id = $1", p,
+                                    1, collect_id, &l, NULL)
+                       : cd_tx_exec(tx, "SELECT lower(hex(lookup)) || ':' || kind FROM identities"
+                                        " WHERE customer_id = $1",
+                                    p, 1, collect_id, &l, NULL);
+    if (err != CD_OK)
+        goto out;
+    for (const char *id = l.ids.p; id && id < l.ids.p + l.ids.len; id += strlen(id) + 1) {
+        bool present[3] = {false, false, false};
+        r.found = false;
+        if (interactions) {
+            struct cd_val q[] = {CD_VCSTR(id)};
+            if ((err = cd_tx_exec(tx, "SELECT subject, body, metadata FROM interactions"
+                                      " WHERE id = $1",
+                                  q, 1, one_row_fn, &r, NULL)) != CD_OK)
+                goto out;
+            for (int i = 0; i < 3; i++)
+                if ((err = reseal_value(from, to, ifields[i], r.cols[i], &plain, &sealed[i],
+                                        &present[i])) != CD_OK)
+                    goto out;
+            struct cd_val u[] = {CD_VCSTR(id), opt_blob(&sealed[0], present[0]),
+                                 opt_blob(&sealed[1], present[1]),
+                                 opt_blob(&sealed[2], present[2]), CD_VCSTR(to->customer_id)};
+            if ((err = cd_tx_exec(tx, "UPDATE interactions SET subject = $2, body = $3,"
+                                      " metadata = $4, customer_id = $5 WHERE id = $1",
+                                  u, 5, NULL, NULL, NULL)) != CD_OK)
+                goto out;
+        } else {
+            /* id is "<hex lookup>:<kind>" */
+            uint8_t lookup[CD_CRYPTO_HASH_LEN];
+            const char *kind = id + 2 * CD_CRYPTO_HASH_LEN + 1;
+            if ((err = cd_hex_decode((struct cd_str){id, 2 * CD_CRYPTO_HASH_LEN}, lookup,
+                                     sizeof lookup)) != CD_OK)
+                goto out;
+            struct cd_val q[] = {CD_VCSTR(kind), CD_VBLOB(lookup, sizeof lookup)};
+            if ((err = cd_tx_exec(tx, "SELECT value FROM identities WHERE kind = $1"
+                                      " AND lookup = $2",
+                                  q, 2, one_row_fn, &r, NULL)) != CD_OK)
+                goto out;
+            if ((err = reseal_value(from, to, "identity", r.cols[0], &plain, &sealed[0],
+                                    &present[0])) != CD_OK)
+                goto out;
+            struct cd_val u[] = {CD_VCSTR(kind), CD_VBLOB(lookup, sizeof lookup),
+                                 opt_blob(&sealed[0], present[0]), CD_VCSTR(to->customer_id)};
+            if ((err = cd_tx_exec(tx, "UPDATE identities SET value = $3, customer_id = $4"
+                                      " WHERE kind = $1 AND lookup = $2",
+                                  u, 4, NULL, NULL, NULL)) != CD_OK)
+                goto out;
+        }
+    }
+out:
+    if (plain.p)
+        cd_crypto_wipe(plain.p, plain.cap);
+    cd_buf_free(&plain);
+    for (int i = 0; i < 4; i++)
+        cd_buf_free(&r.copy[i]);
+    for (int i = 0; i < 3; i++)
+        cd_buf_free(&sealed[i]);
+    cd_buf_free(&l.ids);
+    return err;
+}
+
+static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
+{
+    struct merge_ctx *m = ctx;
+    struct cd__ckey ks, km;
+    struct cd_audit_event ev;
+    enum cd_err err;
+    bool ks_open = false, km_open = false;
+    int64_t now = cd_now_ms();
+
+    if ((err = key_for_update(tx, m->c, m->survivor, &ks)) != CD_OK)
+        goto out;
+    ks_open = true;
+    if ((err = key_for_update(tx, m->c, m->merged, &km)) != CD_OK)
+        goto out;
+    km_open = true;
+    if ((err = reseal_table(tx, &km, &ks, false)) != CD_OK ||
+        (err = reseal_table(tx, &km, &ks, true)) != CD_OK)
+        goto out;
+    /* The merged record keeps no personal data and no key: only the pointer. */
+    struct cd_val p[] = {CD_VCSTR(m->merged), CD_VCSTR(m->survivor), CD_VINT(now),
+                         CD_VCSTR(m->a->token_id),
+                         m->a->request_id ? CD_VCSTR(m->a->request_id) : CD_VNULL};
+    if ((err = cd_tx_exec(tx, "UPDATE customers SET merged_into = $2, merged_at = $3,"
+                              " updated_at = $3, display_name = NULL, attributes = NULL,"
+                              " key_wrapped = NULL WHERE id = $1",
+                          p, 3, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE customers SET merged_into = $2 WHERE merged_into = $1", p,
+                          2, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "INSERT INTO merges(merged_id, survivor_id, merged_at, actor,"
+                              " request_id) VALUES($1,$2,$3,$4,$5)",
+                          p, 5, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
+    err = cd_audit_append(tx, &ev, NULL);
+out:
+    if (ks_open)
+        cd__core_key_wipe(&ks);
+    if (km_open)
+        cd__core_key_wipe(&km);
+    return err;
+}
+
+enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
+                                   struct cd_str survivor, struct cd_str merged, unsigned fields,
+                                   json_t **out)
+{
+    struct merge_ctx m = {c, a, "", ""};
+    enum cd_err err;
+
+    if ((err = copy_id(survivor, m.survivor)) != CD_OK)
+        return err;
+    if (!cd_id_valid(merged, "cus"))
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id given in 'merge'");
+    memcpy(m.merged, merged.p, merged.len);
+    m.merged[merged.len] = '\0';
+    if (strcmp(m.survivor, m.merged) == 0)
+        return cd_err_set(CD_ERR_INVALID, "a customer cannot be merged into itself");
+    if ((err = cd_store_write(c->store, merge_fn, &m)) != CD_OK)
+        return err;
+    return read_customer(c, a, survivor, fields, NULL, out);
+}

@@ -1,0 +1,267 @@
+/* Deterministic demo data: customers with names, emails, phones and handles, and a few months
+ * of conversations on every channel. A fixed-seed generator makes every run identical. Rows are
+ * sealed exactly as real ones are; the load is recorded as one audit event. */
+#include <stdio.h>
+#include <string.h>
+#include "core_int.h"
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    /* xorshift64*: small, fast, deterministic. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static unsigned pick(unsigned n)
+{
+    return (unsigned)(rnd() % n);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const first[] = {
+    "Ana", "Ben", "Chloé", "Dmitri", "Emeka", "Fatima", "Giulia", "Hiro", "Ines", "Jonas",
+    "Kwame", "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Tariq",
+    "Uma", "Victor", "Wen", "Ximena", "Yusuf", "Zofia", "Aoife", "Bilal", "Camille", "Deepak"};
+static const char *const last[] = {
+    "Silva", "Okafor", "Müller", "Kowalski", "Nguyen", "Haddad", "Rossi", "Tanaka", "Dubois",
+    "Johansson", "Mensah", "García", "Petrov", "Khan", "O'Brien", "Schmidt", "Costa", "Ivanova",
+    "Larsen", "Moreau", "Yilmaz", "Fernández", "Novak", "Andersen", "Cohen", "Reyes"};
+static const char *const domains[] = {"example.com", "example.org", "mail.example.net",
+                                      "post.example", "inbox.example.co.uk"};
+static const char *const zones[][3] = {
+    {"Europe/Berlin", "de-DE", "EU"},   {"Europe/Paris", "fr-FR", "EU"},
+    {"America/Los_Angeles", "en-US", "US-CA"}, {"America/New_York", "en-US", "US"},
+    {"America/Toronto", "en-CA", "CA"}, {"Europe/London", "en-GB", "UK"},
+    {"Europe/Madrid", "es-ES", "EU"},   {"Asia/Tokyo", "ja-JP", "JP"}};
+static const char *const channels[] = {"email", "sms",  "phone", "chat",     "social",
+                                       "app",   "push", "post",  "in_person"};
+static const char *const topics[] = {"billing", "delivery", "refund", "account", "outage",
+                                     "upgrade", "cancellation", "complaint", "privacy"};
+static const char *const inbound[] = {
+    "Hi, I was charged twice for my order %u this month. Can you check and refund one of them?",
+    "My parcel for order %u still shows 'in transit' after nine days. Where is it?",
+    "I'd like to cancel my subscription. The website keeps sending me in circles.",
+    "The app logs me out every time I switch networks. Version 4.%u on Android.",
+    "Can you tell me what personal data you hold about me and who you shared it with?",
+    "Your technician was very helpful yesterday, thank you for sorting the router so quickly.",
+    "The invoice shows a service fee I never agreed to. Please explain line %u.",
+    "I moved house; please update my address before the next delivery.",
+    "Internet has been down since 7am in my street. Is there an outage?",
+    "I was promised a call back within 24 hours three days ago. Still nothing.",
+    "Please stop sending me marketing texts, I never signed up for them.",
+    "Is the price I was quoted (%u.00 a month) fixed for the whole contract?"};
+static const char *const outbound[] = {
+    "Thanks for getting in touch. I've refunded the duplicate charge; it will reach your account "
+    "within 5 business days.",
+    "I'm sorry about the delay. The carrier confirms the parcel is at the local depot and "
+    "delivery is scheduled for tomorrow between 9:00 and 13:00.",
+    "I've cancelled your subscription effective today. You won't be charged again, and you can "
+    "download your data from your account page until the end of the month.",
+    "Thanks for the details. Our engineers have reproduced the logout problem and a fix is in "
+    "the next app release; I'll update you when it ships.",
+    "I've logged your access request. You'll receive a complete copy of your data within one "
+    "month, as the law requires.",
+    "The outage in your area was caused by a damaged cable. Engineers are on site; we expect "
+    "service back by 18:00 and will credit you for the day.",
+    "The fee on line 3 was applied in error. I've removed it and sent a corrected invoice.",
+    "Your address is updated. Your next delivery will go to the new address.",
+    "I'm sorry we didn't call back as promised. I've escalated your case to a supervisor, who "
+    "will call you today before 17:00.",
+    "Done: you won't receive marketing messages from us any more. Service messages about your "
+    "account will continue.",
+    "Yes, the price is fixed for the 24 months of your contract. It's written in section 4 of "
+    "your terms."};
+
+/* Copies template into out with its "%u" (if any) replaced by n. */
+static void fill(char *out, size_t cap, const char *template, unsigned n)
+{
+    const char *mark = strstr(template, "%u");
+
+    if (mark == NULL)
+        snprintf(out, cap, "%s", template);
+    else
+        snprintf(out, cap, "%.*s%u%s", (int)(mark - template), template, n, mark + 2);
+}
+
+struct demo_customer {
+    char id[CD_ID_MAX];
+    struct cd__ckey key;
+};
+
+struct demo_ctx {
+    struct cd_core *c;
+    struct demo_customer *customers;
+    int ncustomers;
+    int from, to;          /* customer range of this batch */
+    int per_customer;      /* interactions per customer (average) */
+    int days;
+    int64_t now;
+    bool first_batch;
+};
+
+static enum cd_err seal_insert_identity(struct cd_tx *tx, struct cd_core *c,
+                                        struct demo_customer *dc, const char *kind,
+                                        const char *network, const char *value, int64_t at)
+{
+    struct cd_buf norm = CD_BUF_INIT(1024), sealed = CD_BUF_INIT(2048);
+    uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    enum cd_err err;
+
+    if ((err = cd_core_identity_normalize(cd_str_c(kind), cd_str_c(network), cd_str_c(value),
+                                          &norm)) != CD_OK)
+        goto out;
+    cd__core_lookup(c, cd_str_c(kind), (struct cd_str){norm.p, norm.len}, lookup);
+    if ((err = cd__core_seal(&dc->key, "identity", (struct cd_str){norm.p, norm.len}, &sealed)) !=
+        CD_OK)
+        goto out;
+    struct cd_val p[] = {CD_VCSTR(kind),
+                         CD_VBLOB(lookup, sizeof lookup),
+                         CD_VCSTR(dc->id),
+                         CD_VBLOB(sealed.p, sealed.len),
+                         network ? CD_VCSTR(network) : CD_VNULL,
+                         CD_VINT(at)};
+    err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value, network,"
+                         " created_at) VALUES($1,$2,$3,$4,$5,$6)",
+                     p, 6, NULL, NULL, NULL);
+out:
+    cd_buf_free(&norm);
+    cd_buf_free(&sealed);
+    return err;
+}
+
+static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
+{
+    struct demo_ctx *d = ctx;
+    struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0), m = CD_BUF_INIT(0);
+    char text[600], value[200], name[120], subject[120], thread[40], meta[200], iid[CD_ID_MAX];
+    enum cd_err err = CD_OK;
+    int64_t span = (int64_t)d->days * 86400000;
+
+    for (int i = d->from; i < d->to && err == CD_OK; i++) {
+        struct demo_customer *dc = &d->customers[i];
+        const char *fn = first[pick(N(first))], *ln = last[pick(N(last))];
+        const char *const *zone = zones[pick(N(zones))];
+        int64_t created = d->now - span - (int64_t)pick(86400) * 1000 * 30;
+        uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
+
+        cd__core_key_new(d->c, dc->id, &dc->key, wrapped);
+        snprintf(name, sizeof name, "%s %s", fn, ln);
+        snprintf(text, sizeof text, "{\"tier\":\"%s\",\"customer_since\":%u}",
+                 pick(10) ? "standard" : "plus", 2015 + pick(11));
+        if ((err = cd__core_seal(&dc->key, "display_name", cd_str_c(name), &a)) != CD_OK ||
+            (err = cd__core_seal(&dc->key, "attributes", cd_str_c(text), &b)) != CD_OK)
+            break;
+        struct cd_val p[] = {CD_VCSTR(dc->id),    CD_VINT(created),
+                             CD_VBLOB(a.p, a.len), CD_VBLOB(b.p, b.len),
+                             CD_VCSTR(zone[1]),   CD_VCSTR(zone[0]),
+                             CD_VCSTR(zone[2]),   CD_VBLOB(wrapped, sizeof wrapped)};
+        if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at,"
+                                  " display_name, attributes, locale, time_zone, jurisdiction,"
+                                  " key_wrapped) VALUES($1,$2,$2,$3,$4,$5,$6,$7,$8)",
+                              p, 8, NULL, NULL, NULL)) != CD_OK)
+            break;
+        snprintf(value, sizeof value, "%s.%s.%d@%s", fn, ln, i, domains[pick(N(domains))]);
+        /* Keep the demo addresses ASCII: strip bytes outside it. */
+        for (char *s = value; *s; s++)
+            if ((unsigned char)*s >= 0x80 || *s == '\'')
+                *s = 'x';
+        if ((err = seal_insert_identity(tx, d->c, dc, "email", NULL, value, created)) != CD_OK)
+            break;
+        snprintf(value, sizeof value, "+4915%09d", 100000000 + i * 7919 % 800000000);
+        if (pick(3) && (err = seal_insert_identity(tx, d->c, dc, "phone", NULL, value, created)) !=
+                           CD_OK)
+            break;
+        snprintf(value, sizeof value, "@%c%s%d", fn[0] | 0x20, "user", i);
+        if (pick(4) == 0 &&
+            (err = seal_insert_identity(tx, d->c, dc, "social", "instagram", value, created)) !=
+                CD_OK)
+            break;
+        int count = d->per_customer / 2 + (int)pick((unsigned)d->per_customer + 1);
+        int64_t t = d->now - (int64_t)pick((unsigned)(span / 1000)) * 1000;
+        for (int k = 0; k < count && err == CD_OK; k++) {
+            bool out = k % 2 == 1;
+            unsigned topic = pick(N(topics));
+            const char *channel = channels[k == 0 ? pick(N(channels)) : pick(4)];
+            if (out)
+                snprintf(text, sizeof text, "%s", outbound[pick(N(outbound))]);
+            else
+                fill(text, sizeof text, inbound[pick(N(inbound))], 1000 + pick(90000));
+            snprintf(subject, sizeof subject, "%s: %s", out ? "Re" : "Question",
+                     topics[topic]);
+            snprintf(thread, sizeof thread, "thr-%d-%d", i, k / 4);
+            snprintf(meta, sizeof meta, "{\"topic\":\"%s\",\"agent\":\"%s\"}", topics[topic],
+                     out ? "agent-" : "");
+            t += (int64_t)(60 + pick(86400 * 3)) * 1000;
+            if (t > d->now)
+                t = d->now - (int64_t)pick(3600) * 1000;
+            cd_id_new("int", iid);
+            if ((err = cd__core_seal(&dc->key, "subject", cd_str_c(subject), &a)) != CD_OK ||
+                (err = cd__core_seal(&dc->key, "body", cd_str_c(text), &b)) != CD_OK ||
+                (err = cd__core_seal(&dc->key, "metadata", cd_str_c(meta), &m)) != CD_OK)
+                break;
+            struct cd_val q[] = {CD_VCSTR(iid),
+                                 CD_VCSTR(dc->id),
+                                 CD_VCSTR(channel),
+                                 CD_VCSTR(out ? "outbound" : "inbound"),
+                                 CD_VCSTR(thread),
+                                 CD_VINT(t),
+                                 CD_VINT(t),
+                                 CD_VCSTR("service"),
+                                 CD_VBLOB(a.p, a.len),
+                                 CD_VBLOB(b.p, b.len),
+                                 CD_VBLOB(m.p, m.len)};
+            err = cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
+                                 " thread_id, occurred_at, created_at, purpose, subject, body,"
+                                 " metadata) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                             q, 11, NULL, NULL, NULL);
+        }
+        cd__core_key_wipe(&dc->key);
+    }
+    if (err == CD_OK && d->first_batch) {
+        struct cd_audit_event ev = {0};
+        ev.action = "demo.load";
+        ev.outcome = "ok";
+        ev.actor_token = "system";
+        err = cd_audit_append(tx, &ev, NULL);
+    }
+    cd_buf_free(&a);
+    cd_buf_free(&b);
+    cd_buf_free(&m);
+    return err;
+}
+
+static enum cd_err count_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM customers", NULL, 0, ctx);
+}
+
+enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions, int days)
+{
+    struct demo_ctx d = {c, NULL, customers, 0, 0, 0, days, cd_now_ms(), true};
+    int64_t existing = 0;
+    enum cd_err err;
+
+    if ((err = cd_store_read(c->store, count_fn, &existing)) != CD_OK)
+        return err;
+    if (existing > 0)
+        return CD_OK;
+    if ((d.customers = cd_calloc((size_t)customers, sizeof *d.customers)) == NULL)
+        return CD_ERR_NOMEM;
+    rng_state = 0x9E3779B97F4A7C15ull;
+    d.per_customer = interactions / customers;
+    for (int i = 0; i < customers; i++)
+        cd_id_new("cus", d.customers[i].id);
+    for (d.from = 0; d.from < customers; d.from = d.to) {
+        d.to = d.from + 100 < customers ? d.from + 100 : customers;
+        if ((err = cd_store_write(c->store, demo_batch, &d)) != CD_OK)
+            break;
+        d.first_batch = false;
+    }
+    cd_free(d.customers);
+    return err;
+}

@@ -1,0 +1,842 @@
+/* Interactions: ingestion (with identity resolution, the in-path hooks and idempotency), one
+ * interaction, and the timeline with keyset cursors. */
+#include <stdio.h>
+#include <string.h>
+#include "core_int.h"
+#include "policy/policy.h"
+
+static const char *const channels[] = {"email", "sms",  "phone", "chat",      "social",
+                                       "app",   "push", "post",  "in_person", NULL};
+static const char *const directions[] = {"inbound", "outbound", NULL};
+
+static bool in_list(struct cd_str s, const char *const *list)
+{
+    for (; *list; list++)
+        if (cd_str_eq_c(s, *list))
+            return true;
+    return false;
+}
+
+bool cd_core_channel_valid(struct cd_str s)
+{
+    return in_list(s, channels);
+}
+
+bool cd_core_direction_valid(struct cd_str s)
+{
+    return in_list(s, directions);
+}
+
+/* ---- cursors: base64url("<occurred_at ms>.<id>") ---- */
+
+enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
+enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
+
+enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX])
+{
+    char raw[64], *dot, *end = NULL;
+    size_t n = 0;
+
+    if (cursor.len == 0) {
+        *ms = INT64_MAX;
+        snprintf(id, CD_ID_MAX, "~"); /* sorts after every id */
+        return CD_OK;
+    }
+    if (cd_b64url_decode(cursor, raw, sizeof raw - 1, &n) != CD_OK)
+        goto bad;
+    raw[n] = '\0';
+    if ((dot = memchr(raw, '.', n)) == NULL)
+        goto bad;
+    *dot = '\0';
+    *ms = strtoll(raw, &end, 10);
+    if (end == raw || *end != '\0' || strlen(dot + 1) >= CD_ID_MAX || dot[1] == '\0')
+        goto bad;
+    snprintf(id, CD_ID_MAX, "%s", dot + 1);
+    return CD_OK;
+bad:
+    return cd_err_set(CD_ERR_INVALID, "the cursor is not one this server issued");
+}
+
+enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out)
+{
+    char raw[64], enc[100];
+    int n = snprintf(raw, sizeof raw, "%lld.%s", (long long)ms, id);
+
+    cd_b64url_encode(raw, (size_t)n, enc);
+    *out = json_string(enc);
+    return *out ? CD_OK : CD_ERR_NOMEM;
+}
+
+/* ---- rendering ---- */
+
+static enum cd_err set_time(json_t *o, const char *key, int64_t ms)
+{
+    char ts[CD_TIME_STRLEN];
+
+    cd_time_format(ms, ts);
+    return cd_json_set_new(o, key, json_string(ts));
+}
+
+enum cd_err cd__core_interaction_json(const struct cd__ckey *k,
+                                      const struct cd__interaction_row *r, unsigned fields,
+                                      json_t **out)
+{
+    json_t *o = json_object(), *meta = NULL;
+    struct cd_buf plain = CD_BUF_INIT(CD_MAX_BODY + 1024);
+    bool present = false;
+    enum cd_err err = CD_ERR_NOMEM;
+
+    if (o == NULL)
+        return CD_ERR_NOMEM;
+    if (cd_json_set_new(o, "id", json_string(r->id)) != CD_OK ||
+        cd_json_set_new(o, "customer_id", json_string(r->customer_id)) != CD_OK ||
+        cd_json_set_new(o, "channel", json_string(r->channel)) != CD_OK ||
+        cd_json_set_new(o, "direction", json_string(r->direction)) != CD_OK ||
+        cd_json_set_new(o, "purpose", json_string(r->purpose)) != CD_OK ||
+        cd_json_set_new(o, "thread_id", r->thread_id[0] ? json_string(r->thread_id)
+                                                         : json_null()) != CD_OK ||
+        set_time(o, "occurred_at", r->occurred_at) != CD_OK ||
+        set_time(o, "created_at", r->created_at) != CD_OK)
+        goto out;
+    if (r->guard.type == CD_VAL_BLOB || r->guard.type == CD_VAL_TEXT) {
+        json_error_t jerr;
+        json_t *g = json_loadb(r->guard.p, r->guard.len, 0, &jerr);
+        if (g && cd_json_set_new(o, "guard", g) != CD_OK)
+            goto out;
+    }
+    if (fields & CD_FIELDS_CONVERSATION) {
+        if ((err = cd__core_open(k, "subject", r->subject, &plain, &present)) != CD_OK)
+            goto out;
+        err = CD_ERR_NOMEM;
+        if (cd_json_set_new(o, "subject",
+                            present ? json_stringn(plain.p, plain.len) : json_null()) != CD_OK)
+            goto out;
+        if ((err = cd__core_open(k, "body", r->body, &plain, &present)) != CD_OK)
+            goto out;
+        err = CD_ERR_NOMEM;
+        if (cd_json_set_new(o, "body", present ? json_stringn(plain.p, plain.len)
+                                               : json_null()) != CD_OK)
+            goto out;
+        if ((err = cd__core_open(k, "metadata", r->metadata, &plain, &present)) != CD_OK)
+            goto out;
+        err = CD_ERR_NOMEM;
+        if (present) {
+            json_error_t jerr;
+            if ((meta = json_loadb(plain.p, plain.len, 0, &jerr)) == NULL) {
+                err = cd_err_set(CD_ERR_INTEGRITY, "stored metadata is not valid JSON");
+                goto out;
+            }
+        } else if ((meta = json_object()) == NULL) {
+            goto out;
+        }
+        if (cd_json_set_new(o, "metadata", meta) != CD_OK) {
+            meta = NULL;
+            goto out;
+        }
+        meta = NULL;
+    }
+    *out = o;
+    o = NULL;
+    err = CD_OK;
+out:
+    if (plain.p)
+        cd_crypto_wipe(plain.p, plain.cap);
+    cd_buf_free(&plain);
+    json_decref(meta);
+    json_decref(o);
+    return err;
+}
+
+/* ---- ingestion ---- */
+
+struct ingest_ctx {
+    struct cd_core *c;
+    const struct cd_actor *a;
+    const struct cd_idem *idem;
+    /* resolved before the write */
+    struct cd_str customer_id_in;
+    struct cd_str ident_type;
+    char ident_network[72];
+    uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    bool by_identity;
+    struct cd_buf ident_norm;
+    struct cd__interaction_row row;
+    struct cd_str subject, body;
+    char *metadata;     /* serialised, cd_malloc'ed */
+    char *masked_body;  /* inbound body after masking, cd_malloc'ed */
+    char *guard_json;   /* findings, cd_malloc'ed */
+    struct cd_buf s_subject, s_body, s_meta, s_ident;
+    /* decided in the write */
+    char replay_id[CD_ID_MAX];
+    bool created_customer;
+};
+
+struct ident_lookup {
+    char customer_id[CD_ID_MAX];
+    struct cd_buf wrapped;
+    bool found;
+};
+
+static enum cd_err owner_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct ident_lookup *l = ctx;
+
+    l->found = true;
+    cd__core_col_text(cols[0], l->customer_id, sizeof l->customer_id);
+    cd_buf_reset(&l->wrapped);
+    if (cols[1].type == CD_VAL_BLOB)
+        return cd_buf_append(&l->wrapped, cols[1].p, cols[1].len);
+    return CD_OK;
+}
+
+static const char SELECT_BY_IDENTITY[] =
+    "SELECT c.id, c.key_wrapped FROM identities i JOIN customers c ON c.id = i.customer_id"
+    " WHERE i.kind = $1 AND i.lookup = $2";
+static const char SELECT_BY_ID[] =
+    "SELECT id, key_wrapped FROM customers WHERE id = $1 AND merged_into IS NULL";
+
+static enum cd_err seal_all(struct ingest_ctx *ic, const struct cd__ckey *k)
+{
+    enum cd_err err = CD_OK;
+
+    if (ic->subject.p)
+        err = cd__core_seal(k, "subject", ic->subject, &ic->s_subject);
+    if (err == CD_OK && ic->body.p)
+        err = cd__core_seal(k, "body", ic->body, &ic->s_body);
+    if (err == CD_OK && ic->metadata)
+        err = cd__core_seal(k, "metadata", cd_str_c(ic->metadata), &ic->s_meta);
+    return err;
+}
+
+static struct cd_val opt_blob(const struct cd_buf *b, bool has)
+{
+    return has ? CD_VBLOB(b->p, b->len) : CD_VNULL;
+}
+
+static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
+{
+    struct ingest_ctx *ic = ctx;
+    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
+    struct cd__ckey k;
+    bool key_open = false;
+    struct cd_audit_event ev;
+    enum cd_err err;
+    int64_t now = ic->row.created_at;
+
+    if ((err = cd__core_idem_check(tx, ic->idem, ic->replay_id)) != CD_OK || ic->replay_id[0])
+        goto out;
+    if (ic->by_identity) {
+        struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
+        if ((err = cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, &l, NULL)) != CD_OK)
+            goto out;
+    } else {
+        char resolved[CD_ID_MAX];
+        bool exists = false;
+        if ((err = cd__core_resolve(tx, ic->customer_id_in, resolved, &exists)) != CD_OK)
+            goto out;
+        if (!exists) {
+            err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
+            goto out;
+        }
+        struct cd_val p[] = {CD_VCSTR(resolved)};
+        if ((err = cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, &l, NULL)) != CD_OK)
+            goto out;
+    }
+    if (l.found) {
+        struct cd_val w = {l.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l.wrapped.p,
+                           l.wrapped.len};
+        if ((err = cd__core_key_open(ic->c, l.customer_id, w, &k)) != CD_OK)
+            goto out;
+        key_open = true;
+        snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", l.customer_id);
+    } else {
+        /* A new identity: the customer is created with it. */
+        uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
+        cd_id_new("cus", ic->row.customer_id);
+        cd__core_key_new(ic->c, ic->row.customer_id, &k, wrapped);
+        key_open = true;
+        if ((err = cd__core_seal(&k, "identity",
+                                 (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+                                 &ic->s_ident)) != CD_OK)
+            goto out;
+        struct cd_val p[] = {CD_VCSTR(ic->row.customer_id), CD_VINT(now),
+                             CD_VBLOB(wrapped, sizeof wrapped)};
+        struct cd_val q[] = {CD_VTEXT(ic->ident_type),
+                             CD_VBLOB(ic->lookup, sizeof ic->lookup),
+                             CD_VCSTR(ic->row.customer_id),
+                             CD_VBLOB(ic->s_ident.p, ic->s_ident.len),
+                             ic->ident_network[0] ? CD_VCSTR(ic->ident_network) : CD_VNULL,
+                             CD_VINT(now)};
+        if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at,"
+                                  " key_wrapped) VALUES($1,$2,$2,$3)",
+                              p, 3, NULL, NULL, NULL)) != CD_OK ||
+            (err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value,"
+                                  " network, created_at) VALUES($1,$2,$3,$4,$5,$6)",
+                              q, 6, NULL, NULL, NULL)) != CD_OK)
+            goto out;
+        cd__core_event(&ev, ic->a, "customer.create", ic->row.customer_id, NULL, 0);
+        if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+            goto out;
+        ic->created_customer = true;
+    }
+    if ((err = seal_all(ic, &k)) != CD_OK)
+        goto out;
+    struct cd_val p[] = {CD_VCSTR(ic->row.id),
+                         CD_VCSTR(ic->row.customer_id),
+                         CD_VCSTR(ic->row.channel),
+                         CD_VCSTR(ic->row.direction),
+                         ic->row.thread_id[0] ? CD_VCSTR(ic->row.thread_id) : CD_VNULL,
+                         CD_VINT(ic->row.occurred_at),
+                         CD_VINT(now),
+                         CD_VCSTR(ic->row.purpose),
+                         opt_blob(&ic->s_subject, ic->subject.p != NULL),
+                         opt_blob(&ic->s_body, ic->body.p != NULL),
+                         opt_blob(&ic->s_meta, ic->metadata != NULL),
+                         ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL};
+    if ((err = cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
+                              " thread_id, occurred_at, created_at, purpose, subject, body,"
+                              " metadata, guard) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                          p, 12, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    cd__core_event(&ev, ic->a, "interaction.ingest", ic->row.customer_id, ic->row.id, 0);
+    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        goto out;
+    err = cd__core_idem_record(tx, ic->idem, ic->row.id);
+out:
+    if (key_open)
+        cd__core_key_wipe(&k);
+    cd_buf_free(&l.wrapped);
+    return err;
+}
+
+static enum cd_err copy_field(const json_t *body, const char *key, char *out, size_t n,
+                              bool required)
+{
+    struct cd_str s = CD_STR_NULL;
+    enum cd_err err = cd_json_str(body, key, required, &s);
+
+    if (err != CD_OK)
+        return err;
+    if (s.len >= n || (s.p && memchr(s.p, 0, s.len)))
+        return cd_err_set(CD_ERR_INVALID, "member '%s' is too long", key);
+    memcpy(out, s.p ? s.p : "", s.len);
+    out[s.len] = '\0';
+    return CD_OK;
+}
+
+/* Reads the owner of an identity or id before the write, for the outbound hooks. */
+struct pre_ctx {
+    struct ingest_ctx *ic;
+    char customer_id[CD_ID_MAX];
+};
+
+static enum cd_err pre_fn(struct cd_tx *tx, void *ctx)
+{
+    struct pre_ctx *pc = ctx;
+    struct ingest_ctx *ic = pc->ic;
+    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
+    enum cd_err err;
+    bool exists = false;
+
+    if (ic->by_identity) {
+        struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
+        err = cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, &l, NULL);
+        if (err == CD_OK && l.found)
+            snprintf(pc->customer_id, sizeof pc->customer_id, "%s", l.customer_id);
+    } else {
+        err = cd__core_resolve(tx, ic->customer_id_in, pc->customer_id, &exists);
+        if (err == CD_OK && !exists)
+            err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
+    }
+    cd_buf_free(&l.wrapped);
+    return err;
+}
+
+static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool *override,
+                                struct cd_str *override_reason)
+{
+    static const char *const allowed[] = {"customer_id", "identity", "channel", "direction",
+                                          "occurred_at", "thread_id", "subject", "body",
+                                          "metadata", "purpose", "guard_override", NULL};
+    json_t *ident = NULL, *meta = NULL, *ovr = NULL;
+    struct cd_str occurred = CD_STR_NULL;
+    enum cd_purpose purpose;
+    enum cd_err err;
+
+    if ((err = cd_json_only(body, allowed)) != CD_OK ||
+        (err = cd_json_str(body, "customer_id", false, &ic->customer_id_in)) != CD_OK ||
+        (err = cd_json_obj(body, "identity", false, &ident)) != CD_OK ||
+        (err = copy_field(body, "channel", ic->row.channel, sizeof ic->row.channel, true)) !=
+            CD_OK ||
+        (err = copy_field(body, "direction", ic->row.direction, sizeof ic->row.direction,
+                          true)) != CD_OK ||
+        (err = copy_field(body, "thread_id", ic->row.thread_id, sizeof ic->row.thread_id,
+                          false)) != CD_OK ||
+        (err = copy_field(body, "purpose", ic->row.purpose, sizeof ic->row.purpose, false)) !=
+            CD_OK ||
+        (err = cd_json_str(body, "occurred_at", false, &occurred)) != CD_OK ||
+        (err = cd_json_str(body, "subject", false, &ic->subject)) != CD_OK ||
+        (err = cd_json_str(body, "body", false, &ic->body)) != CD_OK ||
+        (err = cd_json_obj(body, "metadata", false, &meta)) != CD_OK ||
+        (err = cd_json_obj(body, "guard_override", false, &ovr)) != CD_OK)
+        return err;
+    if (!cd_core_channel_valid(cd_str_c(ic->row.channel)))
+        return cd_err_set(CD_ERR_INVALID, "'channel' must be one of email, sms, phone, chat, "
+                                          "social, app, push, post, in_person");
+    if (!cd_core_direction_valid(cd_str_c(ic->row.direction)))
+        return cd_err_set(CD_ERR_INVALID, "'direction' must be inbound or outbound");
+    if (!ic->row.purpose[0])
+        snprintf(ic->row.purpose, sizeof ic->row.purpose, "service");
+    if (!cd_purpose_parse(cd_str_c(ic->row.purpose), &purpose))
+        return cd_err_set(CD_ERR_INVALID, "'purpose' must be one of %s", cd_purpose_list());
+    if ((ic->customer_id_in.p != NULL) == (ident != NULL))
+        return cd_err_set(CD_ERR_INVALID,
+                          "give exactly one of 'customer_id' or 'identity' to say whose it is");
+    if (ic->subject.len > CD_MAX_SUBJECT)
+        return cd_err_set(CD_ERR_INVALID, "'subject' is longer than %d bytes", CD_MAX_SUBJECT);
+    if (ic->body.len > CD_MAX_BODY)
+        return cd_err_set(CD_ERR_TOO_BIG, "'body' is longer than %d bytes", CD_MAX_BODY);
+    if (occurred.p) {
+        if ((err = cd_time_parse(occurred, &ic->row.occurred_at)) != CD_OK)
+            return cd_err_set(err, "'occurred_at': %s", cd_err_detail());
+    } else {
+        ic->row.occurred_at = ic->row.created_at;
+    }
+    if (meta) {
+        size_t n = 0;
+        if ((err = cd_json_dump(meta, &ic->metadata, &n)) != CD_OK)
+            return err;
+        if (n > CD_MAX_META)
+            return cd_err_set(CD_ERR_INVALID, "'metadata' is larger than %d bytes", CD_MAX_META);
+    }
+    if (ovr) {
+        static const char *const ovr_allowed[] = {"reason", NULL};
+        if ((err = cd_json_only(ovr, ovr_allowed)) != CD_OK ||
+            (err = cd_json_str(ovr, "reason", true, override_reason)) != CD_OK)
+            return cd_err_set(err, "'guard_override': %s", cd_err_detail());
+        if (override_reason->len < 10)
+            return cd_err_set(CD_ERR_INVALID, "'guard_override.reason' must explain the override "
+                                              "(at least 10 characters)");
+        *override = true;
+    }
+    if (ident) {
+        static const char *const ident_allowed[] = {"type", "value", "network", NULL};
+        struct cd_str value = CD_STR_NULL, network = CD_STR_NULL;
+        if ((err = cd_json_only(ident, ident_allowed)) != CD_OK ||
+            (err = cd_json_str(ident, "type", true, &ic->ident_type)) != CD_OK ||
+            (err = cd_json_str(ident, "value", true, &value)) != CD_OK ||
+            (err = cd_json_str(ident, "network", false, &network)) != CD_OK ||
+            (err = cd_core_identity_normalize(ic->ident_type, network, value, &ic->ident_norm)) !=
+                CD_OK)
+            return cd_err_set(err, "'identity': %s", cd_err_detail());
+        const char *colon = memchr(ic->ident_norm.p, ':', ic->ident_norm.len);
+        if (colon && !cd_str_eq_c(ic->ident_type, "email")) {
+            size_t n = (size_t)(colon - ic->ident_norm.p);
+            if (n >= sizeof ic->ident_network)
+                n = sizeof ic->ident_network - 1;
+            memcpy(ic->ident_network, ic->ident_norm.p, n);
+            ic->ident_network[n] = '\0';
+        }
+        cd__core_lookup(ic->c, ic->ident_type,
+                        (struct cd_str){ic->ident_norm.p, ic->ident_norm.len}, ic->lookup);
+        ic->by_identity = true;
+    } else if (!cd_id_valid(ic->customer_id_in, "cus")) {
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
+    }
+    return CD_OK;
+}
+
+enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
+                                       struct cd_str id, unsigned fields, const char *action,
+                                       json_t **out);
+
+/* The ingestion response, from the plaintext still in memory. */
+static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields, json_t **out)
+{
+    struct cd__interaction_row r = ic->row;
+    json_t *o = NULL, *meta = NULL;
+    enum cd_err err;
+
+    r.subject = r.body = r.metadata = CD_VNULL;
+    r.guard = ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL;
+    if ((err = cd__core_interaction_json(NULL, &r, fields & ~CD_FIELDS_CONVERSATION, &o)) != CD_OK)
+        return err;
+    err = CD_ERR_NOMEM;
+    if (fields & CD_FIELDS_CONVERSATION) {
+        json_error_t jerr;
+        meta = ic->metadata ? json_loads(ic->metadata, 0, &jerr) : json_object();
+        if (cd_json_set_new(o, "subject", ic->subject.p
+                                              ? json_stringn(ic->subject.p, ic->subject.len)
+                                              : json_null()) != CD_OK ||
+            cd_json_set_new(o, "body", ic->body.p ? json_stringn(ic->body.p, ic->body.len)
+                                                  : json_null()) != CD_OK ||
+            cd_json_set_new(o, "metadata", meta) != CD_OK)
+            goto out;
+    }
+    if (cd_json_set_new(o, "customer_created", json_boolean(ic->created_customer)) != CD_OK)
+        goto out;
+    *out = o;
+    return CD_OK;
+out:
+    json_decref(o);
+    return err;
+}
+
+enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
+                                       const json_t *body, const struct cd_idem *idem,
+                                       unsigned fields, json_t **out, bool *replayed)
+{
+    struct ingest_ctx *ic = cd_calloc(1, sizeof *ic);
+    struct cd_str reason = CD_STR_NULL;
+    bool override = false;
+    json_t *annotation = NULL;
+    enum cd_err err;
+
+    if (ic == NULL)
+        return CD_ERR_NOMEM;
+    ic->c = c;
+    ic->a = a;
+    ic->idem = idem;
+    ic->ident_norm = CD_BUF_INIT(1024);
+    ic->s_subject = CD_BUF_INIT(CD_MAX_SUBJECT + 1024);
+    ic->s_body = CD_BUF_INIT(CD_MAX_BODY + 1024);
+    ic->s_meta = CD_BUF_INIT(CD_MAX_META + 1024);
+    ic->s_ident = CD_BUF_INIT(2048);
+    ic->row.created_at = cd_now_ms();
+    cd_id_new("int", ic->row.id);
+    if ((err = parse_ingest(ic, body, &override, &reason)) != CD_OK)
+        goto out;
+    bool outbound = strcmp(ic->row.direction, "outbound") == 0;
+    if (!outbound && ic->body.p && c->hooks.inbound_filter) {
+        size_t n = 0;
+        if ((err = c->hooks.inbound_filter(c->hooks.ctx, ic->body, &ic->masked_body, &n)) !=
+            CD_OK)
+            goto out;
+        if (ic->masked_body)
+            ic->body = (struct cd_str){ic->masked_body, n};
+    }
+    if (outbound && c->hooks.outbound_check) {
+        struct pre_ctx pc = {ic, ""};
+        if ((err = cd_store_read(c->store, pre_fn, &pc)) != CD_OK)
+            goto out;
+        err = c->hooks.outbound_check(c->hooks.ctx, a, pc.customer_id[0] ? pc.customer_id : NULL,
+                                      ic->row.channel, ic->row.purpose,
+                                      ic->body.p ? ic->body : CD_STR(""), override, &annotation);
+        if (err != CD_OK)
+            goto out;
+        if (annotation) {
+            if (override && cd_json_set_strn(annotation, "override_reason", reason.p,
+                                             reason.len) != CD_OK) {
+                err = CD_ERR_NOMEM;
+                goto out;
+            }
+            if ((err = cd_json_dump(annotation, &ic->guard_json, NULL)) != CD_OK)
+                goto out;
+        }
+    }
+    if ((err = cd_store_write(c->store, ingest_fn, ic)) != CD_OK)
+        goto out;
+    *replayed = ic->replay_id[0] != '\0';
+    if (*replayed) {
+        err = cd__core_interaction_by_id(c, a, cd_str_c(ic->replay_id), fields,
+                                         "interaction.read", out);
+        goto out;
+    }
+    /* The response is built from what was just written: no second read of the database. */
+    err = ingest_response(ic, fields, out);
+out:
+    json_decref(annotation);
+    cd_buf_free(&ic->ident_norm);
+    cd_buf_free(&ic->s_subject);
+    cd_buf_free(&ic->s_body);
+    cd_buf_free(&ic->s_meta);
+    cd_buf_free(&ic->s_ident);
+    cd_free(ic->metadata);
+    cd_free(ic->masked_body);
+    cd_free(ic->guard_json);
+    cd_free(ic);
+    return err;
+}
+
+/* ---- reading ---- */
+
+struct page_ctx {
+    struct cd__interaction_row *rows;
+    struct cd_buf blobs; /* copies of the sealed columns, rows point into it by offset */
+    size_t (*offsets)[4];
+    int count, max;
+    char customer_id[CD_ID_MAX];
+    struct cd_buf wrapped;
+    bool customer_found;
+};
+
+static enum cd_err page_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct page_ctx *pc = ctx;
+    struct cd__interaction_row *r;
+    enum cd_err err;
+
+    if (pc->count >= pc->max)
+        return CD_OK;
+    r = &pc->rows[pc->count];
+    memset(r, 0, sizeof *r);
+    cd__core_col_text(cols[0], r->id, sizeof r->id);
+    cd__core_col_text(cols[1], r->customer_id, sizeof r->customer_id);
+    cd__core_col_text(cols[2], r->channel, sizeof r->channel);
+    cd__core_col_text(cols[3], r->direction, sizeof r->direction);
+    cd__core_col_text(cols[4], r->thread_id, sizeof r->thread_id);
+    r->occurred_at = cols[5].i;
+    r->created_at = cols[6].i;
+    cd__core_col_text(cols[7], r->purpose, sizeof r->purpose);
+    struct cd_val *dst[4] = {&r->subject, &r->body, &r->metadata, &r->guard};
+    for (int i = 0; i < 4; i++) {
+        const struct cd_val *v = &cols[8 + i];
+        *dst[i] = *v;
+        pc->offsets[pc->count][i] = pc->blobs.len;
+        if (v->type == CD_VAL_BLOB || v->type == CD_VAL_TEXT) {
+            if ((err = cd_buf_append(&pc->blobs, v->p, v->len)) != CD_OK)
+                return err;
+        }
+    }
+    pc->count++;
+    return CD_OK;
+}
+
+/* Blob pointers are fixed up after the query: the buffer may move while it grows. */
+static void page_fixup(struct page_ctx *pc)
+{
+    for (int i = 0; i < pc->count; i++) {
+        struct cd__interaction_row *r = &pc->rows[i];
+        struct cd_val *dst[4] = {&r->subject, &r->body, &r->metadata, &r->guard};
+        for (int j = 0; j < 4; j++)
+            if (dst[j]->type == CD_VAL_BLOB || dst[j]->type == CD_VAL_TEXT)
+                dst[j]->p = pc->blobs.p + pc->offsets[i][j];
+    }
+}
+
+struct timeline_ctx {
+    struct page_ctx pc;
+    struct cd_str id;
+    const struct cd_timeline_query *q;
+    int64_t before_ms;
+    char before_id[CD_ID_MAX];
+    bool single; /* one interaction by id */
+};
+
+static enum cd_err key_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct page_ctx *pc = ctx;
+
+    pc->customer_found = true;
+    cd_buf_reset(&pc->wrapped);
+    if (cols[0].type == CD_VAL_BLOB)
+        return cd_buf_append(&pc->wrapped, cols[0].p, cols[0].len);
+    return CD_OK;
+}
+
+static enum cd_err timeline_fn(struct cd_tx *tx, void *ctx)
+{
+    struct timeline_ctx *t = ctx;
+    enum cd_err err;
+    bool exists = false;
+
+    if (t->single) {
+        char id[CD_ID_MAX];
+        if (!cd_id_valid(t->id, "int"))
+            return CD_OK;
+        memcpy(id, t->id.p, t->id.len);
+        id[t->id.len] = '\0';
+        struct cd_val p[] = {CD_VCSTR(id)};
+        if ((err = cd_tx_exec(tx,
+                              "SELECT id, customer_id, channel, direction, thread_id,"
+                              " occurred_at, created_at, purpose, subject, body, metadata, guard"
+                              " FROM interactions WHERE id = $1",
+                              p, 1, page_row, &t->pc, NULL)) != CD_OK)
+            return err;
+        if (t->pc.count == 0)
+            return CD_OK;
+        snprintf(t->pc.customer_id, sizeof t->pc.customer_id, "%s", t->pc.rows[0].customer_id);
+    } else {
+        if ((err = cd__core_resolve(tx, t->id, t->pc.customer_id, &exists)) != CD_OK)
+            return err;
+        if (!exists)
+            return CD_OK;
+        const struct cd_timeline_query *q = t->q;
+        struct cd_val p[] = {CD_VCSTR(t->pc.customer_id), CD_VINT(t->before_ms),
+                             CD_VCSTR(t->before_id),      CD_VTEXT(q->channel),
+                             CD_VTEXT(q->direction),      CD_VINT(q->limit + 1)};
+        if ((err = cd_tx_exec(tx,
+                              "SELECT id, customer_id, channel, direction, thread_id,"
+                              " occurred_at, created_at, purpose, subject, body, metadata, guard"
+                              " FROM interactions WHERE customer_id = $1"
+                              " AND (occurred_at, id) < ($2, $3)"
+                              " AND ($4 = '' OR channel = $4) AND ($5 = '' OR direction = $5)"
+                              " ORDER BY occurred_at DESC, id DESC LIMIT $6",
+                              p, 6, page_row, &t->pc, NULL)) != CD_OK)
+            return err;
+    }
+    struct cd_val p[] = {CD_VCSTR(t->pc.customer_id)};
+    return cd_tx_exec(tx, "SELECT key_wrapped FROM customers WHERE id = $1", p, 1, key_row,
+                      &t->pc, NULL);
+}
+
+static enum cd_err page_init(struct page_ctx *pc, int max)
+{
+    memset(pc, 0, sizeof *pc);
+    pc->max = max;
+    pc->blobs = CD_BUF_INIT(0);
+    pc->wrapped = CD_BUF_INIT(256);
+    pc->rows = cd_calloc((size_t)max, sizeof *pc->rows);
+    pc->offsets = cd_calloc((size_t)max, sizeof *pc->offsets);
+    return pc->rows && pc->offsets ? CD_OK : CD_ERR_NOMEM;
+}
+
+static void page_free(struct page_ctx *pc)
+{
+    if (pc->blobs.p)
+        cd_crypto_wipe(pc->blobs.p, pc->blobs.cap);
+    cd_buf_free(&pc->blobs);
+    cd_buf_free(&pc->wrapped);
+    cd_free(pc->rows);
+    cd_free(pc->offsets);
+}
+
+/* Renders rows [0, n) of a page into a JSON array. */
+static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, unsigned fields,
+                              json_t **out)
+{
+    json_t *items = json_array();
+    struct cd__ckey k;
+    bool key_open = false;
+    enum cd_err err = CD_OK;
+
+    if (items == NULL)
+        return CD_ERR_NOMEM;
+    if ((fields & CD_FIELDS_CONVERSATION) && n > 0) {
+        struct cd_val w = {pc->wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, pc->wrapped.p,
+                           pc->wrapped.len};
+        if ((err = cd__core_key_open(c, pc->customer_id, w, &k)) != CD_OK)
+            goto out;
+        key_open = true;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *o = NULL;
+        if ((err = cd__core_interaction_json(&k, &pc->rows[i], fields, &o)) != CD_OK)
+            goto out;
+        if (json_array_append_new(items, o) != 0) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+    }
+    *out = items;
+    items = NULL;
+out:
+    if (key_open)
+        cd__core_key_wipe(&k);
+    json_decref(items);
+    return err;
+}
+
+enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
+                                       struct cd_str id, unsigned fields, const char *action,
+                                       json_t **out)
+{
+    struct timeline_ctx t;
+    json_t *items = NULL;
+    enum cd_err err;
+
+    memset(&t, 0, sizeof t);
+    t.id = id;
+    t.single = true;
+    if ((err = page_init(&t.pc, 1)) != CD_OK)
+        goto out;
+    if ((err = cd_store_read(c->store, timeline_fn, &t)) != CD_OK)
+        goto out;
+    page_fixup(&t.pc);
+    if (t.pc.count == 0) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
+        goto out;
+    }
+    if ((err = cd__core_audit_read(c, a, action, t.pc.customer_id, t.pc.rows[0].id, fields)) !=
+        CD_OK)
+        goto out;
+    if ((err = page_items(c, &t.pc, 1, fields, &items)) != CD_OK)
+        goto out;
+    *out = json_incref(json_array_get(items, 0));
+out:
+    json_decref(items);
+    page_free(&t.pc);
+    return err;
+}
+
+enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                    unsigned fields, json_t **out)
+{
+    return cd__core_interaction_by_id(c, a, id, fields, "interaction.read", out);
+}
+
+enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct cd_str customer_id,
+                             const struct cd_timeline_query *q, unsigned fields, json_t **out)
+{
+    struct timeline_ctx t;
+    json_t *items = NULL, *res = NULL, *next = NULL;
+    enum cd_err err;
+
+    memset(&t, 0, sizeof t);
+    if (q->limit < 1 || q->limit > 200)
+        return cd_err_set(CD_ERR_INVALID, "limit must be between 1 and 200");
+    if (q->channel.len && !cd_core_channel_valid(q->channel))
+        return cd_err_set(CD_ERR_INVALID, "channel must be one of email, sms, phone, chat, "
+                                          "social, app, push, post, in_person");
+    if (q->direction.len && !cd_core_direction_valid(q->direction))
+        return cd_err_set(CD_ERR_INVALID, "direction must be inbound or outbound");
+    if ((err = cd__core_cursor_decode(q->cursor, &t.before_ms, t.before_id)) != CD_OK)
+        return err;
+    t.id = customer_id;
+    t.q = q;
+    if ((err = page_init(&t.pc, q->limit + 1)) != CD_OK)
+        goto out;
+    if ((err = cd_store_read(c->store, timeline_fn, &t)) != CD_OK)
+        goto out;
+    page_fixup(&t.pc);
+    if (!t.pc.customer_found) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+        goto out;
+    }
+    if ((err = cd__core_audit_read(c, a, "timeline.read", t.pc.customer_id, NULL, fields)) !=
+        CD_OK)
+        goto out;
+    int shown = t.pc.count > q->limit ? q->limit : t.pc.count;
+    if ((err = page_items(c, &t.pc, shown, fields, &items)) != CD_OK)
+        goto out;
+    if (t.pc.count > q->limit)
+        err = cd__core_cursor_encode(t.pc.rows[shown - 1].occurred_at, t.pc.rows[shown - 1].id,
+                                     &next);
+    else
+        next = json_null();
+    if (err != CD_OK)
+        goto out;
+    err = CD_ERR_NOMEM;
+    if ((res = json_object()) == NULL ||
+        cd_json_set_new(res, "customer_id", json_string(t.pc.customer_id)) != CD_OK)
+        goto out;
+    if (cd_json_set_new(res, "items", items) != CD_OK) {
+        items = NULL;
+        goto out;
+    }
+    items = NULL;
+    if (cd_json_set_new(res, "next_cursor", next) != CD_OK) {
+        next = NULL;
+        goto out;
+    }
+    next = NULL;
+    *out = res;
+    res = NULL;
+    err = CD_OK;
+out:
+    json_decref(items);
+    json_decref(next);
+    json_decref(res);
+    page_free(&t.pc);
+    return err;
+}

@@ -1,0 +1,46 @@
+/* http — the HTTP/JSON API: server, route table, authentication, the purpose gate,
+ * problem+json errors, metrics, and the thin handlers that call the domain modules.
+ *
+ * Owns: nothing in the database. It turns requests into domain calls and domain results (or
+ * enum cd_err values) into responses; one table (problem.c) maps every cd_err to a problem
+ * type, title and status.
+ *
+ * Threads: libmicrohttpd's event threads parse requests and never block; every handler that
+ * touches the store runs on a worker pool while its connection is suspended, so a slow fsync
+ * never stalls other connections. */
+#ifndef CD_HTTP_H
+#define CD_HTTP_H
+
+#include "base/base.h"
+#include "core/core.h"
+#include "store/store.h"
+
+struct cd_guard;
+
+/* The services a server exposes. Borrowed; they outlive the server. */
+struct cd_app {
+    struct cd_store *store;
+    struct cd_core *core;
+    struct cd_guard *guard; /* may be NULL when no rules are loaded */
+    const char *data_dir;
+    const char *rules_dir;
+};
+
+struct cd_http_config {
+    const char *listen; /* "127.0.0.1:8080" */
+    unsigned event_threads;
+    unsigned workers;
+    size_t max_body;
+};
+
+struct cd_http;
+
+/* Starts serving. Errors: CD_ERR_INVALID (bad listen address), CD_ERR_IO (cannot bind). */
+enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
+                          struct cd_http **out);
+/* The port actually bound (useful with port 0). */
+unsigned cd_http_port(const struct cd_http *h);
+/* Stops accepting, finishes requests in flight, and frees everything. */
+void cd_http_stop(struct cd_http *h);
+
+#endif

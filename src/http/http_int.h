@@ -1,0 +1,107 @@
+/* Inside the http module only: the request as handlers see it, the route table, helpers. */
+#ifndef CD_HTTP_INT_H
+#define CD_HTTP_INT_H
+
+#include "auth/auth.h"
+#include "http.h"
+#include "policy/policy.h"
+
+#define CD_MAX_QUERY 16
+#define CD_MAX_PARAMS 3
+
+enum cd_route_flags {
+    CD_ROUTE_PUBLIC = 1 << 0,   /* no token needed */
+    CD_ROUTE_PURPOSE = 1 << 1,  /* reads customer data: Candor-Purpose required */
+    CD_ROUTE_JSON = 1 << 2,     /* a JSON object body is required */
+    CD_ROUTE_INLINE = 1 << 3,   /* never blocks: runs on the event thread */
+    CD_ROUTE_IDEMPOTENT = 1 << 4, /* honours Idempotency-Key */
+};
+
+struct cd_req;
+typedef enum cd_err (*cd_handler)(struct cd_req *r);
+
+struct cd_route {
+    const char *method;
+    const char *pattern; /* "/v1/customers/{id}/timeline" */
+    cd_handler handler;
+    unsigned roles; /* CD_ROLE_BIT mask; ignored for public routes */
+    unsigned flags;
+    const char *operation_id;
+};
+
+extern const struct cd_route cd__http_routes[];
+extern const size_t cd__http_nroutes;
+
+struct cd_query_param {
+    struct cd_str key, value;
+};
+
+struct cd_req {
+    struct cd_app *app;
+    const struct cd_route *route;
+    size_t route_index;
+    struct cd_arena arena;
+    char request_id[CD_ID_MAX];
+    const char *method;
+    const char *path;
+    struct cd_str params[CD_MAX_PARAMS];
+    struct cd_query_param query[CD_MAX_QUERY];
+    size_t nquery;
+    /* headers, copied on the first callback */
+    struct cd_str authorization, purpose_hdr, idem_key, content_type, gpc, fault;
+    struct cd_buf body;
+    bool body_too_big;
+    json_t *json; /* parsed body for CD_ROUTE_JSON routes */
+    /* who and why, after the gates */
+    struct cd_principal principal;
+    bool authenticated;
+    enum cd_purpose purpose;
+    bool has_purpose;
+    struct cd_actor actor;
+    /* the response */
+    unsigned status;
+    json_t *resp_json;
+    const char *resp_type; /* for non-JSON bodies */
+    char *resp_body;       /* cd_malloc'ed, for non-JSON bodies */
+    size_t resp_len;
+    const char *resp_static; /* borrowed static body */
+    char location[160];
+    json_t *problem_ext; /* extra members for a problem response */
+    bool replayed;
+};
+
+/* Query parameter value, or an empty view. */
+struct cd_str cd__http_query(const struct cd_req *r, const char *key);
+/* Integer query parameter within [min, max], or def when absent. Errors: CD_ERR_INVALID. */
+enum cd_err cd__http_query_int(const struct cd_req *r, const char *key, int def, int min, int max,
+                               int *out);
+/* Categories of customer data the request's purpose may see. */
+unsigned cd__http_fields(const struct cd_req *r);
+/* Fills idem from the Idempotency-Key header; returns NULL when the request has none.
+ * Errors: CD_ERR_INVALID (malformed key). */
+enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out);
+
+/* Problem mapping (problem.c). */
+struct cd_problem_kind {
+    unsigned status;
+    const char *slug;
+    const char *title;
+};
+const struct cd_problem_kind *cd__http_problem_of(enum cd_err err);
+/* Builds the problem+json body. */
+json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detail,
+                              const char *instance, const char *request_id, json_t *ext);
+/* Every problem kind, for the docs endpoint; NULL-terminated by slug. */
+extern const struct cd_problem_kind cd__http_problem_kinds[];
+
+/* Metrics (metrics.c). */
+void cd__http_metrics_init(size_t nroutes);
+void cd__http_metrics_free(void);
+void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns);
+enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out);
+
+/* The OpenAPI document, converted from the embedded YAML at start-up (openapi.c). */
+enum cd_err cd__http_openapi_json(json_t **out);
+extern const char cd_openapi_yaml[];
+
+#endif

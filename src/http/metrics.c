@@ -1,0 +1,152 @@
+/* Prometheus metrics: requests by route and status, latency histograms by route, and the
+ * store's commit latency and group-commit batch sizes. Counters are relaxed atomics: a scrape
+ * may see a request counted before its latency, never a torn value. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include "http_int.h"
+
+#define NSTATUS 16
+#define NBUCKETS 14
+
+static const unsigned statuses[NSTATUS] = {200, 201, 204, 400, 401, 403, 404, 405,
+                                           409, 413, 415, 422, 500, 503, 0,   0};
+static const double buckets[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                         0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
+
+struct route_metrics {
+    atomic_ulong by_status[NSTATUS]; /* last slot: any other status */
+    atomic_ulong hist[NBUCKETS + 1];
+    atomic_ulong sum_us;
+    atomic_ulong count;
+};
+
+static struct route_metrics *metrics;
+static size_t nmetrics;
+
+void cd__http_metrics_init(size_t nroutes)
+{
+    if (metrics)
+        return;
+    metrics = cd_calloc(nroutes + 1, sizeof *metrics); /* +1: unmatched requests */
+    nmetrics = metrics ? nroutes + 1 : 0;
+}
+
+void cd__http_metrics_free(void)
+{
+    cd_free(metrics);
+    metrics = NULL;
+    nmetrics = 0;
+}
+
+void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns)
+{
+    struct route_metrics *m;
+    size_t s = NSTATUS - 1, b = 0;
+    double secs = (double)ns / 1e9;
+
+    if (route_index >= nmetrics)
+        return;
+    m = &metrics[route_index];
+    for (size_t i = 0; i < NSTATUS - 2; i++)
+        if (statuses[i] == status)
+            s = i;
+    while (b < NBUCKETS && secs > buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&m->by_status[s], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->sum_us, ns / 1000, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
+}
+
+static const char *route_label(size_t i, char *buf, size_t n)
+{
+    if (i >= cd__http_nroutes)
+        return "unmatched";
+    snprintf(buf, n, "%s %s", cd__http_routes[i].method, cd__http_routes[i].pattern);
+    return buf;
+}
+
+enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out)
+{
+    char label[160];
+    enum cd_err err = CD_OK;
+    struct cd_store_stats st;
+
+#define P(...)                                                                                    \
+    do {                                                                                          \
+        if ((err = cd_buf_printf(out, __VA_ARGS__)) != CD_OK)                                     \
+            return err;                                                                           \
+    } while (0)
+    P("# HELP candor_http_requests_total HTTP requests by route and status.\n"
+      "# TYPE candor_http_requests_total counter\n");
+    for (size_t i = 0; i < nmetrics; i++) {
+        route_label(i, label, sizeof label);
+        for (size_t s = 0; s < NSTATUS; s++) {
+            unsigned long v = atomic_load_explicit(&metrics[i].by_status[s], memory_order_relaxed);
+            if (v == 0 || (s >= NSTATUS - 2 && s != NSTATUS - 1))
+                continue;
+            if (s == NSTATUS - 1)
+                P("candor_http_requests_total{route=\"%s\",status=\"other\"} %lu\n", label, v);
+            else
+                P("candor_http_requests_total{route=\"%s\",status=\"%u\"} %lu\n", label,
+                  statuses[s], v);
+        }
+    }
+    P("# HELP candor_http_request_duration_seconds Request latency by route.\n"
+      "# TYPE candor_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i < nmetrics; i++) {
+        unsigned long count = atomic_load_explicit(&metrics[i].count, memory_order_relaxed);
+        unsigned long cum = 0;
+        if (count == 0)
+            continue;
+        route_label(i, label, sizeof label);
+        for (size_t b = 0; b <= NBUCKETS; b++) {
+            cum += atomic_load_explicit(&metrics[i].hist[b], memory_order_relaxed);
+            if (b < NBUCKETS)
+                P("candor_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
+                  label, buckets[b], cum);
+            else
+                P("candor_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
+                  label, cum);
+        }
+        P("candor_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", label,
+          (double)atomic_load_explicit(&metrics[i].sum_us, memory_order_relaxed) / 1e6);
+        P("candor_http_request_duration_seconds_count{route=\"%s\"} %lu\n", label, count);
+    }
+    cd_store_get_stats(store, &st);
+    P("# HELP candor_store_commits_total Group-commit transactions.\n"
+      "# TYPE candor_store_commits_total counter\ncandor_store_commits_total %llu\n"
+      "# HELP candor_store_writes_total Writes applied through group commit.\n"
+      "# TYPE candor_store_writes_total counter\ncandor_store_writes_total %llu\n",
+      (unsigned long long)st.commits, (unsigned long long)st.writes);
+    P("# HELP candor_store_commit_duration_seconds Time in COMMIT, fsync included.\n"
+      "# TYPE candor_store_commit_duration_seconds histogram\n");
+    unsigned long long cum = 0;
+    for (int b = 0; b < 16; b++) {
+        cum += st.commit_hist[b];
+        if (b < 15)
+            P("candor_store_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+              cd_store_commit_bucket_le[b], cum);
+        else
+            P("candor_store_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    P("candor_store_commit_duration_seconds_sum %.6f\n"
+      "candor_store_commit_duration_seconds_count %llu\n",
+      (double)st.commit_ns_total / 1e9, (unsigned long long)st.commits);
+    P("# HELP candor_store_batch_size Writes per group commit.\n"
+      "# TYPE candor_store_batch_size histogram\n");
+    cum = 0;
+    for (int b = 0; b < 12; b++) {
+        cum += st.batch_hist[b];
+        if (b < 11)
+            P("candor_store_batch_size_bucket{le=\"%u\"} %llu\n", cd_store_batch_bucket_le[b],
+              cum);
+        else
+            P("candor_store_batch_size_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    P("candor_store_batch_size_sum %llu\ncandor_store_batch_size_count %llu\n",
+      (unsigned long long)st.writes, (unsigned long long)st.commits);
+#undef P
+    return CD_OK;
+}

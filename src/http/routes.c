@@ -1,0 +1,329 @@
+/* The route table — the one source of truth for the API surface; docs/openapi.yaml is checked
+ * against it by tests/unit/test_http.c — and the thin handlers: parse parameters, call the
+ * domain, hand back JSON. */
+#include <stdio.h>
+#include <string.h>
+#include "audit/audit.h"
+#include "http_int.h"
+
+#define STAFF (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | \
+               CD_ROLE_BIT(CD_ROLE_AGENT))
+#define WRITERS (STAFF | CD_ROLE_BIT(CD_ROLE_INTEGRATION))
+#define READERS (STAFF | CD_ROLE_BIT(CD_ROLE_COMPLIANCE) | CD_ROLE_BIT(CD_ROLE_INTEGRATION))
+#define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
+#define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
+
+unsigned cd__http_fields(const struct cd_req *r)
+{
+    return CD_FIELDS_ALL;
+}
+
+static enum cd_err created(struct cd_req *r, json_t *o, bool replayed)
+{
+    const char *id = json_string_value(json_object_get(o, "id"));
+    const char *base = strncmp(r->path, "/v1/customers", 13) == 0 ? "/v1/customers"
+                                                                  : "/v1/interactions";
+
+    r->resp_json = o;
+    r->status = replayed ? 200 : 201;
+    r->replayed = replayed;
+    if (id)
+        snprintf(r->location, sizeof r->location, "%s/%s", base, id);
+    return CD_OK;
+}
+
+/* ---- operational ---- */
+
+static enum cd_err h_healthz(struct cd_req *r)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+    r->resp_static = ok;
+    r->resp_len = sizeof ok - 1;
+    r->resp_type = "application/json";
+    return CD_OK;
+}
+
+static enum cd_err h_readyz(struct cd_req *r)
+{
+    if (!cd_store_ping(r->app->store))
+        return cd_err_set(CD_ERR_BUSY, "the database is not reachable");
+    r->resp_json = json_pack("{s:s,s:s}", "status", "ready", "store",
+                             cd_store_backend(r->app->store));
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+static enum cd_err h_metrics(struct cd_req *r)
+{
+    struct cd_buf b = CD_BUF_INIT(4 * 1024 * 1024);
+    enum cd_err err = cd__http_metrics_render(r->app->store, &b);
+
+    if (err != CD_OK) {
+        cd_buf_free(&b);
+        return err;
+    }
+    r->resp_body = cd_buf_take(&b, &r->resp_len);
+    if (r->resp_body == NULL) {
+        r->resp_static = "";
+        r->resp_len = 0;
+    }
+    r->resp_type = "text/plain; version=0.0.4";
+    return CD_OK;
+}
+
+static enum cd_err h_openapi(struct cd_req *r)
+{
+    return cd__http_openapi_json(&r->resp_json);
+}
+
+const struct cd_problem_kind *cd__http_problem_by_slug(struct cd_str slug);
+
+static enum cd_err h_problem_doc(struct cd_req *r)
+{
+    const struct cd_problem_kind *k = cd__http_problem_by_slug(r->params[0]);
+
+    if (k == NULL)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no such problem type");
+    r->resp_json = json_pack("{s:s,s:s,s:i}", "type", r->path, "title", k->title, "status",
+                             k->status);
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+/* ---- customers ---- */
+
+static enum cd_err h_customer_create(struct cd_req *r)
+{
+    struct cd_idem idem;
+    const struct cd_idem *ip = NULL;
+    json_t *o = NULL;
+    bool replayed = false;
+    enum cd_err err;
+
+    if ((err = cd__http_idem(r, &idem, &ip)) != CD_OK ||
+        (err = cd_core_customer_create(r->app->core, &r->actor, r->json, ip, cd__http_fields(r),
+                                       &o, &replayed)) != CD_OK)
+        return err;
+    return created(r, o, replayed);
+}
+
+static enum cd_err h_customer_list(struct cd_req *r)
+{
+    int limit = 50;
+    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 200, &limit);
+
+    if (err != CD_OK)
+        return err;
+    return cd_core_customer_list(r->app->core, &r->actor, cd__http_query(r, "cursor"), limit,
+                                 cd__http_fields(r), &r->resp_json);
+}
+
+static enum cd_err h_customer_lookup(struct cd_req *r)
+{
+    static const char *const allowed[] = {"type", "value", "network", NULL};
+    struct cd_str type = CD_STR_NULL, value = CD_STR_NULL, network = CD_STR_NULL;
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "type", true, &type)) != CD_OK ||
+        (err = cd_json_str(r->json, "value", true, &value)) != CD_OK ||
+        (err = cd_json_str(r->json, "network", false, &network)) != CD_OK)
+        return err;
+    return cd_core_customer_find(r->app->core, &r->actor, type, network, value,
+                                 cd__http_fields(r), &r->resp_json);
+}
+
+static enum cd_err h_customer_get(struct cd_req *r)
+{
+    return cd_core_customer_get(r->app->core, &r->actor, r->params[0], cd__http_fields(r),
+                                &r->resp_json);
+}
+
+static enum cd_err h_customer_patch(struct cd_req *r)
+{
+    return cd_core_customer_update(r->app->core, &r->actor, r->params[0], r->json,
+                                   cd__http_fields(r), &r->resp_json);
+}
+
+static enum cd_err h_identity_add(struct cd_req *r)
+{
+    enum cd_err err = cd_core_identity_add(r->app->core, &r->actor, r->params[0], r->json,
+                                           cd__http_fields(r), &r->resp_json);
+    if (err == CD_OK)
+        r->status = 201;
+    return err;
+}
+
+static enum cd_err h_customer_merge(struct cd_req *r)
+{
+    static const char *const allowed[] = {"merge", NULL};
+    struct cd_str merged = CD_STR_NULL;
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "merge", true, &merged)) != CD_OK)
+        return err;
+    return cd_core_customer_merge(r->app->core, &r->actor, r->params[0], merged,
+                                  cd__http_fields(r), &r->resp_json);
+}
+
+static enum cd_err h_timeline(struct cd_req *r)
+{
+    struct cd_timeline_query q = {cd__http_query(r, "cursor"), 50, cd__http_query(r, "channel"),
+                                  cd__http_query(r, "direction")};
+    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 200, &q.limit);
+
+    if (err != CD_OK)
+        return err;
+    return cd_core_timeline(r->app->core, &r->actor, r->params[0], &q, cd__http_fields(r),
+                            &r->resp_json);
+}
+
+static enum cd_err h_access_log(struct cd_req *r)
+{
+    int limit = 50;
+    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 500, &limit);
+
+    if (err != CD_OK)
+        return err;
+    if (!cd_id_valid(r->params[0], "cus"))
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    return cd_audit_access_log(r->app->store, r->params[0], cd__http_query(r, "cursor"), limit,
+                               &r->resp_json);
+}
+
+/* ---- interactions ---- */
+
+static enum cd_err h_interaction_create(struct cd_req *r)
+{
+    struct cd_idem idem;
+    const struct cd_idem *ip = NULL;
+    json_t *o = NULL;
+    bool replayed = false;
+    enum cd_err err;
+
+    if ((err = cd__http_idem(r, &idem, &ip)) != CD_OK ||
+        (err = cd_core_interaction_ingest(r->app->core, &r->actor, r->json, ip,
+                                          cd__http_fields(r), &o, &replayed)) != CD_OK)
+        return err;
+    return created(r, o, replayed);
+}
+
+static enum cd_err h_interaction_get(struct cd_req *r)
+{
+    return cd_core_interaction_get(r->app->core, &r->actor, r->params[0], cd__http_fields(r),
+                                   &r->resp_json);
+}
+
+/* ---- tokens ---- */
+
+static enum cd_err h_token_create(struct cd_req *r)
+{
+    static const char *const allowed[] = {"role", "name", NULL};
+    struct cd_str role_s = CD_STR_NULL, name = CD_STR_NULL;
+    enum cd_role role;
+    char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX];
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "role", true, &role_s)) != CD_OK ||
+        (err = cd_json_str(r->json, "name", true, &name)) != CD_OK)
+        return err;
+    if (!cd_role_parse(role_s, &role))
+        return cd_err_set(CD_ERR_INVALID, "'role' must be one of admin, supervisor, agent, "
+                                          "compliance, integration");
+    if ((err = cd_auth_token_create(r->app->store, role, name, r->principal.token_id,
+                                    r->request_id, token, id)) != CD_OK)
+        return err;
+    r->resp_json = json_pack("{s:s,s:s,s:s%,s:s}", "id", id, "role", cd_role_name(role), "name",
+                             name.p, name.len, "token", token);
+    memset(token, 0, sizeof token);
+    r->status = 201;
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+static enum cd_err h_token_list(struct cd_req *r)
+{
+    json_t *items = NULL;
+    enum cd_err err = cd_auth_token_list(r->app->store, &items);
+
+    if (err != CD_OK)
+        return err;
+    r->resp_json = json_pack("{s:o}", "items", items);
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+static enum cd_err h_token_revoke(struct cd_req *r)
+{
+    enum cd_err err = cd_auth_token_revoke(r->app->store, r->params[0], r->principal.token_id,
+                                           r->request_id);
+    if (err == CD_OK)
+        r->status = 204;
+    return err;
+}
+
+/* ---- audit ---- */
+
+static enum cd_err h_audit_list(struct cd_req *r)
+{
+    struct cd_audit_query q = {cd__http_query(r, "customer_id"), cd__http_query(r, "action"),
+                               cd__http_query(r, "actor_token"), cd__http_query(r, "cursor"),
+                               0, 0, 50};
+    struct cd_str since = cd__http_query(r, "since"), until = cd__http_query(r, "until");
+    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 500, &q.limit);
+
+    if (err == CD_OK && since.p)
+        err = cd_time_parse(since, &q.since_ms);
+    if (err == CD_OK && until.p)
+        err = cd_time_parse(until, &q.until_ms);
+    if (err != CD_OK)
+        return err;
+    return cd_audit_list(r->app->store, &q, &r->resp_json);
+}
+
+static enum cd_err h_audit_verify(struct cd_req *r)
+{
+    uint64_t checked = 0, bad = 0;
+    enum cd_err err = cd_audit_verify(r->app->store, &checked, &bad, NULL);
+
+    if (err == CD_ERR_INTEGRITY) {
+        r->resp_json = json_pack("{s:b,s:I,s:I,s:s}", "ok", 0, "checked", (json_int_t)checked,
+                                 "first_bad_entry", (json_int_t)bad, "detail", cd_err_detail());
+        return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+    }
+    if (err != CD_OK)
+        return err;
+    r->resp_json = json_pack("{s:b,s:I}", "ok", 1, "checked", (json_int_t)checked);
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+#define PUB CD_ROUTE_PUBLIC
+#define INL CD_ROUTE_INLINE
+#define PUR CD_ROUTE_PURPOSE
+#define JSN CD_ROUTE_JSON
+#define IDM CD_ROUTE_IDEMPOTENT
+
+const struct cd_route cd__http_routes[] = {
+    {"GET", "/healthz", h_healthz, 0, PUB | INL, "health"},
+    {"GET", "/readyz", h_readyz, 0, PUB, "ready"},
+    {"GET", "/metrics", h_metrics, 0, PUB | INL, "metrics"},
+    {"GET", "/v1/openapi.json", h_openapi, 0, PUB | INL, "openapi"},
+    {"GET", "/problems/{slug}", h_problem_doc, 0, PUB | INL, "problemType"},
+    {"POST", "/v1/customers", h_customer_create, WRITERS, JSN | IDM, "createCustomer"},
+    {"GET", "/v1/customers", h_customer_list, READERS, PUR, "listCustomers"},
+    {"POST", "/v1/customers/lookup", h_customer_lookup, READERS, PUR | JSN, "lookupCustomer"},
+    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PUR, "getCustomer"},
+    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, JSN, "updateCustomer"},
+    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, JSN, "addIdentity"},
+    {"POST", "/v1/customers/{id}/merge", h_customer_merge,
+     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), JSN, "mergeCustomers"},
+    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PUR, "getTimeline"},
+    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PUR, "getAccessLog"},
+    {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM, "createInteraction"},
+    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PUR, "getInteraction"},
+    {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
+    {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
+    {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
+    {"GET", "/v1/audit", h_audit_list, OVERSIGHT, 0, "listAuditEvents"},
+    {"POST", "/v1/audit/verify", h_audit_verify, OVERSIGHT, 0, "verifyAudit"},
+};
+
+const size_t cd__http_nroutes = sizeof cd__http_routes / sizeof cd__http_routes[0];

@@ -1,0 +1,629 @@
+/* The HTTP server on libmicrohttpd. Event threads (epoll) read requests and run only the gates
+ * and inline routes; everything that touches the store runs on the worker pool while the
+ * connection is suspended, then the worker resumes it and the event thread sends the answer. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include "crypto/crypto.h"
+#include "http_int.h"
+
+struct job_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct conn_state **items;
+    size_t cap, head, len;
+    bool stopping;
+};
+
+struct cd_http {
+    struct MHD_Daemon *d;
+    struct cd_app *app;
+    size_t max_body;
+    unsigned port;
+    pthread_t *workers;
+    unsigned nworkers;
+    struct job_queue q;
+    atomic_long suspended;
+};
+
+/* Per-connection request state (MHD's con_cls). */
+struct conn_state {
+    struct cd_req r;
+    struct cd_http *h;
+    struct MHD_Connection *conn;
+    uint64_t start_ns;
+    bool gated;    /* gates ran and the handler is queued or done */
+    bool done;     /* response ready */
+    bool early;    /* a response was queued before the body */
+    bool method_not_allowed;
+};
+
+/* ---- request helpers for handlers ---- */
+
+struct cd_str cd__http_query(const struct cd_req *r, const char *key)
+{
+    for (size_t i = 0; i < r->nquery; i++)
+        if (cd_str_eq_c(r->query[i].key, key))
+            return r->query[i].value;
+    return CD_STR_NULL;
+}
+
+enum cd_err cd__http_query_int(const struct cd_req *r, const char *key, int def, int min, int max,
+                               int *out)
+{
+    struct cd_str v = cd__http_query(r, key);
+    char buf[16], *end = NULL;
+    long n;
+
+    if (v.p == NULL) {
+        *out = def;
+        return CD_OK;
+    }
+    if (v.len == 0 || v.len >= sizeof buf)
+        goto bad;
+    memcpy(buf, v.p, v.len);
+    buf[v.len] = '\0';
+    n = strtol(buf, &end, 10);
+    if (*end != '\0' || n < min || n > max)
+        goto bad;
+    *out = (int)n;
+    return CD_OK;
+bad:
+    return cd_err_set(CD_ERR_INVALID, "query parameter '%s' must be an integer from %d to %d",
+                      key, min, max);
+}
+
+enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out)
+{
+    *out = NULL;
+    if (r->idem_key.p == NULL)
+        return CD_OK;
+    if (r->idem_key.len == 0 || r->idem_key.len > 255)
+        return cd_err_set(CD_ERR_INVALID, "Idempotency-Key must have 1 to 255 characters");
+    for (size_t i = 0; i < r->idem_key.len; i++)
+        if ((unsigned char)r->idem_key.p[i] < 0x21 || (unsigned char)r->idem_key.p[i] > 0x7e)
+            return cd_err_set(CD_ERR_INVALID, "Idempotency-Key must be printable ASCII");
+    /* Scoped to the token and the route: two integrations never share keys. */
+    idem->scope = cd_arena_printf(&r->arena, "%s %s %s", r->principal.token_id, r->route->method,
+                                  r->path);
+    if (idem->scope == NULL)
+        return CD_ERR_NOMEM;
+    idem->key = r->idem_key;
+    struct cd_str parts[3] = {cd_str_c(r->method), cd_str_c(r->path),
+                              {r->body.p ? r->body.p : "", r->body.len}};
+    enum cd_err err = cd_crypto_sha256v(parts, 3, idem->request_hash);
+    if (err != CD_OK)
+        return err;
+    *out = idem;
+    return CD_OK;
+}
+
+/* ---- routing ---- */
+
+/* Matches path against pattern, capturing {params}. */
+static bool match(const char *pattern, const char *path, struct cd_str *params)
+{
+    size_t np = 0;
+
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *end = strchr(pattern, '}');
+            const char *seg = path;
+            while (*path && *path != '/')
+                path++;
+            if (path == seg || np >= CD_MAX_PARAMS)
+                return false;
+            params[np++] = (struct cd_str){seg, (size_t)(path - seg)};
+            pattern = end + 1;
+        } else if (*pattern++ != *path++) {
+            return false;
+        }
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+/* Finds the route; *path_known tells a 405 from a 404. */
+static const struct cd_route *route_find(const char *method, const char *path, size_t *index,
+                                         struct cd_str *params, bool *path_known)
+{
+    *path_known = false;
+    for (size_t i = 0; i < cd__http_nroutes; i++) {
+        struct cd_str tmp[CD_MAX_PARAMS];
+        if (!match(cd__http_routes[i].pattern, path, tmp))
+            continue;
+        *path_known = true;
+        if (strcmp(cd__http_routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(cd__http_routes[i].method, "GET") == 0)) {
+            memcpy(params, tmp, sizeof tmp);
+            *index = i;
+            return &cd__http_routes[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- responses ---- */
+
+static void set_problem(struct cd_req *r, enum cd_err err, const char *detail)
+{
+    const struct cd_problem_kind *k = cd__http_problem_of(err);
+
+    json_decref(r->resp_json);
+    r->status = k->status;
+    r->resp_json = cd__http_problem_json(k, detail, r->path, r->request_id, r->problem_ext);
+    r->problem_ext = NULL;
+    r->resp_type = "application/problem+json";
+}
+
+static void set_problem_slug(struct cd_req *r, unsigned status, const char *slug,
+                             const char *title, const char *detail)
+{
+    struct cd_problem_kind k = {status, slug, title};
+
+    json_decref(r->resp_json);
+    r->status = status;
+    r->resp_json = cd__http_problem_json(&k, detail, r->path, r->request_id, NULL);
+    r->resp_type = "application/problem+json";
+}
+
+static enum MHD_Result send_response(struct conn_state *cs)
+{
+    struct cd_req *r = &cs->r;
+    struct MHD_Response *resp = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    enum MHD_Result ret;
+
+    if (r->resp_json) {
+        if (cd_json_dump(r->resp_json, &text, &len) != CD_OK) {
+            text = NULL;
+            r->status = 503;
+        }
+    }
+    if (text) {
+        resp = MHD_create_response_from_buffer_with_free_callback(len, text, cd_free);
+        if (resp == NULL)
+            cd_free(text);
+    } else if (r->resp_body) {
+        resp = MHD_create_response_from_buffer_with_free_callback(r->resp_len, r->resp_body,
+                                                                  cd_free);
+        if (resp)
+            r->resp_body = NULL;
+    } else if (r->resp_static) {
+        resp = MHD_create_response_from_buffer(r->resp_len, (void *)r->resp_static,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (resp == NULL) {
+        /* Out of memory even for the answer: a static 503 needs no allocation of ours. */
+        static const char oom[] = "{\"type\":\"/problems/out-of-memory\",\"title\":\"Out of "
+                                  "memory\",\"status\":503}";
+        resp = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
+                                               MHD_RESPMEM_PERSISTENT);
+        r->status = 503;
+        r->resp_type = "application/problem+json";
+        if (resp == NULL)
+            return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type",
+                            r->resp_type ? r->resp_type
+                                         : (r->resp_json ? "application/json" : "text/plain"));
+    MHD_add_response_header(resp, "Request-Id", r->request_id);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->location[0])
+        MHD_add_response_header(resp, "Location", r->location);
+    if (r->status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"candor\"");
+    if (r->status == 405 && cs->method_not_allowed)
+        MHD_add_response_header(resp, "Allow", "GET, POST, PATCH, DELETE");
+    if (r->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    if (r->status == 503)
+        MHD_add_response_header(resp, "Retry-After", "1");
+    ret = MHD_queue_response(cs->conn, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ---- the gates: auth, role, purpose, body ---- */
+
+static bool run_gates(struct conn_state *cs)
+{
+    struct cd_req *r = &cs->r;
+    const struct cd_route *rt = r->route;
+    enum cd_err err;
+
+    if (!(rt->flags & CD_ROUTE_PUBLIC)) {
+        struct cd_str tok = r->authorization;
+        if (tok.len < 7 || strncasecmp(tok.p, "Bearer ", 7) != 0) {
+            set_problem(r, CD_ERR_UNAUTHENTICATED,
+                        "send 'Authorization: Bearer <token>' (candor token create)");
+            return false;
+        }
+        tok.p += 7;
+        tok.len -= 7;
+        if ((err = cd_auth_verify(r->app->store, tok, &r->principal)) != CD_OK) {
+            set_problem(r, err, cd_err_detail());
+            return false;
+        }
+        r->authenticated = true;
+        if (!(rt->roles & CD_ROLE_BIT(r->principal.role))) {
+            set_problem(r, CD_ERR_FORBIDDEN, "this role may not use this operation");
+            return false;
+        }
+    }
+    if (r->purpose_hdr.p) {
+        if (!cd_purpose_parse(r->purpose_hdr, &r->purpose)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "Candor-Purpose must be one of: %s", cd_purpose_list());
+            set_problem(r, CD_ERR_PURPOSE_UNKNOWN, msg);
+            return false;
+        }
+        r->has_purpose = true;
+    } else if (rt->flags & CD_ROUTE_PURPOSE) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "this operation reads personal data: declare why with the Candor-Purpose "
+                 "header (%s)",
+                 cd_purpose_list());
+        set_problem(r, CD_ERR_PURPOSE_MISSING, msg);
+        return false;
+    }
+    r->actor.token_id = r->authenticated ? r->principal.token_id : "anonymous";
+    r->actor.role = r->authenticated ? cd_role_name(r->principal.role) : "public";
+    r->actor.name = r->authenticated ? r->principal.name : "public";
+    r->actor.request_id = r->request_id;
+    r->actor.purpose = r->has_purpose ? cd_purpose_name(r->purpose) : NULL;
+    if (rt->flags & CD_ROUTE_JSON) {
+        if (r->content_type.p && !(r->content_type.len >= 16 &&
+                                   strncasecmp(r->content_type.p, "application/json", 16) == 0)) {
+            set_problem(r, CD_ERR_UNSUPPORTED, "send the body as application/json");
+            return false;
+        }
+        if ((err = cd_json_parse_object(r->body.p, r->body.len, &r->json)) != CD_OK) {
+            if (err == CD_ERR_NOMEM)
+                set_problem(r, err, "out of memory");
+            else
+                set_problem_slug(r, 400, "malformed-json", "Malformed JSON", cd_err_detail());
+            return false;
+        }
+    }
+    return true;
+}
+
+static void run_handler(struct conn_state *cs)
+{
+    struct cd_req *r = &cs->r;
+    enum cd_err err;
+
+    cd_err_clear();
+#ifdef CD_FAULT_INJECTION
+    /* Test builds: "Candor-Fault: alloc=N" fails the Nth allocation of this request,
+     * "store=N" the Nth statement of its write. */
+    if (r->fault.p) {
+        char f[64];
+        snprintf(f, sizeof f, "%.*s", (int)(r->fault.len < 63 ? r->fault.len : 63), r->fault.p);
+        if (strncmp(f, "alloc=", 6) == 0)
+            cd_alloc_fail_nth(strtol(f + 6, NULL, 10));
+        else if (strncmp(f, "store=", 6) == 0)
+            cd_store_fault_nth_exec(strtol(f + 6, NULL, 10));
+    }
+#endif
+    if (run_gates(cs)) {
+        err = r->route->handler(r);
+        if (err != CD_OK)
+            set_problem(r, err, cd_err_detail()[0] ? cd_err_detail() : NULL);
+        else if (r->status == 0)
+            r->status = 200;
+    }
+#ifdef CD_FAULT_INJECTION
+    cd_alloc_fail_nth(0);
+    cd_store_fault_nth_exec(0);
+#endif
+    cs->done = true;
+}
+
+/* ---- worker pool ---- */
+
+static void *worker_main(void *arg)
+{
+    struct cd_http *h = arg;
+    struct job_queue *q = &h->q;
+
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        while (q->len == 0 && !q->stopping)
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (q->len == 0 && q->stopping) {
+            pthread_mutex_unlock(&q->mu);
+            return NULL;
+        }
+        struct conn_state *cs = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        pthread_mutex_unlock(&q->mu);
+        run_handler(cs);
+        atomic_fetch_sub(&h->suspended, 1);
+        MHD_resume_connection(cs->conn);
+    }
+}
+
+static bool enqueue(struct cd_http *h, struct conn_state *cs)
+{
+    struct job_queue *q = &h->q;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->len == q->cap || q->stopping) {
+        pthread_mutex_unlock(&q->mu);
+        return false;
+    }
+    q->items[(q->head + q->len) % q->cap] = cs;
+    q->len++;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return true;
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct cd_req *r = cls;
+
+    if (r->nquery < CD_MAX_QUERY && key) {
+        r->query[r->nquery].key = cd_str_c(key);
+        r->query[r->nquery].value = value ? cd_str_c(value) : CD_STR("");
+        r->nquery++;
+    }
+    return MHD_YES;
+}
+
+static struct cd_str header(struct MHD_Connection *c, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+    return v ? cd_str_c(v) : CD_STR_NULL;
+}
+
+static void log_request(struct conn_state *cs)
+{
+    struct cd_req *r = &cs->r;
+    uint64_t ns = cd_mono_ns() - cs->start_ns;
+
+    cd__http_metrics_observe(r->route ? r->route_index : cd__http_nroutes, r->status, ns);
+    cd_log(CD_LOG_INFO, "http.request",
+           "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%u,"
+           "\"duration_us\":%llu,\"token\":\"%s\"",
+           r->request_id, r->method, r->route ? r->route->pattern : "unmatched", r->status,
+           (unsigned long long)(ns / 1000), r->authenticated ? r->principal.token_id : "-");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct cd_http *h = cls;
+    struct conn_state *cs = *con_cls;
+    bool path_known = false;
+
+    if (cs == NULL) {
+        if ((cs = cd_calloc(1, sizeof *cs)) == NULL)
+            return MHD_NO;
+        *con_cls = cs;
+        cs->h = h;
+        cs->conn = conn;
+        cs->start_ns = cd_mono_ns();
+        struct cd_req *r = &cs->r;
+        r->app = h->app;
+        r->arena = CD_ARENA_INIT(4 * 1024 * 1024);
+        r->body = CD_BUF_INIT(h->max_body);
+        r->method = method;
+        r->path = url;
+        cd_id_new("req", r->request_id);
+        r->authorization = header(conn, "Authorization");
+        r->purpose_hdr = header(conn, "Candor-Purpose");
+        r->idem_key = header(conn, "Idempotency-Key");
+        r->content_type = header(conn, "Content-Type");
+        r->gpc = header(conn, "Sec-GPC");
+        r->fault = header(conn, "Candor-Fault");
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, r);
+        r->route = route_find(method, url, &r->route_index, r->params, &path_known);
+        if (r->route == NULL) {
+            if (path_known) {
+                cs->method_not_allowed = true;
+                set_problem_slug(r, 405, "method-not-allowed", "Method not allowed",
+                                 "this path does not support this method");
+            } else {
+                set_problem_slug(r, 404, "not-found", "Not found", "no such endpoint");
+            }
+            cs->early = true;
+            return send_response(cs);
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end = NULL;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (end != cl && n > h->max_body) {
+                set_problem(r, CD_ERR_TOO_BIG, "the request body is larger than the limit");
+                cs->early = true;
+                return send_response(cs);
+            }
+        }
+        return MHD_YES;
+    }
+    struct cd_req *r = &cs->r;
+    if (cs->early)
+        return MHD_YES;
+    if (*upload_data_size > 0) {
+        if (!r->body_too_big && cd_buf_append(&r->body, upload_data, *upload_data_size) != CD_OK)
+            r->body_too_big = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (cs->done)
+        return send_response(cs);
+    if (cs->gated)
+        return MHD_YES; /* spurious call while the worker runs */
+    cs->gated = true;
+    if (r->body_too_big) {
+        set_problem(r, CD_ERR_TOO_BIG, "the request body is larger than the limit");
+        cs->done = true;
+        return send_response(cs);
+    }
+    if (r->route->flags & CD_ROUTE_INLINE) {
+        run_handler(cs);
+        return send_response(cs);
+    }
+    atomic_fetch_add(&h->suspended, 1);
+    MHD_suspend_connection(conn);
+    if (!enqueue(h, cs)) {
+        atomic_fetch_sub(&h->suspended, 1);
+        set_problem(r, CD_ERR_BUSY, "the server is at capacity; retry shortly");
+        cs->done = true;
+        MHD_resume_connection(conn);
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct conn_state *cs = *con_cls;
+
+    if (cs == NULL)
+        return;
+    if (cs->r.status)
+        log_request(cs);
+    json_decref(cs->r.json);
+    json_decref(cs->r.resp_json);
+    json_decref(cs->r.problem_ext);
+    cd_free(cs->r.resp_body);
+    cd_buf_free(&cs->r.body);
+    cd_arena_free(&cs->r.arena);
+    cd_free(cs);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256], safe[256];
+
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* libmicrohttpd's messages carry no request content, but keep them JSON-safe. */
+    size_t n = 0;
+    for (const char *p = msg; *p && n + 1 < sizeof safe; p++)
+        safe[n++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? ' ' : *p;
+    safe[n] = '\0';
+    cd_log(CD_LOG_WARN, "http.mhd", "\"detail\":\"%s\"", safe);
+}
+
+static enum cd_err parse_listen(const char *listen, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    char *end = NULL;
+    long port;
+
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof host)
+        return cd_err_set(CD_ERR_INVALID, "--listen must be HOST:PORT, e.g. 127.0.0.1:8080");
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535)
+        return cd_err_set(CD_ERR_INVALID, "the port in --listen must be 0..65535");
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return cd_err_set(CD_ERR_INVALID, "the host in --listen must be an IPv4 address");
+    return CD_OK;
+}
+
+enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
+                          struct cd_http **out)
+{
+    struct cd_http *h;
+    struct sockaddr_in sa;
+    enum cd_err err;
+
+    if ((err = parse_listen(cfg->listen, &sa)) != CD_OK)
+        return err;
+    if ((h = cd_calloc(1, sizeof *h)) == NULL)
+        return CD_ERR_NOMEM;
+    h->app = app;
+    h->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
+    h->nworkers = cfg->workers ? cfg->workers : 64;
+    h->q.cap = 65536;
+    pthread_mutex_init(&h->q.mu, NULL);
+    pthread_cond_init(&h->q.cv, NULL);
+    if ((h->q.items = cd_calloc(h->q.cap, sizeof *h->q.items)) == NULL ||
+        (h->workers = cd_calloc(h->nworkers, sizeof *h->workers)) == NULL) {
+        err = CD_ERR_NOMEM;
+        goto fail;
+    }
+    cd__http_metrics_init(cd__http_nroutes);
+    for (unsigned i = 0; i < h->nworkers; i++)
+        if (pthread_create(&h->workers[i], NULL, worker_main, h) != 0) {
+            h->nworkers = i;
+            err = cd_err_set(CD_ERR_INTERNAL, "cannot start worker threads");
+            goto fail;
+        }
+    h->d = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+            MHD_USE_TURBO,
+        0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg->event_threads ? cfg->event_threads : 2,
+        MHD_OPTION_CONNECTION_LIMIT, 10000, MHD_OPTION_CONNECTION_TIMEOUT, 30,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+    if (h->d == NULL) {
+        err = cd_err_set(CD_ERR_IO, "cannot listen on %s (in use, or not allowed)", cfg->listen);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : ntohs(sa.sin_port);
+    *out = h;
+    return CD_OK;
+fail:
+    cd_http_stop(h);
+    return err;
+}
+
+unsigned cd_http_port(const struct cd_http *h)
+{
+    return h->port;
+}
+
+void cd_http_stop(struct cd_http *h)
+{
+    if (h == NULL)
+        return;
+    if (h->d)
+        MHD_quiesce_daemon(h->d);
+    /* Workers drain the queue and resume every suspended connection before the daemon stops:
+     * libmicrohttpd must not be stopped with suspended connections. */
+    pthread_mutex_lock(&h->q.mu);
+    h->q.stopping = true;
+    pthread_cond_broadcast(&h->q.cv);
+    pthread_mutex_unlock(&h->q.mu);
+    for (unsigned i = 0; i < h->nworkers; i++)
+        pthread_join(h->workers[i], NULL);
+    if (h->d)
+        MHD_stop_daemon(h->d);
+    cd__http_metrics_free();
+    pthread_mutex_destroy(&h->q.mu);
+    pthread_cond_destroy(&h->q.cv);
+    cd_free(h->q.items);
+    cd_free(h->workers);
+    cd_free(h);
+}
