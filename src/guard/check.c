@@ -349,8 +349,13 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
             continue;
         if (r->context.npats && !ctx_hit(&sc, &r->context, m->from, m->to))
             continue;
-        if (r->unless.npats && ctx_hit(&sc, &r->unless, m->from, m->to))
-            continue;
+        {
+            bool suppressed = false;
+            for (size_t u = 0; u < r->nunless && !suppressed; u++)
+                suppressed = ctx_hit(&sc, &r->unless[u], m->from, m->to);
+            if (suppressed)
+                continue;
+        }
         f = make_fnd(s, r, m->id, m->from, m->to, channel, outbound);
         if ((err = fpush(&cand, &f)) != CD_OK)
             goto out;

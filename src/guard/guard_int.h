@@ -15,6 +15,7 @@
 #define CD__GUARD_MAX_PATTERNS 100000u
 #define CD__GUARD_MAX_PATTERN_LEN 2000u
 #define CD__GUARD_MAX_MATCHES (1u << 18)
+#define CD__GUARD_MAX_UNLESS 4
 
 enum cd__guard_kind {
     CD__GUARD_EXISTENCE,
@@ -69,7 +70,9 @@ struct cd__guard_rule {
     size_t nchsev;
     enum cd__guard_validator validator;
     const char *redact; /* "card", a tag like "email", or NULL (not redacted) */
-    struct cd__guard_ctx context, unless;
+    struct cd__guard_ctx context;
+    struct cd__guard_ctx unless[CD__GUARD_MAX_UNLESS]; /* any hit suppresses the candidate */
+    size_t nunless;
     double max_grade;
     uint32_t min_words;
     enum cd__guard_measure measure;

@@ -234,7 +234,7 @@ static enum cd_err add_list(struct ld *l, const yaml_node_t *n, bool phrases, ui
                             uint32_t **ids, size_t *nids)
 {
     const char **v;
-    size_t cnt, base = *nids;
+    size_t cnt, base = nids ? *nids : 0;
     enum cd_err err;
 
     if ((err = string_list(l, n, &v, &cnt)) != CD_OK)
@@ -383,7 +383,6 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
     r.min_words = 30;
     r.min_letters = 20;
     r.context.before = r.context.after = 60;
-    r.unless.before = 30;
     /* The id first, so every later error can name the rule. */
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
         if (key_is(node(l, p->key), "id"))
@@ -564,8 +563,25 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
     }
     if (context && (err = parse_ctx(l, context, &r.context)) != CD_OK)
         return err;
-    if (unless && (err = parse_ctx(l, unless, &r.unless)) != CD_OK)
-        return err;
+    if (unless && unless->type == YAML_SEQUENCE_NODE &&
+        unless->data.sequence.items.top > unless->data.sequence.items.start &&
+        node(l, *unless->data.sequence.items.start) &&
+        node(l, *unless->data.sequence.items.start)->type == YAML_MAPPING_NODE) {
+        /* A list of windows, each with its own patterns and distances. */
+        for (yaml_node_item_t *it = unless->data.sequence.items.start;
+             it < unless->data.sequence.items.top; it++) {
+            if (r.nunless == CD__GUARD_MAX_UNLESS)
+                return fail(l, unless, "at most 4 unless windows");
+            r.unless[r.nunless].before = 30;
+            if ((err = parse_ctx(l, node(l, *it), &r.unless[r.nunless++])) != CD_OK)
+                return err;
+        }
+    } else if (unless) {
+        r.unless[0].before = 30;
+        r.nunless = 1;
+        if ((err = parse_ctx(l, unless, &r.unless[0])) != CD_OK)
+            return err;
+    }
     if (s->nrules >= CD__GUARD_MAX_RULES)
         return cd_err_set(CD_ERR_TOO_BIG, "%s: more than %u rules", l->file, CD__GUARD_MAX_RULES);
     if (s->nrules == s->caprules) {

@@ -1,0 +1,190 @@
+/* Guard quality driver: runs every line of a labelled JSONL corpus through cd_guard_check and
+ * prints precision and recall per category, plus the warn/block rates on ordinary replies.
+ *
+ * Line format: {"text": "...", "labels": ["pii", ...], "channel": "email", "ordinary": true}
+ * A category is "detected" when any finding has that category, whatever its severity.
+ * Usage: quality RULES_DIR CORPUS.jsonl... [--misses] [--floors FILE] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "guard/guard.h"
+
+#define NCAT 6
+static const char *const cats[NCAT] = {"pii", "pressure", "misleading", "pricing", "respect",
+                                       "jargon"};
+
+struct stats {
+    long tp[NCAT], fp[NCAT], fn[NCAT], pos[NCAT];
+    long ordinary, ord_warn, ord_block, lines;
+};
+
+static int cat_index(const char *c)
+{
+    for (int i = 0; i < NCAT; i++)
+        if (strcmp(cats[i], c) == 0)
+            return i;
+    return -1;
+}
+
+static int run_file(struct cd_guard *g, const char *path, struct stats *st, bool misses)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+
+    if (f == NULL) {
+        fprintf(stderr, "quality: cannot open %s\n", path);
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_error_t jerr;
+        json_t *j = json_loadb(line, (size_t)n, 0, &jerr), *labels;
+        const char *text, *channel;
+        bool want[NCAT] = {0}, got[NCAT] = {0};
+        struct cd_guard_result *r = NULL;
+        struct cd_guard_input in;
+        size_t i;
+        json_t *v;
+
+        if (j == NULL)
+            continue;
+        text = json_string_value(json_object_get(j, "text"));
+        channel = json_string_value(json_object_get(j, "channel"));
+        labels = json_object_get(j, "labels");
+        if (text == NULL) {
+            json_decref(j);
+            continue;
+        }
+        json_array_foreach(labels, i, v)
+        {
+            int c = json_string_value(v) ? cat_index(json_string_value(v)) : -1;
+            if (c >= 0)
+                want[c] = true;
+        }
+        in = (struct cd_guard_input){{text, strlen(text)}, channel, true};
+        if (cd_guard_check(g, &in, &r) != CD_OK) {
+            fprintf(stderr, "quality: check failed: %s\n", cd_err_detail());
+            json_decref(j);
+            continue;
+        }
+        st->lines++;
+        for (i = 0; i < cd_guard_result_count(r); i++) {
+            int c = cat_index(cd_guard_result_finding(r, i)->category);
+            if (c >= 0)
+                got[c] = true;
+        }
+        for (int c = 0; c < NCAT; c++) {
+            st->pos[c] += want[c];
+            if (want[c] && got[c])
+                st->tp[c]++;
+            else if (want[c])
+                st->fn[c]++;
+            else if (got[c])
+                st->fp[c]++;
+            if (misses && want[c] != got[c]) {
+                const char *rule = "";
+                for (i = 0; i < cd_guard_result_count(r); i++)
+                    if (strcmp(cd_guard_result_finding(r, i)->category, cats[c]) == 0)
+                        rule = cd_guard_result_finding(r, i)->rule;
+                printf("%s %s %s\t%s\n", want[c] ? "MISS" : "FALSE", cats[c], rule, text);
+            }
+        }
+        if (json_is_true(json_object_get(j, "ordinary"))) {
+            enum cd_guard_verdict vd = cd_guard_result_verdict(r);
+            st->ordinary++;
+            st->ord_warn += vd >= CD_GUARD_WARN;
+            st->ord_block += vd == CD_GUARD_BLOCK;
+            if (misses && vd >= CD_GUARD_WARN)
+                printf("ORDINARY-%s %s\t%s\n", cd_guard_verdict_name(vd),
+                       cd_guard_result_finding(r, 0)->rule, text);
+        }
+        cd_guard_result_free(r);
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cd_guard *g = NULL;
+    struct stats st = {0};
+    bool misses = false;
+    const char *floors = NULL;
+    int rc = 0;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: quality RULES_DIR CORPUS.jsonl... [--misses] [--floors FILE]\n");
+        return 2;
+    }
+    cd_json_init();
+    if (cd_guard_open(argv[1], &g) != CD_OK) {
+        fprintf(stderr, "quality: rules: %s\n", cd_err_detail());
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--misses") == 0)
+            misses = true;
+        else if (strcmp(argv[i], "--floors") == 0 && i + 1 < argc)
+            floors = argv[++i];
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--misses") == 0)
+            continue;
+        if (strcmp(argv[i], "--floors") == 0) {
+            i++;
+            continue;
+        }
+        if (run_file(g, argv[i], &st, misses) != 0)
+            rc = 2;
+    }
+    printf("%-11s %9s %9s %9s %7s\n", "category", "precision", "recall", "positives", "false+");
+    double prec[NCAT], rec[NCAT];
+    for (int c = 0; c < NCAT; c++) {
+        long tp = st.tp[c], fp = st.fp[c], fn = st.fn[c];
+        prec[c] = tp + fp ? (double)tp / (double)(tp + fp) : 1.0;
+        rec[c] = tp + fn ? (double)tp / (double)(tp + fn) : 1.0;
+        printf("%-11s %9.4f %9.4f %9ld %7ld\n", cats[c], prec[c], rec[c], st.pos[c], fp);
+    }
+    double wr = st.ordinary ? (double)st.ord_warn / (double)st.ordinary : 0;
+    double br = st.ordinary ? (double)st.ord_block / (double)st.ordinary : 0;
+    printf("ordinary replies: %ld, warned %.4f (%ld), blocked %.4f (%ld); %ld lines\n", st.ordinary,
+           wr, st.ord_warn, br, st.ord_block, st.lines);
+    if (floors) {
+        /* Each line: "<category> precision|recall <min>" or "ordinary warn|block <max>". */
+        FILE *f = fopen(floors, "r");
+        char cat[32], what[32];
+        double lim;
+        if (f == NULL) {
+            fprintf(stderr, "quality: cannot open %s\n", floors);
+            rc = 2;
+        }
+        while (f && fscanf(f, "%31s %31s %lf", cat, what, &lim) == 3) {
+            double val;
+            bool below;
+            int c = cat_index(cat);
+            if (strcmp(cat, "ordinary") == 0) {
+                val = strcmp(what, "warn") == 0 ? wr : br;
+                below = val > lim;
+            } else if (c >= 0) {
+                val = strcmp(what, "precision") == 0 ? prec[c] : rec[c];
+                below = val < lim;
+            } else {
+                continue;
+            }
+            if (below) {
+                printf("FLOOR FAILED: %s %s = %.4f (limit %.4f)\n", cat, what, val, lim);
+                rc = 1;
+            }
+        }
+        if (f)
+            fclose(f);
+        if (rc == 0)
+            printf("quality floors: ok\n");
+    }
+    cd_guard_close(g);
+    return rc;
+}
