@@ -136,7 +136,19 @@ static enum cd_err sq_exec(void *c, const char *sql, const struct cd_val *params
         return err;
     for (size_t i = 0; i < nparams; i++) {
         const struct cd_val *v = &params[i];
-        int idx = (int)i + 1;
+        /* SQL names parameters $1, $2, ...; SQLite numbers named parameters in order of first
+         * appearance, so "$2 ... $1" would bind backwards by position. Bind by name; a
+         * statement that does not use $N leaves params[N-1] out, and plain '?' binds by
+         * position. */
+        char pname[24];
+        snprintf(pname, sizeof pname, "$%zu", i + 1);
+        int idx = sqlite3_bind_parameter_index(st, pname);
+        if (idx == 0) {
+            if ((int)i + 1 > sqlite3_bind_parameter_count(st) ||
+                sqlite3_bind_parameter_name(st, (int)i + 1) != NULL)
+                continue;
+            idx = (int)i + 1;
+        }
         switch (v->type) {
         case CD_VAL_NULL:
             rc = sqlite3_bind_null(st, idx);
