@@ -1,5 +1,6 @@
 /* Error names and the per-thread error detail. */
 #include <stdio.h>
+#include <string.h>
 #include "base.h"
 
 static const char *const names[CD_ERR__COUNT] = {
@@ -39,10 +40,14 @@ const char *cd_err_name(enum cd_err err)
 enum cd_err cd_err_set(enum cd_err err, const char *fmt, ...)
 {
     va_list ap;
+    char tmp[sizeof detail];
 
+    /* Format into a copy first: callers often wrap the current detail
+     * (cd_err_set(err, "x: %s", cd_err_detail())), and vsnprintf must not read what it writes. */
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(detail, tmp, sizeof detail);
     return err;
 }
 
