@@ -116,5 +116,6 @@ clean:
 
 # Embedded files (.incbin) are not seen by -MMD.
 build/src/http/openapi.o build/asan/src/http/openapi.o build/fuzz/src/http/openapi.o: docs/openapi.yaml
+build/src/policy/policy.o build/asan/src/policy/policy.o build/fuzz/src/policy/policy.o: config/policy.yaml
 
 -include $(OBJS_REL:.o=.d) $(OBJS_ASAN:.o=.d) $(LIBOBJS_FUZZ:.o=.d)

@@ -211,6 +211,8 @@ int cd_cli_serve(int argc, char **argv)
         {"--threads", "N", "HTTP event threads", "2", NULL},
         {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
         {"--rules", "DIR", "communication guard rule packs", "rules", NULL},
+        {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
+         NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1];
@@ -218,6 +220,7 @@ int cd_cli_serve(int argc, char **argv)
     bool help = false;
     struct cd__cli_env env;
     struct cd_http *http = NULL;
+    struct cd_policy *policy = NULL;
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -237,7 +240,13 @@ int cd_cli_serve(int argc, char **argv)
         cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
                (unsigned long long)((cd_mono_ns() - t0) / 1000000));
     }
-    struct cd_app app = {env.store, env.core, NULL, data, cd_cli_get(opts, "--rules")};
+    if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
+        goto out;
+    struct cd_app app = {.store = env.store,
+                         .core = env.core,
+                         .policy = policy,
+                         .data_dir = data,
+                         .rules_dir = cd_cli_get(opts, "--rules")};
     struct cd_http_config cfg = {cd_cli_get(opts, "--listen"),
                                  (unsigned)strtoul(cd_cli_get(opts, "--threads"), NULL, 10),
                                  (unsigned)strtoul(cd_cli_get(opts, "--workers"), NULL, 10),
@@ -260,6 +269,7 @@ int cd_cli_serve(int argc, char **argv)
     cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
     cd_http_stop(http);
 out:
+    cd_policy_free(policy);
     cd__cli_env_close(&env);
     return err == CD_OK ? 0 : cd__cli_fail("serve", err);
 }

@@ -38,29 +38,6 @@ struct cd_store *cd_core_store(struct cd_core *c)
     return c->store;
 }
 
-const char *cd__core_categories(unsigned fields)
-{
-    static const char *const table[16] = {
-        "",
-        "reference",
-        "contact",
-        "reference,contact",
-        "profile",
-        "reference,profile",
-        "contact,profile",
-        "reference,contact,profile",
-        "conversation",
-        "reference,conversation",
-        "contact,conversation",
-        "reference,contact,conversation",
-        "profile,conversation",
-        "reference,profile,conversation",
-        "contact,profile,conversation",
-        "reference,contact,profile,conversation",
-    };
-    return table[fields & 0xf];
-}
-
 void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const char *action,
                     const char *customer_id, const char *resource_id, unsigned fields)
 {
@@ -74,7 +51,7 @@ void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const c
     ev->request_id = a->request_id;
     ev->customer_id = customer_id;
     ev->resource_id = resource_id;
-    ev->categories = fields ? cd__core_categories(fields) : NULL;
+    ev->categories = fields ? cd_policy_categories(fields) : NULL;
 }
 
 enum cd_err cd__core_audit_read(struct cd_core *c, const struct cd_actor *a, const char *action,
@@ -85,6 +62,40 @@ enum cd_err cd__core_audit_read(struct cd_core *c, const struct cd_actor *a, con
 
     cd__core_event(&ev, a, action, customer_id, resource_id, fields);
     return cd_audit_record(c->store, &ev);
+}
+
+enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
+                                  const char *customer_id, bool restricted, const char *action)
+{
+    struct cd_audit_event ev;
+    enum cd_err err = CD_OK;
+    char detail[300];
+
+    if (restricted && !a->restricted_ok) {
+        err = cd_err_set(CD_ERR_PURPOSE_DENIED,
+                         "processing of this customer's data is restricted (GDPR Art. 18); only "
+                         "the purposes legal_obligation and security may read it");
+    } else if (a->needs_consent) {
+        if (c->hooks.read_consent == NULL)
+            err = cd_err_set(CD_ERR_PURPOSE_DENIED,
+                             "the purpose '%s' needs the customer's consent, and no consent "
+                             "engine is configured",
+                             a->purpose ? a->purpose : "?");
+        else if ((err = c->hooks.read_consent(c->hooks.ctx, customer_id, a->purpose)) != CD_OK &&
+                 err != CD_ERR_NOMEM && err != CD_ERR_STORE)
+            err = cd_err_set(CD_ERR_PURPOSE_DENIED, "%s", cd_err_detail());
+    }
+    if (err != CD_ERR_PURPOSE_DENIED)
+        return err;
+    /* The refusal is evidence too: record it, then report it. */
+    snprintf(detail, sizeof detail, "%s", cd_err_detail());
+    cd__core_event(&ev, a, action, customer_id, NULL, 0);
+    ev.outcome = "denied";
+    ev.reason = "purpose-not-permitted";
+    enum cd_err aerr = cd_audit_record(c->store, &ev);
+    if (aerr != CD_OK)
+        return aerr;
+    return cd_err_set(CD_ERR_PURPOSE_DENIED, "%s", detail);
 }
 
 void cd__core_col_text(struct cd_val v, char *out, size_t n)

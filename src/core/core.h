@@ -16,6 +16,7 @@
 #define CD_CORE_H
 
 #include "base/base.h"
+#include "policy/policy.h"
 #include "store/store.h"
 
 struct cd_core;
@@ -28,17 +29,11 @@ struct cd_actor {
     const char *name;       /* token display name */
     const char *request_id; /* for the audit trail */
     const char *purpose;    /* declared purpose, or NULL */
+    /* From the purpose policy: may read restricted customers; consent decides per customer. */
+    bool restricted_ok;
+    bool needs_consent;
 };
 
-/* Categories of customer data a response may carry. The purpose policy decides which ones a
- * purpose may see; core leaves out everything else. */
-enum {
-    CD_FIELDS_REFERENCE = 1u << 0,    /* ids, channel, direction, timestamps, thread ids */
-    CD_FIELDS_CONTACT = 1u << 1,      /* identities (email, phone, handles), display name */
-    CD_FIELDS_PROFILE = 1u << 2,      /* attributes, locale, time zone, jurisdiction */
-    CD_FIELDS_CONVERSATION = 1u << 3, /* interaction subjects, bodies and metadata */
-    CD_FIELDS_ALL = 0xfu,
-};
 
 /* Validation and enforcement hooks the other capabilities plug into the ingestion path.
  * Each may be NULL. They run before anything is stored. */
@@ -54,6 +49,9 @@ struct cd_core_hooks {
     /* Inbound messages: may rewrite the body before storage (masking card numbers). *out is
      * cd_malloc'ed or NULL to keep the body as is. */
     enum cd_err (*inbound_filter)(void *ctx, struct cd_str body, char **out, size_t *outlen);
+    /* Reads for a purpose that needs consent: CD_OK to allow, an error with a detail to
+     * refuse. Without this hook such reads are refused. */
+    enum cd_err (*read_consent)(void *ctx, const char *customer_id, const char *purpose);
 };
 
 /* Opens core on an open store with the master key (32 bytes, copied). The caller keeps
@@ -114,6 +112,14 @@ enum cd_err cd_core_customer_update(struct cd_core *c, const struct cd_actor *a,
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (held by another customer). */
 enum cd_err cd_core_identity_add(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                  const json_t *body, unsigned fields, json_t **out);
+
+/* Restricts (GDPR Art. 18) or lifts the restriction of processing of a customer's data:
+ * while restricted, reads are refused to every purpose but those the policy allows
+ * (legal_obligation, security). The change is recorded in the ledger.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged). */
+enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
+                                      struct cd_str id, bool restricted, unsigned fields,
+                                      json_t **out);
 
 /* Merges customer `merged` into `survivor`: identities and interactions move, the merged id
  * then answers with a pointer to the survivor, and the merge is recorded.

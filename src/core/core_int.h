@@ -50,8 +50,11 @@ enum cd_err cd__core_open(const struct cd__ckey *k, const char *field, struct cd
 
 /* ---- shared helpers (core.c) ---- */
 
-/* "reference,contact,..." for the categories in fields; a static string. */
-const char *cd__core_categories(unsigned fields);
+/* Checks a read of a customer's personal data against the restriction flag and, for purposes
+ * that need consent, the consent hook. A refusal is recorded in the ledger (outcome "denied")
+ * and returned as CD_ERR_PURPOSE_DENIED. */
+enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
+                                  const char *customer_id, bool restricted, const char *action);
 
 /* Fills an audit event from the actor. */
 void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const char *action,

@@ -131,6 +131,7 @@ struct customer_row {
     char merged_into[CD_ID_MAX];
     int64_t created_at, updated_at, merged_at;
     char locale[36], time_zone[65], jurisdiction[17];
+    bool restricted;
     struct cd_buf display_name, attributes, wrapped; /* sealed bytes */
     bool has_display_name, has_attributes;
     json_t *identities; /* built after the key is opened */
@@ -159,6 +160,7 @@ static enum cd_err customer_row_fn(void *ctx, const struct cd_val *cols, size_t 
     cd__core_col_text(cols[9], r->jurisdiction, sizeof r->jurisdiction);
     if (err == CD_OK && cols[10].type == CD_VAL_BLOB)
         err = cd_buf_append(&r->wrapped, cols[10].p, cols[10].len);
+    r->restricted = cols[11].type == CD_VAL_INT && cols[11].i != 0;
     return err;
 }
 
@@ -199,7 +201,7 @@ static void customer_row_free(struct customer_row *r)
 
 static const char SELECT_CUSTOMER[] =
     "SELECT id, created_at, updated_at, merged_into, merged_at, display_name, attributes,"
-    " locale, time_zone, jurisdiction, key_wrapped FROM customers WHERE id = $1";
+    " locale, time_zone, jurisdiction, key_wrapped, restricted FROM customers WHERE id = $1";
 
 static enum cd_err load_customer(struct cd_tx *tx, const char *id, struct customer_row *r)
 {
@@ -251,6 +253,7 @@ static enum cd_err customer_json(struct cd_core *c, struct customer_row *r, unsi
         goto done;
     }
     if (cd_json_set_new(o, "status", json_string("active")) != CD_OK ||
+        cd_json_set_new(o, "restricted", json_boolean(r->restricted)) != CD_OK ||
         set_time(o, "created_at", r->created_at) != CD_OK ||
         set_time(o, "updated_at", r->updated_at) != CD_OK)
         goto out;
@@ -317,11 +320,12 @@ static enum cd_err customer_json(struct cd_core *c, struct customer_row *r, unsi
             goto out;
         }
         v = NULL;
-        if (set_opt_str(o, "locale", r->locale) != CD_OK ||
-            set_opt_str(o, "time_zone", r->time_zone) != CD_OK ||
-            set_opt_str(o, "jurisdiction", r->jurisdiction) != CD_OK)
-            goto out;
     }
+    if ((fields & CD_FIELDS_COARSE) &&
+        (set_opt_str(o, "locale", r->locale) != CD_OK ||
+         set_opt_str(o, "time_zone", r->time_zone) != CD_OK ||
+         set_opt_str(o, "jurisdiction", r->jurisdiction) != CD_OK))
+        goto out;
     err = CD_OK;
 done:
     *out = o;
@@ -370,9 +374,12 @@ static enum cd_err read_customer(struct cd_core *c, const struct cd_actor *a, st
         err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
         goto out;
     }
-    if (action && !g.row.merged_into[0] &&
-        (err = cd__core_audit_read(c, a, action, g.row.id, NULL, fields)) != CD_OK)
-        goto out;
+    if (action && !g.row.merged_into[0]) {
+        if ((err = cd__core_read_allowed(c, a, g.row.id, g.row.restricted, action)) != CD_OK)
+            goto out;
+        if ((err = cd__core_audit_read(c, a, action, g.row.id, NULL, fields)) != CD_OK)
+            goto out;
+    }
     err = customer_json(c, &g.row, fields, out);
 out:
     customer_row_free(&g.row);
@@ -823,8 +830,10 @@ enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
     int64_t last_ms = 0;
     for (int i = 0; i < shown; i++) {
         json_t *cj = NULL;
-        if ((err = read_customer(c, a, cd_str_c(l->ids[i]), fields, "customer.read", &cj)) !=
-            CD_OK)
+        err = read_customer(c, a, cd_str_c(l->ids[i]), fields, "customer.read", &cj);
+        if (err == CD_ERR_PURPOSE_DENIED) /* listed, but nothing beyond the reference */
+            err = read_customer(c, a, cd_str_c(l->ids[i]), CD_FIELDS_REFERENCE, NULL, &cj);
+        if (err != CD_OK)
             goto out;
         if (json_array_append_new(items, cj) != 0) {
             err = CD_ERR_NOMEM;
@@ -1064,4 +1073,51 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     if ((err = cd_store_write(c->store, merge_fn, &m)) != CD_OK)
         return err;
     return read_customer(c, a, survivor, fields, NULL, out);
+}
+
+/* ---- restriction ---- */
+
+struct restrict_ctx {
+    const struct cd_actor *a;
+    char id[CD_ID_MAX];
+    bool restricted;
+};
+
+static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
+{
+    struct restrict_ctx *rc = ctx;
+    struct cd_audit_event ev;
+    char merged[CD_ID_MAX];
+    bool exists = false;
+    enum cd_err err;
+
+    if ((err = cd__core_resolve(tx, cd_str_c(rc->id), merged, &exists)) != CD_OK)
+        return err;
+    if (!exists)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    if (strcmp(merged, rc->id) != 0)
+        return cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; change the survivor",
+                          rc->id, merged);
+    struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->restricted), CD_VINT(cd_now_ms())};
+    if ((err = cd_tx_exec(tx, "UPDATE customers SET restricted = $2, updated_at = $3"
+                              " WHERE id = $1",
+                          p, 3, NULL, NULL, NULL)) != CD_OK)
+        return err;
+    cd__core_event(&ev, rc->a, rc->restricted ? "customer.restrict" : "customer.unrestrict",
+                   rc->id, NULL, 0);
+    return cd_audit_append(tx, &ev, NULL);
+}
+
+enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
+                                      struct cd_str id, bool restricted, unsigned fields,
+                                      json_t **out)
+{
+    struct restrict_ctx rc = {a, "", restricted};
+    enum cd_err err;
+
+    if ((err = copy_id(id, rc.id)) != CD_OK)
+        return err;
+    if ((err = cd_store_write(c->store, restrict_fn, &rc)) != CD_OK)
+        return err;
+    return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
 }

@@ -568,6 +568,7 @@ struct page_ctx {
     char customer_id[CD_ID_MAX];
     struct cd_buf wrapped;
     bool customer_found;
+    bool restricted;
 };
 
 static enum cd_err page_row(void *ctx, const struct cd_val *cols, size_t n)
@@ -628,6 +629,7 @@ static enum cd_err key_row(void *ctx, const struct cd_val *cols, size_t n)
     struct page_ctx *pc = ctx;
 
     pc->customer_found = true;
+    pc->restricted = cols[1].type == CD_VAL_INT && cols[1].i != 0;
     cd_buf_reset(&pc->wrapped);
     if (cols[0].type == CD_VAL_BLOB)
         return cd_buf_append(&pc->wrapped, cols[0].p, cols[0].len);
@@ -676,8 +678,8 @@ static enum cd_err timeline_fn(struct cd_tx *tx, void *ctx)
             return err;
     }
     struct cd_val p[] = {CD_VCSTR(t->pc.customer_id)};
-    return cd_tx_exec(tx, "SELECT key_wrapped FROM customers WHERE id = $1", p, 1, key_row,
-                      &t->pc, NULL);
+    return cd_tx_exec(tx, "SELECT key_wrapped, restricted FROM customers WHERE id = $1", p, 1,
+                      key_row, &t->pc, NULL);
 }
 
 static enum cd_err page_init(struct page_ctx *pc, int max)
@@ -757,8 +759,9 @@ enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor 
         err = cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
         goto out;
     }
-    if ((err = cd__core_audit_read(c, a, action, t.pc.customer_id, t.pc.rows[0].id, fields)) !=
-        CD_OK)
+    if ((err = cd__core_read_allowed(c, a, t.pc.customer_id, t.pc.restricted, action)) != CD_OK ||
+        (err = cd__core_audit_read(c, a, action, t.pc.customer_id, t.pc.rows[0].id, fields)) !=
+            CD_OK)
         goto out;
     if ((err = page_items(c, &t.pc, 1, fields, &items)) != CD_OK)
         goto out;
@@ -803,8 +806,10 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
         err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
         goto out;
     }
-    if ((err = cd__core_audit_read(c, a, "timeline.read", t.pc.customer_id, NULL, fields)) !=
-        CD_OK)
+    if ((err = cd__core_read_allowed(c, a, t.pc.customer_id, t.pc.restricted,
+                                     "timeline.read")) != CD_OK ||
+        (err = cd__core_audit_read(c, a, "timeline.read", t.pc.customer_id, NULL, fields)) !=
+            CD_OK)
         goto out;
     int shown = t.pc.count > q->limit ? q->limit : t.pc.count;
     if ((err = page_items(c, &t.pc, shown, fields, &items)) != CD_OK)

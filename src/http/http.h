@@ -22,6 +22,7 @@ struct cd_app {
     struct cd_store *store;
     struct cd_core *core;
     struct cd_guard *guard; /* may be NULL when no rules are loaded */
+    struct cd_policy *policy; /* roles x purposes x categories */
     const char *data_dir;
     const char *rules_dir;
 };

@@ -57,6 +57,7 @@ struct cd_req {
     bool authenticated;
     enum cd_purpose purpose;
     bool has_purpose;
+    struct cd_policy_grant grant; /* what the declared purpose allows this role */
     struct cd_actor actor;
     /* the response */
     unsigned status;

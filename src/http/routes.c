@@ -15,7 +15,8 @@
 
 unsigned cd__http_fields(const struct cd_req *r)
 {
-    return CD_FIELDS_ALL;
+    /* Without a declared purpose a request only echoes what it wrote itself. */
+    return r->has_purpose ? r->grant.fields : CD_FIELDS_ALL;
 }
 
 static enum cd_err created(struct cd_req *r, json_t *o, bool replayed)
@@ -163,6 +164,19 @@ static enum cd_err h_customer_merge(struct cd_req *r)
         return err;
     return cd_core_customer_merge(r->app->core, &r->actor, r->params[0], merged,
                                   cd__http_fields(r), &r->resp_json);
+}
+
+static enum cd_err h_customer_restrict(struct cd_req *r)
+{
+    static const char *const allowed[] = {"restricted", NULL};
+    bool restricted = false;
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_bool(r->json, "restricted", true, &restricted)) != CD_OK)
+        return err;
+    return cd_core_customer_restrict(r->app->core, &r->actor, r->params[0], restricted,
+                                     cd__http_fields(r), &r->resp_json);
 }
 
 static enum cd_err h_timeline(struct cd_req *r)
@@ -315,6 +329,9 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, JSN, "addIdentity"},
     {"POST", "/v1/customers/{id}/merge", h_customer_merge,
      CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), JSN, "mergeCustomers"},
+    {"POST", "/v1/customers/{id}/restriction", h_customer_restrict,
+     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE),
+     JSN, "restrictCustomer"},
     {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PUR, "getTimeline"},
     {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PUR, "getAccessLog"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM, "createInteraction"},

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "http_int.h"
 
@@ -266,6 +267,34 @@ static bool run_gates(struct conn_state *cs)
             return false;
         }
         r->has_purpose = true;
+        if (r->authenticated &&
+            (err = cd_policy_check(r->app->policy, r->principal.role, r->purpose, &r->grant)) !=
+                CD_OK) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "%s", cd_err_detail());
+            /* A refused purpose is evidence: it is recorded before it is answered. */
+            struct cd_audit_event ev = {.action = "access.denied", .outcome = "denied",
+                                        .actor_token = r->principal.token_id,
+                                        .actor_role = cd_role_name(r->principal.role),
+                                        .actor_name = r->principal.name,
+                                        .purpose = cd_purpose_name(r->purpose),
+                                        .request_id = r->request_id,
+                                        .reason = "purpose-not-permitted"};
+            char customer[CD_ID_MAX];
+            /* The customer can see refused attempts on their data in their access log. */
+            if (strncmp(rt->pattern, "/v1/customers/{id}", 18) == 0 &&
+                cd_id_valid(r->params[0], "cus")) {
+                snprintf(customer, sizeof customer, "%.*s", (int)r->params[0].len,
+                         r->params[0].p);
+                ev.customer_id = customer;
+            }
+            if ((err = cd_audit_record(r->app->store, &ev)) != CD_OK) {
+                set_problem(r, err, cd_err_detail());
+                return false;
+            }
+            set_problem(r, CD_ERR_PURPOSE_DENIED, detail);
+            return false;
+        }
     } else if (rt->flags & CD_ROUTE_PURPOSE) {
         char msg[300];
         snprintf(msg, sizeof msg,
@@ -280,6 +309,8 @@ static bool run_gates(struct conn_state *cs)
     r->actor.name = r->authenticated ? r->principal.name : "public";
     r->actor.request_id = r->request_id;
     r->actor.purpose = r->has_purpose ? cd_purpose_name(r->purpose) : NULL;
+    r->actor.restricted_ok = r->has_purpose && r->grant.allowed_when_restricted;
+    r->actor.needs_consent = r->has_purpose && r->grant.needs_consent;
     if (rt->flags & CD_ROUTE_JSON) {
         if (r->content_type.p && !(r->content_type.len >= 16 &&
                                    strncasecmp(r->content_type.p, "application/json", 16) == 0)) {

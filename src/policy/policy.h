@@ -38,6 +38,39 @@ enum cd_purpose {
     CD_PURPOSE__COUNT
 };
 
+/* Categories of customer data a response may carry (bit flags). */
+enum {
+    CD_FIELDS_REFERENCE = 1u << 0,    /* ids, channel, direction, timestamps, thread ids */
+    CD_FIELDS_CONTACT = 1u << 1,      /* identities (email, phone, handles), display name */
+    CD_FIELDS_PROFILE = 1u << 2,      /* free-form attributes */
+    CD_FIELDS_CONVERSATION = 1u << 3, /* interaction subjects, bodies and metadata */
+    CD_FIELDS_COARSE = 1u << 4,       /* locale, time zone, jurisdiction */
+    CD_FIELDS_ALL = 0x1fu,
+};
+
+/* What a role may do when it declares a purpose. */
+struct cd_policy_grant {
+    unsigned fields;              /* CD_FIELDS_* the purpose may see */
+    bool needs_consent;           /* the customer's consent decides, per customer */
+    bool allowed_when_restricted; /* may read customers under a GDPR Art. 18 restriction */
+};
+
+struct cd_policy;
+
+/* Loads the policy from a YAML file, or the built-in config/policy.yaml when path is NULL.
+ * Errors: CD_ERR_INVALID with a detail "FILE:LINE: what is wrong", CD_ERR_IO, CD_ERR_NOMEM.
+ * The caller frees *out with cd_policy_free. */
+enum cd_err cd_policy_load(const char *path, struct cd_policy **out);
+void cd_policy_free(struct cd_policy *p);
+
+/* Decides whether role may declare purpose; fills *grant. Errors: CD_ERR_PURPOSE_DENIED with a
+ * detail naming the role and purpose. */
+enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum cd_purpose purpose,
+                            struct cd_policy_grant *grant);
+
+/* "reference,contact,..." for a set of categories; a static string. */
+const char *cd_policy_categories(unsigned fields);
+
 /* Names as they appear in the API ("admin", "service", ...). */
 const char *cd_role_name(enum cd_role r);
 const char *cd_purpose_name(enum cd_purpose p);

@@ -1,0 +1,275 @@
+/* The purpose policy, loaded from YAML (libyaml's document API keeps line numbers, so every
+ * mistake is reported as FILE:LINE). The built-in default is config/policy.yaml, embedded. */
+#include <stdio.h>
+#include <string.h>
+#include <yaml.h>
+#include "policy.h"
+
+__asm__(".section .rodata\n"
+        ".global cd_policy_default_yaml\n"
+        ".type cd_policy_default_yaml, @object\n"
+        "cd_policy_default_yaml:\n"
+        ".incbin \"config/policy.yaml\"\n"
+        ".byte 0\n"
+        ".previous\n");
+extern const char cd_policy_default_yaml[];
+
+struct cd_policy {
+    unsigned roles[CD_PURPOSE__COUNT]; /* CD_ROLE_BIT mask */
+    struct cd_policy_grant grant[CD_PURPOSE__COUNT];
+    bool defined[CD_PURPOSE__COUNT];
+};
+
+static const char *const category_names[] = {"reference", "contact", "profile", "conversation",
+                                             "coarse"};
+
+const char *cd_policy_categories(unsigned fields)
+{
+    static char table[32][64];
+    static bool ready;
+
+    /* Built once, before threads start (cd_policy_load calls this), then read-only. */
+    if (!ready) {
+        for (unsigned f = 0; f < 32; f++) {
+            size_t n = 0;
+            table[f][0] = '\0';
+            for (unsigned b = 0; b < 5; b++)
+                if (f & (1u << b))
+                    n += (size_t)snprintf(table[f] + n, sizeof table[f] - n, "%s%s",
+                                          n ? "," : "", category_names[b]);
+        }
+        ready = true;
+    }
+    return table[fields & 31];
+}
+
+struct loader {
+    const char *file;
+    yaml_document_t doc;
+    struct cd_policy *p;
+};
+
+static enum cd_err bad(const struct loader *l, const yaml_node_t *n, const char *what)
+{
+    return cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l->file,
+                      n ? n->start_mark.line + 1 : (size_t)1, what);
+}
+
+static bool scalar_is(const yaml_node_t *n, const char *s)
+{
+    return n && n->type == YAML_SCALAR_NODE && strlen(s) == n->data.scalar.length &&
+           memcmp(n->data.scalar.value, s, n->data.scalar.length) == 0;
+}
+
+static struct cd_str scalar(const yaml_node_t *n)
+{
+    return (struct cd_str){(const char *)n->data.scalar.value, n->data.scalar.length};
+}
+
+/* Parses a sequence of names with parse(name) -> bit; ORs the bits into *mask. */
+static enum cd_err name_list(struct loader *l, yaml_node_t *seq, const char *what,
+                             bool (*parse)(struct cd_str, unsigned *), unsigned *mask)
+{
+    char msg[160];
+
+    if (seq->type != YAML_SEQUENCE_NODE) {
+        snprintf(msg, sizeof msg, "%s must be a list", what);
+        return bad(l, seq, msg);
+    }
+    for (yaml_node_item_t *it = seq->data.sequence.items.start;
+         it < seq->data.sequence.items.top; it++) {
+        yaml_node_t *n = yaml_document_get_node(&l->doc, *it);
+        unsigned bit = 0;
+        if (n == NULL || n->type != YAML_SCALAR_NODE || !parse(scalar(n), &bit)) {
+            snprintf(msg, sizeof msg, "unknown %s '%.*s'", what,
+                     n && n->type == YAML_SCALAR_NODE ? (int)n->data.scalar.length : 0,
+                     n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "");
+            return bad(l, n ? n : seq, msg);
+        }
+        *mask |= bit;
+    }
+    return CD_OK;
+}
+
+static bool parse_role_bit(struct cd_str s, unsigned *bit)
+{
+    enum cd_role r;
+    if (!cd_role_parse(s, &r))
+        return false;
+    *bit = CD_ROLE_BIT(r);
+    return true;
+}
+
+static bool parse_category_bit(struct cd_str s, unsigned *bit)
+{
+    for (unsigned b = 0; b < 5; b++)
+        if (cd_str_eq_c(s, category_names[b])) {
+            *bit = 1u << b;
+            return true;
+        }
+    return false;
+}
+
+static bool parse_purpose_bit(struct cd_str s, unsigned *bit)
+{
+    enum cd_purpose p;
+    if (!cd_purpose_parse(s, &p))
+        return false;
+    *bit = 1u << p;
+    return true;
+}
+
+static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_t *map)
+{
+    bool have_roles = false, have_cats = false, have_consent = false;
+
+    if (map->type != YAML_MAPPING_NODE)
+        return bad(l, map, "a purpose is a mapping with roles, categories and consent");
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = yaml_document_get_node(&l->doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(&l->doc, pr->value);
+        enum cd_err err;
+        if (scalar_is(k, "roles")) {
+            if ((err = name_list(l, v, "role", parse_role_bit, &l->p->roles[pu])) != CD_OK)
+                return err;
+            have_roles = true;
+        } else if (scalar_is(k, "categories")) {
+            if ((err = name_list(l, v, "category", parse_category_bit,
+                                 &l->p->grant[pu].fields)) != CD_OK)
+                return err;
+            have_cats = true;
+        } else if (scalar_is(k, "consent")) {
+            if (scalar_is(v, "true"))
+                l->p->grant[pu].needs_consent = true;
+            else if (!scalar_is(v, "false"))
+                return bad(l, v, "consent must be true or false");
+            have_consent = true;
+        } else {
+            return bad(l, k, "unknown key in a purpose (roles, categories, consent)");
+        }
+    }
+    if (!have_roles || !have_cats || !have_consent)
+        return bad(l, map, "a purpose needs roles, categories and consent");
+    if (!(l->p->grant[pu].fields & CD_FIELDS_REFERENCE))
+        return bad(l, map, "every purpose must include the reference category");
+    l->p->defined[pu] = true;
+    return CD_OK;
+}
+
+static enum cd_err load_root(struct loader *l)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+    bool have_version = false;
+    unsigned restricted = 0;
+
+    if (root == NULL || root->type != YAML_MAPPING_NODE)
+        return bad(l, root, "the policy must be a mapping (version, restricted_purposes, "
+                            "purposes)");
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
+         pr < root->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(&l->doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(&l->doc, pr->value);
+        enum cd_err err;
+        if (scalar_is(k, "version")) {
+            if (!scalar_is(v, "1"))
+                return bad(l, v, "only policy version 1 is supported");
+            have_version = true;
+        } else if (scalar_is(k, "restricted_purposes")) {
+            if ((err = name_list(l, v, "purpose", parse_purpose_bit, &restricted)) != CD_OK)
+                return err;
+        } else if (scalar_is(k, "purposes")) {
+            if (v->type != YAML_MAPPING_NODE)
+                return bad(l, v, "purposes must be a mapping of purpose name to rules");
+            for (yaml_node_pair_t *pp = v->data.mapping.pairs.start;
+                 pp < v->data.mapping.pairs.top; pp++) {
+                yaml_node_t *pk = yaml_document_get_node(&l->doc, pp->key);
+                enum cd_purpose pu;
+                if (pk == NULL || pk->type != YAML_SCALAR_NODE ||
+                    !cd_purpose_parse(scalar(pk), &pu))
+                    return bad(l, pk, "unknown purpose (see the list in the brief)");
+                if (l->p->defined[pu])
+                    return bad(l, pk, "purpose defined twice");
+                if ((err = load_purpose(l, pu, yaml_document_get_node(&l->doc, pp->value))) !=
+                    CD_OK)
+                    return err;
+            }
+        } else {
+            return bad(l, k, "unknown key (version, restricted_purposes, purposes)");
+        }
+    }
+    if (!have_version)
+        return bad(l, root, "version: 1 is required");
+    for (int i = 0; i < CD_PURPOSE__COUNT; i++) {
+        if (!l->p->defined[i]) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "purpose '%s' is not defined", cd_purpose_name(i));
+            return bad(l, root, msg);
+        }
+        l->p->grant[i].allowed_when_restricted = restricted & (1u << i);
+    }
+    return CD_OK;
+}
+
+enum cd_err cd_policy_load(const char *path, struct cd_policy **out)
+{
+    struct loader l;
+    yaml_parser_t parser;
+    FILE *f = NULL;
+    enum cd_err err = CD_OK;
+    bool have_doc = false;
+
+    memset(&l, 0, sizeof l);
+    l.file = path ? path : "config/policy.yaml (built in)";
+    cd_policy_categories(0);
+    if ((l.p = cd_calloc(1, sizeof *l.p)) == NULL)
+        return CD_ERR_NOMEM;
+    if (!yaml_parser_initialize(&parser)) {
+        cd_free(l.p);
+        return CD_ERR_NOMEM;
+    }
+    if (path) {
+        if ((f = fopen(path, "rb")) == NULL) {
+            err = cd_err_set(CD_ERR_IO, "cannot read the policy file %s", path);
+            goto out;
+        }
+        yaml_parser_set_input_file(&parser, f);
+    } else {
+        yaml_parser_set_input_string(&parser, (const unsigned char *)cd_policy_default_yaml,
+                                     strlen(cd_policy_default_yaml));
+    }
+    if (!yaml_parser_load(&parser, &l.doc)) {
+        err = cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l.file, parser.problem_mark.line + 1,
+                         parser.problem ? parser.problem : "YAML syntax error");
+        goto out;
+    }
+    have_doc = true;
+    if ((err = load_root(&l)) != CD_OK)
+        goto out;
+    *out = l.p;
+    l.p = NULL;
+out:
+    if (have_doc)
+        yaml_document_delete(&l.doc);
+    yaml_parser_delete(&parser);
+    if (f)
+        fclose(f);
+    cd_free(l.p);
+    return err;
+}
+
+void cd_policy_free(struct cd_policy *p)
+{
+    cd_free(p);
+}
+
+enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum cd_purpose purpose,
+                            struct cd_policy_grant *grant)
+{
+    if ((unsigned)purpose >= CD_PURPOSE__COUNT || !(p->roles[purpose] & CD_ROLE_BIT(role)))
+        return cd_err_set(CD_ERR_PURPOSE_DENIED,
+                          "the %s role may not read personal data for the purpose '%s'",
+                          cd_role_name(role), cd_purpose_name(purpose));
+    *grant = p->grant[purpose];
+    return CD_OK;
+}
