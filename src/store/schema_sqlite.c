@@ -37,6 +37,14 @@ const char *const cd__store_sqlite_migrations[] = {
     "  prev_hash BLOB NOT NULL, hash BLOB NOT NULL, customer_id TEXT, action TEXT,"
     "  actor_token TEXT);"
     "CREATE INDEX audit_by_customer ON audit_events(customer_id, seq);",
+    /* 2: audit — the RFC 9162 Merkle tree over audit_events (the hash of every complete perfect
+     * subtree: level 0 = leaf hashes, leaf i = entry seq i+1) and the signed tree heads. */
+    "CREATE TABLE audit_nodes("
+    "  level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,"
+    "  PRIMARY KEY(level, idx)) WITHOUT ROWID;"
+    "CREATE TABLE audit_tree_heads("
+    "  tree_size INTEGER PRIMARY KEY, ts INTEGER NOT NULL, root BLOB NOT NULL,"
+    "  signature BLOB NOT NULL, key_id BLOB NOT NULL);",
 };
 
 const int cd__store_sqlite_migrations_count =
