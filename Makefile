@@ -66,8 +66,8 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 # A unit test links base, its own module and the modules named in UNIT_DEPS_<module>, so a
 # module can be tested while another one is half-written.
 UNIT_DEPS_store  :=
-UNIT_DEPS_core   := store crypto
-UNIT_DEPS_http   := store crypto core audit policy consent guard
+UNIT_DEPS_core   := store crypto audit policy
+UNIT_DEPS_http   := store crypto core audit policy consent guard auth
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))

@@ -71,6 +71,11 @@ struct cd_req {
     bool replayed;
 };
 
+/* Finds the route for method and path (NUL-terminated), capturing {params} as views into
+ * path; *path_known tells a 405 (path exists, other method) from a 404. HEAD matches GET. */
+const struct cd_route *cd__http_route_find(const char *method, const char *path, size_t *index,
+                                           struct cd_str *params, bool *path_known);
+
 /* Query parameter value, or an empty view. */
 struct cd_str cd__http_query(const struct cd_req *r, const char *key);
 /* Integer query parameter within [min, max], or def when absent. Errors: CD_ERR_INVALID. */

@@ -127,13 +127,12 @@ static bool match(const char *pattern, const char *path, struct cd_str *params)
     return *pattern == '\0' && *path == '\0';
 }
 
-/* Finds the route; *path_known tells a 405 from a 404. */
-static const struct cd_route *route_find(const char *method, const char *path, size_t *index,
-                                         struct cd_str *params, bool *path_known)
+const struct cd_route *cd__http_route_find(const char *method, const char *path, size_t *index,
+                                           struct cd_str *params, bool *path_known)
 {
     *path_known = false;
     for (size_t i = 0; i < cd__http_nroutes; i++) {
-        struct cd_str tmp[CD_MAX_PARAMS];
+        struct cd_str tmp[CD_MAX_PARAMS] = {{NULL, 0}};
         if (!match(cd__http_routes[i].pattern, path, tmp))
             continue;
         *path_known = true;
@@ -465,7 +464,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->gpc = header(conn, "Sec-GPC");
         r->fault = header(conn, "Candor-Fault");
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, r);
-        r->route = route_find(method, url, &r->route_index, r->params, &path_known);
+        r->route = cd__http_route_find(method, url, &r->route_index, r->params, &path_known);
         if (r->route == NULL) {
             if (path_known) {
                 cs->method_not_allowed = true;
