@@ -132,7 +132,8 @@ static bool ctx_hit(const struct scan *sc, const struct cd__guard_ctx *c, uint32
                     uint32_t to)
 {
     uint32_t lo = from > c->before ? from - c->before : 0;
-    uint32_t hi = to + c->after;
+    /* With no window after, a hit must start before the candidate (a negation precedes it). */
+    uint32_t hi = c->after ? to + c->after : from;
 
     for (size_t k = 0; k < c->npats; k++) {
         uint32_t id = c->pats[k];

@@ -1,0 +1,575 @@
+/* Unit tests for the communication guard: validators, normalisation and span mapping, bad
+ * input, rule-file errors, reload under concurrent checks, allocation-failure torture and
+ * inbound masking. Each test writes its own small rule pack to a temporary directory; one test
+ * also loads the shipped packs in rules/. */
+#include "unit.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "guard/guard.h"
+
+static const char *const base_rules =
+    "pack: test\n"
+    "defaults:\n"
+    "  scope: [outbound]\n"
+    "rules:\n"
+    "  - id: T.CARD\n"
+    "    kind: pii\n"
+    "    category: pii\n"
+    "    severity: block\n"
+    "    message: card\n"
+    "    references: [\"PCI DSS 3.4\"]\n"
+    "    patterns: ['\\b\\d(?:[ -]?\\d){11,18}\\b']\n"
+    "    validator: card\n"
+    "    redact: card\n"
+    "  - id: T.SSN\n"
+    "    kind: pii\n"
+    "    category: pii\n"
+    "    severity: block\n"
+    "    patterns: ['\\b\\d{3}-\\d{2}-\\d{4}\\b']\n"
+    "    validator: ssn\n"
+    "  - id: T.EMAIL\n"
+    "    kind: pii\n"
+    "    category: pii\n"
+    "    severity: warn\n"
+    "    patterns: ['\\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\\.[a-z0-9-]+)*\\.[a-z]{2,24}\\b']\n"
+    "    validator: email\n"
+    "  - id: T.HURRY\n"
+    "    kind: existence\n"
+    "    category: pressure\n"
+    "    severity: warn\n"
+    "    message: urgency\n"
+    "    suggestion: state the date\n"
+    "    phrases: [act now, hurry]\n"
+    "    unless: {patterns: ['\\bno\\b'], before: 10}\n"
+    "  - id: T.SWAP\n"
+    "    kind: substitution\n"
+    "    category: jargon\n"
+    "    severity: info\n"
+    "    swap: {utilize: use}\n"
+    "  - id: T.SMS_ONLY\n"
+    "    kind: existence\n"
+    "    category: pressure\n"
+    "    severity: info\n"
+    "    channel_severity: {sms: block}\n"
+    "    phrases: [stop now]\n"
+    "  - id: T.GRADE\n"
+    "    kind: readability\n"
+    "    category: jargon\n"
+    "    severity: info\n"
+    "    max_grade: 8\n"
+    "    min_words: 10\n";
+
+static char tmpdir[64];
+
+static void write_file(const char *dir, const char *name, const char *body)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    cd_json_init();
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/cd_guard_test.XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    write_file(tmpdir, "base.yaml", base_rules);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct cd_guard *open_test(void)
+{
+    struct cd_guard *g = NULL;
+    assert_int_equal(cd_guard_open(tmpdir, &g), CD_OK);
+    return g;
+}
+
+static struct cd_guard_result *check(struct cd_guard *g, const char *text, const char *channel)
+{
+    struct cd_guard_result *r = NULL;
+    struct cd_guard_input in = {cd_str_c(text), channel, true};
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+    return r;
+}
+
+static const struct cd_guard_finding *find_rule(const struct cd_guard_result *r, const char *id)
+{
+    for (size_t i = 0; i < cd_guard_result_count(r); i++)
+        if (strcmp(cd_guard_result_finding(r, i)->rule, id) == 0)
+            return cd_guard_result_finding(r, i);
+    return NULL;
+}
+
+static void test_validators(void **state)
+{
+    (void)state;
+    assert_true(cd_guard_luhn_ok(CD_STR("79927398713")));
+    assert_false(cd_guard_luhn_ok(CD_STR("79927398710")));
+    assert_true(cd_guard_card_ok(CD_STR("4242 4242 4242 4242")));
+    assert_true(cd_guard_card_ok(CD_STR("5555-5555-5555-4444")));
+    assert_true(cd_guard_card_ok(CD_STR("378282246310005")));
+    assert_false(cd_guard_card_ok(CD_STR("4242 4242 4242 4241"))); /* Luhn fails */
+    assert_false(cd_guard_card_ok(CD_STR("1234567812345670")));    /* no issuer 1 */
+    assert_false(cd_guard_card_ok(CD_STR("0000000000000000")));
+    assert_true(cd_guard_iban_ok(CD_STR("DE89 3704 0044 0532 0130 00")));
+    assert_true(cd_guard_iban_ok(CD_STR("gb82west12345698765432")));
+    assert_false(cd_guard_iban_ok(CD_STR("DE89 3704 0044 0532 0130 01")));
+    assert_false(cd_guard_iban_ok(CD_STR("DE89 3704 0044 0532 0130"))); /* wrong length */
+    assert_false(cd_guard_iban_ok(CD_STR("QQ12 3456 7890 1234")));
+    assert_true(cd_guard_ssn_ok(CD_STR("123-45-6780")));
+    assert_false(cd_guard_ssn_ok(CD_STR("000-45-6789")));
+    assert_false(cd_guard_ssn_ok(CD_STR("666-45-6789")));
+    assert_false(cd_guard_ssn_ok(CD_STR("912-45-6789")));
+    assert_false(cd_guard_ssn_ok(CD_STR("123-00-6789")));
+    assert_false(cd_guard_ssn_ok(CD_STR("123-45-0000")));
+    assert_false(cd_guard_ssn_ok(CD_STR("078-05-1120")));
+    assert_false(cd_guard_ssn_ok(CD_STR("123-45-678")));
+}
+
+static void test_verdicts_and_json(void **state)
+{
+    struct cd_guard *g = open_test();
+    struct cd_guard_result *r;
+    json_t *j = NULL, *f0;
+    (void)state;
+
+    r = check(g, "Thanks, your order is on its way.", "email");
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    assert_int_equal(cd_guard_result_count(r), 0);
+    cd_guard_result_free(r);
+
+    r = check(g, "Hurry! Act now.", "email");
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_WARN);
+    assert_int_equal(cd_guard_result_count(r), 2);
+    cd_guard_result_free(r);
+
+    r = check(g, "There is no hurry.", "email"); /* negation window */
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    cd_guard_result_free(r);
+
+    r = check(g, "Please stop now.", "email"); /* channel policy: info by email ... */
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    assert_non_null(find_rule(r, "T.SMS_ONLY"));
+    cd_guard_result_free(r);
+    r = check(g, "Please stop now.", "sms"); /* ... block by SMS */
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_BLOCK);
+    cd_guard_result_free(r);
+
+    r = check(g, "We utilize it. Card 4242 4242 4242 4242, mail bob.smith@gmail.com", NULL);
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_BLOCK);
+    assert_string_equal(find_rule(r, "T.SWAP")->suggestion, "use");
+    struct cd_str red = cd_guard_result_redacted(r);
+    assert_string_equal(red.p, "We utilize it. Card \xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2"
+                               "\xE2\x80\xA2 4242, mail [email]");
+    assert_int_equal(cd_guard_result_to_json(r, true, &j), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(j, "verdict")), "block");
+    f0 = json_array_get(json_object_get(j, "findings"), 1);
+    assert_string_equal(json_string_value(json_object_get(f0, "rule")), "T.CARD");
+    assert_string_equal(json_string_value(json_object_get(f0, "match")), "4242 4242 4242 4242");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(f0, "references"), 0)),
+                        "PCI DSS 3.4");
+    json_decref(j);
+    assert_int_equal(cd_guard_result_to_json(r, false, &j), CD_OK);
+    f0 = json_array_get(json_object_get(j, "findings"), 1);
+    assert_null(json_object_get(f0, "match"));
+    assert_null(strstr(json_string_value(json_object_get(j, "redacted")), "4242 4242"));
+    json_decref(j);
+    cd_guard_result_free(r);
+
+    /* A Luhn-failing order number is not a card. */
+    r = check(g, "Your order 4242 4242 4242 4241 shipped.", NULL);
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+}
+
+static void test_offsets_unicode(void **state)
+{
+    struct cd_guard *g = open_test();
+    struct cd_guard_result *r;
+    const struct cd_guard_finding *f;
+    /* "Héllo 😀 " = H(1) é(2) llo(3) space(1) emoji(4) space(1) = 12 bytes, 9 UTF-16 units. */
+    const char *text = "H\xC3\xA9llo \xF0\x9F\x98\x80 card 4242\xE2\x80\x8B 4242 4242 4242 ok";
+    (void)state;
+
+    r = check(g, text, NULL);
+    f = find_rule(r, "T.CARD");
+    assert_non_null(f);
+    assert_int_equal(f->start, 17);
+    /* 4 + ZWSP(3) + 15 = 22 bytes of card text. */
+    assert_int_equal(f->end, 17 + 22);
+    assert_int_equal(f->start_utf16, 14);
+    assert_int_equal(f->end_utf16, 14 + 20);
+    cd_guard_result_free(r);
+
+    /* Confusables: Cyrillic о in "nоw", fullwidth letters, zero-width joiner inside "hurry". */
+    r = check(g, "Act n\xD0\xBEw please", NULL);
+    assert_non_null(find_rule(r, "T.HURRY"));
+    f = find_rule(r, "T.HURRY");
+    assert_int_equal(f->start, 0);
+    assert_int_equal(f->end, 8);
+    cd_guard_result_free(r);
+    r = check(g, "\xEF\xBC\xA8urr\xE2\x80\x8Dy up", NULL); /* Ｈurr<ZWJ>y */
+    f = find_rule(r, "T.HURRY");
+    assert_non_null(f);
+    assert_int_equal(f->start, 0);
+    assert_int_equal(f->end, 10);
+    assert_int_equal(f->end_utf16, 6);
+    cd_guard_result_free(r);
+    /* Curly apostrophes and accents do not hide a phrase. */
+    r = check(g, "H\xC3\x9APRY up, \xC3\xA1" "ct now", NULL);
+    assert_non_null(find_rule(r, "T.HURRY"));
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+}
+
+static void test_bad_input(void **state)
+{
+    struct cd_guard *g = open_test();
+    struct cd_guard_result *r = NULL;
+    struct cd_guard_input in = {CD_STR("bad \xC3\x28 utf8"), NULL, true};
+    char *big;
+    size_t n = 1024 * 1024;
+    (void)state;
+
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_ERR_INVALID);
+    assert_null(r);
+    in.text = CD_STR("overlong \xC0\xAF");
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_ERR_INVALID);
+    in.text = CD_STR_NULL; /* empty */
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+    assert_int_equal(cd_guard_result_count(r), 0);
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    assert_int_equal(cd_guard_result_redacted(r).len, 0);
+    cd_guard_result_free(r);
+
+    /* 1 MiB of support text with a card near the end. */
+    big = cd_malloc(CD_GUARD_MAX_TEXT + 2);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = "Thanks for waiting, we utilize care. "[i % 37];
+    memcpy(big + n - 40, " 4242 4242 4242 4242 ", 21);
+    in.text = (struct cd_str){big, n};
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_BLOCK);
+    assert_true(cd_guard_result_count(r) > 1000);
+    cd_guard_result_free(r);
+    /* Above the limit. */
+    memset(big, 'a', CD_GUARD_MAX_TEXT + 1);
+    in.text = (struct cd_str){big, CD_GUARD_MAX_TEXT + 1};
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_ERR_TOO_BIG);
+    cd_free(big);
+    cd_guard_close(g);
+}
+
+static void expect_bad(const char *body, const char *want1, const char *want2)
+{
+    struct cd_guard *g = NULL;
+    char dir[64];
+    char cmd[128];
+
+    snprintf(dir, sizeof dir, "/tmp/cd_guard_bad.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    write_file(dir, "pack.yaml", body);
+    assert_int_not_equal(cd_guard_open(dir, &g), CD_OK);
+    assert_null(g);
+    if (strstr(cd_err_detail(), want1) == NULL || strstr(cd_err_detail(), want2) == NULL)
+        fail_msg("detail '%s' lacks '%s' or '%s'", cd_err_detail(), want1, want2);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_bad_rules(void **state)
+{
+    struct cd_guard *g = open_test();
+    struct cd_guard_result *r;
+    char bad[128];
+    (void)state;
+
+    expect_bad("rules:\n  - id: X.ONE\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    phrases: [a]\n    colour: red\n",
+               "pack.yaml:7", "rule X.ONE");
+    expect_bad("rules:\n  - id: X.TWO\n    kind: existence\n    category: c\n    severity: loud\n"
+               "    phrases: [a]\n",
+               "pack.yaml:5", "X.TWO");
+    expect_bad("rules:\n  - id: X.THREE\n    kind: pii\n    category: c\n    severity: warn\n"
+               "    patterns: ['(unclosed']\n",
+               "pack.yaml:6", "rule X.THREE: pattern rejected");
+    expect_bad("rules:\n  - id: X.EMPTY\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    patterns: ['a*']\n",
+               "pack.yaml:6", "X.EMPTY");
+    expect_bad("rules:\n  - id: lower.case\n    kind: existence\n", "pack.yaml:2", "needs an id");
+    expect_bad("rules: [\n  {id: X.Y\n", "pack.yaml:", "YAML");
+    expect_bad("rules:\n  - id: X.DUP\n    kind: existence\n    category: c\n    severity: info\n"
+               "    phrases: [a]\n  - id: X.DUP\n    kind: existence\n    category: c\n"
+               "    severity: info\n    phrases: [b]\n",
+               "pack.yaml:7", "duplicate id");
+    expect_bad("rules:\n  - id: X.VAL\n    kind: pii\n    category: c\n    severity: info\n"
+               "    patterns: ['\\d+']\n    validator: magic\n",
+               "pack.yaml:7", "unknown validator");
+
+    /* A bad reload keeps the old set in force. */
+    snprintf(bad, sizeof bad, "%s/zz_bad.yaml", tmpdir);
+    write_file(tmpdir, "zz_bad.yaml",
+               "rules:\n  - id: BAD.RULE\n    kind: existence\n    category: c\n"
+               "    severity: warn\n    patterns: ['(a|b']\n");
+    assert_int_equal(cd_guard_reload(g, tmpdir), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "zz_bad.yaml:6"));
+    assert_non_null(strstr(cd_err_detail(), "BAD.RULE"));
+    r = check(g, "hurry", NULL);
+    assert_non_null(find_rule(r, "T.HURRY"));
+    cd_guard_result_free(r);
+    unlink(bad);
+    assert_int_equal(cd_guard_reload(g, "/nonexistent/rules"), CD_ERR_IO);
+    assert_int_equal(cd_guard_rule_count(g), 7);
+    cd_guard_close(g);
+}
+
+static void test_pathological_patterns(void **state)
+{
+    const char *names[] = {"p.yaml"};
+    const char *data[] = {"rules:\n  - id: P.NEST\n    kind: existence\n    category: c\n"
+                          "    severity: warn\n    patterns: ['(a+)+b', '(x|xx)+y', '(?:a|a)*c']\n"};
+    size_t lens[] = {strlen(data[0])};
+    struct cd_guard *g = NULL;
+    struct cd_guard_result *r;
+    char *text = cd_malloc(200001);
+    uint64_t t0;
+    (void)state;
+
+    /* Patterns that backtrack exponentially elsewhere are linear in Hyperscan. */
+    assert_int_equal(cd_guard_open_buffers(names, data, lens, 1, &g), CD_OK);
+    memset(text, 'a', 200000);
+    text[200000] = '\0';
+    t0 = cd_mono_ns();
+    r = check(g, text, NULL);
+    assert_true(cd_mono_ns() - t0 < 5000000000ull);
+    assert_int_equal(cd_guard_result_count(r), 0);
+    cd_guard_result_free(r);
+    cd_free(text);
+    cd_guard_close(g);
+
+    /* Huge counted repeats are refused per rule, not crashed on. */
+    const char *big[] = {"rules:\n  - id: P.HUGE\n    kind: existence\n    category: c\n"
+                         "    severity: warn\n    patterns: ['(?:[a-z]{1,200}\\s){1,200}z{1,900}']\n"};
+    size_t blen[] = {strlen(big[0])};
+    g = NULL;
+    enum cd_err err = cd_guard_open_buffers(names, big, blen, 1, &g);
+    if (err == CD_OK) {
+        cd_guard_close(g);
+    } else {
+        assert_int_equal(err, CD_ERR_INVALID);
+        assert_non_null(strstr(cd_err_detail(), "P.HUGE"));
+    }
+}
+
+struct worker {
+    struct cd_guard *g;
+    atomic_bool *stop;
+    long checks, errors;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct cd_guard_input in = {CD_STR("Hurry, act now! Card 4242 4242 4242 4242."), "chat",
+                                true};
+
+    while (!atomic_load(w->stop)) {
+        struct cd_guard_result *r = NULL;
+        if (cd_guard_check(w->g, &in, &r) != CD_OK || cd_guard_result_verdict(r) != CD_GUARD_BLOCK)
+            w->errors++;
+        cd_guard_result_free(r);
+        w->checks++;
+    }
+    return NULL;
+}
+
+static void test_reload_under_load(void **state)
+{
+    struct cd_guard *g = open_test();
+    pthread_t th[4];
+    struct worker w[4];
+    atomic_bool stop = false;
+    (void)state;
+
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){g, &stop, 0, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int k = 0; k < 6; k++)
+        assert_int_equal(cd_guard_reload(g, tmpdir), CD_OK);
+    atomic_store(&stop, true);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(w[i].errors, 0);
+        assert_true(w[i].checks > 0);
+    }
+    cd_guard_close(g);
+}
+
+static void test_alloc_torture(void **state)
+{
+    struct cd_guard *g = open_test();
+    const char *text = "H\xC3\xA9llo, hurry and utilize card 4242 4242 4242 4242 or mail "
+                       "jo.smith@gmail.com, ssn 123-45-6780. Act now!";
+    struct cd_guard_input in = {cd_str_c(text), "email", true};
+    long n;
+    (void)state;
+
+    for (n = 1; n < 10000; n++) {
+        struct cd_guard_result *r = NULL;
+        json_t *j = NULL;
+        enum cd_err err;
+        cd_alloc_fail_nth(n);
+        err = cd_guard_check(g, &in, &r);
+        if (err == CD_OK)
+            err = cd_guard_result_to_json(r, true, &j);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        json_decref(j);
+        cd_guard_result_free(r);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_true(err == CD_OK || err == CD_ERR_NOMEM);
+    }
+    assert_true(n > 5);
+    for (n = 1; n < 10000; n++) {
+        char *out = NULL;
+        size_t len, masked;
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_guard_mask_inbound(g, cd_str_c(text), &out, &len, &masked);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        cd_free(out);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_true(err == CD_OK || err == CD_ERR_NOMEM);
+    }
+    /* Loading a rule set under allocation failure. */
+    for (n = 1; n < 100000; n++) {
+        struct cd_guard *g2 = NULL;
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_guard_open(tmpdir, &g2);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        cd_guard_close(g2);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_true(err == CD_OK || err == CD_ERR_NOMEM);
+    }
+    cd_guard_close(g);
+}
+
+static void test_mask_inbound(void **state)
+{
+    struct cd_guard *g = open_test();
+    char *out = NULL;
+    size_t len = 0, masked = 0;
+    (void)state;
+
+    assert_int_equal(cd_guard_mask_inbound(g, CD_STR("my card is 4111-1111-1111-1111 and ssn "
+                                                     "123-45-6780, order 4111 1111 1111 1112"),
+                                           &out, &len, &masked),
+                     CD_OK);
+    assert_int_equal(masked, 2);
+    assert_string_equal(out, "my card is \xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2 1111 "
+                             "and ssn [ssn], order 4111 1111 1111 1112");
+    assert_int_equal(len, strlen(out));
+    cd_free(out);
+    assert_int_equal(cd_guard_mask_inbound(g, CD_STR("nothing here"), &out, &len, &masked), CD_OK);
+    assert_int_equal(masked, 0);
+    assert_string_equal(out, "nothing here");
+    cd_free(out);
+    out = NULL;
+    assert_int_equal(cd_guard_mask_inbound(g, CD_STR("\xFF"), &out, &len, &masked),
+                     CD_ERR_INVALID);
+    assert_null(out);
+    cd_guard_close(g);
+}
+
+static void test_shipped_packs(void **state)
+{
+    struct cd_guard *g = NULL;
+    struct cd_guard_result *r;
+    (void)state;
+
+    if (access("rules", F_OK) != 0)
+        skip();
+    assert_int_equal(cd_guard_open("rules", &g), CD_OK);
+    assert_true(cd_guard_rule_count(g) > 40);
+    r = check(g, "Hi Sam, your refund of $45.00 was sent today. Thanks, Dana", "email");
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    cd_guard_result_free(r);
+    r = check(g, "Only 2 left, order now! This is 100% guaranteed to work.", "email");
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_WARN);
+    cd_guard_result_free(r);
+    r = check(g, "The card on file is 5555 5555 5555 4444.", "chat");
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_BLOCK);
+    assert_non_null(find_rule(r, "PII.CARD"));
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+}
+
+static void test_cli(void **state)
+{
+    char path[128];
+    char rules[96];
+    char *argv_help[] = {"guard", "--help", NULL};
+    (void)state;
+
+    snprintf(path, sizeof path, "%s/msg.txt", tmpdir);
+    snprintf(rules, sizeof rules, "%s", tmpdir);
+    write_file(tmpdir, "msg.txt", "Please act now.");
+    char *argv_ok[] = {"guard", "--rules", rules, "--format", "json", path, NULL};
+    char *argv_bad[] = {"guard", "--format", "xml", path, NULL};
+    char *argv_missing[] = {"guard", "--rules", rules, "/nonexistent/file", NULL};
+    assert_int_equal(cd_guard_cli(2, argv_help), 0);
+    assert_int_equal(cd_guard_cli(6, argv_ok), 1);
+    assert_int_equal(cd_guard_cli(4, argv_bad), 3);
+    assert_int_equal(cd_guard_cli(4, argv_missing), 4);
+    write_file(tmpdir, "msg.txt", "Card 4242 4242 4242 4242 now");
+    char *argv_text[] = {"guard", "--rules", rules, path, NULL};
+    assert_int_equal(cd_guard_cli(4, argv_text), 2);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validators),
+        cmocka_unit_test(test_verdicts_and_json),
+        cmocka_unit_test(test_offsets_unicode),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_rules),
+        cmocka_unit_test(test_pathological_patterns),
+        cmocka_unit_test(test_reload_under_load),
+        cmocka_unit_test(test_alloc_torture),
+        cmocka_unit_test(test_mask_inbound),
+        cmocka_unit_test(test_shipped_packs),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
