@@ -1,0 +1,107 @@
+"""Tokens over HTTP and the CLI: secrets shown once, revocation, roles; `candor --help` and
+`--help` on each subcommand; init writes admin.token 0600 and refuses to run twice."""
+import json
+import os
+import stat
+
+from harness import Server, assert_problem
+
+SUBCOMMANDS = ["init", "serve", "token", "audit"]
+
+
+def setup_module():
+    return Server()
+
+
+def teardown_module(srv):
+    srv.stop()
+    srv.cleanup()
+
+
+def test_token_create_list_revoke_over_http(srv):
+    st, hdr, t = srv.req("POST", "/v1/tokens", {"role": "agent", "name": "Agent Alice"})
+    assert st == 201, t
+    assert t["role"] == "agent" and t["name"] == "Agent Alice" and t["id"].startswith("tok_")
+    secret = t["token"]
+    assert len(secret) >= 43, secret  # >= 256 bits, base64url
+    # The secret works, and appears nowhere else.
+    assert srv.req("GET", "/v1/customers", token=secret, purpose="service")[0] == 200
+    st, _, lst = srv.req("GET", "/v1/tokens")
+    assert st == 200 and t["id"] in [x["id"] for x in lst["items"]]
+    assert secret not in json.dumps(lst)
+    assert all("token" not in x and "hash" not in x for x in lst["items"]), lst
+    mine = [x for x in lst["items"] if x["id"] == t["id"]][0]
+    assert mine["revoked_at"] is None and mine["role"] == "agent"
+    # Revoke: 204, then 401 for the token, and revoked_at is set; revoking again is 409.
+    st, _, body = srv.req("DELETE", "/v1/tokens/" + t["id"])
+    assert st == 204 and body == b"", (st, body)
+    r = srv.req("GET", "/v1/customers", token=secret, purpose="service")
+    assert_problem(r, 401, "unauthenticated")
+    assert "revoked" in r[2]["detail"], r
+    st, _, lst = srv.req("GET", "/v1/tokens")
+    assert [x for x in lst["items"] if x["id"] == t["id"]][0]["revoked_at"]
+    assert_problem(srv.req("DELETE", "/v1/tokens/" + t["id"]), 409, "conflict")
+    for bad in ({"role": "root", "name": "x"}, {"role": "agent"}, {"name": "x"},
+                {"role": "agent", "name": "x" * 101}):
+        assert_problem(srv.req("POST", "/v1/tokens", bad), 400, "invalid-request")
+
+
+def test_every_role_can_be_issued(srv):
+    for role in ("admin", "supervisor", "agent", "compliance", "integration"):
+        tok = srv.token(role, f"{role} e2e")
+        assert srv.req("GET", "/v1/customers", token=tok, purpose="service")[0] in (200, 403)
+        st = srv.req("GET", "/v1/tokens", token=tok)[0]
+        assert st == (200 if role == "admin" else 403), (role, st)
+
+
+def test_cli_token_create_list_revoke(srv):
+    rc, out, err = srv.cli("token", "create", "--data", srv.data, "--role", "agent", "--name",
+                           "CLI agent")
+    assert rc == 0, err
+    token = out.strip()
+    assert token.startswith("cnd_") and "\n" not in token, out
+    assert "shown only once" in err
+    # The running server accepts a token the CLI created.
+    assert srv.req("GET", "/v1/customers", token=token, purpose="service")[0] == 200
+    rc, out, err = srv.cli("token", "list", "--data", srv.data)
+    assert rc == 0 and "CLI agent" in out and "agent" in out and token not in out, out
+    rc, out, err = srv.cli("token", "list", "--data", srv.data, "--format", "json")
+    rows = json.loads(out)
+    row = [r for r in rows if r["name"] == "CLI agent"][0]
+    rc, out, err = srv.cli("token", "revoke", row["id"], "--data", srv.data)
+    assert rc == 0, err
+    assert_problem(srv.req("GET", "/v1/customers", token=token, purpose="service"), 401,
+                   "unauthenticated")
+    rc, _, err = srv.cli("token", "revoke", "tok_00000000000000000000000000", "--data", srv.data)
+    assert rc != 0 and "no token" in err, err
+    rc, _, err = srv.cli("token", "create", "--data", srv.data, "--role", "root", "--name", "x")
+    assert rc != 0 and "--role" in err, err
+
+
+def test_help_everywhere(srv):
+    rc, out, err = srv.cli("--help")
+    assert rc == 0 and "usage: candor" in out, (rc, out, err)
+    for sub in SUBCOMMANDS:
+        assert sub in out, (sub, out)
+        rc, o, e = srv.cli(sub, "--help")
+        assert rc == 0 and f"candor {sub}" in o and "--help" in o, (sub, rc, o, e)
+    rc, _, err = srv.cli("frobnicate")
+    assert rc != 0 and "unknown command" in err, err
+
+
+def test_init_writes_admin_token_0600_and_refuses_twice(srv):
+    path = os.path.join(srv.data, "admin.token")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for key in ("master.key", "signing.key"):
+        assert stat.S_IMODE(os.stat(os.path.join(srv.data, key)).st_mode) == 0o600, key
+    d = os.path.join(srv.tmp, "second")
+    rc, out, err = srv.cli("init", "--data", d)
+    assert rc == 0, err
+    with open(os.path.join(d, "admin.token")) as f:
+        first = f.read()
+    rc, out, err = srv.cli("init", "--data", d)
+    assert rc != 0 and "already initialised" in err, (rc, err)
+    with open(os.path.join(d, "admin.token")) as f:
+        assert f.read() == first  # nothing overwritten
+    rc, _, err = srv.cli("init")
+    assert rc != 0 and "--data" in err, err
