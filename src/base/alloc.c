@@ -42,6 +42,28 @@ bool cd_alloc_fault_hit(void)
 #endif
 }
 
+struct cd_alloc_fault cd_alloc_fault_take(void)
+{
+#ifdef CD_FAULT_INJECTION
+    struct cd_alloc_fault f = {fail_countdown, fault_hit};
+    fail_countdown = 0;
+    fault_hit = false;
+    return f;
+#else
+    return (struct cd_alloc_fault){0, false};
+#endif
+}
+
+void cd_alloc_fault_put(struct cd_alloc_fault f)
+{
+#ifdef CD_FAULT_INJECTION
+    fail_countdown = f.countdown;
+    fault_hit = f.hit;
+#else
+    (void)f;
+#endif
+}
+
 void *cd_malloc(size_t n)
 {
     if (should_fail())

@@ -78,6 +78,15 @@ char *cd_strndup(const char *s, size_t n);
 char *cd_strdup(const char *s);
 void cd_alloc_fail_nth(long n);
 bool cd_alloc_fault_hit(void);
+/* Moves this thread's pending fault (countdown and hit flag) out, leaving none; a worker
+ * thread acting for the caller installs it with cd_alloc_fault_put and hands it back the same
+ * way, so the Nth allocation of a request fails whichever thread makes it. */
+struct cd_alloc_fault {
+    long countdown;
+    bool hit;
+};
+struct cd_alloc_fault cd_alloc_fault_take(void);
+void cd_alloc_fault_put(struct cd_alloc_fault f);
 
 /* ---- string views and buffers ------------------------------------------------------------ */
 

@@ -464,13 +464,14 @@ static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
     err = CD_ERR_NOMEM;
     if (fields & CD_FIELDS_CONVERSATION) {
         json_error_t jerr;
+        /* cd_json_set_new takes meta even when it fails, so nothing leaks on any path. */
         meta = ic->metadata ? json_loads(ic->metadata, 0, &jerr) : json_object();
-        if (cd_json_set_new(o, "subject", ic->subject.p
+        if (cd_json_set_new(o, "metadata", meta) != CD_OK ||
+            cd_json_set_new(o, "subject", ic->subject.p
                                               ? json_stringn(ic->subject.p, ic->subject.len)
                                               : json_null()) != CD_OK ||
             cd_json_set_new(o, "body", ic->body.p ? json_stringn(ic->body.p, ic->body.len)
-                                                  : json_null()) != CD_OK ||
-            cd_json_set_new(o, "metadata", meta) != CD_OK)
+                                                  : json_null()) != CD_OK)
             goto out;
     }
     if (cd_json_set_new(o, "customer_created", json_boolean(ic->created_customer)) != CD_OK)

@@ -22,6 +22,7 @@ struct write_job {
     enum cd_err err;
     bool done;
     long fault_exec;
+    struct cd_alloc_fault alloc_fault; /* the submitter's, applied while the job runs */
     char detail[512];
     struct write_job *next;
 };
@@ -139,7 +140,9 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
         cd_err_clear();
         tx.fault_exec = j->fault_exec;
         if ((err = ops->savepoint(s->wconn)) == CD_OK) {
+            cd_alloc_fault_put(j->alloc_fault);
             err = j->fn(&tx, j->ctx);
+            j->alloc_fault = cd_alloc_fault_take();
             if (err == CD_OK) {
                 err = ops->release(s->wconn);
                 fatal = err != CD_OK;
@@ -226,6 +229,7 @@ enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx)
 
     job.fault_exec = next_fault_exec;
     next_fault_exec = 0;
+    job.alloc_fault = cd_alloc_fault_take();
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -240,6 +244,7 @@ enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx)
     while (!job.done)
         pthread_cond_wait(&s->done, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    cd_alloc_fault_put(job.alloc_fault);
     if (job.err != CD_OK)
         cd_err_set(job.err, "%s", job.detail);
     return job.err;

@@ -1,0 +1,299 @@
+/* Unit tests for src/core on a real SQLite file: identity normalisation, customers, ingestion,
+ * timeline pagination, merges, sealing at rest, and every allocation failure on ingestion. */
+#include <unistd.h>
+#include "unit.h"
+#include "core/core.h"
+#include "crypto/crypto.h"
+
+static char path[256];
+static struct cd_store *store;
+static struct cd_core *core;
+static const struct cd_actor actor = {"tok_test", "admin", "unit test", "req_test", "service",
+                                      true, false};
+
+static int setup(void **state)
+{
+    uint8_t master[32];
+
+    snprintf(path, sizeof path, "/tmp/candor-test-core-%d.db", (int)getpid());
+    unlink(path);
+    cd_random_bytes(master, sizeof master);
+    if (cd_store_open(path, &store) != CD_OK || cd_core_open(store, master, &core) != CD_OK)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char p[300];
+
+    cd_core_close(core);
+    cd_store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    return 0;
+}
+
+static const char *norm(const char *type, const char *network, const char *value)
+{
+    static char out[512];
+    struct cd_buf b = CD_BUF_INIT(500);
+    enum cd_err err = cd_core_identity_normalize(cd_str_c(type), cd_str_c(network),
+                                                 cd_str_c(value), &b);
+    snprintf(out, sizeof out, "%s", err == CD_OK ? b.p : "!invalid");
+    cd_buf_free(&b);
+    return out;
+}
+
+static void identities_normalise(void **state)
+{
+    assert_string_equal(norm("email", NULL, " Ana.Silva@Example.COM "), "ana.silva@example.com");
+    assert_string_equal(norm("email", NULL, "no-at-sign"), "!invalid");
+    assert_string_equal(norm("email", NULL, "a@@b.com"), "!invalid");
+    assert_string_equal(norm("email", NULL, "a@localhost"), "!invalid");
+    assert_string_equal(norm("email", NULL, "a b@example.com"), "!invalid");
+    assert_string_equal(norm("phone", NULL, "+44 20 7946 0958"), "+442079460958");
+    assert_string_equal(norm("phone", NULL, "0044 (20) 7946-0958"), "+442079460958");
+    assert_string_equal(norm("phone", NULL, "020 7946 0958"), "!invalid"); /* no country code */
+    assert_string_equal(norm("phone", NULL, "+999 1234 5678"), "!invalid"); /* unassigned */
+    assert_string_equal(norm("phone", NULL, "+1 415 555 0100 ext 2"), "!invalid");
+    assert_string_equal(norm("phone", NULL, "+1234567890123456"), "!invalid"); /* 16 digits */
+    assert_string_equal(norm("social", "Instagram", "@Ana_S"), "instagram:ana_s");
+    assert_string_equal(norm("social", "twitter", "@ana"), "x:ana");
+    assert_string_equal(norm("social", "myspace", "@ana"), "!invalid");
+    assert_string_equal(norm("social", NULL, "@ana"), "!invalid");
+    assert_string_equal(norm("external", "shopify", "Cust-42"), "shopify:Cust-42");
+    assert_string_equal(norm("fax", NULL, "123"), "!invalid");
+    assert_string_equal(norm("email", NULL, "a\xff@example.com"), "!invalid");
+}
+
+static json_t *parse(const char *text)
+{
+    json_t *o = NULL;
+    assert_int_equal(cd_json_parse_object(text, strlen(text), &o), CD_OK);
+    return o;
+}
+
+static enum cd_err ingest(const char *text, json_t **out)
+{
+    json_t *body = parse(text);
+    bool replayed = false;
+    enum cd_err err = cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_ALL, out,
+                                                 &replayed);
+    json_decref(body);
+    return err;
+}
+
+static void customers_and_conflicts(void **state)
+{
+    json_t *body = parse("{\"display_name\":\"Ana\",\"attributes\":{\"tier\":\"plus\"},"
+                         "\"identities\":[{\"type\":\"email\",\"value\":\"Ana@Example.com\"}]}");
+    json_t *c = NULL, *again = NULL, *found = NULL;
+    bool replayed = false;
+
+    assert_int_equal(cd_core_customer_create(core, &actor, body, NULL, CD_FIELDS_ALL, &c,
+                                             &replayed), CD_OK);
+    const char *id = json_string_value(json_object_get(c, "id"));
+    assert_string_equal(json_string_value(json_object_get(c, "display_name")), "Ana");
+    /* The same identity on a second customer is a conflict. */
+    assert_int_equal(cd_core_customer_create(core, &actor, body, NULL, CD_FIELDS_ALL, &again,
+                                             &replayed), CD_ERR_CONFLICT);
+    assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
+                                           CD_STR("ANA@example.com"), CD_FIELDS_REFERENCE,
+                                           &found), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(found, "id")), id);
+    assert_null(json_object_get(found, "display_name")); /* trimmed to the reference category */
+    json_decref(found);
+    json_decref(c);
+    json_decref(body);
+}
+
+static void ingestion_timeline_and_merge(void **state)
+{
+    json_t *a = NULL, *b = NULL, *tl = NULL, *m = NULL;
+    char ida[CD_ID_MAX], idb[CD_ID_MAX], q[512];
+
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"phone\",\"value\":\"+33 6 12 34 56 78\"},"
+                            "\"channel\":\"sms\",\"direction\":\"inbound\",\"body\":\"first\","
+                            "\"occurred_at\":\"2026-01-01T10:00:00Z\"}", &a), CD_OK);
+    assert_true(json_is_true(json_object_get(a, "customer_created")));
+    snprintf(ida, sizeof ida, "%s", json_string_value(json_object_get(a, "customer_id")));
+    for (int i = 0; i < 7; i++) {
+        json_t *x = NULL;
+        snprintf(q, sizeof q, "{\"customer_id\":\"%s\",\"channel\":\"%s\",\"direction\":"
+                 "\"outbound\",\"body\":\"reply %d\",\"occurred_at\":\"2026-01-0%dT10:00:00Z\"}",
+                 ida, i % 2 ? "email" : "chat", i, i + 2);
+        assert_int_equal(ingest(q, &x), CD_OK);
+        json_decref(x);
+    }
+    /* Walk the timeline two at a time: newest first, everything exactly once. */
+    struct cd_timeline_query tq = {CD_STR_NULL, 2, CD_STR_NULL, CD_STR_NULL};
+    char cursor[200] = "";
+    int seen = 0;
+    int64_t last = INT64_MAX;
+    do {
+        tq.cursor = cd_str_c(cursor);
+        assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(ida), &tq, CD_FIELDS_ALL, &tl),
+                         CD_OK);
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(tl, "items"), i, it)
+        {
+            int64_t t = 0;
+            assert_int_equal(cd_time_parse(cd_str_c(json_string_value(
+                                               json_object_get(it, "occurred_at"))), &t), CD_OK);
+            assert_true(t <= last);
+            last = t;
+            seen++;
+        }
+        json_t *next = json_object_get(tl, "next_cursor");
+        snprintf(cursor, sizeof cursor, "%s", json_is_string(next) ? json_string_value(next) : "");
+        json_decref(tl);
+    } while (cursor[0]);
+    assert_int_equal(seen, 8);
+    tq.cursor = CD_STR("bm90LWEtY3Vyc29y");
+    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(ida), &tq, CD_FIELDS_ALL, &tl),
+                     CD_ERR_INVALID);
+
+    /* A second customer merged into the first: identities and interactions move. */
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"b@example.org\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\",\"body\":\"from b\"}",
+                            &b), CD_OK);
+    snprintf(idb, sizeof idb, "%s", json_string_value(json_object_get(b, "customer_id")));
+    assert_int_equal(cd_core_customer_merge(core, &actor, cd_str_c(ida), cd_str_c(idb),
+                                            CD_FIELDS_ALL, &m), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(m, "identities")), 2);
+    json_decref(m);
+    assert_int_equal(cd_core_customer_get(core, &actor, cd_str_c(idb), CD_FIELDS_ALL, &m), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(m, "merged_into")), ida);
+    json_decref(m);
+    tq.cursor = CD_STR_NULL;
+    tq.limit = 50;
+    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(idb), &tq, CD_FIELDS_ALL, &tl),
+                     CD_OK);
+    assert_string_equal(json_string_value(json_object_get(tl, "customer_id")), ida);
+    assert_int_equal(json_array_size(json_object_get(tl, "items")), 9);
+    /* Re-sealed under the survivor's key: the moved body still opens. */
+    int found = 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(tl, "items"), i, it)
+        found += strcmp(json_string_value(json_object_get(it, "body")), "from b") == 0;
+    assert_int_equal(found, 1);
+    json_decref(tl);
+    assert_int_equal(cd_core_customer_merge(core, &actor, cd_str_c(ida), cd_str_c(idb),
+                                            CD_FIELDS_ALL, &m), CD_ERR_CONFLICT);
+    assert_int_equal(cd_core_customer_merge(core, &actor, cd_str_c(ida), cd_str_c(ida),
+                                            CD_FIELDS_ALL, &m), CD_ERR_INVALID);
+    json_decref(a);
+    json_decref(b);
+}
+
+static bool file_contains(const char *file, const char *needle)
+{
+    FILE *f = fopen(file, "rb");
+    static char buf[1 << 22];
+    size_t n;
+    bool hit = false;
+
+    if (f == NULL)
+        return false;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    hit = memmem(buf, n, needle, strlen(needle)) != NULL;
+    return hit;
+}
+
+static void personal_data_is_sealed_at_rest(void **state)
+{
+    json_t *x = NULL;
+    char wal[300];
+
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":"
+                            "\"zebra.unique.person@example.net\"},\"channel\":\"email\","
+                            "\"direction\":\"inbound\",\"subject\":\"Quokka subject line\","
+                            "\"body\":\"my secret phrase is marmalade-otter-77\"}", &x), CD_OK);
+    json_decref(x);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    const char *needles[] = {"zebra.unique.person", "Quokka subject", "marmalade-otter-77"};
+    for (int i = 0; i < 3; i++) {
+        assert_false(file_contains(path, needles[i]));
+        assert_false(file_contains(wal, needles[i]));
+    }
+}
+
+static enum cd_err count_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM interactions", NULL, 0, ctx);
+}
+
+static void ingestion_survives_every_allocation_failure(void **state)
+{
+    int64_t before = 0, after = 0;
+    int ok = 0;
+
+    assert_int_equal(cd_store_read(store, count_fn, &before), CD_OK);
+    for (long n = 1; n < 400; n++) {
+        json_t *out = NULL, *body = parse("{\"identity\":{\"type\":\"email\",\"value\":"
+                                          "\"torture@example.com\"},\"channel\":\"chat\","
+                                          "\"direction\":\"inbound\",\"body\":\"x\","
+                                          "\"metadata\":{\"a\":1}}");
+        bool replayed = false;
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_ALL,
+                                                     &out, &replayed);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        json_decref(out);
+        json_decref(body);
+        if (err == CD_OK)
+            ok++;
+        else
+            assert_int_equal(err, CD_ERR_NOMEM);
+        if (!hit)
+            break;
+    }
+    assert_int_equal(cd_store_read(store, count_fn, &after), CD_OK);
+    /* A failure after the commit (building the answer) leaves a complete interaction, which is
+     * why clients retry with an Idempotency-Key; a failure before it leaves nothing. */
+    assert_true(after - before >= ok);
+    assert_true(ok >= 1);
+    json_t *found = NULL, *tl = NULL;
+    assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
+                                           CD_STR("torture@example.com"), CD_FIELDS_ALL, &found),
+                     CD_OK);
+    struct cd_timeline_query tq = {CD_STR_NULL, 200, CD_STR_NULL, CD_STR_NULL};
+    assert_int_equal(cd_core_timeline(core, &actor,
+                                      cd_str_c(json_string_value(json_object_get(found, "id"))),
+                                      &tq, CD_FIELDS_ALL, &tl), CD_OK);
+    assert_int_equal((int64_t)json_array_size(json_object_get(tl, "items")), after - before);
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(tl, "items"), i, it)
+    {
+        assert_string_equal(json_string_value(json_object_get(it, "body")), "x");
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(it, "metadata"), "a")),
+                         1);
+    }
+    json_decref(tl);
+    json_decref(found);
+}
+
+int main(void)
+{
+    cd_json_init();
+    cd_crypto_init();
+    cd_log_set_level(CD_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(identities_normalise),
+        cmocka_unit_test_setup_teardown(customers_and_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(ingestion_timeline_and_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(personal_data_is_sealed_at_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(ingestion_survives_every_allocation_failure, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
