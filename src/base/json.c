@@ -2,9 +2,29 @@
 #include <string.h>
 #include "base.h"
 
+/* jansson's parser does not survive every failed allocation: its lexer drops a failed buffer
+ * growth silently and later copies the token past the end of a short buffer (a heap
+ * overflow), and a failed string copy is reported as a syntax error. So while this thread
+ * parses, the first failure makes every later allocation of the parse fail too (the lexer
+ * then stops at its next allocation instead of copying), and the parse reports CD_ERR_NOMEM
+ * whatever jansson says. */
+static _Thread_local bool parsing, parse_oom;
+
+static void *json_alloc(size_t n)
+{
+    void *p;
+
+    if (parsing && parse_oom)
+        return NULL;
+    p = cd_malloc(n);
+    if (p == NULL && parsing)
+        parse_oom = true;
+    return p;
+}
+
 void cd_json_init(void)
 {
-    json_set_alloc_funcs(cd_malloc, cd_free);
+    json_set_alloc_funcs(json_alloc, cd_free);
 }
 
 enum cd_err cd_json_parse(const char *p, size_t n, json_t **out)
@@ -15,7 +35,14 @@ enum cd_err cd_json_parse(const char *p, size_t n, json_t **out)
     if (n == 0)
         return cd_err_set(CD_ERR_INVALID, "the request body is empty; a JSON document is required");
     /* jansson rejects invalid UTF-8 and NUL bytes itself and reports where. */
+    parsing = true;
+    parse_oom = false;
     v = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr);
+    parsing = false;
+    if (parse_oom) {
+        json_decref(v);
+        return CD_ERR_NOMEM;
+    }
     if (v == NULL) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
             return CD_ERR_NOMEM;
