@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks of issue 3, unattended, loopback only, in about 6 minutes.
+#
+#   1. bench_store: raw SQLite batched inserts vs cd_core_interaction_ingest and bare
+#      cd_store_write from 64 threads (group commit), medians of 5 runs.
+#   2. HTTP ingestion: `candor serve` pinned to CPU 0, wrk pinned to CPU 1, 256 connections
+#      POSTing distinct interactions; a sweep of --workers/--threads, then 3 runs of the best.
+#   3. Timeline: a customer with 10,000 interactions, p50/p99 of 50-item pages under load,
+#      the server's RSS afterwards.
+#   4. Benches written by others (bench_merkle, bench_guard), if built.
+# Every server gets a fresh data directory under one temporary directory, removed at exit.
+# Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BIN=build/candor
+SECS=${BENCH_SECS:-10}
+STORE_ROWS=30000
+STORE_RUNS=5
+RUNS=3
+SWEEP=("64 2" "128 2" "256 2" "64 1" "32 2")
+CONNS_ALT=(64 512)
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    SECS=${BENCH_SECS:-3}; STORE_ROWS=10000; STORE_RUNS=3; SWEEP=("64 2" "128 2"); CONNS_ALT=()
+fi
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/candor-bench.XXXXXX")
+SERVER_PID=""
+declare -a SUMMARY=()
+
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '%s\n' "$*"; }
+cmd() { printf '$ %s\n' "$*"; }
+row() { SUMMARY+=("$(printf '%-44s %s' "$1" "$2")"); }
+
+for tool in wrk taskset python3; do
+    if ! command -v "$tool" >/dev/null; then
+        say "bench: '$tool' is missing (scripts/install-deps.sh installs it)"
+        exit 1
+    fi
+done
+[ -x "$BIN" ] || { say "bench: $BIN is not built (make build/candor)"; exit 1; }
+NCPU=$(nproc)
+PIN_SRV="taskset -c 0"
+PIN_GEN="taskset -c 1"
+if [ "$NCPU" -lt 2 ]; then PIN_SRV=""; PIN_GEN=""; fi
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+
+# new_data NAME: a fresh initialised data directory; prints its path.
+new_data() {
+    local d="$TMP/$1"
+    rm -rf "$d"
+    if ! "$BIN" init --data "$d" >"$TMP/init.log" 2>&1; then
+        say "bench: candor init failed:" >&2; cat "$TMP/init.log" >&2; return 1
+    fi
+    printf '%s\n' "$d"
+}
+
+# start_server DATA WORKERS THREADS: sets SERVER_PID and PORT; stderr logs to DATA/server.log.
+start_server() {
+    PORT=$(free_port)
+    cmd "$PIN_SRV $BIN serve --data $1 --listen 127.0.0.1:$PORT --workers $2 --threads $3"
+    $PIN_SRV "$BIN" serve --data "$1" --listen "127.0.0.1:$PORT" --workers "$2" --threads "$3" \
+        --rules rules >"$1/server.out" 2>"$1/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 200); do
+        if curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    say "bench: the server did not start:"; tail -5 "$1/server.log"
+    SERVER_PID=""
+    return 1
+}
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+        SERVER_PID=""
+    fi
+}
+
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" | tail -1; }
+
+say "== Candor benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -srm), $NCPU CPUs"
+say "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+say "   temporary data under $TMP (filesystem: $(df -T "$TMP" | awk 'NR==2 {print $2}'))"
+
+# ---- 1. store ------------------------------------------------------------------------------
+say ""
+say "== 1. raw SQLite batched vs in-process store (bench_store)"
+RAW=""
+if [ -x build/bench/bench_store ]; then
+    cmd "build/bench/bench_store $STORE_ROWS $STORE_RUNS 64 $TMP"
+    build/bench/bench_store "$STORE_ROWS" "$STORE_RUNS" 64 "$TMP" | tee "$TMP/store.out"
+    LINE=$(grep '^bench_store: median' "$TMP/store.out")
+    RAW=$(printf '%s' "$LINE" | sed -n 's/.*raw_sqlite_batched=\([0-9]*\).*/\1/p')
+    CORE=$(printf '%s' "$LINE" | sed -n 's/.*core_ingest=\([0-9]*\).*/\1/p')
+    STW=$(printf '%s' "$LINE" | sed -n 's/.*store_write=\([0-9]*\).*/\1/p')
+    if [ -n "$RAW" ]; then
+        row "(1a) raw SQLite, 1000 rows/COMMIT" "$RAW rows/s"
+        row "(1b) cd_core_interaction_ingest, 64 thr" \
+            "$CORE rows/s = $(awk -v a="$CORE" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')% of raw (target >= 25%)"
+        row "(1c) cd_store_write bare insert, 64 thr" \
+            "$STW rows/s = $(awk -v a="$STW" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')% of raw"
+    else
+        row "(1) bench_store" "FAILED (see above)"
+    fi
+else
+    row "(1) bench_store" "not built"
+fi
+
+# ---- 2. HTTP ingestion ---------------------------------------------------------------------
+say ""
+say "== 2. HTTP ingestion (server on CPU 0, wrk on CPU 1, ${SECS}s per run)"
+# ingest_run WORKERS THREADS CONNS: one run on a fresh data directory; prints the 2xx rate.
+ingest_run() {
+    local d tok out
+    d=$(new_data "ingest") || return 1
+    tok=$(cat "$d/admin.token")
+    start_server "$d" "$1" "$2" >&2 || return 1
+    cmd "$PIN_GEN wrk -t1 -c$3 -d${SECS}s -s bench/ingest.lua http://127.0.0.1:$PORT -- \$(cat $d/admin.token)" >&2
+    out=$($PIN_GEN wrk -t1 -c"$3" -d"${SECS}s" --timeout 10s -s bench/ingest.lua \
+        "http://127.0.0.1:$PORT" -- "$tok" 2>&1)
+    printf '%s\n' "$out" | grep -E '^INGEST|Requests/sec|Non-2xx|Socket errors' >&2
+    # The group-commit figures of this run, from /metrics.
+    curl -fs -H "Authorization: Bearer $tok" "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
+        awk '/^candor_store_batch_size_sum/ {s=$2} /^candor_store_batch_size_count/ {c=$2}
+             /^candor_store_commit_duration_seconds_sum/ {t=$2}
+             END {if (c>0) printf "   group commit: %d commits, mean batch %.1f, mean COMMIT %.2f ms\n", c, s/c, 1000*t/c}' >&2
+    stop_server
+    printf '%s\n' "$out" | grep '^INGEST' | field rate_2xx
+}
+
+BEST_RATE=0; BEST_CFG="64 2"
+for cfg in "${SWEEP[@]}"; do
+    set -- $cfg
+    say "-- --workers $1 --threads $2, 256 connections"
+    r=$(ingest_run "$1" "$2" 256); r=${r:-0}
+    say "   => $r interactions/s acknowledged (2xx)"
+    if awk -v a="$r" -v b="$BEST_RATE" 'BEGIN{exit !(a>b)}'; then BEST_RATE=$r; BEST_CFG="$1 $2"; fi
+done
+set -- $BEST_CFG
+BEST_CONNS=256
+for c in "${CONNS_ALT[@]}"; do
+    say "-- --workers $1 --threads $2, $c connections"
+    r=$(ingest_run "$1" "$2" "$c"); r=${r:-0}
+    say "   => $r interactions/s acknowledged (2xx)"
+    if awk -v a="$r" -v b="$BEST_RATE" 'BEGIN{exit !(a>b)}'; then BEST_RATE=$r; BEST_CONNS=$c; fi
+done
+say "-- best: --workers $1 --threads $2, $BEST_CONNS connections; $RUNS runs for the median"
+RATES=()
+for i in $(seq 1 "$RUNS"); do
+    r=$(ingest_run "$1" "$2" "$BEST_CONNS"); RATES+=("${r:-0}")
+    say "   run $i: ${r:-0} interactions/s"
+done
+HTTP_MED=$(printf '%s\n' "${RATES[@]}" | median)
+row "(2) HTTP ingest, --workers $1 --threads $2, -c$BEST_CONNS" \
+    "$HTTP_MED interactions/s (median of $RUNS; target >= 20000)"
+if [ -n "$RAW" ]; then
+    row "(2) HTTP / raw SQLite batched" \
+        "$(awk -v a="$HTTP_MED" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')%"
+fi
+
+# ---- 3. timeline ---------------------------------------------------------------------------
+say ""
+say "== 3. timeline latency, customer with 10,000 interactions"
+D=$(new_data "timeline")
+TOK=$(cat "$D/admin.token")
+cmd "build/bench/bench_store --preload $D 10000"
+CUS=$(build/bench/bench_store --preload "$D" 10000 | tail -1)
+if [ -n "$CUS" ] && start_server "$D" "$1" "$2"; then
+    # Cursors of pages 2..20, so the load walks different parts of the index.
+    CURSORS=$(python3 - "$PORT" "$TOK" "$CUS" <<'EOF'
+import json, sys, urllib.request
+port, tok, cus = sys.argv[1:4]
+cur, out = "", []
+for _ in range(19):
+    url = f"http://127.0.0.1:{port}/v1/customers/{cus}/timeline?limit=50" + (f"&cursor={cur}" if cur else "")
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + tok, "Candor-Purpose": "service"})
+    page = json.load(urllib.request.urlopen(req))
+    assert len(page["items"]) == 50, len(page["items"])
+    cur = page["next_cursor"]
+    out.append(cur)
+print(" ".join(out))
+EOF
+)
+    P50=(); P99=(); TRATE=()
+    for i in $(seq 1 "$RUNS"); do
+        cmd "$PIN_GEN wrk -t1 -c32 -d${SECS}s --latency -s bench/timeline.lua http://127.0.0.1:$PORT -- \$(cat $D/admin.token) $CUS <19 cursors>"
+        out=$($PIN_GEN wrk -t1 -c32 -d"${SECS}s" --latency -s bench/timeline.lua \
+            "http://127.0.0.1:$PORT" -- "$TOK" "$CUS" $CURSORS 2>&1)
+        printf '%s\n' "$out" | grep -E '^TIMELINE|Requests/sec'
+        line=$(printf '%s\n' "$out" | grep '^TIMELINE')
+        P50+=("$(printf '%s' "$line" | field p50_ms)")
+        P99+=("$(printf '%s' "$line" | field p99_ms)")
+        TRATE+=("$(printf '%s' "$line" | field rate_2xx)")
+    done
+    RSS=$(awk '/^VmRSS/ {print $2, $3}' "/proc/$SERVER_PID/status")
+    HWM=$(awk '/^VmHWM/ {print $2, $3}' "/proc/$SERVER_PID/status")
+    say "   server RSS after the runs: VmRSS $RSS, VmHWM $HWM"
+    stop_server
+    row "(3) timeline 50/page, 10k items, -c32" \
+        "p50 $(printf '%s\n' "${P50[@]}" | median) ms, p99 $(printf '%s\n' "${P99[@]}" | median) ms, $(printf '%s\n' "${TRATE[@]}" | median) pages/s (medians of $RUNS)"
+    row "(3) server RSS after timeline load" "VmRSS $RSS, VmHWM $HWM"
+else
+    row "(3) timeline" "FAILED (preload or server start)"
+fi
+
+# ---- 4. others' benches --------------------------------------------------------------------
+say ""
+say "== 4. other benches"
+other() {
+    local name=$1; shift
+    if [ ! -x "build/bench/$name" ]; then
+        row "(4) $name" "not built"
+        return
+    fi
+    cmd "timeout 300 build/bench/$name $*"
+    if timeout 300 "build/bench/$name" "$@" >"$TMP/$name.out" 2>&1; then
+        cat "$TMP/$name.out"
+        # Their summary lines: medians and ratios, else the last lines.
+        { grep -E '^(median|ratio|inclusion|consistency)' "$TMP/$name.out" ||
+            tail -n 3 "$TMP/$name.out"; } | while IFS= read -r l; do printf '%s\n' "$l"; done \
+            >"$TMP/$name.sum"
+        while IFS= read -r l; do row "(4) $name" "$l"; done <"$TMP/$name.sum"
+    else
+        rc=$?
+        tail -n 20 "$TMP/$name.out"
+        row "(4) $name" "FAILED (exit $rc)"
+    fi
+}
+other bench_merkle
+other bench_guard rules
+
+# ---- summary -------------------------------------------------------------------------------
+say ""
+say "== summary ($(date -u +%Y-%m-%d), $NCPU CPUs; server pinned: '${PIN_SRV:-none}', load: '${PIN_GEN:-none}')"
+for l in "${SUMMARY[@]}"; do say "$l"; done
