@@ -1,9 +1,10 @@
 /* The audit ledger: append-only, hash-chained events. Each entry's canonical bytes are a JSON
  * object with sorted keys and no whitespace; its chain hash is SHA-256(prev_hash || bytes), so
- * changing, deleting or reordering any row breaks every hash after it. */
-#include <openssl/evp.h>
+ * changing, deleting or reordering any row breaks every hash after it. The same bytes are the
+ * leaves of the RFC 9162 Merkle tree whose perfect-subtree nodes are stored, in the same
+ * transaction, in audit_nodes (tree.c signs its heads and serves proofs). */
 #include <string.h>
-#include "audit.h"
+#include "audit_int.h"
 
 #define HASH_LEN 32
 #define MAX_EVENT 4096
@@ -55,19 +56,168 @@ out:
     return err;
 }
 
+enum cd_err cd__audit_chain_hash(const uint8_t prev[CD__AUDIT_HASH_LEN], const void *bytes,
+                                 size_t n, uint8_t out[CD__AUDIT_HASH_LEN])
+{
+    struct cd_str parts[2] = {{(const char *)prev, CD__AUDIT_HASH_LEN}, {bytes, n}};
+
+    return cd_crypto_sha256v(parts, 2, out);
+}
+
 static enum cd_err chain_hash(const uint8_t prev[HASH_LEN], const char *bytes, size_t n,
                               uint8_t out[HASH_LEN])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned int olen = 0;
-    int ok;
+    return cd__audit_chain_hash(prev, bytes, n, out);
+}
 
-    if (ctx == NULL)
+bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq)
+{
+    static const char key[] = "\"seq\":";
+    const char *p = memmem(bytes, n, key, sizeof key - 1), *end = (const char *)bytes + n;
+    uint64_t v = 0;
+    int digits = 0;
+
+    if (p == NULL || p == bytes || (p[-1] != ',' && p[-1] != '{'))
+        return false;
+    for (p += sizeof key - 1; p < end && *p >= '0' && *p <= '9' && digits < 19; p++, digits++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    if (digits == 0 || p == end || (*p != ',' && *p != '}'))
+        return false;
+    *seq = v;
+    return true;
+}
+
+/* ---- the Merkle frontier of the last append ----
+ *
+ * Appending a leaf needs the tree's right frontier (popcount(n) nodes). Reading it back costs
+ * a few B-tree lookups per append, so the writer thread keeps the frontier of its last append,
+ * keyed by (size, chain hash of the last entry). The key is checked against what the
+ * transaction sees before every use: the chain hash commits to every entry before it, so a
+ * matching key means the very same tree, and after a rolled-back savepoint (or any other
+ * writer) the key does not match and the frontier is rebuilt from audit_nodes. Thread-local
+ * because the writer thread is the only appender of its store, and a process with several
+ * stores (tests) has one writer thread each. */
+struct frontier_cache {
+    bool valid;
+    uint64_t size;
+    uint8_t last[HASH_LEN];
+    struct cd_merkle_frontier f;
+};
+static _Thread_local struct frontier_cache tl_frontier;
+
+static enum cd_err node_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct node_out {
+        uint8_t *out;
+        bool found;
+    } *o = ctx;
+
+    if (n < 1 || cols[0].type != CD_VAL_BLOB || cols[0].len != HASH_LEN)
+        return cd_err_set(CD_ERR_INTEGRITY, "a Merkle node is malformed");
+    memcpy(o->out, cols[0].p, HASH_LEN);
+    o->found = true;
+    return CD_OK;
+}
+
+enum cd_err cd__audit_node_get(void *ctx, unsigned level, uint64_t index, uint8_t *out)
+{
+    struct cd_tx *tx = ctx;
+    struct cd_val p[] = {CD_VINT(level), CD_VINT(index)};
+    struct node_out {
+        uint8_t *out;
+        bool found;
+    } o = {out, false};
+    enum cd_err err;
+
+    err = cd_tx_exec(tx, "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2", p, 2,
+                     node_row, &o, NULL);
+    if (err != CD_OK)
+        return err;
+    if (!o.found)
+        return cd_err_set(CD_ERR_NOT_FOUND, "Merkle node (level %u, index %llu) is missing", level,
+                          (unsigned long long)index);
+    return CD_OK;
+}
+
+enum cd_err cd__audit_node_put(void *ctx, unsigned level, uint64_t index, const uint8_t *hash)
+{
+    struct cd_val p[] = {CD_VINT(level), CD_VINT(index), CD_VBLOB(hash, HASH_LEN)};
+
+    return cd_tx_exec(ctx, "INSERT INTO audit_nodes(level, idx, hash) VALUES($1,$2,$3)", p, 3,
+                      NULL, NULL, NULL);
+}
+
+static enum cd_err rebuild_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct cd_merkle_frontier *f = ((void **)ctx)[0];
+    struct cd_tx *tx = ((void **)ctx)[1];
+    uint8_t leaf[HASH_LEN];
+    enum cd_err err;
+
+    if (n < 1 || (cols[0].type != CD_VAL_BLOB && cols[0].type != CD_VAL_TEXT))
+        return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed",
+                          (unsigned long long)f->size + 1);
+    if ((err = cd_merkle_leaf_hash(cols[0].p, cols[0].len, leaf)) != CD_OK)
+        return err;
+    return cd_merkle_append(f, leaf, cd__audit_node_put, tx);
+}
+
+/* Recomputes every node of the first `size` entries (a ledger written before audit_nodes
+ * existed, or whose nodes are incomplete). Runs inside the writer's transaction. */
+enum cd_err cd__audit_rebuild_nodes(struct cd_tx *tx, uint64_t size,
+                                    struct cd_merkle_frontier *out)
+{
+    struct cd_merkle_frontier *f = cd_calloc(1, sizeof *f);
+    void *ctx[2] = {f, tx};
+    enum cd_err err;
+
+    if (f == NULL)
         return CD_ERR_NOMEM;
-    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, prev, HASH_LEN) &&
-         EVP_DigestUpdate(ctx, bytes, n) && EVP_DigestFinal_ex(ctx, out, &olen);
-    EVP_MD_CTX_free(ctx);
-    return ok ? CD_OK : cd_err_set(CD_ERR_CRYPTO, "SHA-256 failed");
+    if ((err = cd_tx_exec(tx, "DELETE FROM audit_nodes", NULL, 0, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    if ((err = cd_tx_exec(tx, "SELECT entry FROM audit_events ORDER BY seq", NULL, 0, rebuild_row,
+                          ctx, NULL)) != CD_OK)
+        goto out;
+    if (f->size != size) {
+        err = cd_err_set(CD_ERR_INTEGRITY, "audit entries are not numbered 1..%llu",
+                         (unsigned long long)size);
+        goto out;
+    }
+    cd_log(CD_LOG_INFO, "audit.nodes_rebuilt", "\"entries\":%llu", (unsigned long long)size);
+    *out = *f;
+out:
+    cd_free(f);
+    return err;
+}
+
+/* Loads the frontier for the ledger of `size` entries ending in chain hash `last`, from the
+ * thread's cache when it describes exactly that ledger. */
+static enum cd_err frontier_for(struct cd_tx *tx, uint64_t size, const uint8_t last[HASH_LEN],
+                                struct cd_merkle_frontier *f)
+{
+    struct frontier_cache *c = &tl_frontier;
+    enum cd_err err;
+
+    if (c->valid && c->size == size && memcmp(c->last, last, HASH_LEN) == 0) {
+        *f = c->f;
+        return CD_OK;
+    }
+    c->valid = false;
+    err = cd_merkle_frontier_load(f, size, cd__audit_node_get, tx);
+    if (err == CD_ERR_NOT_FOUND) {
+        int64_t any = 1;
+        enum cd_err e2 = cd_tx_int(tx, "SELECT EXISTS(SELECT 1 FROM audit_nodes)", NULL, 0, &any);
+        if (e2 != CD_OK)
+            return e2;
+        /* A ledger from before the Merkle nodes existed gets them once; missing nodes in a tree
+         * that has some are tamper evidence and stop the append. */
+        if (any)
+            return cd_err_set(CD_ERR_INTEGRITY, "the audit Merkle tree is damaged: %s "
+                                                "(run candor audit verify)",
+                              cd_err_detail());
+        err = cd__audit_rebuild_nodes(tx, size, f);
+    }
+    return err;
 }
 
 struct head {
@@ -90,9 +240,10 @@ static enum cd_err head_row(void *ctx, const struct cd_val *cols, size_t n)
 enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq)
 {
     struct head h = {0, {0}};
+    struct cd_merkle_frontier *f = NULL;
     char *bytes = NULL;
     size_t n = 0;
-    uint8_t hash[HASH_LEN];
+    uint8_t hash[HASH_LEN], leaf[HASH_LEN];
     enum cd_err err;
     int64_t ts = cd_now_ms();
 
@@ -102,7 +253,13 @@ enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, u
         return err;
     if ((err = canonical((uint64_t)h.seq + 1, ts, ev, &bytes, &n)) != CD_OK)
         return err;
-    if ((err = chain_hash(h.hash, bytes, n, hash)) != CD_OK)
+    if ((f = cd_malloc(sizeof *f)) == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    if ((err = chain_hash(h.hash, bytes, n, hash)) != CD_OK ||
+        (err = cd_merkle_leaf_hash(bytes, n, leaf)) != CD_OK ||
+        (err = frontier_for(tx, (uint64_t)h.seq, h.hash, f)) != CD_OK)
         goto out;
     struct cd_val p[] = {
         CD_VINT(h.seq + 1), CD_VINT(ts), CD_VBLOB(bytes, n), CD_VBLOB(h.hash, HASH_LEN),
@@ -111,13 +268,22 @@ enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, u
         ev->action ? CD_VCSTR(ev->action) : CD_VNULL,
         ev->actor_token ? CD_VCSTR(ev->actor_token) : CD_VNULL,
     };
-    err = cd_tx_exec(tx,
-                     "INSERT INTO audit_events(seq, ts, entry, prev_hash, hash, customer_id,"
-                     " action, actor_token) VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
-                     p, sizeof p / sizeof p[0], NULL, NULL, NULL);
-    if (err == CD_OK && seq)
+    if ((err = cd_tx_exec(tx,
+                          "INSERT INTO audit_events(seq, ts, entry, prev_hash, hash, customer_id,"
+                          " action, actor_token) VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
+                          p, sizeof p / sizeof p[0], NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    /* The nodes go in the same savepoint as the entry: both commit or neither does. */
+    if ((err = cd_merkle_append(f, leaf, cd__audit_node_put, tx)) != CD_OK)
+        goto out;
+    tl_frontier.f = *f;
+    tl_frontier.size = f->size;
+    memcpy(tl_frontier.last, hash, HASH_LEN);
+    tl_frontier.valid = true;
+    if (seq)
         *seq = (uint64_t)h.seq + 1;
 out:
+    cd_free(f);
     cd_free(bytes);
     return err;
 }
@@ -338,11 +504,8 @@ static enum cd_err verify_row(void *ctx, const struct cd_val *cols, size_t n)
                           (unsigned long long)seq);
     }
     /* The stored entry must also say its own sequence number, so rows cannot be renumbered. */
-    json_error_t jerr;
-    json_t *e = json_loadb(cols[1].p, cols[1].len, 0, &jerr);
-    json_int_t inner = e ? json_integer_value(json_object_get(e, "seq")) : -1;
-    json_decref(e);
-    if (inner != (json_int_t)seq) {
+    uint64_t inner = 0;
+    if (!cd__audit_entry_seq(cols[1].p, cols[1].len, &inner) || inner != seq) {
         *v->bad_seq = seq;
         return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu was altered (sequence mismatch)",
                           (unsigned long long)seq);

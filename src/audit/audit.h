@@ -8,13 +8,20 @@
  * rolls back together with the change it records. Events carry ids, codes and categories,
  * never personal data values.
  *
- * Threads: cd_audit_append is called on the store's writer thread only; readers may call the
- * query functions from any thread. */
+ * Threads: cd_audit_append is called on the store's writer thread only (it keeps the Merkle
+ * frontier of the last append in a per-thread cache, checked against the transaction's view of
+ * the ledger before every use, so a rolled-back savepoint never leaves it stale); readers may
+ * call the query functions from any thread. A struct cd_audit is immutable after cd_audit_open
+ * apart from its publisher thread, so any thread may use it. docs/audit.md documents the
+ * signed tree head bytes, the proof endpoints and the export format. */
 #ifndef CD_AUDIT_H
 #define CD_AUDIT_H
 
 #include "base/base.h"
 #include "store/store.h"
+#include "audit/merkle.h"
+#include "crypto/crypto.h"
+#include <stdio.h>
 
 /* One event. Every member is borrowed; NULL members are stored as absent. */
 struct cd_audit_event {
@@ -57,5 +64,129 @@ enum cd_err cd_audit_access_log(struct cd_store *s, struct cd_str customer_id, s
  * naming the first bad entry and sets *bad_seq. progress (may be NULL) is called now and then. */
 enum cd_err cd_audit_verify(struct cd_store *s, uint64_t *checked, uint64_t *bad_seq,
                             void (*progress)(uint64_t done, uint64_t total));
+
+/* ---- the ledger service: signed tree heads and proofs ------------------------------------ */
+
+/* Signed tree head message: enc("candor.audit.sth.v1") || u64be(tree_size) ||
+ * u64be(timestamp_ms) || root_hash (32), where enc(x) = u64be(len(x)) || x; 75 bytes. */
+#define CD_AUDIT_STH_DOMAIN "candor.audit.sth.v1"
+#define CD_AUDIT_STH_MSG_LEN (8 + sizeof CD_AUDIT_STH_DOMAIN - 1 + 8 + 8 + CD_MERKLE_HASH_LEN)
+
+/* One signed tree head (RFC 9162 style). Plain data. */
+struct cd_audit_sth {
+    uint64_t tree_size;
+    int64_t timestamp_ms;
+    uint8_t root[CD_MERKLE_HASH_LEN];
+    uint8_t signature[CD_CRYPTO_SIG_LEN];
+    uint8_t key_id[CD_CRYPTO_HASH_LEN];
+};
+
+/* Writes the message a tree head's signature covers into out (see CD_AUDIT_STH_MSG_LEN).
+ * Cannot fail. */
+void cd_audit_sth_message(uint64_t tree_size, int64_t timestamp_ms,
+                          const uint8_t root[CD_MERKLE_HASH_LEN],
+                          uint8_t out[CD_AUDIT_STH_MSG_LEN]);
+
+/* Verifies sth's signature under pk and that sth->key_id is pk's key id.
+ * Errors: CD_ERR_INTEGRITY (detail names the tree size), hashing errors. */
+enum cd_err cd_audit_sth_verify(const struct cd_audit_sth *sth, const uint8_t pk[CD_CRYPTO_PK_LEN]);
+
+/* The JSON form of a tree head: {"tree_size","timestamp","time","root_hash","signature",
+ * "key_id"} (hashes and signature in lower-case hex). The caller owns *out.
+ * Errors: CD_ERR_NOMEM. */
+enum cd_err cd_audit_sth_json(const struct cd_audit_sth *sth, json_t **out);
+
+/* Parses the JSON form back (extra members such as "type" are ignored). obj is borrowed.
+ * Errors: CD_ERR_INVALID naming the bad member. */
+enum cd_err cd_audit_sth_parse(const json_t *obj, struct cd_audit_sth *out);
+
+/* The ledger as a service: the store plus the Ed25519 signer for tree heads and, when
+ * started, a thread that publishes tree heads periodically. */
+struct cd_audit;
+
+/* Opens the ledger service over s (borrowed; it must outlive the result). signing_key_path
+ * (borrowed) names the Ed25519 seed file, created 0600 if missing; NULL opens a service that
+ * cannot sign (publishing fails with CD_ERR_CRYPTO). Completes the Merkle nodes of a ledger
+ * written before they existed (one write transaction).
+ * Errors: those of cd_crypto_signer_load_or_create, CD_ERR_STORE, CD_ERR_NOMEM.
+ * The caller owns *out (cd_audit_close). */
+enum cd_err cd_audit_open(struct cd_store *s, const char *signing_key_path, struct cd_audit **out);
+
+/* Stops the publisher thread (if started), wipes the signing key and frees a. NULL is fine. */
+void cd_audit_close(struct cd_audit *a);
+
+/* Starts a thread that, every interval_s seconds, signs a new tree head when the ledger grew
+ * since the last one. Errors: CD_ERR_INVALID (interval 0, already started, or no signer),
+ * CD_ERR_INTERNAL (cannot start the thread). */
+enum cd_err cd_audit_publisher_start(struct cd_audit *a, unsigned interval_s);
+
+/* Signs a tree head for the current ledger size, in one write transaction, unless the newest
+ * stored head already has that size; *out (may be NULL) receives the newest head, *created
+ * (may be NULL) whether it is new. Errors: CD_ERR_CRYPTO (no signer), CD_ERR_STORE,
+ * CD_ERR_INTEGRITY (a stored node is missing), CD_ERR_NOMEM. */
+enum cd_err cd_audit_publish(struct cd_audit *a, struct cd_audit_sth *out, bool *created);
+
+/* The newest signed tree head. Errors: CD_ERR_NOT_FOUND (none published yet), CD_ERR_STORE. */
+enum cd_err cd_audit_sth_latest(struct cd_store *s, struct cd_audit_sth *out);
+
+/* The signer's public key (valid while a lives). Errors: CD_ERR_CRYPTO (no signer). */
+enum cd_err cd_audit_public_key(const struct cd_audit *a, uint8_t pk[CD_CRYPTO_PK_LEN]);
+
+/* The store a was opened over (borrowed). */
+struct cd_store *cd_audit_store(const struct cd_audit *a);
+
+/* Inclusion proof for entry seq (leaf seq-1) in the tree of the first tree_size entries, as
+ * JSON {"seq","leaf_index","tree_size","entry","leaf_hash","root_hash","audit_path":[hex]}.
+ * O(log n) node reads in one snapshot. Errors: CD_ERR_INVALID (seq or tree_size is 0),
+ * CD_ERR_NOT_FOUND (tree_size exceeds the ledger, or seq > tree_size), CD_ERR_INTEGRITY (a node
+ * the ledger should hold is missing), CD_ERR_STORE, CD_ERR_NOMEM. The caller owns *out. */
+enum cd_err cd_audit_inclusion(struct cd_store *s, uint64_t seq, uint64_t tree_size,
+                               json_t **out);
+
+/* Consistency proof between tree sizes first and second, as JSON {"first","second",
+ * "first_root","second_root","proof":[hex]}. Errors: CD_ERR_INVALID (first is 0 or
+ * first > second), CD_ERR_NOT_FOUND (second exceeds the ledger), as cd_audit_inclusion
+ * otherwise. The caller owns *out. */
+enum cd_err cd_audit_consistency(struct cd_store *s, uint64_t first, uint64_t second,
+                                 json_t **out);
+
+/* ---- offline verification and export ----------------------------------------------------- */
+
+/* What a full verification found. On failure bad_seq names the first bad entry (0 when the
+ * failure concerns no entry, e.g. a bad signature of a head covering nothing). */
+struct cd_audit_report {
+    uint64_t entries;     /* entries whose chain, leaf and tree checks passed */
+    uint64_t nodes;       /* interior Merkle nodes checked */
+    uint64_t tree_heads;  /* signed tree heads checked */
+    uint64_t bad_seq;
+};
+
+/* Checks everything the database holds: the hash chain and sequence of every entry, every
+ * stored Merkle node (leaves against the entries, interior nodes against their children, no
+ * node missing or extra), and every stored tree head (root recomputed from the entries, size
+ * within the ledger, Ed25519 signature under pk, which may be NULL to skip signatures only
+ * when there are no heads). progress (may be NULL) gets (done, total) now and then.
+ * Errors: CD_ERR_INTEGRITY with a detail naming the first bad entry, CD_ERR_STORE,
+ * CD_ERR_NOMEM, CD_ERR_CRYPTO (heads exist but pk is NULL). */
+enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd_audit_report *rep,
+                                void (*progress)(uint64_t done, uint64_t total));
+
+/* Writes the ledger as JSON lines to out: {"type":"entry","seq","entry","hash"} per entry in
+ * order (entry = the canonical bytes as a JSON string) and, right after the entry that
+ * completes it, {"type":"tree_head",...} for each stored head (cd_audit_sth_json members).
+ * *entries and *heads (may be NULL) count the lines. Errors: CD_ERR_IO, CD_ERR_STORE,
+ * CD_ERR_NOMEM. */
+enum cd_err cd_audit_export(struct cd_store *s, FILE *out, uint64_t *entries, uint64_t *heads,
+                            void (*progress)(uint64_t done, uint64_t total));
+
+/* Verifies an export read from in without any database, as a third-party auditor: recomputes
+ * the chain and the Merkle tree from the entry bytes, checks every tree head's root and
+ * signature under pk, and refuses an export whose entries stop before the size of a head it
+ * contains or of the optional trusted head `pinned` (truncation). rep as cd_audit_verify_all.
+ * Errors: CD_ERR_INTEGRITY naming the first bad line/entry, CD_ERR_INVALID (malformed line),
+ * CD_ERR_IO, CD_ERR_NOMEM. */
+enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
+                                   const struct cd_audit_sth *pinned, struct cd_audit_report *rep,
+                                   void (*progress)(uint64_t done, uint64_t total));
 
 #endif

@@ -147,48 +147,210 @@ int cd_cli_token(int argc, char **argv)
 
 /* ---- audit ---- */
 
-static void verify_progress(uint64_t done, uint64_t total)
+#define AUDIT_PROGRESS_MIN 200000 /* entries: below this a run is too short to report on */
+
+static void audit_progress(uint64_t done, uint64_t total)
 {
-    fprintf(stderr, "\rverified %llu of %llu entries", (unsigned long long)done,
-            (unsigned long long)total);
+    if (total < AUDIT_PROGRESS_MIN)
+        return;
+    fprintf(stderr, isatty(2) ? "\rverified %llu of %llu entries" : "verified %llu of %llu entries\n",
+            (unsigned long long)done, (unsigned long long)total);
+}
+
+static void export_progress(uint64_t done, uint64_t total)
+{
+    if (total >= AUDIT_PROGRESS_MIN)
+        fprintf(stderr, "exported %llu of %llu entries\n", (unsigned long long)done,
+                (unsigned long long)total);
+}
+
+/* Reads a small file (a public key or a tree head) into buf. */
+static enum cd_err read_small_file(const char *path, struct cd_buf *buf)
+{
+    FILE *f = fopen(path, "rb");
+    char chunk[1024];
+    size_t n;
+    enum cd_err err = CD_OK;
+
+    if (f == NULL)
+        return cd_err_set(CD_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    while (err == CD_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        err = cd_buf_append(buf, chunk, n);
+    if (err == CD_OK && ferror(f))
+        err = cd_err_set(CD_ERR_IO, "cannot read %s", path);
+    fclose(f);
+    return err;
+}
+
+/* --pubkey KEY: a PEM file, a file holding hex, or the hex itself. */
+static enum cd_err load_pubkey(const char *arg, uint8_t pk[CD_CRYPTO_PK_LEN])
+{
+    struct cd_buf b = CD_BUF_INIT(8192);
+    struct stat st;
+    enum cd_err err;
+
+    if (stat(arg, &st) != 0)
+        return cd_crypto_pubkey_parse(cd_str_c(arg), pk);
+    if ((err = read_small_file(arg, &b)) == CD_OK)
+        err = cd_crypto_pubkey_parse((struct cd_str){b.p ? b.p : "", b.len}, pk);
+    cd_buf_free(&b);
+    return err;
+}
+
+/* --tree-head FILE: a tree head as served by GET /v1/audit/tree-heads/latest. */
+static enum cd_err load_tree_head(const char *path, struct cd_audit_sth *out)
+{
+    struct cd_buf b = CD_BUF_INIT(64 * 1024);
+    json_t *o = NULL;
+    enum cd_err err;
+
+    if ((err = read_small_file(path, &b)) == CD_OK &&
+        (err = cd_json_parse_object(b.p ? b.p : "", b.len, &o)) == CD_OK)
+        err = cd_audit_sth_parse(o, out);
+    json_decref(o);
+    cd_buf_free(&b);
+    return err;
+}
+
+static int audit_report(enum cd_err err, const struct cd_audit_report *rep)
+{
+    if (isatty(2) && rep->entries >= AUDIT_PROGRESS_MIN)
+        fprintf(stderr, "\n");
+    if (err == CD_OK) {
+        printf("ok: %llu entries, %llu Merkle nodes and %llu signed tree heads verified\n",
+               (unsigned long long)rep->entries, (unsigned long long)rep->nodes,
+               (unsigned long long)rep->tree_heads);
+        return 0;
+    }
+    if (err != CD_ERR_INTEGRITY)
+        return cd__cli_fail("audit", err);
+    if (rep->bad_seq)
+        fprintf(stderr, "FAILED at entry %llu: %s\n", (unsigned long long)rep->bad_seq,
+                cd_err_detail());
+    else
+        fprintf(stderr, "FAILED: %s\n", cd_err_detail());
+    return 1;
+}
+
+/* verify --export FILE --pubkey KEY [--tree-head FILE]: no database involved. */
+static int audit_verify_export(const char *path, const uint8_t pk[CD_CRYPTO_PK_LEN],
+                               const char *tree_head)
+{
+    struct cd_audit_report rep;
+    struct cd_audit_sth pinned;
+    enum cd_err err;
+    FILE *in;
+
+    memset(&rep, 0, sizeof rep);
+    if ((err = cd_crypto_init()) != CD_OK ||
+        (tree_head && (err = load_tree_head(tree_head, &pinned)) != CD_OK))
+        return cd__cli_fail("audit", err);
+    in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (in == NULL)
+        return cd__cli_fail("audit", cd_err_set(CD_ERR_IO, "cannot open %s: %s", path,
+                                                strerror(errno)));
+    err = cd_audit_verify_export(in, pk, tree_head ? &pinned : NULL, &rep, audit_progress);
+    if (in != stdin)
+        fclose(in);
+    return audit_report(err, &rep);
 }
 
 int cd_cli_audit(int argc, char **argv)
 {
     struct cd_opt opts[] = {
-        {"--data", "DIR", "data directory", NULL, NULL},
+        {"--data", "DIR", "data directory (verify, export)", NULL, NULL},
+        {"--export", "FILE", "verify: check this export ('-' = stdin) instead of a data directory",
+         NULL, NULL},
+        {"--pubkey", "KEY", "verify: Ed25519 public key as a PEM file or 64 hex digits (with "
+                            "--data the default is DIR/signing.key)", NULL, NULL},
+        {"--tree-head", "FILE", "verify --export: a tree head obtained independently (GET "
+                                "/v1/audit/tree-heads/latest) that the export must reach", NULL,
+         NULL},
+        {"--out", "FILE", "export: create FILE instead of writing to standard output", NULL, NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1];
     size_t npos = 0;
-    bool help = false;
+    bool help = false, have_pk = false;
     struct cd__cli_env env;
+    struct cd_audit_report rep;
     enum cd_err err;
-    uint64_t checked = 0, bad = 0;
+    uint8_t pk[CD_CRYPTO_PK_LEN];
+    int rc;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 1, &npos, &help)) != CD_OK)
         return cd__cli_fail("audit", err);
     if (help || npos == 0) {
-        cd_cli_usage("audit", "verify --data DIR",
-                     "Checks the audit ledger offline: every entry's hash chain. On a break it\n"
-                     "names the first bad entry and exits 1.",
+        cd_cli_usage("audit", "verify|export --data DIR | verify --export FILE --pubkey KEY",
+                     "verify --data DIR  checks the ledger offline: every entry's hash chain and\n"
+                     "                   sequence, every stored Merkle node, and every signed\n"
+                     "                   tree head (root recomputed, Ed25519 signature checked).\n"
+                     "verify --export F  checks an export without the database, as a third-party\n"
+                     "                   auditor: chain and tree recomputed, signatures checked,\n"
+                     "                   a tail cut off after a signed head detected.\n"
+                     "export --data DIR  writes entries and tree heads as JSON lines.\n"
+                     "verify names the first bad entry and exits 1 on tampering. Progress goes to\n"
+                     "stderr on long runs. See docs/audit.md.",
                      opts);
         return help ? 0 : 2;
     }
-    if (strcmp(pos[0], "verify") != 0)
-        return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID, "unknown audit command '%s'",
+    const char *data = cd_cli_get(opts, "--data"), *exp = cd_cli_get(opts, "--export");
+    const char *pub = cd_cli_get(opts, "--pubkey");
+    if (strcmp(pos[0], "verify") != 0 && strcmp(pos[0], "export") != 0)
+        return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID,
+                                                "unknown audit command '%s' (verify, export)",
                                                 pos[0]));
-    if ((err = cd__cli_env_open(cd_cli_get(opts, "--data"), NULL, &env)) != CD_OK)
+    if (pub) {
+        if ((err = cd_crypto_init()) != CD_OK || (err = load_pubkey(pub, pk)) != CD_OK)
+            return cd__cli_fail("audit", err);
+        have_pk = true;
+    }
+    if (strcmp(pos[0], "verify") == 0 && exp) {
+        if (!have_pk)
+            return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID,
+                                                    "verify --export needs --pubkey KEY"));
+        return audit_verify_export(exp, pk, cd_cli_get(opts, "--tree-head"));
+    }
+    if ((err = cd__cli_env_open(data, NULL, &env)) != CD_OK)
         return cd__cli_fail("audit", err);
-    err = cd_audit_verify(env.store, &checked, &bad, isatty(2) ? verify_progress : NULL);
-    if (isatty(2))
-        fprintf(stderr, "\n");
-    if (err == CD_OK)
-        printf("ok: %llu entries verified\n", (unsigned long long)checked);
-    else
-        fprintf(stderr, "FAILED at entry %llu: %s\n", (unsigned long long)bad, cd_err_detail());
+    if (strcmp(pos[0], "export") == 0) {
+        const char *outp = cd_cli_get(opts, "--out");
+        FILE *out = outp ? fopen(outp, "wbx") : stdout;
+        uint64_t ne = 0, nh = 0;
+        if (out == NULL) {
+            err = cd_err_set(CD_ERR_IO, "cannot create %s: %s", outp, strerror(errno));
+        } else {
+            err = cd_audit_export(env.store, out, &ne, &nh, export_progress);
+            if (out != stdout && fclose(out) != 0 && err == CD_OK)
+                err = cd_err_set(CD_ERR_IO, "cannot write %s", outp);
+            if (err == CD_OK)
+                fprintf(stderr, "exported %llu entries and %llu tree heads\n",
+                        (unsigned long long)ne, (unsigned long long)nh);
+        }
+        cd__cli_env_close(&env);
+        return err == CD_OK ? 0 : cd__cli_fail("audit", err);
+    }
+    /* verify --data: the key defaults to the directory's signing key, never created here. */
+    if (!have_pk) {
+        char path[4200];
+        struct stat st;
+        struct cd_crypto_signer signer;
+        snprintf(path, sizeof path, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
+        if (stat(path, &st) == 0) {
+            if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK) {
+                cd__cli_env_close(&env);
+                return cd__cli_fail("audit", err);
+            }
+            memcpy(pk, signer.pk, sizeof pk);
+            cd_crypto_signer_wipe(&signer);
+            have_pk = true;
+        }
+    }
+    cd_err_clear();
+    err = cd_audit_verify_all(env.store, have_pk ? pk : NULL, &rep, audit_progress);
+    rc = audit_report(err, &rep);
     cd__cli_env_close(&env);
-    return err == CD_OK ? 0 : 1;
+    return rc;
 }
 
 /* ---- serve ---- */
@@ -198,6 +360,27 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig)
 {
     stop_requested = sig;
+}
+
+/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
+static enum cd_err serve_audit_open(const char *data, const char *interval_s,
+                                    struct cd_store *store, struct cd_audit **out)
+{
+    char keypath[4200], *end = NULL;
+    unsigned long interval = strtoul(interval_s, &end, 10);
+    enum cd_err err;
+
+    if (*interval_s < '0' || *interval_s > '9' || *end != '\0' || interval == 0 ||
+        interval > 86400)
+        return cd_err_set(CD_ERR_INVALID, "--sth-interval must be 1..86400 seconds");
+    snprintf(keypath, sizeof keypath, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
+    if ((err = cd_audit_open(store, keypath, out)) != CD_OK)
+        return err;
+    if ((err = cd_audit_publisher_start(*out, (unsigned)interval)) != CD_OK) {
+        cd_audit_close(*out);
+        *out = NULL;
+    }
+    return err;
 }
 
 int cd_cli_serve(int argc, char **argv)
@@ -213,6 +396,8 @@ int cd_cli_serve(int argc, char **argv)
         {"--rules", "DIR", "communication guard rule packs", "rules", NULL},
         {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
          NULL},
+        {"--sth-interval", "SECONDS", "sign an audit tree head this often when the ledger grew",
+         "60", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1];
@@ -221,6 +406,7 @@ int cd_cli_serve(int argc, char **argv)
     struct cd__cli_env env;
     struct cd_http *http = NULL;
     struct cd_policy *policy = NULL;
+    struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -242,7 +428,11 @@ int cd_cli_serve(int argc, char **argv)
     }
     if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
         goto out;
+    if ((err = serve_audit_open(data, cd_cli_get(opts, "--sth-interval"), env.store, &audit)) !=
+        CD_OK)
+        goto out;
     struct cd_app app = {.store = env.store,
+                         .audit = audit,
                          .core = env.core,
                          .policy = policy,
                          .data_dir = data,
@@ -269,6 +459,7 @@ int cd_cli_serve(int argc, char **argv)
     cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
     cd_http_stop(http);
 out:
+    cd_audit_close(audit);
     cd_policy_free(policy);
     cd__cli_env_close(&env);
     return err == CD_OK ? 0 : cd__cli_fail("serve", err);

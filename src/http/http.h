@@ -16,6 +16,7 @@
 #include "store/store.h"
 
 struct cd_guard;
+struct cd_audit;
 
 /* The services a server exposes. Borrowed; they outlive the server. */
 struct cd_app {
@@ -25,6 +26,7 @@ struct cd_app {
     struct cd_policy *policy; /* roles x purposes x categories */
     const char *data_dir;
     const char *rules_dir;
+    struct cd_audit *audit; /* signed tree heads and the public key; may be NULL (no signer) */
 };
 
 struct cd_http_config {

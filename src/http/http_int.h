@@ -87,6 +87,16 @@ unsigned cd__http_fields(const struct cd_req *r);
  * Errors: CD_ERR_INVALID (malformed key). */
 enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out);
 
+/* Audit ledger handlers (h_audit.c): listing, verification, signed tree heads, proofs and the
+ * public key. */
+enum cd_err cd__http_audit_list(struct cd_req *r);
+enum cd_err cd__http_audit_verify(struct cd_req *r);
+enum cd_err cd__http_audit_sth_latest(struct cd_req *r);
+enum cd_err cd__http_audit_sth_publish(struct cd_req *r);
+enum cd_err cd__http_audit_inclusion(struct cd_req *r);
+enum cd_err cd__http_audit_consistency(struct cd_req *r);
+enum cd_err cd__http_audit_public_key(struct cd_req *r);
+
 /* Problem mapping (problem.c). */
 struct cd_problem_kind {
     unsigned status;

@@ -274,41 +274,6 @@ static enum cd_err h_token_revoke(struct cd_req *r)
     return err;
 }
 
-/* ---- audit ---- */
-
-static enum cd_err h_audit_list(struct cd_req *r)
-{
-    struct cd_audit_query q = {cd__http_query(r, "customer_id"), cd__http_query(r, "action"),
-                               cd__http_query(r, "actor_token"), cd__http_query(r, "cursor"),
-                               0, 0, 50};
-    struct cd_str since = cd__http_query(r, "since"), until = cd__http_query(r, "until");
-    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 500, &q.limit);
-
-    if (err == CD_OK && since.p)
-        err = cd_time_parse(since, &q.since_ms);
-    if (err == CD_OK && until.p)
-        err = cd_time_parse(until, &q.until_ms);
-    if (err != CD_OK)
-        return err;
-    return cd_audit_list(r->app->store, &q, &r->resp_json);
-}
-
-static enum cd_err h_audit_verify(struct cd_req *r)
-{
-    uint64_t checked = 0, bad = 0;
-    enum cd_err err = cd_audit_verify(r->app->store, &checked, &bad, NULL);
-
-    if (err == CD_ERR_INTEGRITY) {
-        r->resp_json = json_pack("{s:b,s:I,s:I,s:s}", "ok", 0, "checked", (json_int_t)checked,
-                                 "first_bad_entry", (json_int_t)bad, "detail", cd_err_detail());
-        return r->resp_json ? CD_OK : CD_ERR_NOMEM;
-    }
-    if (err != CD_OK)
-        return err;
-    r->resp_json = json_pack("{s:b,s:I}", "ok", 1, "checked", (json_int_t)checked);
-    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
-}
-
 #define PUB CD_ROUTE_PUBLIC
 #define INL CD_ROUTE_INLINE
 #define PUR CD_ROUTE_PURPOSE
@@ -339,8 +304,18 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
-    {"GET", "/v1/audit", h_audit_list, OVERSIGHT, 0, "listAuditEvents"},
-    {"POST", "/v1/audit/verify", h_audit_verify, OVERSIGHT, 0, "verifyAudit"},
+    /* audit ledger: handlers in h_audit.c */
+    {"GET", "/v1/audit", cd__http_audit_list, OVERSIGHT, 0, "listAuditEvents"},
+    {"POST", "/v1/audit/verify", cd__http_audit_verify, OVERSIGHT, 0, "verifyAudit"},
+    {"GET", "/v1/audit/tree-heads/latest", cd__http_audit_sth_latest, OVERSIGHT, 0,
+     "getLatestTreeHead"},
+    {"POST", "/v1/audit/tree-heads", cd__http_audit_sth_publish, OVERSIGHT, 0,
+     "publishTreeHead"},
+    {"GET", "/v1/audit/proofs/inclusion", cd__http_audit_inclusion, OVERSIGHT, 0,
+     "getInclusionProof"},
+    {"GET", "/v1/audit/proofs/consistency", cd__http_audit_consistency, OVERSIGHT, 0,
+     "getConsistencyProof"},
+    {"GET", "/v1/audit/public-key", cd__http_audit_public_key, 0, PUB | INL, "getAuditPublicKey"},
 };
 
 const size_t cd__http_nroutes = sizeof cd__http_routes / sizeof cd__http_routes[0];

@@ -1,0 +1,42 @@
+/* Inside the audit module only: helpers shared by the ledger (audit.c), the tree and its
+ * signed heads (tree.c) and the verifiers (verify.c). */
+#ifndef CD_AUDIT_INT_H
+#define CD_AUDIT_INT_H
+
+#include "audit.h"
+
+#define CD__AUDIT_HASH_LEN 32
+
+/* The chain hash of an entry: SHA-256(prev || bytes). Errors: hashing errors. */
+enum cd_err cd__audit_chain_hash(const uint8_t prev[CD__AUDIT_HASH_LEN], const void *bytes,
+                                 size_t n, uint8_t out[CD__AUDIT_HASH_LEN]);
+
+/* Reads the "seq" member of canonical entry bytes without parsing the JSON: the canonical form
+ * is compact with escaped strings, so `"seq":` occurs only as that key. Returns false when
+ * absent or malformed. */
+bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq);
+
+/* get_node / emit callbacks over audit_nodes, ctx = struct cd_tx *. A missing node is
+ * CD_ERR_NOT_FOUND. */
+enum cd_err cd__audit_node_get(void *ctx, unsigned level, uint64_t index, uint8_t *out);
+enum cd_err cd__audit_node_put(void *ctx, unsigned level, uint64_t index, const uint8_t *hash);
+
+/* Deletes audit_nodes and recomputes every node of the first `size` entries from their bytes,
+ * leaving the frontier in *out. Runs inside the writer's transaction. Errors: CD_ERR_INTEGRITY
+ * (entries not numbered 1..size), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd__audit_rebuild_nodes(struct cd_tx *tx, uint64_t size,
+                                    struct cd_merkle_frontier *out);
+
+/* The number of entries in the ledger as tx sees it. */
+enum cd_err cd__audit_size(struct cd_tx *tx, uint64_t *size);
+
+/* Reads every stored tree head, oldest first, into a cd_malloc'ed array (*out, *n; NULL and 0
+ * when there are none). Errors: CD_ERR_INTEGRITY (a malformed row), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd__audit_sth_all(struct cd_tx *tx, struct cd_audit_sth **out, size_t *n);
+
+/* Row decoder for SELECT size, ts, root, signature, key_id FROM audit_tree_heads. */
+enum cd_err cd__audit_sth_row(const struct cd_val *cols, size_t ncols, struct cd_audit_sth *out);
+
+#define CD__AUDIT_STH_COLS "tree_size, ts, root, signature, key_id"
+
+#endif
