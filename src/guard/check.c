@@ -294,8 +294,9 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
     struct scan sc = {NULL, 0, 0, s, false, false};
     struct fvec cand = {0}, fin = {0};
     hs_scratch_t *scratch = NULL;
+    struct cd__guard_norm_stats nst = {0, 0};
 
-    if ((err = cd__guard_normalise(text, &norm, &nlen, &map)) != CD_OK)
+    if ((err = cd__guard_normalise(text, &norm, &nlen, &map, &nst)) != CD_OK)
         goto out;
     if (s->db && nlen) {
         if ((scratch = scratch_get(s)) == NULL) {
@@ -402,8 +403,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
     /* Whole-message measures. */
     if (!mask) {
         out->grade = cd__guard_fk_grade(norm, nlen, &words);
-        size_t letters = 0, upper = 0;
-        bool counted = false;
+        size_t letters = nst.letters, upper = nst.upper;
         for (size_t ri = 0; ri < s->nrules; ri++) {
             const struct cd__guard_rule *r = &s->rules[ri];
             struct fnd f;
@@ -412,18 +412,9 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
                 continue;
             if (r->kind == CD__GUARD_READABILITY)
                 hit = words >= r->min_words && out->grade > r->max_grade;
-            else if (r->kind == CD__GUARD_OCCURRENCE && r->measure == CD__GUARD_UPPERCASE) {
-                if (!counted) {
-                    for (size_t i = 0; i < text.len; i++) {
-                        unsigned char c = (unsigned char)text.p[i];
-                        letters += (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-                        upper += c >= 'A' && c <= 'Z';
-                    }
-                    counted = true;
-                }
+            else if (r->kind == CD__GUARD_OCCURRENCE && r->measure == CD__GUARD_UPPERCASE)
                 hit = letters >= r->min_letters &&
                       (double)upper > r->max_ratio * (double)letters;
-            }
             if (!hit || nlen == 0)
                 continue;
             f = make_fnd(s, r, CD__GUARD_NO_RULE, 0, (uint32_t)nlen, channel, outbound);
@@ -519,7 +510,7 @@ static enum cd_err check_input(struct cd_str text)
         return cd_err_set(CD_ERR_TOO_BIG, "message above %u bytes", CD_GUARD_MAX_TEXT);
     if (text.len && text.p == NULL)
         return cd_err_set(CD_ERR_INVALID, "no text");
-    if (!cd_utf8_valid(text.p, text.len))
+    if (!cd__guard_utf8_ok(text.p, text.len))
         return cd_err_set(CD_ERR_INVALID, "message is not valid UTF-8");
     return CD_OK;
 }

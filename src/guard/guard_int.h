@@ -122,12 +122,21 @@ enum cd_err cd__guard_compile(struct cd__guard_set *set);
 struct cd__guard_set *cd__guard_set_new(void);
 void cd__guard_set_unref(struct cd__guard_set *set);
 
+/* What normalisation learns about the original text on the way (ASCII letters only). */
+struct cd__guard_norm_stats {
+    size_t letters, upper;
+};
+
 /* Normalisation (norm.c). Produces the matching key of text (NFKD compatibility, case folded,
  * marks, zero-width and format characters stripped, common confusables mapped to ASCII) in
  * *norm (cd_malloc'ed, *nlen bytes) and, unless text is ASCII, *map: for each byte of *norm the
  * byte offset in text of the character it came from (*map NULL means identity).
  * text must be valid UTF-8. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
-enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map);
+enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map,
+                                struct cd__guard_norm_stats *st);
+
+/* True if p[0..n) is valid UTF-8; a word-at-a-time fast path for ASCII. */
+bool cd__guard_utf8_ok(const char *p, size_t n);
 
 /* Flesch–Kincaid grade of normalised text, with the word count. */
 double cd__guard_fk_grade(const char *p, size_t n, size_t *words);

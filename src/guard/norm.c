@@ -80,7 +80,30 @@ static bool invisible(int32_t cp)
            cp == 0x180E || (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xE0100 && cp <= 0xE01EF);
 }
 
-enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map)
+static size_t ascii_prefix(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ull)
+            break;
+    }
+    while (i < n && p[i] < 0x80)
+        i++;
+    return i;
+}
+
+bool cd__guard_utf8_ok(const char *p, size_t n)
+{
+    size_t a = ascii_prefix((const unsigned char *)p, n);
+
+    return a == n || cd_utf8_valid(p + a, n - a);
+}
+
+enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map,
+                                struct cd__guard_norm_stats *st)
 {
     enum cd_err err = CD_OK;
     const unsigned char *p = (const unsigned char *)text.p;
@@ -94,18 +117,22 @@ enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, u
         err = cd_err_set(CD_ERR_TOO_BIG, "message above %u bytes", CD_GUARD_MAX_TEXT);
         goto out;
     }
-    for (i = 0; i < text.len; i++)
-        if (p[i] >= 0x80) {
-            ascii = false;
-            break;
-        }
+    ascii = ascii_prefix(p, text.len) == text.len;
+    st->letters = st->upper = 0;
     if (ascii) {
+        size_t up = 0, low = 0;
         if ((out = cd_malloc(text.len + 1)) == NULL) {
             err = CD_ERR_NOMEM;
             goto out;
         }
-        for (i = 0; i < text.len; i++)
-            out[i] = lower_tab[p[i]];
+        for (i = 0; i < text.len; i++) {
+            unsigned char c = p[i];
+            up += (unsigned char)(c - 'A') < 26;
+            low += (unsigned char)(c - 'a') < 26;
+            out[i] = lower_tab[c];
+        }
+        st->letters = up + low;
+        st->upper = up;
         out[text.len] = '\0';
         *norm = (char *)out;
         *nlen = text.len;
@@ -148,6 +175,8 @@ enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, u
             cap = ncap;
         }
         if (cp < 0x80) {
+            st->upper += (unsigned)(cp - 'A') < 26;
+            st->letters += (unsigned)(cp - 'A') < 26 || (unsigned)(cp - 'a') < 26;
             m[o] = (uint32_t)i;
             out[o++] = lower_tab[cp];
             i += clen;
