@@ -39,6 +39,7 @@ enum cd__guard_validator {
     CD__GUARD_V_ABA,     /* US routing number checksum */
     CD__GUARD_V_PHONE,   /* plausible phone number, not toll-free, not all one digit */
     CD__GUARD_V_EMAIL,   /* an address whose local part is not a role (support@, info@) */
+    CD__GUARD_V_ADDRESS, /* house number and street words, not "19 one way" */
 };
 
 enum cd__guard_measure { CD__GUARD_COUNT, CD__GUARD_UPPERCASE };

@@ -359,6 +359,7 @@ static const struct {
     {"ssn", CD__GUARD_V_SSN},     {"bsn", CD__GUARD_V_BSN},         {"aadhaar", CD__GUARD_V_AADHAAR},
     {"cpf", CD__GUARD_V_CPF},     {"dni", CD__GUARD_V_DNI},         {"nino", CD__GUARD_V_NINO},
     {"aba", CD__GUARD_V_ABA},     {"phone", CD__GUARD_V_PHONE},     {"email", CD__GUARD_V_EMAIL},
+    {"address", CD__GUARD_V_ADDRESS},
 };
 
 static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct defaults *d)
@@ -454,7 +455,7 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
                     break;
             if (i == sizeof validators / sizeof validators[0])
                 err = fail(l, v, "unknown validator (card, luhn, iban, ssn, bsn, aadhaar, cpf, "
-                                 "dni, nino, aba, phone, email)");
+                                 "dni, nino, aba, phone, email, address)");
             else
                 r.validator = validators[i].v;
         } else if (key_is(k, "redact"))

@@ -385,6 +385,36 @@ static bool email_ok(struct cd_str s)
     return true;
 }
 
+static bool address_ok(struct cd_str s)
+{
+    /* Words between the number and the street type must look like a street name, not a
+     * phrase ("19 one way", "3 more days"). */
+    static const char *const stop[] = {
+        "one", "two", "three", "four", "five", "a", "an", "the", "of", "to", "for", "in", "on",
+        "at", "per", "and", "or", "more", "days", "hours", "minutes", "years", "months", "weeks",
+        "items", "people", "other", "times", "percent", "off", "is", "are", "was", "by", "from",
+        "with", "your", "our", "my", "it", "this", "that", "way", "ways", "am", "pm", "x", "kg",
+        "cm", "mm", "lbs", "units", "pieces", "orders", "free"};
+    size_t i = 0;
+
+    while (i < s.len && ((s.p[i] >= '0' && s.p[i] <= '9') || s.p[i] == ',' || s.p[i] == ' '))
+        i++;
+    while (i < s.len) {
+        size_t st = i;
+        while (i < s.len && s.p[i] != ' ')
+            i++;
+        size_t wl = i - st;
+        if (i >= s.len)
+            break; /* the last word is the street type itself */
+        for (size_t k = 0; k < sizeof stop / sizeof stop[0]; k++)
+            if (strlen(stop[k]) == wl && memcmp(stop[k], s.p + st, wl) == 0)
+                return false;
+        while (i < s.len && s.p[i] == ' ')
+            i++;
+    }
+    return true;
+}
+
 bool cd__guard_validate(enum cd__guard_validator v, struct cd_str s)
 {
     switch (v) {
@@ -417,6 +447,8 @@ bool cd__guard_validate(enum cd__guard_validator v, struct cd_str s)
         return phone_ok(s);
     case CD__GUARD_V_EMAIL:
         return email_ok(s);
+    case CD__GUARD_V_ADDRESS:
+        return address_ok(s);
     }
     return false;
 }
