@@ -45,6 +45,31 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE TABLE audit_tree_heads("
     "  tree_size INTEGER PRIMARY KEY, ts INTEGER NOT NULL, root BLOB NOT NULL,"
     "  signature BLOB NOT NULL, key_id BLOB NOT NULL);",
+    /* 3: consent (src/consent) — the event-sourced consent ledger (one row per event, with its
+     * signed receipt), content-addressed notices, preferences and one-click unsubscribe
+     * nonces. */
+    "CREATE TABLE consent_events("
+    "  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL, channel TEXT NOT NULL, state TEXT NOT NULL,"
+    "  state_code INTEGER NOT NULL, legal_basis TEXT NOT NULL, jurisdiction TEXT,"
+    "  notice_id TEXT, notice_sha256 BLOB, method TEXT NOT NULL, collector TEXT NOT NULL,"
+    "  evidence TEXT, expires_at INTEGER, occurred_at INTEGER NOT NULL,"
+    "  recorded_at INTEGER NOT NULL, request_id TEXT, actor_token TEXT,"
+    "  flags INTEGER NOT NULL DEFAULT 0, receipt BLOB NOT NULL, signature BLOB NOT NULL,"
+    "  language TEXT NOT NULL, purchase_at INTEGER);"
+    "CREATE INDEX consent_events_by_customer ON consent_events(customer_id, seq);"
+    "CREATE TABLE consent_notices("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,"
+    "  sha256 BLOB NOT NULL UNIQUE, material INTEGER NOT NULL, language TEXT NOT NULL,"
+    "  text BLOB NOT NULL, published_at INTEGER NOT NULL, UNIQUE(name, version));"
+    "CREATE TABLE consent_preferences("
+    "  customer_id TEXT PRIMARY KEY, quiet_start INTEGER, quiet_end INTEGER,"
+    "  topics_out TEXT NOT NULL DEFAULT '[]', caps TEXT NOT NULL DEFAULT '[]',"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE consent_unsub_nonces("
+    "  nonce BLOB PRIMARY KEY, customer_id TEXT NOT NULL, purpose TEXT NOT NULL,"
+    "  channel TEXT NOT NULL, created_at INTEGER NOT NULL, used_at INTEGER,"
+    "  used_event TEXT) WITHOUT ROWID;",
 };
 
 const int cd__store_sqlite_migrations_count =

@@ -1,0 +1,230 @@
+/* consent — the consent and preferences engine, enforced in the path of every contact.
+ *
+ * Owns: the consent ledger (consent_events: one row per event, ISO/IEC TS 27560 states, each
+ * with a signed receipt), versioned content-addressed notices (consent_notices), preferences
+ * (consent_preferences: topics, quiet hours, frequency caps) and one-click unsubscribe nonces
+ * (consent_unsub_nonces); the jurisdiction rules (a YAML file, rules/consent/jurisdictions.yaml);
+ * the receipt key (DATA/receipts.key, Ed25519) and the unsubscribe MAC key
+ * (DATA/unsubscribe.key); and the in-memory projection every decision reads. docs/consent.md
+ * describes the model, the reason codes and the receipt format.
+ *
+ * Contract: every event is appended in one store write transaction together with its audit
+ * event; the projection is updated after that transaction committed, so a decision never
+ * rests on an event that is not durable. Decisions (cd_consent_decide) read only the
+ * projection and never touch the store; frequency caps, which count recorded outbound
+ * interactions, are checked by cd_consent_outbound_check, which does.
+ *
+ * Must never: know about HTTP; put personal data in the audit ledger or in error details
+ * (events carry ids, codes and categories; evidence is an opaque reference).
+ *
+ * Threads: every function may be called from any thread once cd_consent_open returned. The
+ * projection is guarded by one read-mostly lock (readers never wait for each other; writers
+ * hold it only to apply an already committed event). A background thread refreshes customer
+ * attributes (jurisdiction, time zone) from the customers table once a second. */
+#ifndef CD_CONSENT_H
+#define CD_CONSENT_H
+
+#include "base/base.h"
+#include "core/core.h"
+#include "policy/policy.h"
+#include "store/store.h"
+
+struct cd_consent;
+
+/* Channels as small ints; CD_CONSENT_CHANNEL_ANY is "*" (all channels). */
+enum cd_consent_channel {
+    CD_CONSENT_CHANNEL_ANY,
+    CD_CONSENT_CHANNEL_EMAIL,
+    CD_CONSENT_CHANNEL_SMS,
+    CD_CONSENT_CHANNEL_PHONE,
+    CD_CONSENT_CHANNEL_CHAT,
+    CD_CONSENT_CHANNEL_SOCIAL,
+    CD_CONSENT_CHANNEL_APP,
+    CD_CONSENT_CHANNEL_PUSH,
+    CD_CONSENT_CHANNEL_POST,
+    CD_CONSENT_CHANNEL_IN_PERSON,
+    CD_CONSENT_CHANNEL__COUNT
+};
+
+/* ISO/IEC TS 27560 consent states. */
+enum cd_consent_state {
+    CD_CONSENT_NONE, /* no event: not a stored state */
+    CD_CONSENT_REQUESTED,
+    CD_CONSENT_GIVEN,
+    CD_CONSENT_REFUSED,
+    CD_CONSENT_WITHDRAWN,
+    CD_CONSENT_EXPIRED,
+    CD_CONSENT_INVALIDATED,
+    CD_CONSENT_STATE__COUNT
+};
+
+/* A decision. reason and basis are static strings; event_id is "" when the decision rests on
+ * no event (rules alone). */
+struct cd_consent_decision {
+    bool allow;
+    const char *reason; /* consent_given, not_required, not_opted_out, no_consent, refused,
+                         * withdrawn, expired, invalidated, stale_notice, opted_out, gpc,
+                         * quiet_hours, frequency_cap, topic_opted_out, unknown_customer */
+    const char *basis;  /* consent, implied_consent, contract, legal_obligation,
+                         * legitimate_interest, none */
+    const char *regime; /* the jurisdiction rule applied ("EU", "US-CA", "default", ...) */
+    char event_id[CD_ID_MAX];
+    int64_t expires_at; /* ms, 0 = none */
+};
+
+/* Names as they appear in the API. Parsers return false for unknown names. */
+const char *cd_consent_channel_name(enum cd_consent_channel ch);
+bool cd_consent_channel_parse(struct cd_str s, enum cd_consent_channel *out);
+const char *cd_consent_state_name(enum cd_consent_state st);
+
+/* Opens the engine over s (borrowed; must outlive the result): loads the jurisdiction rules
+ * from rules_path (borrowed), the receipt key DATA/receipts.key and the unsubscribe key
+ * DATA/unsubscribe.key (both created 0600 if missing; data_dir borrowed), rebuilds the
+ * projection from the tables and starts the refresher thread.
+ * Errors: CD_ERR_INVALID ("FILE:LINE: what" for a bad rules file), CD_ERR_IO, CD_ERR_CRYPTO,
+ * CD_ERR_STORE, CD_ERR_NOMEM. The caller owns *out (cd_consent_close). */
+enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char *rules_path,
+                            struct cd_consent **out);
+
+/* Stops the refresher, wipes the keys and frees c. NULL is fine. */
+void cd_consent_close(struct cd_consent *c);
+
+/* Decides whether purpose may be used for customer_id (borrowed) on channel at now_ms, from
+ * the projection only: the jurisdiction rule of the customer, the newest applicable event
+ * (channel-specific or "*", whichever is newer), expiry, notice staleness, GPC, topic opt-outs
+ * (topic may be empty) and quiet hours (only for a specific channel). Never blocks on the store.
+ * Errors: none besides CD_ERR_INVALID for an out-of-range purpose or channel. */
+enum cd_err cd_consent_decide(struct cd_consent *c, struct cd_str customer_id,
+                              enum cd_purpose purpose, enum cd_consent_channel channel,
+                              int64_t now_ms, struct cd_consent_decision *d);
+enum cd_err cd_consent_decide_topic(struct cd_consent *c, struct cd_str customer_id,
+                                    enum cd_purpose purpose, enum cd_consent_channel channel,
+                                    struct cd_str topic, int64_t now_ms,
+                                    struct cd_consent_decision *d);
+
+/* Bulk audience filter. For each id in ids[0..n) (or, when ids is NULL, every customer the
+ * projection knows), decides and calls emit(ctx, id, decision); emit returning an error stops
+ * the walk and is returned. The lock is taken per chunk, so writers are never starved.
+ * emit must not call back into c. */
+typedef enum cd_err (*cd_consent_emit_fn)(void *ctx, struct cd_str customer_id,
+                                          const struct cd_consent_decision *d);
+enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, size_t n,
+                              enum cd_purpose purpose, enum cd_consent_channel channel,
+                              int64_t now_ms, cd_consent_emit_fn emit, void *ctx);
+
+/* Records one consent event. Body (JSON object, borrowed): {"customer_id", "purpose",
+ * "channel"? ("*"), "state" (given|withdrawn|refused|requested|expired|invalidated),
+ * "legal_basis"? (consent), "method", "collector"?, "notice_id"?, "notice_sha256"?, "evidence"?,
+ * "expires_at"?, "occurred_at"?, "purchase_at"? (CASL implied consent), "language"?}.
+ * Giving and withdrawing take the same fields. gpc_request_id (may be NULL) marks that the
+ * request carried Sec-GPC: 1 and also records the GPC opt-out (see cd_consent_gpc).
+ * *out: {"event": ..., "receipt": ...}; the caller owns it.
+ * Errors: CD_ERR_INVALID (the detail names the member; nothing recorded), CD_ERR_NOT_FOUND
+ * (customer or notice), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_record(struct cd_consent *c, const struct cd_actor *a, const json_t *body,
+                              json_t **out);
+
+/* Records a Global Privacy Control opt-out for customer_id (borrowed): a withdrawn event with
+ * method gpc for each GPC purpose of the rules (sale_or_sharing, targeted_advertising), with
+ * the request id and time as evidence, unless the customer already opted out or explicitly
+ * opted in after an earlier GPC opt-out. *out: {"customer_id","recorded":[event ids],
+ * "skipped":[{purpose, reason}]}. Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_gpc(struct cd_consent *c, const struct cd_actor *a,
+                           struct cd_str customer_id, json_t **out);
+
+/* The customer's current state per purpose and channel (from the projection), preferences and
+ * full event history (from the store), as {"customer_id","jurisdiction","current":[..],
+ * "preferences":{..},"history":[..]}. Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, json_t **out);
+
+/* Publishes a notice {"name","text","material"?(false),"language"?}: content-addressed (the id
+ * derives from the SHA-256 of the text), version = previous version of that name + 1. A
+ * material version makes consents given under older versions of that name stale. Publishing
+ * the same text again answers the existing notice (*created false).
+ * Errors: CD_ERR_INVALID, CD_ERR_CONFLICT (same text under another name), CD_ERR_STORE. */
+enum cd_err cd_consent_notice_publish(struct cd_consent *c, const struct cd_actor *a,
+                                      const json_t *body, json_t **out, bool *created);
+/* One notice with its text. Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_notice_get(struct cd_consent *c, struct cd_str id, json_t **out);
+
+/* The signed receipt of an event: {"payload" (the exact signed bytes, base64url),
+ * "receipt" (the same, parsed), "signature" (hex), "alg":"Ed25519","key_id" (hex)}.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_receipt(struct cd_consent *c, struct cd_str event_id, json_t **out);
+/* The receipt public key as JSON for /.well-known/candor-keys.json. */
+enum cd_err cd_consent_keys_json(struct cd_consent *c, json_t **out);
+/* Verifies a receipt payload and hex signature under the engine's key (tests, tools).
+ * Errors: CD_ERR_INTEGRITY, CD_ERR_INVALID. */
+enum cd_err cd_consent_receipt_verify(struct cd_consent *c, struct cd_str payload,
+                                      struct cd_str sig_hex);
+
+/* Replaces the customer's preferences: {"topics_opted_out"?: [names], "quiet_hours"?:
+ * {"start":"HH:MM","end":"HH:MM"} | null, "caps"?: [{"purpose","channel","max","days"}]}.
+ * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_actor *a,
+                                       struct cd_str customer_id, const json_t *body,
+                                       json_t **out);
+
+/* ---- one-click unsubscribe (RFC 8058) ---- */
+
+/* Issues an unsubscribe link for (customer, purpose, channel): a token carrying a fresh
+ * stored nonce and a keyed BLAKE2b MAC. base_url is borrowed ("https://mail.example.com").
+ * *out: {"token","url","headers":{"List-Unsubscribe","List-Unsubscribe-Post"}}.
+ * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_unsubscribe_link(struct cd_consent *c, const struct cd_actor *a,
+                                        struct cd_str customer_id, enum cd_purpose purpose,
+                                        enum cd_consent_channel channel, struct cd_str base_url,
+                                        json_t **out);
+/* Checks a token without using it: CD_OK and *purpose and *channel when it is genuine and unused.
+ * Errors: CD_ERR_NOT_FOUND (forged or unknown), CD_ERR_CONFLICT (already used), CD_ERR_STORE. */
+enum cd_err cd_consent_unsubscribe_peek(struct cd_consent *c, struct cd_str token,
+                                        enum cd_purpose *purpose, enum cd_consent_channel *channel);
+/* Uses a token: records a withdrawn event (method unsubscribe) and marks the nonce used in
+ * one transaction. Errors: as _peek (nothing changes), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_unsubscribe(struct cd_consent *c, struct cd_str token,
+                                   const char *request_id, json_t **out);
+
+/* ---- hooks for core ---- */
+
+/* struct cd_core_hooks.outbound_check for ctx = struct cd_consent *: refuses an outbound
+ * interaction whose purpose needs consent when the decision is deny, when the customer's quiet
+ * hours hold, or when a frequency cap (the customer's or the rules') is reached, counting
+ * recorded outbound interactions. A refusal is recorded in the audit ledger (outcome "denied")
+ * and returned as CD_ERR_CONSENT_DENIED with detail "<reason>: ...". Purposes that need no
+ * consent pass. A NULL customer_id (a new customer) has no consent: refused for opt-in
+ * purposes. *annotation is left untouched. */
+enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
+                                      const char *customer_id, const char *channel,
+                                      const char *purpose, struct cd_str body, bool override,
+                                      json_t **annotation);
+
+/* struct cd_core_hooks.read_consent for ctx = struct cd_consent *: CD_OK when the decision
+ * for (customer, purpose, "*") allows, else CD_ERR_CONSENT_DENIED with the reason. */
+enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose);
+
+/* ---- introspection (tests, bench, metrics) ---- */
+
+struct cd_consent_stats {
+    size_t customers;  /* customers in the projection */
+    size_t states;     /* customer x purpose x channel states */
+    size_t bytes;      /* memory held by the projection */
+};
+void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out);
+
+/* Rebuilds a second projection from the tables and compares it with the live one.
+ * Errors: CD_ERR_INTEGRITY naming the first difference, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_projection_check(struct cd_consent *c);
+
+/* Applies a state directly to the projection without the ledger (bench and tests only: it
+ * bypasses receipts and the audit ledger). */
+enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_id,
+                                   struct cd_str jurisdiction, enum cd_purpose purpose,
+                                   enum cd_consent_channel channel, enum cd_consent_state state,
+                                   int64_t at_ms);
+
+/* Local time helper (exposed for tests): minutes since local midnight of utc_ms in the IANA
+ * zone tz (borrowed), read from /usr/share/zoneinfo (TZif v2+; never touches TZ or tzset).
+ * Errors: CD_ERR_INVALID (bad name), CD_ERR_NOT_FOUND (no such zone), CD_ERR_NOMEM. */
+enum cd_err cd_consent_local_minutes(struct cd_str tz, int64_t utc_ms, int *minutes);
+
+#endif

@@ -1,0 +1,183 @@
+/* Inside the consent module only: the rules, the projection and the time zone cache. */
+#ifndef CD_CONSENT_INT_H
+#define CD_CONSENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "consent.h"
+#include "crypto/crypto.h"
+
+/* ---- jurisdiction rules (rules.c) ---- */
+
+enum cd__consent_mode { CD__MODE_NOT_REQUIRED, CD__MODE_OPT_IN, CD__MODE_OPT_OUT };
+
+#define CD__CONSENT_MAX_CAPS 16
+#define CD__CONSENT_MAX_JURIS 32
+#define CD__CONSENT_MAX_MATCH 48
+
+struct cd__consent_cap {
+    uint8_t purpose, channel; /* channel ANY = every channel */
+    uint16_t max;
+    uint16_t days;
+};
+
+struct cd__consent_juris {
+    char name[16];
+    char match[CD__CONSENT_MAX_MATCH][16];
+    size_t nmatch;
+    uint8_t mode[CD_PURPOSE__COUNT];
+    int implied_days; /* CASL: implied consent lasts this long after the purchase; 0 = n/a */
+    struct cd__consent_cap caps[CD__CONSENT_MAX_CAPS];
+    size_t ncaps;
+};
+
+struct cd__consent_rules {
+    struct cd__consent_juris j[CD__CONSENT_MAX_JURIS];
+    size_t n;
+    size_t def; /* index of the default (strictest) rule */
+    const char *basis[CD_PURPOSE__COUNT]; /* legal basis of not-required purposes */
+    unsigned gpc_purposes;                /* bit per purpose */
+};
+
+/* Loads and validates the rules file. Errors: CD_ERR_INVALID "FILE:LINE: what", CD_ERR_IO. */
+enum cd_err cd__consent_rules_load(const char *path, struct cd__consent_rules *out);
+/* The index of the rule for a jurisdiction code ("EU", "US-CA"); the default when unknown. */
+uint8_t cd__consent_rules_find(const struct cd__consent_rules *r, struct cd_str code);
+
+/* ---- time zones (tz.c) ---- */
+
+struct cd__tz {
+    int64_t *at;   /* transition times, seconds since the epoch, ascending */
+    int32_t *off;  /* UTC offset in seconds in force from at[i] */
+    size_t n;
+    int32_t off0;  /* before the first transition */
+};
+enum cd_err cd__tz_load(struct cd_str name, struct cd__tz **out);
+void cd__tz_free(struct cd__tz *tz);
+int32_t cd__tz_offset(const struct cd__tz *tz, int64_t utc_s);
+
+/* ---- the projection (proj.c) ---- */
+
+enum {
+    CD__SF_GPC = 1,      /* the event came from a Global Privacy Control signal */
+    CD__SF_OVER_GPC = 2, /* an explicit opt-in given after a GPC opt-out */
+    CD__SF_IMPLIED = 4,  /* implied consent (CASL) */
+    CD__SF_UNSUB = 8,    /* one-click unsubscribe */
+};
+
+/* One customer x purpose x channel state: the newest event for it. 48 bytes. */
+struct cd__cstate {
+    uint8_t event[16]; /* the event id's 128 bits */
+    int64_t at;        /* occurred_at, ms */
+    int64_t expires;   /* ms, 0 = none */
+    uint32_t notice;   /* notice index + 1, 0 = none */
+    uint32_t next;     /* next state of the same customer, index + 1, 0 = end */
+    uint8_t purpose, channel, state, flags;
+};
+
+/* One customer. 40 bytes. */
+struct cd__cust {
+    uint8_t key[16];     /* the customer id's 128 bits */
+    uint64_t topics_out; /* bit per topic in the topic dictionary */
+    uint32_t first;      /* first state, index + 1 */
+    uint16_t tz;         /* tz cache index + 1, 0 = UTC */
+    uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
+    uint16_t qh_end;
+    uint8_t juris;
+    uint8_t pad;
+};
+
+struct cd__notice {
+    uint32_t name;    /* index into names */
+    uint32_t version;
+    uint8_t sha[32];
+    char id[CD_ID_MAX];
+};
+
+struct cd__proj {
+    struct cd__cust *cust;
+    size_t ncust, capcust;
+    uint32_t *slots; /* customer index + 1, 0 = empty; capacity a power of two */
+    size_t nslots;
+    struct cd__cstate *st;
+    size_t nst, capst;
+};
+
+#define CD__CONSENT_MAX_TZ 1024
+#define CD__CONSENT_MAX_TOPICS 64
+#define CD__CONSENT_MAX_NOTICES 65536
+#define CD__CONSENT_MAX_NAMES 4096
+
+struct cd_consent {
+    struct cd_store *store;
+    struct cd__consent_rules rules;
+    struct cd_crypto_signer signer;
+    uint8_t key_id[CD_CRYPTO_HASH_LEN];
+    uint8_t unsub_key[CD_CRYPTO_KEY_LEN];
+    pthread_rwlock_t lock; /* guards proj, notices, names, topics */
+    struct cd__proj proj;
+    struct cd__notice *notices;
+    size_t nnotices;
+    char (*names)[64];
+    uint32_t *name_material; /* newest material version per name */
+    size_t nnames;
+    char topics[CD__CONSENT_MAX_TOPICS][48];
+    size_t ntopics;
+    /* time zones: published once, never moved, so readers index without the lock */
+    pthread_mutex_t tz_mu;
+    char tz_names[CD__CONSENT_MAX_TZ][64];
+    struct cd__tz *tz[CD__CONSENT_MAX_TZ];
+    atomic_size_t ntz;
+    /* the refresher */
+    pthread_t refresher;
+    bool refresher_started;
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv;
+    bool stopping;
+    int64_t refreshed_until;
+};
+
+/* Id <-> 128 bits. Returns false when s is not an id with that prefix. */
+bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
+void cd__consent_id_str(const uint8_t bits[16], const char *prefix, char out[CD_ID_MAX]);
+
+/* Projection operations; the caller holds c->lock as stated. */
+void cd__proj_free(struct cd__proj *p);
+/* Finds the customer (read lock). NULL when absent. */
+struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16]);
+/* Finds or adds the customer (write lock). Errors: CD_ERR_NOMEM. */
+enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out);
+/* Sets the state for (purpose, channel) unless a newer one is held (write lock). */
+enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
+/* The state for (purpose, channel) exactly, or NULL (read lock). */
+const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
+                                        unsigned purpose, unsigned channel);
+/* The newest of (purpose, channel) and (purpose, ANY), or NULL (read lock). */
+const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
+                                             unsigned purpose, unsigned channel);
+
+/* Rebuilds proj, notices and meta from the tables into p (no lock needed: p is private). */
+enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p);
+/* A tz cache index + 1 for a zone name (0 for empty/unknown zones: UTC). Loads the file once. */
+uint16_t cd__consent_tz_index(struct cd_consent *c, struct cd_str name);
+/* A topic's bit index, adding it when add is true (caller holds the write lock when adding).
+ * -1 when unknown (or the dictionary is full). */
+int cd__consent_topic(struct cd_consent *c, struct cd_str name, bool add);
+/* Adds a notice to the in-memory list (write lock). */
+enum cd_err cd__consent_notice_add(struct cd_consent *c, const char *id, struct cd_str name,
+                                   uint32_t version, bool material, const uint8_t sha[32]);
+/* A notice index + 1 by id, 0 when unknown (read lock). */
+uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id);
+/* Decision core (read lock held). */
+void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool key_ok,
+                               unsigned purpose, unsigned channel, int topic, int64_t now_ms,
+                               struct cd_consent_decision *d);
+
+/* Refresher (proj.c). */
+enum cd_err cd__consent_refresher_start(struct cd_consent *c);
+void cd__consent_refresher_stop(struct cd_consent *c);
+/* Re-reads one customer's jurisdiction and time zone and updates the projection. */
+enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
+                                         bool *exists);
+
+#endif

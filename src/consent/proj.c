@@ -1,0 +1,781 @@
+/* The in-memory projection every decision reads: customers in an open-addressing hash table
+ * keyed by the 128 bits of their id (linear probing, load <= 1/2), each with a chain of
+ * per-purpose-and-channel states in one array (built in customer order at start, so a
+ * customer's states are adjacent). Writers hold c->lock for writing only to apply an event
+ * that already committed; decisions hold it for reading. Also: the rebuild from the tables,
+ * the time zone and topic dictionaries, and the refresher of customer attributes. */
+#include <string.h>
+#include <time.h>
+#include "consent_int.h"
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
+{
+    size_t pl = strlen(prefix);
+
+    if (!cd_id_valid(s, prefix))
+        return false;
+    memset(out, 0, 16);
+    const char *o = s.p + pl + 1;
+    /* The inverse of cd_id_new: 26 digits of 5 bits, the leading 2 bits zero. */
+    int bit = -2;
+    for (int i = 0; i < 26; i++, bit += 5) {
+        const char *q = strchr(crockford, o[i]);
+        unsigned v = (unsigned)(q - crockford);
+        for (int k = 0; k < 5; k++) {
+            int b = bit + k;
+            if (b >= 0 && ((v >> (4 - k)) & 1u))
+                out[b / 8] |= (uint8_t)(1u << (7 - b % 8));
+        }
+    }
+    return true;
+}
+
+void cd__consent_id_str(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX])
+{
+    size_t pl = strlen(prefix);
+    int bit = -2;
+
+    memcpy(out, prefix, pl);
+    out[pl] = '_';
+    char *o = out + pl + 1;
+    for (int i = 0; i < 26; i++, bit += 5) {
+        unsigned v = 0;
+        for (int k = 0; k < 5; k++) {
+            int b = bit + k;
+            v <<= 1;
+            if (b >= 0)
+                v |= (raw[b / 8] >> (7 - b % 8)) & 1u;
+        }
+        o[i] = crockford[v];
+    }
+    o[26] = '\0';
+}
+
+/* ---- the hash table ---- */
+
+static uint64_t key_hash(const uint8_t k[16])
+{
+    uint64_t a, b;
+
+    memcpy(&a, k, 8);
+    memcpy(&b, k + 8, 8);
+    /* The low half is random; the high half is time. Mix both (splitmix64 finaliser). */
+    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ b;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    return h;
+}
+
+void cd__proj_free(struct cd__proj *p)
+{
+    cd_free(p->cust);
+    cd_free(p->slots);
+    cd_free(p->st);
+    memset(p, 0, sizeof *p);
+}
+
+struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16])
+{
+    if (p->nslots == 0)
+        return NULL;
+    size_t mask = p->nslots - 1;
+    for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask) {
+        uint32_t s = p->slots[i];
+        if (s == 0)
+            return NULL;
+        if (memcmp(p->cust[s - 1].key, key, 16) == 0)
+            return &p->cust[s - 1];
+    }
+}
+
+static enum cd_err grow_slots(struct cd__proj *p)
+{
+    size_t n = p->nslots ? p->nslots * 2 : 1024;
+    uint32_t *s = cd_calloc(n, sizeof *s);
+
+    if (s == NULL)
+        return CD_ERR_NOMEM;
+    for (size_t c = 0; c < p->ncust; c++)
+        for (size_t i = key_hash(p->cust[c].key) & (n - 1);; i = (i + 1) & (n - 1))
+            if (s[i] == 0) {
+                s[i] = (uint32_t)c + 1;
+                break;
+            }
+    cd_free(p->slots);
+    p->slots = s;
+    p->nslots = n;
+    return CD_OK;
+}
+
+enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out)
+{
+    struct cd__cust *cu = cd__proj_find(p, key);
+    enum cd_err err;
+
+    if (cu) {
+        *out = cu;
+        return CD_OK;
+    }
+    if ((p->ncust + 1) * 2 > p->nslots && (err = grow_slots(p)) != CD_OK)
+        return err;
+    if (p->ncust == p->capcust) {
+        size_t n = p->capcust ? p->capcust * 2 : 1024;
+        struct cd__cust *nc = cd_realloc(p->cust, n * sizeof *nc);
+        if (nc == NULL)
+            return CD_ERR_NOMEM;
+        p->cust = nc;
+        p->capcust = n;
+    }
+    cu = &p->cust[p->ncust];
+    memset(cu, 0, sizeof *cu);
+    memcpy(cu->key, key, 16);
+    size_t mask = p->nslots - 1;
+    for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask)
+        if (p->slots[i] == 0) {
+            p->slots[i] = (uint32_t)p->ncust + 1;
+            break;
+        }
+    p->ncust++;
+    *out = cu;
+    return CD_OK;
+}
+
+const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
+                                        unsigned purpose, unsigned channel)
+{
+    for (uint32_t i = cu->first; i; i = p->st[i - 1].next)
+        if (p->st[i - 1].purpose == purpose && p->st[i - 1].channel == channel)
+            return &p->st[i - 1];
+    return NULL;
+}
+
+const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
+                                             unsigned purpose, unsigned channel)
+{
+    const struct cd__cstate *best = NULL;
+
+    /* The newest event wins between the channel's own state and the "*" state: "withdraw all"
+     * after "give email" denies email; "give email" after "withdraw all" allows email only. */
+    for (uint32_t i = cu->first; i; i = p->st[i - 1].next) {
+        const struct cd__cstate *s = &p->st[i - 1];
+        if (s->purpose != purpose ||
+            (s->channel != channel && s->channel != CD_CONSENT_CHANNEL_ANY))
+            continue;
+        if (best == NULL || s->at > best->at ||
+            (s->at == best->at && memcmp(s->event, best->event, 16) > 0))
+            best = s;
+    }
+    return best;
+}
+
+enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s)
+{
+    for (uint32_t i = cu->first; i; i = p->st[i - 1].next) {
+        struct cd__cstate *o = &p->st[i - 1];
+        if (o->purpose != s->purpose || o->channel != s->channel)
+            continue;
+        /* An imported older event never replaces a newer one. */
+        if (o->at > s->at || (o->at == s->at && memcmp(o->event, s->event, 16) > 0))
+            return CD_OK;
+        uint32_t next = o->next;
+        *o = *s;
+        o->next = next;
+        return CD_OK;
+    }
+    if (p->nst == p->capst) {
+        size_t n = p->capst ? p->capst * 2 : 4096;
+        struct cd__cstate *ns = cd_realloc(p->st, n * sizeof *ns);
+        if (ns == NULL)
+            return CD_ERR_NOMEM;
+        p->st = ns;
+        p->capst = n;
+    }
+    struct cd__cstate *n = &p->st[p->nst];
+    *n = *s;
+    /* Append at the end of the chain, so states loaded in order stay in order. */
+    n->next = 0;
+    p->nst++;
+    if (cu->first == 0) {
+        cu->first = (uint32_t)p->nst;
+    } else {
+        uint32_t i = cu->first;
+        while (p->st[i - 1].next)
+            i = p->st[i - 1].next;
+        p->st[i - 1].next = (uint32_t)p->nst;
+    }
+    return CD_OK;
+}
+
+/* ---- dictionaries ---- */
+
+uint16_t cd__consent_tz_index(struct cd_consent *c, struct cd_str name)
+{
+    uint16_t idx = 0;
+    struct cd__tz *tz = NULL;
+
+    if (name.len == 0 || name.len >= 64 || cd_str_eq_c(name, "UTC"))
+        return 0;
+    pthread_mutex_lock(&c->tz_mu);
+    size_t n = atomic_load(&c->ntz);
+    for (size_t i = 0; i < n; i++)
+        if (cd_str_eq_c(name, c->tz_names[i])) {
+            idx = (uint16_t)(i + 1);
+            goto out;
+        }
+    if (n == CD__CONSENT_MAX_TZ || cd__tz_load(name, &tz) != CD_OK)
+        goto out; /* an unknown zone is treated as UTC */
+    memcpy(c->tz_names[n], name.p, name.len);
+    c->tz_names[n][name.len] = '\0';
+    c->tz[n] = tz;
+    atomic_store(&c->ntz, n + 1);
+    idx = (uint16_t)(n + 1);
+out:
+    pthread_mutex_unlock(&c->tz_mu);
+    return idx;
+}
+
+int cd__consent_topic(struct cd_consent *c, struct cd_str name, bool add)
+{
+    if (name.len == 0 || name.len >= sizeof c->topics[0])
+        return -1;
+    for (size_t i = 0; i < c->ntopics; i++)
+        if (cd_str_eq_c(name, c->topics[i]))
+            return (int)i;
+    if (!add || c->ntopics == CD__CONSENT_MAX_TOPICS)
+        return -1;
+    memcpy(c->topics[c->ntopics], name.p, name.len);
+    c->topics[c->ntopics][name.len] = '\0';
+    return (int)c->ntopics++;
+}
+
+enum cd_err cd__consent_notice_add(struct cd_consent *c, const char *id, struct cd_str name,
+                                   uint32_t version, bool material, const uint8_t sha[32])
+{
+    size_t ni = c->nnames;
+
+    for (size_t i = 0; i < c->nnames; i++)
+        if (cd_str_eq_c(name, c->names[i]))
+            ni = i;
+    if (ni == c->nnames) {
+        if (c->nnames == CD__CONSENT_MAX_NAMES || name.len >= sizeof c->names[0])
+            return cd_err_set(CD_ERR_TOO_BIG, "too many notice names");
+        memcpy(c->names[ni], name.p, name.len);
+        c->names[ni][name.len] = '\0';
+        c->name_material[ni] = 0;
+        c->nnames++;
+    }
+    if (c->nnotices == CD__CONSENT_MAX_NOTICES)
+        return cd_err_set(CD_ERR_TOO_BIG, "too many notices");
+    struct cd__notice *n = &c->notices[c->nnotices++];
+    n->name = (uint32_t)ni;
+    n->version = version;
+    memcpy(n->sha, sha, 32);
+    snprintf(n->id, sizeof n->id, "%s", id);
+    if (material && version > c->name_material[ni])
+        c->name_material[ni] = version;
+    return CD_OK;
+}
+
+uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id)
+{
+    for (size_t i = c->nnotices; i > 0; i--)
+        if (cd_str_eq_c(id, c->notices[i - 1].id))
+            return (uint32_t)i;
+    return 0;
+}
+
+/* ---- decisions ---- */
+
+static void set(struct cd_consent_decision *d, bool allow, const char *reason, const char *basis)
+{
+    d->allow = allow;
+    d->reason = reason;
+    d->basis = basis;
+}
+
+void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool key_ok,
+                               unsigned purpose, unsigned channel, int topic, int64_t now_ms,
+                               struct cd_consent_decision *d)
+{
+    const struct cd__consent_rules *r = &c->rules;
+    const struct cd__cust *cu = key_ok ? cd__proj_find(&c->proj, key) : NULL;
+    const struct cd__consent_juris *j = &r->j[cu ? cu->juris : r->def];
+    const struct cd__cstate *s;
+
+    d->event_id[0] = '\0';
+    d->expires_at = 0;
+    d->regime = j->name;
+    if (r->basis[purpose]) {
+        set(d, true, "not_required", r->basis[purpose]);
+        return;
+    }
+    if (cu == NULL) {
+        set(d, false, "unknown_customer", "none");
+        return;
+    }
+    s = cd__proj_applicable(&c->proj, cu, purpose, channel);
+    if (s) {
+        cd__consent_id_str(s->event, "cev", d->event_id);
+        d->expires_at = s->expires;
+    }
+    if (j->mode[purpose] == CD__MODE_OPT_OUT) {
+        if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
+            set(d, false, (s->flags & CD__SF_GPC) ? "gpc" : "opted_out", "none");
+        else if (s && s->state == CD_CONSENT_GIVEN)
+            set(d, true, "consent_given", "consent");
+        else
+            set(d, true, "not_opted_out", "legitimate_interest");
+    } else if (s == NULL || s->state == CD_CONSENT_REQUESTED) {
+        set(d, false, "no_consent", "none");
+    } else if (s->state == CD_CONSENT_GIVEN) {
+        const struct cd__notice *n = s->notice ? &c->notices[s->notice - 1] : NULL;
+        if (s->expires && s->expires <= now_ms)
+            set(d, false, "expired", "none");
+        else if (n && n->version < c->name_material[n->name])
+            set(d, false, "stale_notice", "none");
+        else
+            set(d, true, "consent_given",
+                (s->flags & CD__SF_IMPLIED) ? "implied_consent" : "consent");
+    } else if (s->state == CD_CONSENT_WITHDRAWN) {
+        set(d, false, (s->flags & CD__SF_GPC) ? "gpc" : "withdrawn", "none");
+    } else if (s->state == CD_CONSENT_REFUSED) {
+        set(d, false, "refused", "none");
+    } else if (s->state == CD_CONSENT_EXPIRED) {
+        set(d, false, "expired", "none");
+    } else {
+        set(d, false, "invalidated", "none");
+    }
+    if (!d->allow)
+        return;
+    if (topic >= 0 && (cu->topics_out >> topic) & 1u) {
+        set(d, false, "topic_opted_out", "none");
+        return;
+    }
+    if (channel != CD_CONSENT_CHANNEL_ANY && cu->qh_start) {
+        int64_t sec = now_ms / 1000;
+        if (cu->tz && cu->tz <= atomic_load(&c->ntz))
+            sec += cd__tz_offset(c->tz[cu->tz - 1], sec);
+        int m = (int)(((sec / 60) % 1440 + 1440) % 1440);
+        int a = cu->qh_start - 1, b = cu->qh_end - 1;
+        bool quiet = a <= b ? (m >= a && m < b) : (m >= a || m < b);
+        if (quiet)
+            set(d, false, "quiet_hours", "none");
+    }
+}
+
+enum cd_err cd_consent_decide_topic(struct cd_consent *c, struct cd_str customer_id,
+                                    enum cd_purpose purpose, enum cd_consent_channel channel,
+                                    struct cd_str topic, int64_t now_ms,
+                                    struct cd_consent_decision *d)
+{
+    uint8_t key[16];
+    bool ok;
+
+    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+        return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
+    ok = cd__consent_id_bits(customer_id, "cus", key);
+    pthread_rwlock_rdlock(&c->lock);
+    int t = topic.len ? cd__consent_topic(c, topic, false) : -1;
+    cd__consent_decide_locked(c, key, ok, purpose, channel, t, now_ms, d);
+    pthread_rwlock_unlock(&c->lock);
+    return CD_OK;
+}
+
+enum cd_err cd_consent_decide(struct cd_consent *c, struct cd_str customer_id,
+                              enum cd_purpose purpose, enum cd_consent_channel channel,
+                              int64_t now_ms, struct cd_consent_decision *d)
+{
+    return cd_consent_decide_topic(c, customer_id, purpose, channel, CD_STR_NULL, now_ms, d);
+}
+
+enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, size_t n,
+                              enum cd_purpose purpose, enum cd_consent_channel channel,
+                              int64_t now_ms, cd_consent_emit_fn emit, void *ctx)
+{
+    enum { CHUNK = 4096 };
+    struct cd_consent_decision *dec = NULL;
+    char(*idbuf)[CD_ID_MAX] = NULL;
+    enum cd_err err = CD_OK;
+
+    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+        return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
+    if ((dec = cd_malloc(CHUNK * sizeof *dec)) == NULL ||
+        (idbuf = cd_malloc(CHUNK * sizeof *idbuf)) == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    /* Decide a chunk under the read lock, then emit it without the lock: a slow consumer
+     * never holds up writers. */
+    for (size_t start = 0;; start += CHUNK) {
+        size_t k = 0;
+        pthread_rwlock_rdlock(&c->lock);
+        size_t total = ids ? n : c->proj.ncust;
+        for (size_t i = start; i < total && k < CHUNK; i++, k++) {
+            uint8_t key[16];
+            bool ok;
+            if (ids) {
+                ok = cd__consent_id_bits(ids[i], "cus", key);
+            } else {
+                memcpy(key, c->proj.cust[i].key, 16);
+                ok = true;
+                cd__consent_id_str(key, "cus", idbuf[k]);
+            }
+            cd__consent_decide_locked(c, key, ok, purpose, channel, -1, now_ms, &dec[k]);
+        }
+        pthread_rwlock_unlock(&c->lock);
+        for (size_t i = 0; i < k; i++) {
+            struct cd_str id = ids ? ids[start + i] : cd_str_c(idbuf[i]);
+            if ((err = emit(ctx, id, &dec[i])) != CD_OK)
+                goto out;
+        }
+        if (k < CHUNK)
+            break;
+    }
+out:
+    cd_free(dec);
+    cd_free(idbuf);
+    return err;
+}
+
+/* ---- rebuild ---- */
+
+struct rb {
+    struct cd_consent *c;
+    struct cd__proj *p;
+    enum cd_err err;
+};
+
+static struct cd_str colstr(const struct cd_val *v)
+{
+    if (v->type == CD_VAL_TEXT || v->type == CD_VAL_BLOB)
+        return (struct cd_str){v->p, v->len};
+    return CD_STR_NULL;
+}
+
+static enum cd_err notice_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct rb *b = ctx;
+    char id[CD_ID_MAX];
+
+    if (col[3].len != 32 || col[0].len >= CD_ID_MAX)
+        return cd_err_set(CD_ERR_INTEGRITY, "a notice row is malformed");
+    snprintf(id, sizeof id, "%.*s", (int)col[0].len, (const char *)col[0].p);
+    return cd__consent_notice_add(b->c, id, colstr(&col[1]), (uint32_t)col[2].i, col[4].i != 0,
+                                  col[3].p);
+}
+
+static enum cd_err customer_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct rb *b = ctx;
+    uint8_t key[16];
+    struct cd__cust *cu;
+    enum cd_err err;
+
+    if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
+        return CD_OK;
+    if ((err = cd__proj_upsert(b->p, key, &cu)) != CD_OK)
+        return err;
+    cu->juris = cd__consent_rules_find(&b->c->rules, colstr(&col[1]));
+    cu->tz = cd__consent_tz_index(b->c, colstr(&col[2]));
+    if (col[3].i > b->c->refreshed_until)
+        b->c->refreshed_until = col[3].i;
+    return CD_OK;
+}
+
+static enum cd_err event_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct rb *b = ctx;
+    uint8_t key[16];
+    struct cd__cust *cu;
+    struct cd__cstate s;
+    enum cd_purpose pu;
+    enum cd_consent_channel ch;
+    enum cd_err err;
+
+    memset(&s, 0, sizeof s);
+    if (!cd__consent_id_bits(colstr(&col[0]), "cev", s.event) ||
+        !cd__consent_id_bits(colstr(&col[1]), "cus", key) ||
+        !cd_purpose_parse(colstr(&col[2]), &pu) || !cd_consent_channel_parse(colstr(&col[3]), &ch))
+        return cd_err_set(CD_ERR_INTEGRITY, "a consent event row is malformed");
+    s.purpose = (uint8_t)pu;
+    s.channel = (uint8_t)ch;
+    s.state = (uint8_t)col[4].i;
+    s.at = col[5].i;
+    s.expires = col[6].type == CD_VAL_INT ? col[6].i : 0;
+    s.flags = (uint8_t)col[7].i;
+    s.notice = col[8].type == CD_VAL_TEXT ? cd__consent_notice_find(b->c, colstr(&col[8])) : 0;
+    if ((err = cd__proj_upsert(b->p, key, &cu)) != CD_OK)
+        return err;
+    return cd__proj_apply(b->p, cu, &s);
+}
+
+static enum cd_err prefs_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct rb *b = ctx;
+    uint8_t key[16];
+    struct cd__cust *cu;
+    json_t *topics = NULL;
+    enum cd_err err;
+
+    if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
+        return CD_OK;
+    if ((err = cd__proj_upsert(b->p, key, &cu)) != CD_OK)
+        return err;
+    cu->qh_start = col[1].type == CD_VAL_INT ? (uint16_t)(col[1].i + 1) : 0;
+    cu->qh_end = col[2].type == CD_VAL_INT ? (uint16_t)(col[2].i + 1) : 0;
+    cu->topics_out = 0;
+    if (cd_json_parse(col[3].p, col[3].len, &topics) == CD_OK && json_is_array(topics)) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(topics, i, t)
+        {
+            int bit = cd__consent_topic(b->c, cd_str_c(json_string_value(t)), true);
+            if (bit >= 0)
+                cu->topics_out |= 1ull << bit;
+        }
+    }
+    json_decref(topics);
+    return CD_OK;
+}
+
+static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
+{
+    struct rb *b = ctx;
+    enum cd_err err;
+
+    b->c->nnotices = 0;
+    b->c->nnames = 0;
+    if ((err = cd_tx_exec(tx, "SELECT id, name, version, sha256, material FROM consent_notices "
+                              "ORDER BY name, version",
+                          NULL, 0, notice_row, b, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "SELECT id, jurisdiction, time_zone, updated_at FROM customers "
+                              "WHERE merged_into IS NULL ORDER BY id",
+                          NULL, 0, customer_row, b, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "SELECT id, customer_id, purpose, channel, state_code, "
+                              "occurred_at, expires_at, flags, notice_id FROM consent_events "
+                              "ORDER BY customer_id, seq",
+                          NULL, 0, event_row, b, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "SELECT customer_id, quiet_start, quiet_end, topics_out "
+                              "FROM consent_preferences",
+                          NULL, 0, prefs_row, b, NULL)) != CD_OK)
+        return err;
+    return CD_OK;
+}
+
+enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p)
+{
+    struct rb b = {c, p, CD_OK};
+
+    return cd_store_read(c->store, rebuild_fn, &b);
+}
+
+/* ---- customer attributes: one customer on demand, and the refresher ---- */
+
+struct meta {
+    char jur[32];
+    char tz[64];
+    bool found;
+    int64_t updated;
+};
+
+static enum cd_err meta_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct meta *m = ctx;
+    struct cd_str j = colstr(&col[0]), t = colstr(&col[1]);
+
+    snprintf(m->jur, sizeof m->jur, "%.*s", (int)j.len, j.p ? j.p : "");
+    snprintf(m->tz, sizeof m->tz, "%.*s", (int)t.len, t.p ? t.p : "");
+    m->found = true;
+    return CD_OK;
+}
+
+struct meta_q {
+    struct cd_str id;
+    struct meta m;
+};
+
+static enum cd_err meta_fn(struct cd_tx *tx, void *ctx)
+{
+    struct meta_q *q = ctx;
+    struct cd_val p[1] = {CD_VTEXT(q->id)};
+
+    return cd_tx_exec(tx, "SELECT jurisdiction, time_zone FROM customers WHERE id = $1 AND "
+                          "merged_into IS NULL",
+                      p, 1, meta_row, &q->m, NULL);
+}
+
+enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
+                                         bool *exists)
+{
+    struct meta_q q = {customer_id, {{0}, {0}, false, 0}};
+    uint8_t key[16];
+    struct cd__cust *cu;
+    enum cd_err err;
+
+    *exists = false;
+    if (!cd__consent_id_bits(customer_id, "cus", key))
+        return CD_OK;
+    if ((err = cd_store_read(c->store, meta_fn, &q)) != CD_OK)
+        return err;
+    if (!q.m.found)
+        return CD_OK;
+    *exists = true;
+    uint8_t jur = cd__consent_rules_find(&c->rules, cd_str_c(q.m.jur));
+    uint16_t tz = cd__consent_tz_index(c, cd_str_c(q.m.tz));
+    pthread_rwlock_wrlock(&c->lock);
+    if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
+        cu->juris = jur;
+        cu->tz = tz;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return err;
+}
+
+struct refresh {
+    struct cd_consent *c;
+    int64_t since;
+    int64_t max;
+    size_t rows;
+};
+
+static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct refresh *r = ctx;
+    uint8_t key[16];
+    struct cd__cust *cu;
+    enum cd_err err = CD_OK;
+
+    r->rows++;
+    if (col[3].i > r->max)
+        r->max = col[3].i;
+    if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
+        return CD_OK;
+    uint8_t jur = cd__consent_rules_find(&r->c->rules, colstr(&col[1]));
+    uint16_t tz = cd__consent_tz_index(r->c, colstr(&col[2]));
+    pthread_rwlock_wrlock(&r->c->lock);
+    if ((err = cd__proj_upsert(&r->c->proj, key, &cu)) == CD_OK) {
+        cu->juris = jur;
+        cu->tz = tz;
+    }
+    pthread_rwlock_unlock(&r->c->lock);
+    return err;
+}
+
+static enum cd_err refresh_fn(struct cd_tx *tx, void *ctx)
+{
+    struct refresh *r = ctx;
+    struct cd_val p[1] = {CD_VINT(r->since)};
+
+    /* ">=" so rows updated in the same millisecond as the last seen one are not missed;
+     * re-applying a row is harmless. */
+    return cd_tx_exec(tx, "SELECT id, jurisdiction, time_zone, updated_at FROM customers "
+                          "WHERE updated_at >= $1 AND merged_into IS NULL "
+                          "ORDER BY updated_at LIMIT 5000",
+                      p, 1, refresh_row, r, NULL);
+}
+
+static void *refresher_main(void *arg)
+{
+    struct cd_consent *c = arg;
+
+    for (;;) {
+        struct timespec ts;
+        pthread_mutex_lock(&c->stop_mu);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        while (!c->stopping &&
+               pthread_cond_timedwait(&c->stop_cv, &c->stop_mu, &ts) == 0)
+            ;
+        bool stop = c->stopping;
+        pthread_mutex_unlock(&c->stop_mu);
+        if (stop)
+            return NULL;
+        struct refresh r = {c, c->refreshed_until, c->refreshed_until, 0};
+        if (cd_store_read(c->store, refresh_fn, &r) == CD_OK)
+            c->refreshed_until = r.max;
+    }
+}
+
+enum cd_err cd__consent_refresher_start(struct cd_consent *c)
+{
+    if (pthread_create(&c->refresher, NULL, refresher_main, c) != 0)
+        return cd_err_set(CD_ERR_INTERNAL, "cannot start the consent refresher thread");
+    c->refresher_started = true;
+    return CD_OK;
+}
+
+void cd__consent_refresher_stop(struct cd_consent *c)
+{
+    if (!c->refresher_started)
+        return;
+    pthread_mutex_lock(&c->stop_mu);
+    c->stopping = true;
+    pthread_cond_broadcast(&c->stop_cv);
+    pthread_mutex_unlock(&c->stop_mu);
+    pthread_join(c->refresher, NULL);
+    c->refresher_started = false;
+}
+
+void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    out->customers = c->proj.ncust;
+    out->states = c->proj.nst;
+    out->bytes = c->proj.capcust * sizeof(struct cd__cust) +
+                 c->proj.nslots * sizeof(uint32_t) + c->proj.capst * sizeof(struct cd__cstate);
+    pthread_rwlock_unlock(&c->lock);
+}
+
+enum cd_err cd_consent_projection_check(struct cd_consent *c)
+{
+    struct cd__proj other;
+    enum cd_err err;
+
+    memset(&other, 0, sizeof other);
+    /* The rebuild also reloads the notice list, so it runs under the write lock. */
+    pthread_rwlock_wrlock(&c->lock);
+    if ((err = cd__consent_rebuild(c, &other)) != CD_OK)
+        goto out;
+    if (other.ncust != c->proj.ncust) {
+        err = cd_err_set(CD_ERR_INTEGRITY, "customers: live %zu, rebuilt %zu", c->proj.ncust,
+                         other.ncust);
+        goto out;
+    }
+    for (size_t i = 0; i < c->proj.ncust; i++) {
+        const struct cd__cust *a = &c->proj.cust[i], *b = cd__proj_find(&other, a->key);
+        char id[CD_ID_MAX];
+        cd__consent_id_str(a->key, "cus", id);
+        if (b == NULL || a->juris != b->juris || a->tz != b->tz || a->qh_start != b->qh_start ||
+            a->qh_end != b->qh_end || a->topics_out != b->topics_out) {
+            err = cd_err_set(CD_ERR_INTEGRITY, "customer %s differs", id);
+            goto out;
+        }
+        size_t na = 0, nb = 0;
+        for (uint32_t k = a->first; k; k = c->proj.st[k - 1].next, na++) {
+            const struct cd__cstate *s = &c->proj.st[k - 1];
+            const struct cd__cstate *t = cd__proj_state(&other, b, s->purpose, s->channel);
+            if (t == NULL || memcmp(s->event, t->event, 16) != 0 || s->at != t->at ||
+                s->expires != t->expires || s->notice != t->notice || s->state != t->state ||
+                s->flags != t->flags) {
+                err = cd_err_set(CD_ERR_INTEGRITY, "customer %s: state of %s/%s differs", id,
+                                 cd_purpose_name((enum cd_purpose)s->purpose),
+                                 cd_consent_channel_name((enum cd_consent_channel)s->channel));
+                goto out;
+            }
+        }
+        for (uint32_t k = b->first; k; k = other.st[k - 1].next)
+            nb++;
+        if (na != nb) {
+            err = cd_err_set(CD_ERR_INTEGRITY, "customer %s: %zu states live, %zu rebuilt", id,
+                             na, nb);
+            goto out;
+        }
+    }
+out:
+    pthread_rwlock_unlock(&c->lock);
+    cd__proj_free(&other);
+    return err;
+}
