@@ -1,0 +1,260 @@
+/* Audit ledger benchmark, SQLite-backed, in one run:
+ *
+ * (a) a raw SHA-256 chain h_i = SHA-256(h_{i-1} || entry_i) over the exact entry bytes of a
+ *     ledger of N entries, held in memory (the floor);
+ * (a') the same chain while reading the bytes from SQLite in seq order (the floor for any
+ *     verifier that reads the database);
+ * (b) cd_audit_verify_all, what `candor audit verify --data` runs: chain, sequence, leaves,
+ *     every interior node, every tree head;
+ * then inclusion-proof latency from the audit_nodes table at T >= 10 million leaves, the table
+ * built quickly by direct batched inserts (leaf i = leaf hash of i). Medians of several runs.
+ *
+ * Usage: bench_audit_verify [entries] [tree-size] [dir]  (defaults 200000, 10000000, /tmp) */
+#include "audit/audit_int.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RUNS 3
+#define PROOFS 20000
+#define BATCH 200000
+
+static void die(const char *what, enum cd_err err)
+{
+    fprintf(stderr, "bench_audit_verify: %s: %s (%s)\n", what, cd_err_name(err), cd_err_detail());
+    exit(1);
+}
+
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[n / 2];
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- building a ledger ---- */
+
+struct build {
+    uint64_t n, done;
+};
+
+static enum cd_err append_batch(struct cd_tx *tx, void *ctx)
+{
+    struct build *b = ctx;
+    struct cd_audit_event ev = {"interaction.ingest", "ok", "tok_01BENCHBENCHBENCHBENCHBENCH",
+                                "integration", "bench loader", "service",
+                                "req_01BENCHBENCHBENCHBENCHBENCH", "cus_01BENCHBENCHBENCHBENCHBENCH",
+                                "int_01BENCHBENCHBENCHBENCHBENCH", "contact,conversation", NULL};
+    enum cd_err err = CD_OK;
+
+    for (uint64_t i = 0; i < BATCH && b->done < b->n && err == CD_OK; i++, b->done++)
+        err = cd_audit_append(tx, &ev, NULL);
+    return err;
+}
+
+struct mem {
+    char *bytes;
+    size_t len, cap;
+    size_t *off;
+    uint64_t n;
+};
+
+static enum cd_err mem_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct mem *m = ctx;
+    if (m->len + cols[0].len > m->cap) {
+        m->cap = 2 * (m->cap + cols[0].len);
+        if ((m->bytes = cd_realloc(m->bytes, m->cap)) == NULL)
+            return CD_ERR_NOMEM;
+    }
+    memcpy(m->bytes + m->len, cols[0].p, cols[0].len);
+    m->off[m->n++] = m->len;
+    m->len += cols[0].len;
+    return CD_OK;
+}
+
+static enum cd_err mem_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_exec(tx, "SELECT entry FROM audit_events ORDER BY seq", NULL, 0, mem_row, ctx,
+                      NULL);
+}
+
+struct sqlchain {
+    uint8_t h[32];
+};
+
+static enum cd_err sqlchain_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct sqlchain *c = ctx;
+    return cd__audit_chain_hash(c->h, cols[0].p, cols[0].len, c->h);
+}
+
+static enum cd_err sqlchain_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_exec(tx, "SELECT entry FROM audit_events ORDER BY seq", NULL, 0, sqlchain_row,
+                      ctx, NULL);
+}
+
+/* ---- the big node table ---- */
+
+struct nodes_build {
+    uint64_t tree, done;
+    struct cd_merkle_frontier f;
+};
+
+static enum cd_err nodes_batch(struct cd_tx *tx, void *ctx)
+{
+    struct nodes_build *nb = ctx;
+    uint8_t leaf[32];
+    enum cd_err err = CD_OK;
+
+    for (uint64_t i = 0; i < 1000000 && nb->done < nb->tree && err == CD_OK; i++, nb->done++) {
+        uint64_t k = nb->done;
+        if ((err = cd_merkle_leaf_hash(&k, sizeof k, leaf)) == CD_OK)
+            err = cd_merkle_append(&nb->f, leaf, cd__audit_node_put, tx);
+    }
+    return err;
+}
+
+struct proofs {
+    uint64_t tree;
+    uint64_t *lat;
+    uint64_t seed;
+};
+
+static enum cd_err proofs_fn(struct cd_tx *tx, void *ctx)
+{
+    struct proofs *p = ctx;
+    struct cd_merkle_proof pr;
+    enum cd_err err;
+
+    for (int i = 0; i < PROOFS; i++) {
+        p->seed ^= p->seed << 13;
+        p->seed ^= p->seed >> 7;
+        p->seed ^= p->seed << 17;
+        uint64_t m = p->seed % p->tree, t0 = cd_mono_ns();
+        if ((err = cd_merkle_inclusion_proof(m, p->tree, cd__audit_node_get, tx, &pr)) != CD_OK)
+            return err;
+        p->lat[i] = cd_mono_ns() - t0;
+    }
+    return CD_OK;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
+    uint64_t tree = argc > 2 ? strtoull(argv[2], NULL, 10) : 10000000;
+    const char *dir = argc > 3 ? argv[3] : "/tmp";
+    char db[512], key[512], db2[512];
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_report rep;
+    enum cd_err err;
+    uint8_t pk[32];
+    double ta[RUNS], tas[RUNS], tb[RUNS];
+
+    cd_json_init();
+    if (n == 0 || tree < 2 || cd_crypto_init() != CD_OK)
+        return 2;
+    snprintf(db, sizeof db, "%s/bench-audit-%d.db", dir, (int)getpid());
+    snprintf(key, sizeof key, "%s/bench-audit-%d.key", dir, (int)getpid());
+    snprintf(db2, sizeof db2, "%s/bench-audit-nodes-%d.db", dir, (int)getpid());
+    if ((err = cd_store_open(db, &s)) != CD_OK || (err = cd_audit_open(s, key, &a)) != CD_OK)
+        die("open", err);
+    uint64_t t0 = cd_mono_ns();
+    struct build b = {n, 0};
+    while (b.done < n)
+        if ((err = cd_store_write(s, append_batch, &b)) != CD_OK)
+            die("append", err);
+    printf("ledger: %llu entries appended through cd_audit_append in %.2f s (%.0f/s)\n",
+           (unsigned long long)n, (double)(cd_mono_ns() - t0) / 1e9,
+           (double)n / ((double)(cd_mono_ns() - t0) / 1e9));
+    if ((err = cd_audit_publish(a, NULL, NULL)) != CD_OK ||
+        (err = cd_audit_public_key(a, pk)) != CD_OK)
+        die("publish", err);
+
+    struct mem m = {NULL, 0, 0, cd_malloc(n * sizeof(size_t)), 0};
+    if (m.off == NULL || (err = cd_store_read(s, mem_fn, &m)) != CD_OK)
+        die("load", err);
+    printf("entry bytes: %.1f MB, %.0f B/entry\n", (double)m.len / 1e6, (double)m.len / (double)n);
+    for (int r = 0; r < RUNS; r++) {
+        uint8_t h[32] = {0};
+        t0 = cd_mono_ns();
+        for (uint64_t i = 0; i < n; i++) {
+            size_t end = i + 1 < n ? m.off[i + 1] : m.len;
+            if ((err = cd__audit_chain_hash(h, m.bytes + m.off[i], end - m.off[i], h)) != CD_OK)
+                die("chain", err);
+        }
+        ta[r] = (double)(cd_mono_ns() - t0) / 1e9;
+        struct sqlchain c = {{0}};
+        t0 = cd_mono_ns();
+        if ((err = cd_store_read(s, sqlchain_fn, &c)) != CD_OK)
+            die("sql chain", err);
+        tas[r] = (double)(cd_mono_ns() - t0) / 1e9;
+        t0 = cd_mono_ns();
+        if ((err = cd_audit_verify_all(s, pk, &rep, NULL)) != CD_OK)
+            die("verify", err);
+        tb[r] = (double)(cd_mono_ns() - t0) / 1e9;
+    }
+    double A = median(ta, RUNS), AS = median(tas, RUNS), B = median(tb, RUNS);
+    printf("(a)  raw SHA-256 chain, bytes in memory:   %10.0f entries/s\n", (double)n / A);
+    printf("(a') raw SHA-256 chain, reading SQLite:    %10.0f entries/s\n", (double)n / AS);
+    printf("(b)  candor audit verify (verify_all):     %10.0f entries/s (%llu nodes, %llu heads)\n",
+           (double)n / B, (unsigned long long)rep.nodes, (unsigned long long)rep.tree_heads);
+    printf("ratio (b)/(a):  %.3f    ratio (b)/(a'): %.3f\n", A / B, AS / B);
+    cd_free(m.bytes);
+    cd_free(m.off);
+    cd_audit_close(a);
+    cd_store_close(s);
+
+    /* Proof latency at `tree` leaves from a SQLite node table. */
+    struct cd_store *s2 = NULL;
+    struct nodes_build *nb = cd_calloc(1, sizeof *nb);
+    if (nb == NULL || (err = cd_store_open(db2, &s2)) != CD_OK)
+        die("open nodes", err);
+    nb->tree = tree;
+    t0 = cd_mono_ns();
+    while (nb->done < tree)
+        if ((err = cd_store_write(s2, nodes_batch, nb)) != CD_OK)
+            die("nodes", err);
+    printf("node table for %llu leaves built in %.1f s\n", (unsigned long long)tree,
+           (double)(cd_mono_ns() - t0) / 1e9);
+    uint64_t *lat = cd_malloc(PROOFS * sizeof *lat);
+    double med[RUNS], p99[RUNS];
+    struct proofs p = {tree, lat, 0x9e3779b97f4a7c15u};
+    for (int r = 0; r < RUNS; r++) {
+        if ((err = cd_store_read(s2, proofs_fn, &p)) != CD_OK)
+            die("proofs", err);
+        qsort(lat, PROOFS, sizeof *lat, cmp_u64);
+        med[r] = (double)lat[PROOFS / 2];
+        p99[r] = (double)lat[PROOFS * 99 / 100];
+    }
+    printf("inclusion proof at n=%llu from SQLite audit_nodes: median %.1f us, p99 %.1f us "
+           "(%d proofs x %d runs)\n",
+           (unsigned long long)tree, median(med, RUNS) / 1e3, median(p99, RUNS) / 1e3, PROOFS,
+           RUNS);
+    cd_free(lat);
+    cd_free(nb);
+    cd_store_close(s2);
+    const char *sfx[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char f[600];
+        snprintf(f, sizeof f, "%s%s", db, sfx[i]);
+        unlink(f);
+        snprintf(f, sizeof f, "%s%s", db2, sfx[i]);
+        unlink(f);
+    }
+    unlink(key);
+    return 0;
+}
