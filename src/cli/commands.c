@@ -8,6 +8,7 @@
 #include "auth/auth.h"
 #include "audit/audit.h"
 #include "cli_int.h"
+#include "consent/consent.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
 
@@ -407,6 +408,7 @@ int cd_cli_serve(int argc, char **argv)
     struct cd_http *http = NULL;
     struct cd_policy *policy = NULL;
     struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
+    struct cd_consent *consent = NULL; /* consent: decisions, ledger, receipts */
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -428,6 +430,11 @@ int cd_cli_serve(int argc, char **argv)
     }
     if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
         goto out;
+    char consent_rules[4200];
+    snprintf(consent_rules, sizeof consent_rules, "%s/consent/jurisdictions.yaml",
+             cd_cli_get(opts, "--rules"));
+    if ((err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
+        goto out;
     if ((err = serve_audit_open(data, cd_cli_get(opts, "--sth-interval"), env.store, &audit)) !=
         CD_OK)
         goto out;
@@ -435,6 +442,7 @@ int cd_cli_serve(int argc, char **argv)
                          .audit = audit,
                          .core = env.core,
                          .policy = policy,
+                         .consent = consent,
                          .data_dir = data,
                          .rules_dir = cd_cli_get(opts, "--rules")};
     struct cd_http_config cfg = {cd_cli_get(opts, "--listen"),
@@ -459,6 +467,7 @@ int cd_cli_serve(int argc, char **argv)
     cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
     cd_http_stop(http);
 out:
+    cd_consent_close(consent);
     cd_audit_close(audit);
     cd_policy_free(policy);
     cd__cli_env_close(&env);

@@ -17,6 +17,7 @@
 
 struct cd_guard;
 struct cd_audit;
+struct cd_consent;
 
 /* The services a server exposes. Borrowed; they outlive the server. */
 struct cd_app {
@@ -27,6 +28,7 @@ struct cd_app {
     const char *data_dir;
     const char *rules_dir;
     struct cd_audit *audit; /* signed tree heads and the public key; may be NULL (no signer) */
+    struct cd_consent *consent; /* consent engine (src/consent); may be NULL */
 };
 
 struct cd_http_config {

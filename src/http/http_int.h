@@ -97,6 +97,22 @@ enum cd_err cd__http_audit_inclusion(struct cd_req *r);
 enum cd_err cd__http_audit_consistency(struct cd_req *r);
 enum cd_err cd__http_audit_public_key(struct cd_req *r);
 
+/* Consent handlers (h_consent.c). */
+enum cd_err cd__http_consent_check(struct cd_req *r);
+enum cd_err cd__http_consent_bulk(struct cd_req *r);
+enum cd_err cd__http_consent_record(struct cd_req *r);
+enum cd_err cd__http_consent_signals(struct cd_req *r);
+enum cd_err cd__http_consent_receipt(struct cd_req *r);
+enum cd_err cd__http_customer_consents(struct cd_req *r);
+enum cd_err cd__http_customer_preferences(struct cd_req *r);
+enum cd_err cd__http_notice_publish(struct cd_req *r);
+enum cd_err cd__http_notice_get(struct cd_req *r);
+enum cd_err cd__http_well_known_keys(struct cd_req *r);
+enum cd_err cd__http_well_known_gpc(struct cd_req *r);
+enum cd_err cd__http_unsub_link(struct cd_req *r);
+enum cd_err cd__http_unsub_page(struct cd_req *r);
+enum cd_err cd__http_unsub_post(struct cd_req *r);
+
 /* Problem mapping (problem.c). */
 struct cd_problem_kind {
     unsigned status;
