@@ -12,6 +12,22 @@ struct cd__cli_env {
     uint8_t master[32];
 };
 
+struct cd_guard;
+
+/* The in-path checks installed into core (hooks.c). Members are borrowed; any may be NULL.
+ * The consent engine plugs in through its two hook functions (same shapes as core's). */
+struct cd__cli_hooks {
+    struct cd_store *store;
+    struct cd_guard *guard;
+    void *consent;
+    enum cd_err (*consent_outbound)(void *ctx, const struct cd_actor *actor,
+                                    const char *customer_id, const char *channel,
+                                    const char *purpose, struct cd_str body, bool override,
+                                    json_t **annotation);
+    enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
+};
+void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
+
 /* Opens the store and keys of a data directory (db_url overrides the SQLite file). */
 enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env);
 void cd__cli_env_close(struct cd__cli_env *env);

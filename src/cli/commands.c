@@ -10,6 +10,7 @@
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
+#include "guard/guard.h"
 #include "http/http.h"
 
 /* ---- init ---- */
@@ -356,11 +357,14 @@ int cd_cli_audit(int argc, char **argv)
 
 /* ---- serve ---- */
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void on_signal(int sig)
 {
-    stop_requested = sig;
+    if (sig == SIGHUP)
+        reload_requested = 1;
+    else
+        stop_requested = sig;
 }
 
 /* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
@@ -409,6 +413,8 @@ int cd_cli_serve(int argc, char **argv)
     struct cd_policy *policy = NULL;
     struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
     struct cd_consent *consent = NULL; /* consent: decisions, ledger, receipts */
+    struct cd_guard *guard = NULL;
+    struct cd__cli_hooks hooks = {NULL, NULL, NULL, NULL, NULL};
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -435,16 +441,24 @@ int cd_cli_serve(int argc, char **argv)
              cd_cli_get(opts, "--rules"));
     if ((err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
         goto out;
+    const char *rules = cd_cli_get(opts, "--rules");
+    if ((err = cd_guard_open(rules, &guard)) != CD_OK)
+        goto out;
+    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(guard));
+    hooks.store = env.store;
+    hooks.guard = guard;
+    cd__cli_hooks_install(&hooks, env.core);
     if ((err = serve_audit_open(data, cd_cli_get(opts, "--sth-interval"), env.store, &audit)) !=
         CD_OK)
         goto out;
     struct cd_app app = {.store = env.store,
                          .audit = audit,
                          .core = env.core,
+                         .guard = guard,
                          .policy = policy,
                          .consent = consent,
                          .data_dir = data,
-                         .rules_dir = cd_cli_get(opts, "--rules")};
+                         .rules_dir = rules};
     struct cd_http_config cfg = {cd_cli_get(opts, "--listen"),
                                  (unsigned)strtoul(cd_cli_get(opts, "--threads"), NULL, 10),
                                  (unsigned)strtoul(cd_cli_get(opts, "--workers"), NULL, 10),
@@ -456,14 +470,25 @@ int cd_cli_serve(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     cd_log(CD_LOG_INFO, "serve.listening", "\"port\":%u,\"store\":\"%s\"", cd_http_port(http),
            cd_store_backend(env.store));
     fprintf(stdout, "candor listening on http://%s (admin token: %s/admin.token)\n",
             cfg.listen, data);
     fflush(stdout);
-    while (!stop_requested)
+    while (!stop_requested) {
         pause();
+        if (reload_requested) {
+            reload_requested = 0;
+            /* On error the previous rule set stays in force; the detail names file and line. */
+            if (cd_guard_reload(guard, rules) == CD_OK)
+                cd_log(CD_LOG_INFO, "guard.reloaded", "\"rules\":%zu",
+                       cd_guard_rule_count(guard));
+            else
+                fprintf(stderr, "candor serve: guard rules not reloaded: %s\n", cd_err_detail());
+        }
+    }
     cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
     cd_http_stop(http);
 out:
@@ -471,5 +496,6 @@ out:
     cd_audit_close(audit);
     cd_policy_free(policy);
     cd__cli_env_close(&env);
+    cd_guard_close(guard);
     return err == CD_OK ? 0 : cd__cli_fail("serve", err);
 }

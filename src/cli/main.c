@@ -3,6 +3,7 @@
 #include <string.h>
 #include "cli.h"
 #include "crypto/crypto.h"
+#include "guard/guard.h"
 
 struct command {
     const char *name;
@@ -15,6 +16,7 @@ static const struct command commands[] = {
     {"serve", cd_cli_serve, "serve the HTTP/JSON API"},
     {"token", cd_cli_token, "create, list and revoke API tokens"},
     {"audit", cd_cli_audit, "verify the tamper-evident audit ledger"},
+    {"guard", cd_guard_cli, "check a message with the communication guard"},
     {NULL, NULL, NULL},
 };
 

@@ -136,7 +136,9 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
  * holds creates the customer. Outbound messages pass the outbound hook first.
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (customer_id), CD_ERR_GUARD_BLOCKED,
  * CD_ERR_CONSENT_DENIED, CD_ERR_FORBIDDEN (override by a role that may not),
- * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. */
+ * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. On CD_ERR_GUARD_BLOCKED, *out receives the
+ * guard's findings (the caller owns them) when the hook gave any. An overridden block (the
+ * hook's annotation has "overridden": true) is recorded as a guard.override audit event. */
 enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
                                        const json_t *body, const struct cd_idem *idem,
                                        unsigned fields, json_t **out, bool *replayed);

@@ -169,6 +169,7 @@ struct ingest_ctx {
     /* decided in the write */
     char replay_id[CD_ID_MAX];
     bool created_customer;
+    bool overridden; /* a supervisor overrode a guard block */
 };
 
 struct ident_lookup {
@@ -301,6 +302,11 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     cd__core_event(&ev, ic->a, "interaction.ingest", ic->row.customer_id, ic->row.id, 0);
     if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
         goto out;
+    if (ic->overridden) {
+        cd__core_event(&ev, ic->a, "guard.override", ic->row.customer_id, ic->row.id, 0);
+        if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+            goto out;
+    }
     err = cd__core_idem_record(tx, ic->idem, ic->row.id);
 out:
     if (key_open)
@@ -523,8 +529,13 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
         err = c->hooks.outbound_check(c->hooks.ctx, a, pc.customer_id[0] ? pc.customer_id : NULL,
                                       ic->row.channel, ic->row.purpose,
                                       ic->body.p ? ic->body : CD_STR(""), override, &annotation);
+        if (err == CD_ERR_GUARD_BLOCKED && annotation) {
+            *out = annotation; /* the findings explain the refusal */
+            annotation = NULL;
+        }
         if (err != CD_OK)
             goto out;
+        ic->overridden = json_is_true(json_object_get(annotation, "overridden"));
         if (annotation) {
             if (override && cd_json_set_strn(annotation, "override_reason", reason.p,
                                              reason.len) != CD_OK) {

@@ -113,6 +113,10 @@ enum cd_err cd__http_unsub_link(struct cd_req *r);
 enum cd_err cd__http_unsub_page(struct cd_req *r);
 enum cd_err cd__http_unsub_post(struct cd_req *r);
 
+/* Handlers in their own files (h_*.c). */
+enum cd_err cd__http_guard_check(struct cd_req *r);
+enum cd_err cd__http_guard_reload(struct cd_req *r);
+
 /* Problem mapping (problem.c). */
 struct cd_problem_kind {
     unsigned status;

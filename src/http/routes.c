@@ -214,9 +214,13 @@ static enum cd_err h_interaction_create(struct cd_req *r)
     bool replayed = false;
     enum cd_err err;
 
-    if ((err = cd__http_idem(r, &idem, &ip)) != CD_OK ||
-        (err = cd_core_interaction_ingest(r->app->core, &r->actor, r->json, ip,
-                                          cd__http_fields(r), &o, &replayed)) != CD_OK)
+    if ((err = cd__http_idem(r, &idem, &ip)) != CD_OK)
+        return err;
+    err = cd_core_interaction_ingest(r->app->core, &r->actor, r->json, ip, cd__http_fields(r), &o,
+                                     &replayed);
+    if (err == CD_ERR_GUARD_BLOCKED)
+        r->problem_ext = o; /* the problem carries the verdict, findings and a redacted copy */
+    if (err != CD_OK)
         return err;
     return created(r, o, replayed);
 }
@@ -301,6 +305,8 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PUR, "getAccessLog"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM, "createInteraction"},
     {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PUR, "getInteraction"},
+    {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
+    {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},
     {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},

@@ -1,5 +1,5 @@
-"""Runs every tests/e2e/test_*.py: each module's test_* functions in order, each module in its
-own process with a time limit. Prints "e2e: N passed, N failed"."""
+"""Runs every tests/e2e/test_*.py: each module's test_* functions in the order they are written,
+each module in its own process with a time limit. Prints "e2e: N passed, N failed"."""
 import glob
 import importlib.util
 import os
@@ -19,7 +19,10 @@ def run_module(path):
     passed = failed = 0
     ctx = mod.setup_module() if hasattr(mod, "setup_module") else None
     try:
-        for name in [n for n in dir(mod) if n.startswith("test_")]:
+        # Tests run in the order they are written: later ones may build on earlier state.
+        names = [n for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n))]
+        names.sort(key=lambda n: getattr(mod, n).__code__.co_firstlineno)
+        for name in names:
             fn = getattr(mod, name)
             t0 = time.time()
             try:
