@@ -47,8 +47,8 @@ int main(int argc, char **argv)
         return 0;
     }
     for (const struct command *c = commands; c->name; c++)
-        if (strcmp(argv[1], c->name) == 0)
-            return c->run(argc - 2, argv + 2);
+        if (strcmp(argv[1], c->name) == 0) /* guard parses from argv[1], like a main() */
+            return c->run == cd_guard_cli ? c->run(argc - 1, argv + 1) : c->run(argc - 2, argv + 2);
     fprintf(stderr, "candor: unknown command '%s' (see candor --help)\n", argv[1]);
     return 2;
 }
