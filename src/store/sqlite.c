@@ -6,6 +6,7 @@
 #include "store_int.h"
 
 #define STMT_CACHE 128
+#define STMT_PROBE 8 /* slots tried, from the hashed one on */
 
 struct sq_conn {
     sqlite3 *db;
@@ -95,26 +96,34 @@ static unsigned sql_slot(const char *sql, size_t len)
     return (unsigned)(h % STMT_CACHE);
 }
 
+/* Why probing: a direct-mapped cache re-prepared (parsed) both statements of a colliding pair
+ * on every use; with the thirty-odd statements of a request that happened on the hot path. */
 static enum cd_err prepare(struct sq_conn *conn, const char *sql, sqlite3_stmt **st, bool *cached)
 {
     size_t len = strlen(sql);
-    unsigned slot = sql_slot(sql, len);
+    unsigned slot = sql_slot(sql, len), free_slot = STMT_CACHE;
     int rc;
 
-    if (conn->cache[slot].st && conn->cache[slot].len == len &&
-        memcmp(conn->cache[slot].sql, sql, len) == 0) {
-        *st = conn->cache[slot].st;
-        *cached = true;
-        return CD_OK;
+    for (unsigned i = 0; i < STMT_PROBE; i++) {
+        unsigned k = (slot + i) % STMT_CACHE;
+        if (conn->cache[k].st == NULL) {
+            free_slot = k;
+            break;
+        }
+        if (conn->cache[k].len == len && memcmp(conn->cache[k].sql, sql, len) == 0) {
+            *st = conn->cache[k].st;
+            *cached = true;
+            return CD_OK;
+        }
     }
     rc = sqlite3_prepare_v3(conn->db, sql, (int)len + 1, SQLITE_PREPARE_PERSISTENT, st, NULL);
     if (rc != SQLITE_OK)
         return sq_err(conn->db, rc, "prepare");
-    if (conn->cache[slot].st == NULL) {
+    if (free_slot < STMT_CACHE) {
         /* Only statements given as long-lived text are cached: callers pass string literals. */
-        conn->cache[slot].sql = sql;
-        conn->cache[slot].len = len;
-        conn->cache[slot].st = *st;
+        conn->cache[free_slot].sql = sql;
+        conn->cache[free_slot].len = len;
+        conn->cache[free_slot].st = *st;
         *cached = true;
     } else {
         *cached = false;
@@ -217,14 +226,21 @@ out:
     return err;
 }
 
+/* Transaction control runs as cached prepared statements too: through sqlite3_exec each
+ * SAVEPOINT and RELEASE of a group-commit job was parsed again, on the writer thread. */
+static enum cd_err sq_control(void *c, const char *sql)
+{
+    return sq_exec(c, sql, NULL, 0, NULL, NULL, NULL);
+}
+
 static enum cd_err sq_begin(void *c, bool write)
 {
-    return sq_simple(c, write ? "BEGIN IMMEDIATE" : "BEGIN");
+    return sq_control(c, write ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
 static enum cd_err sq_commit(void *c)
 {
-    return sq_simple(c, "COMMIT");
+    return sq_control(c, "COMMIT");
 }
 
 static enum cd_err sq_rollback(void *c)
@@ -233,22 +249,22 @@ static enum cd_err sq_rollback(void *c)
 
     if (sqlite3_get_autocommit(conn->db))
         return CD_OK; /* SQLite already rolled back (e.g. after an I/O error) */
-    return sq_simple(c, "ROLLBACK");
+    return sq_control(c, "ROLLBACK");
 }
 
 static enum cd_err sq_savepoint(void *c)
 {
-    return sq_simple(c, "SAVEPOINT job");
+    return sq_control(c, "SAVEPOINT job");
 }
 
 static enum cd_err sq_release(void *c)
 {
-    return sq_simple(c, "RELEASE job");
+    return sq_control(c, "RELEASE job");
 }
 
 static enum cd_err sq_rollback_to(void *c)
 {
-    return sq_simple(c, "ROLLBACK TO job");
+    return sq_control(c, "ROLLBACK TO job");
 }
 
 static enum cd_err version_row(void *ctx, const struct cd_val *cols, size_t n)
