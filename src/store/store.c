@@ -21,6 +21,7 @@ struct write_job {
     void *ctx;
     enum cd_err err;
     bool done;
+    pthread_cond_t cv; /* signalled once, when done */
     long fault_exec;
     struct cd_alloc_fault alloc_fault; /* the submitter's, applied while the job runs */
     char detail[512];
@@ -35,7 +36,6 @@ struct cd_store {
     bool writer_started;
     pthread_mutex_t mu;
     pthread_cond_t work;  /* writer waits for jobs */
-    pthread_cond_t done;  /* submitters wait for their batch */
     struct write_job *head, *tail;
     bool stopping;
     /* reader pool */
@@ -212,12 +212,14 @@ static void *writer_main(void *arg)
         }
         run_batch(s, batch, n);
 
+        /* One wake-up per job: a broadcast on a shared condition woke every waiting
+         * submitter, also those of the next batch, which went straight back to sleep. */
         pthread_mutex_lock(&s->mu);
         for (struct write_job *j = batch, *next; j; j = next) {
             next = j->next;
-            j->done = true; /* after this store the submitter may free j */
+            pthread_cond_signal(&j->cv);
+            j->done = true; /* after this store and unlocking mu the submitter may free j */
         }
-        pthread_cond_broadcast(&s->done);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -242,8 +244,9 @@ enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx)
     s->tail = &job;
     pthread_cond_signal(&s->work);
     while (!job.done)
-        pthread_cond_wait(&s->done, &s->mu);
+        pthread_cond_wait(&job.cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&job.cv);
     cd_alloc_fault_put(job.alloc_fault);
     if (job.err != CD_OK)
         cd_err_set(job.err, "%s", job.detail);
@@ -345,7 +348,6 @@ enum cd_err cd_store_open(const char *url, struct cd_store **out)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->done, NULL);
     if ((s->target = cd_strdup(target)) == NULL) {
         err = CD_ERR_NOMEM;
         goto out;
@@ -386,7 +388,6 @@ void cd_store_close(struct cd_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->work);
-    pthread_cond_destroy(&s->done);
     cd_free(s->target);
     cd_free(s);
 }
