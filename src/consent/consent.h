@@ -20,7 +20,7 @@
  * Threads: every function may be called from any thread once cd_consent_open returned. The
  * projection is guarded by one read-mostly lock (readers never wait for each other; writers
  * hold it only to apply an already committed event). A background thread refreshes customer
- * attributes (jurisdiction, time zone) from the customers table once a second. */
+ * attributes (jurisdiction, time zone) from the customers table every 250 ms. */
 #ifndef CD_CONSENT_H
 #define CD_CONSENT_H
 

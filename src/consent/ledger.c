@@ -875,7 +875,7 @@ static enum cd_err notice_fn(struct cd_tx *tx, void *ctx)
     }
     struct cd_val nm[1] = {CD_VTEXT(w->name)};
     int64_t v = 0;
-    err = cd_tx_int(tx, "SELECT max(version) FROM consent_notices WHERE name = $1", nm, 1, &v);
+    err = cd_tx_int(tx, "SELECT coalesce(max(version), 0) FROM consent_notices WHERE name = $1", nm, 1, &v);
     if (err != CD_OK && err != CD_ERR_NOT_FOUND)
         return err;
     w->version = v + 1;

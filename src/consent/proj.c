@@ -685,7 +685,12 @@ static void *refresher_main(void *arg)
         struct timespec ts;
         pthread_mutex_lock(&c->stop_mu);
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        /* Every 250 ms: new customers become known to decisions within a quarter second. */
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000 * 1000 * 1000;
+        }
         while (!c->stopping &&
                pthread_cond_timedwait(&c->stop_cv, &c->stop_mu, &ts) == 0)
             ;

@@ -70,6 +70,9 @@ const char *const cd__store_sqlite_migrations[] = {
     "  nonce BLOB PRIMARY KEY, customer_id TEXT NOT NULL, purpose TEXT NOT NULL,"
     "  channel TEXT NOT NULL, created_at INTEGER NOT NULL, used_at INTEGER,"
     "  used_event TEXT) WITHOUT ROWID;",
+    /* 4: consent — the consent engine follows customer changes (jurisdiction, time zone) by
+     * updated_at, so that scan must be an index range, not a table scan. */
+    "CREATE INDEX customers_by_updated ON customers(updated_at);",
 };
 
 const int cd__store_sqlite_migrations_count =
