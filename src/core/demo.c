@@ -5,21 +5,16 @@
 #include <string.h>
 #include "core_int.h"
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
+/* xorshift64*: small, fast, deterministic. The state lives with the load, not in a global. */
+static uint64_t rnd(uint64_t *state)
 {
-    /* xorshift64*: small, fast, deterministic. */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 2685821657736338717ull;
 }
 
-static unsigned pick(unsigned n)
-{
-    return (unsigned)(rnd() % n);
-}
+
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -102,7 +97,13 @@ struct demo_ctx {
     int days;
     int64_t now;
     bool first_batch;
+    uint64_t rng;
 };
+
+static unsigned pick(struct demo_ctx *d, unsigned n)
+{
+    return (unsigned)(rnd(&d->rng) % n);
+}
 
 static enum cd_err seal_insert_identity(struct cd_tx *tx, struct cd_core *c,
                                         struct demo_customer *dc, const char *kind,
@@ -144,15 +145,15 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
 
     for (int i = d->from; i < d->to && err == CD_OK; i++) {
         struct demo_customer *dc = &d->customers[i];
-        const char *fn = first[pick(N(first))], *ln = last[pick(N(last))];
-        const char *const *zone = zones[pick(N(zones))];
-        int64_t created = d->now - span - (int64_t)pick(86400) * 1000 * 30;
+        const char *fn = first[pick(d, N(first))], *ln = last[pick(d, N(last))];
+        const char *const *zone = zones[pick(d, N(zones))];
+        int64_t created = d->now - span - (int64_t)pick(d, 86400) * 1000 * 30;
         uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
 
         cd__core_key_new(d->c, dc->id, &dc->key, wrapped);
         snprintf(name, sizeof name, "%s %s", fn, ln);
         snprintf(text, sizeof text, "{\"tier\":\"%s\",\"customer_since\":%u}",
-                 pick(10) ? "standard" : "plus", 2015 + pick(11));
+                 pick(d, 10) ? "standard" : "plus", 2015 + pick(d, 11));
         if ((err = cd__core_seal(&dc->key, "display_name", cd_str_c(name), &a)) != CD_OK ||
             (err = cd__core_seal(&dc->key, "attributes", cd_str_c(text), &b)) != CD_OK)
             break;
@@ -165,7 +166,7 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
                                   " key_wrapped) VALUES($1,$2,$2,$3,$4,$5,$6,$7,$8)",
                               p, 8, NULL, NULL, NULL)) != CD_OK)
             break;
-        snprintf(value, sizeof value, "%s.%s.%d@%s", fn, ln, i, domains[pick(N(domains))]);
+        snprintf(value, sizeof value, "%s.%s.%d@%s", fn, ln, i, domains[pick(d, N(domains))]);
         /* Keep the demo addresses ASCII: strip bytes outside it. */
         for (char *s = value; *s; s++)
             if ((unsigned char)*s >= 0x80 || *s == '\'')
@@ -173,32 +174,32 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
         if ((err = seal_insert_identity(tx, d->c, dc, "email", NULL, value, created)) != CD_OK)
             break;
         snprintf(value, sizeof value, "+4915%09d", 100000000 + i * 7919 % 800000000);
-        if (pick(3) && (err = seal_insert_identity(tx, d->c, dc, "phone", NULL, value, created)) !=
+        if (pick(d, 3) && (err = seal_insert_identity(tx, d->c, dc, "phone", NULL, value, created)) !=
                            CD_OK)
             break;
         snprintf(value, sizeof value, "@%c%s%d", fn[0] | 0x20, "user", i);
-        if (pick(4) == 0 &&
+        if (pick(d, 4) == 0 &&
             (err = seal_insert_identity(tx, d->c, dc, "social", "instagram", value, created)) !=
                 CD_OK)
             break;
-        int count = d->per_customer / 2 + (int)pick((unsigned)d->per_customer + 1);
-        int64_t t = d->now - (int64_t)pick((unsigned)(span / 1000)) * 1000;
+        int count = d->per_customer / 2 + (int)pick(d, (unsigned)d->per_customer + 1);
+        int64_t t = d->now - (int64_t)pick(d, (unsigned)(span / 1000)) * 1000;
         for (int k = 0; k < count && err == CD_OK; k++) {
             bool out = k % 2 == 1;
-            unsigned topic = pick(N(topics));
-            const char *channel = channels[k == 0 ? pick(N(channels)) : pick(4)];
+            unsigned topic = pick(d, N(topics));
+            const char *channel = channels[k == 0 ? pick(d, N(channels)) : pick(d, 4)];
             if (out)
-                snprintf(text, sizeof text, "%s", outbound[pick(N(outbound))]);
+                snprintf(text, sizeof text, "%s", outbound[pick(d, N(outbound))]);
             else
-                fill(text, sizeof text, inbound[pick(N(inbound))], 1000 + pick(90000));
+                fill(text, sizeof text, inbound[pick(d, N(inbound))], 1000 + pick(d, 90000));
             snprintf(subject, sizeof subject, "%s: %s", out ? "Re" : "Question",
                      topics[topic]);
             snprintf(thread, sizeof thread, "thr-%d-%d", i, k / 4);
             snprintf(meta, sizeof meta, "{\"topic\":\"%s\",\"agent\":\"%s\"}", topics[topic],
                      out ? "agent-" : "");
-            t += (int64_t)(60 + pick(86400 * 3)) * 1000;
+            t += (int64_t)(60 + pick(d, 86400 * 3)) * 1000;
             if (t > d->now)
-                t = d->now - (int64_t)pick(3600) * 1000;
+                t = d->now - (int64_t)pick(d, 3600) * 1000;
             cd_id_new("int", iid);
             if ((err = cd__core_seal(&dc->key, "subject", cd_str_c(subject), &a)) != CD_OK ||
                 (err = cd__core_seal(&dc->key, "body", cd_str_c(text), &b)) != CD_OK ||
@@ -242,7 +243,8 @@ static enum cd_err count_fn(struct cd_tx *tx, void *ctx)
 
 enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions, int days)
 {
-    struct demo_ctx d = {c, NULL, customers, 0, 0, 0, days, cd_now_ms(), true};
+    struct demo_ctx d = {c, NULL, customers, 0, 0, 0, days, cd_now_ms(), true,
+                         0x9E3779B97F4A7C15ull};
     int64_t existing = 0;
     enum cd_err err;
 
@@ -252,7 +254,6 @@ enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions
         return CD_OK;
     if ((d.customers = cd_calloc((size_t)customers, sizeof *d.customers)) == NULL)
         return CD_ERR_NOMEM;
-    rng_state = 0x9E3779B97F4A7C15ull;
     d.per_customer = interactions / customers;
     for (int i = 0; i < customers; i++)
         cd_id_new("cus", d.customers[i].id);
