@@ -131,6 +131,7 @@ struct cd_consent {
     /* the refresher */
     pthread_t refresher;
     bool refresher_started;
+    pthread_mutex_t refresh_mu; /* one refresher pass at a time */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
     bool stopping;

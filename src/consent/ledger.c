@@ -68,6 +68,7 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&c->tz_mu, NULL);
     pthread_mutex_init(&c->stop_mu, NULL);
+    pthread_mutex_init(&c->refresh_mu, NULL);
     pthread_cond_init(&c->stop_cv, NULL);
     if ((c->notices = cd_calloc(CD__CONSENT_MAX_NOTICES, sizeof *c->notices)) == NULL ||
         (c->names = cd_calloc(CD__CONSENT_MAX_NAMES, sizeof *c->names)) == NULL ||
@@ -113,6 +114,7 @@ void cd_consent_close(struct cd_consent *c)
     pthread_rwlock_destroy(&c->lock);
     pthread_mutex_destroy(&c->tz_mu);
     pthread_mutex_destroy(&c->stop_mu);
+    pthread_mutex_destroy(&c->refresh_mu);
     pthread_cond_destroy(&c->stop_cv);
     cd_free(c);
 }

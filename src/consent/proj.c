@@ -677,6 +677,16 @@ static enum cd_err refresh_fn(struct cd_tx *tx, void *ctx)
                       p, 1, refresh_row, r, NULL);
 }
 
+/* One pass of the refresher; the projection check runs it first so both sides see the same
+ * customers table. */
+static void refresh_once(struct cd_consent *c)
+{
+    struct refresh r = {c, c->refreshed_until, c->refreshed_until, 0};
+
+    if (cd_store_read(c->store, refresh_fn, &r) == CD_OK)
+        c->refreshed_until = r.max;
+}
+
 static void *refresher_main(void *arg)
 {
     struct cd_consent *c = arg;
@@ -698,9 +708,9 @@ static void *refresher_main(void *arg)
         pthread_mutex_unlock(&c->stop_mu);
         if (stop)
             return NULL;
-        struct refresh r = {c, c->refreshed_until, c->refreshed_until, 0};
-        if (cd_store_read(c->store, refresh_fn, &r) == CD_OK)
-            c->refreshed_until = r.max;
+        pthread_mutex_lock(&c->refresh_mu);
+        refresh_once(c);
+        pthread_mutex_unlock(&c->refresh_mu);
     }
 }
 
@@ -740,6 +750,9 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
     enum cd_err err;
 
     memset(&other, 0, sizeof other);
+    pthread_mutex_lock(&c->refresh_mu);
+    refresh_once(c);
+    pthread_mutex_unlock(&c->refresh_mu);
     /* The rebuild also reloads the notice list, so it runs under the write lock. */
     pthread_rwlock_wrlock(&c->lock);
     if ((err = cd__consent_rebuild(c, &other)) != CD_OK)

@@ -1,0 +1,436 @@
+/* Unit tests for src/consent: the state machine, expiry with an injected clock, stale notices,
+ * GPC, CASL implied consent, quiet hours across time zones and DST changes, frequency caps
+ * counted from recorded interactions (refusals audited), receipts, unsubscribe tokens, and
+ * the projection rebuilt from the tables equal to the live one. */
+#include <unistd.h>
+#include "unit.h"
+#include "consent/consent.h"
+#include "crypto/crypto.h"
+
+static char dir[128], dbpath[200];
+static struct cd_store *store;
+static struct cd_consent *cons;
+static const struct cd_actor actor = {"tok_unit", "admin", "unit test", "req_unit", NULL,
+                                      false, false};
+static int64_t fake_now;
+
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static enum cd_err add_customer_fn(struct cd_tx *tx, void *ctx)
+{
+    const char **c = ctx;
+    struct cd_val p[4] = {CD_VCSTR(c[0]), CD_VINT(cd_now_ms()), CD_VCSTR(c[1]), CD_VCSTR(c[2])};
+    return cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at, jurisdiction, "
+                          "time_zone) VALUES($1,$2,$2,$3,$4)",
+                      p, 4, NULL, NULL, NULL);
+}
+
+static void customer(char id[CD_ID_MAX], const char *jur, const char *tz)
+{
+    const char *c[3] = {id, jur, tz};
+    cd_id_new("cus", id);
+    assert_int_equal(cd_store_write(store, add_customer_fn, (void *)c), CD_OK);
+}
+
+static enum cd_err add_sent_fn(struct cd_tx *tx, void *ctx)
+{
+    const char **c = ctx;
+    char id[CD_ID_MAX];
+    cd_id_new("int", id);
+    struct cd_val p[4] = {CD_VCSTR(id), CD_VCSTR(c[0]), CD_VCSTR(c[1]),
+                          CD_VINT(cd_now_ms() - 86400000)};
+    return cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction, "
+                          "occurred_at, created_at, purpose) VALUES($1,$2,$3,'outbound',$4,$4,"
+                          "'marketing')",
+                      p, 4, NULL, NULL, NULL);
+}
+
+static enum cd_err count_denied_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM audit_events WHERE action = "
+                         "'interaction.outbound'", NULL, 0, ctx);
+}
+
+static enum cd_err record(const char *cid, const char *purpose, const char *channel,
+                          const char *state, const char *extra_json, json_t **out)
+{
+    char text[1024];
+    json_t *body = NULL, *o = NULL;
+    snprintf(text, sizeof text,
+             "{\"customer_id\":\"%s\",\"purpose\":\"%s\",\"channel\":\"%s\",\"state\":\"%s\","
+             "\"method\":\"web_form\"%s%s}",
+             cid, purpose, channel, state, extra_json ? "," : "", extra_json ? extra_json : "");
+    assert_int_equal(cd_json_parse_object(text, strlen(text), &body), CD_OK);
+    enum cd_err err = cd_consent_record(cons, &actor, body, &o);
+    json_decref(body);
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return err;
+}
+
+static const char *why(const char *cid, enum cd_purpose p, enum cd_consent_channel ch,
+                       int64_t at)
+{
+    static struct cd_consent_decision d;
+    assert_int_equal(cd_consent_decide(cons, cd_str_c(cid), p, ch, at, &d), CD_OK);
+    return d.reason;
+}
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/candor-test-consent-%d", (int)getpid());
+    snprintf(dbpath, sizeof dbpath, "%s/candor.db", dir);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -m 700 %s", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    cd_json_init();
+    assert_int_equal(cd_crypto_init(), CD_OK);
+    assert_int_equal(cd_store_open(dbpath, &store), CD_OK);
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &cons),
+                     CD_OK);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[300];
+    cd_consent_close(cons);
+    cd_store_close(store);
+    cd_clock_override(NULL);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void state_machine(void **state)
+{
+    char c[CD_ID_MAX];
+    int64_t now = cd_now_ms();
+    customer(c, "EU", "Europe/Berlin");
+    assert_string_equal(why(c, CD_PURPOSE_SERVICE, CD_CONSENT_CHANNEL_EMAIL, now),
+                        "not_required");
+    assert_int_equal(record(c, "marketing", "*", "requested", NULL, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "no_consent");
+    assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+    assert_int_equal(record(c, "marketing", "email", "refused", NULL, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, cd_now_ms()),
+                        "refused");
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+    assert_int_equal(record(c, "marketing", "*", "withdrawn", NULL, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_SMS, cd_now_ms()),
+                        "withdrawn");
+    assert_int_equal(record(c, "marketing", "*", "invalidated", NULL, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "invalidated");
+    /* Bad input: nothing recorded. */
+    assert_int_equal(record(c, "marketing", "*", "perhaps", NULL, NULL), CD_ERR_INVALID);
+    assert_int_equal(record(c, "nope", "*", "given", NULL, NULL), CD_ERR_INVALID);
+    assert_int_equal(record("cus_00000000000000000000000000", "marketing", "*", "given", NULL,
+                            NULL),
+                     CD_ERR_NOT_FOUND);
+    assert_int_equal(cd_consent_projection_check(cons), CD_OK);
+}
+
+static void expiry_with_injected_clock(void **state)
+{
+    char c[CD_ID_MAX];
+    customer(c, "EU", "");
+    fake_now = cd_now_ms();
+    cd_clock_override(fake_clock);
+    assert_int_equal(record(c, "analytics", "*", "given",
+                            "\"expires_at\":\"2099-01-01T00:00:00Z\"", NULL),
+                     CD_OK);
+    int64_t exp = 0;
+    assert_int_equal(cd_time_parse(CD_STR("2099-01-01T00:00:00Z"), &exp), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+    fake_now = exp + 1;
+    assert_string_equal(why(c, CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "expired");
+    cd_clock_override(NULL);
+}
+
+static void stale_notice(void **state)
+{
+    char c[CD_ID_MAX], extra[200];
+    json_t *n1 = NULL, *n2 = NULL, *body = NULL;
+    bool created = false;
+    const char *t1 = "{\"name\":\"unit-mkt\",\"text\":\"v1\",\"material\":true}";
+    const char *t2 = "{\"name\":\"unit-mkt\",\"text\":\"v2 shares with partners\","
+                     "\"material\":true}";
+    customer(c, "UK", "Europe/London");
+    assert_int_equal(cd_json_parse_object(t1, strlen(t1), &body), CD_OK);
+    assert_int_equal(cd_consent_notice_publish(cons, &actor, body, &n1, &created), CD_OK);
+    assert_true(created);
+    json_decref(body);
+    snprintf(extra, sizeof extra, "\"notice_id\":\"%s\"",
+             json_string_value(json_object_get(n1, "id")));
+    assert_int_equal(record(c, "personalization", "*", "given", extra, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_PERSONALIZATION, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+    assert_int_equal(cd_json_parse_object(t2, strlen(t2), &body), CD_OK);
+    assert_int_equal(cd_consent_notice_publish(cons, &actor, body, &n2, &created), CD_OK);
+    json_decref(body);
+    assert_int_equal(json_integer_value(json_object_get(n2, "version")), 2);
+    assert_string_equal(why(c, CD_PURPOSE_PERSONALIZATION, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "stale_notice");
+    snprintf(extra, sizeof extra, "\"notice_id\":\"%s\"",
+             json_string_value(json_object_get(n2, "id")));
+    assert_int_equal(record(c, "personalization", "*", "given", extra, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_PERSONALIZATION, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+    json_decref(n1);
+    json_decref(n2);
+}
+
+static void gpc_and_explicit_opt_in(void **state)
+{
+    char c[CD_ID_MAX];
+    json_t *o = NULL;
+    customer(c, "US-CA", "America/Los_Angeles");
+    assert_int_equal(record(c, "analytics", "*", "given", NULL, NULL), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_SALE_OR_SHARING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "not_opted_out");
+    assert_int_equal(cd_consent_gpc(cons, &actor, cd_str_c(c), &o), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(o, "recorded")), 2);
+    json_decref(o);
+    assert_string_equal(why(c, CD_PURPOSE_SALE_OR_SHARING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "gpc");
+    assert_string_equal(why(c, CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+    assert_int_equal(record(c, "sale_or_sharing", "*", "given", NULL, NULL), CD_OK);
+    assert_int_equal(cd_consent_gpc(cons, &actor, cd_str_c(c), &o), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(o, "recorded")), 0);
+    json_decref(o);
+    assert_string_equal(why(c, CD_PURPOSE_SALE_OR_SHARING, CD_CONSENT_CHANNEL_ANY, cd_now_ms()),
+                        "consent_given");
+}
+
+static void casl_implied_consent(void **state)
+{
+    char c[CD_ID_MAX];
+    int64_t purchase = 0, later = 0;
+    customer(c, "CA", "America/Toronto");
+    assert_int_equal(record(c, "marketing", "*", "given",
+                            "\"legal_basis\":\"implied_consent\","
+                            "\"purchase_at\":\"2025-01-10T00:00:00Z\"", NULL),
+                     CD_OK);
+    assert_int_equal(cd_time_parse(CD_STR("2025-01-10T00:00:00Z"), &purchase), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY,
+                            purchase + 729LL * 86400000), "consent_given");
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY,
+                            purchase + 730LL * 86400000), "expired");
+    /* Express consent does not expire. */
+    assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
+    assert_int_equal(cd_time_parse(CD_STR("2040-01-01T00:00:00Z"), &later), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, later),
+                        "consent_given");
+    /* Implied consent is not a basis under GDPR rules. */
+    char e[CD_ID_MAX];
+    customer(e, "EU", "");
+    assert_int_equal(record(e, "marketing", "*", "given",
+                            "\"legal_basis\":\"implied_consent\","
+                            "\"purchase_at\":\"2025-01-10T00:00:00Z\"", NULL),
+                     CD_ERR_INVALID);
+}
+
+static void local_time_and_dst(void **state)
+{
+    int64_t t = 0;
+    int m = -1;
+    /* Berlin leaves summer time on 2026-10-25 at 01:00 UTC: 02:30 local twice. */
+    assert_int_equal(cd_time_parse(CD_STR("2026-10-25T00:30:00Z"), &t), CD_OK);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("Europe/Berlin"), t, &m), CD_OK);
+    assert_int_equal(m, 2 * 60 + 30);
+    assert_int_equal(cd_time_parse(CD_STR("2026-10-25T01:30:00Z"), &t), CD_OK);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("Europe/Berlin"), t, &m), CD_OK);
+    assert_int_equal(m, 2 * 60 + 30);
+    /* New York enters summer time on 2026-03-08 at 07:00 UTC. */
+    assert_int_equal(cd_time_parse(CD_STR("2026-03-08T06:59:00Z"), &t), CD_OK);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("America/New_York"), t, &m), CD_OK);
+    assert_int_equal(m, 1 * 60 + 59);
+    assert_int_equal(cd_time_parse(CD_STR("2026-03-08T07:00:00Z"), &t), CD_OK);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("America/New_York"), t, &m), CD_OK);
+    assert_int_equal(m, 3 * 60);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("Asia/Kolkata"), t, &m), CD_OK);
+    assert_int_equal(m, 12 * 60 + 30);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("../../etc/passwd"), t, &m),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_consent_local_minutes(CD_STR("Mars/Olympus"), t, &m), CD_ERR_NOT_FOUND);
+}
+
+static void quiet_hours_across_dst(void **state)
+{
+    char c[CD_ID_MAX];
+    json_t *body = NULL, *o = NULL;
+    int64_t t = 0;
+    const char *prefs = "{\"quiet_hours\":{\"start\":\"21:00\",\"end\":\"08:00\"}}";
+    customer(c, "US-CA", "America/New_York");
+    assert_int_equal(cd_json_parse_object(prefs, strlen(prefs), &body), CD_OK);
+    assert_int_equal(cd_consent_preferences_set(cons, &actor, cd_str_c(c), body, &o), CD_OK);
+    json_decref(body);
+    json_decref(o);
+    /* 12:30 UTC is 07:30 EST on 7 March (quiet) but 08:30 EDT on 8 March (not quiet). */
+    assert_int_equal(cd_time_parse(CD_STR("2026-03-07T12:30:00Z"), &t), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, t),
+                        "quiet_hours");
+    assert_int_equal(cd_time_parse(CD_STR("2026-03-09T12:30:00Z"), &t), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, t),
+                        "not_opted_out");
+    /* "*" asks about the purpose, not a contact: quiet hours do not apply. */
+    assert_int_equal(cd_time_parse(CD_STR("2026-03-07T12:30:00Z"), &t), CD_OK);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, t),
+                        "not_opted_out");
+}
+
+static void caps_refuse_in_path_and_audit(void **state)
+{
+    char c[CD_ID_MAX];
+    const char *s[2];
+    int64_t before = 0, after = 0;
+    customer(c, "EU", "UTC");
+    assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
+    assert_int_equal(cd_store_read(store, count_denied_fn, &before), CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "marketing",
+                                               CD_STR("hi"), false, NULL),
+                     CD_OK);
+    s[0] = c;
+    s[1] = "email";
+    /* The EU rules cap marketing email at 2 per 7 days. */
+    assert_int_equal(cd_store_write(store, add_sent_fn, s), CD_OK);
+    assert_int_equal(cd_store_write(store, add_sent_fn, s), CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "marketing",
+                                               CD_STR("hi"), false, NULL),
+                     CD_ERR_CONSENT_DENIED);
+    assert_non_null(strstr(cd_err_detail(), "frequency_cap"));
+    /* SMS is not capped by that rule; service needs no consent. */
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR("hi"), false, NULL),
+                     CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "service",
+                                               CD_STR("hi"), false, NULL),
+                     CD_OK);
+    /* No consent at all: refused with the reason. */
+    char d[CD_ID_MAX];
+    customer(d, "EU", "");
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, d, "email", "marketing",
+                                               CD_STR("hi"), false, NULL),
+                     CD_ERR_CONSENT_DENIED);
+    assert_true(strncmp(cd_err_detail(), "no_consent:", 11) == 0);
+    assert_int_equal(cd_store_read(store, count_denied_fn, &after), CD_OK);
+    assert_int_equal(after, before + 2);
+}
+
+static void receipts_verify(void **state)
+{
+    char c[CD_ID_MAX];
+    json_t *ev = NULL, *rc = NULL;
+    customer(c, "EU", "");
+    assert_int_equal(record(c, "research", "*", "given", NULL, &ev), CD_OK);
+    const char *id = json_string_value(json_object_get(ev, "id"));
+    assert_int_equal(cd_consent_receipt(cons, cd_str_c(id), &rc), CD_OK);
+    const char *b64 = json_string_value(json_object_get(rc, "payload"));
+    char payload[4096];
+    size_t n = 0;
+    assert_int_equal(cd_b64url_decode(cd_str_c(b64), payload, sizeof payload, &n), CD_OK);
+    struct cd_str sig = cd_str_c(json_string_value(json_object_get(rc, "signature")));
+    assert_int_equal(cd_consent_receipt_verify(cons, (struct cd_str){payload, n}, sig), CD_OK);
+    payload[10] ^= 1;
+    assert_int_equal(cd_consent_receipt_verify(cons, (struct cd_str){payload, n}, sig),
+                     CD_ERR_INTEGRITY);
+    json_decref(ev);
+    json_decref(rc);
+}
+
+static void unsubscribe_tokens(void **state)
+{
+    char c[CD_ID_MAX];
+    json_t *link = NULL, *o = NULL;
+    enum cd_purpose p;
+    enum cd_consent_channel ch;
+    customer(c, "EU", "");
+    assert_int_equal(record(c, "marketing", "email", "given", NULL, NULL), CD_OK);
+    assert_int_equal(cd_consent_unsubscribe_link(cons, &actor, cd_str_c(c), CD_PURPOSE_MARKETING,
+                                                 CD_CONSENT_CHANNEL_EMAIL,
+                                                 CD_STR("https://x.example"), &link),
+                     CD_OK);
+    char tok[128];
+    snprintf(tok, sizeof tok, "%s", json_string_value(json_object_get(link, "token")));
+    assert_int_equal(cd_consent_unsubscribe_peek(cons, cd_str_c(tok), &p, &ch), CD_OK);
+    assert_int_equal(p, CD_PURPOSE_MARKETING);
+    char forged[128];
+    snprintf(forged, sizeof forged, "%s", tok);
+    forged[5] = forged[5] == 'A' ? 'B' : 'A';
+    assert_int_equal(cd_consent_unsubscribe(cons, cd_str_c(forged), "req_x", &o),
+                     CD_ERR_NOT_FOUND);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, cd_now_ms()),
+                        "consent_given");
+    assert_int_equal(cd_consent_unsubscribe(cons, cd_str_c(tok), "req_y", &o), CD_OK);
+    json_decref(o);
+    assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, cd_now_ms()),
+                        "withdrawn");
+    assert_int_equal(cd_consent_unsubscribe(cons, cd_str_c(tok), "req_z", &o), CD_ERR_CONFLICT);
+    json_decref(link);
+}
+
+static void projection_rebuilt_equals_live(void **state)
+{
+    struct cd_consent *again = NULL;
+    struct cd_consent_stats a, b;
+
+    enum cd_err err = cd_consent_projection_check(cons);
+    if (err != CD_OK)
+        fail_msg("projection differs: %s", cd_err_detail());
+    cd_consent_stats(cons, &a);
+    assert_true(a.states > 10);
+    /* A second engine over the same tables sees the same projection. */
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &again),
+                     CD_OK);
+    cd_consent_stats(again, &b);
+    assert_int_equal(a.states, b.states);
+    assert_int_equal(cd_consent_projection_check(again), CD_OK);
+    cd_consent_close(again);
+}
+
+static void rules_errors_name_file_and_line(void **state)
+{
+    struct cd_consent *x = NULL;
+    char path[200];
+    snprintf(path, sizeof path, "%s/bad.yaml", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("version: 1\nnot_required: {service: contract}\njurisdictions:\n"
+          "  - name: X\n    default: true\n    opt_in: [marketing]\n",
+          f);
+    fclose(f);
+    assert_int_equal(cd_consent_open(store, dir, path, &x), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "bad.yaml:4:"));
+    assert_non_null(strstr(cd_err_detail(), "must list purpose"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(state_machine),
+        cmocka_unit_test(expiry_with_injected_clock),
+        cmocka_unit_test(stale_notice),
+        cmocka_unit_test(gpc_and_explicit_opt_in),
+        cmocka_unit_test(casl_implied_consent),
+        cmocka_unit_test(local_time_and_dst),
+        cmocka_unit_test(quiet_hours_across_dst),
+        cmocka_unit_test(caps_refuse_in_path_and_audit),
+        cmocka_unit_test(receipts_verify),
+        cmocka_unit_test(unsubscribe_tokens),
+        cmocka_unit_test(projection_rebuilt_equals_live),
+        cmocka_unit_test(rules_errors_name_file_and_line),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
