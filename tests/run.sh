@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 JOBS=${JOBS:-$(nproc)}
+# Compiled guard rule sets are cached here (see src/guard/load.c), not in the user's home.
+export CANDOR_CACHE_DIR="${CANDOR_CACHE_DIR:-$PWD/build/cache}"
 passed=0
 failed=0
 failures=()

@@ -5,9 +5,14 @@
  * reading this code. A failed load leaves nothing behind: the caller drops the whole set. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 #include "guard/guard_int.h"
 
@@ -703,6 +708,110 @@ out:
     return err;
 }
 
+/* ---- the compiled-database cache ----
+ * Compiling every pattern with start-of-match tracking takes seconds; the result depends only
+ * on the expressions, their flags and the Hyperscan build. So the serialized database is kept
+ * in a cache directory ($CANDOR_CACHE_DIR, else $XDG_CACHE_HOME/candor, else ~/.cache/candor)
+ * under a BLAKE2b hash of exactly those inputs. A file that is not ours, is writable by others,
+ * or does not deserialize is ignored and the set is compiled as before. */
+
+static pthread_once_t hs_alloc_once = PTHREAD_ONCE_INIT;
+
+static void set_hs_allocator(void)
+{
+    /* Hyperscan's serialized bytes and compile errors then come from our allocator. */
+    hs_set_misc_allocator(cd_malloc, cd_free);
+}
+
+static bool cache_dir(char *out, size_t n)
+{
+    const char *d = getenv("CANDOR_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"),
+               *h = getenv("HOME");
+    int w;
+
+    if (d && d[0])
+        w = snprintf(out, n, "%s", d);
+    else if (x && x[0])
+        w = snprintf(out, n, "%s/candor", x);
+    else if (h && h[0])
+        w = snprintf(out, n, "%s/.cache/candor", h);
+    else
+        return false;
+    return w > 0 && (size_t)w < n;
+}
+
+static bool cache_path(const char *const *exprs, const unsigned *flags, size_t n, char *out,
+                       size_t cap)
+{
+    crypto_generichash_state st;
+    unsigned char key[32];
+    char dir[3000], hex[65];
+    const char *ver = hs_version();
+
+    if (!cache_dir(dir, sizeof dir))
+        return false;
+    crypto_generichash_init(&st, NULL, 0, sizeof key);
+    crypto_generichash_update(&st, (const unsigned char *)ver, strlen(ver) + 1);
+    for (size_t i = 0; i < n; i++) {
+        crypto_generichash_update(&st, (const unsigned char *)exprs[i], strlen(exprs[i]) + 1);
+        crypto_generichash_update(&st, (const unsigned char *)&flags[i], sizeof flags[i]);
+    }
+    crypto_generichash_final(&st, key, sizeof key);
+    cd_hex_encode(key, sizeof key, hex);
+    int w = snprintf(out, cap, "%s/guard-%.32s.hsdb", dir, hex);
+    return w > 0 && (size_t)w < cap;
+}
+
+static hs_database_t *cache_load(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    hs_database_t *db = NULL;
+    char *bytes = NULL;
+
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 022) || st.st_size <= 0 || st.st_size > 256 * 1024 * 1024)
+        goto out;
+    if ((bytes = cd_malloc((size_t)st.st_size)) == NULL ||
+        read(fd, bytes, (size_t)st.st_size) != st.st_size)
+        goto out;
+    if (hs_deserialize_database(bytes, (size_t)st.st_size, &db) != HS_SUCCESS)
+        db = NULL;
+out:
+    cd_free(bytes);
+    close(fd);
+    return db;
+}
+
+static void cache_store(const char *path, const hs_database_t *db)
+{
+    char *bytes = NULL, tmp[3300], dir[3000];
+    size_t len = 0;
+    int fd = -1;
+
+    if (!cache_dir(dir, sizeof dir) || hs_serialize_database(db, &bytes, &len) != HS_SUCCESS)
+        return;
+    /* mkdir -p, one level at a time; failures show up as a failed open below. */
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0700);
+            *p = '/';
+        }
+    mkdir(dir, 0700);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+        goto out;
+    if (write(fd, bytes, len) != (ssize_t)len || fsync(fd) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
+out:
+    if (fd >= 0)
+        close(fd);
+    cd_free(bytes);
+}
+
 enum cd_err cd__guard_compile(struct cd__guard_set *s)
 {
     enum cd_err err = CD_OK;
@@ -725,6 +834,11 @@ enum cd_err cd__guard_compile(struct cd__guard_set *s)
         flags[i] = HS_FLAG_SOM_LEFTMOST | HS_FLAG_CASELESS;
         ids[i] = (unsigned)i;
     }
+    pthread_once(&hs_alloc_once, set_hs_allocator);
+    char cpath[3200];
+    bool cacheable = cache_path(exprs, flags, n, cpath, sizeof cpath);
+    if (cacheable && (s->db = cache_load(cpath)) != NULL)
+        goto scratch;
     if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &s->db, &cerr) !=
         HS_SUCCESS) {
         if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < n) {
@@ -740,6 +854,9 @@ enum cd_err cd__guard_compile(struct cd__guard_set *s)
         s->db = NULL;
         goto out;
     }
+    if (cacheable)
+        cache_store(cpath, s->db);
+scratch:
     if (hs_alloc_scratch(s->db, &s->proto) != HS_SUCCESS) {
         s->proto = NULL;
         err = CD_ERR_NOMEM;

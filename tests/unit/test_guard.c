@@ -382,7 +382,8 @@ static void test_pathological_patterns(void **state)
 struct worker {
     struct cd_guard *g;
     atomic_bool *stop;
-    long checks, errors;
+    atomic_long checks; /* read by the reloading thread while the checker runs */
+    long errors;
 };
 
 static void *worker_main(void *arg)
@@ -410,10 +411,17 @@ static void test_reload_under_load(void **state)
     (void)state;
 
     for (int i = 0; i < 4; i++) {
-        w[i] = (struct worker){g, &stop, 0, 0};
+        w[i].g = g;
+        w[i].stop = &stop;
+        atomic_init(&w[i].checks, 0);
+        w[i].errors = 0;
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
     }
-    for (int k = 0; k < 6; k++)
+    /* Reloads are quick once the compiled set is cached: keep reloading until every checker
+     * has run a few checks across the swaps. */
+    for (int k = 0; k < 6 || w[0].checks < 20 || w[1].checks < 20 || w[2].checks < 20 ||
+                    w[3].checks < 20;
+         k++)
         assert_int_equal(cd_guard_reload(g, tmpdir), CD_OK);
     atomic_store(&stop, true);
     for (int i = 0; i < 4; i++) {
