@@ -97,7 +97,7 @@ struct cd__notice {
 struct cd__proj {
     struct cd__cust *cust;
     size_t ncust, capcust;
-    uint32_t *slots; /* customer index + 1, 0 = empty; capacity a power of two */
+    uint64_t *slots; /* high 32 bits of the hash | customer index + 1; 0 = empty; 2^k */
     size_t nslots;
     struct cd__cstate *st;
     size_t nst, capst;

@@ -10,24 +10,44 @@
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/* Crockford base32 digit value, or -1 (upper case only, as cd_id_new writes). A switch, not
+ * strchr: this runs on every decision. */
+static int crock_val(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'A' && ch <= 'H')
+        return ch - 'A' + 10;
+    if (ch == 'J' || ch == 'K')
+        return ch - 'J' + 18;
+    if (ch == 'M' || ch == 'N')
+        return ch - 'M' + 20;
+    if (ch >= 'P' && ch <= 'T')
+        return ch - 'P' + 22;
+    if (ch >= 'V' && ch <= 'Z')
+        return ch - 'V' + 27;
+    return -1;
+}
+
 bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
 {
     size_t pl = strlen(prefix);
+    uint64_t hi = 0, lo = 0;
 
-    if (!cd_id_valid(s, prefix))
+    if (s.len != pl + 27 || memcmp(s.p, prefix, pl) != 0 || s.p[pl] != '_')
         return false;
-    memset(out, 0, 16);
     const char *o = s.p + pl + 1;
-    /* The inverse of cd_id_new: 26 digits of 5 bits, the leading 2 bits zero. */
-    int bit = -2;
-    for (int i = 0; i < 26; i++, bit += 5) {
-        const char *q = strchr(crockford, o[i]);
-        unsigned v = (unsigned)(q - crockford);
-        for (int k = 0; k < 5; k++) {
-            int b = bit + k;
-            if (b >= 0 && ((v >> (4 - k)) & 1u))
-                out[b / 8] |= (uint8_t)(1u << (7 - b % 8));
-        }
+    /* The inverse of cd_id_new: 26 digits of 5 bits = 130 bits, the leading 2 bits zero. */
+    for (int i = 0; i < 26; i++) {
+        int v = crock_val(o[i]);
+        if (v < 0 || (i == 0 && v > 7))
+            return false;
+        hi = hi << 5 | lo >> 59;
+        lo = lo << 5 | (uint64_t)v;
+    }
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(hi >> (56 - 8 * i));
+        out[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
     }
     return true;
 }
@@ -35,20 +55,20 @@ bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
 void cd__consent_id_str(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX])
 {
     size_t pl = strlen(prefix);
-    int bit = -2;
+    uint64_t hi = 0, lo = 0;
 
+    for (int i = 0; i < 8; i++) {
+        hi = hi << 8 | raw[i];
+        lo = lo << 8 | raw[8 + i];
+    }
     memcpy(out, prefix, pl);
     out[pl] = '_';
     char *o = out + pl + 1;
-    for (int i = 0; i < 26; i++, bit += 5) {
-        unsigned v = 0;
-        for (int k = 0; k < 5; k++) {
-            int b = bit + k;
-            v <<= 1;
-            if (b >= 0)
-                v |= (raw[b / 8] >> (7 - b % 8)) & 1u;
-        }
-        o[i] = crockford[v];
+    /* 26 digits of 5 bits from the right; the top digit holds the last 3 bits. */
+    for (int i = 25; i >= 0; i--) {
+        o[i] = crockford[lo & 31];
+        lo = lo >> 5 | hi << 59;
+        hi >>= 5;
     }
     o[26] = '\0';
 }
@@ -82,28 +102,32 @@ struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16])
     if (p->nslots == 0)
         return NULL;
     size_t mask = p->nslots - 1;
-    for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask) {
-        uint32_t s = p->slots[i];
+    uint64_t h = key_hash(key), tag = h >> 32 << 32;
+    /* The slot carries 32 bits of the hash: the customer record is touched only on a match. */
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        uint64_t s = p->slots[i];
         if (s == 0)
             return NULL;
-        if (memcmp(p->cust[s - 1].key, key, 16) == 0)
-            return &p->cust[s - 1];
+        if ((s & ~0xffffffffull) == tag && memcmp(p->cust[(uint32_t)s - 1].key, key, 16) == 0)
+            return &p->cust[(uint32_t)s - 1];
     }
 }
 
 static enum cd_err grow_slots(struct cd__proj *p)
 {
     size_t n = p->nslots ? p->nslots * 2 : 1024;
-    uint32_t *s = cd_calloc(n, sizeof *s);
+    uint64_t *s = cd_calloc(n, sizeof *s);
 
     if (s == NULL)
         return CD_ERR_NOMEM;
-    for (size_t c = 0; c < p->ncust; c++)
-        for (size_t i = key_hash(p->cust[c].key) & (n - 1);; i = (i + 1) & (n - 1))
+    for (size_t c = 0; c < p->ncust; c++) {
+        uint64_t h = key_hash(p->cust[c].key);
+        for (size_t i = h & (n - 1);; i = (i + 1) & (n - 1))
             if (s[i] == 0) {
-                s[i] = (uint32_t)c + 1;
+                s[i] = (h >> 32 << 32) | ((uint64_t)c + 1);
                 break;
             }
+    }
     cd_free(p->slots);
     p->slots = s;
     p->nslots = n;
@@ -133,9 +157,10 @@ enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd
     memset(cu, 0, sizeof *cu);
     memcpy(cu->key, key, 16);
     size_t mask = p->nslots - 1;
-    for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask)
+    uint64_t h = key_hash(key);
+    for (size_t i = h & mask;; i = (i + 1) & mask)
         if (p->slots[i] == 0) {
-            p->slots[i] = (uint32_t)p->ncust + 1;
+            p->slots[i] = (h >> 32 << 32) | ((uint64_t)p->ncust + 1);
             break;
         }
     p->ncust++;
@@ -740,7 +765,7 @@ void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out)
     out->customers = c->proj.ncust;
     out->states = c->proj.nst;
     out->bytes = c->proj.capcust * sizeof(struct cd__cust) +
-                 c->proj.nslots * sizeof(uint32_t) + c->proj.capst * sizeof(struct cd__cstate);
+                 c->proj.nslots * sizeof(uint64_t) + c->proj.capst * sizeof(struct cd__cstate);
     pthread_rwlock_unlock(&c->lock);
 }
 

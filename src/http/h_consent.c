@@ -57,7 +57,7 @@ enum cd_err cd__http_consent_check(struct cd_req *r)
 {
     static const char *const allowed[] = {"customer_id", "purpose", "channel", "topic", "at",
                                           NULL};
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     struct cd_str id = CD_STR_NULL, topic = CD_STR_NULL, at = CD_STR_NULL;
     enum cd_purpose pu;
     enum cd_consent_channel ch;
@@ -114,7 +114,7 @@ enum cd_err cd__http_consent_bulk(struct cd_req *r)
 {
     static const char *const allowed[] = {"purpose", "channel", "customer_ids", "all",
                                           "only_allowed", "at", NULL};
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     enum cd_purpose pu;
     enum cd_consent_channel ch;
     json_t *ids = NULL;
@@ -163,7 +163,7 @@ enum cd_err cd__http_consent_bulk(struct cd_req *r)
 /* POST /v1/consents — one event; with Sec-GPC: 1 the GPC opt-out is recorded too. */
 enum cd_err cd__http_consent_record(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     json_t *o = NULL, *g = NULL;
     struct cd_str id = CD_STR_NULL;
     enum cd_err err;
@@ -190,7 +190,7 @@ enum cd_err cd__http_consent_record(struct cd_req *r)
 enum cd_err cd__http_consent_signals(struct cd_req *r)
 {
     static const char *const allowed[] = {"customer_id", NULL};
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     struct cd_str id = CD_STR_NULL;
     enum cd_err err;
 
@@ -205,7 +205,7 @@ enum cd_err cd__http_consent_signals(struct cd_req *r)
 /* GET /v1/customers/{id}/consents — a read of personal data: recorded. */
 enum cd_err cd__http_customer_consents(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     char id[CD_ID_MAX];
     enum cd_err err;
 
@@ -224,7 +224,7 @@ enum cd_err cd__http_customer_consents(struct cd_req *r)
 /* POST /v1/customers/{id}/preferences */
 enum cd_err cd__http_customer_preferences(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     enum cd_err err;
 
     if ((err = engine(r, &c)) != CD_OK)
@@ -235,7 +235,7 @@ enum cd_err cd__http_customer_preferences(struct cd_req *r)
 /* POST /v1/notices */
 enum cd_err cd__http_notice_publish(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     bool created = false;
     enum cd_err err;
 
@@ -252,7 +252,7 @@ enum cd_err cd__http_notice_publish(struct cd_req *r)
 /* GET /v1/notices/{id} */
 enum cd_err cd__http_notice_get(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     enum cd_err err;
 
     if ((err = engine(r, &c)) != CD_OK)
@@ -263,7 +263,7 @@ enum cd_err cd__http_notice_get(struct cd_req *r)
 /* GET /v1/consents/{event_id}/receipt */
 enum cd_err cd__http_consent_receipt(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     enum cd_err err;
 
     if ((err = engine(r, &c)) != CD_OK)
@@ -274,7 +274,7 @@ enum cd_err cd__http_consent_receipt(struct cd_req *r)
 /* GET /.well-known/candor-keys.json */
 enum cd_err cd__http_well_known_keys(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     enum cd_err err;
 
     if ((err = engine(r, &c)) != CD_OK)
@@ -297,7 +297,7 @@ enum cd_err cd__http_well_known_gpc(struct cd_req *r)
 enum cd_err cd__http_unsub_link(struct cd_req *r)
 {
     static const char *const allowed[] = {"customer_id", "purpose", "channel", "base_url", NULL};
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     struct cd_str id = CD_STR_NULL, base = CD_STR_NULL, pu_s = CD_STR("marketing"),
                   ch_s = CD_STR("email");
     enum cd_purpose pu;
@@ -342,7 +342,7 @@ static enum cd_err html(struct cd_req *r, const char *title, const char *body_ht
 /* GET /u/{token}: a confirmation page; never unsubscribes by itself (link scanners GET). */
 enum cd_err cd__http_unsub_page(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     enum cd_purpose pu;
     enum cd_consent_channel ch;
     char form[1024];
@@ -387,7 +387,7 @@ static bool one_click(const struct cd_req *r)
 /* POST /u/{token} with List-Unsubscribe=One-Click: withdraws without login. */
 enum cd_err cd__http_unsub_post(struct cd_req *r)
 {
-    struct cd_consent *c;
+    struct cd_consent *c = NULL;
     json_t *o = NULL;
     enum cd_err err;
 
