@@ -41,7 +41,7 @@ say() { printf '%s\n' "$*"; }
 cmd() { printf '$ %s\n' "$*"; }
 row() { SUMMARY+=("$(printf '%-44s %s' "$1" "$2")"); }
 
-for tool in wrk taskset python3; do
+for tool in wrk taskset python3 curl; do
     if ! command -v "$tool" >/dev/null; then
         say "bench: '$tool' is missing (scripts/install-deps.sh installs it)"
         exit 1
