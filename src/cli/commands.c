@@ -427,6 +427,16 @@ int cd_cli_serve(int argc, char **argv)
     const char *data = cd_cli_get(opts, "--data");
     if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
         return cd__cli_fail("serve", err);
+    if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
+        goto out;
+    char consent_rules[4200];
+    snprintf(consent_rules, sizeof consent_rules, "%s/consent/jurisdictions.yaml",
+             cd_cli_get(opts, "--rules"));
+    const char *rules = cd_cli_get(opts, "--rules");
+    if ((err = cd_guard_open(rules, &guard)) != CD_OK)
+        goto out;
+    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(guard));
+    /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (cd_cli_get(opts, "--demo")) {
         uint64_t t0 = cd_mono_ns();
         if ((err = cd_core_load_demo(env.core, 1200, 24000, 180)) != CD_OK)
@@ -434,19 +444,14 @@ int cd_cli_serve(int argc, char **argv)
         cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
                (unsigned long long)((cd_mono_ns() - t0) / 1000000));
     }
-    if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
-        goto out;
-    char consent_rules[4200];
-    snprintf(consent_rules, sizeof consent_rules, "%s/consent/jurisdictions.yaml",
-             cd_cli_get(opts, "--rules"));
     if ((err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
         goto out;
-    const char *rules = cd_cli_get(opts, "--rules");
-    if ((err = cd_guard_open(rules, &guard)) != CD_OK)
-        goto out;
-    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(guard));
+    /* In the path of every interaction: consent, then the guard (src/cli/hooks.c). */
     hooks.store = env.store;
     hooks.guard = guard;
+    hooks.consent = consent;
+    hooks.consent_outbound = cd_consent_outbound_check;
+    hooks.consent_read = cd_consent_read_check;
     cd__cli_hooks_install(&hooks, env.core);
     if ((err = serve_audit_open(data, cd_cli_get(opts, "--sth-interval"), env.store, &audit)) !=
         CD_OK)

@@ -193,15 +193,21 @@ def test_f_outbound_refused_in_path_is_recorded(srv):
     cid = customer(srv)
     msg = {"customer_id": cid, "channel": "email", "direction": "outbound",
            "purpose": "marketing", "body": "Our autumn newsletter"}
-    st, _, b = srv.req("POST", "/v1/interactions", msg)
-    if st == 201:
-        # The hook is composed by cd_cli_serve (the lead's wiring); not installed yet.
-        return
-    body = assert_problem((st, {"content-type": "application/problem+json"}, b), 403,
-                          "consent-denied")
+    before = srv.req("GET", f"/v1/customers/{cid}/timeline", purpose="service")[2]["items"]
+    body = assert_problem(srv.req("POST", "/v1/interactions", msg), 403, "consent-denied")
     assert body["detail"].startswith("no_consent"), body
+    after = srv.req("GET", f"/v1/customers/{cid}/timeline", purpose="service")[2]["items"]
+    assert len(after) == len(before)  # refused before anything was stored
     st, _, au = srv.req("GET", f"/v1/audit?customer_id={cid}&action=interaction.outbound")
     assert st == 200 and au["items"] and au["items"][0]["outcome"] == "denied"
+    # Service messages need no consent and still go out.
+    st, _, it = srv.req("POST", "/v1/interactions", dict(msg, purpose="service",
+                                                         body="Your order has shipped."))
+    assert st == 201, it
+    # Once the customer opts in, the same marketing message is allowed.
+    record(srv, cid, "marketing", "given")
+    st, _, it = srv.req("POST", "/v1/interactions", msg)
+    assert st == 201, it
 
 
 def test_g_bulk(srv):

@@ -61,7 +61,7 @@ def test_every_documented_operation_is_routed(srv):
     st, _, c = srv.req("POST", "/v1/customers", {"display_name": "Docs"})
     st, _, it = srv.req("POST", "/v1/interactions", {"customer_id": c["id"], "channel": "chat",
                                                      "direction": "inbound"})
-    ids = {"id": None, "slug": "not-found"}
+    ids = {"id": None, "slug": "not-found", "token": "not-a-real-token"}
     answered = {}
     for path, method in documented():
         if path.startswith("/v1/tokens/"):
@@ -75,7 +75,11 @@ def test_every_documented_operation_is_routed(srv):
         body = {} if method in ("POST", "PATCH", "PUT") else None
         st, _, b = srv.req(method, url, body, purpose="service")
         answered[(path, method)] = st
-        assert st not in (404, 405), (method, url, st, b)
+        # A domain 404 ("no tree head yet", "no such event") still proves the route exists;
+        # only the router's own answers mean the operation is not served.
+        unrouted = st == 405 or (st == 404 and isinstance(b, dict)
+                                 and b.get("detail") == "no such endpoint")
+        assert not unrouted, (method, url, st, b)
     # Every documented operation now shows in the metrics under its route pattern.
     m = metrics(srv)
     for path, method in documented():
