@@ -38,4 +38,17 @@ enum cd_err cd_auth_token_revoke(struct cd_store *s, struct cd_str id, const cha
 /* Checks a presented token. Errors: CD_ERR_UNAUTHENTICATED (unknown, revoked, malformed). */
 enum cd_err cd_auth_verify(struct cd_store *s, struct cd_str token, struct cd_principal *out);
 
+/* A cache of verified tokens in front of cd_auth_verify, so a busy server does not read the
+ * tokens table on every request. Entries live ttl_ms; a revocation through this process
+ * (cd_auth_cache_forget) takes effect at once, one made by another process (the CLI) within
+ * ttl_ms. Only SHA-256 hashes of tokens are kept. Thread-safe. */
+struct cd_auth_cache;
+enum cd_err cd_auth_cache_new(int64_t ttl_ms, struct cd_auth_cache **out);
+void cd_auth_cache_free(struct cd_auth_cache *c);
+/* As cd_auth_verify, answering from the cache when it can. */
+enum cd_err cd_auth_verify_cached(struct cd_auth_cache *c, struct cd_store *s, struct cd_str token,
+                                  struct cd_principal *out);
+/* Drops every cached entry (after a revocation). */
+void cd_auth_cache_forget(struct cd_auth_cache *c);
+
 #endif

@@ -38,6 +38,7 @@ struct cd_query_param {
 
 struct cd_req {
     struct cd_app *app;
+    struct cd_auth_cache *auth_cache; /* the server's verified-token cache */
     const struct cd_route *route;
     size_t route_index;
     struct cd_arena arena;

@@ -273,8 +273,10 @@ static enum cd_err h_token_revoke(struct cd_req *r)
 {
     enum cd_err err = cd_auth_token_revoke(r->app->store, r->params[0], r->principal.token_id,
                                            r->request_id);
-    if (err == CD_OK)
+    if (err == CD_OK) {
+        cd_auth_cache_forget(r->auth_cache);
         r->status = 204;
+    }
     return err;
 }
 

@@ -1,6 +1,7 @@
 """Tokens over HTTP and the CLI: secrets shown once, revocation, roles; `candor --help` and
 `--help` on each subcommand; init writes admin.token 0600 and refuses to run twice."""
 import json
+import time
 import os
 import stat
 
@@ -70,6 +71,11 @@ def test_cli_token_create_list_revoke(srv):
     row = [r for r in rows if r["name"] == "CLI agent"][0]
     rc, out, err = srv.cli("token", "revoke", row["id"], "--data", srv.data)
     assert rc == 0, err
+    # A revocation by another process reaches the server's token cache within 2 s.
+    deadline = time.time() + 3
+    while srv.req("GET", "/v1/customers", token=token, purpose="service")[0] == 200:
+        assert time.time() < deadline, "revoked token still accepted after 3 s"
+        time.sleep(0.1)
     assert_problem(srv.req("GET", "/v1/customers", token=token, purpose="service"), 401,
                    "unauthenticated")
     rc, _, err = srv.cli("token", "revoke", "tok_00000000000000000000000000", "--data", srv.data)
