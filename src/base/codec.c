@@ -1,4 +1,5 @@
 /* Random bytes, ids, hex, base64url, UTF-8 validation and constant-time comparison. */
+#include <pthread.h>
 #include <string.h>
 #include <sodium.h>
 #include "base.h"
@@ -10,16 +11,33 @@ void cd_random_bytes(void *out, size_t n)
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/* The last id made by this process: ids are monotonic (as ULID's monotonic mode), so two ids
+ * made in the same millisecond still sort in the order they were made. */
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char id_last[16];
+
 void cd_id_new(const char *prefix, char out[CD_ID_MAX])
 {
     unsigned char raw[16];
-    uint64_t t = (uint64_t)cd_now_ms();
+    uint64_t t = (uint64_t)cd_now_ms(), last_t = 0;
     size_t pl = strlen(prefix);
 
     /* 48 bits of time, big-endian, then 80 random bits: 128 bits in 26 base32 digits. */
     for (int i = 0; i < 6; i++)
         raw[i] = (unsigned char)(t >> (40 - 8 * i));
     cd_random_bytes(raw + 6, 10);
+    pthread_mutex_lock(&id_lock);
+    for (int i = 0; i < 6; i++)
+        last_t = last_t << 8 | id_last[i];
+    if (t <= last_t) {
+        /* Same (or an earlier, if the clock stepped back) millisecond: the previous id plus one
+         * in its random part keeps the order; the random part is 80 bits, it never wraps. */
+        memcpy(raw, id_last, sizeof raw);
+        for (int i = 15; i >= 6 && ++raw[i] == 0; i--)
+            ;
+    }
+    memcpy(id_last, raw, sizeof raw);
+    pthread_mutex_unlock(&id_lock);
     if (pl > CD_ID_MAX - 28)
         pl = CD_ID_MAX - 28;
     memcpy(out, prefix, pl);
