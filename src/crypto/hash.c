@@ -22,6 +22,9 @@ static void free_thread_ctx(void *p)
 
 static void do_init(void)
 {
+    /* Random bytes (ids, nonces, keys) from libsodium's ChaCha20 generator, seeded and
+     * reseeded from the kernel, instead of one getrandom(2) call per request field. */
+    randombytes_set_implementation(&randombytes_internal_implementation);
     if (sodium_init() < 0)
         return;
     /* Fetched once: EVP_sha256() would make OpenSSL look the implementation up on every init. */
