@@ -368,6 +368,7 @@ static void *worker_main(void *arg)
     struct cd_http *h = arg;
     struct job_queue *q = &h->q;
 
+    pthread_setname_np(pthread_self(), "cd-worker");
     for (;;) {
         pthread_mutex_lock(&q->mu);
         while (q->len == 0 && !q->stopping)

@@ -186,6 +186,7 @@ static void *writer_main(void *arg)
 {
     struct cd_store *s = arg;
 
+    pthread_setname_np(pthread_self(), "cd-writer");
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->head == NULL && !s->stopping)
