@@ -3,6 +3,8 @@
  * (cd_audit_verify_export, what a third-party auditor runs), plus the export itself. Both
  * verifiers recompute the chain and the Merkle tree from the entry bytes alone; stored hashes
  * are only ever compared against, never trusted. */
+#include <assert.h>
+#include <pthread.h>
 #include <string.h>
 #include "audit_int.h"
 
@@ -66,15 +68,13 @@ static enum cd_err check_heads(struct walker *w)
     return CD_OK;
 }
 
-/* Accepts entry seq with bytes[0..n) whose recorded chain hash is `hash` (and recorded previous
- * hash `prev`, NULL when the source has none) and stored leaf `leaf` (NULL when the source has
- * none). */
-static enum cd_err walk_entry(struct walker *w, uint64_t seq, const void *bytes, size_t n,
-                              const uint8_t *prev, const uint8_t *hash, const uint8_t *leaf,
-                              bool leaf_expected)
+/* Checks entry seq's place in the chain: its sequence number, its recorded previous hash (prev,
+ * NULL when the source has none) and its recorded chain hash `hash`. Advances the chain on
+ * success. */
+static enum cd_err chain_step(struct walker *w, uint64_t seq, const void *bytes, size_t n,
+                              const uint8_t *prev, const uint8_t *hash)
 {
-    uint8_t h[HASH_LEN], lh[HASH_LEN];
-    uint64_t inner = 0;
+    uint8_t h[HASH_LEN];
     enum cd_err err;
 
     if (seq != w->count + 1) {
@@ -98,11 +98,35 @@ static enum cd_err walk_entry(struct walker *w, uint64_t seq, const void *bytes,
                    (unsigned long long)seq);
         return fail_at(w, seq);
     }
+    memcpy(w->prev, h, HASH_LEN);
+    w->count = seq;
+    return CD_OK;
+}
+
+/* Checks that entry seq names itself: its "seq" member. */
+static enum cd_err seq_step(struct walker *w, uint64_t seq, const void *bytes, size_t n)
+{
+    uint64_t inner = 0;
+
     if (!cd__audit_entry_seq(bytes, n, &inner) || inner != seq) {
         cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu was altered (sequence mismatch)",
                    (unsigned long long)seq);
         return fail_at(w, seq);
     }
+    return CD_OK;
+}
+
+/* Adds entry seq (bytes[0..n), accepted by chain_step and seq_step) to the recomputed tree: when
+ * leaf_expected, compares its leaf hash with the stored leaf (NULL when there is none), appends
+ * it to the frontier (emit gets every subtree it completes) and checks the heads of that size. */
+static enum cd_err tree_step(struct walker *w, uint64_t seq, const void *bytes, size_t n,
+                             const uint8_t *leaf, bool leaf_expected,
+                             enum cd_err (*emit)(void *, unsigned, uint64_t, const uint8_t *),
+                             void *ctx)
+{
+    uint8_t lh[HASH_LEN];
+    enum cd_err err;
+
     if ((err = cd_merkle_leaf_hash(bytes, n, lh)) != CD_OK)
         return err;
     if (leaf_expected && (leaf == NULL || memcmp(leaf, lh, HASH_LEN) != 0)) {
@@ -110,14 +134,26 @@ static enum cd_err walk_entry(struct walker *w, uint64_t seq, const void *bytes,
                    (unsigned long long)seq, leaf ? "wrong" : "missing");
         return fail_at(w, seq);
     }
-    if ((err = cd_merkle_append(&w->f, lh, no_emit, NULL)) != CD_OK)
+    if ((err = cd_merkle_append(&w->f, lh, emit, ctx)) != CD_OK)
         return err;
-    memcpy(w->prev, h, HASH_LEN);
     w->count = seq;
     w->rep->entries = seq;
+    return check_heads(w);
+}
+
+/* Accepts entry seq of an export: the chain, then the tree (an export has no stored leaves). */
+static enum cd_err walk_entry(struct walker *w, uint64_t seq, const void *bytes, size_t n,
+                              const uint8_t *hash)
+{
+    enum cd_err err;
+
+    if ((err = chain_step(w, seq, bytes, n, NULL, hash)) != CD_OK ||
+        (err = seq_step(w, seq, bytes, n)) != CD_OK ||
+        (err = tree_step(w, seq, bytes, n, NULL, false, no_emit, NULL)) != CD_OK)
+        return err;
     if (w->progress && (seq & PROGRESS_EVERY) == 0)
         w->progress(seq, w->total);
-    return check_heads(w);
+    return CD_OK;
 }
 
 /* Heads whose size the entries never reached: the tail was cut off after they were signed. */
@@ -135,11 +171,99 @@ static enum cd_err check_truncation(struct walker *w)
     return CD_OK;
 }
 
-/* ---- the database ---- */
+/* ---- the database ----
+ *
+ * Two threads stream the ledger side by side with sequential queries and no lookups per entry.
+ * The calling thread (the chain thread) reads audit_events in seq order, checks the sequence,
+ * previous hash and chain hash of each entry and hands the entry bytes over in batches. The
+ * leaf thread, on its own read connection, reads the level-0 rows of audit_nodes in index
+ * order and pairs each with the next entry handed over: it checks the entry's "seq" member,
+ * recomputes its leaf, compares it with the stored one, appends it to a frontier and checks
+ * each tree head as its size is reached. The frontier emits the recomputed interior nodes in
+ * index order per level. Once the entries are done, the two threads share the interior rows
+ * in (level, idx) key order: the leaf thread reads level 1 after level 0, the chain thread
+ * levels 2 and up. Those arrive level by level while the frontier emits all levels at once,
+ * so instead of keeping ~n hashes in memory each level's recomputed and stored sequences are
+ * folded into one SHA-256 digest each and compared at the end. A level that differs
+ * (tampering, so rare) is then searched node by node with a join, so the report still names
+ * the first bad node: every level below it equals the recomputed tree, so that node is the
+ * first one a node-by-node check in (level, idx) order finds. The rows of each level are
+ * counted in the same passes instead of a GROUP BY.
+ *
+ * Failures rank as they did in one single-threaded walk: the chain, seq and leaf checks by
+ * entry, then a truncated tail, then the shape of the tree, then the interior nodes. A leaf
+ * thread failure always concerns an entry the chain thread had accepted, so it outranks any
+ * chain failure.
+ *
+ * Snapshots: the leaf thread's read transaction starts after the chain thread's, so under the
+ * append-only writer it sees the same ledger or a longer one (a live server). Each thread
+ * checks the shape of its levels against the ledger size in its own snapshot, and only the
+ * nodes over the entries the chain thread walked are compared. Offline, both see the same
+ * database. */
+
+#define BATCH_ENTRIES 512
+#define NBATCH 8
+#define LEVELS 64
+
+struct batch {
+    unsigned n;
+    size_t len, cap;
+    char *bytes;
+    size_t off[BATCH_ENTRIES + 1];
+};
+
+#define DIGEST_BUF 64
+
+/* One level's stream of interior node hashes, folded into a digest (buffered, because one
+ * digest update per 32-byte hash costs more than the hashing). */
+struct level_digest {
+    struct cd_crypto_sha256 h;
+    bool on;    /* h initialised */
+    bool bad;   /* a stored node that is not a 32-byte hash */
+    uint64_t n; /* hashes added */
+    unsigned nbuf;
+    uint8_t buf[DIGEST_BUF][HASH_LEN];
+};
+
+/* The rows of each level value, in key order: level L must hold exactly size >> L nodes with
+ * indexes 0.. and no gaps. The first failure is kept. */
+struct shape {
+    uint64_t size;
+    bool in_group;
+    int64_t level, count, lo, hi;
+    int64_t groups;
+    uint64_t bad_seq; /* 0: no failure */
+    char detail[512];
+};
 
 struct db_verify {
-    struct walker w;
-    uint64_t size;
+    struct cd_store *store;
+    struct cd_audit_sth *heads;
+    size_t nheads;
+    /* the chain, on the calling thread */
+    struct walker chain;
+    struct cd_audit_report chain_rep;
+    bool aborted; /* the chain walk stopped because the leaf thread had failed */
+    /* the hand-over: batches [take, put) are full and belong to the leaf thread */
+    pthread_mutex_t mu;
+    pthread_cond_t filled, freed;
+    struct batch batch[NBATCH];
+    unsigned put, take, nfull;
+    bool entries_done;  /* no more batches will come */
+    bool nodes_stopped; /* the leaf thread takes no more batches */
+    struct shape inner_shape; /* levels > 1, chain thread's snapshot */
+    /* stored[1] belongs to the leaf thread, stored[2..] to the chain thread */
+    struct level_digest stored[LEVELS];
+    /* the leaf thread */
+    struct walker tree;
+    struct cd_audit_report tree_rep;
+    struct batch *cur;
+    unsigned cur_i;
+    bool leaves_done;
+    struct shape leaf_shape; /* levels <= 1, leaf thread's snapshot */
+    struct level_digest expect[LEVELS];
+    enum cd_err tree_err;
+    char tree_detail[512];
 };
 
 static bool is_hash(const struct cd_val *v)
@@ -147,56 +271,256 @@ static bool is_hash(const struct cd_val *v)
     return v->type == CD_VAL_BLOB && v->len == HASH_LEN;
 }
 
-static enum cd_err db_entry_row(void *ctx, const struct cd_val *cols, size_t n)
+/* Gives the filled batch to the leaf thread and waits for a free one. Returns false when the
+ * leaf thread has stopped (it failed), so the chain walk should stop too. */
+static bool hand_over(struct db_verify *v)
 {
-    struct walker *w = ctx;
-    uint64_t seq = n > 0 && cols[0].type == CD_VAL_INT ? (uint64_t)cols[0].i : 0;
+    bool stopped;
 
-    if (n < 5 || (cols[1].type != CD_VAL_BLOB && cols[1].type != CD_VAL_TEXT) ||
-        !is_hash(&cols[2]) || !is_hash(&cols[3]) ||
-        (cols[4].type != CD_VAL_NULL && !is_hash(&cols[4]))) {
+    pthread_mutex_lock(&v->mu);
+    v->put++;
+    v->nfull++;
+    pthread_cond_signal(&v->filled);
+    while (v->nfull == NBATCH && !v->nodes_stopped)
+        pthread_cond_wait(&v->freed, &v->mu);
+    stopped = v->nodes_stopped;
+    pthread_mutex_unlock(&v->mu);
+    v->batch[v->put % NBATCH].n = 0;
+    v->batch[v->put % NBATCH].len = 0;
+    return !stopped;
+}
+
+static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct db_verify *v = ctx;
+    struct walker *w = &v->chain;
+    uint64_t seq = n > 0 && cols[0].type == CD_VAL_INT ? (uint64_t)cols[0].i : 0;
+    struct batch *b = &v->batch[v->put % NBATCH];
+    enum cd_err err;
+
+    if (n < 4 || (cols[1].type != CD_VAL_BLOB && cols[1].type != CD_VAL_TEXT) ||
+        !is_hash(&cols[2]) || !is_hash(&cols[3])) {
         cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed", (unsigned long long)seq);
         return fail_at(w, seq ? seq : w->count + 1);
     }
-    return walk_entry(w, seq, cols[1].p, cols[1].len, cols[2].p, cols[3].p,
-                      cols[4].type == CD_VAL_NULL ? NULL : cols[4].p, true);
-}
-
-struct level_check {
-    uint64_t size;
-    struct cd_audit_report *rep;
-};
-
-static enum cd_err level_row(void *ctx, const struct cd_val *cols, size_t n)
-{
-    struct level_check *lc = ctx;
-    int64_t level = cols[0].i, count = cols[1].i, lo = cols[2].i, hi = cols[3].i;
-    uint64_t want = level >= 0 && level < 64 ? lc->size >> level : 0;
-
-    if (n < 4 || count <= 0 || lo != 0 || hi != count - 1 || (uint64_t)count != want) {
-        /* The first entry whose subtree is absent or extra names the damage. */
-        uint64_t first = (uint64_t)(hi + 1 < (int64_t)want ? hi + 1 : (int64_t)want);
-        if (level >= 0 && level < 64 && first < (UINT64_MAX >> level))
-            first <<= level;
-        lc->rep->bad_seq = first + 1;
-        return cd_err_set(CD_ERR_INTEGRITY,
-                          "Merkle level %lld holds %lld nodes (indexes %lld..%lld) but %llu "
-                          "entries need %llu: nodes were deleted or added near entry %llu",
-                          (long long)level, (long long)count, (long long)lo, (long long)hi,
-                          (unsigned long long)lc->size, (unsigned long long)want,
-                          (unsigned long long)first + 1);
+    if ((err = chain_step(w, seq, cols[1].p, cols[1].len, cols[2].p, cols[3].p)) != CD_OK)
+        return err;
+    if (b->len + cols[1].len > b->cap) {
+        size_t cap = 2 * (b->len + cols[1].len) + 64 * 1024;
+        char *p = cd_realloc(b->bytes, cap);
+        if (p == NULL)
+            return CD_ERR_NOMEM;
+        b->bytes = p;
+        b->cap = cap;
+    }
+    memcpy(b->bytes + b->len, cols[1].p, cols[1].len);
+    b->off[b->n++] = b->len;
+    b->len += cols[1].len;
+    b->off[b->n] = b->len;
+    if (w->progress && (seq & PROGRESS_EVERY) == 0)
+        w->progress(seq, w->total);
+    if (b->n == BATCH_ENTRIES && !hand_over(v)) {
+        v->aborted = true;
+        return CD_ERR_BUSY; /* the leaf thread's error is the one reported */
     }
     return CD_OK;
 }
 
-struct inner_check {
-    struct walker *w;
+/* The leaf thread's next entry (seq = tree.count + 1): *got is false when the chain walk has
+ * ended before it. */
+static void next_entry(struct db_verify *v, const char **p, size_t *n, bool *got)
+{
+    if (v->cur && v->cur_i == v->cur->n) {
+        pthread_mutex_lock(&v->mu);
+        v->take++;
+        v->nfull--;
+        pthread_cond_signal(&v->freed);
+        pthread_mutex_unlock(&v->mu);
+        v->cur = NULL;
+    }
+    if (v->cur == NULL) {
+        pthread_mutex_lock(&v->mu);
+        while (v->nfull == 0 && !v->entries_done)
+            pthread_cond_wait(&v->filled, &v->mu);
+        if (v->nfull > 0) {
+            v->cur = &v->batch[v->take % NBATCH];
+            v->cur_i = 0;
+        }
+        pthread_mutex_unlock(&v->mu);
+        /* The chain thread hands over only batches with entries in them. */
+        assert(v->cur == NULL || v->cur->n > 0);
+    }
+    *got = v->cur != NULL;
+    if (*got) {
+        *p = v->cur->bytes + v->cur->off[v->cur_i];
+        *n = v->cur->off[v->cur_i + 1] - v->cur->off[v->cur_i];
+        v->cur_i++;
+    }
+}
+
+static enum cd_err digest_flush(struct level_digest *d)
+{
+    enum cd_err err;
+
+    if (!d->on) {
+        if ((err = cd_crypto_sha256_init(&d->h)) != CD_OK)
+            return err;
+        d->on = true;
+    }
+    err = cd_crypto_sha256_update(&d->h, d->buf, (size_t)d->nbuf * HASH_LEN);
+    d->nbuf = 0;
+    return err;
+}
+
+static enum cd_err digest_add(struct level_digest *d, const uint8_t *hash)
+{
+    memcpy(d->buf[d->nbuf++], hash, HASH_LEN);
+    d->n++;
+    return d->nbuf == DIGEST_BUF ? digest_flush(d) : CD_OK;
+}
+
+static enum cd_err emit_expected(void *ctx, unsigned level, uint64_t index, const uint8_t *hash)
+{
+    struct db_verify *v = ctx;
+
+    if (level == 0)
+        return CD_OK; /* leaves are compared one by one */
+    assert(level < LEVELS); /* cd_merkle_append stops below 2^63 leaves */
+    return digest_add(&v->expect[level], hash);
+}
+
+/* Pairs the stored leaf at index idx (hash, NULL when none) with entry idx + 1. */
+static enum cd_err leaf_row(struct db_verify *v, uint64_t idx, const struct cd_val *hash)
+{
+    struct walker *w = &v->tree;
+    const char *p = NULL;
+    size_t n = 0;
+    bool got = false;
+    enum cd_err err;
+
+    /* Entries before idx + 1 have no stored leaf; entries the chain walk never handed over
+     * have none to compare against (extra leaves are the shape check's business). */
+    while (w->count < idx + 1) {
+        uint64_t seq = w->count + 1;
+        next_entry(v, &p, &n, &got);
+        if (!got) {
+            v->leaves_done = true;
+            return CD_OK;
+        }
+        if (seq == idx + 1 && hash && !is_hash(hash)) {
+            cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed",
+                       (unsigned long long)seq);
+            return fail_at(w, seq);
+        }
+        if ((err = seq_step(w, seq, p, n)) != CD_OK ||
+            (err = tree_step(w, seq, p, n, seq == idx + 1 && hash ? hash->p : NULL, true,
+                             emit_expected, v)) != CD_OK)
+            return err;
+    }
+    return CD_OK;
+}
+
+/* After the last stored leaf: any entry still to come has none. */
+static enum cd_err finish_leaves(struct db_verify *v)
+{
+    enum cd_err err = CD_OK;
+
+    if (!v->leaves_done)
+        err = leaf_row(v, UINT64_MAX - 1, NULL);
+    v->leaves_done = true;
+    return err;
+}
+
+static void shape_end(struct shape *sh)
+{
+    int64_t level = sh->level, count = sh->count, lo = sh->lo, hi = sh->hi;
+    uint64_t want = level >= 0 && level < 64 ? sh->size >> level : 0;
+
+    sh->in_group = false;
+    sh->groups++;
+    if (sh->bad_seq || (count > 0 && lo == 0 && hi == count - 1 && (uint64_t)count == want))
+        return;
+    /* The first entry whose subtree is absent or extra names the damage. */
+    uint64_t first = (uint64_t)(hi + 1 < (int64_t)want ? hi + 1 : (int64_t)want);
+    if (level >= 0 && level < 64 && first < (UINT64_MAX >> level))
+        first <<= level;
+    sh->bad_seq = first + 1;
+    snprintf(sh->detail, sizeof sh->detail,
+             "Merkle level %lld holds %lld nodes (indexes %lld..%lld) but %llu entries need %llu: "
+             "nodes were deleted or added near entry %llu",
+             (long long)level, (long long)count, (long long)lo, (long long)hi,
+             (unsigned long long)sh->size, (unsigned long long)want,
+             (unsigned long long)first + 1);
+}
+
+static void shape_row(struct shape *sh, int64_t level, int64_t idx)
+{
+    if (sh->in_group && level != sh->level)
+        shape_end(sh);
+    if (!sh->in_group) {
+        sh->in_group = true;
+        sh->level = level;
+        sh->count = 0;
+        sh->lo = idx;
+    }
+    sh->count++;
+    sh->hi = idx;
+}
+
+/* An interior row over the first `size` entries goes into its level's digest. */
+static enum cd_err stored_node(struct db_verify *v, uint64_t size, int64_t level, int64_t idx,
+                               const struct cd_val *cols, size_t n)
+{
+    if (level > 0 && level < LEVELS && idx >= 0 && (uint64_t)idx < (size >> level)) {
+        struct level_digest *d = &v->stored[level];
+        if (n < 3 || !is_hash(&cols[2])) {
+            d->bad = true;
+            d->n++;
+            return CD_OK;
+        }
+        return digest_add(d, cols[2].p);
+    }
+    return CD_OK;
+}
+
+/* Leaf thread: the rows of levels <= 1 (below 0 only junk the shape check names). Level 1 is
+ * taken here so that both threads share the interior rows once the entries are done. */
+static enum cd_err leaf_node_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct db_verify *v = ctx;
+    int64_t level = n > 0 ? cols[0].i : 0, idx = n > 1 ? cols[1].i : 0;
+    enum cd_err err;
+
+    shape_row(&v->leaf_shape, level, idx);
+    if (level < 0)
+        return CD_OK;
+    if (level == 0)
+        return idx >= 0 && !v->leaves_done ? leaf_row(v, (uint64_t)idx, n > 2 ? &cols[2] : NULL)
+                                           : CD_OK;
+    if ((err = finish_leaves(v)) != CD_OK)
+        return err;
+    return stored_node(v, v->tree.count, level, idx, cols, n);
+}
+
+/* Chain thread, after the entries: the rows of levels > 1. Only the nodes over the entries
+ * the chain walk accepted are compared. */
+static enum cd_err inner_node_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct db_verify *v = ctx;
+    int64_t level = n > 0 ? cols[0].i : 0, idx = n > 1 ? cols[1].i : 0;
+
+    shape_row(&v->inner_shape, level, idx);
+    return stored_node(v, v->chain.count, level, idx, cols, n);
+}
+
+struct locate {
+    struct db_verify *v;
     uint64_t done;
 };
 
-static enum cd_err inner_row(void *ctx, const struct cd_val *cols, size_t n)
+static enum cd_err locate_row(void *ctx, const struct cd_val *cols, size_t n)
 {
-    struct inner_check *ic = ctx;
+    struct locate *lc = ctx;
     uint8_t h[HASH_LEN];
     enum cd_err err;
     int64_t level = cols[0].i, idx = cols[1].i;
@@ -210,71 +534,166 @@ static enum cd_err inner_row(void *ctx, const struct cd_val *cols, size_t n)
                    "its children",
                    (long long)level, (long long)idx, (unsigned long long)first + 1,
                    (unsigned long long)(first + (1ull << level)));
-        return fail_at(ic->w, first + 1);
+        lc->v->tree_rep.bad_seq = first + 1;
+        return CD_ERR_INTEGRITY;
     }
-    ic->done++;
+    lc->done++;
     return CD_OK;
+}
+
+/* Compares each interior level's stored digest with the recomputed one, lowest level first,
+ * and names the first bad node of the first level that differs. */
+static enum cd_err check_interior(struct cd_tx *tx, struct db_verify *v)
+{
+    uint64_t n = v->tree.count, nodes = 0;
+    enum cd_err err;
+
+    for (unsigned level = 1; level < LEVELS && (n >> level) > 0; level++) {
+        struct level_digest *e = &v->expect[level], *st = &v->stored[level];
+        uint8_t de[HASH_LEN], ds[HASH_LEN];
+        if ((err = digest_flush(e)) != CD_OK || (err = digest_flush(st)) != CD_OK ||
+            (err = cd_crypto_sha256_final(&e->h, de)) != CD_OK ||
+            (err = cd_crypto_sha256_final(&st->h, ds)) != CD_OK)
+            return err;
+        assert(e->n == n >> level); /* the frontier emits every complete subtree once */
+        if (!st->bad && st->n == e->n && memcmp(de, ds, HASH_LEN) == 0) {
+            nodes += st->n;
+            continue;
+        }
+        struct locate lc = {v, 0};
+        struct cd_val p[] = {CD_VINT(level)};
+        err = cd_tx_exec(tx,
+                         "SELECT p.level, p.idx, p.hash, l.hash, r.hash FROM audit_nodes p"
+                         " LEFT JOIN audit_nodes l ON l.level = p.level - 1 AND l.idx = 2 * p.idx"
+                         " LEFT JOIN audit_nodes r ON r.level = p.level - 1"
+                         " AND r.idx = 2 * p.idx + 1"
+                         " WHERE p.level = $1 ORDER BY p.idx",
+                         p, 1, locate_row, &lc, NULL);
+        v->tree_rep.nodes = nodes + lc.done;
+        if (err != CD_OK)
+            return err;
+        /* Every stored node matches its children: some are missing from this snapshot. */
+        uint64_t first = st->n << level;
+        cd_err_set(CD_ERR_INTEGRITY, "Merkle node (level %u, index %llu) over entries %llu.. "
+                                     "is missing",
+                   level, (unsigned long long)st->n, (unsigned long long)first + 1);
+        v->tree_rep.bad_seq = first + 1;
+        return CD_ERR_INTEGRITY;
+    }
+    v->tree_rep.nodes = nodes;
+    return CD_OK;
+}
+
+static enum cd_err leaves_fn(struct cd_tx *tx, void *ctx)
+{
+    struct db_verify *v = ctx;
+    enum cd_err err;
+
+    if ((err = cd__audit_size(tx, &v->leaf_shape.size)) != CD_OK ||
+        (err = check_heads(&v->tree)) != CD_OK)
+        return err;
+    if ((err = cd_tx_exec(tx,
+                          "SELECT level, idx, hash FROM audit_nodes WHERE level <= 1"
+                          " ORDER BY level, idx",
+                          NULL, 0, leaf_node_row, v, NULL)) != CD_OK)
+        return err;
+    if (v->leaf_shape.in_group)
+        shape_end(&v->leaf_shape);
+    return finish_leaves(v);
+}
+
+/* After both walks: a truncated tail, the shape of the tree, the interior nodes. */
+static enum cd_err check_tree(struct cd_tx *tx, struct db_verify *v)
+{
+    struct shape *sh = NULL;
+    enum cd_err err;
+
+    if ((err = check_truncation(&v->tree)) != CD_OK)
+        return err;
+    /* Key order: the leaf thread's levels (<= 1) come before the chain thread's. */
+    if (v->leaf_shape.bad_seq)
+        sh = &v->leaf_shape;
+    else if (v->inner_shape.bad_seq)
+        sh = &v->inner_shape;
+    if (sh) {
+        v->tree_rep.bad_seq = sh->bad_seq;
+        return cd_err_set(CD_ERR_INTEGRITY, "%s", sh->detail);
+    }
+    uint64_t size = v->inner_shape.size;
+    int64_t levels = v->leaf_shape.groups + v->inner_shape.groups, want_levels = 0;
+    for (uint64_t s = size; s; s >>= 1)
+        want_levels++;
+    if (levels != want_levels) {
+        v->tree_rep.bad_seq = size ? size : 1;
+        return cd_err_set(CD_ERR_INTEGRITY,
+                          "the Merkle tree has %lld levels but %llu entries need %lld",
+                          (long long)levels, (unsigned long long)size, (long long)want_levels);
+    }
+    return check_interior(tx, v);
+}
+
+static void *leaves_thread(void *arg)
+{
+    struct db_verify *v = arg;
+    enum cd_err err = cd_store_read(v->store, leaves_fn, v);
+
+    if (err != CD_OK)
+        snprintf(v->tree_detail, sizeof v->tree_detail, "%s", cd_err_detail());
+    pthread_mutex_lock(&v->mu);
+    v->tree_err = err;
+    v->nodes_stopped = true;
+    pthread_cond_signal(&v->freed);
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
 }
 
 static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
 {
     struct db_verify *v = ctx;
-    struct walker *w = &v->w;
-    struct cd_audit_sth *heads = NULL;
-    size_t nheads = 0;
-    int64_t total = 0;
+    uint64_t size = 0;
+    pthread_t th;
     enum cd_err err;
 
-    if ((err = cd__audit_size(tx, &v->size)) != CD_OK ||
-        (err = cd_tx_int(tx, "SELECT count(*) FROM audit_events", NULL, 0, &total)) != CD_OK ||
-        (err = cd__audit_sth_all(tx, &heads, &nheads)) != CD_OK)
+    if ((err = cd__audit_size(tx, &size)) != CD_OK ||
+        (err = cd__audit_sth_all(tx, &v->heads, &v->nheads)) != CD_OK)
         return err;
-    w->total = (uint64_t)total;
-    w->heads = heads;
-    w->nheads = nheads;
-    if ((err = check_heads(w)) != CD_OK)
-        goto out;
-    /* 1. the chain and the leaves, entry by entry, checking heads as their sizes are reached */
-    if ((err = cd_tx_exec(tx,
-                          "SELECT e.seq, e.entry, e.prev_hash, e.hash, n.hash FROM audit_events e"
-                          " LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = e.seq - 1"
-                          " ORDER BY e.seq",
-                          NULL, 0, db_entry_row, w, NULL)) != CD_OK ||
-        (err = check_truncation(w)) != CD_OK)
-        goto out;
-    /* 2. the shape of the stored tree: exactly size >> L nodes at level L, no gaps */
-    struct level_check lc = {w->count, w->rep};
-    int64_t levels = 0;
-    if ((err = cd_tx_exec(tx,
-                          "SELECT level, count(*), min(idx), max(idx) FROM audit_nodes"
-                          " GROUP BY level ORDER BY level",
-                          NULL, 0, level_row, &lc, NULL)) != CD_OK ||
-        (err = cd_tx_int(tx, "SELECT count(DISTINCT level) FROM audit_nodes", NULL, 0,
-                         &levels)) != CD_OK)
-        goto out;
-    int64_t want_levels = 0;
-    for (uint64_t s = w->count; s; s >>= 1)
-        want_levels++;
-    if (levels != want_levels) {
-        w->rep->bad_seq = w->count ? w->count : 1;
-        err = cd_err_set(CD_ERR_INTEGRITY, "the Merkle tree has %lld levels but %llu entries "
-                                           "need %lld",
-                         (long long)levels, (unsigned long long)w->count, (long long)want_levels);
-        goto out;
+    v->chain.total = size;
+    v->tree.heads = v->heads;
+    v->tree.nheads = v->nheads;
+    /* This transaction has its snapshot now, so the leaf thread's is the same or newer. */
+    if (pthread_create(&th, NULL, leaves_thread, v) != 0)
+        return cd_err_set(CD_ERR_INTERNAL, "cannot start the verification thread");
+    err = cd_tx_exec(tx, "SELECT seq, entry, prev_hash, hash FROM audit_events ORDER BY seq",
+                     NULL, 0, entry_row, v, NULL);
+    /* The entries accepted before a chain failure still get their leaf and head checks. */
+    if (!v->aborted && v->batch[v->put % NBATCH].n > 0)
+        hand_over(v);
+    pthread_mutex_lock(&v->mu);
+    v->entries_done = true;
+    pthread_cond_signal(&v->filled);
+    pthread_mutex_unlock(&v->mu);
+    /* The interior rows, while the leaf thread finishes. */
+    v->inner_shape.size = v->chain.count;
+    if (err == CD_OK) {
+        err = cd_tx_exec(tx,
+                         "SELECT level, idx, hash FROM audit_nodes WHERE level > 1"
+                         " ORDER BY level, idx",
+                         NULL, 0, inner_node_row, v, NULL);
+        if (v->inner_shape.in_group)
+            shape_end(&v->inner_shape);
     }
-    /* 3. every interior node is the hash of its two children */
-    struct inner_check ic = {w, 0};
-    err = cd_tx_exec(tx,
-                     "SELECT p.level, p.idx, p.hash, l.hash, r.hash FROM audit_nodes p"
-                     " LEFT JOIN audit_nodes l ON l.level = p.level - 1 AND l.idx = 2 * p.idx"
-                     " LEFT JOIN audit_nodes r ON r.level = p.level - 1 AND r.idx = 2 * p.idx + 1"
-                     " WHERE p.level > 0 ORDER BY p.level, p.idx",
-                     NULL, 0, inner_row, &ic, NULL);
-    w->rep->nodes = ic.done;
-out:
-    cd_free(heads);
-    w->heads = NULL;
-    return err;
+    pthread_join(th, NULL);
+    if (v->tree_err != CD_OK) {
+        cd_err_set(v->tree_err, "%s", v->tree_detail);
+        return v->tree_err;
+    }
+    if (v->aborted)
+        return cd_err_set(CD_ERR_INTERNAL, "the verification thread stopped early");
+    if (err != CD_OK) {
+        v->tree_rep.bad_seq = v->chain_rep.bad_seq;
+        return err;
+    }
+    return check_tree(tx, v);
 }
 
 enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd_audit_report *rep,
@@ -286,12 +705,28 @@ enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd
     memset(rep, 0, sizeof *rep);
     if (v == NULL)
         return CD_ERR_NOMEM;
-    v->w.pk = pk;
-    v->w.rep = rep;
-    v->w.progress = progress;
+    v->store = s;
+    v->chain.rep = &v->chain_rep;
+    v->chain.progress = progress;
+    v->tree.pk = pk;
+    v->tree.rep = &v->tree_rep;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_cond_init(&v->filled, NULL);
+    pthread_cond_init(&v->freed, NULL);
     err = cd_store_read(s, verify_all_fn, v);
+    *rep = v->tree_rep;
     if (err == CD_OK && progress)
-        progress(v->w.count, v->w.total);
+        progress(v->chain.count, v->chain.total);
+    for (unsigned i = 0; i < LEVELS; i++) {
+        cd_crypto_sha256_free(&v->expect[i].h);
+        cd_crypto_sha256_free(&v->stored[i].h);
+    }
+    for (unsigned i = 0; i < NBATCH; i++)
+        cd_free(v->batch[i].bytes);
+    cd_free(v->heads);
+    pthread_cond_destroy(&v->freed);
+    pthread_cond_destroy(&v->filled);
+    pthread_mutex_destroy(&v->mu);
     cd_free(v);
     return err;
 }
@@ -465,8 +900,7 @@ enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
                 err = CD_ERR_INTEGRITY;
                 goto out;
             }
-            if ((err = walk_entry(w, (uint64_t)seq, bytes.p, bytes.len, NULL, hash, NULL,
-                                  false)) != CD_OK)
+            if ((err = walk_entry(w, (uint64_t)seq, bytes.p, bytes.len, hash)) != CD_OK)
                 goto out;
         } else if (cd_str_eq_c(type, "tree_head")) {
             if ((err = cd_audit_sth_parse(o, &head)) != CD_OK) {
