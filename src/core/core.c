@@ -98,6 +98,31 @@ enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
     return cd_err_set(CD_ERR_PURPOSE_DENIED, "%s", detail);
 }
 
+enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
+
+enum cd_err cd__core_page(json_t *items, bool more, int64_t ms, const char *id, json_t **out)
+{
+    json_t *res = json_object(), *next = NULL;
+    enum cd_err err = CD_ERR_NOMEM;
+
+    if (res == NULL || cd_json_set_new(res, "items", items) != CD_OK) {
+        if (res == NULL)
+            json_decref(items);
+        goto out;
+    }
+    if (more && (err = cd__core_cursor_encode(ms, id, &next)) != CD_OK)
+        goto out;
+    if (cd_json_set_new(res, "next_cursor", more ? next : json_null()) != CD_OK) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    *out = res;
+    return CD_OK;
+out:
+    json_decref(res);
+    return err;
+}
+
 void cd__core_col_text(struct cd_val v, char *out, size_t n)
 {
     size_t len = 0;

@@ -71,6 +71,10 @@ enum cd_err cd__core_idem_record(struct cd_tx *tx, const struct cd_idem *idem,
 enum cd_err cd__core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_MAX],
                              bool *exists);
 
+/* A page of a list: {"items": items, "next_cursor": ...}. items is always taken (also on
+ * failure); when more is true the cursor points after (ms, id), else it is null. */
+enum cd_err cd__core_page(json_t *items, bool more, int64_t ms, const char *id, json_t **out);
+
 /* Copies a short text column into a fixed buffer ("" for NULL). */
 void cd__core_col_text(struct cd_val v, char *out, size_t n);
 

@@ -803,13 +803,12 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
 }
 
 enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
-enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
 
 enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
                                   struct cd_str cursor, int limit, unsigned fields, json_t **out)
 {
     struct list_ctx *l = cd_calloc(1, sizeof *l);
-    json_t *res = NULL, *items = NULL, *next = NULL;
+    json_t *items = NULL;
     enum cd_err err;
 
     if (l == NULL)
@@ -843,32 +842,10 @@ enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
                                  &last_ms)) != CD_OK)
             goto out;
     }
-    if (l->count > limit) {
-        if ((err = cd__core_cursor_encode(last_ms, l->ids[shown - 1], &next)) != CD_OK)
-            goto out;
-    } else if ((next = json_null()) == NULL) {
-        goto out;
-    }
-    err = CD_ERR_NOMEM;
-    if ((res = json_object()) == NULL)
-        goto out;
-    if (cd_json_set_new(res, "items", items) != CD_OK) {
-        items = NULL;
-        goto out;
-    }
+    err = cd__core_page(items, l->count > limit, last_ms, shown ? l->ids[shown - 1] : "", out);
     items = NULL;
-    if (cd_json_set_new(res, "next_cursor", next) != CD_OK) {
-        next = NULL;
-        goto out;
-    }
-    next = NULL;
-    *out = res;
-    res = NULL;
-    err = CD_OK;
 out:
     json_decref(items);
-    json_decref(next);
-    json_decref(res);
     cd_free(l);
     return err;
 }

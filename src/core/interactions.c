@@ -794,7 +794,7 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
                              const struct cd_timeline_query *q, unsigned fields, json_t **out)
 {
     struct timeline_ctx t;
-    json_t *items = NULL, *res = NULL, *next = NULL;
+    json_t *items = NULL, *res = NULL;
     enum cd_err err;
 
     memset(&t, 0, sizeof t);
@@ -826,33 +826,18 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
     int shown = t.pc.count > q->limit ? q->limit : t.pc.count;
     if ((err = page_items(c, &t.pc, shown, fields, &items)) != CD_OK)
         goto out;
-    if (t.pc.count > q->limit)
-        err = cd__core_cursor_encode(t.pc.rows[shown - 1].occurred_at, t.pc.rows[shown - 1].id,
-                                     &next);
-    else
-        next = json_null();
+    const struct cd__interaction_row *last = shown ? &t.pc.rows[shown - 1] : NULL;
+    err = cd__core_page(items, t.pc.count > q->limit, last ? last->occurred_at : 0,
+                        last ? last->id : "", &res);
+    items = NULL;
     if (err != CD_OK)
         goto out;
-    err = CD_ERR_NOMEM;
-    if ((res = json_object()) == NULL ||
-        cd_json_set_new(res, "customer_id", json_string(t.pc.customer_id)) != CD_OK)
+    if ((err = cd_json_set_new(res, "customer_id", json_string(t.pc.customer_id))) != CD_OK)
         goto out;
-    if (cd_json_set_new(res, "items", items) != CD_OK) {
-        items = NULL;
-        goto out;
-    }
-    items = NULL;
-    if (cd_json_set_new(res, "next_cursor", next) != CD_OK) {
-        next = NULL;
-        goto out;
-    }
-    next = NULL;
     *out = res;
     res = NULL;
-    err = CD_OK;
 out:
     json_decref(items);
-    json_decref(next);
     json_decref(res);
     page_free(&t.pc);
     return err;
