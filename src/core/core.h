@@ -121,6 +121,16 @@ enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *
                                       struct cd_str id, bool restricted, unsigned fields,
                                       json_t **out);
 
+/* Crypto-shredding: destroys the customer's data key and deletes their identities (and blind
+ * indexes) and every sealed value, in one transaction recorded in the ledger, then checkpoints
+ * the write-ahead log so no page image of the key stays there. Every copy of their personal
+ * data elsewhere (backups, replicas) is ciphertext under a key that no longer exists (see
+ * docs/crypto.md for the backup window). The customer id stays and answers "erased"; the
+ * record that interactions happened (channel, time) stays, their content does not.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged: erase the survivor; already erased). */
+enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                   json_t **out);
+
 /* Merges customer `merged` into `survivor`: identities and interactions move, the merged id
  * then answers with a pointer to the survivor, and the merge is recorded.
  * Errors: CD_ERR_INVALID (same id), CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (either already merged). */

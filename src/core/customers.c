@@ -129,7 +129,7 @@ struct customer_row {
     bool found;
     char id[CD_ID_MAX];
     char merged_into[CD_ID_MAX];
-    int64_t created_at, updated_at, merged_at;
+    int64_t created_at, updated_at, merged_at, erased_at;
     char locale[36], time_zone[65], jurisdiction[17];
     bool restricted;
     struct cd_buf display_name, attributes, wrapped; /* sealed bytes */
@@ -161,6 +161,7 @@ static enum cd_err customer_row_fn(void *ctx, const struct cd_val *cols, size_t 
     if (err == CD_OK && cols[10].type == CD_VAL_BLOB)
         err = cd_buf_append(&r->wrapped, cols[10].p, cols[10].len);
     r->restricted = cols[11].type == CD_VAL_INT && cols[11].i != 0;
+    r->erased_at = cols[12].type == CD_VAL_INT ? cols[12].i : 0;
     return err;
 }
 
@@ -201,7 +202,8 @@ static void customer_row_free(struct customer_row *r)
 
 static const char SELECT_CUSTOMER[] =
     "SELECT id, created_at, updated_at, merged_into, merged_at, display_name, attributes,"
-    " locale, time_zone, jurisdiction, key_wrapped, restricted FROM customers WHERE id = $1";
+    " locale, time_zone, jurisdiction, key_wrapped, restricted, erased_at FROM customers"
+    " WHERE id = $1";
 
 static enum cd_err load_customer(struct cd_tx *tx, const char *id, struct customer_row *r)
 {
@@ -248,6 +250,13 @@ static enum cd_err customer_json(struct cd_core *c, struct customer_row *r, unsi
         if (cd_json_set_new(o, "status", json_string("merged")) != CD_OK ||
             cd_json_set_new(o, "merged_into", json_string(r->merged_into)) != CD_OK ||
             set_time(o, "merged_at", r->merged_at) != CD_OK)
+            goto out;
+        err = CD_OK;
+        goto done;
+    }
+    if (r->erased_at) {
+        if (cd_json_set_new(o, "status", json_string("erased")) != CD_OK ||
+            set_time(o, "erased_at", r->erased_at) != CD_OK)
             goto out;
         err = CD_OK;
         goto done;
@@ -374,7 +383,7 @@ static enum cd_err read_customer(struct cd_core *c, const struct cd_actor *a, st
         err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
         goto out;
     }
-    if (action && !g.row.merged_into[0]) {
+    if (action && !g.row.merged_into[0] && !g.row.erased_at) {
         if ((err = cd__core_read_allowed(c, a, g.row.id, g.row.restricted, action)) != CD_OK)
             goto out;
         if ((err = cd__core_audit_read(c, a, action, g.row.id, NULL, fields)) != CD_OK)
@@ -650,6 +659,10 @@ static enum cd_err key_for_update(struct cd_tx *tx, struct cd_core *c, const cha
     if (r.merged_into[0]) {
         err = cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; change the survivor",
                          r.id, r.merged_into);
+        goto out;
+    }
+    if (r.erased_at) {
+        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was erased", r.id);
         goto out;
     }
     struct cd_val w = {r.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, r.wrapped.p, r.wrapped.len};
@@ -1096,5 +1109,74 @@ enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *
         return err;
     if ((err = cd_store_write(c->store, restrict_fn, &rc)) != CD_OK)
         return err;
+    return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
+}
+
+/* ---- crypto-shredding ---- */
+
+struct shred_ctx {
+    const struct cd_actor *a;
+    char id[CD_ID_MAX];
+};
+
+static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
+{
+    struct shred_ctx *sc = ctx;
+    struct customer_row r;
+    struct cd_audit_event ev;
+    enum cd_err err;
+    int64_t now = cd_now_ms();
+
+    customer_row_init(&r);
+    struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(now)};
+    if ((err = cd_tx_exec(tx, SELECT_CUSTOMER, p, 1, customer_row_fn, &r, NULL)) != CD_OK)
+        goto out;
+    if (!r.found) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+        goto out;
+    }
+    if (r.merged_into[0]) {
+        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; erase the survivor",
+                         r.id, r.merged_into);
+        goto out;
+    }
+    if (r.erased_at) {
+        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was already erased", r.id);
+        goto out;
+    }
+    /* secure_delete is on: the freed cells are overwritten, not just unlinked. */
+    if ((err = cd_tx_exec(tx, "UPDATE customers SET key_wrapped = NULL, display_name = NULL,"
+                              " attributes = NULL, locale = NULL, time_zone = NULL,"
+                              " jurisdiction = NULL, erased_at = $2, updated_at = $2"
+                              " WHERE id = $1",
+                          p, 2, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "DELETE FROM identities WHERE customer_id = $1", p, 1, NULL, NULL,
+                          NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE interactions SET subject = NULL, body = NULL,"
+                              " metadata = NULL WHERE customer_id = $1",
+                          p, 1, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    cd__core_event(&ev, sc->a, "customer.shred", sc->id, NULL, 0);
+    err = cd_audit_append(tx, &ev, NULL);
+out:
+    customer_row_free(&r);
+    return err;
+}
+
+enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                   json_t **out)
+{
+    struct shred_ctx sc = {a, ""};
+    enum cd_err err;
+
+    if ((err = copy_id(id, sc.id)) != CD_OK)
+        return err;
+    if ((err = cd_store_write(c->store, shred_fn, &sc)) != CD_OK)
+        return err;
+    /* The key is gone from the database; now from the write-ahead log too. Readers holding an
+     * old snapshot can delay that: the next checkpoint (automatic) then completes it. */
+    if (cd_store_checkpoint(c->store) != CD_OK)
+        cd_log(CD_LOG_WARN, "core.shred_checkpoint_deferred", "\"reason\":\"%s\"",
+               cd_err_name(CD_ERR_BUSY));
     return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
 }

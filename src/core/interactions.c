@@ -194,7 +194,8 @@ static const char SELECT_BY_IDENTITY[] =
     "SELECT c.id, c.key_wrapped FROM identities i JOIN customers c ON c.id = i.customer_id"
     " WHERE i.kind = $1 AND i.lookup = $2";
 static const char SELECT_BY_ID[] =
-    "SELECT id, key_wrapped FROM customers WHERE id = $1 AND merged_into IS NULL";
+    "SELECT id, key_wrapped FROM customers WHERE id = $1 AND merged_into IS NULL"
+    " AND erased_at IS NULL";
 
 static enum cd_err seal_all(struct ingest_ctx *ic, const struct cd__ckey *k)
 {
@@ -242,6 +243,11 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         struct cd_val p[] = {CD_VCSTR(resolved)};
         if ((err = cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, &l, NULL)) != CD_OK)
             goto out;
+        if (!l.found) {
+            err = cd_err_set(CD_ERR_CONFLICT, "the customer's data was erased; new interactions "
+                                              "start a new customer");
+            goto out;
+        }
     }
     if (l.found) {
         struct cd_val w = {l.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l.wrapped.p,
@@ -581,6 +587,7 @@ struct page_ctx {
     struct cd_buf wrapped;
     bool customer_found;
     bool restricted;
+    bool erased; /* the content was shredded: only reference fields remain */
 };
 
 static enum cd_err page_row(void *ctx, const struct cd_val *cols, size_t n)
@@ -642,6 +649,7 @@ static enum cd_err key_row(void *ctx, const struct cd_val *cols, size_t n)
 
     pc->customer_found = true;
     pc->restricted = cols[1].type == CD_VAL_INT && cols[1].i != 0;
+    pc->erased = cols[2].type == CD_VAL_INT;
     cd_buf_reset(&pc->wrapped);
     if (cols[0].type == CD_VAL_BLOB)
         return cd_buf_append(&pc->wrapped, cols[0].p, cols[0].len);
@@ -690,8 +698,9 @@ static enum cd_err timeline_fn(struct cd_tx *tx, void *ctx)
             return err;
     }
     struct cd_val p[] = {CD_VCSTR(t->pc.customer_id)};
-    return cd_tx_exec(tx, "SELECT key_wrapped, restricted FROM customers WHERE id = $1", p, 1,
-                      key_row, &t->pc, NULL);
+    return cd_tx_exec(tx, "SELECT key_wrapped, restricted, erased_at FROM customers"
+                          " WHERE id = $1",
+                      p, 1, key_row, &t->pc, NULL);
 }
 
 static enum cd_err page_init(struct page_ctx *pc, int max)
@@ -726,6 +735,8 @@ static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, uns
 
     if (items == NULL)
         return CD_ERR_NOMEM;
+    if (pc->erased)
+        fields &= ~(unsigned)CD_FIELDS_CONVERSATION;
     if ((fields & CD_FIELDS_CONVERSATION) && n > 0) {
         struct cd_val w = {pc->wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, pc->wrapped.p,
                            pc->wrapped.len};

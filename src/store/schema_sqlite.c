@@ -73,6 +73,8 @@ const char *const cd__store_sqlite_migrations[] = {
     /* 4: consent — the consent engine follows customer changes (jurisdiction, time zone) by
      * updated_at, so that scan must be an index range, not a table scan. */
     "CREATE INDEX customers_by_updated ON customers(updated_at);",
+    /* 5: core — crypto-shredding: when a customer's data key was destroyed. */
+    "ALTER TABLE customers ADD COLUMN erased_at INTEGER;",
 };
 
 const int cd__store_sqlite_migrations_count =

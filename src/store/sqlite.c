@@ -332,6 +332,17 @@ static enum cd_err sq_integrity(void *c)
     return ok ? CD_OK : cd_err_set(CD_ERR_INTEGRITY, "PRAGMA integrity_check reported errors");
 }
 
+static enum cd_err sq_checkpoint(void *c)
+{
+    struct sq_conn *conn = c;
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(conn->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+
+    if (rc == SQLITE_BUSY)
+        return cd_err_set(CD_ERR_BUSY, "readers kept the checkpoint from completing");
+    return rc == SQLITE_OK ? CD_OK : sq_err(conn->db, rc, "checkpoint");
+}
+
 const struct cd_store_ops cd_store_sqlite_ops = {
     .name = "sqlite",
     .conn_open = sq_open,
@@ -345,4 +356,5 @@ const struct cd_store_ops cd_store_sqlite_ops = {
     .rollback_to = sq_rollback_to,
     .migrate = sq_migrate,
     .integrity_check = sq_integrity,
+    .checkpoint = sq_checkpoint,
 };

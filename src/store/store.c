@@ -36,6 +36,10 @@ struct cd_store {
     bool writer_started;
     pthread_mutex_t mu;
     pthread_cond_t work;  /* writer waits for jobs */
+    pthread_cond_t ckpt_done;
+    bool checkpoint_requested;
+    enum cd_err checkpoint_err;
+    char checkpoint_detail[256];
     struct write_job *head, *tail;
     bool stopping;
     /* reader pool */
@@ -189,8 +193,18 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "cd-writer");
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head == NULL && !s->stopping)
+        while (s->head == NULL && !s->stopping && !s->checkpoint_requested)
             pthread_cond_wait(&s->work, &s->mu);
+        if (s->checkpoint_requested) {
+            pthread_mutex_unlock(&s->mu);
+            enum cd_err cerr = s->ops->checkpoint(s->wconn);
+            pthread_mutex_lock(&s->mu);
+            s->checkpoint_err = cerr;
+            snprintf(s->checkpoint_detail, sizeof s->checkpoint_detail, "%s", cd_err_detail());
+            s->checkpoint_requested = false;
+            pthread_cond_broadcast(&s->ckpt_done);
+            continue;
+        }
         if (s->head == NULL && s->stopping)
             break;
         /* Take up to MAX_BATCH jobs; the rest wait for the next commit. */
@@ -324,6 +338,28 @@ enum cd_err cd_store_integrity_check(struct cd_store *s)
     return cd_store_read(s, integrity_fn, NULL);
 }
 
+/* The checkpoint runs on the writer thread, between batches: only there is the writer
+ * connection outside a transaction. */
+enum cd_err cd_store_checkpoint(struct cd_store *s)
+{
+    enum cd_err err;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return cd_err_set(CD_ERR_BUSY, "the store is shutting down");
+    }
+    s->checkpoint_requested = true;
+    pthread_cond_signal(&s->work);
+    while (s->checkpoint_requested)
+        pthread_cond_wait(&s->ckpt_done, &s->mu);
+    err = s->checkpoint_err;
+    if (err != CD_OK)
+        cd_err_set(err, "%s", s->checkpoint_detail);
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
 void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out)
 {
     pthread_mutex_lock(&s->mu);
@@ -349,6 +385,7 @@ enum cd_err cd_store_open(const char *url, struct cd_store **out)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->ckpt_done, NULL);
     if ((s->target = cd_strdup(target)) == NULL) {
         err = CD_ERR_NOMEM;
         goto out;
@@ -389,6 +426,7 @@ void cd_store_close(struct cd_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->ckpt_done);
     cd_free(s->target);
     cd_free(s);
 }

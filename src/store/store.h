@@ -67,6 +67,9 @@ struct cd_store_ops {
     enum cd_err (*migrate)(void *conn, int *from, int *to);
     /* Runs the backend's integrity check; CD_ERR_INTEGRITY with a detail if it fails. */
     enum cd_err (*integrity_check)(void *conn);
+    /* Moves everything in the write-ahead log into the database and empties the log, so old
+     * page images (e.g. of a destroyed key) do not linger in it. */
+    enum cd_err (*checkpoint)(void *conn);
 };
 
 extern const struct cd_store_ops cd_store_sqlite_ops;
@@ -116,6 +119,10 @@ bool cd_store_ping(struct cd_store *s);
 
 /* Runs the backend integrity check on a read connection. */
 enum cd_err cd_store_integrity_check(struct cd_store *s);
+
+/* Checkpoints and truncates the write-ahead log on the writer connection, between batches.
+ * Errors: CD_ERR_BUSY (readers kept it from completing), CD_ERR_STORE. */
+enum cd_err cd_store_checkpoint(struct cd_store *s);
 
 /* A snapshot of the counters, for /metrics. */
 void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out);

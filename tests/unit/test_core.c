@@ -1,5 +1,7 @@
 /* Unit tests for src/core on a real SQLite file: identity normalisation, customers, ingestion,
  * timeline pagination, merges, sealing at rest, and every allocation failure on ingestion. */
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
 #include "core/core.h"
@@ -282,6 +284,89 @@ static void ingestion_survives_every_allocation_failure(void **state)
     json_decref(found);
 }
 
+static size_t read_file(const char *file, char **out)
+{
+    FILE *f = fopen(file, "rb");
+    static char buf[1 << 23];
+    size_t n = 0;
+
+    *out = buf;
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return n;
+}
+
+static void shredding_leaves_nothing_readable(void **state)
+{
+    json_t *x = NULL, *c = NULL, *tl = NULL;
+    char cid[CD_ID_MAX], wal[300], q[400];
+    unsigned char wrapped[128];
+    int wlen = 0;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"shred.me@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\","
+                            "\"body\":\"please forget me\"}", &x), CD_OK);
+    snprintf(cid, sizeof cid, "%s", json_string_value(json_object_get(x, "customer_id")));
+    json_decref(x);
+    /* The wrapped key as stored, read the way an attacker with the file would. */
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT key_wrapped FROM customers WHERE id = ?", -1,
+                                        &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, cid, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    wlen = sqlite3_column_bytes(st, 0);
+    assert_true(wlen > 16 && wlen <= (int)sizeof wrapped);
+    memcpy(wrapped, sqlite3_column_blob(st, 0), (size_t)wlen);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* The search can see the key before: otherwise its absence afterwards would prove nothing. */
+    char *before = NULL;
+    size_t nb = read_file(path, &before);
+    bool in_db = memmem(before, nb, wrapped, (size_t)wlen) != NULL;
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    nb = read_file(wal, &before);
+    assert_true(in_db || memmem(before, nb, wrapped, (size_t)wlen) != NULL);
+
+    assert_int_equal(cd_core_customer_shred(core, &actor, cd_str_c(cid), &c), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(c, "status")), "erased");
+    json_decref(c);
+    assert_int_equal(cd_core_customer_shred(core, &actor, cd_str_c(cid), &c), CD_ERR_CONFLICT);
+
+    /* Neither the database file nor the write-ahead log holds the key any more. */
+    char *bytes = NULL;
+    size_t n = read_file(path, &bytes);
+    assert_true(n > 0);
+    assert_null(memmem(bytes, n, wrapped, (size_t)wlen));
+    n = read_file(wal, &bytes);
+    assert_null(memmem(bytes, n, wrapped, (size_t)wlen));
+
+    /* The identity is gone, the record of the interaction stays without its content. */
+    assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
+                                           CD_STR("shred.me@example.com"), CD_FIELDS_ALL, &c),
+                     CD_ERR_NOT_FOUND);
+    struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL};
+    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(cid), &tq, CD_FIELDS_ALL, &tl),
+                     CD_OK);
+    json_t *it = json_array_get(json_object_get(tl, "items"), 0);
+    assert_non_null(it);
+    assert_null(json_object_get(it, "body"));
+    assert_string_equal(json_string_value(json_object_get(it, "channel")), "email");
+    json_decref(tl);
+    snprintf(q, sizeof q, "{\"customer_id\":\"%s\",\"channel\":\"chat\","
+             "\"direction\":\"inbound\"}", cid);
+    assert_int_equal(ingest(q, &x), CD_ERR_CONFLICT);
+    /* Writing from the same address again starts a new customer. */
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"shred.me@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\"}", &x), CD_OK);
+    assert_string_not_equal(json_string_value(json_object_get(x, "customer_id")), cid);
+    json_decref(x);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -294,6 +379,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(personal_data_is_sealed_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_survives_every_allocation_failure, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(shredding_leaves_nothing_readable, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
