@@ -224,11 +224,66 @@ static void verify_names_the_first_bad_entry(void **state)
     cd_store_close(s);
 }
 
+/* The canonical bytes are written by hand (src/audit/audit.c); they must stay exactly what
+ * jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) makes of them, for
+ * every string: quotes, backslashes, control characters, DEL, slashes, non-ASCII code points in
+ * and above the BMP. Invalid UTF-8 is refused. */
+static enum cd_err tricky_fn(struct cd_tx *tx, void *ctx)
+{
+    struct cd_audit_event e = {"q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", "ok",
+                               "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf", "", NULL,
+                               "plain", NULL, "cus_1", NULL, "a,b", "\xc2\x80z"};
+    return cd_audit_append(tx, &e, NULL);
+}
+
+static enum cd_err invalid_fn(struct cd_tx *tx, void *ctx)
+{
+    struct cd_audit_event e = {.action = "x\xc3", .outcome = "ok"};
+    return cd_audit_append(tx, &e, NULL);
+}
+
+static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(cols[0].p, cols[0].len, 0, &jerr);
+    char *d = NULL;
+
+    assert_non_null(o);
+    d = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    assert_non_null(d);
+    assert_int_equal(strlen(d), cols[0].len);
+    assert_memory_equal(d, cols[0].p, cols[0].len);
+    (*(int *)ctx)++;
+    cd_free(d); /* jansson allocates through cd_malloc (cd_json_init) */
+    json_decref(o);
+    return CD_OK;
+}
+
+static enum cd_err entries_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_exec(tx, "SELECT entry FROM audit_events", NULL, 0, entry_row, ctx, NULL);
+}
+
+static void canonical_bytes_are_jansson_bytes(void **state)
+{
+    struct cd_store *s = NULL;
+    int n = 0;
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    append(s, 3);
+    assert_int_equal(cd_store_write(s, tricky_fn, NULL), CD_OK);
+    assert_int_equal(cd_store_write(s, invalid_fn, NULL), CD_ERR_INVALID);
+    assert_int_equal(cd_store_read(s, entries_fn, &n), CD_OK);
+    assert_int_equal(n, 4);
+    cd_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(appends_rollback_proofs_and_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_names_the_first_bad_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(canonical_bytes_are_jansson_bytes, setup, teardown),
     };
     cd_json_init();
     if (cd_crypto_init() != CD_OK)
