@@ -14,6 +14,7 @@
  * ten creates a customer) and no idempotency keys. Every figure is the median of the runs.
  *
  * Usage: bench_ingest_overhead [rows] [runs] [threads] [dir]  (defaults 40000 3 64 $TMPDIR) */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,38 @@ static void drop_db(const char *path)
     unlink(side);
     snprintf(side, sizeof side, "%s-shm", path);
     unlink(side);
+}
+
+/* CPU seconds used so far by the store's writer thread (named "cd-writer"), which runs every
+ * write one after another: the serial part of ingestion. -1 when /proc does not tell. */
+static double writer_cpu(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    double secs = -1;
+
+    while (d && (e = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        FILE *f;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        bool writer = fgets(buf, sizeof buf, f) && strncmp(buf, "cd-writer", 9) == 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        if (!writer || (f = fopen(path, "r")) == NULL)
+            continue;
+        unsigned long long ut = 0, st = 0;
+        char *p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+        /* Fields after the command: state, then 10 numbers, then utime and stime. */
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                        &st) == 2)
+            secs = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return secs;
 }
 
 /* ---- (b) the same work in plaintext, without audit ---- */
@@ -254,13 +287,15 @@ static double run(bool on, const char *dir, json_t **bodies, int n, int nthreads
         pthread_join(w[i].t, NULL);
         failed += w[i].failed;
     }
-    double secs = (double)(cd_mono_ns() - t0) / 1e9;
+    double secs = (double)(cd_mono_ns() - t0) / 1e9, wcpu = writer_cpu();
     struct cd_store_stats st;
     cd_store_get_stats(s, &st);
-    printf("    %-3s %d rows in %.2f s: %.0f rows/s (%llu commits, mean batch %.1f)\n",
+    printf("    %-3s %d rows in %.2f s: %.0f rows/s (%llu commits, mean batch %.1f, "
+           "%.2f s in COMMIT, writer thread CPU %.1f us/row)\n",
            on ? "on" : "off", n - failed, secs, (n - failed) / secs,
            (unsigned long long)st.commits,
-           st.commits ? (double)st.writes / (double)st.commits : 0.0);
+           st.commits ? (double)st.writes / (double)st.commits : 0.0,
+           (double)st.commit_ns_total / 1e9, wcpu < 0 ? 0.0 : 1e6 * wcpu / n);
     if (failed == 0)
         rate = n / secs;
 out:

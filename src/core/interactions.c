@@ -166,6 +166,11 @@ struct ingest_ctx {
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
     struct cd_buf s_subject, s_body, s_meta, s_ident;
+    /* The fields sealed before the write under the key of the owner a read saw just before it
+     * (pre_seal); the write uses them only if that owner and its wrapped key are unchanged. */
+    bool pre_sealed;
+    char pre_customer_id[CD_ID_MAX];
+    struct cd_buf pre_wrapped;
     /* decided in the write */
     char replay_id[CD_ID_MAX];
     bool created_customer;
@@ -220,7 +225,7 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     struct ingest_ctx *ic = ctx;
     struct ident_lookup l = {"", CD_BUF_INIT(256), false};
     struct cd__ckey k;
-    bool key_open = false;
+    bool key_open = false, sealed = false;
     struct cd_audit_event ev;
     enum cd_err err;
     int64_t now = ic->row.created_at;
@@ -249,7 +254,13 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
             goto out;
         }
     }
-    if (l.found) {
+    if (l.found && ic->pre_sealed && strcmp(l.customer_id, ic->pre_customer_id) == 0 &&
+        l.wrapped.len == ic->pre_wrapped.len &&
+        memcmp(l.wrapped.p, ic->pre_wrapped.p, l.wrapped.len) == 0) {
+        /* Sealed before the write under this very key (same customer, same wrapped key). */
+        sealed = true;
+        snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", l.customer_id);
+    } else if (l.found) {
         struct cd_val w = {l.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l.wrapped.p,
                            l.wrapped.len};
         if ((err = cd__core_key_open(ic->c, l.customer_id, w, &k)) != CD_OK)
@@ -286,7 +297,7 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
             goto out;
         ic->created_customer = true;
     }
-    if ((err = seal_all(ic, &k)) != CD_OK)
+    if (!sealed && (err = seal_all(ic, &k)) != CD_OK)
         goto out;
     struct cd_val p[] = {CD_VCSTR(ic->row.id),
                          CD_VCSTR(ic->row.customer_id),
@@ -362,6 +373,51 @@ static enum cd_err pre_fn(struct cd_tx *tx, void *ctx)
     }
     cd_buf_free(&l.wrapped);
     return err;
+}
+
+static enum cd_err owner_fn(struct cd_tx *tx, void *ctx)
+{
+    struct ident_lookup *l = ((void **)ctx)[0];
+    struct ingest_ctx *ic = ((void **)ctx)[1];
+    char resolved[CD_ID_MAX];
+    bool exists = false;
+    enum cd_err err;
+
+    if (ic->by_identity) {
+        struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
+        return cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, l, NULL);
+    }
+    if ((err = cd__core_resolve(tx, ic->customer_id_in, resolved, &exists)) != CD_OK || !exists)
+        return err;
+    struct cd_val p[] = {CD_VCSTR(resolved)};
+    return cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, l, NULL);
+}
+
+/* The writer thread runs every write of the store one after another, so the sealing (and the
+ * key unwrap it needs) is done here, on the caller's thread, for the owner a read sees just
+ * before the write; ingest_fn uses the result only when the owner and its wrapped key are
+ * still the same, and seals there otherwise (a new customer, a concurrent merge or erasure).
+ * Any failure here just leaves the work to ingest_fn, which reports it as before. */
+static void pre_seal(struct ingest_ctx *ic)
+{
+    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
+    void *ctx[2] = {&l, ic};
+    struct cd__ckey k;
+
+    if (cd_store_read(ic->c->store, owner_fn, ctx) != CD_OK || !l.found || l.wrapped.len == 0)
+        goto out;
+    struct cd_val w = CD_VBLOB(l.wrapped.p, l.wrapped.len);
+    if (cd__core_key_open(ic->c, l.customer_id, w, &k) != CD_OK)
+        goto out;
+    if (seal_all(ic, &k) == CD_OK &&
+        cd_buf_append(&ic->pre_wrapped, l.wrapped.p, l.wrapped.len) == CD_OK) {
+        snprintf(ic->pre_customer_id, sizeof ic->pre_customer_id, "%s", l.customer_id);
+        ic->pre_sealed = true;
+    }
+    cd__core_key_wipe(&k);
+out:
+    cd_err_clear();
+    cd_buf_free(&l.wrapped);
 }
 
 static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool *override,
@@ -515,6 +571,7 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
     ic->s_body = CD_BUF_INIT(CD_MAX_BODY + 1024);
     ic->s_meta = CD_BUF_INIT(CD_MAX_META + 1024);
     ic->s_ident = CD_BUF_INIT(2048);
+    ic->pre_wrapped = CD_BUF_INIT(256);
     ic->row.created_at = cd_now_ms();
     cd_id_new("int", ic->row.id);
     if ((err = parse_ingest(ic, body, &override, &reason)) != CD_OK)
@@ -552,6 +609,7 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
                 goto out;
         }
     }
+    pre_seal(ic);
     if ((err = cd_store_write(c->store, ingest_fn, ic)) != CD_OK)
         goto out;
     *replayed = ic->replay_id[0] != '\0';
@@ -569,6 +627,7 @@ out:
     cd_buf_free(&ic->s_body);
     cd_buf_free(&ic->s_meta);
     cd_buf_free(&ic->s_ident);
+    cd_buf_free(&ic->pre_wrapped);
     cd_free(ic->metadata);
     cd_free(ic->masked_body);
     cd_free(ic->guard_json);
