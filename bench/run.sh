@@ -251,3 +251,19 @@ other bench_guard rules
 say ""
 say "== summary ($(date -u +%Y-%m-%d), $NCPU CPUs; server pinned: '${PIN_SRV:-none}', load: '${PIN_GEN:-none}')"
 for l in "${SUMMARY[@]}"; do say "$l"; done
+
+# ---- issue 4: audit and encryption overhead, offline verify (appended by the audit work) ----
+# Both figures are ratios measured inside one run of each bench: ingestion with audit and
+# encryption on vs the same statements in plaintext without audit (target >= 0.70), and
+# `candor audit verify` vs a raw SHA-256 chain over the same entry bytes (target >= 0.50).
+say ""
+say "== issue 4: ingestion overhead and offline verification"
+I4_ROWS=40000; I4_VERIFY="200000 10000000"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then I4_ROWS=15000; I4_VERIFY="100000 1000000"; fi
+for b in "bench_ingest_overhead $I4_ROWS 3 64 $TMP" "bench_audit_verify $I4_VERIFY $TMP"; do
+    set -- $b
+    if [ ! -x "build/bench/$1" ]; then say "   $1: not built"; continue; fi
+    cmd "timeout 900 build/bench/$*"
+    timeout 900 "build/bench/$1" "${@:2}" 2>&1 | grep -v '^{' | tee "$TMP/$1.out"
+    grep -E '^(bench_ingest_overhead: median|ratio|inclusion)' "$TMP/$1.out" | sed 's/^/   => /'
+done
