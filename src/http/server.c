@@ -42,6 +42,7 @@ struct conn_state {
     bool done;     /* response ready */
     bool early;    /* a response was queued before the body */
     bool method_not_allowed;
+    char allow[64]; /* the methods the path does support, for a 405's Allow header */
 };
 
 /* ---- request helpers for handlers ---- */
@@ -147,6 +148,20 @@ const struct cd_route *cd__http_route_find(const char *method, const char *path,
     return NULL;
 }
 
+/* "GET, PATCH": the methods served on path, for the Allow header of a 405. */
+static void allowed_methods(const char *path, char *out, size_t n)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < cd__http_nroutes; i++) {
+        struct cd_str tmp[CD_MAX_PARAMS] = {{NULL, 0}};
+        if (match(cd__http_routes[i].pattern, path, tmp) && len < n)
+            len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "",
+                                    cd__http_routes[i].method);
+    }
+}
+
 /* ---- responses ---- */
 
 static void set_problem(struct cd_req *r, enum cd_err err, const char *detail)
@@ -222,7 +237,7 @@ static enum MHD_Result send_response(struct conn_state *cs)
     if (r->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"candor\"");
     if (r->status == 405 && cs->method_not_allowed)
-        MHD_add_response_header(resp, "Allow", "GET, POST, PATCH, DELETE");
+        MHD_add_response_header(resp, "Allow", cs->allow);
     if (r->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     if (r->status == 503)
@@ -472,6 +487,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->route == NULL) {
             if (path_known) {
                 cs->method_not_allowed = true;
+                allowed_methods(url, cs->allow, sizeof cs->allow);
                 set_problem_slug(r, 405, "method-not-allowed", "Method not allowed",
                                  "this path does not support this method");
             } else {

@@ -191,3 +191,7 @@ def test_unknown_route_is_404_and_wrong_method_405(srv):
         r = unchanged(srv, lambda: srv.req(method, path, {} if method != "DELETE" else None))
         assert_problem(r, 405, "method-not-allowed")
         assert "allow" in r[1], r[1]
+        assert method not in r[1]["allow"].split(", "), r[1]
+    # Allow names exactly the methods the path serves.
+    r = srv.req("DELETE", "/v1/customers")
+    assert sorted(r[1]["allow"].split(", ")) == ["GET", "POST"], r[1]
