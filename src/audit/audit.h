@@ -165,7 +165,7 @@ struct cd_audit_report {
  * stored Merkle node (leaves against the entries, interior nodes against their children, no
  * node missing or extra), and every stored tree head (root recomputed from the entries, size
  * within the ledger, Ed25519 signature under pk, which may be NULL to skip signatures only
- * when there are no heads). progress (may be NULL) gets (done, total) now and then.
+ * when there are no heads). progress (may be NULL) is called with (done, total) now and then.
  * Errors: CD_ERR_INTEGRITY with a detail naming the first bad entry, CD_ERR_STORE,
  * CD_ERR_NOMEM, CD_ERR_CRYPTO (heads exist but pk is NULL). */
 enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd_audit_report *rep,

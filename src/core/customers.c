@@ -641,7 +641,26 @@ struct update_ctx {
     const char *action;
 };
 
-/* Loads the (unmerged) customer's key inside the write. */
+/* Loads a customer that can still be changed, inside a write: CD_ERR_NOT_FOUND, or
+ * CD_ERR_CONFLICT when it was merged (act on the survivor) or erased. */
+static enum cd_err load_live_customer(struct cd_tx *tx, const char *id, struct customer_row *r)
+{
+    struct cd_val p[] = {CD_VCSTR(id)};
+    enum cd_err err;
+
+    if ((err = cd_tx_exec(tx, SELECT_CUSTOMER, p, 1, customer_row_fn, r, NULL)) != CD_OK)
+        return err;
+    if (!r->found)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    if (r->merged_into[0])
+        return cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; act on the survivor",
+                          r->id, r->merged_into);
+    if (r->erased_at)
+        return cd_err_set(CD_ERR_CONFLICT, "customer %s was erased", r->id);
+    return CD_OK;
+}
+
+/* Loads the live customer's key inside the write. */
 static enum cd_err key_for_update(struct cd_tx *tx, struct cd_core *c, const char *id,
                                   struct cd__ckey *k)
 {
@@ -649,25 +668,11 @@ static enum cd_err key_for_update(struct cd_tx *tx, struct cd_core *c, const cha
     enum cd_err err;
 
     customer_row_init(&r);
-    struct cd_val p[] = {CD_VCSTR(id)};
-    if ((err = cd_tx_exec(tx, SELECT_CUSTOMER, p, 1, customer_row_fn, &r, NULL)) != CD_OK)
-        goto out;
-    if (!r.found) {
-        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
-        goto out;
+    if ((err = load_live_customer(tx, id, &r)) == CD_OK) {
+        struct cd_val w = {r.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, r.wrapped.p,
+                           r.wrapped.len};
+        err = cd__core_key_open(c, id, w, k);
     }
-    if (r.merged_into[0]) {
-        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; change the survivor",
-                         r.id, r.merged_into);
-        goto out;
-    }
-    if (r.erased_at) {
-        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was erased", r.id);
-        goto out;
-    }
-    struct cd_val w = {r.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, r.wrapped.p, r.wrapped.len};
-    err = cd__core_key_open(c, id, w, k);
-out:
     customer_row_free(&r);
     return err;
 }
@@ -1077,25 +1082,23 @@ static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
 {
     struct restrict_ctx *rc = ctx;
     struct cd_audit_event ev;
-    char merged[CD_ID_MAX];
-    bool exists = false;
+    struct customer_row r;
     enum cd_err err;
 
-    if ((err = cd__core_resolve(tx, cd_str_c(rc->id), merged, &exists)) != CD_OK)
-        return err;
-    if (!exists)
-        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
-    if (strcmp(merged, rc->id) != 0)
-        return cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; change the survivor",
-                          rc->id, merged);
+    customer_row_init(&r);
+    if ((err = load_live_customer(tx, rc->id, &r)) != CD_OK)
+        goto out;
     struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->restricted), CD_VINT(cd_now_ms())};
     if ((err = cd_tx_exec(tx, "UPDATE customers SET restricted = $2, updated_at = $3"
                               " WHERE id = $1",
                           p, 3, NULL, NULL, NULL)) != CD_OK)
-        return err;
+        goto out;
     cd__core_event(&ev, rc->a, rc->restricted ? "customer.restrict" : "customer.unrestrict",
                    rc->id, NULL, 0);
-    return cd_audit_append(tx, &ev, NULL);
+    err = cd_audit_append(tx, &ev, NULL);
+out:
+    customer_row_free(&r);
+    return err;
 }
 
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
@@ -1129,21 +1132,8 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
 
     customer_row_init(&r);
     struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(now)};
-    if ((err = cd_tx_exec(tx, SELECT_CUSTOMER, p, 1, customer_row_fn, &r, NULL)) != CD_OK)
+    if ((err = load_live_customer(tx, sc->id, &r)) != CD_OK)
         goto out;
-    if (!r.found) {
-        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
-        goto out;
-    }
-    if (r.merged_into[0]) {
-        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was merged into %s; erase the survivor",
-                         r.id, r.merged_into);
-        goto out;
-    }
-    if (r.erased_at) {
-        err = cd_err_set(CD_ERR_CONFLICT, "customer %s was already erased", r.id);
-        goto out;
-    }
     /* secure_delete is on: the freed cells are overwritten, not just unlinked. */
     if ((err = cd_tx_exec(tx, "UPDATE customers SET key_wrapped = NULL, display_name = NULL,"
                               " attributes = NULL, locale = NULL, time_zone = NULL,"
