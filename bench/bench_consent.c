@@ -1,6 +1,7 @@
 /* Consent decisions in process: 1 million customers x 5 purposes loaded in the projection
  * (half EU opt-in, half US-CA opt-out), then, on one core and in the same run:
- *   - cd_consent_decide on random customers (ids as strings, as callers hold them), against
+ *   - cd_consent_decide on random customers (ids as strings, as callers hold them),
+ *   - cd_consent_decide_many on the same customers in batches of 64 (one purpose per batch),
  *   - a raw open-addressing hash-table lookup of the same id strings (the floor),
  *   - the bulk audience filter over every customer (customers/s),
  * plus the projection's bytes per customer x purpose state and the process RSS.
@@ -144,7 +145,14 @@ int main(int argc, char **argv)
     struct cd_consent_stats st;
     cd_consent_stats(c, &st);
 
-    double dec[RUNS], rawr[RUNS], bulk[RUNS];
+    enum { MANY = 64 };
+    struct cd_str *views = calloc(ndec, sizeof *views);
+    struct cd_consent_decision *many = calloc(MANY, sizeof *many);
+    if (!views || !many)
+        return 1;
+    for (size_t i = 0; i < ndec; i++)
+        views[i] = (struct cd_str){ids[order[i]], 30};
+    double dec[RUNS], decm[RUNS], rawr[RUNS], bulk[RUNS];
     uint64_t allowed = 0, sum = 0;
     int64_t now = 1800000000000LL;
     for (int r = 0; r < RUNS; r++) {
@@ -158,6 +166,14 @@ int main(int argc, char **argv)
         }
         dec[r] = (double)ndec / ((double)(cd_mono_ns() - t0) / 1e9);
         t0 = cd_mono_ns();
+        for (size_t i = 0; i + MANY <= ndec; i += MANY) {
+            cd_consent_decide_many(c, views + i, MANY, purposes[(i / MANY) % 5],
+                                   CD_CONSENT_CHANNEL_EMAIL, now, many);
+            for (size_t k = 0; k < MANY; k++)
+                allowed += many[k].allow;
+        }
+        decm[r] = (double)(ndec / MANY * MANY) / ((double)(cd_mono_ns() - t0) / 1e9);
+        t0 = cd_mono_ns();
         for (size_t i = 0; i < ndec; i++)
             sum += raw_get(&raw, ids[order[i]], 30);
         rawr[r] = (double)ndec / ((double)(cd_mono_ns() - t0) / 1e9);
@@ -169,13 +185,16 @@ int main(int argc, char **argv)
         bulk[r] = (double)st.customers / ((double)(cd_mono_ns() - t0) / 1e9);
         allowed += s.allowed;
     }
-    double md = median(dec), mr = median(rawr), mb = median(bulk);
+    double md = median(dec), mm = median(decm), mr = median(rawr), mb = median(bulk);
     printf("consent bench: %zu customers x 5 purposes (%zu states), loaded in %.1f s\n",
            st.customers, st.states, load_s);
     printf("  decide (in process, 1 core, random customers): %.2f M decisions/s (median of %d)\n",
            md / 1e6, RUNS);
+    printf("  decide_many (batches of %d, same customers):   %.2f M decisions/s\n", MANY,
+           mm / 1e6);
     printf("  raw hash-table lookup, same ids, same order:   %.2f M lookups/s\n", mr / 1e6);
     printf("  decide / raw lookup:                           %.2f\n", md / mr);
+    printf("  decide_many / raw lookup:                      %.2f\n", mm / mr);
     printf("  bulk audience filter (all customers):          %.2f M customers/s\n", mb / 1e6);
     printf("  projection: %zu bytes, %.1f bytes per customer x purpose state\n", st.bytes,
            (double)st.bytes / (double)st.states);
@@ -186,6 +205,8 @@ int main(int argc, char **argv)
     cd_store_close(store);
     free(ids);
     free(order);
+    free(views);
+    free(many);
     free(raw.keys);
     free(raw.vals);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

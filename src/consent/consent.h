@@ -18,8 +18,9 @@
  * (events carry ids, codes and categories; evidence is an opaque reference).
  *
  * Threads: every function may be called from any thread once cd_consent_open returned. The
- * projection is guarded by one read-mostly lock (readers never wait for each other; writers
- * hold it only to apply an already committed event). A background thread refreshes customer
+ * projection is written under one lock (writers hold it only to apply an already committed
+ * event); decisions read it without taking the lock (a seqlock: no shared write on the read
+ * side, a read that raced a writer is retried), other readers take it for reading. A background thread refreshes customer
  * attributes (jurisdiction, time zone) from the customers table every 250 ms. */
 #ifndef CD_CONSENT_H
 #define CD_CONSENT_H
@@ -102,9 +103,16 @@ enum cd_err cd_consent_decide_topic(struct cd_consent *c, struct cd_str customer
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d);
 
+/* Decides purpose on channel for each of ids[0..n) (borrowed) into out[0..n), as
+ * cd_consent_decide does, in batches whose memory reads overlap (the fast path for many
+ * customers at once). Errors: CD_ERR_INVALID for an out-of-range purpose or channel. */
+enum cd_err cd_consent_decide_many(struct cd_consent *c, const struct cd_str *ids, size_t n,
+                                   enum cd_purpose purpose, enum cd_consent_channel channel,
+                                   int64_t now_ms, struct cd_consent_decision *out);
+
 /* Bulk audience filter. For each id in ids[0..n) (or, when ids is NULL, every customer the
  * projection knows), decides and calls emit(ctx, id, decision); emit returning an error stops
- * the walk and is returned. The lock is taken per chunk, so writers are never starved.
+ * the walk and is returned. Decided in chunks, emitted outside any lock.
  * emit must not call back into c. */
 typedef enum cd_err (*cd_consent_emit_fn)(void *ctx, struct cd_str customer_id,
                                           const struct cd_consent_decision *d);

@@ -65,26 +65,38 @@ enum {
     CD__SF_UNSUB = 8,    /* one-click unsubscribe */
 };
 
-/* One customer x purpose x channel state: the newest event for it. 48 bytes. */
+/* One customer x purpose x channel state: the newest event for it. 40 bytes. */
 struct cd__cstate {
     uint8_t event[16]; /* the event id's 128 bits */
     int64_t at;        /* occurred_at, ms */
     int64_t expires;   /* ms, 0 = none */
     uint32_t notice;   /* notice index + 1, 0 = none */
-    uint32_t next;     /* next state of the same customer, index + 1, 0 = end */
     uint8_t purpose, channel, state, flags;
 };
 
-/* One customer. 40 bytes. */
+/* States held in the customer record; more go to the overflow pool (rare: a sixth purpose or
+ * channel-specific states). */
+#define CD__CUST_INLINE 5
+
+/* One customer with its first states inline: 256 bytes, 64-byte aligned, so a decision reads
+ * one slot line and the record's four adjacent lines (fetched in parallel, not a chain). */
 struct cd__cust {
-    uint8_t key[16];     /* the customer id's 128 bits */
-    uint64_t topics_out; /* bit per topic in the topic dictionary */
-    uint32_t first;      /* first state, index + 1 */
-    uint16_t tz;         /* tz cache index + 1, 0 = UTC */
-    uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
+    _Alignas(64) uint8_t key[16]; /* the customer id's 128 bits */
+    uint64_t topics_out;          /* bit per topic in the topic dictionary */
+    uint32_t more;                /* first overflow state, pool index + 1, 0 = none */
+    uint16_t tz;                  /* tz cache index + 1, 0 = UTC */
+    uint16_t qh_start;            /* quiet hours, minutes + 1, 0 = none */
     uint16_t qh_end;
     uint8_t juris;
-    uint8_t pad;
+    uint8_t nst; /* states in st[] */
+    struct cd__cstate st[CD__CUST_INLINE];
+};
+_Static_assert(sizeof(struct cd__cust) == 256, "a customer record is four cache lines");
+
+/* An overflow state, chained per customer. */
+struct cd__ostate {
+    struct cd__cstate s;
+    uint32_t next; /* pool index + 1, 0 = end */
 };
 
 struct cd__notice {
@@ -94,13 +106,35 @@ struct cd__notice {
     char id[CD_ID_MAX];
 };
 
+/* The slot table: 2^k slots of (high 32 bits of the hash | customer index + 1), 0 = empty.
+ * Replaced, never resized in place; a replaced table is kept (retired) until the projection
+ * is freed, because a lock-free reader may still be probing it. */
+struct cd__slots {
+    size_t mask;
+    struct cd__slots *retired; /* the table this one replaced */
+    void *raw;                 /* what cd_malloc returned */
+    uint64_t *s;
+};
+
+/* Customers and overflow states live in fixed pages that never move (a reader that raced a
+ * writer never follows a dangling pointer; it just retries). Pages of customers are 2 MiB and
+ * 2 MiB-aligned, so they can be transparent huge pages (one TLB entry per 8192 customers). */
+#define CD__PROJ_PAGE 8192u
+#define CD__PROJ_MAX_PAGES 8192u /* 67 million customers */
+#define CD__PROJ_OPAGE 4096u
+#define CD__PROJ_MAX_OPAGES 4096u /* 16 million overflow states */
+#define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
+
 struct cd__proj {
-    struct cd__cust *cust;
-    size_t ncust, capcust;
-    uint64_t *slots; /* high 32 bits of the hash | customer index + 1; 0 = empty; 2^k */
-    size_t nslots;
-    struct cd__cstate *st;
-    size_t nst, capst;
+    struct cd__cust **page;     /* CD__PROJ_MAX_PAGES entries, NULL until used */
+    void **page_raw;
+    size_t npages;
+    _Atomic size_t ncust;
+    _Atomic(struct cd__slots *) slots;
+    struct cd__ostate **opage; /* CD__PROJ_MAX_OPAGES entries */
+    size_t nopages, nost;
+    size_t nstates; /* customer x purpose x channel states */
+    bool shared;    /* visible to lock-free readers: replaced slot tables are retired */
 };
 
 #define CD__CONSENT_MAX_TZ 1024
@@ -114,8 +148,13 @@ struct cd_consent {
     struct cd_crypto_signer signer;
     uint8_t key_id[CD_CRYPTO_HASH_LEN];
     uint8_t unsub_key[CD_CRYPTO_KEY_LEN];
-    pthread_rwlock_t lock; /* guards proj, notices, names, topics */
-    struct cd__proj proj;
+    /* Writers hold lock for writing and bump seq around every change of proj, notices,
+     * names and topics (odd while a change is in progress). Decisions read without the lock
+     * (seqlock: read seq, read, check seq unchanged, else retry; after a few retries they
+     * take lock for reading). Other readers take lock for reading. */
+    pthread_rwlock_t lock;
+    _Alignas(64) atomic_uint seq;
+    _Alignas(64) struct cd__proj proj;
     struct cd__notice *notices;
     size_t nnotices;
     char (*names)[64];
@@ -142,20 +181,35 @@ struct cd_consent {
 bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
 void cd__consent_id_str(const uint8_t bits[16], const char *prefix, char out[CD_ID_MAX]);
 
-/* Projection operations; the caller holds c->lock as stated. */
+/* Projection operations. "read" means: c->lock for reading, or inside a seqlock read
+ * section (then every pointer followed is checked and the result validated by seq). */
 void cd__proj_free(struct cd__proj *p);
-/* Finds the customer (read lock). NULL when absent. */
+/* The customer at index i (< ncust), or NULL (read). */
+struct cd__cust *cd__proj_cust(const struct cd__proj *p, size_t i);
+/* Finds the customer (read). NULL when absent. */
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16]);
 /* Finds or adds the customer (write lock). Errors: CD_ERR_NOMEM. */
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out);
 /* Sets the state for (purpose, channel) unless a newer one is held (write lock). */
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
-/* The state for (purpose, channel) exactly, or NULL (read lock). */
+/* Walks a customer's states: struct cd__proj_it it = {0}; while ((s = cd__proj_next(..)))
+ * (read). Bounded, so a torn read under the seqlock cannot loop. */
+struct cd__proj_it {
+    unsigned k;
+    bool in_more;
+    uint32_t more;
+};
+const struct cd__cstate *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
+                                       struct cd__proj_it *it);
+/* The state for (purpose, channel) exactly, or NULL (read). */
 const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
                                         unsigned purpose, unsigned channel);
-/* The newest of (purpose, channel) and (purpose, ANY), or NULL (read lock). */
+/* The newest of (purpose, channel) and (purpose, ANY), or NULL (read). */
 const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
                                              unsigned purpose, unsigned channel);
+/* The writer side of c->lock and c->seq. */
+void cd__consent_wlock(struct cd_consent *c);
+void cd__consent_wunlock(struct cd_consent *c);
 
 /* Rebuilds proj, notices and meta from the tables into p (no lock needed: p is private). */
 enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p);
@@ -169,10 +223,6 @@ enum cd_err cd__consent_notice_add(struct cd_consent *c, const char *id, struct 
                                    uint32_t version, bool material, const uint8_t sha[32]);
 /* A notice index + 1 by id, 0 when unknown (read lock). */
 uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id);
-/* Decision core (read lock held). */
-void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool key_ok,
-                               unsigned purpose, unsigned channel, int topic, int64_t now_ms,
-                               struct cd_consent_decision *d);
 
 /* Refresher (proj.c). */
 enum cd_err cd__consent_refresher_start(struct cd_consent *c);

@@ -89,6 +89,7 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
         goto fail;
     if ((err = cd__consent_rebuild(c, &c->proj)) != CD_OK)
         goto fail;
+    c->proj.shared = true; /* from here on, decisions read it without the lock */
     if ((err = cd__consent_refresher_start(c)) != CD_OK)
         goto fail;
     *out = c;
@@ -467,14 +468,14 @@ static enum cd_err apply_event(struct cd_consent *c, const struct ev *e, const s
     s.flags = (uint8_t)e->flags;
     s.at = e->occurred_at;
     s.expires = e->expires_at;
-    pthread_rwlock_wrlock(&c->lock);
+    cd__consent_wlock(c);
     s.notice = e->has_notice ? cd__consent_notice_find(c, cd_str_c(e->notice_id)) : 0;
     if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
         cu->juris = jur;
         cu->tz = tz;
         err = cd__proj_apply(&c->proj, cu, &s);
     }
-    pthread_rwlock_unlock(&c->lock);
+    cd__consent_wunlock(c);
     return err;
 }
 
@@ -795,9 +796,10 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         unsigned chans = 1; /* bit per channel with a state; "*" always */
         pthread_rwlock_rdlock(&c->lock);
         const struct cd__cust *cu = cd__proj_find(&c->proj, key);
-        for (uint32_t i = cu ? cu->first : 0; i; i = c->proj.st[i - 1].next)
-            if (c->proj.st[i - 1].purpose == pu)
-                chans |= 1u << c->proj.st[i - 1].channel;
+        struct cd__proj_it it = {0};
+        for (const struct cd__cstate *s; cu && (s = cd__proj_next(&c->proj, cu, &it)) != NULL;)
+            if (s->purpose == pu)
+                chans |= 1u << s->channel;
         pthread_rwlock_unlock(&c->lock);
         for (int ch = 0; ch < CD_CONSENT_CHANNEL__COUNT; ch++) {
             struct cd_consent_decision d;
@@ -932,9 +934,9 @@ enum cd_err cd_consent_notice_publish(struct cd_consent *c, const struct cd_acto
     if ((err = cd_store_write(c->store, notice_fn, &w)) != CD_OK)
         return err;
     if (!w.existed) {
-        pthread_rwlock_wrlock(&c->lock);
+        cd__consent_wlock(c);
         err = cd__consent_notice_add(c, w.id, w.name, (uint32_t)w.version, w.material, w.sha);
-        pthread_rwlock_unlock(&c->lock);
+        cd__consent_wunlock(c);
         if (err != CD_OK)
             return err;
     }
@@ -1202,7 +1204,7 @@ enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_act
     }
     if ((err = cd_store_write(c->store, prefs_fn, &w)) != CD_OK)
         goto out;
-    pthread_rwlock_wrlock(&c->lock);
+    cd__consent_wlock(c);
     struct cd__cust *cu = NULL;
     json_array_foreach(topics, i, v)
     {
@@ -1215,7 +1217,7 @@ enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_act
         cu->qh_end = w.qe >= 0 ? (uint16_t)(w.qe + 1) : 0;
         cu->topics_out = mask;
     }
-    pthread_rwlock_unlock(&c->lock);
+    cd__consent_wunlock(c);
     if (err == CD_OK) {
         bool exists;
         /* The customer's time zone matters for quiet hours: take it now. */
@@ -1608,11 +1610,11 @@ enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_
     s.channel = (uint8_t)channel;
     s.state = (uint8_t)state;
     s.at = at_ms;
-    pthread_rwlock_wrlock(&c->lock);
+    cd__consent_wlock(c);
     if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
         cu->juris = cd__consent_rules_find(&c->rules, jurisdiction);
         err = cd__proj_apply(&c->proj, cu, &s);
     }
-    pthread_rwlock_unlock(&c->lock);
+    cd__consent_wunlock(c);
     return err;
 }

@@ -5,29 +5,21 @@
  * that already committed; decisions hold it for reading. Also: the rebuild from the tables,
  * the time zone and topic dictionaries, and the refresher of customer attributes. */
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include "consent_int.h"
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/* Crockford base32 digit value, or -1 (upper case only, as cd_id_new writes). A switch, not
- * strchr: this runs on every decision. */
-static int crock_val(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'A' && ch <= 'H')
-        return ch - 'A' + 10;
-    if (ch == 'J' || ch == 'K')
-        return ch - 'J' + 18;
-    if (ch == 'M' || ch == 'N')
-        return ch - 'M' + 20;
-    if (ch >= 'P' && ch <= 'T')
-        return ch - 'P' + 22;
-    if (ch >= 'V' && ch <= 'Z')
-        return ch - 'V' + 27;
-    return -1;
-}
+/* Crockford base32 digit value + 1, 0 for anything else (upper case only, as cd_id_new
+ * writes). A table: this runs on every decision. */
+static const uint8_t crock_tab[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14,
+    ['E'] = 15, ['F'] = 16, ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20, ['M'] = 21,
+    ['N'] = 22, ['P'] = 23, ['Q'] = 24, ['R'] = 25, ['S'] = 26, ['T'] = 27, ['V'] = 28,
+    ['W'] = 29, ['X'] = 30, ['Y'] = 31, ['Z'] = 32,
+};
 
 bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
 {
@@ -39,7 +31,7 @@ bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
     const char *o = s.p + pl + 1;
     /* The inverse of cd_id_new: 26 digits of 5 bits = 130 bits, the leading 2 bits zero. */
     for (int i = 0; i < 26; i++) {
-        int v = crock_val(o[i]);
+        int v = crock_tab[(unsigned char)o[i]] - 1;
         if (v < 0 || (i == 0 && v > 7))
             return false;
         hi = hi << 5 | lo >> 59;
@@ -89,108 +81,235 @@ static uint64_t key_hash(const uint8_t k[16])
     return h;
 }
 
+/* 2 MiB: the transparent huge page size on x86-64. */
+#define HUGE_ALIGN ((size_t)2 << 20)
+
+/* n bytes aligned to 2 MiB (n a multiple of 2 MiB) or to 64 bytes (smaller n), zeroed, with
+ * huge pages requested. *raw receives what to cd_free. The slack before and after the aligned
+ * block is never touched, so it costs address space, not memory. */
+static void *alloc_aligned(size_t n, void **raw)
+{
+    size_t al = n >= HUGE_ALIGN ? HUGE_ALIGN : 64;
+    char *p = cd_malloc(n + al);
+
+    if ((*raw = p) == NULL)
+        return NULL;
+    char *q = (char *)(((uintptr_t)p + al - 1) & ~(uintptr_t)(al - 1));
+#ifdef MADV_HUGEPAGE
+    if (al == HUGE_ALIGN)
+        madvise(q, n, MADV_HUGEPAGE);
+#endif
+    memset(q, 0, n);
+    return q;
+}
+
+static struct cd__slots *slots_new(size_t n)
+{
+    struct cd__slots *t = cd_calloc(1, sizeof *t);
+
+    if (t == NULL)
+        return NULL;
+    size_t bytes = n * sizeof(uint64_t);
+    if (bytes >= HUGE_ALIGN)
+        bytes = (bytes + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+    if ((t->s = alloc_aligned(bytes, &t->raw)) == NULL) {
+        cd_free(t);
+        return NULL;
+    }
+    t->mask = n - 1;
+    return t;
+}
+
+static void slots_free(struct cd__slots *t)
+{
+    while (t) {
+        struct cd__slots *next = t->retired;
+        cd_free(t->raw);
+        cd_free(t);
+        t = next;
+    }
+}
+
 void cd__proj_free(struct cd__proj *p)
 {
-    cd_free(p->cust);
-    cd_free(p->slots);
-    cd_free(p->st);
+    for (size_t i = 0; i < p->npages; i++)
+        cd_free(p->page_raw[i]);
+    for (size_t i = 0; i < p->nopages; i++)
+        cd_free(p->opage[i]);
+    cd_free(p->page);
+    cd_free(p->page_raw);
+    cd_free(p->opage);
+    slots_free(atomic_load(&p->slots));
     memset(p, 0, sizeof *p);
+}
+
+struct cd__cust *cd__proj_cust(const struct cd__proj *p, size_t i)
+{
+    struct cd__cust *const *dir = p->page;
+    size_t pg = i / CD__PROJ_PAGE;
+
+    /* Checked, not trusted: a seqlock reader may hold an index from a torn read. */
+    if (dir == NULL || pg >= CD__PROJ_MAX_PAGES || dir[pg] == NULL)
+        return NULL;
+    return &dir[pg][i % CD__PROJ_PAGE];
+}
+
+static const struct cd__ostate *ostate(const struct cd__proj *p, uint32_t i1)
+{
+    struct cd__ostate *const *dir = p->opage;
+    size_t i = (size_t)i1 - 1, pg = i / CD__PROJ_OPAGE;
+
+    if (i1 == 0 || dir == NULL || pg >= CD__PROJ_MAX_OPAGES || dir[pg] == NULL)
+        return NULL;
+    return &dir[pg][i % CD__PROJ_OPAGE];
+}
+
+static struct cd__cust *find_in(const struct cd__proj *p, const struct cd__slots *t,
+                                const uint8_t key[16], uint64_t h)
+{
+    uint64_t tag = h >> 32 << 32;
+
+    if (t == NULL)
+        return NULL;
+    /* The slot carries 32 bits of the hash: the customer record is touched only on a match.
+     * At most mask + 1 probes, so even a torn table cannot loop. */
+    for (size_t i = h & t->mask, k = 0; k <= t->mask; i = (i + 1) & t->mask, k++) {
+        uint64_t s = t->s[i];
+        if (s == 0)
+            return NULL;
+        if ((s & ~0xffffffffull) != tag)
+            continue;
+        struct cd__cust *cu = cd__proj_cust(p, (uint32_t)s - 1);
+        if (cu && memcmp(cu->key, key, 16) == 0)
+            return cu;
+    }
+    return NULL;
 }
 
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16])
 {
-    if (p->nslots == 0)
-        return NULL;
-    size_t mask = p->nslots - 1;
-    uint64_t h = key_hash(key), tag = h >> 32 << 32;
-    /* The slot carries 32 bits of the hash: the customer record is touched only on a match. */
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        uint64_t s = p->slots[i];
-        if (s == 0)
-            return NULL;
-        if ((s & ~0xffffffffull) == tag && memcmp(p->cust[(uint32_t)s - 1].key, key, 16) == 0)
-            return &p->cust[(uint32_t)s - 1];
-    }
+    return find_in(p, atomic_load_explicit(&p->slots, memory_order_acquire), key,
+                   key_hash(key));
+}
+
+static void slot_put(struct cd__slots *t, uint64_t h, size_t idx)
+{
+    for (size_t i = h & t->mask;; i = (i + 1) & t->mask)
+        if (t->s[i] == 0) {
+            t->s[i] = (h >> 32 << 32) | ((uint64_t)idx + 1);
+            return;
+        }
 }
 
 static enum cd_err grow_slots(struct cd__proj *p)
 {
-    size_t n = p->nslots ? p->nslots * 2 : 1024;
-    uint64_t *s = cd_calloc(n, sizeof *s);
+    struct cd__slots *old = atomic_load(&p->slots);
+    size_t n = old ? (old->mask + 1) * 2 : 1024;
+    struct cd__slots *t = slots_new(n);
 
-    if (s == NULL)
+    if (t == NULL)
         return CD_ERR_NOMEM;
-    for (size_t c = 0; c < p->ncust; c++) {
-        uint64_t h = key_hash(p->cust[c].key);
-        for (size_t i = h & (n - 1);; i = (i + 1) & (n - 1))
-            if (s[i] == 0) {
-                s[i] = (h >> 32 << 32) | ((uint64_t)c + 1);
-                break;
-            }
+    for (size_t c = 0; c < p->ncust; c++)
+        slot_put(t, key_hash(cd__proj_cust(p, c)->key), c);
+    /* Readers may still probe the old table: keep it until the projection is freed (the
+     * retired tables add up to less than the live one). */
+    if (p->shared) {
+        t->retired = old;
+    } else {
+        slots_free(old);
     }
-    cd_free(p->slots);
-    p->slots = s;
-    p->nslots = n;
+    atomic_store_explicit(&p->slots, t, memory_order_release);
     return CD_OK;
 }
 
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out)
 {
     struct cd__cust *cu = cd__proj_find(p, key);
+    struct cd__slots *t = atomic_load(&p->slots);
+    size_t n = p->ncust;
     enum cd_err err;
 
     if (cu) {
         *out = cu;
         return CD_OK;
     }
-    if ((p->ncust + 1) * 2 > p->nslots && (err = grow_slots(p)) != CD_OK)
-        return err;
-    if (p->ncust == p->capcust) {
-        size_t n = p->capcust ? p->capcust * 2 : 1024;
-        struct cd__cust *nc = cd_realloc(p->cust, n * sizeof *nc);
-        if (nc == NULL)
-            return CD_ERR_NOMEM;
-        p->cust = nc;
-        p->capcust = n;
+    if (t == NULL || (n + 1) * 2 > t->mask + 1) {
+        if ((err = grow_slots(p)) != CD_OK)
+            return err;
+        t = atomic_load(&p->slots);
     }
-    cu = &p->cust[p->ncust];
+    if (p->page == NULL) {
+        if ((p->page = cd_calloc(CD__PROJ_MAX_PAGES, sizeof *p->page)) == NULL ||
+            (p->page_raw = cd_calloc(CD__PROJ_MAX_PAGES, sizeof *p->page_raw)) == NULL)
+            return CD_ERR_NOMEM;
+    }
+    if (n / CD__PROJ_PAGE >= p->npages) {
+        if (p->npages == CD__PROJ_MAX_PAGES)
+            return cd_err_set(CD_ERR_TOO_BIG, "too many customers in the consent projection");
+        struct cd__cust *pg = alloc_aligned(CD__PROJ_PAGE * sizeof *pg, &p->page_raw[p->npages]);
+        if (pg == NULL)
+            return CD_ERR_NOMEM;
+        p->page[p->npages++] = pg;
+    }
+    cu = cd__proj_cust(p, n);
     memset(cu, 0, sizeof *cu);
     memcpy(cu->key, key, 16);
-    size_t mask = p->nslots - 1;
-    uint64_t h = key_hash(key);
-    for (size_t i = h & mask;; i = (i + 1) & mask)
-        if (p->slots[i] == 0) {
-            p->slots[i] = (h >> 32 << 32) | ((uint64_t)p->ncust + 1);
-            break;
-        }
-    p->ncust++;
+    slot_put(t, key_hash(key), n);
+    atomic_store_explicit(&p->ncust, n + 1, memory_order_release);
     *out = cu;
     return CD_OK;
+}
+
+const struct cd__cstate *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
+                                       struct cd__proj_it *it)
+{
+    unsigned n = cu->nst < CD__CUST_INLINE ? cu->nst : CD__CUST_INLINE;
+
+    if (!it->in_more) {
+        if (it->k < n)
+            return &cu->st[it->k++];
+        it->in_more = true;
+        it->more = cu->more;
+    }
+    if (it->more == 0 || it->k >= CD__PROJ_MAX_STATES)
+        return NULL;
+    const struct cd__ostate *o = ostate(p, it->more);
+    if (o == NULL)
+        return NULL;
+    it->k++;
+    it->more = o->next;
+    return &o->s;
 }
 
 const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
                                         unsigned purpose, unsigned channel)
 {
-    for (uint32_t i = cu->first; i; i = p->st[i - 1].next)
-        if (p->st[i - 1].purpose == purpose && p->st[i - 1].channel == channel)
-            return &p->st[i - 1];
+    struct cd__proj_it it = {0};
+
+    for (const struct cd__cstate *s; (s = cd__proj_next(p, cu, &it)) != NULL;)
+        if (s->purpose == purpose && s->channel == channel)
+            return s;
     return NULL;
+}
+
+static bool newer(const struct cd__cstate *a, const struct cd__cstate *b)
+{
+    return a->at > b->at || (a->at == b->at && memcmp(a->event, b->event, 16) > 0);
 }
 
 const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
                                              unsigned purpose, unsigned channel)
 {
     const struct cd__cstate *best = NULL;
+    struct cd__proj_it it = {0};
 
     /* The newest event wins between the channel's own state and the "*" state: "withdraw all"
      * after "give email" denies email; "give email" after "withdraw all" allows email only. */
-    for (uint32_t i = cu->first; i; i = p->st[i - 1].next) {
-        const struct cd__cstate *s = &p->st[i - 1];
+    for (const struct cd__cstate *s; (s = cd__proj_next(p, cu, &it)) != NULL;) {
         if (s->purpose != purpose ||
             (s->channel != channel && s->channel != CD_CONSENT_CHANNEL_ANY))
             continue;
-        if (best == NULL || s->at > best->at ||
-            (s->at == best->at && memcmp(s->event, best->event, 16) > 0))
+        if (best == NULL || newer(s, best))
             best = s;
     }
     return best;
@@ -198,40 +317,63 @@ const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const str
 
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s)
 {
-    for (uint32_t i = cu->first; i; i = p->st[i - 1].next) {
-        struct cd__cstate *o = &p->st[i - 1];
-        if (o->purpose != s->purpose || o->channel != s->channel)
-            continue;
+    /* The projection's own states: writable under the write lock. */
+    struct cd__cstate *o = (struct cd__cstate *)cd__proj_state(p, cu, s->purpose, s->channel);
+
+    if (o) {
         /* An imported older event never replaces a newer one. */
-        if (o->at > s->at || (o->at == s->at && memcmp(o->event, s->event, 16) > 0))
-            return CD_OK;
-        uint32_t next = o->next;
-        *o = *s;
-        o->next = next;
+        if (!newer(o, s))
+            *o = *s;
         return CD_OK;
     }
-    if (p->nst == p->capst) {
-        size_t n = p->capst ? p->capst * 2 : 4096;
-        struct cd__cstate *ns = cd_realloc(p->st, n * sizeof *ns);
-        if (ns == NULL)
-            return CD_ERR_NOMEM;
-        p->st = ns;
-        p->capst = n;
+    if (cu->nst < CD__CUST_INLINE) {
+        cu->st[cu->nst] = *s;
+        cu->nst++;
+        p->nstates++;
+        return CD_OK;
     }
-    struct cd__cstate *n = &p->st[p->nst];
-    *n = *s;
-    /* Append at the end of the chain, so states loaded in order stay in order. */
+    if (p->opage == NULL && (p->opage = cd_calloc(CD__PROJ_MAX_OPAGES, sizeof *p->opage)) == NULL)
+        return CD_ERR_NOMEM;
+    if (p->nost / CD__PROJ_OPAGE >= p->nopages) {
+        if (p->nopages == CD__PROJ_MAX_OPAGES)
+            return cd_err_set(CD_ERR_TOO_BIG, "too many states in the consent projection");
+        if ((p->opage[p->nopages] = cd_calloc(CD__PROJ_OPAGE, sizeof **p->opage)) == NULL)
+            return CD_ERR_NOMEM;
+        p->nopages++;
+    }
+    struct cd__ostate *n = &p->opage[p->nost / CD__PROJ_OPAGE][p->nost % CD__PROJ_OPAGE];
+    n->s = *s;
     n->next = 0;
-    p->nst++;
-    if (cu->first == 0) {
-        cu->first = (uint32_t)p->nst;
+    p->nost++;
+    p->nstates++;
+    /* Append at the end of the chain, so states loaded in order stay in order. */
+    if (cu->more == 0) {
+        cu->more = (uint32_t)p->nost;
     } else {
-        uint32_t i = cu->first;
-        while (p->st[i - 1].next)
-            i = p->st[i - 1].next;
-        p->st[i - 1].next = (uint32_t)p->nst;
+        struct cd__ostate *t = (struct cd__ostate *)ostate(p, cu->more);
+        while (t->next)
+            t = (struct cd__ostate *)ostate(p, t->next);
+        t->next = (uint32_t)p->nost;
     }
     return CD_OK;
+}
+
+/* ---- the writer side of the seqlock ---- */
+
+void cd__consent_wlock(struct cd_consent *c)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    /* Odd: a change is in progress. The release fence orders this store before the changes. */
+    atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+void cd__consent_wunlock(struct cd_consent *c)
+{
+    atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+    pthread_rwlock_unlock(&c->lock);
 }
 
 /* ---- dictionaries ---- */
@@ -321,16 +463,19 @@ static void set(struct cd_consent_decision *d, bool allow, const char *reason, c
     d->basis = basis;
 }
 
-void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool key_ok,
-                               unsigned purpose, unsigned channel, int topic, int64_t now_ms,
-                               struct cd_consent_decision *d)
+/* The decision for cu (NULL: unknown) from the projection, without the event id: *ev gets the
+ * event's bits and *has_ev whether there is one (formatted after the read is validated).
+ * Reads only; every index is checked, so a torn read under the seqlock is harmless. */
+static void decide_cust(const struct cd_consent *c, const struct cd__cust *cu, unsigned purpose,
+                        unsigned channel, int topic, int64_t now_ms,
+                        struct cd_consent_decision *d, uint8_t ev[16], bool *has_ev)
 {
     const struct cd__consent_rules *r = &c->rules;
-    const struct cd__cust *cu = key_ok ? cd__proj_find(&c->proj, key) : NULL;
-    const struct cd__consent_juris *j = &r->j[cu ? cu->juris : r->def];
-    const struct cd__cstate *s;
+    unsigned ji = cu ? cu->juris : (unsigned)r->def;
+    const struct cd__consent_juris *j = &r->j[ji < CD__CONSENT_MAX_JURIS ? ji : r->def];
+    const struct cd__cstate *s = NULL;
 
-    d->event_id[0] = '\0';
+    *has_ev = false;
     d->expires_at = 0;
     d->regime = j->name;
     if (r->basis[purpose]) {
@@ -341,9 +486,23 @@ void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool
         set(d, false, "unknown_customer", "none");
         return;
     }
-    s = cd__proj_applicable(&c->proj, cu, purpose, channel);
+    /* Inline states first (the common case: no overflow chain). */
+    unsigned n = cu->nst < CD__CUST_INLINE ? cu->nst : CD__CUST_INLINE;
+    for (unsigned i = 0; i < n; i++) {
+        const struct cd__cstate *t = &cu->st[i];
+        if (t->purpose == purpose &&
+            (t->channel == channel || t->channel == CD_CONSENT_CHANNEL_ANY) &&
+            (s == NULL || newer(t, s)))
+            s = t;
+    }
+    if (cu->more) {
+        const struct cd__cstate *t = cd__proj_applicable(&c->proj, cu, purpose, channel);
+        if (t && (s == NULL || newer(t, s)))
+            s = t;
+    }
     if (s) {
-        cd__consent_id_str(s->event, "cev", d->event_id);
+        memcpy(ev, s->event, 16);
+        *has_ev = true;
         d->expires_at = s->expires;
     }
     if (j->mode[purpose] == CD__MODE_OPT_OUT) {
@@ -356,10 +515,12 @@ void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool
     } else if (s == NULL || s->state == CD_CONSENT_REQUESTED) {
         set(d, false, "no_consent", "none");
     } else if (s->state == CD_CONSENT_GIVEN) {
-        const struct cd__notice *n = s->notice ? &c->notices[s->notice - 1] : NULL;
+        const struct cd__notice *nt =
+            s->notice && s->notice <= CD__CONSENT_MAX_NOTICES ? &c->notices[s->notice - 1] : NULL;
         if (s->expires && s->expires <= now_ms)
             set(d, false, "expired", "none");
-        else if (n && n->version < c->name_material[n->name])
+        else if (nt && nt->name < CD__CONSENT_MAX_NAMES &&
+                 nt->version < c->name_material[nt->name])
             set(d, false, "stale_notice", "none");
         else
             set(d, true, "consent_given",
@@ -391,21 +552,121 @@ void cd__consent_decide_locked(struct cd_consent *c, const uint8_t key[16], bool
     }
 }
 
+/* The reader side of the seqlock: the sequence before the read (even: no change in progress,
+ * spinning briefly while odd), and whether it is unchanged after it. */
+enum { SEQ_TRIES = 4 };
+
+static bool seq_begin(struct cd_consent *c, unsigned *seq)
+{
+    for (int spin = 0; spin < 256; spin++) {
+        *seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        if ((*seq & 1) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool seq_valid(struct cd_consent *c, unsigned seq)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&c->seq, memory_order_relaxed) == seq;
+}
+
+/* Decides a batch of up to BATCH customers: hashes every key and prefetches its slot, then
+ * resolves the slots and prefetches the records, then decides, so the cache misses of the
+ * batch overlap instead of forming one chain per customer. Caller validates the read. */
+enum { BATCH = 64 };
+
+static void decide_batch(struct cd_consent *c, const uint8_t (*keys)[16], const bool *ok,
+                         size_t n, unsigned purpose, unsigned channel, int topic,
+                         int64_t now_ms, struct cd_consent_decision *d, uint8_t (*ev)[16],
+                         bool *has_ev)
+{
+    const struct cd__proj *p = &c->proj;
+    const struct cd__slots *t = atomic_load_explicit(&p->slots, memory_order_acquire);
+    const struct cd__cust *cu[BATCH];
+    uint64_t h[BATCH];
+
+    for (size_t i = 0; i < n; i++) {
+        h[i] = key_hash(keys[i]);
+        if (t)
+            __builtin_prefetch(&t->s[h[i] & t->mask]);
+    }
+    /* The first slot with the key's tag (32 hash bits: a false match is rare), without
+     * touching the record yet. */
+    for (size_t i = 0; i < n; i++) {
+        cu[i] = NULL;
+        if (!ok[i] || t == NULL)
+            continue;
+        uint64_t tag = h[i] >> 32 << 32;
+        for (size_t j = h[i] & t->mask, k = 0; k <= t->mask; j = (j + 1) & t->mask, k++) {
+            uint64_t sl = t->s[j];
+            if (sl == 0)
+                break;
+            if ((sl & ~0xffffffffull) == tag) {
+                cu[i] = cd__proj_cust(p, (uint32_t)sl - 1);
+                break;
+            }
+        }
+        if (cu[i])
+            for (size_t l = 0; l < sizeof *cu[i]; l += 64)
+                __builtin_prefetch((const char *)cu[i] + l);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (cu[i] && memcmp(cu[i]->key, keys[i], 16) != 0)
+            cu[i] = find_in(p, t, keys[i], h[i]);
+    for (size_t i = 0; i < n; i++)
+        decide_cust(c, cu[i], purpose, channel, topic, now_ms, &d[i], ev[i], &has_ev[i]);
+}
+
+static void decide_keys(struct cd_consent *c, const uint8_t (*keys)[16], const bool *ok,
+                        size_t n, unsigned purpose, unsigned channel, struct cd_str topic,
+                        int64_t now_ms, struct cd_consent_decision *d)
+{
+    uint8_t ev[BATCH][16];
+    bool has_ev[BATCH];
+
+    for (size_t start = 0; start < n; start += BATCH) {
+        size_t k = n - start < BATCH ? n - start : BATCH;
+        unsigned seq;
+        bool done = false;
+        for (int tries = 0; tries < SEQ_TRIES && !done; tries++) {
+            if (!seq_begin(c, &seq))
+                continue;
+            int tb = topic.len ? cd__consent_topic(c, topic, false) : -1;
+            decide_batch(c, keys + start, ok + start, k, purpose, channel, tb, now_ms,
+                         d + start, ev, has_ev);
+            done = seq_valid(c, seq);
+        }
+        if (!done) {
+            /* A long change (a rebuild) is in progress: wait for it under the lock. */
+            pthread_rwlock_rdlock(&c->lock);
+            int tb = topic.len ? cd__consent_topic(c, topic, false) : -1;
+            decide_batch(c, keys + start, ok + start, k, purpose, channel, tb, now_ms,
+                         d + start, ev, has_ev);
+            pthread_rwlock_unlock(&c->lock);
+        }
+        for (size_t i = 0; i < k; i++) {
+            if (has_ev[i])
+                cd__consent_id_str(ev[i], "cev", d[start + i].event_id);
+            else
+                d[start + i].event_id[0] = '\0';
+        }
+    }
+}
+
 enum cd_err cd_consent_decide_topic(struct cd_consent *c, struct cd_str customer_id,
                                     enum cd_purpose purpose, enum cd_consent_channel channel,
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d)
 {
-    uint8_t key[16];
+    uint8_t key[1][16];
     bool ok;
 
     if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
-    ok = cd__consent_id_bits(customer_id, "cus", key);
-    pthread_rwlock_rdlock(&c->lock);
-    int t = topic.len ? cd__consent_topic(c, topic, false) : -1;
-    cd__consent_decide_locked(c, key, ok, purpose, channel, t, now_ms, d);
-    pthread_rwlock_unlock(&c->lock);
+    ok = cd__consent_id_bits(customer_id, "cus", key[0]);
+    decide_keys(c, (const uint8_t(*)[16])key, &ok, 1, purpose, channel, topic, now_ms, d);
     return CD_OK;
 }
 
@@ -416,6 +677,25 @@ enum cd_err cd_consent_decide(struct cd_consent *c, struct cd_str customer_id,
     return cd_consent_decide_topic(c, customer_id, purpose, channel, CD_STR_NULL, now_ms, d);
 }
 
+enum cd_err cd_consent_decide_many(struct cd_consent *c, const struct cd_str *ids, size_t n,
+                                   enum cd_purpose purpose, enum cd_consent_channel channel,
+                                   int64_t now_ms, struct cd_consent_decision *out)
+{
+    uint8_t keys[BATCH][16];
+    bool ok[BATCH];
+
+    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+        return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
+    for (size_t start = 0; start < n; start += BATCH) {
+        size_t k = n - start < BATCH ? n - start : BATCH;
+        for (size_t i = 0; i < k; i++)
+            ok[i] = cd__consent_id_bits(ids[start + i], "cus", keys[i]);
+        decide_keys(c, (const uint8_t(*)[16])keys, ok, k, purpose, channel, CD_STR_NULL,
+                    now_ms, out + start);
+    }
+    return CD_OK;
+}
+
 enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, size_t n,
                               enum cd_purpose purpose, enum cd_consent_channel channel,
                               int64_t now_ms, cd_consent_emit_fn emit, void *ctx)
@@ -423,34 +703,41 @@ enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, si
     enum { CHUNK = 4096 };
     struct cd_consent_decision *dec = NULL;
     char(*idbuf)[CD_ID_MAX] = NULL;
+    uint8_t(*keys)[16] = NULL;
+    bool *ok = NULL;
     enum cd_err err = CD_OK;
 
     if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
     if ((dec = cd_malloc(CHUNK * sizeof *dec)) == NULL ||
-        (idbuf = cd_malloc(CHUNK * sizeof *idbuf)) == NULL) {
+        (idbuf = cd_malloc(CHUNK * sizeof *idbuf)) == NULL ||
+        (keys = cd_malloc(CHUNK * sizeof *keys)) == NULL ||
+        (ok = cd_malloc(CHUNK * sizeof *ok)) == NULL) {
         err = CD_ERR_NOMEM;
         goto out;
     }
-    /* Decide a chunk under the read lock, then emit it without the lock: a slow consumer
-     * never holds up writers. */
+    /* Decide a chunk (batched, lock-free), then emit it: a slow consumer never holds up
+     * writers. Customers added during the walk may or may not be seen; none is seen twice. */
     for (size_t start = 0;; start += CHUNK) {
         size_t k = 0;
-        pthread_rwlock_rdlock(&c->lock);
-        size_t total = ids ? n : c->proj.ncust;
-        for (size_t i = start; i < total && k < CHUNK; i++, k++) {
-            uint8_t key[16];
-            bool ok;
-            if (ids) {
-                ok = cd__consent_id_bits(ids[i], "cus", key);
-            } else {
-                memcpy(key, c->proj.cust[i].key, 16);
-                ok = true;
-                cd__consent_id_str(key, "cus", idbuf[k]);
+        if (ids) {
+            for (; start + k < n && k < CHUNK; k++)
+                ok[k] = cd__consent_id_bits(ids[start + k], "cus", keys[k]);
+        } else {
+            /* Every customer: copy the keys under the read lock (records never move, but a
+             * key is written once when its record is added). */
+            pthread_rwlock_rdlock(&c->lock);
+            size_t total = atomic_load(&c->proj.ncust);
+            for (; start + k < total && k < CHUNK; k++) {
+                memcpy(keys[k], cd__proj_cust(&c->proj, start + k)->key, 16);
+                ok[k] = true;
             }
-            cd__consent_decide_locked(c, key, ok, purpose, channel, -1, now_ms, &dec[k]);
+            pthread_rwlock_unlock(&c->lock);
+            for (size_t i = 0; i < k; i++)
+                cd__consent_id_str(keys[i], "cus", idbuf[i]);
         }
-        pthread_rwlock_unlock(&c->lock);
+        decide_keys(c, (const uint8_t(*)[16])keys, ok, k, purpose, channel, CD_STR_NULL,
+                    now_ms, dec);
         for (size_t i = 0; i < k; i++) {
             struct cd_str id = ids ? ids[start + i] : cd_str_c(idbuf[i]);
             if ((err = emit(ctx, id, &dec[i])) != CD_OK)
@@ -462,6 +749,8 @@ enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, si
 out:
     cd_free(dec);
     cd_free(idbuf);
+    cd_free(keys);
+    cd_free(ok);
     return err;
 }
 
@@ -650,12 +939,12 @@ enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str cus
     *exists = true;
     uint8_t jur = cd__consent_rules_find(&c->rules, cd_str_c(q.m.jur));
     uint16_t tz = cd__consent_tz_index(c, cd_str_c(q.m.tz));
-    pthread_rwlock_wrlock(&c->lock);
+    cd__consent_wlock(c);
     if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
         cu->juris = jur;
         cu->tz = tz;
     }
-    pthread_rwlock_unlock(&c->lock);
+    cd__consent_wunlock(c);
     return err;
 }
 
@@ -680,12 +969,12 @@ static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
         return CD_OK;
     uint8_t jur = cd__consent_rules_find(&r->c->rules, colstr(&col[1]));
     uint16_t tz = cd__consent_tz_index(r->c, colstr(&col[2]));
-    pthread_rwlock_wrlock(&r->c->lock);
+    cd__consent_wlock(r->c);
     if ((err = cd__proj_upsert(&r->c->proj, key, &cu)) == CD_OK) {
         cu->juris = jur;
         cu->tz = tz;
     }
-    pthread_rwlock_unlock(&r->c->lock);
+    cd__consent_wunlock(r->c);
     return err;
 }
 
@@ -762,10 +1051,14 @@ void cd__consent_refresher_stop(struct cd_consent *c)
 void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out)
 {
     pthread_rwlock_rdlock(&c->lock);
+    const struct cd__slots *t = atomic_load(&c->proj.slots);
     out->customers = c->proj.ncust;
-    out->states = c->proj.nst;
-    out->bytes = c->proj.capcust * sizeof(struct cd__cust) +
-                 c->proj.nslots * sizeof(uint64_t) + c->proj.capst * sizeof(struct cd__cstate);
+    out->states = c->proj.nstates;
+    out->bytes = c->proj.npages * CD__PROJ_PAGE * sizeof(struct cd__cust) +
+                 c->proj.nopages * CD__PROJ_OPAGE * sizeof(struct cd__ostate) +
+                 (t ? (t->mask + 1) * sizeof(uint64_t) : 0);
+    for (t = t ? t->retired : NULL; t; t = t->retired)
+        out->bytes += (t->mask + 1) * sizeof(uint64_t);
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -779,16 +1072,17 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
     refresh_once(c);
     pthread_mutex_unlock(&c->refresh_mu);
     /* The rebuild also reloads the notice list, so it runs under the write lock. */
-    pthread_rwlock_wrlock(&c->lock);
+    cd__consent_wlock(c);
     if ((err = cd__consent_rebuild(c, &other)) != CD_OK)
         goto out;
-    if (other.ncust != c->proj.ncust) {
-        err = cd_err_set(CD_ERR_INTEGRITY, "customers: live %zu, rebuilt %zu", c->proj.ncust,
-                         other.ncust);
+    if (other.ncust != c->proj.ncust || other.nstates != c->proj.nstates) {
+        err = cd_err_set(CD_ERR_INTEGRITY, "customers: live %zu, rebuilt %zu; states: live "
+                         "%zu, rebuilt %zu", (size_t)c->proj.ncust, (size_t)other.ncust,
+                         c->proj.nstates, other.nstates);
         goto out;
     }
     for (size_t i = 0; i < c->proj.ncust; i++) {
-        const struct cd__cust *a = &c->proj.cust[i], *b = cd__proj_find(&other, a->key);
+        const struct cd__cust *a = cd__proj_cust(&c->proj, i), *b = cd__proj_find(&other, a->key);
         char id[CD_ID_MAX];
         cd__consent_id_str(a->key, "cus", id);
         if (b == NULL || a->juris != b->juris || a->tz != b->tz || a->qh_start != b->qh_start ||
@@ -797,8 +1091,8 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
             goto out;
         }
         size_t na = 0, nb = 0;
-        for (uint32_t k = a->first; k; k = c->proj.st[k - 1].next, na++) {
-            const struct cd__cstate *s = &c->proj.st[k - 1];
+        struct cd__proj_it ia = {0}, ib = {0};
+        for (const struct cd__cstate *s; (s = cd__proj_next(&c->proj, a, &ia)) != NULL; na++) {
             const struct cd__cstate *t = cd__proj_state(&other, b, s->purpose, s->channel);
             if (t == NULL || memcmp(s->event, t->event, 16) != 0 || s->at != t->at ||
                 s->expires != t->expires || s->notice != t->notice || s->state != t->state ||
@@ -809,7 +1103,7 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
                 goto out;
             }
         }
-        for (uint32_t k = b->first; k; k = other.st[k - 1].next)
+        while (cd__proj_next(&other, b, &ib))
             nb++;
         if (na != nb) {
             err = cd_err_set(CD_ERR_INTEGRITY, "customer %s: %zu states live, %zu rebuilt", id,
@@ -818,7 +1112,7 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
         }
     }
 out:
-    pthread_rwlock_unlock(&c->lock);
+    cd__consent_wunlock(c);
     cd__proj_free(&other);
     return err;
 }
