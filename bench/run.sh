@@ -8,6 +8,7 @@
 #   3. Timeline: a customer with 10,000 interactions, p50/p99 of 50-item pages under load,
 #      the server's RSS afterwards.
 #   4. Benches written by others (bench_merkle, bench_guard), if built.
+#   5. Consent: POST /v1/consents/check vs nginx `return 200`, same pinning and load.
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
 # Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
 set -u
@@ -246,6 +247,79 @@ other() {
 }
 other bench_merkle
 other bench_guard rules
+
+# ---- 5. consent: HTTP single decision vs nginx `return 200` (issue 5) ---------------------
+# Owned by the consent engine; self-contained. nginx (Debian nginx-light) and candor are each
+# pinned to CPU 0, wrk to CPU 1, same settings: -t1 -c64, medians of $RUNS runs.
+say ""
+say "== 5. consent check over HTTP vs nginx return 200 (server on CPU 0, wrk on CPU 1)"
+consent_wrk() { # URL LUA ARGS...: prints Requests/sec
+    local url=$1 lua=$2; shift 2
+    $PIN_GEN wrk -t1 -c64 -d"${SECS}s" --timeout 10s ${lua:+-s "$lua"} "$url" ${1:+--} "$@" 2>&1 |
+        awk '/^Requests\/sec/ {print $2} /^CONSENT|Non-2xx|Socket errors/ {print > "/dev/stderr"}'
+}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+NG_RATE=""; CS_RATE=""
+if [ -x "$NGINX" ]; then
+    NGD="$TMP/nginx"; mkdir -p "$NGD/logs" "$NGD/tmp"
+    NGPORT=$(free_port)
+    cat >"$NGD/nginx.conf" <<NGEOF
+daemon off;
+worker_processes 1;
+pid $NGD/nginx.pid;
+error_log $NGD/logs/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $NGD/tmp/body; proxy_temp_path $NGD/tmp/proxy;
+    fastcgi_temp_path $NGD/tmp/fcgi; uwsgi_temp_path $NGD/tmp/uwsgi; scgi_temp_path $NGD/tmp/scgi;
+    server { listen 127.0.0.1:$NGPORT; location / { return 200 "ok"; } }
+}
+NGEOF
+    cmd "$PIN_SRV $NGINX -p $NGD -c $NGD/nginx.conf -e $NGD/logs/error.log"
+    $PIN_SRV "$NGINX" -p "$NGD" -c "$NGD/nginx.conf" -e "$NGD/logs/error.log" &
+    NG_PID=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$NGPORT/" >/dev/null 2>&1 && break; sleep 0.05; done
+    cmd "$PIN_GEN wrk -t1 -c64 -d${SECS}s http://127.0.0.1:$NGPORT/"
+    R=()
+    for i in $(seq 1 "$RUNS"); do r=$(consent_wrk "http://127.0.0.1:$NGPORT/" ""); R+=("${r:-0}"); say "   nginx run $i: ${r:-0} req/s"; done
+    NG_RATE=$(printf '%s\n' "${R[@]}" | median)
+    kill "$NG_PID" 2>/dev/null; wait "$NG_PID" 2>/dev/null
+else
+    say "   nginx not installed (apt-get install nginx-light)"
+fi
+D=$(new_data "consent")
+if [ -n "$D" ] && start_server "$D" 64 1; then
+    TOK=$(cat "$D/admin.token")
+    IDS=()
+    for i in $(seq 1 32); do
+        jur=EU; [ $((i % 2)) = 0 ] && jur=US-CA
+        id=$(curl -fs -X POST -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' \
+            -d "{\"jurisdiction\":\"$jur\",\"time_zone\":\"Europe/Berlin\"}" \
+            "http://127.0.0.1:$PORT/v1/customers" | sed -n 's/.*"id":"\(cus_[0-9A-Z]*\)".*/\1/p')
+        [ -n "$id" ] || continue
+        IDS+=("$id")
+        curl -fs -o /dev/null -X POST -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' \
+            -d "{\"customer_id\":\"$id\",\"purpose\":\"marketing\",\"state\":\"given\",\"method\":\"api\"}" \
+            "http://127.0.0.1:$PORT/v1/consents"
+    done
+    say "   ${#IDS[@]} customers, each with a marketing consent"
+    cmd "$PIN_GEN wrk -t1 -c64 -d${SECS}s -s bench/consent_check.lua http://127.0.0.1:$PORT -- \$TOKEN ${#IDS[@]} ids"
+    R=()
+    for i in $(seq 1 "$RUNS"); do
+        r=$(consent_wrk "http://127.0.0.1:$PORT" bench/consent_check.lua "$TOK" "${IDS[@]}"); R+=("${r:-0}")
+        say "   candor run $i: ${r:-0} req/s"
+    done
+    CS_RATE=$(printf '%s\n' "${R[@]}" | median)
+    stop_server
+fi
+row "(5) nginx return 200, -c64" "${NG_RATE:-n/a} req/s (median of $RUNS)"
+row "(5) POST /v1/consents/check, -c64" "${CS_RATE:-n/a} req/s (median of $RUNS)"
+if [ -n "$NG_RATE" ] && [ -n "$CS_RATE" ]; then
+    row "(5) consent check / nginx" \
+        "$(awk -v a="$CS_RATE" -v b="$NG_RATE" 'BEGIN{printf "%.1f", 100*a/b}')% (target >= 50%)"
+fi
+# ---- end of 5 ------------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""
