@@ -636,7 +636,7 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->event_threads ? cfg->event_threads : 2,
         MHD_OPTION_CONNECTION_LIMIT, 10000, MHD_OPTION_CONNECTION_TIMEOUT, 30,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (h->d == NULL) {
         err = cd_err_set(CD_ERR_IO, "cannot listen on %s (in use, or not allowed)", cfg->listen);
