@@ -20,110 +20,16 @@
  * hashed into the chain, so they must never change: tests/unit/test_audit.c compares them
  * with jansson's output. */
 
-/* Decodes one UTF-8 sequence of p[0..n) as jansson accepts it (no overlong forms, surrogates
- * or code points above U+10FFFF). Returns its length, or 0 when invalid. */
-static size_t utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t v;
-
-    if (p[0] < 0x80) {
-        *cp = p[0];
-        return 1;
-    }
-    if (p[0] < 0xC2)
-        return 0;
-    if (p[0] < 0xE0) {
-        len = 2;
-        v = p[0] & 0x1F;
-    } else if (p[0] < 0xF0) {
-        len = 3;
-        v = p[0] & 0x0F;
-    } else if (p[0] < 0xF5) {
-        len = 4;
-        v = p[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        v = v << 6 | (p[i] & 0x3F);
-    }
-    if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) ||
-        (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
-        return 0;
-    *cp = v;
-    return len;
-}
-
-static enum cd_err put_u16_escape(struct cd_buf *b, uint32_t u)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    char e[6] = {'\\', 'u', hex[u >> 12 & 15], hex[u >> 8 & 15], hex[u >> 4 & 15], hex[u & 15]};
-
-    return cd_buf_append(b, e, sizeof e);
-}
-
-/* Appends "key":"value" (value escaped) preceded by a comma unless first. */
+/* Appends "key":"value" (value escaped as jansson does) preceded by a comma unless first. */
 static enum cd_err put_member(struct cd_buf *b, const char *key, const char *v, bool first)
 {
-    const unsigned char *p = (const unsigned char *)v, *end = p + strlen(v);
     enum cd_err err;
 
-    if ((err = cd_buf_printf(b, "%s\"%s\":\"", first ? "" : ",", key)) != CD_OK)
+    if ((err = cd_buf_printf(b, "%s\"%s\":", first ? "" : ",", key)) != CD_OK)
         return err;
-    while (p < end) {
-        const unsigned char *run = p;
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run && (err = cd_buf_append(b, run, (size_t)(p - run))) != CD_OK)
-            return err;
-        if (p == end)
-            break;
-        uint32_t cp = 0;
-        size_t len = utf8_next(p, (size_t)(end - p), &cp);
-        const char *short_esc = NULL;
-        if (len == 0)
-            return cd_err_set(CD_ERR_INVALID, "audit event member '%s' is not valid UTF-8", key);
-        p += len;
-        switch (cp) {
-        case '"':
-            short_esc = "\\\"";
-            break;
-        case '\\':
-            short_esc = "\\\\";
-            break;
-        case '\b':
-            short_esc = "\\b";
-            break;
-        case '\f':
-            short_esc = "\\f";
-            break;
-        case '\n':
-            short_esc = "\\n";
-            break;
-        case '\r':
-            short_esc = "\\r";
-            break;
-        case '\t':
-            short_esc = "\\t";
-            break;
-        default:
-            break;
-        }
-        if (short_esc)
-            err = cd_buf_append(b, short_esc, 2);
-        else if (cp < 0x10000)
-            err = put_u16_escape(b, cp);
-        else if ((err = put_u16_escape(b, 0xD800 | ((cp - 0x10000) >> 10))) == CD_OK)
-            err = put_u16_escape(b, 0xDC00 | ((cp - 0x10000) & 0x3FF));
-        if (err != CD_OK)
-            return err;
-    }
-    return cd_buf_putc(b, '"');
+    if ((err = cd_buf_json_string(b, cd_str_c(v))) == CD_ERR_INVALID)
+        return cd_err_set(CD_ERR_INVALID, "audit event member '%s' is not valid UTF-8", key);
+    return err;
 }
 
 /* The canonical bytes of an event (see above) in a cd_malloc'ed string. */

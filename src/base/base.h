@@ -203,6 +203,13 @@ enum cd_err cd_json_bool(const json_t *obj, const char *key, bool required, bool
 enum cd_err cd_json_obj(const json_t *obj, const char *key, bool required, json_t **out);
 enum cd_err cd_json_arr(const json_t *obj, const char *key, bool required, json_t **out);
 
+/* Appends s as a JSON string literal, escaped exactly as jansson's json_dumps does with
+ * JSON_ENSURE_ASCII: \" \\ \b \f \n \r \t, other control characters and every non-ASCII
+ * code point as \u with four upper-case hex digits (surrogate pairs above U+FFFF). For hot
+ * paths that write JSON directly, and for bytes that are hashed and must never change.
+ * Errors: CD_ERR_INVALID (s is not valid UTF-8; b unchanged), CD_ERR_TOO_BIG, CD_ERR_NOMEM. */
+enum cd_err cd_buf_json_string(struct cd_buf *b, struct cd_str s);
+
 /* Serialises v compactly into a new cd_malloc'ed string. Errors: CD_ERR_NOMEM. */
 enum cd_err cd_json_dump(const json_t *v, char **out, size_t *len);
 /* Sets obj[key] to a new string of n bytes; returns CD_ERR_NOMEM on failure. */

@@ -1,4 +1,4 @@
-/* Random bytes, ids, hex, base64url, UTF-8 validation and constant-time comparison. */
+/* Random bytes, ids, hex, base64url and constant-time comparison. */
 #include <pthread.h>
 #include <string.h>
 #include <sodium.h>
@@ -164,41 +164,6 @@ enum cd_err cd_b64url_decode(struct cd_str in, void *out, size_t outcap, size_t 
     }
     *outlen = n;
     return CD_OK;
-}
-
-bool cd_utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t need;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF)
-            need = 1, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-            need = 2, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-            need = 3, cp = c & 0x07;
-        else
-            return false;
-        if ((size_t)(end - p) <= need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[k] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[k] & 0x3F);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        p += need + 1;
-    }
-    return true;
 }
 
 bool cd_ct_eq(const void *a, const void *b, size_t n)

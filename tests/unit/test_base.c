@@ -144,6 +144,28 @@ static void json_strict_access(void **state)
     json_decref(o);
 }
 
+static void json_strings_match_jansson(void **state)
+{
+    static const char *const cases[] = {"plain", "", "quote\" back\\slash", "tab\tnl\ncr\r",
+                                        "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac",
+                                        "emoji \xf0\x9f\x98\x80 end", "\b\f/"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cd_buf b = CD_BUF_INIT(0);
+        json_t *s = json_string(cases[i]);
+        char *want = json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+        assert_int_equal(cd_buf_json_string(&b, cd_str_c(cases[i])), CD_OK);
+        assert_string_equal(b.p, want);
+        cd_free(want);
+        json_decref(s);
+        cd_buf_free(&b);
+    }
+    struct cd_buf b = CD_BUF_INIT(0);
+    assert_int_equal(cd_buf_puts(&b, "x"), CD_OK);
+    assert_int_equal(cd_buf_json_string(&b, CD_STR("bad \xff utf-8")), CD_ERR_INVALID);
+    assert_string_equal(b.p, "x"); /* nothing of a refused string stays */
+    cd_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +177,7 @@ int main(void)
         cmocka_unit_test(encodings_round_trip),
         cmocka_unit_test(utf8_validation),
         cmocka_unit_test(json_strict_access),
+        cmocka_unit_test(json_strings_match_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
