@@ -23,6 +23,10 @@ enum cd_err cd_cli_parse(int argc, char **argv, struct cd_opt *opts, const char 
                          size_t npos, size_t *npos_out, bool *help);
 /* The value of an option (or its default). */
 const char *cd_cli_get(const struct cd_opt *opts, const char *name);
+/* The value of a numeric option (or its default) within [min, max].
+ * Errors: CD_ERR_INVALID naming the option and the range. */
+enum cd_err cd_cli_uint(const struct cd_opt *opts, const char *name, unsigned long min,
+                        unsigned long max, unsigned long *out);
 /* Prints usage for a subcommand from its table. */
 void cd_cli_usage(const char *cmd, const char *synopsis, const char *about,
                   const struct cd_opt *opts);

@@ -368,16 +368,12 @@ static void on_signal(int sig)
 }
 
 /* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
-static enum cd_err serve_audit_open(const char *data, const char *interval_s,
+static enum cd_err serve_audit_open(const char *data, unsigned long interval,
                                     struct cd_store *store, struct cd_audit **out)
 {
-    char keypath[4200], *end = NULL;
-    unsigned long interval = strtoul(interval_s, &end, 10);
+    char keypath[4200];
     enum cd_err err;
 
-    if (*interval_s < '0' || *interval_s > '9' || *end != '\0' || interval == 0 ||
-        interval > 86400)
-        return cd_err_set(CD_ERR_INVALID, "--sth-interval must be 1..86400 seconds");
     snprintf(keypath, sizeof keypath, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
     if ((err = cd_audit_open(store, keypath, out)) != CD_OK)
         return err;
@@ -421,10 +417,19 @@ int cd_cli_serve(int argc, char **argv)
         return cd__cli_fail("serve", err);
     if (help) {
         cd_cli_usage("serve", "--data DIR [--listen ADDR] [--demo] [options]",
-                     "Serves the HTTP/JSON API until SIGINT or SIGTERM.", opts);
+                     "Serves the HTTP/JSON API until SIGINT or SIGTERM; SIGHUP reloads the guard\n"
+                     "rule packs (the previous rules stay in force if the new ones are bad).",
+                     opts);
         return 0;
     }
     const char *data = cd_cli_get(opts, "--data");
+    /* --workers, --threads, --max-body, --sth-interval: checked before anything is opened. */
+    unsigned long num[4];
+    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &num[0])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--threads", 1, 64, &num[1])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &num[2])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK)
+        return cd__cli_fail("serve", err);
     if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
         return cd__cli_fail("serve", err);
     if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
@@ -453,8 +458,7 @@ int cd_cli_serve(int argc, char **argv)
     hooks.consent_outbound = cd_consent_outbound_check;
     hooks.consent_read = cd_consent_read_check;
     cd__cli_hooks_install(&hooks, env.core);
-    if ((err = serve_audit_open(data, cd_cli_get(opts, "--sth-interval"), env.store, &audit)) !=
-        CD_OK)
+    if ((err = serve_audit_open(data, num[3], env.store, &audit)) != CD_OK)
         goto out;
     struct cd_app app = {.store = env.store,
                          .audit = audit,
@@ -464,10 +468,8 @@ int cd_cli_serve(int argc, char **argv)
                          .consent = consent,
                          .data_dir = data,
                          .rules_dir = rules};
-    struct cd_http_config cfg = {cd_cli_get(opts, "--listen"),
-                                 (unsigned)strtoul(cd_cli_get(opts, "--threads"), NULL, 10),
-                                 (unsigned)strtoul(cd_cli_get(opts, "--workers"), NULL, 10),
-                                 (size_t)strtoull(cd_cli_get(opts, "--max-body"), NULL, 10)};
+    struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
+                                 (unsigned)num[0], (size_t)num[2]};
     if ((err = cd_http_start(&cfg, &app, &http)) != CD_OK)
         goto out;
     struct sigaction sa;

@@ -15,7 +15,7 @@ static const struct command commands[] = {
     {"init", cd_cli_init, "create a data directory with keys and an admin token"},
     {"serve", cd_cli_serve, "serve the HTTP/JSON API"},
     {"token", cd_cli_token, "create, list and revoke API tokens"},
-    {"audit", cd_cli_audit, "verify the tamper-evident audit ledger"},
+    {"audit", cd_cli_audit, "verify or export the tamper-evident audit ledger"},
     {"guard", cd_guard_cli, "check a message with the communication guard"},
     {NULL, NULL, NULL},
 };

@@ -1,5 +1,6 @@
 /* Option parsing and --help from the option tables. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 
@@ -51,6 +52,25 @@ const char *cd_cli_get(const struct cd_opt *opts, const char *name)
         if (strcmp(opts->name, name) == 0)
             return opts->value ? opts->value : opts->deflt;
     return NULL;
+}
+
+enum cd_err cd_cli_uint(const struct cd_opt *opts, const char *name, unsigned long min,
+                        unsigned long max, unsigned long *out)
+{
+    const char *v = cd_cli_get(opts, name);
+    char *end = NULL;
+    unsigned long n;
+
+    if (v == NULL || *v < '0' || *v > '9')
+        goto bad;
+    n = strtoul(v, &end, 10);
+    if (*end != '\0' || n < min || n > max)
+        goto bad;
+    *out = n;
+    return CD_OK;
+bad:
+    return cd_err_set(CD_ERR_INVALID, "%s must be a whole number from %lu to %lu", name, min,
+                      max);
 }
 
 void cd_cli_usage(const char *cmd, const char *synopsis, const char *about,

@@ -111,3 +111,11 @@ def test_init_writes_admin_token_0600_and_refuses_twice(srv):
         assert f.read() == first  # nothing overwritten
     rc, _, err = srv.cli("init")
     assert rc != 0 and "--data" in err, err
+
+
+def test_serve_refuses_bad_options(srv):
+    for args, needle in ((["--workers", "abc"], "--workers"), (["--max-body", "5"], "--max-body"),
+                         (["--listen", "nohost"], "--listen"), (["--bogus"], "unknown option"),
+                         (["--sth-interval", "0"], "--sth-interval")):
+        rc, _, err = srv.cli("serve", "--data", srv.data, *args)
+        assert rc != 0 and needle in err, (args, rc, err)
