@@ -1078,27 +1078,39 @@ struct restrict_ctx {
     bool restricted;
 };
 
-static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
+/* The shape every change of a customer's own state shares: the customer must still be live,
+ * the statements run (each may use any of the parameters), and the change is recorded in the
+ * ledger under action. */
+static enum cd_err change_live_customer(struct cd_tx *tx, const struct cd_actor *a,
+                                        const char *id, const char *const *sql, size_t nsql,
+                                        const struct cd_val *p, size_t np, const char *action)
 {
-    struct restrict_ctx *rc = ctx;
-    struct cd_audit_event ev;
     struct customer_row r;
+    struct cd_audit_event ev;
     enum cd_err err;
 
     customer_row_init(&r);
-    if ((err = load_live_customer(tx, rc->id, &r)) != CD_OK)
+    if ((err = load_live_customer(tx, id, &r)) != CD_OK)
         goto out;
-    struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->restricted), CD_VINT(cd_now_ms())};
-    if ((err = cd_tx_exec(tx, "UPDATE customers SET restricted = $2, updated_at = $3"
-                              " WHERE id = $1",
-                          p, 3, NULL, NULL, NULL)) != CD_OK)
-        goto out;
-    cd__core_event(&ev, rc->a, rc->restricted ? "customer.restrict" : "customer.unrestrict",
-                   rc->id, NULL, 0);
+    for (size_t i = 0; i < nsql; i++)
+        if ((err = cd_tx_exec(tx, sql[i], p, np, NULL, NULL, NULL)) != CD_OK)
+            goto out;
+    cd__core_event(&ev, a, action, id, NULL, 0);
     err = cd_audit_append(tx, &ev, NULL);
 out:
     customer_row_free(&r);
     return err;
+}
+
+static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
+{
+    static const char *const sql[] = {
+        "UPDATE customers SET restricted = $2, updated_at = $3 WHERE id = $1"};
+    struct restrict_ctx *rc = ctx;
+    struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->restricted), CD_VINT(cd_now_ms())};
+
+    return change_live_customer(tx, rc->a, rc->id, sql, 1, p, 3,
+                                rc->restricted ? "customer.restrict" : "customer.unrestrict");
 }
 
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
@@ -1124,33 +1136,18 @@ struct shred_ctx {
 
 static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
 {
-    struct shred_ctx *sc = ctx;
-    struct customer_row r;
-    struct cd_audit_event ev;
-    enum cd_err err;
-    int64_t now = cd_now_ms();
-
-    customer_row_init(&r);
-    struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(now)};
-    if ((err = load_live_customer(tx, sc->id, &r)) != CD_OK)
-        goto out;
     /* secure_delete is on: the freed cells are overwritten, not just unlinked. */
-    if ((err = cd_tx_exec(tx, "UPDATE customers SET key_wrapped = NULL, display_name = NULL,"
-                              " attributes = NULL, locale = NULL, time_zone = NULL,"
-                              " jurisdiction = NULL, erased_at = $2, updated_at = $2"
-                              " WHERE id = $1",
-                          p, 2, NULL, NULL, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "DELETE FROM identities WHERE customer_id = $1", p, 1, NULL, NULL,
-                          NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "UPDATE interactions SET subject = NULL, body = NULL,"
-                              " metadata = NULL WHERE customer_id = $1",
-                          p, 1, NULL, NULL, NULL)) != CD_OK)
-        goto out;
-    cd__core_event(&ev, sc->a, "customer.shred", sc->id, NULL, 0);
-    err = cd_audit_append(tx, &ev, NULL);
-out:
-    customer_row_free(&r);
-    return err;
+    static const char *const sql[] = {
+        "UPDATE customers SET key_wrapped = NULL, display_name = NULL, attributes = NULL,"
+        " locale = NULL, time_zone = NULL, jurisdiction = NULL, erased_at = $2, updated_at = $2"
+        " WHERE id = $1",
+        "DELETE FROM identities WHERE customer_id = $1",
+        "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL"
+        " WHERE customer_id = $1"};
+    struct shred_ctx *sc = ctx;
+    struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(cd_now_ms())};
+
+    return change_live_customer(tx, sc->a, sc->id, sql, 3, p, 2, "customer.shred");
 }
 
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
