@@ -7,7 +7,6 @@
 #include "consent/consent.h"
 #include "http_int.h"
 
-#define BULK_MAX_OUT ((size_t)1 << 30)
 
 static enum cd_err engine(struct cd_req *r, struct cd_consent **c)
 {
@@ -104,15 +103,40 @@ enum cd_err cd__http_consent_check(struct cd_req *r)
     return CD_OK;
 }
 
+/* The bulk filter's output is streamed: lines are collected in a small buffer and written to
+ * the response stream as it fills, so an audience of millions never sits in memory and the
+ * client sees the first decisions at once. The producer owns everything it reads: a reference
+ * to the request body (ids point into it) and copies of the parameters. */
 struct bulk {
+    struct cd_consent *c;
+    json_t *body; /* holds the ids alive */
+    struct cd_str *views;
+    size_t n;
+    bool all, only_allowed;
+    enum cd_purpose pu;
+    enum cd_consent_channel ch;
+    int64_t now;
+    struct cd_stream *stream;
     struct cd_buf out;
-    bool only_allowed;
     uint64_t checked, allowed;
 };
+
+#define BULK_FLUSH (32 * 1024)
+
+static enum cd_err bulk_flush(struct bulk *b)
+{
+    enum cd_err err = CD_OK;
+
+    if (b->out.len)
+        err = cd__http_stream_write(b->stream, b->out.p, b->out.len);
+    cd_buf_reset(&b->out);
+    return err;
+}
 
 static enum cd_err bulk_emit(void *ctx, struct cd_str id, const struct cd_consent_decision *d)
 {
     struct bulk *b = ctx;
+    enum cd_err err;
 
     b->checked++;
     if (d->allow)
@@ -120,60 +144,99 @@ static enum cd_err bulk_emit(void *ctx, struct cd_str id, const struct cd_consen
     if (b->only_allowed && !d->allow)
         return CD_OK;
     /* Ids are checked shapes ("cus_" + base32) or echo what the caller sent: escaped anyway. */
-    enum cd_err err = put_decision(&b->out, id, CD_PURPOSE_SERVICE, CD_CONSENT_CHANNEL_ANY, d,
-                                   false);
-    return err == CD_OK ? cd_buf_putc(&b->out, '\n') : err;
+    if ((err = put_decision(&b->out, id, CD_PURPOSE_SERVICE, CD_CONSENT_CHANNEL_ANY, d,
+                            false)) != CD_OK ||
+        (err = cd_buf_putc(&b->out, '\n')) != CD_OK)
+        return err;
+    return b->out.len >= BULK_FLUSH ? bulk_flush(b) : CD_OK;
 }
 
-/* POST /v1/consents/check/bulk — an audience (ids, or every customer) as NDJSON. */
+static enum cd_err bulk_produce(struct cd_stream *s, void *ctx)
+{
+    struct bulk *b = ctx;
+    enum cd_err err = CD_OK;
+
+    b->stream = s;
+    if (b->all || b->n > 0)
+        err = cd_consent_filter(b->c, b->all ? NULL : b->views, b->n, b->pu, b->ch, b->now,
+                                bulk_emit, b);
+    /* The summary line says the stream is complete; a cut stream has none. */
+    if (err == CD_OK)
+        err = cd_buf_printf(&b->out, "{\"summary\":{\"checked\":%llu,\"allowed\":%llu}}\n",
+                            (unsigned long long)b->checked, (unsigned long long)b->allowed);
+    if (err == CD_OK)
+        err = bulk_flush(b);
+    return err;
+}
+
+static void bulk_free(void *ctx)
+{
+    struct bulk *b = ctx;
+
+    cd_buf_free(&b->out);
+    json_decref(b->body);
+    cd_free(b->views);
+    cd_free(b);
+}
+
+/* POST /v1/consents/check/bulk — an audience (ids, or every customer) as streamed NDJSON. */
 enum cd_err cd__http_consent_bulk(struct cd_req *r)
 {
     static const char *const allowed[] = {"purpose", "channel", "customer_ids", "all",
                                           "only_allowed", "at", NULL};
     struct cd_consent *c = NULL;
-    enum cd_purpose pu;
-    enum cd_consent_channel ch;
     json_t *ids = NULL;
-    bool all = false;
-    struct cd_str *views = NULL, at = CD_STR_NULL;
-    struct bulk b = {CD_BUF_INIT(BULK_MAX_OUT), true, 0, 0};
-    int64_t now = cd_now_ms();
+    struct cd_str at = CD_STR_NULL;
+    struct bulk *b = NULL;
     enum cd_err err;
 
-    if ((err = engine(r, &c)) != CD_OK || (err = cd_json_only(r->json, allowed)) != CD_OK ||
-        (err = parse_pc(r->json, &pu, &ch)) != CD_OK ||
-        (err = cd_json_arr(r->json, "customer_ids", false, &ids)) != CD_OK ||
-        (err = cd_json_bool(r->json, "all", false, &all)) != CD_OK ||
-        (err = cd_json_bool(r->json, "only_allowed", false, &b.only_allowed)) != CD_OK ||
-        (err = cd_json_str(r->json, "at", false, &at)) != CD_OK)
+    if ((err = engine(r, &c)) != CD_OK)
         return err;
-    if (at.p && cd_time_parse(at, &now) != CD_OK)
-        return cd_err_set(CD_ERR_INVALID, "'at' must be an RFC 3339 date-time");
-    if ((ids == NULL) == !all)
-        return cd_err_set(CD_ERR_INVALID, "give exactly one of 'customer_ids' or 'all': true");
-    size_t n = ids ? json_array_size(ids) : 0;
-    if (n) {
-        if ((views = cd_arena_alloc(&r->arena, n * sizeof *views)) == NULL)
-            return CD_ERR_NOMEM;
-        for (size_t i = 0; i < n; i++) {
+    if ((b = cd_calloc(1, sizeof *b)) == NULL)
+        return CD_ERR_NOMEM;
+    b->c = c;
+    b->out = CD_BUF_INIT(BULK_FLUSH + 4096);
+    b->only_allowed = true;
+    b->now = cd_now_ms();
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = parse_pc(r->json, &b->pu, &b->ch)) != CD_OK ||
+        (err = cd_json_arr(r->json, "customer_ids", false, &ids)) != CD_OK ||
+        (err = cd_json_bool(r->json, "all", false, &b->all)) != CD_OK ||
+        (err = cd_json_bool(r->json, "only_allowed", false, &b->only_allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "at", false, &at)) != CD_OK)
+        goto fail;
+    if (at.p && cd_time_parse(at, &b->now) != CD_OK) {
+        err = cd_err_set(CD_ERR_INVALID, "'at' must be an RFC 3339 date-time");
+        goto fail;
+    }
+    if ((ids == NULL) == !b->all) {
+        err = cd_err_set(CD_ERR_INVALID, "give exactly one of 'customer_ids' or 'all': true");
+        goto fail;
+    }
+    b->n = ids ? json_array_size(ids) : 0;
+    if (b->n) {
+        if ((b->views = cd_calloc(b->n, sizeof *b->views)) == NULL) {
+            err = CD_ERR_NOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < b->n; i++) {
             json_t *v = json_array_get(ids, i);
-            if (!json_is_string(v))
-                return cd_err_set(CD_ERR_INVALID, "'customer_ids' must be strings");
-            views[i] = (struct cd_str){json_string_value(v), json_string_length(v)};
+            if (!json_is_string(v)) {
+                err = cd_err_set(CD_ERR_INVALID, "'customer_ids' must be strings");
+                goto fail;
+            }
+            b->views[i] = (struct cd_str){json_string_value(v), json_string_length(v)};
         }
     }
-    if (ids == NULL || n > 0)
-        err = cd_consent_filter(c, ids ? views : NULL, n, pu, ch, now, bulk_emit, &b);
-    if (err == CD_OK)
-        err = cd_buf_printf(&b.out, "{\"summary\":{\"checked\":%llu,\"allowed\":%llu}}\n",
-                            (unsigned long long)b.checked, (unsigned long long)b.allowed);
-    if (err != CD_OK) {
-        cd_buf_free(&b.out);
-        return err;
-    }
-    r->resp_body = cd_buf_take(&b.out, &r->resp_len);
+    b->body = json_incref(r->json);
+    r->produce = bulk_produce;
+    r->produce_ctx = b;
+    r->produce_free = bulk_free;
     r->resp_type = "application/x-ndjson";
     return CD_OK;
+fail:
+    bulk_free(b);
+    return err;
 }
 
 /* POST /v1/consents — one event; with Sec-GPC: 1 the GPC opt-out is recorded too. */

@@ -32,6 +32,17 @@ struct cd_route {
 extern const struct cd_route cd__http_routes[];
 extern const size_t cd__http_nroutes;
 
+/* A response written while it is sent (NDJSON over millions of rows). The handler sets
+ * r->produce (and r->produce_ctx, r->produce_free); once the headers are out, the worker that
+ * ran the handler calls produce, which writes with cd__http_stream_write. The producer must not
+ * touch the request: it may outlive it (the client can go away); its ctx owns what it needs. */
+struct cd_stream;
+typedef enum cd_err (*cd_stream_producer)(struct cd_stream *s, void *ctx);
+/* Appends bytes to the stream, waiting while the client is slower than the producer.
+ * Errors: CD_ERR_IO (the client went away or the server is stopping: stop producing),
+ * CD_ERR_NOMEM. */
+enum cd_err cd__http_stream_write(struct cd_stream *s, const void *p, size_t n);
+
 struct cd_query_param {
     struct cd_str key, value;
 };
@@ -69,6 +80,9 @@ struct cd_req {
     const char *resp_static; /* borrowed static body */
     char location[160];
     json_t *problem_ext; /* extra members for a problem response */
+    cd_stream_producer produce; /* a streamed body, see struct cd_stream */
+    void *produce_ctx;
+    void (*produce_free)(void *ctx);
     bool replayed;
 };
 

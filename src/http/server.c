@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "http_int.h"
@@ -30,6 +31,7 @@ struct cd_http {
     struct cd_auth_cache *auth_cache;
     struct job_queue q;
     atomic_long suspended;
+    atomic_bool stopping; /* producers of streamed bodies give up */
 };
 
 /* Per-connection request state (MHD's con_cls). */
@@ -42,6 +44,7 @@ struct conn_state {
     bool done;     /* response ready */
     bool early;    /* a response was queued before the body */
     bool method_not_allowed;
+    struct cd_stream *stream; /* a streamed body, produced by the worker after the headers */
     char allow[64]; /* the methods the path does support, for a 405's Allow header */
 };
 
@@ -148,6 +151,149 @@ const struct cd_route *cd__http_route_find(const char *method, const char *path,
     return NULL;
 }
 
+/* ---- streamed bodies ----
+ * The worker produces, libmicrohttpd's event thread consumes through a content reader. The
+ * buffer between them is bounded: a producer ahead of a slow client waits. When the buffer is
+ * empty the reader suspends the connection (returning 0 without suspending would spin) and the
+ * next write resumes it; `waiting` is set only while the connection is suspended, under mu, so
+ * a resume never meets a connection that is not suspended. The stream is freed by whichever of
+ * the two sides lets go last. */
+
+#define STREAM_HIGH (256 * 1024)
+
+struct cd_stream {
+    pthread_mutex_t mu;
+    pthread_cond_t space;
+    struct cd_buf buf;
+    size_t off;     /* bytes before off were sent */
+    bool done;      /* the producer finished */
+    bool failed;    /* ... with an error: end the body abruptly */
+    bool cancelled; /* the response is gone (client left, or it ended) */
+    bool waiting;   /* the connection is suspended until there is data */
+    int refs;
+    struct MHD_Connection *conn;
+    atomic_bool *stopping;
+};
+
+static void stream_unref(struct cd_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->space);
+    cd_buf_free(&s->buf);
+    cd_free(s);
+}
+
+static struct cd_stream *stream_new(struct MHD_Connection *conn, atomic_bool *stopping)
+{
+    struct cd_stream *s = cd_calloc(1, sizeof *s);
+
+    if (s == NULL)
+        return NULL;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->space, NULL);
+    s->buf = CD_BUF_INIT(2 * STREAM_HIGH);
+    s->refs = 2; /* the producer and the response */
+    s->conn = conn;
+    s->stopping = stopping;
+    return s;
+}
+
+/* Wakes the consumer if it sleeps; called with mu held, resumes after unlocking. */
+static bool stream_wake(struct cd_stream *s)
+{
+    bool resume = s->waiting;
+
+    s->waiting = false;
+    return resume;
+}
+
+enum cd_err cd__http_stream_write(struct cd_stream *s, const void *p, size_t n)
+{
+    enum cd_err err = CD_OK;
+    bool resume;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->cancelled && s->buf.len - s->off >= STREAM_HIGH) {
+        struct timespec until;
+        if (atomic_load(s->stopping)) {
+            s->cancelled = true;
+            break;
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1; /* wake now and then to notice a server stop */
+        pthread_cond_timedwait(&s->space, &s->mu, &until);
+    }
+    if (s->cancelled) {
+        err = cd_err_set(CD_ERR_IO, "the client is gone");
+    } else {
+        if (s->off == s->buf.len) {
+            s->off = 0;
+            cd_buf_reset(&s->buf);
+        }
+        err = cd_buf_append(&s->buf, p, n);
+    }
+    resume = err == CD_OK && stream_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    if (resume)
+        MHD_resume_connection(s->conn);
+    return err;
+}
+
+static void stream_finish(struct cd_stream *s, bool failed)
+{
+    bool resume;
+
+    pthread_mutex_lock(&s->mu);
+    s->done = true;
+    s->failed = failed;
+    resume = stream_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    if (resume)
+        MHD_resume_connection(s->conn);
+    stream_unref(s);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct cd_stream *s = cls;
+    ssize_t n;
+
+    (void)pos;
+    pthread_mutex_lock(&s->mu);
+    size_t avail = s->buf.len - s->off;
+    if (avail > 0) {
+        n = (ssize_t)(avail < max ? avail : max);
+        memcpy(out, s->buf.p + s->off, (size_t)n);
+        s->off += (size_t)n;
+        pthread_cond_signal(&s->space);
+    } else if (s->done) {
+        n = s->failed ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        /* Nothing yet: sleep until the producer writes (see above). */
+        s->waiting = true;
+        MHD_suspend_connection(s->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void stream_released(void *cls)
+{
+    struct cd_stream *s = cls;
+
+    pthread_mutex_lock(&s->mu);
+    s->cancelled = true;
+    pthread_cond_broadcast(&s->space);
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
+}
+
 /* "GET, PATCH": the methods served on path, for the Allow header of a 405. */
 static void allowed_methods(const char *path, char *out, size_t n)
 {
@@ -200,7 +346,12 @@ static enum MHD_Result send_response(struct conn_state *cs)
             r->status = 503;
         }
     }
-    if (text) {
+    if (cs->stream) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read,
+                                                 cs->stream, stream_released);
+        if (resp)
+            cs->stream = NULL; /* the response holds its reference now */
+    } else if (text) {
         resp = MHD_create_response_from_buffer_with_free_callback(len, text, cd_free);
         if (resp == NULL)
             cd_free(text);
@@ -397,8 +548,23 @@ static void *worker_main(void *arg)
         q->len--;
         pthread_mutex_unlock(&q->mu);
         run_handler(cs);
+        struct cd_stream *stream = NULL;
+        cd_stream_producer produce = cs->r.produce;
+        void *pctx = cs->r.produce_ctx;
+        void (*pfree)(void *) = cs->r.produce_free;
+        if (produce && cs->r.status < 300 && (stream = stream_new(cs->conn, &h->stopping)))
+            cs->stream = stream;
+        else if (produce)
+            cs->r.status = cs->r.status < 300 ? 503 : cs->r.status; /* no memory to stream */
         atomic_fetch_sub(&h->suspended, 1);
+        /* After this resume the connection (and cs) belong to the event thread again. */
         MHD_resume_connection(cs->conn);
+        if (stream) {
+            enum cd_err perr = produce(stream, pctx);
+            stream_finish(stream, perr != CD_OK);
+        }
+        if (pfree)
+            pfree(pctx);
     }
 }
 
@@ -549,6 +715,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (cs == NULL)
         return;
+    if (cs->stream) /* the response was never created: release its reference */
+        stream_released(cs->stream);
     if (cs->r.status)
         log_request(cs);
     json_decref(cs->r.json);
@@ -664,6 +832,7 @@ void cd_http_stop(struct cd_http *h)
         MHD_quiesce_daemon(h->d);
     /* Workers drain the queue and resume every suspended connection before the daemon stops:
      * libmicrohttpd must not be stopped with suspended connections. */
+    atomic_store(&h->stopping, true);
     pthread_mutex_lock(&h->q.mu);
     h->q.stopping = true;
     pthread_cond_broadcast(&h->q.cv);

@@ -103,7 +103,7 @@ class Server:
         finally:
             c.close()
         ctype = hdrs.get("content-type", "")
-        if "json" in ctype and payload:
+        if ctype.startswith(("application/json", "application/problem+json")) and payload:
             payload = json.loads(payload)
         return r.status, hdrs, payload
 
