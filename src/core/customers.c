@@ -1070,13 +1070,27 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     return read_customer(c, a, survivor, fields, NULL, out);
 }
 
-/* ---- restriction ---- */
+/* ---- restriction and crypto-shredding: changes of a customer's own state ---- */
 
-struct restrict_ctx {
+struct change_ctx {
     const struct cd_actor *a;
     char id[CD_ID_MAX];
-    bool restricted;
+    bool on; /* restrict: restricted or not */
 };
+
+/* Runs fn in a write for the customer id and answers with the customer's reference fields. */
+static enum cd_err run_change(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                              cd_tx_fn fn, bool on, json_t **out)
+{
+    struct change_ctx cc = {a, "", on};
+    enum cd_err err;
+
+    if ((err = copy_id(id, cc.id)) != CD_OK)
+        return err;
+    if ((err = cd_store_write(c->store, fn, &cc)) != CD_OK)
+        return err;
+    return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
+}
 
 /* The shape every change of a customer's own state shares: the customer must still be live,
  * the statements run (each may use any of the parameters), and the change is recorded in the
@@ -1106,33 +1120,20 @@ static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
 {
     static const char *const sql[] = {
         "UPDATE customers SET restricted = $2, updated_at = $3 WHERE id = $1"};
-    struct restrict_ctx *rc = ctx;
-    struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->restricted), CD_VINT(cd_now_ms())};
+    struct change_ctx *rc = ctx;
+    struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->on), CD_VINT(cd_now_ms())};
 
     return change_live_customer(tx, rc->a, rc->id, sql, 1, p, 3,
-                                rc->restricted ? "customer.restrict" : "customer.unrestrict");
+                                rc->on ? "customer.restrict" : "customer.unrestrict");
 }
 
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
                                       struct cd_str id, bool restricted, unsigned fields,
                                       json_t **out)
 {
-    struct restrict_ctx rc = {a, "", restricted};
-    enum cd_err err;
-
-    if ((err = copy_id(id, rc.id)) != CD_OK)
-        return err;
-    if ((err = cd_store_write(c->store, restrict_fn, &rc)) != CD_OK)
-        return err;
-    return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
+    (void)fields; /* the answer carries the reference fields: the state is what changed */
+    return run_change(c, a, id, restrict_fn, restricted, out);
 }
-
-/* ---- crypto-shredding ---- */
-
-struct shred_ctx {
-    const struct cd_actor *a;
-    char id[CD_ID_MAX];
-};
 
 static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
 {
@@ -1144,7 +1145,7 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
         "DELETE FROM identities WHERE customer_id = $1",
         "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL"
         " WHERE customer_id = $1"};
-    struct shred_ctx *sc = ctx;
+    struct change_ctx *sc = ctx;
     struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(cd_now_ms())};
 
     return change_live_customer(tx, sc->a, sc->id, sql, 3, p, 2, "customer.shred");
@@ -1153,17 +1154,12 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                    json_t **out)
 {
-    struct shred_ctx sc = {a, ""};
-    enum cd_err err;
+    enum cd_err err = run_change(c, a, id, shred_fn, false, out);
 
-    if ((err = copy_id(id, sc.id)) != CD_OK)
-        return err;
-    if ((err = cd_store_write(c->store, shred_fn, &sc)) != CD_OK)
-        return err;
     /* The key is gone from the database; now from the write-ahead log too. Readers holding an
      * old snapshot can delay that: the next checkpoint (automatic) then completes it. */
-    if (cd_store_checkpoint(c->store) != CD_OK)
+    if (err == CD_OK && cd_store_checkpoint(c->store) != CD_OK)
         cd_log(CD_LOG_WARN, "core.shred_checkpoint_deferred", "\"reason\":\"%s\"",
                cd_err_name(CD_ERR_BUSY));
-    return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
+    return err;
 }
