@@ -554,8 +554,8 @@ static void *worker_main(void *arg)
         void (*pfree)(void *) = cs->r.produce_free;
         if (produce && cs->r.status < 300 && (stream = stream_new(cs->conn, &h->stopping)))
             cs->stream = stream;
-        else if (produce)
-            cs->r.status = cs->r.status < 300 ? 503 : cs->r.status; /* no memory to stream */
+        else if (produce && cs->r.status < 300)
+            set_problem(&cs->r, CD_ERR_NOMEM, "out of memory for the streamed answer");
         atomic_fetch_sub(&h->suspended, 1);
         /* After this resume the connection (and cs) belong to the event thread again. */
         MHD_resume_connection(cs->conn);
