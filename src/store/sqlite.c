@@ -78,7 +78,8 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
         /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. */
         if ((err = sq_simple(conn, "PRAGMA journal_mode=WAL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA synchronous=FULL")) != CD_OK ||
-            (err = sq_simple(conn, "PRAGMA secure_delete=ON")) != CD_OK)
+            (err = sq_simple(conn, "PRAGMA secure_delete=ON")) != CD_OK ||
+            (err = sq_simple(conn, "PRAGMA wal_autocheckpoint=8000")) != CD_OK)
             goto fail;
     }
     *out = conn;
