@@ -476,21 +476,29 @@ static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
     return CD_OK;
 }
 
+/* A proof is asked for a tree of tree_size entries: the ledger must hold that many. */
+static enum cd_err tree_in_ledger(struct cd_tx *tx, uint64_t tree_size)
+{
+    uint64_t size = 0;
+    enum cd_err err = cd__audit_size(tx, &size);
+
+    if (err == CD_OK && tree_size > size)
+        err = cd_err_set(CD_ERR_NOT_FOUND, "tree size %llu exceeds the ledger (%llu entries)",
+                         (unsigned long long)tree_size, (unsigned long long)size);
+    return err;
+}
+
 static enum cd_err inclusion_fn(struct cd_tx *tx, void *ctx)
 {
     struct proof_args *pa = ctx;
     struct cd_merkle_proof *proof = NULL;
     struct entry_out e = {NULL, 0};
     uint8_t leaf[HASH_LEN], root[HASH_LEN];
-    uint64_t size = 0;
     json_t *path = NULL;
     enum cd_err err;
 
-    if ((err = cd__audit_size(tx, &size)) != CD_OK)
+    if ((err = tree_in_ledger(tx, pa->b)) != CD_OK)
         return err;
-    if (pa->b > size)
-        return cd_err_set(CD_ERR_NOT_FOUND, "tree_size %llu exceeds the ledger (%llu entries)",
-                          (unsigned long long)pa->b, (unsigned long long)size);
     if (pa->a > pa->b)
         return cd_err_set(CD_ERR_NOT_FOUND, "entry %llu is not in the tree of size %llu",
                           (unsigned long long)pa->a, (unsigned long long)pa->b);
@@ -545,15 +553,11 @@ static enum cd_err consistency_fn(struct cd_tx *tx, void *ctx)
     struct proof_args *pa = ctx;
     struct cd_merkle_proof *proof = NULL;
     uint8_t r1[HASH_LEN], r2[HASH_LEN];
-    uint64_t size = 0;
     json_t *path = NULL;
     enum cd_err err;
 
-    if ((err = cd__audit_size(tx, &size)) != CD_OK)
+    if ((err = tree_in_ledger(tx, pa->b)) != CD_OK)
         return err;
-    if (pa->b > size)
-        return cd_err_set(CD_ERR_NOT_FOUND, "tree size %llu exceeds the ledger (%llu entries)",
-                          (unsigned long long)pa->b, (unsigned long long)size);
     if ((proof = cd_malloc(sizeof *proof)) == NULL)
         return CD_ERR_NOMEM;
     if ((err = cd_merkle_consistency_proof(pa->a, pa->b, cd__audit_node_get, tx, proof)) !=

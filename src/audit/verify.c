@@ -68,6 +68,21 @@ static enum cd_err check_heads(struct walker *w)
     return CD_OK;
 }
 
+/* Checks a single head (one read from an export, or one the auditor pinned) against the
+ * walker's current tree, outside the walker's own list of heads. */
+static enum cd_err check_one_head(struct walker *w, const struct cd_audit_sth *head)
+{
+    enum cd_err err;
+
+    w->heads = head;
+    w->nheads = 1;
+    w->next_head = 0;
+    err = check_heads(w);
+    w->heads = NULL;
+    w->nheads = w->next_head = 0;
+    return err;
+}
+
 /* Checks entry seq's place in the chain: its sequence number, its recorded previous hash (prev,
  * NULL when the source has none) and its recorded chain hash `hash`. Advances the chain on
  * success. */
@@ -860,13 +875,7 @@ enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
         if (!pin_done && pin.tree_size == w->count) {
             /* A head the auditor obtained independently (e.g. GET /v1/audit/tree-heads/latest):
              * the export must agree with its root when it reaches its size. */
-            w->heads = &pin;
-            w->nheads = 1;
-            w->next_head = 0;
-            err = check_heads(w);
-            w->heads = NULL;
-            w->nheads = w->next_head = 0;
-            if (err != CD_OK)
+            if ((err = check_one_head(w, &pin)) != CD_OK)
                 goto out;
             pin_done = true;
         }
@@ -922,13 +931,7 @@ enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
                 err = CD_ERR_INTEGRITY;
                 goto out;
             }
-            w->heads = &head;
-            w->nheads = 1;
-            w->next_head = 0;
-            err = check_heads(w);
-            w->heads = NULL;
-            w->nheads = w->next_head = 0;
-            if (err != CD_OK)
+            if ((err = check_one_head(w, &head)) != CD_OK)
                 goto out;
         } else {
             err = cd_err_set(CD_ERR_INTEGRITY, "line %llu has an unknown type",
