@@ -47,12 +47,15 @@ done
 
 section e2e
 out=$(python3 tests/e2e/run.py 2>&1); rc=$?
-printf '%s\n' "$out" | tail -60
+printf '%s\n' "$out"
 line=$(printf '%s\n' "$out" | grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' | tail -1)
 p=$(echo "$line" | sed -n 's/^e2e: \([0-9]*\) passed.*/\1/p')
 f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
 ok e2e "${p:-0}"
-if [ "$rc" -ne 0 ] || [ "${f:-1}" != 0 ]; then bad e2e "${f:-1}"; fi
+if [ "$rc" -ne 0 ] || [ "${f:-1}" != 0 ]; then
+  names=$(printf '%s\n' "$out" | sed -n 's/^e2e failed: //p' | paste -sd, -)
+  bad "e2e (${names:-see above})" "${f:-1}"
+fi
 
 section fuzz-replay
 if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then

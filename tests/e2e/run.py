@@ -48,6 +48,7 @@ def main():
         return 0
     only = os.environ.get("E2E_ONLY")
     total_p = total_f = 0
+    failures = []
     for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
         if only and only not in os.path.basename(path):
             continue
@@ -69,6 +70,12 @@ def main():
             print("  FAIL module crashed", flush=True)
         total_p += p_
         total_f += f_
+        mod = os.path.basename(path)
+        failures += [f"{mod}: {l.split()[1]}" for l in body.splitlines()
+                     if l.startswith("  FAIL ")]
+    # Named again at the end, where a CI log that keeps only the tail still shows them.
+    for f in failures:
+        print(f"e2e failed: {f}")
     print(f"e2e: {total_p} passed, {total_f} failed")
     return 0 if total_f == 0 else 1
 
