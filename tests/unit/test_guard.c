@@ -511,6 +511,24 @@ static void test_mask_inbound(void **state)
     assert_int_equal(masked, 0);
     assert_string_equal(out, "nothing here");
     cd_free(out);
+    /* Few ASCII digits skip the scan; an SSN alone, or a card in fullwidth digits (only
+     * normalisation makes it one), does not. */
+    assert_int_equal(cd_guard_mask_inbound(g, CD_STR("order 1234-5678 ok"), &out, &len, &masked),
+                     CD_OK);
+    assert_int_equal(masked, 0);
+    assert_string_equal(out, "order 1234-5678 ok");
+    cd_free(out);
+    assert_int_equal(cd_guard_mask_inbound(g, CD_STR("ssn 123-45-6780"), &out, &len, &masked),
+                     CD_OK);
+    assert_int_equal(masked, 1);
+    assert_string_equal(out, "ssn [ssn]");
+    cd_free(out);
+    assert_int_equal(cd_guard_mask_inbound(g, CD_STR("card \xEF\xBC\x94\xEF\xBC\x91\xEF\xBC\x91"
+                                                     "\xEF\xBC\x91 1111 1111 1111"),
+                                           &out, &len, &masked),
+                     CD_OK);
+    assert_int_equal(masked, 1);
+    cd_free(out);
     out = NULL;
     assert_int_equal(cd_guard_mask_inbound(g, CD_STR("\xFF"), &out, &len, &masked),
                      CD_ERR_INVALID);
