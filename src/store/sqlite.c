@@ -75,11 +75,14 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
     if ((err = sq_simple(conn, "PRAGMA foreign_keys=ON")) != CD_OK)
         goto fail;
     if (writer) {
-        /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. */
+        /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. A 64 MiB
+         * page cache keeps the index pages that random customer ids touch in memory, instead
+         * of reading them back from the OS on every batch. */
         if ((err = sq_simple(conn, "PRAGMA journal_mode=WAL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA synchronous=FULL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA secure_delete=ON")) != CD_OK ||
-            (err = sq_simple(conn, "PRAGMA wal_autocheckpoint=8000")) != CD_OK)
+            (err = sq_simple(conn, "PRAGMA wal_autocheckpoint=8000")) != CD_OK ||
+            (err = sq_simple(conn, "PRAGMA cache_size=-65536")) != CD_OK)
             goto fail;
     }
     *out = conn;

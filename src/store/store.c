@@ -20,8 +20,15 @@ struct write_job {
     cd_tx_fn fn;
     void *ctx;
     enum cd_err err;
-    bool done;
+    /* Each job has its own lock: the writer wakes a whole batch of submitters at once, and
+     * with one shared lock every woken submitter queued behind the writer still holding it. */
+    pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled once, when done */
+    bool done;
+    /* Asynchronous jobs (cd_store_write_async) are heap-allocated and call done_fn instead of
+     * waking a waiting submitter; the writer frees them afterwards. */
+    cd_store_done_fn done_fn;
+    void *done_ctx;
     long fault_exec;
     struct cd_alloc_fault alloc_fault; /* the submitter's, applied while the job runs */
     char detail[512];
@@ -186,6 +193,20 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Hands an asynchronous job's outcome to its callback, with the submitter's fault-injection
+ * state installed (test builds) so a request's Nth allocation fails wherever it happens. */
+static void finish_async(struct write_job *j)
+{
+    const char *detail = "";
+
+    if (j->err != CD_OK)
+        detail = j->detail[0] ? j->detail : "the database failed before this write ran";
+    cd_alloc_fault_put(j->alloc_fault);
+    j->done_fn(j->done_ctx, j->err, detail);
+    cd_alloc_fail_nth(0);
+    cd_free(j);
+}
+
 static void *writer_main(void *arg)
 {
     struct cd_store *s = arg;
@@ -220,51 +241,89 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        for (struct write_job *j = batch; j; j = j->next) {
-            /* Until run: a job skipped after a fatal error in its batch fails. */
-            j->err = CD_ERR_STORE;
-            snprintf(j->detail, sizeof j->detail, "the database failed before this write ran");
-        }
+        for (struct write_job *j = batch; j; j = j->next)
+            j->err = CD_ERR_STORE; /* until run: a job skipped after a fatal error fails */
         run_batch(s, batch, n);
 
-        /* One wake-up per job: a broadcast on a shared condition woke every waiting
-         * submitter, also those of the next batch, which went straight back to sleep. */
-        pthread_mutex_lock(&s->mu);
+        /* One wake-up per job, under the job's own lock: a broadcast on a shared condition
+         * woke every waiting submitter, also those of the next batch. */
         for (struct write_job *j = batch, *next; j; j = next) {
             next = j->next;
+            if (j->done_fn) {
+                finish_async(j);
+                continue;
+            }
+            pthread_mutex_lock(&j->mu);
+            j->done = true;
             pthread_cond_signal(&j->cv);
-            j->done = true; /* after this store and unlocking mu the submitter may free j */
+            pthread_mutex_unlock(&j->mu); /* from here on the submitter may free j */
         }
+        pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
+/* Queues a job and wakes the writer; false when the store is shutting down. */
+static bool submit(struct cd_store *s, struct write_job *job)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return false;
+    }
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+enum cd_err cd_store_write_async(struct cd_store *s, cd_tx_fn fn, void *ctx, cd_store_done_fn done,
+                                 void *done_ctx)
+{
+    struct write_job *job = cd_malloc(sizeof *job);
+
+    if (job == NULL)
+        return CD_ERR_NOMEM;
+    *job = (struct write_job){.fn = fn, .ctx = ctx, .err = CD_OK, .done_fn = done,
+                              .done_ctx = done_ctx};
+    job->fault_exec = next_fault_exec;
+    next_fault_exec = 0;
+    job->alloc_fault = cd_alloc_fault_take();
+    if (!submit(s, job)) {
+        cd_alloc_fault_put(job->alloc_fault);
+        cd_free(job);
+        return cd_err_set(CD_ERR_BUSY, "the store is shutting down");
+    }
+    return CD_OK;
+}
+
 enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx)
 {
-    struct write_job job = {.fn = fn, .ctx = ctx, .err = CD_OK};
+    struct write_job job = {.fn = fn, .ctx = ctx, .err = CD_OK,
+                            .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
     job.fault_exec = next_fault_exec;
     next_fault_exec = 0;
     job.alloc_fault = cd_alloc_fault_take();
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
+    if (!submit(s, &job)) {
+        cd_alloc_fault_put(job.alloc_fault);
         return cd_err_set(CD_ERR_BUSY, "the store is shutting down");
     }
-    if (s->tail)
-        s->tail->next = &job;
-    else
-        s->head = &job;
-    s->tail = &job;
-    pthread_cond_signal(&s->work);
+    pthread_mutex_lock(&job.mu);
     while (!job.done)
-        pthread_cond_wait(&job.cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
+        pthread_cond_wait(&job.cv, &job.mu);
+    pthread_mutex_unlock(&job.mu);
     pthread_cond_destroy(&job.cv);
+    pthread_mutex_destroy(&job.mu);
     cd_alloc_fault_put(job.alloc_fault);
     if (job.err != CD_OK)
-        cd_err_set(job.err, "%s", job.detail);
+        cd_err_set(job.err, "%s",
+                   job.detail[0] ? job.detail : "the database failed before this write ran");
     return job.err;
 }
 

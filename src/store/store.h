@@ -99,6 +99,19 @@ void cd_store_close(struct cd_store *s);
  * fn remains), CD_ERR_BUSY if the store is shutting down. */
 enum cd_err cd_store_write(struct cd_store *s, cd_tx_fn fn, void *ctx);
 
+/* Called once an asynchronous write is durable (err CD_OK, detail "") or has failed (err as
+ * cd_store_write would return it, detail its message). Runs on the writer thread: it must be
+ * quick, must not block and must not call the store; it only hands the outcome on. */
+typedef void (*cd_store_done_fn)(void *ctx, enum cd_err err, const char *detail);
+
+/* cd_store_write without waiting: queues fn(tx, ctx) for the next group commit and returns at
+ * once; done(done_ctx, ...) is called exactly once afterwards, when this returned CD_OK. ctx and
+ * done_ctx must stay valid until then. Errors (done is not called): CD_ERR_NOMEM, CD_ERR_BUSY.
+ * Why: a server thread that waits for every commit is a thread per in-flight request, with two
+ * context switches each; this way it goes on to the next request. */
+enum cd_err cd_store_write_async(struct cd_store *s, cd_tx_fn fn, void *ctx, cd_store_done_fn done,
+                                 void *done_ctx);
+
 /* Runs fn(tx, ctx) in a read transaction (a consistent snapshot) on a pooled connection. */
 enum cd_err cd_store_read(struct cd_store *s, cd_tx_fn fn, void *ctx);
 

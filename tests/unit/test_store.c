@@ -106,6 +106,59 @@ static void concurrent_writes_are_batched(void **state)
     cd_store_close(s);
 }
 
+/* Asynchronous writes: the callback hears of each write once, after it is durable or failed;
+ * a failing write leaves nothing, and a batch mixes waiting and asynchronous writers. */
+struct async_done {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls, failures;
+    char last_detail[128];
+};
+
+static void on_async_done(void *ctx, enum cd_err err, const char *detail)
+{
+    struct async_done *d = ctx;
+
+    pthread_mutex_lock(&d->mu);
+    d->calls++;
+    if (err != CD_OK) {
+        d->failures++;
+        snprintf(d->last_detail, sizeof d->last_detail, "%s", detail);
+    }
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void async_writes_complete_once(void **state)
+{
+    struct cd_store *s = NULL;
+    struct async_done d = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, ""};
+    static char ids[200][16];
+    static struct ins ins[200];
+    int64_t n = 0;
+
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    for (int i = 0; i < 200; i++) {
+        snprintf(ids[i], sizeof ids[i], "async%d", i);
+        ins[i] = (struct ins){ids[i], i % 50 == 7}; /* four of them refuse after inserting */
+        assert_int_equal(cd_store_write_async(s, insert_token, &ins[i], on_async_done, &d), CD_OK);
+        if (i == 100) { /* a waiting writer in the middle of the queue */
+            struct ins w = {"waiting", false};
+            assert_int_equal(cd_store_write(s, insert_token, &w), CD_OK);
+        }
+    }
+    pthread_mutex_lock(&d.mu);
+    while (d.calls < 200)
+        pthread_cond_wait(&d.cv, &d.mu);
+    pthread_mutex_unlock(&d.mu);
+    assert_int_equal(d.failures, 4);
+    assert_string_equal(d.last_detail, "refused after insert");
+    assert_int_equal(cd_store_read(s, count_tokens, &n), CD_OK);
+    assert_int_equal(n, 197); /* 196 asynchronous + the waiting one */
+    cd_store_close(s);
+    assert_int_equal(d.calls, 200); /* and never again */
+}
+
 static void newer_schema_is_refused(void **state)
 {
     struct cd_store *s = NULL;
@@ -127,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(failed_write_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_writes_are_batched, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_writes_complete_once, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
