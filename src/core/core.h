@@ -153,6 +153,26 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
                                        const json_t *body, const struct cd_idem *idem,
                                        unsigned fields, json_t **out, bool *replayed);
 
+/* The same operation for servers, in three steps so that no thread waits for the group commit:
+ * _start does everything before the write on the calling thread and queues the write (errors
+ * as above, and then nothing more happens; on CD_ERR_GUARD_BLOCKED *out gets the findings).
+ * After CD_OK, done(done_ctx, op) is called exactly once, on the store's writer thread, when the
+ * write is durable or failed: it must only hand op on (no blocking, no store calls). Then
+ * _finish, called exactly once on any thread, returns what cd_core_interaction_ingest would and
+ * frees op. body, a and the views in idem must stay valid until _finish. _finish reads the
+ * store only for a replayed Idempotency-Key, which cd_core_ingest_finish_reads tells.
+ * stored_id gets the new interaction's id whenever the write is durable, even when building
+ * the answer then failed (out of memory): the caller can still say what was created. */
+struct cd_core_ingest;
+typedef void (*cd_core_ingest_done)(void *ctx, struct cd_core_ingest *op);
+enum cd_err cd_core_interaction_ingest_start(struct cd_core *c, const struct cd_actor *a,
+                                             const json_t *body, const struct cd_idem *idem,
+                                             unsigned fields, cd_core_ingest_done done,
+                                             void *done_ctx, json_t **out);
+bool cd_core_ingest_finish_reads(const struct cd_core_ingest *op);
+enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, json_t **out,
+                                              bool *replayed, char stored_id[CD_ID_MAX]);
+
 /* One interaction. Errors: CD_ERR_NOT_FOUND. */
 enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                     unsigned fields, json_t **out);

@@ -152,7 +152,9 @@ out:
 struct ingest_ctx {
     struct cd_core *c;
     const struct cd_actor *a;
-    const struct cd_idem *idem;
+    const struct cd_idem *idem; /* NULL, or &idem_copy */
+    struct cd_idem idem_copy;
+    unsigned fields; /* what the answer may show */
     /* resolved before the write */
     struct cd_str customer_id_in;
     struct cd_str ident_type;
@@ -551,29 +553,17 @@ out:
     return err;
 }
 
-enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
-                                       const json_t *body, const struct cd_idem *idem,
-                                       unsigned fields, json_t **out, bool *replayed)
+/* Everything before the write, on the caller's thread: parsing, the in-path hooks (inbound
+ * masking; consent and guard on outbound), sealing. On CD_ERR_GUARD_BLOCKED *out gets the
+ * findings. */
+static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, json_t **out)
 {
-    struct ingest_ctx *ic = cd_calloc(1, sizeof *ic);
+    struct cd_core *c = ic->c;
     struct cd_str reason = CD_STR_NULL;
     bool override = false;
     json_t *annotation = NULL;
     enum cd_err err;
 
-    if (ic == NULL)
-        return CD_ERR_NOMEM;
-    ic->c = c;
-    ic->a = a;
-    ic->idem = idem;
-    ic->ident_norm = CD_BUF_INIT(1024);
-    ic->s_subject = CD_BUF_INIT(CD_MAX_SUBJECT + 1024);
-    ic->s_body = CD_BUF_INIT(CD_MAX_BODY + 1024);
-    ic->s_meta = CD_BUF_INIT(CD_MAX_META + 1024);
-    ic->s_ident = CD_BUF_INIT(2048);
-    ic->pre_wrapped = CD_BUF_INIT(256);
-    ic->row.created_at = cd_now_ms();
-    cd_id_new("int", ic->row.id);
     if ((err = parse_ingest(ic, body, &override, &reason)) != CD_OK)
         goto out;
     bool outbound = strcmp(ic->row.direction, "outbound") == 0;
@@ -589,9 +579,10 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
         struct pre_ctx pc = {ic, ""};
         if ((err = cd_store_read(c->store, pre_fn, &pc)) != CD_OK)
             goto out;
-        err = c->hooks.outbound_check(c->hooks.ctx, a, pc.customer_id[0] ? pc.customer_id : NULL,
-                                      ic->row.channel, ic->row.purpose,
-                                      ic->body.p ? ic->body : CD_STR(""), override, &annotation);
+        err = c->hooks.outbound_check(c->hooks.ctx, ic->a,
+                                      pc.customer_id[0] ? pc.customer_id : NULL, ic->row.channel,
+                                      ic->row.purpose, ic->body.p ? ic->body : CD_STR(""),
+                                      override, &annotation);
         if (err == CD_ERR_GUARD_BLOCKED && annotation) {
             *out = annotation; /* the findings explain the refusal */
             annotation = NULL;
@@ -610,18 +601,50 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
         }
     }
     pre_seal(ic);
-    if ((err = cd_store_write(c->store, ingest_fn, ic)) != CD_OK)
-        goto out;
-    *replayed = ic->replay_id[0] != '\0';
-    if (*replayed) {
-        err = cd__core_interaction_by_id(c, a, cd_str_c(ic->replay_id), fields,
-                                         "interaction.read", out);
-        goto out;
-    }
-    /* The response is built from what was just written: no second read of the database. */
-    err = ingest_response(ic, fields, out);
 out:
     json_decref(annotation);
+    return err;
+}
+
+/* After a durable write: the answer. A replayed key answers with the stored interaction (a
+ * read); otherwise the response is built from what was just written, without reading. */
+static enum cd_err ingest_answer(struct ingest_ctx *ic, json_t **out, bool *replayed)
+{
+    *replayed = ic->replay_id[0] != '\0';
+    if (*replayed)
+        return cd__core_interaction_by_id(ic->c, ic->a, cd_str_c(ic->replay_id), ic->fields,
+                                          "interaction.read", out);
+    return ingest_response(ic, ic->fields, out);
+}
+
+/* size: of the ingest_ctx, or of a struct that starts with one (struct cd_core_ingest). */
+static struct ingest_ctx *ingest_new(size_t size, struct cd_core *c, const struct cd_actor *a,
+                                     const struct cd_idem *idem, unsigned fields)
+{
+    struct ingest_ctx *ic = cd_calloc(1, size);
+
+    if (ic == NULL)
+        return NULL;
+    ic->c = c;
+    ic->a = a;
+    if (idem) {
+        ic->idem_copy = *idem; /* the caller's struct may not outlive an asynchronous write */
+        ic->idem = &ic->idem_copy;
+    }
+    ic->fields = fields;
+    ic->ident_norm = CD_BUF_INIT(1024);
+    ic->s_subject = CD_BUF_INIT(CD_MAX_SUBJECT + 1024);
+    ic->s_body = CD_BUF_INIT(CD_MAX_BODY + 1024);
+    ic->s_meta = CD_BUF_INIT(CD_MAX_META + 1024);
+    ic->s_ident = CD_BUF_INIT(2048);
+    ic->pre_wrapped = CD_BUF_INIT(256);
+    ic->row.created_at = cd_now_ms();
+    cd_id_new("int", ic->row.id);
+    return ic;
+}
+
+static void ingest_free(struct ingest_ctx *ic)
+{
     cd_buf_free(&ic->ident_norm);
     cd_buf_free(&ic->s_subject);
     cd_buf_free(&ic->s_body);
@@ -632,6 +655,85 @@ out:
     cd_free(ic->masked_body);
     cd_free(ic->guard_json);
     cd_free(ic);
+}
+
+enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
+                                       const json_t *body, const struct cd_idem *idem,
+                                       unsigned fields, json_t **out, bool *replayed)
+{
+    struct ingest_ctx *ic = ingest_new(sizeof *ic, c, a, idem, fields);
+    enum cd_err err;
+
+    if (ic == NULL)
+        return CD_ERR_NOMEM;
+    if ((err = ingest_prepare(ic, body, out)) == CD_OK &&
+        (err = cd_store_write(c->store, ingest_fn, ic)) == CD_OK)
+        err = ingest_answer(ic, out, replayed);
+    ingest_free(ic);
+    return err;
+}
+
+/* ---- the asynchronous form ---- */
+
+struct cd_core_ingest {
+    struct ingest_ctx ic; /* first: the write function gets the ingest_ctx */
+    cd_core_ingest_done done;
+    void *done_ctx;
+    enum cd_err write_err;
+    char write_detail[512];
+};
+
+static void ingest_written(void *ctx, enum cd_err err, const char *detail)
+{
+    struct cd_core_ingest *op = ctx;
+
+    op->write_err = err;
+    snprintf(op->write_detail, sizeof op->write_detail, "%s", detail);
+    op->done(op->done_ctx, op);
+}
+
+enum cd_err cd_core_interaction_ingest_start(struct cd_core *c, const struct cd_actor *a,
+                                             const json_t *body, const struct cd_idem *idem,
+                                             unsigned fields, cd_core_ingest_done done,
+                                             void *done_ctx, json_t **out)
+{
+    /* The operation starts with its ingest_ctx, which ingest_free frees with it. */
+    struct cd_core_ingest *op =
+        (struct cd_core_ingest *)ingest_new(sizeof *op, c, a, idem, fields);
+    enum cd_err err;
+
+    if (op == NULL)
+        return CD_ERR_NOMEM;
+    op->done = done;
+    op->done_ctx = done_ctx;
+    if ((err = ingest_prepare(&op->ic, body, out)) != CD_OK ||
+        (err = cd_store_write_async(c->store, ingest_fn, &op->ic, ingest_written, op)) != CD_OK) {
+        ingest_free(&op->ic);
+        return err;
+    }
+    return CD_OK;
+}
+
+bool cd_core_ingest_finish_reads(const struct cd_core_ingest *op)
+{
+    return op->write_err == CD_OK && op->ic.replay_id[0] != '\0';
+}
+
+enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, json_t **out,
+                                              bool *replayed, char stored_id[CD_ID_MAX])
+{
+    enum cd_err err = op->write_err;
+
+    *replayed = false;
+    stored_id[0] = '\0';
+    if (err != CD_OK) {
+        cd_err_set(err, "%s", op->write_detail);
+    } else {
+        if (op->ic.replay_id[0] == '\0')
+            memcpy(stored_id, op->ic.row.id, CD_ID_MAX);
+        err = ingest_answer(&op->ic, out, replayed);
+    }
+    ingest_free(&op->ic);
     return err;
 }
 

@@ -77,14 +77,31 @@ struct cd_req {
     const char *resp_type; /* for non-JSON bodies */
     char *resp_body;       /* cd_malloc'ed, for non-JSON bodies */
     size_t resp_len;
-    const char *resp_static; /* borrowed static body */
+    const char *resp_static; /* borrowed body that outlives the request (or small_body) */
+    char small_body[64];     /* a short answer built without the heap */
     char location[160];
     json_t *problem_ext; /* extra members for a problem response */
     cd_stream_producer produce; /* a streamed body, see struct cd_stream */
     void *produce_ctx;
     void (*produce_free)(void *ctx);
     bool replayed;
+    /* A deferred answer (cd__http_defer): the step that builds it, and whether it blocks. */
+    enum cd_err (*finish)(struct cd_req *r);
+    void *finish_ctx;
+    bool finish_blocks;
+    struct cd_alloc_fault finish_fault; /* test builds: the request's allocation fault */
 };
+
+/* For a handler whose operation completes on another thread (an asynchronous store write), so
+ * no worker waits for it: cd__http_defer, before starting the operation, says that
+ * finish(r) will build the answer; the handler then returns CD_OK without an answer and its
+ * worker moves on. The operation's completion calls cd__http_deferred_done exactly once, from
+ * any thread, with ctx for r->finish_ctx: the connection resumes and finish runs on the event
+ * thread, or on a worker when blocks is true (it reads the store). A handler whose operation
+ * could not start calls cd__http_defer_cancel and answers as usual. */
+void cd__http_defer(struct cd_req *r, enum cd_err (*finish)(struct cd_req *r));
+void cd__http_defer_cancel(struct cd_req *r);
+void cd__http_deferred_done(struct cd_req *r, void *ctx, bool blocks);
 
 /* Finds the route for method and path (NUL-terminated), capturing {params} as views into
  * path; *path_known tells a 405 (path exists, other method) from a 404. HEAD matches GET. */

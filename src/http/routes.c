@@ -206,23 +206,54 @@ static enum cd_err h_access_log(struct cd_req *r)
 
 /* ---- interactions ---- */
 
+/* Ingestion is the hot write path: it does not hold a worker during the group commit. */
+static enum cd_err interaction_created(struct cd_req *r)
+{
+    json_t *o = NULL;
+    bool replayed = false;
+    char id[CD_ID_MAX];
+    enum cd_err err = cd_core_interaction_ingest_finish(r->finish_ctx, &o, &replayed, id);
+
+    r->finish_ctx = NULL;
+    if (err == CD_ERR_NOMEM && id[0]) {
+        /* The write is durable: answering 503 would invite a duplicate. A 201 with the id and
+         * Location, in memory the request already holds, says what was created. */
+        r->status = 201;
+        snprintf(r->location, sizeof r->location, "/v1/interactions/%s", id);
+        snprintf(r->small_body, sizeof r->small_body, "{\"id\":\"%s\"}", id);
+        r->resp_static = r->small_body;
+        r->resp_len = strlen(r->small_body);
+        r->resp_type = "application/json";
+        return CD_OK;
+    }
+    if (err != CD_OK)
+        return err;
+    return created(r, o, replayed);
+}
+
+static void interaction_written(void *ctx, struct cd_core_ingest *op)
+{
+    cd__http_deferred_done(ctx, op, cd_core_ingest_finish_reads(op));
+}
+
 static enum cd_err h_interaction_create(struct cd_req *r)
 {
     struct cd_idem idem;
     const struct cd_idem *ip = NULL;
     json_t *o = NULL;
-    bool replayed = false;
     enum cd_err err;
 
     if ((err = cd__http_idem(r, &idem, &ip)) != CD_OK)
         return err;
-    err = cd_core_interaction_ingest(r->app->core, &r->actor, r->json, ip, cd__http_fields(r), &o,
-                                     &replayed);
+    cd__http_defer(r, interaction_created);
+    err = cd_core_interaction_ingest_start(r->app->core, &r->actor, r->json, ip,
+                                           cd__http_fields(r), interaction_written, r, &o);
+    if (err == CD_OK)
+        return CD_OK;
+    cd__http_defer_cancel(r);
     if (err == CD_ERR_GUARD_BLOCKED)
         r->problem_ext = o; /* the problem carries the verdict, findings and a redacted copy */
-    if (err != CD_OK)
-        return err;
-    return created(r, o, replayed);
+    return err;
 }
 
 static enum cd_err h_interaction_get(struct cd_req *r)

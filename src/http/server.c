@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,10 @@ struct job_queue {
     pthread_cond_t cv;
     struct conn_state **items;
     size_t cap, head, len;
+    /* Deferred answers whose finish step blocks (cd__http_deferred_done), first in first out;
+     * a list through the connections, so queueing one never fails. */
+    struct conn_state *fin_head, *fin_tail;
+    size_t deferred; /* deferred operations not yet finished: workers outlive them */
     bool stopping;
 };
 
@@ -46,7 +51,16 @@ struct conn_state {
     bool method_not_allowed;
     struct cd_stream *stream; /* a streamed body, produced by the worker after the headers */
     char allow[64]; /* the methods the path does support, for a 405's Allow header */
+    /* A deferred answer is ready to go on once both the handler's worker and the operation's
+     * completion are through with it: whichever of the two comes second moves it on. */
+    atomic_int defer_refs;
+    struct conn_state *fin_next;
 };
+
+static struct conn_state *conn_of(struct cd_req *r)
+{
+    return (struct conn_state *)((char *)r - offsetof(struct conn_state, r));
+}
 
 /* ---- request helpers for handlers ---- */
 
@@ -517,7 +531,7 @@ static void run_handler(struct conn_state *cs)
         err = r->route->handler(r);
         if (err != CD_OK)
             set_problem(r, err, cd_err_detail()[0] ? cd_err_detail() : NULL);
-        else if (r->status == 0)
+        else if (r->status == 0 && r->finish == NULL)
             r->status = 200;
     }
 #ifdef CD_FAULT_INJECTION
@@ -525,6 +539,85 @@ static void run_handler(struct conn_state *cs)
     cd_store_fault_nth_exec(0);
 #endif
     cs->done = true;
+}
+
+/* Builds a deferred answer, on whichever thread may run its finish step. */
+static void run_finish(struct conn_state *cs)
+{
+    struct cd_req *r = &cs->r;
+    enum cd_err (*finish)(struct cd_req *) = r->finish;
+    enum cd_err err;
+
+    r->finish = NULL;
+    cd_err_clear();
+    cd_alloc_fault_put(r->finish_fault);
+    err = finish(r);
+    if (err != CD_OK)
+        set_problem(r, err, cd_err_detail()[0] ? cd_err_detail() : NULL);
+    else if (r->status == 0)
+        r->status = 200;
+#ifdef CD_FAULT_INJECTION
+    cd_alloc_fail_nth(0);
+#endif
+    pthread_mutex_lock(&cs->h->q.mu);
+    if (--cs->h->q.deferred == 0 && cs->h->q.stopping)
+        pthread_cond_broadcast(&cs->h->q.cv);
+    pthread_mutex_unlock(&cs->h->q.mu);
+}
+
+void cd__http_defer(struct cd_req *r, enum cd_err (*finish)(struct cd_req *r))
+{
+    struct conn_state *cs = conn_of(r);
+
+    r->finish = finish;
+    atomic_store(&cs->defer_refs, 2);
+    pthread_mutex_lock(&cs->h->q.mu);
+    cs->h->q.deferred++;
+    pthread_mutex_unlock(&cs->h->q.mu);
+}
+
+void cd__http_defer_cancel(struct cd_req *r)
+{
+    struct conn_state *cs = conn_of(r);
+
+    r->finish = NULL;
+    pthread_mutex_lock(&cs->h->q.mu);
+    if (--cs->h->q.deferred == 0 && cs->h->q.stopping)
+        pthread_cond_broadcast(&cs->h->q.cv);
+    pthread_mutex_unlock(&cs->h->q.mu);
+}
+
+/* Both sides are through with a deferred request: a finish step that blocks goes to a worker;
+ * otherwise the connection resumes and the event thread runs it before sending. */
+static void deferred_ready(struct conn_state *cs)
+{
+    struct job_queue *q = &cs->h->q;
+
+    if (cs->r.finish_blocks) {
+        pthread_mutex_lock(&q->mu);
+        cs->fin_next = NULL;
+        if (q->fin_tail)
+            q->fin_tail->fin_next = cs;
+        else
+            q->fin_head = cs;
+        q->fin_tail = cs;
+        pthread_cond_signal(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+        return;
+    }
+    atomic_fetch_sub(&cs->h->suspended, 1);
+    MHD_resume_connection(cs->conn);
+}
+
+void cd__http_deferred_done(struct cd_req *r, void *ctx, bool blocks)
+{
+    struct conn_state *cs = conn_of(r);
+
+    r->finish_ctx = ctx;
+    r->finish_blocks = blocks;
+    r->finish_fault = cd_alloc_fault_take();
+    if (atomic_fetch_sub(&cs->defer_refs, 1) == 1)
+        deferred_ready(cs);
 }
 
 /* ---- worker pool ---- */
@@ -535,11 +628,25 @@ static void *worker_main(void *arg)
     struct job_queue *q = &h->q;
 
     pthread_setname_np(pthread_self(), "cd-worker");
+    /* Batch scheduling: a worker woken by the store writer (or an event thread) waits for its
+     * turn instead of preempting the waker, so the writer wakes a whole committed batch
+     * without being switched out after each wake-up. */
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){0});
     for (;;) {
         pthread_mutex_lock(&q->mu);
-        while (q->len == 0 && !q->stopping)
+        while (q->len == 0 && q->fin_head == NULL && !(q->stopping && q->deferred == 0))
             pthread_cond_wait(&q->cv, &q->mu);
-        if (q->len == 0 && q->stopping) {
+        if (q->fin_head) {
+            struct conn_state *cs = q->fin_head;
+            if ((q->fin_head = cs->fin_next) == NULL)
+                q->fin_tail = NULL;
+            pthread_mutex_unlock(&q->mu);
+            run_finish(cs);
+            atomic_fetch_sub(&h->suspended, 1);
+            MHD_resume_connection(cs->conn);
+            continue;
+        }
+        if (q->len == 0) { /* stopping, and no deferred answer is outstanding */
             pthread_mutex_unlock(&q->mu);
             return NULL;
         }
@@ -548,6 +655,12 @@ static void *worker_main(void *arg)
         q->len--;
         pthread_mutex_unlock(&q->mu);
         run_handler(cs);
+        if (cs->r.finish) {
+            /* Deferred: the completion resumes the connection, unless it came first. */
+            if (atomic_fetch_sub(&cs->defer_refs, 1) == 1)
+                deferred_ready(cs);
+            continue;
+        }
         struct cd_stream *stream = NULL;
         cd_stream_producer produce = cs->r.produce;
         void *pctx = cs->r.produce_ctx;
@@ -683,8 +796,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (cs->done)
+    if (cs->done) {
+        if (cs->r.finish)
+            run_finish(cs); /* a deferred answer whose finish step does not block */
         return send_response(cs);
+    }
     if (cs->gated)
         return MHD_YES; /* spurious call while the worker runs */
     cs->gated = true;
@@ -715,6 +831,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (cs == NULL)
         return;
+    if (cs->r.finish) /* a deferred answer nobody waits for any more: its operation is freed */
+        run_finish(cs);
     if (cs->stream) /* the response was never created: release its reference */
         stream_released(cs->stream);
     if (cs->r.status)
