@@ -98,6 +98,7 @@ struct demo_ctx {
     int64_t now;
     bool first_batch;
     uint64_t rng;
+    uint64_t rng_at_batch; /* where this batch's draws start: a re-run draws the same data */
 };
 
 static unsigned pick(struct demo_ctx *d, unsigned n)
@@ -143,6 +144,7 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
     enum cd_err err = CD_OK;
     int64_t span = (int64_t)d->days * 86400000;
 
+    d->rng = d->rng_at_batch;
     for (int i = d->from; i < d->to && err == CD_OK; i++) {
         struct demo_customer *dc = &d->customers[i];
         const char *fn = first[pick(d, N(first))], *ln = last[pick(d, N(last))];
@@ -244,7 +246,7 @@ static enum cd_err count_fn(struct cd_tx *tx, void *ctx)
 enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions, int days)
 {
     struct demo_ctx d = {c, NULL, customers, 0, 0, 0, days, cd_now_ms(), true,
-                         0x9E3779B97F4A7C15ull};
+                         0x9E3779B97F4A7C15ull, 0};
     int64_t existing = 0;
     enum cd_err err;
 
@@ -259,6 +261,7 @@ enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions
         cd_id_new("cus", d.customers[i].id);
     for (d.from = 0; d.from < customers; d.from = d.to) {
         d.to = d.from + 100 < customers ? d.from + 100 : customers;
+        d.rng_at_batch = d.rng;
         if ((err = cd_store_write(c->store, demo_batch, &d)) != CD_OK)
             break;
         d.first_batch = false;

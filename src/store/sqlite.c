@@ -347,6 +347,18 @@ static enum cd_err sq_checkpoint(void *c)
     return rc == SQLITE_OK ? CD_OK : sq_err(conn->db, rc, "checkpoint");
 }
 
+static int64_t sq_total_changes(void *c)
+{
+    struct sq_conn *conn = c;
+    return sqlite3_total_changes64(conn->db);
+}
+
+static bool sq_in_transaction(void *c)
+{
+    struct sq_conn *conn = c;
+    return sqlite3_get_autocommit(conn->db) == 0;
+}
+
 const struct cd_store_ops cd_store_sqlite_ops = {
     .name = "sqlite",
     .conn_open = sq_open,
@@ -361,4 +373,6 @@ const struct cd_store_ops cd_store_sqlite_ops = {
     .migrate = sq_migrate,
     .integrity_check = sq_integrity,
     .checkpoint = sq_checkpoint,
+    .total_changes = sq_total_changes,
+    .in_transaction = sq_in_transaction,
 };

@@ -6,8 +6,12 @@
  *
  * Contract: a write is a function run inside the writer's transaction; cd_store_write returns
  * only after the transaction that contains it is durable (COMMIT with synchronous=FULL) or has
- * failed. Each write runs inside its own savepoint, so one failing write never undoes another
- * in the same batch, and a failed write leaves nothing behind.
+ * failed. One failing write never undoes another in the same batch, and a failed write leaves
+ * nothing behind. A write function may run more than once for one write: when a write of the
+ * batch fails after changing rows, the batch is rolled back and run again with a savepoint per
+ * write. So a write function derives everything it outputs anew on each run (no appending to
+ * what an earlier run left in ctx) and changes nothing outside the transaction that a
+ * rolled-back run would leave wrong.
  *
  * Must never: hold a lock while calling back into domain code other than the transaction
  * function it was given; know what a customer is.
@@ -70,6 +74,11 @@ struct cd_store_ops {
     /* Moves everything in the write-ahead log into the database and empties the log, so old
      * page images (e.g. of a destroyed key) do not linger in it. */
     enum cd_err (*checkpoint)(void *conn);
+    /* Rows changed on this connection since it opened (successful statements only): tells
+     * whether a failed write left anything to undo. */
+    int64_t (*total_changes)(void *conn);
+    /* False once an error (I/O, disk full) made the backend roll the transaction back. */
+    bool (*in_transaction)(void *conn);
 };
 
 extern const struct cd_store_ops cd_store_sqlite_ops;
