@@ -8,6 +8,10 @@
  *            idempotency key; exactly what an HTTP request does after JSON parsing;
  * (c) store: a bare INSERT of the same row through cd_store_write from T threads: group
  *            commit without the domain, to tell store overhead from domain overhead.
+ * (d) core async and (e) store async: (b) and (c) through the asynchronous forms the HTTP
+ *            server uses (cd_core_interaction_ingest_start/_finish, cd_store_write_async):
+ *            ASYNC_THREADS submitting threads, each keeping up to ASYNC_WINDOW writes in
+ *            flight, so no thread sleeps per write.
  * Every run uses a fresh database; each figure is the median of the runs.
  *
  * Usage: bench_store [rows] [runs] [threads] [dir]   (defaults 30000 5 64 $TMPDIR)
@@ -30,6 +34,8 @@
 #define META_LEN 60
 #define RAW_BATCH 1000
 #define MAX_RUNS 15
+#define ASYNC_THREADS 4
+#define ASYNC_WINDOW 64
 
 static const char *const channels[] = {"email", "sms", "phone", "chat", "social",
                                        "app", "push", "post", "in_person"};
@@ -189,6 +195,12 @@ struct worker {
     struct cd_core *core;
     struct cd_store *store;
     int failed;
+    /* asynchronous modes: completions handed back by the writer thread */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int inflight, done_ok, done_failed;
+    struct cd_core_ingest *finished[ASYNC_WINDOW];
+    int nfinished;
 };
 
 static void print_stats(const char *what, struct cd_store *s)
@@ -275,7 +287,132 @@ static json_t *make_body(int i, int customers, const char *local)
                      "seq", i, "locale", "en-GB");
 }
 
-/* which: 'b' core, 'c' store. Returns rows/s or -1. */
+/* ---- asynchronous modes ---- */
+
+static void store_done(void *ctx, enum cd_err err, const char *detail)
+{
+    struct worker *w = ctx;
+
+    pthread_mutex_lock(&w->mu);
+    if (err != CD_OK && w->done_failed++ == 0)
+        fprintf(stderr, "bench_store: async write: %s\n", detail);
+    w->inflight--;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *store_async_worker(void *arg)
+{
+    struct worker *w = arg;
+
+    for (int i = w->first; i < w->first + w->count; i++) {
+        pthread_mutex_lock(&w->mu);
+        while (w->inflight >= ASYNC_WINDOW)
+            pthread_cond_wait(&w->cv, &w->mu);
+        w->inflight++;
+        pthread_mutex_unlock(&w->mu);
+        if (cd_store_write_async(w->store, bare_insert, (void *)&w->rows[i], store_done, w) !=
+            CD_OK) {
+            pthread_mutex_lock(&w->mu);
+            w->inflight--;
+            w->done_failed++;
+            pthread_mutex_unlock(&w->mu);
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    while (w->inflight > 0)
+        pthread_cond_wait(&w->cv, &w->mu);
+    w->failed = w->done_failed;
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* The writer thread only hands the operation back; the submitting thread finishes it. */
+static void core_done(void *ctx, struct cd_core_ingest *op)
+{
+    struct worker *w = ctx;
+
+    pthread_mutex_lock(&w->mu);
+    w->finished[w->nfinished++] = op;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Finishes what completed; with wait, first waits until fewer than `below` are in flight. */
+static void core_drain(struct worker *w, int below)
+{
+    struct cd_core_ingest *ops[ASYNC_WINDOW];
+    int n;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->inflight >= below && w->nfinished == 0)
+        pthread_cond_wait(&w->cv, &w->mu);
+    n = w->nfinished;
+    memcpy(ops, w->finished, (size_t)n * sizeof *ops);
+    w->nfinished = 0;
+    w->inflight -= n;
+    pthread_mutex_unlock(&w->mu);
+    for (int k = 0; k < n; k++) {
+        json_t *out = NULL;
+        bool replayed = false;
+        char id[CD_ID_MAX];
+        if (cd_core_interaction_ingest_finish(ops[k], &out, &replayed, id) != CD_OK &&
+            w->failed++ == 0)
+            fprintf(stderr, "bench_store: async ingest: %s\n", cd_err_detail());
+        json_decref(out);
+    }
+}
+
+static void *core_async_worker(void *arg)
+{
+    struct worker *w = arg;
+    /* Each operation keeps pointers to its actor and idempotency key until it is finished;
+     * operations finish in submission order and at most ASYNC_WINDOW are open, so a slot is
+     * free again ASYNC_WINDOW * 2 submissions later. */
+    static _Thread_local char req[ASYNC_WINDOW * 2][CD_ID_MAX], key[ASYNC_WINDOW * 2][32];
+    static _Thread_local struct cd_actor actors[ASYNC_WINDOW * 2];
+
+    for (int i = w->first; i < w->first + w->count; i++) {
+        int slot = i % (ASYNC_WINDOW * 2);
+        struct cd_idem idem = {"tok_bench POST /v1/interactions", CD_STR_NULL, {0}};
+        json_t *out = NULL;
+        struct cd_actor *a = &actors[slot];
+
+        core_drain(w, ASYNC_WINDOW);
+        cd_id_new("req", req[slot]);
+        *a = (struct cd_actor){.token_id = "tok_bench", .role = "integration", .name = "bench",
+                               .request_id = req[slot]};
+        if (i % 4 == 0) {
+            int n = snprintf(key[slot], sizeof key[slot], "k-%d", i);
+            idem.key = (struct cd_str){key[slot], (size_t)n};
+            cd_random_bytes(idem.request_hash, sizeof idem.request_hash);
+        }
+        pthread_mutex_lock(&w->mu);
+        w->inflight++;
+        pthread_mutex_unlock(&w->mu);
+        if (cd_core_interaction_ingest_start(w->core, a, w->bodies[i],
+                                             i % 4 == 0 ? &idem : NULL, CD_FIELDS_ALL, core_done,
+                                             w, &out) != CD_OK) {
+            if (w->failed++ == 0)
+                fprintf(stderr, "bench_store: async ingest: %s\n", cd_err_detail());
+            pthread_mutex_lock(&w->mu);
+            w->inflight--;
+            pthread_mutex_unlock(&w->mu);
+        }
+        json_decref(out);
+    }
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        bool open = w->inflight > 0;
+        pthread_mutex_unlock(&w->mu);
+        if (!open)
+            break;
+        core_drain(w, 1);
+    }
+    return NULL;
+}
+
+/* which: 'b' core, 'c' store, 'd' core async, 'e' store async. Returns rows/s or -1. */
 static double run_threads(char which, const char *dir, const struct row *rows, json_t **bodies,
                           int n, int nthreads)
 {
@@ -287,12 +424,22 @@ static double run_threads(char which, const char *dir, const struct row *rows, j
     double t0, t1, rate = -1;
     int failed = 0;
 
-    if (w == NULL || fresh_db(dir, which == 'b' ? "core" : "store", path, sizeof path) != 0)
+    bool with_core = which == 'b' || which == 'd';
+    static const char *const names[] = {"core", "store", "core-a", "store-a"};
+    const char *name = names[which - 'b'];
+    void *(*fn)(void *) = which == 'b'   ? core_worker
+                          : which == 'c' ? store_worker
+                          : which == 'd' ? core_async_worker
+                                         : store_async_worker;
+
+    if (which == 'd' || which == 'e')
+        nthreads = ASYNC_THREADS;
+    if (w == NULL || fresh_db(dir, name, path, sizeof path) != 0)
         goto out;
     if (cd_store_open(path, &s) != CD_OK)
         goto out;
     cd_random_bytes(master, sizeof master);
-    if (which == 'b' && cd_core_open(s, master, &core) != CD_OK)
+    if (with_core && cd_core_open(s, master, &core) != CD_OK)
         goto out;
     int per = n / nthreads, extra = n % nthreads, first = 0;
     for (int i = 0; i < nthreads; i++) {
@@ -303,16 +450,18 @@ static double run_threads(char which, const char *dir, const struct row *rows, j
         w[i].bodies = bodies;
         w[i].core = core;
         w[i].store = s;
+        pthread_mutex_init(&w[i].mu, NULL);
+        pthread_cond_init(&w[i].cv, NULL);
     }
     t0 = now_s();
     for (int i = 0; i < nthreads; i++)
-        pthread_create(&w[i].t, NULL, which == 'b' ? core_worker : store_worker, &w[i]);
+        pthread_create(&w[i].t, NULL, fn, &w[i]);
     for (int i = 0; i < nthreads; i++) {
         pthread_join(w[i].t, NULL);
         failed += w[i].failed;
     }
     t1 = now_s();
-    print_stats(which == 'b' ? "core" : "store", s);
+    print_stats(name, s);
     if (failed)
         fprintf(stderr, "bench_store: %d writes failed\n", failed);
     rate = (n - failed) / (t1 - t0);
@@ -405,7 +554,7 @@ int main(int argc, char **argv)
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *dir = argc > 4 ? argv[4] : tmp;
     int customers = n / 10 > 0 ? n / 10 : 1;
-    double raw[MAX_RUNS], core[MAX_RUNS], store[MAX_RUNS];
+    double raw[MAX_RUNS], core[MAX_RUNS], store[MAX_RUNS], core_a[MAX_RUNS], store_a[MAX_RUNS];
 
     if (n < 1 || runs < 1 || runs > MAX_RUNS || nthreads < 1 || nthreads > 1024) {
         fprintf(stderr, "usage: bench_store [rows] [runs 1-%d] [threads] [dir]\n", MAX_RUNS);
@@ -426,17 +575,23 @@ int main(int argc, char **argv)
         raw[r] = run_raw(dir, rows, n);
         core[r] = run_threads('b', dir, rows, bodies, n, nthreads);
         store[r] = run_threads('c', dir, rows, bodies, n, nthreads);
-        printf("  run %d: raw %.0f rows/s, core %.0f rows/s, store %.0f rows/s\n", r + 1, raw[r],
-               core[r], store[r]);
+        core_a[r] = run_threads('d', dir, rows, bodies, n, nthreads);
+        store_a[r] = run_threads('e', dir, rows, bodies, n, nthreads);
+        printf("  run %d: raw %.0f rows/s, core %.0f rows/s, store %.0f rows/s, core async %.0f "
+               "rows/s, store async %.0f rows/s\n",
+               r + 1, raw[r], core[r], store[r], core_a[r], store_a[r]);
         fflush(stdout);
     }
     double mr = median(raw, runs), mc = median(core, runs), ms = median(store, runs);
+    double mca = median(core_a, runs), msa = median(store_a, runs);
     printf("bench_store: median raw_sqlite_batched=%.0f rows/s core_ingest=%.0f rows/s "
-           "store_write=%.0f rows/s core/raw=%.1f%% store/raw=%.1f%% (target core/raw >= 25%%)\n",
-           mr, mc, ms, 100 * mc / mr, 100 * ms / mr);
+           "store_write=%.0f rows/s core_async=%.0f rows/s store_async=%.0f rows/s "
+           "core/raw=%.1f%% store/raw=%.1f%% core_async/raw=%.1f%% store_async/raw=%.1f%% "
+           "(target >= 25%%)\n",
+           mr, mc, ms, mca, msa, 100 * mc / mr, 100 * ms / mr, 100 * mca / mr, 100 * msa / mr);
     for (int i = 0; i < n; i++)
         json_decref(bodies[i]);
     cd_free(bodies);
     cd_free(rows);
-    return mr > 0 && mc > 0 && ms > 0 ? 0 : 1;
+    return mr > 0 && mc > 0 && ms > 0 && mca > 0 && msa > 0 ? 0 : 1;
 }

@@ -112,12 +112,15 @@ if [ -x build/bench/bench_store ]; then
     RAW=$(printf '%s' "$LINE" | sed -n 's/.*raw_sqlite_batched=\([0-9]*\).*/\1/p')
     CORE=$(printf '%s' "$LINE" | sed -n 's/.*core_ingest=\([0-9]*\).*/\1/p')
     STW=$(printf '%s' "$LINE" | sed -n 's/.*store_write=\([0-9]*\).*/\1/p')
+    COREA=$(printf '%s' "$LINE" | sed -n 's/.*core_async=\([0-9]*\).*/\1/p')
+    STWA=$(printf '%s' "$LINE" | sed -n 's/.*store_async=\([0-9]*\).*/\1/p')
+    pct() { awk -v a="$1" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}'; }
     if [ -n "$RAW" ]; then
         row "(1a) raw SQLite, 1000 rows/COMMIT" "$RAW rows/s"
-        row "(1b) cd_core_interaction_ingest, 64 thr" \
-            "$CORE rows/s = $(awk -v a="$CORE" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')% of raw (target >= 25%)"
-        row "(1c) cd_store_write bare insert, 64 thr" \
-            "$STW rows/s = $(awk -v a="$STW" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')% of raw"
+        row "(1b) cd_core_interaction_ingest, 64 thr" "$CORE rows/s = $(pct "$CORE")% of raw"
+        row "(1c) cd_store_write bare insert, 64 thr" "$STW rows/s = $(pct "$STW")% of raw (target >= 25%)"
+        row "(1d) core ingest async (HTTP's path), 4 thr" "$COREA rows/s = $(pct "$COREA")% of raw"
+        row "(1e) cd_store_write_async bare insert" "$STWA rows/s = $(pct "$STWA")% of raw"
     else
         row "(1) bench_store" "FAILED (see above)"
     fi
