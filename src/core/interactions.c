@@ -349,77 +349,58 @@ static enum cd_err copy_field(const json_t *body, const char *key, char *out, si
     return CD_OK;
 }
 
-/* Reads the owner of an identity or id before the write, for the outbound hooks. */
-struct pre_ctx {
+/* The owner of the identity or id as a read sees it just before the write: its id (for the
+ * outbound hooks: an id in the body must exist) and its wrapped key (for pre_seal). */
+struct owner_read {
     struct ingest_ctx *ic;
-    char customer_id[CD_ID_MAX];
+    struct ident_lookup l; /* the live owner and its wrapped key, when found */
+    char customer_id[CD_ID_MAX]; /* the owner the hooks decide for ("" if none yet) */
 };
-
-static enum cd_err pre_fn(struct cd_tx *tx, void *ctx)
-{
-    struct pre_ctx *pc = ctx;
-    struct ingest_ctx *ic = pc->ic;
-    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
-    enum cd_err err;
-    bool exists = false;
-
-    if (ic->by_identity) {
-        struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
-        err = cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, &l, NULL);
-        if (err == CD_OK && l.found)
-            snprintf(pc->customer_id, sizeof pc->customer_id, "%s", l.customer_id);
-    } else {
-        err = cd__core_resolve(tx, ic->customer_id_in, pc->customer_id, &exists);
-        if (err == CD_OK && !exists)
-            err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
-    }
-    cd_buf_free(&l.wrapped);
-    return err;
-}
 
 static enum cd_err owner_fn(struct cd_tx *tx, void *ctx)
 {
-    struct ident_lookup *l = ((void **)ctx)[0];
-    struct ingest_ctx *ic = ((void **)ctx)[1];
-    char resolved[CD_ID_MAX];
+    struct owner_read *o = ctx;
+    struct ingest_ctx *ic = o->ic;
     bool exists = false;
     enum cd_err err;
 
     if (ic->by_identity) {
         struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
-        return cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, l, NULL);
-    }
-    if ((err = cd__core_resolve(tx, ic->customer_id_in, resolved, &exists)) != CD_OK || !exists)
+        err = cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, &o->l, NULL);
+        if (err == CD_OK && o->l.found)
+            snprintf(o->customer_id, sizeof o->customer_id, "%s", o->l.customer_id);
         return err;
-    struct cd_val p[] = {CD_VCSTR(resolved)};
-    return cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, l, NULL);
+    }
+    if ((err = cd__core_resolve(tx, ic->customer_id_in, o->customer_id, &exists)) != CD_OK)
+        return err;
+    if (!exists)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
+    struct cd_val p[] = {CD_VCSTR(o->customer_id)};
+    return cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, &o->l, NULL);
 }
 
 /* The writer thread runs every write of the store one after another, so the sealing (and the
- * key unwrap it needs) is done here, on the caller's thread, for the owner a read sees just
+ * key unwrap it needs) is done here, on the caller's thread, for the owner a read saw just
  * before the write; ingest_fn uses the result only when the owner and its wrapped key are
  * still the same, and seals there otherwise (a new customer, a concurrent merge or erasure).
  * Any failure here just leaves the work to ingest_fn, which reports it as before. */
-static void pre_seal(struct ingest_ctx *ic)
+static void pre_seal(struct ingest_ctx *ic, const struct ident_lookup *l)
 {
-    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
-    void *ctx[2] = {&l, ic};
     struct cd__ckey k;
 
-    if (cd_store_read(ic->c->store, owner_fn, ctx) != CD_OK || !l.found || l.wrapped.len == 0)
+    if (!l->found || l->wrapped.len == 0)
         goto out;
-    struct cd_val w = CD_VBLOB(l.wrapped.p, l.wrapped.len);
-    if (cd__core_key_open(ic->c, l.customer_id, w, &k) != CD_OK)
+    struct cd_val w = CD_VBLOB(l->wrapped.p, l->wrapped.len);
+    if (cd__core_key_open(ic->c, l->customer_id, w, &k) != CD_OK)
         goto out;
     if (seal_all(ic, &k) == CD_OK &&
-        cd_buf_append(&ic->pre_wrapped, l.wrapped.p, l.wrapped.len) == CD_OK) {
-        snprintf(ic->pre_customer_id, sizeof ic->pre_customer_id, "%s", l.customer_id);
+        cd_buf_append(&ic->pre_wrapped, l->wrapped.p, l->wrapped.len) == CD_OK) {
+        snprintf(ic->pre_customer_id, sizeof ic->pre_customer_id, "%s", l->customer_id);
         ic->pre_sealed = true;
     }
     cd__core_key_wipe(&k);
 out:
     cd_err_clear();
-    cd_buf_free(&l.wrapped);
 }
 
 static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool *override,
@@ -562,6 +543,7 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
     struct cd_str reason = CD_STR_NULL;
     bool override = false;
     json_t *annotation = NULL;
+    struct owner_read o = {ic, {"", CD_BUF_INIT(256), false}, ""};
     enum cd_err err;
 
     if ((err = parse_ingest(ic, body, &override, &reason)) != CD_OK)
@@ -575,12 +557,16 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
         if (ic->masked_body)
             ic->body = (struct cd_str){ic->masked_body, n};
     }
+    /* One read of the owner serves the outbound hooks and the sealing. A failed read only
+     * matters to the hooks (an unknown customer_id); the write reads again for itself. */
+    enum cd_err rerr = cd_store_read(c->store, owner_fn, &o);
+    if (rerr != CD_OK && !(outbound && c->hooks.outbound_check))
+        cd_err_clear();
     if (outbound && c->hooks.outbound_check) {
-        struct pre_ctx pc = {ic, ""};
-        if ((err = cd_store_read(c->store, pre_fn, &pc)) != CD_OK)
+        if ((err = rerr) != CD_OK)
             goto out;
         err = c->hooks.outbound_check(c->hooks.ctx, ic->a,
-                                      pc.customer_id[0] ? pc.customer_id : NULL, ic->row.channel,
+                                      o.customer_id[0] ? o.customer_id : NULL, ic->row.channel,
                                       ic->row.purpose, ic->body.p ? ic->body : CD_STR(""),
                                       override, &annotation);
         if (err == CD_ERR_GUARD_BLOCKED && annotation) {
@@ -600,8 +586,10 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
                 goto out;
         }
     }
-    pre_seal(ic);
+    if (rerr == CD_OK)
+        pre_seal(ic, &o.l);
 out:
+    cd_buf_free(&o.l.wrapped);
     json_decref(annotation);
     return err;
 }
