@@ -187,7 +187,8 @@ D=$(new_data "timeline")
 TOK=$(cat "$D/admin.token")
 cmd "build/bench/bench_store --preload $D 10000"
 CUS=$(build/bench/bench_store --preload "$D" 10000 | tail -1)
-if [ -n "$CUS" ] && start_server "$D" "$1" "$2"; then
+# The default worker pool: every timeline read waits on a worker for its durable audit event.
+if [ -n "$CUS" ] && start_server "$D" 64 2; then
     # Cursors of pages 2..20, so the load walks different parts of the index.
     CURSORS=$(python3 - "$PORT" "$TOK" "$CUS" <<'EOF'
 import json, sys, urllib.request
