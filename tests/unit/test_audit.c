@@ -197,13 +197,26 @@ static void verify_names_the_first_bad_entry(void **state)
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
 
-    /* A changed interior node. */
+    /* A changed node (the lowest stored level, 16 entries each). */
     assert_int_equal(cd_store_write(s, tamper_fn,
                                     "UPDATE audit_nodes SET hash = zeroblob(32)"
-                                    " WHERE level = 2 AND idx = 1"),
+                                    " WHERE level = 4 AND idx = 0"),
                      CD_OK);
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
-    assert_int_equal(rep.bad_seq, 5);
+    assert_int_equal(rep.bad_seq, 1);
+    assert_non_null(strstr(cd_err_detail(), "level 4, index 0"));
+
+    /* A row below the lowest stored level is not part of the tree: the shape check names it,
+     * before any node comparison. */
+    assert_int_equal(cd_store_write(s, tamper_fn,
+                                    "INSERT INTO audit_nodes(level, idx, hash)"
+                                    " VALUES(1, 0, zeroblob(32))"),
+                     CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_int_equal(rep.bad_seq, 1);
+    assert_non_null(strstr(cd_err_detail(), "Merkle level 1 holds 1 nodes"));
+    assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_nodes WHERE level = 1"),
+                     CD_OK);
 
     /* The tail cut off after the head of size 20 was signed. */
     assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_events WHERE seq > 17"),
