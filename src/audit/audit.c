@@ -1,8 +1,9 @@
 /* The audit ledger: append-only, hash-chained events. Each entry's canonical bytes are a JSON
  * object with sorted keys and no whitespace; its chain hash is SHA-256(prev_hash || bytes), so
  * changing, deleting or reordering any row breaks every hash after it. The same bytes are the
- * leaves of the RFC 9162 Merkle tree whose perfect-subtree nodes are stored, in the same
- * transaction, in audit_nodes (tree.c signs its heads and serves proofs). */
+ * leaves of the RFC 9162 Merkle tree whose perfect subtrees of 16 leaves and more are stored, in
+ * the same transaction, in audit_nodes; smaller ones are folded from the entries when needed
+ * (tree.c signs its heads and serves proofs). */
 #include <assert.h>
 #include <string.h>
 #include "audit_int.h"
@@ -112,7 +113,8 @@ bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq)
  * keyed by (size, chain hash of the last entry). The key is checked against what the
  * transaction sees before every use: the chain hash commits to every entry before it, so a
  * matching key means the very same tree, and after a rolled-back savepoint (or any other
- * writer) the key does not match and the frontier is rebuilt from audit_nodes. Thread-local
+ * writer) the key does not match and the frontier is rebuilt from audit_nodes (and, below
+ * CD__AUDIT_NODE_MIN_LEVEL, from the last entries). Thread-local
  * because the writer thread is the only appender of its store, and a process with several
  * stores (tests) has one writer thread each. */
 struct frontier_cache {
