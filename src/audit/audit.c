@@ -27,7 +27,9 @@ static enum cd_err put_member(struct cd_buf *b, const char *key, const char *v, 
 {
     enum cd_err err;
 
-    if ((err = cd_buf_printf(b, "%s\"%s\":", first ? "" : ",", key)) != CD_OK)
+    /* Plain appends: a printf per member was a sixth of the canonical bytes' cost. */
+    if ((!first && (err = cd_buf_putc(b, ',')) != CD_OK) || (err = cd_buf_putc(b, '"')) != CD_OK ||
+        (err = cd_buf_puts(b, key)) != CD_OK || (err = cd_buf_append(b, "\":", 2)) != CD_OK)
         return err;
     if ((err = cd_buf_json_string(b, cd_str_c(v))) == CD_ERR_INVALID)
         return cd_err_set(CD_ERR_INVALID, "audit event member '%s' is not valid UTF-8", key);
