@@ -4,8 +4,9 @@
  *     ledger of N entries, held in memory (the floor);
  * (a') the same chain while reading the bytes from SQLite in seq order (the floor for any
  *     verifier that reads the database);
- * (b) cd_audit_verify_all, what `candor audit verify --data` runs: chain, sequence, leaves,
- *     every interior node, every tree head;
+ * (b) cd_audit_verify_all, what `candor audit verify --data` runs: chain, sequence, the tree
+ *     recomputed from the entries against every stored node and every tree head; its CPU time
+ *     is printed too (two threads, which a shared machine does not always run at once);
  * then inclusion-proof latency at T >= 10 million leaves, read as the ledger serves proofs
  * (audit_nodes from level CD__AUDIT_NODE_MIN_LEVEL up, the lower levels recomputed from the
  * entries), the tables built quickly by direct batched inserts (entry i = i as 64 digits).
