@@ -2,7 +2,8 @@
  *
  * Owns: the audit_events table (append-only, hash-chained: each entry stores the SHA-256 of
  * its canonical bytes and the hash of the entry before it), the Merkle tree over the entries
- * (RFC 9162 perfect-subtree nodes in audit_nodes), signed tree heads and proofs.
+ * (RFC 9162 perfect-subtree nodes of 16 leaves and more in audit_nodes, the smaller ones
+ * recomputed from the entries), signed tree heads and proofs.
  *
  * Contract: cd_audit_append runs inside a store write transaction, so the event commits or
  * rolls back together with the change it records. Events carry ids, codes and categories,
@@ -156,14 +157,14 @@ enum cd_err cd_audit_consistency(struct cd_store *s, uint64_t first, uint64_t se
  * failure concerns no entry, e.g. a bad signature of a head covering nothing). */
 struct cd_audit_report {
     uint64_t entries;     /* entries whose chain, leaf and tree checks passed */
-    uint64_t nodes;       /* interior Merkle nodes checked */
+    uint64_t nodes;       /* stored Merkle nodes checked */
     uint64_t tree_heads;  /* signed tree heads checked */
     uint64_t bad_seq;
 };
 
 /* Checks everything the database holds: the hash chain and sequence of every entry, every
- * stored Merkle node (leaves against the entries, interior nodes against their children, no
- * node missing or extra), and every stored tree head (root recomputed from the entries, size
+ * stored Merkle node against the tree recomputed from the entries (no node missing or extra,
+ * no level below 4 stored), and every stored tree head (root recomputed from the entries, size
  * within the ledger, Ed25519 signature under pk, which may be NULL to skip signatures only
  * when there are no heads). progress (may be NULL) is called with (done, total) now and then.
  * Errors: CD_ERR_INTEGRITY with a detail naming the first bad entry, CD_ERR_STORE,

@@ -16,10 +16,21 @@ enum cd_err cd__audit_chain_hash(const uint8_t prev[CD__AUDIT_HASH_LEN], const v
  * absent or malformed. */
 bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq);
 
-/* get_node / emit callbacks over audit_nodes, ctx = struct cd_tx *. A missing node is
- * CD_ERR_NOT_FOUND. */
+/* audit_nodes stores the perfect subtrees of level CD__AUDIT_NODE_MIN_LEVEL and up only (since
+ * migration 6): the lower levels would be amortised two rows per append, seven out of eight of
+ * all node rows, while any of them is recomputed from at most 2^(MIN_LEVEL-1) entries. */
+#define CD__AUDIT_NODE_MIN_LEVEL 4
+
+/* get_node / emit callbacks over audit_nodes, ctx = struct cd_tx *. get computes a subtree
+ * below CD__AUDIT_NODE_MIN_LEVEL from its entries' bytes and reads the others; put stores
+ * only those. A missing node (or entry) is CD_ERR_NOT_FOUND. */
 enum cd_err cd__audit_node_get(void *ctx, unsigned level, uint64_t index, uint8_t *out);
 enum cd_err cd__audit_node_put(void *ctx, unsigned level, uint64_t index, const uint8_t *hash);
+
+/* The hash of the perfect subtree (level, index) recomputed from its 2^level entries' bytes.
+ * Errors: CD_ERR_NOT_FOUND (an entry is missing), CD_ERR_STORE, hashing errors. */
+enum cd_err cd__audit_subtree_from_entries(struct cd_tx *tx, unsigned level, uint64_t index,
+                                           uint8_t out[CD__AUDIT_HASH_LEN]);
 
 /* Deletes audit_nodes and recomputes every node of the first `size` entries from their bytes,
  * leaving the frontier in *out. Runs inside the writer's transaction. Errors: CD_ERR_INTEGRITY

@@ -7,7 +7,9 @@
  * Storage model: the caller persists, for every level L and index i, the hash of each COMPLETE
  * perfect subtree covering leaves [i*2^L, (i+1)*2^L) as soon as it completes (level 0 holds
  * the leaf hashes). cd_merkle_append reports exactly those nodes through its emit callback;
- * every other function reads them back through a get_node callback. Any node of the RFC tree
+ * every other function reads them back through a get_node callback. A caller may keep only
+ * some levels and compute the others inside get_node (the audit ledger stores levels 4 and up
+ * and folds the lower ones from the entries), as long as get_node answers for every level. Any node of the RFC tree
  * for size n is a range [s, e) that splits into at most log2(n) stored perfect subtrees, so
  * roots and proofs cost O(log n) reads and hashes whatever n is; nothing recurses.
  *

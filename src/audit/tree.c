@@ -318,9 +318,10 @@ static enum cd_err ensure_nodes_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd__audit_size(tx, &size)) != CD_OK ||
         (err = cd_tx_int(tx, "SELECT EXISTS(SELECT 1 FROM audit_nodes)", NULL, 0, &any)) != CD_OK)
         return err;
-    /* Only a ledger from before migration 2 has entries and no nodes at all; nodes that
-     * disagree with the entries are tamper evidence for `candor audit verify`, never repaired. */
-    if (size == 0 || any)
+    /* Only a ledger from before migration 2 has entries and no nodes at all (a ledger of fewer
+     * than 2^CD__AUDIT_NODE_MIN_LEVEL entries needs none); nodes that disagree with the entries
+     * are tamper evidence for `candor audit verify`, never repaired. */
+    if (size >> CD__AUDIT_NODE_MIN_LEVEL == 0 || any)
         return CD_OK;
     if ((f = cd_malloc(sizeof *f)) == NULL)
         return CD_ERR_NOMEM;

@@ -188,33 +188,23 @@ static enum cd_err check_truncation(struct walker *w)
 
 /* ---- the database ----
  *
- * Two threads stream the ledger side by side with sequential queries and no lookups per entry.
- * The calling thread (the chain thread) reads audit_events in seq order, checks the sequence,
+ * Two threads stream the ledger from one read transaction, with sequential queries only. The
+ * calling thread (the chain thread) reads audit_events in seq order, checks the form, sequence,
  * previous hash and chain hash of each entry and hands the entry bytes over in batches. The
- * leaf thread, on its own read connection, reads the level-0 rows of audit_nodes in index
- * order and pairs each with the next entry handed over: it checks the entry's "seq" member,
- * recomputes its leaf, compares it with the stored one, appends it to a frontier and checks
- * each tree head as its size is reached. The frontier emits the recomputed interior nodes in
- * index order per level. Once the entries are done, the two threads share the interior rows
- * in (level, idx) key order: the leaf thread reads level 1 after level 0, the chain thread
- * levels 2 and up. Those arrive level by level while the frontier emits all levels at once,
- * so instead of keeping ~n hashes in memory each level's recomputed and stored sequences are
- * folded into one SHA-256 digest each and compared at the end. A level that differs
- * (tampering, so rare) is then searched node by node with a join, so the report still names
- * the first bad node: every level below it equals the recomputed tree, so that node is the
- * first one a node-by-node check in (level, idx) order finds. The rows of each level are
- * counted in the same passes instead of a GROUP BY.
+ * tree thread checks each entry's "seq" member, recomputes its leaf, appends it to a frontier
+ * and checks each tree head as its size is reached; it never touches the database. Once the
+ * entries are done, the chain thread reads the stored nodes (levels CD__AUDIT_NODE_MIN_LEVEL and
+ * up, about one row per eight entries) in (level, idx) key order, checking the shape of each
+ * level. The frontier emits the recomputed nodes of all levels interleaved while the rows come
+ * level by level, so instead of keeping the recomputed nodes in memory each level's recomputed
+ * and stored sequences are folded into one SHA-256 digest each and compared at the end. A level
+ * that differs (tampering, so rare) is then searched node by node, so the report still names
+ * the first bad node: every level below it equals the recomputed tree, so that node is the first
+ * one a node-by-node check in (level, idx) order finds.
  *
- * Failures rank as they did in one single-threaded walk: the chain, seq and leaf checks by
- * entry, then a truncated tail, then the shape of the tree, then the interior nodes. A leaf
- * thread failure always concerns an entry the chain thread had accepted, so it outranks any
- * chain failure.
- *
- * Snapshots: the leaf thread's read transaction starts after the chain thread's, so under the
- * append-only writer it sees the same ledger or a longer one (a live server). Each thread
- * checks the shape of its levels against the ledger size in its own snapshot, and only the
- * nodes over the entries the chain thread walked are compared. Offline, both see the same
- * database. */
+ * Failures rank as in one single-threaded walk: the chain, seq and tree-head checks by entry,
+ * then a truncated tail, then the shape of the tree, then the nodes. A tree thread failure
+ * always concerns an entry the chain thread had accepted, so it outranks any chain failure. */
 
 #define BATCH_ENTRIES 512
 #define NBATCH 8
@@ -229,8 +219,8 @@ struct batch {
 
 #define DIGEST_BUF 64
 
-/* One level's stream of interior node hashes, folded into a digest (buffered, because one
- * digest update per 32-byte hash costs more than the hashing). */
+/* One level's stream of node hashes, folded into a digest (buffered, because one digest update
+ * per 32-byte hash costs more than the hashing). */
 struct level_digest {
     struct cd_crypto_sha256 h;
     bool on;    /* h initialised */
@@ -240,8 +230,9 @@ struct level_digest {
     uint8_t buf[DIGEST_BUF][HASH_LEN];
 };
 
-/* The rows of each level value, in key order: level L must hold exactly size >> L nodes with
- * indexes 0.. and no gaps. The first failure is kept. */
+/* The rows of each level value, in key order: level L >= CD__AUDIT_NODE_MIN_LEVEL must hold
+ * exactly size >> L nodes with indexes 0.. and no gaps, lower levels none. The first failure
+ * is kept. */
 struct shape {
     uint64_t size;
     bool in_group;
@@ -252,30 +243,24 @@ struct shape {
 };
 
 struct db_verify {
-    struct cd_store *store;
     struct cd_audit_sth *heads;
     size_t nheads;
-    /* the chain, on the calling thread */
+    /* the chain thread (the caller) */
     struct walker chain;
     struct cd_audit_report chain_rep;
-    bool aborted; /* the chain walk stopped because the leaf thread had failed */
-    /* the hand-over: batches [take, put) are full and belong to the leaf thread */
+    bool aborted; /* the chain walk stopped because the tree thread had failed */
+    struct shape shape;
+    struct level_digest stored[LEVELS];
+    /* the hand-over: batches [take, put) are full and belong to the tree thread */
     pthread_mutex_t mu;
     pthread_cond_t filled, freed;
     struct batch batch[NBATCH];
     unsigned put, take, nfull;
     bool entries_done;  /* no more batches will come */
-    bool nodes_stopped; /* the leaf thread takes no more batches */
-    struct shape inner_shape; /* levels > 1, chain thread's snapshot */
-    /* stored[1] belongs to the leaf thread, stored[2..] to the chain thread */
-    struct level_digest stored[LEVELS];
-    /* the leaf thread */
+    bool tree_stopped;  /* the tree thread takes no more batches */
+    /* the tree thread */
     struct walker tree;
     struct cd_audit_report tree_rep;
-    struct batch *cur;
-    unsigned cur_i;
-    bool leaves_done;
-    struct shape leaf_shape; /* levels <= 1, leaf thread's snapshot */
     struct level_digest expect[LEVELS];
     enum cd_err tree_err;
     char tree_detail[512];
@@ -286,8 +271,8 @@ static bool is_hash(const struct cd_val *v)
     return v->type == CD_VAL_BLOB && v->len == HASH_LEN;
 }
 
-/* Gives the filled batch to the leaf thread and waits for a free one. Returns false when the
- * leaf thread has stopped (it failed), so the chain walk should stop too. */
+/* Gives the filled batch to the tree thread and waits for a free one. Returns false when the
+ * tree thread has stopped (it failed), so the chain walk should stop too. */
 static bool hand_over(struct db_verify *v)
 {
     bool stopped;
@@ -296,9 +281,9 @@ static bool hand_over(struct db_verify *v)
     v->put++;
     v->nfull++;
     pthread_cond_signal(&v->filled);
-    while (v->nfull == NBATCH && !v->nodes_stopped)
+    while (v->nfull == NBATCH && !v->tree_stopped)
         pthread_cond_wait(&v->freed, &v->mu);
-    stopped = v->nodes_stopped;
+    stopped = v->tree_stopped;
     pthread_mutex_unlock(&v->mu);
     v->batch[v->put % NBATCH].n = 0;
     v->batch[v->put % NBATCH].len = 0;
@@ -336,41 +321,9 @@ static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
         w->progress(seq, w->total);
     if (b->n == BATCH_ENTRIES && !hand_over(v)) {
         v->aborted = true;
-        return CD_ERR_BUSY; /* the leaf thread's error is the one reported */
+        return CD_ERR_BUSY; /* the tree thread's error is the one reported */
     }
     return CD_OK;
-}
-
-/* The leaf thread's next entry (seq = tree.count + 1): *got is false when the chain walk has
- * ended before it. */
-static void next_entry(struct db_verify *v, const char **p, size_t *n, bool *got)
-{
-    if (v->cur && v->cur_i == v->cur->n) {
-        pthread_mutex_lock(&v->mu);
-        v->take++;
-        v->nfull--;
-        pthread_cond_signal(&v->freed);
-        pthread_mutex_unlock(&v->mu);
-        v->cur = NULL;
-    }
-    if (v->cur == NULL) {
-        pthread_mutex_lock(&v->mu);
-        while (v->nfull == 0 && !v->entries_done)
-            pthread_cond_wait(&v->filled, &v->mu);
-        if (v->nfull > 0) {
-            v->cur = &v->batch[v->take % NBATCH];
-            v->cur_i = 0;
-        }
-        pthread_mutex_unlock(&v->mu);
-        /* The chain thread hands over only batches with entries in them. */
-        assert(v->cur == NULL || v->cur->n > 0);
-    }
-    *got = v->cur != NULL;
-    if (*got) {
-        *p = v->cur->bytes + v->cur->off[v->cur_i];
-        *n = v->cur->off[v->cur_i + 1] - v->cur->off[v->cur_i];
-        v->cur_i++;
-    }
 }
 
 static enum cd_err digest_flush(struct level_digest *d)
@@ -398,58 +351,63 @@ static enum cd_err emit_expected(void *ctx, unsigned level, uint64_t index, cons
 {
     struct db_verify *v = ctx;
 
-    if (level == 0)
-        return CD_OK; /* leaves are compared one by one */
+    if (level < CD__AUDIT_NODE_MIN_LEVEL)
+        return CD_OK; /* not stored: nothing to compare against */
     assert(level < LEVELS); /* cd_merkle_append stops below 2^63 leaves */
     return digest_add(&v->expect[level], hash);
 }
 
-/* Pairs the stored leaf at index idx (hash, NULL when none) with entry idx + 1. */
-static enum cd_err leaf_row(struct db_verify *v, uint64_t idx, const struct cd_val *hash)
+/* The tree thread's work on one batch of entries, which follow entry tree.count. */
+static enum cd_err tree_batch(struct db_verify *v, const struct batch *b)
 {
     struct walker *w = &v->tree;
-    const char *p = NULL;
-    size_t n = 0;
-    bool got = false;
     enum cd_err err;
 
-    /* Entries before idx + 1 have no stored leaf; entries the chain walk never handed over
-     * have none to compare against (extra leaves are the shape check's business). */
-    while (w->count < idx + 1) {
+    for (unsigned i = 0; i < b->n; i++) {
         uint64_t seq = w->count + 1;
-        next_entry(v, &p, &n, &got);
-        if (!got) {
-            v->leaves_done = true;
-            return CD_OK;
-        }
-        if (seq == idx + 1 && hash && !is_hash(hash)) {
-            cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed",
-                       (unsigned long long)seq);
-            return fail_at(w, seq);
-        }
+        const char *p = b->bytes + b->off[i];
+        size_t n = b->off[i + 1] - b->off[i];
         if ((err = seq_step(w, seq, p, n)) != CD_OK ||
-            (err = tree_step(w, seq, p, n, seq == idx + 1 && hash ? hash->p : NULL, true,
-                             emit_expected, v)) != CD_OK)
+            (err = tree_step(w, seq, p, n, NULL, false, emit_expected, v)) != CD_OK)
             return err;
     }
     return CD_OK;
 }
 
-/* After the last stored leaf: any entry still to come has none. */
-static enum cd_err finish_leaves(struct db_verify *v)
+static void *tree_thread(void *arg)
 {
-    enum cd_err err = CD_OK;
+    struct db_verify *v = arg;
+    enum cd_err err = check_heads(&v->tree); /* heads of size 0 */
 
-    if (!v->leaves_done)
-        err = leaf_row(v, UINT64_MAX - 1, NULL);
-    v->leaves_done = true;
-    return err;
+    while (err == CD_OK) {
+        pthread_mutex_lock(&v->mu);
+        while (v->nfull == 0 && !v->entries_done)
+            pthread_cond_wait(&v->filled, &v->mu);
+        struct batch *b = v->nfull > 0 ? &v->batch[v->take % NBATCH] : NULL;
+        pthread_mutex_unlock(&v->mu);
+        if (b == NULL)
+            break;
+        err = tree_batch(v, b);
+        pthread_mutex_lock(&v->mu);
+        v->take++;
+        v->nfull--;
+        pthread_cond_signal(&v->freed);
+        pthread_mutex_unlock(&v->mu);
+    }
+    if (err != CD_OK)
+        snprintf(v->tree_detail, sizeof v->tree_detail, "%s", cd_err_detail());
+    pthread_mutex_lock(&v->mu);
+    v->tree_err = err;
+    v->tree_stopped = true;
+    pthread_cond_signal(&v->freed);
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
 }
 
 static void shape_end(struct shape *sh)
 {
     int64_t level = sh->level, count = sh->count, lo = sh->lo, hi = sh->hi;
-    uint64_t want = level >= 0 && level < 64 ? sh->size >> level : 0;
+    uint64_t want = level >= CD__AUDIT_NODE_MIN_LEVEL && level < 64 ? sh->size >> level : 0;
 
     sh->in_group = false;
     sh->groups++;
@@ -482,11 +440,16 @@ static void shape_row(struct shape *sh, int64_t level, int64_t idx)
     sh->hi = idx;
 }
 
-/* An interior row over the first `size` entries goes into its level's digest. */
-static enum cd_err stored_node(struct db_verify *v, uint64_t size, int64_t level, int64_t idx,
-                               const struct cd_val *cols, size_t n)
+/* A stored node row: its level's shape and, over the entries walked, its level's digest. */
+static enum cd_err node_row(void *ctx, const struct cd_val *cols, size_t n)
 {
-    if (level > 0 && level < LEVELS && idx >= 0 && (uint64_t)idx < (size >> level)) {
+    struct db_verify *v = ctx;
+    int64_t level = n > 0 ? cols[0].i : 0, idx = n > 1 ? cols[1].i : 0;
+    uint64_t size = v->chain.count;
+
+    shape_row(&v->shape, level, idx);
+    if (level >= CD__AUDIT_NODE_MIN_LEVEL && level < LEVELS && idx >= 0 &&
+        (uint64_t)idx < (size >> level)) {
         struct level_digest *d = &v->stored[level];
         if (n < 3 || !is_hash(&cols[2])) {
             d->bad = true;
@@ -498,38 +461,9 @@ static enum cd_err stored_node(struct db_verify *v, uint64_t size, int64_t level
     return CD_OK;
 }
 
-/* Leaf thread: the rows of levels <= 1 (below 0 only junk the shape check names). Level 1 is
- * taken here so that both threads share the interior rows once the entries are done. */
-static enum cd_err leaf_node_row(void *ctx, const struct cd_val *cols, size_t n)
-{
-    struct db_verify *v = ctx;
-    int64_t level = n > 0 ? cols[0].i : 0, idx = n > 1 ? cols[1].i : 0;
-    enum cd_err err;
-
-    shape_row(&v->leaf_shape, level, idx);
-    if (level < 0)
-        return CD_OK;
-    if (level == 0)
-        return idx >= 0 && !v->leaves_done ? leaf_row(v, (uint64_t)idx, n > 2 ? &cols[2] : NULL)
-                                           : CD_OK;
-    if ((err = finish_leaves(v)) != CD_OK)
-        return err;
-    return stored_node(v, v->tree.count, level, idx, cols, n);
-}
-
-/* Chain thread, after the entries: the rows of levels > 1. Only the nodes over the entries
- * the chain walk accepted are compared. */
-static enum cd_err inner_node_row(void *ctx, const struct cd_val *cols, size_t n)
-{
-    struct db_verify *v = ctx;
-    int64_t level = n > 0 ? cols[0].i : 0, idx = n > 1 ? cols[1].i : 0;
-
-    shape_row(&v->inner_shape, level, idx);
-    return stored_node(v, v->chain.count, level, idx, cols, n);
-}
-
 struct locate {
     struct db_verify *v;
+    struct cd_tx *tx;
     uint64_t done;
 };
 
@@ -537,18 +471,28 @@ static enum cd_err locate_row(void *ctx, const struct cd_val *cols, size_t n)
 {
     struct locate *lc = ctx;
     uint8_t h[HASH_LEN];
-    enum cd_err err;
+    enum cd_err err = CD_OK;
     int64_t level = cols[0].i, idx = cols[1].i;
+    bool ok = n >= 5 && is_hash(&cols[2]);
 
-    if (n < 5 || !is_hash(&cols[2]) || !is_hash(&cols[3]) || !is_hash(&cols[4]) ||
-        (err = cd_merkle_node_hash(cols[3].p, cols[4].p, h)) != CD_OK ||
-        memcmp(h, cols[2].p, HASH_LEN) != 0) {
+    /* The lowest stored level is recomputed from its entries, the others from their stored
+     * children (which the levels below have already shown to be right). */
+    if (ok && level == CD__AUDIT_NODE_MIN_LEVEL)
+        err = cd__audit_subtree_from_entries(lc->tx, (unsigned)level, (uint64_t)idx, h);
+    else if (ok && is_hash(&cols[3]) && is_hash(&cols[4]))
+        err = cd_merkle_node_hash(cols[3].p, cols[4].p, h);
+    else
+        ok = false;
+    if (err != CD_OK)
+        return err;
+    if (!ok || memcmp(h, cols[2].p, HASH_LEN) != 0) {
         uint64_t first = (uint64_t)idx << level;
         cd_err_set(CD_ERR_INTEGRITY,
                    "Merkle node (level %lld, index %lld) over entries %llu..%llu does not match "
-                   "its children",
+                   "its %s",
                    (long long)level, (long long)idx, (unsigned long long)first + 1,
-                   (unsigned long long)(first + (1ull << level)));
+                   (unsigned long long)(first + (1ull << level)),
+                   level == CD__AUDIT_NODE_MIN_LEVEL ? "entries" : "children");
         lc->v->tree_rep.bad_seq = first + 1;
         return CD_ERR_INTEGRITY;
     }
@@ -556,14 +500,15 @@ static enum cd_err locate_row(void *ctx, const struct cd_val *cols, size_t n)
     return CD_OK;
 }
 
-/* Compares each interior level's stored digest with the recomputed one, lowest level first,
- * and names the first bad node of the first level that differs. */
-static enum cd_err check_interior(struct cd_tx *tx, struct db_verify *v)
+/* Compares each stored level's digest with the recomputed one, lowest level first, and names
+ * the first bad node of the first level that differs. */
+static enum cd_err check_nodes(struct cd_tx *tx, struct db_verify *v)
 {
     uint64_t n = v->tree.count, nodes = 0;
     enum cd_err err;
 
-    for (unsigned level = 1; level < LEVELS && (n >> level) > 0; level++) {
+    for (unsigned level = CD__AUDIT_NODE_MIN_LEVEL; level < LEVELS && (n >> level) > 0;
+         level++) {
         struct level_digest *e = &v->expect[level], *st = &v->stored[level];
         uint8_t de[HASH_LEN], ds[HASH_LEN];
         if ((err = digest_flush(e)) != CD_OK || (err = digest_flush(st)) != CD_OK ||
@@ -575,7 +520,7 @@ static enum cd_err check_interior(struct cd_tx *tx, struct db_verify *v)
             nodes += st->n;
             continue;
         }
-        struct locate lc = {v, 0};
+        struct locate lc = {v, tx, 0};
         struct cd_val p[] = {CD_VINT(level)};
         err = cd_tx_exec(tx,
                          "SELECT p.level, p.idx, p.hash, l.hash, r.hash FROM audit_nodes p"
@@ -587,7 +532,7 @@ static enum cd_err check_interior(struct cd_tx *tx, struct db_verify *v)
         v->tree_rep.nodes = nodes + lc.done;
         if (err != CD_OK)
             return err;
-        /* Every stored node matches its children: some are missing from this snapshot. */
+        /* Every stored node matches: some are missing from this snapshot. */
         uint64_t first = st->n << level;
         cd_err_set(CD_ERR_INTEGRITY, "Merkle node (level %u, index %llu) over entries %llu.. "
                                      "is missing",
@@ -599,67 +544,29 @@ static enum cd_err check_interior(struct cd_tx *tx, struct db_verify *v)
     return CD_OK;
 }
 
-static enum cd_err leaves_fn(struct cd_tx *tx, void *ctx)
-{
-    struct db_verify *v = ctx;
-    enum cd_err err;
-
-    if ((err = cd__audit_size(tx, &v->leaf_shape.size)) != CD_OK ||
-        (err = check_heads(&v->tree)) != CD_OK)
-        return err;
-    if ((err = cd_tx_exec(tx,
-                          "SELECT level, idx, hash FROM audit_nodes WHERE level <= 1"
-                          " ORDER BY level, idx",
-                          NULL, 0, leaf_node_row, v, NULL)) != CD_OK)
-        return err;
-    if (v->leaf_shape.in_group)
-        shape_end(&v->leaf_shape);
-    return finish_leaves(v);
-}
-
-/* After both walks: a truncated tail, the shape of the tree, the interior nodes. */
+/* After both walks: a truncated tail, the shape of the tree, the nodes. */
 static enum cd_err check_tree(struct cd_tx *tx, struct db_verify *v)
 {
-    struct shape *sh = NULL;
     enum cd_err err;
 
     if ((err = check_truncation(&v->tree)) != CD_OK)
         return err;
-    /* Key order: the leaf thread's levels (<= 1) come before the chain thread's. */
-    if (v->leaf_shape.bad_seq)
-        sh = &v->leaf_shape;
-    else if (v->inner_shape.bad_seq)
-        sh = &v->inner_shape;
-    if (sh) {
-        v->tree_rep.bad_seq = sh->bad_seq;
-        return cd_err_set(CD_ERR_INTEGRITY, "%s", sh->detail);
+    if (v->shape.bad_seq) {
+        v->tree_rep.bad_seq = v->shape.bad_seq;
+        return cd_err_set(CD_ERR_INTEGRITY, "%s", v->shape.detail);
     }
-    uint64_t size = v->inner_shape.size;
-    int64_t levels = v->leaf_shape.groups + v->inner_shape.groups, want_levels = 0;
-    for (uint64_t s = size; s; s >>= 1)
+    uint64_t size = v->shape.size;
+    int64_t want_levels = 0;
+    for (uint64_t s = size >> CD__AUDIT_NODE_MIN_LEVEL; s; s >>= 1)
         want_levels++;
-    if (levels != want_levels) {
+    if (v->shape.groups != want_levels) {
         v->tree_rep.bad_seq = size ? size : 1;
         return cd_err_set(CD_ERR_INTEGRITY,
-                          "the Merkle tree has %lld levels but %llu entries need %lld",
-                          (long long)levels, (unsigned long long)size, (long long)want_levels);
+                          "the Merkle tree has %lld stored levels but %llu entries need %lld",
+                          (long long)v->shape.groups, (unsigned long long)size,
+                          (long long)want_levels);
     }
-    return check_interior(tx, v);
-}
-
-static void *leaves_thread(void *arg)
-{
-    struct db_verify *v = arg;
-    enum cd_err err = cd_store_read(v->store, leaves_fn, v);
-
-    if (err != CD_OK)
-        snprintf(v->tree_detail, sizeof v->tree_detail, "%s", cd_err_detail());
-    pthread_mutex_lock(&v->mu);
-    v->tree_err = err;
-    v->nodes_stopped = true;
-    pthread_cond_signal(&v->freed);
-    pthread_mutex_unlock(&v->mu);
-    return NULL;
+    return check_nodes(tx, v);
 }
 
 static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
@@ -675,27 +582,24 @@ static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
     v->chain.total = size;
     v->tree.heads = v->heads;
     v->tree.nheads = v->nheads;
-    /* This transaction has its snapshot now, so the leaf thread's is the same or newer. */
-    if (pthread_create(&th, NULL, leaves_thread, v) != 0)
+    if (pthread_create(&th, NULL, tree_thread, v) != 0)
         return cd_err_set(CD_ERR_INTERNAL, "cannot start the verification thread");
     err = cd_tx_exec(tx, "SELECT seq, entry, prev_hash, hash FROM audit_events ORDER BY seq",
                      NULL, 0, entry_row, v, NULL);
-    /* The entries accepted before a chain failure still get their leaf and head checks. */
+    /* The entries accepted before a chain failure still get their tree and head checks. */
     if (!v->aborted && v->batch[v->put % NBATCH].n > 0)
         hand_over(v);
     pthread_mutex_lock(&v->mu);
     v->entries_done = true;
     pthread_cond_signal(&v->filled);
     pthread_mutex_unlock(&v->mu);
-    /* The interior rows, while the leaf thread finishes. */
-    v->inner_shape.size = v->chain.count;
+    /* The stored nodes, while the tree thread finishes. */
+    v->shape.size = v->chain.count;
     if (err == CD_OK) {
-        err = cd_tx_exec(tx,
-                         "SELECT level, idx, hash FROM audit_nodes WHERE level > 1"
-                         " ORDER BY level, idx",
-                         NULL, 0, inner_node_row, v, NULL);
-        if (v->inner_shape.in_group)
-            shape_end(&v->inner_shape);
+        err = cd_tx_exec(tx, "SELECT level, idx, hash FROM audit_nodes ORDER BY level, idx",
+                         NULL, 0, node_row, v, NULL);
+        if (v->shape.in_group)
+            shape_end(&v->shape);
     }
     pthread_join(th, NULL);
     if (v->tree_err != CD_OK) {
@@ -720,7 +624,6 @@ enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd
     memset(rep, 0, sizeof *rep);
     if (v == NULL)
         return CD_ERR_NOMEM;
-    v->store = s;
     v->chain.rep = &v->chain_rep;
     v->chain.progress = progress;
     v->tree.pk = pk;

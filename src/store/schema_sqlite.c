@@ -75,6 +75,14 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE INDEX customers_by_updated ON customers(updated_at);",
     /* 5: core — crypto-shredding: when a customer's data key was destroyed. */
     "ALTER TABLE customers ADD COLUMN erased_at INTEGER;",
+    /* 6: audit — the Merkle subtrees below level 4 (16 leaves) are no longer stored: they were
+     * seven rows in eight of audit_nodes, written with every append, and any of them is
+     * recomputed from at most 8 entries (CD__AUDIT_NODE_MIN_LEVEL in src/audit). */
+    "DELETE FROM audit_nodes WHERE level < 4;",
+    /* 7: audit — audit_by_customer cost a random B-tree page per event in every commit (a
+     * third of the writer's time per audited ingest) and no query used it: the listing's
+     * optional filters ("$2 = '' OR customer_id = $2") make SQLite walk audit_events by seq. */
+    "DROP INDEX audit_by_customer;",
 };
 
 const int cd__store_sqlite_migrations_count =

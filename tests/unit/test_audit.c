@@ -197,13 +197,26 @@ static void verify_names_the_first_bad_entry(void **state)
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
 
-    /* A changed interior node. */
+    /* A changed node (the lowest stored level, 16 entries each). */
     assert_int_equal(cd_store_write(s, tamper_fn,
                                     "UPDATE audit_nodes SET hash = zeroblob(32)"
-                                    " WHERE level = 2 AND idx = 1"),
+                                    " WHERE level = 4 AND idx = 0"),
                      CD_OK);
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
-    assert_int_equal(rep.bad_seq, 5);
+    assert_int_equal(rep.bad_seq, 1);
+    assert_non_null(strstr(cd_err_detail(), "level 4, index 0"));
+
+    /* A row below the lowest stored level is not part of the tree: the shape check names it,
+     * before any node comparison. */
+    assert_int_equal(cd_store_write(s, tamper_fn,
+                                    "INSERT INTO audit_nodes(level, idx, hash)"
+                                    " VALUES(1, 0, zeroblob(32))"),
+                     CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_int_equal(rep.bad_seq, 1);
+    assert_non_null(strstr(cd_err_detail(), "Merkle level 1 holds 1 nodes"));
+    assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_nodes WHERE level = 1"),
+                     CD_OK);
 
     /* The tail cut off after the head of size 20 was signed. */
     assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_events WHERE seq > 17"),
@@ -278,12 +291,112 @@ static void canonical_bytes_are_jansson_bytes(void **state)
     cd_store_close(s);
 }
 
+/* ---- a ledger from before migration 6 ---- */
+
+static enum cd_err put_low(void *ctx, unsigned level, uint64_t index, const uint8_t *hash)
+{
+    struct cd_val p[] = {CD_VINT(level), CD_VINT(index), CD_VBLOB(hash, 32)};
+
+    if (level >= 4)
+        return CD_OK; /* already there */
+    return cd_tx_exec(ctx, "INSERT INTO audit_nodes(level, idx, hash) VALUES($1,$2,$3)", p, 3,
+                      NULL, NULL, NULL);
+}
+
+struct old_tree {
+    struct cd_tx *tx;
+    struct cd_merkle_frontier f;
+};
+
+static enum cd_err old_leaf_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct old_tree *t = ctx;
+    uint8_t leaf[32];
+    enum cd_err err = cd_merkle_leaf_hash(cols[0].p, cols[0].len, leaf);
+
+    return err != CD_OK ? err : cd_merkle_append(&t->f, leaf, put_low, t->tx);
+}
+
+/* Puts the database back to what migrations 1-5 left: every Merkle level stored (levels 0-3
+ * added from the entries), audit_by_customer, schema version 5. */
+static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
+{
+    struct old_tree *t = ctx;
+    enum cd_err err;
+
+    t->tx = tx;
+    if ((err = cd_tx_exec(tx, "SELECT entry FROM audit_events ORDER BY seq", NULL, 0,
+                          old_leaf_row, t, NULL)) != CD_OK)
+        return err;
+    if ((err = cd_tx_exec(tx, "CREATE INDEX audit_by_customer ON audit_events(customer_id, seq)",
+                          NULL, 0, NULL, NULL, NULL)) != CD_OK)
+        return err;
+    return cd_tx_exec(tx, "DELETE FROM schema_version WHERE version > 5", NULL, 0, NULL, NULL,
+                      NULL);
+}
+
+static enum cd_err count_fn(struct cd_tx *tx, void *ctx)
+{
+    int64_t *out = ctx;
+    enum cd_err err;
+
+    if ((err = cd_tx_int(tx, "SELECT count(*) FROM audit_nodes WHERE level < 4", NULL, 0,
+                         &out[0])) != CD_OK)
+        return err;
+    return cd_tx_int(tx, "SELECT count(*) FROM sqlite_master WHERE name = 'audit_by_customer'",
+                     NULL, 0, &out[1]);
+}
+
+/* Opening a ledger written before migration 6 drops the stored levels below 4 and the unused
+ * customer index; the ledger still verifies against its signed head, serves proofs that verify,
+ * and takes appends. */
+static void old_ledger_migrates(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_sth h;
+    struct cd_audit_report rep;
+    struct old_tree *t = cd_calloc(1, sizeof *t);
+    int64_t counts[2] = {0, 0};
+    uint8_t pk[32];
+
+    assert_non_null(t);
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    append(s, 45);
+    assert_int_equal(cd_audit_publish(a, &h, NULL), CD_OK);
+    assert_int_equal(cd_store_write(s, make_old_fn, t), CD_OK);
+    assert_int_equal(cd_store_read(s, count_fn, counts), CD_OK);
+    assert_int_equal(counts[0], 45 + 22 + 11 + 5); /* levels 0-3 of 45 leaves */
+    assert_int_equal(counts[1], 1);
+    cd_audit_close(a);
+    cd_store_close(s);
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    assert_int_equal(cd_store_read(s, count_fn, counts), CD_OK);
+    assert_int_equal(counts[0], 0);
+    assert_int_equal(counts[1], 0);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(rep.entries, 45);
+    assert_int_equal(rep.nodes, 2 + 1); /* level 4: two nodes, level 5: one */
+    check_inclusion_all(s, 45, h.root);
+    append(s, 3);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(rep.entries, 48);
+    cd_audit_close(a);
+    cd_store_close(s);
+    cd_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(appends_rollback_proofs_and_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_names_the_first_bad_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(canonical_bytes_are_jansson_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(old_ledger_migrates, setup, teardown),
     };
     cd_json_init();
     if (cd_crypto_init() != CD_OK)
