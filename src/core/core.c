@@ -11,6 +11,10 @@ enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[CD_CRYPTO_
 
     if (c == NULL)
         return CD_ERR_NOMEM;
+    if (cd__owners_new(&c->owners) != CD_OK) {
+        cd_free(c);
+        return CD_ERR_NOMEM;
+    }
     c->store = store;
     memcpy(c->master, master, CD_CRYPTO_KEY_LEN);
     /* A separate key for blind indexes: knowing an index key never helps unwrap data keys. */
@@ -28,6 +32,7 @@ void cd_core_close(struct cd_core *c)
 {
     if (c == NULL)
         return;
+    cd__owners_free(c->owners);
     cd_crypto_wipe(c->master, sizeof c->master);
     cd_crypto_wipe(c->index_key, sizeof c->index_key);
     cd_free(c);

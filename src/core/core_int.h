@@ -11,12 +11,29 @@
 #define CD_MAX_ATTRS 16384
 #define CD_MAX_IDENTITIES 20
 
+struct cd__owners;
+
 struct cd_core {
     struct cd_store *store;
     struct cd_core_hooks hooks;
+    struct cd__owners *owners; /* recently seen identity owners (owners.c) */
     uint8_t master[CD_CRYPTO_KEY_LEN];    /* wraps the per-customer data keys */
     uint8_t index_key[CD_CRYPTO_KEY_LEN]; /* keys the blind indexes */
 };
+
+/* The owner cache (owners.c): identity (kind, blind index) -> owner id and wrapped key, a hint
+ * for sealing before the write. A put carries the generation read before the read that learnt
+ * the entry, and is refused if cd__owners_forget_all (erasure, merge) ran since. */
+enum cd_err cd__owners_new(struct cd__owners **out);
+void cd__owners_free(struct cd__owners *o);
+uint64_t cd__owners_generation(struct cd__owners *o);
+bool cd__owners_get(struct cd__owners *o, struct cd_str kind,
+                    const uint8_t lookup[CD_CRYPTO_HASH_LEN], char customer_id[CD_ID_MAX],
+                    uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN]);
+void cd__owners_put(struct cd__owners *o, uint64_t generation, struct cd_str kind,
+                    const uint8_t lookup[CD_CRYPTO_HASH_LEN], const char *customer_id,
+                    const uint8_t *wrapped, size_t wrapped_len);
+void cd__owners_forget_all(struct cd__owners *o);
 
 /* A customer's data key, unwrapped for the duration of one operation. */
 struct cd__ckey {

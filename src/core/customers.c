@@ -1065,7 +1065,9 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     m.merged[merged.len] = '\0';
     if (strcmp(m.survivor, m.merged) == 0)
         return cd_err_set(CD_ERR_INVALID, "a customer cannot be merged into itself");
-    if ((err = cd_store_write(c->store, merge_fn, &m)) != CD_OK)
+    err = cd_store_write(c->store, merge_fn, &m);
+    cd__owners_forget_all(c->owners); /* the merged customer's identities have a new owner */
+    if (err != CD_OK)
         return err;
     return read_customer(c, a, survivor, fields, NULL, out);
 }
@@ -1156,6 +1158,8 @@ enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, 
 {
     enum cd_err err = run_change(c, a, id, shred_fn, false, out);
 
+    /* Whatever the answer, no cached copy of the destroyed wrapped key may stay in memory. */
+    cd__owners_forget_all(c->owners);
     /* The key is gone from the database; now from the write-ahead log too. Readers holding an
      * old snapshot can delay that: the next checkpoint (automatic) then completes it. */
     if (err == CD_OK && cd_store_checkpoint(c->store) != CD_OK)

@@ -175,6 +175,11 @@ struct ingest_ctx {
     struct cd_buf pre_wrapped;
     /* decided in the write */
     char replay_id[CD_ID_MAX];
+    /* the identity's owner and wrapped key the write used, for the owner cache */
+    bool owner_known;
+    char owner_id[CD_ID_MAX];
+    uint8_t owner_wrapped[CD_CRYPTO_WRAPPED_LEN];
+    uint64_t owners_gen; /* the cache's generation before the first read of the owner */
     bool created_customer;
     bool overridden; /* a supervisor overrode a guard block */
 };
@@ -232,6 +237,8 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     enum cd_err err;
     int64_t now = ic->row.created_at;
 
+    ic->owner_known = false; /* outputs start afresh: the store may run this twice */
+    ic->created_customer = false;
     if ((err = cd__core_idem_check(tx, ic->idem, ic->replay_id)) != CD_OK || ic->replay_id[0])
         goto out;
     if (ic->by_identity) {
@@ -298,7 +305,15 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
             goto out;
         ic->created_customer = true;
+        ic->owner_known = true;
+        memcpy(ic->owner_wrapped, wrapped, sizeof wrapped);
     }
+    if (l.found && l.wrapped.len == CD_CRYPTO_WRAPPED_LEN) {
+        ic->owner_known = true;
+        memcpy(ic->owner_wrapped, l.wrapped.p, CD_CRYPTO_WRAPPED_LEN);
+    }
+    if (ic->owner_known)
+        snprintf(ic->owner_id, sizeof ic->owner_id, "%s", ic->row.customer_id);
     if (!sealed && (err = seal_all(ic, &k)) != CD_OK)
         goto out;
     struct cd_val p[] = {CD_VCSTR(ic->row.id),
@@ -377,6 +392,19 @@ static enum cd_err owner_fn(struct cd_tx *tx, void *ctx)
         return cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
     struct cd_val p[] = {CD_VCSTR(o->customer_id)};
     return cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, &o->l, NULL);
+}
+
+/* The owner cache's answer for the identity, as owner_fn would give it. */
+static bool owner_cached(struct ingest_ctx *ic, struct ident_lookup *l)
+{
+    uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
+
+    if (!cd__owners_get(ic->c->owners, ic->ident_type, ic->lookup, l->customer_id, wrapped))
+        return false;
+    cd_buf_reset(&l->wrapped);
+    l->found = cd_buf_append(&l->wrapped, wrapped, sizeof wrapped) == CD_OK;
+    cd_crypto_wipe(wrapped, sizeof wrapped);
+    return l->found;
 }
 
 /* The writer thread runs every write of the store one after another, so the sealing (and the
@@ -558,11 +586,17 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
             ic->body = (struct cd_str){ic->masked_body, n};
     }
     /* One read of the owner serves the outbound hooks and the sealing. A failed read only
-     * matters to the hooks (an unknown customer_id); the write reads again for itself. */
-    enum cd_err rerr = cd_store_read(c->store, owner_fn, &o);
-    if (rerr != CD_OK && !(outbound && c->hooks.outbound_check))
+     * matters to the hooks (an unknown customer_id); the write reads again for itself. Only
+     * the sealing may use the owner cache: the hooks decide for the exact owner. */
+    bool hooks = outbound && c->hooks.outbound_check;
+    enum cd_err rerr = CD_OK;
+    ic->owners_gen = cd__owners_generation(c->owners);
+    if (!hooks && ic->by_identity && owner_cached(ic, &o.l)) {
+        /* known: no read */
+    } else if ((rerr = cd_store_read(c->store, owner_fn, &o)) != CD_OK && !hooks) {
         cd_err_clear();
-    if (outbound && c->hooks.outbound_check) {
+    }
+    if (hooks) {
         if ((err = rerr) != CD_OK)
             goto out;
         err = c->hooks.outbound_check(c->hooks.ctx, ic->a,
@@ -598,6 +632,9 @@ out:
  * read); otherwise the response is built from what was just written, without reading. */
 static enum cd_err ingest_answer(struct ingest_ctx *ic, json_t **out, bool *replayed)
 {
+    if (ic->by_identity && ic->owner_known && ic->replay_id[0] == '\0')
+        cd__owners_put(ic->c->owners, ic->owners_gen, ic->ident_type, ic->lookup, ic->owner_id,
+                       ic->owner_wrapped, sizeof ic->owner_wrapped);
     *replayed = ic->replay_id[0] != '\0';
     if (*replayed)
         return cd__core_interaction_by_id(ic->c, ic->a, cd_str_c(ic->replay_id), ic->fields,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include "unit.h"
 #include "core/core.h"
+#include "core/core_int.h"
 #include "crypto/crypto.h"
 
 static char path[256];
@@ -298,6 +299,37 @@ static size_t read_file(const char *file, char **out)
     return n;
 }
 
+/* The owner cache: a hit gives back what was put; forgetting wipes it and refuses a put
+ * learnt before the forgetting (a read that may have seen a key since destroyed). */
+static void owner_cache_forgets(void **state)
+{
+    struct cd__owners *o = NULL;
+    uint8_t lookup[CD_CRYPTO_HASH_LEN], wrapped[CD_CRYPTO_WRAPPED_LEN], got[CD_CRYPTO_WRAPPED_LEN];
+    char id[CD_ID_MAX];
+    (void)state;
+
+    assert_int_equal(cd__owners_new(&o), CD_OK);
+    cd_random_bytes(lookup, sizeof lookup);
+    cd_random_bytes(wrapped, sizeof wrapped);
+    uint64_t gen = cd__owners_generation(o);
+    assert_false(cd__owners_get(o, CD_STR("email"), lookup, id, got));
+    cd__owners_put(o, gen, CD_STR("email"), lookup, "cus_A", wrapped, sizeof wrapped);
+    assert_true(cd__owners_get(o, CD_STR("email"), lookup, id, got));
+    assert_string_equal(id, "cus_A");
+    assert_memory_equal(got, wrapped, sizeof got);
+    assert_false(cd__owners_get(o, CD_STR("phone"), lookup, id, got)); /* another kind */
+    cd__owners_put(o, gen, CD_STR("email"), lookup, "cus_A", wrapped, 5); /* malformed: ignored */
+    cd__owners_forget_all(o);
+    assert_false(cd__owners_get(o, CD_STR("email"), lookup, id, got));
+    cd__owners_put(o, gen, CD_STR("email"), lookup, "cus_A", wrapped, sizeof wrapped);
+    assert_false(cd__owners_get(o, CD_STR("email"), lookup, id, got)); /* stale generation */
+    cd__owners_put(o, cd__owners_generation(o), CD_STR("email"), lookup, "cus_B", wrapped,
+                   sizeof wrapped);
+    assert_true(cd__owners_get(o, CD_STR("email"), lookup, id, got));
+    assert_string_equal(id, "cus_B");
+    cd__owners_free(o);
+}
+
 static void shredding_leaves_nothing_readable(void **state)
 {
     json_t *x = NULL, *c = NULL, *tl = NULL;
@@ -332,7 +364,21 @@ static void shredding_leaves_nothing_readable(void **state)
     nb = read_file(wal, &before);
     assert_true(in_db || memmem(before, nb, wrapped, (size_t)wlen) != NULL);
 
+    /* A second message by the same identity: its owner and wrapped key are now in the owner
+     * cache, which the erasure must empty too. */
+    uint8_t lookup[CD_CRYPTO_HASH_LEN], cached[CD_CRYPTO_WRAPPED_LEN];
+    char owner[CD_ID_MAX];
+    cd__core_lookup(core, CD_STR("email"), CD_STR("shred.me@example.com"), lookup);
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"shred.me@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\","
+                            "\"body\":\"and this\"}", &x), CD_OK);
+    json_decref(x);
+    assert_true(cd__owners_get(core->owners, CD_STR("email"), lookup, owner, cached));
+    assert_string_equal(owner, cid);
+    assert_memory_equal(cached, wrapped, sizeof cached);
+
     assert_int_equal(cd_core_customer_shred(core, &actor, cd_str_c(cid), &c), CD_OK);
+    assert_false(cd__owners_get(core->owners, CD_STR("email"), lookup, owner, cached));
     assert_string_equal(json_string_value(json_object_get(c, "status")), "erased");
     json_decref(c);
     assert_int_equal(cd_core_customer_shred(core, &actor, cd_str_c(cid), &c), CD_ERR_CONFLICT);
@@ -379,6 +425,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(personal_data_is_sealed_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_survives_every_allocation_failure, setup,
                                         teardown),
+        cmocka_unit_test(owner_cache_forgets),
         cmocka_unit_test_setup_teardown(shredding_leaves_nothing_readable, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
