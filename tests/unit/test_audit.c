@@ -183,6 +183,19 @@ static enum cd_err tamper_fn(struct cd_tx *tx, void *ctx)
     return cd_tx_exec(tx, ctx, NULL, 0, NULL, NULL, NULL);
 }
 
+/* Changes the ledger with sql, then expects verification to fail at bad_seq, naming detail. */
+static void expect_tampered(struct cd_store *s, const uint8_t pk[32], const char *sql,
+                            uint64_t bad_seq, const char *detail)
+{
+    struct cd_audit_report rep;
+
+    assert_int_equal(cd_store_write(s, tamper_fn, (void *)sql), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_int_equal(rep.bad_seq, bad_seq);
+    if (detail)
+        assert_non_null(strstr(cd_err_detail(), detail));
+}
+
 static void verify_names_the_first_bad_entry(void **state)
 {
     struct cd_store *s = NULL;
@@ -198,40 +211,21 @@ static void verify_names_the_first_bad_entry(void **state)
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
 
     /* A changed node (the lowest stored level, 16 entries each). */
-    assert_int_equal(cd_store_write(s, tamper_fn,
-                                    "UPDATE audit_nodes SET hash = zeroblob(32)"
-                                    " WHERE level = 4 AND idx = 0"),
-                     CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
-    assert_int_equal(rep.bad_seq, 1);
-    assert_non_null(strstr(cd_err_detail(), "level 4, index 0"));
-
+    expect_tampered(s, pk, "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 0",
+                    1, "level 4, index 0");
     /* A row below the lowest stored level is not part of the tree: the shape check names it,
      * before any node comparison. */
-    assert_int_equal(cd_store_write(s, tamper_fn,
-                                    "INSERT INTO audit_nodes(level, idx, hash)"
-                                    " VALUES(1, 0, zeroblob(32))"),
-                     CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
-    assert_int_equal(rep.bad_seq, 1);
-    assert_non_null(strstr(cd_err_detail(), "Merkle level 1 holds 1 nodes"));
+    expect_tampered(s, pk, "INSERT INTO audit_nodes(level, idx, hash) VALUES(1, 0, zeroblob(32))",
+                    1, "Merkle level 1 holds 1 nodes");
     assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_nodes WHERE level = 1"),
                      CD_OK);
-
     /* The tail cut off after the head of size 20 was signed. */
-    assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_events WHERE seq > 17"),
-                     CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
-    assert_int_equal(rep.bad_seq, 18);
-    assert_non_null(strstr(cd_err_detail(), "truncated"));
-
+    expect_tampered(s, pk, "DELETE FROM audit_events WHERE seq > 17", 18, "truncated");
     /* One changed byte in entry 3. */
-    assert_int_equal(cd_store_write(s, tamper_fn,
-                                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS"
-                                    " TEXT), 'unit', 'UNIT') AS BLOB) WHERE seq = 3"),
-                     CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
-    assert_int_equal(rep.bad_seq, 3);
+    expect_tampered(s, pk,
+                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit',"
+                    " 'UNIT') AS BLOB) WHERE seq = 3",
+                    3, NULL);
 
     cd_audit_close(a);
     cd_store_close(s);
