@@ -162,6 +162,7 @@ struct ingest_ctx {
     struct cd_buf ident_norm;
     struct cd__interaction_row row;
     struct cd_str subject, body;
+    struct cd_str topic; /* metadata.topic (borrowed from the request body), may be empty */
     char *metadata;     /* serialised, cd_malloc'ed */
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
@@ -472,6 +473,12 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
     }
     if (meta) {
         size_t n = 0;
+        /* The topic an outbound message is about: the consent hook refuses topics the
+         * customer opted out of, so on an outbound message a topic that is there but not a
+         * string is refused rather than ignored. */
+        if (strcmp(ic->row.direction, "outbound") == 0 &&
+            (err = cd_json_str(meta, "topic", false, &ic->topic)) != CD_OK)
+            return cd_err_set(err, "'metadata': %s", cd_err_detail());
         if ((err = cd_json_dump(meta, &ic->metadata, &n)) != CD_OK)
             return err;
         if (n > CD_MAX_META)
@@ -590,7 +597,7 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
         if ((err = cd_store_read(c->store, pre_fn, &pc)) != CD_OK)
             goto out;
         err = c->hooks.outbound_check(c->hooks.ctx, a, pc.customer_id[0] ? pc.customer_id : NULL,
-                                      ic->row.channel, ic->row.purpose,
+                                      ic->row.channel, ic->row.purpose, ic->topic,
                                       ic->body.p ? ic->body : CD_STR(""), override, &annotation);
         if (err == CD_ERR_GUARD_BLOCKED && annotation) {
             *out = annotation; /* the findings explain the refusal */

@@ -304,7 +304,7 @@ static void caps_refuse_in_path_and_audit(void **state)
     assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
     assert_int_equal(cd_store_read(store, count_denied_fn, &before), CD_OK);
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_OK);
     s[0] = c;
     s[1] = "email";
@@ -312,25 +312,60 @@ static void caps_refuse_in_path_and_audit(void **state)
     assert_int_equal(cd_store_write(store, add_sent_fn, s), CD_OK);
     assert_int_equal(cd_store_write(store, add_sent_fn, s), CD_OK);
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_ERR_CONSENT_DENIED);
     assert_non_null(strstr(cd_err_detail(), "frequency_cap"));
     /* SMS is not capped by that rule; service needs no consent. */
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_OK);
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "service",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_OK);
     /* No consent at all: refused with the reason. */
     char d[CD_ID_MAX];
     customer(d, "EU", "");
     assert_int_equal(cd_consent_outbound_check(cons, &actor, d, "email", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_ERR_CONSENT_DENIED);
     assert_true(strncmp(cd_err_detail(), "no_consent:", 11) == 0);
     assert_int_equal(cd_store_read(store, count_denied_fn, &after), CD_OK);
     assert_int_equal(after, before + 2);
+}
+
+/* A message about a topic the customer opted out of is refused in the path, with the topic
+ * named in the detail and the refusal audited; other topics, no topic, and purposes that need
+ * no consent pass. */
+static void topic_refused_in_path(void **state)
+{
+    char c[CD_ID_MAX];
+    json_t *body = NULL, *o = NULL;
+    int64_t before = 0, after = 0;
+    const char *prefs = "{\"topics_opted_out\":[\"newsletter\"]}";
+
+    customer(c, "US-CA", "");
+    assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
+    assert_int_equal(cd_json_parse_object(prefs, strlen(prefs), &body), CD_OK);
+    assert_int_equal(cd_consent_preferences_set(cons, &actor, cd_str_c(c), body, &o), CD_OK);
+    json_decref(body);
+    json_decref(o);
+    assert_int_equal(cd_store_read(store, count_denied_fn, &before), CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR("newsletter"), CD_STR("hi"), false, NULL),
+                     CD_ERR_CONSENT_DENIED);
+    assert_true(strncmp(cd_err_detail(), "topic_opted_out:", 16) == 0);
+    assert_non_null(strstr(cd_err_detail(), "'newsletter'"));
+    assert_int_equal(cd_store_read(store, count_denied_fn, &after), CD_OK);
+    assert_int_equal(after, before + 1);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR("offers"), CD_STR("hi"), false, NULL),
+                     CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
+                     CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "service",
+                                               CD_STR("newsletter"), CD_STR("hi"), false, NULL),
+                     CD_OK);
 }
 
 static void receipts_verify(void **state)
@@ -631,6 +666,7 @@ int main(void)
         cmocka_unit_test(local_time_and_dst),
         cmocka_unit_test(quiet_hours_across_dst),
         cmocka_unit_test(caps_refuse_in_path_and_audit),
+        cmocka_unit_test(topic_refused_in_path),
         cmocka_unit_test(receipts_verify),
         cmocka_unit_test(unsubscribe_tokens),
         cmocka_unit_test(projection_rebuilt_equals_live),
