@@ -96,9 +96,10 @@ struct cd__cust {
     uint16_t tz;         /* tz cache index + 1, 0 = UTC */
     uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
     uint16_t qh_end;
-    /* purpose + 1 of st[i], 0 = none (the last three always 0): a decision finds the states
-     * of its purpose with one word compare instead of visiting all five. */
-    uint8_t st_purpose[8];
+    /* purpose + 1 of st[i], 0 = none: a decision finds the states of its purpose with one
+     * word compare instead of visiting all five. */
+    uint8_t st_purpose[CD__CUST_INLINE];
+    uint32_t idx; /* arrival order: 0 for the first customer added, and so on */
     struct cd__cstate st[CD__CUST_INLINE];
 };
 _Static_assert(sizeof(struct cd__cust) == 256, "a customer record is four cache lines");
@@ -132,11 +133,8 @@ struct cd__table {
     struct cd__cust *r;
 };
 
-/* Customers' keys in the order they were added, in pages that never move: the walk over
- * every customer (bulk filter, projection check) follows this list, so a table that grows
- * during a walk neither hides nor repeats anyone. Overflow states live in fixed pages too. */
-#define CD__PROJ_KPAGE 65536u
-#define CD__PROJ_MAX_KPAGES 1024u /* 67 million customers */
+/* Overflow states live in fixed pages that never move. */
+#define CD__PROJ_MAX_CUST 0xFFFFFFFFu /* idx is 32 bits */
 #define CD__PROJ_OPAGE 4096u
 #define CD__PROJ_MAX_OPAGES 4096u /* 16 million overflow states */
 #define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
@@ -144,8 +142,6 @@ struct cd__table {
 struct cd__proj {
     _Atomic(struct cd__table *) table;
     _Atomic size_t ncust;
-    char (**kpage)[CD__KEY_LEN]; /* CD__PROJ_MAX_KPAGES entries, NULL until used */
-    size_t nkpages;
     struct cd__ostate **opage; /* CD__PROJ_MAX_OPAGES entries */
     size_t nopages, nost;
     size_t nstates; /* customer x purpose x channel states */
@@ -201,8 +197,6 @@ void cd__consent_id_digits(const uint8_t bits[16], char out[CD__KEY_LEN]);
 /* Projection operations. "read" means: c->lock for reading, or inside a seqlock read
  * section (then every pointer followed is checked and the result validated by seq). */
 void cd__proj_free(struct cd__proj *p);
-/* The key of the i-th customer added (i < ncust), or NULL (read). */
-const char *cd__proj_key(const struct cd__proj *p, size_t i);
 /* Finds the customer by the 128 bits of its id, or by its key (read). NULL when absent. */
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16]);
 struct cd__cust *cd__proj_find_key(const struct cd__proj *p, const char key[CD__KEY_LEN]);

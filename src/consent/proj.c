@@ -284,24 +284,11 @@ static size_t table_next(size_t n)
 
 void cd__proj_free(struct cd__proj *p)
 {
-    for (size_t i = 0; i < p->nkpages; i++)
-        cd_free(p->kpage[i]);
     for (size_t i = 0; i < p->nopages; i++)
         cd_free(p->opage[i]);
-    cd_free(p->kpage);
     cd_free(p->opage);
     table_free(atomic_load(&p->table));
     memset(p, 0, sizeof *p);
-}
-
-const char *cd__proj_key(const struct cd__proj *p, size_t i)
-{
-    char(*const *dir)[CD__KEY_LEN] = p->kpage;
-    size_t pg = i / CD__PROJ_KPAGE;
-
-    if (dir == NULL || pg >= CD__PROJ_MAX_KPAGES || dir[pg] == NULL)
-        return NULL;
-    return dir[pg][i % CD__PROJ_KPAGE];
 }
 
 static const struct cd__ostate *ostate(const struct cd__proj *p, uint32_t i1)
@@ -415,15 +402,8 @@ enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct c
         *out = cu;
         return CD_OK;
     }
-    if (n / CD__PROJ_KPAGE >= CD__PROJ_MAX_KPAGES)
+    if (n >= CD__PROJ_MAX_CUST)
         return cd_err_set(CD_ERR_TOO_BIG, "too many customers in the consent projection");
-    if (p->kpage == NULL && (p->kpage = cd_calloc(CD__PROJ_MAX_KPAGES, sizeof *p->kpage)) == NULL)
-        return CD_ERR_NOMEM;
-    if (n / CD__PROJ_KPAGE >= p->nkpages) {
-        if ((p->kpage[p->nkpages] = cd_malloc(CD__PROJ_KPAGE * sizeof **p->kpage)) == NULL)
-            return CD_ERR_NOMEM;
-        p->nkpages++;
-    }
     /* At most 4/5 full: linear probing stays short (2.5 probes on average when found, most
      * of them in the home record's neighbours). */
     if (t == NULL || (n + 1) * 5 > t->n * 4) {
@@ -433,7 +413,7 @@ enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct c
     }
     cu = slot_free(t, key);
     memcpy(cu->key, key, CD__KEY_LEN);
-    memcpy(p->kpage[n / CD__PROJ_KPAGE][n % CD__PROJ_KPAGE], key, CD__KEY_LEN);
+    cu->idx = (uint32_t)n;
     atomic_store_explicit(&p->ncust, n + 1, memory_order_release);
     *out = cu;
     return CD_OK;
@@ -704,10 +684,12 @@ static ALWAYS_INLINE enum verdict decide_cust(const struct cd_consent *c,
      * equal to purpose + 1 mark the candidates, usually one. */
     const uint64_t ones = 0x0101010101010101ull, low7 = 0x7F7F7F7F7F7F7F7Full;
     uint64_t x;
-    memcpy(&x, cu->st_purpose, 8);
+    memcpy(&x, cu->st_purpose, 8); /* and the three bytes after it, masked off below */
     x ^= ones * (purpose + 1);
-    /* Exact zero-byte test (no false matches): bit 7 of a byte set when the byte is zero. */
-    uint64_t cand = ~(((x & low7) + low7) | x) & ~low7;
+    /* Exact zero-byte test (no false matches): bit 7 of a byte set when the byte is zero;
+     * only the bytes of st_purpose count. */
+    _Static_assert(CD__CUST_INLINE == 5, "st_purpose is five bytes");
+    uint64_t cand = ~(((x & low7) + low7) | x) & 0x0000008080808080ull;
     for (; cand; cand &= cand - 1) {
         unsigned i = (unsigned)__builtin_ctzll(cand) / 8;
         const struct cd__cstate *t = &cu->st[i < CD__CUST_INLINE ? i : 0];
@@ -931,35 +913,53 @@ enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, si
     struct cd_consent_decision *dec = NULL;
     char(*idbuf)[CD_ID_MAX] = NULL;
     struct cd_str *views = NULL;
+    uint8_t *seen = NULL; /* walk of every customer: bit per idx already emitted */
+    size_t nseen = 0, pos = 0;
+    const struct cd__table *wt = NULL;
     enum cd_err err = CD_OK;
 
     if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
+    if (ids == NULL) {
+        pthread_rwlock_rdlock(&c->lock);
+        nseen = atomic_load(&c->proj.ncust);
+        pthread_rwlock_unlock(&c->lock);
+    }
     if ((dec = cd_malloc(CHUNK * sizeof *dec)) == NULL ||
         (ids == NULL && (idbuf = cd_malloc(CHUNK * sizeof *idbuf)) == NULL) ||
-        (ids == NULL && (views = cd_malloc(CHUNK * sizeof *views)) == NULL)) {
+        (ids == NULL && (views = cd_malloc(CHUNK * sizeof *views)) == NULL) ||
+        (ids == NULL && (seen = cd_calloc(nseen / 8 + 1, 1)) == NULL)) {
         err = CD_ERR_NOMEM;
         goto out;
     }
     /* Decide a chunk (batched, lock-free), then emit it: a slow consumer never holds up
-     * writers. Every customer is walked in the order they were added (the key list, which
-     * never moves), so customers added during the walk may or may not be seen, and none is
-     * seen twice, even if the table grows meanwhile. */
+     * writers. Every customer is walked in table order, so the records are read in address
+     * order; if the table grows during the walk, the walk starts over in the new table and
+     * skips those already emitted (the bitmap, by arrival index). Customers added during the
+     * walk are not seen; none is seen twice. */
     for (size_t start = 0;; start += CHUNK) {
         size_t k = 0;
         const struct cd_str *chunk = ids ? ids + start : views;
         if (ids) {
             k = n - start < CHUNK ? n - start : CHUNK;
         } else {
-            /* Every customer: copy the keys under the read lock (a key list entry is written
-             * once, before ncust counts it). */
             pthread_rwlock_rdlock(&c->lock);
-            size_t total = atomic_load(&c->proj.ncust);
-            for (; start + k < total && k < CHUNK; k++) {
+            const struct cd__table *t = atomic_load(&c->proj.table);
+            if (t != wt) {
+                wt = t;
+                pos = 0;
+            }
+            for (; t && pos < t->n && k < CHUNK; pos++) {
+                const struct cd__cust *cu = &t->r[pos];
+                uint32_t i = cu->idx;
+                if (cu->key[0] == '\0' || i >= nseen || (seen[i / 8] >> (i % 8)) & 1)
+                    continue;
+                seen[i / 8] |= (uint8_t)(1u << (i % 8));
                 memcpy(idbuf[k], "cus_", 4);
-                memcpy(idbuf[k] + 4, cd__proj_key(&c->proj, start + k), CD__KEY_LEN);
+                memcpy(idbuf[k] + 4, cu->key, CD__KEY_LEN);
                 idbuf[k][4 + CD__KEY_LEN] = '\0';
                 views[k] = (struct cd_str){idbuf[k], 4 + CD__KEY_LEN};
+                k++;
             }
             pthread_rwlock_unlock(&c->lock);
         }
@@ -974,6 +974,7 @@ out:
     cd_free(dec);
     cd_free(idbuf);
     cd_free(views);
+    cd_free(seen);
     return err;
 }
 
@@ -1277,8 +1278,7 @@ void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out)
     const struct cd__table *t = atomic_load(&c->proj.table);
     out->customers = c->proj.ncust;
     out->states = c->proj.nstates;
-    out->bytes = c->proj.nkpages * CD__PROJ_KPAGE * CD__KEY_LEN +
-                 c->proj.nopages * CD__PROJ_OPAGE * sizeof(struct cd__ostate);
+    out->bytes = c->proj.nopages * CD__PROJ_OPAGE * sizeof(struct cd__ostate);
     /* Retired tables whose pages were given back hold no memory. */
     for (; t; t = t->retired)
         if (!t->dropped)
@@ -1305,16 +1305,14 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
                          c->proj.nstates, other.nstates);
         goto out;
     }
-    for (size_t i = 0; i < c->proj.ncust; i++) {
-        const char *key = cd__proj_key(&c->proj, i);
-        const struct cd__cust *a = cd__proj_find_key(&c->proj, key),
-                              *b = cd__proj_find_key(&other, key);
+    const struct cd__table *live = atomic_load(&c->proj.table);
+    for (size_t i = 0; live && i < live->n; i++) {
+        const struct cd__cust *a = &live->r[i], *b;
+        if (a->key[0] == '\0')
+            continue;
+        b = cd__proj_find_key(&other, a->key);
         char id[CD_ID_MAX];
-        snprintf(id, sizeof id, "cus_%.*s", CD__KEY_LEN, key);
-        if (a == NULL) {
-            err = cd_err_set(CD_ERR_INTEGRITY, "customer %s is listed but not in the table", id);
-            goto out;
-        }
+        snprintf(id, sizeof id, "cus_%.*s", CD__KEY_LEN, a->key);
         if (b == NULL || a->juris != b->juris || a->tz != b->tz || a->qh_start != b->qh_start ||
             a->qh_end != b->qh_end || a->topics_out != b->topics_out) {
             err = cd_err_set(CD_ERR_INTEGRITY, "customer %s differs", id);

@@ -511,8 +511,8 @@ static void ids_format_like_the_reference(void **state)
 }
 
 /* A private table: grows from 256 slots through the 2 MiB page size (8192 records), linear
- * probing wraps around the end, every key stays findable after every growth, and the key
- * list keeps the order of arrival. */
+ * probing wraps around the end, every key stays findable after every growth, and each record
+ * keeps its arrival index. */
 static void table_growth_and_collisions(void **state)
 {
     struct cd__proj p;
@@ -548,8 +548,9 @@ static void table_growth_and_collisions(void **state)
     for (size_t i = 0; i < N; i++) {
         char k[CD__KEY_LEN];
         cd__consent_id_digits(bits[i], k);
-        assert_memory_equal(cd__proj_key(&p, i), k, CD__KEY_LEN);
         assert_ptr_equal(cd__proj_find_key(&p, k), cd__proj_find(&p, bits[i]));
+        assert_memory_equal(cd__proj_find(&p, bits[i])->key, k, CD__KEY_LEN);
+        assert_int_equal(cd__proj_find(&p, bits[i])->idx, i);
         /* Upserting again finds the same record. */
         struct cd__cust *cu;
         assert_int_equal(cd__proj_upsert(&p, bits[i], &cu), CD_OK);
@@ -655,6 +656,92 @@ static void decisions_during_growth(void **state)
     cd_consent_close(r.c);
 }
 
+/* The walk over every customer while a writer grows the table: everyone present when the walk
+ * began is emitted exactly once, and nobody twice. */
+struct walk {
+    struct cd_consent *c;
+    char (*ids)[CD_ID_MAX];
+    size_t n, cap;
+    atomic_bool go;
+    struct cd__table *t0; /* the table when the walk began */
+};
+
+static enum cd_err walk_emit(void *ctx, struct cd_str id, const struct cd_consent_decision *d)
+{
+    struct walk *w = ctx;
+    assert_true(w->n < w->cap && id.len == 30);
+    memcpy(w->ids[w->n], id.p, id.len);
+    w->ids[w->n][id.len] = '\0';
+    if (++w->n == 500) {
+        /* Let the writer grow the table under the walk, and wait until it did. */
+        atomic_store(&w->go, true);
+        for (int i = 0; i < 10000 && atomic_load(&w->c->proj.table) == w->t0; i++)
+            usleep(1000);
+        assert_true(atomic_load(&w->c->proj.table) != w->t0);
+    }
+    return CD_OK;
+}
+
+static void *walk_writer(void *arg)
+{
+    struct walk *w = arg;
+    char id[CD_ID_MAX];
+    while (!atomic_load(&w->go))
+        usleep(100);
+    for (int i = 0; i < 30000; i++) {
+        cd_id_new("cus", id);
+        assert_int_equal(cd_consent_debug_apply(w->c, cd_str_c(id), CD_STR("EU"),
+                                                CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY,
+                                                CD_CONSENT_GIVEN, cd_now_ms()),
+                         CD_OK);
+    }
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void filter_walk_during_growth(void **state)
+{
+    struct walk w = {.go = false};
+    struct cd_consent_stats st;
+    pthread_t th;
+    enum { FIRST = 6000 };
+    char(*first)[CD_ID_MAX] = cd_malloc(FIRST * sizeof *first);
+
+    assert_non_null(first);
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &w.c),
+                     CD_OK);
+    for (int i = 0; i < FIRST; i++) {
+        cd_id_new("cus", first[i]);
+        assert_int_equal(cd_consent_debug_apply(w.c, cd_str_c(first[i]), CD_STR("EU"),
+                                                CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY,
+                                                CD_CONSENT_GIVEN, cd_now_ms()),
+                         CD_OK);
+    }
+    cd_consent_stats(w.c, &st);
+    w.t0 = atomic_load(&w.c->proj.table);
+    w.cap = st.customers + 30000;
+    assert_non_null(w.ids = cd_malloc(w.cap * sizeof *w.ids));
+    assert_int_equal(pthread_create(&th, NULL, walk_writer, &w), 0);
+    assert_int_equal(cd_consent_filter(w.c, NULL, 0, CD_PURPOSE_ANALYTICS,
+                                       CD_CONSENT_CHANNEL_ANY, cd_now_ms(), walk_emit, &w),
+                     CD_OK);
+    atomic_store(&w.go, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(w.n, st.customers);              /* those added meanwhile are not seen */
+    qsort(w.ids, w.n, sizeof *w.ids, cmp_id);
+    for (size_t i = 1; i < w.n; i++)
+        assert_true(strcmp(w.ids[i - 1], w.ids[i]) < 0);
+    for (int i = 0; i < FIRST; i++)
+        assert_non_null(bsearch(first[i], w.ids, w.n, sizeof *w.ids, cmp_id));
+    cd_consent_close(w.c);
+    cd_free(w.ids);
+    cd_free(first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +761,7 @@ int main(void)
         cmocka_unit_test(ids_format_like_the_reference),
         cmocka_unit_test(table_growth_and_collisions),
         cmocka_unit_test(decisions_during_growth),
+        cmocka_unit_test(filter_walk_during_growth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
