@@ -146,6 +146,7 @@ struct cd__proj {
     size_t nopages, nost;
     size_t nstates; /* customer x purpose x channel states */
     bool shared;    /* visible to lock-free readers: replaced tables are retired */
+    struct cd__table *to_drop; /* retired in the current change; pages given back after it */
 };
 
 #define CD__CONSENT_MAX_TZ 1024
@@ -203,6 +204,9 @@ struct cd__cust *cd__proj_find_key(const struct cd__proj *p, const char key[CD__
 /* Finds or adds the customer (write lock). May grow the table, which moves every record:
  * a record pointer is valid until the next upsert. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out);
+/* Gives back the pages of the table retired in the current change (write lock, after the
+ * change's sequence number went even again). */
+void cd__proj_drop_retired(struct cd__proj *p);
 /* Sets the state for (purpose, channel) unless a newer one is held (write lock). */
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
 /* Walks a customer's states: struct cd__proj_it it = {0}; while ((s = cd__proj_next(..)))

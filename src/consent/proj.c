@@ -224,11 +224,13 @@ static size_t home(uint64_t h, size_t n)
 
 /* n bytes aligned to 2 MiB (n a multiple of 2 MiB) or to 64 bytes (smaller n), zeroed, with
  * huge pages requested. *raw receives what to cd_free. The slack before and after the aligned
- * block is never touched, so it costs address space, not memory. */
+ * block is never touched, so it costs address space, not memory. Large blocks come zeroed
+ * from the kernel (calloc of a fresh mapping clears nothing), so the huge-page request comes
+ * before the first touch and a table of hundreds of MiB is not written twice. */
 static void *alloc_aligned(size_t n, void **raw)
 {
     size_t al = n >= HUGE_ALIGN ? HUGE_ALIGN : 64;
-    char *p = cd_malloc(n + al);
+    char *p = cd_calloc(1, n + al);
 
     if ((*raw = p) == NULL)
         return NULL;
@@ -237,7 +239,6 @@ static void *alloc_aligned(size_t n, void **raw)
     if (al == HUGE_ALIGN)
         madvise(q, n, MADV_HUGEPAGE);
 #endif
-    memset(q, 0, n);
     return q;
 }
 
@@ -360,9 +361,21 @@ static struct cd__cust *slot_free(struct cd__table *t, const char *key)
     return &t->r[i];
 }
 
-static enum cd_err grow(struct cd__proj *p)
+/* Whether one more customer would make the table more than 4/5 full. At that load linear
+ * probing stays short (2.5 probes on average when found, most of them in the home record's
+ * neighbours). */
+static bool needs_growth(const struct cd__proj *p)
 {
-    struct cd__table *old = atomic_load(&p->table);
+    const struct cd__table *t = atomic_load(&p->table);
+
+    return t == NULL || (p->ncust + 1) * 5 > t->n * 4;
+}
+
+/* The next, larger table with every record of the current one (writer). Reads the current
+ * table only, so lock-free readers may keep using it meanwhile. */
+static enum cd_err grow_build(const struct cd__proj *p, struct cd__table **out)
+{
+    const struct cd__table *old = atomic_load(&p->table);
     size_t n = table_next(old ? old->n : 0);
     struct cd__table *t;
 
@@ -373,20 +386,40 @@ static enum cd_err grow(struct cd__proj *p)
     for (size_t i = 0; old && i < old->n; i++)
         if (old->r[i].key[0] != '\0')
             *slot_free(t, old->r[i].key) = old->r[i];
+    *out = t;
+    return CD_OK;
+}
+
+/* Makes t the table and retires the old one (writer; inside a change, seq odd, when shared). */
+static void grow_publish(struct cd__proj *p, struct cd__table *t)
+{
+    struct cd__table *old = atomic_load(&p->table);
+
     atomic_store_explicit(&p->table, t, memory_order_release);
     if (!p->shared) {
         table_free(old);
-        return CD_OK;
+        return;
     }
     /* A reader may still be probing the old table: keep its address range until the
-     * projection is freed, but give large tables' pages back now (readers racing this read
-     * zeros, find nothing and retry, because the sequence counter moved). */
+     * projection is freed, but give large tables' pages back as soon as the change is over
+     * (cd__consent_wunlock: giving back hundreds of MiB takes milliseconds that decisions
+     * need not wait for). A reader racing that reads zeros, finds nothing and retries,
+     * because the sequence moved when the table was switched. */
     t->retired = old;
+    if (p->to_drop)
+        cd__proj_drop_retired(p);
+    p->to_drop = old;
+}
+
+void cd__proj_drop_retired(struct cd__proj *p)
+{
+    struct cd__table *old = p->to_drop;
+
+    p->to_drop = NULL;
 #ifdef MADV_DONTNEED
     if (old && old->bytes >= HUGE_ALIGN && madvise(old->r, old->bytes, MADV_DONTNEED) == 0)
         old->dropped = true;
 #endif
-    return CD_OK;
 }
 
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct cd__cust **out)
@@ -404,12 +437,13 @@ enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct c
     }
     if (n >= CD__PROJ_MAX_CUST)
         return cd_err_set(CD_ERR_TOO_BIG, "too many customers in the consent projection");
-    /* At most 4/5 full: linear probing stays short (2.5 probes on average when found, most
-     * of them in the home record's neighbours). */
-    if (t == NULL || (n + 1) * 5 > t->n * 4) {
-        if ((err = grow(p)) != CD_OK)
+    /* Usually grown already by cd__consent_wlock, before the change began. */
+    if (needs_growth(p)) {
+        struct cd__table *nt;
+        if ((err = grow_build(p, &nt)) != CD_OK)
             return err;
-        t = atomic_load(&p->table);
+        grow_publish(p, nt);
+        t = nt;
     }
     cu = slot_free(t, key);
     memcpy(cu->key, key, CD__KEY_LEN);
@@ -522,17 +556,31 @@ enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct
 
 void cd__consent_wlock(struct cd_consent *c)
 {
+    struct cd__table *grown = NULL;
+
     pthread_rwlock_wrlock(&c->lock);
+    /* If the change may add a customer to a full table, copy the table into a larger one now,
+     * while the sequence is still even: nobody else writes (we hold the lock), so lock-free
+     * decisions go on reading the old table during the copy (at a million customers, a few
+     * hundred milliseconds) instead of waiting for it. Only the switch happens inside the
+     * change. On failure the insert tries again and reports the error. */
+    if (c->proj.shared && needs_growth(&c->proj) && grow_build(&c->proj, &grown) != CD_OK)
+        grown = NULL;
     /* Odd: a change is in progress. The release fence orders this store before the changes. */
     atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
+    if (grown)
+        grow_publish(&c->proj, grown);
 }
 
 void cd__consent_wunlock(struct cd_consent *c)
 {
     atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
                           memory_order_release);
+    /* After the change: decisions need not wait while a replaced table's pages go back. */
+    if (c->proj.to_drop)
+        cd__proj_drop_retired(&c->proj);
     pthread_rwlock_unlock(&c->lock);
 }
 
