@@ -129,7 +129,7 @@ struct cd__table {
     size_t bytes;              /* n * sizeof(struct cd__cust) */
     bool dropped;              /* pages given back (retired) */
     struct cd__table *retired; /* the table this one replaced */
-    void *raw;                 /* what cd_malloc returned */
+    void *raw;                 /* what cd_calloc returned */
     struct cd__cust *r;
 };
 
