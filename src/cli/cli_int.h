@@ -22,8 +22,8 @@ struct cd__cli_hooks {
     void *consent;
     enum cd_err (*consent_outbound)(void *ctx, const struct cd_actor *actor,
                                     const char *customer_id, const char *channel,
-                                    const char *purpose, struct cd_str body, bool override,
-                                    json_t **annotation);
+                                    const char *purpose, struct cd_str topic,
+                                    struct cd_str body, bool override, json_t **annotation);
     enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);

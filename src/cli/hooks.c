@@ -67,15 +67,15 @@ out:
 }
 
 static enum cd_err outbound_check(void *ctx, const struct cd_actor *a, const char *customer_id,
-                                  const char *channel, const char *purpose, struct cd_str body,
-                                  bool override, json_t **annotation)
+                                  const char *channel, const char *purpose, struct cd_str topic,
+                                  struct cd_str body, bool override, json_t **annotation)
 {
     struct cd__cli_hooks *h = ctx;
     enum cd_err err;
 
     if (h->consent_outbound &&
-        (err = h->consent_outbound(h->consent, a, customer_id, channel, purpose, body, override,
-                                   annotation)) != CD_OK)
+        (err = h->consent_outbound(h->consent, a, customer_id, channel, purpose, topic, body,
+                                   override, annotation)) != CD_OK)
         return err;
     if (h->guard)
         return guard_outbound(h, a, customer_id, channel, body, override, annotation);

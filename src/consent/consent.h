@@ -195,16 +195,17 @@ enum cd_err cd_consent_unsubscribe(struct cd_consent *c, struct cd_str token,
 /* ---- hooks for core ---- */
 
 /* struct cd_core_hooks.outbound_check for ctx = struct cd_consent *: refuses an outbound
- * interaction whose purpose needs consent when the decision is deny, when the customer's quiet
- * hours hold, or when a frequency cap (the customer's or the rules') is reached, counting
- * recorded outbound interactions. A refusal is recorded in the audit ledger (outcome "denied")
- * and returned as CD_ERR_CONSENT_DENIED with detail "<reason>: ...". Purposes that need no
+ * interaction whose purpose needs consent when the decision is deny, when it names a topic
+ * (may be empty; borrowed) the customer opted out of, when the customer's quiet hours hold,
+ * or when a frequency cap (the customer's or the rules') is reached, counting recorded
+ * outbound interactions. A refusal is recorded in the audit ledger (outcome "denied") and
+ * returned as CD_ERR_CONSENT_DENIED with detail "<reason>: ...". Purposes that need no
  * consent pass. A NULL customer_id (a new customer) has no consent: refused for opt-in
  * purposes. *annotation is left untouched. */
 enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                       const char *customer_id, const char *channel,
-                                      const char *purpose, struct cd_str body, bool override,
-                                      json_t **annotation);
+                                      const char *purpose, struct cd_str topic,
+                                      struct cd_str body, bool override, json_t **annotation);
 
 /* struct cd_core_hooks.read_consent for ctx = struct cd_consent *: CD_OK when the decision
  * for (customer, purpose, "*") allows, else CD_ERR_CONSENT_DENIED with the reason. */

@@ -78,17 +78,28 @@ struct cd__cstate {
  * channel-specific states). */
 #define CD__CUST_INLINE 5
 
-/* One customer with its first states inline: 256 bytes, 64-byte aligned, so a decision reads
- * one slot line and the record's four adjacent lines (fetched in parallel, not a chain). */
+/* A customer id in the projection: the 26 Crockford base32 digits after "cus_", exactly as
+ * cd_id_new writes them (canonical: upper case, first digit 0-7). A decision hashes and
+ * compares the caller's string as it comes, without decoding it; a string that is not
+ * canonical never equals a stored key, so it is unknown, as an id that does not parse. */
+#define CD__KEY_LEN 26
+
+/* One customer, stored in its hash slot (see struct cd__table): 256 bytes, 64-byte aligned,
+ * so a decision reads the four lines of one record, all addressed from the hash of the id
+ * and fetched in parallel, and nothing else. */
 struct cd__cust {
-    _Alignas(64) uint8_t key[16]; /* the customer id's 128 bits */
-    uint64_t topics_out;          /* bit per topic in the topic dictionary */
-    uint32_t more;                /* first overflow state, pool index + 1, 0 = none */
-    uint16_t tz;                  /* tz cache index + 1, 0 = UTC */
-    uint16_t qh_start;            /* quiet hours, minutes + 1, 0 = none */
-    uint16_t qh_end;
+    _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
     uint8_t juris;
-    uint8_t nst; /* states in st[] */
+    uint8_t nst;         /* states in st[] */
+    uint32_t more;       /* first overflow state, pool index + 1, 0 = none */
+    uint64_t topics_out; /* bit per topic in the topic dictionary */
+    uint16_t tz;         /* tz cache index + 1, 0 = UTC */
+    uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
+    uint16_t qh_end;
+    /* purpose + 1 of st[i], 0 = none: a decision finds the states of its purpose with one
+     * word compare instead of visiting all five. */
+    uint8_t st_purpose[CD__CUST_INLINE];
+    uint32_t idx; /* arrival order: 0 for the first customer added, and so on */
     struct cd__cstate st[CD__CUST_INLINE];
 };
 _Static_assert(sizeof(struct cd__cust) == 256, "a customer record is four cache lines");
@@ -106,35 +117,36 @@ struct cd__notice {
     char id[CD_ID_MAX];
 };
 
-/* The slot table: 2^k slots of (high 32 bits of the hash | customer index + 1), 0 = empty.
- * Replaced, never resized in place; a replaced table is kept (retired) until the projection
- * is freed, because a lock-free reader may still be probing it. */
-struct cd__slots {
-    size_t mask;
-    struct cd__slots *retired; /* the table this one replaced */
-    void *raw;                 /* what cd_malloc returned */
-    uint64_t *s;
+/* The customer table: n records in open addressing (linear probing; a key's home is
+ * hash * n / 2^64, so n need not be a power of two), at most 4/5 full. Customers are never
+ * removed, so there are no tombstones. Grown by copying into a new table (x 5/4, whole 2 MiB
+ * pages); the replaced table is kept (retired) until the projection is freed, because a
+ * lock-free reader may still be probing it, but its pages are given back to the kernel
+ * (madvise MADV_DONTNEED: a late reader reads zeros, sees empty slots, and retries on the
+ * sequence counter). */
+struct cd__table {
+    size_t n;
+    size_t bytes;              /* n * sizeof(struct cd__cust) */
+    bool dropped;              /* pages given back (retired) */
+    struct cd__table *retired; /* the table this one replaced */
+    void *raw;                 /* what cd_calloc returned */
+    struct cd__cust *r;
 };
 
-/* Customers and overflow states live in fixed pages that never move (a reader that raced a
- * writer never follows a dangling pointer; it just retries). Pages of customers are 2 MiB and
- * 2 MiB-aligned, so they can be transparent huge pages (one TLB entry per 8192 customers). */
-#define CD__PROJ_PAGE 8192u
-#define CD__PROJ_MAX_PAGES 8192u /* 67 million customers */
+/* Overflow states live in fixed pages that never move. */
+#define CD__PROJ_MAX_CUST 0xFFFFFFFFu /* idx is 32 bits */
 #define CD__PROJ_OPAGE 4096u
 #define CD__PROJ_MAX_OPAGES 4096u /* 16 million overflow states */
 #define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
 
 struct cd__proj {
-    struct cd__cust **page;     /* CD__PROJ_MAX_PAGES entries, NULL until used */
-    void **page_raw;
-    size_t npages;
+    _Atomic(struct cd__table *) table;
     _Atomic size_t ncust;
-    _Atomic(struct cd__slots *) slots;
     struct cd__ostate **opage; /* CD__PROJ_MAX_OPAGES entries */
     size_t nopages, nost;
     size_t nstates; /* customer x purpose x channel states */
-    bool shared;    /* visible to lock-free readers: replaced slot tables are retired */
+    bool shared;    /* visible to lock-free readers: replaced tables are retired */
+    struct cd__table *to_drop; /* retired in the current change; pages given back after it */
 };
 
 #define CD__CONSENT_MAX_TZ 1024
@@ -180,16 +192,21 @@ struct cd_consent {
 /* Id <-> 128 bits. Returns false when s is not an id with that prefix. */
 bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
 void cd__consent_id_str(const uint8_t bits[16], const char *prefix, char out[CD_ID_MAX]);
+/* The 26 digits of 128 bits (no prefix, no terminator), as cd__consent_id_str writes them. */
+void cd__consent_id_digits(const uint8_t bits[16], char out[CD__KEY_LEN]);
 
 /* Projection operations. "read" means: c->lock for reading, or inside a seqlock read
  * section (then every pointer followed is checked and the result validated by seq). */
 void cd__proj_free(struct cd__proj *p);
-/* The customer at index i (< ncust), or NULL (read). */
-struct cd__cust *cd__proj_cust(const struct cd__proj *p, size_t i);
-/* Finds the customer (read). NULL when absent. */
+/* Finds the customer by the 128 bits of its id, or by its key (read). NULL when absent. */
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16]);
-/* Finds or adds the customer (write lock). Errors: CD_ERR_NOMEM. */
+struct cd__cust *cd__proj_find_key(const struct cd__proj *p, const char key[CD__KEY_LEN]);
+/* Finds or adds the customer (write lock). May grow the table, which moves every record:
+ * a record pointer is valid until the next upsert. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out);
+/* Gives back the pages of the table retired in the current change (write lock, after the
+ * change's sequence number went even again). */
+void cd__proj_drop_retired(struct cd__proj *p);
 /* Sets the state for (purpose, channel) unless a newer one is held (write lock). */
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
 /* Walks a customer's states: struct cd__proj_it it = {0}; while ((s = cd__proj_next(..)))

@@ -1509,8 +1509,8 @@ static enum cd_err caps_fn(struct cd_tx *tx, void *ctx)
 
 enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                       const char *customer_id, const char *channel,
-                                      const char *purpose, struct cd_str body, bool override,
-                                      json_t **annotation)
+                                      const char *purpose, struct cd_str topic,
+                                      struct cd_str body, bool override, json_t **annotation)
 {
     struct cd_consent *c = ctx;
     struct cd_consent_decision d;
@@ -1536,7 +1536,7 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
         d.reason = "no_consent";
         d.basis = "none";
     } else {
-        cd_consent_decide(c, cd_str_c(customer_id), pu, ch, now, &d);
+        cd_consent_decide_topic(c, cd_str_c(customer_id), pu, ch, topic, now, &d);
     }
     if (d.allow) {
         pthread_rwlock_rdlock(&c->lock);
@@ -1560,7 +1560,13 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     }
     if (d.allow)
         return CD_OK;
-    if (strcmp(d.reason, "frequency_cap") != 0)
+    if (strcmp(d.reason, "topic_opted_out") == 0)
+        /* A topic is a name from the business's own list (newsletter, offers), not personal
+         * data: the sender learns which one to drop. */
+        snprintf(detail, sizeof detail, "topic_opted_out: the customer opted out of the topic "
+                 "'%.*s'; outbound %s on %s refused by the consent engine",
+                 (int)(topic.len < 48 ? topic.len : 48), topic.p, purpose, channel);
+    else if (strcmp(d.reason, "frequency_cap") != 0)
         snprintf(detail, sizeof detail, "%s: outbound %s on %s refused by the consent engine",
                  d.reason, purpose, channel);
     struct cd_audit_event ae = {.action = "interaction.outbound", .outcome = "denied",

@@ -41,11 +41,12 @@ struct cd_core_hooks {
     void *ctx;
     /* Outbound messages: may refuse (CD_ERR_GUARD_BLOCKED, CD_ERR_CONSENT_DENIED with a detail)
      * or attach findings (*annotation, a JSON object the caller owns that is stored with the
-     * interaction and returned). `body` is the text about to be sent. */
+     * interaction and returned). `body` is the text about to be sent; `topic` the message's
+     * topic (the interaction's metadata.topic, empty when it names none). */
     enum cd_err (*outbound_check)(void *ctx, const struct cd_actor *actor,
                                   const char *customer_id, const char *channel,
-                                  const char *purpose, struct cd_str body, bool override,
-                                  json_t **annotation);
+                                  const char *purpose, struct cd_str topic, struct cd_str body,
+                                  bool override, json_t **annotation);
     /* Inbound messages: may rewrite the body before storage (masking card numbers). *out is
      * cd_malloc'ed or NULL to keep the body as is. */
     enum cd_err (*inbound_filter)(void *ctx, struct cd_str body, char **out, size_t *outlen);

@@ -164,6 +164,7 @@ struct ingest_ctx {
     struct cd_buf ident_norm;
     struct cd__interaction_row row;
     struct cd_str subject, body;
+    struct cd_str topic; /* metadata.topic (borrowed from the request body), may be empty */
     char *metadata;     /* serialised, cd_malloc'ed */
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
@@ -483,6 +484,12 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
     }
     if (meta) {
         size_t n = 0;
+        /* The topic an outbound message is about: the consent hook refuses topics the
+         * customer opted out of, so on an outbound message a topic that is there but not a
+         * string is refused rather than ignored. */
+        if (strcmp(ic->row.direction, "outbound") == 0 &&
+            (err = cd_json_str(meta, "topic", false, &ic->topic)) != CD_OK)
+            return cd_err_set(err, "'metadata': %s", cd_err_detail());
         if ((err = cd_json_dump(meta, &ic->metadata, &n)) != CD_OK)
             return err;
         if (n > CD_MAX_META)
@@ -601,8 +608,8 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
             goto out;
         err = c->hooks.outbound_check(c->hooks.ctx, ic->a,
                                       o.customer_id[0] ? o.customer_id : NULL, ic->row.channel,
-                                      ic->row.purpose, ic->body.p ? ic->body : CD_STR(""),
-                                      override, &annotation);
+                                      ic->row.purpose, ic->topic,
+                                      ic->body.p ? ic->body : CD_STR(""), override, &annotation);
         if (err == CD_ERR_GUARD_BLOCKED && annotation) {
             *out = annotation; /* the findings explain the refusal */
             annotation = NULL;

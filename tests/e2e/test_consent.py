@@ -1,6 +1,7 @@
 """Consent and preferences: decisions, events with signed receipts (verified with the openssl
-command-line tool, as an outside party would), notices and staleness, GPC, preferences, caps
-and quiet hours in the path of outbound messages, and one-click unsubscribe (RFC 8058)."""
+command-line tool, as an outside party would), notices and staleness, GPC, preferences, caps,
+quiet hours and topic opt-outs in the path of outbound messages, and one-click unsubscribe
+(RFC 8058)."""
 import base64
 import http.client
 import json
@@ -208,6 +209,40 @@ def test_f_outbound_refused_in_path_is_recorded(srv):
     record(srv, cid, "marketing", "given")
     st, _, it = srv.req("POST", "/v1/interactions", msg)
     assert st == 201, it
+
+
+def test_f2_outbound_topic_opted_out_refused_in_path(srv):
+    # US-CA: marketing is opt-out, so it is allowed until the customer says otherwise; here
+    # they opted out of one topic only.
+    cid = customer(srv, "US-CA", "UTC")
+    st, _, p = srv.req("POST", f"/v1/customers/{cid}/preferences",
+                       {"topics_opted_out": ["newsletter"]})
+    assert st == 200, p
+    msg = {"customer_id": cid, "channel": "email", "direction": "outbound",
+           "purpose": "marketing", "body": "This month's newsletter",
+           "metadata": {"topic": "newsletter"}}
+    before = srv.req("GET", f"/v1/customers/{cid}/timeline", purpose="service")[2]["items"]
+    body = assert_problem(srv.req("POST", "/v1/interactions", msg), 403, "consent-denied")
+    assert body["detail"].startswith("topic_opted_out:") and "'newsletter'" in body["detail"], \
+        body
+    after = srv.req("GET", f"/v1/customers/{cid}/timeline", purpose="service")[2]["items"]
+    assert len(after) == len(before)  # refused before anything was stored
+    st, _, au = srv.req("GET", f"/v1/audit?customer_id={cid}&action=interaction.outbound")
+    assert st == 200 and au["items"][0]["outcome"] == "denied", au
+    assert au["items"][0]["reason"] == "topic_opted_out", au
+    # Another topic, or none, goes out; so does a service message about the opted-out topic.
+    st, _, it = srv.req("POST", "/v1/interactions",
+                        dict(msg, metadata={"topic": "offers"}, body="An offer"))
+    assert st == 201, it
+    st, _, it = srv.req("POST", "/v1/interactions", dict(msg, metadata={}, body="Hello"))
+    assert st == 201, it
+    st, _, it = srv.req("POST", "/v1/interactions",
+                        dict(msg, purpose="service", body="Your newsletter address changed."))
+    assert st == 201, it
+    # A topic that is not a string cannot slip past the check.
+    assert_problem(srv.req("POST", "/v1/interactions",
+                           dict(msg, metadata={"topic": ["newsletter"]})), 400,
+                   "invalid-request")
 
 
 def test_g_bulk(srv):

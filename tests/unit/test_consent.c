@@ -1,10 +1,14 @@
 /* Unit tests for src/consent: the state machine, expiry with an injected clock, stale notices,
  * GPC, CASL implied consent, quiet hours across time zones and DST changes, frequency caps
- * counted from recorded interactions (refusals audited), receipts, unsubscribe tokens, and
- * the projection rebuilt from the tables equal to the live one. */
+ * counted from recorded interactions (refusals audited), receipts, unsubscribe tokens, the
+ * projection rebuilt from the tables equal to the live one, and the projection's table itself:
+ * id formatting, growth and collisions, and lock-free decisions while a writer grows it. */
+#include <ctype.h>
+#include <pthread.h>
 #include <unistd.h>
 #include "unit.h"
 #include "consent/consent.h"
+#include "consent/consent_int.h"
 #include "crypto/crypto.h"
 
 static char dir[128], dbpath[200];
@@ -300,7 +304,7 @@ static void caps_refuse_in_path_and_audit(void **state)
     assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
     assert_int_equal(cd_store_read(store, count_denied_fn, &before), CD_OK);
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_OK);
     s[0] = c;
     s[1] = "email";
@@ -308,25 +312,60 @@ static void caps_refuse_in_path_and_audit(void **state)
     assert_int_equal(cd_store_write(store, add_sent_fn, s), CD_OK);
     assert_int_equal(cd_store_write(store, add_sent_fn, s), CD_OK);
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_ERR_CONSENT_DENIED);
     assert_non_null(strstr(cd_err_detail(), "frequency_cap"));
     /* SMS is not capped by that rule; service needs no consent. */
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_OK);
     assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "email", "service",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_OK);
     /* No consent at all: refused with the reason. */
     char d[CD_ID_MAX];
     customer(d, "EU", "");
     assert_int_equal(cd_consent_outbound_check(cons, &actor, d, "email", "marketing",
-                                               CD_STR("hi"), false, NULL),
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
                      CD_ERR_CONSENT_DENIED);
     assert_true(strncmp(cd_err_detail(), "no_consent:", 11) == 0);
     assert_int_equal(cd_store_read(store, count_denied_fn, &after), CD_OK);
     assert_int_equal(after, before + 2);
+}
+
+/* A message about a topic the customer opted out of is refused in the path, with the topic
+ * named in the detail and the refusal audited; other topics, no topic, and purposes that need
+ * no consent pass. */
+static void topic_refused_in_path(void **state)
+{
+    char c[CD_ID_MAX];
+    json_t *body = NULL, *o = NULL;
+    int64_t before = 0, after = 0;
+    const char *prefs = "{\"topics_opted_out\":[\"newsletter\"]}";
+
+    customer(c, "US-CA", "");
+    assert_int_equal(record(c, "marketing", "*", "given", NULL, NULL), CD_OK);
+    assert_int_equal(cd_json_parse_object(prefs, strlen(prefs), &body), CD_OK);
+    assert_int_equal(cd_consent_preferences_set(cons, &actor, cd_str_c(c), body, &o), CD_OK);
+    json_decref(body);
+    json_decref(o);
+    assert_int_equal(cd_store_read(store, count_denied_fn, &before), CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR("newsletter"), CD_STR("hi"), false, NULL),
+                     CD_ERR_CONSENT_DENIED);
+    assert_true(strncmp(cd_err_detail(), "topic_opted_out:", 16) == 0);
+    assert_non_null(strstr(cd_err_detail(), "'newsletter'"));
+    assert_int_equal(cd_store_read(store, count_denied_fn, &after), CD_OK);
+    assert_int_equal(after, before + 1);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR("offers"), CD_STR("hi"), false, NULL),
+                     CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "marketing",
+                                               CD_STR_NULL, CD_STR("hi"), false, NULL),
+                     CD_OK);
+    assert_int_equal(cd_consent_outbound_check(cons, &actor, c, "sms", "service",
+                                               CD_STR("newsletter"), CD_STR("hi"), false, NULL),
+                     CD_OK);
 }
 
 static void receipts_verify(void **state)
@@ -416,6 +455,293 @@ static void rules_errors_name_file_and_line(void **state)
     assert_non_null(strstr(cd_err_detail(), "must list purpose"));
 }
 
+/* The formatting of ids, checked against the obvious digit-by-digit loop: edge values and
+ * random ones through cd__consent_id_str (the portable path), and real events through
+ * decisions (the path the CPU takes: AVX-512 VBMI where it exists). */
+static void ref_id_str(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t hi = 0, lo = 0;
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < 8; i++) {
+        hi = hi << 8 | raw[i];
+        lo = lo << 8 | raw[8 + i];
+    }
+    memcpy(out, prefix, pl);
+    out[pl] = '_';
+    for (int i = 25; i >= 0; i--) {
+        out[pl + 1 + i] = alphabet[lo & 31];
+        lo = lo >> 5 | hi << 59;
+        hi >>= 5;
+    }
+    out[pl + 27] = '\0';
+}
+
+static void ids_format_like_the_reference(void **state)
+{
+    uint8_t raw[16], back[16];
+    char a[CD_ID_MAX], b[CD_ID_MAX];
+
+    for (int k = 0; k < 2000; k++) {
+        if (k == 0 || k == 1)
+            memset(raw, k ? 0xff : 0, sizeof raw);
+        else
+            cd_random_bytes(raw, sizeof raw);
+        cd__consent_id_str(raw, "cev", a);
+        ref_id_str(raw, "cev", b);
+        assert_string_equal(a, b);
+        /* Ids as cd_id_new makes them (top 2 of 130 bits zero) parse back to the same bits. */
+        if (cd__consent_id_bits(cd_str_c(a), "cev", back))
+            assert_memory_equal(raw, back, 16);
+    }
+    char c[CD_ID_MAX];
+    customer(c, "EU", "");
+    for (int k = 0; k < 50; k++) {
+        json_t *o = NULL;
+        struct cd_consent_decision d;
+        assert_int_equal(record(c, "analytics", "*", "given", NULL, &o), CD_OK);
+        const char *ev = json_string_value(json_object_get(o, "id"));
+        assert_non_null(ev);
+        assert_int_equal(cd_consent_decide(cons, cd_str_c(c), CD_PURPOSE_ANALYTICS,
+                                           CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d),
+                         CD_OK);
+        assert_string_equal(d.event_id, ev);
+        json_decref(o);
+    }
+}
+
+/* A private table: grows from 256 slots through the 2 MiB page size (8192 records), linear
+ * probing wraps around the end, every key stays findable after every growth, and each record
+ * keeps its arrival index. */
+static void table_growth_and_collisions(void **state)
+{
+    struct cd__proj p;
+    enum { N = 30000 };
+    uint8_t(*bits)[16] = cd_malloc(N * sizeof *bits);
+    size_t tables = 0;
+    struct cd__table *last = NULL;
+
+    assert_non_null(bits);
+    memset(&p, 0, sizeof p);
+    p.shared = true; /* retire replaced tables, as the live projection does */
+    for (size_t i = 0; i < N; i++) {
+        struct cd__cust *cu;
+        cd_random_bytes(bits[i], 16);
+        bits[i][0] &= 0x3f;
+        assert_int_equal(cd__proj_upsert(&p, bits[i], &cu), CD_OK);
+        cu->juris = (uint8_t)(i % 7);
+        struct cd__table *t = atomic_load(&p.table);
+        if (t != last) {
+            /* Just grown: every key so far is in the new table, at most 4/5 full. */
+            tables++;
+            last = t;
+            for (size_t k = 0; k <= i; k++) {
+                const struct cd__cust *f = cd__proj_find(&p, bits[k]);
+                assert_non_null(f);
+                assert_int_equal(f->juris, k % 7);
+            }
+        }
+        assert_true((i + 1) * 5 <= t->n * 4);
+    }
+    assert_true(tables >= 10);
+    assert_int_equal(p.ncust, N);
+    for (size_t i = 0; i < N; i++) {
+        char k[CD__KEY_LEN];
+        cd__consent_id_digits(bits[i], k);
+        assert_ptr_equal(cd__proj_find_key(&p, k), cd__proj_find(&p, bits[i]));
+        assert_memory_equal(cd__proj_find(&p, bits[i])->key, k, CD__KEY_LEN);
+        assert_int_equal(cd__proj_find(&p, bits[i])->idx, i);
+        /* Upserting again finds the same record. */
+        struct cd__cust *cu;
+        assert_int_equal(cd__proj_upsert(&p, bits[i], &cu), CD_OK);
+        assert_ptr_equal(cu, cd__proj_find(&p, bits[i]));
+    }
+    assert_int_equal(p.ncust, N);
+    /* Absent keys probe to an empty slot and are not found. */
+    for (int k = 0; k < 1000; k++) {
+        uint8_t x[16];
+        cd_random_bytes(x, 16);
+        x[0] = 0x40; /* the ids above all have x[0] < 0x40 */
+        assert_null(cd__proj_find(&p, x));
+    }
+    /* Retired tables of 2 MiB and more gave their pages back. */
+    bool dropped = false;
+    for (struct cd__table *t = atomic_load(&p.table)->retired; t; t = t->retired)
+        dropped |= t->dropped;
+    assert_true(dropped);
+    cd__proj_free(&p);
+    cd_free(bits);
+}
+
+/* Lock-free readers while a writer adds customers (the table grows several times) and
+ * rewrites the reader's own customer's other purposes: a decision is never torn and the
+ * customer is never unknown. */
+struct reader {
+    struct cd_consent *c;
+    char id[CD_ID_MAX];
+    atomic_bool stop;
+    long decisions, wrong;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    struct cd_consent_decision d;
+    while (!atomic_load(&r->stop)) {
+        if (cd_consent_decide(r->c, cd_str_c(r->id), CD_PURPOSE_MARKETING,
+                              CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d) != CD_OK ||
+            !d.allow || strcmp(d.reason, "consent_given") != 0 ||
+            strncmp(d.event_id, "cev_", 4) != 0 || strlen(d.event_id) != 30)
+            r->wrong++;
+        r->decisions++;
+    }
+    return NULL;
+}
+
+static void decisions_during_growth(void **state)
+{
+    struct reader r = {.stop = false};
+    pthread_t th;
+    struct cd_consent_stats st;
+    char id[CD_ID_MAX];
+
+    /* An engine of its own: the customers added here are not in the tables. */
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &r.c),
+                     CD_OK);
+    cd_consent_stats(r.c, &st);
+    size_t before = st.customers; /* those of the tables, from the tests above */
+    cd_id_new("cus", r.id);
+    assert_int_equal(cd_consent_debug_apply(r.c, cd_str_c(r.id), CD_STR("EU"),
+                                            CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY,
+                                            CD_CONSENT_GIVEN, cd_now_ms() - 1000),
+                     CD_OK);
+    assert_int_equal(pthread_create(&th, NULL, reader_main, &r), 0);
+    for (int i = 0; i < 20000; i++) {
+        cd_id_new("cus", id);
+        assert_int_equal(cd_consent_debug_apply(r.c, cd_str_c(id), CD_STR("US-CA"),
+                                                CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY,
+                                                CD_CONSENT_WITHDRAWN, cd_now_ms()),
+                         CD_OK);
+        if (i % 100 == 0)
+            assert_int_equal(cd_consent_debug_apply(r.c, cd_str_c(r.id), CD_STR("EU"),
+                                                    (i / 100) % 2 ? CD_PURPOSE_ANALYTICS
+                                                                  : CD_PURPOSE_RESEARCH,
+                                                    CD_CONSENT_CHANNEL_SMS, CD_CONSENT_GIVEN,
+                                                    cd_now_ms()),
+                             CD_OK);
+    }
+    atomic_store(&r.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(r.wrong, 0);
+    assert_true(r.decisions > 0);
+    cd_consent_stats(r.c, &st);
+    assert_int_equal(st.customers, before + 20001);
+    /* The last customer added is decided from the grown table. */
+    struct cd_consent_decision d;
+    assert_int_equal(cd_consent_decide(r.c, cd_str_c(id), CD_PURPOSE_ANALYTICS,
+                                       CD_CONSENT_CHANNEL_ANY, cd_now_ms(), &d),
+                     CD_OK);
+    assert_string_equal(d.reason, "opted_out");
+    /* Not an id, or not canonical (lower case): unknown, as before. */
+    assert_int_equal(cd_consent_decide(r.c, CD_STR("cus_x"), CD_PURPOSE_ANALYTICS,
+                                       CD_CONSENT_CHANNEL_ANY, cd_now_ms(), &d),
+                     CD_OK);
+    assert_string_equal(d.reason, "unknown_customer");
+    for (char *q = id + 4; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    assert_int_equal(cd_consent_decide(r.c, cd_str_c(id), CD_PURPOSE_ANALYTICS,
+                                       CD_CONSENT_CHANNEL_ANY, cd_now_ms(), &d),
+                     CD_OK);
+    assert_string_equal(d.reason, "unknown_customer");
+    cd_consent_close(r.c);
+}
+
+/* The walk over every customer while a writer grows the table: everyone present when the walk
+ * began is emitted exactly once, and nobody twice. */
+struct walk {
+    struct cd_consent *c;
+    char (*ids)[CD_ID_MAX];
+    size_t n, cap;
+    atomic_bool go;
+    struct cd__table *t0; /* the table when the walk began */
+};
+
+static enum cd_err walk_emit(void *ctx, struct cd_str id, const struct cd_consent_decision *d)
+{
+    struct walk *w = ctx;
+    assert_true(w->n < w->cap && id.len == 30);
+    memcpy(w->ids[w->n], id.p, id.len);
+    w->ids[w->n][id.len] = '\0';
+    if (++w->n == 500) {
+        /* Let the writer grow the table under the walk, and wait until it did. */
+        atomic_store(&w->go, true);
+        for (int i = 0; i < 10000 && atomic_load(&w->c->proj.table) == w->t0; i++)
+            usleep(1000);
+        assert_true(atomic_load(&w->c->proj.table) != w->t0);
+    }
+    return CD_OK;
+}
+
+static void *walk_writer(void *arg)
+{
+    struct walk *w = arg;
+    char id[CD_ID_MAX];
+    while (!atomic_load(&w->go))
+        usleep(100);
+    for (int i = 0; i < 30000; i++) {
+        cd_id_new("cus", id);
+        assert_int_equal(cd_consent_debug_apply(w->c, cd_str_c(id), CD_STR("EU"),
+                                                CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY,
+                                                CD_CONSENT_GIVEN, cd_now_ms()),
+                         CD_OK);
+    }
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void filter_walk_during_growth(void **state)
+{
+    struct walk w = {.go = false};
+    struct cd_consent_stats st;
+    pthread_t th;
+    enum { FIRST = 6000 };
+    char(*first)[CD_ID_MAX] = cd_malloc(FIRST * sizeof *first);
+
+    assert_non_null(first);
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &w.c),
+                     CD_OK);
+    for (int i = 0; i < FIRST; i++) {
+        cd_id_new("cus", first[i]);
+        assert_int_equal(cd_consent_debug_apply(w.c, cd_str_c(first[i]), CD_STR("EU"),
+                                                CD_PURPOSE_ANALYTICS, CD_CONSENT_CHANNEL_ANY,
+                                                CD_CONSENT_GIVEN, cd_now_ms()),
+                         CD_OK);
+    }
+    cd_consent_stats(w.c, &st);
+    w.t0 = atomic_load(&w.c->proj.table);
+    w.cap = st.customers + 30000;
+    assert_non_null(w.ids = cd_malloc(w.cap * sizeof *w.ids));
+    assert_int_equal(pthread_create(&th, NULL, walk_writer, &w), 0);
+    assert_int_equal(cd_consent_filter(w.c, NULL, 0, CD_PURPOSE_ANALYTICS,
+                                       CD_CONSENT_CHANNEL_ANY, cd_now_ms(), walk_emit, &w),
+                     CD_OK);
+    atomic_store(&w.go, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(w.n, st.customers);              /* those added meanwhile are not seen */
+    qsort(w.ids, w.n, sizeof *w.ids, cmp_id);
+    for (size_t i = 1; i < w.n; i++)
+        assert_true(strcmp(w.ids[i - 1], w.ids[i]) < 0);
+    for (int i = 0; i < FIRST; i++)
+        assert_non_null(bsearch(first[i], w.ids, w.n, sizeof *w.ids, cmp_id));
+    cd_consent_close(w.c);
+    cd_free(w.ids);
+    cd_free(first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,10 +753,15 @@ int main(void)
         cmocka_unit_test(local_time_and_dst),
         cmocka_unit_test(quiet_hours_across_dst),
         cmocka_unit_test(caps_refuse_in_path_and_audit),
+        cmocka_unit_test(topic_refused_in_path),
         cmocka_unit_test(receipts_verify),
         cmocka_unit_test(unsubscribe_tokens),
         cmocka_unit_test(projection_rebuilt_equals_live),
         cmocka_unit_test(rules_errors_name_file_and_line),
+        cmocka_unit_test(ids_format_like_the_reference),
+        cmocka_unit_test(table_growth_and_collisions),
+        cmocka_unit_test(decisions_during_growth),
+        cmocka_unit_test(filter_walk_during_growth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
