@@ -102,6 +102,14 @@ enum cd_err cd_consent_decide_topic(struct cd_consent *c, struct cd_str customer
                                     enum cd_purpose purpose, enum cd_consent_channel channel,
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d);
+/* cd_consent_decide_topic where an exact answer matters more than speed (one check over HTTP,
+ * reads of personal data): a customer the projection does not know yet (created moments ago,
+ * before the refresher's next pass) is looked up in the store once and decided again. Errors:
+ * those of cd_consent_decide_topic, CD_ERR_STORE. */
+enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer_id,
+                                    enum cd_purpose purpose, enum cd_consent_channel channel,
+                                    struct cd_str topic, int64_t now_ms,
+                                    struct cd_consent_decision *d);
 
 /* Decides purpose on channel for each of ids[0..n) (borrowed) into out[0..n), as
  * cd_consent_decide does, in batches whose memory reads overlap (the fast path for many

@@ -1583,15 +1583,35 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     return cd_err_set(CD_ERR_CONSENT_DENIED, "%s", detail);
 }
 
+enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer_id,
+                                    enum cd_purpose purpose, enum cd_consent_channel channel,
+                                    struct cd_str topic, int64_t now_ms,
+                                    struct cd_consent_decision *d)
+{
+    bool exists = false;
+    enum cd_err err;
+
+    if ((err = cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d)) !=
+            CD_OK ||
+        d->allow || strcmp(d->reason, "unknown_customer") != 0)
+        return err;
+    if ((err = cd__consent_refresh_customer(c, customer_id, &exists)) != CD_OK || !exists)
+        return err;
+    return cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d);
+}
+
 enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose)
 {
     struct cd_consent *c = ctx;
     struct cd_consent_decision d;
     enum cd_purpose pu;
+    enum cd_err err;
 
     if (!cd_purpose_parse(cd_str_c(purpose), &pu))
         return cd_err_set(CD_ERR_CONSENT_DENIED, "unknown purpose");
-    cd_consent_decide(c, cd_str_c(customer_id), pu, CD_CONSENT_CHANNEL_ANY, cd_now_ms(), &d);
+    if ((err = cd_consent_decide_exact(c, cd_str_c(customer_id), pu, CD_CONSENT_CHANNEL_ANY,
+                                       CD_STR_NULL, cd_now_ms(), &d)) != CD_OK)
+        return err;
     if (d.allow)
         return CD_OK;
     return cd_err_set(CD_ERR_CONSENT_DENIED, "%s: the customer's consent does not allow %s",

@@ -1220,9 +1220,18 @@ enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str cus
     return err;
 }
 
+/* Customers are found by updated_at, which is stamped when a request starts, not when its
+ * write commits: a row can commit after one stamped later, and the clock can step back. So each
+ * pass looks REFRESH_LAG_MS behind the newest stamp seen so far (applying a row twice is
+ * harmless) and walks (updated_at, id) pages, so a busy window never stalls it. A customer
+ * missed even so is found when a decision asks for them (cd_consent_decide_exact). */
+#define REFRESH_LAG_MS 2000
+#define REFRESH_PAGE 5000
+
 struct refresh {
     struct cd_consent *c;
-    int64_t since;
+    int64_t after_ts; /* the page starts after (after_ts, after_id) */
+    char after_id[CD_ID_MAX];
     int64_t max;
     size_t rows;
 };
@@ -1237,6 +1246,10 @@ static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
     r->rows++;
     if (col[3].i > r->max)
         r->max = col[3].i;
+    r->after_ts = col[3].i;
+    struct cd_str id = colstr(&col[0]);
+    snprintf(r->after_id, sizeof r->after_id, "%.*s", (int)(id.len < CD_ID_MAX ? id.len : 0),
+             id.p ? id.p : "");
     if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
         return CD_OK;
     uint8_t jur = cd__consent_rules_find(&r->c->rules, colstr(&col[1]));
@@ -1253,24 +1266,26 @@ static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
 static enum cd_err refresh_fn(struct cd_tx *tx, void *ctx)
 {
     struct refresh *r = ctx;
-    struct cd_val p[1] = {CD_VINT(r->since)};
+    struct cd_val p[2] = {CD_VINT(r->after_ts), CD_VCSTR(r->after_id)};
 
-    /* ">=" so rows updated in the same millisecond as the last seen one are not missed;
-     * re-applying a row is harmless. */
     return cd_tx_exec(tx, "SELECT id, jurisdiction, time_zone, updated_at FROM customers "
-                          "WHERE updated_at >= $1 AND merged_into IS NULL "
-                          "ORDER BY updated_at LIMIT 5000",
-                      p, 1, refresh_row, r, NULL);
+                          "WHERE updated_at >= $1 AND (updated_at > $1 OR id > $2) "
+                          "AND merged_into IS NULL ORDER BY updated_at, id LIMIT 5000",
+                      p, 2, refresh_row, r, NULL);
 }
 
 /* One pass of the refresher; the projection check runs it first so both sides see the same
  * customers table. */
 static void refresh_once(struct cd_consent *c)
 {
-    struct refresh r = {c, c->refreshed_until, c->refreshed_until, 0};
+    struct refresh r = {c, c->refreshed_until - REFRESH_LAG_MS, "", c->refreshed_until, 0};
 
-    if (cd_store_read(c->store, refresh_fn, &r) == CD_OK)
-        c->refreshed_until = r.max;
+    do {
+        r.rows = 0;
+        if (cd_store_read(c->store, refresh_fn, &r) != CD_OK)
+            return; /* the next pass starts again from the same point */
+    } while (r.rows == REFRESH_PAGE);
+    c->refreshed_until = r.max;
 }
 
 static void *refresher_main(void *arg)

@@ -91,7 +91,7 @@ enum cd_err cd__http_consent_check(struct cd_req *r)
         return err;
     if (at.p && cd_time_parse(at, &now) != CD_OK)
         return cd_err_set(CD_ERR_INVALID, "'at' must be an RFC 3339 date-time");
-    if ((err = cd_consent_decide_topic(c, id, pu, ch, topic, now, &d)) != CD_OK)
+    if ((err = cd_consent_decide_exact(c, id, pu, ch, topic, now, &d)) != CD_OK)
         return err;
     struct cd_buf out = CD_BUF_INIT(64 * 1024);
     if ((err = put_decision(&out, id, pu, ch, &d, true)) != CD_OK) {

@@ -23,10 +23,13 @@ static int64_t fake_clock(void)
     return fake_now;
 }
 
+static int64_t customer_stamp_offset; /* added to now for the next customer's updated_at */
+
 static enum cd_err add_customer_fn(struct cd_tx *tx, void *ctx)
 {
     const char **c = ctx;
-    struct cd_val p[4] = {CD_VCSTR(c[0]), CD_VINT(cd_now_ms()), CD_VCSTR(c[1]), CD_VCSTR(c[2])};
+    struct cd_val p[4] = {CD_VCSTR(c[0]), CD_VINT(cd_now_ms() + customer_stamp_offset),
+                          CD_VCSTR(c[1]), CD_VCSTR(c[2])};
     return cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at, jurisdiction, "
                           "time_zone) VALUES($1,$2,$2,$3,$4)",
                       p, 4, NULL, NULL, NULL);
@@ -420,6 +423,31 @@ static void unsubscribe_tokens(void **state)
     json_decref(link);
 }
 
+/* A customer the projection has not seen yet is decided exactly by cd_consent_decide_exact; and
+ * a row stamped before the newest one the refresher has seen (a write that committed late, or
+ * a clock that stepped back) is still picked up by the refresher. */
+static void new_and_late_customers_are_found(void **state)
+{
+    char id[CD_ID_MAX], late[CD_ID_MAX];
+    struct cd_consent_decision d;
+    (void)state;
+
+    customer(id, "EU", "Europe/Berlin");
+    assert_int_equal(cd_consent_decide_exact(cons, cd_str_c(id), CD_PURPOSE_MARKETING,
+                                             CD_CONSENT_CHANNEL_EMAIL, CD_STR_NULL, cd_now_ms(),
+                                             &d),
+                     CD_OK);
+    assert_string_equal(d.reason, "no_consent");
+    assert_int_equal(cd_consent_projection_check(cons), CD_OK); /* a refresher pass */
+    customer_stamp_offset = -1000;
+    customer(late, "EU", "Europe/Berlin");
+    customer_stamp_offset = 0;
+    assert_int_equal(cd_consent_projection_check(cons), CD_OK);
+    cd_consent_decide(cons, cd_str_c(late), CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL,
+                      cd_now_ms(), &d);
+    assert_string_equal(d.reason, "no_consent");
+}
+
 static void projection_rebuilt_equals_live(void **state)
 {
     struct cd_consent *again = NULL;
@@ -756,6 +784,7 @@ int main(void)
         cmocka_unit_test(topic_refused_in_path),
         cmocka_unit_test(receipts_verify),
         cmocka_unit_test(unsubscribe_tokens),
+        cmocka_unit_test(new_and_late_customers_are_found),
         cmocka_unit_test(projection_rebuilt_equals_live),
         cmocka_unit_test(rules_errors_name_file_and_line),
         cmocka_unit_test(ids_format_like_the_reference),
