@@ -2,12 +2,13 @@
 # `make bench`: the benchmarks of issue 3, unattended, loopback only, in about 6 minutes.
 #
 #   1. bench_store: raw SQLite batched inserts vs cd_core_interaction_ingest and bare
-#      cd_store_write from 64 threads (group commit), medians of 5 runs.
+#      cd_store_write from 64 threads (group commit), and both through the asynchronous forms
+#      the HTTP server uses, medians of 5 runs.
 #   2. HTTP ingestion: `candor serve` pinned to CPU 0, wrk pinned to CPU 1, 256 connections
 #      POSTing distinct interactions; a sweep of --workers/--threads, then 3 runs of the best.
 #   3. Timeline: a customer with 10,000 interactions, p50/p99 of 50-item pages under load,
 #      the server's RSS afterwards.
-#   4. Benches written by others (bench_merkle, bench_guard), if built.
+#   4. Other in-process benches: bench_merkle, bench_guard, bench_consent (on CPU 1).
 #   5. Consent: POST /v1/consents/check vs nginx `return 200`, same pinning and load.
 #   6. Issue 4: ingestion with audit and encryption on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
@@ -238,11 +239,12 @@ other() {
         row "(4) $name" "not built"
         return
     fi
-    cmd "timeout 300 build/bench/$name $*"
-    if timeout 300 "build/bench/$name" "$@" >"$TMP/$name.out" 2>&1; then
+    cmd "${PIN_RUN:+$PIN_RUN }timeout 300 build/bench/$name $*"
+    if ${PIN_RUN:-} timeout 300 "build/bench/$name" "$@" >"$TMP/$name.out" 2>&1; then
         cat "$TMP/$name.out"
         # Their summary lines: medians and ratios, else the last lines.
-        { grep -E '^(median|ratio|inclusion|consistency)' "$TMP/$name.out" ||
+        { grep -E '^(median|ratio|inclusion|consistency)|^  (decide|raw hash|bulk|projection)' \
+            "$TMP/$name.out" ||
             tail -n 3 "$TMP/$name.out"; } | while IFS= read -r l; do printf '%s\n' "$l"; done \
             >"$TMP/$name.sum"
         while IFS= read -r l; do row "(4) $name" "$l"; done <"$TMP/$name.sum"
@@ -254,6 +256,8 @@ other() {
 }
 other bench_merkle
 other bench_guard rules
+# In-process consent decisions on one core (issue 5): 1 million customers x 5 purposes.
+PIN_RUN="$PIN_GEN" other bench_consent
 
 # ---- 5. consent: HTTP single decision vs nginx `return 200` (issue 5) ---------------------
 # Owned by the consent engine; self-contained. nginx (Debian nginx-light) and candor are each
