@@ -1,6 +1,8 @@
 /* The HTTP server on libmicrohttpd. Event threads (epoll) read requests and run only the gates
  * and inline routes; everything that touches the store runs on the worker pool while the
- * connection is suspended, then the worker resumes it and the event thread sends the answer. */
+ * connection is suspended, then the worker resumes it and the event thread sends the answer.
+ * A handler may instead defer its answer (cd__http_defer): the worker moves on, and the
+ * operation's completion resumes the connection. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -35,7 +37,6 @@ struct cd_http {
     unsigned nworkers;
     struct cd_auth_cache *auth_cache;
     struct job_queue q;
-    atomic_long suspended;
     atomic_bool stopping; /* producers of streamed bodies give up */
 };
 
@@ -605,7 +606,6 @@ static void deferred_ready(struct conn_state *cs)
         pthread_mutex_unlock(&q->mu);
         return;
     }
-    atomic_fetch_sub(&cs->h->suspended, 1);
     MHD_resume_connection(cs->conn);
 }
 
@@ -642,7 +642,6 @@ static void *worker_main(void *arg)
                 q->fin_tail = NULL;
             pthread_mutex_unlock(&q->mu);
             run_finish(cs);
-            atomic_fetch_sub(&h->suspended, 1);
             MHD_resume_connection(cs->conn);
             continue;
         }
@@ -669,7 +668,6 @@ static void *worker_main(void *arg)
             cs->stream = stream;
         else if (produce && cs->r.status < 300)
             set_problem(&cs->r, CD_ERR_NOMEM, "out of memory for the streamed answer");
-        atomic_fetch_sub(&h->suspended, 1);
         /* After this resume the connection (and cs) belong to the event thread again. */
         MHD_resume_connection(cs->conn);
         if (stream) {
@@ -813,10 +811,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         run_handler(cs);
         return send_response(cs);
     }
-    atomic_fetch_add(&h->suspended, 1);
     MHD_suspend_connection(conn);
     if (!enqueue(h, cs)) {
-        atomic_fetch_sub(&h->suspended, 1);
         set_problem(r, CD_ERR_BUSY, "the server is at capacity; retry shortly");
         cs->done = true;
         MHD_resume_connection(conn);
