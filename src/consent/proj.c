@@ -922,12 +922,17 @@ static void decide_ids(struct cd_consent *c, const struct cd_str *ids, size_t n,
     }
 }
 
+static bool in_range(enum cd_purpose purpose, enum cd_consent_channel channel)
+{
+    return (unsigned)purpose < CD_PURPOSE__COUNT && (unsigned)channel < CD_CONSENT_CHANNEL__COUNT;
+}
+
 enum cd_err cd_consent_decide_topic(struct cd_consent *c, struct cd_str customer_id,
                                     enum cd_purpose purpose, enum cd_consent_channel channel,
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d)
 {
-    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+    if (!in_range(purpose, channel))
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
     decide_one(c, customer_id, purpose, channel, topic, now_ms, d);
     return CD_OK;
@@ -937,7 +942,7 @@ enum cd_err cd_consent_decide(struct cd_consent *c, struct cd_str customer_id,
                               enum cd_purpose purpose, enum cd_consent_channel channel,
                               int64_t now_ms, struct cd_consent_decision *d)
 {
-    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+    if (!in_range(purpose, channel))
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
     decide_one(c, customer_id, purpose, channel, CD_STR_NULL, now_ms, d);
     return CD_OK;
@@ -947,7 +952,7 @@ enum cd_err cd_consent_decide_many(struct cd_consent *c, const struct cd_str *id
                                    enum cd_purpose purpose, enum cd_consent_channel channel,
                                    int64_t now_ms, struct cd_consent_decision *out)
 {
-    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+    if (!in_range(purpose, channel))
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
     decide_ids(c, ids, n, purpose, channel, now_ms, out);
     return CD_OK;
@@ -966,7 +971,7 @@ enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, si
     const struct cd__table *wt = NULL;
     enum cd_err err = CD_OK;
 
-    if ((unsigned)purpose >= CD_PURPOSE__COUNT || (unsigned)channel >= CD_CONSENT_CHANNEL__COUNT)
+    if (!in_range(purpose, channel))
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
     if (ids == NULL) {
         pthread_rwlock_rdlock(&c->lock);
