@@ -89,9 +89,9 @@ build/fuzz/libcandor.a: $(LIBOBJS_FUZZ)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libcandor.a
 	$(FUZZ_CC) $(CFLAGS_FUZZ) -fsanitize=fuzzer -o $@ $< build/fuzz/libcandor.a $(PKG_LIBS)
 
-build/bench/%: bench/%.c $(filter-out build/src/cli/main.o,$(OBJS_REL))
+build/bench/%: bench/%.c bench/bench_util.h $(filter-out build/src/cli/main.o,$(OBJS_REL))
 	@mkdir -p build/bench
-	$(CC) $(CFLAGS_REL) -Wno-missing-prototypes $(LDFLAGS_REL) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(CFLAGS_REL) -Wno-missing-prototypes $(LDFLAGS_REL) -o $@ $(filter-out %.h,$^) $(PKG_LIBS)
 
 run: deps build/candor
 	@bash scripts/run.sh "$(DATA)" "$(LISTEN)"

@@ -14,6 +14,7 @@
  *
  * Usage: bench_audit_verify [entries] [tree-size] [dir]  (defaults 200000, 10000000, /tmp) */
 #include "audit/audit_int.h"
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +29,6 @@ static void die(const char *what, enum cd_err err)
 {
     fprintf(stderr, "bench_audit_verify: %s: %s (%s)\n", what, cd_err_name(err), cd_err_detail());
     exit(1);
-}
-
-static double median(double *v, int n)
-{
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return v[n / 2];
 }
 
 /* CPU seconds used by the whole process so far (all threads). */
@@ -245,7 +235,7 @@ int main(int argc, char **argv)
         tb[r] = (double)(cd_mono_ns() - t0) / 1e9;
         cb[r] = cpu_secs() - c0;
     }
-    double A = median(ta, RUNS), AS = median(tas, RUNS), B = median(tb, RUNS);
+    double A = bench_median(ta, RUNS), AS = bench_median(tas, RUNS), B = bench_median(tb, RUNS);
     printf("(a)  raw SHA-256 chain, bytes in memory:   %10.0f entries/s\n", (double)n / A);
     printf("(a') raw SHA-256 chain, reading SQLite:    %10.0f entries/s\n", (double)n / AS);
     printf("(b)  candor audit verify (verify_all):     %10.0f entries/s (%llu nodes, %llu heads)\n",
@@ -253,7 +243,7 @@ int main(int argc, char **argv)
     printf("ratio (b)/(a):  %.3f    ratio (b)/(a'): %.3f\n", A / B, AS / B);
     /* The verifier runs two threads; on a machine shared with other work they do not always
      * get two cores, which the wall-clock ratio above shows and this CPU time does not. */
-    double CB = median(cb, RUNS);
+    double CB = bench_median(cb, RUNS);
     printf("(b) CPU time, both threads: %.2f us/entry (%.2f cores busy); (a) %.2f us/entry\n",
            1e6 * CB / (double)n, CB / B, 1e6 * A / (double)n);
     cd_free(m.bytes);
@@ -285,7 +275,7 @@ int main(int argc, char **argv)
     }
     printf("inclusion proof at n=%llu from SQLite (audit_nodes from level %d, lower "
            "levels from the entries): median %.1f us, p99 %.1f us (%d proofs x %d runs)\n",
-           (unsigned long long)tree, CD__AUDIT_NODE_MIN_LEVEL, median(med, RUNS) / 1e3, median(p99, RUNS) / 1e3, PROOFS,
+           (unsigned long long)tree, CD__AUDIT_NODE_MIN_LEVEL, bench_median(med, RUNS) / 1e3, bench_median(p99, RUNS) / 1e3, PROOFS,
            RUNS);
     cd_free(lat);
     cd_free(nb);

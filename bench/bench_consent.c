@@ -12,20 +12,9 @@
 #include <unistd.h>
 #include "consent/consent.h"
 #include "crypto/crypto.h"
+#include "bench_util.h"
 
 #define RUNS 5
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v)
-{
-    qsort(v, RUNS, sizeof *v, cmp_d);
-    return v[RUNS / 2];
-}
 
 static long rss_kb(void)
 {
@@ -185,7 +174,7 @@ int main(int argc, char **argv)
         bulk[r] = (double)st.customers / ((double)(cd_mono_ns() - t0) / 1e9);
         allowed += s.allowed;
     }
-    double md = median(dec), mm = median(decm), mr = median(rawr), mb = median(bulk);
+    double md = bench_median(dec, RUNS), mm = bench_median(decm, RUNS), mr = bench_median(rawr, RUNS), mb = bench_median(bulk, RUNS);
     printf("consent bench: %zu customers x 5 purposes (%zu states), loaded in %.1f s\n",
            st.customers, st.states, load_s);
     printf("  decide (in process, 1 core, random customers): %.2f M decisions/s (median of %d)\n",

@@ -13,6 +13,7 @@
 #include "base/base.h"
 #include "guard/guard.h"
 #include "guard/guard_int.h"
+#include "bench_util.h"
 
 static const char *const sentences[] = {
     "Thanks for getting in touch about your order. ",
@@ -107,12 +108,6 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     struct cd_guard *g = NULL;
@@ -164,9 +159,7 @@ int main(int argc, char **argv)
                (double)c.bytes / 1e6 / guard_s[r], (double)c.bytes / 1e6 / raw_s[r],
                raw_s[r] / guard_s[r]);
     }
-    qsort(guard_s, runs, sizeof guard_s[0], cmp_dbl);
-    qsort(raw_s, runs, sizeof raw_s[0], cmp_dbl);
-    double gs = guard_s[runs / 2], rs = raw_s[runs / 2];
+    double gs = bench_median(guard_s, (int)runs), rs = bench_median(raw_s, (int)runs);
     printf("median guard: %.1f MB/s, %.0f msgs/s (%zu findings per pass)\n",
            (double)c.bytes / 1e6 / gs, (double)c.n / gs, findings);
     printf("median raw hyperscan (same database, empty callback): %.1f MB/s, %.0f msgs/s\n",

@@ -24,6 +24,7 @@
 #include "core/core.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
+#include "bench_util.h"
 
 #define BODY_LEN 560
 #define SUBJECT_LEN 40
@@ -33,33 +34,12 @@ static const char *const channels[] = {"email", "sms", "phone", "chat", "social"
                                        "app", "push", "post", "in_person"};
 static char body_text[BODY_LEN + 1];
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void fill_text(char *p, size_t n, unsigned seed)
-{
-    static const char words[] = "thanks for your order the parcel arrived late and the box was "
-                                "damaged could you please send a replacement or a refund ";
-    for (size_t i = 0; i < n; i++)
-        p[i] = words[(i + seed) % (sizeof words - 1)];
-    p[n] = '\0';
-}
-
 static json_t *make_body(int i, int customers)
 {
     char email[96], subject[SUBJECT_LEN + 1], thread[24], when[CD_TIME_STRLEN];
 
     snprintf(email, sizeof email, "Customer%d@Example.com", i % customers);
-    fill_text(subject, SUBJECT_LEN, (unsigned)i);
+    bench_fill_text(subject, SUBJECT_LEN, (unsigned)i);
     snprintf(thread, sizeof thread, "thr-%d", i / 4);
     cd_time_format(cd_now_ms() - 180LL * 86400000 + (int64_t)i * 517, when);
     return json_pack("{s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:s}}", "identity", "type",
@@ -343,7 +323,7 @@ int main(int argc, char **argv)
                 MAX_RUNS);
         return 2;
     }
-    fill_text(body_text, BODY_LEN, 7);
+    bench_fill_text(body_text, BODY_LEN, 7);
     json_t **bodies = cd_calloc((size_t)n, sizeof *bodies);
     if (bodies == NULL)
         return 1;
@@ -362,7 +342,7 @@ int main(int argc, char **argv)
         if (on[r] < 0 || off[r] < 0)
             rc = 1;
     }
-    double mon = median(on, runs), moff = median(off, runs);
+    double mon = bench_median(on, runs), moff = bench_median(off, runs);
     printf("bench_ingest_overhead: median on=%.0f rows/s off=%.0f rows/s ratio on/off=%.3f "
            "(target >= 0.70)\n",
            mon, moff, mon / moff);

@@ -10,6 +10,7 @@
  * Usage: bench_merkle [records] [tree-size]   (defaults 1000000 and 10000000) */
 #include "audit/merkle.h"
 #include "crypto/crypto.h"
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,17 +58,6 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return v[n / 2];
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -129,7 +119,7 @@ int main(int argc, char **argv)
         merkle_s[run] = (double)(cd_mono_ns() - t0) / 1e9;
     }
     cd_crypto_sha256_free(&sha);
-    double cs = median(chain_s, RUNS), ms = median(merkle_s, RUNS);
+    double cs = bench_median(chain_s, RUNS), ms = bench_median(merkle_s, RUNS);
     printf("records: %llu x %d B, median of %d runs\n", (unsigned long long)nrec, RECORD_LEN, RUNS);
     printf("(a) SHA-256 chain:            %10.0f records/s  %7.1f MB/s\n", nrec / cs,
            nrec * (double)RECORD_LEN / cs / 1e6);
@@ -190,9 +180,9 @@ int main(int argc, char **argv)
         con_p99[run] = (double)lat[PROOFS * 99 / 100];
     }
     printf("inclusion proof at n=%llu:   median %.2f us, p99 %.2f us (%d proofs x 3 runs)\n",
-           (unsigned long long)tree, median(inc_med, 3) / 1e3, median(inc_p99, 3) / 1e3, PROOFS);
+           (unsigned long long)tree, bench_median(inc_med, 3) / 1e3, bench_median(inc_p99, 3) / 1e3, PROOFS);
     printf("consistency proof at n=%llu: median %.2f us, p99 %.2f us\n", (unsigned long long)tree,
-           median(con_med, 3) / 1e3, median(con_p99, 3) / 1e3);
+           bench_median(con_med, 3) / 1e3, bench_median(con_p99, 3) / 1e3);
     cd_free(lat);
     cd_free(ns.h);
     return 0;

@@ -27,6 +27,7 @@
 #include "core/core.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
+#include "bench_util.h"
 
 #define BODY_PLAIN 560  /* sealed: 1 version + 24 nonce + 560 + 16 tag = 601 bytes */
 #define BODY_SEALED 601
@@ -52,32 +53,6 @@ struct row {
 
 static uint8_t body_blob[BODY_SEALED], subject_blob[SUBJECT_LEN + 41], meta_blob[META_LEN + 41];
 static char body_text[BODY_PLAIN + 1];
-
-static double now_s(void)
-{
-    return (double)cd_mono_ns() / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void fill_text(char *p, size_t n, unsigned seed)
-{
-    static const char words[] = "thanks for your order the parcel arrived late and the box was "
-                                "damaged could you please send a replacement or a refund ";
-    for (size_t i = 0; i < n; i++)
-        p[i] = words[(i + seed) % (sizeof words - 1)];
-    p[n] = '\0';
-}
 
 static void make_rows(struct row *rows, int n, int customers)
 {
@@ -152,7 +127,7 @@ static double run_raw(const char *dir, const struct row *rows, int n)
         sqlite3_close(db);
         return -1;
     }
-    t0 = now_s();
+    t0 = bench_now_s();
     for (int i = 0; i < n; i++) {
         const struct row *r = &rows[i];
         if (i % RAW_BATCH == 0)
@@ -178,7 +153,7 @@ static double run_raw(const char *dir, const struct row *rows, int n)
             if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
                 fprintf(stderr, "bench_store: raw commit: %s\n", sqlite3_errmsg(db));
     }
-    t1 = now_s();
+    t1 = bench_now_s();
     sqlite3_finalize(st);
     sqlite3_close(db);
     drop_db(path);
@@ -277,7 +252,7 @@ static json_t *make_body(int i, int customers, const char *local)
     char email[96], subject[SUBJECT_LEN + 1], thread[24], when[CD_TIME_STRLEN];
 
     snprintf(email, sizeof email, "%s%d@example.com", local, i % customers);
-    fill_text(subject, SUBJECT_LEN, (unsigned)i);
+    bench_fill_text(subject, SUBJECT_LEN, (unsigned)i);
     snprintf(thread, sizeof thread, "thr-%d", i / 4);
     cd_time_format(cd_now_ms() - 180LL * 86400000 + (int64_t)i * 517, when);
     return json_pack("{s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:s}}", "identity", "type",
@@ -453,14 +428,14 @@ static double run_threads(char which, const char *dir, const struct row *rows, j
         pthread_mutex_init(&w[i].mu, NULL);
         pthread_cond_init(&w[i].cv, NULL);
     }
-    t0 = now_s();
+    t0 = bench_now_s();
     for (int i = 0; i < nthreads; i++)
         pthread_create(&w[i].t, NULL, fn, &w[i]);
     for (int i = 0; i < nthreads; i++) {
         pthread_join(w[i].t, NULL);
         failed += w[i].failed;
     }
-    t1 = now_s();
+    t1 = bench_now_s();
     print_stats(name, s);
     if (failed)
         fprintf(stderr, "bench_store: %d writes failed\n", failed);
@@ -537,7 +512,7 @@ int main(int argc, char **argv)
     if (cd_crypto_init() != CD_OK)
         return 1;
     cd_log_set_level(CD_LOG_WARN);
-    fill_text(body_text, BODY_PLAIN, 7);
+    bench_fill_text(body_text, BODY_PLAIN, 7);
     cd_random_bytes(body_blob, sizeof body_blob);
     cd_random_bytes(subject_blob, sizeof subject_blob);
     cd_random_bytes(meta_blob, sizeof meta_blob);
@@ -582,8 +557,8 @@ int main(int argc, char **argv)
                r + 1, raw[r], core[r], store[r], core_a[r], store_a[r]);
         fflush(stdout);
     }
-    double mr = median(raw, runs), mc = median(core, runs), ms = median(store, runs);
-    double mca = median(core_a, runs), msa = median(store_a, runs);
+    double mr = bench_median(raw, runs), mc = bench_median(core, runs), ms = bench_median(store, runs);
+    double mca = bench_median(core_a, runs), msa = bench_median(store_a, runs);
     printf("bench_store: median raw_sqlite_batched=%.0f rows/s core_ingest=%.0f rows/s "
            "store_write=%.0f rows/s core_async=%.0f rows/s store_async=%.0f rows/s "
            "core/raw=%.1f%% store/raw=%.1f%% core_async/raw=%.1f%% store_async/raw=%.1f%% "

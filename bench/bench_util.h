@@ -1,0 +1,37 @@
+/* Helpers every benchmark shares: the median of its runs, a monotonic clock in seconds and
+ * deterministic filler text. Header-only: each bench is one translation unit. */
+#ifndef CD_BENCH_UTIL_H
+#define CD_BENCH_UTIL_H
+
+#include <stdlib.h>
+#include "base/base.h"
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (sorts v in place); the mean of the middle two when n is even. */
+static inline double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static inline double bench_now_s(void)
+{
+    return (double)cd_mono_ns() / 1e9;
+}
+
+/* n bytes of customer-service prose starting at word offset seed, NUL-terminated (p holds n+1). */
+static inline void bench_fill_text(char *p, size_t n, unsigned seed)
+{
+    static const char words[] = "thanks for your order the parcel arrived late and the box was "
+                                "damaged could you please send a replacement or a refund ";
+    for (size_t i = 0; i < n; i++)
+        p[i] = words[(i + seed) % (sizeof words - 1)];
+    p[n] = '\0';
+}
+
+#endif
