@@ -168,7 +168,7 @@ static enum cd_err plain_fn(struct cd_tx *tx, void *ctx)
                       r, 12, NULL, NULL, NULL);
 }
 
-static enum cd_err plain_ingest(struct cd_store *s, const json_t *body, json_t **out)
+static enum cd_err plain_ingest(struct cd_store *s, const json_t *body, struct cd_buf *out)
 {
     struct plain p = {.ident = CD_BUF_INIT(1024)};
     json_t *ident = NULL, *meta = NULL;
@@ -193,13 +193,24 @@ static enum cd_err plain_ingest(struct cd_store *s, const json_t *body, json_t *
         goto out;
     if ((err = cd_store_write(s, plain_fn, &p)) != CD_OK)
         goto out;
-    *out = json_pack("{s:s,s:s,s:s%,s:s%,s:I,s:s,s:s%,s:s%,s:b}", "id", p.id, "customer_id",
-                     p.customer_id, "channel", p.channel.p, p.channel.len, "direction",
-                     p.direction.p, p.direction.len, "occurred_at", (json_int_t)p.occurred_at,
-                     "purpose", "service", "subject", p.subject.p, p.subject.len, "body",
-                     p.body.p, p.body.len, "customer_created", p.created);
-    if (*out == NULL)
-        err = CD_ERR_NOMEM;
+    /* The answer as the real path writes it: JSON text, strings escaped. */
+    char ts[CD_TIME_STRLEN];
+    cd_time_format(p.occurred_at, ts);
+    if ((err = cd_buf_printf(out, "{\"id\":\"%s\",\"customer_id\":\"%s\",\"channel\":", p.id,
+                             p.customer_id)) != CD_OK ||
+        (err = cd_buf_json_text(out, p.channel)) != CD_OK ||
+        (err = cd_buf_puts(out, ",\"direction\":")) != CD_OK ||
+        (err = cd_buf_json_text(out, p.direction)) != CD_OK ||
+        (err = cd_buf_printf(out, ",\"purpose\":\"service\",\"occurred_at\":\"%s\",\"subject\":",
+                             ts)) != CD_OK ||
+        (err = cd_buf_json_text(out, p.subject)) != CD_OK ||
+        (err = cd_buf_puts(out, ",\"body\":")) != CD_OK ||
+        (err = cd_buf_json_text(out, p.body)) != CD_OK ||
+        (err = cd_buf_puts(out, ",\"metadata\":")) != CD_OK ||
+        (err = cd_buf_puts(out, p.metadata ? p.metadata : "{}")) != CD_OK ||
+        (err = cd_buf_printf(out, ",\"customer_created\":%s}", p.created ? "true" : "false")) !=
+            CD_OK)
+        goto out;
 out:
     cd_buf_free(&p.ident);
     cd_free(p.metadata);
@@ -222,9 +233,11 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct cd_actor a = {.token_id = "tok_bench", .role = "integration", .name = "bench"};
 
+    struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+
     for (int i = w->first; i < w->first + w->count; i++) {
         char req[CD_ID_MAX];
-        json_t *out = NULL;
+        json_t *findings = NULL;
         bool replayed = false;
         enum cd_err err;
 
@@ -232,13 +245,15 @@ static void *worker_main(void *arg)
         a.request_id = req;
         if (w->core)
             err = cd_core_interaction_ingest(w->core, &a, w->bodies[i], NULL, CD_FIELDS_ALL, &out,
-                                             &replayed);
+                                             &findings, &replayed);
         else
             err = plain_ingest(w->store, w->bodies[i], &out);
         if (err != CD_OK && w->failed++ == 0)
             fprintf(stderr, "bench_ingest_overhead: %s\n", cd_err_detail());
-        json_decref(out);
+        json_decref(findings);
+        cd_buf_reset(&out);
     }
+    cd_buf_free(&out);
     return NULL;
 }
 

@@ -193,11 +193,12 @@ static void *core_worker(void *arg)
 {
     struct worker *w = arg;
     struct cd_actor a = {.token_id = "tok_bench", .role = "integration", .name = "bench"};
+    struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
 
     for (int i = w->first; i < w->first + w->count; i++) {
         char req[CD_ID_MAX], key[32];
         struct cd_idem idem = {"tok_bench POST /v1/interactions", CD_STR_NULL, {0}};
-        json_t *out = NULL;
+        json_t *findings = NULL;
         bool replayed = false;
 
         cd_id_new("req", req);
@@ -208,12 +209,14 @@ static void *core_worker(void *arg)
             cd_random_bytes(idem.request_hash, sizeof idem.request_hash);
         }
         if (cd_core_interaction_ingest(w->core, &a, w->bodies[i], i % 4 == 0 ? &idem : NULL,
-                                       CD_FIELDS_ALL, &out, &replayed) != CD_OK) {
+                                       CD_FIELDS_ALL, &out, &findings, &replayed) != CD_OK) {
             if (w->failed++ == 0)
                 fprintf(stderr, "bench_store: ingest: %s\n", cd_err_detail());
         }
-        json_decref(out);
+        json_decref(findings);
+        cd_buf_reset(&out);
     }
+    cd_buf_free(&out);
     return NULL;
 }
 
@@ -328,13 +331,13 @@ static void core_drain(struct worker *w, int below)
     w->inflight -= n;
     pthread_mutex_unlock(&w->mu);
     for (int k = 0; k < n; k++) {
-        json_t *out = NULL;
+        struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
         bool replayed = false;
         char id[CD_ID_MAX];
         if (cd_core_interaction_ingest_finish(ops[k], &out, &replayed, id) != CD_OK &&
             w->failed++ == 0)
             fprintf(stderr, "bench_store: async ingest: %s\n", cd_err_detail());
-        json_decref(out);
+        cd_buf_free(&out);
     }
 }
 

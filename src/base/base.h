@@ -157,6 +157,8 @@ enum cd_err cd_time_parse(struct cd_str s, int64_t *ms);
 
 /* ---- random, ids, encodings -------------------------------------------------------------- */
 
+/* n bytes from a cryptographically secure generator (libsodium's), through a per-thread pool
+ * so small requests make no system call; thread-safe and fork-safe. */
 void cd_random_bytes(void *out, size_t n);
 /* A new time-ordered id "<prefix>_<26 chars Crockford base32>" (48-bit ms time + 80 random
  * bits, like a ULID), so ids sort by creation and index inserts stay local. */
@@ -209,6 +211,9 @@ enum cd_err cd_json_arr(const json_t *obj, const char *key, bool required, json_
  * paths that write JSON directly, and for bytes that are hashed and must never change.
  * Errors: CD_ERR_INVALID (s is not valid UTF-8; b unchanged), CD_ERR_TOO_BIG, CD_ERR_NOMEM. */
 enum cd_err cd_buf_json_string(struct cd_buf *b, struct cd_str s);
+/* The same, with non-ASCII characters written as they are (UTF-8), as cd_json_dump writes
+ * them: for answers, where \u escapes would only triple the size of non-Latin text. */
+enum cd_err cd_buf_json_text(struct cd_buf *b, struct cd_str s);
 
 /* Serialises v compactly into a new cd_malloc'ed string. Errors: CD_ERR_NOMEM. */
 enum cd_err cd_json_dump(const json_t *v, char **out, size_t *len);

@@ -4,9 +4,51 @@
 #include <sodium.h>
 #include "base.h"
 
+/* Ids, nonces and token secrets take a few bytes each, several per request, and libsodium's
+ * generator makes a getpid(2) call on every randombytes_buf (its fork check): five system
+ * calls per ingested interaction. So bytes come from a per-thread pool refilled 512 at a
+ * time. The pool holds no more than the generator's own state already determines; bytes
+ * handed out are wiped from it, and a fork empties the child's pool so parent and child
+ * never hand out the same bytes. */
+#define RANDOM_POOL 512
+static _Thread_local unsigned char random_pool[RANDOM_POOL];
+static _Thread_local size_t random_left;
+static pthread_once_t random_once = PTHREAD_ONCE_INIT;
+
+static void random_forget_in_child(void)
+{
+    /* Runs in the child, on the thread that forked: the only thread the child has. */
+    sodium_memzero(random_pool, sizeof random_pool);
+    random_left = 0;
+}
+
+static void random_register_fork(void)
+{
+    pthread_atfork(NULL, NULL, random_forget_in_child);
+}
+
 void cd_random_bytes(void *out, size_t n)
 {
-    randombytes_buf(out, n);
+    unsigned char *dst = out;
+
+    pthread_once(&random_once, random_register_fork);
+    if (n > RANDOM_POOL / 4) { /* large requests gain nothing from the pool */
+        randombytes_buf(out, n);
+        return;
+    }
+    while (n > 0) {
+        if (random_left == 0) {
+            randombytes_buf(random_pool, sizeof random_pool);
+            random_left = sizeof random_pool;
+        }
+        size_t take = n < random_left ? n : random_left;
+        unsigned char *src = random_pool + (sizeof random_pool - random_left);
+        memcpy(dst, src, take);
+        sodium_memzero(src, take);
+        random_left -= take;
+        dst += take;
+        n -= take;
+    }
 }
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

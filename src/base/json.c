@@ -217,7 +217,8 @@ static enum cd_err put_u16_escape(struct cd_buf *b, uint32_t u)
     return cd_buf_append(b, e, sizeof e);
 }
 
-enum cd_err cd_buf_json_string(struct cd_buf *b, struct cd_str s)
+/* ascii: escape every non-ASCII code point (\u); otherwise copy valid UTF-8 as it is. */
+static enum cd_err put_json_string(struct cd_buf *b, struct cd_str s, bool ascii)
 {
     const unsigned char *p = (const unsigned char *)s.p, *end = p + s.len;
     size_t mark = b->len;
@@ -239,6 +240,12 @@ enum cd_err cd_buf_json_string(struct cd_buf *b, struct cd_str s)
         if (len == 0) {
             err = cd_err_set(CD_ERR_INVALID, "the text is not valid UTF-8");
             goto fail;
+        }
+        if (!ascii && cp >= 0x80) {
+            if ((err = cd_buf_append(b, p, len)) != CD_OK)
+                goto fail;
+            p += len;
+            continue;
         }
         p += len;
         switch (cp) {
@@ -282,6 +289,16 @@ fail:
     if (b->p)
         b->p[mark] = '\0';
     return err;
+}
+
+enum cd_err cd_buf_json_string(struct cd_buf *b, struct cd_str s)
+{
+    return put_json_string(b, s, true);
+}
+
+enum cd_err cd_buf_json_text(struct cd_buf *b, struct cd_str s)
+{
+    return put_json_string(b, s, false);
 }
 
 bool cd_utf8_valid(const char *s, size_t n)

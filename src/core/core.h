@@ -147,12 +147,15 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
  * holds creates the customer. Outbound messages pass the outbound hook first.
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (customer_id), CD_ERR_GUARD_BLOCKED,
  * CD_ERR_CONSENT_DENIED, CD_ERR_FORBIDDEN (override by a role that may not),
- * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. On CD_ERR_GUARD_BLOCKED, *out receives the
- * guard's findings (the caller owns them) when the hook gave any. An overridden block (the
- * hook's annotation has "overridden": true) is recorded as a guard.override audit event. */
+ * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. The answer, the interaction as a JSON
+ * object (with "customer_created"), is appended to out. On CD_ERR_GUARD_BLOCKED, *findings
+ * receives the guard's findings (the caller owns them) when the hook gave any. An overridden
+ * block (the hook's annotation has "overridden": true) is recorded as a guard.override audit
+ * event. */
 enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
                                        const json_t *body, const struct cd_idem *idem,
-                                       unsigned fields, json_t **out, bool *replayed);
+                                       unsigned fields, struct cd_buf *out, json_t **findings,
+                                       bool *replayed);
 
 /* The same operation for servers, in three steps so that no thread waits for the group commit:
  * _start does everything before the write on the calling thread and queues the write (errors
@@ -162,8 +165,9 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
  * _finish, called exactly once on any thread, returns what cd_core_interaction_ingest would and
  * frees op. body, a and the views in idem must stay valid until _finish. _finish reads the
  * store only for a replayed Idempotency-Key, which cd_core_ingest_finish_reads tells.
- * stored_id gets the new interaction's id whenever the write is durable, even when building
- * the answer then failed (out of memory): the caller can still say what was created. */
+ * id gets the id of the interaction answered for (new, or the one a replay found) whenever
+ * the write is durable, even when building the answer then failed (out of memory): the caller
+ * can still say what was created. */
 struct cd_core_ingest;
 typedef void (*cd_core_ingest_done)(void *ctx, struct cd_core_ingest *op);
 enum cd_err cd_core_interaction_ingest_start(struct cd_core *c, const struct cd_actor *a,
@@ -171,12 +175,16 @@ enum cd_err cd_core_interaction_ingest_start(struct cd_core *c, const struct cd_
                                              unsigned fields, cd_core_ingest_done done,
                                              void *done_ctx, json_t **out);
 bool cd_core_ingest_finish_reads(const struct cd_core_ingest *op);
-enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, json_t **out,
-                                              bool *replayed, char stored_id[CD_ID_MAX]);
+enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, struct cd_buf *out,
+                                              bool *replayed, char id[CD_ID_MAX]);
 
-/* One interaction. Errors: CD_ERR_NOT_FOUND. */
+/* A buffer maximum that holds any answer written as text below: a timeline page of 200
+ * interactions at their largest. */
+#define CD_CORE_ANSWER_MAX ((size_t)256 * 1024 * 1024)
+
+/* One interaction, as a JSON object appended to out. Errors: CD_ERR_NOT_FOUND. */
 enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
-                                    unsigned fields, json_t **out);
+                                    unsigned fields, struct cd_buf *out);
 
 struct cd_timeline_query {
     struct cd_str cursor;    /* from a previous page's next_cursor, or empty */
@@ -185,12 +193,12 @@ struct cd_timeline_query {
     struct cd_str direction; /* filter, or empty */
 };
 
-/* A page of the customer's timeline, newest first: {"customer_id","items":[..],
- * "next_cursor": "..." or null}. Keyset pagination on (occurred_at, id), so pages stay stable
+/* A page of the customer's timeline, newest first, appended to out as JSON text:
+ * {"customer_id","items":[..], "next_cursor": "..." or null}; on failure out is unchanged. Keyset pagination on (occurred_at, id), so pages stay stable
  * while new interactions arrive. A merged id follows to its survivor.
  * Errors: CD_ERR_INVALID (bad cursor or filter), CD_ERR_NOT_FOUND. */
 enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct cd_str customer_id,
-                             const struct cd_timeline_query *q, unsigned fields, json_t **out);
+                             const struct cd_timeline_query *q, unsigned fields, struct cd_buf *out);
 
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);

@@ -111,6 +111,20 @@ struct cd__interaction_row {
     int64_t occurred_at, created_at;
     struct cd_val subject, body, metadata, guard;
 };
-enum cd_err cd__core_interaction_json(const struct cd__ckey *k,
-                                      const struct cd__interaction_row *r, unsigned fields,
-                                      json_t **out);
+/* What an answer shows of an interaction's sealed fields: nothing (shown false, for a purpose
+ * that may not see the conversation), or their plaintext, borrowed. */
+struct cd__interaction_text {
+    bool shown;
+    struct cd_str subject, body; /* .p NULL: null */
+    struct cd_str metadata;      /* the JSON text of an object; .p NULL: {} */
+};
+/* Appends the interaction as one JSON object, written directly rather than through a jansson
+ * tree: ingestion answers and timeline pages are the hottest answers the server builds.
+ * extra, if not NULL, is appended before the closing brace (",\"key\":value..."). On failure b
+ * is as it was. Errors: CD_ERR_INVALID (a string that is not UTF-8), CD_ERR_NOMEM. */
+enum cd_err cd__core_interaction_write(struct cd_buf *b, const struct cd__interaction_row *r,
+                                       const struct cd__interaction_text *t, const char *extra);
+
+/* A page cursor as text: base64url("<occurred_at ms>.<id>"). */
+#define CD__CURSOR_MAX 100
+void cd__core_cursor_text(int64_t ms, const char *id, char out[CD__CURSOR_MAX]);

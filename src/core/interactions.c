@@ -57,94 +57,98 @@ bad:
     return cd_err_set(CD_ERR_INVALID, "the cursor is not one this server issued");
 }
 
-enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out)
+void cd__core_cursor_text(int64_t ms, const char *id, char out[CD__CURSOR_MAX])
 {
-    char raw[64], enc[100];
+    char raw[64];
     int n = snprintf(raw, sizeof raw, "%lld.%s", (long long)ms, id);
 
-    cd_b64url_encode(raw, (size_t)n, enc);
+    cd_b64url_encode(raw, (size_t)n, out);
+}
+
+enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out)
+{
+    char enc[CD__CURSOR_MAX];
+
+    cd__core_cursor_text(ms, id, enc);
     *out = json_string(enc);
     return *out ? CD_OK : CD_ERR_NOMEM;
 }
 
 /* ---- rendering ---- */
 
-static enum cd_err set_time(json_t *o, const char *key, int64_t ms)
+/* Appends ,"key":"value" (escaped). */
+static enum cd_err put_str_member(struct cd_buf *b, const char *key, const char *v)
+{
+    enum cd_err err = cd_buf_puts(b, key);
+
+    return err != CD_OK ? err : cd_buf_json_text(b, cd_str_c(v));
+}
+
+/* Appends ,"key":"<RFC 3339 time>". */
+static enum cd_err put_time_member(struct cd_buf *b, const char *key, int64_t ms)
 {
     char ts[CD_TIME_STRLEN];
 
     cd_time_format(ms, ts);
-    return cd_json_set_new(o, key, json_string(ts));
+    return put_str_member(b, key, ts);
 }
 
-enum cd_err cd__core_interaction_json(const struct cd__ckey *k,
-                                      const struct cd__interaction_row *r, unsigned fields,
-                                      json_t **out)
+/* Appends ,"key":"text" or ,"key":null. */
+static enum cd_err put_opt_member(struct cd_buf *b, const char *key, struct cd_str v)
 {
-    json_t *o = json_object(), *meta = NULL;
-    struct cd_buf plain = CD_BUF_INIT(CD_MAX_BODY + 1024);
-    bool present = false;
-    enum cd_err err = CD_ERR_NOMEM;
+    enum cd_err err = cd_buf_puts(b, key);
 
-    if (o == NULL)
-        return CD_ERR_NOMEM;
-    if (cd_json_set_new(o, "id", json_string(r->id)) != CD_OK ||
-        cd_json_set_new(o, "customer_id", json_string(r->customer_id)) != CD_OK ||
-        cd_json_set_new(o, "channel", json_string(r->channel)) != CD_OK ||
-        cd_json_set_new(o, "direction", json_string(r->direction)) != CD_OK ||
-        cd_json_set_new(o, "purpose", json_string(r->purpose)) != CD_OK ||
-        cd_json_set_new(o, "thread_id", r->thread_id[0] ? json_string(r->thread_id)
-                                                         : json_null()) != CD_OK ||
-        set_time(o, "occurred_at", r->occurred_at) != CD_OK ||
-        set_time(o, "created_at", r->created_at) != CD_OK)
-        goto out;
+    if (err != CD_OK)
+        return err;
+    return v.p ? cd_buf_json_text(b, v) : cd_buf_puts(b, "null");
+}
+
+enum cd_err cd__core_interaction_write(struct cd_buf *b, const struct cd__interaction_row *r,
+                                       const struct cd__interaction_text *t, const char *extra)
+{
+    size_t mark = b->len;
+    enum cd_err err;
+
+    if ((err = cd_buf_puts(b, "{\"id\":")) != CD_OK ||
+        (err = cd_buf_json_text(b, cd_str_c(r->id))) != CD_OK ||
+        (err = put_str_member(b, ",\"customer_id\":", r->customer_id)) != CD_OK ||
+        (err = put_str_member(b, ",\"channel\":", r->channel)) != CD_OK ||
+        (err = put_str_member(b, ",\"direction\":", r->direction)) != CD_OK ||
+        (err = put_str_member(b, ",\"purpose\":", r->purpose)) != CD_OK ||
+        (err = put_opt_member(b, ",\"thread_id\":",
+                              r->thread_id[0] ? cd_str_c(r->thread_id) : CD_STR_NULL)) != CD_OK ||
+        (err = put_time_member(b, ",\"occurred_at\":", r->occurred_at)) != CD_OK ||
+        (err = put_time_member(b, ",\"created_at\":", r->created_at)) != CD_OK)
+        goto fail;
     if (r->guard.type == CD_VAL_BLOB || r->guard.type == CD_VAL_TEXT) {
+        /* The verdict is stored in clear (it holds no personal data), so a damaged column is
+         * checked rather than copied into the answer: not a JSON object, it is left out. */
         json_error_t jerr;
         json_t *g = json_loadb(r->guard.p, r->guard.len, 0, &jerr);
-        if (g && cd_json_set_new(o, "guard", g) != CD_OK)
-            goto out;
+        bool ok = json_is_object(g);
+        json_decref(g);
+        if (ok && ((err = cd_buf_puts(b, ",\"guard\":")) != CD_OK ||
+                   (err = cd_buf_append(b, r->guard.p, r->guard.len)) != CD_OK))
+            goto fail;
     }
-    if (fields & CD_FIELDS_CONVERSATION) {
-        if ((err = cd__core_open(k, "subject", r->subject, &plain, &present)) != CD_OK)
-            goto out;
-        err = CD_ERR_NOMEM;
-        if (cd_json_set_new(o, "subject",
-                            present ? json_stringn(plain.p, plain.len) : json_null()) != CD_OK)
-            goto out;
-        if ((err = cd__core_open(k, "body", r->body, &plain, &present)) != CD_OK)
-            goto out;
-        err = CD_ERR_NOMEM;
-        if (cd_json_set_new(o, "body", present ? json_stringn(plain.p, plain.len)
-                                               : json_null()) != CD_OK)
-            goto out;
-        if ((err = cd__core_open(k, "metadata", r->metadata, &plain, &present)) != CD_OK)
-            goto out;
-        err = CD_ERR_NOMEM;
-        if (present) {
-            json_error_t jerr;
-            if ((meta = json_loadb(plain.p, plain.len, 0, &jerr)) == NULL) {
-                err = cd_err_set(CD_ERR_INTEGRITY, "stored metadata is not valid JSON");
-                goto out;
-            }
-        } else if ((meta = json_object()) == NULL) {
-            goto out;
-        }
-        if (cd_json_set_new(o, "metadata", meta) != CD_OK) {
-            meta = NULL;
-            goto out;
-        }
-        meta = NULL;
+    if (t && t->shown) {
+        /* The metadata plaintext is the JSON text sealed at ingestion; the AEAD tag proves it
+         * is those very bytes, so it is copied, not parsed again. */
+        if ((err = put_opt_member(b, ",\"subject\":", t->subject)) != CD_OK ||
+            (err = put_opt_member(b, ",\"body\":", t->body)) != CD_OK ||
+            (err = cd_buf_puts(b, ",\"metadata\":")) != CD_OK ||
+            (err = t->metadata.p ? cd_buf_append(b, t->metadata.p, t->metadata.len)
+                                 : cd_buf_puts(b, "{}")) != CD_OK)
+            goto fail;
     }
-    *out = o;
-    o = NULL;
-    err = CD_OK;
-out:
-    if (plain.p)
-        cd_crypto_wipe(plain.p, plain.cap);
-    cd_buf_free(&plain);
-    json_decref(meta);
-    json_decref(o);
-    return err;
+    if ((extra && (err = cd_buf_puts(b, extra)) != CD_OK) || (err = cd_buf_putc(b, '}')) != CD_OK)
+        goto fail;
+    return CD_OK;
+fail:
+    b->len = mark;
+    if (b->p)
+        b->p[mark] = '\0';
+    return err == CD_ERR_TOO_BIG ? CD_ERR_NOMEM : err;
 }
 
 /* ---- ingestion ---- */
@@ -534,39 +538,22 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
 
 enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
                                        struct cd_str id, unsigned fields, const char *action,
-                                       json_t **out);
+                                       struct cd_buf *out);
 
 /* The ingestion response, from the plaintext still in memory. */
-static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields, json_t **out)
+static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
+                                   struct cd_buf *out)
 {
     struct cd__interaction_row r = ic->row;
-    json_t *o = NULL, *meta = NULL;
-    enum cd_err err;
+    struct cd__interaction_text t = {false, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
 
     r.subject = r.body = r.metadata = CD_VNULL;
     r.guard = ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL;
-    if ((err = cd__core_interaction_json(NULL, &r, fields & ~CD_FIELDS_CONVERSATION, &o)) != CD_OK)
-        return err;
-    err = CD_ERR_NOMEM;
-    if (fields & CD_FIELDS_CONVERSATION) {
-        json_error_t jerr;
-        /* cd_json_set_new takes meta even when it fails, so nothing leaks on any path. */
-        meta = ic->metadata ? json_loads(ic->metadata, 0, &jerr) : json_object();
-        if (cd_json_set_new(o, "metadata", meta) != CD_OK ||
-            cd_json_set_new(o, "subject", ic->subject.p
-                                              ? json_stringn(ic->subject.p, ic->subject.len)
-                                              : json_null()) != CD_OK ||
-            cd_json_set_new(o, "body", ic->body.p ? json_stringn(ic->body.p, ic->body.len)
-                                                  : json_null()) != CD_OK)
-            goto out;
-    }
-    if (cd_json_set_new(o, "customer_created", json_boolean(ic->created_customer)) != CD_OK)
-        goto out;
-    *out = o;
-    return CD_OK;
-out:
-    json_decref(o);
-    return err;
+    if (fields & CD_FIELDS_CONVERSATION)
+        t = (struct cd__interaction_text){true, ic->subject, ic->body, cd_str_c(ic->metadata)};
+    return cd__core_interaction_write(out, &r, &t,
+                                      ic->created_customer ? ",\"customer_created\":true"
+                                                           : ",\"customer_created\":false");
 }
 
 /* Everything before the write, on the caller's thread: parsing, the in-path hooks (inbound
@@ -637,7 +624,7 @@ out:
 
 /* After a durable write: the answer. A replayed key answers with the stored interaction (a
  * read); otherwise the response is built from what was just written, without reading. */
-static enum cd_err ingest_answer(struct ingest_ctx *ic, json_t **out, bool *replayed)
+static enum cd_err ingest_answer(struct ingest_ctx *ic, struct cd_buf *out, bool *replayed)
 {
     if (ic->by_identity && ic->owner_known && ic->replay_id[0] == '\0')
         cd__owners_put(ic->c->owners, ic->owners_gen, ic->ident_type, ic->lookup, ic->owner_id,
@@ -691,14 +678,15 @@ static void ingest_free(struct ingest_ctx *ic)
 
 enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
                                        const json_t *body, const struct cd_idem *idem,
-                                       unsigned fields, json_t **out, bool *replayed)
+                                       unsigned fields, struct cd_buf *out, json_t **findings,
+                                       bool *replayed)
 {
     struct ingest_ctx *ic = ingest_new(sizeof *ic, c, a, idem, fields);
     enum cd_err err;
 
     if (ic == NULL)
         return CD_ERR_NOMEM;
-    if ((err = ingest_prepare(ic, body, out)) == CD_OK &&
+    if ((err = ingest_prepare(ic, body, findings)) == CD_OK &&
         (err = cd_store_write(c->store, ingest_fn, ic)) == CD_OK)
         err = ingest_answer(ic, out, replayed);
     ingest_free(ic);
@@ -751,18 +739,17 @@ bool cd_core_ingest_finish_reads(const struct cd_core_ingest *op)
     return op->write_err == CD_OK && op->ic.replay_id[0] != '\0';
 }
 
-enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, json_t **out,
-                                              bool *replayed, char stored_id[CD_ID_MAX])
+enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, struct cd_buf *out,
+                                              bool *replayed, char id[CD_ID_MAX])
 {
     enum cd_err err = op->write_err;
 
     *replayed = false;
-    stored_id[0] = '\0';
+    id[0] = '\0';
     if (err != CD_OK) {
         cd_err_set(err, "%s", op->write_detail);
     } else {
-        if (op->ic.replay_id[0] == '\0')
-            memcpy(stored_id, op->ic.row.id, CD_ID_MAX);
+        memcpy(id, op->ic.replay_id[0] ? op->ic.replay_id : op->ic.row.id, CD_ID_MAX);
         err = ingest_answer(&op->ic, out, replayed);
     }
     ingest_free(&op->ic);
@@ -917,17 +904,17 @@ static void page_free(struct page_ctx *pc)
     cd_free(pc->offsets);
 }
 
-/* Renders rows [0, n) of a page into a JSON array. */
+/* Appends rows [0, n) of a page, each a JSON object, separated by commas. */
 static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, unsigned fields,
-                              json_t **out)
+                              struct cd_buf *out)
 {
-    json_t *items = json_array();
+    static const char *const names[3] = {"subject", "body", "metadata"};
+    struct cd_buf plain[3] = {CD_BUF_INIT(CD_MAX_SUBJECT + 1024), CD_BUF_INIT(CD_MAX_BODY + 1024),
+                              CD_BUF_INIT(CD_MAX_META + 1024)};
     struct cd__ckey k;
     bool key_open = false;
     enum cd_err err = CD_OK;
 
-    if (items == NULL)
-        return CD_ERR_NOMEM;
     if (pc->erased)
         fields &= ~(unsigned)CD_FIELDS_CONVERSATION;
     if ((fields & CD_FIELDS_CONVERSATION) && n > 0) {
@@ -938,29 +925,40 @@ static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, uns
         key_open = true;
     }
     for (int i = 0; i < n; i++) {
-        json_t *o = NULL;
-        if ((err = cd__core_interaction_json(&k, &pc->rows[i], fields, &o)) != CD_OK)
-            goto out;
-        if (json_array_append_new(items, o) != 0) {
-            err = CD_ERR_NOMEM;
-            goto out;
+        const struct cd__interaction_row *r = &pc->rows[i];
+        struct cd__interaction_text t = {false, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
+        if (fields & CD_FIELDS_CONVERSATION) {
+            const struct cd_val sealed[3] = {r->subject, r->body, r->metadata};
+            struct cd_str *dst[3] = {&t.subject, &t.body, &t.metadata};
+            t.shown = true;
+            for (int f = 0; f < 3; f++) {
+                bool present = false;
+                if ((err = cd__core_open(&k, names[f], sealed[f], &plain[f], &present)) != CD_OK)
+                    goto out;
+                *dst[f] = present ? (struct cd_str){plain[f].p ? plain[f].p : "", plain[f].len}
+                                  : CD_STR_NULL;
+            }
         }
+        if ((i > 0 && (err = cd_buf_putc(out, ',')) != CD_OK) ||
+            (err = cd__core_interaction_write(out, r, &t, NULL)) != CD_OK)
+            goto out;
     }
-    *out = items;
-    items = NULL;
 out:
     if (key_open)
         cd__core_key_wipe(&k);
-    json_decref(items);
+    for (int f = 0; f < 3; f++) {
+        if (plain[f].p)
+            cd_crypto_wipe(plain[f].p, plain[f].cap);
+        cd_buf_free(&plain[f]);
+    }
     return err;
 }
 
 enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
                                        struct cd_str id, unsigned fields, const char *action,
-                                       json_t **out)
+                                       struct cd_buf *out)
 {
     struct timeline_ctx t;
-    json_t *items = NULL;
     enum cd_err err;
 
     memset(&t, 0, sizeof t);
@@ -979,26 +977,23 @@ enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor 
         (err = cd__core_audit_read(c, a, action, t.pc.customer_id, t.pc.rows[0].id, fields)) !=
             CD_OK)
         goto out;
-    if ((err = page_items(c, &t.pc, 1, fields, &items)) != CD_OK)
-        goto out;
-    *out = json_incref(json_array_get(items, 0));
+    err = page_items(c, &t.pc, 1, fields, out);
 out:
-    json_decref(items);
     page_free(&t.pc);
     return err;
 }
 
 enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
-                                    unsigned fields, json_t **out)
+                                    unsigned fields, struct cd_buf *out)
 {
     return cd__core_interaction_by_id(c, a, id, fields, "interaction.read", out);
 }
 
 enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct cd_str customer_id,
-                             const struct cd_timeline_query *q, unsigned fields, json_t **out)
+                             const struct cd_timeline_query *q, unsigned fields, struct cd_buf *out)
 {
     struct timeline_ctx t;
-    json_t *items = NULL, *res = NULL;
+    size_t mark = out->len;
     enum cd_err err;
 
     memset(&t, 0, sizeof t);
@@ -1028,21 +1023,28 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
             CD_OK)
         goto out;
     int shown = t.pc.count > q->limit ? q->limit : t.pc.count;
-    if ((err = page_items(c, &t.pc, shown, fields, &items)) != CD_OK)
-        goto out;
     const struct cd__interaction_row *last = shown ? &t.pc.rows[shown - 1] : NULL;
-    err = cd__core_page(items, t.pc.count > q->limit, last ? last->occurred_at : 0,
-                        last ? last->id : "", &res);
-    items = NULL;
-    if (err != CD_OK)
+    char cursor[CD__CURSOR_MAX];
+    if ((err = cd_buf_puts(out, "{\"customer_id\":")) != CD_OK ||
+        (err = cd_buf_json_text(out, cd_str_c(t.pc.customer_id))) != CD_OK ||
+        (err = cd_buf_puts(out, ",\"items\":[")) != CD_OK ||
+        (err = page_items(c, &t.pc, shown, fields, out)) != CD_OK ||
+        (err = cd_buf_puts(out, "],\"next_cursor\":")) != CD_OK)
         goto out;
-    if ((err = cd_json_set_new(res, "customer_id", json_string(t.pc.customer_id))) != CD_OK)
-        goto out;
-    *out = res;
-    res = NULL;
+    if (last && t.pc.count > q->limit) {
+        cd__core_cursor_text(last->occurred_at, last->id, cursor);
+        err = cd_buf_printf(out, "\"%s\"}", cursor);
+    } else {
+        err = cd_buf_puts(out, "null}");
+    }
 out:
-    json_decref(items);
-    json_decref(res);
+    if (err != CD_OK) {
+        out->len = mark; /* nothing of a failed page stays */
+        if (out->p)
+            out->p[mark] = '\0';
+        if (err == CD_ERR_TOO_BIG)
+            err = CD_ERR_NOMEM;
+    }
     page_free(&t.pc);
     return err;
 }

@@ -35,7 +35,7 @@ enum cd_err cd_crypto_seal(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str c
     seal_ad(customer_id, field_name, ad);
     dst = (uint8_t *)out->p + out->len;
     dst[0] = CD_CRYPTO_SEAL_VERSION;
-    randombytes_buf(dst + 1, CD_CRYPTO_NONCE_LEN);
+    cd_random_bytes(dst + 1, CD_CRYPTO_NONCE_LEN);
     crypto_aead_xchacha20poly1305_ietf_encrypt(dst + 1 + CD_CRYPTO_NONCE_LEN, NULL,
                                                (const uint8_t *)plaintext.p, plaintext.len, ad,
                                                sizeof ad, NULL, dst + 1, key);

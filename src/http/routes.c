@@ -33,6 +33,19 @@ static enum cd_err created(struct cd_req *r, json_t *o, bool replayed)
     return CD_OK;
 }
 
+/* A JSON answer a domain call wrote as text: out's bytes become the body (the request frees
+ * them), or, when the call failed, out is freed and err returned. */
+static enum cd_err json_text_answer(struct cd_req *r, struct cd_buf *out, enum cd_err err)
+{
+    if (err != CD_OK || out->p == NULL) {
+        cd_buf_free(out);
+        return err != CD_OK ? err : CD_ERR_NOMEM;
+    }
+    r->resp_body = cd_buf_take(out, &r->resp_len);
+    r->resp_type = "application/json";
+    return CD_OK;
+}
+
 /* ---- operational ---- */
 
 static enum cd_err h_healthz(struct cd_req *r)
@@ -187,8 +200,10 @@ static enum cd_err h_timeline(struct cd_req *r)
 
     if (err != CD_OK)
         return err;
-    return cd_core_timeline(r->app->core, &r->actor, r->params[0], &q, cd__http_fields(r),
-                            &r->resp_json);
+    struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    return json_text_answer(r, &out,
+                            cd_core_timeline(r->app->core, &r->actor, r->params[0], &q,
+                                             cd__http_fields(r), &out));
 }
 
 static enum cd_err h_access_log(struct cd_req *r)
@@ -209,13 +224,14 @@ static enum cd_err h_access_log(struct cd_req *r)
 /* Ingestion is the hot write path: it does not hold a worker during the group commit. */
 static enum cd_err interaction_created(struct cd_req *r)
 {
-    json_t *o = NULL;
+    struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
     bool replayed = false;
     char id[CD_ID_MAX];
-    enum cd_err err = cd_core_interaction_ingest_finish(r->finish_ctx, &o, &replayed, id);
+    enum cd_err err = cd_core_interaction_ingest_finish(r->finish_ctx, &out, &replayed, id);
 
     r->finish_ctx = NULL;
-    if (err == CD_ERR_NOMEM && id[0]) {
+    if (err == CD_ERR_NOMEM && id[0] && !replayed) {
+        cd_buf_free(&out);
         /* The write is durable: answering 503 would invite a duplicate. A 201 with the id and
          * Location, in memory the request already holds, says what was created. */
         r->status = 201;
@@ -226,9 +242,12 @@ static enum cd_err interaction_created(struct cd_req *r)
         r->resp_type = "application/json";
         return CD_OK;
     }
-    if (err != CD_OK)
+    if ((err = json_text_answer(r, &out, err)) != CD_OK)
         return err;
-    return created(r, o, replayed);
+    r->status = replayed ? 200 : 201;
+    r->replayed = replayed;
+    snprintf(r->location, sizeof r->location, "/v1/interactions/%s", id);
+    return CD_OK;
 }
 
 static void interaction_written(void *ctx, struct cd_core_ingest *op)
@@ -258,8 +277,10 @@ static enum cd_err h_interaction_create(struct cd_req *r)
 
 static enum cd_err h_interaction_get(struct cd_req *r)
 {
-    return cd_core_interaction_get(r->app->core, &r->actor, r->params[0], cd__http_fields(r),
-                                   &r->resp_json);
+    struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    return json_text_answer(r, &out,
+                            cd_core_interaction_get(r->app->core, &r->actor, r->params[0],
+                                                    cd__http_fields(r), &out));
 }
 
 /* ---- tokens ---- */

@@ -156,6 +156,12 @@ static void json_strings_match_jansson(void **state)
         assert_int_equal(cd_buf_json_string(&b, cd_str_c(cases[i])), CD_OK);
         assert_string_equal(b.p, want);
         cd_free(want);
+        /* The answer form: UTF-8 kept as it is, as cd_json_dump writes it. */
+        want = json_dumps(s, JSON_ENCODE_ANY);
+        cd_buf_reset(&b);
+        assert_int_equal(cd_buf_json_text(&b, cd_str_c(cases[i])), CD_OK);
+        assert_string_equal(b.p, want);
+        cd_free(want);
         json_decref(s);
         cd_buf_free(&b);
     }
@@ -163,6 +169,8 @@ static void json_strings_match_jansson(void **state)
     assert_int_equal(cd_buf_puts(&b, "x"), CD_OK);
     assert_int_equal(cd_buf_json_string(&b, CD_STR("bad \xff utf-8")), CD_ERR_INVALID);
     assert_string_equal(b.p, "x"); /* nothing of a refused string stays */
+    assert_int_equal(cd_buf_json_text(&b, CD_STR("bad \xc3 utf-8")), CD_ERR_INVALID);
+    assert_string_equal(b.p, "x");
     cd_buf_free(&b);
 }
 

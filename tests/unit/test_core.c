@@ -80,13 +80,40 @@ static json_t *parse(const char *text)
     return o;
 }
 
+/* A JSON answer a core call wrote as text, parsed back for the assertions. */
+static json_t *parsed(struct cd_buf *b)
+{
+    json_t *v = json_loadb(b->p, b->len, 0, NULL);
+
+    assert_non_null(v);
+    cd_buf_free(b);
+    return v;
+}
+
 static enum cd_err ingest(const char *text, json_t **out)
 {
-    json_t *body = parse(text);
+    json_t *body = parse(text), *findings = NULL;
+    struct cd_buf answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
     bool replayed = false;
-    enum cd_err err = cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_ALL, out,
-                                                 &replayed);
+    enum cd_err err = cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_ALL,
+                                                 &answer, &findings, &replayed);
     json_decref(body);
+    if (err == CD_OK)
+        *out = parsed(&answer);
+    else
+        *out = findings;
+    cd_buf_free(&answer);
+    return err;
+}
+
+static enum cd_err timeline(struct cd_str id, const struct cd_timeline_query *q, json_t **out)
+{
+    struct cd_buf page = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    enum cd_err err = cd_core_timeline(core, &actor, id, q, CD_FIELDS_ALL, &page);
+
+    if (err == CD_OK)
+        *out = parsed(&page);
+    cd_buf_free(&page);
     return err;
 }
 
@@ -139,7 +166,7 @@ static void ingestion_timeline_and_merge(void **state)
     int64_t last = INT64_MAX;
     do {
         tq.cursor = cd_str_c(cursor);
-        assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(ida), &tq, CD_FIELDS_ALL, &tl),
+        assert_int_equal(timeline(cd_str_c(ida), &tq, &tl),
                          CD_OK);
         size_t i;
         json_t *it;
@@ -158,7 +185,7 @@ static void ingestion_timeline_and_merge(void **state)
     } while (cursor[0]);
     assert_int_equal(seen, 8);
     tq.cursor = CD_STR("bm90LWEtY3Vyc29y");
-    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(ida), &tq, CD_FIELDS_ALL, &tl),
+    assert_int_equal(timeline(cd_str_c(ida), &tq, &tl),
                      CD_ERR_INVALID);
 
     /* A second customer merged into the first: identities and interactions move. */
@@ -175,7 +202,7 @@ static void ingestion_timeline_and_merge(void **state)
     json_decref(m);
     tq.cursor = CD_STR_NULL;
     tq.limit = 50;
-    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(idb), &tq, CD_FIELDS_ALL, &tl),
+    assert_int_equal(timeline(cd_str_c(idb), &tq, &tl),
                      CD_OK);
     assert_string_equal(json_string_value(json_object_get(tl, "customer_id")), ida);
     assert_int_equal(json_array_size(json_object_get(tl, "items")), 9);
@@ -240,17 +267,19 @@ static void ingestion_survives_every_allocation_failure(void **state)
 
     assert_int_equal(cd_store_read(store, count_fn, &before), CD_OK);
     for (long n = 1; n < 400; n++) {
-        json_t *out = NULL, *body = parse("{\"identity\":{\"type\":\"email\",\"value\":"
-                                          "\"torture@example.com\"},\"channel\":\"chat\","
-                                          "\"direction\":\"inbound\",\"body\":\"x\","
-                                          "\"metadata\":{\"a\":1}}");
+        json_t *findings = NULL, *body = parse("{\"identity\":{\"type\":\"email\",\"value\":"
+                                               "\"torture@example.com\"},\"channel\":\"chat\","
+                                               "\"direction\":\"inbound\",\"body\":\"x\","
+                                               "\"metadata\":{\"a\":1}}");
+        struct cd_buf answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
         bool replayed = false;
         cd_alloc_fail_nth(n);
         enum cd_err err = cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_ALL,
-                                                     &out, &replayed);
+                                                     &answer, &findings, &replayed);
         bool hit = cd_alloc_fault_hit();
         cd_alloc_fail_nth(0);
-        json_decref(out);
+        json_decref(findings);
+        cd_buf_free(&answer);
         json_decref(body);
         if (err == CD_OK)
             ok++;
@@ -269,9 +298,8 @@ static void ingestion_survives_every_allocation_failure(void **state)
                                            CD_STR("torture@example.com"), CD_FIELDS_ALL, &found),
                      CD_OK);
     struct cd_timeline_query tq = {CD_STR_NULL, 200, CD_STR_NULL, CD_STR_NULL};
-    assert_int_equal(cd_core_timeline(core, &actor,
-                                      cd_str_c(json_string_value(json_object_get(found, "id"))),
-                                      &tq, CD_FIELDS_ALL, &tl), CD_OK);
+    assert_int_equal(
+        timeline(cd_str_c(json_string_value(json_object_get(found, "id"))), &tq, &tl), CD_OK);
     assert_int_equal((int64_t)json_array_size(json_object_get(tl, "items")), after - before);
     size_t i;
     json_t *it;
@@ -396,7 +424,7 @@ static void shredding_leaves_nothing_readable(void **state)
                                            CD_STR("shred.me@example.com"), CD_FIELDS_ALL, &c),
                      CD_ERR_NOT_FOUND);
     struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL};
-    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(cid), &tq, CD_FIELDS_ALL, &tl),
+    assert_int_equal(timeline(cd_str_c(cid), &tq, &tl),
                      CD_OK);
     json_t *it = json_array_get(json_object_get(tl, "items"), 0);
     assert_non_null(it);
