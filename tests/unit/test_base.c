@@ -1,4 +1,5 @@
 /* Unit tests for src/base: errors, buffers, arena, time, ids, encodings, JSON glue. */
+#include <time.h>
 #include "unit.h"
 
 static void buf_caps_and_fails_cleanly(void **state)
@@ -67,6 +68,24 @@ static void time_round_trips(void **state)
     assert_int_equal(ms, -1);
     cd_time_format(-1, s);
     assert_string_equal(s, "1969-12-31T23:59:59.999Z");
+    /* Against the C library over four centuries of instants, leap days included. */
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 20000; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t t = (int64_t)(x >> 20) % 12622780800000LL - 2208988800000LL; /* 1900..2300 */
+        time_t secs = (time_t)(t >= 0 ? t / 1000 : (t - 999) / 1000);
+        struct tm tm;
+        char want[64];
+        gmtime_r(&secs, &tm);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(t - (int64_t)secs * 1000));
+        cd_time_format(t, s);
+        assert_string_equal(s, want);
+    }
+    cd_time_format(INT64_MAX / 2, s); /* beyond year 9999: clamped, still well formed */
+    assert_int_equal(strlen(s), 24);
+    assert_memory_equal(s, "9999-", 5);
 }
 
 static void ids_sort_by_time_and_validate(void **state)
