@@ -83,13 +83,20 @@ static enum cd_err check_one_head(struct walker *w, const struct cd_audit_sth *h
     return err;
 }
 
-/* Checks entry seq's place in the chain: its sequence number, its recorded previous hash (prev,
- * NULL when the source has none) and its recorded chain hash `hash`. Advances the chain on
- * success. */
-static enum cd_err chain_step(struct walker *w, uint64_t seq, const void *bytes, size_t n,
-                              const uint8_t *prev, const uint8_t *hash)
+/* Accepts entry seq (bytes[0..n)) in walk order: its sequence number, its recorded previous hash
+ * (prev, NULL when the source has none), its recorded chain hash `hash`, its "seq" member
+ * (inner, read from the bytes by the caller; ok_inner false when absent or malformed), then adds
+ * its leaf to the recomputed tree (emit gets every subtree it completes) and checks the heads of
+ * that size. The chain hash and the leaf hash are computed together (cd_crypto_sha256_pair).
+ * The checks fail in this order, which is the order the report ranks failures of one entry. */
+static enum cd_err entry_step(struct walker *w, uint64_t seq, const void *bytes, size_t n,
+                              const uint8_t *prev, const uint8_t *hash, bool ok_inner,
+                              uint64_t inner,
+                              enum cd_err (*emit)(void *, unsigned, uint64_t, const uint8_t *),
+                              void *ctx)
 {
-    uint8_t h[HASH_LEN];
+    static const uint8_t leaf_prefix = 0x00; /* RFC 9162 leaf, as cd_merkle_leaf_hash */
+    uint8_t h[HASH_LEN], lh[HASH_LEN];
     enum cd_err err;
 
     if (seq != w->count + 1) {
@@ -106,49 +113,21 @@ static enum cd_err chain_step(struct walker *w, uint64_t seq, const void *bytes,
                    (unsigned long long)seq, (unsigned long long)seq - 1);
         return fail_at(w, seq);
     }
-    if ((err = cd__audit_chain_hash(w->prev, bytes, n, h)) != CD_OK)
+    /* h = SHA-256(prev || entry), as cd__audit_chain_hash. */
+    if ((err = cd_crypto_sha256_pair(w->prev, HASH_LEN, &leaf_prefix, 1, bytes, n, h, lh)) !=
+        CD_OK)
         return err;
     if (memcmp(h, hash, HASH_LEN) != 0) {
         cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu was altered (hash mismatch)",
                    (unsigned long long)seq);
         return fail_at(w, seq);
     }
-    memcpy(w->prev, h, HASH_LEN);
-    w->count = seq;
-    return CD_OK;
-}
-
-/* Checks that entry seq names itself: its "seq" member. */
-static enum cd_err seq_step(struct walker *w, uint64_t seq, const void *bytes, size_t n)
-{
-    uint64_t inner = 0;
-
-    if (!cd__audit_entry_seq(bytes, n, &inner) || inner != seq) {
+    if (!ok_inner || inner != seq) {
         cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu was altered (sequence mismatch)",
                    (unsigned long long)seq);
         return fail_at(w, seq);
     }
-    return CD_OK;
-}
-
-/* Adds entry seq (bytes[0..n), accepted by chain_step and seq_step) to the recomputed tree: when
- * leaf_expected, compares its leaf hash with the stored leaf (NULL when there is none), appends
- * it to the frontier (emit gets every subtree it completes) and checks the heads of that size. */
-static enum cd_err tree_step(struct walker *w, uint64_t seq, const void *bytes, size_t n,
-                             const uint8_t *leaf, bool leaf_expected,
-                             enum cd_err (*emit)(void *, unsigned, uint64_t, const uint8_t *),
-                             void *ctx)
-{
-    uint8_t lh[HASH_LEN];
-    enum cd_err err;
-
-    if ((err = cd_merkle_leaf_hash(bytes, n, lh)) != CD_OK)
-        return err;
-    if (leaf_expected && (leaf == NULL || memcmp(leaf, lh, HASH_LEN) != 0)) {
-        cd_err_set(CD_ERR_INTEGRITY, "the Merkle leaf of audit entry %llu is %s",
-                   (unsigned long long)seq, leaf ? "wrong" : "missing");
-        return fail_at(w, seq);
-    }
+    memcpy(w->prev, h, HASH_LEN);
     if ((err = cd_merkle_append(&w->f, lh, emit, ctx)) != CD_OK)
         return err;
     w->count = seq;
@@ -156,15 +135,15 @@ static enum cd_err tree_step(struct walker *w, uint64_t seq, const void *bytes, 
     return check_heads(w);
 }
 
-/* Accepts entry seq of an export: the chain, then the tree (an export has no stored leaves). */
+/* Accepts entry seq of an export (which has no previous hashes or stored nodes). */
 static enum cd_err walk_entry(struct walker *w, uint64_t seq, const void *bytes, size_t n,
                               const uint8_t *hash)
 {
+    uint64_t inner = 0;
+    bool ok_inner = cd__audit_entry_seq(bytes, n, &inner);
     enum cd_err err;
 
-    if ((err = chain_step(w, seq, bytes, n, NULL, hash)) != CD_OK ||
-        (err = seq_step(w, seq, bytes, n)) != CD_OK ||
-        (err = tree_step(w, seq, bytes, n, NULL, false, no_emit, NULL)) != CD_OK)
+    if ((err = entry_step(w, seq, bytes, n, NULL, hash, ok_inner, inner, no_emit, NULL)) != CD_OK)
         return err;
     if (w->progress && (seq & PROGRESS_EVERY) == 0)
         w->progress(seq, w->total);
@@ -188,33 +167,40 @@ static enum cd_err check_truncation(struct walker *w)
 
 /* ---- the database ----
  *
- * Two threads stream the ledger from one read transaction, with sequential queries only. The
- * calling thread (the chain thread) reads audit_events in seq order, checks the form, sequence,
- * previous hash and chain hash of each entry and hands the entry bytes over in batches. The
- * tree thread checks each entry's "seq" member, recomputes its leaf, appends it to a frontier
- * and checks each tree head as its size is reached; it never touches the database. Once the
- * entries are done, the chain thread reads the stored nodes (levels CD__AUDIT_NODE_MIN_LEVEL and
- * up, about one row per eight entries) in (level, idx) key order, checking the shape of each
- * level. The frontier emits the recomputed nodes of all levels interleaved while the rows come
- * level by level, so instead of keeping the recomputed nodes in memory each level's recomputed
- * and stored sequences are folded into one SHA-256 digest each and compared at the end. A level
- * that differs (tampering, so rare) is then searched node by node, so the report still names
- * the first bad node: every level below it equals the recomputed tree, so that node is the first
- * one a node-by-node check in (level, idx) order finds.
+ * Two threads stream the ledger from one read transaction, with sequential queries only, and
+ * split the work about evenly (docs/audit.md has the figures). The calling thread (the reader)
+ * steps through audit_events in seq order, checks the form of each row, reads the entry's "seq"
+ * member and copies the row into a batch. The walk thread takes the batches in order and does
+ * all the hashing: it checks each entry's sequence number, previous hash and chain hash, its
+ * "seq" member, recomputes its leaf (together with the chain hash), appends it to a frontier and
+ * checks each tree head as its size is reached; it never touches the database. Once the entries
+ * are read, the reader reads the stored nodes (levels CD__AUDIT_NODE_MIN_LEVEL and up, about one
+ * row per eight entries) in (level, idx) key order, checking the shape of each level. The
+ * frontier emits the recomputed nodes of all levels interleaved while the rows come level by
+ * level, so instead of keeping the recomputed nodes in memory each level's recomputed and stored
+ * sequences are folded into one SHA-256 digest each and compared at the end. A level that
+ * differs (tampering, so rare) is then searched node by node, so the report still names the
+ * first bad node: every level below it equals the recomputed tree, so that node is the first one
+ * a node-by-node check in (level, idx) order finds.
  *
  * Failures rank as in one single-threaded walk: the chain, seq and tree-head checks by entry,
- * then a truncated tail, then the shape of the tree, then the nodes. A tree thread failure
- * always concerns an entry the chain thread had accepted, so it outranks any chain failure. */
+ * then a truncated tail, then the shape of the tree, then the nodes. The walk thread judges
+ * every entry in order; the reader only stops at a malformed row, after handing over every row
+ * before it, so a walk failure (an earlier entry) outranks it. */
 
 #define BATCH_ENTRIES 512
 #define NBATCH 8
 #define LEVELS 64
 
+/* Rows handed from the reader to the walk thread. */
 struct batch {
     unsigned n;
     size_t len, cap;
-    char *bytes;
+    char *bytes; /* the entries, back to back: entry i is bytes[off[i] .. off[i+1]) */
     size_t off[BATCH_ENTRIES + 1];
+    uint64_t seq[BATCH_ENTRIES], inner[BATCH_ENTRIES]; /* row seq, the entry's "seq" member */
+    bool ok_inner[BATCH_ENTRIES];                      /* that member was found */
+    uint8_t prev[BATCH_ENTRIES][HASH_LEN], hash[BATCH_ENTRIES][HASH_LEN];
 };
 
 #define DIGEST_BUF 64
@@ -245,25 +231,26 @@ struct shape {
 struct db_verify {
     struct cd_audit_sth *heads;
     size_t nheads;
-    /* the chain thread (the caller) */
-    struct walker chain;
-    struct cd_audit_report chain_rep;
-    bool aborted; /* the chain walk stopped because the tree thread had failed */
+    /* the reader (the caller) */
+    uint64_t rows, total; /* rows read, rows in the snapshot */
+    void (*progress)(uint64_t, uint64_t);
+    uint64_t bad_row;     /* 0, or the seq the reader named in a malformed-row failure */
+    bool aborted;         /* the reader stopped because the walk thread had failed */
     struct shape shape;
     struct level_digest stored[LEVELS];
-    /* the hand-over: batches [take, put) are full and belong to the tree thread */
+    /* the hand-over: batches [take, put) are full and belong to the walk thread */
     pthread_mutex_t mu;
     pthread_cond_t filled, freed;
     struct batch batch[NBATCH];
     unsigned put, take, nfull;
     bool entries_done;  /* no more batches will come */
-    bool tree_stopped;  /* the tree thread takes no more batches */
-    /* the tree thread */
-    struct walker tree;
-    struct cd_audit_report tree_rep;
+    bool walk_stopped;  /* the walk thread takes no more batches */
+    /* the walk thread */
+    struct walker walk;
+    struct cd_audit_report walk_rep;
     struct level_digest expect[LEVELS];
-    enum cd_err tree_err;
-    char tree_detail[512];
+    enum cd_err walk_err;
+    char walk_detail[512];
 };
 
 static bool is_hash(const struct cd_val *v)
@@ -271,8 +258,8 @@ static bool is_hash(const struct cd_val *v)
     return v->type == CD_VAL_BLOB && v->len == HASH_LEN;
 }
 
-/* Gives the filled batch to the tree thread and waits for a free one. Returns false when the
- * tree thread has stopped (it failed), so the chain walk should stop too. */
+/* Gives the filled batch to the walk thread and waits for a free one. Returns false when the
+ * walk thread has stopped (it failed), so the reader should stop too. */
 static bool hand_over(struct db_verify *v)
 {
     bool stopped;
@@ -281,9 +268,9 @@ static bool hand_over(struct db_verify *v)
     v->put++;
     v->nfull++;
     pthread_cond_signal(&v->filled);
-    while (v->nfull == NBATCH && !v->tree_stopped)
+    while (v->nfull == NBATCH && !v->walk_stopped)
         pthread_cond_wait(&v->freed, &v->mu);
-    stopped = v->tree_stopped;
+    stopped = v->walk_stopped;
     pthread_mutex_unlock(&v->mu);
     v->batch[v->put % NBATCH].n = 0;
     v->batch[v->put % NBATCH].len = 0;
@@ -293,18 +280,15 @@ static bool hand_over(struct db_verify *v)
 static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
 {
     struct db_verify *v = ctx;
-    struct walker *w = &v->chain;
     uint64_t seq = n > 0 && cols[0].type == CD_VAL_INT ? (uint64_t)cols[0].i : 0;
     struct batch *b = &v->batch[v->put % NBATCH];
-    enum cd_err err;
 
     if (n < 4 || (cols[1].type != CD_VAL_BLOB && cols[1].type != CD_VAL_TEXT) ||
         !is_hash(&cols[2]) || !is_hash(&cols[3])) {
-        cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed", (unsigned long long)seq);
-        return fail_at(w, seq ? seq : w->count + 1);
+        v->bad_row = seq ? seq : v->rows + 1;
+        return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed",
+                          (unsigned long long)v->bad_row);
     }
-    if ((err = chain_step(w, seq, cols[1].p, cols[1].len, cols[2].p, cols[3].p)) != CD_OK)
-        return err;
     if (b->len + cols[1].len > b->cap) {
         size_t cap = 2 * (b->len + cols[1].len) + 64 * 1024;
         char *p = cd_realloc(b->bytes, cap);
@@ -313,15 +297,22 @@ static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
         b->bytes = p;
         b->cap = cap;
     }
+    unsigned i = b->n++;
     memcpy(b->bytes + b->len, cols[1].p, cols[1].len);
-    b->off[b->n++] = b->len;
+    b->off[i] = b->len;
     b->len += cols[1].len;
-    b->off[b->n] = b->len;
-    if (w->progress && (seq & PROGRESS_EVERY) == 0)
-        w->progress(seq, w->total);
+    b->off[i + 1] = b->len;
+    b->seq[i] = seq;
+    /* Read here rather than on the walk thread, which does the hashing and has less slack. */
+    b->ok_inner[i] = cd__audit_entry_seq(cols[1].p, cols[1].len, &b->inner[i]);
+    memcpy(b->prev[i], cols[2].p, HASH_LEN);
+    memcpy(b->hash[i], cols[3].p, HASH_LEN);
+    v->rows++;
+    if (v->progress && (v->rows & PROGRESS_EVERY) == 0)
+        v->progress(v->rows, v->total);
     if (b->n == BATCH_ENTRIES && !hand_over(v)) {
         v->aborted = true;
-        return CD_ERR_BUSY; /* the tree thread's error is the one reported */
+        return CD_ERR_BUSY; /* the walk thread's error is the one reported */
     }
     return CD_OK;
 }
@@ -357,27 +348,25 @@ static enum cd_err emit_expected(void *ctx, unsigned level, uint64_t index, cons
     return digest_add(&v->expect[level], hash);
 }
 
-/* The tree thread's work on one batch of entries, which follow entry tree.count. */
-static enum cd_err tree_batch(struct db_verify *v, const struct batch *b)
+/* The walk thread's work on one batch of rows, which follow entry walk.count. */
+static enum cd_err walk_batch(struct db_verify *v, const struct batch *b)
 {
-    struct walker *w = &v->tree;
+    struct walker *w = &v->walk;
     enum cd_err err;
 
     for (unsigned i = 0; i < b->n; i++) {
-        uint64_t seq = w->count + 1;
-        const char *p = b->bytes + b->off[i];
-        size_t n = b->off[i + 1] - b->off[i];
-        if ((err = seq_step(w, seq, p, n)) != CD_OK ||
-            (err = tree_step(w, seq, p, n, NULL, false, emit_expected, v)) != CD_OK)
+        if ((err = entry_step(w, b->seq[i], b->bytes + b->off[i], b->off[i + 1] - b->off[i],
+                              b->prev[i], b->hash[i], b->ok_inner[i], b->inner[i],
+                              emit_expected, v)) != CD_OK)
             return err;
     }
     return CD_OK;
 }
 
-static void *tree_thread(void *arg)
+static void *walk_thread(void *arg)
 {
     struct db_verify *v = arg;
-    enum cd_err err = check_heads(&v->tree); /* heads of size 0 */
+    enum cd_err err = check_heads(&v->walk); /* heads of size 0 */
 
     while (err == CD_OK) {
         pthread_mutex_lock(&v->mu);
@@ -387,7 +376,7 @@ static void *tree_thread(void *arg)
         pthread_mutex_unlock(&v->mu);
         if (b == NULL)
             break;
-        err = tree_batch(v, b);
+        err = walk_batch(v, b);
         pthread_mutex_lock(&v->mu);
         v->take++;
         v->nfull--;
@@ -395,10 +384,10 @@ static void *tree_thread(void *arg)
         pthread_mutex_unlock(&v->mu);
     }
     if (err != CD_OK)
-        snprintf(v->tree_detail, sizeof v->tree_detail, "%s", cd_err_detail());
+        snprintf(v->walk_detail, sizeof v->walk_detail, "%s", cd_err_detail());
     pthread_mutex_lock(&v->mu);
-    v->tree_err = err;
-    v->tree_stopped = true;
+    v->walk_err = err;
+    v->walk_stopped = true;
     pthread_cond_signal(&v->freed);
     pthread_mutex_unlock(&v->mu);
     return NULL;
@@ -445,7 +434,7 @@ static enum cd_err node_row(void *ctx, const struct cd_val *cols, size_t n)
 {
     struct db_verify *v = ctx;
     int64_t level = n > 0 ? cols[0].i : 0, idx = n > 1 ? cols[1].i : 0;
-    uint64_t size = v->chain.count;
+    uint64_t size = v->rows;
 
     shape_row(&v->shape, level, idx);
     if (level >= CD__AUDIT_NODE_MIN_LEVEL && level < LEVELS && idx >= 0 &&
@@ -493,7 +482,7 @@ static enum cd_err locate_row(void *ctx, const struct cd_val *cols, size_t n)
                    (long long)level, (long long)idx, (unsigned long long)first + 1,
                    (unsigned long long)(first + (1ull << level)),
                    level == CD__AUDIT_NODE_MIN_LEVEL ? "entries" : "children");
-        lc->v->tree_rep.bad_seq = first + 1;
+        lc->v->walk_rep.bad_seq = first + 1;
         return CD_ERR_INTEGRITY;
     }
     lc->done++;
@@ -504,7 +493,7 @@ static enum cd_err locate_row(void *ctx, const struct cd_val *cols, size_t n)
  * the first bad node of the first level that differs. */
 static enum cd_err check_nodes(struct cd_tx *tx, struct db_verify *v)
 {
-    uint64_t n = v->tree.count, nodes = 0;
+    uint64_t n = v->walk.count, nodes = 0;
     enum cd_err err;
 
     for (unsigned level = CD__AUDIT_NODE_MIN_LEVEL; level < LEVELS && (n >> level) > 0;
@@ -529,7 +518,7 @@ static enum cd_err check_nodes(struct cd_tx *tx, struct db_verify *v)
                          " AND r.idx = 2 * p.idx + 1"
                          " WHERE p.level = $1 ORDER BY p.idx",
                          p, 1, locate_row, &lc, NULL);
-        v->tree_rep.nodes = nodes + lc.done;
+        v->walk_rep.nodes = nodes + lc.done;
         if (err != CD_OK)
             return err;
         /* Every stored node matches: some are missing from this snapshot. */
@@ -537,10 +526,10 @@ static enum cd_err check_nodes(struct cd_tx *tx, struct db_verify *v)
         cd_err_set(CD_ERR_INTEGRITY, "Merkle node (level %u, index %llu) over entries %llu.. "
                                      "is missing",
                    level, (unsigned long long)st->n, (unsigned long long)first + 1);
-        v->tree_rep.bad_seq = first + 1;
+        v->walk_rep.bad_seq = first + 1;
         return CD_ERR_INTEGRITY;
     }
-    v->tree_rep.nodes = nodes;
+    v->walk_rep.nodes = nodes;
     return CD_OK;
 }
 
@@ -549,10 +538,10 @@ static enum cd_err check_tree(struct cd_tx *tx, struct db_verify *v)
 {
     enum cd_err err;
 
-    if ((err = check_truncation(&v->tree)) != CD_OK)
+    if ((err = check_truncation(&v->walk)) != CD_OK)
         return err;
     if (v->shape.bad_seq) {
-        v->tree_rep.bad_seq = v->shape.bad_seq;
+        v->walk_rep.bad_seq = v->shape.bad_seq;
         return cd_err_set(CD_ERR_INTEGRITY, "%s", v->shape.detail);
     }
     uint64_t size = v->shape.size;
@@ -560,7 +549,7 @@ static enum cd_err check_tree(struct cd_tx *tx, struct db_verify *v)
     for (uint64_t s = size >> CD__AUDIT_NODE_MIN_LEVEL; s; s >>= 1)
         want_levels++;
     if (v->shape.groups != want_levels) {
-        v->tree_rep.bad_seq = size ? size : 1;
+        v->walk_rep.bad_seq = size ? size : 1;
         return cd_err_set(CD_ERR_INTEGRITY,
                           "the Merkle tree has %lld stored levels but %llu entries need %lld",
                           (long long)v->shape.groups, (unsigned long long)size,
@@ -579,22 +568,24 @@ static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd__audit_size(tx, &size)) != CD_OK ||
         (err = cd__audit_sth_all(tx, &v->heads, &v->nheads)) != CD_OK)
         return err;
-    v->chain.total = size;
-    v->tree.heads = v->heads;
-    v->tree.nheads = v->nheads;
-    if (pthread_create(&th, NULL, tree_thread, v) != 0)
+    v->total = size;
+    v->walk.heads = v->heads;
+    v->walk.nheads = v->nheads;
+    if (pthread_create(&th, NULL, walk_thread, v) != 0)
         return cd_err_set(CD_ERR_INTERNAL, "cannot start the verification thread");
     err = cd_tx_exec(tx, "SELECT seq, entry, prev_hash, hash FROM audit_events ORDER BY seq",
                      NULL, 0, entry_row, v, NULL);
-    /* The entries accepted before a chain failure still get their tree and head checks. */
+    /* The rows before a malformed one still get all their checks: an earlier failure ranks
+     * first. */
     if (!v->aborted && v->batch[v->put % NBATCH].n > 0)
         hand_over(v);
     pthread_mutex_lock(&v->mu);
     v->entries_done = true;
     pthread_cond_signal(&v->filled);
     pthread_mutex_unlock(&v->mu);
-    /* The stored nodes, while the tree thread finishes. */
-    v->shape.size = v->chain.count;
+    /* The stored nodes, while the walk thread finishes. When it accepts every row, the ledger
+     * has v->rows entries. */
+    v->shape.size = v->rows;
     if (err == CD_OK) {
         err = cd_tx_exec(tx, "SELECT level, idx, hash FROM audit_nodes ORDER BY level, idx",
                          NULL, 0, node_row, v, NULL);
@@ -602,14 +593,14 @@ static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
             shape_end(&v->shape);
     }
     pthread_join(th, NULL);
-    if (v->tree_err != CD_OK) {
-        cd_err_set(v->tree_err, "%s", v->tree_detail);
-        return v->tree_err;
+    if (v->walk_err != CD_OK) {
+        cd_err_set(v->walk_err, "%s", v->walk_detail);
+        return v->walk_err;
     }
     if (v->aborted)
         return cd_err_set(CD_ERR_INTERNAL, "the verification thread stopped early");
     if (err != CD_OK) {
-        v->tree_rep.bad_seq = v->chain_rep.bad_seq;
+        v->walk_rep.bad_seq = v->bad_row;
         return err;
     }
     return check_tree(tx, v);
@@ -624,17 +615,16 @@ enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd
     memset(rep, 0, sizeof *rep);
     if (v == NULL)
         return CD_ERR_NOMEM;
-    v->chain.rep = &v->chain_rep;
-    v->chain.progress = progress;
-    v->tree.pk = pk;
-    v->tree.rep = &v->tree_rep;
+    v->progress = progress;
+    v->walk.pk = pk;
+    v->walk.rep = &v->walk_rep;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->filled, NULL);
     pthread_cond_init(&v->freed, NULL);
     err = cd_store_read(s, verify_all_fn, v);
-    *rep = v->tree_rep;
+    *rep = v->walk_rep;
     if (err == CD_OK && progress)
-        progress(v->chain.count, v->chain.total);
+        progress(v->rows, v->total);
     for (unsigned i = 0; i < LEVELS; i++) {
         cd_crypto_sha256_free(&v->expect[i].h);
         cd_crypto_sha256_free(&v->stored[i].h);

@@ -1,7 +1,8 @@
 /* crypto — keys, hashing, field sealing, blind indexes and signatures.
  *
- * Owns: every use of libsodium and OpenSSL libcrypto in Candor. SHA-256 (OpenSSL EVP, which
- * uses the CPU's SHA extensions) for the audit ledger; key files in the data directory
+ * Owns: every use of libsodium and OpenSSL libcrypto in Candor. SHA-256 for the audit ledger
+ * (one-shot: on the CPU's SHA extensions directly where it has them, else OpenSSL EVP;
+ * incremental: EVP); key files in the data directory
  * (created 0600, refused when readable by group or others); the master key (a key file or the
  * CANDOR_MASTER_KEY environment variable); per-customer data keys wrapped by the master key;
  * AEAD sealing of personal fields (XChaCha20-Poly1305, associated data binding customer and
@@ -61,6 +62,15 @@ enum cd_err cd_crypto_sha256(const void *p, size_t n, uint8_t out[CD_CRYPTO_HASH
  * Errors: as cd_crypto_sha256. */
 enum cd_err cd_crypto_sha256v(const struct cd_str *parts, size_t nparts,
                               uint8_t out[CD_CRYPTO_HASH_LEN]);
+
+/* SHA-256(pa || body) into oa and SHA-256(pb || body) into ob: one body behind two prefixes, as
+ * the audit ledger hashes each entry (chain hash and Merkle leaf). With the CPU's SHA extensions
+ * the two are computed together, in about 0.75 of the time of two calls. All inputs are
+ * borrowed; na and nb may be 0; oa and ob may alias pa or pb.
+ * Errors: as cd_crypto_sha256 (never with the SHA extensions). */
+enum cd_err cd_crypto_sha256_pair(const void *pa, size_t na, const void *pb, size_t nb,
+                                  const void *body, size_t n, uint8_t oa[CD_CRYPTO_HASH_LEN],
+                                  uint8_t ob[CD_CRYPTO_HASH_LEN]);
 
 /* An incremental SHA-256. The struct owns one OpenSSL digest context, allocated by _init and
  * released by _free; _final leaves the context ready for a new message, so one struct can hash

@@ -1,19 +1,22 @@
-/* Library start-up and SHA-256 over OpenSSL EVP.
+/* Library start-up and SHA-256: on the CPU's SHA extensions where it has them (sha256_ni.c),
+ * else over OpenSSL EVP.
  *
  * The one-shot functions keep one EVP_MD_CTX per thread: creating a context per call costs an
  * allocation and a provider lookup, which for 300-byte audit rows is as much as the hashing.
  * A pthread key destructor frees the context when a thread exits; the main thread's context
  * stays reachable through thread-local storage until the process ends. */
-#include "crypto.h"
+#include "crypto_int.h"
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <string.h>
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static enum cd_err init_result = CD_ERR_CRYPTO;
 static EVP_MD *sha256_md;
 static pthread_key_t ctx_key;
 static _Thread_local EVP_MD_CTX *tl_ctx;
+static bool sha_ni, sha_ni_found; /* set once by do_init (cd__crypto_sha_ni_use in tests) */
 
 static void free_thread_ctx(void *p)
 {
@@ -32,6 +35,9 @@ static void do_init(void)
         return;
     if (pthread_key_create(&ctx_key, free_thread_ctx) != 0)
         return;
+#if CD__CRYPTO_HAVE_SHA_NI
+    sha_ni = sha_ni_found = cd__crypto_sha_ni_detect();
+#endif
     init_result = CD_OK;
 }
 
@@ -72,6 +78,20 @@ out:
     return err;
 }
 
+bool cd__crypto_sha_ni_use(bool on)
+{
+    pthread_once(&init_once, do_init);
+    sha_ni = on && sha_ni_found;
+    return sha_ni;
+}
+
+/* Whether the SHA-extension path is on; pthread_once orders the read after do_init. */
+static bool use_ni(void)
+{
+    pthread_once(&init_once, do_init);
+    return CD__CRYPTO_HAVE_SHA_NI && sha_ni;
+}
+
 enum cd_err cd_crypto_sha256v(const struct cd_str *parts, size_t nparts,
                               uint8_t out[CD_CRYPTO_HASH_LEN])
 {
@@ -79,6 +99,12 @@ enum cd_err cd_crypto_sha256v(const struct cd_str *parts, size_t nparts,
     EVP_MD_CTX *ctx = NULL;
     unsigned int len = 0;
 
+#if CD__CRYPTO_HAVE_SHA_NI
+    if (use_ni()) {
+        cd__crypto_sha256_ni(parts, nparts, out);
+        return CD_OK;
+    }
+#endif
     if ((err = thread_ctx(&ctx)) != CD_OK)
         goto out;
     if (!EVP_DigestInit_ex2(ctx, sha256_md, NULL)) {
@@ -102,6 +128,28 @@ enum cd_err cd_crypto_sha256(const void *p, size_t n, uint8_t out[CD_CRYPTO_HASH
     struct cd_str part = {p, n};
 
     return cd_crypto_sha256v(&part, 1, out);
+}
+
+enum cd_err cd_crypto_sha256_pair(const void *pa, size_t na, const void *pb, size_t nb,
+                                  const void *body, size_t n, uint8_t oa[CD_CRYPTO_HASH_LEN],
+                                  uint8_t ob[CD_CRYPTO_HASH_LEN])
+{
+    struct cd_str a[2] = {{pa, na}, {body, n}}, b[2] = {{pb, nb}, {body, n}};
+    uint8_t ha[CD_CRYPTO_HASH_LEN], hb[CD_CRYPTO_HASH_LEN];
+    enum cd_err err;
+
+#if CD__CRYPTO_HAVE_SHA_NI
+    if (use_ni()) {
+        cd__crypto_sha256_ni_pair(pa, na, pb, nb, body, n, oa, ob);
+        return CD_OK;
+    }
+#endif
+    /* Both digests first, so the outputs may alias the prefixes. */
+    if ((err = cd_crypto_sha256v(a, 2, ha)) != CD_OK || (err = cd_crypto_sha256v(b, 2, hb)) != CD_OK)
+        return err;
+    memcpy(oa, ha, CD_CRYPTO_HASH_LEN);
+    memcpy(ob, hb, CD_CRYPTO_HASH_LEN);
+    return CD_OK;
 }
 
 enum cd_err cd_crypto_sha256_init(struct cd_crypto_sha256 *h)

@@ -231,6 +231,78 @@ static void verify_names_the_first_bad_entry(void **state)
     cd_store_close(s);
 }
 
+/* The verifier reads rows on one thread and checks them on another, in batches of 512 with 8
+ * in flight: a ledger longer than that makes the reader wait for the checker, stop when the
+ * checker has failed, and have its own failure (a malformed row) outranked by any failure of an
+ * earlier entry, however far apart the two threads are. */
+static void verify_ranks_failures_across_threads(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_report rep;
+    uint8_t pk[32];
+    const int n = 5000;
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    append(s, n);
+    assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(rep.entries, n);
+    assert_int_equal(rep.tree_heads, 1);
+    assert_int_equal(rep.nodes, n / 16 + n / 32 + n / 64 + n / 128 + n / 256 + n / 512 +
+                                    n / 1024 + n / 2048 + n / 4096);
+
+    /* Only the reader sees a malformed row: alone, it is the failure. */
+    expect_tampered(s, pk, "UPDATE audit_events SET hash = zeroblob(31) WHERE seq = 4500", 4500,
+                    "audit entry 4500 is malformed");
+    /* An altered entry long before it ranks first. */
+    expect_tampered(s, pk,
+                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit',"
+                    " 'UNIT') AS BLOB) WHERE seq = 3000",
+                    3000, "audit entry 3000 was altered");
+    /* An altered second entry: the checker fails while the reader is still thousands of rows
+     * ahead and waiting, which must stop it. */
+    expect_tampered(s, pk,
+                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit',"
+                    " 'UNIT') AS BLOB) WHERE seq = 2",
+                    2, "audit entry 2 was altered");
+
+    cd_audit_close(a);
+    cd_store_close(s);
+}
+
+/* Out of memory at each allocation the verifier makes on the calling thread is an error, not a
+ * crash or a leak, and a retry succeeds. */
+static void verify_survives_allocation_failures(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_report rep;
+    uint8_t pk[32];
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    append(s, 40);
+    assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
+    for (long k = 1; k < 100; k++) {
+        cd_alloc_fail_nth(k);
+        enum cd_err err = cd_audit_verify_all(s, pk, &rep, NULL);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            assert_int_equal(rep.entries, 40);
+            break;
+        }
+        assert_int_equal(err, CD_ERR_NOMEM);
+    }
+    cd_audit_close(a);
+    cd_store_close(s);
+}
+
 /* The canonical bytes are written by hand (src/audit/audit.c); they must stay exactly what
  * jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) makes of them, for
  * every string: quotes, backslashes, control characters, DEL, slashes, non-ASCII code points in
@@ -389,6 +461,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(appends_rollback_proofs_and_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_names_the_first_bad_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(verify_ranks_failures_across_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(verify_survives_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(canonical_bytes_are_jansson_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(old_ledger_migrates, setup, teardown),
     };

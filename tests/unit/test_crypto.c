@@ -1,6 +1,7 @@
 /* Unit tests for src/crypto: SHA-256, key files, the master key, key wrapping, field sealing,
  * blind indexes and Ed25519 (including interop with the openssl command-line tool). */
 #include "crypto/crypto.h"
+#include "crypto/crypto_int.h"
 #include "unit.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,62 @@ static void sha256_matches_known_vectors(void **state)
     cd_crypto_sha256_free(&inc);
     cd_crypto_sha256_free(&inc);               /* safe twice */
     assert_int_equal(cd_crypto_init(), CD_OK); /* idempotent */
+}
+
+/* The digest of pre || body through the incremental form, which is always OpenSSL EVP. */
+static void sha256_evp(const uint8_t *pre, size_t npre, const uint8_t *body, size_t n,
+                       uint8_t out[32])
+{
+    struct cd_crypto_sha256 inc = {0};
+
+    assert_int_equal(cd_crypto_sha256_init(&inc), CD_OK);
+    assert_int_equal(cd_crypto_sha256_update(&inc, pre, npre), CD_OK);
+    assert_int_equal(cd_crypto_sha256_update(&inc, body, n), CD_OK);
+    assert_int_equal(cd_crypto_sha256_final(&inc, out), CD_OK);
+    cd_crypto_sha256_free(&inc);
+}
+
+/* The one-shot and pair forms on the CPU's SHA extensions (when it has them) and on OpenSSL give
+ * OpenSSL's digests at every length and block boundary, behind the prefixes the ledger uses
+ * (the 32-byte previous hash, the 0x00 and 0x01 bytes) and others around a block. */
+static void sha256_paths_agree_with_openssl(void **state)
+{
+    static const size_t prefixes[] = {0, 1, 32, 55, 56, 63, 64, 65, 100};
+    uint8_t body[400], pre[128], want_a[32], want_b[32], a[32], b[32], alias[256];
+
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (uint8_t)(i * 131 + 7);
+    for (size_t i = 0; i < sizeof pre; i++)
+        pre[i] = (uint8_t)(i * 37 + 1);
+    for (int ni = 1; ni >= 0; ni--) {
+        cd__crypto_sha_ni_use(ni);
+        for (size_t pi = 0; pi < sizeof prefixes / sizeof prefixes[0]; pi++) {
+            size_t na = prefixes[pi], nb = prefixes[(pi + 3) % 9];
+            for (size_t n = 0; n <= 300; n++) {
+                sha256_evp(pre, na, body, n, want_a);
+                sha256_evp(pre + 7, nb, body, n, want_b);
+                /* One-shot, the body split in three parts at varying points. */
+                size_t k1 = n / 3, k2 = n - n / 5;
+                struct cd_str parts[4] = {{(const char *)pre, na}, {(const char *)body, k1},
+                                          {(const char *)body + k1, k2 - k1},
+                                          {(const char *)body + k2, n - k2}};
+                assert_int_equal(cd_crypto_sha256v(parts, 4, a), CD_OK);
+                assert_memory_equal(a, want_a, 32);
+                assert_int_equal(cd_crypto_sha256_pair(pre, na, pre + 7, nb, body, n, a, b), CD_OK);
+                assert_memory_equal(a, want_a, 32);
+                assert_memory_equal(b, want_b, 32);
+                /* The outputs may overwrite the prefixes (the chain hash replaces prev). */
+                memcpy(alias, pre, na);
+                memcpy(alias + 128, pre + 7, nb);
+                assert_int_equal(cd_crypto_sha256_pair(alias, na, alias + 128, nb, body, n, alias,
+                                                       alias + 128),
+                                 CD_OK);
+                assert_memory_equal(alias, want_a, 32);
+                assert_memory_equal(alias + 128, want_b, 32);
+            }
+        }
+    }
+    cd__crypto_sha_ni_use(true);
 }
 
 /* ---- key files and the master key ---- */
@@ -468,6 +525,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sha256_matches_known_vectors),
+        cmocka_unit_test(sha256_paths_agree_with_openssl),
         cmocka_unit_test(keyfile_is_created_0600_and_reloaded),
         cmocka_unit_test(keyfile_refuses_loose_modes_links_and_wrong_sizes),
         cmocka_unit_test(keyfile_survives_allocation_failures),
