@@ -1,8 +1,8 @@
 /* crypto — keys, hashing, field sealing, blind indexes and signatures.
  *
  * Owns: every use of libsodium and OpenSSL libcrypto in Candor. SHA-256 for the audit ledger
- * (one-shot: on the CPU's SHA extensions directly where it has them, else OpenSSL EVP;
- * incremental: EVP); key files in the data directory
+ * (one-shot: OpenSSL's SHA256_* calls; two messages at once: our own code on the CPU's SHA
+ * extensions where it has them; incremental: EVP); key files in the data directory
  * (created 0600, refused when readable by group or others); the master key (a key file or the
  * CANDOR_MASTER_KEY environment variable); per-customer data keys wrapped by the master key;
  * AEAD sealing of personal fields (XChaCha20-Poly1305, associated data binding customer and

@@ -9,7 +9,7 @@
 void cd__crypto_hash_parts(const uint8_t *key, const struct cd_str *parts, size_t nparts,
                            uint8_t out[CD_CRYPTO_HASH_LEN]);
 
-/* SHA-256 on the x86 SHA extensions (sha256_ni.c), compiled on x86-64 with GCC or clang and
+/* The pair form of SHA-256 on the x86 SHA extensions (sha256_ni.c), compiled on x86-64 with GCC or clang and
  * used by hash.c only when cd__crypto_sha_ni_detect() found the instructions at start-up. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CD__CRYPTO_HAVE_SHA_NI 1
@@ -20,8 +20,6 @@ void cd__crypto_hash_parts(const uint8_t *key, const struct cd_str *parts, size_
 #if CD__CRYPTO_HAVE_SHA_NI
 /* True when the CPU has SHA, SSSE3 and SSE4.1. */
 bool cd__crypto_sha_ni_detect(void);
-/* SHA-256 of the concatenation of the parts. Cannot fail. */
-void cd__crypto_sha256_ni(const struct cd_str *parts, size_t nparts, uint8_t out[32]);
 /* SHA-256(pa || body) into oa and SHA-256(pb || body) into ob, the two interleaved. */
 void cd__crypto_sha256_ni_pair(const void *pa, size_t na, const void *pb, size_t nb,
                                const void *body, size_t n, uint8_t oa[32], uint8_t ob[32]);

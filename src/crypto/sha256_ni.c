@@ -1,14 +1,13 @@
-/* SHA-256 (FIPS 180-4) on the x86 SHA extensions, one message or two at once.
+/* SHA-256 (FIPS 180-4) of two messages at once, on the x86 SHA extensions.
  *
- * Why our own: OpenSSL reaches the same instructions, but through EVP, whose set-up and
- * finalisation cost about as much as hashing a 65-byte Merkle node (135 ns against 70 ns); and
- * it hashes one message at a time, while the offline verifier hashes every entry twice (the
- * chain hash over prev || entry and the leaf hash over 0x00 || entry). The two messages are
- * independent, so their rounds interleave and fill each other's latency: on the machine
- * measured two 412-byte messages take 310 ns together against 290 ns for one. Used only when
- * the CPU has SHA, SSSE3 and SSE4.1 (cd__crypto_sha_ni_detect); otherwise hash.c stays on
- * OpenSSL. tests/unit/test_crypto.c compares both paths with OpenSSL at every length from 0 to
- * 300 bytes behind several prefixes. */
+ * Why our own: the offline verifier hashes every entry twice (the chain hash over prev || entry
+ * and the leaf hash over 0x00 || entry), and OpenSSL hashes one message at a time. The two are
+ * independent, so their rounds interleave and fill each other's latency: two 412-byte messages
+ * take 310 ns together against 290 ns for one. Only this pairing is ours; every single hash is
+ * OpenSSL's (hash.c). Used only when the CPU has SHA, SSSE3 and SSE4.1
+ * (cd__crypto_sha_ni_detect); otherwise the pair is two OpenSSL hashes.
+ * tests/unit/test_crypto.c compares it with OpenSSL at every length from 0 to 300 bytes behind
+ * several prefixes. */
 #include "crypto_int.h"
 #include <string.h>
 
@@ -176,47 +175,6 @@ bool cd__crypto_sha_ni_detect(void)
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return false;
     return (b & bit_SHA) != 0;
-}
-
-TARGET void cd__crypto_sha256_ni(const struct cd_str *parts, size_t nparts, uint8_t out[32])
-{
-    struct st s = st_init();
-    uint8_t buf[64];
-    size_t nbuf = 0;
-    uint64_t total = 0;
-
-    for (size_t i = 0; i < nparts; i++) {
-        const uint8_t *p = (const uint8_t *)parts[i].p;
-        size_t n = parts[i].len;
-        total += n;
-        if (nbuf > 0) {
-            size_t k = 64 - nbuf < n ? 64 - nbuf : n;
-            memcpy(buf + nbuf, p, k);
-            nbuf += k;
-            p += k;
-            n -= k;
-            if (nbuf < 64)
-                continue;
-            block1(&s, buf);
-            nbuf = 0;
-        }
-        for (; n >= 64; p += 64, n -= 64)
-            block1(&s, p);
-        if (n > 0)
-            memcpy(buf, p, n);
-        nbuf = n;
-    }
-    buf[nbuf++] = 0x80;
-    if (nbuf > 56) {
-        memset(buf + nbuf, 0, 64 - nbuf);
-        block1(&s, buf);
-        nbuf = 0;
-    }
-    memset(buf + nbuf, 0, 56 - nbuf);
-    for (int k = 0; k < 8; k++)
-        buf[63 - k] = (uint8_t)((total * 8) >> (8 * k));
-    block1(&s, buf);
-    st_out(s, out);
 }
 
 TARGET void cd__crypto_sha256_ni_pair(const void *pa, size_t na, const void *pb, size_t nb,
