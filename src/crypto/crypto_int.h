@@ -9,4 +9,8 @@
 void cd__crypto_hash_parts(const uint8_t *key, const struct cd_str *parts, size_t nparts,
                            uint8_t out[CD_CRYPTO_HASH_LEN]);
 
+/* Fills a 24-byte AEAD nonce with random bytes from a per-thread pool (see seal.c). Nonces
+ * must never repeat under one key; they need not be secret. */
+void cd__crypto_nonce(uint8_t out[CD_CRYPTO_NONCE_LEN]);
+
 #endif

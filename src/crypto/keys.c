@@ -259,7 +259,7 @@ void cd_crypto_key_wrap(const uint8_t master[CD_CRYPTO_KEY_LEN], struct cd_str c
 
     wrap_ad(customer_id, key_version, ad);
     out[0] = CD_CRYPTO_WRAP_VERSION;
-    randombytes_buf(nonce, CD_CRYPTO_NONCE_LEN);
+    cd__crypto_nonce(nonce);
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + CD_CRYPTO_NONCE_LEN, NULL, data_key,
                                                CD_CRYPTO_KEY_LEN, ad, sizeof ad, NULL, nonce,
                                                master);
