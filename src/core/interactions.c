@@ -166,6 +166,7 @@ struct ingest_ctx {
     struct cd_str subject, body;
     struct cd_str topic; /* metadata.topic (borrowed from the request body), may be empty */
     char *metadata;     /* serialised, cd_malloc'ed */
+    const json_t *meta_in; /* metadata as received (borrowed: the body outlives the answer) */
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
     struct cd_buf s_subject, s_body, s_meta, s_ident;
@@ -549,6 +550,7 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
             return cd_err_set(err, "'metadata': %s", cd_err_detail());
         if ((err = cd_json_dump(meta, &ic->metadata, &n)) != CD_OK)
             return err;
+        ic->meta_in = meta;
         if (n > CD_MAX_META)
             return cd_err_set(CD_ERR_INVALID, "'metadata' is larger than %d bytes", CD_MAX_META);
     }
@@ -606,9 +608,10 @@ static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
         return err;
     err = CD_ERR_NOMEM;
     if (fields & CD_FIELDS_CONVERSATION) {
-        json_error_t jerr;
-        /* cd_json_set_new takes meta even when it fails, so nothing leaks on any path. */
-        meta = ic->metadata ? json_loads(ic->metadata, 0, &jerr) : json_object();
+        /* cd_json_set_new takes meta even when it fails, so nothing leaks on any path. A copy
+         * of what was received, not a parse of what was stored: the same value, without
+         * parsing it again. */
+        meta = ic->meta_in ? json_deep_copy(ic->meta_in) : json_object();
         if (cd_json_set_new(o, "metadata", meta) != CD_OK ||
             cd_json_set_new(o, "subject", ic->subject.p
                                               ? json_stringn(ic->subject.p, ic->subject.len)
