@@ -1,7 +1,7 @@
 /* Unit tests for src/audit: appends keep the Merkle nodes in step with the hash chain, a
- * rolled-back savepoint or batch leaves the cached head and frontier harmless, proofs served from audit_nodes
- * verify with the RFC 9162 verifiers, tree heads are signed and checked, and the offline
- * verifiers name the first bad entry. */
+ * rolled-back savepoint or batch leaves the cached head and frontier harmless, proofs served
+ * from audit_nodes verify with the RFC 9162 verifiers, tree heads are signed and checked, and
+ * the offline verifiers name the first bad entry. */
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>

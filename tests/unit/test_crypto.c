@@ -3,8 +3,8 @@
 #include "crypto/crypto.h"
 #include "unit.h"
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
