@@ -36,6 +36,18 @@ static enum cd_err put_member(struct cd_buf *b, const char *key, const char *v, 
     return err;
 }
 
+/* Appends v in decimal, as "%llu" would: a printf here was a tenth of the canonical bytes. */
+static enum cd_err put_decimal(struct cd_buf *b, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof d;
+
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return cd_buf_append(b, d + i, sizeof d - i);
+}
+
 /* The canonical bytes of an event (see above) in a cd_malloc'ed string. */
 static enum cd_err canonical(uint64_t seq, int64_t ts, const struct cd_audit_event *ev,
                              char **out, size_t *len)
@@ -53,7 +65,8 @@ static enum cd_err canonical(uint64_t seq, int64_t ts, const struct cd_audit_eve
     bool first = true;
     enum cd_err err;
 
-    if ((err = cd_buf_putc(&b, '{')) != CD_OK)
+    /* One allocation for a typical event (about 300 bytes) instead of a few reallocations. */
+    if ((err = cd_buf_reserve(&b, 512)) != CD_OK || (err = cd_buf_putc(&b, '{')) != CD_OK)
         goto out;
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         if (m[i].v == NULL)
@@ -62,8 +75,13 @@ static enum cd_err canonical(uint64_t seq, int64_t ts, const struct cd_audit_eve
             goto out;
         first = false;
     }
-    if ((err = cd_buf_printf(&b, "%s\"seq\":%lld,\"ts\":%lld}", first ? "" : ",",
-                             (long long)seq, (long long)ts)) != CD_OK)
+    if ((!first && (err = cd_buf_putc(&b, ',')) != CD_OK) ||
+        (err = cd_buf_append(&b, "\"seq\":", 6)) != CD_OK ||
+        (err = put_decimal(&b, seq)) != CD_OK ||
+        (err = cd_buf_append(&b, ",\"ts\":", 6)) != CD_OK ||
+        (ts < 0 && (err = cd_buf_putc(&b, '-')) != CD_OK) ||
+        (err = put_decimal(&b, ts < 0 ? -(uint64_t)ts : (uint64_t)ts)) != CD_OK ||
+        (err = cd_buf_putc(&b, '}')) != CD_OK)
         goto out;
     if (b.len > MAX_EVENT) {
         err = CD_ERR_TOO_BIG;
@@ -108,24 +126,29 @@ bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq)
     return true;
 }
 
-/* ---- the Merkle frontier of the last append ----
+/* ---- the head of the ledger and the Merkle frontier of the last append ----
  *
- * Appending a leaf needs the tree's right frontier (popcount(n) nodes). Reading it back costs
- * a few B-tree lookups per append, so the writer thread keeps the frontier of its last append,
- * keyed by (size, chain hash of the last entry). The key is checked against what the
- * transaction sees before every use: the chain hash commits to every entry before it, so a
- * matching key means the very same tree, and after a rolled-back savepoint (or any other
- * writer) the key does not match and the frontier is rebuilt from audit_nodes (and, below
- * CD__AUDIT_NODE_MIN_LEVEL, from the last entries). Thread-local
- * because the writer thread is the only appender of its store, and a process with several
- * stores (tests) has one writer thread each. */
-struct frontier_cache {
-    bool valid;
+ * Appending needs the last entry's seq and chain hash and the tree's right frontier
+ * (popcount(n) nodes). The writer thread keeps both from its last append:
+ *   - within one transaction, while cd_tx_epoch says nothing was undone since, the head is
+ *     taken as is: only this thread writes the ledger inside its transaction, so reading the
+ *     last row back (a B-tree descent and a statement per append) would return what it wrote;
+ *   - otherwise (a new batch, or a rollback to a savepoint or of the batch) the head is read
+ *     from the transaction, and the frontier is kept only if it was built for that very
+ *     (size, chain hash of the last entry): the chain hash commits to every entry before it,
+ *     so a match means the very same tree; else it is rebuilt from audit_nodes (and, below
+ *     CD__AUDIT_NODE_MIN_LEVEL, from the last entries).
+ * Thread-local because the writer thread is the only appender of its store, and a process with
+ * several stores (tests) has one writer thread each. */
+struct ledger_cache {
+    bool valid;             /* size, last and f describe a ledger some transaction saw */
+    struct cd_store *store; /* ... of this store, */
+    uint64_t epoch;         /* ... and this transaction has it as is when cd_tx_epoch equals this */
     uint64_t size;
     uint8_t last[HASH_LEN];
     struct cd_merkle_frontier f;
 };
-static _Thread_local struct frontier_cache tl_frontier;
+static _Thread_local struct ledger_cache tl_ledger;
 
 static enum cd_err node_row(void *ctx, const struct cd_val *cols, size_t n)
 {
@@ -266,20 +289,18 @@ out:
     return err;
 }
 
-/* Loads the frontier for the ledger of `size` entries ending in chain hash `last`, from the
- * thread's cache when it describes exactly that ledger. */
-static enum cd_err frontier_for(struct cd_tx *tx, uint64_t size, const uint8_t last[HASH_LEN],
-                                struct cd_merkle_frontier *f)
+/* Makes c describe the ledger of `size` entries ending in chain hash `last`: kept when it
+ * already does, else loaded from audit_nodes. */
+static enum cd_err frontier_for(struct cd_tx *tx, struct ledger_cache *c, uint64_t size,
+                                const uint8_t last[HASH_LEN])
 {
-    struct frontier_cache *c = &tl_frontier;
     enum cd_err err;
 
-    if (c->valid && c->size == size && memcmp(c->last, last, HASH_LEN) == 0) {
-        *f = c->f;
+    if (c->valid && c->store == cd_tx_store(tx) && c->size == size &&
+        memcmp(c->last, last, HASH_LEN) == 0)
         return CD_OK;
-    }
     c->valid = false;
-    err = cd_merkle_frontier_load(f, size, cd__audit_node_get, tx);
+    err = cd_merkle_frontier_load(&c->f, size, cd__audit_node_get, tx);
     if (err == CD_ERR_NOT_FOUND) {
         int64_t any = 1;
         enum cd_err e2 = cd_tx_int(tx, "SELECT EXISTS(SELECT 1 FROM audit_nodes)", NULL, 0, &any);
@@ -291,9 +312,16 @@ static enum cd_err frontier_for(struct cd_tx *tx, uint64_t size, const uint8_t l
             return cd_err_set(CD_ERR_INTEGRITY, "the audit Merkle tree is damaged: %s "
                                                 "(run candor audit verify)",
                               cd_err_detail());
-        err = cd__audit_rebuild_nodes(tx, size, f);
+        err = cd__audit_rebuild_nodes(tx, size, &c->f);
     }
-    return err;
+    if (err != CD_OK)
+        return err;
+    c->store = cd_tx_store(tx);
+    c->size = size;
+    memcpy(c->last, last, HASH_LEN);
+    c->epoch = 0; /* read from the transaction, not carried over from an append */
+    c->valid = true;
+    return CD_OK;
 }
 
 struct head {
@@ -315,27 +343,28 @@ static enum cd_err head_row(void *ctx, const struct cd_val *cols, size_t n)
 
 enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq)
 {
+    struct ledger_cache *c = &tl_ledger;
     struct head h = {0, {0}};
-    struct cd_merkle_frontier *f = NULL;
     char *bytes = NULL;
     size_t n = 0;
     uint8_t hash[HASH_LEN], leaf[HASH_LEN];
     enum cd_err err;
     int64_t ts = cd_now_ms();
+    uint64_t epoch = cd_tx_epoch(tx);
 
-    /* The head is read inside the transaction: a rolled-back append leaves no stale state. */
-    if ((err = cd_tx_exec(tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-                          NULL, 0, head_row, &h, NULL)) != CD_OK)
-        return err;
+    if (epoch != 0 && c->valid && c->epoch == epoch && c->store == cd_tx_store(tx)) {
+        h.seq = (int64_t)c->size; /* this transaction's own last append, nothing undone since */
+        memcpy(h.hash, c->last, HASH_LEN);
+    } else {
+        if ((err = cd_tx_exec(tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                              NULL, 0, head_row, &h, NULL)) != CD_OK ||
+            (err = frontier_for(tx, c, (uint64_t)h.seq, h.hash)) != CD_OK)
+            return err;
+    }
     if ((err = canonical((uint64_t)h.seq + 1, ts, ev, &bytes, &n)) != CD_OK)
         return err;
-    if ((f = cd_malloc(sizeof *f)) == NULL) {
-        err = CD_ERR_NOMEM;
-        goto out;
-    }
     if ((err = chain_hash(h.hash, bytes, n, hash)) != CD_OK ||
-        (err = cd_merkle_leaf_hash(bytes, n, leaf)) != CD_OK ||
-        (err = frontier_for(tx, (uint64_t)h.seq, h.hash, f)) != CD_OK)
+        (err = cd_merkle_leaf_hash(bytes, n, leaf)) != CD_OK)
         goto out;
     struct cd_val p[] = {
         CD_VINT(h.seq + 1), CD_VINT(ts), CD_VBLOB(bytes, n), CD_VBLOB(h.hash, HASH_LEN),
@@ -349,17 +378,19 @@ enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, u
                           " action, actor_token) VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
                           p, sizeof p / sizeof p[0], NULL, NULL, NULL)) != CD_OK)
         goto out;
-    /* The nodes go in the same savepoint as the entry: both commit or neither does. */
-    if ((err = cd_merkle_append(f, leaf, cd__audit_node_put, tx)) != CD_OK)
+    /* The nodes go in the same transaction as the entry: both commit or neither does. The
+     * cache is invalid while its frontier changes; cd_merkle_append leaves f as it was when
+     * it fails, but the entry is in then and the write fails and is undone. */
+    c->valid = false;
+    if ((err = cd_merkle_append(&c->f, leaf, cd__audit_node_put, tx)) != CD_OK)
         goto out;
-    tl_frontier.f = *f;
-    tl_frontier.size = f->size;
-    memcpy(tl_frontier.last, hash, HASH_LEN);
-    tl_frontier.valid = true;
+    c->size = c->f.size;
+    memcpy(c->last, hash, HASH_LEN);
+    c->epoch = epoch;
+    c->valid = true;
     if (seq)
         *seq = (uint64_t)h.seq + 1;
 out:
-    cd_free(f);
     cd_free(bytes);
     return err;
 }

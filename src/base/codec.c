@@ -22,9 +22,11 @@ static void random_forget_in_child(void)
     random_left = 0;
 }
 
+static bool random_pool_safe; /* the fork handler is in place */
+
 static void random_register_fork(void)
 {
-    pthread_atfork(NULL, NULL, random_forget_in_child);
+    random_pool_safe = pthread_atfork(NULL, NULL, random_forget_in_child) == 0;
 }
 
 void cd_random_bytes(void *out, size_t n)
@@ -32,7 +34,8 @@ void cd_random_bytes(void *out, size_t n)
     unsigned char *dst = out;
 
     pthread_once(&random_once, random_register_fork);
-    if (n > RANDOM_POOL / 4) { /* large requests gain nothing from the pool */
+    /* Large requests gain nothing from the pool; without the fork handler it is not used. */
+    if (n > RANDOM_POOL / 4 || !random_pool_safe) {
         randombytes_buf(out, n);
         return;
     }

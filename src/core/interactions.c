@@ -173,11 +173,20 @@ struct ingest_ctx {
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
     struct cd_buf s_subject, s_body, s_meta, s_ident;
-    /* The fields sealed before the write under the key of the owner a read saw just before it
-     * (pre_seal); the write uses them only if that owner and its wrapped key are unchanged. */
-    bool pre_sealed;
-    char pre_customer_id[CD_ID_MAX];
-    struct cd_buf pre_wrapped;
+    /* Whom s_subject, s_body and s_meta are sealed for: a customer and the wrapped key that was
+     * unwrapped to seal them (fields_for_ok false: for nobody yet); ident_for likewise for
+     * s_ident. pre_seal fills them before the write for the owner a read saw (or for a new
+     * customer, below); the write uses them only when they match the owner it finds, and
+     * seals again otherwise, so a rerun of the write never uses fields sealed for another. */
+    bool fields_for_ok;
+    char fields_for[CD_ID_MAX];
+    uint8_t fields_for_wrapped[CD_CRYPTO_WRAPPED_LEN];
+    char ident_for[CD_ID_MAX];
+    /* A customer made before the write for an identity the read found no owner for: its id and
+     * wrapped key (pre_new). The write creates it if the identity still has no owner. */
+    bool pre_new;
+    char new_customer_id[CD_ID_MAX];
+    uint8_t new_wrapped[CD_CRYPTO_WRAPPED_LEN];
     /* decided in the write */
     char replay_id[CD_ID_MAX];
     /* the identity's owner and wrapped key the write used, for the owner cache */
@@ -214,16 +223,45 @@ static const char SELECT_BY_ID[] =
     "SELECT id, key_wrapped FROM customers WHERE id = $1 AND merged_into IS NULL"
     " AND erased_at IS NULL";
 
-static enum cd_err seal_all(struct ingest_ctx *ic, const struct cd__ckey *k)
+/* Seals the fields under k, the key that `wrapped` (CD_CRYPTO_WRAPPED_LEN bytes) holds. */
+static enum cd_err seal_all(struct ingest_ctx *ic, const struct cd__ckey *k,
+                            const void *wrapped)
 {
     enum cd_err err = CD_OK;
 
+    ic->fields_for_ok = false;
     if (ic->subject.p)
         err = cd__core_seal(k, "subject", ic->subject, &ic->s_subject);
     if (err == CD_OK && ic->body.p)
         err = cd__core_seal(k, "body", ic->body, &ic->s_body);
     if (err == CD_OK && ic->metadata)
         err = cd__core_seal(k, "metadata", cd_str_c(ic->metadata), &ic->s_meta);
+    if (err == CD_OK) {
+        snprintf(ic->fields_for, sizeof ic->fields_for, "%s", k->customer_id);
+        memcpy(ic->fields_for_wrapped, wrapped, CD_CRYPTO_WRAPPED_LEN);
+        ic->fields_for_ok = true;
+    }
+    return err;
+}
+
+/* True when the fields are sealed for this customer under this wrapped key. */
+static bool fields_sealed_for(const struct ingest_ctx *ic, const char *customer_id,
+                              const void *wrapped, size_t len)
+{
+    return ic->fields_for_ok && strcmp(ic->fields_for, customer_id) == 0 &&
+           len == CD_CRYPTO_WRAPPED_LEN && memcmp(ic->fields_for_wrapped, wrapped, len) == 0;
+}
+
+/* Seals the normalised identity under k (a new customer's key). */
+static enum cd_err seal_ident(struct ingest_ctx *ic, const struct cd__ckey *k)
+{
+    enum cd_err err;
+
+    ic->ident_for[0] = '\0';
+    err = cd__core_seal(k, "identity", (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+                        &ic->s_ident);
+    if (err == CD_OK)
+        snprintf(ic->ident_for, sizeof ic->ident_for, "%s", k->customer_id);
     return err;
 }
 
@@ -237,7 +275,7 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     struct ingest_ctx *ic = ctx;
     struct ident_lookup l = {"", CD_BUF_INIT(256), false};
     struct cd__ckey k;
-    bool key_open = false, sealed = false;
+    bool key_open = false;
     struct cd_audit_event ev;
     enum cd_err err;
     int64_t now = ic->row.created_at;
@@ -268,28 +306,39 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
             goto out;
         }
     }
-    if (l.found && ic->pre_sealed && strcmp(l.customer_id, ic->pre_customer_id) == 0 &&
-        l.wrapped.len == ic->pre_wrapped.len &&
-        memcmp(l.wrapped.p, ic->pre_wrapped.p, l.wrapped.len) == 0) {
-        /* Sealed before the write under this very key (same customer, same wrapped key). */
-        sealed = true;
+    if (l.found) {
         snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", l.customer_id);
-    } else if (l.found) {
-        struct cd_val w = {l.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l.wrapped.p,
-                           l.wrapped.len};
-        if ((err = cd__core_key_open(ic->c, l.customer_id, w, &k)) != CD_OK)
-            goto out;
-        key_open = true;
-        snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", l.customer_id);
+        /* Sealed before the write under this very key (same customer, same wrapped key)? */
+        if (!fields_sealed_for(ic, l.customer_id, l.wrapped.p, l.wrapped.len)) {
+            struct cd_val w = {l.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l.wrapped.p,
+                               l.wrapped.len};
+            if ((err = cd__core_key_open(ic->c, l.customer_id, w, &k)) != CD_OK)
+                goto out;
+            key_open = true;
+            if ((err = seal_all(ic, &k, l.wrapped.p)) != CD_OK)
+                goto out;
+        }
     } else {
-        /* A new identity: the customer is created with it. */
+        /* A new identity: the customer is created with it, as prepared before the write when
+         * the read there found no owner either (pre_new), else here. */
         uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
-        cd_id_new("cus", ic->row.customer_id);
-        cd__core_key_new(ic->c, ic->row.customer_id, &k, wrapped);
-        key_open = true;
-        if ((err = cd__core_seal(&k, "identity",
-                                 (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
-                                 &ic->s_ident)) != CD_OK)
+        if (ic->pre_new) {
+            snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", ic->new_customer_id);
+            memcpy(wrapped, ic->new_wrapped, sizeof wrapped);
+            if (!fields_sealed_for(ic, ic->row.customer_id, wrapped, sizeof wrapped) ||
+                strcmp(ic->ident_for, ic->row.customer_id) != 0) {
+                struct cd_val w = CD_VBLOB(wrapped, sizeof wrapped);
+                if ((err = cd__core_key_open(ic->c, ic->row.customer_id, w, &k)) != CD_OK)
+                    goto out;
+                key_open = true;
+            }
+        } else {
+            cd_id_new("cus", ic->row.customer_id);
+            cd__core_key_new(ic->c, ic->row.customer_id, &k, wrapped);
+            key_open = true;
+        }
+        if (key_open && ((err = seal_ident(ic, &k)) != CD_OK ||
+                         (err = seal_all(ic, &k, wrapped)) != CD_OK))
             goto out;
         struct cd_val p[] = {CD_VCSTR(ic->row.customer_id), CD_VINT(now),
                              CD_VBLOB(wrapped, sizeof wrapped)};
@@ -319,8 +368,6 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     }
     if (ic->owner_known)
         snprintf(ic->owner_id, sizeof ic->owner_id, "%s", ic->row.customer_id);
-    if (!sealed && (err = seal_all(ic, &k)) != CD_OK)
-        goto out;
     struct cd_val p[] = {CD_VCSTR(ic->row.id),
                          CD_VCSTR(ic->row.customer_id),
                          CD_VCSTR(ic->row.channel),
@@ -415,22 +462,32 @@ static bool owner_cached(struct ingest_ctx *ic, struct ident_lookup *l)
 /* The writer thread runs every write of the store one after another, so the sealing (and the
  * key unwrap it needs) is done here, on the caller's thread, for the owner a read saw just
  * before the write; ingest_fn uses the result only when the owner and its wrapped key are
- * still the same, and seals there otherwise (a new customer, a concurrent merge or erasure).
- * Any failure here just leaves the work to ingest_fn, which reports it as before. */
+ * still the same, and seals there otherwise (a concurrent merge or erasure). An identity the
+ * read found no owner for gets its new customer here too: id, data key and its wrapping, the
+ * identity and the fields sealed under it; ingest_fn creates that customer unless another
+ * write gave the identity an owner meanwhile. Any failure here just leaves the work to
+ * ingest_fn, which reports it as before. */
 static void pre_seal(struct ingest_ctx *ic, const struct ident_lookup *l)
 {
     struct cd__ckey k;
 
-    if (!l->found || l->wrapped.len == 0)
+    if (!l->found) {
+        if (!ic->by_identity)
+            goto out;
+        cd_id_new("cus", ic->new_customer_id);
+        cd__core_key_new(ic->c, ic->new_customer_id, &k, ic->new_wrapped);
+        ic->pre_new = true;
+        if (seal_ident(ic, &k) == CD_OK)
+            seal_all(ic, &k, ic->new_wrapped);
+        cd__core_key_wipe(&k);
+        goto out;
+    }
+    if (l->wrapped.len != CD_CRYPTO_WRAPPED_LEN)
         goto out;
     struct cd_val w = CD_VBLOB(l->wrapped.p, l->wrapped.len);
     if (cd__core_key_open(ic->c, l->customer_id, w, &k) != CD_OK)
         goto out;
-    if (seal_all(ic, &k) == CD_OK &&
-        cd_buf_append(&ic->pre_wrapped, l->wrapped.p, l->wrapped.len) == CD_OK) {
-        snprintf(ic->pre_customer_id, sizeof ic->pre_customer_id, "%s", l->customer_id);
-        ic->pre_sealed = true;
-    }
+    seal_all(ic, &k, l->wrapped.p);
     cd__core_key_wipe(&k);
 out:
     cd_err_clear();
@@ -656,7 +713,6 @@ static struct ingest_ctx *ingest_new(size_t size, struct cd_core *c, const struc
     ic->s_body = CD_BUF_INIT(CD_MAX_BODY + 1024);
     ic->s_meta = CD_BUF_INIT(CD_MAX_META + 1024);
     ic->s_ident = CD_BUF_INIT(2048);
-    ic->pre_wrapped = CD_BUF_INIT(256);
     ic->row.created_at = cd_now_ms();
     cd_id_new("int", ic->row.id);
     return ic;
@@ -669,7 +725,6 @@ static void ingest_free(struct ingest_ctx *ic)
     cd_buf_free(&ic->s_body);
     cd_buf_free(&ic->s_meta);
     cd_buf_free(&ic->s_ident);
-    cd_buf_free(&ic->pre_wrapped);
     cd_free(ic->metadata);
     cd_free(ic->masked_body);
     cd_free(ic->guard_json);

@@ -56,6 +56,8 @@ struct cd_store {
     int nidle;
     /* stats, under mu */
     struct cd_store_stats stats;
+    /* Writer thread only: changes at every BEGIN, ROLLBACK and ROLLBACK TO (cd_tx_epoch). */
+    uint64_t epoch;
 };
 
 const double cd_store_commit_bucket_le[16] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -77,6 +79,11 @@ void cd_store_fault_nth_exec(long n)
 struct cd_store *cd_tx_store(struct cd_tx *tx)
 {
     return tx->store;
+}
+
+uint64_t cd_tx_epoch(struct cd_tx *tx)
+{
+    return tx->conn == tx->store->wconn ? tx->store->epoch : 0;
 }
 
 const char *cd_store_backend(const struct cd_store *s)
@@ -180,8 +187,10 @@ static bool run_careful(struct cd_store *s, struct write_job *jobs, size_t *appl
             if (err == CD_OK) {
                 err = ops->release(s->wconn);
                 fatal = err != CD_OK;
-            } else if (ops->rollback_to(s->wconn) != CD_OK || ops->release(s->wconn) != CD_OK) {
-                fatal = true; /* the job cannot be undone alone: the whole batch must go */
+            } else {
+                s->epoch++; /* what the job wrote is gone, whether or not ROLLBACK TO worked */
+                if (ops->rollback_to(s->wconn) != CD_OK || ops->release(s->wconn) != CD_OK)
+                    fatal = true; /* the job cannot be undone alone: the whole batch must go */
             }
         } else {
             fatal = true;
@@ -203,6 +212,7 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
     size_t applied = 0;
     bool fatal = false;
 
+    s->epoch++;
     if ((err = ops->begin(s->wconn, true)) != CD_OK) {
         for (struct write_job *j = jobs; j; j = j->next) {
             j->err = err;
@@ -217,6 +227,7 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
     if (!run_optimistic(s, jobs, &applied)) {
         /* Undo the whole batch and run it again from the same state, each job in a
          * savepoint; the jobs see exactly what they saw the first time. */
+        s->epoch++;
         if (ops->rollback(s->wconn) != CD_OK || ops->begin(s->wconn, true) != CD_OK) {
             fatal = true;
         } else {
@@ -234,6 +245,7 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
     if (fatal || ops->commit(s->wconn) != CD_OK) {
         /* Nothing of this batch is durable: every job that thought it succeeded fails, and
          * jobs never reached keep the CD_ERR_STORE they were given. */
+        s->epoch++;
         ops->rollback(s->wconn);
         for (struct write_job *j = jobs; j; j = j->next) {
             if (j->err == CD_OK) {

@@ -133,6 +133,13 @@ enum cd_err cd_tx_exec(struct cd_tx *tx, const char *sql, const struct cd_val *p
 enum cd_err cd_tx_int(struct cd_tx *tx, const char *sql, const struct cd_val *params,
                       size_t nparams, int64_t *out);
 
+/* A number that stays the same while tx's writes are neither undone nor committed: the writer
+ * changes it at every BEGIN, ROLLBACK and ROLLBACK TO. A write function may keep what it
+ * derived from its own writes (the audit ledger's head) across writes of one batch while the
+ * number holds; a rerun after a rollback sees a new number. 0 (never a writer's number) on a
+ * read transaction. */
+uint64_t cd_tx_epoch(struct cd_tx *tx);
+
 /* The store this transaction belongs to. */
 struct cd_store *cd_tx_store(struct cd_tx *tx);
 

@@ -1,7 +1,8 @@
 /* Unit tests for src/audit: appends keep the Merkle nodes in step with the hash chain, a
- * rolled-back savepoint leaves the cached frontier harmless, proofs served from audit_nodes
- * verify with the RFC 9162 verifiers, tree heads are signed and checked, and the offline
- * verifiers name the first bad entry. */
+ * rolled-back savepoint or batch leaves the cached head and frontier harmless, proofs served
+ * from audit_nodes verify with the RFC 9162 verifiers, tree heads are signed and checked, and
+ * the offline verifiers name the first bad entry. */
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
@@ -174,6 +175,107 @@ static void appends_rollback_proofs_and_heads(void **state)
     assert_int_equal(rep.tree_heads, 3); /* two in the file plus the pinned one */
     fclose(f);
 
+    cd_audit_close(a);
+    cd_store_close(s);
+}
+
+/* Holds the writer inside one write until opened, so the writes queued meanwhile share the
+ * next batch (one transaction). */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started, open;
+    int done;
+};
+
+static enum cd_err gate_fn(struct cd_tx *tx, void *ctx)
+{
+    struct gate *g = ctx;
+    (void)tx;
+    pthread_mutex_lock(&g->mu);
+    g->started = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return CD_OK;
+}
+
+static void gate_done(void *ctx, enum cd_err err, const char *detail)
+{
+    struct gate *g = ctx;
+    (void)err;
+    (void)detail;
+    pthread_mutex_lock(&g->mu);
+    g->done++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+struct seq_app {
+    int n;
+    bool fail_after;
+    uint64_t last; /* seq of the last event appended by the run that counted */
+};
+
+static enum cd_err seq_append_fn(struct cd_tx *tx, void *ctx)
+{
+    struct seq_app *a = ctx;
+    enum cd_err err = CD_OK;
+
+    for (int i = 0; i < a->n && err == CD_OK; i++)
+        err = cd_audit_append(tx, &ev, &a->last);
+    if (err == CD_OK && a->fail_after)
+        return cd_err_set(CD_ERR_CONFLICT, "rolled back on purpose");
+    return err;
+}
+
+/* Inside one batch the writer takes the ledger's head from its last append instead of reading
+ * it back. A write that fails after appending makes the store roll the batch back and run it
+ * again with a savepoint per write; both rollbacks must make the next append read the head
+ * again, or it would continue from events that were undone (a gap in seq, a broken chain). */
+static void head_cache_follows_rollbacks(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0};
+    struct seq_app ok1 = {2, false, 0}, bad = {3, true, 0}, ok2 = {1, false, 0};
+    struct cd_audit_sth h;
+    struct cd_audit_report rep;
+    bool created = false;
+    uint64_t checked = 0, bad_seq = 0;
+    uint8_t pk[32];
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    append(s, 15); /* the next appends cross the first stored Merkle node (16 leaves) */
+
+    assert_int_equal(cd_store_write_async(s, gate_fn, &g, gate_done, &g), CD_OK);
+    pthread_mutex_lock(&g.mu);
+    while (!g.started)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    assert_int_equal(cd_store_write_async(s, seq_append_fn, &ok1, gate_done, &g), CD_OK);
+    assert_int_equal(cd_store_write_async(s, seq_append_fn, &bad, gate_done, &g), CD_OK);
+    assert_int_equal(cd_store_write_async(s, seq_append_fn, &ok2, gate_done, &g), CD_OK);
+    pthread_mutex_lock(&g.mu);
+    g.open = true;
+    pthread_cond_broadcast(&g.cv);
+    while (g.done < 4)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+
+    assert_int_equal(ok1.last, 17);
+    assert_int_equal(ok2.last, 18); /* not 21: the failed write's three events are gone */
+    append(s, 1);                   /* a new batch continues from the committed head */
+    assert_int_equal(cd_audit_verify(s, &checked, &bad_seq, NULL), CD_OK);
+    assert_int_equal(checked, 19);
+    assert_int_equal(cd_audit_publish(a, &h, &created), CD_OK);
+    assert_int_equal(h.tree_size, 19);
+    check_inclusion_all(s, 19, h.root);
+    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(rep.entries, 19);
     cd_audit_close(a);
     cd_store_close(s);
 }
@@ -460,6 +562,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(appends_rollback_proofs_and_heads, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_cache_follows_rollbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_names_the_first_bad_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_ranks_failures_across_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_survives_allocation_failures, setup, teardown),

@@ -1,5 +1,7 @@
 /* Unit tests for src/core on a real SQLite file: identity normalisation, customers, ingestion,
- * timeline pagination, merges, sealing at rest, and every allocation failure on ingestion. */
+ * timeline pagination, merges, sealing at rest, customers prepared before the write, and every
+ * allocation failure on ingestion. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -115,6 +117,125 @@ static enum cd_err timeline(struct cd_str id, const struct cd_timeline_query *q,
         *out = parsed(&page);
     cd_buf_free(&page);
     return err;
+}
+
+/* Holds the writer inside one write until opened, so what is queued meanwhile shares the next
+ * batch (one transaction). done counts every write that finished. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started, open;
+    int done;
+    struct cd_core_ingest *ops[2];
+};
+
+static enum cd_err gate_fn(struct cd_tx *tx, void *ctx)
+{
+    struct gate *g = ctx;
+    (void)tx;
+    pthread_mutex_lock(&g->mu);
+    g->started = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return CD_OK;
+}
+
+static void gate_done(void *ctx, enum cd_err err, const char *detail)
+{
+    struct gate *g = ctx;
+    (void)err;
+    (void)detail;
+    pthread_mutex_lock(&g->mu);
+    g->done++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void ingest_done(void *ctx, struct cd_core_ingest *op)
+{
+    struct gate *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    g->ops[g->ops[0] ? 1 : 0] = op;
+    g->done++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Changes a row, then fails: the store rolls the whole batch back and runs it again. */
+static enum cd_err fail_after_change(struct cd_tx *tx, void *ctx)
+{
+    enum cd_err err = cd_tx_exec(tx, "INSERT INTO merges(merged_id, survivor_id, merged_at, actor)"
+                                     " VALUES('cus_x', 'cus_y', 0, 'unit')",
+                                 NULL, 0, NULL, NULL, NULL);
+    (void)ctx;
+    return err != CD_OK ? err : cd_err_set(CD_ERR_CONFLICT, "refused after a change");
+}
+
+/* Two first messages from one new address, both prepared (a customer made and the fields
+ * sealed for it) before either is written, then written in one batch that is rolled back and
+ * run again: one customer results, the second message sealed again under the first one's key,
+ * and both read back. */
+static void first_messages_of_a_new_identity(void **state)
+{
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0, {0}};
+    json_t *b1 = parse("{\"identity\":{\"type\":\"email\",\"value\":\"new@example.com\"},"
+                       "\"channel\":\"email\",\"direction\":\"inbound\",\"body\":\"one\","
+                       "\"occurred_at\":\"2026-01-01T10:00:00Z\"}");
+    json_t *b2 = parse("{\"identity\":{\"type\":\"email\",\"value\":\"New@Example.com\"},"
+                       "\"channel\":\"email\",\"direction\":\"inbound\",\"body\":\"two\","
+                       "\"occurred_at\":\"2026-01-02T10:00:00Z\"}");
+    json_t *o1 = NULL, *o2 = NULL, *tl = NULL, *f1 = NULL, *f2 = NULL;
+    struct cd_buf a1 = CD_BUF_INIT(CD_CORE_ANSWER_MAX), a2 = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    bool r1 = false, r2 = false;
+    char id1[CD_ID_MAX], id2[CD_ID_MAX];
+
+    assert_int_equal(cd_store_write_async(store, gate_fn, &g, gate_done, &g), CD_OK);
+    pthread_mutex_lock(&g.mu);
+    while (!g.started)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    assert_int_equal(cd_core_interaction_ingest_start(core, &actor, b1, NULL, CD_FIELDS_ALL,
+                                                      ingest_done, &g, &f1), CD_OK);
+    assert_int_equal(cd_core_interaction_ingest_start(core, &actor, b2, NULL, CD_FIELDS_ALL,
+                                                      ingest_done, &g, &f2), CD_OK);
+    assert_int_equal(cd_store_write_async(store, fail_after_change, NULL, gate_done, &g), CD_OK);
+    pthread_mutex_lock(&g.mu);
+    g.open = true;
+    pthread_cond_broadcast(&g.cv);
+    while (g.done < 4)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    assert_int_equal(cd_core_interaction_ingest_finish(g.ops[0], &a1, &r1, id1), CD_OK);
+    assert_int_equal(cd_core_interaction_ingest_finish(g.ops[1], &a2, &r2, id2), CD_OK);
+    o1 = parsed(&a1);
+    o2 = parsed(&a2);
+    const char *c1 = json_string_value(json_object_get(o1, "customer_id"));
+    const char *c2 = json_string_value(json_object_get(o2, "customer_id"));
+    assert_string_equal(c1, c2);
+    assert_true(json_is_true(json_object_get(o1, "customer_created")) !=
+                json_is_true(json_object_get(o2, "customer_created")));
+
+    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL};
+    assert_int_equal(timeline(cd_str_c(c1), &tq, &tl), CD_OK);
+    json_t *items = json_object_get(tl, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "body")),
+                        "two");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 1), "body")),
+                        "one");
+    json_t *found = NULL;
+    assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
+                                           CD_STR("new@example.com"), CD_FIELDS_ALL, &found),
+                     CD_OK);
+    assert_string_equal(json_string_value(json_object_get(found, "id")), c1);
+    json_decref(found);
+    json_decref(tl);
+    json_decref(o1);
+    json_decref(o2);
+    json_decref(b1);
+    json_decref(b2);
 }
 
 static void customers_and_conflicts(void **state)
@@ -450,6 +571,7 @@ int main(void)
         cmocka_unit_test(identities_normalise),
         cmocka_unit_test_setup_teardown(customers_and_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_timeline_and_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_messages_of_a_new_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(personal_data_is_sealed_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_survives_every_allocation_failure, setup,
                                         teardown),
