@@ -59,19 +59,29 @@ enum cd_consent_state {
     CD_CONSENT_STATE__COUNT
 };
 
-/* A decision. reason and basis are static strings; event_id is "" when the decision rests on
- * no event (rules alone). */
+/* A decision. reason, basis and regime are static strings. The event the decision rests on
+ * is held as its 128 bits (has_event false: it rests on no event, rules alone); callers that
+ * show it format it with cd_consent_decision_event_id: the 26 digits would otherwise be made
+ * on every decision, in the work that waits for the customer's cache miss, while most callers
+ * (a hook that allows, a read check, the bulk filter's counts) never look at them. */
 struct cd_consent_decision {
     bool allow;
+    bool has_event;
     const char *reason; /* consent_given, not_required, not_opted_out, no_consent, refused,
                          * withdrawn, expired, invalidated, stale_notice, opted_out, gpc,
                          * quiet_hours, frequency_cap, topic_opted_out, unknown_customer */
     const char *basis;  /* consent, implied_consent, contract, legal_obligation,
                          * legitimate_interest, none */
     const char *regime; /* the jurisdiction rule applied ("EU", "US-CA", "default", ...) */
-    char event_id[CD_ID_MAX];
+    uint8_t event[16];  /* the event id's 128 bits, when has_event */
     int64_t expires_at; /* ms, 0 = none */
 };
+
+/* The id of the event d rests on ("cev_" + 26 digits), written to out and returned; "" when
+ * d rests on no event. Pure formatting: reads only d, so it may be called at any time after
+ * the decision, from any thread. */
+const char *cd_consent_decision_event_id(const struct cd_consent_decision *d,
+                                         char out[CD_ID_MAX]);
 
 /* Names as they appear in the API. Parsers return false for unknown names. */
 const char *cd_consent_channel_name(enum cd_consent_channel ch);

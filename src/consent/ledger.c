@@ -803,6 +803,7 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         pthread_rwlock_unlock(&c->lock);
         for (int ch = 0; ch < CD_CONSENT_CHANNEL__COUNT; ch++) {
             struct cd_consent_decision d;
+            char ev[CD_ID_MAX];
             if (!(chans & (1u << ch)))
                 continue;
             /* "*" here means the purpose as a whole, so quiet hours do not apply. */
@@ -812,7 +813,7 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
                                   cd_purpose_name((enum cd_purpose)pu), "channel",
                                   channel_names[ch], "allow", d.allow, "reason", d.reason,
                                   "basis", d.basis, "regime", d.regime, "event_id",
-                                  d.event_id[0] ? d.event_id : NULL);
+                                  d.has_event ? cd_consent_decision_event_id(&d, ev) : NULL);
             if (o == NULL || json_array_append_new(cur, o) != 0) {
                 err = CD_ERR_NOMEM;
                 break;
@@ -1518,7 +1519,7 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     enum cd_consent_channel ch;
     enum cd_err err;
     bool exists = false;
-    char detail[200];
+    char detail[200], ev[CD_ID_MAX];
     int64_t now = cd_now_ms();
 
     if (!cd_purpose_parse(cd_str_c(purpose), &pu) ||
@@ -1532,9 +1533,9 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
             return err;
     }
     if (!exists) {
-        d.allow = false;
-        d.reason = "no_consent";
-        d.basis = "none";
+        /* Every member set: the refusal below reads has_event too. */
+        d = (struct cd_consent_decision){.allow = false, .reason = "no_consent",
+                                         .basis = "none", .regime = "", .has_event = false};
     } else {
         cd_consent_decide_topic(c, cd_str_c(customer_id), pu, ch, topic, now, &d);
     }
@@ -1576,7 +1577,8 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                 .purpose = purpose,
                                 .request_id = actor ? actor->request_id : NULL,
                                 .customer_id = exists ? customer_id : NULL,
-                                .resource_id = d.event_id[0] ? d.event_id : NULL,
+                                .resource_id = d.has_event ? cd_consent_decision_event_id(&d, ev)
+                                                           : NULL,
                                 .categories = "consent", .reason = d.reason};
     if ((err = cd_audit_record(c->store, &ae)) != CD_OK)
         return err;

@@ -45,7 +45,7 @@ static enum cd_err put_decision(struct cd_buf *b, struct cd_str id, enum cd_purp
                                 bool full)
 {
     enum cd_err err;
-    char exp[CD_TIME_STRLEN];
+    char exp[CD_TIME_STRLEN], ev[CD_ID_MAX];
 
     /* Every value but the id is a static name or an id this server made: no escaping. */
     if ((err = cd_buf_puts(b, "{\"customer_id\":")) != CD_OK ||
@@ -60,7 +60,8 @@ static enum cd_err put_decision(struct cd_buf *b, struct cd_str id, enum cd_purp
     if (full && (err = cd_buf_printf(b, ",\"basis\":\"%s\",\"regime\":\"%s\"", d->basis,
                                      d->regime)) != CD_OK)
         return err;
-    if (d->event_id[0] && (err = cd_buf_printf(b, ",\"event_id\":\"%s\"", d->event_id)) != CD_OK)
+    if (d->has_event && (err = cd_buf_printf(b, ",\"event_id\":\"%s\"",
+                                             cd_consent_decision_event_id(d, ev))) != CD_OK)
         return err;
     if (full && d->expires_at) {
         cd_time_format(d->expires_at, exp);

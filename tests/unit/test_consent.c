@@ -533,9 +533,61 @@ static void ids_format_like_the_reference(void **state)
         assert_int_equal(cd_consent_decide(cons, cd_str_c(c), CD_PURPOSE_ANALYTICS,
                                            CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d),
                          CD_OK);
-        assert_string_equal(d.event_id, ev);
+        char got[CD_ID_MAX];
+        assert_true(d.has_event);
+        assert_string_equal(cd_consent_decision_event_id(&d, got), ev);
         json_decref(o);
     }
+}
+
+/* The event id is formatted on demand from the decision's own copy of its 128 bits: a
+ * decision keeps naming the event it rested on after a newer event replaced it in the
+ * projection; a decision on rules alone names none; decide_many names the same events. */
+static void decision_event_id_on_demand(void **state)
+{
+    char c[CD_ID_MAX], got[CD_ID_MAX];
+    json_t *o1 = NULL, *o2 = NULL;
+    struct cd_consent_decision d1, d2, many[2];
+
+    customer(c, "EU", "");
+    assert_int_equal(cd_consent_decide_exact(cons, cd_str_c(c), CD_PURPOSE_MARKETING,
+                                             CD_CONSENT_CHANNEL_EMAIL, CD_STR_NULL, cd_now_ms(),
+                                             &d1),
+                     CD_OK);
+    assert_string_equal(d1.reason, "no_consent");
+    assert_false(d1.has_event);
+    assert_string_equal(cd_consent_decision_event_id(&d1, got), "");
+    assert_int_equal(cd_consent_decide(cons, cd_str_c(c), CD_PURPOSE_SERVICE,
+                                       CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d1),
+                     CD_OK);
+    assert_string_equal(d1.reason, "not_required");
+    assert_false(d1.has_event);
+
+    assert_int_equal(record(c, "marketing", "*", "given", NULL, &o1), CD_OK);
+    assert_int_equal(cd_consent_decide(cons, cd_str_c(c), CD_PURPOSE_MARKETING,
+                                       CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d1),
+                     CD_OK);
+    assert_int_equal(record(c, "marketing", "*", "withdrawn", NULL, &o2), CD_OK);
+    assert_int_equal(cd_consent_decide(cons, cd_str_c(c), CD_PURPOSE_MARKETING,
+                                       CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d2),
+                     CD_OK);
+    const char *ev1 = json_string_value(json_object_get(o1, "id"));
+    const char *ev2 = json_string_value(json_object_get(o2, "id"));
+    assert_true(d1.allow && d1.has_event);
+    assert_string_equal(cd_consent_decision_event_id(&d1, got), ev1);
+    assert_false(d2.allow);
+    assert_string_equal(d2.reason, "withdrawn");
+    assert_string_equal(cd_consent_decision_event_id(&d2, got), ev2);
+
+    struct cd_str ids[2] = {cd_str_c(c), CD_STR("cus_00000000000000000000000000")};
+    assert_int_equal(cd_consent_decide_many(cons, ids, 2, CD_PURPOSE_MARKETING,
+                                            CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), many),
+                     CD_OK);
+    assert_string_equal(cd_consent_decision_event_id(&many[0], got), ev2);
+    assert_string_equal(many[1].reason, "unknown_customer");
+    assert_false(many[1].has_event);
+    json_decref(o1);
+    json_decref(o2);
 }
 
 /* A private table: grows from 256 slots through the 2 MiB page size (8192 records), linear
@@ -615,11 +667,12 @@ static void *reader_main(void *arg)
 {
     struct reader *r = arg;
     struct cd_consent_decision d;
+    char ev[CD_ID_MAX];
     while (!atomic_load(&r->stop)) {
         if (cd_consent_decide(r->c, cd_str_c(r->id), CD_PURPOSE_MARKETING,
                               CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d) != CD_OK ||
             !d.allow || strcmp(d.reason, "consent_given") != 0 ||
-            strncmp(d.event_id, "cev_", 4) != 0 || strlen(d.event_id) != 30)
+            !d.has_event || strlen(cd_consent_decision_event_id(&d, ev)) != 30)
             r->wrong++;
         r->decisions++;
     }
@@ -788,6 +841,7 @@ int main(void)
         cmocka_unit_test(projection_rebuilt_equals_live),
         cmocka_unit_test(rules_errors_name_file_and_line),
         cmocka_unit_test(ids_format_like_the_reference),
+        cmocka_unit_test(decision_event_id_on_demand),
         cmocka_unit_test(table_growth_and_collisions),
         cmocka_unit_test(decisions_during_growth),
         cmocka_unit_test(filter_walk_during_growth),
