@@ -376,6 +376,7 @@ static void *publisher_main(void *arg)
 {
     struct cd_audit *a = arg;
 
+    pthread_setname_np(pthread_self(), "cd-heads"); /* per-thread CPU in top and /proc */
     pthread_mutex_lock(&a->mu);
     while (!a->stop) {
         struct timespec until;

@@ -1346,6 +1346,7 @@ static void *refresher_main(void *arg)
 {
     struct cd_consent *c = arg;
 
+    pthread_setname_np(pthread_self(), "cd-consent"); /* per-thread CPU in top and /proc */
     for (;;) {
         struct timespec ts;
         pthread_mutex_lock(&c->stop_mu);
