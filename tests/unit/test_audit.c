@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
+#include "gate.h"
 #include "audit/audit.h"
 
 static char dir[256], db[300], key[300];
@@ -179,39 +180,7 @@ static void appends_rollback_proofs_and_heads(void **state)
     cd_store_close(s);
 }
 
-/* Holds the writer inside one write until opened, so the writes queued meanwhile share the
- * next batch (one transaction). */
-struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool started, open;
-    int done;
-};
-
-static enum cd_err gate_fn(struct cd_tx *tx, void *ctx)
-{
-    struct gate *g = ctx;
-    (void)tx;
-    pthread_mutex_lock(&g->mu);
-    g->started = true;
-    pthread_cond_broadcast(&g->cv);
-    while (!g->open)
-        pthread_cond_wait(&g->cv, &g->mu);
-    pthread_mutex_unlock(&g->mu);
-    return CD_OK;
-}
-
-static void gate_done(void *ctx, enum cd_err err, const char *detail)
-{
-    struct gate *g = ctx;
-    (void)err;
-    (void)detail;
-    pthread_mutex_lock(&g->mu);
-    g->done++;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
+/* A write that appends n events and then, if told to, fails (its batch is rolled back). */
 struct seq_app {
     int n;
     bool fail_after;
@@ -238,7 +207,7 @@ static void head_cache_follows_rollbacks(void **state)
 {
     struct cd_store *s = NULL;
     struct cd_audit *a = NULL;
-    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0};
+    struct gate g = GATE_INIT;
     struct seq_app ok1 = {2, false, 0}, bad = {3, true, 0}, ok2 = {1, false, 0};
     struct cd_audit_sth h;
     struct cd_audit_report rep;
@@ -251,20 +220,11 @@ static void head_cache_follows_rollbacks(void **state)
     assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
     append(s, 15); /* the next appends cross the first stored Merkle node (16 leaves) */
 
-    assert_int_equal(cd_store_write_async(s, gate_fn, &g, gate_done, &g), CD_OK);
-    pthread_mutex_lock(&g.mu);
-    while (!g.started)
-        pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
+    gate_close(s, &g);
     assert_int_equal(cd_store_write_async(s, seq_append_fn, &ok1, gate_done, &g), CD_OK);
     assert_int_equal(cd_store_write_async(s, seq_append_fn, &bad, gate_done, &g), CD_OK);
     assert_int_equal(cd_store_write_async(s, seq_append_fn, &ok2, gate_done, &g), CD_OK);
-    pthread_mutex_lock(&g.mu);
-    g.open = true;
-    pthread_cond_broadcast(&g.cv);
-    while (g.done < 4)
-        pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
+    gate_open_and_wait(&g, 4);
 
     assert_int_equal(ok1.last, 17);
     assert_int_equal(ok2.last, 18); /* not 21: the failed write's three events are gone */

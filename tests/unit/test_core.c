@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
+#include "gate.h"
 #include "core/core.h"
 #include "core/core_int.h"
 #include "crypto/crypto.h"
@@ -119,40 +120,7 @@ static enum cd_err timeline(struct cd_str id, const struct cd_timeline_query *q,
     return err;
 }
 
-/* Holds the writer inside one write until opened, so what is queued meanwhile shares the next
- * batch (one transaction). done counts every write that finished. */
-struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool started, open;
-    int done;
-    struct cd_core_ingest *ops[2];
-};
-
-static enum cd_err gate_fn(struct cd_tx *tx, void *ctx)
-{
-    struct gate *g = ctx;
-    (void)tx;
-    pthread_mutex_lock(&g->mu);
-    g->started = true;
-    pthread_cond_broadcast(&g->cv);
-    while (!g->open)
-        pthread_cond_wait(&g->cv, &g->mu);
-    pthread_mutex_unlock(&g->mu);
-    return CD_OK;
-}
-
-static void gate_done(void *ctx, enum cd_err err, const char *detail)
-{
-    struct gate *g = ctx;
-    (void)err;
-    (void)detail;
-    pthread_mutex_lock(&g->mu);
-    g->done++;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
+/* An ingestion's completion: kept in the gate for the test to finish. */
 static void ingest_done(void *ctx, struct cd_core_ingest *op)
 {
     struct gate *g = ctx;
@@ -179,7 +147,7 @@ static enum cd_err fail_after_change(struct cd_tx *tx, void *ctx)
  * and both read back. */
 static void first_messages_of_a_new_identity(void **state)
 {
-    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0, {0}};
+    struct gate g = GATE_INIT;
     json_t *b1 = parse("{\"identity\":{\"type\":\"email\",\"value\":\"new@example.com\"},"
                        "\"channel\":\"email\",\"direction\":\"inbound\",\"body\":\"one\","
                        "\"occurred_at\":\"2026-01-01T10:00:00Z\"}");
@@ -191,22 +159,13 @@ static void first_messages_of_a_new_identity(void **state)
     bool r1 = false, r2 = false;
     char id1[CD_ID_MAX], id2[CD_ID_MAX];
 
-    assert_int_equal(cd_store_write_async(store, gate_fn, &g, gate_done, &g), CD_OK);
-    pthread_mutex_lock(&g.mu);
-    while (!g.started)
-        pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
+    gate_close(store, &g);
     assert_int_equal(cd_core_interaction_ingest_start(core, &actor, b1, NULL, CD_FIELDS_ALL,
                                                       ingest_done, &g, &f1), CD_OK);
     assert_int_equal(cd_core_interaction_ingest_start(core, &actor, b2, NULL, CD_FIELDS_ALL,
                                                       ingest_done, &g, &f2), CD_OK);
     assert_int_equal(cd_store_write_async(store, fail_after_change, NULL, gate_done, &g), CD_OK);
-    pthread_mutex_lock(&g.mu);
-    g.open = true;
-    pthread_cond_broadcast(&g.cv);
-    while (g.done < 4)
-        pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
+    gate_open_and_wait(&g, 4);
     assert_int_equal(cd_core_interaction_ingest_finish(g.ops[0], &a1, &r1, id1), CD_OK);
     assert_int_equal(cd_core_interaction_ingest_finish(g.ops[1], &a2, &r2, id2), CD_OK);
     o1 = parsed(&a1);
