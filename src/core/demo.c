@@ -197,8 +197,12 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
             snprintf(subject, sizeof subject, "%s: %s", out ? "Re" : "Question",
                      topics[topic]);
             snprintf(thread, sizeof thread, "thr-%d-%d", i, k / 4);
-            snprintf(meta, sizeof meta, "{\"topic\":\"%s\",\"agent\":\"%s\"}", topics[topic],
-                     out ? "agent-" : "");
+            /* Replies name the agent who sent them (one of twelve); customers' messages none. */
+            if (out)
+                snprintf(meta, sizeof meta, "{\"topic\":\"%s\",\"agent\":\"agent-%02d\"}",
+                         topics[topic], (i * 7 + k) % 12 + 1);
+            else
+                snprintf(meta, sizeof meta, "{\"topic\":\"%s\"}", topics[topic]);
             t += (int64_t)(60 + pick(d, 86400 * 3)) * 1000;
             if (t > d->now)
                 t = d->now - (int64_t)pick(d, 3600) * 1000;
