@@ -480,13 +480,14 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
         CD_VINT(q->since_ms),
         CD_VINT(q->until_ms ? q->until_ms : INT64_MAX),
         CD_VINT(q->limit + 1),
-        CD_VINT(a->l.access_log ? 1 : 0),
     };
+    if (a->l.access_log)
+        return cd_tx_exec(tx, CD__AUDIT_ACCESS_LOG_SQL, p, sizeof p / sizeof p[0], list_row,
+                          &a->l, NULL);
     return cd_tx_exec(tx,
                       "SELECT seq, entry, hash FROM audit_events WHERE seq < $1"
                       " AND ($2 = '' OR customer_id = $2) AND ($3 = '' OR action = $3)"
                       " AND ($4 = '' OR actor_token = $4) AND ts >= $5 AND ts <= $6"
-                      " AND ($8 = 0 OR action LIKE '%.read')"
                       " ORDER BY seq DESC LIMIT $7",
                       p, sizeof p / sizeof p[0], list_row, &a->l, NULL);
 }

@@ -8,6 +8,7 @@
 #include "unit.h"
 #include "gate.h"
 #include "audit/audit.h"
+#include "audit/audit_int.h"
 
 static char dir[256], db[300], key[300];
 
@@ -457,7 +458,9 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
                           old_leaf_row, t, NULL)) != CD_OK)
         return err;
     if ((err = cd_tx_exec(tx, "CREATE INDEX audit_by_customer ON audit_events(customer_id, seq)",
-                          NULL, 0, NULL, NULL, NULL)) != CD_OK)
+                          NULL, 0, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "DROP INDEX audit_reads_by_customer", NULL, 0, NULL, NULL,
+                          NULL)) != CD_OK)
         return err;
     return cd_tx_exec(tx, "DELETE FROM schema_version WHERE version > 5", NULL, 0, NULL, NULL,
                       NULL);
@@ -518,6 +521,85 @@ static void old_ledger_migrates(void **state)
     cd_free(t);
 }
 
+/* Writes a customer's read events between many others. */
+static enum cd_err reads_fn(struct cd_tx *tx, void *ctx)
+{
+    enum cd_err err = CD_OK;
+    (void)ctx;
+
+    for (int i = 0; i < 400 && err == CD_OK; i++) {
+        struct cd_audit_event e = ev;
+        e.customer_id = i % 2 ? "cus_x" : "cus_y";
+        if (i % 80 == 7) { /* five reads of cus_x's data, "timeline.read" or "customer.read" */
+            e.customer_id = "cus_x";
+            e.action = i % 160 == 7 ? "timeline.read" : "customer.read";
+            e.purpose = "service";
+        } else if (i % 100 == 3) { /* four of cus_y's */
+            e.customer_id = "cus_y";
+            e.action = "timeline.read";
+        }
+        err = cd_audit_append(tx, &e, NULL);
+    }
+    return err;
+}
+
+static enum cd_err plan_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    char *plan = ctx;
+    if (n >= 4 && cols[3].type == CD_VAL_TEXT)
+        snprintf(plan + strlen(plan), 512 - strlen(plan), "%.*s;", (int)cols[3].len, (const char *)cols[3].p);
+    return CD_OK;
+}
+
+static enum cd_err plan_fn(struct cd_tx *tx, void *ctx)
+{
+    struct cd_val p[] = {CD_VINT(INT64_MAX), CD_VCSTR("cus_x"), CD_VNULL, CD_VNULL,
+                         CD_VNULL, CD_VNULL, CD_VINT(51)};
+    return cd_tx_exec(tx, "EXPLAIN QUERY PLAN " CD__AUDIT_ACCESS_LOG_SQL, p, 7, plan_row, ctx,
+                      NULL);
+}
+
+/* The access log shows the customer's read events only, newest first, page after page; and
+ * SQLite finds them through the partial index of read events, not by walking the ledger (on a
+ * ledger of millions of ingestions, the walk took seconds per page). */
+static void access_log_walks_the_reads_index(void **state)
+{
+    struct cd_store *s = NULL;
+    json_t *page = NULL;
+    char cursor[32] = "", plan[512] = "";
+    int64_t last = INT64_MAX;
+    int seen = 0;
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_store_write(s, reads_fn, NULL), CD_OK);
+    do {
+        assert_int_equal(cd_audit_access_log(s, CD_STR("cus_x"), cd_str_c(cursor), 2, &page),
+                         CD_OK);
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(page, "items"), i, it)
+        {
+            const char *action = json_string_value(json_object_get(it, "action"));
+            assert_true(strcmp(action, "timeline.read") == 0 ||
+                        strcmp(action, "customer.read") == 0);
+            assert_string_equal(json_string_value(json_object_get(it, "purpose")), "service");
+            assert_null(json_object_get(it, "actor_token")); /* never shown to the customer */
+            seen++;
+        }
+        const char *next = json_string_value(json_object_get(page, "next_cursor"));
+        snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+        if (next) {
+            assert_true(strtoll(next, NULL, 10) < last);
+            last = strtoll(next, NULL, 10);
+        }
+        json_decref(page);
+    } while (cursor[0]);
+    assert_int_equal(seen, 5);
+    assert_int_equal(cd_store_read(s, plan_fn, plan), CD_OK);
+    assert_non_null(strstr(plan, "audit_reads_by_customer"));
+    cd_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +610,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(verify_survives_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(canonical_bytes_are_jansson_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(old_ledger_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(access_log_walks_the_reads_index, setup, teardown),
     };
     cd_json_init();
     if (cd_crypto_init() != CD_OK)
