@@ -50,17 +50,6 @@ static json_t *make_body(int i, int customers)
                      "seq", i, "locale", "en-GB");
 }
 
-static void drop_db(const char *path)
-{
-    char side[4200];
-
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
-}
-
 /* CPU seconds used so far by the whole process. */
 static double process_cpu(void)
 {
@@ -271,7 +260,7 @@ static double run(bool on, const char *dir, json_t **bodies, int n, int nthreads
 
     snprintf(path, sizeof path, "%s/bench-ingest-%s-%d.db", dir, on ? "on" : "off",
              (int)getpid());
-    drop_db(path);
+    bench_drop_db(path);
     if (w == NULL || cd_store_open(path, &s) != CD_OK) {
         fprintf(stderr, "bench_ingest_overhead: open %s: %s\n", path, cd_err_detail());
         goto out;
@@ -315,7 +304,7 @@ out:
     cd_core_close(core);
     cd_store_close(s);
     if (path[0])
-        drop_db(path);
+        bench_drop_db(path);
     cd_free(w);
     return rate;
 }

@@ -92,17 +92,6 @@ static int fresh_db(const char *dir, const char *name, char *path, size_t n)
     return 0;
 }
 
-static void drop_db(const char *path)
-{
-    char side[4200];
-
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
-}
-
 static const char INSERT_SQL[] =
     "INSERT INTO interactions(id, customer_id, channel, direction, thread_id, occurred_at,"
     " created_at, purpose, subject, body, metadata, guard)"
@@ -156,7 +145,7 @@ static double run_raw(const char *dir, const struct row *rows, int n)
     t1 = bench_now_s();
     sqlite3_finalize(st);
     sqlite3_close(db);
-    drop_db(path);
+    bench_drop_db(path);
     return n / (t1 - t0);
 }
 
@@ -447,7 +436,7 @@ out:
     cd_core_close(core);
     cd_store_close(s);
     if (path[0])
-        drop_db(path);
+        bench_drop_db(path);
     cd_free(w);
     return rate;
 }

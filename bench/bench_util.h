@@ -1,9 +1,12 @@
-/* Helpers every benchmark shares: the median of its runs, a monotonic clock in seconds and
- * deterministic filler text. Header-only: each bench is one translation unit. */
+/* Helpers every benchmark shares: the median of its runs, a monotonic clock in seconds,
+ * deterministic filler text and removing a database with its WAL. Header-only: each bench is
+ * one translation unit. */
 #ifndef CD_BENCH_UTIL_H
 #define CD_BENCH_UTIL_H
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "base/base.h"
 
 static inline int bench_cmp_double(const void *a, const void *b)
@@ -32,6 +35,18 @@ static inline void bench_fill_text(char *p, size_t n, unsigned seed)
     for (size_t i = 0; i < n; i++)
         p[i] = words[(i + seed) % (sizeof words - 1)];
     p[n] = '\0';
+}
+
+/* Removes the SQLite database at path and its -wal and -shm files. */
+static inline void bench_drop_db(const char *path)
+{
+    char side[4200];
+
+    unlink(path);
+    if (snprintf(side, sizeof side, "%s-wal", path) < (int)sizeof side)
+        unlink(side);
+    if (snprintf(side, sizeof side, "%s-shm", path) < (int)sizeof side)
+        unlink(side);
 }
 
 #endif
