@@ -122,6 +122,10 @@ void cd_buf_reset(struct cd_buf *b); /* len = 0, memory kept */
 void cd_buf_free(struct cd_buf *b);  /* back to empty; max kept */
 /* Hands the bytes to the caller (who frees them with cd_free) and empties b. */
 char *cd_buf_take(struct cd_buf *b, size_t *len);
+/* Appends the whole file at path (b's max caps it; b->p is set even for an empty file).
+ * Errors: CD_ERR_IO ("PATH: cannot open: why", read errors), CD_ERR_TOO_BIG, CD_ERR_NOMEM;
+ * then b is as it was. */
+enum cd_err cd_buf_read_file(struct cd_buf *b, const char *path);
 
 /* ---- arena ------------------------------------------------------------------------------- */
 
@@ -220,6 +224,31 @@ enum cd_err cd_json_dump(const json_t *v, char **out, size_t *len);
 /* Sets obj[key] to a new string of n bytes; returns CD_ERR_NOMEM on failure. */
 enum cd_err cd_json_set_strn(json_t *obj, const char *key, const char *p, size_t n);
 enum cd_err cd_json_set_new(json_t *obj, const char *key, json_t *v); /* steals v */
+
+/* ---- YAML documents (src/base/yaml.c) ------------------------------------------------------
+ * The loaders of rule and policy files share how a document is read and how its mistakes are
+ * reported: "NAME:LINE: what". Nodes are libyaml's (include <yaml.h> to walk them). */
+struct yaml_document_s;
+struct yaml_node_s;
+struct cd_yaml {
+    const char *name;             /* the file's name in messages (borrowed) */
+    struct yaml_document_s *doc;  /* NULL until parsed, and after cd_yaml_free */
+};
+/* Parses the first document of data[0..len), naming it `name` (borrowed) in messages.
+ * Errors: CD_ERR_INVALID ("NAME:LINE: YAML: problem"), CD_ERR_NOMEM; then y holds nothing. */
+enum cd_err cd_yaml_parse(struct cd_yaml *y, const char *name, const char *data, size_t len);
+/* Reads the file at path (at most max bytes) and parses it, named by its path.
+ * Errors: CD_ERR_IO (cannot open or read), CD_ERR_TOO_BIG, as cd_yaml_parse. */
+enum cd_err cd_yaml_load_file(struct cd_yaml *y, const char *path, size_t max);
+void cd_yaml_free(struct cd_yaml *y);
+struct yaml_node_s *cd_yaml_root(const struct cd_yaml *y); /* NULL: an empty document */
+struct yaml_node_s *cd_yaml_node(const struct cd_yaml *y, int index);
+size_t cd_yaml_line(const struct yaml_node_s *n); /* 1-based; 1 when n is NULL */
+/* CD_ERR_INVALID with the detail "NAME:LINE: what" (the line of n). */
+enum cd_err cd_yaml_bad(const struct cd_yaml *y, const struct yaml_node_s *n, const char *what);
+/* A scalar's text, borrowed from the document (CD_STR_NULL when n is not a scalar). */
+struct cd_str cd_yaml_scalar(const struct yaml_node_s *n);
+bool cd_yaml_scalar_is(const struct yaml_node_s *n, const char *s);
 
 /* ---- logging ----------------------------------------------------------------------------- */
 

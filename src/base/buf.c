@@ -1,4 +1,5 @@
 /* Capped growable buffers, string views and the request arena. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "base.h"
@@ -184,4 +185,29 @@ void cd_arena_free(struct cd_arena *a)
     }
     a->head = NULL;
     a->total = 0;
+}
+
+enum cd_err cd_buf_read_file(struct cd_buf *b, const char *path)
+{
+    char chunk[8192];
+    size_t got, mark = b->len;
+    enum cd_err err = CD_OK;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return cd_err_set(CD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    while (err == CD_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if ((err = cd_buf_append(b, chunk, got)) == CD_ERR_TOO_BIG)
+            cd_err_set(err, "%s: file above %zu bytes", path, b->max);
+    if (err == CD_OK && ferror(f))
+        err = cd_err_set(CD_ERR_IO, "%s: read error", path);
+    if (err == CD_OK && b->p == NULL)
+        err = cd_buf_reserve(b, 1); /* an empty file still gives a (terminated) buffer */
+    if (err != CD_OK) {
+        b->len = mark;
+        if (b->p)
+            b->p[mark] = '\0';
+    }
+    fclose(f);
+    return err;
 }

@@ -6,28 +6,21 @@
 #include <yaml.h>
 #include "consent_int.h"
 
+#define RULES_MAX_BYTES (1024 * 1024) /* a few pages of YAML; anything larger is a mistake */
+
 struct loader {
-    const char *file;
-    yaml_document_t doc;
+    struct cd_yaml y;
     struct cd__consent_rules *r;
 };
 
 static enum cd_err bad(const struct loader *l, const yaml_node_t *n, const char *what)
 {
-    return cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l->file,
-                      n ? n->start_mark.line + 1 : (size_t)1, what);
-}
-
-static struct cd_str sv(const yaml_node_t *n)
-{
-    if (n == NULL || n->type != YAML_SCALAR_NODE)
-        return CD_STR_NULL;
-    return (struct cd_str){(const char *)n->data.scalar.value, n->data.scalar.length};
+    return cd_yaml_bad(&l->y, n, what);
 }
 
 static yaml_node_t *node(struct loader *l, int i)
 {
-    return yaml_document_get_node(&l->doc, i);
+    return cd_yaml_node(&l->y, i);
 }
 
 static enum cd_err purpose_list(struct loader *l, yaml_node_t *seq, uint8_t *mode, uint8_t m,
@@ -39,7 +32,7 @@ static enum cd_err purpose_list(struct loader *l, yaml_node_t *seq, uint8_t *mod
          it < seq->data.sequence.items.top; it++) {
         yaml_node_t *n = node(l, *it);
         enum cd_purpose pu;
-        if (!cd_purpose_parse(sv(n), &pu))
+        if (!cd_purpose_parse(cd_yaml_scalar(n), &pu))
             return bad(l, n, "unknown purpose");
         if (r->basis[pu])
             return bad(l, n, "this purpose is listed under not_required");
@@ -52,7 +45,7 @@ static enum cd_err purpose_list(struct loader *l, yaml_node_t *seq, uint8_t *mod
 
 static enum cd_err parse_int(struct loader *l, yaml_node_t *n, long min, long max, long *out)
 {
-    struct cd_str s = sv(n);
+    struct cd_str s = cd_yaml_scalar(n);
     char buf[24], *end = NULL;
 
     if (s.p == NULL || s.len == 0 || s.len >= sizeof buf)
@@ -78,16 +71,16 @@ static enum cd_err load_cap(struct loader *l, yaml_node_t *map, struct cd__conse
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         yaml_node_t *k = node(l, p->key), *v2 = node(l, p->value);
-        struct cd_str key = sv(k);
+        struct cd_str key = cd_yaml_scalar(k);
         if (cd_str_eq_c(key, "purpose")) {
             enum cd_purpose pu;
-            if (!cd_purpose_parse(sv(v2), &pu))
+            if (!cd_purpose_parse(cd_yaml_scalar(v2), &pu))
                 return bad(l, v2, "unknown purpose");
             cap->purpose = (uint8_t)pu;
             have_p = true;
         } else if (cd_str_eq_c(key, "channel")) {
             enum cd_consent_channel ch;
-            if (!cd_consent_channel_parse(sv(v2), &ch))
+            if (!cd_consent_channel_parse(cd_yaml_scalar(v2), &ch))
                 return bad(l, v2, "unknown channel");
             cap->channel = (uint8_t)ch;
         } else if (cd_str_eq_c(key, "max")) {
@@ -124,7 +117,7 @@ static enum cd_err load_juris(struct loader *l, yaml_node_t *map, bool *is_defau
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
-        struct cd_str key = sv(k), val = sv(v);
+        struct cd_str key = cd_yaml_scalar(k), val = cd_yaml_scalar(v);
         if (cd_str_eq_c(key, "name")) {
             if (val.len == 0 || val.len >= sizeof j->name)
                 return bad(l, v, "name must have 1 to 15 characters");
@@ -134,7 +127,7 @@ static enum cd_err load_juris(struct loader *l, yaml_node_t *map, bool *is_defau
                 return bad(l, v, "match is a list of jurisdiction codes");
             for (yaml_node_item_t *it = v->data.sequence.items.start;
                  it < v->data.sequence.items.top; it++) {
-                struct cd_str m = sv(node(l, *it));
+                struct cd_str m = cd_yaml_scalar(node(l, *it));
                 if (m.len == 0 || m.len >= 16 || j->nmatch == CD__CONSENT_MAX_MATCH)
                     return bad(l, node(l, *it), "bad or too many codes");
                 memcpy(j->match[j->nmatch++], m.p, m.len);
@@ -182,7 +175,7 @@ static enum cd_err load_juris(struct loader *l, yaml_node_t *map, bool *is_defau
 
 static enum cd_err load_root(struct loader *l)
 {
-    yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+    yaml_node_t *root = cd_yaml_root(&l->y);
     yaml_node_t *juris = NULL;
     struct cd__consent_rules *r = l->r;
     bool have_default = false, have_version = false;
@@ -195,9 +188,9 @@ static enum cd_err load_root(struct loader *l)
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
-        struct cd_str key = sv(k);
+        struct cd_str key = cd_yaml_scalar(k);
         if (cd_str_eq_c(key, "version")) {
-            if (!cd_str_eq_c(sv(v), "1"))
+            if (!cd_str_eq_c(cd_yaml_scalar(v), "1"))
                 return bad(l, v, "version must be 1");
             have_version = true;
         } else if (cd_str_eq_c(key, "not_required")) {
@@ -207,11 +200,11 @@ static enum cd_err load_root(struct loader *l)
                  q < v->data.mapping.pairs.top; q++) {
                 enum cd_purpose pu;
                 yaml_node_t *pk = node(l, q->key), *pv = node(l, q->value);
-                if (!cd_purpose_parse(sv(pk), &pu))
+                if (!cd_purpose_parse(cd_yaml_scalar(pk), &pu))
                     return bad(l, pk, "unknown purpose");
                 r->basis[pu] = NULL;
                 for (size_t b = 0; bases[b]; b++)
-                    if (cd_str_eq_c(sv(pv), bases[b]))
+                    if (cd_str_eq_c(cd_yaml_scalar(pv), bases[b]))
                         r->basis[pu] = bases[b];
                 if (r->basis[pu] == NULL)
                     return bad(l, pv, "legal basis must be contract, legal_obligation, "
@@ -223,7 +216,7 @@ static enum cd_err load_root(struct loader *l)
             for (yaml_node_item_t *it = v->data.sequence.items.start;
                  it < v->data.sequence.items.top; it++) {
                 enum cd_purpose pu;
-                if (!cd_purpose_parse(sv(node(l, *it)), &pu))
+                if (!cd_purpose_parse(cd_yaml_scalar(node(l, *it)), &pu))
                     return bad(l, node(l, *it), "unknown purpose");
                 r->gpc_purposes |= 1u << pu;
             }
@@ -257,35 +250,16 @@ static enum cd_err load_root(struct loader *l)
 enum cd_err cd__consent_rules_load(const char *path, struct cd__consent_rules *out)
 {
     struct loader l;
+    enum cd_err err;
 
     memset(&l, 0, sizeof l);
-    l.file = path ? path : "(none)";
-    l.r = out;
-    yaml_parser_t parser;
-    FILE *f = NULL;
-    bool have_doc = false;
-    enum cd_err err = CD_OK;
-
     memset(out, 0, sizeof *out);
-    if (path == NULL || (f = fopen(path, "rb")) == NULL)
-        return cd_err_set(CD_ERR_IO, "%s: cannot open the consent rules file", l.file);
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return CD_ERR_NOMEM;
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &l.doc)) {
-        err = cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l.file, parser.problem_mark.line + 1,
-                         parser.problem ? parser.problem : "YAML syntax error");
-        goto out;
-    }
-    have_doc = true;
-    err = load_root(&l);
-out:
-    if (have_doc)
-        yaml_document_delete(&l.doc);
-    yaml_parser_delete(&parser);
-    fclose(f);
+    l.r = out;
+    if (path == NULL)
+        return cd_err_set(CD_ERR_IO, "no consent rules file given");
+    if ((err = cd_yaml_load_file(&l.y, path, RULES_MAX_BYTES)) == CD_OK)
+        err = load_root(&l);
+    cd_yaml_free(&l.y);
     return err;
 }
 

@@ -23,13 +23,13 @@ struct ld {
     const char *rule_id; /* for error details; NULL before the id is known */
 };
 
+/* "FILE:LINE: rule ID: what" once the rule's id is known, else as cd_yaml_bad. */
 static enum cd_err fail(struct ld *l, const yaml_node_t *n, const char *what)
 {
-    int line = n ? (int)n->start_mark.line + 1 : 0;
-
     if (l->rule_id)
-        return cd_err_set(CD_ERR_INVALID, "%s:%d: rule %s: %s", l->file, line, l->rule_id, what);
-    return cd_err_set(CD_ERR_INVALID, "%s:%d: %s", l->file, line, what);
+        return cd_err_set(CD_ERR_INVALID, "%s:%zu: rule %s: %s", l->file, cd_yaml_line(n),
+                          l->rule_id, what);
+    return cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l->file, cd_yaml_line(n), what);
 }
 
 static yaml_node_t *node(struct ld *l, int idx)
@@ -40,13 +40,6 @@ static yaml_node_t *node(struct ld *l, int idx)
 static bool is_scalar(const yaml_node_t *n)
 {
     return n && n->type == YAML_SCALAR_NODE;
-}
-
-static bool key_is(const yaml_node_t *k, const char *s)
-{
-    size_t n = strlen(s);
-
-    return is_scalar(k) && k->data.scalar.length == n && memcmp(k->data.scalar.value, s, n) == 0;
 }
 
 /* An arena copy of a scalar (NUL-terminated; scalars with NUL bytes are rejected). */
@@ -106,11 +99,11 @@ static enum cd_err parse_double(struct ld *l, const yaml_node_t *n, double lo, d
 static enum cd_err parse_severity(struct ld *l, const yaml_node_t *n,
                                   enum cd_guard_severity *out)
 {
-    if (key_is(n, "info"))
+    if (cd_yaml_scalar_is(n, "info"))
         *out = CD_GUARD_INFO;
-    else if (key_is(n, "warn"))
+    else if (cd_yaml_scalar_is(n, "warn"))
         *out = CD_GUARD_SEV_WARN;
-    else if (key_is(n, "block"))
+    else if (cd_yaml_scalar_is(n, "block"))
         *out = CD_GUARD_SEV_BLOCK;
     else
         return fail(l, n, "severity must be info, warn or block");
@@ -275,13 +268,13 @@ static enum cd_err parse_ctx(struct ld *l, const yaml_node_t *n, struct cd__guar
         return fail(l, n, "context must be a list of patterns or a mapping");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
-        if (key_is(k, "patterns"))
+        if (cd_yaml_scalar_is(k, "patterns"))
             err = add_list(l, v, false, CD__GUARD_NO_RULE, &c->pats, &c->npats);
-        else if (key_is(k, "phrases"))
+        else if (cd_yaml_scalar_is(k, "phrases"))
             err = add_list(l, v, true, CD__GUARD_NO_RULE, &c->pats, &c->npats);
-        else if (key_is(k, "before"))
+        else if (cd_yaml_scalar_is(k, "before"))
             err = parse_uint(l, v, 10000, &c->before);
-        else if (key_is(k, "after"))
+        else if (cd_yaml_scalar_is(k, "after"))
             err = parse_uint(l, v, 10000, &c->after);
         else
             err = fail(l, k, "unknown key in context (patterns, phrases, before, after)");
@@ -391,7 +384,7 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
     r.context.before = r.context.after = 60;
     /* The id first, so every later error can name the rule. */
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
-        if (key_is(node(l, p->key), "id"))
+        if (cd_yaml_scalar_is(node(l, p->key), "id"))
             idn = node(l, p->value);
     if (!idn || !is_scalar(idn) || !id_ok(idn))
         return fail(l, idn ? idn : n, "rule needs an id like PII.CARD (A-Z, 0-9, _ and dots)");
@@ -413,26 +406,26 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
         return err;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
-        if (key_is(k, "id"))
+        if (cd_yaml_scalar_is(k, "id"))
             continue;
-        else if (key_is(k, "kind"))
+        else if (cd_yaml_scalar_is(k, "kind"))
             kind = v;
-        else if (key_is(k, "category"))
+        else if (cd_yaml_scalar_is(k, "category"))
             err = scalar_dup(l, v, &r.category);
-        else if (key_is(k, "severity")) {
+        else if (cd_yaml_scalar_is(k, "severity")) {
             err = parse_severity(l, v, &r.severity);
             has_sev = true;
-        } else if (key_is(k, "message"))
+        } else if (cd_yaml_scalar_is(k, "message"))
             err = scalar_dup(l, v, &r.message);
-        else if (key_is(k, "suggestion"))
+        else if (cd_yaml_scalar_is(k, "suggestion"))
             err = scalar_dup(l, v, &r.suggestion);
-        else if (key_is(k, "references"))
+        else if (cd_yaml_scalar_is(k, "references"))
             err = string_list(l, v, &r.refs, &r.nrefs);
-        else if (key_is(k, "scope"))
+        else if (cd_yaml_scalar_is(k, "scope"))
             err = parse_scope(l, v, &r);
-        else if (key_is(k, "channels"))
+        else if (cd_yaml_scalar_is(k, "channels"))
             err = parse_channels(l, v, &r);
-        else if (key_is(k, "channel_severity")) {
+        else if (cd_yaml_scalar_is(k, "channel_severity")) {
             if (!v || v->type != YAML_MAPPING_NODE) {
                 err = fail(l, v, "channel_severity must map channels to severities");
             } else {
@@ -447,48 +440,48 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
                         err = parse_severity(l, node(l, q->value), &r.chsev[r.nchsev++].severity);
                 }
             }
-        } else if (key_is(k, "patterns"))
+        } else if (cd_yaml_scalar_is(k, "patterns"))
             patterns = v;
-        else if (key_is(k, "phrases"))
+        else if (cd_yaml_scalar_is(k, "phrases"))
             phrases = v;
-        else if (key_is(k, "swap"))
+        else if (cd_yaml_scalar_is(k, "swap"))
             swap = v;
-        else if (key_is(k, "validator")) {
+        else if (cd_yaml_scalar_is(k, "validator")) {
             size_t i;
             for (i = 0; i < sizeof validators / sizeof validators[0]; i++)
-                if (key_is(v, validators[i].name))
+                if (cd_yaml_scalar_is(v, validators[i].name))
                     break;
             if (i == sizeof validators / sizeof validators[0])
                 err = fail(l, v, "unknown validator (card, luhn, iban, ssn, bsn, aadhaar, cpf, "
                                  "dni, nino, aba, phone, email, address)");
             else
                 r.validator = validators[i].v;
-        } else if (key_is(k, "redact"))
+        } else if (cd_yaml_scalar_is(k, "redact"))
             err = scalar_dup(l, v, &r.redact);
-        else if (key_is(k, "context"))
+        else if (cd_yaml_scalar_is(k, "context"))
             context = v;
-        else if (key_is(k, "unless"))
+        else if (cd_yaml_scalar_is(k, "unless"))
             unless = v;
-        else if (key_is(k, "max_grade")) {
+        else if (cd_yaml_scalar_is(k, "max_grade")) {
             err = parse_double(l, v, 0, 100, &r.max_grade);
             has_grade = true;
-        } else if (key_is(k, "min_words"))
+        } else if (cd_yaml_scalar_is(k, "min_words"))
             err = parse_uint(l, v, 1000000, &r.min_words);
-        else if (key_is(k, "measure")) {
-            if (key_is(v, "count"))
+        else if (cd_yaml_scalar_is(k, "measure")) {
+            if (cd_yaml_scalar_is(v, "count"))
                 r.measure = CD__GUARD_COUNT;
-            else if (key_is(v, "uppercase"))
+            else if (cd_yaml_scalar_is(v, "uppercase"))
                 r.measure = CD__GUARD_UPPERCASE;
             else
                 err = fail(l, v, "measure must be count or uppercase");
-        } else if (key_is(k, "max")) {
+        } else if (cd_yaml_scalar_is(k, "max")) {
             has_max = true;
             err = parse_double(l, v, 0, 1000000, &r.max_ratio);
             r.max_count = (uint32_t)r.max_ratio;
-        } else if (key_is(k, "min_letters"))
+        } else if (cd_yaml_scalar_is(k, "min_letters"))
             err = parse_uint(l, v, 1000000, &r.min_letters);
-        else if (key_is(k, "enabled"))
-            enabled = !(key_is(v, "false") || key_is(v, "no") || key_is(v, "off"));
+        else if (cd_yaml_scalar_is(k, "enabled"))
+            enabled = !(cd_yaml_scalar_is(v, "false") || cd_yaml_scalar_is(v, "no") || cd_yaml_scalar_is(v, "off"));
         else
             err = fail(l, k, "unknown key in rule");
         if (err != CD_OK)
@@ -502,15 +495,15 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
         return fail(l, n, "empty scope");
     if (!kind)
         return fail(l, n, "missing kind (existence, substitution, pii, readability, occurrence)");
-    if (key_is(kind, "existence"))
+    if (cd_yaml_scalar_is(kind, "existence"))
         r.kind = CD__GUARD_EXISTENCE;
-    else if (key_is(kind, "substitution"))
+    else if (cd_yaml_scalar_is(kind, "substitution"))
         r.kind = CD__GUARD_SUBSTITUTION;
-    else if (key_is(kind, "pii"))
+    else if (cd_yaml_scalar_is(kind, "pii"))
         r.kind = CD__GUARD_PII;
-    else if (key_is(kind, "readability"))
+    else if (cd_yaml_scalar_is(kind, "readability"))
         r.kind = CD__GUARD_READABILITY;
-    else if (key_is(kind, "occurrence"))
+    else if (cd_yaml_scalar_is(kind, "occurrence"))
         r.kind = CD__GUARD_OCCURRENCE;
     else
         return fail(l, kind, "unknown kind (existence, substitution, pii, readability, "
@@ -610,16 +603,16 @@ static enum cd_err parse_defaults(struct ld *l, const yaml_node_t *n, struct def
         return fail(l, n, "defaults must be a mapping");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
-        if (key_is(k, "category"))
+        if (cd_yaml_scalar_is(k, "category"))
             err = scalar_dup(l, v, &d->category);
-        else if (key_is(k, "severity")) {
+        else if (cd_yaml_scalar_is(k, "severity")) {
             err = parse_severity(l, v, &d->severity);
             d->has_severity = true;
-        } else if (key_is(k, "scope"))
+        } else if (cd_yaml_scalar_is(k, "scope"))
             d->scope = v;
-        else if (key_is(k, "channels"))
+        else if (cd_yaml_scalar_is(k, "channels"))
             d->channels = v;
-        else if (key_is(k, "references"))
+        else if (cd_yaml_scalar_is(k, "references"))
             d->references = v;
         else
             err = fail(l, k, "unknown key in defaults (category, severity, scope, channels, "
@@ -633,10 +626,8 @@ static enum cd_err parse_defaults(struct ld *l, const yaml_node_t *n, struct def
 enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, const char *data,
                                 size_t len)
 {
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    bool have_parser = false, have_doc = false;
-    struct ld l = {set, NULL, &doc, NULL};
+    struct cd_yaml y = {NULL, NULL};
+    struct ld l = {set, NULL, NULL, NULL};
     struct defaults d = {0};
     const yaml_node_t *root, *rules = NULL;
     enum cd_err err = CD_OK;
@@ -650,23 +641,10 @@ enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, con
                          CD__GUARD_MAX_FILE);
         goto out;
     }
-    if (!yaml_parser_initialize(&parser)) {
-        err = CD_ERR_NOMEM;
+    if ((err = cd_yaml_parse(&y, l.file, data, len)) != CD_OK)
         goto out;
-    }
-    have_parser = true;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        if (parser.error == YAML_MEMORY_ERROR)
-            err = CD_ERR_NOMEM;
-        else
-            err = cd_err_set(CD_ERR_INVALID, "%s:%d: YAML: %s", name,
-                             (int)parser.problem_mark.line + 1,
-                             parser.problem ? parser.problem : "syntax error");
-        goto out;
-    }
-    have_doc = true;
-    if ((root = yaml_document_get_root_node(&doc)) == NULL)
+    l.doc = y.doc;
+    if ((root = cd_yaml_root(&y)) == NULL)
         goto out; /* an empty file holds no rules */
     if (root->type != YAML_MAPPING_NODE) {
         err = fail(&l, root, "a rule file is a mapping with pack, defaults and rules");
@@ -675,15 +653,15 @@ enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, con
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         yaml_node_t *k = node(&l, p->key), *v = node(&l, p->value);
-        if (key_is(k, "pack") || key_is(k, "description")) {
+        if (cd_yaml_scalar_is(k, "pack") || cd_yaml_scalar_is(k, "description")) {
             if (!is_scalar(v)) {
                 err = fail(&l, v, "pack and description must be strings");
                 goto out;
             }
-        } else if (key_is(k, "defaults")) {
+        } else if (cd_yaml_scalar_is(k, "defaults")) {
             if ((err = parse_defaults(&l, v, &d)) != CD_OK)
                 goto out;
-        } else if (key_is(k, "rules")) {
+        } else if (cd_yaml_scalar_is(k, "rules")) {
             rules = v;
         } else {
             err = fail(&l, k, "unknown top-level key (pack, description, defaults, rules)");
@@ -701,10 +679,7 @@ enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, con
         if ((err = parse_rule(&l, node(&l, *it), &d)) != CD_OK)
             goto out;
 out:
-    if (have_doc)
-        yaml_document_delete(&doc);
-    if (have_parser)
-        yaml_parser_delete(&parser);
+    cd_yaml_free(&y);
     return err;
 }
 
@@ -909,28 +884,12 @@ static int cmp_names(const void *a, const void *b)
 static enum cd_err read_file(const char *path, char **out, size_t *len)
 {
     struct cd_buf b = CD_BUF_INIT(CD__GUARD_MAX_FILE);
-    enum cd_err err = CD_OK;
-    FILE *f = fopen(path, "rb");
-    char chunk[8192];
-    size_t got;
+    enum cd_err err = cd_buf_read_file(&b, path);
 
-    if (f == NULL)
-        return cd_err_set(CD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if ((err = cd_buf_append(&b, chunk, got)) != CD_OK) {
-            if (err == CD_ERR_TOO_BIG)
-                cd_err_set(err, "%s: rule file above %u bytes", path, CD__GUARD_MAX_FILE);
-            goto out;
-        }
-    if (ferror(f)) {
-        err = cd_err_set(CD_ERR_IO, "%s: read error", path);
-        goto out;
-    }
-    if (b.p == NULL && (err = cd_buf_reserve(&b, 1)) != CD_OK)
-        goto out;
-    *out = cd_buf_take(&b, len);
-out:
-    fclose(f);
+    if (err == CD_OK)
+        *out = cd_buf_take(&b, len);
+    else if (err == CD_ERR_TOO_BIG)
+        cd_err_set(err, "%s: rule file above %u bytes", path, CD__GUARD_MAX_FILE);
     cd_buf_free(&b);
     return err;
 }

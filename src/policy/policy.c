@@ -14,6 +14,8 @@ __asm__(".section .rodata\n"
         ".previous\n");
 extern const char cd_policy_default_yaml[];
 
+#define POLICY_MAX_BYTES (1024 * 1024) /* a policy is a page of YAML; anything larger is a mistake */
+
 struct cd_policy {
     unsigned roles[CD_PURPOSE__COUNT]; /* CD_ROLE_BIT mask */
     struct cd_policy_grant grant[CD_PURPOSE__COUNT];
@@ -44,26 +46,13 @@ const char *cd_policy_categories(unsigned fields)
 }
 
 struct loader {
-    const char *file;
-    yaml_document_t doc;
+    struct cd_yaml y;
     struct cd_policy *p;
 };
 
 static enum cd_err bad(const struct loader *l, const yaml_node_t *n, const char *what)
 {
-    return cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l->file,
-                      n ? n->start_mark.line + 1 : (size_t)1, what);
-}
-
-static bool scalar_is(const yaml_node_t *n, const char *s)
-{
-    return n && n->type == YAML_SCALAR_NODE && strlen(s) == n->data.scalar.length &&
-           memcmp(n->data.scalar.value, s, n->data.scalar.length) == 0;
-}
-
-static struct cd_str scalar(const yaml_node_t *n)
-{
-    return (struct cd_str){(const char *)n->data.scalar.value, n->data.scalar.length};
+    return cd_yaml_bad(&l->y, n, what);
 }
 
 /* Parses a sequence of names with parse(name) -> bit; ORs the bits into *mask. */
@@ -78,9 +67,9 @@ static enum cd_err name_list(struct loader *l, yaml_node_t *seq, const char *wha
     }
     for (yaml_node_item_t *it = seq->data.sequence.items.start;
          it < seq->data.sequence.items.top; it++) {
-        yaml_node_t *n = yaml_document_get_node(&l->doc, *it);
+        yaml_node_t *n = cd_yaml_node(&l->y, *it);
         unsigned bit = 0;
-        if (n == NULL || n->type != YAML_SCALAR_NODE || !parse(scalar(n), &bit)) {
+        if (n == NULL || n->type != YAML_SCALAR_NODE || !parse(cd_yaml_scalar(n), &bit)) {
             snprintf(msg, sizeof msg, "unknown %s '%.*s'", what,
                      n && n->type == YAML_SCALAR_NODE ? (int)n->data.scalar.length : 0,
                      n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "");
@@ -127,22 +116,22 @@ static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_
         return bad(l, map, "a purpose is a mapping with roles, categories and consent");
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
          pr++) {
-        yaml_node_t *k = yaml_document_get_node(&l->doc, pr->key);
-        yaml_node_t *v = yaml_document_get_node(&l->doc, pr->value);
+        yaml_node_t *k = cd_yaml_node(&l->y, pr->key);
+        yaml_node_t *v = cd_yaml_node(&l->y, pr->value);
         enum cd_err err;
-        if (scalar_is(k, "roles")) {
+        if (cd_yaml_scalar_is(k, "roles")) {
             if ((err = name_list(l, v, "role", parse_role_bit, &l->p->roles[pu])) != CD_OK)
                 return err;
             have_roles = true;
-        } else if (scalar_is(k, "categories")) {
+        } else if (cd_yaml_scalar_is(k, "categories")) {
             if ((err = name_list(l, v, "category", parse_category_bit,
                                  &l->p->grant[pu].fields)) != CD_OK)
                 return err;
             have_cats = true;
-        } else if (scalar_is(k, "consent")) {
-            if (scalar_is(v, "true"))
+        } else if (cd_yaml_scalar_is(k, "consent")) {
+            if (cd_yaml_scalar_is(v, "true"))
                 l->p->grant[pu].needs_consent = true;
-            else if (!scalar_is(v, "false"))
+            else if (!cd_yaml_scalar_is(v, "false"))
                 return bad(l, v, "consent must be true or false");
             have_consent = true;
         } else {
@@ -159,7 +148,7 @@ static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_
 
 static enum cd_err load_root(struct loader *l)
 {
-    yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+    yaml_node_t *root = cd_yaml_root(&l->y);
     bool have_version = false;
     unsigned restricted = 0;
 
@@ -168,29 +157,29 @@ static enum cd_err load_root(struct loader *l)
                             "purposes)");
     for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
          pr < root->data.mapping.pairs.top; pr++) {
-        yaml_node_t *k = yaml_document_get_node(&l->doc, pr->key);
-        yaml_node_t *v = yaml_document_get_node(&l->doc, pr->value);
+        yaml_node_t *k = cd_yaml_node(&l->y, pr->key);
+        yaml_node_t *v = cd_yaml_node(&l->y, pr->value);
         enum cd_err err;
-        if (scalar_is(k, "version")) {
-            if (!scalar_is(v, "1"))
+        if (cd_yaml_scalar_is(k, "version")) {
+            if (!cd_yaml_scalar_is(v, "1"))
                 return bad(l, v, "only policy version 1 is supported");
             have_version = true;
-        } else if (scalar_is(k, "restricted_purposes")) {
+        } else if (cd_yaml_scalar_is(k, "restricted_purposes")) {
             if ((err = name_list(l, v, "purpose", parse_purpose_bit, &restricted)) != CD_OK)
                 return err;
-        } else if (scalar_is(k, "purposes")) {
+        } else if (cd_yaml_scalar_is(k, "purposes")) {
             if (v->type != YAML_MAPPING_NODE)
                 return bad(l, v, "purposes must be a mapping of purpose name to rules");
             for (yaml_node_pair_t *pp = v->data.mapping.pairs.start;
                  pp < v->data.mapping.pairs.top; pp++) {
-                yaml_node_t *pk = yaml_document_get_node(&l->doc, pp->key);
+                yaml_node_t *pk = cd_yaml_node(&l->y, pp->key);
                 enum cd_purpose pu;
                 if (pk == NULL || pk->type != YAML_SCALAR_NODE ||
-                    !cd_purpose_parse(scalar(pk), &pu))
+                    !cd_purpose_parse(cd_yaml_scalar(pk), &pu))
                     return bad(l, pk, "unknown purpose (see the list in the brief)");
                 if (l->p->defined[pu])
                     return bad(l, pk, "purpose defined twice");
-                if ((err = load_purpose(l, pu, yaml_document_get_node(&l->doc, pp->value))) !=
+                if ((err = load_purpose(l, pu, cd_yaml_node(&l->y, pp->value))) !=
                     CD_OK)
                     return err;
             }
@@ -214,46 +203,22 @@ static enum cd_err load_root(struct loader *l)
 enum cd_err cd_policy_load(const char *path, struct cd_policy **out)
 {
     struct loader l;
-    yaml_parser_t parser;
-    FILE *f = NULL;
-    enum cd_err err = CD_OK;
-    bool have_doc = false;
+    enum cd_err err;
 
     memset(&l, 0, sizeof l);
-    l.file = path ? path : "config/policy.yaml (built in)";
     cd_policy_categories(0);
     if ((l.p = cd_calloc(1, sizeof *l.p)) == NULL)
         return CD_ERR_NOMEM;
-    if (!yaml_parser_initialize(&parser)) {
-        cd_free(l.p);
-        return CD_ERR_NOMEM;
+    if (path)
+        err = cd_yaml_load_file(&l.y, path, POLICY_MAX_BYTES);
+    else
+        err = cd_yaml_parse(&l.y, "config/policy.yaml (built in)", cd_policy_default_yaml,
+                            strlen(cd_policy_default_yaml));
+    if (err == CD_OK && (err = load_root(&l)) == CD_OK) {
+        *out = l.p;
+        l.p = NULL;
     }
-    if (path) {
-        if ((f = fopen(path, "rb")) == NULL) {
-            err = cd_err_set(CD_ERR_IO, "cannot read the policy file %s", path);
-            goto out;
-        }
-        yaml_parser_set_input_file(&parser, f);
-    } else {
-        yaml_parser_set_input_string(&parser, (const unsigned char *)cd_policy_default_yaml,
-                                     strlen(cd_policy_default_yaml));
-    }
-    if (!yaml_parser_load(&parser, &l.doc)) {
-        err = cd_err_set(CD_ERR_INVALID, "%s:%zu: %s", l.file, parser.problem_mark.line + 1,
-                         parser.problem ? parser.problem : "YAML syntax error");
-        goto out;
-    }
-    have_doc = true;
-    if ((err = load_root(&l)) != CD_OK)
-        goto out;
-    *out = l.p;
-    l.p = NULL;
-out:
-    if (have_doc)
-        yaml_document_delete(&l.doc);
-    yaml_parser_delete(&parser);
-    if (f)
-        fclose(f);
+    cd_yaml_free(&l.y);
     cd_free(l.p);
     return err;
 }

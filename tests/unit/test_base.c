@@ -1,5 +1,7 @@
 /* Unit tests for src/base: errors, buffers, arena, time, ids, encodings, JSON glue. */
 #include <time.h>
+#include <unistd.h>
+#include <yaml.h>
 #include "unit.h"
 
 static void buf_caps_and_fails_cleanly(void **state)
@@ -193,6 +195,50 @@ static void json_strings_match_jansson(void **state)
     cd_buf_free(&b);
 }
 
+/* The YAML document shared by the rule and policy loaders: errors name FILE:LINE, files are
+ * read whole and capped, an empty document has no root. */
+static void yaml_documents_and_their_errors(void **state)
+{
+    struct cd_yaml y;
+    char path[64];
+    FILE *f;
+
+    assert_int_equal(cd_yaml_parse(&y, "t.yaml", "a: 1\nb: [x, y]\n", 15), CD_OK);
+    yaml_node_t *root = cd_yaml_root(&y);
+    assert_non_null(root);
+    assert_int_equal(root->type, YAML_MAPPING_NODE);
+    yaml_node_pair_t *second = root->data.mapping.pairs.start + 1;
+    yaml_node_t *k = cd_yaml_node(&y, second->key);
+    assert_true(cd_yaml_scalar_is(k, "b"));
+    assert_false(cd_yaml_scalar_is(k, "bb"));
+    assert_null(cd_yaml_scalar(cd_yaml_node(&y, second->value)).p); /* a list, not a scalar */
+    assert_int_equal(cd_yaml_bad(&y, k, "no b here"), CD_ERR_INVALID);
+    assert_string_equal(cd_err_detail(), "t.yaml:2: no b here");
+    cd_yaml_free(&y);
+    cd_yaml_free(&y); /* twice is harmless */
+
+    assert_int_equal(cd_yaml_parse(&y, "bad.yaml", "a: [1,\n", 7), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "bad.yaml:"));
+    assert_non_null(strstr(cd_err_detail(), "YAML"));
+    assert_null(y.doc);
+    assert_int_equal(cd_yaml_parse(&y, "empty.yaml", "", 0), CD_OK);
+    assert_null(cd_yaml_root(&y));
+    cd_yaml_free(&y);
+
+    snprintf(path, sizeof path, "/tmp/candor-test-yaml-%d.yaml", (int)getpid());
+    assert_int_equal(cd_yaml_load_file(&y, path, 64), CD_ERR_IO);
+    assert_non_null(strstr(cd_err_detail(), "cannot open"));
+    assert_non_null(f = fopen(path, "w"));
+    fputs("key: a value longer than the cap allows\n", f);
+    fclose(f);
+    assert_int_equal(cd_yaml_load_file(&y, path, 16), CD_ERR_TOO_BIG);
+    assert_int_equal(cd_yaml_load_file(&y, path, 64), CD_OK);
+    assert_true(cd_yaml_scalar_is(cd_yaml_node(&y, cd_yaml_root(&y)->data.mapping.pairs.start->key),
+                                  "key"));
+    cd_yaml_free(&y);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +251,7 @@ int main(void)
         cmocka_unit_test(utf8_validation),
         cmocka_unit_test(json_strict_access),
         cmocka_unit_test(json_strings_match_jansson),
+        cmocka_unit_test(yaml_documents_and_their_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
