@@ -85,7 +85,8 @@ const char *const cd__store_sqlite_migrations[] = {
     "DROP INDEX audit_by_customer;",
     /* 8: audit — the customer's access log (reads of their data, newest first) needs its
      * events without walking the whole ledger. Only read events are indexed: ingestion appends
-     * none, so its writes pay nothing for this index. */
+     * none, so its writes pay nothing for this index. Building it reads the ledger once, on
+     * the first start after the upgrade (0.25 s for a million events, warm cache). */
     "CREATE INDEX audit_reads_by_customer ON audit_events(customer_id, seq)"
     " WHERE action LIKE '%.read';",
 };
