@@ -11,6 +11,9 @@
  *     recomputed from the entries against every stored node and every tree head; its CPU time
  *     is printed too (two threads, which a shared machine does not always run at once: the
  *     ratio needs both cores);
+ * (c) a page of one customer's access log (one event in 4000 is a read of their data) through
+ *     its partial index, against the compliance listing filtered by the same customer, which
+ *     walks the ledger (the access log's query before migration 8);
  * then inclusion-proof latency at T >= 10 million leaves, read as the ledger serves proofs
  * (audit_nodes from level CD__AUDIT_NODE_MIN_LEVEL up, the lower levels recomputed from the
  * entries), the tables built quickly by direct batched inserts (entry i = i as 64 digits).
@@ -32,6 +35,8 @@
 #define RUNS 3
 #define PROOFS 20000
 #define BATCH 200000
+#define READ_EVERY 4000
+#define READER "cus_01READERREADERREADERREADER"
 
 static void die(const char *what, enum cd_err err)
 {
@@ -66,11 +71,37 @@ static enum cd_err append_batch(struct cd_tx *tx, void *ctx)
                                 "integration", "bench loader", "service",
                                 "req_01BENCHBENCHBENCHBENCHBENCH", "cus_01BENCHBENCHBENCHBENCHBENCH",
                                 "int_01BENCHBENCHBENCHBENCHBENCH", "contact,conversation", NULL};
+    struct cd_audit_event read = ev;
     enum cd_err err = CD_OK;
 
+    /* One event in READ_EVERY is a read of one customer's data: what the access log shows. */
+    read.action = "timeline.read";
+    read.customer_id = READER;
     for (uint64_t i = 0; i < BATCH && b->done < b->n && err == CD_OK; i++, b->done++)
-        err = cd_audit_append(tx, &ev, NULL);
+        err = cd_audit_append(tx, b->done % READ_EVERY == READ_EVERY - 1 ? &read : &ev, NULL);
     return err;
+}
+
+/* Median latency, in µs, of `calls` first pages (50 events) of READER's access log, or of the
+ * compliance listing filtered by the same customer (which walks the ledger from its end). */
+static double page_latency(struct cd_store *s, bool access_log, int calls)
+{
+    double lat[64];
+    struct cd_audit_query q = {CD_STR(READER), CD_STR_NULL, CD_STR_NULL, CD_STR_NULL, 0, 0, 50};
+
+    if (calls > 64)
+        calls = 64;
+    for (int i = 0; i < calls; i++) {
+        json_t *out = NULL;
+        uint64_t t0 = cd_mono_ns();
+        enum cd_err err = access_log ? cd_audit_access_log(s, q.customer_id, q.cursor, 50, &out)
+                                     : cd_audit_list(s, &q, &out);
+        lat[i] = (double)(cd_mono_ns() - t0) / 1e3;
+        if (err != CD_OK || json_array_size(json_object_get(out, "items")) == 0)
+            die("access log", err != CD_OK ? err : CD_ERR_INTEGRITY);
+        json_decref(out);
+    }
+    return bench_median(lat, calls);
 }
 
 struct mem {
@@ -283,6 +314,11 @@ int main(int argc, char **argv)
     double CB = bench_median(cb, RUNS);
     printf("(b) CPU time, both threads: %.2f us/entry (%.2f cores busy); (a) %.2f us/entry\n",
            1e6 * CB / (double)n, CB / B, 1e6 * A / (double)n);
+    /* The customer's access log against a walk of the ledger for the same customer, same run. */
+    double al = page_latency(s, true, 31), walk = page_latency(s, false, 5);
+    printf("access log page at n=%llu (%llu of the customer's reads, partial index): median "
+           "%.1f us; the same customer through the compliance listing (a walk): %.0f us\n",
+           (unsigned long long)n, (unsigned long long)(n / READ_EVERY), al, walk);
     cd_free(m.bytes);
     cd_free(m.off);
     EVP_MD_CTX_free(evp);

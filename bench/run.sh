@@ -348,7 +348,7 @@ for b in "bench_ingest_overhead $I4_ROWS 3 64 $TMP" "bench_audit_verify $I4_VERI
     cmd "timeout 900 build/bench/$*"
     timeout 900 "build/bench/$1" "${@:2}" 2>&1 | grep -v '^{' | tee "$TMP/$1.out"
     if [ "${PIPESTATUS[0]}" = 0 ]; then
-        grep -E '^(bench_ingest_overhead: median|ratio|\(b\) CPU|inclusion)' "$TMP/$1.out" |
+        grep -E '^(bench_ingest_overhead: median|ratio|\(b\) CPU|inclusion|access log)' "$TMP/$1.out" |
             sed 's/^bench_ingest_overhead: //' >"$TMP/$1.sum"
         while IFS= read -r l; do row "(6) $1" "$l"; done <"$TMP/$1.sum"
     else
