@@ -246,6 +246,12 @@ static enum cd_err tamper_fn(struct cd_tx *tx, void *ctx)
     return cd_tx_exec(tx, ctx, NULL, 0, NULL, NULL, NULL);
 }
 
+/* SQL that changes one byte-run of entry SEQ ("unit" becomes "UNIT"): a string literal, as the
+ * store's statement cache wants its SQL texts. */
+#define ALTER_ENTRY(seq)                                                                       \
+    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit', 'UNIT') AS BLOB)" \
+    " WHERE seq = " #seq
+
 /* Changes the ledger with sql, then expects verification to fail at bad_seq, naming detail. */
 static void expect_tampered(struct cd_store *s, const uint8_t pk[32], const char *sql,
                             uint64_t bad_seq, const char *detail)
@@ -285,10 +291,7 @@ static void verify_names_the_first_bad_entry(void **state)
     /* The tail cut off after the head of size 20 was signed. */
     expect_tampered(s, pk, "DELETE FROM audit_events WHERE seq > 17", 18, "truncated");
     /* One changed byte in entry 3. */
-    expect_tampered(s, pk,
-                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit',"
-                    " 'UNIT') AS BLOB) WHERE seq = 3",
-                    3, NULL);
+    expect_tampered(s, pk, ALTER_ENTRY(3), 3, NULL);
 
     cd_audit_close(a);
     cd_store_close(s);
@@ -321,16 +324,10 @@ static void verify_ranks_failures_across_threads(void **state)
     expect_tampered(s, pk, "UPDATE audit_events SET hash = zeroblob(31) WHERE seq = 4500", 4500,
                     "audit entry 4500 is malformed");
     /* An altered entry long before it ranks first. */
-    expect_tampered(s, pk,
-                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit',"
-                    " 'UNIT') AS BLOB) WHERE seq = 3000",
-                    3000, "audit entry 3000 was altered");
+    expect_tampered(s, pk, ALTER_ENTRY(3000), 3000, "audit entry 3000 was altered");
     /* An altered second entry: the checker fails while the reader is still thousands of rows
      * ahead and waiting, which must stop it. */
-    expect_tampered(s, pk,
-                    "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'unit',"
-                    " 'UNIT') AS BLOB) WHERE seq = 2",
-                    2, "audit entry 2 was altered");
+    expect_tampered(s, pk, ALTER_ENTRY(2), 2, "audit entry 2 was altered");
 
     cd_audit_close(a);
     cd_store_close(s);
