@@ -260,6 +260,15 @@ enum cd_log_level { CD_LOG_DEBUG, CD_LOG_INFO, CD_LOG_WARN, CD_LOG_ERROR };
 void cd_log_set_level(enum cd_log_level min);
 void cd_log(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for a line that may wait a few milliseconds to be written with others (the access
+ * line of every request), once cd_log_batch_start ran; until then, and after
+ * cd_log_batch_stop, it is written at once. Lines keep the order of the calls. */
+void cd_log_batched(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Starts / stops (writing what is held) the thread that writes batched lines. Called by the
+ * process's main thread only. Errors: CD_ERR_INTERNAL (no thread: lines stay unbatched). */
+enum cd_err cd_log_batch_start(void);
+void cd_log_batch_stop(void);
 /* Copies s into out (capacity n) keeping only [A-Za-z0-9._:/-], so it can be logged verbatim. */
 const char *cd_log_safe(const char *s, char *out, size_t n);
 

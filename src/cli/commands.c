@@ -470,7 +470,7 @@ int cd_cli_serve(int argc, char **argv)
                          .rules_dir = rules};
     struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
                                  (unsigned)num[0], (size_t)num[2]};
-    if ((err = cd_http_start(&cfg, &app, &http)) != CD_OK)
+    if ((err = cd_log_batch_start()) != CD_OK || (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
         goto out;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -499,6 +499,7 @@ int cd_cli_serve(int argc, char **argv)
     cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
     cd_http_stop(http);
 out:
+    cd_log_batch_stop();
     cd_consent_close(consent);
     cd_audit_close(audit);
     cd_policy_free(policy);

@@ -722,7 +722,7 @@ static void log_request(struct conn_state *cs)
     uint64_t ns = cd_mono_ns() - cs->start_ns;
 
     cd__http_metrics_observe(r->route ? r->route_index : cd__http_nroutes, r->status, ns);
-    cd_log(CD_LOG_INFO, "http.request",
+    cd_log_batched(CD_LOG_INFO, "http.request",
            "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%u,"
            "\"duration_us\":%llu,\"token\":\"%s\"",
            r->request_id, r->method, r->route ? r->route->pattern : "unmatched", r->status,

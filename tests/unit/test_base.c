@@ -1,4 +1,7 @@
 /* Unit tests for src/base: errors, buffers, arena, time, ids, encodings, JSON glue. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -239,6 +242,88 @@ static void yaml_documents_and_their_errors(void **state)
     unlink(path);
 }
 
+/* ---- the batched log ---- */
+
+enum { LOG_THREADS = 4, LOG_PER_THREAD = 3000 };
+
+static void *log_many(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+
+    for (int i = 0; i < LOG_PER_THREAD; i++)
+        cd_log_batched(CD_LOG_INFO, "unit.thread", "\"t\":%d,\"i\":%d", t, i);
+    return NULL;
+}
+
+/* Reads what the log wrote to fd, from the start. */
+static char *log_read(int fd)
+{
+    off_t n = lseek(fd, 0, SEEK_END);
+    char *p = malloc((size_t)n + 1);
+
+    assert_non_null(p);
+    assert_int_equal(pread(fd, p, (size_t)n, 0), n);
+    p[n] = '\0';
+    return p;
+}
+
+/* Lines logged with and without batching keep the order of the calls (more than the batch
+ * holds, so it is also written when full), lines from several threads stay whole, and stopping
+ * writes what is held. */
+static void log_batches_keep_order_and_whole_lines(void **state)
+{
+    char path[] = "/tmp/candor-unit-log-XXXXXX";
+    int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+    assert_true(fd >= 0 && saved >= 0);
+    unlink(path);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    cd_log_batched(CD_LOG_INFO, "unit.seq", "\"n\":%d", 0); /* not started: written at once */
+    assert_int_equal(cd_log_batch_start(), CD_OK);
+    for (int i = 1; i <= 3000; i++)
+        if (i % 1000 == 0)
+            cd_log(CD_LOG_WARN, "unit.seq", "\"n\":%d", i);
+        else
+            cd_log_batched(CD_LOG_INFO, "unit.seq", "\"n\":%d", i);
+    pthread_t th[LOG_THREADS];
+    for (int t = 0; t < LOG_THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, log_many, (void *)(intptr_t)t), 0);
+    for (int t = 0; t < LOG_THREADS; t++)
+        pthread_join(th[t], NULL);
+    cd_log_batched(CD_LOG_INFO, "unit.seq", "\"n\":%d", 3001);
+    cd_log_batch_stop();
+    cd_log_batched(CD_LOG_INFO, "unit.seq", "\"n\":%d", 3002); /* stopped: at once again */
+    fflush(stderr);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+
+    char *all = log_read(fd), *save = NULL;
+    int next_seq = 0, next_i[LOG_THREADS] = {0}, lines = 0;
+    for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int n, t, i;
+        lines++;
+        assert_true(strncmp(line, "{\"ts\":\"", 7) == 0 && line[strlen(line) - 1] == '}');
+        const char *seq = strstr(line, "\"msg\":\"unit.seq\",\"n\":");
+        const char *thr = strstr(line, "\"msg\":\"unit.thread\",\"t\":");
+        if (seq && sscanf(seq, "\"msg\":\"unit.seq\",\"n\":%d}", &n) == 1) {
+            assert_int_equal(n, next_seq);
+            next_seq++;
+        } else {
+            assert_non_null(thr);
+            assert_int_equal(sscanf(thr, "\"msg\":\"unit.thread\",\"t\":%d,\"i\":%d}", &t, &i), 2);
+            assert_true(t >= 0 && t < LOG_THREADS);
+            assert_int_equal(i, next_i[t]); /* one thread's lines in its order */
+            next_i[t]++;
+        }
+    }
+    assert_int_equal(next_seq, 3003);
+    for (int t = 0; t < LOG_THREADS; t++)
+        assert_int_equal(next_i[t], LOG_PER_THREAD);
+    assert_int_equal(lines, 3003 + LOG_THREADS * LOG_PER_THREAD);
+    free(all);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +337,7 @@ int main(void)
         cmocka_unit_test(json_strict_access),
         cmocka_unit_test(json_strings_match_jansson),
         cmocka_unit_test(yaml_documents_and_their_errors),
+        cmocka_unit_test(log_batches_keep_order_and_whole_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
