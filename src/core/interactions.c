@@ -637,13 +637,15 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
             ic->body = (struct cd_str){ic->masked_body, n};
     }
     /* One read of the owner serves the outbound hooks and the sealing. A failed read only
-     * matters to the hooks (an unknown customer_id); the write reads again for itself. Only
-     * the sealing may use the owner cache: the hooks decide for the exact owner. */
+     * matters to the hooks (an unknown customer_id); the write reads again for itself. The
+     * owner cache answers for the hooks too: an identity changes owner only by a merge or an
+     * erasure, and both empty the cache once committed (see owners.c), so a hit is what the
+     * read would return, with the same race against a concurrent merge as the read has. */
     bool hooks = outbound && c->hooks.outbound_check;
     enum cd_err rerr = CD_OK;
     ic->owners_gen = cd__owners_generation(c->owners);
-    if (!hooks && ic->by_identity && owner_cached(ic, &o.l)) {
-        /* known: no read */
+    if (ic->by_identity && owner_cached(ic, &o.l)) {
+        memcpy(o.customer_id, o.l.customer_id, sizeof o.customer_id); /* known: no read */
     } else if ((rerr = cd_store_read(c->store, owner_fn, &o)) != CD_OK && !hooks) {
         cd_err_clear();
     }

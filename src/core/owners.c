@@ -3,12 +3,13 @@
  * (see pre_seal in interactions.c) and needed a read transaction to learn the owner and key;
  * on a busy server that read was a quarter of the request threads' time.
  *
- * It is only a hint. The write reads the owner and wrapped key again inside its transaction and
- * uses the early sealing only if both are unchanged, so a stale entry costs a second sealing,
- * never a wrong row. What must not go stale is an erased customer's wrapped key: forgetting
- * (on erasure, merge) wipes every slot and bumps a generation, and an entry learnt from a read
- * that began before the forgetting is refused, so no copy of a shredded key outlives the
- * erasure here.
+ * For the sealing it is only a hint. The write reads the owner and wrapped key again inside its
+ * transaction and uses the early sealing only if both are unchanged, so a stale entry costs a
+ * second sealing, never a wrong row. It is also exact once a change has committed, which is why
+ * the outbound consent and guard hooks may decide for the owner it names: an identity changes
+ * owner only by a merge or an erasure, and forgetting (on both) wipes every slot and bumps a
+ * generation, and an entry learnt from a read that began before the forgetting is refused. So
+ * no owner outlives its merge here, and no copy of a shredded key outlives the erasure.
  *
  * A fixed table of slots (direct-mapped by the blind index, which is already a keyed hash), each
  * guarded by one of a few striped locks; memory is bounded and nothing is allocated per use. */

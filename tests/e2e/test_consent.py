@@ -208,6 +208,27 @@ def test_f_outbound_refused_in_path_is_recorded(srv):
     assert st == 201, it
 
 
+def test_f3_outbound_by_identity_decides_for_the_owner_after_a_merge(srv):
+    # The identity's owner is remembered between requests; a merge must make the next
+    # outbound message by that identity be decided for the survivor, not the merged customer.
+    ident = {"type": "email", "value": "merge-consent@example.com"}
+    for _ in range(2):
+        st, _, it = srv.req("POST", "/v1/interactions", {
+            "identity": ident, "channel": "email", "direction": "inbound", "body": "Hello"})
+        assert st == 201, it
+    merged = it["customer_id"]
+    survivor = customer(srv)
+    assert record(srv, survivor, "marketing", "given")[0] == 201
+    msg = {"identity": ident, "channel": "email", "direction": "outbound",
+           "purpose": "marketing", "body": "Our autumn newsletter"}
+    body = assert_problem(srv.req("POST", "/v1/interactions", msg), 403, "consent-denied")
+    assert body["detail"].startswith("no_consent"), body
+    st, _, m = srv.req("POST", f"/v1/customers/{survivor}/merge", {"merge": merged})
+    assert st == 200, m
+    st, _, it = srv.req("POST", "/v1/interactions", msg)
+    assert st == 201 and it["customer_id"] == survivor, it
+
+
 def test_f2_outbound_topic_opted_out_refused_in_path(srv):
     # US-CA: marketing is opt-out, so it is allowed until the customer says otherwise; here
     # they opted out of one topic only.
