@@ -84,30 +84,59 @@ struct cd__cstate {
  * canonical never equals a stored key, so it is unknown, as an id that does not parse. */
 #define CD__KEY_LEN 26
 
-/* One customer, stored in its hash slot (see struct cd__table): 256 bytes, 64-byte aligned,
- * so a decision reads the four lines of one record, all addressed from the hash of the id
- * and fetched in parallel, and nothing else. */
+/* A customer's record: everything the projection holds about them. Records live in pages by
+ * arrival order that never move (struct cd__proj), so a record pointer stays valid until the
+ * projection is freed. Decisions rarely read it: its hash slot (struct cd__slot) holds what
+ * they need. A writer that changes juris, tz, quiet hours or topics calls cd__proj_sync. */
 struct cd__cust {
-    _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
+    char key[CD__KEY_LEN]; /* as in the slot */
     uint8_t juris;
     uint8_t nst;         /* states in st[] */
     uint32_t more;       /* first overflow state, pool index + 1, 0 = none */
-    uint64_t topics_out; /* bit per topic in the topic dictionary */
     uint16_t tz;         /* tz cache index + 1, 0 = UTC */
     uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
     uint16_t qh_end;
-    /* purpose + 1 of st[i], 0 = none: a decision finds the states of its purpose with one
-     * word compare instead of visiting all five. */
-    uint8_t st_purpose[CD__CUST_INLINE];
+    uint64_t topics_out; /* bit per topic in the topic dictionary */
+    uint32_t ev[CD__CUST_INLINE]; /* event pool index + 1 of st[i] (see struct cd__proj) */
     uint32_t idx; /* arrival order: 0 for the first customer added, and so on */
     struct cd__cstate st[CD__CUST_INLINE];
 };
-_Static_assert(sizeof(struct cd__cust) == 256, "a customer record is four cache lines");
+_Static_assert(sizeof(struct cd__cust) == 272, "a customer record has no padding to lose");
+
+/* What a decision reads: a customer's hash slot, one cache line holding the key and, per
+ * purpose, what the verdict needs (pv) and where its event id lies (ev), so a decision reads
+ * this line and nothing else unless the customer is unusual for that purpose (then pv says
+ * to read the record, rec). A copy of the record's contents, rewritten by cd__proj_sync
+ * whenever the record changes (inside the change). */
+struct cd__slot {
+    _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
+    uint8_t juris;
+    uint8_t flags; /* CD__HF_* */
+    /* Per purpose: 0 = no state; else state | CD__PV_* | k << 5, the purpose's only state, on
+     * channel "*", without expiry or notice, being st[k] of the record; state 7
+     * (CD__PV_RECORD) = anything else: decide from the record. */
+    uint8_t pv[CD_PURPOSE__COUNT];
+    uint32_t ev[CD__CUST_INLINE]; /* the record's ev[] */
+    uint32_t rec;                 /* the record's idx */
+};
+_Static_assert(sizeof(struct cd__slot) == 64, "a hash slot is one cache line");
+
+enum {
+    CD__HF_QH = 1,     /* quiet hours set: a decision for a channel reads the record */
+    CD__HF_TOPICS = 2, /* topics opted out: a decision naming a topic reads the record */
+};
+enum {
+    CD__PV_STATE = 7,   /* enum cd_consent_state */
+    CD__PV_RECORD = 7,  /* ... or this: decide from the record */
+    CD__PV_GPC = 8,     /* CD__SF_GPC */
+    CD__PV_IMPLIED = 16, /* CD__SF_IMPLIED */
+};
 
 /* An overflow state, chained per customer. */
 struct cd__ostate {
     struct cd__cstate s;
     uint32_t next; /* pool index + 1, 0 = end */
+    uint32_t ev;   /* event pool index + 1 */
 };
 
 struct cd__notice {
@@ -117,33 +146,47 @@ struct cd__notice {
     char id[CD_ID_MAX];
 };
 
-/* The customer table: n records in open addressing (linear probing; a key's home is
+/* The hash table of slots: n slots in open addressing (linear probing; a key's home is
  * hash * n / 2^64, so n need not be a power of two), at most 4/5 full. Customers are never
- * removed, so there are no tombstones. Grown by copying into a new table (x 5/4, whole 2 MiB
- * pages); the replaced table is kept (retired) until the projection is freed, because a
- * lock-free reader may still be probing it, but its pages are given back to the kernel
- * (madvise MADV_DONTNEED: a late reader reads zeros, sees empty slots, and retries on the
- * sequence counter). */
+ * removed, so there are no tombstones. Grown by copying the slots into a new table (x 5/4,
+ * whole 2 MiB pages; the records do not move); the replaced table is kept (retired) until the
+ * projection is freed, because a lock-free reader may still be probing it, but its pages are
+ * given back to the kernel (madvise MADV_DONTNEED: a late reader reads zeros, sees empty
+ * slots, and retries on the sequence counter). */
 struct cd__table {
     size_t n;
-    size_t bytes;              /* n * sizeof(struct cd__cust) */
+    size_t bytes;              /* n * sizeof(struct cd__slot) */
     bool dropped;              /* pages given back (retired) */
     struct cd__table *retired; /* the table this one replaced */
     void *raw;                 /* what cd_calloc returned */
-    struct cd__cust *r;
+    struct cd__slot *r;
 };
 
-/* Overflow states live in fixed pages that never move. */
-#define CD__PROJ_MAX_CUST 0xFFFFFFFFu /* idx is 32 bits */
+/* Records, overflow states and event ids live in fixed pages that never move; the page
+ * directories are allocated once, at their first use. */
+#define CD__PROJ_MAX_CUST 0xFFFFFFFFu /* rec is 32 bits */
+#define CD__PROJ_CPAGE 8192u          /* records per page */
+#define CD__PROJ_MAX_CPAGES (((size_t)CD__PROJ_MAX_CUST + 1) / CD__PROJ_CPAGE)
 #define CD__PROJ_OPAGE 4096u
 #define CD__PROJ_MAX_OPAGES 4096u /* 16 million overflow states */
+#define CD__PROJ_EPAGE 65536u     /* event ids per page (1 MiB) */
+#define CD__PROJ_MAX_EPAGES 65536u /* (ev - 1) >> 16 is always in range */
 #define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
 
+/* The event pool holds the 128 bits of the event of every state, each written once and
+ * never changed or freed until the projection is: a decision points into it (struct
+ * cd_consent_decision.event) instead of copying 16 bytes from a second cache line. A state
+ * replaced in a shared projection gets a new entry (the old one stays, 16 bytes per event
+ * applied since the start); while the projection is private (the rebuild), in place. */
 struct cd__proj {
     _Atomic(struct cd__table *) table;
     _Atomic size_t ncust;
+    struct cd__cust **cpage;   /* CD__PROJ_MAX_CPAGES entries */
+    size_t ncpages;
     struct cd__ostate **opage; /* CD__PROJ_MAX_OPAGES entries */
     size_t nopages, nost;
+    uint8_t (**epage)[16];     /* CD__PROJ_MAX_EPAGES entries */
+    size_t nepages, nev;
     size_t nstates; /* customer x purpose x channel states */
     bool shared;    /* visible to lock-free readers: replaced tables are retired */
     struct cd__table *to_drop; /* retired in the current change; pages given back after it */
@@ -201,14 +244,18 @@ void cd__proj_free(struct cd__proj *p);
 /* Finds the customer by the 128 bits of its id, or by its key (read). NULL when absent. */
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16]);
 struct cd__cust *cd__proj_find_key(const struct cd__proj *p, const char key[CD__KEY_LEN]);
-/* Finds or adds the customer (write lock). May grow the table, which moves every record:
- * a record pointer is valid until the next upsert. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
+/* Finds or adds the customer (write lock). May grow the table (the slots move, the records
+ * do not). Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out);
 /* Gives back the pages of the table retired in the current change (write lock, after the
  * change's sequence number went even again). */
 void cd__proj_drop_retired(struct cd__proj *p);
-/* Sets the state for (purpose, channel) unless a newer one is held (write lock). */
+/* Sets the state for (purpose, channel) unless a newer one is held, and syncs the customer's
+ * slot (write lock). */
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
+/* Rewrites the customer's slot from the record: after a writer changed juris, tz, quiet hours
+ * or topics (write lock). */
+void cd__proj_sync(struct cd__proj *p, const struct cd__cust *cu);
 /* Walks a customer's states: struct cd__proj_it it = {0}; while ((s = cd__proj_next(..)))
  * (read). Bounded, so a torn read under the seqlock cannot loop. */
 struct cd__proj_it {

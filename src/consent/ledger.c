@@ -1217,6 +1217,7 @@ enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_act
         cu->qh_start = w.qs >= 0 ? (uint16_t)(w.qs + 1) : 0;
         cu->qh_end = w.qe >= 0 ? (uint16_t)(w.qe + 1) : 0;
         cu->topics_out = mask;
+        cd__proj_sync(&c->proj, cu);
     }
     cd__consent_wunlock(c);
     if (err == CD_OK) {

@@ -590,13 +590,13 @@ static void decision_event_id_on_demand(void **state)
     json_decref(o2);
 }
 
-/* A private table: grows from 256 slots through the 2 MiB page size (8192 records), linear
+/* A private table: grows from 256 slots through the 2 MiB page size (32768 slots), linear
  * probing wraps around the end, every key stays findable after every growth, and each record
  * keeps its arrival index. */
 static void table_growth_and_collisions(void **state)
 {
     struct cd__proj p;
-    enum { N = 30000 };
+    enum { N = 120000 };
     uint8_t(*bits)[16] = cd_malloc(N * sizeof *bits);
     size_t tables = 0;
     struct cd__table *last = NULL;
