@@ -112,9 +112,9 @@ struct cd__slot {
     _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
     uint8_t juris;
     uint8_t flags; /* CD__HF_* */
-    /* Per purpose: 0 = no state; else state | CD__PV_* | k << 5, the purpose's only state, on
-     * channel "*", without expiry or notice, being st[k] of the record; state 7
-     * (CD__PV_RECORD) = anything else: decide from the record. */
+    /* Per purpose: the verdict (proj.c, enum verdict) as far as the slot can tell it, and the
+     * position k in the record's st[] of the state it rests on (CD__PV_NO_EVENT: none);
+     * verdict 15 (V_RECORD): decide from the record. */
     uint8_t pv[CD_PURPOSE__COUNT];
     uint32_t ev[CD__CUST_INLINE]; /* the record's ev[] */
     uint32_t rec;                 /* the record's idx */
@@ -126,10 +126,9 @@ enum {
     CD__HF_TOPICS = 2, /* topics opted out: a decision naming a topic reads the record */
 };
 enum {
-    CD__PV_STATE = 7,   /* enum cd_consent_state */
-    CD__PV_RECORD = 7,  /* ... or this: decide from the record */
-    CD__PV_GPC = 8,     /* CD__SF_GPC */
-    CD__PV_IMPLIED = 16, /* CD__SF_IMPLIED */
+    CD__PV_VERDICT = 15,
+    CD__PV_K_SHIFT = 4,
+    CD__PV_NO_EVENT = 7 << CD__PV_K_SHIFT,
 };
 
 /* An overflow state, chained per customer. */
@@ -189,6 +188,8 @@ struct cd__proj {
     size_t nepages, nev;
     size_t nstates; /* customer x purpose x channel states */
     bool shared;    /* visible to lock-free readers: replaced tables are retired */
+    const struct cd__consent_rules *rules; /* borrowed; NULL: slots send every decision to
+                                            * the records */
     struct cd__table *to_drop; /* retired in the current change; pages given back after it */
 };
 

@@ -189,6 +189,89 @@ void cd__consent_id_str(const uint8_t raw[16], const char *prefix, char out[CD_I
     out[pl + 1 + CD__KEY_LEN] = '\0';
 }
 
+/* Always inlined (decision paths): every call level pushes registers, and stores queued
+ * behind a cache miss are what stops consecutive decisions from overlapping. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* ---- verdicts ---- */
+
+/* A decision's outcome as a small code, turned into (allow, reason, basis) by one table
+ * lookup at the end: the compiler otherwise materialises every (reason, basis) pair of
+ * string constants on the stack at each call, stores that sit in the store queue behind the
+ * record's cache miss. */
+enum verdict {
+    V_NOT_REQUIRED, /* basis from the rules */
+    V_UNKNOWN,
+    V_CONSENT_GIVEN,
+    V_IMPLIED,
+    V_NOT_OPTED_OUT,
+    V_NO_CONSENT,
+    V_OPTED_OUT,
+    V_GPC,
+    V_WITHDRAWN,
+    V_REFUSED,
+    V_EXPIRED,
+    V_INVALIDATED,
+    V_STALE,
+    V_TOPIC,
+    V_QUIET,
+    V_RECORD = 15, /* in a slot's pv: decide from the record */
+};
+
+static const struct {
+    bool allow;
+    const char *reason, *basis;
+} verdicts[] = {
+    [V_NOT_REQUIRED] = {true, "not_required", NULL},
+    [V_UNKNOWN] = {false, "unknown_customer", "none"},
+    [V_CONSENT_GIVEN] = {true, "consent_given", "consent"},
+    [V_IMPLIED] = {true, "consent_given", "implied_consent"},
+    [V_NOT_OPTED_OUT] = {true, "not_opted_out", "legitimate_interest"},
+    [V_NO_CONSENT] = {false, "no_consent", "none"},
+    [V_OPTED_OUT] = {false, "opted_out", "none"},
+    [V_GPC] = {false, "gpc", "none"},
+    [V_WITHDRAWN] = {false, "withdrawn", "none"},
+    [V_REFUSED] = {false, "refused", "none"},
+    [V_EXPIRED] = {false, "expired", "none"},
+    [V_INVALIDATED] = {false, "invalidated", "none"},
+    [V_STALE] = {false, "stale_notice", "none"},
+    [V_TOPIC] = {false, "topic_opted_out", "none"},
+    [V_QUIET] = {false, "quiet_hours", "none"},
+};
+
+/* The verdict of the applicable state s (NULL: none) under a regime that is opt-out or not:
+ * the part of a decision that reads the state. Branches, not selects, where the slow path
+ * runs them: a predicted branch lets the work after it go ahead before the record arrives. */
+static ALWAYS_INLINE enum verdict state_verdict(const struct cd_consent *c, bool opt_out,
+                                                const struct cd__cstate *s, int64_t now_ms)
+{
+    if (opt_out) {
+        if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
+            return (s->flags & CD__SF_GPC) ? V_GPC : V_OPTED_OUT;
+        if (s && s->state == CD_CONSENT_GIVEN)
+            return V_CONSENT_GIVEN;
+        return V_NOT_OPTED_OUT;
+    }
+    if (s == NULL || s->state == CD_CONSENT_REQUESTED)
+        return V_NO_CONSENT;
+    if (s->state == CD_CONSENT_GIVEN) {
+        const struct cd__notice *nt =
+            s->notice && s->notice <= CD__CONSENT_MAX_NOTICES ? &c->notices[s->notice - 1] : NULL;
+        if (s->expires && s->expires <= now_ms)
+            return V_EXPIRED;
+        if (nt && nt->name < CD__CONSENT_MAX_NAMES && nt->version < c->name_material[nt->name])
+            return V_STALE;
+        return (s->flags & CD__SF_IMPLIED) ? V_IMPLIED : V_CONSENT_GIVEN;
+    }
+    if (s->state == CD_CONSENT_WITHDRAWN)
+        return (s->flags & CD__SF_GPC) ? V_GPC : V_WITHDRAWN;
+    if (s->state == CD_CONSENT_REFUSED)
+        return V_REFUSED;
+    if (s->state == CD_CONSENT_EXPIRED)
+        return V_EXPIRED;
+    return V_INVALIDATED;
+}
+
 /* ---- the hash table, the records and the event pool ---- */
 
 /* The key of a customer id string as the API receives it ("cus_" + 26 digits), or NULL when
@@ -345,10 +428,6 @@ static inline const uint8_t *ev_ptr(const struct cd__proj *p, uint32_t ev)
 
     return page ? page[e & 0xFFFF] : NULL;
 }
-
-/* Always inlined (decision paths): every call level pushes registers, and stores queued
- * behind a cache miss are what stops consecutive decisions from overlapping. */
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Loads one word of the slot at i, for a batch of slots at random addresses (decide_many:
  * loads overlap the batch's misses better than prefetches). The empty asm keeps the loaded
@@ -544,6 +623,8 @@ static struct cd__cust *record_new(struct cd__proj *p, size_t rec)
     return &p->cpage[pg][rec % CD__PROJ_CPAGE];
 }
 
+static void slot_fill(const struct cd__proj *p, struct cd__slot *sl, const struct cd__cust *cu);
+
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct cd__cust **out)
 {
     char key[CD__KEY_LEN];
@@ -576,43 +657,62 @@ enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct c
     sl = slot_free(t, key);
     memcpy(sl->key, key, CD__KEY_LEN);
     sl->rec = (uint32_t)n;
+    slot_fill(p, sl, cu);
     atomic_store_explicit(&p->ncust, n + 1, memory_order_release);
     *out = cu;
     return CD_OK;
 }
 
-/* Writes what a decision reads of cu into its slot sl (see struct cd__slot). */
+/* Writes what a decision reads of cu into its slot sl (see struct cd__slot). A purpose's
+ * verdict is resolved here, under the customer's jurisdiction, when it depends on nothing
+ * that changes without a write to this customer: the state, GPC and implied flags, the
+ * regime's mode and the purposes that need no consent (the rules are loaded once). Expiry
+ * (the clock), notices (a newer material version) and everything unusual are left to the
+ * record. Without rules (a projection made by a unit test) the record decides everything. */
 static void slot_fill(const struct cd__proj *p, struct cd__slot *sl, const struct cd__cust *cu)
 {
+    const struct cd__consent_rules *r = p->rules;
+    const struct cd__consent_juris *j =
+        r ? &r->j[cu->juris < CD__CONSENT_MAX_JURIS ? cu->juris : r->def] : NULL;
     unsigned n = cu->nst < CD__CUST_INLINE ? cu->nst : CD__CUST_INLINE;
     struct cd__proj_it it = {0};
+    bool seen[CD_PURPOSE__COUNT] = {false};
 
     sl->juris = cu->juris;
     sl->flags = (uint8_t)((cu->qh_start ? CD__HF_QH : 0) | (cu->topics_out ? CD__HF_TOPICS : 0));
-    memset(sl->pv, 0, sizeof sl->pv);
     memset(sl->ev, 0, sizeof sl->ev);
+    for (unsigned pu = 0; pu < CD_PURPOSE__COUNT; pu++)
+        sl->pv[pu] = j == NULL ? V_RECORD
+                               : (uint8_t)(state_verdict(NULL, j->mode[pu] == CD__MODE_OPT_OUT,
+                                                         NULL, 0) |
+                                           CD__PV_NO_EVENT);
     for (unsigned k = 0; k < n; k++) {
         const struct cd__cstate *s = &cu->st[k];
-        if (s->purpose >= CD_PURPOSE__COUNT)
-            continue;
         sl->ev[k] = cu->ev[k];
+        if (j == NULL || s->purpose >= CD_PURPOSE__COUNT)
+            continue;
         /* A second state for the purpose (another channel), a channel's own state, an expiry,
          * a notice: the record decides. */
-        if (sl->pv[s->purpose] != 0 || s->channel != CD_CONSENT_CHANNEL_ANY || s->expires ||
-            s->notice || s->state == CD_CONSENT_NONE || s->state >= CD__PV_RECORD) {
-            sl->pv[s->purpose] = CD__PV_RECORD;
-            continue;
+        if (seen[s->purpose] || s->channel != CD_CONSENT_CHANNEL_ANY || s->expires ||
+            s->notice) {
+            sl->pv[s->purpose] = V_RECORD;
+        } else {
+            /* No notice, no expiry: state_verdict reads neither c nor the clock. */
+            enum verdict v = state_verdict(NULL, j->mode[s->purpose] == CD__MODE_OPT_OUT, s, 0);
+            sl->pv[s->purpose] = (uint8_t)(v | k << CD__PV_K_SHIFT);
         }
-        sl->pv[s->purpose] = (uint8_t)(s->state | (s->flags & CD__SF_GPC ? CD__PV_GPC : 0) |
-                                       (s->flags & CD__SF_IMPLIED ? CD__PV_IMPLIED : 0) |
-                                       k << 5);
+        seen[s->purpose] = true;
     }
     /* States in overflow: the record decides for their purposes. */
     it.in_more = true;
     it.more = cu->more;
     for (const struct cd__cstate *s; (s = cd__proj_next(p, cu, &it)) != NULL;)
         if (s->purpose < CD_PURPOSE__COUNT)
-            sl->pv[s->purpose] = CD__PV_RECORD;
+            sl->pv[s->purpose] = V_RECORD;
+    /* Purposes that need no consent are decided by the rules alone, on no event. */
+    for (unsigned pu = 0; pu < CD_PURPOSE__COUNT && r; pu++)
+        if (r->basis[pu])
+            sl->pv[pu] = (uint8_t)(V_NOT_REQUIRED | CD__PV_NO_EVENT);
 }
 
 void cd__proj_sync(struct cd__proj *p, const struct cd__cust *cu)
@@ -913,104 +1013,6 @@ uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id)
 
 /* ---- decisions ---- */
 
-/* A decision's outcome as a small code, turned into (allow, reason, basis) by one table
- * lookup at the end: the compiler otherwise materialises every (reason, basis) pair of
- * string constants on the stack at each call, stores that sit in the store queue behind the
- * record's cache miss. */
-enum verdict {
-    V_NOT_REQUIRED, /* basis from the rules */
-    V_UNKNOWN,
-    V_CONSENT_GIVEN,
-    V_IMPLIED,
-    V_NOT_OPTED_OUT,
-    V_NO_CONSENT,
-    V_OPTED_OUT,
-    V_GPC,
-    V_WITHDRAWN,
-    V_REFUSED,
-    V_EXPIRED,
-    V_INVALIDATED,
-    V_STALE,
-    V_TOPIC,
-    V_QUIET,
-};
-
-static const struct {
-    bool allow;
-    const char *reason, *basis;
-} verdicts[] = {
-    [V_NOT_REQUIRED] = {true, "not_required", NULL},
-    [V_UNKNOWN] = {false, "unknown_customer", "none"},
-    [V_CONSENT_GIVEN] = {true, "consent_given", "consent"},
-    [V_IMPLIED] = {true, "consent_given", "implied_consent"},
-    [V_NOT_OPTED_OUT] = {true, "not_opted_out", "legitimate_interest"},
-    [V_NO_CONSENT] = {false, "no_consent", "none"},
-    [V_OPTED_OUT] = {false, "opted_out", "none"},
-    [V_GPC] = {false, "gpc", "none"},
-    [V_WITHDRAWN] = {false, "withdrawn", "none"},
-    [V_REFUSED] = {false, "refused", "none"},
-    [V_EXPIRED] = {false, "expired", "none"},
-    [V_INVALIDATED] = {false, "invalidated", "none"},
-    [V_STALE] = {false, "stale_notice", "none"},
-    [V_TOPIC] = {false, "topic_opted_out", "none"},
-    [V_QUIET] = {false, "quiet_hours", "none"},
-};
-
-/* The verdict of the applicable state s (NULL: none) under a regime that is opt-out or not:
- * the part of a decision that reads the state. Branches, not selects, where the slow path
- * runs them: a predicted branch lets the work after it go ahead before the record arrives. */
-static ALWAYS_INLINE enum verdict state_verdict(const struct cd_consent *c, bool opt_out,
-                                                const struct cd__cstate *s, int64_t now_ms)
-{
-    if (opt_out) {
-        if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
-            return (s->flags & CD__SF_GPC) ? V_GPC : V_OPTED_OUT;
-        if (s && s->state == CD_CONSENT_GIVEN)
-            return V_CONSENT_GIVEN;
-        return V_NOT_OPTED_OUT;
-    }
-    if (s == NULL || s->state == CD_CONSENT_REQUESTED)
-        return V_NO_CONSENT;
-    if (s->state == CD_CONSENT_GIVEN) {
-        const struct cd__notice *nt =
-            s->notice && s->notice <= CD__CONSENT_MAX_NOTICES ? &c->notices[s->notice - 1] : NULL;
-        if (s->expires && s->expires <= now_ms)
-            return V_EXPIRED;
-        if (nt && nt->name < CD__CONSENT_MAX_NAMES && nt->version < c->name_material[nt->name])
-            return V_STALE;
-        return (s->flags & CD__SF_IMPLIED) ? V_IMPLIED : V_CONSENT_GIVEN;
-    }
-    if (s->state == CD_CONSENT_WITHDRAWN)
-        return (s->flags & CD__SF_GPC) ? V_GPC : V_WITHDRAWN;
-    if (s->state == CD_CONSENT_REFUSED)
-        return V_REFUSED;
-    if (s->state == CD_CONSENT_EXPIRED)
-        return V_EXPIRED;
-    return V_INVALIDATED;
-}
-
-/* The verdict of a slot's pv without reading the record, by [opt_out][pv]; V_RECORD when
- * the record decides. Made by state_verdict itself (before main), so the two cannot
- * disagree; one load instead of branches that a customer's answer would mispredict. */
-enum { V_RECORD = 0xFF };
-static uint8_t fast_verdict[2][256];
-
-__attribute__((constructor)) static void fast_verdict_init(void)
-{
-    for (int oo = 0; oo < 2; oo++)
-        for (unsigned pv = 0; pv < 256; pv++) {
-            unsigned st = pv & CD__PV_STATE;
-            struct cd__cstate s = {.state = (uint8_t)st,
-                                   .flags = (uint8_t)((pv & CD__PV_GPC ? CD__SF_GPC : 0) |
-                                                      (pv & CD__PV_IMPLIED ? CD__SF_IMPLIED : 0))};
-            if (st == CD__PV_RECORD || (st == CD_CONSENT_NONE && pv != 0) ||
-                pv >> 5 >= CD__CUST_INLINE)
-                fast_verdict[oo][pv] = V_RECORD;
-            else /* no notice, no expiry: state_verdict reads neither c nor the clock */
-                fast_verdict[oo][pv] = (uint8_t)state_verdict(NULL, oo, pv ? &s : NULL, 0);
-        }
-}
-
 /* The checks after a verdict that allows: topic opt-outs and quiet hours, from the record. */
 static enum verdict prefs_verdict(const struct cd_consent *c, const struct cd__cust *cu,
                                   unsigned channel, int topic, int64_t now_ms, enum verdict v)
@@ -1040,6 +1042,8 @@ static __attribute__((noinline)) enum verdict decide_rec(const struct cd_consent
 {
     uint32_t ev = 0;
 
+    if (c->rules.basis[purpose])
+        return V_NOT_REQUIRED;
     if (cu == NULL)
         return V_UNKNOWN;
     const struct cd__cstate *s = applicable_ev(&c->proj, cu, purpose, channel, &ev);
@@ -1064,31 +1068,26 @@ static ALWAYS_INLINE bool slot_verdict(const struct cd_consent *c, const struct 
                                        struct cd_consent_decision *d)
 {
     const struct cd__consent_rules *r = &c->rules;
-    unsigned ji = sl ? sl->juris : (unsigned)r->def;
-    const struct cd__consent_juris *j = &r->j[ji < CD__CONSENT_MAX_JURIS ? ji : r->def];
 
     d->has_event = false;
     d->event = NULL;
     d->expires_at = 0;
-    d->regime = j->name;
-    if (r->basis[purpose]) {
-        *v = V_NOT_REQUIRED;
-        return true;
-    }
     if (sl == NULL) {
-        *v = V_UNKNOWN;
+        d->regime = r->j[r->def].name;
+        *v = r->basis[purpose] ? V_NOT_REQUIRED : V_UNKNOWN;
         return true;
     }
-    unsigned pv = sl->pv[purpose];
-    unsigned f = fast_verdict[j->mode[purpose] == CD__MODE_OPT_OUT][pv];
-    if (f == V_RECORD || (sl->flags & fmask))
+    _Static_assert((CD__CONSENT_MAX_JURIS & (CD__CONSENT_MAX_JURIS - 1)) == 0,
+                   "a mask keeps a torn jurisdiction index in range");
+    d->regime = r->j[sl->juris & (CD__CONSENT_MAX_JURIS - 1)].name;
+    unsigned pv = sl->pv[purpose], k = pv >> CD__PV_K_SHIFT;
+    if ((pv & CD__PV_VERDICT) == V_RECORD || (sl->flags & fmask))
         return false;
-    if (pv & CD__PV_STATE) {
-        /* k < CD__CUST_INLINE: fast_verdict sends other pv to the record. */
-        d->event = ev_ptr(&c->proj, sl->ev[pv >> 5]);
+    if (k < CD__CUST_INLINE) {
+        d->event = ev_ptr(&c->proj, sl->ev[k]);
         d->has_event = d->event != NULL;
     }
-    *v = (enum verdict)f;
+    *v = (enum verdict)(pv & CD__PV_VERDICT);
     return true;
 }
 
@@ -1524,6 +1523,8 @@ static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
 enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p)
 {
     struct rb b = {c, p, CD_OK};
+
+    p->rules = &c->rules;
 
     return cd_store_read(c->store, rebuild_fn, &b);
 }
