@@ -65,12 +65,22 @@ enum {
     CD__SF_UNSUB = 8,    /* one-click unsubscribe */
 };
 
-/* One customer x purpose x channel state: the newest event for it. 40 bytes. */
+/* An event to apply to the projection (cd__proj_apply). */
 struct cd__cstate {
     uint8_t event[16]; /* the event id's 128 bits */
     int64_t at;        /* occurred_at, ms */
     int64_t expires;   /* ms, 0 = none */
     uint32_t notice;   /* notice index + 1, 0 = none */
+    uint8_t purpose, channel, state, flags;
+};
+
+/* One customer x purpose x channel state as held: the newest event for it, whose id lies in
+ * the event pool (struct cd__proj). 32 bytes. */
+struct cd__state {
+    int64_t at;      /* occurred_at, ms */
+    int64_t expires; /* ms, 0 = none */
+    uint32_t notice; /* notice index + 1, 0 = none */
+    uint32_t ev;     /* event pool index + 1 */
     uint8_t purpose, channel, state, flags;
 };
 
@@ -93,15 +103,14 @@ struct cd__cust {
     uint8_t juris;
     uint8_t nst;         /* states in st[] */
     uint32_t more;       /* first overflow state, pool index + 1, 0 = none */
+    uint32_t idx;        /* arrival order: 0 for the first customer added, and so on */
     uint16_t tz;         /* tz cache index + 1, 0 = UTC */
     uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
     uint16_t qh_end;
     uint64_t topics_out; /* bit per topic in the topic dictionary */
-    uint32_t ev[CD__CUST_INLINE]; /* event pool index + 1 of st[i] (see struct cd__proj) */
-    uint32_t idx; /* arrival order: 0 for the first customer added, and so on */
-    struct cd__cstate st[CD__CUST_INLINE];
+    struct cd__state st[CD__CUST_INLINE];
 };
-_Static_assert(sizeof(struct cd__cust) == 272, "a customer record has no padding to lose");
+_Static_assert(sizeof(struct cd__cust) == 216, "a customer record is 216 bytes");
 
 /* What a decision reads: a customer's hash slot, one cache line holding the key and, per
  * purpose, what the verdict needs (pv) and where its event id lies (ev), so a decision reads
@@ -116,7 +125,7 @@ struct cd__slot {
      * position k in the record's st[] of the state it rests on (CD__PV_NO_EVENT: none);
      * verdict 15 (V_RECORD): decide from the record. */
     uint8_t pv[CD_PURPOSE__COUNT];
-    uint32_t ev[CD__CUST_INLINE]; /* the record's ev[] */
+    uint32_t ev[CD__CUST_INLINE]; /* the ev of the record's st[] */
     uint32_t rec;                 /* the record's idx */
 };
 _Static_assert(sizeof(struct cd__slot) == 64, "a hash slot is one cache line");
@@ -133,9 +142,8 @@ enum {
 
 /* An overflow state, chained per customer. */
 struct cd__ostate {
-    struct cd__cstate s;
+    struct cd__state s;
     uint32_t next; /* pool index + 1, 0 = end */
-    uint32_t ev;   /* event pool index + 1 */
 };
 
 struct cd__notice {
@@ -168,8 +176,9 @@ struct cd__table {
 #define CD__PROJ_MAX_CPAGES (((size_t)CD__PROJ_MAX_CUST + 1) / CD__PROJ_CPAGE)
 #define CD__PROJ_OPAGE 4096u
 #define CD__PROJ_MAX_OPAGES 4096u /* 16 million overflow states */
-#define CD__PROJ_EPAGE 65536u     /* event ids per page (1 MiB) */
-#define CD__PROJ_MAX_EPAGES 65536u /* (ev - 1) >> 16 is always in range */
+#define CD__PROJ_EPAGE_SHIFT 16u
+#define CD__PROJ_EPAGE (1u << CD__PROJ_EPAGE_SHIFT) /* event ids per page (1 MiB) */
+#define CD__PROJ_MAX_EPAGES (1u << (32 - CD__PROJ_EPAGE_SHIFT)) /* every (ev - 1) >> shift */
 #define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
 
 /* The event pool holds the 128 bits of the event of every state, each written once and
@@ -264,13 +273,13 @@ struct cd__proj_it {
     bool in_more;
     uint32_t more;
 };
-const struct cd__cstate *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
+const struct cd__state *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
                                        struct cd__proj_it *it);
 /* The state for (purpose, channel) exactly, or NULL (read). */
-const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
+const struct cd__state *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
                                         unsigned purpose, unsigned channel);
 /* The newest of (purpose, channel) and (purpose, ANY), or NULL (read). */
-const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
+const struct cd__state *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
                                              unsigned purpose, unsigned channel);
 /* The writer side of c->lock and c->seq. */
 void cd__consent_wlock(struct cd_consent *c);

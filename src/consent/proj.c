@@ -243,7 +243,7 @@ static const struct {
  * the part of a decision that reads the state. Branches, not selects, where the slow path
  * runs them: a predicted branch lets the work after it go ahead before the record arrives. */
 static ALWAYS_INLINE enum verdict state_verdict(const struct cd_consent *c, bool opt_out,
-                                                const struct cd__cstate *s, int64_t now_ms)
+                                                const struct cd__state *s, int64_t now_ms)
 {
     if (opt_out) {
         if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
@@ -311,14 +311,14 @@ static size_t home(uint64_t h, size_t n)
 #define HUGE_ALIGN ((size_t)2 << 20)
 
 /* n bytes aligned to 2 MiB (n a multiple of 2 MiB) or to 64 bytes (smaller n), zeroed, with
- * huge pages requested. *raw receives what to cd_free. The slack before and after the aligned
+ * huge pages requested, then extra zeroed bytes. *raw receives what to cd_free. The slack before and after the aligned
  * block is never touched, so it costs address space, not memory. Large blocks come zeroed
  * from the kernel (calloc of a fresh mapping clears nothing), so the huge-page request comes
  * before the first touch and a table of hundreds of MiB is not written twice. */
-static void *alloc_aligned(size_t n, void **raw)
+static void *alloc_aligned(size_t n, size_t extra, void **raw)
 {
     size_t al = n >= HUGE_ALIGN ? HUGE_ALIGN : 64;
-    char *p = cd_calloc(1, n + al);
+    char *p = cd_calloc(1, n + extra + al);
 
     if ((*raw = p) == NULL)
         return NULL;
@@ -329,6 +329,9 @@ static void *alloc_aligned(size_t n, void **raw)
 #endif
     return q;
 }
+
+/* The slots the fast path's probe looks at (probe_near). */
+#define PROBE_NEAR 16
 
 /* Slots per 2 MiB: from this size on, tables come in whole huge pages. */
 #define TABLE_PAGE (HUGE_ALIGN / sizeof(struct cd__slot))
@@ -341,7 +344,9 @@ static struct cd__table *table_new(size_t n)
         return NULL;
     t->n = n;
     t->bytes = n * sizeof(struct cd__slot);
-    if ((t->r = alloc_aligned(t->bytes, &t->raw)) == NULL) {
+    /* PROBE_NEAR more slots after the last, always empty: the fast path's probe stops there
+     * without looking at n. */
+    if ((t->r = alloc_aligned(t->bytes, PROBE_NEAR * sizeof(struct cd__slot), &t->raw)) == NULL) {
         cd_free(t);
         return NULL;
     }
@@ -424,9 +429,9 @@ static const uint8_t *ev_bits(const struct cd__proj *p, uint32_t i1)
 static inline const uint8_t *ev_ptr(const struct cd__proj *p, uint32_t ev)
 {
     uint32_t e = ev - 1;
-    uint8_t(*page)[16] = p->epage[e >> 16];
+    uint8_t(*page)[16] = p->epage[e >> CD__PROJ_EPAGE_SHIFT];
 
-    return page ? page[e & 0xFFFF] : NULL;
+    return page ? page[e & (CD__PROJ_EPAGE - 1)] : NULL;
 }
 
 /* Loads one word of the slot at i, for a batch of slots at random addresses (decide_many:
@@ -468,15 +473,16 @@ static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, con
     }
     return NULL;
 }
-/* The fast path's probe: the slots from i to i + 15 only, and no wrap around the end of the
- * table, so that it needs no counter and no size (two registers fewer). NULL when key is
- * not there, and when it may lie further: the slow path probes again in full. */
+/* The fast path's probe: PROBE_NEAR slots from i, without wrapping around the end of the
+ * table (the table is followed by PROBE_NEAR empty slots), so it needs neither a counter nor
+ * the table's size: registers fewer, and fewer instructions waiting for the id string. NULL
+ * when key is not there, and when it may lie further: the slow path probes again in full. */
 static ALWAYS_INLINE const struct cd__slot *probe_near(const struct cd__table *t,
                                                        const char *key, size_t i)
 {
     __m128i k0 = _mm_loadu_si128((const __m128i *)key),
             k1 = _mm_loadu_si128((const __m128i *)(key + CD__KEY_LEN - 16));
-    const struct cd__slot *sl = &t->r[i], *end = &t->r[t->n - i > 16 ? i + 16 : t->n];
+    const struct cd__slot *sl = &t->r[i], *end = sl + PROBE_NEAR;
 
     for (; sl < end; sl++) {
         __m128i a = _mm_cmpeq_epi8(_mm_load_si128((const __m128i *)sl->key), k0),
@@ -687,8 +693,8 @@ static void slot_fill(const struct cd__proj *p, struct cd__slot *sl, const struc
                                                          NULL, 0) |
                                            CD__PV_NO_EVENT);
     for (unsigned k = 0; k < n; k++) {
-        const struct cd__cstate *s = &cu->st[k];
-        sl->ev[k] = cu->ev[k];
+        const struct cd__state *s = &cu->st[k];
+        sl->ev[k] = s->ev;
         if (j == NULL || s->purpose >= CD_PURPOSE__COUNT)
             continue;
         /* A second state for the purpose (another channel), a channel's own state, an expiry,
@@ -706,7 +712,7 @@ static void slot_fill(const struct cd__proj *p, struct cd__slot *sl, const struc
     /* States in overflow: the record decides for their purposes. */
     it.in_more = true;
     it.more = cu->more;
-    for (const struct cd__cstate *s; (s = cd__proj_next(p, cu, &it)) != NULL;)
+    for (const struct cd__state *s; (s = cd__proj_next(p, cu, &it)) != NULL;)
         if (s->purpose < CD_PURPOSE__COUNT)
             sl->pv[s->purpose] = V_RECORD;
     /* Purposes that need no consent are decided by the rules alone, on no event. */
@@ -724,18 +730,14 @@ void cd__proj_sync(struct cd__proj *p, const struct cd__cust *cu)
     slot_fill(p, sl, cu);
 }
 
-/* Iterates a customer's states with their event pool indexes (read). Bounded, so a torn read
- * under the seqlock cannot loop. */
-static const struct cd__cstate *next_ev(const struct cd__proj *p, const struct cd__cust *cu,
-                                        struct cd__proj_it *it, uint32_t *ev)
+const struct cd__state *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
+                                      struct cd__proj_it *it)
 {
     unsigned n = cu->nst < CD__CUST_INLINE ? cu->nst : CD__CUST_INLINE;
 
     if (!it->in_more) {
-        if (it->k < n) {
-            *ev = cu->ev[it->k];
+        if (it->k < n)
             return &cu->st[it->k++];
-        }
         it->in_more = true;
         it->more = cu->more;
     }
@@ -746,119 +748,105 @@ static const struct cd__cstate *next_ev(const struct cd__proj *p, const struct c
         return NULL;
     it->k++;
     it->more = o->next;
-    *ev = o->ev;
     return &o->s;
 }
 
-const struct cd__cstate *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
-                                       struct cd__proj_it *it)
-{
-    uint32_t ev;
-
-    return next_ev(p, cu, it, &ev);
-}
-
-const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
-                                        unsigned purpose, unsigned channel)
+const struct cd__state *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
+                                       unsigned purpose, unsigned channel)
 {
     struct cd__proj_it it = {0};
 
-    for (const struct cd__cstate *s; (s = cd__proj_next(p, cu, &it)) != NULL;)
+    for (const struct cd__state *s; (s = cd__proj_next(p, cu, &it)) != NULL;)
         if (s->purpose == purpose && s->channel == channel)
             return s;
     return NULL;
 }
 
-static bool newer(const struct cd__cstate *a, const struct cd__cstate *b)
+/* Whether the event (at, bits) is newer than the held state b: later, or at the same
+ * millisecond the greater id (read; bits of a torn ev compare as zeros). */
+static bool newer(const struct cd__proj *p, int64_t at, const uint8_t *bits,
+                  const struct cd__state *b)
 {
-    return a->at > b->at || (a->at == b->at && memcmp(a->event, b->event, 16) > 0);
+    static const uint8_t zero[16];
+    const uint8_t *bb = ev_bits(p, b->ev);
+
+    if (at != b->at)
+        return at > b->at;
+    return memcmp(bits ? bits : zero, bb ? bb : zero, 16) > 0;
 }
 
-/* The newest of (purpose, channel) and (purpose, "*") with its event pool index (read). */
-static const struct cd__cstate *applicable_ev(const struct cd__proj *p, const struct cd__cust *cu,
-                                              unsigned purpose, unsigned channel, uint32_t *ev)
+const struct cd__state *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
+                                            unsigned purpose, unsigned channel)
 {
-    const struct cd__cstate *best = NULL;
+    const struct cd__state *best = NULL;
     struct cd__proj_it it = {0};
-    uint32_t e;
 
     /* The newest event wins between the channel's own state and the "*" state: "withdraw all"
      * after "give email" denies email; "give email" after "withdraw all" allows email only. */
-    for (const struct cd__cstate *s; (s = next_ev(p, cu, &it, &e)) != NULL;) {
+    for (const struct cd__state *s; (s = cd__proj_next(p, cu, &it)) != NULL;) {
         if (s->purpose != purpose ||
             (s->channel != channel && s->channel != CD_CONSENT_CHANNEL_ANY))
             continue;
-        if (best == NULL || newer(s, best)) {
+        if (best == NULL || newer(p, s->at, ev_bits(p, s->ev), best))
             best = s;
-            *ev = e;
-        }
     }
     return best;
 }
 
-const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
-                                             unsigned purpose, unsigned channel)
-{
-    uint32_t ev;
-
-    return applicable_ev(p, cu, purpose, channel, &ev);
-}
-
-/* A pool entry for the event of s (writer): reuses *ev in place while the projection is
- * private, else appends (a decision may point at the old entry). */
-static enum cd_err ev_put(struct cd__proj *p, const struct cd__cstate *s, uint32_t *ev)
+/* Puts the event id bits in the pool for a state whose pool index is *ev (writer): in place
+ * while the projection is private, else in a new entry (a decision may point at the old
+ * one). */
+static enum cd_err ev_put(struct cd__proj *p, const uint8_t bits[16], uint32_t *ev)
 {
     if (!p->shared && *ev != 0) {
-        memcpy((uint8_t *)ev_bits(p, *ev), s->event, 16);
+        memcpy((uint8_t *)ev_bits(p, *ev), bits, 16);
         return CD_OK;
     }
-    if (p->epage == NULL && (p->epage = cd_calloc(CD__PROJ_MAX_EPAGES, sizeof *p->epage)) == NULL)
-        return CD_ERR_NOMEM;
     if (p->nev >= UINT32_MAX - 1)
         return cd_err_set(CD_ERR_TOO_BIG, "too many events in the consent projection");
+    if (p->epage == NULL && (p->epage = cd_calloc(CD__PROJ_MAX_EPAGES, sizeof *p->epage)) == NULL)
+        return CD_ERR_NOMEM;
     if (p->nev / CD__PROJ_EPAGE >= p->nepages) {
         if ((p->epage[p->nepages] = cd_malloc(CD__PROJ_EPAGE * sizeof **p->epage)) == NULL)
             return CD_ERR_NOMEM;
         p->nepages++;
     }
-    memcpy(p->epage[p->nev / CD__PROJ_EPAGE][p->nev % CD__PROJ_EPAGE], s->event, 16);
+    memcpy(p->epage[p->nev / CD__PROJ_EPAGE][p->nev % CD__PROJ_EPAGE], bits, 16);
     *ev = (uint32_t)++p->nev;
+    return CD_OK;
+}
+
+/* Sets the held state o from the event s, its id put in the pool first: a failure leaves o
+ * whole. */
+static enum cd_err state_set(struct cd__proj *p, struct cd__state *o, const struct cd__cstate *s)
+{
+    uint32_t ev = o->ev;
+    enum cd_err err;
+
+    if ((err = ev_put(p, s->event, &ev)) != CD_OK)
+        return err;
+    *o = (struct cd__state){.at = s->at, .expires = s->expires, .notice = s->notice, .ev = ev,
+                            .purpose = s->purpose, .channel = s->channel, .state = s->state,
+                            .flags = s->flags};
     return CD_OK;
 }
 
 static enum cd_err apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s)
 {
-    struct cd__proj_it it = {0};
-    uint32_t *evp = NULL;
-    struct cd__cstate *o = NULL;
+    /* The projection's own states: writable under the write lock. */
+    struct cd__state *o = (struct cd__state *)cd__proj_state(p, cu, s->purpose, s->channel);
     enum cd_err err;
 
-    /* The projection's own states: writable under the write lock. */
-    for (const struct cd__cstate *t; (t = cd__proj_next(p, cu, &it)) != NULL;)
-        if (t->purpose == s->purpose && t->channel == s->channel) {
-            o = (struct cd__cstate *)t;
-            break;
-        }
     if (o) {
         /* An imported older event never replaces a newer one. */
-        if (newer(o, s))
-            return CD_OK;
-        if (!it.in_more)
-            evp = &cu->ev[it.k - 1];
-        else
-            evp = &((struct cd__ostate *)((char *)o - offsetof(struct cd__ostate, s)))->ev;
-        /* The event id first: a failure leaves the old state whole. */
-        if ((err = ev_put(p, s, evp)) != CD_OK)
-            return err;
-        *o = *s;
-        return CD_OK;
+        if (!newer(p, s->at, s->event, o))
+            return CD_OK; /* (the same event again changes nothing either) */
+        return state_set(p, o, s);
     }
     if (cu->nst < CD__CUST_INLINE) {
-        uint32_t ev = 0;
-        if ((err = ev_put(p, s, &ev)) != CD_OK)
+        cu->st[cu->nst].ev = 0;
+        if ((err = state_set(p, &cu->st[cu->nst], s)) != CD_OK)
             return err;
-        cu->st[cu->nst] = *s;
-        cu->ev[cu->nst] = ev;
         cu->nst++;
         p->nstates++;
         return CD_OK;
@@ -873,10 +861,9 @@ static enum cd_err apply(struct cd__proj *p, struct cd__cust *cu, const struct c
         p->nopages++;
     }
     struct cd__ostate *n = &p->opage[p->nost / CD__PROJ_OPAGE][p->nost % CD__PROJ_OPAGE];
-    n->ev = 0;
-    if ((err = ev_put(p, s, &n->ev)) != CD_OK)
+    n->s.ev = 0;
+    if ((err = state_set(p, &n->s, s)) != CD_OK)
         return err;
-    n->s = *s;
     n->next = 0;
     p->nost++;
     p->nstates++;
@@ -1040,15 +1027,13 @@ static __attribute__((noinline)) enum verdict decide_rec(const struct cd_consent
                                                          int topic, int64_t now_ms, bool opt_out,
                                                          struct cd_consent_decision *d)
 {
-    uint32_t ev = 0;
-
     if (c->rules.basis[purpose])
         return V_NOT_REQUIRED;
     if (cu == NULL)
         return V_UNKNOWN;
-    const struct cd__cstate *s = applicable_ev(&c->proj, cu, purpose, channel, &ev);
+    const struct cd__state *s = cd__proj_applicable(&c->proj, cu, purpose, channel);
     if (s) {
-        d->event = ev_bits(&c->proj, ev);
+        d->event = ev_bits(&c->proj, s->ev);
         d->has_event = d->event != NULL;
         d->expires_at = s->expires;
     }
@@ -1068,25 +1053,28 @@ static ALWAYS_INLINE bool slot_verdict(const struct cd_consent *c, const struct 
                                        struct cd_consent_decision *d)
 {
     const struct cd__consent_rules *r = &c->rules;
+    const uint8_t *ev = NULL;
 
-    d->has_event = false;
-    d->event = NULL;
-    d->expires_at = 0;
     if (sl == NULL) {
+        d->has_event = false;
+        d->event = NULL;
+        d->expires_at = 0;
         d->regime = r->j[r->def].name;
         *v = r->basis[purpose] ? V_NOT_REQUIRED : V_UNKNOWN;
         return true;
     }
-    _Static_assert((CD__CONSENT_MAX_JURIS & (CD__CONSENT_MAX_JURIS - 1)) == 0,
-                   "a mask keeps a torn jurisdiction index in range");
-    d->regime = r->j[sl->juris & (CD__CONSENT_MAX_JURIS - 1)].name;
     unsigned pv = sl->pv[purpose], k = pv >> CD__PV_K_SHIFT;
     if ((pv & CD__PV_VERDICT) == V_RECORD || (sl->flags & fmask))
         return false;
-    if (k < CD__CUST_INLINE) {
-        d->event = ev_ptr(&c->proj, sl->ev[k]);
-        d->has_event = d->event != NULL;
-    }
+    if (k < CD__CUST_INLINE)
+        ev = ev_ptr(&c->proj, sl->ev[k]);
+    /* Each member once: stores wait in the queue until the decision retires. */
+    _Static_assert((CD__CONSENT_MAX_JURIS & (CD__CONSENT_MAX_JURIS - 1)) == 0,
+                   "a mask keeps a torn jurisdiction index in range");
+    d->regime = r->j[sl->juris & (CD__CONSENT_MAX_JURIS - 1)].name;
+    d->event = ev;
+    d->has_event = ev != NULL;
+    d->expires_at = 0;
     *v = (enum verdict)(pv & CD__PV_VERDICT);
     return true;
 }
@@ -1107,9 +1095,14 @@ static ALWAYS_INLINE enum verdict decide_slot(const struct cd_consent *c,
 
     if (slot_verdict(c, sl, purpose, record_flags(channel, topic >= 0), &v, d))
         return v;
-    bool opt_out = c->rules.j[sl->juris < CD__CONSENT_MAX_JURIS ? sl->juris : c->rules.def]
-                       .mode[purpose] == CD__MODE_OPT_OUT;
-    return decide_rec(c, record(&c->proj, sl->rec), purpose, channel, topic, now_ms, opt_out, d);
+    const struct cd__consent_juris *j =
+        &c->rules.j[sl->juris < CD__CONSENT_MAX_JURIS ? sl->juris : c->rules.def];
+    d->has_event = false;
+    d->event = NULL;
+    d->expires_at = 0;
+    d->regime = j->name;
+    return decide_rec(c, record(&c->proj, sl->rec), purpose, channel, topic, now_ms,
+                      j->mode[purpose] == CD__MODE_OPT_OUT, d);
 }
 
 /* Sets allow, reason and basis of *d from v. */
@@ -1770,13 +1763,12 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
         }
         size_t na = 0, nb = 0;
         struct cd__proj_it ia = {0}, ib = {0};
-        uint32_t ev;
-        for (const struct cd__cstate *s; (s = next_ev(&c->proj, a, &ia, &ev)) != NULL; na++) {
-            const struct cd__cstate *t = cd__proj_state(&other, b, s->purpose, s->channel);
-            const uint8_t *bits = ev_bits(&c->proj, ev);
-            if (t == NULL || bits == NULL || memcmp(bits, s->event, 16) != 0 ||
-                memcmp(s->event, t->event, 16) != 0 || s->at != t->at ||
-                s->expires != t->expires || s->notice != t->notice || s->state != t->state ||
+        for (const struct cd__state *s; (s = cd__proj_next(&c->proj, a, &ia)) != NULL; na++) {
+            const struct cd__state *t = cd__proj_state(&other, b, s->purpose, s->channel);
+            const uint8_t *bits = ev_bits(&c->proj, s->ev);
+            const uint8_t *tbits = t ? ev_bits(&other, t->ev) : NULL;
+            if (t == NULL || bits == NULL || tbits == NULL || memcmp(bits, tbits, 16) != 0 ||
+                s->at != t->at || s->expires != t->expires || s->notice != t->notice || s->state != t->state ||
                 s->flags != t->flags) {
                 err = cd_err_set(CD_ERR_INTEGRITY, "customer %s: state of %s/%s differs", id,
                                  cd_purpose_name((enum cd_purpose)s->purpose),
