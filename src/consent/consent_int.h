@@ -155,7 +155,8 @@ struct cd__notice {
 
 /* The hash table of slots: n slots in open addressing (linear probing; a key's home is
  * hash * n / 2^64, so n need not be a power of two), at most 4/5 full. Customers are never
- * removed, so there are no tombstones. Grown by copying the slots into a new table (x 5/4,
+ * removed, so there are no tombstones; PROBE_NEAR (proj.c) empty slots follow the last, so
+ * the single decision's probe never wraps. Grown by copying the slots into a new table (x 5/4,
  * whole 2 MiB pages; the records do not move); the replaced table is kept (retired) until the
  * projection is freed, because a lock-free reader may still be probing it, but its pages are
  * given back to the kernel (madvise MADV_DONTNEED: a late reader reads zeros, sees empty

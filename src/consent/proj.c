@@ -1,10 +1,14 @@
-/* The in-memory projection every decision reads: customers in an open-addressing table whose
- * slots are the customer records themselves (256 bytes: the id's 26 digits, attributes and
- * the first five states), found from a hash of the id string as the API receives it, so a
- * decision reads one record, addressed straight from the hash, and nothing else. Writers hold
- * c->lock for writing only to apply an event that already committed; decisions read without
- * it (a seqlock). Also: the rebuild from the tables, the time zone and topic dictionaries,
- * and the refresher of customer attributes. */
+/* The in-memory projection every decision reads: customers in an open-addressing table of
+ * 64-byte slots, found from a hash of the id string as the API receives it. A slot holds the
+ * id's 26 digits and, per purpose, the verdict as far as it depends on the customer's state
+ * and jurisdiction alone, with a reference to the event it rests on; so the usual decision
+ * reads one cache line, addressed straight from the hash, and nothing else. The customer's
+ * record (attributes, states) lies elsewhere and is read when the slot says so (expiry,
+ * notices, several states for a purpose, quiet hours, topics). Event ids live in a pool whose
+ * entries never change, so a decision points at its event instead of copying it. Writers
+ * hold c->lock for writing only to apply an event that already committed; decisions read
+ * without it (a seqlock). Also: the rebuild from the tables, the time zone and topic
+ * dictionaries, and the refresher of customer attributes. */
 #include <assert.h>
 #include <stddef.h>
 #include <string.h>
@@ -198,7 +202,7 @@ void cd__consent_id_str(const uint8_t raw[16], const char *prefix, char out[CD_I
 /* A decision's outcome as a small code, turned into (allow, reason, basis) by one table
  * lookup at the end: the compiler otherwise materialises every (reason, basis) pair of
  * string constants on the stack at each call, stores that sit in the store queue behind the
- * record's cache miss. */
+ * slot's cache miss. Four bits: a slot holds one per purpose (struct cd__slot). */
 enum verdict {
     V_NOT_REQUIRED, /* basis from the rules */
     V_UNKNOWN,
@@ -240,8 +244,8 @@ static const struct {
 };
 
 /* The verdict of the applicable state s (NULL: none) under a regime that is opt-out or not:
- * the part of a decision that reads the state. Branches, not selects, where the slow path
- * runs them: a predicted branch lets the work after it go ahead before the record arrives. */
+ * the part of a decision that reads the state. Run when a record decides, and by slot_fill
+ * to resolve a slot's verdicts (then s has no notice and no expiry, and c may be NULL). */
 static ALWAYS_INLINE enum verdict state_verdict(const struct cd_consent *c, bool opt_out,
                                                 const struct cd__state *s, int64_t now_ms)
 {
@@ -1019,8 +1023,10 @@ static enum verdict prefs_verdict(const struct cd_consent *c, const struct cd__c
     return v;
 }
 
-/* A decision from the record (NULL: a torn read, retried by the caller): overflow states,
- * two candidate states, an expiry or a notice. Out of line: the fast path stays short. */
+/* A decision from the record (NULL: a torn read, retried by the caller): several states for
+ * the purpose (channels, overflow), an expiry or a notice, or quiet hours or topics that may
+ * apply. *d's event, expiry and regime are preset to none. Out of line: the fast path stays
+ * short. */
 static __attribute__((noinline)) enum verdict decide_rec(const struct cd_consent *c,
                                                          const struct cd__cust *cu,
                                                          unsigned purpose, unsigned channel,
@@ -1160,9 +1166,8 @@ static __attribute__((noinline)) void decide_locked(struct cd_consent *c, const 
     set_verdict(c, v, purpose, d);
 }
 
-/* One decision: the path a single caller takes, kept short (one slot, a handful of
- * predictable branches, no copies of the id), because consecutive calls overlap their cache
- * misses only when the work between them fits in the core's reorder window. */
+/* One decision, with retries, the full probe and the record when the slot sends there (the
+ * single decisions that decide_fast leaves). */
 static ALWAYS_INLINE void decide_one(struct cd_consent *c, struct cd_str id, unsigned purpose,
                                      unsigned channel, struct cd_str topic, int64_t now_ms,
                                      struct cd_consent_decision *d)
@@ -1184,13 +1189,14 @@ static ALWAYS_INLINE void decide_one(struct cd_consent *c, struct cd_str id, uns
     decide_locked(c, key, h, purpose, channel, topic, now_ms, d);
 }
 
-/* The fast path of a single decision, for the usual customer: one try, no call, no record
- * (the slot's candidate state has no expiry or notice, nothing in overflow, no topic or
- * quiet hours that could matter). Returns false, with *d half written, when it cannot
- * decide alone: decide_one then decides again from the start. No call means no registers
- * to save and restore: each is a store and a load held in the queues until the decision
- * retires, and consecutive decisions overlap their cache misses only while their work fits
- * in the core's reorder window. */
+/* The fast path of a single decision, for the usual customer: one try, no call, no record,
+ * a probe of the slots near the home one only. Returns false, with *d perhaps half written,
+ * when it cannot decide alone (the slot sends it to the record, a change is in progress, the
+ * key is not near its home): decide_one then decides again from the start. Kept free of
+ * calls and loops that hold values: each value kept is a register saved and restored, a
+ * store and a load held in the queues until the decision retires, and consecutive decisions
+ * overlap their cache misses only while the work between them fits in the core's
+ * scheduler and reorder window. */
 static ALWAYS_INLINE bool decide_fast(struct cd_consent *c, struct cd_str id, unsigned purpose,
                                       unsigned channel, struct cd_str topic,
                                       struct cd_consent_decision *d)
@@ -1213,7 +1219,7 @@ static ALWAYS_INLINE bool decide_fast(struct cd_consent *c, struct cd_str id, un
     return true;
 }
 
-/* Every other single decision. Returns CD_OK (a tail call from the public functions). */
+/* Every other single decision. Returns CD_OK, for the public functions to return. */
 static __attribute__((noinline)) enum cd_err decide_slow(struct cd_consent *c, struct cd_str id,
                                                          unsigned purpose, unsigned channel,
                                                          struct cd_str topic, int64_t now_ms,
