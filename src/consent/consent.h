@@ -60,10 +60,12 @@ enum cd_consent_state {
 };
 
 /* A decision. reason, basis and regime are static strings. The event the decision rests on
- * is held as its 128 bits (has_event false: it rests on no event, rules alone); callers that
- * show it format it with cd_consent_decision_event_id: the 26 digits would otherwise be made
- * on every decision, in the work that waits for the customer's cache miss, while most callers
- * (a hook that allows, a read check, the bulk filter's counts) never look at them. */
+ * (has_event false: it rests on no event, rules alone) is held as a pointer to its id's 128
+ * bits in the engine's memory, which never change or go away while the engine is open;
+ * callers that show it format it with cd_consent_decision_event_id. Neither the 26 digits nor
+ * a copy of the 16 bytes are made by the decision: both would wait for the customer's cache
+ * miss (the bytes from a second line), while most callers (a hook that allows, a read check,
+ * the bulk filter's counts) never look at them. */
 struct cd_consent_decision {
     bool allow;
     bool has_event;
@@ -73,13 +75,13 @@ struct cd_consent_decision {
     const char *basis;  /* consent, implied_consent, contract, legal_obligation,
                          * legitimate_interest, none */
     const char *regime; /* the jurisdiction rule applied ("EU", "US-CA", "default", ...) */
-    uint8_t event[16];  /* the event id's 128 bits, when has_event */
+    const uint8_t *event; /* the event id's 128 bits, when has_event (borrowed from c) */
     int64_t expires_at; /* ms, 0 = none */
 };
 
 /* The id of the event d rests on ("cev_" + 26 digits), written to out and returned; "" when
- * d rests on no event. Pure formatting: reads only d, so it may be called at any time after
- * the decision, from any thread. */
+ * d rests on no event. Pure formatting of d and the 16 bytes it points to, so it may be
+ * called at any time after the decision, from any thread, until the engine is closed. */
 const char *cd_consent_decision_event_id(const struct cd_consent_decision *d,
                                          char out[CD_ID_MAX]);
 

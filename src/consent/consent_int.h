@@ -65,12 +65,22 @@ enum {
     CD__SF_UNSUB = 8,    /* one-click unsubscribe */
 };
 
-/* One customer x purpose x channel state: the newest event for it. 40 bytes. */
+/* An event to apply to the projection (cd__proj_apply). */
 struct cd__cstate {
     uint8_t event[16]; /* the event id's 128 bits */
     int64_t at;        /* occurred_at, ms */
     int64_t expires;   /* ms, 0 = none */
     uint32_t notice;   /* notice index + 1, 0 = none */
+    uint8_t purpose, channel, state, flags;
+};
+
+/* One customer x purpose x channel state as held: the newest event for it, whose id lies in
+ * the event pool (struct cd__proj). 32 bytes. */
+struct cd__state {
+    int64_t at;      /* occurred_at, ms */
+    int64_t expires; /* ms, 0 = none */
+    uint32_t notice; /* notice index + 1, 0 = none */
+    uint32_t ev;     /* event pool index + 1 */
     uint8_t purpose, channel, state, flags;
 };
 
@@ -84,29 +94,55 @@ struct cd__cstate {
  * canonical never equals a stored key, so it is unknown, as an id that does not parse. */
 #define CD__KEY_LEN 26
 
-/* One customer, stored in its hash slot (see struct cd__table): 256 bytes, 64-byte aligned,
- * so a decision reads the four lines of one record, all addressed from the hash of the id
- * and fetched in parallel, and nothing else. */
+/* A customer's record: everything the projection holds about them. Records live in pages by
+ * arrival order that never move (struct cd__proj), so a record pointer stays valid until the
+ * projection is freed. Decisions rarely read it: its hash slot (struct cd__slot) holds what
+ * they need. A writer that changes juris, tz, quiet hours or topics calls cd__proj_sync. */
 struct cd__cust {
-    _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
+    char key[CD__KEY_LEN]; /* as in the slot */
     uint8_t juris;
     uint8_t nst;         /* states in st[] */
     uint32_t more;       /* first overflow state, pool index + 1, 0 = none */
-    uint64_t topics_out; /* bit per topic in the topic dictionary */
+    uint32_t idx;        /* arrival order: 0 for the first customer added, and so on */
     uint16_t tz;         /* tz cache index + 1, 0 = UTC */
     uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
     uint16_t qh_end;
-    /* purpose + 1 of st[i], 0 = none: a decision finds the states of its purpose with one
-     * word compare instead of visiting all five. */
-    uint8_t st_purpose[CD__CUST_INLINE];
-    uint32_t idx; /* arrival order: 0 for the first customer added, and so on */
-    struct cd__cstate st[CD__CUST_INLINE];
+    uint64_t topics_out; /* bit per topic in the topic dictionary */
+    struct cd__state st[CD__CUST_INLINE];
 };
-_Static_assert(sizeof(struct cd__cust) == 256, "a customer record is four cache lines");
+_Static_assert(sizeof(struct cd__cust) == 216, "a customer record is 216 bytes");
+
+/* What a decision reads: a customer's hash slot, one cache line holding the key and, per
+ * purpose, what the verdict needs (pv) and where its event id lies (ev), so a decision reads
+ * this line and nothing else unless the customer is unusual for that purpose (then pv says
+ * to read the record, rec). A copy of the record's contents, rewritten by cd__proj_sync
+ * whenever the record changes (inside the change). */
+struct cd__slot {
+    _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
+    uint8_t juris;
+    uint8_t flags; /* CD__HF_* */
+    /* Per purpose: the verdict (proj.c, enum verdict) as far as the slot can tell it, and the
+     * position k in the record's st[] of the state it rests on (CD__PV_NO_EVENT: none);
+     * verdict 15 (V_RECORD): decide from the record. */
+    uint8_t pv[CD_PURPOSE__COUNT];
+    uint32_t ev[CD__CUST_INLINE]; /* the ev of the record's st[] */
+    uint32_t rec;                 /* the record's idx */
+};
+_Static_assert(sizeof(struct cd__slot) == 64, "a hash slot is one cache line");
+
+enum {
+    CD__HF_QH = 1,     /* quiet hours set: a decision for a channel reads the record */
+    CD__HF_TOPICS = 2, /* topics opted out: a decision naming a topic reads the record */
+};
+enum {
+    CD__PV_VERDICT = 15,
+    CD__PV_K_SHIFT = 4,
+    CD__PV_NO_EVENT = 7 << CD__PV_K_SHIFT,
+};
 
 /* An overflow state, chained per customer. */
 struct cd__ostate {
-    struct cd__cstate s;
+    struct cd__state s;
     uint32_t next; /* pool index + 1, 0 = end */
 };
 
@@ -117,35 +153,53 @@ struct cd__notice {
     char id[CD_ID_MAX];
 };
 
-/* The customer table: n records in open addressing (linear probing; a key's home is
+/* The hash table of slots: n slots in open addressing (linear probing; a key's home is
  * hash * n / 2^64, so n need not be a power of two), at most 4/5 full. Customers are never
- * removed, so there are no tombstones. Grown by copying into a new table (x 5/4, whole 2 MiB
- * pages); the replaced table is kept (retired) until the projection is freed, because a
- * lock-free reader may still be probing it, but its pages are given back to the kernel
- * (madvise MADV_DONTNEED: a late reader reads zeros, sees empty slots, and retries on the
- * sequence counter). */
+ * removed, so there are no tombstones; PROBE_NEAR (proj.c) empty slots follow the last, so
+ * the single decision's probe never wraps. Grown by copying the slots into a new table (x 5/4,
+ * whole 2 MiB pages; the records do not move); the replaced table is kept (retired) until the
+ * projection is freed, because a lock-free reader may still be probing it, but its pages are
+ * given back to the kernel (madvise MADV_DONTNEED: a late reader reads zeros, sees empty
+ * slots, and retries on the sequence counter). */
 struct cd__table {
     size_t n;
-    size_t bytes;              /* n * sizeof(struct cd__cust) */
+    size_t bytes;              /* n * sizeof(struct cd__slot) */
     bool dropped;              /* pages given back (retired) */
     struct cd__table *retired; /* the table this one replaced */
     void *raw;                 /* what cd_calloc returned */
-    struct cd__cust *r;
+    struct cd__slot *r;
 };
 
-/* Overflow states live in fixed pages that never move. */
-#define CD__PROJ_MAX_CUST 0xFFFFFFFFu /* idx is 32 bits */
+/* Records, overflow states and event ids live in fixed pages that never move; the page
+ * directories are allocated once, at their first use. */
+#define CD__PROJ_MAX_CUST 0xFFFFFFFFu /* rec is 32 bits */
+#define CD__PROJ_CPAGE 8192u          /* records per page */
+#define CD__PROJ_MAX_CPAGES (((size_t)CD__PROJ_MAX_CUST + 1) / CD__PROJ_CPAGE)
 #define CD__PROJ_OPAGE 4096u
 #define CD__PROJ_MAX_OPAGES 4096u /* 16 million overflow states */
+#define CD__PROJ_EPAGE_SHIFT 16u
+#define CD__PROJ_EPAGE (1u << CD__PROJ_EPAGE_SHIFT) /* event ids per page (1 MiB) */
+#define CD__PROJ_MAX_EPAGES (1u << (32 - CD__PROJ_EPAGE_SHIFT)) /* every (ev - 1) >> shift */
 #define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
 
+/* The event pool holds the 128 bits of the event of every state, each written once and
+ * never changed or freed until the projection is: a decision points into it (struct
+ * cd_consent_decision.event) instead of copying 16 bytes from a second cache line. A state
+ * replaced in a shared projection gets a new entry (the old one stays, 16 bytes per event
+ * applied since the start); while the projection is private (the rebuild), in place. */
 struct cd__proj {
     _Atomic(struct cd__table *) table;
     _Atomic size_t ncust;
+    struct cd__cust **cpage;   /* CD__PROJ_MAX_CPAGES entries */
+    size_t ncpages;
     struct cd__ostate **opage; /* CD__PROJ_MAX_OPAGES entries */
     size_t nopages, nost;
+    uint8_t (**epage)[16];     /* CD__PROJ_MAX_EPAGES entries */
+    size_t nepages, nev;
     size_t nstates; /* customer x purpose x channel states */
     bool shared;    /* visible to lock-free readers: replaced tables are retired */
+    const struct cd__consent_rules *rules; /* borrowed; NULL: slots send every decision to
+                                            * the records */
     struct cd__table *to_drop; /* retired in the current change; pages given back after it */
 };
 
@@ -201,14 +255,18 @@ void cd__proj_free(struct cd__proj *p);
 /* Finds the customer by the 128 bits of its id, or by its key (read). NULL when absent. */
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16]);
 struct cd__cust *cd__proj_find_key(const struct cd__proj *p, const char key[CD__KEY_LEN]);
-/* Finds or adds the customer (write lock). May grow the table, which moves every record:
- * a record pointer is valid until the next upsert. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
+/* Finds or adds the customer (write lock). May grow the table (the slots move, the records
+ * do not). Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t key[16], struct cd__cust **out);
 /* Gives back the pages of the table retired in the current change (write lock, after the
  * change's sequence number went even again). */
 void cd__proj_drop_retired(struct cd__proj *p);
-/* Sets the state for (purpose, channel) unless a newer one is held (write lock). */
+/* Sets the state for (purpose, channel) unless a newer one is held, and syncs the customer's
+ * slot (write lock). */
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
+/* Rewrites the customer's slot from the record: after a writer changed juris, tz, quiet hours
+ * or topics (write lock). */
+void cd__proj_sync(struct cd__proj *p, const struct cd__cust *cu);
 /* Walks a customer's states: struct cd__proj_it it = {0}; while ((s = cd__proj_next(..)))
  * (read). Bounded, so a torn read under the seqlock cannot loop. */
 struct cd__proj_it {
@@ -216,13 +274,13 @@ struct cd__proj_it {
     bool in_more;
     uint32_t more;
 };
-const struct cd__cstate *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
+const struct cd__state *cd__proj_next(const struct cd__proj *p, const struct cd__cust *cu,
                                        struct cd__proj_it *it);
 /* The state for (purpose, channel) exactly, or NULL (read). */
-const struct cd__cstate *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
+const struct cd__state *cd__proj_state(const struct cd__proj *p, const struct cd__cust *cu,
                                         unsigned purpose, unsigned channel);
 /* The newest of (purpose, channel) and (purpose, ANY), or NULL (read). */
-const struct cd__cstate *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
+const struct cd__state *cd__proj_applicable(const struct cd__proj *p, const struct cd__cust *cu,
                                              unsigned purpose, unsigned channel);
 /* The writer side of c->lock and c->seq. */
 void cd__consent_wlock(struct cd_consent *c);

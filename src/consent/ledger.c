@@ -534,7 +534,7 @@ static enum cd_err record_ev(struct cd_consent *c, struct ev *e, json_t **out)
         if (cd__consent_id_bits(cd_str_c(e->customer_id), "cus", key)) {
             pthread_rwlock_rdlock(&c->lock);
             const struct cd__cust *cu = cd__proj_find(&c->proj, key);
-            const struct cd__cstate *s =
+            const struct cd__state *s =
                 cu ? cd__proj_applicable(&c->proj, cu, e->purpose, e->channel) : NULL;
             if (s && (s->flags & CD__SF_GPC) && s->state == CD_CONSENT_WITHDRAWN)
                 e->flags |= CD__SF_OVER_GPC;
@@ -612,7 +612,7 @@ enum cd_err cd_consent_gpc(struct cd_consent *c, const struct cd_actor *a,
         const char *why = NULL;
         pthread_rwlock_rdlock(&c->lock);
         const struct cd__cust *cu = cd__proj_find(&c->proj, key);
-        const struct cd__cstate *s =
+        const struct cd__state *s =
             cu ? cd__proj_state(&c->proj, cu, (unsigned)pu, CD_CONSENT_CHANNEL_ANY) : NULL;
         if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
             why = "already_opted_out";
@@ -797,7 +797,7 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         pthread_rwlock_rdlock(&c->lock);
         const struct cd__cust *cu = cd__proj_find(&c->proj, key);
         struct cd__proj_it it = {0};
-        for (const struct cd__cstate *s; cu && (s = cd__proj_next(&c->proj, cu, &it)) != NULL;)
+        for (const struct cd__state *s; cu && (s = cd__proj_next(&c->proj, cu, &it)) != NULL;)
             if (s->purpose == pu)
                 chans |= 1u << s->channel;
         pthread_rwlock_unlock(&c->lock);
@@ -1217,6 +1217,7 @@ enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_act
         cu->qh_start = w.qs >= 0 ? (uint16_t)(w.qs + 1) : 0;
         cu->qh_end = w.qe >= 0 ? (uint16_t)(w.qe + 1) : 0;
         cu->topics_out = mask;
+        cd__proj_sync(&c->proj, cu);
     }
     cd__consent_wunlock(c);
     if (err == CD_OK) {

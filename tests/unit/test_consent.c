@@ -590,13 +590,89 @@ static void decision_event_id_on_demand(void **state)
     json_decref(o2);
 }
 
-/* A private table: grows from 256 slots through the 2 MiB page size (8192 records), linear
+/* Decisions a slot cannot make alone go to the record, and agree with it: a channel's own
+ * state beside the "*" state, an older event that must not replace a newer one, purposes
+ * past the five held inline (overflow), in an opt-in and an opt-out regime; the single
+ * decision and the batched one (also the bulk filter's) answer alike. */
+static void slot_and_record_agree(void **state)
+{
+    const int64_t t = 1700000000000LL;
+    static const enum cd_purpose extra[] = {CD_PURPOSE_PERSONALIZATION, CD_PURPOSE_ANALYTICS,
+                                            CD_PURPOSE_TARGETED_ADVERTISING,
+                                            CD_PURPOSE_SALE_OR_SHARING, CD_PURPOSE_RESEARCH};
+    struct cd_consent *c;
+    char eu[CD_ID_MAX], ca[CD_ID_MAX];
+
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &c), CD_OK);
+    cd_id_new("cus", eu);
+    cd_id_new("cus", ca);
+    for (int k = 0; k < 2; k++) {
+        const char *id = k ? ca : eu;
+        struct cd_str jur = k ? CD_STR("US-CA") : CD_STR("EU");
+        assert_int_equal(cd_consent_debug_apply(c, cd_str_c(id), jur, CD_PURPOSE_MARKETING,
+                                                CD_CONSENT_CHANNEL_ANY, CD_CONSENT_GIVEN, t),
+                         CD_OK);
+        assert_int_equal(cd_consent_debug_apply(c, cd_str_c(id), jur, CD_PURPOSE_MARKETING,
+                                                CD_CONSENT_CHANNEL_EMAIL, CD_CONSENT_WITHDRAWN,
+                                                t + 1),
+                         CD_OK);
+        /* Older than the "*" state: ignored. */
+        assert_int_equal(cd_consent_debug_apply(c, cd_str_c(id), jur, CD_PURPOSE_MARKETING,
+                                                CD_CONSENT_CHANNEL_ANY, CD_CONSENT_REFUSED,
+                                                t - 10),
+                         CD_OK);
+        /* Seven states in all: the last two in overflow. */
+        for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
+            assert_int_equal(cd_consent_debug_apply(c, cd_str_c(id), jur, extra[i],
+                                                    CD_CONSENT_CHANNEL_ANY,
+                                                    i == 4 ? CD_CONSENT_WITHDRAWN
+                                                           : CD_CONSENT_GIVEN,
+                                                    t),
+                             CD_OK);
+    }
+    struct {
+        const char *id;
+        enum cd_purpose p;
+        enum cd_consent_channel ch;
+        const char *reason;
+    } want[] = {
+        {eu, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, "withdrawn"},
+        {eu, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_SMS, "consent_given"},
+        {eu, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, "consent_given"},
+        {eu, CD_PURPOSE_SALE_OR_SHARING, CD_CONSENT_CHANNEL_SMS, "consent_given"},
+        {eu, CD_PURPOSE_RESEARCH, CD_CONSENT_CHANNEL_ANY, "withdrawn"},
+        {eu, CD_PURPOSE_SERVICE, CD_CONSENT_CHANNEL_EMAIL, "not_required"},
+        {ca, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_EMAIL, "opted_out"},
+        {ca, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_PUSH, "consent_given"},
+        {ca, CD_PURPOSE_RESEARCH, CD_CONSENT_CHANNEL_ANY, "withdrawn"}, /* opt-in there */
+        {ca, CD_PURPOSE_SALE_OR_SHARING, CD_CONSENT_CHANNEL_ANY, "consent_given"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        struct cd_consent_decision d, m;
+        struct cd_str id = cd_str_c(want[i].id);
+        char e1[CD_ID_MAX], e2[CD_ID_MAX];
+        assert_int_equal(cd_consent_decide(c, id, want[i].p, want[i].ch, t + 5, &d), CD_OK);
+        assert_string_equal(d.reason, want[i].reason);
+        assert_int_equal(d.has_event, want[i].p != CD_PURPOSE_SERVICE);
+        assert_int_equal(cd_consent_decide_many(c, &id, 1, want[i].p, want[i].ch, t + 5, &m),
+                         CD_OK);
+        assert_string_equal(m.reason, d.reason);
+        assert_string_equal(m.basis, d.basis);
+        assert_string_equal(m.regime, d.regime);
+        assert_int_equal(m.has_event, d.has_event);
+        assert_string_equal(cd_consent_decision_event_id(&m, e1),
+                            cd_consent_decision_event_id(&d, e2));
+    }
+    cd_consent_close(c);
+}
+
+/* A private table: grows from 256 slots through the 2 MiB page size (32768 slots), linear
  * probing wraps around the end, every key stays findable after every growth, and each record
  * keeps its arrival index. */
 static void table_growth_and_collisions(void **state)
 {
     struct cd__proj p;
-    enum { N = 30000 };
+    enum { N = 120000 };
     uint8_t(*bits)[16] = cd_malloc(N * sizeof *bits);
     size_t tables = 0;
     struct cd__table *last = NULL;
@@ -842,6 +918,7 @@ int main(void)
         cmocka_unit_test(rules_errors_name_file_and_line),
         cmocka_unit_test(ids_format_like_the_reference),
         cmocka_unit_test(decision_event_id_on_demand),
+        cmocka_unit_test(slot_and_record_agree),
         cmocka_unit_test(table_growth_and_collisions),
         cmocka_unit_test(decisions_during_growth),
         cmocka_unit_test(filter_walk_during_growth),
