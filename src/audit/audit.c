@@ -22,18 +22,18 @@
  * hashed into the chain, so they must never change: tests/unit/test_audit.c compares them
  * with jansson's output. */
 
-/* Appends "key":"value" (value escaped as jansson does) preceded by a comma unless first. */
-static enum cd_err put_member(struct cd_buf *b, const char *key, const char *v, bool first)
+/* Appends "key":"value", (value escaped as jansson does, then a comma). */
+static enum cd_err put_member(struct cd_buf *b, const char *key, const char *v)
 {
     enum cd_err err;
 
     /* Plain appends: a printf per member was a sixth of the canonical bytes' cost. */
-    if ((!first && (err = cd_buf_putc(b, ',')) != CD_OK) || (err = cd_buf_putc(b, '"')) != CD_OK ||
-        (err = cd_buf_puts(b, key)) != CD_OK || (err = cd_buf_append(b, "\":", 2)) != CD_OK)
+    if ((err = cd_buf_putc(b, '"')) != CD_OK || (err = cd_buf_puts(b, key)) != CD_OK ||
+        (err = cd_buf_append(b, "\":", 2)) != CD_OK)
         return err;
     if ((err = cd_buf_json_string(b, cd_str_c(v))) == CD_ERR_INVALID)
         return cd_err_set(CD_ERR_INVALID, "audit event member '%s' is not valid UTF-8", key);
-    return err;
+    return err != CD_OK ? err : cd_buf_putc(b, ',');
 }
 
 /* Appends v in decimal, as "%llu" would: a printf here was a tenth of the canonical bytes. */
@@ -48,11 +48,16 @@ static enum cd_err put_decimal(struct cd_buf *b, uint64_t v)
     return cd_buf_append(b, d + i, sizeof d - i);
 }
 
-/* The canonical bytes of an event (see above) in a cd_malloc'ed string. */
-static enum cd_err canonical(uint64_t seq, int64_t ts, const struct cd_audit_event *ev,
-                             char **out, size_t *len)
+/* The most the members "seq" and "ts" and the closing brace take: "seq":N,"ts":T} with N and
+ * T at most 20 digits each, T perhaps with a sign. */
+#define TAIL_MAX (sizeof "\"seq\":,\"ts\":-}" - 1 + 2 * 20)
+
+/* Writes the canonical bytes of ev up to the "seq" member into b (empty): "{" and each member
+ * followed by a comma. "seq" and "ts" come last in key order, so these bytes do not depend on
+ * them, and room for them is reserved. */
+static enum cd_err canonical_head(const struct cd_audit_event *ev, struct cd_buf *b)
 {
-    /* In strcmp order of the keys. */
+    /* In strcmp order of the keys; all sort before "seq". */
     const struct {
         const char *key, *v;
     } m[] = {{"action", ev->action},           {"actor_name", ev->actor_name},
@@ -61,38 +66,52 @@ static enum cd_err canonical(uint64_t seq, int64_t ts, const struct cd_audit_eve
              {"outcome", ev->outcome},         {"purpose", ev->purpose},
              {"reason", ev->reason},           {"request_id", ev->request_id},
              {"resource_id", ev->resource_id}};
-    struct cd_buf b = CD_BUF_INIT(MAX_EVENT + 64);
-    bool first = true;
     enum cd_err err;
 
     /* One allocation for a typical event (about 300 bytes) instead of a few reallocations. */
-    if ((err = cd_buf_reserve(&b, 512)) != CD_OK || (err = cd_buf_putc(&b, '{')) != CD_OK)
-        goto out;
-    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
-        if (m[i].v == NULL)
-            continue;
-        if ((err = put_member(&b, m[i].key, m[i].v, first)) != CD_OK)
-            goto out;
-        first = false;
+    if ((err = cd_buf_reserve(b, 512)) != CD_OK || (err = cd_buf_putc(b, '{')) != CD_OK)
+        return err;
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (m[i].v && (err = put_member(b, m[i].key, m[i].v)) != CD_OK)
+            return err;
+    return cd_buf_reserve(b, TAIL_MAX);
+}
+
+/* Completes the head in b with "seq":N,"ts":T}. The room was reserved: this cannot fail but
+ * for an event larger than MAX_EVENT. */
+static enum cd_err canonical_tail(struct cd_buf *b, uint64_t seq, int64_t ts)
+{
+    enum cd_err err;
+
+    if ((err = cd_buf_append(b, "\"seq\":", 6)) != CD_OK ||
+        (err = put_decimal(b, seq)) != CD_OK ||
+        (err = cd_buf_append(b, ",\"ts\":", 6)) != CD_OK ||
+        (ts < 0 && (err = cd_buf_putc(b, '-')) != CD_OK) ||
+        (err = put_decimal(b, ts < 0 ? -(uint64_t)ts : (uint64_t)ts)) != CD_OK ||
+        (err = cd_buf_putc(b, '}')) != CD_OK)
+        return err;
+    return b->len > MAX_EVENT ? CD_ERR_TOO_BIG : CD_OK;
+}
+
+enum cd_err cd_audit_prepare(const struct cd_audit_event *ev, struct cd_audit_prepared *out)
+{
+    enum cd_err err;
+
+    out->bytes = CD_BUF_INIT(MAX_EVENT + TAIL_MAX);
+    out->customer_id = ev->customer_id;
+    out->action = ev->action;
+    out->actor_token = ev->actor_token;
+    if ((err = canonical_head(ev, &out->bytes)) != CD_OK) {
+        cd_buf_free(&out->bytes);
+        if (err == CD_ERR_TOO_BIG)
+            err = cd_err_set(CD_ERR_TOO_BIG, "audit event too large");
     }
-    if ((!first && (err = cd_buf_putc(&b, ',')) != CD_OK) ||
-        (err = cd_buf_append(&b, "\"seq\":", 6)) != CD_OK ||
-        (err = put_decimal(&b, seq)) != CD_OK ||
-        (err = cd_buf_append(&b, ",\"ts\":", 6)) != CD_OK ||
-        (ts < 0 && (err = cd_buf_putc(&b, '-')) != CD_OK) ||
-        (err = put_decimal(&b, ts < 0 ? -(uint64_t)ts : (uint64_t)ts)) != CD_OK ||
-        (err = cd_buf_putc(&b, '}')) != CD_OK)
-        goto out;
-    if (b.len > MAX_EVENT) {
-        err = CD_ERR_TOO_BIG;
-        goto out;
-    }
-    *out = cd_buf_take(&b, len);
-out:
-    if (err == CD_ERR_TOO_BIG)
-        cd_err_set(CD_ERR_TOO_BIG, "audit event too large");
-    cd_buf_free(&b);
     return err;
+}
+
+void cd_audit_prepared_free(struct cd_audit_prepared *p)
+{
+    cd_buf_free(&p->bytes);
 }
 
 enum cd_err cd__audit_chain_hash(const uint8_t prev[CD__AUDIT_HASH_LEN], const void *bytes,
@@ -341,17 +360,20 @@ static enum cd_err head_row(void *ctx, const struct cd_val *cols, size_t n)
     return CD_OK;
 }
 
-enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq)
+enum cd_err cd_audit_append_prepared(struct cd_tx *tx, struct cd_audit_prepared *ev,
+                                     uint64_t *seq)
 {
+    static const uint8_t leaf_prefix = 0x00; /* RFC 9162 leaf: SHA-256(0x00 || entry) */
     struct ledger_cache *c = &tl_ledger;
     struct head h = {0, {0}};
-    char *bytes = NULL;
-    size_t n = 0;
+    struct cd_buf *b = &ev->bytes;
+    size_t head_len = b->len;
     uint8_t hash[HASH_LEN], leaf[HASH_LEN];
     enum cd_err err;
     int64_t ts = cd_now_ms();
     uint64_t epoch = cd_tx_epoch(tx);
 
+    assert(b->p && b->p[0] == '{'); /* made by cd_audit_prepare */
     if (epoch != 0 && c->valid && c->epoch == epoch && c->store == cd_tx_store(tx)) {
         h.seq = (int64_t)c->size; /* this transaction's own last append, nothing undone since */
         memcpy(h.hash, c->last, HASH_LEN);
@@ -361,13 +383,19 @@ enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, u
             (err = frontier_for(tx, c, (uint64_t)h.seq, h.hash)) != CD_OK)
             return err;
     }
-    if ((err = canonical((uint64_t)h.seq + 1, ts, ev, &bytes, &n)) != CD_OK)
-        return err;
-    if ((err = chain_hash(h.hash, bytes, n, hash)) != CD_OK ||
-        (err = cd_merkle_leaf_hash(bytes, n, leaf)) != CD_OK)
+    /* The tail goes into the room cd_audit_prepare reserved and is cut off again below, so the
+     * same prepared event serves a rerun of the write. */
+    if ((err = canonical_tail(b, (uint64_t)h.seq + 1, ts)) != CD_OK) {
+        if (err == CD_ERR_TOO_BIG)
+            cd_err_set(CD_ERR_TOO_BIG, "audit event too large");
+        goto out;
+    }
+    /* The chain hash and the leaf hash of the entry in one call (docs/crypto.md). */
+    if ((err = cd_crypto_sha256_pair(h.hash, HASH_LEN, &leaf_prefix, 1, b->p, b->len, hash,
+                                     leaf)) != CD_OK)
         goto out;
     struct cd_val p[] = {
-        CD_VINT(h.seq + 1), CD_VINT(ts), CD_VBLOB(bytes, n), CD_VBLOB(h.hash, HASH_LEN),
+        CD_VINT(h.seq + 1), CD_VINT(ts), CD_VBLOB(b->p, b->len), CD_VBLOB(h.hash, HASH_LEN),
         CD_VBLOB(hash, HASH_LEN),
         ev->customer_id ? CD_VCSTR(ev->customer_id) : CD_VNULL,
         ev->action ? CD_VCSTR(ev->action) : CD_VNULL,
@@ -391,7 +419,20 @@ enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, u
     if (seq)
         *seq = (uint64_t)h.seq + 1;
 out:
-    cd_free(bytes);
+    b->len = head_len;
+    b->p[head_len] = '\0';
+    return err;
+}
+
+enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq)
+{
+    struct cd_audit_prepared p;
+    enum cd_err err;
+
+    if ((err = cd_audit_prepare(ev, &p)) != CD_OK)
+        return err;
+    err = cd_audit_append_prepared(tx, &p, seq);
+    cd_audit_prepared_free(&p);
     return err;
 }
 

@@ -9,10 +9,11 @@
  * rolls back together with the change it records. Events carry ids, codes and categories,
  * never personal data values.
  *
- * Threads: cd_audit_append is called on the store's writer thread only (it keeps the Merkle
- * frontier of the last append in a per-thread cache, checked against the transaction's view of
- * the ledger before every use, so a rolled-back savepoint never leaves it stale); readers may
- * call the query functions from any thread. A struct cd_audit is immutable after cd_audit_open
+ * Threads: cd_audit_append and cd_audit_append_prepared are called on the store's writer
+ * thread only (they keep the Merkle frontier of the last append in a per-thread cache, checked
+ * against the transaction's view of the ledger before every use, so a rolled-back savepoint
+ * never leaves it stale); cd_audit_prepare and the query functions may be called from any
+ * thread. A struct cd_audit is immutable after cd_audit_open
  * apart from its publisher thread, so any thread may use it. docs/audit.md documents the
  * signed tree head bytes, the proof endpoints and the export format. */
 #ifndef CD_AUDIT_H
@@ -40,8 +41,34 @@ struct cd_audit_event {
 };
 
 /* Appends ev inside tx; *seq (may be NULL) receives its sequence number (1-based).
- * Errors: CD_ERR_STORE, CD_ERR_NOMEM (nothing appended). */
+ * Errors: CD_ERR_STORE, CD_ERR_NOMEM, CD_ERR_INVALID (a member is not UTF-8), CD_ERR_TOO_BIG
+ * (nothing appended). */
 enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq);
+
+/* An event made ready for appending before its write, on the caller's thread: its canonical
+ * bytes up to the members only the append knows ("seq" and "ts", the last two in key order),
+ * and the columns the listings filter on. Why: the store's writer thread runs every write one
+ * after another, and building the bytes there was a seventh of an audited ingest's append.
+ * The strings customer_id, action and actor_token stay borrowed from the event. */
+struct cd_audit_prepared {
+    struct cd_buf bytes; /* private: the head of the canonical bytes, room for the rest */
+    const char *customer_id, *action, *actor_token;
+};
+
+/* Fills *out from ev (see above); any thread may call it. The caller frees *out with
+ * cd_audit_prepared_free, also after appending it. Errors: CD_ERR_NOMEM, CD_ERR_INVALID (a
+ * member is not UTF-8), CD_ERR_TOO_BIG; *out then holds nothing to free. */
+enum cd_err cd_audit_prepare(const struct cd_audit_event *ev, struct cd_audit_prepared *out);
+
+/* cd_audit_append for a prepared event: the same entry, bytes and hashes as cd_audit_append
+ * of the event it was prepared from (with the time of this call). ev is used during the call
+ * only and is as it was afterwards, so a write that runs again may append it again.
+ * Errors: as cd_audit_append. */
+enum cd_err cd_audit_append_prepared(struct cd_tx *tx, struct cd_audit_prepared *ev,
+                                     uint64_t *seq);
+
+/* Frees what cd_audit_prepare made. Safe on a freed one. */
+void cd_audit_prepared_free(struct cd_audit_prepared *p);
 
 /* Appends ev in its own durable transaction (for reads and denials, which change nothing
  * else). Returns after the event is durable. */

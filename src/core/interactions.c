@@ -187,6 +187,12 @@ struct ingest_ctx {
     bool pre_new;
     char new_customer_id[CD_ID_MAX];
     uint8_t new_wrapped[CD_CRYPTO_WRAPPED_LEN];
+    /* The interaction.ingest audit event prepared before the write for the owner the read saw
+     * (audit_for; audit_ok false: not prepared). The write appends it when that is still the
+     * owner, and builds the event itself otherwise. */
+    bool audit_ok;
+    char audit_for[CD_ID_MAX];
+    struct cd_audit_prepared audit;
     /* decided in the write */
     char replay_id[CD_ID_MAX];
     /* the identity's owner and wrapped key the write used, for the owner cache */
@@ -385,8 +391,13 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
                               " metadata, guard) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
                           p, 12, NULL, NULL, NULL)) != CD_OK)
         goto out;
-    cd__core_event(&ev, ic->a, "interaction.ingest", ic->row.customer_id, ic->row.id, 0);
-    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+    if (ic->audit_ok && strcmp(ic->audit_for, ic->row.customer_id) == 0) {
+        err = cd_audit_append_prepared(tx, &ic->audit, NULL);
+    } else {
+        cd__core_event(&ev, ic->a, "interaction.ingest", ic->row.customer_id, ic->row.id, 0);
+        err = cd_audit_append(tx, &ev, NULL);
+    }
+    if (err != CD_OK)
         goto out;
     if (ic->overridden) {
         cd__core_event(&ev, ic->a, "guard.override", ic->row.customer_id, ic->row.id, 0);
@@ -459,14 +470,25 @@ static bool owner_cached(struct ingest_ctx *ic, struct ident_lookup *l)
     return l->found;
 }
 
+/* Prepares the interaction.ingest audit event for the owner customer_id (see audit_ok). */
+static void pre_audit(struct ingest_ctx *ic, const char *customer_id)
+{
+    struct cd_audit_event ev;
+
+    snprintf(ic->audit_for, sizeof ic->audit_for, "%s", customer_id);
+    cd__core_event(&ev, ic->a, "interaction.ingest", ic->audit_for, ic->row.id, 0);
+    ic->audit_ok = cd_audit_prepare(&ev, &ic->audit) == CD_OK;
+}
+
 /* The writer thread runs every write of the store one after another, so the sealing (and the
  * key unwrap it needs) is done here, on the caller's thread, for the owner a read saw just
  * before the write; ingest_fn uses the result only when the owner and its wrapped key are
  * still the same, and seals there otherwise (a concurrent merge or erasure). An identity the
  * read found no owner for gets its new customer here too: id, data key and its wrapping, the
  * identity and the fields sealed under it; ingest_fn creates that customer unless another
- * write gave the identity an owner meanwhile. Any failure here just leaves the work to
- * ingest_fn, which reports it as before. */
+ * write gave the identity an owner meanwhile. The audit event is prepared here likewise, for
+ * the same owner. Any failure here just leaves the work to ingest_fn, which reports it as
+ * before. */
 static void pre_seal(struct ingest_ctx *ic, const struct ident_lookup *l)
 {
     struct cd__ckey k;
@@ -480,8 +502,10 @@ static void pre_seal(struct ingest_ctx *ic, const struct ident_lookup *l)
         if (seal_ident(ic, &k) == CD_OK)
             seal_all(ic, &k, ic->new_wrapped);
         cd__core_key_wipe(&k);
+        pre_audit(ic, ic->new_customer_id);
         goto out;
     }
+    pre_audit(ic, l->customer_id);
     if (l->wrapped.len != CD_CRYPTO_WRAPPED_LEN)
         goto out;
     struct cd_val w = CD_VBLOB(l->wrapped.p, l->wrapped.len);
@@ -727,6 +751,7 @@ static void ingest_free(struct ingest_ctx *ic)
     cd_buf_free(&ic->s_body);
     cd_buf_free(&ic->s_meta);
     cd_buf_free(&ic->s_ident);
+    cd_audit_prepared_free(&ic->audit);
     cd_free(ic->metadata);
     cd_free(ic->masked_body);
     cd_free(ic->guard_json);

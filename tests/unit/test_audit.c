@@ -417,6 +417,96 @@ static void canonical_bytes_are_jansson_bytes(void **state)
     cd_store_close(s);
 }
 
+/* An event prepared before its write (cd_audit_prepare, as ingestion does on the caller's
+ * thread) is appended as the same entry as the event itself: the same bytes up to "seq", every
+ * entry still jansson's bytes, the chain and tree intact. The prepared event serves again after
+ * a write that appended it was rolled back. */
+static const struct cd_audit_event tricky_ev = {
+    "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", "ok", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "", NULL, "plain",
+    NULL, "cus_1", "int_1", "a,b", "\xc2\x80z"};
+
+struct prep_app {
+    struct cd_audit_prepared *p;
+    bool plain_too; /* also append tricky_ev itself */
+    bool fail_after;
+};
+
+static enum cd_err prep_fn(struct cd_tx *tx, void *ctx)
+{
+    struct prep_app *a = ctx;
+    enum cd_err err = cd_audit_append_prepared(tx, a->p, NULL);
+
+    if (err == CD_OK && a->plain_too)
+        err = cd_audit_append(tx, &tricky_ev, NULL);
+    if (err == CD_OK && a->fail_after)
+        return cd_err_set(CD_ERR_CONFLICT, "rolled back on purpose");
+    return err;
+}
+
+static enum cd_err head_row_bytes(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct cd_buf *b = ctx;
+    const char *seq = memmem(cols[0].p, cols[0].len, "\"seq\":", 6);
+
+    assert_non_null(seq);
+    assert_int_equal(cd_buf_append(b, cols[0].p, (size_t)(seq - (const char *)cols[0].p)), CD_OK);
+    return cd_buf_putc(b, '|');
+}
+
+static enum cd_err heads_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_exec(tx, "SELECT entry FROM audit_events ORDER BY seq", NULL, 0, head_row_bytes,
+                      ctx, NULL);
+}
+
+static void prepared_events_are_the_same_entries(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit_prepared p, big;
+    struct cd_audit_report rep;
+    struct cd_buf heads = CD_BUF_INIT(1 << 16);
+    int n = 0;
+    char name[5000];
+
+    memset(name, 'x', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    struct cd_audit_event too_big = ev;
+    too_big.actor_name = name;
+    assert_int_equal(cd_audit_prepare(&too_big, &big), CD_ERR_TOO_BIG);
+    struct cd_audit_event invalid = {.action = "x\xc3", .outcome = "ok"};
+    assert_int_equal(cd_audit_prepare(&invalid, &big), CD_ERR_INVALID);
+
+    assert_int_equal(cd_store_open(db, &s), CD_OK);
+    assert_int_equal(cd_audit_prepare(&tricky_ev, &p), CD_OK);
+    append(s, 3);
+    struct prep_app a = {&p, true, false};
+    assert_int_equal(cd_store_write(s, prep_fn, &a), CD_OK);
+    a = (struct prep_app){&p, false, true};
+    assert_int_equal(cd_store_write(s, prep_fn, &a), CD_ERR_CONFLICT);
+    a = (struct prep_app){&p, false, false};
+    assert_int_equal(cd_store_write(s, prep_fn, &a), CD_OK);
+    append(s, 20); /* completes a 16-leaf subtree over prepared entries */
+    cd_audit_prepared_free(&p);
+    cd_audit_prepared_free(&p); /* safe on a freed one */
+
+    assert_int_equal(cd_store_read(s, entries_fn, &n), CD_OK);
+    assert_int_equal(n, 26);
+    assert_int_equal(cd_store_read(s, heads_fn, &heads), CD_OK);
+    /* Entries 4, 5 and 6: the prepared event, the event itself, the prepared one again. */
+    const char *e = heads.p;
+    for (int i = 0; i < 3; i++)
+        e = strchr(e, '|') + 1;
+    const char *e5 = strchr(e, '|') + 1, *e6 = strchr(e5, '|') + 1, *e7 = strchr(e6, '|') + 1;
+    assert_int_equal(e5 - e, e6 - e5);
+    assert_memory_equal(e, e5, (size_t)(e5 - e));
+    assert_int_equal(e7 - e6, e5 - e);
+    assert_memory_equal(e, e6, (size_t)(e5 - e));
+    assert_int_equal(cd_audit_verify_all(s, NULL, &rep, NULL), CD_OK);
+    assert_int_equal(rep.entries, 26);
+    cd_buf_free(&heads);
+    cd_store_close(s);
+}
+
 /* ---- a ledger from before migration 6 ---- */
 
 static enum cd_err put_low(void *ctx, unsigned level, uint64_t index, const uint8_t *hash)
@@ -606,6 +696,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(verify_ranks_failures_across_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_survives_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(canonical_bytes_are_jansson_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(prepared_events_are_the_same_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(old_ledger_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(access_log_walks_the_reads_index, setup, teardown),
     };

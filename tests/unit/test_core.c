@@ -190,6 +190,16 @@ static void first_messages_of_a_new_identity(void **state)
                      CD_OK);
     assert_string_equal(json_string_value(json_object_get(found, "id")), c1);
     json_decref(found);
+    /* Both interaction.ingest events name that customer: the event the second message had
+     * prepared for the customer it did not get was built again in the write. */
+    json_t *evs = NULL;
+    struct cd_audit_query aq = {cd_str_c(c1), CD_STR("interaction.ingest"), CD_STR_NULL,
+                                CD_STR_NULL, 0, 0, 10};
+    assert_int_equal(cd_audit_list(store, &aq, &evs), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(evs, "items")), 2);
+    json_decref(evs);
+    uint64_t checked = 0, bad = 0;
+    assert_int_equal(cd_audit_verify(store, &checked, &bad, NULL), CD_OK);
     json_decref(tl);
     json_decref(o1);
     json_decref(o2);
