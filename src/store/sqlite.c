@@ -1,5 +1,6 @@
 /* The SQLite backend: WAL journal, synchronous=FULL (a COMMIT returns after fsync), prepared
  * statements cached per connection, and forward-only numbered migrations. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
 #include "store.h"
@@ -58,8 +59,17 @@ static void sq_close(void *c)
     cd_free(conn);
 }
 
+/* Before SQLite's first use in the process: no memory statistics. Why: with them, every
+ * sqlite3_malloc and sqlite3_free takes one process-wide mutex to count, and the writer and the
+ * readers allocate on every statement. Too late (SQLite already in use) is harmless. */
+static void sq_configure_once(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static enum cd_err sq_open(const char *target, bool writer, void **out)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
     struct sq_conn *conn = cd_calloc(1, sizeof *conn);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     int rc;
@@ -67,6 +77,7 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
 
     if (conn == NULL)
         return CD_ERR_NOMEM;
+    pthread_once(&configured, sq_configure_once);
     if ((rc = sqlite3_open_v2(target, &conn->db, flags, NULL)) != SQLITE_OK) {
         err = cd_err_set(CD_ERR_STORE, "cannot open the database: %s", sqlite3_errstr(rc));
         goto fail;
