@@ -97,37 +97,19 @@ static void write_now(const char *line, size_t n)
     batch.len = 0;
 }
 
-void cd_log(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
+/* Formats and writes (or, batched and batching started, buffers) one line. */
+static void log_line(bool batched, enum cd_log_level level, const char *msg,
+                     const char *fields_fmt, va_list ap)
 {
     char line[LINE_MAX_LEN];
-    va_list ap;
 
     if (level < min_level)
         return;
-    va_start(ap, fields_fmt);
     size_t n = format_line(level, msg, fields_fmt, ap, line);
-    va_end(ap);
     if (n == 0)
         return;
     pthread_mutex_lock(&batch.mu);
-    write_now(line, n);
-    pthread_mutex_unlock(&batch.mu);
-}
-
-void cd_log_batched(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
-{
-    char line[LINE_MAX_LEN];
-    va_list ap;
-
-    if (level < min_level)
-        return;
-    va_start(ap, fields_fmt);
-    size_t n = format_line(level, msg, fields_fmt, ap, line);
-    va_end(ap);
-    if (n == 0)
-        return;
-    pthread_mutex_lock(&batch.mu);
-    if (!batch.active) {
+    if (!batched || !batch.active) {
         write_now(line, n);
         pthread_mutex_unlock(&batch.mu);
         return;
@@ -137,6 +119,24 @@ void cd_log_batched(enum cd_log_level level, const char *msg, const char *fields
     pthread_mutex_unlock(&batch.mu);
     if (first)
         pthread_cond_signal(&batch.cv);
+}
+
+void cd_log(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fields_fmt);
+    log_line(false, level, msg, fields_fmt, ap);
+    va_end(ap);
+}
+
+void cd_log_batched(enum cd_log_level level, const char *msg, const char *fields_fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fields_fmt);
+    log_line(true, level, msg, fields_fmt, ap);
+    va_end(ap);
 }
 
 static void *batch_main(void *arg)

@@ -315,8 +315,8 @@ static size_t home(uint64_t h, size_t n)
 #define HUGE_ALIGN ((size_t)2 << 20)
 
 /* n bytes aligned to 2 MiB (n a multiple of 2 MiB) or to 64 bytes (smaller n), zeroed, with
- * huge pages requested, then extra zeroed bytes. *raw receives what to cd_free. The slack before and after the aligned
- * block is never touched, so it costs address space, not memory. Large blocks come zeroed
+ * huge pages requested, then extra zeroed bytes. *raw receives what to cd_free. The slack
+ * before and after the aligned block is never touched, so it costs address space, not memory. Large blocks come zeroed
  * from the kernel (calloc of a fresh mapping clears nothing), so the huge-page request comes
  * before the first touch and a table of hundreds of MiB is not written twice. */
 static void *alloc_aligned(size_t n, size_t extra, void **raw)
@@ -457,6 +457,15 @@ static ALWAYS_INLINE void touch_slot(const struct cd__table *t, size_t i)
 #ifdef __SSE2__
 #include <emmintrin.h>
 
+/* Whether slot sl holds the key loaded in k0 (bytes 0-15) and k1 (bytes 10-25). */
+static ALWAYS_INLINE bool slot_has(const struct cd__slot *sl, __m128i k0, __m128i k1)
+{
+    __m128i a = _mm_cmpeq_epi8(_mm_load_si128((const __m128i *)sl->key), k0),
+            b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(sl->key + CD__KEY_LEN - 16)), k1);
+
+    return _mm_movemask_epi8(_mm_and_si128(a, b)) == 0xFFFF;
+}
+
 static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, const char *key,
                                                   size_t i)
 {
@@ -465,10 +474,7 @@ static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, con
 
     for (size_t k = 0; k < t->n; k++) {
         const struct cd__slot *sl = &t->r[i];
-        __m128i a = _mm_cmpeq_epi8(_mm_load_si128((const __m128i *)sl->key), k0),
-                b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(sl->key + CD__KEY_LEN - 16)),
-                                   k1);
-        if (_mm_movemask_epi8(_mm_and_si128(a, b)) == 0xFFFF)
+        if (slot_has(sl, k0, k1))
             return sl;
         if (sl->key[0] == '\0')
             return NULL;
@@ -489,10 +495,7 @@ static ALWAYS_INLINE const struct cd__slot *probe_near(const struct cd__table *t
     const struct cd__slot *sl = &t->r[i], *end = sl + PROBE_NEAR;
 
     for (; sl < end; sl++) {
-        __m128i a = _mm_cmpeq_epi8(_mm_load_si128((const __m128i *)sl->key), k0),
-                b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(sl->key + CD__KEY_LEN - 16)),
-                                   k1);
-        if (_mm_movemask_epi8(_mm_and_si128(a, b)) == 0xFFFF)
+        if (slot_has(sl, k0, k1))
             return sl;
         if (sl->key[0] == '\0')
             return NULL;
@@ -1774,8 +1777,8 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
             const uint8_t *bits = ev_bits(&c->proj, s->ev);
             const uint8_t *tbits = t ? ev_bits(&other, t->ev) : NULL;
             if (t == NULL || bits == NULL || tbits == NULL || memcmp(bits, tbits, 16) != 0 ||
-                s->at != t->at || s->expires != t->expires || s->notice != t->notice || s->state != t->state ||
-                s->flags != t->flags) {
+                s->at != t->at || s->expires != t->expires || s->notice != t->notice ||
+                s->state != t->state || s->flags != t->flags) {
                 err = cd_err_set(CD_ERR_INTEGRITY, "customer %s: state of %s/%s differs", id,
                                  cd_purpose_name((enum cd_purpose)s->purpose),
                                  cd_consent_channel_name((enum cd_consent_channel)s->channel));
