@@ -316,9 +316,10 @@ static size_t home(uint64_t h, size_t n)
 
 /* n bytes aligned to 2 MiB (n a multiple of 2 MiB) or to 64 bytes (smaller n), zeroed, with
  * huge pages requested, then extra zeroed bytes. *raw receives what to cd_free. The slack
- * before and after the aligned block is never touched, so it costs address space, not memory. Large blocks come zeroed
- * from the kernel (calloc of a fresh mapping clears nothing), so the huge-page request comes
- * before the first touch and a table of hundreds of MiB is not written twice. */
+ * before and after the aligned block is never touched, so it costs address space, not memory.
+ * Large blocks come zeroed from the kernel (calloc of a fresh mapping clears nothing), so the
+ * huge-page request comes before the first touch and a table of hundreds of MiB is not written
+ * twice. */
 static void *alloc_aligned(size_t n, size_t extra, void **raw)
 {
     size_t al = n >= HUGE_ALIGN ? HUGE_ALIGN : 64;
