@@ -1,6 +1,6 @@
 """Bad input gets a precise RFC 9457 problem and changes nothing: malformed JSON, wrong types,
 unknown members, invalid UTF-8, wrong media type, unknown ids, authentication, roles, purposes,
-unknown routes and methods."""
+unknown routes and methods, oversized headers."""
 from e2e_util import counts, interaction
 from harness import Server, assert_problem
 
@@ -195,3 +195,19 @@ def test_unknown_route_is_404_and_wrong_method_405(srv):
     # Allow names exactly the methods the path serves.
     r = srv.req("DELETE", "/v1/customers")
     assert sorted(r[1]["allow"].split(", ")) == ["GET", "POST"], r[1]
+
+
+def test_oversized_headers_are_431_and_change_nothing(srv):
+    # Request headers live in libmicrohttpd's per-connection memory (16 KiB); a request whose
+    # headers do not fit is answered 431 by the library itself (an HTML body, not a problem:
+    # no handler runs, see docs/architecture.md) and the connection is closed. Headers well
+    # above common proxy limits (8 KiB) still fit.
+    st, _, _ = srv.req("GET", "/v1/customers?limit=1", purpose="service",
+                       headers={"X-Forwarded-Trace": "a" * 8000})
+    assert st == 200
+    st, hdrs, _ = unchanged(srv, lambda: srv.req(
+        "POST", "/v1/interactions", interaction(srv.cid),
+        headers={"X-Forwarded-Trace": "a" * 20000}))
+    assert st == 431 and hdrs.get("connection", "").lower() == "close", (st, hdrs)
+    st, _, _ = srv.req("GET", "/v1/customers?limit=1", purpose="service")
+    assert st == 200  # the server goes on serving
