@@ -10,6 +10,7 @@
  * calls. What batching costs: a crash (SIGKILL) loses the access lines of the last few
  * milliseconds; warnings and errors are never held back. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ static void write_all(const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             return; /* nowhere to report it: the log is the reporting channel */
         p += w;
