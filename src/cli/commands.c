@@ -470,7 +470,9 @@ int cd_cli_serve(int argc, char **argv)
                          .rules_dir = rules};
     struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
                                  (unsigned)num[0], (size_t)num[2]};
-    if ((err = cd_log_batch_start()) != CD_OK || (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
+    /* The access lines go out in batches from here on (docs/architecture.md). */
+    if ((err = cd_log_batch_start()) != CD_OK ||
+        (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
         goto out;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

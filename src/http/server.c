@@ -723,10 +723,11 @@ static void log_request(struct conn_state *cs)
 
     cd__http_metrics_observe(r->route ? r->route_index : cd__http_nroutes, r->status, ns);
     cd_log_batched(CD_LOG_INFO, "http.request",
-           "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%u,"
-           "\"duration_us\":%llu,\"token\":\"%s\"",
-           r->request_id, r->method, r->route ? r->route->pattern : "unmatched", r->status,
-           (unsigned long long)(ns / 1000), r->authenticated ? r->principal.token_id : "-");
+                   "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%u,"
+                   "\"duration_us\":%llu,\"token\":\"%s\"",
+                   r->request_id, r->method, r->route ? r->route->pattern : "unmatched",
+                   r->status, (unsigned long long)(ns / 1000),
+                   r->authenticated ? r->principal.token_id : "-");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
