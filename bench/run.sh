@@ -101,6 +101,10 @@ stop_server() {
 
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" | tail -1; }
 
+# Each section that times durable writes starts with the dirty pages of the one before written
+# out, so that their writeback does not land among its fsyncs.
+settle() { sync; sleep 1; }
+
 say "== Candor benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -srm), $NCPU CPUs"
 say "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 say "   temporary data under $TMP (filesystem: $(df -T "$TMP" | awk 'NR==2 {print $2}'))"
@@ -108,6 +112,7 @@ say "   temporary data under $TMP (filesystem: $(df -T "$TMP" | awk 'NR==2 {prin
 # ---- 1. store ------------------------------------------------------------------------------
 say ""
 say "== 1. raw SQLite batched vs in-process store (bench_store)"
+settle
 RAW=""
 if [ -x build/bench/bench_store ]; then
     cmd "build/bench/bench_store $STORE_ROWS $STORE_RUNS 64 $TMP"
@@ -135,9 +140,11 @@ fi
 # ---- 2. HTTP ingestion ---------------------------------------------------------------------
 say ""
 say "== 2. HTTP ingestion (server on CPU 0, wrk on CPU 1, ${SECS}s per run)"
+settle
 # ingest_run WORKERS THREADS CONNS: one run on a fresh data directory; prints the 2xx rate.
 ingest_run() {
     local d tok out
+    settle
     d=$(new_data "ingest") || return 1
     tok=$(cat "$d/admin.token")
     start_server "$d" "$1" "$2" >&2 || return 1
@@ -187,6 +194,7 @@ fi
 # ---- 3. timeline ---------------------------------------------------------------------------
 say ""
 say "== 3. timeline latency, customer with 10,000 interactions"
+settle
 D=$(new_data "timeline")
 TOK=$(cat "$D/admin.token")
 cmd "build/bench/bench_store --preload $D 10000"
@@ -346,6 +354,7 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then I4_ROWS=15000; I4_RUNS=3; I4_VERIFY="100000
 for b in "bench_ingest_overhead $I4_ROWS $I4_RUNS 64 $TMP" "bench_audit_verify $I4_VERIFY $TMP"; do
     set -- $b
     if [ ! -x "build/bench/$1" ]; then row "(6) $1" "not built"; continue; fi
+    settle
     cmd "timeout 900 build/bench/$*"
     timeout 900 "build/bench/$1" "${@:2}" 2>&1 | grep -v '^{' | tee "$TMP/$1.out"
     if [ "${PIPESTATUS[0]}" = 0 ]; then
