@@ -458,24 +458,51 @@ static ALWAYS_INLINE void touch_slot(const struct cd__table *t, size_t i)
 #ifdef __SSE2__
 #include <emmintrin.h>
 
-/* Whether slot sl holds the key loaded in k0 (bytes 0-15) and k1 (bytes 10-25). */
-static ALWAYS_INLINE bool slot_has(const struct cd__slot *sl, __m128i k0, __m128i k1)
+struct probe_key {
+    __m128i k0, k1; /* key bytes 0-15 and 10-25 */
+};
+
+static ALWAYS_INLINE struct probe_key probe_key(const char *key)
 {
-    __m128i a = _mm_cmpeq_epi8(_mm_load_si128((const __m128i *)sl->key), k0),
-            b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(sl->key + CD__KEY_LEN - 16)), k1);
+    return (struct probe_key){_mm_loadu_si128((const __m128i *)key),
+                              _mm_loadu_si128((const __m128i *)(key + CD__KEY_LEN - 16))};
+}
+
+static ALWAYS_INLINE bool slot_has(const struct cd__slot *sl, struct probe_key k)
+{
+    __m128i a = _mm_cmpeq_epi8(_mm_load_si128((const __m128i *)sl->key), k.k0),
+            b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(sl->key + CD__KEY_LEN - 16)),
+                               k.k1);
 
     return _mm_movemask_epi8(_mm_and_si128(a, b)) == 0xFFFF;
 }
+#else
+struct probe_key {
+    const char *p;
+};
+
+static ALWAYS_INLINE struct probe_key probe_key(const char *key)
+{
+    return (struct probe_key){key};
+}
+
+static ALWAYS_INLINE bool slot_has(const struct cd__slot *sl, struct probe_key k)
+{
+    const char *a = sl->key, *b = k.p;
+
+    return ((load64(a) ^ load64(b)) | (load64(a + 8) ^ load64(b + 8)) |
+            (load64(a + 16) ^ load64(b + 16)) | (load64(a + 18) ^ load64(b + 18))) == 0;
+}
+#endif
 
 static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, const char *key,
                                                   size_t i)
 {
-    __m128i k0 = _mm_loadu_si128((const __m128i *)key),
-            k1 = _mm_loadu_si128((const __m128i *)(key + CD__KEY_LEN - 16));
+    struct probe_key k = probe_key(key);
 
-    for (size_t k = 0; k < t->n; k++) {
+    for (size_t n = 0; n < t->n; n++) {
         const struct cd__slot *sl = &t->r[i];
-        if (slot_has(sl, k0, k1))
+        if (slot_has(sl, k))
             return sl;
         if (sl->key[0] == '\0')
             return NULL;
@@ -484,6 +511,7 @@ static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, con
     }
     return NULL;
 }
+
 /* The fast path's probe: PROBE_NEAR slots from i, without wrapping around the end of the
  * table (the table is followed by PROBE_NEAR empty slots), so it needs neither a counter nor
  * the table's size: registers fewer, and fewer instructions waiting for the id string. NULL
@@ -491,42 +519,17 @@ static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, con
 static ALWAYS_INLINE const struct cd__slot *probe_near(const struct cd__table *t,
                                                        const char *key, size_t i)
 {
-    __m128i k0 = _mm_loadu_si128((const __m128i *)key),
-            k1 = _mm_loadu_si128((const __m128i *)(key + CD__KEY_LEN - 16));
+    struct probe_key k = probe_key(key);
     const struct cd__slot *sl = &t->r[i], *end = sl + PROBE_NEAR;
 
     for (; sl < end; sl++) {
-        if (slot_has(sl, k0, k1))
+        if (slot_has(sl, k))
             return sl;
         if (sl->key[0] == '\0')
             return NULL;
     }
     return NULL;
 }
-#else
-#define probe_near probe
-
-static bool key_eq(const char *a, const char *b)
-{
-    return ((load64(a) ^ load64(b)) | (load64(a + 8) ^ load64(b + 8)) |
-            (load64(a + 16) ^ load64(b + 16)) | (load64(a + 18) ^ load64(b + 18))) == 0;
-}
-
-static ALWAYS_INLINE const struct cd__slot *probe(const struct cd__table *t, const char *key,
-                                                  size_t i)
-{
-    for (size_t k = 0; k < t->n; k++) {
-        const struct cd__slot *sl = &t->r[i];
-        if (key_eq(sl->key, key))
-            return sl;
-        if (sl->key[0] == '\0')
-            return NULL;
-        if (++i == t->n)
-            i = 0;
-    }
-    return NULL;
-}
-#endif
 
 static const struct cd__slot *find_slot(const struct cd__proj *p, const char key[CD__KEY_LEN])
 {
