@@ -60,6 +60,14 @@ static void append(struct cd_store *s, int n)
     assert_int_equal(cd_store_write(s, append_fn, &a), CD_OK);
 }
 
+/* The test database with its ledger open and the ledger's public key. */
+static void ledger_open(struct cd_store **s, struct cd_audit **a, uint8_t pk[32])
+{
+    assert_int_equal(cd_store_open(db, s), CD_OK);
+    assert_int_equal(cd_audit_open(*s, key, a), CD_OK);
+    assert_int_equal(cd_audit_public_key(*a, pk), CD_OK);
+}
+
 static void hex32(json_t *o, const char *k, uint8_t out[32])
 {
     const char *h = json_string_value(json_object_get(o, k));
@@ -111,9 +119,7 @@ static void appends_rollback_proofs_and_heads(void **state)
     uint8_t pk[32];
     static uint8_t path[CD_MERKLE_MAX_PROOF][32];
 
-    assert_int_equal(cd_store_open(db, &s), CD_OK);
-    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
-    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    ledger_open(&s, &a, pk);
     assert_int_equal(cd_audit_sth_latest(s, &latest), CD_ERR_NOT_FOUND);
 
     append(s, 1);
@@ -216,9 +222,7 @@ static void head_cache_follows_rollbacks(void **state)
     uint64_t checked = 0, bad_seq = 0;
     uint8_t pk[32];
 
-    assert_int_equal(cd_store_open(db, &s), CD_OK);
-    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
-    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    ledger_open(&s, &a, pk);
     append(s, 15); /* the next appends cross the first stored Merkle node (16 leaves) */
 
     gate_close(s, &g);
@@ -272,9 +276,7 @@ static void verify_names_the_first_bad_entry(void **state)
     struct cd_audit_report rep;
     uint8_t pk[32];
 
-    assert_int_equal(cd_store_open(db, &s), CD_OK);
-    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
-    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    ledger_open(&s, &a, pk);
     append(s, 20);
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
@@ -309,9 +311,7 @@ static void verify_ranks_failures_across_threads(void **state)
     uint8_t pk[32];
     const int n = 5000;
 
-    assert_int_equal(cd_store_open(db, &s), CD_OK);
-    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
-    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    ledger_open(&s, &a, pk);
     append(s, n);
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
     assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
@@ -342,9 +342,7 @@ static void verify_survives_allocation_failures(void **state)
     struct cd_audit_report rep;
     uint8_t pk[32];
 
-    assert_int_equal(cd_store_open(db, &s), CD_OK);
-    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
-    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    ledger_open(&s, &a, pk);
     append(s, 40);
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
     for (long k = 1; k < 100; k++) {
@@ -579,9 +577,7 @@ static void old_ledger_migrates(void **state)
     uint8_t pk[32];
 
     assert_non_null(t);
-    assert_int_equal(cd_store_open(db, &s), CD_OK);
-    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
-    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    ledger_open(&s, &a, pk);
     append(s, 45);
     assert_int_equal(cd_audit_publish(a, &h, NULL), CD_OK);
     assert_int_equal(cd_store_write(s, make_old_fn, t), CD_OK);
