@@ -217,7 +217,7 @@ static enum cd_err owner_row(void *ctx, const struct cd_val *cols, size_t n)
     l->found = true;
     cd__core_col_text(cols[0], l->customer_id, sizeof l->customer_id);
     cd_buf_reset(&l->wrapped);
-    if (cols[1].type == CD_VAL_BLOB)
+    if (n > 1 && cols[1].type == CD_VAL_BLOB)
         return cd_buf_append(&l->wrapped, cols[1].p, cols[1].len);
     return CD_OK;
 }
@@ -225,6 +225,8 @@ static enum cd_err owner_row(void *ctx, const struct cd_val *cols, size_t n)
 static const char SELECT_BY_IDENTITY[] =
     "SELECT c.id, c.key_wrapped FROM identities i JOIN customers c ON c.id = i.customer_id"
     " WHERE i.kind = $1 AND i.lookup = $2";
+static const char SELECT_IDENTITY_OWNER[] =
+    "SELECT customer_id FROM identities WHERE kind = $1 AND lookup = $2";
 static const char SELECT_BY_ID[] =
     "SELECT id, key_wrapped FROM customers WHERE id = $1 AND merged_into IS NULL"
     " AND erased_at IS NULL";
@@ -256,6 +258,33 @@ static bool fields_sealed_for(const struct ingest_ctx *ic, const char *customer_
 {
     return ic->fields_for_ok && strcmp(ic->fields_for, customer_id) == 0 &&
            len == CD_CRYPTO_WRAPPED_LEN && memcmp(ic->fields_for_wrapped, wrapped, len) == 0;
+}
+
+/* The identity's owner and its wrapped key, read inside the write. When the fields were sealed
+ * before the write for the customer the identity still points to, the key they were sealed under
+ * is that customer's key, and it is not read again (a B-tree search of customers by text id, on
+ * the writer, the serial part of every ingest). Why that holds: a customer's wrapped key is set
+ * when the customer is created and changes only when it is merged away or erased, and the same
+ * transaction then moves its identities to the survivor or deletes them; identities are only
+ * ever added to a live customer. So while an identity points to a customer, that customer has
+ * the key it was created with, the one pre_seal (or the owner cache) saw. */
+static enum cd_err owner_by_identity(struct cd_tx *tx, const struct ingest_ctx *ic,
+                                     struct ident_lookup *l)
+{
+    struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
+    enum cd_err err;
+
+    if (ic->fields_for_ok) {
+        if ((err = cd_tx_exec(tx, SELECT_IDENTITY_OWNER, p, 2, owner_row, l, NULL)) != CD_OK ||
+            !l->found)
+            return err;
+        if (strcmp(l->customer_id, ic->fields_for) == 0) {
+            cd_buf_reset(&l->wrapped);
+            return cd_buf_append(&l->wrapped, ic->fields_for_wrapped, CD_CRYPTO_WRAPPED_LEN);
+        }
+        l->found = false; /* another owner: its key is needed, to seal again */
+    }
+    return cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, l, NULL);
 }
 
 /* Seals the normalised identity under k (a new customer's key). */
@@ -291,8 +320,7 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd__core_idem_check(tx, ic->idem, ic->replay_id)) != CD_OK || ic->replay_id[0])
         goto out;
     if (ic->by_identity) {
-        struct cd_val p[] = {CD_VTEXT(ic->ident_type), CD_VBLOB(ic->lookup, sizeof ic->lookup)};
-        if ((err = cd_tx_exec(tx, SELECT_BY_IDENTITY, p, 2, owner_row, &l, NULL)) != CD_OK)
+        if ((err = owner_by_identity(tx, ic, &l)) != CD_OK)
             goto out;
     } else {
         char resolved[CD_ID_MAX];

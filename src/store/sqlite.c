@@ -87,14 +87,17 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
     if ((err = sq_simple(conn, "PRAGMA foreign_keys=ON")) != CD_OK)
         goto fail;
     if (writer) {
-        /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. A 64 MiB
-         * page cache keeps the index pages that random customer ids touch in memory, instead
-         * of reading them back from the OS on every batch. */
+        /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. A 16 MiB
+         * page cache keeps the hot index pages that random customer ids touch in memory. Not
+         * more: the end of every COMMIT passes over the page cache (pcache1's truncation, in
+         * perf under sqlite3PagerCommitPhaseTwo), a cost that grows with the cache and not with
+         * the batch. With 64 MiB the writer spent about a sixth more time per row in batches
+         * of about 30 (bench_ingest_overhead, docs/benchmarks.md). */
         if ((err = sq_simple(conn, "PRAGMA journal_mode=WAL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA synchronous=FULL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA secure_delete=ON")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA wal_autocheckpoint=8000")) != CD_OK ||
-            (err = sq_simple(conn, "PRAGMA cache_size=-65536")) != CD_OK)
+            (err = sq_simple(conn, "PRAGMA cache_size=-16384")) != CD_OK)
             goto fail;
     }
     *out = conn;
