@@ -207,6 +207,67 @@ static void first_messages_of_a_new_identity(void **state)
     json_decref(b2);
 }
 
+/* Moves every identity of customer ctx[1] to customer ctx[0], as a merge does. */
+static enum cd_err move_identities(struct cd_tx *tx, void *ctx)
+{
+    const char *const *ids = ctx;
+    struct cd_val p[] = {CD_VCSTR(ids[0]), CD_VCSTR(ids[1])};
+
+    return cd_tx_exec(tx, "UPDATE identities SET customer_id = $1 WHERE customer_id = $2", p, 2,
+                      NULL, NULL, NULL);
+}
+
+/* A message sealed before the write for the owner the owner cache names, whose identity moves
+ * to another customer before the write runs: the write sees the new owner, seals again under
+ * its key (the key of the old one is not taken on trust), and the event names the new owner. */
+static void identity_moved_between_sealing_and_write(void **state)
+{
+    struct gate g = GATE_INIT;
+    json_t *x = NULL, *o = NULL, *tl = NULL, *evs = NULL, *f = NULL;
+    char ida[CD_ID_MAX], idb[CD_ID_MAX], id[CD_ID_MAX];
+    struct cd_buf answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    bool replayed = false;
+    (void)state;
+
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"a@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\",\"body\":\"a\"}",
+                            &x), CD_OK);
+    snprintf(ida, sizeof ida, "%s", json_string_value(json_object_get(x, "customer_id")));
+    json_decref(x);
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"b@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\",\"body\":\"b\"}",
+                            &x), CD_OK);
+    snprintf(idb, sizeof idb, "%s", json_string_value(json_object_get(x, "customer_id")));
+    json_decref(x);
+
+    const char *ids[] = {ida, idb};
+    json_t *body = parse("{\"identity\":{\"type\":\"email\",\"value\":\"b@example.com\"},"
+                         "\"channel\":\"email\",\"direction\":\"inbound\","
+                         "\"body\":\"after the move\"}");
+    gate_close(store, &g);
+    assert_int_equal(cd_store_write_async(store, move_identities, ids, gate_done, &g), CD_OK);
+    assert_int_equal(cd_core_interaction_ingest_start(core, &actor, body, NULL, CD_FIELDS_ALL,
+                                                      ingest_done, &g, &f), CD_OK);
+    gate_open_and_wait(&g, 3);
+    assert_int_equal(cd_core_interaction_ingest_finish(g.ops[0], &answer, &replayed, id), CD_OK);
+    o = parsed(&answer);
+    assert_string_equal(json_string_value(json_object_get(o, "customer_id")), ida);
+
+    /* Sealed under a's key: it opens on a's timeline. */
+    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL};
+    assert_int_equal(timeline(cd_str_c(ida), &tq, &tl), CD_OK);
+    json_t *newest = json_array_get(json_object_get(tl, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(newest, "body")), "after the move");
+    struct cd_audit_query aq = {cd_str_c(ida), CD_STR("interaction.ingest"), CD_STR_NULL,
+                                CD_STR_NULL, 0, 0, 10};
+    assert_int_equal(cd_audit_list(store, &aq, &evs), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(evs, "items")), 2);
+    json_decref(evs);
+    json_decref(tl);
+    json_decref(o);
+    json_decref(body);
+}
+
 static void customers_and_conflicts(void **state)
 {
     json_t *body = parse("{\"display_name\":\"Ana\",\"attributes\":{\"tier\":\"plus\"},"
@@ -541,6 +602,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(customers_and_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_timeline_and_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(first_messages_of_a_new_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(identity_moved_between_sealing_and_write, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(personal_data_is_sealed_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_survives_every_allocation_failure, setup,
                                         teardown),
