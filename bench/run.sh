@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmarks of issue 3, unattended, loopback only, in about 6 minutes.
+# `make bench`: the benchmarks of issues 3, 4 and 5, unattended, loopback only, in about 6.5 minutes.
 #
 #   1. bench_store: raw SQLite batched inserts vs cd_core_interaction_ingest and bare
 #      cd_store_write from 64 threads (group commit), and both through the asynchronous forms
 #      the HTTP server uses, medians of 5 runs.
 #   2. HTTP ingestion: `candor serve` pinned to CPU 0, wrk pinned to CPU 1, 256 connections
-#      POSTing distinct interactions; a sweep of --workers/--threads, then 3 runs of the best.
+#      POSTing distinct interactions; a sweep of --workers/--threads, then 3 runs of the best;
+#      then the floor under it, bench_http_floor (the same libraries doing the least an
+#      ingestion must do), 3 runs with the same pinning, load and connections.
 #   3. Timeline: a customer with 10,000 interactions, p50/p99 of 50-item pages under load,
 #      the server's RSS afterwards.
 #   4. Other in-process benches: bench_merkle, bench_guard, bench_consent (on CPU 1).
@@ -189,6 +191,43 @@ row "(2) HTTP ingest, --workers $1 --threads $2, -c$BEST_CONNS" \
 if [ -n "$RAW" ]; then
     row "(2) HTTP / raw SQLite batched" \
         "$(awk -v a="$HTTP_MED" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')%"
+fi
+
+# floor_run CONNS: one run of bench_http_floor on a fresh directory; prints the 2xx rate.
+floor_run() {
+    local d="$TMP/floor" out
+    settle
+    rm -rf "$d" && mkdir -p "$d"
+    PORT=$(free_port)
+    cmd "$PIN_SRV build/bench/bench_http_floor $PORT $d" >&2
+    $PIN_SRV build/bench/bench_http_floor "$PORT" "$d" 2>"$d/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 200); do
+        curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    cmd "$PIN_GEN wrk -t1 -c$1 -d${SECS}s -s bench/ingest.lua http://127.0.0.1:$PORT -- none" >&2
+    out=$($PIN_GEN wrk -t1 -c"$1" -d"${SECS}s" --timeout 10s -s bench/ingest.lua \
+        "http://127.0.0.1:$PORT" -- none 2>&1)
+    printf '%s\n' "$out" | grep -E '^INGEST' >&2
+    stop_server
+    printf '%s\n' "$out" | grep '^INGEST' | field rate_2xx
+}
+
+if [ -x build/bench/bench_http_floor ]; then
+    say "-- the floor: bench_http_floor (libmicrohttpd + jansson + SQLite group commit, nothing"
+    say "   else), $BEST_CONNS connections; $RUNS runs for the median"
+    FLOORS=()
+    for i in $(seq 1 "$RUNS"); do
+        r=$(floor_run "$BEST_CONNS"); FLOORS+=("${r:-0}")
+        say "   run $i: ${r:-0} interactions/s"
+    done
+    FLOOR_MED=$(printf '%s\n' "${FLOORS[@]}" | median)
+    row "(2) floor: bench_http_floor, -c$BEST_CONNS" "$FLOOR_MED interactions/s (median of $RUNS)"
+    row "(2) HTTP ingest / floor" \
+        "$(awk -v a="$HTTP_MED" -v b="$FLOOR_MED" 'BEGIN{if (b>0) printf "%.1f", 100*a/b; else print "n/a"}')%"
+else
+    row "(2) floor: bench_http_floor" "not built"
 fi
 
 # ---- 3. timeline ---------------------------------------------------------------------------
