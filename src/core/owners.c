@@ -3,9 +3,10 @@
  * (see pre_seal in interactions.c) and needed a read transaction to learn the owner and key;
  * on a busy server that read was a quarter of the request threads' time.
  *
- * For the sealing it is only a hint. The write reads the owner and wrapped key again inside its
- * transaction and uses the early sealing only if both are unchanged, so a stale entry costs a
- * second sealing, never a wrong row. It is also exact once a change has committed, which is why
+ * For the sealing it is only a hint. The write reads the identity's owner again inside its
+ * transaction and uses the early sealing only if it is the customer the fields were sealed for
+ * (whose wrapped key cannot have changed meanwhile: owner_by_identity in interactions.c), so a
+ * stale entry costs a second sealing, never a wrong row. It is also exact once a change has committed, which is why
  * the outbound consent and guard hooks may decide for the owner it names: an identity changes
  * owner only by a merge or an erasure, and forgetting (on both) wipes every slot and bumps a
  * generation, and an entry learnt from a read that began before the forgetting is refused. So

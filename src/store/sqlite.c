@@ -91,7 +91,7 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
          * page cache keeps the hot index pages that random customer ids touch in memory. Not
          * more: the end of every COMMIT passes over the page cache (pcache1's truncation, in
          * perf under sqlite3PagerCommitPhaseTwo), a cost that grows with the cache and not with
-         * the batch. With 64 MiB the writer spent about a sixth more time per row in batches
+         * the batch. With 64 MiB the writer spent about a fifth more time per row in batches
          * of about 30 (bench_ingest_overhead, docs/benchmarks.md). */
         if ((err = sq_simple(conn, "PRAGMA journal_mode=WAL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA synchronous=FULL")) != CD_OK ||
