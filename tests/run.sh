@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: lint, unit tests (cmocka, ASan+UBSan), end-to-end tests against the real binary,
-# fuzz-corpus replay and the guard quality floors. Ends with "N passed, N failed".
+# fuzz-corpus replay and the guard quality floors; the benchmarks are compiled (not run). Ends
+# with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
@@ -21,7 +22,7 @@ section lint
 if bash scripts/lint.sh; then ok lint; else bad lint; fi
 
 section build
-if ! make -s -j"$JOBS" build/asan/candor build/candor unit >/tmp/candor-build.$$ 2>&1; then
+if ! make -s -j"$JOBS" build/asan/candor build/candor unit bench-build >/tmp/candor-build.$$ 2>&1; then
   cat /tmp/candor-build.$$ >&2
   bad build
   echo "$passed passed, $failed failed"
