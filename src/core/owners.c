@@ -6,11 +6,12 @@
  * For the sealing it is only a hint. The write reads the identity's owner again inside its
  * transaction and uses the early sealing only if it is the customer the fields were sealed for
  * (whose wrapped key cannot have changed meanwhile: owner_by_identity in interactions.c), so a
- * stale entry costs a second sealing, never a wrong row. It is also exact once a change has committed, which is why
- * the outbound consent and guard hooks may decide for the owner it names: an identity changes
- * owner only by a merge or an erasure, and forgetting (on both) wipes every slot and bumps a
- * generation, and an entry learnt from a read that began before the forgetting is refused. So
- * no owner outlives its merge here, and no copy of a shredded key outlives the erasure.
+ * stale entry costs a second sealing, never a wrong row. It is also exact once a change has
+ * committed, which is why the outbound consent and guard hooks may decide for the owner it
+ * names: an identity changes owner only by a merge or an erasure, and forgetting (on both)
+ * wipes every slot and bumps a generation, and an entry learnt from a read that began before
+ * the forgetting is refused. So no owner outlives its merge here, and no copy of a shredded key
+ * outlives the erasure.
  *
  * A fixed table of slots (direct-mapped by the blind index, which is already a keyed hash), each
  * guarded by one of a few striped locks; memory is bounded and nothing is allocated per use. */
