@@ -76,6 +76,18 @@ new_data() {
     printf '%s\n' "$d"
 }
 
+# wait_ready URL PID LOG: waits up to 10 s for URL to answer; if it does not (or PID exits),
+# prints the end of LOG and fails.
+wait_ready() {
+    for _ in $(seq 1 200); do
+        if curl -fs "$1" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    say "bench: the server did not start:"; tail -5 "$3"
+    return 1
+}
+
 # start_server DATA WORKERS THREADS: sets SERVER_PID and PORT; stderr logs to DATA/server.log.
 start_server() {
     PORT=$(free_port)
@@ -83,12 +95,7 @@ start_server() {
     $PIN_SRV "$BIN" serve --data "$1" --listen "127.0.0.1:$PORT" --workers "$2" --threads "$3" \
         --rules rules >"$1/server.out" 2>"$1/server.log" &
     SERVER_PID=$!
-    for _ in $(seq 1 200); do
-        if curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    say "bench: the server did not start:"; tail -5 "$1/server.log"
+    wait_ready "http://127.0.0.1:$PORT/healthz" "$SERVER_PID" "$1/server.log" && return 0
     SERVER_PID=""
     return 1
 }
@@ -205,10 +212,10 @@ floor_run() {
     cmd "$PIN_SRV build/bench/bench_http_floor $PORT $d" >&2
     $PIN_SRV build/bench/bench_http_floor "$PORT" "$d" 2>"$d/server.log" &
     SERVER_PID=$!
-    for _ in $(seq 1 200); do
-        curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-        sleep 0.05
-    done
+    if ! wait_ready "http://127.0.0.1:$PORT/healthz" "$SERVER_PID" "$d/server.log" >&2; then
+        stop_server
+        return 1
+    fi
     cmd "$PIN_GEN wrk -t1 -c$1 -d${SECS}s -s bench/ingest.lua http://127.0.0.1:$PORT -- none" >&2
     out=$($PIN_GEN wrk -t1 -c"$1" -d"${SECS}s" --timeout 10s -s bench/ingest.lua \
         "http://127.0.0.1:$PORT" -- none 2>&1)
@@ -340,7 +347,7 @@ NGEOF
     cmd "$PIN_SRV $NGINX -p $NGD -c $NGD/nginx.conf -e $NGD/logs/error.log"
     $PIN_SRV "$NGINX" -p "$NGD" -c "$NGD/nginx.conf" -e "$NGD/logs/error.log" &
     NG_PID=$!
-    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$NGPORT/" >/dev/null 2>&1 && break; sleep 0.05; done
+    wait_ready "http://127.0.0.1:$NGPORT/" "$NG_PID" "$NGD/logs/error.log"
     cmd "$PIN_GEN wrk -t1 -c64 -d${SECS}s http://127.0.0.1:$NGPORT/"
     R=()
     for i in $(seq 1 "$RUNS"); do r=$(consent_wrk "http://127.0.0.1:$NGPORT/" ""); R+=("${r:-0}"); say "   nginx run $i: ${r:-0} req/s"; done
