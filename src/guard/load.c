@@ -96,6 +96,18 @@ static enum cd_err parse_double(struct ld *l, const yaml_node_t *n, double lo, d
     return CD_OK;
 }
 
+static enum cd_err parse_bool(struct ld *l, const yaml_node_t *n, bool *out)
+{
+    if (cd_yaml_scalar_is(n, "true") || cd_yaml_scalar_is(n, "yes") || cd_yaml_scalar_is(n, "on"))
+        *out = true;
+    else if (cd_yaml_scalar_is(n, "false") || cd_yaml_scalar_is(n, "no") ||
+             cd_yaml_scalar_is(n, "off"))
+        *out = false;
+    else
+        return fail(l, n, "expected true or false");
+    return CD_OK;
+}
+
 static enum cd_err parse_severity(struct ld *l, const yaml_node_t *n,
                                   enum cd_guard_severity *out)
 {
@@ -276,8 +288,10 @@ static enum cd_err parse_ctx(struct ld *l, const yaml_node_t *n, struct cd__guar
             err = parse_uint(l, v, 10000, &c->before);
         else if (cd_yaml_scalar_is(k, "after"))
             err = parse_uint(l, v, 10000, &c->after);
+        else if (cd_yaml_scalar_is(k, "sentence"))
+            err = parse_bool(l, v, &c->sentence);
         else
-            err = fail(l, k, "unknown key in context (patterns, phrases, before, after)");
+            err = fail(l, k, "unknown key in context (patterns, phrases, before, after, sentence)");
         if (err != CD_OK)
             return err;
     }

@@ -317,8 +317,9 @@ SNEAKING = [
 
 # Marketing lures in short messages (UCPD Annex I 20 and 31; ICO/PECR direct marketing; FTC
 # guidance on text scams: prizes, problems with an account, delivery fees, "reply to claim";
-# premium-rate numbers). Default label misleading; pressure where the lure threatens or rushes,
-# pricing where "free" carries a cost.
+# premium-rate numbers). Default label misleading; pressure where the lure threatens or rushes;
+# "free" that carries a cost is pricing (UCPD Annex I 20), as in the pricing pack, and only that
+# when nothing else in the message is a lure.
 LURES = [
     "Congratulations! You've won a {price} {shop} gift card. Reply YES to claim.",
     ("URGENT: Your account will be closed today. Verify now: {url}", ["misleading", "pressure"]),
@@ -341,9 +342,9 @@ LURES = [
     "Guaranteed loan approval, reply LOAN.",
     "You qualify for a government grant of {price}. Apply at {url}",
     "Your mobile number won {price} in our monthly draw!",
-    "WINNER!! As a valued customer you have been selected to receive a {price} prize. Call {premium}.",
+    ("WINNER!! As a valued customer you have been selected to receive a {price} prize. Call {premium}.", ["misleading", "pressure"]),
     "You have won a holiday to {resort}! To claim call {premium}.",
-    ("Your free gift is ready – just pay {small} postage.", ["misleading", "pricing"]),
+    ("Your free gift is ready – just pay {small} postage.", ["pricing"]),
     "{shop}: you've been chosen to test the new {gadget} for free. Reply YES.",
     "Reply YES to confirm your {price} cashback.",
     "Your entry into our {price} draw is confirmed – text 2 to {short} to double your chances ({small} per text).",
@@ -358,7 +359,7 @@ LURES = [
     "Free entry into our weekly competition to win {price}. Text WIN to {short}. {small}/wk.",
     "Ur mob no. was selected 4 a {price} prize! Call {premium} b4 midnite",
     "Congrats {{first_name}}! You're a guaranteed winner – call {premium} to find out what you've won.",
-    ("Your {shop} order is free! Just cover the {small} shipping: {url}", ["misleading", "pricing"]),
+    ("Your {shop} order is free! Just cover the {small} shipping: {url}", ["pricing"]),
     "You've been pre-approved for a {price} loan. Reply YES to accept.",
     "Exclusive: you've been chosen to receive a free {gadget}. Claim: {url}",
     "Your phone bill has been overpaid; a refund of {price} is waiting. Claim at {url}",
@@ -376,7 +377,7 @@ LURES = [
     "You're entitled to compensation of up to {price} for your mis-sold PPI. Reply CLAIM.",
     "You have been awarded {price} in unclaimed rebates. Call {premium}.",
     "Hi {{first_name}}, you have (1) new prize waiting. Collect it at {url}",
-    "Free {gadget} for the first 50 people who reply YES!",
+    ("Free {gadget} for the first 50 people who reply YES!", ["misleading", "pressure"]),
     "You qualify for a free boiler under the government scheme. Reply YES for a call back.",
     "Good news! Your debt can be written off. Reply INFO.",
     "We owe you {price}! Claim your refund: {url}",
@@ -384,11 +385,11 @@ LURES = [
     ("Your account has been locked for security reasons. Unlock it within 24h: {url}", ["misleading", "pressure"]),
     "Play now and win up to {price} instantly! Text PLAY to {short}.",
     "Only {small} to enter, win a {gadget}! Text GO to {short}.",
-    ("Get your FREE sample pack today – just {small} p&p. Reply YES.", ["misleading", "pricing"]),
+    ("Get your FREE sample pack today – just {small} p&p. Reply YES.", ["pricing"]),
     "You've been specially selected for our VIP draw. Reply VIP.",
     "Your {shop} gift card balance of {price} is about to be claimed by you! Tap {url}",
     "Our records show you're owed a {price} energy rebate. Apply at {url}",
-    "Txt YES to get 100 free minutes (then {small}/week).",
+    ("Txt YES to get 100 free minutes (then {small}/week).", ["misleading", "pricing"]),
     "Ring {premium} to hear your secret admirer's message (calls {small}/min).",
 ]
 

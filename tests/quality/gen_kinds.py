@@ -46,6 +46,10 @@ MONTHS = ["January", "March", "June", "September", "October", "December"]
 URLS = ["bit.ly/3xYz9Q", "https://royalmail-redelivery.info/pay", "tinyurl.com/claim-gift",
         "http://secure-verify-account.co/login", "gov-refund.help/claim", "rb.gy/k2p9s",
         "https://parcel-reschedule.net/uk", "acme.co/offers"]
+# Links in honest messages: the business's own domain (the same number of entries as URLS, so
+# choosing one draws the same randomness).
+SITE_URLS = ["acme.co/t/ABC123", "acme.co/offers", "northwind.com/terms", "www.brightwave.co.uk/help",
+             "fernley.com/orders", "app.lumio.io/account", "kestrel.co/sale", "octopia.com/appointments"]
 CHANNELS = ["email", "sms", "chat", "social", "app", "push"]
 CURRENCIES = ["£", "$", "€", "A$", "C$", "₹"]
 
@@ -518,7 +522,7 @@ def lines_for(g, bank, split):
         order = list(items) + [g.pick(items) for _ in range(max(0, n_neg_kind - len(items)))]
         for t in order:
             ch = "sms" if kind == "sms_lure_honest" else g.pick(CHANNELS)
-            add(frame(g, fill(g, t), kind, ch), [], kind, ch, True)
+            add(frame(g, fill(g, t, {"url": lambda: g.pick(SITE_URLS)}), kind, ch), [], kind, ch, True)
     sectors = list(bank.SECTORS)
     for _ in range(n_ord):
         sec = g.pick(sectors)
