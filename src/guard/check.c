@@ -301,6 +301,13 @@ struct vvec {
     size_t n, cap;
 };
 
+static bool in_set(const uint8_t set[32], char c)
+{
+    unsigned char b = (unsigned char)c;
+
+    return (set[b >> 3] >> (b & 7)) & 1;
+}
+
 static bool shape_only(const struct cd__guard_rule *r)
 {
     return r->kind == CD__GUARD_PII && r->context.npats == 0 &&
@@ -400,9 +407,11 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
     /* Candidates: validators and context windows on matched spans only. */
     for (size_t i = 0; i < sc.n; i++) {
         const struct match *m = &sc.m[i];
-        uint32_t ri = s->pats[m->id].rule;
+        uint32_t ri = s->pats[m->id].rule, from;
         const struct cd__guard_rule *r;
+        enum cd__guard_vres vres;
         struct fnd f;
+        size_t u;
 
         if (ri == CD__GUARD_NO_RULE)
             continue;
@@ -426,28 +435,27 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
         if (r->kind != CD__GUARD_EXISTENCE && r->kind != CD__GUARD_PII &&
             r->kind != CD__GUARD_SUBSTITUTION)
             continue;
-        {
-            enum cd__guard_vres vres =
-                cd__guard_validate(r->validator, norm, nlen, m->from, m->to);
-            if (vres == CD__GUARD_VR_NO)
-                continue;
-            if (r->context.npats && !ctx_hit(&sc, norm, &r->context, m->from, m->to))
-                continue;
-            if (vres == CD__GUARD_VR_FAILED) {
-                if (r->kind == CD__GUARD_PII &&
-                    (err = veto_push(&vetoes, m->from, m->to, r)) != CD_OK)
-                    goto out;
-                continue;
-            }
+        from = m->from;
+        if (r->has_extend_left)
+            while (from > 0 && in_set(r->extend_left, norm[from - 1]))
+                from--;
+        vres = cd__guard_validate(r->validator, norm, nlen, from, m->to);
+        if (vres == CD__GUARD_VR_NO)
+            continue;
+        if (r->context.npats && !ctx_hit(&sc, norm, &r->context, from, m->to))
+            continue;
+        if (vres == CD__GUARD_VR_FAILED) {
+            /* Its own check failed: not this kind of data, and no weaker rule's either. */
+            if (r->kind == CD__GUARD_PII && (err = veto_push(&vetoes, from, m->to, r)) != CD_OK)
+                goto out;
+            continue;
         }
-        {
-            bool suppressed = false;
-            for (size_t u = 0; u < r->nunless && !suppressed; u++)
-                suppressed = ctx_hit(&sc, norm, &r->unless[u], m->from, m->to);
-            if (suppressed)
-                continue;
-        }
-        f = make_fnd(s, r, m->id, m->from, m->to, channel, outbound);
+        for (u = 0; u < r->nunless; u++)
+            if (ctx_hit(&sc, norm, &r->unless[u], from, m->to))
+                break;
+        if (u < r->nunless)
+            continue;
+        f = make_fnd(s, r, m->id, from, m->to, channel, outbound);
         if ((err = fpush(&cand, &f)) != CD_OK)
             goto out;
     }

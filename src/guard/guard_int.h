@@ -82,6 +82,11 @@ struct cd__guard_rule {
     struct cd__guard_ctx context;
     struct cd__guard_ctx unless[CD__GUARD_MAX_UNLESS]; /* any hit suppresses the candidate */
     size_t nunless;
+    /* Bytes a candidate's start extends back over before it is validated ("extend_left"), so a
+     * pattern may begin at a rare anchor (the "@" of an e-mail address) instead of at a
+     * variable-length run that start-of-match tracking must follow everywhere. */
+    uint8_t extend_left[32];
+    bool has_extend_left;
     double max_grade;
     uint32_t min_words;
     enum cd__guard_measure measure;
