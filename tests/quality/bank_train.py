@@ -326,7 +326,7 @@ LURES = [
     ("FREE iPhone 15! Just pay {small} delivery. Claim at {url}", ["misleading", "pricing"]),
     "You have been selected for a {price} {shop} reward.",
     "Text WIN to {short} to claim your prize ({small}/msg).",
-    ("Call {premium} now to collect your prize! Calls cost {small}/min.", ["misleading"]),
+    ("Call {premium} now to collect your prize! Calls cost {small}/min.", ["misleading", "pressure"]),
     "Your parcel couldn't be delivered. Pay the {small} redelivery fee at {url}",
     "HMRC: You are due a tax refund of {price}. Claim here: {url}",
     ("{bank}: unusual activity detected. Confirm your details at {url} within 24 hours.", ["misleading", "pressure"]),
@@ -370,7 +370,7 @@ LURES = [
     "Your loyalty points are worth {price} – redeem at {url}",
     "You've won! Text BACK to {short} to claim ({small} per message).",
     "{shop} is giving away {price} to 100 lucky customers. You're one of them!",
-    "Free psychic reading! Call {premium} now. Calls cost {small} per minute.",
+    ("Free psychic reading! Call {premium} now. Calls cost {small} per minute.", ["misleading", "pressure"]),
     ("Final warning: pay the outstanding {small} toll fee today or face a penalty: {url}", ["misleading", "pressure"]),
     "Your {bank} account needs verifying. Log in at {url}",
     ("Security alert: someone logged in to your account from {city}. If this wasn't you, confirm your details now at {url}", ["misleading", "pressure"]),
@@ -892,4 +892,163 @@ TEMPLATE_NEG = [
     "[FIRST NAME], your delivery slot on [DATE] between [START TIME] and [END TIME] is confirmed.",
     "Hi {customer}, the total for order {order_id} is {total}, including delivery.",
     "Dear {{customer.title}} {{customer.last_name}}, your statement for {{statement.month}} is ready.",
+]
+
+# ---- Second batch, written after the first round of rule changes, from the same regulators'
+# typologies (activity and popularity claims, timers and relative deadlines, loss-framed
+# declines and hard exits, preselection and forced steps, prize/refund/account pretexts). It is
+# training text: the held-out bank was not read to write it. ---------------------------------
+
+SOCIAL_PROOF += [
+    "Over {big} orders placed today",
+    "{n} people are currently browsing this page",
+    "{n} customers in {city} have already made the switch",
+    "This item is in high demand: {n} views in the last hour",
+    "{big} happy customers this week",
+    "Most booked hotel in {city}",
+    "{n} bookings for these dates today",
+    "Last purchased {mins} min ago",
+    "{n} people have claimed theirs",
+    "{name} from {city} has added this to their basket",
+    "Loved by {big}+ customers",
+    "Everyone's switching to {brand}.",
+    "{n} other people are thinking about this trip",
+    "Hot deal: {n} bought today",
+    "{name} ({city}) just claimed a free sample",
+    "{n} sold recently",
+    "People near you are buying this",
+    "Join {big}+ subscribers who never miss a deal",
+    "{pct}% of customers added this to their order",
+    "{n} people are considering this right now",
+    "Back in stock and selling quickly – {n} sold since this morning",
+]
+
+URGENCY += [
+    "Only {h} hours until this offer is gone",
+    "The {pct}% discount is only on until tomorrow",
+    "Deal ends at 23:59 tonight",
+    "This price is only guaranteed for the next {m} minutes",
+    "Discount expires at the end of the day",
+    "Sale closes soon",
+    "Limited-time pricing",
+    "Tonight only: free delivery",
+    "{h}:{mm}:{ss} remaining",
+    "Reserved for you for {mm}:{ss}",
+    "Your offer expires {weekday} at midnight",
+    "The countdown is on",
+    "Last {h} hours of the sale",
+    "Ends at 12am",
+    "Deal ending shortly",
+    "Price valid today only",
+    "Offer runs out in {d} days",
+    "Final {h} hours: {pct}% off",
+    "Expiring tonight: your {pct}% voucher",
+    "Time left: {h}h {m}m",
+]
+
+CONFIRMSHAMING += [
+    "No thanks, I don't want to be in the know",
+    "I'll miss out on the savings",
+    "No, I'm not interested in my health",
+    "Skip offer – I'll pay for my own mistakes",
+    "No thanks, I prefer to browse without a discount",
+    "I'd rather not protect my purchase",
+    "Cancel and give up your price guarantee",
+    "Not today, I don't need a bargain",
+    "I understand I will lose all my saved work",
+    "Continue without backup",
+    "To close your account, please call us during office hours.",
+    "You can only cancel by sending a signed form to our head office.",
+    "Unsubscribing? You'll stop getting the discounts everyone else gets.",
+    "Are you sure you want to leave us? You won't get your member price back.",
+    "No thanks, I'm happy to stay in debt",
+    "I'd rather keep my old, slow phone",
+    "No, I don't want to feel better",
+    "I'm fine overpaying for energy",
+]
+
+SNEAKING += [
+    "We've added a one-year warranty ({price}) so you're covered.",
+    "Your booking includes flexible cancellation for {price} – untick to remove it.",
+    "A protection plan has automatically been added to your cart.",
+    "We've signed you up to our SMS offers.",
+    "Your delivery includes a {price} packaging fee we added.",
+    "We pre-ticked the box for seat reservation.",
+    "Checkout includes a donation of {price} unless you opt out.",
+    "Your subscription has been upgraded to Premium at {price} a month.",
+    "Travel insurance is selected by default. You can remove it on the next page.",
+    "A gift box ({price}) has been included with your order.",
+    "We've enrolled you in our rewards club ({price}/year).",
+    ("To see delivery times, please sign in.", ["pressure"]),
+    ("Please allow cookies to view this page.", ["pressure"]),
+    ("Enter your phone number to see your discount.", ["pressure"]),
+    ("You need an account to buy this item.", ["pressure"]),
+    ("Download the app to unlock this price.", ["pressure"]),
+    ("To use the Wi-Fi, accept marketing from our partners.", ["pressure"]),
+    ("Sign in with Google to finish your order.", ["pressure"]),
+    ("Connect your contacts to continue.", ["pressure"]),
+]
+
+LURES += [
+    "You've been chosen as this week's prize winner! Claim now: {url}",
+    "Your mobile has won a {price} bonus. Text CLAIM to {short}.",
+    ("FINAL NOTICE: your {price} reward will expire today. Collect it at {url}", ["misleading", "pressure"]),
+    "Congratulations, your number was picked in our draw. Call {premium} to find out what you've won.",
+    "Your parcel is waiting. A {small} delivery fee is due: {url}",
+    "We noticed a problem with your payment. Update your card at {url}",
+    "Your tax refund of {price} is ready. Verify your identity: {url}",
+    "Get {price} free credit – reply YES",
+    "You're pre-selected for a {price} cash loan. Reply YES for approval.",
+    ("Your {shop} account has been suspended. Log in to restore it: {url}", ["misleading", "pressure"]),
+    "Win a {gadget}! Text WIN to {short} ({small}/text)",
+    "Your number has won a free holiday. Ring {premium}.",
+    ("Urgent: your bank account is locked. Call {premium} now.", ["misleading", "pressure"]),
+    "You have (2) unclaimed prizes.",
+    "Our lucky draw picked you! Reply YES to receive {price}.",
+    "Your vehicle tax refund is waiting: {url}",
+    ("{bank}: a new payee was added. If this wasn't you, verify now at {url}", ["misleading", "pressure"]),
+    "Free spins credited to your account! Play now at {url}",
+    ("Your bill is overdue. Pay {small} now to avoid disconnection: {url}", ["misleading", "pressure"]),
+]
+
+SOCIAL_PROOF_NEG += [
+    "Our most recent customer survey had 1,204 responses; 86% said they'd recommend us.",
+    "The tent sold out last summer, so we've ordered more for this year.",
+    "You and 3 friends are booked on the tour.",
+    "This recipe is a favourite on our blog; here it is with the allergens marked.",
+]
+
+URGENCY_NEG += [
+    "Our Black Friday sale runs from 24 November to 1 December; prices include VAT.",
+    "Tickets for the 12 June concert go on sale on Friday 7 March at 9am.",
+    "The offer ends at 23:59 on 31 March 2027.",
+    "Please order by 5pm on Thursday 14 December for delivery before Christmas.",
+    "Your quote is valid for 30 days, until 4 January.",
+]
+
+CONFIRMSHAMING_NEG += [
+    "No thanks, not right now",
+    "Don't show this again",
+    "You can cancel at any time in your account; it takes two clicks.",
+    "To cancel, use Settings > Plan > Cancel, or call us if you prefer.",
+]
+
+SNEAKING_NEG += [
+    "Gift wrap is available for £3.50; it isn't selected.",
+    "You chose express delivery (£4.95).",
+    "Your booking includes breakfast, as you selected.",
+    "We've added the missing item to your order at no extra cost.",
+    "You can browse and check out without an account.",
+]
+
+LURE_NEG += [
+    "Reply YES to confirm your appointment on 3 March.",
+    "Your energy bill of {price} is ready; we'll collect it by Direct Debit on 1 April.",
+    "Your payment to {shop} was declined. Please update your card in the {shop} app.",
+    "We will never text you a link asking for your bank details.",
+]
+
+SECTORS["telecom"] += [
+    "Calls to UK landlines cost 10p a minute outside your bundle.",
+    "Texts to international numbers cost 20p each.",
 ]
