@@ -554,7 +554,7 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
         } else if (cd_yaml_scalar_is(k, "min_letters"))
             err = parse_uint(l, v, 1000000, &r.min_letters);
         else if (cd_yaml_scalar_is(k, "enabled"))
-            enabled = !(cd_yaml_scalar_is(v, "false") || cd_yaml_scalar_is(v, "no") || cd_yaml_scalar_is(v, "off"));
+            err = parse_bool(l, v, &enabled);
         else
             err = fail(l, k, "unknown key in rule");
         if (err != CD_OK)

@@ -48,7 +48,7 @@ static bool ph_ident(unsigned char c)
 /* The length of a placeholder that opens with open (olen bytes) and closes with close, holding
  * 1..max bytes that are not newlines, braces or further delimiters; 0 if there is none. */
 static size_t ph_delimited(const unsigned char *p, size_t n, const char *open, size_t olen,
-                           const char *close, size_t clen, size_t max, bool allow_empty)
+                           const char *close, size_t clen, size_t max)
 {
     size_t digits = 0;
 
@@ -56,7 +56,7 @@ static size_t ph_delimited(const unsigned char *p, size_t n, const char *open, s
         return 0;
     for (size_t i = olen; i + clen <= n && i - olen <= max; i++) {
         if (memcmp(p + i, close, clen) == 0)
-            return (i > olen || allow_empty) ? i + clen : 0;
+            return i > olen ? i + clen : 0;
         if (p[i] == '\n' || p[i] == '\r' || p[i] == open[0] || (olen > 1 && p[i] == close[0] &&
                                                               close[0] != open[0]))
             return 0;
@@ -99,7 +99,7 @@ static size_t ph_printf(const unsigned char *p, size_t n)
     size_t i = 1;
 
     if (i < n && p[i] == '(') {
-        size_t k = ph_delimited(p + 1, n - 1, "(", 1, ")", 1, PH_MAX, false);
+        size_t k = ph_delimited(p + 1, n - 1, "(", 1, ")", 1, PH_MAX);
         if (k == 0)
             return 0;
         i += k;
@@ -186,11 +186,11 @@ size_t cd__guard_placeholder_len(const char *s, size_t n, char prevc)
         return 0;
     switch (p[0]) {
     case '{':
-        if ((k = ph_delimited(p, n, "{{{", 3, "}}}", 3, PH_MAX, false)) != 0 ||
-            (k = ph_delimited(p, n, "{{", 2, "}}", 2, PH_MAX, false)) != 0)
+        if ((k = ph_delimited(p, n, "{{{", 3, "}}}", 3, PH_MAX)) != 0 ||
+            (k = ph_delimited(p, n, "{{", 2, "}}", 2, PH_MAX)) != 0)
             return k;
         if (p[1] == '%')
-            return ph_delimited(p, n, "{%", 2, "%}", 2, 2 * PH_MAX, false);
+            return ph_delimited(p, n, "{%", 2, "%}", 2, 2 * PH_MAX);
         return ph_brace(p, n);
     case '$':
         if (p[1] != '{')
@@ -203,15 +203,15 @@ size_t cd__guard_placeholder_len(const char *s, size_t n, char prevc)
             return 0;
         return (k = ph_printf(p, n)) != 0 ? k : ph_percent_name(p, n);
     case '*':
-        return p[1] == '|' ? ph_delimited(p, n, "*|", 2, "|*", 2, PH_MAX, false) : 0;
+        return p[1] == '|' ? ph_delimited(p, n, "*|", 2, "|*", 2, PH_MAX) : 0;
     case '<':
-        return ph_delimited(p, n, "<<", 2, ">>", 2, PH_MAX, false);
+        return ph_delimited(p, n, "<<", 2, ">>", 2, PH_MAX);
     case '[':
-        if ((k = ph_delimited(p, n, "[[", 2, "]]", 2, PH_MAX, false)) != 0)
+        if ((k = ph_delimited(p, n, "[[", 2, "]]", 2, PH_MAX)) != 0)
             return k;
         return ph_bracket(p, n);
     case 0xC2: /* « ... » (Word mail merge) */
-        return p[1] == 0xAB ? ph_delimited(p, n, "\xC2\xAB", 2, "\xC2\xBB", 2, PH_MAX, false) : 0;
+        return p[1] == 0xAB ? ph_delimited(p, n, "\xC2\xAB", 2, "\xC2\xBB", 2, PH_MAX) : 0;
     }
     return 0;
 }

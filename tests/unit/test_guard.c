@@ -499,8 +499,9 @@ static void test_reload_under_load(void **state)
 static void test_alloc_torture(void **state)
 {
     struct cd_guard *g = open_test();
-    const char *text = "H\xC3\xA9llo, hurry and utilize card 4242 4242 4242 4242 or mail "
-                       "jo.smith@gmail.com, ssn 123-45-6780. Act now!";
+    const char *text = "H\xC3\xA9llo {{first_name}}, hurry and utilize card 4242 4242 4242 4242 "
+                       "or mail jo.smith@gmail.com, ssn 123-45-6780, order 4242 4242 4242 4241. "
+                       "Act now!";
     struct cd_guard_input in = {cd_str_c(text), "email", true};
     long n;
     (void)state;
