@@ -394,6 +394,14 @@ int cd_cli_serve(int argc, char **argv)
         {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
         {"--threads", "N", "HTTP event threads", "2", NULL},
         {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
+        {"--max-connections", "N", "connections served at once, from all clients",
+         CD_XSTR(CD_HTTP_MAX_CONNECTIONS), NULL},
+        {"--max-client-connections", "N",
+         "connections at once from one client address (0: no limit; behind a proxy, every "
+         "client has the proxy's address)",
+         CD_XSTR(CD_HTTP_MAX_CLIENT_CONNECTIONS), NULL},
+        {"--idle-timeout", "SECONDS", "close a connection that sends nothing for this long",
+         CD_XSTR(CD_HTTP_IDLE_TIMEOUT), NULL},
         {"--rules", "DIR", "communication guard rule packs", "rules", NULL},
         {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
          NULL},
@@ -423,12 +431,15 @@ int cd_cli_serve(int argc, char **argv)
         return 0;
     }
     const char *data = cd_cli_get(opts, "--data");
-    /* --workers, --threads, --max-body, --sth-interval: checked before anything is opened. */
-    unsigned long num[4];
+    /* The numeric options are checked before anything is opened. */
+    unsigned long num[7];
     if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &num[0])) != CD_OK ||
         (err = cd_cli_uint(opts, "--threads", 1, 64, &num[1])) != CD_OK ||
         (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &num[2])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK)
+        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-connections", 1, 1000000, &num[4])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000, &num[5])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &num[6])) != CD_OK)
         return cd__cli_fail("serve", err);
     if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
         return cd__cli_fail("serve", err);
@@ -468,8 +479,13 @@ int cd_cli_serve(int argc, char **argv)
                          .consent = consent,
                          .data_dir = data,
                          .rules_dir = rules};
-    struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
-                                 (unsigned)num[0], (size_t)num[2]};
+    struct cd_http_config cfg = {.listen = cd_cli_get(opts, "--listen"),
+                                 .event_threads = (unsigned)num[1],
+                                 .workers = (unsigned)num[0],
+                                 .max_body = (size_t)num[2],
+                                 .max_connections = (unsigned)num[4],
+                                 .max_client_connections = (unsigned)num[5],
+                                 .idle_timeout = (unsigned)num[6]};
     /* The access lines go out in batches from here on (docs/architecture.md). */
     if ((err = cd_log_batch_start()) != CD_OK ||
         (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
