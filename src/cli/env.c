@@ -12,7 +12,7 @@ enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd
 {
     struct stat st;
     enum cd_err err;
-    char url[4200];
+    char url[CD__CLI_PATH_MAX];
 
     memset(env, 0, sizeof *env);
     if (data_dir == NULL)
