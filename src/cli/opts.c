@@ -86,8 +86,8 @@ void cd__cli_man_begin(const char *summary)
 }
 
 /* Writes text for roff: backslashes and minus signs escaped, a leading dot or quote kept from
- * being read as a request, and anything outside ASCII as a \[uXXXX] glyph so the page needs no
- * input encoding. */
+ * being read as a request, and anything outside ASCII as a glyph name (\[u2014] for an em dash)
+ * so the page needs no input encoding. */
 void cd__cli_man_text(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -80,7 +80,9 @@ enum cd_err cd__cli_rules_dir(const char *explicit_dir, char *out, size_t n, con
     }
     if (exe_dir(dir, sizeof dir)) {
         /* 3. An installed tree, wherever it was unpacked or moved: BIN/../share/candor. */
-        snprintf(cand, sizeof cand, "%s/../share/candor/rules", dir);
+        char *slash = strrchr(dir, '/');
+        snprintf(cand, sizeof cand, "%.*s/share/candor/rules",
+                 slash ? (int)(slash - dir) : (int)strlen(dir), dir);
         if (is_dir(cand)) {
             *from = "installed beside the executable";
             snprintf(out, n, "%s", cand);
