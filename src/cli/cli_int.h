@@ -50,6 +50,14 @@ struct cd__cli_command {
     const char *about;
 };
 extern const struct cd__cli_command cd__cli_commands[];
+/* The command called name, or NULL. */
+const struct cd__cli_command *cd__cli_find(const char *name);
+/* `candor --help`: every command with its summary. */
+void cd__cli_usage_all(void);
+/* `candor help [CMD]`, `help --man [CMD]` (candor(1) or the command's page on stdout) and
+ * `help --commands` (the names, one a line, for the build). argv is what follows "help".
+ * Returns the exit code. */
+int cd__cli_help(int argc, char **argv);
 
 /* What the build recorded (build.c): "0.1.0", `git describe` of the commit ("unknown (built
  * outside git)" when neither git nor an archive told), the commit's date (YYYY-MM-DD), and the
