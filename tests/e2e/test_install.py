@@ -3,7 +3,6 @@ installed binary finds its rule packs, initialises, serves and checks messages; 
 are generated from the option tables, render without groff warnings and list exactly the
 options --help lists; `make uninstall` takes it all away again; --version names the commit, also
 for sources exported without .git."""
-import http.client
 import json
 import os
 import re
@@ -12,9 +11,9 @@ import signal
 import stat
 import subprocess
 import tempfile
-import time
 
-from harness import ROOT, free_port
+from e2e_util import plain_req, plain_server
+from harness import ROOT
 
 PREFIX = "/usr/local"
 PAGES = ["candor", "candor-audit", "candor-backup", "candor-guard", "candor-init",
@@ -102,32 +101,12 @@ def test_installed_binary_serves_from_another_directory(ctx):
     assert rc == 0, err
     with open(os.path.join(data, "admin.token")) as f:
         token = f.read().strip()
-    port = free_port()
     log = open(os.path.join(ctx["tmp"], "serve.log"), "wb")
-    proc = subprocess.Popen([ctx["bin"], "serve", "--data", data, "--listen",
-                             f"127.0.0.1:{port}"], cwd=ctx["elsewhere"], env=ctx["env"],
-                            stdout=log, stderr=log)
+    proc, port = plain_server(ctx["bin"], data, ctx["env"], ctx["elsewhere"], log)
     try:
         def req(method, path, body=None, purpose=None):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-            if purpose:
-                h["Candor-Purpose"] = purpose
-            c.request(method, path, body=json.dumps(body) if body else None, headers=h)
-            r = c.getresponse()
-            out = json.loads(r.read() or b"null")
-            c.close()
-            return r.status, out
+            return plain_req(port, token, method, path, body, purpose)
 
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, open(log.name).read()
-            try:
-                if req("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                assert time.time() < deadline, open(log.name).read()
-                time.sleep(0.05)
         st, it = req("POST", "/v1/interactions", {
             "identity": {"type": "email", "value": "ana@example.com"}, "channel": "email",
             "direction": "inbound", "subject": "Hello", "body": "Where is my order?"})

@@ -16,23 +16,11 @@ import tempfile
 import threading
 import time
 
-from e2e_util import sql
-from harness import BINARY, ROOT, Server, assert_problem, free_port
+from e2e_util import plain_req, plain_server, sql
+from harness import ROOT, Server, assert_problem
+from test_guard_reload import EXTRA as HOUSE
 
 RELEASE = os.path.join(ROOT, "build", "candor")
-
-HOUSE = """pack: house
-rules:
-  - id: HOUSE.FLURBWIDGET
-    category: jargon
-    severity: warn
-    kind: existence
-    message: Say what you mean.
-    suggestion: Use plain words.
-    references: [house style]
-    patterns: ['\\bflurbwidget\\b']
-"""
-
 
 def wait_log(srv, needle, count=1, timeout=60):
     """Waits until needle appears count times in the server's log; returns the log."""
@@ -420,31 +408,12 @@ def test_release_binary_serves_with_write_execute_memory_denied():
     subprocess.run([RELEASE, "init", "--data", data], check=True, capture_output=True, env=env)
     with open(os.path.join(data, "admin.token")) as f:
         token = f.read().strip()
-    port = free_port()
     log = open(os.path.join(tmp, "log"), "wb")
-    proc = subprocess.Popen([RELEASE, "serve", "--data", data, "--listen", f"127.0.0.1:{port}"],
-                            stdout=log, stderr=log, env=env, preexec_fn=deny_write_execute,
-                            cwd=tmp)
+    proc, port = plain_server(RELEASE, data, env, tmp, log, preexec_fn=deny_write_execute)
     try:
         def req(method, path, body=None):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            c.request(method, path, body=json.dumps(body) if body else None,
-                      headers={"Authorization": "Bearer " + token,
-                               "Content-Type": "application/json"})
-            r = c.getresponse()
-            out = json.loads(r.read() or b"null")
-            c.close()
-            return r.status, out
+            return plain_req(port, token, method, path, body)
 
-        deadline = time.time() + 60
-        while True:
-            assert proc.poll() is None, open(os.path.join(tmp, "log")).read()
-            try:
-                if req("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                assert time.time() < deadline
-                time.sleep(0.05)
         st, r = req("POST", "/v1/guard/check", {"text": "Card 4242 4242 4242 4242, act now!"})
         assert st == 200 and r["verdict"] == "block", r
         st, r = req("POST", "/v1/interactions", json.loads(ingest_body("mdwe")))

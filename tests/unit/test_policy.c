@@ -97,18 +97,6 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
-/* Reads a file into a buffer the caller frees. */
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = cd_calloc(1, 65536);
-    assert_non_null(f);
-    assert_non_null(buf);
-    fread(buf, 1, 65535, f);
-    fclose(f);
-    return buf;
-}
-
 struct checker {
     struct cd_policy *p;
     atomic_bool stop;
@@ -134,10 +122,8 @@ static void reload_swaps_whole_policies_and_keeps_a_good_one(void **state)
 {
     char path[] = "/tmp/candor-policy-XXXXXX";
     int fd = mkstemp(path);
-    char *orig = read_text("config/policy.yaml");
-    const char *from = "  security:\n    roles: [admin, compliance]";
-    char *at = strstr(orig, from);
-    struct cd_buf changed = CD_BUF_INIT(65536);
+    struct cd_buf text = CD_BUF_INIT(65536), changed = CD_BUF_INIT(65536);
+    const char *from = "  security:\n    roles: [admin, compliance]", *orig, *at;
     struct checker c = {.checks = 0, .odd = 0};
     struct cd_policy_grant g;
     bool ch = true;
@@ -145,7 +131,9 @@ static void reload_swaps_whole_policies_and_keeps_a_good_one(void **state)
 
     assert_true(fd >= 0);
     close(fd);
-    assert_non_null(at);
+    assert_int_equal(cd_buf_read_file(&text, "config/policy.yaml"), CD_OK);
+    orig = text.p;
+    assert_non_null(at = strstr(orig, from));
     assert_int_equal(cd_buf_append(&changed, orig, (size_t)(at - orig)), CD_OK);
     assert_int_equal(cd_buf_puts(&changed, "  security:\n    roles: [admin, compliance, agent]"),
                      CD_OK);
@@ -195,7 +183,7 @@ static void reload_swaps_whole_policies_and_keeps_a_good_one(void **state)
     assert_int_equal(cd_policy_check(c.p, CD_ROLE_AGENT, CD_PURPOSE_SECURITY, &g), CD_OK);
     cd_policy_free(c.p);
     cd_buf_free(&changed);
-    cd_free(orig);
+    cd_buf_free(&text);
     unlink(path);
 }
 
