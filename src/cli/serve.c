@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include "audit/audit.h"
 #include "cli_int.h"
@@ -53,8 +54,17 @@ static enum cd_err open_audit(struct serve *sv)
 static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               const char *listen)
 {
+    char db[CD__CLI_PATH_MAX];
+    struct stat st;
     enum cd_err err;
 
+    /* Never a new instance by accident: an empty directory (a volume that failed to mount, a
+     * typo) would otherwise get fresh keys and an empty database, and serve. */
+    snprintf(db, sizeof db, "%s/candor.db", sv->data ? sv->data : ".");
+    if (sv->data && db_url == NULL && stat(db, &st) != 0)
+        return cd_err_set(CD_ERR_IO, "%s is not an initialised data directory (no candor.db); "
+                                     "run 'candor init --data %s' first",
+                          sv->data, sv->data);
     if ((err = cd__cli_env_open(sv->data, db_url, &sv->env)) != CD_OK)
         return err;
     sv->env_open = true;

@@ -355,6 +355,21 @@ def test_backup_bad_input_changes_nothing():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_serve_refuses_a_directory_that_was_never_initialised():
+    """What the unit relies on when a data volume is not mounted: no new keys, no empty
+    database, a clear message."""
+    srv = Server()
+    try:
+        empty = os.path.join(srv.tmp, "empty")
+        os.mkdir(empty, 0o700)
+        rc, _, err = srv.cli("serve", "--data", empty, "--listen", "127.0.0.1:0")
+        assert rc == 1 and "not an initialised data directory" in err and "candor init" in err, err
+        assert os.listdir(empty) == []
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
 def installed_unit(tmp):
     """The unit as `make install DESTDIR=tmp` writes it, with its ExecStart pointed into tmp
     (systemd-analyze checks that the binary exists)."""
