@@ -60,6 +60,11 @@ struct cd_core_hooks {
 enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[32], struct cd_core **out);
 struct cd_store *cd_core_store(struct cd_core *c);
 void cd_core_set_hooks(struct cd_core *c, const struct cd_core_hooks *hooks);
+
+/* How far ahead of the server's clock an interaction's occurred_at may be (clock skew between
+ * the sending system and this one); later times are refused. Set once before serving. */
+#define CD_CORE_FUTURE_SKEW_DEFAULT_MS (24LL * 3600 * 1000)
+void cd_core_set_future_skew(struct cd_core *c, int64_t ms);
 void cd_core_close(struct cd_core *c);
 
 /* Optional idempotency for a write: the same scope+key with the same request hash replays the
@@ -142,7 +147,8 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
 /* ---- interactions ---- */
 
 /* Ingests one interaction. Body: {"customer_id" | "identity": {"type","value","network"?},
- * "channel", "direction", "occurred_at"?, "thread_id"?, "subject"?, "body"?, "metadata"?: {..},
+ * "channel", "direction", "occurred_at"? (not before 1970, not beyond the future skew),
+ * "thread_id"?, "subject"?, "body"?, "metadata"?: {..},
  * "purpose"? (default "service"), "guard_override"?: {"reason"}}. An identity that no customer
  * holds creates the customer. Outbound messages pass the outbound hook first.
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (customer_id), CD_ERR_GUARD_BLOCKED,
@@ -191,6 +197,7 @@ struct cd_timeline_query {
     int limit;               /* 1..200 */
     struct cd_str channel;   /* filter, or empty */
     struct cd_str direction; /* filter, or empty */
+    struct cd_str thread_id; /* filter: one thread, or empty */
 };
 
 /* A page of the customer's timeline, newest first, appended to out as JSON text:

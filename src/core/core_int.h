@@ -19,6 +19,7 @@ struct cd_core {
     struct cd__owners *owners; /* recently seen identity owners (owners.c) */
     uint8_t master[CD_CRYPTO_KEY_LEN];    /* wraps the per-customer data keys */
     uint8_t index_key[CD_CRYPTO_KEY_LEN]; /* keys the blind indexes */
+    int64_t future_skew_ms; /* how far ahead of the clock an occurred_at may be */
 };
 
 /* The owner cache (owners.c): identity (kind, blind index) -> owner id and wrapped key, a hint
@@ -77,11 +78,18 @@ enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
 void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const char *action,
                     const char *customer_id, const char *resource_id, unsigned fields);
 
-/* Idempotency inside a write: *resource_id gets the id recorded under the key (replay), or
- * stays empty when the key is new. Errors: CD_ERR_IDEMPOTENCY (same key, other request). */
+/* The keyed hash an Idempotency-Key is stored and found by (the key itself is never stored:
+ * a client may put personal data in it). Computed before the write; nothing when idem is NULL. */
+void cd__core_idem_hash(const struct cd_core *c, const struct cd_idem *idem,
+                        uint8_t key_hash[CD_CRYPTO_HASH_LEN]);
+/* Idempotency inside a write, by idem's scope and its key's hash: *resource_id gets the id
+ * recorded under the key (replay), or stays empty when the key is new.
+ * Errors: CD_ERR_IDEMPOTENCY (same key, other request). */
 enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
+                                const uint8_t key_hash[CD_CRYPTO_HASH_LEN],
                                 char resource_id[CD_ID_MAX]);
 enum cd_err cd__core_idem_record(struct cd_tx *tx, const struct cd_idem *idem,
+                                 const uint8_t key_hash[CD_CRYPTO_HASH_LEN],
                                  const char *resource_id);
 
 /* Resolves a customer id through merges to the surviving customer; *exists false if unknown. */
@@ -107,17 +115,22 @@ struct cd__interaction_row {
     char channel[16];
     char direction[12];
     char purpose[32];
-    char thread_id[130];
+    char thread_id[130]; /* ingestion: the thread id as given (plaintext, never stored) */
     int64_t occurred_at, created_at;
-    struct cd_val subject, body, metadata, guard;
+    struct cd_val subject, body, metadata, guard, thread; /* sealed columns as stored */
 };
 /* What an answer shows of an interaction's sealed fields: nothing (shown false, for a purpose
  * that may not see the conversation), or their plaintext, borrowed. */
 struct cd__interaction_text {
     bool shown;
-    struct cd_str subject, body; /* .p NULL: null */
-    struct cd_str metadata;      /* the JSON text of an object; .p NULL: {} */
+    struct cd_str subject, body, thread_id; /* .p NULL: null */
+    struct cd_str metadata;                 /* the JSON text of an object; .p NULL: {} */
 };
+
+/* The keyed hash a thread id is found by, for one customer: equal thread ids of different
+ * customers hash apart, so the column links nothing across customers. */
+void cd__core_thread_hash(const struct cd_core *c, const char *customer_id, struct cd_str thread,
+                          uint8_t out[CD_CRYPTO_HASH_LEN]);
 /* Appends the interaction as one JSON object, written directly rather than through a jansson
  * tree: ingestion answers and timeline pages are the hottest answers the server builds.
  * extra, if not NULL, is appended before the closing brace (",\"key\":value..."). On failure b

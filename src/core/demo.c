@@ -139,7 +139,8 @@ out:
 static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
 {
     struct demo_ctx *d = ctx;
-    struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0), m = CD_BUF_INIT(0);
+    struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0), m = CD_BUF_INIT(0), th = CD_BUF_INIT(0);
+    uint8_t thread_hash[CD_CRYPTO_HASH_LEN];
     char text[600], value[200], name[120], subject[120], thread[40], meta[200], iid[CD_ID_MAX];
     enum cd_err err = CD_OK;
     int64_t span = (int64_t)d->days * 86400000;
@@ -209,23 +210,27 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
             cd_id_new("int", iid);
             if ((err = cd__core_seal(&dc->key, "subject", cd_str_c(subject), &a)) != CD_OK ||
                 (err = cd__core_seal(&dc->key, "body", cd_str_c(text), &b)) != CD_OK ||
-                (err = cd__core_seal(&dc->key, "metadata", cd_str_c(meta), &m)) != CD_OK)
+                (err = cd__core_seal(&dc->key, "metadata", cd_str_c(meta), &m)) != CD_OK ||
+                (err = cd__core_seal(&dc->key, "thread_id", cd_str_c(thread), &th)) != CD_OK)
                 break;
+            cd__core_thread_hash(d->c, dc->id, cd_str_c(thread), thread_hash);
             struct cd_val q[] = {CD_VCSTR(iid),
                                  CD_VCSTR(dc->id),
                                  CD_VCSTR(channel),
                                  CD_VCSTR(out ? "outbound" : "inbound"),
-                                 CD_VCSTR(thread),
+                                 CD_VBLOB(th.p, th.len),
                                  CD_VINT(t),
                                  CD_VINT(t),
                                  CD_VCSTR("service"),
                                  CD_VBLOB(a.p, a.len),
                                  CD_VBLOB(b.p, b.len),
-                                 CD_VBLOB(m.p, m.len)};
+                                 CD_VBLOB(m.p, m.len),
+                                 CD_VBLOB(thread_hash, sizeof thread_hash)};
             err = cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
-                                 " thread_id, occurred_at, created_at, purpose, subject, body,"
-                                 " metadata) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-                             q, 11, NULL, NULL, NULL);
+                                 " thread, occurred_at, created_at, purpose, subject, body,"
+                                 " metadata, thread_hash)"
+                                 " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                             q, 12, NULL, NULL, NULL);
         }
         cd__core_key_wipe(&dc->key);
     }
@@ -239,6 +244,7 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
     cd_buf_free(&a);
     cd_buf_free(&b);
     cd_buf_free(&m);
+    cd_buf_free(&th);
     return err;
 }
 

@@ -176,7 +176,7 @@ static void first_messages_of_a_new_identity(void **state)
     assert_true(json_is_true(json_object_get(o1, "customer_created")) !=
                 json_is_true(json_object_get(o2, "customer_created")));
 
-    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(c1), &tq, &tl), CD_OK);
     json_t *items = json_object_get(tl, "items");
     assert_int_equal(json_array_size(items), 2);
@@ -254,7 +254,7 @@ static void identity_moved_between_sealing_and_write(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "customer_id")), ida);
 
     /* Sealed under a's key: it opens on a's timeline. */
-    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(ida), &tq, &tl), CD_OK);
     json_t *newest = json_array_get(json_object_get(tl, "items"), 0);
     assert_string_equal(json_string_value(json_object_get(newest, "body")), "after the move");
@@ -311,7 +311,7 @@ static void ingestion_timeline_and_merge(void **state)
         json_decref(x);
     }
     /* Walk the timeline two at a time: newest first, everything exactly once. */
-    struct cd_timeline_query tq = {CD_STR_NULL, 2, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 2, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     char cursor[200] = "";
     int seen = 0;
     int64_t last = INT64_MAX;
@@ -448,7 +448,7 @@ static void ingestion_survives_every_allocation_failure(void **state)
     assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
                                            CD_STR("torture@example.com"), CD_FIELDS_ALL, &found),
                      CD_OK);
-    struct cd_timeline_query tq = {CD_STR_NULL, 200, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 200, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(
         timeline(cd_str_c(json_string_value(json_object_get(found, "id"))), &tq, &tl), CD_OK);
     assert_int_equal((int64_t)json_array_size(json_object_get(tl, "items")), after - before);
@@ -574,7 +574,7 @@ static void shredding_leaves_nothing_readable(void **state)
     assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
                                            CD_STR("shred.me@example.com"), CD_FIELDS_ALL, &c),
                      CD_ERR_NOT_FOUND);
-    struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(cid), &tq, &tl),
                      CD_OK);
     json_t *it = json_array_get(json_object_get(tl, "items"), 0);
