@@ -15,11 +15,21 @@ enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[CD_CRYPTO_
         cd_free(c);
         return CD_ERR_NOMEM;
     }
+    enum cd_err err = cd__core_spoof_open(c);
+    if (err != CD_OK) {
+        cd__owners_free(c->owners);
+        cd_free(c);
+        return err;
+    }
     c->store = store;
     memcpy(c->master, master, CD_CRYPTO_KEY_LEN);
     /* A separate key for blind indexes: knowing an index key never helps unwrap data keys. */
     cd_crypto_derive_key(master, "cdbidx01", 1, c->index_key);
     c->future_skew_ms = CD_CORE_FUTURE_SKEW_DEFAULT_MS;
+    if ((err = cd__core_upgrade(c)) != CD_OK) {
+        cd_core_close(c);
+        return err;
+    }
     *out = c;
     return CD_OK;
 }
@@ -39,6 +49,7 @@ void cd_core_close(struct cd_core *c)
     if (c == NULL)
         return;
     cd__owners_free(c->owners);
+    cd__core_spoof_close(c);
     cd_crypto_wipe(c->master, sizeof c->master);
     cd_crypto_wipe(c->index_key, sizeof c->index_key);
     cd_free(c);

@@ -11,6 +11,8 @@ struct ident_in {
     struct cd_buf norm;   /* canonical value */
     struct cd_buf sealed; /* sealed canonical value */
     uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    uint8_t skeleton[CD_CRYPTO_HASH_LEN];
+    bool beyond_ascii;
 };
 
 static void idents_free(struct ident_in *v, size_t n)
@@ -50,7 +52,8 @@ static enum cd_err parse_identity(struct cd_core *c, const json_t *o, struct ide
         id->network[n] = '\0';
     }
     cd__core_lookup(c, id->type, (struct cd_str){id->norm.p, id->norm.len}, id->lookup);
-    return CD_OK;
+    return cd__core_identity_skeleton(c, id->type, (struct cd_str){id->norm.p, id->norm.len},
+                                      id->skeleton, &id->beyond_ascii);
 }
 
 /* The identity as the API shows it: social and external values without the network prefix. */
@@ -486,21 +489,18 @@ static enum cd_err check_identities_free(struct cd_tx *tx, struct ident_in *iden
     return CD_OK;
 }
 
-static enum cd_err insert_identities(struct cd_tx *tx, struct ident_in *idents, size_t n,
-                                     const char *customer_id, int64_t now)
+static enum cd_err insert_identities(struct cd_tx *tx, const struct cd_actor *a,
+                                     struct ident_in *idents, size_t n, const char *customer_id,
+                                     int64_t now)
 {
     enum cd_err err;
 
     for (size_t i = 0; i < n; i++) {
-        struct cd_val p[] = {CD_VTEXT(idents[i].type),
-                             CD_VBLOB(idents[i].lookup, CD_CRYPTO_HASH_LEN),
-                             CD_VCSTR(customer_id),
-                             CD_VBLOB(idents[i].sealed.p, idents[i].sealed.len),
-                             idents[i].network[0] ? CD_VCSTR(idents[i].network) : CD_VNULL,
-                             CD_VINT(now)};
-        if ((err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value,"
-                                  " network, created_at) VALUES($1,$2,$3,$4,$5,$6)",
-                              p, 6, NULL, NULL, NULL)) != CD_OK)
+        struct cd__identity id = {idents[i].type,     idents[i].network,
+                                  idents[i].lookup,   idents[i].skeleton,
+                                  idents[i].beyond_ascii,
+                                  {idents[i].sealed.p, idents[i].sealed.len}};
+        if ((err = cd__core_identity_insert(tx, a, &id, customer_id, now, NULL)) != CD_OK)
             return err == CD_ERR_CONFLICT
                        ? cd_err_set(CD_ERR_CONFLICT, "identity %zu is listed twice", i + 1)
                        : err;
@@ -541,7 +541,7 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
                               " VALUES($1,$2,$2,$3,$4,$5,$6,$7,$8)",
                           p, 8, NULL, NULL, NULL)) != CD_OK)
         return err;
-    if ((err = insert_identities(tx, cc->idents, cc->nident, cc->id, cc->now)) != CD_OK)
+    if ((err = insert_identities(tx, cc->a, cc->idents, cc->nident, cc->id, cc->now)) != CD_OK)
         return err;
     cd__core_event(&ev, cc->a, "customer.create", cc->id, NULL, 0);
     if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
@@ -722,7 +722,7 @@ static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
                           p, 12, NULL, NULL, NULL)) != CD_OK)
         goto out;
     if ((err = check_identities_free(tx, u->idents, u->nident, u->id)) != CD_OK ||
-        (err = insert_identities(tx, u->idents, u->nident, u->id, now)) != CD_OK)
+        (err = insert_identities(tx, u->a, u->idents, u->nident, u->id, now)) != CD_OK)
         goto out;
     cd__core_event(&ev, u->a, u->action, u->id, NULL, 0);
     err = cd_audit_append(tx, &ev, NULL);
@@ -1053,6 +1053,20 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
                               " request_id) VALUES($1,$2,$3,$4,$5)",
                           p, 5, NULL, NULL, NULL)) != CD_OK)
         goto out;
+    /* Possible duplicates: a link between the two is settled by the merge; the merged
+     * customer's other open links are the survivor's now. */
+    if ((err = cd_tx_exec(tx, "UPDATE identity_links SET status = 'merged', resolved_at = $3,"
+                              " resolved_by = $4 WHERE status = 'open' AND"
+                              " ((customer_id = $1 AND other_id = $2) OR"
+                              " (customer_id = $2 AND other_id = $1))",
+                          p, 4, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE identity_links SET customer_id = $2"
+                              " WHERE customer_id = $1 AND status = 'open'",
+                          p, 2, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE identity_links SET other_id = $2"
+                              " WHERE other_id = $1 AND status = 'open'",
+                          p, 2, NULL, NULL, NULL)) != CD_OK)
+        goto out;
     cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
     err = cd_audit_append(tx, &ev, NULL);
 out:
@@ -1158,12 +1172,13 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
         " locale = NULL, time_zone = NULL, jurisdiction = NULL, erased_at = $2, updated_at = $2"
         " WHERE id = $1",
         "DELETE FROM identities WHERE customer_id = $1",
+        "DELETE FROM identity_links WHERE customer_id = $1 OR other_id = $1",
         "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL, thread = NULL,"
         " thread_hash = NULL, thread_id = NULL WHERE customer_id = $1"};
     struct change_ctx *sc = ctx;
     struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(cd_now_ms())};
 
-    return change_live_customer(tx, sc->a, sc->id, sql, 3, p, 2, "customer.shred");
+    return change_live_customer(tx, sc->a, sc->id, sql, 4, p, 2, "customer.shred");
 }
 
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,

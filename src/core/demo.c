@@ -111,25 +111,24 @@ static enum cd_err seal_insert_identity(struct cd_tx *tx, struct cd_core *c,
                                         const char *network, const char *value, int64_t at)
 {
     struct cd_buf norm = CD_BUF_INIT(1024), sealed = CD_BUF_INIT(2048);
-    uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    uint8_t lookup[CD_CRYPTO_HASH_LEN], skeleton[CD_CRYPTO_HASH_LEN];
+    bool beyond_ascii = false;
+    static const struct cd_actor system = {"system", "admin", "demo data", NULL, NULL, false,
+                                           false};
     enum cd_err err;
 
     if ((err = cd_core_identity_normalize(cd_str_c(kind), cd_str_c(network), cd_str_c(value),
                                           &norm)) != CD_OK)
         goto out;
     cd__core_lookup(c, cd_str_c(kind), (struct cd_str){norm.p, norm.len}, lookup);
-    if ((err = cd__core_seal(&dc->key, "identity", (struct cd_str){norm.p, norm.len}, &sealed)) !=
-        CD_OK)
+    if ((err = cd__core_identity_skeleton(c, cd_str_c(kind), (struct cd_str){norm.p, norm.len},
+                                          skeleton, &beyond_ascii)) != CD_OK ||
+        (err = cd__core_seal(&dc->key, "identity", (struct cd_str){norm.p, norm.len}, &sealed)) !=
+            CD_OK)
         goto out;
-    struct cd_val p[] = {CD_VCSTR(kind),
-                         CD_VBLOB(lookup, sizeof lookup),
-                         CD_VCSTR(dc->id),
-                         CD_VBLOB(sealed.p, sealed.len),
-                         network ? CD_VCSTR(network) : CD_VNULL,
-                         CD_VINT(at)};
-    err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value, network,"
-                         " created_at) VALUES($1,$2,$3,$4,$5,$6)",
-                     p, 6, NULL, NULL, NULL);
+    struct cd__identity id = {cd_str_c(kind), network,      lookup,
+                              skeleton,       beyond_ascii, {sealed.p, sealed.len}};
+    err = cd__core_identity_insert(tx, &system, &id, dc->id, at, NULL);
 out:
     cd_buf_free(&norm);
     cd_buf_free(&sealed);

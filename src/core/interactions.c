@@ -166,6 +166,10 @@ struct ingest_ctx {
     uint8_t lookup[CD_CRYPTO_HASH_LEN];
     bool by_identity;
     struct cd_buf ident_norm;
+    /* The identity's confusable skeleton, needed only when it makes a new customer: computed
+     * before the write when the read found no owner (skeleton_ok), else in it. */
+    bool skeleton_ok, beyond_ascii;
+    uint8_t skeleton[CD_CRYPTO_HASH_LEN];
     struct cd__interaction_row row;
     struct cd_str subject, body;
     struct cd_str topic; /* metadata.topic (borrowed from the request body), may be empty */
@@ -380,20 +384,20 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         if (key_open && ((err = seal_ident(ic, &k)) != CD_OK ||
                          (err = seal_all(ic, &k, wrapped)) != CD_OK))
             goto out;
+        if (!ic->skeleton_ok &&
+            (err = cd__core_identity_skeleton(
+                 ic->c, ic->ident_type, (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+                 ic->skeleton, &ic->beyond_ascii)) != CD_OK)
+            goto out;
         struct cd_val p[] = {CD_VCSTR(ic->row.customer_id), CD_VINT(now),
                              CD_VBLOB(wrapped, sizeof wrapped)};
-        struct cd_val q[] = {CD_VTEXT(ic->ident_type),
-                             CD_VBLOB(ic->lookup, sizeof ic->lookup),
-                             CD_VCSTR(ic->row.customer_id),
-                             CD_VBLOB(ic->s_ident.p, ic->s_ident.len),
-                             ic->ident_network[0] ? CD_VCSTR(ic->ident_network) : CD_VNULL,
-                             CD_VINT(now)};
+        struct cd__identity id = {ic->ident_type, ic->ident_network, ic->lookup, ic->skeleton,
+                                  ic->beyond_ascii, {ic->s_ident.p, ic->s_ident.len}};
         if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at,"
                                   " key_wrapped) VALUES($1,$2,$2,$3)",
                               p, 3, NULL, NULL, NULL)) != CD_OK ||
-            (err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value,"
-                                  " network, created_at) VALUES($1,$2,$3,$4,$5,$6)",
-                              q, 6, NULL, NULL, NULL)) != CD_OK)
+            (err = cd__core_identity_insert(tx, ic->a, &id, ic->row.customer_id, now, NULL)) !=
+                CD_OK)
             goto out;
         cd__core_event(&ev, ic->a, "customer.create", ic->row.customer_id, NULL, 0);
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
@@ -534,6 +538,10 @@ static void pre_seal(struct ingest_ctx *ic, const struct ident_lookup *l)
         if (!ic->by_identity)
             goto out;
         cd_id_new("cus", ic->new_customer_id);
+        ic->skeleton_ok = cd__core_identity_skeleton(
+                              ic->c, ic->ident_type,
+                              (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+                              ic->skeleton, &ic->beyond_ascii) == CD_OK;
         cd__core_key_new(ic->c, ic->new_customer_id, &k, ic->new_wrapped);
         ic->pre_new = true;
         if (seal_ident(ic, &k) == CD_OK)

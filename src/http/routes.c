@@ -12,6 +12,7 @@
 #define READERS (STAFF | CD_ROLE_BIT(CD_ROLE_COMPLIANCE) | CD_ROLE_BIT(CD_ROLE_INTEGRATION))
 #define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
 #define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
+#define SUPERVISION (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR))
 
 unsigned cd__http_fields(const struct cd_req *r)
 {
@@ -219,6 +220,38 @@ static enum cd_err h_access_log(struct cd_req *r)
                                &r->resp_json);
 }
 
+/* ---- possible duplicates ---- */
+
+static enum cd_err h_duplicates_list(struct cd_req *r)
+{
+    int limit = 50;
+    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 200, &limit);
+
+    if (err != CD_OK)
+        return err;
+    return cd_core_duplicates_list(r->app->core, &r->actor, cd__http_query(r, "status"),
+                                   cd__http_query(r, "cursor"), limit, cd__http_fields(r),
+                                   &r->resp_json);
+}
+
+static enum cd_err h_duplicate_merge(struct cd_req *r)
+{
+    static const char *const allowed[] = {"survivor", NULL};
+    struct cd_str survivor = CD_STR_NULL;
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "survivor", false, &survivor)) != CD_OK)
+        return err;
+    return cd_core_duplicate_merge(r->app->core, &r->actor, r->params[0], survivor,
+                                   &r->resp_json);
+}
+
+static enum cd_err h_duplicate_dismiss(struct cd_req *r)
+{
+    return cd_core_duplicate_dismiss(r->app->core, &r->actor, r->params[0], &r->resp_json);
+}
+
 /* ---- interactions ---- */
 
 /* Ingestion is the hot write path: it does not hold a worker during the group commit. */
@@ -390,6 +423,12 @@ const struct cd_route cd__http_routes[] = {
      JSN, "restrictCustomer"},
     {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PUR, "getTimeline"},
     {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PUR, "getAccessLog"},
+    {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PUR,
+     "listPossibleDuplicates"},
+    {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
+     "mergePossibleDuplicate"},
+    {"POST", "/v1/possible-duplicates/{id}/dismiss", h_duplicate_dismiss, SUPERVISION, 0,
+     "dismissPossibleDuplicate"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM, "createInteraction"},
     {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PUR, "getInteraction"},
     {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
