@@ -398,7 +398,7 @@ enum cd_err cd__core_upgrade(struct cd_core *c)
            u.converted, u.collisions, u.lookalikes, u.unparsable);
     if (u.collisions || u.lookalikes)
         cd_log(CD_LOG_WARN, "core.possible_duplicates",
-               "\"count\":%zu,\"see\":\"GET /v1/possible-duplicates or candor duplicates list\"",
+               "\"count\":%zu,\"see\":\"GET /v1/possible-duplicates\"",
                u.collisions + u.lookalikes);
     return CD_OK;
 }
