@@ -96,12 +96,12 @@ enum cd_err cd__core_identity_link_lookalikes(struct cd_tx *tx, const struct cd_
 
     if (links)
         *links = 0;
-    struct cd_val q[] = {CD_VTEXT(id->kind), CD_VBLOB(id->skeleton, CD_CRYPTO_HASH_LEN),
-                         CD_VCSTR(customer_id), CD_VINT(id->beyond_ascii)};
-    if ((err = cd_tx_exec(tx, "SELECT customer_id, lookup FROM identities WHERE kind = $1"
-                              " AND skeleton = $2 AND customer_id <> $3"
-                              " AND ($4 = 1 OR beyond_ascii = 1)",
-                          q, 4, lookalike_row, &l, NULL)) != CD_OK)
+    /* By the skeleton alone: its keyed hash already separates kinds (identity.c). */
+    struct cd_val q[] = {CD_VBLOB(id->skeleton, CD_CRYPTO_HASH_LEN), CD_VCSTR(customer_id),
+                         CD_VINT(id->beyond_ascii)};
+    if ((err = cd_tx_exec(tx, "SELECT customer_id, lookup FROM identities WHERE skeleton = $1"
+                              " AND customer_id <> $2 AND ($3 = 1 OR beyond_ascii = 1)",
+                          q, 3, lookalike_row, &l, NULL)) != CD_OK)
         return err;
     for (size_t i = 0; i < l.n; i++) {
         if ((err = cd__core_link_record(tx, a, id->kind, customer_id, id->lookup,

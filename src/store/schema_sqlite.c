@@ -100,7 +100,9 @@ const char *const cd__store_sqlite_migrations[] = {
      * empties them (docs/crypto.md). interactions.thread_id stays, always NULL.
      * Identities carry the keyed hash of their confusable skeleton (UTS #39) and whether
      * their normalised value is beyond ASCII, to find look-alikes; a look-alike becomes an
-     * identity_links row a supervisor merges or dismisses. identity_reindex lists the
+     * identity_links row a supervisor merges or dismisses. The skeleton's hash names its kind,
+     * so its index needs no kind (with one, SQLite searched by the primary key's kind prefix:
+     * every identity of the kind). identity_reindex lists the
      * identities core must normalise again (NFKC, case fold, default ignorables). */
     "ALTER TABLE tokens ADD COLUMN expires_at INTEGER;"
     "CREATE TABLE auth_epoch(id INTEGER PRIMARY KEY, revocations INTEGER NOT NULL);"
@@ -116,7 +118,7 @@ const char *const cd__store_sqlite_migrations[] = {
     "INSERT INTO thread_reseal(id) SELECT id FROM interactions WHERE thread_id IS NOT NULL;"
     "ALTER TABLE identities ADD COLUMN skeleton BLOB;"
     "ALTER TABLE identities ADD COLUMN beyond_ascii INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX identities_by_skeleton ON identities(kind, skeleton);"
+    "CREATE INDEX identities_by_skeleton ON identities(skeleton);"
     "CREATE TABLE identity_reindex(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
     "  lookup BLOB NOT NULL);"
     "INSERT INTO identity_reindex(kind, lookup) SELECT kind, lookup FROM identities;"
