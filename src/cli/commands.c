@@ -53,8 +53,8 @@ int cd_cli_init(int argc, char **argv)
     if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
         goto out;
     cd_crypto_signer_wipe(&signer);
-    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), "cli",
-                                    NULL, token, id)) != CD_OK)
+    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), 0,
+                                    "cli", NULL, token, id)) != CD_OK)
         goto out;
     token[CD_TOKEN_LEN] = '\n';
     token[CD_TOKEN_LEN + 1] = '\0';
@@ -76,6 +76,8 @@ int cd_cli_token(int argc, char **argv)
         {"--data", "DIR", "data directory", NULL, NULL},
         {"--role", "ROLE", "admin, supervisor, agent, compliance or integration", NULL, NULL},
         {"--name", "NAME", "who or what uses the token (shown in access logs)", NULL, NULL},
+        {"--expires", "WHEN", "create: the token ends after this long (90d, 12h, 30m, 3600s) or "
+                              "at this RFC 3339 time; default: until revoked", NULL, NULL},
         {"--format", "FMT", "text or json (list)", "text", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -99,16 +101,24 @@ int cd_cli_token(int argc, char **argv)
     if (strcmp(pos[0], "create") == 0) {
         enum cd_role role;
         const char *r = cd_cli_get(opts, "--role"), *name = cd_cli_get(opts, "--name");
-        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX];
+        const char *expires = cd_cli_get(opts, "--expires");
+        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
+        int64_t expires_at = 0;
         if (r == NULL || !cd_role_parse(cd_str_c(r), &role)) {
             err = cd_err_set(CD_ERR_INVALID, "--role must be admin, supervisor, agent, "
                                              "compliance or integration");
         } else if (name == NULL) {
             err = cd_err_set(CD_ERR_INVALID, "--name NAME is required");
-        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), "cli", NULL,
-                                               token, id)) == CD_OK) {
+        } else if (expires &&
+                   (err = cd_auth_expiry_parse(cd_str_c(expires), cd_now_ms(), &expires_at)) !=
+                       CD_OK) {
+            cd_err_set(err, "--expires: %s", cd_err_detail());
+        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), expires_at, "cli",
+                                               NULL, token, id)) == CD_OK) {
+            cd_time_format(expires_at, ts);
             printf("%s\n", token);
-            fprintf(stderr, "created %s (%s); the token above is shown only once\n", id, r);
+            fprintf(stderr, "created %s (%s%s%s); the token above is shown only once\n", id, r,
+                    expires_at ? ", expires " : "", expires_at ? ts : "");
             cd_crypto_wipe(token, sizeof token);
         }
     } else if (strcmp(pos[0], "list") == 0) {
@@ -122,10 +132,12 @@ int cd_cli_token(int argc, char **argv)
                 json_t *t;
                 json_array_foreach(items, i, t)
                 {
-                    printf("%s  %-11s  %-8s  %s\n", json_string_value(json_object_get(t, "id")),
+                    const char *exp = json_string_value(json_object_get(t, "expires_at"));
+                    printf("%s  %-11s  %-8s  %-24s  %s\n",
+                           json_string_value(json_object_get(t, "id")),
                            json_string_value(json_object_get(t, "role")),
-                           json_is_null(json_object_get(t, "revoked_at")) ? "active" : "revoked",
-                           json_string_value(json_object_get(t, "name")));
+                           json_string_value(json_object_get(t, "status")),
+                           exp ? exp : "no expiry", json_string_value(json_object_get(t, "name")));
                 }
             }
             json_decref(items);

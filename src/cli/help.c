@@ -25,9 +25,10 @@ static const char description[] =
 /* The FILES section of candor(1): the one place the lookup order is described to users. Both
  * %s are the compiled-in shared-files directory. */
 #define FILES_TEXT \
-    "A data directory (candor init --data DIR) holds candor.db (the SQLite database) and,\n" \
-    "created with mode 0600, master.key, signing.key, receipts.key, unsubscribe.key and\n"  \
-    "admin.token. candor backup copies the database; the keys are backed up apart.\n"       \
+    "A data directory (candor init --data DIR, mode 0700) holds, each with mode 0600,\n"   \
+    "candor.db (the SQLite database), master.key, signing.key, receipts.key,\n"            \
+    "unsubscribe.key and admin.token. candor backup copies the database; the keys are\n"   \
+    "backed up apart.\n"                                                                   \
     "\n" \
     "The guard's rule packs and the consent jurisdictions (RULES/consent/jurisdictions.yaml)\n" \
     "are found in the first of:\n" \

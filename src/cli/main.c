@@ -1,6 +1,7 @@
 /* candor — one binary, many subcommands (listed in help.c). */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "cli_int.h"
 #include "crypto/crypto.h"
 
@@ -8,6 +9,8 @@ int main(int argc, char **argv)
 {
     const struct cd__cli_command *c;
 
+    /* Everything candor creates (database, keys, tokens, exports) is its owner's alone. */
+    umask(077);
     cd_json_init();
     if (cd_crypto_init() != CD_OK) {
         fprintf(stderr, "candor: cannot initialise the crypto library\n");

@@ -24,7 +24,7 @@ struct serve {
     const char *policy_path; /* --policy, or NULL for the built-in policy */
     char rules[CD__CLI_PATH_MAX];
     char consent_rules[CD__CLI_PATH_MAX + 32];
-    unsigned long workers, threads, max_body, sth_interval, drain_timeout;
+    unsigned long workers, threads, max_body, sth_interval, drain_timeout, max_future_skew;
     struct cd__cli_env env;
     bool env_open;
     struct cd_policy *policy;
@@ -68,6 +68,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     if ((err = cd__cli_env_open(sv->data, db_url, &sv->env)) != CD_OK)
         return err;
     sv->env_open = true;
+    cd_core_set_future_skew(sv->env.core, (int64_t)sv->max_future_skew * 1000);
     if ((err = cd_policy_load(sv->policy_path, &sv->policy)) != CD_OK ||
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
@@ -200,6 +201,8 @@ int cd_cli_serve(int argc, char **argv)
          NULL},
         {"--sth-interval", "SECONDS", "sign an audit tree head this often when the ledger grew",
          "60", NULL},
+        {"--max-future-skew", "SECONDS", "refuse an interaction whose occurred_at is further "
+                                         "ahead of this server's clock", "86400", NULL},
         {"--drain-timeout", "SECONDS", "on SIGTERM, how long requests in flight may take to be "
                                        "answered", "30", NULL},
         {NULL, NULL, NULL, NULL, NULL},
@@ -240,6 +243,8 @@ int cd_cli_serve(int argc, char **argv)
             CD_OK ||
         (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &sv.sth_interval)) != CD_OK ||
         (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv.drain_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv.max_future_skew)) !=
+            CD_OK ||
         (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv.rules, sizeof sv.rules,
                                  &from)) != CD_OK)
         return cd__cli_fail("serve", err);

@@ -277,6 +277,36 @@ static void backup_is_a_snapshot_made_while_writing(void **state)
     unlink(side);
 }
 
+static mode_t mode_of(const char *suffix)
+{
+    char p[300];
+    struct stat st;
+
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    assert_int_equal(stat(p, &st), 0);
+    return st.st_mode & 0777;
+}
+
+static void files_are_the_owners_alone(void **state)
+{
+    struct cd_store *s = NULL;
+    struct ins in = {"tok_mode", false};
+    mode_t old = umask(022); /* SQLite alone would make the files 0644 under this umask */
+
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(cd_store_write(s, insert_token, &in), CD_OK);
+    assert_int_equal(mode_of(""), 0600);
+    assert_int_equal(mode_of("-wal"), 0600);
+    assert_int_equal(mode_of("-shm"), 0600);
+    cd_store_close(s);
+    /* A database made with wider modes (an older candor, a copy) is made private on open. */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(mode_of(""), 0600);
+    cd_store_close(s);
+    umask(old);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -286,6 +316,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(async_writes_complete_once, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(backup_is_a_snapshot_made_while_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(files_are_the_owners_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
