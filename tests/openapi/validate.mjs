@@ -61,22 +61,22 @@ function report(node, segments, what) {
   problems.push(`${at(node)}: ${where(segments)}: ${what}`);
 }
 
-// The YAML node at a list of keys, and the last node found on the way when it does not exist.
+// The YAML node at a list of keys, or the last node found on the way when it does not exist.
 function nodeAt(segments) {
   let node = doc.contents;
   for (const seg of segments) {
     let next;
     if (isMap(node)) next = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
     else if (isSeq(node)) next = { value: node.items[Number(seg)] };
-    if (!next || !next.value) return { node: next ? next.key || node : node, exact: false };
+    if (!next || !next.value) return next ? next.key || node : node;
     node = next.value;
   }
-  return { node, exact: true };
+  return node;
 }
 
 // The pair whose key is `key` in the mapping at `segments` (to point at an unexpected key).
 function keyNode(segments, key) {
-  const { node } = nodeAt(segments);
+  const node = nodeAt(segments);
   if (!isMap(node)) return node;
   const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
   return pair ? pair.key : node;
@@ -90,7 +90,8 @@ function pointerSegments(pointer) {
 // ---- 1. YAML --------------------------------------------------------------------------------
 for (const e of [...doc.errors, ...doc.warnings]) {
   const { line } = lineCounter.linePos(e.pos[0]);
-  problems.push(`${file}:${line}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`);
+  const what = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+  problems.push(`${file}:${line}: ${what}`);
 }
 if (doc.errors.length) finish();
 
@@ -123,7 +124,30 @@ visit(doc, {
 
 api = doc.toJS({ maxAliasCount: 100 });
 
-// ---- 2. the OpenAPI 3.1 schema --------------------------------------------------------------
+// ---- 2. every internal $ref resolves (the validator names only the first that does not) ----
+function resolvePointer(ref) {
+  let v = api;
+  for (const seg of pointerSegments(ref.slice(1))) {
+    if (v === null || typeof v !== "object" || !(seg in v)) return undefined;
+    v = v[seg];
+  }
+  return v;
+}
+
+let badRef = false;
+for (const [pair, segments] of keyPaths) {
+  if (!isScalar(pair.key) || pair.key.value !== "$ref" || !isScalar(pair.value)) continue;
+  const ref = String(pair.value.value);
+  if (!ref.startsWith("#")) {
+    report(pair.value, segments.concat("$ref"), `${ref}: only references inside this document`);
+    badRef = true;
+  } else if (resolvePointer(ref) === undefined) {
+    report(pair.value, segments.concat("$ref"), `${ref} does not exist`);
+    badRef = true;
+  }
+}
+
+// ---- 3. the OpenAPI 3.1 schema --------------------------------------------------------------
 function message(e) {
   const p = e.params || {};
   switch (e.keyword) {
@@ -156,7 +180,8 @@ async function schemaErrors(value, label, locate) {
   const result = await new Validator({ allErrors: true }).validate(value);
   if (result.valid) return;
   if (typeof result.errors === "string") {
-    problems.push(`${label}: ${result.errors}`);
+    // Its reference check, which stops at the first; section 2 named every one.
+    if (!badRef) problems.push(`${label}: ${result.errors}`);
     return;
   }
   const errors = result.errors || [];
@@ -184,33 +209,10 @@ async function schemaErrors(value, label, locate) {
 
 await schemaErrors(api, file, (segments, extra) => {
   if (extra) return at(keyNode(segments, extra));
-  return at(nodeAt(segments).node);
+  return at(nodeAt(segments));
 });
 
-// ---- 3. what the specification requires beyond the schema -----------------------------------
-// Every internal $ref resolves (the validator stops at the first that does not).
-function resolvePointer(ref) {
-  let v = api;
-  for (const seg of pointerSegments(ref.slice(1))) {
-    if (v === null || typeof v !== "object" || !(seg in v)) return undefined;
-    v = v[seg];
-  }
-  return v;
-}
-
-let badRef = false;
-for (const [pair, segments] of keyPaths) {
-  if (!isScalar(pair.key) || pair.key.value !== "$ref" || !isScalar(pair.value)) continue;
-  const ref = String(pair.value.value);
-  if (!ref.startsWith("#")) {
-    report(pair.value, segments.concat("$ref"), `${ref}: only references inside this document`);
-    badRef = true;
-  } else if (resolvePointer(ref) === undefined) {
-    report(pair.value, segments.concat("$ref"), `${ref} does not exist`);
-    badRef = true;
-  }
-}
-
+// ---- 4. what the specification requires beyond the schema -----------------------------------
 function deref(v) {
   for (let i = 0; v && typeof v === "object" && typeof v.$ref === "string" && i < 10; i++) {
     const r = resolvePointer(v.$ref);
@@ -229,11 +231,11 @@ for (const [path, item] of Object.entries(api.paths || {})) {
     const op = item[method];
     if (!op || typeof op !== "object") continue;
     const segments = ["paths", path, method];
-    const node = nodeAt(segments).node;
+    const node = nodeAt(segments);
     if (op.operationId !== undefined) {
       const first = operationIds.get(op.operationId);
       if (first) {
-        report(nodeAt(segments.concat("operationId")).node, segments.concat("operationId"),
+        report(nodeAt(segments.concat("operationId")), segments.concat("operationId"),
                `"${op.operationId}" is also the operationId of ${first}`);
       } else {
         operationIds.set(op.operationId, `${method.toUpperCase()} ${path}`);
@@ -252,13 +254,14 @@ for (const [path, item] of Object.entries(api.paths || {})) {
     }
     for (const name of declared) {
       if (!templated.includes(name)) {
-        report(node, segments, `path parameter "${name}" is declared but the path has no {${name}}`);
+        report(node, segments,
+               `path parameter "${name}" is declared but the path has no {${name}}`);
       }
     }
   }
 }
 
-// ---- 4. the document the server serves ------------------------------------------------------
+// ---- 5. the document the server serves ------------------------------------------------------
 // The first differences between two JSON values, as paths into them.
 function differences(a, b, segments, out) {
   if (out.length >= 10 || isDeepStrictEqual(a, b)) return;
@@ -298,7 +301,8 @@ finish();
 function finish() {
   if (problems.length) {
     for (const p of problems) console.error(p);
-    console.error(`openapi: ${problems.length} problem(s) in ${file}${servedFile ? ` or ${servedFile}` : ""}`);
+    const where = servedFile ? `${file} or ${servedFile}` : file;
+    console.error(`openapi: ${problems.length} problem(s) in ${where}`);
     process.exit(1);
   }
   const ops = Object.values(api.paths || {})
