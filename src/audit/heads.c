@@ -77,16 +77,19 @@ static enum cd_err add_object(struct cd_audit_trusted *t, const json_t *o, const
 enum cd_err cd_audit_trusted_parse(struct cd_audit_trusted *t, const char *text, size_t len,
                                    const char *source)
 {
-    json_error_t jerr;
-    json_t *doc = json_loadb(text, len, 0, &jerr);
-    enum cd_err err = CD_OK;
+    json_t *doc = NULL;
+    enum cd_err err;
 
-    /* One JSON document (a head saved from the API, a receipt), else JSON lines. */
-    if (doc != NULL) {
+    /* One JSON document (a head saved from the API, a receipt), else JSON lines. cd_json_parse
+     * tells an allocation that failed from text that is not one document. */
+    if ((err = cd_json_parse(text, len, &doc)) == CD_OK) {
         err = add_object(t, doc, source, 0);
         json_decref(doc);
         return err;
     }
+    if (err == CD_ERR_NOMEM)
+        return err;
+    err = CD_OK;
     size_t lineno = 0;
     for (const char *p = text, *end = text + len; p < end && err == CD_OK;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -96,13 +99,15 @@ enum cd_err cd_audit_trusted_parse(struct cd_audit_trusted *t, const char *text,
         while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
             n--;
         if (n > 0) {
-            json_t *o = json_loadb(p, n, 0, &jerr);
-            if (o == NULL && nl == NULL) {
+            json_t *o = NULL;
+            err = cd_json_parse(p, n, &o);
+            if (err == CD_ERR_INVALID && nl == NULL) {
                 t->skipped++; /* a partial last line: the writer crashed while appending */
-            } else if (o == NULL) {
+                err = CD_OK;
+            } else if (err == CD_ERR_INVALID) {
                 err = cd_err_set(CD_ERR_INVALID, "%s:%zu: not JSON (%s)", source, lineno,
-                                 jerr.text);
-            } else {
+                                 cd_err_detail());
+            } else if (err == CD_OK) {
                 err = add_object(t, o, source, lineno);
                 json_decref(o);
             }
@@ -199,9 +204,13 @@ enum cd_err cd__audit_heads_open(const char *path, int *fd, struct cd_audit_sth 
         char *e = end - 1, *s = e;
         while (s > buf && s[-1] != '\n')
             s--;
-        json_error_t jerr;
-        json_t *o = json_loadb(s, (size_t)(e - s), 0, &jerr);
-        if (o == NULL || cd_audit_sth_parse(o, last) != CD_OK)
+        json_t *o = NULL;
+        enum cd_err perr = cd_json_parse(s, (size_t)(e - s), &o);
+        if (perr == CD_ERR_NOMEM) {
+            err = perr;
+            goto out;
+        }
+        if (perr != CD_OK || cd_audit_sth_parse(o, last) != CD_OK)
             cd_integrity_report(CD_INTEGRITY_TREE_HEAD, "\"heads_file\":\"last line unreadable\"");
         else
             *have_last = true;

@@ -568,8 +568,12 @@ void cd_audit_close(struct cd_audit *a)
         pthread_cond_broadcast(&wake_cv);
         pthread_mutex_unlock(&wake_mu);
         pthread_join(a->thread, NULL);
-        /* A clean shutdown leaves a head over every entry, here and in the heads file. */
+        /* A clean shutdown leaves a head over every entry, here and in the heads file. The
+         * caller's error detail (a failed start closes the service too) is kept. */
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", cd_err_detail());
         publish_logged(a, "stop");
+        cd_err_set(CD_OK, "%s", detail);
     }
     if (a->heads_fd >= 0)
         close(a->heads_fd);

@@ -172,23 +172,37 @@ static const char *receipt_column(const json_t *r, const struct cd_val *cols)
     return NULL;
 }
 
-const char *cd__consent_receipt_differs(const struct cd_val *cols, struct cd_str receipt,
-                                        const uint8_t *pk)
+enum cd_err cd__consent_receipt_differs(const struct cd_val *cols, struct cd_str receipt,
+                                        const uint8_t *pk, const char **column)
 {
     struct cd_str sig = col_str(&cols[CD__EC_SIGNATURE]);
-    json_error_t jerr;
-    json_t *r;
+    json_t *r = NULL;
+    enum cd_err err;
 
-    if (receipt.p == NULL)
-        return "receipt";
+    *column = NULL;
+    if (receipt.p == NULL) {
+        *column = "receipt";
+        return CD_OK;
+    }
     if (pk && (sig.len != CD_CRYPTO_SIG_LEN ||
-               cd_crypto_verify(pk, receipt.p, receipt.len, (const uint8_t *)sig.p) != CD_OK))
-        return "signature";
-    if ((r = json_loadb(receipt.p, receipt.len, 0, &jerr)) == NULL)
-        return "receipt";
-    const char *col = receipt_column(r, cols);
+               cd_crypto_verify(pk, receipt.p, receipt.len, (const uint8_t *)sig.p) != CD_OK)) {
+        cd_err_clear();
+        *column = "signature";
+        return CD_OK;
+    }
+    /* cd_json_parse tells an allocation that failed (jansson may then hand back an object
+     * with members missing) from a receipt that is not JSON. */
+    if ((err = cd_json_parse(receipt.p, receipt.len, &r)) == CD_ERR_NOMEM)
+        return err;
+    if (err != CD_OK || !json_is_object(r)) {
+        json_decref(r);
+        cd_err_clear();
+        *column = "receipt";
+        return CD_OK;
+    }
+    *column = receipt_column(r, cols);
     json_decref(r);
-    return col;
+    return CD_OK;
 }
 
 /* ---- the projection's answer to an event that does not verify ---- */
@@ -267,8 +281,8 @@ static enum cd_err legacy_row(void *ctx, const struct cd_val *cols, size_t n)
     copy_col(o->state, sizeof o->state, &cols[CD__EC_STATE]);
     if ((err = cd__consent_event_digest(cols, o->digest)) != CD_OK)
         return err;
-    o->bad = cd__consent_receipt_differs(cols, col_str(&cols[CD__EC__COUNT]), b->c->signer.pk);
-    return CD_OK;
+    return cd__consent_receipt_differs(cols, col_str(&cols[CD__EC__COUNT]), b->c->signer.pk,
+                                       &o->bad);
 }
 
 static enum cd_err legacy_fn(struct cd_tx *tx, void *ctx)
@@ -379,9 +393,10 @@ static enum cd_err verify_row(void *ctx, const struct cd_val *cols, size_t n)
     if ((err = cd__consent_event_digest(cols, digest)) != CD_OK)
         return err;
     /* The receipt names an edited column when it carries it; the digest covers the rest. */
-    const char *col = v->pk || audit_seq->type == CD_VAL_NULL
-                          ? cd__consent_receipt_differs(cols, receipt, v->pk)
-                          : NULL;
+    const char *col = NULL;
+    if ((v->pk || audit_seq->type == CD_VAL_NULL) &&
+        (err = cd__consent_receipt_differs(cols, receipt, v->pk, &col)) != CD_OK)
+        return err;
     if (col && strcmp(col, "signature") == 0)
         return fail(v, cols, "its receipt's signature does not verify: the receipt or its "
                              "signature was altered", NULL);

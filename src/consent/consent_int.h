@@ -334,10 +334,11 @@ enum cd_err cd__consent_event_digest(const struct cd_val *cols, uint8_t out[32])
 const char *cd__consent_entry_binds(struct cd_str entry, const struct cd_val *cols,
                                     const uint8_t digest[32]);
 /* Whether the signed receipt says what the columns say: its signature under pk (NULL: not
- * checked) and every column it carries. Returns NULL when it does, else the first column that
- * differs ("signature" when the signature does not verify). */
-const char *cd__consent_receipt_differs(const struct cd_val *cols, struct cd_str receipt,
-                                        const uint8_t *pk);
+ * checked) and every column it carries. *column gets NULL when it does, else the first column
+ * that differs ("signature" when the signature does not verify). Errors: CD_ERR_NOMEM (then
+ * nothing was found). */
+enum cd_err cd__consent_receipt_differs(const struct cd_val *cols, struct cd_str receipt,
+                                        const uint8_t *pk, const char **column);
 /* Binds the events recorded before binding existed (audit_seq NULL): each whose signed receipt
  * agrees with its columns gets a consent.bind ledger entry carrying its digest. The others stay
  * unbound, are reported, and count as integrity failures in the projection. Errors:

@@ -63,12 +63,12 @@ enum cd_err cd__core_open(const struct cd__ckey *k, const char *field, struct cd
 
 /* What an interaction's sealed fields are bound to besides their customer and field name (the
  * AEAD associated data, sealed format 2): the row's id and the metadata an edit of which must
- * be detected — channel, direction, occurred_at and purpose. All of it stays the same for the
- * life of the row, but for the customer, which a merge changes together with a re-sealing.
- * The parts borrow the strings given and point into the struct: fill it in place. */
+ * be detected — channel, direction, occurred_at and purpose, hashed once per row. All of it
+ * stays the same for the life of the row, but for the customer, which a merge changes together
+ * with a re-sealing. id is borrowed (for the reports). */
 struct cd__row_binding {
-    struct cd_str parts[5];
-    uint8_t at[8]; /* occurred_at, 8 bytes big-endian */
+    struct cd_crypto_row row;
+    const char *id;
 };
 void cd__core_interaction_binding(struct cd__row_binding *b, const char *id, const char *channel,
                                   const char *direction, int64_t occurred_at,

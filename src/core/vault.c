@@ -60,15 +60,15 @@ void cd__core_interaction_binding(struct cd__row_binding *b, const char *id, con
                                   const char *direction, int64_t occurred_at,
                                   const char *purpose)
 {
-    uint64_t at = (uint64_t)occurred_at;
+    uint8_t at[8];
+    uint64_t v = (uint64_t)occurred_at;
 
-    for (int i = 7; i >= 0; i--, at >>= 8)
-        b->at[i] = (uint8_t)at;
-    b->parts[0] = cd_str_c(id);
-    b->parts[1] = cd_str_c(channel);
-    b->parts[2] = cd_str_c(direction);
-    b->parts[3] = (struct cd_str){(const char *)b->at, sizeof b->at};
-    b->parts[4] = cd_str_c(purpose);
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        at[i] = (uint8_t)v;
+    struct cd_str parts[5] = {cd_str_c(id), cd_str_c(channel), cd_str_c(direction),
+                              {(const char *)at, sizeof at}, cd_str_c(purpose)};
+    cd_crypto_row_bind(parts, 5, &b->row);
+    b->id = id;
 }
 
 enum cd_err cd__core_seal_row(const struct cd__ckey *k, const char *field,
@@ -76,7 +76,7 @@ enum cd_err cd__core_seal_row(const struct cd__ckey *k, const char *field,
                               struct cd_buf *out)
 {
     cd_buf_reset(out);
-    return cd_crypto_seal_bound(k->key, cd_str_c(k->customer_id), cd_str_c(field), b->parts, 5,
+    return cd_crypto_seal_bound(k->key, cd_str_c(k->customer_id), cd_str_c(field), &b->row,
                                 plain, out);
 }
 
@@ -92,8 +92,8 @@ enum cd_err cd__core_open_row_quiet(const struct cd__ckey *k, const char *field,
     if (!*present)
         return CD_OK;
     if (format == CD_CRYPTO_SEAL_VERSION_BOUND)
-        return cd_crypto_open_bound(k->key, cd_str_c(k->customer_id), cd_str_c(field), b->parts,
-                                    5, v, out);
+        return cd_crypto_open_bound(k->key, cd_str_c(k->customer_id), cd_str_c(field), &b->row,
+                                    v, out);
     if (format == CD_CRYPTO_SEAL_VERSION && legacy)
         return cd_crypto_open(k->key, cd_str_c(k->customer_id), cd_str_c(field), v, out);
     return cd_err_set(CD_ERR_CRYPTO, format == CD_CRYPTO_SEAL_VERSION
@@ -114,7 +114,7 @@ enum cd_err cd__core_open_row(const struct cd__ckey *k, const char *field,
     /* The customer's key opened (the caller unwrapped it), so the value is not this row's: it
      * was copied from another row, its row's bound metadata or customer changed, its bytes were
      * altered, or it is in the legacy format in a row that was re-sealed. */
-    cd_log_safe(b->parts[0].p, id, sizeof id);
+    cd_log_safe(b->id, id, sizeof id);
     cd_integrity_report(CD_INTEGRITY_SEALED_FIELD,
                         "\"interaction_id\":\"%s\",\"customer_id\":\"%s\",\"field\":\"%s\","
                         "\"format\":%d",

@@ -30,7 +30,6 @@
 #define CD_CRYPTO_TAG_LEN 16
 #define CD_CRYPTO_SEAL_VERSION 1 /* first byte of a sealed field bound to customer and field */
 #define CD_CRYPTO_SEAL_VERSION_BOUND 2 /* ... bound to its row as well (cd_crypto_seal_bound) */
-#define CD_CRYPTO_SEAL_MAX_ROW_PARTS 8
 /* Sealed field = version (1) || nonce (24) || ciphertext (len of plaintext) || tag (16). */
 #define CD_CRYPTO_SEAL_OVERHEAD (1 + CD_CRYPTO_NONCE_LEN + CD_CRYPTO_TAG_LEN)
 #define CD_CRYPTO_WRAP_VERSION 1
@@ -160,21 +159,28 @@ enum cd_err cd_crypto_seal(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str c
 enum cd_err cd_crypto_open(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
                            struct cd_str field_name, struct cd_str sealed, struct cd_buf *out);
 
-/* Format 2: cd_crypto_seal, with the associated data binding the sealed value also to its row:
- * row[0..nrow) (nrow <= CD_CRYPTO_SEAL_MAX_ROW_PARTS, borrowed) are the parts that identify the
- * row (its id) and the row's metadata whose change must be detected. A value copied onto
- * another row, or left on a row whose bound metadata changed, no longer opens. The caller
- * chooses the parts and their order and uses the same ones to open. Errors: as cd_crypto_seal,
- * CD_ERR_INVALID (too many parts). */
+/* The row a format-2 sealed value is bound to: a digest of the parts that identify the row
+ * (its id) and the row's metadata whose change must be detected, in an order the caller fixes.
+ * Computed once per row, so sealing or opening several fields of a row hashes the parts once. */
+struct cd_crypto_row {
+    uint8_t digest[CD_CRYPTO_HASH_LEN];
+};
+
+/* Fills *out from parts[0..n) (borrowed). Cannot fail. */
+void cd_crypto_row_bind(const struct cd_str *parts, size_t n, struct cd_crypto_row *out);
+
+/* Format 2: cd_crypto_seal, with the associated data binding the sealed value also to its row
+ * (cd_crypto_row_bind). A value copied onto another row, or left on a row whose bound metadata
+ * changed, no longer opens. Errors: as cd_crypto_seal. */
 enum cd_err cd_crypto_seal_bound(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
-                                 struct cd_str field_name, const struct cd_str *row, size_t nrow,
+                                 struct cd_str field_name, const struct cd_crypto_row *row,
                                  struct cd_str plaintext, struct cd_buf *out);
 
-/* Opens a format-2 value made by cd_crypto_seal_bound with the same customer, field and row
- * parts. A format-1 value is refused (CD_ERR_CRYPTO, unknown format): callers that still accept
- * format 1 ask cd_crypto_sealed_format first. Errors: as cd_crypto_open, CD_ERR_INVALID. */
+/* Opens a format-2 value made by cd_crypto_seal_bound with the same customer, field and row. A
+ * format-1 value is refused (CD_ERR_CRYPTO, unknown format): callers that still accept format
+ * 1 ask cd_crypto_sealed_format first. Errors: as cd_crypto_open. */
 enum cd_err cd_crypto_open_bound(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
-                                 struct cd_str field_name, const struct cd_str *row, size_t nrow,
+                                 struct cd_str field_name, const struct cd_crypto_row *row,
                                  struct cd_str sealed, struct cd_buf *out);
 
 /* The format of a sealed value (its first byte): CD_CRYPTO_SEAL_VERSION,

@@ -37,7 +37,8 @@ void cd__crypto_hash_parts(const uint8_t *key, const struct cd_str *parts, size_
         }
         crypto_generichash(out, CD_CRYPTO_HASH_LEN, buf, total, key,
                            key ? CD_CRYPTO_KEY_LEN : 0);
-        sodium_memzero(buf, total);
+        if (key)
+            sodium_memzero(buf, total); /* a blind index's input is a personal value */
         return;
     }
     crypto_generichash_state st;

@@ -1,33 +1,43 @@
 /* Field sealing (XChaCha20-Poly1305 IETF) and blind indexes (keyed BLAKE2b).
  *
  * The associated data is a 32-byte digest of (domain, customer id, field name) and, in format
- * 2, of the parts that identify the field's row and the row's metadata, each part
- * length-prefixed: it binds a ciphertext to its customer, column and row without the AEAD ever
- * seeing a variable-length, allocated AD buffer. The format byte selects the domain, so a
- * format-2 value relabelled as format 1 (or the reverse) is opened with another AD and fails.
- * docs/crypto.md gives the byte layout. */
+ * 2, of the digest of the field's row (its id and metadata), each part length-prefixed: it binds
+ * a ciphertext to its customer, column and row without the AEAD ever seeing a variable-length,
+ * allocated AD buffer. The row's digest is made once per row: each field's AD then fits one
+ * BLAKE2b block. The format byte selects the domain, so a format-2 value relabelled as format 1
+ * (or the reverse) is opened with another AD and fails. docs/crypto.md gives the byte layout. */
 #include "crypto_int.h"
+#include <assert.h>
 #include <sodium.h>
 #include <string.h>
 
-#define MAX_ROW_PARTS CD_CRYPTO_SEAL_MAX_ROW_PARTS
-
-/* The AD of format `version`: row[0..nrow) only in format 2. */
+/* The AD of format `version`: row only in format 2. */
 static void seal_ad(uint8_t version, struct cd_str customer_id, struct cd_str field_name,
-                    const struct cd_str *row, size_t nrow, uint8_t ad[CD_CRYPTO_HASH_LEN])
+                    const struct cd_crypto_row *row, uint8_t ad[CD_CRYPTO_HASH_LEN])
 {
-    struct cd_str parts[3 + MAX_ROW_PARTS] = {
+    struct cd_str parts[4] = {
         version == CD_CRYPTO_SEAL_VERSION ? CD_STR("candor.seal.v1") : CD_STR("candor.seal.v2"),
-        customer_id, field_name};
+        customer_id, field_name, CD_STR_NULL};
 
-    for (size_t i = 0; i < nrow; i++)
-        parts[3 + i] = row[i];
-    cd__crypto_hash_parts(NULL, parts, 3 + nrow, ad);
+    if (row)
+        parts[3] = (struct cd_str){(const char *)row->digest, sizeof row->digest};
+    cd__crypto_hash_parts(NULL, parts, row ? 4 : 3, ad);
+}
+
+void cd_crypto_row_bind(const struct cd_str *parts, size_t n, struct cd_crypto_row *out)
+{
+    struct cd_str all[1 + 16];
+
+    assert(n <= 16); /* callers bind a handful of columns */
+    all[0] = CD_STR("candor.seal.row.v2");
+    for (size_t i = 0; i < n; i++)
+        all[1 + i] = parts[i];
+    cd__crypto_hash_parts(NULL, all, 1 + n, out->digest);
 }
 
 static enum cd_err seal(uint8_t version, const uint8_t key[CD_CRYPTO_KEY_LEN],
                         struct cd_str customer_id, struct cd_str field_name,
-                        const struct cd_str *row, size_t nrow, struct cd_str plaintext,
+                        const struct cd_crypto_row *row, struct cd_str plaintext,
                         struct cd_buf *out)
 {
     enum cd_err err = CD_OK;
@@ -44,7 +54,7 @@ static enum cd_err seal(uint8_t version, const uint8_t key[CD_CRYPTO_KEY_LEN],
         err = cd_err_set(err, "no room for a sealed field of %zu bytes", n);
         goto out;
     }
-    seal_ad(version, customer_id, field_name, row, nrow, ad);
+    seal_ad(version, customer_id, field_name, row, ad);
     dst = (uint8_t *)out->p + out->len;
     dst[0] = version;
     cd_random_bytes(dst + 1, CD_CRYPTO_NONCE_LEN);
@@ -59,7 +69,7 @@ out:
 
 static enum cd_err open_sealed(uint8_t version, const uint8_t key[CD_CRYPTO_KEY_LEN],
                                struct cd_str customer_id, struct cd_str field_name,
-                               const struct cd_str *row, size_t nrow, struct cd_str sealed,
+                               const struct cd_crypto_row *row, struct cd_str sealed,
                                struct cd_buf *out)
 {
     enum cd_err err = CD_OK;
@@ -77,7 +87,7 @@ static enum cd_err open_sealed(uint8_t version, const uint8_t key[CD_CRYPTO_KEY_
         err = cd_err_set(err, "no room for an opened field of %zu bytes", n);
         goto out;
     }
-    seal_ad(version, customer_id, field_name, row, nrow, ad);
+    seal_ad(version, customer_id, field_name, row, ad);
     dst = (uint8_t *)out->p + out->len;
     /* libsodium checks the tag before it decrypts, so a forgery writes nothing into out. */
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(dst, NULL, NULL, src + 1 + CD_CRYPTO_NONCE_LEN,
@@ -99,36 +109,28 @@ out:
 enum cd_err cd_crypto_seal(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
                            struct cd_str field_name, struct cd_str plaintext, struct cd_buf *out)
 {
-    return seal(CD_CRYPTO_SEAL_VERSION, key, customer_id, field_name, NULL, 0, plaintext, out);
+    return seal(CD_CRYPTO_SEAL_VERSION, key, customer_id, field_name, NULL, plaintext, out);
 }
 
 enum cd_err cd_crypto_open(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
                            struct cd_str field_name, struct cd_str sealed, struct cd_buf *out)
 {
-    return open_sealed(CD_CRYPTO_SEAL_VERSION, key, customer_id, field_name, NULL, 0, sealed,
-                       out);
+    return open_sealed(CD_CRYPTO_SEAL_VERSION, key, customer_id, field_name, NULL, sealed, out);
 }
 
 enum cd_err cd_crypto_seal_bound(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
-                                 struct cd_str field_name, const struct cd_str *row, size_t nrow,
+                                 struct cd_str field_name, const struct cd_crypto_row *row,
                                  struct cd_str plaintext, struct cd_buf *out)
 {
-    if (nrow > MAX_ROW_PARTS)
-        return cd_err_set(CD_ERR_INVALID, "a sealed field binds at most %d row parts",
-                          MAX_ROW_PARTS);
-    return seal(CD_CRYPTO_SEAL_VERSION_BOUND, key, customer_id, field_name, row, nrow, plaintext,
-                out);
+    return seal(CD_CRYPTO_SEAL_VERSION_BOUND, key, customer_id, field_name, row, plaintext, out);
 }
 
 enum cd_err cd_crypto_open_bound(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
-                                 struct cd_str field_name, const struct cd_str *row, size_t nrow,
+                                 struct cd_str field_name, const struct cd_crypto_row *row,
                                  struct cd_str sealed, struct cd_buf *out)
 {
-    if (nrow > MAX_ROW_PARTS)
-        return cd_err_set(CD_ERR_INVALID, "a sealed field binds at most %d row parts",
-                          MAX_ROW_PARTS);
-    return open_sealed(CD_CRYPTO_SEAL_VERSION_BOUND, key, customer_id, field_name, row, nrow,
-                       sealed, out);
+    return open_sealed(CD_CRYPTO_SEAL_VERSION_BOUND, key, customer_id, field_name, row, sealed,
+                       out);
 }
 
 int cd_crypto_sealed_format(struct cd_str sealed)

@@ -222,7 +222,12 @@ def test_f_untouched_ledger_verifies(srv):
     data = _stopped(srv)
     rc, out, err = srv.cli("audit", "verify", "--data", data)
     assert rc == 0, err
-    assert "ok:" in out and "2 signed tree heads" in out, out
+    # the head signed at start, the two the tests asked for and the one at shutdown, each
+    # also a line of the heads file
+    assert "ok:" in out and "4 signed tree heads" in out, out
+    assert "4 trusted heads found in the ledger" in out, out
+    with open(os.path.join(data, "audit-heads.jsonl")) as f:
+        assert len(f.read().splitlines()) == 4
 
 
 def test_g_changed_byte_is_named(srv):

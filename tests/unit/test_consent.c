@@ -1015,6 +1015,19 @@ static void events_are_bound_to_the_ledger(void **state)
     sql("%s", q);
     assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_OK);
     assert_string_equal(why_after_restart(eu, CD_PURPOSE_MARKETING), "consent_given");
+    /* Out of memory anywhere in the check is an error, never a crash or a false finding. */
+    for (long k = 1; k < 400; k++) {
+        cd_alloc_fail_nth(k);
+        enum cd_err err = cd_consent_verify(store, cons->signer.pk, &rep);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        if (err != CD_ERR_NOMEM && err != CD_ERR_STORE)
+            fail_msg("allocation %ld failed: %s: %s", k, cd_err_name(err), cd_err_detail());
+    }
 }
 
 /* An event recorded before binding existed (audit_seq NULL) is bound by the next engine when

@@ -701,6 +701,19 @@ static void sealed_fields_are_bound_to_their_rows(void **state)
     sql("UPDATE identities SET customer_id = '%s' WHERE value = (SELECT value FROM identities"
         " WHERE customer_id = '%s' ORDER BY created_at LIMIT 1)", c, d);
     assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+    /* Out of memory anywhere in the check is an error, never a crash, a leak or a false
+     * finding. */
+    for (long k = 1; k < 400; k++) {
+        cd_alloc_fail_nth(k);
+        enum cd_err err = cd_core_verify_rows(core, &rep, NULL);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_true(err == CD_ERR_NOMEM || err == CD_ERR_STORE);
+    }
     cd_buf_free(&one);
 }
 

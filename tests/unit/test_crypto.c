@@ -350,69 +350,81 @@ static void seal_bound_binds_the_row(void **state)
     uint8_t key[32], ad[32], at[8] = {0, 0, 1, 0x8b, 0xcf, 0xe5, 0x68, 0x00};
     struct cd_buf s = CD_BUF_INIT(4096), o = CD_BUF_INIT(4096);
     struct cd_str cus = CD_STR("cus_1"), field = CD_STR("body"), pt = CD_STR("I was charged twice");
-    struct cd_str row[5] = {CD_STR("int_1"), CD_STR("email"), CD_STR("inbound"),
-                            {(const char *)at, 8}, CD_STR("service")};
+    struct cd_str parts[5] = {CD_STR("int_1"), CD_STR("email"), CD_STR("inbound"),
+                              {(const char *)at, 8}, CD_STR("service")};
+    struct cd_crypto_row row, other;
     (void)state;
 
     cd_crypto_data_key_new(key);
-    assert_int_equal(cd_crypto_seal_bound(key, cus, field, row, 5, pt, &s), CD_OK);
+    cd_crypto_row_bind(parts, 5, &row);
+    assert_int_equal(cd_crypto_seal_bound(key, cus, field, &row, pt, &s), CD_OK);
     struct cd_str sealed = {s.p, s.len};
     assert_int_equal((uint8_t)s.p[0], CD_CRYPTO_SEAL_VERSION_BOUND);
     assert_int_equal(s.len, pt.len + CD_CRYPTO_SEAL_OVERHEAD);
     assert_int_equal(cd_crypto_sealed_format(sealed), CD_CRYPTO_SEAL_VERSION_BOUND);
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, row, 5, sealed, &o), CD_OK);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_OK);
     assert_memory_equal(o.p, pt.p, pt.len);
 
-    /* Each part of the row, changed by one byte, and the parts' boundaries moved. */
+    /* Each part of the row, changed by one byte; the parts' boundaries moved; one part less. */
     for (int i = 0; i < 5; i++) {
-        struct cd_str r2[5];
+        struct cd_str p2[5];
         char buf[16];
-        memcpy(r2, row, sizeof r2);
-        memcpy(buf, row[i].p, row[i].len);
+        memcpy(p2, parts, sizeof p2);
+        memcpy(buf, parts[i].p, parts[i].len);
         buf[0] ^= 1;
-        r2[i] = (struct cd_str){buf, row[i].len};
+        p2[i] = (struct cd_str){buf, parts[i].len};
+        cd_crypto_row_bind(p2, 5, &other);
         cd_buf_reset(&o);
-        assert_int_equal(cd_crypto_open_bound(key, cus, field, r2, 5, sealed, &o),
+        assert_int_equal(cd_crypto_open_bound(key, cus, field, &other, sealed, &o),
                          CD_ERR_CRYPTO);
         assert_int_equal(o.len, 0);
     }
-    struct cd_str moved[5] = {CD_STR("int_1e"), CD_STR("mail"), row[2], row[3], row[4]};
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, moved, 5, sealed, &o), CD_ERR_CRYPTO);
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, row, 4, sealed, &o), CD_ERR_CRYPTO);
-    assert_int_equal(cd_crypto_open_bound(key, CD_STR("cus_2"), field, row, 5, sealed, &o),
+    struct cd_str moved[5] = {CD_STR("int_1e"), CD_STR("mail"), parts[2], parts[3], parts[4]};
+    cd_crypto_row_bind(moved, 5, &other);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &other, sealed, &o), CD_ERR_CRYPTO);
+    cd_crypto_row_bind(parts, 4, &other);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &other, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, CD_STR("cus_2"), field, &row, sealed, &o),
                      CD_ERR_CRYPTO);
-    assert_int_equal(cd_crypto_open_bound(key, cus, CD_STR("subject"), row, 5, sealed, &o),
+    assert_int_equal(cd_crypto_open_bound(key, cus, CD_STR("subject"), &row, sealed, &o),
                      CD_ERR_CRYPTO);
     /* The other format's opener, and the format byte relabelled either way. */
     assert_int_equal(cd_crypto_open(key, cus, field, sealed, &o), CD_ERR_CRYPTO);
     s.p[0] = CD_CRYPTO_SEAL_VERSION;
     assert_int_equal(cd_crypto_open(key, cus, field, sealed, &o), CD_ERR_CRYPTO);
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, row, 5, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_ERR_CRYPTO);
     cd_buf_reset(&s);
     assert_int_equal(cd_crypto_seal(key, cus, field, pt, &s), CD_OK);
     sealed = (struct cd_str){s.p, s.len};
     assert_int_equal(cd_crypto_sealed_format(sealed), CD_CRYPTO_SEAL_VERSION);
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, row, 5, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_ERR_CRYPTO);
     s.p[0] = CD_CRYPTO_SEAL_VERSION_BOUND;
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, row, 5, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_ERR_CRYPTO);
     assert_int_equal(cd_crypto_sealed_format((struct cd_str){s.p, 3}), 0);
     s.p[0] = 7;
     assert_int_equal(cd_crypto_sealed_format(sealed), 0);
-    struct cd_str nine[9] = {row[0], row[0], row[0], row[0], row[0], row[0], row[0], row[0],
-                             row[0]};
-    assert_int_equal(cd_crypto_seal_bound(key, cus, field, nine, 9, pt, &s), CD_ERR_INVALID);
 
-    /* The associated data is BLAKE2b-256 of enc("candor.seal.v2") || enc(customer) ||
-     * enc(field) || enc(each row part): a value sealed with libsodium directly under that AD
-     * opens. */
-    uint8_t msg[512], *m = msg;
-    struct cd_str parts[8] = {CD_STR("candor.seal.v2"), cus, field, row[0], row[1], row[2],
-                              row[3], row[4]};
-    for (int i = 0; i < 8; i++) {
+    /* The layout: row = BLAKE2b-256(enc("candor.seal.row.v2") || enc(each part)), AD =
+     * BLAKE2b-256(enc("candor.seal.v2") || enc(customer) || enc(field) || enc(row)): a value
+     * sealed with libsodium directly under that AD opens. */
+    uint8_t msg[512], *m = msg, rd[32];
+    struct cd_str rparts[6] = {CD_STR("candor.seal.row.v2"), parts[0], parts[1], parts[2],
+                               parts[3], parts[4]};
+    for (int i = 0; i < 6; i++) {
         for (int b = 0; b < 8; b++)
-            m[b] = (uint8_t)((uint64_t)parts[i].len >> (56 - 8 * b));
-        memcpy(m + 8, parts[i].p, parts[i].len);
-        m += 8 + parts[i].len;
+            m[b] = (uint8_t)((uint64_t)rparts[i].len >> (56 - 8 * b));
+        memcpy(m + 8, rparts[i].p, rparts[i].len);
+        m += 8 + rparts[i].len;
+    }
+    crypto_generichash(rd, sizeof rd, msg, (size_t)(m - msg), NULL, 0);
+    assert_memory_equal(rd, row.digest, 32);
+    struct cd_str aparts[4] = {CD_STR("candor.seal.v2"), cus, field, {(const char *)rd, 32}};
+    m = msg;
+    for (int i = 0; i < 4; i++) {
+        for (int b = 0; b < 8; b++)
+            m[b] = (uint8_t)((uint64_t)aparts[i].len >> (56 - 8 * b));
+        memcpy(m + 8, aparts[i].p, aparts[i].len);
+        m += 8 + aparts[i].len;
     }
     crypto_generichash(ad, sizeof ad, msg, (size_t)(m - msg), NULL, 0);
     uint8_t ct[1 + 24 + 64];
@@ -421,7 +433,7 @@ static void seal_bound_binds_the_row(void **state)
     crypto_aead_xchacha20poly1305_ietf_encrypt(ct + 25, NULL, (const uint8_t *)pt.p, pt.len, ad,
                                                sizeof ad, NULL, ct + 1, key);
     cd_buf_reset(&o);
-    assert_int_equal(cd_crypto_open_bound(key, cus, field, row, 5,
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row,
                                           (struct cd_str){(const char *)ct, 25 + pt.len + 16}, &o),
                      CD_OK);
     assert_memory_equal(o.p, pt.p, pt.len);
