@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config clang llvm libclang-rt-14-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
-  libutf8proc-dev libyaml-dev libcmocka-dev
+  libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
   python3 curl wrk nginx-light util-linux procps
 )
 [ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }

@@ -28,7 +28,11 @@ struct cd__cli_hooks {
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
 
-/* Opens the store and keys of a data directory (db_url overrides the SQLite file). */
+/* Checks that data_dir is a directory its owner alone may use (no group or other bits, owned
+ * by this user). Errors: CD_ERR_IO with a detail that says what to do. */
+enum cd_err cd__cli_data_dir_check(const char *data_dir);
+/* Opens the store and keys of a data directory (db_url overrides the SQLite file), after
+ * cd__cli_data_dir_check. */
 enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env);
 void cd__cli_env_close(struct cd__cli_env *env);
 /* Creates a 0600 file holding text; fails if it exists. */

@@ -57,8 +57,8 @@ int cd_cli_init(int argc, char **argv)
     if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
         goto out;
     cd_crypto_signer_wipe(&signer);
-    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), "cli",
-                                    NULL, token, id)) != CD_OK)
+    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), 0,
+                                    "cli", NULL, token, id)) != CD_OK)
         goto out;
     token[CD_TOKEN_LEN] = '\n';
     token[CD_TOKEN_LEN + 1] = '\0';
@@ -80,6 +80,8 @@ int cd_cli_token(int argc, char **argv)
         {"--data", "DIR", "data directory", NULL, NULL},
         {"--role", "ROLE", "admin, supervisor, agent, compliance or integration", NULL, NULL},
         {"--name", "NAME", "who or what uses the token (shown in access logs)", NULL, NULL},
+        {"--expires", "WHEN", "create: the token ends after this long (90d, 12h, 30m, 3600s) or "
+                              "at this RFC 3339 time; default: until revoked", NULL, NULL},
         {"--format", "FMT", "text or json (list)", "text", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -103,16 +105,24 @@ int cd_cli_token(int argc, char **argv)
     if (strcmp(pos[0], "create") == 0) {
         enum cd_role role;
         const char *r = cd_cli_get(opts, "--role"), *name = cd_cli_get(opts, "--name");
-        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX];
+        const char *expires = cd_cli_get(opts, "--expires");
+        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
+        int64_t expires_at = 0;
         if (r == NULL || !cd_role_parse(cd_str_c(r), &role)) {
             err = cd_err_set(CD_ERR_INVALID, "--role must be admin, supervisor, agent, "
                                              "compliance or integration");
         } else if (name == NULL) {
             err = cd_err_set(CD_ERR_INVALID, "--name NAME is required");
-        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), "cli", NULL,
-                                               token, id)) == CD_OK) {
+        } else if (expires &&
+                   (err = cd_auth_expiry_parse(cd_str_c(expires), cd_now_ms(), &expires_at)) !=
+                       CD_OK) {
+            cd_err_set(err, "--expires: %s", cd_err_detail());
+        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), expires_at, "cli",
+                                               NULL, token, id)) == CD_OK) {
+            cd_time_format(expires_at, ts);
             printf("%s\n", token);
-            fprintf(stderr, "created %s (%s); the token above is shown only once\n", id, r);
+            fprintf(stderr, "created %s (%s%s%s); the token above is shown only once\n", id, r,
+                    expires_at ? ", expires " : "", expires_at ? ts : "");
             cd_crypto_wipe(token, sizeof token);
         }
     } else if (strcmp(pos[0], "list") == 0) {
@@ -126,10 +136,12 @@ int cd_cli_token(int argc, char **argv)
                 json_t *t;
                 json_array_foreach(items, i, t)
                 {
-                    printf("%s  %-11s  %-8s  %s\n", json_string_value(json_object_get(t, "id")),
+                    const char *exp = json_string_value(json_object_get(t, "expires_at"));
+                    printf("%s  %-11s  %-8s  %-24s  %s\n",
+                           json_string_value(json_object_get(t, "id")),
                            json_string_value(json_object_get(t, "role")),
-                           json_is_null(json_object_get(t, "revoked_at")) ? "active" : "revoked",
-                           json_string_value(json_object_get(t, "name")));
+                           json_string_value(json_object_get(t, "status")),
+                           exp ? exp : "no expiry", json_string_value(json_object_get(t, "name")));
                 }
             }
             json_decref(items);
@@ -521,6 +533,8 @@ int cd_cli_serve(int argc, char **argv)
          "10", NULL},
         {"--sth-entries", "N", "... or as soon as N entries were appended, whichever comes first",
          "10000", NULL},
+        {"--max-future-skew", "SECONDS", "refuse an interaction whose occurred_at is further "
+                                         "ahead of this server's clock", "86400", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1];
@@ -545,16 +559,18 @@ int cd_cli_serve(int argc, char **argv)
         return 0;
     }
     const char *data = cd_cli_get(opts, "--data");
-    /* --workers, --threads, --max-body, --sth-interval: checked before anything is opened. */
-    unsigned long num[5];
+    /* The numeric options, checked before anything is opened. */
+    unsigned long num[6];
     if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &num[0])) != CD_OK ||
         (err = cd_cli_uint(opts, "--threads", 1, 64, &num[1])) != CD_OK ||
         (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &num[2])) != CD_OK ||
         (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &num[4])) != CD_OK)
+        (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &num[4])) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &num[5])) != CD_OK)
         return cd__cli_fail("serve", err);
     if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
         return cd__cli_fail("serve", err);
+    cd_core_set_future_skew(env.core, (int64_t)num[4] * 1000);
     if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
         goto out;
     char consent_rules[4200];
@@ -586,7 +602,7 @@ int cd_cli_serve(int argc, char **argv)
     cd__cli_hooks_install(&hooks, env.core);
     char heads_path[4200];
     snprintf(heads_path, sizeof heads_path, "%s/%s", data, CD_AUDIT_HEADS_FILE);
-    if ((err = serve_audit_open(data, heads_path, num[3], num[4], env.store, &audit)) != CD_OK)
+    if ((err = serve_audit_open(data, heads_path, num[3], num[5], env.store, &audit)) != CD_OK)
         goto out;
     struct cd_app app = {.store = env.store,
                          .audit = audit,

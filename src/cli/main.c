@@ -1,6 +1,7 @@
 /* candor — one binary, many subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "cli.h"
 #include "crypto/crypto.h"
 #include "guard/guard.h"
@@ -32,6 +33,8 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+    /* Everything candor creates (database, keys, tokens, exports) is its owner's alone. */
+    umask(077);
     cd_json_init();
     if (cd_crypto_init() != CD_OK) {
         fprintf(stderr, "candor: cannot initialise the crypto library\n");

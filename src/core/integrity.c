@@ -10,7 +10,9 @@
 #define RESEAL_BATCH 200
 #define PROGRESS_EVERY 100000
 
-static const char *const ifields[3] = {"subject", "body", "metadata"};
+/* The sealed fields of an interaction, and the column each is stored in. */
+#define NFIELDS 4
+static const char *const ifields[NFIELDS] = {"subject", "body", "metadata", "thread_id"};
 
 /* ---- re-sealing the legacy format ---- */
 
@@ -38,8 +40,8 @@ struct marked {
     bool found;
     char customer_id[CD_ID_MAX], channel[16], direction[12], purpose[32];
     int64_t occurred_at;
-    struct cd_val cols[3];
-    struct cd_buf copy[3], wrapped;
+    struct cd_val cols[NFIELDS];
+    struct cd_buf copy[NFIELDS], wrapped;
 };
 
 static enum cd_err marked_row(void *ctx, const struct cd_val *cols, size_t n)
@@ -53,7 +55,7 @@ static enum cd_err marked_row(void *ctx, const struct cd_val *cols, size_t n)
     cd__core_col_text(cols[2], m->direction, sizeof m->direction);
     m->occurred_at = cols[3].i;
     cd__core_col_text(cols[4], m->purpose, sizeof m->purpose);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NFIELDS; i++) {
         m->cols[i] = cols[5 + i];
         cd_buf_reset(&m->copy[i]);
         if (cols[5 + i].type == CD_VAL_BLOB) {
@@ -63,8 +65,8 @@ static enum cd_err marked_row(void *ctx, const struct cd_val *cols, size_t n)
         }
     }
     cd_buf_reset(&m->wrapped);
-    if (cols[8].type == CD_VAL_BLOB)
-        return cd_buf_append(&m->wrapped, cols[8].p, cols[8].len);
+    if (cols[5 + NFIELDS].type == CD_VAL_BLOB)
+        return cd_buf_append(&m->wrapped, cols[5 + NFIELDS].p, cols[5 + NFIELDS].len);
     return CD_OK;
 }
 
@@ -75,25 +77,28 @@ static enum cd_err reseal_one(struct cd_tx *tx, struct reseal *r, const char *id
     struct marked m;
     struct cd__ckey k;
     struct cd__row_binding b;
-    struct cd_buf plain = CD_BUF_INIT(0), sealed[3] = {CD_BUF_INIT(0), CD_BUF_INIT(0),
-                                                        CD_BUF_INIT(0)};
-    bool key_open = false, present[3] = {false, false, false};
+    struct cd_buf plain = CD_BUF_INIT(0), sealed[NFIELDS];
+    bool key_open = false, present[NFIELDS] = {false, false, false, false};
     enum cd_err err;
 
     memset(&m, 0, sizeof m);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < NFIELDS; i++) {
         m.copy[i] = CD_BUF_INIT(0);
+        sealed[i] = CD_BUF_INIT(0);
+    }
     m.wrapped = CD_BUF_INIT(256);
     *ok = false;
     struct cd_val p[] = {CD_VCSTR(id)};
     if ((err = cd_tx_exec(tx, "SELECT i.customer_id, i.channel, i.direction, i.occurred_at,"
-                              " i.purpose, i.subject, i.body, i.metadata, c.key_wrapped"
+                              " i.purpose, i.subject, i.body, i.metadata, i.thread,"
+                              " c.key_wrapped"
                               " FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id"
                               " WHERE i.id = $1",
                           p, 1, marked_row, &m, NULL)) != CD_OK)
         goto out;
-    bool any = m.cols[0].type == CD_VAL_BLOB || m.cols[1].type == CD_VAL_BLOB ||
-               m.cols[2].type == CD_VAL_BLOB;
+    bool any = false;
+    for (int i = 0; i < NFIELDS; i++)
+        any = any || m.cols[i].type == CD_VAL_BLOB;
     if (!m.found || !any) {
         *ok = m.found; /* nothing sealed (erased): nothing to re-seal */
         goto update;
@@ -105,7 +110,7 @@ static enum cd_err reseal_one(struct cd_tx *tx, struct reseal *r, const char *id
     }
     key_open = true;
     cd__core_interaction_binding(&b, id, m.channel, m.direction, m.occurred_at, m.purpose);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NFIELDS; i++) {
         /* A value already in format 2 must open as it is; one in format 1 is opened the old
          * way (customer and field) and sealed again bound to the row. */
         err = cd__core_open_row_quiet(&k, ifields[i], &b, m.cols[i], true, &plain, &present[i]);
@@ -122,20 +127,20 @@ static enum cd_err reseal_one(struct cd_tx *tx, struct reseal *r, const char *id
     }
     *ok = true;
 update:;
-    struct cd_val u[] = {CD_VCSTR(id), present[0] ? CD_VBLOB(sealed[0].p, sealed[0].len) : m.cols[0],
-                         present[1] ? CD_VBLOB(sealed[1].p, sealed[1].len) : m.cols[1],
-                         present[2] ? CD_VBLOB(sealed[2].p, sealed[2].len) : m.cols[2]};
+    struct cd_val u[1 + NFIELDS] = {CD_VCSTR(id)};
+    for (int i = 0; i < NFIELDS; i++)
+        u[1 + i] = present[i] ? CD_VBLOB(sealed[i].p, sealed[i].len) : m.cols[i];
     if (*ok)
         err = cd_tx_exec(tx, "UPDATE interactions SET subject = $2, body = $3, metadata = $4,"
-                             " legacy_seal = NULL WHERE id = $1",
-                         u, 4, NULL, NULL, NULL);
+                             " thread = $5, legacy_seal = NULL WHERE id = $1",
+                         u, 1 + NFIELDS, NULL, NULL, NULL);
 out:
     if (key_open)
         cd__core_key_wipe(&k);
     if (plain.p)
         cd_crypto_wipe(plain.p, plain.cap);
     cd_buf_free(&plain);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NFIELDS; i++) {
         cd_buf_free(&sealed[i]);
         cd_buf_free(&m.copy[i]);
     }
@@ -249,7 +254,7 @@ static enum cd_err interaction_check_row(void *ctx, const struct cd_val *cols, s
     struct rows_check *v = ctx;
     char id[CD_ID_MAX], cust[CD_ID_MAX], ch[16], dir[12], pur[32], what[200];
     struct cd__row_binding b;
-    bool legacy = cols[9].type != CD_VAL_NULL;
+    bool legacy = cols[6 + NFIELDS].type != CD_VAL_NULL;
 
     cd__core_col_text(cols[0], id, sizeof id);
     cd__core_col_text(cols[1], cust, sizeof cust);
@@ -260,12 +265,12 @@ static enum cd_err interaction_check_row(void *ctx, const struct cd_val *cols, s
     v->rep->interactions++;
     if (v->progress && v->rep->interactions % (4 * PROGRESS_EVERY) == 0)
         v->progress(v->rep->interactions, v->total);
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < NFIELDS; f++) {
         const struct cd_val *sealed = &cols[6 + f];
         bool present = false;
         if (sealed->type == CD_VAL_NULL)
             continue;
-        if (!key_for(v, cust, &cols[10]))
+        if (!key_for(v, cust, &cols[7 + NFIELDS]))
             return check_fail(v, "interaction", id,
                               "it holds sealed content but its customer_id names no customer "
                               "with a data key (the row was moved to another customer, or its "
@@ -357,7 +362,7 @@ static enum cd_err rows_fn(struct cd_tx *tx, void *ctx)
     /* By customer, so each data key is unwrapped once. */
     if ((err = cd_tx_exec(tx, "SELECT i.id, i.customer_id, i.channel, i.direction,"
                               " i.occurred_at, i.purpose, i.subject, i.body, i.metadata,"
-                              " i.legacy_seal, c.key_wrapped FROM interactions i"
+                              " i.thread, i.legacy_seal, c.key_wrapped FROM interactions i"
                               " LEFT JOIN customers c ON c.id = i.customer_id"
                               " ORDER BY i.customer_id, i.id",
                           NULL, 0, interaction_check_row, v, NULL)) != CD_OK ||

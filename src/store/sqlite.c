@@ -1,8 +1,13 @@
 /* The SQLite backend: WAL journal, synchronous=FULL (a COMMIT returns after fsync), prepared
  * statements cached per connection, and forward-only numbered migrations. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "store.h"
 #include "store_int.h"
 
@@ -67,6 +72,39 @@ static void sq_configure_once(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The database holds sealed personal data, blind indexes and token hashes: its files are the
+ * owner's alone. SQLite creates a new database file with 0644 (less the umask) and gives the
+ * -wal and -shm files the database file's mode, so the file is created here first, 0600, and
+ * the three files of a database made by an older candor (or copied in) lose their group and
+ * other bits. Special names (":memory:", "file:" URIs) are left to SQLite. */
+static enum cd_err secure_files(const char *target)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    char path[4200];
+    struct stat st;
+    int fd;
+
+    if (target[0] == '\0' || target[0] == ':' || strncmp(target, "file:", 5) == 0)
+        return CD_OK;
+    fd = open(target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return cd_err_set(CD_ERR_STORE, "cannot open the database %s: %s", target,
+                          strerror(errno));
+    close(fd);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        snprintf(path, sizeof path, "%s%s", target, suffixes[i]);
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0)
+            continue;
+        if (chmod(path, st.st_mode & 0700) != 0)
+            return cd_err_set(CD_ERR_STORE, "%s is readable by others and cannot be made "
+                                            "private (chmod 600 it): %s",
+                              path, strerror(errno));
+        cd_log(CD_LOG_WARN, "store.file_mode_tightened", "\"suffix\":\"%s\",\"was\":\"%04o\"",
+               suffixes[i], (unsigned)(st.st_mode & 0777));
+    }
+    return CD_OK;
+}
+
 static enum cd_err sq_open(const char *target, bool writer, void **out)
 {
     static pthread_once_t configured = PTHREAD_ONCE_INIT;
@@ -78,6 +116,8 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
     if (conn == NULL)
         return CD_ERR_NOMEM;
     pthread_once(&configured, sq_configure_once);
+    if (writer && (err = secure_files(target)) != CD_OK)
+        goto fail;
     if ((rc = sqlite3_open_v2(target, &conn->db, flags, NULL)) != SQLITE_OK) {
         err = cd_err_set(CD_ERR_STORE, "cannot open the database: %s", sqlite3_errstr(rc));
         goto fail;

@@ -1,5 +1,6 @@
 /* Unit tests for src/store: migrations, group commit, savepoint isolation, faults. */
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
 #include "store/store.h"
@@ -174,6 +175,36 @@ static void newer_schema_is_refused(void **state)
     assert_non_null(strstr(cd_err_detail(), "newer candor"));
 }
 
+static mode_t mode_of(const char *suffix)
+{
+    char p[300];
+    struct stat st;
+
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    assert_int_equal(stat(p, &st), 0);
+    return st.st_mode & 0777;
+}
+
+static void files_are_the_owners_alone(void **state)
+{
+    struct cd_store *s = NULL;
+    struct ins in = {"tok_mode", false};
+    mode_t old = umask(022); /* SQLite alone would make the files 0644 under this umask */
+
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(cd_store_write(s, insert_token, &in), CD_OK);
+    assert_int_equal(mode_of(""), 0600);
+    assert_int_equal(mode_of("-wal"), 0600);
+    assert_int_equal(mode_of("-shm"), 0600);
+    cd_store_close(s);
+    /* A database made with wider modes (an older candor, a copy) is made private on open. */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(mode_of(""), 0600);
+    cd_store_close(s);
+    umask(old);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -182,6 +213,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(concurrent_writes_are_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(async_writes_complete_once, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(files_are_the_owners_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
