@@ -313,6 +313,16 @@ static enum cd_err data_pubkey(const char *data, const char *name, uint8_t pk[CD
     return CD_OK;
 }
 
+/* The exit code of a check that did not pass: 1 for a finding (named on stderr), the code of
+ * any other failure. */
+static int check_failed(enum cd_err err)
+{
+    if (err != CD_ERR_INTEGRITY)
+        return cd__cli_fail("audit", err);
+    fprintf(stderr, "FAILED: %s\n", cd_err_detail());
+    return 1;
+}
+
 /* The consent events against their ledger entries and signed receipts. */
 static int verify_consent(struct cd_store *store, const char *data)
 {
@@ -334,10 +344,7 @@ static int verify_consent(struct cd_store *store, const char *data)
         printf("\n");
         return 0;
     }
-    if (err != CD_ERR_INTEGRITY)
-        return cd__cli_fail("audit", err);
-    fprintf(stderr, "FAILED: %s\n", cd_err_detail());
-    return 1;
+    return check_failed(err);
 }
 
 /* Every sealed value against its row (needs the master key). */
@@ -359,10 +366,7 @@ static int verify_rows(struct cd_core *core)
         printf("\n");
         return 0;
     }
-    if (err != CD_ERR_INTEGRITY)
-        return cd__cli_fail("audit", err);
-    fprintf(stderr, "FAILED: %s\n", cd_err_detail());
-    return 1;
+    return check_failed(err);
 }
 
 int cd_cli_audit(int argc, char **argv)

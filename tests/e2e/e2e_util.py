@@ -1,6 +1,8 @@
 """Helpers shared by the e2e modules (not a test module itself): counting what is stored, so a
 rejected request can be shown to have changed nothing."""
 import os
+import shutil
+import sqlite3
 import subprocess
 
 TABLES = ("customers", "identities", "interactions", "idempotency", "merges", "tokens")
@@ -41,3 +43,19 @@ def interaction(cid, **kw):
     body = {"customer_id": cid, "channel": "chat", "direction": "inbound", "body": "hello"}
     body.update(kw)
     return body
+
+
+def edit_db(data, *stmts):
+    """Edits the database file of a stopped server directly, as someone with access to the file
+    would: the sqlite3 shell, or Python's sqlite3 module when the shell is missing."""
+    db = os.path.join(data, "candor.db")
+    if shutil.which("sqlite3"):
+        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
+                           capture_output=True)
+        assert p.returncode == 0, p.stderr
+    else:
+        c = sqlite3.connect(db)
+        for s in stmts:
+            c.execute(s)
+        c.commit()
+        c.close()

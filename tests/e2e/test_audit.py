@@ -6,9 +6,8 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
-import subprocess
 
+from e2e_util import edit_db
 from harness import Server, assert_problem
 
 
@@ -197,18 +196,7 @@ def _copy(srv, name):
 
 
 def _sql(data, *stmts):
-    # the sqlite3 shell, as the issue asks; Python's sqlite3 module if the shell is missing
-    db = os.path.join(data, "candor.db")
-    if shutil.which("sqlite3"):
-        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
-                           capture_output=True)
-        assert p.returncode == 0, p.stderr
-    else:
-        c = sqlite3.connect(db)
-        for s in stmts:
-            c.execute(s)
-        c.commit()
-        c.close()
+    edit_db(data, *stmts)
 
 
 def _verify_fails(srv, data, seq):

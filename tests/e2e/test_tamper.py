@@ -8,8 +8,8 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 
+from e2e_util import edit_db
 from harness import Server, assert_problem
 
 
@@ -63,19 +63,7 @@ def _copy(srv, name):
 
 
 def _sql(data, *stmts):
-    """Edits the database file directly, as someone with access to it would: the sqlite3
-    shell, or Python's sqlite3 module when the shell is missing."""
-    db = os.path.join(data, "candor.db")
-    if shutil.which("sqlite3"):
-        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
-                           capture_output=True)
-        assert p.returncode == 0, p.stderr
-    else:
-        c = sqlite3.connect(db)
-        for s in stmts:
-            c.execute(s)
-        c.commit()
-        c.close()
+    edit_db(data, *stmts)
 
 
 def _query(data, q):
