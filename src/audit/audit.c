@@ -5,6 +5,7 @@
  * the same transaction, in audit_nodes; smaller ones are folded from the entries when needed
  * (tree.c signs its heads and serves proofs). */
 #include <assert.h>
+#include <stddef.h>
 #include <string.h>
 #include "audit_int.h"
 
@@ -187,14 +188,11 @@ bool cd_audit_entry_member(struct cd_str entry, const char *key, struct cd_str *
     return true;
 }
 
-/* True when the column holds the member's value: a text column the string (escaped as the
- * canonical form escapes it: ids, codes and names seldom need it, so the plain comparison comes
- * first), NULL the member's absence. */
-static bool column_is_member(struct cd_str entry, const char *key, const struct cd_val *col)
+/* True when the column holds the member's value v (present: the member exists): a text column
+ * the string (escaped as the canonical form escapes it: ids, codes and names seldom need it, so
+ * the plain comparison comes first), NULL the member's absence. */
+static bool column_is(const struct cd_val *col, bool present, struct cd_str v)
 {
-    struct cd_str v;
-    bool present = cd_audit_entry_member(entry, key, &v);
-
     if (col->type == CD_VAL_NULL)
         return !present;
     if (!present || (col->type != CD_VAL_TEXT && col->type != CD_VAL_BLOB))
@@ -208,31 +206,89 @@ static bool column_is_member(struct cd_str entry, const char *key, const struct 
     return same;
 }
 
+/* The four members the index columns copy, in the order of cd__audit_columns_check's cols. */
+static const struct cd_str index_keys[4] = {CD_STR("ts"), CD_STR("customer_id"),
+                                            CD_STR("action"), CD_STR("actor_token")};
+
+/* The raw values of the index members in canonical entry bytes, found without a substring
+ * search per member (offline verify does this for every entry): the keys are sorted, so the
+ * three string members are among the first few (action, actor_*, categories, customer_id) and
+ * the walk stops at the first key past "customer_id"; "ts" is always the last member, read from
+ * the end. False when the bytes are not in the canonical form. */
+static bool index_members(struct cd_str e, struct cd_str v[4], bool found[4])
+{
+    const char *p = e.p, *end = e.p + e.len;
+
+    memset(found, 0, 4 * sizeof *found);
+    if (e.len < 2 || *p++ != '{' || end[-1] != '}')
+        return false;
+    /* ,"ts":-?digits} at the end. */
+    const char *t = end - 1;
+    while (t > p && ((t[-1] >= '0' && t[-1] <= '9') || t[-1] == '-'))
+        t--;
+    if (t - p >= 6 && memcmp(t - 6, ",\"ts\":", 6) == 0) {
+        v[0] = (struct cd_str){t, (size_t)(end - 1 - t)};
+        found[0] = true;
+    }
+    while (p < end && *p == '"') {
+        /* Keys are plain names: no escapes. */
+        const char *k = p + 1, *ke = memchr(k, '"', (size_t)(end - k));
+        if (ke == NULL || ke + 2 > end || ke[1] != ':')
+            return false;
+        size_t kl = (size_t)(ke - k);
+        int past = memcmp(k, "customer_id", kl < 11 ? kl : 11);
+        if (past > 0 || (past == 0 && kl > 11))
+            return true; /* sorted: no index member comes later */
+        const char *val = ke + 2, *ve;
+        if (val >= end || *val != '"')
+            return false; /* the members before "seq" are strings */
+        /* Its end is the first quote not escaped (after an even run of backslashes). */
+        for (ve = val + 1;; ve++) {
+            if ((ve = memchr(ve, '"', (size_t)(end - ve))) == NULL)
+                return false;
+            size_t bs = 0;
+            while (ve - bs > val + 1 && ve[-1 - (ptrdiff_t)bs] == '\\')
+                bs++;
+            if (bs % 2 == 0)
+                break;
+        }
+        for (int i = 1; i < 4; i++)
+            if (kl == index_keys[i].len && memcmp(k, index_keys[i].p, kl) == 0) {
+                v[i] = (struct cd_str){val + 1, (size_t)(ve - val - 1)};
+                found[i] = true;
+            }
+        if (ve + 1 >= end || ve[1] != ',')
+            return ve + 2 == end;
+        p = ve + 2;
+    }
+    return false;
+}
+
 const char *cd__audit_columns_check(struct cd_str entry, const struct cd_val cols[4])
 {
-    struct cd_str v;
+    struct cd_str v[4];
+    bool found[4];
 
-    if (cols[0].type != CD_VAL_INT || !cd_audit_entry_member(entry, "ts", &v))
+    if (!index_members(entry, v, found))
+        return "ts"; /* not canonical bytes: the chain check names the entry first */
+    if (cols[0].type != CD_VAL_INT || !found[0])
         return "ts";
     /* The member is written by canonical_tail: an optional '-' and decimal digits. */
-    bool neg = v.len > 0 && v.p[0] == '-';
+    bool neg = v[0].len > 0 && v[0].p[0] == '-';
     uint64_t ts = 0;
     size_t i = neg;
-    if (i == v.len || v.len - i > 19)
+    if (i == v[0].len || v[0].len - i > 19)
         return "ts";
-    for (; i < v.len; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9')
+    for (; i < v[0].len; i++) {
+        if (v[0].p[i] < '0' || v[0].p[i] > '9')
             return "ts";
-        ts = ts * 10 + (uint64_t)(v.p[i] - '0');
+        ts = ts * 10 + (uint64_t)(v[0].p[i] - '0');
     }
     if ((neg ? -(int64_t)ts : (int64_t)ts) != cols[0].i)
         return "ts";
-    if (!column_is_member(entry, "customer_id", &cols[1]))
-        return "customer_id";
-    if (!column_is_member(entry, "action", &cols[2]))
-        return "action";
-    if (!column_is_member(entry, "actor_token", &cols[3]))
-        return "actor_token";
+    for (int k = 1; k < 4; k++)
+        if (!column_is(&cols[k], found[k], v[k]))
+            return index_keys[k].p;
     return NULL;
 }
 
