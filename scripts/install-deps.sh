@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Candor needs to build, run, test and benchmark.
+# Installs the Debian 12 packages Candor needs to build, run, test and benchmark. git names the
+# commit in `candor --version`; groff-base and man-db check the manual pages; systemd's
+# systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py).
 # Idempotent: only missing packages are installed; apt-get only.
 set -euo pipefail
 
@@ -9,6 +11,7 @@ PKGS=(
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
   libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
   python3 curl wrk nginx-light util-linux procps
+  git groff-base man-db systemd
 )
 [ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }
 

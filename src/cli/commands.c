@@ -1,6 +1,5 @@
-/* Subcommands: init, serve, token, audit. */
+/* Subcommands: init, token, audit. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,8 +9,6 @@
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
-#include "guard/guard.h"
-#include "http/http.h"
 
 /* ---- init ---- */
 
@@ -25,7 +22,7 @@ int cd_cli_init(int argc, char **argv)
     size_t npos = 0;
     bool help = false;
     struct cd__cli_env env;
-    char path[4200], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    char path[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
     enum cd_err err;
     struct stat st;
 
@@ -215,7 +212,7 @@ static enum cd_err load_pubkey(const char *arg, uint8_t pk[CD_CRYPTO_PK_LEN])
  * file exists) and --trusted-head FILE. */
 static enum cd_err load_trusted(const char *data, const char *file, struct cd_audit_trusted *t)
 {
-    char path[4200];
+    char path[CD__CLI_PATH_MAX];
     enum cd_err err;
 
     if (data) {
@@ -296,7 +293,7 @@ static int audit_verify_export(const char *path, const uint8_t pk[CD_CRYPTO_PK_L
 static enum cd_err data_pubkey(const char *data, const char *name, uint8_t pk[CD_CRYPTO_PK_LEN],
                                bool *have)
 {
-    char path[4200];
+    char path[CD__CLI_PATH_MAX];
     struct stat st;
     struct cd_crypto_signer signer;
     enum cd_err err;
@@ -485,175 +482,4 @@ int cd_cli_audit(int argc, char **argv)
     }
     cd__cli_env_close(&env);
     return rc;
-}
-
-/* ---- serve ---- */
-
-static volatile sig_atomic_t stop_requested, reload_requested;
-
-static void on_signal(int sig)
-{
-    if (sig == SIGHUP)
-        reload_requested = 1;
-    else
-        stop_requested = sig;
-}
-
-/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher,
- * which appends every head to DIR/audit-heads.jsonl. */
-static enum cd_err serve_audit_open(const char *data, const char *heads_path,
-                                    unsigned long interval, unsigned long entries,
-                                    struct cd_store *store, struct cd_audit **out)
-{
-    char keypath[4200];
-    struct cd_audit_policy policy = {(unsigned)interval, entries, heads_path};
-    enum cd_err err;
-
-    snprintf(keypath, sizeof keypath, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
-    if ((err = cd_audit_open(store, keypath, out)) != CD_OK)
-        return err;
-    if ((err = cd_audit_publisher_start(*out, &policy)) != CD_OK) {
-        cd_audit_close(*out);
-        *out = NULL;
-    }
-    return err;
-}
-
-int cd_cli_serve(int argc, char **argv)
-{
-    struct cd_opt opts[] = {
-        {"--data", "DIR", "data directory (see candor init)", NULL, NULL},
-        {"--listen", "ADDR", "address to listen on", "127.0.0.1:8080", NULL},
-        {"--db", "URL", "database URL instead of DIR/candor.db", NULL, NULL},
-        {"--demo", NULL, "load deterministic demo data if the database is empty", NULL, NULL},
-        {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
-        {"--threads", "N", "HTTP event threads", "2", NULL},
-        {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
-        {"--rules", "DIR", "communication guard rule packs", "rules", NULL},
-        {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
-         NULL},
-        {"--sth-interval", "SECONDS", "sign an audit tree head at most this long after the ledger "
-                                      "grew (also at start and at a clean shutdown)",
-         "10", NULL},
-        {"--sth-entries", "N", "... or as soon as N entries were appended, whichever comes first",
-         "10000", NULL},
-        {"--max-future-skew", "SECONDS", "refuse an interaction whose occurred_at is further "
-                                         "ahead of this server's clock", "86400", NULL},
-        {NULL, NULL, NULL, NULL, NULL},
-    };
-    const char *pos[1];
-    size_t npos = 0;
-    bool help = false;
-    struct cd__cli_env env;
-    struct cd_http *http = NULL;
-    struct cd_policy *policy = NULL;
-    struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
-    struct cd_consent *consent = NULL; /* consent: decisions, ledger, receipts */
-    struct cd_guard *guard = NULL;
-    struct cd__cli_hooks hooks = {NULL, NULL, NULL, NULL, NULL};
-    enum cd_err err;
-
-    if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if (help) {
-        cd_cli_usage("serve", "--data DIR [--listen ADDR] [--demo] [options]",
-                     "Serves the HTTP/JSON API until SIGINT or SIGTERM; SIGHUP reloads the guard\n"
-                     "rule packs (the previous rules stay in force if the new ones are bad).",
-                     opts);
-        return 0;
-    }
-    const char *data = cd_cli_get(opts, "--data");
-    /* The numeric options, checked before anything is opened. */
-    unsigned long num[6];
-    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &num[0])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--threads", 1, 64, &num[1])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &num[2])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &num[4])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &num[5])) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
-        return cd__cli_fail("serve", err);
-    cd_core_set_future_skew(env.core, (int64_t)num[4] * 1000);
-    if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
-        goto out;
-    char consent_rules[4200];
-    snprintf(consent_rules, sizeof consent_rules, "%s/consent/jurisdictions.yaml",
-             cd_cli_get(opts, "--rules"));
-    const char *rules = cd_cli_get(opts, "--rules");
-    if ((err = cd_guard_open(rules, &guard)) != CD_OK)
-        goto out;
-    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(guard));
-    /* Demo data is loaded once the configuration is known to be good, before serving. */
-    if (cd_cli_get(opts, "--demo")) {
-        uint64_t t0 = cd_mono_ns();
-        if ((err = cd_core_load_demo(env.core, 1200, 24000, 180)) != CD_OK)
-            goto out;
-        cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
-               (unsigned long long)((cd_mono_ns() - t0) / 1000000));
-    }
-    /* Interaction fields sealed before they were bound to their rows are sealed again, before
-     * anything is served (a server never opens the old format in an interaction). */
-    if ((err = cd_core_reseal_legacy(env.core, NULL, NULL)) != CD_OK ||
-        (err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
-        goto out;
-    /* In the path of every interaction: consent, then the guard (src/cli/hooks.c). */
-    hooks.store = env.store;
-    hooks.guard = guard;
-    hooks.consent = consent;
-    hooks.consent_outbound = cd_consent_outbound_check;
-    hooks.consent_read = cd_consent_read_check;
-    cd__cli_hooks_install(&hooks, env.core);
-    char heads_path[4200];
-    snprintf(heads_path, sizeof heads_path, "%s/%s", data, CD_AUDIT_HEADS_FILE);
-    if ((err = serve_audit_open(data, heads_path, num[3], num[5], env.store, &audit)) != CD_OK)
-        goto out;
-    struct cd_app app = {.store = env.store,
-                         .audit = audit,
-                         .core = env.core,
-                         .guard = guard,
-                         .policy = policy,
-                         .consent = consent,
-                         .data_dir = data,
-                         .rules_dir = rules};
-    struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
-                                 (unsigned)num[0], (size_t)num[2]};
-    /* The access lines go out in batches from here on (docs/architecture.md). */
-    if ((err = cd_log_batch_start()) != CD_OK ||
-        (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
-        goto out;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    cd_log(CD_LOG_INFO, "serve.listening", "\"port\":%u,\"store\":\"%s\"", cd_http_port(http),
-           cd_store_backend(env.store));
-    fprintf(stdout, "candor listening on http://%s (admin token: %s/admin.token)\n",
-            cfg.listen, data);
-    fflush(stdout);
-    while (!stop_requested) {
-        pause();
-        if (reload_requested) {
-            reload_requested = 0;
-            /* On error the previous rule set stays in force; the detail names file and line. */
-            if (cd_guard_reload(guard, rules) == CD_OK)
-                cd_log(CD_LOG_INFO, "guard.reloaded", "\"rules\":%zu",
-                       cd_guard_rule_count(guard));
-            else
-                fprintf(stderr, "candor serve: guard rules not reloaded: %s\n", cd_err_detail());
-        }
-    }
-    cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
-    cd_http_stop(http);
-out:
-    cd_log_batch_stop();
-    cd_consent_close(consent);
-    cd_audit_close(audit);
-    cd_policy_free(policy);
-    cd__cli_env_close(&env);
-    cd_guard_close(guard);
-    return err == CD_OK ? 0 : cd__cli_fail("serve", err);
 }

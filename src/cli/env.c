@@ -32,7 +32,7 @@ enum cd_err cd__cli_data_dir_check(const char *data_dir)
 enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env)
 {
     enum cd_err err;
-    char url[4200];
+    char url[CD__CLI_PATH_MAX];
 
     memset(env, 0, sizeof *env);
     if (data_dir == NULL)

@@ -45,7 +45,16 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
                           struct cd_http **out);
 /* The port actually bound (useful with port 0). */
 unsigned cd_http_port(const struct cd_http *h);
-/* Stops accepting, finishes requests in flight, and frees everything. */
+/* Starts the drain: new connections are refused from now on, and every answer sent from now on
+ * closes its connection (Connection: close), so keep-alive clients go elsewhere. Requests
+ * already received are still served. Idempotent. */
+void cd_http_quiesce(struct cd_http *h);
+/* Requests received (headers read) and not yet completed, answered or abandoned. A caller
+ * draining waits for 0 between cd_http_quiesce and cd_http_stop. Any thread. */
+unsigned cd_http_in_flight(struct cd_http *h);
+/* Stops accepting (cd_http_quiesce), waits for the handlers running and every deferred write of
+ * theirs, closes every connection (a request still in flight gets no answer) and frees
+ * everything. */
 void cd_http_stop(struct cd_http *h);
 
 #endif

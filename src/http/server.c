@@ -11,7 +11,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "http_int.h"
@@ -38,6 +40,10 @@ struct cd_http {
     struct cd_auth_cache *auth_cache;
     struct job_queue q;
     atomic_bool stopping; /* producers of streamed bodies give up */
+    /* The drain (cd_http_quiesce): no new connections, every answer closes its connection. */
+    atomic_bool draining;
+    MHD_socket listen_fd; /* handed back by MHD_quiesce_daemon; closed after the daemon */
+    atomic_uint in_flight; /* requests between their headers and their completion */
 };
 
 /* Per-connection request state (MHD's con_cls). */
@@ -408,6 +414,8 @@ static enum MHD_Result send_response(struct conn_state *cs)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     if (r->status == 503)
         MHD_add_response_header(resp, "Retry-After", "1");
+    if (atomic_load_explicit(&cs->h->draining, memory_order_relaxed))
+        MHD_add_response_header(resp, "Connection", "close");
     ret = MHD_queue_response(cs->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -743,6 +751,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if ((cs = cd_calloc(1, sizeof *cs)) == NULL)
             return MHD_NO;
         *con_cls = cs;
+        atomic_fetch_add(&h->in_flight, 1);
         cs->h = h;
         cs->conn = conn;
         cs->start_ns = cd_mono_ns();
@@ -828,6 +837,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (cs == NULL)
         return;
+    atomic_fetch_sub(&cs->h->in_flight, 1);
     if (cs->r.finish) /* a deferred answer nobody waits for any more: its operation is freed */
         run_finish(cs);
     if (cs->stream) /* the response was never created: release its reference */
@@ -893,6 +903,7 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
     if ((h = cd_calloc(1, sizeof *h)) == NULL)
         return CD_ERR_NOMEM;
     h->app = app;
+    h->listen_fd = MHD_INVALID_SOCKET;
     h->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
     h->nworkers = cfg->workers ? cfg->workers : 64;
     h->q.cap = 65536;
@@ -939,12 +950,27 @@ unsigned cd_http_port(const struct cd_http *h)
     return h->port;
 }
 
+void cd_http_quiesce(struct cd_http *h)
+{
+    if (atomic_exchange(&h->draining, true) || h->d == NULL)
+        return;
+    h->listen_fd = MHD_quiesce_daemon(h->d);
+    /* Refuse new connections at once instead of leaving them in the backlog until the process
+     * exits: a client or proxy then turns to another server straight away. */
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        shutdown(h->listen_fd, SHUT_RDWR);
+}
+
+unsigned cd_http_in_flight(struct cd_http *h)
+{
+    return atomic_load(&h->in_flight);
+}
+
 void cd_http_stop(struct cd_http *h)
 {
     if (h == NULL)
         return;
-    if (h->d)
-        MHD_quiesce_daemon(h->d);
+    cd_http_quiesce(h);
     /* Workers drain the queue and resume every suspended connection before the daemon stops:
      * libmicrohttpd must not be stopped with suspended connections. */
     atomic_store(&h->stopping, true);
@@ -956,6 +982,8 @@ void cd_http_stop(struct cd_http *h)
         pthread_join(h->workers[i], NULL);
     if (h->d)
         MHD_stop_daemon(h->d);
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        close(h->listen_fd);
     cd__http_metrics_free();
     pthread_mutex_destroy(&h->q.mu);
     pthread_cond_destroy(&h->q.cv);

@@ -7,7 +7,7 @@ import stat
 
 from harness import Server, assert_problem
 
-SUBCOMMANDS = ["init", "serve", "token", "audit"]
+SUBCOMMANDS = ["init", "serve", "token", "audit", "guard", "backup"]
 
 
 def setup_module():
