@@ -26,6 +26,7 @@ struct serve {
     char consent_rules[CD__CLI_PATH_MAX + 32];
     unsigned long workers, threads, max_body, sth_interval, sth_entries, drain_timeout,
         max_future_skew;
+    unsigned long max_connections, max_client_connections, idle_timeout;
     char heads_path[CD__CLI_PATH_MAX]; /* DIR/audit-heads.jsonl */
     struct cd__cli_env env;
     bool env_open;
@@ -111,8 +112,13 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .consent = sv->consent,
                               .data_dir = sv->data,
                               .rules_dir = sv->rules};
-    struct cd_http_config cfg = {listen, (unsigned)sv->threads, (unsigned)sv->workers,
-                                 (size_t)sv->max_body};
+    struct cd_http_config cfg = {.listen = listen,
+                                 .event_threads = (unsigned)sv->threads,
+                                 .workers = (unsigned)sv->workers,
+                                 .max_body = (size_t)sv->max_body,
+                                 .max_connections = (unsigned)sv->max_connections,
+                                 .max_client_connections = (unsigned)sv->max_client_connections,
+                                 .idle_timeout = (unsigned)sv->idle_timeout};
     /* The access lines go out in batches from here on (docs/architecture.md). */
     if ((err = cd_log_batch_start()) != CD_OK)
         return err;
@@ -200,6 +206,14 @@ int cd_cli_serve(int argc, char **argv)
         {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
         {"--threads", "N", "HTTP event threads", "2", NULL},
         {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
+        {"--max-connections", "N", "connections served at once, from all clients",
+         CD_XSTR(CD_HTTP_MAX_CONNECTIONS), NULL},
+        {"--max-client-connections", "N",
+         "connections at once from one client address (0: no limit; behind a proxy, every "
+         "client has the proxy's address)",
+         CD_XSTR(CD_HTTP_MAX_CLIENT_CONNECTIONS), NULL},
+        {"--idle-timeout", "SECONDS", "close a connection that sends nothing for this long",
+         CD_XSTR(CD_HTTP_IDLE_TIMEOUT), NULL},
         {"--rules", "DIR", "communication guard rule packs (default: see candor(1), FILES)", NULL,
          NULL},
         {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
@@ -254,6 +268,11 @@ int cd_cli_serve(int argc, char **argv)
         (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv.drain_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv.max_future_skew)) !=
             CD_OK ||
+        (err = cd_cli_uint(opts, "--max-connections", 1, 1000000, &sv.max_connections)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000,
+                           &sv.max_client_connections)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv.idle_timeout)) != CD_OK ||
         (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv.rules, sizeof sv.rules,
                                  &from)) != CD_OK)
         return cd__cli_fail("serve", err);
