@@ -1,6 +1,7 @@
 /* Prometheus metrics: requests by route and status, latency histograms by route, the
- * store's commit latency and group-commit batch sizes, and the integrity failures met. Counters are relaxed atomics: a scrape
- * may see a request counted before its latency, never a torn value. */
+ * store's commit latency and group-commit batch sizes, and the integrity failures met.
+ * Counters are relaxed atomics: a scrape may see a request counted before its latency, never a
+ * torn value. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
