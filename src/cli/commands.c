@@ -1,6 +1,5 @@
-/* Subcommands: init, serve, token, audit. */
+/* Subcommands: init, token, audit. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,8 +9,6 @@
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
-#include "guard/guard.h"
-#include "http/http.h"
 
 /* ---- init ---- */
 
@@ -25,7 +22,7 @@ int cd_cli_init(int argc, char **argv)
     size_t npos = 0;
     bool help = false;
     struct cd__cli_env env;
-    char path[4200], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    char path[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
     enum cd_err err;
     struct stat st;
 
@@ -57,8 +54,8 @@ int cd_cli_init(int argc, char **argv)
     if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
         goto out;
     cd_crypto_signer_wipe(&signer);
-    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), "cli",
-                                    NULL, token, id)) != CD_OK)
+    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), 0,
+                                    "cli", NULL, token, id)) != CD_OK)
         goto out;
     token[CD_TOKEN_LEN] = '\n';
     token[CD_TOKEN_LEN + 1] = '\0';
@@ -80,6 +77,8 @@ int cd_cli_token(int argc, char **argv)
         {"--data", "DIR", "data directory", NULL, NULL},
         {"--role", "ROLE", "admin, supervisor, agent, compliance or integration", NULL, NULL},
         {"--name", "NAME", "who or what uses the token (shown in access logs)", NULL, NULL},
+        {"--expires", "WHEN", "create: the token ends after this long (90d, 12h, 30m, 3600s) or "
+                              "at this RFC 3339 time; default: until revoked", NULL, NULL},
         {"--format", "FMT", "text or json (list)", "text", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -103,16 +102,24 @@ int cd_cli_token(int argc, char **argv)
     if (strcmp(pos[0], "create") == 0) {
         enum cd_role role;
         const char *r = cd_cli_get(opts, "--role"), *name = cd_cli_get(opts, "--name");
-        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX];
+        const char *expires = cd_cli_get(opts, "--expires");
+        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
+        int64_t expires_at = 0;
         if (r == NULL || !cd_role_parse(cd_str_c(r), &role)) {
             err = cd_err_set(CD_ERR_INVALID, "--role must be admin, supervisor, agent, "
                                              "compliance or integration");
         } else if (name == NULL) {
             err = cd_err_set(CD_ERR_INVALID, "--name NAME is required");
-        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), "cli", NULL,
-                                               token, id)) == CD_OK) {
+        } else if (expires &&
+                   (err = cd_auth_expiry_parse(cd_str_c(expires), cd_now_ms(), &expires_at)) !=
+                       CD_OK) {
+            cd_err_set(err, "--expires: %s", cd_err_detail());
+        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), expires_at, "cli",
+                                               NULL, token, id)) == CD_OK) {
+            cd_time_format(expires_at, ts);
             printf("%s\n", token);
-            fprintf(stderr, "created %s (%s); the token above is shown only once\n", id, r);
+            fprintf(stderr, "created %s (%s%s%s); the token above is shown only once\n", id, r,
+                    expires_at ? ", expires " : "", expires_at ? ts : "");
             cd_crypto_wipe(token, sizeof token);
         }
     } else if (strcmp(pos[0], "list") == 0) {
@@ -126,10 +133,12 @@ int cd_cli_token(int argc, char **argv)
                 json_t *t;
                 json_array_foreach(items, i, t)
                 {
-                    printf("%s  %-11s  %-8s  %s\n", json_string_value(json_object_get(t, "id")),
+                    const char *exp = json_string_value(json_object_get(t, "expires_at"));
+                    printf("%s  %-11s  %-8s  %-24s  %s\n",
+                           json_string_value(json_object_get(t, "id")),
                            json_string_value(json_object_get(t, "role")),
-                           json_is_null(json_object_get(t, "revoked_at")) ? "active" : "revoked",
-                           json_string_value(json_object_get(t, "name")));
+                           json_string_value(json_object_get(t, "status")),
+                           exp ? exp : "no expiry", json_string_value(json_object_get(t, "name")));
                 }
             }
             json_decref(items);
@@ -199,29 +208,42 @@ static enum cd_err load_pubkey(const char *arg, uint8_t pk[CD_CRYPTO_PK_LEN])
     return err;
 }
 
-/* --tree-head FILE: a tree head as served by GET /v1/audit/tree-heads/latest. */
-static enum cd_err load_tree_head(const char *path, struct cd_audit_sth *out)
+/* The trusted heads of a verify: DIR/audit-heads.jsonl (when verifying a data directory and the
+ * file exists) and --trusted-head FILE. */
+static enum cd_err load_trusted(const char *data, const char *file, struct cd_audit_trusted *t)
 {
-    struct cd_buf b = CD_BUF_INIT(64 * 1024);
-    json_t *o = NULL;
+    char path[CD__CLI_PATH_MAX];
     enum cd_err err;
 
-    if ((err = read_small_file(path, &b)) == CD_OK &&
-        (err = cd_json_parse_object(b.p ? b.p : "", b.len, &o)) == CD_OK)
-        err = cd_audit_sth_parse(o, out);
-    json_decref(o);
-    cd_buf_free(&b);
-    return err;
+    if (data) {
+        snprintf(path, sizeof path, "%s/%s", data, CD_AUDIT_HEADS_FILE);
+        if ((err = cd_audit_trusted_load(t, path, true)) != CD_OK)
+            return err;
+    }
+    return file ? cd_audit_trusted_load(t, file, false) : CD_OK;
 }
 
+static void trusted_note(const struct cd_audit_trusted *t)
+{
+    if (t->skipped)
+        fprintf(stderr, "note: %zu partial line%s (a crash while a head was appended) ignored\n",
+                t->skipped, t->skipped == 1 ? "" : "s");
+}
+
+/* Prints the outcome of one check; returns 0 (passed), 1 (integrity failure) or the exit code
+ * of another error. */
 static int audit_report(enum cd_err err, const struct cd_audit_report *rep)
 {
     if (isatty(2) && rep->entries >= AUDIT_PROGRESS_MIN)
         fprintf(stderr, "\n");
     if (err == CD_OK) {
-        printf("ok: %llu entries, %llu Merkle nodes and %llu signed tree heads verified\n",
+        printf("ok: %llu entries, %llu Merkle nodes and %llu signed tree heads verified",
                (unsigned long long)rep->entries, (unsigned long long)rep->nodes,
                (unsigned long long)rep->tree_heads);
+        if (rep->trusted)
+            printf("; %llu trusted heads found in the ledger, each consistent with it",
+                   (unsigned long long)rep->trusted);
+        printf("\n");
         return 0;
     }
     if (err != CD_ERR_INTEGRITY)
@@ -234,27 +256,114 @@ static int audit_report(enum cd_err err, const struct cd_audit_report *rep)
     return 1;
 }
 
-/* verify --export FILE --pubkey KEY [--tree-head FILE]: no database involved. */
+/* verify --export FILE --pubkey KEY [--trusted-head FILE]: no database involved. */
 static int audit_verify_export(const char *path, const uint8_t pk[CD_CRYPTO_PK_LEN],
-                               const char *tree_head)
+                               const char *trusted_file)
 {
     struct cd_audit_report rep;
-    struct cd_audit_sth pinned;
+    struct cd_audit_trusted trusted;
     enum cd_err err;
     FILE *in;
+    int rc;
 
     memset(&rep, 0, sizeof rep);
+    memset(&trusted, 0, sizeof trusted);
     if ((err = cd_crypto_init()) != CD_OK ||
-        (tree_head && (err = load_tree_head(tree_head, &pinned)) != CD_OK))
+        (err = load_trusted(NULL, trusted_file, &trusted)) != CD_OK) {
+        cd_audit_trusted_free(&trusted);
         return cd__cli_fail("audit", err);
+    }
     in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (in == NULL)
+    if (in == NULL) {
+        cd_audit_trusted_free(&trusted);
         return cd__cli_fail("audit", cd_err_set(CD_ERR_IO, "cannot open %s: %s", path,
                                                 strerror(errno)));
-    err = cd_audit_verify_export(in, pk, tree_head ? &pinned : NULL, &rep, audit_progress);
+    }
+    trusted_note(&trusted);
+    err = cd_audit_verify_export(in, pk, &trusted, &rep, audit_progress);
     if (in != stdin)
         fclose(in);
-    return audit_report(err, &rep);
+    rc = audit_report(err, &rep);
+    cd_audit_trusted_free(&trusted);
+    return rc;
+}
+
+/* The public half of a key file of the data directory (signing.key, receipts.key), never
+ * created here; false when the file does not exist. */
+static enum cd_err data_pubkey(const char *data, const char *name, uint8_t pk[CD_CRYPTO_PK_LEN],
+                               bool *have)
+{
+    char path[CD__CLI_PATH_MAX];
+    struct stat st;
+    struct cd_crypto_signer signer;
+    enum cd_err err;
+
+    *have = false;
+    snprintf(path, sizeof path, "%s/%s", data, name);
+    if (stat(path, &st) != 0)
+        return CD_OK;
+    if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
+        return err;
+    memcpy(pk, signer.pk, CD_CRYPTO_PK_LEN);
+    cd_crypto_signer_wipe(&signer);
+    *have = true;
+    return CD_OK;
+}
+
+/* The exit code of a check that did not pass: 1 for a finding (named on stderr), the code of
+ * any other failure. */
+static int check_failed(enum cd_err err)
+{
+    if (err != CD_ERR_INTEGRITY)
+        return cd__cli_fail("audit", err);
+    fprintf(stderr, "FAILED: %s\n", cd_err_detail());
+    return 1;
+}
+
+/* The consent events against their ledger entries and signed receipts. */
+static int verify_consent(struct cd_store *store, const char *data)
+{
+    struct cd_consent_report rep;
+    uint8_t pk[CD_CRYPTO_PK_LEN];
+    bool have = false;
+    enum cd_err err;
+
+    if ((err = data_pubkey(data, "receipts.key", pk, &have)) != CD_OK)
+        return cd__cli_fail("audit", err);
+    cd_err_clear();
+    err = cd_consent_verify(store, have ? pk : NULL, &rep);
+    if (err == CD_OK) {
+        printf("ok: %llu consent events match their ledger entries%s",
+               (unsigned long long)rep.events, have ? " and signed receipts" : "");
+        if (rep.receipt_only)
+            printf(" (%llu recorded before ledger binding, checked by receipt only)",
+                   (unsigned long long)rep.receipt_only);
+        printf("\n");
+        return 0;
+    }
+    return check_failed(err);
+}
+
+/* Every sealed value against its row (needs the master key). */
+static int verify_rows(struct cd_core *core)
+{
+    struct cd_core_rows_report rep;
+    enum cd_err err;
+
+    cd_err_clear();
+    err = cd_core_verify_rows(core, &rep, audit_progress);
+    if (err == CD_OK) {
+        printf("ok: the sealed fields of %llu interactions (%llu values), %llu identities and "
+               "%llu customers open under their rows",
+               (unsigned long long)rep.interactions, (unsigned long long)rep.fields,
+               (unsigned long long)rep.identities, (unsigned long long)rep.customers);
+        if (rep.legacy_fields)
+            printf(" (%llu values in the legacy format, re-sealed when candor serve starts)",
+                   (unsigned long long)rep.legacy_fields);
+        printf("\n");
+        return 0;
+    }
+    return check_failed(err);
 }
 
 int cd_cli_audit(int argc, char **argv)
@@ -265,9 +374,13 @@ int cd_cli_audit(int argc, char **argv)
          NULL, NULL},
         {"--pubkey", "KEY", "verify: Ed25519 public key as a PEM file or 64 hex digits (with "
                             "--data the default is DIR/signing.key)", NULL, NULL},
-        {"--tree-head", "FILE", "verify --export: a tree head obtained independently (GET "
-                                "/v1/audit/tree-heads/latest) that the export must reach", NULL,
-         NULL},
+        {"--trusted-head", "FILE", "verify: tree heads obtained outside the database (a head from "
+                                   "GET /v1/audit/tree-heads/latest, a heads file, a consent "
+                                   "receipt, a witness's JSON lines) the ledger must reach and "
+                                   "agree with", NULL, NULL},
+        {"--tree-head", "FILE", "verify: the same as --trusted-head", NULL, NULL},
+        {"--ledger-only", NULL, "verify --data: check the ledger and its heads only, not the "
+                                "consent events and sealed rows", NULL, NULL},
         {"--out", "FILE", "export: create FILE instead of writing to standard output", NULL, NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -284,20 +397,30 @@ int cd_cli_audit(int argc, char **argv)
         return cd__cli_fail("audit", err);
     if (help || npos == 0) {
         cd_cli_usage("audit", "verify|export --data DIR | verify --export FILE --pubkey KEY",
-                     "verify --data DIR  checks the ledger offline: every entry's hash chain and\n"
-                     "                   sequence, every stored Merkle node, and every signed\n"
-                     "                   tree head (root recomputed, Ed25519 signature checked).\n"
+                     "verify --data DIR  checks the data directory offline: every ledger entry's\n"
+                     "                   hash chain, sequence and index columns, every stored\n"
+                     "                   Merkle node, every signed tree head (root recomputed,\n"
+                     "                   Ed25519 signature checked), the heads in\n"
+                     "                   DIR/audit-heads.jsonl and --trusted-head (the ledger\n"
+                     "                   reaches and agrees with each, RFC 9162 consistency\n"
+                     "                   proofs, none deleted from the database), every consent\n"
+                     "                   event against its ledger entry and signed receipt, and\n"
+                     "                   every sealed value against its row (needs the master\n"
+                     "                   key, as serve does).\n"
                      "verify --export F  checks an export without the database, as a third-party\n"
                      "                   auditor: chain and tree recomputed, signatures checked,\n"
-                     "                   a tail cut off after a signed head detected.\n"
+                     "                   a tail cut off after a signed or trusted head detected.\n"
                      "export --data DIR  writes entries and tree heads as JSON lines.\n"
-                     "verify names the first bad entry and exits 1 on tampering. Progress goes to\n"
+                     "verify names what was edited and exits 1 on tampering. Progress goes to\n"
                      "stderr on long runs. See docs/audit.md.",
                      opts);
         return help ? 0 : 2;
     }
     const char *data = cd_cli_get(opts, "--data"), *exp = cd_cli_get(opts, "--export");
     const char *pub = cd_cli_get(opts, "--pubkey");
+    const char *trusted_file = cd_cli_get(opts, "--trusted-head");
+    if (trusted_file == NULL)
+        trusted_file = cd_cli_get(opts, "--tree-head");
     if (strcmp(pos[0], "verify") != 0 && strcmp(pos[0], "export") != 0)
         return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID,
                                                 "unknown audit command '%s' (verify, export)",
@@ -311,7 +434,7 @@ int cd_cli_audit(int argc, char **argv)
         if (!have_pk)
             return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID,
                                                     "verify --export needs --pubkey KEY"));
-        return audit_verify_export(exp, pk, cd_cli_get(opts, "--tree-head"));
+        return audit_verify_export(exp, pk, trusted_file);
     }
     if ((err = cd__cli_env_open(data, NULL, &env)) != CD_OK)
         return cd__cli_fail("audit", err);
@@ -333,179 +456,30 @@ int cd_cli_audit(int argc, char **argv)
         return err == CD_OK ? 0 : cd__cli_fail("audit", err);
     }
     /* verify --data: the key defaults to the directory's signing key, never created here. */
-    if (!have_pk) {
-        char path[4200];
-        struct stat st;
-        struct cd_crypto_signer signer;
-        snprintf(path, sizeof path, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
-        if (stat(path, &st) == 0) {
-            if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK) {
-                cd__cli_env_close(&env);
-                return cd__cli_fail("audit", err);
-            }
-            memcpy(pk, signer.pk, sizeof pk);
-            cd_crypto_signer_wipe(&signer);
-            have_pk = true;
-        }
+    if (!have_pk && (err = data_pubkey(data, CD_CRYPTO_SIGNING_KEY_FILE, pk, &have_pk)) != CD_OK) {
+        cd__cli_env_close(&env);
+        return cd__cli_fail("audit", err);
     }
+    struct cd_audit_trusted trusted;
+    memset(&trusted, 0, sizeof trusted);
+    if ((err = load_trusted(data, trusted_file, &trusted)) != CD_OK) {
+        cd_audit_trusted_free(&trusted);
+        cd__cli_env_close(&env);
+        return cd__cli_fail("audit", err);
+    }
+    trusted_note(&trusted);
     cd_err_clear();
-    err = cd_audit_verify_all(env.store, have_pk ? pk : NULL, &rep, audit_progress);
+    err = cd_audit_verify_all(env.store, have_pk ? pk : NULL, &trusted, &rep, audit_progress);
     rc = audit_report(err, &rep);
+    cd_audit_trusted_free(&trusted);
+    /* Every check runs, so one report names every kind of edit; the worst exit code wins. */
+    if (!cd_cli_get(opts, "--ledger-only")) {
+        int rc2 = verify_consent(env.store, data), rc3 = verify_rows(env.core);
+        if (rc2 > rc)
+            rc = rc2;
+        if (rc3 > rc)
+            rc = rc3;
+    }
     cd__cli_env_close(&env);
     return rc;
-}
-
-/* ---- serve ---- */
-
-static volatile sig_atomic_t stop_requested, reload_requested;
-
-static void on_signal(int sig)
-{
-    if (sig == SIGHUP)
-        reload_requested = 1;
-    else
-        stop_requested = sig;
-}
-
-/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
-static enum cd_err serve_audit_open(const char *data, unsigned long interval,
-                                    struct cd_store *store, struct cd_audit **out)
-{
-    char keypath[4200];
-    enum cd_err err;
-
-    snprintf(keypath, sizeof keypath, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
-    if ((err = cd_audit_open(store, keypath, out)) != CD_OK)
-        return err;
-    if ((err = cd_audit_publisher_start(*out, (unsigned)interval)) != CD_OK) {
-        cd_audit_close(*out);
-        *out = NULL;
-    }
-    return err;
-}
-
-int cd_cli_serve(int argc, char **argv)
-{
-    struct cd_opt opts[] = {
-        {"--data", "DIR", "data directory (see candor init)", NULL, NULL},
-        {"--listen", "ADDR", "address to listen on", "127.0.0.1:8080", NULL},
-        {"--db", "URL", "database URL instead of DIR/candor.db", NULL, NULL},
-        {"--demo", NULL, "load deterministic demo data if the database is empty", NULL, NULL},
-        {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
-        {"--threads", "N", "HTTP event threads", "2", NULL},
-        {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
-        {"--rules", "DIR", "communication guard rule packs", "rules", NULL},
-        {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
-         NULL},
-        {"--sth-interval", "SECONDS", "sign an audit tree head this often when the ledger grew",
-         "60", NULL},
-        {NULL, NULL, NULL, NULL, NULL},
-    };
-    const char *pos[1];
-    size_t npos = 0;
-    bool help = false;
-    struct cd__cli_env env;
-    struct cd_http *http = NULL;
-    struct cd_policy *policy = NULL;
-    struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
-    struct cd_consent *consent = NULL; /* consent: decisions, ledger, receipts */
-    struct cd_guard *guard = NULL;
-    struct cd__cli_hooks hooks = {NULL, NULL, NULL, NULL, NULL};
-    enum cd_err err;
-
-    if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if (help) {
-        cd_cli_usage("serve", "--data DIR [--listen ADDR] [--demo] [options]",
-                     "Serves the HTTP/JSON API until SIGINT or SIGTERM; SIGHUP reloads the guard\n"
-                     "rule packs (the previous rules stay in force if the new ones are bad).",
-                     opts);
-        return 0;
-    }
-    const char *data = cd_cli_get(opts, "--data");
-    /* --workers, --threads, --max-body, --sth-interval: checked before anything is opened. */
-    unsigned long num[4];
-    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &num[0])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--threads", 1, 64, &num[1])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &num[2])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
-        goto out;
-    char consent_rules[4200];
-    snprintf(consent_rules, sizeof consent_rules, "%s/consent/jurisdictions.yaml",
-             cd_cli_get(opts, "--rules"));
-    const char *rules = cd_cli_get(opts, "--rules");
-    if ((err = cd_guard_open(rules, &guard)) != CD_OK)
-        goto out;
-    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(guard));
-    /* Demo data is loaded once the configuration is known to be good, before serving. */
-    if (cd_cli_get(opts, "--demo")) {
-        uint64_t t0 = cd_mono_ns();
-        if ((err = cd_core_load_demo(env.core, 1200, 24000, 180)) != CD_OK)
-            goto out;
-        cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
-               (unsigned long long)((cd_mono_ns() - t0) / 1000000));
-    }
-    if ((err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
-        goto out;
-    /* In the path of every interaction: consent, then the guard (src/cli/hooks.c). */
-    hooks.store = env.store;
-    hooks.guard = guard;
-    hooks.consent = consent;
-    hooks.consent_outbound = cd_consent_outbound_check;
-    hooks.consent_read = cd_consent_read_check;
-    cd__cli_hooks_install(&hooks, env.core);
-    if ((err = serve_audit_open(data, num[3], env.store, &audit)) != CD_OK)
-        goto out;
-    struct cd_app app = {.store = env.store,
-                         .audit = audit,
-                         .core = env.core,
-                         .guard = guard,
-                         .policy = policy,
-                         .consent = consent,
-                         .data_dir = data,
-                         .rules_dir = rules};
-    struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
-                                 (unsigned)num[0], (size_t)num[2]};
-    /* The access lines go out in batches from here on (docs/architecture.md). */
-    if ((err = cd_log_batch_start()) != CD_OK ||
-        (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
-        goto out;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    cd_log(CD_LOG_INFO, "serve.listening", "\"port\":%u,\"store\":\"%s\"", cd_http_port(http),
-           cd_store_backend(env.store));
-    fprintf(stdout, "candor listening on http://%s (admin token: %s/admin.token)\n",
-            cfg.listen, data);
-    fflush(stdout);
-    while (!stop_requested) {
-        pause();
-        if (reload_requested) {
-            reload_requested = 0;
-            /* On error the previous rule set stays in force; the detail names file and line. */
-            if (cd_guard_reload(guard, rules) == CD_OK)
-                cd_log(CD_LOG_INFO, "guard.reloaded", "\"rules\":%zu",
-                       cd_guard_rule_count(guard));
-            else
-                fprintf(stderr, "candor serve: guard rules not reloaded: %s\n", cd_err_detail());
-        }
-    }
-    cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
-    cd_http_stop(http);
-out:
-    cd_log_batch_stop();
-    cd_consent_close(consent);
-    cd_audit_close(audit);
-    cd_policy_free(policy);
-    cd__cli_env_close(&env);
-    cd_guard_close(guard);
-    return err == CD_OK ? 0 : cd__cli_fail("serve", err);
 }

@@ -1,7 +1,14 @@
 """Helpers shared by the e2e modules (not a test module itself): counting what is stored, so a
 rejected request can be shown to have changed nothing."""
+import http.client
+import json
 import os
+import shutil
+import sqlite3
 import subprocess
+import time
+
+from harness import free_port
 
 TABLES = ("customers", "identities", "interactions", "idempotency", "merges", "tokens")
 
@@ -41,3 +48,53 @@ def interaction(cid, **kw):
     body = {"customer_id": cid, "channel": "chat", "direction": "inbound", "body": "hello"}
     body.update(kw)
     return body
+
+
+def plain_server(binary, data, env, cwd, log, preexec_fn=None):
+    """Starts `binary serve --data data` on a free port from cwd, without --rules (it finds
+    them itself), and waits for /healthz. Returns (process, port)."""
+    port = free_port()
+    proc = subprocess.Popen([binary, "serve", "--data", data, "--listen", f"127.0.0.1:{port}"],
+                            cwd=cwd, env=env, stdout=log, stderr=log, preexec_fn=preexec_fn)
+    deadline = time.time() + 120
+    while True:
+        assert proc.poll() is None, open(log.name).read()
+        try:
+            if plain_req(port, None, "GET", "/healthz")[0] == 200:
+                return proc, port
+        except OSError:
+            assert time.time() < deadline, open(log.name).read()
+            time.sleep(0.05)
+
+
+def plain_req(port, token, method, path, body=None, purpose=None):
+    """One JSON request; returns (status, parsed body or None)."""
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    if purpose:
+        h["Candor-Purpose"] = purpose
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+    finally:
+        c.close()
+    return r.status, json.loads(payload) if payload else None
+
+
+def edit_db(data, *stmts):
+    """Edits the database file of a stopped server directly, as someone with access to the file
+    would: the sqlite3 shell, or Python's sqlite3 module when the shell is missing."""
+    db = os.path.join(data, "candor.db")
+    if shutil.which("sqlite3"):
+        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
+                           capture_output=True)
+        assert p.returncode == 0, p.stderr
+    else:
+        c = sqlite3.connect(db)
+        for s in stmts:
+            c.execute(s)
+        c.commit()
+        c.close()

@@ -863,29 +863,6 @@ static void test_shipped_kinds(void **state)
     cd_guard_close(g);
 }
 
-static void test_cli(void **state)
-{
-    char path[128];
-    char rules[96];
-    char *argv_help[] = {"guard", "--help", NULL};
-    (void)state;
-
-    snprintf(path, sizeof path, "%s/msg.txt", tmpdir);
-    snprintf(rules, sizeof rules, "%s", tmpdir);
-    write_file(tmpdir, "msg.txt", "Please act now.");
-    char *argv_ok[] = {"guard", "--rules", rules, "--format", "json", path, NULL};
-    char *argv_bad[] = {"guard", "--format", "xml", path, NULL};
-    char *argv_missing[] = {"guard", "--rules", rules, "/nonexistent/file", NULL};
-    assert_int_equal(cd_guard_cli(2, argv_help), 0);
-    assert_int_equal(cd_guard_cli(6, argv_ok), 1);
-    assert_int_equal(cd_guard_cli(4, argv_bad), 3);
-    assert_int_equal(cd_guard_cli(4, argv_missing), 4);
-    write_file(tmpdir, "msg.txt", "Card 4242 4242 4242 4242 now");
-    char *argv_text[] = {"guard", "--rules", rules, path, NULL};
-    assert_int_equal(cd_guard_cli(4, argv_text), 2);
-    unlink(path);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -903,7 +880,6 @@ int main(void)
         cmocka_unit_test(test_windows_and_extend),
         cmocka_unit_test(test_placeholders),
         cmocka_unit_test(test_shipped_kinds),
-        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
