@@ -1,15 +1,14 @@
 """The audit ledger as an auditor meets it: data goes in through the API, a tree head is signed,
 proofs from the API verify with an independent RFC 9162 implementation (below), and every kind
-of tampering with the database file is caught by `candor audit verify`, naming the entry. An
-export verifies offline with only the public key, and fails when one line is edited."""
+of tampering with the database (the SQLite file through the sqlite3 shell, the PostgreSQL
+database through psql) is caught by `candor audit verify`, naming the entry. An export
+verifies offline with only the public key, and fails when one line is edited."""
 import hashlib
 import json
 import os
-import shutil
-import sqlite3
-import subprocess
 
-from harness import Server, assert_problem
+from e2e_util import copy_data, data_sql
+from harness import BACKEND, Server, assert_problem
 
 
 # ---- RFC 9162 §2.1.3.2 / §2.1.4.2 verification, written from the RFC --------------------------
@@ -189,26 +188,11 @@ def _stopped(srv):
 
 
 def _copy(srv, name):
-    src = _stopped(srv)
-    dst = os.path.join(srv.tmp, name)
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
-    return dst
+    return copy_data(_stopped(srv), os.path.join(srv.tmp, name))
 
 
 def _sql(data, *stmts):
-    # the sqlite3 shell, as the issue asks; Python's sqlite3 module if the shell is missing
-    db = os.path.join(data, "candor.db")
-    if shutil.which("sqlite3"):
-        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
-                           capture_output=True)
-        assert p.returncode == 0, p.stderr
-    else:
-        c = sqlite3.connect(db)
-        for s in stmts:
-            c.execute(s)
-        c.commit()
-        c.close()
+    data_sql(data, ";\n".join(stmts))
 
 
 def _verify_fails(srv, data, seq):
@@ -228,8 +212,12 @@ def test_f_untouched_ledger_verifies(srv):
 
 def test_g_changed_byte_is_named(srv):
     d = _copy(srv, "t-byte")
-    _sql(d, "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), '\"ok\"', "
-            "'\"oK\"') AS BLOB) WHERE seq = 7")
+    if BACKEND == "postgres":
+        _sql(d, "UPDATE audit_events SET entry = convert_to(replace(convert_from(entry, 'UTF8'), "
+                "'\"ok\"', '\"oK\"'), 'UTF8') WHERE seq = 7")
+    else:
+        _sql(d, "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), '\"ok\"', "
+                "'\"oK\"') AS BLOB) WHERE seq = 7")
     _verify_fails(srv, d, 7)
 
 
