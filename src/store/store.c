@@ -246,6 +246,11 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
         s->epoch++;
         if (ops->rollback(s->wconn) != CD_OK || ops->begin(s->wconn, true) != CD_OK) {
             fatal = true;
+            /* Jobs the first run never reached fail for the reason the batch could not go
+             * on (a lost database connection), not with an empty detail. */
+            for (struct write_job *j = jobs; j; j = j->next)
+                if (j->err != CD_OK && j->detail[0] == '\0')
+                    snprintf(j->detail, sizeof j->detail, "%s", cd_err_detail());
         } else {
             applied = 0;
             for (struct write_job *j = jobs; j; j = j->next) {

@@ -21,7 +21,7 @@ def data_sql(data, query):
     url = db_url_of(data)
     if url:
         import pgcluster
-        return pg_cluster().psql(query, db=pgcluster.db_of(url))
+        return pg_cluster(url).psql(query, db=pgcluster.db_of(url))
     p = subprocess.run(["sqlite3", os.path.join(data, "candor.db")], input=query + ";\n",
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
@@ -41,7 +41,7 @@ def integrity(srv):
     if url is None:
         return sql(srv, "PRAGMA integrity_check")
     import pgcluster
-    p = pg_cluster().psql(
+    p = pg_cluster(url).psql(
         "CREATE EXTENSION IF NOT EXISTS amcheck; "
         "SELECT count(bt_index_check(c.oid)) FROM pg_index i "
         "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
@@ -58,7 +58,7 @@ def copy_data(src, dst):
     url = db_url_of(src)
     if url:
         import pgcluster
-        c = pg_cluster()
+        c = pg_cluster(url)
         name = f"copy_{os.getpid()}_{int(time.time() * 1000) % 100000000}"
         c.psql(f'CREATE DATABASE "{name}" TEMPLATE "{pgcluster.db_of(url)}"')
         os.chmod(os.path.join(dst, DB_URL_FILE), 0o600)
@@ -81,7 +81,7 @@ def stored_bytes(srv):
                     out += f.read()
         return out
     import pgcluster
-    c = pg_cluster()
+    c = pg_cluster(url)
     db = pgcluster.db_of(url)
     c.psql("CHECKPOINT")
     oid = c.psql(f"SELECT oid FROM pg_database WHERE datname = '{db}'")

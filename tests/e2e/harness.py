@@ -43,18 +43,18 @@ def skip_unless_postgres(reason):
         raise Skip(reason)
 
 
-_cluster = None
+_clusters = {}
 
 
-def pg_cluster():
-    """The PostgreSQL cluster of this run ($CANDOR_TEST_PG_DIR)."""
-    global _cluster
-    if _cluster is None:
-        import pgcluster
-        path = os.environ.get("CANDOR_TEST_PG_DIR")
-        assert path, "CANDOR_E2E_DB=postgres needs CANDOR_TEST_PG_DIR (see tests/e2e/run.py)"
-        _cluster = pgcluster.Cluster(path=path)
-    return _cluster
+def pg_cluster(url=None):
+    """The PostgreSQL cluster a database URL names (its host= directory), or this run's
+    ($CANDOR_TEST_PG_DIR)."""
+    import pgcluster
+    path = pgcluster.dir_of(url) if url else os.environ.get("CANDOR_TEST_PG_DIR")
+    assert path, "CANDOR_E2E_DB=postgres needs CANDOR_TEST_PG_DIR (see tests/e2e/run.py)"
+    if path not in _clusters:
+        _clusters[path] = pgcluster.Cluster(path=path)
+    return _clusters[path]
 
 
 def init_args(data):

@@ -61,12 +61,12 @@ def _run_as():
 
 
 class Cluster:
-    def __init__(self, path=None, preload=None, conf=None):
-        """path: an existing cluster directory to attach to (made by start()); preload: a
-        shared library put in the server's LD_PRELOAD; conf: extra postgresql.conf lines."""
+    def __init__(self, path=None, server_env=None, conf=None):
+        """path: an existing cluster directory to attach to (made by start()); server_env:
+        environment variables of the server (e.g. LD_PRELOAD); conf: postgresql.conf lines."""
         self.bin = bindir()
         self.user = _run_as()
-        self.preload = preload
+        self.server_env = server_env or {}
         self.conf = conf or []
         self.dir = path
         self.counter = 0
@@ -89,6 +89,9 @@ class Cluster:
         full["LC_ALL"] = "C"
         if env:
             full.update(env)
+        if self.user and env:
+            # runuser starts the command with a clean environment apart from these.
+            args = args[:4] + ["env"] + [f"{k}={v}" for k, v in env.items()] + args[4:]
         p = subprocess.run(args, capture_output=True, text=True, env=full, timeout=timeout)
         if check and p.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}"
@@ -136,8 +139,7 @@ class Cluster:
                 "-t", "120"]
         if mode:
             args += ["-m", mode]
-        env = {"LD_PRELOAD": self.preload} if self.preload and action != "stop" else None
-        self._cmd(args + [action], env=env)
+        self._cmd(args + [action], env=self.server_env if action != "stop" else None)
 
     def restart(self, mode="fast"):
         self._pg_ctl("restart", mode)
@@ -194,6 +196,11 @@ class Cluster:
 def db_of(url):
     """The database name in one of our URLs."""
     return urllib.parse.urlparse(url).path.lstrip("/")
+
+
+def dir_of(url):
+    """The cluster directory (socket directory) in one of our URLs."""
+    return urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["host"][0]
 
 
 def main(argv):

@@ -76,7 +76,7 @@ def test_database_files_are_0600_while_serving(srv):
     if srv.db_url:
         # The database lives in the cluster; the directory names it and holds the keys.
         assert names == [] and DB_URL_FILE in os.listdir(srv.data), os.listdir(srv.data)
-        c = pg_cluster()
+        c = pg_cluster(srv.db_url)
         oid = c.psql("SELECT oid FROM pg_database WHERE datname = current_database()",
                      db=db_of(srv.db_url))
         files = os.listdir(os.path.join(c.data, "base", oid))

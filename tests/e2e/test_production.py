@@ -332,7 +332,7 @@ def test_pg_dump_while_ingesting_restores_and_verifies():
     is there, and the sealed data decrypts."""
     skip_unless_postgres("pg_dump is PostgreSQL's; candor backup covers SQLite")
     srv = Server()
-    c = pg_cluster()
+    c = pg_cluster(srv.db_url)
     tmp = tempfile.mkdtemp(prefix="candor-dump-")
     try:
         acked, statuses = [], []
