@@ -50,8 +50,9 @@ section unit
 for t in build/asan/test_*; do
   [ -x "$t" ] || continue
   out=$(timeout 300 "$t" 2>&1); rc=$?
-  p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-  f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  # A binary may run several groups (test_store: one per backend): their counts add up.
+  p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {if (NR) print s}')
+  f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {if (NR) print s}')
   ok "$t" "${p:-0}"
   if [ "$rc" -ne 0 ] || [ -n "$f" ]; then
     printf '%s\n' "$out" | tail -40 >&2
