@@ -90,8 +90,6 @@ static enum cd_err h_openapi(struct cd_req *r)
     return cd__http_openapi_json(&r->resp_json);
 }
 
-const struct cd_problem_kind *cd__http_problem_by_slug(struct cd_str slug);
-
 static enum cd_err h_problem_doc(struct cd_req *r)
 {
     const struct cd_problem_kind *k = cd__http_problem_by_slug(r->params[0]);

@@ -119,6 +119,14 @@ const char *const cd__store_pg_migrations[] = {
     "CREATE INDEX identity_links_by_status ON identity_links(status, created_at);"
     "CREATE INDEX identity_links_by_customer ON identity_links(customer_id);"
     "CREATE INDEX identity_links_by_other ON identity_links(other_id);",
+    /* 10: consent — each event names its ledger entry. */
+    "ALTER TABLE consent_events ADD COLUMN audit_seq BIGINT;",
+    /* 11: core — interaction fields sealed before the row was bound are marked for re-sealing;
+     * the partial index holds only marked rows. */
+    "ALTER TABLE interactions ADD COLUMN legacy_seal BIGINT;"
+    "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
+    " OR metadata IS NOT NULL OR thread IS NOT NULL;"
+    "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
 };
 
 const int cd__store_pg_migrations_count =

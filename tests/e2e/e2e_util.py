@@ -155,3 +155,22 @@ def plain_req(port, token, method, path, body=None, purpose=None):
     finally:
         c.close()
     return r.status, json.loads(payload) if payload else None
+
+
+def edit_db(data, *stmts):
+    """Edits the database of a stopped server directly, as someone with access to it would:
+    the sqlite3 shell on the file, or psql on the PostgreSQL database."""
+    data_sql(data, ";\n".join(stmts))
+
+
+def query_db(data, q):
+    """The rows of a query on a data directory's database, as tuples of strings."""
+    return [tuple(line.split("|")) for line in data_sql(data, q).splitlines()]
+
+
+def blob_replace(data, col, old, new):
+    """SQL for the bytes of column col with the text old replaced by new, in the dialect of the
+    data directory's database."""
+    if db_url_of(data):
+        return f"convert_to(replace(convert_from({col}, 'UTF8'), '{old}', '{new}'), 'UTF8')"
+    return f"CAST(replace(CAST({col} AS TEXT), '{old}', '{new}') AS BLOB)"
