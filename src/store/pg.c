@@ -626,6 +626,23 @@ struct bound {
     char text[MAX_PARAMS][24];
 };
 
+/* Bytes of a binary integer of type t; 0 for a type that is not an integer. */
+static size_t int_width(Oid t)
+{
+    switch (t) {
+    case OID_INT8:
+        return 8;
+    case OID_INT4:
+        return 4;
+    case OID_INT2:
+        return 2;
+    case OID_BOOL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Puts each value in the form its parameter's type takes: integers in binary of the right
  * width, text and bytes as they are (binary text is the UTF-8 bytes; the server checks them),
  * an integer for any other type as decimal text. */
@@ -638,7 +655,7 @@ static enum cd_err bind_params(const struct pg_stmt *st, const struct cd_val *p,
     for (int i = 0; i < st->nparams; i++) {
         const struct cd_val *v = &p[i];
         Oid t = st->types[i];
-        size_t width = t == OID_INT8 ? 8 : t == OID_INT4 ? 4 : t == OID_INT2 ? 2 : t == OID_BOOL ? 1 : 0;
+        size_t width = int_width(t);
 
         b->formats[i] = 1;
         b->lengths[i] = 0;
@@ -646,10 +663,10 @@ static enum cd_err bind_params(const struct pg_stmt *st, const struct cd_val *p,
         if (v->type == CD_VAL_NULL || ((st->unused >> i) & 1))
             continue;
         if (v->type == CD_VAL_INT && width) {
-            int64_t lo = width == 8 ? INT64_MIN : width == 4 ? INT32_MIN : width == 2 ? INT16_MIN : 0;
-            int64_t hi = width == 8 ? INT64_MAX : width == 4 ? INT32_MAX : width == 2 ? INT16_MAX : 1;
+            /* int2 and int4 must hold the value; a boolean takes any, as true or false. */
+            int64_t half = width == 2 || width == 4 ? INT64_C(1) << (8 * width - 1) : 0;
             uint64_t u;
-            if (t == OID_BOOL ? false : (v->i < lo || v->i > hi))
+            if (half && (v->i < -half || v->i >= half))
                 return cd_err_set(CD_ERR_INVALID, "parameter %d: %lld is out of range", i + 1,
                                   (long long)v->i);
             u = htobe64(t == OID_BOOL ? (uint64_t)(v->i != 0) : (uint64_t)v->i);
@@ -975,7 +992,8 @@ static enum cd_err pg_integrity(void *cv)
     err = pg_exec(cv, "SELECT bt_index_check(c.oid) FROM pg_index i"
                       " JOIN pg_class c ON c.oid = i.indexrelid"
                       " JOIN pg_am a ON a.oid = c.relam"
-                      " WHERE a.amname = 'btree' AND c.relnamespace = current_schema()::regnamespace",
+                      " WHERE a.amname = 'btree'"
+                      " AND c.relnamespace = current_schema()::regnamespace",
                   NULL, 0, NULL, NULL, NULL);
     return err == CD_ERR_STORE && strcmp(((struct pg_conn *)cv)->sqlstate, "XX002") == 0
                ? cd_err_set(CD_ERR_INTEGRITY, "%s", cd_err_detail())

@@ -5,14 +5,15 @@
  * batches concurrent writes into one transaction and one fsync (group commit), and a pool of
  * read connections.
  *
- * Contract: a write is a function run inside the writer's transaction; cd_store_write returns
- * only after the transaction that contains it is durable (COMMIT with synchronous=FULL on
- * SQLite, synchronous_commit=on on PostgreSQL) or has failed. One failing write never undoes another in the same batch, and a failed write leaves
- * nothing behind. A write function may run more than once for one write: when a write of the
- * batch fails after changing rows, the batch is rolled back and run again with a savepoint per
- * write. So a write function derives everything it outputs anew on each run (no appending to
- * what an earlier run left in ctx) and changes nothing outside the transaction that a
- * rolled-back run would leave wrong.
+ * Contract: a write is a function run inside the writer's transaction; cd_store_write returns only
+ * after the transaction that contains it is durable (COMMIT with synchronous=FULL on SQLite,
+ * synchronous_commit=on on PostgreSQL) or has failed. One failing write never undoes another in
+ * the same batch, and a failed write leaves nothing behind. A write function may run more than
+ * once for one write: when a write of the batch fails after changing rows (or, on PostgreSQL, a
+ * statement it sent fails when the batch is about to commit), the batch is rolled back and run
+ * again with a savepoint per write. So a write function derives everything it outputs anew on each
+ * run (no appending to what an earlier run left in ctx) and changes nothing outside the
+ * transaction that a rolled-back run would leave wrong.
  *
  * Must never: hold a lock while calling back into domain code other than the transaction
  * function it was given; know what a customer is.

@@ -271,6 +271,30 @@ def copy_keys(src, dst):
         os.chmod(os.path.join(dst, k), 0o600)
 
 
+def check_restored(srv, restored, before, acked):
+    """A restored data directory: its ledger verifies offline, it holds every write
+    acknowledged before the copy began and none of the last ones, it serves, and the sealed
+    data decrypts with the restored keys (admin.token is only the test's way in: the token
+    itself is in the database)."""
+    rc, vout, verr = srv.cli("audit", "verify", "--data", restored)
+    assert rc == 0 and vout.startswith("ok: "), (vout, verr)
+    ids = set(data_sql(restored, "SELECT id FROM interactions").split())
+    assert all(i in ids for i in before), "a write acknowledged before the copy is missing"
+    assert len(ids) < len(acked), "writes after the copy cannot be in it"
+    shutil.copy2(os.path.join(srv.data, "admin.token"), restored)
+    copy = Server(data=restored, init=False)
+    try:
+        st, _, it = copy.req("GET", "/v1/interactions/" + before[0], purpose="service")
+        assert st == 200 and it["body"].startswith("message "), (st, it)
+        st, _, it = copy.req("POST", "/v1/interactions", {
+            "identity": {"type": "email", "value": "after-restore@example.com"},
+            "channel": "email", "direction": "inbound", "body": "after the restore"})
+        assert st == 201, it
+    finally:
+        copy.stop()
+        copy.cleanup()
+
+
 def test_backup_while_ingesting_restores_and_verifies():
     skip_unless_sqlite("candor backup copies SQLite databases; on PostgreSQL pg_dump does "
                        "(test_pg_dump_while_ingesting_restores_and_verifies)")
@@ -303,22 +327,7 @@ def test_backup_while_ingesting_restores_and_verifies():
         os.mkdir(restored, 0o700)
         shutil.copy2(out, os.path.join(restored, "candor.db"))
         copy_keys(srv.data, restored)
-        rc, vout, verr = srv.cli("audit", "verify", "--data", restored)
-        assert rc == 0 and vout.startswith("ok: "), (vout, verr)
-        ids = set(subprocess.run(["sqlite3", out, "SELECT id FROM interactions"],
-                                 capture_output=True, text=True, check=True).stdout.split())
-        assert all(i in ids for i in before), "a write acknowledged before the backup is missing"
-        assert len(ids) < len(acked), "writes after the backup cannot be in it"
-        # The restored directory serves, and the sealed data decrypts with the restored keys
-        # (admin.token is only the test's way in: the token itself is in the database).
-        shutil.copy2(os.path.join(srv.data, "admin.token"), restored)
-        copy = Server(data=restored, init=False)
-        try:
-            st, _, it = copy.req("GET", "/v1/interactions/" + before[0], purpose="service")
-            assert st == 200 and it["body"].startswith("message "), (st, it)
-        finally:
-            copy.stop()
-            copy.cleanup()
+        check_restored(srv, restored, before, acked)
     finally:
         srv.stop()
         srv.cleanup()
@@ -363,23 +372,7 @@ def test_pg_dump_while_ingesting_restores_and_verifies():
         with open(os.open(os.path.join(restored, DB_URL_FILE), os.O_WRONLY | os.O_CREAT, 0o600),
                   "w") as f:
             f.write(url + "\n")
-        rc, vout, verr = srv.cli("audit", "verify", "--data", restored)
-        assert rc == 0 and vout.startswith("ok: "), (vout, verr)
-        ids = set(data_sql(restored, "SELECT id FROM interactions").split())
-        assert all(i in ids for i in before), "a write acknowledged before the dump is missing"
-        assert len(ids) < len(acked), "writes after the dump cannot be in it"
-        shutil.copy2(os.path.join(srv.data, "admin.token"), restored)
-        copy = Server(data=restored, init=False)
-        try:
-            st, _, it = copy.req("GET", "/v1/interactions/" + before[0], purpose="service")
-            assert st == 200 and it["body"].startswith("message "), (st, it)
-            st, _, it = copy.req("POST", "/v1/interactions", {
-                "identity": {"type": "email", "value": "after-restore@example.com"},
-                "channel": "email", "direction": "inbound", "body": "after the restore"})
-            assert st == 201, it
-        finally:
-            copy.stop()
-            copy.cleanup()
+        check_restored(srv, restored, before, acked)
     finally:
         srv.stop()
         srv.cleanup()

@@ -1,9 +1,10 @@
-"""Evidence that cannot be edited quietly: for every kind of edit made to the database (the
-SQLite file, or the PostgreSQL database) while the server is stopped (an audit entry's bytes, its index columns, the ledger's tail, the signed
-tree heads, the columns of a consent event, sealed bodies swapped between rows, rows moved to
-another customer, an interaction's metadata), `candor audit verify` exits 1 and names what was
-edited; a server started on the edited file refuses the edited data with a clear problem (or
-denies the edited consent), logs it and counts it in /metrics."""
+"""Evidence that cannot be edited quietly: for every kind of edit made to the database (the SQLite
+file, or the PostgreSQL database) while the server is stopped (an audit entry's bytes, its index
+columns, the ledger's tail, the signed tree heads, the columns of a consent event, sealed bodies
+swapped between rows, rows moved to another customer, an interaction's metadata), `candor audit
+verify` exits 1 and names what was edited; a server started on the edited file refuses the
+edited data with a clear problem (or denies the edited consent), logs it and counts it in
+/metrics."""
 import json
 import os
 
@@ -137,7 +138,7 @@ def test_d_a_cut_tail_with_its_heads(srv):
     # is consistent again
     _sql(d, f"DELETE FROM audit_events WHERE seq > {cut}",
          f"DELETE FROM audit_tree_heads WHERE tree_size > {cut}",
-         f"DELETE FROM audit_nodes WHERE (idx + 1) << level > {cut}")
+         f"DELETE FROM audit_nodes WHERE (idx + 1) << CAST(level AS INTEGER) > {cut}")
     rc, out, err = _verify(srv, d, "--ledger-only")
     assert rc == 1, out
     err = _fails(srv, d, f"audit entry {cut + 1} is missing", "audit-heads.jsonl", "truncated")
@@ -151,7 +152,7 @@ def test_d_a_cut_tail_with_its_heads(srv):
     cut2 = receipt_size - 1
     _sql(d2, f"DELETE FROM audit_events WHERE seq > {cut2}",
          f"DELETE FROM audit_tree_heads WHERE tree_size > {cut2}",
-         f"DELETE FROM audit_nodes WHERE (idx + 1) << level > {cut2}")
+         f"DELETE FROM audit_nodes WHERE (idx + 1) << CAST(level AS INTEGER) > {cut2}")
     rc, out, err = _verify(srv, d2, "--ledger-only")
     assert rc == 0, err  # nothing in the database tells
     receipt = os.path.join(srv.tmp, "receipt.json")

@@ -678,7 +678,8 @@ static void both_backends_migrate_to_the_same_schema(void **state)
     assert_int_equal(ea, CD_OK);
     assert_int_equal(eb, CD_OK);
     assert_non_null(strstr(a.out.p, "interactions.body blob\n"));
-    assert_non_null(strstr(a.out.p, "index audit_reads_by_customer ON audit_events(customer_id,seq) partial\n"));
+    assert_non_null(strstr(a.out.p, "index audit_reads_by_customer ON "
+                                    "audit_events(customer_id,seq) partial\n"));
     assert_string_equal(b.out.p, a.out.p);
     cd_buf_free(&a.out);
     cd_buf_free(&b.out);
@@ -850,20 +851,20 @@ int main(void)
         cmocka_unit_test(pg_integrity_check_uses_amcheck_when_installed),
         cmocka_unit_test(pg_refuses_a_database_that_is_not_utf8),
     };
-    struct CMUnitTest sq[sizeof common / sizeof common[0] + sizeof sqlite_only / sizeof sqlite_only[0]];
-    struct CMUnitTest pg[sizeof common / sizeof common[0] + sizeof pg_only / sizeof pg_only[0]];
-    size_t nc = sizeof common / sizeof common[0];
-    for (size_t i = 0; i < sizeof sq / sizeof sq[0]; i++) {
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+    struct CMUnitTest sq[N(common) + N(sqlite_only)], pg[N(common) + N(pg_only)];
+    size_t nc = N(common);
+    for (size_t i = 0; i < N(sq); i++) {
         sq[i] = i < nc ? common[i] : sqlite_only[i - nc];
         sq[i].setup_func = setup_sqlite;
         sq[i].teardown_func = teardown_sqlite;
     }
-    for (size_t i = 0; i < sizeof pg / sizeof pg[0]; i++) {
+    for (size_t i = 0; i < N(pg); i++) {
         pg[i] = i < nc ? common[i] : pg_only[i - nc];
         pg[i].setup_func = setup_pg;
         pg[i].teardown_func = teardown_pg;
     }
-    int failed = _cmocka_run_group_tests("sqlite", sq, sizeof sq / sizeof sq[0], NULL, NULL);
-    failed += _cmocka_run_group_tests("postgres", pg, sizeof pg / sizeof pg[0], NULL, NULL);
+    int failed = _cmocka_run_group_tests("sqlite", sq, N(sq), NULL, NULL);
+    failed += _cmocka_run_group_tests("postgres", pg, N(pg), NULL, NULL);
     return failed;
 }
