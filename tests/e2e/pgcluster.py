@@ -83,15 +83,14 @@ class Cluster:
 
     def _cmd(self, args, env=None, check=True, timeout=120):
         if self.user:
-            args = ["runuser", "-u", self.user.pw_name, "--"] + args
+            # setpriv, not runuser or su: no PAM session, the environment passes unchanged.
+            args = ["setpriv", f"--reuid={self.user.pw_uid}", f"--regid={self.user.pw_gid}",
+                    "--clear-groups", "--"] + args
         full = dict(os.environ)
         full.pop("LD_PRELOAD", None)
         full["LC_ALL"] = "C"
         if env:
             full.update(env)
-        if self.user and env:
-            # runuser starts the command with a clean environment apart from these.
-            args = args[:4] + ["env"] + [f"{k}={v}" for k, v in env.items()] + args[4:]
         p = subprocess.run(args, capture_output=True, text=True, env=full, timeout=timeout)
         if check and p.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}"

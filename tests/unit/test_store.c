@@ -67,14 +67,17 @@ static int teardown_sqlite(void **state)
 static int setup_pg(void **state)
 {
     static int n;
-    char sql[128];
+    char sql[256];
 
     on_pg = true;
     path[0] = '\0';
     if (getenv("CANDOR_TEST_PG_DIR") == NULL)
         return 0; /* each test skips */
     snprintf(dbname, sizeof dbname, "unit_store_%d_%d", (int)getpid(), ++n);
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0", dbname);
+    /* A locale whose order is not bytewise ('a' before 'B'), as a production database's often
+     * is: the schema's text columns must order as SQLite's do all the same. */
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'", dbname);
     if (pg_admin("postgres", sql) == NULL)
         return -1;
     snprintf(path, sizeof path, "postgresql:///%s?host=%s&user=candor", dbname,
