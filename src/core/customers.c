@@ -1101,6 +1101,9 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
                           p, 2, NULL, NULL, NULL)) != CD_OK)
         goto out;
     cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
+    /* Other servers on the database forget their owners too (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        goto out;
     err = cd_audit_append(tx, &ev, NULL);
 out:
     if (ks_open)
@@ -1130,6 +1133,12 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     if (err != CD_OK)
         return err;
     return read_customer(c, a, survivor, fields, NULL, out);
+}
+
+void cd_core_changed(struct cd_core *c, const char *topic)
+{
+    if (topic == NULL || strcmp(topic, CD_CORE_TOPIC_OWNERS) == 0)
+        cd__owners_forget_all(c->owners);
 }
 
 /* ---- restriction and crypto-shredding: changes of a customer's own state ---- */
@@ -1210,7 +1219,11 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
         " thread_hash = NULL, thread_id = NULL WHERE customer_id = $1"};
     struct change_ctx *sc = ctx;
     struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(cd_now_ms())};
+    enum cd_err err;
 
+    /* No other server on the database keeps a copy of the destroyed key (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        return err;
     return change_live_customer(tx, sc->a, sc->id, sql, 4, p, 2, "customer.shred");
 }
 
