@@ -90,13 +90,19 @@ load() {
     echo "$total"
 }
 
-for nodes in 1 2; do
-    d=$(new_pair "ingest$nodes")
+# servers NAME NODES: a fresh database with NODES servers on it; sets tok and ports.
+servers() {
+    local d
+    d=$(new_pair "$1")
     tok=$(cat "$d/a/admin.token")
     PORTS=()
     serve "$d/a"
-    [ "$nodes" = 2 ] && serve "$d/b"
+    [ "$2" = 2 ] && serve "$d/b"
     ports=("${PORTS[@]}")
+}
+
+for nodes in 1 2; do
+    servers "ingest$nodes" "$nodes"
     echo "== ingestion, $nodes server(s), $CONNS connections, ${SECS}s" >&2
     rate=$(ARGS="" load bench/ingest.lua INGEST "$tok" "$CONNS" "${ports[@]}")
     for p in "${ports[@]}"; do echo "   $p: $(commits "$p" "$tok")" >&2; done
@@ -105,12 +111,7 @@ for nodes in 1 2; do
 done
 
 for nodes in 1 2; do
-    d=$(new_pair "consent$nodes")
-    tok=$(cat "$d/a/admin.token")
-    PORTS=()
-    serve "$d/a"
-    [ "$nodes" = 2 ] && serve "$d/b"
-    ports=("${PORTS[@]}")
+    servers "consent$nodes" "$nodes"
     # 200 customers, consent given by every second one.
     ids=($(python3 - "${ports[0]}" "$tok" <<'PY'
 import json, sys, urllib.request

@@ -1554,6 +1554,12 @@ static enum cd_err prefs_row(void *ctx, const struct cd_val *col, size_t n)
 #define EVENTS_SQL                                                                           \
     "SELECT " CD__CONSENT_EVENT_COLS ", audit_seq, (SELECT entry FROM audit_events a"          \
     " WHERE a.seq = consent_events.audit_seq), seq FROM consent_events"
+/* EVENTS_SQL's columns, then the customer's jurisdiction and time zone. */
+#define EVENTS_SQL_ATTRS                                                                     \
+    "SELECT " CD__CONSENT_EVENT_COLS ", audit_seq, (SELECT entry FROM audit_events a"          \
+    " WHERE a.seq = consent_events.audit_seq), seq, (SELECT jurisdiction FROM customers m"    \
+    " WHERE m.id = consent_events.customer_id), (SELECT time_zone FROM customers m"           \
+    " WHERE m.id = consent_events.customer_id) FROM consent_events"
 #define NOTICES_SQL "SELECT id, name, version, sha256, material FROM consent_notices"
 #define PREFS_SQL "SELECT customer_id, quiet_start, quiet_end, topics_out FROM consent_preferences"
 
@@ -1619,7 +1625,21 @@ static enum cd_err locked_row(void *ctx, const struct cd_val *col, size_t n)
         if (known)
             return CD_OK;
     }
+    /* An event's customer may be new to this server: its jurisdiction and time zone come with
+     * the row (the catch-up's query adds them), as a local event takes them before it applies. */
+    uint8_t key[16];
+    bool attrs = l->row == event_row && n > CD__EC__COUNT + 4 &&
+                 cd__consent_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key);
+    uint8_t jur = attrs ? cd__consent_rules_find(&l->b.c->rules, colstr(&col[CD__EC__COUNT + 3]))
+                        : 0;
+    uint16_t tz = attrs ? cd__consent_tz_index(l->b.c, colstr(&col[CD__EC__COUNT + 4])) : 0;
+    struct cd__cust *cu;
     cd__consent_wlock(l->b.c);
+    if (attrs && (err = cd__proj_upsert(&l->b.c->proj, key, &cu)) == CD_OK) {
+        cu->juris = jur;
+        cu->tz = tz;
+        cd__proj_sync(&l->b.c->proj, cu);
+    }
     err = l->row(&l->b, col, n);
     cd__consent_wunlock(l->b.c);
     if (l->row == event_row && n > CD__EC__COUNT + 2 && col[CD__EC__COUNT + 2].i > l->upto)
@@ -1666,7 +1686,7 @@ void cd_consent_changed(struct cd_consent *c, const char *topic)
         err = catch_up(c, NOTICES_SQL " ORDER BY name, version", NULL, notice_row, NULL);
     if (err == CD_OK && (all || strcmp(topic, "consent.events") == 0)) {
         struct cd_val after = CD_VINT(c->events_upto);
-        err = catch_up(c, EVENTS_SQL " WHERE seq > $1 ORDER BY seq", &after, event_row,
+        err = catch_up(c, EVENTS_SQL_ATTRS " WHERE seq > $1 ORDER BY seq", &after, event_row,
                        &c->events_upto);
     }
     if (err == CD_OK && all)

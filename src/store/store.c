@@ -77,6 +77,7 @@ struct cd_store {
     bool feed_started;
     bool feed_stop;   /* atomic */
     int64_t fresh;    /* atomic: cd_store_feed_fresh_ms */
+    bool peers;       /* atomic: another server's ping was seen (from then on, for good) */
     bool lease;       /* atomic: cd_store_lease_held */
     cd_store_change_fn feed_fn;
     void *feed_ctx;
@@ -643,6 +644,11 @@ enum cd_err cd_tx_notify(struct cd_tx *tx, const char *topic)
 
 int64_t cd_store_feed_fresh_ms(struct cd_store *s)
 {
+    /* A server alone on its database has nobody's changes to miss: its own are applied where
+     * they are made. Why not always strict: a busy machine can delay the feed's ping past the
+     * bound, and refusing decisions then protects nothing. */
+    if (!__atomic_load_n(&s->peers, __ATOMIC_ACQUIRE))
+        return INT64_MAX;
     return __atomic_load_n(&s->fresh, __ATOMIC_ACQUIRE);
 }
 
@@ -660,6 +666,10 @@ static void feed_deliver(void *ctx, const char *topic, bool own)
     unsigned long long n;
 
     if (strncmp(topic, "ping ", 5) == 0) {
+        if (!own && !__atomic_load_n(&s->peers, __ATOMIC_RELAXED)) {
+            cd_log(CD_LOG_INFO, "store.peers_seen", NULL);
+            __atomic_store_n(&s->peers, true, __ATOMIC_RELEASE);
+        }
         if (own && sscanf(topic + 5, "%llu", &n) == 1 && n + FEED_PINGS > s->ping_n &&
             n <= s->ping_n) {
             int64_t at = s->ping_sent[n % FEED_PINGS];
@@ -755,9 +765,14 @@ enum cd_err cd_store_feed_start(struct cd_store *s, cd_store_change_fn fn, void 
     if ((err = feed_connect(s)) != CD_OK)
         return err;
     /* Serving starts fresh: the first ping has come back (or two seconds passed, and the
-     * server says it is out of date until one does). */
+     * server says it is out of date until one does), and two more ping intervals passed, in
+     * which the pings of other servers on the database arrive. */
     deadline = cd_mono_ns() + 2000000000ull;
-    while (cd_store_feed_fresh_ms(s) == INT64_MIN && cd_mono_ns() < deadline) {
+    uint64_t heard = 0;
+    while ((heard == 0 || cd_mono_ns() < heard + 2 * CD_STORE_FEED_PING_MS * 1000000ull) &&
+           cd_mono_ns() < deadline) {
+        if (heard == 0 && __atomic_load_n(&s->fresh, __ATOMIC_ACQUIRE) != INT64_MIN)
+            heard = cd_mono_ns();
         if ((err = feed_turn(s, &next_ping, &next_lease)) != CD_OK) {
             s->ops->feed_close(s->feed);
             s->feed = NULL;

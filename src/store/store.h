@@ -117,13 +117,13 @@ struct cd_store_ops {
                           struct cd_store_backup_info *info);
     /* Several servers on one database (NULL members: a database one process serves, SQLite).
      * notify: inside the writer's transaction, announces topic to every server listening,
-     * delivered when (and only if) the transaction commits. The feed is a session of its own,
-     * used by one thread: feed_open connects and listens; feed_wait waits up to timeout_ms for
-     * announcements and calls fn(ctx, topic, own) for each, own when this session made it;
-     * feed_ping announces topic from the feed's session at once (outside any transaction);
-     * feed_lease tries to take the session-long exclusive lock key, *held telling whether this
-     * session holds it (it goes with the session). Errors: CD_ERR_STORE (the connection is
-     * lost: close the feed and open another), CD_ERR_NOMEM. */
+     * delivered when (and only if) the transaction commits. The feed is a connection of its
+     * own, used by one thread: feed_open connects and listens; feed_wait waits up to timeout_ms
+     * for announcements and calls fn(ctx, topic, own) for each, own when the feed itself made
+     * it; feed_ping announces topic from the feed's connection at once (outside any
+     * transaction); feed_lease tries to take the exclusive lock key for as long as the
+     * connection lasts, *held telling whether the feed holds it. Errors: CD_ERR_STORE (the
+     * connection is lost: close the feed and open another), CD_ERR_NOMEM. */
     enum cd_err (*notify)(void *conn, const char *topic);
     enum cd_err (*feed_open)(const char *target, void **feed);
     enum cd_err (*feed_wait)(void *feed, unsigned timeout_ms,
@@ -263,7 +263,7 @@ const char *cd_store_backend(const struct cd_store *s);
  * - A bound on staleness: the feed thread announces a ping of its own every
  *   CD_STORE_FEED_PING_MS; when its ping comes back, every change committed before the ping was
  *   sent has been handed on. cd_store_feed_fresh_ms tells up to when, so a server can refuse to
- *   decide on data older than CD_STORE_FEED_BOUND_MS.
+ *   decide on data older than CD_STORE_FEED_BOUND_MS once it has seen another server.
  * - A lease: cd_store_lease_held tells whether this process holds the one lease of the
  *   database (the signer of audit tree heads). It is a lock held by the feed's session, so a
  *   server that dies or loses its connection loses it, and another takes it within a second. */
@@ -298,7 +298,9 @@ enum cd_err cd_store_feed_start(struct cd_store *s, cd_store_change_fn fn, void 
 void cd_store_feed_stop(struct cd_store *s);
 
 /* The time (ms since the epoch) up to which every change committed by any server has been
- * handed to the change function; INT64_MAX for a store that is not shared or has no feed. */
+ * handed to the change function; INT64_MAX for a store that is not shared, has no feed, or has
+ * never seen another server's ping (alone on its database, it has no one's changes to miss;
+ * once another server was seen, the mark counts for the rest of the store's life). */
 int64_t cd_store_feed_fresh_ms(struct cd_store *s);
 
 /* True when this process may act as the one signer among the servers: always on a store that

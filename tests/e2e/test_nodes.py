@@ -133,6 +133,25 @@ def test_one_idempotency_key_across_servers(ctx):
                   "d.customer_id = i.customer_id WHERE i.id = '%s'" % ids.pop()) != "0"
 
 
+def test_a_lost_feed_resyncs(ctx):
+    skip_unless_postgres("several servers share a PostgreSQL database")
+    a, b = ctx["a"], ctx["b"]
+    cid = customer(a)
+    # The feeds' connections end (as in a network cut); changes made meanwhile are not
+    # announced to them, and the resync after they reconnect applies them.
+    n = sql(a, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+               " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+               " AND (query LIKE '%pg_try_advisory_lock%' OR query LIKE '%pg_notify(%')")
+    assert int(n) >= 2, n
+    st, _, ev = record(a, cid, "given")
+    assert st == 201, ev
+    within_bound(lambda: allowed(b, cid) == (True, ev["id"]))
+    within_bound(lambda: "store.feed_reconnected" in b.logs())
+    for srv in (a, b):
+        st, _, r = srv.req("GET", "/readyz", token=None)
+        assert st == 200 and r["store"] == "postgres", r
+
+
 def heads_signed_by(srv):
     return srv.logs().count('"audit.tree_head"')
 
