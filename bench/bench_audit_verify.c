@@ -70,7 +70,8 @@ static enum cd_err append_batch(struct cd_tx *tx, void *ctx)
     struct cd_audit_event ev = {"interaction.ingest", "ok", "tok_01BENCHBENCHBENCHBENCHBENCH",
                                 "integration", "bench loader", "service",
                                 "req_01BENCHBENCHBENCHBENCHBENCH", "cus_01BENCHBENCHBENCHBENCHBENCH",
-                                "int_01BENCHBENCHBENCHBENCHBENCH", "contact,conversation", NULL};
+                                "int_01BENCHBENCHBENCHBENCHBENCH", "contact,conversation", NULL,
+                                NULL, NULL};
     struct cd_audit_event read = ev;
     enum cd_err err = CD_OK;
 
