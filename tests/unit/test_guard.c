@@ -3,6 +3,7 @@
  * inbound masking. Each test writes its own small rule pack to a temporary directory; one test
  * also loads the shipped packs in rules/. */
 #include "unit.h"
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -179,11 +180,24 @@ static void test_verdicts_and_json(void **state)
                                "\xE2\x80\xA2 4242, mail [email]");
     assert_int_equal(cd_guard_result_to_json(r, true, &j), CD_OK);
     assert_string_equal(json_string_value(json_object_get(j, "verdict")), "block");
+    /* The author sees the wording that drew a finding, but personal data only masked. */
+    f0 = json_array_get(json_object_get(j, "findings"), 0);
+    assert_string_equal(json_string_value(json_object_get(f0, "match")), "utilize");
     f0 = json_array_get(json_object_get(j, "findings"), 1);
     assert_string_equal(json_string_value(json_object_get(f0, "rule")), "T.CARD");
-    assert_string_equal(json_string_value(json_object_get(f0, "match")), "4242 4242 4242 4242");
+    assert_string_equal(json_string_value(json_object_get(f0, "match")),
+                        "\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2 4242");
+    assert_int_equal(json_integer_value(json_object_get(f0, "start")), 20);
     assert_string_equal(json_string_value(json_array_get(json_object_get(f0, "references"), 0)),
                         "PCI DSS 3.4");
+    f0 = json_array_get(json_object_get(j, "findings"), 2);
+    assert_string_equal(json_string_value(json_object_get(f0, "match")), "[email]");
+    char *dump = NULL;
+    size_t dlen = 0;
+    assert_int_equal(cd_json_dump(j, &dump, &dlen), CD_OK);
+    assert_null(strstr(dump, "bob.smith"));
+    assert_null(strstr(dump, "4242 4242"));
+    cd_free(dump);
     json_decref(j);
     assert_int_equal(cd_guard_result_to_json(r, false, &j), CD_OK);
     f0 = json_array_get(json_object_get(j, "findings"), 1);
@@ -578,7 +592,29 @@ static void test_cli(void **state)
     assert_int_equal(cd_guard_cli(4, argv_missing), 4);
     write_file(tmpdir, "msg.txt", "Card 4242 4242 4242 4242 now");
     char *argv_text[] = {"guard", "--rules", rules, path, NULL};
-    assert_int_equal(cd_guard_cli(4, argv_text), 2);
+    /* The printed context shows personal data masked, like the API's answers. */
+    char out[160], buf[4096];
+    snprintf(out, sizeof out, "%s/out.txt", tmpdir);
+    fflush(stdout);
+    int saved = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 1);
+    int rc = cd_guard_cli(4, argv_text);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(fd);
+    assert_int_equal(rc, 2);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(buf, "T.CARD"));
+    assert_non_null(strstr(buf, "\xC2\xBB" /* » */ "\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2"
+                                "\xE2\x80\xA2 4242" "\xC2\xAB" /* « */));
+    assert_null(strstr(buf, "4242 4242"));
+    unlink(out);
     unlink(path);
 }
 
