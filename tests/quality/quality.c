@@ -3,6 +3,9 @@
  *
  * Line format: {"text": "...", "labels": ["pii", ...], "channel": "email", "ordinary": true}
  * A category is "detected" when any finding has that category, whatever its severity.
+ * Marketing is judged only on lines that say something about it: lines labelled marketing and
+ * ordinary service replies. It cuts across the other categories (a pressure line may be a sales
+ * message or a debt reminder), and the other lines were never labelled for it.
  * Usage: quality RULES_DIR CORPUS.jsonl... [--misses] [--floors FILE] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +13,11 @@
 #include "base/base.h"
 #include "guard/guard.h"
 
-#define NCAT 6
-static const char *const cats[NCAT] = {"pii", "pressure", "misleading", "pricing", "respect",
-                                       "jargon"};
+#define NCAT 7
+static const char *const cats[NCAT] = {"pii",     "pressure", "misleading", "pricing",
+                                       "respect", "jargon",   "marketing"};
+/* Categories counted only on lines labelled with them or ordinary (see above). */
+static const bool judged_only[NCAT] = {[6] = true};
 
 struct stats {
     long tp[NCAT], fp[NCAT], fn[NCAT], pos[NCAT];
@@ -75,7 +80,10 @@ static int run_file(struct cd_guard *g, const char *path, struct stats *st, bool
             if (c >= 0)
                 got[c] = true;
         }
+        bool ordinary = json_is_true(json_object_get(j, "ordinary"));
         for (int c = 0; c < NCAT; c++) {
+            if (judged_only[c] && !want[c] && !ordinary)
+                continue;
             st->pos[c] += want[c];
             if (want[c] && got[c])
                 st->tp[c]++;
