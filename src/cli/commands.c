@@ -410,7 +410,7 @@ int cd_cli_serve(int argc, char **argv)
     struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
     struct cd_consent *consent = NULL; /* consent: decisions, ledger, receipts */
     struct cd_guard *guard = NULL;
-    struct cd__cli_hooks hooks = {NULL, NULL, NULL, NULL, NULL};
+    struct cd__cli_hooks hooks = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -451,12 +451,15 @@ int cd_cli_serve(int argc, char **argv)
     }
     if ((err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
         goto out;
-    /* In the path of every interaction: consent, then the guard (src/cli/hooks.c). */
+    cd_consent_set_restriction(consent, cd_policy_restricted_purposes(policy));
+    /* In the path of every interaction: the policy, consent, then the guard (hooks.c). */
     hooks.store = env.store;
     hooks.guard = guard;
+    hooks.policy = policy;
     hooks.consent = consent;
     hooks.consent_outbound = cd_consent_outbound_check;
     hooks.consent_read = cd_consent_read_check;
+    hooks.consent_changed = cd_consent_customer_changed;
     cd__cli_hooks_install(&hooks, env.core);
     if ((err = serve_audit_open(data, num[3], env.store, &audit)) != CD_OK)
         goto out;

@@ -1,5 +1,7 @@
 """Helpers shared by the e2e modules (not a test module itself): counting what is stored, so a
 rejected request can be shown to have changed nothing."""
+import http.client
+import json
 import os
 import subprocess
 
@@ -41,3 +43,17 @@ def interaction(cid, **kw):
     body = {"customer_id": cid, "channel": "chat", "direction": "inbound", "body": "hello"}
     body.update(kw)
     return body
+
+
+def ndjson(srv, body):
+    """POST /v1/consents/check/bulk; returns (status, content type, parsed lines)."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        c.request("POST", "/v1/consents/check/bulk", body=json.dumps(body).encode(),
+                  headers={"Authorization": "Bearer " + srv.admin,
+                           "Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read().decode()
+        return r.status, r.getheader("Content-Type"), [json.loads(x) for x in data.splitlines()]
+    finally:
+        c.close()
