@@ -1,24 +1,39 @@
-# Candor build. `make run` and `make test` are the two commands the README promises.
+# Candor build. `make run` and `make test` are the two commands the README promises;
+# `make install` puts the release binary, the rule packs and the manual pages under PREFIX.
 #
 # Layout: every src/<module>/*.c is compiled; src/cli/main.c holds main(). Three flavours:
 #   build/            release (-O2, hardening)            -> build/candor
 #   build/asan/       tests (ASan+UBSan, fault injection) -> build/asan/candor, unit tests
 #   build/fuzz/       clang libFuzzer drivers             -> build/fuzz/fuzz_<name>
+# plus build/gen/build_info.h (version, commit, compiled-in share directory) and build/man/
+# (the manual pages, written by the release binary from its option tables).
+
+VERSION  := 0.1.0
+# Installation directories (GNU conventions); DESTDIR stages an install for packaging.
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+DATADIR  ?= $(PREFIX)/share
+SHAREDIR ?= $(DATADIR)/candor
+MANDIR   ?= $(DATADIR)/man
+DOCDIR   ?= $(DATADIR)/doc/candor
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 CC       ?= cc
-PKGS     := sqlite3 libsodium libcrypto libpq libhs yaml-0.1 libutf8proc libmicrohttpd jansson
+PKGS     := sqlite3 libsodium libcrypto libpq libhs yaml-0.1 libutf8proc libmicrohttpd jansson \
+            icu-uc icu-i18n
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -fstack-clash-protection
-BASEFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -MMD -MP
+BASEFLAGS := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(WARN) $(PKG_CFLAGS) -MMD -MP
 CFLAGS_REL  := $(BASEFLAGS) -O2 -g $(HARDEN)
 LDFLAGS_REL := -pie -Wl,-z,relro,-z,now
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 CFLAGS_ASAN := $(BASEFLAGS) -O1 -g $(SAN) -DCD_FAULT_INJECTION
 FUZZ_CC  := clang
-CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -O1 -g -DCD_FUZZING \
+CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DCD_FUZZING \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
 
 SRCS     := $(sort $(wildcard src/*/*.c))
@@ -38,8 +53,9 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bench/%)
 DATA ?= data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all run test unit e2e fuzz-replay fuzz lint bench bench-build quality deps clean asan
-all: build/candor
+.PHONY: all run test unit e2e fuzz-replay fuzz lint bench bench-build quality deps clean asan \
+        man install uninstall FORCE
+all: build/candor man
 
 deps:
 	@bash scripts/install-deps.sh
@@ -71,6 +87,7 @@ UNIT_DEPS_http   := store crypto core audit policy consent guard auth
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy
+UNIT_DEPS_auth   := store crypto audit policy
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:
@@ -117,6 +134,50 @@ quality: build/candor
 
 clean:
 	rm -rf build
+
+# Rewritten only when its text changes (a new commit, another PREFIX), so only build.o follows.
+build/gen/build_info.h: FORCE
+	@bash scripts/build-info.sh $@ $(VERSION) $(SHAREDIR)
+build/src/cli/build.o build/asan/src/cli/build.o build/fuzz/src/cli/build.o: build/gen/build_info.h
+
+# The manual pages come from the binary's own option tables (`candor help --man`), the source
+# --help is printed from, so the two cannot disagree.
+man: build/man/.done
+build/man/.done: build/candor
+	@rm -rf build/man.tmp && mkdir -p build/man.tmp
+	./build/candor help --man >build/man.tmp/candor.1
+	@for c in $$(./build/candor help --commands); do \
+	  echo "./build/candor help --man $$c >build/man/candor-$$c.1"; \
+	  ./build/candor help --man $$c >build/man.tmp/candor-$$c.1 || exit 1; \
+	done
+	@rm -rf build/man && mv build/man.tmp build/man && touch $@
+
+# The unit names the binary and the shared files by their default places; an install under
+# another PREFIX gets a unit that names its own.
+UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/candor|$(SHAREDIR)|g'
+
+install: build/candor build/man/.done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/rules/consent \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0755 build/candor $(DESTDIR)$(BINDIR)/candor
+	install -m 0644 rules/*.yaml $(DESTDIR)$(SHAREDIR)/rules/
+	install -m 0644 rules/consent/*.yaml $(DESTDIR)$(SHAREDIR)/rules/consent/
+	install -m 0644 config/policy.yaml $(DESTDIR)$(SHAREDIR)/policy.yaml
+	install -m 0644 build/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	sed $(UNIT_SED) contrib/candor.service >$(DESTDIR)$(UNITDIR)/candor.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/candor.service
+	install -m 0644 contrib/candor.sysusers $(DESTDIR)$(SYSUSERSDIR)/candor.conf
+
+# Removes what install put there, file by file: anything else in those directories stays.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/candor $(DESTDIR)$(SHAREDIR)/policy.yaml \
+	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml)) \
+	    $(DESTDIR)$(MANDIR)/man1/candor.1 $(DESTDIR)$(MANDIR)/man1/candor-*.1 \
+	    $(addprefix $(DESTDIR)$(DOCDIR)/,README.md $(notdir $(wildcard docs/*.md))) \
+	    $(DESTDIR)$(UNITDIR)/candor.service $(DESTDIR)$(SYSUSERSDIR)/candor.conf
+	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
+	    $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # Embedded files (.incbin) are not seen by -MMD.
 build/src/http/openapi.o build/asan/src/http/openapi.o build/fuzz/src/http/openapi.o: docs/openapi.yaml

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Candor needs to build, run, test and benchmark.
+# Installs the Debian 12 packages Candor needs to build, run, test and benchmark. git names the
+# commit in `candor --version`; groff-base and man-db check the manual pages; systemd's
+# systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py).
 # Idempotent: only missing packages are installed; apt-get only.
 set -euo pipefail
 
@@ -7,8 +9,9 @@ PKGS=(
   build-essential pkg-config clang llvm libclang-rt-14-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
-  libutf8proc-dev libyaml-dev libcmocka-dev
+  libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
   python3 curl wrk nginx-light util-linux procps
+  git groff-base man-db systemd
 )
 [ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }
 

@@ -53,7 +53,7 @@ enum cd_err cd__audit_sth_row(const struct cd_val *cols, size_t ncols, struct cd
 /* The customer's access log, newest first: their reads and the refused attempts on their
  * data; $2 the customer, $1 the seq to start below, $7 the limit. Its terms "customer_id = $2"
  * and "(action LIKE '%.read' OR action = 'access.denied')" stand as they are so that SQLite
- * walks the partial index audit_access_by_customer (migration 9), not the whole ledger;
+ * walks the partial index audit_access_by_customer (migration 10), not the whole ledger;
  * tests/unit/test_audit.c checks the plan. */
 #define CD__AUDIT_ACCESS_LOG_SQL                                                               \
     "SELECT seq, entry, hash FROM audit_events WHERE customer_id = $2"                         \

@@ -98,6 +98,9 @@ struct cd_str {
 };
 #define CD_STR(lit) ((struct cd_str){(lit), sizeof(lit) - 1})
 #define CD_STR_NULL ((struct cd_str){NULL, 0})
+/* A macro's value as a string literal, for defaults that tables hold as text. */
+#define CD_XSTR(x) CD_XSTR_(x)
+#define CD_XSTR_(x) #x
 struct cd_str cd_str_c(const char *s); /* s may be NULL */
 bool cd_str_eq(struct cd_str a, struct cd_str b);
 bool cd_str_eq_c(struct cd_str a, const char *s);

@@ -1,8 +1,9 @@
-/* cli — the `candor` command: subcommands, their options and --help, generated from one table
- * per subcommand.
+/* cli — the `candor` command: subcommands, their options, and their --help and manual pages,
+ * both printed from one option table per subcommand.
  *
- * Owns: start-up and shutdown (signals), the data directory layout (candor.db, master.key,
- * signing.key, admin.token), and wiring the modules together for `serve`.
+ * Owns: start-up and shutdown (signals, the drain), the data directory layout (candor.db,
+ * master.key, signing.key, admin.token), where the shared files are found (rule packs), what
+ * the binary reports about its build, and wiring the modules together for `serve`.
  * Must never: print a secret except the one token a `token create` or `init` was asked for. */
 #ifndef CD_CLI_H
 #define CD_CLI_H
@@ -27,7 +28,8 @@ const char *cd_cli_get(const struct cd_opt *opts, const char *name);
  * Errors: CD_ERR_INVALID naming the option and the range. */
 enum cd_err cd_cli_uint(const struct cd_opt *opts, const char *name, unsigned long min,
                         unsigned long max, unsigned long *out);
-/* Prints usage for a subcommand from its table. */
+/* Prints usage for a subcommand from its table: the --help text, or its manual page when
+ * `candor help --man CMD` asked for one. */
 void cd_cli_usage(const char *cmd, const char *synopsis, const char *about,
                   const struct cd_opt *opts);
 
@@ -35,5 +37,7 @@ int cd_cli_init(int argc, char **argv);
 int cd_cli_serve(int argc, char **argv);
 int cd_cli_token(int argc, char **argv);
 int cd_cli_audit(int argc, char **argv);
+int cd_cli_backup(int argc, char **argv);
+int cd_cli_guard(int argc, char **argv);
 
 #endif

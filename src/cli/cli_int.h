@@ -6,6 +6,12 @@
 #include "core/core.h"
 #include "store/store.h"
 
+/* Room for a directory of up to PATH_MAX bytes plus a file name in it. */
+#define CD__CLI_PATH_MAX 4200
+
+/* The environment variable naming the shared-files directory (it holds rules/). */
+#define CD_CLI_SHARE_ENV "CANDOR_SHARE_DIR"
+
 struct cd__cli_env {
     struct cd_store *store;
     struct cd_core *core;
@@ -32,12 +38,70 @@ struct cd__cli_hooks {
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
 
-/* Opens the store and keys of a data directory (db_url overrides the SQLite file). */
+/* Checks that data_dir is a directory its owner alone may use (no group or other bits, owned
+ * by this user). Errors: CD_ERR_IO with a detail that says what to do. */
+enum cd_err cd__cli_data_dir_check(const char *data_dir);
+/* Opens the store and keys of a data directory (db_url overrides the SQLite file), after
+ * cd__cli_data_dir_check. */
 enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env);
 void cd__cli_env_close(struct cd__cli_env *env);
 /* Creates a 0600 file holding text; fails if it exists. */
 enum cd_err cd__cli_write_secret_file(const char *path, const char *text);
 /* Prints "candor CMD: detail" and returns the exit code for err. */
 int cd__cli_fail(const char *cmd, enum cd_err err);
+
+/* The subcommands, in the order `candor --help` and candor(1) list them; ends with a NULL name.
+ * about is the one-line summary (the NAME line of the command's manual page). */
+struct cd__cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *about;
+};
+extern const struct cd__cli_command cd__cli_commands[];
+/* The command called name, or NULL. */
+const struct cd__cli_command *cd__cli_find(const char *name);
+/* `candor --help`: every command with its summary. */
+void cd__cli_usage_all(void);
+/* `candor help [CMD]`, `help --man [CMD]` (candor(1) or the command's page on stdout) and
+ * `help --commands` (the names, one a line, for the build). argv is what follows "help".
+ * Returns the exit code. */
+int cd__cli_help(int argc, char **argv);
+
+/* What the build recorded (build.c): "0.1.0", `git describe` of the commit ("unknown (built
+ * outside git)" when neither git nor an archive told), the commit's date (YYYY-MM-DD), and the
+ * compiled-in shared-files directory ($(PREFIX)/share/candor). */
+extern const char cd__cli_build_version[];
+extern const char cd__cli_build_commit[];
+extern const char cd__cli_build_date[];
+extern const char cd__cli_build_sharedir[];
+
+/* Prints "candor VERSION (commit C, DATE)"; verbose adds the rule packs found and the version
+ * of every library as loaded. */
+void cd__cli_print_version(bool verbose);
+
+/* Finds the guard's rule packs directory, first match wins:
+ *   1. explicit_dir (--rules DIR), used as given;
+ *   2. $CANDOR_SHARE_DIR/rules, used as given;
+ *   3. BIN/../share/candor/rules, BIN being the executable's directory (an installed tree,
+ *      wherever it was moved or staged with DESTDIR);
+ *   4. ROOT/rules when the executable is ROOT/build/candor or ROOT/build/FLAVOUR/candor in a
+ *      source checkout;
+ *   5. the compiled-in $(PREFIX)/share/candor/rules.
+ * 3 to 5 are taken only if the directory exists. The path goes to out (n bytes) and *from names
+ * the step that found it (a static string). Never depends on the working directory.
+ * Errors: CD_ERR_IO when 3 to 5 all fail (the detail says where it looked and what to do). */
+enum cd_err cd__cli_rules_dir(const char *explicit_dir, char *out, size_t n, const char **from);
+
+/* Manual pages (opts.c). cd__cli_man_begin(summary) switches cd_cli_usage to writing the page
+ * of the command it is called for, with summary as its NAME line. The writers below put text
+ * into roff safely: escapes, no accidental requests, non-ASCII as glyph names. */
+void cd__cli_man_begin(const char *summary);
+void cd__cli_man_header(const char *page);
+void cd__cli_man_text(const char *s, size_t n);
+void cd__cli_man_str(const char *s);
+void cd__cli_man_paragraphs(const char *text);
+/* The sections every page ends with: exit status, environment, and the other pages of the
+ * manual (cmd: the page's own command, NULL for candor(1)). */
+void cd__cli_man_tail(const char *cmd);
 
 #endif

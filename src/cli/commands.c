@@ -1,6 +1,5 @@
-/* Subcommands: init, serve, token, audit. */
+/* Subcommands: init, token, audit. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,10 +7,7 @@
 #include "auth/auth.h"
 #include "audit/audit.h"
 #include "cli_int.h"
-#include "consent/consent.h"
 #include "crypto/crypto.h"
-#include "guard/guard.h"
-#include "http/http.h"
 
 /* ---- init ---- */
 
@@ -25,7 +21,7 @@ int cd_cli_init(int argc, char **argv)
     size_t npos = 0;
     bool help = false;
     struct cd__cli_env env;
-    char path[4200], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    char path[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
     enum cd_err err;
     struct stat st;
 
@@ -57,8 +53,8 @@ int cd_cli_init(int argc, char **argv)
     if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
         goto out;
     cd_crypto_signer_wipe(&signer);
-    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), "cli",
-                                    NULL, token, id)) != CD_OK)
+    if ((err = cd_auth_token_create(env.store, CD_ROLE_ADMIN, CD_STR("admin (candor init)"), 0,
+                                    "cli", NULL, token, id)) != CD_OK)
         goto out;
     token[CD_TOKEN_LEN] = '\n';
     token[CD_TOKEN_LEN + 1] = '\0';
@@ -80,6 +76,8 @@ int cd_cli_token(int argc, char **argv)
         {"--data", "DIR", "data directory", NULL, NULL},
         {"--role", "ROLE", "admin, supervisor, agent, compliance or integration", NULL, NULL},
         {"--name", "NAME", "who or what uses the token (shown in access logs)", NULL, NULL},
+        {"--expires", "WHEN", "create: the token ends after this long (90d, 12h, 30m, 3600s) or "
+                              "at this RFC 3339 time; default: until revoked", NULL, NULL},
         {"--format", "FMT", "text or json (list)", "text", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -103,16 +101,24 @@ int cd_cli_token(int argc, char **argv)
     if (strcmp(pos[0], "create") == 0) {
         enum cd_role role;
         const char *r = cd_cli_get(opts, "--role"), *name = cd_cli_get(opts, "--name");
-        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX];
+        const char *expires = cd_cli_get(opts, "--expires");
+        char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
+        int64_t expires_at = 0;
         if (r == NULL || !cd_role_parse(cd_str_c(r), &role)) {
             err = cd_err_set(CD_ERR_INVALID, "--role must be admin, supervisor, agent, "
                                              "compliance or integration");
         } else if (name == NULL) {
             err = cd_err_set(CD_ERR_INVALID, "--name NAME is required");
-        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), "cli", NULL,
-                                               token, id)) == CD_OK) {
+        } else if (expires &&
+                   (err = cd_auth_expiry_parse(cd_str_c(expires), cd_now_ms(), &expires_at)) !=
+                       CD_OK) {
+            cd_err_set(err, "--expires: %s", cd_err_detail());
+        } else if ((err = cd_auth_token_create(env.store, role, cd_str_c(name), expires_at, "cli",
+                                               NULL, token, id)) == CD_OK) {
+            cd_time_format(expires_at, ts);
             printf("%s\n", token);
-            fprintf(stderr, "created %s (%s); the token above is shown only once\n", id, r);
+            fprintf(stderr, "created %s (%s%s%s); the token above is shown only once\n", id, r,
+                    expires_at ? ", expires " : "", expires_at ? ts : "");
             cd_crypto_wipe(token, sizeof token);
         }
     } else if (strcmp(pos[0], "list") == 0) {
@@ -126,10 +132,12 @@ int cd_cli_token(int argc, char **argv)
                 json_t *t;
                 json_array_foreach(items, i, t)
                 {
-                    printf("%s  %-11s  %-8s  %s\n", json_string_value(json_object_get(t, "id")),
+                    const char *exp = json_string_value(json_object_get(t, "expires_at"));
+                    printf("%s  %-11s  %-8s  %-24s  %s\n",
+                           json_string_value(json_object_get(t, "id")),
                            json_string_value(json_object_get(t, "role")),
-                           json_is_null(json_object_get(t, "revoked_at")) ? "active" : "revoked",
-                           json_string_value(json_object_get(t, "name")));
+                           json_string_value(json_object_get(t, "status")),
+                           exp ? exp : "no expiry", json_string_value(json_object_get(t, "name")));
                 }
             }
             json_decref(items);
@@ -334,7 +342,7 @@ int cd_cli_audit(int argc, char **argv)
     }
     /* verify --data: the key defaults to the directory's signing key, never created here. */
     if (!have_pk) {
-        char path[4200];
+        char path[CD__CLI_PATH_MAX];
         struct stat st;
         struct cd_crypto_signer signer;
         snprintf(path, sizeof path, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
@@ -353,162 +361,4 @@ int cd_cli_audit(int argc, char **argv)
     rc = audit_report(err, &rep);
     cd__cli_env_close(&env);
     return rc;
-}
-
-/* ---- serve ---- */
-
-static volatile sig_atomic_t stop_requested, reload_requested;
-
-static void on_signal(int sig)
-{
-    if (sig == SIGHUP)
-        reload_requested = 1;
-    else
-        stop_requested = sig;
-}
-
-/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
-static enum cd_err serve_audit_open(const char *data, unsigned long interval,
-                                    struct cd_store *store, struct cd_audit **out)
-{
-    char keypath[4200];
-    enum cd_err err;
-
-    snprintf(keypath, sizeof keypath, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
-    if ((err = cd_audit_open(store, keypath, out)) != CD_OK)
-        return err;
-    if ((err = cd_audit_publisher_start(*out, (unsigned)interval)) != CD_OK) {
-        cd_audit_close(*out);
-        *out = NULL;
-    }
-    return err;
-}
-
-int cd_cli_serve(int argc, char **argv)
-{
-    struct cd_opt opts[] = {
-        {"--data", "DIR", "data directory (see candor init)", NULL, NULL},
-        {"--listen", "ADDR", "address to listen on", "127.0.0.1:8080", NULL},
-        {"--db", "URL", "database URL instead of DIR/candor.db", NULL, NULL},
-        {"--demo", NULL, "load deterministic demo data if the database is empty", NULL, NULL},
-        {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
-        {"--threads", "N", "HTTP event threads", "2", NULL},
-        {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
-        {"--rules", "DIR", "communication guard rule packs", "rules", NULL},
-        {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
-         NULL},
-        {"--sth-interval", "SECONDS", "sign an audit tree head this often when the ledger grew",
-         "60", NULL},
-        {NULL, NULL, NULL, NULL, NULL},
-    };
-    const char *pos[1];
-    size_t npos = 0;
-    bool help = false;
-    struct cd__cli_env env;
-    struct cd_http *http = NULL;
-    struct cd_policy *policy = NULL;
-    struct cd_audit *audit = NULL; /* audit: signs tree heads, publishes them periodically */
-    struct cd_consent *consent = NULL; /* consent: decisions, ledger, receipts */
-    struct cd_guard *guard = NULL;
-    struct cd__cli_hooks hooks = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    enum cd_err err;
-
-    if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if (help) {
-        cd_cli_usage("serve", "--data DIR [--listen ADDR] [--demo] [options]",
-                     "Serves the HTTP/JSON API until SIGINT or SIGTERM; SIGHUP reloads the guard\n"
-                     "rule packs (the previous rules stay in force if the new ones are bad).",
-                     opts);
-        return 0;
-    }
-    const char *data = cd_cli_get(opts, "--data");
-    /* --workers, --threads, --max-body, --sth-interval: checked before anything is opened. */
-    unsigned long num[4];
-    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &num[0])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--threads", 1, 64, &num[1])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &num[2])) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &num[3])) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if ((err = cd__cli_env_open(data, cd_cli_get(opts, "--db"), &env)) != CD_OK)
-        return cd__cli_fail("serve", err);
-    if ((err = cd_policy_load(cd_cli_get(opts, "--policy"), &policy)) != CD_OK)
-        goto out;
-    char consent_rules[4200];
-    snprintf(consent_rules, sizeof consent_rules, "%s/consent/jurisdictions.yaml",
-             cd_cli_get(opts, "--rules"));
-    const char *rules = cd_cli_get(opts, "--rules");
-    if ((err = cd_guard_open(rules, &guard)) != CD_OK)
-        goto out;
-    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(guard));
-    /* Demo data is loaded once the configuration is known to be good, before serving. */
-    if (cd_cli_get(opts, "--demo")) {
-        uint64_t t0 = cd_mono_ns();
-        if ((err = cd_core_load_demo(env.core, 1200, 24000, 180)) != CD_OK)
-            goto out;
-        cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
-               (unsigned long long)((cd_mono_ns() - t0) / 1000000));
-    }
-    if ((err = cd_consent_open(env.store, data, consent_rules, &consent)) != CD_OK)
-        goto out;
-    cd_consent_set_restriction(consent, cd_policy_restricted_purposes(policy));
-    /* In the path of every interaction: the policy, consent, then the guard (hooks.c). */
-    hooks.store = env.store;
-    hooks.guard = guard;
-    hooks.policy = policy;
-    hooks.consent = consent;
-    hooks.consent_outbound = cd_consent_outbound_check;
-    hooks.consent_read = cd_consent_read_check;
-    hooks.consent_changed = cd_consent_customer_changed;
-    cd__cli_hooks_install(&hooks, env.core);
-    if ((err = serve_audit_open(data, num[3], env.store, &audit)) != CD_OK)
-        goto out;
-    struct cd_app app = {.store = env.store,
-                         .audit = audit,
-                         .core = env.core,
-                         .guard = guard,
-                         .policy = policy,
-                         .consent = consent,
-                         .data_dir = data,
-                         .rules_dir = rules};
-    struct cd_http_config cfg = {cd_cli_get(opts, "--listen"), (unsigned)num[1],
-                                 (unsigned)num[0], (size_t)num[2]};
-    /* The access lines go out in batches from here on (docs/architecture.md). */
-    if ((err = cd_log_batch_start()) != CD_OK ||
-        (err = cd_http_start(&cfg, &app, &http)) != CD_OK)
-        goto out;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    cd_log(CD_LOG_INFO, "serve.listening", "\"port\":%u,\"store\":\"%s\"", cd_http_port(http),
-           cd_store_backend(env.store));
-    fprintf(stdout, "candor listening on http://%s (admin token: %s/admin.token)\n",
-            cfg.listen, data);
-    fflush(stdout);
-    while (!stop_requested) {
-        pause();
-        if (reload_requested) {
-            reload_requested = 0;
-            /* On error the previous rule set stays in force; the detail names file and line. */
-            if (cd_guard_reload(guard, rules) == CD_OK)
-                cd_log(CD_LOG_INFO, "guard.reloaded", "\"rules\":%zu",
-                       cd_guard_rule_count(guard));
-            else
-                fprintf(stderr, "candor serve: guard rules not reloaded: %s\n", cd_err_detail());
-        }
-    }
-    cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", (int)stop_requested);
-    cd_http_stop(http);
-out:
-    cd_log_batch_stop();
-    cd_consent_close(consent);
-    cd_audit_close(audit);
-    cd_policy_free(policy);
-    cd__cli_env_close(&env);
-    cd_guard_close(guard);
-    return err == CD_OK ? 0 : cd__cli_fail("serve", err);
 }

@@ -8,18 +8,37 @@
 #include "cli_int.h"
 #include "crypto/crypto.h"
 
-enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env)
+enum cd_err cd__cli_data_dir_check(const char *data_dir)
 {
     struct stat st;
+
+    if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return cd_err_set(CD_ERR_IO, "%s is not a data directory; run 'candor init --data %s'",
+                          data_dir, data_dir);
+    /* As ssh does for keys: the directory holds the master key, the signing key, the admin
+     * token and the database, so nobody but its owner may list, read or change it. */
+    if (st.st_mode & 077)
+        return cd_err_set(CD_ERR_IO, "the data directory %s is accessible by group or others "
+                                     "(mode %04o); it holds keys and personal data: run "
+                                     "'chmod 700 %s'",
+                          data_dir, (unsigned)(st.st_mode & 07777), data_dir);
+    if (st.st_uid != geteuid())
+        return cd_err_set(CD_ERR_IO, "the data directory %s belongs to another user (uid %u); "
+                                     "run candor as its owner",
+                          data_dir, (unsigned)st.st_uid);
+    return CD_OK;
+}
+
+enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env)
+{
     enum cd_err err;
-    char url[4200];
+    char url[CD__CLI_PATH_MAX];
 
     memset(env, 0, sizeof *env);
     if (data_dir == NULL)
         return cd_err_set(CD_ERR_INVALID, "--data DIR is required");
-    if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cd_err_set(CD_ERR_IO, "%s is not a data directory; run 'candor init --data %s'",
-                          data_dir, data_dir);
+    if ((err = cd__cli_data_dir_check(data_dir)) != CD_OK)
+        return err;
     if ((err = cd_crypto_init()) != CD_OK)
         return err;
     if ((err = cd_crypto_master_key_load(data_dir, env->master, NULL)) != CD_OK)

@@ -15,10 +15,21 @@ enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[CD_CRYPTO_
         cd_free(c);
         return CD_ERR_NOMEM;
     }
+    enum cd_err err = cd__core_spoof_open(c);
+    if (err != CD_OK) {
+        cd__owners_free(c->owners);
+        cd_free(c);
+        return err;
+    }
     c->store = store;
     memcpy(c->master, master, CD_CRYPTO_KEY_LEN);
     /* A separate key for blind indexes: knowing an index key never helps unwrap data keys. */
     cd_crypto_derive_key(master, "cdbidx01", 1, c->index_key);
+    c->future_skew_ms = CD_CORE_FUTURE_SKEW_DEFAULT_MS;
+    if ((err = cd__core_upgrade(c)) != CD_OK) {
+        cd_core_close(c);
+        return err;
+    }
     *out = c;
     return CD_OK;
 }
@@ -28,11 +39,17 @@ void cd_core_set_hooks(struct cd_core *c, const struct cd_core_hooks *hooks)
     c->hooks = *hooks;
 }
 
+void cd_core_set_future_skew(struct cd_core *c, int64_t ms)
+{
+    c->future_skew_ms = ms;
+}
+
 void cd_core_close(struct cd_core *c)
 {
     if (c == NULL)
         return;
     cd__owners_free(c->owners);
+    cd__core_spoof_close(c);
     cd_crypto_wipe(c->master, sizeof c->master);
     cd_crypto_wipe(c->index_key, sizeof c->index_key);
     cd_free(c);
@@ -162,7 +179,15 @@ static enum cd_err idem_row_fn(void *ctx, const struct cd_val *cols, size_t n)
     return CD_OK;
 }
 
+void cd__core_idem_hash(const struct cd_core *c, const struct cd_idem *idem,
+                        uint8_t key_hash[CD_CRYPTO_HASH_LEN])
+{
+    if (idem)
+        cd_crypto_blind_index(c->index_key, CD_STR("idempotency-key"), idem->key, key_hash);
+}
+
 enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
+                                const uint8_t key_hash[CD_CRYPTO_HASH_LEN],
                                 char resource_id[CD_ID_MAX])
 {
     struct idem_row r = {0};
@@ -171,9 +196,9 @@ enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
     resource_id[0] = '\0';
     if (idem == NULL)
         return CD_OK;
-    struct cd_val p[] = {CD_VCSTR(idem->scope), CD_VTEXT(idem->key)};
+    struct cd_val p[] = {CD_VCSTR(idem->scope), CD_VBLOB(key_hash, CD_CRYPTO_HASH_LEN)};
     if ((err = cd_tx_exec(tx, "SELECT request_hash, resource_id FROM idempotency"
-                              " WHERE scope = $1 AND key = $2",
+                              " WHERE scope = $1 AND key_hash = $2",
                           p, 2, idem_row_fn, &r, NULL)) != CD_OK)
         return err;
     if (!r.found)
@@ -186,14 +211,15 @@ enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
 }
 
 enum cd_err cd__core_idem_record(struct cd_tx *tx, const struct cd_idem *idem,
+                                 const uint8_t key_hash[CD_CRYPTO_HASH_LEN],
                                  const char *resource_id)
 {
     if (idem == NULL)
         return CD_OK;
-    struct cd_val p[] = {CD_VCSTR(idem->scope), CD_VTEXT(idem->key),
+    struct cd_val p[] = {CD_VCSTR(idem->scope), CD_VBLOB(key_hash, CD_CRYPTO_HASH_LEN),
                          CD_VBLOB(idem->request_hash, 32), CD_VCSTR(resource_id),
                          CD_VINT(cd_now_ms())};
-    return cd_tx_exec(tx, "INSERT INTO idempotency(scope, key, request_hash, resource_id,"
+    return cd_tx_exec(tx, "INSERT INTO idempotency(scope, key_hash, request_hash, resource_id,"
                           " created_at) VALUES($1,$2,$3,$4,$5)",
                       p, 5, NULL, NULL, NULL);
 }

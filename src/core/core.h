@@ -78,6 +78,11 @@ struct cd_core_hooks {
 enum cd_err cd_core_open(struct cd_store *store, const uint8_t master[32], struct cd_core **out);
 struct cd_store *cd_core_store(struct cd_core *c);
 void cd_core_set_hooks(struct cd_core *c, const struct cd_core_hooks *hooks);
+
+/* How far ahead of the server's clock an interaction's occurred_at may be (clock skew between
+ * the sending system and this one); later times are refused. Set once before serving. */
+#define CD_CORE_FUTURE_SKEW_DEFAULT_MS (24LL * 3600 * 1000)
+void cd_core_set_future_skew(struct cd_core *c, int64_t ms);
 void cd_core_close(struct cd_core *c);
 
 /* Optional idempotency for a write: the same scope+key with the same request hash replays the
@@ -174,13 +179,45 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
                                    struct cd_str survivor, struct cd_str merged, unsigned fields,
                                    json_t **out);
 
+/* ---- possible duplicates ---- */
+
+/* A customer created from an identity that looks like another customer's (equal UTS #39
+ * confusable skeletons, one of the two values beyond ASCII) is linked to that customer as a
+ * possible duplicate ("reason": "confusable"); so are two customers whose identities became
+ * one when identities were normalised again on an upgrade ("normalisation"). Nothing is
+ * merged on a resemblance: a supervisor merges or dismisses. */
+
+/* Lists links, newest first, with status "open" (empty: open), "merged", "dismissed" or "all":
+ * {"items":[{"id","status","reason","identity_type","customer_id","other_customer_id",
+ * "created_at","resolved_at","resolved_by"}],"next_cursor"}. An open link also carries
+ * "identities": [{"customer_id","value","unusual_characters":["U+0430 CYRILLIC SMALL LETTER
+ * A",..]}] when fields include contact data and both customers may be read for the purpose;
+ * each such read is audited for its customer ("possible_duplicate.read").
+ * Errors: CD_ERR_INVALID (status, cursor, limit 1..200), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_duplicates_list(struct cd_core *c, const struct cd_actor *a,
+                                    struct cd_str status, struct cd_str cursor, int limit,
+                                    unsigned fields, json_t **out);
+
+/* Merges the two customers of an open link (cd_core_customer_merge, which closes the link as
+ * "merged"); survivor is one of them, or empty for the customer who held the look-alike first.
+ * *out: the link. Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (not open, or a customer was
+ * merged or erased), CD_ERR_INVALID (survivor not one of the two). */
+enum cd_err cd_core_duplicate_merge(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                    struct cd_str survivor, json_t **out);
+
+/* Dismisses an open link: the two are different people. Recorded in the ledger. *out: the
+ * link. Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (not open). */
+enum cd_err cd_core_duplicate_dismiss(struct cd_core *c, const struct cd_actor *a,
+                                      struct cd_str id, json_t **out);
+
 /* ---- interactions ---- */
 
 /* Ingests one interaction. Body: {"customer_id" | "identity": {"type","value","network"?},
- * "channel", "direction", "occurred_at"?, "thread_id"?, "subject"?, "body"?, "metadata"?: {..},
- * "purpose"? (default "service"), "guard_override"?: {"reason"}, "purpose_override"?:
- * {"reason"}} (reasons of 10 to 500 characters). An identity that no customer holds creates
- * the customer. Outbound messages pass the outbound hook first.
+ * "channel", "direction", "occurred_at"? (not before 1970, not beyond the future skew),
+ * "thread_id"?, "subject"?, "body"?, "metadata"?: {..}, "purpose"? (default "service"),
+ * "guard_override"?: {"reason"}, "purpose_override"?: {"reason"}} (reasons of 10 to 500
+ * characters). An identity that no customer holds creates the customer. Outbound messages pass
+ * the outbound hook first.
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (customer_id), CD_ERR_GUARD_BLOCKED,
  * CD_ERR_PURPOSE_MISMATCH, CD_ERR_PURPOSE_DENIED, CD_ERR_CONSENT_DENIED, CD_ERR_FORBIDDEN
  * (override by a role that may not),
@@ -234,6 +271,7 @@ struct cd_timeline_query {
     int limit;               /* 1..200 */
     struct cd_str channel;   /* filter, or empty */
     struct cd_str direction; /* filter, or empty */
+    struct cd_str thread_id; /* filter: one thread, or empty */
 };
 
 /* A page of the customer's timeline, newest first, appended to out as JSON text:

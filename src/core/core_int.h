@@ -12,6 +12,7 @@
 #define CD_MAX_IDENTITIES 20
 
 struct cd__owners;
+struct USpoofChecker;
 
 struct cd_core {
     struct cd_store *store;
@@ -19,7 +20,58 @@ struct cd_core {
     struct cd__owners *owners; /* recently seen identity owners (owners.c) */
     uint8_t master[CD_CRYPTO_KEY_LEN];    /* wraps the per-customer data keys */
     uint8_t index_key[CD_CRYPTO_KEY_LEN]; /* keys the blind indexes */
+    int64_t future_skew_ms; /* how far ahead of the clock an occurred_at may be */
+    struct USpoofChecker *spoof; /* ICU's confusable skeletons (identity.c); const once open */
 };
+
+/* ICU's spoof checker for confusable skeletons (identity.c). Errors: CD_ERR_INTERNAL. */
+enum cd_err cd__core_spoof_open(struct cd_core *c);
+void cd__core_spoof_close(struct cd_core *c);
+
+/* The keyed hash of the UTS #39 confusable skeleton of a normalised identity of kind, and
+ * whether the value has characters beyond ASCII (look-alikes are sought only where one side
+ * has: two ASCII spellings are told apart by anyone reading them).
+ * Errors: CD_ERR_NOMEM, CD_ERR_INVALID (ICU refused the text). */
+enum cd_err cd__core_identity_skeleton(const struct cd_core *c, struct cd_str kind,
+                                       struct cd_str norm, uint8_t out[CD_CRYPTO_HASH_LEN],
+                                       bool *beyond_ascii);
+
+/* A normalised identity ready to be stored for a customer. Borrowed views. */
+struct cd__identity {
+    struct cd_str kind;
+    const char *network; /* NULL or "": none */
+    const uint8_t *lookup;   /* CD_CRYPTO_HASH_LEN: the blind index */
+    const uint8_t *skeleton; /* CD_CRYPTO_HASH_LEN: the skeleton's keyed hash */
+    bool beyond_ascii;
+    struct cd_str sealed; /* the normalised value sealed for the customer */
+};
+
+/* Records an open possible_duplicate link from customer_id's identity (kind, lookup) to
+ * other_id's (other_lookup) for reason ("confusable", "normalisation"), with its audit event,
+ * unless the two customers already have an open link. */
+enum cd_err cd__core_link_record(struct cd_tx *tx, const struct cd_actor *a, struct cd_str kind,
+                                 const char *customer_id, const uint8_t *lookup,
+                                 const char *other_id, const uint8_t *other_lookup,
+                                 const char *reason, int64_t now);
+
+/* Inserts the identity for customer_id and records a possible_duplicate link (and its audit
+ * event) to every other customer holding a look-alike (same skeleton; one side beyond ASCII).
+ * *links, if not NULL, gets how many were recorded. Errors: CD_ERR_CONFLICT (the identity
+ * exists), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd__core_identity_insert(struct cd_tx *tx, const struct cd_actor *a,
+                                     const struct cd__identity *id, const char *customer_id,
+                                     int64_t now, size_t *links);
+/* The second half of cd__core_identity_insert, for an identity already stored. */
+enum cd_err cd__core_identity_link_lookalikes(struct cd_tx *tx, const struct cd_actor *a,
+                                              const struct cd__identity *id,
+                                              const char *customer_id, int64_t now,
+                                              size_t *links);
+
+/* Converts what a database made by an older candor keeps in a form it no longer may (plain
+ * Idempotency-Keys and thread ids, identities under older normalisation rules), in batches of
+ * writes, then checkpoints the write-ahead log so no old page stays there (upgrade.c). Does
+ * nothing, after one read, on a database with nothing left to convert. */
+enum cd_err cd__core_upgrade(struct cd_core *c);
 
 /* The owner cache (owners.c): identity (kind, blind index) -> owner id and wrapped key, a hint
  * for sealing before the write. A put carries the generation read before the read that learnt
@@ -77,11 +129,18 @@ enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
 void cd__core_event(struct cd_audit_event *ev, const struct cd_actor *a, const char *action,
                     const char *customer_id, const char *resource_id, unsigned fields);
 
-/* Idempotency inside a write: *resource_id gets the id recorded under the key (replay), or
- * stays empty when the key is new. Errors: CD_ERR_IDEMPOTENCY (same key, other request). */
+/* The keyed hash an Idempotency-Key is stored and found by (the key itself is never stored:
+ * a client may put personal data in it). Computed before the write; nothing when idem is NULL. */
+void cd__core_idem_hash(const struct cd_core *c, const struct cd_idem *idem,
+                        uint8_t key_hash[CD_CRYPTO_HASH_LEN]);
+/* Idempotency inside a write, by idem's scope and its key's hash: *resource_id gets the id
+ * recorded under the key (replay), or stays empty when the key is new.
+ * Errors: CD_ERR_IDEMPOTENCY (same key, other request). */
 enum cd_err cd__core_idem_check(struct cd_tx *tx, const struct cd_idem *idem,
+                                const uint8_t key_hash[CD_CRYPTO_HASH_LEN],
                                 char resource_id[CD_ID_MAX]);
 enum cd_err cd__core_idem_record(struct cd_tx *tx, const struct cd_idem *idem,
+                                 const uint8_t key_hash[CD_CRYPTO_HASH_LEN],
                                  const char *resource_id);
 
 /* Resolves a customer id through merges to the surviving customer; *exists false if unknown. */
@@ -107,17 +166,22 @@ struct cd__interaction_row {
     char channel[16];
     char direction[12];
     char purpose[32];
-    char thread_id[130];
+    char thread_id[130]; /* ingestion: the thread id as given (plaintext, never stored) */
     int64_t occurred_at, created_at;
-    struct cd_val subject, body, metadata, guard;
+    struct cd_val subject, body, metadata, guard, thread; /* sealed columns as stored */
 };
 /* What an answer shows of an interaction's sealed fields: nothing (shown false, for a purpose
  * that may not see the conversation), or their plaintext, borrowed. */
 struct cd__interaction_text {
     bool shown;
-    struct cd_str subject, body; /* .p NULL: null */
-    struct cd_str metadata;      /* the JSON text of an object; .p NULL: {} */
+    struct cd_str subject, body, thread_id; /* .p NULL: null */
+    struct cd_str metadata;                 /* the JSON text of an object; .p NULL: {} */
 };
+
+/* The keyed hash a thread id is found by, for one customer: equal thread ids of different
+ * customers hash apart, so the column links nothing across customers. */
+void cd__core_thread_hash(const struct cd_core *c, const char *customer_id, struct cd_str thread,
+                          uint8_t out[CD_CRYPTO_HASH_LEN]);
 /* Appends the interaction as one JSON object, written directly rather than through a jansson
  * tree: ingestion answers and timeline pages are the hottest answers the server builds.
  * extra, if not NULL, is appended before the closing brace (",\"key\":value..."). On failure b

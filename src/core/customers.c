@@ -11,6 +11,8 @@ struct ident_in {
     struct cd_buf norm;   /* canonical value */
     struct cd_buf sealed; /* sealed canonical value */
     uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    uint8_t skeleton[CD_CRYPTO_HASH_LEN];
+    bool beyond_ascii;
 };
 
 static void idents_free(struct ident_in *v, size_t n)
@@ -50,7 +52,8 @@ static enum cd_err parse_identity(struct cd_core *c, const json_t *o, struct ide
         id->network[n] = '\0';
     }
     cd__core_lookup(c, id->type, (struct cd_str){id->norm.p, id->norm.len}, id->lookup);
-    return CD_OK;
+    return cd__core_identity_skeleton(c, id->type, (struct cd_str){id->norm.p, id->norm.len},
+                                      id->skeleton, &id->beyond_ascii);
 }
 
 /* The identity as the API shows it: social and external values without the network prefix. */
@@ -509,6 +512,7 @@ struct create_ctx {
     struct cd_core *c;
     const struct cd_actor *a;
     const struct cd_idem *idem;
+    uint8_t idem_hash[CD_CRYPTO_HASH_LEN];
     char id[CD_ID_MAX];
     uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
     struct profile_in prof;
@@ -540,21 +544,18 @@ static enum cd_err check_identities_free(struct cd_tx *tx, struct ident_in *iden
     return CD_OK;
 }
 
-static enum cd_err insert_identities(struct cd_tx *tx, struct ident_in *idents, size_t n,
-                                     const char *customer_id, int64_t now)
+static enum cd_err insert_identities(struct cd_tx *tx, const struct cd_actor *a,
+                                     struct ident_in *idents, size_t n, const char *customer_id,
+                                     int64_t now)
 {
     enum cd_err err;
 
     for (size_t i = 0; i < n; i++) {
-        struct cd_val p[] = {CD_VTEXT(idents[i].type),
-                             CD_VBLOB(idents[i].lookup, CD_CRYPTO_HASH_LEN),
-                             CD_VCSTR(customer_id),
-                             CD_VBLOB(idents[i].sealed.p, idents[i].sealed.len),
-                             idents[i].network[0] ? CD_VCSTR(idents[i].network) : CD_VNULL,
-                             CD_VINT(now)};
-        if ((err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value,"
-                                  " network, created_at) VALUES($1,$2,$3,$4,$5,$6)",
-                              p, 6, NULL, NULL, NULL)) != CD_OK)
+        struct cd__identity id = {idents[i].type,     idents[i].network,
+                                  idents[i].lookup,   idents[i].skeleton,
+                                  idents[i].beyond_ascii,
+                                  {idents[i].sealed.p, idents[i].sealed.len}};
+        if ((err = cd__core_identity_insert(tx, a, &id, customer_id, now, NULL)) != CD_OK)
             return err == CD_ERR_CONFLICT
                        ? cd_err_set(CD_ERR_CONFLICT, "identity %zu is listed twice", i + 1)
                        : err;
@@ -578,7 +579,7 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
     struct cd_audit_event ev;
     enum cd_err err;
 
-    if ((err = cd__core_idem_check(tx, cc->idem, cc->replay_id)) != CD_OK || cc->replay_id[0])
+    if ((err = cd__core_idem_check(tx, cc->idem, cc->idem_hash, cc->replay_id)) != CD_OK || cc->replay_id[0])
         return err;
     if ((err = check_identities_free(tx, cc->idents, cc->nident, "")) != CD_OK)
         return err;
@@ -595,12 +596,12 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
                               " VALUES($1,$2,$2,$3,$4,$5,$6,$7,$8)",
                           p, 8, NULL, NULL, NULL)) != CD_OK)
         return err;
-    if ((err = insert_identities(tx, cc->idents, cc->nident, cc->id, cc->now)) != CD_OK)
+    if ((err = insert_identities(tx, cc->a, cc->idents, cc->nident, cc->id, cc->now)) != CD_OK)
         return err;
     cd__core_event(&ev, cc->a, "customer.create", cc->id, NULL, 0);
     if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
         return err;
-    return cd__core_idem_record(tx, cc->idem, cc->id);
+    return cd__core_idem_record(tx, cc->idem, cc->idem_hash, cc->id);
 }
 
 /* Parses and seals the identities array of a body. */
@@ -670,6 +671,7 @@ enum cd_err cd_core_customer_create(struct cd_core *c, const struct cd_actor *a,
         (err = seal_profile(&k, &cc.prof, &cc.sealed_name, &cc.sealed_attrs)) != CD_OK)
         goto out;
     cc.now = cd_now_ms();
+    cd__core_idem_hash(c, idem, cc.idem_hash);
     if ((err = cd_store_write(c->store, create_fn, &cc)) != CD_OK)
         goto out;
     *replayed = cc.replay_id[0] != '\0';
@@ -775,7 +777,7 @@ static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
                           p, 12, NULL, NULL, NULL)) != CD_OK)
         goto out;
     if ((err = check_identities_free(tx, u->idents, u->nident, u->id)) != CD_OK ||
-        (err = insert_identities(tx, u->idents, u->nident, u->id, now)) != CD_OK)
+        (err = insert_identities(tx, u->a, u->idents, u->nident, u->id, now)) != CD_OK)
         goto out;
     cd__core_event(&ev, u->a, u->action, u->id, NULL, 0);
     err = cd_audit_append(tx, &ev, NULL);
@@ -986,19 +988,21 @@ static enum cd_err one_row_fn(void *ctx, const struct cd_val *cols, size_t n)
     return CD_OK;
 }
 
-static enum cd_err reseal_table(struct cd_tx *tx, const struct cd__ckey *from,
-                                const struct cd__ckey *to, bool interactions)
+static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
+                                const struct cd__ckey *from, const struct cd__ckey *to,
+                                bool interactions)
 {
     struct id_list l = {CD_BUF_INIT(0)};
     struct one_row r;
-    struct cd_buf plain = CD_BUF_INIT(0), sealed[3];
+    struct cd_buf plain = CD_BUF_INIT(0), sealed[4];
+    uint8_t thread_hash[CD_CRYPTO_HASH_LEN];
     enum cd_err err;
-    static const char *const ifields[3] = {"subject", "body", "metadata"};
+    static const char *const ifields[4] = {"subject", "body", "metadata", "thread_id"};
 
     memset(&r, 0, sizeof r);
     for (int i = 0; i < 4; i++)
         r.copy[i] = CD_BUF_INIT(0);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         sealed[i] = CD_BUF_INIT(0);
     struct cd_val p[] = {CD_VCSTR(from->customer_id)};
     err = interactions ? cd_tx_exec(tx, "SELECT id FROM interactions WHERE customer_id = $1", p,
@@ -1009,24 +1013,33 @@ static enum cd_err reseal_table(struct cd_tx *tx, const struct cd__ckey *from,
     if (err != CD_OK)
         goto out;
     for (const char *id = l.ids.p; id && id < l.ids.p + l.ids.len; id += strlen(id) + 1) {
-        bool present[3] = {false, false, false};
+        bool present[4] = {false, false, false, false};
         r.found = false;
         if (interactions) {
             struct cd_val q[] = {CD_VCSTR(id)};
-            if ((err = cd_tx_exec(tx, "SELECT subject, body, metadata FROM interactions"
+            if ((err = cd_tx_exec(tx, "SELECT subject, body, metadata, thread FROM interactions"
                                       " WHERE id = $1",
                                   q, 1, one_row_fn, &r, NULL)) != CD_OK)
                 goto out;
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < 4; i++)
                 if ((err = reseal_value(from, to, ifields[i], r.cols[i], &plain, &sealed[i],
                                         &present[i])) != CD_OK)
                     goto out;
-            struct cd_val u[] = {CD_VCSTR(id), opt_blob(&sealed[0], present[0]),
+            /* The thread's hash is the survivor's now; plain still holds the thread id. */
+            if (present[3])
+                cd__core_thread_hash(c, to->customer_id, (struct cd_str){plain.p, plain.len},
+                                     thread_hash);
+            struct cd_val u[] = {CD_VCSTR(id),
+                                 opt_blob(&sealed[0], present[0]),
                                  opt_blob(&sealed[1], present[1]),
-                                 opt_blob(&sealed[2], present[2]), CD_VCSTR(to->customer_id)};
+                                 opt_blob(&sealed[2], present[2]),
+                                 CD_VCSTR(to->customer_id),
+                                 opt_blob(&sealed[3], present[3]),
+                                 present[3] ? CD_VBLOB(thread_hash, sizeof thread_hash) : CD_VNULL};
             if ((err = cd_tx_exec(tx, "UPDATE interactions SET subject = $2, body = $3,"
-                                      " metadata = $4, customer_id = $5 WHERE id = $1",
-                                  u, 5, NULL, NULL, NULL)) != CD_OK)
+                                      " metadata = $4, customer_id = $5, thread = $6,"
+                                      " thread_hash = $7 WHERE id = $1",
+                                  u, 7, NULL, NULL, NULL)) != CD_OK)
                 goto out;
         } else {
             /* id is "<hex lookup>:<kind>" */
@@ -1057,7 +1070,7 @@ out:
     cd_buf_free(&plain);
     for (int i = 0; i < 4; i++)
         cd_buf_free(&r.copy[i]);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         cd_buf_free(&sealed[i]);
     cd_buf_free(&l.ids);
     return err;
@@ -1078,8 +1091,8 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
     if ((err = key_for_update(tx, m->c, m->merged, &km)) != CD_OK)
         goto out;
     km_open = true;
-    if ((err = reseal_table(tx, &km, &ks, false)) != CD_OK ||
-        (err = reseal_table(tx, &km, &ks, true)) != CD_OK)
+    if ((err = reseal_table(m->c, tx, &km, &ks, false)) != CD_OK ||
+        (err = reseal_table(m->c, tx, &km, &ks, true)) != CD_OK)
         goto out;
     /* The merged record keeps no personal data and no key: only the pointer. */
     struct cd_val p[] = {CD_VCSTR(m->merged), CD_VCSTR(m->survivor), CD_VINT(now),
@@ -1099,6 +1112,20 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
         (err = cd_tx_exec(tx, "INSERT INTO merges(merged_id, survivor_id, merged_at, actor,"
                               " request_id) VALUES($1,$2,$3,$4,$5)",
                           p, 5, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    /* Possible duplicates: a link between the two is settled by the merge; the merged
+     * customer's other open links are the survivor's now. */
+    if ((err = cd_tx_exec(tx, "UPDATE identity_links SET status = 'merged', resolved_at = $3,"
+                              " resolved_by = $4 WHERE status = 'open' AND"
+                              " ((customer_id = $1 AND other_id = $2) OR"
+                              " (customer_id = $2 AND other_id = $1))",
+                          p, 4, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE identity_links SET customer_id = $2"
+                              " WHERE customer_id = $1 AND status = 'open'",
+                          p, 2, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE identity_links SET other_id = $2"
+                              " WHERE other_id = $1 AND status = 'open'",
+                          p, 2, NULL, NULL, NULL)) != CD_OK)
         goto out;
     cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
     err = cd_audit_append(tx, &ev, NULL);
@@ -1208,12 +1235,13 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
         " locale = NULL, time_zone = NULL, jurisdiction = NULL, erased_at = $2, updated_at = $2"
         " WHERE id = $1",
         "DELETE FROM identities WHERE customer_id = $1",
-        "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL"
-        " WHERE customer_id = $1"};
+        "DELETE FROM identity_links WHERE customer_id = $1 OR other_id = $1",
+        "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL, thread = NULL,"
+        " thread_hash = NULL, thread_id = NULL WHERE customer_id = $1"};
     struct change_ctx *sc = ctx;
     struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(cd_now_ms())};
 
-    return change_live_customer(tx, sc->a, sc->id, sql, 3, p, 2, "customer.shred");
+    return change_live_customer(tx, sc->a, sc->id, sql, 4, p, 2, "customer.shred");
 }
 
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,

@@ -111,25 +111,24 @@ static enum cd_err seal_insert_identity(struct cd_tx *tx, struct cd_core *c,
                                         const char *network, const char *value, int64_t at)
 {
     struct cd_buf norm = CD_BUF_INIT(1024), sealed = CD_BUF_INIT(2048);
-    uint8_t lookup[CD_CRYPTO_HASH_LEN];
+    uint8_t lookup[CD_CRYPTO_HASH_LEN], skeleton[CD_CRYPTO_HASH_LEN];
+    bool beyond_ascii = false;
+    static const struct cd_actor system = {"system", "admin", "demo data", NULL, NULL, false,
+                                           false};
     enum cd_err err;
 
     if ((err = cd_core_identity_normalize(cd_str_c(kind), cd_str_c(network), cd_str_c(value),
                                           &norm)) != CD_OK)
         goto out;
     cd__core_lookup(c, cd_str_c(kind), (struct cd_str){norm.p, norm.len}, lookup);
-    if ((err = cd__core_seal(&dc->key, "identity", (struct cd_str){norm.p, norm.len}, &sealed)) !=
-        CD_OK)
+    if ((err = cd__core_identity_skeleton(c, cd_str_c(kind), (struct cd_str){norm.p, norm.len},
+                                          skeleton, &beyond_ascii)) != CD_OK ||
+        (err = cd__core_seal(&dc->key, "identity", (struct cd_str){norm.p, norm.len}, &sealed)) !=
+            CD_OK)
         goto out;
-    struct cd_val p[] = {CD_VCSTR(kind),
-                         CD_VBLOB(lookup, sizeof lookup),
-                         CD_VCSTR(dc->id),
-                         CD_VBLOB(sealed.p, sealed.len),
-                         network ? CD_VCSTR(network) : CD_VNULL,
-                         CD_VINT(at)};
-    err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value, network,"
-                         " created_at) VALUES($1,$2,$3,$4,$5,$6)",
-                     p, 6, NULL, NULL, NULL);
+    struct cd__identity id = {cd_str_c(kind), network,      lookup,
+                              skeleton,       beyond_ascii, {sealed.p, sealed.len}};
+    err = cd__core_identity_insert(tx, &system, &id, dc->id, at, NULL);
 out:
     cd_buf_free(&norm);
     cd_buf_free(&sealed);
@@ -139,7 +138,8 @@ out:
 static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
 {
     struct demo_ctx *d = ctx;
-    struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0), m = CD_BUF_INIT(0);
+    struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0), m = CD_BUF_INIT(0), th = CD_BUF_INIT(0);
+    uint8_t thread_hash[CD_CRYPTO_HASH_LEN];
     char text[600], value[200], name[120], subject[120], thread[40], meta[200], iid[CD_ID_MAX];
     enum cd_err err = CD_OK;
     int64_t span = (int64_t)d->days * 86400000;
@@ -209,23 +209,27 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
             cd_id_new("int", iid);
             if ((err = cd__core_seal(&dc->key, "subject", cd_str_c(subject), &a)) != CD_OK ||
                 (err = cd__core_seal(&dc->key, "body", cd_str_c(text), &b)) != CD_OK ||
-                (err = cd__core_seal(&dc->key, "metadata", cd_str_c(meta), &m)) != CD_OK)
+                (err = cd__core_seal(&dc->key, "metadata", cd_str_c(meta), &m)) != CD_OK ||
+                (err = cd__core_seal(&dc->key, "thread_id", cd_str_c(thread), &th)) != CD_OK)
                 break;
+            cd__core_thread_hash(d->c, dc->id, cd_str_c(thread), thread_hash);
             struct cd_val q[] = {CD_VCSTR(iid),
                                  CD_VCSTR(dc->id),
                                  CD_VCSTR(channel),
                                  CD_VCSTR(out ? "outbound" : "inbound"),
-                                 CD_VCSTR(thread),
+                                 CD_VBLOB(th.p, th.len),
                                  CD_VINT(t),
                                  CD_VINT(t),
                                  CD_VCSTR("service"),
                                  CD_VBLOB(a.p, a.len),
                                  CD_VBLOB(b.p, b.len),
-                                 CD_VBLOB(m.p, m.len)};
+                                 CD_VBLOB(m.p, m.len),
+                                 CD_VBLOB(thread_hash, sizeof thread_hash)};
             err = cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
-                                 " thread_id, occurred_at, created_at, purpose, subject, body,"
-                                 " metadata) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-                             q, 11, NULL, NULL, NULL);
+                                 " thread, occurred_at, created_at, purpose, subject, body,"
+                                 " metadata, thread_hash)"
+                                 " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                             q, 12, NULL, NULL, NULL);
         }
         cd__core_key_wipe(&dc->key);
     }
@@ -239,6 +243,7 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
     cd_buf_free(&a);
     cd_buf_free(&b);
     cd_buf_free(&m);
+    cd_buf_free(&th);
     return err;
 }
 

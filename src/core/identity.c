@@ -1,11 +1,21 @@
 /* Identity normalisation: one canonical spelling per identity, so the same person writing from
- * "Ana@Example.COM" and "ana@example.com", or "+44 20 7946 0958" and "0044 2079460958", is
- * recognised as one customer. */
+ * "Ana@Example.COM" and "ana@example.com", "ａｎａ@example.com" (fullwidth), "ana\u200b@example.com"
+ * (a zero-width space), or "+44 20 7946 0958" and "0044 2079460958", is recognised as one
+ * customer. Unicode first (utf8proc: NFKC, case folding, default-ignorable code points
+ * removed), then the rules of the identity's type.
+ *
+ * Look-alikes that normalisation keeps apart ("аna" with a Cyrillic а) are found by their
+ * confusable skeleton (Unicode UTS #39, computed by ICU's uspoof, which ships the Unicode
+ * confusables data): equal skeletons mean "may be the same person", never "is". */
+#include <stdio.h>
 #include <string.h>
+#include <unicode/uspoof.h>
+#include <utf8proc.h>
 #include "core.h"
 #include "core_int.h"
 
 #define MAX_IDENTITY 320
+#define MAX_CODEPOINTS 1024 /* after compatibility decomposition of MAX_IDENTITY bytes */
 
 /* ITU-T E.164 assigned country calling codes (1 to 3 digits). A number must start with one. */
 static const char *const country_codes[] = {
@@ -181,21 +191,110 @@ static enum cd_err normalize_external(struct cd_str system, struct cd_str v, str
     return CD_OK;
 }
 
+/* NFKC, case folding when fold is true, and no default-ignorable code points (zero-width
+ * spaces and joiners, soft hyphens, bidi controls, variation selectors): what a reader cannot
+ * see or tell apart does not tell two identities apart. The result goes to dst (cap bytes),
+ * *n its length. ASCII text, the usual case, is only lower-cased: NFKC leaves it as it is and
+ * no ASCII character is default-ignorable. Errors: CD_ERR_INVALID (too long once decomposed). */
+static enum cd_err unicode_fold(struct cd_str v, bool fold, char *dst, size_t cap, size_t *n)
+{
+    int32_t cps[MAX_CODEPOINTS];
+    /* COMPOSE here too: without DECOMPOSE or COMPOSE utf8proc decomposes nothing. */
+    utf8proc_option_t opt = UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE |
+                            UTF8PROC_IGNORE | (fold ? UTF8PROC_CASEFOLD : 0);
+    utf8proc_ssize_t len;
+    size_t i;
+
+    for (i = 0; i < v.len && (unsigned char)v.p[i] < 0x80; i++)
+        ;
+    if (i == v.len) {
+        if (v.len > cap)
+            return cd_err_set(CD_ERR_INVALID, "the identity value is too long");
+        for (i = 0; i < v.len; i++)
+            dst[i] = fold ? lower(v.p[i]) : v.p[i];
+        *n = v.len;
+        return CD_OK;
+    }
+    len = utf8proc_decompose((const utf8proc_uint8_t *)v.p, (utf8proc_ssize_t)v.len, cps,
+                             MAX_CODEPOINTS, opt);
+    if (len < 0 || len > MAX_CODEPOINTS)
+        return cd_err_set(CD_ERR_INVALID, "the identity value is too long once normalised");
+    /* Composes (the C of NFKC) and writes UTF-8 over the code points, which it never outgrows. */
+    len = utf8proc_reencode(cps, len, opt);
+    if (len < 0 || (size_t)len > cap)
+        return cd_err_set(CD_ERR_INVALID, "the identity value is too long once normalised");
+    memcpy(dst, cps, (size_t)len);
+    *n = (size_t)len;
+    return CD_OK;
+}
+
 enum cd_err cd_core_identity_normalize(struct cd_str type, struct cd_str network,
                                        struct cd_str value, struct cd_buf *out)
 {
+    char folded[MAX_IDENTITY];
+    size_t n = 0;
+    enum cd_err err;
+    /* External ids are another system's keys: their case may matter there. */
+    bool external = cd_str_eq_c(type, "external");
+
     if (!cd_utf8_valid(value.p, value.len) || memchr(value.p, 0, value.len))
         return cd_err_set(CD_ERR_INVALID, "the identity value is not valid UTF-8 text");
     if (value.len > MAX_IDENTITY)
         return cd_err_set(CD_ERR_INVALID, "the identity value is too long");
+    if ((err = unicode_fold(value, !external, folded, sizeof folded, &n)) != CD_OK)
+        return err;
+    value = (struct cd_str){folded, n};
     if (cd_str_eq_c(type, "email"))
         return normalize_email(value, out);
     if (cd_str_eq_c(type, "phone"))
         return normalize_phone(value, out);
     if (cd_str_eq_c(type, "social"))
         return normalize_social(network, value, out);
-    if (cd_str_eq_c(type, "external"))
+    if (external)
         return normalize_external(network, value, out);
     return cd_err_set(CD_ERR_INVALID,
                       "identity 'type' must be one of email, phone, social, external");
+}
+
+enum cd_err cd__core_spoof_open(struct cd_core *c)
+{
+    UErrorCode st = U_ZERO_ERROR;
+
+    c->spoof = uspoof_open(&st);
+    if (U_FAILURE(st)) {
+        c->spoof = NULL;
+        return cd_err_set(CD_ERR_INTERNAL, "ICU's confusable data cannot be loaded: %s",
+                          u_errorName(st));
+    }
+    return CD_OK;
+}
+
+void cd__core_spoof_close(struct cd_core *c)
+{
+    if (c->spoof)
+        uspoof_close(c->spoof);
+    c->spoof = NULL;
+}
+
+enum cd_err cd__core_identity_skeleton(const struct cd_core *c, struct cd_str kind,
+                                       struct cd_str norm, uint8_t out[CD_CRYPTO_HASH_LEN],
+                                       bool *beyond_ascii)
+{
+    char skel[4 * MAX_CODEPOINTS], tag[32];
+    UErrorCode st = U_ZERO_ERROR;
+    int32_t n;
+
+    *beyond_ascii = false;
+    for (size_t i = 0; i < norm.len; i++)
+        if ((unsigned char)norm.p[i] >= 0x80)
+            *beyond_ascii = true;
+    n = uspoof_getSkeletonUTF8(c->spoof, 0, norm.p, (int32_t)norm.len, skel, sizeof skel, &st);
+    if (U_FAILURE(st) || n < 0 || (size_t)n > sizeof skel)
+        return cd_err_set(st == U_MEMORY_ALLOCATION_ERROR ? CD_ERR_NOMEM : CD_ERR_INVALID,
+                          "the identity's confusable skeleton cannot be computed (%s)",
+                          u_errorName(st));
+    /* Its own domain: a skeleton never equals the blind index of a value. */
+    snprintf(tag, sizeof tag, "skeleton:%.*s", (int)kind.len, kind.p);
+    cd_crypto_blind_index(c->index_key, cd_str_c(tag), (struct cd_str){skel, (size_t)n}, out);
+    return CD_OK;
 }

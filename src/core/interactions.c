@@ -115,8 +115,6 @@ enum cd_err cd__core_interaction_write(struct cd_buf *b, const struct cd__intera
         (err = put_str_member(b, ",\"channel\":", r->channel)) != CD_OK ||
         (err = put_str_member(b, ",\"direction\":", r->direction)) != CD_OK ||
         (err = put_str_member(b, ",\"purpose\":", r->purpose)) != CD_OK ||
-        (err = put_opt_member(b, ",\"thread_id\":",
-                              r->thread_id[0] ? cd_str_c(r->thread_id) : CD_STR_NULL)) != CD_OK ||
         (err = put_time_member(b, ",\"occurred_at\":", r->occurred_at)) != CD_OK ||
         (err = put_time_member(b, ",\"created_at\":", r->created_at)) != CD_OK)
         goto fail;
@@ -134,7 +132,8 @@ enum cd_err cd__core_interaction_write(struct cd_buf *b, const struct cd__intera
     if (t && t->shown) {
         /* The metadata plaintext is the JSON text sealed at ingestion; the AEAD tag proves it
          * is those very bytes, so it is copied, not parsed again. */
-        if ((err = put_opt_member(b, ",\"subject\":", t->subject)) != CD_OK ||
+        if ((err = put_opt_member(b, ",\"thread_id\":", t->thread_id)) != CD_OK ||
+            (err = put_opt_member(b, ",\"subject\":", t->subject)) != CD_OK ||
             (err = put_opt_member(b, ",\"body\":", t->body)) != CD_OK ||
             (err = cd_buf_puts(b, ",\"metadata\":")) != CD_OK ||
             (err = t->metadata.p ? cd_buf_append(b, t->metadata.p, t->metadata.len)
@@ -158,6 +157,7 @@ struct ingest_ctx {
     const struct cd_actor *a;
     const struct cd_idem *idem; /* NULL, or &idem_copy */
     struct cd_idem idem_copy;
+    uint8_t idem_hash[CD_CRYPTO_HASH_LEN]; /* the key's keyed hash */
     unsigned fields; /* what the answer may show */
     /* resolved before the write */
     struct cd_str customer_id_in;
@@ -166,13 +166,18 @@ struct ingest_ctx {
     uint8_t lookup[CD_CRYPTO_HASH_LEN];
     bool by_identity;
     struct cd_buf ident_norm;
+    /* The identity's confusable skeleton, needed only when it makes a new customer: computed
+     * before the write when the read found no owner (skeleton_ok), else in it. */
+    bool skeleton_ok, beyond_ascii;
+    uint8_t skeleton[CD_CRYPTO_HASH_LEN];
     struct cd__interaction_row row;
     struct cd_str subject, body;
     struct cd_str topic; /* metadata.topic (borrowed from the request body), may be empty */
     char *metadata;     /* serialised, cd_malloc'ed */
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
-    struct cd_buf s_subject, s_body, s_meta, s_ident;
+    struct cd_buf s_subject, s_body, s_meta, s_ident, s_thread;
+    uint8_t thread_hash[CD_CRYPTO_HASH_LEN]; /* for the customer the fields are sealed for */
     /* Whom s_subject, s_body and s_meta are sealed for: a customer and the wrapped key that was
      * unwrapped to seal them (fields_for_ok false: for nobody yet); ident_for likewise for
      * s_ident. pre_seal fills them before the write for the owner a read saw (or for a new
@@ -257,6 +262,11 @@ static enum cd_err seal_all(struct ingest_ctx *ic, const struct cd__ckey *k,
         err = cd__core_seal(k, "body", ic->body, &ic->s_body);
     if (err == CD_OK && ic->metadata)
         err = cd__core_seal(k, "metadata", cd_str_c(ic->metadata), &ic->s_meta);
+    if (err == CD_OK && ic->row.thread_id[0]) {
+        err = cd__core_seal(k, "thread_id", cd_str_c(ic->row.thread_id), &ic->s_thread);
+        cd__core_thread_hash(ic->c, k->customer_id, cd_str_c(ic->row.thread_id),
+                             ic->thread_hash);
+    }
     if (err == CD_OK) {
         snprintf(ic->fields_for, sizeof ic->fields_for, "%s", k->customer_id);
         memcpy(ic->fields_for_wrapped, wrapped, CD_CRYPTO_WRAPPED_LEN);
@@ -330,7 +340,7 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
 
     ic->owner_known = false; /* outputs start afresh: the store may run this twice */
     ic->created_customer = false;
-    if ((err = cd__core_idem_check(tx, ic->idem, ic->replay_id)) != CD_OK || ic->replay_id[0])
+    if ((err = cd__core_idem_check(tx, ic->idem, ic->idem_hash, ic->replay_id)) != CD_OK || ic->replay_id[0])
         goto out;
     if (ic->by_identity) {
         if ((err = owner_by_identity(tx, ic, &l)) != CD_OK)
@@ -387,20 +397,20 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         if (key_open && ((err = seal_ident(ic, &k)) != CD_OK ||
                          (err = seal_all(ic, &k, wrapped)) != CD_OK))
             goto out;
+        if (!ic->skeleton_ok &&
+            (err = cd__core_identity_skeleton(
+                 ic->c, ic->ident_type, (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+                 ic->skeleton, &ic->beyond_ascii)) != CD_OK)
+            goto out;
         struct cd_val p[] = {CD_VCSTR(ic->row.customer_id), CD_VINT(now),
                              CD_VBLOB(wrapped, sizeof wrapped)};
-        struct cd_val q[] = {CD_VTEXT(ic->ident_type),
-                             CD_VBLOB(ic->lookup, sizeof ic->lookup),
-                             CD_VCSTR(ic->row.customer_id),
-                             CD_VBLOB(ic->s_ident.p, ic->s_ident.len),
-                             ic->ident_network[0] ? CD_VCSTR(ic->ident_network) : CD_VNULL,
-                             CD_VINT(now)};
+        struct cd__identity id = {ic->ident_type, ic->ident_network, ic->lookup, ic->skeleton,
+                                  ic->beyond_ascii, {ic->s_ident.p, ic->s_ident.len}};
         if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at,"
                                   " key_wrapped) VALUES($1,$2,$2,$3)",
                               p, 3, NULL, NULL, NULL)) != CD_OK ||
-            (err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value,"
-                                  " network, created_at) VALUES($1,$2,$3,$4,$5,$6)",
-                              q, 6, NULL, NULL, NULL)) != CD_OK)
+            (err = cd__core_identity_insert(tx, ic->a, &id, ic->row.customer_id, now, NULL)) !=
+                CD_OK)
             goto out;
         cd__core_event(&ev, ic->a, "customer.create", ic->row.customer_id, NULL, 0);
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
@@ -419,18 +429,21 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
                          CD_VCSTR(ic->row.customer_id),
                          CD_VCSTR(ic->row.channel),
                          CD_VCSTR(ic->row.direction),
-                         ic->row.thread_id[0] ? CD_VCSTR(ic->row.thread_id) : CD_VNULL,
+                         opt_blob(&ic->s_thread, ic->row.thread_id[0] != '\0'),
                          CD_VINT(ic->row.occurred_at),
                          CD_VINT(now),
                          CD_VCSTR(ic->row.purpose),
                          opt_blob(&ic->s_subject, ic->subject.p != NULL),
                          opt_blob(&ic->s_body, ic->body.p != NULL),
                          opt_blob(&ic->s_meta, ic->metadata != NULL),
-                         ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL};
+                         ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL,
+                         ic->row.thread_id[0] ? CD_VBLOB(ic->thread_hash, CD_CRYPTO_HASH_LEN)
+                                              : CD_VNULL};
     if ((err = cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
-                              " thread_id, occurred_at, created_at, purpose, subject, body,"
-                              " metadata, guard) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-                          p, 12, NULL, NULL, NULL)) != CD_OK)
+                              " thread, occurred_at, created_at, purpose, subject, body,"
+                              " metadata, guard, thread_hash)"
+                              " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                          p, 13, NULL, NULL, NULL)) != CD_OK)
         goto out;
     if (ic->audit_ok && strcmp(ic->audit_for, ic->row.customer_id) == 0) {
         err = cd_audit_append_prepared(tx, &ic->audit, NULL);
@@ -455,7 +468,7 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
             goto out;
     }
-    err = cd__core_idem_record(tx, ic->idem, ic->row.id);
+    err = cd__core_idem_record(tx, ic->idem, ic->idem_hash, ic->row.id);
 out:
     if (key_open)
         cd__core_key_wipe(&k);
@@ -548,6 +561,10 @@ static void pre_seal(struct ingest_ctx *ic, const struct ident_lookup *l)
         if (!ic->by_identity)
             goto out;
         cd_id_new("cus", ic->new_customer_id);
+        ic->skeleton_ok = cd__core_identity_skeleton(
+                              ic->c, ic->ident_type,
+                              (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+                              ic->skeleton, &ic->beyond_ascii) == CD_OK;
         cd__core_key_new(ic->c, ic->new_customer_id, &k, ic->new_wrapped);
         ic->pre_new = true;
         if (seal_ident(ic, &k) == CD_OK)
@@ -640,6 +657,14 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body,
     if (occurred.p) {
         if ((err = cd_time_parse(occurred, &ic->row.occurred_at)) != CD_OK)
             return cd_err_set(err, "'occurred_at': %s", cd_err_detail());
+        /* A time far ahead would sit at the top of every timeline page for years, and one
+         * before 1970 is a mistake in the sending system; clocks drift by less. */
+        if (ic->row.occurred_at > ic->row.created_at + ic->c->future_skew_ms)
+            return cd_err_set(CD_ERR_INVALID, "'occurred_at' is more than %lld seconds ahead of "
+                                              "the server's clock",
+                              (long long)(ic->c->future_skew_ms / 1000));
+        if (ic->row.occurred_at < 0)
+            return cd_err_set(CD_ERR_INVALID, "'occurred_at' is before 1970-01-01T00:00:00Z");
     } else {
         ic->row.occurred_at = ic->row.created_at;
     }
@@ -692,12 +717,15 @@ static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
                                    struct cd_buf *out)
 {
     struct cd__interaction_row r = ic->row;
-    struct cd__interaction_text t = {false, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
+    struct cd__interaction_text t = {false, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
 
-    r.subject = r.body = r.metadata = CD_VNULL;
+    r.subject = r.body = r.metadata = r.thread = CD_VNULL;
     r.guard = ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL;
     if (fields & CD_FIELDS_CONVERSATION)
-        t = (struct cd__interaction_text){true, ic->subject, ic->body, cd_str_c(ic->metadata)};
+        t = (struct cd__interaction_text){
+            true, ic->subject, ic->body,
+            ic->row.thread_id[0] ? cd_str_c(ic->row.thread_id) : CD_STR_NULL,
+            cd_str_c(ic->metadata)};
     return cd__core_interaction_write(out, &r, &t,
                                       ic->created_customer ? ",\"customer_created\":true"
                                                            : ",\"customer_created\":false");
@@ -836,6 +864,7 @@ static struct ingest_ctx *ingest_new(size_t size, struct cd_core *c, const struc
     if (idem) {
         ic->idem_copy = *idem; /* the caller's struct may not outlive an asynchronous write */
         ic->idem = &ic->idem_copy;
+        cd__core_idem_hash(c, idem, ic->idem_hash);
     }
     ic->fields = fields;
     ic->ident_norm = CD_BUF_INIT(1024);
@@ -843,6 +872,7 @@ static struct ingest_ctx *ingest_new(size_t size, struct cd_core *c, const struc
     ic->s_body = CD_BUF_INIT(CD_MAX_BODY + 1024);
     ic->s_meta = CD_BUF_INIT(CD_MAX_META + 1024);
     ic->s_ident = CD_BUF_INIT(2048);
+    ic->s_thread = CD_BUF_INIT(1024);
     ic->row.created_at = cd_now_ms();
     cd_id_new("int", ic->row.id);
     return ic;
@@ -855,6 +885,7 @@ static void ingest_free(struct ingest_ctx *ic)
     cd_buf_free(&ic->s_body);
     cd_buf_free(&ic->s_meta);
     cd_buf_free(&ic->s_ident);
+    cd_buf_free(&ic->s_thread);
     cd_audit_prepared_free(&ic->audit);
     cd_free(ic->metadata);
     cd_free(ic->masked_body);
@@ -951,7 +982,7 @@ enum cd_err cd_core_interaction_ingest_finish(struct cd_core_ingest *op, struct 
 struct page_ctx {
     struct cd__interaction_row *rows;
     struct cd_buf blobs; /* copies of the sealed columns, rows point into it by offset */
-    size_t (*offsets)[4];
+    size_t (*offsets)[5];
     int count, max;
     char customer_id[CD_ID_MAX];
     struct cd_buf wrapped;
@@ -974,13 +1005,12 @@ static enum cd_err page_row(void *ctx, const struct cd_val *cols, size_t n)
     cd__core_col_text(cols[1], r->customer_id, sizeof r->customer_id);
     cd__core_col_text(cols[2], r->channel, sizeof r->channel);
     cd__core_col_text(cols[3], r->direction, sizeof r->direction);
-    cd__core_col_text(cols[4], r->thread_id, sizeof r->thread_id);
     r->occurred_at = cols[5].i;
     r->created_at = cols[6].i;
     cd__core_col_text(cols[7], r->purpose, sizeof r->purpose);
-    struct cd_val *dst[4] = {&r->subject, &r->body, &r->metadata, &r->guard};
-    for (int i = 0; i < 4; i++) {
-        const struct cd_val *v = &cols[8 + i];
+    struct cd_val *dst[5] = {&r->subject, &r->body, &r->metadata, &r->guard, &r->thread};
+    for (int i = 0; i < 5; i++) {
+        const struct cd_val *v = i < 4 ? &cols[8 + i] : &cols[4];
         *dst[i] = *v;
         pc->offsets[pc->count][i] = pc->blobs.len;
         if (v->type == CD_VAL_BLOB || v->type == CD_VAL_TEXT) {
@@ -997,14 +1027,15 @@ static void page_fixup(struct page_ctx *pc)
 {
     for (int i = 0; i < pc->count; i++) {
         struct cd__interaction_row *r = &pc->rows[i];
-        struct cd_val *dst[4] = {&r->subject, &r->body, &r->metadata, &r->guard};
-        for (int j = 0; j < 4; j++)
+        struct cd_val *dst[5] = {&r->subject, &r->body, &r->metadata, &r->guard, &r->thread};
+        for (int j = 0; j < 5; j++)
             if (dst[j]->type == CD_VAL_BLOB || dst[j]->type == CD_VAL_TEXT)
                 dst[j]->p = pc->blobs.p + pc->offsets[i][j];
     }
 }
 
 struct timeline_ctx {
+    const struct cd_core *c;
     struct page_ctx pc;
     struct cd_str id;
     const struct cd_timeline_query *q;
@@ -1040,7 +1071,7 @@ static enum cd_err timeline_fn(struct cd_tx *tx, void *ctx)
         id[t->id.len] = '\0';
         struct cd_val p[] = {CD_VCSTR(id)};
         if ((err = cd_tx_exec(tx,
-                              "SELECT id, customer_id, channel, direction, thread_id,"
+                              "SELECT id, customer_id, channel, direction, thread,"
                               " occurred_at, created_at, purpose, subject, body, metadata, guard"
                               " FROM interactions WHERE id = $1",
                               p, 1, page_row, &t->pc, NULL)) != CD_OK)
@@ -1054,17 +1085,23 @@ static enum cd_err timeline_fn(struct cd_tx *tx, void *ctx)
         if (!exists)
             return CD_OK;
         const struct cd_timeline_query *q = t->q;
+        uint8_t thread[CD_CRYPTO_HASH_LEN] = {0};
+        /* A thread is found by its keyed hash for the customer the merges resolved to. */
+        if (q->thread_id.len)
+            cd__core_thread_hash(t->c, t->pc.customer_id, q->thread_id, thread);
         struct cd_val p[] = {CD_VCSTR(t->pc.customer_id), CD_VINT(t->before_ms),
                              CD_VCSTR(t->before_id),      CD_VTEXT(q->channel),
-                             CD_VTEXT(q->direction),      CD_VINT(q->limit + 1)};
+                             CD_VTEXT(q->direction),      CD_VINT(q->limit + 1),
+                             CD_VINT(q->thread_id.len != 0), CD_VBLOB(thread, sizeof thread)};
         if ((err = cd_tx_exec(tx,
-                              "SELECT id, customer_id, channel, direction, thread_id,"
+                              "SELECT id, customer_id, channel, direction, thread,"
                               " occurred_at, created_at, purpose, subject, body, metadata, guard"
                               " FROM interactions WHERE customer_id = $1"
                               " AND (occurred_at, id) < ($2, $3)"
                               " AND ($4 = '' OR channel = $4) AND ($5 = '' OR direction = $5)"
+                              " AND ($7 = 0 OR thread_hash = $8)"
                               " ORDER BY occurred_at DESC, id DESC LIMIT $6",
-                              p, 6, page_row, &t->pc, NULL)) != CD_OK)
+                              p, 8, page_row, &t->pc, NULL)) != CD_OK)
             return err;
     }
     struct cd_val p[] = {CD_VCSTR(t->pc.customer_id)};
@@ -1098,9 +1135,9 @@ static void page_free(struct page_ctx *pc)
 static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, unsigned fields,
                               struct cd_buf *out)
 {
-    static const char *const names[3] = {"subject", "body", "metadata"};
-    struct cd_buf plain[3] = {CD_BUF_INIT(CD_MAX_SUBJECT + 1024), CD_BUF_INIT(CD_MAX_BODY + 1024),
-                              CD_BUF_INIT(CD_MAX_META + 1024)};
+    static const char *const names[4] = {"subject", "body", "metadata", "thread_id"};
+    struct cd_buf plain[4] = {CD_BUF_INIT(CD_MAX_SUBJECT + 1024), CD_BUF_INIT(CD_MAX_BODY + 1024),
+                              CD_BUF_INIT(CD_MAX_META + 1024), CD_BUF_INIT(1024)};
     struct cd__ckey k;
     bool key_open = false;
     enum cd_err err = CD_OK;
@@ -1116,12 +1153,13 @@ static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, uns
     }
     for (int i = 0; i < n; i++) {
         const struct cd__interaction_row *r = &pc->rows[i];
-        struct cd__interaction_text t = {false, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
+        struct cd__interaction_text t = {false, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL,
+                                         CD_STR_NULL};
         if (fields & CD_FIELDS_CONVERSATION) {
-            const struct cd_val sealed[3] = {r->subject, r->body, r->metadata};
-            struct cd_str *dst[3] = {&t.subject, &t.body, &t.metadata};
+            const struct cd_val sealed[4] = {r->subject, r->body, r->metadata, r->thread};
+            struct cd_str *dst[4] = {&t.subject, &t.body, &t.metadata, &t.thread_id};
             t.shown = true;
-            for (int f = 0; f < 3; f++) {
+            for (int f = 0; f < 4; f++) {
                 bool present = false;
                 if ((err = cd__core_open(&k, names[f], sealed[f], &plain[f], &present)) != CD_OK)
                     goto out;
@@ -1136,7 +1174,7 @@ static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, uns
 out:
     if (key_open)
         cd__core_key_wipe(&k);
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < 4; f++) {
         if (plain[f].p)
             cd_crypto_wipe(plain[f].p, plain[f].cap);
         cd_buf_free(&plain[f]);
@@ -1237,8 +1275,11 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
                                           "social, app, push, post, in_person");
     if (q->direction.len && !cd_core_direction_valid(q->direction))
         return cd_err_set(CD_ERR_INVALID, "direction must be inbound or outbound");
+    if (q->thread_id.len > 128 || (q->thread_id.p && memchr(q->thread_id.p, 0, q->thread_id.len)))
+        return cd_err_set(CD_ERR_INVALID, "thread_id has at most 128 bytes");
     if ((err = cd__core_cursor_decode(q->cursor, &t.before_ms, t.before_id)) != CD_OK)
         return err;
+    t.c = c;
     t.id = customer_id;
     t.q = q;
     if ((err = page_init(&t.pc, q->limit + 1)) != CD_OK)

@@ -37,6 +37,15 @@ void cd__core_lookup(const struct cd_core *c, struct cd_str kind, struct cd_str 
     cd_crypto_blind_index(c->index_key, kind, norm, out);
 }
 
+void cd__core_thread_hash(const struct cd_core *c, const char *customer_id, struct cd_str thread,
+                          uint8_t out[CD_CRYPTO_HASH_LEN])
+{
+    char kind[CD_ID_MAX + 16];
+
+    snprintf(kind, sizeof kind, "thread:%s", customer_id);
+    cd_crypto_blind_index(c->index_key, cd_str_c(kind), thread, out);
+}
+
 enum cd_err cd__core_seal(const struct cd__ckey *k, const char *field, struct cd_str plain,
                           struct cd_buf *out)
 {

@@ -4,7 +4,8 @@
  * into one Hyperscan database, the per-thread scratch pool, Unicode normalisation with an
  * offset map back to the original text, validators (Luhn, IBAN mod-97, SSN rules, national id
  * checksums), context-word windows, the Flesch–Kincaid grade, verdicts, findings, the redacted
- * copy and inbound masking of card numbers and SSNs (PCI DSS 3.4). Also the `candor guard` CLI.
+ * copy and inbound masking of card numbers and SSNs (PCI DSS 3.4). The `candor guard` command
+ * that prints its findings lives in src/cli.
  *
  * Must never: log or keep message text; cd_err details name rules, files and lines only, never
  * the matched personal data. Knows nothing of HTTP or the store.
@@ -131,11 +132,5 @@ bool cd_guard_luhn_ok(struct cd_str digits);
 bool cd_guard_card_ok(struct cd_str s);
 bool cd_guard_iban_ok(struct cd_str s);
 bool cd_guard_ssn_ok(struct cd_str s);
-
-/* `candor guard [--rules DIR] [--format text|json] FILE|-`: checks one message and prints the
- * findings. Returns the process exit code: 0 allow, 1 warn, 2 block, 3 usage error, 4 bad input
- * or rules. Default rules directory: "rules" in the working directory if it exists, else
- * $CANDOR_RULES. */
-int cd_guard_cli(int argc, char **argv);
 
 #endif

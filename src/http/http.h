@@ -31,21 +31,41 @@ struct cd_app {
     struct cd_consent *consent; /* consent engine (src/consent); may be NULL */
 };
 
+/* Connection limits, by default. One client address may hold a tenth of all connections, so
+ * no single address can lock the others out (docs/architecture.md, "Connections"). */
+#define CD_HTTP_MAX_CONNECTIONS 10000
+#define CD_HTTP_MAX_CLIENT_CONNECTIONS 1000
+#define CD_HTTP_IDLE_TIMEOUT 30
+
 struct cd_http_config {
     const char *listen; /* "127.0.0.1:8080" */
     unsigned event_threads;
     unsigned workers;
     size_t max_body;
+    unsigned max_connections;        /* at once, all clients; 0: CD_HTTP_MAX_CONNECTIONS */
+    unsigned max_client_connections; /* at once, from one client address; 0: no limit */
+    unsigned idle_timeout;           /* seconds a connection may stay silent; 0: the default */
 };
 
 struct cd_http;
 
-/* Starts serving. Errors: CD_ERR_INVALID (bad listen address), CD_ERR_IO (cannot bind). */
+/* Starts serving. Raises the process's limit on open files to what max_connections needs.
+ * Errors: CD_ERR_INVALID (bad listen address; the open-file limit cannot be raised that far),
+ * CD_ERR_IO (cannot bind). */
 enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
                           struct cd_http **out);
 /* The port actually bound (useful with port 0). */
 unsigned cd_http_port(const struct cd_http *h);
-/* Stops accepting, finishes requests in flight, and frees everything. */
+/* Starts the drain: new connections are refused from now on, and every answer sent from now on
+ * closes its connection (Connection: close), so keep-alive clients go elsewhere. Requests
+ * already received are still served. Idempotent. */
+void cd_http_quiesce(struct cd_http *h);
+/* Requests received (headers read) and not yet completed, answered or abandoned. A caller
+ * draining waits for 0 between cd_http_quiesce and cd_http_stop. Any thread. */
+unsigned cd_http_in_flight(struct cd_http *h);
+/* Stops accepting (cd_http_quiesce), waits for the handlers running and every deferred write of
+ * theirs, closes every connection (a request still in flight gets no answer) and frees
+ * everything. */
 void cd_http_stop(struct cd_http *h);
 
 #endif

@@ -6,6 +6,9 @@
 #include "http.h"
 #include "policy/policy.h"
 
+/* Request targets: at most CD_MAX_TARGET bytes and CD_MAX_QUERY query parameters, or a 414.
+ * Both keep libmicrohttpd's query records inside its per-connection memory (server.c). */
+#define CD_MAX_TARGET 8192
 #define CD_MAX_QUERY 16
 #define CD_MAX_PARAMS 3
 
@@ -70,7 +73,8 @@ struct cd_req {
     /* headers, copied on the first callback */
     struct cd_str authorization, purpose_hdr, idem_key, content_type, gpc, fault;
     struct cd_buf body;
-    bool body_too_big;
+    size_t body_seen; /* bytes of body received, kept or not */
+    bool body_nomem;  /* the body did not fit in memory: answered 503 once it is read */
     json_t *json; /* parsed body for CD_ROUTE_JSON routes */
     /* who and why, after the gates */
     struct cd_principal principal;
@@ -174,11 +178,71 @@ struct cd_problem_kind {
     const char *title;
 };
 const struct cd_problem_kind *cd__http_problem_of(enum cd_err err);
-/* Builds the problem+json body. */
+/* Builds the problem+json body; instance may be NULL. Returns NULL when out of memory. */
 json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detail,
                               const char *instance, const char *request_id, json_t *ext);
-/* Every problem kind, for the docs endpoint; NULL-terminated by slug. */
+/* The problems the HTTP layer answers itself, with no cd_err behind them, indexed by
+ * enum cd__http_problem; NULL-terminated by slug (for the docs endpoint). */
+enum cd__http_problem {
+    CD_PROBLEM_MALFORMED_JSON,
+    CD_PROBLEM_METHOD_NOT_ALLOWED,
+    CD_PROBLEM_INVALID_URI,
+    CD_PROBLEM_URI_TOO_LONG,
+    CD_PROBLEM_DUPLICATE_HEADER,
+    CD_PROBLEM_INVALID_HEADER,
+    CD_PROBLEM_TRANSFER_CODING,
+    CD_PROBLEM_HEADERS_TOO_LARGE,
+    CD_PROBLEM__COUNT
+};
 extern const struct cd_problem_kind cd__http_problem_kinds[];
+/* The kind with this slug, from either table, or NULL (GET /problems/{slug}). */
+const struct cd_problem_kind *cd__http_problem_by_slug(struct cd_str slug);
+
+/* ---- the edge (edge.c): what is refused before any route runs ---- */
+
+/* Why a request target is refused: with 414 uri-too-long when too_long, else 400 invalid-uri. */
+struct cd__http_target_error {
+    bool too_long;
+    const char *why; /* a sentence for the problem's detail */
+};
+/* Checks a request target as it arrived, still percent-encoded (NUL-terminated). Returns NULL
+ * when it may be served; else a static error: invalid for a space or control character, raw or
+ * encoded (%00..%1F, %7F), a '%' without two hex digits, or an encoded '/' in the path; too
+ * long for more than CD_MAX_TARGET bytes or more than CD_MAX_QUERY query parameters. */
+const struct cd__http_target_error *cd__http_target_check(const char *target);
+/* p when it is one of the errors cd__http_target_check returns, else NULL. */
+const struct cd__http_target_error *cd__http_target_error_of(const void *p);
+
+/* The singleton headers: Candor reads them, or they decide where the body ends. */
+enum cd__http_header {
+    CD_H_HOST,
+    CD_H_AUTHORIZATION,
+    CD_H_PURPOSE,
+    CD_H_IDEMPOTENCY_KEY,
+    CD_H_CONTENT_TYPE,
+    CD_H_CONTENT_LENGTH,
+    CD_H_TRANSFER_ENCODING,
+    CD_H_GPC,
+    CD_H_FAULT,
+    CD_H__COUNT
+};
+/* A request's header set as the edge sees it; start from CD_HTTP_HEADERS_INIT. Values are
+ * borrowed from the caller (libmicrohttpd's, for the request). */
+struct cd__http_headers {
+    struct cd_str v[CD_H__COUNT]; /* each singleton's value ({NULL, 0}: absent) */
+    unsigned count;               /* header lines, all names */
+    int repeated;                 /* the first singleton seen twice, or -1 */
+    struct cd_str bad_name;       /* the first name that is not an RFC 9110 token */
+};
+#define CD_HTTP_HEADERS_INIT {.repeated = -1}
+/* Adds one header line; no allocation, so it can run on every header of every request. */
+void cd__http_headers_add(struct cd__http_headers *hs, struct cd_str name, struct cd_str value);
+/* NULL when the set may be served; else the problem to answer (invalid-header: a name that is
+ * not a token, no Host in HTTP/1.1, Transfer-Encoding with Content-Length or in HTTP/1.0;
+ * duplicate-header; transfer-coding-not-implemented: any coding but a lone "chunked"), with a
+ * sentence written to detail[n]. */
+const struct cd_problem_kind *cd__http_headers_check(const struct cd__http_headers *hs,
+                                                     bool http10, char *detail, size_t n);
 
 /* Metrics (metrics.c). */
 void cd__http_metrics_init(size_t nroutes);

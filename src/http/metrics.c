@@ -6,11 +6,12 @@
 #include <string.h>
 #include "http_int.h"
 
-#define NSTATUS 16
+#define NSTATUS 20
 #define NBUCKETS 14
 
-static const unsigned statuses[NSTATUS] = {200, 201, 204, 400, 401, 403, 404, 405,
-                                           409, 413, 415, 422, 500, 503, 0,   0};
+/* 414, 431, 501 and 505 come from the edge and from libmicrohttpd's own refusals. */
+static const unsigned statuses[NSTATUS] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413,
+                                           414, 415, 422, 431, 500, 501, 503, 505, 0,   0};
 static const double buckets[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
 
@@ -81,15 +82,15 @@ enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out)
     P("# HELP candor_http_requests_total HTTP requests by route and status.\n"
       "# TYPE candor_http_requests_total counter\n");
     for (size_t i = 0; i < nmetrics; i++) {
-        route_label(i, label, sizeof label);
+        const char *route = route_label(i, label, sizeof label);
         for (size_t s = 0; s < NSTATUS; s++) {
             unsigned long v = atomic_load_explicit(&metrics[i].by_status[s], memory_order_relaxed);
             if (v == 0 || (s >= NSTATUS - 2 && s != NSTATUS - 1))
                 continue;
             if (s == NSTATUS - 1)
-                P("candor_http_requests_total{route=\"%s\",status=\"other\"} %lu\n", label, v);
+                P("candor_http_requests_total{route=\"%s\",status=\"other\"} %lu\n", route, v);
             else
-                P("candor_http_requests_total{route=\"%s\",status=\"%u\"} %lu\n", label,
+                P("candor_http_requests_total{route=\"%s\",status=\"%u\"} %lu\n", route,
                   statuses[s], v);
         }
     }
@@ -100,19 +101,19 @@ enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out)
         unsigned long cum = 0;
         if (count == 0)
             continue;
-        route_label(i, label, sizeof label);
+        const char *route = route_label(i, label, sizeof label);
         for (size_t b = 0; b <= NBUCKETS; b++) {
             cum += atomic_load_explicit(&metrics[i].hist[b], memory_order_relaxed);
             if (b < NBUCKETS)
                 P("candor_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
-                  label, buckets[b], cum);
+                  route, buckets[b], cum);
             else
                 P("candor_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
-                  label, cum);
+                  route, cum);
         }
-        P("candor_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", label,
+        P("candor_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route,
           (double)atomic_load_explicit(&metrics[i].sum_us, memory_order_relaxed) / 1e6);
-        P("candor_http_request_duration_seconds_count{route=\"%s\"} %lu\n", label, count);
+        P("candor_http_request_duration_seconds_count{route=\"%s\"} %lu\n", route, count);
     }
     cd_store_get_stats(store, &st);
     P("# HELP candor_store_commits_total Group-commit transactions.\n"

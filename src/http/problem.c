@@ -29,11 +29,18 @@ static const struct cd_problem_kind kinds[CD_ERR__COUNT] = {
     [CD_ERR_INTERNAL] = {500, "internal", "Internal error"},
 };
 
-/* Slugs that the server produces without a cd_err; listed for the docs endpoint. */
-const struct cd_problem_kind cd__http_problem_kinds[] = {
-    {400, "malformed-json", "Malformed JSON"},
-    {405, "method-not-allowed", "Method not allowed"},
-    {0, NULL, NULL},
+const struct cd_problem_kind cd__http_problem_kinds[CD_PROBLEM__COUNT + 1] = {
+    [CD_PROBLEM_MALFORMED_JSON] = {400, "malformed-json", "Malformed JSON"},
+    [CD_PROBLEM_METHOD_NOT_ALLOWED] = {405, "method-not-allowed", "Method not allowed"},
+    [CD_PROBLEM_INVALID_URI] = {400, "invalid-uri", "Invalid request target"},
+    [CD_PROBLEM_URI_TOO_LONG] = {414, "uri-too-long", "Request target too long"},
+    [CD_PROBLEM_DUPLICATE_HEADER] = {400, "duplicate-header", "Header sent more than once"},
+    [CD_PROBLEM_INVALID_HEADER] = {400, "invalid-header", "Invalid header"},
+    [CD_PROBLEM_TRANSFER_CODING] = {501, "transfer-coding-not-implemented",
+                                    "Transfer coding not implemented"},
+    [CD_PROBLEM_HEADERS_TOO_LARGE] = {431, "headers-too-large",
+                                      "Request header fields too large"},
+    [CD_PROBLEM__COUNT] = {0, NULL, NULL},
 };
 
 const struct cd_problem_kind *cd__http_problem_of(enum cd_err err)
@@ -52,8 +59,9 @@ json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detai
     if (o == NULL)
         return NULL;
     snprintf(type, sizeof type, "/problems/%s", k->slug);
-    /* Server errors get a generic detail: internals are for the log, not the caller. */
-    if (k->status >= 500 && k->status != 503)
+    /* Server errors get a generic detail: internals are for the log, not the caller. (503 says
+     * what to wait for, 501 what the server does not do.) */
+    if (k->status == 500)
         detail = "the server could not complete the request; quote the request_id to support";
     json_object_set_new(o, "type", json_string(type));
     json_object_set_new(o, "title", json_string(k->title));
@@ -66,8 +74,6 @@ json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detai
     return o;
 }
 
-/* Slug lookup over both tables, for GET /problems/{slug}. */
-const struct cd_problem_kind *cd__http_problem_by_slug(struct cd_str slug);
 const struct cd_problem_kind *cd__http_problem_by_slug(struct cd_str slug)
 {
     for (int i = 1; i < CD_ERR__COUNT; i++)

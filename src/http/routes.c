@@ -12,6 +12,7 @@
 #define READERS (STAFF | CD_ROLE_BIT(CD_ROLE_COMPLIANCE) | CD_ROLE_BIT(CD_ROLE_INTEGRATION))
 #define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
 #define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
+#define SUPERVISION (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR))
 
 unsigned cd__http_fields(const struct cd_req *r)
 {
@@ -104,8 +105,6 @@ static enum cd_err h_openapi(struct cd_req *r)
 {
     return cd__http_openapi_json(&r->resp_json);
 }
-
-const struct cd_problem_kind *cd__http_problem_by_slug(struct cd_str slug);
 
 static enum cd_err h_problem_doc(struct cd_req *r)
 {
@@ -211,7 +210,7 @@ static enum cd_err h_customer_restrict(struct cd_req *r)
 static enum cd_err h_timeline(struct cd_req *r)
 {
     struct cd_timeline_query q = {cd__http_query(r, "cursor"), 50, cd__http_query(r, "channel"),
-                                  cd__http_query(r, "direction")};
+                                  cd__http_query(r, "direction"), cd__http_query(r, "thread_id")};
     enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 200, &q.limit);
 
     if (err != CD_OK)
@@ -236,6 +235,38 @@ static enum cd_err h_access_log(struct cd_req *r)
         return err;
     return cd_audit_access_log(r->app->store, r->params[0], cd__http_query(r, "cursor"), limit,
                                &r->resp_json);
+}
+
+/* ---- possible duplicates ---- */
+
+static enum cd_err h_duplicates_list(struct cd_req *r)
+{
+    int limit = 50;
+    enum cd_err err = cd__http_query_int(r, "limit", 50, 1, 200, &limit);
+
+    if (err != CD_OK)
+        return err;
+    return cd_core_duplicates_list(r->app->core, &r->actor, cd__http_query(r, "status"),
+                                   cd__http_query(r, "cursor"), limit, cd__http_fields(r),
+                                   &r->resp_json);
+}
+
+static enum cd_err h_duplicate_merge(struct cd_req *r)
+{
+    static const char *const allowed[] = {"survivor", NULL};
+    struct cd_str survivor = CD_STR_NULL;
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "survivor", false, &survivor)) != CD_OK)
+        return err;
+    return cd_core_duplicate_merge(r->app->core, &r->actor, r->params[0], survivor,
+                                   &r->resp_json);
+}
+
+static enum cd_err h_duplicate_dismiss(struct cd_req *r)
+{
+    return cd_core_duplicate_dismiss(r->app->core, &r->actor, r->params[0], &r->resp_json);
 }
 
 /* ---- interactions ---- */
@@ -307,26 +338,59 @@ static enum cd_err h_interaction_get(struct cd_req *r)
 
 /* ---- tokens ---- */
 
+/* {"expires_in": seconds} or {"expires_at": RFC 3339}, at most one: *at gets the moment the
+ * token ends (0: never). */
+static enum cd_err token_expiry(const json_t *body, int64_t *at)
+{
+    json_t *in = json_object_get(body, "expires_in");
+    struct cd_str ts = CD_STR_NULL;
+    int64_t now = cd_now_ms();
+    enum cd_err err;
+
+    *at = 0;
+    if ((err = cd_json_str(body, "expires_at", false, &ts)) != CD_OK)
+        return err;
+    if (in && ts.p)
+        return cd_err_set(CD_ERR_INVALID, "give at most one of 'expires_in' and 'expires_at'");
+    if (in) {
+        if (!json_is_integer(in) || json_integer_value(in) <= 0 ||
+            json_integer_value(in) > CD_AUTH_MAX_LIFETIME_MS / 1000)
+            return cd_err_set(CD_ERR_INVALID, "'expires_in' is a number of seconds, 1 to "
+                                              "316224000 (ten years)");
+        *at = now + (int64_t)json_integer_value(in) * 1000;
+    } else if (ts.p) {
+        if ((err = cd_time_parse(ts, at)) != CD_OK)
+            return cd_err_set(err, "'expires_at': %s", cd_err_detail());
+    } else {
+        return CD_OK;
+    }
+    return cd_auth_expiry_check(*at, now);
+}
+
 static enum cd_err h_token_create(struct cd_req *r)
 {
-    static const char *const allowed[] = {"role", "name", NULL};
+    static const char *const allowed[] = {"role", "name", "expires_in", "expires_at", NULL};
     struct cd_str role_s = CD_STR_NULL, name = CD_STR_NULL;
     enum cd_role role;
-    char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX];
+    char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
+    int64_t expires_at = 0;
     enum cd_err err;
 
     if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
         (err = cd_json_str(r->json, "role", true, &role_s)) != CD_OK ||
-        (err = cd_json_str(r->json, "name", true, &name)) != CD_OK)
+        (err = cd_json_str(r->json, "name", true, &name)) != CD_OK ||
+        (err = token_expiry(r->json, &expires_at)) != CD_OK)
         return err;
     if (!cd_role_parse(role_s, &role))
         return cd_err_set(CD_ERR_INVALID, "'role' must be one of admin, supervisor, agent, "
                                           "compliance, integration");
-    if ((err = cd_auth_token_create(r->app->store, role, name, r->principal.token_id,
-                                    r->request_id, token, id)) != CD_OK)
+    if ((err = cd_auth_token_create(r->app->store, role, name, expires_at,
+                                    r->principal.token_id, r->request_id, token, id)) != CD_OK)
         return err;
-    r->resp_json = json_pack("{s:s,s:s,s:s%,s:s}", "id", id, "role", cd_role_name(role), "name",
-                             name.p, name.len, "token", token);
+    cd_time_format(expires_at, ts);
+    r->resp_json = json_pack("{s:s,s:s,s:s%,s:s,s:o}", "id", id, "role", cd_role_name(role),
+                             "name", name.p, name.len, "token", token, "expires_at",
+                             expires_at ? json_string(ts) : json_null());
     memset(token, 0, sizeof token);
     r->status = 201;
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
@@ -380,6 +444,12 @@ const struct cd_route cd__http_routes[] = {
      JSN, "restrictCustomer"},
     {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline"},
     {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog"},
+    {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
+     "listPossibleDuplicates"},
+    {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
+     "mergePossibleDuplicate"},
+    {"POST", "/v1/possible-duplicates/{id}/dismiss", h_duplicate_dismiss, SUPERVISION, 0,
+     "dismissPossibleDuplicate"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM | ECH,
      "createInteraction"},
     {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction"},

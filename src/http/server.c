@@ -11,7 +11,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 #include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "http_int.h"
@@ -32,20 +37,31 @@ struct cd_http {
     struct MHD_Daemon *d;
     struct cd_app *app;
     size_t max_body;
+    /* libmicrohttpd's messages, at most LOG_BURST a second (see mhd_log). */
+    pthread_mutex_t log_mu;
+    uint64_t log_second;
+    unsigned log_lines, log_dropped;
     unsigned port;
     pthread_t *workers;
     unsigned nworkers;
     struct cd_auth_cache *auth_cache;
     struct job_queue q;
     atomic_bool stopping; /* producers of streamed bodies give up */
+    /* The drain (cd_http_quiesce): no new connections, every answer closes its connection. */
+    atomic_bool draining;
+    MHD_socket listen_fd; /* handed back by MHD_quiesce_daemon; closed after the daemon */
+    atomic_uint in_flight; /* requests between their headers and their completion */
 };
 
-/* Per-connection request state (MHD's con_cls). */
+/* Per-request state (MHD's con_cls). */
 struct conn_state {
     struct cd_req r;
     struct cd_http *h;
     struct MHD_Connection *conn;
     uint64_t start_ns;
+    const char *target_error;   /* why the request target is refused (static), or NULL */
+    const char *repeated_param; /* a query parameter given twice (libmicrohttpd's string) */
+    unsigned nargs;             /* query parameters as libmicrohttpd stored them */
     bool gated;    /* gates ran and the handler is queued or done */
     bool done;     /* response ready */
     bool early;    /* a response was queued before the body */
@@ -336,15 +352,32 @@ static void set_problem(struct cd_req *r, enum cd_err err, const char *detail)
     r->resp_type = "application/problem+json";
 }
 
-static void set_problem_slug(struct cd_req *r, unsigned status, const char *slug,
-                             const char *title, const char *detail)
+static void set_problem_kind(struct cd_req *r, const struct cd_problem_kind *k,
+                             const char *detail)
 {
-    struct cd_problem_kind k = {status, slug, title};
-
     json_decref(r->resp_json);
-    r->status = status;
-    r->resp_json = cd__http_problem_json(&k, detail, r->path, r->request_id, NULL);
+    r->status = k->status;
+    r->resp_json = cd__http_problem_json(k, detail, r->path, r->request_id, NULL);
     r->resp_type = "application/problem+json";
+}
+
+/* Out of memory even for the answer: a static 503 needs no allocation of ours. */
+static const char oom_problem[] = "{\"type\":\"/problems/out-of-memory\",\"title\":\"Out of "
+                                  "memory\",\"status\":503}";
+
+static enum MHD_Result queue_oom(struct MHD_Connection *conn)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        sizeof oom_problem - 1, (void *)oom_problem, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret;
+
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+    MHD_add_response_header(resp, "Retry-After", "1");
+    ret = MHD_queue_response(conn, 503, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 static enum MHD_Result send_response(struct conn_state *cs)
@@ -382,10 +415,7 @@ static enum MHD_Result send_response(struct conn_state *cs)
         resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     }
     if (resp == NULL) {
-        /* Out of memory even for the answer: a static 503 needs no allocation of ours. */
-        static const char oom[] = "{\"type\":\"/problems/out-of-memory\",\"title\":\"Out of "
-                                  "memory\",\"status\":503}";
-        resp = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
+        resp = MHD_create_response_from_buffer(sizeof oom_problem - 1, (void *)oom_problem,
                                                MHD_RESPMEM_PERSISTENT);
         r->status = 503;
         r->resp_type = "application/problem+json";
@@ -408,6 +438,8 @@ static enum MHD_Result send_response(struct conn_state *cs)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     if (r->status == 503)
         MHD_add_response_header(resp, "Retry-After", "1");
+    if (atomic_load_explicit(&cs->h->draining, memory_order_relaxed))
+        MHD_add_response_header(resp, "Connection", "close");
     ret = MHD_queue_response(cs->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -499,7 +531,8 @@ static bool run_gates(struct conn_state *cs)
             if (err == CD_ERR_NOMEM)
                 set_problem(r, err, "out of memory");
             else
-                set_problem_slug(r, 400, "malformed-json", "Malformed JSON", cd_err_detail());
+                set_problem_kind(r, &cd__http_problem_kinds[CD_PROBLEM_MALFORMED_JSON],
+                                 cd_err_detail());
             return false;
         }
     }
@@ -696,34 +729,248 @@ static bool enqueue(struct cd_http *h, struct conn_state *cs)
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value)
 {
-    struct cd_req *r = cls;
+    struct conn_state *cs = cls;
+    struct cd_req *r = &cs->r;
+    struct cd_str k = cd_str_c(key);
 
-    if (r->nquery < CD_MAX_QUERY && key) {
-        r->query[r->nquery].key = cd_str_c(key);
-        r->query[r->nquery].value = value ? cd_str_c(value) : CD_STR("");
-        r->nquery++;
-    }
+    cs->nargs++;
+    /* on_uri refused more than CD_MAX_QUERY parameters before they were parsed. */
+    if (key == NULL || r->nquery == CD_MAX_QUERY)
+        return MHD_YES;
+    /* Two values for one parameter: which one counts would be the reader's guess. */
+    for (size_t i = 0; i < r->nquery; i++)
+        if (cd_str_eq(r->query[i].key, k)) {
+            if (cs->repeated_param == NULL)
+                cs->repeated_param = key;
+            return MHD_YES;
+        }
+    r->query[r->nquery].key = k;
+    r->query[r->nquery].value = value ? cd_str_c(value) : CD_STR("");
+    r->nquery++;
     return MHD_YES;
 }
 
-static struct cd_str header(struct MHD_Connection *c, const char *name)
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
 {
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-    return v ? cd_str_c(v) : CD_STR_NULL;
+    cd__http_headers_add(cls, (struct cd_str){key, key_size}, (struct cd_str){value, value_size});
+    return MHD_YES;
+}
+
+static void log_access(const char *request_id, const char *method, size_t route_index,
+                       unsigned status, uint64_t ns, const char *token)
+{
+    const char *route =
+        route_index < cd__http_nroutes ? cd__http_routes[route_index].pattern : "unmatched";
+
+    cd__http_metrics_observe(route_index, status, ns);
+    cd_log_batched(CD_LOG_INFO, "http.request",
+                   "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%u,"
+                   "\"duration_us\":%llu,\"token\":\"%s\"",
+                   request_id, method ? method : "-", route, status,
+                   (unsigned long long)(ns / 1000), token);
 }
 
 static void log_request(struct conn_state *cs)
 {
     struct cd_req *r = &cs->r;
-    uint64_t ns = cd_mono_ns() - cs->start_ns;
 
-    cd__http_metrics_observe(r->route ? r->route_index : cd__http_nroutes, r->status, ns);
-    cd_log_batched(CD_LOG_INFO, "http.request",
-                   "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%u,"
-                   "\"duration_us\":%llu,\"token\":\"%s\"",
-                   r->request_id, r->method, r->route ? r->route->pattern : "unmatched",
-                   r->status, (unsigned long long)(ns / 1000),
-                   r->authenticated ? r->principal.token_id : "-");
+    log_access(r->request_id, r->method, r->route ? r->route_index : cd__http_nroutes,
+               r->status, cd_mono_ns() - cs->start_ns,
+               r->authenticated ? r->principal.token_id : "-");
+}
+
+/* Writes a whole problem answer on the connection's socket and half-closes it; the caller then
+ * makes libmicrohttpd close the connection. Only for what libmicrohttpd 0.9.75 cannot answer
+ * itself: a request target whose query it may fail to store (it then waits for the connection
+ * timeout instead of answering, see on_uri), a request head that leaves no room for an answer
+ * in the connection's memory (room_to_answer), and a chunked body that passes the limit (a
+ * response can be queued before the body or after it, never while it is read). Nothing of this
+ * request was sent yet and libmicrohttpd writes nothing meanwhile (this runs on the
+ * connection's event thread), so these bytes are the next the client reads. The socket is
+ * non-blocking: an answer that does not fit its send buffer at once is cut short, and the
+ * client sees the connection close. */
+static void answer_now(struct MHD_Connection *conn, const struct cd_problem_kind *k,
+                       const char *detail, const char *instance, const char *request_id)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    json_t *j = cd__http_problem_json(k, detail, instance, request_id, NULL);
+    char *body = NULL, head[512], date[40];
+    size_t blen = 0;
+    struct tm tm;
+    time_t now = time(NULL);
+
+    if (j == NULL || cd_json_dump(j, &body, &blen) != CD_OK)
+        blen = 0; /* the status line still says it */
+    json_decref(j);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                     "Content-Type: application/problem+json\r\nContent-Length: %zu\r\n"
+                     "Request-Id: %s\r\nX-Content-Type-Options: nosniff\r\n"
+                     "Cache-Control: no-store\r\n\r\n",
+                     k->status, MHD_get_reason_phrase_for(k->status), date, blen, request_id);
+    if (ci && n > 0 && (size_t)n < sizeof head) {
+        struct iovec iov[2] = {{head, (size_t)n}, {body, blen}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
+        (void)sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(ci->connect_fd, SHUT_WR);
+    }
+    cd_free(body);
+}
+
+/* answer_now for a request with state: the access line shows the answer. */
+static void refuse_now(struct conn_state *cs, const struct cd_problem_kind *k, const char *detail)
+{
+    cs->r.status = k->status;
+    answer_now(cs->conn, k, detail, cs->r.path, cs->r.request_id);
+}
+
+/* Called by libmicrohttpd as soon as a request line is in, before it parses the query.
+ * libmicrohttpd keeps one record per query parameter in the connection's 16 KiB of memory and,
+ * when they do not fit, leaves the connection waiting for its timeout without an answer
+ * (0.9.75). With at most CD_MAX_TARGET bytes and CD_MAX_QUERY parameters they always fit; a
+ * longer target is answered here and the connection closed. What is found is handed to
+ * on_request as the request's pointer: a static error or NULL, never memory of ours, because
+ * libmicrohttpd may drop a request it has not shown to on_request without telling us. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const struct cd__http_target_error *e = cd__http_target_check(uri ? uri : "");
+
+    if (e && e->too_long) {
+        char id[CD_ID_MAX];
+        uint64_t t0 = cd_mono_ns();
+        const struct cd_problem_kind *k = &cd__http_problem_kinds[CD_PROBLEM_URI_TOO_LONG];
+        cd_id_new("req", id);
+        answer_now(conn, k, e->why, NULL, id);
+        log_access(id, NULL, cd__http_nroutes, k->status, cd_mono_ns() - t0, "-");
+    }
+    return (void *)e;
+}
+
+static struct conn_state *conn_new(struct cd_http *h, struct MHD_Connection *conn)
+{
+    struct conn_state *cs = cd_calloc(1, sizeof *cs);
+
+    if (cs == NULL)
+        return NULL;
+    cs->h = h;
+    cs->conn = conn;
+    cs->start_ns = cd_mono_ns();
+    cs->r.app = h->app;
+    cs->r.auth_cache = h->auth_cache;
+    cs->r.arena = CD_ARENA_INIT(4 * 1024 * 1024);
+    cs->r.body = CD_BUF_INIT(h->max_body);
+    cd_id_new("req", cs->r.request_id);
+    return cs;
+}
+
+static enum MHD_Result answer_early(struct conn_state *cs, const struct cd_problem_kind *k,
+                                    const char *detail)
+{
+    set_problem_kind(&cs->r, k, detail);
+    cs->early = true;
+    return send_response(cs);
+}
+
+#define TOO_BIG "the request body is larger than the limit (%zu bytes)"
+
+/* A declared body length over max: Content-Length is digits only here (libmicrohttpd answered
+ * anything else itself). */
+static bool length_over(struct cd_str cl, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < cl.len && cl.p[i] >= '0' && cl.p[i] <= '9'; i++) {
+        size_t d = (size_t)(cl.p[i] - '0');
+        if (n > (max - d) / 10)
+            return true;
+        n = n * 10 + d;
+    }
+    return false;
+}
+
+/* libmicrohttpd keeps a request's line and headers, and a record per header line and query
+ * parameter, in the connection's memory until the answer is sent, and builds the answer's
+ * headers there too; when they do not fit, it closes the connection without an answer. Its own
+ * 431 comes only once the header lines themselves do not fit, so a request that leaves less
+ * than ANSWER_ROOM is refused here, on the socket itself, while it still can be. */
+#define CONN_MEMORY (16 * 1024)
+#define ANSWER_ROOM (2 * 1024) /* our largest answer header is about 600 bytes */
+#define RECORD_SIZE 64         /* a header record, rounded up to the pool's alignment */
+
+static bool room_to_answer(struct conn_state *cs, unsigned records)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(cs->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+
+    return ci == NULL ||
+           ci->header_size + (size_t)records * RECORD_SIZE <= CONN_MEMORY - ANSWER_ROOM;
+}
+
+/* The first call for a request: its headers are in and no byte of its body was read. All that
+ * can be refused without the body is refused here, the edge's rules first: whatever the
+ * route, a request whose target, headers or framing are in doubt is not served. */
+static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const char *method,
+                                  const char *version)
+{
+    struct cd_http *h = cs->h;
+    struct cd_req *r = &cs->r;
+    struct cd__http_headers hs = CD_HTTP_HEADERS_INIT;
+    const struct cd_problem_kind *k;
+    char detail[200];
+    bool path_known = false;
+
+    r->method = method;
+    MHD_get_connection_values_n(cs->conn, MHD_HEADER_KIND, collect_header, &hs);
+    MHD_get_connection_values(cs->conn, MHD_GET_ARGUMENT_KIND, collect_arg, cs);
+    if (!room_to_answer(cs, hs.count + cs->nargs)) {
+        refuse_now(cs, &cd__http_problem_kinds[CD_PROBLEM_HEADERS_TOO_LARGE],
+                   "the request's header lines and query take too much of this server's "
+                   "16 KiB per connection; send less than 14 KiB");
+        return MHD_NO;
+    }
+    r->authorization = hs.v[CD_H_AUTHORIZATION];
+    r->purpose_hdr = hs.v[CD_H_PURPOSE];
+    r->idem_key = hs.v[CD_H_IDEMPOTENCY_KEY];
+    r->content_type = hs.v[CD_H_CONTENT_TYPE];
+    r->gpc = hs.v[CD_H_GPC];
+    r->fault = hs.v[CD_H_FAULT];
+    /* r->path stays NULL: decoded, it is not the path the client sent (%00 ends it early). */
+    if (cs->target_error)
+        return answer_early(cs, &cd__http_problem_kinds[CD_PROBLEM_INVALID_URI],
+                            cs->target_error);
+    r->path = url;
+    k = cd__http_headers_check(&hs, version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0,
+                               detail, sizeof detail);
+    if (k)
+        return answer_early(cs, k, detail);
+    if (cs->repeated_param) {
+        char name[41];
+        size_t i = 0;
+        for (; cs->repeated_param[i] && i + 1 < sizeof name; i++)
+            name[i] = cs->repeated_param[i] > 0x20 && cs->repeated_param[i] < 0x7f
+                          ? cs->repeated_param[i]
+                          : '?';
+        name[i] = '\0';
+        snprintf(detail, sizeof detail, "the query parameter '%s' appears more than once", name);
+        return answer_early(cs, &cd__http_problem_kinds[CD_PROBLEM_INVALID_URI], detail);
+    }
+    r->route = cd__http_route_find(method, url, &r->route_index, r->params, &path_known);
+    if (r->route == NULL) {
+        if (!path_known)
+            return answer_early(cs, cd__http_problem_of(CD_ERR_NOT_FOUND), "no such endpoint");
+        cs->method_not_allowed = true;
+        allowed_methods(url, cs->allow, sizeof cs->allow);
+        return answer_early(cs, &cd__http_problem_kinds[CD_PROBLEM_METHOD_NOT_ALLOWED],
+                            "this path does not support this method");
+    }
+    if (length_over(hs.v[CD_H_CONTENT_LENGTH], h->max_body)) {
+        snprintf(detail, sizeof detail, TOO_BIG, h->max_body);
+        return answer_early(cs, cd__http_problem_of(CD_ERR_TOO_BIG), detail);
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -733,62 +980,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct cd_http *h = cls;
     struct conn_state *cs = *con_cls;
-    bool path_known = false;
+    const struct cd__http_target_error *target = cd__http_target_error_of(cs);
 
-    if (cs == NULL) {
-        if ((cs = cd_calloc(1, sizeof *cs)) == NULL)
-            return MHD_NO;
+    if (cs == NULL || target) { /* the first call: what on_uri found, or NULL */
+        if (target && target->too_long)
+            return MHD_NO; /* answered by on_uri */
+        if ((cs = conn_new(h, conn)) == NULL)
+            return queue_oom(conn);
         *con_cls = cs;
-        cs->h = h;
-        cs->conn = conn;
-        cs->start_ns = cd_mono_ns();
-        struct cd_req *r = &cs->r;
-        r->app = h->app;
-        r->auth_cache = h->auth_cache;
-        r->arena = CD_ARENA_INIT(4 * 1024 * 1024);
-        r->body = CD_BUF_INIT(h->max_body);
-        r->method = method;
-        r->path = url;
-        cd_id_new("req", r->request_id);
-        r->authorization = header(conn, "Authorization");
-        r->purpose_hdr = header(conn, "Candor-Purpose");
-        r->idem_key = header(conn, "Idempotency-Key");
-        r->content_type = header(conn, "Content-Type");
-        r->gpc = header(conn, "Sec-GPC");
-        r->fault = header(conn, "Candor-Fault");
-        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, r);
-        r->route = cd__http_route_find(method, url, &r->route_index, r->params, &path_known);
-        if (r->route == NULL) {
-            if (path_known) {
-                cs->method_not_allowed = true;
-                allowed_methods(url, cs->allow, sizeof cs->allow);
-                set_problem_slug(r, 405, "method-not-allowed", "Method not allowed",
-                                 "this path does not support this method");
-            } else {
-                set_problem_slug(r, 404, "not-found", "Not found", "no such endpoint");
-            }
-            cs->early = true;
-            return send_response(cs);
-        }
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end = NULL;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (end != cl && n > h->max_body) {
-                set_problem(r, CD_ERR_TOO_BIG, "the request body is larger than the limit");
-                cs->early = true;
-                return send_response(cs);
-            }
-        }
-        return MHD_YES;
+        atomic_fetch_add(&h->in_flight, 1);
+        cs->target_error = target ? target->why : NULL;
+        return on_headers(cs, url, method, version);
     }
     struct cd_req *r = &cs->r;
     if (cs->early)
         return MHD_YES;
     if (*upload_data_size > 0) {
-        if (!r->body_too_big && cd_buf_append(&r->body, upload_data, *upload_data_size) != CD_OK)
-            r->body_too_big = true;
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
+        r->body_seen += n;
+        if (r->body_seen > h->max_body) {
+            /* Only a chunked body gets here: a declared length over the limit was refused
+             * with the headers. It is refused now, and no more of it is read. */
+            char detail[96];
+            snprintf(detail, sizeof detail, TOO_BIG, h->max_body);
+            refuse_now(cs, cd__http_problem_of(CD_ERR_TOO_BIG), detail);
+            return MHD_NO;
+        }
+        if (!r->body_nomem && cd_buf_append(&r->body, upload_data, n) != CD_OK)
+            r->body_nomem = true; /* not over the limit, so out of memory */
         return MHD_YES;
     }
     if (cs->done) {
@@ -799,8 +1019,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (cs->gated)
         return MHD_YES; /* spurious call while the worker runs */
     cs->gated = true;
-    if (r->body_too_big) {
-        set_problem(r, CD_ERR_TOO_BIG, "the request body is larger than the limit");
+    if (r->body_nomem) {
+        set_problem(r, CD_ERR_NOMEM, "out of memory for the request body");
         cs->done = true;
         return send_response(cs);
     }
@@ -821,13 +1041,32 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct conn_state *cs = *con_cls;
+    const struct cd__http_target_error *target = cd__http_target_error_of(cs);
 
-    if (cs == NULL)
+    *con_cls = NULL;
+    if (cs == NULL || target) { /* on_uri's verdict: nothing to free */
+        /* libmicrohttpd answered before on_request ran (headers over its memory): the access
+         * line and the metrics show that too, unless on_uri answered already. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        char id[CD_ID_MAX];
+        if (ci && !(target && target->too_long)) {
+            cd_id_new("req", id);
+            log_access(id, NULL, cd__http_nroutes, ci->http_status, 0, "-");
+        }
         return;
+    }
+    atomic_fetch_sub(&cs->h->in_flight, 1);
     if (cs->r.finish) /* a deferred answer nobody waits for any more: its operation is freed */
         run_finish(cs);
     if (cs->stream) /* the response was never created: release its reference */
         stream_released(cs->stream);
+    if (cs->r.status == 0) {
+        /* libmicrohttpd answered by itself (a malformed length or chunk). */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        cs->r.status = ci ? ci->http_status : 0;
+    }
     if (cs->r.status)
         log_request(cs);
     json_decref(cs->r.json);
@@ -837,20 +1076,43 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     cd_buf_free(&cs->r.body);
     cd_arena_free(&cs->r.arena);
     cd_free(cs);
-    *con_cls = NULL;
 }
+
+/* libmicrohttpd logs each connection it refuses at a limit: a flood of connections must not
+ * become a flood of log lines. At most LOG_BURST lines a second; the next line written says
+ * how many were left out. */
+#define LOG_BURST 10
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    struct cd_http *h = cls;
     char msg[256], safe[256];
+    uint64_t second = cd_mono_ns() / 1000000000u;
+    unsigned dropped = 0;
 
+    pthread_mutex_lock(&h->log_mu);
+    if (second != h->log_second) {
+        h->log_second = second;
+        h->log_lines = 0;
+    }
+    bool emit = h->log_lines < LOG_BURST;
+    if (emit) {
+        h->log_lines++;
+        dropped = h->log_dropped;
+        h->log_dropped = 0;
+    } else {
+        h->log_dropped++;
+    }
+    pthread_mutex_unlock(&h->log_mu);
+    if (!emit)
+        return;
     vsnprintf(msg, sizeof msg, fmt, ap);
     /* libmicrohttpd's messages carry no request content, but keep them JSON-safe. */
     size_t n = 0;
     for (const char *p = msg; *p && n + 1 < sizeof safe; p++)
         safe[n++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? ' ' : *p;
     safe[n] = '\0';
-    cd_log(CD_LOG_WARN, "http.mhd", "\"detail\":\"%s\"", safe);
+    cd_log(CD_LOG_WARN, "http.mhd", "\"detail\":\"%s\",\"suppressed\":%u", safe, dropped);
 }
 
 static enum cd_err parse_listen(const char *listen, struct sockaddr_in *sa)
@@ -877,18 +1139,47 @@ static enum cd_err parse_listen(const char *listen, struct sockaddr_in *sa)
     return CD_OK;
 }
 
+/* Descriptors beyond the connections: the store's files and readers, the log, the listening
+ * socket, libmicrohttpd's epoll and wake-up descriptors. */
+#define FD_RESERVE 256
+
+/* Every connection holds a descriptor. When the process runs out of them, accept() fails for
+ * every client alike, so the connection limits would protect no one: the limit on open files
+ * is raised to what the connection limit needs, or the start is refused. */
+static enum cd_err fd_room(unsigned connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)connections + FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= need)
+        return CD_OK;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need) {
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return CD_OK;
+    }
+    return cd_err_set(CD_ERR_INVALID,
+                      "--max-connections %u needs %llu open files, but the limit is %llu "
+                      "(ulimit -n): raise the limit or lower --max-connections",
+                      connections, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+}
+
 enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
                           struct cd_http **out)
 {
     struct cd_http *h;
     struct sockaddr_in sa;
     enum cd_err err;
+    unsigned max_conns = cfg->max_connections ? cfg->max_connections : CD_HTTP_MAX_CONNECTIONS;
 
-    if ((err = parse_listen(cfg->listen, &sa)) != CD_OK)
+    if ((err = parse_listen(cfg->listen, &sa)) != CD_OK || (err = fd_room(max_conns)) != CD_OK)
         return err;
     if ((h = cd_calloc(1, sizeof *h)) == NULL)
         return CD_ERR_NOMEM;
+    pthread_mutex_init(&h->log_mu, NULL);
     h->app = app;
+    h->listen_fd = MHD_INVALID_SOCKET;
     h->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
     h->nworkers = cfg->workers ? cfg->workers : 64;
     h->q.cap = 65536;
@@ -914,9 +1205,13 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
         0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->event_threads ? cfg->event_threads : 2,
-        MHD_OPTION_CONNECTION_LIMIT, 10000, MHD_OPTION_CONNECTION_TIMEOUT, 30,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+        /* A connection over either limit is closed as soon as it is accepted. */
+        MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        cfg->max_client_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg->idle_timeout ? cfg->idle_timeout : CD_HTTP_IDLE_TIMEOUT,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        h, MHD_OPTION_END);
     if (h->d == NULL) {
         err = cd_err_set(CD_ERR_IO, "cannot listen on %s (in use, or not allowed)", cfg->listen);
         goto fail;
@@ -935,12 +1230,27 @@ unsigned cd_http_port(const struct cd_http *h)
     return h->port;
 }
 
+void cd_http_quiesce(struct cd_http *h)
+{
+    if (atomic_exchange(&h->draining, true) || h->d == NULL)
+        return;
+    h->listen_fd = MHD_quiesce_daemon(h->d);
+    /* Refuse new connections at once instead of leaving them in the backlog until the process
+     * exits: a client or proxy then turns to another server straight away. */
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        shutdown(h->listen_fd, SHUT_RDWR);
+}
+
+unsigned cd_http_in_flight(struct cd_http *h)
+{
+    return atomic_load(&h->in_flight);
+}
+
 void cd_http_stop(struct cd_http *h)
 {
     if (h == NULL)
         return;
-    if (h->d)
-        MHD_quiesce_daemon(h->d);
+    cd_http_quiesce(h);
     /* Workers drain the queue and resume every suspended connection before the daemon stops:
      * libmicrohttpd must not be stopped with suspended connections. */
     atomic_store(&h->stopping, true);
@@ -952,7 +1262,10 @@ void cd_http_stop(struct cd_http *h)
         pthread_join(h->workers[i], NULL);
     if (h->d)
         MHD_stop_daemon(h->d);
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        close(h->listen_fd);
     cd__http_metrics_free();
+    pthread_mutex_destroy(&h->log_mu);
     pthread_mutex_destroy(&h->q.mu);
     pthread_cond_destroy(&h->q.cv);
     cd_free(h->q.items);

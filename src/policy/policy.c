@@ -1,5 +1,7 @@
 /* The purpose policy, loaded from YAML (libyaml's document API keeps line numbers, so every
  * mistake is reported as FILE:LINE). The built-in default is config/policy.yaml, embedded. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <yaml.h>
@@ -16,12 +18,28 @@ extern const char cd_policy_default_yaml[];
 
 #define POLICY_MAX_BYTES (1024 * 1024) /* a policy is a page of YAML; anything larger is a mistake */
 
-struct cd_policy {
+/* One loaded policy; immutable once published. */
+struct table {
     unsigned roles[CD_PURPOSE__COUNT]; /* CD_ROLE_BIT mask */
     struct cd_policy_grant grant[CD_PURPOSE__COUNT];
     bool defined[CD_PURPOSE__COUNT];
     unsigned restricted;  /* restricted_purposes, bit per purpose */
     unsigned promotional; /* promotional_purposes, bit per purpose */
+};
+
+/* Readers take the current table with one atomic load and never wait. A table replaced by a
+ * reload is kept until cd_policy_free, so a request that loaded it a moment before the swap
+ * never reads freed memory; only reloads that change the policy retire one (a few hundred
+ * bytes each). */
+struct retired {
+    struct table *t;
+    struct retired *next;
+};
+
+struct cd_policy {
+    _Atomic(struct table *) cur;
+    pthread_mutex_t mu; /* serialises reloads */
+    struct retired *retired;
 };
 
 static const char *const category_names[] = {"reference", "contact", "profile", "conversation",
@@ -49,7 +67,7 @@ const char *cd_policy_categories(unsigned fields)
 
 struct loader {
     struct cd_yaml y;
-    struct cd_policy *p;
+    struct table *p;
 };
 
 static enum cd_err bad(const struct loader *l, const yaml_node_t *n, const char *what)
@@ -204,7 +222,8 @@ static enum cd_err load_root(struct loader *l)
     return CD_OK;
 }
 
-enum cd_err cd_policy_load(const char *path, struct cd_policy **out)
+/* Loads a table from path, or from the built-in default when path is NULL. */
+static enum cd_err load_table(const char *path, struct table **out)
 {
     struct loader l;
     enum cd_err err;
@@ -227,28 +246,87 @@ enum cd_err cd_policy_load(const char *path, struct cd_policy **out)
     return err;
 }
 
+enum cd_err cd_policy_load(const char *path, struct cd_policy **out)
+{
+    struct cd_policy *p = cd_calloc(1, sizeof *p);
+    struct table *t = NULL;
+    enum cd_err err;
+
+    if (p == NULL)
+        return CD_ERR_NOMEM;
+    if ((err = load_table(path, &t)) != CD_OK) {
+        cd_free(p);
+        return err;
+    }
+    atomic_init(&p->cur, t);
+    pthread_mutex_init(&p->mu, NULL);
+    *out = p;
+    return CD_OK;
+}
+
+enum cd_err cd_policy_reload(struct cd_policy *p, const char *path, bool *changed)
+{
+    struct table *t = NULL;
+    struct retired *r = NULL;
+    enum cd_err err;
+
+    *changed = false;
+    if ((err = load_table(path, &t)) != CD_OK)
+        return err;
+    pthread_mutex_lock(&p->mu);
+    struct table *old = atomic_load(&p->cur);
+    /* Both tables were zeroed before loading, so equal content compares equal bytes. */
+    if (memcmp(old, t, sizeof *t) == 0) {
+        cd_free(t);
+    } else if ((r = cd_malloc(sizeof *r)) == NULL) {
+        cd_free(t);
+        err = CD_ERR_NOMEM;
+    } else {
+        r->t = old;
+        r->next = p->retired;
+        p->retired = r;
+        atomic_store_explicit(&p->cur, t, memory_order_release);
+        *changed = true;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return err;
+}
+
 void cd_policy_free(struct cd_policy *p)
 {
+    if (p == NULL)
+        return;
+    for (struct retired *r = p->retired, *next; r; r = next) {
+        next = r->next;
+        cd_free(r->t);
+        cd_free(r);
+    }
+    cd_free(atomic_load(&p->cur));
+    pthread_mutex_destroy(&p->mu);
     cd_free(p);
 }
 
 enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum cd_purpose purpose,
                             struct cd_policy_grant *grant)
 {
-    if ((unsigned)purpose >= CD_PURPOSE__COUNT || !(p->roles[purpose] & CD_ROLE_BIT(role)))
+    const struct table *t = atomic_load_explicit(&p->cur, memory_order_acquire);
+
+    if ((unsigned)purpose >= CD_PURPOSE__COUNT || !(t->roles[purpose] & CD_ROLE_BIT(role)))
         return cd_err_set(CD_ERR_PURPOSE_DENIED,
                           "the %s role may not use personal data for the purpose '%s'",
                           cd_role_name(role), cd_purpose_name(purpose));
-    *grant = p->grant[purpose];
+    *grant = t->grant[purpose];
     return CD_OK;
 }
 
 unsigned cd_policy_restricted_purposes(const struct cd_policy *p)
 {
-    return p->restricted;
+    return atomic_load_explicit(&p->cur, memory_order_acquire)->restricted;
 }
 
 bool cd_policy_promotional(const struct cd_policy *p, enum cd_purpose purpose)
 {
-    return (unsigned)purpose < CD_PURPOSE__COUNT && ((p->promotional >> purpose) & 1u);
+    const struct table *t = atomic_load_explicit(&p->cur, memory_order_acquire);
+
+    return (unsigned)purpose < CD_PURPOSE__COUNT && ((t->promotional >> purpose) & 1u);
 }

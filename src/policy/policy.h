@@ -9,7 +9,8 @@
  * at start (config/policy.yaml) and validated with errors naming file and line.
  *
  * Must never: know about HTTP or the store.
- * Threads: immutable after load; any thread may read it. */
+ * Threads: any thread may read it at any time; cd_policy_reload swaps in a new policy
+ * atomically, so a check sees the old policy or the new one, never a mix. */
 #ifndef CD_POLICY_H
 #define CD_POLICY_H
 
@@ -64,6 +65,12 @@ struct cd_policy;
  * The caller frees *out with cd_policy_free. */
 enum cd_err cd_policy_load(const char *path, struct cd_policy **out);
 void cd_policy_free(struct cd_policy *p);
+
+/* Loads the policy again from path (NULL: the built-in one) and, if it differs, puts it in
+ * force for every check that starts afterwards; *changed tells whether it did. On any error the
+ * policy in force stays. May run while other threads call cd_policy_check. Errors: as
+ * cd_policy_load. */
+enum cd_err cd_policy_reload(struct cd_policy *p, const char *path, bool *changed);
 
 /* Decides whether role may use purpose; fills *grant. Errors: CD_ERR_PURPOSE_DENIED with a
  * detail naming the role and purpose. */

@@ -89,7 +89,48 @@ const char *const cd__store_sqlite_migrations[] = {
      * the first start after the upgrade (0.25 s for a million events, warm cache). */
     "CREATE INDEX audit_reads_by_customer ON audit_events(customer_id, seq)"
     " WHERE action LIKE '%.read';",
-    /* 9: audit — the access log shows refused attempts on the customer's data too
+    /* 9: auth, core — secrets and identities.
+     * Tokens may expire; every revocation bumps auth_epoch, which servers' token caches read
+     * to learn of revocations made by another process.
+     * Idempotency keys and thread ids can hold personal data (an email address as a thread
+     * id): only a keyed hash of an Idempotency-Key is kept, and a thread id is sealed for its
+     * customer (thread) with a keyed hash beside it for lookups (thread_hash). The plaintext
+     * of a database made before is converted by core at its next start, which needs the
+     * master key: idempotency_plain and thread_reseal list what is left to convert, and core
+     * empties them (docs/crypto.md). interactions.thread_id stays, always NULL.
+     * Identities carry the keyed hash of their confusable skeleton (UTS #39) and whether
+     * their normalised value is beyond ASCII, to find look-alikes; a look-alike becomes an
+     * identity_links row a supervisor merges or dismisses. The skeleton's hash names its kind,
+     * so its index needs no kind (with one, SQLite searched by the primary key's kind prefix:
+     * every identity of the kind). identity_reindex lists the
+     * identities core must normalise again (NFKC, case fold, default ignorables). */
+    "ALTER TABLE tokens ADD COLUMN expires_at INTEGER;"
+    "CREATE TABLE auth_epoch(id INTEGER PRIMARY KEY, revocations INTEGER NOT NULL);"
+    "INSERT INTO auth_epoch(id, revocations) VALUES(1, 0);"
+    "ALTER TABLE idempotency RENAME TO idempotency_plain;"
+    "CREATE TABLE idempotency("
+    "  scope TEXT NOT NULL, key_hash BLOB NOT NULL, request_hash BLOB NOT NULL,"
+    "  resource_id TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(scope, key_hash)) WITHOUT ROWID;"
+    "ALTER TABLE interactions ADD COLUMN thread BLOB;"
+    "ALTER TABLE interactions ADD COLUMN thread_hash BLOB;"
+    "CREATE TABLE thread_reseal(seq INTEGER PRIMARY KEY, id TEXT NOT NULL);"
+    "INSERT INTO thread_reseal(id) SELECT id FROM interactions WHERE thread_id IS NOT NULL;"
+    "ALTER TABLE identities ADD COLUMN skeleton BLOB;"
+    "ALTER TABLE identities ADD COLUMN beyond_ascii INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX identities_by_skeleton ON identities(skeleton);"
+    "CREATE TABLE identity_reindex(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+    "  lookup BLOB NOT NULL);"
+    "INSERT INTO identity_reindex(kind, lookup) SELECT kind, lookup FROM identities;"
+    "CREATE TABLE identity_links("
+    "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, other_id TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, lookup BLOB NOT NULL, other_lookup BLOB NOT NULL,"
+    "  reason TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  resolved_at INTEGER, resolved_by TEXT);"
+    "CREATE INDEX identity_links_by_status ON identity_links(status, created_at);"
+    "CREATE INDEX identity_links_by_customer ON identity_links(customer_id);"
+    "CREATE INDEX identity_links_by_other ON identity_links(other_id);",
+    /* 10: audit — the access log shows refused attempts on the customer's data too
      * (access.denied), so its partial index holds them beside the reads. */
     "DROP INDEX audit_reads_by_customer;"
     "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"

@@ -1,12 +1,18 @@
 /* The SQLite backend: WAL journal, synchronous=FULL (a COMMIT returns after fsync), prepared
  * statements cached per connection, and forward-only numbered migrations. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "store.h"
 #include "store_int.h"
 
 #define STMT_CACHE 128
+#define BACKUP_STEP_PAGES 1024 /* pages copied between two progress reports */
 #define STMT_PROBE 8 /* slots tried, from the hashed one on */
 
 struct sq_conn {
@@ -67,6 +73,39 @@ static void sq_configure_once(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The database holds sealed personal data, blind indexes and token hashes: its files are the
+ * owner's alone. SQLite creates a new database file with 0644 (less the umask) and gives the
+ * -wal and -shm files the database file's mode, so the file is created here first, 0600, and
+ * the three files of a database made by an older candor (or copied in) lose their group and
+ * other bits. Special names (":memory:", "file:" URIs) are left to SQLite. */
+static enum cd_err secure_files(const char *target)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    char path[4200];
+    struct stat st;
+    int fd;
+
+    if (target[0] == '\0' || target[0] == ':' || strncmp(target, "file:", 5) == 0)
+        return CD_OK;
+    fd = open(target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return cd_err_set(CD_ERR_STORE, "cannot open the database %s: %s", target,
+                          strerror(errno));
+    close(fd);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        snprintf(path, sizeof path, "%s%s", target, suffixes[i]);
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0)
+            continue;
+        if (chmod(path, st.st_mode & 0700) != 0)
+            return cd_err_set(CD_ERR_STORE, "%s is readable by others and cannot be made "
+                                            "private (chmod 600 it): %s",
+                              path, strerror(errno));
+        cd_log(CD_LOG_WARN, "store.file_mode_tightened", "\"suffix\":\"%s\",\"was\":\"%04o\"",
+               suffixes[i], (unsigned)(st.st_mode & 0777));
+    }
+    return CD_OK;
+}
+
 static enum cd_err sq_open(const char *target, bool writer, void **out)
 {
     static pthread_once_t configured = PTHREAD_ONCE_INIT;
@@ -78,6 +117,8 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
     if (conn == NULL)
         return CD_ERR_NOMEM;
     pthread_once(&configured, sq_configure_once);
+    if (writer && (err = secure_files(target)) != CD_OK)
+        goto fail;
     if ((rc = sqlite3_open_v2(target, &conn->db, flags, NULL)) != SQLITE_OK) {
         err = cd_err_set(CD_ERR_STORE, "cannot open the database: %s", sqlite3_errstr(rc));
         goto fail;
@@ -402,6 +443,72 @@ static bool sq_in_transaction(void *c)
     return sqlite3_get_autocommit(conn->db) == 0;
 }
 
+/* The online backup API, inside one read transaction on the source: every step copies from the
+ * same snapshot, so writes that commit meanwhile neither appear half-way nor restart the copy
+ * (WAL readers do not block the writer; the log grows until the copy ends). */
+static enum cd_err sq_backup(void *c, const char *path, cd_store_progress_fn progress, void *ctx,
+                             struct cd_store_backup_info *info)
+{
+    struct sq_conn *conn = c;
+    struct sq_conn dst; /* the copy, through the same statement helpers */
+    sqlite3_backup *b = NULL;
+    int64_t version = 0, pages = 0, page_size = 0;
+    bool ok = true;
+    enum cd_err err;
+    int rc;
+
+    memset(&dst, 0, sizeof dst);
+    if ((err = sq_begin(c, false)) != CD_OK)
+        return err;
+    if ((err = sq_exec(c, "SELECT coalesce(max(version),0) FROM schema_version", NULL, 0,
+                       version_row, &version, NULL)) != CD_OK)
+        goto out;
+    if ((rc = sqlite3_open_v2(path, &dst.db, SQLITE_OPEN_READWRITE, NULL)) != SQLITE_OK) {
+        err = cd_err_set(CD_ERR_IO, "cannot open %s: %s", path, sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_extended_result_codes(dst.db, 1);
+    if ((b = sqlite3_backup_init(dst.db, "main", conn->db, "main")) == NULL) {
+        err = sq_err(dst.db, sqlite3_errcode(dst.db), "backup");
+        goto out;
+    }
+    do {
+        rc = sqlite3_backup_step(b, BACKUP_STEP_PAGES);
+        if (progress && (rc == SQLITE_OK || rc == SQLITE_DONE)) {
+            uint64_t total = (uint64_t)sqlite3_backup_pagecount(b);
+            progress(ctx, total - (uint64_t)sqlite3_backup_remaining(b), total);
+        }
+    } while (rc == SQLITE_OK);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        err = sq_err(dst.db, rc, "backup");
+        goto out;
+    }
+    /* The copy's header still says WAL: a rollback journal makes it one self-contained file
+     * that opens read-only as well. Then SQLite's own check of every page and index. */
+    if ((err = sq_simple(&dst, "PRAGMA journal_mode=DELETE")) != CD_OK ||
+        (err = sq_exec(&dst, "PRAGMA quick_check", NULL, 0, check_row, &ok, NULL)) != CD_OK ||
+        (err = sq_exec(&dst, "PRAGMA page_count", NULL, 0, version_row, &pages, NULL)) != CD_OK ||
+        (err = sq_exec(&dst, "PRAGMA page_size", NULL, 0, version_row, &page_size, NULL)) !=
+            CD_OK)
+        goto out;
+    if (!ok) {
+        err = cd_err_set(CD_ERR_INTEGRITY, "the copy failed PRAGMA quick_check");
+        goto out;
+    }
+    if (info) {
+        info->bytes = (uint64_t)(pages * page_size);
+        info->schema_version = (int)version;
+    }
+out:
+    sq_rollback(c);
+    for (int i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(dst.cache[i].st);
+    if (dst.db && sqlite3_close(dst.db) != SQLITE_OK && err == CD_OK)
+        err = cd_err_set(CD_ERR_IO, "cannot close %s", path);
+    return err;
+}
+
 const struct cd_store_ops cd_store_sqlite_ops = {
     .name = "sqlite",
     .conn_open = sq_open,
@@ -418,4 +525,5 @@ const struct cd_store_ops cd_store_sqlite_ops = {
     .checkpoint = sq_checkpoint,
     .total_changes = sq_total_changes,
     .in_transaction = sq_in_transaction,
+    .backup = sq_backup,
 };

@@ -2,9 +2,13 @@
  * read connections. Why a writer thread: SQLite allows one writer at a time, and an fsync per
  * request caps throughput at the disk's flush rate; batching every write that arrived while the
  * previous commit was flushing turns N fsyncs into one without weakening durability. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "store.h"
 
 #define MAX_BATCH 2048
@@ -489,6 +493,80 @@ enum cd_err cd_store_checkpoint(struct cd_store *s)
     if (err != CD_OK)
         cd_err_set(err, "%s", s->checkpoint_detail);
     pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+/* fsync of a file or directory by path. */
+static enum cd_err sync_path(const char *path, bool dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_WRONLY) | O_CLOEXEC);
+    bool ok = fd >= 0 && fsync(fd) == 0;
+
+    if (fd >= 0)
+        close(fd);
+    return ok ? CD_OK : cd_err_set(CD_ERR_IO, "cannot sync %s: %s", path, strerror(errno));
+}
+
+static void remove_partial(const char *tmp)
+{
+    char side[CD_STORE_BACKUP_PATH_MAX + 32];
+
+    unlink(tmp);
+    snprintf(side, sizeof side, "%s-journal", tmp); /* SQLite's, should a crash leave it */
+    unlink(side);
+}
+
+enum cd_err cd_store_backup(struct cd_store *s, const char *path, cd_store_progress_fn progress,
+                            void *ctx, struct cd_store_backup_info *info)
+{
+    char tmp[CD_STORE_BACKUP_PATH_MAX + 16], dir[CD_STORE_BACKUP_PATH_MAX];
+    void *conn = NULL;
+    struct stat st;
+    enum cd_err err;
+    int fd;
+
+    if (strlen(path) >= CD_STORE_BACKUP_PATH_MAX)
+        return cd_err_set(CD_ERR_INVALID, "the backup path is too long");
+    if (lstat(path, &st) == 0)
+        return cd_err_set(CD_ERR_CONFLICT, "%s exists; a backup never replaces a file", path);
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    /* Created here, 0600 and exclusively, so the copy is never readable by others (SQLite
+     * gives its journal the same mode) and two backups never write one file. */
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+        if (errno == EEXIST)
+            return cd_err_set(CD_ERR_CONFLICT,
+                              "%s exists: another backup is running, or one was interrupted "
+                              "(remove the file)", tmp);
+        return cd_err_set(CD_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    }
+    close(fd);
+    if ((err = reader_get(s, &conn)) != CD_OK)
+        goto out;
+    err = s->ops->backup(conn, tmp, progress, ctx, info);
+    s->ops->conn_close(conn); /* a connection that held a long snapshot starts afresh */
+    if (err != CD_OK || (err = sync_path(tmp, false)) != CD_OK)
+        goto out;
+    /* link, unlike rename, fails rather than replace a file that appeared meanwhile. */
+    if (link(tmp, path) != 0) {
+        err = errno == EEXIST
+                  ? cd_err_set(CD_ERR_CONFLICT, "%s exists; a backup never replaces a file", path)
+                  : cd_err_set(CD_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        goto out;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    unlink(tmp);
+    if ((err = sync_path(dir, true)) != CD_OK)
+        unlink(path); /* not known to be durable: no copy is better than a doubtful one */
+out:
+    if (err != CD_OK)
+        remove_partial(tmp);
     return err;
 }
 

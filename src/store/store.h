@@ -48,6 +48,18 @@ typedef enum cd_err (*cd_row_fn)(void *ctx, const struct cd_val *cols, size_t nc
 struct cd_tx;
 typedef enum cd_err (*cd_tx_fn)(struct cd_tx *tx, void *ctx);
 
+/* Progress of a long operation: done out of total units (pages for SQLite's backup). */
+typedef void (*cd_store_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Longest path cd_store_backup takes. */
+#define CD_STORE_BACKUP_PATH_MAX 4096
+
+/* What a backup copied. */
+struct cd_store_backup_info {
+    uint64_t bytes;      /* size of the copy */
+    int schema_version;  /* the copy's schema version (a binary that old or newer restores it) */
+};
+
 /* The backend interface. Every backend speaks the same SQL subset: $1..$n parameters,
  * INSERT .. ON CONFLICT, RETURNING, standard types (INTEGER, TEXT, BLOB/BYTEA by migration). */
 struct cd_store_ops {
@@ -79,6 +91,13 @@ struct cd_store_ops {
     int64_t (*total_changes)(void *conn);
     /* False once an error (I/O, disk full) made the backend roll the transaction back. */
     bool (*in_transaction)(void *conn);
+    /* Copies the whole database, as one snapshot taken when the copy starts, into the empty
+     * file at path (which the caller created, and removes on failure), while other
+     * connections go on reading and writing. The copy must stand alone (no log files beside
+     * it), pass the backend's quick consistency check and be on disk when this returns.
+     * conn is a read connection outside any transaction; progress may be NULL. */
+    enum cd_err (*backup)(void *conn, const char *path, cd_store_progress_fn progress, void *ctx,
+                          struct cd_store_backup_info *info);
 };
 
 extern const struct cd_store_ops cd_store_sqlite_ops;
@@ -152,6 +171,18 @@ enum cd_err cd_store_integrity_check(struct cd_store *s);
 /* Checkpoints and truncates the write-ahead log on the writer connection, between batches.
  * Errors: CD_ERR_BUSY (readers kept it from completing), CD_ERR_STORE. */
 enum cd_err cd_store_checkpoint(struct cd_store *s);
+
+/* Writes a consistent copy of the database to path, created 0600, while the store (and any
+ * server on the same database) goes on serving: every write committed before the copy started
+ * is in it, none that committed later is. The copy is made as path.partial and linked to path
+ * only once complete and synced, so path never holds half a copy and an existing file is
+ * never replaced. progress (may be NULL) is called on this thread. *info (may be NULL) gets
+ * the size and schema version. Keys are not part of the database and not in the copy.
+ * Errors: CD_ERR_CONFLICT (path or path.partial exists), CD_ERR_IO (cannot create, sync or
+ * link the file; the detail names it), CD_ERR_STORE, CD_ERR_INTEGRITY (the copy failed its
+ * check), CD_ERR_NOMEM. On error nothing is left at path or path.partial. */
+enum cd_err cd_store_backup(struct cd_store *s, const char *path, cd_store_progress_fn progress,
+                            void *ctx, struct cd_store_backup_info *info);
 
 /* A snapshot of the counters, for /metrics. */
 void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out);

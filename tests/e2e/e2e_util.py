@@ -4,6 +4,9 @@ import http.client
 import json
 import os
 import subprocess
+import time
+
+from harness import free_port
 
 TABLES = ("customers", "identities", "interactions", "idempotency", "merges", "tokens")
 
@@ -57,3 +60,37 @@ def ndjson(srv, body):
         return r.status, r.getheader("Content-Type"), [json.loads(x) for x in data.splitlines()]
     finally:
         c.close()
+
+
+def plain_server(binary, data, env, cwd, log, preexec_fn=None):
+    """Starts `binary serve --data data` on a free port from cwd, without --rules (it finds
+    them itself), and waits for /healthz. Returns (process, port)."""
+    port = free_port()
+    proc = subprocess.Popen([binary, "serve", "--data", data, "--listen", f"127.0.0.1:{port}"],
+                            cwd=cwd, env=env, stdout=log, stderr=log, preexec_fn=preexec_fn)
+    deadline = time.time() + 120
+    while True:
+        assert proc.poll() is None, open(log.name).read()
+        try:
+            if plain_req(port, None, "GET", "/healthz")[0] == 200:
+                return proc, port
+        except OSError:
+            assert time.time() < deadline, open(log.name).read()
+            time.sleep(0.05)
+
+
+def plain_req(port, token, method, path, body=None, purpose=None):
+    """One JSON request; returns (status, parsed body or None)."""
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    if purpose:
+        h["Candor-Purpose"] = purpose
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+    finally:
+        c.close()
+    return r.status, json.loads(payload) if payload else None

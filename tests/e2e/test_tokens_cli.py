@@ -7,7 +7,7 @@ import stat
 
 from harness import Server, assert_problem
 
-SUBCOMMANDS = ["init", "serve", "token", "audit"]
+SUBCOMMANDS = ["init", "serve", "token", "audit", "guard", "backup"]
 
 
 def setup_module():
@@ -69,19 +69,60 @@ def test_cli_token_create_list_revoke(srv):
     rc, out, err = srv.cli("token", "list", "--data", srv.data, "--format", "json")
     rows = json.loads(out)
     row = [r for r in rows if r["name"] == "CLI agent"][0]
+    # The server has the token in its cache now; another process revokes it. The server's
+    # cache reads the revocation counter at least every 100 ms (docs/architecture.md).
+    assert srv.req("GET", "/v1/customers", token=token, purpose="service")[0] == 200
     rc, out, err = srv.cli("token", "revoke", row["id"], "--data", srv.data)
     assert rc == 0, err
-    # A revocation by another process reaches the server's token cache within 2 s.
-    deadline = time.time() + 3
-    while srv.req("GET", "/v1/customers", token=token, purpose="service")[0] == 200:
-        assert time.time() < deadline, "revoked token still accepted after 3 s"
-        time.sleep(0.1)
-    assert_problem(srv.req("GET", "/v1/customers", token=token, purpose="service"), 401,
-                   "unauthenticated")
+    time.sleep(0.15)
+    r = assert_problem(srv.req("GET", "/v1/customers", token=token, purpose="service"), 401,
+                       "unauthenticated")
+    assert "revoked" in r["detail"], r
     rc, _, err = srv.cli("token", "revoke", "tok_00000000000000000000000000", "--data", srv.data)
     assert rc != 0 and "no token" in err, err
     rc, _, err = srv.cli("token", "create", "--data", srv.data, "--role", "root", "--name", "x")
     assert rc != 0 and "--role" in err, err
+
+
+def test_tokens_expire(srv):
+    st, _, t = srv.req("POST", "/v1/tokens", {"role": "agent", "name": "short", "expires_in": 2})
+    assert st == 201 and t["expires_at"], t
+    st, _, forever = srv.req("POST", "/v1/tokens", {"role": "agent", "name": "forever"})
+    assert st == 201 and forever["expires_at"] is None, forever
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    st, _, dated = srv.req("POST", "/v1/tokens", {"role": "agent", "name": "dated",
+                                                   "expires_at": later})
+    assert st == 201 and dated["expires_at"].startswith(later[:19]), dated
+    assert srv.req("GET", "/v1/customers", token=t["token"], purpose="service")[0] == 200
+    st, _, lst = srv.req("GET", "/v1/tokens")
+    mine = {x["id"]: x for x in lst["items"]}
+    assert mine[t["id"]]["status"] == "active" and mine[t["id"]]["expires_at"] == t["expires_at"]
+    assert mine[forever["id"]]["expires_at"] is None
+    time.sleep(2.1)
+    r = assert_problem(srv.req("GET", "/v1/customers", token=t["token"], purpose="service"), 401,
+                       "unauthenticated")
+    assert "expired" in r["detail"], r
+    st, _, lst = srv.req("GET", "/v1/tokens")
+    assert {x["id"]: x for x in lst["items"]}[t["id"]]["status"] == "expired"
+    for bad in ({"expires_in": 0}, {"expires_in": -5}, {"expires_in": "90d"},
+                {"expires_in": 10 ** 12}, {"expires_at": "2001-01-01T00:00:00Z"},
+                {"expires_at": "soon"}, {"expires_in": 60, "expires_at": later}):
+        assert_problem(srv.req("POST", "/v1/tokens", dict({"role": "agent", "name": "x"}, **bad)),
+                       400, "invalid-request")
+    rc, out, err = srv.cli("token", "create", "--data", srv.data, "--role", "agent", "--name",
+                           "ninety days", "--expires", "90d")
+    assert rc == 0 and "expires" in err, err
+    rc, out, err = srv.cli("token", "list", "--data", srv.data, "--format", "json")
+    row = [x for x in json.loads(out) if x["name"] == "ninety days"][0]
+    days = (time.mktime(time.strptime(row["expires_at"][:19], "%Y-%m-%dT%H:%M:%S")) -
+            time.mktime(time.strptime(row["created_at"][:19], "%Y-%m-%dT%H:%M:%S"))) / 86400
+    assert abs(days - 90) < 0.01 and row["status"] == "active", row
+    rc, out, _ = srv.cli("token", "list", "--data", srv.data)
+    assert "expired" in out and row["expires_at"] in out, out
+    for bad in ("0d", "90x", "d", "-3h", "2001-01-01T00:00:00Z", "99999y"):
+        rc, _, err = srv.cli("token", "create", "--data", srv.data, "--role", "agent", "--name",
+                             "bad", "--expires", bad)
+        assert rc == 2 and "--expires" in err, (bad, rc, err)
 
 
 def test_help_everywhere(srv):

@@ -548,6 +548,18 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
         (err = cd_tx_exec(tx, "DROP INDEX audit_access_by_customer", NULL, 0, NULL, NULL,
                           NULL)) != CD_OK)
         return err;
+    /* Migrations after 6 run again on reopening: what they made is undone first. */
+    static const char *const undo[] = {
+        "DROP TABLE identity_links", "DROP TABLE identity_reindex",
+        "DROP INDEX identities_by_skeleton", "ALTER TABLE identities DROP COLUMN skeleton",
+        "ALTER TABLE identities DROP COLUMN beyond_ascii", "DROP TABLE thread_reseal",
+        "ALTER TABLE interactions DROP COLUMN thread",
+        "ALTER TABLE interactions DROP COLUMN thread_hash", "DROP TABLE idempotency",
+        "ALTER TABLE idempotency_plain RENAME TO idempotency", "DROP TABLE auth_epoch",
+        "ALTER TABLE tokens DROP COLUMN expires_at"};
+    for (size_t i = 0; i < sizeof undo / sizeof undo[0]; i++)
+        if ((err = cd_tx_exec(tx, undo[i], NULL, 0, NULL, NULL, NULL)) != CD_OK)
+            return err;
     return cd_tx_exec(tx, "DELETE FROM schema_version WHERE version > 5", NULL, 0, NULL, NULL,
                       NULL);
 }

@@ -54,6 +54,8 @@ static const char *norm(const char *type, const char *network, const char *value
     return out;
 }
 
+static enum cd_err ingest(const char *text, json_t **out);
+
 static void identities_normalise(void **state)
 {
     assert_string_equal(norm("email", NULL, " Ana.Silva@Example.COM "), "ana.silva@example.com");
@@ -74,6 +76,151 @@ static void identities_normalise(void **state)
     assert_string_equal(norm("external", "shopify", "Cust-42"), "shopify:Cust-42");
     assert_string_equal(norm("fax", NULL, "123"), "!invalid");
     assert_string_equal(norm("email", NULL, "a\xff@example.com"), "!invalid");
+    /* Unicode: NFKC, case folding, default-ignorable code points removed. */
+    assert_string_equal(norm("email", NULL, "\xef\xbd\x81\xef\xbd\x8e\xef\xbd\x81@example.com"),
+                        "ana@example.com"); /* fullwidth ａｎａ */
+    assert_string_equal(norm("email", NULL, "an\xe2\x80\x8b" "a@example.com"),
+                        "ana@example.com"); /* zero-width space */
+    assert_string_equal(norm("email", NULL, "ana\xef\xbc\xa0" "example.com"),
+                        "ana@example.com"); /* fullwidth @ */
+    assert_string_equal(norm("email", NULL, "STRA\xc3\x9f" "E@example.com"),
+                        "strasse@example.com"); /* ß folds to ss */
+    assert_string_equal(norm("email", NULL, "jose\xcc\x81@example.com"),
+                        "jos\xc3\xa9@example.com"); /* e + combining acute composes to é */
+    assert_string_equal(norm("email", NULL, "\xd0\xb0na@example.com"),
+                        "\xd0\xb0na@example.com"); /* a Cyrillic а stays: a look-alike */
+    assert_string_equal(norm("phone", NULL, "\xef\xbc\x8b\xef\xbc\x94\xef\xbc\x94 20 7946 0958"),
+                        "+442079460958"); /* fullwidth ＋４４ */
+    assert_string_equal(norm("social", "instagram", "@An\xe2\x80\x8d" "a"), "instagram:ana");
+    /* External ids keep their case (another system's keys), not their invisible characters. */
+    assert_string_equal(norm("external", "shopify", "Cust\xc2\xad-42"), "shopify:Cust-42");
+}
+
+static void skeletons_find_lookalikes(void **state)
+{
+    uint8_t latin[CD_CRYPTO_HASH_LEN], cyrillic[CD_CRYPTO_HASH_LEN], other[CD_CRYPTO_HASH_LEN];
+    uint8_t phone[CD_CRYPTO_HASH_LEN];
+    bool beyond = true;
+
+    assert_int_equal(cd__core_identity_skeleton(core, CD_STR("email"), CD_STR("ana@example.com"),
+                                                latin, &beyond), CD_OK);
+    assert_false(beyond);
+    assert_int_equal(cd__core_identity_skeleton(core, CD_STR("email"),
+                                                CD_STR("\xd0\xb0na@example.com"), cyrillic,
+                                                &beyond), CD_OK);
+    assert_true(beyond);
+    assert_memory_equal(latin, cyrillic, sizeof latin);
+    assert_int_equal(cd__core_identity_skeleton(core, CD_STR("email"), CD_STR("bob@example.com"),
+                                                other, &beyond), CD_OK);
+    assert_memory_not_equal(latin, other, sizeof latin);
+    /* Kinds are separate domains: the same text as another kind has another skeleton hash. */
+    assert_int_equal(cd__core_identity_skeleton(core, CD_STR("phone"), CD_STR("ana@example.com"),
+                                                phone, &beyond), CD_OK);
+    assert_memory_not_equal(latin, phone, sizeof latin);
+}
+
+static enum cd_err links_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM identity_links WHERE status = 'open'", NULL, 0,
+                     ctx);
+}
+
+static void lookalikes_are_linked_merged_and_dismissed(void **state)
+{
+    json_t *a = NULL, *b = NULL, *c = NULL, *page = NULL, *link = NULL;
+    int64_t open_links = 0;
+
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"ana@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\"}", &a), CD_OK);
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":"
+                            "\"\xd0\xb0na@example.com\"},\"channel\":\"email\","
+                            "\"direction\":\"inbound\"}", &b), CD_OK);
+    assert_true(json_is_true(json_object_get(b, "customer_created")));
+    /* Two ASCII spellings alike only in some fonts are not linked (rn / m). */
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"arna@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\"}", &c), CD_OK);
+    assert_int_equal(cd_store_read(store, links_fn, &open_links), CD_OK);
+    assert_int_equal(open_links, 1);
+    assert_int_equal(cd_core_duplicates_list(core, &actor, CD_STR_NULL, CD_STR_NULL, 10,
+                                             CD_FIELDS_ALL, &page), CD_OK);
+    link = json_array_get(json_object_get(page, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(link, "customer_id")),
+                        json_string_value(json_object_get(b, "customer_id")));
+    assert_string_equal(json_string_value(json_object_get(link, "other_customer_id")),
+                        json_string_value(json_object_get(a, "customer_id")));
+    json_t *names = json_object_get(json_array_get(json_object_get(link, "identities"), 0),
+                                    "unusual_characters");
+    assert_string_equal(json_string_value(json_array_get(names, 0)),
+                        "U+0430 CYRILLIC SMALL LETTER A");
+    /* Without contact data in the purpose: the link, not the identities. */
+    json_t *bare = NULL;
+    assert_int_equal(cd_core_duplicates_list(core, &actor, CD_STR("open"), CD_STR_NULL, 10,
+                                             CD_FIELDS_REFERENCE, &bare), CD_OK);
+    assert_null(json_object_get(json_array_get(json_object_get(bare, "items"), 0), "identities"));
+    json_decref(bare);
+    const char *lid = json_string_value(json_object_get(link, "id"));
+    json_t *done = NULL;
+    assert_int_equal(cd_core_duplicate_dismiss(core, &actor, cd_str_c(lid), &done), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(done, "status")), "dismissed");
+    json_decref(done);
+    assert_int_equal(cd_core_duplicate_dismiss(core, &actor, cd_str_c(lid), &done),
+                     CD_ERR_CONFLICT);
+    assert_int_equal(cd_core_duplicate_merge(core, &actor, cd_str_c(lid), CD_STR_NULL, &done),
+                     CD_ERR_CONFLICT);
+    assert_int_equal(cd_core_duplicate_dismiss(core, &actor, CD_STR("dup_x"), &done),
+                     CD_ERR_NOT_FOUND);
+    /* A second look-alike, merged through its link; the merge closes it. */
+    json_t *d = NULL, *page2 = NULL;
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":"
+                            "\"an\xd0\xb0@example.com\"},\"channel\":\"email\","
+                            "\"direction\":\"inbound\"}", &d), CD_OK);
+    assert_int_equal(cd_core_duplicates_list(core, &actor, CD_STR("open"), CD_STR_NULL, 10,
+                                             CD_FIELDS_REFERENCE, &page2), CD_OK);
+    assert_true(json_array_size(json_object_get(page2, "items")) >= 1);
+    json_t *l2 = json_array_get(json_object_get(page2, "items"), 0);
+    assert_int_equal(cd_core_duplicate_merge(core, &actor,
+                                             cd_str_c(json_string_value(json_object_get(l2, "id"))),
+                                             CD_STR("cus_not_one_of_them"), &done),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_core_duplicate_merge(core, &actor,
+                                             cd_str_c(json_string_value(json_object_get(l2, "id"))),
+                                             CD_STR_NULL, &done), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(done, "status")), "merged");
+    json_decref(done);
+    json_decref(page2);
+    json_decref(d);
+    json_decref(page);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+}
+
+static enum cd_err thread_cols_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM interactions WHERE thread IS NOT NULL OR"
+                         " thread_hash IS NOT NULL OR thread_id IS NOT NULL",
+                     NULL, 0, ctx);
+}
+
+static void occurred_at_is_bounded(void **state)
+{
+    json_t *x = NULL;
+
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"t@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\","
+                            "\"occurred_at\":\"9999-12-31T23:59:59Z\"}", &x), CD_ERR_INVALID);
+    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"t@example.com\"},"
+                            "\"channel\":\"email\",\"direction\":\"inbound\","
+                            "\"occurred_at\":\"1969-07-20T20:17:00Z\"}", &x), CD_ERR_INVALID);
+    cd_core_set_future_skew(core, 0);
+    char q[300], ts[CD_TIME_STRLEN];
+    cd_time_format(cd_now_ms() + 5000, ts);
+    snprintf(q, sizeof q, "{\"identity\":{\"type\":\"email\",\"value\":\"t@example.com\"},"
+             "\"channel\":\"email\",\"direction\":\"inbound\",\"occurred_at\":\"%s\"}", ts);
+    assert_int_equal(ingest(q, &x), CD_ERR_INVALID);
+    cd_core_set_future_skew(core, CD_CORE_FUTURE_SKEW_DEFAULT_MS);
+    assert_int_equal(ingest(q, &x), CD_OK);
+    json_decref(x);
 }
 
 static json_t *parse(const char *text)
@@ -176,7 +323,7 @@ static void first_messages_of_a_new_identity(void **state)
     assert_true(json_is_true(json_object_get(o1, "customer_created")) !=
                 json_is_true(json_object_get(o2, "customer_created")));
 
-    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(c1), &tq, &tl), CD_OK);
     json_t *items = json_object_get(tl, "items");
     assert_int_equal(json_array_size(items), 2);
@@ -254,7 +401,7 @@ static void identity_moved_between_sealing_and_write(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "customer_id")), ida);
 
     /* Sealed under a's key: it opens on a's timeline. */
-    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 10, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(ida), &tq, &tl), CD_OK);
     json_t *newest = json_array_get(json_object_get(tl, "items"), 0);
     assert_string_equal(json_string_value(json_object_get(newest, "body")), "after the move");
@@ -441,7 +588,7 @@ static void ingestion_timeline_and_merge(void **state)
         json_decref(x);
     }
     /* Walk the timeline two at a time: newest first, everything exactly once. */
-    struct cd_timeline_query tq = {CD_STR_NULL, 2, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 2, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     char cursor[200] = "";
     int seen = 0;
     int64_t last = INT64_MAX;
@@ -523,14 +670,35 @@ static void personal_data_is_sealed_at_rest(void **state)
     json_t *x = NULL;
     char wal[300];
 
-    assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":"
-                            "\"zebra.unique.person@example.net\"},\"channel\":\"email\","
-                            "\"direction\":\"inbound\",\"subject\":\"Quokka subject line\","
-                            "\"body\":\"my secret phrase is marmalade-otter-77\"}", &x), CD_OK);
+    json_t *body = parse("{\"identity\":{\"type\":\"email\",\"value\":"
+                         "\"zebra.unique.person@example.net\"},\"channel\":\"email\","
+                         "\"direction\":\"inbound\",\"subject\":\"Quokka subject line\","
+                         "\"thread_id\":\"thread-of-wombat.person@example.net\","
+                         "\"body\":\"my secret phrase is marmalade-otter-77\"}");
+    struct cd_idem idem = {"tok_test POST /v1/interactions",
+                           CD_STR("key-of-numbat.person@example.net"), {1}};
+    struct cd_buf answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    bool replayed = true;
+    assert_int_equal(cd_core_interaction_ingest(core, &actor, body, &idem, CD_FIELDS_ALL, &answer,
+                                                &x, &replayed), CD_OK);
+    assert_false(replayed);
+    x = parsed(&answer);
+    assert_string_equal(json_string_value(json_object_get(x, "thread_id")),
+                        "thread-of-wombat.person@example.net");
     json_decref(x);
+    answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    assert_int_equal(cd_core_interaction_ingest(core, &actor, body, &idem, CD_FIELDS_ALL, &answer,
+                                                &x, &replayed), CD_OK);
+    assert_true(replayed); /* found again by the key's hash */
+    x = parsed(&answer);
+    assert_string_equal(json_string_value(json_object_get(x, "thread_id")),
+                        "thread-of-wombat.person@example.net");
+    json_decref(x);
+    json_decref(body);
     snprintf(wal, sizeof wal, "%s-wal", path);
-    const char *needles[] = {"zebra.unique.person", "Quokka subject", "marmalade-otter-77"};
-    for (int i = 0; i < 3; i++) {
+    const char *needles[] = {"zebra.unique.person", "Quokka subject", "marmalade-otter-77",
+                             "wombat.person", "numbat.person"};
+    for (int i = 0; i < 5; i++) {
         assert_false(file_contains(path, needles[i]));
         assert_false(file_contains(wal, needles[i]));
     }
@@ -578,7 +746,7 @@ static void ingestion_survives_every_allocation_failure(void **state)
     assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
                                            CD_STR("torture@example.com"), CD_FIELDS_ALL, &found),
                      CD_OK);
-    struct cd_timeline_query tq = {CD_STR_NULL, 200, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 200, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(
         timeline(cd_str_c(json_string_value(json_object_get(found, "id"))), &tq, &tl), CD_OK);
     assert_int_equal((int64_t)json_array_size(json_object_get(tl, "items")), after - before);
@@ -650,7 +818,8 @@ static void shredding_leaves_nothing_readable(void **state)
 
     assert_int_equal(ingest("{\"identity\":{\"type\":\"email\",\"value\":\"shred.me@example.com\"},"
                             "\"channel\":\"email\",\"direction\":\"inbound\","
-                            "\"body\":\"please forget me\"}", &x), CD_OK);
+                            "\"thread_id\":\"shred.me-thread\",\"body\":\"please forget me\"}",
+                            &x), CD_OK);
     snprintf(cid, sizeof cid, "%s", json_string_value(json_object_get(x, "customer_id")));
     json_decref(x);
     /* The wrapped key as stored, read the way an attacker with the file would. */
@@ -691,6 +860,9 @@ static void shredding_leaves_nothing_readable(void **state)
     assert_string_equal(json_string_value(json_object_get(c, "status")), "erased");
     json_decref(c);
     assert_int_equal(cd_core_customer_shred(core, &actor, cd_str_c(cid), &c), CD_ERR_CONFLICT);
+    int64_t threads = -1;
+    assert_int_equal(cd_store_read(store, thread_cols_fn, &threads), CD_OK);
+    assert_int_equal(threads, 0); /* the sealed thread id and its hash are gone too */
 
     /* Neither the database file nor the write-ahead log holds the key any more. */
     char *bytes = NULL;
@@ -704,7 +876,7 @@ static void shredding_leaves_nothing_readable(void **state)
     assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
                                            CD_STR("shred.me@example.com"), CD_FIELDS_ALL, &c),
                      CD_ERR_NOT_FOUND);
-    struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL};
+    struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(cid), &tq, &tl),
                      CD_OK);
     json_t *it = json_array_get(json_object_get(tl, "items"), 0);
@@ -729,6 +901,10 @@ int main(void)
     cd_log_set_level(CD_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(identities_normalise),
+        cmocka_unit_test_setup_teardown(skeletons_find_lookalikes, setup, teardown),
+        cmocka_unit_test_setup_teardown(lookalikes_are_linked_merged_and_dismissed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(occurred_at_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(customers_and_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(write_answers_are_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_echo_follows_the_purpose, setup, teardown),

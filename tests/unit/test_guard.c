@@ -3,7 +3,6 @@
  * inbound masking. Each test writes its own small rule pack to a temporary directory; one test
  * also loads the shipped packs in rules/. */
 #include "unit.h"
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -573,51 +572,6 @@ static void test_shipped_packs(void **state)
     cd_guard_close(g);
 }
 
-static void test_cli(void **state)
-{
-    char path[128];
-    char rules[96];
-    char *argv_help[] = {"guard", "--help", NULL};
-    (void)state;
-
-    snprintf(path, sizeof path, "%s/msg.txt", tmpdir);
-    snprintf(rules, sizeof rules, "%s", tmpdir);
-    write_file(tmpdir, "msg.txt", "Please act now.");
-    char *argv_ok[] = {"guard", "--rules", rules, "--format", "json", path, NULL};
-    char *argv_bad[] = {"guard", "--format", "xml", path, NULL};
-    char *argv_missing[] = {"guard", "--rules", rules, "/nonexistent/file", NULL};
-    assert_int_equal(cd_guard_cli(2, argv_help), 0);
-    assert_int_equal(cd_guard_cli(6, argv_ok), 1);
-    assert_int_equal(cd_guard_cli(4, argv_bad), 3);
-    assert_int_equal(cd_guard_cli(4, argv_missing), 4);
-    write_file(tmpdir, "msg.txt", "Card 4242 4242 4242 4242 now");
-    char *argv_text[] = {"guard", "--rules", rules, path, NULL};
-    /* The printed context shows personal data masked, like the API's answers. */
-    char out[160], buf[4096];
-    snprintf(out, sizeof out, "%s/out.txt", tmpdir);
-    fflush(stdout);
-    int saved = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(saved >= 0 && fd >= 0);
-    dup2(fd, 1);
-    int rc = cd_guard_cli(4, argv_text);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    close(fd);
-    assert_int_equal(rc, 2);
-    FILE *f = fopen(out, "r");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    assert_non_null(strstr(buf, "T.CARD"));
-    assert_non_null(strstr(buf, "\xC2\xBB" /* » */ "\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2"
-                                "\xE2\x80\xA2 4242" "\xC2\xAB" /* « */));
-    assert_null(strstr(buf, "4242 4242"));
-    unlink(out);
-    unlink(path);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,7 +585,6 @@ int main(void)
         cmocka_unit_test(test_alloc_torture),
         cmocka_unit_test(test_mask_inbound),
         cmocka_unit_test(test_shipped_packs),
-        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

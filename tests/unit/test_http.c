@@ -1,5 +1,6 @@
-/* Unit tests for src/http: the route table agrees with docs/openapi.yaml (both ways), every
- * route follows the rule for personal data, routing and the problem table. */
+/* Unit tests for src/http: the route table and the problem types agree with docs/openapi.yaml
+ * (both ways), every route follows the rule for personal data, routing, the problem table, and
+ * the edge's checks of request targets and header sets. */
 #include <ctype.h>
 #include "unit.h"
 #include "http/http_int.h"
@@ -254,6 +255,208 @@ static void every_error_has_a_problem_type(void **state)
     assert_string_equal(cd__http_problem_of(CD_ERR_PURPOSE_MISSING)->slug, "purpose-required");
 }
 
+/* Every problem type the server can answer is listed in the document's Problem.type enum, and
+ * every listed type is one the server knows. */
+static void every_problem_type_is_documented(void **state)
+{
+    json_t *doc = NULL, *v;
+    size_t i;
+    char type[96];
+
+    assert_int_equal(cd__http_openapi_json(&doc), CD_OK);
+    json_t *list = json_object_get(
+        json_object_get(json_object_get(json_object_get(json_object_get(
+                                            json_object_get(doc, "components"), "schemas"),
+                                                        "Problem"),
+                                        "properties"),
+                        "type"),
+        "enum");
+    assert_true(json_is_array(list));
+    for (int e = 0; e < CD_ERR__COUNT; e++) {
+        bool found = false;
+        snprintf(type, sizeof type, "/problems/%s", cd__http_problem_of((enum cd_err)e)->slug);
+        json_array_foreach(list, i, v) found = found || strcmp(json_string_value(v), type) == 0;
+        if (!found)
+            fail_msg("%s is answered but not listed in docs/openapi.yaml", type);
+    }
+    for (int k = 0; cd__http_problem_kinds[k].slug; k++) {
+        bool found = false;
+        snprintf(type, sizeof type, "/problems/%s", cd__http_problem_kinds[k].slug);
+        json_array_foreach(list, i, v) found = found || strcmp(json_string_value(v), type) == 0;
+        if (!found)
+            fail_msg("%s is answered but not listed in docs/openapi.yaml", type);
+    }
+    json_array_foreach(list, i, v)
+    {
+        const char *t = json_string_value(v);
+        assert_non_null(t);
+        if (strncmp(t, "/problems/", 10) != 0 || cd__http_problem_by_slug(cd_str_c(t + 10)) == NULL)
+            fail_msg("%s is listed in docs/openapi.yaml but the server does not know it", t);
+    }
+    json_decref(doc);
+}
+
+static void every_edge_problem_is_complete(void **state)
+{
+    size_t n = 0;
+
+    for (; cd__http_problem_kinds[n].slug; n++) {
+        const struct cd_problem_kind *k = &cd__http_problem_kinds[n];
+        assert_true(k->status >= 400 && k->status < 600);
+        assert_non_null(k->title);
+        assert_ptr_equal(cd__http_problem_by_slug(cd_str_c(k->slug)), k);
+    }
+    assert_int_equal(n, CD_PROBLEM__COUNT); /* no hole in the designated initializers */
+    assert_int_equal(cd__http_problem_kinds[CD_PROBLEM_URI_TOO_LONG].status, 414);
+    assert_string_equal(cd__http_problem_kinds[CD_PROBLEM_INVALID_URI].slug, "invalid-uri");
+    /* A 501 keeps its detail: only 500s hide theirs. */
+    json_t *j = cd__http_problem_json(&cd__http_problem_kinds[CD_PROBLEM_TRANSFER_CODING],
+                                      "only chunked", NULL, "req_1", NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "only chunked");
+    assert_null(json_object_get(j, "instance"));
+    json_decref(j);
+    j = cd__http_problem_json(cd__http_problem_of(CD_ERR_INTERNAL), "secret", "/x", "req_1",
+                              NULL);
+    assert_string_not_equal(json_string_value(json_object_get(j, "detail")), "secret");
+    json_decref(j);
+}
+
+enum verdict { OK, INVALID, TOO_LONG };
+
+static enum verdict target(const char *t)
+{
+    const struct cd__http_target_error *e = cd__http_target_check(t);
+
+    if (e == NULL)
+        return OK;
+    /* Every refusal says why, and its verdict travels as a recognisable static pointer. */
+    assert_true(e->why != NULL && e->why[0] != '\0');
+    assert_ptr_equal(cd__http_target_error_of(e), e);
+    return e->too_long ? TOO_LONG : INVALID;
+}
+
+static void request_targets_are_checked_before_decoding(void **state)
+{
+    char big[CD_MAX_TARGET + 2];
+
+    assert_int_equal(target("/v1/customers/cus_1/timeline?limit=5&cursor=abc"), OK);
+    assert_int_equal(target("/healthz"), OK);
+    assert_int_equal(target(""), OK); /* the library answers a missing target */
+    assert_int_equal(target("/v1/customers?q=%41%62%7e%C3%A9"), OK);
+    assert_int_equal(target("/v1/audit?since=2026-01-01T00:00:00%2B01:00"), OK);
+    assert_int_equal(target("/v1/customers?next=a%2Fb"), OK); /* '/' in a value */
+    /* Encoded control characters: %00 would end the decoded path early. */
+    assert_int_equal(target("/healthz%00/anything"), INVALID);
+    assert_int_equal(target("/healthz?x=%00"), INVALID);
+    assert_int_equal(target("/healthz?x=a%0d%0aSet-Cookie:1"), INVALID);
+    assert_int_equal(target("/healthz%1F"), INVALID);
+    assert_int_equal(target("/healthz%7f"), INVALID);
+    /* Raw control characters and spaces. */
+    assert_int_equal(target("/heal\x01thz"), INVALID);
+    assert_int_equal(target("/healthz x"), INVALID);
+    assert_int_equal(target("/healthz\t"), INVALID);
+    assert_int_equal(target("/healthz\x7f"), INVALID);
+    /* Malformed percent-encoding. */
+    assert_int_equal(target("/healthz%"), INVALID);
+    assert_int_equal(target("/healthz%4"), INVALID);
+    assert_int_equal(target("/healthz%zz"), INVALID);
+    assert_int_equal(target("/healthz?x=%g0"), INVALID);
+    /* An encoded '/' would make two path segments of one. */
+    assert_int_equal(target("/v1/customers%2Flookup"), INVALID);
+    assert_int_equal(target("/v1/customers%2flookup"), INVALID);
+    /* Size: bytes and query parameters. */
+    memset(big, 'a', sizeof big - 1);
+    big[0] = '/';
+    big[CD_MAX_TARGET] = '\0';
+    assert_int_equal(target(big), OK);
+    big[CD_MAX_TARGET] = 'a';
+    big[CD_MAX_TARGET + 1] = '\0';
+    assert_int_equal(target(big), TOO_LONG);
+    big[CD_MAX_TARGET - 1] = '%'; /* invalid whatever its length */
+    assert_int_equal(target(big), INVALID);
+    char q[256];
+    size_t n = (size_t)snprintf(q, sizeof q, "/healthz?a");
+    for (int i = 1; i < CD_MAX_QUERY; i++)
+        n += (size_t)snprintf(q + n, sizeof q - n, "&a");
+    assert_int_equal(target(q), OK); /* 16 parameters */
+    snprintf(q + n, sizeof q - n, "&");
+    assert_int_equal(target(q), TOO_LONG); /* 17, counting an empty one */
+    assert_int_equal(target("/a&b&c&d&e&f&g&h&i&j&k&l&m&n&o&p&q&r&s&t&u&v&w&x&y&z&1&2&3&4&5&6&7"),
+                     OK); /* '&' in the path is no parameter */
+    struct conn_like {
+        int x;
+    } other;
+    assert_null(cd__http_target_error_of(&other));
+    assert_null(cd__http_target_error_of(NULL));
+}
+
+static const struct cd_problem_kind *headers(bool http10, const char *const *lines,
+                                             struct cd__http_headers *out)
+{
+    struct cd__http_headers hs = CD_HTTP_HEADERS_INIT;
+    char detail[200] = "";
+
+    for (size_t i = 0; lines[i]; i += 2)
+        cd__http_headers_add(&hs, cd_str_c(lines[i]), cd_str_c(lines[i + 1]));
+    const struct cd_problem_kind *k = cd__http_headers_check(&hs, http10, detail, sizeof detail);
+    if (k)
+        assert_true(detail[0] != '\0');
+    if (out)
+        *out = hs;
+    return k;
+}
+
+#define H(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define KIND(x) (&cd__http_problem_kinds[CD_PROBLEM_##x])
+
+static void header_sets_are_checked(void **state)
+{
+    struct cd__http_headers hs;
+
+    /* A usual request: values are found whatever the case of the name. */
+    assert_null(headers(false,
+                        H("host", "x", "AUTHORIZATION", "Bearer t", "candor-purpose", "service",
+                          "Content-Length", "12", "X-Trace", "1", "x-trace", "2"),
+                        &hs));
+    assert_true(cd_str_eq_c(hs.v[CD_H_AUTHORIZATION], "Bearer t"));
+    assert_true(cd_str_eq_c(hs.v[CD_H_PURPOSE], "service"));
+    assert_null(hs.v[CD_H_GPC].p);
+    assert_int_equal(hs.count, 6); /* other headers may repeat */
+    /* Every singleton, twice, even with the same value. */
+    const char *names[] = {"Host", "Authorization", "Candor-Purpose", "Idempotency-Key",
+                           "Content-Type", "Content-Length", "Transfer-Encoding", "Sec-GPC"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const char *host = strcmp(names[i], "Host") ? "Host" : "X-Other";
+        assert_ptr_equal(headers(false, H(host, "x", names[i], "1", names[i], "1"), NULL),
+                         KIND(DUPLICATE_HEADER));
+    }
+    assert_ptr_equal(headers(false, H("Host", "x", "content-length", "5", "Content-Length", "6"),
+                             NULL),
+                     KIND(DUPLICATE_HEADER));
+    /* Names that are not tokens: a space before the colon hides a header from one reader. */
+    assert_ptr_equal(headers(false, H("Host", "x", "Transfer-Encoding ", "chunked"), NULL),
+                     KIND(INVALID_HEADER));
+    assert_ptr_equal(headers(false, H("Host", "x", "", "v"), NULL), KIND(INVALID_HEADER));
+    assert_ptr_equal(headers(false, H("Host", "x", "A(b)", "v"), NULL), KIND(INVALID_HEADER));
+    assert_null(headers(false, H("Host", "x", "X-A!#$%&'*+-.^_`|~9", "v"), NULL));
+    /* Host: required in HTTP/1.1, not in HTTP/1.0. */
+    assert_ptr_equal(headers(false, H("Accept", "*/*"), NULL), KIND(INVALID_HEADER));
+    assert_null(headers(true, H("Accept", "*/*"), NULL));
+    /* Framing. */
+    assert_null(headers(false, H("Host", "x", "Transfer-Encoding", "chunked"), NULL));
+    assert_null(headers(false, H("Host", "x", "Transfer-Encoding", "Chunked"), NULL));
+    assert_ptr_equal(
+        headers(false, H("Host", "x", "Transfer-Encoding", "chunked", "Content-Length", "5"), NULL),
+        KIND(INVALID_HEADER));
+    assert_ptr_equal(headers(true, H("Transfer-Encoding", "chunked"), NULL), KIND(INVALID_HEADER));
+    const char *codings[] = {"gzip", "gzip, chunked", "chunked, chunked", "chunked ", "identity",
+                             "", "chunkedx"};
+    for (size_t i = 0; i < sizeof codings / sizeof *codings; i++)
+        assert_ptr_equal(headers(false, H("Host", "x", "Transfer-Encoding", codings[i]), NULL),
+                         KIND(TRANSFER_CODING));
+    assert_int_equal(KIND(TRANSFER_CODING)->status, 501);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -263,6 +466,10 @@ int main(void)
         cmocka_unit_test(every_route_follows_the_purpose_rule),
         cmocka_unit_test(routing_captures_parameters),
         cmocka_unit_test(every_error_has_a_problem_type),
+        cmocka_unit_test(every_problem_type_is_documented),
+        cmocka_unit_test(every_edge_problem_is_complete),
+        cmocka_unit_test(request_targets_are_checked_before_decoding),
+        cmocka_unit_test(header_sets_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

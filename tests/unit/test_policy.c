@@ -1,5 +1,7 @@
 /* Unit tests for src/policy: the built-in policy, role x purpose checks, and errors that name
  * the file and line. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include "unit.h"
 #include "policy/policy.h"
@@ -100,12 +102,111 @@ static void loading_survives_allocation_failures(void **state)
     }
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    fclose(f);
+}
+
+struct checker {
+    struct cd_policy *p;
+    atomic_bool stop;
+    long checks, odd; /* odd: an answer neither the old nor the new policy gives */
+};
+
+static void *check_loop(void *arg)
+{
+    struct checker *c = arg;
+    struct cd_policy_grant g;
+
+    while (!atomic_load(&c->stop)) {
+        enum cd_err err = cd_policy_check(c->p, CD_ROLE_AGENT, CD_PURPOSE_SECURITY, &g);
+        if (err == CD_OK ? g.fields != (CD_FIELDS_REFERENCE | CD_FIELDS_CONTACT)
+                         : err != CD_ERR_PURPOSE_DENIED)
+            c->odd++;
+        c->checks++;
+    }
+    return NULL;
+}
+
+static void reload_swaps_whole_policies_and_keeps_a_good_one(void **state)
+{
+    char path[] = "/tmp/candor-policy-XXXXXX";
+    int fd = mkstemp(path);
+    struct cd_buf text = CD_BUF_INIT(65536), changed = CD_BUF_INIT(65536);
+    const char *from = "  security:\n    roles: [admin, compliance]", *orig, *at;
+    struct checker c = {.checks = 0, .odd = 0};
+    struct cd_policy_grant g;
+    bool ch = true;
+    pthread_t t;
+
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(cd_buf_read_file(&text, "config/policy.yaml"), CD_OK);
+    orig = text.p;
+    assert_non_null(at = strstr(orig, from));
+    assert_int_equal(cd_buf_append(&changed, orig, (size_t)(at - orig)), CD_OK);
+    assert_int_equal(cd_buf_puts(&changed, "  security:\n    roles: [admin, compliance, agent]"),
+                     CD_OK);
+    assert_int_equal(cd_buf_puts(&changed, at + strlen(from)), CD_OK);
+    write_text(path, orig);
+    assert_int_equal(cd_policy_load(path, &c.p), CD_OK);
+    /* The same text again: nothing changes. */
+    assert_int_equal(cd_policy_reload(c.p, path, &ch), CD_OK);
+    assert_false(ch);
+    atomic_init(&c.stop, false);
+    assert_int_equal(pthread_create(&t, NULL, check_loop, &c), 0);
+    for (int i = 0; i < 50; i++) {
+        write_text(path, i % 2 ? orig : changed.p);
+        assert_int_equal(cd_policy_reload(c.p, path, &ch), CD_OK);
+        assert_true(ch);
+    }
+    atomic_store(&c.stop, true);
+    pthread_join(t, NULL);
+    assert_true(c.checks > 0);
+    assert_int_equal(c.odd, 0);
+    /* The last reload put the original in force: agents may not declare security. */
+    assert_int_equal(cd_policy_check(c.p, CD_ROLE_AGENT, CD_PURPOSE_SECURITY, &g),
+                     CD_ERR_PURPOSE_DENIED);
+    /* A bad file is refused with its line and the policy in force stays. */
+    write_text(path, "version: 1\npurposes:\n  service:\n    roles: [agent, wizard]\n");
+    assert_int_equal(cd_policy_reload(c.p, path, &ch), CD_ERR_INVALID);
+    assert_false(ch);
+    assert_non_null(strstr(cd_err_detail(), ":4: unknown role 'wizard'"));
+    assert_int_equal(cd_policy_check(c.p, CD_ROLE_AGENT, CD_PURPOSE_SERVICE, &g), CD_OK);
+    assert_int_equal(cd_policy_check(c.p, CD_ROLE_AGENT, CD_PURPOSE_SECURITY, &g),
+                     CD_ERR_PURPOSE_DENIED);
+    /* Allocation failures while reloading leave the policy in force, and nothing leaks. */
+    write_text(path, changed.p);
+    for (long n = 1; n < 400; n++) {
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_policy_reload(c.p, path, &ch);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_int_equal(err, CD_ERR_NOMEM);
+        assert_int_equal(cd_policy_check(c.p, CD_ROLE_AGENT, CD_PURPOSE_SECURITY, &g),
+                         CD_ERR_PURPOSE_DENIED);
+    }
+    assert_int_equal(cd_policy_check(c.p, CD_ROLE_AGENT, CD_PURPOSE_SECURITY, &g), CD_OK);
+    cd_policy_free(c.p);
+    cd_buf_free(&changed);
+    cd_buf_free(&text);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(builtin_policy_grants_and_refuses),
         cmocka_unit_test(bad_files_name_the_line),
         cmocka_unit_test(loading_survives_allocation_failures),
+        cmocka_unit_test(reload_swaps_whole_policies_and_keeps_a_good_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,7 @@
 /* Unit tests for src/store: migrations, group commit, savepoint isolation, faults. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
 #include "store/store.h"
@@ -174,6 +176,137 @@ static void newer_schema_is_refused(void **state)
     assert_non_null(strstr(cd_err_detail(), "newer candor"));
 }
 
+/* Two tokens per write: a copy that is a snapshot holds an even number. */
+static enum cd_err insert_pair(struct cd_tx *tx, void *ctx)
+{
+    long *n = ctx;
+    char id[32];
+    enum cd_err err;
+
+    for (int k = 0; k < 2; k++) {
+        snprintf(id, sizeof id, "pair-%ld-%d", *n, k);
+        struct ins in = {id, false};
+        if ((err = insert_token(tx, &in)) != CD_OK)
+            return err;
+    }
+    return CD_OK;
+}
+
+struct pairs {
+    struct cd_store *s;
+    atomic_bool stop;
+    long n;
+};
+
+static void *pair_writer(void *arg)
+{
+    struct pairs *p = arg;
+
+    while (!atomic_load(&p->stop)) {
+        p->n++;
+        assert_int_equal(cd_store_write(p->s, insert_pair, &p->n), CD_OK);
+    }
+    return NULL;
+}
+
+static void count_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    int *calls = ctx;
+    assert_true(done <= total && total > 0);
+    (*calls)++;
+}
+
+static void backup_is_a_snapshot_made_while_writing(void **state)
+{
+    struct cd_store *s = NULL, *copy = NULL;
+    struct pairs p = {.n = 0};
+    struct cd_store_backup_info info = {0, 0};
+    char out[300], partial[320];
+    int64_t n = -1, total = -1;
+    int calls = 0;
+    struct stat st;
+    pthread_t t;
+
+    snprintf(out, sizeof out, "%s.backup", path);
+    snprintf(partial, sizeof partial, "%s.partial", out);
+    unlink(out);
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    for (int i = 0; i < 200; i++) {
+        p.n++;
+        assert_int_equal(cd_store_write(s, insert_pair, &p.n), CD_OK);
+    }
+    p.s = s;
+    atomic_init(&p.stop, false);
+    assert_int_equal(pthread_create(&t, NULL, pair_writer, &p), 0);
+    assert_int_equal(cd_store_backup(s, out, count_progress, &calls, &info), CD_OK);
+    atomic_store(&p.stop, true);
+    pthread_join(t, NULL);
+    assert_true(calls >= 1);
+    assert_int_equal(stat(out, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal((uint64_t)st.st_size, info.bytes);
+    assert_true(info.schema_version > 0);
+    assert_int_not_equal(access(partial, F_OK), 0);
+    /* Never over an existing file, and never beside a leftover partial copy. */
+    assert_int_equal(cd_store_backup(s, out, NULL, NULL, NULL), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), "exists"));
+    assert_int_equal(cd_store_read(s, count_tokens, &total), CD_OK);
+    cd_store_close(s);
+    assert_int_equal(cd_store_open(out, &copy), CD_OK);
+    assert_int_equal(cd_store_integrity_check(copy), CD_OK);
+    assert_int_equal(cd_store_read(copy, count_tokens, &n), CD_OK);
+    cd_store_close(copy);
+    assert_true(n >= 400 && n <= total);
+    assert_int_equal(n % 2, 0); /* no write half in it */
+    unlink(out);
+    FILE *f = fopen(partial, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(cd_store_backup(s, out, NULL, NULL, NULL), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), ".partial exists"));
+    assert_int_equal(access(partial, F_OK), 0); /* not ours to remove */
+    unlink(partial);
+    assert_int_equal(cd_store_backup(s, "/nonexistent-dir/x.db", NULL, NULL, NULL), CD_ERR_IO);
+    assert_int_not_equal(access(out, F_OK), 0);
+    cd_store_close(s);
+    char side[340];
+    snprintf(side, sizeof side, "%s-wal", out);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", out);
+    unlink(side);
+}
+
+static mode_t mode_of(const char *suffix)
+{
+    char p[300];
+    struct stat st;
+
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    assert_int_equal(stat(p, &st), 0);
+    return st.st_mode & 0777;
+}
+
+static void files_are_the_owners_alone(void **state)
+{
+    struct cd_store *s = NULL;
+    struct ins in = {"tok_mode", false};
+    mode_t old = umask(022); /* SQLite alone would make the files 0644 under this umask */
+
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(cd_store_write(s, insert_token, &in), CD_OK);
+    assert_int_equal(mode_of(""), 0600);
+    assert_int_equal(mode_of("-wal"), 0600);
+    assert_int_equal(mode_of("-shm"), 0600);
+    cd_store_close(s);
+    /* A database made with wider modes (an older candor, a copy) is made private on open. */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_int_equal(mode_of(""), 0600);
+    cd_store_close(s);
+    umask(old);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -182,6 +315,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(concurrent_writes_are_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(async_writes_complete_once, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(backup_is_a_snapshot_made_while_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(files_are_the_owners_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

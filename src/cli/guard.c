@@ -1,36 +1,13 @@
-/* `candor guard`: check one message from a file or stdin and print the findings. The option
- * table below is the single source of the usage text. */
+/* `candor guard`: check one message from a file or stdin and print the findings. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include "guard/guard_int.h"
+#include "cli_int.h"
+#include "guard/guard.h"
 
+/* Its own exit codes: 0, 1 and 2 are the verdicts, so scripts can branch on them. */
 enum { EXIT_USAGE = 3, EXIT_INPUT = 4 };
-
-static const struct {
-    const char *opt, *arg, *help;
-} options[] = {
-    {"--rules", "DIR", "rule packs directory (default: ./rules, else $CANDOR_RULES)"},
-    {"--format", "text|json", "output format (default: text)"},
-    {"--channel", "NAME", "channel the message goes out on (email, sms, chat, ...)"},
-    {"--inbound", NULL, "check a message received from a customer instead of one to send"},
-    {"--help", NULL, "show this help"},
-};
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: candor guard [options] FILE|-\n"
-               "Checks a message before it is sent. Exit status: 0 allow, 1 warn, 2 block,\n"
-               "3 usage error, 4 unreadable input or rules.\n\noptions:\n");
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-        char left[40];
-        snprintf(left, sizeof left, "%s%s%s", options[i].opt, options[i].arg ? " " : "",
-                 options[i].arg ? options[i].arg : "");
-        fprintf(f, "  %-22s %s\n", left, options[i].help);
-    }
-}
 
 static enum cd_err read_all(FILE *f, char **out, size_t *len)
 {
@@ -140,67 +117,54 @@ static void line_col(const char *text, size_t off, size_t *line, size_t *col)
     *col = c;
 }
 
-static const char *default_rules(void)
+int cd_cli_guard(int argc, char **argv)
 {
-    struct stat st;
-    const char *env;
-
-    if (stat("rules", &st) == 0 && S_ISDIR(st.st_mode))
-        return "rules";
-    env = getenv("CANDOR_RULES");
-    return env && *env ? env : "rules";
-}
-
-int cd_guard_cli(int argc, char **argv)
-{
-    const char *rules = NULL, *format = "text", *channel = NULL, *file = NULL;
-    bool outbound = true;
+    struct cd_opt opts[] = {
+        {"--rules", "DIR", "rule packs directory (default: see candor(1), FILES)", NULL, NULL},
+        {"--format", "FMT", "text or json", "text", NULL},
+        {"--channel", "NAME", "channel the message goes out on (email, sms, chat, ...)", NULL,
+         NULL},
+        {"--inbound", NULL, "check a message received from a customer instead of one to send",
+         NULL, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    const char *pos[1], *from = NULL;
+    size_t npos = 0;
+    bool help = false;
     struct cd_guard *g = NULL;
     struct cd_guard_result *r = NULL;
-    char *text = NULL;
+    char *text = NULL, rules[CD__CLI_PATH_MAX];
     size_t len = 0;
     int rc = EXIT_INPUT;
     enum cd_err err;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--inbound") == 0) {
-            outbound = false;
-        } else if ((strcmp(a, "--rules") == 0 || strcmp(a, "--format") == 0 ||
-                    strcmp(a, "--channel") == 0)) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "candor guard: %s needs a value\n", a);
-                return EXIT_USAGE;
-            }
-            if (a[2] == 'r')
-                rules = argv[++i];
-            else if (a[2] == 'f')
-                format = argv[++i];
-            else
-                channel = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "candor guard: unknown option %s (see --help)\n", a);
-            return EXIT_USAGE;
-        } else if (file) {
-            fprintf(stderr, "candor guard: one input only (see --help)\n");
-            return EXIT_USAGE;
-        } else {
-            file = a;
-        }
-    }
-    if (file == NULL) {
-        usage(stderr);
+    if ((err = cd_cli_parse(argc, argv, opts, pos, 1, &npos, &help)) != CD_OK) {
+        fprintf(stderr, "candor guard: %s\n", cd_err_detail());
         return EXIT_USAGE;
     }
+    if (help || npos == 0) {
+        cd_cli_usage("guard", "[options] FILE|-",
+                     "Checks a message before it is sent: personal data that should not leave,\n"
+                     "misleading promises, pressure tactics, hidden costs and jargon. FILE '-'\n"
+                     "reads standard input. Text output marks each finding in its context and\n"
+                     "gives the suggestion and references; --format json gives the API's answer.\n"
+                     "\n"
+                     "Exit status: 0 allow, 1 warn, 2 block, 3 usage error, 4 unreadable input or\n"
+                     "rules (including invalid UTF-8).",
+                     opts);
+        return help ? 0 : EXIT_USAGE;
+    }
+    const char *file = pos[0], *format = cd_cli_get(opts, "--format");
+    const char *channel = cd_cli_get(opts, "--channel");
+    bool outbound = cd_cli_get(opts, "--inbound") == NULL;
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
         fprintf(stderr, "candor guard: --format must be text or json\n");
         return EXIT_USAGE;
     }
-    if (rules == NULL)
-        rules = default_rules();
+    if (cd__cli_rules_dir(cd_cli_get(opts, "--rules"), rules, sizeof rules, &from) != CD_OK) {
+        fprintf(stderr, "candor guard: %s\n", cd_err_detail());
+        return EXIT_INPUT;
+    }
     if (strcmp(file, "-") == 0) {
         err = read_all(stdin, &text, &len);
     } else {

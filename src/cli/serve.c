@@ -1,0 +1,302 @@
+/* `candor serve`: opens every module in dependency order, serves until told to stop, and shuts
+ * down in one sequence (serve_close). Signals are not handled asynchronously: they are blocked
+ * in every thread and the main thread takes them with sigwaitinfo, so no signal lands on a
+ * worker that cannot act on it and none can slip in between a check and a wait. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "audit/audit.h"
+#include "cli_int.h"
+#include "consent/consent.h"
+#include "crypto/crypto.h"
+#include "guard/guard.h"
+#include "http/http.h"
+#include "policy/policy.h"
+
+#define DRAIN_POLL_NS 10000000L /* 10 ms between looks at the requests still in flight */
+
+/* Everything serve opens; serve_close releases whatever was opened, in reverse order. */
+struct serve {
+    const char *data;
+    const char *policy_path; /* --policy, or NULL for the built-in policy */
+    char rules[CD__CLI_PATH_MAX];
+    char consent_rules[CD__CLI_PATH_MAX + 32];
+    unsigned long workers, threads, max_body, sth_interval, drain_timeout, max_future_skew;
+    unsigned long max_connections, max_client_connections, idle_timeout;
+    struct cd__cli_env env;
+    bool env_open;
+    struct cd_policy *policy;
+    struct cd_guard *guard;
+    struct cd_consent *consent; /* decisions, ledger, receipts */
+    struct cd_audit *audit;     /* signs tree heads, publishes them periodically */
+    struct cd__cli_hooks hooks;
+    struct cd_app app;
+    bool log_batched;
+    struct cd_http *http;
+};
+
+/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
+static enum cd_err open_audit(struct serve *sv)
+{
+    char keypath[CD__CLI_PATH_MAX];
+    enum cd_err err;
+
+    snprintf(keypath, sizeof keypath, "%s/%s", sv->data, CD_CRYPTO_SIGNING_KEY_FILE);
+    if ((err = cd_audit_open(sv->env.store, keypath, &sv->audit)) != CD_OK)
+        return err;
+    return cd_audit_publisher_start(sv->audit, (unsigned)sv->sth_interval);
+}
+
+/* Configuration first (policy, rules), so a mistake stops the server before it touches data;
+ * then the data, the in-path hooks, the ledger service, and last the listening socket. */
+static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
+                              const char *listen)
+{
+    char db[CD__CLI_PATH_MAX];
+    struct stat st;
+    enum cd_err err;
+
+    /* Never a new instance by accident: an empty directory (a volume that failed to mount, a
+     * typo) would otherwise get fresh keys and an empty database, and serve. */
+    snprintf(db, sizeof db, "%s/candor.db", sv->data ? sv->data : ".");
+    if (sv->data && db_url == NULL && stat(db, &st) != 0)
+        return cd_err_set(CD_ERR_IO, "%s is not an initialised data directory (no candor.db); "
+                                     "run 'candor init --data %s' first",
+                          sv->data, sv->data);
+    if ((err = cd__cli_env_open(sv->data, db_url, &sv->env)) != CD_OK)
+        return err;
+    sv->env_open = true;
+    cd_core_set_future_skew(sv->env.core, (int64_t)sv->max_future_skew * 1000);
+    if ((err = cd_policy_load(sv->policy_path, &sv->policy)) != CD_OK ||
+        (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
+        return err;
+    cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
+    /* Demo data is loaded once the configuration is known to be good, before serving. */
+    if (demo) {
+        uint64_t t0 = cd_mono_ns();
+        if ((err = cd_core_load_demo(sv->env.core, 1200, 24000, 180)) != CD_OK)
+            return err;
+        cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
+               (unsigned long long)((cd_mono_ns() - t0) / 1000000));
+    }
+    if ((err = cd_consent_open(sv->env.store, sv->data, sv->consent_rules, &sv->consent)) != CD_OK)
+        return err;
+    cd_consent_set_restriction(sv->consent, cd_policy_restricted_purposes(sv->policy));
+    /* In the path of every interaction: the policy, consent, then the guard (hooks.c). */
+    sv->hooks = (struct cd__cli_hooks){.store = sv->env.store,
+                                       .guard = sv->guard,
+                                       .policy = sv->policy,
+                                       .consent = sv->consent,
+                                       .consent_outbound = cd_consent_outbound_check,
+                                       .consent_read = cd_consent_read_check,
+                                       .consent_changed = cd_consent_customer_changed};
+    cd__cli_hooks_install(&sv->hooks, sv->env.core);
+    if ((err = open_audit(sv)) != CD_OK)
+        return err;
+    sv->app = (struct cd_app){.store = sv->env.store,
+                              .audit = sv->audit,
+                              .core = sv->env.core,
+                              .guard = sv->guard,
+                              .policy = sv->policy,
+                              .consent = sv->consent,
+                              .data_dir = sv->data,
+                              .rules_dir = sv->rules};
+    struct cd_http_config cfg = {.listen = listen,
+                                 .event_threads = (unsigned)sv->threads,
+                                 .workers = (unsigned)sv->workers,
+                                 .max_body = (size_t)sv->max_body,
+                                 .max_connections = (unsigned)sv->max_connections,
+                                 .max_client_connections = (unsigned)sv->max_client_connections,
+                                 .idle_timeout = (unsigned)sv->idle_timeout};
+    /* The access lines go out in batches from here on (docs/architecture.md). */
+    if ((err = cd_log_batch_start()) != CD_OK)
+        return err;
+    sv->log_batched = true;
+    return cd_http_start(&cfg, &sv->app, &sv->http);
+}
+
+/* SIGHUP: the rule packs through the same call as POST /v1/guard/reload, and the policy file
+ * when one was given (the built-in policy cannot change). Each keeps what is in force when its
+ * new version is bad; the detail names file and line. */
+static void serve_reload(struct serve *sv)
+{
+    bool changed = false;
+
+    if (cd_guard_reload(sv->guard, sv->rules) == CD_OK)
+        cd_log(CD_LOG_INFO, "guard.reloaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
+    else
+        fprintf(stderr, "candor serve: guard rules not reloaded: %s\n", cd_err_detail());
+    if (sv->policy_path == NULL)
+        return;
+    if (cd_policy_reload(sv->policy, sv->policy_path, &changed) == CD_OK) {
+        /* What a restriction leaves is the policy's to say, the consent engine's to apply. */
+        cd_consent_set_restriction(sv->consent, cd_policy_restricted_purposes(sv->policy));
+        cd_log(CD_LOG_INFO, "policy.reloaded", "\"changed\":%s", changed ? "true" : "false");
+    } else
+        fprintf(stderr, "candor serve: policy not reloaded: %s\n", cd_err_detail());
+}
+
+/* SIGTERM or SIGINT: stop accepting, then give the requests in flight until the drain timeout to
+ * be answered. A second SIGTERM or SIGINT ends the wait at once. */
+static void serve_drain(struct serve *sv, const sigset_t *sigs)
+{
+    uint64_t deadline = cd_mono_ns() + (uint64_t)sv->drain_timeout * 1000000000ull;
+    unsigned n;
+
+    cd_http_quiesce(sv->http);
+    cd_log(CD_LOG_INFO, "serve.draining", "\"in_flight\":%u,\"timeout_s\":%lu",
+           cd_http_in_flight(sv->http), sv->drain_timeout);
+    while ((n = cd_http_in_flight(sv->http)) > 0) {
+        if (cd_mono_ns() >= deadline) {
+            cd_log(CD_LOG_WARN, "serve.drain_timeout", "\"in_flight\":%u", n);
+            return;
+        }
+        struct timespec poll = {0, DRAIN_POLL_NS};
+        int sig = sigtimedwait(sigs, NULL, &poll);
+        if (sig == SIGTERM || sig == SIGINT) {
+            cd_log(CD_LOG_WARN, "serve.drain_cut", "\"in_flight\":%u,\"signal\":%d", n, sig);
+            return;
+        }
+    }
+    cd_log(CD_LOG_INFO, "serve.drained", NULL);
+}
+
+/* The one shutdown sequence, for a clean stop and for a failed start alike. Order matters: the
+ * server first (its workers outlive every deferred write, so each answer's write is through);
+ * then the background services, the ledger signing a tree head over everything written; the
+ * access lines still held; and last the store, whose writer finishes every queued write before
+ * it closes. */
+static void serve_close(struct serve *sv)
+{
+    bool served = sv->http != NULL;
+
+    cd_http_stop(sv->http);
+    sv->http = NULL;
+    cd_consent_close(sv->consent);
+    sv->consent = NULL;
+    if (sv->audit) {
+        /* A head over the final ledger, so a verifier holding it covers every entry. */
+        if (served && cd_audit_publish(sv->audit, NULL, NULL) != CD_OK)
+            cd_log(CD_LOG_ERROR, "audit.final_head_failed", NULL);
+        cd_audit_close(sv->audit);
+        sv->audit = NULL;
+    }
+    if (sv->log_batched)
+        cd_log_batch_stop();
+    sv->log_batched = false;
+    cd_policy_free(sv->policy);
+    sv->policy = NULL;
+    if (sv->env_open)
+        cd__cli_env_close(&sv->env);
+    sv->env_open = false;
+    cd_guard_close(sv->guard);
+    sv->guard = NULL;
+}
+
+int cd_cli_serve(int argc, char **argv)
+{
+    struct cd_opt opts[] = {
+        {"--data", "DIR", "data directory (see candor init)", NULL, NULL},
+        {"--listen", "ADDR", "address to listen on", "127.0.0.1:8080", NULL},
+        {"--db", "URL", "database URL instead of DIR/candor.db", NULL, NULL},
+        {"--demo", NULL, "load deterministic demo data if the database is empty", NULL, NULL},
+        {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
+        {"--threads", "N", "HTTP event threads", "2", NULL},
+        {"--max-body", "BYTES", "largest request body accepted", "1048576", NULL},
+        {"--max-connections", "N", "connections served at once, from all clients",
+         CD_XSTR(CD_HTTP_MAX_CONNECTIONS), NULL},
+        {"--max-client-connections", "N",
+         "connections at once from one client address (0: no limit; behind a proxy, every "
+         "client has the proxy's address)",
+         CD_XSTR(CD_HTTP_MAX_CLIENT_CONNECTIONS), NULL},
+        {"--idle-timeout", "SECONDS", "close a connection that sends nothing for this long",
+         CD_XSTR(CD_HTTP_IDLE_TIMEOUT), NULL},
+        {"--rules", "DIR", "communication guard rule packs (default: see candor(1), FILES)", NULL,
+         NULL},
+        {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
+         NULL},
+        {"--sth-interval", "SECONDS", "sign an audit tree head this often when the ledger grew",
+         "60", NULL},
+        {"--max-future-skew", "SECONDS", "refuse an interaction whose occurred_at is further "
+                                         "ahead of this server's clock", "86400", NULL},
+        {"--drain-timeout", "SECONDS", "on SIGTERM, how long requests in flight may take to be "
+                                       "answered", "30", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    const char *pos[1], *from = NULL;
+    size_t npos = 0;
+    bool help = false;
+    struct serve sv;
+    enum cd_err err;
+    sigset_t sigs;
+    int sig = 0;
+
+    memset(&sv, 0, sizeof sv);
+    if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
+        return cd__cli_fail("serve", err);
+    if (help) {
+        cd_cli_usage(
+            "serve", "--data DIR [--listen ADDR] [--demo] [options]",
+            "Serves the HTTP/JSON API. Schema migrations run at start.\n"
+            "\n"
+            "SIGHUP reloads the guard rule packs (as POST /v1/guard/reload does) and the\n"
+            "--policy file; a bad file is refused with its line and the previous version stays\n"
+            "in force. The consent jurisdictions are read at start only.\n"
+            "\n"
+            "SIGTERM or SIGINT drains: no new connections are accepted, the requests in flight\n"
+            "are answered (with Connection: close) for up to --drain-timeout seconds, every\n"
+            "queued write is committed, a last audit tree head is signed, and the process exits\n"
+            "0. A second SIGTERM or SIGINT ends the wait for requests in flight.",
+            opts);
+        return 0;
+    }
+    sv.data = cd_cli_get(opts, "--data");
+    sv.policy_path = cd_cli_get(opts, "--policy");
+    /* Numbers and paths are checked before anything is opened. */
+    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &sv.workers)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--threads", 1, 64, &sv.threads)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &sv.max_body)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &sv.sth_interval)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv.drain_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv.max_future_skew)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--max-connections", 1, 1000000, &sv.max_connections)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000,
+                           &sv.max_client_connections)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv.idle_timeout)) != CD_OK ||
+        (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv.rules, sizeof sv.rules,
+                                 &from)) != CD_OK)
+        return cd__cli_fail("serve", err);
+    snprintf(sv.consent_rules, sizeof sv.consent_rules, "%s/consent/jurisdictions.yaml",
+             sv.rules);
+    /* Blocked before the first thread starts, so every thread inherits the mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((err = serve_open(&sv, cd_cli_get(opts, "--db"), cd_cli_get(opts, "--demo") != NULL,
+                          cd_cli_get(opts, "--listen"))) != CD_OK)
+        goto out;
+    cd_log(CD_LOG_INFO, "serve.listening", "\"port\":%u,\"store\":\"%s\"", cd_http_port(sv.http),
+           cd_store_backend(sv.env.store));
+    fprintf(stdout, "candor listening on http://%s (admin token: %s/admin.token)\n",
+            cd_cli_get(opts, "--listen"), sv.data);
+    fflush(stdout);
+    while ((sig = sigwaitinfo(&sigs, NULL)) == SIGHUP || (sig < 0 && errno == EINTR))
+        if (sig == SIGHUP)
+            serve_reload(&sv);
+    cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", sig);
+    serve_drain(&sv, &sigs);
+out:
+    serve_close(&sv);
+    if (err == CD_OK)
+        cd_log(CD_LOG_INFO, "serve.stopped", NULL);
+    return err == CD_OK ? 0 : cd__cli_fail("serve", err);
+}
