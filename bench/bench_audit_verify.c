@@ -71,7 +71,7 @@ static enum cd_err append_batch(struct cd_tx *tx, void *ctx)
                                 "integration", "bench loader", "service",
                                 "req_01BENCHBENCHBENCHBENCHBENCH", "cus_01BENCHBENCHBENCHBENCHBENCH",
                                 "int_01BENCHBENCHBENCHBENCHBENCH", "contact,conversation", NULL,
-                                NULL, NULL};
+                                NULL, NULL, NULL};
     struct cd_audit_event read = ev;
     enum cd_err err = CD_OK;
 
@@ -293,7 +293,7 @@ int main(int argc, char **argv)
         tas[r] = (double)(cd_mono_ns() - t0) / 1e9;
         t0 = cd_mono_ns();
         double c0 = cpu_secs();
-        if ((err = cd_audit_verify_all(s, pk, &rep, NULL)) != CD_OK)
+        if ((err = cd_audit_verify_all(s, pk, NULL, &rep, NULL)) != CD_OK)
             die("verify", err);
         tb[r] = (double)(cd_mono_ns() - t0) / 1e9;
         cb[r] = cpu_secs() - c0;

@@ -5,6 +5,7 @@
  * the same transaction, in audit_nodes; smaller ones are folded from the entries when needed
  * (tree.c signs its heads and serves proofs). */
 #include <assert.h>
+#include <stddef.h>
 #include <string.h>
 #include "audit_int.h"
 
@@ -63,7 +64,8 @@ static enum cd_err canonical_head(const struct cd_audit_event *ev, struct cd_buf
     } m[] = {{"action", ev->action},           {"actor_name", ev->actor_name},
              {"actor_role", ev->actor_role},   {"actor_token", ev->actor_token},
              {"categories", ev->categories},   {"customer_id", ev->customer_id},
-             {"outcome", ev->outcome},         {"override_reason", ev->override_reason},
+             {"data_sha256", ev->data_sha256}, {"outcome", ev->outcome},
+             {"override_reason", ev->override_reason},
              {"purpose", ev->purpose},         {"reason", ev->reason},
              {"request_id", ev->request_id},   {"resource_id", ev->resource_id},
              {"rules", ev->rules}};
@@ -144,6 +146,151 @@ bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq)
         return false;
     *seq = v;
     return true;
+}
+
+bool cd_audit_entry_member(struct cd_str entry, const char *key, struct cd_str *value)
+{
+    char pat[40];
+    size_t kl = strlen(key);
+    const char *b = entry.p, *end = entry.p + entry.len, *p = b;
+
+    /* The canonical form is compact with every '"' inside a string escaped, so a quote that
+     * follows '{' or ',' opens a key: "key": found there is that member and nothing else. */
+    if (kl + 3 > sizeof pat)
+        return false;
+    pat[0] = '"';
+    memcpy(pat + 1, key, kl);
+    pat[kl + 1] = '"';
+    pat[kl + 2] = ':';
+    for (;;) {
+        p = memmem(p, (size_t)(end - p), pat, kl + 3);
+        if (p == NULL)
+            return false;
+        if (p > b && (p[-1] == ',' || p[-1] == '{'))
+            break;
+        p++;
+    }
+    p += kl + 3;
+    if (p < end && *p == '"') {
+        const char *q = ++p;
+        while (q < end && *q != '"')
+            q += *q == '\\' ? 2 : 1;
+        if (q >= end)
+            return false;
+        *value = (struct cd_str){p, (size_t)(q - p)};
+        return true;
+    }
+    const char *q = p;
+    while (q < end && *q != ',' && *q != '}')
+        q++;
+    if (q == p || q >= end)
+        return false;
+    *value = (struct cd_str){p, (size_t)(q - p)};
+    return true;
+}
+
+/* True when the column holds the member's value v (present: the member exists): a text column
+ * the string (escaped as the canonical form escapes it: ids, codes and names seldom need it, so
+ * the plain comparison comes first), NULL the member's absence. */
+static bool column_is(const struct cd_val *col, bool present, struct cd_str v)
+{
+    if (col->type == CD_VAL_NULL)
+        return !present;
+    if (!present || (col->type != CD_VAL_TEXT && col->type != CD_VAL_BLOB))
+        return false;
+    if (memchr(v.p, '\\', v.len) == NULL)
+        return v.len == col->len && memcmp(v.p, col->p, v.len) == 0;
+    struct cd_buf esc = CD_BUF_INIT(4 * MAX_EVENT);
+    bool same = cd_buf_json_string(&esc, (struct cd_str){col->p, col->len}) == CD_OK &&
+                esc.len == v.len + 2 && memcmp(esc.p + 1, v.p, v.len) == 0;
+    cd_buf_free(&esc);
+    return same;
+}
+
+/* The four members the index columns copy, in the order of cd__audit_columns_check's cols. */
+static const struct cd_str index_keys[4] = {CD_STR("ts"), CD_STR("customer_id"),
+                                            CD_STR("action"), CD_STR("actor_token")};
+
+/* The raw values of the index members in canonical entry bytes, found without a substring
+ * search per member (offline verify does this for every entry): the keys are sorted, so the
+ * three string members are among the first few (action, actor_*, categories, customer_id) and
+ * the walk stops at the first key past "customer_id"; "ts" is always the last member, read from
+ * the end. False when the bytes are not in the canonical form. */
+static bool index_members(struct cd_str e, struct cd_str v[4], bool found[4])
+{
+    const char *p = e.p, *end = e.p + e.len;
+
+    memset(found, 0, 4 * sizeof *found);
+    if (e.len < 2 || *p++ != '{' || end[-1] != '}')
+        return false;
+    /* ,"ts":-?digits} at the end. */
+    const char *t = end - 1;
+    while (t > p && ((t[-1] >= '0' && t[-1] <= '9') || t[-1] == '-'))
+        t--;
+    if (t - p >= 6 && memcmp(t - 6, ",\"ts\":", 6) == 0) {
+        v[0] = (struct cd_str){t, (size_t)(end - 1 - t)};
+        found[0] = true;
+    }
+    while (p < end && *p == '"') {
+        /* Keys are plain names: no escapes. */
+        const char *k = p + 1, *ke = memchr(k, '"', (size_t)(end - k));
+        if (ke == NULL || ke + 2 > end || ke[1] != ':')
+            return false;
+        size_t kl = (size_t)(ke - k);
+        int past = memcmp(k, "customer_id", kl < 11 ? kl : 11);
+        if (past > 0 || (past == 0 && kl > 11))
+            return true; /* sorted: no index member comes later */
+        const char *val = ke + 2, *ve;
+        if (val >= end || *val != '"')
+            return false; /* the members before "seq" are strings */
+        /* Its end is the first quote not escaped (after an even run of backslashes). */
+        for (ve = val + 1;; ve++) {
+            if ((ve = memchr(ve, '"', (size_t)(end - ve))) == NULL)
+                return false;
+            size_t bs = 0;
+            while (ve - bs > val + 1 && ve[-1 - (ptrdiff_t)bs] == '\\')
+                bs++;
+            if (bs % 2 == 0)
+                break;
+        }
+        for (int i = 1; i < 4; i++)
+            if (kl == index_keys[i].len && memcmp(k, index_keys[i].p, kl) == 0) {
+                v[i] = (struct cd_str){val + 1, (size_t)(ve - val - 1)};
+                found[i] = true;
+            }
+        if (ve + 1 >= end || ve[1] != ',')
+            return ve + 2 == end;
+        p = ve + 2;
+    }
+    return false;
+}
+
+const char *cd__audit_columns_check(struct cd_str entry, const struct cd_val cols[4])
+{
+    struct cd_str v[4];
+    bool found[4];
+
+    if (!index_members(entry, v, found))
+        return "ts"; /* not canonical bytes: the chain check names the entry first */
+    if (cols[0].type != CD_VAL_INT || !found[0])
+        return "ts";
+    /* The member is written by canonical_tail: an optional '-' and decimal digits. */
+    bool neg = v[0].len > 0 && v[0].p[0] == '-';
+    uint64_t ts = 0;
+    size_t i = neg;
+    if (i == v[0].len || v[0].len - i > 19)
+        return "ts";
+    for (; i < v[0].len; i++) {
+        if (v[0].p[i] < '0' || v[0].p[i] > '9')
+            return "ts";
+        ts = ts * 10 + (uint64_t)(v[0].p[i] - '0');
+    }
+    if ((neg ? -(int64_t)ts : (int64_t)ts) != cols[0].i)
+        return "ts";
+    for (int k = 1; k < 4; k++)
+        if (!column_is(&cols[k], found[k], v[k]))
+            return index_keys[k].p;
+    return NULL;
 }
 
 /* ---- the head of the ledger and the Merkle frontier of the last append ----
@@ -417,12 +564,31 @@ enum cd_err cd_audit_append_prepared(struct cd_tx *tx, struct cd_audit_prepared 
     memcpy(c->last, hash, HASH_LEN);
     c->epoch = epoch;
     c->valid = true;
+    cd__audit_appended();
     if (seq)
         *seq = (uint64_t)h.seq + 1;
 out:
     b->len = head_len;
     b->p[head_len] = '\0';
     return err;
+}
+
+enum cd_err cd__audit_current_root(struct cd_tx *tx, uint64_t *size, uint8_t root[HASH_LEN])
+{
+    struct ledger_cache *c = &tl_ledger;
+    struct head h = {0, {0}};
+    uint64_t epoch = cd_tx_epoch(tx);
+    enum cd_err err;
+
+    /* As an append finds the head: the writer's own, or read once; the frontier comes with it. */
+    if (!(epoch != 0 && c->valid && c->epoch == epoch && c->store == cd_tx_store(tx))) {
+        if ((err = cd_tx_exec(tx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                              NULL, 0, head_row, &h, NULL)) != CD_OK ||
+            (err = frontier_for(tx, c, (uint64_t)h.seq, h.hash)) != CD_OK)
+            return err;
+    }
+    *size = c->size;
+    return cd_merkle_frontier_root(&c->f, root);
 }
 
 enum cd_err cd_audit_append(struct cd_tx *tx, const struct cd_audit_event *ev, uint64_t *seq)
@@ -447,6 +613,37 @@ enum cd_err cd_audit_record(struct cd_store *s, const struct cd_audit_event *ev)
     return cd_store_write(s, record_fn, (void *)ev);
 }
 
+struct entry_at {
+    enum cd_err (*fn)(void *, struct cd_str);
+    void *ctx;
+    bool found;
+};
+
+static enum cd_err entry_at_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct entry_at *e = ctx;
+
+    if (n < 1 || (cols[0].type != CD_VAL_BLOB && cols[0].type != CD_VAL_TEXT))
+        return cd_err_set(CD_ERR_INTEGRITY, "an audit entry is malformed");
+    e->found = true;
+    return e->fn(e->ctx, (struct cd_str){cols[0].p, cols[0].len});
+}
+
+enum cd_err cd_audit_entry_at(struct cd_tx *tx, uint64_t seq,
+                              enum cd_err (*fn)(void *ctx, struct cd_str entry), void *ctx,
+                              bool *found)
+{
+    struct entry_at e = {fn, ctx, false};
+    struct cd_val p[] = {CD_VINT(seq)};
+    enum cd_err err = seq > INT64_MAX ? CD_OK
+                                      : cd_tx_exec(tx, "SELECT entry FROM audit_events"
+                                                       " WHERE seq = $1",
+                                                   p, 1, entry_at_row, &e, NULL);
+
+    *found = e.found;
+    return err;
+}
+
 /* ---- listing ---- */
 
 struct list_ctx {
@@ -464,8 +661,20 @@ static enum cd_err list_row(void *ctx, const struct cd_val *cols, size_t n)
     json_error_t jerr;
     char hex[2 * HASH_LEN + 1];
 
-    if (n < 3 || cols[1].type != CD_VAL_BLOB)
+    if (n < 7 || cols[1].type != CD_VAL_BLOB)
         return cd_err_set(CD_ERR_INTEGRITY, "malformed audit row");
+    /* A row's filter columns must say what its hashed entry says: a read moved into another
+     * customer's access log (or out of its own, which only `candor audit verify` can see) is
+     * refused here rather than shown. */
+    const char *col = cd__audit_columns_check((struct cd_str){cols[1].p, cols[1].len}, cols + 3);
+    if (col) {
+        cd_integrity_report(CD_INTEGRITY_AUDIT_ROW, "\"seq\":%lld,\"column\":\"%s\"",
+                            (long long)cols[0].i, col);
+        return cd_err_set(CD_ERR_INTEGRITY,
+                          "audit entry %lld: its %s column does not match the hashed entry "
+                          "(run candor audit verify)",
+                          (long long)cols[0].i, col);
+    }
     e = json_loadb(cols[1].p, cols[1].len, 0, &jerr);
     if (e == NULL)
         return cd_err_set(CD_ERR_INTEGRITY, "audit entry %lld is not valid JSON",
@@ -527,7 +736,8 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
         return cd_tx_exec(tx, CD__AUDIT_ACCESS_LOG_SQL, p, sizeof p / sizeof p[0], list_row,
                           &a->l, NULL);
     return cd_tx_exec(tx,
-                      "SELECT seq, entry, hash FROM audit_events WHERE seq < $1"
+                      "SELECT seq, entry, hash, " CD__AUDIT_INDEX_COLS
+                      " FROM audit_events WHERE seq < $1"
                       " AND ($2 = '' OR customer_id = $2) AND ($3 = '' OR action = $3)"
                       " AND ($4 = '' OR actor_token = $4) AND ts >= $5 AND ts <= $6"
                       " ORDER BY seq DESC LIMIT $7",

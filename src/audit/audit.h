@@ -38,6 +38,9 @@ struct cd_audit_event {
     const char *resource_id; /* interaction id, token id, ... */
     const char *categories;  /* data categories touched, comma-separated */
     const char *reason;      /* for denials and errors: the problem type */
+    /* 64 hex digits: the SHA-256 of the canonical form of the record the event wrote (a
+     * consent event), binding that row to this entry; see the owner of the record. */
+    const char *data_sha256;
     const char *rules;       /* guard rule ids behind a block, mismatch or override, "A,B" */
     const char *override_reason; /* a supervisor's reason for an override (masked by the guard) */
 };
@@ -96,6 +99,19 @@ enum cd_err cd_audit_access_log(struct cd_store *s, struct cd_str customer_id, s
 enum cd_err cd_audit_verify(struct cd_store *s, uint64_t *checked, uint64_t *bad_seq,
                             void (*progress)(uint64_t done, uint64_t total));
 
+/* The ledger entry at seq as stored (its canonical bytes), for a module that bound one of its
+ * rows to an entry (data_sha256) and checks the binding: *found false when there is no such
+ * entry. The bytes are borrowed from the row callback's storage: fn is called with them inside
+ * the read. Errors: CD_ERR_STORE, and fn's. */
+enum cd_err cd_audit_entry_at(struct cd_tx *tx, uint64_t seq,
+                              enum cd_err (*fn)(void *ctx, struct cd_str entry), void *ctx,
+                              bool *found);
+
+/* The raw text of member `key` in canonical entry bytes, without parsing the JSON: for a
+ * string the characters between its quotes (still escaped), for a number its digits. Returns
+ * false when the member is absent. */
+bool cd_audit_entry_member(struct cd_str entry, const char *key, struct cd_str *value);
+
 /* ---- the ledger service: signed tree heads and proofs ------------------------------------ */
 
 /* Signed tree head message: enc("candor.audit.sth.v1") || u64be(tree_size) ||
@@ -146,15 +162,34 @@ enum cd_err cd_audit_open(struct cd_store *s, const char *signing_key_path, stru
 /* Stops the publisher thread (if started), wipes the signing key and frees a. NULL is fine. */
 void cd_audit_close(struct cd_audit *a);
 
-/* Starts a thread that, every interval_s seconds, signs a new tree head when the ledger grew
- * since the last one. Errors: CD_ERR_INVALID (interval 0, already started, or no signer),
+/* When tree heads are signed while serving (docs/audit.md, "Signed tree heads"). */
+struct cd_audit_policy {
+    unsigned interval_s;      /* at most this long after the ledger grew (>= 1) */
+    uint64_t every_entries;   /* ... or as soon as this many entries were appended (>= 1) */
+    const char *heads_path;   /* the heads file every new head is appended to (borrowed, must
+                               * outlive the service), or NULL for none */
+};
+#define CD_AUDIT_HEADS_FILE "audit-heads.jsonl" /* in the data directory */
+#define CD_AUDIT_DEFAULT_INTERVAL_S 10
+#define CD_AUDIT_DEFAULT_EVERY_ENTRIES 10000
+
+/* Starts the publisher: signs a head now (the start of service; a failure is logged, not
+ * returned: the ledger may be damaged, and serving goes on while `candor audit verify` tells
+ * what happened), then on a thread whenever the ledger grew by every_entries entries or
+ * interval_s seconds passed since it grew, whichever comes first, and a last one when
+ * cd_audit_close stops it (a clean shutdown). Each new head is also appended to the heads file,
+ * which first catches up with heads the database holds and the file does not (a crash between
+ * the two). Errors: CD_ERR_INVALID (a zero in the policy, already started, or no signer),
  * CD_ERR_INTERNAL (cannot start the thread). */
-enum cd_err cd_audit_publisher_start(struct cd_audit *a, unsigned interval_s);
+enum cd_err cd_audit_publisher_start(struct cd_audit *a, const struct cd_audit_policy *policy);
 
 /* Signs a tree head for the current ledger size, in one write transaction, unless the newest
- * stored head already has that size; *out (may be NULL) receives the newest head, *created
- * (may be NULL) whether it is new. Errors: CD_ERR_CRYPTO (no signer), CD_ERR_STORE,
- * CD_ERR_INTEGRITY (a stored node is missing), CD_ERR_NOMEM. */
+ * stored head already has that size, and appends a new head to the heads file when the
+ * publisher has one (fsynced; a failure there is logged and made up at the next head, since
+ * the head is already durable in the database); *out (may be NULL) receives the newest head,
+ * *created (may be NULL) whether it is new. Errors: CD_ERR_CRYPTO (no signer), CD_ERR_STORE,
+ * CD_ERR_INTEGRITY (a stored node is missing, or the ledger is shorter than a stored head),
+ * CD_ERR_NOMEM. */
 enum cd_err cd_audit_publish(struct cd_audit *a, struct cd_audit_sth *out, bool *created);
 
 /* The newest signed tree head. Errors: CD_ERR_NOT_FOUND (none published yet), CD_ERR_STORE. */
@@ -186,20 +221,53 @@ enum cd_err cd_audit_consistency(struct cd_store *s, uint64_t first, uint64_t se
 /* What a full verification found. On failure bad_seq names the first bad entry (0 when the
  * failure concerns no entry, e.g. a bad signature of a head covering nothing). */
 struct cd_audit_report {
-    uint64_t entries;     /* entries whose chain, leaf and tree checks passed */
-    uint64_t nodes;       /* stored Merkle nodes checked */
-    uint64_t tree_heads;  /* signed tree heads checked */
+    uint64_t entries;      /* entries whose chain, leaf, column and tree checks passed */
+    uint64_t nodes;        /* stored Merkle nodes checked */
+    uint64_t tree_heads;   /* signed tree heads checked (stored and trusted) */
+    uint64_t trusted;      /* trusted heads found in the ledger, each with its consistency
+                            * proof to the whole ledger verified */
     uint64_t bad_seq;
 };
 
-/* Checks everything the database holds: the hash chain and sequence of every entry, every
- * stored Merkle node against the tree recomputed from the entries (no node missing or extra,
- * no level below 4 stored), and every stored tree head (root recomputed from the entries, size
- * within the ledger, Ed25519 signature under pk, which may be NULL to skip signatures only
- * when there are no heads). progress (may be NULL) is called with (done, total) now and then.
- * Errors: CD_ERR_INTEGRITY with a detail naming the first bad entry, CD_ERR_STORE,
- * CD_ERR_NOMEM, CD_ERR_CRYPTO (heads exist but pk is NULL). */
-enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd_audit_report *rep,
+/* Tree heads obtained outside the database: the heads file, consent receipts, a witness's
+ * copy. Each keeps where it came from ("FILE:LINE"), for the report. Zero-initialise; free
+ * with cd_audit_trusted_free. */
+struct cd_audit_trusted {
+    struct cd_audit_sth *heads;
+    char (*source)[128];
+    size_t n, cap;
+    size_t skipped; /* lines that were no head (a heads file's partial last line) */
+};
+
+/* Adds the heads in text[0..len) (borrowed), read from `source` (a name for the report): one
+ * JSON document or JSON lines, each a tree head (cd_audit_sth_json's form, as served by
+ * GET /v1/audit/tree-heads/latest or written to the heads file), a consent receipt carrying one
+ * ("auditTreeHead"), or the receipt answer of the API ({"receipt": {...}}). An unterminated
+ * last line that is not JSON (a crash while appending) is skipped and counted.
+ * Errors: CD_ERR_INVALID ("SOURCE:LINE: what"), CD_ERR_NOMEM; heads added before stay. */
+enum cd_err cd_audit_trusted_parse(struct cd_audit_trusted *t, const char *text, size_t len,
+                                   const char *source);
+/* cd_audit_trusted_parse of the file at path; a missing file adds nothing when missing_ok.
+ * Errors: CD_ERR_IO, and cd_audit_trusted_parse's. */
+enum cd_err cd_audit_trusted_load(struct cd_audit_trusted *t, const char *path, bool missing_ok);
+void cd_audit_trusted_free(struct cd_audit_trusted *t);
+
+/* Checks everything the database holds: the hash chain and sequence of every entry, its index
+ * columns (customer_id, action, actor_token, ts: what the listings and the access log filter
+ * on) against the members of its hashed entry, every stored Merkle node against the tree
+ * recomputed from the entries (no node missing or extra, no level below 4 stored), and every
+ * stored tree head (root recomputed from the entries, size within the ledger, Ed25519
+ * signature under pk, which may be NULL to skip signatures only when there are no heads).
+ * trusted (may be NULL) adds heads obtained elsewhere: each must verify under pk, lie within
+ * the ledger (a shorter ledger is a truncated tail), have the root recomputed at its size, be
+ * stored in the database (a head missing there was deleted), and its RFC 9162 consistency
+ * proof to the whole ledger, built from the stored nodes, must verify. progress (may be NULL)
+ * is called with (done, total) now and then. Errors: CD_ERR_INTEGRITY with a detail naming
+ * the first bad entry (or head), CD_ERR_STORE, CD_ERR_NOMEM, CD_ERR_CRYPTO (heads exist but pk
+ * is NULL). */
+enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk,
+                                const struct cd_audit_trusted *trusted,
+                                struct cd_audit_report *rep,
                                 void (*progress)(uint64_t done, uint64_t total));
 
 /* Writes the ledger as JSON lines to out: {"type":"entry","seq","entry","hash"} per entry in
@@ -213,11 +281,13 @@ enum cd_err cd_audit_export(struct cd_store *s, FILE *out, uint64_t *entries, ui
 /* Verifies an export read from in without any database, as a third-party auditor: recomputes
  * the chain and the Merkle tree from the entry bytes, checks every tree head's root and
  * signature under pk, and refuses an export whose entries stop before the size of a head it
- * contains or of the optional trusted head `pinned` (truncation). rep as cd_audit_verify_all.
- * Errors: CD_ERR_INTEGRITY naming the first bad line/entry, CD_ERR_INVALID (malformed line),
- * CD_ERR_IO, CD_ERR_NOMEM. */
+ * contains or of a trusted head (truncation). Each trusted head (may be NULL) must also verify,
+ * match the root recomputed at its size and appear among the export's head lines.
+ * rep as cd_audit_verify_all. Errors: CD_ERR_INTEGRITY naming the first bad line/entry,
+ * CD_ERR_INVALID (malformed line), CD_ERR_IO, CD_ERR_NOMEM. */
 enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
-                                   const struct cd_audit_sth *pinned, struct cd_audit_report *rep,
+                                   const struct cd_audit_trusted *trusted,
+                                   struct cd_audit_report *rep,
                                    void (*progress)(uint64_t done, uint64_t total));
 
 #endif

@@ -16,6 +16,18 @@ enum cd_err cd__audit_chain_hash(const uint8_t prev[CD__AUDIT_HASH_LEN], const v
  * absent or malformed. */
 bool cd__audit_entry_seq(const void *bytes, size_t n, uint64_t *seq);
 
+/* Which index column of an audit row disagrees with the members of its hashed entry: cols are
+ * the row's ts, customer_id, action and actor_token as stored (what the listings and the access
+ * log filter on). Returns the first such column's name, or NULL when all four agree. */
+const char *cd__audit_columns_check(struct cd_str entry, const struct cd_val cols[4]);
+
+/* The index columns as cd__audit_columns_check takes them. */
+#define CD__AUDIT_INDEX_COLS "ts, customer_id, action, actor_token"
+
+/* Counts one append to any ledger of this process and wakes the tree head publishers when
+ * enough were made (tree.c): the writer thread calls it after every append. */
+void cd__audit_appended(void);
+
 /* audit_nodes stores the perfect subtrees of level CD__AUDIT_NODE_MIN_LEVEL and up only (since
  * migration 6): the lower levels would be amortised two rows per append, seven out of eight of
  * all node rows, while any of them is recomputed from at most 2^(MIN_LEVEL-1) entries. */
@@ -38,6 +50,12 @@ enum cd_err cd__audit_subtree_from_entries(struct cd_tx *tx, unsigned level, uin
 enum cd_err cd__audit_rebuild_nodes(struct cd_tx *tx, uint64_t size,
                                     struct cd_merkle_frontier *out);
 
+/* The ledger's size and Merkle root as the write transaction tx sees them, from the writer's
+ * frontier of its last append (no reads when the transaction appended last), else from the
+ * stored nodes. Writer thread only. Errors: CD_ERR_STORE, CD_ERR_INTEGRITY (nodes missing). */
+enum cd_err cd__audit_current_root(struct cd_tx *tx, uint64_t *size,
+                                   uint8_t root[CD__AUDIT_HASH_LEN]);
+
 /* The number of entries in the ledger as tx sees it. */
 enum cd_err cd__audit_size(struct cd_tx *tx, uint64_t *size);
 
@@ -50,13 +68,23 @@ enum cd_err cd__audit_sth_row(const struct cd_val *cols, size_t ncols, struct cd
 
 #define CD__AUDIT_STH_COLS "tree_size, ts, root, signature, key_id"
 
+/* The heads file (heads.c). _open opens path for appending (created 0600 when missing, its
+ * directory synced), cuts a partial last line a crash left, and reads the last head in it
+ * (*have_last false when the file is empty or its last line is unreadable, which is reported
+ * as an integrity failure). Errors: CD_ERR_IO; the caller closes *fd. _append writes
+ * heads[0..n) as JSON lines with one write and an fdatasync. Errors: CD_ERR_IO, CD_ERR_NOMEM. */
+enum cd_err cd__audit_heads_open(const char *path, int *fd, struct cd_audit_sth *last,
+                                 bool *have_last);
+enum cd_err cd__audit_heads_append(int fd, const struct cd_audit_sth *heads, size_t n);
+
 /* The customer's access log, newest first: their reads and the refused attempts on their
  * data; $2 the customer, $1 the seq to start below, $7 the limit. Its terms "customer_id = $2"
  * and "(action LIKE '%.read' OR action = 'access.denied')" stand as they are so that SQLite
- * walks the partial index audit_access_by_customer (migration 10), not the whole ledger;
+ * walks the partial index audit_access_by_customer (migration 12), not the whole ledger;
  * tests/unit/test_audit.c checks the plan. */
 #define CD__AUDIT_ACCESS_LOG_SQL                                                               \
-    "SELECT seq, entry, hash FROM audit_events WHERE customer_id = $2"                         \
+    "SELECT seq, entry, hash, ts, customer_id, action, actor_token FROM audit_events"          \
+    " WHERE customer_id = $2"                                                                   \
     " AND (action LIKE '%.read' OR action = 'access.denied') AND seq < $1"                     \
     " ORDER BY seq DESC LIMIT $7"
 

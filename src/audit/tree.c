@@ -1,10 +1,14 @@
 /* The ledger as a service: signed tree heads over the Merkle tree that cd_audit_append keeps
  * in audit_nodes, the publisher thread, and inclusion and consistency proofs. A tree head is
  * signed on the writer thread inside a write transaction, so its size and root describe a
- * committed prefix of the ledger exactly. */
+ * committed prefix of the ledger exactly; once committed it is appended to the heads file
+ * (heads.c), outside the database. */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "audit_int.h"
 
 #define HASH_LEN CD__AUDIT_HASH_LEN
@@ -14,13 +18,17 @@ struct cd_audit {
     bool can_sign;
     struct cd_crypto_signer signer;
     uint8_t key_id[CD_CRYPTO_HASH_LEN];
-    /* publisher thread */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    /* One publish at a time, so the heads file receives the heads in the order of their
+     * sizes; the heads file's descriptor (-1: none) and the largest size it holds. */
+    pthread_mutex_t publish_mu;
+    int heads_fd;
+    uint64_t file_upto;
+    /* the publisher thread (waits on the process-wide wake_cv, below) */
     pthread_t thread;
     bool running;
-    bool stop;
-    unsigned interval_s;
+    bool stop; /* under wake_mu */
+    uint_fast64_t published; /* the process's append count at the last head (publisher only) */
+    struct cd_audit_policy policy;
 };
 
 /* ---- tree heads ---- */
@@ -221,14 +229,16 @@ struct publish_ctx {
 static enum cd_err publish_fn(struct cd_tx *tx, void *ctx)
 {
     struct publish_ctx *p = ctx;
-    struct cd_audit_sth last;
+    struct cd_audit_sth last, s;
     bool have = false;
     uint64_t size = 0;
     uint8_t msg[CD_AUDIT_STH_MSG_LEN];
     enum cd_err err;
 
     p->created = false;
-    if ((err = cd__audit_size(tx, &size)) != CD_OK || (err = latest_in(tx, &last, &have)) != CD_OK)
+    if ((err = cd__audit_current_root(tx, &size, s.root)) != CD_OK)
+        return node_missing_is_integrity(err);
+    if ((err = latest_in(tx, &last, &have)) != CD_OK)
         return err;
     if (have && last.tree_size == size) {
         p->sth = last;
@@ -239,13 +249,10 @@ static enum cd_err publish_fn(struct cd_tx *tx, void *ctx)
                           "the ledger has %llu entries but a tree head of size %llu was "
                           "published: entries were removed",
                           (unsigned long long)size, (unsigned long long)last.tree_size);
-    struct cd_audit_sth s;
     s.tree_size = size;
     s.timestamp_ms = cd_now_ms();
     if (have && s.timestamp_ms < last.timestamp_ms)
         s.timestamp_ms = last.timestamp_ms; /* never go back in time, even if the clock does */
-    if ((err = cd_merkle_root(size, cd__audit_node_get, tx, s.root)) != CD_OK)
-        return node_missing_is_integrity(err);
     cd_audit_sth_message(s.tree_size, s.timestamp_ms, s.root, msg);
     cd_crypto_sign(&p->a->signer, msg, sizeof msg, s.signature);
     memcpy(s.key_id, p->a->key_id, HASH_LEN);
@@ -261,6 +268,40 @@ static enum cd_err publish_fn(struct cd_tx *tx, void *ctx)
     return CD_OK;
 }
 
+struct since {
+    uint64_t after;
+    struct sth_list l;
+};
+
+static enum cd_err since_fn(struct cd_tx *tx, void *ctx)
+{
+    struct since *q = ctx;
+    struct cd_val p[] = {CD_VINT(q->after)};
+
+    return cd_tx_exec(tx,
+                      "SELECT " CD__AUDIT_STH_COLS " FROM audit_tree_heads WHERE tree_size > $1"
+                      " ORDER BY tree_size",
+                      p, 1, sth_list_row, &q->l, NULL);
+}
+
+/* Appends to the heads file every stored head it does not hold yet (normally the one just
+ * signed; more after a crash or a failed append). Under publish_mu. A failure is logged and
+ * counted: the heads are durable in the database and the next call makes them up. */
+static void heads_file_catch_up(struct cd_audit *a)
+{
+    struct since q = {a->file_upto, {NULL, 0, 0}};
+    enum cd_err err;
+
+    if (a->heads_fd < 0)
+        return;
+    if ((err = cd_store_read(a->store, since_fn, &q)) == CD_OK && q.l.n > 0 &&
+        (err = cd__audit_heads_append(a->heads_fd, q.l.v, q.l.n)) == CD_OK)
+        a->file_upto = q.l.v[q.l.n - 1].tree_size;
+    if (err != CD_OK)
+        cd_log(CD_LOG_ERROR, "audit.heads_file_failed", "\"error\":\"%s\"", cd_err_name(err));
+    cd_free(q.l.v);
+}
+
 enum cd_err cd_audit_publish(struct cd_audit *a, struct cd_audit_sth *out, bool *created)
 {
     struct publish_ctx p;
@@ -270,7 +311,12 @@ enum cd_err cd_audit_publish(struct cd_audit *a, struct cd_audit_sth *out, bool 
     p.a = a;
     if (!a->can_sign)
         return cd_err_set(CD_ERR_CRYPTO, "no signing key: tree heads cannot be signed");
-    if ((err = cd_store_write(a->store, publish_fn, &p)) != CD_OK)
+    pthread_mutex_lock(&a->publish_mu);
+    err = cd_store_write(a->store, publish_fn, &p);
+    if (err == CD_OK && (p.created || a->file_upto < p.sth.tree_size))
+        heads_file_catch_up(a);
+    pthread_mutex_unlock(&a->publish_mu);
+    if (err != CD_OK)
         return err;
     if (p.created)
         cd_log(CD_LOG_INFO, "audit.tree_head", "\"tree_size\":%llu",
@@ -338,8 +384,8 @@ enum cd_err cd_audit_open(struct cd_store *s, const char *signing_key_path, stru
     if (a == NULL)
         return CD_ERR_NOMEM;
     a->store = s;
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
+    a->heads_fd = -1;
+    pthread_mutex_init(&a->publish_mu, NULL);
     if (signing_key_path) {
         if ((err = cd_crypto_signer_load_or_create(signing_key_path, &a->signer)) != CD_OK ||
             (err = cd_crypto_pubkey_id(a->signer.pk, a->key_id)) != CD_OK)
@@ -355,66 +401,185 @@ out:
     return err;
 }
 
-void cd_audit_close(struct cd_audit *a)
+/* ---- the publisher ----
+ *
+ * A head is due when the ledger grew by policy.every_entries entries or policy.interval_s
+ * seconds passed, whichever comes first. The appends are counted where they happen, on the
+ * store's writer thread (cd__audit_appended), which has a transaction but no service at hand;
+ * so the counter, the threshold that wakes the publishers and their condition variable are
+ * process-wide, with no lifetime to race with a service being closed. A process normally has
+ * one publisher; with several (tests), each wakes for the nearest threshold of all and
+ * re-arms its own, and counts the appends of every ledger of the process, which only makes it
+ * sign a little early. */
+static atomic_uint_fast64_t appends;                       /* appends made by this process */
+static atomic_uint_fast64_t wake_at = UINT64_MAX;          /* wake the publishers here */
+static pthread_mutex_t wake_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cv;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+
+static void wake_init(void)
 {
-    if (a == NULL)
-        return;
-    if (a->running) {
-        pthread_mutex_lock(&a->mu);
-        a->stop = true;
-        pthread_cond_signal(&a->cv);
-        pthread_mutex_unlock(&a->mu);
-        pthread_join(a->thread, NULL);
+    pthread_condattr_t ca;
+
+    /* The wait uses the monotonic clock so a wall-clock jump neither stalls nor floods it. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake_cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void cd__audit_appended(void)
+{
+    uint_fast64_t n = atomic_fetch_add_explicit(&appends, 1, memory_order_relaxed) + 1;
+
+    /* One load and compare per append; the lock only once per threshold reached. */
+    if (n >= atomic_load_explicit(&wake_at, memory_order_relaxed)) {
+        atomic_store_explicit(&wake_at, UINT64_MAX, memory_order_relaxed);
+        pthread_mutex_lock(&wake_mu);
+        pthread_cond_broadcast(&wake_cv);
+        pthread_mutex_unlock(&wake_mu);
     }
-    pthread_cond_destroy(&a->cv);
-    pthread_mutex_destroy(&a->mu);
-    cd_crypto_signer_wipe(&a->signer);
-    cd_free(a);
+}
+
+/* Lowers the process-wide threshold to at (never raises it: another publisher may need less). */
+static void arm(uint_fast64_t at)
+{
+    uint_fast64_t cur = atomic_load_explicit(&wake_at, memory_order_relaxed);
+
+    while (at < cur &&
+           !atomic_compare_exchange_weak_explicit(&wake_at, &cur, at, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+/* Signs a head if the ledger grew (a publish of an unchanged ledger signs nothing); failures
+ * are logged, and an integrity failure (the ledger is shorter than a stored head) counted. */
+static void publish_logged(struct cd_audit *a, const char *when)
+{
+    cd_err_clear();
+    enum cd_err err = cd_audit_publish(a, NULL, NULL);
+    if (err == CD_ERR_INTEGRITY)
+        cd_integrity_report(CD_INTEGRITY_TREE_HEAD, "\"when\":\"%s\"", when);
+    else if (err != CD_OK)
+        cd_log(CD_LOG_ERROR, "audit.tree_head_failed", "\"when\":\"%s\",\"error\":\"%s\"",
+               when, cd_err_name(err));
 }
 
 static void *publisher_main(void *arg)
 {
     struct cd_audit *a = arg;
+    uint_fast64_t published = a->published;
 
     pthread_setname_np(pthread_self(), "cd-heads"); /* per-thread CPU in top and /proc */
-    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&wake_mu);
     while (!a->stop) {
         struct timespec until;
+        uint_fast64_t due = published + a->policy.every_entries;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += a->interval_s;
-        while (!a->stop && pthread_cond_timedwait(&a->cv, &a->mu, &until) == 0) {
+        until.tv_sec += a->policy.interval_s;
+        for (;;) {
+            if (a->stop || atomic_load(&appends) >= due)
+                break;
+            arm(due);
+            if (pthread_cond_timedwait(&wake_cv, &wake_mu, &until) == ETIMEDOUT)
+                break;
         }
         if (a->stop)
             break;
-        pthread_mutex_unlock(&a->mu);
-        cd_err_clear();
-        enum cd_err err = cd_audit_publish(a, NULL, NULL);
-        if (err != CD_OK)
-            cd_log(CD_LOG_ERROR, "audit.tree_head_failed", "\"error\":\"%s\"", cd_err_name(err));
-        pthread_mutex_lock(&a->mu);
+        uint_fast64_t now = atomic_load(&appends);
+        if (now == published)
+            continue; /* nothing was appended: no head to sign, no transaction to run */
+        pthread_mutex_unlock(&wake_mu);
+        publish_logged(a, "running");
+        published = now;
+        pthread_mutex_lock(&wake_mu);
     }
-    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&wake_mu);
     return NULL;
 }
 
-enum cd_err cd_audit_publisher_start(struct cd_audit *a, unsigned interval_s)
+/* Opens the heads file and makes it catch up with the database; reports a file whose last
+ * head the database does not hold (the database lost heads or entries since it was written). */
+static enum cd_err heads_file_start(struct cd_audit *a)
 {
-    pthread_condattr_t ca;
+    struct cd_audit_sth last, stored;
+    bool have = false;
+    enum cd_err err;
 
-    if (interval_s == 0 || a->running || !a->can_sign)
-        return cd_err_set(CD_ERR_INVALID, "the tree head publisher needs a signing key and an "
-                                          "interval of at least one second");
-    /* The wait uses the monotonic clock so a wall-clock jump neither stalls nor floods it. */
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_destroy(&a->cv);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    a->interval_s = interval_s;
+    if ((err = cd__audit_heads_open(a->policy.heads_path, &a->heads_fd, &last, &have)) != CD_OK)
+        return err;
+    if (have) {
+        struct since q = {last.tree_size ? last.tree_size - 1 : 0, {NULL, 0, 0}};
+        err = cd_store_read(a->store, since_fn, &q);
+        if (err == CD_OK) {
+            bool found = q.l.n > 0 && q.l.v[0].tree_size == last.tree_size;
+            if (found)
+                stored = q.l.v[0];
+            if (!found || stored.timestamp_ms != last.timestamp_ms ||
+                memcmp(stored.root, last.root, HASH_LEN) != 0)
+                cd_integrity_report(CD_INTEGRITY_TREE_HEAD,
+                                    "\"heads_file_tree_size\":%llu,\"detail\":\"the database "
+                                    "does not hold the heads file's last head; run candor audit "
+                                    "verify\"",
+                                    (unsigned long long)last.tree_size);
+        }
+        cd_free(q.l.v);
+        if (err != CD_OK)
+            return err;
+        a->file_upto = last.tree_size;
+    }
+    heads_file_catch_up(a);
+    return CD_OK;
+}
+
+enum cd_err cd_audit_publisher_start(struct cd_audit *a, const struct cd_audit_policy *policy)
+{
+    enum cd_err err;
+
+    if (policy->interval_s == 0 || policy->every_entries == 0 || a->running || !a->can_sign)
+        return cd_err_set(CD_ERR_INVALID, "the tree head publisher needs a signing key, an "
+                                          "interval of at least one second and at least one "
+                                          "entry per head");
+    pthread_once(&wake_once, wake_init);
+    a->policy = *policy;
+    if (policy->heads_path) {
+        pthread_mutex_lock(&a->publish_mu);
+        err = heads_file_start(a);
+        pthread_mutex_unlock(&a->publish_mu);
+        if (err != CD_OK)
+            return err;
+    }
+    a->published = atomic_load(&appends);
+    publish_logged(a, "start");
+    a->stop = false;
     if (pthread_create(&a->thread, NULL, publisher_main, a) != 0)
         return cd_err_set(CD_ERR_INTERNAL, "cannot start the tree head publisher");
     a->running = true;
     return CD_OK;
+}
+
+void cd_audit_close(struct cd_audit *a)
+{
+    if (a == NULL)
+        return;
+    if (a->running) {
+        pthread_mutex_lock(&wake_mu);
+        a->stop = true;
+        pthread_cond_broadcast(&wake_cv);
+        pthread_mutex_unlock(&wake_mu);
+        pthread_join(a->thread, NULL);
+        /* A clean shutdown leaves a head over every entry, here and in the heads file. The
+         * caller's error detail (a failed start closes the service too) is kept. */
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", cd_err_detail());
+        publish_logged(a, "stop");
+        cd_err_set(CD_OK, "%s", detail);
+    }
+    if (a->heads_fd >= 0)
+        close(a->heads_fd);
+    pthread_mutex_destroy(&a->publish_mu);
+    cd_crypto_signer_wipe(&a->signer);
+    cd_free(a);
 }
 
 enum cd_err cd_audit_public_key(const struct cd_audit *a, uint8_t pk[CD_CRYPTO_PK_LEN])

@@ -5,6 +5,8 @@
  * are only ever compared against, never trusted. */
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "audit_int.h"
 
@@ -23,6 +25,8 @@ struct walker {
     uint8_t prev[HASH_LEN];
     struct cd_merkle_frontier f;
     const struct cd_audit_sth *heads;
+    const char *const *src; /* per head: where a trusted head came from; NULL (or src NULL):
+                             * stored with the ledger */
     size_t nheads, next_head;
     const uint8_t *pk;
     struct cd_audit_report *rep;
@@ -36,50 +40,73 @@ static enum cd_err fail_at(struct walker *w, uint64_t seq)
     return CD_ERR_INTEGRITY;
 }
 
+/* " (from SOURCE)" for a trusted head, "" for one stored with the ledger. */
+static const char *head_origin(const struct walker *w, size_t i, char *buf, size_t n)
+{
+    const char *src = w->src ? w->src[i] : NULL;
+
+    buf[0] = '\0';
+    if (src != NULL)
+        snprintf(buf, n, " (from %s)", src);
+    return buf;
+}
+
 /* Checks every head whose size the walk has just reached. */
 static enum cd_err check_heads(struct walker *w)
 {
     while (w->next_head < w->nheads && w->heads[w->next_head].tree_size <= w->count) {
         const struct cd_audit_sth *h = &w->heads[w->next_head];
         uint8_t root[HASH_LEN];
+        char from[160];
         enum cd_err err;
 
         if (h->tree_size < w->count)
             return cd_err_set(CD_ERR_INTERNAL, "tree heads out of order");
         if ((err = cd_merkle_frontier_root(&w->f, root)) != CD_OK)
             return err;
+        head_origin(w, w->next_head, from, sizeof from);
         if (memcmp(root, h->root, HASH_LEN) != 0) {
             cd_err_set(CD_ERR_INTEGRITY,
                        "the root of the first %llu entries does not match the signed tree head "
-                       "of that size: some entry up to %llu was altered",
-                       (unsigned long long)h->tree_size, (unsigned long long)h->tree_size);
+                       "of that size%s: some entry up to %llu was altered",
+                       (unsigned long long)h->tree_size, from, (unsigned long long)h->tree_size);
             return fail_at(w, h->tree_size ? h->tree_size : 1);
         }
         if (w->pk == NULL)
             return cd_err_set(CD_ERR_CRYPTO, "tree heads exist but no public key was given");
         if ((err = cd_audit_sth_verify(h, w->pk)) != CD_OK) {
-            if (err == CD_ERR_INTEGRITY)
-                return fail_at(w, h->tree_size ? h->tree_size : 1);
-            return err;
+            if (err != CD_ERR_INTEGRITY)
+                return err;
+            cd_err_set(CD_ERR_INTEGRITY, "%s%s", cd_err_detail(), from);
+            return fail_at(w, h->tree_size ? h->tree_size : 1);
         }
-        w->rep->tree_heads++;
+        if (from[0] == '\0')
+            w->rep->tree_heads++; /* trusted heads are counted once found in the ledger */
         w->next_head++;
     }
     return CD_OK;
 }
 
-/* Checks a single head (one read from an export, or one the auditor pinned) against the
- * walker's current tree, outside the walker's own list of heads. */
-static enum cd_err check_one_head(struct walker *w, const struct cd_audit_sth *head)
+/* Checks a single head (read from an export, or trusted: src names where it came from, NULL
+ * for an export's own) against the walker's current tree, outside the walker's own list. */
+static enum cd_err check_one_head(struct walker *w, const struct cd_audit_sth *head,
+                                  const char *from)
 {
+    const struct cd_audit_sth *heads = w->heads;
+    const char *const *src = w->src;
+    const char *one[1] = {from};
+    size_t nheads = w->nheads, next = w->next_head;
     enum cd_err err;
 
     w->heads = head;
+    w->src = one;
     w->nheads = 1;
     w->next_head = 0;
     err = check_heads(w);
-    w->heads = NULL;
-    w->nheads = w->next_head = 0;
+    w->heads = heads;
+    w->src = src;
+    w->nheads = nheads;
+    w->next_head = next;
     return err;
 }
 
@@ -91,7 +118,7 @@ static enum cd_err check_one_head(struct walker *w, const struct cd_audit_sth *h
  * The checks fail in this order, which is the order the report ranks failures of one entry. */
 static enum cd_err entry_step(struct walker *w, uint64_t seq, const void *bytes, size_t n,
                               const uint8_t *prev, const uint8_t *hash, bool ok_inner,
-                              uint64_t inner,
+                              uint64_t inner, const char *bad_column,
                               enum cd_err (*emit)(void *, unsigned, uint64_t, const uint8_t *),
                               void *ctx)
 {
@@ -127,6 +154,15 @@ static enum cd_err entry_step(struct walker *w, uint64_t seq, const void *bytes,
                    (unsigned long long)seq);
         return fail_at(w, seq);
     }
+    if (bad_column) {
+        /* The entry is intact, its row's filter column is not: the listings and the customer's
+         * access log would show the event to the wrong customer, or hide it. */
+        cd_err_set(CD_ERR_INTEGRITY,
+                   "audit entry %llu: its %s column was altered (it does not match the hashed "
+                   "entry, so the listings and the access log would misfile the event)",
+                   (unsigned long long)seq, bad_column);
+        return fail_at(w, seq);
+    }
     memcpy(w->prev, h, HASH_LEN);
     if ((err = cd_merkle_append(&w->f, lh, emit, ctx)) != CD_OK)
         return err;
@@ -143,7 +179,8 @@ static enum cd_err walk_entry(struct walker *w, uint64_t seq, const void *bytes,
     bool ok_inner = cd__audit_entry_seq(bytes, n, &inner);
     enum cd_err err;
 
-    if ((err = entry_step(w, seq, bytes, n, NULL, hash, ok_inner, inner, no_emit, NULL)) != CD_OK)
+    if ((err = entry_step(w, seq, bytes, n, NULL, hash, ok_inner, inner, NULL, no_emit, NULL)) !=
+        CD_OK)
         return err;
     if (w->progress && (seq & PROGRESS_EVERY) == 0)
         w->progress(seq, w->total);
@@ -155,10 +192,12 @@ static enum cd_err check_truncation(struct walker *w)
 {
     if (w->next_head < w->nheads) {
         const struct cd_audit_sth *h = &w->heads[w->nheads - 1];
+        char from[160];
         cd_err_set(CD_ERR_INTEGRITY,
-                   "audit entry %llu is missing: a tree head signed for %llu entries covers it, "
-                   "but the ledger ends after entry %llu (the tail was truncated)",
+                   "audit entry %llu is missing: a tree head signed for %llu entries%s covers "
+                   "it, but the ledger ends after entry %llu (the tail was truncated)",
                    (unsigned long long)w->count + 1, (unsigned long long)h->tree_size,
+                   head_origin(w, w->nheads - 1, from, sizeof from),
                    (unsigned long long)w->count);
         return fail_at(w, w->count + 1);
     }
@@ -200,6 +239,7 @@ struct batch {
     size_t off[BATCH_ENTRIES + 1];
     uint64_t seq[BATCH_ENTRIES], inner[BATCH_ENTRIES]; /* row seq, the entry's "seq" member */
     bool ok_inner[BATCH_ENTRIES];                      /* that member was found */
+    const char *bad_column[BATCH_ENTRIES]; /* an index column that disagrees, or NULL */
     uint8_t prev[BATCH_ENTRIES][HASH_LEN], hash[BATCH_ENTRIES][HASH_LEN];
 };
 
@@ -229,8 +269,12 @@ struct shape {
 };
 
 struct db_verify {
-    struct cd_audit_sth *heads;
+    struct cd_audit_sth *heads; /* stored, by size */
     size_t nheads;
+    const struct cd_audit_trusted *trusted;
+    struct cd_audit_sth *all; /* stored and trusted heads by size: what the walk checks */
+    const char **all_src;     /* per head of all: its source, NULL when stored */
+    size_t nall;
     /* the reader (the caller) */
     uint64_t rows, total; /* rows read, rows in the snapshot */
     void (*progress)(uint64_t, uint64_t);
@@ -283,7 +327,7 @@ static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
     uint64_t seq = n > 0 && cols[0].type == CD_VAL_INT ? (uint64_t)cols[0].i : 0;
     struct batch *b = &v->batch[v->put % NBATCH];
 
-    if (n < 4 || (cols[1].type != CD_VAL_BLOB && cols[1].type != CD_VAL_TEXT) ||
+    if (n < 8 || (cols[1].type != CD_VAL_BLOB && cols[1].type != CD_VAL_TEXT) ||
         !is_hash(&cols[2]) || !is_hash(&cols[3])) {
         v->bad_row = seq ? seq : v->rows + 1;
         return cd_err_set(CD_ERR_INTEGRITY, "audit entry %llu is malformed",
@@ -305,6 +349,7 @@ static enum cd_err entry_row(void *ctx, const struct cd_val *cols, size_t n)
     b->seq[i] = seq;
     /* Read here rather than on the walk thread, which does the hashing and has less slack. */
     b->ok_inner[i] = cd__audit_entry_seq(cols[1].p, cols[1].len, &b->inner[i]);
+    b->bad_column[i] = cd__audit_columns_check((struct cd_str){cols[1].p, cols[1].len}, cols + 4);
     memcpy(b->prev[i], cols[2].p, HASH_LEN);
     memcpy(b->hash[i], cols[3].p, HASH_LEN);
     v->rows++;
@@ -357,7 +402,7 @@ static enum cd_err walk_batch(struct db_verify *v, const struct batch *b)
     for (unsigned i = 0; i < b->n; i++) {
         if ((err = entry_step(w, b->seq[i], b->bytes + b->off[i], b->off[i + 1] - b->off[i],
                               b->prev[i], b->hash[i], b->ok_inner[i], b->inner[i],
-                              emit_expected, v)) != CD_OK)
+                              b->bad_column[i], emit_expected, v)) != CD_OK)
             return err;
     }
     return CD_OK;
@@ -558,6 +603,128 @@ static enum cd_err check_tree(struct cd_tx *tx, struct db_verify *v)
     return check_nodes(tx, v);
 }
 
+/* ---- trusted heads ---- */
+
+struct head_ref {
+    struct cd_audit_sth sth;
+    const char *src;
+};
+
+static int head_ref_cmp(const void *a, const void *b)
+{
+    const struct head_ref *x = a, *y = b;
+
+    if (x->sth.tree_size != y->sth.tree_size)
+        return x->sth.tree_size < y->sth.tree_size ? -1 : 1;
+    return (x->src != NULL) - (y->src != NULL); /* the stored head first */
+}
+
+/* Sorts the stored heads and the trusted ones into one list by size (v->all, v->all_src). */
+static enum cd_err merge_heads(struct db_verify *v)
+{
+    size_t nt = v->trusted ? v->trusted->n : 0, n = v->nheads + nt;
+    struct head_ref *r;
+
+    if (n == 0)
+        return CD_OK;
+    if ((r = cd_malloc(n * sizeof *r)) == NULL || (v->all = cd_malloc(n * sizeof *v->all)) == NULL ||
+        (v->all_src = cd_malloc(n * sizeof *v->all_src)) == NULL) {
+        cd_free(r);
+        return CD_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < v->nheads; i++)
+        r[i] = (struct head_ref){v->heads[i], NULL};
+    for (size_t i = 0; i < nt; i++)
+        r[v->nheads + i] = (struct head_ref){v->trusted->heads[i], v->trusted->source[i]};
+    qsort(r, n, sizeof *r, head_ref_cmp);
+    for (size_t i = 0; i < n; i++) {
+        v->all[i] = r[i].sth;
+        v->all_src[i] = r[i].src;
+    }
+    v->nall = n;
+    cd_free(r);
+    return CD_OK;
+}
+
+static bool same_head(const struct cd_audit_sth *a, const struct cd_audit_sth *b)
+{
+    return a->tree_size == b->tree_size && a->timestamp_ms == b->timestamp_ms &&
+           memcmp(a->root, b->root, HASH_LEN) == 0 &&
+           memcmp(a->signature, b->signature, CD_CRYPTO_SIG_LEN) == 0 &&
+           memcmp(a->key_id, b->key_id, HASH_LEN) == 0;
+}
+
+/* The stored head of that size, or NULL (the stored heads are sorted by size). */
+static const struct cd_audit_sth *stored_head(const struct db_verify *v, uint64_t size)
+{
+    size_t lo = 0, hi = v->nheads;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->heads[mid].tree_size < size)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < v->nheads && v->heads[lo].tree_size == size ? &v->heads[lo] : NULL;
+}
+
+/* After the walk accepted every entry, head and node: each trusted head (its root at its size
+ * and its signature already checked by the walk) must be stored in the database, as every head
+ * the server signs is, and its RFC 9162 consistency proof to the whole ledger, built from the
+ * stored nodes as GET /v1/audit/proofs/consistency builds it, must verify against the root the
+ * walk recomputed. A head missing from the database means heads were deleted. */
+static enum cd_err check_trusted(struct cd_tx *tx, struct db_verify *v)
+{
+    const struct cd_audit_trusted *t = v->trusted;
+    uint64_t n = v->walk.count;
+    uint8_t root[HASH_LEN];
+    struct cd_merkle_proof *proof = NULL;
+    enum cd_err err = CD_OK;
+
+    if (t == NULL || t->n == 0)
+        return CD_OK;
+    if ((err = cd_merkle_frontier_root(&v->walk.f, root)) != CD_OK)
+        return err;
+    if ((proof = cd_malloc(sizeof *proof)) == NULL)
+        return CD_ERR_NOMEM;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct cd_audit_sth *h = &t->heads[i];
+        const struct cd_audit_sth *st = stored_head(v, h->tree_size);
+        if (st == NULL || !same_head(st, h)) {
+            err = cd_err_set(CD_ERR_INTEGRITY,
+                             st ? "the signed tree head of size %llu (from %s) differs from the "
+                                  "one the database holds for that size"
+                                : "the signed tree head of size %llu (from %s) is not in the "
+                                  "database: signed tree heads were deleted",
+                             (unsigned long long)h->tree_size, t->source[i]);
+            v->walk_rep.bad_seq = 0;
+            goto out;
+        }
+        if (h->tree_size > 0) {
+            err = cd_merkle_consistency_proof(h->tree_size, n, cd__audit_node_get, tx, proof);
+            if (err == CD_OK)
+                err = cd_merkle_verify_consistency(h->tree_size, n, h->root, root,
+                                                   (const uint8_t(*)[HASH_LEN])proof->nodes,
+                                                   proof->len);
+            if (err == CD_ERR_INTEGRITY || err == CD_ERR_NOT_FOUND) {
+                err = cd_err_set(CD_ERR_INTEGRITY,
+                                 "the consistency proof from the tree head of size %llu (from "
+                                 "%s) to the ledger of %llu entries does not verify",
+                                 (unsigned long long)h->tree_size, t->source[i],
+                                 (unsigned long long)n);
+                v->walk_rep.bad_seq = h->tree_size;
+            }
+            if (err != CD_OK)
+                goto out;
+        }
+        v->walk_rep.trusted++;
+    }
+out:
+    cd_free(proof);
+    return err;
+}
+
 static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
 {
     struct db_verify *v = ctx;
@@ -566,14 +733,17 @@ static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
     enum cd_err err;
 
     if ((err = cd__audit_size(tx, &size)) != CD_OK ||
-        (err = cd__audit_sth_all(tx, &v->heads, &v->nheads)) != CD_OK)
+        (err = cd__audit_sth_all(tx, &v->heads, &v->nheads)) != CD_OK ||
+        (err = merge_heads(v)) != CD_OK)
         return err;
     v->total = size;
-    v->walk.heads = v->heads;
-    v->walk.nheads = v->nheads;
+    v->walk.heads = v->all;
+    v->walk.src = v->all_src;
+    v->walk.nheads = v->nall;
     if (pthread_create(&th, NULL, walk_thread, v) != 0)
         return cd_err_set(CD_ERR_INTERNAL, "cannot start the verification thread");
-    err = cd_tx_exec(tx, "SELECT seq, entry, prev_hash, hash FROM audit_events ORDER BY seq",
+    err = cd_tx_exec(tx, "SELECT seq, entry, prev_hash, hash, " CD__AUDIT_INDEX_COLS
+                         " FROM audit_events ORDER BY seq",
                      NULL, 0, entry_row, v, NULL);
     /* The rows before a malformed one still get all their checks: an earlier failure ranks
      * first. */
@@ -603,10 +773,14 @@ static enum cd_err verify_all_fn(struct cd_tx *tx, void *ctx)
         v->walk_rep.bad_seq = v->bad_row;
         return err;
     }
-    return check_tree(tx, v);
+    if ((err = check_tree(tx, v)) != CD_OK)
+        return err;
+    return check_trusted(tx, v);
 }
 
-enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd_audit_report *rep,
+enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk,
+                                const struct cd_audit_trusted *trusted,
+                                struct cd_audit_report *rep,
                                 void (*progress)(uint64_t done, uint64_t total))
 {
     struct db_verify *v = cd_calloc(1, sizeof *v);
@@ -616,6 +790,7 @@ enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd
     if (v == NULL)
         return CD_ERR_NOMEM;
     v->progress = progress;
+    v->trusted = trusted;
     v->walk.pk = pk;
     v->walk.rep = &v->walk_rep;
     pthread_mutex_init(&v->mu, NULL);
@@ -632,6 +807,8 @@ enum cd_err cd_audit_verify_all(struct cd_store *s, const uint8_t *pk, struct cd
     for (unsigned i = 0; i < NBATCH; i++)
         cd_free(v->batch[i].bytes);
     cd_free(v->heads);
+    cd_free(v->all);
+    cd_free(v->all_src);
     pthread_cond_destroy(&v->freed);
     pthread_cond_destroy(&v->filled);
     pthread_mutex_destroy(&v->mu);
@@ -740,15 +917,31 @@ enum cd_err cd_audit_export(struct cd_store *s, FILE *out, uint64_t *entries, ui
 
 #define MAX_LINE (64 * 1024)
 
+/* The trusted heads sorted by size (a cd_malloc'ed copy in *out; NULL when there are none). */
+static enum cd_err trusted_sorted(const struct cd_audit_trusted *t, struct head_ref **out)
+{
+    *out = NULL;
+    if (t == NULL || t->n == 0)
+        return CD_OK;
+    if ((*out = cd_malloc(t->n * sizeof **out)) == NULL)
+        return CD_ERR_NOMEM;
+    for (size_t i = 0; i < t->n; i++)
+        (*out)[i] = (struct head_ref){t->heads[i], t->source[i]};
+    qsort(*out, t->n, sizeof **out, head_ref_cmp);
+    return CD_OK;
+}
+
 enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
-                                   const struct cd_audit_sth *pinned, struct cd_audit_report *rep,
+                                   const struct cd_audit_trusted *trusted,
+                                   struct cd_audit_report *rep,
                                    void (*progress)(uint64_t done, uint64_t total))
 {
     struct walker *w = cd_calloc(1, sizeof *w);
-    struct cd_audit_sth head, pin = {0};
+    struct cd_audit_sth head, *seen = NULL;
+    struct head_ref *tr = NULL;
+    size_t nt = trusted ? trusted->n : 0, next_t = 0, nseen = 0, capseen = 0;
     char *line = cd_malloc(MAX_LINE + 2);
     size_t len;
-    bool pin_done = pinned == NULL;
     uint64_t lineno = 0;
     json_t *o = NULL;
     enum cd_err err = CD_OK;
@@ -758,19 +951,19 @@ enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
         err = CD_ERR_NOMEM;
         goto out;
     }
+    if ((err = trusted_sorted(trusted, &tr)) != CD_OK)
+        goto out;
     w->pk = pk;
     w->rep = rep;
     w->progress = progress;
-    if (pinned)
-        pin = *pinned;
     for (;;) {
         struct cd_str type = CD_STR_NULL;
-        if (!pin_done && pin.tree_size == w->count) {
-            /* A head the auditor obtained independently (e.g. GET /v1/audit/tree-heads/latest):
-             * the export must agree with its root when it reaches its size. */
-            if ((err = check_one_head(w, &pin)) != CD_OK)
+        /* Heads the auditor obtained independently (GET /v1/audit/tree-heads/latest, the heads
+         * file, receipts): the export must agree with each root when it reaches its size. */
+        while (next_t < nt && tr[next_t].sth.tree_size == w->count) {
+            if ((err = check_one_head(w, &tr[next_t].sth, tr[next_t].src)) != CD_OK)
                 goto out;
-            pin_done = true;
+            next_t++;
         }
         if (fgets(line, MAX_LINE + 2, in) == NULL)
             break;
@@ -824,8 +1017,21 @@ enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
                 err = CD_ERR_INTEGRITY;
                 goto out;
             }
-            if ((err = check_one_head(w, &head)) != CD_OK)
+            if ((err = check_one_head(w, &head, NULL)) != CD_OK)
                 goto out;
+            if (nt > 0) { /* kept only to find the trusted heads among them */
+                if (nseen == capseen) {
+                    size_t cap = capseen ? 2 * capseen : 64;
+                    struct cd_audit_sth *p = cd_realloc(seen, cap * sizeof *p);
+                    if (p == NULL) {
+                        err = CD_ERR_NOMEM;
+                        goto out;
+                    }
+                    seen = p;
+                    capseen = cap;
+                }
+                seen[nseen++] = head;
+            }
         } else {
             err = cd_err_set(CD_ERR_INTEGRITY, "line %llu has an unknown type",
                              (unsigned long long)lineno);
@@ -839,15 +1045,28 @@ enum cd_err cd_audit_verify_export(FILE *in, const uint8_t pk[CD_CRYPTO_PK_LEN],
         err = cd_err_set(CD_ERR_IO, "cannot read the export");
         goto out;
     }
-    if (!pin_done) {
+    if (next_t < nt) {
         cd_err_set(CD_ERR_INTEGRITY,
-                   "audit entry %llu is missing: the trusted tree head covers %llu entries but "
-                   "the export ends after entry %llu (the tail was truncated)",
-                   (unsigned long long)w->count + 1, (unsigned long long)pin.tree_size,
-                   (unsigned long long)w->count);
+                   "audit entry %llu is missing: the trusted tree head of size %llu (from %s) "
+                   "covers it but the export ends after entry %llu (the tail was truncated)",
+                   (unsigned long long)w->count + 1, (unsigned long long)tr[nt - 1].sth.tree_size,
+                   tr[nt - 1].src, (unsigned long long)w->count);
         rep->bad_seq = w->count + 1;
         err = CD_ERR_INTEGRITY;
         goto out;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        size_t k = 0;
+        while (k < nseen && !same_head(&seen[k], &tr[i].sth))
+            k++;
+        if (k == nseen) {
+            err = cd_err_set(CD_ERR_INTEGRITY,
+                             "the signed tree head of size %llu (from %s) is not in the export: "
+                             "signed tree heads were deleted",
+                             (unsigned long long)tr[i].sth.tree_size, tr[i].src);
+            goto out;
+        }
+        rep->trusted++;
     }
     if (progress)
         progress(w->count, w->count);
@@ -855,5 +1074,7 @@ out:
     json_decref(o);
     cd_free(line);
     cd_free(w);
+    cd_free(tr);
+    cd_free(seen);
     return err;
 }

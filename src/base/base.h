@@ -276,4 +276,27 @@ void cd_log_batch_stop(void);
 /* Copies s into out (capacity n) keeping only [A-Za-z0-9._:/-], so it can be logged verbatim. */
 const char *cd_log_safe(const char *s, char *out, size_t n);
 
+/* ---- integrity failures ------------------------------------------------------------------ */
+
+/* Tamper evidence met while serving, by where it was found: an audit row whose index columns
+ * disagree with its hashed entry, a consent event that does not match its ledger entry or its
+ * signed receipt, a sealed field that does not open under its row's binding. */
+enum cd_integrity_kind {
+    CD_INTEGRITY_AUDIT_ROW,
+    CD_INTEGRITY_CONSENT_EVENT,
+    CD_INTEGRITY_SEALED_FIELD,
+    CD_INTEGRITY_TREE_HEAD,
+    CD_INTEGRITY__COUNT
+};
+
+/* Counts one failure of that kind (process-wide, for /metrics) and logs it as an error line
+ * {"msg":"integrity.error","kind":...,<fields>}; fields_fmt as cd_log's (ids and codes only,
+ * never personal data). Thread-safe. */
+void cd_integrity_report(enum cd_integrity_kind kind, const char *fields_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The failures of that kind counted since the process started. */
+uint64_t cd_integrity_total(enum cd_integrity_kind kind);
+/* The kind's stable name ("audit_row", "consent_event", "sealed_field", "tree_head"). */
+const char *cd_integrity_kind_name(enum cd_integrity_kind kind);
+
 #endif

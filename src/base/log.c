@@ -8,10 +8,13 @@
  * same order as the rest of answering a small request. Any other line (cd_log) first writes
  * the buffered lines, then itself, so the order of lines in the file stays the order of the
  * calls. What batching costs: a crash (SIGKILL) loses the access lines of the last few
- * milliseconds; warnings and errors are never held back. */
+ * milliseconds; warnings and errors are never held back.
+ *
+ * Also here: the counters of integrity failures (cd_integrity_report), which always log. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -213,4 +216,41 @@ const char *cd_log_safe(const char *s, char *out, size_t n)
     }
     out[o] = '\0';
     return out;
+}
+
+/* ---- integrity failures ---- */
+
+static const char *const integrity_names[CD_INTEGRITY__COUNT] = {
+    [CD_INTEGRITY_AUDIT_ROW] = "audit_row",
+    [CD_INTEGRITY_CONSENT_EVENT] = "consent_event",
+    [CD_INTEGRITY_SEALED_FIELD] = "sealed_field",
+    [CD_INTEGRITY_TREE_HEAD] = "tree_head",
+};
+static atomic_uint_fast64_t integrity_counts[CD_INTEGRITY__COUNT];
+
+void cd_integrity_report(enum cd_integrity_kind kind, const char *fields_fmt, ...)
+{
+    char fields[LINE_MAX_LEN / 2];
+    va_list ap;
+
+    if ((unsigned)kind >= CD_INTEGRITY__COUNT)
+        return;
+    atomic_fetch_add_explicit(&integrity_counts[kind], 1, memory_order_relaxed);
+    va_start(ap, fields_fmt);
+    vsnprintf(fields, sizeof fields, fields_fmt, ap);
+    va_end(ap);
+    cd_log(CD_LOG_ERROR, "integrity.error", "\"kind\":\"%s\"%s%s", integrity_names[kind],
+           fields[0] ? "," : "", fields);
+}
+
+uint64_t cd_integrity_total(enum cd_integrity_kind kind)
+{
+    if ((unsigned)kind >= CD_INTEGRITY__COUNT)
+        return 0;
+    return atomic_load_explicit(&integrity_counts[kind], memory_order_relaxed);
+}
+
+const char *cd_integrity_kind_name(enum cd_integrity_kind kind)
+{
+    return (unsigned)kind < CD_INTEGRITY__COUNT ? integrity_names[kind] : "unknown";
 }

@@ -7,6 +7,7 @@
 #include "auth/auth.h"
 #include "audit/audit.h"
 #include "cli_int.h"
+#include "consent/consent.h"
 #include "crypto/crypto.h"
 
 /* ---- init ---- */
@@ -207,29 +208,42 @@ static enum cd_err load_pubkey(const char *arg, uint8_t pk[CD_CRYPTO_PK_LEN])
     return err;
 }
 
-/* --tree-head FILE: a tree head as served by GET /v1/audit/tree-heads/latest. */
-static enum cd_err load_tree_head(const char *path, struct cd_audit_sth *out)
+/* The trusted heads of a verify: DIR/audit-heads.jsonl (when verifying a data directory and the
+ * file exists) and --trusted-head FILE. */
+static enum cd_err load_trusted(const char *data, const char *file, struct cd_audit_trusted *t)
 {
-    struct cd_buf b = CD_BUF_INIT(64 * 1024);
-    json_t *o = NULL;
+    char path[CD__CLI_PATH_MAX];
     enum cd_err err;
 
-    if ((err = read_small_file(path, &b)) == CD_OK &&
-        (err = cd_json_parse_object(b.p ? b.p : "", b.len, &o)) == CD_OK)
-        err = cd_audit_sth_parse(o, out);
-    json_decref(o);
-    cd_buf_free(&b);
-    return err;
+    if (data) {
+        snprintf(path, sizeof path, "%s/%s", data, CD_AUDIT_HEADS_FILE);
+        if ((err = cd_audit_trusted_load(t, path, true)) != CD_OK)
+            return err;
+    }
+    return file ? cd_audit_trusted_load(t, file, false) : CD_OK;
 }
 
+static void trusted_note(const struct cd_audit_trusted *t)
+{
+    if (t->skipped)
+        fprintf(stderr, "note: %zu partial line%s (a crash while a head was appended) ignored\n",
+                t->skipped, t->skipped == 1 ? "" : "s");
+}
+
+/* Prints the outcome of one check; returns 0 (passed), 1 (integrity failure) or the exit code
+ * of another error. */
 static int audit_report(enum cd_err err, const struct cd_audit_report *rep)
 {
     if (isatty(2) && rep->entries >= AUDIT_PROGRESS_MIN)
         fprintf(stderr, "\n");
     if (err == CD_OK) {
-        printf("ok: %llu entries, %llu Merkle nodes and %llu signed tree heads verified\n",
+        printf("ok: %llu entries, %llu Merkle nodes and %llu signed tree heads verified",
                (unsigned long long)rep->entries, (unsigned long long)rep->nodes,
                (unsigned long long)rep->tree_heads);
+        if (rep->trusted)
+            printf("; %llu trusted heads found in the ledger, each consistent with it",
+                   (unsigned long long)rep->trusted);
+        printf("\n");
         return 0;
     }
     if (err != CD_ERR_INTEGRITY)
@@ -242,27 +256,114 @@ static int audit_report(enum cd_err err, const struct cd_audit_report *rep)
     return 1;
 }
 
-/* verify --export FILE --pubkey KEY [--tree-head FILE]: no database involved. */
+/* verify --export FILE --pubkey KEY [--trusted-head FILE]: no database involved. */
 static int audit_verify_export(const char *path, const uint8_t pk[CD_CRYPTO_PK_LEN],
-                               const char *tree_head)
+                               const char *trusted_file)
 {
     struct cd_audit_report rep;
-    struct cd_audit_sth pinned;
+    struct cd_audit_trusted trusted;
     enum cd_err err;
     FILE *in;
+    int rc;
 
     memset(&rep, 0, sizeof rep);
+    memset(&trusted, 0, sizeof trusted);
     if ((err = cd_crypto_init()) != CD_OK ||
-        (tree_head && (err = load_tree_head(tree_head, &pinned)) != CD_OK))
+        (err = load_trusted(NULL, trusted_file, &trusted)) != CD_OK) {
+        cd_audit_trusted_free(&trusted);
         return cd__cli_fail("audit", err);
+    }
     in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (in == NULL)
+    if (in == NULL) {
+        cd_audit_trusted_free(&trusted);
         return cd__cli_fail("audit", cd_err_set(CD_ERR_IO, "cannot open %s: %s", path,
                                                 strerror(errno)));
-    err = cd_audit_verify_export(in, pk, tree_head ? &pinned : NULL, &rep, audit_progress);
+    }
+    trusted_note(&trusted);
+    err = cd_audit_verify_export(in, pk, &trusted, &rep, audit_progress);
     if (in != stdin)
         fclose(in);
-    return audit_report(err, &rep);
+    rc = audit_report(err, &rep);
+    cd_audit_trusted_free(&trusted);
+    return rc;
+}
+
+/* The public half of a key file of the data directory (signing.key, receipts.key), never
+ * created here; false when the file does not exist. */
+static enum cd_err data_pubkey(const char *data, const char *name, uint8_t pk[CD_CRYPTO_PK_LEN],
+                               bool *have)
+{
+    char path[CD__CLI_PATH_MAX];
+    struct stat st;
+    struct cd_crypto_signer signer;
+    enum cd_err err;
+
+    *have = false;
+    snprintf(path, sizeof path, "%s/%s", data, name);
+    if (stat(path, &st) != 0)
+        return CD_OK;
+    if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
+        return err;
+    memcpy(pk, signer.pk, CD_CRYPTO_PK_LEN);
+    cd_crypto_signer_wipe(&signer);
+    *have = true;
+    return CD_OK;
+}
+
+/* The exit code of a check that did not pass: 1 for a finding (named on stderr), the code of
+ * any other failure. */
+static int check_failed(enum cd_err err)
+{
+    if (err != CD_ERR_INTEGRITY)
+        return cd__cli_fail("audit", err);
+    fprintf(stderr, "FAILED: %s\n", cd_err_detail());
+    return 1;
+}
+
+/* The consent events against their ledger entries and signed receipts. */
+static int verify_consent(struct cd_store *store, const char *data)
+{
+    struct cd_consent_report rep;
+    uint8_t pk[CD_CRYPTO_PK_LEN];
+    bool have = false;
+    enum cd_err err;
+
+    if ((err = data_pubkey(data, "receipts.key", pk, &have)) != CD_OK)
+        return cd__cli_fail("audit", err);
+    cd_err_clear();
+    err = cd_consent_verify(store, have ? pk : NULL, &rep);
+    if (err == CD_OK) {
+        printf("ok: %llu consent events match their ledger entries%s",
+               (unsigned long long)rep.events, have ? " and signed receipts" : "");
+        if (rep.receipt_only)
+            printf(" (%llu recorded before ledger binding, checked by receipt only)",
+                   (unsigned long long)rep.receipt_only);
+        printf("\n");
+        return 0;
+    }
+    return check_failed(err);
+}
+
+/* Every sealed value against its row (needs the master key). */
+static int verify_rows(struct cd_core *core)
+{
+    struct cd_core_rows_report rep;
+    enum cd_err err;
+
+    cd_err_clear();
+    err = cd_core_verify_rows(core, &rep, audit_progress);
+    if (err == CD_OK) {
+        printf("ok: the sealed fields of %llu interactions (%llu values), %llu identities and "
+               "%llu customers open under their rows",
+               (unsigned long long)rep.interactions, (unsigned long long)rep.fields,
+               (unsigned long long)rep.identities, (unsigned long long)rep.customers);
+        if (rep.legacy_fields)
+            printf(" (%llu values in the legacy format, re-sealed when candor serve starts)",
+                   (unsigned long long)rep.legacy_fields);
+        printf("\n");
+        return 0;
+    }
+    return check_failed(err);
 }
 
 int cd_cli_audit(int argc, char **argv)
@@ -273,9 +374,13 @@ int cd_cli_audit(int argc, char **argv)
          NULL, NULL},
         {"--pubkey", "KEY", "verify: Ed25519 public key as a PEM file or 64 hex digits (with "
                             "--data the default is DIR/signing.key)", NULL, NULL},
-        {"--tree-head", "FILE", "verify --export: a tree head obtained independently (GET "
-                                "/v1/audit/tree-heads/latest) that the export must reach", NULL,
-         NULL},
+        {"--trusted-head", "FILE", "verify: tree heads obtained outside the database (a head from "
+                                   "GET /v1/audit/tree-heads/latest, a heads file, a consent "
+                                   "receipt, a witness's JSON lines) the ledger must reach and "
+                                   "agree with", NULL, NULL},
+        {"--tree-head", "FILE", "verify: the same as --trusted-head", NULL, NULL},
+        {"--ledger-only", NULL, "verify --data: check the ledger and its heads only, not the "
+                                "consent events and sealed rows", NULL, NULL},
         {"--out", "FILE", "export: create FILE instead of writing to standard output", NULL, NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -292,20 +397,30 @@ int cd_cli_audit(int argc, char **argv)
         return cd__cli_fail("audit", err);
     if (help || npos == 0) {
         cd_cli_usage("audit", "verify|export --data DIR | verify --export FILE --pubkey KEY",
-                     "verify --data DIR  checks the ledger offline: every entry's hash chain and\n"
-                     "                   sequence, every stored Merkle node, and every signed\n"
-                     "                   tree head (root recomputed, Ed25519 signature checked).\n"
+                     "verify --data DIR  checks the data directory offline: every ledger entry's\n"
+                     "                   hash chain, sequence and index columns, every stored\n"
+                     "                   Merkle node, every signed tree head (root recomputed,\n"
+                     "                   Ed25519 signature checked), the heads in\n"
+                     "                   DIR/audit-heads.jsonl and --trusted-head (the ledger\n"
+                     "                   reaches and agrees with each, RFC 9162 consistency\n"
+                     "                   proofs, none deleted from the database), every consent\n"
+                     "                   event against its ledger entry and signed receipt, and\n"
+                     "                   every sealed value against its row (needs the master\n"
+                     "                   key, as serve does).\n"
                      "verify --export F  checks an export without the database, as a third-party\n"
                      "                   auditor: chain and tree recomputed, signatures checked,\n"
-                     "                   a tail cut off after a signed head detected.\n"
+                     "                   a tail cut off after a signed or trusted head detected.\n"
                      "export --data DIR  writes entries and tree heads as JSON lines.\n"
-                     "verify names the first bad entry and exits 1 on tampering. Progress goes to\n"
+                     "verify names what was edited and exits 1 on tampering. Progress goes to\n"
                      "stderr on long runs. See docs/audit.md.",
                      opts);
         return help ? 0 : 2;
     }
     const char *data = cd_cli_get(opts, "--data"), *exp = cd_cli_get(opts, "--export");
     const char *pub = cd_cli_get(opts, "--pubkey");
+    const char *trusted_file = cd_cli_get(opts, "--trusted-head");
+    if (trusted_file == NULL)
+        trusted_file = cd_cli_get(opts, "--tree-head");
     if (strcmp(pos[0], "verify") != 0 && strcmp(pos[0], "export") != 0)
         return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID,
                                                 "unknown audit command '%s' (verify, export)",
@@ -319,7 +434,7 @@ int cd_cli_audit(int argc, char **argv)
         if (!have_pk)
             return cd__cli_fail("audit", cd_err_set(CD_ERR_INVALID,
                                                     "verify --export needs --pubkey KEY"));
-        return audit_verify_export(exp, pk, cd_cli_get(opts, "--tree-head"));
+        return audit_verify_export(exp, pk, trusted_file);
     }
     if ((err = cd__cli_env_open(data, NULL, &env)) != CD_OK)
         return cd__cli_fail("audit", err);
@@ -341,24 +456,30 @@ int cd_cli_audit(int argc, char **argv)
         return err == CD_OK ? 0 : cd__cli_fail("audit", err);
     }
     /* verify --data: the key defaults to the directory's signing key, never created here. */
-    if (!have_pk) {
-        char path[CD__CLI_PATH_MAX];
-        struct stat st;
-        struct cd_crypto_signer signer;
-        snprintf(path, sizeof path, "%s/%s", data, CD_CRYPTO_SIGNING_KEY_FILE);
-        if (stat(path, &st) == 0) {
-            if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK) {
-                cd__cli_env_close(&env);
-                return cd__cli_fail("audit", err);
-            }
-            memcpy(pk, signer.pk, sizeof pk);
-            cd_crypto_signer_wipe(&signer);
-            have_pk = true;
-        }
+    if (!have_pk && (err = data_pubkey(data, CD_CRYPTO_SIGNING_KEY_FILE, pk, &have_pk)) != CD_OK) {
+        cd__cli_env_close(&env);
+        return cd__cli_fail("audit", err);
     }
+    struct cd_audit_trusted trusted;
+    memset(&trusted, 0, sizeof trusted);
+    if ((err = load_trusted(data, trusted_file, &trusted)) != CD_OK) {
+        cd_audit_trusted_free(&trusted);
+        cd__cli_env_close(&env);
+        return cd__cli_fail("audit", err);
+    }
+    trusted_note(&trusted);
     cd_err_clear();
-    err = cd_audit_verify_all(env.store, have_pk ? pk : NULL, &rep, audit_progress);
+    err = cd_audit_verify_all(env.store, have_pk ? pk : NULL, &trusted, &rep, audit_progress);
     rc = audit_report(err, &rep);
+    cd_audit_trusted_free(&trusted);
+    /* Every check runs, so one report names every kind of edit; the worst exit code wins. */
+    if (!cd_cli_get(opts, "--ledger-only")) {
+        int rc2 = verify_consent(env.store, data), rc3 = verify_rows(env.core);
+        if (rc2 > rc)
+            rc = rc2;
+        if (rc3 > rc)
+            rc = rc3;
+    }
     cd__cli_env_close(&env);
     return rc;
 }

@@ -24,30 +24,37 @@ struct serve {
     const char *policy_path; /* --policy, or NULL for the built-in policy */
     char rules[CD__CLI_PATH_MAX];
     char consent_rules[CD__CLI_PATH_MAX + 32];
-    unsigned long workers, threads, max_body, sth_interval, drain_timeout, max_future_skew;
+    unsigned long workers, threads, max_body, sth_interval, sth_entries, drain_timeout,
+        max_future_skew;
     unsigned long max_connections, max_client_connections, idle_timeout;
+    char heads_path[CD__CLI_PATH_MAX]; /* DIR/audit-heads.jsonl */
     struct cd__cli_env env;
     bool env_open;
     struct cd_policy *policy;
     struct cd_guard *guard;
     struct cd_consent *consent; /* decisions, ledger, receipts */
-    struct cd_audit *audit;     /* signs tree heads, publishes them periodically */
+    struct cd_audit *audit;     /* signs tree heads, publishes them (also to the heads file) */
     struct cd__cli_hooks hooks;
     struct cd_app app;
     bool log_batched;
     struct cd_http *http;
 };
 
-/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher. */
+/* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher: a
+ * head now, every --sth-entries entries or --sth-interval seconds, and one when it is closed,
+ * each also appended to DIR/audit-heads.jsonl (docs/audit.md). */
 static enum cd_err open_audit(struct serve *sv)
 {
     char keypath[CD__CLI_PATH_MAX];
     enum cd_err err;
 
     snprintf(keypath, sizeof keypath, "%s/%s", sv->data, CD_CRYPTO_SIGNING_KEY_FILE);
+    snprintf(sv->heads_path, sizeof sv->heads_path, "%s/%s", sv->data, CD_AUDIT_HEADS_FILE);
+    struct cd_audit_policy policy = {(unsigned)sv->sth_interval, sv->sth_entries,
+                                     sv->heads_path};
     if ((err = cd_audit_open(sv->env.store, keypath, &sv->audit)) != CD_OK)
         return err;
-    return cd_audit_publisher_start(sv->audit, (unsigned)sv->sth_interval);
+    return cd_audit_publisher_start(sv->audit, &policy);
 }
 
 /* Configuration first (policy, rules), so a mistake stops the server before it touches data;
@@ -82,7 +89,11 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
                (unsigned long long)((cd_mono_ns() - t0) / 1000000));
     }
-    if ((err = cd_consent_open(sv->env.store, sv->data, sv->consent_rules, &sv->consent)) != CD_OK)
+    /* Interaction fields sealed before they were bound to their rows are sealed again, before
+     * anything is served (a server never opens the old format in an interaction). */
+    if ((err = cd_core_reseal_legacy(sv->env.core, NULL, NULL)) != CD_OK ||
+        (err = cd_consent_open(sv->env.store, sv->data, sv->consent_rules, &sv->consent)) !=
+            CD_OK)
         return err;
     cd_consent_set_restriction(sv->consent, cd_policy_restricted_purposes(sv->policy));
     /* In the path of every interaction: the policy, consent, then the guard (hooks.c). */
@@ -166,24 +177,18 @@ static void serve_drain(struct serve *sv, const sigset_t *sigs)
 
 /* The one shutdown sequence, for a clean stop and for a failed start alike. Order matters: the
  * server first (its workers outlive every deferred write, so each answer's write is through);
- * then the background services, the ledger signing a tree head over everything written; the
- * access lines still held; and last the store, whose writer finishes every queued write before
- * it closes. */
+ * then the background services, the ledger signing a tree head over everything written (in
+ * cd_audit_close, and into the heads file); the access lines still held; and last the store,
+ * whose writer finishes every queued write before it closes. */
 static void serve_close(struct serve *sv)
 {
-    bool served = sv->http != NULL;
-
     cd_http_stop(sv->http);
     sv->http = NULL;
     cd_consent_close(sv->consent);
     sv->consent = NULL;
-    if (sv->audit) {
-        /* A head over the final ledger, so a verifier holding it covers every entry. */
-        if (served && cd_audit_publish(sv->audit, NULL, NULL) != CD_OK)
-            cd_log(CD_LOG_ERROR, "audit.final_head_failed", NULL);
-        cd_audit_close(sv->audit);
-        sv->audit = NULL;
-    }
+    /* A head over the final ledger, so a verifier holding it covers every entry. */
+    cd_audit_close(sv->audit);
+    sv->audit = NULL;
     if (sv->log_batched)
         cd_log_batch_stop();
     sv->log_batched = false;
@@ -218,8 +223,11 @@ int cd_cli_serve(int argc, char **argv)
          NULL},
         {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,
          NULL},
-        {"--sth-interval", "SECONDS", "sign an audit tree head this often when the ledger grew",
-         "60", NULL},
+        {"--sth-interval", "SECONDS", "sign an audit tree head at most this long after the ledger "
+                                      "grew (also at start and at a clean shutdown)",
+         "10", NULL},
+        {"--sth-entries", "N", "... or as soon as N entries were appended, whichever comes first",
+         "10000", NULL},
         {"--max-future-skew", "SECONDS", "refuse an interaction whose occurred_at is further "
                                          "ahead of this server's clock", "86400", NULL},
         {"--drain-timeout", "SECONDS", "on SIGTERM, how long requests in flight may take to be "
@@ -261,6 +269,7 @@ int cd_cli_serve(int argc, char **argv)
         (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &sv.max_body)) !=
             CD_OK ||
         (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &sv.sth_interval)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &sv.sth_entries)) != CD_OK ||
         (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv.drain_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv.max_future_skew)) !=
             CD_OK ||

@@ -9,8 +9,11 @@
  * describes the model, the reason codes and the receipt format.
  *
  * Contract: every event is appended in one store write transaction together with its audit
- * event; the projection is updated after that transaction committed, so a decision never
- * rests on an event that is not durable. Decisions (cd_consent_decide) read only the
+ * event, which carries the digest of the event's columns (the row keeps the entry's seq), so
+ * an edited row no longer matches the hashed ledger; the projection is updated after that
+ * transaction committed, so a decision never rests on an event that is not durable, and it is
+ * rebuilt only from events that match their ledger entries (an event that does not leaves its
+ * customer denied for every purpose that needs consent, and is logged and counted). Decisions (cd_consent_decide) read only the
  * projection and never touch the store; frequency caps, which count recorded outbound
  * interactions, are checked by cd_consent_outbound_check, which does.
  *
@@ -249,6 +252,25 @@ bool cd_consent_needs_consent(const struct cd_consent *c, enum cd_purpose purpos
  * is denied every purpose. A restricted customer's decisions deny every other purpose with
  * reason "restricted". Call before serving. */
 void cd_consent_set_restriction(struct cd_consent *c, unsigned allowed_purposes);
+
+/* ---- offline verification ---- */
+
+/* What cd_consent_verify found. On failure event_id names the first bad event. */
+struct cd_consent_report {
+    uint64_t events;       /* events whose binding (and receipt, when checked) verified */
+    uint64_t receipt_only; /* of them, events from before binding, checked by receipt only */
+    char event_id[CD_ID_MAX];
+};
+
+/* Checks every consent event, in order, against what the database cannot rewrite without
+ * the keys: its ledger entry (audit_seq; the entry's data_sha256 is the digest of the row's
+ * columns and its resource_id the event id) and, when receipts_pk is given, its Ed25519-signed
+ * receipt (the signature, and every column the receipt carries). An event recorded before
+ * binding existed is checked against its receipt only. The detail names the event and, where
+ * the receipt tells, the column that was edited. The ledger's own chain is
+ * cd_audit_verify_all's business. Errors: CD_ERR_INTEGRITY, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_consent_verify(struct cd_store *s, const uint8_t *receipts_pk,
+                              struct cd_consent_report *rep);
 
 /* ---- introspection (tests, bench, metrics) ---- */
 

@@ -63,7 +63,10 @@ enum {
     CD__SF_OVER_GPC = 2, /* an explicit opt-in given after a GPC opt-out */
     CD__SF_IMPLIED = 4,  /* implied consent (CASL) */
     CD__SF_UNSUB = 8,    /* one-click unsubscribe */
+    CD__SF_INTEGRITY = 16, /* not an event: a customer's record failed its integrity check
+                            * (bind.c) and every purpose is invalidated */
 };
+
 
 /* An event to apply to the projection (cd__proj_apply). */
 struct cd__cstate {
@@ -351,5 +354,44 @@ void cd__consent_refresher_stop(struct cd_consent *c);
  * projection. *exists: the customer is in the customers table (merged or not). */
 enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
                                          bool *exists);
+
+/* ---- binding events to the ledger (bind.c) ----
+ *
+ * A consent event's columns, in this order, are its canonical form: SHA-256 over an injective
+ * encoding of them is the data_sha256 of its ledger entry (whose seq the row keeps in
+ * audit_seq). The receipt is bound through its signature, which the form includes. */
+#define CD__CONSENT_EVENT_COLS                                                                 \
+    "id, customer_id, purpose, channel, state, state_code, legal_basis, jurisdiction,"          \
+    " notice_id, notice_sha256, method, collector, evidence, expires_at, occurred_at,"          \
+    " recorded_at, request_id, actor_token, flags, signature, language, purchase_at"
+enum {
+    CD__EC_ID, CD__EC_CUSTOMER, CD__EC_PURPOSE, CD__EC_CHANNEL, CD__EC_STATE, CD__EC_STATE_CODE,
+    CD__EC_BASIS, CD__EC_JURISDICTION, CD__EC_NOTICE_ID, CD__EC_NOTICE_SHA, CD__EC_METHOD,
+    CD__EC_COLLECTOR, CD__EC_EVIDENCE, CD__EC_EXPIRES, CD__EC_OCCURRED, CD__EC_RECORDED,
+    CD__EC_REQUEST, CD__EC_ACTOR, CD__EC_FLAGS, CD__EC_SIGNATURE, CD__EC_LANGUAGE,
+    CD__EC_PURCHASE, CD__EC__COUNT
+};
+
+/* The canonical digest of an event's columns (cols[CD__EC__COUNT], as stored or about to be).
+ * Errors: those of cd_crypto_sha256, CD_ERR_NOMEM. */
+enum cd_err cd__consent_event_digest(const struct cd_val *cols, uint8_t out[32]);
+/* Whether the ledger entry binds the event: a consent.* entry naming the event id whose
+ * data_sha256 is digest. Returns NULL when it does, else what differs. */
+const char *cd__consent_entry_binds(struct cd_str entry, const struct cd_val *cols,
+                                    const uint8_t digest[32]);
+/* Whether the signed receipt says what the columns say: its signature under pk (NULL: not
+ * checked) and every column it carries. *column gets NULL when it does, else the first column
+ * that differs ("signature" when the signature does not verify). Errors: CD_ERR_NOMEM (then
+ * nothing was found). */
+enum cd_err cd__consent_receipt_differs(const struct cd_val *cols, struct cd_str receipt,
+                                        const uint8_t *pk, const char **column);
+/* Binds the events recorded before binding existed (audit_seq NULL): each whose signed receipt
+ * agrees with its columns gets a consent.bind ledger entry carrying its digest. The others stay
+ * unbound, are reported, and count as integrity failures in the projection. Errors:
+ * CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd__consent_bind_legacy(struct cd_consent *c);
+/* The projection's answer to an event that does not verify: every purpose of the customer is
+ * invalidated until the record is repaired (write lock, or a private projection). */
+enum cd_err cd__consent_taint(struct cd__proj *p, const uint8_t key[16], const uint8_t event[16]);
 
 #endif

@@ -87,7 +87,10 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
     if ((err = cd_crypto_keyfile_load_or_create(path, sizeof c->unsub_key, c->unsub_key)) !=
         CD_OK)
         goto fail;
-    if ((err = cd__consent_rebuild(c, &c->proj)) != CD_OK)
+    /* Events from before ledger binding are bound (when their receipts agree) before the
+     * projection is built from the events that verify. */
+    if ((err = cd__consent_bind_legacy(c)) != CD_OK ||
+        (err = cd__consent_rebuild(c, &c->proj)) != CD_OK)
         goto fail;
     c->proj.shared = true; /* from here on, decisions read it without the lock */
     if ((err = cd__consent_refresher_start(c)) != CD_OK)
@@ -381,6 +384,20 @@ static enum cd_err make_receipt(struct cd_consent *c, struct ev *e)
         err = CD_ERR_NOMEM;
     if (err != CD_OK)
         goto out;
+    /* The newest signed tree head of the audit ledger: the receipt takes it out of the
+     * database, so a ledger later cut below it or rewritten is caught by whoever holds the
+     * receipt (candor audit verify --trusted-head). None yet: no member. */
+    struct cd_audit_sth sth;
+    json_t *head = NULL;
+    if ((err = cd_audit_sth_latest(c->store, &sth)) == CD_OK) {
+        if ((err = cd_audit_sth_json(&sth, &head)) != CD_OK ||
+            (err = cd_json_set_new(r, "auditTreeHead", head)) != CD_OK)
+            goto out;
+    } else if (err == CD_ERR_NOT_FOUND) {
+        err = CD_OK;
+    } else {
+        goto out;
+    }
     e->receipt = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
     if (e->receipt == NULL) {
         err = CD_ERR_NOMEM;
@@ -409,40 +426,40 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
         if (changes != 1)
             return cd_err_set(CD_ERR_CONFLICT, "this unsubscribe link was already used");
     }
-    struct cd_val p[23] = {
-        CD_VCSTR(e->id),
-        CD_VCSTR(e->customer_id),
-        CD_VCSTR(cd_purpose_name(e->purpose)),
-        CD_VCSTR(channel_names[e->channel]),
-        CD_VCSTR(state_names[e->state]),
-        CD_VINT(e->state),
-        CD_VCSTR(e->basis),
-        e->jurisdiction[0] ? CD_VCSTR(e->jurisdiction) : CD_VNULL,
-        e->has_notice ? CD_VCSTR(e->notice_id) : CD_VNULL,
-        e->has_notice ? CD_VBLOB(e->notice_sha, 32) : CD_VNULL,
-        CD_VCSTR(e->method),
-        CD_VCSTR(e->collector[0] ? e->collector : "candor"),
-        e->evidence[0] ? CD_VCSTR(e->evidence) : CD_VNULL,
-        e->expires_at ? CD_VINT(e->expires_at) : CD_VNULL,
-        CD_VINT(e->occurred_at),
-        CD_VINT(e->recorded_at),
-        e->request_id ? CD_VCSTR(e->request_id) : CD_VNULL,
-        CD_VCSTR(e->actor && e->actor->token_id ? e->actor->token_id : "system"),
-        CD_VINT(e->flags),
-        CD_VBLOB(e->receipt, e->receipt_len),
-        CD_VBLOB(e->sig, sizeof e->sig),
-        CD_VCSTR(e->language),
-        e->purchase_at ? CD_VINT(e->purchase_at) : CD_VNULL,
+    /* The first CD__EC__COUNT values are the event's canonical form, in that order. */
+    struct cd_val p[CD__EC__COUNT + 2] = {
+        [CD__EC_ID] = CD_VCSTR(e->id),
+        [CD__EC_CUSTOMER] = CD_VCSTR(e->customer_id),
+        [CD__EC_PURPOSE] = CD_VCSTR(cd_purpose_name(e->purpose)),
+        [CD__EC_CHANNEL] = CD_VCSTR(channel_names[e->channel]),
+        [CD__EC_STATE] = CD_VCSTR(state_names[e->state]),
+        [CD__EC_STATE_CODE] = CD_VINT(e->state),
+        [CD__EC_BASIS] = CD_VCSTR(e->basis),
+        [CD__EC_JURISDICTION] = e->jurisdiction[0] ? CD_VCSTR(e->jurisdiction) : CD_VNULL,
+        [CD__EC_NOTICE_ID] = e->has_notice ? CD_VCSTR(e->notice_id) : CD_VNULL,
+        [CD__EC_NOTICE_SHA] = e->has_notice ? CD_VBLOB(e->notice_sha, 32) : CD_VNULL,
+        [CD__EC_METHOD] = CD_VCSTR(e->method),
+        [CD__EC_COLLECTOR] = CD_VCSTR(e->collector[0] ? e->collector : "candor"),
+        [CD__EC_EVIDENCE] = e->evidence[0] ? CD_VCSTR(e->evidence) : CD_VNULL,
+        [CD__EC_EXPIRES] = e->expires_at ? CD_VINT(e->expires_at) : CD_VNULL,
+        [CD__EC_OCCURRED] = CD_VINT(e->occurred_at),
+        [CD__EC_RECORDED] = CD_VINT(e->recorded_at),
+        [CD__EC_REQUEST] = e->request_id ? CD_VCSTR(e->request_id) : CD_VNULL,
+        [CD__EC_ACTOR] = CD_VCSTR(e->actor && e->actor->token_id ? e->actor->token_id : "system"),
+        [CD__EC_FLAGS] = CD_VINT(e->flags),
+        [CD__EC_SIGNATURE] = CD_VBLOB(e->sig, sizeof e->sig),
+        [CD__EC_LANGUAGE] = CD_VCSTR(e->language),
+        [CD__EC_PURCHASE] = e->purchase_at ? CD_VINT(e->purchase_at) : CD_VNULL,
+        [CD__EC__COUNT] = CD_VBLOB(e->receipt, e->receipt_len),
     };
-    if ((err = cd_tx_exec(tx,
-                          "INSERT INTO consent_events(id, customer_id, purpose, channel, state, "
-                          "state_code, legal_basis, jurisdiction, notice_id, notice_sha256, "
-                          "method, collector, evidence, expires_at, occurred_at, recorded_at, "
-                          "request_id, actor_token, flags, receipt, signature, language, "
-                          "purchase_at) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
-                          "$15,$16,$17,$18,$19,$20,$21,$22,$23)",
-                          p, 23, NULL, NULL, NULL)) != CD_OK)
+    /* The ledger entry carries the digest of the row and the row the entry's seq: an edited
+     * row no longer matches the hashed ledger (bind.c). */
+    uint8_t digest[32];
+    char hex[65];
+    uint64_t seq = 0;
+    if ((err = cd__consent_event_digest(p, digest)) != CD_OK)
         return err;
+    cd_hex_encode(digest, sizeof digest, hex);
     struct cd_audit_event ae = {
         .action = e->audit_action, .outcome = "ok",
         .actor_token = e->actor ? e->actor->token_id : "system",
@@ -450,8 +467,15 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
         .actor_name = e->actor ? e->actor->name : "system",
         .purpose = cd_purpose_name(e->purpose), .request_id = e->request_id,
         .customer_id = e->customer_id, .resource_id = e->id, .categories = "consent",
-        .reason = state_names[e->state]};
-    return cd_audit_append(tx, &ae, NULL);
+        .reason = state_names[e->state], .data_sha256 = hex};
+    if ((err = cd_audit_append(tx, &ae, &seq)) != CD_OK)
+        return err;
+    p[CD__EC__COUNT + 1] = CD_VINT(seq);
+    return cd_tx_exec(tx,
+                      "INSERT INTO consent_events(" CD__CONSENT_EVENT_COLS ", receipt, audit_seq)"
+                      " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,"
+                      "$20,$21,$22,$23,$24)",
+                      p, CD__EC__COUNT + 2, NULL, NULL, NULL);
 }
 
 static enum cd_err apply_event(struct cd_consent *c, const struct ev *e, const struct pre *pr)

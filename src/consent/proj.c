@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include "audit/audit.h"
 #include "consent_int.h"
 
 /* Crockford base32 digit value + 1, 0 for anything else (upper case only, as cd_id_new
@@ -251,6 +252,9 @@ static const struct {
 static ALWAYS_INLINE enum verdict state_verdict(const struct cd_consent *c, bool opt_out,
                                                 const struct cd__state *s, int64_t now_ms)
 {
+    /* A record that failed its integrity check (bind.c) denies in every regime. */
+    if (s && (s->flags & CD__SF_INTEGRITY))
+        return V_INVALIDATED;
     if (opt_out) {
         if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
             return (s->flags & CD__SF_GPC) ? V_GPC : V_OPTED_OUT;
@@ -1691,28 +1695,73 @@ static enum cd_err merge_row(void *ctx, const struct cd_val *col, size_t n)
     return cd__proj_merge(b->p, child, parent, col[2].i);
 }
 
+/* An event that does not match its ledger entry (or was never bound to one) must not count:
+ * its customer, and the customer its entry names if another, are denied every purpose that
+ * needs consent (cd__consent_taint), and the failure is logged and counted. */
+static enum cd_err event_unverified(struct rb *b, const struct cd_val *col, struct cd_str entry,
+                                    const char *why)
+{
+    uint8_t key[16], event[16] = {0};
+    struct cd_str id = colstr(&col[CD__EC_ID]), cust = colstr(&col[CD__EC_CUSTOMER]), other;
+    char raw[CD_ID_MAX] = "", safe_id[CD_ID_MAX];
+    enum cd_err err = CD_OK;
+
+    cd__consent_id_bits(id, "cev", event);
+    if (id.p && id.len < sizeof raw) {
+        memcpy(raw, id.p, id.len);
+        raw[id.len] = '\0';
+    }
+    cd_log_safe(raw, safe_id, sizeof safe_id); /* the column may hold anything now */
+    cd_integrity_report(CD_INTEGRITY_CONSENT_EVENT,
+                        "\"event_id\":\"%s\",\"detail\":\"%s; its customer's consent is "
+                        "denied until the record is repaired\"",
+                        safe_id, why);
+    if (cd__consent_id_bits(cust, "cus", key))
+        err = cd__consent_taint(b->p, key, event);
+    if (err == CD_OK && entry.p && cd_audit_entry_member(entry, "customer_id", &other) &&
+        !cd_str_eq(other, cust) && cd__consent_id_bits(other, "cus", key))
+        err = cd__consent_taint(b->p, key, event);
+    return err;
+}
+
 static enum cd_err event_row(void *ctx, const struct cd_val *col, size_t n)
 {
     struct rb *b = ctx;
-    uint8_t key[16];
+    uint8_t key[16], digest[32];
     struct cd__cust *cu;
     struct cd__cstate s;
     enum cd_purpose pu;
     enum cd_consent_channel ch;
     enum cd_err err;
+    struct cd_str entry = colstr(&col[CD__EC__COUNT + 1]);
+    const char *why = NULL;
 
+    /* Only events that verify count (bind.c): the row must match the digest in its entry. */
+    if (col[CD__EC__COUNT].type == CD_VAL_NULL)
+        why = "it is not bound to the ledger (its signed receipt disagreed with its columns)";
+    else if (entry.p == NULL)
+        why = "the ledger entry its audit_seq points to is missing";
+    else if ((err = cd__consent_event_digest(col, digest)) != CD_OK)
+        return err;
+    else
+        why = cd__consent_entry_binds(entry, col, digest);
+    if (why)
+        return event_unverified(b, col, entry, why);
     memset(&s, 0, sizeof s);
-    if (!cd__consent_id_bits(colstr(&col[0]), "cev", s.event) ||
-        !cd__consent_id_bits(colstr(&col[1]), "cus", key) ||
-        !cd_purpose_parse(colstr(&col[2]), &pu) || !cd_consent_channel_parse(colstr(&col[3]), &ch))
+    if (!cd__consent_id_bits(colstr(&col[CD__EC_ID]), "cev", s.event) ||
+        !cd__consent_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key) ||
+        !cd_purpose_parse(colstr(&col[CD__EC_PURPOSE]), &pu) ||
+        !cd_consent_channel_parse(colstr(&col[CD__EC_CHANNEL]), &ch))
         return cd_err_set(CD_ERR_INTEGRITY, "a consent event row is malformed");
     s.purpose = (uint8_t)pu;
     s.channel = (uint8_t)ch;
-    s.state = (uint8_t)col[4].i;
-    s.at = col[5].i;
-    s.expires = col[6].type == CD_VAL_INT ? col[6].i : 0;
-    s.flags = (uint8_t)col[7].i;
-    s.notice = col[8].type == CD_VAL_TEXT ? cd__consent_notice_find(b->c, colstr(&col[8])) : 0;
+    s.state = (uint8_t)col[CD__EC_STATE_CODE].i;
+    s.at = col[CD__EC_OCCURRED].i;
+    s.expires = col[CD__EC_EXPIRES].type == CD_VAL_INT ? col[CD__EC_EXPIRES].i : 0;
+    s.flags = (uint8_t)col[CD__EC_FLAGS].i;
+    s.notice = col[CD__EC_NOTICE_ID].type == CD_VAL_TEXT
+                   ? cd__consent_notice_find(b->c, colstr(&col[CD__EC_NOTICE_ID]))
+                   : 0;
     if ((err = cd__proj_upsert(b->p, key, &cu)) != CD_OK)
         return err;
     return cd__proj_apply(b->p, cu, &s);
@@ -1761,9 +1810,9 @@ static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
         (err = cd_tx_exec(tx, "SELECT " CUSTOMER_COLS ", c.updated_at" CUSTOMER_FROM
                               " ORDER BY c.id",
                           NULL, 0, customer_row, b, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "SELECT id, customer_id, purpose, channel, state_code, "
-                              "occurred_at, expires_at, flags, notice_id FROM consent_events "
-                              "ORDER BY customer_id, seq",
+        (err = cd_tx_exec(tx, "SELECT " CD__CONSENT_EVENT_COLS ", audit_seq, (SELECT entry"
+                              " FROM audit_events a WHERE a.seq = consent_events.audit_seq)"
+                              " FROM consent_events ORDER BY customer_id, seq",
                           NULL, 0, event_row, b, NULL)) != CD_OK ||
         (err = cd_tx_exec(tx, "SELECT customer_id, quiet_start, quiet_end, topics_out "
                               "FROM consent_preferences",

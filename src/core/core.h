@@ -290,6 +290,36 @@ enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
 bool cd_core_channel_valid(struct cd_str s);
 bool cd_core_direction_valid(struct cd_str s);
 
+/* ---- sealed values against their rows ---- */
+
+/* Re-seals in format 2 (bound to the row: docs/crypto.md) the interaction fields sealed before
+ * it, which migration 10 marked, in write transactions of up to 200 rows, and clears each
+ * row's mark. Run at start, before serving: a server never opens format 1 in an interaction.
+ * A row whose values do not open under its customer's key as they are is left as it is (still
+ * marked, its content unreadable until repaired) and reported as an integrity failure.
+ * *resealed and *refused (may be NULL) count the rows. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_reseal_legacy(struct cd_core *c, uint64_t *resealed, uint64_t *refused);
+
+/* What cd_core_verify_rows checked; bad_id names the row of the first failure. */
+struct cd_core_rows_report {
+    uint64_t interactions;  /* interaction rows */
+    uint64_t fields;        /* their sealed fields opened */
+    uint64_t legacy_fields; /* ... of which in format 1, in rows still marked for re-sealing */
+    uint64_t identities;
+    uint64_t customers;
+    char bad_id[CD_ID_MAX];
+};
+
+/* The offline check of every sealed value (`candor audit verify`; needs the master key): each
+ * interaction field opens under its customer's key bound to its row (id, channel, direction,
+ * occurred_at, purpose), each identity and customer field under its customer's key. A value
+ * copied onto another row, a row moved to another customer and a row whose bound metadata was
+ * edited are each named (the row and the field). Read-only. progress (may be NULL) is called
+ * now and then. Errors: CD_ERR_INTEGRITY (the detail names the row), CD_ERR_STORE,
+ * CD_ERR_NOMEM. */
+enum cd_err cd_core_verify_rows(struct cd_core *c, struct cd_core_rows_report *rep,
+                                void (*progress)(uint64_t done, uint64_t total));
+
 /* Loads deterministic demo data: `customers` customers and about `interactions` interactions
  * over all channels and the last `days` days. Idempotent: does nothing if customers exist. */
 enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions, int days);

@@ -113,6 +113,36 @@ enum cd_err cd__core_seal(const struct cd__ckey *k, const char *field, struct cd
 enum cd_err cd__core_open(const struct cd__ckey *k, const char *field, struct cd_val sealed,
                           struct cd_buf *out, bool *present);
 
+/* What an interaction's sealed fields are bound to besides their customer and field name (the
+ * AEAD associated data, sealed format 2): the row's id and the metadata an edit of which must
+ * be detected — channel, direction, occurred_at and purpose, hashed once per row. All of it
+ * stays the same for the life of the row, but for the customer, which a merge changes together
+ * with a re-sealing. id is borrowed (for the reports). */
+struct cd__row_binding {
+    struct cd_crypto_row row;
+    const char *id;
+};
+void cd__core_interaction_binding(struct cd__row_binding *b, const char *id, const char *channel,
+                                  const char *direction, int64_t occurred_at,
+                                  const char *purpose);
+/* cd__core_seal in format 2, bound to the row b. */
+enum cd_err cd__core_seal_row(const struct cd__ckey *k, const char *field,
+                              const struct cd__row_binding *b, struct cd_str plain,
+                              struct cd_buf *out);
+/* Opens a sealed interaction field of row b (reset first; NULL gives *present = false). A value
+ * that does not open — in format 1 (accepted only when legacy is true, by the re-sealing of rows
+ * sealed before format 2), copied from another row or left on a row whose bound metadata
+ * changed — is an integrity failure: logged and counted (no personal data: the ids and the
+ * field name), CD_ERR_INTEGRITY with a detail naming the interaction and the field. */
+enum cd_err cd__core_open_row(const struct cd__ckey *k, const char *field,
+                              const struct cd__row_binding *b, struct cd_val sealed, bool legacy,
+                              struct cd_buf *out, bool *present);
+/* The same without logging or counting: CD_ERR_CRYPTO when the value does not belong (the
+ * offline check, which reports for itself). */
+enum cd_err cd__core_open_row_quiet(const struct cd__ckey *k, const char *field,
+                                    const struct cd__row_binding *b, struct cd_val sealed,
+                                    bool legacy, struct cd_buf *out, bool *present);
+
 #endif
 
 #include "audit/audit.h"

@@ -964,9 +964,11 @@ static enum cd_err collect_id(void *ctx, const struct cd_val *cols, size_t n)
     return err == CD_OK ? cd_buf_putc(&l->ids, '\0') : err;
 }
 
+#define ONE_ROW_COLS 8
+
 struct one_row {
-    struct cd_val cols[4];
-    struct cd_buf copy[4];
+    struct cd_val cols[ONE_ROW_COLS];
+    struct cd_buf copy[ONE_ROW_COLS];
     bool found;
 };
 
@@ -976,7 +978,7 @@ static enum cd_err one_row_fn(void *ctx, const struct cd_val *cols, size_t n)
     enum cd_err err;
 
     r->found = true;
-    for (size_t i = 0; i < n && i < 4; i++) {
+    for (size_t i = 0; i < n && i < ONE_ROW_COLS; i++) {
         r->cols[i] = cols[i];
         if (cols[i].type == CD_VAL_BLOB || cols[i].type == CD_VAL_TEXT) {
             cd_buf_reset(&r->copy[i]);
@@ -1000,7 +1002,7 @@ static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
     static const char *const ifields[4] = {"subject", "body", "metadata", "thread_id"};
 
     memset(&r, 0, sizeof r);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < ONE_ROW_COLS; i++)
         r.copy[i] = CD_BUF_INIT(0);
     for (int i = 0; i < 4; i++)
         sealed[i] = CD_BUF_INIT(0);
@@ -1017,14 +1019,28 @@ static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
         r.found = false;
         if (interactions) {
             struct cd_val q[] = {CD_VCSTR(id)};
-            if ((err = cd_tx_exec(tx, "SELECT subject, body, metadata, thread FROM interactions"
+            if ((err = cd_tx_exec(tx, "SELECT subject, body, metadata, thread, channel,"
+                                      " direction, occurred_at, purpose FROM interactions"
                                       " WHERE id = $1",
                                   q, 1, one_row_fn, &r, NULL)) != CD_OK)
                 goto out;
-            for (int i = 0; i < 4; i++)
-                if ((err = reseal_value(from, to, ifields[i], r.cols[i], &plain, &sealed[i],
-                                        &present[i])) != CD_OK)
+            /* The fields stay bound to their row; only the customer in the binding changes. A
+             * value that does not belong to its row stops the merge (an integrity failure). */
+            char ch[16], dir[12], pur[32];
+            struct cd__row_binding b;
+            cd__core_col_text(r.cols[4], ch, sizeof ch);
+            cd__core_col_text(r.cols[5], dir, sizeof dir);
+            cd__core_col_text(r.cols[7], pur, sizeof pur);
+            cd__core_interaction_binding(&b, id, ch, dir, r.cols[6].i, pur);
+            for (int i = 0; i < 4; i++) {
+                if ((err = cd__core_open_row(from, ifields[i], &b, r.cols[i], false, &plain,
+                                             &present[i])) != CD_OK ||
+                    (present[i] &&
+                     (err = cd__core_seal_row(to, ifields[i], &b,
+                                              (struct cd_str){plain.p, plain.len},
+                                              &sealed[i])) != CD_OK))
                     goto out;
+            }
             /* The thread's hash is the survivor's now; plain still holds the thread id. */
             if (present[3])
                 cd__core_thread_hash(c, to->customer_id, (struct cd_str){plain.p, plain.len},
@@ -1038,7 +1054,7 @@ static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
                                  present[3] ? CD_VBLOB(thread_hash, sizeof thread_hash) : CD_VNULL};
             if ((err = cd_tx_exec(tx, "UPDATE interactions SET subject = $2, body = $3,"
                                       " metadata = $4, customer_id = $5, thread = $6,"
-                                      " thread_hash = $7 WHERE id = $1",
+                                      " thread_hash = $7, legacy_seal = NULL WHERE id = $1",
                                   u, 7, NULL, NULL, NULL)) != CD_OK)
                 goto out;
         } else {
@@ -1068,7 +1084,7 @@ out:
     if (plain.p)
         cd_crypto_wipe(plain.p, plain.cap);
     cd_buf_free(&plain);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < ONE_ROW_COLS; i++)
         cd_buf_free(&r.copy[i]);
     for (int i = 0; i < 4; i++)
         cd_buf_free(&sealed[i]);

@@ -207,16 +207,22 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
             if (t > d->now)
                 t = d->now - (int64_t)pick(d, 3600) * 1000;
             cd_id_new("int", iid);
-            if ((err = cd__core_seal(&dc->key, "subject", cd_str_c(subject), &a)) != CD_OK ||
-                (err = cd__core_seal(&dc->key, "body", cd_str_c(text), &b)) != CD_OK ||
-                (err = cd__core_seal(&dc->key, "metadata", cd_str_c(meta), &m)) != CD_OK ||
-                (err = cd__core_seal(&dc->key, "thread_id", cd_str_c(thread), &th)) != CD_OK)
+            struct cd__row_binding rb;
+            const char *direction = out ? "outbound" : "inbound";
+            cd__core_interaction_binding(&rb, iid, channel, direction, t, "service");
+            if ((err = cd__core_seal_row(&dc->key, "subject", &rb, cd_str_c(subject), &a)) !=
+                    CD_OK ||
+                (err = cd__core_seal_row(&dc->key, "body", &rb, cd_str_c(text), &b)) != CD_OK ||
+                (err = cd__core_seal_row(&dc->key, "metadata", &rb, cd_str_c(meta), &m)) !=
+                    CD_OK ||
+                (err = cd__core_seal_row(&dc->key, "thread_id", &rb, cd_str_c(thread), &th)) !=
+                    CD_OK)
                 break;
             cd__core_thread_hash(d->c, dc->id, cd_str_c(thread), thread_hash);
             struct cd_val q[] = {CD_VCSTR(iid),
                                  CD_VCSTR(dc->id),
                                  CD_VCSTR(channel),
-                                 CD_VCSTR(out ? "outbound" : "inbound"),
+                                 CD_VCSTR(direction),
                                  CD_VBLOB(th.p, th.len),
                                  CD_VINT(t),
                                  CD_VINT(t),

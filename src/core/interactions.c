@@ -249,21 +249,25 @@ static const char SELECT_BY_ID[] =
     "SELECT id, key_wrapped FROM customers WHERE id = $1 AND merged_into IS NULL"
     " AND erased_at IS NULL";
 
-/* Seals the fields under k, the key that `wrapped` (CD_CRYPTO_WRAPPED_LEN bytes) holds. */
+/* Seals the fields under k, the key that `wrapped` (CD_CRYPTO_WRAPPED_LEN bytes) holds, bound
+ * to the row (its id and metadata are known before the write and never change there). */
 static enum cd_err seal_all(struct ingest_ctx *ic, const struct cd__ckey *k,
                             const void *wrapped)
 {
+    struct cd__row_binding b;
     enum cd_err err = CD_OK;
 
     ic->fields_for_ok = false;
+    cd__core_interaction_binding(&b, ic->row.id, ic->row.channel, ic->row.direction,
+                                 ic->row.occurred_at, ic->row.purpose);
     if (ic->subject.p)
-        err = cd__core_seal(k, "subject", ic->subject, &ic->s_subject);
+        err = cd__core_seal_row(k, "subject", &b, ic->subject, &ic->s_subject);
     if (err == CD_OK && ic->body.p)
-        err = cd__core_seal(k, "body", ic->body, &ic->s_body);
+        err = cd__core_seal_row(k, "body", &b, ic->body, &ic->s_body);
     if (err == CD_OK && ic->metadata)
-        err = cd__core_seal(k, "metadata", cd_str_c(ic->metadata), &ic->s_meta);
+        err = cd__core_seal_row(k, "metadata", &b, cd_str_c(ic->metadata), &ic->s_meta);
     if (err == CD_OK && ic->row.thread_id[0]) {
-        err = cd__core_seal(k, "thread_id", cd_str_c(ic->row.thread_id), &ic->s_thread);
+        err = cd__core_seal_row(k, "thread_id", &b, cd_str_c(ic->row.thread_id), &ic->s_thread);
         cd__core_thread_hash(ic->c, k->customer_id, cd_str_c(ic->row.thread_id),
                              ic->thread_hash);
     }
@@ -1158,10 +1162,14 @@ static enum cd_err page_items(struct cd_core *c, struct page_ctx *pc, int n, uns
         if (fields & CD_FIELDS_CONVERSATION) {
             const struct cd_val sealed[4] = {r->subject, r->body, r->metadata, r->thread};
             struct cd_str *dst[4] = {&t.subject, &t.body, &t.metadata, &t.thread_id};
+            struct cd__row_binding b;
+            cd__core_interaction_binding(&b, r->id, r->channel, r->direction, r->occurred_at,
+                                         r->purpose);
             t.shown = true;
             for (int f = 0; f < 4; f++) {
                 bool present = false;
-                if ((err = cd__core_open(&k, names[f], sealed[f], &plain[f], &present)) != CD_OK)
+                if ((err = cd__core_open_row(&k, names[f], &b, sealed[f], false, &plain[f],
+                                             &present)) != CD_OK)
                     goto out;
                 *dst[f] = present ? (struct cd_str){plain[f].p ? plain[f].p : "", plain[f].len}
                                   : CD_STR_NULL;

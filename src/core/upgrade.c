@@ -97,6 +97,8 @@ static enum cd_err idem_batch(struct cd_tx *tx, void *ctx)
 struct thread_row {
     int64_t seq;
     char id[CD_ID_MAX], customer_id[CD_ID_MAX];
+    char channel[16], direction[12], purpose[32]; /* what the sealed thread id is bound to */
+    int64_t occurred_at;
     struct cd_buf thread, wrapped;
     bool found, has_thread;
 };
@@ -122,6 +124,10 @@ static enum cd_err thread_int_row(void *ctx, const struct cd_val *cols, size_t n
     r->has_thread = cols[1].type == CD_VAL_TEXT || cols[1].type == CD_VAL_BLOB;
     if (r->has_thread && (err = cd_buf_append(&r->thread, cols[1].p, cols[1].len)) != CD_OK)
         return err;
+    cd__core_col_text(cols[3], r->channel, sizeof r->channel);
+    cd__core_col_text(cols[4], r->direction, sizeof r->direction);
+    r->occurred_at = cols[5].i;
+    cd__core_col_text(cols[6], r->purpose, sizeof r->purpose);
     if (cols[2].type == CD_VAL_BLOB)
         return cd_buf_append(&r->wrapped, cols[2].p, cols[2].len);
     return CD_OK;
@@ -130,7 +136,8 @@ static enum cd_err thread_int_row(void *ctx, const struct cd_val *cols, size_t n
 static enum cd_err thread_batch(struct cd_tx *tx, void *ctx)
 {
     struct upgrade *u = ctx;
-    struct thread_row r = {0, "", "", CD_BUF_INIT(0), CD_BUF_INIT(0), false, false};
+    struct thread_row r = {0,     "",    "",    "", "", "", 0, CD_BUF_INIT(0), CD_BUF_INIT(0),
+                           false, false};
     struct cd_buf sealed = CD_BUF_INIT(0);
     uint8_t hash[CD_CRYPTO_HASH_LEN];
     enum cd_err err = CD_OK;
@@ -147,7 +154,8 @@ static enum cd_err thread_batch(struct cd_tx *tx, void *ctx)
         struct cd_val q[] = {CD_VCSTR(r.id), CD_VINT(r.seq)};
         r.has_thread = false;
         r.customer_id[0] = '\0';
-        if ((err = cd_tx_exec(tx, "SELECT i.customer_id, i.thread_id, c.key_wrapped"
+        if ((err = cd_tx_exec(tx, "SELECT i.customer_id, i.thread_id, c.key_wrapped,"
+                                  " i.channel, i.direction, i.occurred_at, i.purpose"
                                   " FROM interactions i JOIN customers c ON c.id = i.customer_id"
                                   " WHERE i.id = $1",
                               q, 1, thread_int_row, &r, NULL)) != CD_OK)
@@ -158,7 +166,11 @@ static enum cd_err thread_batch(struct cd_tx *tx, void *ctx)
             struct cd_str t = {r.thread.p ? r.thread.p : "", r.thread.len};
             if ((err = cd__core_key_open(u->c, r.customer_id, w, &k)) != CD_OK)
                 break;
-            err = cd__core_seal(&k, "thread_id", t, &sealed);
+            /* Bound to its row, as every interaction field is sealed (vault.c). */
+            struct cd__row_binding b;
+            cd__core_interaction_binding(&b, r.id, r.channel, r.direction, r.occurred_at,
+                                         r.purpose);
+            err = cd__core_seal_row(&k, "thread_id", &b, t, &sealed);
             cd__core_key_wipe(&k);
             if (err != CD_OK)
                 break;

@@ -1,6 +1,7 @@
 /* Personal data at rest: each customer has a data key wrapped by the master key; every
  * personal field is sealed under it with the customer id and the field name as associated
- * data; identities are found through keyed blind indexes. Destroying the wrapped key
+ * data, and an interaction's fields also with their row (id, channel, direction, occurred_at,
+ * purpose); identities are found through keyed blind indexes. Destroying the wrapped key
  * (crypto-shredding) makes every sealed copy of that customer's data unreadable. */
 #include <stdio.h>
 #include <string.h>
@@ -62,4 +63,74 @@ enum cd_err cd__core_open(const struct cd__ckey *k, const char *field, struct cd
         return CD_OK;
     return cd_crypto_open(k->key, cd_str_c(k->customer_id), cd_str_c(field),
                           (struct cd_str){sealed.p, sealed.len}, out);
+}
+
+void cd__core_interaction_binding(struct cd__row_binding *b, const char *id, const char *channel,
+                                  const char *direction, int64_t occurred_at,
+                                  const char *purpose)
+{
+    uint8_t at[8];
+    uint64_t v = (uint64_t)occurred_at;
+
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        at[i] = (uint8_t)v;
+    struct cd_str parts[5] = {cd_str_c(id), cd_str_c(channel), cd_str_c(direction),
+                              {(const char *)at, sizeof at}, cd_str_c(purpose)};
+    cd_crypto_row_bind(parts, 5, &b->row);
+    b->id = id;
+}
+
+enum cd_err cd__core_seal_row(const struct cd__ckey *k, const char *field,
+                              const struct cd__row_binding *b, struct cd_str plain,
+                              struct cd_buf *out)
+{
+    cd_buf_reset(out);
+    return cd_crypto_seal_bound(k->key, cd_str_c(k->customer_id), cd_str_c(field), &b->row,
+                                plain, out);
+}
+
+enum cd_err cd__core_open_row_quiet(const struct cd__ckey *k, const char *field,
+                                    const struct cd__row_binding *b, struct cd_val sealed,
+                                    bool legacy, struct cd_buf *out, bool *present)
+{
+    struct cd_str v = {sealed.p, sealed.len};
+    int format = cd_crypto_sealed_format(v);
+
+    cd_buf_reset(out);
+    *present = sealed.type == CD_VAL_BLOB;
+    if (!*present)
+        return CD_OK;
+    if (format == CD_CRYPTO_SEAL_VERSION_BOUND)
+        return cd_crypto_open_bound(k->key, cd_str_c(k->customer_id), cd_str_c(field), &b->row,
+                                    v, out);
+    if (format == CD_CRYPTO_SEAL_VERSION && legacy)
+        return cd_crypto_open(k->key, cd_str_c(k->customer_id), cd_str_c(field), v, out);
+    return cd_err_set(CD_ERR_CRYPTO, format == CD_CRYPTO_SEAL_VERSION
+                                         ? "sealed in the legacy format"
+                                         : "sealed field has an unknown format");
+}
+
+enum cd_err cd__core_open_row(const struct cd__ckey *k, const char *field,
+                              const struct cd__row_binding *b, struct cd_val sealed, bool legacy,
+                              struct cd_buf *out, bool *present)
+{
+    enum cd_err err = cd__core_open_row_quiet(k, field, b, sealed, legacy, out, present);
+    int format = cd_crypto_sealed_format((struct cd_str){sealed.p, sealed.len});
+    char id[CD_ID_MAX];
+
+    if (err != CD_ERR_CRYPTO)
+        return err;
+    /* The customer's key opened (the caller unwrapped it), so the value is not this row's: it
+     * was copied from another row, its row's bound metadata or customer changed, its bytes were
+     * altered, or it is in the legacy format in a row that was re-sealed. */
+    cd_log_safe(b->id, id, sizeof id);
+    cd_integrity_report(CD_INTEGRITY_SEALED_FIELD,
+                        "\"interaction_id\":\"%s\",\"customer_id\":\"%s\",\"field\":\"%s\","
+                        "\"format\":%d",
+                        id, k->customer_id, field, format);
+    return cd_err_set(CD_ERR_INTEGRITY,
+                      "interaction %s: its sealed %s does not belong to this row (the row's "
+                      "customer, channel, direction, occurred_at or purpose was changed, or the "
+                      "value was copied from another row%s); run candor audit verify",
+                      id, field, format == CD_CRYPTO_SEAL_VERSION ? " in the legacy format" : "");
 }

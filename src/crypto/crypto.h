@@ -6,9 +6,9 @@
  * (created 0600, refused when readable by group or others); the master key (a key file or the
  * CANDOR_MASTER_KEY environment variable); per-customer data keys wrapped by the master key;
  * AEAD sealing of personal fields (XChaCha20-Poly1305, associated data binding customer and
- * field); keyed blind indexes for exact-match lookups; Ed25519 signing keys and public-key
- * export (raw, hex, PEM SubjectPublicKeyInfo). docs/crypto.md describes the key hierarchy and
- * the byte formats.
+ * field, and in format 2 the field's row); keyed blind indexes for exact-match lookups;
+ * Ed25519 signing keys and public-key export (raw, hex, PEM SubjectPublicKeyInfo).
+ * docs/crypto.md describes the key hierarchy and the byte formats.
  *
  * Must never: log or put key material or plaintext in an error detail; keep a secret in memory
  * it owns past the matching wipe or free call (secrets are cleared with sodium_memzero). Callers
@@ -28,7 +28,8 @@
 #define CD_CRYPTO_HASH_LEN 32  /* SHA-256, blind index */
 #define CD_CRYPTO_NONCE_LEN 24 /* XChaCha20-Poly1305 */
 #define CD_CRYPTO_TAG_LEN 16
-#define CD_CRYPTO_SEAL_VERSION 1 /* first byte of every sealed field */
+#define CD_CRYPTO_SEAL_VERSION 1 /* first byte of a sealed field bound to customer and field */
+#define CD_CRYPTO_SEAL_VERSION_BOUND 2 /* ... bound to its row as well (cd_crypto_seal_bound) */
 /* Sealed field = version (1) || nonce (24) || ciphertext (len of plaintext) || tag (16). */
 #define CD_CRYPTO_SEAL_OVERHEAD (1 + CD_CRYPTO_NONCE_LEN + CD_CRYPTO_TAG_LEN)
 #define CD_CRYPTO_WRAP_VERSION 1
@@ -157,6 +158,34 @@ enum cd_err cd_crypto_seal(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str c
  * personal data: the caller clears it (cd_crypto_wipe on out.p) before freeing when it can. */
 enum cd_err cd_crypto_open(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
                            struct cd_str field_name, struct cd_str sealed, struct cd_buf *out);
+
+/* The row a format-2 sealed value is bound to: a digest of the parts that identify the row
+ * (its id) and the row's metadata whose change must be detected, in an order the caller fixes.
+ * Computed once per row, so sealing or opening several fields of a row hashes the parts once. */
+struct cd_crypto_row {
+    uint8_t digest[CD_CRYPTO_HASH_LEN];
+};
+
+/* Fills *out from parts[0..n) (borrowed). Cannot fail. */
+void cd_crypto_row_bind(const struct cd_str *parts, size_t n, struct cd_crypto_row *out);
+
+/* Format 2: cd_crypto_seal, with the associated data binding the sealed value also to its row
+ * (cd_crypto_row_bind). A value copied onto another row, or left on a row whose bound metadata
+ * changed, no longer opens. Errors: as cd_crypto_seal. */
+enum cd_err cd_crypto_seal_bound(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
+                                 struct cd_str field_name, const struct cd_crypto_row *row,
+                                 struct cd_str plaintext, struct cd_buf *out);
+
+/* Opens a format-2 value made by cd_crypto_seal_bound with the same customer, field and row. A
+ * format-1 value is refused (CD_ERR_CRYPTO, unknown format): callers that still accept format
+ * 1 ask cd_crypto_sealed_format first. Errors: as cd_crypto_open. */
+enum cd_err cd_crypto_open_bound(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str customer_id,
+                                 struct cd_str field_name, const struct cd_crypto_row *row,
+                                 struct cd_str sealed, struct cd_buf *out);
+
+/* The format of a sealed value (its first byte): CD_CRYPTO_SEAL_VERSION,
+ * CD_CRYPTO_SEAL_VERSION_BOUND, or 0 when it is neither or too short to be sealed. */
+int cd_crypto_sealed_format(struct cd_str sealed);
 
 /* ---- blind index ------------------------------------------------------------------------- */
 

@@ -25,18 +25,29 @@ enum cd_err cd__http_audit_list(struct cd_req *r)
     return cd_audit_list(r->app->store, &q, &r->resp_json);
 }
 
-/* Verifies the whole ledger: chain, Merkle nodes and every stored tree head (signatures under
- * the server's key). A failed check is a 200 answer with ok false: the request succeeded. */
+/* Verifies the whole ledger: chain, index columns, Merkle nodes, every stored tree head
+ * (signatures under the server's key) and the heads in the data directory's heads file. A
+ * failed check is a 200 answer with ok false: the request succeeded. */
 enum cd_err cd__http_audit_verify(struct cd_req *r)
 {
     struct cd_audit_report rep;
+    struct cd_audit_trusted trusted;
     uint8_t pk[CD_CRYPTO_PK_LEN];
     bool have_pk = r->app->audit && cd_audit_public_key(r->app->audit, pk) == CD_OK;
-    enum cd_err err;
+    char path[4200];
+    enum cd_err err = CD_OK;
 
+    memset(&trusted, 0, sizeof trusted);
+    if (r->app->data_dir) {
+        snprintf(path, sizeof path, "%s/%s", r->app->data_dir, CD_AUDIT_HEADS_FILE);
+        err = cd_audit_trusted_load(&trusted, path, true);
+    }
     cd_err_clear();
-    err = cd_audit_verify_all(r->app->store, have_pk ? pk : NULL, &rep, NULL);
-    if (err == CD_ERR_INTEGRITY) {
+    if (err == CD_OK)
+        err = cd_audit_verify_all(r->app->store, have_pk ? pk : NULL, &trusted, &rep, NULL);
+    cd_audit_trusted_free(&trusted);
+    if (err == CD_ERR_INTEGRITY || err == CD_ERR_INVALID) {
+        /* An unreadable heads file is a finding too, not a bad request. */
         r->resp_json = json_pack("{s:b,s:I,s:I,s:s}", "ok", 0, "checked",
                                  (json_int_t)rep.entries, "first_bad_entry",
                                  (json_int_t)rep.bad_seq, "detail", cd_err_detail());
@@ -44,9 +55,10 @@ enum cd_err cd__http_audit_verify(struct cd_req *r)
     }
     if (err != CD_OK)
         return err;
-    r->resp_json = json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "checked", (json_int_t)rep.entries,
+    r->resp_json = json_pack("{s:b,s:I,s:I,s:I,s:I}", "ok", 1, "checked", (json_int_t)rep.entries,
                              "nodes_checked", (json_int_t)rep.nodes, "tree_heads_checked",
-                             (json_int_t)rep.tree_heads);
+                             (json_int_t)rep.tree_heads, "trusted_heads_checked",
+                             (json_int_t)rep.trusted);
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
 }
 

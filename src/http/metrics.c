@@ -1,6 +1,7 @@
-/* Prometheus metrics: requests by route and status, latency histograms by route, and the
- * store's commit latency and group-commit batch sizes. Counters are relaxed atomics: a scrape
- * may see a request counted before its latency, never a torn value. */
+/* Prometheus metrics: requests by route and status, latency histograms by route, the
+ * store's commit latency and group-commit batch sizes, and the integrity failures met.
+ * Counters are relaxed atomics: a scrape may see a request counted before its latency, never a
+ * torn value. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -148,6 +149,13 @@ enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out)
     }
     P("candor_store_batch_size_sum %llu\ncandor_store_batch_size_count %llu\n",
       (unsigned long long)st.writes, (unsigned long long)st.commits);
+    P("# HELP candor_integrity_errors_total Tamper evidence met while serving, by where it was "
+      "found (the log has one integrity.error line for each).\n"
+      "# TYPE candor_integrity_errors_total counter\n");
+    for (int k = 0; k < CD_INTEGRITY__COUNT; k++)
+        P("candor_integrity_errors_total{kind=\"%s\"} %llu\n",
+          cd_integrity_kind_name((enum cd_integrity_kind)k),
+          (unsigned long long)cd_integrity_total((enum cd_integrity_kind)k));
 #undef P
     return CD_OK;
 }

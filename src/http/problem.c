@@ -60,8 +60,10 @@ json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detai
         return NULL;
     snprintf(type, sizeof type, "/problems/%s", k->slug);
     /* Server errors get a generic detail: internals are for the log, not the caller. (503 says
-     * what to wait for, 501 what the server does not do.) */
-    if (k->status == 500)
+     * what to wait for, 501 what the server does not do.) But an integrity failure is tamper
+     * evidence the caller must see named (which interaction, which field, which entry): its
+     * details carry ids and column names, never personal data. */
+    if (k->status == 500 && k != &kinds[CD_ERR_INTEGRITY])
         detail = "the server could not complete the request; quote the request_id to support";
     json_object_set_new(o, "type", json_string(type));
     json_object_set_new(o, "title", json_string(k->title));

@@ -130,7 +130,20 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE INDEX identity_links_by_status ON identity_links(status, created_at);"
     "CREATE INDEX identity_links_by_customer ON identity_links(customer_id);"
     "CREATE INDEX identity_links_by_other ON identity_links(other_id);",
-    /* 10: audit — the access log shows refused attempts on the customer's data too
+    /* 10: consent — each event names its ledger entry (whose data_sha256 is the digest of the
+     * event's columns), so an edited row no longer matches the hashed ledger. Events recorded
+     * before have none; the consent engine binds them at start when their signed receipts
+     * agree with their columns (src/consent/bind.c). */
+    "ALTER TABLE consent_events ADD COLUMN audit_seq INTEGER;",
+    /* 11: core — interaction fields are sealed in format 2, with the row's id and metadata in
+     * the associated data. Rows sealed before are marked; `candor serve` re-seals them at start
+     * (cd_core_reseal_legacy) and clears the mark. The partial index holds only marked rows, so
+     * new rows (never marked) cost nothing in it. */
+    "ALTER TABLE interactions ADD COLUMN legacy_seal INTEGER;"
+    "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
+    " OR metadata IS NOT NULL OR thread IS NOT NULL;"
+    "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
+    /* 12: audit — the access log shows refused attempts on the customer's data too
      * (access.denied), so its partial index holds them beside the reads. */
     "DROP INDEX audit_reads_by_customer;"
     "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"

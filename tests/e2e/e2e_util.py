@@ -3,6 +3,8 @@ rejected request can be shown to have changed nothing."""
 import http.client
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import time
 
@@ -94,3 +96,19 @@ def plain_req(port, token, method, path, body=None, purpose=None):
     finally:
         c.close()
     return r.status, json.loads(payload) if payload else None
+
+
+def edit_db(data, *stmts):
+    """Edits the database file of a stopped server directly, as someone with access to the file
+    would: the sqlite3 shell, or Python's sqlite3 module when the shell is missing."""
+    db = os.path.join(data, "candor.db")
+    if shutil.which("sqlite3"):
+        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
+                           capture_output=True)
+        assert p.returncode == 0, p.stderr
+    else:
+        c = sqlite3.connect(db)
+        for s in stmts:
+            c.execute(s)
+        c.commit()
+        c.close()

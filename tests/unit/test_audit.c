@@ -10,7 +10,7 @@
 #include "audit/audit.h"
 #include "audit/audit_int.h"
 
-static char dir[256], db[300], key[300];
+static char dir[256], db[300], key[300], heads_path[300];
 
 static int setup(void **state)
 {
@@ -18,6 +18,7 @@ static int setup(void **state)
     mkdir(dir, 0700);
     snprintf(db, sizeof db, "%s/candor.db", dir);
     snprintf(key, sizeof key, "%s/signing.key", dir);
+    snprintf(heads_path, sizeof heads_path, "%s/audit-heads.jsonl", dir);
     return 0;
 }
 
@@ -30,12 +31,14 @@ static int teardown(void **state)
         unlink(p);
     }
     unlink(key);
+    unlink(heads_path);
     rmdir(dir);
     return 0;
 }
 
 static const struct cd_audit_event ev = {"customer.create", "ok", "tok_test", "admin", "unit",
-                                         NULL, NULL, "cus_x", NULL, NULL, NULL, NULL, NULL};
+                                         NULL, NULL, "cus_x", NULL, NULL, NULL, NULL,
+                                         NULL, NULL};
 
 struct app {
     int n;
@@ -59,6 +62,8 @@ static void append(struct cd_store *s, int n)
     struct app a = {n, false};
     assert_int_equal(cd_store_write(s, append_fn, &a), CD_OK);
 }
+
+static void trust(struct cd_audit_trusted *t, const struct cd_audit_sth *h, const char *src);
 
 /* The test database with its ledger open and the ledger's public key. */
 static void ledger_open(struct cd_store **s, struct cd_audit **a, uint8_t pk[32])
@@ -166,7 +171,7 @@ static void appends_rollback_proofs_and_heads(void **state)
     assert_int_equal(cd_audit_consistency(s, 6, 5, &p), CD_ERR_INVALID);
     assert_int_equal(cd_audit_consistency(s, 5, 99, &p), CD_ERR_NOT_FOUND);
 
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
     assert_int_equal(rep.entries, 37);
     assert_int_equal(rep.tree_heads, 2);
     assert_true(rep.nodes > 0);
@@ -179,8 +184,18 @@ static void appends_rollback_proofs_and_heads(void **state)
     assert_int_equal(ne, 37);
     assert_int_equal(nh, 2);
     rewind(f);
-    assert_int_equal(cd_audit_verify_export(f, pk, &h2, &rep, NULL), CD_OK);
-    assert_int_equal(rep.tree_heads, 3); /* two in the file plus the pinned one */
+    struct cd_audit_trusted t = {0};
+    json_t *hj = NULL;
+    assert_int_equal(cd_audit_sth_json(&h2, &hj), CD_OK);
+    char *text = json_dumps(hj, JSON_COMPACT);
+    json_decref(hj);
+    assert_int_equal(cd_audit_trusted_parse(&t, text, strlen(text), "pinned.json"), CD_OK);
+    cd_free(text);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(cd_audit_verify_export(f, pk, &t, &rep, NULL), CD_OK);
+    assert_int_equal(rep.tree_heads, 2); /* the two in the file */
+    assert_int_equal(rep.trusted, 1);    /* the pinned one, found among them */
+    cd_audit_trusted_free(&t);
     fclose(f);
 
     cd_audit_close(a);
@@ -239,7 +254,7 @@ static void head_cache_follows_rollbacks(void **state)
     assert_int_equal(cd_audit_publish(a, &h, &created), CD_OK);
     assert_int_equal(h.tree_size, 19);
     check_inclusion_all(s, 19, h.root);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
     assert_int_equal(rep.entries, 19);
     cd_audit_close(a);
     cd_store_close(s);
@@ -263,7 +278,7 @@ static void expect_tampered(struct cd_store *s, const uint8_t pk[32], const char
     struct cd_audit_report rep;
 
     assert_int_equal(cd_store_write(s, tamper_fn, (void *)sql), CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_ERR_INTEGRITY);
     assert_int_equal(rep.bad_seq, bad_seq);
     if (detail)
         assert_non_null(strstr(cd_err_detail(), detail));
@@ -279,7 +294,7 @@ static void verify_names_the_first_bad_entry(void **state)
     ledger_open(&s, &a, pk);
     append(s, 20);
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
 
     /* A changed node (the lowest stored level, 16 entries each). */
     expect_tampered(s, pk, "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 0",
@@ -314,7 +329,7 @@ static void verify_ranks_failures_across_threads(void **state)
     ledger_open(&s, &a, pk);
     append(s, n);
     assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
     assert_int_equal(rep.entries, n);
     assert_int_equal(rep.tree_heads, 1);
     assert_int_equal(rep.nodes, n / 16 + n / 32 + n / 64 + n / 128 + n / 256 + n / 512 +
@@ -342,21 +357,27 @@ static void verify_survives_allocation_failures(void **state)
     struct cd_audit_report rep;
     uint8_t pk[32];
 
+    struct cd_audit_sth h;
+    struct cd_audit_trusted t = {0};
+
     ledger_open(&s, &a, pk);
     append(s, 40);
-    assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK);
+    assert_int_equal(cd_audit_publish(a, &h, NULL), CD_OK);
+    trust(&t, &h, "kept.json"); /* merged with the stored heads, proved consistent */
     for (long k = 1; k < 100; k++) {
         cd_alloc_fail_nth(k);
-        enum cd_err err = cd_audit_verify_all(s, pk, &rep, NULL);
+        enum cd_err err = cd_audit_verify_all(s, pk, &t, &rep, NULL);
         bool hit = cd_alloc_fault_hit();
         cd_alloc_fail_nth(0);
         if (!hit) {
             assert_int_equal(err, CD_OK);
             assert_int_equal(rep.entries, 40);
+            assert_int_equal(rep.trusted, 1);
             break;
         }
         assert_int_equal(err, CD_ERR_NOMEM);
     }
+    cd_audit_trusted_free(&t);
     cd_audit_close(a);
     cd_store_close(s);
 }
@@ -369,8 +390,9 @@ static enum cd_err tricky_fn(struct cd_tx *tx, void *ctx)
 {
     struct cd_audit_event e = {"q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", "ok",
                                "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf", "", NULL,
-                               "plain", NULL, "cus_1", NULL, "a,b", "\xc2\x80z", "R.1,R.2",
-                               "reason \"quoted\""};
+                               "plain", NULL, "cus_1", NULL, "a,b", "\xc2\x80z",
+                               "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff",
+                               "R.1,R.2", "reason \"quoted\""};
     return cd_audit_append(tx, &e, NULL);
 }
 
@@ -422,7 +444,8 @@ static void canonical_bytes_are_jansson_bytes(void **state)
  * a write that appended it was rolled back. */
 static const struct cd_audit_event tricky_ev = {
     "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", "ok", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "", NULL, "plain",
-    NULL, "cus_1", "int_1", "a,b", "\xc2\x80z", "R.1,R.2", "reason \"quoted\""};
+    NULL, "cus_1", "int_1", "a,b", "\xc2\x80z", NULL, "R.1,R.2",
+    "reason \"quoted\""};
 
 struct prep_app {
     struct cd_audit_prepared *p;
@@ -500,7 +523,7 @@ static void prepared_events_are_the_same_entries(void **state)
     assert_memory_equal(e, e5, (size_t)(e5 - e));
     assert_int_equal(e7 - e6, e5 - e);
     assert_memory_equal(e, e6, (size_t)(e5 - e));
-    assert_int_equal(cd_audit_verify_all(s, NULL, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, NULL, NULL, &rep, NULL), CD_OK);
     assert_int_equal(rep.entries, 26);
     cd_buf_free(&heads);
     cd_store_close(s);
@@ -548,8 +571,11 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
         (err = cd_tx_exec(tx, "DROP INDEX audit_access_by_customer", NULL, 0, NULL, NULL,
                           NULL)) != CD_OK)
         return err;
-    /* Migrations after 6 run again on reopening: what they made is undone first. */
+    /* Migrations after 6 run again on reopening: what they made is undone first (the last
+     * migration's first). */
     static const char *const undo[] = {
+        "DROP INDEX interactions_legacy_seal", "ALTER TABLE interactions DROP COLUMN legacy_seal",
+        "ALTER TABLE consent_events DROP COLUMN audit_seq",
         "DROP TABLE identity_links", "DROP TABLE identity_reindex",
         "DROP INDEX identities_by_skeleton", "ALTER TABLE identities DROP COLUMN skeleton",
         "ALTER TABLE identities DROP COLUMN beyond_ascii", "DROP TABLE thread_reseal",
@@ -605,12 +631,12 @@ static void old_ledger_migrates(void **state)
     assert_int_equal(cd_store_read(s, count_fn, counts), CD_OK);
     assert_int_equal(counts[0], 0);
     assert_int_equal(counts[1], 0);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
     assert_int_equal(rep.entries, 45);
     assert_int_equal(rep.nodes, 2 + 1); /* level 4: two nodes, level 5: one */
     check_inclusion_all(s, 45, h.root);
     append(s, 3);
-    assert_int_equal(cd_audit_verify_all(s, pk, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
     assert_int_equal(rep.entries, 48);
     cd_audit_close(a);
     cd_store_close(s);
@@ -702,6 +728,253 @@ static void access_log_walks_the_reads_index(void **state)
     cd_store_close(s);
 }
 
+/* ---- index columns ---- */
+
+/* Every column a listing filters on (customer_id, action, actor_token, ts) is checked against
+ * the hashed entry: an edited column is named with its entry, though the chain is intact; and
+ * the access log refuses a read moved into another customer's log instead of showing it. */
+static void verify_checks_index_columns(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_report rep;
+    json_t *page = NULL;
+    uint8_t pk[32];
+    static const struct {
+        const char *sql, *column;
+    } edits[] = {
+        {"UPDATE audit_events SET customer_id = 'cus_y' WHERE seq = 8", "customer_id"},
+        {"UPDATE audit_events SET customer_id = NULL WHERE seq = 8", "customer_id"},
+        {"UPDATE audit_events SET action = 'customer.read' WHERE seq = 8", "action"},
+        {"UPDATE audit_events SET actor_token = 'tok_other' WHERE seq = 8", "actor_token"},
+        {"UPDATE audit_events SET ts = ts - 1000 WHERE seq = 8", "ts"},
+    };
+
+    ledger_open(&s, &a, pk);
+    assert_int_equal(cd_store_write(s, reads_fn, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
+    /* The writer's connection keeps the temporary copy of the row between writes. */
+    assert_int_equal(cd_store_write(s, tamper_fn, "CREATE TEMP TABLE saved AS SELECT * FROM"
+                                                  " audit_events WHERE seq = 8"),
+                     CD_OK);
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char detail[100];
+        snprintf(detail, sizeof detail, "audit entry 8: its %s column was altered",
+                 edits[i].column);
+        expect_tampered(s, pk, edits[i].sql, 8, detail);
+        assert_int_equal(cd_store_write(s, tamper_fn,
+                                        "UPDATE audit_events SET"
+                                        " customer_id = (SELECT customer_id FROM saved),"
+                                        " action = (SELECT action FROM saved),"
+                                        " actor_token = (SELECT actor_token FROM saved),"
+                                        " ts = (SELECT ts FROM saved) WHERE seq = 8"),
+                         CD_OK);
+        assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
+    }
+    /* cus_y's read moved into cus_x's access log: refused, counted. */
+    uint64_t before = cd_integrity_total(CD_INTEGRITY_AUDIT_ROW);
+    assert_int_equal(cd_store_write(s, tamper_fn,
+                                    "UPDATE audit_events SET customer_id = 'cus_x' WHERE seq = 4"),
+                     CD_OK);
+    assert_int_equal(cd_audit_access_log(s, CD_STR("cus_x"), CD_STR_NULL, 50, &page),
+                     CD_ERR_INTEGRITY);
+    assert_non_null(strstr(cd_err_detail(), "audit entry 4: its customer_id column"));
+    assert_int_equal(cd_integrity_total(CD_INTEGRITY_AUDIT_ROW), before + 1);
+    cd_audit_close(a);
+    cd_store_close(s);
+}
+
+/* ---- trusted heads ---- */
+
+static void trust(struct cd_audit_trusted *t, const struct cd_audit_sth *h, const char *src)
+{
+    json_t *o = NULL;
+    assert_int_equal(cd_audit_sth_json(h, &o), CD_OK);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    assert_int_equal(cd_audit_trusted_parse(t, text, strlen(text), src), CD_OK);
+    cd_free(text);
+}
+
+/* Heads kept outside the database catch what the database alone cannot show: the tail cut
+ * together with the heads that covered it, and heads deleted from audit_tree_heads. Each
+ * trusted head found in the ledger has its RFC 9162 consistency proof to the whole ledger
+ * checked. */
+static void trusted_heads_catch_truncation_and_deleted_heads(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_report rep;
+    struct cd_audit_sth h10, h30;
+    struct cd_audit_trusted t = {0};
+    uint8_t pk[32];
+
+    ledger_open(&s, &a, pk);
+    append(s, 10);
+    assert_int_equal(cd_audit_publish(a, &h10, NULL), CD_OK);
+    append(s, 20);
+    assert_int_equal(cd_audit_publish(a, &h30, NULL), CD_OK);
+    append(s, 7);
+    trust(&t, &h10, "receipt.json");
+    trust(&t, &h30, "witness.jsonl");
+    assert_int_equal(cd_audit_verify_all(s, pk, &t, &rep, NULL), CD_OK);
+    assert_int_equal(rep.trusted, 2);
+    assert_int_equal(rep.tree_heads, 2);
+
+    /* A trusted head signed by another key. */
+    struct cd_audit_trusted forged = {0};
+    struct cd_audit_sth f = h10;
+    f.signature[0] ^= 1;
+    trust(&forged, &f, "forged.json");
+    assert_int_equal(cd_audit_verify_all(s, pk, &forged, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_non_null(strstr(cd_err_detail(), "does not verify (from forged.json)"));
+    cd_audit_trusted_free(&forged);
+
+    /* The heads deleted from the database: the database alone still verifies... */
+    assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_tree_heads"), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
+    /* ... the heads kept elsewhere do not. */
+    assert_int_equal(cd_audit_verify_all(s, pk, &t, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_non_null(strstr(cd_err_detail(), "size 10 (from receipt.json) is not in the database"));
+    /* The tail cut below a trusted head (and the heads gone with it). */
+    assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_events WHERE seq > 25"),
+                     CD_OK);
+    /* The nodes made over the cut entries go too, so the database alone is consistent. */
+    assert_int_equal(cd_store_write(s, tamper_fn, "DELETE FROM audit_nodes WHERE level > 4 OR"
+                                                  " idx > 0"),
+                     CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, NULL, &rep, NULL), CD_OK);
+    assert_int_equal(cd_audit_verify_all(s, pk, &t, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_int_equal(rep.bad_seq, 26);
+    assert_non_null(strstr(cd_err_detail(), "30 entries (from witness.jsonl) covers it"));
+    assert_non_null(strstr(cd_err_detail(), "truncated"));
+    cd_audit_trusted_free(&t);
+    cd_audit_close(a);
+    cd_store_close(s);
+}
+
+/* What a verifier is given: a head, JSON lines of heads (a heads file, a witness's log), a
+ * consent receipt or the API's receipt answer carrying one; a partial last line (a crash while
+ * appending) is skipped, anything else that is no head is refused with its line. */
+static void trusted_heads_are_read_from_every_form(void **state)
+{
+    struct cd_audit_trusted t = {0};
+    struct cd_audit_sth h;
+    json_t *o = NULL;
+
+    memset(&h, 0, sizeof h);
+    h.tree_size = 42;
+    h.timestamp_ms = 1700000000000;
+    h.root[0] = 1;
+    assert_int_equal(cd_audit_sth_json(&h, &o), CD_OK);
+    char *one = json_dumps(o, JSON_COMPACT);
+    json_t *rcpt = json_pack("{s:s,s:O}", "consentReceiptID", "cev_x", "auditTreeHead", o);
+    json_t *answer = json_pack("{s:s,s:O}", "payload", "x", "receipt", rcpt);
+    char *r1 = json_dumps(rcpt, JSON_COMPACT), *r2 = json_dumps(answer, JSON_COMPACT);
+    json_decref(o);
+    json_decref(rcpt);
+    json_decref(answer);
+    struct cd_buf lines = CD_BUF_INIT(1 << 16);
+    assert_int_equal(cd_buf_printf(&lines, "%s\n\n%s\n{\"tree_si", one, one), CD_OK);
+
+    assert_int_equal(cd_audit_trusted_parse(&t, one, strlen(one), "head.json"), CD_OK);
+    assert_int_equal(cd_audit_trusted_parse(&t, r1, strlen(r1), "receipt.json"), CD_OK);
+    assert_int_equal(cd_audit_trusted_parse(&t, r2, strlen(r2), "answer.json"), CD_OK);
+    assert_int_equal(cd_audit_trusted_parse(&t, lines.p, lines.len, "heads.jsonl"), CD_OK);
+    assert_int_equal(t.n, 5);
+    assert_int_equal(t.skipped, 1);
+    for (size_t i = 0; i < t.n; i++)
+        assert_int_equal(t.heads[i].tree_size, 42);
+    assert_string_equal(t.source[4], "heads.jsonl:3");
+    assert_int_equal(cd_audit_trusted_parse(&t, "{\"a\":1}\n{\"b\":2}\n", 16, "w.jsonl"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "w.jsonl:1: neither a tree head"));
+    assert_int_equal(cd_audit_trusted_parse(&t, "nope\n{}\n", 8, "w.jsonl"), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "w.jsonl:1: not JSON"));
+    assert_int_equal(cd_audit_trusted_load(&t, "/nonexistent/heads", true), CD_OK);
+    assert_int_equal(cd_audit_trusted_load(&t, "/nonexistent/heads", false), CD_ERR_IO);
+    cd_audit_trusted_free(&t);
+    cd_buf_free(&lines);
+    cd_free(one);
+    cd_free(r1);
+    cd_free(r2);
+}
+
+/* ---- the publisher ---- */
+
+static enum cd_err count_heads_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM audit_tree_heads", NULL, 0, ctx);
+}
+
+static int64_t stored_heads(struct cd_store *s)
+{
+    int64_t n = -1;
+    assert_int_equal(cd_store_read(s, count_heads_fn, &n), CD_OK);
+    return n;
+}
+
+/* The publisher signs a head at start, when every_entries entries were appended (long before
+ * its interval), and at a clean shutdown; each lands in the heads file too, one line each, the
+ * last one over the whole ledger. A partial last line left by a crash is cut at the next
+ * start, and heads the file missed are caught up. */
+static void publisher_signs_at_start_every_n_and_at_stop(void **state)
+{
+    struct cd_store *s = NULL;
+    struct cd_audit *a = NULL;
+    struct cd_audit_policy policy = {3600, 10, heads_path};
+    struct cd_audit_sth latest;
+    struct cd_audit_trusted t = {0};
+    struct cd_audit_report rep;
+    uint8_t pk[32];
+
+    ledger_open(&s, &a, pk);
+    append(s, 3);
+    assert_int_equal(cd_audit_publisher_start(a, &policy), CD_OK);
+    assert_int_equal(stored_heads(s), 1); /* the start of service */
+    assert_int_equal(cd_audit_sth_latest(s, &latest), CD_OK);
+    assert_int_equal(latest.tree_size, 3);
+    append(s, 12);
+    for (int i = 0; i < 200 && stored_heads(s) < 2; i++)
+        usleep(10000);
+    assert_int_equal(stored_heads(s), 2); /* 12 >= 10 entries: signed well before an hour */
+    append(s, 4);
+    cd_audit_close(a); /* the clean shutdown */
+    assert_int_equal(cd_audit_sth_latest(s, &latest), CD_OK);
+    assert_int_equal(latest.tree_size, 19);
+    assert_int_equal(stored_heads(s), 3);
+    assert_int_equal(cd_audit_trusted_load(&t, heads_path, false), CD_OK);
+    assert_int_equal(t.n, 3);
+    assert_int_equal(t.heads[2].tree_size, 19);
+    assert_memory_equal(t.heads[2].root, latest.root, 32);
+    assert_int_equal(cd_audit_verify_all(s, pk, &t, &rep, NULL), CD_OK);
+    assert_int_equal(rep.trusted, 3);
+    cd_audit_trusted_free(&t);
+
+    /* A crash mid-append left half a line; a head was signed that the file never got. */
+    FILE *f = fopen(heads_path, "a");
+    assert_non_null(f);
+    fputs("{\"key_id\":\"ab", f);
+    fclose(f);
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    append(s, 2);
+    assert_int_equal(cd_audit_publish(a, NULL, NULL), CD_OK); /* no heads file yet */
+    assert_int_equal(cd_audit_publisher_start(a, &policy), CD_OK);
+    cd_audit_close(a);
+    assert_int_equal(cd_audit_trusted_load(&t, heads_path, false), CD_OK);
+    assert_int_equal(t.skipped, 0);
+    assert_int_equal(t.n, 4); /* the cut line is gone, the missed head caught up */
+    assert_int_equal(t.heads[3].tree_size, 21);
+    assert_int_equal(cd_audit_verify_all(s, pk, &t, &rep, NULL), CD_OK);
+    cd_audit_trusted_free(&t);
+
+    struct cd_audit_policy bad = {0, 10, NULL};
+    assert_int_equal(cd_audit_open(s, key, &a), CD_OK);
+    assert_int_equal(cd_audit_publisher_start(a, &bad), CD_ERR_INVALID);
+    cd_audit_close(a);
+    cd_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -714,6 +987,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(prepared_events_are_the_same_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(old_ledger_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(access_log_walks_the_reads_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(verify_checks_index_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(trusted_heads_catch_truncation_and_deleted_heads, setup,
+                                        teardown),
+        cmocka_unit_test(trusted_heads_are_read_from_every_form),
+        cmocka_unit_test_setup_teardown(publisher_signs_at_start_every_n_and_at_stop, setup,
+                                        teardown),
     };
     cd_json_init();
     if (cd_crypto_init() != CD_OK)

@@ -11,6 +11,7 @@
 #include "consent/consent.h"
 #include "consent/consent_int.h"
 #include "crypto/crypto.h"
+#include "audit/audit.h"
 
 static char dir[128], dbpath[200];
 static struct cd_store *store;
@@ -1084,6 +1085,199 @@ static void filter_walk_during_growth(void **state)
     cd_free(first);
 }
 
+/* ---- events bound to the ledger ---- */
+
+static enum cd_err sql_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_exec(tx, ctx, NULL, 0, NULL, NULL, NULL);
+}
+
+static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sql(const char *fmt, ...)
+{
+    char q[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    assert_int_equal(cd_store_write(store, sql_fn, q), CD_OK);
+}
+
+/* What a fresh engine (a restart: the projection rebuilt from the tables) decides. */
+static const char *why_after_restart(const char *cid, enum cd_purpose p)
+{
+    static char reason[32];
+    struct cd_consent *again = NULL;
+    struct cd_consent_decision d;
+
+    assert_int_equal(cd_consent_open(store, dir, "rules/consent/jurisdictions.yaml", &again),
+                     CD_OK);
+    assert_int_equal(cd_consent_decide(again, cd_str_c(cid), p, CD_CONSENT_CHANNEL_EMAIL,
+                                       cd_now_ms(), &d),
+                     CD_OK);
+    snprintf(reason, sizeof reason, "%s", d.reason);
+    cd_consent_close(again);
+    return reason;
+}
+
+static void expect_verify_fails(const char *event_id, const char *detail)
+{
+    struct cd_consent_report rep;
+
+    assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_ERR_INTEGRITY);
+    assert_string_equal(rep.event_id, event_id);
+    if (strstr(cd_err_detail(), detail) == NULL)
+        fail_msg("'%s' does not say '%s'", cd_err_detail(), detail);
+}
+
+/* Each event's ledger entry carries the digest of its columns: an edited purpose or state_code
+ * (which flips a decision) is named by the offline check, with the column its signed receipt
+ * disagrees on, and after a restart the edited event does not count: the customer is denied
+ * every purpose that needs consent, in an opt-in and an opt-out regime alike, and the failure
+ * is counted. Put back, the row verifies and counts again. */
+static void events_are_bound_to_the_ledger(void **state)
+{
+    char eu[CD_ID_MAX], ca[CD_ID_MAX], id[CD_ID_MAX], id2[CD_ID_MAX];
+    struct cd_consent_report rep;
+    json_t *ev = NULL;
+    (void)state;
+
+    customer(eu, "EU", "");
+    customer(ca, "US-CA", "");
+    assert_int_equal(record(eu, "marketing", "*", "given", NULL, &ev), CD_OK);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(ev, "id")));
+    json_decref(ev);
+    assert_int_equal(record(ca, "sale_or_sharing", "*", "given", NULL, &ev), CD_OK);
+    snprintf(id2, sizeof id2, "%s", json_string_value(json_object_get(ev, "id")));
+    json_decref(ev);
+    assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_OK);
+    assert_true(rep.events >= 2);
+    assert_int_equal(rep.receipt_only, 0);
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_MARKETING), "consent_given");
+
+    uint64_t before = cd_integrity_total(CD_INTEGRITY_CONSENT_EVENT);
+    sql("UPDATE consent_events SET purpose = 'analytics' WHERE id = '%s'", id);
+    expect_verify_fails(id, "its purpose column differs from its signed receipt");
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_MARKETING), "invalidated");
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_ANALYTICS), "invalidated");
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_SERVICE), "not_required");
+    assert_true(cd_integrity_total(CD_INTEGRITY_CONSENT_EVENT) > before);
+    sql("UPDATE consent_events SET purpose = 'marketing' WHERE id = '%s'", id);
+    assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_OK);
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_MARKETING), "consent_given");
+
+    /* A given consent turned into a withdrawal; in an opt-out regime, a withdrawal turned into
+     * nothing at all would allow: the edited event denies instead. */
+    sql("UPDATE consent_events SET state_code = 4 WHERE id = '%s'", id);
+    expect_verify_fails(id, "its state_code column differs from its signed receipt");
+    sql("UPDATE consent_events SET state_code = 2 WHERE id = '%s'", id);
+    sql("UPDATE consent_events SET state = 'requested', state_code = 1 WHERE id = '%s'", id2);
+    expect_verify_fails(id2, "its state column differs");
+    assert_string_equal(why_after_restart(ca, CD_PURPOSE_SALE_OR_SHARING), "invalidated");
+    sql("UPDATE consent_events SET state = 'given', state_code = 2 WHERE id = '%s'", id2);
+
+    /* A column the receipt does not carry; a receipt swapped with its signature. */
+    sql("UPDATE consent_events SET flags = flags | 2 WHERE id = '%s'", id);
+    expect_verify_fails(id, "a column its receipt does not carry was altered");
+    sql("UPDATE consent_events SET flags = flags & ~2 WHERE id = '%s'", id);
+    sql("CREATE TEMP TABLE kept AS SELECT * FROM consent_events WHERE id = '%s'", id);
+    char q[400];
+    snprintf(q, sizeof q, "UPDATE consent_events SET receipt = (SELECT receipt FROM"
+                          " consent_events WHERE id = '%s'), signature = (SELECT signature FROM"
+                          " consent_events WHERE id = '%s') WHERE id = '%s'", id2, id2, id);
+    sql("%s", q);
+    expect_verify_fails(id, "do not match the digest in its ledger entry; its id column");
+    sql("UPDATE consent_events SET receipt = (SELECT receipt FROM kept), signature = (SELECT"
+        " signature FROM kept) WHERE id = '%s'", id);
+
+    /* The event moved to another customer: after a restart both are denied. */
+    snprintf(q, sizeof q, "UPDATE consent_events SET customer_id = '%s' WHERE id = '%s'", ca, id);
+    sql("%s", q);
+    expect_verify_fails(id, "its customer_id column differs");
+    assert_string_equal(why_after_restart(ca, CD_PURPOSE_MARKETING), "invalidated");
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_MARKETING), "invalidated");
+    snprintf(q, sizeof q, "UPDATE consent_events SET customer_id = '%s' WHERE id = '%s'", eu, id);
+    sql("%s", q);
+    assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_OK);
+    assert_string_equal(why_after_restart(eu, CD_PURPOSE_MARKETING), "consent_given");
+    /* Out of memory anywhere in the check is an error, never a crash or a false finding. */
+    for (long k = 1; k < 400; k++) {
+        cd_alloc_fail_nth(k);
+        enum cd_err err = cd_consent_verify(store, cons->signer.pk, &rep);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        if (err != CD_ERR_NOMEM && err != CD_ERR_STORE)
+            fail_msg("allocation %ld failed: %s: %s", k, cd_err_name(err), cd_err_detail());
+    }
+}
+
+/* An event recorded before binding existed (audit_seq NULL) is bound by the next engine when
+ * its signed receipt agrees with its columns (a consent.bind ledger entry carries its digest),
+ * and left unbound, not counted and reported when it does not. */
+static void legacy_events_are_bound_at_start(void **state)
+{
+    char c[CD_ID_MAX], id[CD_ID_MAX];
+    struct cd_consent_report rep;
+    json_t *ev = NULL;
+    (void)state;
+
+    customer(c, "EU", "");
+    assert_int_equal(record(c, "personalization", "*", "given", NULL, &ev), CD_OK);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(ev, "id")));
+    json_decref(ev);
+    sql("UPDATE consent_events SET audit_seq = NULL WHERE id = '%s'", id);
+    assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_OK);
+    assert_true(rep.receipt_only >= 1);
+    sql("UPDATE consent_events SET channel = 'sms' WHERE id = '%s'", id);
+    expect_verify_fails(id, "recorded before ledger binding and not bound since; its channel "
+                            "column differs");
+    assert_string_equal(why_after_restart(c, CD_PURPOSE_PERSONALIZATION), "invalidated");
+    sql("UPDATE consent_events SET channel = '*' WHERE id = '%s'", id);
+    assert_string_equal(why_after_restart(c, CD_PURPOSE_PERSONALIZATION), "consent_given");
+    assert_int_equal(cd_consent_verify(store, cons->signer.pk, &rep), CD_OK);
+    assert_int_equal(rep.receipt_only, 0); /* the restart bound it */
+}
+
+/* Every receipt carries the newest signed tree head of the audit ledger; the head verifies
+ * against the ledger as a trusted head taken out of the database. */
+static void receipts_carry_the_newest_tree_head(void **state)
+{
+    char c[CD_ID_MAX], key[300];
+    struct cd_audit *a = NULL;
+    struct cd_audit_sth h;
+    struct cd_audit_trusted t = {0};
+    struct cd_audit_report rep;
+    json_t *ev = NULL, *rc = NULL;
+    uint8_t pk[32];
+    (void)state;
+
+    snprintf(key, sizeof key, "%s/signing.key", dir);
+    assert_int_equal(cd_audit_open(store, key, &a), CD_OK);
+    assert_int_equal(cd_audit_public_key(a, pk), CD_OK);
+    assert_int_equal(cd_audit_publish(a, &h, NULL), CD_OK);
+    customer(c, "EU", "");
+    assert_int_equal(record(c, "marketing", "email", "given", NULL, &ev), CD_OK);
+    const char *id = json_string_value(json_object_get(ev, "id"));
+    assert_int_equal(cd_consent_receipt(cons, cd_str_c(id), &rc), CD_OK);
+    json_t *head = json_object_get(json_object_get(rc, "receipt"), "auditTreeHead");
+    assert_non_null(head);
+    assert_int_equal(json_integer_value(json_object_get(head, "tree_size")), h.tree_size);
+    char *text = json_dumps(rc, JSON_COMPACT);
+    assert_int_equal(cd_audit_trusted_parse(&t, text, strlen(text), "receipt.json"), CD_OK);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(cd_audit_verify_all(store, pk, &t, &rep, NULL), CD_OK);
+    assert_int_equal(rep.trusted, 1);
+    cd_free(text);
+    cd_audit_trusted_free(&t);
+    json_decref(ev);
+    json_decref(rc);
+    cd_audit_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1109,6 +1303,9 @@ int main(void)
         cmocka_unit_test(table_growth_and_collisions),
         cmocka_unit_test(decisions_during_growth),
         cmocka_unit_test(filter_walk_during_growth),
+        cmocka_unit_test(events_are_bound_to_the_ledger),
+        cmocka_unit_test(legacy_events_are_bound_at_start),
+        cmocka_unit_test(receipts_carry_the_newest_tree_head),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

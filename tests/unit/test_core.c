@@ -646,6 +646,12 @@ static void ingestion_timeline_and_merge(void **state)
                                             CD_FIELDS_ALL, &m), CD_ERR_CONFLICT);
     assert_int_equal(cd_core_customer_merge(core, &actor, cd_str_c(ida), cd_str_c(ida),
                                             CD_FIELDS_ALL, &m), CD_ERR_INVALID);
+    /* The moved rows are bound to their survivor: every sealed value opens under its row. */
+    struct cd_core_rows_report rep;
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+    assert_int_equal(rep.interactions, 9);
+    assert_int_equal(rep.fields, 9);
+    assert_int_equal(rep.identities, 2);
     json_decref(a);
     json_decref(b);
 }
@@ -894,6 +900,220 @@ static void shredding_leaves_nothing_readable(void **state)
     json_decref(x);
 }
 
+/* ---- sealed fields bound to their rows ---- */
+
+static enum cd_err sql_fn(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_exec(tx, ctx, NULL, 0, NULL, NULL, NULL);
+}
+
+static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sql(const char *fmt, ...)
+{
+    char q[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    assert_int_equal(cd_store_write(store, sql_fn, q), CD_OK);
+}
+
+static void ingest_id(const char *text, char id[CD_ID_MAX], char cid[CD_ID_MAX])
+{
+    json_t *x = NULL;
+    assert_int_equal(ingest(text, &x), CD_OK);
+    snprintf(id, CD_ID_MAX, "%s", json_string_value(json_object_get(x, "id")));
+    if (cid)
+        snprintf(cid, CD_ID_MAX, "%s", json_string_value(json_object_get(x, "customer_id")));
+    json_decref(x);
+}
+
+/* A value copied from another row of the same customer, a row moved to another customer, and
+ * a row whose channel, direction, occurred_at or purpose was edited: each is refused when
+ * served (CD_ERR_INTEGRITY naming the interaction and the field, counted) and named by the
+ * offline check; an identity row moved to another customer too. Put back, all serve again. */
+static void sealed_fields_are_bound_to_their_rows(void **state)
+{
+    char a[CD_ID_MAX], b[CD_ID_MAX], c[CD_ID_MAX], d[CD_ID_MAX], other[CD_ID_MAX];
+    char q[300];
+    struct cd_core_rows_report rep;
+    struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
+    struct cd_buf one = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    json_t *tl = NULL;
+    static const char *const edits[] = {
+        "body = (SELECT body FROM interactions WHERE id = ", /* A's body onto B */
+        "channel = 'chat'", "direction = 'outbound'", "occurred_at = occurred_at + 1",
+        "purpose = 'marketing'", "customer_id = ", /* moved to the other customer */
+    };
+
+    ingest_id("{\"identity\":{\"type\":\"email\",\"value\":\"c@example.org\"},\"channel\":"
+              "\"email\",\"direction\":\"inbound\",\"subject\":\"A\",\"body\":\"body of A\"}",
+              a, c);
+    snprintf(q, sizeof q, "{\"customer_id\":\"%s\",\"channel\":\"sms\",\"direction\":"
+             "\"inbound\",\"body\":\"body of B\",\"metadata\":{\"k\":1}}", c);
+    ingest_id(q, b, NULL);
+    ingest_id("{\"identity\":{\"type\":\"email\",\"value\":\"d@example.org\"},\"channel\":"
+              "\"chat\",\"direction\":\"inbound\",\"body\":\"body of D\"}",
+              other, d);
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+    assert_int_equal(rep.interactions, 3);
+    assert_int_equal(rep.fields, 5);
+    assert_int_equal(rep.legacy_fields, 0);
+    sql("CREATE TEMP TABLE kept AS SELECT * FROM interactions WHERE id = '%s'", b);
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char set[200];
+        if (i == 0)
+            snprintf(set, sizeof set, "%s'%s')", edits[i], a);
+        else if (i == 5)
+            snprintf(set, sizeof set, "%s'%s'", edits[i], d);
+        else
+            snprintf(set, sizeof set, "%s", edits[i]);
+        sql("UPDATE interactions SET %s WHERE id = '%s'", set, b);
+        assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_ERR_INTEGRITY);
+        assert_string_equal(rep.bad_id, b);
+        if (strstr(cd_err_detail(), "does not open under its row") == NULL)
+            fail_msg("edit %zu: %s", i, cd_err_detail());
+        uint64_t before = cd_integrity_total(CD_INTEGRITY_SEALED_FIELD);
+        const char *whose = i == 5 ? d : c;
+        assert_int_equal(timeline(cd_str_c(whose), &tq, &tl), CD_ERR_INTEGRITY);
+        assert_non_null(strstr(cd_err_detail(), b));
+        assert_non_null(strstr(cd_err_detail(), "does not belong to this row"));
+        assert_int_equal(cd_integrity_total(CD_INTEGRITY_SEALED_FIELD), before + 1);
+        cd_buf_reset(&one);
+        assert_int_equal(cd_core_interaction_get(core, &actor, cd_str_c(b), CD_FIELDS_ALL, &one),
+                         CD_ERR_INTEGRITY);
+        sql("UPDATE interactions SET (customer_id, channel, direction, occurred_at, purpose,"
+            " body) = (SELECT customer_id, channel, direction, occurred_at, purpose, body FROM"
+            " kept) WHERE id = '%s'", b);
+        assert_int_equal(timeline(cd_str_c(c), &tq, &tl), CD_OK);
+        assert_int_equal(json_array_size(json_object_get(tl, "items")), 2);
+        json_decref(tl);
+    }
+    /* A purpose that may not see the conversation opens nothing, so it is served. */
+    sql("UPDATE interactions SET channel = 'chat' WHERE id = '%s'", b);
+    assert_int_equal(cd_core_timeline(core, &actor, cd_str_c(c), &tq, CD_FIELDS_CONTACT, &one),
+                     CD_OK);
+    sql("UPDATE interactions SET channel = 'sms' WHERE id = '%s'", b);
+
+    /* An identity moved to another customer. */
+    sql("UPDATE identities SET customer_id = '%s' WHERE customer_id = '%s'", d, c);
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_string_equal(rep.bad_id, d);
+    assert_non_null(strstr(cd_err_detail(), "its identity (email) does not open"));
+    sql("UPDATE identities SET customer_id = '%s' WHERE value = (SELECT value FROM identities"
+        " WHERE customer_id = '%s' ORDER BY created_at LIMIT 1)", c, d);
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+    /* Out of memory anywhere in the check is an error, never a crash, a leak or a false
+     * finding. */
+    for (long k = 1; k < 400; k++) {
+        cd_alloc_fail_nth(k);
+        enum cd_err err = cd_core_verify_rows(core, &rep, NULL);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_true(err == CD_ERR_NOMEM || err == CD_ERR_STORE);
+    }
+    cd_buf_free(&one);
+}
+
+static enum cd_err wrapped_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    return cd_buf_append(ctx, cols[0].p, cols[0].len);
+}
+
+static enum cd_err wrapped_fn(struct cd_tx *tx, void *ctx)
+{
+    struct cd_buf *b = ctx;
+    char id[CD_ID_MAX];
+    snprintf(id, sizeof id, "%s", b->p);
+    cd_buf_reset(b);
+    struct cd_val p[] = {CD_VCSTR(id)};
+    return cd_tx_exec(tx, "SELECT key_wrapped FROM customers WHERE id = $1", p, 1, wrapped_row, b,
+                      NULL);
+}
+
+struct legacy_row {
+    const char *id, *customer_id;
+    struct cd_buf *body;
+    bool marked;
+};
+
+static enum cd_err legacy_insert_fn(struct cd_tx *tx, void *ctx)
+{
+    struct legacy_row *r = ctx;
+    struct cd_val p[] = {CD_VCSTR(r->id), CD_VCSTR(r->customer_id),
+                         CD_VBLOB(r->body->p, r->body->len), r->marked ? CD_VINT(1) : CD_VNULL};
+    return cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
+                          " occurred_at, created_at, purpose, body, legacy_seal) VALUES($1, $2,"
+                          " 'email', 'inbound', 1700000000000, 1700000000000, 'service', $3, $4)",
+                      p, 4, NULL, NULL, NULL);
+}
+
+/* Rows sealed before format 2 (format 1, marked by the migration) are re-sealed bound to their
+ * rows by cd_core_reseal_legacy; until then a server refuses them. A format-1 value in a row
+ * that is not marked (copied from an old copy of the database) fails the offline check, and a
+ * marked row whose value is not its customer's is left as it is and reported. */
+static void legacy_rows_are_resealed(void **state)
+{
+    char a[CD_ID_MAX], c[CD_ID_MAX], d[CD_ID_MAX], x[CD_ID_MAX], l1[CD_ID_MAX], l2[CD_ID_MAX];
+    struct cd_buf w = CD_BUF_INIT(256), body = CD_BUF_INIT(4096), one = CD_BUF_INIT(1 << 20);
+    struct cd_core_rows_report rep;
+    struct cd__ckey k;
+    uint64_t done = 0, refused = 0;
+
+    ingest_id("{\"identity\":{\"type\":\"email\",\"value\":\"l@example.org\"},\"channel\":"
+              "\"email\",\"direction\":\"inbound\",\"body\":\"new\"}",
+              a, c);
+    ingest_id("{\"identity\":{\"type\":\"email\",\"value\":\"m@example.org\"},\"channel\":"
+              "\"email\",\"direction\":\"inbound\",\"body\":\"other\"}",
+              x, d);
+    assert_int_equal(cd_buf_puts(&w, c), CD_OK);
+    assert_int_equal(cd_store_read(store, wrapped_fn, &w), CD_OK);
+    struct cd_val wv = CD_VBLOB(w.p, w.len);
+    assert_int_equal(cd__core_key_open(core, c, wv, &k), CD_OK);
+    assert_int_equal(cd__core_seal(&k, "body", CD_STR("an old message"), &body), CD_OK);
+    cd__core_key_wipe(&k);
+    cd_id_new("int", l1);
+    cd_id_new("int", l2);
+    struct legacy_row r1 = {l1, c, &body, true}, r2 = {l2, c, &body, false};
+    assert_int_equal(cd_store_write(store, legacy_insert_fn, &r1), CD_OK);
+
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+    assert_int_equal(rep.legacy_fields, 1);
+    assert_int_equal(cd_core_interaction_get(core, &actor, cd_str_c(l1), CD_FIELDS_ALL, &one),
+                     CD_ERR_INTEGRITY); /* a server never opens format 1 */
+    assert_int_equal(cd_core_reseal_legacy(core, &done, &refused), CD_OK);
+    assert_int_equal(done, 1);
+    assert_int_equal(refused, 0);
+    cd_buf_reset(&one);
+    assert_int_equal(cd_core_interaction_get(core, &actor, cd_str_c(l1), CD_FIELDS_ALL, &one),
+                     CD_OK);
+    assert_non_null(strstr(one.p, "an old message"));
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+    assert_int_equal(rep.legacy_fields, 0);
+    assert_int_equal(cd_core_reseal_legacy(core, &done, &refused), CD_OK);
+    assert_int_equal(done, 0); /* nothing marked any more */
+
+    /* The old format where no migration put it. */
+    assert_int_equal(cd_store_write(store, legacy_insert_fn, &r2), CD_OK);
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_ERR_INTEGRITY);
+    assert_string_equal(rep.bad_id, l2);
+    assert_non_null(strstr(cd_err_detail(), "legacy format but the row is not marked"));
+    /* Marked, but the value belongs to another customer: refused, left as it is. */
+    sql("UPDATE interactions SET legacy_seal = 1, customer_id = '%s' WHERE id = '%s'", d, l2);
+    uint64_t before = cd_integrity_total(CD_INTEGRITY_SEALED_FIELD);
+    assert_int_equal(cd_core_reseal_legacy(core, &done, &refused), CD_OK);
+    assert_int_equal(done, 0);
+    assert_int_equal(refused, 1);
+    assert_int_equal(cd_integrity_total(CD_INTEGRITY_SEALED_FIELD), before + 1);
+    cd_buf_free(&w);
+    cd_buf_free(&body);
+    cd_buf_free(&one);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -917,6 +1137,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test(owner_cache_forgets),
         cmocka_unit_test_setup_teardown(shredding_leaves_nothing_readable, setup, teardown),
+        cmocka_unit_test_setup_teardown(sealed_fields_are_bound_to_their_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(legacy_rows_are_resealed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -340,6 +341,106 @@ static void seal_round_trips_and_binds_customer_and_field(void **state)
 
 /* Seals' nonces come from a per-thread pool: none repeats, across refills of the pool and
  * across a fork (a child must never hand out the nonces its parent will). */
+/* Format 2 binds a sealed value to its row as well: the same customer, field and key, but
+ * another row id or any changed row part (an interaction's channel, direction, occurred_at,
+ * purpose) no longer opens it; neither does a value whose format byte is relabelled, nor the
+ * other format's opener. The AD hashes a known byte layout (docs/crypto.md). */
+static void seal_bound_binds_the_row(void **state)
+{
+    uint8_t key[32], ad[32], at[8] = {0, 0, 1, 0x8b, 0xcf, 0xe5, 0x68, 0x00};
+    struct cd_buf s = CD_BUF_INIT(4096), o = CD_BUF_INIT(4096);
+    struct cd_str cus = CD_STR("cus_1"), field = CD_STR("body"), pt = CD_STR("I was charged twice");
+    struct cd_str parts[5] = {CD_STR("int_1"), CD_STR("email"), CD_STR("inbound"),
+                              {(const char *)at, 8}, CD_STR("service")};
+    struct cd_crypto_row row, other;
+    (void)state;
+
+    cd_crypto_data_key_new(key);
+    cd_crypto_row_bind(parts, 5, &row);
+    assert_int_equal(cd_crypto_seal_bound(key, cus, field, &row, pt, &s), CD_OK);
+    struct cd_str sealed = {s.p, s.len};
+    assert_int_equal((uint8_t)s.p[0], CD_CRYPTO_SEAL_VERSION_BOUND);
+    assert_int_equal(s.len, pt.len + CD_CRYPTO_SEAL_OVERHEAD);
+    assert_int_equal(cd_crypto_sealed_format(sealed), CD_CRYPTO_SEAL_VERSION_BOUND);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_OK);
+    assert_memory_equal(o.p, pt.p, pt.len);
+
+    /* Each part of the row, changed by one byte; the parts' boundaries moved; one part less. */
+    for (int i = 0; i < 5; i++) {
+        struct cd_str p2[5];
+        char buf[16];
+        memcpy(p2, parts, sizeof p2);
+        memcpy(buf, parts[i].p, parts[i].len);
+        buf[0] ^= 1;
+        p2[i] = (struct cd_str){buf, parts[i].len};
+        cd_crypto_row_bind(p2, 5, &other);
+        cd_buf_reset(&o);
+        assert_int_equal(cd_crypto_open_bound(key, cus, field, &other, sealed, &o),
+                         CD_ERR_CRYPTO);
+        assert_int_equal(o.len, 0);
+    }
+    struct cd_str moved[5] = {CD_STR("int_1e"), CD_STR("mail"), parts[2], parts[3], parts[4]};
+    cd_crypto_row_bind(moved, 5, &other);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &other, sealed, &o), CD_ERR_CRYPTO);
+    cd_crypto_row_bind(parts, 4, &other);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &other, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, CD_STR("cus_2"), field, &row, sealed, &o),
+                     CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, cus, CD_STR("subject"), &row, sealed, &o),
+                     CD_ERR_CRYPTO);
+    /* The other format's opener, and the format byte relabelled either way. */
+    assert_int_equal(cd_crypto_open(key, cus, field, sealed, &o), CD_ERR_CRYPTO);
+    s.p[0] = CD_CRYPTO_SEAL_VERSION;
+    assert_int_equal(cd_crypto_open(key, cus, field, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_ERR_CRYPTO);
+    cd_buf_reset(&s);
+    assert_int_equal(cd_crypto_seal(key, cus, field, pt, &s), CD_OK);
+    sealed = (struct cd_str){s.p, s.len};
+    assert_int_equal(cd_crypto_sealed_format(sealed), CD_CRYPTO_SEAL_VERSION);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_ERR_CRYPTO);
+    s.p[0] = CD_CRYPTO_SEAL_VERSION_BOUND;
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row, sealed, &o), CD_ERR_CRYPTO);
+    assert_int_equal(cd_crypto_sealed_format((struct cd_str){s.p, 3}), 0);
+    s.p[0] = 7;
+    assert_int_equal(cd_crypto_sealed_format(sealed), 0);
+
+    /* The layout: row = BLAKE2b-256(enc("candor.seal.row.v2") || enc(each part)), AD =
+     * BLAKE2b-256(enc("candor.seal.v2") || enc(customer) || enc(field) || enc(row)): a value
+     * sealed with libsodium directly under that AD opens. */
+    uint8_t msg[512], *m = msg, rd[32];
+    struct cd_str rparts[6] = {CD_STR("candor.seal.row.v2"), parts[0], parts[1], parts[2],
+                               parts[3], parts[4]};
+    for (int i = 0; i < 6; i++) {
+        for (int b = 0; b < 8; b++)
+            m[b] = (uint8_t)((uint64_t)rparts[i].len >> (56 - 8 * b));
+        memcpy(m + 8, rparts[i].p, rparts[i].len);
+        m += 8 + rparts[i].len;
+    }
+    crypto_generichash(rd, sizeof rd, msg, (size_t)(m - msg), NULL, 0);
+    assert_memory_equal(rd, row.digest, 32);
+    struct cd_str aparts[4] = {CD_STR("candor.seal.v2"), cus, field, {(const char *)rd, 32}};
+    m = msg;
+    for (int i = 0; i < 4; i++) {
+        for (int b = 0; b < 8; b++)
+            m[b] = (uint8_t)((uint64_t)aparts[i].len >> (56 - 8 * b));
+        memcpy(m + 8, aparts[i].p, aparts[i].len);
+        m += 8 + aparts[i].len;
+    }
+    crypto_generichash(ad, sizeof ad, msg, (size_t)(m - msg), NULL, 0);
+    uint8_t ct[1 + 24 + 64];
+    ct[0] = CD_CRYPTO_SEAL_VERSION_BOUND;
+    randombytes_buf(ct + 1, 24);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(ct + 25, NULL, (const uint8_t *)pt.p, pt.len, ad,
+                                               sizeof ad, NULL, ct + 1, key);
+    cd_buf_reset(&o);
+    assert_int_equal(cd_crypto_open_bound(key, cus, field, &row,
+                                          (struct cd_str){(const char *)ct, 25 + pt.len + 16}, &o),
+                     CD_OK);
+    assert_memory_equal(o.p, pt.p, pt.len);
+    cd_buf_free(&s);
+    cd_buf_free(&o);
+}
+
 static void seal_nonces_never_repeat(void **state)
 {
     uint8_t key[CD_CRYPTO_KEY_LEN] = {0};
@@ -583,6 +684,7 @@ int main(void)
         cmocka_unit_test(derived_keys_are_independent),
         cmocka_unit_test(data_keys_wrap_and_bind_customer_and_version),
         cmocka_unit_test(seal_round_trips_and_binds_customer_and_field),
+        cmocka_unit_test(seal_bound_binds_the_row),
         cmocka_unit_test(seal_respects_buffer_caps_and_allocation_failures),
         cmocka_unit_test(seal_nonces_never_repeat),
         cmocka_unit_test(blind_index_is_keyed_and_domain_separated),
