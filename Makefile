@@ -34,7 +34,7 @@ SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 CFLAGS_ASAN := $(BASEFLAGS) -O1 -g $(SAN) -DCD_FAULT_INJECTION
 FUZZ_CC  := clang
 CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DCD_FUZZING \
-               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -MMD -MP
 
 SRCS     := $(sort $(wildcard src/*/*.c))
 LIB_SRCS := $(filter-out src/cli/main.c,$(SRCS))
