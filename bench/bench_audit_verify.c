@@ -3,8 +3,8 @@
  * (a) a raw SHA-256 chain h_i = SHA-256(h_{i-1} || entry_i) over the exact entry bytes of a
  *     ledger of N entries, held in memory (the floor): the fastest of three SHA-256s, each
  *     printed — Candor's one-shot (OpenSSL's SHA256_Init/Update/Final behind cd_crypto), OpenSSL
- *     EVP with one reused context (what Candor used before), and OpenSSL's low-level calls
- *     directly, so the ratio is never taken against a slow floor;
+ *     EVP with one reused context, and OpenSSL's low-level calls directly, so the ratio is
+ *     never taken against a slow floor;
  * (a') the same chain while reading the bytes from SQLite in seq order (the floor for any
  *     verifier that reads the database);
  * (b) cd_audit_verify_all, what `candor audit verify --data` runs: chain, sequence, the tree

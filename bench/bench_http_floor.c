@@ -1,4 +1,4 @@
-/* The floor under HTTP ingestion (issue 3): the libraries Candor is built on, doing the least an
+/* The floor under HTTP ingestion: the libraries Candor is built on, doing the least an
  * acknowledged-after-fsync ingestion must do, served to the same load in the same run as
  * `candor serve` (bench/run.sh, section 2). The ratio of the two is what everything Candor adds
  * costs together.

@@ -1,4 +1,4 @@
-/* Ingestion with audit and encryption on vs off (issue 4: on >= 70% of off), in one run.
+/* Ingestion with audit and encryption on vs off (the target: on >= 70% of off), in one run.
  *
  * (a) on:  cd_core_interaction_ingest from T threads, the real path of POST /v1/interactions
  *          after JSON parsing: identity normalised and looked up by its keyed blind index, the

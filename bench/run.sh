@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmarks of issues 3, 4 and 5, unattended, loopback only, in about 6.5 minutes.
+# `make bench`: Candor's benchmarks (docs/benchmarks.md), unattended, loopback only, in about
+# 6.5 minutes.
 #
 #   1. bench_store: raw SQLite batched inserts vs cd_core_interaction_ingest and bare
 #      cd_store_write from 64 threads (group commit), and both through the asynchronous forms
@@ -12,7 +13,7 @@
 #      the server's RSS afterwards.
 #   4. Other in-process benches: bench_merkle, bench_guard, bench_consent (on CPU 1).
 #   5. Consent: POST /v1/consents/check vs nginx `return 200`, same pinning and load.
-#   6. Issue 4: ingestion with audit and encryption on vs off, `candor audit verify` vs a raw
+#   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
 #      summary).
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
@@ -287,7 +288,7 @@ else
     row "(3) timeline" "FAILED (preload or server start)"
 fi
 
-# ---- 4. others' benches --------------------------------------------------------------------
+# ---- 4. other in-process benches -----------------------------------------------------------
 say ""
 say "== 4. other benches"
 other() {
@@ -313,10 +314,10 @@ other() {
 }
 other bench_merkle
 other bench_guard rules
-# In-process consent decisions on one core (issue 5): 1 million customers x 5 purposes.
+# In-process consent decisions on one core: 1 million customers x 5 purposes.
 PIN_RUN="$PIN_GEN" other bench_consent
 
-# ---- 5. consent: HTTP single decision vs nginx `return 200` (issue 5) ---------------------
+# ---- 5. consent: HTTP single decision vs nginx `return 200` -------------------------------
 # Owned by the consent engine; self-contained. nginx (Debian nginx-light) and candor are each
 # pinned to CPU 0, wrk to CPU 1, same settings: -t1 -c64, medians of $RUNS runs.
 say ""
@@ -389,18 +390,18 @@ if [ -n "$NG_RATE" ] && [ -n "$CS_RATE" ]; then
 fi
 # ---- end of 5 ------------------------------------------------------------------------------
 
-# ---- 6. issue 4: audit and encryption overhead, offline verify ------------------------------
+# ---- 6. audit and encryption overhead, offline verification --------------------------------
 # Both figures are ratios measured inside one run of each bench: ingestion with audit and
 # encryption on vs the same statements in plaintext without audit (target >= 0.70), and
 # `candor audit verify` vs a raw SHA-256 chain over the same entry bytes (target >= 0.50),
 # with the verifier's CPU per entry (its two threads do not always get two cores) and the
 # inclusion-proof latency at 10 million entries. Their lines go into the summary below.
 say ""
-say "== 6. issue 4: ingestion overhead and offline verification"
+say "== 6. audit and encryption: ingestion overhead and offline verification"
 # Five on/off pairs: the ratio of a single pair swings by about 0.1 with the disk's fsync times.
-I4_ROWS=40000; I4_RUNS=5; I4_VERIFY="200000 10000000"
-if [ "${BENCH_QUICK:-0}" = 1 ]; then I4_ROWS=15000; I4_RUNS=3; I4_VERIFY="100000 1000000"; fi
-for b in "bench_ingest_overhead $I4_ROWS $I4_RUNS 64 $TMP" "bench_audit_verify $I4_VERIFY $TMP"; do
+AUDIT_ROWS=40000; AUDIT_RUNS=5; AUDIT_VERIFY="200000 10000000"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then AUDIT_ROWS=15000; AUDIT_RUNS=3; AUDIT_VERIFY="100000 1000000"; fi
+for b in "bench_ingest_overhead $AUDIT_ROWS $AUDIT_RUNS 64 $TMP" "bench_audit_verify $AUDIT_VERIFY $TMP"; do
     set -- $b
     if [ ! -x "build/bench/$1" ]; then row "(6) $1" "not built"; continue; fi
     settle

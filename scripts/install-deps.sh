@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Candor needs to build, run, test and benchmark. git names the
 # commit in `candor --version`; groff-base and man-db check the manual pages; systemd's
-# systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py).
+# systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py);
+# nodejs and npm run the OpenAPI validator (tests/openapi, whose own packages `npm ci` installs).
 # Idempotent: only missing packages are installed; apt-get only.
 set -euo pipefail
 
@@ -11,12 +12,18 @@ PKGS=(
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
   libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
   python3 curl wrk nginx-light util-linux procps
-  git groff-base man-db systemd
+  git groff-base man-db systemd nodejs npm
 )
 [ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }
 
 missing=()
 for p in "${PKGS[@]}"; do
+  # A Node.js installed from its own packages brings npm and conflicts with Debian's npm; a node
+  # and npm already on PATH serve as well (the validator runs on Debian 12's node 18 and later).
+  case $p in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rejects banned calls (see ../shared/STYLE.md): unbounded string functions, atoi-style parsing
-# without error reporting, and raw heap calls outside the allocation wrapper.
+# without error reporting, and raw heap calls outside the allocation wrapper; also unfinished-work
+# markers in src/ and mentions of working sessions or issue numbers anywhere in the project.
 set -u
 cd "$(dirname "$0")/.."
 fail=0
@@ -15,6 +16,15 @@ raw='(^|[^_a-z.>])(malloc|calloc|realloc|free|strdup|strndup)[[:space:]]*\('
 if grep -rnE "$raw" src --include='*.c' --include='*.h' | code_only | grep -v '^src/base/alloc.c:' \
    | grep -vE '(sqlite3_free|PQfreemem|json_decref|hs_free_|OPENSSL_free)'; then
   echo "lint: raw heap call above; use cd_malloc/cd_free (src/base/alloc.c)" >&2
+  fail=1
+fi
+# Project files speak of the project: the working sessions that changed them and the issues
+# that asked for it belong to git's history, not to the files.
+history='\b(first|second|third|fourth|fifth|sixth|seventh|eighth|another|other|helper|this|next|last) session|\bissues? #?[0-9]+'
+project='(customer|self-service|staff|login) session|session cookie'
+if grep -rniIE "$history" --exclude-dir=node_modules docs src bench tests scripts README.md \
+     Makefile contrib config rules | grep -viE "$project" | grep .; then
+  echo "lint: a working session or an issue number named above; say what the code does instead" >&2
   fail=1
 fi
 if grep -rnE 'TODO|FIXME|XXX' src; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: lint, unit tests (cmocka, ASan+UBSan), end-to-end tests against the real binary,
-# fuzz-corpus replay and the guard quality floors; the benchmarks are compiled (not run). Ends
-# with "N passed, N failed".
+# `make test`: lint, the OpenAPI document's validation, unit tests (cmocka, ASan+UBSan),
+# end-to-end tests against the real binary, fuzz-corpus replay and the guard quality floors; the
+# benchmarks are compiled (not run). Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
@@ -20,6 +20,16 @@ section() { printf '\n== %s ==\n' "$1"; }
 
 section lint
 if bash scripts/lint.sh; then ok lint; else bad lint; fi
+
+# docs/openapi.yaml against the OpenAPI 3.1 schema and the rules the schema cannot state; each
+# problem is printed as file:line: where in the document: what is wrong. The e2e tests check
+# that GET /v1/openapi.json serves this same document.
+section openapi
+if bash tests/openapi/setup.sh && node tests/openapi/validate.mjs docs/openapi.yaml; then
+  ok openapi
+else
+  bad "openapi (docs/openapi.yaml, see above)"
+fi
 
 section build
 if ! make -s -j"$JOBS" build/asan/candor build/candor unit bench-build >/tmp/candor-build.$$ 2>&1; then

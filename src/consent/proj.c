@@ -53,8 +53,8 @@ bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
 /* Two Crockford digits per 10 bits (pair v at 2v), a constant of 2 KiB. A
  * decision writes an event id, so the 26 digits are made with 13 lookups and four 8-byte
  * stores, not 26 dependent shifts and byte stores: a decision's work between its cache miss
- * and the next call's must stay small for consecutive calls to overlap (measured in a model
- * of this table: byte-by-byte formatting cut single decisions from 4.9 to 1.8 M/s). */
+ * and the next call's must stay small for consecutive calls to overlap (docs/benchmarks.md,
+ * consent decisions). */
 #define CROCK_ROW(a)                                                                       \
     a "0" a "1" a "2" a "3" a "4" a "5" a "6" a "7" a "8" a "9" a "A" a "B" a "C" a "D" a "E"    \
     a "F" a "G" a "H" a "J" a "K" a "M" a "N" a "P" a "Q" a "R" a "S" a "T" a "V" a "W" a "X"    \

@@ -130,10 +130,8 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
     if (writer) {
         /* WAL lets readers run beside the writer; FULL makes every COMMIT durable. A 16 MiB
          * page cache keeps the hot index pages that random customer ids touch in memory. Not
-         * more: the end of every COMMIT passes over the page cache (pcache1's truncation, in
-         * perf under sqlite3PagerCommitPhaseTwo), a cost that grows with the cache and not with
-         * the batch. With 64 MiB the writer spent about a fifth more time per row in batches
-         * of about 30 (bench_ingest_overhead, docs/benchmarks.md). */
+         * more: the end of every COMMIT passes over the page cache (pcache1's truncation), a
+         * cost that grows with the cache and not with the batch (docs/benchmarks.md). */
         if ((err = sq_simple(conn, "PRAGMA journal_mode=WAL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA synchronous=FULL")) != CD_OK ||
             (err = sq_simple(conn, "PRAGMA secure_delete=ON")) != CD_OK ||
