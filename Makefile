@@ -34,7 +34,7 @@ SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 CFLAGS_ASAN := $(BASEFLAGS) -O1 -g $(SAN) -DCD_FAULT_INJECTION
 FUZZ_CC  := clang
 CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DCD_FUZZING \
-               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -MMD -MP
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
 
 SRCS     := $(sort $(wildcard src/*/*.c))
 LIB_SRCS := $(filter-out src/cli/main.c,$(SRCS))
@@ -95,9 +95,10 @@ build/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $$(call unit_objs,$$*)
 	$(CC) $(CFLAGS_ASAN) -Wno-missing-prototypes -Itests/unit -o $@ $< $(call unit_objs,$*) \
 	    $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+# -MMD here only: the drivers' own link step would leave a .d beside each binary.
 build/fuzz/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CFLAGS_FUZZ) -c -o $@ $<
+	$(FUZZ_CC) $(CFLAGS_FUZZ) -MMD -MP -c -o $@ $<
 
 build/fuzz/libcandor.a: $(LIBOBJS_FUZZ)
 	@rm -f $@
