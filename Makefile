@@ -82,8 +82,9 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 # A unit test links base, its own module and the modules named in UNIT_DEPS_<module>, so a
 # module can be tested while another one is half-written.
 UNIT_DEPS_store  :=
+UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy
-UNIT_DEPS_http   := store crypto core audit policy consent guard auth
+UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy
@@ -159,10 +160,12 @@ UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/candor|$(
 
 install: build/candor build/man/.done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/rules/consent \
+	    $(DESTDIR)$(SHAREDIR)/rules/calendars \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 build/candor $(DESTDIR)$(BINDIR)/candor
 	install -m 0644 rules/*.yaml $(DESTDIR)$(SHAREDIR)/rules/
 	install -m 0644 rules/consent/*.yaml $(DESTDIR)$(SHAREDIR)/rules/consent/
+	install -m 0644 rules/calendars/*.yaml $(DESTDIR)$(SHAREDIR)/rules/calendars/
 	install -m 0644 config/policy.yaml $(DESTDIR)$(SHAREDIR)/policy.yaml
 	install -m 0644 build/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
@@ -173,11 +176,12 @@ install: build/candor build/man/.done
 # Removes what install put there, file by file: anything else in those directories stays.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/candor $(DESTDIR)$(SHAREDIR)/policy.yaml \
-	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml)) \
+	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml)) \
 	    $(DESTDIR)$(MANDIR)/man1/candor.1 $(DESTDIR)$(MANDIR)/man1/candor-*.1 \
 	    $(addprefix $(DESTDIR)$(DOCDIR)/,README.md $(notdir $(wildcard docs/*.md))) \
 	    $(DESTDIR)$(UNITDIR)/candor.service $(DESTDIR)$(SYSUSERSDIR)/candor.conf
-	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
+	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules/calendars \
+	    $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
 	    $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # Embedded files (.incbin) are not seen by -MMD.

@@ -254,6 +254,38 @@ enum cd_err cd_yaml_bad(const struct cd_yaml *y, const struct yaml_node_s *n, co
 struct cd_str cd_yaml_scalar(const struct yaml_node_s *n);
 bool cd_yaml_scalar_is(const struct yaml_node_s *n, const char *s);
 
+/* One key a mapping may hold, and what to do with its value: set(y, value, key, ctx), where key
+ * is this entry, so one handler can serve several keys through arg (an offset, an index). */
+struct cd_yaml_key {
+    const char *name;
+    bool required;
+    enum cd_err (*set)(const struct cd_yaml *y, struct yaml_node_s *value,
+                       const struct cd_yaml_key *key, void *ctx);
+    intptr_t arg;
+};
+/* Walks the mapping m (called `what` in messages): for each key, calls the handler of the
+ * matching entry of keys[0..nkeys) (at most 64) with the value, in document order.
+ * Errors: CD_ERR_INVALID "NAME:LINE: ..." when m is not a mapping, a key is unknown (the
+ * message lists the allowed keys), given twice, or a required key is missing; a handler's
+ * error stops the walk and is returned as it is. */
+enum cd_err cd_yaml_map(const struct cd_yaml *y, struct yaml_node_s *m, const char *what,
+                        const struct cd_yaml_key *keys, size_t nkeys, void *ctx);
+/* Calls each(y, item, index, ctx) for every item of the list s, in order.
+ * Errors: CD_ERR_INVALID when s is not a list; the handler's error. */
+typedef enum cd_err (*cd_yaml_item_fn)(const struct cd_yaml *y, struct yaml_node_s *item,
+                                       size_t index, void *ctx);
+enum cd_err cd_yaml_seq(const struct cd_yaml *y, struct yaml_node_s *s, const char *what,
+                        cd_yaml_item_fn each, void *ctx);
+/* Typed scalars, each CD_ERR_INVALID "NAME:LINE: WHAT must be ..." otherwise.
+ * cd_yaml_str: non-empty UTF-8 text of at most max bytes, borrowed from the document.
+ * cd_yaml_int: a decimal integer within [min, max]. cd_yaml_bool: true or false. */
+enum cd_err cd_yaml_str(const struct cd_yaml *y, struct yaml_node_s *n, const char *what,
+                        size_t max, struct cd_str *out);
+enum cd_err cd_yaml_int(const struct cd_yaml *y, struct yaml_node_s *n, const char *what,
+                        int64_t min, int64_t max, int64_t *out);
+enum cd_err cd_yaml_bool(const struct cd_yaml *y, struct yaml_node_s *n, const char *what,
+                         bool *out);
+
 /* ---- logging ----------------------------------------------------------------------------- */
 
 /* Structured JSON lines on stderr: {"ts":...,"level":...,"msg":...,<fields>}.

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "audit/audit.h"
+#include "calendar/calendar.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -32,6 +33,7 @@ struct serve {
     bool env_open;
     struct cd_policy *policy;
     struct cd_guard *guard;
+    struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
     struct cd_consent *consent; /* decisions, ledger, receipts */
     struct cd_audit *audit;     /* signs tree heads, publishes them (also to the heads file) */
     struct cd__cli_hooks hooks;
@@ -55,6 +57,32 @@ static enum cd_err open_audit(struct serve *sv)
     if ((err = cd_audit_open(sv->env.store, keypath, &sv->audit)) != CD_OK)
         return err;
     return cd_audit_publisher_start(sv->audit, &policy);
+}
+
+/* The business calendars of RULES/calendars (and the built-in 24x7). A calendar whose holidays
+ * end before this year still loads, with a warning: its deadlines would count holidays as
+ * working days. */
+static enum cd_err open_calendars(struct serve *sv)
+{
+    char dir[CD__CLI_PATH_MAX + 16];
+    struct cd_civil now;
+    enum cd_err err;
+
+    snprintf(dir, sizeof dir, "%s/calendars", sv->rules);
+    if ((err = cd_calendars_new(&sv->calendars)) != CD_OK ||
+        (err = cd_calendars_load_dir(sv->calendars, dir)) != CD_OK)
+        return err;
+    cd_tz_civil(NULL, cd_now_ms(), &now);
+    for (size_t i = 0; i < cd_calendars_count(sv->calendars); i++) {
+        const struct cd_calendar *c = cd_calendars_at(sv->calendars, i);
+        int32_t until = cd_calendar_holidays_until(c);
+        if (until > 0 && until < now.year)
+            cd_log(CD_LOG_WARN, "calendar.holidays_outdated",
+                   "\"calendar\":\"%s\",\"holidays_until\":%d", cd_calendar_id(c), (int)until);
+    }
+    cd_log(CD_LOG_INFO, "calendars.loaded", "\"calendars\":%zu",
+           cd_calendars_count(sv->calendars));
+    return CD_OK;
 }
 
 /* Configuration first (policy, rules), so a mistake stops the server before it touches data;
@@ -81,6 +109,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
+    if ((err = open_calendars(sv)) != CD_OK)
+        return err;
     /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (demo) {
         uint64_t t0 = cd_mono_ns();
@@ -113,6 +143,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .guard = sv->guard,
                               .policy = sv->policy,
                               .consent = sv->consent,
+                              .calendars = sv->calendars,
                               .data_dir = sv->data,
                               .rules_dir = sv->rules};
     struct cd_http_config cfg = {.listen = listen,
@@ -199,6 +230,8 @@ static void serve_close(struct serve *sv)
     sv->env_open = false;
     cd_guard_close(sv->guard);
     sv->guard = NULL;
+    cd_calendars_free(sv->calendars);
+    sv->calendars = NULL;
 }
 
 int cd_cli_serve(int argc, char **argv)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "audit/audit.h"
+#include "calendar/calendar.h"
 #include "http_int.h"
 
 #define STAFF (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | \
@@ -396,6 +397,27 @@ static enum cd_err h_token_create(struct cd_req *r)
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
 }
 
+/* ---- business calendars ---- */
+
+static enum cd_err h_calendar_list(struct cd_req *r)
+{
+    json_t *items = json_array();
+    enum cd_err err = items ? CD_OK : CD_ERR_NOMEM;
+    size_t n = r->app->calendars ? cd_calendars_count(r->app->calendars) : 0;
+
+    for (size_t i = 0; err == CD_OK && i < n; i++) {
+        json_t *c = NULL;
+        if ((err = cd_calendar_json(cd_calendars_at(r->app->calendars, i), &c)) == CD_OK &&
+            json_array_append_new(items, c) != 0)
+            err = CD_ERR_NOMEM;
+    }
+    if (err == CD_OK && (r->resp_json = json_pack("{s:o}", "items", items)) == NULL)
+        return CD_ERR_NOMEM;
+    if (err != CD_OK)
+        json_decref(items);
+    return err;
+}
+
 static enum cd_err h_token_list(struct cd_req *r)
 {
     json_t *items = NULL;
@@ -457,6 +479,7 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},
     {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
+    {"GET", "/v1/calendars", h_calendar_list, READERS, 0, "listCalendars"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
     /* audit ledger: handlers in h_audit.c */
     {"GET", "/v1/audit", cd__http_audit_list, OVERSIGHT, 0, "listAuditEvents"},

@@ -60,6 +60,8 @@ def installed(ctx):
 def test_install_puts_each_file_in_its_place(ctx):
     files = installed(ctx)
     rules = sorted(f for f in os.listdir(os.path.join(ROOT, "rules")) if f.endswith(".yaml"))
+    calendars = sorted(f for f in os.listdir(os.path.join(ROOT, "rules/calendars"))
+                       if f.endswith(".yaml"))
     docs = sorted(f for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
     p = PREFIX.lstrip("/")
     want = sorted([f"{p}/bin/candor", f"{p}/share/candor/policy.yaml",
@@ -67,6 +69,7 @@ def test_install_puts_each_file_in_its_place(ctx):
                    f"{p}/lib/systemd/system/candor.service", f"{p}/lib/sysusers.d/candor.conf",
                    f"{p}/share/doc/candor/README.md"] +
                   [f"{p}/share/candor/rules/{r}" for r in rules] +
+                  [f"{p}/share/candor/rules/calendars/{c}" for c in calendars] +
                   [f"{p}/share/doc/candor/{d}" for d in docs] +
                   [f"{p}/share/man/man1/{m}.1" for m in PAGES])
     assert files == want, set(files) ^ set(want)

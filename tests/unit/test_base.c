@@ -270,6 +270,91 @@ static char *log_read(int fd)
 /* Lines logged with and without batching keep the order of the calls (more than the batch
  * holds, so it is also written when full), lines from several threads stay whole, and stopping
  * writes what is held. */
+/* The typed helpers: a table of keys walks a mapping, and every mistake names its line. */
+struct typed {
+    struct cd_str name;
+    int64_t n;
+    bool on;
+    size_t items;
+};
+
+static enum cd_err typed_name(const struct cd_yaml *y, yaml_node_t *v, const struct cd_yaml_key *k,
+                              void *ctx)
+{
+    return cd_yaml_str(y, v, k->name, 8, &((struct typed *)ctx)->name);
+}
+
+static enum cd_err typed_n(const struct cd_yaml *y, yaml_node_t *v, const struct cd_yaml_key *k,
+                           void *ctx)
+{
+    return cd_yaml_int(y, v, k->name, -5, k->arg, &((struct typed *)ctx)->n);
+}
+
+static enum cd_err typed_on(const struct cd_yaml *y, yaml_node_t *v, const struct cd_yaml_key *k,
+                            void *ctx)
+{
+    return cd_yaml_bool(y, v, k->name, &((struct typed *)ctx)->on);
+}
+
+static enum cd_err typed_item(const struct cd_yaml *y, yaml_node_t *v, size_t i, void *ctx)
+{
+    ((struct typed *)ctx)->items = i + 1;
+    return cd_yaml_scalar(v).p ? CD_OK : cd_yaml_bad(y, v, "items are words");
+}
+
+static enum cd_err typed_list(const struct cd_yaml *y, yaml_node_t *v, const struct cd_yaml_key *k,
+                              void *ctx)
+{
+    return cd_yaml_seq(y, v, k->name, typed_item, ctx);
+}
+
+static enum cd_err typed_load(const char *text, struct typed *t)
+{
+    static const struct cd_yaml_key keys[] = {{"name", true, typed_name, 0},
+                                              {"n", false, typed_n, 100},
+                                              {"on", false, typed_on, 0},
+                                              {"list", false, typed_list, 0}};
+    struct cd_yaml y;
+    enum cd_err err = cd_yaml_parse(&y, "t.yaml", text, strlen(text));
+
+    memset(t, 0, sizeof *t);
+    if (err == CD_OK)
+        err = cd_yaml_map(&y, cd_yaml_root(&y), "a thing", keys, 4, t);
+    cd_yaml_free(&y);
+    return err;
+}
+
+static void yaml_typed_helpers(void **state)
+{
+    static const struct {
+        const char *text, *detail;
+    } bad[] = {
+        {"n: 3\n", "t.yaml:1: a thing lacks the required key 'name'"},
+        {"name: a\nnmae: b\n", "t.yaml:2: unknown key 'nmae' in a thing (allowed: name, n, on, list)"},
+        {"name: a\nname: b\n", "t.yaml:2: key 'name' is given twice in a thing"},
+        {"name: too long a name\n", "t.yaml:1: name must be text of 1 to 8 bytes"},
+        {"name: a\nn: 101\n", "t.yaml:2: n must be a whole number from -5 to 100"},
+        {"name: a\nn: 1x\n", "t.yaml:2: n must be a whole number from -5 to 100"},
+        {"name: a\nn: '-'\n", "t.yaml:2: n must be a whole number from -5 to 100"},
+        {"name: a\non: yes\n", "t.yaml:2: on must be true or false"},
+        {"name: a\nlist: word\n", "t.yaml:2: list must be a list"},
+        {"name: a\nlist: [a, [b]]\n", "t.yaml:2: items are words"},
+        {"- a\n", "t.yaml:1: a thing must be a mapping"},
+    };
+    struct typed t;
+
+    assert_int_equal(typed_load("name: abc\nn: -5\non: true\nlist: [x, y, z]\n", &t), CD_OK);
+    assert_int_equal(t.name.len, 3); /* borrowed from the document, which is gone */
+    assert_int_equal(t.n, -5);
+    assert_true(t.on);
+    assert_int_equal(t.items, 3);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(typed_load(bad[i].text, &t), CD_ERR_INVALID);
+        if (strcmp(cd_err_detail(), bad[i].detail) != 0)
+            fail_msg("case %zu: '%s', expected '%s'", i, cd_err_detail(), bad[i].detail);
+    }
+}
+
 static void log_batches_keep_order_and_whole_lines(void **state)
 {
     char path[] = "/tmp/candor-unit-log-XXXXXX";
@@ -337,6 +422,7 @@ int main(void)
         cmocka_unit_test(json_strict_access),
         cmocka_unit_test(json_strings_match_jansson),
         cmocka_unit_test(yaml_documents_and_their_errors),
+        cmocka_unit_test(yaml_typed_helpers),
         cmocka_unit_test(log_batches_keep_order_and_whole_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
