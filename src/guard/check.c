@@ -127,9 +127,22 @@ static int cmp_match(const void *a, const void *b)
     return x->to > y->to ? -1 : x->to < y->to;
 }
 
+/* True if key[a, b) holds the end of a sentence: ".", "!" or "?" before whitespace, or a blank
+ * line. */
+static bool sentence_end(const char *key, uint32_t a, uint32_t b)
+{
+    for (uint32_t i = a; i + 1 < b; i++) {
+        char c = key[i], nx = key[i + 1];
+        if (((c == '.' || c == '!' || c == '?') && (nx == ' ' || nx == '\n' || nx == '\r')) ||
+            (c == '\n' && nx == '\n'))
+            return true;
+    }
+    return false;
+}
+
 /* True if a hit of one of c's patterns lies within the window around [from, to). */
-static bool ctx_hit(const struct scan *sc, const struct cd__guard_ctx *c, uint32_t from,
-                    uint32_t to)
+static bool ctx_hit(const struct scan *sc, const char *key, const struct cd__guard_ctx *c,
+                    uint32_t from, uint32_t to)
 {
     uint32_t lo = from > c->before ? from - c->before : 0;
     /* With no window after, a hit must start before the candidate (a negation precedes it). */
@@ -149,8 +162,12 @@ static bool ctx_hit(const struct scan *sc, const struct cd__guard_ctx *c, uint32
             const struct match *m = &sc->m[a];
             if (m->from >= hi)
                 break;
-            if (m->to > lo)
-                return true;
+            if (m->to <= lo)
+                continue;
+            if (c->sentence && ((m->to <= from && sentence_end(key, m->to, from)) ||
+                                (m->from >= to && sentence_end(key, to, m->from))))
+                continue;
+            return true;
         }
     }
     return false;
@@ -256,6 +273,75 @@ static size_t clen_at(const char *p)
     return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
 }
 
+/* The length in the original text of what produced key byte k at offset off: a whole
+ * placeholder for the placeholder byte, else one character. */
+static size_t unit_len(struct cd_str text, size_t off, char k)
+{
+    if (k == CD__GUARD_SLOT) {
+        size_t ph = cd__guard_placeholder_len(text.p + off, text.len - off,
+                                              off ? text.p[off - 1] : 0);
+        if (ph)
+            return ph;
+    }
+    return clen_at(text.p + off);
+}
+
+/* ---- precedence between personal-data rules ----
+ * A candidate that has the shape of a checked number (a card's issuer and length, an IBAN's
+ * country and length, an SSN's groups) but fails its own check is some other number written
+ * like one: an order number in card groups, a mistyped IBAN. Rules that go by shape alone (no
+ * checksum of their own, no required context words) must not report it instead. */
+struct veto {
+    uint32_t from, to;
+    const struct cd__guard_rule *rule;
+};
+
+struct vvec {
+    struct veto *v;
+    size_t n, cap;
+};
+
+static bool in_set(const uint8_t set[32], char c)
+{
+    unsigned char b = (unsigned char)c;
+
+    return (set[b >> 3] >> (b & 7)) & 1;
+}
+
+static bool shape_only(const struct cd__guard_rule *r)
+{
+    return r->kind == CD__GUARD_PII && r->context.npats == 0 &&
+           (r->validator == CD__GUARD_V_NONE || r->validator == CD__GUARD_V_PHONE ||
+            r->validator == CD__GUARD_V_EMAIL || r->validator == CD__GUARD_V_ADDRESS);
+}
+
+static enum cd_err veto_push(struct vvec *vv, uint32_t from, uint32_t to,
+                             const struct cd__guard_rule *r)
+{
+    if (vv->n == vv->cap) {
+        size_t nc = vv->cap ? vv->cap * 2 : 8;
+        struct veto *nv;
+        if (nc > CD__GUARD_MAX_MATCHES)
+            return CD_OK; /* the scan itself is capped at this many matches */
+        if ((nv = cd_realloc(vv->v, nc * sizeof *nv)) == NULL)
+            return CD_ERR_NOMEM;
+        vv->v = nv;
+        vv->cap = nc;
+    }
+    vv->v[vv->n++] = (struct veto){from, to, r};
+    return CD_OK;
+}
+
+static bool vetoed(const struct vvec *vv, const struct fnd *f)
+{
+    if (!shape_only(f->rule))
+        return false;
+    for (size_t i = 0; i < vv->n; i++)
+        if (vv->v[i].rule != f->rule && f->nfrom >= vv->v[i].from && f->nto <= vv->v[i].to)
+            return true;
+    return false;
+}
+
 static struct fnd make_fnd(const struct cd__guard_set *s, const struct cd__guard_rule *r,
                            uint32_t pat, uint32_t from, uint32_t to, const char *channel,
                            bool outbound)
@@ -293,10 +379,12 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
     size_t nlen = 0, words = 0;
     struct scan sc = {NULL, 0, 0, s, false, false};
     struct fvec cand = {0}, fin = {0};
+    struct vvec vetoes = {0};
     hs_scratch_t *scratch = NULL;
     struct cd__guard_norm_stats nst = {0, 0};
 
-    if ((err = cd__guard_normalise(text, &norm, &nlen, &map, &nst)) != CD_OK)
+    /* Templates are checked before they are filled; masking looks at what customers wrote. */
+    if ((err = cd__guard_normalise(text, !mask, &norm, &nlen, &map, &nst)) != CD_OK)
         goto out;
     if (s->db && nlen) {
         if ((scratch = scratch_get(s)) == NULL) {
@@ -319,9 +407,11 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
     /* Candidates: validators and context windows on matched spans only. */
     for (size_t i = 0; i < sc.n; i++) {
         const struct match *m = &sc.m[i];
-        uint32_t ri = s->pats[m->id].rule;
+        uint32_t ri = s->pats[m->id].rule, from;
         const struct cd__guard_rule *r;
+        enum cd__guard_vres vres;
         struct fnd f;
+        size_t u;
 
         if (ri == CD__GUARD_NO_RULE)
             continue;
@@ -345,20 +435,27 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
         if (r->kind != CD__GUARD_EXISTENCE && r->kind != CD__GUARD_PII &&
             r->kind != CD__GUARD_SUBSTITUTION)
             continue;
-        if (r->validator != CD__GUARD_V_NONE &&
-            !cd__guard_validate(r->validator,
-                                (struct cd_str){norm + m->from, m->to - m->from}))
+        from = m->from;
+        if (r->has_extend_left)
+            while (from > 0 && in_set(r->extend_left, norm[from - 1]))
+                from--;
+        vres = cd__guard_validate(r->validator, norm, nlen, from, m->to);
+        if (vres == CD__GUARD_VR_NO)
             continue;
-        if (r->context.npats && !ctx_hit(&sc, &r->context, m->from, m->to))
+        if (r->context.npats && !ctx_hit(&sc, norm, &r->context, from, m->to))
             continue;
-        {
-            bool suppressed = false;
-            for (size_t u = 0; u < r->nunless && !suppressed; u++)
-                suppressed = ctx_hit(&sc, &r->unless[u], m->from, m->to);
-            if (suppressed)
-                continue;
+        if (vres == CD__GUARD_VR_FAILED) {
+            /* Its own check failed: not this kind of data, and no weaker rule's either. */
+            if (r->kind == CD__GUARD_PII && (err = veto_push(&vetoes, from, m->to, r)) != CD_OK)
+                goto out;
+            continue;
         }
-        f = make_fnd(s, r, m->id, m->from, m->to, channel, outbound);
+        for (u = 0; u < r->nunless; u++)
+            if (ctx_hit(&sc, norm, &r->unless[u], from, m->to))
+                break;
+        if (u < r->nunless)
+            continue;
+        f = make_fnd(s, r, m->id, from, m->to, channel, outbound);
         if ((err = fpush(&cand, &f)) != CD_OK)
             goto out;
     }
@@ -374,13 +471,16 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
                 goto out;
         }
     }
-    /* One finding per rule per span: drop later overlaps of the same rule. */
+    /* One finding per rule per span: drop later overlaps of the same rule, and what a failed
+     * check vetoed. */
     if (cand.n > 1)
         qsort(cand.f, cand.n, sizeof *cand.f, cmp_fnd_rule);
     {
         size_t k = 0;
         for (size_t i = 0; i < cand.n; i++) {
             if (k && cand.f[k - 1].rule == cand.f[i].rule && cand.f[i].nfrom < cand.f[k - 1].nto)
+                continue;
+            if (vetoes.n && vetoed(&vetoes, &cand.f[i]))
                 continue;
             cand.f[k++] = cand.f[i];
         }
@@ -431,7 +531,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
         } else {
             size_t last = map[f->nto - 1];
             f->pub.start = map[f->nfrom];
-            f->pub.end = last + clen_at(text.p + last);
+            f->pub.end = last + unit_len(text, last, norm[f->nto - 1]);
         }
     }
     if (fin.n > 1)
@@ -458,6 +558,7 @@ out:
     cd_free(lastm);
     cd_free(cand.f);
     cd_free(fin.f);
+    cd_free(vetoes.v);
     return err;
 }
 

@@ -2,10 +2,11 @@
  *
  * Owns: loading rule packs (YAML files in a rules directory), compiling every enabled pattern
  * into one Hyperscan database, the per-thread scratch pool, Unicode normalisation with an
- * offset map back to the original text, validators (Luhn, IBAN mod-97, SSN rules, national id
- * checksums), context-word windows, the Flesch–Kincaid grade, verdicts, findings, the redacted
- * copy and inbound masking of card numbers and SSNs (PCI DSS 3.4). The `candor guard` command
- * that prints its findings lives in src/cli.
+ * offset map back to the original text (template placeholders kept opaque), validators (Luhn,
+ * IBAN mod-97, SSN rules, national id checksums, phone numbering plans) and the precedence
+ * between personal-data rules, context-word windows, the Flesch–Kincaid grade, verdicts,
+ * findings, the redacted copy and inbound masking of card numbers and SSNs (PCI DSS 3.4). The
+ * `candor guard` command that prints its findings lives in src/cli.
  *
  * Must never: log or keep message text; cd_err details name rules, files and lines only, never
  * the matched personal data. Knows nothing of HTTP or the store.
@@ -78,7 +79,9 @@ void cd_guard_close(struct cd_guard *g);
 size_t cd_guard_rule_count(struct cd_guard *g);
 
 /* Checks one message and gives the result in *out (the caller frees it with
- * cd_guard_result_free). Safe to call from many threads at once.
+ * cd_guard_result_free). Template placeholders in the text ({{first_name}}, [ORDER NUMBER], %s,
+ * ...) are never findings and never count toward the grade. Safe to call from many threads at
+ * once.
  * Errors: CD_ERR_INVALID (the text is not valid UTF-8), CD_ERR_TOO_BIG (above
  * CD_GUARD_MAX_TEXT), CD_ERR_NOMEM, CD_ERR_INTERNAL (Hyperscan failed). *out is untouched on
  * failure. */

@@ -37,19 +37,27 @@ enum cd__guard_validator {
     CD__GUARD_V_DNI,     /* Spanish DNI/NIE letter */
     CD__GUARD_V_NINO,    /* UK National Insurance number prefixes */
     CD__GUARD_V_ABA,     /* US routing number checksum */
-    CD__GUARD_V_PHONE,   /* plausible phone number, not toll-free, not all one digit */
+    CD__GUARD_V_PHONE,   /* a personal number in an E.164 or national plan, not a business range */
     CD__GUARD_V_EMAIL,   /* an address whose local part is not a role (support@, info@) */
     CD__GUARD_V_ADDRESS, /* house number and street words, not "19 one way" */
 };
 
+/* What a validator says about a candidate. FAILED means the candidate has the shape the
+ * validator checks (length, issuer or country prefix, separators) but fails its own check digits
+ * or issuing rules: it is some other number written like one (an order number in card groups, a
+ * mistyped IBAN), so no weaker rule may report it either (check.c, precedence). */
+enum cd__guard_vres { CD__GUARD_VR_NO, CD__GUARD_VR_FAILED, CD__GUARD_VR_OK };
+
 enum cd__guard_measure { CD__GUARD_COUNT, CD__GUARD_UPPERCASE };
 
 /* A window of context patterns around a candidate: any hit of one of pats whose span comes
- * within `before` bytes before the candidate or `after` bytes after it. */
+ * within `before` bytes before the candidate or `after` bytes after it; with sentence set, only
+ * hits in the candidate's own sentence count. */
 struct cd__guard_ctx {
     uint32_t *pats;
     size_t npats;
     uint32_t before, after;
+    bool sentence;
 };
 
 struct cd__guard_chsev {
@@ -74,6 +82,11 @@ struct cd__guard_rule {
     struct cd__guard_ctx context;
     struct cd__guard_ctx unless[CD__GUARD_MAX_UNLESS]; /* any hit suppresses the candidate */
     size_t nunless;
+    /* Bytes a candidate's start extends back over before it is validated ("extend_left"), so a
+     * pattern may begin at a rare anchor (the "@" of an e-mail address) instead of at a
+     * variable-length run that start-of-match tracking must follow everywhere. */
+    uint8_t extend_left[32];
+    bool has_extend_left;
     double max_grade;
     uint32_t min_words;
     enum cd__guard_measure measure;
@@ -123,18 +136,32 @@ enum cd_err cd__guard_compile(struct cd__guard_set *set);
 struct cd__guard_set *cd__guard_set_new(void);
 void cd__guard_set_unref(struct cd__guard_set *set);
 
-/* What normalisation learns about the original text on the way (ASCII letters only). */
+/* What normalisation learns about the original text on the way (ASCII letters only, outside
+ * placeholders). */
 struct cd__guard_norm_stats {
     size_t letters, upper;
 };
 
+/* The byte that stands for a template placeholder in the matching key (ASCII SUB). A literal
+ * SUB in the text becomes a space, so the byte always means a placeholder; patterns may write
+ * it as \x1a where a placeholder can stand for a value ("only \x1a left"). */
+#define CD__GUARD_SLOT '\x1a'
+
 /* Normalisation (norm.c). Produces the matching key of text (NFKD compatibility, case folded,
  * marks, zero-width and format characters stripped, common confusables mapped to ASCII) in
- * *norm (cd_malloc'ed, *nlen bytes) and, unless text is ASCII, *map: for each byte of *norm the
- * byte offset in text of the character it came from (*map NULL means identity).
- * text must be valid UTF-8. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
-enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map,
-                                struct cd__guard_norm_stats *st);
+ * *norm (cd_malloc'ed, *nlen bytes) and, unless the key is a byte-for-byte lower-cased copy,
+ * *map: for each byte of *norm the byte offset in text of the character it came from (*map NULL
+ * means identity). With placeholders true, every template placeholder ({{name}}, {name}, %s,
+ * ${name}, [FIRST NAME], *|FNAME|*, <<Name>>, ...; see cd__guard_placeholder_len) becomes one
+ * CD__GUARD_SLOT byte mapped to the placeholder's first byte, so its words are never matched,
+ * counted as capitals or graded. text must be valid UTF-8. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
+enum cd_err cd__guard_normalise(struct cd_str text, bool placeholders, char **norm, size_t *nlen,
+                                uint32_t **map, struct cd__guard_norm_stats *st);
+
+/* Length in bytes of the template placeholder that starts at p[0] (p[0..n) is the rest of the
+ * text; prev is the byte before p, or 0 at the start), or 0 if none starts there. Placeholders
+ * never hold more than four digits, so a card number or an SSN cannot hide in one. */
+size_t cd__guard_placeholder_len(const char *p, size_t n, char prev);
 
 /* True if p[0..n) is valid UTF-8; a word-at-a-time fast path for ASCII. */
 bool cd__guard_utf8_ok(const char *p, size_t n);
@@ -142,8 +169,11 @@ bool cd__guard_utf8_ok(const char *p, size_t n);
 /* Flesch–Kincaid grade of normalised text, with the word count. */
 double cd__guard_fk_grade(const char *p, size_t n, size_t *words);
 
-/* Runs validator v on candidate s (normalised text). */
-bool cd__guard_validate(enum cd__guard_validator v, struct cd_str s);
+/* Runs validator v on the candidate key[from, to) of the normalised text key[0..klen). The
+ * validator may look at the bytes around the candidate (a card is never preceded by "+", a phone
+ * number is not a fragment of a longer run of digit groups). */
+enum cd__guard_vres cd__guard_validate(enum cd__guard_validator v, const char *key, size_t klen,
+                                       size_t from, size_t to);
 
 /* UTF-16 code units in the valid UTF-8 range p[0..n). */
 size_t cd__guard_utf16_len(const char *p, size_t n);

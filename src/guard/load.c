@@ -96,6 +96,74 @@ static enum cd_err parse_double(struct ld *l, const yaml_node_t *n, double lo, d
     return CD_OK;
 }
 
+static int hexval(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One byte of a byte-set body at s[*i]: a literal, or \xHH, or \ and a literal. Returns -1 on
+ * a malformed escape. */
+static int set_byte(const unsigned char *s, size_t n, size_t *i)
+{
+    if (s[*i] != '\\')
+        return s[(*i)++];
+    if (*i + 1 >= n)
+        return -1;
+    if (s[*i + 1] == 'x') {
+        int h, lo;
+        if (*i + 3 >= n || (h = hexval(s[*i + 2])) < 0 || (lo = hexval(s[*i + 3])) < 0)
+            return -1;
+        *i += 4;
+        return h * 16 + lo;
+    }
+    *i += 2;
+    return s[*i - 1];
+}
+
+/* A set of bytes written like the inside of a regular-expression class: "a-z0-9._%+\x80-\xff-"
+ * (ranges, \xHH escapes, a literal "-" first or last). Letters stand for both cases. */
+static enum cd_err parse_byteset(struct ld *l, const yaml_node_t *n, uint8_t set[32])
+{
+    const unsigned char *s;
+    size_t len, i = 0;
+
+    if (!is_scalar(n) || n->data.scalar.length == 0 || n->data.scalar.length > 200)
+        return fail(l, n, "extend_left must be a class of bytes like \"a-z0-9._-\"");
+    s = n->data.scalar.value;
+    len = n->data.scalar.length;
+    memset(set, 0, 32);
+    while (i < len) {
+        int a = set_byte(s, len, &i), b;
+        if (a < 0)
+            return fail(l, n, "extend_left: bad escape (use \\xHH)");
+        b = a;
+        if (i + 1 < len && s[i] == '-') {
+            i++;
+            if ((b = set_byte(s, len, &i)) < 0 || b < a)
+                return fail(l, n, "extend_left: bad range");
+        }
+        for (int c = a; c <= b; c++) {
+            set[c >> 3] |= (uint8_t)(1u << (c & 7));
+            if (c >= 'a' && c <= 'z')
+                set[(c - 32) >> 3] |= (uint8_t)(1u << ((c - 32) & 7));
+        }
+    }
+    return CD_OK;
+}
+
+static enum cd_err parse_bool(struct ld *l, const yaml_node_t *n, bool *out)
+{
+    if (cd_yaml_scalar_is(n, "true") || cd_yaml_scalar_is(n, "yes") || cd_yaml_scalar_is(n, "on"))
+        *out = true;
+    else if (cd_yaml_scalar_is(n, "false") || cd_yaml_scalar_is(n, "no") ||
+             cd_yaml_scalar_is(n, "off"))
+        *out = false;
+    else
+        return fail(l, n, "expected true or false");
+    return CD_OK;
+}
+
 static enum cd_err parse_severity(struct ld *l, const yaml_node_t *n,
                                   enum cd_guard_severity *out)
 {
@@ -276,8 +344,10 @@ static enum cd_err parse_ctx(struct ld *l, const yaml_node_t *n, struct cd__guar
             err = parse_uint(l, v, 10000, &c->before);
         else if (cd_yaml_scalar_is(k, "after"))
             err = parse_uint(l, v, 10000, &c->after);
+        else if (cd_yaml_scalar_is(k, "sentence"))
+            err = parse_bool(l, v, &c->sentence);
         else
-            err = fail(l, k, "unknown key in context (patterns, phrases, before, after)");
+            err = fail(l, k, "unknown key in context (patterns, phrases, before, after, sentence)");
         if (err != CD_OK)
             return err;
     }
@@ -456,6 +526,9 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
                                  "dni, nino, aba, phone, email, address)");
             else
                 r.validator = validators[i].v;
+        } else if (cd_yaml_scalar_is(k, "extend_left")) {
+            err = parse_byteset(l, v, r.extend_left);
+            r.has_extend_left = true;
         } else if (cd_yaml_scalar_is(k, "redact"))
             err = scalar_dup(l, v, &r.redact);
         else if (cd_yaml_scalar_is(k, "context"))
@@ -481,7 +554,7 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
         } else if (cd_yaml_scalar_is(k, "min_letters"))
             err = parse_uint(l, v, 1000000, &r.min_letters);
         else if (cd_yaml_scalar_is(k, "enabled"))
-            enabled = !(cd_yaml_scalar_is(v, "false") || cd_yaml_scalar_is(v, "no") || cd_yaml_scalar_is(v, "off"));
+            err = parse_bool(l, v, &enabled);
         else
             err = fail(l, k, "unknown key in rule");
         if (err != CD_OK)

@@ -1,8 +1,10 @@
-/* Unicode normalisation for matching, UTF-16 offsets and the Flesch–Kincaid grade.
+/* Unicode normalisation for matching, template placeholders, UTF-16 offsets and the
+ * Flesch–Kincaid grade.
  *
  * The matching key is built one character at a time with utf8proc_decompose_char, so every
  * output byte knows which input character produced it (the offset map) and utf8proc never
- * allocates. ASCII text takes a fast path: lower-casing only, and the map is the identity. */
+ * allocates. ASCII text without placeholders takes a fast path: lower-casing only, and the map
+ * is the identity. */
 #include <string.h>
 #include <utf8proc.h>
 #include "guard/guard_int.h"
@@ -14,6 +16,210 @@ static void lower_init(void)
 {
     for (int i = 0; i < 256; i++)
         lower_tab[i] = (unsigned char)((i >= 'A' && i <= 'Z') ? i + 32 : i);
+    /* The placeholder byte must only ever come from a placeholder. */
+    lower_tab[(unsigned char)CD__GUARD_SLOT] = ' ';
+}
+
+/* ---- template placeholders ----
+ * Templates hold fields that a mail-merge or template engine fills in later. Their names
+ * ("{{Order Number}}", "[FIRST NAME]") are not words of the message: they must not match rules,
+ * count as capitals or raise the grade. The grammar below covers the common engines (Mustache,
+ * Handlebars, Jinja and Liquid, Python and .NET format strings, printf, shell and JavaScript
+ * template literals, Mailchimp merge tags, Word mail merge, bracketed fields). */
+
+#define PH_MAX 64     /* longest placeholder name */
+#define PH_DIGITS 4   /* a placeholder never holds more digits than this */
+
+static bool ph_alpha(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool ph_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool ph_ident(unsigned char c)
+{
+    return ph_alpha(c) || ph_digit(c) || c == '_';
+}
+
+/* The length of a placeholder that opens with open (olen bytes) and closes with close, holding
+ * 1..max bytes that are not newlines, braces or further delimiters; 0 if there is none. */
+static size_t ph_delimited(const unsigned char *p, size_t n, const char *open, size_t olen,
+                           const char *close, size_t clen, size_t max)
+{
+    size_t digits = 0;
+
+    if (n < olen + clen || memcmp(p, open, olen) != 0)
+        return 0;
+    for (size_t i = olen; i + clen <= n && i - olen <= max; i++) {
+        if (memcmp(p + i, close, clen) == 0)
+            return i > olen ? i + clen : 0;
+        if (p[i] == '\n' || p[i] == '\r' || p[i] == open[0] || (olen > 1 && p[i] == close[0] &&
+                                                              close[0] != open[0]))
+            return 0;
+        if (ph_digit(p[i]) && ++digits > PH_DIGITS)
+            return 0;
+    }
+    return 0;
+}
+
+/* "{name}", "{Order Number}", "{0}", "{}": identifier characters, spaces, dots, colons and
+ * dashes, starting with a letter or underscore, or one or two digits. */
+static size_t ph_brace(const unsigned char *p, size_t n)
+{
+    size_t i = 1;
+
+    if (n >= 2 && p[1] == '}')
+        return 2;
+    if (n >= 3 && ph_digit(p[1])) {
+        while (i < n && i < 3 && ph_digit(p[i]))
+            i++;
+        return i < n && p[i] == '}' ? i + 1 : 0;
+    }
+    if (n < 3 || !(ph_alpha(p[1]) || p[1] == '_'))
+        return 0;
+    for (size_t digits = 0; i < n && i <= PH_MAX; i++) {
+        unsigned char c = p[i];
+        if (c == '}')
+            return i + 1;
+        if (!(ph_ident(c) || c == ' ' || c == '.' || c == ':' || c == '-'))
+            return 0;
+        if (ph_digit(c) && ++digits > PH_DIGITS)
+            return 0;
+    }
+    return 0;
+}
+
+/* printf conversions: "%s", "%d", "%1$s", "%.2f", "%ld", "%@" and Python's "%(name)s". */
+static size_t ph_printf(const unsigned char *p, size_t n)
+{
+    size_t i = 1;
+
+    if (i < n && p[i] == '(') {
+        size_t k = ph_delimited(p + 1, n - 1, "(", 1, ")", 1, PH_MAX);
+        if (k == 0)
+            return 0;
+        i += k;
+    } else {
+        size_t st = i;
+        while (i < n && ph_digit(p[i]))
+            i++;
+        if (i > st && !(i < n && p[i] == '$'))
+            i = st; /* digits without '$' are a width */
+        else if (i > st)
+            i++;
+        while (i < n && (p[i] == '-' || p[i] == '+' || p[i] == '0' || p[i] == '#'))
+            i++;
+        while (i < n && ph_digit(p[i]))
+            i++;
+        if (i + 1 < n && p[i] == '.' && ph_digit(p[i + 1]))
+            for (i++; i < n && ph_digit(p[i]); i++)
+                ;
+        while (i < n && (p[i] == 'h' || p[i] == 'l' || p[i] == 'z' || p[i] == 'j' ||
+                         p[i] == 't' || p[i] == 'L' || p[i] == 'q'))
+            i++;
+    }
+    if (i >= n || p[i] == '\0' || !strchr("sdiuoxXfFeEgGcp@", p[i]))
+        return 0;
+    i++;
+    /* "%same" is not "%s" followed by "ame". */
+    return i < n && ph_ident(p[i]) ? 0 : i;
+}
+
+/* "%NAME%" and "%%NAME%%" (Windows-style and many mail tools). */
+static size_t ph_percent_name(const unsigned char *p, size_t n)
+{
+    size_t o = n >= 2 && p[1] == '%' ? 2 : 1, i = o;
+
+    while (i < n && i - o <= PH_MAX && ph_ident(p[i]))
+        i++;
+    if (i - o < 2 || !ph_alpha(p[o]) || i + o > n || p[i] != '%' || (o == 2 && p[i + 1] != '%'))
+        return 0;
+    return i + o;
+}
+
+/* "[FIRST NAME]", "[Customer Name]", "[order_id]": a field name in brackets, written in capitals,
+ * in title case (at most four words) or with underscores. "[Yes, add it]" and "[email]" are not. */
+static size_t ph_bracket(const unsigned char *p, size_t n)
+{
+    size_t i = 1, words = 0, digits = 0;
+    bool lower = false, title = true, underscore = false, start = true;
+
+    if (n < 3 || !ph_alpha(p[1]))
+        return 0;
+    for (; i < n && i <= PH_MAX; i++) {
+        unsigned char c = p[i];
+        if (c == ']')
+            break;
+        if (c == ' ') {
+            start = true;
+            continue;
+        }
+        if (!(ph_ident(c) || c == '.' || c == '/' || c == '-'))
+            return 0;
+        if (ph_digit(c) && ++digits > PH_DIGITS)
+            return 0;
+        underscore |= c == '_';
+        lower |= c >= 'a' && c <= 'z';
+        if (start) {
+            words++;
+            if (!(c >= 'A' && c <= 'Z') && !ph_digit(c))
+                title = false;
+        }
+        start = false;
+    }
+    if (i >= n || p[i] != ']' || p[i - 1] == ' ')
+        return 0;
+    return (!lower || underscore || (title && words <= 4)) ? i + 1 : 0;
+}
+
+size_t cd__guard_placeholder_len(const char *s, size_t n, char prevc)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned char prev = (unsigned char)prevc;
+    size_t k;
+
+    if (n < 2)
+        return 0;
+    switch (p[0]) {
+    case '{':
+        if ((k = ph_delimited(p, n, "{{{", 3, "}}}", 3, PH_MAX)) != 0 ||
+            (k = ph_delimited(p, n, "{{", 2, "}}", 2, PH_MAX)) != 0)
+            return k;
+        if (p[1] == '%')
+            return ph_delimited(p, n, "{%", 2, "%}", 2, 2 * PH_MAX);
+        return ph_brace(p, n);
+    case '$':
+        if (p[1] != '{')
+            return 0;
+        k = ph_brace(p + 1, n - 1);
+        return k ? k + 1 : 0;
+    case '%':
+        /* "50%s" is a number and a letter, not a conversion. */
+        if (ph_ident(prev) || prev == '%')
+            return 0;
+        return (k = ph_printf(p, n)) != 0 ? k : ph_percent_name(p, n);
+    case '*':
+        return p[1] == '|' ? ph_delimited(p, n, "*|", 2, "|*", 2, PH_MAX) : 0;
+    case '<':
+        return ph_delimited(p, n, "<<", 2, ">>", 2, PH_MAX);
+    case '[':
+        if ((k = ph_delimited(p, n, "[[", 2, "]]", 2, PH_MAX)) != 0)
+            return k;
+        return ph_bracket(p, n);
+    case 0xC2: /* « ... » (Word mail merge) */
+        return p[1] == 0xAB ? ph_delimited(p, n, "\xC2\xAB", 2, "\xC2\xBB", 2, PH_MAX) : 0;
+    }
+    return 0;
+}
+
+/* Bytes that may open a placeholder. */
+static bool ph_opener(unsigned char c)
+{
+    return c == '{' || c == '$' || c == '%' || c == '*' || c == '<' || c == '[' || c == 0xC2;
 }
 
 /* Decodes one character of valid UTF-8 at p, storing its length in *len. */
@@ -102,8 +308,8 @@ bool cd__guard_utf8_ok(const char *p, size_t n)
     return a == n || cd_utf8_valid(p + a, n - a);
 }
 
-enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, uint32_t **map,
-                                struct cd__guard_norm_stats *st)
+enum cd_err cd__guard_normalise(struct cd_str text, bool placeholders, char **norm, size_t *nlen,
+                                uint32_t **map, struct cd__guard_norm_stats *st)
 {
     enum cd_err err = CD_OK;
     const unsigned char *p = (const unsigned char *)text.p;
@@ -127,17 +333,25 @@ enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, u
         }
         for (i = 0; i < text.len; i++) {
             unsigned char c = p[i];
+            /* A placeholder needs the offset map: start again on the general path. */
+            if (placeholders && ph_opener(c) &&
+                cd__guard_placeholder_len(text.p + i, text.len - i, i ? text.p[i - 1] : 0))
+                break;
             up += (unsigned char)(c - 'A') < 26;
             low += (unsigned char)(c - 'a') < 26;
             out[i] = lower_tab[c];
         }
-        st->letters = up + low;
-        st->upper = up;
-        out[text.len] = '\0';
-        *norm = (char *)out;
-        *nlen = text.len;
-        *map = NULL;
-        return CD_OK;
+        if (i == text.len) {
+            st->letters = up + low;
+            st->upper = up;
+            out[text.len] = '\0';
+            *norm = (char *)out;
+            *nlen = text.len;
+            *map = NULL;
+            return CD_OK;
+        }
+        cd_free(out);
+        out = NULL;
     }
     /* Compatibility decomposition rarely expands by more than 3x in bytes; grow if it does. */
     cap = text.len + 64;
@@ -154,7 +368,7 @@ enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, u
         utf8proc_ssize_t nd;
         int bound = 0;
 
-        if (o + 4 * 32 > cap) {
+        if (o + 4 * 32 + 1 > cap) {
             size_t ncap = cap * 2 + 256;
             unsigned char *nout;
             uint32_t *nm;
@@ -173,6 +387,15 @@ enum cd_err cd__guard_normalise(struct cd_str text, char **norm, size_t *nlen, u
             }
             m = nm;
             cap = ncap;
+        }
+        if (placeholders && ph_opener(p[i])) {
+            size_t ph = cd__guard_placeholder_len(text.p + i, text.len - i, i ? text.p[i - 1] : 0);
+            if (ph) {
+                m[o] = (uint32_t)i;
+                out[o++] = CD__GUARD_SLOT;
+                i += ph;
+                continue;
+            }
         }
         if (cp < 0x80) {
             st->upper += (unsigned)(cp - 'A') < 26;

@@ -1,5 +1,7 @@
-/* Validators that run on candidate matches only: checksums and structural rules that turn a
- * digit pattern into personal data with high precision. Each takes the normalised candidate. */
+/* Validators that run on candidate matches only: checksums, issuing rules and numbering plans
+ * that turn a digit pattern into personal data with high precision. Each takes the normalised
+ * candidate and says OK, NO (not this kind of data) or FAILED (this kind's shape, but its check
+ * digits or issuing rules fail: some other number written like one). */
 #include <string.h>
 #include "guard/guard_int.h"
 
@@ -20,6 +22,11 @@ static size_t digits_of(struct cd_str s, char *d, size_t cap)
         }
     }
     return n;
+}
+
+static enum cd__guard_vres vr(bool shape, bool valid)
+{
+    return !shape ? CD__GUARD_VR_NO : valid ? CD__GUARD_VR_OK : CD__GUARD_VR_FAILED;
 }
 
 static bool all_same(const char *d, size_t n)
@@ -88,13 +95,18 @@ static bool card_brand_ok(const char *d, size_t n)
     return false;
 }
 
-bool cd_guard_card_ok(struct cd_str s)
+static enum cd__guard_vres card_check(struct cd_str s)
 {
     char d[24];
     size_t n = digits_of(s, d, sizeof d);
 
     /* Groups must be separated consistently: "4242 4242 4242 4242" or runs of digits. */
-    return n >= 12 && n <= 19 && !all_same(d, n) && card_brand_ok(d, n) && luhn(d, n);
+    return vr(n >= 12 && n <= 19 && !all_same(d, n) && card_brand_ok(d, n), luhn(d, n));
+}
+
+bool cd_guard_card_ok(struct cd_str s)
+{
+    return card_check(s) == CD__GUARD_VR_OK;
 }
 
 /* IBAN lengths by country (ISO 13616 registry). */
@@ -126,7 +138,7 @@ static int alnum_val(char c)
     return -1;
 }
 
-bool cd_guard_iban_ok(struct cd_str s)
+static enum cd__guard_vres iban_check(struct cd_str s)
 {
     char b[40];
     size_t n = 0, want = 0;
@@ -137,59 +149,69 @@ bool cd_guard_iban_ok(struct cd_str s)
         if (c == ' ' || c == '-')
             continue;
         if (alnum_val(c) < 0 || n == sizeof b)
-            return false;
+            return CD__GUARD_VR_NO;
         b[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
     if (n < 15)
-        return false;
+        return CD__GUARD_VR_NO;
     for (size_t i = 0; i < sizeof iban_len / sizeof iban_len[0]; i++)
         if (b[0] == iban_len[i].cc[0] && b[1] == iban_len[i].cc[1])
             want = iban_len[i].len;
     if (want == 0 || n != want || b[2] < '0' || b[2] > '9' || b[3] < '0' || b[3] > '9')
-        return false;
+        return CD__GUARD_VR_NO;
     /* Move the first four characters to the end, read letters as 10..35, reduce mod 97. */
     for (size_t k = 0; k < n; k++) {
         int v = alnum_val(b[(k + 4) % n]);
         rem = v >= 10 ? (rem * 100 + (unsigned)v) % 97 : (rem * 10 + (unsigned)v) % 97;
     }
-    return rem == 1;
+    return vr(true, rem == 1);
 }
 
-bool cd_guard_ssn_ok(struct cd_str s)
+bool cd_guard_iban_ok(struct cd_str s)
+{
+    return iban_check(s) == CD__GUARD_VR_OK;
+}
+
+static enum cd__guard_vres ssn_check(struct cd_str s)
 {
     char d[12];
     size_t n = digits_of(s, d, sizeof d);
     int area, group, serial;
 
     if (n != 9)
-        return false;
+        return CD__GUARD_VR_NO;
     area = prefix(d, 3);
     group = (d[3] - '0') * 10 + (d[4] - '0');
     serial = prefix(d + 5, 4);
     /* SSA rules: no area 000, 666 or 900-999; no group 00; no serial 0000; and the numbers
      * published in advertising (078-05-1120, 219-09-9999) are not anyone's. */
     if (area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0)
-        return false;
+        return CD__GUARD_VR_FAILED;
     if ((area == 78 && group == 5 && serial == 1120) || (area == 219 && group == 9 &&
                                                          serial == 9999))
-        return false;
+        return CD__GUARD_VR_FAILED;
     if (all_same(d, n) || memcmp(d, "123456789", 9) == 0)
-        return false;
-    return true;
+        return CD__GUARD_VR_FAILED;
+    return CD__GUARD_VR_OK;
 }
 
-static bool bsn_ok(struct cd_str s)
+bool cd_guard_ssn_ok(struct cd_str s)
+{
+    return ssn_check(s) == CD__GUARD_VR_OK;
+}
+
+static enum cd__guard_vres bsn_check(struct cd_str s)
 {
     char d[12];
     size_t n = digits_of(s, d, sizeof d);
     int sum = 0;
 
     if (n != 9 || all_same(d, n))
-        return false;
+        return CD__GUARD_VR_NO;
     for (size_t i = 0; i < 8; i++)
         sum += (int)(9 - i) * (d[i] - '0');
     sum -= d[8] - '0';
-    return sum % 11 == 0;
+    return vr(true, sum % 11 == 0);
 }
 
 static bool verhoeff_ok(const char *d, size_t n)
@@ -212,32 +234,32 @@ static bool verhoeff_ok(const char *d, size_t n)
     return c == 0;
 }
 
-static bool aadhaar_ok(struct cd_str s)
+static enum cd__guard_vres aadhaar_check(struct cd_str s)
 {
     char d[16];
     size_t n = digits_of(s, d, sizeof d);
 
-    return n == 12 && d[0] >= '2' && !all_same(d, n) && verhoeff_ok(d, n);
+    return vr(n == 12 && d[0] >= '2' && !all_same(d, n), verhoeff_ok(d, n));
 }
 
-static bool cpf_ok(struct cd_str s)
+static enum cd__guard_vres cpf_check(struct cd_str s)
 {
     char d[16];
     size_t n = digits_of(s, d, sizeof d);
     int s1 = 0, s2 = 0;
 
     if (n != 11 || all_same(d, n))
-        return false;
+        return CD__GUARD_VR_NO;
     for (int i = 0; i < 9; i++)
         s1 += (d[i] - '0') * (10 - i);
     s1 = (s1 * 10) % 11 % 10;
     for (int i = 0; i < 10; i++)
         s2 += (d[i] - '0') * (11 - i);
     s2 = (s2 * 10) % 11 % 10;
-    return s1 == d[9] - '0' && s2 == d[10] - '0';
+    return vr(true, s1 == d[9] - '0' && s2 == d[10] - '0');
 }
 
-static bool dni_ok(struct cd_str s)
+static enum cd__guard_vres dni_check(struct cd_str s)
 {
     static const char letters[] = "trwagmyfpdxbnjzsqvhlcke";
     char d[12];
@@ -246,7 +268,7 @@ static bool dni_ok(struct cd_str s)
     char last;
 
     if (s.len < 9)
-        return false;
+        return CD__GUARD_VR_NO;
     last = s.p[s.len - 1];
     for (size_t i = 0; i + 1 < s.len; i++) {
         char c = s.p[i];
@@ -257,14 +279,14 @@ static bool dni_ok(struct cd_str s)
         if (c == '-' || c == ' ')
             continue;
         if (c < '0' || c > '9' || n >= 8)
-            return false;
+            return CD__GUARD_VR_NO;
         d[n++] = c;
     }
     if (n != 8)
-        return false;
+        return CD__GUARD_VR_NO;
     for (size_t i = 0; i < n; i++)
         v = v * 10 + (d[i] - '0');
-    return letters[v % 23] == last;
+    return vr(true, letters[v % 23] == last);
 }
 
 static bool nino_ok(struct cd_str s)
@@ -295,70 +317,215 @@ static bool nino_ok(struct cd_str s)
     return n == 8 || (b[8] >= 'a' && b[8] <= 'd');
 }
 
-static bool aba_ok(struct cd_str s)
+static enum cd__guard_vres aba_check(struct cd_str s)
 {
     char d[12];
     size_t n = digits_of(s, d, sizeof d);
     int sum = 0;
 
     if (n != 9 || all_same(d, n))
-        return false;
+        return CD__GUARD_VR_NO;
     for (int i = 0; i < 9; i += 3)
         sum += 3 * (d[i] - '0') + 7 * (d[i + 1] - '0') + (d[i + 2] - '0');
-    return sum % 10 == 0;
+    return vr(true, sum % 10 == 0);
 }
 
+/* North American numbering: area and exchange codes start 2-9; N11 codes are services, N00
+ * codes ("easily recognisable codes": 800, 900, 500, 600, ...) and toll-free areas belong to
+ * businesses, and the fictional 555-01xx range to films. */
 static bool nanp_ok(const char *d)
 {
-    /* North American numbering: area and exchange codes start 2-9; toll-free numbers and the
-     * fictional 555-01xx range belong to businesses and films, not people. */
     int area = prefix(d, 3);
 
     if (d[0] < '2' || d[3] < '2')
         return false;
-    if (area == 800 || area == 833 || area == 844 || area == 855 || area == 866 || area == 877 ||
-        area == 888 || area == 900)
+    if ((d[1] == '0' && d[2] == '0') || (d[1] == '1' && d[2] == '1') ||
+        (d[4] == '1' && d[5] == '1'))
+        return false;
+    if (area == 833 || area == 844 || area == 855 || area == 866 || area == 877 || area == 888)
         return false;
     return !(prefix(d + 3, 3) == 555 && d[6] == '0' && d[7] == '1');
 }
 
-static bool phone_ok(struct cd_str s)
+/* Country calling codes (ITU-T E.164) with the lengths of their national significant numbers
+ * and the national ranges that belong to businesses (freephone, shared-cost, premium-rate and
+ * non-geographic numbers), which are not anyone's personal number. */
+static const struct {
+    const char *cc;
+    unsigned char min, max;
+    const char *business; /* comma-separated NSN prefixes */
+} plans[] = {
+    {"1", 10, 10, ""},       {"7", 10, 10, "800"},     {"20", 8, 10, "800,900"},
+    {"27", 9, 9, "80,86"},   {"30", 10, 10, "800,801,90"}, {"31", 9, 9, "800,900,906,909"},
+    {"32", 8, 9, "800,70,90"}, {"33", 9, 9, "80,81,82,89"}, {"34", 9, 9, "80,90"},
+    {"36", 8, 9, "80,90"},   {"39", 6, 11, "800,803,89"}, {"40", 9, 9, "800,90"},
+    {"41", 9, 9, "800,84,90"}, {"43", 4, 13, "800,810,820,900"}, {"44", 9, 10, "80,84,87,9,3,500"},
+    {"45", 8, 8, "80,90"},   {"46", 7, 10, "20,900"},  {"47", 8, 8, "800,810,820,829"},
+    {"48", 9, 9, "800,70"},  {"49", 6, 13, "800,180,900,137,138"}, {"51", 8, 9, "80"},
+    {"52", 10, 10, "800,900"}, {"53", 8, 8, ""},       {"54", 10, 11, "800,600"},
+    {"55", 10, 11, "800,300"}, {"56", 9, 9, "800,600"}, {"57", 10, 10, "1800"},
+    {"58", 10, 10, "800"},   {"60", 8, 10, "1800,1300"}, {"61", 9, 9, "13,18,19"},
+    {"62", 8, 12, "800"},    {"63", 10, 10, "1800"},   {"64", 8, 10, "800,508,900"},
+    {"65", 8, 8, "800,1800"}, {"66", 8, 9, "1800"},    {"81", 9, 10, "120,570,800,990"},
+    {"82", 8, 10, "80,1588"}, {"84", 9, 10, "1800,1900"}, {"86", 10, 11, "400,800"},
+    {"90", 10, 10, "800,444,850,900"}, {"91", 10, 10, "1800,1860"}, {"92", 9, 10, "800,900"},
+    {"93", 9, 9, ""},        {"94", 9, 9, "800"},      {"95", 8, 10, ""},
+    {"98", 10, 10, ""},      {"212", 9, 9, "80"},      {"213", 8, 9, "800"},
+    {"216", 8, 8, "80"},     {"233", 9, 9, "800"},     {"234", 8, 10, "800"},
+    {"254", 9, 9, "800"},    {"255", 9, 9, "800"},     {"256", 9, 9, "800"},
+    {"351", 9, 9, "800,808,707,760"}, {"352", 4, 11, "800"}, {"353", 7, 9, "1800,1850,1890,15"},
+    {"354", 7, 7, "800"},    {"356", 8, 8, "800"},     {"357", 8, 8, "800,900"},
+    {"358", 5, 12, "800"},   {"359", 8, 9, "800"},     {"370", 8, 8, "800"},
+    {"371", 8, 8, "80"},     {"372", 7, 8, "800"},     {"380", 9, 9, "800"},
+    {"385", 8, 9, "800"},    {"386", 8, 8, "80"},      {"420", 9, 9, "800"},
+    {"421", 9, 9, "800"},    {"852", 8, 8, "800"},     {"853", 8, 8, ""},
+    {"880", 10, 10, "800"},  {"886", 8, 9, "800"},     {"961", 7, 8, ""},
+    {"962", 8, 9, "800"},    {"965", 8, 8, "1800"},    {"966", 9, 9, "800"},
+    {"968", 8, 8, "800"},    {"971", 8, 9, "800,600"}, {"972", 8, 9, "1800,1700"},
+    {"973", 8, 8, "80"},     {"974", 8, 8, "800"},
+};
+
+static bool starts_with_any(const char *d, size_t n, const char *list)
+{
+    while (*list) {
+        size_t k = strcspn(list, ",");
+        if (k <= n && memcmp(d, list, k) == 0)
+            return true;
+        list += k + (list[k] == ',');
+    }
+    return false;
+}
+
+/* A number written with a country code: the code, the length of the rest, business ranges. */
+static bool international_ok(const char *d, size_t n)
+{
+    for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+        size_t cl = strlen(plans[i].cc);
+        if (n <= cl || memcmp(d, plans[i].cc, cl) != 0)
+            continue;
+        /* Codes are prefix-free, so this is the only plan that can apply. */
+        if (n - cl < plans[i].min || n - cl > plans[i].max)
+            return false;
+        if (cl == 1 && d[0] == '1')
+            return nanp_ok(d + 1);
+        return !starts_with_any(d + cl, n - cl, plans[i].business);
+    }
+    return n >= 8 && n <= 15; /* a code not in the table: E.164 lengths only */
+}
+
+/* Ranges that are services in national writing. g[0] is the length of the first digit group
+ * (the whole number when it is written without separators), ng the number of groups. The UK
+ * writes its non-geographic numbers with four or five digits first (0345, 0800, 09058); a
+ * three-digit first group is how Japanese mobiles (090-1234-5678) and German cities
+ * (030 12345678) are written, and a six-digit one Indian mobiles with their trunk 0
+ * (098765 43210), so those are people and places. A run-together number is read the UK way,
+ * except for the Japanese mobile ranges the UK does not use. */
+static bool national_business(const char *d, size_t n, const unsigned char *g, size_t ng)
+{
+    static const char *const anywhere[] = {"0800", "0808", "0500", "0120", "0570", "0990",
+                                           "0180", "0137", "0900", "0906", "0909"};
+    /* Japanese mobiles: 070, 080 or 090, then eight digits, written 3-4-4 or run together; the
+     * UK uses 0800, 0808 and 0900 for services, so a run-together 0x00 or 0808 stays one. */
+    bool jp_mobile = n == 11 && (d[1] == '7' || d[1] == '8' || d[1] == '9') && d[2] == '0' &&
+                     ((ng > 1 && g[0] == 3) ||
+                      (ng == 1 && d[3] != '0' && !(d[1] == '8' && d[3] == '8')));
+
+    if (jp_mobile)
+        return false;
+    for (size_t i = 0; i < sizeof anywhere / sizeof anywhere[0]; i++)
+        if (memcmp(d, anywhere[i], 4) == 0)
+            return true;
+    if (n == 11 && (ng == 1 || g[0] == 4 || g[0] == 5) &&
+        (memcmp(d, "084", 3) == 0 || memcmp(d, "087", 3) == 0 || memcmp(d, "03", 2) == 0 ||
+         memcmp(d, "09", 2) == 0))
+        return true;
+    /* France writes its 08 special-rate numbers in pairs; Korea's 080 is freephone. */
+    if (n == 10 && d[1] == '8' && (ng == 5 || (ng == 4 && g[0] == 4)))
+        return true;
+    return n == 10 && memcmp(d, "080", 3) == 0 && ng > 1 && g[0] == 3;
+}
+
+/* True if [from, to) of key continues a longer run of digit groups on either side ("1234 5678
+ * 9012 3456 78" holds many ten-digit windows, none of them a phone number). */
+static bool digit_fragment(const char *key, size_t klen, size_t from, size_t to)
+{
+    if (from > 0 && key[from - 1] >= '0' && key[from - 1] <= '9')
+        return true;
+    if (from > 1 && strchr(" -./", key[from - 1]) && key[from - 2] >= '0' && key[from - 2] <= '9')
+        return true;
+    if (to < klen && key[to] >= '0' && key[to] <= '9')
+        return true;
+    return to + 1 < klen && strchr(" -./", key[to]) && key[to + 1] >= '0' && key[to + 1] <= '9';
+}
+
+/* A personal phone number: an international number in a known plan (or of E.164 length) that
+ * is not a business range, or a national number in one of the national writings: North
+ * American, trunk-0 numbers of 9-12 digits (most of Europe, Asia, Africa and Oceania), Chinese
+ * mobiles (1[3-9] and nine digits), Greek numbers (2x landlines, 69x mobiles) and Indian
+ * mobiles written 5-5. */
+static enum cd__guard_vres phone_check(const char *key, size_t klen, size_t from, size_t to)
 {
     char d[20];
-    size_t n = 0;
-    bool plus = false;
+    unsigned char g[8];
+    size_t n = 0, ng = 0;
+    bool plus = false, in_group = false;
 
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.p[i];
+    if (digit_fragment(key, klen, from, to))
+        return CD__GUARD_VR_NO;
+    for (size_t i = from; i < to; i++) {
+        char c = key[i];
         if (c >= '0' && c <= '9') {
             if (n == sizeof d)
-                return false;
+                return CD__GUARD_VR_NO;
+            if (!in_group) {
+                if (ng == sizeof g)
+                    return CD__GUARD_VR_NO;
+                g[ng++] = 0;
+            }
+            g[ng - 1]++;
+            in_group = true;
             d[n++] = c;
-        } else if (c == '+') {
+            continue;
+        }
+        in_group = false;
+        if (c == '+') {
             plus = true;
+        } else if (c == '(' && plus && i + 2 < to && key[i + 1] == '0' && key[i + 2] == ')') {
+            i += 2; /* "+44 (0)20 ...": the trunk prefix written in brackets */
         } else if (!strchr(" -.()/", c)) {
-            return false;
+            return CD__GUARD_VR_NO;
         }
     }
-    if (n < 10 || n > 15 || all_same(d, n))
-        return false;
-    if (plus) {
-        if (d[0] == '1')
-            return n == 11 && nanp_ok(d + 1);
-        /* UK freephone (+44 800/808) is a business line. */
-        return !(memcmp(d, "44800", 5) == 0 || memcmp(d, "44808", 5) == 0);
+    if (n < 9 || n > 15 || all_same(d, n))
+        return CD__GUARD_VR_NO;
+    if (!plus && d[0] == '0' && d[1] == '0') { /* 00 is the international prefix */
+        memmove(d, d + 2, n - 2);
+        n -= 2;
+        plus = true;
     }
-    if (n == 11 && d[0] == '1')
-        return nanp_ok(d + 1);
-    if (n == 10 && d[0] >= '2')
-        return nanp_ok(d);
-    /* A national number with trunk prefix 0; freephone, non-geographic and premium ranges
-     * (080x, 084x, 087x, 03xx, 090x in the UK) are businesses. */
-    if (d[0] == '0' && n <= 11)
-        return !(memcmp(d, "080", 3) == 0 || memcmp(d, "084", 3) == 0 ||
-                 memcmp(d, "087", 3) == 0 || memcmp(d, "03", 2) == 0 ||
-                 memcmp(d, "090", 3) == 0);
-    return false;
+    if (plus)
+        return international_ok(d, n) ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
+    if (d[0] == '0') {
+        if (national_business(d, n, g, ng))
+            return CD__GUARD_VR_NO;
+        if (n == 9) /* 02-123-4567 (Israel, Seoul, Brussels): only with its area group */
+            return ng > 1 && g[0] == 2 ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
+        return n >= 10 && n <= 12 ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
+    }
+    if (n == 10 && d[0] >= '2' && nanp_ok(d))
+        return CD__GUARD_VR_OK;
+    if (n == 11 && d[0] == '1') {
+        if (nanp_ok(d + 1) && (ng == 1 || g[0] == 1))
+            return CD__GUARD_VR_OK;
+        if (d[1] >= '3' && (ng == 1 || g[0] == 3)) /* Chinese mobile, 139 1234 5678 */
+            return CD__GUARD_VR_OK;
+        return CD__GUARD_VR_NO;
+    }
+    if (n == 10 && ((d[0] == '2' && ng > 1) || (d[0] == '6' && d[1] == '9')))
+        return CD__GUARD_VR_OK; /* Greece: 210 123 4567, 2310 123456, 694 123 4567 */
+    if (n == 10 && d[0] >= '6' && ng == 2 && g[0] == 5)
+        return CD__GUARD_VR_OK; /* Indian mobile, 98765 43210 */
+    return CD__GUARD_VR_NO;
 }
 
 static bool email_ok(struct cd_str s)
@@ -372,7 +539,13 @@ static bool email_ok(struct cd_str s)
         "media", "legal", "compliance", "complaints", "careers", "jobs", "hr", "office",
         "enquiries", "inquiries", "marketing", "newsletter", "notifications", "alerts",
         "reservations", "bookings", "shop", "store", "partners", "investors", "refunds",
-        "helpdesk", "mail", "example", "user", "name", "yourname", "test"};
+        "helpdesk", "mail", "example", "user", "name", "yourname", "test",
+        /* The same mailboxes in other languages. */
+        "kontakt", "kundenservice", "kundendienst", "hilfe", "anfrage", "buchung", "rechnung",
+        "contacto", "soporte", "ayuda", "atencion", "reservas", "ventas", "facturacion",
+        "assistance", "serviceclient", "service-client", "aide", "commercial", "contatti",
+        "assistenza", "prenotazioni", "suporte", "atendimento", "klantenservice", "klantendienst",
+        "informatie", "kundeservice", "kundtjanst", "asiakaspalvelu", "obsluga", "biuro"};
     size_t at = 0;
 
     while (at < s.len && s.p[at] != '@')
@@ -415,40 +588,46 @@ static bool address_ok(struct cd_str s)
     return true;
 }
 
-bool cd__guard_validate(enum cd__guard_validator v, struct cd_str s)
+enum cd__guard_vres cd__guard_validate(enum cd__guard_validator v, const char *key, size_t klen,
+                                       size_t from, size_t to)
 {
+    struct cd_str s = {key + from, to - from};
+
     switch (v) {
     case CD__GUARD_V_NONE:
-        return true;
+        return CD__GUARD_VR_OK;
     case CD__GUARD_V_CARD:
-        return cd_guard_card_ok(s);
+        /* Card numbers are never written after "+": "+49 151 2345 6789" is a phone number. */
+        if (from > 0 && key[from - 1] == '+')
+            return CD__GUARD_VR_NO;
+        return card_check(s);
     case CD__GUARD_V_LUHN: {
         char d[24];
         size_t n = digits_of(s, d, sizeof d);
-        return n >= 8 && !all_same(d, n) && luhn(d, n);
+        return vr(n >= 8 && !all_same(d, n), luhn(d, n));
     }
     case CD__GUARD_V_IBAN:
-        return cd_guard_iban_ok(s);
+        return iban_check(s);
     case CD__GUARD_V_SSN:
-        return cd_guard_ssn_ok(s);
+        return ssn_check(s);
     case CD__GUARD_V_BSN:
-        return bsn_ok(s);
+        return bsn_check(s);
     case CD__GUARD_V_AADHAAR:
-        return aadhaar_ok(s);
+        return aadhaar_check(s);
     case CD__GUARD_V_CPF:
-        return cpf_ok(s);
+        return cpf_check(s);
     case CD__GUARD_V_DNI:
-        return dni_ok(s);
+        return dni_check(s);
     case CD__GUARD_V_NINO:
-        return nino_ok(s);
+        return nino_ok(s) ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
     case CD__GUARD_V_ABA:
-        return aba_ok(s);
+        return aba_check(s);
     case CD__GUARD_V_PHONE:
-        return phone_ok(s);
+        return phone_check(key, klen, from, to);
     case CD__GUARD_V_EMAIL:
-        return email_ok(s);
+        return email_ok(s) ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
     case CD__GUARD_V_ADDRESS:
-        return address_ok(s);
+        return address_ok(s) ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
     }
-    return false;
+    return CD__GUARD_VR_NO;
 }

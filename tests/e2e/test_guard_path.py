@@ -1,7 +1,10 @@
 """The communication guard over HTTP and in the path of every interaction: check a message;
 an outbound block is refused with its findings and nothing stored, unless a supervisor overrides
 with a reason (recorded); warnings are stored with findings but without the matched text;
-inbound card numbers are masked before storage."""
+inbound card numbers are masked before storage. Also the guard's reach through the API and the
+CLI: personal data in national formats, numbers that fail their own check, dark patterns and
+SMS lures, and template placeholders."""
+import json
 import os
 
 from harness import Server, assert_problem
@@ -124,3 +127,71 @@ def test_reload(srv):
     st, _, r = srv.req("POST", "/v1/guard/reload")
     assert st == 200 and r["rules"] > 50
     assert_problem(srv.req("POST", "/v1/guard/reload", token=srv.agent), 403, "forbidden")
+
+
+def check(srv, text, channel="sms"):
+    st, _, r = srv.req("POST", "/v1/guard/check", {"text": text, "channel": channel},
+                       token=srv.agent)
+    assert st == 200, r
+    return r
+
+
+def test_check_api_national_formats_and_precedence(srv):
+    text = "Her mobile is 090-1234-5678, mail jürgen@müller.de"
+    r = check(srv, text)
+    rules = {f["rule"]: f for f in r["findings"]}
+    assert r["verdict"] == "warn" and set(rules) == {"PII.PHONE", "PII.EMAIL"}, r
+    raw = text.encode()
+    f = rules["PII.EMAIL"]
+    assert raw[f["start"]:f["end"]].decode() == "jürgen@müller.de"
+    assert text.encode("utf-16-le")[2 * f["start_utf16"]:2 * f["end_utf16"]].decode(
+        "utf-16-le") == "jürgen@müller.de"
+    assert r["redacted"] == "Her mobile is [phone], mail [email]"
+    # Numbers that fail their own check are nobody's data, and nothing weaker reports them.
+    for text in ("Your order number is 4242 4242 4242 4241.",
+                 "The IBAN DE89 3704 0044 0532 0130 01 fails the check digits.",
+                 "Payment reference: 0000 1234 5678 90",
+                 "Call our Tokyo office on 0570-012-345."):
+        r = check(srv, text)
+        assert r["verdict"] == "allow" and r["findings"] == [], (text, r)
+
+
+def test_check_api_practices_and_honest_offers(srv):
+    for text, rule in (("14 people are looking at this room right now.",
+                        "PRESSURE.ACTIVITY_NOTICE"),
+                       ("Offer ends in 14:59", "PRESSURE.VAGUE_DEADLINE"),
+                       ("No thanks, I'd rather pay full price", "PRESSURE.CONFIRMSHAMING"),
+                       ("We've added travel insurance to your basket.", "MISLEAD.SNEAKING"),
+                       ("Congratulations! You've won a £500 voucher. Reply YES to claim.",
+                        "MISLEAD.FALSE_PRIZE")):
+        r = check(srv, text)
+        assert r["verdict"] == "warn" and rule in {f["rule"] for f in r["findings"]}, (text, r)
+    r = check(srv, "Our sale runs until 30 November; prices are shown with all fees.", "email")
+    assert r["verdict"] == "allow" and r["findings"] == [], r
+
+
+def test_check_api_template_placeholders(srv):
+    text = ("Hi {{first_name}}, your order {{Order Number}} ships today. [FIRST NAME], call "
+            "{{support_phone}} or mail {{email}}. %s")
+    r = check(srv, text, "email")
+    assert r["verdict"] == "allow" and r["findings"] == [], r
+    r = check(srv, "Only {{stock}} left in stock!")
+    f = [x for x in r["findings"] if x["rule"] == "PRESSURE.FALSE_SCARCITY"][0]
+    assert "Only {{stock}} left in stock!".encode()[f["start"]:f["end"]].decode() == \
+        "Only {{stock}} left in stock"
+
+
+def test_cli_guard_kinds(srv):
+    rules = os.path.join(os.path.dirname(__file__), "..", "..", "rules")
+    code, out, _ = srv.cli("guard", "--rules", rules, "--format", "json", "--channel", "sms", "-",
+                           input="Ur mob no. was selected 4 a £500 prize! Call 0906 123 4567 "
+                                 "(calls £1.50/min).")
+    assert code == 1, out
+    found = {f["rule"] for f in json.loads(out)["findings"]}
+    assert {"MISLEAD.FALSE_PRIZE", "MISLEAD.PREMIUM_RATE"} <= found, found
+    code, out, _ = srv.cli("guard", "--rules", rules, "-",
+                           input="Dear [CUSTOMER NAME], SSN on file: 536.22.1234")
+    assert code == 2 and "PII.SSN_UNFORMATTED" in out and "[CUSTOMER NAME]" in out, out
+    code, out, _ = srv.cli("guard", "--rules", rules, "-",
+                           input="Hi {{first_name}}, your refund of {{amount}} is on its way.")
+    assert code == 0, out

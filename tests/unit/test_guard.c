@@ -1,7 +1,8 @@
-/* Unit tests for the communication guard: validators, normalisation and span mapping, bad
- * input, rule-file errors, reload under concurrent checks, allocation-failure torture and
- * inbound masking. Each test writes its own small rule pack to a temporary directory; one test
- * also loads the shipped packs in rules/. */
+/* Unit tests for the communication guard: validators, normalisation and span mapping, template
+ * placeholders, precedence between personal-data rules, bad input, rule-file errors, reload
+ * under concurrent checks, allocation-failure torture and inbound masking. Each test writes its
+ * own small rule pack to a temporary directory; some tests also load the shipped packs in
+ * rules/. */
 #include "unit.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,6 +61,66 @@ static const char *const base_rules =
     "    severity: info\n"
     "    max_grade: 8\n"
     "    min_words: 10\n";
+
+/* Precedence, extend_left, sentence windows and placeholders, in their own pack so the counts
+ * and verdicts the older tests expect from base_rules stay as they are. */
+static const char *const prec_rules =
+    "defaults:\n"
+    "  category: pii\n"
+    "rules:\n"
+    "  - id: P.CARD\n"
+    "    kind: pii\n"
+    "    severity: block\n"
+    "    patterns: ['\\b\\d(?:[ -]?\\d){11,18}\\b']\n"
+    "    validator: card\n"
+    "  - id: P.IBAN\n"
+    "    kind: pii\n"
+    "    severity: block\n"
+    "    patterns: ['\\b[a-z]{2}\\d{2}(?:[ -]?[a-z0-9]){11,30}\\b']\n"
+    "    validator: iban\n"
+    "  - id: P.SSN\n"
+    "    kind: pii\n"
+    "    severity: block\n"
+    "    patterns: ['\\b\\d{3}-\\d{2}-\\d{4}\\b']\n"
+    "    validator: ssn\n"
+    "  - id: P.GROUPS\n"
+    "    kind: pii\n"
+    "    severity: warn\n"
+    "    patterns: ['\\b\\d{4} \\d{4} \\d{4}\\b', '\\b\\d{3}-\\d{2}-\\d{4}\\b']\n"
+    "  - id: P.ACCOUNT\n"
+    "    kind: pii\n"
+    "    severity: block\n"
+    "    patterns: ['\\b\\d{4} \\d{4} \\d{4} \\d{4}\\b']\n"
+    "    context: {patterns: ['\\bbank account'], before: 30, after: 0}\n"
+    "  - id: P.MAIL\n"
+    "    kind: pii\n"
+    "    severity: warn\n"
+    "    patterns: ['@[a-z0-9]+\\.[a-z]{2,6}\\b']\n"
+    "    extend_left: 'a-z0-9._\\x80-\\xff-'\n"
+    "    validator: email\n"
+    "  - id: P.REF\n"
+    "    kind: existence\n"
+    "    category: pressure\n"
+    "    severity: warn\n"
+    "    patterns: ['\\bact now\\b']\n"
+    "    unless: {patterns: ['\\bno\\b'], before: 40, sentence: true}\n"
+    "  - id: P.SLOT\n"
+    "    kind: existence\n"
+    "    category: pressure\n"
+    "    severity: warn\n"
+    "    patterns: ['\\bonly \\x1a left\\b', '\\bdear \\x1a']\n"
+    "  - id: P.WORDS\n"
+    "    kind: existence\n"
+    "    category: respect\n"
+    "    severity: warn\n"
+    "    patterns: ['\\b(?:first name|order number|stock|var|fname)\\b']\n"
+    "  - id: P.CAPS\n"
+    "    kind: occurrence\n"
+    "    measure: uppercase\n"
+    "    category: respect\n"
+    "    severity: info\n"
+    "    max: 0.5\n"
+    "    min_letters: 8\n";
 
 static char tmpdir[64];
 
@@ -140,6 +201,9 @@ static void test_validators(void **state)
     assert_false(cd_guard_ssn_ok(CD_STR("123-45-0000")));
     assert_false(cd_guard_ssn_ok(CD_STR("078-05-1120")));
     assert_false(cd_guard_ssn_ok(CD_STR("123-45-678")));
+    assert_true(cd_guard_ssn_ok(CD_STR("536.22.1234")));
+    assert_true(cd_guard_ssn_ok(CD_STR("536221234")));
+    assert_false(cd_guard_ssn_ok(CD_STR("900.22.1234")));
 }
 
 static void test_verdicts_and_json(void **state)
@@ -448,8 +512,9 @@ static void test_reload_under_load(void **state)
 static void test_alloc_torture(void **state)
 {
     struct cd_guard *g = open_test();
-    const char *text = "H\xC3\xA9llo, hurry and utilize card 4242 4242 4242 4242 or mail "
-                       "jo.smith@gmail.com, ssn 123-45-6780. Act now!";
+    const char *text = "H\xC3\xA9llo {{first_name}}, hurry and utilize card 4242 4242 4242 4242 "
+                       "or mail jo.smith@gmail.com, ssn 123-45-6780, order 4242 4242 4242 4241. "
+                       "Act now!";
     struct cd_guard_input in = {cd_str_c(text), "email", true};
     long n;
     (void)state;
@@ -572,6 +637,245 @@ static void test_shipped_packs(void **state)
     cd_guard_close(g);
 }
 
+static struct cd_guard *open_pack(const char *body)
+{
+    const char *names[] = {"pack.yaml"};
+    const char *data[] = {body};
+    size_t lens[] = {strlen(body)};
+    struct cd_guard *g = NULL;
+
+    assert_int_equal(cd_guard_open_buffers(names, data, lens, 1, &g), CD_OK);
+    return g;
+}
+
+/* A number that fails its own check is some other number: no shape-only rule reports it. */
+static void test_precedence(void **state)
+{
+    struct cd_guard *g = open_pack(prec_rules);
+    struct cd_guard_result *r;
+    (void)state;
+
+    /* A valid card: the card, not also the weaker group rule (the PII overlap rule). */
+    r = check(g, "Card 4242 4242 4242 4242 on file.", NULL);
+    assert_non_null(find_rule(r, "P.CARD"));
+    assert_null(find_rule(r, "P.GROUPS"));
+    cd_guard_result_free(r);
+    /* Luhn fails: an order number in card groups. Before the veto, P.GROUPS reported its
+     * first twelve digits. */
+    r = check(g, "Order 4242 4242 4242 4241 shipped.", NULL);
+    assert_int_equal(cd_guard_result_count(r), 0);
+    assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_ALLOW);
+    cd_guard_result_free(r);
+    /* A rule with its own context words is evidence of its own and keeps its finding. */
+    r = check(g, "Your bank account 4242 4242 4242 4241 is in credit.", NULL);
+    assert_non_null(find_rule(r, "P.ACCOUNT"));
+    assert_null(find_rule(r, "P.GROUPS"));
+    cd_guard_result_free(r);
+    /* An IBAN with wrong check digits, and an SSN the SSA never issues. */
+    r = check(g, "IBAN DE89 3704 0044 0532 0130 01, please check.", NULL);
+    assert_int_equal(cd_guard_result_count(r), 0);
+    cd_guard_result_free(r);
+    r = check(g, "Reference 000-12-3456.", NULL);
+    assert_int_equal(cd_guard_result_count(r), 0);
+    cd_guard_result_free(r);
+    r = check(g, "SSN 536-22-1234.", NULL);
+    assert_non_null(find_rule(r, "P.SSN"));
+    assert_null(find_rule(r, "P.GROUPS"));
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+}
+
+/* extend_left widens a candidate that starts at an anchor; sentence windows stop at a full
+ * stop. */
+static void test_windows_and_extend(void **state)
+{
+    struct cd_guard *g = open_pack(prec_rules);
+    struct cd_guard_result *r;
+    const struct cd_guard_finding *f;
+    const char *text = "Write to j\xC3\xBCrgen.m@beispiel.de today.";
+    (void)state;
+
+    r = check(g, text, NULL);
+    f = find_rule(r, "P.MAIL");
+    assert_non_null(f);
+    assert_int_equal(f->start, 9);
+    assert_int_equal(f->end, 9 + 21);
+    cd_guard_result_free(r);
+    r = check(g, "support@beispiel.de", NULL); /* a role mailbox, once the local part is known */
+    assert_null(find_rule(r, "P.MAIL"));
+    cd_guard_result_free(r);
+    r = check(g, "There is no rush, act now or later.", NULL); /* same sentence: suppressed */
+    assert_null(find_rule(r, "P.REF"));
+    cd_guard_result_free(r);
+    r = check(g, "There was no reply. Act now!", NULL); /* the negation is in another sentence */
+    assert_non_null(find_rule(r, "P.REF"));
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+    expect_bad("rules:\n  - id: X.EXT\n    kind: pii\n    category: c\n    severity: warn\n"
+               "    patterns: ['@x']\n    extend_left: 'a-\\xZZ'\n",
+               "pack.yaml:7", "extend_left");
+    expect_bad("rules:\n  - id: X.SEN\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    patterns: ['x']\n    unless: {patterns: ['y'], sentence: maybe}\n",
+               "pack.yaml:7", "true or false");
+}
+
+/* Template placeholders are opaque: never findings, not capitals, not words for the grade, and
+ * a finding that covers one spans the whole placeholder. */
+static void test_placeholders(void **state)
+{
+    struct cd_guard *g = open_pack(prec_rules);
+    struct cd_guard_result *r, *r2;
+    const struct cd_guard_finding *f;
+    (void)state;
+
+    r = check(g, "Hi {{first_name}}, order {{Order Number}} for [FIRST NAME] ([ORDER NUMBER]) "
+                 "is ready. %s %1$s %(name)s ${var} *|FNAME|* <<First Name>> {0} {stock} "
+                 "%%FNAME%% {% if vip %}x{% endif %} \xC2\xAB" "First Name\xC2\xBB mail "
+                 "{{email}} [[first name]]",
+              NULL);
+    if (cd_guard_result_count(r) != 0)
+        fail_msg("placeholder found by %s", cd_guard_result_finding(r, 0)->rule);
+    cd_guard_result_free(r);
+    /* Capitals inside placeholders do not shout. */
+    r = check(g, "[FIRST NAME] [LAST NAME] [ORDER ID], thanks", NULL);
+    assert_null(find_rule(r, "P.CAPS"));
+    cd_guard_result_free(r);
+    /* Not placeholders: words in brackets, percentages, the redaction tags. */
+    r = check(g, "[Only order number today] 50% stock [email]", NULL);
+    assert_non_null(find_rule(r, "P.WORDS"));
+    cd_guard_result_free(r);
+    /* Digits never hide in a placeholder. */
+    r = check(g, "card {{4242 4242 4242 4242}}", NULL);
+    assert_non_null(find_rule(r, "P.CARD"));
+    cd_guard_result_free(r);
+    /* The grade of a template is the grade of its words. */
+    r = check(g, "Hi {{customer_first_name_and_extraordinarily_long_surname}}, your parcel "
+                 "has shipped and arrives tomorrow.",
+              NULL);
+    r2 = check(g, "Hi , your parcel has shipped and arrives tomorrow.", NULL);
+    assert_true(cd_guard_result_grade(r) == cd_guard_result_grade(r2));
+    cd_guard_result_free(r);
+    cd_guard_result_free(r2);
+    /* Spans: a match that ends on a placeholder covers all of it, in bytes and UTF-16. */
+    r = check(g, "\xC3\x89t\xC3\xA9: only {{stock}} left! Dear [FIRST NAME]", NULL);
+    f = find_rule(r, "P.SLOT");
+    assert_non_null(f);
+    assert_int_equal(f->start, 7);
+    assert_int_equal(f->end, 7 + 19);
+    assert_int_equal(f->start_utf16, 5);
+    assert_int_equal(f->end_utf16, 5 + 19);
+    f = cd_guard_result_finding(r, cd_guard_result_count(r) - 1);
+    assert_string_equal(f->rule, "P.SLOT");
+    assert_int_equal(f->end, strlen("\xC3\x89t\xC3\xA9: only {{stock}} left! Dear [FIRST NAME]"));
+    cd_guard_result_free(r);
+    cd_guard_close(g);
+}
+
+/* The shipped packs on the formats and practices they are meant to catch, and on text that
+ * must pass. */
+static void test_shipped_kinds(void **state)
+{
+    static const struct {
+        const char *text, *rule;
+    } hit[] = {
+        {"Her mobile is 090-1234-5678.", "PII.PHONE"},
+        {"My cell is 09012345678.", "PII.PHONE_DIGITS"},
+        {"You can reach Mr Tanaka on +81 90-1234-5678.", "PII.PHONE"},
+        {"Emergency contact: Wei Zhang, 139 1234 5678", "PII.PHONE"},
+        {"The customer's WhatsApp is +86 139 1234 5678", "PII.PHONE"},
+        {"Owner: Eleni, tel 210 123 4567", "PII.PHONE"},
+        {"Caller ID showed 2310 123456.", "PII.PHONE"},
+        {"Please phone Yael on 02-123-4567.", "PII.PHONE"},
+        {"Her number is 03-1234567.", "PII.PHONE"},
+        {"Contact: +972 3 123 4567", "PII.PHONE"},
+        {"Mobile: 06 12 34 56 78", "PII.PHONE"},
+        {"Text me on 98765 43210.", "PII.PHONE"},
+        {"Number: +49 (0)30 12345678", "PII.PHONE"},
+        {"SSN 536221234 is on the form.", "PII.SSN_UNFORMATTED"},
+        {"Soc. Sec. #: 536.22.1234", "PII.SSN_UNFORMATTED"},
+        {"Her email is j\xC3\xBCrgen.m\xC3\xBCller@m\xC3\xBCller.de.", "PII.EMAIL"},
+        {"Reply to ivan@\xD0\xBF\xD1\x80\xD0\xB8\xD0\xBC\xD0\xB5\xD1\x80.\xD1\x80\xD1\x84", "PII.EMAIL"},
+        {"Login email: anna@xn--mnchen-3ya.de", "PII.EMAIL"},
+        {"Sent to li@xn--r8jz45g.xn--fiqs8s yesterday.", "PII.EMAIL"},
+        {"14 people are looking at this room right now.", "PRESSURE.ACTIVITY_NOTICE"},
+        {"Sarah from Leeds just bought this.", "PRESSURE.ACTIVITY_NOTICE"},
+        {"Bestseller \xE2\x80\x93 3,000 sold this week.", "PRESSURE.ACTIVITY_NOTICE"},
+        {"Trending in your area.", "PRESSURE.SOCIAL_PROOF"},
+        {"Offer ends in 14:59", "PRESSURE.VAGUE_DEADLINE"},
+        {"Sale ends tonight.", "PRESSURE.VAGUE_DEADLINE"},
+        {"Ends Sunday.", "PRESSURE.VAGUE_DEADLINE"},
+        {"Prices go up at midnight.", "PRESSURE.VAGUE_DEADLINE"},
+        {"No thanks, I'd rather pay full price", "PRESSURE.CONFIRMSHAMING"},
+        {"I don't like saving money", "PRESSURE.CONFIRMSHAMING"},
+        {"Continue without protection", "PRESSURE.CONFIRMSHAMING"},
+        {"To cancel your membership, send us a letter by post.", "PRESSURE.OBSTRUCTION"},
+        {"We've added travel insurance to your basket.", "MISLEAD.SNEAKING"},
+        {"Priority boarding (\xC2\xA3" "15) has been added to your booking.", "MISLEAD.SNEAKING"},
+        {"You must create an account to continue.", "PRESSURE.FORCED_ACTION"},
+        {"Congratulations! You've won a \xC2\xA3" "500 gift card. Reply YES to claim.",
+         "MISLEAD.FALSE_PRIZE"},
+        {"Text WIN to 87121 to claim your prize (\xC2\xA3" "1.50/msg).", "MISLEAD.CLAIM_BY_REPLY"},
+        {"Call 0906 123 4567 to collect your prize! Calls cost \xC2\xA3" "1.50/min.",
+         "MISLEAD.PREMIUM_RATE"},
+        {"Royal Mail: your parcel is on hold due to an unpaid fee of \xC2\xA3" "1.45. Pay at "
+         "bit.ly/x1y2",
+         "MISLEAD.PHISHING_PRETEXT"},
+        {"Only {{stock}} left in stock!", "PRESSURE.FALSE_SCARCITY"},
+    };
+    static const char *const pass[] = {
+        "Our sale runs until 30 November; prices are shown with all fees.",
+        "The sale ends on Sunday 30 November at 23:59.",
+        "Your one-time code expires in 10 minutes.",
+        "Call us free on 0120-123-456.",
+        "Our Tokyo line is 0570-012-345, and the UK one 0345 300 0000.",
+        "Payment reference: 0000 1234 5678 90",
+        "Mandate reference 2024 0311 5678 1234 11",
+        "The IBAN you sent, DE89 3704 0044 0532 0130 01, fails the check digits.",
+        "Your order number is 4242 4242 4242 4241.",
+        "Part no. 110.20.4455 is back in stock.",
+        "Invoice INV-482913 dated 30.11.2026, total \xE2\x82\xAC" "1.234,56.",
+        "Write to kontakt@m\xC3\xBCller.de for opening hours.",
+        "Rated 4.6 out of 5 from 2,314 reviews on Trustpilot (October 2026).",
+        "No thanks",
+        "Are you sure you want to leave this page? Unsaved changes will be lost.",
+        "Would you like to add travel insurance for \xC2\xA3" "18.40? It isn't included unless you "
+        "choose it.",
+        "You can check out as a guest or create an account \xE2\x80\x93 it's up to you.",
+        "Your parcel will arrive today between 14:00 and 15:00. Reply STOP to opt out.",
+        "You're entitled to a refund of the delivery charge.",
+        "Hi {{first_name}}, your order {{order_number}} has shipped. Call us on "
+        "{{support_phone}} or write to {{email}}.",
+    };
+    struct cd_guard *g = NULL;
+    (void)state;
+
+    if (access("rules", F_OK) != 0)
+        skip();
+    assert_int_equal(cd_guard_open("rules", &g), CD_OK);
+    for (size_t i = 0; i < sizeof hit / sizeof hit[0]; i++) {
+        struct cd_guard_result *r = check(g, hit[i].text, "sms");
+        if (find_rule(r, hit[i].rule) == NULL)
+            fail_msg("%s not found in: %s", hit[i].rule, hit[i].text);
+        cd_guard_result_free(r);
+    }
+    for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
+        struct cd_guard_result *r = check(g, pass[i], "email");
+        for (size_t k = 0; k < cd_guard_result_count(r); k++)
+            if (strcmp(cd_guard_result_finding(r, k)->category, "jargon") != 0)
+                fail_msg("%s in: %s", cd_guard_result_finding(r, k)->rule, pass[i]);
+        cd_guard_result_free(r);
+    }
+    /* A sentence boundary ends the reference-word window: the phone number after it is
+     * personal (the window used to run across "account." into the next sentence). */
+    {
+        struct cd_guard_result *r = check(g, "I've updated the delivery address on your account. "
+                                             "Text the driver on 631-957-2116.", "email");
+        assert_non_null(find_rule(r, "PII.PHONE"));
+        cd_guard_result_free(r);
+    }
+    cd_guard_close(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +889,10 @@ int main(void)
         cmocka_unit_test(test_alloc_torture),
         cmocka_unit_test(test_mask_inbound),
         cmocka_unit_test(test_shipped_packs),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_windows_and_extend),
+        cmocka_unit_test(test_placeholders),
+        cmocka_unit_test(test_shipped_kinds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
