@@ -127,6 +127,10 @@ const char *const cd__store_pg_migrations[] = {
     "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
     " OR metadata IS NOT NULL OR thread IS NOT NULL;"
     "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
+    /* 12: audit — the access log holds refused attempts (access.denied) beside the reads. */
+    "DROP INDEX audit_reads_by_customer;"
+    "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
+    " WHERE action LIKE '%.read' OR action = 'access.denied';",
 };
 
 const int cd__store_pg_migrations_count =
