@@ -14,6 +14,8 @@
 #define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
 #define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 #define SUPERVISION (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR))
+/* Legal holds: those who answer for keeping data (compliance) and those who run the teams. */
+#define HOLDERS (SUPERVISION | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 
 unsigned cd__http_fields(const struct cd_req *r)
 {
@@ -445,6 +447,9 @@ static enum cd_err h_token_revoke(struct cd_req *r)
 #define JSN CD_ROUTE_JSON
 #define IDM CD_ROUTE_IDEMPOTENT
 #define PII (CD_ROUTE_PERSONAL | CD_ROUTE_PURPOSE)
+/* A read about a customer whose answer holds no personal data: it still names a purpose, is
+ * checked against the policy and recorded on the customer's access log. */
+#define PUR CD_ROUTE_PURPOSE
 #define ECH CD_ROUTE_ECHO
 
 const struct cd_route cd__http_routes[] = {
@@ -466,6 +471,11 @@ const struct cd_route cd__http_routes[] = {
      JSN, "restrictCustomer"},
     {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline"},
     {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog"},
+    /* legal holds: handlers in h_retention.c */
+    {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds"},
+    {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold"},
+    {"POST", "/v1/customers/{id}/holds/{hold_id}/release", cd__http_hold_release, HOLDERS, JSN,
+     "releaseHold"},
     {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
@@ -481,6 +491,8 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
     {"GET", "/v1/calendars", h_calendar_list, READERS, 0, "listCalendars"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
+    /* outbox and webhooks: handlers in h_webhooks.c */
+    {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},
     /* audit ledger: handlers in h_audit.c */
     {"GET", "/v1/audit", cd__http_audit_list, OVERSIGHT, 0, "listAuditEvents"},
     {"POST", "/v1/audit/verify", cd__http_audit_verify, OVERSIGHT, 0, "verifyAudit"},
