@@ -75,6 +75,9 @@ enum cd_err cd_policy_reload(struct cd_policy *p, const char *path, bool *change
 enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum cd_purpose purpose,
                             struct cd_policy_grant *grant);
 
+/* One category's bit (CD_FIELDS_*) from its name ("reference", "contact", "profile",
+ * "conversation", "coarse"); false if unknown. */
+bool cd_policy_category_parse(struct cd_str s, unsigned *bit);
 /* "reference,contact,..." for a set of categories; a static string. */
 const char *cd_policy_categories(unsigned fields);
 
