@@ -29,7 +29,12 @@ struct claim_ctx {
     size_t max;
     struct cd__claim *v;
     size_t n;
+    const struct cd__outcome *done; /* recorded first, in the same transaction */
+    size_t ndone;
 };
+
+static enum cd_err record_outcomes(struct cd_tx *tx, const struct cd__outcome *v, size_t n,
+                                   int64_t now);
 
 static void text_col(struct cd_val v, char *out, size_t n)
 {
@@ -92,7 +97,10 @@ static enum cd_err claim_fn(struct cd_tx *tx, void *ctx)
     for (size_t i = 0; i < cc->n; i++)
         cd__outbox_claim_clear(&cc->v[i]);
     cc->n = 0;
-    if ((err = cd_tx_exec(tx, DUE_SQL, p, 2, claim_row, cc, NULL)) != CD_OK)
+    /* The outcomes first: a customer's next event is due in this same claim once the one
+     * before it was delivered. */
+    if ((err = record_outcomes(tx, cc->done, cc->ndone, cc->now)) != CD_OK ||
+        (err = cd_tx_exec(tx, DUE_SQL, p, 2, claim_row, cc, NULL)) != CD_OK)
         return err;
     for (size_t i = 0; i < cc->n; i++) {
         struct cd_val u[] = {CD_VINT(cc->v[i].seq), CD_VINT(cc->now), CD_VINT(cc->lease_until)};
@@ -136,16 +144,20 @@ static enum cd_err due_fn(struct cd_tx *tx, void *ctx)
     return cd_tx_exec(tx, DUE_SQL, p, 2, due_row, any, NULL);
 }
 
-enum cd_err cd__outbox_claim(struct cd_outbox *ob, int64_t lease_ms, size_t max,
-                             struct cd__claim **out, size_t *n)
+enum cd_err cd__outbox_record_claim(struct cd_outbox *ob, const struct cd__outcome *done,
+                                    size_t ndone, bool *recorded, int64_t lease_ms, size_t max,
+                                    struct cd__claim **out, size_t *n)
 {
-    struct claim_ctx cc = {cd_now_ms(), 0, max, NULL, 0};
+    struct claim_ctx cc = {cd_now_ms(), 0, max, NULL, 0, done, ndone};
     bool any = false;
     enum cd_err err;
 
     *out = NULL;
     *n = 0;
-    /* A read first: an idle queue costs no write transaction (and no fsync). */
+    if (recorded)
+        *recorded = false;
+    /* A read first: an idle queue costs no write transaction (and no fsync); the outcomes are
+     * then the caller's to record. */
     if ((err = cd_store_read(ob->store, due_fn, &any)) != CD_OK || !any)
         return err;
     if ((cc.v = cd_calloc(max, sizeof *cc.v)) == NULL)
@@ -157,7 +169,15 @@ enum cd_err cd__outbox_claim(struct cd_outbox *ob, int64_t lease_ms, size_t max,
     }
     *out = cc.v;
     *n = cc.n;
+    if (recorded)
+        *recorded = true;
     return CD_OK;
+}
+
+enum cd_err cd__outbox_claim(struct cd_outbox *ob, int64_t lease_ms, size_t max,
+                             struct cd__claim **out, size_t *n)
+{
+    return cd__outbox_record_claim(ob, NULL, 0, NULL, lease_ms, max, out, n);
 }
 
 /* ---- outcomes ---- */
@@ -206,14 +226,21 @@ static enum cd_err record_one(struct cd_tx *tx, const struct cd__outcome *o, int
     return err;
 }
 
+static enum cd_err record_outcomes(struct cd_tx *tx, const struct cd__outcome *v, size_t n,
+                                   int64_t now)
+{
+    enum cd_err err = CD_OK;
+
+    for (size_t i = 0; i < n && err == CD_OK; i++)
+        err = record_one(tx, &v[i], now);
+    return err;
+}
+
 static enum cd_err record_fn(struct cd_tx *tx, void *ctx)
 {
     struct record_ctx *r = ctx;
-    enum cd_err err = CD_OK;
 
-    for (size_t i = 0; i < r->n && err == CD_OK; i++)
-        err = record_one(tx, &r->v[i], r->now);
-    return err;
+    return record_outcomes(tx, r->v, r->n, r->now);
 }
 
 enum cd_err cd__outbox_record(struct cd_outbox *ob, const struct cd__outcome *v, size_t n)
@@ -255,22 +282,6 @@ enum cd_err cd__outbox_queue_sizes(struct cd_outbox *ob, int64_t *pending, int64
     "d.seq, d.id, e.id, e.type, d.subscription_id, d.customer_id, d.status, d.attempts,"        \
     " d.created_at, d.next_at, d.finished_at, d.last_status, d.last_error"
 
-static enum cd_err set_time(json_t *o, const char *key, struct cd_val v)
-{
-    char ts[CD_TIME_STRLEN];
-
-    if (v.type == CD_VAL_NULL)
-        return cd_json_set_new(o, key, json_null());
-    cd_time_format(v.i, ts);
-    return cd_json_set_new(o, key, json_string(ts));
-}
-
-static enum cd_err set_text(json_t *o, const char *key, struct cd_val v)
-{
-    return v.type == CD_VAL_NULL ? cd_json_set_new(o, key, json_null())
-                                 : cd_json_set_strn(o, key, v.p, v.len);
-}
-
 struct list_ctx {
     json_t *items;
     int64_t last_seq, prev_seq; /* the seq of the last row read, and of the one before it */
@@ -284,19 +295,20 @@ static enum cd_err dlv_json(const struct cd_val *c, json_t **out)
 
     if (o == NULL)
         return CD_ERR_NOMEM;
-    if ((err = set_text(o, "id", c[1])) != CD_OK || (err = set_text(o, "event_id", c[2])) != CD_OK ||
-        (err = set_text(o, "event_type", c[3])) != CD_OK ||
-        (err = set_text(o, "subscription_id", c[4])) != CD_OK ||
-        (err = set_text(o, "customer_id", c[5])) != CD_OK ||
-        (err = set_text(o, "status", c[6])) != CD_OK ||
+    if ((err = cd_val_json_text(o, "id", c[1])) != CD_OK ||
+        (err = cd_val_json_text(o, "event_id", c[2])) != CD_OK ||
+        (err = cd_val_json_text(o, "event_type", c[3])) != CD_OK ||
+        (err = cd_val_json_text(o, "subscription_id", c[4])) != CD_OK ||
+        (err = cd_val_json_text(o, "customer_id", c[5])) != CD_OK ||
+        (err = cd_val_json_text(o, "status", c[6])) != CD_OK ||
         (err = cd_json_set_new(o, "attempts", json_integer(c[7].i))) != CD_OK ||
-        (err = set_time(o, "created_at", c[8])) != CD_OK ||
-        (err = set_time(o, "next_attempt_at", pending ? c[9] : CD_VNULL)) != CD_OK ||
-        (err = set_time(o, "finished_at", c[10])) != CD_OK ||
+        (err = cd_val_json_time(o, "created_at", c[8])) != CD_OK ||
+        (err = cd_val_json_time(o, "next_attempt_at", pending ? c[9] : CD_VNULL)) != CD_OK ||
+        (err = cd_val_json_time(o, "finished_at", c[10])) != CD_OK ||
         (err = cd_json_set_new(o, "last_status", c[11].type == CD_VAL_NULL
                                                      ? json_null()
                                                      : json_integer(c[11].i))) != CD_OK ||
-        (err = set_text(o, "last_error", c[12])) != CD_OK) {
+        (err = cd_val_json_text(o, "last_error", c[12])) != CD_OK) {
         json_decref(o);
         return err;
     }

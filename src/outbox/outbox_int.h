@@ -83,6 +83,14 @@ struct cd__claim {
 enum cd_err cd__outbox_claim(struct cd_outbox *ob, int64_t lease_ms, size_t max,
                              struct cd__claim **out, size_t *n);
 void cd__outbox_claims_free(struct cd__claim *v, size_t n);
+/* Records the outcomes done[0..ndone) (struct cd__outcome, below) and claims as
+ * cd__outbox_claim does, in one write: one commit (one fsync) per round of the worker instead
+ * of two. *recorded (may be NULL) is true when the outcomes were written; when nothing was due
+ * no write is made and they are still the caller's to record. */
+struct cd__outcome;
+enum cd_err cd__outbox_record_claim(struct cd_outbox *ob, const struct cd__outcome *done,
+                                    size_t ndone, bool *recorded, int64_t lease_ms, size_t max,
+                                    struct cd__claim **out, size_t *n);
 /* Frees what one claim holds (not the claim itself). */
 void cd__outbox_claim_clear(struct cd__claim *k);
 

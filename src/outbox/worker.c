@@ -1,6 +1,7 @@
 /* The delivery worker: one thread (cd-webhooks) that claims due deliveries, sends each as a
  * signed HTTP POST with libcurl's multi interface (up to `concurrency` at once, so one slow
- * receiver holds one slot, not the queue), and records the outcomes in one write per round.
+ * receiver holds one slot, not the queue), and records the outcomes of a round in the same
+ * write as the next claim.
  * Claims are durable and leased (deliveries.c): whatever happens to this thread or process, a
  * delivery not recorded as done is sent again — at least once. */
 #include <curl/curl.h>
@@ -288,19 +289,26 @@ static void count(struct cd__worker *w, const struct cd__outcome *o, size_t n,
 
 /* ---- the loop ---- */
 
-/* Claims what fits in the free slots and starts it; returns how many were claimed. A claim
- * that cannot be prepared is settled at once, as a failed attempt. */
+/* Records the outcomes out[0..*nout) and claims what fits in the free slots, in one write, and
+ * starts what it claimed; returns how many were claimed. Outcomes recorded are counted and
+ * taken off out; a claim that cannot be prepared is added to out, as a failed attempt. */
 static size_t fill(struct cd__worker *w, struct cd__outcome *out, int64_t *created, size_t *nout)
 {
     size_t free_slots = w->cfg.concurrency - w->busy, n = 0;
     struct cd__claim *v = NULL;
-    enum cd_err err = cd__outbox_claim(w->ob, (int64_t)w->cfg.timeout_ms +
+    bool recorded = false;
+    enum cd_err err = cd__outbox_record_claim(w->ob, out, *nout, &recorded,
+                                              (int64_t)w->cfg.timeout_ms +
                                                   CD__OUTBOX_LEASE_MARGIN_MS,
-                                       free_slots, &v, &n);
+                                              free_slots, &v, &n);
 
     if (err != CD_OK) {
         cd_log(CD_LOG_WARN, "webhook.claim_failed", "\"error\":\"%s\"", cd_err_name(err));
         return 0;
+    }
+    if (recorded) {
+        count(w, out, *nout, created);
+        *nout = 0;
     }
     for (size_t i = 0; i < n; i++) {
         struct inflight *f = cd_calloc(1, sizeof *f);
@@ -371,6 +379,23 @@ static void gauges(struct cd__worker *w)
     }
 }
 
+/* Records outcomes in a write of their own (when no claim could carry them). */
+static void record(struct cd__worker *w, struct cd__outcome *out, int64_t *created, size_t *nout,
+                   int64_t *next_look, int64_t now)
+{
+    enum cd_err err = cd__outbox_record(w->ob, out, *nout);
+
+    if (err == CD_OK) {
+        count(w, out, *nout, created);
+        /* A customer's next event may be due now that this one is settled. */
+        *next_look = now;
+    } else { /* the leases bring them back: at least once, never lost */
+        cd_log(CD_LOG_WARN, "webhook.record_failed", "\"error\":\"%s\",\"n\":%zu",
+               cd_err_name(err), *nout);
+    }
+    *nout = 0;
+}
+
 static void *run(void *arg)
 {
     struct cd__worker *w = arg;
@@ -380,44 +405,54 @@ static void *run(void *arg)
     int64_t next_look = 0, burst_until = 0, next_gauge = 0;
     int64_t idle = w->cfg.backoff_base_ms < IDLE_POLL_MAX_MS ? w->cfg.backoff_base_ms
                                                              : IDLE_POLL_MAX_MS;
+    /* Outcomes not yet recorded: each frees a slot, so with the transfers in flight they never
+     * number more than concurrency before a round, nor more than twice that within one. */
+    size_t nout = 0;
 
     pthread_setname_np(pthread_self(), "cd-webhooks");
     if (idle < BURST_POLL_MS)
         idle = BURST_POLL_MS;
     while (out && created && !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
         int64_t now = cd_now_ms();
-        size_t nout = 0;
         int running = 0;
 
         if (__atomic_exchange_n(&w->woken, 0, __ATOMIC_ACQ_REL))
             burst_until = now + BURST_MS;
+        curl_multi_perform(w->multi, &running);
+        harvest(w, out, created, &nout);
         if (w->busy < w->cfg.concurrency && now >= next_look) {
             size_t free_slots = w->cfg.concurrency - w->busy;
             size_t n = fill(w, out, created, &nout);
             next_look = n == free_slots ? now : now + (now < burst_until ? BURST_POLL_MS : idle);
-        }
-        curl_multi_perform(w->multi, &running);
-        harvest(w, out, created, &nout);
-        if (nout) {
-            enum cd_err err = cd__outbox_record(w->ob, out, nout);
-            if (err == CD_OK)
-                count(w, out, nout, created);
-            else /* the leases bring them back: at least once, never lost */
-                cd_log(CD_LOG_WARN, "webhook.record_failed", "\"error\":\"%s\",\"n\":%zu",
-                       cd_err_name(err), nout);
+            if (n) {
+                /* On loopback a transfer can end within the call that starts it. What ended
+                 * is recorded by the next round's claim, which comes at once. */
+                curl_multi_perform(w->multi, &running);
+                harvest(w, out, created, &nout);
+                if (nout)
+                    next_look = now;
+            } else if (nout) {
+                record(w, out, created, &nout, &next_look, now);
+            }
+        } else if (nout) {
+            record(w, out, created, &nout, &next_look, now);
         }
         if (now >= next_gauge) {
             gauges(w);
             next_gauge = now + GAUGE_MS;
         }
         int64_t wait = next_look - cd_now_ms();
-        if (w->busy >= w->cfg.concurrency || wait > IDLE_POLL_MAX_MS)
+        if (nout)
+            wait = 0;
+        else if (w->busy >= w->cfg.concurrency || wait > IDLE_POLL_MAX_MS)
             wait = IDLE_POLL_MAX_MS;
         if (wait > 0)
             curl_multi_poll(w->multi, NULL, 0, (int)wait, NULL);
         if (__atomic_load_n(&w->woken, __ATOMIC_ACQUIRE))
             next_look = 0;
     }
+    if (nout)
+        record(w, out, created, &nout, &next_look, cd_now_ms());
     cd_free(out);
     cd_free(created);
     return NULL;

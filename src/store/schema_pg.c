@@ -177,6 +177,11 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,"
     "  dry_run BIGINT NOT NULL, started_by " T " NOT NULL, counts " T " NOT NULL,"
     "  audit_seq BIGINT);",
+    /* 13: outbox — the due deliveries are found by (status, next_at): with the partial index
+     * on next_at alone the planner preferred (status, finished_at) and sorted every pending
+     * row on each claim, so a long queue made each claim slower. */
+    "DROP INDEX webhook_deliveries_due;"
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);",
 };
 
 const int cd__store_pg_migrations_count =

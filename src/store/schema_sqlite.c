@@ -198,6 +198,11 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
     "  dry_run INTEGER NOT NULL, started_by TEXT NOT NULL, counts TEXT NOT NULL,"
     "  audit_seq INTEGER);",
+    /* 13: outbox — the due deliveries are found by (status, next_at): with the partial index
+     * on next_at alone the planner preferred (status, finished_at) and sorted every pending
+     * row on each claim, so a long queue made each claim slower. */
+    "DROP INDEX webhook_deliveries_due;"
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);",
 };
 
 const int cd__store_sqlite_migrations_count =
