@@ -141,22 +141,6 @@ out:
     "r.id, r.name, r.kind, r.subscription_id, r.contact, r.purposes, r.categories, r.scope,"    \
     " r.created_at, r.removed_at"
 
-static enum cd_err set_time(json_t *o, const char *key, struct cd_val v)
-{
-    char ts[CD_TIME_STRLEN];
-
-    if (v.type == CD_VAL_NULL)
-        return cd_json_set_new(o, key, json_null());
-    cd_time_format(v.i, ts);
-    return cd_json_set_new(o, key, json_string(ts));
-}
-
-static enum cd_err set_text(json_t *o, const char *key, struct cd_val v)
-{
-    return v.type == CD_VAL_NULL ? cd_json_set_new(o, key, json_null())
-                                 : cd_json_set_strn(o, key, v.p, v.len);
-}
-
 static enum cd_err set_json(json_t *o, const char *key, struct cd_val v)
 {
     json_t *j = NULL;
@@ -172,15 +156,16 @@ static enum cd_err rcp_row(void *ctx, const struct cd_val *c, size_t n)
 
     (void)n;
     if (err == CD_OK &&
-        ((err = set_text(o, "id", c[0])) != CD_OK || (err = set_text(o, "name", c[1])) != CD_OK ||
-         (err = set_text(o, "kind", c[2])) != CD_OK ||
-         (err = set_text(o, "subscription_id", c[3])) != CD_OK ||
-         (err = set_text(o, "contact", c[4])) != CD_OK ||
+        ((err = cd_val_json_text(o, "id", c[0])) != CD_OK ||
+         (err = cd_val_json_text(o, "name", c[1])) != CD_OK ||
+         (err = cd_val_json_text(o, "kind", c[2])) != CD_OK ||
+         (err = cd_val_json_text(o, "subscription_id", c[3])) != CD_OK ||
+         (err = cd_val_json_text(o, "contact", c[4])) != CD_OK ||
          (err = set_json(o, "purposes", c[5])) != CD_OK ||
          (err = set_json(o, "categories", c[6])) != CD_OK ||
-         (err = set_text(o, "scope", c[7])) != CD_OK ||
-         (err = set_time(o, "created_at", c[8])) != CD_OK ||
-         (err = set_time(o, "removed_at", c[9])) != CD_OK ||
+         (err = cd_val_json_text(o, "scope", c[7])) != CD_OK ||
+         (err = cd_val_json_time(o, "created_at", c[8])) != CD_OK ||
+         (err = cd_val_json_time(o, "removed_at", c[9])) != CD_OK ||
          json_array_append(ctx, o) != 0))
         err = err != CD_OK ? err : CD_ERR_NOMEM;
     json_decref(o);
@@ -553,11 +538,11 @@ static enum cd_err notice_row(void *ctx, const struct cd_val *c, size_t n)
 
     (void)n;
     for (size_t i = 0; err == CD_OK && i < sizeof keys / sizeof keys[0]; i++)
-        err = set_text(o, keys[i], c[i]);
-    if (err == CD_OK && ((err = set_time(o, "created_at", c[11])) != CD_OK ||
-                         (err = set_time(o, "told_at", c[12])) != CD_OK ||
-                         (err = set_text(o, "told_by", c[13])) != CD_OK ||
-                         (err = set_text(o, "note", c[14])) != CD_OK))
+        err = cd_val_json_text(o, keys[i], c[i]);
+    if (err == CD_OK && ((err = cd_val_json_time(o, "created_at", c[11])) != CD_OK ||
+                         (err = cd_val_json_time(o, "told_at", c[12])) != CD_OK ||
+                         (err = cd_val_json_text(o, "told_by", c[13])) != CD_OK ||
+                         (err = cd_val_json_text(o, "note", c[14])) != CD_OK))
         goto out;
     if (err == CD_OK && json_array_append(ctx, o) != 0)
         err = CD_ERR_NOMEM;

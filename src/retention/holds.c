@@ -25,44 +25,27 @@ bool cd_retention_hold_basis_valid(struct cd_str basis)
     "id, customer_id, reason, legal_basis, created_at, created_by, expires_at, released_at,"   \
     " released_by, release_reason"
 
-static enum cd_err set_time(json_t *o, const char *key, struct cd_val v)
-{
-    char ts[CD_TIME_STRLEN];
-
-    if (v.type == CD_VAL_NULL)
-        return cd_json_set_new(o, key, json_null());
-    cd_time_format(v.i, ts);
-    return cd_json_set_new(o, key, json_string(ts));
-}
-
-static enum cd_err set_text(json_t *o, const char *key, struct cd_val v)
-{
-    if (v.type == CD_VAL_NULL)
-        return cd_json_set_new(o, key, json_null());
-    return cd_json_set_strn(o, key, v.p, v.len);
-}
-
 /* One legal_holds row (HOLD_COLS) as the API shows it, with its status at now. */
 static enum cd_err hold_json(const struct cd_val *c, int64_t now, json_t **out)
 {
     json_t *o = json_object();
-    const char *status = c[7].type != CD_VAL_NULL                        ? "released"
+    const char *status = c[7].type != CD_VAL_NULL                    ? "released"
                          : c[6].type != CD_VAL_NULL && c[6].i <= now ? "expired"
-                                                                       : "active";
+                                                                     : "active";
     enum cd_err err = o ? CD_OK : CD_ERR_NOMEM;
 
     if (err == CD_OK &&
-        ((err = set_text(o, "id", c[0])) != CD_OK ||
-         (err = set_text(o, "customer_id", c[1])) != CD_OK ||
-         (err = set_text(o, "reason", c[2])) != CD_OK ||
-         (err = set_text(o, "legal_basis", c[3])) != CD_OK ||
+        ((err = cd_val_json_text(o, "id", c[0])) != CD_OK ||
+         (err = cd_val_json_text(o, "customer_id", c[1])) != CD_OK ||
+         (err = cd_val_json_text(o, "reason", c[2])) != CD_OK ||
+         (err = cd_val_json_text(o, "legal_basis", c[3])) != CD_OK ||
          (err = cd_json_set_new(o, "status", json_string(status))) != CD_OK ||
-         (err = set_time(o, "created_at", c[4])) != CD_OK ||
-         (err = set_text(o, "created_by", c[5])) != CD_OK ||
-         (err = set_time(o, "expires_at", c[6])) != CD_OK ||
-         (err = set_time(o, "released_at", c[7])) != CD_OK ||
-         (err = set_text(o, "released_by", c[8])) != CD_OK ||
-         (err = set_text(o, "release_reason", c[9])) != CD_OK)) {
+         (err = cd_val_json_time(o, "created_at", c[4])) != CD_OK ||
+         (err = cd_val_json_text(o, "created_by", c[5])) != CD_OK ||
+         (err = cd_val_json_time(o, "expires_at", c[6])) != CD_OK ||
+         (err = cd_val_json_time(o, "released_at", c[7])) != CD_OK ||
+         (err = cd_val_json_text(o, "released_by", c[8])) != CD_OK ||
+         (err = cd_val_json_text(o, "release_reason", c[9])) != CD_OK)) {
         json_decref(o);
         return err;
     }
