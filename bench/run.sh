@@ -16,7 +16,8 @@
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
 #      summary).
-#   7. Webhooks: bench_webhooks (on CPU 1), deliveries per second through the outbox's worker
+#   (7 in docs/benchmarks.md is a count of instructions made by hand, not part of this run.)
+#   8. Webhooks: bench_webhooks (on CPU 1), deliveries per second through the outbox's worker
 #      against a local receiver, and a plain libcurl client against the same receiver.
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
 # Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
@@ -419,18 +420,18 @@ for b in "bench_ingest_overhead $AUDIT_ROWS $AUDIT_RUNS 64 $TMP" "bench_audit_ve
 done
 # ---- end of 6 ------------------------------------------------------------------------------
 
-# ---- 7. webhooks ----------------------------------------------------------------------------
+# ---- 8. webhooks ----------------------------------------------------------------------------
 # Owned by the outbox; self-contained. One process on CPU 1: a libmicrohttpd receiver answering
 # 204, the outbox's delivery worker draining events queued beforehand (each claim and outcome a
 # durable write), and as the baseline a plain libcurl client posting bodies of the same size to
 # the same receiver with as many in flight. Medians of 3 runs, each on a fresh database.
 say ""
-say "== 7. webhook deliveries vs a plain HTTP client, against a local receiver (CPU 1)"
+say "== 8. webhook deliveries vs a plain HTTP client, against a local receiver (CPU 1)"
 HOOK_EVENTS=20000
 if [ "${BENCH_QUICK:-0}" = 1 ]; then HOOK_EVENTS=5000; fi
 settle
-SEC=7 PIN_RUN="$PIN_GEN" other bench_webhooks "$HOOK_EVENTS" 8 3 "$TMP"
-# ---- end of 7 ------------------------------------------------------------------------------
+SEC=8 PIN_RUN="$PIN_GEN" other bench_webhooks "$HOOK_EVENTS" 8 3 "$TMP"
+# ---- end of 8 ------------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""

@@ -66,7 +66,7 @@ static enum cd_err add_personal(struct cd_outbox *ob, const struct cd_outbox_wor
                                 json_t *data, json_t **withheld)
 {
     enum cd_purpose purpose;
-    struct cd_policy_grant g = {CD_FIELDS_REFERENCE, true, false};
+    struct cd_policy_grant g = {CD_FIELDS_REFERENCE, false};
     unsigned cats;
     json_t *personal = NULL;
     enum cd_err err = CD_OK;

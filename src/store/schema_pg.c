@@ -177,7 +177,11 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,"
     "  dry_run BIGINT NOT NULL, started_by " T " NOT NULL, counts " T " NOT NULL,"
     "  audit_seq BIGINT);",
-    /* 13: outbox — the due deliveries are found by (status, next_at): with the partial index
+    /* 13: audit — the access log holds refused attempts (access.denied) beside the reads. */
+    "DROP INDEX audit_reads_by_customer;"
+    "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
+    " WHERE action LIKE '%.read' OR action = 'access.denied';",
+    /* 14: outbox — the due deliveries are found by (status, next_at): with the partial index
      * on next_at alone the planner preferred (status, finished_at) and sorted every pending
      * row on each claim, so a long queue made each claim slower. */
     "DROP INDEX webhook_deliveries_due;"
