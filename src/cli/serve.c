@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
 #include "cli_int.h"
@@ -92,12 +93,19 @@ static enum cd_err open_calendars(struct serve *sv)
     return CD_OK;
 }
 
-/* The retention rules of RULES/retention/rules.yaml, checked whole before anything is served. */
+/* The retention rules of RULES/retention/rules.yaml, checked whole before anything is served.
+ * A rules directory without the file serves with no retention (a warning says so, nothing is
+ * scheduled and the retention routes answer 503); a file with a mistake stops the server. */
 static enum cd_err open_retention(struct serve *sv)
 {
     char path[CD__CLI_PATH_MAX + 32];
 
     snprintf(path, sizeof path, "%s/retention/rules.yaml", sv->rules);
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        cd_log(CD_LOG_WARN, "retention.no_rules",
+               "\"detail\":\"no retention/rules.yaml in the rules directory: nothing expires\"");
+        return CD_OK;
+    }
     return cd_retention_rules_load(path, &sv->retention);
 }
 
@@ -121,7 +129,7 @@ static enum cd_err start_background(struct serve *sv)
             return err;
         sv->webhooks_started = true;
     }
-    if (sv->retention_every) {
+    if (sv->retention_every && sv->retention) {
         /* The first run comes soon after start (at most five minutes), then every interval. */
         unsigned first = sv->retention_every < 300 ? (unsigned)sv->retention_every : 300;
         if ((err = cd_retention_schedule_start(sv->env.core, sv->retention,

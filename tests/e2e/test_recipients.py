@@ -93,9 +93,12 @@ def test_restriction_and_rectification_are_told(srv):
     assert_problem(srv.req("POST", "/v1/recipient-notices/rnt_00000000000000000000000000/"
                                    "confirm", {}), 404, "not-found")
     # A change of the locale (coarse) concerns neither recipient; one of the name, both.
-    st, _, _ = srv.req("PATCH", f"/v1/customers/{cid}", {"locale": "pt-PT"})
+    st, _, b = srv.req("PATCH", f"/v1/customers/{cid}", {"locale": "pt-PT"}, purpose="service")
+    assert st == 200, b
     assert len(notices(srv, cid)) == 2
-    st, _, _ = srv.req("PATCH", f"/v1/customers/{cid}", {"display_name": "Ana S."})
+    st, _, b = srv.req("PATCH", f"/v1/customers/{cid}", {"display_name": "Ana S."},
+                       purpose="service")
+    assert st == 200, b
     rect = [x for x in notices(srv, cid) if x["event_type"] == "customer.rectified"]
     assert {x["kind"] for x in rect} == {"webhook", "processor"}
     # The listing is a read about the customer: recorded, and refused without a purpose.
