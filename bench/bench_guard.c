@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         findings = 0;
         for (size_t i = 0; i < c.n; i++) {
             struct cd_guard_result *res = NULL;
-            struct cd_guard_input in = {{c.buf + c.off[i], c.len[i]}, "email", true};
+            struct cd_guard_input in = {{c.buf + c.off[i], c.len[i]}, "email", true, NULL};
             if (cd_guard_check(g, &in, &res) != CD_OK) {
                 fprintf(stderr, "bench_guard: check failed: %s\n", cd_err_detail());
                 return 1;
@@ -172,7 +172,7 @@ int main(int argc, char **argv)
         return 2;
     for (size_t i = 0; i < small.n; i++) {
         struct cd_guard_result *res = NULL;
-        struct cd_guard_input in = {{small.buf + small.off[i], small.len[i]}, "chat", true};
+        struct cd_guard_input in = {{small.buf + small.off[i], small.len[i]}, "chat", true, NULL};
         uint64_t t0 = cd_mono_ns();
         cd_guard_check(g, &in, &res);
         lat[i] = cd_mono_ns() - t0;

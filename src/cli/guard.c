@@ -5,6 +5,7 @@
 #include <string.h>
 #include "cli_int.h"
 #include "guard/guard.h"
+#include "policy/policy.h"
 
 /* Its own exit codes: 0, 1 and 2 are the verdicts, so scripts can branch on them. */
 enum { EXIT_USAGE = 3, EXIT_INPUT = 4 };
@@ -80,6 +81,8 @@ int cd_cli_guard(int argc, char **argv)
         {"--format", "FMT", "text or json", "text", NULL},
         {"--channel", "NAME", "channel the message goes out on (email, sms, chat, ...)", NULL,
          NULL},
+        {"--purpose", "NAME", "what the message is sent for (service, marketing, ...): the packs' "
+                              "policy decides severities by it", NULL, NULL},
         {"--inbound", NULL, "check a message received from a customer instead of one to send",
          NULL, NULL},
         {NULL, NULL, NULL, NULL, NULL},
@@ -112,7 +115,13 @@ int cd_cli_guard(int argc, char **argv)
     }
     const char *file = pos[0], *format = cd_cli_get(opts, "--format");
     const char *channel = cd_cli_get(opts, "--channel");
+    const char *purpose = cd_cli_get(opts, "--purpose");
     bool outbound = cd_cli_get(opts, "--inbound") == NULL;
+    enum cd_purpose pu;
+    if (purpose && !cd_purpose_parse(cd_str_c(purpose), &pu)) {
+        fprintf(stderr, "candor guard: --purpose must be one of: %s\n", cd_purpose_list());
+        return EXIT_USAGE;
+    }
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
         fprintf(stderr, "candor guard: --format must be text or json\n");
         return EXIT_USAGE;
@@ -141,7 +150,7 @@ int cd_cli_guard(int argc, char **argv)
                                                                          : cd_err_name(err));
         goto out;
     }
-    struct cd_guard_input in = {{text, len}, channel, outbound};
+    struct cd_guard_input in = {{text, len}, channel, outbound, purpose};
     if ((err = cd_guard_check(g, &in, &r)) != CD_OK) {
         fprintf(stderr, "candor guard: %s: %s%s%s\n", file, cd_err_name(err),
                 cd_err_detail()[0] ? ": " : "", cd_err_detail());

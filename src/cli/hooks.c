@@ -24,9 +24,11 @@ static enum cd_err record_block(struct cd__cli_hooks *h, const struct cd_actor *
 
 static enum cd_err guard_outbound(struct cd__cli_hooks *h, const struct cd_actor *a,
                                   const char *customer_id, const char *channel,
-                                  struct cd_str body, bool override, json_t **annotation)
+                                  const char *purpose, struct cd_str body, bool override,
+                                  json_t **annotation)
 {
-    struct cd_guard_input in = {body, channel, true};
+    /* The declared purpose weighs the findings: pressure in a marketing message blocks. */
+    struct cd_guard_input in = {body, channel, true, purpose};
     struct cd_guard_result *res = NULL;
     enum cd_guard_verdict v;
     enum cd_err err;
@@ -78,7 +80,7 @@ static enum cd_err outbound_check(void *ctx, const struct cd_actor *a, const cha
                                    override, annotation)) != CD_OK)
         return err;
     if (h->guard)
-        return guard_outbound(h, a, customer_id, channel, body, override, annotation);
+        return guard_outbound(h, a, customer_id, channel, purpose, body, override, annotation);
     return CD_OK;
 }
 

@@ -419,6 +419,193 @@ static enum cd_err parse_channels(struct ld *l, const yaml_node_t *n, struct cd_
     return CD_OK;
 }
 
+/* A lower-case name such as a purpose or channel ("marketing", "sms"). */
+static bool name_ok(const char *s)
+{
+    if (*s < 'a' || *s > 'z' || strlen(s) > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+static enum cd_err name_list(struct ld *l, const yaml_node_t *n, const char *what,
+                             const char ***out, size_t *cnt)
+{
+    enum cd_err err = string_list(l, n, out, cnt);
+
+    for (size_t i = 0; err == CD_OK && i < *cnt; i++)
+        if (!name_ok((*out)[i])) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s must be lower-case names (a-z, 0-9, _)", what);
+            err = fail(l, n, msg);
+        }
+    return err;
+}
+
+/* One policy entry: {purpose, channel, direction, severity}, and with sel (at the top of a
+ * pack) the selectors rules and categories, of which at least one is required. */
+static enum cd_err parse_pol(struct ld *l, const yaml_node_t *n, struct cd__guard_pol *p,
+                             struct cd__guard_setpol *sel)
+{
+    enum cd_err err = CD_OK;
+    bool has_sev = false;
+
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return fail(l, n, "a policy entry is a mapping (purpose, channel, direction, severity)");
+    for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
+        yaml_node_t *k = node(l, q->key), *v = node(l, q->value);
+        if (cd_yaml_scalar_is(k, "purpose"))
+            err = name_list(l, v, "purpose", &p->purposes, &p->npurposes);
+        else if (cd_yaml_scalar_is(k, "channel"))
+            err = name_list(l, v, "channel", &p->channels, &p->nchannels);
+        else if (cd_yaml_scalar_is(k, "direction")) {
+            if (cd_yaml_scalar_is(v, "outbound"))
+                p->dir = CD__GUARD_OUT;
+            else if (cd_yaml_scalar_is(v, "inbound"))
+                p->dir = CD__GUARD_IN;
+            else
+                err = fail(l, v, "direction must be inbound or outbound");
+        } else if (cd_yaml_scalar_is(k, "severity")) {
+            err = parse_severity(l, v, &p->severity);
+            has_sev = true;
+        } else if (sel && cd_yaml_scalar_is(k, "rules"))
+            err = string_list(l, v, &sel->rules, &sel->nrules);
+        else if (sel && cd_yaml_scalar_is(k, "categories"))
+            err = string_list(l, v, &sel->categories, &sel->ncategories);
+        else
+            err = fail(l, k, sel ? "unknown key in policy (rules, categories, purpose, channel, "
+                                   "direction, severity)"
+                                 : "unknown key in policy (purpose, channel, direction, "
+                                   "severity)");
+        if (err != CD_OK)
+            return err;
+    }
+    if (!has_sev)
+        return fail(l, n, "a policy entry needs a severity (info, warn or block)");
+    if (sel && sel->nrules == 0 && sel->ncategories == 0)
+        return fail(l, n, "a pack's policy entry names the rules or categories it applies to");
+    return CD_OK;
+}
+
+/* A rule's "policy": a list of entries into r->pol. */
+static enum cd_err parse_rule_pol(struct ld *l, const yaml_node_t *n, struct cd__guard_rule *r)
+{
+    size_t cnt;
+    enum cd_err err;
+
+    if (!n || n->type != YAML_SEQUENCE_NODE)
+        return fail(l, n, "policy must be a list of entries");
+    cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if ((r->pol = cd_arena_alloc(&l->set->arena, (cnt ? cnt : 1) * sizeof *r->pol)) == NULL)
+        return CD_ERR_NOMEM;
+    memset(r->pol, 0, (cnt ? cnt : 1) * sizeof *r->pol);
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++)
+        if ((err = parse_pol(l, node(l, *it), &r->pol[r->npol++], NULL)) != CD_OK)
+            return err;
+    return CD_OK;
+}
+
+/* A pack's top-level "policy": entries kept in the set until every pack is loaded. */
+static enum cd_err parse_set_pol(struct ld *l, const yaml_node_t *n)
+{
+    struct cd__guard_set *s = l->set;
+    enum cd_err err;
+
+    if (!n || n->type != YAML_SEQUENCE_NODE)
+        return fail(l, n, "policy must be a list of entries");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        struct cd__guard_setpol sp = {0};
+        const yaml_node_t *e = node(l, *it);
+        if ((err = parse_pol(l, e, &sp.pol, &sp)) != CD_OK)
+            return err;
+        sp.file = l->file;
+        sp.line = (int)cd_yaml_line(e);
+        if (s->nsetpol >= CD__GUARD_MAX_RULES)
+            return cd_err_set(CD_ERR_TOO_BIG, "%s: more than %u policy entries", l->file,
+                              CD__GUARD_MAX_RULES);
+        if (s->nsetpol == s->capsetpol) {
+            size_t nc = s->capsetpol ? s->capsetpol * 2 : 16;
+            struct cd__guard_setpol *np = cd_realloc(s->setpol, nc * sizeof *np);
+            if (np == NULL)
+                return CD_ERR_NOMEM;
+            s->setpol = np;
+            s->capsetpol = nc;
+        }
+        s->setpol[s->nsetpol++] = sp;
+    }
+    return CD_OK;
+}
+
+static bool selects(const struct cd__guard_setpol *sp, const struct cd__guard_rule *r)
+{
+    for (size_t i = 0; i < sp->nrules; i++) {
+        size_t n = strlen(sp->rules[i]);
+        if (n && sp->rules[i][n - 1] == '*' ? strncmp(sp->rules[i], r->id, n - 1) == 0
+                                            : strcmp(sp->rules[i], r->id) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < sp->ncategories; i++)
+        if (strcmp(sp->categories[i], r->category) == 0)
+            return true;
+    return false;
+}
+
+enum cd_err cd__guard_apply_policy(struct cd__guard_set *s)
+{
+    /* Every selector must name something, so a misspelt rule id fails the load instead of
+     * silently leaving the default in force. */
+    for (size_t k = 0; k < s->nsetpol; k++) {
+        const struct cd__guard_setpol *sp = &s->setpol[k];
+        const char *what = NULL, *kind = NULL;
+        for (size_t i = 0; i < sp->nrules && !what; i++) {
+            struct cd__guard_setpol one = {.rules = &sp->rules[i], .nrules = 1};
+            size_t j = 0;
+            while (j < s->nrules && !selects(&one, &s->rules[j]))
+                j++;
+            if (j == s->nrules) {
+                what = sp->rules[i];
+                kind = "rule";
+            }
+        }
+        for (size_t i = 0; i < sp->ncategories && !what; i++) {
+            struct cd__guard_setpol one = {.categories = &sp->categories[i], .ncategories = 1};
+            size_t j = 0;
+            while (j < s->nrules && !selects(&one, &s->rules[j]))
+                j++;
+            if (j == s->nrules) {
+                what = sp->categories[i];
+                kind = "category";
+            }
+        }
+        if (what)
+            return cd_err_set(CD_ERR_INVALID, "%s:%d: policy names the %s %s, which no loaded "
+                                              "rule has",
+                              sp->file, sp->line, kind, what);
+    }
+    for (size_t j = 0; j < s->nrules && s->nsetpol; j++) {
+        struct cd__guard_rule *r = &s->rules[j];
+        size_t add = 0;
+        struct cd__guard_pol *np;
+        for (size_t k = 0; k < s->nsetpol; k++)
+            add += selects(&s->setpol[k], r);
+        if (add == 0)
+            continue;
+        if ((np = cd_arena_alloc(&s->arena, (r->npol + add) * sizeof *np)) == NULL)
+            return CD_ERR_NOMEM;
+        if (r->npol)
+            memcpy(np, r->pol, r->npol * sizeof *np);
+        for (size_t k = 0; k < s->nsetpol; k++)
+            if (selects(&s->setpol[k], r))
+                np[r->npol++] = s->setpol[k].pol;
+        r->pol = np;
+    }
+    return CD_OK;
+}
+
 static const struct {
     const char *name;
     enum cd__guard_validator v;
@@ -510,7 +697,9 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
                         err = parse_severity(l, node(l, q->value), &r.chsev[r.nchsev++].severity);
                 }
             }
-        } else if (cd_yaml_scalar_is(k, "patterns"))
+        } else if (cd_yaml_scalar_is(k, "policy"))
+            err = parse_rule_pol(l, v, &r);
+        else if (cd_yaml_scalar_is(k, "patterns"))
             patterns = v;
         else if (cd_yaml_scalar_is(k, "phrases"))
             phrases = v;
@@ -736,8 +925,12 @@ enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, con
                 goto out;
         } else if (cd_yaml_scalar_is(k, "rules")) {
             rules = v;
+        } else if (cd_yaml_scalar_is(k, "policy")) {
+            if ((err = parse_set_pol(&l, v)) != CD_OK)
+                goto out;
         } else {
-            err = fail(&l, k, "unknown top-level key (pack, description, defaults, rules)");
+            err = fail(&l, k, "unknown top-level key (pack, description, defaults, policy, "
+                              "rules)");
             goto out;
         }
     }
@@ -944,6 +1137,7 @@ void cd__guard_set_unref(struct cd__guard_set *s)
         hs_free_database(s->db);
     cd_free(s->rules);
     cd_free(s->pats);
+    cd_free(s->setpol);
     cd_arena_free(&s->arena);
     pthread_mutex_destroy(&s->pool_lock);
     cd_free(s);
@@ -1033,7 +1227,7 @@ static enum cd_err load_dir(const char *dir, struct cd__guard_set **out)
         cd_free(data);
         data = NULL;
     }
-    if ((err = cd__guard_compile(s)) != CD_OK)
+    if ((err = cd__guard_apply_policy(s)) != CD_OK || (err = cd__guard_compile(s)) != CD_OK)
         goto out;
     *out = s;
     s = NULL;
@@ -1083,7 +1277,7 @@ enum cd_err cd_guard_open_buffers(const char *const *names, const char *const *d
     for (size_t i = 0; i < n; i++)
         if ((err = cd__guard_load_yaml(s, names[i], data[i], lens[i])) != CD_OK)
             goto out;
-    if ((err = cd__guard_compile(s)) != CD_OK)
+    if ((err = cd__guard_apply_policy(s)) != CD_OK || (err = cd__guard_compile(s)) != CD_OK)
         goto out;
     if ((err = guard_new(s, out)) != CD_OK)
         goto out;
