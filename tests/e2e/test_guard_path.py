@@ -184,7 +184,7 @@ def test_cli_guard_kinds(srv):
                            input="Ur mob no. was selected 4 a £500 prize! Call 0906 123 4567 "
                                  "(calls £1.50/min).")
     assert code == 1, out
-    found = {f["rule"] for f in json.loads(out)["findings"]}
+    found = {f["rule"] for f in json.loads(out)["results"][0]["findings"]}
     assert {"MISLEAD.FALSE_PRIZE", "MISLEAD.PREMIUM_RATE"} <= found, found
     code, out, _ = srv.cli("guard", "--rules", rules, "-",
                            input="Dear [CUSTOMER NAME], SSN on file: 536.22.1234")
@@ -221,9 +221,9 @@ def test_check_api_purpose_decides_severity(srv):
 def test_cli_guard_purpose(srv):
     rules = os.path.join(os.path.dirname(__file__), "..", "..", "rules")
     code, out, _ = srv.cli("guard", "--rules", rules, "--purpose", "marketing", "-", input=PUSHY)
-    assert code == 2 and out.startswith("block:"), out
+    assert code == 2 and out.startswith("<stdin>: block: "), out
     code, out, _ = srv.cli("guard", "--rules", rules, "--purpose", "service", "-", input=PUSHY)
-    assert code == 1 and out.startswith("warn:"), out
+    assert code == 1 and out.startswith("<stdin>: warn: "), out
     code, _, err = srv.cli("guard", "--rules", rules, "--purpose", "spam", "-", input=PUSHY)
     assert code == 3 and "--purpose must be one of" in err, err
 
