@@ -388,6 +388,62 @@ static struct fnd make_fnd(const struct cd__guard_set *s, const struct cd__guard
     return f;
 }
 
+/* First pass: marks the rules that have a match (ids are rule indexes). */
+static int on_rule(unsigned int id, unsigned long long from, unsigned long long to,
+                   unsigned int flags, void *ctx)
+{
+    uint8_t *found = ctx;
+
+    (void)from, (void)to, (void)flags;
+    found[id >> 3] |= (uint8_t)(1u << (id & 7));
+    return 0;
+}
+
+/* The matches of every rule that applies and is in the text, with exact spans: the first pass
+ * finds the rules (masking skips it: it wants two rules only), then each is scanned with its
+ * own database. */
+static enum cd_err scan(const struct cd__guard_set *s, const char *key, size_t klen,
+                        const struct ask *q, bool mask, hs_scratch_t *scratch, struct scan *sc)
+{
+    uint8_t stack[128], *found = stack;
+    size_t nb = (s->nrules + 7) / 8;
+    enum cd_err err = CD_OK;
+    hs_error_t rc;
+
+    if (nb > sizeof stack && (found = cd_calloc(nb, 1)) == NULL)
+        return CD_ERR_NOMEM;
+    if (found == stack)
+        memset(stack, 0, sizeof stack);
+    if (!mask) {
+        rc = hs_scan(s->db, key, (unsigned)klen, 0, scratch, on_rule, found);
+        if (rc != HS_SUCCESS) {
+            err = cd_err_set(CD_ERR_INTERNAL, "hyperscan scan failed (%d)", (int)rc);
+            goto out;
+        }
+    }
+    for (size_t ri = 0; ri < s->nrules; ri++) {
+        const struct cd__guard_rule *r = &s->rules[ri];
+        if (r->db == NULL || !wanted(r, mask, q->channel, q->outbound) ||
+            (!mask && !(found[ri >> 3] >> (ri & 7) & 1)))
+            continue;
+        rc = hs_scan(r->db, key, (unsigned)klen, 0, scratch, on_match, sc);
+        if (sc->nomem) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+        if (sc->truncated)
+            break; /* enough matches for any reader; findings so far are still true */
+        if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
+            err = cd_err_set(CD_ERR_INTERNAL, "hyperscan scan failed (%d)", (int)rc);
+            goto out;
+        }
+    }
+out:
+    if (found != stack)
+        cd_free(found);
+    return err;
+}
+
 struct analysis {
     struct fnd *f;
     size_t nf;
@@ -416,16 +472,10 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const st
             err = cd_err_set(CD_ERR_NOMEM, "no Hyperscan scratch");
             goto out;
         }
-        hs_error_t rc = hs_scan(s->db, norm, (unsigned)nlen, 0, scratch, on_match, &sc);
+        err = scan(s, norm, nlen, q, mask, scratch, &sc);
         scratch_put(s, scratch);
-        if (sc.nomem) {
-            err = CD_ERR_NOMEM;
+        if (err != CD_OK)
             goto out;
-        }
-        if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
-            err = cd_err_set(CD_ERR_INTERNAL, "hyperscan scan failed (%d)", (int)rc);
-            goto out;
-        }
         if (sc.n > 1)
             qsort(sc.m, sc.n, sizeof *sc.m, cmp_match);
     }

@@ -115,6 +115,9 @@ struct cd__guard_rule {
      * variable-length run that start-of-match tracking must follow everywhere. */
     uint8_t extend_left[32];
     bool has_extend_left;
+    /* The rule's own patterns and the context and unless patterns it looks at, compiled with
+     * start-of-match (ids: indexes in the set's pats); NULL for rules without patterns. */
+    hs_database_t *db;
     double max_grade;
     uint32_t min_words;
     enum cd__guard_measure measure;
@@ -146,8 +149,12 @@ struct cd__guard_set {
     size_t npats, cappats;
     struct cd__guard_setpol *setpol; /* pack-level policy entries, in file order */
     size_t nsetpol, capsetpol;
+    /* The first pass: every rule's own patterns, without start-of-match, each reporting once
+     * with its rule's index as id. Only the rules it finds are scanned again with their own
+     * database, so exact spans and context words are found for the few rules a message may
+     * hold, not tracked for every pattern over every byte. */
     hs_database_t *db;
-    hs_scratch_t *proto; /* never used for scanning; cloned per thread */
+    hs_scratch_t *proto; /* large enough for every database; never scanned with; cloned */
     pthread_mutex_t pool_lock;
     hs_scratch_t **pool;
     size_t npool, cappool;

@@ -981,8 +981,8 @@ static bool cache_dir(char *out, size_t n)
     return w > 0 && (size_t)w < n;
 }
 
-static bool cache_path(const char *const *exprs, const unsigned *flags, size_t n, char *out,
-                       size_t cap)
+static bool cache_path(const char *const *exprs, const unsigned *flags, const unsigned *ids,
+                       size_t n, char *out, size_t cap)
 {
     crypto_generichash_state st;
     unsigned char key[32];
@@ -996,6 +996,7 @@ static bool cache_path(const char *const *exprs, const unsigned *flags, size_t n
     for (size_t i = 0; i < n; i++) {
         crypto_generichash_update(&st, (const unsigned char *)exprs[i], strlen(exprs[i]) + 1);
         crypto_generichash_update(&st, (const unsigned char *)&flags[i], sizeof flags[i]);
+        crypto_generichash_update(&st, (const unsigned char *)&ids[i], sizeof ids[i]);
     }
     crypto_generichash_final(&st, key, sizeof key);
     cd_hex_encode(key, sizeof key, hex);
@@ -1053,37 +1054,23 @@ out:
     cd_free(bytes);
 }
 
-enum cd_err cd__guard_compile(struct cd__guard_set *s)
+/* Compiles one database: n expressions with their flags and ids; pat[i] is expression i's index
+ * in s->pats, for error details. Taken from the cache when it was compiled before. */
+static enum cd_err compile_db(const struct cd__guard_set *s, const char *const *exprs,
+                              const unsigned *flags, const unsigned *ids, const uint32_t *pat,
+                              size_t n, hs_database_t **db)
 {
-    enum cd_err err = CD_OK;
-    const char **exprs = NULL;
-    unsigned *flags = NULL, *ids = NULL;
     hs_compile_error_t *cerr = NULL;
-    size_t n = s->npats;
-
-    if (n == 0)
-        return CD_OK; /* nothing to scan: readability and uppercase rules still work */
-    exprs = cd_malloc(n * sizeof *exprs);
-    flags = cd_malloc(n * sizeof *flags);
-    ids = cd_malloc(n * sizeof *ids);
-    if (!exprs || !flags || !ids) {
-        err = CD_ERR_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        exprs[i] = s->pats[i].expr;
-        flags[i] = HS_FLAG_SOM_LEFTMOST | HS_FLAG_CASELESS;
-        ids[i] = (unsigned)i;
-    }
-    pthread_once(&hs_alloc_once, set_hs_allocator);
+    enum cd_err err = CD_OK;
     char cpath[3200];
-    bool cacheable = cache_path(exprs, flags, n, cpath, sizeof cpath);
-    if (cacheable && (s->db = cache_load(cpath)) != NULL)
-        goto scratch;
-    if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &s->db, &cerr) !=
+    bool cacheable = cache_path(exprs, flags, ids, n, cpath, sizeof cpath);
+
+    if (cacheable && (*db = cache_load(cpath)) != NULL)
+        return CD_OK;
+    if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, db, &cerr) !=
         HS_SUCCESS) {
         if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < n) {
-            const struct cd__guard_pat *p = &s->pats[cerr->expression];
+            const struct cd__guard_pat *p = &s->pats[pat[cerr->expression]];
             const char *rid = p->rule == CD__GUARD_NO_RULE ? "(context pattern)"
                                                            : s->rules[p->rule].id;
             err = cd_err_set(CD_ERR_INVALID, "%s:%d: rule %s: pattern rejected: %s", p->file,
@@ -1092,23 +1079,95 @@ enum cd_err cd__guard_compile(struct cd__guard_set *s)
             err = cd_err_set(CD_ERR_INVALID, "rule set rejected by Hyperscan: %s",
                              cerr ? cerr->message : "unknown error");
         }
-        s->db = NULL;
-        goto out;
+        *db = NULL;
+        if (cerr)
+            hs_free_compile_error(cerr);
+        return err;
     }
     if (cacheable)
-        cache_store(cpath, s->db);
-scratch:
-    if (hs_alloc_scratch(s->db, &s->proto) != HS_SUCCESS) {
-        s->proto = NULL;
+        cache_store(cpath, *db);
+    return CD_OK;
+}
+
+/* Adds pattern index k to the list (once). */
+static void add_once(uint32_t *list, size_t *n, uint32_t k)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (list[i] == k)
+            return;
+    list[(*n)++] = k;
+}
+
+/* Two levels (see guard_int.h): the first pass is every rule's own patterns without
+ * start-of-match, each reporting once, as the rule's index; each rule then has its own database
+ * with start-of-match of its patterns and the context and unless patterns it looks at, scanned
+ * only when the first pass found the rule. */
+enum cd_err cd__guard_compile(struct cd__guard_set *s)
+{
+    enum cd_err err = CD_OK;
+    const char **exprs = NULL;
+    unsigned *flags = NULL, *ids = NULL;
+    uint32_t *pat = NULL;
+    size_t n = s->npats, m;
+
+    if (n == 0)
+        return CD_OK; /* nothing to scan: readability and uppercase rules still work */
+    exprs = cd_malloc(n * sizeof *exprs);
+    flags = cd_malloc(n * sizeof *flags);
+    ids = cd_malloc(n * sizeof *ids);
+    pat = cd_malloc(n * sizeof *pat);
+    if (!exprs || !flags || !ids || !pat) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    pthread_once(&hs_alloc_once, set_hs_allocator);
+    /* Each rule's database first, so an error names the rule of the pattern Hyperscan rejects,
+     * as a start-of-match compile sees it. */
+    for (size_t ri = 0; ri < s->nrules; ri++) {
+        struct cd__guard_rule *r = &s->rules[ri];
+        m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (s->pats[i].rule == ri)
+                pat[m++] = (uint32_t)i;
+        if (m == 0)
+            continue; /* readability and uppercase rules scan nothing */
+        for (size_t k = 0; k < r->context.npats; k++)
+            add_once(pat, &m, r->context.pats[k]);
+        for (size_t u = 0; u < r->nunless; u++)
+            for (size_t k = 0; k < r->unless[u].npats; k++)
+                add_once(pat, &m, r->unless[u].pats[k]);
+        for (size_t i = 0; i < m; i++) {
+            exprs[i] = s->pats[pat[i]].expr;
+            flags[i] = HS_FLAG_SOM_LEFTMOST | HS_FLAG_CASELESS;
+            ids[i] = pat[i];
+        }
+        if ((err = compile_db(s, exprs, flags, ids, pat, m, &r->db)) != CD_OK)
+            goto out;
+        if (hs_alloc_scratch(r->db, &s->proto) != HS_SUCCESS) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+    }
+    m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s->pats[i].rule == CD__GUARD_NO_RULE)
+            continue;
+        exprs[m] = s->pats[i].expr;
+        flags[m] = HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH;
+        ids[m] = s->pats[i].rule;
+        pat[m++] = (uint32_t)i;
+    }
+    if (m && (err = compile_db(s, exprs, flags, ids, pat, m, &s->db)) != CD_OK)
+        goto out;
+    if (s->db && hs_alloc_scratch(s->db, &s->proto) != HS_SUCCESS) {
         err = CD_ERR_NOMEM;
         goto out;
     }
 out:
-    if (cerr)
-        hs_free_compile_error(cerr);
     cd_free(exprs);
     cd_free(flags);
     cd_free(ids);
+    cd_free(pat);
     return err;
 }
 
@@ -1135,6 +1194,9 @@ void cd__guard_set_unref(struct cd__guard_set *s)
         hs_free_scratch(s->proto);
     if (s->db)
         hs_free_database(s->db);
+    for (size_t i = 0; i < s->nrules; i++)
+        if (s->rules[i].db)
+            hs_free_database(s->rules[i].db);
     cd_free(s->rules);
     cd_free(s->pats);
     cd_free(s->setpol);
