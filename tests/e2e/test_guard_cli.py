@@ -60,6 +60,7 @@ def test_folder_text_report_and_exit_status(t):
     assert code == 4, (code, out, err)
     assert "tpl/promo/flash.txt:3:1: PRESSURE.FALSE_URGENCY [pressure, warn]" in out, out
     assert "tpl/billing/card.md:1:" in out and "PII.CARD [pii, block]" in out, out
+    assert CARD not in out and "•••• 4242" in out, out  # masked, as the API shows it
     assert "tpl/welcome.txt" not in out  # nothing to say about a clean template
     assert ".git" not in out + err
     assert "tpl/broken.txt: not valid UTF-8 at byte 22 (line 2)" in err, err
@@ -98,6 +99,7 @@ def test_json_report(t):
     assert set(by_path) == {"tpl/welcome.txt", "tpl/promo/flash.txt", "tpl/billing/card.md"}
     card = [f for f in by_path["tpl/billing/card.md"]["findings"] if f["rule"] == "PII.CARD"][0]
     assert (card["line"], card["column"]) == (1, 29), card
+    assert CARD not in out and card["match"] == "•••• 4242", card
     flash = by_path["tpl/promo/flash.txt"]["findings"][0]
     assert (flash["line"], flash["column"], flash["end_line"]) == (3, 1, 3), flash
     assert {e["path"] for e in doc["errors"]} == {"tpl/broken.txt", "tpl/big.txt"}
