@@ -100,7 +100,8 @@ def test_json_report(t):
     card = [f for f in by_path["tpl/billing/card.md"]["findings"] if f["rule"] == "PII.CARD"][0]
     assert (card["line"], card["column"]) == (1, 29), card
     assert CARD not in out and card["match"] == "•••• 4242", card
-    flash = by_path["tpl/promo/flash.txt"]["findings"][0]
+    flash = [f for f in by_path["tpl/promo/flash.txt"]["findings"]
+             if f["rule"] == "PRESSURE.FALSE_URGENCY"][0]
     assert (flash["line"], flash["column"], flash["end_line"]) == (3, 1, 3), flash
     assert {e["path"] for e in doc["errors"]} == {"tpl/broken.txt", "tpl/big.txt"}
     assert doc["skipped"] == [{"path": "tpl/logo.png", "reason": "binary file"}]
