@@ -1,6 +1,7 @@
 /* The route table — the one source of truth for the API surface; docs/openapi.yaml is checked
  * against it by tests/unit/test_http.c — and the thin handlers: parse parameters, call the
  * domain, hand back JSON. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include "audit/audit.h"
@@ -353,6 +354,212 @@ static enum cd_err h_interaction_create(struct cd_req *r)
     return err;
 }
 
+/* ---- batch ingestion ----
+ *
+ * POST /v1/interactions:batch {"items": [body, ...]}: up to CD_HTTP_BATCH_MAX interactions,
+ * each the body of POST /v1/interactions with an optional "idempotency_key", each through the
+ * same path (validation, purpose, consent and guard hooks, sealing, its audit entry) as a single
+ * ingestion. Why a batch: every item's write is queued before the first is waited for, so the
+ * batch shares group commits instead of paying one round trip and one commit wait per item.
+ * The answer is 200 with one result per item, in order: {"status": 201 or 200 (a replayed key),
+ * "interaction": {...}} or {"status": 4xx/5xx, "problem": {...}}; an item's failure never undoes
+ * another's. */
+#define BATCH_KEY "idempotency_key"
+
+struct batch;
+struct batch_item {
+    struct batch *b;
+    json_t *body;                /* the item without its key (borrowed from the batch) */
+    struct cd_idem idem;
+    bool has_idem;
+    struct cd_core_ingest *op;   /* set when its write is through */
+    enum cd_err err;             /* a failure before the write */
+    char detail[256];
+    json_t *ext;                 /* a guard verdict's members, for the problem */
+};
+
+struct batch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t pending; /* items whose write is queued and not through */
+};
+
+static void batch_item_written(void *ctx, struct cd_core_ingest *op)
+{
+    struct batch_item *it = ctx;
+
+    pthread_mutex_lock(&it->b->mu);
+    it->op = op;
+    it->b->pending--;
+    pthread_cond_signal(&it->b->cv);
+    pthread_mutex_unlock(&it->b->mu);
+}
+
+/* Makes the item's body (without its key) and its Idempotency-Key, scoped like a single
+ * ingestion's to the token and the route, and bound to the item's canonical JSON. */
+static enum cd_err batch_item_prepare(struct cd_req *r, json_t *raw, size_t i,
+                                      struct batch_item *it)
+{
+    const json_t *key;
+    char *canon;
+    enum cd_err err;
+
+    if (!json_is_object(raw))
+        return cd_err_set(CD_ERR_INVALID, "'items[%zu]' must be an object", i);
+    if ((it->body = json_copy(raw)) == NULL)
+        return CD_ERR_NOMEM;
+    if ((key = json_object_get(raw, BATCH_KEY)) == NULL)
+        return CD_OK;
+    size_t n = json_string_length(key);
+    const char *k = json_string_value(key);
+    if (k == NULL || n == 0 || n > 255)
+        return cd_err_set(CD_ERR_INVALID, "'items[%zu].%s' must be a string of 1 to 255 "
+                                          "characters", i, BATCH_KEY);
+    for (size_t j = 0; j < n; j++)
+        if ((unsigned char)k[j] < 0x21 || (unsigned char)k[j] > 0x7e)
+            return cd_err_set(CD_ERR_INVALID, "'items[%zu].%s' must be printable ASCII", i,
+                              BATCH_KEY);
+    json_object_del(it->body, BATCH_KEY);
+    it->idem.scope = cd_arena_printf(&r->arena, "%s %s %s", r->principal.token_id,
+                                     r->route->method, r->path);
+    if (it->idem.scope == NULL || (canon = json_dumps(it->body, JSON_COMPACT | JSON_SORT_KEYS)) ==
+                                      NULL)
+        return CD_ERR_NOMEM;
+    it->idem.key = (struct cd_str){k, n};
+    struct cd_str parts[3] = {cd_str_c(r->method), cd_str_c(r->path), cd_str_c(canon)};
+    err = cd_crypto_sha256v(parts, 3, it->idem.request_hash);
+    cd_free(canon);
+    it->has_idem = err == CD_OK;
+    return err;
+}
+
+/* One item's result: the interaction the finish step wrote, or the problem of its failure. */
+static json_t *batch_result(struct cd_req *r, struct batch_item *it)
+{
+    json_t *res = json_object(), *v = NULL;
+    enum cd_err err = it->err;
+    bool replayed = false;
+    char id[CD_ID_MAX] = "";
+
+    if (res == NULL)
+        return NULL;
+    if (err == CD_OK && it->op) {
+        struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+        err = cd_core_interaction_ingest_finish(it->op, &out, &replayed, id);
+        it->op = NULL;
+        if (err == CD_OK && (v = json_loadb(out.p, out.len, 0, NULL)) == NULL)
+            err = CD_ERR_NOMEM;
+        if (err != CD_OK)
+            snprintf(it->detail, sizeof it->detail, "%s", cd_err_detail());
+        cd_buf_free(&out);
+        if (err == CD_ERR_NOMEM && id[0] && !replayed) {
+            /* Durable: say what was created, as a single ingestion does. */
+            err = CD_OK;
+            v = json_pack("{s:s}", "id", id);
+        }
+    }
+    if (err == CD_OK) {
+        json_object_set_new(res, "status", json_integer(replayed ? 200 : 201));
+        json_object_set_new(res, "interaction", v);
+        return res;
+    }
+    json_decref(v);
+    const struct cd_problem_kind *k = cd__http_problem_of(err);
+    json_t *p = cd__http_problem_json(k, it->detail, NULL, r->request_id, it->ext);
+    it->ext = NULL;
+    json_object_set_new(res, "status", json_integer(k->status));
+    json_object_set_new(res, "problem", p);
+    return res;
+}
+
+static enum cd_err h_interactions_batch(struct cd_req *r)
+{
+    const json_t *items = json_object_get(r->json, "items");
+    struct batch b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct batch_item *it = NULL;
+    unsigned fields = cd__http_fields(r);
+    size_t n = json_array_size(items), created = 0, failed = 0;
+    const char *k;
+    json_t *v, *results = NULL;
+    enum cd_err err = CD_OK;
+
+    json_object_foreach((json_t *)r->json, k, v)
+        if (strcmp(k, "items") != 0)
+            return cd_err_set(CD_ERR_INVALID, "unknown member '%s' (the batch has 'items')", k);
+    if (!json_is_array(items) || n == 0 || n > CD_HTTP_BATCH_MAX)
+        return cd_err_set(CD_ERR_INVALID, "'items' must be an array of 1 to %d interactions",
+                          CD_HTTP_BATCH_MAX);
+    if ((it = cd_calloc(n, sizeof *it)) == NULL)
+        return CD_ERR_NOMEM;
+    /* Every item is checked before any is written: a malformed batch stores nothing. */
+    for (size_t i = 0; i < n && err == CD_OK; i++) {
+        it[i].b = &b;
+        err = batch_item_prepare(r, json_array_get(items, i), i, &it[i]);
+    }
+    if (err != CD_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = NULL;
+        pthread_mutex_lock(&b.mu);
+        b.pending++;
+        pthread_mutex_unlock(&b.mu);
+        cd_err_clear();
+        it[i].err = cd_core_interaction_ingest_start(r->app->core, &r->actor, it[i].body,
+                                                     it[i].has_idem ? &it[i].idem : NULL, fields,
+                                                     batch_item_written, &it[i], &o);
+        if (it[i].err == CD_OK)
+            continue;
+        pthread_mutex_lock(&b.mu);
+        b.pending--;
+        pthread_mutex_unlock(&b.mu);
+        snprintf(it[i].detail, sizeof it[i].detail, "%s", cd_err_detail());
+        if (it[i].err == CD_ERR_GUARD_BLOCKED || it[i].err == CD_ERR_PURPOSE_MISMATCH)
+            it[i].ext = o;
+        else
+            json_decref(o);
+    }
+    pthread_mutex_lock(&b.mu);
+    while (b.pending > 0)
+        pthread_cond_wait(&b.cv, &b.mu);
+    pthread_mutex_unlock(&b.mu);
+    if ((results = json_array()) == NULL)
+        err = CD_ERR_NOMEM;
+    /* Every item is finished (its op freed), whatever happens to the answer. */
+    for (size_t i = 0; i < n; i++) {
+        json_t *res = batch_result(r, &it[i]);
+        json_t *st = res ? json_object_get(res, "status") : NULL;
+        if (st && json_integer_value(st) < 300)
+            created++;
+        else
+            failed++;
+        if (res == NULL || results == NULL || json_array_append_new(results, res) != 0)
+            err = CD_ERR_NOMEM;
+    }
+    if (err == CD_OK) {
+        json_t *resp = json_object();
+        /* cd_json_set_new takes results whatever happens. */
+        if (resp == NULL || cd_json_set_new(resp, "items", results) != CD_OK ||
+            cd_json_set_new(resp, "succeeded", json_integer((json_int_t)created)) != CD_OK ||
+            cd_json_set_new(resp, "failed", json_integer((json_int_t)failed)) != CD_OK) {
+            json_decref(resp);
+            err = CD_ERR_NOMEM;
+        } else {
+            r->resp_json = resp;
+        }
+        results = NULL;
+    }
+out:
+    json_decref(results);
+    for (size_t i = 0; i < n; i++) {
+        json_decref(it[i].body);
+        json_decref(it[i].ext);
+    }
+    cd_free(it);
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    return err;
+}
+
 static enum cd_err h_interaction_get(struct cd_req *r)
 {
     struct cd_buf out = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
@@ -510,6 +717,8 @@ const struct cd_route cd__http_routes[] = {
      "dismissPossibleDuplicate"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM | ECH,
      "createInteraction"},
+    {"POST", "/v1/interactions:batch", h_interactions_batch, WRITERS, JSN | ECH,
+     "ingestInteractionsBatch"},
     {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction"},
     {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
     {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},
