@@ -84,11 +84,13 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy
-UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention
+UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention \
+                    staff
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy
 UNIT_DEPS_auth   := store crypto audit policy
+UNIT_DEPS_staff  := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
@@ -184,6 +186,13 @@ uninstall:
 	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules/calendars \
 	    $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
 	    $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# The web console's files, as C arrays (src/http/web_assets.c includes them).
+WEB_FILES := $(sort $(wildcard web/*.*))
+build/gen/web_assets.inc: $(WEB_FILES) scripts/embed-web.py
+	@mkdir -p build/gen
+	@python3 scripts/embed-web.py $@ $(WEB_FILES)
+build/src/http/web_assets.o build/asan/src/http/web_assets.o build/fuzz/src/http/web_assets.o: build/gen/web_assets.inc
 
 # Embedded files (.incbin) are not seen by -MMD.
 build/src/http/openapi.o build/asan/src/http/openapi.o build/fuzz/src/http/openapi.o: docs/openapi.yaml

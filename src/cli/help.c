@@ -7,6 +7,7 @@ const struct cd__cli_command cd__cli_commands[] = {
     {"init", cd_cli_init, "create a data directory with keys and an admin token"},
     {"serve", cd_cli_serve, "serve the HTTP/JSON API"},
     {"token", cd_cli_token, "create, list and revoke API tokens"},
+    {"staff", cd_cli_staff, "add, list and disable staff accounts for the web console"},
     {"audit", cd_cli_audit, "verify or export the tamper-evident audit ledger"},
     {"guard", cd_cli_guard, "check a message with the communication guard"},
     {"backup", cd_cli_backup, "copy the database consistently while it is in use"},

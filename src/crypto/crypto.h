@@ -242,4 +242,19 @@ enum cd_err cd_crypto_pubkey_parse(struct cd_str text, uint8_t pk[CD_CRYPTO_PK_L
 enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN],
                                 uint8_t out[CD_CRYPTO_HASH_LEN]);
 
+/* ---- passwords --------------------------------------------------------------------------- */
+
+/* Room for an encoded password hash ("$argon2id$v=19$m=...,t=...,p=1$salt$hash" and its NUL). */
+#define CD_CRYPTO_PWHASH_MAX 128
+
+/* Hashes a password with Argon2id (libsodium's crypto_pwhash_str_alg, its interactive limits:
+ * 64 MiB and 2 passes) into out, a self-describing string with a random salt. Takes about a
+ * tenth of a second on purpose; call it off the event threads.
+ * Errors: CD_ERR_NOMEM (the 64 MiB could not be had), CD_ERR_CRYPTO. */
+enum cd_err cd_crypto_pwhash(struct cd_str password, char out[CD_CRYPTO_PWHASH_MAX]);
+
+/* True when password matches the encoded hash (cd_crypto_pwhash); false for a wrong password
+ * or a hash that is not one. The comparison takes the same time whatever the password. */
+bool cd_crypto_pwhash_verify(const char *hash, struct cd_str password);
+
 #endif

@@ -5,6 +5,7 @@
 #include "auth/auth.h"
 #include "http.h"
 #include "policy/policy.h"
+#include "staff/staff.h"
 
 /* Request targets: at most CD_MAX_TARGET bytes and CD_MAX_QUERY query parameters, or a 414.
  * Both keep libmicrohttpd's query records inside its per-connection memory (server.c). */
@@ -64,6 +65,9 @@ struct cd_req {
     size_t nquery;
     /* headers, copied on the first callback */
     struct cd_str authorization, purpose_hdr, idem_key, content_type, gpc, fault;
+    /* the web console's: the session cookie, its anti-forgery header, the Origin (https
+     * makes the cookie Secure), and what the client can take for the console's files */
+    struct cd_str session_cookie, csrf_hdr, origin, accept_encoding, if_none_match;
     struct cd_buf body;
     size_t body_seen; /* bytes of body received, kept or not */
     bool body_nomem;  /* the body did not fit in memory: answered 503 once it is read */
@@ -71,6 +75,8 @@ struct cd_req {
     /* who and why, after the gates */
     struct cd_principal principal;
     bool authenticated;
+    bool via_session; /* authenticated by a console session cookie, not a bearer token */
+    struct cd_staff_session session; /* when via_session */
     enum cd_purpose purpose;
     bool has_purpose;
     struct cd_policy_grant grant; /* what the declared purpose allows this role */
@@ -85,6 +91,12 @@ struct cd_req {
     char small_body[64];     /* a short answer built without the heap */
     char location[160];
     json_t *problem_ext; /* extra members for a problem response */
+    /* Headers a handler adds (name and value borrowed; they outlive the request or live in
+     * its arena); a Cache-Control among them replaces the default no-store. */
+    struct {
+        const char *name, *value;
+    } headers[10];
+    unsigned nheaders;
     cd_stream_producer produce; /* a streamed body, see struct cd_stream */
     void *produce_ctx;
     void (*produce_free)(void *ctx);
@@ -156,6 +168,34 @@ enum cd_err cd__http_hold_release(struct cd_req *r);
 
 /* The outbox and webhooks (h_webhooks.c). */
 enum cd_err cd__http_event_types(struct cd_req *r);
+
+/* The web console (h_console.c): its files, sign-in and sessions, staff accounts. */
+enum cd_err cd__http_console_file(struct cd_req *r);
+enum cd_err cd__http_console_sign_in(struct cd_req *r);
+enum cd_err cd__http_console_session(struct cd_req *r);
+enum cd_err cd__http_console_sign_out(struct cd_req *r);
+enum cd_err cd__http_console_purpose(struct cd_req *r);
+enum cd_err cd__http_staff_list(struct cd_req *r);
+enum cd_err cd__http_staff_create(struct cd_req *r);
+enum cd_err cd__http_staff_disable(struct cd_req *r);
+enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r);
+/* Adds a response header (see cd_req.headers); false when there is no room. */
+bool cd__http_header_add(struct cd_req *r, const char *name, const char *value);
+/* The console session cookie's name. */
+#define CD_HTTP_SESSION_COOKIE "candor_session"
+/* The header that carries a console session's anti-forgery token. */
+#define CD_HTTP_CSRF_HEADER "Candor-CSRF"
+
+/* The console's files, embedded at build time from web/ (build/gen/web_assets.inc). */
+struct cd_web_asset {
+    const char *name; /* "workspace.html" */
+    const char *type; /* its Content-Type */
+    const char *etag; /* "\"<hex of its SHA-256>\"" */
+    const unsigned char *data, *gz;
+    size_t len, gz_len; /* gz_len 0: not worth compressing */
+};
+extern const struct cd_web_asset cd_web_assets[];
+extern const size_t cd_web_nassets;
 
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);

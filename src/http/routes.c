@@ -502,6 +502,21 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/.well-known/gpc.json", cd__http_well_known_gpc, 0, PUB | INL, "getGpcSupport"},
     {"GET", "/u/{token}", cd__http_unsub_page, 0, PUB, "unsubscribePage"},
     {"POST", "/u/{token}", cd__http_unsub_post, 0, PUB, "unsubscribeOneClick"},
+    /* the web console: handlers in h_console.c. Its files are public (they hold no data);
+     * the session routes answer a console session and refuse an API token. */
+    {"POST", "/console/session", cd__http_console_sign_in, 0, PUB | JSN, "consoleSignIn"},
+    {"GET", "/console/session", cd__http_console_session, CD_ROLES_ALL, 0, "consoleSession"},
+    {"GET", "/console/", cd__http_console_file, 0, PUB | INL, "consoleIndex"},
+    /* after /console/session, which it would match too */
+    {"GET", "/console/{file}", cd__http_console_file, 0, PUB | INL, "consoleFile"},
+    {"DELETE", "/console/session", cd__http_console_sign_out, CD_ROLES_ALL, 0, "consoleSignOut"},
+    {"PUT", "/console/session/purpose", cd__http_console_purpose, CD_ROLES_ALL, JSN,
+     "consoleSetPurpose"},
+    {"GET", "/v1/staff", cd__http_staff_list, ADMIN, 0, "listStaff"},
+    {"POST", "/v1/staff", cd__http_staff_create, ADMIN, JSN, "createStaff"},
+    {"POST", "/v1/staff/{id}/disable", cd__http_staff_disable, ADMIN, 0, "disableStaff"},
+    {"DELETE", "/v1/staff/{id}/sessions", cd__http_staff_sessions_revoke, ADMIN, 0,
+     "revokeStaffSessions"},
 };
 
 const size_t cd__http_nroutes = sizeof cd__http_routes / sizeof cd__http_routes[0];

@@ -177,6 +177,18 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,"
     "  dry_run BIGINT NOT NULL, started_by " T " NOT NULL, counts " T " NOT NULL,"
     "  audit_seq BIGINT);",
+    /* 13: staff — people's accounts for the web console (the password as an Argon2id hash,
+     * failed sign-ins in a row and the lockout they caused) and their sessions (the SHA-256 of
+     * the cookie's secret, the last use for the idle limit, the purpose declared). */
+    "CREATE TABLE staff("
+    "  id " T " PRIMARY KEY, username " T " NOT NULL UNIQUE, name " T " NOT NULL,"
+    "  role " T " NOT NULL,"
+    "  password_hash " T " NOT NULL, created_at BIGINT NOT NULL, disabled_at BIGINT,"
+    "  failed_count BIGINT NOT NULL, locked_until BIGINT, last_sign_in_at BIGINT);"
+    "CREATE TABLE staff_sessions("
+    "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, staff_id " T " NOT NULL,"
+    "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT, purpose " T ");"
+    "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
 };
 
 const int cd__store_pg_migrations_count =

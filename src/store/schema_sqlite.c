@@ -198,6 +198,17 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
     "  dry_run INTEGER NOT NULL, started_by TEXT NOT NULL, counts TEXT NOT NULL,"
     "  audit_seq INTEGER);",
+    /* 13: staff — people's accounts for the web console (the password as an Argon2id hash,
+     * failed sign-ins in a row and the lockout they caused) and their sessions (the SHA-256 of
+     * the cookie's secret, the last use for the idle limit, the purpose declared). */
+    "CREATE TABLE staff("
+    "  id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, name TEXT NOT NULL, role TEXT NOT NULL,"
+    "  password_hash TEXT NOT NULL, created_at INTEGER NOT NULL, disabled_at INTEGER,"
+    "  failed_count INTEGER NOT NULL, locked_until INTEGER, last_sign_in_at INTEGER);"
+    "CREATE TABLE staff_sessions("
+    "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, staff_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER, purpose TEXT);"
+    "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
 };
 
 const int cd__store_sqlite_migrations_count =
