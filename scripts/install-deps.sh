@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages Candor needs to build, run, test and benchmark. git names the
 # commit in `candor --version`; groff-base and man-db check the manual pages; systemd's
 # systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py);
-# nodejs and npm run the OpenAPI validator (tests/openapi, whose own packages `npm ci` installs).
+# nodejs and npm run the OpenAPI validator (tests/openapi, whose own packages `npm ci` installs);
+# chromium runs the web console's browser tests (tests/web, playwright-core drives it).
 # Idempotent: only missing packages are installed; apt-get only.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ PKGS=(
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
   libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
   python3 curl wrk nginx-light util-linux procps
-  git groff-base man-db systemd nodejs npm
+  git groff-base man-db systemd nodejs npm chromium
 )
 [ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }
 

@@ -249,7 +249,8 @@ enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN],
 
 /* Hashes a password with Argon2id (libsodium's crypto_pwhash_str_alg, its interactive limits:
  * 64 MiB and 2 passes) into out, a self-describing string with a random salt. Takes about a
- * tenth of a second on purpose; call it off the event threads.
+ * tenth of a second on purpose; call it off the event threads. At most two hashes or
+ * verifications run at once in a process; more wait their turn.
  * Errors: CD_ERR_NOMEM (the 64 MiB could not be had), CD_ERR_CRYPTO. */
 enum cd_err cd_crypto_pwhash(struct cd_str password, char out[CD_CRYPTO_PWHASH_MAX]);
 

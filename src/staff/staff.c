@@ -120,14 +120,16 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
     struct list_ctx *l = ctx;
     struct cd_val p[] = {CD_VINT(l->now - CD_STAFF_SESSION_IDLE_MS),
                          CD_VINT(l->now - CD_STAFF_SESSION_MAX_MS), CD_VNULL};
-    char sql[512];
 
+    /* Statements are literals: the store caches them by their text's address. */
     if (l->value == NULL)
         return cd_tx_exec(tx, ACCOUNT_COLS " ORDER BY created_at, id", p, 2, account_row, l,
                           NULL);
     p[2] = CD_VCSTR(l->value);
-    snprintf(sql, sizeof sql, ACCOUNT_COLS " WHERE %s = $3", l->column);
-    return cd_tx_exec(tx, sql, p, 3, account_row, l, NULL);
+    return cd_tx_exec(tx,
+                      strcmp(l->column, "id") == 0 ? ACCOUNT_COLS " WHERE id = $3"
+                                                   : ACCOUNT_COLS " WHERE username = $3",
+                      p, 3, account_row, l, NULL);
 }
 
 /* The accounts (column = value, or all when value is NULL) into *out. */
@@ -253,14 +255,16 @@ static enum cd_err id_row(void *ctx, const struct cd_val *c, size_t n)
 static enum cd_err end_fn(struct cd_tx *tx, void *ctx)
 {
     struct end_ctx *e = ctx;
-    char sql[128];
     int64_t now = cd_now_ms();
     enum cd_err err;
 
     e->id[0] = '\0';
-    snprintf(sql, sizeof sql, "SELECT id, disabled_at FROM staff WHERE %s = $1", e->column);
     struct cd_val p[] = {CD_VCSTR(e->who), CD_VINT(now)};
-    if ((err = cd_tx_exec(tx, sql, p, 1, id_row, e, NULL)) != CD_OK)
+    if ((err = cd_tx_exec(tx,
+                          strcmp(e->column, "id") == 0
+                              ? "SELECT id, disabled_at FROM staff WHERE id = $1"
+                              : "SELECT id, disabled_at FROM staff WHERE username = $1",
+                          p, 1, id_row, e, NULL)) != CD_OK)
         return err;
     if (e->id[0] == '\0')
         return cd_err_set(CD_ERR_NOT_FOUND, "no staff account with this id or username");
@@ -552,7 +556,7 @@ enum cd_err cd_staff_session_verify(struct cd_store *s, struct cd_str token,
         (err = cd_store_read(s, session_fn, &v)) != CD_OK)
         return err;
     if (!v.found || v.bad)
-        return cd_err_set(CD_ERR_UNAUTHENTICATED, "this session is not known; sign in");
+        return cd_err_set(CD_ERR_UNAUTHENTICATED, "the session is not known; sign in");
     if (v.ended || v.disabled)
         return cd_err_set(CD_ERR_UNAUTHENTICATED, v.disabled ? "the account is disabled"
                                                              : "the session has ended; sign in");
