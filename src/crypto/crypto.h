@@ -242,6 +242,19 @@ enum cd_err cd_crypto_pubkey_parse(struct cd_str text, uint8_t pk[CD_CRYPTO_PK_L
 enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN],
                                 uint8_t out[CD_CRYPTO_HASH_LEN]);
 
+/* ---- bearer secrets ---------------------------------------------------------------------- */
+
+/* Length of a bearer secret: a 4-character prefix ("cnd_", "css_") and 43 base64url characters
+ * of 256 random bits. */
+#define CD_CRYPTO_SECRET_LEN 47
+
+/* Makes a new bearer secret (API token, console session) into out (CD_CRYPTO_SECRET_LEN + 1
+ * bytes, NUL-terminated) with its SHA-256 in hash, the only form that is stored: a stolen
+ * database cannot be replayed as credentials. prefix has 4 characters.
+ * Errors: as cd_crypto_sha256. */
+enum cd_err cd_crypto_secret_new(const char prefix[5], char out[CD_CRYPTO_SECRET_LEN + 1],
+                                 uint8_t hash[CD_CRYPTO_HASH_LEN]);
+
 /* ---- passwords --------------------------------------------------------------------------- */
 
 /* Room for an encoded password hash ("$argon2id$v=19$m=...,t=...,p=1$salt$hash" and its NUL). */

@@ -1,4 +1,4 @@
-/* Password hashing for staff accounts: Argon2id through libsodium, which owns the salt, the
+/* Bearer secrets, and password hashing for staff accounts: Argon2id through libsodium, which owns the salt, the
  * parameters and the encoding, so a hash made with stronger limits later still verifies. Each
  * hash takes 64 MiB: at most PWHASH_AT_ONCE run at a time, so a burst of sign-ins (a guessing
  * attack among them) waits for memory instead of taking a server's worth of it. */
@@ -57,4 +57,16 @@ bool cd_crypto_pwhash_verify(const char *hash, struct cd_str password)
     bool ok = crypto_pwhash_str_verify(hash, password.p ? password.p : "", password.len) == 0;
     slot_give();
     return ok;
+}
+
+enum cd_err cd_crypto_secret_new(const char prefix[5], char out[CD_CRYPTO_SECRET_LEN + 1],
+                                 uint8_t hash[CD_CRYPTO_HASH_LEN])
+{
+    uint8_t secret[32];
+
+    cd_random_bytes(secret, sizeof secret);
+    memcpy(out, prefix, 4);
+    cd_b64url_encode(secret, sizeof secret, out + 4);
+    cd_crypto_wipe(secret, sizeof secret);
+    return cd_crypto_sha256(out, CD_CRYPTO_SECRET_LEN, hash);
 }

@@ -416,8 +416,7 @@ enum cd_err cd_staff_sign_in(struct cd_store *s, struct cd_str username, struct 
                              char token_out[CD_STAFF_SESSION_LEN + 1])
 {
     struct sign_in_ctx si = {.request_id = request_id};
-    uint8_t secret[32];
-    char token[CD_STAFF_SESSION_LEN + 1];
+    char token[CD_STAFF_SESSION_LEN + 1] = "";
     enum cd_err err;
     static const char wrong[] = "the username or the password is wrong";
 
@@ -449,11 +448,8 @@ enum cd_err cd_staff_sign_in(struct cd_store *s, struct cd_str username, struct 
     }
     cd_crypto_wipe(si.a.hash, sizeof si.a.hash);
     if (si.ok) {
-        cd_random_bytes(secret, sizeof secret);
-        memcpy(token, "css_", 4);
-        cd_b64url_encode(secret, sizeof secret, token + 4);
-        cd_crypto_wipe(secret, sizeof secret);
-        if ((err = cd_crypto_sha256(token, CD_STAFF_SESSION_LEN, si.hash)) != CD_OK)
+        _Static_assert(CD_STAFF_SESSION_LEN == CD_CRYPTO_SECRET_LEN, "a bearer secret");
+        if ((err = cd_crypto_secret_new("css_", token, si.hash)) != CD_OK)
             goto out;
         cd_id_new("ses", si.session_id);
     }
