@@ -23,6 +23,14 @@ export function purposeLabel(p) {
   return PURPOSES[p] || p;
 }
 
+// How a customer is named on a page: their name, else their first identity, as the purpose
+// lets the page see them.
+export function customerLabel(c) {
+  if (c.display_name) return c.display_name;
+  const first = (c.identities || [])[0];
+  return first && first.value ? first.value : 'Customer';
+}
+
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const numberFormat = new Intl.NumberFormat(undefined);
 

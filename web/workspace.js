@@ -1,8 +1,8 @@
 // The agent workspace: find and open a customer, read their timeline across channels, and write
 // to them with the guard checking the draft as it is typed and the consent decision in view.
 import {
-  api, announce, consentReason, el, explain, formatDate, formatNumber, purposeLabel, session,
-  showPageError, startPage,
+  api, announce, consentReason, customerLabel, el, explain, formatDate, formatNumber,
+  purposeLabel, session, showPageError, startPage,
 } from './common.js';
 
 const CHANNELS = {
@@ -27,12 +27,6 @@ const ws = {
   redacted: null,
   idempotencyKey: null,
 };
-
-function customerLabel(c) {
-  if (c.display_name) return c.display_name;
-  const first = (c.identities || [])[0];
-  return first && first.value ? first.value : 'Customer';
-}
 
 // ---- customers ----
 

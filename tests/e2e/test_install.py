@@ -17,7 +17,7 @@ from harness import ROOT
 
 PREFIX = "/usr/local"
 PAGES = ["candor", "candor-audit", "candor-backup", "candor-guard", "candor-init",
-         "candor-serve", "candor-token"]
+         "candor-serve", "candor-staff", "candor-token"]
 
 
 def make(*args):

@@ -404,6 +404,75 @@ test('consent refusal (403) explained; a purpose outside the role is not offered
   await actx.close();
 });
 
+test('customer privacy: access log, receipts verified in the page, one-click withdrawal refuses the next marketing send', async ({ browser, srv, customer }) => {
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  const page = await signIn(ctx, srv, 'cora');
+  await page.goto(`${srv.base}/console/privacy`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await choosePurpose(page, 'legal_obligation');
+  await page.fill('#find-value', EMAIL);
+  await page.click('#find-form button[type="submit"]');
+  await page.waitForSelector('#log-rows tr');
+  // The access log names the people who read the data, and why.
+  const log = await page.$$eval('#log-rows tr', (rs) => rs.map((r) => r.textContent));
+  check(log.some((r) => r.includes('Ana Agent (agent)') && r.includes('Customer service')), `Ana's reads listed: ${log.slice(0, 5)}`);
+  // The receipt of the marketing consent verifies with the server's published key.
+  await page.click('button[aria-label="Verify the signed receipt of Marketing by every channel"]');
+  await page.waitForSelector('#receipt:not([hidden])');
+  check((await page.textContent('#receipt')).startsWith('The receipt’s signature is valid.'), await page.textContent('#receipt'));
+  await axe(page, 'customer privacy');
+  await shots(page, 'privacy');
+  // A receipt altered on the way does not verify.
+  await page.route('**/receipt', async (route) => {
+    const res = await route.fetch();
+    const body = await res.json();
+    body.signature = (body.signature[0] === '0' ? '1' : '0') + body.signature.slice(1);
+    await route.fulfill({ response: res, json: body });
+  });
+  await page.click('button[aria-label="Verify the signed receipt of Marketing by every channel"]');
+  await until(page, () => document.getElementById('receipt').textContent.startsWith('The receipt does not verify'), null, 'a failed verification');
+  await page.unroute('**/receipt');
+  // One click withdraws; the next marketing message is refused.
+  check(await sendAs(srv, customer, 'marketing', 'email') === 201, 'marketing by email is allowed before');
+  await page.click('button[aria-label="Withdraw consent to Marketing by every channel"]');
+  await page.waitForSelector('#consent-status:not(:empty)');
+  check((await page.textContent('#consent-status')).includes('is withdrawn'), await page.textContent('#consent-status'));
+  check(await sendAs(srv, customer, 'marketing', 'email') === 403, 'marketing by email is refused after');
+  noProblems(page);
+  await ctx.close();
+});
+
+// Sends an outbound message with the admin token; the status says whether it was allowed.
+async function sendAs(srv, customer, purpose, channel) {
+  const r = await apiAs(srv, 'POST', '/v1/interactions', {
+    customer_id: customer, channel, direction: 'outbound', purpose, body: 'Our autumn catalogue is out.',
+  });
+  return r.status;
+}
+
+test('compliance: the latest signed head, the ledger verified on demand, charts with their CSV', async ({ browser, srv }) => {
+  const ctx = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true });
+  const page = await signIn(ctx, srv, 'cora');
+  await page.goto(`${srv.base}/console/compliance`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.waitForSelector('#events-by-kind tbody tr');
+  await page.click('#verify');
+  await until(page, () => document.getElementById('verify-result').textContent.startsWith('The ledger verifies'), null, 'the verification');
+  check((await page.textContent('#head')).includes('Entries'), 'the signed head is shown');
+  const kinds = await page.$$eval('#events-by-kind tbody th', (ts) => ts.map((t) => t.textContent));
+  check(kinds.includes('staff.sign_in') && kinds.includes('staff.purpose'), `the console's events are charted: ${kinds}`);
+  const refusals = await page.$$eval('#refusals-by-reason tbody th', (ts) => ts.map((t) => t.textContent));
+  check(refusals.some((r) => r.startsWith('staff.sign_in')), `refusals charted: ${refusals}`);
+  const [dl] = await Promise.all([page.waitForEvent('download'),
+    page.click('button[aria-label="Download the data of “Events by kind” as CSV"]')]);
+  const text = fs.readFileSync(await dl.path(), 'utf8');
+  check(dl.suggestedFilename() === 'events-by-kind.csv' && text.startsWith('Kind,count\n') && /\nstaff\.sign_in,\d+\n/.test(text), `the CSV: ${text.slice(0, 200)}`);
+  await axe(page, 'compliance');
+  await shots(page, 'compliance');
+  noProblems(page);
+  await ctx.close();
+});
+
 test('session: changes need the anti-forgery token; purpose fixed by the session; sign-out ends it', async ({ browser, srv }) => {
   const ctx = await browser.newContext({ viewport: DESKTOP });
   const page = await signIn(ctx, srv, 'ana');
@@ -446,6 +515,7 @@ test('staff page: administrators add and disable accounts; others are told it is
   const actx = await browser.newContext({ viewport: DESKTOP });
   const agent = await signIn(actx, srv, 'ana');
   check(await agent.isHidden('a[href="/console/staff"]'), 'no staff link for an agent');
+  check(await agent.isHidden('a[href="/console/compliance"]'), 'no compliance link for an agent');
   await agent.goto(`${srv.base}/console/staff`);
   await agent.waitForSelector('body[data-ready="true"]');
   check(await agent.isVisible('#not-admin'), 'an agent is told the page is for administrators');
