@@ -83,14 +83,9 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 # module can be tested while another one is half-written.
 UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
-<<<<<<< HEAD
-UNIT_DEPS_core   := store crypto audit policy
+UNIT_DEPS_core   := store crypto audit policy outbox
 UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention \
                     staff
-=======
-UNIT_DEPS_core   := store crypto audit policy outbox
-UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention
->>>>>>> main
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy outbox
