@@ -1204,6 +1204,9 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
                           p, 2, NULL, NULL, NULL)) != CD_OK)
         goto out;
     cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
+    /* Other servers on the database forget their owners too (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        goto out;
     err = cd_audit_append(tx, &ev, NULL);
 out:
     if (ks_open)
@@ -1235,6 +1238,12 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     changed(c, m.merged);
     changed(c, m.survivor);
     return customer_answer(c, a, survivor, fields, out);
+}
+
+void cd_core_changed(struct cd_core *c, const char *topic)
+{
+    if (topic == NULL || strcmp(topic, CD_CORE_TOPIC_OWNERS) == 0)
+        cd__owners_forget_all(c->owners);
 }
 
 /* ---- restriction and crypto-shredding: changes of a customer's own state ---- */
@@ -1332,6 +1341,9 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
     json_t *payload;
     enum cd_err err;
 
+    /* No other server on the database keeps a copy of the destroyed key (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        return err;
     cd_time_format(now, ts);
     if ((payload = json_pack("{s:s}", "erased_at", ts)) == NULL)
         return CD_ERR_NOMEM;
