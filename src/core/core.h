@@ -144,6 +144,46 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
                                    struct cd_str survivor, struct cd_str merged, unsigned fields,
                                    json_t **out);
 
+/* ---- what other modules may know of customers and interactions (src/core/refs.c) ---- */
+
+/* A customer as another module sees it inside its own transaction: no personal data but the
+ * jurisdiction code, which decides the law that applies. */
+struct cd_core_customer_ref {
+    char id[CD_ID_MAX];
+    bool exists;
+    char merged_into[CD_ID_MAX]; /* "" unless merged */
+    bool erased;
+    bool restricted;
+    char jurisdiction[16]; /* "" when none is known */
+};
+/* Reads the customer id inside tx (a malformed id is simply not found).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_customer_ref(struct cd_tx *tx, struct cd_str id,
+                                 struct cd_core_customer_ref *out);
+
+/* An interaction as another module sees it: whose it is, which way it went, when. */
+struct cd_core_interaction_ref {
+    bool exists;
+    char customer_id[CD_ID_MAX];
+    char direction[12];
+    int64_t occurred_at;
+};
+/* Reads the interaction id inside tx (a malformed id is simply not found).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_interaction_ref(struct cd_tx *tx, struct cd_str id,
+                                    struct cd_core_interaction_ref *out);
+
+/* A note another module keeps about a customer (a request's details, a reason written to the
+ * customer), sealed under the customer's data key with field as associated data, so erasing
+ * the customer shreds it too. *out is reset first. Each reads the key in its own read
+ * transaction. Errors: CD_ERR_NOT_FOUND (no such customer), CD_ERR_CRYPTO (the customer was
+ * erased: the key is gone), CD_ERR_INTEGRITY (a sealed note that does not open under its
+ * customer and field), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_note_seal(struct cd_core *c, struct cd_str customer_id, const char *field,
+                              struct cd_str plain, struct cd_buf *out);
+enum cd_err cd_core_note_open(struct cd_core *c, struct cd_str customer_id, const char *field,
+                              struct cd_val sealed, struct cd_buf *out);
+
 /* ---- possible duplicates ---- */
 
 /* A customer created from an identity that looks like another customer's (equal UTS #39

@@ -127,6 +127,22 @@ const char *const cd__store_pg_migrations[] = {
     "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
     " OR metadata IS NOT NULL OR thread IS NOT NULL;"
     "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
+    /* 12: dsar — data-subject requests and the history of their states. */
+    "CREATE TABLE dsar_requests("
+    "  id " T " PRIMARY KEY, customer_id " T " NOT NULL, type " T " NOT NULL,"
+    "  state " T " NOT NULL, regime " T " NOT NULL, intake " T " NOT NULL, interaction_id " T ","
+    "  received_at BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    "  ack_due_at BIGINT, acknowledged_at BIGINT, due_at BIGINT NOT NULL,"
+    "  original_due_at BIGINT NOT NULL, unrolled_due_at BIGINT, extended_at BIGINT,"
+    "  extension_reason " T ", extension_note BYTEA, closed_at BIGINT, refusal_reason " T ","
+    "  refusal_note BYTEA, details BYTEA, due_soon_at BIGINT);"
+    "CREATE INDEX dsar_requests_by_customer ON dsar_requests(customer_id, received_at);"
+    "CREATE INDEX dsar_requests_by_received ON dsar_requests(received_at, id);"
+    "CREATE INDEX dsar_requests_open ON dsar_requests(due_at, id) WHERE closed_at IS NULL;"
+    "CREATE TABLE dsar_history("
+    "  request_id " T " NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, from_state " T ","
+    "  to_state " T " NOT NULL, actor_role " T " NOT NULL, actor_token " T " NOT NULL,"
+    "  reason " T ", PRIMARY KEY(request_id, seq));",
 };
 
 const int cd__store_pg_migrations_count =

@@ -143,6 +143,25 @@ const char *const cd__store_sqlite_migrations[] = {
     "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
     " OR metadata IS NOT NULL OR thread IS NOT NULL;"
     "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
+    /* 12: dsar — data-subject requests (one row each, with their deadlines) and the history of
+     * every change of their state. The partial index holds open requests only, by deadline, for
+     * the overdue and due-soon lists. Sealed columns (details, notes) are under the customer's
+     * key and go with it on erasure. */
+    "CREATE TABLE dsar_requests("
+    "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL,"
+    "  regime TEXT NOT NULL, intake TEXT NOT NULL, interaction_id TEXT,"
+    "  received_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  ack_due_at INTEGER, acknowledged_at INTEGER, due_at INTEGER NOT NULL,"
+    "  original_due_at INTEGER NOT NULL, unrolled_due_at INTEGER, extended_at INTEGER,"
+    "  extension_reason TEXT, extension_note BLOB, closed_at INTEGER, refusal_reason TEXT,"
+    "  refusal_note BLOB, details BLOB, due_soon_at INTEGER);"
+    "CREATE INDEX dsar_requests_by_customer ON dsar_requests(customer_id, received_at);"
+    "CREATE INDEX dsar_requests_by_received ON dsar_requests(received_at, id);"
+    "CREATE INDEX dsar_requests_open ON dsar_requests(due_at, id) WHERE closed_at IS NULL;"
+    "CREATE TABLE dsar_history("
+    "  request_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, from_state TEXT,"
+    "  to_state TEXT NOT NULL, actor_role TEXT NOT NULL, actor_token TEXT NOT NULL,"
+    "  reason TEXT, PRIMARY KEY(request_id, seq)) WITHOUT ROWID;",
 };
 
 const int cd__store_sqlite_migrations_count =

@@ -1,0 +1,197 @@
+/* dsar — data-subject requests: their deadlines, their lifecycle and their fulfilment.
+ *
+ * Owns: the dsar_requests and dsar_history tables (a request and every change of its state),
+ * and the deadline rules (RULES/dsar/regimes.yaml: per legal regime, the periods to
+ * acknowledge and to answer each type of request, the extension allowed, the business calendar
+ * they are counted by and the authority a customer may complain to). docs/dsar.md describes the
+ * lifecycle, the deadlines and their legal basis.
+ *
+ * Contract: every change of a request is written in one store transaction together with its
+ * audit event, so the ledger holds every transition. A request carries ids, codes and times;
+ * what staff write to the customer (the reasons for an extension or a refusal) is sealed under
+ * the customer's data key (src/core), so it is shredded with the rest of their data while the
+ * request itself stays as the record of what was asked and answered.
+ *
+ * Must never: know about HTTP; put personal data in the ledger or in error details.
+ *
+ * Threads: a struct cd_dsar is immutable after cd_dsar_open (the rules never change while it is
+ * open); every function may be called from any thread. */
+#ifndef CD_DSAR_H
+#define CD_DSAR_H
+
+#include "base/base.h"
+#include "calendar/calendar.h"
+#include "core/core.h"
+#include "store/store.h"
+
+/* The kinds of request (GDPR Art. 15-21, CCPA/CPRA 1798.100-1798.125). */
+enum cd_dsar_type {
+    CD_DSAR_ACCESS,          /* a copy of the data and how it is used (Art. 15, right to know) */
+    CD_DSAR_PORTABILITY,     /* the data in a machine-readable form (Art. 20) */
+    CD_DSAR_RECTIFICATION,   /* correct or complete (Art. 16, right to correct) */
+    CD_DSAR_ERASURE,         /* delete (Art. 17, right to delete) */
+    CD_DSAR_RESTRICTION,     /* restrict processing (Art. 18) */
+    CD_DSAR_OBJECTION,       /* object to processing (Art. 21) */
+    CD_DSAR_OPT_OUT_SALE,    /* opt out of sale or sharing (1798.120) */
+    CD_DSAR_LIMIT_SENSITIVE, /* limit the use of sensitive personal information (1798.121) */
+    CD_DSAR_TYPE__COUNT
+};
+
+/* The lifecycle. Open states: received, verifying, in_progress, extended. */
+enum cd_dsar_state {
+    CD_DSAR_RECEIVED,
+    CD_DSAR_VERIFYING,
+    CD_DSAR_IN_PROGRESS,
+    CD_DSAR_EXTENDED,
+    CD_DSAR_COMPLETED,
+    CD_DSAR_REFUSED,
+    CD_DSAR_WITHDRAWN,
+    CD_DSAR_STATE__COUNT
+};
+
+/* Names as the API shows them ("opt_out_sale_sharing", "in_progress"); parsers return false for
+ * unknown names. */
+const char *cd_dsar_type_name(enum cd_dsar_type t);
+bool cd_dsar_type_parse(struct cd_str s, enum cd_dsar_type *out);
+const char *cd_dsar_state_name(enum cd_dsar_state s);
+bool cd_dsar_state_parse(struct cd_str s, enum cd_dsar_state *out);
+/* Whether the lifecycle allows going from one state to the other (extended is reached only by
+ * cd_dsar_extend). */
+bool cd_dsar_transition_allowed(enum cd_dsar_state from, enum cd_dsar_state to);
+
+/* ---- deadline rules ------------------------------------------------------------------------ */
+
+struct cd_dsar_rules;
+
+/* Parses the regimes file (YAML, docs/dsar.md has the format) named `name` in messages; every
+ * calendar it names must be in cals (borrowed: it must outlive the rules).
+ * Errors: CD_ERR_INVALID "NAME:LINE: what" (unknown or missing keys, a period that does not
+ * parse, an extension in another unit than its answer, an unknown calendar or request type, a
+ * jurisdiction code matched twice, not exactly one default regime), CD_ERR_NOMEM. The caller
+ * owns *out (cd_dsar_rules_free). */
+enum cd_err cd_dsar_rules_parse(const struct cd_calendars *cals, const char *name,
+                                const char *data, size_t len, struct cd_dsar_rules **out);
+/* Reads and parses the file at path. Errors: as above, CD_ERR_IO. */
+enum cd_err cd_dsar_rules_load(const struct cd_calendars *cals, const char *path,
+                               struct cd_dsar_rules **out);
+void cd_dsar_rules_free(struct cd_dsar_rules *r);
+
+/* A request's deadlines, as the rules set them. Instants in ms; 0 when there is none. */
+struct cd_dsar_deadlines {
+    const char *regime;   /* the regime's id (borrowed from the rules) */
+    int64_t acknowledge;  /* when receipt must be confirmed to the customer */
+    int64_t answer;       /* when the request must be answered */
+    int64_t extended;     /* the answer's deadline once extended (0: no extension allowed) */
+    int64_t unrolled;     /* the answer's last day before it moved to a business day (0: it did
+                           * not move) */
+};
+
+/* The regime whose match list holds jurisdiction (a customer's jurisdiction code, "" for none),
+ * or the default regime: its id. */
+const char *cd_dsar_regime_for(const struct cd_dsar_rules *r, struct cd_str jurisdiction);
+/* The deadlines of a request of type t under regime (an id) received at received_ms.
+ * Errors: CD_ERR_NOT_FOUND (no such regime), CD_ERR_INVALID (the calendar has no working time
+ * within ten years). */
+enum cd_err cd_dsar_deadlines(const struct cd_dsar_rules *r, struct cd_str regime,
+                              enum cd_dsar_type t, int64_t received_ms,
+                              struct cd_dsar_deadlines *out);
+/* The regimes as JSON for GET /v1/dsar/regimes: {"items":[{"id","name","calendar","authority",
+ * "basis","match":[..],"default","deadlines":{"<type>":{"acknowledge","answer",
+ * "roll_to_business_day","extension"}}}],"due_soon_days"}. The caller owns *out.
+ * Errors: CD_ERR_NOMEM. */
+enum cd_err cd_dsar_rules_json(const struct cd_dsar_rules *r, json_t **out);
+
+/* ---- the service --------------------------------------------------------------------------- */
+
+struct cd_dsar;
+
+/* Opens the service over s and core (borrowed; they outlive it) with the rules (taken: the
+ * service frees them, also on failure). Errors: CD_ERR_NOMEM. */
+enum cd_err cd_dsar_open(struct cd_store *s, struct cd_core *core, struct cd_dsar_rules *rules,
+                         struct cd_dsar **out);
+void cd_dsar_close(struct cd_dsar *d);
+const struct cd_dsar_rules *cd_dsar_rules(const struct cd_dsar *d);
+
+/* How a request reached Candor. */
+enum cd_dsar_intake {
+    CD_DSAR_INTAKE_API,          /* staff or an integration filed it */
+    CD_DSAR_INTAKE_SELF_SERVICE, /* the customer, in a self-service session */
+    CD_DSAR_INTAKE_INTERACTION,  /* converted from an inbound interaction */
+};
+
+/* Opens a request. Body: {"customer_id", "type", "received_at"? (RFC 3339, not in the future;
+ * default now), "interaction_id"? (an inbound interaction of that customer that carried the
+ * request: the clock then starts when it was received, whatever received_at says),
+ * "jurisdiction"? (a code such as "EU" or "US-CA" naming the law that applies, when it is not
+ * the customer's own), "details"? (what the customer asked, up to 4,000 characters; sealed)}.
+ * With CD_DSAR_INTAKE_INTERACTION the body must name interaction_id. The request starts
+ * "received", with its deadlines from the rules; the opening is recorded in the ledger
+ * ("dsar.open"). *out: the request (cd_dsar_get's form).
+ * Errors: CD_ERR_INVALID (the detail names the member), CD_ERR_NOT_FOUND (customer or
+ * interaction), CD_ERR_CONFLICT (the customer was merged or erased; an interaction of another
+ * customer or outbound), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_create(struct cd_dsar *d, const struct cd_actor *a, const json_t *body,
+                           enum cd_dsar_intake intake, json_t **out);
+
+/* One request: {"id","customer_id","type","state","regime","regime_name","intake",
+ * "interaction_id","received_at","acknowledge_by","acknowledged_at","due_at",
+ * "original_due_at","deadline":{"rule","calendar","basis","rolled_from"},"extension":
+ * {"reason","explanation","extended_at"} | null,"refusal":{"reason","explanation",
+ * "complaint"} | null,"closed_at","overdue","due_soon","history":[{"at","from","to","actor",
+ * "reason"}]}. The sealed texts (details, explanations) are opened only when with_texts is
+ * true; the caller has then checked and records the read. customer_id, when not NULL, must be
+ * the request's customer (a self-service session sees its own requests only).
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *customer_id,
+                        bool with_texts, json_t **out);
+
+/* Which requests a listing shows. */
+struct cd_dsar_query {
+    struct cd_str customer_id; /* one customer's, or empty */
+    struct cd_str state;       /* one state, "open", "closed", or empty (all) */
+    struct cd_str type;        /* one type, or empty */
+    struct cd_str due;         /* "overdue", "due_soon" (open requests only), or empty */
+    struct cd_str cursor;
+    int limit; /* 1..200 */
+};
+
+/* Requests, newest received first, or by deadline (soonest first) for due=overdue|due_soon:
+ * {"items":[request without history and texts],"next_cursor"}.
+ * Errors: CD_ERR_INVALID (a filter or the cursor), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_list(struct cd_dsar *d, const struct cd_dsar_query *q, json_t **out);
+
+/* Moves a request to another state. Body: {"state", "reason"? (a code; required to refuse:
+ * manifestly_unfounded, excessive, identity_not_verified, exemption, legal_hold,
+ * not_applicable), "explanation"? (to the customer, up to 4,000 characters)}. Refusing names
+ * the authority the customer may complain to, from the regime. Recorded in the ledger
+ * ("dsar.<state>") and the request's history in one transaction. *out: the request.
+ * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (the lifecycle does not allow it:
+ * the detail names both states), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_transition(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
+                               const json_t *body, json_t **out);
+
+/* Extends the deadline as the regime allows, once, before the original deadline passes (GDPR
+ * Art. 12(3), CCPA 1798.130(a)(2)). Body: {"reason": "complexity" | "number_of_requests" |
+ * "other", "explanation" (to the customer, 1..4,000 characters)}. The request must be in
+ * progress; it becomes "extended". Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT
+ * (already extended, not in progress, past its deadline, or the regime allows no extension for
+ * this type), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_extend(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
+                           const json_t *body, json_t **out);
+
+/* Records that receipt was confirmed to the customer (CCPA's ten business days). Leaving
+ * "received" records it too. Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (closed, or already
+ * acknowledged), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_acknowledge(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
+                                json_t **out);
+
+/* Counts for /metrics: requests by state, and the open ones past their deadline (answer or
+ * acknowledgement) at now_ms. Errors: CD_ERR_STORE. */
+struct cd_dsar_counts {
+    uint64_t by_state[CD_DSAR_STATE__COUNT];
+    uint64_t overdue;
+    uint64_t ack_overdue;
+};
+enum cd_err cd_dsar_counts(struct cd_store *s, int64_t now_ms, struct cd_dsar_counts *out);
+
+#endif

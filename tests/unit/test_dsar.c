@@ -1,0 +1,541 @@
+/* Unit tests for src/dsar: the deadline rules as shipped (weekends, public holidays, time zones
+ * and daylight-saving changes, the day of receipt, extensions), mistakes in a rules file, and
+ * the lifecycle of requests on a real SQLite file (transitions, one extension before the
+ * deadline, refusals with their reason and authority, conversion of an interaction, the
+ * overdue and due-soon lists, the counts). */
+#include <unistd.h>
+#include "unit.h"
+#include "calendar/calendar.h"
+#include "core/core.h"
+#include "dsar/dsar.h"
+
+static char path[256];
+static struct cd_store *store;
+static struct cd_core *core;
+static struct cd_calendars *cals;
+static struct cd_dsar *dsar;
+static const struct cd_actor actor = {"tok_test", "compliance", "unit test", "req_test",
+                                      "legal_obligation", true, false};
+static int64_t fake_now;
+
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static int64_t at(const char *rfc3339)
+{
+    int64_t ms = 0;
+    assert_int_equal(cd_time_parse(cd_str_c(rfc3339), &ms), CD_OK);
+    return ms;
+}
+
+static int setup_rules(void **state)
+{
+    struct cd_dsar_rules *r = NULL;
+
+    if (cd_calendars_new(&cals) != CD_OK ||
+        cd_calendars_load_dir(cals, "rules/calendars") != CD_OK ||
+        cd_dsar_rules_load(cals, "rules/dsar/regimes.yaml", &r) != CD_OK) {
+        fprintf(stderr, "rules: %s\n", cd_err_detail());
+        return -1;
+    }
+    *state = r;
+    return 0;
+}
+
+static int teardown_rules(void **state)
+{
+    cd_dsar_rules_free(*state);
+    cd_calendars_free(cals);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    uint8_t master[32];
+    struct cd_dsar_rules *r = NULL;
+
+    snprintf(path, sizeof path, "/tmp/candor-test-dsar-%d.db", (int)getpid());
+    unlink(path);
+    cd_random_bytes(master, sizeof master);
+    if (cd_calendars_new(&cals) != CD_OK ||
+        cd_calendars_load_dir(cals, "rules/calendars") != CD_OK ||
+        cd_dsar_rules_load(cals, "rules/dsar/regimes.yaml", &r) != CD_OK ||
+        cd_store_open(path, &store) != CD_OK || cd_core_open(store, master, &core) != CD_OK ||
+        cd_dsar_open(store, core, r, &dsar) != CD_OK)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char p[300];
+
+    cd_clock_override(NULL);
+    cd_dsar_close(dsar);
+    cd_core_close(core);
+    cd_store_close(store);
+    cd_calendars_free(cals);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    return 0;
+}
+
+/* ---- deadlines ---- */
+
+static struct cd_dsar_deadlines due(void **state, const char *regime, enum cd_dsar_type t,
+                                    const char *received)
+{
+    struct cd_dsar_deadlines d;
+    assert_int_equal(cd_dsar_deadlines(*state, cd_str_c(regime), t, at(received), &d), CD_OK);
+    return d;
+}
+
+static void gdpr_month_rolls_past_weekends_and_holidays(void **state)
+{
+    /* 31 January: the month ends on 28 February, a Saturday, so on Monday 2 March (Berlin). */
+    struct cd_dsar_deadlines d = due(state, "gdpr", CD_DSAR_ACCESS, "2026-01-31T10:00:00Z");
+    assert_int_equal(d.answer, at("2026-03-02T23:00:00Z"));
+    assert_int_equal(d.unrolled, at("2026-02-28T23:00:00Z"));
+    assert_int_equal(d.acknowledge, 0);
+    /* Extended by two months: three months from receipt, 30 April (a Thursday). */
+    assert_int_equal(d.extended, at("2026-04-30T22:00:00Z"));
+    /* 25 November: 25 December and 26 are holidays, then a weekend: Monday 28 December. */
+    d = due(state, "gdpr", CD_DSAR_ERASURE, "2026-11-25T09:00:00Z");
+    assert_int_equal(d.answer, at("2026-12-28T23:00:00Z"));
+    /* A month that ends on a business day does not move. */
+    d = due(state, "gdpr", CD_DSAR_ERASURE, "2026-06-10T09:00:00Z");
+    assert_int_equal(d.answer, at("2026-07-10T22:00:00Z"));
+    assert_int_equal(d.unrolled, 0);
+}
+
+static void days_are_local_days_across_dst(void **state)
+{
+    /* 23:30 UTC on Saturday 28 March is 00:30 on Sunday 29 March in Berlin, the night clocks
+     * go forward: the month runs from the 29th, to the end of 29 April (CEST). */
+    struct cd_dsar_deadlines d = due(state, "gdpr", CD_DSAR_ACCESS, "2026-03-28T23:30:00Z");
+    assert_int_equal(d.answer, at("2026-04-29T22:00:00Z"));
+    /* Half an hour earlier it is still the 28th in Berlin. */
+    d = due(state, "gdpr", CD_DSAR_ACCESS, "2026-03-28T22:30:00Z");
+    assert_int_equal(d.answer, at("2026-04-28T22:00:00Z"));
+    /* UK: a request on 26 October 2026 (the day after clocks go back) is due at the end of
+     * 26 November, London time (GMT). */
+    d = due(state, "uk-gdpr", CD_DSAR_ACCESS, "2026-10-26T12:00:00Z");
+    assert_int_equal(d.answer, at("2026-11-27T00:00:00Z"));
+}
+
+static void ccpa_counts_business_days_and_the_day_of_receipt(void **state)
+{
+    /* Friday 20 November 2026, Pacific time. Ten business days to confirm, skipping
+     * Thanksgiving and the day after (state holidays): the end of Tuesday 8 December. */
+    struct cd_dsar_deadlines d = due(state, "ccpa", CD_DSAR_ACCESS, "2026-11-20T20:00:00Z");
+    assert_int_equal(d.acknowledge, at("2026-12-09T08:00:00Z"));
+    /* 45 calendar days beginning on the day of receipt: day 45 is Sunday 3 January 2027, and
+     * CCPA days do not roll. */
+    assert_int_equal(d.answer, at("2027-01-04T08:00:00Z"));
+    assert_int_equal(d.unrolled, 0);
+    /* Extended by 45: 90 days, to the end of 17 February. */
+    assert_int_equal(d.extended, at("2027-02-18T08:00:00Z"));
+    /* Opting out of sale or sharing: 15 business days, no extension, no confirmation. */
+    d = due(state, "ccpa", CD_DSAR_OPT_OUT_SALE, "2026-11-20T20:00:00Z");
+    assert_int_equal(d.answer, at("2026-12-16T08:00:00Z"));
+    assert_int_equal(d.extended, 0);
+    assert_int_equal(d.acknowledge, 0);
+    d = due(state, "ccpa", CD_DSAR_LIMIT_SENSITIVE, "2026-11-20T20:00:00Z");
+    assert_int_equal(d.answer, at("2026-12-16T08:00:00Z"));
+}
+
+static void regimes_follow_the_jurisdiction(void **state)
+{
+    assert_string_equal(cd_dsar_regime_for(*state, CD_STR("DE")), "gdpr");
+    assert_string_equal(cd_dsar_regime_for(*state, CD_STR("US-CA")), "ccpa");
+    assert_string_equal(cd_dsar_regime_for(*state, CD_STR("GB")), "uk-gdpr");
+    assert_string_equal(cd_dsar_regime_for(*state, CD_STR("BR")), "default");
+    assert_string_equal(cd_dsar_regime_for(*state, CD_STR("")), "default");
+    struct cd_dsar_deadlines d;
+    assert_int_equal(cd_dsar_deadlines(*state, CD_STR("nope"), CD_DSAR_ACCESS, 0, &d),
+                     CD_ERR_NOT_FOUND);
+    json_t *j = NULL;
+    assert_int_equal(cd_dsar_rules_json(*state, &j), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 4);
+    json_decref(j);
+}
+
+static void bad_rules_are_refused_with_their_line(void **state)
+{
+    static const struct {
+        const char *yaml, *why;
+    } cases[] = {
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: nope, "
+         "authority: x, basis: y, default: true, deadlines: {all: {answer: 1 month}}}\n",
+         "t.yaml:4: calendar names no loaded calendar"},
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: de, "
+         "authority: x, basis: y, default: true,\n     deadlines: {all: {answer: 1 month, "
+         "extension: 45 days}}}\n",
+         "t.yaml:5: extension must count in the same unit as answer"},
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: de, "
+         "authority: x, basis: y, match: [EU], deadlines: {all: {answer: 1 month}}}\n",
+         "exactly one regime must be the default"},
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: de, "
+         "authority: x, basis: y, match: [EU], deadlines: {all: {answer: 1 month}}}\n"
+         "  - {id: b, name: B, calendar: de, authority: x, basis: y, match: [EU], default: true,"
+         " deadlines: {all: {answer: 1 month}}}\n",
+         "t.yaml:5: this jurisdiction code is matched by another regime already"},
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: de, "
+         "authority: x, basis: y, default: true, deadlines: {all: {answer: 1 fortnight}}}\n",
+         "t.yaml:4: answer: "},
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: de, "
+         "authority: x, basis: y, default: true, deadlines: {all: {answer: 1 month}, "
+         "deletion: {answer: 1 month}}}\n",
+         "unknown key 'deletion' in deadlines"},
+        {"version: 1\ndue_soon_days: 7\nregimes:\n  - {id: a, name: A, calendar: de, "
+         "authority: x, basis: y, default: true, deadlines: {erasure: {answer: 1 month}}}\n",
+         "deadlines lacks the required key 'all'"},
+        {"version: 2\ndue_soon_days: 7\nregimes: []\n", "t.yaml:1: version must be"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cd_dsar_rules *r = NULL;
+        assert_int_equal(cd_dsar_rules_parse(cals, "t.yaml", cases[i].yaml,
+                                             strlen(cases[i].yaml), &r),
+                         CD_ERR_INVALID);
+        if (strstr(cd_err_detail(), cases[i].why) == NULL)
+            fail_msg("case %zu: '%s' does not say '%s'", i, cd_err_detail(), cases[i].why);
+        assert_null(r);
+    }
+}
+
+/* ---- requests ---- */
+
+static char *new_customer(const char *jurisdiction)
+{
+    static char id[CD_ID_MAX];
+    json_t *body = json_pack("{s:s,s:[{s:s,s:s}]}", "jurisdiction", jurisdiction, "identities",
+                             "type", "email", "value", "subject@example.org");
+    json_t *c = NULL;
+    bool replayed;
+
+    /* A fresh address each time: identities are unique. */
+    char email[64];
+    static int n;
+    snprintf(email, sizeof email, "subject%d@example.org", ++n);
+    json_object_set_new(json_array_get(json_object_get(body, "identities"), 0), "value",
+                        json_string(email));
+    assert_int_equal(cd_core_customer_create(core, &actor, body, NULL, 0x1f, &c, &replayed),
+                     CD_OK);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(c, "id")));
+    json_decref(c);
+    json_decref(body);
+    return id;
+}
+
+static json_t *open_request(const char *customer, const char *type, const char *received)
+{
+    json_t *body = json_pack("{s:s,s:s}", "customer_id", customer, "type", type);
+    json_t *out = NULL;
+
+    if (received)
+        json_object_set_new(body, "received_at", json_string(received));
+    enum cd_err err = cd_dsar_create(dsar, &actor, body, CD_DSAR_INTAKE_API, &out);
+    if (err != CD_OK)
+        fail_msg("create: %s (%s)", cd_err_name(err), cd_err_detail());
+    json_decref(body);
+    return out;
+}
+
+static enum cd_err move(const char *id, const char *state, const char *reason, json_t **out)
+{
+    json_t *body = json_pack("{s:s}", "state", state);
+    json_t *o = NULL;
+
+    if (reason)
+        json_object_set_new(body, "reason", json_string(reason));
+    enum cd_err err = cd_dsar_transition(dsar, &actor, cd_str_c(id), body, &o);
+    json_decref(body);
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return err;
+}
+
+static const char *sv(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static void lifecycle_refuses_illegal_transitions(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    json_t *r = NULL;
+
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    r = open_request(cid, "access", NULL);
+    assert_string_equal(sv(r, "state"), "received");
+    assert_string_equal(sv(r, "regime"), "gdpr");
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    /* Nothing closes twice, and nothing goes back. */
+    assert_int_equal(move(rid, "completed", NULL, NULL), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), "received cannot become completed"));
+    assert_int_equal(move(rid, "received", NULL, NULL), CD_ERR_INVALID);
+    assert_int_equal(move(rid, "verifying", NULL, NULL), CD_OK);
+    assert_int_equal(move(rid, "in_progress", NULL, &r), CD_OK);
+    assert_non_null(sv(r, "acknowledged_at"));
+    json_decref(r);
+    assert_int_equal(move(rid, "verifying", NULL, NULL), CD_ERR_CONFLICT);
+    /* A refusal needs its reason, and names the authority. */
+    assert_int_equal(move(rid, "refused", NULL, NULL), CD_ERR_INVALID);
+    assert_int_equal(move(rid, "refused", "because", NULL), CD_ERR_INVALID);
+    assert_int_equal(move(rid, "refused", "excessive", &r), CD_OK);
+    json_t *ref = json_object_get(r, "refusal");
+    assert_string_equal(sv(ref, "reason"), "excessive");
+    assert_non_null(strstr(sv(ref, "complaint"), "supervisory authority"));
+    assert_non_null(sv(r, "closed_at"));
+    assert_int_equal(json_array_size(json_object_get(r, "history")), 4);
+    json_decref(r);
+    assert_int_equal(move(rid, "withdrawn", NULL, NULL), CD_ERR_CONFLICT);
+    assert_int_equal(move("dsr_00000000000000000000000000", "withdrawn", NULL, NULL),
+                     CD_ERR_NOT_FOUND);
+    assert_int_equal(move("nope", "withdrawn", NULL, NULL), CD_ERR_NOT_FOUND);
+}
+
+static enum cd_err extend(const char *id, const char *reason, const char *why, json_t **out)
+{
+    json_t *body = json_pack("{s:s}", "reason", reason);
+    json_t *o = NULL;
+
+    if (why)
+        json_object_set_new(body, "explanation", json_string(why));
+    enum cd_err err = cd_dsar_extend(dsar, &actor, cd_str_c(id), body, &o);
+    json_decref(body);
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return err;
+}
+
+static void extension_once_before_the_deadline(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    json_t *r;
+
+    fake_now = at("2026-02-10T12:00:00Z");
+    cd_clock_override(fake_clock);
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    r = open_request(cid, "access", "2026-01-31T10:00:00Z");
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    assert_string_equal(sv(r, "due_at"), "2026-03-02T23:00:00.000Z");
+    assert_string_equal(sv(json_object_get(r, "deadline"), "rolled_from"), "2026-02-28");
+    json_decref(r);
+    /* Only a request in progress is extended, with a reason the customer is told. */
+    assert_int_equal(extend(rid, "complexity", "Your records span three systems.", NULL),
+                     CD_ERR_CONFLICT);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(extend(rid, "complexity", NULL, NULL), CD_ERR_INVALID);
+    assert_int_equal(extend(rid, "boredom", "x", NULL), CD_ERR_INVALID);
+    assert_int_equal(extend(rid, "complexity", "Your records span three systems.", &r), CD_OK);
+    assert_string_equal(sv(r, "state"), "extended");
+    assert_string_equal(sv(r, "due_at"), "2026-04-30T22:00:00.000Z");
+    assert_string_equal(sv(r, "original_due_at"), "2026-03-02T23:00:00.000Z");
+    assert_string_equal(sv(json_object_get(r, "deadline"), "rule"), "3 months");
+    json_decref(r);
+    /* The explanation is sealed: shown only when texts are asked for. */
+    assert_int_equal(cd_dsar_get(dsar, cd_str_c(rid), NULL, true, &r), CD_OK);
+    assert_string_equal(sv(json_object_get(r, "extension"), "explanation"),
+                        "Your records span three systems.");
+    json_decref(r);
+    /* Twice is refused, whatever the reason. */
+    assert_int_equal(extend(rid, "number_of_requests", "Again.", NULL), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), "one extension"));
+    assert_int_equal(move(rid, "completed", NULL, NULL), CD_OK);
+
+    /* After the deadline, no extension. */
+    r = open_request(cid, "erasure", "2026-01-31T10:00:00Z");
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    fake_now = at("2026-03-03T00:00:00Z");
+    assert_int_equal(extend(rid, "complexity", "Late.", NULL), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), "deadline has passed"));
+
+    /* CCPA opt-outs allow no extension. */
+    snprintf(cid, sizeof cid, "%s", new_customer("US-CA"));
+    r = open_request(cid, "opt_out_sale_sharing", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    assert_string_equal(sv(r, "regime"), "ccpa");
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(extend(rid, "complexity", "x", NULL), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), "allow no extension"));
+}
+
+static void bad_requests_change_nothing(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"access\"}",                                    /* no customer */
+        "{\"customer_id\":\"%s\"}",                                 /* no type */
+        "{\"customer_id\":\"%s\",\"type\":\"delete\"}",             /* unknown type */
+        "{\"customer_id\":\"%s\",\"type\":7}",                      /* wrong type */
+        "{\"customer_id\":\"%s\",\"type\":\"access\",\"x\":1}",     /* unknown member */
+        "{\"customer_id\":\"%s\",\"type\":\"access\",\"received_at\":\"2999-01-01T00:00:00Z\"}",
+        "{\"customer_id\":\"%s\",\"type\":\"access\",\"received_at\":\"yesterday\"}",
+        "{\"customer_id\":\"%s\",\"type\":\"access\",\"jurisdiction\":\"eu\"}",
+    };
+    char cid[CD_ID_MAX], text[300];
+    json_t *list = NULL;
+    struct cd_dsar_query q = {.limit = 50};
+
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        json_t *body, *out = NULL;
+        /* The customer id goes where the template says %s. */
+        const char *hole = strstr(bodies[i], "%s");
+        if (hole)
+            snprintf(text, sizeof text, "%.*s%s%s", (int)(hole - bodies[i]), bodies[i], cid,
+                     hole + 2);
+        else
+            snprintf(text, sizeof text, "%s", bodies[i]);
+        assert_int_equal(cd_json_parse_object(text, strlen(text), &body), CD_OK);
+        assert_int_equal(cd_dsar_create(dsar, &actor, body, CD_DSAR_INTAKE_API, &out),
+                         CD_ERR_INVALID);
+        assert_null(out);
+        json_decref(body);
+    }
+    json_t *body = json_pack("{s:s,s:s}", "customer_id", "cus_00000000000000000000000000",
+                             "type", "access"), *out = NULL;
+    assert_int_equal(cd_dsar_create(dsar, &actor, body, CD_DSAR_INTAKE_API, &out),
+                     CD_ERR_NOT_FOUND);
+    json_decref(body);
+    assert_int_equal(cd_dsar_list(dsar, &q, &list), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(list, "items")), 0);
+    json_decref(list);
+}
+
+static void interaction_starts_the_clock(void **state)
+{
+    char cid[CD_ID_MAX], iid[CD_ID_MAX];
+    struct cd_buf b = CD_BUF_INIT(1 << 20);
+    json_t *in, *r = NULL, *body;
+    bool replayed;
+
+    fake_now = at("2026-05-20T08:00:00Z");
+    cd_clock_override(fake_clock);
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    in = json_pack("{s:s,s:s,s:s,s:s,s:s}", "customer_id", cid, "channel", "email", "direction",
+                   "inbound", "occurred_at", "2026-05-04T09:00:00Z", "body",
+                   "please delete my account");
+    assert_int_equal(cd_core_interaction_ingest(core, &actor, in, NULL, 0x1f, &b, NULL,
+                                                &replayed), CD_OK);
+    json_decref(in);
+    in = json_loads(b.p, 0, NULL);
+    snprintf(iid, sizeof iid, "%s", sv(in, "id"));
+    json_decref(in);
+    cd_buf_free(&b);
+    /* Converted weeks later: the month runs from the message, not from the conversion. */
+    body = json_pack("{s:s,s:s}", "interaction_id", iid, "type", "erasure");
+    assert_int_equal(cd_dsar_create(dsar, &actor, body, CD_DSAR_INTAKE_INTERACTION, &r), CD_OK);
+    assert_string_equal(sv(r, "received_at"), "2026-05-04T09:00:00.000Z");
+    assert_string_equal(sv(r, "customer_id"), cid);
+    assert_string_equal(sv(r, "intake"), "interaction");
+    assert_string_equal(sv(r, "interaction_id"), iid);
+    assert_string_equal(sv(r, "due_at"), "2026-06-04T22:00:00.000Z");
+    json_decref(r);
+    json_decref(body);
+    /* Conversion needs an interaction. */
+    body = json_pack("{s:s,s:s}", "customer_id", cid, "type", "erasure");
+    assert_int_equal(cd_dsar_create(dsar, &actor, body, CD_DSAR_INTAKE_INTERACTION, &r),
+                     CD_ERR_INVALID);
+    json_decref(body);
+    body = json_pack("{s:s,s:s}", "interaction_id", "int_00000000000000000000000000", "type",
+                     "erasure");
+    assert_int_equal(cd_dsar_create(dsar, &actor, body, CD_DSAR_INTAKE_INTERACTION, &r),
+                     CD_ERR_NOT_FOUND);
+    json_decref(body);
+}
+
+static size_t listed(const char *due, const char *state)
+{
+    struct cd_dsar_query q = {.due = cd_str_c(due), .state = cd_str_c(state), .limit = 200};
+    json_t *l = NULL;
+
+    assert_int_equal(cd_dsar_list(dsar, &q, &l), CD_OK);
+    size_t n = json_array_size(json_object_get(l, "items"));
+    json_decref(l);
+    return n;
+}
+
+static void overdue_and_due_soon_lists_and_counts(void **state)
+{
+    char cid[CD_ID_MAX], first[CD_ID_MAX];
+    struct cd_dsar_counts n;
+    json_t *r;
+
+    fake_now = at("2026-06-01T08:00:00Z");
+    cd_clock_override(fake_clock);
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    r = open_request(cid, "access", "2026-04-20T08:00:00Z");      /* due 20 May: overdue */
+    snprintf(first, sizeof first, "%s", sv(r, "id"));
+    assert_true(json_is_true(json_object_get(r, "overdue")));
+    json_decref(r);
+    json_decref(open_request(cid, "erasure", "2026-05-05T08:00:00Z"));  /* due 5 June: soon */
+    json_decref(open_request(cid, "restriction", "2026-05-30T08:00:00Z")); /* due 30 June */
+    assert_int_equal(listed("overdue", ""), 1);
+    assert_int_equal(listed("due_soon", ""), 1);
+    assert_int_equal(listed("", "open"), 3);
+    assert_int_equal(listed("", "received"), 3);
+    assert_int_equal(listed("", "closed"), 0);
+    assert_int_equal(cd_dsar_counts(store, fake_now, &n), CD_OK);
+    assert_int_equal(n.by_state[CD_DSAR_RECEIVED], 3);
+    assert_int_equal(n.overdue, 1);
+    /* Closing the overdue one takes it off the list. */
+    assert_int_equal(move(first, "withdrawn", NULL, NULL), CD_OK);
+    assert_int_equal(listed("overdue", ""), 0);
+    assert_int_equal(cd_dsar_counts(store, fake_now, &n), CD_OK);
+    assert_int_equal(n.overdue, 0);
+    assert_int_equal(n.by_state[CD_DSAR_WITHDRAWN], 1);
+    /* A CCPA request whose confirmation is late is overdue too. */
+    snprintf(cid, sizeof cid, "%s", new_customer("US-CA"));
+    json_decref(open_request(cid, "access", "2026-05-01T18:00:00Z"));
+    assert_int_equal(cd_dsar_counts(store, fake_now, &n), CD_OK);
+    assert_int_equal(n.ack_overdue, 1);
+    assert_int_equal(listed("overdue", ""), 1);
+    /* Pages follow a cursor. */
+    struct cd_dsar_query q = {.limit = 2};
+    json_t *l = NULL, *l2 = NULL;
+    assert_int_equal(cd_dsar_list(dsar, &q, &l), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(l, "items")), 2);
+    q.cursor = cd_str_c(sv(l, "next_cursor"));
+    assert_int_equal(cd_dsar_list(dsar, &q, &l2), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(l2, "items")), 2);
+    assert_true(json_is_null(json_object_get(l2, "next_cursor")));
+    json_decref(l);
+    json_decref(l2);
+    q.cursor = CD_STR("bm9wZQ");
+    assert_int_equal(cd_dsar_list(dsar, &q, &l), CD_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest rules[] = {
+        cmocka_unit_test(gdpr_month_rolls_past_weekends_and_holidays),
+        cmocka_unit_test(days_are_local_days_across_dst),
+        cmocka_unit_test(ccpa_counts_business_days_and_the_day_of_receipt),
+        cmocka_unit_test(regimes_follow_the_jurisdiction),
+        cmocka_unit_test(bad_rules_are_refused_with_their_line),
+    };
+    const struct CMUnitTest requests[] = {
+        cmocka_unit_test_setup_teardown(lifecycle_refuses_illegal_transitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(extension_once_before_the_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_requests_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(interaction_starts_the_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(overdue_and_due_soon_lists_and_counts, setup, teardown),
+    };
+    cd_json_init();
+    int failed = cmocka_run_group_tests_name("rules", rules, setup_rules, teardown_rules);
+    return failed + cmocka_run_group_tests_name("requests", requests, NULL, NULL);
+}
