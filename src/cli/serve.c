@@ -9,6 +9,7 @@
 #include <time.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
+#include "dsar/dsar.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -34,6 +35,8 @@ struct serve {
     struct cd_policy *policy;
     struct cd_guard *guard;
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
+    struct cd_dsar_rules *dsar_rules; /* RULES/dsar/regimes.yaml, until the service takes it */
+    struct cd_dsar *dsar;             /* data-subject requests */
     struct cd_consent *consent; /* decisions, ledger, receipts */
     struct cd_audit *audit;     /* signs tree heads, publishes them (also to the heads file) */
     struct cd__cli_hooks hooks;
@@ -85,6 +88,15 @@ static enum cd_err open_calendars(struct serve *sv)
     return CD_OK;
 }
 
+/* The deadlines of data-subject requests (RULES/dsar/regimes.yaml), which name calendars. */
+static enum cd_err open_dsar_rules(struct serve *sv)
+{
+    char path[CD__CLI_PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/dsar/regimes.yaml", sv->rules);
+    return cd_dsar_rules_load(sv->calendars, path, &sv->dsar_rules);
+}
+
 /* Configuration first (policy, rules), so a mistake stops the server before it touches data;
  * then the data, the in-path hooks, the ledger service, and last the listening socket. */
 static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
@@ -102,7 +114,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
-    if ((err = open_calendars(sv)) != CD_OK)
+    if ((err = open_calendars(sv)) != CD_OK || (err = open_dsar_rules(sv)) != CD_OK)
         return err;
     /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (demo) {
@@ -127,6 +139,10 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
     if ((err = open_audit(sv)) != CD_OK)
         return err;
+    err = cd_dsar_open(sv->env.store, sv->env.core, sv->dsar_rules, &sv->dsar);
+    sv->dsar_rules = NULL; /* the service owns them now, also on failure */
+    if (err != CD_OK || (err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
+        return err;
     sv->app = (struct cd_app){.store = sv->env.store,
                               .audit = sv->audit,
                               .core = sv->env.core,
@@ -134,6 +150,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .policy = sv->policy,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
+                              .dsar = sv->dsar,
                               .data_dir = sv->data,
                               .rules_dir = sv->rules};
     struct cd_http_config cfg = {.listen = listen,
@@ -203,6 +220,10 @@ static void serve_close(struct serve *sv)
 {
     cd_http_stop(sv->http);
     sv->http = NULL;
+    cd_dsar_close(sv->dsar);
+    sv->dsar = NULL;
+    cd_dsar_rules_free(sv->dsar_rules);
+    sv->dsar_rules = NULL;
     cd_consent_close(sv->consent);
     sv->consent = NULL;
     /* A head over the final ledger, so a verifier holding it covers every entry. */

@@ -15,7 +15,8 @@
  * Must never: know about HTTP; put personal data in the ledger or in error details.
  *
  * Threads: a struct cd_dsar is immutable after cd_dsar_open (the rules never change while it is
- * open); every function may be called from any thread. */
+ * open) but for the watcher's counts, kept under a lock; every function may be called from any
+ * thread. */
 #ifndef CD_DSAR_H
 #define CD_DSAR_H
 
@@ -193,5 +194,13 @@ struct cd_dsar_counts {
     uint64_t ack_overdue;
 };
 enum cd_err cd_dsar_counts(struct cd_store *s, int64_t now_ms, struct cd_dsar_counts *out);
+
+/* Starts the watcher thread ("cd-dsar"): at once and then every interval_ms it counts the
+ * requests (cd_dsar_counts) for /metrics, which reads the last counts without touching the
+ * store (it is answered on the event thread). cd_dsar_close stops it.
+ * Errors: CD_ERR_INTERNAL (no thread). */
+enum cd_err cd_dsar_start(struct cd_dsar *d, unsigned interval_ms);
+/* The counts of the watcher's last pass; false before the first one. Any thread. */
+bool cd_dsar_counts_cached(struct cd_dsar *d, struct cd_dsar_counts *out);
 
 #endif

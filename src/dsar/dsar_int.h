@@ -2,6 +2,7 @@
 #ifndef CD_DSAR_INT_H
 #define CD_DSAR_INT_H
 
+#include <pthread.h>
 #include "dsar.h"
 
 #define CD__DSAR_ID_MAX 32      /* a regime id, with its terminator */
@@ -38,7 +39,17 @@ struct cd_dsar {
     struct cd_store *store;
     struct cd_core *core;
     struct cd_dsar_rules *rules;
+    /* the watcher (watch.c) */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool running, stopping, counted;
+    unsigned interval_ms;
+    struct cd_dsar_counts counts;
 };
+
+/* Stops the watcher if it runs (cd_dsar_close). */
+void cd__dsar_stop(struct cd_dsar *d);
 
 const struct cd__dsar_regime *cd__dsar_regime(const struct cd_dsar_rules *r, struct cd_str id);
 

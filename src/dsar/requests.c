@@ -19,6 +19,8 @@ enum cd_err cd_dsar_open(struct cd_store *s, struct cd_core *core, struct cd_dsa
     d->store = s;
     d->core = core;
     d->rules = rules;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->wake, NULL);
     *out = d;
     return CD_OK;
 }
@@ -27,6 +29,9 @@ void cd_dsar_close(struct cd_dsar *d)
 {
     if (d == NULL)
         return;
+    cd__dsar_stop(d);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->mu);
     cd_dsar_rules_free(d->rules);
     cd_free(d);
 }

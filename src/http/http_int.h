@@ -149,6 +149,16 @@ enum cd_err cd__http_unsub_link(struct cd_req *r);
 enum cd_err cd__http_unsub_page(struct cd_req *r);
 enum cd_err cd__http_unsub_post(struct cd_req *r);
 
+/* Data-subject requests (h_dsar.c). */
+enum cd_err cd__http_dsar_create(struct cd_req *r);
+enum cd_err cd__http_dsar_convert(struct cd_req *r);
+enum cd_err cd__http_dsar_list(struct cd_req *r);
+enum cd_err cd__http_dsar_regimes(struct cd_req *r);
+enum cd_err cd__http_dsar_get(struct cd_req *r);
+enum cd_err cd__http_dsar_transition(struct cd_req *r);
+enum cd_err cd__http_dsar_extend(struct cd_req *r);
+enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
+
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);
 enum cd_err cd__http_guard_reload(struct cd_req *r);
@@ -231,6 +241,9 @@ void cd__http_metrics_init(size_t nroutes);
 void cd__http_metrics_free(void);
 void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns);
 enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out);
+/* The data-subject request gauges, from the counts of the request watcher's last pass (nothing
+ * before its first). */
+enum cd_err cd__http_metrics_dsar(struct cd_dsar *d, struct cd_buf *out);
 
 /* The OpenAPI document, converted from the embedded YAML at start-up (openapi.c). */
 enum cd_err cd__http_openapi_json(json_t **out);

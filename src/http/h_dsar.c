@@ -1,0 +1,137 @@
+/* Handlers of the data-subject request API (src/dsar): intake (also converting an inbound
+ * interaction), the listings by deadline, one request, its lifecycle, its extension and the
+ * regimes its deadlines come from. Thin: parse, call the module, shape the answer. */
+#include <stdio.h>
+#include <string.h>
+#include "audit/audit.h"
+#include "dsar/dsar.h"
+#include "http_int.h"
+
+static enum cd_err service(struct cd_req *r, struct cd_dsar **d)
+{
+    if (r->app->dsar == NULL)
+        return cd_err_set(CD_ERR_BUSY, "data-subject requests are not being served");
+    *d = r->app->dsar;
+    return CD_OK;
+}
+
+static void located(struct cd_req *r, unsigned status)
+{
+    const char *id = json_string_value(json_object_get(r->resp_json, "id"));
+
+    r->status = status;
+    if (id)
+        snprintf(r->location, sizeof r->location, "/v1/dsar/%s", id);
+}
+
+/* POST /v1/dsar */
+enum cd_err cd__http_dsar_create(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    enum cd_err err;
+
+    if ((err = service(r, &d)) != CD_OK ||
+        (err = cd_dsar_create(d, &r->actor, r->json, CD_DSAR_INTAKE_API, &r->resp_json)) != CD_OK)
+        return err;
+    located(r, 201);
+    return CD_OK;
+}
+
+/* POST /v1/interactions/{id}/dsar: the interaction carried the request. */
+enum cd_err cd__http_dsar_convert(struct cd_req *r)
+{
+    static const char *const allowed[] = {"type", "jurisdiction", "details", NULL};
+    struct cd_dsar *d = NULL;
+    json_t *body = NULL;
+    enum cd_err err;
+
+    if ((err = service(r, &d)) != CD_OK || (err = cd_json_only(r->json, allowed)) != CD_OK)
+        return err;
+    if ((body = json_deep_copy(r->json)) == NULL ||
+        cd_json_set_strn(body, "interaction_id", r->params[0].p, r->params[0].len) != CD_OK) {
+        json_decref(body);
+        return CD_ERR_NOMEM;
+    }
+    err = cd_dsar_create(d, &r->actor, body, CD_DSAR_INTAKE_INTERACTION, &r->resp_json);
+    json_decref(body);
+    if (err == CD_OK)
+        located(r, 201);
+    return err;
+}
+
+/* GET /v1/dsar: ids, types, states and deadlines; no personal data. */
+enum cd_err cd__http_dsar_list(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    struct cd_dsar_query q = {cd__http_query(r, "customer_id"), cd__http_query(r, "state"),
+                              cd__http_query(r, "type"),        cd__http_query(r, "due"),
+                              cd__http_query(r, "cursor"),      50};
+    enum cd_err err;
+
+    if ((err = service(r, &d)) != CD_OK ||
+        (err = cd__http_query_int(r, "limit", 50, 1, 200, &q.limit)) != CD_OK)
+        return err;
+    return cd_dsar_list(d, &q, &r->resp_json);
+}
+
+/* GET /v1/dsar/regimes */
+enum cd_err cd__http_dsar_regimes(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    enum cd_err err = service(r, &d);
+
+    return err != CD_OK ? err : cd_dsar_rules_json(cd_dsar_rules(d), &r->resp_json);
+}
+
+/* GET /v1/dsar/{id}: what the customer wrote and what was written to them is conversation; the
+ * purpose decides whether it is shown, and a read that shows it is recorded for the customer. */
+enum cd_err cd__http_dsar_get(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    unsigned fields = cd__http_fields(r);
+    bool texts = (fields & CD_FIELDS_CONVERSATION) != 0;
+    enum cd_err err;
+
+    if ((err = service(r, &d)) != CD_OK ||
+        (err = cd_dsar_get(d, r->params[0], NULL, texts, &r->resp_json)) != CD_OK || !texts)
+        return err;
+    struct cd_audit_event ev = {.action = "dsar.read", .outcome = "ok",
+                                .actor_token = r->actor.token_id, .actor_role = r->actor.role,
+                                .actor_name = r->actor.name, .purpose = r->actor.purpose,
+                                .request_id = r->request_id,
+                                .customer_id = json_string_value(
+                                    json_object_get(r->resp_json, "customer_id")),
+                                .resource_id = json_string_value(
+                                    json_object_get(r->resp_json, "id")),
+                                .categories = cd_policy_categories(CD_FIELDS_REFERENCE |
+                                                                   CD_FIELDS_CONVERSATION)};
+    return cd_audit_record(r->app->store, &ev);
+}
+
+/* POST /v1/dsar/{id}/transition */
+enum cd_err cd__http_dsar_transition(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    enum cd_err err = service(r, &d);
+
+    return err != CD_OK ? err
+                        : cd_dsar_transition(d, &r->actor, r->params[0], r->json, &r->resp_json);
+}
+
+/* POST /v1/dsar/{id}/extension */
+enum cd_err cd__http_dsar_extend(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    enum cd_err err = service(r, &d);
+
+    return err != CD_OK ? err : cd_dsar_extend(d, &r->actor, r->params[0], r->json, &r->resp_json);
+}
+
+/* POST /v1/dsar/{id}/acknowledgement */
+enum cd_err cd__http_dsar_acknowledge(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    enum cd_err err = service(r, &d);
+
+    return err != CD_OK ? err : cd_dsar_acknowledge(d, &r->actor, r->params[0], &r->resp_json);
+}

@@ -1,0 +1,220 @@
+"""Data-subject requests through the public interface: intake by API and by converting an
+inbound interaction (the clock starts at the message), deadlines by regime, the lifecycle and
+its refusals, one extension, the overdue and due-soon lists, counts in /metrics, the ledger,
+the CLI, and bad input that changes nothing."""
+
+import json
+import time
+
+from e2e_util import sql
+from harness import Server, assert_problem
+
+EMAIL = "dsar.subject@example.org"
+
+
+def setup_module():
+    srv = Server()
+    srv.agent = srv.token("agent", "Agnes (support)")
+    srv.dpo = srv.token("compliance", "Dana (DPO office)")
+    st, _, c = srv.req("POST", "/v1/customers", {
+        "display_name": "Data Subject", "jurisdiction": "DE",
+        "identities": [{"type": "email", "value": EMAIL}]})
+    assert st == 201, c
+    srv.cid = c["id"]
+    st, _, c = srv.req("POST", "/v1/customers", {"jurisdiction": "US-CA"})
+    assert st == 201, c
+    srv.ca = c["id"]
+    return srv
+
+
+def teardown_module(srv):
+    srv.stop()
+    srv.cleanup()
+
+
+def count_requests(srv):
+    return int(sql(srv, "SELECT count(*) FROM dsar_requests"))
+
+
+def test_open_by_api_with_gdpr_deadline(srv):
+    st, hdr, r = srv.req("POST", "/v1/dsar", {
+        "customer_id": srv.cid, "type": "access", "received_at": "2026-01-31T10:00:00Z",
+        "details": "Please send me everything you hold about me."}, token=srv.agent)
+    assert st == 201, r
+    assert hdr["location"] == f"/v1/dsar/{r['id']}"
+    assert r["state"] == "received" and r["regime"] == "gdpr" and r["intake"] == "api"
+    # One month from 31 January ends on Saturday 28 February: Monday 2 March, Berlin time.
+    assert r["due_at"] == "2026-03-02T23:00:00.000Z"
+    assert r["deadline"]["rolled_from"] == "2026-02-28" and r["deadline"]["calendar"] == "de"
+    assert r["details"] is None  # sealed: shown only under a purpose that may see it
+    srv.rid = r["id"]
+    # The customer's words are stored sealed, not in clear.
+    assert "everything you hold" not in sql(srv, "SELECT hex(details) FROM dsar_requests")
+
+
+def test_reading_the_texts_needs_a_purpose_and_is_recorded(srv):
+    assert_problem(srv.req("GET", f"/v1/dsar/{srv.rid}", token=srv.dpo), 400,
+                   "purpose-required")
+    st, _, r = srv.req("GET", f"/v1/dsar/{srv.rid}", token=srv.dpo, purpose="legal_obligation")
+    assert st == 200 and r["details"] == "Please send me everything you hold about me."
+    assert [h["to"] for h in r["history"]] == ["received"]
+    st, _, log = srv.req("GET", f"/v1/customers/{srv.cid}/access-log", token=srv.dpo,
+                         purpose="legal_obligation")
+    assert st == 200 and any(e["action"] == "dsar.read" for e in log["items"]), log
+
+
+def test_lifecycle_and_ledger(srv):
+    path = f"/v1/dsar/{srv.rid}/transition"
+    # Agents file requests; the privacy office handles them.
+    assert_problem(srv.req("POST", path, {"state": "verifying"}, token=srv.agent), 403,
+                   "forbidden")
+    body = assert_problem(srv.req("POST", path, {"state": "completed"}, token=srv.dpo), 409,
+                          "conflict")
+    assert "received cannot become completed" in body["detail"]
+    for state in ("verifying", "in_progress"):
+        st, _, r = srv.req("POST", path, {"state": state}, token=srv.dpo)
+        assert st == 200 and r["state"] == state, r
+    assert r["acknowledged_at"] is not None
+    st, _, audit = srv.req("GET", f"/v1/audit?customer_id={srv.cid}&limit=50")
+    actions = [e["action"] for e in audit["items"]]
+    for a in ("dsar.open", "dsar.verifying", "dsar.in_progress"):
+        assert a in actions, actions
+
+
+def test_extension_once_with_reason_to_the_customer(srv):
+    st, _, r = srv.req("POST", "/v1/dsar", {"customer_id": srv.cid, "type": "portability"},
+                       token=srv.dpo)
+    rid = r["id"]
+    srv.req("POST", f"/v1/dsar/{rid}/transition", {"state": "in_progress"}, token=srv.dpo)
+    assert_problem(srv.req("POST", f"/v1/dsar/{rid}/extension", {"reason": "complexity"},
+                           token=srv.dpo), 400, "invalid-request")
+    st, _, r = srv.req("POST", f"/v1/dsar/{rid}/extension", {
+        "reason": "complexity", "explanation": "Your data is spread over three systems."},
+        token=srv.dpo)
+    assert st == 200 and r["state"] == "extended", r
+    assert r["due_at"] > r["original_due_at"] and r["deadline"]["rule"] == "3 months"
+    body = assert_problem(srv.req("POST", f"/v1/dsar/{rid}/extension", {
+        "reason": "number_of_requests", "explanation": "Again."}, token=srv.dpo), 409,
+        "conflict")
+    assert "one extension" in body["detail"]
+    st, _, r = srv.req("GET", f"/v1/dsar/{rid}", token=srv.dpo, purpose="legal_obligation")
+    assert r["extension"]["explanation"] == "Your data is spread over three systems."
+
+
+def test_refusal_names_the_authority(srv):
+    st, _, r = srv.req("POST", "/v1/dsar", {"customer_id": srv.ca, "type": "erasure"},
+                       token=srv.dpo)
+    assert r["regime"] == "ccpa" and r["acknowledge_by"] is not None
+    assert_problem(srv.req("POST", f"/v1/dsar/{r['id']}/transition", {"state": "refused"},
+                           token=srv.dpo), 400, "invalid-request")
+    st, _, r = srv.req("POST", f"/v1/dsar/{r['id']}/transition", {
+        "state": "refused", "reason": "identity_not_verified",
+        "explanation": "We could not confirm the request came from you."}, token=srv.dpo)
+    assert st == 200 and r["state"] == "refused"
+    assert "California Privacy Protection Agency" in r["refusal"]["complaint"]
+    assert r["refusal"]["reason"] == "identity_not_verified"
+
+
+def test_conversion_starts_the_clock_at_the_message(srv):
+    st, _, it = srv.req("POST", "/v1/interactions", {
+        "customer_id": srv.cid, "channel": "email", "direction": "inbound",
+        "occurred_at": "2026-05-04T09:00:00Z", "body": "please delete my account"})
+    assert st == 201, it
+    st, _, r = srv.req("POST", f"/v1/interactions/{it['id']}/dsar", {"type": "erasure"},
+                       token=srv.agent)
+    assert st == 201, r
+    assert r["received_at"] == "2026-05-04T09:00:00.000Z" and r["intake"] == "interaction"
+    assert r["interaction_id"] == it["id"] and r["customer_id"] == srv.cid
+    assert r["due_at"] == "2026-06-04T22:00:00.000Z"
+    # That request is past its deadline now: it is on the overdue list.
+    st, _, l = srv.req("GET", "/v1/dsar?due=overdue", token=srv.dpo)
+    assert st == 200 and r["id"] in [x["id"] for x in l["items"]], l
+    srv.overdue = r["id"]
+    # An outbound message carries no request.
+    st, _, out = srv.req("POST", "/v1/interactions", {
+        "customer_id": srv.cid, "channel": "email", "direction": "outbound",
+        "body": "Thanks, we are on it."})
+    assert_problem(srv.req("POST", f"/v1/interactions/{out['id']}/dsar", {"type": "erasure"},
+                           token=srv.agent), 409, "conflict")
+
+
+def test_lists_and_metrics(srv):
+    st, _, l = srv.req("GET", f"/v1/dsar?customer_id={srv.cid}&state=open", token=srv.agent)
+    assert st == 200 and all(x["customer_id"] == srv.cid for x in l["items"])
+    assert all(x["state"] not in ("completed", "refused", "withdrawn") for x in l["items"])
+    st, _, l = srv.req("GET", "/v1/dsar?state=refused", token=srv.agent)
+    assert [x["regime"] for x in l["items"]] == ["ccpa"]
+    # The watcher counts every few seconds; /metrics shows its last counts.
+    deadline = time.time() + 15
+    text = ""
+    while time.time() < deadline:
+        text = srv.req("GET", "/metrics", token=None)[2].decode()
+        if 'candor_dsar_requests{state="refused"} 1' in text:
+            break
+        time.sleep(0.5)
+    assert 'candor_dsar_requests{state="refused"} 1' in text, text[-2000:]
+    assert 'candor_dsar_overdue{deadline="answer"}' in text
+    assert int(text.split('candor_dsar_overdue{deadline="answer"} ')[1].split()[0]) >= 1
+
+
+def test_regimes_are_served(srv):
+    st, _, g = srv.req("GET", "/v1/dsar/regimes", token=srv.agent)
+    assert st == 200 and {x["id"] for x in g["items"]} == {"gdpr", "uk-gdpr", "ccpa", "default"}
+    ccpa = next(x for x in g["items"] if x["id"] == "ccpa")
+    assert ccpa["deadlines"]["opt_out_sale_sharing"]["answer"] == "15 business days"
+    assert ccpa["deadlines"]["access"]["acknowledge"] == "10 business days"
+
+
+def test_bad_input_changes_nothing(srv):
+    before = count_requests(srv)
+    cases = [
+        ("POST", "/v1/dsar", None, b"{not json", 400, "malformed-json"),
+        ("POST", "/v1/dsar", {"customer_id": srv.cid, "type": 5}, None, 400, "invalid-request"),
+        ("POST", "/v1/dsar", {"customer_id": srv.cid, "type": "forget"}, None, 400,
+         "invalid-request"),
+        ("POST", "/v1/dsar", {"customer_id": srv.cid, "type": "access", "extra": 1}, None, 400,
+         "invalid-request"),
+        ("POST", "/v1/dsar", {"customer_id": "cus_00000000000000000000000000",
+                              "type": "access"}, None, 404, "not-found"),
+        ("POST", "/v1/dsar", {"customer_id": srv.cid, "type": "access",
+                              "received_at": "2999-01-01T00:00:00Z"}, None, 400,
+         "invalid-request"),
+        ("POST", "/v1/dsar/dsr_00000000000000000000000000/transition", {"state": "withdrawn"},
+         None, 404, "not-found"),
+        ("POST", f"/v1/dsar/{srv.rid}/transition", {"state": "sideways"}, None, 400,
+         "invalid-request"),
+        ("POST", "/v1/interactions/int_00000000000000000000000000/dsar", {"type": "erasure"},
+         None, 404, "not-found"),
+        ("GET", "/v1/dsar?due=tomorrow", None, None, 400, "invalid-request"),
+        ("GET", "/v1/dsar?cursor=xyz", None, None, 400, "invalid-request"),
+    ]
+    for method, path, body, raw, status, slug in cases:
+        assert_problem(srv.req(method, path, body, raw=raw, token=srv.dpo), status, slug)
+    assert_problem(srv.req("GET", "/v1/dsar", token=None), 401, "unauthenticated")
+    assert_problem(srv.req("GET", f"/v1/dsar/{srv.rid}", token=srv.dpo, purpose="marketing"),
+                   403, "purpose-not-permitted")
+    assert count_requests(srv) == before
+    st, _, r = srv.req("GET", f"/v1/dsar/{srv.rid}", token=srv.dpo, purpose="legal_obligation")
+    assert r["state"] == "in_progress" and len(r["history"]) == 3
+
+
+def test_cli_lists_and_moves(srv):
+    rc, out, err = srv.cli("dsar", "list", "--data", srv.data, "--due", "overdue")
+    assert rc == 0, err
+    assert srv.overdue in out and "OVERDUE" in out
+    rc, out, err = srv.cli("dsar", "move", srv.overdue, "--data", srv.data, "--state",
+                           "in_progress")
+    assert rc == 0 and "in_progress" in out, err
+    rc, out, err = srv.cli("dsar", "extend", srv.overdue, "--data", srv.data, "--reason",
+                           "complexity", "--explanation", "Late already.")
+    assert rc != 0 and "deadline has passed" in err, (out, err)
+    rc, out, err = srv.cli("dsar", "open", "--data", srv.data, "--customer", srv.cid,
+                           "--type", "restriction", "--format", "json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["type"] == "restriction" and r["state"] == "received"
+    st, _, audit = srv.req("GET", "/v1/audit?action=dsar.open&limit=50")
+    assert any(e["actor_token"] == "cli" and e["resource_id"] == r["id"]
+               for e in audit["items"]), audit
+    rc, out, err = srv.cli("dsar", "move", r["id"], "--data", srv.data, "--state", "nowhere")
+    assert rc != 0 and "'state' must be" in err
