@@ -141,7 +141,10 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         return err;
     err = cd_dsar_open(sv->env.store, sv->env.core, sv->dsar_rules, &sv->dsar);
     sv->dsar_rules = NULL; /* the service owns them now, also on failure */
-    if (err != CD_OK || (err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
+    if (err != CD_OK)
+        return err;
+    cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.consent = sv->consent});
+    if ((err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
         return err;
     sv->app = (struct cd_app){.store = sv->env.store,
                               .audit = sv->audit,

@@ -126,14 +126,32 @@ enum cd_err cd_core_identity_add(struct cd_core *c, const struct cd_actor *a, st
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
                                       struct cd_str id, bool restricted, unsigned fields,
                                       json_t **out);
+/* The same inside the caller's transaction (a data-subject request completed with it), for a
+ * customer id (NUL-terminated). Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT, CD_ERR_STORE. */
+enum cd_err cd_core_customer_restrict_in(struct cd_tx *tx, const struct cd_actor *a,
+                                         const char *id, bool restricted);
 
-/* Crypto-shredding: destroys the customer's data key and deletes their identities (and blind
- * indexes) and every sealed value, in one transaction recorded in the ledger, then checkpoints
- * the write-ahead log so no page image of the key stays there. Every copy of their personal
- * data elsewhere (backups, replicas) is ciphertext under a key that no longer exists (see
- * docs/crypto.md for the backup window). The customer id stays and answers "erased"; the
- * record that interactions happened (channel, time) stays, their content does not.
- * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged: erase the survivor; already erased). */
+/* Erasure by crypto-shredding, inside the caller's transaction (a data-subject request's, so
+ * the request, its tombstone and the erasure commit together): destroys the customer's data
+ * key and deletes their interactions, identities (with their blind indexes), idempotency
+ * records, possible-duplicate links and every sealed column, and records customer.erase in the
+ * ledger. Every copy of their personal data elsewhere (backups, replicas) is ciphertext under
+ * a key that no longer exists (see docs/crypto.md for the backup window). The customer id stays
+ * and answers "erased". *n counts what was deleted (no personal data). Call
+ * cd_core_customer_erase_done once the transaction committed or failed.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged: erase the survivor; already erased),
+ * CD_ERR_STORE. */
+struct cd_core_erase_counts {
+    int64_t interactions, identities, idempotency_keys, links;
+};
+enum cd_err cd_core_customer_erase_in(struct cd_tx *tx, const struct cd_actor *a,
+                                      struct cd_str id, struct cd_core_erase_counts *n);
+/* After an erasure's transaction: empties the owner cache (it may hold the destroyed wrapped
+ * key) and, when it committed, checkpoints the write-ahead log so no page image of the key
+ * stays there. */
+void cd_core_customer_erase_done(struct cd_core *c, bool committed);
+/* cd_core_customer_erase_in in a write of its own, then cd_core_customer_erase_done; *out: the
+ * customer's reference fields (status "erased"). Errors: as cd_core_customer_erase_in. */
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                    json_t **out);
 

@@ -186,6 +186,43 @@ enum cd_err cd_dsar_extend(struct cd_dsar *d, const struct cd_actor *a, struct c
 enum cd_err cd_dsar_acknowledge(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
                                 json_t **out);
 
+/* What the service reaches in other modules, wired by whoever opens it (src/cli/serve.c); any
+ * may be NULL. enqueue has the shape of cd_outbox_enqueue (src/outbox: events written in the
+ * transaction of the change that causes them) and holds_active that of
+ * cd_retention_holds_active (src/retention: the legal holds in force on a customer, read in
+ * the erasure's transaction). Without holds_active no hold is known; without enqueue nothing
+ * is told; without consent, objections and opt-outs cannot be fulfilled. */
+struct cd_consent;
+struct cd_dsar_links {
+    enum cd_err (*enqueue)(struct cd_tx *tx, const char *event_type, struct cd_str customer_id,
+                           const json_t *payload, char id_out[CD_ID_MAX]);
+    enum cd_err (*holds_active)(struct cd_tx *tx, struct cd_str customer_id, json_t **holds);
+    struct cd_consent *consent;
+};
+/* Sets the links; call before serving. */
+void cd_dsar_set_links(struct cd_dsar *d, const struct cd_dsar_links *l);
+
+/* Does what a request in progress (or extended) asks, and completes it:
+ *  - erasure, body {}: in one transaction, unless a legal hold is in force (then nothing
+ *    changes, CD_ERR_CONFLICT, and *holds gets the holds): the customer is crypto-shredded and
+ *    their rows deleted (cd_core_customer_erase_in), their consent events, preferences and
+ *    nonces deleted, the texts of their requests cleared, a tombstone recorded (ids, times,
+ *    counts; no personal data), customer.erased and dsar.completed told; then the owner cache
+ *    and the consent projection forget them and the write-ahead log is checkpointed;
+ *  - restriction, body {}: processing restricted (GDPR Art. 18) in the same transaction;
+ *  - objection, opt_out_sale_sharing, limit_sensitive_use, body {"purposes"?: [..]}: a
+ *    withdrawal (consent event with its receipt) for each purpose, in force at once; by
+ *    default objection withdraws marketing, personalization, analytics and research, opting
+ *    out withdraws sale_or_sharing and targeted_advertising, limiting withdraws
+ *    personalization, targeted_advertising and analytics;
+ *  - rectification, body {"changes": {customer fields, as PATCH /v1/customers/{id}}}.
+ * Access and portability are fulfilled by the export. *out: the request, completed (with
+ * "consent_events" for withdrawals). Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND,
+ * CD_ERR_CONFLICT (not in progress; a hold; access and portability), CD_ERR_BUSY (no consent
+ * engine), CD_ERR_STORE, CD_ERR_NOMEM. The caller owns *holds. */
+enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
+                           const json_t *body, json_t **out, json_t **holds);
+
 /* Counts for /metrics: requests by state, and the open ones past their deadline (answer or
  * acknowledgement) at now_ms. Errors: CD_ERR_STORE. */
 struct cd_dsar_counts {

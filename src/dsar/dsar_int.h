@@ -39,6 +39,7 @@ struct cd_dsar {
     struct cd_store *store;
     struct cd_core *core;
     struct cd_dsar_rules *rules;
+    struct cd_dsar_links links;
     /* the watcher (watch.c) */
     pthread_mutex_t mu;
     pthread_cond_t wake;
@@ -50,6 +51,33 @@ struct cd_dsar {
 
 /* Stops the watcher if it runs (cd_dsar_close). */
 void cd__dsar_stop(struct cd_dsar *d);
+
+/* A request as stored. */
+struct cd__dsar_row {
+    bool found;
+    char id[CD_ID_MAX], customer_id[CD_ID_MAX], interaction_id[CD_ID_MAX];
+    enum cd_dsar_type type;
+    enum cd_dsar_state state;
+    char regime[CD__DSAR_ID_MAX], intake[16], ext_reason[32], refusal_reason[32];
+    int64_t received_at, created_at, updated_at, ack_due_at, acknowledged_at, due_at,
+        original_due_at, unrolled_due_at, extended_at, closed_at;
+    struct cd_buf ext_note, refusal_note, details; /* sealed, as stored */
+    bool has_ext_note, has_refusal_note, has_details;
+};
+void cd__dsar_row_init(struct cd__dsar_row *r);
+void cd__dsar_row_free(struct cd__dsar_row *r);
+/* Loads request id inside tx; r->found tells whether it exists. Errors: CD_ERR_STORE,
+ * CD_ERR_INTEGRITY (an unknown type or state), CD_ERR_NOMEM. */
+enum cd_err cd__dsar_load(struct cd_tx *tx, const char *id, struct cd__dsar_row *r);
+/* A request id ("dsr_...") into out. Errors: CD_ERR_NOT_FOUND (malformed). */
+enum cd_err cd__dsar_copy_id(struct cd_str id, char out[CD_ID_MAX]);
+/* True for received, verifying, in_progress and extended. */
+bool cd__dsar_open_state(enum cd_dsar_state s);
+/* Appends a change of request req_id to its history and the ledger (action, e.g. dsar.open),
+ * from state `from` (NULL at opening) to `to`, with a reason code or NULL. */
+enum cd_err cd__dsar_record(struct cd_tx *tx, const struct cd_actor *a, const char *req_id,
+                            const char *customer_id, const char *action, const char *from,
+                            const char *to, const char *reason, int64_t now);
 
 const struct cd__dsar_regime *cd__dsar_regime(const struct cd_dsar_rules *r, struct cd_str id);
 

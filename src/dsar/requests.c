@@ -49,19 +49,8 @@ const struct cd_dsar_rules *cd_dsar_rules(const struct cd_dsar *d)
     " extended_at, extension_reason, extension_note, closed_at, refusal_reason, refusal_note,"  \
     " details"
 
-struct req_row {
-    bool found;
-    char id[CD_ID_MAX], customer_id[CD_ID_MAX], interaction_id[CD_ID_MAX];
-    enum cd_dsar_type type;
-    enum cd_dsar_state state;
-    char regime[CD__DSAR_ID_MAX], intake[16], ext_reason[32], refusal_reason[32];
-    int64_t received_at, created_at, updated_at, ack_due_at, acknowledged_at, due_at,
-        original_due_at, unrolled_due_at, extended_at, closed_at;
-    struct cd_buf ext_note, refusal_note, details; /* sealed, as stored */
-    bool has_ext_note, has_refusal_note, has_details;
-};
 
-static void req_row_init(struct req_row *r)
+void cd__dsar_row_init(struct cd__dsar_row *r)
 {
     memset(r, 0, sizeof *r);
     r->ext_note = CD_BUF_INIT(2 * CD__DSAR_TEXT_MAX);
@@ -69,7 +58,7 @@ static void req_row_init(struct req_row *r)
     r->details = CD_BUF_INIT(2 * CD__DSAR_TEXT_MAX);
 }
 
-static void req_row_free(struct req_row *r)
+void cd__dsar_row_free(struct cd__dsar_row *r)
 {
     cd_buf_free(&r->ext_note);
     cd_buf_free(&r->refusal_note);
@@ -99,7 +88,7 @@ static enum cd_err col_blob(struct cd_val v, struct cd_buf *b, bool *has)
 
 static enum cd_err req_row_fn(void *ctx, const struct cd_val *c, size_t n)
 {
-    struct req_row *r = ctx;
+    struct cd__dsar_row *r = ctx;
     char type[32], state[32];
     enum cd_err err;
 
@@ -133,7 +122,7 @@ static enum cd_err req_row_fn(void *ctx, const struct cd_val *c, size_t n)
     return CD_OK;
 }
 
-static enum cd_err load_request(struct cd_tx *tx, const char *id, struct req_row *r)
+enum cd_err cd__dsar_load(struct cd_tx *tx, const char *id, struct cd__dsar_row *r)
 {
     struct cd_val p[] = {CD_VCSTR(id)};
 
@@ -142,7 +131,7 @@ static enum cd_err load_request(struct cd_tx *tx, const char *id, struct req_row
                       req_row_fn, r, NULL);
 }
 
-static enum cd_err copy_request_id(struct cd_str id, char out[CD_ID_MAX])
+enum cd_err cd__dsar_copy_id(struct cd_str id, char out[CD_ID_MAX])
 {
     if (!cd_id_valid(id, "dsr"))
         return cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
@@ -151,14 +140,14 @@ static enum cd_err copy_request_id(struct cd_str id, char out[CD_ID_MAX])
     return CD_OK;
 }
 
-static bool is_open(enum cd_dsar_state s)
+bool cd__dsar_open_state(enum cd_dsar_state s)
 {
     return s <= CD_DSAR_EXTENDED;
 }
 
 /* ---- the ledger and the history ----------------------------------------------------------- */
 
-static enum cd_err record_change(struct cd_tx *tx, const struct cd_actor *a, const char *req_id,
+enum cd_err cd__dsar_record(struct cd_tx *tx, const struct cd_actor *a, const char *req_id,
                                  const char *customer_id, const char *action, const char *from,
                                  const char *to, const char *reason, int64_t now)
 {
@@ -293,7 +282,7 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
                               " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$9,$10,$11,$11,$12,$13)",
                           p, 13, NULL, NULL, NULL)) != CD_OK)
         return err;
-    return record_change(tx, cc->a, cc->id, cust.id, "dsar.open", NULL, "received",
+    return cd__dsar_record(tx, cc->a, cc->id, cust.id, "dsar.open", NULL, "received",
                          cd_dsar_type_name(cc->type), now);
 }
 
@@ -429,7 +418,7 @@ static json_t *last_day(const struct cd__dsar_regime *g, int64_t ms)
     return json_string(s);
 }
 
-static enum cd_err open_note(struct cd_dsar *d, const struct req_row *r, const char *field,
+static enum cd_err open_note(struct cd_dsar *d, const struct cd__dsar_row *r, const char *field,
                              const struct cd_buf *sealed, bool has, json_t **out)
 {
     struct cd_buf plain = CD_BUF_INIT(2 * CD__DSAR_TEXT_MAX);
@@ -451,12 +440,12 @@ static enum cd_err open_note(struct cd_dsar *d, const struct req_row *r, const c
 }
 
 /* The JSON form of a request; texts opened only when asked. */
-static enum cd_err request_json(struct cd_dsar *d, const struct req_row *r, bool with_texts,
+static enum cd_err request_json(struct cd_dsar *d, const struct cd__dsar_row *r, bool with_texts,
                                 json_t **out)
 {
     const struct cd__dsar_regime *g = cd__dsar_regime(d->rules, cd_str_c(r->regime));
     int64_t now = cd_now_ms();
-    bool open = is_open(r->state);
+    bool open = cd__dsar_open_state(r->state);
     bool overdue = open && now >= r->due_at;
     bool due_soon =
         open && !overdue && r->due_at - now <= (int64_t)d->rules->due_soon_days * 86400000;
@@ -534,9 +523,25 @@ static enum cd_err history_row(void *ctx, const struct cd_val *c, size_t n)
 
 struct get_ctx {
     const char *id;
-    struct req_row r;
+    struct cd__dsar_row r;
     json_t *history;
+    json_t *tombstone; /* the erasure this request made, or NULL */
 };
+
+static enum cd_err tombstone_row(void *ctx, const struct cd_val *c, size_t n)
+{
+    struct get_ctx *g = ctx;
+    char customer[CD_ID_MAX], role[32];
+    json_t *counts = c[2].type == CD_VAL_TEXT ? json_loadb(c[2].p, c[2].len, 0, NULL) : NULL;
+
+    col_text(c[0], customer, sizeof customer);
+    col_text(c[3], role, sizeof role);
+    json_decref(g->tombstone);
+    g->tombstone = json_pack("{s:s,s:o,s:o,s:s}", "customer_id", customer, "erased_at",
+                             time_or_null(c[1].i), "counts", counts ? counts : json_object(),
+                             "erased_by", role);
+    return g->tombstone ? CD_OK : CD_ERR_NOMEM;
+}
 
 static enum cd_err get_fn(struct cd_tx *tx, void *ctx)
 {
@@ -545,11 +550,15 @@ static enum cd_err get_fn(struct cd_tx *tx, void *ctx)
     enum cd_err err;
 
     json_array_clear(g->history);
-    if ((err = load_request(tx, g->id, &g->r)) != CD_OK || !g->r.found)
+    if ((err = cd__dsar_load(tx, g->id, &g->r)) != CD_OK || !g->r.found)
         return err;
-    return cd_tx_exec(tx, "SELECT at, from_state, to_state, actor_role, reason FROM dsar_history"
-                          " WHERE request_id = $1 ORDER BY seq",
-                      p, 1, history_row, g->history, NULL);
+    if ((err = cd_tx_exec(tx, "SELECT at, from_state, to_state, actor_role, reason FROM"
+                              " dsar_history WHERE request_id = $1 ORDER BY seq",
+                          p, 1, history_row, g->history, NULL)) != CD_OK)
+        return err;
+    return cd_tx_exec(tx, "SELECT customer_id, erased_at, counts, actor_role FROM"
+                          " dsar_tombstones WHERE request_id = $1",
+                      p, 1, tombstone_row, g, NULL);
 }
 
 enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *customer_id,
@@ -560,12 +569,12 @@ enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *custome
     json_t *o = NULL;
     enum cd_err err;
 
-    req_row_init(&g.r);
+    cd__dsar_row_init(&g.r);
     if (g.history == NULL) {
         err = CD_ERR_NOMEM;
         goto out;
     }
-    if ((err = copy_request_id(id, rid)) != CD_OK ||
+    if ((err = cd__dsar_copy_id(id, rid)) != CD_OK ||
         (err = cd_store_read(d->store, get_fn, &g)) != CD_OK)
         goto out;
     if (!g.r.found || (customer_id && strcmp(customer_id, g.r.customer_id) != 0)) {
@@ -574,7 +583,8 @@ enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *custome
     }
     if ((err = request_json(d, &g.r, with_texts, &o)) != CD_OK)
         goto out;
-    if (json_object_set(o, "history", g.history) != 0) {
+    if (json_object_set(o, "history", g.history) != 0 ||
+        (g.tombstone && json_object_set(o, "tombstone", g.tombstone) != 0)) {
         json_decref(o);
         err = CD_ERR_NOMEM;
         goto out;
@@ -582,7 +592,8 @@ enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *custome
     *out = o;
 out:
     json_decref(g.history);
-    req_row_free(&g.r);
+    json_decref(g.tombstone);
+    cd__dsar_row_free(&g.r);
     return err;
 }
 
@@ -634,19 +645,19 @@ struct list_ctx {
 static enum cd_err list_row(void *ctx, const struct cd_val *c, size_t n)
 {
     struct list_ctx *l = ctx;
-    struct req_row r;
+    struct cd__dsar_row r;
     json_t *o = NULL;
     enum cd_err err;
 
     if (++l->count > l->q->limit)
         return CD_OK; /* the one past the page only says there is more */
-    req_row_init(&r);
+    cd__dsar_row_init(&r);
     if ((err = req_row_fn(&r, c, n)) == CD_OK && (err = request_json(l->d, &r, false, &o)) == CD_OK &&
         json_array_append_new(l->items, o) != 0)
         err = CD_ERR_NOMEM;
     l->last_ms = l->by_due ? r.due_at : r.received_at;
     snprintf(l->last_id, sizeof l->last_id, "%s", r.id);
-    req_row_free(&r);
+    cd__dsar_row_free(&r);
     return err;
 }
 
@@ -770,13 +781,13 @@ struct change_ctx {
 static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
 {
     struct change_ctx *cc = ctx;
-    struct req_row r;
+    struct cd__dsar_row r;
     int64_t now = cd_now_ms();
     char action[40];
     enum cd_err err;
 
-    req_row_init(&r);
-    if ((err = load_request(tx, cc->id, &r)) != CD_OK)
+    cd__dsar_row_init(&r);
+    if ((err = cd__dsar_load(tx, cc->id, &r)) != CD_OK)
         goto out;
     if (!r.found) {
         err = cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
@@ -785,7 +796,7 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
     const char *from = cd_dsar_state_name(r.state);
     int64_t ack = r.acknowledged_at ? r.acknowledged_at : now;
     if (cc->acknowledge) {
-        if (!is_open(r.state) || r.acknowledged_at) {
+        if (!cd__dsar_open_state(r.state) || r.acknowledged_at) {
             err = cd_err_set(CD_ERR_CONFLICT, "the request is %s",
                              r.acknowledged_at ? "acknowledged already" : "closed");
             goto out;
@@ -793,7 +804,7 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
         struct cd_val p[] = {CD_VCSTR(cc->id), CD_VINT(now)};
         if ((err = cd_tx_exec(tx, "UPDATE dsar_requests SET acknowledged_at = $2, updated_at = $2"
                                   " WHERE id = $1", p, 2, NULL, NULL, NULL)) == CD_OK)
-            err = record_change(tx, cc->a, cc->id, r.customer_id, "dsar.acknowledge", from, from,
+            err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, "dsar.acknowledge", from, from,
                                 NULL, now);
         goto out;
     }
@@ -828,7 +839,7 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                                   " due_at = $3, extension_reason = $4, extension_note = $5,"
                                   " acknowledged_at = $6, updated_at = $2 WHERE id = $1",
                               p, 6, NULL, NULL, NULL)) == CD_OK)
-            err = record_change(tx, cc->a, cc->id, r.customer_id, "dsar.extend", from,
+            err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, "dsar.extend", from,
                                 "extended", cc->reason, now);
         goto out;
     }
@@ -837,7 +848,7 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                          cd_dsar_state_name(cc->to));
         goto out;
     }
-    bool closes = !is_open(cc->to);
+    bool closes = !cd__dsar_open_state(cc->to);
     struct cd_val p[] = {CD_VCSTR(cc->id),
                          CD_VINT(now),
                          CD_VCSTR(cd_dsar_state_name(cc->to)),
@@ -853,23 +864,23 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                           p, 7, NULL, NULL, NULL)) != CD_OK)
         goto out;
     snprintf(action, sizeof action, "dsar.%s", cd_dsar_state_name(cc->to));
-    err = record_change(tx, cc->a, cc->id, r.customer_id, action, from,
+    err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, action, from,
                         cd_dsar_state_name(cc->to), cc->reason[0] ? cc->reason : NULL, now);
 out:
-    req_row_free(&r);
+    cd__dsar_row_free(&r);
     return err;
 }
 
 /* The customer of a request, read before a change (its texts are sealed for them). */
 struct customer_of {
     const char *id;
-    struct req_row r;
+    struct cd__dsar_row r;
 };
 
 static enum cd_err customer_of_fn(struct cd_tx *tx, void *ctx)
 {
     struct customer_of *co = ctx;
-    return load_request(tx, co->id, &co->r);
+    return cd__dsar_load(tx, co->id, &co->r);
 }
 
 static enum cd_err run_change(struct cd_dsar *d, struct change_ctx *cc, const json_t *body,
@@ -879,7 +890,7 @@ static enum cd_err run_change(struct cd_dsar *d, struct change_ctx *cc, const js
     struct customer_of co = {.id = cc->id};
     enum cd_err err = CD_OK;
 
-    req_row_init(&co.r);
+    cd__dsar_row_init(&co.r);
     if (note_key) {
         if ((err = cd_store_read(d->store, customer_of_fn, &co)) != CD_OK)
             goto out;
@@ -894,7 +905,7 @@ static enum cd_err run_change(struct cd_dsar *d, struct change_ctx *cc, const js
     if ((err = cd_store_write(d->store, change_fn, cc)) == CD_OK)
         err = cd_dsar_get(d, cd_str_c(cc->id), NULL, false, out);
 out:
-    req_row_free(&co.r);
+    cd__dsar_row_free(&co.r);
     return err;
 }
 
@@ -906,7 +917,7 @@ enum cd_err cd_dsar_transition(struct cd_dsar *d, const struct cd_actor *a, stru
     struct cd_str state = CD_STR_NULL, reason = CD_STR_NULL;
     enum cd_err err;
 
-    if ((err = copy_request_id(id, cc.id)) != CD_OK || (err = cd_json_only(body, allowed)) != CD_OK ||
+    if ((err = cd__dsar_copy_id(id, cc.id)) != CD_OK || (err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "state", true, &state)) != CD_OK ||
         (err = cd_json_str(body, "reason", false, &reason)) != CD_OK)
         goto out;
@@ -949,7 +960,7 @@ enum cd_err cd_dsar_extend(struct cd_dsar *d, const struct cd_actor *a, struct c
     struct cd_str reason = CD_STR_NULL;
     enum cd_err err;
 
-    if ((err = copy_request_id(id, cc.id)) != CD_OK || (err = cd_json_only(body, allowed)) != CD_OK ||
+    if ((err = cd__dsar_copy_id(id, cc.id)) != CD_OK || (err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "reason", true, &reason)) != CD_OK)
         goto out;
     if (!in_list(reason, extension_reasons)) {
@@ -971,7 +982,7 @@ enum cd_err cd_dsar_acknowledge(struct cd_dsar *d, const struct cd_actor *a, str
                             .note = CD_BUF_INIT(2 * CD__DSAR_TEXT_MAX)};
     enum cd_err err;
 
-    if ((err = copy_request_id(id, cc.id)) == CD_OK)
+    if ((err = cd__dsar_copy_id(id, cc.id)) == CD_OK)
         err = run_change(d, &cc, NULL, NULL, false, NULL, out);
     cd_buf_free(&cc.note);
     return err;

@@ -135,3 +135,22 @@ enum cd_err cd__http_dsar_acknowledge(struct cd_req *r)
 
     return err != CD_OK ? err : cd_dsar_acknowledge(d, &r->actor, r->params[0], &r->resp_json);
 }
+
+/* POST /v1/dsar/{id}/fulfilment: does what the request asks and completes it. An erasure that a
+ * legal hold keeps from happening is a 409 whose problem lists the holds in force. */
+enum cd_err cd__http_dsar_fulfil(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    json_t *holds = NULL;
+    enum cd_err err = service(r, &d);
+
+    if (err != CD_OK)
+        return err;
+    err = cd_dsar_fulfil(d, &r->actor, r->params[0], r->json, &r->resp_json, &holds);
+    if (holds) {
+        r->problem_ext = json_pack("{s:o}", "holds", holds);
+        if (r->problem_ext == NULL)
+            err = CD_ERR_NOMEM;
+    }
+    return err;
+}

@@ -158,6 +158,7 @@ enum cd_err cd__http_dsar_get(struct cd_req *r);
 enum cd_err cd__http_dsar_transition(struct cd_req *r);
 enum cd_err cd__http_dsar_extend(struct cd_req *r);
 enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
+enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
 
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);

@@ -471,6 +471,7 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/dsar/{id}/transition", cd__http_dsar_transition, DSAR_HANDLERS, JSN,
      "transitionDsar"},
     {"POST", "/v1/dsar/{id}/extension", cd__http_dsar_extend, DSAR_HANDLERS, JSN, "extendDsar"},
+    {"POST", "/v1/dsar/{id}/fulfilment", cd__http_dsar_fulfil, DSAR_HANDLERS, JSN, "fulfilDsar"},
     {"POST", "/v1/dsar/{id}/acknowledgement", cd__http_dsar_acknowledge, DSAR_HANDLERS, 0,
      "acknowledgeDsar"},
     {"POST", "/v1/interactions/{id}/dsar", cd__http_dsar_convert, DSAR_INTAKE, JSN,

@@ -127,7 +127,7 @@ const char *const cd__store_pg_migrations[] = {
     "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
     " OR metadata IS NOT NULL OR thread IS NOT NULL;"
     "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
-    /* 12: dsar — data-subject requests and the history of their states. */
+    /* 12: dsar — data-subject requests, the history of their states, erasure tombstones. */
     "CREATE TABLE dsar_requests("
     "  id " T " PRIMARY KEY, customer_id " T " NOT NULL, type " T " NOT NULL,"
     "  state " T " NOT NULL, regime " T " NOT NULL, intake " T " NOT NULL, interaction_id " T ","
@@ -142,7 +142,11 @@ const char *const cd__store_pg_migrations[] = {
     "CREATE TABLE dsar_history("
     "  request_id " T " NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, from_state " T ","
     "  to_state " T " NOT NULL, actor_role " T " NOT NULL, actor_token " T " NOT NULL,"
-    "  reason " T ", PRIMARY KEY(request_id, seq));",
+    "  reason " T ", PRIMARY KEY(request_id, seq));"
+    "CREATE TABLE dsar_tombstones("
+    "  customer_id " T " PRIMARY KEY, request_id " T " NOT NULL, erased_at BIGINT NOT NULL,"
+    "  regime " T " NOT NULL, counts " T " NOT NULL, actor_role " T " NOT NULL,"
+    "  actor_token " T " NOT NULL);",
 };
 
 const int cd__store_pg_migrations_count =

@@ -146,7 +146,8 @@ const char *const cd__store_sqlite_migrations[] = {
     /* 12: dsar — data-subject requests (one row each, with their deadlines) and the history of
      * every change of their state. The partial index holds open requests only, by deadline, for
      * the overdue and due-soon lists. Sealed columns (details, notes) are under the customer's
-     * key and go with it on erasure. */
+     * key and go with it on erasure. A tombstone proves an erasure: which customer, by which
+     * request, when, and how many rows of each kind went (no personal data). */
     "CREATE TABLE dsar_requests("
     "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL,"
     "  regime TEXT NOT NULL, intake TEXT NOT NULL, interaction_id TEXT,"
@@ -161,7 +162,11 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE TABLE dsar_history("
     "  request_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, from_state TEXT,"
     "  to_state TEXT NOT NULL, actor_role TEXT NOT NULL, actor_token TEXT NOT NULL,"
-    "  reason TEXT, PRIMARY KEY(request_id, seq)) WITHOUT ROWID;",
+    "  reason TEXT, PRIMARY KEY(request_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE dsar_tombstones("
+    "  customer_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, erased_at INTEGER NOT NULL,"
+    "  regime TEXT NOT NULL, counts TEXT NOT NULL, actor_role TEXT NOT NULL,"
+    "  actor_token TEXT NOT NULL) WITHOUT ROWID;",
 };
 
 const int cd__store_sqlite_migrations_count =

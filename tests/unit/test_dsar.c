@@ -2,10 +2,15 @@
  * and daylight-saving changes, the day of receipt, extensions), mistakes in a rules file, and
  * the lifecycle of requests on a real SQLite file (transitions, one extension before the
  * deadline, refusals with their reason and authority, conversion of an interaction, the
- * overdue and due-soon lists, the counts). */
+ * overdue and due-soon lists, the counts), and fulfilment: erasure checked on the raw bytes of
+ * the database and its log (also while the same customer's messages keep arriving), a legal
+ * hold that stops it, restriction, objection through the consent engine, rectification. */
+#include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
 #include "calendar/calendar.h"
+#include "consent/consent.h"
 #include "core/core.h"
 #include "dsar/dsar.h"
 
@@ -14,6 +19,8 @@ static struct cd_store *store;
 static struct cd_core *core;
 static struct cd_calendars *cals;
 static struct cd_dsar *dsar;
+static struct cd_consent *consent;
+static char datadir[256];
 static const struct cd_actor actor = {"tok_test", "compliance", "unit test", "req_test",
                                       "legal_obligation", true, false};
 static int64_t fake_now;
@@ -65,6 +72,11 @@ static int setup(void **state)
         cd_store_open(path, &store) != CD_OK || cd_core_open(store, master, &core) != CD_OK ||
         cd_dsar_open(store, core, r, &dsar) != CD_OK)
         return -1;
+    snprintf(datadir, sizeof datadir, "/tmp/candor-test-dsar-%d.d", (int)getpid());
+    mkdir(datadir, 0700);
+    if (cd_consent_open(store, datadir, "rules/consent/jurisdictions.yaml", &consent) != CD_OK)
+        return -1;
+    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.consent = consent});
     return 0;
 }
 
@@ -74,6 +86,12 @@ static int teardown(void **state)
 
     cd_clock_override(NULL);
     cd_dsar_close(dsar);
+    cd_consent_close(consent);
+    snprintf(p, sizeof p, "%s/receipts.key", datadir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/unsubscribe.key", datadir);
+    unlink(p);
+    rmdir(datadir);
     cd_core_close(core);
     cd_store_close(store);
     cd_calendars_free(cals);
@@ -519,6 +537,334 @@ static void overdue_and_due_soon_lists_and_counts(void **state)
     assert_int_equal(cd_dsar_list(dsar, &q, &l), CD_ERR_INVALID);
 }
 
+/* ---- fulfilment ---- */
+
+static size_t read_file(const char *file, char **out)
+{
+    FILE *f = fopen(file, "rb");
+    static char buf[1 << 24];
+    size_t n = 0;
+
+    *out = buf;
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return n;
+}
+
+/* Whether the raw bytes of the database file or its write-ahead log hold needle. */
+static bool on_disk(const void *needle, size_t n)
+{
+    char *bytes, wal[300];
+    size_t len = read_file(path, &bytes);
+
+    if (memmem(bytes, len, needle, n))
+        return true;
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    len = read_file(wal, &bytes);
+    return memmem(bytes, len, needle, n) != NULL;
+}
+
+/* Every sealed value and key of a customer as stored, read the way someone with the file would. */
+struct sealed {
+    size_t n;
+    uint8_t v[64][48]; /* the first 48 bytes of each (nonce and the start of the ciphertext) */
+};
+
+static enum cd_err sealed_row(void *ctx, const struct cd_val *c, size_t n)
+{
+    struct sealed *s = ctx;
+    for (size_t i = 0; i < n && s->n < 64; i++)
+        if (c[i].type == CD_VAL_BLOB && c[i].len >= 48)
+            memcpy(s->v[s->n++], c[i].p, 48);
+    return CD_OK;
+}
+
+struct sealed_q {
+    const char *cid;
+    struct sealed *s;
+};
+
+static enum cd_err sealed_fn(struct cd_tx *tx, void *ctx)
+{
+    struct sealed_q *q = ctx;
+    struct cd_val p[] = {CD_VCSTR(q->cid)};
+    enum cd_err err;
+
+    q->s->n = 0;
+    if ((err = cd_tx_exec(tx, "SELECT key_wrapped, display_name, attributes FROM customers"
+                              " WHERE id = $1", p, 1, sealed_row, q->s, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "SELECT value FROM identities WHERE customer_id = $1", p, 1,
+                          sealed_row, q->s, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "SELECT details FROM dsar_requests WHERE customer_id = $1", p, 1,
+                          sealed_row, q->s, NULL)) != CD_OK)
+        return err;
+    return cd_tx_exec(tx, "SELECT subject, body, metadata, thread FROM interactions"
+                          " WHERE customer_id = $1", p, 1, sealed_row, q->s, NULL);
+}
+
+struct count_q {
+    const char *sql, *cid;
+    int64_t n;
+};
+
+static enum cd_err count_fn(struct cd_tx *tx, void *ctx)
+{
+    struct count_q *q = ctx;
+    struct cd_val p[] = {CD_VCSTR(q->cid)};
+    return cd_tx_int(tx, q->sql, p, 1, &q->n);
+}
+
+static int64_t count_rows(const char *sql, const char *cid)
+{
+    struct count_q q = {sql, cid, -1};
+    assert_int_equal(cd_store_read(store, count_fn, &q), CD_OK);
+    return q.n;
+}
+
+static char *ingest_for(const char *email, const char *text)
+{
+    static _Thread_local char id[CD_ID_MAX]; /* the feeders call it from their threads */
+    struct cd_buf b = CD_BUF_INIT(1 << 20);
+    json_t *in = json_pack("{s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s}", "identity", "type", "email",
+                           "value", email, "channel", "email", "direction", "inbound",
+                           "thread_id", "thread-of-a-subject", "subject", "About me", "body",
+                           text);
+    bool replayed;
+    enum cd_err err = cd_core_interaction_ingest(core, &actor, in, NULL, 0x1f, &b, NULL,
+                                                 &replayed);
+    json_decref(in);
+    id[0] = '\0';
+    if (err != CD_OK)
+        fprintf(stderr, "ingest: %s (%s)\n", cd_err_name(err), cd_err_detail());
+    if (err == CD_OK) {
+        json_t *o = json_loads(b.p, 0, NULL);
+        snprintf(id, sizeof id, "%s", json_string_value(json_object_get(o, "customer_id")));
+        json_decref(o);
+    }
+    cd_buf_free(&b);
+    return id;
+}
+
+static enum cd_err fulfil(const char *id, const char *body_text, json_t **out, json_t **holds)
+{
+    json_t *body = json_loads(body_text, 0, NULL), *o = NULL, *h = NULL;
+    enum cd_err err = cd_dsar_fulfil(dsar, &actor, cd_str_c(id), body, &o, &h);
+
+    json_decref(body);
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    if (holds)
+        *holds = h;
+    else
+        json_decref(h);
+    return err;
+}
+
+static char *erasure_request(const char *cid)
+{
+    static char rid[CD_ID_MAX];
+    json_t *r = open_request(cid, "erasure", NULL);
+
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    return rid;
+}
+
+static void erasure_leaves_nothing_on_disk(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    struct sealed before;
+    struct sealed_q q = {cid, &before};
+    json_t *r = NULL, *c = NULL;
+
+    snprintf(cid, sizeof cid, "%s", ingest_for("erase.me@example.org", "my diagnosis is X"));
+    assert_true(cid[0]);
+    ingest_for("erase.me@example.org", "and my new address");
+    json_t *consent_body = json_pack("{s:s,s:s,s:s,s:s}", "customer_id", cid, "purpose",
+                                     "marketing", "state", "given", "method", "web_form");
+    assert_int_equal(cd_consent_record(consent, &actor, consent_body, &c), CD_OK);
+    json_decref(consent_body);
+    json_decref(c);
+    snprintf(rid, sizeof rid, "%s", erasure_request(cid));
+    assert_int_equal(cd_store_read(store, sealed_fn, &q), CD_OK);
+    assert_true(before.n >= 8); /* key, identity, 2 x (subject, body, thread) */
+    /* The search sees them now: otherwise their absence afterwards would prove nothing. */
+    for (size_t i = 0; i < before.n; i++)
+        assert_true(on_disk(before.v[i], 48));
+
+    assert_int_equal(fulfil(rid, "{}", &r, NULL), CD_OK);
+    assert_string_equal(sv(r, "state"), "completed");
+    json_t *t = json_object_get(r, "tombstone");
+    assert_non_null(t);
+    assert_string_equal(sv(t, "customer_id"), cid);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "counts"),
+                                                        "interactions")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "counts"),
+                                                        "consent_events")), 1);
+    json_decref(r);
+    /* No row, no key, no ciphertext of theirs is left in the file or its log. */
+    for (size_t i = 0; i < before.n; i++)
+        if (on_disk(before.v[i], 48))
+            fail_msg("sealed value %zu of the erased customer is still on disk", i);
+    assert_int_equal(count_rows("SELECT count(*) FROM interactions WHERE customer_id = $1", cid), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM identities WHERE customer_id = $1", cid), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM consent_events WHERE customer_id = $1", cid),
+                     0);
+    assert_int_equal(count_rows("SELECT count(*) FROM idempotency WHERE resource_id = $1", cid), 0);
+    /* The consent engine forgot them: marketing is no longer allowed for that id. */
+    struct cd_consent_decision d;
+    assert_int_equal(cd_consent_decide(consent, cd_str_c(cid), CD_PURPOSE_MARKETING,
+                                       CD_CONSENT_CHANNEL_ANY, cd_now_ms(), &d), CD_OK);
+    assert_false(d.allow);
+    /* Nothing twice. */
+    assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_ERR_CONFLICT);
+}
+
+static enum cd_err one_hold(struct cd_tx *tx, struct cd_str customer_id, json_t **holds)
+{
+    *holds = json_pack("[{s:s,s:s}]", "id", "hld_00000000000000000000000000", "legal_basis",
+                       "legal_claims");
+    return *holds ? CD_OK : CD_ERR_NOMEM;
+}
+
+static void legal_hold_stops_erasure(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    json_t *holds = NULL, *out = NULL;
+
+    snprintf(cid, sizeof cid, "%s", ingest_for("held@example.org", "keep me"));
+    snprintf(rid, sizeof rid, "%s", erasure_request(cid));
+    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.consent = consent, .holds_active = one_hold});
+    assert_int_equal(fulfil(rid, "{}", &out, &holds), CD_ERR_CONFLICT);
+    assert_non_null(strstr(cd_err_detail(), "legal hold"));
+    assert_null(out);
+    assert_int_equal(json_array_size(holds), 1);
+    json_decref(holds);
+    /* Nothing changed: the rows are there and the request is still in progress. */
+    assert_int_equal(count_rows("SELECT count(*) FROM interactions WHERE customer_id = $1", cid), 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM dsar_tombstones WHERE customer_id = $1", cid),
+                     0);
+    assert_int_equal(cd_dsar_get(dsar, cd_str_c(rid), NULL, false, &out), CD_OK);
+    assert_string_equal(sv(out, "state"), "in_progress");
+    json_decref(out);
+    assert_int_equal(move(rid, "refused", "legal_hold", NULL), CD_OK);
+}
+
+struct feeder {
+    volatile bool stop;
+    int done, failed;
+};
+
+static void *feed(void *arg)
+{
+    struct feeder *f = arg;
+    char text[64];
+
+    while (!f->stop) {
+        snprintf(text, sizeof text, "message %d", f->done);
+        if (ingest_for("busy@example.org", text)[0])
+            f->done++;
+        else
+            f->failed++;
+    }
+    return NULL;
+}
+
+static void erasure_during_ingestion(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    struct sealed before;
+    struct sealed_q q = {cid, &before};
+    struct feeder f = {0};
+    pthread_t t[2];
+    struct cd_core_rows_report rep;
+
+    snprintf(cid, sizeof cid, "%s", ingest_for("busy@example.org", "first"));
+    snprintf(rid, sizeof rid, "%s", erasure_request(cid));
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, feed, &f);
+    while (f.done < 20)
+        usleep(1000);
+    assert_int_equal(cd_store_read(store, sealed_fn, &q), CD_OK);
+    assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_OK);
+    int at_erasure = f.done;
+    while (f.done < at_erasure + 20)
+        usleep(1000);
+    f.stop = true;
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(f.failed, 0);
+    /* Messages that arrived after the erasure started a new customer; none is filed under the
+     * erased one, and nothing sealed for them (before the erasure) is left on disk. */
+    assert_int_equal(count_rows("SELECT count(*) FROM interactions WHERE customer_id = $1", cid), 0);
+    assert_true(count_rows("SELECT count(*) FROM interactions WHERE customer_id <> $1", cid) >= 20);
+    for (size_t i = 0; i < before.n; i++)
+        if (on_disk(before.v[i], 48))
+            fail_msg("sealed value %zu of the erased customer is still on disk", i);
+    /* Every row left opens under its own customer's key. */
+    assert_int_equal(cd_core_verify_rows(core, &rep, NULL), CD_OK);
+}
+
+static void restriction_objection_rectification(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    json_t *r, *c = NULL;
+    struct cd_consent_decision d;
+
+    snprintf(cid, sizeof cid, "%s", new_customer("US-CA"));
+    /* Opt-out regime: marketing is allowed until the customer objects. */
+    assert_int_equal(cd_consent_decide_exact(consent, cd_str_c(cid), CD_PURPOSE_MARKETING,
+                                             CD_CONSENT_CHANNEL_EMAIL, CD_STR_NULL, cd_now_ms(),
+                                             &d), CD_OK);
+    assert_true(d.allow);
+    r = open_request(cid, "objection", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_ERR_CONFLICT); /* not in progress */
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(fulfil(rid, "{\"purposes\":[\"nonsense\"]}", NULL, NULL), CD_ERR_INVALID);
+    assert_int_equal(fulfil(rid, "{}", &r, NULL), CD_OK);
+    assert_string_equal(sv(r, "state"), "completed");
+    assert_int_equal(json_array_size(json_object_get(r, "consent_events")), 4);
+    json_decref(r);
+    /* In force at once. */
+    assert_int_equal(cd_consent_decide(consent, cd_str_c(cid), CD_PURPOSE_MARKETING,
+                                       CD_CONSENT_CHANNEL_EMAIL, cd_now_ms(), &d), CD_OK);
+    assert_false(d.allow);
+
+    r = open_request(cid, "restriction", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_OK);
+    assert_int_equal(count_rows("SELECT restricted FROM customers WHERE id = $1", cid), 1);
+
+    r = open_request(cid, "rectification", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(fulfil(rid, "{\"changes\":{\"display_name\":7}}", NULL, NULL),
+                     CD_ERR_INVALID);
+    assert_int_equal(fulfil(rid, "{\"changes\":{\"display_name\":\"Corrected Name\"}}", &r,
+                            NULL), CD_OK);
+    assert_string_equal(sv(r, "state"), "completed");
+    json_decref(r);
+    assert_int_equal(cd_core_customer_get(core, &actor, cd_str_c(cid), 0x1f, &c), CD_OK);
+    assert_string_equal(sv(c, "display_name"), "Corrected Name");
+    json_decref(c);
+
+    r = open_request(cid, "access", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_ERR_CONFLICT);
+}
+
 int main(void)
 {
     const struct CMUnitTest rules[] = {
@@ -534,6 +880,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_requests_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(interaction_starts_the_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(overdue_and_due_soon_lists_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(erasure_leaves_nothing_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(legal_hold_stops_erasure, setup, teardown),
+        cmocka_unit_test_setup_teardown(erasure_during_ingestion, setup, teardown),
+        cmocka_unit_test_setup_teardown(restriction_objection_rectification, setup, teardown),
     };
     cd_json_init();
     int failed = cmocka_run_group_tests_name("rules", rules, setup_rules, teardown_rules);
