@@ -202,6 +202,24 @@ enum cd_err cd_core_note_seal(struct cd_core *c, struct cd_str customer_id, cons
 enum cd_err cd_core_note_open(struct cd_core *c, struct cd_str customer_id, const char *field,
                               struct cd_val sealed, struct cd_buf *out);
 
+enum cd_core_customer_state {
+    CD_CORE_CUSTOMER_UNKNOWN, /* no customer has this id (or it is malformed) */
+    CD_CORE_CUSTOMER_LIVE,
+    CD_CORE_CUSTOMER_ERASED, /* crypto-shredded: the id and the record of what happened stay */
+};
+
+/* Resolves id through merges inside tx: *state says whether a customer has the id, and
+ * resolved gets the id of the customer it now is (the survivor when it was merged, else id
+ * itself; "" when unknown) and *merged whether that differs. Errors: CD_ERR_STORE. */
+enum cd_err cd_core_customer_resolve(struct cd_tx *tx, struct cd_str id,
+                                     char resolved[CD_ID_MAX], bool *merged,
+                                     enum cd_core_customer_state *state);
+
+/* The ids of every customer merged into survivor, directly or through earlier merges, as a
+ * new JSON array of strings (empty when none) the caller owns. Errors: CD_ERR_STORE,
+ * CD_ERR_NOMEM. */
+enum cd_err cd_core_customer_merged_ids(struct cd_tx *tx, struct cd_str survivor, json_t **ids);
+
 /* ---- possible duplicates ---- */
 
 /* A customer created from an identity that looks like another customer's (equal UTS #39

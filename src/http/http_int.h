@@ -159,6 +159,13 @@ enum cd_err cd__http_dsar_transition(struct cd_req *r);
 enum cd_err cd__http_dsar_extend(struct cd_req *r);
 enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
 enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
+/* Legal holds (h_retention.c). */
+enum cd_err cd__http_holds_list(struct cd_req *r);
+enum cd_err cd__http_hold_create(struct cd_req *r);
+enum cd_err cd__http_hold_release(struct cd_req *r);
+
+/* The outbox and webhooks (h_webhooks.c). */
+enum cd_err cd__http_event_types(struct cd_req *r);
 
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);
