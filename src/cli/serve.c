@@ -10,6 +10,8 @@
 #include "audit/audit.h"
 #include "calendar/calendar.h"
 #include "dsar/dsar.h"
+#include "outbox/outbox.h"
+#include "retention/retention.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -143,7 +145,9 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     sv->dsar_rules = NULL; /* the service owns them now, also on failure */
     if (err != CD_OK)
         return err;
-    cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.consent = sv->consent});
+    cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
+                                                        .holds_active = cd_retention_holds_active,
+                                                        .consent = sv->consent});
     if ((err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
         return err;
     sv->app = (struct cd_app){.store = sv->env.store,

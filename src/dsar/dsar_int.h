@@ -81,4 +81,11 @@ enum cd_err cd__dsar_record(struct cd_tx *tx, const struct cd_actor *a, const ch
 
 const struct cd__dsar_regime *cd__dsar_regime(const struct cd_dsar_rules *r, struct cd_str id);
 
+/* Queues an event (taking payload; NULL is out of memory) when an outbox is wired; without one
+ * it does nothing (nothing subscribes). Errors: those of the outbox, CD_ERR_NOMEM. */
+enum cd_err cd__dsar_tell(struct cd_dsar *d, struct cd_tx *tx, const char *type,
+                          const char *customer_id, json_t *payload);
+/* An instant as an RFC 3339 JSON string (NULL when out of memory). */
+json_t *cd__dsar_time(int64_t ms);
+
 #endif

@@ -13,9 +13,8 @@ void cd_dsar_set_links(struct cd_dsar *d, const struct cd_dsar_links *l)
     d->links = *l;
 }
 
-/* Queues an event when an outbox is wired; its absence is no error (nothing subscribes). */
-static enum cd_err tell(struct cd_dsar *d, struct cd_tx *tx, const char *type,
-                        const char *customer_id, json_t *payload)
+enum cd_err cd__dsar_tell(struct cd_dsar *d, struct cd_tx *tx, const char *type,
+                          const char *customer_id, json_t *payload)
 {
     enum cd_err err = CD_OK;
 
@@ -27,7 +26,7 @@ static enum cd_err tell(struct cd_dsar *d, struct cd_tx *tx, const char *type,
     return err;
 }
 
-static json_t *rfc3339(int64_t ms)
+json_t *cd__dsar_time(int64_t ms)
 {
     char ts[CD_TIME_STRLEN];
     cd_time_format(ms, ts);
@@ -48,10 +47,10 @@ static enum cd_err complete_in(struct cd_dsar *d, struct cd_tx *tx, const struct
         (err = cd__dsar_record(tx, a, r->id, r->customer_id, "dsar.completed",
                                cd_dsar_state_name(r->state), "completed", reason, now)) != CD_OK)
         return err;
-    return tell(d, tx, "dsar.completed", r->customer_id,
+    return cd__dsar_tell(d, tx, "dsar.completed", r->customer_id,
                 json_pack("{s:s,s:s,s:s,s:o}", "request_id", r->id, "type",
                           cd_dsar_type_name(r->type), "outcome", "completed", "completed_at",
-                          rfc3339(now)));
+                          cd__dsar_time(now)));
 }
 
 struct fulfil_ctx {
@@ -132,8 +131,8 @@ static enum cd_err erase_fn(struct cd_tx *tx, void *ctx)
                               " regime, counts, actor_role, actor_token)"
                               " VALUES($1,$2,$3,$4,$5,$6,$7)",
                           t, 7, NULL, NULL, NULL)) != CD_OK ||
-        (err = tell(d, tx, "customer.erased", r.customer_id,
-                    json_pack("{s:o,s:s}", "erased_at", rfc3339(now), "request_id", r.id))) !=
+        (err = cd__dsar_tell(d, tx, "customer.erased", r.customer_id,
+                    json_pack("{s:o,s:s}", "erased_at", cd__dsar_time(now), "request_id", r.id))) !=
             CD_OK ||
         (err = complete_in(d, tx, fc->a, &r, "erased", now)) != CD_OK)
         goto out;
@@ -155,7 +154,7 @@ static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
     cd__dsar_row_init(&r);
     if ((err = ready(tx, fc, &r)) != CD_OK ||
         (err = cd_core_customer_restrict_in(tx, fc->a, r.customer_id, true)) != CD_OK ||
-        (err = tell(fc->d, tx, "customer.restricted", r.customer_id,
+        (err = cd__dsar_tell(fc->d, tx, "customer.restricted", r.customer_id,
                     json_pack("{s:b,s:s}", "restricted", 1, "request_id", r.id))) != CD_OK)
         goto out;
     err = complete_in(fc->d, tx, fc->a, &r, "restricted", now);
@@ -181,7 +180,7 @@ static enum cd_err complete_fn(struct cd_tx *tx, void *ctx)
 
     cd__dsar_row_init(&r);
     if ((err = ready(tx, cc->fc, &r)) == CD_OK && cc->event)
-        err = tell(cc->fc->d, tx, cc->event, r.customer_id, json_incref(cc->event_payload));
+        err = cd__dsar_tell(cc->fc->d, tx, cc->event, r.customer_id, json_incref(cc->event_payload));
     if (err == CD_OK)
         err = complete_in(cc->fc->d, tx, cc->fc->a, &r, cc->reason, cd_now_ms());
     cd__dsar_row_free(&r);

@@ -282,8 +282,14 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
                               " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$9,$10,$11,$11,$12,$13)",
                           p, 13, NULL, NULL, NULL)) != CD_OK)
         return err;
-    return cd__dsar_record(tx, cc->a, cc->id, cust.id, "dsar.open", NULL, "received",
-                         cd_dsar_type_name(cc->type), now);
+    if ((err = cd__dsar_record(tx, cc->a, cc->id, cust.id, "dsar.open", NULL, "received",
+                               cd_dsar_type_name(cc->type), now)) != CD_OK)
+        return err;
+    return cd__dsar_tell(cc->d, tx, "dsar.opened", cust.id,
+                         json_pack("{s:s,s:s,s:o,s:o,s:s}", "request_id", cc->id, "type",
+                                   cd_dsar_type_name(cc->type), "received_at",
+                                   cd__dsar_time(received), "due_at", cd__dsar_time(dl.answer),
+                                   "jurisdiction", regime));
 }
 
 static bool code_shape(struct cd_str s)
@@ -837,7 +843,8 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                              CD_VINT(ack)};
         if ((err = cd_tx_exec(tx, "UPDATE dsar_requests SET state = 'extended', extended_at = $2,"
                                   " due_at = $3, extension_reason = $4, extension_note = $5,"
-                                  " acknowledged_at = $6, updated_at = $2 WHERE id = $1",
+                                  " acknowledged_at = $6, updated_at = $2, due_soon_at = NULL"
+                                  " WHERE id = $1",
                               p, 6, NULL, NULL, NULL)) == CD_OK)
             err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, "dsar.extend", from,
                                 "extended", cc->reason, now);
@@ -864,8 +871,15 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                           p, 7, NULL, NULL, NULL)) != CD_OK)
         goto out;
     snprintf(action, sizeof action, "dsar.%s", cd_dsar_state_name(cc->to));
-    err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, action, from,
-                        cd_dsar_state_name(cc->to), cc->reason[0] ? cc->reason : NULL, now);
+    if ((err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, action, from,
+                               cd_dsar_state_name(cc->to), cc->reason[0] ? cc->reason : NULL,
+                               now)) != CD_OK || !closes)
+        goto out;
+    err = cd__dsar_tell(cc->d, tx, "dsar.completed", r.customer_id,
+                        json_pack("{s:s,s:s,s:s,s:o}", "request_id", cc->id, "type",
+                                  cd_dsar_type_name(r.type), "outcome",
+                                  cd_dsar_state_name(cc->to), "completed_at",
+                                  cd__dsar_time(now)));
 out:
     cd__dsar_row_free(&r);
     return err;

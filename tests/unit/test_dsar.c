@@ -13,6 +13,8 @@
 #include "consent/consent.h"
 #include "core/core.h"
 #include "dsar/dsar.h"
+#include "outbox/outbox.h"
+#include "retention/retention.h"
 
 static char path[256];
 static struct cd_store *store;
@@ -76,7 +78,9 @@ static int setup(void **state)
     mkdir(datadir, 0700);
     if (cd_consent_open(store, datadir, "rules/consent/jurisdictions.yaml", &consent) != CD_OK)
         return -1;
-    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.consent = consent});
+    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
+                                                    .holds_active = cd_retention_holds_active,
+                                                    .consent = consent});
     return 0;
 }
 
@@ -721,15 +725,12 @@ static void erasure_leaves_nothing_on_disk(void **state)
     assert_int_equal(cd_consent_decide(consent, cd_str_c(cid), CD_PURPOSE_MARKETING,
                                        CD_CONSENT_CHANNEL_ANY, cd_now_ms(), &d), CD_OK);
     assert_false(d.allow);
+    /* Those the customer's data was shared with are told, in the same transaction. */
+    assert_int_equal(count_rows("SELECT count(*) FROM outbox_events WHERE customer_id = $1"
+                                " AND type IN ('customer.erased', 'dsar.completed',"
+                                " 'dsar.opened')", cid), 3);
     /* Nothing twice. */
     assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_ERR_CONFLICT);
-}
-
-static enum cd_err one_hold(struct cd_tx *tx, struct cd_str customer_id, json_t **holds)
-{
-    *holds = json_pack("[{s:s,s:s}]", "id", "hld_00000000000000000000000000", "legal_basis",
-                       "legal_claims");
-    return *holds ? CD_OK : CD_ERR_NOMEM;
 }
 
 static void legal_hold_stops_erasure(void **state)
@@ -739,7 +740,12 @@ static void legal_hold_stops_erasure(void **state)
 
     snprintf(cid, sizeof cid, "%s", ingest_for("held@example.org", "keep me"));
     snprintf(rid, sizeof rid, "%s", erasure_request(cid));
-    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.consent = consent, .holds_active = one_hold});
+    json_t *hb = json_pack("{s:s,s:s}", "reason", "Litigation 2026-114", "legal_basis",
+                           "legal_claims");
+    assert_int_equal(cd_retention_hold_create(store, &actor, cd_str_c(cid), hb, &out), CD_OK);
+    json_decref(hb);
+    json_decref(out);
+    out = NULL;
     assert_int_equal(fulfil(rid, "{}", &out, &holds), CD_ERR_CONFLICT);
     assert_non_null(strstr(cd_err_detail(), "legal hold"));
     assert_null(out);
@@ -865,6 +871,42 @@ static void restriction_objection_rectification(void **state)
     assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_ERR_CONFLICT);
 }
 
+/* The watcher tells dsar.due_soon once per request that comes within the window of its
+ * deadline, and again only when an extension gives it a new deadline. */
+static void due_soon_is_told_once(void **state)
+{
+    char cid[CD_ID_MAX], soon[CD_ID_MAX];
+    struct cd_dsar_counts n;
+    json_t *r;
+    const char *told = "SELECT count(*) FROM outbox_events WHERE type = 'dsar.due_soon'"
+                       " AND customer_id = $1";
+
+    fake_now = at("2026-06-01T08:00:00Z");
+    cd_clock_override(fake_clock);
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    json_decref(open_request(cid, "access", "2026-04-20T08:00:00Z")); /* overdue: not soon */
+    r = open_request(cid, "erasure", "2026-05-05T08:00:00Z");         /* due 5 June: soon */
+    snprintf(soon, sizeof soon, "%s", sv(r, "id"));
+    json_decref(r);
+    json_decref(open_request(cid, "restriction", "2026-05-30T08:00:00Z")); /* due 30 June */
+    assert_int_equal(cd_dsar_start(dsar, 10), CD_OK);
+    while (!cd_dsar_counts_cached(dsar, &n))
+        usleep(1000);
+    usleep(100 * 1000); /* several more passes */
+    assert_int_equal(count_rows(told, cid), 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM outbox_events WHERE type = 'dsar.due_soon'"
+                                " AND payload LIKE '%' || $1 || '%'", soon), 1);
+    /* Extended, it has a new deadline three months from receipt: not soon, until it is. */
+    assert_int_equal(move(soon, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(extend(soon, "complexity", "Three systems hold your data.", NULL), CD_OK);
+    usleep(100 * 1000);
+    assert_int_equal(count_rows(told, cid), 1);
+    fake_now = at("2026-07-30T08:00:00Z");
+    usleep(100 * 1000);
+    /* The extended erasure (due 5 August) is told; the restriction, now overdue, is not. */
+    assert_int_equal(count_rows(told, cid), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest rules[] = {
@@ -880,6 +922,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_requests_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(interaction_starts_the_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(overdue_and_due_soon_lists_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(due_soon_is_told_once, setup, teardown),
         cmocka_unit_test_setup_teardown(erasure_leaves_nothing_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(legal_hold_stops_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(erasure_during_ingestion, setup, teardown),
