@@ -163,12 +163,13 @@ UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/candor|$(
 
 install: build/candor build/man/.done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/rules/consent \
-	    $(DESTDIR)$(SHAREDIR)/rules/calendars \
+	    $(DESTDIR)$(SHAREDIR)/rules/calendars $(DESTDIR)$(SHAREDIR)/rules/dsar \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 build/candor $(DESTDIR)$(BINDIR)/candor
 	install -m 0644 rules/*.yaml $(DESTDIR)$(SHAREDIR)/rules/
 	install -m 0644 rules/consent/*.yaml $(DESTDIR)$(SHAREDIR)/rules/consent/
 	install -m 0644 rules/calendars/*.yaml $(DESTDIR)$(SHAREDIR)/rules/calendars/
+	install -m 0644 rules/dsar/*.yaml $(DESTDIR)$(SHAREDIR)/rules/dsar/
 	install -m 0644 config/policy.yaml $(DESTDIR)$(SHAREDIR)/policy.yaml
 	install -m 0644 build/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
@@ -179,11 +180,12 @@ install: build/candor build/man/.done
 # Removes what install put there, file by file: anything else in those directories stays.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/candor $(DESTDIR)$(SHAREDIR)/policy.yaml \
-	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml)) \
+	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml rules/dsar/*.yaml)) \
 	    $(DESTDIR)$(MANDIR)/man1/candor.1 $(DESTDIR)$(MANDIR)/man1/candor-*.1 \
 	    $(addprefix $(DESTDIR)$(DOCDIR)/,README.md $(notdir $(wildcard docs/*.md))) \
 	    $(DESTDIR)$(UNITDIR)/candor.service $(DESTDIR)$(SYSUSERSDIR)/candor.conf
 	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules/calendars \
+	    $(DESTDIR)$(SHAREDIR)/rules/dsar \
 	    $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
 	    $(DESTDIR)$(DOCDIR) 2>/dev/null
 

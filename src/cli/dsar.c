@@ -4,7 +4,10 @@
 #include <string.h>
 #include "calendar/calendar.h"
 #include "cli_int.h"
+#include "consent/consent.h"
 #include "dsar/dsar.h"
+#include "outbox/outbox.h"
+#include "retention/retention.h"
 
 /* The CLI acts for the operator who runs it on the data directory: the privacy office. */
 static const struct cd_actor cli_actor = {"cli", "admin", "candor dsar (command line)", NULL,
@@ -98,9 +101,24 @@ static enum cd_err run(const char *cmd, const char **pos, size_t npos, const str
             err = cd_dsar_extend(d, &cli_actor, cd_str_c(pos[1]), body, &out);
     } else if (strcmp(cmd, "acknowledge") == 0) {
         err = cd_dsar_acknowledge(d, &cli_actor, cd_str_c(pos[1]), &out);
+    } else if (strcmp(cmd, "fulfil") == 0) {
+        json_t *holds = NULL;
+        json_error_t jerr;
+        const char *text = cd_cli_get(opts, "--body");
+        if ((body = json_loads(text ? text : "{}", 0, &jerr)) == NULL)
+            return cd_err_set(CD_ERR_INVALID, "--body is not JSON: %s", jerr.text);
+        err = cd_dsar_fulfil(d, &cli_actor, cd_str_c(pos[1]), body, &out, &holds);
+        /* The holds name the matters that keep the data: the operator needs them to answer. */
+        for (size_t i = 0; i < json_array_size(holds); i++) {
+            json_t *h = json_array_get(holds, i);
+            fprintf(stderr, "hold %s: %s (%s)\n", json_string_value(json_object_get(h, "id")),
+                    json_string_value(json_object_get(h, "reason")),
+                    json_string_value(json_object_get(h, "legal_basis")));
+        }
+        json_decref(holds);
     } else {
         return cd_err_set(CD_ERR_INVALID, "unknown dsar command '%s' (list, open, show, move, "
-                                          "extend, acknowledge)", cmd);
+                                          "extend, acknowledge, fulfil)", cmd);
     }
     json_decref(body);
     if (err == CD_OK) {
@@ -136,6 +154,8 @@ int cd_cli_dsar(int argc, char **argv)
         {"--explanation", "TEXT", "move to refused, extend: what the customer is told", NULL,
          NULL},
         {"--due", "WHICH", "list: overdue or due_soon", NULL, NULL},
+        {"--body", "JSON", "fulfil: what the request needs ({\"changes\": {...}} to rectify, "
+                           "{\"purposes\": [...]} to object or opt out; default {})", NULL, NULL},
         {"--format", "FMT", "text or json", "text", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -148,18 +168,22 @@ int cd_cli_dsar(int argc, char **argv)
     struct cd_calendars *cals = NULL;
     struct cd_dsar_rules *dr = NULL;
     struct cd_dsar *d = NULL;
+    struct cd_consent *consent = NULL;
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 2, &npos, &help)) != CD_OK)
         return cd__cli_fail("dsar", err);
     if (help || npos == 0) {
-        cd_cli_usage("dsar", "list|open|show|move|extend|acknowledge [ID] --data DIR [options]",
+        cd_cli_usage("dsar",
+                     "list|open|show|move|extend|acknowledge|fulfil [ID] --data DIR [options]",
                      "Data-subject requests (docs/dsar.md). 'list' shows requests (--due\n"
                      "overdue or due_soon for the deadline lists); 'open' files one; 'show ID'\n"
                      "prints one with its history; 'move ID --state S' changes its state;\n"
                      "'extend ID --reason R --explanation TEXT' extends its deadline once;\n"
-                     "'acknowledge ID' records that receipt was confirmed. Every change is in\n"
-                     "the audit ledger, made by the actor \"cli\".",
+                     "'acknowledge ID' records that receipt was confirmed; 'fulfil ID' does\n"
+                     "what a request in progress asks (erasure, restriction, rectification,\n"
+                     "objection, opt-outs) and completes it. Every change is in the audit\n"
+                     "ledger, made by the actor \"cli\".",
                      opts);
         return help ? 0 : 2;
     }
@@ -177,9 +201,20 @@ int cd_cli_dsar(int argc, char **argv)
         cd_dsar_rules_free(dr);
         goto out_cals;
     }
-    if ((err = cd_dsar_open(env.store, env.core, dr, &d)) == CD_OK)
+    /* Fulfilling an objection or an opt-out records consent withdrawals: the consent engine
+     * (the receipts' key is in the data directory) is opened for that command alone. */
+    snprintf(path, sizeof path, "%s/consent/jurisdictions.yaml", rules);
+    if ((err = cd_dsar_open(env.store, env.core, dr, &d)) == CD_OK &&
+        (strcmp(pos[0], "fulfil") != 0 ||
+         (err = cd_consent_open(env.store, cd_cli_get(opts, "--data"), path, &consent)) ==
+             CD_OK)) {
+        cd_dsar_set_links(d, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
+                                                     .holds_active = cd_retention_holds_active,
+                                                     .consent = consent});
         err = run(pos[0], pos, npos, opts, d, strcmp(cd_cli_get(opts, "--format"), "json") == 0);
+    }
     cd_dsar_close(d);
+    cd_consent_close(consent);
     cd__cli_env_close(&env);
 out_cals:
     cd_calendars_free(cals);

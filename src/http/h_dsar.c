@@ -137,20 +137,34 @@ enum cd_err cd__http_dsar_acknowledge(struct cd_req *r)
 }
 
 /* POST /v1/dsar/{id}/fulfilment: does what the request asks and completes it. An erasure that a
- * legal hold keeps from happening is a 409 whose problem lists the holds in force. */
+ * legal hold keeps from happening is a 409 whose problem lists the holds in force: their ids,
+ * legal bases and times. Their reasons stay behind the purpose-gated listing of the holds. */
 enum cd_err cd__http_dsar_fulfil(struct cd_req *r)
 {
     struct cd_dsar *d = NULL;
-    json_t *holds = NULL;
+    json_t *holds = NULL, *list = NULL;
     enum cd_err err = service(r, &d);
 
     if (err != CD_OK)
         return err;
     err = cd_dsar_fulfil(d, &r->actor, r->params[0], r->json, &r->resp_json, &holds);
-    if (holds) {
-        r->problem_ext = json_pack("{s:o}", "holds", holds);
-        if (r->problem_ext == NULL)
-            err = CD_ERR_NOMEM;
+    if (holds == NULL)
+        return err;
+    list = json_array();
+    for (size_t i = 0; list && i < json_array_size(holds); i++) {
+        json_t *h = json_array_get(holds, i);
+        if (json_array_append_new(
+                list, json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?}", "id", json_object_get(h, "id"),
+                                "customer_id", json_object_get(h, "customer_id"), "legal_basis",
+                                json_object_get(h, "legal_basis"), "created_at",
+                                json_object_get(h, "created_at"), "expires_at",
+                                json_object_get(h, "expires_at"))) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
     }
+    json_decref(holds);
+    if (list == NULL || (r->problem_ext = json_pack("{s:o}", "holds", list)) == NULL)
+        err = CD_ERR_NOMEM;
     return err;
 }

@@ -218,3 +218,129 @@ def test_cli_lists_and_moves(srv):
                for e in audit["items"]), audit
     rc, out, err = srv.cli("dsar", "move", r["id"], "--data", srv.data, "--state", "nowhere")
     assert rc != 0 and "'state' must be" in err
+
+
+def in_progress(srv, cid, typ):
+    st, _, r = srv.req("POST", "/v1/dsar", {"customer_id": cid, "type": typ}, token=srv.dpo)
+    assert st == 201, r
+    st, _, r = srv.req("POST", f"/v1/dsar/{r['id']}/transition", {"state": "in_progress"},
+                       token=srv.dpo)
+    assert st == 200 and r["state"] == "in_progress", r
+    return r["id"]
+
+
+def test_erasure_waits_for_a_legal_hold_then_shreds(srv):
+    email = "erase.subject@example.org"
+    st, _, c = srv.req("POST", "/v1/customers", {
+        "display_name": "Erin Erase", "jurisdiction": "FR",
+        "identities": [{"type": "email", "value": email}]})
+    assert st == 201, c
+    cid = c["id"]
+    for text in ("my card ends 4242", "my new address is 3 rue Blanche"):
+        st, _, it = srv.req("POST", "/v1/interactions", {
+            "customer_id": cid, "channel": "email", "direction": "inbound", "body": text})
+        assert st == 201, it
+    rid = in_progress(srv, cid, "erasure")
+    path = f"/v1/dsar/{rid}/fulfilment"
+    # Agents file requests; they do not erase anyone.
+    assert_problem(srv.req("POST", path, {}, token=srv.agent), 403, "forbidden")
+    assert_problem(srv.req("POST", path, {}, token=None), 401, "unauthenticated")
+    assert_problem(srv.req("POST", path, {"purposes": ["marketing"]}, token=srv.dpo), 400,
+                   "invalid-request")
+    st, _, hold = srv.req("POST", f"/v1/customers/{cid}/holds", {
+        "reason": "Litigation ref. 2026-7", "legal_basis": "legal_claims"}, token=srv.dpo)
+    assert st == 201, hold
+    body = assert_problem(srv.req("POST", path, {}, token=srv.dpo), 409, "conflict")
+    assert "legal hold" in body["detail"]
+    assert [h["id"] for h in body["holds"]] == [hold["id"]]
+    assert body["holds"][0]["legal_basis"] == "legal_claims"
+    assert "reason" not in body["holds"][0]  # behind the holds' own purpose-gated listing
+    # Nothing went: the customer reads as before, the request is still in progress.
+    st, _, got = srv.req("GET", f"/v1/customers/{cid}", purpose="service")
+    assert st == 200 and got["display_name"] == "Erin Erase", got
+    st, _, r = srv.req("GET", f"/v1/dsar/{rid}", token=srv.dpo, purpose="legal_obligation")
+    assert r["state"] == "in_progress" and "tombstone" not in r
+
+    st, _, _ = srv.req("POST", f"/v1/customers/{cid}/holds/{hold['id']}/release",
+                       {"reason": "Case closed"}, token=srv.dpo)
+    assert st == 200
+    st, _, r = srv.req("POST", path, {}, token=srv.dpo)
+    assert st == 200, r
+    assert r["state"] == "completed" and r["closed_at"] is not None
+    t = r["tombstone"]
+    assert t["customer_id"] == cid and t["counts"]["interactions"] == 2
+    assert t["counts"]["identities"] == 1 and t["erased_by"] == "compliance"
+    # The customer is gone for every reader; the request stays as the record of the answer.
+    st, _, got = srv.req("GET", f"/v1/customers/{cid}", purpose="service")
+    assert st == 200 and got["status"] == "erased" and "display_name" not in got, got
+    st, _, l = srv.req("POST", "/v1/customers/lookup", {"type": "email", "value": email},
+                       purpose="service")
+    assert st == 404, l
+    assert int(sql(srv, f"SELECT count(*) FROM interactions WHERE customer_id = '{cid}'")) == 0
+    assert int(sql(srv, f"SELECT count(*) FROM dsar_tombstones WHERE customer_id = '{cid}'")) == 1
+    # Recipients are told through the outbox, in the erasure's transaction.
+    told = sql(srv, f"SELECT type FROM outbox_events WHERE customer_id = '{cid}' ORDER BY seq")
+    assert told.split()[-2:] == ["customer.erased", "dsar.completed"], told
+    st, _, audit = srv.req("GET", f"/v1/audit?customer_id={cid}&limit=100")
+    actions = [e["action"] for e in audit["items"]]
+    assert "customer.erase" in actions and "dsar.completed" in actions, actions
+    # Once is enough.
+    assert_problem(srv.req("POST", path, {}, token=srv.dpo), 409, "conflict")
+    assert_problem(srv.req("POST", "/v1/dsar/dsr_00000000000000000000000000/fulfilment", {},
+                           token=srv.dpo), 404, "not-found")
+    assert_problem(srv.req("POST", "/v1/dsar/nonsense/fulfilment", {}, token=srv.dpo), 404,
+                   "not-found")
+
+
+def test_restriction_objection_rectification_apply_at_once(srv):
+    st, _, c = srv.req("POST", "/v1/customers", {"display_name": "Rita Wrongname",
+                                                 "jurisdiction": "US-CA"})
+    cid = c["id"]
+    # Opting out of sale and sharing is a withdrawal, in force for the next check.
+    rid = in_progress(srv, cid, "opt_out_sale_sharing")
+    st, _, r = srv.req("POST", f"/v1/dsar/{rid}/fulfilment", {}, token=srv.dpo)
+    assert st == 200 and r["state"] == "completed", r
+    assert len(r["consent_events"]) == 2
+    st, _, view = srv.req("GET", f"/v1/customers/{cid}/consents", token=srv.dpo,
+                          purpose="legal_obligation")
+    assert st == 200, view
+    assert "withdrawn" in json.dumps(view) and "sale_or_sharing" in json.dumps(view)
+    # Rectification: bad changes are refused and change nothing; good ones read at once.
+    rid = in_progress(srv, cid, "rectification")
+    assert_problem(srv.req("POST", f"/v1/dsar/{rid}/fulfilment",
+                           {"changes": {"display_name": 7}}, token=srv.dpo), 400,
+                   "invalid-request")
+    assert_problem(srv.req("POST", f"/v1/dsar/{rid}/fulfilment", {}, token=srv.dpo), 400,
+                   "invalid-request")
+    st, _, r = srv.req("POST", f"/v1/dsar/{rid}/fulfilment",
+                       {"changes": {"display_name": "Rita Rightname"}}, token=srv.dpo)
+    assert st == 200 and r["state"] == "completed", r
+    st, _, got = srv.req("GET", f"/v1/customers/{cid}", purpose="service")
+    assert got["display_name"] == "Rita Rightname"
+    # Restriction applies to the next read that is not for a restricted purpose.
+    rid = in_progress(srv, cid, "restriction")
+    st, _, r = srv.req("POST", f"/v1/dsar/{rid}/fulfilment", {}, token=srv.dpo)
+    assert st == 200 and r["state"] == "completed", r
+    assert sql(srv, f"SELECT restricted FROM customers WHERE id = '{cid}'") == "1"
+    kinds = sql(srv, f"SELECT type FROM outbox_events WHERE customer_id = '{cid}'").split()
+    assert "customer.rectified" in kinds and "customer.restricted" in kinds, kinds
+    # Access is answered by the export, not here.
+    rid = in_progress(srv, cid, "access")
+    body = assert_problem(srv.req("POST", f"/v1/dsar/{rid}/fulfilment", {}, token=srv.dpo), 409,
+                          "conflict")
+    assert "export" in body["detail"]
+
+
+def test_cli_fulfils(srv):
+    st, _, c = srv.req("POST", "/v1/customers", {"jurisdiction": "DE"})
+    cid = c["id"]
+    rid = in_progress(srv, cid, "objection")
+    rc, out, err = srv.cli("dsar", "fulfil", rid, "--data", srv.data, "--body",
+                           '{"purposes": ["marketing"]}', "--format", "json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["state"] == "completed" and len(r["consent_events"]) == 1
+    rc, out, err = srv.cli("dsar", "fulfil", rid, "--data", srv.data)
+    assert rc != 0 and "in progress" in err, (out, err)
+    rc, out, err = srv.cli("dsar", "fulfil", rid, "--data", srv.data, "--body", "{nope")
+    assert rc != 0 and "--body is not JSON" in err, (out, err)
