@@ -3,7 +3,6 @@
  * regimes its deadlines come from. Thin: parse, call the module, shape the answer. */
 #include <stdio.h>
 #include <string.h>
-#include "audit/audit.h"
 #include "dsar/dsar.h"
 #include "http_int.h"
 
@@ -84,28 +83,28 @@ enum cd_err cd__http_dsar_regimes(struct cd_req *r)
 }
 
 /* GET /v1/dsar/{id}: what the customer wrote and what was written to them is conversation; the
- * purpose decides whether it is shown, and a read that shows it is recorded for the customer. */
+ * purpose decides whether it is shown, and a read that shows it passes the customer's read gate
+ * (restriction, consent) and is recorded on their access log. */
 enum cd_err cd__http_dsar_get(struct cd_req *r)
 {
     struct cd_dsar *d = NULL;
     unsigned fields = cd__http_fields(r);
-    bool texts = (fields & CD_FIELDS_CONVERSATION) != 0;
+    char resolved[CD_ID_MAX];
     enum cd_err err;
 
     if ((err = service(r, &d)) != CD_OK ||
-        (err = cd_dsar_get(d, r->params[0], NULL, texts, &r->resp_json)) != CD_OK || !texts)
+        (err = cd_dsar_get(d, r->params[0], NULL, false, &r->resp_json)) != CD_OK ||
+        !(fields & CD_FIELDS_CONVERSATION))
         return err;
-    struct cd_audit_event ev = {.action = "dsar.read", .outcome = "ok",
-                                .actor_token = r->actor.token_id, .actor_role = r->actor.role,
-                                .actor_name = r->actor.name, .purpose = r->actor.purpose,
-                                .request_id = r->request_id,
-                                .customer_id = json_string_value(
-                                    json_object_get(r->resp_json, "customer_id")),
-                                .resource_id = json_string_value(
-                                    json_object_get(r->resp_json, "id")),
-                                .categories = cd_policy_categories(CD_FIELDS_REFERENCE |
-                                                                   CD_FIELDS_CONVERSATION)};
-    return cd_audit_record(r->app->store, &ev);
+    const char *cid = json_string_value(json_object_get(r->resp_json, "customer_id"));
+    if ((err = cd_core_customer_read_gate(r->app->core, &r->actor, cd_str_c(cid), "dsar.read",
+                                          cd_policy_categories(CD_FIELDS_REFERENCE |
+                                                               CD_FIELDS_CONVERSATION),
+                                          resolved)) != CD_OK)
+        return err;
+    json_decref(r->resp_json);
+    r->resp_json = NULL;
+    return cd_dsar_get(d, r->params[0], NULL, true, &r->resp_json);
 }
 
 /* POST /v1/dsar/{id}/transition */

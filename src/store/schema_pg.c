@@ -177,7 +177,11 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,"
     "  dry_run BIGINT NOT NULL, started_by " T " NOT NULL, counts " T " NOT NULL,"
     "  audit_seq BIGINT);",
-    /* 13: dsar — data-subject requests, the history of their states, erasure tombstones. */
+    /* 13: audit — the access log holds refused attempts (access.denied) beside the reads. */
+    "DROP INDEX audit_reads_by_customer;"
+    "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
+    " WHERE action LIKE '%.read' OR action = 'access.denied';",
+    /* 14: dsar — data-subject requests, the history of their states, erasure tombstones. */
     "CREATE TABLE dsar_requests("
     "  id " T " PRIMARY KEY, customer_id " T " NOT NULL, type " T " NOT NULL,"
     "  state " T " NOT NULL, regime " T " NOT NULL, intake " T " NOT NULL, interaction_id " T ","
