@@ -223,6 +223,36 @@ void cd_dsar_set_links(struct cd_dsar *d, const struct cd_dsar_links *l);
 enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
                            const json_t *body, json_t **out, json_t **holds);
 
+/* ---- identity verification by a one-time code ---- */
+
+/* Sends a one-time code to verify the customer behind a request that is received or verifying
+ * (GDPR Art. 12(6), 11 CCR 7060): the code (8 digits, valid 15 minutes) goes to the customer's
+ * identity on file of the channel named (body {"channel"?: "email" (default) | "phone"}) as
+ * the outbox event dsar.verification_code, whose address and code are sealed at rest and reach
+ * only a subscription whose purpose may see contact data. Candor keeps a keyed hash of the
+ * code; a new code replaces the one pending; at most 3 are sent for one request. Reading the
+ * identity is recorded on the customer's access log (purpose legal_obligation); the request
+ * becomes "verifying" ("dsar.verification_sent" in the ledger, with the channel, never the
+ * code). *out: {"request_id","channel","expires_at","attempts_left","sends_left"}.
+ * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (not received or verifying; no
+ * identity of that channel; 3 codes sent already), CD_ERR_BUSY (no outbox wired),
+ * CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *a,
+                                      struct cd_str id, const json_t *body, json_t **out);
+
+/* Checks the code the customer gives back (body {"code": 8 digits}), comparing keyed hashes in
+ * constant time. The right code within its 15 minutes verifies the request: it goes
+ * "in_progress" ("dsar.verified"), *out gets the request. A wrong one counts an attempt; the
+ * fifth wrong one, or a check after expiry, voids the code. Each decision (verified,
+ * attempts exhausted, expired) deletes the verification artefact and is in the ledger.
+ * On CD_ERR_CONFLICT *failure gets {"outcome": "mismatch" | "attempts_exhausted" | "expired" |
+ * "none_pending", "attempts_left"} (the caller owns it): a code checked again after the
+ * decision (a replay) finds none pending. Errors: CD_ERR_INVALID (not 8 digits; not counted),
+ * CD_ERR_NOT_FOUND, CD_ERR_CONFLICT, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_verification_check(struct cd_dsar *d, const struct cd_actor *a,
+                                       struct cd_str id, const json_t *body, json_t **out,
+                                       json_t **failure);
+
 /* Counts for /metrics: requests by state, and the open ones past their deadline (answer or
  * acknowledgement) at now_ms. Errors: CD_ERR_STORE. */
 struct cd_dsar_counts {

@@ -60,7 +60,7 @@ struct cd__dsar_row {
     enum cd_dsar_state state;
     char regime[CD__DSAR_ID_MAX], intake[16], ext_reason[32], refusal_reason[32];
     int64_t received_at, created_at, updated_at, ack_due_at, acknowledged_at, due_at,
-        original_due_at, unrolled_due_at, extended_at, closed_at;
+        original_due_at, unrolled_due_at, extended_at, closed_at, verified_at;
     struct cd_buf ext_note, refusal_note, details; /* sealed, as stored */
     bool has_ext_note, has_refusal_note, has_details;
 };

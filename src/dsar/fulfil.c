@@ -116,7 +116,9 @@ static enum cd_err erase_fn(struct cd_tx *tx, void *ctx)
          * requests stay as the record of what was asked and answered. */
         (err = cd_tx_exec(tx, "UPDATE dsar_requests SET details = NULL, extension_note = NULL,"
                               " refusal_note = NULL WHERE customer_id = $1",
-                          p, 1, NULL, NULL, &requests)) != CD_OK)
+                          p, 1, NULL, NULL, &requests)) != CD_OK ||
+        (err = cd_tx_exec(tx, "DELETE FROM dsar_verifications WHERE customer_id = $1", p, 1,
+                          NULL, NULL, NULL)) != CD_OK)
         goto out;
     char counts[256];
     snprintf(counts, sizeof counts,

@@ -47,7 +47,7 @@ const struct cd_dsar_rules *cd_dsar_rules(const struct cd_dsar *d)
     "id, customer_id, type, state, regime, intake, interaction_id, received_at, created_at,"    \
     " updated_at, ack_due_at, acknowledged_at, due_at, original_due_at, unrolled_due_at,"       \
     " extended_at, extension_reason, extension_note, closed_at, refusal_reason, refusal_note,"  \
-    " details"
+    " details, verified_at"
 
 
 void cd__dsar_row_init(struct cd__dsar_row *r)
@@ -114,6 +114,7 @@ static enum cd_err req_row_fn(void *ctx, const struct cd_val *c, size_t n)
     r->extended_at = col_int(c[15]);
     col_text(c[16], r->ext_reason, sizeof r->ext_reason);
     r->closed_at = col_int(c[18]);
+    r->verified_at = col_int(c[22]);
     col_text(c[19], r->refusal_reason, sizeof r->refusal_reason);
     if ((err = col_blob(c[17], &r->ext_note, &r->has_ext_note)) != CD_OK ||
         (err = col_blob(c[20], &r->refusal_note, &r->has_refusal_note)) != CD_OK ||
@@ -499,6 +500,10 @@ static enum cd_err request_json(struct cd_dsar *d, const struct cd__dsar_row *r,
                   "original_due_at", time_or_null(r->original_due_at), "deadline", deadline,
                   "extension", ext, "refusal", refusal, "closed_at", time_or_null(r->closed_at),
                   "overdue", overdue, "due_soon", due_soon, "details", details);
+    if (o && cd_json_set_new(o, "verified_at", time_or_null(r->verified_at)) != CD_OK) {
+        json_decref(o);
+        o = NULL;
+    }
     details = NULL;
     if (o == NULL) {
         err = CD_ERR_NOMEM;
@@ -869,6 +874,11 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                               " refusal_reason = $5, refusal_note = $6, acknowledged_at = $7,"
                               " updated_at = $2 WHERE id = $1",
                           p, 7, NULL, NULL, NULL)) != CD_OK)
+        goto out;
+    /* A code pending for a request that moves on is void: the decision was made otherwise. */
+    if (cc->to != CD_DSAR_VERIFYING &&
+        (err = cd_tx_exec(tx, "DELETE FROM dsar_verifications WHERE request_id = $1", p, 1, NULL,
+                          NULL, NULL)) != CD_OK)
         goto out;
     snprintf(action, sizeof action, "dsar.%s", cd_dsar_state_name(cc->to));
     if ((err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, action, from,

@@ -167,3 +167,32 @@ enum cd_err cd__http_dsar_fulfil(struct cd_req *r)
         err = CD_ERR_NOMEM;
     return err;
 }
+
+/* POST /v1/dsar/{id}/verification: a one-time code to the customer's identity on file, through
+ * the outbox. The answer never carries the code nor the address. */
+enum cd_err cd__http_dsar_verify_send(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    enum cd_err err = service(r, &d);
+
+    return err != CD_OK ? err
+                        : cd_dsar_verification_send(d, &r->actor, r->params[0], r->json,
+                                                    &r->resp_json);
+}
+
+/* POST /v1/dsar/{id}/verification/check: a wrong, void, expired or replayed code is a 409 whose
+ * problem says which and how many attempts are left. */
+enum cd_err cd__http_dsar_verify_check(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    json_t *failure = NULL;
+    enum cd_err err = service(r, &d);
+
+    if (err != CD_OK)
+        return err;
+    err = cd_dsar_verification_check(d, &r->actor, r->params[0], r->json, &r->resp_json,
+                                     &failure);
+    if (failure)
+        r->problem_ext = failure;
+    return err;
+}

@@ -177,6 +177,8 @@ enum cd_err cd__http_dsar_transition(struct cd_req *r);
 enum cd_err cd__http_dsar_extend(struct cd_req *r);
 enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
 enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
+enum cd_err cd__http_dsar_verify_send(struct cd_req *r);
+enum cd_err cd__http_dsar_verify_check(struct cd_req *r);
 /* Legal holds (h_retention.c). */
 enum cd_err cd__http_holds_list(struct cd_req *r);
 enum cd_err cd__http_hold_create(struct cd_req *r);

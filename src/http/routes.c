@@ -508,6 +508,10 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/dsar/{id}/fulfilment", cd__http_dsar_fulfil, DSAR_HANDLERS, JSN, "fulfilDsar"},
     {"POST", "/v1/dsar/{id}/acknowledgement", cd__http_dsar_acknowledge, DSAR_HANDLERS, 0,
      "acknowledgeDsar"},
+    {"POST", "/v1/dsar/{id}/verification", cd__http_dsar_verify_send, DSAR_HANDLERS, JSN,
+     "sendDsarVerificationCode"},
+    {"POST", "/v1/dsar/{id}/verification/check", cd__http_dsar_verify_check, DSAR_HANDLERS, JSN,
+     "checkDsarVerificationCode"},
     {"POST", "/v1/interactions/{id}/dsar", cd__http_dsar_convert, DSAR_INTAKE, JSN,
      "convertInteractionToDsar"},
     /* outbox and webhooks: handlers in h_webhooks.c */

@@ -344,3 +344,70 @@ def test_cli_fulfils(srv):
     assert rc != 0 and "in progress" in err, (out, err)
     rc, out, err = srv.cli("dsar", "fulfil", rid, "--data", srv.data, "--body", "{nope")
     assert rc != 0 and "--body is not JSON" in err, (out, err)
+
+
+def test_verification_codes_refuse_forgery_and_replay(srv):
+    st, _, c = srv.req("POST", "/v1/customers", {
+        "jurisdiction": "DE", "identities": [{"type": "email", "value": "who.am.i@example.org"}]})
+    cid = c["id"]
+    st, _, r = srv.req("POST", "/v1/dsar", {"customer_id": cid, "type": "access"},
+                       token=srv.agent)
+    rid = r["id"]
+    path = f"/v1/dsar/{rid}/verification"
+    assert_problem(srv.req("POST", path, {}, token=None), 401, "unauthenticated")
+    assert_problem(srv.req("POST", path, {}, token=srv.agent), 403, "forbidden")
+    assert_problem(srv.req("POST", path, {"channel": "pigeon"}, token=srv.dpo), 400,
+                   "invalid-request")
+    body = assert_problem(srv.req("POST", path, {"channel": "phone"}, token=srv.dpo), 409,
+                          "conflict")
+    assert "no phone identity" in body["detail"]
+    assert_problem(srv.req("POST", "/v1/dsar/dsr_00000000000000000000000000/verification", {},
+                           token=srv.dpo), 404, "not-found")
+    # Nothing sent yet: nothing to check.
+    body = assert_problem(srv.req("POST", path + "/check", {"code": "12345678"}, token=srv.dpo),
+                          409, "conflict")
+    assert body["outcome"] == "none_pending"
+
+    st, _, sent = srv.req("POST", path, {}, token=srv.dpo)
+    assert st == 200, sent
+    assert sent["channel"] == "email" and sent["attempts_left"] == 5 and sent["sends_left"] == 2
+    assert "code" not in sent and "who.am.i" not in json.dumps(sent)
+    # The code went to the outbox, sealed: neither it nor the address is stored in clear.
+    assert sql(srv, f"SELECT count(*) FROM outbox_events WHERE customer_id = '{cid}'"
+                    " AND type = 'dsar.verification_code' AND personal IS NOT NULL") == "1"
+    assert "who.am.i" not in sql(srv, "SELECT payload FROM outbox_events")
+    st, _, r = srv.req("GET", f"/v1/dsar/{rid}", token=srv.dpo, purpose="legal_obligation")
+    assert r["state"] == "verifying" and r["verified_at"] is None
+    # Malformed codes are refused and not counted.
+    for bad in ("1234", "abcdefgh", 12345678):
+        assert_problem(srv.req("POST", path + "/check", {"code": bad}, token=srv.dpo), 400,
+                       "invalid-request")
+    assert_problem(srv.req("POST", path + "/check", {}, token=srv.dpo), 400, "invalid-request")
+    # Forged codes: each counts; the fifth voids the code. (One in 10^8 guesses is right.)
+    left = [assert_problem(srv.req("POST", path + "/check", {"code": f"0000000{i}"},
+                                   token=srv.dpo), 409, "conflict") for i in range(5)]
+    assert [b["outcome"] for b in left] == ["mismatch"] * 4 + ["attempts_exhausted"]
+    assert [b["attempts_left"] for b in left[:4]] == [4, 3, 2, 1]
+    body = assert_problem(srv.req("POST", path + "/check", {"code": "00000009"}, token=srv.dpo),
+                          409, "conflict")
+    assert body["outcome"] == "none_pending"
+    assert sql(srv, f"SELECT count(*) FROM dsar_verifications WHERE request_id = '{rid}'") == "0"
+    st, _, audit = srv.req("GET", f"/v1/audit?customer_id={cid}&limit=50")
+    actions = [e["action"] for e in audit["items"]]
+    assert "dsar.verification_sent" in actions and "dsar.verification_failed" in actions
+    # The address was read for the code: on the customer's access log, under legal_obligation.
+    st, _, log = srv.req("GET", f"/v1/customers/{cid}/access-log", token=srv.dpo,
+                         purpose="legal_obligation")
+    assert any(e["action"] == "customer.read" and e["purpose"] == "legal_obligation"
+               for e in log["items"]), log
+    # Three codes per request at most.
+    for _ in range(2):
+        assert srv.req("POST", path, {}, token=srv.dpo)[0] == 200
+    body = assert_problem(srv.req("POST", path, {}, token=srv.dpo), 409, "conflict")
+    assert "3 codes" in body["detail"]
+    # Moving on voids the pending code.
+    st, _, r = srv.req("POST", f"/v1/dsar/{rid}/transition", {
+        "state": "refused", "reason": "identity_not_verified"}, token=srv.dpo)
+    assert st == 200
+    assert sql(srv, f"SELECT count(*) FROM dsar_verifications WHERE request_id = '{rid}'") == "0"
+

@@ -6,6 +6,7 @@
  * the database and its log (also while the same customer's messages keep arriving), a legal
  * hold that stops it, restriction, objection through the consent engine, rectification. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
@@ -907,6 +908,164 @@ static void due_soon_is_told_once(void **state)
     assert_int_equal(count_rows(told, cid), 2);
 }
 
+/* ---- identity verification ---- */
+
+/* The outbox as wired, with the last code it was given kept aside: what a subscriber to
+ * dsar.verification_code would deliver to the customer. */
+static char sent_code[16], sent_to[128];
+
+static enum cd_err capture_enqueue(struct cd_tx *tx, const char *type, struct cd_str customer_id,
+                                   const json_t *payload, char id_out[CD_ID_MAX])
+{
+    if (strcmp(type, "dsar.verification_code") == 0) {
+        snprintf(sent_code, sizeof sent_code, "%s", sv((json_t *)payload, "code"));
+        snprintf(sent_to, sizeof sent_to, "%s", sv((json_t *)payload, "to"));
+    }
+    return cd_outbox_enqueue(tx, type, customer_id, payload, id_out);
+}
+
+static enum cd_err send_code(const char *rid, const char *body_text, json_t **out)
+{
+    json_t *body = json_loads(body_text, 0, NULL), *o = NULL;
+    enum cd_err err = cd_dsar_verification_send(dsar, &actor, cd_str_c(rid), body, &o);
+
+    json_decref(body);
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return err;
+}
+
+/* Checks code; returns the error and the outcome's name ("verified" on success). */
+static enum cd_err check_code(const char *rid, const char *code, char outcome[32])
+{
+    json_t *body = json_pack("{s:s}", "code", code), *o = NULL, *f = NULL;
+    enum cd_err err = cd_dsar_verification_check(dsar, &actor, cd_str_c(rid), body, &o, &f);
+
+    json_decref(body);
+    snprintf(outcome, 32, "%s", err == CD_OK ? "verified" : f ? sv(f, "outcome") : "-");
+    if (err == CD_OK)
+        assert_string_equal(sv(o, "state"), "in_progress");
+    json_decref(o);
+    json_decref(f);
+    return err;
+}
+
+/* A code that is surely not the one sent. */
+static const char *other_code(void)
+{
+    static char c[16];
+    snprintf(c, sizeof c, "%08d", (int)((strtol(sent_code, NULL, 10) + 1) % 100000000));
+    return c;
+}
+
+static char *verification_request(const char *email, char cid[CD_ID_MAX])
+{
+    static char rid[CD_ID_MAX];
+
+    snprintf(cid, CD_ID_MAX, "%s", ingest_for(email, "who are you"));
+    json_t *r = open_request(cid, "access", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    return rid;
+}
+
+static void codes_verify_once(void **state)
+{
+    char rid[CD_ID_MAX], cid[CD_ID_MAX], outcome[32], code[16];
+    uint8_t master[32];
+    struct cd_outbox *ob = NULL;
+    json_t *r = NULL;
+
+    cd_random_bytes(master, sizeof master);
+    assert_int_equal(cd_outbox_open(store, master, &ob), CD_OK);
+    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.enqueue = capture_enqueue,
+                                                    .holds_active = cd_retention_holds_active,
+                                                    .consent = consent});
+    snprintf(rid, sizeof rid, "%s", verification_request("verify.me@example.org", cid));
+    /* Bad input is refused and counts nothing. */
+    assert_int_equal(send_code(rid, "{\"channel\":\"pigeon\"}", NULL), CD_ERR_INVALID);
+    assert_int_equal(send_code(rid, "{\"channel\":\"phone\"}", NULL), CD_ERR_CONFLICT);
+    assert_int_equal(send_code("dsr_00000000000000000000000000", "{}", NULL), CD_ERR_NOT_FOUND);
+    assert_int_equal(check_code(rid, "12345678", outcome), CD_ERR_CONFLICT);
+    assert_string_equal(outcome, "none_pending");
+
+    assert_int_equal(send_code(rid, "{}", &r), CD_OK);
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts_left")), 5);
+    assert_int_equal(json_integer_value(json_object_get(r, "sends_left")), 2);
+    assert_null(json_object_get(r, "code"));
+    json_decref(r);
+    assert_string_equal(sent_to, "verify.me@example.org");
+    assert_int_equal(strlen(sent_code), 8);
+    snprintf(code, sizeof code, "%s", sent_code);
+    /* Neither the code nor its address is stored in clear: the outbox seals them. */
+    assert_false(on_disk(code, strlen(code)));
+    assert_int_equal(check_code(rid, "1234567", outcome), CD_ERR_INVALID);
+    assert_int_equal(check_code(rid, other_code(), outcome), CD_ERR_CONFLICT);
+    assert_string_equal(outcome, "mismatch");
+    assert_int_equal(check_code(rid, code, outcome), CD_OK);
+    assert_int_equal(count_rows("SELECT count(*) FROM dsar_verifications WHERE request_id = $1",
+                                rid), 0);
+    /* Replayed: the artefact went with the decision. */
+    assert_int_equal(check_code(rid, code, outcome), CD_ERR_CONFLICT);
+    assert_string_equal(outcome, "none_pending");
+    assert_int_equal(send_code(rid, "{}", NULL), CD_ERR_CONFLICT); /* in progress now */
+    /* The ledger has the decision and never the code. */
+    assert_int_equal(count_rows("SELECT count(*) FROM audit_events WHERE customer_id = $1"
+                                " AND action IN ('dsar.verification_sent', 'dsar.verified')",
+                                cid), 2);
+    assert_int_equal(count_rows("SELECT count(*) FROM audit_events WHERE"
+                                " instr(CAST(entry AS TEXT), $1) > 0", code), 0);
+    cd_outbox_close(ob);
+}
+
+static void codes_run_out(void **state)
+{
+    char rid[CD_ID_MAX], cid[CD_ID_MAX], outcome[32], first[16];
+    uint8_t master[32];
+    struct cd_outbox *ob = NULL;
+
+    cd_random_bytes(master, sizeof master);
+    assert_int_equal(cd_outbox_open(store, master, &ob), CD_OK);
+    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.enqueue = capture_enqueue});
+    fake_now = at("2026-03-02T10:00:00Z");
+    cd_clock_override(fake_clock);
+    snprintf(rid, sizeof rid, "%s", verification_request("forger@example.org", cid));
+    /* Five wrong codes void it; the right one is no use after that. */
+    assert_int_equal(send_code(rid, "{}", NULL), CD_OK);
+    for (int i = 4; i >= 0; i--) {
+        assert_int_equal(check_code(rid, other_code(), outcome), CD_ERR_CONFLICT);
+        assert_string_equal(outcome, i ? "mismatch" : "attempts_exhausted");
+    }
+    assert_int_equal(check_code(rid, sent_code, outcome), CD_ERR_CONFLICT);
+    assert_string_equal(outcome, "none_pending");
+    /* A new code replaces the pending one: the older no longer works. */
+    assert_int_equal(send_code(rid, "{}", NULL), CD_OK);
+    snprintf(first, sizeof first, "%s", sent_code);
+    assert_int_equal(send_code(rid, "{}", NULL), CD_OK);
+    if (strcmp(first, sent_code) != 0) {
+        assert_int_equal(check_code(rid, first, outcome), CD_ERR_CONFLICT);
+        assert_string_equal(outcome, "mismatch");
+    }
+    /* Fifteen minutes later the right code is void. */
+    fake_now += 15 * 60 * 1000;
+    assert_int_equal(check_code(rid, sent_code, outcome), CD_ERR_CONFLICT);
+    assert_string_equal(outcome, "expired");
+    assert_int_equal(check_code(rid, sent_code, outcome), CD_ERR_CONFLICT);
+    assert_string_equal(outcome, "none_pending");
+    /* Three codes were sent: no more for this request. */
+    assert_int_equal(send_code(rid, "{}", NULL), CD_ERR_CONFLICT);
+    assert_int_equal(count_rows("SELECT count(*) FROM audit_events WHERE customer_id = $1"
+                                " AND action IN ('dsar.verification_failed',"
+                                " 'dsar.verification_expired')", cid), 2);
+    assert_int_equal(count_rows("SELECT count(*) FROM dsar_verifications WHERE customer_id = $1",
+                                cid), 0);
+    /* Refused for want of verification, as the law allows. */
+    assert_int_equal(move(rid, "refused", "identity_not_verified", NULL), CD_OK);
+    cd_outbox_close(ob);
+}
+
 int main(void)
 {
     const struct CMUnitTest rules[] = {
@@ -923,6 +1082,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(interaction_starts_the_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(overdue_and_due_soon_lists_and_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(due_soon_is_told_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(codes_verify_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(codes_run_out, setup, teardown),
         cmocka_unit_test_setup_teardown(erasure_leaves_nothing_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(legal_hold_stops_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(erasure_during_ingestion, setup, teardown),
