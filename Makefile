@@ -21,7 +21,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 CC       ?= cc
 PKGS     := sqlite3 libsodium libcrypto libpq libhs yaml-0.1 libutf8proc libmicrohttpd jansson \
-            icu-uc icu-i18n
+            icu-uc icu-i18n zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
@@ -92,7 +92,7 @@ UNIT_DEPS_consent := store crypto audit policy
 UNIT_DEPS_auth   := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox
-UNIT_DEPS_dsar   := store crypto core audit policy calendar consent outbox retention
+UNIT_DEPS_dsar   := store crypto core audit policy calendar consent outbox retention guard
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

@@ -11,7 +11,8 @@
 #      ingestion must do), 3 runs with the same pinning, load and connections.
 #   3. Timeline: a customer with 10,000 interactions, p50/p99 of 50-item pages under load,
 #      the server's RSS afterwards.
-#   4. Other in-process benches: bench_merkle, bench_guard, bench_consent (on CPU 1).
+#   4. Other in-process benches: bench_merkle, bench_guard, bench_consent (on CPU 1),
+#      bench_export (an access request's package for a customer with 100,000 interactions).
 #   5. Consent: POST /v1/consents/check vs nginx `return 200`, same pinning and load.
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
@@ -301,7 +302,7 @@ other() {
     if ${PIN_RUN:-} timeout 300 "build/bench/$name" "$@" >"$TMP/$name.out" 2>&1; then
         cat "$TMP/$name.out"
         # Their summary lines: medians and ratios, else the last lines.
-        { grep -E '^(median|ratio|inclusion|consistency)|^  (decide|raw hash|bulk|projection)' \
+        { grep -E '^(median|ratio|inclusion|consistency|export)|^  (decide|raw hash|bulk|projection)' \
             "$TMP/$name.out" ||
             tail -n 3 "$TMP/$name.out"; } | while IFS= read -r l; do printf '%s\n' "$l"; done \
             >"$TMP/$name.sum"
@@ -316,6 +317,8 @@ other bench_merkle
 other bench_guard rules
 # In-process consent decisions on one core: 1 million customers x 5 purposes.
 PIN_RUN="$PIN_GEN" other bench_consent
+# The export of an access request for a customer with 100,000 interactions: seconds, peak RSS.
+other bench_export "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 20000 || echo 100000)" rules
 
 # ---- 5. consent: HTTP single decision vs nginx `return 200` -------------------------------
 # Owned by the consent engine; self-contained. nginx (Debian nginx-light) and candor are each

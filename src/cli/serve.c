@@ -150,7 +150,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         return err;
     cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
                                                         .holds_active = cd_retention_holds_active,
-                                                        .consent = sv->consent});
+                                                        .consent = sv->consent,
+                                                        .guard = sv->guard});
     if ((err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
         return err;
     sv->app = (struct cd_app){.store = sv->env.store,

@@ -362,6 +362,17 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
 enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
                                          char customer_id[CD_ID_MAX]);
 
+/* Every interaction of a customer (merges followed), newest first, for an export: pages of
+ * CD_CORE_EXPORT_PAGE, each read in its own transaction and handed to fn as the JSON text of
+ * its items ("{..},{..}", every field, as on the timeline; borrowed for the call) with their
+ * number, so memory holds one page whatever the history's length. No read is recorded: the
+ * caller has checked the purpose and records the export as one read. An error from fn stops
+ * the walk and is returned. Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM, fn's. */
+#define CD_CORE_EXPORT_PAGE 100
+typedef enum cd_err (*cd_core_page_fn)(void *ctx, struct cd_str items, int n);
+enum cd_err cd_core_interactions_each(struct cd_core *c, struct cd_str customer_id,
+                                      cd_core_page_fn fn, void *ctx);
+
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);
 bool cd_core_direction_valid(struct cd_str s);

@@ -193,11 +193,15 @@ enum cd_err cd_dsar_acknowledge(struct cd_dsar *d, const struct cd_actor *a, str
  * the erasure's transaction). Without holds_active no hold is known; without enqueue nothing
  * is told; without consent, objections and opt-outs cannot be fulfilled. */
 struct cd_consent;
+struct cd_guard;
 struct cd_dsar_links {
     enum cd_err (*enqueue)(struct cd_tx *tx, const char *event_type, struct cd_str customer_id,
                            const json_t *payload, char id_out[CD_ID_MAX]);
     enum cd_err (*holds_active)(struct cd_tx *tx, struct cd_str customer_id, json_t **holds);
+    /* the recipients a customer's data goes to (a JSON array), for the export's manifest */
+    enum cd_err (*recipients_of)(struct cd_tx *tx, struct cd_str customer_id, json_t **out);
     struct cd_consent *consent;
+    struct cd_guard *guard; /* its PII rules flag other people's data in an export */
 };
 /* Sets the links; call before serving. */
 void cd_dsar_set_links(struct cd_dsar *d, const struct cd_dsar_links *l);
@@ -252,6 +256,38 @@ enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *
 enum cd_err cd_dsar_verification_check(struct cd_dsar *d, const struct cd_actor *a,
                                        struct cd_str id, const json_t *body, json_t **out,
                                        json_t **failure);
+
+/* ---- the export (access, portability) ---- */
+
+struct cd_dsar_export;
+
+/* Where the export's bytes go, in order; an error stops it (the client went away). */
+typedef enum cd_err (*cd_dsar_sink)(void *ctx, const void *p, size_t n);
+
+/* Prepares the export that answers an access or portability request that is in progress,
+ * extended or completed, and records it in the ledger as one read of every category
+ * ("export.read", with a's purpose) before anything is written. a is copied: the export may
+ * outlive the caller's request. The caller owns *out (cd_dsar_export_free).
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (another type; not yet in progress; the customer
+ * was erased), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_export_open(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
+                                struct cd_dsar_export **out);
+
+/* Writes the export to sink as a ZIP, streamed: customer.json/.csv, interactions.json/.csv
+ * (every interaction, newest first), consent.json/.csv (the current state, preferences and
+ * every event with its signed receipt), access_log.json/.csv, requests.json/.csv, review.json
+ * (passages of the conversations the guard's PII rules find that are not the customer's own
+ * identities: possibly other people's data, to review before release; at most 10,000 listed,
+ * all counted), summary.html, and manifest.json last (categories, purposes, recipients,
+ * retention and legal holds, sources, each file's record count and SHA-256). Memory holds a
+ * page of interactions at a time. Errors: the sink's, CD_ERR_NOT_FOUND, CD_ERR_TOO_BIG (past
+ * 4 GiB), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_dsar_export_write(struct cd_dsar_export *x, cd_dsar_sink sink, void *ctx);
+
+/* The file name to offer: "candor-export-<request id>.zip". */
+void cd_dsar_export_name(const struct cd_dsar_export *x, char *out, size_t n);
+
+void cd_dsar_export_free(struct cd_dsar_export *x);
 
 /* Counts for /metrics: requests by state, and the open ones past their deadline (answer or
  * acknowledgement) at now_ms. Errors: CD_ERR_STORE. */

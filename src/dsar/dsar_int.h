@@ -88,4 +88,41 @@ enum cd_err cd__dsar_tell(struct cd_dsar *d, struct cd_tx *tx, const char *type,
 /* An instant as an RFC 3339 JSON string (NULL when out of memory). */
 json_t *cd__dsar_time(int64_t ms);
 
+/* ---- the streaming ZIP writer (zip.c) ---- */
+
+#define CD__ZIP_MAX_ENTRIES 32
+
+/* Where the archive's bytes go, in order. Errors are the sink's (the export stops). */
+typedef enum cd_err (*cd__zip_sink)(void *ctx, const void *p, size_t n);
+
+struct cd__zip_entry {
+    char name[64];
+    uint32_t crc;
+    uint64_t csize, usize, offset;
+};
+
+struct z_stream_s;
+struct cd__zip {
+    cd__zip_sink sink;
+    void *sink_ctx;
+    uint64_t offset;
+    struct cd__zip_entry e[CD__ZIP_MAX_ENTRIES];
+    size_t n;
+    bool open;
+    unsigned long crc;
+    struct z_stream_s *zs;
+    unsigned char out[1 << 16];
+};
+
+/* Starts an archive written to sink. Then, per file: begin (a name of up to 63 bytes), write
+ * any number of times, end; last, finish writes the central directory. Errors: the sink's,
+ * CD_ERR_TOO_BIG (past 4 GiB), CD_ERR_NOMEM, CD_ERR_INTERNAL (misuse). free releases what an
+ * unfinished archive holds. */
+void cd__zip_init(struct cd__zip *z, cd__zip_sink sink, void *ctx);
+enum cd_err cd__zip_begin(struct cd__zip *z, const char *name);
+enum cd_err cd__zip_write(struct cd__zip *z, const void *p, size_t n);
+enum cd_err cd__zip_end(struct cd__zip *z);
+enum cd_err cd__zip_finish(struct cd__zip *z);
+void cd__zip_free(struct cd__zip *z);
+
 #endif

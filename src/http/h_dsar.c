@@ -196,3 +196,46 @@ enum cd_err cd__http_dsar_verify_check(struct cd_req *r)
         r->problem_ext = failure;
     return err;
 }
+
+static enum cd_err export_sink(void *ctx, const void *p, size_t n)
+{
+    return cd__http_stream_write(ctx, p, n);
+}
+
+/* The export is written while it is sent; it owns what it reads (the request may be gone). */
+static enum cd_err export_produce(struct cd_stream *s, void *ctx)
+{
+    return cd_dsar_export_write(ctx, export_sink, s);
+}
+
+static void export_free(void *ctx)
+{
+    cd_dsar_export_free(ctx);
+}
+
+/* GET /v1/dsar/{id}/export: the package that answers an access or portability request, as a
+ * streamed ZIP. It holds every category, so the purpose must allow every one (legal_obligation);
+ * the export is one read in the customer's access log, recorded before it is sent. */
+enum cd_err cd__http_dsar_export(struct cd_req *r)
+{
+    struct cd_dsar *d = NULL;
+    struct cd_dsar_export *x = NULL;
+    enum cd_err err = service(r, &d);
+    char name[96];
+
+    if (err != CD_OK)
+        return err;
+    if ((cd__http_fields(r) & CD_FIELDS_ALL) != CD_FIELDS_ALL)
+        return cd_err_set(CD_ERR_PURPOSE_DENIED, "the export holds every category of the "
+                                                 "customer's data: declare a purpose that may "
+                                                 "see them all (legal_obligation)");
+    if ((err = cd_dsar_export_open(d, &r->actor, r->params[0], &x)) != CD_OK)
+        return err;
+    cd_dsar_export_name(x, name, sizeof name);
+    snprintf(r->disposition, sizeof r->disposition, "attachment; filename=\"%s\"", name);
+    r->produce = export_produce;
+    r->produce_ctx = x;
+    r->produce_free = export_free;
+    r->resp_type = "application/zip";
+    return CD_OK;
+}

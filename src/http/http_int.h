@@ -92,6 +92,7 @@ struct cd_req {
     const char *resp_static; /* borrowed body that outlives the request (or small_body) */
     char small_body[64];     /* a short answer built without the heap */
     char location[160];
+    char disposition[128]; /* Content-Disposition of a download, or "" */
     json_t *problem_ext; /* extra members for a problem response */
     cd_stream_producer produce; /* a streamed body, see struct cd_stream */
     void *produce_ctx;
@@ -179,6 +180,7 @@ enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
 enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
 enum cd_err cd__http_dsar_verify_send(struct cd_req *r);
 enum cd_err cd__http_dsar_verify_check(struct cd_req *r);
+enum cd_err cd__http_dsar_export(struct cd_req *r);
 /* Legal holds (h_retention.c). */
 enum cd_err cd__http_holds_list(struct cd_req *r);
 enum cd_err cd__http_hold_create(struct cd_req *r);

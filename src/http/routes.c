@@ -508,6 +508,7 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/dsar/{id}/fulfilment", cd__http_dsar_fulfil, DSAR_HANDLERS, JSN, "fulfilDsar"},
     {"POST", "/v1/dsar/{id}/acknowledgement", cd__http_dsar_acknowledge, DSAR_HANDLERS, 0,
      "acknowledgeDsar"},
+    {"GET", "/v1/dsar/{id}/export", cd__http_dsar_export, DSAR_HANDLERS, PII, "exportDsar"},
     {"POST", "/v1/dsar/{id}/verification", cd__http_dsar_verify_send, DSAR_HANDLERS, JSN,
      "sendDsarVerificationCode"},
     {"POST", "/v1/dsar/{id}/verification/check", cd__http_dsar_verify_check, DSAR_HANDLERS, JSN,

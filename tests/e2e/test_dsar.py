@@ -411,3 +411,85 @@ def test_verification_codes_refuse_forgery_and_replay(srv):
     assert st == 200
     assert sql(srv, f"SELECT count(*) FROM dsar_verifications WHERE request_id = '{rid}'") == "0"
 
+
+def test_export_is_a_complete_package(srv):
+    import csv
+    import io
+    import zipfile
+    st, _, c = srv.req("POST", "/v1/customers", {
+        "display_name": "Xavier Export", "jurisdiction": "DE",
+        "identities": [{"type": "email", "value": "xavier@example.org"},
+                       {"type": "phone", "value": "+44 20 7946 0958"}]})
+    assert st == 201, c
+    cid = c["id"]
+    bodies = ["Hello, it is me: xavier@example.org or +44 20 7946 0958.",
+              "My neighbour Olga (olga.neighbour@example.net) can sign for the parcel.",
+              '=HYPERLINK("http://evil.example") "quoted", and a comma']
+    for b in bodies:
+        st, _, it = srv.req("POST", "/v1/interactions", {
+            "customer_id": cid, "channel": "email", "direction": "inbound", "body": b})
+        assert st == 201, it
+    st, _, ev = srv.req("POST", "/v1/consents", {
+        "customer_id": cid, "purpose": "marketing", "channel": "email", "state": "given",
+        "method": "web_form"}, token=srv.dpo)
+    assert st == 201, ev
+    st, _, r = srv.req("POST", "/v1/dsar", {"customer_id": cid, "type": "access"},
+                       token=srv.dpo)
+    rid = r["id"]
+    path = f"/v1/dsar/{rid}/export"
+    # Not before the request is in progress (the customer verified).
+    assert_problem(srv.req("GET", path, token=srv.dpo, purpose="legal_obligation"), 409,
+                   "conflict")
+    srv.req("POST", f"/v1/dsar/{rid}/transition", {"state": "in_progress"}, token=srv.dpo)
+    assert_problem(srv.req("GET", path, token=None), 401, "unauthenticated")
+    assert_problem(srv.req("GET", path, token=srv.agent, purpose="service"), 403, "forbidden")
+    assert_problem(srv.req("GET", path, token=srv.dpo), 400, "purpose-required")
+    assert_problem(srv.req("GET", path, token=srv.dpo, purpose="security"), 403,
+                   "purpose-not-permitted")
+    assert_problem(srv.req("GET", "/v1/dsar/dsr_00000000000000000000000000/export",
+                           token=srv.dpo, purpose="legal_obligation"), 404, "not-found")
+    other = in_progress(srv, cid, "erasure")
+    assert_problem(srv.req("GET", f"/v1/dsar/{other}/export", token=srv.dpo,
+                           purpose="legal_obligation"), 409, "conflict")
+
+    st, hdr, body = srv.req("GET", path, token=srv.dpo, purpose="legal_obligation")
+    assert st == 200, body
+    assert hdr["content-type"] == "application/zip"
+    assert hdr["content-disposition"] == f'attachment; filename="candor-export-{rid}.zip"'
+    z = zipfile.ZipFile(io.BytesIO(body))
+    assert z.testzip() is None
+    names = z.namelist()
+    for n in ("customer.json", "customer.csv", "interactions.json", "interactions.csv",
+              "consent.json", "consent.csv", "access_log.json", "access_log.csv",
+              "requests.json", "requests.csv", "review.json", "summary.html",
+              "manifest.json"):
+        assert n in names, names
+    manifest = json.loads(z.read("manifest.json"))
+    assert manifest["request_id"] == rid and manifest["customer_id"] == cid
+    assert set(manifest["categories"]) >= {"reference", "contact", "conversation"}
+    assert manifest["sources"] == ["email"] and manifest["recipients"] == []
+    import hashlib
+    for f in manifest["files"]:
+        assert hashlib.sha256(z.read(f["name"])).hexdigest() == f["sha256"], f["name"]
+    counts = {f["name"]: f["records"] for f in manifest["files"]}
+    assert counts["interactions.json"] == 3 and counts["consent.json"] == 1
+    items = json.loads(z.read("interactions.json"))
+    assert sorted(i["body"] for i in items) == sorted(bodies)
+    rows = list(csv.DictReader(io.StringIO(z.read("interactions.csv").decode())))
+    assert len(rows) == 3
+    # A cell a spreadsheet would run as a formula is defused; quotes and commas survive.
+    assert "'=HYPERLINK(\"http://evil.example\") \"quoted\", and a comma" in \
+        [r["body"] for r in rows]
+    consent = json.loads(z.read("consent.json"))
+    assert consent["history"][0]["receipt"]["signature"], consent
+    # Only the neighbour's address is flagged: the customer's own identities are theirs.
+    review = json.loads(z.read("review.json"))
+    assert [f["match"] for f in review["items"]] == ["olga.neighbour@example.net"], review
+    assert manifest["review"] == {"required": True, "passages": 1}
+    html = z.read("summary.html").decode()
+    assert "Xavier Export" in html and "xavier@example.org" in html
+    # The export is a read on the customer's access log, with its purpose.
+    st, _, log = srv.req("GET", f"/v1/customers/{cid}/access-log", token=srv.dpo,
+                         purpose="legal_obligation")
+    assert any(e["action"] == "export.read" and e["purpose"] == "legal_obligation"
+               for e in log["items"]), log

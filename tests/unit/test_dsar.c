@@ -9,11 +9,14 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 #include "unit.h"
 #include "calendar/calendar.h"
 #include "consent/consent.h"
 #include "core/core.h"
 #include "dsar/dsar.h"
+#include "dsar/dsar_int.h"
+#include "guard/guard.h"
 #include "outbox/outbox.h"
 #include "retention/retention.h"
 
@@ -1066,6 +1069,193 @@ static void codes_run_out(void **state)
     cd_outbox_close(ob);
 }
 
+/* ---- the ZIP writer and the export ---- */
+
+static enum cd_err to_buf(void *ctx, const void *p, size_t n)
+{
+    return cd_buf_append(ctx, p, n);
+}
+
+static uint32_t rd16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return rd16(p) | rd16(p + 2) << 16;
+}
+
+/* Reads an archive back through its central directory, as an unzip tool does: every entry's
+ * name, inflated content and CRC-32. Returns the number of entries; content i into out[i]. */
+static size_t unzip_all(const struct cd_buf *z, char names[][64], struct cd_buf *out, size_t max)
+{
+    const uint8_t *b = (const uint8_t *)z->p;
+    assert_true(z->len >= 22);
+    const uint8_t *end = b + z->len - 22;
+    assert_int_equal(rd32(end), 0x06054b50);
+    size_t n = rd16(end + 10), off = rd32(end + 16);
+    assert_true(n <= max);
+    assert_int_equal(off + rd32(end + 12), z->len - 22);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *c = b + off;
+        assert_int_equal(rd32(c), 0x02014b50);
+        size_t nl = rd16(c + 28), lo = rd32(c + 42), csize = rd32(c + 20), usize = rd32(c + 24);
+        uint32_t crc = rd32(c + 16);
+        memcpy(names[i], c + 46, nl);
+        names[i][nl] = '\0';
+        const uint8_t *l = b + lo;
+        assert_int_equal(rd32(l), 0x04034b50);
+        const uint8_t *data = l + 30 + rd16(l + 26) + rd16(l + 28);
+        z_stream zs = {0};
+        assert_int_equal(inflateInit2(&zs, -15), Z_OK);
+        out[i] = CD_BUF_INIT(1 << 26);
+        assert_int_equal(cd_buf_reserve(&out[i], usize + 1), CD_OK);
+        zs.next_in = (Bytef *)data;
+        zs.avail_in = (unsigned)csize;
+        zs.next_out = (Bytef *)out[i].p;
+        zs.avail_out = (unsigned)usize + 1;
+        assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+        out[i].len = zs.total_out;
+        inflateEnd(&zs);
+        assert_int_equal(out[i].len, usize);
+        assert_int_equal(crc32(0, (const Bytef *)out[i].p, (unsigned)usize), crc);
+        /* The data descriptor after the data says the same. */
+        const uint8_t *dd = data + csize;
+        assert_int_equal(rd32(dd), 0x08074b50);
+        assert_int_equal(rd32(dd + 4), crc);
+        off += 46 + nl + rd16(c + 30) + rd16(c + 32);
+    }
+    return n;
+}
+
+static enum cd_err failing_sink(void *ctx, const void *p, size_t n)
+{
+    size_t *left = ctx;
+    if (*left < n)
+        return cd_err_set(CD_ERR_IO, "the client went away");
+    *left -= n;
+    return CD_OK;
+}
+
+static void zip_reads_back(void **state)
+{
+    struct cd_buf z = CD_BUF_INIT(1 << 24), out[3];
+    struct cd__zip *w = cd_calloc(1, sizeof *w);
+    char names[3][64];
+    static char big[300000];
+
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)("abcdefgh\n"[i % 9] ^ (i % 7 == 0 ? 0x20 : 0));
+    cd__zip_init(w, to_buf, &z);
+    assert_int_equal(cd__zip_begin(w, "empty.txt"), CD_OK);
+    assert_int_equal(cd__zip_end(w), CD_OK);
+    assert_int_equal(cd__zip_begin(w, "hello.json"), CD_OK);
+    assert_int_equal(cd__zip_write(w, "{\"a\":", 5), CD_OK);
+    assert_int_equal(cd__zip_write(w, "1}", 2), CD_OK);
+    assert_int_equal(cd__zip_end(w), CD_OK);
+    assert_int_equal(cd__zip_begin(w, "big.txt"), CD_OK);
+    for (size_t i = 0; i < sizeof big; i += 1000)
+        assert_int_equal(cd__zip_write(w, big + i, 1000), CD_OK);
+    assert_int_equal(cd__zip_end(w), CD_OK);
+    assert_int_equal(cd__zip_end(w), CD_ERR_INTERNAL); /* nothing open */
+    assert_int_equal(cd__zip_finish(w), CD_OK);
+    cd__zip_free(w);
+    assert_int_equal(unzip_all(&z, names, out, 3), 3);
+    assert_string_equal(names[0], "empty.txt");
+    assert_int_equal(out[0].len, 0);
+    assert_string_equal(names[1], "hello.json");
+    assert_memory_equal(out[1].p, "{\"a\":1}", 7);
+    assert_int_equal(out[2].len, sizeof big);
+    assert_memory_equal(out[2].p, big, sizeof big);
+    for (int i = 0; i < 3; i++)
+        cd_buf_free(&out[i]);
+    cd_buf_free(&z);
+
+    /* A sink that fails part-way stops the archive with its error; nothing leaks. */
+    size_t left = 40; /* the local header, and little more */
+    cd__zip_init(w, failing_sink, &left);
+    assert_int_equal(cd__zip_begin(w, "big.txt"), CD_OK);
+    enum cd_err err = CD_OK;
+    for (size_t i = 0; i < sizeof big && err == CD_OK; i += 1000)
+        err = cd__zip_write(w, big + i, 1000);
+    if (err == CD_OK)
+        err = cd__zip_end(w);
+    assert_int_equal(err, CD_ERR_IO);
+    cd__zip_free(w);
+    cd_free(w);
+}
+
+static void export_holds_everything_and_flags_others(void **state)
+{
+    char cid[CD_ID_MAX], rid[CD_ID_MAX], names[16][64];
+    struct cd_buf z = CD_BUF_INIT(1 << 24), out[16];
+    struct cd_guard *g = NULL;
+    struct cd_dsar_export *x = NULL;
+    json_t *r = NULL;
+
+    assert_int_equal(cd_guard_open("rules", &g), CD_OK);
+    cd_dsar_set_links(dsar, &(struct cd_dsar_links){.consent = consent, .guard = g,
+                                                    .holds_active = cd_retention_holds_active});
+    snprintf(cid, sizeof cid, "%s", ingest_for("me@example.org", "write to me@example.org"));
+    for (int i = 0; i < 250; i++) /* more than two pages */
+        ingest_for("me@example.org", i == 7 ? "my friend is bob@example.net" : "hello again");
+    r = open_request(cid, "portability", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    json_decref(r);
+    /* Not before it is in progress; not for other types. */
+    assert_int_equal(cd_dsar_export_open(dsar, &actor, cd_str_c(rid), &x), CD_ERR_CONFLICT);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(cd_dsar_export_open(dsar, &actor, cd_str_c("dsr_00000000000000000000000000"),
+                                         &x), CD_ERR_NOT_FOUND);
+    assert_int_equal(cd_dsar_export_open(dsar, &actor, cd_str_c(rid), &x), CD_OK);
+    assert_int_equal(cd_dsar_export_write(x, to_buf, &z), CD_OK);
+    cd_dsar_export_free(x);
+    size_t n = unzip_all(&z, names, out, 16);
+    assert_int_equal(n, 13);
+    assert_string_equal(names[n - 1], "manifest.json");
+    json_t *m = NULL, *items = NULL, *review = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], "manifest.json") == 0)
+            m = json_loadb(out[i].p, out[i].len, 0, NULL);
+        if (strcmp(names[i], "interactions.json") == 0)
+            items = json_loadb(out[i].p, out[i].len, 0, NULL);
+        if (strcmp(names[i], "review.json") == 0)
+            review = json_loadb(out[i].p, out[i].len, 0, NULL);
+        if (strcmp(names[i], "interactions.csv") == 0) {
+            size_t lines = 0;
+            for (size_t k = 0; k < out[i].len; k++)
+                lines += out[i].p[k] == '\n';
+            assert_int_equal(lines, 1 + 251);
+        }
+    }
+    assert_int_equal(json_array_size(items), 251);
+    assert_int_equal(json_integer_value(json_object_get(review, "count")), 1);
+    assert_string_equal(sv(json_array_get(json_object_get(review, "items"), 0), "match"),
+                        "bob@example.net");
+    assert_true(json_is_true(json_object_get(json_object_get(m, "review"), "required")));
+    json_decref(m);
+    json_decref(items);
+    json_decref(review);
+    for (size_t i = 0; i < n; i++)
+        cd_buf_free(&out[i]);
+    cd_buf_free(&z);
+    /* The export is one read on the ledger. */
+    assert_int_equal(count_rows("SELECT count(*) FROM audit_events WHERE customer_id = $1"
+                                " AND action = 'export.read'", cid), 1);
+    /* A client that goes away stops it cleanly. */
+    size_t left = 3000;
+    assert_int_equal(cd_dsar_export_open(dsar, &actor, cd_str_c(rid), &x), CD_OK);
+    assert_int_equal(cd_dsar_export_write(x, failing_sink, &left), CD_ERR_IO);
+    cd_dsar_export_free(x);
+    /* Erased, nothing is held: no export. */
+    char erq[CD_ID_MAX];
+    snprintf(erq, sizeof erq, "%s", erasure_request(cid));
+    assert_int_equal(fulfil(erq, "{}", NULL, NULL), CD_OK);
+    assert_int_equal(cd_dsar_export_open(dsar, &actor, cd_str_c(rid), &x), CD_ERR_CONFLICT);
+    cd_guard_close(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest rules[] = {
@@ -1084,6 +1274,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(due_soon_is_told_once, setup, teardown),
         cmocka_unit_test_setup_teardown(codes_verify_once, setup, teardown),
         cmocka_unit_test_setup_teardown(codes_run_out, setup, teardown),
+        cmocka_unit_test(zip_reads_back),
+        cmocka_unit_test_setup_teardown(export_holds_everything_and_flags_others, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(erasure_leaves_nothing_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(legal_hold_stops_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(erasure_during_ingestion, setup, teardown),
