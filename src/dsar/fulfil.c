@@ -133,9 +133,7 @@ static enum cd_err erase_fn(struct cd_tx *tx, void *ctx)
                               " regime, counts, actor_role, actor_token)"
                               " VALUES($1,$2,$3,$4,$5,$6,$7)",
                           t, 7, NULL, NULL, NULL)) != CD_OK ||
-        (err = cd__dsar_tell(d, tx, "customer.erased", r.customer_id,
-                    json_pack("{s:o,s:s}", "erased_at", cd__dsar_time(now), "request_id", r.id))) !=
-            CD_OK ||
+        /* core told customer.erased to the recipients, in this transaction */
         (err = complete_in(d, tx, fc->a, &r, "erased", now)) != CD_OK)
         goto out;
     fc->erased = true;
@@ -155,9 +153,7 @@ static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
 
     cd__dsar_row_init(&r);
     if ((err = ready(tx, fc, &r)) != CD_OK ||
-        (err = cd_core_customer_restrict_in(tx, fc->a, r.customer_id, true)) != CD_OK ||
-        (err = cd__dsar_tell(fc->d, tx, "customer.restricted", r.customer_id,
-                    json_pack("{s:b,s:s}", "restricted", 1, "request_id", r.id))) != CD_OK)
+        (err = cd_core_customer_restrict_in(tx, fc->a, r.customer_id, true)) != CD_OK)
         goto out;
     err = complete_in(fc->d, tx, fc->a, &r, "restricted", now);
 out:
@@ -340,37 +336,18 @@ enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct c
         break;
     }
     case CD_DSAR_RECTIFICATION: {
-        json_t *changes = NULL, *customer = NULL, *cats = NULL;
+        json_t *changes = NULL, *customer = NULL;
         if ((err = cd_json_only(body, with_changes)) != CD_OK ||
             (err = cd_json_obj(body, "changes", true, &changes)) != CD_OK)
             goto out;
-        /* The correction applies to the next read; the request closes after it. */
+        /* The correction applies to the next read (core tells customer.rectified to the
+         * recipients with it); the request closes after it. */
         if ((err = cd_core_customer_update(d->core, a, cd_str_c(pk.r.customer_id), changes,
                                            CD_FIELDS_REFERENCE, &customer)) != CD_OK)
             goto out;
         json_decref(customer);
-        cats = json_array();
-        const char *key;
-        json_t *v;
-        bool contact = false, profile = false, coarse = false;
-        json_object_foreach(changes, key, v)
-        {
-            contact |= strcmp(key, "display_name") == 0;
-            profile |= strcmp(key, "attributes") == 0;
-            coarse |= strcmp(key, "locale") == 0 || strcmp(key, "time_zone") == 0 ||
-                      strcmp(key, "jurisdiction") == 0;
-        }
-        if (cats == NULL || (contact && json_array_append_new(cats, json_string("contact"))) ||
-            (profile && json_array_append_new(cats, json_string("profile"))) ||
-            (coarse && json_array_append_new(cats, json_string("coarse")))) {
-            json_decref(cats);
-            err = CD_ERR_NOMEM;
-            goto out;
-        }
-        json_t *payload = json_pack("{s:o,s:s}", "categories", cats, "request_id", fc.id);
-        struct complete_ctx cc = {&fc, "rectified", "customer.rectified", payload};
-        err = payload ? cd_store_write(d->store, complete_fn, &cc) : CD_ERR_NOMEM;
-        json_decref(payload);
+        struct complete_ctx cc = {&fc, "rectified", NULL, NULL};
+        err = cd_store_write(d->store, complete_fn, &cc);
         break;
     }
     default:
