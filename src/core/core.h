@@ -189,6 +189,14 @@ void cd_core_customer_erase_done(struct cd_core *c, bool committed);
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                    json_t **out);
 
+/* Several servers on one database: a merge or an erasure made by another server changes the
+ * owner of identities (or destroys a key) that this server's owner cache may hold. Both
+ * announce CD_CORE_TOPIC_OWNERS in their transaction; given it (or NULL, a full resync after
+ * the store's feed was reconnected), this forgets every cached owner, as the server that made
+ * the change does. Other topics are ignored. Any thread (the store's feed thread). */
+#define CD_CORE_TOPIC_OWNERS "core.owners"
+void cd_core_changed(struct cd_core *c, const char *topic);
+
 /* Merges customer `merged` into `survivor`: identities and interactions move, the merged id
  * then answers with a pointer to the survivor, a restriction of either holds for the survivor,
  * and the merge is recorded.

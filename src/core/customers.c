@@ -1204,6 +1204,9 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
                           p, 2, NULL, NULL, NULL)) != CD_OK)
         goto out;
     cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
+    /* Other servers on the database forget their owners too (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        goto out;
     err = cd_audit_append(tx, &ev, NULL);
 out:
     if (ks_open)
@@ -1235,6 +1238,12 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     changed(c, m.merged);
     changed(c, m.survivor);
     return customer_answer(c, a, survivor, fields, out);
+}
+
+void cd_core_changed(struct cd_core *c, const char *topic)
+{
+    if (topic == NULL || strcmp(topic, CD_CORE_TOPIC_OWNERS) == 0)
+        cd__owners_forget_all(c->owners);
 }
 
 /* ---- restriction and crypto-shredding: changes of a customer's own state ---- */
@@ -1369,6 +1378,9 @@ enum cd_err cd_core_customer_erase_in(struct cd_tx *tx, const struct cd_actor *a
     n->links = changes[ERASE_LINKS];
     cd__core_event(&ev, a, "customer.erase", cid, NULL, 0);
     if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        goto out;
+    /* No other server on the database keeps a copy of the destroyed key (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
         goto out;
     /* Whoever receives the customer's data is told, in the same transaction (GDPR Art. 19). */
     char ts[CD_TIME_STRLEN];

@@ -97,8 +97,16 @@ static enum cd_err h_healthz(struct cd_req *r)
 
 static enum cd_err h_readyz(struct cd_req *r)
 {
+    int64_t fresh = cd_store_feed_fresh_ms(r->app->store);
+
     if (!cd_store_ping(r->app->store))
         return cd_err_set(CD_ERR_BUSY, "the database is not reachable");
+    /* Several servers on one database: a server whose view of the others' changes is out of
+     * date refuses the decisions that need it, so a load balancer should send traffic
+     * elsewhere (docs/scaling.md). */
+    if (fresh != INT64_MAX && cd_now_ms() - fresh > CD_STORE_FEED_BOUND_MS)
+        return cd_err_set(CD_ERR_BUSY, "this server has not heard of the other servers' changes "
+                                       "for over %d ms", CD_STORE_FEED_BOUND_MS);
     r->resp_json = json_pack("{s:s,s:s}", "status", "ready", "store",
                              cd_store_backend(r->app->store));
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;

@@ -1243,6 +1243,11 @@ void cd_http_quiesce(struct cd_http *h)
         shutdown(h->listen_fd, SHUT_RDWR);
 }
 
+void cd_http_tokens_changed(struct cd_http *h)
+{
+    cd_auth_cache_forget(h->auth_cache);
+}
+
 unsigned cd_http_in_flight(struct cd_http *h)
 {
     return atomic_load(&h->in_flight);
