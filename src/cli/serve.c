@@ -11,6 +11,9 @@
 #include "audit/audit.h"
 #include "auth/auth.h"
 #include "calendar/calendar.h"
+#include "dsar/dsar.h"
+#include "outbox/outbox.h"
+#include "retention/retention.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -40,6 +43,8 @@ struct serve {
     struct cd_policy *policy;
     struct cd_guard *guard;
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
+    struct cd_dsar_rules *dsar_rules; /* RULES/dsar/regimes.yaml, until the service takes it */
+    struct cd_dsar *dsar;             /* data-subject requests */
     struct cd_retention_rules *retention; /* RULES/retention/rules.yaml */
     struct cd_retention_schedule *retention_schedule;
     bool webhooks_started; /* the outbox's delivery worker runs */
@@ -111,6 +116,15 @@ static enum cd_err open_calendars(struct serve *sv)
     return CD_OK;
 }
 
+/* The deadlines of data-subject requests (RULES/dsar/regimes.yaml), which name calendars. */
+static enum cd_err open_dsar_rules(struct serve *sv)
+{
+    char path[CD__CLI_PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/dsar/regimes.yaml", sv->rules);
+    return cd_dsar_rules_load(sv->calendars, path, &sv->dsar_rules);
+}
+
 /* The retention rules of RULES/retention/rules.yaml, checked whole before anything is served.
  * A rules directory without the file serves with no retention (a warning says so, nothing is
  * scheduled and the retention routes answer 503); a file with a mistake stops the server. */
@@ -175,7 +189,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
-    if ((err = open_calendars(sv)) != CD_OK || (err = open_retention(sv)) != CD_OK)
+    if ((err = open_calendars(sv)) != CD_OK || (err = open_dsar_rules(sv)) != CD_OK ||
+        (err = open_retention(sv)) != CD_OK)
         return err;
     /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (demo) {
@@ -206,6 +221,17 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     if ((err = cd_store_feed_start(sv->env.store, serve_changed, sv)) != CD_OK ||
         (err = open_audit(sv)) != CD_OK)
         return err;
+    err = cd_dsar_open(sv->env.store, sv->env.core, sv->dsar_rules, &sv->dsar);
+    sv->dsar_rules = NULL; /* the service owns them now, also on failure */
+    if (err != CD_OK)
+        return err;
+    cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
+                                                        .holds_active = cd_retention_holds_active,
+                                                        .recipients_of = cd_outbox_recipients_of,
+                                                        .consent = sv->consent,
+                                                        .guard = sv->guard});
+    if ((err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
+        return err;
     sv->app = (struct cd_app){.store = sv->env.store,
                               .audit = sv->audit,
                               .core = sv->env.core,
@@ -213,6 +239,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .policy = sv->policy,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
+                              .dsar = sv->dsar,
                               .outbox = sv->env.outbox,
                               .retention = sv->retention,
                               .data_dir = sv->data,
@@ -298,6 +325,10 @@ static void serve_close(struct serve *sv)
     sv->webhooks_started = false;
     cd_retention_schedule_stop(sv->retention_schedule);
     sv->retention_schedule = NULL;
+    cd_dsar_close(sv->dsar);
+    sv->dsar = NULL;
+    cd_dsar_rules_free(sv->dsar_rules);
+    sv->dsar_rules = NULL;
     /* A head over the final ledger, so a verifier holding it covers every entry. It is signed
      * by the holder of the store's lease, so the feed stops after it; the consent engine the
      * feed applies changes to closes after the feed. */

@@ -246,6 +246,18 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
  * for (customer, purpose, "*") allows, else CD_ERR_CONSENT_DENIED with the reason. */
 enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose);
 
+/* ---- erasure ---- */
+
+/* Inside the transaction of a customer's erasure (src/dsar): deletes their consent events,
+ * preferences and unsubscribe nonces; *events gets the number of events deleted. The ledger
+ * keeps that they existed (their entries carry ids and codes only).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_consent_erase_in(struct cd_tx *tx, struct cd_str customer_id, int64_t *events);
+/* After that transaction committed: the projection forgets the customer (no state, no
+ * preference, the default rule), so no decision and no bulk audience rests on what was erased.
+ * c may be NULL. */
+void cd_consent_forget(struct cd_consent *c, struct cd_str customer_id);
+
 /* struct cd_core_hooks.customer_changed for ctx = struct cd_consent *: takes the customer's
  * jurisdiction, time zone, restriction and merge from the store at once, so decisions on this
  * node follow a restriction or a merge from the moment it is answered (other nodes: within a

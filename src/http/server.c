@@ -436,6 +436,8 @@ static enum MHD_Result send_response(struct conn_state *cs)
         MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->location[0])
         MHD_add_response_header(resp, "Location", r->location);
+    if (r->disposition[0] && r->status < 300)
+        MHD_add_response_header(resp, "Content-Disposition", r->disposition);
     if (r->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"candor\"");
     if (r->status == 405 && cs->method_not_allowed)
