@@ -101,6 +101,14 @@ struct cd_str {
 #define CD_XSTR(x) CD_XSTR_(x)
 #define CD_XSTR_(x) #x
 struct cd_str cd_str_c(const char *s); /* s may be NULL */
+/* Lists of names kept as X-macros, LIST(X) calling X(ENUMERATOR, "name") once per entry (see
+ * CD_ROLES in policy/policy.h). CD_NAME_ARRAY makes the initialiser of an array of the names in
+ * list order (LIST(CD_NAME_ITEM) the same entries inside a longer initialiser); CD_NAME_LIST the
+ * string literal "a, b, c" (an address constant, so it may initialise static tables). */
+#define CD_NAME_ARRAY(LIST) {LIST(CD_NAME_ITEM)}
+#define CD_NAME_ITEM(id, name) name,
+#define CD_NAME_LIST(LIST) (LIST(CD_NAME_LIST_ITEM_) + 2)
+#define CD_NAME_LIST_ITEM_(id, name) ", " name
 bool cd_str_eq(struct cd_str a, struct cd_str b);
 bool cd_str_eq_c(struct cd_str a, const char *s);
 

@@ -114,7 +114,7 @@ int cd_cli_token(int argc, char **argv)
 {
     struct cd_opt opts[] = {
         {"--data", "DIR", "data directory", NULL, NULL},
-        {"--role", "ROLE", "admin, supervisor, agent, compliance or integration", NULL, NULL},
+        {"--role", "ROLE", CD_ROLE_NAMES, NULL, NULL},
         {"--name", "NAME", "who or what uses the token (shown in access logs)", NULL, NULL},
         {"--expires", "WHEN", "create: the token ends after this long (90d, 12h, 30m, 3600s) or "
                               "at this RFC 3339 time; default: until revoked", NULL, NULL},
@@ -145,8 +145,7 @@ int cd_cli_token(int argc, char **argv)
         char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
         int64_t expires_at = 0;
         if (r == NULL || !cd_role_parse(cd_str_c(r), &role)) {
-            err = cd_err_set(CD_ERR_INVALID, "--role must be admin, supervisor, agent, "
-                                             "compliance or integration");
+            err = cd_err_set(CD_ERR_INVALID, "--role must be one of %s", CD_ROLE_NAMES);
         } else if (name == NULL) {
             err = cd_err_set(CD_ERR_INVALID, "--name NAME is required");
         } else if (expires &&

@@ -18,7 +18,7 @@ static enum cd_err record_block(struct cd__cli_hooks *h, const struct cd_actor *
                                 .purpose = a->purpose,
                                 .request_id = a->request_id,
                                 .customer_id = customer_id,
-                                .reason = "guard-blocked"};
+                                .reason = cd_err_name(CD_ERR_GUARD_BLOCKED)};
     return cd_audit_record(h->store, &ev);
 }
 

@@ -35,18 +35,13 @@
 
 struct cd_consent;
 
-/* Channels as small ints; CD_CONSENT_CHANNEL_ANY is "*" (all channels). */
+/* Channels as small ints, the core's channels (CD_CHANNELS) after CD_CONSENT_CHANNEL_ANY, which
+ * is "*" (all channels). */
 enum cd_consent_channel {
     CD_CONSENT_CHANNEL_ANY,
-    CD_CONSENT_CHANNEL_EMAIL,
-    CD_CONSENT_CHANNEL_SMS,
-    CD_CONSENT_CHANNEL_PHONE,
-    CD_CONSENT_CHANNEL_CHAT,
-    CD_CONSENT_CHANNEL_SOCIAL,
-    CD_CONSENT_CHANNEL_APP,
-    CD_CONSENT_CHANNEL_PUSH,
-    CD_CONSENT_CHANNEL_POST,
-    CD_CONSENT_CHANNEL_IN_PERSON,
+#define CD__CONSENT_CHANNEL_ENUM(id, name) CD_CONSENT_CHANNEL_##id,
+    CD_CHANNELS(CD__CONSENT_CHANNEL_ENUM)
+#undef CD__CONSENT_CHANNEL_ENUM
     CD_CONSENT_CHANNEL__COUNT
 };
 

@@ -10,7 +10,7 @@
 #define DAY_MS (86400LL * 1000)
 
 static const char *const channel_names[CD_CONSENT_CHANNEL__COUNT] = {
-    "*", "email", "sms", "phone", "chat", "social", "app", "push", "post", "in_person"};
+    "*", CD_CHANNELS(CD_NAME_ITEM)};
 static const char *const state_names[CD_CONSENT_STATE__COUNT] = {
     "none", "requested", "given", "refused", "withdrawn", "expired", "invalidated"};
 static const char *const methods[] = {"web_form", "email_link", "chat",   "phone_script",

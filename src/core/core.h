@@ -258,6 +258,20 @@ struct cd_timeline_query {
 enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct cd_str customer_id,
                              const struct cd_timeline_query *q, unsigned fields, struct cd_buf *out);
 
+/* The channels an interaction travels on, X(ENUMERATOR, "api name"): the one list the core's
+ * validation, consent's channel enum (which adds "*") and the demo data derive from. The order
+ * is stored: consent keeps channel numbers in its tokens, so entries are only ever appended. */
+#define CD_CHANNELS(X)                                                                             \
+    X(EMAIL, "email")                                                                              \
+    X(SMS, "sms")                                                                                  \
+    X(PHONE, "phone")                                                                              \
+    X(CHAT, "chat")                                                                                \
+    X(SOCIAL, "social")                                                                            \
+    X(APP, "app")                                                                                  \
+    X(PUSH, "push")                                                                                \
+    X(POST, "post")                                                                                \
+    X(IN_PERSON, "in_person")
+
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);
 bool cd_core_direction_valid(struct cd_str s);

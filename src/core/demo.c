@@ -33,8 +33,7 @@ static const char *const zones[][3] = {
     {"America/Los_Angeles", "en-US", "US-CA"}, {"America/New_York", "en-US", "US"},
     {"America/Toronto", "en-CA", "CA"}, {"Europe/London", "en-GB", "UK"},
     {"Europe/Madrid", "es-ES", "EU"},   {"Asia/Tokyo", "ja-JP", "JP"}};
-static const char *const channels[] = {"email", "sms",  "phone", "chat",     "social",
-                                       "app",   "push", "post",  "in_person"};
+static const char *const channels[] = CD_NAME_ARRAY(CD_CHANNELS);
 static const char *const topics[] = {"billing", "delivery", "refund", "account", "outage",
                                      "upgrade", "cancellation", "complaint", "privacy"};
 static const char *const inbound[] = {

@@ -5,8 +5,7 @@
 #include "core_int.h"
 #include "policy/policy.h"
 
-static const char *const channels[] = {"email", "sms",  "phone", "chat",      "social",
-                                       "app",   "push", "post",  "in_person", NULL};
+static const char *const channels[] = {CD_CHANNELS(CD_NAME_ITEM) NULL};
 static const char *const directions[] = {"inbound", "outbound", NULL};
 
 static bool in_list(struct cd_str s, const char *const *list)

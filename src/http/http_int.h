@@ -162,6 +162,10 @@ enum cd_err cd__http_guard_check(struct cd_req *r);
 enum cd_err cd__http_guard_reload(struct cd_req *r);
 
 /* Problem mapping (problem.c). */
+/* The problem for CD_ERR_NOMEM, which server.c also sends as a static body when even the
+ * answer cannot be allocated. */
+#define CD__HTTP_OOM_SLUG "out-of-memory"
+#define CD__HTTP_OOM_TITLE "Out of memory"
 struct cd_problem_kind {
     unsigned status;
     const char *slug;

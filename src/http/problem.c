@@ -5,7 +5,7 @@
 
 static const struct cd_problem_kind kinds[CD_ERR__COUNT] = {
     [CD_OK] = {500, "internal", "Internal error"},
-    [CD_ERR_NOMEM] = {503, "out-of-memory", "Out of memory"},
+    [CD_ERR_NOMEM] = {503, CD__HTTP_OOM_SLUG, CD__HTTP_OOM_TITLE},
     [CD_ERR_INVALID] = {400, "invalid-request", "Invalid request"},
     [CD_ERR_TOO_BIG] = {413, "payload-too-large", "Payload too large"},
     [CD_ERR_NOT_FOUND] = {404, "not-found", "Not found"},

@@ -363,8 +363,7 @@ static enum cd_err h_token_create(struct cd_req *r)
         (err = token_expiry(r->json, &expires_at)) != CD_OK)
         return err;
     if (!cd_role_parse(role_s, &role))
-        return cd_err_set(CD_ERR_INVALID, "'role' must be one of admin, supervisor, agent, "
-                                          "compliance, integration");
+        return cd_err_set(CD_ERR_INVALID, "'role' must be one of %s", CD_ROLE_NAMES);
     if ((err = cd_auth_token_create(r->app->store, role, name, expires_at,
                                     r->principal.token_id, r->request_id, token, id)) != CD_OK)
         return err;
