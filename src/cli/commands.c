@@ -24,7 +24,7 @@ int cd_cli_init(int argc, char **argv)
     size_t npos = 0;
     bool help = false;
     struct cd__cli_env env;
-    char path[CD__CLI_PATH_MAX], url[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    char path[CD_PATH_MAX], url[CD_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
     json_t *tokens = NULL;
     enum cd_err err;
     struct stat st;
@@ -81,7 +81,7 @@ int cd_cli_init(int argc, char **argv)
             goto out;
         }
         snprintf(path, sizeof path, "%s/%s", dir, CD__CLI_DB_URL_FILE);
-        char line[CD__CLI_PATH_MAX + 2];
+        char line[CD_PATH_MAX + 2];
         snprintf(line, sizeof line, "%s\n", db);
         if ((err = cd__cli_write_secret_file(path, line)) != CD_OK)
             goto out;
@@ -250,7 +250,7 @@ static enum cd_err load_pubkey(const char *arg, uint8_t pk[CD_CRYPTO_PK_LEN])
  * file exists) and --trusted-head FILE. */
 static enum cd_err load_trusted(const char *data, const char *file, struct cd_audit_trusted *t)
 {
-    char path[CD__CLI_PATH_MAX];
+    char path[CD_PATH_MAX];
     enum cd_err err;
 
     if (data) {
@@ -331,7 +331,7 @@ static int audit_verify_export(const char *path, const uint8_t pk[CD_CRYPTO_PK_L
 static enum cd_err data_pubkey(const char *data, const char *name, uint8_t pk[CD_CRYPTO_PK_LEN],
                                bool *have)
 {
-    char path[CD__CLI_PATH_MAX];
+    char path[CD_PATH_MAX];
     struct stat st;
     struct cd_crypto_signer signer;
     enum cd_err err;

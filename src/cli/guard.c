@@ -89,7 +89,7 @@ int cd_cli_guard(int argc, char **argv)
     bool help = false;
     struct cd_guard *g = NULL;
     struct cd_guard_result *r = NULL;
-    char *text = NULL, rules[CD__CLI_PATH_MAX];
+    char *text = NULL, rules[CD_PATH_MAX];
     size_t len = 0;
     int rc = EXIT_INPUT;
     enum cd_err err;

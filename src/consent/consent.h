@@ -261,13 +261,6 @@ void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out);
  * Errors: CD_ERR_INTEGRITY naming the first difference, CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd_consent_projection_check(struct cd_consent *c);
 
-/* Applies a state directly to the projection without the ledger (bench and tests only: it
- * bypasses receipts and the audit ledger). */
-enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_id,
-                                   struct cd_str jurisdiction, enum cd_purpose purpose,
-                                   enum cd_consent_channel channel, enum cd_consent_state state,
-                                   int64_t at_ms);
-
 /* Local time helper (exposed for tests): minutes since local midnight of utc_ms in the IANA
  * zone tz (borrowed), read from /usr/share/zoneinfo (TZif v2+; never touches TZ or tzset).
  * Errors: CD_ERR_INVALID (bad name), CD_ERR_NOT_FOUND (no such zone), CD_ERR_NOMEM. */

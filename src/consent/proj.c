@@ -1587,8 +1587,8 @@ enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p)
 /* ---- customer attributes: one customer on demand, and the refresher ---- */
 
 struct meta {
-    char jur[32];
-    char tz[64];
+    char jur[CD_CUSTOMER_JURISDICTION_MAX + 1];
+    char tz[CD_CUSTOMER_TZ_MAX + 1];
     bool found;
     int64_t updated;
 };

@@ -120,8 +120,6 @@ enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
     return cd_err_set(CD_ERR_PURPOSE_DENIED, "%s", detail);
 }
 
-enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
-
 enum cd_err cd__core_page(json_t *items, bool more, int64_t ms, const char *id, json_t **out)
 {
     json_t *res = json_object(), *next = NULL;

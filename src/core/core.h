@@ -272,6 +272,12 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
     X(POST, "post")                                                                                \
     X(IN_PERSON, "in_person")
 
+/* The longest locale, time zone and jurisdiction code a customer may have, in bytes; buffers
+ * that hold one are a byte longer. */
+#define CD_CUSTOMER_LOCALE_MAX 35
+#define CD_CUSTOMER_TZ_MAX 64
+#define CD_CUSTOMER_JURISDICTION_MAX 16
+
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);
 bool cd_core_direction_valid(struct cd_str s);

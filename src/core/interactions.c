@@ -28,9 +28,6 @@ bool cd_core_direction_valid(struct cd_str s)
 
 /* ---- cursors: base64url("<occurred_at ms>.<id>") ---- */
 
-enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
-enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
-
 enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX])
 {
     char raw[64], *dot, *end = NULL;
@@ -673,10 +670,6 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
     return CD_OK;
 }
 
-enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
-                                       struct cd_str id, unsigned fields, const char *action,
-                                       struct cd_buf *out);
-
 /* The ingestion response, from the plaintext still in memory. */
 static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
                                    struct cd_buf *out)
@@ -1037,7 +1030,8 @@ static enum cd_err page_init(struct page_ctx *pc, int max)
 {
     memset(pc, 0, sizeof *pc);
     pc->max = max;
-    pc->blobs = CD_BUF_INIT(0);
+    /* Unbounded: a page holds at most max rows the store holds, each capped when written. */
+    pc->blobs = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     pc->wrapped = CD_BUF_INIT(256);
     pc->rows = cd_calloc((size_t)max, sizeof *pc->rows);
     pc->offsets = cd_calloc((size_t)max, sizeof *pc->offsets);

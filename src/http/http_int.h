@@ -172,7 +172,8 @@ struct cd_problem_kind {
     const char *title;
 };
 const struct cd_problem_kind *cd__http_problem_of(enum cd_err err);
-/* Builds the problem+json body; instance may be NULL. Returns NULL when out of memory. */
+/* Builds the problem+json body; instance may be NULL. ext (may be NULL) is stolen: the
+ * problem's members are added to it. Returns NULL when out of memory (ext freed). */
 json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detail,
                               const char *instance, const char *request_id, json_t *ext);
 /* The problems the HTTP layer answers itself, with no cd_err behind them, indexed by

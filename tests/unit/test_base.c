@@ -25,7 +25,7 @@ static void buf_caps_and_fails_cleanly(void **state)
 static void buf_survives_every_allocation_failure(void **state)
 {
     for (long n = 1; n < 20; n++) {
-        struct cd_buf b = CD_BUF_INIT(0);
+        struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         enum cd_err err = CD_OK;
         cd_alloc_fail_nth(n);
         for (int i = 0; i < 200 && err == CD_OK; i++)
@@ -174,7 +174,7 @@ static void json_strings_match_jansson(void **state)
                                         "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac",
                                         "emoji \xf0\x9f\x98\x80 end", "\b\f/"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct cd_buf b = CD_BUF_INIT(0);
+        struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         json_t *s = json_string(cases[i]);
         char *want = json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         assert_int_equal(cd_buf_json_string(&b, cd_str_c(cases[i])), CD_OK);
@@ -189,7 +189,7 @@ static void json_strings_match_jansson(void **state)
         json_decref(s);
         cd_buf_free(&b);
     }
-    struct cd_buf b = CD_BUF_INIT(0);
+    struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     assert_int_equal(cd_buf_puts(&b, "x"), CD_OK);
     assert_int_equal(cd_buf_json_string(&b, CD_STR("bad \xff utf-8")), CD_ERR_INVALID);
     assert_string_equal(b.p, "x"); /* nothing of a refused string stays */

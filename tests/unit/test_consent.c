@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <unistd.h>
 #include "unit.h"
+#include "base/base_testing.h"
+#include "consent/consent_testing.h"
 #include "consent/consent.h"
 #include "consent/consent_int.h"
 #include "crypto/crypto.h"

@@ -505,7 +505,7 @@ static void seal_respects_buffer_caps_and_allocation_failures(void **state)
     cd_buf_free(&o);
 
     for (long n = 1; n < 10; n++) {
-        struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0);
+        struct cd_buf a = CD_BUF_INIT(CD_BUF_UNBOUNDED), b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         cd_alloc_fail_nth(n);
         enum cd_err e1 = cd_crypto_seal(key, CD_STR("c"), CD_STR("f"), CD_STR("secret"), &a);
         enum cd_err e2 = e1 == CD_OK ? cd_crypto_open(key, CD_STR("c"), CD_STR("f"),
@@ -612,7 +612,7 @@ static void signing_key_file_and_pem_round_trip(void **state)
     assert_string_equal(small.p, "keep");
     cd_buf_free(&small);
     for (long n = 1; n < 5; n++) {
-        struct cd_buf p2 = CD_BUF_INIT(0);
+        struct cd_buf p2 = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         cd_alloc_fail_nth(n);
         enum cd_err err = cd_crypto_pubkey_pem(a.pk, &p2);
         bool hit = cd_alloc_fault_hit();
