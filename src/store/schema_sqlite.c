@@ -198,6 +198,11 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
     "  dry_run INTEGER NOT NULL, started_by TEXT NOT NULL, counts TEXT NOT NULL,"
     "  audit_seq INTEGER);",
+    /* 13: audit — the access log shows refused attempts on the customer's data too
+     * (access.denied), so its partial index holds them beside the reads. */
+    "DROP INDEX audit_reads_by_customer;"
+    "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
+    " WHERE action LIKE '%.read' OR action = 'access.denied';",
 };
 
 const int cd__store_sqlite_migrations_count =
