@@ -31,6 +31,14 @@ enum cd_route_flags {
 struct cd_req;
 typedef enum cd_err (*cd_handler)(struct cd_req *r);
 
+/* Whom a route's path names, so a refused attempt is recorded on that customer's access log:
+ * its first parameter is a customer's id, or an interaction's (whose customer is looked up). */
+enum cd_route_subject {
+    CD_SUBJECT_NONE, /* the path names no customer */
+    CD_SUBJECT_CUSTOMER,
+    CD_SUBJECT_INTERACTION,
+};
+
 struct cd_route {
     const char *method;
     const char *pattern; /* "/v1/customers/{id}/timeline" */
@@ -38,6 +46,7 @@ struct cd_route {
     unsigned roles; /* CD_ROLE_BIT mask; ignored for public routes */
     unsigned flags;
     const char *operation_id;
+    enum cd_route_subject subject; /* last, so a row may leave it out (none) */
 };
 
 extern const struct cd_route cd__http_routes[];
