@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "core/core.h"
+#include "outbox/outbox.h"
 #include "store/store.h"
 
 /* In a data directory whose database is PostgreSQL: the database's URL (candor init --db). */
@@ -38,6 +39,8 @@ struct cd__cli_hooks {
                                     json_t **annotation);
     enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
     void (*consent_changed)(void *ctx, const char *customer_id);
+    /* What the outbox's worker asks before a delivery carries personal members. */
+    struct cd_outbox_hooks outbox;
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
 

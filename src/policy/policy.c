@@ -112,7 +112,7 @@ static bool parse_role_bit(struct cd_str s, unsigned *bit)
     return true;
 }
 
-static bool parse_category_bit(struct cd_str s, unsigned *bit)
+bool cd_policy_category_parse(struct cd_str s, unsigned *bit)
 {
     for (unsigned b = 0; b < 5; b++)
         if (cd_str_eq_c(s, category_names[b])) {
@@ -146,7 +146,7 @@ static enum cd_err purpose_categories(const struct cd_yaml *y, yaml_node_t *v,
 {
     struct loader *l = ctx;
 
-    return name_list(y, v, "category", parse_category_bit, &l->p->grant[l->pu].fields);
+    return name_list(y, v, "category", cd_policy_category_parse, &l->p->grant[l->pu].fields);
 }
 
 static enum cd_err purpose_consent(const struct cd_yaml *y, yaml_node_t *v,

@@ -42,6 +42,11 @@ struct cd_val {
 #define CD_VCSTR(s) ((struct cd_val){CD_VAL_TEXT, 0, (s), strlen(s)})
 #define CD_VBLOB(ptr, n) ((struct cd_val){CD_VAL_BLOB, 0, (ptr), (n)})
 
+/* Sets o[key] from a column as the API shows it: a time (milliseconds since the epoch) as an
+ * RFC 3339 UTC string, text as a string, a NULL column as null. Errors: CD_ERR_NOMEM. */
+enum cd_err cd_val_json_time(json_t *o, const char *key, struct cd_val v);
+enum cd_err cd_val_json_text(json_t *o, const char *key, struct cd_val v);
+
 /* Called once per result row; cols are borrowed for the duration of the call. Returning an
  * error stops the query and is returned by cd_tx_exec. */
 typedef enum cd_err (*cd_row_fn)(void *ctx, const struct cd_val *cols, size_t ncols);
