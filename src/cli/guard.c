@@ -570,7 +570,8 @@ static enum cd_err text_report(const struct run *r, const struct msg *m,
     const char *text = s->data + m->off;
     const json_t *findings = json_object_get(j, "findings");
     size_t n = cd_guard_result_count(res);
-    struct cd_buf b = CD_BUF_INIT(0);
+    /* Unbounded: the report of one message already read within --max-size. */
+    struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     enum cd_err err;
 
     *out = NULL;
@@ -796,7 +797,8 @@ out:
  * unreserved characters and "/" are percent-encoded. */
 static json_t *uri_of(const char *path)
 {
-    struct cd_buf b = CD_BUF_INIT(0);
+    /* Unbounded: a name the walk has already opened. */
+    struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     json_t *j = NULL;
     size_t l;
 
