@@ -11,7 +11,7 @@ PKGS=(
   build-essential pkg-config clang llvm libclang-rt-14-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-  libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
+  libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev zlib1g-dev
   python3 curl wrk nginx-light util-linux procps
   git groff-base man-db systemd nodejs npm
 )

@@ -201,6 +201,10 @@ static enum cd_err revoke_fn(struct cd_tx *tx, void *ctx)
                               " WHERE id = 1",
                           NULL, 0, NULL, NULL, NULL)) != CD_OK)
         return err;
+    /* Other servers on the database empty their caches at once (cd_http_tokens_changed); the
+     * counter above is the fallback that holds without them. */
+    if ((err = cd_tx_notify(tx, CD_AUTH_TOPIC_REVOKED)) != CD_OK)
+        return err;
     ev.action = "token.revoke";
     ev.outcome = "ok";
     ev.actor_token = rc->actor_token;

@@ -10,6 +10,9 @@
 /* In a data directory whose database is PostgreSQL: the database's URL (candor init --db). */
 #define CD__CLI_DB_URL_FILE "database.url"
 
+/* How often the server counts data-subject requests for /metrics. */
+#define CD__CLI_DSAR_WATCH_MS 5000
+
 /* The environment variable naming the shared-files directory (it holds rules/). */
 #define CD_CLI_SHARE_ENV "CANDOR_SHARE_DIR"
 

@@ -9,6 +9,7 @@ const struct cd__cli_command cd__cli_commands[] = {
     {"token", cd_cli_token, "create, list and revoke API tokens"},
     {"audit", cd_cli_audit, "verify or export the tamper-evident audit ledger"},
     {"guard", cd_cli_guard, "check a message with the communication guard"},
+    {"dsar", cd_cli_dsar, "open, list and handle data-subject requests"},
     {"backup", cd_cli_backup, "copy the database consistently while it is in use"},
     {"retention", cd_cli_retention, "apply the retention rules now, or list what they would delete"},
     {"webhooks", cd_cli_webhooks, "list and replay webhook deliveries that ran out of attempts"},

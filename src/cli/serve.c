@@ -9,7 +9,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "audit/audit.h"
+#include "auth/auth.h"
 #include "calendar/calendar.h"
+#include "dsar/dsar.h"
+#include "outbox/outbox.h"
+#include "retention/retention.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -39,6 +43,8 @@ struct serve {
     struct cd_policy *policy;
     struct cd_guard *guard;
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
+    struct cd_dsar_rules *dsar_rules; /* RULES/dsar/regimes.yaml, until the service takes it */
+    struct cd_dsar *dsar;             /* data-subject requests */
     struct cd_retention_rules *retention; /* RULES/retention/rules.yaml */
     struct cd_retention_schedule *retention_schedule;
     bool webhooks_started; /* the outbox's delivery worker runs */
@@ -48,7 +54,24 @@ struct serve {
     struct cd_app app;
     bool log_batched;
     struct cd_http *http;
+    struct cd_http *http_live; /* http once serving, for the feed thread (atomic accesses) */
 };
+
+/* Several servers on one database: what another server changed, announced on the store's
+ * feed, goes to the module that keeps it in memory (NULL: all of them, a full resync after the
+ * feed was reconnected). Runs on the store's feed thread. */
+static void serve_changed(void *ctx, const char *topic)
+{
+    struct serve *sv = ctx;
+    struct cd_http *h = __atomic_load_n(&sv->http_live, __ATOMIC_ACQUIRE);
+
+    if (topic == NULL || strncmp(topic, "consent.", 8) == 0)
+        cd_consent_changed(sv->consent, topic);
+    if (topic == NULL || strncmp(topic, "core.", 5) == 0)
+        cd_core_changed(sv->env.core, topic);
+    if (h && (topic == NULL || strcmp(topic, CD_AUTH_TOPIC_REVOKED) == 0))
+        cd_http_tokens_changed(h);
+}
 
 /* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher: a
  * head now, every --sth-entries entries or --sth-interval seconds, and one when it is closed,
@@ -91,6 +114,15 @@ static enum cd_err open_calendars(struct serve *sv)
     cd_log(CD_LOG_INFO, "calendars.loaded", "\"calendars\":%zu",
            cd_calendars_count(sv->calendars));
     return CD_OK;
+}
+
+/* The deadlines of data-subject requests (RULES/dsar/regimes.yaml), which name calendars. */
+static enum cd_err open_dsar_rules(struct serve *sv)
+{
+    char path[CD_PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/dsar/regimes.yaml", sv->rules);
+    return cd_dsar_rules_load(sv->calendars, path, &sv->dsar_rules);
 }
 
 /* The retention rules of RULES/retention/rules.yaml, checked whole before anything is served.
@@ -157,7 +189,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
-    if ((err = open_calendars(sv)) != CD_OK || (err = open_retention(sv)) != CD_OK)
+    if ((err = open_calendars(sv)) != CD_OK || (err = open_dsar_rules(sv)) != CD_OK ||
+        (err = open_retention(sv)) != CD_OK)
         return err;
     /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (demo) {
@@ -183,7 +216,21 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                        .consent_read = cd_consent_read_check,
                                        .consent_changed = cd_consent_customer_changed};
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
-    if ((err = open_audit(sv)) != CD_OK)
+    /* Before the ledger service: the feed's session holds the lease that decides which server
+     * signs tree heads. */
+    if ((err = cd_store_feed_start(sv->env.store, serve_changed, sv)) != CD_OK ||
+        (err = open_audit(sv)) != CD_OK)
+        return err;
+    err = cd_dsar_open(sv->env.store, sv->env.core, sv->dsar_rules, &sv->dsar);
+    sv->dsar_rules = NULL; /* the service owns them now, also on failure */
+    if (err != CD_OK)
+        return err;
+    cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
+                                                        .holds_active = cd_retention_holds_active,
+                                                        .recipients_of = cd_outbox_recipients_of,
+                                                        .consent = sv->consent,
+                                                        .guard = sv->guard});
+    if ((err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
         return err;
     sv->app = (struct cd_app){.store = sv->env.store,
                               .audit = sv->audit,
@@ -192,6 +239,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .policy = sv->policy,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
+                              .dsar = sv->dsar,
                               .outbox = sv->env.outbox,
                               .retention = sv->retention,
                               .data_dir = sv->data,
@@ -209,7 +257,10 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     if ((err = cd_log_batch_start()) != CD_OK)
         return err;
     sv->log_batched = true;
-    return cd_http_start(&cfg, &sv->app, &sv->http);
+    if ((err = cd_http_start(&cfg, &sv->app, &sv->http)) != CD_OK)
+        return err;
+    __atomic_store_n(&sv->http_live, sv->http, __ATOMIC_RELEASE);
+    return CD_OK;
 }
 
 /* SIGHUP: the rule packs through the same call as POST /v1/guard/reload, and the policy file
@@ -265,6 +316,7 @@ static void serve_drain(struct serve *sv, const sigset_t *sigs)
  * whose writer finishes every queued write before it closes. */
 static void serve_close(struct serve *sv)
 {
+    __atomic_store_n(&sv->http_live, NULL, __ATOMIC_RELEASE);
     cd_http_stop(sv->http);
     sv->http = NULL;
     /* Deliveries in flight are abandoned: their leases bring them back at the next start. */
@@ -273,11 +325,19 @@ static void serve_close(struct serve *sv)
     sv->webhooks_started = false;
     cd_retention_schedule_stop(sv->retention_schedule);
     sv->retention_schedule = NULL;
-    cd_consent_close(sv->consent);
-    sv->consent = NULL;
-    /* A head over the final ledger, so a verifier holding it covers every entry. */
+    cd_dsar_close(sv->dsar);
+    sv->dsar = NULL;
+    cd_dsar_rules_free(sv->dsar_rules);
+    sv->dsar_rules = NULL;
+    /* A head over the final ledger, so a verifier holding it covers every entry. It is signed
+     * by the holder of the store's lease, so the feed stops after it; the consent engine the
+     * feed applies changes to closes after the feed. */
     cd_audit_close(sv->audit);
     sv->audit = NULL;
+    if (sv->env_open)
+        cd_store_feed_stop(sv->env.store);
+    cd_consent_close(sv->consent);
+    sv->consent = NULL;
     if (sv->log_batched)
         cd_log_batch_stop();
     sv->log_batched = false;

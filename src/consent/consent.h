@@ -122,6 +122,16 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d);
 
+/* Several servers on one database: applies another server's change announced on the store's
+ * feed (cd_store_feed_start) to the projection. topic "consent.events" (new events: caught up
+ * by their number, none missed), "consent.preferences CUSTOMER_ID", "consent.notices"; other
+ * topics are ignored. NULL: a full resync (every event after the last one applied, every
+ * notice not known, every customer's preferences), after the feed was (re)connected. Runs on
+ * the feed thread; a failure is logged and made up at the next announcement of its kind.
+ * cd_consent_decide_exact and cd_consent_outbound_check refuse with CD_ERR_STORE (503) while
+ * the feed has not confirmed the others' changes for CD_STORE_FEED_BOUND_MS. */
+void cd_consent_changed(struct cd_consent *c, const char *topic);
+
 /* Decides purpose on channel for each of ids[0..n) (borrowed) into out[0..n), as
  * cd_consent_decide does, in batches whose memory reads overlap (the fast path for many
  * customers at once). Errors: CD_ERR_INVALID for an out-of-range purpose or channel. */
@@ -230,6 +240,18 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
 /* struct cd_core_hooks.read_consent for ctx = struct cd_consent *: CD_OK when the decision
  * for (customer, purpose, "*") allows, else CD_ERR_CONSENT_DENIED with the reason. */
 enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose);
+
+/* ---- erasure ---- */
+
+/* Inside the transaction of a customer's erasure (src/dsar): deletes their consent events,
+ * preferences and unsubscribe nonces; *events gets the number of events deleted. The ledger
+ * keeps that they existed (their entries carry ids and codes only).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_consent_erase_in(struct cd_tx *tx, struct cd_str customer_id, int64_t *events);
+/* After that transaction committed: the projection forgets the customer (no state, no
+ * preference, the default rule), so no decision and no bulk audience rests on what was erased.
+ * c may be NULL. */
+void cd_consent_forget(struct cd_consent *c, struct cd_str customer_id);
 
 /* struct cd_core_hooks.customer_changed for ctx = struct cd_consent *: takes the customer's
  * jurisdiction, time zone, restriction and merge from the store at once, so decisions on this

@@ -73,6 +73,7 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
     pthread_mutex_init(&c->tz_mu, NULL);
     pthread_mutex_init(&c->stop_mu, NULL);
     pthread_mutex_init(&c->refresh_mu, NULL);
+    pthread_mutex_init(&c->changes_mu, NULL);
     pthread_cond_init(&c->stop_cv, NULL);
     if ((c->notices = cd_calloc(CD__CONSENT_MAX_NOTICES, sizeof *c->notices)) == NULL ||
         (c->names = cd_calloc(CD__CONSENT_MAX_NAMES, sizeof *c->names)) == NULL ||
@@ -123,6 +124,7 @@ void cd_consent_close(struct cd_consent *c)
     pthread_mutex_destroy(&c->tz_mu);
     pthread_mutex_destroy(&c->stop_mu);
     pthread_mutex_destroy(&c->refresh_mu);
+    pthread_mutex_destroy(&c->changes_mu);
     pthread_cond_destroy(&c->stop_cv);
     cd_free(c);
 }
@@ -495,6 +497,9 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd_audit_append(tx, &ae, &seq)) != CD_OK)
         return err;
     p[CD__EC__COUNT + 1] = CD_VINT(seq);
+    /* Other servers on the database apply it from the table (cd_consent_changed). */
+    if ((err = cd_tx_notify(tx, "consent.events")) != CD_OK)
+        return err;
     if ((err = cd_tx_exec(tx,
                           "INSERT INTO consent_events(" CD__CONSENT_EVENT_COLS ", receipt,"
                           " audit_seq) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
@@ -1041,6 +1046,8 @@ static enum cd_err notice_fn(struct cd_tx *tx, void *ctx)
                                 .actor_name = w->a->name, .request_id = w->a->request_id,
                                 .resource_id = w->id,
                                 .reason = w->material ? "material" : "non-material"};
+    if ((err = cd_tx_notify(tx, "consent.notices")) != CD_OK)
+        return err;
     return cd_audit_append(tx, &ae, NULL);
 }
 
@@ -1263,8 +1270,11 @@ static enum cd_err prefs_fn(struct cd_tx *tx, void *ctx)
                               "quiet_end = $3, topics_out = $4, caps = $5, updated_at = $6",
                           p, 6, NULL, NULL, NULL)) != CD_OK)
         return err;
-    char cid[CD_ID_MAX];
+    char cid[CD_ID_MAX], topic[CD_ID_MAX + 32];
     copy(cid, sizeof cid, w->customer_id);
+    snprintf(topic, sizeof topic, "consent.preferences %s", cid);
+    if ((err = cd_tx_notify(tx, topic)) != CD_OK)
+        return err;
     struct cd_audit_event ae = {.action = "consent.preferences", .outcome = "ok",
                                 .actor_token = w->a->token_id, .actor_role = w->a->role,
                                 .actor_name = w->a->name, .request_id = w->a->request_id,
@@ -1651,6 +1661,20 @@ static enum cd_err caps_fn(struct cd_tx *tx, void *ctx)
     return CD_OK;
 }
 
+/* Several servers on one database: a decision that must reflect every change acknowledged by
+ * any of them is refused (503) while this server's view of the others' changes is older than
+ * the bound (store.h, CD_STORE_FEED_BOUND_MS): its feed lost the database. */
+static enum cd_err fresh_enough(struct cd_consent *c)
+{
+    int64_t fresh = cd_store_feed_fresh_ms(c->store);
+
+    if (fresh == INT64_MAX || cd_now_ms() - fresh <= CD_STORE_FEED_BOUND_MS)
+        return CD_OK;
+    return cd_err_set(CD_ERR_STORE, "this server has not heard from the database for over %d ms "
+                                    "and may not know another server's consent changes; retry",
+                      CD_STORE_FEED_BOUND_MS);
+}
+
 enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                       const char *customer_id, const char *channel,
                                       const char *purpose, struct cd_str topic,
@@ -1669,6 +1693,8 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     if (!cd_purpose_parse(cd_str_c(purpose), &pu) ||
         !cd_consent_channel_parse(cd_str_c(channel), &ch) || ch == CD_CONSENT_CHANNEL_ANY)
         return cd_err_set(CD_ERR_INVALID, "outbound purpose or channel unknown");
+    if ((err = fresh_enough(c)) != CD_OK)
+        return err;
     if (c->rules.basis[pu]) {
         /* Service, billing, ...: no consent needed, but a restriction (GDPR Art. 18) still
          * stops the contact. The projection holds it as soon as the restriction is answered
@@ -1750,7 +1776,8 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
     bool exists = false;
     enum cd_err err;
 
-    if ((err = cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d)) !=
+    if ((err = fresh_enough(c)) != CD_OK ||
+        (err = cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d)) !=
             CD_OK ||
         d->allow || strcmp(d->reason, "unknown_customer") != 0)
         return err;

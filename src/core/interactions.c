@@ -1293,6 +1293,54 @@ enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
     return CD_OK;
 }
 
+enum cd_err cd_core_interactions_each(struct cd_core *c, struct cd_str customer_id,
+                                      cd_core_page_fn fn, void *ctx)
+{
+    struct cd_timeline_query q = {.limit = CD_CORE_EXPORT_PAGE};
+    struct timeline_ctx t;
+    struct cd_buf items = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    enum cd_err err;
+    bool more = true;
+
+    memset(&t, 0, sizeof t);
+    t.c = c;
+    t.id = customer_id;
+    t.q = &q;
+    t.before_ms = INT64_MAX;
+    snprintf(t.before_id, sizeof t.before_id, "%s", "~"); /* after every id */
+    if ((err = page_init(&t.pc, q.limit + 1)) != CD_OK)
+        goto out;
+    /* One read transaction per page: a long history never holds one snapshot open for the
+     * whole export, and only one page is in memory at a time. */
+    while (err == CD_OK && more) {
+        t.pc.count = 0;
+        cd_buf_reset(&t.pc.blobs);
+        if ((err = cd_store_read(c->store, timeline_fn, &t)) != CD_OK)
+            break;
+        page_fixup(&t.pc);
+        if (!t.pc.customer_found) {
+            err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+            break;
+        }
+        int shown = t.pc.count > q.limit ? q.limit : t.pc.count;
+        more = t.pc.count > q.limit;
+        if (shown == 0)
+            break;
+        cd_buf_reset(&items);
+        if ((err = page_items(c, &t.pc, shown, CD_FIELDS_ALL, &items)) != CD_OK)
+            break;
+        err = fn(ctx, (struct cd_str){items.p, items.len}, shown);
+        t.before_ms = t.pc.rows[shown - 1].occurred_at;
+        snprintf(t.before_id, sizeof t.before_id, "%s", t.pc.rows[shown - 1].id);
+    }
+out:
+    if (items.p)
+        cd_crypto_wipe(items.p, items.cap);
+    cd_buf_free(&items);
+    page_free(&t.pc);
+    return err == CD_ERR_TOO_BIG ? CD_ERR_NOMEM : err;
+}
+
 enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                     unsigned fields, struct cd_buf *out)
 {

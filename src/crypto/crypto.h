@@ -202,6 +202,10 @@ int cd_crypto_sealed_format(struct cd_str sealed);
 void cd_crypto_blind_index(const uint8_t index_key[CD_CRYPTO_KEY_LEN], struct cd_str kind,
                            struct cd_str normalized_value, uint8_t out[CD_CRYPTO_HASH_LEN]);
 
+/* Whether a[0..n) equals b[0..n), in time that does not depend on where they differ (for
+ * secrets: codes, MACs). */
+bool cd_crypto_equal(const void *a, const void *b, size_t n);
+
 /* ---- Ed25519 signatures ------------------------------------------------------------------ */
 
 /* An Ed25519 key pair. The secret half is cleared by cd_crypto_signer_wipe. */

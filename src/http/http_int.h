@@ -101,6 +101,7 @@ struct cd_req {
     const char *resp_static; /* borrowed body that outlives the request (or small_body) */
     char small_body[64];     /* a short answer built without the heap */
     char location[160];
+    char disposition[128]; /* Content-Disposition of a download, or "" */
     json_t *problem_ext; /* extra members for a problem response */
     cd_stream_producer produce; /* a streamed body, see struct cd_stream */
     void *produce_ctx;
@@ -175,6 +176,20 @@ enum cd_err cd__http_well_known_gpc(struct cd_req *r);
 enum cd_err cd__http_unsub_link(struct cd_req *r);
 enum cd_err cd__http_unsub_page(struct cd_req *r);
 enum cd_err cd__http_unsub_post(struct cd_req *r);
+
+/* Data-subject requests (h_dsar.c). */
+enum cd_err cd__http_dsar_create(struct cd_req *r);
+enum cd_err cd__http_dsar_convert(struct cd_req *r);
+enum cd_err cd__http_dsar_list(struct cd_req *r);
+enum cd_err cd__http_dsar_regimes(struct cd_req *r);
+enum cd_err cd__http_dsar_get(struct cd_req *r);
+enum cd_err cd__http_dsar_transition(struct cd_req *r);
+enum cd_err cd__http_dsar_extend(struct cd_req *r);
+enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
+enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
+enum cd_err cd__http_dsar_verify_send(struct cd_req *r);
+enum cd_err cd__http_dsar_verify_check(struct cd_req *r);
+enum cd_err cd__http_dsar_export(struct cd_req *r);
 
 /* Records that the request read data about customer_id (its access log shows it), as
  * `action`, durably, before the answer is sent. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
@@ -297,6 +312,9 @@ void cd__http_metrics_init(size_t nroutes);
 void cd__http_metrics_free(void);
 void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns);
 enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out);
+/* The data-subject request gauges, from the counts of the request watcher's last pass (nothing
+ * before its first). */
+enum cd_err cd__http_metrics_dsar(struct cd_dsar *d, struct cd_buf *out);
 
 /* The OpenAPI document, converted from the embedded YAML at start-up (openapi.c). */
 enum cd_err cd__http_openapi_json(json_t **out);

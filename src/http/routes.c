@@ -14,6 +14,10 @@
 #define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
 #define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 #define SUPERVISION (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR))
+/* Data-subject requests: anyone who meets customers may file one; the privacy office (admin,
+ * compliance: the roles that may declare legal_obligation) handles them. */
+#define DSAR_INTAKE (WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
+#define DSAR_HANDLERS OVERSIGHT
 /* Legal holds: those who answer for keeping data (compliance) and those who run the teams. */
 #define HOLDERS (SUPERVISION | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 
@@ -96,8 +100,16 @@ static enum cd_err h_healthz(struct cd_req *r)
 
 static enum cd_err h_readyz(struct cd_req *r)
 {
+    int64_t fresh = cd_store_feed_fresh_ms(r->app->store);
+
     if (!cd_store_ping(r->app->store))
         return cd_err_set(CD_ERR_BUSY, "the database is not reachable");
+    /* Several servers on one database: a server whose view of the others' changes is out of
+     * date refuses the decisions that need it, so a load balancer should send traffic
+     * elsewhere (docs/scaling.md). */
+    if (fresh != INT64_MAX && cd_now_ms() - fresh > CD_STORE_FEED_BOUND_MS)
+        return cd_err_set(CD_ERR_BUSY, "this server has not heard of the other servers' changes "
+                                       "for over %d ms", CD_STORE_FEED_BOUND_MS);
     r->resp_json = json_pack("{s:s,s:s}", "status", "ready", "store",
                              cd_store_backend(r->app->store));
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
@@ -108,6 +120,8 @@ static enum cd_err h_metrics(struct cd_req *r)
     struct cd_buf b = CD_BUF_INIT(4 * 1024 * 1024);
     enum cd_err err = cd__http_metrics_render(r->app, &b);
 
+    if (err == CD_OK && r->app->dsar)
+        err = cd__http_metrics_dsar(r->app->dsar, &b);
     if (err != CD_OK) {
         cd_buf_free(&b);
         return err;
@@ -520,6 +534,24 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
     {"GET", "/v1/calendars", h_calendar_list, READERS, 0, "listCalendars"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
+    /* data-subject requests: handlers in h_dsar.c */
+    {"POST", "/v1/dsar", cd__http_dsar_create, DSAR_INTAKE, JSN, "createDsar"},
+    {"GET", "/v1/dsar", cd__http_dsar_list, DSAR_INTAKE, 0, "listDsars"},
+    {"GET", "/v1/dsar/regimes", cd__http_dsar_regimes, READERS, 0, "listDsarRegimes"},
+    {"GET", "/v1/dsar/{id}", cd__http_dsar_get, DSAR_INTAKE, PII, "getDsar"},
+    {"POST", "/v1/dsar/{id}/transition", cd__http_dsar_transition, DSAR_HANDLERS, JSN,
+     "transitionDsar"},
+    {"POST", "/v1/dsar/{id}/extension", cd__http_dsar_extend, DSAR_HANDLERS, JSN, "extendDsar"},
+    {"POST", "/v1/dsar/{id}/fulfilment", cd__http_dsar_fulfil, DSAR_HANDLERS, JSN, "fulfilDsar"},
+    {"POST", "/v1/dsar/{id}/acknowledgement", cd__http_dsar_acknowledge, DSAR_HANDLERS, 0,
+     "acknowledgeDsar"},
+    {"GET", "/v1/dsar/{id}/export", cd__http_dsar_export, DSAR_HANDLERS, PII, "exportDsar"},
+    {"POST", "/v1/dsar/{id}/verification", cd__http_dsar_verify_send, DSAR_HANDLERS, JSN,
+     "sendDsarVerificationCode"},
+    {"POST", "/v1/dsar/{id}/verification/check", cd__http_dsar_verify_check, DSAR_HANDLERS, JSN,
+     "checkDsarVerificationCode"},
+    {"POST", "/v1/interactions/{id}/dsar", cd__http_dsar_convert, DSAR_INTAKE, JSN,
+     "convertInteractionToDsar"},
     /* outbox, webhooks and recipients: handlers in h_webhooks.c. Literal paths before the
      * {id} ones: the first pattern that matches serves. */
     {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},

@@ -430,6 +430,8 @@ static enum MHD_Result send_response(struct conn_state *cs)
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->location[0])
         MHD_add_response_header(resp, "Location", r->location);
+    if (r->disposition[0] && r->status < 300)
+        MHD_add_response_header(resp, "Content-Disposition", r->disposition);
     if (r->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"candor\"");
     if (r->status == 405 && cs->method_not_allowed)
@@ -1239,6 +1241,11 @@ void cd_http_quiesce(struct cd_http *h)
      * exits: a client or proxy then turns to another server straight away. */
     if (h->listen_fd != MHD_INVALID_SOCKET)
         shutdown(h->listen_fd, SHUT_RDWR);
+}
+
+void cd_http_tokens_changed(struct cd_http *h)
+{
+    cd_auth_cache_forget(h->auth_cache);
 }
 
 unsigned cd_http_in_flight(struct cd_http *h)
