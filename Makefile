@@ -38,8 +38,13 @@ CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DC
 
 SRCS     := $(sort $(wildcard src/*/*.c))
 LIB_SRCS := $(filter-out src/cli/main.c,$(SRCS))
+# Test-only entry points (src/<module>/testing.c, declared in <module>_testing.h): linked into
+# the unit tests, the fuzz drivers and the benchmarks, never into a candor binary.
+TEST_ONLY_SRCS := $(wildcard src/*/testing.c)
 OBJS_REL := $(SRCS:%.c=build/%.o)
 OBJS_ASAN := $(SRCS:%.c=build/asan/%.o)
+BIN_OBJS_REL := $(filter-out $(TEST_ONLY_SRCS:%.c=build/%.o),$(OBJS_REL))
+BIN_OBJS_ASAN := $(filter-out $(TEST_ONLY_SRCS:%.c=build/asan/%.o),$(OBJS_ASAN))
 LIBOBJS_ASAN := $(LIB_SRCS:%.c=build/asan/%.o)
 LIBOBJS_FUZZ := $(LIB_SRCS:%.c=build/fuzz/%.o)
 
@@ -60,7 +65,7 @@ all: build/candor man
 deps:
 	@bash scripts/install-deps.sh
 
-build/candor: $(OBJS_REL)
+build/candor: $(BIN_OBJS_REL)
 	$(CC) $(CFLAGS_REL) $(LDFLAGS_REL) -o $@ $^ $(PKG_LIBS)
 
 build/%.o: %.c
@@ -68,7 +73,7 @@ build/%.o: %.c
 	$(CC) $(CFLAGS_REL) -c -o $@ $<
 
 asan: build/asan/candor
-build/asan/candor: $(OBJS_ASAN)
+build/asan/candor: $(BIN_OBJS_ASAN)
 	$(CC) $(CFLAGS_ASAN) -o $@ $^ $(PKG_LIBS)
 
 build/asan/%.o: %.c

@@ -40,6 +40,12 @@ if ! make -s -j"$JOBS" build/asan/candor build/candor unit bench-build >/tmp/can
 fi
 rm -f /tmp/candor-build.$$
 ok build
+# Test-only entry points (src/*/testing.c) never reach a candor binary.
+for bin in build/candor build/asan/candor; do
+  if nm "$bin" | grep -E ' T (cd_consent_debug_apply|cd_clock_override)$'; then
+    bad "$bin links test-only entry points"
+  fi
+done
 
 # One PostgreSQL cluster for the whole run (tests/e2e/pgcluster.py: initdb into a temporary
 # directory, a Unix socket there, fsync on), for the store's unit tests and the second e2e run;

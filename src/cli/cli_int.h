@@ -7,9 +7,6 @@
 #include "outbox/outbox.h"
 #include "store/store.h"
 
-/* Room for a directory of up to PATH_MAX bytes plus a file name in it. */
-#define CD__CLI_PATH_MAX 4200
-
 /* In a data directory whose database is PostgreSQL: the database's URL (candor init --db). */
 #define CD__CLI_DB_URL_FILE "database.url"
 

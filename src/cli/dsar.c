@@ -162,7 +162,7 @@ int cd_cli_dsar(int argc, char **argv)
     const char *pos[2];
     size_t npos = 0;
     bool help = false;
-    char rules[CD__CLI_PATH_MAX], path[CD__CLI_PATH_MAX + 32];
+    char rules[CD_PATH_MAX], path[CD_PATH_MAX + 32];
     const char *from = NULL;
     struct cd__cli_env env;
     struct cd_calendars *cals = NULL;

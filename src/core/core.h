@@ -411,6 +411,26 @@ typedef enum cd_err (*cd_core_page_fn)(void *ctx, struct cd_str items, int n);
 enum cd_err cd_core_interactions_each(struct cd_core *c, struct cd_str customer_id,
                                       cd_core_page_fn fn, void *ctx);
 
+/* The channels an interaction travels on, X(ENUMERATOR, "api name"): the one list the core's
+ * validation, consent's channel enum (which adds "*") and the demo data derive from. The order
+ * is stored: consent keeps channel numbers in its tokens, so entries are only ever appended. */
+#define CD_CHANNELS(X)                                                                             \
+    X(EMAIL, "email")                                                                              \
+    X(SMS, "sms")                                                                                  \
+    X(PHONE, "phone")                                                                              \
+    X(CHAT, "chat")                                                                                \
+    X(SOCIAL, "social")                                                                            \
+    X(APP, "app")                                                                                  \
+    X(PUSH, "push")                                                                                \
+    X(POST, "post")                                                                                \
+    X(IN_PERSON, "in_person")
+
+/* The longest locale, time zone and jurisdiction code a customer may have, in bytes; buffers
+ * that hold one are a byte longer. */
+#define CD_CUSTOMER_LOCALE_MAX 35
+#define CD_CUSTOMER_TZ_MAX 64
+#define CD_CUSTOMER_JURISDICTION_MAX 16
+
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);
 bool cd_core_direction_valid(struct cd_str s);

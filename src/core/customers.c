@@ -111,9 +111,10 @@ static enum cd_err parse_profile(const json_t *body, struct profile_in *p)
     p->has_time_zone = json_object_get(body, "time_zone") != NULL;
     p->has_jurisdiction = json_object_get(body, "jurisdiction") != NULL;
     if ((err = check_short(body, "display_name", 200, &p->display_name)) != CD_OK ||
-        (err = check_short(body, "locale", 35, &p->locale)) != CD_OK ||
-        (err = check_short(body, "time_zone", 64, &p->time_zone)) != CD_OK ||
-        (err = check_short(body, "jurisdiction", 16, &p->jurisdiction)) != CD_OK ||
+        (err = check_short(body, "locale", CD_CUSTOMER_LOCALE_MAX, &p->locale)) != CD_OK ||
+        (err = check_short(body, "time_zone", CD_CUSTOMER_TZ_MAX, &p->time_zone)) != CD_OK ||
+        (err = check_short(body, "jurisdiction", CD_CUSTOMER_JURISDICTION_MAX,
+                           &p->jurisdiction)) != CD_OK ||
         (err = cd_json_obj(body, "attributes", false, &attrs)) != CD_OK)
         return err;
     if (attrs) {
@@ -142,7 +143,8 @@ struct customer_row {
     char id[CD_ID_MAX];
     char merged_into[CD_ID_MAX];
     int64_t created_at, updated_at, merged_at, erased_at;
-    char locale[36], time_zone[65], jurisdiction[17];
+    char locale[CD_CUSTOMER_LOCALE_MAX + 1], time_zone[CD_CUSTOMER_TZ_MAX + 1],
+        jurisdiction[CD_CUSTOMER_JURISDICTION_MAX + 1];
     bool restricted;
     struct cd_buf display_name, attributes, wrapped; /* sealed bytes */
     bool has_display_name, has_attributes;
@@ -917,8 +919,6 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
                       p, 3, list_row, l, NULL);
 }
 
-enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
-
 enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
                                   struct cd_str cursor, int limit, unsigned fields, json_t **out)
 {
@@ -1051,18 +1051,20 @@ static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
                                 const struct cd__ckey *from, const struct cd__ckey *to,
                                 bool interactions)
 {
-    struct id_list l = {CD_BUF_INIT(0)};
+    /* Unbounded: the ids of one customer's rows, and values of rows the store holds (capped
+     * when they were written). */
+    struct id_list l = {CD_BUF_INIT(CD_BUF_UNBOUNDED)};
     struct one_row r;
-    struct cd_buf plain = CD_BUF_INIT(0), sealed[4];
+    struct cd_buf plain = CD_BUF_INIT(CD_BUF_UNBOUNDED), sealed[4];
     uint8_t thread_hash[CD_CRYPTO_HASH_LEN];
     enum cd_err err;
     static const char *const ifields[4] = {"subject", "body", "metadata", "thread_id"};
 
     memset(&r, 0, sizeof r);
     for (int i = 0; i < ONE_ROW_COLS; i++)
-        r.copy[i] = CD_BUF_INIT(0);
+        r.copy[i] = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     for (int i = 0; i < 4; i++)
-        sealed[i] = CD_BUF_INIT(0);
+        sealed[i] = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     struct cd_val p[] = {CD_VCSTR(from->customer_id)};
     err = interactions ? cd_tx_exec(tx, "SELECT id FROM interactions WHERE customer_id = $1", p,
                                     1, collect_id, &l, NULL)

@@ -32,6 +32,14 @@ enum cd_route_flags {
 struct cd_req;
 typedef enum cd_err (*cd_handler)(struct cd_req *r);
 
+/* Whom a route's path names, so a refused attempt is recorded on that customer's access log:
+ * its first parameter is a customer's id, or an interaction's (whose customer is looked up). */
+enum cd_route_subject {
+    CD_SUBJECT_NONE, /* the path names no customer */
+    CD_SUBJECT_CUSTOMER,
+    CD_SUBJECT_INTERACTION,
+};
+
 struct cd_route {
     const char *method;
     const char *pattern; /* "/v1/customers/{id}/timeline" */
@@ -39,6 +47,7 @@ struct cd_route {
     unsigned roles; /* CD_ROLE_BIT mask; ignored for public routes */
     unsigned flags;
     const char *operation_id;
+    enum cd_route_subject subject; /* last, so a row may leave it out (none) */
 };
 
 extern const struct cd_route cd__http_routes[];
@@ -261,13 +270,18 @@ enum cd_err cd__http_guard_check(struct cd_req *r);
 enum cd_err cd__http_guard_reload(struct cd_req *r);
 
 /* Problem mapping (problem.c). */
+/* The problem for CD_ERR_NOMEM, which server.c also sends as a static body when even the
+ * answer cannot be allocated. */
+#define CD__HTTP_OOM_SLUG "out-of-memory"
+#define CD__HTTP_OOM_TITLE "Out of memory"
 struct cd_problem_kind {
     unsigned status;
     const char *slug;
     const char *title;
 };
 const struct cd_problem_kind *cd__http_problem_of(enum cd_err err);
-/* Builds the problem+json body; instance may be NULL. Returns NULL when out of memory. */
+/* Builds the problem+json body; instance may be NULL. ext (may be NULL) is stolen: the
+ * problem's members are added to it. Returns NULL when out of memory (ext freed). */
 json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detail,
                               const char *instance, const char *request_id, json_t *ext);
 /* The problems the HTTP layer answers itself, with no cd_err behind them, indexed by

@@ -32,14 +32,17 @@ unsigned cd__http_fields(const struct cd_req *r)
 
 bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX])
 {
-    const char *pat = r->route->pattern;
-
-    if (strncmp(pat, "/v1/customers/{id}", 18) == 0 && cd_id_valid(r->params[0], "cus")) {
+    switch (r->route->subject) {
+    case CD_SUBJECT_CUSTOMER:
+        if (!cd_id_valid(r->params[0], "cus"))
+            return false;
         snprintf(out, CD_ID_MAX, "%.*s", (int)r->params[0].len, r->params[0].p);
         return true;
-    }
-    if (strcmp(pat, "/v1/interactions/{id}") == 0)
+    case CD_SUBJECT_INTERACTION:
         return cd_core_interaction_customer(r->app->core, r->params[0], out) == CD_OK;
+    case CD_SUBJECT_NONE:
+        break;
+    }
     return false;
 }
 
@@ -413,8 +416,7 @@ static enum cd_err h_token_create(struct cd_req *r)
         (err = token_expiry(r->json, &expires_at)) != CD_OK)
         return err;
     if (!cd_role_parse(role_s, &role))
-        return cd_err_set(CD_ERR_INVALID, "'role' must be one of admin, supervisor, agent, "
-                                          "compliance, integration");
+        return cd_err_set(CD_ERR_INVALID, "'role' must be one of %s", CD_ROLE_NAMES);
     if ((err = cd_auth_token_create(r->app->store, role, name, expires_at,
                                     r->principal.token_id, r->request_id, token, id)) != CD_OK)
         return err;
@@ -475,11 +477,17 @@ static enum cd_err h_token_revoke(struct cd_req *r)
 #define JSN CD_ROUTE_JSON
 #define IDM CD_ROUTE_IDEMPOTENT
 #define PII (CD_ROUTE_PERSONAL | CD_ROUTE_PURPOSE)
+#define CUS CD_SUBJECT_CUSTOMER
+#define ITR CD_SUBJECT_INTERACTION
 /* A read about a customer whose answer holds no personal data: it still names a purpose, is
  * checked against the policy and recorded on the customer's access log. */
 #define PUR CD_ROUTE_PURPOSE
 #define ECH CD_ROUTE_ECHO
 
+/* A row that names no subject leaves the last field out (CD_SUBJECT_NONE), so rows read as
+ * the table's columns and a new route needs no more than it says. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 const struct cd_route cd__http_routes[] = {
     {"GET", "/healthz", h_healthz, 0, PUB | INL, "health"},
     {"GET", "/readyz", h_readyz, 0, PUB, "ready"},
@@ -489,25 +497,28 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/customers", h_customer_create, WRITERS, JSN | IDM | ECH, "createCustomer"},
     {"GET", "/v1/customers", h_customer_list, READERS, PII, "listCustomers"},
     {"POST", "/v1/customers/lookup", h_customer_lookup, READERS, PII | JSN, "lookupCustomer"},
-    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PII, "getCustomer"},
-    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, PII | JSN, "updateCustomer"},
-    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, PII | JSN, "addIdentity"},
+    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PII, "getCustomer", CUS},
+    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, PII | JSN, "updateCustomer",
+     CUS},
+    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, PII | JSN, "addIdentity",
+     CUS},
     {"POST", "/v1/customers/{id}/merge", h_customer_merge,
-     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), PII | JSN, "mergeCustomers"},
+     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), PII | JSN, "mergeCustomers",
+     CUS},
     {"POST", "/v1/customers/{id}/restriction", h_customer_restrict,
      CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE),
-     JSN, "restrictCustomer"},
-    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline"},
-    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog"},
+     JSN, "restrictCustomer", CUS},
+    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline", CUS},
+    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog", CUS},
     /* legal holds: handlers in h_retention.c */
-    {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds"},
-    {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold"},
+    {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds", CUS},
+    {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold", CUS},
     {"POST", "/v1/customers/{id}/holds/{hold_id}/release", cd__http_hold_release, HOLDERS, JSN,
-     "releaseHold"},
+     "releaseHold", CUS},
     {"GET", "/v1/customers/{id}/recipients", cd__http_customer_recipients, HOLDERS, PUR,
-     "getCustomerRecipients"},
+     "getCustomerRecipients", CUS},
     {"GET", "/v1/customers/{id}/recipient-notices", cd__http_customer_notices, HOLDERS, PUR,
-     "getCustomerRecipientNotices"},
+     "getCustomerRecipientNotices", CUS},
     {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
@@ -516,7 +527,7 @@ const struct cd_route cd__http_routes[] = {
      "dismissPossibleDuplicate"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM | ECH,
      "createInteraction"},
-    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction"},
+    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction", ITR},
     {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
     {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},
     {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
@@ -598,9 +609,9 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/consents/{id}/receipt", cd__http_consent_receipt, READERS, 0,
      "getConsentReceipt"},
     {"GET", "/v1/customers/{id}/consents", cd__http_customer_consents, READERS, PII,
-     "getCustomerConsents"},
+     "getCustomerConsents", CUS},
     {"POST", "/v1/customers/{id}/preferences", cd__http_customer_preferences,
-     WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE), JSN | ECH, "setCustomerPreferences"},
+     WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE), JSN | ECH, "setCustomerPreferences", CUS},
     {"POST", "/v1/notices", cd__http_notice_publish, OVERSIGHT, JSN, "publishNotice"},
     {"GET", "/v1/notices/{id}", cd__http_notice_get, READERS, 0, "getNotice"},
     {"GET", "/.well-known/candor-keys.json", cd__http_well_known_keys, 0, PUB | INL,
@@ -624,5 +635,6 @@ const struct cd_route cd__http_routes[] = {
     {"DELETE", "/v1/staff/{id}/sessions", cd__http_staff_sessions_revoke, ADMIN, 0,
      "revokeStaffSessions"},
 };
+#pragma GCC diagnostic pop
 
 const size_t cd__http_nroutes = sizeof cd__http_routes / sizeof cd__http_routes[0];

@@ -362,8 +362,8 @@ static void set_problem_kind(struct cd_req *r, const struct cd_problem_kind *k,
 }
 
 /* Out of memory even for the answer: a static 503 needs no allocation of ours. */
-static const char oom_problem[] = "{\"type\":\"/problems/out-of-memory\",\"title\":\"Out of "
-                                  "memory\",\"status\":503}";
+static const char oom_problem[] = "{\"type\":\"/problems/" CD__HTTP_OOM_SLUG
+                                  "\",\"title\":\"" CD__HTTP_OOM_TITLE "\",\"status\":503}";
 
 static enum MHD_Result queue_oom(struct MHD_Connection *conn)
 {
@@ -568,7 +568,7 @@ static bool run_gates(struct conn_state *cs)
                                         .actor_name = r->principal.name,
                                         .purpose = cd_purpose_name(r->purpose),
                                         .request_id = r->request_id,
-                                        .reason = "purpose-not-permitted"};
+                                        .reason = cd_err_name(CD_ERR_PURPOSE_DENIED)};
             char customer[CD_ID_MAX];
             /* The customer can see refused attempts on their data in their access log. */
             if (cd__http_subject(r, customer))

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "unit.h"
+#include "base/base_testing.h"
 #include "calendar/calendar.h"
 #include "consent/consent.h"
 #include "core/core.h"
