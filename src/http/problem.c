@@ -37,7 +37,7 @@ const struct cd_problem_kind cd__http_problem_kinds[CD_PROBLEM__COUNT + 1] = {
     [CD_PROBLEM_DUPLICATE_HEADER] = {400, "duplicate-header", "Header sent more than once"},
     [CD_PROBLEM_INVALID_HEADER] = {400, "invalid-header", "Invalid header"},
     [CD_PROBLEM_TRANSFER_CODING] = {501, "transfer-coding-not-implemented",
-                                    "Transfer coding not implemented"},
+                                    "Transfer coding not supported"},
     [CD_PROBLEM_HEADERS_TOO_LARGE] = {431, "headers-too-large",
                                       "Request header fields too large"},
     [CD_PROBLEM__COUNT] = {0, NULL, NULL},
