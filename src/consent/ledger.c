@@ -9,9 +9,12 @@
 
 #define RECEIPT_FORMAT "candor.consent.receipt.v1"
 #define DAY_MS (86400LL * 1000)
+/* The longest jurisdiction code a consent event may name, in bytes: the API's limit (a
+ * customer's is CD_CUSTOMER_JURISDICTION_MAX). */
+#define EVENT_JURISDICTION_MAX 31
 
 static const char *const channel_names[CD_CONSENT_CHANNEL__COUNT] = {
-    "*", "email", "sms", "phone", "chat", "social", "app", "push", "post", "in_person"};
+    "*", CD_CHANNELS(CD_NAME_ITEM)};
 static const char *const state_names[CD_CONSENT_STATE__COUNT] = {
     "none", "requested", "given", "refused", "withdrawn", "expired", "invalidated"};
 static const char *const methods[] = {"web_form", "email_link", "chat",   "phone_script",
@@ -53,7 +56,7 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
                             struct cd_consent **out)
 {
     struct cd_consent *c = NULL;
-    char path[4200];
+    char path[CD_PATH_MAX];
     enum cd_err err;
     pthread_rwlockattr_t attr;
 
@@ -136,7 +139,7 @@ struct ev {
     enum cd_consent_channel channel;
     enum cd_consent_state state;
     char basis[32];
-    char jurisdiction[32];
+    char jurisdiction[EVENT_JURISDICTION_MAX + 1];
     char notice_id[CD_ID_MAX];
     uint8_t notice_sha[32];
     bool has_notice, has_notice_sha;
@@ -249,7 +252,7 @@ static enum cd_err parse_event(const json_t *body, struct ev *e)
     if (lang.len == 0 || lang.len > 15 || !printable(lang, 15))
         return cd_err_set(CD_ERR_INVALID, "'language' must be a BCP 47 tag");
     copy(e->language, sizeof e->language, lang);
-    if (jur.p && (jur.len == 0 || !printable(jur, 31)))
+    if (jur.p && (jur.len == 0 || !printable(jur, EVENT_JURISDICTION_MAX)))
         return cd_err_set(CD_ERR_INVALID, "'jurisdiction' must be a short code such as EU");
     copy(e->jurisdiction, sizeof e->jurisdiction, jur);
     if (nid.p) {
@@ -282,7 +285,7 @@ struct pre {
     struct cd_str notice_id;
     bool found, notice_found;
     char resolved[CD_ID_MAX]; /* the customer the id stands for (a merged id's survivor) */
-    char jur[32], tz[64];
+    char jur[CD_CUSTOMER_JURISDICTION_MAX + 1], tz[CD_CUSTOMER_TZ_MAX + 1];
     uint8_t sha[32];
 };
 
@@ -736,7 +739,7 @@ struct hist {
     struct cd_buf items; /* struct hist_item, one after another */
     json_t *prefs;
     bool found;
-    char jur[32];
+    char jur[CD_CUSTOMER_JURISDICTION_MAX + 1];
 };
 
 static json_t *col_json(const struct cd_val *v)
@@ -1822,31 +1825,4 @@ enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char
         return CD_OK;
     return cd_err_set(CD_ERR_CONSENT_DENIED, "%s: the customer's consent does not allow %s",
                       d.reason, purpose);
-}
-
-enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_id,
-                                   struct cd_str jurisdiction, enum cd_purpose purpose,
-                                   enum cd_consent_channel channel, enum cd_consent_state state,
-                                   int64_t at_ms)
-{
-    struct cd__cstate s;
-    struct cd__cust *cu;
-    uint8_t key[16];
-    enum cd_err err;
-
-    if (!cd__consent_id_bits(customer_id, "cus", key))
-        return cd_err_set(CD_ERR_INVALID, "not a customer id");
-    memset(&s, 0, sizeof s);
-    cd_random_bytes(s.event, 16);
-    s.purpose = (uint8_t)purpose;
-    s.channel = (uint8_t)channel;
-    s.state = (uint8_t)state;
-    s.at = at_ms;
-    cd__consent_wlock(c);
-    if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
-        cu->juris = cd__consent_rules_find(&c->rules, jurisdiction);
-        err = cd__proj_apply(&c->proj, cu, &s);
-    }
-    cd__consent_wunlock(c);
-    return err;
 }
