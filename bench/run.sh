@@ -482,6 +482,31 @@ settle
 SEC=8 PIN_RUN="$PIN_GEN" other bench_webhooks "$HOOK_EVENTS" 8 3 "$TMP"
 # ---- end of 8 ------------------------------------------------------------------------------
 
+# ---- 9. one server against two on one PostgreSQL database ----------------------------------
+# bench/nodes.sh starts its own PostgreSQL 15 cluster from Debian's binaries; without them the
+# section says so. Its NODES lines (2xx rates summed over the servers) go into the summary,
+# with the two-server rate as a ratio of the one-server rate.
+say ""
+say "== 9. one server against two on one PostgreSQL database"
+if python3 -c "import sys; sys.path.insert(0, 'tests/e2e'); import pgcluster; pgcluster.bindir()" \
+    >/dev/null 2>&1; then
+    settle
+    cmd "BENCH_SECS=$SECS bench/nodes.sh"
+    if BENCH_SECS="$SECS" timeout 900 bash bench/nodes.sh 2>&1 | tee "$TMP/nodes.out" | grep -v '^{'; then
+        for kind in ingest consent_check; do
+            one=$(grep "^NODES $kind servers=1 " "$TMP/nodes.out" | field rate_2xx)
+            two=$(grep "^NODES $kind servers=2 " "$TMP/nodes.out" | field rate_2xx)
+            row "(9) $kind, one / two servers" "${one:-n/a} / ${two:-n/a} req/s ($(awk -v a="${two:-0}" \
+                -v b="${one:-0}" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "n/a"}'))"
+        done
+    else
+        row "(9) bench/nodes.sh" "FAILED (see above)"
+    fi
+else
+    row "(9) bench/nodes.sh" "skipped: no PostgreSQL 15 binaries (apt install postgresql-15)"
+fi
+# ---- end of 9 ------------------------------------------------------------------------------
+
 # ---- summary -------------------------------------------------------------------------------
 say ""
 say "== summary ($(date -u +%Y-%m-%d), $NCPU CPUs; server pinned: '${PIN_SRV:-none}', load: '${PIN_GEN:-none}')"
