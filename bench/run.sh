@@ -160,17 +160,28 @@ fi
 say ""
 say "== 2. HTTP ingestion (server on CPU 0, wrk on CPU 1, ${SECS}s per run)"
 settle
+# cpu_ticks PID: the process's user + system CPU so far, in clock ticks (proc(5), fields 14-15).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # ingest_run WORKERS THREADS CONNS: one run on a fresh data directory; prints the 2xx rate.
+# The server's CPU time per acknowledged interaction goes to $TMP/cpu_us: unlike the rate, it
+# hardly moves when other work shares the machine, so two builds compare on it under noise.
 ingest_run() {
-    local d tok out
+    local d tok out t0 t1
     settle
     d=$(new_data "ingest") || return 1
     tok=$(cat "$d/admin.token")
     start_server "$d" "$1" "$2" >&2 || return 1
     cmd "$PIN_GEN wrk -t1 -c$3 -d${SECS}s -s bench/ingest.lua http://127.0.0.1:$PORT -- \$(cat $d/admin.token)" >&2
+    t0=$(cpu_ticks "$SERVER_PID")
     out=$($PIN_GEN wrk -t1 -c"$3" -d"${SECS}s" --timeout 10s -s bench/ingest.lua \
         "http://127.0.0.1:$PORT" -- "$tok" 2>&1)
+    t1=$(cpu_ticks "$SERVER_PID")
     printf '%s\n' "$out" | grep -E '^INGEST|Requests/sec|Non-2xx|Socket errors' >&2
+    printf '%s\n' "$out" | grep '^INGEST' | field 2xx |
+        awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
+            '$1 > 0 {printf "%.1f\n", 1e6 * t / hz / $1}' >"$TMP/cpu_us"
+    say "   server CPU per acknowledged interaction: $(cat "$TMP/cpu_us") us" >&2
     # The group-commit figures of this run, from /metrics.
     curl -fs -H "Authorization: Bearer $tok" "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
         awk '/^candor_store_batch_size_sum/ {s=$2} /^candor_store_batch_size_count/ {c=$2}
@@ -197,14 +208,15 @@ for c in "${CONNS_ALT[@]}"; do
     if awk -v a="$r" -v b="$BEST_RATE" 'BEGIN{exit !(a>b)}'; then BEST_RATE=$r; BEST_CONNS=$c; fi
 done
 say "-- best: --workers $1 --threads $2, $BEST_CONNS connections; $RUNS runs for the median"
-RATES=()
+RATES=(); CPUS=()
 for i in $(seq 1 "$RUNS"); do
-    r=$(ingest_run "$1" "$2" "$BEST_CONNS"); RATES+=("${r:-0}")
+    r=$(ingest_run "$1" "$2" "$BEST_CONNS"); RATES+=("${r:-0}"); CPUS+=("$(cat "$TMP/cpu_us")")
     say "   run $i: ${r:-0} interactions/s"
 done
 HTTP_MED=$(printf '%s\n' "${RATES[@]}" | median)
 row "(2) HTTP ingest, --workers $1 --threads $2, -c$BEST_CONNS" \
     "$HTTP_MED interactions/s (median of $RUNS; target >= 20000)"
+row "(2) server CPU per interaction" "$(printf '%s\n' "${CPUS[@]}" | median) us (median of $RUNS)"
 if [ -n "$RAW" ]; then
     row "(2) HTTP / raw SQLite batched" \
         "$(awk -v a="$HTTP_MED" -v b="$RAW" 'BEGIN{printf "%.1f", 100*a/b}')%"
@@ -469,6 +481,31 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then HOOK_EVENTS=5000; fi
 settle
 SEC=8 PIN_RUN="$PIN_GEN" other bench_webhooks "$HOOK_EVENTS" 8 3 "$TMP"
 # ---- end of 8 ------------------------------------------------------------------------------
+
+# ---- 9. one server against two on one PostgreSQL database ----------------------------------
+# bench/nodes.sh starts its own PostgreSQL 15 cluster from Debian's binaries; without them the
+# section says so. Its NODES lines (2xx rates summed over the servers) go into the summary,
+# with the two-server rate as a ratio of the one-server rate.
+say ""
+say "== 9. one server against two on one PostgreSQL database"
+if python3 -c "import sys; sys.path.insert(0, 'tests/e2e'); import pgcluster; pgcluster.bindir()" \
+    >/dev/null 2>&1; then
+    settle
+    cmd "BENCH_SECS=$SECS bench/nodes.sh"
+    if BENCH_SECS="$SECS" timeout 900 bash bench/nodes.sh 2>&1 | tee "$TMP/nodes.out" | grep -v '^{'; then
+        for kind in ingest consent_check; do
+            one=$(grep "^NODES $kind servers=1 " "$TMP/nodes.out" | field rate_2xx)
+            two=$(grep "^NODES $kind servers=2 " "$TMP/nodes.out" | field rate_2xx)
+            row "(9) $kind, one / two servers" "${one:-n/a} / ${two:-n/a} req/s ($(awk -v a="${two:-0}" \
+                -v b="${one:-0}" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "n/a"}'))"
+        done
+    else
+        row "(9) bench/nodes.sh" "FAILED (see above)"
+    fi
+else
+    row "(9) bench/nodes.sh" "skipped: no PostgreSQL 15 binaries (apt install postgresql-15)"
+fi
+# ---- end of 9 ------------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""

@@ -78,12 +78,14 @@ enum cd_err cd__core_identity_insert(struct cd_tx *tx, const struct cd_actor *a,
                          CD_VBLOB(id->skeleton, CD_CRYPTO_HASH_LEN),
                          CD_VINT(id->beyond_ascii)};
 
-    if ((err = cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value, network,"
-                              " created_at, skeleton, beyond_ascii)"
-                              " VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
-                          p, 8, NULL, NULL, NULL)) != CD_OK)
+    /* Lookalikes first: the new row would be the first match of its own skeleton, and each
+     * match costs a lookup of its row by primary key before `customer_id <> $2` drops it. */
+    if ((err = cd__core_identity_link_lookalikes(tx, a, id, customer_id, now, links)) != CD_OK)
         return err;
-    return cd__core_identity_link_lookalikes(tx, a, id, customer_id, now, links);
+    return cd_tx_exec(tx, "INSERT INTO identities(kind, lookup, customer_id, value, network,"
+                          " created_at, skeleton, beyond_ascii)"
+                          " VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
+                      p, 8, NULL, NULL, NULL);
 }
 
 enum cd_err cd__core_identity_link_lookalikes(struct cd_tx *tx, const struct cd_actor *a,
