@@ -19,12 +19,6 @@ void cd_transfer_record_free(struct cd_transfer_record *rec)
     rec->body = NULL;
 }
 
-/* Copies o[key] into the body when present. */
-static enum cd_err keep(json_t *body, const json_t *o, const char *key)
-{
-    return cd_json_copy_key(body, o, key);
-}
-
 /* A source id: a string of 1 to CD_TRANSFER_ID_MAX bytes, into out. */
 static enum cd_err source_id(const json_t *o, const char *key, bool required,
                              char out[CD_TRANSFER_ID_MAX + 1])
@@ -97,7 +91,7 @@ static enum cd_err customer_record(const json_t *o, struct cd_transfer_record *r
             return err;
     }
     for (size_t i = 0; copied[i]; i++)
-        if ((err = keep(rec->body, o, copied[i])) != CD_OK)
+        if ((err = cd_json_copy_key(rec->body, o, copied[i])) != CD_OK)
             return err;
     return CD_OK;
 }
@@ -140,7 +134,7 @@ static enum cd_err interaction_record(const json_t *o, struct cd_transfer_record
     if (purpose.p && !cd_purpose_parse(purpose, &pu))
         return cd_err_set(CD_ERR_INVALID, "'purpose' is not a purpose (%s)", cd_purpose_list());
     for (size_t i = 0; copied[i]; i++)
-        if ((err = keep(rec->body, o, copied[i])) != CD_OK)
+        if ((err = cd_json_copy_key(rec->body, o, copied[i])) != CD_OK)
             return err;
     return CD_OK;
 }
