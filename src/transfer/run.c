@@ -1,5 +1,4 @@
 /* The import and the export: files walked record by record, core called for each. */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -253,9 +252,8 @@ struct slot {
 };
 
 struct window {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    size_t pending, n;
+    struct cd_pending pending;
+    size_t n;
     struct slot slots[WINDOW];
 };
 
@@ -263,11 +261,8 @@ static void slot_written(void *ctx, struct cd_core_ingest *op)
 {
     struct slot *s = ctx;
 
-    pthread_mutex_lock(&s->w->mu);
     s->op = op;
-    s->w->pending--;
-    pthread_cond_signal(&s->w->cv);
-    pthread_mutex_unlock(&s->w->mu);
+    cd_pending_done(&s->w->pending);
 }
 
 static bool fatal(enum cd_err err)
@@ -281,10 +276,7 @@ static enum cd_err window_drain(struct window *w, const struct cd_transfer_impor
 {
     enum cd_err first = CD_OK;
 
-    pthread_mutex_lock(&w->mu);
-    while (w->pending > 0)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
+    cd_pending_wait(&w->pending);
     for (size_t i = 0; i < w->n; i++) {
         struct slot *s = &w->slots[i];
         enum cd_err err = s->err;
@@ -354,8 +346,7 @@ enum cd_err cd_transfer_import_run(struct cd_core *core, const struct cd_actor *
         json_decref(ids.map);
         return CD_ERR_NOMEM;
     }
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    w->pending = (struct cd_pending)CD_PENDING_INIT;
     if ((err = reader_open(&r, im, in)) != CD_OK)
         goto out;
     while (!eof) {
@@ -417,18 +408,14 @@ enum cd_err cd_transfer_import_run(struct cd_core *core, const struct cd_actor *
             cd_transfer_record_free(&s->rec);
             goto out;
         }
-        pthread_mutex_lock(&w->mu);
-        w->pending++;
-        pthread_mutex_unlock(&w->mu);
+        cd_pending_add(&w->pending);
         json_t *findings = NULL;
         s->err = cd_core_interaction_ingest_start(core, a, s->rec.body, &s->idem,
                                                   CD_FIELDS_REFERENCE, slot_written, s,
                                                   &findings);
         json_decref(findings);
         if (s->err != CD_OK) {
-            pthread_mutex_lock(&w->mu);
-            w->pending--;
-            pthread_mutex_unlock(&w->mu);
+            cd_pending_done(&w->pending);
             im->report(im->ctx, s->line, s->err, cd_err_detail());
         }
         w->n++;
@@ -443,8 +430,7 @@ out:
     if (window_drain(w, im, n) != CD_OK && err == CD_OK)
         err = CD_ERR_STORE;
     reader_close(&r);
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
+    cd_pending_destroy(&w->pending);
     cd_free(w);
     json_decref(ids.map);
     return err;
