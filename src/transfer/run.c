@@ -226,7 +226,8 @@ static const char *customer_for(const struct ids *ids, const char *source)
 }
 
 /* The Idempotency-Key of a record: the import's own scope and the source id, bound to the
- * record's content, so the same record is a replay and a changed one is refused. */
+ * record's content and its source customer, so the same record is a replay and a changed one
+ * is refused. */
 static enum cd_err record_idem(const struct cd_transfer_record *rec, struct cd_idem *idem)
 {
     char *canon = json_dumps(rec->body, JSON_COMPACT | JSON_SORT_KEYS);
@@ -236,8 +237,8 @@ static enum cd_err record_idem(const struct cd_transfer_record *rec, struct cd_i
         return CD_ERR_NOMEM;
     idem->scope = rec->kind == CD_TRANSFER_CUSTOMER ? "import customer" : "import interaction";
     idem->key = cd_str_c(rec->id);
-    struct cd_str parts[2] = {cd_str_c(idem->scope), cd_str_c(canon)};
-    err = cd_crypto_sha256v(parts, 2, idem->request_hash);
+    struct cd_str parts[3] = {cd_str_c(idem->scope), cd_str_c(rec->customer), cd_str_c(canon)};
+    err = cd_crypto_sha256v(parts, 3, idem->request_hash);
     cd_free(canon);
     return err;
 }
@@ -391,20 +392,12 @@ enum cd_err cd_transfer_import_run(struct cd_core *core, const struct cd_actor *
         s->line = r.lineno;
         s->w = w;
         s->op = NULL;
-        if (s->rec.customer[0] &&
-            cd_json_set_new(s->rec.body, "customer_id",
-                            json_string(customer_for(&ids, s->rec.customer))) != CD_OK) {
-            err = CD_ERR_NOMEM;
-            cd_transfer_record_free(&s->rec);
-            goto out;
-        }
-        /* The key binds the record as the file has it (before its customer was mapped). */
-        json_t *cus = json_incref(json_object_get(s->rec.body, "customer_id"));
-        json_object_del(s->rec.body, "customer_id");
-        err = record_idem(&s->rec, &s->idem);
-        if (cus && json_object_set_new(s->rec.body, "customer_id", cus) != 0 && err == CD_OK)
-            err = CD_ERR_NOMEM;
-        if (err != CD_OK) {
+        /* The key binds the record as the file has it, its customer by the source's id. */
+        if ((err = record_idem(&s->rec, &s->idem)) != CD_OK ||
+            (s->rec.customer[0] &&
+             (err = cd_json_set_new(s->rec.body, "customer_id",
+                                    json_string(customer_for(&ids, s->rec.customer)))) !=
+                 CD_OK)) {
             cd_transfer_record_free(&s->rec);
             goto out;
         }
