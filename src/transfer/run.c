@@ -26,28 +26,43 @@ struct reader {
     size_t pending_i;
 };
 
-/* Reads one line into r->line (appending). Returns false at the end of the file. */
+/* Reads one line into r->line (appending), without its line break; *got is false at the end
+ * of the file. Byte by byte rather than with fgets, so a NUL byte in a line stays in it (and
+ * makes the line malformed) instead of cutting it short unseen. */
+static enum cd_err line_append(struct reader *r, const char *p, size_t n)
+{
+    enum cd_err err = cd_buf_append(&r->line, p, n);
+
+    if (err == CD_ERR_TOO_BIG)
+        return cd_err_set(err, "the line is longer than %zu bytes", CD_TRANSFER_LINE_MAX);
+    return err;
+}
+
 static enum cd_err read_line(struct reader *r, bool *got)
 {
     char chunk[65536];
-    bool any = false;
+    size_t n = 0;
+    int c;
+    enum cd_err err = CD_OK;
 
     *got = false;
-    while (fgets(chunk, sizeof chunk, r->in)) {
-        size_t n = strlen(chunk);
-        any = true;
-        r->bytes += n;
-        bool end = n && chunk[n - 1] == '\n';
-        if (cd_buf_append(&r->line, chunk, end ? n - 1 : n) != CD_OK)
-            return cd_err_set(CD_ERR_TOO_BIG, "the line is longer than %zu bytes",
-                              CD_TRANSFER_LINE_MAX);
-        if (end)
+    while ((c = getc_unlocked(r->in)) != EOF) {
+        *got = true;
+        r->bytes++;
+        if (c == '\n')
             break;
+        chunk[n++] = (char)c;
+        if (n == sizeof chunk) {
+            if (err == CD_OK)
+                err = line_append(r, chunk, n);
+            n = 0; /* a line too long is read to its end, so the next starts where it should */
+        }
     }
     if (ferror(r->in))
         return cd_err_set(CD_ERR_IO, "cannot read the input");
-    *got = any;
-    return CD_OK;
+    if (err == CD_OK && n)
+        err = line_append(r, chunk, n);
+    return err;
 }
 
 /* The next record of the file into *rec; *eof at the end. A record that cannot be made is
@@ -68,17 +83,8 @@ static enum cd_err next_record(struct reader *r, struct cd_transfer_record *rec,
         r->line.len = 0;
         r->lineno = ++r->next;
         if ((err = read_line(r, &got)) != CD_OK) {
-            if (err != CD_ERR_TOO_BIG)
-                return err;
-            /* Skip the rest of the long line, then report it. */
-            char skip[65536];
-            size_t n;
-            while (fgets(skip, sizeof skip, r->in) && (n = strlen(skip)) &&
-                   skip[n - 1] != '\n')
-                r->bytes += n;
             r->line.len = 0;
-            return cd_err_set(CD_ERR_INVALID, "the line is longer than %zu bytes",
-                              CD_TRANSFER_LINE_MAX);
+            return err == CD_ERR_TOO_BIG ? CD_ERR_INVALID : err;
         }
         if (!got) {
             *eof = true;

@@ -180,7 +180,8 @@ def test_a_bad_file_is_refused_whole_with_its_line_numbers(ctx):
              json.dumps(interaction(1, "src-ada", purpose="gossip")),             # line 4
              json.dumps(interaction(2, "src-ada", occurred_at=17)),               # line 5
              "",
-             json.dumps(GRACE)[:40]]                                              # line 7
+             json.dumps(GRACE).replace("Grace", "Gr\0ace"),                       # line 7
+             json.dumps(GRACE)[:40]]                                              # line 8
     path = write(ctx, "bad.ndjson", lines)
     with open(path, "rb+") as f:  # truncated: the last line has no line break either
         f.truncate(os.path.getsize(path) - 1)
@@ -188,11 +189,11 @@ def test_a_bad_file_is_refused_whole_with_its_line_numbers(ctx):
     assert rc != 0, err
     said = {int(line.split("line ")[1].split(":")[0]): line for line in err.splitlines()
             if ": line " in line}
-    assert sorted(said) == [2, 3, 4, 5, 7], err
+    assert sorted(said) == [2, 3, 4, 5, 7, 8], err
     for n, why in [(2, "'id'"), (3, "malformed JSON"), (4, "'purpose' is not a purpose"),
-                   (5, "'occurred_at'"), (7, "malformed JSON")]:
+                   (5, "'occurred_at'"), (7, "malformed JSON"), (8, "malformed JSON")]:
         assert why in said[n], (n, err)
-    assert "5 malformed records" in err and "nothing imported" in err, err
+    assert "6 malformed records" in err and "nothing imported" in err, err
     assert a.counts() == {"customers": 0, "identities": 0, "interactions": 0}
     # Values never appear in what is reported.
     assert "Eve" not in err and "Lovelace" not in err
