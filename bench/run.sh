@@ -22,6 +22,8 @@
 #   (7 in docs/benchmarks.md is a count of instructions made by hand, not part of this run.)
 #   8. Webhooks: bench_webhooks (on CPU 1), deliveries per second through the outbox's worker
 #      against a local receiver, and a plain libcurl client against the same receiver.
+#  11. Bulk import: bench_import (on CPU 1), `candor import` of an NDJSON file against raw
+#      batched SQLite inserts and PostgreSQL COPY of the same rows, with their ratios.
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
 # Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
 set -u
@@ -506,6 +508,28 @@ else
     row "(9) bench/nodes.sh" "skipped: no PostgreSQL 15 binaries (apt install postgresql-15)"
 fi
 # ---- end of 9 ------------------------------------------------------------------------------
+
+# ---- 11. bulk import vs raw bulk loads ------------------------------------------------------
+# `candor import` of an NDJSON file (check pass, then every record through core: sealing per
+# customer, a ledger entry and an Idempotency-Key each) against raw batched SQLite inserts and
+# against PostgreSQL COPY of the same rows, in the same run; medians of 3 runs, pinned to CPU 1,
+# with a PostgreSQL cluster of its own (tests/e2e/pgcluster.py).
+say ""
+say "== 11. bulk import vs raw SQLite batched inserts and PostgreSQL COPY (CPU 1)"
+IMPORT_ROWS=20000
+if [ "${BENCH_QUICK:-0}" = 1 ]; then IMPORT_ROWS=5000; fi
+settle
+IMPORT_PG=""
+if PGENV=$(python3 tests/e2e/pgcluster.py start 2>"$TMP/pg.err"); then
+    IMPORT_PG=$(sed -n 's/^export CANDOR_TEST_PG_DIR=//p' <<<"$PGENV")
+    IMPORT_URL=$(python3 -c "import sys; sys.path.insert(0, 'tests/e2e'); import pgcluster; \
+print(pgcluster.Cluster(path='$IMPORT_PG').create_database())")
+else
+    cat "$TMP/pg.err"; IMPORT_URL=""
+fi
+SEC=11 PIN_RUN="$PIN_GEN" other bench_import "$IMPORT_ROWS" 3 "$TMP" ${IMPORT_URL:+"$IMPORT_URL"}
+[ -n "$IMPORT_PG" ] && python3 tests/e2e/pgcluster.py stop "$IMPORT_PG" >/dev/null 2>&1
+# ---- end of 11 -----------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""

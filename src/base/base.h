@@ -14,6 +14,7 @@
 #ifndef CD_BASE_H
 #define CD_BASE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -313,6 +314,28 @@ enum cd_err cd_yaml_int(const struct cd_yaml *y, struct yaml_node_s *n, const ch
                         int64_t min, int64_t max, int64_t *out);
 enum cd_err cd_yaml_bool(const struct cd_yaml *y, struct yaml_node_s *n, const char *what,
                          bool *out);
+
+/* ---- operations in flight (src/base/pending.c) ------------------------------------------- */
+
+/* Counts operations a thread has handed to others (asynchronous store writes) and not yet seen
+ * finish, so it can queue many before it waits for all of them: a batch's items share group
+ * commits instead of each waiting for its own. */
+struct cd_pending {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n;
+};
+#define CD_PENDING_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0}
+/* One more operation in flight; call before handing it on. */
+void cd_pending_add(struct cd_pending *p);
+/* One fewer: an operation that was added finished (on any thread), or was never started.
+ * What the finishing thread wrote before this call is seen by the thread cd_pending_wait
+ * returns on. */
+void cd_pending_done(struct cd_pending *p);
+/* Waits until every operation added has finished. */
+void cd_pending_wait(struct cd_pending *p);
+/* Frees p's lock and condition; nothing may be in flight. */
+void cd_pending_destroy(struct cd_pending *p);
 
 /* ---- logging ----------------------------------------------------------------------------- */
 

@@ -43,5 +43,7 @@ int cd_cli_guard(int argc, char **argv);
 int cd_cli_dsar(int argc, char **argv);
 int cd_cli_retention(int argc, char **argv);
 int cd_cli_webhooks(int argc, char **argv);
+int cd_cli_export(int argc, char **argv);
+int cd_cli_import(int argc, char **argv);
 
 #endif

@@ -7,7 +7,6 @@
  * trip and one commit wait per item. The answer is 200 with one result per item, in order:
  * {"status": 201 or 200 (a replayed key), "interaction": {...}} or {"status": 4xx/5xx,
  * "problem": {...}}; an item's failure never undoes another's. */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include "http_int.h"
@@ -155,30 +154,20 @@ json_t *cd__http_batch_answer(json_t *results)
 
 /* ---- the writes ---- */
 
-struct batch;
 struct batch_item {
-    struct batch *b;
+    struct cd_pending *pending;
     struct cd_core_ingest *op; /* set when its write is through */
     enum cd_err err;           /* a failure before the write */
     char detail[256];
     json_t *ext; /* a guard verdict's members, for the problem */
 };
 
-struct batch {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    size_t pending; /* items whose write is queued and not through */
-};
-
 static void batch_item_written(void *ctx, struct cd_core_ingest *op)
 {
     struct batch_item *it = ctx;
 
-    pthread_mutex_lock(&it->b->mu);
     it->op = op;
-    it->b->pending--;
-    pthread_cond_signal(&it->b->cv);
-    pthread_mutex_unlock(&it->b->mu);
+    cd_pending_done(it->pending);
 }
 
 /* One item's result: the interaction the finish step wrote, or the problem of its failure. The
@@ -212,7 +201,7 @@ static json_t *batch_item_result(struct cd_req *r, struct batch_item *it)
 
 enum cd_err cd__http_interactions_batch(struct cd_req *r)
 {
-    struct batch b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct cd_pending pending = CD_PENDING_INIT;
     struct cd__http_batch_entry *e = NULL;
     struct batch_item *it = NULL;
     unsigned fields = cd__http_fields(r);
@@ -228,19 +217,15 @@ enum cd_err cd__http_interactions_batch(struct cd_req *r)
     }
     for (size_t i = 0; i < n; i++) {
         json_t *o = NULL;
-        it[i].b = &b;
-        pthread_mutex_lock(&b.mu);
-        b.pending++;
-        pthread_mutex_unlock(&b.mu);
+        it[i].pending = &pending;
+        cd_pending_add(&pending);
         cd_err_clear();
         it[i].err = cd_core_interaction_ingest_start(r->app->core, &r->actor, e[i].body,
                                                      e[i].has_idem ? &e[i].idem : NULL, fields,
                                                      batch_item_written, &it[i], &o);
         if (it[i].err == CD_OK)
             continue;
-        pthread_mutex_lock(&b.mu);
-        b.pending--;
-        pthread_mutex_unlock(&b.mu);
+        cd_pending_done(&pending);
         snprintf(it[i].detail, sizeof it[i].detail, "%s", cd_err_detail());
         /* The problem carries the verdict, as a single ingestion's does. */
         if (it[i].err == CD_ERR_GUARD_BLOCKED || it[i].err == CD_ERR_PURPOSE_MISMATCH)
@@ -248,10 +233,7 @@ enum cd_err cd__http_interactions_batch(struct cd_req *r)
         else
             json_decref(o);
     }
-    pthread_mutex_lock(&b.mu);
-    while (b.pending > 0)
-        pthread_cond_wait(&b.cv, &b.mu);
-    pthread_mutex_unlock(&b.mu);
+    cd_pending_wait(&pending);
     if ((results = json_array()) == NULL)
         err = CD_ERR_NOMEM;
     /* Every item is finished (its op freed), whatever happens to the answer. */
@@ -269,7 +251,6 @@ out:
         json_decref(it[i].ext);
     cd_free(it);
     cd__http_batch_entries_free(e, n);
-    pthread_mutex_destroy(&b.mu);
-    pthread_cond_destroy(&b.cv);
+    cd_pending_destroy(&pending);
     return err;
 }

@@ -10,7 +10,8 @@ import stat
 from harness import (DB_URL_FILE, Server, assert_problem, init_args, pg_cluster,
                      skip_unless_postgres)
 
-SUBCOMMANDS = ["init", "serve", "token", "staff", "audit", "guard", "backup"]
+SUBCOMMANDS = ["init", "serve", "token", "staff", "audit", "guard", "backup", "export",
+               "import"]
 
 
 def setup_module():

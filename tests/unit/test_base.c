@@ -443,10 +443,49 @@ static void log_batches_keep_order_and_whole_lines(void **state)
     close(fd);
 }
 
+/* Operations handed to other threads: the wait returns once every one has finished, and sees
+ * what each wrote before it said so. */
+#define PENDING_OPS 64
+struct pending_op {
+    struct cd_pending *p;
+    int i, result;
+};
+
+static void *finish_op(void *arg)
+{
+    struct pending_op *op = arg;
+
+    usleep((useconds_t)(PENDING_OPS - op->i) * 50); /* finish in another order than started */
+    op->result = 42;
+    cd_pending_done(op->p);
+    return NULL;
+}
+
+static void pending_waits_for_every_operation(void **state)
+{
+    struct cd_pending p = CD_PENDING_INIT;
+    struct pending_op ops[PENDING_OPS];
+    pthread_t th[PENDING_OPS];
+
+    cd_pending_wait(&p); /* nothing in flight: returns at once */
+    for (int i = 0; i < PENDING_OPS; i++) {
+        ops[i] = (struct pending_op){&p, i, 0};
+        cd_pending_add(&p);
+        assert_int_equal(pthread_create(&th[i], NULL, finish_op, &ops[i]), 0);
+    }
+    cd_pending_wait(&p);
+    for (int i = 0; i < PENDING_OPS; i++)
+        assert_int_equal(ops[i].result, 42);
+    for (int i = 0; i < PENDING_OPS; i++)
+        pthread_join(th[i], NULL);
+    cd_pending_destroy(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_caps_and_fails_cleanly),
+        cmocka_unit_test(pending_waits_for_every_operation),
         cmocka_unit_test(buf_survives_every_allocation_failure),
         cmocka_unit_test(buf_maximum_is_exact),
         cmocka_unit_test(arena_aligns_and_caps),
