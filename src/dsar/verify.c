@@ -145,28 +145,17 @@ static enum cd_err identity_on_file(struct cd_dsar *d, const struct cd_actor *a,
     return CD_OK;
 }
 
-struct peek_ctx {
-    const char *id;
-    struct cd__dsar_row r;
-};
-
-static enum cd_err peek_fn(struct cd_tx *tx, void *ctx)
-{
-    struct peek_ctx *pk = ctx;
-    return cd__dsar_load(tx, pk->id, &pk->r);
-}
-
 enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *a,
                                       struct cd_str id, const json_t *body, json_t **out)
 {
     static const char *const allowed[] = {"channel", NULL};
     struct send_ctx sc = {.d = d, .a = a};
-    struct peek_ctx pk = {.id = sc.id};
+    struct cd__dsar_row r;
     struct cd_str channel = CD_STR_NULL;
     char to[512];
     enum cd_err err;
 
-    cd__dsar_row_init(&pk.r);
+    cd__dsar_row_init(&r);
     if ((err = cd__dsar_copy_id(id, sc.id)) != CD_OK ||
         (err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "channel", false, &channel)) != CD_OK)
@@ -182,13 +171,8 @@ enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *
         err = cd_err_set(CD_ERR_BUSY, "no outbox is wired to send codes");
         goto out;
     }
-    if ((err = cd_store_read(d->store, peek_fn, &pk)) != CD_OK)
-        goto out;
-    if (!pk.r.found) {
-        err = cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
-        goto out;
-    }
-    if ((err = identity_on_file(d, a, pk.r.customer_id, channel, to, sizeof to)) != CD_OK)
+    if ((err = cd__dsar_read(d, sc.id, &r)) != CD_OK ||
+        (err = identity_on_file(d, a, r.customer_id, channel, to, sizeof to)) != CD_OK)
         goto out;
     sc.to = to;
     if ((err = cd_store_write(d->store, send_fn, &sc)) != CD_OK)
@@ -199,7 +183,7 @@ enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *
     err = *out ? CD_OK : CD_ERR_NOMEM;
 out:
     cd_crypto_wipe(to, sizeof to);
-    cd__dsar_row_free(&pk.r);
+    cd__dsar_row_free(&r);
     return err;
 }
 
