@@ -10,21 +10,10 @@
 #include "crypto/crypto.h"
 #include "dsar_int.h"
 
-#define CODE_DIGITS 8
+#define CODE_DIGITS CD_CRYPTO_CODE_DIGITS
 #define CODE_TTL_MS (15 * 60 * 1000)
 #define CODE_ATTEMPTS 5 /* wrong codes before the artefact is deleted */
 #define CODE_SENDS 3    /* codes sent for one request, in all */
-
-/* A uniformly random code of CODE_DIGITS decimal digits (rejection sampling: no modulo bias). */
-static void new_code(char out[CODE_DIGITS + 1])
-{
-    uint32_t v;
-
-    do
-        cd_random_bytes(&v, sizeof v);
-    while (v >= 4200000000u); /* the largest multiple of 10^8 below 2^32 */
-    snprintf(out, CODE_DIGITS + 1, "%08u", (unsigned)(v % 100000000u));
-}
 
 static void code_hash(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str code,
                       uint8_t out[CD_CRYPTO_HASH_LEN])
@@ -78,7 +67,7 @@ static enum cd_err send_fn(struct cd_tx *tx, void *ctx)
     }
     sc->sends++;
     sc->expires = now + CODE_TTL_MS;
-    new_code(code);
+    cd_crypto_code_new(code);
     cd_random_bytes(key, sizeof key);
     code_hash(key, cd_str_c(code), hash);
     /* A new code replaces the one pending: only the last one sent works. */
@@ -319,10 +308,7 @@ enum cd_err cd_dsar_verification_check(struct cd_dsar *d, const struct cd_actor 
         (err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "code", true, &code)) != CD_OK)
         return err;
-    bool digits = code.len == CODE_DIGITS;
-    for (size_t i = 0; digits && i < code.len; i++)
-        digits = code.p[i] >= '0' && code.p[i] <= '9';
-    if (!digits)
+    if (!cd_crypto_code_shaped(code))
         return cd_err_set(CD_ERR_INVALID, "'code' must be the %d digits sent to the customer",
                           CODE_DIGITS);
     memcpy(cc.code, code.p, code.len);
