@@ -67,6 +67,13 @@ static const struct cd_outbox_member dsar_code[] = {
     {"code", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the one-time code"},
     {"expires_at", JSON_STRING, REF, REQ, "when the code stops working (RFC 3339)"},
 };
+static const struct cd_outbox_member sign_in_code[] = {
+    {"challenge_id", JSON_STRING, REF, REQ, "the sign-in attempt the code answers"},
+    {"channel", JSON_STRING, REF, REQ, "the identity type the code goes to (email, phone)"},
+    {"to", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the identity on file the code goes to"},
+    {"code", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the one-time code"},
+    {"expires_at", JSON_STRING, REF, REQ, "when the code stops working (RFC 3339)"},
+};
 static const struct cd_outbox_member case_breached[] = {
     {"case_id", JSON_STRING, REF, REQ, "the case"},
     {"clock", JSON_STRING, REF, REQ, "the service-level clock that ran out"},
@@ -100,6 +107,9 @@ static const struct cd_outbox_event_type types[] = {
      dsar_completed, N(dsar_completed)},
     {"dsar.verification_code", "A one-time code to send to the customer, to verify a request.",
      ABOUT_CUSTOMER, false, dsar_code, N(dsar_code)},
+    {"customer.sign_in_code", "A one-time code to send to the customer, to sign in to their "
+                              "self-service session.",
+     ABOUT_CUSTOMER, false, sign_in_code, N(sign_in_code)},
     {"case.breached", "A case missed a service-level deadline.", false, false, case_breached,
      N(case_breached)},
     {"webhook.test", "A test event sent on request to one subscription.", false, false,
