@@ -127,7 +127,9 @@ enum cd_dsar_intake {
  * the customer's own), "details"? (what the customer asked, up to 4,000 characters; sealed)}.
  * With CD_DSAR_INTAKE_INTERACTION the body must name interaction_id. The request starts
  * "received", with its deadlines from the rules; the opening is recorded in the ledger
- * ("dsar.open"). *out: the request (cd_dsar_get's form).
+ * ("dsar.open"). With CD_DSAR_INTAKE_SELF_SERVICE (the customer, signed in to their own
+ * session, is a verified requester) it goes on at once to "in_progress", verified and
+ * acknowledged ("dsar.verified", reason "session"). *out: the request (cd_dsar_get's form).
  * Errors: CD_ERR_INVALID (the detail names the member), CD_ERR_NOT_FOUND (customer or
  * interaction), CD_ERR_CONFLICT (the customer was merged or erased; an interaction of another
  * customer or outbound), CD_ERR_STORE, CD_ERR_NOMEM. */
