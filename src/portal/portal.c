@@ -139,7 +139,8 @@ enum cd_err cd_portal_code_send(struct cd_store *s, struct cd_core *core, const 
     struct cd_buf to = CD_BUF_INIT(1024);
     char customer[CD_ID_MAX] = "", channel[8];
     struct send_ctx sc = {.request_id = request_id, .now = cd_now_ms()};
-    struct cd_actor finder = {.token_id = "anonymous", .role = "public", .name = "public",
+    struct cd_actor finder = {.token_id = "anonymous", .role = "public",
+                              .name = "self-service sign-in",
                               .request_id = request_id, .purpose = CD_PORTAL_PURPOSE,
                               .restricted_ok = true};
     json_t *found = NULL;
@@ -158,8 +159,9 @@ enum cd_err cd_portal_code_send(struct cd_store *s, struct cd_core *core, const 
     if ((err = cd_core_identity_normalize(type, CD_STR_NULL, value, &to)) != CD_OK ||
         (err = cd_buf_append(&to, "", 1)) != CD_OK)
         goto out;
-    /* Found by its blind index; only the id is read (no personal data), so nothing is recorded
-     * as read: what is sent is what the person typed, once it is known to be on file. */
+    /* Found by its blind index; only the id is read (no personal data), and the look-up is on
+     * the customer's access log as the sign-in's. What is sent is what the person typed, once
+     * it is known to be on file. */
     err = cd_core_customer_find(core, &finder, type, CD_STR_NULL, value, CD_FIELDS_REFERENCE,
                                 &found);
     if (err == CD_OK) {
