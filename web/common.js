@@ -159,6 +159,17 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// One row of a customer's access log: when, who (the customer's own reads as `self`), why,
+// which data, and whether it was read or refused.
+export function accessRow(e, self) {
+  return el('tr', {},
+    el('td', {}, el('time', { datetime: e.time, text: formatDate(e.time) })),
+    el('td', { text: self && e.actor_role === 'customer' ? self : `${e.actor_name} (${e.actor_role})` }),
+    el('td', { text: e.purpose ? purposeLabel(e.purpose) : '—' }),
+    el('td', { text: (e.categories || e.action || '').replaceAll(',', ', ') }),
+    el('td', { text: e.outcome === 'ok' ? 'read' : 'refused' }));
+}
+
 // Says something to screen-reader users without moving their focus.
 export function announce(text) {
   const live = document.getElementById('announce');

@@ -5,7 +5,7 @@
 // anti-forgery token stays in this page's memory. Nothing personal goes into a URL or into
 // browser storage.
 import {
-  api, announce, consentReason, el, formatDate, purposeLabel, session, showPageError,
+  accessRow, api, announce, consentReason, el, formatDate, purposeLabel, session, showPageError,
 } from './common.js';
 
 const $ = (id) => document.getElementById(id);
@@ -162,12 +162,7 @@ async function loadLog(more) {
   const q = new URLSearchParams({ limit: '25' });
   if (more && state.logCursor) q.set('cursor', state.logCursor);
   const page = await api('GET', `/v1/me/access-log?${q}`);
-  const rows = page.items.map((e) => el('tr', {},
-    el('td', {}, el('time', { datetime: e.time, text: formatDate(e.time) })),
-    el('td', { text: e.actor_role === 'customer' ? 'You' : `${e.actor_name} (${e.actor_role})` }),
-    el('td', { text: e.purpose ? purposeLabel(e.purpose) : '—' }),
-    el('td', { text: (e.categories || e.action || '').replaceAll(',', ', ') }),
-    el('td', { text: e.outcome === 'ok' ? 'read' : 'refused' })));
+  const rows = page.items.map((e) => accessRow(e, 'You'));
   if (more) $('log-rows').append(...rows);
   else $('log-rows').replaceChildren(...rows);
   state.logCursor = page.next_cursor;
