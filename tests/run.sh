@@ -41,12 +41,28 @@ fi
 rm -f /tmp/candor-build.$$
 ok build
 
+# One PostgreSQL cluster for the whole run (tests/e2e/pgcluster.py: initdb into a temporary
+# directory, a Unix socket there, fsync on), for the store's unit tests and the second e2e run;
+# each test makes its own database in it. Stopped and removed at the end, whatever happens.
+section postgresql
+if pg_env=$(python3 tests/e2e/pgcluster.py start 2>/tmp/candor-pg.$$); then
+  eval "$pg_env"
+  trap 'python3 tests/e2e/pgcluster.py stop "$CANDOR_TEST_PG_DIR"' EXIT
+  echo "cluster in $CANDOR_TEST_PG_DIR"
+  ok postgresql
+else
+  cat /tmp/candor-pg.$$ >&2
+  bad "postgresql (cannot start a test cluster)"
+fi
+rm -f /tmp/candor-pg.$$
+
 section unit
 for t in build/asan/test_*; do
   [ -x "$t" ] || continue
   out=$(timeout 300 "$t" 2>&1); rc=$?
-  p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-  f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  # A binary may run several groups (test_store: one per backend): their counts add up.
+  p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {if (NR) print s}')
+  f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {if (NR) print s}')
   ok "$t" "${p:-0}"
   if [ "$rc" -ne 0 ] || [ -n "$f" ]; then
     printf '%s\n' "$out" | tail -40 >&2
@@ -56,17 +72,23 @@ for t in build/asan/test_*; do
   fi
 done
 
-section e2e
-out=$(python3 tests/e2e/run.py 2>&1); rc=$?
-printf '%s\n' "$out"
-line=$(printf '%s\n' "$out" | grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' | tail -1)
-p=$(echo "$line" | sed -n 's/^e2e: \([0-9]*\) passed.*/\1/p')
-f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-ok e2e "${p:-0}"
-if [ "$rc" -ne 0 ] || [ "${f:-1}" != 0 ]; then
-  names=$(printf '%s\n' "$out" | sed -n 's/^e2e failed: //p' | paste -sd, -)
-  bad "e2e (${names:-see above})" "${f:-1}"
-fi
+# The end-to-end suite runs once per backend; the time of each run is printed.
+for backend in sqlite postgres; do
+  section "e2e ($backend)"
+  [ "$backend" = postgres ] && [ -z "${CANDOR_TEST_PG_DIR:-}" ] && { bad "e2e ($backend): no cluster"; continue; }
+  t0=$(date +%s)
+  out=$(CANDOR_E2E_DB=$backend python3 tests/e2e/run.py 2>&1); rc=$?
+  printf '%s\n' "$out"
+  echo "e2e on $backend took $(( $(date +%s) - t0 ))s"
+  line=$(printf '%s\n' "$out" | grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' | tail -1)
+  p=$(echo "$line" | sed -n 's/^e2e: \([0-9]*\) passed.*/\1/p')
+  f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+  ok "e2e ($backend)" "${p:-0}"
+  if [ "$rc" -ne 0 ] || [ "${f:-1}" != 0 ]; then
+    names=$(printf '%s\n' "$out" | sed -n 's/^e2e failed: //p' | paste -sd, -)
+    bad "e2e on $backend (${names:-see above})" "${f:-1}"
+  fi
+done
 
 section fuzz-replay
 if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then

@@ -1,7 +1,6 @@
 /* `candor backup`: a consistent copy of the database while it is in use. */
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "cli_int.h"
 #include "crypto/crypto.h"
@@ -20,7 +19,7 @@ int cd_cli_backup(int argc, char **argv)
 {
     struct cd_opt opts[] = {
         {"--data", "DIR", "data directory (see candor init)", NULL, NULL},
-        {"--db", "URL", "database URL instead of DIR/candor.db", NULL, NULL},
+        {"--db", "URL", "the database DIR belongs to (refused if it names another)", NULL, NULL},
         {"--out", "FILE", "the copy to create (never replaces a file)", NULL, NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
@@ -30,7 +29,6 @@ int cd_cli_backup(int argc, char **argv)
     struct cd_store *store = NULL;
     struct cd_store_backup_info info = {0, 0};
     char url[CD__CLI_PATH_MAX], when[CD_TIME_STRLEN];
-    struct stat st;
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -58,7 +56,13 @@ int cd_cli_backup(int argc, char **argv)
             "0600); run 'candor audit verify --data DIR', which checks the ledger's hash chain,\n"
             "Merkle tree and signed tree heads; start the server, which migrates an older copy\n"
             "to its schema. Customers erased after the copy was made come back with it: replay\n"
-            "their erasures (dsar.erase in the ledger) before serving (docs/crypto.md).",
+            "their erasures (dsar.erase in the ledger) before serving (docs/crypto.md).\n"
+            "\n"
+            "A data directory on PostgreSQL (candor init --db) is backed up with PostgreSQL's\n"
+            "tools instead, which this command names: pg_dump --format=custom takes one\n"
+            "snapshot while Candor serves; pg_restore into an empty database, point\n"
+            "DIR/database.url at it, and run 'candor audit verify --data DIR'. The keys are\n"
+            "backed up apart from it, as above.",
             opts);
         return 0;
     }
@@ -68,18 +72,12 @@ int cd_cli_backup(int argc, char **argv)
         return cd__cli_fail("backup", cd_err_set(CD_ERR_INVALID, "--out FILE is required (a "
                                                                  "file: the copy is not a "
                                                                  "stream)"));
-    if (db == NULL) {
-        if (data == NULL)
-            return cd__cli_fail("backup", cd_err_set(CD_ERR_INVALID, "--data DIR is required"));
-        snprintf(url, sizeof url, "%s/candor.db", data);
-        /* Opening a missing database would create an empty one and back that up. */
-        if (stat(url, &st) != 0)
-            return cd__cli_fail("backup", cd_err_set(CD_ERR_IO, "%s has no database (%s); is "
-                                                                "it a data directory?",
-                                                     data, url));
-    } else {
-        snprintf(url, sizeof url, "%s", db);
-    }
+    if (data == NULL)
+        return cd__cli_fail("backup", cd_err_set(CD_ERR_INVALID, "--data DIR is required"));
+    /* An uninitialised directory is refused there: opening a missing database would create an
+     * empty one and back that up. */
+    if ((err = cd__cli_db_url(data, db, url, sizeof url)) != CD_OK)
+        return cd__cli_fail("backup", err);
     cd_time_format(cd_now_ms(), when);
     if ((err = cd_store_open(url, &store)) == CD_OK)
         err = cd_store_backup(store, out, progress, NULL, &info);

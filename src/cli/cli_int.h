@@ -9,6 +9,9 @@
 /* Room for a directory of up to PATH_MAX bytes plus a file name in it. */
 #define CD__CLI_PATH_MAX 4200
 
+/* In a data directory whose database is PostgreSQL: the database's URL (candor init --db). */
+#define CD__CLI_DB_URL_FILE "database.url"
+
 /* The environment variable naming the shared-files directory (it holds rules/). */
 #define CD_CLI_SHARE_ENV "CANDOR_SHARE_DIR"
 
@@ -37,9 +40,19 @@ void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
 /* Checks that data_dir is a directory its owner alone may use (no group or other bits, owned
  * by this user). Errors: CD_ERR_IO with a detail that says what to do. */
 enum cd_err cd__cli_data_dir_check(const char *data_dir);
-/* Opens the store and keys of a data directory (db_url overrides the SQLite file), after
- * cd__cli_data_dir_check. */
-enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env);
+/* The database of an initialised data directory into out (n bytes): the URL in
+ * DIR/database.url, else the path DIR/candor.db. db_url (--db, may be NULL) must name that
+ * same database: a directory's keys read one database only. Errors: CD_ERR_IO (neither file:
+ * not initialised), CD_ERR_CONFLICT (both files, or db_url names another database),
+ * CD_ERR_INVALID (database.url is not a PostgreSQL URL). */
+enum cd_err cd__cli_db_url(const char *data_dir, const char *db_url, char *out, size_t n);
+/* Opens the keys and the database of an initialised data directory (cd__cli_data_dir_check,
+ * then cd__cli_db_url). opts may be NULL. */
+enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url,
+                             const struct cd_store_options *opts, struct cd__cli_env *env);
+/* Opens the keys of data_dir with the database at url, as given (candor init). */
+enum cd_err cd__cli_env_open_url(const char *data_dir, const char *url,
+                                 const struct cd_store_options *opts, struct cd__cli_env *env);
 void cd__cli_env_close(struct cd__cli_env *env);
 /* Creates a 0600 file holding text; fails if it exists. */
 enum cd_err cd__cli_write_secret_file(const char *path, const char *text);

@@ -16,39 +16,76 @@ int cd_cli_init(int argc, char **argv)
 {
     struct cd_opt opts[] = {
         {"--data", "DIR", "data directory to create", NULL, NULL},
+        {"--db", "URL", "a PostgreSQL database (postgres://...) instead of DIR/candor.db; the URL "
+                        "is kept in DIR/database.url", NULL, NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1];
     size_t npos = 0;
     bool help = false;
     struct cd__cli_env env;
-    char path[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    char path[CD__CLI_PATH_MAX], url[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    json_t *tokens = NULL;
     enum cd_err err;
     struct stat st;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
         return cd__cli_fail("init", err);
     if (help) {
-        cd_cli_usage("init", "--data DIR",
-                     "Creates a data directory: the SQLite database, the master key (wraps every\n"
-                     "customer's data key), the signing key, and an admin API token written to\n"
-                     "DIR/admin.token (mode 0600).",
+        cd_cli_usage("init", "--data DIR [--db URL]",
+                     "Creates a data directory: the master key (wraps every customer's data key),\n"
+                     "the signing key, an admin API token written to DIR/admin.token (mode 0600),\n"
+                     "and the database: DIR/candor.db (SQLite), or with --db the schema in an\n"
+                     "existing, empty PostgreSQL database, whose URL is then kept in\n"
+                     "DIR/database.url (mode 0600) for every later command on DIR. Prefer a URL\n"
+                     "without a password: libpq reads it from ~/.pgpass or PGPASSFILE.",
                      opts);
         return 0;
     }
-    const char *dir = cd_cli_get(opts, "--data");
+    const char *dir = cd_cli_get(opts, "--data"), *db = cd_cli_get(opts, "--db");
     if (dir == NULL)
         return cd__cli_fail("init", cd_err_set(CD_ERR_INVALID, "--data DIR is required"));
+    if (db && !cd_store_url_is_pg(db))
+        return cd__cli_fail("init", cd_err_set(CD_ERR_INVALID,
+                                               "--db takes a postgres:// or postgresql:// URL "
+                                               "(without --db the database is DIR/candor.db)"));
+    if (db && strlen(db) >= sizeof url)
+        return cd__cli_fail("init", cd_err_set(CD_ERR_INVALID, "--db: the URL is too long"));
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return cd__cli_fail("init", cd_err_set(CD_ERR_IO, "cannot create %s: %s", dir,
                                                strerror(errno)));
-    snprintf(path, sizeof path, "%s/candor.db", dir);
-    if (stat(path, &st) == 0)
-        return cd__cli_fail("init", cd_err_set(CD_ERR_CONFLICT,
-                                               "%s is already initialised (%s exists)", dir,
-                                               path));
-    if ((err = cd__cli_env_open(dir, NULL, &env)) != CD_OK)
+    if ((err = cd__cli_data_dir_check(dir)) != CD_OK)
         return cd__cli_fail("init", err);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, i ? CD__CLI_DB_URL_FILE : "candor.db");
+        if (stat(path, &st) == 0)
+            return cd__cli_fail("init", cd_err_set(CD_ERR_CONFLICT,
+                                                   "%s is already initialised (%s exists)", dir,
+                                                   path));
+    }
+    if (db)
+        snprintf(url, sizeof url, "%s", db);
+    else
+        snprintf(url, sizeof url, "%s/candor.db", dir);
+    if ((err = cd__cli_env_open_url(dir, url, NULL, &env)) != CD_OK)
+        return cd__cli_fail("init", err);
+    if (db) {
+        /* New keys could not read what an existing instance sealed under its own. */
+        if ((err = cd_auth_token_list(env.store, &tokens)) != CD_OK)
+            goto out;
+        if (json_array_size(tokens) > 0) {
+            err = cd_err_set(CD_ERR_CONFLICT,
+                             "the database already holds a Candor instance (%zu API tokens); "
+                             "use the data directory made with it, or an empty database",
+                             json_array_size(tokens));
+            goto out;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, CD__CLI_DB_URL_FILE);
+        char line[CD__CLI_PATH_MAX + 2];
+        snprintf(line, sizeof line, "%s\n", db);
+        if ((err = cd__cli_write_secret_file(path, line)) != CD_OK)
+            goto out;
+    }
     struct cd_crypto_signer signer;
     snprintf(path, sizeof path, "%s/%s", dir, CD_CRYPTO_SIGNING_KEY_FILE);
     if ((err = cd_crypto_signer_load_or_create(path, &signer)) != CD_OK)
@@ -63,8 +100,10 @@ int cd_cli_init(int argc, char **argv)
     err = cd__cli_write_secret_file(path, token);
     cd_crypto_wipe(token, sizeof token);
     if (err == CD_OK)
-        printf("initialised %s\nadmin token (%s) written to %s (mode 0600)\n", dir, id, path);
+        printf("initialised %s (%s)\nadmin token (%s) written to %s (mode 0600)\n", dir,
+               db ? "PostgreSQL" : "SQLite", id, path);
 out:
+    json_decref(tokens);
     cd__cli_env_close(&env);
     return err == CD_OK ? 0 : cd__cli_fail("init", err);
 }
@@ -97,7 +136,7 @@ int cd_cli_token(int argc, char **argv)
                      opts);
         return help ? 0 : 2;
     }
-    if ((err = cd__cli_env_open(cd_cli_get(opts, "--data"), NULL, &env)) != CD_OK)
+    if ((err = cd__cli_env_open(cd_cli_get(opts, "--data"), NULL, NULL, &env)) != CD_OK)
         return cd__cli_fail("token", err);
     if (strcmp(pos[0], "create") == 0) {
         enum cd_role role;
@@ -436,7 +475,7 @@ int cd_cli_audit(int argc, char **argv)
                                                     "verify --export needs --pubkey KEY"));
         return audit_verify_export(exp, pk, trusted_file);
     }
-    if ((err = cd__cli_env_open(data, NULL, &env)) != CD_OK)
+    if ((err = cd__cli_env_open(data, NULL, NULL, &env)) != CD_OK)
         return cd__cli_fail("audit", err);
     if (strcmp(pos[0], "export") == 0) {
         const char *outp = cd_cli_get(opts, "--out");

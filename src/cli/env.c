@@ -1,4 +1,5 @@
-/* The data directory: where the database and keys live, and opening them together. */
+/* The data directory: where the keys live and which database goes with them (DIR/candor.db,
+ * or the PostgreSQL database named in DIR/database.url), and opening the two together. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,7 +30,65 @@ enum cd_err cd__cli_data_dir_check(const char *data_dir)
     return CD_OK;
 }
 
-enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd__cli_env *env)
+/* Reads DIR/database.url into out (trailing white space dropped). Returns CD_ERR_NOT_FOUND
+ * when there is none. */
+static enum cd_err read_db_url_file(const char *data_dir, char *out, size_t n)
+{
+    char path[CD__CLI_PATH_MAX];
+    struct cd_buf b = CD_BUF_INIT(CD__CLI_PATH_MAX);
+    enum cd_err err;
+
+    snprintf(path, sizeof path, "%s/%s", data_dir, CD__CLI_DB_URL_FILE);
+    if (access(path, F_OK) != 0)
+        return CD_ERR_NOT_FOUND;
+    if ((err = cd_buf_read_file(&b, path)) != CD_OK) {
+        cd_buf_free(&b);
+        return cd_err_set(err, "cannot read %s: %s", path, cd_err_detail());
+    }
+    while (b.len && (b.p[b.len - 1] == '\n' || b.p[b.len - 1] == '\r' || b.p[b.len - 1] == ' '))
+        b.len--;
+    if (b.len == 0 || b.len >= n || !cd_store_url_is_pg(b.p)) {
+        cd_buf_free(&b);
+        return cd_err_set(CD_ERR_INVALID, "%s must hold one postgres:// or postgresql:// URL",
+                          path);
+    }
+    snprintf(out, n, "%.*s", (int)b.len, b.p);
+    cd_buf_free(&b);
+    return CD_OK;
+}
+
+enum cd_err cd__cli_db_url(const char *data_dir, const char *db_url, char *out, size_t n)
+{
+    char sqlite[CD__CLI_PATH_MAX];
+    enum cd_err err;
+
+    snprintf(sqlite, sizeof sqlite, "%s/candor.db", data_dir);
+    if ((err = read_db_url_file(data_dir, out, n)) == CD_OK) {
+        if (access(sqlite, F_OK) == 0)
+            return cd_err_set(CD_ERR_CONFLICT, "%s has both candor.db and %s: which database "
+                                               "its keys belong to is unclear; move one away",
+                              data_dir, CD__CLI_DB_URL_FILE);
+    } else if (err == CD_ERR_NOT_FOUND) {
+        /* Never a new instance by accident: an empty directory (a volume that failed to
+         * mount, a typo) would otherwise get an empty database, and fresh keys from serve. */
+        if (access(sqlite, F_OK) != 0)
+            return cd_err_set(CD_ERR_IO, "%s is not an initialised data directory (no candor.db "
+                                         "and no %s); run 'candor init --data %s' first",
+                              data_dir, CD__CLI_DB_URL_FILE, data_dir);
+        snprintf(out, n, "%s", sqlite);
+    } else {
+        return err;
+    }
+    /* The keys of a directory read the data of one database only. */
+    if (db_url && strcmp(db_url, out) != 0)
+        return cd_err_set(CD_ERR_CONFLICT, "--db names another database than the one %s belongs "
+                                           "to (%s); leave --db out",
+                          data_dir, cd_store_url_is_pg(out) ? CD__CLI_DB_URL_FILE : "candor.db");
+    return CD_OK;
+}
+
+enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url,
+                             const struct cd_store_options *opts, struct cd__cli_env *env)
 {
     enum cd_err err;
     char url[CD__CLI_PATH_MAX];
@@ -37,17 +96,23 @@ enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url, struct cd
     memset(env, 0, sizeof *env);
     if (data_dir == NULL)
         return cd_err_set(CD_ERR_INVALID, "--data DIR is required");
-    if ((err = cd__cli_data_dir_check(data_dir)) != CD_OK)
+    if ((err = cd__cli_data_dir_check(data_dir)) != CD_OK ||
+        (err = cd__cli_db_url(data_dir, db_url, url, sizeof url)) != CD_OK)
         return err;
+    return cd__cli_env_open_url(data_dir, url, opts, env);
+}
+
+enum cd_err cd__cli_env_open_url(const char *data_dir, const char *url,
+                                 const struct cd_store_options *opts, struct cd__cli_env *env)
+{
+    enum cd_err err;
+
+    memset(env, 0, sizeof *env);
     if ((err = cd_crypto_init()) != CD_OK)
         return err;
     if ((err = cd_crypto_master_key_load(data_dir, env->master, NULL)) != CD_OK)
         return err;
-    if (db_url)
-        snprintf(url, sizeof url, "%s", db_url);
-    else
-        snprintf(url, sizeof url, "%s/candor.db", data_dir);
-    if ((err = cd_store_open(url, &env->store)) != CD_OK)
+    if ((err = cd_store_open_with(url, opts, &env->store)) != CD_OK)
         goto fail;
     if ((err = cd_core_open(env->store, env->master, &env->core)) != CD_OK)
         goto fail;

@@ -26,9 +26,10 @@ static const char description[] =
  * %s are the compiled-in shared-files directory. */
 #define FILES_TEXT \
     "A data directory (candor init --data DIR, mode 0700) holds, each with mode 0600,\n"   \
-    "candor.db (the SQLite database), master.key, signing.key, receipts.key,\n"            \
-    "unsubscribe.key and admin.token. candor backup copies the database; the keys are\n"   \
-    "backed up apart.\n"                                                                   \
+    "candor.db (the SQLite database) or database.url (the URL of its PostgreSQL\n"          \
+    "database, candor init --db), master.key, signing.key, receipts.key,\n"                 \
+    "unsubscribe.key and admin.token. candor backup copies a SQLite database (pg_dump\n"   \
+    "a PostgreSQL one); the keys are backed up apart.\n"                                   \
     "\n" \
     "The guard's rule packs and the consent jurisdictions (RULES/consent/jurisdictions.yaml)\n" \
     "are found in the first of:\n" \

@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
@@ -28,6 +27,7 @@ struct serve {
     unsigned long workers, threads, max_body, sth_interval, sth_entries, drain_timeout,
         max_future_skew;
     unsigned long max_connections, max_client_connections, idle_timeout;
+    unsigned long statement_timeout; /* seconds, PostgreSQL */
     char heads_path[CD__CLI_PATH_MAX]; /* DIR/audit-heads.jsonl */
     struct cd__cli_env env;
     bool env_open;
@@ -90,18 +90,11 @@ static enum cd_err open_calendars(struct serve *sv)
 static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               const char *listen)
 {
-    char db[CD__CLI_PATH_MAX];
-    struct stat st;
+    struct cd_store_options store_opts = {(unsigned)sv->statement_timeout * 1000};
     enum cd_err err;
 
-    /* Never a new instance by accident: an empty directory (a volume that failed to mount, a
-     * typo) would otherwise get fresh keys and an empty database, and serve. */
-    snprintf(db, sizeof db, "%s/candor.db", sv->data ? sv->data : ".");
-    if (sv->data && db_url == NULL && stat(db, &st) != 0)
-        return cd_err_set(CD_ERR_IO, "%s is not an initialised data directory (no candor.db); "
-                                     "run 'candor init --data %s' first",
-                          sv->data, sv->data);
-    if ((err = cd__cli_env_open(sv->data, db_url, &sv->env)) != CD_OK)
+    /* An uninitialised directory is refused there: serving it would make fresh keys. */
+    if ((err = cd__cli_env_open(sv->data, db_url, &store_opts, &sv->env)) != CD_OK)
         return err;
     sv->env_open = true;
     cd_core_set_future_skew(sv->env.core, (int64_t)sv->max_future_skew * 1000);
@@ -234,7 +227,11 @@ int cd_cli_serve(int argc, char **argv)
     struct cd_opt opts[] = {
         {"--data", "DIR", "data directory (see candor init)", NULL, NULL},
         {"--listen", "ADDR", "address to listen on", "127.0.0.1:8080", NULL},
-        {"--db", "URL", "database URL instead of DIR/candor.db", NULL, NULL},
+        {"--db", "URL", "the database DIR belongs to (DIR/candor.db, or the URL in "
+                        "DIR/database.url); refused if it names another", NULL, NULL},
+        {"--statement-timeout", "SECONDS", "PostgreSQL: a database statement that runs longer is "
+                                           "cancelled and its request answered 503 (0: the "
+                                           "server's statement_timeout)", "30", NULL},
         {"--demo", NULL, "load deterministic demo data if the database is empty", NULL, NULL},
         {"--workers", "N", "worker threads for requests that touch the database", "64", NULL},
         {"--threads", "N", "HTTP event threads", "2", NULL},
@@ -300,6 +297,8 @@ int cd_cli_serve(int argc, char **argv)
         (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &sv.sth_entries)) != CD_OK ||
         (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv.drain_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv.max_future_skew)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--statement-timeout", 0, 86400, &sv.statement_timeout)) !=
             CD_OK ||
         (err = cd_cli_uint(opts, "--max-connections", 1, 1000000, &sv.max_connections)) !=
             CD_OK ||

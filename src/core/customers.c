@@ -909,6 +909,24 @@ static enum cd_err collect_id(void *ctx, const struct cd_val *cols, size_t n)
     return err == CD_OK ? cd_buf_putc(&l->ids, '\0') : err;
 }
 
+/* An identity's key as "<hex lookup>:<kind>", made here rather than in SQL: SQLite's hex() and
+ * PostgreSQL's encode() are not one dialect. */
+static enum cd_err collect_identity(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct id_list *l = ctx;
+    char hex[2 * CD_CRYPTO_HASH_LEN + 1];
+    enum cd_err err;
+
+    if (n < 2 || cols[0].len != CD_CRYPTO_HASH_LEN)
+        return cd_err_set(CD_ERR_INTERNAL, "an identity lookup of %zu bytes", cols[0].len);
+    cd_hex_encode(cols[0].p, cols[0].len, hex);
+    if ((err = cd_buf_append(&l->ids, hex, 2 * CD_CRYPTO_HASH_LEN)) != CD_OK ||
+        (err = cd_buf_putc(&l->ids, ':')) != CD_OK ||
+        (err = cd_buf_append(&l->ids, cols[1].p, cols[1].len)) != CD_OK)
+        return err;
+    return cd_buf_putc(&l->ids, '\0');
+}
+
 #define ONE_ROW_COLS 8
 
 struct one_row {
@@ -954,9 +972,8 @@ static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
     struct cd_val p[] = {CD_VCSTR(from->customer_id)};
     err = interactions ? cd_tx_exec(tx, "SELECT id FROM interactions WHERE customer_id = $1", p,
                                     1, collect_id, &l, NULL)
-                       : cd_tx_exec(tx, "SELECT lower(hex(lookup)) || ':' || kind FROM identities"
-                                        " WHERE customer_id = $1",
-                                    p, 1, collect_id, &l, NULL);
+                       : cd_tx_exec(tx, "SELECT lookup, kind FROM identities WHERE customer_id = $1",
+                                    p, 1, collect_identity, &l, NULL);
     if (err != CD_OK)
         goto out;
     for (const char *id = l.ids.p; id && id < l.ids.p + l.ids.len; id += strlen(id) + 1) {

@@ -106,7 +106,8 @@ static enum cd_err secure_files(const char *target)
     return CD_OK;
 }
 
-static enum cd_err sq_open(const char *target, bool writer, void **out)
+static enum cd_err sq_open(const char *target, bool writer, const struct cd_store_options *o,
+                           void **out)
 {
     static pthread_once_t configured = PTHREAD_ONCE_INIT;
     struct sq_conn *conn = cd_calloc(1, sizeof *conn);
@@ -114,6 +115,7 @@ static enum cd_err sq_open(const char *target, bool writer, void **out)
     int rc;
     enum cd_err err;
 
+    (void)o; /* SQLite has no statement timeout; busy_timeout bounds waiting for a lock */
     if (conn == NULL)
         return CD_ERR_NOMEM;
     pthread_once(&configured, sq_configure_once);
@@ -146,14 +148,6 @@ fail:
     return err;
 }
 
-static unsigned sql_slot(const char *sql, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)sql[i]) * 1099511628211ull;
-    return (unsigned)(h % STMT_CACHE);
-}
-
 /* True when parameter k of st is named $k for every k: then params[k-1] binds to position k
  * without formatting "$k" and searching the names for it, which was a fifth of sq_exec's own
  * time on the writer thread (twenty-odd parameters per ingested row). */
@@ -177,7 +171,7 @@ static enum cd_err prepare(struct sq_conn *conn, const char *sql, sqlite3_stmt *
                            bool *in_order)
 {
     size_t len = strlen(sql);
-    unsigned slot = sql_slot(sql, len), free_slot = STMT_CACHE;
+    unsigned slot = cd__store_sql_slot(sql, len, STMT_CACHE), free_slot = STMT_CACHE;
     int rc;
 
     for (unsigned i = 0; i < STMT_PROBE; i++) {

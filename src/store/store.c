@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "store.h"
+#include "store_int.h"
 
 #define MAX_BATCH 2048
 #define MAX_READERS 64
@@ -43,6 +44,7 @@ struct write_job {
 struct cd_store {
     const struct cd_store_ops *ops;
     char *target;
+    struct cd_store_options opts;
     void *wconn;
     pthread_t writer;
     bool writer_started;
@@ -93,6 +95,14 @@ uint64_t cd_tx_epoch(struct cd_tx *tx)
 const char *cd_store_backend(const struct cd_store *s)
 {
     return s->ops->name;
+}
+
+unsigned cd__store_sql_slot(const char *sql, size_t len, unsigned n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)sql[i]) * 1099511628211ull;
+    return (unsigned)(h % n);
 }
 
 enum cd_err cd_tx_exec(struct cd_tx *tx, const char *sql, const struct cd_val *params,
@@ -228,12 +238,19 @@ static void run_batch(struct cd_store *s, struct write_job *jobs, size_t n)
         j->alloc_fault0 = j->alloc_fault;
         j->fault_exec0 = j->fault_exec;
     }
-    if (!run_optimistic(s, jobs, &applied)) {
+    /* A backend that learns of a statement's failure late (PostgreSQL's pipeline) reports it
+     * here at the latest, before COMMIT: the batch is then run again carefully. */
+    if (!run_optimistic(s, jobs, &applied) || !ops->in_transaction(s->wconn)) {
         /* Undo the whole batch and run it again from the same state, each job in a
          * savepoint; the jobs see exactly what they saw the first time. */
         s->epoch++;
         if (ops->rollback(s->wconn) != CD_OK || ops->begin(s->wconn, true) != CD_OK) {
             fatal = true;
+            /* Jobs the first run never reached fail for the reason the batch could not go
+             * on (a lost database connection), not with an empty detail. */
+            for (struct write_job *j = jobs; j; j = j->next)
+                if (j->err != CD_OK && j->detail[0] == '\0')
+                    snprintf(j->detail, sizeof j->detail, "%s", cd_err_detail());
         } else {
             applied = 0;
             for (struct write_job *j = jobs; j; j = j->next) {
@@ -413,7 +430,7 @@ static enum cd_err reader_get(struct cd_store *s, void **conn)
         return CD_OK;
     }
     pthread_mutex_unlock(&s->rmu);
-    return s->ops->conn_open(s->target, false, conn);
+    return s->ops->conn_open(s->target, false, &s->opts, conn);
 }
 
 static void reader_put(struct cd_store *s, void *conn)
@@ -525,6 +542,11 @@ enum cd_err cd_store_backup(struct cd_store *s, const char *path, cd_store_progr
     enum cd_err err;
     int fd;
 
+    if (s->ops->backup == NULL)
+        return cd_err_set(CD_ERR_UNSUPPORTED,
+                          "candor backup copies SQLite databases; back up a PostgreSQL database "
+                          "with pg_dump (pg_dump --format=custom --file=FILE URL), and the keys "
+                          "of the data directory apart from it (see README, Backups)");
     if (strlen(path) >= CD_STORE_BACKUP_PATH_MAX)
         return cd_err_set(CD_ERR_INVALID, "the backup path is too long");
     if (lstat(path, &st) == 0)
@@ -577,21 +599,31 @@ void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
+bool cd_store_url_is_pg(const char *url)
+{
+    return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
+}
+
 enum cd_err cd_store_open(const char *url, struct cd_store **out)
+{
+    return cd_store_open_with(url, NULL, out);
+}
+
+enum cd_err cd_store_open_with(const char *url, const struct cd_store_options *opts,
+                               struct cd_store **out)
 {
     struct cd_store *s;
     enum cd_err err;
     int from = 0, to = 0;
     const char *target = url;
 
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return cd_err_set(CD_ERR_UNSUPPORTED,
-                          "the PostgreSQL backend is not part of this build yet; use SQLite");
     if (strncmp(url, "sqlite:", 7) == 0)
         target = url + 7;
     if ((s = cd_calloc(1, sizeof *s)) == NULL)
         return CD_ERR_NOMEM;
-    s->ops = &cd_store_sqlite_ops;
+    s->ops = cd_store_url_is_pg(url) ? &cd_store_pg_ops : &cd_store_sqlite_ops;
+    if (opts)
+        s->opts = *opts;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->work, NULL);
@@ -600,7 +632,7 @@ enum cd_err cd_store_open(const char *url, struct cd_store **out)
         err = CD_ERR_NOMEM;
         goto out;
     }
-    if ((err = s->ops->conn_open(s->target, true, &s->wconn)) != CD_OK)
+    if ((err = s->ops->conn_open(s->target, true, &s->opts, &s->wconn)) != CD_OK)
         goto out;
     if ((err = s->ops->migrate(s->wconn, &from, &to)) != CD_OK)
         goto out;

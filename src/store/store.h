@@ -1,17 +1,19 @@
 /* store — the only way to the database.
  *
- * Owns: the backend ops table (SQLite now, PostgreSQL later, same SQL dialect subset), the
- * schema migrations, one writer thread that batches concurrent writes into one transaction
- * and one fsync (group commit), and a pool of read connections.
+ * Owns: the backend ops table (SQLite, the embedded default, and PostgreSQL; one SQL dialect
+ * subset), the schema migrations of each backend (numbered alike), one writer thread that
+ * batches concurrent writes into one transaction and one fsync (group commit), and a pool of
+ * read connections.
  *
- * Contract: a write is a function run inside the writer's transaction; cd_store_write returns
- * only after the transaction that contains it is durable (COMMIT with synchronous=FULL) or has
- * failed. One failing write never undoes another in the same batch, and a failed write leaves
- * nothing behind. A write function may run more than once for one write: when a write of the
- * batch fails after changing rows, the batch is rolled back and run again with a savepoint per
- * write. So a write function derives everything it outputs anew on each run (no appending to
- * what an earlier run left in ctx) and changes nothing outside the transaction that a
- * rolled-back run would leave wrong.
+ * Contract: a write is a function run inside the writer's transaction; cd_store_write returns only
+ * after the transaction that contains it is durable (COMMIT with synchronous=FULL on SQLite,
+ * synchronous_commit=on on PostgreSQL) or has failed. One failing write never undoes another in
+ * the same batch, and a failed write leaves nothing behind. A write function may run more than
+ * once for one write: when a write of the batch fails after changing rows (or, on PostgreSQL, a
+ * statement it sent fails when the batch is about to commit), the batch is rolled back and run
+ * again with a savepoint per write. So a write function derives everything it outputs anew on each
+ * run (no appending to what an earlier run left in ctx) and changes nothing outside the
+ * transaction that a rolled-back run would leave wrong.
  *
  * Must never: hold a lock while calling back into domain code other than the transaction
  * function it was given; know what a customer is.
@@ -60,12 +62,24 @@ struct cd_store_backup_info {
     int schema_version;  /* the copy's schema version (a binary that old or newer restores it) */
 };
 
+/* How a store is opened (cd_store_open_with). Zero is the default for every field. */
+struct cd_store_options {
+    /* PostgreSQL: every connection gets this statement_timeout (milliseconds); a statement
+     * that runs longer is cancelled and fails with CD_ERR_BUSY. 0 leaves the server's setting
+     * (role, database or the URL's options). SQLite ignores it. */
+    unsigned statement_timeout_ms;
+};
+
 /* The backend interface. Every backend speaks the same SQL subset: $1..$n parameters,
- * INSERT .. ON CONFLICT, RETURNING, standard types (INTEGER, TEXT, BLOB/BYTEA by migration). */
+ * INSERT .. ON CONFLICT, RETURNING, standard types (INTEGER, TEXT, BLOB/BYTEA by migration).
+ * A parameter's type comes from where the statement uses it, so a parameter compared only
+ * with another parameter needs a typed neighbour ('' or 0). Functions that exist in one
+ * dialect only (SQLite's hex(), PostgreSQL's encode()) are not part of the subset. */
 struct cd_store_ops {
     const char *name;
     /* Opens one connection; writer connections apply pragmas for durability. */
-    enum cd_err (*conn_open)(const char *target, bool writer, void **conn);
+    enum cd_err (*conn_open)(const char *target, bool writer, const struct cd_store_options *o,
+                             void **conn);
     void (*conn_close)(void *conn);
     /* Runs sql with params; calls fn per row (may be NULL); *changes gets the number of rows
      * modified (may be NULL). Statements are cached per connection by SQL text. */
@@ -86,21 +100,25 @@ struct cd_store_ops {
     /* Moves everything in the write-ahead log into the database and empties the log, so old
      * page images (e.g. of a destroyed key) do not linger in it. */
     enum cd_err (*checkpoint)(void *conn);
-    /* Rows changed on this connection since it opened (successful statements only): tells
-     * whether a failed write left anything to undo. */
+    /* A number that grows with every row changed on this connection (successful statements
+     * only): equal before and after a failed write means the write left nothing to undo. A
+     * backend may count more than the rows (a statement whose outcome is not known yet). */
     int64_t (*total_changes)(void *conn);
-    /* False once an error (I/O, disk full) made the backend roll the transaction back. */
+    /* False once an error (I/O, disk full, a failed statement on PostgreSQL) made the
+     * transaction unusable: it must be rolled back. */
     bool (*in_transaction)(void *conn);
     /* Copies the whole database, as one snapshot taken when the copy starts, into the empty
      * file at path (which the caller created, and removes on failure), while other
      * connections go on reading and writing. The copy must stand alone (no log files beside
      * it), pass the backend's quick consistency check and be on disk when this returns.
-     * conn is a read connection outside any transaction; progress may be NULL. */
+     * conn is a read connection outside any transaction; progress may be NULL. NULL when the
+     * backend has its own tools for this (PostgreSQL: pg_dump). */
     enum cd_err (*backup)(void *conn, const char *path, cd_store_progress_fn progress, void *ctx,
                           struct cd_store_backup_info *info);
 };
 
 extern const struct cd_store_ops cd_store_sqlite_ops;
+extern const struct cd_store_ops cd_store_pg_ops;
 
 struct cd_store;
 
@@ -114,9 +132,19 @@ struct cd_store_stats {
 extern const double cd_store_commit_bucket_le[16]; /* seconds; last is +Inf */
 extern const unsigned cd_store_batch_bucket_le[12]; /* last is 0 meaning +Inf */
 
-/* Opens the store at url ("sqlite:/path/candor.db", or a plain path), migrates the schema
- * and starts the writer thread. Errors: CD_ERR_STORE, CD_ERR_SCHEMA (database newer than this
- * binary), CD_ERR_NOMEM. The caller owns *out (cd_store_close). */
+/* True if url names a PostgreSQL database (postgres:// or postgresql://). */
+bool cd_store_url_is_pg(const char *url);
+
+/* Opens the store at url ("sqlite:/path/candor.db", a plain path, or a PostgreSQL URI
+ * "postgres://..." / "postgresql://..." as libpq reads it), migrates the schema and starts the
+ * writer thread. opts may be NULL (defaults). Errors: CD_ERR_STORE (cannot open or connect;
+ * the detail says why, never the password), CD_ERR_SCHEMA (database newer than this binary),
+ * CD_ERR_UNSUPPORTED (a PostgreSQL server older than 15, or not UTF8), CD_ERR_NOMEM. The
+ * caller owns *out (cd_store_close). */
+enum cd_err cd_store_open_with(const char *url, const struct cd_store_options *opts,
+                               struct cd_store **out);
+
+/* cd_store_open_with(url, NULL, out). */
 enum cd_err cd_store_open(const char *url, struct cd_store **out);
 
 /* Stops the writer after the queued writes are done and closes every connection. */
@@ -169,6 +197,8 @@ bool cd_store_ping(struct cd_store *s);
 enum cd_err cd_store_integrity_check(struct cd_store *s);
 
 /* Checkpoints and truncates the write-ahead log on the writer connection, between batches.
+ * PostgreSQL: a CHECKPOINT when the role may run one (superuser or pg_checkpoint), else
+ * nothing (the server checkpoints on its own schedule); see docs/architecture.md.
  * Errors: CD_ERR_BUSY (readers kept it from completing), CD_ERR_STORE. */
 enum cd_err cd_store_checkpoint(struct cd_store *s);
 
@@ -180,7 +210,8 @@ enum cd_err cd_store_checkpoint(struct cd_store *s);
  * the size and schema version. Keys are not part of the database and not in the copy.
  * Errors: CD_ERR_CONFLICT (path or path.partial exists), CD_ERR_IO (cannot create, sync or
  * link the file; the detail names it), CD_ERR_STORE, CD_ERR_INTEGRITY (the copy failed its
- * check), CD_ERR_NOMEM. On error nothing is left at path or path.partial. */
+ * check), CD_ERR_UNSUPPORTED (PostgreSQL: the detail says to use pg_dump), CD_ERR_NOMEM. On
+ * error nothing is left at path or path.partial. */
 enum cd_err cd_store_backup(struct cd_store *s, const char *path, cd_store_progress_fn progress,
                             void *ctx, struct cd_store_backup_info *info);
 

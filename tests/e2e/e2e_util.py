@@ -1,25 +1,101 @@
 """Helpers shared by the e2e modules (not a test module itself): counting what is stored, so a
-rejected request can be shown to have changed nothing."""
+rejected request can be shown to have changed nothing, and reaching a server's database behind
+its back on either backend (the sqlite3 shell, or psql)."""
+import glob
 import http.client
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 
-from harness import free_port
+from harness import DB_URL_FILE, db_url_of, free_port, pg_cluster
 
 TABLES = ("customers", "identities", "interactions", "idempotency", "merges", "tokens")
 
 
-def sql(srv, query):
-    """Runs one query with the sqlite3 CLI on the server's database (WAL allows a concurrent
-    reader) and returns stdout stripped."""
-    p = subprocess.run(["sqlite3", os.path.join(srv.data, "candor.db"), query],
+def data_sql(data, query):
+    """Runs SQL (one or more statements, one session) on the database of a data directory and
+    returns stdout stripped, rows as a|b lines: the sqlite3 shell on DIR/candor.db (WAL allows a
+    concurrent reader), or psql on the PostgreSQL database in DIR/database.url."""
+    url = db_url_of(data)
+    if url:
+        import pgcluster
+        return pg_cluster(url).psql(query, db=pgcluster.db_of(url))
+    p = subprocess.run(["sqlite3", os.path.join(data, "candor.db")], input=query + ";\n",
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     return p.stdout.strip()
+
+
+def sql(srv, query):
+    """data_sql on a server's data directory."""
+    return data_sql(srv.data, query)
+
+
+def integrity(srv):
+    """The database's own consistency check: "ok", or what it reported. SQLite: PRAGMA
+    integrity_check. PostgreSQL: amcheck's bt_index_check of every B-tree index of the schema
+    (PostgreSQL checks heap pages as it reads them)."""
+    url = srv.db_url
+    if url is None:
+        return sql(srv, "PRAGMA integrity_check")
+    import pgcluster
+    p = pg_cluster(url).psql(
+        "CREATE EXTENSION IF NOT EXISTS amcheck; "
+        "SELECT count(bt_index_check(c.oid)) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+        "WHERE a.amname = 'btree' AND c.relnamespace = 'public'::regnamespace",
+        db=pgcluster.db_of(url), check=False)
+    return "ok" if p.returncode == 0 and int(p.stdout.strip() or 0) > 0 else p.stderr
+
+
+def copy_data(src, dst):
+    """A copy of a stopped server's data directory and of its database (on PostgreSQL a new
+    database made from the old one as a template), for tests that tamper with a copy."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    url = db_url_of(src)
+    if url:
+        import pgcluster
+        c = pg_cluster(url)
+        name = f"copy_{os.getpid()}_{int(time.time() * 1000) % 100000000}"
+        c.psql(f'CREATE DATABASE "{name}" TEMPLATE "{pgcluster.db_of(url)}"')
+        os.chmod(os.path.join(dst, DB_URL_FILE), 0o600)
+        with open(os.path.join(dst, DB_URL_FILE), "w") as f:
+            f.write(c.url(name) + "\n")
+    return dst
+
+
+def stored_bytes(srv):
+    """Every byte the database has put in files: candor.db and its WAL, or on PostgreSQL (after a
+    CHECKPOINT, so the tables are written out too) the database's own files and the WAL
+    segments written since the server was created."""
+    url = srv.db_url
+    out = b""
+    if url is None:
+        for suffix in ("", "-wal", "-shm"):
+            path = os.path.join(srv.data, "candor.db" + suffix)
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    out += f.read()
+        return out
+    import pgcluster
+    c = pg_cluster(url)
+    db = pgcluster.db_of(url)
+    c.psql("CHECKPOINT")
+    oid = c.psql(f"SELECT oid FROM pg_database WHERE datname = '{db}'")
+    files = glob.glob(os.path.join(c.data, "base", oid, "*"))
+    files += [p for p in glob.glob(os.path.join(c.data, "pg_wal", "0*"))
+              if os.path.getmtime(p) >= srv.created - 1]
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                out += f.read()
+        except FileNotFoundError:
+            pass  # the server removed it meanwhile (a recycled WAL segment, a cache file)
+    assert out
+    return out
 
 
 def counts(srv):
@@ -85,16 +161,19 @@ def plain_req(port, token, method, path, body=None, purpose=None):
 
 
 def edit_db(data, *stmts):
-    """Edits the database file of a stopped server directly, as someone with access to the file
-    would: the sqlite3 shell, or Python's sqlite3 module when the shell is missing."""
-    db = os.path.join(data, "candor.db")
-    if shutil.which("sqlite3"):
-        p = subprocess.run(["sqlite3", db], input=";\n".join(stmts) + ";\n", text=True,
-                           capture_output=True)
-        assert p.returncode == 0, p.stderr
-    else:
-        c = sqlite3.connect(db)
-        for s in stmts:
-            c.execute(s)
-        c.commit()
-        c.close()
+    """Edits the database of a stopped server directly, as someone with access to it would:
+    the sqlite3 shell on the file, or psql on the PostgreSQL database."""
+    data_sql(data, ";\n".join(stmts))
+
+
+def query_db(data, q):
+    """The rows of a query on a data directory's database, as tuples of strings."""
+    return [tuple(line.split("|")) for line in data_sql(data, q).splitlines()]
+
+
+def blob_replace(data, col, old, new):
+    """SQL for the bytes of column col with the text old replaced by new, in the dialect of the
+    data directory's database."""
+    if db_url_of(data):
+        return f"convert_to(replace(convert_from({col}, 'UTF8'), '{old}', '{new}'), 'UTF8')"
+    return f"CAST(replace(CAST({col} AS TEXT), '{old}', '{new}') AS BLOB)"

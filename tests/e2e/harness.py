@@ -4,6 +4,11 @@ data directory and speaks HTTP to it (Python standard library only).
     srv = Server()            # candor init + candor serve on a free port
     st, hdr, body = srv.req("GET", "/v1/customers", purpose="service")
     srv.stop()                # SIGTERM, waits, checks the exit status and sanitizer output
+
+The backend is SQLite unless CANDOR_E2E_DB=postgres: then every new data directory gets a
+fresh database in the cluster at $CANDOR_TEST_PG_DIR (tests/e2e/pgcluster.py; tests/e2e/run.py
+starts one when it is not set), made with `candor init --db URL`. A test that only makes sense
+on one backend raises Skip with the reason (`skip_unless_sqlite`).
 """
 import http.client
 import json
@@ -17,6 +22,56 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.environ.get("CANDOR_BIN", os.path.join(ROOT, "build", "asan", "candor"))
+BACKEND = os.environ.get("CANDOR_E2E_DB", "sqlite")
+assert BACKEND in ("sqlite", "postgres"), f"CANDOR_E2E_DB={BACKEND}: sqlite or postgres"
+DB_URL_FILE = "database.url"
+
+
+class Skip(Exception):
+    """Raised by a test that does not apply to this run; the message says why."""
+
+
+def skip_unless_sqlite(reason):
+    """Skips the calling test on PostgreSQL, saying why (and what covers it there)."""
+    if BACKEND != "sqlite":
+        raise Skip(reason)
+
+
+def skip_unless_postgres(reason):
+    """Skips the calling test on SQLite, saying why."""
+    if BACKEND != "postgres":
+        raise Skip(reason)
+
+
+_clusters = {}
+
+
+def pg_cluster(url=None):
+    """The PostgreSQL cluster a database URL names (its host= directory), or this run's
+    ($CANDOR_TEST_PG_DIR)."""
+    import pgcluster
+    path = pgcluster.dir_of(url) if url else os.environ.get("CANDOR_TEST_PG_DIR")
+    assert path, "CANDOR_E2E_DB=postgres needs CANDOR_TEST_PG_DIR (see tests/e2e/run.py)"
+    if path not in _clusters:
+        _clusters[path] = pgcluster.Cluster(path=path)
+    return _clusters[path]
+
+
+def init_args(data):
+    """The arguments of `candor init` for this run's backend: on PostgreSQL a fresh database for
+    each directory."""
+    if BACKEND == "postgres":
+        return ["init", "--data", data, "--db", pg_cluster().create_database()]
+    return ["init", "--data", data]
+
+
+def db_url_of(data):
+    """The PostgreSQL URL a data directory belongs to, or None (SQLite)."""
+    try:
+        with open(os.path.join(data, DB_URL_FILE)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
 
 
 def free_port():
@@ -27,20 +82,27 @@ def free_port():
 
 class Server:
     def __init__(self, demo=False, args=(), env=None, data=None, init=True):
+        self.created = time.time()
         self.tmp = tempfile.mkdtemp(prefix="candor-e2e-")
         self.data = data or os.path.join(self.tmp, "data")
         self.env = dict(os.environ)
         self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
         if env:
             self.env.update(env)
-        if init and not os.path.exists(os.path.join(self.data, "candor.db")):
-            self.cli("init", "--data", self.data, check=True)
+        if init and not os.path.exists(os.path.join(self.data, "candor.db")) and \
+                not os.path.exists(os.path.join(self.data, DB_URL_FILE)):
+            self.cli(*init_args(self.data), check=True)
         with open(os.path.join(self.data, "admin.token")) as f:
             self.admin = f.read().strip()
         self.args = list(args)
         self.demo = demo
         self.proc = None
         self.start()
+
+    @property
+    def db_url(self):
+        """The PostgreSQL URL of this server's database, or None on SQLite."""
+        return db_url_of(self.data)
 
     def cli(self, *args, check=False, input=None):
         """Runs `candor ARGS`; returns (exit code, stdout, stderr)."""

@@ -1,13 +1,13 @@
 """The audit ledger as an auditor meets it: data goes in through the API, a tree head is signed,
 proofs from the API verify with an independent RFC 9162 implementation (below), and every kind
-of tampering with the database file is caught by `candor audit verify`, naming the entry. An
-export verifies offline with only the public key, and fails when one line is edited."""
+of tampering with the database (the SQLite file through the sqlite3 shell, the PostgreSQL
+database through psql) is caught by `candor audit verify`, naming the entry. An export
+verifies offline with only the public key, and fails when one line is edited."""
 import hashlib
 import json
 import os
-import shutil
 
-from e2e_util import edit_db
+from e2e_util import blob_replace, copy_data, edit_db
 from harness import Server, assert_problem
 
 
@@ -188,11 +188,7 @@ def _stopped(srv):
 
 
 def _copy(srv, name):
-    src = _stopped(srv)
-    dst = os.path.join(srv.tmp, name)
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
-    return dst
+    return copy_data(_stopped(srv), os.path.join(srv.tmp, name))
 
 
 def _sql(data, *stmts):
@@ -220,8 +216,8 @@ def test_f_untouched_ledger_verifies(srv):
 
 def test_g_changed_byte_is_named(srv):
     d = _copy(srv, "t-byte")
-    _sql(d, "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), '\"ok\"', "
-            "'\"oK\"') AS BLOB) WHERE seq = 7")
+    _sql(d, "UPDATE audit_events SET entry = " + blob_replace(d, "entry", '"ok"', '"oK"') +
+         " WHERE seq = 7")
     _verify_fails(srv, d, 7)
 
 

@@ -1,7 +1,10 @@
 """Data at rest: the data directory and every file in it belong to their owner alone; thread
 ids and Idempotency-Keys never reach the database files in clear; a database made by an older
 candor is converted (plaintext gone from the files, identities normalised again, collisions
-reported as possible duplicates, never merged)."""
+reported as possible duplicates, never merged). On PostgreSQL the database's files are the
+cluster's (PostgreSQL makes them 0600 in a 0700 directory); what is asserted there is that the
+data directory holds keys and the URL only, and that no plaintext reaches the database's files
+or its write-ahead log."""
 import json
 import os
 import shutil
@@ -9,7 +12,10 @@ import stat
 import subprocess
 import tempfile
 
-from harness import BINARY, ROOT, Server, assert_problem
+from e2e_util import data_sql, stored_bytes, timeline
+from pgcluster import db_of
+from harness import (BINARY, DB_URL_FILE, ROOT, Server, assert_problem, init_args, pg_cluster,
+                     skip_unless_postgres, skip_unless_sqlite)
 
 SECRET_THREAD = "alice.secret@example.com"
 SECRET_KEY = "order-for-bob.secret@example.com"
@@ -34,30 +40,20 @@ def cli(*args, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
-def database_bytes(data):
-    out = b""
-    for suffix in ("", "-wal", "-shm"):
-        path = os.path.join(data, "candor.db" + suffix)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                out += f.read()
-    return out
-
-
 def test_init_refuses_a_directory_others_can_read_and_creates_its_own_0700(srv):
     tmp = tempfile.mkdtemp(prefix="candor-e2e-modes-")
     try:
         d = os.path.join(tmp, "data")
         os.mkdir(d, 0o755)
         os.chmod(d, 0o755)
-        rc, out, err = cli("init", "--data", d)
+        rc, out, err = cli(*init_args(d))
         assert rc != 0 and "chmod 700" in err and "group or others" in err, (rc, out, err)
         assert os.listdir(d) == [], os.listdir(d)
         os.chmod(d, 0o700)
-        rc, out, err = cli("init", "--data", d)
+        rc, out, err = cli(*init_args(d))
         assert rc == 0, err
         fresh = os.path.join(tmp, "fresh")
-        assert cli("init", "--data", fresh)[0] == 0
+        assert cli(*init_args(fresh))[0] == 0
         assert mode(fresh) == 0o700, oct(mode(fresh))
         for name in os.listdir(d):
             assert mode(os.path.join(d, name)) == 0o600, (name, oct(mode(os.path.join(d, name))))
@@ -77,7 +73,17 @@ def test_database_files_are_0600_while_serving(srv):
         "direction": "inbound", "body": "hi"})
     assert st == 201
     names = [n for n in os.listdir(srv.data) if n.startswith("candor.db")]
-    assert {"candor.db", "candor.db-wal", "candor.db-shm"} <= set(names), names
+    if srv.db_url:
+        # The database lives in the cluster; the directory names it and holds the keys.
+        assert names == [] and DB_URL_FILE in os.listdir(srv.data), os.listdir(srv.data)
+        c = pg_cluster(srv.db_url)
+        oid = c.psql("SELECT oid FROM pg_database WHERE datname = current_database()",
+                     db=db_of(srv.db_url))
+        files = os.listdir(os.path.join(c.data, "base", oid))
+        assert files and all(mode(os.path.join(c.data, "base", oid, f)) == 0o600 for f in files)
+        assert mode(c.data) == 0o700
+    else:
+        assert {"candor.db", "candor.db-wal", "candor.db-shm"} <= set(names), names
     for name in os.listdir(srv.data):
         assert mode(os.path.join(srv.data, name)) == 0o600, (name, oct(mode(os.path.join(srv.data, name))))
     assert mode(srv.data) == 0o700
@@ -107,7 +113,7 @@ def test_thread_ids_and_idempotency_keys_never_stored_in_clear(srv):
     # A purpose that may not see the conversation sees no thread id.
     st, _, billing = srv.req("GET", f"/v1/customers/{cid}/timeline", purpose="billing")
     assert st == 200 and all("thread_id" not in i for i in billing["items"]), billing
-    raw = database_bytes(srv.data)
+    raw = stored_bytes(srv)
     assert SECRET_THREAD.encode() not in raw
     assert SECRET_KEY.encode() not in raw
 
@@ -124,10 +130,12 @@ def fixture_copy():
 
 
 def test_an_older_database_is_converted_and_collisions_reported(srv):
+    skip_unless_sqlite("the fixture is a SQLite database of schema 8; a PostgreSQL database "
+                       "begins at schema 9 (test_the_conversion_at_open_runs_on_postgresql)")
     tmp, data, ids = fixture_copy()
     old = Server(data=data)
     try:
-        raw = database_bytes(data)
+        raw = stored_bytes(old)
         assert SECRET_THREAD.encode() not in raw and SECRET_KEY.encode() not in raw
         # The converted key replays the interaction it recorded.
         body = {"identity": {"type": "email", "value": "ana@example.com"}, "channel": "email",
@@ -161,3 +169,36 @@ def test_an_older_database_is_converted_and_collisions_reported(srv):
         assert mode(os.path.join(data, "candor.db")) == 0o600
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_the_conversion_at_open_runs_on_postgresql(srv):
+    """The statements that convert an older database's plaintext, on PostgreSQL: an interaction
+    put back in the form schema 8 kept (thread id in clear, listed for resealing) and every
+    identity listed for normalisation again are converted at the next start."""
+    skip_unless_postgres("test_an_older_database_is_converted_and_collisions_reported covers "
+                         "SQLite, with a real database of schema 8")
+    s = Server()
+    try:
+        body = {"identity": {"type": "email", "value": "convert@example.com"},
+                "channel": "email", "direction": "inbound", "body": "hi",
+                "thread_id": "conv-thread"}
+        st, _, it = s.req("POST", "/v1/interactions", body)
+        assert st == 201, it
+        s.stop()
+        data_sql(s.data, "UPDATE interactions SET thread_id = 'conv-thread', thread = NULL, "
+                         f"thread_hash = NULL WHERE id = '{it['id']}'; "
+                         f"INSERT INTO thread_reseal(id) VALUES('{it['id']}'); "
+                         "INSERT INTO identity_reindex(kind, lookup) "
+                         "SELECT kind, lookup FROM identities")
+        s.start()
+        assert "core.upgraded" in s.logs(), s.logs()[-2000:]
+        assert data_sql(s.data, "SELECT (SELECT count(*) FROM thread_reseal) + "
+                                "(SELECT count(*) FROM identity_reindex) + (SELECT count(*) "
+                                "FROM interactions WHERE thread_id IS NOT NULL)") == "0"
+        items = timeline(s, it["customer_id"], thread_id="conv-thread")
+        assert [i["id"] for i in items] == [it["id"]], items
+        st, _, again = s.req("POST", "/v1/interactions", dict(body, body="again"))
+        assert st == 201 and again["customer_id"] == it["customer_id"], again
+    finally:
+        s.stop()
+        s.cleanup()

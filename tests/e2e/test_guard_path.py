@@ -7,6 +7,7 @@ SMS lures, and template placeholders."""
 import json
 import os
 
+from e2e_util import stored_bytes
 from harness import Server, assert_problem
 
 CARD = "4242 4242 4242 4242"
@@ -115,11 +116,7 @@ def test_inbound_cards_are_masked_before_storage(srv):
     assert CARD not in it["body"] and "4242" in it["body"]
     stored = [x for x in timeline(srv) if x["id"] == it["id"]][0]
     assert CARD not in stored["body"]
-    for name in ("candor.db", "candor.db-wal"):
-        p = os.path.join(srv.data, name)
-        if os.path.exists(p):
-            with open(p, "rb") as f:
-                assert CARD.encode() not in f.read()
+    assert CARD.encode() not in stored_bytes(srv)
     assert CARD not in srv.logs()
 
 

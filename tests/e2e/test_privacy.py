@@ -3,8 +3,8 @@ role may not use is refused and recorded; answers carry only the categories the 
 see; a restricted customer is readable only for legal_obligation and security; the customer's
 access log shows who read what and why; personal values never appear in the database file, the
 WAL or the server log."""
-import os
 
+from e2e_util import stored_bytes
 from harness import Server, assert_problem
 
 EMAIL = "wilhelmina.quarterstaff@example.org"
@@ -106,16 +106,9 @@ def test_no_plaintext_at_rest_or_in_logs(srv):
     srv.req("POST", "/v1/interactions", {"customer_id": srv.cid, "channel": "chat",
                                          "direction": "inbound", "body": BODY})
     needles = [EMAIL, "7946 0321", "442079460321", NAME, BODY, SUBJECT, ATTR]
-    blobs = []
-    for name in ("candor.db", "candor.db-wal"):
-        path = os.path.join(srv.data, name)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                blobs.append((name, f.read()))
-    assert blobs
-    for name, blob in blobs:
-        for n in needles:
-            assert n.encode() not in blob, f"{n!r} in plaintext in {name}"
+    blob = stored_bytes(srv)
+    for n in needles:
+        assert n.encode() not in blob, f"{n!r} in plaintext in the database's files"
     logs = srv.logs()
     for n in needles:
         assert n not in logs, f"{n!r} in the server log"

@@ -1,8 +1,9 @@
 """Running as a server: SIGHUP reloads the rule packs and the policy file and the next request
 sees the change; SIGTERM drains (no new connections, requests in flight answered, every
 acknowledged write durable, a last signed tree head, exit 0); `candor backup` while ingestion
-runs gives a copy that restores and verifies; the systemd unit passes systemd's own checks; the
-release binary serves with writable-and-executable memory forbidden."""
+runs gives a copy that restores and verifies (on PostgreSQL: pg_dump and pg_restore, as the
+README says); the systemd unit passes systemd's own checks; the release binary serves with
+writable-and-executable memory forbidden."""
 import ctypes
 import http.client
 import json
@@ -16,8 +17,9 @@ import tempfile
 import threading
 import time
 
-from e2e_util import plain_req, plain_server, sql
-from harness import ROOT, Server, assert_problem
+from e2e_util import data_sql, integrity, plain_req, plain_server, sql
+from harness import (DB_URL_FILE, ROOT, Server, assert_problem, pg_cluster,
+                     skip_unless_postgres, skip_unless_sqlite)
 from test_guard_reload import EXTRA as HOUSE
 
 RELEASE = os.path.join(ROOT, "build", "candor")
@@ -223,7 +225,7 @@ def test_sigterm_drains_under_load():
         # Every answer was a success: nothing in flight was refused or failed.
         assert set(statuses) == {201}, sorted(set(statuses))
         # Every acknowledged write is there, and the last tree head covers the whole ledger.
-        assert sql(srv, "PRAGMA integrity_check") == "ok"
+        assert integrity(srv) == "ok"
         ids = set(sql(srv, "SELECT id FROM interactions").split())
         missing = [i for i in acked + [slow_id] if i not in ids]
         assert not missing, f"{len(missing)} of {len(acked) + 1} acknowledged writes lost"
@@ -269,7 +271,33 @@ def copy_keys(src, dst):
         os.chmod(os.path.join(dst, k), 0o600)
 
 
+def check_restored(srv, restored, before, acked):
+    """A restored data directory: its ledger verifies offline, it holds every write
+    acknowledged before the copy began and none of the last ones, it serves, and the sealed
+    data decrypts with the restored keys (admin.token is only the test's way in: the token
+    itself is in the database)."""
+    rc, vout, verr = srv.cli("audit", "verify", "--data", restored)
+    assert rc == 0 and vout.startswith("ok: "), (vout, verr)
+    ids = set(data_sql(restored, "SELECT id FROM interactions").split())
+    assert all(i in ids for i in before), "a write acknowledged before the copy is missing"
+    assert len(ids) < len(acked), "writes after the copy cannot be in it"
+    shutil.copy2(os.path.join(srv.data, "admin.token"), restored)
+    copy = Server(data=restored, init=False)
+    try:
+        st, _, it = copy.req("GET", "/v1/interactions/" + before[0], purpose="service")
+        assert st == 200 and it["body"].startswith("message "), (st, it)
+        st, _, it = copy.req("POST", "/v1/interactions", {
+            "identity": {"type": "email", "value": "after-restore@example.com"},
+            "channel": "email", "direction": "inbound", "body": "after the restore"})
+        assert st == 201, it
+    finally:
+        copy.stop()
+        copy.cleanup()
+
+
 def test_backup_while_ingesting_restores_and_verifies():
+    skip_unless_sqlite("candor backup copies SQLite databases; on PostgreSQL pg_dump does "
+                       "(test_pg_dump_while_ingesting_restores_and_verifies)")
     srv = Server()
     tmp = tempfile.mkdtemp(prefix="candor-backup-")
     try:
@@ -299,22 +327,52 @@ def test_backup_while_ingesting_restores_and_verifies():
         os.mkdir(restored, 0o700)
         shutil.copy2(out, os.path.join(restored, "candor.db"))
         copy_keys(srv.data, restored)
-        rc, vout, verr = srv.cli("audit", "verify", "--data", restored)
-        assert rc == 0 and vout.startswith("ok: "), (vout, verr)
-        ids = set(subprocess.run(["sqlite3", out, "SELECT id FROM interactions"],
-                                 capture_output=True, text=True, check=True).stdout.split())
-        assert all(i in ids for i in before), "a write acknowledged before the backup is missing"
-        assert len(ids) < len(acked), "writes after the backup cannot be in it"
-        # The restored directory serves, and the sealed data decrypts with the restored keys
-        # (admin.token is only the test's way in: the token itself is in the database).
-        shutil.copy2(os.path.join(srv.data, "admin.token"), restored)
-        copy = Server(data=restored, init=False)
-        try:
-            st, _, it = copy.req("GET", "/v1/interactions/" + before[0], purpose="service")
-            assert st == 200 and it["body"].startswith("message "), (st, it)
-        finally:
-            copy.stop()
-            copy.cleanup()
+        check_restored(srv, restored, before, acked)
+    finally:
+        srv.stop()
+        srv.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_pg_dump_while_ingesting_restores_and_verifies():
+    """The README's procedure on PostgreSQL: candor backup names pg_dump and writes nothing;
+    pg_dump while ingestion runs, pg_restore into an empty database, a data directory with the
+    keys and that database's URL: the ledger verifies, every write acknowledged before the dump
+    is there, and the sealed data decrypts."""
+    skip_unless_postgres("pg_dump is PostgreSQL's; candor backup covers SQLite")
+    srv = Server()
+    c = pg_cluster(srv.db_url)
+    tmp = tempfile.mkdtemp(prefix="candor-dump-")
+    try:
+        acked, statuses = [], []
+        stop, ts = start_writers(srv, 6, acked, statuses)
+        time.sleep(1.0)
+        out = os.path.join(tmp, "candor-backup.db")
+        rc, _, err = srv.cli("backup", "--data", srv.data, "--out", out)
+        assert rc == 1 and "pg_dump" in err and "README" in err, (rc, err)
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+        before = list(acked)  # acknowledged before the dump starts
+        dump = os.path.join(tmp, "candor.dump")
+        p = subprocess.run([os.path.join(c.bin, "pg_dump"), "--format=custom", "--file", dump,
+                            "--dbname", srv.db_url], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        during = len(acked)
+        time.sleep(0.5)
+        stop.set()
+        for t in ts:
+            t.join(timeout=30)
+        assert len(acked) > during > len(before) > 0, (len(before), during, len(acked))
+        url = c.create_database()
+        p = subprocess.run([os.path.join(c.bin, "pg_restore"), "--no-owner", "--exit-on-error",
+                            "--dbname", url, dump], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        restored = os.path.join(tmp, "restored")
+        os.mkdir(restored, 0o700)
+        copy_keys(srv.data, restored)
+        with open(os.open(os.path.join(restored, DB_URL_FILE), os.O_WRONLY | os.O_CREAT, 0o600),
+                  "w") as f:
+            f.write(url + "\n")
+        check_restored(srv, restored, before, acked)
     finally:
         srv.stop()
         srv.cleanup()
@@ -322,6 +380,8 @@ def test_backup_while_ingesting_restores_and_verifies():
 
 
 def test_backup_bad_input_changes_nothing():
+    skip_unless_sqlite("on PostgreSQL candor backup refuses every request and names pg_dump "
+                       "(test_pg_dump_while_ingesting_restores_and_verifies)")
     srv = Server()
     tmp = tempfile.mkdtemp(prefix="candor-backup-")
     try:
@@ -337,7 +397,7 @@ def test_backup_bad_input_changes_nothing():
         assert rc == 2, (rc, err)
         rc, _, err = srv.cli("backup", "--data", os.path.join(tmp, "nowhere"), "--out",
                              os.path.join(tmp, "x.db"))
-        assert rc == 1 and "no database" in err, (rc, err)
+        assert rc == 1 and "not an initialised data directory" in err, (rc, err)
         rc, _, err = srv.cli("backup", "--data", srv.data, "--out",
                              os.path.join(tmp, "no-such-dir", "x.db"))
         assert rc == 1 and "cannot create" in err, (rc, err)

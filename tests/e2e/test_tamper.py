@@ -1,15 +1,14 @@
-"""Evidence that cannot be edited quietly: for every kind of edit made to the SQLite file while
-the server is stopped (an audit entry's bytes, its index columns, the ledger's tail, the signed
-tree heads, the columns of a consent event, sealed bodies swapped between rows, rows moved to
-another customer, an interaction's metadata), `candor audit verify` exits 1 and names what was
-edited; a server started on the edited file refuses the edited data with a clear problem (or
-denies the edited consent), logs it and counts it in /metrics."""
+"""Evidence that cannot be edited quietly: for every kind of edit made to the database (the SQLite
+file, or the PostgreSQL database) while the server is stopped (an audit entry's bytes, its index
+columns, the ledger's tail, the signed tree heads, the columns of a consent event, sealed bodies
+swapped between rows, rows moved to another customer, an interaction's metadata), `candor audit
+verify` exits 1 and names what was edited; a server started on the edited file refuses the
+edited data with a clear problem (or denies the edited consent), logs it and counts it in
+/metrics."""
 import json
 import os
-import shutil
-import sqlite3
 
-from e2e_util import edit_db
+from e2e_util import blob_replace, copy_data, edit_db, query_db
 from harness import Server, assert_problem
 
 
@@ -56,10 +55,7 @@ def teardown_module(srv):
 
 
 def _copy(srv, name):
-    dst = os.path.join(srv.tmp, name)
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(srv.data, dst)
-    return dst
+    return copy_data(srv.data, os.path.join(srv.tmp, name))
 
 
 def _sql(data, *stmts):
@@ -67,11 +63,8 @@ def _sql(data, *stmts):
 
 
 def _query(data, q):
-    c = sqlite3.connect(os.path.join(data, "candor.db"))
-    try:
-        return c.execute(q).fetchall()
-    finally:
-        c.close()
+    return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in row)
+            for row in query_db(data, q)]
 
 
 def _verify(srv, data, *extra):
@@ -106,8 +99,8 @@ def test_a_untouched_data_verifies(srv):
 def test_b_an_entry_byte(srv):
     d = _copy(srv, "t-entry")
     seq = _query(d, "SELECT seq FROM audit_events WHERE action = 'timeline.read'")[0][0]
-    _sql(d, "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), 'service', "
-            f"'billing') AS BLOB) WHERE seq = {seq}")
+    _sql(d, "UPDATE audit_events SET entry = " + blob_replace(d, "entry", "service", "billing") +
+         f" WHERE seq = {seq}")
     _fails(srv, d, f"FAILED at entry {seq}", "was altered")
 
 
@@ -145,7 +138,7 @@ def test_d_a_cut_tail_with_its_heads(srv):
     # is consistent again
     _sql(d, f"DELETE FROM audit_events WHERE seq > {cut}",
          f"DELETE FROM audit_tree_heads WHERE tree_size > {cut}",
-         f"DELETE FROM audit_nodes WHERE (idx + 1) << level > {cut}")
+         f"DELETE FROM audit_nodes WHERE (idx + 1) << CAST(level AS INTEGER) > {cut}")
     rc, out, err = _verify(srv, d, "--ledger-only")
     assert rc == 1, out
     err = _fails(srv, d, f"audit entry {cut + 1} is missing", "audit-heads.jsonl", "truncated")
@@ -159,7 +152,7 @@ def test_d_a_cut_tail_with_its_heads(srv):
     cut2 = receipt_size - 1
     _sql(d2, f"DELETE FROM audit_events WHERE seq > {cut2}",
          f"DELETE FROM audit_tree_heads WHERE tree_size > {cut2}",
-         f"DELETE FROM audit_nodes WHERE (idx + 1) << level > {cut2}")
+         f"DELETE FROM audit_nodes WHERE (idx + 1) << CAST(level AS INTEGER) > {cut2}")
     rc, out, err = _verify(srv, d2, "--ledger-only")
     assert rc == 0, err  # nothing in the database tells
     receipt = os.path.join(srv.tmp, "receipt.json")

@@ -1,11 +1,14 @@
 """Tokens over HTTP and the CLI: secrets shown once, revocation, roles; `candor --help` and
-`--help` on each subcommand; init writes admin.token 0600 and refuses to run twice."""
+`--help` on each subcommand; init writes admin.token 0600 and refuses to run twice; a data
+directory on PostgreSQL keeps its database's URL, and every command holds to that database."""
 import json
 import time
 import os
+import shutil
 import stat
 
-from harness import Server, assert_problem
+from harness import (DB_URL_FILE, Server, assert_problem, init_args, pg_cluster,
+                     skip_unless_postgres)
 
 SUBCOMMANDS = ["init", "serve", "token", "audit", "guard", "backup"]
 
@@ -142,11 +145,11 @@ def test_init_writes_admin_token_0600_and_refuses_twice(srv):
     for key in ("master.key", "signing.key"):
         assert stat.S_IMODE(os.stat(os.path.join(srv.data, key)).st_mode) == 0o600, key
     d = os.path.join(srv.tmp, "second")
-    rc, out, err = srv.cli("init", "--data", d)
+    rc, out, err = srv.cli(*init_args(d))
     assert rc == 0, err
     with open(os.path.join(d, "admin.token")) as f:
         first = f.read()
-    rc, out, err = srv.cli("init", "--data", d)
+    rc, out, err = srv.cli(*init_args(d))
     assert rc != 0 and "already initialised" in err, (rc, err)
     with open(os.path.join(d, "admin.token")) as f:
         assert f.read() == first  # nothing overwritten
@@ -157,6 +160,47 @@ def test_init_writes_admin_token_0600_and_refuses_twice(srv):
 def test_serve_refuses_bad_options(srv):
     for args, needle in ((["--workers", "abc"], "--workers"), (["--max-body", "5"], "--max-body"),
                          (["--listen", "nohost"], "--listen"), (["--bogus"], "unknown option"),
-                         (["--sth-interval", "0"], "--sth-interval")):
+                         (["--sth-interval", "0"], "--sth-interval"),
+                         (["--statement-timeout", "-1"], "--statement-timeout")):
         rc, _, err = srv.cli("serve", "--data", srv.data, *args)
         assert rc != 0 and needle in err, (args, rc, err)
+
+
+def test_a_data_directory_on_postgresql_holds_to_its_database(srv):
+    skip_unless_postgres("database.url is PostgreSQL's; SQLite's database is DIR/candor.db")
+    c = pg_cluster(srv.db_url)
+    url = srv.db_url
+    # The URL is kept 0600 beside the keys; the database holds the schema and the token.
+    assert stat.S_IMODE(os.stat(os.path.join(srv.data, DB_URL_FILE)).st_mode) == 0o600
+    rc, out, err = srv.cli("token", "list", "--data", srv.data)
+    assert rc == 0 and "admin (candor init)" in out, (rc, out, err)
+    # init: only a PostgreSQL URL, and never a database that already holds an instance.
+    d = os.path.join(srv.tmp, "other")
+    rc, _, err = srv.cli("init", "--data", d, "--db", "sqlite:/tmp/x.db")
+    assert rc == 2 and "postgres://" in err, (rc, err)
+    rc, _, err = srv.cli("init", "--data", d, "--db", url)
+    assert rc == 1 and "already holds a Candor instance" in err, (rc, err)
+    assert not os.path.exists(os.path.join(d, DB_URL_FILE))
+    bad = url.replace("host=", "host=/nonexistent-")
+    rc, _, err = srv.cli("init", "--data", os.path.join(srv.tmp, "nowhere"), "--db", bad)
+    assert rc == 1 and "cannot connect to PostgreSQL" in err, (rc, err)
+    # --db on a later command must name the directory's own database.
+    other = c.create_database()
+    rc, _, err = srv.cli("serve", "--data", srv.data, "--db", other, "--listen", "127.0.0.1:0")
+    assert rc == 1 and "another database" in err, (rc, err)
+    rc, _, err = srv.cli("backup", "--data", srv.data, "--db", other, "--out",
+                         os.path.join(srv.tmp, "x.db"))
+    assert rc == 1 and "another database" in err, (rc, err)
+    # A directory with both a SQLite file and a URL is refused: whose keys are these?
+    both = os.path.join(srv.tmp, "both")
+    shutil.copytree(srv.data, both)
+    open(os.path.join(both, "candor.db"), "w").close()
+    rc, _, err = srv.cli("token", "list", "--data", both)
+    assert rc == 1 and "both candor.db and database.url" in err, (rc, err)
+    # A database.url that is not a PostgreSQL URL is refused, not opened as a file.
+    os.unlink(os.path.join(both, "candor.db"))
+    with open(os.path.join(both, DB_URL_FILE), "w") as f:
+        f.write("/tmp/elsewhere.db\n")
+    rc, _, err = srv.cli("token", "list", "--data", both)
+    assert rc == 2 and "postgres://" in err, (rc, err)
+    assert not os.path.exists("/tmp/elsewhere.db")
