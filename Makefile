@@ -89,6 +89,7 @@ UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy
 UNIT_DEPS_auth   := store crypto audit policy
+UNIT_DEPS_cases  := store crypto core audit policy calendar
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

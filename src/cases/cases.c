@@ -212,15 +212,17 @@ int cd__priority(const struct cd_cases *cs, int type, int impact, unsigned vulne
                                 s->vulnerability_step);
         p += s->vulnerability_step;
     }
-    /* Customer value counts only under a value policy the settings disclose. */
+    /* Customer value counts only under a value policy the settings disclose. The tier is
+     * personal data kept sealed: the explanation names the policy, not the tier. */
     for (size_t i = 0; s->value.on && tier && tier[0] && i < s->value.n; i++) {
         if (strcmp(s->value.tiers[i], tier) != 0 || s->value.steps[i] == 0)
             continue;
         if (len < n)
             len += (size_t)snprintf(why + len, n - len,
-                                    ",{\"factor\":\"customer_value\",\"value\":\"%s\","
-                                    "\"effect\":%d,\"policy\":\"disclosed\"}",
-                                    tier, s->value.steps[i]);
+                                    ",{\"factor\":\"customer_value\",\"value\":\"a tier the "
+                                    "disclosed value policy ranks higher\",\"effect\":%d,"
+                                    "\"policy\":\"disclosed\"}",
+                                    s->value.steps[i]);
         p += s->value.steps[i];
     }
     if (p < 1)
@@ -1153,12 +1155,10 @@ static enum cd_err merge_id_row(void *ctx, const struct cd_val *c, size_t n)
     return CD_OK;
 }
 
-enum cd_err cd_cases_customer_merged(void *ctx, struct cd_tx *tx, const char *merged,
+enum cd_err cd_cases_customer_merged(struct cd_cases *cs, struct cd_tx *tx, const char *merged,
                                      const char *survivor, const struct cd_core_vault *from,
                                      const struct cd_core_vault *to)
-{
-    struct cd_cases *cs = ctx;
-    struct merge_row m = {NULL, 0, 0};
+{    struct merge_row m = {NULL, 0, 0};
     struct cd_buf plain = CD_BUF_INIT(8192), sealed = CD_BUF_INIT(16384);
     enum cd_err err;
 

@@ -204,21 +204,24 @@ enum cd_err cd_cases_metrics(struct cd_cases *cs, struct cd_buf *out);
 
 /* ---- core's hooks ---- */
 
-/* struct cd_core_hooks.annotate for ctx = struct cd_cases *, given the complaint rule ids the
+/* Whether inbound text should be read for the words of a complaint (the settings say). */
+bool cd_cases_recognises_complaints(const struct cd_cases *cs);
+/* What struct cd_core_hooks.annotate does for cases, given the complaint rule ids the
  * caller's guard found in the text (NULL: none): the note the recorded hook needs
  * ({"complaint": [rule..], "case_id"}: metadata.case_id names the case an interaction belongs
  * to, checked in the write). */
 enum cd_err cd_cases_annotate(struct cd_cases *cs, const struct cd_core_content *in,
                               const json_t *complaint_rules, json_t **note);
-/* struct cd_core_hooks.recorded for ctx = struct cd_cases *: an inbound interaction joins the
+/* What struct cd_core_hooks.recorded does for cases: an inbound interaction joins the
  * case of its thread (or the case metadata.case_id names, or the customer's newest active case
  * when it has no thread), reopens a resolved case within the reopen window, or opens a new
  * case (a complaint when its words say so); an outbound one for the service purpose answers
  * the case it belongs to. */
-enum cd_err cd_cases_recorded(void *ctx, struct cd_tx *tx, const struct cd_core_recorded *r);
-/* struct cd_core_hooks.customer_merged for ctx = struct cd_cases *: the merged customer's
+enum cd_err cd_cases_recorded(struct cd_cases *cs, struct cd_tx *tx,
+                              const struct cd_core_recorded *r);
+/* What struct cd_core_hooks.customer_merged does for cases: the merged customer's
  * cases become the survivor's, their sealed values re-sealed for the survivor. */
-enum cd_err cd_cases_customer_merged(void *ctx, struct cd_tx *tx, const char *merged,
+enum cd_err cd_cases_customer_merged(struct cd_cases *cs, struct cd_tx *tx, const char *merged,
                                      const char *survivor, const struct cd_core_vault *from,
                                      const struct cd_core_vault *to);
 

@@ -233,8 +233,15 @@ struct cd__sensitive {
 
 void cd__case_init(struct cd__case *k);
 void cd__case_free(struct cd__case *k);
-/* The columns every case query selects, in the order cd__case_row reads them. */
-extern const char cd__case_cols[];
+/* The columns every case query selects, in the order cd__case_row reads them. A macro: the
+ * store caches statements by their text's address, so SQL is always a literal. */
+#define CD__CASE_COLS                                                                             \
+    "id, customer_id, type, status, priority, impact, channel, team, skill, assignee, tags,"      \
+    " source, complaint_rules, incident_id, follows, priority_why, sla, created_at, updated_at,"  \
+    " opened_at, fr_due, fr_at, fr_breached, nr_start, nr_due, nr_breaches, nr_breached, rs_due," \
+    " rs_paused_ms, rs_paused_since, rs_breached, queue_due, watch_at, breached, queued,"         \
+    " queue_rank, queue_len, resolved_at, closed_at, reopened, remedy, remedy_amount,"            \
+    " remedy_currency, outcome, sealed, flagged, version"
 /* Row callback over cd__case_cols: reads one case into r->k (r->found set). */
 struct cd__case_read {
     const struct cd_cases *cs;

@@ -44,31 +44,28 @@ struct eta_ctx {
     struct sample by_type;    /* same type */
 };
 
+/* Resolved cases of the type (and the channel, the priority) in the history window, newest
+ * first: three literal statements, as the store caches statements by their text. */
+#define ETA_HEAD                                                                                  \
+    "SELECT resolved_at - opened_at, queue_len FROM cases WHERE type = $1"                        \
+    " AND resolved_at IS NOT NULL AND resolved_at >= $2"
+#define ETA_TAIL " ORDER BY resolved_at DESC LIMIT $5"
+
 static enum cd_err fetch(struct cd_tx *tx, struct eta_ctx *e, struct sample *s, bool channel,
                          bool prio)
 {
-    char sql[400];
-    struct cd_val p[4];
-    size_t np = 0;
-    size_t len;
+    const char *sql = channel ? ETA_HEAD " AND channel = $3 AND priority = $4" ETA_TAIL
+                      : prio  ? ETA_HEAD " AND $3 = '' AND priority = $4" ETA_TAIL
+                              : ETA_HEAD " AND $3 = '' AND $4 = 0" ETA_TAIL;
+    struct cd_val p[] = {CD_VCSTR(cd__case_types[e->k.type]),
+                         CD_VINT(e->now - (int64_t)e->cs->set.eta_history_days * DAY_MS),
+                         CD_VCSTR(channel && e->k.channel >= 0 ? cd__case_channels[e->k.channel]
+                                                               : ""),
+                         CD_VINT(prio ? e->k.priority : 0),
+                         CD_VINT(e->cs->set.eta_max_sample)};
 
-    p[np++] = CD_VCSTR(cd__case_types[e->k.type]);
-    p[np++] = CD_VINT(e->now - (int64_t)e->cs->set.eta_history_days * DAY_MS);
-    len = (size_t)snprintf(sql, sizeof sql,
-                           "SELECT resolved_at - opened_at, queue_len FROM cases WHERE type = $1"
-                           " AND resolved_at IS NOT NULL AND resolved_at >= $2");
-    if (channel && e->k.channel >= 0) {
-        p[np++] = CD_VCSTR(cd__case_channels[e->k.channel]);
-        len += (size_t)snprintf(sql + len, sizeof sql - len, " AND channel = $%zu", np);
-    }
-    if (prio) {
-        p[np++] = CD_VINT(e->k.priority);
-        len += (size_t)snprintf(sql + len, sizeof sql - len, " AND priority = $%zu", np);
-    }
-    snprintf(sql + len, sizeof sql - len, " ORDER BY resolved_at DESC LIMIT %d",
-             e->cs->set.eta_max_sample);
     s->n = 0;
-    return cd_tx_exec(tx, sql, p, np, sample_row, s, NULL);
+    return cd_tx_exec(tx, sql, p, 5, sample_row, s, NULL);
 }
 
 static enum cd_err eta_fn(struct cd_tx *tx, void *ctx)

@@ -79,20 +79,19 @@ static enum cd_err find_case(struct cd_tx *tx, const struct cd_core_recorded *r,
         return CD_OK;
     }
     if (r->threaded) {
-        char sql[600];
+        /* The newest case any earlier interaction of the thread belongs to; unused places in
+         * the list hold '' (no interaction has that id). */
         struct cd_val p[CD_CORE_THREAD_PREV_MAX];
-        size_t len;
+        _Static_assert(CD_CORE_THREAD_PREV_MAX == 8, "THREAD_CASE lists 8 places");
         if (r->nthread_prev == 0)
             return CD_OK; /* a new thread */
-        len = (size_t)snprintf(sql, sizeof sql,
-                               "SELECT ci.case_id FROM case_interactions ci JOIN cases c"
-                               " ON c.id = ci.case_id WHERE ci.interaction_id IN (");
-        for (size_t i = 0; i < r->nthread_prev; i++) {
-            p[i] = CD_VCSTR(r->thread_prev[i]);
-            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s$%zu", i ? "," : "", i + 1);
-        }
-        snprintf(sql + len, sizeof sql - len, ") ORDER BY c.created_at DESC, c.id DESC LIMIT 1");
-        return cd_tx_exec(tx, sql, p, r->nthread_prev, id_row, f, NULL);
+        for (size_t i = 0; i < CD_CORE_THREAD_PREV_MAX; i++)
+            p[i] = i < r->nthread_prev ? CD_VCSTR(r->thread_prev[i]) : CD_VCSTR("");
+        return cd_tx_exec(tx, "SELECT ci.case_id FROM case_interactions ci JOIN cases c"
+                              " ON c.id = ci.case_id WHERE ci.interaction_id IN"
+                              " ($1, $2, $3, $4, $5, $6, $7, $8)"
+                              " ORDER BY c.created_at DESC, c.id DESC LIMIT 1",
+                          p, CD_CORE_THREAD_PREV_MAX, id_row, f, NULL);
     }
     struct cd_val p[] = {CD_VCSTR(r->customer_id)};
     return cd_tx_exec(tx,
@@ -305,10 +304,14 @@ out:
     return err;
 }
 
-enum cd_err cd_cases_recorded(void *ctx, struct cd_tx *tx, const struct cd_core_recorded *r)
+bool cd_cases_recognises_complaints(const struct cd_cases *cs)
 {
-    struct cd_cases *cs = ctx;
-    struct found f;
+    return cs->set.recognise_complaints;
+}
+
+enum cd_err cd_cases_recorded(struct cd_cases *cs, struct cd_tx *tx,
+                              const struct cd_core_recorded *r)
+{    struct found f;
     bool named = json_object_get(r->note, "case_id") != NULL;
     int ch = cd__cases_name_index(cd__case_channels, cd_str_c(r->channel));
     enum cd_err err;

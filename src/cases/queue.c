@@ -16,7 +16,7 @@
 #include "cases_int.h"
 #include "policy/policy.h"
 
-#define SCAN_MAX 64   /* candidates read per team per claim */
+#define SCAN_MAX 64   /* candidates read per team per claim (SCAN_MAX_TEXT below) */
 #define LIST_MAX 200
 
 /* ---- cursors: "<ms>.<id>" in base64url ---- */
@@ -144,89 +144,72 @@ static enum cd_err list_row(void *ctx, const struct cd_val *c, size_t ncols)
     return CD_OK;
 }
 
-/* Appends " AND col = $n" for a filter that is given. */
-static void filter(char *sql, size_t n, struct cd_val *p, size_t *np, const char *col,
-                   struct cd_str v)
-{
-    if (v.len == 0)
-        return;
-    p[*np] = CD_VTEXT(v);
-    (*np)++;
-    size_t len = strlen(sql);
-    snprintf(sql + len, n - len, " AND %s = $%zu", col, *np);
-}
+/* The filters every list takes, $2 to $9: each is '' (or the widest bound) when not given.
+ * The store caches statements by their text, so the lists are four literal statements: by
+ * customer (its index), due soon and breached (theirs), and the rest by creation. */
+#define LIST_FILTERS                                                                              \
+    " AND ($2 = '' OR status = $2) AND ($3 = '' OR type = $3) AND ($4 = '' OR team = $4)"      \
+    " AND ($5 = '' OR assignee = $5) AND ($6 = '' OR incident_id = $6)"                          \
+    " AND ($7 = '' OR tags LIKE $7) AND created_at >= $8 AND created_at < $9"
+#define BY_CREATION                                                                               \
+    " AND (created_at < $10 OR (created_at = $10 AND id < $11))"                                  \
+    " ORDER BY created_at DESC, id DESC LIMIT $12"
+
+static const char LIST_BY_CUSTOMER[] = "SELECT " CD__CASE_COLS " FROM cases WHERE"
+                                       " customer_id = $1" LIST_FILTERS BY_CREATION;
+static const char LIST_ALL[] = "SELECT " CD__CASE_COLS " FROM cases WHERE $1 = ''" LIST_FILTERS
+                               BY_CREATION;
+static const char LIST_BREACHED[] =
+    "SELECT " CD__CASE_COLS " FROM cases WHERE ($1 = '' OR customer_id = $1)" LIST_FILTERS
+    " AND resolved_at IS NULL AND closed_at IS NULL AND (breached <> 0 OR watch_at < $13)"
+    BY_CREATION;
+static const char LIST_DUE_SOON[] =
+    "SELECT " CD__CASE_COLS " FROM cases WHERE ($1 = '' OR customer_id = $1)" LIST_FILTERS
+    " AND queue_due IS NOT NULL AND queue_due >= $13 AND queue_due < $14"
+    " AND (queue_due > $10 OR (queue_due = $10 AND id > $11))"
+    " ORDER BY queue_due, id LIMIT $12";
 
 static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
 {
     struct list_ctx *l = ctx;
     const struct cd_cases_query *q = l->q;
-    char sql[2400], id[CD_ID_MAX] = "", tag[CD__CASES_NAME_MAX + 8];
-    struct cd_val p[16];
-    size_t np = 0, len;
+    char id[CD_ID_MAX] = "", tag[CD__CASES_NAME_MAX + 8] = "";
     int64_t cms = 0;
     enum cd_err err;
     bool soon = cd_str_eq_c(q->sla, "due_soon"), breached = cd_str_eq_c(q->sla, "breached");
+    const char *sql = breached ? LIST_BREACHED
+                      : soon   ? LIST_DUE_SOON
+                      : q->customer_id.len ? LIST_BY_CUSTOMER
+                                           : LIST_ALL;
 
     l->n = 0;
     l->more = false;
     if (q->cursor.len && (err = cursor_parse(q->cursor, &cms, id)) != CD_OK)
         return err;
-    snprintf(sql, sizeof sql, "SELECT %s FROM cases WHERE 1 = 1", cd__case_cols);
-    filter(sql, sizeof sql, p, &np, "customer_id", q->customer_id);
-    filter(sql, sizeof sql, p, &np, "status", q->status);
-    filter(sql, sizeof sql, p, &np, "type", q->type);
-    filter(sql, sizeof sql, p, &np, "team", q->team);
-    filter(sql, sizeof sql, p, &np, "assignee", q->assignee);
-    filter(sql, sizeof sql, p, &np, "incident_id", q->incident_id);
-    len = strlen(sql);
-    if (q->tag.len) {
-        /* tags is a JSON array of slugs: a quoted match cannot hit part of another name */
+    if (!q->cursor.len)
+        cms = soon ? INT64_MIN : INT64_MAX;
+    /* tags is a JSON array of slugs: a quoted match cannot hit part of another name */
+    if (q->tag.len)
         snprintf(tag, sizeof tag, "%%\"%.*s\"%%", (int)q->tag.len, q->tag.p);
-        p[np++] = CD_VCSTR(tag);
-        len += (size_t)snprintf(sql + len, sizeof sql - len, " AND tags LIKE $%zu", np);
-    }
-    if (q->created_from) {
-        p[np++] = CD_VINT(q->created_from);
-        len += (size_t)snprintf(sql + len, sizeof sql - len, " AND created_at >= $%zu", np);
-    }
-    if (q->created_to) {
-        p[np++] = CD_VINT(q->created_to);
-        len += (size_t)snprintf(sql + len, sizeof sql - len, " AND created_at < $%zu", np);
-    }
-    if (soon) {
-        p[np++] = CD_VINT(l->now);
-        p[np++] = CD_VINT(l->now + l->max_soon);
-        len += (size_t)snprintf(sql + len, sizeof sql - len,
-                                " AND queue_due IS NOT NULL AND queue_due >= $%zu"
-                                " AND queue_due < $%zu",
-                                np - 1, np);
-        if (id[0]) {
-            p[np++] = CD_VINT(cms);
-            p[np++] = CD_VCSTR(id);
-            len += (size_t)snprintf(sql + len, sizeof sql - len,
-                                    " AND (queue_due > $%zu OR (queue_due = $%zu AND id > $%zu))",
-                                    np - 1, np - 1, np);
-        }
-        snprintf(sql + len, sizeof sql - len, " ORDER BY queue_due, id LIMIT %zu", l->max + 1);
-    } else {
-        if (breached) {
-            p[np++] = CD_VINT(l->now);
-            len += (size_t)snprintf(sql + len, sizeof sql - len,
-                                    " AND resolved_at IS NULL AND closed_at IS NULL"
-                                    " AND (breached <> 0 OR watch_at < $%zu)",
-                                    np);
-        }
-        if (id[0]) {
-            p[np++] = CD_VINT(cms);
-            p[np++] = CD_VCSTR(id);
-            len += (size_t)snprintf(sql + len, sizeof sql - len,
-                                    " AND (created_at < $%zu OR (created_at = $%zu AND id < $%zu))",
-                                    np - 1, np - 1, np);
-        }
-        snprintf(sql + len, sizeof sql - len, " ORDER BY created_at DESC, id DESC LIMIT %zu",
-                 l->max + 1);
-    }
-    if ((err = cd_tx_exec(tx, sql, p, np, list_row, l, NULL)) != CD_OK)
+    struct cd_val p[] = {CD_VTEXT(q->customer_id),
+                         CD_VTEXT(q->status),
+                         CD_VTEXT(q->type),
+                         CD_VTEXT(q->team),
+                         CD_VTEXT(q->assignee),
+                         CD_VTEXT(q->incident_id),
+                         CD_VCSTR(tag),
+                         CD_VINT(q->created_from),
+                         CD_VINT(q->created_to ? q->created_to : INT64_MAX),
+                         CD_VINT(cms),
+                         CD_VCSTR(id),
+                         CD_VINT((int64_t)l->max + 1),
+                         CD_VINT(l->now),
+                         CD_VINT(l->now + l->max_soon)};
+    for (size_t i = 0; i < 6; i++)
+        if (p[i].p == NULL)
+            p[i] = CD_VCSTR("");
+    if ((err = cd_tx_exec(tx, sql, p, soon ? 14 : breached ? 13 : 12, list_row, l, NULL)) !=
+        CD_OK)
         return err;
     for (size_t i = 0; i < l->n && (l->v->fields & CD_FIELDS_PROFILE); i++)
         if ((err = cd__sensitive_open(l->cs, tx, &l->ks[i], &l->sens[i], &l->sens_ok[i])) !=
@@ -383,14 +366,16 @@ static enum cd_err agent_row(void *ctx, const struct cd_val *c, size_t n)
 
 #define AGENT_COLS "id, token_id, name, teams, skills, active, created_at, updated_at"
 
-static enum cd_err agent_load(struct cd_tx *tx, const char *col, struct cd_str v, struct agent *g)
+/* The agent by id, or by its token (by_token). */
+static enum cd_err agent_load(struct cd_tx *tx, bool by_token, struct cd_str v, struct agent *g)
 {
-    char sql[160];
     struct cd_val p[] = {CD_VTEXT(v)};
 
     memset(g, 0, sizeof *g);
-    snprintf(sql, sizeof sql, "SELECT " AGENT_COLS " FROM case_agents WHERE %s = $1", col);
-    return cd_tx_exec(tx, sql, p, 1, agent_row, g, NULL);
+    return cd_tx_exec(tx,
+                      by_token ? "SELECT " AGENT_COLS " FROM case_agents WHERE token_id = $1"
+                               : "SELECT " AGENT_COLS " FROM case_agents WHERE id = $1",
+                      p, 1, agent_row, g, NULL);
 }
 
 static json_t *agent_json(const struct agent *g)
@@ -426,7 +411,7 @@ static enum cd_err agent_put_fn(struct cd_tx *tx, void *ctx)
         if (n > 0)
             return cd_err_set(CD_ERR_CONFLICT, "this token is already another agent's");
     }
-    if ((err = agent_load(tx, "id", cd_str_c(u->g.id), &old)) != CD_OK)
+    if ((err = agent_load(tx, false, cd_str_c(u->g.id), &old)) != CD_OK)
         return err;
     u->created = !old.found;
     u->g.created_at = old.found ? old.created_at : u->g.updated_at;
@@ -533,7 +518,7 @@ struct agent_read {
 static enum cd_err agent_get_fn(struct cd_tx *tx, void *ctx)
 {
     struct agent_read *r = ctx;
-    return agent_load(tx, "id", r->id, &r->g);
+    return agent_load(tx, false, r->id, &r->g);
 }
 
 enum cd_err cd_cases_agent_get(struct cd_cases *cs, struct cd_str id, json_t **out)
@@ -644,11 +629,17 @@ static bool before(const struct cd__case *a, const struct cd__case *b)
     return strcmp(a->id, b->id) < 0;
 }
 
+/* One team's waiting cases in queue order, after (rank, priority, id), a batch at a time. */
+#define SCAN_MAX_TEXT "64"
+static const char QUEUE_NEXT[] =
+    "SELECT " CD__CASE_COLS " FROM cases WHERE queued = 1 AND team = $1 AND (queue_rank > $2 OR"
+    " (queue_rank = $2 AND (priority > $3 OR (priority = $3 AND id > $4))))"
+    " ORDER BY queue_rank, priority, id LIMIT " SCAN_MAX_TEXT;
+
 /* The best case of one team for agent g into x->k (when better than what x holds). Reads
  * in queue order (the cases_queue index) and stops at the first case the agent may take. */
 static enum cd_err best_of_team(struct next_ctx *x, struct cd_tx *tx, const char *team)
 {
-    char sql[1400];
     int64_t rank = -1, prio = 0;
     char last[CD_ID_MAX] = "";
     enum cd_err err;
@@ -663,15 +654,10 @@ static enum cd_err best_of_team(struct next_ctx *x, struct cd_tx *tx, const char
             return err;
         x->waiting += (long)n;
     }
-    snprintf(sql, sizeof sql,
-             "SELECT %s FROM cases WHERE queued = 1 AND team = $1 AND (queue_rank > $2 OR"
-             " (queue_rank = $2 AND (priority > $3 OR (priority = $3 AND id > $4))))"
-             " ORDER BY queue_rank, priority, id LIMIT %d",
-             cd__case_cols, SCAN_MAX);
     for (;;) {
         x->ncand = 0;
         struct cd_val p[] = {CD_VCSTR(team), CD_VINT(rank), CD_VINT(prio), CD_VCSTR(last)};
-        if ((err = cd_tx_exec(tx, sql, p, 4, cand_row, x, NULL)) != CD_OK)
+        if ((err = cd_tx_exec(tx, QUEUE_NEXT, p, 4, cand_row, x, NULL)) != CD_OK)
             return err;
         for (size_t i = 0; i < x->ncand; i++) {
             struct cd__case *c = &x->cand[i];
@@ -708,9 +694,9 @@ static enum cd_err next_fn(struct cd_tx *tx, void *ctx)
     x->found = false;
     x->waiting = x->skipped_skill = 0;
     if (x->agent_id.len)
-        err = agent_load(tx, "id", x->agent_id, &x->g);
+        err = agent_load(tx, false, x->agent_id, &x->g);
     else
-        err = agent_load(tx, "token_id", cd_str_c(x->a->token_id), &x->g);
+        err = agent_load(tx, true, cd_str_c(x->a->token_id), &x->g);
     if (err != CD_OK)
         return err;
     if (!x->g.found)

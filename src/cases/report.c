@@ -518,24 +518,25 @@ static enum cd_err report_row(void *ctx, const struct cd_val *c, size_t n)
     return CD_OK;
 }
 
+/* One statement per grouping column (the store caches statements by their text). */
+#define REPORT_SQL(col)                                                                           \
+    "SELECT " col ", created_at, opened_at, fr_due, fr_at, fr_breached, nr_breaches, rs_due,"    \
+    " resolved_at, rs_breached FROM cases WHERE created_at >= $1 AND created_at < $2"            \
+    " ORDER BY created_at"
+
 static enum cd_err report_fn(struct cd_tx *tx, void *ctx)
 {
     struct report_ctx *r = ctx;
-    static const char *const cols[] = {"''", "team", "type", "channel", "priority"};
-    char sql[600];
+    static const char *const sql[] = {REPORT_SQL("''"), REPORT_SQL("team"), REPORT_SQL("type"),
+                                      REPORT_SQL("channel"), REPORT_SQL("priority")};
 
     for (size_t i = 0; i < r->nb; i++) {
         cd_free(r->b[i].fr);
         cd_free(r->b[i].rs);
     }
     r->nb = 0;
-    snprintf(sql, sizeof sql,
-             "SELECT %s, created_at, opened_at, fr_due, fr_at, fr_breached, nr_breaches, rs_due,"
-             " resolved_at, rs_breached FROM cases WHERE created_at >= $1 AND created_at < $2"
-             " ORDER BY created_at",
-             cols[r->g]);
     struct cd_val p[] = {CD_VINT(r->q->from_ms), CD_VINT(r->q->to_ms)};
-    return cd_tx_exec(tx, sql, p, 2, report_row, r, NULL);
+    return cd_tx_exec(tx, sql[r->g], p, 2, report_row, r, NULL);
 }
 
 static int cmp_bucket(const void *a, const void *b)

@@ -8,13 +8,6 @@
 #include "policy/policy.h"
 
 
-const char cd__case_cols[] =
-    "id, customer_id, type, status, priority, impact, channel, team, skill, assignee, tags,"
-    " source, complaint_rules, incident_id, follows, priority_why, sla, created_at, updated_at,"
-    " opened_at, fr_due, fr_at, fr_breached, nr_start, nr_due, nr_breaches, nr_breached, rs_due,"
-    " rs_paused_ms, rs_paused_since, rs_breached, queue_due, watch_at, breached, queued,"
-    " queue_rank, queue_len, resolved_at, closed_at, reopened, remedy, remedy_amount,"
-    " remedy_currency, outcome, sealed, flagged, version";
 #define NCOLS 47
 
 void cd__case_init(struct cd__case *k)
@@ -129,14 +122,13 @@ enum cd_err cd__case_load(struct cd_cases *cs, struct cd_tx *tx, struct cd_str i
                           struct cd__case *k)
 {
     struct cd__case_read r = {cs, k, false};
-    char sql[1200];
     enum cd_err err;
 
     if (!cd_id_valid(id, "cas"))
         return cd_err_set(CD_ERR_NOT_FOUND, "no case with this id");
-    snprintf(sql, sizeof sql, "SELECT %s FROM cases WHERE id = $1", cd__case_cols);
     struct cd_val p[] = {CD_VTEXT(id)};
-    if ((err = cd_tx_exec(tx, sql, p, 1, cd__case_row, &r, NULL)) != CD_OK)
+    if ((err = cd_tx_exec(tx, "SELECT " CD__CASE_COLS " FROM cases WHERE id = $1", p, 1,
+                          cd__case_row, &r, NULL)) != CD_OK)
         return err;
     return r.found ? CD_OK : cd_err_set(CD_ERR_NOT_FOUND, "no case with this id");
 }
@@ -218,13 +210,12 @@ enum cd_err cd__case_store(struct cd_tx *tx, const struct cd__case *k, bool inse
         CD_VINT(k->version),
     };
     if (insert) {
-        char sql[1600];
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO cases(%s) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
-                 "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,"
-                 "$34,$35,$36,$37,$38,$39,$40,$41,$42,$43,$44,$45,$46,$47)",
-                 cd__case_cols);
-        err = cd_tx_exec(tx, sql, p, NCOLS, NULL, NULL, NULL);
+        err = cd_tx_exec(tx,
+                         "INSERT INTO cases(" CD__CASE_COLS ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,"
+                         "$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,"
+                         "$28,$29,$30,$31,$32,$33,$34,$35,$36,$37,$38,$39,$40,$41,$42,$43,$44,$45,"
+                         "$46,$47)",
+                         p, NCOLS, NULL, NULL, NULL);
         goto out;
     }
     /* The id and the creation never change; every other column is written as a whole. */
@@ -572,7 +563,7 @@ enum cd_err cd__case_json(const struct cd__case *k, const struct cd__sensitive *
     json_t *o;
 
     o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:o,s:s,s:o,s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:o,"
-                  "s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:i,s:i}",
+                  "s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:i,s:i}",
                   "id", k->id, "customer_id", k->customer_id, "type", cd__case_types[k->type],
                   "status", cd__case_statuses[k->status], "priority", k->priority, "impact",
                   cd__case_impacts[k->impact], "channel",

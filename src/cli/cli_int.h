@@ -22,6 +22,7 @@ struct cd__cli_env {
 };
 
 struct cd_guard;
+struct cd_cases;
 
 /* The in-path checks installed into core (hooks.c). Members are borrowed; any may be NULL.
  * The consent engine plugs in through its two hook functions (same shapes as core's). */
@@ -34,6 +35,7 @@ struct cd__cli_hooks {
                                     const char *purpose, struct cd_str topic,
                                     struct cd_str body, bool override, json_t **annotation);
     enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
+    struct cd_cases *cases; /* cases opened, answered and reopened by interactions */
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
+#include "cases/cases.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -34,6 +35,8 @@ struct serve {
     struct cd_policy *policy;
     struct cd_guard *guard;
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
+    struct cd_cases *cases;         /* cases, SLA clocks, the queue (RULES/cases, RULES/sla) */
+    unsigned long sla_sweep;        /* ms between sweeps for breaches and closings */
     struct cd_consent *consent; /* decisions, ledger, receipts */
     struct cd_audit *audit;     /* signs tree heads, publishes them (also to the heads file) */
     struct cd__cli_hooks hooks;
@@ -85,6 +88,21 @@ static enum cd_err open_calendars(struct serve *sv)
     return CD_OK;
 }
 
+/* A year of a support team's cases for the demo customers (src/cases/demo.c). */
+static enum cd_err load_demo_cases(struct serve *sv)
+{
+    char(*ids)[CD_ID_MAX] = cd_calloc(1200, CD_ID_MAX);
+    size_t n = 0;
+    enum cd_err err;
+
+    if (ids == NULL)
+        return CD_ERR_NOMEM;
+    if ((err = cd_core_customer_ids(sv->env.core, 1200, ids, &n)) == CD_OK)
+        err = cd_cases_load_demo(sv->cases, (const char(*)[CD_ID_MAX])ids, n, 6000, 365);
+    cd_free(ids);
+    return err;
+}
+
 /* Configuration first (policy, rules), so a mistake stops the server before it touches data;
  * then the data, the in-path hooks, the ledger service, and last the listening socket. */
 static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
@@ -102,12 +120,15 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
-    if ((err = open_calendars(sv)) != CD_OK)
+    if ((err = open_calendars(sv)) != CD_OK ||
+        (err = cd_cases_open(sv->env.store, sv->env.core, sv->calendars, sv->rules,
+                             &sv->cases)) != CD_OK)
         return err;
     /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (demo) {
         uint64_t t0 = cd_mono_ns();
-        if ((err = cd_core_load_demo(sv->env.core, 1200, 24000, 180)) != CD_OK)
+        if ((err = cd_core_load_demo(sv->env.core, 1200, 24000, 180)) != CD_OK ||
+            (err = load_demo_cases(sv)) != CD_OK)
             return err;
         cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
                (unsigned long long)((cd_mono_ns() - t0) / 1000000));
@@ -123,8 +144,11 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                        .guard = sv->guard,
                                        .consent = sv->consent,
                                        .consent_outbound = cd_consent_outbound_check,
-                                       .consent_read = cd_consent_read_check};
+                                       .consent_read = cd_consent_read_check,
+                                       .cases = sv->cases};
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
+    if ((err = cd_cases_sweeper_start(sv->cases, (unsigned)sv->sla_sweep)) != CD_OK)
+        return err;
     if ((err = open_audit(sv)) != CD_OK)
         return err;
     sv->app = (struct cd_app){.store = sv->env.store,
@@ -134,6 +158,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .policy = sv->policy,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
+                              .cases = sv->cases,
                               .data_dir = sv->data,
                               .rules_dir = sv->rules};
     struct cd_http_config cfg = {.listen = listen,
@@ -205,6 +230,8 @@ static void serve_close(struct serve *sv)
     sv->http = NULL;
     cd_consent_close(sv->consent);
     sv->consent = NULL;
+    cd_cases_close(sv->cases); /* the sweeper's last write is through before the store closes */
+    sv->cases = NULL;
     /* A head over the final ledger, so a verifier holding it covers every entry. */
     cd_audit_close(sv->audit);
     sv->audit = NULL;
@@ -257,6 +284,9 @@ int cd_cli_serve(int argc, char **argv)
                                          "ahead of this server's clock", "86400", NULL},
         {"--drain-timeout", "SECONDS", "on SIGTERM, how long requests in flight may take to be "
                                        "answered", "30", NULL},
+        {"--sla-sweep", "MS", "how often deadlines no one met are marked breached and resolved "
+                              "cases past their reopen window closed",
+         "10000", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1], *from = NULL;
@@ -305,6 +335,7 @@ int cd_cli_serve(int argc, char **argv)
         (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000,
                            &sv.max_client_connections)) != CD_OK ||
         (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv.idle_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sla-sweep", 50, 3600000, &sv.sla_sweep)) != CD_OK ||
         (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv.rules, sizeof sv.rules,
                                  &from)) != CD_OK)
         return cd__cli_fail("serve", err);

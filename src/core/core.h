@@ -366,6 +366,12 @@ struct cd_core_rows_report {
 enum cd_err cd_core_verify_rows(struct cd_core *c, struct cd_core_rows_report *rep,
                                 void (*progress)(uint64_t done, uint64_t total));
 
+/* The ids of up to max live customers, oldest first, into ids; *n gets how many (demo data of
+ * other modules, benchmarks: references only, nothing is read of the customers).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_customer_ids(struct cd_core *c, size_t max, char (*ids)[CD_ID_MAX],
+                                 size_t *n);
+
 /* Loads deterministic demo data: `customers` customers and about `interactions` interactions
  * over all channels and the last `days` days. Idempotent: does nothing if customers exist. */
 enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions, int days);

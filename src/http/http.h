@@ -19,6 +19,7 @@ struct cd_guard;
 struct cd_audit;
 struct cd_consent;
 struct cd_calendars;
+struct cd_cases;
 
 /* The services a server exposes. Borrowed; they outlive the server. */
 struct cd_app {
@@ -31,6 +32,7 @@ struct cd_app {
     struct cd_audit *audit; /* signed tree heads and the public key; may be NULL (no signer) */
     struct cd_consent *consent; /* consent engine (src/consent); may be NULL */
     const struct cd_calendars *calendars; /* business calendars (src/calendar); may be NULL */
+    struct cd_cases *cases; /* cases, SLA clocks, the queue (src/cases); may be NULL */
 };
 
 /* Connection limits, by default. One client address may hold a tenth of all connections, so

@@ -149,6 +149,22 @@ enum cd_err cd__http_unsub_link(struct cd_req *r);
 enum cd_err cd__http_unsub_page(struct cd_req *r);
 enum cd_err cd__http_unsub_post(struct cd_req *r);
 
+/* Cases, the queue, agents, SLA policies and the SLA report (h_cases.c). */
+enum cd_err cd__http_cases_list(struct cd_req *r);
+enum cd_err cd__http_cases_create(struct cd_req *r);
+enum cd_err cd__http_cases_get(struct cd_req *r);
+enum cd_err cd__http_cases_update(struct cd_req *r);
+enum cd_err cd__http_cases_link(struct cd_req *r);
+enum cd_err cd__http_cases_events(struct cd_req *r);
+enum cd_err cd__http_cases_eta(struct cd_req *r);
+enum cd_err cd__http_queue_next(struct cd_req *r);
+enum cd_err cd__http_agents_list(struct cd_req *r);
+enum cd_err cd__http_agents_create(struct cd_req *r);
+enum cd_err cd__http_agents_get(struct cd_req *r);
+enum cd_err cd__http_agents_put(struct cd_req *r);
+enum cd_err cd__http_sla_policies(struct cd_req *r);
+enum cd_err cd__http_sla_report(struct cd_req *r);
+
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);
 enum cd_err cd__http_guard_reload(struct cd_req *r);

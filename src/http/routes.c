@@ -5,6 +5,7 @@
 #include <string.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
+#include "cases/cases.h"
 #include "http_int.h"
 
 #define STAFF (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | \
@@ -72,6 +73,9 @@ static enum cd_err h_metrics(struct cd_req *r)
 {
     struct cd_buf b = CD_BUF_INIT(4 * 1024 * 1024);
     enum cd_err err = cd__http_metrics_render(r->app->store, &b);
+
+    if (err == CD_OK && r->app->cases)
+        err = cd_cases_metrics(r->app->cases, &b);
 
     if (err != CD_OK) {
         cd_buf_free(&b);
@@ -457,6 +461,23 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
     {"GET", "/v1/calendars", h_calendar_list, READERS, 0, "listCalendars"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
+    /* cases, the queue, agents and service levels: handlers in h_cases.c */
+    {"GET", "/v1/cases", cd__http_cases_list, READERS, PUR, "listCases"},
+    {"POST", "/v1/cases", cd__http_cases_create, WRITERS, JSN | IDM, "createCase"},
+    {"GET", "/v1/cases/{id}", cd__http_cases_get, READERS, PUR, "getCase"},
+    {"PATCH", "/v1/cases/{id}", cd__http_cases_update, WRITERS, JSN, "updateCase"},
+    {"POST", "/v1/cases/{id}/interactions", cd__http_cases_link, WRITERS, JSN,
+     "linkCaseInteractions"},
+    {"GET", "/v1/cases/{id}/events", cd__http_cases_events, READERS, 0, "listCaseEvents"},
+    {"GET", "/v1/cases/{id}/eta", cd__http_cases_eta, READERS, 0, "getCaseEta"},
+    {"GET", "/v1/queue/next", cd__http_queue_next, STAFF, PUR, "previewNextCase"},
+    {"POST", "/v1/queue/next", cd__http_queue_next, STAFF, PUR, "takeNextCase"},
+    {"GET", "/v1/agents", cd__http_agents_list, READERS, 0, "listAgents"},
+    {"POST", "/v1/agents", cd__http_agents_create, SUPERVISION, JSN, "createAgent"},
+    {"GET", "/v1/agents/{id}", cd__http_agents_get, READERS, 0, "getAgent"},
+    {"PUT", "/v1/agents/{id}", cd__http_agents_put, SUPERVISION, JSN, "putAgent"},
+    {"GET", "/v1/sla-policies", cd__http_sla_policies, READERS, 0, "listSlaPolicies"},
+    {"GET", "/v1/sla-report", cd__http_sla_report, OVERSIGHT | SUPERVISION, 0, "getSlaReport"},
     /* audit ledger: handlers in h_audit.c */
     {"GET", "/v1/audit", cd__http_audit_list, OVERSIGHT, 0, "listAuditEvents"},
     {"POST", "/v1/audit/verify", cd__http_audit_verify, OVERSIGHT, 0, "verifyAudit"},

@@ -42,6 +42,10 @@ struct cd_val {
 #define CD_VCSTR(s) ((struct cd_val){CD_VAL_TEXT, 0, (s), strlen(s)})
 #define CD_VBLOB(ptr, n) ((struct cd_val){CD_VAL_BLOB, 0, (ptr), (n)})
 
+/* The most columns a result row hands over; a query selects at most this many (a case row
+ * has 47). */
+#define CD_STORE_MAX_COLS 64
+
 /* Called once per result row; cols are borrowed for the duration of the call. Returning an
  * error stops the query and is returned by cd_tx_exec. */
 typedef enum cd_err (*cd_row_fn)(void *ctx, const struct cd_val *cols, size_t ncols);
