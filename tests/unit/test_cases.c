@@ -876,6 +876,258 @@ static void blind_mode_hides_value_from_agents(void **state)
     assert_null(memmem_db("gold"));
 }
 
+
+/* ---- breaches, lists, report ---- */
+
+static size_t listed(const char *sla)
+{
+    struct cd_cases_query q = {.sla = cd_str_c(sla), .limit = 50};
+    json_t *o = NULL;
+    size_t n;
+
+    assert_int_equal(cd_cases_list(cs, &admin, &q, &full, &o), CD_OK);
+    n = json_array_size(json_object_get(o, "items"));
+    json_decref(o);
+    return n;
+}
+
+static void the_sweeper_marks_breaches_once(void **state)
+{
+    char *cid = new_customer();
+    char id[CD_ID_MAX];
+    size_t marked = 0;
+    json_t *c, *ev = NULL;
+
+    /* A complaint at 09:00: first response due 13:00, resolution 17:00. */
+    now_ms = london(2026, 3, 2, 9, 0);
+    c = open_case(cid, "\"type\":\"complaint\"");
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(c, "id")));
+    json_decref(c);
+    now_ms = london(2026, 3, 2, 10, 0);
+    assert_int_equal(cd_cases_sweep(cs, now_ms, &marked), CD_OK);
+    assert_int_equal(marked, 0);
+    assert_int_equal(listed("due_soon"), 0);
+    assert_int_equal(listed("breached"), 0);
+    /* Within two hours of 13:00 it is due soon. */
+    now_ms = london(2026, 3, 2, 11, 30);
+    assert_int_equal(listed("due_soon"), 1);
+    now_ms = london(2026, 3, 2, 14, 0);
+    assert_int_equal(listed("breached"), 1); /* overdue, before any sweep */
+    assert_int_equal(cd_cases_sweep(cs, now_ms, &marked), CD_OK);
+    assert_int_equal(marked, 1);
+    c = get(id);
+    assert_string_equal(clock_state(c, "first_response"), "breached");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(c, "sla"), "first_response"),
+                            "breached_at")),
+                        iso(london(2026, 3, 2, 13, 0)));
+    json_decref(c);
+    assert_int_equal(cd_cases_sweep(cs, now_ms, &marked), CD_OK);
+    assert_int_equal(marked, 0);
+    /* Answered late: met late, still one breach; the resolution breaches at 17:00. */
+    assert_int_equal(patch(id, "{\"status\":\"open\"}", NULL), CD_OK);
+    now_ms = london(2026, 3, 2, 18, 0);
+    assert_int_equal(cd_cases_sweep(cs, now_ms, &marked), CD_OK);
+    assert_int_equal(marked, 1);
+    assert_int_equal(cd_cases_events(cs, cd_str_c(id), &ev), CD_OK);
+    size_t breaches = 0;
+    for (size_t i = 0; i < json_array_size(json_object_get(ev, "items")); i++)
+        breaches += strcmp(json_string_value(json_object_get(
+                               json_array_get(json_object_get(ev, "items"), i), "action")),
+                           "case.sla_breached") == 0;
+    assert_int_equal(breaches, 2);
+    json_decref(ev);
+    assert_int_equal(listed("breached"), 1);
+    /* The figures for /metrics, from the sweep. */
+    struct cd_buf m = CD_BUF_INIT(1 << 20);
+    assert_int_equal(cd_cases_metrics(cs, &m), CD_OK);
+    assert_non_null(strstr(m.p, "candor_cases_breached_open 1\n"));
+    assert_non_null(strstr(m.p, "candor_cases_sla_breaches{clock=\"first_response\"} 1\n"));
+    assert_non_null(strstr(m.p, "candor_cases_sla_breaches{clock=\"resolution\"} 1\n"));
+    assert_non_null(strstr(m.p, "candor_cases{status=\"open\"} 1\n"));
+    cd_buf_free(&m);
+}
+
+static void the_report_counts_by_team_and_period(void **state)
+{
+    char *cid = new_customer();
+    char a[CD_ID_MAX];
+    json_t *c, *r = NULL;
+
+    /* March: a complaint answered in an hour and resolved in time; a question unanswered past
+     * its first response. April: one question still open. */
+    now_ms = london(2026, 3, 2, 9, 0);
+    c = open_case(cid, "\"type\":\"complaint\"");
+    snprintf(a, sizeof a, "%s", json_string_value(json_object_get(c, "id")));
+    json_decref(c);
+    json_decref(open_case(cid, NULL));
+    now_ms = london(2026, 3, 2, 10, 0);
+    assert_int_equal(patch(a, "{\"status\":\"resolved\",\"remedy\":{\"type\":\"apology\"},"
+                              "\"outcome\":\"upheld\"}",
+                           NULL),
+                     CD_OK);
+    now_ms = london(2026, 3, 5, 9, 0);
+    assert_int_equal(cd_cases_sweep(cs, now_ms, NULL), CD_OK);
+    now_ms = london(2026, 4, 1, 9, 0);
+    json_decref(open_case(cid, NULL));
+    struct cd_cases_report_query q = {london(2026, 3, 1, 0, 0), london(2026, 5, 1, 0, 0),
+                                      "month", "Europe/London", "team"};
+    assert_int_equal(cd_cases_sla_report(cs, &q, &r), CD_OK);
+    json_t *rows = json_object_get(r, "rows");
+    assert_int_equal(json_array_size(rows), 3); /* March complaints, March support, April */
+    json_t *mc = json_array_get(rows, 0), *ms = json_array_get(rows, 1),
+           *ap = json_array_get(rows, 2);
+    assert_string_equal(json_string_value(json_object_get(mc, "group")), "complaints");
+    assert_string_equal(json_string_value(json_object_get(mc, "period_start")),
+                        iso(london(2026, 3, 1, 0, 0)));
+    assert_int_equal(json_integer_value(json_object_get(mc, "resolved")), 1);
+    json_t *rs = json_object_get(mc, "resolution");
+    assert_int_equal(json_integer_value(json_object_get(rs, "met")), 1);
+    assert_true(json_real_value(json_object_get(rs, "met_pct")) == 100.0);
+    assert_true(json_real_value(json_object_get(rs, "p50_seconds")) == 3600.0);
+    assert_string_equal(json_string_value(json_object_get(ms, "group")), "support");
+    json_t *fr = json_object_get(ms, "first_response");
+    assert_int_equal(json_integer_value(json_object_get(fr, "breached")), 1);
+    assert_int_equal(json_integer_value(json_object_get(ms, "open")), 1);
+    assert_string_equal(json_string_value(json_object_get(ap, "period_start")),
+                        "2026-03-31T23:00:00.000Z"); /* 1 April, BST */
+    json_decref(r);
+    /* Bad input. */
+    struct cd_cases_report_query bad = {1, 0, "month", NULL, NULL};
+    assert_int_equal(cd_cases_sla_report(cs, &bad, &r), CD_ERR_INVALID);
+    struct cd_cases_report_query bad2 = {0, 10, "fortnight", NULL, NULL};
+    assert_int_equal(cd_cases_sla_report(cs, &bad2, &r), CD_ERR_INVALID);
+    struct cd_cases_report_query bad3 = {0, 10, "month", "Mars/Olympus", NULL};
+    assert_int_equal(cd_cases_sla_report(cs, &bad3, &r), CD_ERR_INVALID);
+}
+
+/* ---- merges ---- */
+
+static void a_merge_moves_cases_and_their_sealed_values(void **state)
+{
+    char a[CD_ID_MAX], b[CD_ID_MAX], ca[CD_ID_MAX];
+    json_t *c, *out = NULL;
+
+    snprintf(a, sizeof a, "%s", new_customer());
+    snprintf(b, sizeof b, "%s", new_customer());
+    c = open_case(b, "\"vulnerability\":[\"life_event\"]");
+    snprintf(ca, sizeof ca, "%s", json_string_value(json_object_get(c, "id")));
+    json_decref(c);
+    assert_int_equal(cd_core_customer_merge(core, &admin, cd_str_c(a), cd_str_c(b),
+                                            CD_FIELDS_REFERENCE, &out),
+                     CD_OK);
+    json_decref(out);
+    c = get(ca);
+    assert_string_equal(json_string_value(json_object_get(c, "customer_id")), a);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "vulnerability"), 0)),
+                        "life_event");
+    json_decref(c);
+    /* Erased: the sealed values are gone with the key; the case stays. */
+    assert_int_equal(cd_core_customer_shred(core, &admin, cd_str_c(a), &out), CD_OK);
+    json_decref(out);
+    c = get(ca);
+    assert_string_equal(json_string_value(json_object_get(c, "sensitive")), "erased");
+    assert_int_equal(json_array_size(json_object_get(c, "vulnerability")), 0);
+    json_decref(c);
+}
+
+/* ---- policies ---- */
+
+static enum cd_err parse_policy(const char *yaml)
+{
+    struct cd__sla_policy *p = cd_calloc(1, sizeof *p);
+    enum cd_err err = cd__sla_policy_parse(p, cals, "p.yaml", yaml, strlen(yaml));
+    cd_free(p);
+    return err;
+}
+
+static void policies_are_checked_when_loaded(void **state)
+{
+    assert_int_equal(parse_policy(policy), CD_OK);
+    assert_int_equal(parse_policy("id: x\nname: X\ncalendar: atlantis\ntargets:\n"
+                                  "  - when: {}\n    resolution: \"1 days\"\n"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "p.yaml:3: calendar names no loaded calendar"));
+    assert_int_equal(parse_policy("id: x\nname: X\ncalendar: 24x7\ntargets:\n"
+                                  "  - when: {type: complaint}\n    resolution: \"1 days\"\n"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "the last target must apply to every case"));
+    assert_int_equal(parse_policy("id: x\nname: X\ncalendar: 24x7\ntargets:\n"
+                                  "  - when: {type: grievance}\n    resolution: \"1 days\"\n"
+                                  "  - when: {}\n    resolution: \"1 days\"\n"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "p.yaml:5: type must be question"));
+    assert_int_equal(parse_policy("id: x\nname: X\ncalendar: 24x7\ntargets:\n"
+                                  "  - when: {}\n    resolution: \"soon\"\n"),
+                     CD_ERR_INVALID);
+    assert_int_equal(parse_policy("id: x\nname: X\ncalendar: 24x7\nspeed: fast\ntargets:\n"
+                                  "  - when: {}\n    resolution: \"1 days\"\n"),
+                     CD_ERR_INVALID);
+    assert_int_equal(parse_policy("id: x\nname: X\ncalendar: 24x7\ndue_soon: \"1 days\"\n"
+                                  "targets:\n  - when: {}\n    resolution: \"1 days\"\n"),
+                     CD_ERR_INVALID);
+    struct cd__settings st;
+    cd__settings_defaults(&st);
+    static const char undisclosed[] = "priority:\n  customer_value:\n    tiers: {gold: -1}\n";
+    assert_int_equal(cd__settings_parse(&st, "s.yaml", undisclosed, sizeof undisclosed - 1),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), "disclosure"));
+    static const char vague[] = "priority:\n  customer_value:\n    tiers: {gold: -1}\n"
+                                "    disclosure: \"we do\"\n";
+    assert_int_equal(cd__settings_parse(&st, "s.yaml", vague, sizeof vague - 1), CD_ERR_INVALID);
+    json_t *o = NULL;
+    assert_int_equal(cd_cases_policies_json(cs, &o), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(o, "policies"), 0), "calendar")),
+                        "gb-eng");
+    assert_true(json_is_true(json_object_get(json_object_get(o, "queue"), "blind")));
+    assert_true(json_is_null(json_object_get(json_object_get(o, "priority"), "customer_value")));
+    json_decref(o);
+}
+
+/* ---- out of memory ---- */
+
+static enum cd_err count_cases(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM cases", NULL, 0, ctx);
+}
+
+static void opening_a_case_survives_every_allocation_failure(void **state)
+{
+    char *cid = new_customer();
+    int64_t before = 0, after = 0;
+    long ok = 0;
+
+    assert_int_equal(cd_store_read(store, count_cases, &before), CD_OK);
+    for (long n = 1; n < 5000; n++) {
+        char text[400];
+        json_t *body = NULL, *out = NULL;
+        bool replayed = false;
+        snprintf(text, sizeof text,
+                 "{\"customer_id\":\"%s\",\"type\":\"complaint\",\"tags\":[\"billing\"],"
+                 "\"vulnerability\":[\"health\"]}",
+                 cid);
+        assert_int_equal(cd_json_parse_object(text, strlen(text), &body), CD_OK);
+        cd_alloc_fail_nth(n);
+        enum cd_err err = cd_cases_create(cs, &admin, body, NULL, &full, &out, &replayed);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        json_decref(out);
+        json_decref(body);
+        if (err == CD_OK)
+            ok++;
+        else
+            assert_int_equal(err, CD_ERR_NOMEM);
+        if (!hit)
+            break;
+    }
+    assert_int_equal(cd_store_read(store, count_cases, &after), CD_OK);
+    /* A failure after the commit (reading the answer) leaves a complete case; one before it
+     * leaves nothing: never half a case. */
+    assert_true(after - before >= ok);
+    assert_true(ok >= 1);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -897,6 +1149,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(concurrent_agents_get_distinct_cases, setup, teardown),
         cmocka_unit_test_setup_teardown(etas_come_from_similar_history, setup, teardown),
         cmocka_unit_test_setup_teardown(blind_mode_hides_value_from_agents, setup_value,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(the_sweeper_marks_breaches_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_report_counts_by_team_and_period, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_merge_moves_cases_and_their_sealed_values, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(policies_are_checked_when_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(opening_a_case_survives_every_allocation_failure, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
