@@ -242,7 +242,8 @@ static void quantiles(int64_t *v, size_t n, double q[3])
 {
     static const int ps[3] = {50, 90, 99};
 
-    qsort(v, n, sizeof *v, cmp_i64);
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_i64);
     for (int i = 0; i < 3; i++) {
         size_t r = (size_t)((ps[i] * n + 99) / 100);
         q[i] = n ? (double)v[r ? r - 1 : 0] / 1000.0 : 0;
@@ -596,7 +597,8 @@ enum cd_err cd_cases_sla_report(struct cd_cases *cs, const struct cd_cases_repor
         return cd_err_set(CD_ERR_INVALID, "'time_zone': %s", cd_err_detail());
     if ((err = cd_store_read(cs->store, report_fn, &r)) != CD_OK)
         goto out;
-    qsort(r.b, r.nb, sizeof *r.b, cmp_bucket);
+    if (r.nb > 1)
+        qsort(r.b, r.nb, sizeof *r.b, cmp_bucket);
     if ((rows = json_array()) == NULL) {
         err = CD_ERR_NOMEM;
         goto out;

@@ -39,5 +39,6 @@ int cd_cli_token(int argc, char **argv);
 int cd_cli_audit(int argc, char **argv);
 int cd_cli_backup(int argc, char **argv);
 int cd_cli_guard(int argc, char **argv);
+int cd_cli_cases(int argc, char **argv);
 
 #endif

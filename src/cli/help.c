@@ -9,6 +9,7 @@ const struct cd__cli_command cd__cli_commands[] = {
     {"token", cd_cli_token, "create, list and revoke API tokens"},
     {"audit", cd_cli_audit, "verify or export the tamper-evident audit ledger"},
     {"guard", cd_cli_guard, "check a message with the communication guard"},
+    {"cases", cd_cli_cases, "SLA reports, case lists, ETAs and sweeps, as CSV or JSON"},
     {"backup", cd_cli_backup, "copy the database consistently while it is in use"},
     {NULL, NULL, NULL},
 };
