@@ -84,7 +84,7 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy
-UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar
+UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar cases
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy
