@@ -84,12 +84,14 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy
-UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar cases
+UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention cases
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy
 UNIT_DEPS_auth   := store crypto audit policy
-UNIT_DEPS_cases  := store crypto core audit policy calendar
+UNIT_DEPS_outbox := store crypto audit policy
+UNIT_DEPS_retention := store crypto audit policy core outbox
+UNIT_DEPS_cases  := store crypto core audit policy calendar outbox
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

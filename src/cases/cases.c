@@ -635,7 +635,8 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
 {
     struct create_ctx *c = ctx;
     struct cd__case *k = &c->k;
-    bool exists = false;
+    bool merged = false;
+    enum cd_core_customer_state state;
     int64_t last_in = 0, last_out = 0;
     json_t *data = NULL;
     enum cd_err err;
@@ -643,10 +644,13 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd_core_idem_check(c->cs->core, tx, c->idem, c->replay_id)) != CD_OK ||
         c->replay_id[0])
         return err;
-    if ((err = cd_core_resolve(tx, c->customer_in, k->customer_id, &exists)) != CD_OK)
+    if ((err = cd_core_customer_resolve(tx, c->customer_in, k->customer_id, &merged, &state)) !=
+        CD_OK)
         return err;
-    if (!exists)
+    if (state == CD_CORE_CUSTOMER_UNKNOWN)
         return cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
+    if (state == CD_CORE_CUSTOMER_ERASED)
+        return cd_err_set(CD_ERR_CONFLICT, "the customer was erased");
     cd_id_new("cas", k->id);
     snprintf(k->source, sizeof k->source, "api");
     if ((err = cd__case_new(c->cs, tx, k, c->has_sens ? &c->sens : NULL, c->now)) != CD_OK)
@@ -955,14 +959,7 @@ static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd__case_store(tx, &k, false)) != CD_OK ||
         (err = cd__case_event(tx, u->a, &k, action, data, u->now)) != CD_OK)
         goto out;
-    for (int c = 0; c < CK__COUNT; c++)
-        if (((breached | b2) >> c) & 1u) {
-            json_t *d = json_pack("{s:s}", "clock", cd__case_clocks[c]);
-            err = d ? cd__case_event(tx, NULL, &k, "case.sla_breached", d, u->now) : CD_ERR_NOMEM;
-            json_decref(d);
-            if (err != CD_OK)
-                goto out;
-        }
+    err = cd__case_breaches(tx, &k, breached | b2, u->now);
 out:
     json_decref(changes);
     json_decref(data);
@@ -1037,12 +1034,7 @@ static enum cd_err link_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd__case_store(tx, &k, false)) != CD_OK ||
         (err = cd__case_event(tx, l->a, &k, "case.link", data, l->now)) != CD_OK)
         goto out;
-    for (int c = 0; c < CK__COUNT && err == CD_OK; c++)
-        if ((breached >> c) & 1u) {
-            json_t *d = json_pack("{s:s}", "clock", cd__case_clocks[c]);
-            err = d ? cd__case_event(tx, NULL, &k, "case.sla_breached", d, l->now) : CD_ERR_NOMEM;
-            json_decref(d);
-        }
+    err = cd__case_breaches(tx, &k, breached, l->now);
 out:
     json_decref(data);
     cd__case_free(&k);

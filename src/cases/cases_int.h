@@ -258,6 +258,11 @@ enum cd_err cd__case_store(struct cd_tx *tx, const struct cd__case *k, bool inse
  * when a is NULL). data: a JSON object (borrowed), the change. */
 enum cd_err cd__case_event(struct cd_tx *tx, const struct cd_actor *a, const struct cd__case *k,
                            const char *action, const json_t *data, int64_t at);
+/* Records each clock newly breached (bits, one per enum cd__clock) of k, noticed at `at`: a
+ * history row and its ledger entry, and a case.breached event on the outbox (webhooks), all
+ * in tx. */
+enum cd_err cd__case_breaches(struct cd_tx *tx, const struct cd__case *k, unsigned bits,
+                              int64_t at);
 /* Links an interaction to a case. Errors: CD_ERR_STORE. */
 enum cd_err cd__case_link(struct cd_tx *tx, const char *case_id, const char *interaction_id,
                           const char *direction, int64_t at);

@@ -117,14 +117,7 @@ static enum cd_err message_event(struct cd_tx *tx, const struct cd_core_recorded
         return CD_ERR_NOMEM;
     err = cd__case_event(tx, r->actor, k, "case.message", d, r->created_at);
     json_decref(d);
-    for (int c = 0; c < CK__COUNT && err == CD_OK; c++)
-        if ((breached >> c) & 1u) {
-            json_t *b = json_pack("{s:s}", "clock", cd__case_clocks[c]);
-            err = b ? cd__case_event(tx, NULL, k, "case.sla_breached", b, r->created_at)
-                    : CD_ERR_NOMEM;
-            json_decref(b);
-        }
-    return err;
+    return err == CD_OK ? cd__case_breaches(tx, k, breached, r->created_at) : err;
 }
 
 static enum cd_err set_status(struct cd__case *k, int to, int64_t at, json_t *changes)

@@ -77,17 +77,9 @@ static enum cd_err breach_batch(struct cd_tx *tx, void *ctx)
             k.version++;
             err = cd__case_store(tx, &k, false);
         }
-        for (int c = 0; c < CK__COUNT && err == CD_OK; c++) {
-            if (!((newly >> c) & 1u))
-                continue;
-            int64_t due = c == CK_FIRST ? k.fr_breached : c == CK_NEXT ? k.nr_breached
-                                                                        : k.rs_breached;
-            json_t *d = json_pack("{s:s,s:o}", "clock", cd__case_clocks[c], "due_at",
-                                  cd__time_json(due));
-            err = d ? cd__case_event(tx, NULL, &k, "case.sla_breached", d, s->now) : CD_ERR_NOMEM;
-            json_decref(d);
-            s->marked++;
-        }
+        if (err == CD_OK)
+            err = cd__case_breaches(tx, &k, newly, s->now);
+        s->marked += (size_t)__builtin_popcount(newly);
         cd__case_free(&k);
         if (err != CD_OK)
             return err;

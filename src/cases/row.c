@@ -5,6 +5,7 @@
 #include "audit/audit.h"
 #include "cases_int.h"
 #include "crypto/crypto.h"
+#include "outbox/outbox.h"
 #include "policy/policy.h"
 
 
@@ -285,6 +286,29 @@ out:
     json_decref(c);
     cd_free(data_s);
     cd_free(canon);
+    return err;
+}
+
+enum cd_err cd__case_breaches(struct cd_tx *tx, const struct cd__case *k, unsigned bits,
+                              int64_t at)
+{
+    enum cd_err err = CD_OK;
+
+    for (int c = 0; c < CK__COUNT && err == CD_OK; c++) {
+        if (!((bits >> c) & 1u))
+            continue;
+        /* A breach is dated by the deadline that passed, noticed at `at`. */
+        int64_t due = c == CK_FIRST ? k->fr_breached : c == CK_NEXT ? k->nr_breached
+                                                                    : k->rs_breached;
+        json_t *d = json_pack("{s:s,s:s,s:o,s:o}", "case_id", k->id, "clock",
+                              cd__case_clocks[c], "due_at", cd__time_json(due), "breached_at",
+                              cd__time_json(at));
+        if (d == NULL)
+            return CD_ERR_NOMEM;
+        if ((err = cd__case_event(tx, NULL, k, "case.sla_breached", d, at)) == CD_OK)
+            err = cd_outbox_enqueue(tx, "case.breached", CD_STR_NULL, d, NULL);
+        json_decref(d);
+    }
     return err;
 }
 

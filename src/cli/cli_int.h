@@ -15,9 +15,12 @@
 /* The environment variable naming the shared-files directory (it holds rules/). */
 #define CD_CLI_SHARE_ENV "CANDOR_SHARE_DIR"
 
+struct cd_outbox;
+
 struct cd__cli_env {
     struct cd_store *store;
     struct cd_core *core;
+    struct cd_outbox *outbox; /* events written by this process seal their personal members */
     uint8_t master[32];
 };
 

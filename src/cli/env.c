@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "cli_int.h"
 #include "crypto/crypto.h"
+#include "outbox/outbox.h"
 
 enum cd_err cd__cli_data_dir_check(const char *data_dir)
 {
@@ -114,7 +115,8 @@ enum cd_err cd__cli_env_open_url(const char *data_dir, const char *url,
         return err;
     if ((err = cd_store_open_with(url, opts, &env->store)) != CD_OK)
         goto fail;
-    if ((err = cd_core_open(env->store, env->master, &env->core)) != CD_OK)
+    if ((err = cd_outbox_open(env->store, env->master, &env->outbox)) != CD_OK ||
+        (err = cd_core_open(env->store, env->master, &env->core)) != CD_OK)
         goto fail;
     return CD_OK;
 fail:
@@ -125,10 +127,13 @@ fail:
 void cd__cli_env_close(struct cd__cli_env *env)
 {
     cd_core_close(env->core);
+    /* Every write of this process has returned by now (the server stops first). */
+    cd_outbox_close(env->outbox);
     cd_store_close(env->store);
     cd_crypto_wipe(env->master, sizeof env->master);
     env->core = NULL;
     env->store = NULL;
+    env->outbox = NULL;
 }
 
 enum cd_err cd__cli_write_secret_file(const char *path, const char *text)

@@ -162,6 +162,93 @@ static enum cd_err text_row(void *ctx, const struct cd_val *cols, size_t n)
     return CD_OK;
 }
 
+struct state_row {
+    bool found;
+    char merged_into[CD_ID_MAX];
+    bool erased;
+};
+
+static enum cd_err state_row_fn(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct state_row *r = ctx;
+
+    r->found = true;
+    cd__core_col_text(cols[0], r->merged_into, CD_ID_MAX);
+    r->erased = cols[1].type != CD_VAL_NULL;
+    return CD_OK;
+}
+
+static enum cd_err customer_state(struct cd_tx *tx, const char *id, struct state_row *r)
+{
+    struct cd_val p[] = {CD_VCSTR(id)};
+
+    memset(r, 0, sizeof *r);
+    return cd_tx_exec(tx, "SELECT merged_into, erased_at FROM customers WHERE id = $1", p, 1,
+                      state_row_fn, r, NULL);
+}
+
+enum cd_err cd_core_customer_resolve(struct cd_tx *tx, struct cd_str id,
+                                     char resolved[CD_ID_MAX], bool *merged,
+                                     enum cd_core_customer_state *state)
+{
+    struct state_row r;
+    char cur[CD_ID_MAX];
+    enum cd_err err;
+
+    resolved[0] = '\0';
+    *merged = false;
+    *state = CD_CORE_CUSTOMER_UNKNOWN;
+    if (!cd_id_valid(id, "cus"))
+        return CD_OK;
+    memcpy(cur, id.p, id.len);
+    cur[id.len] = '\0';
+    if ((err = customer_state(tx, cur, &r)) != CD_OK || !r.found)
+        return err;
+    /* merged_into always names the final survivor (see cd__core_resolve): one hop. */
+    if (r.merged_into[0]) {
+        *merged = true;
+        snprintf(cur, sizeof cur, "%s", r.merged_into);
+        if ((err = customer_state(tx, cur, &r)) != CD_OK)
+            return err;
+        if (!r.found)
+            return cd_err_set(CD_ERR_INTERNAL, "a merge names a survivor that does not exist");
+    }
+    snprintf(resolved, CD_ID_MAX, "%s", cur);
+    *state = r.erased ? CD_CORE_CUSTOMER_ERASED : CD_CORE_CUSTOMER_LIVE;
+    return CD_OK;
+}
+
+static enum cd_err merged_id_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    (void)n;
+    json_t *s = json_stringn(cols[0].p, cols[0].len);
+    return s && json_array_append_new(ctx, s) == 0 ? CD_OK : CD_ERR_NOMEM;
+}
+
+enum cd_err cd_core_customer_merged_ids(struct cd_tx *tx, struct cd_str survivor, json_t **ids)
+{
+    json_t *a = json_array();
+    struct cd_val p[] = {CD_VTEXT(survivor)};
+    enum cd_err err;
+
+    if (a == NULL)
+        return CD_ERR_NOMEM;
+    /* The merges table keeps each merge as it happened (A into B, then B into C), so the
+     * customers behind C are found by following it back; merges are few. */
+    if ((err = cd_tx_exec(tx,
+                          "WITH RECURSIVE behind(id) AS ("
+                          " SELECT merged_id FROM merges WHERE survivor_id = $1"
+                          " UNION SELECT m.merged_id FROM merges m JOIN behind b"
+                          " ON m.survivor_id = b.id)"
+                          " SELECT id FROM behind ORDER BY id",
+                          p, 1, merged_id_row, a, NULL)) != CD_OK) {
+        json_decref(a);
+        return err;
+    }
+    *ids = a;
+    return CD_OK;
+}
+
 struct idem_row {
     bool found;
     uint8_t hash[32];
@@ -249,12 +336,6 @@ enum cd_err cd__core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_
 }
 
 /* ---- for other modules ---- */
-
-enum cd_err cd_core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_MAX],
-                            bool *exists)
-{
-    return cd__core_resolve(tx, id, out, exists);
-}
 
 struct facts_row {
     char *customer_id, *direction;

@@ -158,11 +158,6 @@ enum cd_err cd_core_vault_unseal(const struct cd_core_vault *v, const char *fiel
 
 /* ---- for other modules, inside their own transactions ---- */
 
-/* Resolves a customer id through merges to the surviving customer, inside tx: *exists false
- * when no customer has the id (out is then untouched). Errors: CD_ERR_STORE. */
-enum cd_err cd_core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_MAX],
-                            bool *exists);
-
 /* An interaction's customer (as stored: a merge moves interactions to the survivor), its
  * direction ("inbound"/"outbound", at least 9 bytes) and when it occurred, inside tx.
  * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE. */
@@ -237,6 +232,26 @@ enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, 
 enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
                                    struct cd_str survivor, struct cd_str merged, unsigned fields,
                                    json_t **out);
+
+/* ---- customers as other modules see them inside their transactions ---- */
+
+enum cd_core_customer_state {
+    CD_CORE_CUSTOMER_UNKNOWN, /* no customer has this id (or it is malformed) */
+    CD_CORE_CUSTOMER_LIVE,
+    CD_CORE_CUSTOMER_ERASED, /* crypto-shredded: the id and the record of what happened stay */
+};
+
+/* Resolves id through merges inside tx: *state says whether a customer has the id, and
+ * resolved gets the id of the customer it now is (the survivor when it was merged, else id
+ * itself; "" when unknown) and *merged whether that differs. Errors: CD_ERR_STORE. */
+enum cd_err cd_core_customer_resolve(struct cd_tx *tx, struct cd_str id,
+                                     char resolved[CD_ID_MAX], bool *merged,
+                                     enum cd_core_customer_state *state);
+
+/* The ids of every customer merged into survivor, directly or through earlier merges, as a
+ * new JSON array of strings (empty when none) the caller owns. Errors: CD_ERR_STORE,
+ * CD_ERR_NOMEM. */
+enum cd_err cd_core_customer_merged_ids(struct cd_tx *tx, struct cd_str survivor, json_t **ids);
 
 /* ---- possible duplicates ---- */
 

@@ -165,6 +165,14 @@ enum cd_err cd__http_agents_put(struct cd_req *r);
 enum cd_err cd__http_sla_policies(struct cd_req *r);
 enum cd_err cd__http_sla_report(struct cd_req *r);
 
+/* Legal holds (h_retention.c). */
+enum cd_err cd__http_holds_list(struct cd_req *r);
+enum cd_err cd__http_hold_create(struct cd_req *r);
+enum cd_err cd__http_hold_release(struct cd_req *r);
+
+/* The outbox and webhooks (h_webhooks.c). */
+enum cd_err cd__http_event_types(struct cd_req *r);
+
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);
 enum cd_err cd__http_guard_reload(struct cd_req *r);

@@ -15,6 +15,8 @@
 #define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
 #define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 #define SUPERVISION (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR))
+/* Legal holds: those who answer for keeping data (compliance) and those who run the teams. */
+#define HOLDERS (SUPERVISION | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 
 unsigned cd__http_fields(const struct cd_req *r)
 {
@@ -447,6 +449,11 @@ const struct cd_route cd__http_routes[] = {
      JSN, "restrictCustomer"},
     {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PUR, "getTimeline"},
     {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PUR, "getAccessLog"},
+    /* legal holds: handlers in h_retention.c */
+    {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds"},
+    {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold"},
+    {"POST", "/v1/customers/{id}/holds/{hold_id}/release", cd__http_hold_release, HOLDERS, JSN,
+     "releaseHold"},
     {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PUR,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
@@ -478,6 +485,8 @@ const struct cd_route cd__http_routes[] = {
     {"PUT", "/v1/agents/{id}", cd__http_agents_put, SUPERVISION, JSN, "putAgent"},
     {"GET", "/v1/sla-policies", cd__http_sla_policies, READERS, 0, "listSlaPolicies"},
     {"GET", "/v1/sla-report", cd__http_sla_report, OVERSIGHT | SUPERVISION, 0, "getSlaReport"},
+    /* outbox and webhooks: handlers in h_webhooks.c */
+    {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},
     /* audit ledger: handlers in h_audit.c */
     {"GET", "/v1/audit", cd__http_audit_list, OVERSIGHT, 0, "listAuditEvents"},
     {"POST", "/v1/audit/verify", cd__http_audit_verify, OVERSIGHT, 0, "verifyAudit"},

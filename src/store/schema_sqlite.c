@@ -143,7 +143,62 @@ const char *const cd__store_sqlite_migrations[] = {
     "UPDATE interactions SET legacy_seal = 1 WHERE subject IS NOT NULL OR body IS NOT NULL"
     " OR metadata IS NOT NULL OR thread IS NOT NULL;"
     "CREATE INDEX interactions_legacy_seal ON interactions(id) WHERE legacy_seal IS NOT NULL;",
-    /* 12: core, cases (src/cases) — complaints and service levels.
+    /* 12: outbox, retention — the durable outbox of events (written in the transaction of
+     * the change that causes it; the members the event table marks personal are sealed in
+     * `personal`), webhook subscriptions (their signing secret sealed under a key derived from
+     * the master key), one delivery row per event and subscription (the worker claims a row by
+     * moving next_at past a lease, so a crash leaves it due again; only the oldest pending
+     * delivery of a subscription and customer is due, which keeps each customer's events in
+     * order), the recipients a customer's data goes to and the notices they were sent
+     * (GDPR Art. 19), legal holds, and the retention runs (their counts, bound to the run's
+     * ledger entry by its digest). */
+    "CREATE TABLE outbox_events("
+    "  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,"
+    "  customer_id TEXT, created_at INTEGER NOT NULL, payload TEXT NOT NULL, personal BLOB);"
+    "CREATE INDEX outbox_events_by_customer ON outbox_events(customer_id, seq);"
+    "CREATE INDEX outbox_events_by_time ON outbox_events(created_at);"
+    "CREATE TABLE webhook_subscriptions("
+    "  id TEXT PRIMARY KEY, url TEXT NOT NULL, description TEXT NOT NULL, events TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL, secret BLOB NOT NULL, status TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, created_by TEXT NOT NULL,"
+    "  deleted_at INTEGER);"
+    "CREATE TABLE webhook_deliveries("
+    "  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, event_seq INTEGER NOT NULL,"
+    "  subscription_id TEXT NOT NULL, customer_id TEXT, status TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL, next_at INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  claimed_at INTEGER, finished_at INTEGER, last_status INTEGER, last_error TEXT);"
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX webhook_deliveries_order ON webhook_deliveries(subscription_id, customer_id, seq)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries(status, finished_at);"
+    "CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries(event_seq);"
+    "CREATE TABLE recipients("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, subscription_id TEXT,"
+    "  contact TEXT, purposes TEXT NOT NULL, categories TEXT NOT NULL, scope TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, removed_at INTEGER);"
+    "CREATE TABLE recipient_customers("
+    "  recipient_id TEXT NOT NULL, customer_id TEXT NOT NULL, since INTEGER NOT NULL,"
+    "  PRIMARY KEY(recipient_id, customer_id));"
+    "CREATE INDEX recipient_customers_by_customer ON recipient_customers(customer_id);"
+    "CREATE TABLE recipient_notices("
+    "  id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL, customer_id TEXT NOT NULL,"
+    "  event_id TEXT NOT NULL, event_type TEXT NOT NULL, request_id TEXT,"
+    "  delivery_id TEXT, status TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  told_at INTEGER, told_by TEXT, note TEXT);"
+    "CREATE INDEX recipient_notices_by_customer ON recipient_notices(customer_id, created_at);"
+    "CREATE INDEX recipient_notices_by_request ON recipient_notices(request_id);"
+    "CREATE INDEX recipient_notices_by_delivery ON recipient_notices(delivery_id);"
+    "CREATE TABLE legal_holds("
+    "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, reason TEXT NOT NULL,"
+    "  legal_basis TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,"
+    "  expires_at INTEGER, released_at INTEGER, released_by TEXT, release_reason TEXT);"
+    "CREATE INDEX legal_holds_by_customer ON legal_holds(customer_id, created_at);"
+    "CREATE TABLE retention_runs("
+    "  id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
+    "  dry_run INTEGER NOT NULL, started_by TEXT NOT NULL, counts TEXT NOT NULL,"
+    "  audit_seq INTEGER);",
+    /* 13: core, cases (src/cases) — complaints and service levels.
      * core: a new interaction learns the earlier interactions of its thread (the case they
      * belong to continues) by the thread's keyed hash; only threaded rows are in the index.
      * cases: one row per case, its clocks as columns (first response fr_, next response nr_,

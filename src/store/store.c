@@ -64,6 +64,7 @@ struct cd_store {
     struct cd_store_stats stats;
     /* Writer thread only: changes at every BEGIN, ROLLBACK and ROLLBACK TO (cd_tx_epoch). */
     uint64_t epoch;
+    void *services[CD_STORE_SERVICE__COUNT]; /* cd_store_service_set, atomic accesses */
 };
 
 const double cd_store_commit_bucket_le[16] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -85,6 +86,16 @@ void cd_store_fault_nth_exec(long n)
 struct cd_store *cd_tx_store(struct cd_tx *tx)
 {
     return tx->store;
+}
+
+void cd_store_service_set(struct cd_store *s, enum cd_store_service which, void *p)
+{
+    __atomic_store_n(&s->services[which], p, __ATOMIC_RELEASE);
+}
+
+void *cd_store_service(struct cd_store *s, enum cd_store_service which)
+{
+    return __atomic_load_n(&s->services[which], __ATOMIC_ACQUIRE);
 }
 
 uint64_t cd_tx_epoch(struct cd_tx *tx)

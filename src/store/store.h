@@ -194,6 +194,16 @@ uint64_t cd_tx_epoch(struct cd_tx *tx);
 /* The store this transaction belongs to. */
 struct cd_store *cd_tx_store(struct cd_tx *tx);
 
+/* Services a write function reaches through its transaction: a module whose functions run
+ * inside other modules' writes and need state of their own (the outbox seals personal
+ * members with a key) finds it here rather than in a process-wide variable, so two stores in
+ * one process keep theirs apart. The store only keeps the pointer. Set once when the service
+ * opens and cleared when it closes (NULL), before and after the writes that use it. */
+enum cd_store_service { CD_STORE_SERVICE_OUTBOX, CD_STORE_SERVICE__COUNT };
+void cd_store_service_set(struct cd_store *s, enum cd_store_service which, void *p);
+/* The pointer set for which, or NULL. Any thread. */
+void *cd_store_service(struct cd_store *s, enum cd_store_service which);
+
 /* True if the database answers a trivial query (for /readyz). */
 bool cd_store_ping(struct cd_store *s);
 

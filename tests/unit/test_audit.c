@@ -571,6 +571,9 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
     /* Migrations after 6 run again on reopening: what they made is undone first (the last
      * migration's first). */
     static const char *const undo[] = {
+        "DROP TABLE outbox_events", "DROP TABLE webhook_subscriptions",
+        "DROP TABLE webhook_deliveries", "DROP TABLE recipients", "DROP TABLE recipient_customers",
+        "DROP TABLE recipient_notices", "DROP TABLE legal_holds", "DROP TABLE retention_runs",
         "DROP INDEX interactions_legacy_seal", "ALTER TABLE interactions DROP COLUMN legacy_seal",
         "ALTER TABLE consent_events DROP COLUMN audit_seq",
         "DROP TABLE identity_links", "DROP TABLE identity_reindex",

@@ -891,6 +891,12 @@ static size_t listed(const char *sla)
     return n;
 }
 
+static enum cd_err count_breach_events(struct cd_tx *tx, void *ctx)
+{
+    return cd_tx_int(tx, "SELECT count(*) FROM outbox_events WHERE type = 'case.breached'", NULL,
+                     0, ctx);
+}
+
 static void the_sweeper_marks_breaches_once(void **state)
 {
     char *cid = new_customer();
@@ -937,6 +943,10 @@ static void the_sweeper_marks_breaches_once(void **state)
                            "case.sla_breached") == 0;
     assert_int_equal(breaches, 2);
     json_decref(ev);
+    /* Each breach is also an event on the outbox, for webhooks. */
+    int64_t outboxed = 0;
+    assert_int_equal(cd_store_read(store, count_breach_events, &outboxed), CD_OK);
+    assert_int_equal(outboxed, 2);
     assert_int_equal(listed("breached"), 1);
     /* The figures for /metrics, from the sweep. */
     struct cd_buf m = CD_BUF_INIT(1 << 20);
