@@ -573,6 +573,14 @@ enum cd_err cd_cases_agent_list(struct cd_cases *cs, json_t **out)
 
 /* ---- the queue ---- */
 
+/* What the queue order needs of a waiting case: the whole row is read only for the case
+ * chosen, so a scan past cases the agent lacks the skills for stays cheap. */
+struct cand {
+    char id[CD_ID_MAX], skill[CD__CASES_NAME_MAX];
+    int64_t rank;
+    int priority;
+};
+
 struct next_ctx {
     struct cd_cases *cs;
     const struct cd_actor *a;
@@ -580,27 +588,33 @@ struct next_ctx {
     bool claim;
     int64_t now;
     struct agent g;
-    struct cd__case k;         /* the case served */
+    struct cd__case k;         /* the case served (loaded once chosen) */
+    struct cand best;          /* the case chosen so far */
     bool found;
     long waiting;              /* cases waiting in the agent's teams (a preview counts them) */
     long skipped_skill;        /* ahead of it, but needing a skill the agent lacks */
     /* candidates of the team being read */
-    struct cd__case *cand;
+    struct cand *cand;
     size_t ncand;
 };
 
 static enum cd_err cand_row(void *ctx, const struct cd_val *c, size_t n)
 {
     struct next_ctx *x = ctx;
-    struct cd__case_read r = {x->cs, &x->cand[x->ncand], false};
-    enum cd_err err;
+    struct cand *k = &x->cand[x->ncand];
 
+    (void)n;
     if (x->ncand == SCAN_MAX)
         return CD_OK;
-    cd_buf_reset(&x->cand[x->ncand].sealed);
-    if ((err = cd__case_row(&r, c, n)) == CD_OK)
-        x->ncand++;
-    return err;
+    snprintf(k->id, sizeof k->id, "%.*s", (int)c[0].len, (const char *)c[0].p);
+    if (c[1].type == CD_VAL_TEXT)
+        snprintf(k->skill, sizeof k->skill, "%.*s", (int)c[1].len, (const char *)c[1].p);
+    else
+        k->skill[0] = '\0';
+    k->rank = c[2].i;
+    k->priority = (int)c[3].i;
+    x->ncand++;
+    return CD_OK;
 }
 
 static bool has_skill(const struct agent *g, const char *skill)
@@ -613,17 +627,12 @@ static bool has_skill(const struct agent *g, const char *skill)
     return false;
 }
 
-/* The rank the cases_queue index orders by (row.c writes it the same way). */
-static int64_t queue_rank(const struct cd__case *k)
+/* Earlier in the queue: earlier deadline (the cases_queue index's rank, written by row.c),
+ * then more urgent, then older (ids follow time). */
+static bool before(const struct cand *a, const struct cand *b)
 {
-    return k->queue_due ? k->queue_due : CD__CASES_MS_NEVER;
-}
-
-/* Earlier in the queue: earlier deadline, then more urgent, then older (ids follow time). */
-static bool before(const struct cd__case *a, const struct cd__case *b)
-{
-    if (queue_rank(a) != queue_rank(b))
-        return queue_rank(a) < queue_rank(b);
+    if (a->rank != b->rank)
+        return a->rank < b->rank;
     if (a->priority != b->priority)
         return a->priority < b->priority;
     return strcmp(a->id, b->id) < 0;
@@ -632,11 +641,12 @@ static bool before(const struct cd__case *a, const struct cd__case *b)
 /* One team's waiting cases in queue order, after (rank, priority, id), a batch at a time. */
 #define SCAN_MAX_TEXT "64"
 static const char QUEUE_NEXT[] =
-    "SELECT " CD__CASE_COLS " FROM cases WHERE queued = 1 AND team = $1 AND (queue_rank > $2 OR"
+    "SELECT id, skill, queue_rank, priority FROM cases WHERE queued = 1 AND team = $1 AND"
+    " (queue_rank > $2 OR"
     " (queue_rank = $2 AND (priority > $3 OR (priority = $3 AND id > $4))))"
     " ORDER BY queue_rank, priority, id LIMIT " SCAN_MAX_TEXT;
 
-/* The best case of one team for agent g into x->k (when better than what x holds). Reads
+/* The best case of one team for agent g into x->best (when better than what x holds). Reads
  * in queue order (the cases_queue index) and stops at the first case the agent may take. */
 static enum cd_err best_of_team(struct next_ctx *x, struct cd_tx *tx, const char *team)
 {
@@ -645,14 +655,12 @@ static enum cd_err best_of_team(struct next_ctx *x, struct cd_tx *tx, const char
     enum cd_err err;
 
     if (!x->claim) {
-        /* How many wait: a count over the team's queue, for a preview only (a claim must stay
-         * an index probe). */
-        int64_t n = 0;
-        struct cd_val cnt[] = {CD_VCSTR(team)};
-        if ((err = cd_tx_int(tx, "SELECT count(*) FROM cases WHERE queued = 1 AND team = $1",
-                             cnt, 1, &n)) != CD_OK)
+        /* How many wait, for a preview only (a claim stays an index probe): the sweeper's
+         * count when it is recent, else a count over the team's queue. */
+        long n = 0;
+        if ((err = cd__queue_len(x->cs, tx, team, &n)) != CD_OK)
             return err;
-        x->waiting += (long)n;
+        x->waiting += n;
     }
     for (;;) {
         x->ncand = 0;
@@ -660,27 +668,22 @@ static enum cd_err best_of_team(struct next_ctx *x, struct cd_tx *tx, const char
         if ((err = cd_tx_exec(tx, QUEUE_NEXT, p, 4, cand_row, x, NULL)) != CD_OK)
             return err;
         for (size_t i = 0; i < x->ncand; i++) {
-            struct cd__case *c = &x->cand[i];
-            if (x->found && !before(c, &x->k))
+            const struct cand *c = &x->cand[i];
+            if (x->found && !before(c, &x->best))
                 return CD_OK; /* another team's case comes first */
             if (!has_skill(&x->g, c->skill)) {
                 x->skipped_skill++;
                 continue;
             }
-            struct cd_buf keep = x->k.sealed;
-            x->k = *c;
-            x->k.sealed = keep;
-            cd_buf_reset(&x->k.sealed);
+            x->best = *c;
             x->found = true;
-            if (c->sealed.len)
-                return cd_buf_append(&x->k.sealed, c->sealed.p, c->sealed.len);
             return CD_OK;
         }
         if (x->ncand < SCAN_MAX)
             return CD_OK;
         /* A whole batch needed skills the agent lacks: read on after the last one. */
-        const struct cd__case *e = &x->cand[x->ncand - 1];
-        rank = queue_rank(e);
+        const struct cand *e = &x->cand[x->ncand - 1];
+        rank = e->rank;
         prio = e->priority;
         snprintf(last, sizeof last, "%s", e->id);
     }
@@ -708,10 +711,12 @@ static enum cd_err next_fn(struct cd_tx *tx, void *ctx)
     for (size_t t = 0; t < x->g.nteams; t++)
         if ((err = best_of_team(x, tx, x->g.teams[t])) != CD_OK)
             return err;
-    if (!x->found || !x->claim)
+    if (!x->found)
         return CD_OK;
-    /* The claim: only if still unassigned, in this transaction. */
     struct cd__case *k = &x->k;
+    if ((err = cd__case_load(x->cs, tx, cd_str_c(x->best.id), k)) != CD_OK || !x->claim)
+        return err;
+    /* The claim: only if still unassigned, in this transaction. */
     int from = k->status;
     snprintf(k->assignee, sizeof k->assignee, "%s", x->g.id);
     if (k->status == CS_NEW &&
@@ -730,7 +735,8 @@ static enum cd_err next_fn(struct cd_tx *tx, void *ctx)
         return err;
     if (changed != 1)
         return cd_err_set(CD_ERR_CONFLICT, "the case was taken meanwhile; ask again");
-    json_t *d = json_pack("{s:s,s:o}", "assignee", x->g.id, "deadline", cd__time_json(k->queue_due));
+    json_t *d = json_pack("{s:s,s:o}", "assignee", x->g.id, "deadline",
+                          cd__time_json(k->queue_due));
     if (d == NULL)
         return CD_ERR_NOMEM;
     if ((err = cd__case_store(tx, k, false)) == CD_OK)
@@ -802,11 +808,10 @@ enum cd_err cd_cases_queue_next(struct cd_cases *cs, const struct cd_actor *a,
         err = CD_ERR_NOMEM;
         goto out;
     }
-    for (size_t i = 0; i < SCAN_MAX; i++)
-        cd__case_init(&x.cand[i]);
     /* A lost race (another server claimed it first) is retried with the next case. */
     for (int attempt = 0; attempt < 5; attempt++) {
-        err = claim ? cd_store_write(cs->store, next_fn, &x) : cd_store_read(cs->store, next_fn, &x);
+        err = claim ? cd_store_write(cs->store, next_fn, &x)
+                    : cd_store_read(cs->store, next_fn, &x);
         if (err != CD_ERR_CONFLICT || !x.g.found || !x.g.active)
             break;
     }
@@ -827,8 +832,6 @@ enum cd_err cd_cases_queue_next(struct cd_cases *cs, const struct cd_actor *a,
 out:
     json_decref(c);
     cd__case_free(&x.k);
-    for (size_t i = 0; x.cand && i < SCAN_MAX; i++)
-        cd__case_free(&x.cand[i]);
     cd_free(x.cand);
     return err;
 }

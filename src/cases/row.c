@@ -373,7 +373,8 @@ out:
 
 static void sensitive_from(struct cd__sensitive *s, const json_t *o)
 {
-    json_t *flags = json_object_get(o, "vulnerability"), *val = json_object_get(o, "customer_value");
+    json_t *flags = json_object_get(o, "vulnerability");
+    json_t *val = json_object_get(o, "customer_value");
     const char *t;
 
     for (size_t i = 0; i < json_array_size(flags); i++) {
