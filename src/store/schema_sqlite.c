@@ -206,8 +206,9 @@ const char *const cd__store_sqlite_migrations[] = {
      * breached lists are index ranges: queue_due is the earliest deadline of a running clock,
      * watch_at the earliest not yet marked breached (the sweeper's next look), queue_rank
      * orders the cases waiting for an agent (queued = 1): queue_due, or a time after every
-     * deadline when no clock runs (NULL sorts first in SQLite and last in PostgreSQL). sla keeps the policy that applied, as JSON. sealed
-     * holds what is sensitive (vulnerability flags, customer value) sealed for the customer.
+     * deadline when no clock runs (NULL sorts first in SQLite and last in PostgreSQL). sla
+     * keeps the policy that applied, as JSON. sealed holds what is sensitive (vulnerability
+     * flags, customer value) sealed for the customer.
      * case_events is the case's history, each row bound to its ledger entry (audit_seq, the
      * entry's data_sha256 is the digest of the row). case_agents are the people the queue
      * serves (teams and skills). ETAs read resolved cases by type (cases_resolved). */

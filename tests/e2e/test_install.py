@@ -16,8 +16,8 @@ from e2e_util import plain_req, plain_server
 from harness import ROOT
 
 PREFIX = "/usr/local"
-PAGES = ["candor", "candor-audit", "candor-backup", "candor-guard", "candor-init",
-         "candor-serve", "candor-token"]
+PAGES = ["candor", "candor-audit", "candor-backup", "candor-cases", "candor-guard",
+         "candor-init", "candor-serve", "candor-token"]
 
 
 def make(*args):
