@@ -16,6 +16,8 @@
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
 #      summary).
+#   7. Cases: the queue with 100,000 open cases and 50 agents, the SLA report over 1M cases,
+#      each against plain SQL on the same data (bench_cases).
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
 # Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
 set -u
@@ -416,6 +418,29 @@ for b in "bench_ingest_overhead $AUDIT_ROWS $AUDIT_RUNS 64 $TMP" "bench_audit_ve
     fi
 done
 # ---- end of 6 ------------------------------------------------------------------------------
+
+# ---- 7. cases: the queue and the SLA report against plain SQL ------------------------------
+# In process, one invocation: 100,000 open cases and 50 agents asking at once (p50/p99 of the
+# queue's choice and claim against a plain indexed query on the same file), then the SLA
+# report over a year of 1M cases against the same aggregation in raw SQL (medians of 3).
+say ""
+say "== 7. cases: the queue (100,000 open cases, 50 agents) and the SLA report (1M cases)"
+CASES_ARGS="100000 50 1000000 $TMP"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then CASES_ARGS="20000 50 100000 $TMP"; fi
+if [ -x build/bench/bench_cases ]; then
+    settle
+    cmd "timeout 1800 build/bench/bench_cases $CASES_ARGS"
+    timeout 1800 build/bench/bench_cases $CASES_ARGS 2>&1 | grep -v '^{' | tee "$TMP/bench_cases.out"
+    if [ "${PIPESTATUS[0]}" = 0 ]; then
+        grep -E '^  (preview|take|report)|^ratio' "$TMP/bench_cases.out" | sed 's/^  //' |
+            while IFS= read -r l; do row "(7) bench_cases" "$l"; done
+    else
+        row "(7) bench_cases" "FAILED (see above)"
+    fi
+else
+    row "(7) bench_cases" "not built"
+fi
+# ---- end of 7 ------------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""
