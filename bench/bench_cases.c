@@ -507,9 +507,9 @@ static void bench_report(const char *dir, int ncases)
 
 int main(int argc, char **argv)
 {
-    int nopen = argc > 1 ? atoi(argv[1]) : 100000;
-    int nagents = argc > 2 ? atoi(argv[2]) : 50;
-    int nreport = argc > 3 ? atoi(argv[3]) : 1000000;
+    int nopen = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 100000;
+    int nagents = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 50;
+    int nreport = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 1000000;
     const char *dir = argc > 4 ? argv[4] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 
     if (nopen < 1 || nagents < 1 || nagents > MAX_AGENTS || nreport < 0) {
