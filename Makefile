@@ -99,9 +99,10 @@ build/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $$(call unit_objs,$$*)
 	$(CC) $(CFLAGS_ASAN) -Wno-missing-prototypes -Itests/unit -o $@ $< $(call unit_objs,$*) \
 	    $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+# -MMD here only: the drivers' own link step would leave a .d beside each binary.
 build/fuzz/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CFLAGS_FUZZ) -c -o $@ $<
+	$(FUZZ_CC) $(CFLAGS_FUZZ) -MMD -MP -c -o $@ $<
 
 build/fuzz/libcandor.a: $(LIBOBJS_FUZZ)
 	@rm -f $@

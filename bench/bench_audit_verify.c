@@ -71,7 +71,7 @@ static enum cd_err append_batch(struct cd_tx *tx, void *ctx)
                                 "integration", "bench loader", "service",
                                 "req_01BENCHBENCHBENCHBENCHBENCH", "cus_01BENCHBENCHBENCHBENCHBENCH",
                                 "int_01BENCHBENCHBENCHBENCHBENCH", "contact,conversation", NULL,
-                                NULL};
+                                NULL, NULL, NULL};
     struct cd_audit_event read = ev;
     enum cd_err err = CD_OK;
 

@@ -65,9 +65,10 @@ static enum cd_err canonical_head(const struct cd_audit_event *ev, struct cd_buf
              {"actor_role", ev->actor_role},   {"actor_token", ev->actor_token},
              {"categories", ev->categories},   {"customer_id", ev->customer_id},
              {"data_sha256", ev->data_sha256}, {"outcome", ev->outcome},
-             {"purpose", ev->purpose},
-             {"reason", ev->reason},           {"request_id", ev->request_id},
-             {"resource_id", ev->resource_id}};
+             {"override_reason", ev->override_reason},
+             {"purpose", ev->purpose},         {"reason", ev->reason},
+             {"request_id", ev->request_id},   {"resource_id", ev->resource_id},
+             {"rules", ev->rules}};
     enum cd_err err;
 
     /* One allocation for a typical event (about 300 bytes) instead of a few reallocations. */

@@ -41,6 +41,8 @@ struct cd_audit_event {
     /* 64 hex digits: the SHA-256 of the canonical form of the record the event wrote (a
      * consent event), binding that row to this entry; see the owner of the record. */
     const char *data_sha256;
+    const char *rules;       /* guard rule ids behind a block, mismatch or override, "A,B" */
+    const char *override_reason; /* a supervisor's reason for an override (masked by the guard) */
 };
 
 /* Appends ev inside tx; *seq (may be NULL) receives its sequence number (1-based).
@@ -87,7 +89,8 @@ struct cd_audit_query {
 enum cd_err cd_audit_list(struct cd_store *s, const struct cd_audit_query *q, json_t **out);
 
 /* The customer-visible access log: who (role, name), when, why, which categories, built from
- * the ledger's read events for that customer. {"items":[...],"next_cursor"}. */
+ * the ledger's read events for that customer and the refused attempts on their data
+ * (access.denied). {"items":[...],"next_cursor"}. */
 enum cd_err cd_audit_access_log(struct cd_store *s, struct cd_str customer_id, struct cd_str cursor,
                                 int limit, json_t **out);
 

@@ -77,13 +77,15 @@ enum cd_err cd__audit_heads_open(const char *path, int *fd, struct cd_audit_sth 
                                  bool *have_last);
 enum cd_err cd__audit_heads_append(int fd, const struct cd_audit_sth *heads, size_t n);
 
-/* The customer's access log, newest first: $2 the customer, $1 the seq to start below, $7 the
- * limit. Its terms "customer_id = $2" and "action LIKE '%.read'" stand as they are so that
- * SQLite walks the partial index audit_reads_by_customer (migration 8), not the whole ledger;
+/* The customer's access log, newest first: their reads and the refused attempts on their
+ * data; $2 the customer, $1 the seq to start below, $7 the limit. Its terms "customer_id = $2"
+ * and "(action LIKE '%.read' OR action = 'access.denied')" stand as they are so that SQLite
+ * walks the partial index audit_access_by_customer (migration 13), not the whole ledger;
  * tests/unit/test_audit.c checks the plan. */
 #define CD__AUDIT_ACCESS_LOG_SQL                                                               \
     "SELECT seq, entry, hash, ts, customer_id, action, actor_token FROM audit_events"          \
     " WHERE customer_id = $2"                                                                   \
-    " AND action LIKE '%.read' AND seq < $1 ORDER BY seq DESC LIMIT $7"
+    " AND (action LIKE '%.read' OR action = 'access.denied') AND seq < $1"                     \
+    " ORDER BY seq DESC LIMIT $7"
 
 #endif

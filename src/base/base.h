@@ -38,6 +38,7 @@ enum cd_err {
     CD_ERR_PURPOSE_DENIED,     /* the purpose is not permitted here (policy, restriction) */
     CD_ERR_CONSENT_DENIED,     /* the consent engine said deny */
     CD_ERR_GUARD_BLOCKED,      /* the communication guard blocked a message */
+    CD_ERR_PURPOSE_MISMATCH,   /* a message's content does not fit its declared purpose */
     CD_ERR_UNSUPPORTED,        /* e.g. a media type we do not accept */
     CD_ERR_STORE,              /* the database failed (I/O error, disk full, corrupt) */
     CD_ERR_BUSY,               /* the database or a queue is temporarily unavailable */

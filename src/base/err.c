@@ -18,6 +18,7 @@ static const char *const names[CD_ERR__COUNT] = {
     [CD_ERR_PURPOSE_DENIED] = "purpose-not-permitted",
     [CD_ERR_CONSENT_DENIED] = "consent-denied",
     [CD_ERR_GUARD_BLOCKED] = "guard-blocked",
+    [CD_ERR_PURPOSE_MISMATCH] = "purpose-mismatch",
     [CD_ERR_UNSUPPORTED] = "unsupported",
     [CD_ERR_STORE] = "store",
     [CD_ERR_BUSY] = "busy",

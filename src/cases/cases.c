@@ -418,26 +418,20 @@ static enum cd_err sensitive_members(const json_t *body, struct cd__sensitive *s
 
 /* ---- reads, and recording them ---- */
 
-/* Records a read of k's customer beyond reference fields (categories per view). */
+/* A read of the case's customer beyond reference fields (categories per view): checked by
+ * core's read gate (a restriction of processing, or missing consent for the purpose, refuses
+ * it and is recorded) and recorded durably before the data leaves. */
 static enum cd_err record_read(struct cd_cases *cs, const struct cd_actor *a,
-                               const char *customer_id, const char *case_id,
-                               const struct cd_cases_view *v)
+                               const char *customer_id, const struct cd_cases_view *v)
 {
+    char resolved[CD_ID_MAX];
+
     if (a == NULL || !(v->fields & ~CD_FIELDS_REFERENCE))
         return CD_OK;
-    struct cd_audit_event ev = {.action = "case.read",
-                                .outcome = "ok",
-                                .actor_token = a->token_id,
-                                .actor_role = a->role,
-                                .actor_name = a->name,
-                                .purpose = a->purpose,
-                                .request_id = a->request_id,
-                                .customer_id = customer_id,
-                                .resource_id = case_id,
-                                .categories = cd_policy_categories(v->fields &
-                                                                   (CD_FIELDS_REFERENCE |
-                                                                    CD_FIELDS_PROFILE))};
-    return cd_audit_record(cs->store, &ev);
+    return cd_core_customer_read_gate(cs->core, a, cd_str_c(customer_id), "case.read",
+                                      cd_policy_categories(v->fields & (CD_FIELDS_REFERENCE |
+                                                                        CD_FIELDS_PROFILE)),
+                                      resolved);
 }
 
 struct link_row {
@@ -530,9 +524,7 @@ enum cd_err cd_cases_get(struct cd_cases *cs, const struct cd_actor *a, struct c
 
     if ((err = answer(cs, id, v, &o, customer)) != CD_OK)
         return err;
-    /* The read is durable before the data leaves. */
-    if ((err = record_read(cs, a, customer, json_string_value(json_object_get(o, "id")), v)) !=
-        CD_OK) {
+    if ((err = record_read(cs, a, customer, v)) != CD_OK) {
         json_decref(o);
         return err;
     }

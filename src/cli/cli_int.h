@@ -26,18 +26,22 @@ struct cd__cli_env {
 
 struct cd_guard;
 struct cd_cases;
+struct cd_policy;
 
 /* The in-path checks installed into core (hooks.c). Members are borrowed; any may be NULL.
- * The consent engine plugs in through its two hook functions (same shapes as core's). */
+ * The consent engine plugs in through its three hook functions (same shapes as core's). */
 struct cd__cli_hooks {
     struct cd_store *store;
     struct cd_guard *guard;
+    const struct cd_policy *policy; /* role x purpose on sends; promotional purposes */
     void *consent;
     enum cd_err (*consent_outbound)(void *ctx, const struct cd_actor *actor,
                                     const char *customer_id, const char *channel,
                                     const char *purpose, struct cd_str topic,
-                                    struct cd_str body, bool override, json_t **annotation);
+                                    struct cd_str body, const struct cd_core_overrides *ov,
+                                    json_t **annotation);
     enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
+    void (*consent_changed)(void *ctx, const char *customer_id);
     struct cd_cases *cases; /* cases opened, answered and reopened by interactions */
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);

@@ -39,10 +39,31 @@ static size_t boundary(const char *p, size_t i)
     return i;
 }
 
-static void print_span(const char *text, size_t len, size_t st, size_t en)
+/* The findings of a result as the JSON answer gives them, for printing: a personal-data
+ * finding's text is printed in its masked form, as the answers of the API give it. */
+struct shown {
+    const json_t *findings; /* the "findings" array of cd_guard_result_to_json */
+    const struct cd_guard_result *r;
+};
+
+/* The masked text of finding k when it is personal data, else NULL. */
+static const char *mask_of(const struct shown *sh, const char *text, size_t k)
+{
+    const struct cd_guard_finding *f = cd_guard_result_finding(sh->r, k);
+    const char *m = json_string_value(json_object_get(json_array_get(sh->findings, k), "match"));
+
+    if (f == NULL || m == NULL)
+        return NULL;
+    return strlen(m) == f->end - f->start && memcmp(m, text + f->start, strlen(m)) == 0 ? NULL
+                                                                                         : m;
+}
+
+static void print_span(const struct shown *sh, const char *text, size_t len, size_t st,
+                       size_t en)
 {
     size_t a = st > 40 ? boundary(text, st - 40) : 0;
     size_t b = en + 40 < len ? boundary(text, en + 40) : len;
+    size_t n = cd_guard_result_count(sh->r);
 
     fputs("    > ", stdout);
     for (size_t i = a; i < b; i++) {
@@ -50,6 +71,29 @@ static void print_span(const char *text, size_t len, size_t st, size_t en)
             fputs("\xC2\xBB", stdout); /* » */
         if (i == en)
             fputs("\xC2\xAB", stdout); /* « */
+        const char *m = NULL;
+        for (size_t k = 0; k < n && m == NULL; k++)
+            if (cd_guard_result_finding(sh->r, k)->start == i)
+                m = mask_of(sh, text, k);
+        if (m) {
+            /* Personal data in the window is printed masked; the marks stay where they are. */
+            size_t end = i;
+            for (size_t k = 0; k < n; k++)
+                if (cd_guard_result_finding(sh->r, k)->start == i &&
+                    cd_guard_result_finding(sh->r, k)->end > end)
+                    end = cd_guard_result_finding(sh->r, k)->end;
+            if (end > b)
+                end = b;
+            if (st > i && st < end)
+                fputs("\xC2\xBB", stdout);
+            fputs(m, stdout);
+            if (en > i && en < end) {
+                fputs("\xC2\xAB", stdout);
+                en = i; /* printed */
+            }
+            i = end - 1;
+            continue;
+        }
         putchar(text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ? ' ' : text[i]);
     }
     if (en == b)
@@ -162,6 +206,12 @@ int cd_cli_guard(int argc, char **argv)
         json_decref(j);
     } else {
         size_t n = cd_guard_result_count(r);
+        json_t *j = NULL;
+        if (cd_guard_result_to_json(r, true, &j) != CD_OK) {
+            fprintf(stderr, "candor guard: out of memory\n");
+            goto out;
+        }
+        struct shown sh = {json_object_get(j, "findings"), r};
         printf("%s: %zu finding%s, grade level %.1f\n",
                cd_guard_verdict_name(cd_guard_result_verdict(r)), n, n == 1 ? "" : "s",
                cd_guard_result_grade(r));
@@ -171,12 +221,13 @@ int cd_cli_guard(int argc, char **argv)
             line_col(text, f->start, &line, &col);
             printf("%s:%zu:%zu: %s [%s, %s] %s\n", strcmp(file, "-") ? file : "<stdin>", line,
                    col, f->rule, f->category, cd_guard_severity_name(f->severity), f->message);
-            print_span(text, len, f->start, f->end);
+            print_span(&sh, text, len, f->start, f->end);
             if (f->suggestion[0])
                 printf("    suggestion: %s\n", f->suggestion);
             for (size_t k = 0; k < f->nreferences; k++)
                 printf("    see: %s\n", f->references[k]);
         }
+        json_decref(j);
     }
     rc = (int)cd_guard_result_verdict(r);
 out:

@@ -139,12 +139,15 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_consent_open(sv->env.store, sv->data, sv->consent_rules, &sv->consent)) !=
             CD_OK)
         return err;
-    /* In the path of every interaction: consent, then the guard (src/cli/hooks.c). */
+    cd_consent_set_restriction(sv->consent, cd_policy_restricted_purposes(sv->policy));
+    /* In the path of every interaction: the policy, consent, then the guard (hooks.c). */
     sv->hooks = (struct cd__cli_hooks){.store = sv->env.store,
                                        .guard = sv->guard,
+                                       .policy = sv->policy,
                                        .consent = sv->consent,
                                        .consent_outbound = cd_consent_outbound_check,
                                        .consent_read = cd_consent_read_check,
+                                       .consent_changed = cd_consent_customer_changed,
                                        .cases = sv->cases};
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
     if ((err = cd_cases_sweeper_start(sv->cases, (unsigned)sv->sla_sweep)) != CD_OK)
@@ -188,9 +191,11 @@ static void serve_reload(struct serve *sv)
         fprintf(stderr, "candor serve: guard rules not reloaded: %s\n", cd_err_detail());
     if (sv->policy_path == NULL)
         return;
-    if (cd_policy_reload(sv->policy, sv->policy_path, &changed) == CD_OK)
+    if (cd_policy_reload(sv->policy, sv->policy_path, &changed) == CD_OK) {
+        /* What a restriction leaves is the policy's to say, the consent engine's to apply. */
+        cd_consent_set_restriction(sv->consent, cd_policy_restricted_purposes(sv->policy));
         cd_log(CD_LOG_INFO, "policy.reloaded", "\"changed\":%s", changed ? "true" : "false");
-    else
+    } else
         fprintf(stderr, "candor serve: policy not reloaded: %s\n", cd_err_detail());
 }
 

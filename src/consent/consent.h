@@ -74,7 +74,8 @@ struct cd_consent_decision {
     bool has_event;
     const char *reason; /* consent_given, not_required, not_opted_out, no_consent, refused,
                          * withdrawn, expired, invalidated, stale_notice, opted_out, gpc,
-                         * quiet_hours, frequency_cap, topic_opted_out, unknown_customer */
+                         * quiet_hours, frequency_cap, topic_opted_out, restricted,
+                         * unknown_customer */
     const char *basis;  /* consent, implied_consent, contract, legal_obligation,
                          * legitimate_interest, none */
     const char *regime; /* the jurisdiction rule applied ("EU", "US-CA", "default", ...) */
@@ -191,10 +192,10 @@ enum cd_err cd_consent_receipt_verify(struct cd_consent *c, struct cd_str payloa
 
 /* Replaces the customer's preferences: {"topics_opted_out"?: [names], "quiet_hours"?:
  * {"start":"HH:MM","end":"HH:MM"} | null, "caps"?: [{"purpose","channel","max","days"}]}.
+ * Answers nothing: the consent view is a read of its own (cd_consent_history).
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_actor *a,
-                                       struct cd_str customer_id, const json_t *body,
-                                       json_t **out);
+                                       struct cd_str customer_id, const json_t *body);
 
 /* ---- one-click unsubscribe (RFC 8058) ---- */
 
@@ -228,11 +229,29 @@ enum cd_err cd_consent_unsubscribe(struct cd_consent *c, struct cd_str token,
 enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                       const char *customer_id, const char *channel,
                                       const char *purpose, struct cd_str topic,
-                                      struct cd_str body, bool override, json_t **annotation);
+                                      struct cd_str body, const struct cd_core_overrides *ov,
+                                      json_t **annotation);
 
 /* struct cd_core_hooks.read_consent for ctx = struct cd_consent *: CD_OK when the decision
  * for (customer, purpose, "*") allows, else CD_ERR_CONSENT_DENIED with the reason. */
 enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose);
+
+/* struct cd_core_hooks.customer_changed for ctx = struct cd_consent *: takes the customer's
+ * jurisdiction, time zone, restriction and merge from the store at once, so decisions on this
+ * node follow a restriction or a merge from the moment it is answered (other nodes: within a
+ * quarter second, by the refresher). */
+void cd_consent_customer_changed(void *ctx, const char *customer_id);
+
+/* Whether purpose needs the customer's consent: a purpose the rules do not list under
+ * not_required. The one answer to that question for the whole server (the purpose gate asks
+ * it too). */
+bool cd_consent_needs_consent(const struct cd_consent *c, enum cd_purpose purpose);
+
+/* The purposes a restriction of processing (GDPR Art. 18) leaves allowed, bit per purpose,
+ * from the purpose policy (cd_policy_restricted_purposes); until set, a restricted customer
+ * is denied every purpose. A restricted customer's decisions deny every other purpose with
+ * reason "restricted". Call before serving. */
+void cd_consent_set_restriction(struct cd_consent *c, unsigned allowed_purposes);
 
 /* ---- offline verification ---- */
 

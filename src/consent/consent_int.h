@@ -110,6 +110,8 @@ struct cd__cust {
     uint16_t tz;         /* tz cache index + 1, 0 = UTC */
     uint16_t qh_start;   /* quiet hours, minutes + 1, 0 = none */
     uint16_t qh_end;
+    uint8_t rflags;      /* CD__RF_* */
+    uint32_t mg;         /* merge entry index + 1 (see CD__RF_MERGED and CD__RF_GROUP), 0 = none */
     uint64_t topics_out; /* bit per topic in the topic dictionary */
     struct cd__state st[CD__CUST_INLINE];
 };
@@ -133,9 +135,20 @@ struct cd__slot {
 };
 _Static_assert(sizeof(struct cd__slot) == 64, "a hash slot is one cache line");
 
+/* A record's state beyond its consents (struct cd__cust.rflags). */
+enum {
+    CD__RF_RESTRICTED = 1, /* processing is restricted (GDPR Art. 18) */
+    CD__RF_MERGED = 2,     /* merged into another customer: mg is its own merge entry */
+    CD__RF_GROUP = 4,      /* others were merged into this one: mg is the first of their entries */
+};
+
 enum {
     CD__HF_QH = 1,     /* quiet hours set: a decision for a channel reads the record */
     CD__HF_TOPICS = 2, /* topics opted out: a decision naming a topic reads the record */
+    CD__HF_RESTRICTED = 4, /* CD__RF_RESTRICTED: every decision reads the record */
+    CD__HF_MERGED = 8,     /* CD__RF_MERGED: every decision reads the record (the survivor's) */
+    CD__HF_GROUP = 16,     /* CD__RF_GROUP: every decision reads the records of the group */
+    CD__HF_RECORD = CD__HF_RESTRICTED | CD__HF_MERGED | CD__HF_GROUP,
 };
 enum {
     CD__PV_VERDICT = 15,
@@ -147,6 +160,17 @@ enum {
 struct cd__ostate {
     struct cd__state s;
     uint32_t next; /* pool index + 1, 0 = end */
+};
+
+/* A merge as the projection holds it: child was merged into parent at `at`. A group (a
+ * customer with the customers merged into it, directly or through others) lists its members'
+ * entries from the root's mg through next; each member's mg is its own entry. Merge times grow
+ * toward the root: a customer is merged only into a live one. */
+struct cd__merge {
+    int64_t at;      /* merged_at, ms */
+    uint32_t child;  /* record idx */
+    uint32_t parent; /* record idx */
+    uint32_t next;   /* the next entry of the group, index + 1, 0 = end */
 };
 
 struct cd__notice {
@@ -184,6 +208,10 @@ struct cd__table {
 #define CD__PROJ_EPAGE (1u << CD__PROJ_EPAGE_SHIFT) /* event ids per page (1 MiB) */
 #define CD__PROJ_MAX_EPAGES (1u << (32 - CD__PROJ_EPAGE_SHIFT)) /* every (ev - 1) >> shift */
 #define CD__PROJ_MAX_STATES (CD_PURPOSE__COUNT * CD_CONSENT_CHANNEL__COUNT)
+#define CD__PROJ_MPAGE 4096u
+#define CD__PROJ_MAX_MPAGES 1024u /* 4 million merges */
+#define CD__PROJ_MAX_GROUP 64u    /* members of one group a decision reads; more are left out */
+#define CD__PROJ_MAX_DEPTH 16u    /* merges above one another a decision follows */
 
 /* The event pool holds the 128 bits of the event of every state, each written once and
  * never changed or freed until the projection is: a decision points into it (struct
@@ -199,6 +227,8 @@ struct cd__proj {
     size_t nopages, nost;
     uint8_t (**epage)[16];     /* CD__PROJ_MAX_EPAGES entries */
     size_t nepages, nev;
+    struct cd__merge **mpage;  /* CD__PROJ_MAX_MPAGES entries */
+    size_t nmpages, nmg;
     size_t nstates; /* customer x purpose x channel states */
     bool shared;    /* visible to lock-free readers: replaced tables are retired */
     const struct cd__consent_rules *rules; /* borrowed; NULL: slots send every decision to
@@ -231,6 +261,9 @@ struct cd_consent {
     size_t nnames;
     char topics[CD__CONSENT_MAX_TOPICS][48];
     size_t ntopics;
+    /* The purposes a restriction (GDPR Art. 18) leaves allowed, bit per purpose, from the
+     * purpose policy (cd_consent_set_restriction); 0 until set: a restriction denies all. */
+    unsigned restriction_allows;
     /* time zones: published once, never moved, so readers index without the lock */
     pthread_mutex_t tz_mu;
     char tz_names[CD__CONSENT_MAX_TZ][64];
@@ -267,9 +300,21 @@ void cd__proj_drop_retired(struct cd__proj *p);
 /* Sets the state for (purpose, channel) unless a newer one is held, and syncs the customer's
  * slot (write lock). */
 enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct cd__cstate *s);
-/* Rewrites the customer's slot from the record: after a writer changed juris, tz, quiet hours
- * or topics (write lock). */
+/* Rewrites the customer's slot from the record: after a writer changed juris, tz, quiet hours,
+ * topics or rflags (write lock). */
 void cd__proj_sync(struct cd__proj *p, const struct cd__cust *cu);
+/* Records that child was merged into parent at `at` (write lock): from then on a decision for
+ * either answers for the group's root, from the states of all its members. Applying a merge
+ * again, or merges in any order, gives the same projection. Errors: CD_ERR_NOMEM,
+ * CD_ERR_TOO_BIG, CD_ERR_INVALID (a customer merged into itself). */
+enum cd_err cd__proj_merge(struct cd__proj *p, struct cd__cust *child, struct cd__cust *parent,
+                           int64_t at);
+/* The root of cu's group (cu unless it was merged), or NULL on a torn read (read). */
+const struct cd__cust *cd__proj_root(const struct cd__proj *p, const struct cd__cust *cu);
+/* The merge entry index + 1 i1, or NULL (read). */
+const struct cd__merge *cd__proj_merge_entry(const struct cd__proj *p, uint32_t i1);
+/* The record of idx, or NULL (read). */
+const struct cd__cust *cd__proj_record(const struct cd__proj *p, uint32_t idx);
 /* Walks a customer's states: struct cd__proj_it it = {0}; while ((s = cd__proj_next(..)))
  * (read). Bounded, so a torn read under the seqlock cannot loop. */
 struct cd__proj_it {
@@ -305,7 +350,8 @@ uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id);
 /* Refresher (proj.c). */
 enum cd_err cd__consent_refresher_start(struct cd_consent *c);
 void cd__consent_refresher_stop(struct cd_consent *c);
-/* Re-reads one customer's jurisdiction and time zone and updates the projection. */
+/* Re-reads one customer's jurisdiction, time zone, restriction and merge, and updates the
+ * projection. *exists: the customer is in the customers table (merged or not). */
 enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
                                          bool *exists);
 

@@ -136,7 +136,7 @@ struct ev {
     char jurisdiction[32];
     char notice_id[CD_ID_MAX];
     uint8_t notice_sha[32];
-    bool has_notice;
+    bool has_notice, has_notice_sha;
     char method[16];
     char collector[128];
     char evidence[256];
@@ -260,6 +260,7 @@ static enum cd_err parse_event(const json_t *body, struct ev *e)
             return cd_err_set(CD_ERR_INVALID, "'notice_sha256' needs 'notice_id'");
         if (nsha.len != 64 || cd_hex_decode(nsha, e->notice_sha, 32) != CD_OK)
             return cd_err_set(CD_ERR_INVALID, "'notice_sha256' must be 64 hex digits");
+        e->has_notice_sha = true;
     }
     if (cd_str_eq_c(basis, "implied_consent") && e->state == CD_CONSENT_GIVEN)
         e->flags |= CD__SF_IMPLIED;
@@ -277,6 +278,7 @@ struct pre {
     struct cd_str customer_id;
     struct cd_str notice_id;
     bool found, notice_found;
+    char resolved[CD_ID_MAX]; /* the customer the id stands for (a merged id's survivor) */
     char jur[32], tz[64];
     uint8_t sha[32];
 };
@@ -286,10 +288,12 @@ static enum cd_err pre_cust_row(void *ctx, const struct cd_val *col, size_t n)
     struct pre *p = ctx;
 
     p->found = true;
-    copy(p->jur, sizeof p->jur,
+    copy(p->resolved, sizeof p->resolved,
          col[0].type == CD_VAL_TEXT ? (struct cd_str){col[0].p, col[0].len} : CD_STR(""));
-    copy(p->tz, sizeof p->tz,
+    copy(p->jur, sizeof p->jur,
          col[1].type == CD_VAL_TEXT ? (struct cd_str){col[1].p, col[1].len} : CD_STR(""));
+    copy(p->tz, sizeof p->tz,
+         col[2].type == CD_VAL_TEXT ? (struct cd_str){col[2].p, col[2].len} : CD_STR(""));
     return CD_OK;
 }
 
@@ -308,8 +312,9 @@ static enum cd_err pre_fn(struct cd_tx *tx, void *ctx)
 {
     struct pre *p = ctx;
     struct cd_val a[1] = {CD_VTEXT(p->customer_id)};
-    enum cd_err err = cd_tx_exec(tx, "SELECT jurisdiction, time_zone FROM customers WHERE id = $1 "
-                                     "AND merged_into IS NULL",
+    enum cd_err err = cd_tx_exec(tx, "SELECT s.id, s.jurisdiction, s.time_zone FROM customers c "
+                                     "JOIN customers s ON s.id = coalesce(c.merged_into, c.id) "
+                                     "WHERE c.id = $1",
                                  a, 1, pre_cust_row, p, NULL);
     if (err != CD_OK || p->notice_id.p == NULL)
         return err;
@@ -526,18 +531,20 @@ static enum cd_err record_ev(struct cd_consent *c, struct ev *e, json_t **out)
 {
     struct pre pr = {cd_str_c(e->customer_id),
                      e->has_notice ? cd_str_c(e->notice_id) : CD_STR_NULL,
-                     false, false, {0}, {0}, {0}};
+                     false, false, {0}, {0}, {0}, {0}};
     enum cd_err err;
     const struct cd__consent_juris *j;
 
     if ((err = load_pre(c, &pr)) != CD_OK)
         return err;
     if (e->has_notice) {
-        static const uint8_t zero[32];
-        if (memcmp(e->notice_sha, zero, 32) != 0 && memcmp(e->notice_sha, pr.sha, 32) != 0)
+        /* A hash given is a claim about the text the customer saw: it must be that text's. */
+        if (e->has_notice_sha && !cd_ct_eq(e->notice_sha, pr.sha, 32))
             return cd_err_set(CD_ERR_INVALID, "'notice_sha256' is not the hash of that notice");
         memcpy(e->notice_sha, pr.sha, 32);
     }
+    /* A merged id stands for its survivor: the event is the survivor's. */
+    copy(e->customer_id, sizeof e->customer_id, cd_str_c(pr.resolved));
     if (!e->jurisdiction[0])
         copy(e->jurisdiction, sizeof e->jurisdiction, cd_str_c(pr.jur));
     j = &c->rules.j[cd__consent_rules_find(&c->rules, cd_str_c(e->jurisdiction))];
@@ -636,6 +643,7 @@ enum cd_err cd_consent_gpc(struct cd_consent *c, const struct cd_actor *a,
         const char *why = NULL;
         pthread_rwlock_rdlock(&c->lock);
         const struct cd__cust *cu = cd__proj_find(&c->proj, key);
+        cu = cu ? cd__proj_root(&c->proj, cu) : NULL; /* a merged id: its survivor's states */
         const struct cd__state *s =
             cu ? cd__proj_state(&c->proj, cu, (unsigned)pu, CD_CONSENT_CHANNEL_ANY) : NULL;
         if (s && (s->state == CD_CONSENT_WITHDRAWN || s->state == CD_CONSENT_REFUSED))
@@ -691,8 +699,13 @@ out:
 
 /* ---- history ---- */
 
+struct hist_item {
+    int64_t seq;
+    json_t *o;
+};
+
 struct hist {
-    json_t *items;
+    struct cd_buf items; /* struct hist_item, one after another */
     json_t *prefs;
     bool found;
     char jur[32];
@@ -713,11 +726,17 @@ static enum cd_err hist_row(void *ctx, const struct cd_val *col, size_t n)
     static const char *const names[] = {"id", "purpose", "channel", "state", "legal_basis",
                                         "jurisdiction", "notice_id", "method", "collector",
                                         "evidence", "expires_at", "occurred_at", "recorded_at",
-                                        "request_id"};
-    json_t *o = json_object();
+                                        "request_id", "customer_id"};
+    struct hist_item item = {col[15].i, json_object()};
+    json_t *o = item.o;
+    enum cd_err err;
 
-    if (o == NULL || json_array_append_new(h->items, o) != 0)
+    if (o == NULL)
         return CD_ERR_NOMEM;
+    if ((err = cd_buf_append(&h->items, &item, sizeof item)) != CD_OK) {
+        json_decref(o);
+        return err;
+    }
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         json_t *v;
         if ((i == 10 || i == 11 || i == 12) && col[i].type == CD_VAL_INT) {
@@ -767,15 +786,43 @@ static enum cd_err hist_pref_row(void *ctx, const struct cd_val *col, size_t n)
     return h->prefs ? CD_OK : CD_ERR_NOMEM;
 }
 
+/* The ids of a customer's merge group as the projection knows it: the customer first, then
+ * the customers merged into it (directly or through others). */
+struct group_ids {
+    char id[CD__PROJ_MAX_GROUP][CD_ID_MAX];
+    size_t n;
+};
+
+static void group_ids(struct cd_consent *c, struct cd_str customer_id, struct group_ids *g)
+{
+    uint8_t key[16];
+    const struct cd__merge *e = NULL;
+
+    copy(g->id[0], sizeof g->id[0], customer_id);
+    g->n = 1;
+    if (!cd__consent_id_bits(customer_id, "cus", key))
+        return;
+    pthread_rwlock_rdlock(&c->lock);
+    const struct cd__cust *cu = cd__proj_find(&c->proj, key);
+    if (cu && (cu->rflags & CD__RF_GROUP))
+        for (e = cd__proj_merge_entry(&c->proj, cu->mg); e && g->n < CD__PROJ_MAX_GROUP;
+             e = cd__proj_merge_entry(&c->proj, e->next)) {
+            const struct cd__cust *m = cd__proj_record(&c->proj, e->child);
+            if (m)
+                snprintf(g->id[g->n++], CD_ID_MAX, "cus_%.*s", CD__KEY_LEN, m->key);
+        }
+    pthread_rwlock_unlock(&c->lock);
+}
+
 struct hist_q {
-    struct cd_str id;
+    const struct group_ids *g;
     struct hist *h;
 };
 
 static enum cd_err hist_fn(struct cd_tx *tx, void *ctx)
 {
     struct hist_q *q = ctx;
-    struct cd_val p[1] = {CD_VTEXT(q->id)};
+    struct cd_val p[1] = {CD_VCSTR(q->g->id[0])};
     enum cd_err err;
 
     if ((err = cd_tx_exec(tx, "SELECT jurisdiction FROM customers WHERE id = $1", p, 1,
@@ -784,23 +831,45 @@ static enum cd_err hist_fn(struct cd_tx *tx, void *ctx)
                               "consent_preferences WHERE customer_id = $1",
                           p, 1, hist_pref_row, q->h, NULL)) != CD_OK)
         return err;
-    return cd_tx_exec(tx, "SELECT id, purpose, channel, state, legal_basis, jurisdiction, "
-                          "notice_id, method, collector, evidence, expires_at, occurred_at, "
-                          "recorded_at, request_id FROM consent_events WHERE customer_id = $1 "
-                          "ORDER BY seq",
-                      p, 1, hist_row, q->h, NULL);
+    /* The whole group's events: a merged id's history is the survivor's too. */
+    for (size_t i = 0; i < q->g->n; i++) {
+        struct cd_val m[1] = {CD_VCSTR(q->g->id[i])};
+        if ((err = cd_tx_exec(tx, "SELECT id, purpose, channel, state, legal_basis, jurisdiction, "
+                                  "notice_id, method, collector, evidence, expires_at, "
+                                  "occurred_at, recorded_at, request_id, customer_id, seq "
+                                  "FROM consent_events WHERE customer_id = $1 ORDER BY seq",
+                              m, 1, hist_row, q->h, NULL)) != CD_OK)
+            return err;
+    }
+    return CD_OK;
+}
+
+static int hist_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct hist_item *)a)->seq, y = ((const struct hist_item *)b)->seq;
+    return (x > y) - (x < y);
+}
+
+static void hist_free(struct hist *h)
+{
+    struct hist_item *it = (struct hist_item *)(void *)h->items.p;
+
+    for (size_t i = 0; i < h->items.len / sizeof *it; i++)
+        json_decref(it[i].o);
+    cd_buf_free(&h->items);
+    json_decref(h->prefs);
 }
 
 enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, json_t **out)
 {
-    struct hist h = {json_array(), NULL, false, {0}};
-    struct hist_q q = {customer_id, &h};
-    json_t *cur = json_array(), *res = NULL;
+    struct hist h = {CD_BUF_INIT(64 * 1024 * 1024), NULL, false, {0}};
+    struct group_ids *g = NULL;
+    json_t *cur = json_array(), *items = json_array(), *res = NULL;
     enum cd_err err;
     uint8_t key[16];
     int64_t now = cd_now_ms();
 
-    if (h.items == NULL || cur == NULL) {
+    if (cur == NULL || items == NULL || (g = cd_malloc(sizeof *g)) == NULL) {
         err = CD_ERR_NOMEM;
         goto out;
     }
@@ -808,22 +877,47 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
         goto out;
     }
+    /* Exact, as a single check is: a customer the refresher has not seen yet is looked up. */
+    pthread_rwlock_rdlock(&c->lock);
+    bool known = cd__proj_find(&c->proj, key) != NULL;
+    pthread_rwlock_unlock(&c->lock);
+    bool exists = false;
+    if (!known && (err = cd__consent_refresh_customer(c, customer_id, &exists)) != CD_OK)
+        goto out;
+    group_ids(c, customer_id, g);
+    struct hist_q q = {g, &h};
     if ((err = cd_store_read(c->store, hist_fn, &q)) != CD_OK)
         goto out;
     if (!h.found) {
         err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
         goto out;
     }
+    struct hist_item *hi = (struct hist_item *)(void *)h.items.p;
+    size_t n = h.items.len / sizeof *hi;
+    /* The group's events in the order they were recorded. */
+    if (n > 1)
+        qsort(hi, n, sizeof *hi, hist_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (json_array_append(items, hi[i].o) != 0) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+    }
     /* Current state: the projection's decision for every purpose on "*" and each channel that
-     * has its own state. */
+     * has its own state in the group. */
     for (int pu = 0; pu < CD_PURPOSE__COUNT && err == CD_OK; pu++) {
         unsigned chans = 1; /* bit per channel with a state; "*" always */
         pthread_rwlock_rdlock(&c->lock);
-        const struct cd__cust *cu = cd__proj_find(&c->proj, key);
-        struct cd__proj_it it = {0};
-        for (const struct cd__state *s; cu && (s = cd__proj_next(&c->proj, cu, &it)) != NULL;)
-            if (s->purpose == pu)
-                chans |= 1u << s->channel;
+        for (size_t m = 0; m < g->n; m++) {
+            uint8_t mk[16];
+            const struct cd__cust *cu = cd__consent_id_bits(cd_str_c(g->id[m]), "cus", mk)
+                                            ? cd__proj_find(&c->proj, mk)
+                                            : NULL;
+            struct cd__proj_it it = {0};
+            for (const struct cd__state *s; cu && (s = cd__proj_next(&c->proj, cu, &it)) != NULL;)
+                if (s->purpose == pu)
+                    chans |= 1u << s->channel;
+        }
         pthread_rwlock_unlock(&c->lock);
         for (int ch = 0; ch < CD_CONSENT_CHANNEL__COUNT; ch++) {
             struct cd_consent_decision d;
@@ -850,15 +944,16 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         h.prefs = json_pack("{s:[],s:[],s:n}", "topics_opted_out", "caps", "quiet_hours");
     res = json_pack("{s:s%,s:s,s:O,s:O,s:O}", "customer_id", customer_id.p, customer_id.len,
                     "jurisdiction", h.jur, "current", cur, "preferences",
-                    h.prefs ? h.prefs : json_null(), "history", h.items);
+                    h.prefs ? h.prefs : json_null(), "history", items);
     if (res == NULL) {
         err = CD_ERR_NOMEM;
         goto out;
     }
     *out = res;
 out:
-    json_decref(h.items);
-    json_decref(h.prefs);
+    hist_free(&h);
+    cd_free(g);
+    json_decref(items);
     json_decref(cur);
     return err;
 }
@@ -1163,8 +1258,7 @@ static int parse_hhmm(struct cd_str s)
 }
 
 enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_actor *a,
-                                       struct cd_str customer_id, const json_t *body,
-                                       json_t **out)
+                                       struct cd_str customer_id, const json_t *body)
 {
     static const char *const allowed[] = {"topics_opted_out", "quiet_hours", "caps", NULL};
     struct prefs_w w = {a, customer_id, -1, -1, NULL, NULL, false};
@@ -1249,8 +1343,6 @@ enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_act
         /* The customer's time zone matters for quiet hours: take it now. */
         err = cd__consent_refresh_customer(c, customer_id, &exists);
     }
-    if (err == CD_OK)
-        err = cd_consent_history(c, customer_id, out);
 out:
     cd_free(w.topics);
     cd_free(w.caps);
@@ -1536,7 +1628,8 @@ static enum cd_err caps_fn(struct cd_tx *tx, void *ctx)
 enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                       const char *customer_id, const char *channel,
                                       const char *purpose, struct cd_str topic,
-                                      struct cd_str body, bool override, json_t **annotation)
+                                      struct cd_str body, const struct cd_core_overrides *ov,
+                                      json_t **annotation)
 {
     struct cd_consent *c = ctx;
     struct cd_consent_decision d;
@@ -1550,14 +1643,24 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     if (!cd_purpose_parse(cd_str_c(purpose), &pu) ||
         !cd_consent_channel_parse(cd_str_c(channel), &ch) || ch == CD_CONSENT_CHANNEL_ANY)
         return cd_err_set(CD_ERR_INVALID, "outbound purpose or channel unknown");
-    if (c->rules.basis[pu])
-        return CD_OK; /* service, billing, ...: no consent needed */
-    if (customer_id) {
+    if (c->rules.basis[pu]) {
+        /* Service, billing, ...: no consent needed, but a restriction (GDPR Art. 18) still
+         * stops the contact. The projection holds it as soon as the restriction is answered
+         * (cd_consent_customer_changed), so no read of the store is needed here. */
+        if (customer_id == NULL)
+            return CD_OK;
+        cd_consent_decide(c, cd_str_c(customer_id), pu, ch, now, &d);
+        if (d.allow)
+            return CD_OK;
+        exists = true;
+    } else if (customer_id) {
         /* Exact, not eventually consistent: take the customer's jurisdiction and zone now. */
         if ((err = cd__consent_refresh_customer(c, cd_str_c(customer_id), &exists)) != CD_OK)
             return err;
     }
-    if (!exists) {
+    if (c->rules.basis[pu]) {
+        /* decided above */
+    } else if (!exists) {
         /* Every member set: the refusal below reads has_event too. */
         d = (struct cd_consent_decision){.allow = false, .reason = "no_consent",
                                          .basis = "none", .regime = "", .has_event = false};
@@ -1592,6 +1695,9 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
         snprintf(detail, sizeof detail, "topic_opted_out: the customer opted out of the topic "
                  "'%.*s'; outbound %s on %s refused by the consent engine",
                  (int)(topic.len < 48 ? topic.len : 48), topic.p, purpose, channel);
+    else if (strcmp(d.reason, "restricted") == 0)
+        snprintf(detail, sizeof detail, "restricted: processing of this customer's data is "
+                 "restricted (GDPR Art. 18); outbound %s on %s refused", purpose, channel);
     else if (strcmp(d.reason, "frequency_cap") != 0)
         snprintf(detail, sizeof detail, "%s: outbound %s on %s refused by the consent engine",
                  d.reason, purpose, channel);
@@ -1625,6 +1731,29 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
     if ((err = cd__consent_refresh_customer(c, customer_id, &exists)) != CD_OK || !exists)
         return err;
     return cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d);
+}
+
+bool cd_consent_needs_consent(const struct cd_consent *c, enum cd_purpose purpose)
+{
+    return (unsigned)purpose >= CD_PURPOSE__COUNT || c->rules.basis[purpose] == NULL;
+}
+
+void cd_consent_set_restriction(struct cd_consent *c, unsigned allowed_purposes)
+{
+    cd__consent_wlock(c);
+    c->restriction_allows = allowed_purposes;
+    cd__consent_wunlock(c);
+}
+
+void cd_consent_customer_changed(void *ctx, const char *customer_id)
+{
+    struct cd_consent *c = ctx;
+    bool exists = false;
+
+    /* On failure the refresher applies the change within a quarter second. */
+    if (cd__consent_refresh_customer(c, cd_str_c(customer_id), &exists) != CD_OK)
+        cd_log(CD_LOG_WARN, "consent.refresh_deferred", "\"reason\":\"%s\"",
+               cd_err_name(CD_ERR_STORE));
 }
 
 enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose)

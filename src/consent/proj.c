@@ -220,7 +220,8 @@ enum verdict {
     V_STALE,
     V_TOPIC,
     V_QUIET,
-    V_RECORD = 15, /* in a slot's pv: decide from the record */
+    V_RECORD = 15,     /* in a slot's pv: decide from the record */
+    V_RESTRICTED = 16, /* only ever decided from the record, never held in a slot */
 };
 
 static const struct {
@@ -242,6 +243,7 @@ static const struct {
     [V_STALE] = {false, "stale_notice", "none"},
     [V_TOPIC] = {false, "topic_opted_out", "none"},
     [V_QUIET] = {false, "quiet_hours", "none"},
+    [V_RESTRICTED] = {false, "restricted", "none"},
 };
 
 /* The verdict of the applicable state s (NULL: none) under a regime that is opt-out or not:
@@ -396,6 +398,9 @@ void cd__proj_free(struct cd__proj *p)
     for (size_t i = 0; i < p->nepages; i++)
         cd_free(p->epage[i]);
     cd_free(p->epage);
+    for (size_t i = 0; i < p->nmpages; i++)
+        cd_free(p->mpage[i]);
+    cd_free(p->mpage);
     table_free(atomic_load(&p->table));
     memset(p, 0, sizeof *p);
 }
@@ -430,6 +435,32 @@ static const uint8_t *ev_bits(const struct cd__proj *p, uint32_t i1)
     if (i1 == 0 || dir == NULL || pg >= CD__PROJ_MAX_EPAGES || dir[pg] == NULL)
         return NULL;
     return dir[pg][i % CD__PROJ_EPAGE];
+}
+
+const struct cd__merge *cd__proj_merge_entry(const struct cd__proj *p, uint32_t i1)
+{
+    struct cd__merge *const *dir = p->mpage;
+    size_t i = (size_t)i1 - 1, pg = i / CD__PROJ_MPAGE;
+
+    if (i1 == 0 || dir == NULL || pg >= CD__PROJ_MAX_MPAGES || dir[pg] == NULL)
+        return NULL;
+    return &dir[pg][i % CD__PROJ_MPAGE];
+}
+
+const struct cd__cust *cd__proj_record(const struct cd__proj *p, uint32_t idx)
+{
+    return record(p, idx);
+}
+
+const struct cd__cust *cd__proj_root(const struct cd__proj *p, const struct cd__cust *cu)
+{
+    for (unsigned depth = 0; cu && (cu->rflags & CD__RF_MERGED); depth++) {
+        const struct cd__merge *e = cd__proj_merge_entry(p, cu->mg);
+        if (e == NULL || depth == CD__PROJ_MAX_DEPTH)
+            return NULL;
+        cu = record(p, e->parent);
+    }
+    return cu;
 }
 
 /* The pool entry of a state's ev, for the fast path: no checks that wait for the slot (the
@@ -700,7 +731,10 @@ static void slot_fill(const struct cd__proj *p, struct cd__slot *sl, const struc
     bool seen[CD_PURPOSE__COUNT] = {false};
 
     sl->juris = cu->juris;
-    sl->flags = (uint8_t)((cu->qh_start ? CD__HF_QH : 0) | (cu->topics_out ? CD__HF_TOPICS : 0));
+    sl->flags = (uint8_t)((cu->qh_start ? CD__HF_QH : 0) | (cu->topics_out ? CD__HF_TOPICS : 0) |
+                          ((cu->rflags & CD__RF_RESTRICTED) ? CD__HF_RESTRICTED : 0) |
+                          ((cu->rflags & CD__RF_MERGED) ? CD__HF_MERGED : 0) |
+                          ((cu->rflags & CD__RF_GROUP) ? CD__HF_GROUP : 0));
     memset(sl->ev, 0, sizeof sl->ev);
     for (unsigned pu = 0; pu < CD_PURPOSE__COUNT; pu++)
         sl->pv[pu] = j == NULL ? V_RECORD
@@ -903,6 +937,64 @@ enum cd_err cd__proj_apply(struct cd__proj *p, struct cd__cust *cu, const struct
     return err;
 }
 
+/* A new merge entry and its index + 1 (writer): its page and the directory are allocated at
+ * first use; entries never move, so a lock-free reader may follow them. */
+static enum cd_err merge_new(struct cd__proj *p, struct cd__merge **out, uint32_t *i1)
+{
+    size_t pg = p->nmg / CD__PROJ_MPAGE;
+
+    if (pg >= CD__PROJ_MAX_MPAGES)
+        return cd_err_set(CD_ERR_TOO_BIG, "too many merges in the consent projection");
+    if (p->mpage == NULL && (p->mpage = cd_calloc(CD__PROJ_MAX_MPAGES, sizeof *p->mpage)) == NULL)
+        return CD_ERR_NOMEM;
+    if (pg >= p->nmpages) {
+        if ((p->mpage[pg] = cd_calloc(CD__PROJ_MPAGE, sizeof **p->mpage)) == NULL)
+            return CD_ERR_NOMEM;
+        p->nmpages = pg + 1;
+    }
+    *out = &p->mpage[pg][p->nmg % CD__PROJ_MPAGE];
+    *i1 = (uint32_t)++p->nmg;
+    return CD_OK;
+}
+
+enum cd_err cd__proj_merge(struct cd__proj *p, struct cd__cust *child, struct cd__cust *parent,
+                           int64_t at)
+{
+    struct cd__merge *e = NULL;
+    uint32_t i1 = 0;
+    enum cd_err err;
+
+    if (child == parent)
+        return cd_err_set(CD_ERR_INVALID, "a customer cannot be merged into itself");
+    if (child->rflags & CD__RF_MERGED)
+        return CD_OK; /* applied before */
+    /* The projection's own records: writable under the write lock. */
+    struct cd__cust *root = (struct cd__cust *)cd__proj_root(p, parent);
+    if (root == NULL || root == child)
+        return cd_err_set(CD_ERR_INTEGRITY, "merges of %.*s form a cycle", CD__KEY_LEN,
+                          child->key);
+    if ((err = merge_new(p, &e, &i1)) != CD_OK)
+        return err;
+    /* The root's list becomes: the child's entry, the child's own group, the root's group. */
+    uint32_t rest = (root->rflags & CD__RF_GROUP) ? root->mg : 0, head = rest;
+    if (child->rflags & CD__RF_GROUP) {
+        struct cd__merge *t = (struct cd__merge *)cd__proj_merge_entry(p, child->mg);
+        head = child->mg;
+        for (size_t n = 0; t && t->next && n < p->nmg; n++)
+            t = (struct cd__merge *)cd__proj_merge_entry(p, t->next);
+        if (t)
+            t->next = rest;
+    }
+    *e = (struct cd__merge){.at = at, .child = child->idx, .parent = parent->idx, .next = head};
+    child->rflags = (uint8_t)((child->rflags & ~CD__RF_GROUP) | CD__RF_MERGED);
+    child->mg = i1;
+    root->rflags |= CD__RF_GROUP;
+    root->mg = i1;
+    cd__proj_sync(p, child);
+    cd__proj_sync(p, root);
+    return CD_OK;
+}
+
 /* ---- the writer side of the seqlock ---- */
 
 void cd__consent_wlock(struct cd_consent *c)
@@ -1034,27 +1126,114 @@ static enum verdict prefs_verdict(const struct cd_consent *c, const struct cd__c
     return v;
 }
 
-/* A decision from the record (NULL: a torn read, retried by the caller): several states for
- * the purpose (channels, overflow), an expiry or a notice, or quiet hours or topics that may
- * apply. *d's event, expiry and regime are preset to none. Out of line: the fast path stays
- * short. */
+/* ---- merge groups ---- */
+
+/* The path from cu up to its group's root (read, bounded): each record's idx and the time of
+ * the merge that took it up a level. Returns the number of records on the path. */
+static unsigned group_path(const struct cd__proj *p, const struct cd__cust *cu,
+                           uint32_t idx[CD__PROJ_MAX_DEPTH], int64_t at[CD__PROJ_MAX_DEPTH])
+{
+    unsigned n = 0;
+
+    while (cu && n < CD__PROJ_MAX_DEPTH) {
+        idx[n] = cu->idx;
+        if (!(cu->rflags & CD__RF_MERGED))
+            return n + 1;
+        const struct cd__merge *e = cd__proj_merge_entry(p, cu->mg);
+        if (e == NULL)
+            break;
+        at[n++] = e->at;
+        cu = record(p, e->parent);
+    }
+    return n;
+}
+
+/* When the records x and y became one customer: the later of the two merges that brought
+ * each one's branch to their lowest common ancestor (merge times grow toward the root). No
+ * common ancestor found (a torn read) counts as joined now, which only ever denies. */
+static int64_t joined_at(const struct cd__proj *p, const struct cd__cust *x,
+                         const struct cd__cust *y)
+{
+    uint32_t xi[CD__PROJ_MAX_DEPTH], yi[CD__PROJ_MAX_DEPTH];
+    int64_t xa[CD__PROJ_MAX_DEPTH], ya[CD__PROJ_MAX_DEPTH];
+    unsigned nx = group_path(p, x, xi, xa), ny = group_path(p, y, yi, ya);
+
+    for (unsigned i = 0; i < nx; i++)
+        for (unsigned j = 0; j < ny; j++)
+            if (xi[i] == yi[j]) {
+                int64_t tx = i ? xa[i - 1] : INT64_MIN, ty = j ? ya[j - 1] : INT64_MIN;
+                return tx > ty ? tx : ty;
+            }
+    return INT64_MAX;
+}
+
+/* The state a decision for the group of root rests on, for (purpose, channel) (read): of each
+ * member's applicable state, the newest, except that consent given on one side before it was
+ * joined to a side that had withdrawn or refused does not count — a withdrawal on either side
+ * before the merge wins; a choice made after the merge decides as usual. */
+static const struct cd__state *group_applicable(const struct cd__proj *p,
+                                                const struct cd__cust *root, unsigned purpose,
+                                                unsigned channel)
+{
+    const struct cd__state *st[CD__PROJ_MAX_GROUP], *best = NULL;
+    const struct cd__cust *side[CD__PROJ_MAX_GROUP], *m = root;
+    const struct cd__merge *e = NULL;
+    unsigned n = 0;
+
+    for (unsigned walked = 0; m && walked < CD__PROJ_MAX_GROUP; walked++) {
+        const struct cd__state *s = cd__proj_applicable(p, m, purpose, channel);
+        if (s) {
+            st[n] = s;
+            side[n++] = m;
+        }
+        e = cd__proj_merge_entry(p, e ? e->next : root->mg);
+        m = e ? record(p, e->child) : NULL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        bool overruled = false;
+        for (unsigned k = 0; k < n && st[i]->state == CD_CONSENT_GIVEN && !overruled; k++)
+            overruled = side[k] != side[i] &&
+                        (st[k]->state == CD_CONSENT_WITHDRAWN ||
+                         st[k]->state == CD_CONSENT_REFUSED) &&
+                        st[i]->at < joined_at(p, side[i], side[k]);
+        if (!overruled && (best == NULL || newer(p, st[i]->at, ev_bits(p, st[i]->ev), best)))
+            best = st[i];
+    }
+    return best;
+}
+
+/* A decision from the record (NULL: unknown): several states for the purpose (channels,
+ * overflow), an expiry or a notice, quiet hours or topics that may apply, a restriction, or a
+ * merge (the group's root decides, from every member's states). *d's event and expiry are
+ * preset to none; its regime is set here. A torn read under the seqlock gives some verdict,
+ * which the caller discards. Out of line: the fast path stays short. */
 static __attribute__((noinline)) enum verdict decide_rec(const struct cd_consent *c,
                                                          const struct cd__cust *cu,
                                                          unsigned purpose, unsigned channel,
-                                                         int topic, int64_t now_ms, bool opt_out,
+                                                         int topic, int64_t now_ms,
                                                          struct cd_consent_decision *d)
 {
+    if (cu == NULL)
+        return c->rules.basis[purpose] ? V_NOT_REQUIRED : V_UNKNOWN;
+    if ((cu = cd__proj_root(&c->proj, cu)) == NULL)
+        return V_UNKNOWN;
+    const struct cd__consent_juris *j =
+        &c->rules.j[cu->juris < CD__CONSENT_MAX_JURIS ? cu->juris : c->rules.def];
+    d->regime = j->name;
+    /* A restriction (GDPR Art. 18) leaves only the purposes the policy names. */
+    if ((cu->rflags & CD__RF_RESTRICTED) && !((c->restriction_allows >> purpose) & 1u))
+        return V_RESTRICTED;
     if (c->rules.basis[purpose])
         return V_NOT_REQUIRED;
-    if (cu == NULL)
-        return V_UNKNOWN;
-    const struct cd__state *s = cd__proj_applicable(&c->proj, cu, purpose, channel);
+    const struct cd__state *s = (cu->rflags & CD__RF_GROUP)
+                                    ? group_applicable(&c->proj, cu, purpose, channel)
+                                    : cd__proj_applicable(&c->proj, cu, purpose, channel);
     if (s) {
         d->event = ev_bits(&c->proj, s->ev);
         d->has_event = d->event != NULL;
         d->expires_at = s->expires;
     }
-    enum verdict v = state_verdict(c, opt_out, s, now_ms);
+    enum verdict v = state_verdict(c, j->mode[purpose] == CD__MODE_OPT_OUT, s, now_ms);
     return verdicts[v].allow ? prefs_verdict(c, cu, channel, topic, now_ms, v) : v;
 }
 
@@ -1099,7 +1278,8 @@ static ALWAYS_INLINE bool slot_verdict(const struct cd_consent *c, const struct 
 /* The flags of a slot that make a decision read the record. */
 static ALWAYS_INLINE unsigned record_flags(unsigned channel, bool topic)
 {
-    return (channel != CD_CONSENT_CHANNEL_ANY ? CD__HF_QH : 0) | (topic ? CD__HF_TOPICS : 0);
+    return (channel != CD_CONSENT_CHANNEL_ANY ? CD__HF_QH : 0) | (topic ? CD__HF_TOPICS : 0) |
+           CD__HF_RECORD;
 }
 
 /* The verdict for the customer of slot sl (NULL: unknown), from the slot or the record. */
@@ -1112,14 +1292,10 @@ static ALWAYS_INLINE enum verdict decide_slot(const struct cd_consent *c,
 
     if (slot_verdict(c, sl, purpose, record_flags(channel, topic >= 0), &v, d))
         return v;
-    const struct cd__consent_juris *j =
-        &c->rules.j[sl->juris < CD__CONSENT_MAX_JURIS ? sl->juris : c->rules.def];
     d->has_event = false;
     d->event = NULL;
     d->expires_at = 0;
-    d->regime = j->name;
-    return decide_rec(c, record(&c->proj, sl->rec), purpose, channel, topic, now_ms,
-                      j->mode[purpose] == CD__MODE_OPT_OUT, d);
+    return decide_rec(c, record(&c->proj, sl->rec), purpose, channel, topic, now_ms, d);
 }
 
 /* Sets allow, reason and basis of *d from v. */
@@ -1377,7 +1553,9 @@ enum cd_err cd_consent_filter(struct cd_consent *c, const struct cd_str *ids, si
             for (; t && pos < t->n && k < CHUNK; pos++) {
                 const struct cd__slot *sl = &t->r[pos];
                 uint32_t i = sl->rec;
-                if (sl->key[0] == '\0' || i >= nseen || (seen[i / 8] >> (i % 8)) & 1)
+                /* A merged id is its survivor, listed once under the survivor's id. */
+                if (sl->key[0] == '\0' || (sl->flags & CD__HF_MERGED) || i >= nseen ||
+                    (seen[i / 8] >> (i % 8)) & 1)
                     continue;
                 seen[i / 8] |= (uint8_t)(1u << (i % 8));
                 memcpy(idbuf[k], "cus_", 4);
@@ -1430,23 +1608,91 @@ static enum cd_err notice_row(void *ctx, const struct cd_val *col, size_t n)
                                   col[3].p);
 }
 
+/* A customer's attributes as the customers table holds them, for the projection: its
+ * jurisdiction rule and time zone (looked up before the write lock: the zone may load a file),
+ * its restriction, and the customer it was merged into (survivor "" when none). */
+struct cattr {
+    uint8_t key[16];
+    uint8_t juris;
+    uint16_t tz;
+    bool restricted;
+    char survivor[CD_ID_MAX]; /* "" when not merged */
+    int64_t merged_at;
+};
+
+/* Reads a row of CUSTOMER_COLS (id, jurisdiction, time_zone, restricted, survivor_id,
+ * merged_at); false when the id is not a customer id. */
+#define CUSTOMER_COLS                                                                          \
+    "c.id, c.jurisdiction, c.time_zone, c.restricted, m.survivor_id, m.merged_at"
+#define CUSTOMER_FROM " FROM customers c LEFT JOIN merges m ON m.merged_id = c.id"
+
+static bool cattr_row(struct cd_consent *c, const struct cd_val *col, struct cattr *a)
+{
+    if (!cd__consent_id_bits(colstr(&col[0]), "cus", a->key))
+        return false;
+    a->juris = cd__consent_rules_find(&c->rules, colstr(&col[1]));
+    a->tz = cd__consent_tz_index(c, colstr(&col[2]));
+    struct cd_str sv = colstr(&col[4]);
+    a->restricted = col[3].type == CD_VAL_INT && col[3].i != 0;
+    snprintf(a->survivor, sizeof a->survivor, "%.*s", (int)(sv.len < CD_ID_MAX ? sv.len : 0),
+             sv.p ? sv.p : "");
+    a->merged_at = col[5].type == CD_VAL_INT ? col[5].i : 0;
+    return true;
+}
+
+/* Applies a customer's attributes to p (write lock, or p private), and its merge when it was
+ * merged and `merges` is true. */
+static enum cd_err cattr_apply(struct cd__proj *p, const struct cattr *a, bool merges)
+{
+    struct cd__cust *cu, *sv;
+    uint8_t skey[16];
+    enum cd_err err;
+
+    if ((err = cd__proj_upsert(p, a->key, &cu)) != CD_OK)
+        return err;
+    cu->juris = a->juris;
+    cu->tz = a->tz;
+    cu->rflags = (uint8_t)(a->restricted ? cu->rflags | CD__RF_RESTRICTED
+                                         : cu->rflags & ~CD__RF_RESTRICTED);
+    cd__proj_sync(p, cu);
+    if (!merges || !cd__consent_id_bits(cd_str_c(a->survivor), "cus", skey))
+        return CD_OK;
+    /* Records never move, so cu stays good while the survivor is added. */
+    if ((err = cd__proj_upsert(p, skey, &sv)) != CD_OK)
+        return err;
+    return cd__proj_merge(p, cu, sv, a->merged_at);
+}
+
 static enum cd_err customer_row(void *ctx, const struct cd_val *col, size_t n)
 {
     struct rb *b = ctx;
-    uint8_t key[16];
-    struct cd__cust *cu;
+    struct cattr a;
     enum cd_err err;
 
-    if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
+    if (!cattr_row(b->c, col, &a))
         return CD_OK;
-    if ((err = cd__proj_upsert(b->p, key, &cu)) != CD_OK)
+    /* Merges are applied after every customer, in the order they happened (merge_row). */
+    if ((err = cattr_apply(b->p, &a, false)) != CD_OK)
         return err;
-    cu->juris = cd__consent_rules_find(&b->c->rules, colstr(&col[1]));
-    cu->tz = cd__consent_tz_index(b->c, colstr(&col[2]));
-    cd__proj_sync(b->p, cu);
-    if (col[3].i > b->c->refreshed_until)
-        b->c->refreshed_until = col[3].i;
+    if (col[6].i > b->c->refreshed_until)
+        b->c->refreshed_until = col[6].i;
     return CD_OK;
+}
+
+static enum cd_err merge_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct rb *b = ctx;
+    uint8_t ck[16], pk[16];
+    struct cd__cust *child, *parent;
+    enum cd_err err;
+
+    if (!cd__consent_id_bits(colstr(&col[0]), "cus", ck) ||
+        !cd__consent_id_bits(colstr(&col[1]), "cus", pk))
+        return cd_err_set(CD_ERR_INTEGRITY, "a merges row is malformed");
+    if ((err = cd__proj_upsert(b->p, ck, &child)) != CD_OK ||
+        (err = cd__proj_upsert(b->p, pk, &parent)) != CD_OK)
+        return err;
+    return cd__proj_merge(b->p, child, parent, col[2].i);
 }
 
 /* An event that does not match its ledger entry (or was never bound to one) must not count:
@@ -1561,8 +1807,8 @@ static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd_tx_exec(tx, "SELECT id, name, version, sha256, material FROM consent_notices "
                               "ORDER BY name, version",
                           NULL, 0, notice_row, b, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "SELECT id, jurisdiction, time_zone, updated_at FROM customers "
-                              "WHERE merged_into IS NULL ORDER BY id",
+        (err = cd_tx_exec(tx, "SELECT " CUSTOMER_COLS ", c.updated_at" CUSTOMER_FROM
+                              " ORDER BY c.id",
                           NULL, 0, customer_row, b, NULL)) != CD_OK ||
         (err = cd_tx_exec(tx, "SELECT " CD__CONSENT_EVENT_COLS ", audit_seq, (SELECT entry"
                               " FROM audit_events a WHERE a.seq = consent_events.audit_seq)"
@@ -1570,7 +1816,10 @@ static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
                           NULL, 0, event_row, b, NULL)) != CD_OK ||
         (err = cd_tx_exec(tx, "SELECT customer_id, quiet_start, quiet_end, topics_out "
                               "FROM consent_preferences",
-                          NULL, 0, prefs_row, b, NULL)) != CD_OK)
+                          NULL, 0, prefs_row, b, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "SELECT merged_id, survivor_id, merged_at FROM merges "
+                              "ORDER BY merged_at, merged_id",
+                          NULL, 0, merge_row, b, NULL)) != CD_OK)
         return err;
     return CD_OK;
 }
@@ -1586,63 +1835,50 @@ enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p)
 
 /* ---- customer attributes: one customer on demand, and the refresher ---- */
 
-struct meta {
-    char jur[32];
-    char tz[64];
+struct meta_q {
+    struct cd_consent *c;
+    struct cd_str id;
+    struct cattr a;
     bool found;
-    int64_t updated;
 };
 
 static enum cd_err meta_row(void *ctx, const struct cd_val *col, size_t n)
 {
-    struct meta *m = ctx;
-    struct cd_str j = colstr(&col[0]), t = colstr(&col[1]);
+    struct meta_q *q = ctx;
 
-    snprintf(m->jur, sizeof m->jur, "%.*s", (int)j.len, j.p ? j.p : "");
-    snprintf(m->tz, sizeof m->tz, "%.*s", (int)t.len, t.p ? t.p : "");
-    m->found = true;
+    q->found = cattr_row(q->c, col, &q->a);
     return CD_OK;
 }
-
-struct meta_q {
-    struct cd_str id;
-    struct meta m;
-};
 
 static enum cd_err meta_fn(struct cd_tx *tx, void *ctx)
 {
     struct meta_q *q = ctx;
     struct cd_val p[1] = {CD_VTEXT(q->id)};
 
-    return cd_tx_exec(tx, "SELECT jurisdiction, time_zone FROM customers WHERE id = $1 AND "
-                          "merged_into IS NULL",
-                      p, 1, meta_row, &q->m, NULL);
+    return cd_tx_exec(tx, "SELECT " CUSTOMER_COLS CUSTOMER_FROM " WHERE c.id = $1", p, 1,
+                      meta_row, q, NULL);
 }
 
 enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
                                          bool *exists)
 {
-    struct meta_q q = {customer_id, {{0}, {0}, false, 0}};
+    struct meta_q q;
     uint8_t key[16];
-    struct cd__cust *cu;
     enum cd_err err;
 
     *exists = false;
+    memset(&q, 0, sizeof q);
+    q.c = c;
+    q.id = customer_id;
     if (!cd__consent_id_bits(customer_id, "cus", key))
         return CD_OK;
     if ((err = cd_store_read(c->store, meta_fn, &q)) != CD_OK)
         return err;
-    if (!q.m.found)
+    if (!q.found)
         return CD_OK;
     *exists = true;
-    uint8_t jur = cd__consent_rules_find(&c->rules, cd_str_c(q.m.jur));
-    uint16_t tz = cd__consent_tz_index(c, cd_str_c(q.m.tz));
     cd__consent_wlock(c);
-    if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
-        cu->juris = jur;
-        cu->tz = tz;
-        cd__proj_sync(&c->proj, cu);
-    }
+    err = cattr_apply(&c->proj, &q.a, true);
     cd__consent_wunlock(c);
     return err;
 }
@@ -1666,27 +1902,20 @@ struct refresh {
 static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
 {
     struct refresh *r = ctx;
-    uint8_t key[16];
-    struct cd__cust *cu;
-    enum cd_err err = CD_OK;
+    struct cattr a;
+    enum cd_err err;
 
     r->rows++;
-    if (col[3].i > r->max)
-        r->max = col[3].i;
-    r->after_ts = col[3].i;
+    if (col[6].i > r->max)
+        r->max = col[6].i;
+    r->after_ts = col[6].i;
     struct cd_str id = colstr(&col[0]);
     snprintf(r->after_id, sizeof r->after_id, "%.*s", (int)(id.len < CD_ID_MAX ? id.len : 0),
              id.p ? id.p : "");
-    if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
+    if (!cattr_row(r->c, col, &a))
         return CD_OK;
-    uint8_t jur = cd__consent_rules_find(&r->c->rules, colstr(&col[1]));
-    uint16_t tz = cd__consent_tz_index(r->c, colstr(&col[2]));
     cd__consent_wlock(r->c);
-    if ((err = cd__proj_upsert(&r->c->proj, key, &cu)) == CD_OK) {
-        cu->juris = jur;
-        cu->tz = tz;
-        cd__proj_sync(&r->c->proj, cu);
-    }
+    err = cattr_apply(&r->c->proj, &a, true);
     cd__consent_wunlock(r->c);
     return err;
 }
@@ -1696,9 +1925,10 @@ static enum cd_err refresh_fn(struct cd_tx *tx, void *ctx)
     struct refresh *r = ctx;
     struct cd_val p[2] = {CD_VINT(r->after_ts), CD_VCSTR(r->after_id)};
 
-    return cd_tx_exec(tx, "SELECT id, jurisdiction, time_zone, updated_at FROM customers "
-                          "WHERE updated_at >= $1 AND (updated_at > $1 OR id > $2) "
-                          "AND merged_into IS NULL ORDER BY updated_at, id LIMIT 5000",
+    /* A restriction and a merge stamp updated_at too, so they are followed here as well. */
+    return cd_tx_exec(tx, "SELECT " CUSTOMER_COLS ", c.updated_at" CUSTOMER_FROM
+                          " WHERE c.updated_at >= $1 AND (c.updated_at > $1 OR c.id > $2)"
+                          " ORDER BY c.updated_at, c.id LIMIT 5000",
                       p, 2, refresh_row, r, NULL);
 }
 
@@ -1819,9 +2049,21 @@ enum cd_err cd_consent_projection_check(struct cd_consent *c)
             goto out;
         }
         if (b == NULL || a->juris != b->juris || a->tz != b->tz || a->qh_start != b->qh_start ||
-            a->qh_end != b->qh_end || a->topics_out != b->topics_out) {
+            a->qh_end != b->qh_end || a->topics_out != b->topics_out ||
+            a->rflags != b->rflags) {
             err = cd_err_set(CD_ERR_INTEGRITY, "customer %s differs", id);
             goto out;
+        }
+        if (a->rflags & CD__RF_MERGED) {
+            const struct cd__merge *ma = cd__proj_merge_entry(&c->proj, a->mg);
+            const struct cd__merge *mb = cd__proj_merge_entry(&other, b->mg);
+            const struct cd__cust *pa = ma ? record(&c->proj, ma->parent) : NULL;
+            const struct cd__cust *pb = mb ? record(&other, mb->parent) : NULL;
+            if (pa == NULL || pb == NULL || ma->at != mb->at ||
+                memcmp(pa->key, pb->key, CD__KEY_LEN) != 0) {
+                err = cd_err_set(CD_ERR_INTEGRITY, "customer %s: merge differs", id);
+                goto out;
+            }
         }
         size_t na = 0, nb = 0;
         struct cd__proj_it ia = {0}, ib = {0};

@@ -29,7 +29,8 @@ struct cd_actor {
     const char *name;       /* token display name */
     const char *request_id; /* for the audit trail */
     const char *purpose;    /* declared purpose, or NULL */
-    /* From the purpose policy: may read restricted customers; consent decides per customer. */
+    /* May read restricted customers (the purpose policy); consent decides per customer (the
+     * consent rules' answer for the purpose). */
     bool restricted_ok;
     bool needs_consent;
 };
@@ -65,25 +66,42 @@ struct cd_core_recorded {
 };
 #define CD_CORE_THREAD_PREV_MAX 8
 
+/* A supervisor's reasoned overrides on an outbound message: the body's guard_override (of a
+ * guard block) and purpose_override (of content that does not fit the declared purpose). The
+ * reasons are borrowed from the request body. */
+struct cd_core_overrides {
+    bool guard, purpose;
+    struct cd_str guard_reason, purpose_reason;
+};
+
 /* Validation and enforcement hooks the other capabilities plug into the ingestion path.
  * Each may be NULL. They run before anything is stored, except recorded and customer_merged,
  * which run inside the write they follow. */
 struct cd_core_hooks {
     void *ctx;
-    /* Outbound messages: may refuse (CD_ERR_GUARD_BLOCKED, CD_ERR_CONSENT_DENIED with a detail)
-     * or attach findings (*annotation, a JSON object the caller owns that is stored with the
-     * interaction and returned). `body` is the text about to be sent; `topic` the message's
-     * topic (the interaction's metadata.topic, empty when it names none). */
+    /* Outbound messages: may refuse (CD_ERR_PURPOSE_DENIED, CD_ERR_CONSENT_DENIED,
+     * CD_ERR_GUARD_BLOCKED, CD_ERR_PURPOSE_MISMATCH with a detail) or attach findings
+     * (*annotation, a JSON object the caller owns that is stored with the interaction, in
+     * clear, and returned). `body` is the text about to be sent; `topic` the message's topic
+     * (the interaction's metadata.topic, empty when it names none); ov the overrides (NULL:
+     * none). An override the hook honoured is described in the annotation: "overridden":
+     * true with "overridden_rules" and "override_reason" (a guard block), "purpose_override":
+     * {"rules", "reason"} (a purpose mismatch); reasons as the hook would have them kept
+     * (personal data masked). On a refusal with findings, *annotation holds them. */
     enum cd_err (*outbound_check)(void *ctx, const struct cd_actor *actor,
                                   const char *customer_id, const char *channel,
                                   const char *purpose, struct cd_str topic, struct cd_str body,
-                                  bool override, json_t **annotation);
+                                  const struct cd_core_overrides *ov, json_t **annotation);
     /* Inbound messages: may rewrite the body before storage (masking card numbers). *out is
      * cd_malloc'ed or NULL to keep the body as is. */
     enum cd_err (*inbound_filter)(void *ctx, struct cd_str body, char **out, size_t *outlen);
     /* Reads for a purpose that needs consent: CD_OK to allow, an error with a detail to
      * refuse. Without this hook such reads are refused. */
     enum cd_err (*read_consent)(void *ctx, const char *customer_id, const char *purpose);
+    /* After a committed change of a customer's restriction, merge (called for both ids) or
+     * profile, before the change is answered: capabilities that keep their own view of
+     * customers (the consent engine) take it at once. */
+    void (*customer_changed)(void *ctx, const char *customer_id);
     /* Every interaction (either direction), before its write and after inbound masking: what
      * the capabilities that follow interactions need to know of its content, which the write
      * keeps sealed, as a JSON object the caller owns (*note; NULL: nothing). An error refuses
@@ -176,6 +194,12 @@ enum cd_err cd_core_idem_record(struct cd_core *c, struct cd_tx *tx, const struc
 
 /* ---- customers ---- */
 
+/* The answers of the writes below (create, update, add an identity, merge) are reads of the
+ * customer under the actor's purpose: with fields beyond CD_FIELDS_REFERENCE, restriction and
+ * consent are checked and the read is recorded ("customer.read"); a read they refuse is
+ * recorded as refused and the answer keeps the reference fields only (the write stands). With
+ * CD_FIELDS_REFERENCE alone nothing personal is answered and no read is recorded. */
+
 /* Body: {"display_name"?, "attributes"?: {..}, "locale"?, "time_zone"?, "jurisdiction"?,
  * "identities"?: [{"type","value","network"?}]}. *out: the customer, trimmed to fields.
  * Errors: CD_ERR_INVALID, CD_ERR_CONFLICT (an identity already belongs to another customer),
@@ -188,6 +212,16 @@ enum cd_err cd_core_customer_create(struct cd_core *c, const struct cd_actor *a,
  * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd_core_customer_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                  unsigned fields, json_t **out);
+
+/* For answers about a customer that core does not build (their consents, their access log):
+ * checks that the actor's purpose may read the customer's data (restriction, consent; a
+ * refusal is recorded and returned as CD_ERR_PURPOSE_DENIED), then records the read as
+ * `action` with `categories` (borrowed), durably, before the caller answers. resolved gets the
+ * customer the id stands for (a merged id's survivor). Errors: CD_ERR_NOT_FOUND,
+ * CD_ERR_PURPOSE_DENIED, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_customer_read_gate(struct cd_core *c, const struct cd_actor *a,
+                                       struct cd_str id, const char *action,
+                                       const char *categories, char resolved[CD_ID_MAX]);
 
 /* Finds the customer holding an identity. Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND. */
 enum cd_err cd_core_customer_find(struct cd_core *c, const struct cd_actor *a, struct cd_str type,
@@ -227,7 +261,8 @@ enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, 
                                    json_t **out);
 
 /* Merges customer `merged` into `survivor`: identities and interactions move, the merged id
- * then answers with a pointer to the survivor, and the merge is recorded.
+ * then answers with a pointer to the survivor, a restriction of either holds for the survivor,
+ * and the merge is recorded.
  * Errors: CD_ERR_INVALID (same id), CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (either already merged). */
 enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
                                    struct cd_str survivor, struct cd_str merged, unsigned fields,
@@ -288,16 +323,23 @@ enum cd_err cd_core_duplicate_dismiss(struct cd_core *c, const struct cd_actor *
 
 /* Ingests one interaction. Body: {"customer_id" | "identity": {"type","value","network"?},
  * "channel", "direction", "occurred_at"? (not before 1970, not beyond the future skew),
- * "thread_id"?, "subject"?, "body"?, "metadata"?: {..},
- * "purpose"? (default "service"), "guard_override"?: {"reason"}}. An identity that no customer
- * holds creates the customer. Outbound messages pass the outbound hook first.
+ * "thread_id"?, "subject"?, "body"?, "metadata"?: {..}, "purpose"? (default "service"),
+ * "guard_override"?: {"reason"}, "purpose_override"?: {"reason"}} (reasons of 10 to 500
+ * characters). An identity that no customer holds creates the customer. Outbound messages pass
+ * the outbound hook first.
  * Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (customer_id), CD_ERR_GUARD_BLOCKED,
- * CD_ERR_CONSENT_DENIED, CD_ERR_FORBIDDEN (override by a role that may not),
+ * CD_ERR_PURPOSE_MISMATCH, CD_ERR_PURPOSE_DENIED, CD_ERR_CONSENT_DENIED, CD_ERR_FORBIDDEN
+ * (override by a role that may not),
  * CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. The answer, the interaction as a JSON
- * object (with "customer_created"), is appended to out. On CD_ERR_GUARD_BLOCKED, *findings
- * receives the guard's findings (the caller owns them) when the hook gave any. An overridden
- * block (the hook's annotation has "overridden": true) is recorded as a guard.override audit
- * event. */
+ * object (with "customer_created"), is appended to out, trimmed to fields: the subject, body
+ * and metadata only with CD_FIELDS_CONVERSATION, and then only as the request carried them
+ * (after masking) — no stored data, so nothing is checked, and the ingestion's own ledger entry
+ * names the purpose and the categories echoed. A replayed Idempotency-Key answers with the
+ * stored interaction, a read (checked and recorded) when fields go beyond
+ * CD_FIELDS_REFERENCE. On CD_ERR_GUARD_BLOCKED and CD_ERR_PURPOSE_MISMATCH, *findings
+ * receives the guard's findings (the caller owns them) when the hook gave any. An override
+ * the hook honoured is recorded with the write, as a guard.override or purpose.override audit
+ * event carrying the rule ids and the reason. */
 enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor *a,
                                        const json_t *body, const struct cd_idem *idem,
                                        unsigned fields, struct cd_buf *out, json_t **findings,
@@ -305,7 +347,8 @@ enum cd_err cd_core_interaction_ingest(struct cd_core *c, const struct cd_actor 
 
 /* The same operation for servers, in three steps so that no thread waits for the group commit:
  * _start does everything before the write on the calling thread and queues the write (errors
- * as above, and then nothing more happens; on CD_ERR_GUARD_BLOCKED *out gets the findings).
+ * as above, and then nothing more happens; on CD_ERR_GUARD_BLOCKED and
+ * CD_ERR_PURPOSE_MISMATCH *out gets the findings).
  * After CD_OK, done(done_ctx, op) is called exactly once, on the store's writer thread, when the
  * write is durable or failed: it must only hand op on (no blocking, no store calls). Then
  * _finish, called exactly once on any thread, returns what cd_core_interaction_ingest would and
@@ -346,6 +389,11 @@ struct cd_timeline_query {
  * Errors: CD_ERR_INVALID (bad cursor or filter), CD_ERR_NOT_FOUND. */
 enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct cd_str customer_id,
                              const struct cd_timeline_query *q, unsigned fields, struct cd_buf *out);
+
+/* The customer an interaction belongs to (a reference, for the record of a refused attempt
+ * on it). Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE. */
+enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
+                                         char customer_id[CD_ID_MAX]);
 
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);

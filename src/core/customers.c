@@ -126,6 +126,14 @@ static enum cd_err parse_profile(const json_t *body, struct profile_in *p)
     return CD_OK;
 }
 
+/* Tells the capabilities that follow customers (core_hooks.customer_changed) of a committed
+ * change. */
+static void changed(struct cd_core *c, const char *customer_id)
+{
+    if (c->hooks.customer_changed)
+        c->hooks.customer_changed(c->hooks.ctx, customer_id);
+}
+
 /* ---- reading a customer ---- */
 
 struct customer_row {
@@ -371,8 +379,19 @@ static enum cd_err get_fn(struct cd_tx *tx, void *ctx)
     return load_customer(tx, id, &g->row);
 }
 
-/* Reads, audits (as `action`) and renders a customer. action NULL: the caller echoes its own
- * write, which the ledger already records. */
+/* Reads the customer g->id into g->row (which the caller initialised and frees).
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+static enum cd_err get_customer(struct cd_core *c, struct get_ctx *g)
+{
+    enum cd_err err = cd_store_read(c->store, get_fn, g);
+
+    if (err == CD_OK && !g->row.found)
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    return err;
+}
+
+/* Reads, audits (as `action`) and renders a customer. action NULL: nothing beyond the
+ * reference fields is read, or the caller records the read itself. */
 static enum cd_err read_customer(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                  unsigned fields, const char *action, json_t **out)
 {
@@ -380,12 +399,8 @@ static enum cd_err read_customer(struct cd_core *c, const struct cd_actor *a, st
     enum cd_err err;
 
     customer_row_init(&g.row);
-    if ((err = cd_store_read(c->store, get_fn, &g)) != CD_OK)
+    if ((err = get_customer(c, &g)) != CD_OK)
         goto out;
-    if (!g.row.found) {
-        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
-        goto out;
-    }
     if (action && !g.row.merged_into[0] && !g.row.erased_at) {
         if ((err = cd__core_read_allowed(c, a, g.row.id, g.row.restricted, action)) != CD_OK)
             goto out;
@@ -398,10 +413,50 @@ out:
     return err;
 }
 
+/* The customer as the answer of a write (or a list) shows it: a read under the actor's purpose,
+ * checked and recorded, when fields hold more than the reference fields; a read the purpose
+ * may not make (restriction, consent) is recorded as refused and leaves the reference fields
+ * only, so a write that succeeded is not answered with an error. */
+static enum cd_err customer_answer(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
+                                   unsigned fields, json_t **out)
+{
+    enum cd_err err = CD_ERR_PURPOSE_DENIED;
+
+    if (fields & ~(unsigned)CD_FIELDS_REFERENCE)
+        err = read_customer(c, a, id, fields, "customer.read", out);
+    if (err == CD_ERR_PURPOSE_DENIED)
+        err = read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
+    return err;
+}
+
 enum cd_err cd_core_customer_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                  unsigned fields, json_t **out)
 {
     return read_customer(c, a, id, fields, "customer.read", out);
+}
+
+enum cd_err cd_core_customer_read_gate(struct cd_core *c, const struct cd_actor *a,
+                                       struct cd_str id, const char *action,
+                                       const char *categories, char resolved[CD_ID_MAX])
+{
+    struct get_ctx g = {id, {0}};
+    struct cd_audit_event ev;
+    enum cd_err err;
+
+    customer_row_init(&g.row);
+    if ((err = get_customer(c, &g)) != CD_OK)
+        goto out;
+    /* A merged id stands for its survivor; an erased customer holds nothing to restrict. */
+    snprintf(resolved, CD_ID_MAX, "%s", g.row.merged_into[0] ? g.row.merged_into : g.row.id);
+    if (!g.row.merged_into[0] && !g.row.erased_at &&
+        (err = cd__core_read_allowed(c, a, g.row.id, g.row.restricted, action)) != CD_OK)
+        goto out;
+    cd__core_event(&ev, a, action, g.row.id, NULL, 0);
+    ev.categories = categories;
+    err = cd_audit_record(c->store, &ev);
+out:
+    customer_row_free(&g.row);
+    return err;
 }
 
 /* ---- find by identity ---- */
@@ -620,7 +675,7 @@ enum cd_err cd_core_customer_create(struct cd_core *c, const struct cd_actor *a,
     if ((err = cd_store_write(c->store, create_fn, &cc)) != CD_OK)
         goto out;
     *replayed = cc.replay_id[0] != '\0';
-    err = read_customer(c, a, cd_str_c(*replayed ? cc.replay_id : cc.id), fields, NULL, out);
+    err = customer_answer(c, a, cd_str_c(*replayed ? cc.replay_id : cc.id), fields, out);
 out:
     cd__core_key_wipe(&k);
     idents_free(cc.idents, cc.nident);
@@ -757,7 +812,8 @@ enum cd_err cd_core_customer_update(struct cd_core *c, const struct cd_actor *a,
     u.id = cid;
     if ((err = cd_store_write(c->store, update_fn, &u)) != CD_OK)
         goto out;
-    err = read_customer(c, a, id, fields, NULL, out);
+    changed(c, cid);
+    err = customer_answer(c, a, id, fields, out);
 out:
     cd_free(u.prof.attributes);
     return err;
@@ -781,7 +837,7 @@ enum cd_err cd_core_identity_add(struct cd_core *c, const struct cd_actor *a, st
     u.id = cid;
     if ((err = cd_store_write(c->store, update_fn, &u)) != CD_OK)
         goto out;
-    err = read_customer(c, a, id, fields, NULL, out);
+    err = customer_answer(c, a, id, fields, out);
 out:
     idents_free(u.idents, u.nident);
     return err;
@@ -849,9 +905,8 @@ enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
     int64_t last_ms = 0;
     for (int i = 0; i < shown; i++) {
         json_t *cj = NULL;
-        err = read_customer(c, a, cd_str_c(l->ids[i]), fields, "customer.read", &cj);
-        if (err == CD_ERR_PURPOSE_DENIED) /* listed, but nothing beyond the reference */
-            err = read_customer(c, a, cd_str_c(l->ids[i]), CD_FIELDS_REFERENCE, NULL, &cj);
+        /* A customer the purpose may not read is listed with nothing beyond the reference. */
+        err = customer_answer(c, a, cd_str_c(l->ids[i]), fields, &cj);
         if (err != CD_OK)
             goto out;
         if (json_array_append_new(items, cj) != 0) {
@@ -1087,7 +1142,12 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
     struct cd_val p[] = {CD_VCSTR(m->merged), CD_VCSTR(m->survivor), CD_VINT(now),
                          CD_VCSTR(m->a->token_id),
                          m->a->request_id ? CD_VCSTR(m->a->request_id) : CD_VNULL};
-    if ((err = cd_tx_exec(tx, "UPDATE customers SET merged_into = $2, merged_at = $3,"
+    /* A restriction the person asked for under either id holds for the one they are now. */
+    if ((err = cd_tx_exec(tx, "UPDATE customers SET restricted = 1, updated_at = $3"
+                              " WHERE id = $2 AND restricted = 0 AND EXISTS(SELECT 1 FROM"
+                              " customers WHERE id = $1 AND restricted <> 0)",
+                          p, 3, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE customers SET merged_into = $2, merged_at = $3,"
                               " updated_at = $3, display_name = NULL, attributes = NULL,"
                               " key_wrapped = NULL WHERE id = $1",
                           p, 3, NULL, NULL, NULL)) != CD_OK ||
@@ -1140,7 +1200,9 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     cd__owners_forget_all(c->owners); /* the merged customer's identities have a new owner */
     if (err != CD_OK)
         return err;
-    return read_customer(c, a, survivor, fields, NULL, out);
+    changed(c, m.merged);
+    changed(c, m.survivor);
+    return customer_answer(c, a, survivor, fields, out);
 }
 
 /* ---- restriction and crypto-shredding: changes of a customer's own state ---- */
@@ -1162,6 +1224,7 @@ static enum cd_err run_change(struct cd_core *c, const struct cd_actor *a, struc
         return err;
     if ((err = cd_store_write(c->store, fn, &cc)) != CD_OK)
         return err;
+    changed(c, cc.id);
     return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
 }
 

@@ -208,8 +208,21 @@ struct ingest_ctx {
     uint8_t owner_wrapped[CD_CRYPTO_WRAPPED_LEN];
     uint64_t owners_gen; /* the cache's generation before the first read of the owner */
     bool created_customer;
-    bool overridden; /* a supervisor overrode a guard block */
+    /* Overrides the outbound hook honoured, for their audit events: rule ids "A,B" and the
+     * reason as the hook keeps it (cd_malloc'ed; NULL when not overridden). */
+    char *guard_rules, *guard_reason;
+    char *purpose_rules, *purpose_reason;
 };
+
+/* The categories the ingestion's answer echoes: the conversation (what the request itself
+ * carried) when the declared purpose may see it, else nothing personal. The write's own
+ * ledger entry names them, with the purpose: ingestion is the hot write path, and a separate
+ * read entry would cost the writer a second append per row. */
+static unsigned echoed(const struct ingest_ctx *ic)
+{
+    return (ic->fields & CD_FIELDS_CONVERSATION) ? CD_FIELDS_REFERENCE | CD_FIELDS_CONVERSATION
+                                                 : 0;
+}
 
 struct ident_lookup {
     char customer_id[CD_ID_MAX];
@@ -489,13 +502,23 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
     if (ic->audit_ok && strcmp(ic->audit_for, ic->row.customer_id) == 0) {
         err = cd_audit_append_prepared(tx, &ic->audit, NULL);
     } else {
-        cd__core_event(&ev, ic->a, "interaction.ingest", ic->row.customer_id, ic->row.id, 0);
+        cd__core_event(&ev, ic->a, "interaction.ingest", ic->row.customer_id, ic->row.id,
+                       echoed(ic));
         err = cd_audit_append(tx, &ev, NULL);
     }
     if (err != CD_OK)
         goto out;
-    if (ic->overridden) {
+    if (ic->guard_rules) {
         cd__core_event(&ev, ic->a, "guard.override", ic->row.customer_id, ic->row.id, 0);
+        ev.rules = ic->guard_rules;
+        ev.override_reason = ic->guard_reason;
+        if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+            goto out;
+    }
+    if (ic->purpose_rules) {
+        cd__core_event(&ev, ic->a, "purpose.override", ic->row.customer_id, ic->row.id, 0);
+        ev.rules = ic->purpose_rules;
+        ev.override_reason = ic->purpose_reason;
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
             goto out;
     }
@@ -573,7 +596,7 @@ static void pre_audit(struct ingest_ctx *ic, const char *customer_id)
     struct cd_audit_event ev;
 
     snprintf(ic->audit_for, sizeof ic->audit_for, "%s", customer_id);
-    cd__core_event(&ev, ic->a, "interaction.ingest", ic->audit_for, ic->row.id, 0);
+    cd__core_event(&ev, ic->a, "interaction.ingest", ic->audit_for, ic->row.id, echoed(ic));
     ic->audit_ok = cd_audit_prepare(&ev, &ic->audit) == CD_OK;
 }
 
@@ -618,13 +641,36 @@ out:
     cd_err_clear();
 }
 
-static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool *override,
-                                struct cd_str *override_reason)
+/* Parses an override {"reason"} at key into *on and *reason. */
+static enum cd_err parse_override(const json_t *body, const char *key, bool *on,
+                                  struct cd_str *reason)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    json_t *o = NULL;
+    enum cd_err err;
+
+    if ((err = cd_json_obj(body, key, false, &o)) != CD_OK || o == NULL)
+        return err;
+    if ((err = cd_json_only(o, allowed)) != CD_OK ||
+        (err = cd_json_str(o, "reason", true, reason)) != CD_OK)
+        return cd_err_set(err, "'%s': %s", key, cd_err_detail());
+    /* The reason goes into the ledger: long enough to explain, short enough to read. */
+    if (reason->len < 10 || reason->len > 500 || !cd_utf8_valid(reason->p, reason->len))
+        return cd_err_set(CD_ERR_INVALID, "'%s.reason' must explain the override (10 to 500 "
+                                          "characters)",
+                          key);
+    *on = true;
+    return CD_OK;
+}
+
+static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body,
+                                struct cd_core_overrides *ov)
 {
     static const char *const allowed[] = {"customer_id", "identity", "channel", "direction",
                                           "occurred_at", "thread_id", "subject", "body",
-                                          "metadata", "purpose", "guard_override", NULL};
-    json_t *ident = NULL, *meta = NULL, *ovr = NULL;
+                                          "metadata", "purpose", "guard_override",
+                                          "purpose_override", NULL};
+    json_t *ident = NULL, *meta = NULL;
     struct cd_str occurred = CD_STR_NULL;
     enum cd_purpose purpose;
     enum cd_err err;
@@ -644,7 +690,9 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
         (err = cd_json_str(body, "subject", false, &ic->subject)) != CD_OK ||
         (err = cd_json_str(body, "body", false, &ic->body)) != CD_OK ||
         (err = cd_json_obj(body, "metadata", false, &meta)) != CD_OK ||
-        (err = cd_json_obj(body, "guard_override", false, &ovr)) != CD_OK)
+        (err = parse_override(body, "guard_override", &ov->guard, &ov->guard_reason)) != CD_OK ||
+        (err = parse_override(body, "purpose_override", &ov->purpose, &ov->purpose_reason)) !=
+            CD_OK)
         return err;
     ic->meta_obj = meta;
     if (!cd_core_channel_valid(cd_str_c(ic->row.channel)))
@@ -689,16 +737,6 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body, bool 
             return err;
         if (n > CD_MAX_META)
             return cd_err_set(CD_ERR_INVALID, "'metadata' is larger than %d bytes", CD_MAX_META);
-    }
-    if (ovr) {
-        static const char *const ovr_allowed[] = {"reason", NULL};
-        if ((err = cd_json_only(ovr, ovr_allowed)) != CD_OK ||
-            (err = cd_json_str(ovr, "reason", true, override_reason)) != CD_OK)
-            return cd_err_set(err, "'guard_override': %s", cd_err_detail());
-        if (override_reason->len < 10)
-            return cd_err_set(CD_ERR_INVALID, "'guard_override.reason' must explain the override "
-                                              "(at least 10 characters)");
-        *override = true;
     }
     if (ident) {
         static const char *const ident_allowed[] = {"type", "value", "network", NULL};
@@ -750,19 +788,64 @@ static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
                                                            : ",\"customer_created\":false");
 }
 
+/* The rule ids of a JSON array of strings as "A,B" (cd_malloc'ed; "" for none), cut short
+ * with "..." so that an audit event stays small. */
+static enum cd_err rule_list(const json_t *arr, char **out)
+{
+    struct cd_buf b = CD_BUF_INIT(1024);
+    enum cd_err err = cd_buf_puts(&b, ""); /* allocates: "" for no rules */
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(arr, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (err != CD_OK || id == NULL)
+            continue;
+        if (b.len + strlen(id) + 5 > 1000) {
+            err = cd_buf_puts(&b, ",...");
+            break;
+        }
+        err = cd_buf_printf(&b, "%s%s", b.len ? "," : "", id);
+    }
+    if (err == CD_OK && (*out = cd_buf_take(&b, NULL)) == NULL)
+        err = CD_ERR_NOMEM;
+    cd_buf_free(&b);
+    return err;
+}
+
+/* Takes the overrides the hook honoured from its annotation (see struct cd_core_hooks). */
+static enum cd_err take_overrides(struct ingest_ctx *ic, const json_t *annotation)
+{
+    const json_t *po = json_object_get(annotation, "purpose_override");
+    const char *gr = json_string_value(json_object_get(annotation, "override_reason"));
+    const char *pr = json_string_value(json_object_get(po, "reason"));
+    enum cd_err err = CD_OK;
+
+    if (json_is_true(json_object_get(annotation, "overridden")) &&
+        ((err = rule_list(json_object_get(annotation, "overridden_rules"), &ic->guard_rules)) !=
+             CD_OK ||
+         (gr && (ic->guard_reason = cd_strndup(gr, strlen(gr))) == NULL)))
+        return err != CD_OK ? err : CD_ERR_NOMEM;
+    if (json_is_object(po) &&
+        ((err = rule_list(json_object_get(po, "rules"), &ic->purpose_rules)) != CD_OK ||
+         (pr && (ic->purpose_reason = cd_strndup(pr, strlen(pr))) == NULL)))
+        return err != CD_OK ? err : CD_ERR_NOMEM;
+    return CD_OK;
+}
+
 /* Everything before the write, on the caller's thread: parsing, the in-path hooks (inbound
- * masking; consent and guard on outbound), sealing. On CD_ERR_GUARD_BLOCKED *out gets the
- * findings. */
+ * masking; consent and guard on outbound), sealing. On CD_ERR_GUARD_BLOCKED and
+ * CD_ERR_PURPOSE_MISMATCH *out gets the findings. */
 static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, json_t **out)
 {
     struct cd_core *c = ic->c;
-    struct cd_str reason = CD_STR_NULL;
-    bool override = false;
+    struct cd_core_overrides ov = {false, false, CD_STR_NULL, CD_STR_NULL};
     json_t *annotation = NULL;
     struct owner_read o = {ic, {"", CD_BUF_INIT(256), false}, ""};
     enum cd_err err;
 
-    if ((err = parse_ingest(ic, body, &override, &reason)) != CD_OK)
+    if ((err = parse_ingest(ic, body, &ov)) != CD_OK)
         goto out;
     bool outbound = strcmp(ic->row.direction, "outbound") == 0;
     if (!outbound && ic->body.p && c->hooks.inbound_filter) {
@@ -792,23 +875,16 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
         err = c->hooks.outbound_check(c->hooks.ctx, ic->a,
                                       o.customer_id[0] ? o.customer_id : NULL, ic->row.channel,
                                       ic->row.purpose, ic->topic,
-                                      ic->body.p ? ic->body : CD_STR(""), override, &annotation);
-        if (err == CD_ERR_GUARD_BLOCKED && annotation) {
+                                      ic->body.p ? ic->body : CD_STR(""), &ov, &annotation);
+        if ((err == CD_ERR_GUARD_BLOCKED || err == CD_ERR_PURPOSE_MISMATCH) && annotation) {
             *out = annotation; /* the findings explain the refusal */
             annotation = NULL;
         }
         if (err != CD_OK)
             goto out;
-        ic->overridden = json_is_true(json_object_get(annotation, "overridden"));
-        if (annotation) {
-            if (override && cd_json_set_strn(annotation, "override_reason", reason.p,
-                                             reason.len) != CD_OK) {
-                err = CD_ERR_NOMEM;
-                goto out;
-            }
-            if ((err = cd_json_dump(annotation, &ic->guard_json, NULL)) != CD_OK)
-                goto out;
-        }
+        if (annotation && ((err = take_overrides(ic, annotation)) != CD_OK ||
+                           (err = cd_json_dump(annotation, &ic->guard_json, NULL)) != CD_OK))
+            goto out;
     }
     /* What the capabilities that follow interactions need of the text, while it is clear. */
     if (c->hooks.annotate) {
@@ -880,6 +956,10 @@ static void ingest_free(struct ingest_ctx *ic)
     cd_free(ic->masked_body);
     cd_free(ic->guard_json);
     json_decref(ic->note);
+    cd_free(ic->guard_rules);
+    cd_free(ic->guard_reason);
+    cd_free(ic->purpose_rules);
+    cd_free(ic->purpose_reason);
     cd_free(ic);
 }
 
@@ -1191,14 +1271,57 @@ enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor 
         err = cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
         goto out;
     }
-    if ((err = cd__core_read_allowed(c, a, t.pc.customer_id, t.pc.restricted, action)) != CD_OK ||
-        (err = cd__core_audit_read(c, a, action, t.pc.customer_id, t.pc.rows[0].id, fields)) !=
-            CD_OK)
+    /* The reference fields alone (a replayed ingestion without a purpose) disclose nothing. */
+    if ((fields & ~(unsigned)CD_FIELDS_REFERENCE) &&
+        ((err = cd__core_read_allowed(c, a, t.pc.customer_id, t.pc.restricted, action)) !=
+             CD_OK ||
+         (err = cd__core_audit_read(c, a, action, t.pc.customer_id, t.pc.rows[0].id, fields)) !=
+             CD_OK))
         goto out;
     err = page_items(c, &t.pc, 1, fields, out);
 out:
     page_free(&t.pc);
     return err;
+}
+
+struct owner_of {
+    char id[CD_ID_MAX];
+    char customer_id[CD_ID_MAX];
+};
+
+static enum cd_err owner_of_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct owner_of *o = ctx;
+
+    cd__core_col_text(cols[0], o->customer_id, sizeof o->customer_id);
+    return CD_OK;
+}
+
+static enum cd_err owner_of_fn(struct cd_tx *tx, void *ctx)
+{
+    struct owner_of *o = ctx;
+    struct cd_val p[] = {CD_VCSTR(o->id)};
+
+    return cd_tx_exec(tx, "SELECT customer_id FROM interactions WHERE id = $1", p, 1,
+                      owner_of_row, o, NULL);
+}
+
+enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
+                                         char customer_id[CD_ID_MAX])
+{
+    struct owner_of o = {"", ""};
+    enum cd_err err;
+
+    if (!cd_id_valid(id, "int"))
+        return cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
+    memcpy(o.id, id.p, id.len);
+    o.id[id.len] = '\0';
+    if ((err = cd_store_read(c->store, owner_of_fn, &o)) != CD_OK)
+        return err;
+    if (!o.customer_id[0])
+        return cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
+    memcpy(customer_id, o.customer_id, CD_ID_MAX);
+    return CD_OK;
 }
 
 enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,

@@ -562,7 +562,32 @@ out:
     return err;
 }
 
-/* Writes text with personal-data findings replaced: cards as "•••• 1234", others "[tag]". */
+/* Whether a finding is personal data that is never shown in clear. */
+static bool masked(const struct fnd *f)
+{
+    return f->rule->kind == CD__GUARD_PII && f->rule->redact != NULL;
+}
+
+/* Appends the masked form of a personal-data finding's text: a card as "•••• 1234", anything
+ * else as "[tag]". */
+static enum cd_err put_mask(struct cd_buf *b, struct cd_str text, const struct fnd *f)
+{
+    size_t st = f->pub.start, en = f->pub.end;
+
+    if (strcmp(f->rule->redact, "card") == 0) {
+        char last4[5];
+        int k = 4;
+        last4[4] = '\0';
+        for (size_t j = en; j > st && k > 0; j--)
+            if (text.p[j - 1] >= '0' && text.p[j - 1] <= '9')
+                last4[--k] = text.p[j - 1];
+        return cd_buf_printf(b, "\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2 %s",
+                             last4 + k);
+    }
+    return cd_buf_printf(b, "[%s]", f->rule->redact);
+}
+
+/* Writes text with personal-data findings replaced by their masked form. */
 static enum cd_err redact(struct cd_str text, const struct fnd *f, size_t nf, char **out,
                           size_t *outlen, size_t *count)
 {
@@ -573,27 +598,13 @@ static enum cd_err redact(struct cd_str text, const struct fnd *f, size_t nf, ch
     if ((err = cd_buf_reserve(&b, text.len + 1)) != CD_OK)
         goto out;
     for (size_t i = 0; i < nf; i++) {
-        const struct cd__guard_rule *r = f[i].rule;
-        size_t st = f[i].pub.start, en = f[i].pub.end;
-        if (r->kind != CD__GUARD_PII || r->redact == NULL || st < pos)
+        size_t st = f[i].pub.start;
+        if (!masked(&f[i]) || st < pos)
             continue;
-        if ((err = cd_buf_append(&b, text.p + pos, st - pos)) != CD_OK)
+        if ((err = cd_buf_append(&b, text.p + pos, st - pos)) != CD_OK ||
+            (err = put_mask(&b, text, &f[i])) != CD_OK)
             goto out;
-        if (strcmp(r->redact, "card") == 0) {
-            char last4[5];
-            int k = 4;
-            last4[4] = '\0';
-            for (size_t j = en; j > st && k > 0; j--)
-                if (text.p[j - 1] >= '0' && text.p[j - 1] <= '9')
-                    last4[--k] = text.p[j - 1];
-            err = cd_buf_printf(&b, "\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2 %s",
-                                last4 + k);
-        } else {
-            err = cd_buf_printf(&b, "[%s]", r->redact);
-        }
-        if (err != CD_OK)
-            goto out;
-        pos = en;
+        pos = f[i].pub.end;
         n++;
     }
     if ((err = cd_buf_append(&b, text.p + pos, text.len - pos)) != CD_OK)
@@ -649,7 +660,7 @@ enum cd_err cd_guard_check(struct cd_guard *g, const struct cd_guard_input *in,
             r->verdict = CD_GUARD_BLOCK;
         else if (sev == CD_GUARD_SEV_WARN && r->verdict == CD_GUARD_ALLOW)
             r->verdict = CD_GUARD_WARN;
-        if (r->f[i].rule->kind == CD__GUARD_PII && r->f[i].rule->redact)
+        if (masked(&r->f[i]))
             redacted_n++;
     }
     if (redacted_n) {
@@ -784,10 +795,24 @@ static enum cd_err finding_json(const struct cd_guard_result *r, const struct fn
         json_object_set_new(o, "start_utf16", json_integer((json_int_t)f->pub.start_utf16)) ||
         json_object_set_new(o, "end_utf16", json_integer((json_int_t)f->pub.end_utf16)))
         goto out;
-    if (include_matches &&
-        json_object_set_new(o, "match",
-                            json_stringn(r->text + f->pub.start, f->pub.end - f->pub.start)))
-        goto out;
+    if (include_matches) {
+        /* The wording that drew a finding is shown to its author; personal data never is, in
+         * clear: an answer or a log line may travel further than the message would have. */
+        struct cd_buf m = CD_BUF_INIT(f->pub.end - f->pub.start + 64);
+        struct cd_str text = {r->text, r->len};
+        if (masked(f)) {
+            err = put_mask(&m, text, f);
+        } else {
+            err = cd_buf_append(&m, r->text + f->pub.start, f->pub.end - f->pub.start);
+        }
+        if (err != CD_OK || json_object_set_new(o, "match", json_stringn(m.p ? m.p : "", m.len))) {
+            cd_buf_free(&m);
+            err = err != CD_OK && err != CD_ERR_TOO_BIG ? err : CD_ERR_NOMEM;
+            goto out;
+        }
+        cd_buf_free(&m);
+        err = CD_ERR_NOMEM;
+    }
     if (json_object_set_new(o, "message", json_string(f->pub.message)) ||
         json_object_set_new(o, "suggestion", json_string(f->pub.suggestion)))
         goto out;

@@ -107,8 +107,10 @@ double cd_guard_result_grade(const struct cd_guard_result *r);
 
 /* Serialises r as {"verdict","grade_level","findings":[{"rule","category","severity","start",
  * "end","start_utf16","end_utf16","match","message","suggestion","references":[...]}],
- * "redacted"}. include_matches=false omits "match" (for findings that are stored or logged, so
- * personal data is not copied). The caller owns *out (json_decref). Errors: CD_ERR_NOMEM. */
+ * "redacted"}. "match" is the text the finding covers, except that personal data is given in
+ * its masked form (as in the redacted copy: "•••• 4242", "[email]"), never in clear; the spans
+ * still point at it. include_matches=false omits "match" (for findings that are stored). The
+ * caller owns *out (json_decref). Errors: CD_ERR_NOMEM. */
 enum cd_err cd_guard_result_to_json(const struct cd_guard_result *r, bool include_matches,
                                     json_t **out);
 

@@ -8,6 +8,11 @@
 #include "http_int.h"
 
 
+bool cd__http_needs_consent(const struct cd_app *app, enum cd_purpose purpose)
+{
+    return app->consent == NULL || cd_consent_needs_consent(app->consent, purpose);
+}
+
 static enum cd_err engine(struct cd_req *r, struct cd_consent **c)
 {
     if (r->app->consent == NULL)
@@ -282,34 +287,42 @@ enum cd_err cd__http_consent_signals(struct cd_req *r)
     return cd_consent_gpc(c, &r->actor, id, &r->resp_json);
 }
 
-/* GET /v1/customers/{id}/consents — a read of personal data: recorded. */
-enum cd_err cd__http_customer_consents(struct cd_req *r)
+/* The customer's consent view as a read of personal data: restriction and consent checked,
+ * the read recorded, then answered for the customer the id stands for. */
+static enum cd_err consent_view(struct cd_req *r, struct cd_consent *c)
 {
-    struct cd_consent *c = NULL;
     char id[CD_ID_MAX];
-    enum cd_err err;
+    enum cd_err err = cd_core_customer_read_gate(r->app->core, &r->actor, r->params[0],
+                                                 "consent.read", "consent", id);
 
-    if ((err = engine(r, &c)) != CD_OK ||
-        (err = cd_consent_history(c, r->params[0], &r->resp_json)) != CD_OK)
-        return err;
-    snprintf(id, sizeof id, "%.*s", (int)r->params[0].len, r->params[0].p);
-    struct cd_audit_event ev = {.action = "consent.read", .outcome = "ok",
-                                .actor_token = r->actor.token_id, .actor_role = r->actor.role,
-                                .actor_name = r->actor.name, .purpose = r->actor.purpose,
-                                .request_id = r->request_id, .customer_id = id,
-                                .categories = "consent"};
-    return cd_audit_record(r->app->store, &ev);
+    return err != CD_OK ? err : cd_consent_history(c, cd_str_c(id), &r->resp_json);
 }
 
-/* POST /v1/customers/{id}/preferences */
-enum cd_err cd__http_customer_preferences(struct cd_req *r)
+/* GET /v1/customers/{id}/consents */
+enum cd_err cd__http_customer_consents(struct cd_req *r)
 {
     struct cd_consent *c = NULL;
     enum cd_err err;
 
     if ((err = engine(r, &c)) != CD_OK)
         return err;
-    return cd_consent_preferences_set(c, &r->actor, r->params[0], r->json, &r->resp_json);
+    return consent_view(r, c);
+}
+
+/* POST /v1/customers/{id}/preferences — the write stands whatever its answer may show: the
+ * consent view under a declared purpose that may read it, else the customer id alone. */
+enum cd_err cd__http_customer_preferences(struct cd_req *r)
+{
+    struct cd_consent *c = NULL;
+    enum cd_err err;
+
+    if ((err = engine(r, &c)) != CD_OK ||
+        (err = cd_consent_preferences_set(c, &r->actor, r->params[0], r->json)) != CD_OK)
+        return err;
+    if (r->has_purpose && (err = consent_view(r, c)) != CD_ERR_PURPOSE_DENIED)
+        return err;
+    r->resp_json = json_pack("{s:s%}", "customer_id", r->params[0].p, r->params[0].len);
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
 }
 
 /* POST /v1/notices */

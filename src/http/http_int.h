@@ -12,12 +12,20 @@
 #define CD_MAX_QUERY 16
 #define CD_MAX_PARAMS 3
 
+/* The rule for personal data, enforced here and checked against docs/openapi.yaml by
+ * tests/unit/test_http.c: a route either answers with no personal data of a customer, or it
+ * is CD_ROUTE_PERSONAL (a purpose is required, the answer is trimmed to it and the read is
+ * checked and recorded), or it is a write marked CD_ROUTE_ECHO (its answer carries personal
+ * data only under a declared purpose, then trimmed, checked and recorded; without one, the
+ * reference fields only). cd__http_fields gives every other route the reference fields. */
 enum cd_route_flags {
     CD_ROUTE_PUBLIC = 1 << 0,   /* no token needed */
-    CD_ROUTE_PURPOSE = 1 << 1,  /* reads customer data: Candor-Purpose required */
+    CD_ROUTE_PURPOSE = 1 << 1,  /* Candor-Purpose required */
     CD_ROUTE_JSON = 1 << 2,     /* a JSON object body is required */
     CD_ROUTE_INLINE = 1 << 3,   /* never blocks: runs on the event thread */
     CD_ROUTE_IDEMPOTENT = 1 << 4, /* honours Idempotency-Key */
+    CD_ROUTE_PERSONAL = 1 << 5, /* answers with a customer's personal data (needs PURPOSE) */
+    CD_ROUTE_ECHO = 1 << 6,     /* a write whose answer may echo personal data under a purpose */
 };
 
 struct cd_req;
@@ -117,8 +125,14 @@ struct cd_str cd__http_query(const struct cd_req *r, const char *key);
 /* Integer query parameter within [min, max], or def when absent. Errors: CD_ERR_INVALID. */
 enum cd_err cd__http_query_int(const struct cd_req *r, const char *key, int def, int min, int max,
                                int *out);
-/* Categories of customer data the request's purpose may see. */
+/* Categories of customer data the answer may carry: what the declared purpose may see on a
+ * CD_ROUTE_PERSONAL or CD_ROUTE_ECHO route, the reference fields otherwise (no purpose, or a
+ * route that does not answer with personal data). */
 unsigned cd__http_fields(const struct cd_req *r);
+/* The customer a request is about, as its path names them (a customer id, or an interaction
+ * whose customer is looked up), for the record of a refused attempt; false when it names none.
+ * May read the store. */
+bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX]);
 /* Fills idem from the Idempotency-Key header; returns NULL when the request has none.
  * Errors: CD_ERR_INVALID (malformed key). */
 enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out);
@@ -132,6 +146,10 @@ enum cd_err cd__http_audit_sth_publish(struct cd_req *r);
 enum cd_err cd__http_audit_inclusion(struct cd_req *r);
 enum cd_err cd__http_audit_consistency(struct cd_req *r);
 enum cd_err cd__http_audit_public_key(struct cd_req *r);
+
+/* Whether purpose needs the customer's consent: the consent rules' answer, the one the whole
+ * server gives (without a consent engine, every purpose does). */
+bool cd__http_needs_consent(const struct cd_app *app, enum cd_purpose purpose);
 
 /* Consent handlers (h_consent.c). */
 enum cd_err cd__http_consent_check(struct cd_req *r);

@@ -18,6 +18,7 @@ static const struct cd_problem_kind kinds[CD_ERR__COUNT] = {
     [CD_ERR_PURPOSE_DENIED] = {403, "purpose-not-permitted", "Purpose not permitted"},
     [CD_ERR_CONSENT_DENIED] = {403, "consent-denied", "Refused: no consent"},
     [CD_ERR_GUARD_BLOCKED] = {422, "guard-blocked", "Blocked by the communication guard"},
+    [CD_ERR_PURPOSE_MISMATCH] = {422, "purpose-mismatch", "Content does not fit the purpose"},
     [CD_ERR_UNSUPPORTED] = {415, "unsupported-media-type", "Unsupported media type"},
     [CD_ERR_STORE] = {503, "store-unavailable", "Storage error"},
     [CD_ERR_BUSY] = {503, "busy", "Temporarily unavailable"},

@@ -20,8 +20,24 @@
 
 unsigned cd__http_fields(const struct cd_req *r)
 {
-    /* Without a declared purpose a request only echoes what it wrote itself. */
-    return r->has_purpose ? r->grant.fields : CD_FIELDS_ALL;
+    /* The one place a handler learns what its answer may carry: nothing personal without a
+     * declared purpose, or on a route the table does not mark as answering with it. */
+    if (!r->has_purpose || !(r->route->flags & (CD_ROUTE_PERSONAL | CD_ROUTE_ECHO)))
+        return CD_FIELDS_REFERENCE;
+    return r->grant.fields;
+}
+
+bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX])
+{
+    const char *pat = r->route->pattern;
+
+    if (strncmp(pat, "/v1/customers/{id}", 18) == 0 && cd_id_valid(r->params[0], "cus")) {
+        snprintf(out, CD_ID_MAX, "%.*s", (int)r->params[0].len, r->params[0].p);
+        return true;
+    }
+    if (strcmp(pat, "/v1/interactions/{id}") == 0)
+        return cd_core_interaction_customer(r->app->core, r->params[0], out) == CD_OK;
+    return false;
 }
 
 static enum cd_err created(struct cd_req *r, json_t *o, bool replayed)
@@ -219,8 +235,11 @@ static enum cd_err h_access_log(struct cd_req *r)
 
     if (err != CD_OK)
         return err;
-    if (!cd_id_valid(r->params[0], "cus"))
-        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    char id[CD_ID_MAX];
+    /* Who read a customer's data is itself about them: checked and recorded like a read. */
+    if ((err = cd_core_customer_read_gate(r->app->core, &r->actor, r->params[0],
+                                          "access_log.read", "access_log", id)) != CD_OK)
+        return err;
     return cd_audit_access_log(r->app->store, r->params[0], cd__http_query(r, "cursor"), limit,
                                &r->resp_json);
 }
@@ -308,8 +327,11 @@ static enum cd_err h_interaction_create(struct cd_req *r)
     if (err == CD_OK)
         return CD_OK;
     cd__http_defer_cancel(r);
-    if (err == CD_ERR_GUARD_BLOCKED)
-        r->problem_ext = o; /* the problem carries the verdict, findings and a redacted copy */
+    /* The problem carries the verdict, the findings (personal data masked) and a redacted copy. */
+    if (err == CD_ERR_GUARD_BLOCKED || err == CD_ERR_PURPOSE_MISMATCH)
+        r->problem_ext = o;
+    else
+        json_decref(o);
     return err;
 }
 
@@ -426,9 +448,13 @@ static enum cd_err h_token_revoke(struct cd_req *r)
 
 #define PUB CD_ROUTE_PUBLIC
 #define INL CD_ROUTE_INLINE
-#define PUR CD_ROUTE_PURPOSE
 #define JSN CD_ROUTE_JSON
 #define IDM CD_ROUTE_IDEMPOTENT
+#define PII (CD_ROUTE_PERSONAL | CD_ROUTE_PURPOSE)
+/* A read about a customer whose answer holds no personal data: it still names a purpose, is
+ * checked against the policy and recorded on the customer's access log. */
+#define PUR CD_ROUTE_PURPOSE
+#define ECH CD_ROUTE_ECHO
 
 const struct cd_route cd__http_routes[] = {
     {"GET", "/healthz", h_healthz, 0, PUB | INL, "health"},
@@ -436,32 +462,33 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/metrics", h_metrics, 0, PUB | INL, "metrics"},
     {"GET", "/v1/openapi.json", h_openapi, 0, PUB | INL, "openapi"},
     {"GET", "/problems/{slug}", h_problem_doc, 0, PUB | INL, "problemType"},
-    {"POST", "/v1/customers", h_customer_create, WRITERS, JSN | IDM, "createCustomer"},
-    {"GET", "/v1/customers", h_customer_list, READERS, PUR, "listCustomers"},
-    {"POST", "/v1/customers/lookup", h_customer_lookup, READERS, PUR | JSN, "lookupCustomer"},
-    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PUR, "getCustomer"},
-    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, JSN, "updateCustomer"},
-    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, JSN, "addIdentity"},
+    {"POST", "/v1/customers", h_customer_create, WRITERS, JSN | IDM | ECH, "createCustomer"},
+    {"GET", "/v1/customers", h_customer_list, READERS, PII, "listCustomers"},
+    {"POST", "/v1/customers/lookup", h_customer_lookup, READERS, PII | JSN, "lookupCustomer"},
+    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PII, "getCustomer"},
+    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, PII | JSN, "updateCustomer"},
+    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, PII | JSN, "addIdentity"},
     {"POST", "/v1/customers/{id}/merge", h_customer_merge,
-     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), JSN, "mergeCustomers"},
+     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), PII | JSN, "mergeCustomers"},
     {"POST", "/v1/customers/{id}/restriction", h_customer_restrict,
      CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE),
      JSN, "restrictCustomer"},
-    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PUR, "getTimeline"},
-    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PUR, "getAccessLog"},
+    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline"},
+    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog"},
     /* legal holds: handlers in h_retention.c */
     {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds"},
     {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold"},
     {"POST", "/v1/customers/{id}/holds/{hold_id}/release", cd__http_hold_release, HOLDERS, JSN,
      "releaseHold"},
-    {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PUR,
+    {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
      "mergePossibleDuplicate"},
     {"POST", "/v1/possible-duplicates/{id}/dismiss", h_duplicate_dismiss, SUPERVISION, 0,
      "dismissPossibleDuplicate"},
-    {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM, "createInteraction"},
-    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PUR, "getInteraction"},
+    {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM | ECH,
+     "createInteraction"},
+    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction"},
     {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
     {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},
     {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
@@ -469,16 +496,16 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/calendars", h_calendar_list, READERS, 0, "listCalendars"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
     /* cases, the queue, agents and service levels: handlers in h_cases.c */
-    {"GET", "/v1/cases", cd__http_cases_list, READERS, PUR, "listCases"},
-    {"POST", "/v1/cases", cd__http_cases_create, WRITERS, JSN | IDM, "createCase"},
-    {"GET", "/v1/cases/{id}", cd__http_cases_get, READERS, PUR, "getCase"},
-    {"PATCH", "/v1/cases/{id}", cd__http_cases_update, WRITERS, JSN, "updateCase"},
-    {"POST", "/v1/cases/{id}/interactions", cd__http_cases_link, WRITERS, JSN,
+    {"GET", "/v1/cases", cd__http_cases_list, READERS, PII, "listCases"},
+    {"POST", "/v1/cases", cd__http_cases_create, WRITERS, JSN | IDM | ECH, "createCase"},
+    {"GET", "/v1/cases/{id}", cd__http_cases_get, READERS, PII, "getCase"},
+    {"PATCH", "/v1/cases/{id}", cd__http_cases_update, WRITERS, JSN | ECH, "updateCase"},
+    {"POST", "/v1/cases/{id}/interactions", cd__http_cases_link, WRITERS, JSN | ECH,
      "linkCaseInteractions"},
     {"GET", "/v1/cases/{id}/events", cd__http_cases_events, READERS, 0, "listCaseEvents"},
     {"GET", "/v1/cases/{id}/eta", cd__http_cases_eta, READERS, 0, "getCaseEta"},
-    {"GET", "/v1/queue/next", cd__http_queue_next, STAFF, PUR, "previewNextCase"},
-    {"POST", "/v1/queue/next", cd__http_queue_next, STAFF, PUR, "takeNextCase"},
+    {"GET", "/v1/queue/next", cd__http_queue_next, STAFF, PII, "previewNextCase"},
+    {"POST", "/v1/queue/next", cd__http_queue_next, STAFF, PII, "takeNextCase"},
     {"GET", "/v1/agents", cd__http_agents_list, READERS, 0, "listAgents"},
     {"POST", "/v1/agents", cd__http_agents_create, SUPERVISION, JSN, "createAgent"},
     {"GET", "/v1/agents/{id}", cd__http_agents_get, READERS, 0, "getAgent"},
@@ -512,10 +539,10 @@ const struct cd_route cd__http_routes[] = {
      "createUnsubscribeLink"},
     {"GET", "/v1/consents/{id}/receipt", cd__http_consent_receipt, READERS, 0,
      "getConsentReceipt"},
-    {"GET", "/v1/customers/{id}/consents", cd__http_customer_consents, READERS, PUR,
+    {"GET", "/v1/customers/{id}/consents", cd__http_customer_consents, READERS, PII,
      "getCustomerConsents"},
     {"POST", "/v1/customers/{id}/preferences", cd__http_customer_preferences,
-     WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE), JSN, "setCustomerPreferences"},
+     WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE), JSN | ECH, "setCustomerPreferences"},
     {"POST", "/v1/notices", cd__http_notice_publish, OVERSIGHT, JSN, "publishNotice"},
     {"GET", "/v1/notices/{id}", cd__http_notice_get, READERS, 0, "getNotice"},
     {"GET", "/.well-known/candor-keys.json", cd__http_well_known_keys, 0, PUB | INL,

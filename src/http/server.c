@@ -496,12 +496,8 @@ static bool run_gates(struct conn_state *cs)
                                         .reason = "purpose-not-permitted"};
             char customer[CD_ID_MAX];
             /* The customer can see refused attempts on their data in their access log. */
-            if (strncmp(rt->pattern, "/v1/customers/{id}", 18) == 0 &&
-                cd_id_valid(r->params[0], "cus")) {
-                snprintf(customer, sizeof customer, "%.*s", (int)r->params[0].len,
-                         r->params[0].p);
+            if (cd__http_subject(r, customer))
                 ev.customer_id = customer;
-            }
             if ((err = cd_audit_record(r->app->store, &ev)) != CD_OK) {
                 set_problem(r, err, cd_err_detail());
                 return false;
@@ -524,7 +520,7 @@ static bool run_gates(struct conn_state *cs)
     r->actor.request_id = r->request_id;
     r->actor.purpose = r->has_purpose ? cd_purpose_name(r->purpose) : NULL;
     r->actor.restricted_ok = r->has_purpose && r->grant.allowed_when_restricted;
-    r->actor.needs_consent = r->has_purpose && r->grant.needs_consent;
+    r->actor.needs_consent = r->has_purpose && cd__http_needs_consent(r->app, r->purpose);
     if (rt->flags & CD_ROUTE_JSON) {
         if (r->content_type.p && !(r->content_type.len >= 16 &&
                                    strncasecmp(r->content_type.p, "application/json", 16) == 0)) {

@@ -23,6 +23,8 @@ struct table {
     unsigned roles[CD_PURPOSE__COUNT]; /* CD_ROLE_BIT mask */
     struct cd_policy_grant grant[CD_PURPOSE__COUNT];
     bool defined[CD_PURPOSE__COUNT];
+    unsigned restricted;  /* restricted_purposes, bit per purpose */
+    unsigned promotional; /* promotional_purposes, bit per purpose */
 };
 
 /* Readers take the current table with one atomic load and never wait. A table replaced by a
@@ -128,10 +130,10 @@ static bool parse_purpose_bit(struct cd_str s, unsigned *bit)
 
 static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_t *map)
 {
-    bool have_roles = false, have_cats = false, have_consent = false;
+    bool have_roles = false, have_cats = false;
 
     if (map->type != YAML_MAPPING_NODE)
-        return bad(l, map, "a purpose is a mapping with roles, categories and consent");
+        return bad(l, map, "a purpose is a mapping with roles and categories");
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
          pr++) {
         yaml_node_t *k = cd_yaml_node(&l->y, pr->key);
@@ -147,17 +149,15 @@ static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_
                 return err;
             have_cats = true;
         } else if (cd_yaml_scalar_is(k, "consent")) {
-            if (cd_yaml_scalar_is(v, "true"))
-                l->p->grant[pu].needs_consent = true;
-            else if (!cd_yaml_scalar_is(v, "false"))
-                return bad(l, v, "consent must be true or false");
-            have_consent = true;
+            /* One answer per question: the consent rules alone say which purposes need it. */
+            return bad(l, k, "'consent' is decided by the consent rules "
+                             "(rules/consent/jurisdictions.yaml, not_required), not the policy");
         } else {
-            return bad(l, k, "unknown key in a purpose (roles, categories, consent)");
+            return bad(l, k, "unknown key in a purpose (roles, categories)");
         }
     }
-    if (!have_roles || !have_cats || !have_consent)
-        return bad(l, map, "a purpose needs roles, categories and consent");
+    if (!have_roles || !have_cats)
+        return bad(l, map, "a purpose needs roles and categories");
     if (!(l->p->grant[pu].fields & CD_FIELDS_REFERENCE))
         return bad(l, map, "every purpose must include the reference category");
     l->p->defined[pu] = true;
@@ -168,11 +168,10 @@ static enum cd_err load_root(struct loader *l)
 {
     yaml_node_t *root = cd_yaml_root(&l->y);
     bool have_version = false;
-    unsigned restricted = 0;
 
     if (root == NULL || root->type != YAML_MAPPING_NODE)
         return bad(l, root, "the policy must be a mapping (version, restricted_purposes, "
-                            "purposes)");
+                            "promotional_purposes, purposes)");
     for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
          pr < root->data.mapping.pairs.top; pr++) {
         yaml_node_t *k = cd_yaml_node(&l->y, pr->key);
@@ -183,7 +182,11 @@ static enum cd_err load_root(struct loader *l)
                 return bad(l, v, "only policy version 1 is supported");
             have_version = true;
         } else if (cd_yaml_scalar_is(k, "restricted_purposes")) {
-            if ((err = name_list(l, v, "purpose", parse_purpose_bit, &restricted)) != CD_OK)
+            if ((err = name_list(l, v, "purpose", parse_purpose_bit, &l->p->restricted)) != CD_OK)
+                return err;
+        } else if (cd_yaml_scalar_is(k, "promotional_purposes")) {
+            if ((err = name_list(l, v, "purpose", parse_purpose_bit, &l->p->promotional)) !=
+                CD_OK)
                 return err;
         } else if (cd_yaml_scalar_is(k, "purposes")) {
             if (v->type != YAML_MAPPING_NODE)
@@ -202,7 +205,8 @@ static enum cd_err load_root(struct loader *l)
                     return err;
             }
         } else {
-            return bad(l, k, "unknown key (version, restricted_purposes, purposes)");
+            return bad(l, k, "unknown key (version, restricted_purposes, promotional_purposes, "
+                             "purposes)");
         }
     }
     if (!have_version)
@@ -213,7 +217,7 @@ static enum cd_err load_root(struct loader *l)
             snprintf(msg, sizeof msg, "purpose '%s' is not defined", cd_purpose_name(i));
             return bad(l, root, msg);
         }
-        l->p->grant[i].allowed_when_restricted = restricted & (1u << i);
+        l->p->grant[i].allowed_when_restricted = l->p->restricted & (1u << i);
     }
     return CD_OK;
 }
@@ -309,8 +313,20 @@ enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum c
 
     if ((unsigned)purpose >= CD_PURPOSE__COUNT || !(t->roles[purpose] & CD_ROLE_BIT(role)))
         return cd_err_set(CD_ERR_PURPOSE_DENIED,
-                          "the %s role may not read personal data for the purpose '%s'",
+                          "the %s role may not use personal data for the purpose '%s'",
                           cd_role_name(role), cd_purpose_name(purpose));
     *grant = t->grant[purpose];
     return CD_OK;
+}
+
+unsigned cd_policy_restricted_purposes(const struct cd_policy *p)
+{
+    return atomic_load_explicit(&p->cur, memory_order_acquire)->restricted;
+}
+
+bool cd_policy_promotional(const struct cd_policy *p, enum cd_purpose purpose)
+{
+    const struct table *t = atomic_load_explicit(&p->cur, memory_order_acquire);
+
+    return (unsigned)purpose < CD_PURPOSE__COUNT && ((t->promotional >> purpose) & 1u);
 }

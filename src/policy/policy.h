@@ -1,9 +1,12 @@
 /* policy — roles, purposes and which purpose may see which categories of customer data.
  *
  * Owns: the table of purposes (after the W3C Data Privacy Vocabulary) and roles, and the
- * purpose policy: which roles may declare which purposes, which field categories each purpose
- * may see, and which purposes need the customer's consent. The policy is data: a file loaded
- * at start (see policy/purposes.conf) and validated with errors naming file and line.
+ * purpose policy: which roles may use which purposes (to read, and to send), which field
+ * categories each purpose may see, which purposes a restriction of processing (GDPR Art. 18)
+ * leaves allowed, and which purposes may carry promotional content. Whether a purpose needs
+ * the customer's consent is not the policy's to say: the consent rules decide that, once, for
+ * everyone (rules/consent/jurisdictions.yaml, not_required). The policy is data: a file loaded
+ * at start (config/policy.yaml) and validated with errors naming file and line.
  *
  * Must never: know about HTTP or the store.
  * Threads: any thread may read it at any time; cd_policy_reload swaps in a new policy
@@ -52,7 +55,6 @@ enum {
 /* What a role may do when it declares a purpose. */
 struct cd_policy_grant {
     unsigned fields;              /* CD_FIELDS_* the purpose may see */
-    bool needs_consent;           /* the customer's consent decides, per customer */
     bool allowed_when_restricted; /* may read customers under a GDPR Art. 18 restriction */
 };
 
@@ -70,10 +72,18 @@ void cd_policy_free(struct cd_policy *p);
  * cd_policy_load. */
 enum cd_err cd_policy_reload(struct cd_policy *p, const char *path, bool *changed);
 
-/* Decides whether role may declare purpose; fills *grant. Errors: CD_ERR_PURPOSE_DENIED with a
+/* Decides whether role may use purpose; fills *grant. Errors: CD_ERR_PURPOSE_DENIED with a
  * detail naming the role and purpose. */
 enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum cd_purpose purpose,
                             struct cd_policy_grant *grant);
+
+/* The purposes a restriction of processing leaves allowed (restricted_purposes), bit per
+ * purpose. */
+unsigned cd_policy_restricted_purposes(const struct cd_policy *p);
+
+/* Whether a message for purpose may carry promotional content (promotional_purposes): other
+ * purposes may not, and the guard's marketing findings then refuse the message. */
+bool cd_policy_promotional(const struct cd_policy *p, enum cd_purpose purpose);
 
 /* "reference,contact,..." for a set of categories; a static string. */
 const char *cd_policy_categories(unsigned fields);

@@ -177,7 +177,11 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, started_at BIGINT NOT NULL, finished_at BIGINT NOT NULL,"
     "  dry_run BIGINT NOT NULL, started_by " T " NOT NULL, counts " T " NOT NULL,"
     "  audit_seq BIGINT);",
-    /* 13: core, cases — threads by their keyed hash; cases, their interactions, history and
+    /* 13: audit — the access log holds refused attempts (access.denied) beside the reads. */
+    "DROP INDEX audit_reads_by_customer;"
+    "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
+    " WHERE action LIKE '%.read' OR action = 'access.denied';",
+    /* 14: core, cases — threads by their keyed hash; cases, their interactions, history and
      * agents. */
     "CREATE INDEX interactions_by_thread ON interactions(thread_hash)"
     " WHERE thread_hash IS NOT NULL;"

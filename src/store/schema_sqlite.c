@@ -198,7 +198,12 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
     "  dry_run INTEGER NOT NULL, started_by TEXT NOT NULL, counts TEXT NOT NULL,"
     "  audit_seq INTEGER);",
-    /* 13: core, cases (src/cases) — complaints and service levels.
+    /* 13: audit — the access log shows refused attempts on the customer's data too
+     * (access.denied), so its partial index holds them beside the reads. */
+    "DROP INDEX audit_reads_by_customer;"
+    "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
+    " WHERE action LIKE '%.read' OR action = 'access.denied';",
+    /* 14: core, cases (src/cases) — complaints and service levels.
      * core: a new interaction learns the earlier interactions of its thread (the case they
      * belong to continues) by the thread's keyed hash; only threaded rows are in the index.
      * cases: one row per case, its clocks as columns (first response fr_, next response nr_,

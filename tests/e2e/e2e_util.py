@@ -126,6 +126,20 @@ def interaction(cid, **kw):
     return body
 
 
+def ndjson(srv, body):
+    """POST /v1/consents/check/bulk; returns (status, content type, parsed lines)."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        c.request("POST", "/v1/consents/check/bulk", body=json.dumps(body).encode(),
+                  headers={"Authorization": "Bearer " + srv.admin,
+                           "Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read().decode()
+        return r.status, r.getheader("Content-Type"), [json.loads(x) for x in data.splitlines()]
+    finally:
+        c.close()
+
+
 def plain_server(binary, data, env, cwd, log, preexec_fn=None):
     """Starts `binary serve --data data` on a free port from cwd, without --rules (it finds
     them itself), and waits for /healthz. Returns (process, port)."""

@@ -98,7 +98,7 @@ def test_unknown_members_are_refused(srv):
                                                "primary": True}]}, "primary"),
             (f"/v1/customers/{srv.cid}/merge", {"merge": srv.cid, "force": True}, "force"),
             ("/v1/tokens", {"role": "agent", "name": "x", "expires": 1}, "expires")):
-        b = unchanged(srv, lambda: assert_problem(srv.req("POST", path, body), 400,
+        b = unchanged(srv, lambda: assert_problem(srv.req("POST", path, body, purpose="service"), 400,
                                                   "invalid-request"))
         assert f"unknown member '{member}'" in b["detail"], (path, b)
 

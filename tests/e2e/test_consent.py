@@ -3,12 +3,12 @@ command-line tool, as an outside party would), notices and staleness, GPC, prefe
 quiet hours and topic opt-outs in the path of outbound messages, and one-click unsubscribe
 (RFC 8058)."""
 import base64
-import http.client
 import json
 import os
 import subprocess
 import tempfile
 
+from e2e_util import ndjson
 from harness import Server, assert_problem
 
 
@@ -28,20 +28,6 @@ def customer(srv, jurisdiction="EU", tz="Europe/Berlin"):
     # not seen yet is looked up once).
     assert check(srv, c["id"], "marketing")["reason"] != "unknown_customer"
     return c["id"]
-
-
-def ndjson(srv, body):
-    """POST /v1/consents/check/bulk; returns (status, content type, parsed lines)."""
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-    try:
-        c.request("POST", "/v1/consents/check/bulk", body=json.dumps(body).encode(),
-                  headers={"Authorization": "Bearer " + srv.admin,
-                           "Content-Type": "application/json"})
-        r = c.getresponse()
-        data = r.read().decode()
-        return r.status, r.getheader("Content-Type"), [json.loads(x) for x in data.splitlines()]
-    finally:
-        c.close()
 
 
 def check(srv, cid, purpose, channel="*", **kw):
@@ -223,7 +209,8 @@ def test_f3_outbound_by_identity_decides_for_the_owner_after_a_merge(srv):
            "purpose": "marketing", "body": "Our autumn newsletter"}
     body = assert_problem(srv.req("POST", "/v1/interactions", msg), 403, "consent-denied")
     assert body["detail"].startswith("no_consent"), body
-    st, _, m = srv.req("POST", f"/v1/customers/{survivor}/merge", {"merge": merged})
+    st, _, m = srv.req("POST", f"/v1/customers/{survivor}/merge", {"merge": merged},
+                       purpose="service")
     assert st == 200, m
     st, _, it = srv.req("POST", "/v1/interactions", msg)
     assert st == 201 and it["customer_id"] == survivor, it
@@ -284,7 +271,7 @@ def test_h_preferences_quiet_hours(srv):
                        {"quiet_hours": {"start": "21:00", "end": "08:00"},
                         "topics_opted_out": ["promotions"],
                         "caps": [{"purpose": "marketing", "channel": "email", "max": 1,
-                                  "days": 7}]})
+                                  "days": 7}]}, purpose="service")
     assert st == 200, p
     assert p["preferences"]["quiet_hours"] == {"start": "21:00", "end": "08:00"}
     # 2026-07-01 02:00 UTC is 22:00 in New York (EDT): quiet. 16:00 UTC is noon: not quiet.

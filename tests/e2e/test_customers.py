@@ -15,7 +15,8 @@ def teardown_module(srv):
 
 
 def create(srv, **body):
-    st, hdr, c = srv.req("POST", "/v1/customers", body)
+    # Under a purpose, the answer of a write is a read: trimmed to it, checked and recorded.
+    st, hdr, c = srv.req("POST", "/v1/customers", body, purpose="service")
     assert st == 201, (st, c)
     assert hdr["location"] == "/v1/customers/" + c["id"]
     return c
@@ -103,33 +104,35 @@ def test_patch_sets_and_null_removes(srv):
     c = create(srv, display_name="Bob", locale="en-GB", attributes={"tier": "silver"})
     st, _, u = srv.req("PATCH", "/v1/customers/" + c["id"],
                        {"display_name": None, "locale": "fr-FR", "attributes": {"tier": "gold"},
-                        "time_zone": "Europe/Paris"})
+                        "time_zone": "Europe/Paris"}, purpose="service")
     assert st == 200, u
     assert u["display_name"] is None and u["locale"] == "fr-FR", u
     assert u["attributes"] == {"tier": "gold"} and u["time_zone"] == "Europe/Paris", u
     st, _, g = srv.req("GET", "/v1/customers/" + c["id"], purpose="service")
     assert st == 200 and g["display_name"] is None and g["locale"] == "fr-FR", g
     assert g["attributes"] == {"tier": "gold"}, g
-    st, _, u = srv.req("PATCH", "/v1/customers/" + c["id"], {"attributes": None, "locale": None})
+    st, _, u = srv.req("PATCH", "/v1/customers/" + c["id"], {"attributes": None, "locale": None},
+                       purpose="service")
     assert st == 200 and u["attributes"] in ({}, None) and u["locale"] is None, u
     assert u["time_zone"] == "Europe/Paris", u  # untouched members stay
-    assert_problem(srv.req("PATCH", "/v1/customers/" + c["id"], {"email": "x@example.com"}),
-                   400, "invalid-request")
+    assert_problem(srv.req("PATCH", "/v1/customers/" + c["id"], {"email": "x@example.com"},
+                           purpose="service"), 400, "invalid-request")
 
 
 def test_add_identity(srv):
     c = create(srv, display_name="Cy")
     st, _, u = srv.req("POST", f"/v1/customers/{c['id']}/identities",
-                       {"type": "email", "value": "Cy@Example.ORG"})
+                       {"type": "email", "value": "Cy@Example.ORG"}, purpose="service")
     assert st == 201 and idents(u) == [("email", None, "cy@example.org")], (st, u)
     st, _, f = srv.req("POST", "/v1/customers/lookup", {"type": "email", "value": "cy@example.org"},
                        purpose="service")
     assert st == 200 and f["id"] == c["id"]
     other = create(srv)
     assert_problem(srv.req("POST", f"/v1/customers/{other['id']}/identities",
-                           {"type": "email", "value": "cy@example.org"}), 409, "conflict")
+                           {"type": "email", "value": "cy@example.org"}, purpose="service"), 409, "conflict")
     assert_problem(srv.req("POST", "/v1/customers/cus_00000000000000000000000000/identities",
-                           {"type": "email", "value": "z@example.org"}), 404, "not-found")
+                           {"type": "email", "value": "z@example.org"}, purpose="service"), 404,
+                   "not-found")
 
 
 def test_merge_moves_identities_and_interactions(srv):
@@ -143,7 +146,8 @@ def test_merge_moves_identities_and_interactions(srv):
         st, _, it = srv.req("POST", "/v1/interactions", interaction(cid, body=f"m{i}"))
         assert st == 201, it
         ids.append(it["id"])
-    st, _, s = srv.req("POST", f"/v1/customers/{survivor['id']}/merge", {"merge": merged["id"]})
+    st, _, s = srv.req("POST", f"/v1/customers/{survivor['id']}/merge", {"merge": merged["id"]},
+                       purpose="service")
     assert st == 200 and s["id"] == survivor["id"] and s["status"] == "active", s
     assert idents(s) == [("email", None, "dee.work@example.com"),
                          ("email", None, "dee@example.com"),
@@ -177,19 +181,20 @@ def test_merge_moves_identities_and_interactions(srv):
 
 def test_merge_errors(srv):
     a, b = create(srv), create(srv)
-    assert_problem(srv.req("POST", f"/v1/customers/{a['id']}/merge", {"merge": a["id"]}), 400,
-                   "invalid-request")
+    assert_problem(srv.req("POST", f"/v1/customers/{a['id']}/merge", {"merge": a["id"]},
+                           purpose="service"), 400, "invalid-request")
     assert_problem(srv.req("POST", f"/v1/customers/{a['id']}/merge",
-                           {"merge": "cus_00000000000000000000000000"}), 404, "not-found")
-    assert srv.req("POST", f"/v1/customers/{a['id']}/merge", {"merge": b["id"]})[0] == 200
+                           {"merge": "cus_00000000000000000000000000"}, purpose="service"), 404, "not-found")
+    assert srv.req("POST", f"/v1/customers/{a['id']}/merge", {"merge": b["id"]},
+                   purpose="service")[0] == 200
     before = counts(srv)
     # b is already merged: merging it again, or into it, or patching it, is a conflict.
     for path, body in ((f"/v1/customers/{a['id']}/merge", {"merge": b["id"]}),
                        (f"/v1/customers/{b['id']}/merge", {"merge": a["id"]})):
-        p = assert_problem(srv.req("POST", path, body), 409, "conflict")
+        p = assert_problem(srv.req("POST", path, body, purpose="service"), 409, "conflict")
         assert "merged into" in p["detail"], p
-    assert_problem(srv.req("PATCH", f"/v1/customers/{b['id']}", {"locale": "de"}), 409,
-                   "conflict")
+    assert_problem(srv.req("PATCH", f"/v1/customers/{b['id']}", {"locale": "de"},
+                           purpose="service"), 409, "conflict")
     assert counts(srv) == before
     st, _, m = srv.req("GET", f"/v1/customers/{b['id']}", purpose="service")
     assert m["status"] == "merged" and m["merged_into"] == a["id"], m

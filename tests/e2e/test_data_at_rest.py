@@ -92,10 +92,13 @@ def test_database_files_are_0600_while_serving(srv):
 def test_thread_ids_and_idempotency_keys_never_stored_in_clear(srv):
     body = {"identity": {"type": "email", "value": "threads@example.com"}, "channel": "email",
             "direction": "inbound", "body": "about my order", "thread_id": SECRET_THREAD}
-    st, _, first = srv.req("POST", "/v1/interactions", body, headers={"Idempotency-Key": SECRET_KEY})
+    # The answer shows the thread id (conversation data) under a purpose that may see it.
+    st, _, first = srv.req("POST", "/v1/interactions", body, purpose="service",
+                           headers={"Idempotency-Key": SECRET_KEY})
     assert st == 201 and first["thread_id"] == SECRET_THREAD, first
     # The key still replays, and a different request under it is still refused.
-    st, _, again = srv.req("POST", "/v1/interactions", body, headers={"Idempotency-Key": SECRET_KEY})
+    st, _, again = srv.req("POST", "/v1/interactions", body, purpose="service",
+                           headers={"Idempotency-Key": SECRET_KEY})
     assert st == 200 and again["id"] == first["id"] and again["thread_id"] == SECRET_THREAD, again
     other = dict(body, body="something else")
     assert_problem(srv.req("POST", "/v1/interactions", other,
@@ -140,7 +143,8 @@ def test_an_older_database_is_converted_and_collisions_reported(srv):
         # The converted key replays the interaction it recorded.
         body = {"identity": {"type": "email", "value": "ana@example.com"}, "channel": "email",
                 "direction": "inbound", "body": "hello", "thread_id": SECRET_THREAD}
-        st, _, it = old.req("POST", "/v1/interactions", body, headers={"Idempotency-Key": SECRET_KEY})
+        st, _, it = old.req("POST", "/v1/interactions", body, purpose="service",
+                            headers={"Idempotency-Key": SECRET_KEY})
         assert st == 200 and it["id"] == ids["ana_interaction"], it
         assert it["thread_id"] == SECRET_THREAD, it
         # The fullwidth customer was not merged, but reported; so was the Cyrillic look-alike.

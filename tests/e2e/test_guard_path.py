@@ -111,7 +111,7 @@ def test_warnings_are_stored_with_findings(srv):
 def test_inbound_cards_are_masked_before_storage(srv):
     st, _, it = srv.req("POST", "/v1/interactions", {
         "customer_id": srv.cid, "channel": "chat", "direction": "inbound",
-        "body": f"my card is {CARD}, exp 12/29"})
+        "body": f"my card is {CARD}, exp 12/29"}, purpose="service")
     assert st == 201
     assert CARD not in it["body"] and "4242" in it["body"]
     stored = [x for x in timeline(srv) if x["id"] == it["id"]][0]

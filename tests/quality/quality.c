@@ -7,10 +7,19 @@
  * category, whatever its severity.
  *
  * Per kind: a line with labels is caught when every labelled category is detected (recall); a
- * line without labels is flagged when any finding outside the advisory jargon category fires.
+ * line without labels is flagged when any finding outside the advisory jargon category (and
+ * marketing, see below) fires.
  * A positive kind's precision counts the flagged lines of its honest counterpart as false
  * positives: the kind whose name, without "_honest", is a prefix of its own ("pii_honest" for
  * "pii_phone", "urgency_honest" for "urgency").
+ *
+ * Marketing is judged only on lines that say something about it: lines labelled marketing and
+ * ordinary service replies (ordinary lines of an "_honest" kind are honest counterparts of sales
+ * practices, often honest promotions, and so are not service replies). It cuts across the other categories (a pressure line may be a sales
+ * message or a debt reminder), and the other lines were never labelled for it. For the same
+ * reason a marketing finding does not make a line of a kind "flagged": an honest promotion is
+ * marketing, which is what the category says, not a fault (ordinary replies flagged as marketing
+ * count against the marketing precision above).
  *
  * Usage: quality RULES_DIR CORPUS.jsonl... [--misses] [--floors FILE] */
 #include <stdio.h>
@@ -19,9 +28,11 @@
 #include "base/base.h"
 #include "guard/guard.h"
 
-#define NCAT 6
-static const char *const cats[NCAT] = {"pii", "pressure", "misleading", "pricing", "respect",
-                                       "jargon"};
+#define NCAT 7
+static const char *const cats[NCAT] = {"pii",     "pressure", "misleading", "pricing",
+                                       "respect", "jargon",   "marketing"};
+/* Categories counted only on lines labelled with them or ordinary (see above). */
+static const bool judged_only[NCAT] = {[6] = true};
 
 #define NKIND 64
 
@@ -146,7 +157,7 @@ static int run_file(struct cd_guard *g, const char *path, struct stats *st, bool
             int c = cat_index(cat);
             if (c >= 0)
                 got[c] = true;
-            if (strcmp(cat, "jargon") != 0)
+            if (strcmp(cat, "jargon") != 0 && strcmp(cat, "marketing") != 0)
                 flagged = true;
         }
         for (int c = 0; c < NCAT; c++) {
@@ -167,7 +178,14 @@ static int run_file(struct cd_guard *g, const char *path, struct stats *st, bool
                            text);
             }
         }
+        /* A service reply: ordinary, and not the honest counterpart of a sales practice (an
+         * honest promotion is still a promotion). */
+        size_t kl = kname ? strlen(kname) : 0;
+        bool service = json_is_true(json_object_get(j, "ordinary")) &&
+                       !(kl > 7 && strcmp(kname + kl - 7, "_honest") == 0);
         for (int c = 0; c < NCAT; c++) {
+            if (judged_only[c] && !want[c] && !service)
+                continue;
             st->pos[c] += want[c];
             if (want[c] && got[c])
                 st->tp[c]++;

@@ -37,7 +37,8 @@ static int teardown(void **state)
 }
 
 static const struct cd_audit_event ev = {"customer.create", "ok", "tok_test", "admin", "unit",
-                                         NULL, NULL, "cus_x", NULL, NULL, NULL, NULL};
+                                         NULL, NULL, "cus_x", NULL, NULL, NULL, NULL,
+                                         NULL, NULL};
 
 struct app {
     int n;
@@ -390,7 +391,8 @@ static enum cd_err tricky_fn(struct cd_tx *tx, void *ctx)
     struct cd_audit_event e = {"q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", "ok",
                                "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf", "", NULL,
                                "plain", NULL, "cus_1", NULL, "a,b", "\xc2\x80z",
-                               "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff"};
+                               "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff",
+                               "R.1,R.2", "reason \"quoted\""};
     return cd_audit_append(tx, &e, NULL);
 }
 
@@ -442,7 +444,8 @@ static void canonical_bytes_are_jansson_bytes(void **state)
  * a write that appended it was rolled back. */
 static const struct cd_audit_event tricky_ev = {
     "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", "ok", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "", NULL, "plain",
-    NULL, "cus_1", "int_1", "a,b", "\xc2\x80z", NULL};
+    NULL, "cus_1", "int_1", "a,b", "\xc2\x80z", NULL, "R.1,R.2",
+    "reason \"quoted\""};
 
 struct prep_app {
     struct cd_audit_prepared *p;
@@ -565,7 +568,7 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
         return err;
     if ((err = cd_tx_exec(tx, "CREATE INDEX audit_by_customer ON audit_events(customer_id, seq)",
                           NULL, 0, NULL, NULL, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "DROP INDEX audit_reads_by_customer", NULL, 0, NULL, NULL,
+        (err = cd_tx_exec(tx, "DROP INDEX audit_access_by_customer", NULL, 0, NULL, NULL,
                           NULL)) != CD_OK)
         return err;
     /* Migrations after 6 run again on reopening: what they made is undone first (the last
@@ -658,6 +661,11 @@ static enum cd_err reads_fn(struct cd_tx *tx, void *ctx)
             e.customer_id = "cus_x";
             e.action = i % 160 == 7 ? "timeline.read" : "customer.read";
             e.purpose = "service";
+        } else if (i == 201) { /* and one refused attempt on it */
+            e.customer_id = "cus_x";
+            e.action = "access.denied";
+            e.outcome = "denied";
+            e.purpose = "service";
         } else if (i % 100 == 3) { /* four of cus_y's */
             e.customer_id = "cus_y";
             e.action = "timeline.read";
@@ -683,9 +691,9 @@ static enum cd_err plan_fn(struct cd_tx *tx, void *ctx)
                       NULL);
 }
 
-/* The access log shows the customer's read events only, newest first, page after page; and
- * SQLite finds them through the partial index of read events, not by walking the ledger (on a
- * ledger of millions of ingestions, the walk took seconds per page). */
+/* The access log shows the customer's read events and refused attempts only, newest first,
+ * page after page; and SQLite finds them through the partial index of those events, not by
+ * walking the ledger (on a ledger of millions of ingestions, the walk took seconds per page). */
 static void access_log_walks_the_reads_index(void **state)
 {
     struct cd_store *s = NULL;
@@ -705,7 +713,8 @@ static void access_log_walks_the_reads_index(void **state)
         {
             const char *action = json_string_value(json_object_get(it, "action"));
             assert_true(strcmp(action, "timeline.read") == 0 ||
-                        strcmp(action, "customer.read") == 0);
+                        strcmp(action, "customer.read") == 0 ||
+                        strcmp(action, "access.denied") == 0);
             assert_string_equal(json_string_value(json_object_get(it, "purpose")), "service");
             assert_null(json_object_get(it, "actor_token")); /* never shown to the customer */
             seen++;
@@ -718,9 +727,9 @@ static void access_log_walks_the_reads_index(void **state)
         }
         json_decref(page);
     } while (cursor[0]);
-    assert_int_equal(seen, 5);
+    assert_int_equal(seen, 6);
     assert_int_equal(cd_store_read(s, plan_fn, plan), CD_OK);
-    assert_non_null(strstr(plan, "audit_reads_by_customer"));
+    assert_non_null(strstr(plan, "audit_access_by_customer"));
     cd_store_close(s);
 }
 

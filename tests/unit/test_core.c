@@ -439,6 +439,136 @@ static void customers_and_conflicts(void **state)
     json_decref(body);
 }
 
+static enum cd_err count_events(struct cd_tx *tx, void *ctx)
+{
+    const char **q = ctx; /* action, outcome, customer; the count goes to q[3] as int64_t * */
+    struct cd_val p[3] = {CD_VCSTR(q[0]), CD_VCSTR(q[1]), CD_VCSTR(q[2])};
+    return cd_tx_int(tx, "SELECT count(*) FROM audit_events WHERE action = $1 AND "
+                         "json_extract(entry, '$.outcome') = $2 AND customer_id = $3",
+                     p, 3, (int64_t *)(void *)q[3]);
+}
+
+static int64_t events(const char *action, const char *outcome, const char *customer)
+{
+    int64_t n = -1;
+    const char *q[4] = {action, outcome, customer, (const char *)(void *)&n};
+    assert_int_equal(cd_store_read(store, count_events, q), CD_OK);
+    return n;
+}
+
+static const char *changed_last;
+
+static void note_change(void *ctx, const char *customer_id)
+{
+    static char last[CD_ID_MAX];
+    snprintf(last, sizeof last, "%s", customer_id);
+    changed_last = last;
+}
+
+/* The answer of a write is a read under the actor's purpose: recorded as one; refused by a
+ * restriction, it keeps the reference fields while the write stands; the reference fields alone
+ * record nothing. Capabilities hear of the change before it is answered. Answers core does not
+ * build pass the read gate, which resolves a merged id. */
+static void write_answers_are_reads(void **state)
+{
+    json_t *body = parse("{\"display_name\":\"Bea\",\"identities\":[{\"type\":\"email\","
+                         "\"value\":\"bea@example.com\"}]}");
+    json_t *c = NULL, *u = NULL, *patch = parse("{\"locale\":\"de-DE\"}");
+    struct cd_actor agent = {"tok_agent", "agent", "Agnes", "req_a", "service", false, false};
+    struct cd_core_hooks hooks = {.customer_changed = note_change};
+    char resolved[CD_ID_MAX];
+    bool replayed = false;
+
+    cd_core_set_hooks(core, &hooks);
+    assert_int_equal(cd_core_customer_create(core, &actor, body, NULL, CD_FIELDS_REFERENCE, &c,
+                                             &replayed), CD_OK);
+    const char *id = json_string_value(json_object_get(c, "id"));
+    assert_null(json_object_get(c, "display_name")); /* nothing personal without a purpose */
+    assert_int_equal(events("customer.read", "ok", id), 0);
+    assert_int_equal(cd_core_customer_update(core, &agent, cd_str_c(id), patch, CD_FIELDS_ALL,
+                                             &u), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(u, "display_name")), "Bea");
+    assert_int_equal(events("customer.read", "ok", id), 1);
+    assert_string_equal(changed_last, id);
+    json_decref(u);
+    assert_int_equal(cd_core_customer_restrict(core, &actor, cd_str_c(id), true,
+                                               CD_FIELDS_REFERENCE, &u), CD_OK);
+    json_decref(u);
+    /* Restricted: the agent's purpose may not read; the change stands, the refusal is kept. */
+    assert_int_equal(cd_core_customer_update(core, &agent, cd_str_c(id), patch, CD_FIELDS_ALL,
+                                             &u), CD_OK);
+    assert_true(json_is_true(json_object_get(u, "restricted")));
+    assert_null(json_object_get(u, "display_name"));
+    assert_null(json_object_get(u, "locale"));
+    assert_int_equal(events("customer.read", "denied", id), 1);
+    json_decref(u);
+    assert_int_equal(cd_core_customer_read_gate(core, &agent, cd_str_c(id), "consent.read",
+                                                "consent", resolved),
+                     CD_ERR_PURPOSE_DENIED);
+    assert_int_equal(cd_core_customer_read_gate(core, &actor, cd_str_c(id), "consent.read",
+                                                "consent", resolved),
+                     CD_OK);
+    assert_string_equal(resolved, id);
+    assert_int_equal(events("consent.read", "ok", id), 1);
+    /* Merging a restricted customer restricts the survivor; the merged id resolves to it. */
+    json_t *s = NULL, *m = NULL, *empty = parse("{}");
+    assert_int_equal(cd_core_customer_create(core, &actor, empty, NULL, CD_FIELDS_REFERENCE, &s,
+                                             &replayed), CD_OK);
+    const char *sid = json_string_value(json_object_get(s, "id"));
+    assert_int_equal(cd_core_customer_merge(core, &actor, cd_str_c(sid), cd_str_c(id),
+                                            CD_FIELDS_ALL, &m), CD_OK);
+    assert_true(json_is_true(json_object_get(m, "restricted")));
+    assert_string_equal(changed_last, sid); /* both ids were told, the survivor last */
+    assert_int_equal(cd_core_customer_read_gate(core, &actor, cd_str_c(id), "consent.read",
+                                                "consent", resolved),
+                     CD_OK);
+    assert_string_equal(resolved, sid);
+    json_decref(m);
+    json_decref(s);
+    json_decref(empty);
+    json_decref(c);
+    json_decref(patch);
+    json_decref(body);
+}
+
+/* Ingestion echoes only under a purpose that may see the conversation, and says so in its own
+ * ledger entry; an interaction names its customer for the record of a refused attempt. */
+static void ingestion_echo_follows_the_purpose(void **state)
+{
+    json_t *body = parse("{\"identity\":{\"type\":\"email\",\"value\":\"echo@example.com\"},"
+                         "\"channel\":\"chat\",\"direction\":\"inbound\",\"body\":\"hi there\"}");
+    json_t *findings = NULL, *it;
+    struct cd_buf answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    char owner[CD_ID_MAX];
+    bool replayed = false;
+
+    assert_int_equal(cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_REFERENCE,
+                                                &answer, &findings, &replayed), CD_OK);
+    it = parsed(&answer);
+    assert_null(json_object_get(it, "body"));
+    const char *cid = json_string_value(json_object_get(it, "customer_id"));
+    assert_int_equal(cd_core_interaction_customer(core, cd_str_c(json_string_value(
+                                                            json_object_get(it, "id"))),
+                                                  owner),
+                     CD_OK);
+    assert_string_equal(owner, cid);
+    assert_int_equal(cd_core_interaction_customer(core, CD_STR("int_x"), owner),
+                     CD_ERR_NOT_FOUND);
+    answer = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    assert_int_equal(cd_core_interaction_ingest(core, &actor, body, NULL, CD_FIELDS_ALL, &answer,
+                                                &findings, &replayed), CD_OK);
+    json_t *it2 = parsed(&answer);
+    assert_string_equal(json_string_value(json_object_get(it2, "body")), "hi there");
+    int64_t n = -1;
+    const char *q[4] = {"interaction.ingest", "ok", cid, (const char *)(void *)&n};
+    assert_int_equal(cd_store_read(store, count_events, q), CD_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(events("interaction.read", "ok", cid), 0); /* no second entry */
+    json_decref(it2);
+    json_decref(it);
+    json_decref(body);
+}
+
 static void ingestion_timeline_and_merge(void **state)
 {
     json_t *a = NULL, *b = NULL, *tl = NULL, *m = NULL;
@@ -996,6 +1126,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(occurred_at_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(customers_and_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(write_answers_are_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(ingestion_echo_follows_the_purpose, setup, teardown),
         cmocka_unit_test_setup_teardown(ingestion_timeline_and_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(first_messages_of_a_new_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(identity_moved_between_sealing_and_write, setup,

@@ -243,11 +243,24 @@ static void test_verdicts_and_json(void **state)
                                "\xE2\x80\xA2 4242, mail [email]");
     assert_int_equal(cd_guard_result_to_json(r, true, &j), CD_OK);
     assert_string_equal(json_string_value(json_object_get(j, "verdict")), "block");
+    /* The author sees the wording that drew a finding, but personal data only masked. */
+    f0 = json_array_get(json_object_get(j, "findings"), 0);
+    assert_string_equal(json_string_value(json_object_get(f0, "match")), "utilize");
     f0 = json_array_get(json_object_get(j, "findings"), 1);
     assert_string_equal(json_string_value(json_object_get(f0, "rule")), "T.CARD");
-    assert_string_equal(json_string_value(json_object_get(f0, "match")), "4242 4242 4242 4242");
+    assert_string_equal(json_string_value(json_object_get(f0, "match")),
+                        "\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2\xE2\x80\xA2 4242");
+    assert_int_equal(json_integer_value(json_object_get(f0, "start")), 20);
     assert_string_equal(json_string_value(json_array_get(json_object_get(f0, "references"), 0)),
                         "PCI DSS 3.4");
+    f0 = json_array_get(json_object_get(j, "findings"), 2);
+    assert_string_equal(json_string_value(json_object_get(f0, "match")), "[email]");
+    char *dump = NULL;
+    size_t dlen = 0;
+    assert_int_equal(cd_json_dump(j, &dump, &dlen), CD_OK);
+    assert_null(strstr(dump, "bob.smith"));
+    assert_null(strstr(dump, "4242 4242"));
+    cd_free(dump);
     json_decref(j);
     assert_int_equal(cd_guard_result_to_json(r, false, &j), CD_OK);
     f0 = json_array_get(json_object_get(j, "findings"), 1);

@@ -1,6 +1,6 @@
 /* Unit tests for src/http: the route table and the problem types agree with docs/openapi.yaml
- * (both ways), routing, the problem table, and the edge's checks of request targets and header
- * sets. */
+ * (both ways), every route follows the rule for personal data, routing, the problem table, and
+ * the edge's checks of request targets and header sets. */
 #include <ctype.h>
 #include "unit.h"
 #include "http/http_int.h"
@@ -57,6 +57,161 @@ static void every_documented_operation_is_served(void **state)
                 fail_msg("%s %s is documented but not served", method, path);
         }
     }
+    json_decref(doc);
+}
+
+/* Whether schema (a JSON Schema of the document, or a $ref to one) holds personal data: it, or
+ * any schema it refers to or is made of, is marked x-personal-data. */
+static bool personal_schema(json_t *doc, json_t *schema, int depth)
+{
+    const char *ref = json_string_value(json_object_get(schema, "$ref"));
+    const char *key;
+    json_t *v;
+
+    if (schema == NULL || depth > 16)
+        return false;
+    if (ref && strncmp(ref, "#/components/schemas/", 21) == 0)
+        return personal_schema(doc,
+                               json_object_get(json_object_get(json_object_get(doc, "components"),
+                                                               "schemas"),
+                                               ref + 21),
+                               depth + 1);
+    if (json_is_true(json_object_get(schema, "x-personal-data")))
+        return true;
+    json_object_foreach(json_object_get(schema, "properties"), key, v)
+    {
+        if (personal_schema(doc, v, depth + 1))
+            return true;
+    }
+    if (personal_schema(doc, json_object_get(schema, "items"), depth + 1))
+        return true;
+    static const char *const combos[] = {"oneOf", "anyOf", "allOf"};
+    for (size_t c = 0; c < 3; c++) {
+        size_t i;
+        json_array_foreach(json_object_get(schema, combos[c]), i, v)
+        {
+            if (personal_schema(doc, v, depth + 1))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Whether an operation's successful answers (2xx) carry personal data, as documented. */
+static bool answers_personal_data(json_t *doc, json_t *op)
+{
+    const char *status, *type;
+    json_t *resp, *media;
+
+    json_object_foreach(json_object_get(op, "responses"), status, resp)
+    {
+        if (status[0] != '2')
+            continue;
+        json_object_foreach(json_object_get(resp, "content"), type, media)
+        {
+            if (personal_schema(doc, json_object_get(media, "schema"), 0))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* The Candor-Purpose parameter an operation documents: "Purpose" (required), "PurposeOptional"
+ * or NULL. */
+static const char *purpose_param(json_t *path_item, json_t *op)
+{
+    json_t *lists[2] = {json_object_get(path_item, "parameters"),
+                        json_object_get(op, "parameters")};
+    for (int l = 0; l < 2; l++) {
+        size_t i;
+        json_t *p;
+        json_array_foreach(lists[l], i, p)
+        {
+            const char *ref = json_string_value(json_object_get(p, "$ref"));
+            if (ref && strcmp(ref, "#/components/parameters/Purpose") == 0)
+                return "Purpose";
+            if (ref && strcmp(ref, "#/components/parameters/PurposeOptional") == 0)
+                return "PurposeOptional";
+        }
+    }
+    return NULL;
+}
+
+/* The rule every route follows (src/http/http_int.h): a route either answers with no personal
+ * data, or it requires a purpose and is marked CD_ROUTE_PERSONAL (trimmed, checked, recorded),
+ * or it is a write marked CD_ROUTE_ECHO whose answer carries personal data only under an
+ * optional purpose. What a route answers is taken from docs/openapi.yaml (schemas marked
+ * x-personal-data), which is checked against the table both ways above. Returns false with the
+ * first breach in why. */
+static bool routes_follow_the_purpose_rule(const struct cd_route *routes, size_t n, json_t *doc,
+                                           char *why, size_t whylen)
+{
+    json_t *paths = json_object_get(doc, "paths");
+
+    for (size_t i = 0; i < n; i++) {
+        const struct cd_route *r = &routes[i];
+        char method[16];
+        snprintf(method, sizeof method, "%s", r->method);
+        lower(method);
+        json_t *item = json_object_get(paths, r->pattern), *op = json_object_get(item, method);
+        bool personal = answers_personal_data(doc, op);
+        bool pur = r->flags & CD_ROUTE_PURPOSE, pii = r->flags & CD_ROUTE_PERSONAL,
+             echo = r->flags & CD_ROUTE_ECHO;
+        const char *doc_purpose = purpose_param(item, op);
+        const char *breach = NULL;
+
+        if (personal && !pii && !echo)
+            breach = "answers with personal data but is neither CD_ROUTE_PERSONAL nor "
+                     "CD_ROUTE_ECHO";
+        else if (pii && !pur)
+            breach = "is CD_ROUTE_PERSONAL without CD_ROUTE_PURPOSE";
+        else if (pii && (r->flags & CD_ROUTE_PUBLIC))
+            breach = "is CD_ROUTE_PERSONAL and public";
+        else if (echo && (pur || strcmp(r->method, "GET") == 0))
+            breach = "is CD_ROUTE_ECHO but not a write with an optional purpose";
+        else if ((pii || echo) && !personal)
+            breach = "is marked as answering with personal data, but its documented answer "
+                     "holds none (mark the schema x-personal-data, or drop the flag)";
+        else if (pur && (doc_purpose == NULL || strcmp(doc_purpose, "Purpose") != 0))
+            breach = "requires a purpose the document does not (Purpose parameter)";
+        else if (echo && (doc_purpose == NULL || strcmp(doc_purpose, "PurposeOptional") != 0))
+            breach = "takes an optional purpose the document does not (PurposeOptional)";
+        else if (!pur && !echo && doc_purpose)
+            breach = "documents a Candor-Purpose header the route does not read";
+        if (breach) {
+            snprintf(why, whylen, "%s %s (%s) %s", r->method, r->pattern, r->operation_id,
+                     breach);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void every_route_follows_the_purpose_rule(void **state)
+{
+    json_t *doc = NULL;
+    char why[300] = "";
+
+    assert_int_equal(cd__http_openapi_json(&doc), CD_OK);
+    if (!routes_follow_the_purpose_rule(cd__http_routes, cd__http_nroutes, doc, why, sizeof why))
+        fail_msg("%s", why);
+    /* A route that answers with personal data but lost its flag is caught, as it would have
+     * been for updateCustomer, addIdentity and mergeCustomers before they were marked. */
+    struct cd_route *copy = cd_calloc(cd__http_nroutes, sizeof *copy);
+    assert_non_null(copy);
+    static const char *const ops[] = {"updateCustomer", "addIdentity", "mergeCustomers",
+                                      "getAccessLog", "createInteraction"};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        memcpy(copy, cd__http_routes, cd__http_nroutes * sizeof *copy);
+        for (size_t i = 0; i < cd__http_nroutes; i++)
+            if (strcmp(copy[i].operation_id, ops[k]) == 0)
+                copy[i].flags &= ~(unsigned)(CD_ROUTE_PERSONAL | CD_ROUTE_PURPOSE | CD_ROUTE_ECHO);
+        why[0] = '\0';
+        assert_false(routes_follow_the_purpose_rule(copy, cd__http_nroutes, doc, why, sizeof why));
+        assert_non_null(strstr(why, ops[k]));
+        assert_non_null(strstr(why, "answers with personal data"));
+    }
+    cd_free(copy);
     json_decref(doc);
 }
 
@@ -308,6 +463,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_route_is_documented),
         cmocka_unit_test(every_documented_operation_is_served),
+        cmocka_unit_test(every_route_follows_the_purpose_rule),
         cmocka_unit_test(routing_captures_parameters),
         cmocka_unit_test(every_error_has_a_problem_type),
         cmocka_unit_test(every_problem_type_is_documented),

@@ -14,7 +14,6 @@ static void builtin_policy_grants_and_refuses(void **state)
     assert_int_equal(cd_policy_load(NULL, &p), CD_OK);
     assert_int_equal(cd_policy_check(p, CD_ROLE_AGENT, CD_PURPOSE_SERVICE, &g), CD_OK);
     assert_true(g.fields & CD_FIELDS_CONVERSATION);
-    assert_false(g.needs_consent);
     assert_int_equal(cd_policy_check(p, CD_ROLE_AGENT, CD_PURPOSE_BILLING, &g), CD_OK);
     assert_false(g.fields & CD_FIELDS_CONVERSATION); /* billing never sees conversations */
     assert_int_equal(cd_policy_check(p, CD_ROLE_AGENT, CD_PURPOSE_MARKETING, &g),
@@ -22,7 +21,6 @@ static void builtin_policy_grants_and_refuses(void **state)
     assert_non_null(strstr(cd_err_detail(), "agent"));
     assert_int_equal(cd_policy_check(p, CD_ROLE_INTEGRATION, CD_PURPOSE_ANALYTICS, &g), CD_OK);
     assert_int_equal(g.fields, CD_FIELDS_REFERENCE | CD_FIELDS_COARSE);
-    assert_true(g.needs_consent);
     assert_int_equal(cd_policy_check(p, CD_ROLE_COMPLIANCE, CD_PURPOSE_LEGAL_OBLIGATION, &g),
                      CD_OK);
     assert_true(g.allowed_when_restricted);
@@ -30,6 +28,13 @@ static void builtin_policy_grants_and_refuses(void **state)
     assert_false(g.allowed_when_restricted);
     assert_string_equal(cd_policy_categories(CD_FIELDS_REFERENCE | CD_FIELDS_CONTACT),
                         "reference,contact");
+    /* A restriction leaves legal claims and duties and the protection of others' rights. */
+    assert_int_equal(cd_policy_restricted_purposes(p),
+                     1u << CD_PURPOSE_LEGAL_OBLIGATION | 1u << CD_PURPOSE_SECURITY);
+    /* Only marketing and targeted advertising may carry promotional content. */
+    for (int pu = 0; pu < CD_PURPOSE__COUNT; pu++)
+        assert_int_equal(cd_policy_promotional(p, (enum cd_purpose)pu),
+                         pu == CD_PURPOSE_MARKETING || pu == CD_PURPOSE_TARGETED_ADVERTISING);
     cd_policy_free(p);
 }
 
@@ -60,14 +65,22 @@ static void bad_files_name_the_line(void **state)
     assert_non_null(strstr(cd_err_detail(), ":1: only policy version 1"));
     assert_int_equal(load_text("version: 1\npurposes: [\n"), CD_ERR_INVALID);
     assert_int_equal(load_text("version: 1\npurposes:\n  service:\n    roles: [agent]\n"
-                               "    categories: [contact]\n    consent: false\n"),
+                               "    categories: [contact]\n"),
                      CD_ERR_INVALID);
     assert_non_null(strstr(cd_err_detail(), "reference category"));
     /* Every purpose must be defined: a partial policy is refused. */
     assert_int_equal(load_text("version: 1\npurposes:\n  service:\n    roles: [agent]\n"
-                               "    categories: [reference]\n    consent: false\n"),
+                               "    categories: [reference]\n"),
                      CD_ERR_INVALID);
     assert_non_null(strstr(cd_err_detail(), "is not defined"));
+    /* Consent is the consent rules' question alone: a policy that answers it is refused. */
+    assert_int_equal(load_text("version: 1\npurposes:\n  service:\n    roles: [agent]\n"
+                               "    categories: [reference]\n    consent: false\n"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), ":6: 'consent' is decided by the consent rules"));
+    assert_int_equal(load_text("version: 1\npromotional_purposes: [shopping]\n"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), ":2: unknown purpose 'shopping'"));
     assert_int_equal(cd_policy_load("/nonexistent/policy.yaml", &(struct cd_policy *){NULL}),
                      CD_ERR_IO);
 }

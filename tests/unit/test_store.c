@@ -681,7 +681,7 @@ static void both_backends_migrate_to_the_same_schema(void **state)
     assert_int_equal(ea, CD_OK);
     assert_int_equal(eb, CD_OK);
     assert_non_null(strstr(a.out.p, "interactions.body blob\n"));
-    assert_non_null(strstr(a.out.p, "index audit_reads_by_customer ON "
+    assert_non_null(strstr(a.out.p, "index audit_access_by_customer ON "
                                     "audit_events(customer_id,seq) partial\n"));
     assert_string_equal(b.out.p, a.out.p);
     cd_buf_free(&a.out);
