@@ -21,7 +21,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 CC       ?= cc
 PKGS     := sqlite3 libsodium libcrypto libpq libhs yaml-0.1 libutf8proc libmicrohttpd jansson \
-            icu-uc icu-i18n
+            icu-uc icu-i18n libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
@@ -83,14 +83,14 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 # module can be tested while another one is half-written.
 UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
-UNIT_DEPS_core   := store crypto audit policy
+UNIT_DEPS_core   := store crypto audit policy outbox
 UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention cases
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
-UNIT_DEPS_consent := store crypto audit policy
+UNIT_DEPS_consent := store crypto audit policy outbox
 UNIT_DEPS_auth   := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy
-UNIT_DEPS_retention := store crypto audit policy core outbox
+UNIT_DEPS_retention := store crypto audit policy core outbox calendar
 UNIT_DEPS_cases  := store crypto core audit policy calendar outbox
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
@@ -163,12 +163,13 @@ UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/candor|$(
 
 install: build/candor build/man/.done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/rules/consent \
-	    $(DESTDIR)$(SHAREDIR)/rules/calendars \
+	    $(DESTDIR)$(SHAREDIR)/rules/calendars $(DESTDIR)$(SHAREDIR)/rules/retention \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 build/candor $(DESTDIR)$(BINDIR)/candor
 	install -m 0644 rules/*.yaml $(DESTDIR)$(SHAREDIR)/rules/
 	install -m 0644 rules/consent/*.yaml $(DESTDIR)$(SHAREDIR)/rules/consent/
 	install -m 0644 rules/calendars/*.yaml $(DESTDIR)$(SHAREDIR)/rules/calendars/
+	install -m 0644 rules/retention/*.yaml $(DESTDIR)$(SHAREDIR)/rules/retention/
 	install -m 0644 config/policy.yaml $(DESTDIR)$(SHAREDIR)/policy.yaml
 	install -m 0644 build/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
@@ -179,11 +180,12 @@ install: build/candor build/man/.done
 # Removes what install put there, file by file: anything else in those directories stays.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/candor $(DESTDIR)$(SHAREDIR)/policy.yaml \
-	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml)) \
+	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml rules/retention/*.yaml)) \
 	    $(DESTDIR)$(MANDIR)/man1/candor.1 $(DESTDIR)$(MANDIR)/man1/candor-*.1 \
 	    $(addprefix $(DESTDIR)$(DOCDIR)/,README.md $(notdir $(wildcard docs/*.md))) \
 	    $(DESTDIR)$(UNITDIR)/candor.service $(DESTDIR)$(SYSUSERSDIR)/candor.conf
 	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules/calendars \
+	    $(DESTDIR)$(SHAREDIR)/rules/retention \
 	    $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
 	    $(DESTDIR)$(DOCDIR) 2>/dev/null
 

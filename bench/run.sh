@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: Candor's benchmarks (docs/benchmarks.md), unattended, loopback only, in about
-# 6.5 minutes.
+# 7.5 minutes.
 #
 #   1. bench_store: raw SQLite batched inserts vs cd_core_interaction_ingest and bare
 #      cd_store_write from 64 threads (group commit), and both through the asynchronous forms
@@ -16,7 +16,10 @@
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
 #      summary).
-#   7. Cases: the queue with 100,000 open cases and 50 agents, the SLA report over 1M cases,
+#   (7 in docs/benchmarks.md is a count of instructions made by hand, not part of this run.)
+#   8. Webhooks: bench_webhooks (on CPU 1), deliveries per second through the outbox's worker
+#      against a local receiver, and a plain libcurl client against the same receiver.
+#   9. Cases: the queue with 100,000 open cases and 50 agents, the SLA report over 1M cases,
 #      each against plain SQL on the same data (bench_cases).
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
 # Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
@@ -296,7 +299,7 @@ say "== 4. other benches"
 other() {
     local name=$1; shift
     if [ ! -x "build/bench/$name" ]; then
-        row "(4) $name" "not built"
+        row "(${SEC:-4}) $name" "not built"
         return
     fi
     cmd "${PIN_RUN:+$PIN_RUN }timeout 300 build/bench/$name $*"
@@ -307,11 +310,11 @@ other() {
             "$TMP/$name.out" ||
             tail -n 3 "$TMP/$name.out"; } | while IFS= read -r l; do printf '%s\n' "$l"; done \
             >"$TMP/$name.sum"
-        while IFS= read -r l; do row "(4) $name" "$l"; done <"$TMP/$name.sum"
+        while IFS= read -r l; do row "(${SEC:-4}) $name" "$l"; done <"$TMP/$name.sum"
     else
         rc=$?
         tail -n 20 "$TMP/$name.out"
-        row "(4) $name" "FAILED (exit $rc)"
+        row "(${SEC:-4}) $name" "FAILED (exit $rc)"
     fi
 }
 other bench_merkle
@@ -419,12 +422,25 @@ for b in "bench_ingest_overhead $AUDIT_ROWS $AUDIT_RUNS 64 $TMP" "bench_audit_ve
 done
 # ---- end of 6 ------------------------------------------------------------------------------
 
-# ---- 7. cases: the queue and the SLA report against plain SQL ------------------------------
+# ---- 8. webhooks ----------------------------------------------------------------------------
+# Owned by the outbox; self-contained. One process on CPU 1: a libmicrohttpd receiver answering
+# 204, the outbox's delivery worker draining events queued beforehand (each claim and outcome a
+# durable write), and as the baseline a plain libcurl client posting bodies of the same size to
+# the same receiver with as many in flight. Medians of 3 runs, each on a fresh database.
+say ""
+say "== 8. webhook deliveries vs a plain HTTP client, against a local receiver (CPU 1)"
+HOOK_EVENTS=20000
+if [ "${BENCH_QUICK:-0}" = 1 ]; then HOOK_EVENTS=5000; fi
+settle
+SEC=8 PIN_RUN="$PIN_GEN" other bench_webhooks "$HOOK_EVENTS" 8 3 "$TMP"
+# ---- end of 8 ------------------------------------------------------------------------------
+
+# ---- 9. cases: the queue and the SLA report against plain SQL ------------------------------
 # In process, one invocation: 100,000 open cases and 50 agents asking at once (p50/p99 of the
 # queue's choice and claim against a plain indexed query on the same file), then the SLA
 # report over a year of 1M cases against the same aggregation in raw SQL (medians of 3).
 say ""
-say "== 7. cases: the queue (100,000 open cases, 50 agents) and the SLA report (1M cases)"
+say "== 9. cases: the queue (100,000 open cases, 50 agents) and the SLA report (1M cases)"
 CASES_ARGS="100000 50 1000000 $TMP"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then CASES_ARGS="20000 50 100000 $TMP"; fi
 if [ -x build/bench/bench_cases ]; then
@@ -433,14 +449,14 @@ if [ -x build/bench/bench_cases ]; then
     timeout 1800 build/bench/bench_cases $CASES_ARGS 2>&1 | grep -v '^{' | tee "$TMP/bench_cases.out"
     if [ "${PIPESTATUS[0]}" = 0 ]; then
         grep -E '^  (preview|take|report)|^ratio' "$TMP/bench_cases.out" | sed 's/^  //' |
-            while IFS= read -r l; do row "(7) bench_cases" "$l"; done
+            while IFS= read -r l; do row "(9) bench_cases" "$l"; done
     else
-        row "(7) bench_cases" "FAILED (see above)"
+        row "(9) bench_cases" "FAILED (see above)"
     fi
 else
-    row "(7) bench_cases" "not built"
+    row "(9) bench_cases" "not built"
 fi
-# ---- end of 7 ------------------------------------------------------------------------------
+# ---- end of 9 ------------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""

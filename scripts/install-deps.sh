@@ -9,7 +9,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang llvm libclang-rt-14-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
-  libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libjansson-dev
+  libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
   libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
   python3 curl wrk nginx-light util-linux procps
   git groff-base man-db systemd nodejs npm

@@ -183,6 +183,13 @@ void cd_b64url_encode(const void *in, size_t n, char *out);
 /* Decodes into out (capacity outcap), setting *outlen. Errors: CD_ERR_INVALID. */
 enum cd_err cd_b64url_decode(struct cd_str in, void *out, size_t outcap, size_t *outlen);
 
+/* Standard base64 with padding (RFC 4648 section 4), as the Standard Webhooks signatures and
+ * secrets are written. cd_b64_len is the encoded length without the terminator; out must have
+ * room for it + 1. Decoding accepts exactly that form. Errors: CD_ERR_INVALID. */
+size_t cd_b64_len(size_t n);
+void cd_b64_encode(const void *in, size_t n, char *out);
+enum cd_err cd_b64_decode(struct cd_str in, void *out, size_t outcap, size_t *outlen);
+
 /* True if the n bytes are valid UTF-8 (no overlongs, no surrogates). */
 bool cd_utf8_valid(const char *p, size_t n);
 

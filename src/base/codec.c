@@ -211,6 +211,27 @@ enum cd_err cd_b64url_decode(struct cd_str in, void *out, size_t outcap, size_t 
     return CD_OK;
 }
 
+size_t cd_b64_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+void cd_b64_encode(const void *in, size_t n, char *out)
+{
+    sodium_bin2base64(out, cd_b64_len(n) + 1, in, n, sodium_base64_VARIANT_ORIGINAL);
+}
+
+enum cd_err cd_b64_decode(struct cd_str in, void *out, size_t outcap, size_t *outlen)
+{
+    const char *end = NULL;
+
+    if (sodium_base642bin(out, outcap, in.p, in.len, NULL, outlen, &end,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        end != in.p + in.len)
+        return cd_err_set(CD_ERR_INVALID, "invalid base64");
+    return CD_OK;
+}
+
 bool cd_ct_eq(const void *a, const void *b, size_t n)
 {
     return sodium_memcmp(a, b, n) == 0;

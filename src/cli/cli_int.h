@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "core/core.h"
+#include "outbox/outbox.h"
 #include "store/store.h"
 
 /* Room for a directory of up to PATH_MAX bytes plus a file name in it. */
@@ -43,6 +44,8 @@ struct cd__cli_hooks {
     enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
     void (*consent_changed)(void *ctx, const char *customer_id);
     struct cd_cases *cases; /* cases opened, answered and reopened by interactions */
+    /* What the outbox's worker asks before a delivery carries personal members. */
+    struct cd_outbox_hooks outbox;
 };
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core);
 

@@ -11,6 +11,8 @@ const struct cd__cli_command cd__cli_commands[] = {
     {"guard", cd_cli_guard, "check a message with the communication guard"},
     {"cases", cd_cli_cases, "SLA reports, case lists, ETAs and sweeps, as CSV or JSON"},
     {"backup", cd_cli_backup, "copy the database consistently while it is in use"},
+    {"retention", cd_cli_retention, "apply the retention rules now, or list what they would delete"},
+    {"webhooks", cd_cli_webhooks, "list and replay webhook deliveries that ran out of attempts"},
     {NULL, NULL, NULL},
 };
 

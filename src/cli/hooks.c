@@ -9,6 +9,7 @@
 #include "audit/audit.h"
 #include "cases/cases.h"
 #include "cli_int.h"
+#include "consent/consent.h"
 #include "guard/guard.h"
 #include "policy/policy.h"
 
@@ -370,6 +371,34 @@ static enum cd_err customer_merged(void *ctx, struct cd_tx *tx, const char *merg
     return h->cases ? cd_cases_customer_merged(h->cases, tx, merged, survivor, from, to) : CD_OK;
 }
 
+/* The outbox's worker asks before personal members go to a subscription: consent decides
+ * where the purpose rests on it (a restriction of processing included), as for any read, and
+ * the read is written to the customer's access log before anything is sent. */
+static enum cd_err outbox_personal_read(void *ctx, const char *customer_id,
+                                        enum cd_purpose purpose, unsigned categories,
+                                        const char *subscription_id)
+{
+    struct cd__cli_hooks *h = ctx;
+    const char *name = cd_purpose_name(purpose);
+    enum cd_err err;
+
+    if (h->store == NULL)
+        return cd_err_set(CD_ERR_INTERNAL, "no store to record the read in");
+    if ((h->consent == NULL || cd_consent_needs_consent(h->consent, purpose)) &&
+        (err = read_consent(h, customer_id, name)) != CD_OK)
+        return err;
+    struct cd_audit_event ev = {.action = "webhook.read",
+                                .outcome = "ok",
+                                .actor_token = "system",
+                                .actor_role = cd_role_name(CD_ROLE_INTEGRATION),
+                                .actor_name = subscription_id,
+                                .purpose = name,
+                                .customer_id = customer_id,
+                                .resource_id = subscription_id,
+                                .categories = cd_policy_categories(categories)};
+    return cd_audit_record(h->store, &ev);
+}
+
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core)
 {
     struct cd_core_hooks hooks = {.ctx = h,
@@ -382,4 +411,5 @@ void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core)
                                   .customer_merged = customer_merged};
 
     cd_core_set_hooks(core, &hooks);
+    h->outbox = (struct cd_outbox_hooks){h, outbox_personal_read};
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
 #include "cases/cases.h"
@@ -15,7 +16,9 @@
 #include "crypto/crypto.h"
 #include "guard/guard.h"
 #include "http/http.h"
+#include "outbox/outbox.h"
 #include "policy/policy.h"
+#include "retention/retention.h"
 
 #define DRAIN_POLL_NS 10000000L /* 10 ms between looks at the requests still in flight */
 
@@ -28,6 +31,8 @@ struct serve {
     unsigned long workers, threads, max_body, sth_interval, sth_entries, drain_timeout,
         max_future_skew;
     unsigned long max_connections, max_client_connections, idle_timeout;
+    unsigned long webhook_workers, webhook_timeout, webhook_attempts, webhook_backoff,
+        webhook_backoff_max, retention_every;
     unsigned long statement_timeout; /* seconds, PostgreSQL */
     char heads_path[CD__CLI_PATH_MAX]; /* DIR/audit-heads.jsonl */
     struct cd__cli_env env;
@@ -37,6 +42,9 @@ struct serve {
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
     struct cd_cases *cases;         /* cases, SLA clocks, the queue (RULES/cases, RULES/sla) */
     unsigned long sla_sweep;        /* ms between sweeps for breaches and closings */
+    struct cd_retention_rules *retention; /* RULES/retention/rules.yaml */
+    struct cd_retention_schedule *retention_schedule;
+    bool webhooks_started; /* the outbox's delivery worker runs */
     struct cd_consent *consent; /* decisions, ledger, receipts */
     struct cd_audit *audit;     /* signs tree heads, publishes them (also to the heads file) */
     struct cd__cli_hooks hooks;
@@ -103,6 +111,53 @@ static enum cd_err load_demo_cases(struct serve *sv)
     return err;
 }
 
+/* The retention rules of RULES/retention/rules.yaml, checked whole before anything is served.
+ * A rules directory without the file serves with no retention (a warning says so, nothing is
+ * scheduled and the retention routes answer 503); a file with a mistake stops the server. */
+static enum cd_err open_retention(struct serve *sv)
+{
+    char path[CD__CLI_PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/retention/rules.yaml", sv->rules);
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        cd_log(CD_LOG_WARN, "retention.no_rules",
+               "\"detail\":\"no retention/rules.yaml in the rules directory: nothing expires\"");
+        return CD_OK;
+    }
+    return cd_retention_rules_load(path, &sv->retention);
+}
+
+/* The outbox's delivery worker and the retention schedule: background work on the data,
+ * started once everything they use is open. */
+static enum cd_err start_background(struct serve *sv)
+{
+    enum cd_err err;
+
+    if (sv->webhook_workers) {
+        struct cd_outbox_worker_config wc = {
+            .concurrency = (unsigned)sv->webhook_workers,
+            .timeout_ms = (unsigned)sv->webhook_timeout * 1000,
+            .max_attempts = (unsigned)sv->webhook_attempts,
+            .backoff_base_ms = (unsigned)sv->webhook_backoff,
+            .backoff_max_ms = (unsigned)sv->webhook_backoff_max * 1000,
+            .policy = sv->policy,
+            .hooks = sv->hooks.outbox,
+        };
+        if ((err = cd_outbox_worker_start(sv->env.outbox, &wc)) != CD_OK)
+            return err;
+        sv->webhooks_started = true;
+    }
+    if (sv->retention_every && sv->retention) {
+        /* The first run comes soon after start (at most five minutes), then every interval. */
+        unsigned first = sv->retention_every < 300 ? (unsigned)sv->retention_every : 300;
+        if ((err = cd_retention_schedule_start(sv->env.core, sv->retention,
+                                               (unsigned)sv->retention_every, first,
+                                               &sv->retention_schedule)) != CD_OK)
+            return err;
+    }
+    return CD_OK;
+}
+
 /* Configuration first (policy, rules), so a mistake stops the server before it touches data;
  * then the data, the in-path hooks, the ledger service, and last the listening socket. */
 static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
@@ -120,7 +175,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
-    if ((err = open_calendars(sv)) != CD_OK ||
+    if ((err = open_calendars(sv)) != CD_OK || (err = open_retention(sv)) != CD_OK ||
         (err = cd_cases_open(sv->env.store, sv->env.core, sv->calendars, sv->rules,
                              &sv->cases)) != CD_OK)
         return err;
@@ -162,6 +217,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
                               .cases = sv->cases,
+                              .outbox = sv->env.outbox,
+                              .retention = sv->retention,
                               .data_dir = sv->data,
                               .rules_dir = sv->rules};
     struct cd_http_config cfg = {.listen = listen,
@@ -171,6 +228,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                  .max_connections = (unsigned)sv->max_connections,
                                  .max_client_connections = (unsigned)sv->max_client_connections,
                                  .idle_timeout = (unsigned)sv->idle_timeout};
+    if ((err = start_background(sv)) != CD_OK)
+        return err;
     /* The access lines go out in batches from here on (docs/architecture.md). */
     if ((err = cd_log_batch_start()) != CD_OK)
         return err;
@@ -233,6 +292,12 @@ static void serve_close(struct serve *sv)
 {
     cd_http_stop(sv->http);
     sv->http = NULL;
+    /* Deliveries in flight are abandoned: their leases bring them back at the next start. */
+    if (sv->webhooks_started)
+        cd_outbox_worker_stop(sv->env.outbox);
+    sv->webhooks_started = false;
+    cd_retention_schedule_stop(sv->retention_schedule);
+    sv->retention_schedule = NULL;
     cd_consent_close(sv->consent);
     sv->consent = NULL;
     cd_cases_close(sv->cases); /* the sweeper's last write is through before the store closes */
@@ -252,6 +317,8 @@ static void serve_close(struct serve *sv)
     sv->guard = NULL;
     cd_calendars_free(sv->calendars);
     sv->calendars = NULL;
+    cd_retention_rules_free(sv->retention);
+    sv->retention = NULL;
 }
 
 int cd_cli_serve(int argc, char **argv)
@@ -292,6 +359,19 @@ int cd_cli_serve(int argc, char **argv)
         {"--sla-sweep", "MS", "how often deadlines no one met are marked breached and resolved "
                               "cases past their reopen window closed",
          "10000", NULL},
+        {"--webhook-workers", "N", "webhook deliveries in flight at once (0: this server sends "
+                                   "none; another one on the database does)",
+         CD_XSTR(CD_OUTBOX_CONCURRENCY), NULL},
+        {"--webhook-timeout", "SECONDS", "one delivery attempt, connecting included", "10", NULL},
+        {"--webhook-attempts", "N", "attempts before a delivery goes to the dead-letter list",
+         CD_XSTR(CD_OUTBOX_MAX_ATTEMPTS), NULL},
+        {"--webhook-backoff", "MS", "the first retry waits up to this long, each later one up to "
+                                    "twice the one before (full jitter)",
+         CD_XSTR(CD_OUTBOX_BACKOFF_BASE_MS), NULL},
+        {"--webhook-backoff-max", "SECONDS", "... but never more than this", "21600", NULL},
+        {"--retention-every", "SECONDS", "apply the retention rules this often (0: never; the "
+                                         "first run comes at most 5 minutes after start)",
+         "86400", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
     const char *pos[1], *from = NULL;
@@ -341,6 +421,15 @@ int cd_cli_serve(int argc, char **argv)
                            &sv.max_client_connections)) != CD_OK ||
         (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv.idle_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--sla-sweep", 50, 3600000, &sv.sla_sweep)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-workers", 0, 256, &sv.webhook_workers)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-timeout", 1, 300, &sv.webhook_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-attempts", 1, 100, &sv.webhook_attempts)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-backoff", 1, 3600000, &sv.webhook_backoff)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-backoff-max", 1, 7 * 86400,
+                           &sv.webhook_backoff_max)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--retention-every", 0, 366UL * 86400, &sv.retention_every)) !=
+            CD_OK ||
         (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv.rules, sizeof sv.rules,
                                  &from)) != CD_OK)
         return cd__cli_fail("serve", err);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "audit/audit.h"
 #include "consent_int.h"
+#include "outbox/outbox.h"
 
 #define RECEIPT_FORMAT "candor.consent.receipt.v1"
 #define DAY_MS (86400LL * 1000)
@@ -411,6 +412,26 @@ out:
     return err;
 }
 
+/* Integrations that follow consent (a marketing tool that must stop sending) learn of the
+ * event through the outbox, in the transaction that records it. */
+static enum cd_err changed(struct cd_tx *tx, const struct ev *e)
+{
+    char ts[CD_TIME_STRLEN];
+    json_t *payload;
+    enum cd_err err;
+
+    cd_time_format(e->occurred_at, ts);
+    payload = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "consent_event_id", e->id, "purpose",
+                        cd_purpose_name(e->purpose), "channel", channel_names[e->channel],
+                        "state", state_names[e->state], "legal_basis", e->basis, "method",
+                        e->method, "occurred_at", ts);
+    if (payload == NULL)
+        return CD_ERR_NOMEM;
+    err = cd_outbox_enqueue(tx, "consent.changed", cd_str_c(e->customer_id), payload, NULL);
+    json_decref(payload);
+    return err;
+}
+
 static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
 {
     struct ev *e = ctx;
@@ -471,11 +492,13 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd_audit_append(tx, &ae, &seq)) != CD_OK)
         return err;
     p[CD__EC__COUNT + 1] = CD_VINT(seq);
-    return cd_tx_exec(tx,
-                      "INSERT INTO consent_events(" CD__CONSENT_EVENT_COLS ", receipt, audit_seq)"
-                      " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,"
-                      "$20,$21,$22,$23,$24)",
-                      p, CD__EC__COUNT + 2, NULL, NULL, NULL);
+    if ((err = cd_tx_exec(tx,
+                          "INSERT INTO consent_events(" CD__CONSENT_EVENT_COLS ", receipt,"
+                          " audit_seq) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
+                          "$16,$17,$18,$19,$20,$21,$22,$23,$24)",
+                          p, CD__EC__COUNT + 2, NULL, NULL, NULL)) != CD_OK)
+        return err;
+    return changed(tx, e);
 }
 
 static enum cd_err apply_event(struct cd_consent *c, const struct ev *e, const struct pre *pr)

@@ -288,6 +288,36 @@ enum cd_err cd_core_customer_resolve(struct cd_tx *tx, struct cd_str id,
  * CD_ERR_NOMEM. */
 enum cd_err cd_core_customer_merged_ids(struct cd_tx *tx, struct cd_str survivor, json_t **ids);
 
+/* ---- retention (the rules and the job are src/retention's) ---- */
+
+/* The next page of interactions of purpose whose retention ended, by id after after_id (""
+ * for the first page), at most limit: those that occurred before cutoff, or, with
+ * after_last_contact, all of a customer's whose newest interaction (any purpose) is older
+ * than cutoff. *out: a new JSON array of [interaction id, customer id] the caller owns.
+ * Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_interactions_expiring(struct cd_core *c, const char *purpose, int64_t cutoff,
+                                          bool after_last_contact, const char *after_id,
+                                          int limit, json_t **out);
+
+/* Deletes the interactions ids names ([[interaction id, customer id], ...], as
+ * cd_core_interactions_expiring gives them) in one write, with what was derived from them
+ * (their Idempotency-Key records, re-sealing marks), and records one ledger event per
+ * customer ("interactions.expire", resource run_id). *deleted: rows deleted (an id deleted
+ * meanwhile counts nothing). Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_interactions_expire(struct cd_core *c, const struct cd_actor *a,
+                                        const json_t *ids, const char *run_id, uint64_t *deleted);
+
+/* The next page of live customers (not merged, not erased) with no contact since cutoff:
+ * created and last changed before it, and no interaction at or after it. Ids after after_id,
+ * at most limit, as a new JSON array of strings. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_customers_inactive(struct cd_core *c, int64_t cutoff, const char *after_id,
+                                       int limit, json_t **out);
+
+/* Deletes (or with dry_run counts) the Idempotency-Key records made before cutoff; *n gets
+ * how many. Errors: CD_ERR_STORE. */
+enum cd_err cd_core_idempotency_expire(struct cd_core *c, int64_t cutoff, bool dry_run,
+                                       uint64_t *n);
+
 /* ---- possible duplicates ---- */
 
 /* A customer created from an identity that looks like another customer's (equal UTS #39

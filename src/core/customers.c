@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "core_int.h"
+#include "outbox/outbox.h"
 
 struct ident_in {
     struct cd_str type;
@@ -734,6 +735,42 @@ static enum cd_err key_for_update(struct cd_tx *tx, struct cd_core *c, const cha
     return err;
 }
 
+/* The categories a change of the profile or identities touched, as the policy names them. */
+static json_t *changed_categories(const struct update_ctx *u)
+{
+    json_t *cats = json_array();
+    bool contact = u->nident > 0 || u->prof.has_display_name;
+    bool coarse = u->prof.has_locale || u->prof.has_time_zone || u->prof.has_jurisdiction;
+
+    if (cats && ((contact && json_array_append_new(cats, json_string("contact")) != 0) ||
+                 (u->prof.has_attributes && json_array_append_new(cats, json_string("profile")) != 0) ||
+                 (coarse && json_array_append_new(cats, json_string("coarse")) != 0))) {
+        json_decref(cats);
+        return NULL;
+    }
+    return cats;
+}
+
+/* A correction or completion of a customer's data is told to whoever receives it (GDPR
+ * Arts. 16 and 19), in the transaction that makes it. */
+static enum cd_err rectified(struct cd_tx *tx, const struct update_ctx *u)
+{
+    json_t *cats = changed_categories(u), *payload;
+    enum cd_err err;
+
+    if (cats == NULL)
+        return CD_ERR_NOMEM;
+    if (json_array_size(cats) == 0) { /* an empty patch changed nothing */
+        json_decref(cats);
+        return CD_OK;
+    }
+    if ((payload = json_pack("{s:o}", "categories", cats)) == NULL)
+        return CD_ERR_NOMEM;
+    err = cd_outbox_enqueue(tx, "customer.rectified", cd_str_c(u->id), payload, NULL);
+    json_decref(payload);
+    return err;
+}
+
 static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
 {
     struct update_ctx *u = ctx;
@@ -780,7 +817,9 @@ static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
         (err = insert_identities(tx, u->a, u->idents, u->nident, u->id, now)) != CD_OK)
         goto out;
     cd__core_event(&ev, u->a, u->action, u->id, NULL, 0);
-    err = cd_audit_append(tx, &ev, NULL);
+    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        goto out;
+    err = rectified(tx, u);
 out:
     cd__core_key_wipe(&k);
     cd_buf_free(&name);
@@ -1157,6 +1196,10 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
                               " request_id) VALUES($1,$2,$3,$4,$5)",
                           p, 5, NULL, NULL, NULL)) != CD_OK)
         goto out;
+    /* Whoever received the merged customer's data received the survivor's. */
+    if ((err = cd_outbox_customer_merged(tx, cd_str_c(m->merged), cd_str_c(m->survivor))) !=
+        CD_OK)
+        goto out;
     /* Possible duplicates: a link between the two is settled by the merge; the merged
      * customer's other open links are the survivor's now. */
     if ((err = cd_tx_exec(tx, "UPDATE identity_links SET status = 'merged', resolved_at = $3,"
@@ -1233,7 +1276,8 @@ static enum cd_err run_change(struct cd_core *c, const struct cd_actor *a, struc
  * ledger under action. */
 static enum cd_err change_live_customer(struct cd_tx *tx, const struct cd_actor *a,
                                         const char *id, const char *const *sql, size_t nsql,
-                                        const struct cd_val *p, size_t np, const char *action)
+                                        const struct cd_val *p, size_t np, const char *action,
+                                        const char *event, const json_t *payload)
 {
     struct customer_row r;
     struct cd_audit_event ev;
@@ -1246,7 +1290,10 @@ static enum cd_err change_live_customer(struct cd_tx *tx, const struct cd_actor 
         if ((err = cd_tx_exec(tx, sql[i], p, np, NULL, NULL, NULL)) != CD_OK)
             goto out;
     cd__core_event(&ev, a, action, id, NULL, 0);
-    err = cd_audit_append(tx, &ev, NULL);
+    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        goto out;
+    /* Whoever receives the customer's data is told, in the same transaction (GDPR Art. 19). */
+    err = cd_outbox_enqueue(tx, event, cd_str_c(id), payload, NULL);
 out:
     customer_row_free(&r);
     return err;
@@ -1258,9 +1305,16 @@ static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
         "UPDATE customers SET restricted = $2, updated_at = $3 WHERE id = $1"};
     struct change_ctx *rc = ctx;
     struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->on), CD_VINT(cd_now_ms())};
+    json_t *payload = json_pack("{s:b}", "restricted", rc->on);
+    enum cd_err err;
 
-    return change_live_customer(tx, rc->a, rc->id, sql, 1, p, 3,
-                                rc->on ? "customer.restrict" : "customer.unrestrict");
+    if (payload == NULL)
+        return CD_ERR_NOMEM;
+    err = change_live_customer(tx, rc->a, rc->id, sql, 1, p, 3,
+                               rc->on ? "customer.restrict" : "customer.unrestrict",
+                               "customer.restricted", payload);
+    json_decref(payload);
+    return err;
 }
 
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
@@ -1283,9 +1337,19 @@ static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
         "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL, thread = NULL,"
         " thread_hash = NULL, thread_id = NULL WHERE customer_id = $1"};
     struct change_ctx *sc = ctx;
-    struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(cd_now_ms())};
+    int64_t now = cd_now_ms();
+    struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(now)};
+    char ts[CD_TIME_STRLEN];
+    json_t *payload;
+    enum cd_err err;
 
-    return change_live_customer(tx, sc->a, sc->id, sql, 4, p, 2, "customer.shred");
+    cd_time_format(now, ts);
+    if ((payload = json_pack("{s:s}", "erased_at", ts)) == NULL)
+        return CD_ERR_NOMEM;
+    err = change_live_customer(tx, sc->a, sc->id, sql, 4, p, 2, "customer.shred",
+                               "customer.erased", payload);
+    json_decref(payload);
+    return err;
 }
 
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,

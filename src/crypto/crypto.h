@@ -94,6 +94,12 @@ enum cd_err cd_crypto_sha256_final(struct cd_crypto_sha256 *h, uint8_t out[CD_CR
 /* Releases the context. Safe on a zeroed or already freed struct. */
 void cd_crypto_sha256_free(struct cd_crypto_sha256 *h);
 
+/* HMAC-SHA256 (RFC 2104, libsodium's) of the concatenation of parts[0..nparts) under
+ * key[0..keylen) into out, without copying the parts: the signature of a webhook delivery.
+ * All inputs are borrowed. Cannot fail. */
+void cd_crypto_hmac_sha256(const uint8_t *key, size_t keylen, const struct cd_str *parts,
+                           size_t nparts, uint8_t out[CD_CRYPTO_HASH_LEN]);
+
 /* ---- key files and the master key -------------------------------------------------------- */
 
 /* Loads len bytes of key material from the file at path, or, if the file does not exist,

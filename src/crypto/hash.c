@@ -146,3 +146,15 @@ void cd_crypto_sha256_free(struct cd_crypto_sha256 *h)
     EVP_MD_CTX_free(h->ctx);
     h->ctx = NULL;
 }
+
+void cd_crypto_hmac_sha256(const uint8_t *key, size_t keylen, const struct cd_str *parts,
+                           size_t nparts, uint8_t out[CD_CRYPTO_HASH_LEN])
+{
+    crypto_auth_hmacsha256_state st;
+
+    crypto_auth_hmacsha256_init(&st, key, keylen);
+    for (size_t i = 0; i < nparts; i++)
+        crypto_auth_hmacsha256_update(&st, (const unsigned char *)parts[i].p, parts[i].len);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}

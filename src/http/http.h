@@ -20,6 +20,8 @@ struct cd_audit;
 struct cd_consent;
 struct cd_calendars;
 struct cd_cases;
+struct cd_outbox;
+struct cd_retention_rules;
 
 /* The services a server exposes. Borrowed; they outlive the server. */
 struct cd_app {
@@ -33,6 +35,8 @@ struct cd_app {
     struct cd_consent *consent; /* consent engine (src/consent); may be NULL */
     const struct cd_calendars *calendars; /* business calendars (src/calendar); may be NULL */
     struct cd_cases *cases; /* cases, SLA clocks, the queue (src/cases); may be NULL */
+    struct cd_outbox *outbox; /* webhooks and recipients (src/outbox); may be NULL */
+    const struct cd_retention_rules *retention; /* RULES/retention/rules.yaml; may be NULL */
 };
 
 /* Connection limits, by default. One client address may hold a tenth of all connections, so

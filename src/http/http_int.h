@@ -184,12 +184,39 @@ enum cd_err cd__http_sla_policies(struct cd_req *r);
 enum cd_err cd__http_sla_report(struct cd_req *r);
 
 /* Legal holds (h_retention.c). */
+/* Records that the request read data about customer_id (its access log shows it), as
+ * `action`, durably, before the answer is sent. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd__http_record_read(struct cd_req *r, const char *action, const char *customer_id);
+
+/* Retention and legal holds (h_retention.c). */
 enum cd_err cd__http_holds_list(struct cd_req *r);
 enum cd_err cd__http_hold_create(struct cd_req *r);
 enum cd_err cd__http_hold_release(struct cd_req *r);
+enum cd_err cd__http_retention_rules(struct cd_req *r);
+enum cd_err cd__http_retention_run(struct cd_req *r);
+enum cd_err cd__http_retention_runs(struct cd_req *r);
 
-/* The outbox and webhooks (h_webhooks.c). */
+/* The outbox, webhooks and recipients (h_webhooks.c). */
 enum cd_err cd__http_event_types(struct cd_req *r);
+enum cd_err cd__http_webhook_create(struct cd_req *r);
+enum cd_err cd__http_webhook_list(struct cd_req *r);
+enum cd_err cd__http_webhook_get(struct cd_req *r);
+enum cd_err cd__http_webhook_update(struct cd_req *r);
+enum cd_err cd__http_webhook_delete(struct cd_req *r);
+enum cd_err cd__http_webhook_rotate(struct cd_req *r);
+enum cd_err cd__http_webhook_test(struct cd_req *r);
+enum cd_err cd__http_deliveries(struct cd_req *r);
+enum cd_err cd__http_delivery_replay(struct cd_req *r);
+enum cd_err cd__http_dead_replay(struct cd_req *r);
+enum cd_err cd__http_recipient_create(struct cd_req *r);
+enum cd_err cd__http_recipient_list(struct cd_req *r);
+enum cd_err cd__http_recipient_get(struct cd_req *r);
+enum cd_err cd__http_recipient_remove(struct cd_req *r);
+enum cd_err cd__http_recipient_disclose(struct cd_req *r);
+enum cd_err cd__http_customer_recipients(struct cd_req *r);
+enum cd_err cd__http_customer_notices(struct cd_req *r);
+enum cd_err cd__http_notices_list(struct cd_req *r);
+enum cd_err cd__http_notice_confirm(struct cd_req *r);
 
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);
@@ -272,7 +299,7 @@ const struct cd_problem_kind *cd__http_headers_check(const struct cd__http_heade
 void cd__http_metrics_init(size_t nroutes);
 void cd__http_metrics_free(void);
 void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns);
-enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out);
+enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out);
 
 /* The OpenAPI document, converted from the embedded YAML at start-up (openapi.c). */
 enum cd_err cd__http_openapi_json(json_t **out);

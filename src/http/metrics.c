@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "http_int.h"
+#include "outbox/outbox.h"
 
 #define NSTATUS 20
 #define NBUCKETS 14
@@ -69,8 +70,57 @@ static const char *route_label(size_t i, char *buf, size_t n)
     return buf;
 }
 
-enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out)
+/* The outbox's deliveries: counters of this process's worker, the queue as last seen. */
+static enum cd_err outbox_render(struct cd_outbox *ob, struct cd_buf *out)
 {
+    struct cd_outbox_stats st;
+    unsigned long long cum = 0, n = 0;
+    enum cd_err err = CD_OK;
+
+    cd_outbox_stats(ob, &st);
+#define P(...)                                                                                    \
+    do {                                                                                          \
+        if ((err = cd_buf_printf(out, __VA_ARGS__)) != CD_OK)                                     \
+            return err;                                                                           \
+    } while (0)
+    P("# HELP candor_webhook_deliveries_queued Webhook deliveries waiting to be sent.\n"
+      "# TYPE candor_webhook_deliveries_queued gauge\ncandor_webhook_deliveries_queued %llu\n"
+      "# HELP candor_webhook_deliveries_dead Webhook deliveries in the dead-letter list.\n"
+      "# TYPE candor_webhook_deliveries_dead gauge\ncandor_webhook_deliveries_dead %llu\n"
+      "# HELP candor_webhook_deliveries_total Webhook deliveries acknowledged by their "
+      "receiver.\n"
+      "# TYPE candor_webhook_deliveries_total counter\ncandor_webhook_deliveries_total %llu\n"
+      "# HELP candor_webhook_attempts_failed_total Webhook delivery attempts that failed "
+      "(each retry counts).\n"
+      "# TYPE candor_webhook_attempts_failed_total counter\n"
+      "candor_webhook_attempts_failed_total %llu\n"
+      "# HELP candor_webhook_dead_lettered_total Webhook deliveries that ran out of attempts.\n"
+      "# TYPE candor_webhook_dead_lettered_total counter\n"
+      "candor_webhook_dead_lettered_total %llu\n",
+      (unsigned long long)st.queued, (unsigned long long)st.dead,
+      (unsigned long long)st.delivered, (unsigned long long)st.failed,
+      (unsigned long long)st.dead_lettered);
+    P("# HELP candor_webhook_delivery_latency_seconds From an event's commit to its receiver's "
+      "acknowledgement.\n# TYPE candor_webhook_delivery_latency_seconds histogram\n");
+    for (int b = 0; b < CD_OUTBOX_LATENCY_BUCKETS; b++) {
+        cum += st.latency_hist[b];
+        if (b + 1 < CD_OUTBOX_LATENCY_BUCKETS)
+            P("candor_webhook_delivery_latency_seconds_bucket{le=\"%g\"} %llu\n",
+              cd_outbox_latency_le[b], cum);
+        else
+            P("candor_webhook_delivery_latency_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    n = cum;
+    P("candor_webhook_delivery_latency_seconds_sum %.3f\n"
+      "candor_webhook_delivery_latency_seconds_count %llu\n",
+      st.latency_sum, n);
+#undef P
+    return CD_OK;
+}
+
+enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out)
+{
+    struct cd_store *store = app->store;
     char label[160];
     enum cd_err err = CD_OK;
     struct cd_store_stats st;
@@ -157,5 +207,5 @@ enum cd_err cd__http_metrics_render(struct cd_store *store, struct cd_buf *out)
           cd_integrity_kind_name((enum cd_integrity_kind)k),
           (unsigned long long)cd_integrity_total((enum cd_integrity_kind)k));
 #undef P
-    return CD_OK;
+    return app->outbox ? outbox_render(app->outbox, out) : CD_OK;
 }

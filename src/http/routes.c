@@ -40,6 +40,20 @@ bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX])
     return false;
 }
 
+enum cd_err cd__http_record_read(struct cd_req *r, const char *action, const char *customer_id)
+{
+    struct cd_audit_event ev = {.action = action,
+                                .outcome = "ok",
+                                .actor_token = r->actor.token_id,
+                                .actor_role = r->actor.role,
+                                .actor_name = r->actor.name,
+                                .purpose = r->actor.purpose,
+                                .request_id = r->request_id,
+                                .customer_id = customer_id,
+                                .categories = "reference"};
+    return cd_audit_record(r->app->store, &ev);
+}
+
 static enum cd_err created(struct cd_req *r, json_t *o, bool replayed)
 {
     const char *id = json_string_value(json_object_get(o, "id"));
@@ -90,7 +104,7 @@ static enum cd_err h_readyz(struct cd_req *r)
 static enum cd_err h_metrics(struct cd_req *r)
 {
     struct cd_buf b = CD_BUF_INIT(4 * 1024 * 1024);
-    enum cd_err err = cd__http_metrics_render(r->app->store, &b);
+    enum cd_err err = cd__http_metrics_render(r->app, &b);
 
     if (err == CD_OK && r->app->cases)
         err = cd_cases_metrics(r->app->cases, &b);
@@ -480,6 +494,10 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold"},
     {"POST", "/v1/customers/{id}/holds/{hold_id}/release", cd__http_hold_release, HOLDERS, JSN,
      "releaseHold"},
+    {"GET", "/v1/customers/{id}/recipients", cd__http_customer_recipients, HOLDERS, PUR,
+     "getCustomerRecipients"},
+    {"GET", "/v1/customers/{id}/recipient-notices", cd__http_customer_notices, HOLDERS, PUR,
+     "getCustomerRecipientNotices"},
     {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
@@ -513,7 +531,37 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/sla-policies", cd__http_sla_policies, READERS, 0, "listSlaPolicies"},
     {"GET", "/v1/sla-report", cd__http_sla_report, OVERSIGHT | SUPERVISION, 0, "getSlaReport"},
     /* outbox and webhooks: handlers in h_webhooks.c */
+    /* outbox, webhooks and recipients: handlers in h_webhooks.c. Literal paths before the
+     * {id} ones: the first pattern that matches serves. */
     {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},
+    {"POST", "/v1/webhooks", cd__http_webhook_create, ADMIN, JSN, "createWebhook"},
+    {"GET", "/v1/webhooks", cd__http_webhook_list, ADMIN, 0, "listWebhooks"},
+    {"GET", "/v1/webhooks/{id}", cd__http_webhook_get, ADMIN, 0, "getWebhook"},
+    {"PATCH", "/v1/webhooks/{id}", cd__http_webhook_update, ADMIN, JSN, "updateWebhook"},
+    {"DELETE", "/v1/webhooks/{id}", cd__http_webhook_delete, ADMIN, 0, "deleteWebhook"},
+    {"POST", "/v1/webhooks/{id}/rotate-secret", cd__http_webhook_rotate, ADMIN, 0,
+     "rotateWebhookSecret"},
+    {"POST", "/v1/webhooks/{id}/test", cd__http_webhook_test, ADMIN, 0, "testWebhook"},
+    {"GET", "/v1/webhook-deliveries", cd__http_deliveries, ADMIN, 0, "listWebhookDeliveries"},
+    {"POST", "/v1/webhook-deliveries/replay", cd__http_dead_replay, ADMIN, JSN,
+     "replayDeadLetters"},
+    {"POST", "/v1/webhook-deliveries/{id}/replay", cd__http_delivery_replay, ADMIN, 0,
+     "replayWebhookDelivery"},
+    {"POST", "/v1/recipients", cd__http_recipient_create, OVERSIGHT, JSN, "createRecipient"},
+    {"GET", "/v1/recipients", cd__http_recipient_list, OVERSIGHT, 0, "listRecipients"},
+    {"GET", "/v1/recipients/{id}", cd__http_recipient_get, OVERSIGHT, 0, "getRecipient"},
+    {"DELETE", "/v1/recipients/{id}", cd__http_recipient_remove, OVERSIGHT, 0,
+     "removeRecipient"},
+    {"POST", "/v1/recipients/{id}/customers", cd__http_recipient_disclose,
+     OVERSIGHT | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), JSN, "addRecipientCustomer"},
+    {"GET", "/v1/recipient-notices", cd__http_notices_list, OVERSIGHT, 0,
+     "listRecipientNotices"},
+    {"POST", "/v1/recipient-notices/{id}/confirm", cd__http_notice_confirm, OVERSIGHT, JSN,
+     "confirmRecipientNotice"},
+    /* retention: handlers in h_retention.c */
+    {"GET", "/v1/retention/rules", cd__http_retention_rules, OVERSIGHT, 0, "getRetentionRules"},
+    {"POST", "/v1/retention/runs", cd__http_retention_run, OVERSIGHT, JSN, "runRetention"},
+    {"GET", "/v1/retention/runs", cd__http_retention_runs, OVERSIGHT, 0, "listRetentionRuns"},
     /* audit ledger: handlers in h_audit.c */
     {"GET", "/v1/audit", cd__http_audit_list, OVERSIGHT, 0, "listAuditEvents"},
     {"POST", "/v1/audit/verify", cd__http_audit_verify, OVERSIGHT, 0, "verifyAudit"},

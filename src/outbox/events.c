@@ -164,6 +164,7 @@ enum cd_err cd_outbox_open(struct cd_store *s, const uint8_t master[32], struct 
     if (ob == NULL)
         return CD_ERR_NOMEM;
     ob->store = s;
+    pthread_mutex_init(&ob->mu, NULL);
     /* Keys of their own: one that opens payloads never opens a subscription's secret. */
     cd_crypto_derive_key(master, "cdoutbx1", 1, ob->payload_key);
     cd_crypto_derive_key(master, "cdoutbx1", 2, ob->secret_key);
@@ -176,8 +177,10 @@ void cd_outbox_close(struct cd_outbox *ob)
 {
     if (ob == NULL)
         return;
+    cd_outbox_worker_stop(ob);
     if (cd_store_service(ob->store, CD_STORE_SERVICE_OUTBOX) == ob)
         cd_store_service_set(ob->store, CD_STORE_SERVICE_OUTBOX, NULL);
+    pthread_mutex_destroy(&ob->mu);
     cd_crypto_wipe(ob->payload_key, sizeof ob->payload_key);
     cd_crypto_wipe(ob->secret_key, sizeof ob->secret_key);
     cd_free(ob);
@@ -329,31 +332,46 @@ static bool subscribed(const json_t *events, const char *type)
     return false;
 }
 
-/* One delivery row per subscription to the event's type, in subscription order. */
-static enum cd_err fan_out(struct cd_tx *tx, const char *type, int64_t event_seq,
-                           struct cd_str customer, int64_t now)
+enum cd_err cd__outbox_delivery_insert(struct cd_tx *tx, int64_t event_seq, const char *sub_id,
+                                       struct cd_str customer_id, int64_t now,
+                                       char id[CD_ID_MAX])
 {
+    cd_id_new("dlv", id);
+    struct cd_val p[] = {CD_VCSTR(id), CD_VINT(event_seq), CD_VCSTR(sub_id),
+                         customer_id.p ? CD_VTEXT(customer_id) : CD_VNULL, CD_VINT(now)};
+    return cd_tx_exec(tx,
+                      "INSERT INTO webhook_deliveries(id, event_seq, subscription_id,"
+                      " customer_id, status, attempts, next_at, created_at)"
+                      " VALUES($1, $2, $3, $4, 'pending', 0, $5, $5)",
+                      p, 5, NULL, NULL, NULL);
+}
+
+/* One delivery row per subscription to the event's type, in subscription order; a test event
+ * goes to the subscription it names alone. *made counts them. */
+static enum cd_err fan_out(struct cd_tx *tx, const struct cd_outbox_event_type *t,
+                           int64_t event_seq, struct cd_str customer, const json_t *payload,
+                           int64_t now, size_t *made)
+{
+    const char *only = strcmp(t->name, "webhook.test") == 0
+                           ? json_string_value(json_object_get(payload, "subscription_id"))
+                           : NULL;
     struct subs s = {0};
+    char id[CD_ID_MAX];
     enum cd_err err;
 
+    *made = 0;
     if ((err = cd_tx_exec(tx,
                           "SELECT id, events FROM webhook_subscriptions WHERE deleted_at IS NULL"
                           " ORDER BY id",
                           NULL, 0, sub_row_fn, &s, NULL)) != CD_OK)
         goto out;
     for (size_t i = 0; i < s.n; i++) {
-        if (!subscribed(s.v[i].events, type))
+        if (only ? strcmp(only, s.v[i].id) != 0 : !subscribed(s.v[i].events, t->name))
             continue;
-        char id[CD_ID_MAX];
-        cd_id_new("dlv", id);
-        struct cd_val p[] = {CD_VCSTR(id), CD_VINT(event_seq), CD_VCSTR(s.v[i].id),
-                             customer.p ? CD_VTEXT(customer) : CD_VNULL, CD_VINT(now)};
-        if ((err = cd_tx_exec(tx,
-                              "INSERT INTO webhook_deliveries(id, event_seq, subscription_id,"
-                              " customer_id, status, attempts, next_at, created_at)"
-                              " VALUES($1, $2, $3, $4, 'pending', 0, $5, $5)",
-                              p, 5, NULL, NULL, NULL)) != CD_OK)
+        if ((err = cd__outbox_delivery_insert(tx, event_seq, s.v[i].id, customer, now, id)) !=
+            CD_OK)
             goto out;
+        (*made)++;
     }
 out:
     subs_free(&s);
@@ -406,14 +424,23 @@ enum cd_err cd_outbox_enqueue(struct cd_tx *tx, const char *event_type,
                          CD_VINT(now),
                          (struct cd_val){CD_VAL_TEXT, 0, text, len},
                          personal ? CD_VBLOB(sealed.p, sealed.len) : CD_VNULL};
+    size_t made = 0;
     if ((err = cd_tx_exec(tx,
                           "INSERT INTO outbox_events(id, type, customer_id, created_at, payload,"
                           " personal) VALUES($1, $2, $3, $4, $5, $6) RETURNING seq",
                           p, 6, seq_row, &seq, NULL)) != CD_OK ||
-        (err = fan_out(tx, t->name, seq, customer_id, now)) != CD_OK)
+        (err = fan_out(tx, t, seq, customer_id, payload, now, &made)) != CD_OK)
+        goto out;
+    if (t->tell_recipients &&
+        (err = cd__outbox_recipients_fan_out(tx, t, id, seq, customer_id, payload, now)) !=
+            CD_OK)
         goto out;
     if (id_out)
         memcpy(id_out, id, CD_ID_MAX);
+    /* The worker may look before this commits; it then looks again shortly. */
+    struct cd_outbox *ob = cd_store_service(cd_tx_store(tx), CD_STORE_SERVICE_OUTBOX);
+    if (ob && (made || t->tell_recipients))
+        cd_outbox_worker_wake(ob);
 out:
     json_decref(ref);
     json_decref(personal);

@@ -109,7 +109,7 @@ static bool parse_role_bit(struct cd_str s, unsigned *bit)
     return true;
 }
 
-static bool parse_category_bit(struct cd_str s, unsigned *bit)
+bool cd_policy_category_parse(struct cd_str s, unsigned *bit)
 {
     for (unsigned b = 0; b < 5; b++)
         if (cd_str_eq_c(s, category_names[b])) {
@@ -144,7 +144,7 @@ static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_
                 return err;
             have_roles = true;
         } else if (cd_yaml_scalar_is(k, "categories")) {
-            if ((err = name_list(l, v, "category", parse_category_bit,
+            if ((err = name_list(l, v, "category", cd_policy_category_parse,
                                  &l->p->grant[pu].fields)) != CD_OK)
                 return err;
             have_cats = true;

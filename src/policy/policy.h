@@ -77,6 +77,10 @@ enum cd_err cd_policy_reload(struct cd_policy *p, const char *path, bool *change
 enum cd_err cd_policy_check(const struct cd_policy *p, enum cd_role role, enum cd_purpose purpose,
                             struct cd_policy_grant *grant);
 
+/* One category's bit (CD_FIELDS_*) from its name ("reference", "contact", "profile",
+ * "conversation", "coarse"); false if unknown. */
+bool cd_policy_category_parse(struct cd_str s, unsigned *bit);
+
 /* The purposes a restriction of processing leaves allowed (restricted_purposes), bit per
  * purpose. */
 unsigned cd_policy_restricted_purposes(const struct cd_policy *p);

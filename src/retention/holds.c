@@ -1,6 +1,7 @@
 /* Legal holds: placed on a customer with a reason and a legal basis, released with a reason,
  * each change a ledger event in the transaction that makes it. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "audit/audit.h"
 #include "retention_int.h"
@@ -24,44 +25,27 @@ bool cd_retention_hold_basis_valid(struct cd_str basis)
     "id, customer_id, reason, legal_basis, created_at, created_by, expires_at, released_at,"   \
     " released_by, release_reason"
 
-static enum cd_err set_time(json_t *o, const char *key, struct cd_val v)
-{
-    char ts[CD_TIME_STRLEN];
-
-    if (v.type == CD_VAL_NULL)
-        return cd_json_set_new(o, key, json_null());
-    cd_time_format(v.i, ts);
-    return cd_json_set_new(o, key, json_string(ts));
-}
-
-static enum cd_err set_text(json_t *o, const char *key, struct cd_val v)
-{
-    if (v.type == CD_VAL_NULL)
-        return cd_json_set_new(o, key, json_null());
-    return cd_json_set_strn(o, key, v.p, v.len);
-}
-
 /* One legal_holds row (HOLD_COLS) as the API shows it, with its status at now. */
 static enum cd_err hold_json(const struct cd_val *c, int64_t now, json_t **out)
 {
     json_t *o = json_object();
-    const char *status = c[7].type != CD_VAL_NULL                        ? "released"
+    const char *status = c[7].type != CD_VAL_NULL                    ? "released"
                          : c[6].type != CD_VAL_NULL && c[6].i <= now ? "expired"
-                                                                       : "active";
+                                                                     : "active";
     enum cd_err err = o ? CD_OK : CD_ERR_NOMEM;
 
     if (err == CD_OK &&
-        ((err = set_text(o, "id", c[0])) != CD_OK ||
-         (err = set_text(o, "customer_id", c[1])) != CD_OK ||
-         (err = set_text(o, "reason", c[2])) != CD_OK ||
-         (err = set_text(o, "legal_basis", c[3])) != CD_OK ||
+        ((err = cd_val_json_text(o, "id", c[0])) != CD_OK ||
+         (err = cd_val_json_text(o, "customer_id", c[1])) != CD_OK ||
+         (err = cd_val_json_text(o, "reason", c[2])) != CD_OK ||
+         (err = cd_val_json_text(o, "legal_basis", c[3])) != CD_OK ||
          (err = cd_json_set_new(o, "status", json_string(status))) != CD_OK ||
-         (err = set_time(o, "created_at", c[4])) != CD_OK ||
-         (err = set_text(o, "created_by", c[5])) != CD_OK ||
-         (err = set_time(o, "expires_at", c[6])) != CD_OK ||
-         (err = set_time(o, "released_at", c[7])) != CD_OK ||
-         (err = set_text(o, "released_by", c[8])) != CD_OK ||
-         (err = set_text(o, "release_reason", c[9])) != CD_OK)) {
+         (err = cd_val_json_time(o, "created_at", c[4])) != CD_OK ||
+         (err = cd_val_json_text(o, "created_by", c[5])) != CD_OK ||
+         (err = cd_val_json_time(o, "expires_at", c[6])) != CD_OK ||
+         (err = cd_val_json_time(o, "released_at", c[7])) != CD_OK ||
+         (err = cd_val_json_text(o, "released_by", c[8])) != CD_OK ||
+         (err = cd_val_json_text(o, "release_reason", c[9])) != CD_OK)) {
         json_decref(o);
         return err;
     }
@@ -404,4 +388,93 @@ enum cd_err cd_retention_hold_release(struct cd_store *s, const struct cd_actor 
     if ((err = cd_store_write(s, release_fn, &co.c)) != CD_OK)
         return err;
     return answer(s, &co, out);
+}
+
+/* ---- the customers a retention run must leave alone ---- */
+
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+struct held_ctx {
+    struct cd__held *h;
+    size_t cap;
+    json_t *raw;
+};
+
+static enum cd_err held_row(void *ctx, const struct cd_val *c, size_t n)
+{
+    (void)n;
+    json_t *s = json_stringn(c[0].p, c[0].len);
+    return s && json_array_append_new(ctx, s) == 0 ? CD_OK : CD_ERR_NOMEM;
+}
+
+static enum cd_err held_add(struct held_ctx *hc, const char *id)
+{
+    if (hc->h->n == hc->cap) {
+        size_t cap = hc->cap ? 2 * hc->cap : 16;
+        void *v = cd_realloc(hc->h->ids, cap * sizeof *hc->h->ids);
+        if (v == NULL)
+            return CD_ERR_NOMEM;
+        hc->h->ids = v;
+        hc->cap = cap;
+    }
+    snprintf(hc->h->ids[hc->h->n++], CD_ID_MAX, "%s", id);
+    return CD_OK;
+}
+
+static enum cd_err held_fn(struct cd_tx *tx, void *ctx)
+{
+    struct held_ctx *hc = ctx;
+    struct cd_val p[] = {CD_VINT(cd_now_ms())};
+    enum cd_err err;
+    size_t i;
+    json_t *id;
+
+    hc->h->n = 0;
+    json_array_clear(hc->raw);
+    if ((err = cd_tx_exec(tx,
+                          "SELECT customer_id FROM legal_holds WHERE released_at IS NULL"
+                          " AND (expires_at IS NULL OR expires_at > $1)",
+                          p, 1, held_row, hc->raw, NULL)) != CD_OK)
+        return err;
+    /* A hold on a customer merged away keeps the survivor, which holds their data now. */
+    json_array_foreach(hc->raw, i, id) {
+        char resolved[CD_ID_MAX];
+        bool merged;
+        enum cd_core_customer_state st;
+        if ((err = held_add(hc, json_string_value(id))) != CD_OK ||
+            (err = cd_core_customer_resolve(tx, cd_str_c(json_string_value(id)), resolved,
+                                            &merged, &st)) != CD_OK)
+            return err;
+        if (merged && (err = held_add(hc, resolved)) != CD_OK)
+            return err;
+    }
+    return CD_OK;
+}
+
+enum cd_err cd__ret_held(struct cd_store *s, struct cd__held *out)
+{
+    struct held_ctx hc = {out, 0, json_array()};
+    enum cd_err err;
+
+    memset(out, 0, sizeof *out);
+    if (hc.raw == NULL)
+        return CD_ERR_NOMEM;
+    err = cd_store_read(s, held_fn, &hc);
+    json_decref(hc.raw);
+    if (err != CD_OK) {
+        cd_free(out->ids);
+        memset(out, 0, sizeof *out);
+        return err;
+    }
+    if (out->n)
+        qsort(out->ids, out->n, sizeof *out->ids, id_cmp);
+    return CD_OK;
+}
+
+bool cd__ret_is_held(const struct cd__held *h, const char *customer_id)
+{
+    return h->n && bsearch(customer_id, h->ids, h->n, sizeof *h->ids, id_cmp) != NULL;
 }

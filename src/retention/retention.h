@@ -1,6 +1,9 @@
 /* retention — how long data is kept, and the legal holds that keep it longer.
  *
- * Owns: the legal_holds table. A legal hold keeps a customer's data from erasure and from
+ * Owns: the retention rules (RULES/retention/rules.yaml: per data set and, for interactions, per
+ * purpose, how long data is kept and from when), the retention job and its schedule inside
+ * `candor serve`, the retention_runs table (each run's counts, bound to its ledger entry),
+ * and the legal_holds table. A legal hold keeps a customer's data from erasure and from
  * expiry by the retention rules while it is in force (not released, not past its optional
  * expiry); every hold placed or released is a ledger event, and reading a customer's holds is
  * a read about that customer (purpose-gated and recorded by the caller's gate).
@@ -8,7 +11,12 @@
  * Holds are about a customer: a hold placed on a customer later merged into another keeps
  * the survivor's data too (cd_retention_holds_active follows merges).
  *
- * Must never: know about HTTP; put personal data in the ledger. A hold's reason and legal
+ * Deletion is what the owner of the data says it is: a whole customer is crypto-shredded
+ * (cd_core_customer_shred), an interaction's row goes with what was derived from it, the
+ * outbox deletes finished deliveries and events. A held customer's data is never touched.
+ *
+ * Must never: know about HTTP; put personal data in the ledger or a run's report (ids and
+ * counts only). A hold's reason and legal
  * basis name a matter (a case number, a regulation), not a person: the API says so.
  *
  * Threads: every function may be called from any thread. */
@@ -58,5 +66,51 @@ enum cd_err cd_retention_hold_release(struct cd_store *s, const struct cd_actor 
  * CD_ERR_NOMEM. */
 enum cd_err cd_retention_holds_list(struct cd_store *s, struct cd_str customer_id,
                                     struct cd_str status, json_t **out);
+
+/* ---- retention rules and runs ---- */
+
+struct cd_retention_rules;
+
+/* The file of retention rules (RULES/retention/rules.yaml; docs/retention.md has the format and
+ * the defaults), checked whole: known data sets, purposes and periods, a limit for every set
+ * of personal data and "forever" for the ledger and the consent records, one rule per data
+ * set and purpose, and a rule for every data set that must have one.
+ * Errors: CD_ERR_INVALID ("FILE:LINE: what"), CD_ERR_IO, CD_ERR_TOO_BIG, CD_ERR_NOMEM. The
+ * caller frees *out with cd_retention_rules_free. */
+enum cd_err cd_retention_rules_load(const char *path, struct cd_retention_rules **out);
+/* The same from text, named name in messages. */
+enum cd_err cd_retention_rules_parse(const char *name, const char *data, size_t len,
+                                     struct cd_retention_rules **out);
+void cd_retention_rules_free(struct cd_retention_rules *r);
+/* {"rules":[{"data","purpose","keep","after","why"}]}. Errors: CD_ERR_NOMEM. */
+enum cd_err cd_retention_rules_json(const struct cd_retention_rules *r, json_t **out);
+
+/* Applies the rules now: interactions of each purpose (the purpose's own rule, else the rule
+ * without one) and whole customers past their time go, then Idempotency-Key records,
+ * finished webhook deliveries and old outbox events. Customers under a legal hold are
+ * skipped and counted. With dry_run nothing changes and each rule lists what would go (at
+ * most max_ids ids per rule, "ids_truncated" tells). Either way the counts are recorded
+ * (retention_runs, and the ledger: "retention.run", outcome "error" if a step failed after
+ * others had deleted). *report: {"id","dry_run","started_at","finished_at",
+ * "held_customers_skipped","rules":[{"data","purpose","keep","after","why","cutoff","count",
+ * "held_customers","ids"?,"ids_truncated"?}]}. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_retention_run(struct cd_core *core, const struct cd_retention_rules *rules,
+                             const struct cd_actor *a, bool dry_run, size_t max_ids,
+                             json_t **report);
+
+/* The last 100 runs, newest first: {"items":[{"id","started_at","finished_at","dry_run",
+ * "started_by","counts"}]}. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_retention_runs(struct cd_store *s, json_t **out);
+
+/* Runs the rules every interval_s seconds, the first time first_s seconds from now, on a
+ * thread, as actor "system" (core and rules are borrowed and outlive the schedule).
+ * Errors: CD_ERR_INVALID (interval 0), CD_ERR_INTERNAL, CD_ERR_NOMEM. */
+struct cd_retention_schedule;
+enum cd_err cd_retention_schedule_start(struct cd_core *core,
+                                        const struct cd_retention_rules *rules,
+                                        unsigned interval_s, unsigned first_s,
+                                        struct cd_retention_schedule **out);
+/* Stops it (waiting for a run in progress to end). NULL is fine. */
+void cd_retention_schedule_stop(struct cd_retention_schedule *s);
 
 #endif

@@ -181,7 +181,12 @@ const char *const cd__store_pg_migrations[] = {
     "DROP INDEX audit_reads_by_customer;"
     "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
     " WHERE action LIKE '%.read' OR action = 'access.denied';",
-    /* 14: core, cases — threads by their keyed hash; cases, their interactions, history and
+    /* 14: outbox — the due deliveries are found by (status, next_at): with the partial index
+     * on next_at alone the planner preferred (status, finished_at) and sorted every pending
+     * row on each claim, so a long queue made each claim slower. */
+    "DROP INDEX webhook_deliveries_due;"
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);",
+    /* 15: core, cases — threads by their keyed hash; cases, their interactions, history and
      * agents. */
     "CREATE INDEX interactions_by_thread ON interactions(thread_hash)"
     " WHERE thread_hash IS NOT NULL;"

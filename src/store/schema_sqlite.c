@@ -203,7 +203,12 @@ const char *const cd__store_sqlite_migrations[] = {
     "DROP INDEX audit_reads_by_customer;"
     "CREATE INDEX audit_access_by_customer ON audit_events(customer_id, seq)"
     " WHERE action LIKE '%.read' OR action = 'access.denied';",
-    /* 14: core, cases (src/cases) — complaints and service levels.
+    /* 14: outbox — the due deliveries are found by (status, next_at): with the partial index
+     * on next_at alone the planner preferred (status, finished_at) and sorted every pending
+     * row on each claim, so a long queue made each claim slower. */
+    "DROP INDEX webhook_deliveries_due;"
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);",
+    /* 15: core, cases (src/cases) — complaints and service levels.
      * core: a new interaction learns the earlier interactions of its thread (the case they
      * belong to continues) by the thread's keyed hash; only threaded rows are in the index.
      * cases: one row per case, its clocks as columns (first response fr_, next response nr_,

@@ -683,3 +683,20 @@ void cd_store_close(struct cd_store *s)
     cd_free(s->target);
     cd_free(s);
 }
+
+enum cd_err cd_val_json_time(json_t *o, const char *key, struct cd_val v)
+{
+    char ts[CD_TIME_STRLEN];
+
+    if (v.type == CD_VAL_NULL)
+        return cd_json_set_new(o, key, json_null());
+    cd_time_format(v.i, ts);
+    return cd_json_set_new(o, key, json_string(ts));
+}
+
+enum cd_err cd_val_json_text(json_t *o, const char *key, struct cd_val v)
+{
+    if (v.type == CD_VAL_NULL)
+        return cd_json_set_new(o, key, json_null());
+    return cd_json_set_strn(o, key, v.p, v.len);
+}

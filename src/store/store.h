@@ -45,6 +45,10 @@ struct cd_val {
 /* The most columns a result row hands over; a query selects at most this many (a case row
  * has 47). */
 #define CD_STORE_MAX_COLS 64
+/* Sets o[key] from a column as the API shows it: a time (milliseconds since the epoch) as an
+ * RFC 3339 UTC string, text as a string, a NULL column as null. Errors: CD_ERR_NOMEM. */
+enum cd_err cd_val_json_time(json_t *o, const char *key, struct cd_val v);
+enum cd_err cd_val_json_text(json_t *o, const char *key, struct cd_val v);
 
 /* Called once per result row; cols are borrowed for the duration of the call. Returning an
  * error stops the query and is returned by cd_tx_exec. */

@@ -17,7 +17,7 @@ from harness import ROOT
 
 PREFIX = "/usr/local"
 PAGES = ["candor", "candor-audit", "candor-backup", "candor-cases", "candor-guard",
-         "candor-init", "candor-serve", "candor-token"]
+         "candor-init", "candor-retention", "candor-serve", "candor-token", "candor-webhooks"]
 
 
 def make(*args):
@@ -70,6 +70,7 @@ def test_install_puts_each_file_in_its_place(ctx):
                    f"{p}/share/doc/candor/README.md"] +
                   [f"{p}/share/candor/rules/{r}" for r in rules] +
                   [f"{p}/share/candor/rules/calendars/{c}" for c in calendars] +
+                  [f"{p}/share/candor/rules/retention/rules.yaml"] +
                   [f"{p}/share/doc/candor/{d}" for d in docs] +
                   [f"{p}/share/man/man1/{m}.1" for m in PAGES])
     assert files == want, set(files) ^ set(want)
