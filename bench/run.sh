@@ -11,7 +11,9 @@
 #      ingestion must do), 3 runs with the same pinning, load and connections.
 #   3. Timeline: a customer with 10,000 interactions, p50/p99 of 50-item pages under load,
 #      the server's RSS afterwards.
-#   4. Other in-process benches: bench_merkle, bench_guard, bench_consent (on CPU 1).
+#   4. Other in-process benches: bench_merkle, bench_guard (on CPU 1, with @redactpii/node on
+#      the same corpus as its baseline, installed by npm ci from bench/redactpii), bench_consent
+#      (on CPU 1).
 #   5. Consent: POST /v1/consents/check vs nginx `return 200`, same pinning and load.
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
@@ -306,7 +308,7 @@ other() {
     if ${PIN_RUN:-} timeout 300 "build/bench/$name" "$@" >"$TMP/$name.out" 2>&1; then
         cat "$TMP/$name.out"
         # Their summary lines: medians and ratios, else the last lines.
-        { grep -E '^(median|ratio|inclusion|consistency)|^  (decide|raw hash|bulk|projection)' \
+        { grep -E '^(median|ratio|inclusion|consistency|1 KB messages)|^  (decide|raw hash|bulk|projection)' \
             "$TMP/$name.out" ||
             tail -n 3 "$TMP/$name.out"; } | while IFS= read -r l; do printf '%s\n' "$l"; done \
             >"$TMP/$name.sum"
@@ -318,7 +320,39 @@ other() {
     fi
 }
 other bench_merkle
-other bench_guard rules
+# The guard with every pack on, and in the same run its baseline: @redactpii/node (PII only,
+# JavaScript regular expressions; installed from npm by its lockfile in bench/redactpii) over
+# the same corpus, both pinned to CPU 1.
+PIN_RUN="$PIN_GEN" other bench_guard rules 110 5 "$TMP/guard-corpus.bin"
+guard_baseline() {
+    local g gc r rc
+    g=$(awk '/^median guard:/ {print $3}' "$TMP/bench_guard.out" 2>/dev/null)
+    gc=$(awk '/^median guard:/ {print $7}' "$TMP/bench_guard.out" 2>/dev/null)
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        row "(4) guard vs @redactpii/node" "baseline not run (node and npm are missing)"
+        return
+    fi
+    if ! npm ci --prefix bench/redactpii --no-audit --no-fund --loglevel=error \
+        >"$TMP/npm.log" 2>&1; then
+        tail -n 5 "$TMP/npm.log"
+        row "(4) guard vs @redactpii/node" "baseline not run (npm ci failed)"
+        return
+    fi
+    cmd "${PIN_GEN:+$PIN_GEN }node bench/redactpii/bench.mjs CORPUS 5"
+    $PIN_GEN node bench/redactpii/bench.mjs "$TMP/guard-corpus.bin" 5 | tee "$TMP/redactpii.out"
+    r=$(awk '/^median @redactpii/ {print $3}' "$TMP/redactpii.out")
+    rc=$(awk '/^median @redactpii/ {print $5}' "$TMP/redactpii.out")
+    rm -f "$TMP/guard-corpus.bin"
+    if [ -n "$g" ] && [ -n "$r" ]; then
+        row "(4) guard vs @redactpii/node" \
+            "guard $g MB/s (every pack), @redactpii/node $r MB/s (PII only): $(awk -v a="$g" -v b="$r" 'BEGIN {printf "%.2f", a / b}')x (target >= 2x)"
+        row "(4) the same in CPU time" \
+            "guard $gc MB/s, @redactpii/node $rc MB/s: $(awk -v a="$gc" -v b="$rc" 'BEGIN {printf "%.2f", a / b}')x"
+    else
+        row "(4) guard vs @redactpii/node" "FAILED (no figure)"
+    fi
+}
+guard_baseline
 # In-process consent decisions on one core: 1 million customers x 5 purposes.
 PIN_RUN="$PIN_GEN" other bench_consent
 

@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages Candor needs to build, run, test and benchmark. git names the
 # commit in `candor --version`; groff-base and man-db check the manual pages; systemd's
 # systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py);
-# nodejs and npm run the OpenAPI validator (tests/openapi, whose own packages `npm ci` installs).
+# nodejs and npm run the OpenAPI validator (tests/openapi, whose own packages `npm ci` installs)
+# and the guard benchmark's baseline (bench/redactpii, likewise).
 # Idempotent: only missing packages are installed; apt-get only.
 set -euo pipefail
 

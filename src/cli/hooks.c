@@ -114,7 +114,7 @@ static bool may_override(const struct cd_actor *a)
  * whatever personal data the guard finds in it masked, as in a redacted copy. */
 static enum cd_err kept_reason(struct cd__cli_hooks *h, struct cd_str reason, json_t **out)
 {
-    struct cd_guard_input in = {reason, NULL, true};
+    struct cd_guard_input in = {reason, NULL, true, NULL};
     struct cd_guard_result *res = NULL;
     enum cd_err err = cd_guard_check(h->guard, &in, &res);
 
@@ -169,7 +169,8 @@ static enum cd_err guard_outbound(struct cd__cli_hooks *h, const struct cd_actor
                                   const struct cd_core_overrides *ov, json_t **annotation)
 {
     static const struct cd_core_overrides none = {false, false, CD_STR_NULL, CD_STR_NULL};
-    struct cd_guard_input in = {body, channel, true};
+    /* The declared purpose weighs the findings: pressure in a marketing message blocks. */
+    struct cd_guard_input in = {body, channel, true, purpose};
     struct cd_guard_result *res = NULL;
     char rules[RULES_MAX + 1];
     enum cd_purpose pu;

@@ -185,16 +185,42 @@ static bool in_scope(const struct cd__guard_rule *r, const char *channel, bool o
     return false;
 }
 
-static enum cd_guard_severity severity_for(const struct cd__guard_rule *r, const char *channel,
-                                           bool outbound)
+static bool listed(const char *const *v, size_t n, const char *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], x) == 0)
+            return true;
+    return false;
+}
+
+/* What a check declares: where the message goes and what it is sent for. */
+struct ask {
+    const char *channel, *purpose; /* NULL: not declared */
+    bool outbound;
+};
+
+/* A rule's severity for this check: its own, then its channel_severity, then its policy
+ * entries (the rule's, then the packs'), each later one that holds overriding the earlier. */
+static enum cd_guard_severity severity_for(const struct cd__guard_rule *r, const struct ask *q)
 {
     enum cd_guard_severity sev = r->severity;
 
     for (size_t i = 0; i < r->nchsev; i++) {
         const char *c = r->chsev[i].channel;
-        if ((channel && strcmp(c, channel) == 0) || (outbound && strcmp(c, "outbound") == 0) ||
-            (!outbound && strcmp(c, "inbound") == 0))
+        if ((q->channel && strcmp(c, q->channel) == 0) ||
+            (q->outbound && strcmp(c, "outbound") == 0) ||
+            (!q->outbound && strcmp(c, "inbound") == 0))
             sev = r->chsev[i].severity;
+    }
+    for (size_t i = 0; i < r->npol; i++) {
+        const struct cd__guard_pol *p = &r->pol[i];
+        if (p->npurposes && (q->purpose == NULL || !listed(p->purposes, p->npurposes, q->purpose)))
+            continue;
+        if (p->nchannels && (q->channel == NULL || !listed(p->channels, p->nchannels, q->channel)))
+            continue;
+        if ((p->dir == CD__GUARD_OUT && !q->outbound) || (p->dir == CD__GUARD_IN && q->outbound))
+            continue;
+        sev = p->severity;
     }
     return sev;
 }
@@ -343,8 +369,7 @@ static bool vetoed(const struct vvec *vv, const struct fnd *f)
 }
 
 static struct fnd make_fnd(const struct cd__guard_set *s, const struct cd__guard_rule *r,
-                           uint32_t pat, uint32_t from, uint32_t to, const char *channel,
-                           bool outbound)
+                           uint32_t pat, uint32_t from, uint32_t to, const struct ask *q)
 {
     struct fnd f = {0};
 
@@ -353,7 +378,7 @@ static struct fnd make_fnd(const struct cd__guard_set *s, const struct cd__guard
     f.nto = to;
     f.pub.rule = r->id;
     f.pub.category = r->category;
-    f.pub.severity = severity_for(r, channel, outbound);
+    f.pub.severity = severity_for(r, q);
     f.pub.message = r->message;
     f.pub.suggestion = (pat != CD__GUARD_NO_RULE && s->pats[pat].replacement)
                            ? s->pats[pat].replacement
@@ -363,6 +388,62 @@ static struct fnd make_fnd(const struct cd__guard_set *s, const struct cd__guard
     return f;
 }
 
+/* First pass: marks the rules that have a match (ids are rule indexes). */
+static int on_rule(unsigned int id, unsigned long long from, unsigned long long to,
+                   unsigned int flags, void *ctx)
+{
+    uint8_t *found = ctx;
+
+    (void)from, (void)to, (void)flags;
+    found[id >> 3] |= (uint8_t)(1u << (id & 7));
+    return 0;
+}
+
+/* The matches of every rule that applies and is in the text, with exact spans: the first pass
+ * finds the rules (masking skips it: it wants two rules only), then each is scanned with its
+ * own database. */
+static enum cd_err scan(const struct cd__guard_set *s, const char *key, size_t klen,
+                        const struct ask *q, bool mask, hs_scratch_t *scratch, struct scan *sc)
+{
+    uint8_t stack[128], *found = stack;
+    size_t nb = (s->nrules + 7) / 8;
+    enum cd_err err = CD_OK;
+    hs_error_t rc;
+
+    if (nb > sizeof stack && (found = cd_calloc(nb, 1)) == NULL)
+        return CD_ERR_NOMEM;
+    if (found == stack)
+        memset(stack, 0, sizeof stack);
+    if (!mask) {
+        rc = hs_scan(s->db, key, (unsigned)klen, 0, scratch, on_rule, found);
+        if (rc != HS_SUCCESS) {
+            err = cd_err_set(CD_ERR_INTERNAL, "hyperscan scan failed (%d)", (int)rc);
+            goto out;
+        }
+    }
+    for (size_t ri = 0; ri < s->nrules; ri++) {
+        const struct cd__guard_rule *r = &s->rules[ri];
+        if (r->db == NULL || !wanted(r, mask, q->channel, q->outbound) ||
+            (!mask && !(found[ri >> 3] >> (ri & 7) & 1)))
+            continue;
+        rc = hs_scan(r->db, key, (unsigned)klen, 0, scratch, on_match, sc);
+        if (sc->nomem) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+        if (sc->truncated)
+            break; /* enough matches for any reader; findings so far are still true */
+        if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
+            err = cd_err_set(CD_ERR_INTERNAL, "hyperscan scan failed (%d)", (int)rc);
+            goto out;
+        }
+    }
+out:
+    if (found != stack)
+        cd_free(found);
+    return err;
+}
+
 struct analysis {
     struct fnd *f;
     size_t nf;
@@ -370,8 +451,8 @@ struct analysis {
 };
 
 /* The core of check and mask: everything but building the result. */
-static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const char *channel,
-                           bool outbound, bool mask, struct analysis *out)
+static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const struct ask *q,
+                           bool mask, struct analysis *out)
 {
     enum cd_err err = CD_OK;
     char *norm = NULL;
@@ -391,16 +472,10 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
             err = cd_err_set(CD_ERR_NOMEM, "no Hyperscan scratch");
             goto out;
         }
-        hs_error_t rc = hs_scan(s->db, norm, (unsigned)nlen, 0, scratch, on_match, &sc);
+        err = scan(s, norm, nlen, q, mask, scratch, &sc);
         scratch_put(s, scratch);
-        if (sc.nomem) {
-            err = CD_ERR_NOMEM;
+        if (err != CD_OK)
             goto out;
-        }
-        if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
-            err = cd_err_set(CD_ERR_INTERNAL, "hyperscan scan failed (%d)", (int)rc);
-            goto out;
-        }
         if (sc.n > 1)
             qsort(sc.m, sc.n, sizeof *sc.m, cmp_match);
     }
@@ -416,7 +491,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
         if (ri == CD__GUARD_NO_RULE)
             continue;
         r = &s->rules[ri];
-        if (!wanted(r, mask, channel, outbound))
+        if (!wanted(r, mask, q->channel, q->outbound))
             continue;
         if (r->kind == CD__GUARD_OCCURRENCE) {
             if (counts == NULL) {
@@ -455,7 +530,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
                 break;
         if (u < r->nunless)
             continue;
-        f = make_fnd(s, r, m->id, from, m->to, channel, outbound);
+        f = make_fnd(s, r, m->id, from, m->to, q);
         if ((err = fpush(&cand, &f)) != CD_OK)
             goto out;
     }
@@ -465,8 +540,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
             struct fnd f;
             if (counts[ri] == 0 || counts[ri] <= r->max_count)
                 continue;
-            f = make_fnd(s, r, CD__GUARD_NO_RULE, sc.m[lastm[ri]].from, sc.m[lastm[ri]].to,
-                         channel, outbound);
+            f = make_fnd(s, r, CD__GUARD_NO_RULE, sc.m[lastm[ri]].from, sc.m[lastm[ri]].to, q);
             if ((err = fpush(&cand, &f)) != CD_OK)
                 goto out;
         }
@@ -508,7 +582,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
             const struct cd__guard_rule *r = &s->rules[ri];
             struct fnd f;
             bool hit = false;
-            if (!in_scope(r, channel, outbound))
+            if (!in_scope(r, q->channel, q->outbound))
                 continue;
             if (r->kind == CD__GUARD_READABILITY)
                 hit = words >= r->min_words && out->grade > r->max_grade;
@@ -517,7 +591,7 @@ static enum cd_err analyse(struct cd__guard_set *s, struct cd_str text, const ch
                       (double)upper > r->max_ratio * (double)letters;
             if (!hit || nlen == 0)
                 continue;
-            f = make_fnd(s, r, CD__GUARD_NO_RULE, 0, (uint32_t)nlen, channel, outbound);
+            f = make_fnd(s, r, CD__GUARD_NO_RULE, 0, (uint32_t)nlen, q);
             if ((err = fpush(&fin, &f)) != CD_OK)
                 goto out;
         }
@@ -642,7 +716,8 @@ enum cd_err cd_guard_check(struct cd_guard *g, const struct cd_guard_input *in,
     if ((err = check_input(text)) != CD_OK)
         return err;
     s = set_get(g);
-    if ((err = analyse(s, text, in->channel, in->outbound, false, &a)) != CD_OK)
+    struct ask q = {in->channel, in->purpose, in->outbound};
+    if ((err = analyse(s, text, &q, false, &a)) != CD_OK)
         goto out;
     if ((r = cd_calloc(1, sizeof *r)) == NULL || (r->text = cd_strndup(text.p, text.len)) == NULL) {
         err = CD_ERR_NOMEM;
@@ -722,7 +797,8 @@ enum cd_err cd_guard_mask_inbound(struct cd_guard *g, struct cd_str text, char *
         return CD_OK;
     }
     s = set_get(g);
-    if ((err = analyse(s, text, NULL, false, true, &a)) != CD_OK)
+    struct ask q = {NULL, NULL, false};
+    if ((err = analyse(s, text, &q, true, &a)) != CD_OK)
         goto out;
     err = redact(text, a.f, a.nf, out, outlen, masked);
 out:

@@ -35,11 +35,16 @@ enum cd_guard_verdict { CD_GUARD_ALLOW, CD_GUARD_WARN, CD_GUARD_BLOCK };
 enum cd_guard_severity { CD_GUARD_INFO, CD_GUARD_SEV_WARN, CD_GUARD_SEV_BLOCK };
 
 /* One message to check. text is borrowed for the duration of the call. channel is "email",
- * "sms", "chat", ... or NULL (any channel). outbound is true for text about to be sent. */
+ * "sms", "chat", ... or NULL (any channel). outbound is true for text about to be sent. purpose
+ * is what the message is sent for, a purpose of the purpose policy ("service", "marketing",
+ * ...), or NULL when it is not declared: the packs' policy entries decide severities by purpose,
+ * channel and direction (outbound marketing with false urgency is blocked where the same words
+ * in a service reply are warned). */
 struct cd_guard_input {
     struct cd_str text;
     const char *channel;
     bool outbound;
+    const char *purpose;
 };
 
 /* One finding, borrowed from its result. Offsets are into the ORIGINAL text: bytes and UTF-16
@@ -89,7 +94,7 @@ enum cd_err cd_guard_check(struct cd_guard *g, const struct cd_guard_input *in,
                            struct cd_guard_result **out);
 
 /* The verdict: the highest severity among findings (info → allow, warn → warn, block → block),
- * after each rule's per-channel and per-direction policy. */
+ * after each rule's policy for the check's purpose, channel and direction. */
 enum cd_guard_verdict cd_guard_result_verdict(const struct cd_guard_result *r);
 
 /* "allow", "warn" or "block". */

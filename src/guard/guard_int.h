@@ -65,6 +65,32 @@ struct cd__guard_chsev {
     enum cd_guard_severity severity;
 };
 
+enum cd__guard_dir { CD__GUARD_ANY_DIR, CD__GUARD_OUT, CD__GUARD_IN };
+
+/* One entry of a severity policy ("policy" in a pack): when every condition holds, findings of
+ * the rule take severity. An empty list of purposes or channels holds for any value; a list of
+ * purposes never holds for a check that declares none. */
+struct cd__guard_pol {
+    const char **purposes;
+    size_t npurposes;
+    const char **channels;
+    size_t nchannels;
+    enum cd__guard_dir dir;
+    enum cd_guard_severity severity;
+};
+
+/* A policy entry at the top of a pack: it applies to the rules of every pack (loaded before or
+ * after it) that its selectors name, after the rules' own entries, in file order. */
+struct cd__guard_setpol {
+    struct cd__guard_pol pol;
+    const char **rules; /* ids, or prefixes ending in "*" ("PRESSURE.*") */
+    size_t nrules;
+    const char **categories;
+    size_t ncategories;
+    const char *file;
+    int line;
+};
+
 struct cd__guard_rule {
     const char *id, *category, *message, *suggestion, *file;
     const char **refs;
@@ -77,6 +103,8 @@ struct cd__guard_rule {
     size_t nchannels;
     struct cd__guard_chsev *chsev;
     size_t nchsev;
+    struct cd__guard_pol *pol; /* the rule's own entries, then the packs' (later wins) */
+    size_t npol;
     enum cd__guard_validator validator;
     const char *redact; /* "card", a tag like "email", or NULL (not redacted) */
     struct cd__guard_ctx context;
@@ -87,6 +115,9 @@ struct cd__guard_rule {
      * variable-length run that start-of-match tracking must follow everywhere. */
     uint8_t extend_left[32];
     bool has_extend_left;
+    /* The rule's own patterns and the context and unless patterns it looks at, compiled with
+     * start-of-match (ids: indexes in the set's pats); NULL for rules without patterns. */
+    hs_database_t *db;
     double max_grade;
     uint32_t min_words;
     enum cd__guard_measure measure;
@@ -116,8 +147,14 @@ struct cd__guard_set {
     size_t nrules, caprules;
     struct cd__guard_pat *pats;
     size_t npats, cappats;
+    struct cd__guard_setpol *setpol; /* pack-level policy entries, in file order */
+    size_t nsetpol, capsetpol;
+    /* The first pass: every rule's own patterns, without start-of-match, each reporting once
+     * with its rule's index as id. Only the rules it finds are scanned again with their own
+     * database, so exact spans and context words are found for the few rules a message may
+     * hold, not tracked for every pattern over every byte. */
     hs_database_t *db;
-    hs_scratch_t *proto; /* never used for scanning; cloned per thread */
+    hs_scratch_t *proto; /* large enough for every database; never scanned with; cloned */
     pthread_mutex_t pool_lock;
     hs_scratch_t **pool;
     size_t npool, cappool;
@@ -131,6 +168,9 @@ struct cd_guard {
 /* Loader (load.c). Parses one YAML document of len bytes into set; name is used in errors. */
 enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, const char *data,
                                 size_t len);
+/* Appends the pack-level policy entries to the rules they select, once every pack is loaded.
+ * Errors: CD_ERR_INVALID (an entry selects no rule; the detail names file:line), CD_ERR_NOMEM. */
+enum cd_err cd__guard_apply_policy(struct cd__guard_set *set);
 /* Compiles set->pats into set->db and allocates the prototype scratch. */
 enum cd_err cd__guard_compile(struct cd__guard_set *set);
 struct cd__guard_set *cd__guard_set_new(void);

@@ -419,6 +419,193 @@ static enum cd_err parse_channels(struct ld *l, const yaml_node_t *n, struct cd_
     return CD_OK;
 }
 
+/* A lower-case name such as a purpose or channel ("marketing", "sms"). */
+static bool name_ok(const char *s)
+{
+    if (*s < 'a' || *s > 'z' || strlen(s) > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+static enum cd_err name_list(struct ld *l, const yaml_node_t *n, const char *what,
+                             const char ***out, size_t *cnt)
+{
+    enum cd_err err = string_list(l, n, out, cnt);
+
+    for (size_t i = 0; err == CD_OK && i < *cnt; i++)
+        if (!name_ok((*out)[i])) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s must be lower-case names (a-z, 0-9, _)", what);
+            err = fail(l, n, msg);
+        }
+    return err;
+}
+
+/* One policy entry: {purpose, channel, direction, severity}, and with sel (at the top of a
+ * pack) the selectors rules and categories, of which at least one is required. */
+static enum cd_err parse_pol(struct ld *l, const yaml_node_t *n, struct cd__guard_pol *p,
+                             struct cd__guard_setpol *sel)
+{
+    enum cd_err err = CD_OK;
+    bool has_sev = false;
+
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return fail(l, n, "a policy entry is a mapping (purpose, channel, direction, severity)");
+    for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
+        yaml_node_t *k = node(l, q->key), *v = node(l, q->value);
+        if (cd_yaml_scalar_is(k, "purpose"))
+            err = name_list(l, v, "purpose", &p->purposes, &p->npurposes);
+        else if (cd_yaml_scalar_is(k, "channel"))
+            err = name_list(l, v, "channel", &p->channels, &p->nchannels);
+        else if (cd_yaml_scalar_is(k, "direction")) {
+            if (cd_yaml_scalar_is(v, "outbound"))
+                p->dir = CD__GUARD_OUT;
+            else if (cd_yaml_scalar_is(v, "inbound"))
+                p->dir = CD__GUARD_IN;
+            else
+                err = fail(l, v, "direction must be inbound or outbound");
+        } else if (cd_yaml_scalar_is(k, "severity")) {
+            err = parse_severity(l, v, &p->severity);
+            has_sev = true;
+        } else if (sel && cd_yaml_scalar_is(k, "rules"))
+            err = string_list(l, v, &sel->rules, &sel->nrules);
+        else if (sel && cd_yaml_scalar_is(k, "categories"))
+            err = string_list(l, v, &sel->categories, &sel->ncategories);
+        else
+            err = fail(l, k, sel ? "unknown key in policy (rules, categories, purpose, channel, "
+                                   "direction, severity)"
+                                 : "unknown key in policy (purpose, channel, direction, "
+                                   "severity)");
+        if (err != CD_OK)
+            return err;
+    }
+    if (!has_sev)
+        return fail(l, n, "a policy entry needs a severity (info, warn or block)");
+    if (sel && sel->nrules == 0 && sel->ncategories == 0)
+        return fail(l, n, "a pack's policy entry names the rules or categories it applies to");
+    return CD_OK;
+}
+
+/* A rule's "policy": a list of entries into r->pol. */
+static enum cd_err parse_rule_pol(struct ld *l, const yaml_node_t *n, struct cd__guard_rule *r)
+{
+    size_t cnt;
+    enum cd_err err;
+
+    if (!n || n->type != YAML_SEQUENCE_NODE)
+        return fail(l, n, "policy must be a list of entries");
+    cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if ((r->pol = cd_arena_alloc(&l->set->arena, (cnt ? cnt : 1) * sizeof *r->pol)) == NULL)
+        return CD_ERR_NOMEM;
+    memset(r->pol, 0, (cnt ? cnt : 1) * sizeof *r->pol);
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++)
+        if ((err = parse_pol(l, node(l, *it), &r->pol[r->npol++], NULL)) != CD_OK)
+            return err;
+    return CD_OK;
+}
+
+/* A pack's top-level "policy": entries kept in the set until every pack is loaded. */
+static enum cd_err parse_set_pol(struct ld *l, const yaml_node_t *n)
+{
+    struct cd__guard_set *s = l->set;
+    enum cd_err err;
+
+    if (!n || n->type != YAML_SEQUENCE_NODE)
+        return fail(l, n, "policy must be a list of entries");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        struct cd__guard_setpol sp = {0};
+        const yaml_node_t *e = node(l, *it);
+        if ((err = parse_pol(l, e, &sp.pol, &sp)) != CD_OK)
+            return err;
+        sp.file = l->file;
+        sp.line = (int)cd_yaml_line(e);
+        if (s->nsetpol >= CD__GUARD_MAX_RULES)
+            return cd_err_set(CD_ERR_TOO_BIG, "%s: more than %u policy entries", l->file,
+                              CD__GUARD_MAX_RULES);
+        if (s->nsetpol == s->capsetpol) {
+            size_t nc = s->capsetpol ? s->capsetpol * 2 : 16;
+            struct cd__guard_setpol *np = cd_realloc(s->setpol, nc * sizeof *np);
+            if (np == NULL)
+                return CD_ERR_NOMEM;
+            s->setpol = np;
+            s->capsetpol = nc;
+        }
+        s->setpol[s->nsetpol++] = sp;
+    }
+    return CD_OK;
+}
+
+static bool selects(const struct cd__guard_setpol *sp, const struct cd__guard_rule *r)
+{
+    for (size_t i = 0; i < sp->nrules; i++) {
+        size_t n = strlen(sp->rules[i]);
+        if (n && sp->rules[i][n - 1] == '*' ? strncmp(sp->rules[i], r->id, n - 1) == 0
+                                            : strcmp(sp->rules[i], r->id) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < sp->ncategories; i++)
+        if (strcmp(sp->categories[i], r->category) == 0)
+            return true;
+    return false;
+}
+
+enum cd_err cd__guard_apply_policy(struct cd__guard_set *s)
+{
+    /* Every selector must name something, so a misspelt rule id fails the load instead of
+     * silently leaving the default in force. */
+    for (size_t k = 0; k < s->nsetpol; k++) {
+        const struct cd__guard_setpol *sp = &s->setpol[k];
+        const char *what = NULL, *kind = NULL;
+        for (size_t i = 0; i < sp->nrules && !what; i++) {
+            struct cd__guard_setpol one = {.rules = &sp->rules[i], .nrules = 1};
+            size_t j = 0;
+            while (j < s->nrules && !selects(&one, &s->rules[j]))
+                j++;
+            if (j == s->nrules) {
+                what = sp->rules[i];
+                kind = "rule";
+            }
+        }
+        for (size_t i = 0; i < sp->ncategories && !what; i++) {
+            struct cd__guard_setpol one = {.categories = &sp->categories[i], .ncategories = 1};
+            size_t j = 0;
+            while (j < s->nrules && !selects(&one, &s->rules[j]))
+                j++;
+            if (j == s->nrules) {
+                what = sp->categories[i];
+                kind = "category";
+            }
+        }
+        if (what)
+            return cd_err_set(CD_ERR_INVALID, "%s:%d: policy names the %s %s, which no loaded "
+                                              "rule has",
+                              sp->file, sp->line, kind, what);
+    }
+    for (size_t j = 0; j < s->nrules && s->nsetpol; j++) {
+        struct cd__guard_rule *r = &s->rules[j];
+        size_t add = 0;
+        struct cd__guard_pol *np;
+        for (size_t k = 0; k < s->nsetpol; k++)
+            add += selects(&s->setpol[k], r);
+        if (add == 0)
+            continue;
+        if ((np = cd_arena_alloc(&s->arena, (r->npol + add) * sizeof *np)) == NULL)
+            return CD_ERR_NOMEM;
+        if (r->npol)
+            memcpy(np, r->pol, r->npol * sizeof *np);
+        for (size_t k = 0; k < s->nsetpol; k++)
+            if (selects(&s->setpol[k], r))
+                np[r->npol++] = s->setpol[k].pol;
+        r->pol = np;
+    }
+    return CD_OK;
+}
+
 static const struct {
     const char *name;
     enum cd__guard_validator v;
@@ -510,7 +697,9 @@ static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct d
                         err = parse_severity(l, node(l, q->value), &r.chsev[r.nchsev++].severity);
                 }
             }
-        } else if (cd_yaml_scalar_is(k, "patterns"))
+        } else if (cd_yaml_scalar_is(k, "policy"))
+            err = parse_rule_pol(l, v, &r);
+        else if (cd_yaml_scalar_is(k, "patterns"))
             patterns = v;
         else if (cd_yaml_scalar_is(k, "phrases"))
             phrases = v;
@@ -736,8 +925,12 @@ enum cd_err cd__guard_load_yaml(struct cd__guard_set *set, const char *name, con
                 goto out;
         } else if (cd_yaml_scalar_is(k, "rules")) {
             rules = v;
+        } else if (cd_yaml_scalar_is(k, "policy")) {
+            if ((err = parse_set_pol(&l, v)) != CD_OK)
+                goto out;
         } else {
-            err = fail(&l, k, "unknown top-level key (pack, description, defaults, rules)");
+            err = fail(&l, k, "unknown top-level key (pack, description, defaults, policy, "
+                              "rules)");
             goto out;
         }
     }
@@ -788,8 +981,8 @@ static bool cache_dir(char *out, size_t n)
     return w > 0 && (size_t)w < n;
 }
 
-static bool cache_path(const char *const *exprs, const unsigned *flags, size_t n, char *out,
-                       size_t cap)
+static bool cache_path(const char *const *exprs, const unsigned *flags, const unsigned *ids,
+                       size_t n, char *out, size_t cap)
 {
     crypto_generichash_state st;
     unsigned char key[32];
@@ -803,6 +996,7 @@ static bool cache_path(const char *const *exprs, const unsigned *flags, size_t n
     for (size_t i = 0; i < n; i++) {
         crypto_generichash_update(&st, (const unsigned char *)exprs[i], strlen(exprs[i]) + 1);
         crypto_generichash_update(&st, (const unsigned char *)&flags[i], sizeof flags[i]);
+        crypto_generichash_update(&st, (const unsigned char *)&ids[i], sizeof ids[i]);
     }
     crypto_generichash_final(&st, key, sizeof key);
     cd_hex_encode(key, sizeof key, hex);
@@ -860,37 +1054,23 @@ out:
     cd_free(bytes);
 }
 
-enum cd_err cd__guard_compile(struct cd__guard_set *s)
+/* Compiles one database: n expressions with their flags and ids; pat[i] is expression i's index
+ * in s->pats, for error details. Taken from the cache when it was compiled before. */
+static enum cd_err compile_db(const struct cd__guard_set *s, const char *const *exprs,
+                              const unsigned *flags, const unsigned *ids, const uint32_t *pat,
+                              size_t n, hs_database_t **db)
 {
-    enum cd_err err = CD_OK;
-    const char **exprs = NULL;
-    unsigned *flags = NULL, *ids = NULL;
     hs_compile_error_t *cerr = NULL;
-    size_t n = s->npats;
-
-    if (n == 0)
-        return CD_OK; /* nothing to scan: readability and uppercase rules still work */
-    exprs = cd_malloc(n * sizeof *exprs);
-    flags = cd_malloc(n * sizeof *flags);
-    ids = cd_malloc(n * sizeof *ids);
-    if (!exprs || !flags || !ids) {
-        err = CD_ERR_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        exprs[i] = s->pats[i].expr;
-        flags[i] = HS_FLAG_SOM_LEFTMOST | HS_FLAG_CASELESS;
-        ids[i] = (unsigned)i;
-    }
-    pthread_once(&hs_alloc_once, set_hs_allocator);
+    enum cd_err err = CD_OK;
     char cpath[3200];
-    bool cacheable = cache_path(exprs, flags, n, cpath, sizeof cpath);
-    if (cacheable && (s->db = cache_load(cpath)) != NULL)
-        goto scratch;
-    if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &s->db, &cerr) !=
+    bool cacheable = cache_path(exprs, flags, ids, n, cpath, sizeof cpath);
+
+    if (cacheable && (*db = cache_load(cpath)) != NULL)
+        return CD_OK;
+    if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, db, &cerr) !=
         HS_SUCCESS) {
         if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < n) {
-            const struct cd__guard_pat *p = &s->pats[cerr->expression];
+            const struct cd__guard_pat *p = &s->pats[pat[cerr->expression]];
             const char *rid = p->rule == CD__GUARD_NO_RULE ? "(context pattern)"
                                                            : s->rules[p->rule].id;
             err = cd_err_set(CD_ERR_INVALID, "%s:%d: rule %s: pattern rejected: %s", p->file,
@@ -899,23 +1079,95 @@ enum cd_err cd__guard_compile(struct cd__guard_set *s)
             err = cd_err_set(CD_ERR_INVALID, "rule set rejected by Hyperscan: %s",
                              cerr ? cerr->message : "unknown error");
         }
-        s->db = NULL;
-        goto out;
+        *db = NULL;
+        if (cerr)
+            hs_free_compile_error(cerr);
+        return err;
     }
     if (cacheable)
-        cache_store(cpath, s->db);
-scratch:
-    if (hs_alloc_scratch(s->db, &s->proto) != HS_SUCCESS) {
-        s->proto = NULL;
+        cache_store(cpath, *db);
+    return CD_OK;
+}
+
+/* Adds pattern index k to the list (once). */
+static void add_once(uint32_t *list, size_t *n, uint32_t k)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (list[i] == k)
+            return;
+    list[(*n)++] = k;
+}
+
+/* Two levels (see guard_int.h): the first pass is every rule's own patterns without
+ * start-of-match, each reporting once, as the rule's index; each rule then has its own database
+ * with start-of-match of its patterns and the context and unless patterns it looks at, scanned
+ * only when the first pass found the rule. */
+enum cd_err cd__guard_compile(struct cd__guard_set *s)
+{
+    enum cd_err err = CD_OK;
+    const char **exprs = NULL;
+    unsigned *flags = NULL, *ids = NULL;
+    uint32_t *pat = NULL;
+    size_t n = s->npats, m;
+
+    if (n == 0)
+        return CD_OK; /* nothing to scan: readability and uppercase rules still work */
+    exprs = cd_malloc(n * sizeof *exprs);
+    flags = cd_malloc(n * sizeof *flags);
+    ids = cd_malloc(n * sizeof *ids);
+    pat = cd_malloc(n * sizeof *pat);
+    if (!exprs || !flags || !ids || !pat) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    pthread_once(&hs_alloc_once, set_hs_allocator);
+    /* Each rule's database first, so an error names the rule of the pattern Hyperscan rejects,
+     * as a start-of-match compile sees it. */
+    for (size_t ri = 0; ri < s->nrules; ri++) {
+        struct cd__guard_rule *r = &s->rules[ri];
+        m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (s->pats[i].rule == ri)
+                pat[m++] = (uint32_t)i;
+        if (m == 0)
+            continue; /* readability and uppercase rules scan nothing */
+        for (size_t k = 0; k < r->context.npats; k++)
+            add_once(pat, &m, r->context.pats[k]);
+        for (size_t u = 0; u < r->nunless; u++)
+            for (size_t k = 0; k < r->unless[u].npats; k++)
+                add_once(pat, &m, r->unless[u].pats[k]);
+        for (size_t i = 0; i < m; i++) {
+            exprs[i] = s->pats[pat[i]].expr;
+            flags[i] = HS_FLAG_SOM_LEFTMOST | HS_FLAG_CASELESS;
+            ids[i] = pat[i];
+        }
+        if ((err = compile_db(s, exprs, flags, ids, pat, m, &r->db)) != CD_OK)
+            goto out;
+        if (hs_alloc_scratch(r->db, &s->proto) != HS_SUCCESS) {
+            err = CD_ERR_NOMEM;
+            goto out;
+        }
+    }
+    m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s->pats[i].rule == CD__GUARD_NO_RULE)
+            continue;
+        exprs[m] = s->pats[i].expr;
+        flags[m] = HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH;
+        ids[m] = s->pats[i].rule;
+        pat[m++] = (uint32_t)i;
+    }
+    if (m && (err = compile_db(s, exprs, flags, ids, pat, m, &s->db)) != CD_OK)
+        goto out;
+    if (s->db && hs_alloc_scratch(s->db, &s->proto) != HS_SUCCESS) {
         err = CD_ERR_NOMEM;
         goto out;
     }
 out:
-    if (cerr)
-        hs_free_compile_error(cerr);
     cd_free(exprs);
     cd_free(flags);
     cd_free(ids);
+    cd_free(pat);
     return err;
 }
 
@@ -942,8 +1194,12 @@ void cd__guard_set_unref(struct cd__guard_set *s)
         hs_free_scratch(s->proto);
     if (s->db)
         hs_free_database(s->db);
+    for (size_t i = 0; i < s->nrules; i++)
+        if (s->rules[i].db)
+            hs_free_database(s->rules[i].db);
     cd_free(s->rules);
     cd_free(s->pats);
+    cd_free(s->setpol);
     cd_arena_free(&s->arena);
     pthread_mutex_destroy(&s->pool_lock);
     cd_free(s);
@@ -1033,7 +1289,7 @@ static enum cd_err load_dir(const char *dir, struct cd__guard_set **out)
         cd_free(data);
         data = NULL;
     }
-    if ((err = cd__guard_compile(s)) != CD_OK)
+    if ((err = cd__guard_apply_policy(s)) != CD_OK || (err = cd__guard_compile(s)) != CD_OK)
         goto out;
     *out = s;
     s = NULL;
@@ -1083,7 +1339,7 @@ enum cd_err cd_guard_open_buffers(const char *const *names, const char *const *d
     for (size_t i = 0; i < n; i++)
         if ((err = cd__guard_load_yaml(s, names[i], data[i], lens[i])) != CD_OK)
             goto out;
-    if ((err = cd__guard_compile(s)) != CD_OK)
+    if ((err = cd__guard_apply_policy(s)) != CD_OK || (err = cd__guard_compile(s)) != CD_OK)
         goto out;
     if ((err = guard_new(s, out)) != CD_OK)
         goto out;

@@ -184,7 +184,7 @@ def test_cli_guard_kinds(srv):
                            input="Ur mob no. was selected 4 a £500 prize! Call 0906 123 4567 "
                                  "(calls £1.50/min).")
     assert code == 1, out
-    found = {f["rule"] for f in json.loads(out)["findings"]}
+    found = {f["rule"] for f in json.loads(out)["results"][0]["findings"]}
     assert {"MISLEAD.FALSE_PRIZE", "MISLEAD.PREMIUM_RATE"} <= found, found
     code, out, _ = srv.cli("guard", "--rules", rules, "-",
                            input="Dear [CUSTOMER NAME], SSN on file: 536.22.1234")
@@ -192,3 +192,56 @@ def test_cli_guard_kinds(srv):
     code, out, _ = srv.cli("guard", "--rules", rules, "-",
                            input="Hi {{first_name}}, your refund of {{amount}} is on its way.")
     assert code == 0, out
+
+
+PUSHY = "Only 2 left, buy now or lose this deal forever!"
+
+
+def test_check_api_purpose_decides_severity(srv):
+    # The same words: warned in a service reply (or with no purpose), blocked in marketing.
+    for purpose, verdict in ((None, "warn"), ("service", "warn"), ("marketing", "block"),
+                             ("targeted_advertising", "block")):
+        body = {"text": PUSHY, "channel": "sms"}
+        if purpose:
+            body["purpose"] = purpose
+        st, _, r = srv.req("POST", "/v1/guard/check", body, token=srv.agent)
+        assert st == 200 and r["verdict"] == verdict, (purpose, r)
+        sev = {f["rule"]: f["severity"] for f in r["findings"]}
+        assert sev["PRESSURE.FALSE_SCARCITY"] == verdict, sev
+    st, _, r = srv.req("POST", "/v1/guard/check",
+                       {"text": "Our sale runs until 30 November; prices are shown with all fees.",
+                        "purpose": "marketing"}, token=srv.agent)
+    assert st == 200 and r["verdict"] != "block", r
+    assert_problem(srv.req("POST", "/v1/guard/check", {"text": "x", "purpose": "spam"},
+                           token=srv.agent), 400, "invalid-request")
+    assert_problem(srv.req("POST", "/v1/guard/check", {"text": "x", "purpose": 7},
+                           token=srv.agent), 400, "invalid-request")
+
+
+def test_cli_guard_purpose(srv):
+    rules = os.path.join(os.path.dirname(__file__), "..", "..", "rules")
+    code, out, _ = srv.cli("guard", "--rules", rules, "--purpose", "marketing", "-", input=PUSHY)
+    assert code == 2 and out.startswith("<stdin>: block: "), out
+    code, out, _ = srv.cli("guard", "--rules", rules, "--purpose", "service", "-", input=PUSHY)
+    assert code == 1 and out.startswith("<stdin>: warn: "), out
+    code, _, err = srv.cli("guard", "--rules", rules, "--purpose", "spam", "-", input=PUSHY)
+    assert code == 3 and "--purpose must be one of" in err, err
+
+
+def test_in_path_purpose_decides_block(srv):
+    # Sent as a service reply the pushy words are stored with a warning; sent to sell (with the
+    # customer's consent, so consent is not what stops it) they are refused as a guard block.
+    st, _, c = srv.req("POST", "/v1/consents", {
+        "customer_id": srv.cid, "purpose": "marketing", "state": "given", "channel": "*",
+        "method": "web_form"})
+    assert st == 201, c
+    msg = {"customer_id": srv.cid, "channel": "sms", "direction": "outbound", "body": PUSHY}
+    before = len(timeline(srv))
+    body = assert_problem(srv.req("POST", "/v1/interactions", dict(msg, purpose="marketing")),
+                          422, "guard-blocked")
+    assert any(f["rule"] == "PRESSURE.FALSE_SCARCITY" and f["severity"] == "block"
+               for f in body["findings"]), body
+    assert len(timeline(srv)) == before
+    st, _, it = srv.req("POST", "/v1/interactions", dict(msg, purpose="service"),
+                        token=srv.agent)
+    assert st == 201 and it["guard"]["verdict"] == "warn", it

@@ -141,15 +141,18 @@ def test_installed_guard_command_exit_codes(ctx):
         with open(msg, "w") as f:
             f.write(text)
         rc, out, err = run(ctx, "guard", msg)
-        assert rc == code and out.startswith(verdict + ":"), (text, rc, out, err)
+        summary = out.strip().splitlines()[-1]
+        assert rc == code and f"1 message checked in 1 file" in summary, (text, rc, out, err)
+        assert summary.count(f"1 {verdict}") == 1, summary
         rc, out, _ = run(ctx, "guard", "--format", "json", "-", input=text)
-        assert rc == code and json.loads(out)["verdict"] == verdict, out
+        assert rc == code and json.loads(out)["results"][0]["verdict"] == verdict, out
     rc, out, _ = run(ctx, "guard", "--help")
-    assert rc == 0 and "Exit status: 0 allow" in out
+    assert rc == 0 and "Exit status: the worst verdict, 0 allow, 1 warn, 2 block" in out
     assert run(ctx, "guard")[0] == 3
     assert run(ctx, "guard", "--format", "xml", msg)[0] == 3
     assert run(ctx, "guard", "--bogus", msg)[0] == 3
-    assert run(ctx, "guard", msg, msg)[0] == 3
+    assert run(ctx, "guard", "-", "-")[0] == 3  # standard input named twice
+    assert run(ctx, "guard", msg, msg)[0] == 2  # many files: the worst verdict (the card)
     rc, _, err = run(ctx, "guard", os.path.join(ctx["tmp"], "missing.txt"))
     assert rc == 4 and "missing.txt" in err
     rc, _, err = run(ctx, "guard", "--rules", os.path.join(ctx["tmp"], "norules"), msg)

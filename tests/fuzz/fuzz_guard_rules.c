@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct cd_guard_result *r = NULL;
         struct cd_guard_input in = {CD_STR("Hurry, act now: card 4242 4242 4242 4242, "
                                            "mail a.b@example.org, call +44 7700 900123."),
-                                    "sms", true};
+                                    "sms", true, "marketing"};
         if (cd_guard_check(g, &in, &r) == CD_OK) {
             json_t *j = NULL;
             if (cd_guard_result_to_json(r, true, &j) == CD_OK)

@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct cd_guard *g = get_guard();
     struct cd_guard_result *r = NULL;
-    struct cd_guard_input in = {{(const char *)data, size}, size & 1 ? "sms" : NULL, true};
+    struct cd_guard_input in = {{(const char *)data, size}, size & 1 ? "sms" : NULL, true,
+                                size & 2 ? "marketing" : NULL};
     char *masked = NULL;
     size_t mlen, n;
 

@@ -145,7 +145,7 @@ static int run_file(struct cd_guard *g, const char *path, struct stats *st, bool
             if (c >= 0)
                 want[c] = true;
         }
-        in = (struct cd_guard_input){{text, strlen(text)}, channel, true};
+        in = (struct cd_guard_input){{text, strlen(text)}, channel, true, NULL};
         if (cd_guard_check(g, &in, &r) != CD_OK) {
             fprintf(stderr, "quality: check failed: %s\n", cd_err_detail());
             json_decref(j);

@@ -164,7 +164,7 @@ static struct cd_guard *open_test(void)
 static struct cd_guard_result *check(struct cd_guard *g, const char *text, const char *channel)
 {
     struct cd_guard_result *r = NULL;
-    struct cd_guard_input in = {cd_str_c(text), channel, true};
+    struct cd_guard_input in = {cd_str_c(text), channel, true, NULL};
     assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
     return r;
 }
@@ -320,7 +320,7 @@ static void test_bad_input(void **state)
 {
     struct cd_guard *g = open_test();
     struct cd_guard_result *r = NULL;
-    struct cd_guard_input in = {CD_STR("bad \xC3\x28 utf8"), NULL, true};
+    struct cd_guard_input in = {CD_STR("bad \xC3\x28 utf8"), NULL, true, NULL};
     char *big;
     size_t n = 1024 * 1024;
     (void)state;
@@ -467,7 +467,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct cd_guard_input in = {CD_STR("Hurry, act now! Card 4242 4242 4242 4242."), "chat",
-                                true};
+                                true, NULL};
 
     while (!atomic_load(w->stop)) {
         struct cd_guard_result *r = NULL;
@@ -515,7 +515,7 @@ static void test_alloc_torture(void **state)
     const char *text = "H\xC3\xA9llo {{first_name}}, hurry and utilize card 4242 4242 4242 4242 "
                        "or mail jo.smith@gmail.com, ssn 123-45-6780, order 4242 4242 4242 4241. "
                        "Act now!";
-    struct cd_guard_input in = {cd_str_c(text), "email", true};
+    struct cd_guard_input in = {cd_str_c(text), "email", true, NULL};
     long n;
     (void)state;
 
@@ -773,6 +773,181 @@ static void test_placeholders(void **state)
 
 /* The shipped packs on the formats and practices they are meant to catch, and on text that
  * must pass. */
+static enum cd_guard_severity sev_for(struct cd_guard *g, const char *text, const char *channel,
+                                      bool outbound, const char *purpose, const char *rule)
+{
+    struct cd_guard_result *r = NULL;
+    struct cd_guard_input in = {cd_str_c(text), channel, outbound, purpose};
+    const struct cd_guard_finding *f;
+    enum cd_guard_severity sev;
+
+    assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+    f = find_rule(r, rule);
+    if (f == NULL)
+        fail_msg("no %s finding for '%s'", rule, text);
+    sev = f->severity;
+    cd_guard_result_free(r);
+    return sev;
+}
+
+/* Severity by purpose, channel and direction: a rule's own entries, then the packs' entries in
+ * file order, the last that holds winning; selectors by id, id prefix and category. */
+static void test_purpose_policy(void **state)
+{
+    static const char a[] =
+        "policy:\n"
+        "  - rules: [S.*]\n"
+        "    purpose: [marketing, targeted_advertising]\n"
+        "    severity: block\n"
+        "rules:\n"
+        "  - id: S.URGE\n"
+        "    kind: existence\n"
+        "    category: pressure\n"
+        "    severity: warn\n"
+        "    scope: [outbound, inbound]\n"
+        "    phrases: [act now]\n"
+        "    policy:\n"
+        "      - {channel: sms, severity: block}\n"
+        "  - id: S.PRIZE\n"
+        "    kind: existence\n"
+        "    category: misleading\n"
+        "    severity: warn\n"
+        "    phrases: [you have won]\n"
+        "  - id: T.PLAIN\n"
+        "    kind: existence\n"
+        "    category: respect\n"
+        "    severity: warn\n"
+        "    phrases: [calm down]\n";
+    /* A local pack loaded later: service replies on chat never block for urgency, and rudeness
+     * is blocked in marketing by category; inbound text is only informational. */
+    static const char b[] =
+        "policy:\n"
+        "  - rules: [S.URGE]\n"
+        "    channel: sms\n"
+        "    purpose: service\n"
+        "    severity: info\n"
+        "  - categories: [respect]\n"
+        "    purpose: marketing\n"
+        "    direction: outbound\n"
+        "    severity: block\n"
+        "  - rules: [S.URGE]\n"
+        "    direction: inbound\n"
+        "    severity: info\n";
+    const char *names[] = {"a.yaml", "b.yaml"};
+    const char *data[] = {a, b};
+    size_t lens[] = {strlen(a), strlen(b)};
+    struct cd_guard *g = NULL;
+    (void)state;
+
+    assert_int_equal(cd_guard_open_buffers(names, data, lens, 1, &g), CD_OK);
+    assert_int_equal(sev_for(g, "act now", "email", true, NULL, "S.URGE"), CD_GUARD_SEV_WARN);
+    assert_int_equal(sev_for(g, "act now", "email", true, "service", "S.URGE"),
+                     CD_GUARD_SEV_WARN);
+    assert_int_equal(sev_for(g, "act now", "email", true, "marketing", "S.URGE"),
+                     CD_GUARD_SEV_BLOCK);
+    assert_int_equal(sev_for(g, "act now", NULL, true, "targeted_advertising", "S.URGE"),
+                     CD_GUARD_SEV_BLOCK);
+    assert_int_equal(sev_for(g, "act now", "sms", true, NULL, "S.URGE"), CD_GUARD_SEV_BLOCK);
+    assert_int_equal(sev_for(g, "you have won", "email", true, "marketing", "S.PRIZE"),
+                     CD_GUARD_SEV_BLOCK);
+    assert_int_equal(sev_for(g, "calm down", "email", true, "marketing", "T.PLAIN"),
+                     CD_GUARD_SEV_WARN);
+    cd_guard_close(g);
+    g = NULL;
+
+    assert_int_equal(cd_guard_open_buffers(names, data, lens, 2, &g), CD_OK);
+    /* The later pack's entries win over the rule's own and the earlier pack's. */
+    assert_int_equal(sev_for(g, "act now", "sms", true, "service", "S.URGE"), CD_GUARD_INFO);
+    assert_int_equal(sev_for(g, "act now", "sms", true, "marketing", "S.URGE"),
+                     CD_GUARD_SEV_BLOCK);
+    assert_int_equal(sev_for(g, "act now", "sms", false, "marketing", "S.URGE"),
+                     CD_GUARD_INFO);
+    assert_int_equal(sev_for(g, "calm down", "email", true, "marketing", "T.PLAIN"),
+                     CD_GUARD_SEV_BLOCK);
+    assert_int_equal(sev_for(g, "calm down", "email", true, "service", "T.PLAIN"),
+                     CD_GUARD_SEV_WARN);
+    {
+        struct cd_guard_result *r = NULL;
+        struct cd_guard_input in = {CD_STR("act now, you have won"), "email", true, "marketing"};
+        assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+        assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_BLOCK);
+        cd_guard_result_free(r);
+        in.purpose = "billing";
+        assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+        assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_WARN);
+        cd_guard_result_free(r);
+    }
+    cd_guard_close(g);
+
+    expect_bad("policy:\n  - rules: [NO.SUCH]\n    severity: block\n", "pack.yaml:2",
+               "rule NO.SUCH, which no loaded rule has");
+    expect_bad("rules:\n  - id: X.P\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    phrases: [a]\npolicy:\n  - categories: [nothing]\n    severity: block\n",
+               "pack.yaml:8", "category nothing");
+    expect_bad("policy:\n  - purpose: marketing\n    severity: block\n", "pack.yaml:2",
+               "names the rules or categories");
+    expect_bad("rules:\n  - id: X.P\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    phrases: [a]\n    policy:\n      - {purpose: marketing}\n",
+               "pack.yaml:8", "needs a severity");
+    expect_bad("rules:\n  - id: X.P\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    phrases: [a]\n    policy:\n      - {purpose: Marketing!, severity: block}\n",
+               "pack.yaml:8", "lower-case names");
+    expect_bad("rules:\n  - id: X.P\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    phrases: [a]\n    policy:\n      - {rules: [X.P], severity: block}\n",
+               "pack.yaml:8", "unknown key in policy");
+    expect_bad("rules:\n  - id: X.P\n    kind: existence\n    category: c\n    severity: warn\n"
+               "    phrases: [a]\n    policy: {severity: block}\n",
+               "pack.yaml:7", "policy must be a list");
+    expect_bad("policy:\n  - {rules: [X.*], direction: sideways, severity: block}\n",
+               "pack.yaml:2", "direction must be inbound or outbound");
+}
+
+/* The shipped defaults: the issue's example goes out with warnings in a service reply and is
+ * blocked when it is sent to sell. */
+static void test_shipped_purpose_defaults(void **state)
+{
+    static const char *const blocked[] = {
+        "Only 2 left, buy now or lose this deal forever!",
+        "Offer ends in 14:59",
+        "No thanks, I'd rather pay full price",
+        "Congratulations! You have won a $500 gift card. Reply YES to claim.",
+    };
+    struct cd_guard *g = NULL;
+    (void)state;
+
+    if (access("rules", F_OK) != 0)
+        skip();
+    assert_int_equal(cd_guard_open("rules", &g), CD_OK);
+    for (size_t i = 0; i < sizeof blocked / sizeof blocked[0]; i++) {
+        struct cd_guard_result *r = NULL;
+        struct cd_guard_input in = {cd_str_c(blocked[i]), "sms", true, "marketing"};
+        assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+        if (cd_guard_result_verdict(r) != CD_GUARD_BLOCK)
+            fail_msg("'%s' sent for marketing is not blocked", blocked[i]);
+        cd_guard_result_free(r);
+        in.purpose = "service";
+        assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+        if (cd_guard_result_verdict(r) != CD_GUARD_WARN)
+            fail_msg("'%s' in a service reply is not warned", blocked[i]);
+        cd_guard_result_free(r);
+        in.purpose = NULL;
+        assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+        assert_int_equal(cd_guard_result_verdict(r), CD_GUARD_WARN);
+        cd_guard_result_free(r);
+    }
+    /* Honest marketing passes whatever the purpose. */
+    {
+        struct cd_guard_result *r = NULL;
+        struct cd_guard_input in = {
+            CD_STR("Our sale runs until 30 November; prices are shown with all fees."), "email",
+            true, "marketing"};
+        assert_int_equal(cd_guard_check(g, &in, &r), CD_OK);
+        assert_int_not_equal(cd_guard_result_verdict(r), CD_GUARD_BLOCK);
+        cd_guard_result_free(r);
+    }
+    cd_guard_close(g);
+}
+
 static void test_shipped_kinds(void **state)
 {
     static const struct {
@@ -893,6 +1068,8 @@ int main(void)
         cmocka_unit_test(test_windows_and_extend),
         cmocka_unit_test(test_placeholders),
         cmocka_unit_test(test_shipped_kinds),
+        cmocka_unit_test(test_purpose_policy),
+        cmocka_unit_test(test_shipped_purpose_defaults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
