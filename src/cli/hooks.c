@@ -300,7 +300,7 @@ static bool complains(const struct cd_guard_finding *f)
 static enum cd_err complaint_rules(struct cd__cli_hooks *h, struct cd_str text,
                                    const char *channel, json_t *rules)
 {
-    struct cd_guard_input in = {text, channel, false};
+    struct cd_guard_input in = {text, channel, false, NULL};
     struct cd_guard_result *res = NULL;
     char ids[RULES_MAX + 1];
     json_t *found = NULL;
