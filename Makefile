@@ -21,7 +21,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 CC       ?= cc
 PKGS     := sqlite3 libsodium libcrypto libpq libhs yaml-0.1 libutf8proc libmicrohttpd jansson \
-            icu-uc icu-i18n libcurl
+            icu-uc icu-i18n libcurl zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
@@ -38,8 +38,13 @@ CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DC
 
 SRCS     := $(sort $(wildcard src/*/*.c))
 LIB_SRCS := $(filter-out src/cli/main.c,$(SRCS))
+# Test-only entry points (src/<module>/testing.c, declared in <module>_testing.h): linked into
+# the unit tests, the fuzz drivers and the benchmarks, never into a candor binary.
+TEST_ONLY_SRCS := $(wildcard src/*/testing.c)
 OBJS_REL := $(SRCS:%.c=build/%.o)
 OBJS_ASAN := $(SRCS:%.c=build/asan/%.o)
+BIN_OBJS_REL := $(filter-out $(TEST_ONLY_SRCS:%.c=build/%.o),$(OBJS_REL))
+BIN_OBJS_ASAN := $(filter-out $(TEST_ONLY_SRCS:%.c=build/asan/%.o),$(OBJS_ASAN))
 LIBOBJS_ASAN := $(LIB_SRCS:%.c=build/asan/%.o)
 LIBOBJS_FUZZ := $(LIB_SRCS:%.c=build/fuzz/%.o)
 
@@ -60,7 +65,7 @@ all: build/candor man
 deps:
 	@bash scripts/install-deps.sh
 
-build/candor: $(OBJS_REL)
+build/candor: $(BIN_OBJS_REL)
 	$(CC) $(CFLAGS_REL) $(LDFLAGS_REL) -o $@ $^ $(PKG_LIBS)
 
 build/%.o: %.c
@@ -68,7 +73,7 @@ build/%.o: %.c
 	$(CC) $(CFLAGS_REL) -c -o $@ $<
 
 asan: build/asan/candor
-build/asan/candor: $(OBJS_ASAN)
+build/asan/candor: $(BIN_OBJS_ASAN)
 	$(CC) $(CFLAGS_ASAN) -o $@ $^ $(PKG_LIBS)
 
 build/asan/%.o: %.c
@@ -84,13 +89,16 @@ build/asan/libcandor.a: $(LIBOBJS_ASAN)
 UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy outbox
-UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention cases
+UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention \
+                    dsar staff cases
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy outbox
 UNIT_DEPS_auth   := store crypto audit policy
+UNIT_DEPS_staff  := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox calendar
+UNIT_DEPS_dsar   := store crypto core audit policy calendar consent outbox retention guard
 UNIT_DEPS_cases  := store crypto core audit policy calendar outbox
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
@@ -163,12 +171,14 @@ UNIT_SED := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/candor|$(
 
 install: build/candor build/man/.done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/rules/consent \
-	    $(DESTDIR)$(SHAREDIR)/rules/calendars $(DESTDIR)$(SHAREDIR)/rules/retention \
+	    $(DESTDIR)$(SHAREDIR)/rules/calendars $(DESTDIR)$(SHAREDIR)/rules/dsar \
+	    $(DESTDIR)$(SHAREDIR)/rules/retention \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 build/candor $(DESTDIR)$(BINDIR)/candor
 	install -m 0644 rules/*.yaml $(DESTDIR)$(SHAREDIR)/rules/
 	install -m 0644 rules/consent/*.yaml $(DESTDIR)$(SHAREDIR)/rules/consent/
 	install -m 0644 rules/calendars/*.yaml $(DESTDIR)$(SHAREDIR)/rules/calendars/
+	install -m 0644 rules/dsar/*.yaml $(DESTDIR)$(SHAREDIR)/rules/dsar/
 	install -m 0644 rules/retention/*.yaml $(DESTDIR)$(SHAREDIR)/rules/retention/
 	install -m 0644 config/policy.yaml $(DESTDIR)$(SHAREDIR)/policy.yaml
 	install -m 0644 build/man/*.1 $(DESTDIR)$(MANDIR)/man1/
@@ -180,14 +190,22 @@ install: build/candor build/man/.done
 # Removes what install put there, file by file: anything else in those directories stays.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/candor $(DESTDIR)$(SHAREDIR)/policy.yaml \
-	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml rules/retention/*.yaml)) \
+	    $(addprefix $(DESTDIR)$(SHAREDIR)/,$(wildcard rules/*.yaml rules/consent/*.yaml rules/calendars/*.yaml rules/dsar/*.yaml rules/retention/*.yaml)) \
 	    $(DESTDIR)$(MANDIR)/man1/candor.1 $(DESTDIR)$(MANDIR)/man1/candor-*.1 \
 	    $(addprefix $(DESTDIR)$(DOCDIR)/,README.md $(notdir $(wildcard docs/*.md))) \
 	    $(DESTDIR)$(UNITDIR)/candor.service $(DESTDIR)$(SYSUSERSDIR)/candor.conf
 	-rmdir $(DESTDIR)$(SHAREDIR)/rules/consent $(DESTDIR)$(SHAREDIR)/rules/calendars \
+	    $(DESTDIR)$(SHAREDIR)/rules/dsar \
 	    $(DESTDIR)$(SHAREDIR)/rules/retention \
 	    $(DESTDIR)$(SHAREDIR)/rules $(DESTDIR)$(SHAREDIR) \
 	    $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# The web console's files, as C arrays (src/http/web_assets.c includes them).
+WEB_FILES := $(sort $(wildcard web/*.*))
+build/gen/web_assets.inc: $(WEB_FILES) scripts/embed-web.py
+	@mkdir -p build/gen
+	@python3 scripts/embed-web.py $@ $(WEB_FILES)
+build/src/http/web_assets.o build/asan/src/http/web_assets.o build/fuzz/src/http/web_assets.o: build/gen/web_assets.inc
 
 # Embedded files (.incbin) are not seen by -MMD.
 build/src/http/openapi.o build/asan/src/http/openapi.o build/fuzz/src/http/openapi.o: docs/openapi.yaml

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "consent/consent.h"
+#include "consent/consent_testing.h"
 #include "crypto/crypto.h"
 #include "bench_util.h"
 

@@ -260,7 +260,7 @@ static void *worker_main(void *arg)
 /* Returns rows/s, or -1. */
 static double run(bool on, const char *dir, json_t **bodies, int n, int nthreads)
 {
-    char path[4200] = "";
+    char path[CD_PATH_MAX] = "";
     struct cd_store *s = NULL;
     struct cd_core *core = NULL;
     struct worker *w = cd_calloc((size_t)nthreads, sizeof *w);

@@ -78,7 +78,7 @@ static int fresh_db(const char *dir, const char *name, char *path, size_t n)
 
     snprintf(path, n, "%s/%s.db", dir, name);
     unlink(path);
-    char side[4200];
+    char side[CD_PATH_MAX];
     snprintf(side, sizeof side, "%s-wal", path);
     unlink(side);
     snprintf(side, sizeof side, "%s-shm", path);
@@ -101,7 +101,7 @@ static const char INSERT_SQL[] =
 
 static double run_raw(const char *dir, const struct row *rows, int n)
 {
-    char path[4200];
+    char path[CD_PATH_MAX];
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     double t0, t1;
@@ -383,7 +383,7 @@ static void *core_async_worker(void *arg)
 static double run_threads(char which, const char *dir, const struct row *rows, json_t **bodies,
                           int n, int nthreads)
 {
-    char path[4200];
+    char path[CD_PATH_MAX];
     struct cd_store *s = NULL;
     struct cd_core *core = NULL;
     struct worker *w = cd_calloc((size_t)nthreads, sizeof *w);
@@ -446,7 +446,7 @@ out:
 static int preload(const char *data_dir, int n)
 {
     uint8_t master[CD_CRYPTO_KEY_LEN];
-    char path[4200];
+    char path[CD_PATH_MAX];
     struct cd_store *s = NULL;
     struct cd_core *core = NULL;
     int nthreads = 32, rc = 1;

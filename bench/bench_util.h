@@ -40,7 +40,7 @@ static inline void bench_fill_text(char *p, size_t n, unsigned seed)
 /* Removes the SQLite database at path and its -wal and -shm files. */
 static inline void bench_drop_db(const char *path)
 {
-    char side[4200];
+    char side[CD_PATH_MAX];
 
     unlink(path);
     if (snprintf(side, sizeof side, "%s-wal", path) < (int)sizeof side)

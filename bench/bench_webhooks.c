@@ -124,7 +124,7 @@ static enum cd_err fill_fn(struct cd_tx *tx, void *ctx)
 static double candor_run(const char *dir, const char *url, const struct cd_policy *policy, int n,
                          int conc)
 {
-    char path[4200];
+    char path[CD_PATH_MAX];
     struct cd_store *s = NULL;
     struct cd_outbox *ob = NULL;
     uint8_t master[32];

@@ -13,7 +13,8 @@
 #      the server's RSS afterwards.
 #   4. Other in-process benches: bench_merkle, bench_guard (on CPU 1, with @redactpii/node on
 #      the same corpus as its baseline, installed by npm ci from bench/redactpii), bench_consent
-#      (on CPU 1).
+#      (on CPU 1), bench_export (an access request's package for a customer with 100,000
+#      interactions).
 #   5. Consent: POST /v1/consents/check vs nginx `return 200`, same pinning and load.
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
@@ -308,7 +309,7 @@ other() {
     if ${PIN_RUN:-} timeout 300 "build/bench/$name" "$@" >"$TMP/$name.out" 2>&1; then
         cat "$TMP/$name.out"
         # Their summary lines: medians and ratios, else the last lines.
-        { grep -E '^(median|ratio|inclusion|consistency|1 KB messages)|^  (decide|raw hash|bulk|projection)' \
+        { grep -E '^(median|ratio|inclusion|consistency|1 KB messages|export)|^  (decide|raw hash|bulk|projection)' \
             "$TMP/$name.out" ||
             tail -n 3 "$TMP/$name.out"; } | while IFS= read -r l; do printf '%s\n' "$l"; done \
             >"$TMP/$name.sum"
@@ -355,6 +356,8 @@ guard_baseline() {
 guard_baseline
 # In-process consent decisions on one core: 1 million customers x 5 purposes.
 PIN_RUN="$PIN_GEN" other bench_consent
+# The export of an access request for a customer with 100,000 interactions: seconds, peak RSS.
+other bench_export "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 20000 || echo 100000)" rules
 
 # ---- 5. consent: HTTP single decision vs nginx `return 200` -------------------------------
 # Owned by the consent engine; self-contained. nginx (Debian nginx-light) and candor are each

@@ -3,7 +3,8 @@
 # commit in `candor --version`; groff-base and man-db check the manual pages; systemd's
 # systemd-analyze checks contrib/candor.service (tests/e2e/test_install.py, test_production.py);
 # nodejs and npm run the OpenAPI validator (tests/openapi, whose own packages `npm ci` installs)
-# and the guard benchmark's baseline (bench/redactpii, likewise).
+# and the guard benchmark's baseline (bench/redactpii, likewise); chromium runs the web console's
+# browser tests (tests/web, playwright-core drives it).
 # Idempotent: only missing packages are installed; apt-get only.
 set -euo pipefail
 
@@ -11,9 +12,9 @@ PKGS=(
   build-essential pkg-config clang llvm libclang-rt-14-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libsodium-dev libssl-dev openssl libhyperscan-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-  libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev
+  libutf8proc-dev libyaml-dev libcmocka-dev libicu-dev zlib1g-dev
   python3 curl wrk nginx-light util-linux procps
-  git groff-base man-db systemd nodejs npm
+  git groff-base man-db systemd nodejs npm chromium
 )
 [ "${1:-}" = "--print" ] && { printf '%s\n' "${PKGS[@]}"; exit 0; }
 

@@ -40,6 +40,12 @@ if ! make -s -j"$JOBS" build/asan/candor build/candor unit bench-build >/tmp/can
 fi
 rm -f /tmp/candor-build.$$
 ok build
+# Test-only entry points (src/*/testing.c) never reach a candor binary.
+for bin in build/candor build/asan/candor; do
+  if nm "$bin" | grep -E ' T (cd_consent_debug_apply|cd_clock_override)$'; then
+    bad "$bin links test-only entry points"
+  fi
+done
 
 # One PostgreSQL cluster for the whole run (tests/e2e/pgcluster.py: initdb into a temporary
 # directory, a Unix socket there, fsync on), for the store's unit tests and the second e2e run;
@@ -89,6 +95,26 @@ for backend in sqlite postgres; do
     bad "e2e on $backend (${names:-see above})" "${f:-1}"
   fi
 done
+
+# The web console in Debian's chromium (tests/web): every page checked with axe, the keyboard
+# alone through the composer, any JavaScript error or CSP violation a failure; screenshots of
+# each page at desktop and phone widths in build/screenshots/. One browser for all of it.
+section browser
+t0=$(date +%s)
+if bash tests/web/setup.sh; then
+  out=$(timeout 900 node tests/web/console.test.mjs build/asan/candor 2>&1); rc=$?
+  printf '%s\n' "$out"
+  echo "browser tests took $(( $(date +%s) - t0 ))s"
+  line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+  f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+  ok browser "${p:-0}"
+  if [ "$rc" -ne 0 ] || [ "${f:-1}" != 0 ]; then
+    bad "browser (tests/web, see above)" "${f:-1}"
+  fi
+else
+  bad "browser (tests/web/setup.sh)"
+fi
 
 section fuzz-replay
 if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then

@@ -685,16 +685,16 @@ static enum cd_err list_row(void *ctx, const struct cd_val *cols, size_t n)
         goto nomem;
     if (l->access_log) {
         /* The customer sees who, when, why and what kind of data; not token ids. */
+        static const char *const shown[] = {"time",   "actor_role", "actor_name", "purpose",
+                                            "action", "categories", "outcome"};
         json_t *v = json_object();
         if (v == NULL)
             goto nomem;
-        json_object_set(v, "time", json_object_get(e, "time"));
-        json_object_set(v, "actor_role", json_object_get(e, "actor_role"));
-        json_object_set(v, "actor_name", json_object_get(e, "actor_name"));
-        json_object_set(v, "purpose", json_object_get(e, "purpose"));
-        json_object_set(v, "action", json_object_get(e, "action"));
-        json_object_set(v, "categories", json_object_get(e, "categories"));
-        json_object_set(v, "outcome", json_object_get(e, "outcome"));
+        for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
+            if (cd_json_copy_key(v, e, shown[i]) != CD_OK) {
+                json_decref(v);
+                goto nomem;
+            }
         json_decref(e);
         e = v;
     } else if (cols[2].type == CD_VAL_BLOB && cols[2].len == HASH_LEN) {

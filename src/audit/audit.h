@@ -37,7 +37,8 @@ struct cd_audit_event {
     const char *customer_id;
     const char *resource_id; /* interaction id, token id, ... */
     const char *categories;  /* data categories touched, comma-separated */
-    const char *reason;      /* for denials and errors: the problem type */
+    const char *reason;      /* for denials and errors: cd_err_name() of the error; for
+                              * other events, what the event says it is */
     /* 64 hex digits: the SHA-256 of the canonical form of the record the event wrote (a
      * consent event), binding that row to this entry; see the owner of the record. */
     const char *data_sha256;

@@ -162,7 +162,7 @@ enum cd_err cd__audit_heads_open(const char *path, int *fd, struct cd_audit_sth 
     }
     if (created) {
         /* The new name must survive a crash as the heads in it will. */
-        char dir[4200];
+        char dir[CD_PATH_MAX];
         const char *slash = strrchr(path, '/');
         snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
         int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -456,6 +456,10 @@ static void arm(uint_fast64_t at)
  * are logged, and an integrity failure (the ledger is shorter than a stored head) counted. */
 static void publish_logged(struct cd_audit *a, const char *when)
 {
+    /* Among several servers on one database, the one holding the store's lease signs: heads
+     * are made once, not once per server (store.h, "several servers on one database"). */
+    if (!cd_store_lease_held(a->store))
+        return;
     cd_err_clear();
     enum cd_err err = cd_audit_publish(a, NULL, NULL);
     if (err == CD_ERR_INTEGRITY)
@@ -487,8 +491,10 @@ static void *publisher_main(void *arg)
         if (a->stop)
             break;
         uint_fast64_t now = atomic_load(&appends);
-        if (now == published)
-            continue; /* nothing was appended: no head to sign, no transaction to run */
+        /* Nothing was appended here: no head to sign, no transaction to run; unless other
+         * servers append to the same ledger, which this count does not see. */
+        if (now == published && !cd_store_shared(a->store))
+            continue;
         pthread_mutex_unlock(&wake_mu);
         publish_logged(a, "running");
         published = now;

@@ -66,6 +66,9 @@ enum cd_err cd_auth_verify(struct cd_store *s, struct cd_str token, struct cd_pr
  * older than CD_AUTH_EPOCH_CHECK_MS (one small read by one request, the others go on), so it
  * takes effect within that bound. Only SHA-256 hashes of tokens are kept. Thread-safe. */
 #define CD_AUTH_EPOCH_CHECK_MS 100
+/* Announced on the store's feed by every revocation (several servers on one database): each
+ * server's cache is then emptied at once, without waiting for the counter's next reading. */
+#define CD_AUTH_TOPIC_REVOKED "auth.revoked"
 struct cd_auth_cache;
 enum cd_err cd_auth_cache_new(int64_t ttl_ms, struct cd_auth_cache **out);
 void cd_auth_cache_free(struct cd_auth_cache *c);

@@ -86,7 +86,6 @@ enum cd_err cd_auth_token_create(struct cd_store *s, enum cd_role role, struct c
 {
     struct create_ctx cc = {.role = role, .name = name, .expires_at = expires_at,
                             .actor_token = actor_token, .request_id = request_id};
-    uint8_t secret[32];
     char token[CD_TOKEN_LEN + 1];
     enum cd_err err;
 
@@ -97,11 +96,8 @@ enum cd_err cd_auth_token_create(struct cd_store *s, enum cd_role role, struct c
             return cd_err_set(CD_ERR_INVALID, "a token name may not contain control characters");
     if (expires_at && (err = cd_auth_expiry_check(expires_at, cd_now_ms())) != CD_OK)
         return err;
-    cd_random_bytes(secret, sizeof secret);
-    memcpy(token, "cnd_", 4);
-    cd_b64url_encode(secret, sizeof secret, token + 4);
-    cd_crypto_wipe(secret, sizeof secret);
-    if ((err = cd_crypto_sha256(token, CD_TOKEN_LEN, cc.hash)) != CD_OK)
+    _Static_assert(CD_TOKEN_LEN == CD_CRYPTO_SECRET_LEN, "a token is a bearer secret");
+    if ((err = cd_crypto_secret_new("cnd_", token, cc.hash)) != CD_OK)
         goto out;
     cd_id_new("tok", cc.id);
     if ((err = cd_store_write(s, create_fn, &cc)) != CD_OK)
@@ -200,6 +196,10 @@ static enum cd_err revoke_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd_tx_exec(tx, "UPDATE auth_epoch SET revocations = revocations + 1"
                               " WHERE id = 1",
                           NULL, 0, NULL, NULL, NULL)) != CD_OK)
+        return err;
+    /* Other servers on the database empty their caches at once (cd_http_tokens_changed); the
+     * counter above is the fallback that holds without them. */
+    if ((err = cd_tx_notify(tx, CD_AUTH_TOPIC_REVOKED)) != CD_OK)
         return err;
     ev.action = "token.revoke";
     ev.outcome = "ok";

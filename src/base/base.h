@@ -9,7 +9,8 @@
  * logger takes only values the caller vouches for (ids, codes, counts).
  *
  * Threads: everything here is thread-safe; the error detail and the allocation fault counter
- * are per thread. The clock override is process-wide and meant for tests only. */
+ * are per thread. The clock override (base_testing.h) is process-wide and exists in test builds
+ * only. */
 #ifndef CD_BASE_H
 #define CD_BASE_H
 
@@ -91,6 +92,10 @@ void cd_alloc_fault_put(struct cd_alloc_fault f);
 
 /* ---- string views and buffers ------------------------------------------------------------ */
 
+/* Room for a directory of up to PATH_MAX bytes plus a file name in it: the size of every buffer
+ * that holds a file name built from a configured directory. */
+#define CD_PATH_MAX 4200
+
 /* A borrowed byte range. Never owns memory; valid as long as the owner says. */
 struct cd_str {
     const char *p;
@@ -102,11 +107,22 @@ struct cd_str {
 #define CD_XSTR(x) CD_XSTR_(x)
 #define CD_XSTR_(x) #x
 struct cd_str cd_str_c(const char *s); /* s may be NULL */
+/* Lists of names kept as X-macros, LIST(X) calling X(ENUMERATOR, "name") once per entry (see
+ * CD_ROLES in policy/policy.h). CD_NAME_ARRAY makes the initialiser of an array of the names in
+ * list order (LIST(CD_NAME_ITEM) the same entries inside a longer initialiser); CD_NAME_LIST the
+ * string literal "a, b, c" (an address constant, so it may initialise static tables). */
+#define CD_NAME_ARRAY(LIST) {LIST(CD_NAME_ITEM)}
+#define CD_NAME_ITEM(id, name) name,
+#define CD_NAME_LIST(LIST) (LIST(CD_NAME_LIST_ITEM_) + 2)
+#define CD_NAME_LIST_ITEM_(id, name) ", " name
 bool cd_str_eq(struct cd_str a, struct cd_str b);
 bool cd_str_eq_c(struct cd_str a, const char *s);
 
-/* A growable byte buffer with a hard maximum set at init. p is always NUL-terminated when
- * non-NULL (the terminator is not counted in len). On failure the contents are unchanged. */
+/* A growable byte buffer with a hard maximum set at init: CD_BUF_INIT(max) holds at most max
+ * bytes, CD_BUF_INIT(CD_BUF_UNBOUNDED) has no limit (only for bytes whose size was bounded
+ * where they came from, such as a row the store holds; say so where it is used). p is always
+ * NUL-terminated when non-NULL (the terminator is not counted in len). On failure the contents
+ * are unchanged. */
 struct cd_buf {
     char *p;
     size_t len;
@@ -114,6 +130,7 @@ struct cd_buf {
     size_t max;
 };
 #define CD_BUF_INIT(maxbytes) ((struct cd_buf){NULL, 0, 0, (maxbytes)})
+#define CD_BUF_UNBOUNDED SIZE_MAX
 
 /* Each returns CD_OK, CD_ERR_TOO_BIG (the result would exceed max) or CD_ERR_NOMEM. */
 enum cd_err cd_buf_append(struct cd_buf *b, const void *p, size_t n);
@@ -150,9 +167,8 @@ void cd_arena_free(struct cd_arena *a);
 
 /* ---- time -------------------------------------------------------------------------------- */
 
-/* Wall-clock milliseconds since the Unix epoch. Tests may replace the clock. */
+/* Wall-clock milliseconds since the Unix epoch. Tests may replace the clock (base_testing.h). */
 int64_t cd_now_ms(void);
-void cd_clock_override(int64_t (*now_ms)(void)); /* NULL restores the real clock */
 /* Monotonic nanoseconds, for durations. */
 uint64_t cd_mono_ns(void);
 
@@ -234,7 +250,12 @@ enum cd_err cd_buf_json_text(struct cd_buf *b, struct cd_str s);
 enum cd_err cd_json_dump(const json_t *v, char **out, size_t *len);
 /* Sets obj[key] to a new string of n bytes; returns CD_ERR_NOMEM on failure. */
 enum cd_err cd_json_set_strn(json_t *obj, const char *key, const char *p, size_t n);
-enum cd_err cd_json_set_new(json_t *obj, const char *key, json_t *v); /* steals v */
+/* Sets obj[key] to v, which it steals (freed on failure; a NULL v, as a failed json_string
+ * gives, is out of memory too). Errors: CD_ERR_NOMEM, and then obj lacks the key. */
+enum cd_err cd_json_set_new(json_t *obj, const char *key, json_t *v);
+/* Sets dst[key] to src[key] (a shared reference) when src has the key; nothing otherwise.
+ * Errors: CD_ERR_NOMEM. */
+enum cd_err cd_json_copy_key(json_t *dst, const json_t *src, const char *key);
 
 /* ---- YAML documents (src/base/yaml.c) ------------------------------------------------------
  * The loaders of rule and policy files share how a document is read and how its mistakes are

@@ -1,4 +1,5 @@
 /* Capped growable buffers, string views and the request arena. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,8 +27,10 @@ enum cd_err cd_buf_reserve(struct cd_buf *b, size_t extra)
 
     if (extra > SIZE_MAX / 2 - b->len)
         return CD_ERR_TOO_BIG;
+    /* A zeroed buffer holds nothing: every buffer states its maximum through CD_BUF_INIT. */
+    assert(b->max > 0);
     need = b->len + extra;
-    if (b->max && need > b->max)
+    if (need > b->max)
         return CD_ERR_TOO_BIG;
     if (need + 1 <= b->cap)
         return CD_OK;
@@ -35,7 +38,7 @@ enum cd_err cd_buf_reserve(struct cd_buf *b, size_t extra)
     while (cap < need + 1)
         cap *= 2;
     /* Never allocate far beyond the cap: the terminator is the only extra byte allowed. */
-    if (b->max && cap > b->max + 1)
+    if (cap - 1 > b->max)
         cap = b->max + 1;
     if ((p = cd_realloc(b->p, cap)) == NULL)
         return CD_ERR_NOMEM;

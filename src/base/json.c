@@ -334,6 +334,15 @@ enum cd_err cd_json_set_new(json_t *obj, const char *key, json_t *v)
     return CD_OK;
 }
 
+enum cd_err cd_json_copy_key(json_t *dst, const json_t *src, const char *key)
+{
+    json_t *v = json_object_get(src, key);
+
+    if (v == NULL)
+        return CD_OK;
+    return json_object_set(dst, key, v) == 0 ? CD_OK : CD_ERR_NOMEM;
+}
+
 enum cd_err cd_json_set_strn(json_t *obj, const char *key, const char *p, size_t n)
 {
     return cd_json_set_new(obj, key, json_stringn(p, n));

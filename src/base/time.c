@@ -4,19 +4,15 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
-#include "base.h"
+#include "base_testing.h"
 
-static _Atomic(int64_t (*)(void)) clock_fn;
-
-void cd_clock_override(int64_t (*now_ms)(void))
-{
-    atomic_store(&clock_fn, now_ms);
-}
+/* Set only by cd_clock_override (testing.c); NULL in the candor binary. */
+_Atomic(int64_t (*)(void)) cd__clock_fn;
 
 int64_t cd_now_ms(void)
 {
     struct timespec ts;
-    int64_t (*fn)(void) = atomic_load_explicit(&clock_fn, memory_order_relaxed);
+    int64_t (*fn)(void) = atomic_load_explicit(&cd__clock_fn, memory_order_relaxed);
 
     if (fn)
         return fn();

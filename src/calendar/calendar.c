@@ -455,7 +455,7 @@ enum cd_err cd_calendars_load_dir(struct cd_calendars *set, const char *dir)
     }
     qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && err == CD_OK; i++) {
-        char path[4096];
+        char path[CD_PATH_MAX];
         struct cd_buf b = CD_BUF_INIT(CAL_MAX_FILE);
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         if ((err = cd_buf_read_file(&b, path)) == CD_OK)

@@ -28,7 +28,7 @@ int cd_cli_backup(int argc, char **argv)
     bool help = false;
     struct cd_store *store = NULL;
     struct cd_store_backup_info info = {0, 0};
-    char url[CD__CLI_PATH_MAX], when[CD_TIME_STRLEN];
+    char url[CD_PATH_MAX], when[CD_TIME_STRLEN];
     enum cd_err err;
 
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)

@@ -27,7 +27,7 @@ void cd__cli_print_version(bool verbose)
            cd__cli_build_date);
     if (!verbose)
         return;
-    char rules[CD__CLI_PATH_MAX];
+    char rules[CD_PATH_MAX];
     const char *from = NULL;
     if (cd__cli_rules_dir(NULL, rules, sizeof rules, &from) == CD_OK)
         printf("rule packs: %s (%s)\n", rules, from);

@@ -17,7 +17,7 @@ struct cases_env {
 
 static enum cd_err cases_env_open(const struct cd_opt *opts, struct cases_env *e)
 {
-    char rules[CD__CLI_PATH_MAX], dir[CD__CLI_PATH_MAX + 16];
+    char rules[CD_PATH_MAX], dir[CD_PATH_MAX + 16];
     const char *from = NULL;
     enum cd_err err;
 

@@ -36,9 +36,11 @@ void cd_cli_usage(const char *cmd, const char *synopsis, const char *about,
 int cd_cli_init(int argc, char **argv);
 int cd_cli_serve(int argc, char **argv);
 int cd_cli_token(int argc, char **argv);
+int cd_cli_staff(int argc, char **argv);
 int cd_cli_audit(int argc, char **argv);
 int cd_cli_backup(int argc, char **argv);
 int cd_cli_guard(int argc, char **argv);
+int cd_cli_dsar(int argc, char **argv);
 int cd_cli_cases(int argc, char **argv);
 int cd_cli_retention(int argc, char **argv);
 int cd_cli_webhooks(int argc, char **argv);

@@ -7,11 +7,11 @@
 #include "outbox/outbox.h"
 #include "store/store.h"
 
-/* Room for a directory of up to PATH_MAX bytes plus a file name in it. */
-#define CD__CLI_PATH_MAX 4200
-
 /* In a data directory whose database is PostgreSQL: the database's URL (candor init --db). */
 #define CD__CLI_DB_URL_FILE "database.url"
+
+/* How often the server counts data-subject requests for /metrics. */
+#define CD__CLI_DSAR_WATCH_MS 5000
 
 /* The environment variable naming the shared-files directory (it holds rules/). */
 #define CD_CLI_SHARE_ENV "CANDOR_SHARE_DIR"

@@ -24,7 +24,7 @@ int cd_cli_init(int argc, char **argv)
     size_t npos = 0;
     bool help = false;
     struct cd__cli_env env;
-    char path[CD__CLI_PATH_MAX], url[CD__CLI_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
+    char path[CD_PATH_MAX], url[CD_PATH_MAX], token[CD_TOKEN_LEN + 2], id[CD_ID_MAX];
     json_t *tokens = NULL;
     enum cd_err err;
     struct stat st;
@@ -81,7 +81,7 @@ int cd_cli_init(int argc, char **argv)
             goto out;
         }
         snprintf(path, sizeof path, "%s/%s", dir, CD__CLI_DB_URL_FILE);
-        char line[CD__CLI_PATH_MAX + 2];
+        char line[CD_PATH_MAX + 2];
         snprintf(line, sizeof line, "%s\n", db);
         if ((err = cd__cli_write_secret_file(path, line)) != CD_OK)
             goto out;
@@ -114,7 +114,7 @@ int cd_cli_token(int argc, char **argv)
 {
     struct cd_opt opts[] = {
         {"--data", "DIR", "data directory", NULL, NULL},
-        {"--role", "ROLE", "admin, supervisor, agent, compliance or integration", NULL, NULL},
+        {"--role", "ROLE", CD_ROLE_NAMES, NULL, NULL},
         {"--name", "NAME", "who or what uses the token (shown in access logs)", NULL, NULL},
         {"--expires", "WHEN", "create: the token ends after this long (90d, 12h, 30m, 3600s) or "
                               "at this RFC 3339 time; default: until revoked", NULL, NULL},
@@ -145,8 +145,7 @@ int cd_cli_token(int argc, char **argv)
         char token[CD_TOKEN_LEN + 1], id[CD_ID_MAX], ts[CD_TIME_STRLEN];
         int64_t expires_at = 0;
         if (r == NULL || !cd_role_parse(cd_str_c(r), &role)) {
-            err = cd_err_set(CD_ERR_INVALID, "--role must be admin, supervisor, agent, "
-                                             "compliance or integration");
+            err = cd_err_set(CD_ERR_INVALID, "--role must be one of %s", CD_ROLE_NAMES);
         } else if (name == NULL) {
             err = cd_err_set(CD_ERR_INVALID, "--name NAME is required");
         } else if (expires &&
@@ -251,7 +250,7 @@ static enum cd_err load_pubkey(const char *arg, uint8_t pk[CD_CRYPTO_PK_LEN])
  * file exists) and --trusted-head FILE. */
 static enum cd_err load_trusted(const char *data, const char *file, struct cd_audit_trusted *t)
 {
-    char path[CD__CLI_PATH_MAX];
+    char path[CD_PATH_MAX];
     enum cd_err err;
 
     if (data) {
@@ -332,7 +331,7 @@ static int audit_verify_export(const char *path, const uint8_t pk[CD_CRYPTO_PK_L
 static enum cd_err data_pubkey(const char *data, const char *name, uint8_t pk[CD_CRYPTO_PK_LEN],
                                bool *have)
 {
-    char path[CD__CLI_PATH_MAX];
+    char path[CD_PATH_MAX];
     struct stat st;
     struct cd_crypto_signer signer;
     enum cd_err err;

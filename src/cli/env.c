@@ -35,8 +35,8 @@ enum cd_err cd__cli_data_dir_check(const char *data_dir)
  * when there is none. */
 static enum cd_err read_db_url_file(const char *data_dir, char *out, size_t n)
 {
-    char path[CD__CLI_PATH_MAX];
-    struct cd_buf b = CD_BUF_INIT(CD__CLI_PATH_MAX);
+    char path[CD_PATH_MAX];
+    struct cd_buf b = CD_BUF_INIT(CD_PATH_MAX);
     enum cd_err err;
 
     snprintf(path, sizeof path, "%s/%s", data_dir, CD__CLI_DB_URL_FILE);
@@ -60,7 +60,7 @@ static enum cd_err read_db_url_file(const char *data_dir, char *out, size_t n)
 
 enum cd_err cd__cli_db_url(const char *data_dir, const char *db_url, char *out, size_t n)
 {
-    char sqlite[CD__CLI_PATH_MAX];
+    char sqlite[CD_PATH_MAX];
     enum cd_err err;
 
     snprintf(sqlite, sizeof sqlite, "%s/candor.db", data_dir);
@@ -92,7 +92,7 @@ enum cd_err cd__cli_env_open(const char *data_dir, const char *db_url,
                              const struct cd_store_options *opts, struct cd__cli_env *env)
 {
     enum cd_err err;
-    char url[CD__CLI_PATH_MAX];
+    char url[CD_PATH_MAX];
 
     memset(env, 0, sizeof *env);
     if (data_dir == NULL)

@@ -197,7 +197,7 @@ static bool walk(struct run *r, const char *dir, const char *rel, unsigned depth
     if (n > 1)
         qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; ok && i < n; i++) {
-        char path[CD__CLI_PATH_MAX], sub[CD__CLI_PATH_MAX];
+        char path[CD_PATH_MAX], sub[CD_PATH_MAX];
         struct stat st;
         if ((size_t)snprintf(path, sizeof path, "%s%s%s", dir,
                              dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]) >= sizeof path ||
@@ -570,7 +570,8 @@ static enum cd_err text_report(const struct run *r, const struct msg *m,
     const char *text = s->data + m->off;
     const json_t *findings = json_object_get(j, "findings");
     size_t n = cd_guard_result_count(res);
-    struct cd_buf b = CD_BUF_INIT(0);
+    /* Unbounded: the report of one message already read within --max-size. */
+    struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     enum cd_err err;
 
     *out = NULL;
@@ -796,7 +797,8 @@ out:
  * unreserved characters and "/" are percent-encoded. */
 static json_t *uri_of(const char *path)
 {
-    struct cd_buf b = CD_BUF_INIT(0);
+    /* Unbounded: a name the walk has already opened. */
+    struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     json_t *j = NULL;
     size_t l;
 
@@ -1029,7 +1031,7 @@ int cd_cli_guard(int argc, char **argv)
     size_t npos = 0;
     bool help = false;
     struct run r = {0};
-    char rules[CD__CLI_PATH_MAX];
+    char rules[CD_PATH_MAX];
     const char *from = NULL;
     unsigned long max_size, jobs;
     int rc = EXIT_INPUT;

@@ -63,10 +63,11 @@ static size_t rules_of(const struct cd_guard_result *res,
     return kept;
 }
 
-/* Records a refusal in the ledger: it is evidence, written before it is answered. */
+/* Records a refusal in the ledger: it is evidence, written before it is answered. Its reason
+ * is the name of the error it is answered with (why). */
 static enum cd_err refused(struct cd__cli_hooks *h, const struct cd_actor *a,
                            const char *customer_id, const char *action, const char *purpose,
-                           const char *reason, const char *rules)
+                           enum cd_err why, const char *rules)
 {
     struct cd_audit_event ev = {.action = action,
                                 .outcome = "denied",
@@ -76,7 +77,7 @@ static enum cd_err refused(struct cd__cli_hooks *h, const struct cd_actor *a,
                                 .purpose = purpose,
                                 .request_id = a->request_id,
                                 .customer_id = customer_id,
-                                .reason = reason,
+                                .reason = cd_err_name(why),
                                 .rules = rules};
     return cd_audit_record(h->store, &ev);
 }
@@ -97,7 +98,7 @@ static enum cd_err send_allowed(struct cd__cli_hooks *h, const struct cd_actor *
     if (cd_purpose_parse(cd_str_c(purpose), &pu) && cd_role_parse(cd_str_c(a->role), &role) &&
         cd_policy_check(h->policy, role, pu, &g) == CD_OK)
         return CD_OK;
-    if ((err = refused(h, a, customer_id, "access.denied", purpose, "purpose-not-permitted",
+    if ((err = refused(h, a, customer_id, "access.denied", purpose, CD_ERR_PURPOSE_DENIED,
                        NULL)) != CD_OK)
         return err;
     return cd_err_set(CD_ERR_PURPOSE_DENIED,
@@ -107,7 +108,10 @@ static enum cd_err send_allowed(struct cd__cli_hooks *h, const struct cd_actor *
 
 static bool may_override(const struct cd_actor *a)
 {
-    return strcmp(a->role, "supervisor") == 0 || strcmp(a->role, "admin") == 0;
+    enum cd_role role;
+
+    return cd_role_parse(cd_str_c(a->role), &role) &&
+           (role == CD_ROLE_SUPERVISOR || role == CD_ROLE_ADMIN);
 }
 
 /* The reason of an override as it is kept (in the ledger and, in clear, with the message):
@@ -132,7 +136,7 @@ static enum cd_err kept_reason(struct cd__cli_hooks *h, struct cd_str reason, js
 static enum cd_err refuse(struct cd__cli_hooks *h, const struct cd_actor *a,
                           const struct cd_guard_result *res, const char *customer_id,
                           const char *purpose, bool (*keep)(const struct cd_guard_finding *),
-                          const char *action, const char *reason, char rules[RULES_MAX + 1],
+                          const char *action, enum cd_err why, char rules[RULES_MAX + 1],
                           json_t **annotation)
 {
     enum cd_err err;
@@ -140,7 +144,7 @@ static enum cd_err refuse(struct cd__cli_hooks *h, const struct cd_actor *a,
     rules_of(res, keep, rules, NULL);
     if ((err = cd_guard_result_to_json(res, true, annotation)) != CD_OK)
         return err;
-    return refused(h, a, customer_id, action, purpose, reason, rules);
+    return refused(h, a, customer_id, action, purpose, why, rules);
 }
 
 /* An override as it is kept with the message: in obj, the ids of the rules keep selects (at
@@ -192,7 +196,7 @@ static enum cd_err guard_outbound(struct cd__cli_hooks *h, const struct cd_actor
     if (v == CD_GUARD_BLOCK && !ov->guard) {
         size_t n = cd_guard_result_count(res);
         if ((err = refuse(h, a, res, customer_id, purpose, blocks, "guard.block",
-                          "guard-blocked", rules, annotation)) == CD_OK)
+                          CD_ERR_GUARD_BLOCKED, rules, annotation)) == CD_OK)
             err = cd_err_set(CD_ERR_GUARD_BLOCKED,
                              "the communication guard blocked this message (%zu finding%s); "
                              "reword it, or a supervisor may override with a reason",
@@ -201,7 +205,7 @@ static enum cd_err guard_outbound(struct cd__cli_hooks *h, const struct cd_actor
     }
     if (mismatch && !ov->purpose) {
         if ((err = refuse(h, a, res, customer_id, purpose, promotes, "purpose.mismatch",
-                          "purpose-mismatch", rules, annotation)) == CD_OK)
+                          CD_ERR_PURPOSE_MISMATCH, rules, annotation)) == CD_OK)
             err = cd_err_set(CD_ERR_PURPOSE_MISMATCH,
                              "this message reads as marketing (%s) but is sent for the purpose "
                              "'%s': send it for the purpose marketing, where the customer's "

@@ -29,7 +29,7 @@ int cd_cli_retention(int argc, char **argv)
     const char *pos[1], *from = NULL;
     size_t npos = 0;
     bool help = false;
-    char rules_dir[CD__CLI_PATH_MAX], path[CD__CLI_PATH_MAX + 32];
+    char rules_dir[CD_PATH_MAX], path[CD_PATH_MAX + 32];
     struct cd_retention_rules *rules = NULL;
     struct cd__cli_env env;
     json_t *out = NULL;

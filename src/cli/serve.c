@@ -9,8 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 #include "audit/audit.h"
+#include "auth/auth.h"
 #include "calendar/calendar.h"
 #include "cases/cases.h"
+#include "dsar/dsar.h"
+#include "outbox/outbox.h"
+#include "retention/retention.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "crypto/crypto.h"
@@ -26,15 +30,15 @@
 struct serve {
     const char *data;
     const char *policy_path; /* --policy, or NULL for the built-in policy */
-    char rules[CD__CLI_PATH_MAX];
-    char consent_rules[CD__CLI_PATH_MAX + 32];
+    char rules[CD_PATH_MAX];
+    char consent_rules[CD_PATH_MAX + 32];
     unsigned long workers, threads, max_body, sth_interval, sth_entries, drain_timeout,
         max_future_skew;
     unsigned long max_connections, max_client_connections, idle_timeout;
     unsigned long webhook_workers, webhook_timeout, webhook_attempts, webhook_backoff,
         webhook_backoff_max, retention_every;
     unsigned long statement_timeout; /* seconds, PostgreSQL */
-    char heads_path[CD__CLI_PATH_MAX]; /* DIR/audit-heads.jsonl */
+    char heads_path[CD_PATH_MAX];    /* DIR/audit-heads.jsonl */
     struct cd__cli_env env;
     bool env_open;
     struct cd_policy *policy;
@@ -42,6 +46,8 @@ struct serve {
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
     struct cd_cases *cases;         /* cases, SLA clocks, the queue (RULES/cases, RULES/sla) */
     unsigned long sla_sweep;        /* ms between sweeps for breaches and closings */
+    struct cd_dsar_rules *dsar_rules; /* RULES/dsar/regimes.yaml, until the service takes it */
+    struct cd_dsar *dsar;             /* data-subject requests */
     struct cd_retention_rules *retention; /* RULES/retention/rules.yaml */
     struct cd_retention_schedule *retention_schedule;
     bool webhooks_started; /* the outbox's delivery worker runs */
@@ -51,14 +57,31 @@ struct serve {
     struct cd_app app;
     bool log_batched;
     struct cd_http *http;
+    struct cd_http *http_live; /* http once serving, for the feed thread (atomic accesses) */
 };
+
+/* Several servers on one database: what another server changed, announced on the store's
+ * feed, goes to the module that keeps it in memory (NULL: all of them, a full resync after the
+ * feed was reconnected). Runs on the store's feed thread. */
+static void serve_changed(void *ctx, const char *topic)
+{
+    struct serve *sv = ctx;
+    struct cd_http *h = __atomic_load_n(&sv->http_live, __ATOMIC_ACQUIRE);
+
+    if (topic == NULL || strncmp(topic, "consent.", 8) == 0)
+        cd_consent_changed(sv->consent, topic);
+    if (topic == NULL || strncmp(topic, "core.", 5) == 0)
+        cd_core_changed(sv->env.core, topic);
+    if (h && (topic == NULL || strcmp(topic, CD_AUTH_TOPIC_REVOKED) == 0))
+        cd_http_tokens_changed(h);
+}
 
 /* Opens the audit ledger service with DIR/signing.key and starts its tree head publisher: a
  * head now, every --sth-entries entries or --sth-interval seconds, and one when it is closed,
  * each also appended to DIR/audit-heads.jsonl (docs/audit.md). */
 static enum cd_err open_audit(struct serve *sv)
 {
-    char keypath[CD__CLI_PATH_MAX];
+    char keypath[CD_PATH_MAX];
     enum cd_err err;
 
     snprintf(keypath, sizeof keypath, "%s/%s", sv->data, CD_CRYPTO_SIGNING_KEY_FILE);
@@ -75,7 +98,7 @@ static enum cd_err open_audit(struct serve *sv)
  * working days. */
 static enum cd_err open_calendars(struct serve *sv)
 {
-    char dir[CD__CLI_PATH_MAX + 16];
+    char dir[CD_PATH_MAX + 16];
     struct cd_civil now;
     enum cd_err err;
 
@@ -111,12 +134,21 @@ static enum cd_err load_demo_cases(struct serve *sv)
     return err;
 }
 
+/* The deadlines of data-subject requests (RULES/dsar/regimes.yaml), which name calendars. */
+static enum cd_err open_dsar_rules(struct serve *sv)
+{
+    char path[CD_PATH_MAX + 32];
+
+    snprintf(path, sizeof path, "%s/dsar/regimes.yaml", sv->rules);
+    return cd_dsar_rules_load(sv->calendars, path, &sv->dsar_rules);
+}
+
 /* The retention rules of RULES/retention/rules.yaml, checked whole before anything is served.
  * A rules directory without the file serves with no retention (a warning says so, nothing is
  * scheduled and the retention routes answer 503); a file with a mistake stops the server. */
 static enum cd_err open_retention(struct serve *sv)
 {
-    char path[CD__CLI_PATH_MAX + 32];
+    char path[CD_PATH_MAX + 32];
 
     snprintf(path, sizeof path, "%s/retention/rules.yaml", sv->rules);
     if (access(path, F_OK) != 0 && errno == ENOENT) {
@@ -175,7 +207,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         (err = cd_guard_open(sv->rules, &sv->guard)) != CD_OK)
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
-    if ((err = open_calendars(sv)) != CD_OK || (err = open_retention(sv)) != CD_OK ||
+    if ((err = open_calendars(sv)) != CD_OK || (err = open_dsar_rules(sv)) != CD_OK ||
+        (err = open_retention(sv)) != CD_OK ||
         (err = cd_cases_open(sv->env.store, sv->env.core, sv->calendars, sv->rules,
                              &sv->cases)) != CD_OK)
         return err;
@@ -207,7 +240,21 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
     if ((err = cd_cases_sweeper_start(sv->cases, (unsigned)sv->sla_sweep)) != CD_OK)
         return err;
-    if ((err = open_audit(sv)) != CD_OK)
+    /* Before the ledger service: the feed's session holds the lease that decides which server
+     * signs tree heads. */
+    if ((err = cd_store_feed_start(sv->env.store, serve_changed, sv)) != CD_OK ||
+        (err = open_audit(sv)) != CD_OK)
+        return err;
+    err = cd_dsar_open(sv->env.store, sv->env.core, sv->dsar_rules, &sv->dsar);
+    sv->dsar_rules = NULL; /* the service owns them now, also on failure */
+    if (err != CD_OK)
+        return err;
+    cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
+                                                        .holds_active = cd_retention_holds_active,
+                                                        .recipients_of = cd_outbox_recipients_of,
+                                                        .consent = sv->consent,
+                                                        .guard = sv->guard});
+    if ((err = cd_dsar_start(sv->dsar, CD__CLI_DSAR_WATCH_MS)) != CD_OK)
         return err;
     sv->app = (struct cd_app){.store = sv->env.store,
                               .audit = sv->audit,
@@ -216,6 +263,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .policy = sv->policy,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
+                              .dsar = sv->dsar,
                               .cases = sv->cases,
                               .outbox = sv->env.outbox,
                               .retention = sv->retention,
@@ -234,7 +282,10 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
     if ((err = cd_log_batch_start()) != CD_OK)
         return err;
     sv->log_batched = true;
-    return cd_http_start(&cfg, &sv->app, &sv->http);
+    if ((err = cd_http_start(&cfg, &sv->app, &sv->http)) != CD_OK)
+        return err;
+    __atomic_store_n(&sv->http_live, sv->http, __ATOMIC_RELEASE);
+    return CD_OK;
 }
 
 /* SIGHUP: the rule packs through the same call as POST /v1/guard/reload, and the policy file
@@ -290,6 +341,7 @@ static void serve_drain(struct serve *sv, const sigset_t *sigs)
  * whose writer finishes every queued write before it closes. */
 static void serve_close(struct serve *sv)
 {
+    __atomic_store_n(&sv->http_live, NULL, __ATOMIC_RELEASE);
     cd_http_stop(sv->http);
     sv->http = NULL;
     /* Deliveries in flight are abandoned: their leases bring them back at the next start. */
@@ -298,13 +350,21 @@ static void serve_close(struct serve *sv)
     sv->webhooks_started = false;
     cd_retention_schedule_stop(sv->retention_schedule);
     sv->retention_schedule = NULL;
-    cd_consent_close(sv->consent);
-    sv->consent = NULL;
+    cd_dsar_close(sv->dsar);
+    sv->dsar = NULL;
+    cd_dsar_rules_free(sv->dsar_rules);
+    sv->dsar_rules = NULL;
     cd_cases_close(sv->cases); /* the sweeper's last write is through before the store closes */
     sv->cases = NULL;
-    /* A head over the final ledger, so a verifier holding it covers every entry. */
+    /* A head over the final ledger, so a verifier holding it covers every entry. It is signed
+     * by the holder of the store's lease, so the feed stops after it; the consent engine the
+     * feed applies changes to closes after the feed. */
     cd_audit_close(sv->audit);
     sv->audit = NULL;
+    if (sv->env_open)
+        cd_store_feed_stop(sv->env.store);
+    cd_consent_close(sv->consent);
+    sv->consent = NULL;
     if (sv->log_batched)
         cd_log_batch_stop();
     sv->log_batched = false;
@@ -319,6 +379,59 @@ static void serve_close(struct serve *sv)
     sv->calendars = NULL;
     cd_retention_rules_free(sv->retention);
     sv->retention = NULL;
+}
+
+/* Numbers and paths from the options, checked before anything is opened. */
+static enum cd_err serve_configure(struct serve *sv, const struct cd_opt *opts)
+{
+    const char *from = NULL;
+    enum cd_err err;
+
+    sv->data = cd_cli_get(opts, "--data");
+    sv->policy_path = cd_cli_get(opts, "--policy");
+    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &sv->workers)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--threads", 1, 64, &sv->threads)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &sv->max_body)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &sv->sth_interval)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &sv->sth_entries)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv->drain_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv->max_future_skew)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--statement-timeout", 0, 86400, &sv->statement_timeout)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--max-connections", 1, 1000000, &sv->max_connections)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000,
+                           &sv->max_client_connections)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv->idle_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sla-sweep", 50, 3600000, &sv->sla_sweep)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-workers", 0, 256, &sv->webhook_workers)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-timeout", 1, 300, &sv->webhook_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-attempts", 1, 100, &sv->webhook_attempts)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-backoff", 1, 3600000, &sv->webhook_backoff)) !=
+            CD_OK ||
+        (err = cd_cli_uint(opts, "--webhook-backoff-max", 1, 7 * 86400,
+                           &sv->webhook_backoff_max)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--retention-every", 0, 366UL * 86400, &sv->retention_every)) !=
+            CD_OK ||
+        (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv->rules, sizeof sv->rules,
+                                 &from)) != CD_OK)
+        return err;
+    snprintf(sv->consent_rules, sizeof sv->consent_rules, "%s/consent/jurisdictions.yaml",
+             sv->rules);
+    return CD_OK;
+}
+
+/* Serves until SIGTERM or SIGINT (returned), reloading on every SIGHUP meanwhile. */
+static int serve_until_stopped(struct serve *sv, const sigset_t *sigs)
+{
+    int sig;
+
+    while ((sig = sigwaitinfo(sigs, NULL)) == SIGHUP || (sig < 0 && errno == EINTR))
+        if (sig == SIGHUP)
+            serve_reload(sv);
+    return sig;
 }
 
 int cd_cli_serve(int argc, char **argv)
@@ -374,13 +487,13 @@ int cd_cli_serve(int argc, char **argv)
          "86400", NULL},
         {NULL, NULL, NULL, NULL, NULL},
     };
-    const char *pos[1], *from = NULL;
+    const char *pos[1];
     size_t npos = 0;
     bool help = false;
     struct serve sv;
     enum cd_err err;
     sigset_t sigs;
-    int sig = 0;
+    int sig;
 
     memset(&sv, 0, sizeof sv);
     if ((err = cd_cli_parse(argc, argv, opts, pos, 0, &npos, &help)) != CD_OK)
@@ -401,40 +514,8 @@ int cd_cli_serve(int argc, char **argv)
             opts);
         return 0;
     }
-    sv.data = cd_cli_get(opts, "--data");
-    sv.policy_path = cd_cli_get(opts, "--policy");
-    /* Numbers and paths are checked before anything is opened. */
-    if ((err = cd_cli_uint(opts, "--workers", 1, 4096, &sv.workers)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--threads", 1, 64, &sv.threads)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--max-body", 1024, 1024UL * 1024 * 1024, &sv.max_body)) !=
-            CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-interval", 1, 86400, &sv.sth_interval)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sth-entries", 1, 1000000000, &sv.sth_entries)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--drain-timeout", 0, 3600, &sv.drain_timeout)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--max-future-skew", 0, 366UL * 86400, &sv.max_future_skew)) !=
-            CD_OK ||
-        (err = cd_cli_uint(opts, "--statement-timeout", 0, 86400, &sv.statement_timeout)) !=
-            CD_OK ||
-        (err = cd_cli_uint(opts, "--max-connections", 1, 1000000, &sv.max_connections)) !=
-            CD_OK ||
-        (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000,
-                           &sv.max_client_connections)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv.idle_timeout)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--sla-sweep", 50, 3600000, &sv.sla_sweep)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--webhook-workers", 0, 256, &sv.webhook_workers)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--webhook-timeout", 1, 300, &sv.webhook_timeout)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--webhook-attempts", 1, 100, &sv.webhook_attempts)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--webhook-backoff", 1, 3600000, &sv.webhook_backoff)) !=
-            CD_OK ||
-        (err = cd_cli_uint(opts, "--webhook-backoff-max", 1, 7 * 86400,
-                           &sv.webhook_backoff_max)) != CD_OK ||
-        (err = cd_cli_uint(opts, "--retention-every", 0, 366UL * 86400, &sv.retention_every)) !=
-            CD_OK ||
-        (err = cd__cli_rules_dir(cd_cli_get(opts, "--rules"), sv.rules, sizeof sv.rules,
-                                 &from)) != CD_OK)
+    if ((err = serve_configure(&sv, opts)) != CD_OK)
         return cd__cli_fail("serve", err);
-    snprintf(sv.consent_rules, sizeof sv.consent_rules, "%s/consent/jurisdictions.yaml",
-             sv.rules);
     /* Blocked before the first thread starts, so every thread inherits the mask. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
@@ -450,9 +531,7 @@ int cd_cli_serve(int argc, char **argv)
     fprintf(stdout, "candor listening on http://%s (admin token: %s/admin.token)\n",
             cd_cli_get(opts, "--listen"), sv.data);
     fflush(stdout);
-    while ((sig = sigwaitinfo(&sigs, NULL)) == SIGHUP || (sig < 0 && errno == EINTR))
-        if (sig == SIGHUP)
-            serve_reload(&sv);
+    sig = serve_until_stopped(&sv, &sigs);
     cd_log(CD_LOG_INFO, "serve.stopping", "\"signal\":%d", sig);
     serve_drain(&sv, &sigs);
 out:

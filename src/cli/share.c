@@ -44,7 +44,7 @@ static bool exe_dir(char *out, size_t n)
  * does not count. */
 static bool source_tree(const char *dir, char *root, size_t n)
 {
-    char probe[CD__CLI_PATH_MAX];
+    char probe[CD_PATH_MAX];
 
     snprintf(root, n, "%s", dir);
     for (int up = 0; up < 2; up++) {
@@ -63,7 +63,7 @@ static bool source_tree(const char *dir, char *root, size_t n)
 
 enum cd_err cd__cli_rules_dir(const char *explicit_dir, char *out, size_t n, const char **from)
 {
-    char dir[PATH_MAX], root[PATH_MAX], cand[CD__CLI_PATH_MAX];
+    char dir[PATH_MAX], root[PATH_MAX], cand[CD_PATH_MAX];
     const char *env = getenv(CD_CLI_SHARE_ENV);
 
     /* 1. The option, and 2. the environment: a place named on purpose is used as named (the

@@ -35,18 +35,13 @@
 
 struct cd_consent;
 
-/* Channels as small ints; CD_CONSENT_CHANNEL_ANY is "*" (all channels). */
+/* Channels as small ints, the core's channels (CD_CHANNELS) after CD_CONSENT_CHANNEL_ANY, which
+ * is "*" (all channels). */
 enum cd_consent_channel {
     CD_CONSENT_CHANNEL_ANY,
-    CD_CONSENT_CHANNEL_EMAIL,
-    CD_CONSENT_CHANNEL_SMS,
-    CD_CONSENT_CHANNEL_PHONE,
-    CD_CONSENT_CHANNEL_CHAT,
-    CD_CONSENT_CHANNEL_SOCIAL,
-    CD_CONSENT_CHANNEL_APP,
-    CD_CONSENT_CHANNEL_PUSH,
-    CD_CONSENT_CHANNEL_POST,
-    CD_CONSENT_CHANNEL_IN_PERSON,
+#define CD__CONSENT_CHANNEL_ENUM(id, name) CD_CONSENT_CHANNEL_##id,
+    CD_CHANNELS(CD__CONSENT_CHANNEL_ENUM)
+#undef CD__CONSENT_CHANNEL_ENUM
     CD_CONSENT_CHANNEL__COUNT
 };
 
@@ -126,6 +121,16 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
                                     enum cd_purpose purpose, enum cd_consent_channel channel,
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d);
+
+/* Several servers on one database: applies another server's change announced on the store's
+ * feed (cd_store_feed_start) to the projection. topic "consent.events" (new events: caught up
+ * by their number, none missed), "consent.preferences CUSTOMER_ID", "consent.notices"; other
+ * topics are ignored. NULL: a full resync (every event after the last one applied, every
+ * notice not known, every customer's preferences), after the feed was (re)connected. Runs on
+ * the feed thread; a failure is logged and made up at the next announcement of its kind.
+ * cd_consent_decide_exact and cd_consent_outbound_check refuse with CD_ERR_STORE (503) while
+ * the feed has not confirmed the others' changes for CD_STORE_FEED_BOUND_MS. */
+void cd_consent_changed(struct cd_consent *c, const char *topic);
 
 /* Decides purpose on channel for each of ids[0..n) (borrowed) into out[0..n), as
  * cd_consent_decide does, in batches whose memory reads overlap (the fast path for many
@@ -236,6 +241,18 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
  * for (customer, purpose, "*") allows, else CD_ERR_CONSENT_DENIED with the reason. */
 enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char *purpose);
 
+/* ---- erasure ---- */
+
+/* Inside the transaction of a customer's erasure (src/dsar): deletes their consent events,
+ * preferences and unsubscribe nonces; *events gets the number of events deleted. The ledger
+ * keeps that they existed (their entries carry ids and codes only).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_consent_erase_in(struct cd_tx *tx, struct cd_str customer_id, int64_t *events);
+/* After that transaction committed: the projection forgets the customer (no state, no
+ * preference, the default rule), so no decision and no bulk audience rests on what was erased.
+ * c may be NULL. */
+void cd_consent_forget(struct cd_consent *c, struct cd_str customer_id);
+
 /* struct cd_core_hooks.customer_changed for ctx = struct cd_consent *: takes the customer's
  * jurisdiction, time zone, restriction and merge from the store at once, so decisions on this
  * node follow a restriction or a merge from the moment it is answered (other nodes: within a
@@ -284,13 +301,6 @@ void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out);
 /* Rebuilds a second projection from the tables and compares it with the live one.
  * Errors: CD_ERR_INTEGRITY naming the first difference, CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd_consent_projection_check(struct cd_consent *c);
-
-/* Applies a state directly to the projection without the ledger (bench and tests only: it
- * bypasses receipts and the audit ledger). */
-enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_id,
-                                   struct cd_str jurisdiction, enum cd_purpose purpose,
-                                   enum cd_consent_channel channel, enum cd_consent_state state,
-                                   int64_t at_ms);
 
 /* Local time helper (exposed for tests): minutes since local midnight of utc_ms in the IANA
  * zone tz (borrowed), read from /usr/share/zoneinfo (TZif v2+; never touches TZ or tzset).

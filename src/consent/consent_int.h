@@ -277,6 +277,10 @@ struct cd_consent {
     pthread_cond_t stop_cv;
     bool stopping;
     int64_t refreshed_until;
+    /* What other servers changed (cd_consent_changed): one catch-up at a time, and the number
+     * of the last consent event applied by it or loaded by the rebuild. */
+    pthread_mutex_t changes_mu;
+    int64_t events_upto;
 };
 
 /* Id <-> 128 bits. Returns false when s is not an id with that prefix. */

@@ -9,9 +9,12 @@
 
 #define RECEIPT_FORMAT "candor.consent.receipt.v1"
 #define DAY_MS (86400LL * 1000)
+/* The longest jurisdiction code a consent event may name, in bytes: the API's limit (a
+ * customer's is CD_CUSTOMER_JURISDICTION_MAX). */
+#define EVENT_JURISDICTION_MAX 31
 
 static const char *const channel_names[CD_CONSENT_CHANNEL__COUNT] = {
-    "*", "email", "sms", "phone", "chat", "social", "app", "push", "post", "in_person"};
+    "*", CD_CHANNELS(CD_NAME_ITEM)};
 static const char *const state_names[CD_CONSENT_STATE__COUNT] = {
     "none", "requested", "given", "refused", "withdrawn", "expired", "invalidated"};
 static const char *const methods[] = {"web_form", "email_link", "chat",   "phone_script",
@@ -53,7 +56,7 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
                             struct cd_consent **out)
 {
     struct cd_consent *c = NULL;
-    char path[4200];
+    char path[CD_PATH_MAX];
     enum cd_err err;
     pthread_rwlockattr_t attr;
 
@@ -70,6 +73,7 @@ enum cd_err cd_consent_open(struct cd_store *s, const char *data_dir, const char
     pthread_mutex_init(&c->tz_mu, NULL);
     pthread_mutex_init(&c->stop_mu, NULL);
     pthread_mutex_init(&c->refresh_mu, NULL);
+    pthread_mutex_init(&c->changes_mu, NULL);
     pthread_cond_init(&c->stop_cv, NULL);
     if ((c->notices = cd_calloc(CD__CONSENT_MAX_NOTICES, sizeof *c->notices)) == NULL ||
         (c->names = cd_calloc(CD__CONSENT_MAX_NAMES, sizeof *c->names)) == NULL ||
@@ -120,6 +124,7 @@ void cd_consent_close(struct cd_consent *c)
     pthread_mutex_destroy(&c->tz_mu);
     pthread_mutex_destroy(&c->stop_mu);
     pthread_mutex_destroy(&c->refresh_mu);
+    pthread_mutex_destroy(&c->changes_mu);
     pthread_cond_destroy(&c->stop_cv);
     cd_free(c);
 }
@@ -134,7 +139,7 @@ struct ev {
     enum cd_consent_channel channel;
     enum cd_consent_state state;
     char basis[32];
-    char jurisdiction[32];
+    char jurisdiction[EVENT_JURISDICTION_MAX + 1];
     char notice_id[CD_ID_MAX];
     uint8_t notice_sha[32];
     bool has_notice, has_notice_sha;
@@ -247,7 +252,7 @@ static enum cd_err parse_event(const json_t *body, struct ev *e)
     if (lang.len == 0 || lang.len > 15 || !printable(lang, 15))
         return cd_err_set(CD_ERR_INVALID, "'language' must be a BCP 47 tag");
     copy(e->language, sizeof e->language, lang);
-    if (jur.p && (jur.len == 0 || !printable(jur, 31)))
+    if (jur.p && (jur.len == 0 || !printable(jur, EVENT_JURISDICTION_MAX)))
         return cd_err_set(CD_ERR_INVALID, "'jurisdiction' must be a short code such as EU");
     copy(e->jurisdiction, sizeof e->jurisdiction, jur);
     if (nid.p) {
@@ -280,7 +285,7 @@ struct pre {
     struct cd_str notice_id;
     bool found, notice_found;
     char resolved[CD_ID_MAX]; /* the customer the id stands for (a merged id's survivor) */
-    char jur[32], tz[64];
+    char jur[CD_CUSTOMER_JURISDICTION_MAX + 1], tz[CD_CUSTOMER_TZ_MAX + 1];
     uint8_t sha[32];
 };
 
@@ -492,6 +497,9 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd_audit_append(tx, &ae, &seq)) != CD_OK)
         return err;
     p[CD__EC__COUNT + 1] = CD_VINT(seq);
+    /* Other servers on the database apply it from the table (cd_consent_changed). */
+    if ((err = cd_tx_notify(tx, "consent.events")) != CD_OK)
+        return err;
     if ((err = cd_tx_exec(tx,
                           "INSERT INTO consent_events(" CD__CONSENT_EVENT_COLS ", receipt,"
                           " audit_seq) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
@@ -731,7 +739,7 @@ struct hist {
     struct cd_buf items; /* struct hist_item, one after another */
     json_t *prefs;
     bool found;
-    char jur[32];
+    char jur[CD_CUSTOMER_JURISDICTION_MAX + 1];
 };
 
 static json_t *col_json(const struct cd_val *v)
@@ -1038,6 +1046,8 @@ static enum cd_err notice_fn(struct cd_tx *tx, void *ctx)
                                 .actor_name = w->a->name, .request_id = w->a->request_id,
                                 .resource_id = w->id,
                                 .reason = w->material ? "material" : "non-material"};
+    if ((err = cd_tx_notify(tx, "consent.notices")) != CD_OK)
+        return err;
     return cd_audit_append(tx, &ae, NULL);
 }
 
@@ -1260,8 +1270,11 @@ static enum cd_err prefs_fn(struct cd_tx *tx, void *ctx)
                               "quiet_end = $3, topics_out = $4, caps = $5, updated_at = $6",
                           p, 6, NULL, NULL, NULL)) != CD_OK)
         return err;
-    char cid[CD_ID_MAX];
+    char cid[CD_ID_MAX], topic[CD_ID_MAX + 32];
     copy(cid, sizeof cid, w->customer_id);
+    snprintf(topic, sizeof topic, "consent.preferences %s", cid);
+    if ((err = cd_tx_notify(tx, topic)) != CD_OK)
+        return err;
     struct cd_audit_event ae = {.action = "consent.preferences", .outcome = "ok",
                                 .actor_token = w->a->token_id, .actor_role = w->a->role,
                                 .actor_name = w->a->name, .request_id = w->a->request_id,
@@ -1648,6 +1661,20 @@ static enum cd_err caps_fn(struct cd_tx *tx, void *ctx)
     return CD_OK;
 }
 
+/* Several servers on one database: a decision that must reflect every change acknowledged by
+ * any of them is refused (503) while this server's view of the others' changes is older than
+ * the bound (store.h, CD_STORE_FEED_BOUND_MS): its feed lost the database. */
+static enum cd_err fresh_enough(struct cd_consent *c)
+{
+    int64_t fresh = cd_store_feed_fresh_ms(c->store);
+
+    if (fresh == INT64_MAX || cd_now_ms() - fresh <= CD_STORE_FEED_BOUND_MS)
+        return CD_OK;
+    return cd_err_set(CD_ERR_STORE, "this server has not heard from the database for over %d ms "
+                                    "and may not know another server's consent changes; retry",
+                      CD_STORE_FEED_BOUND_MS);
+}
+
 enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
                                       const char *customer_id, const char *channel,
                                       const char *purpose, struct cd_str topic,
@@ -1666,6 +1693,8 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     if (!cd_purpose_parse(cd_str_c(purpose), &pu) ||
         !cd_consent_channel_parse(cd_str_c(channel), &ch) || ch == CD_CONSENT_CHANNEL_ANY)
         return cd_err_set(CD_ERR_INVALID, "outbound purpose or channel unknown");
+    if ((err = fresh_enough(c)) != CD_OK)
+        return err;
     if (c->rules.basis[pu]) {
         /* Service, billing, ...: no consent needed, but a restriction (GDPR Art. 18) still
          * stops the contact. The projection holds it as soon as the restriction is answered
@@ -1747,7 +1776,8 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
     bool exists = false;
     enum cd_err err;
 
-    if ((err = cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d)) !=
+    if ((err = fresh_enough(c)) != CD_OK ||
+        (err = cd_consent_decide_topic(c, customer_id, purpose, channel, topic, now_ms, d)) !=
             CD_OK ||
         d->allow || strcmp(d->reason, "unknown_customer") != 0)
         return err;
@@ -1795,31 +1825,4 @@ enum cd_err cd_consent_read_check(void *ctx, const char *customer_id, const char
         return CD_OK;
     return cd_err_set(CD_ERR_CONSENT_DENIED, "%s: the customer's consent does not allow %s",
                       d.reason, purpose);
-}
-
-enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_id,
-                                   struct cd_str jurisdiction, enum cd_purpose purpose,
-                                   enum cd_consent_channel channel, enum cd_consent_state state,
-                                   int64_t at_ms)
-{
-    struct cd__cstate s;
-    struct cd__cust *cu;
-    uint8_t key[16];
-    enum cd_err err;
-
-    if (!cd__consent_id_bits(customer_id, "cus", key))
-        return cd_err_set(CD_ERR_INVALID, "not a customer id");
-    memset(&s, 0, sizeof s);
-    cd_random_bytes(s.event, 16);
-    s.purpose = (uint8_t)purpose;
-    s.channel = (uint8_t)channel;
-    s.state = (uint8_t)state;
-    s.at = at_ms;
-    cd__consent_wlock(c);
-    if ((err = cd__proj_upsert(&c->proj, key, &cu)) == CD_OK) {
-        cu->juris = cd__consent_rules_find(&c->rules, jurisdiction);
-        err = cd__proj_apply(&c->proj, cu, &s);
-    }
-    cd__consent_wunlock(c);
-    return err;
 }

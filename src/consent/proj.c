@@ -1797,26 +1797,34 @@ static enum cd_err prefs_row(void *ctx, const struct cd_val *col, size_t n)
     return CD_OK;
 }
 
+#define EVENTS_SQL                                                                           \
+    "SELECT " CD__CONSENT_EVENT_COLS ", audit_seq, (SELECT entry FROM audit_events a"          \
+    " WHERE a.seq = consent_events.audit_seq), seq FROM consent_events"
+#define NOTICES_SQL "SELECT id, name, version, sha256, material FROM consent_notices"
+#define PREFS_SQL "SELECT customer_id, quiet_start, quiet_end, topics_out FROM consent_preferences"
+
 static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
 {
     struct rb *b = ctx;
     enum cd_err err;
+    int64_t upto = 0;
 
     b->c->nnotices = 0;
     b->c->nnames = 0;
-    if ((err = cd_tx_exec(tx, "SELECT id, name, version, sha256, material FROM consent_notices "
-                              "ORDER BY name, version",
+    /* Where the feed's catch-up starts (cd_consent_changed): every event up to it is in this
+     * snapshot, since events are numbered in commit order (one writer at a time). */
+    if ((err = cd_tx_int(tx, "SELECT coalesce(max(seq), 0) FROM consent_events", NULL, 0,
+                         &upto)) != CD_OK)
+        return err;
+    b->c->events_upto = upto;
+    if ((err = cd_tx_exec(tx, NOTICES_SQL " ORDER BY name, version",
                           NULL, 0, notice_row, b, NULL)) != CD_OK ||
         (err = cd_tx_exec(tx, "SELECT " CUSTOMER_COLS ", c.updated_at" CUSTOMER_FROM
                               " ORDER BY c.id",
                           NULL, 0, customer_row, b, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "SELECT " CD__CONSENT_EVENT_COLS ", audit_seq, (SELECT entry"
-                              " FROM audit_events a WHERE a.seq = consent_events.audit_seq)"
-                              " FROM consent_events ORDER BY customer_id, seq",
-                          NULL, 0, event_row, b, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "SELECT customer_id, quiet_start, quiet_end, topics_out "
-                              "FROM consent_preferences",
-                          NULL, 0, prefs_row, b, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, EVENTS_SQL " ORDER BY customer_id, seq", NULL, 0, event_row, b,
+                          NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, PREFS_SQL, NULL, 0, prefs_row, b, NULL)) != CD_OK ||
         (err = cd_tx_exec(tx, "SELECT merged_id, survivor_id, merged_at FROM merges "
                               "ORDER BY merged_at, merged_id",
                           NULL, 0, merge_row, b, NULL)) != CD_OK)
@@ -1831,6 +1839,109 @@ enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p)
     p->rules = &c->rules;
 
     return cd_store_read(c->store, rebuild_fn, &b);
+}
+
+/* ---- what other servers on the same database changed ----
+ *
+ * Announced on the store's feed, applied here on the feed thread to the shared projection,
+ * each row under the write lock as a local change is. Events are caught up by their number:
+ * one writer at a time across the servers numbers them in commit order, so "every event after
+ * the last one seen" misses none, also after a lost feed. Re-applying an event this server
+ * already applied changes nothing (the newer state wins, and it is the same one). */
+
+/* A row handler of the rebuild, run on the shared projection under the write lock. */
+struct locked_rb {
+    struct rb b;
+    cd_row_fn row;
+    int64_t upto; /* the highest event number seen (events only) */
+};
+
+static enum cd_err locked_row(void *ctx, const struct cd_val *col, size_t n)
+{
+    struct locked_rb *l = ctx;
+    enum cd_err err;
+
+    if (l->row == notice_row && col[0].type == CD_VAL_TEXT) {
+        pthread_rwlock_rdlock(&l->b.c->lock);
+        bool known = cd__consent_notice_find(l->b.c, colstr(&col[0])) != 0;
+        pthread_rwlock_unlock(&l->b.c->lock);
+        if (known)
+            return CD_OK;
+    }
+    /* An event's customer may be new to this server: its attributes (jurisdiction, time zone,
+     * restriction, merge) are read first, as a local event reads them before it applies. */
+    uint8_t key[16];
+    if (l->row == event_row && cd__consent_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key)) {
+        pthread_rwlock_rdlock(&l->b.c->lock);
+        bool known = cd__proj_find(&l->b.c->proj, key) != NULL;
+        pthread_rwlock_unlock(&l->b.c->lock);
+        bool exists;
+        if (!known &&
+            (err = cd__consent_refresh_customer(l->b.c, colstr(&col[CD__EC_CUSTOMER]),
+                                                &exists)) != CD_OK)
+            return err;
+    }
+    cd__consent_wlock(l->b.c);
+    err = l->row(&l->b, col, n);
+    cd__consent_wunlock(l->b.c);
+    if (l->row == event_row && n > CD__EC__COUNT + 2 && col[CD__EC__COUNT + 2].i > l->upto)
+        l->upto = col[CD__EC__COUNT + 2].i;
+    return err;
+}
+
+struct catch_up {
+    struct cd_consent *c;
+    const char *sql;
+    struct cd_val p[1];
+    size_t np;
+    struct locked_rb l;
+};
+
+static enum cd_err catch_up_fn(struct cd_tx *tx, void *ctx)
+{
+    struct catch_up *q = ctx;
+
+    return cd_tx_exec(tx, q->sql, q->p, q->np, locked_row, &q->l, NULL);
+}
+
+/* Runs sql (with at most one parameter p) and applies each row with row. */
+static enum cd_err catch_up(struct cd_consent *c, const char *sql, const struct cd_val *p,
+                            cd_row_fn row, int64_t *upto)
+{
+    struct catch_up q = {c, sql, {p ? *p : CD_VNULL}, p != NULL,
+                         {{c, &c->proj, CD_OK}, row, upto ? *upto : 0}};
+    enum cd_err err = cd_store_read(c->store, catch_up_fn, &q);
+
+    if (upto)
+        *upto = q.l.upto; /* as far as it got: the rows before a failure are applied */
+    return err;
+}
+
+void cd_consent_changed(struct cd_consent *c, const char *topic)
+{
+    static const char prefs[] = "consent.preferences ";
+    enum cd_err err = CD_OK;
+    bool all = topic == NULL;
+
+    pthread_mutex_lock(&c->changes_mu);
+    if (all || strcmp(topic, "consent.notices") == 0)
+        err = catch_up(c, NOTICES_SQL " ORDER BY name, version", NULL, notice_row, NULL);
+    if (err == CD_OK && (all || strcmp(topic, "consent.events") == 0)) {
+        struct cd_val after = CD_VINT(c->events_upto);
+        err = catch_up(c, EVENTS_SQL " WHERE seq > $1 ORDER BY seq", &after, event_row,
+                       &c->events_upto);
+    }
+    if (err == CD_OK && all)
+        err = catch_up(c, PREFS_SQL, NULL, prefs_row, NULL);
+    else if (err == CD_OK && strncmp(topic, prefs, sizeof prefs - 1) == 0) {
+        struct cd_val id = CD_VCSTR(topic + sizeof prefs - 1);
+        err = catch_up(c, PREFS_SQL " WHERE customer_id = $1", &id, prefs_row, NULL);
+    }
+    pthread_mutex_unlock(&c->changes_mu);
+    /* The feed goes on; what failed here is read again at the next announcement of its kind,
+     * or at the resync that follows a lost connection. */
+    if (err != CD_OK)
+        cd_log(CD_LOG_ERROR, "consent.catch_up_failed", "\"error\":\"%s\"", cd_err_name(err));
 }
 
 /* ---- customer attributes: one customer on demand, and the refresher ---- */

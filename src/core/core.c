@@ -113,14 +113,12 @@ enum cd_err cd__core_read_allowed(struct cd_core *c, const struct cd_actor *a,
     snprintf(detail, sizeof detail, "%s", cd_err_detail());
     cd__core_event(&ev, a, action, customer_id, NULL, 0);
     ev.outcome = "denied";
-    ev.reason = "purpose-not-permitted";
+    ev.reason = cd_err_name(CD_ERR_PURPOSE_DENIED);
     enum cd_err aerr = cd_audit_record(c->store, &ev);
     if (aerr != CD_OK)
         return aerr;
     return cd_err_set(CD_ERR_PURPOSE_DENIED, "%s", detail);
 }
-
-enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
 
 enum cd_err cd__core_page(json_t *items, bool more, int64_t ms, const char *id, json_t **out)
 {

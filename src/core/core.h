@@ -249,16 +249,42 @@ enum cd_err cd_core_identity_add(struct cd_core *c, const struct cd_actor *a, st
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
                                       struct cd_str id, bool restricted, unsigned fields,
                                       json_t **out);
+/* The same inside the caller's transaction (a data-subject request completed with it), for a
+ * customer id (NUL-terminated). Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT, CD_ERR_STORE. */
+enum cd_err cd_core_customer_restrict_in(struct cd_tx *tx, const struct cd_actor *a,
+                                         const char *id, bool restricted);
 
-/* Crypto-shredding: destroys the customer's data key and deletes their identities (and blind
- * indexes) and every sealed value, in one transaction recorded in the ledger, then checkpoints
- * the write-ahead log so no page image of the key stays there. Every copy of their personal
- * data elsewhere (backups, replicas) is ciphertext under a key that no longer exists (see
- * docs/crypto.md for the backup window). The customer id stays and answers "erased"; the
- * record that interactions happened (channel, time) stays, their content does not.
- * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged: erase the survivor; already erased). */
+/* Erasure by crypto-shredding, inside the caller's transaction (a data-subject request's, so
+ * the request, its tombstone and the erasure commit together): destroys the customer's data
+ * key and deletes their interactions, identities (with their blind indexes), idempotency
+ * records, possible-duplicate links and every sealed column, and records customer.erase in the
+ * ledger. Every copy of their personal data elsewhere (backups, replicas) is ciphertext under
+ * a key that no longer exists (see docs/crypto.md for the backup window). The customer id stays
+ * and answers "erased". *n counts what was deleted (no personal data). Call
+ * cd_core_customer_erase_done once the transaction committed or failed.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (merged: erase the survivor; already erased),
+ * CD_ERR_STORE. */
+struct cd_core_erase_counts {
+    int64_t interactions, identities, idempotency_keys, links;
+};
+enum cd_err cd_core_customer_erase_in(struct cd_tx *tx, const struct cd_actor *a,
+                                      struct cd_str id, struct cd_core_erase_counts *n);
+/* After an erasure's transaction: empties the owner cache (it may hold the destroyed wrapped
+ * key) and, when it committed, checkpoints the write-ahead log so no page image of the key
+ * stays there. */
+void cd_core_customer_erase_done(struct cd_core *c, bool committed);
+/* cd_core_customer_erase_in in a write of its own, then cd_core_customer_erase_done; *out: the
+ * customer's reference fields (status "erased"). Errors: as cd_core_customer_erase_in. */
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                    json_t **out);
+
+/* Several servers on one database: a merge or an erasure made by another server changes the
+ * owner of identities (or destroys a key) that this server's owner cache may hold. Both
+ * announce CD_CORE_TOPIC_OWNERS in their transaction; given it (or NULL, a full resync after
+ * the store's feed was reconnected), this forgets every cached owner, as the server that made
+ * the change does. Other topics are ignored. Any thread (the store's feed thread). */
+#define CD_CORE_TOPIC_OWNERS "core.owners"
+void cd_core_changed(struct cd_core *c, const char *topic);
 
 /* Merges customer `merged` into `survivor`: identities and interactions move, the merged id
  * then answers with a pointer to the survivor, a restriction of either holds for the survivor,
@@ -268,7 +294,45 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
                                    struct cd_str survivor, struct cd_str merged, unsigned fields,
                                    json_t **out);
 
-/* ---- customers as other modules see them inside their transactions ---- */
+/* ---- what other modules may know of customers and interactions (src/core/refs.c) ---- */
+
+/* A customer as another module sees it inside its own transaction: no personal data but the
+ * jurisdiction code, which decides the law that applies. */
+struct cd_core_customer_ref {
+    char id[CD_ID_MAX];
+    bool exists;
+    char merged_into[CD_ID_MAX]; /* "" unless merged */
+    bool erased;
+    bool restricted;
+    char jurisdiction[16]; /* "" when none is known */
+};
+/* Reads the customer id inside tx (a malformed id is simply not found).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_customer_ref(struct cd_tx *tx, struct cd_str id,
+                                 struct cd_core_customer_ref *out);
+
+/* An interaction as another module sees it: whose it is, which way it went, when. */
+struct cd_core_interaction_ref {
+    bool exists;
+    char customer_id[CD_ID_MAX];
+    char direction[12];
+    int64_t occurred_at;
+};
+/* Reads the interaction id inside tx (a malformed id is simply not found).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_interaction_ref(struct cd_tx *tx, struct cd_str id,
+                                    struct cd_core_interaction_ref *out);
+
+/* A note another module keeps about a customer (a request's details, a reason written to the
+ * customer), sealed under the customer's data key with field as associated data, so erasing
+ * the customer shreds it too. *out is reset first. Each reads the key in its own read
+ * transaction. Errors: CD_ERR_NOT_FOUND (no such customer), CD_ERR_CRYPTO (the customer was
+ * erased: the key is gone), CD_ERR_INTEGRITY (a sealed note that does not open under its
+ * customer and field), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_core_note_seal(struct cd_core *c, struct cd_str customer_id, const char *field,
+                              struct cd_str plain, struct cd_buf *out);
+enum cd_err cd_core_note_open(struct cd_core *c, struct cd_str customer_id, const char *field,
+                              struct cd_val sealed, struct cd_buf *out);
 
 enum cd_core_customer_state {
     CD_CORE_CUSTOMER_UNKNOWN, /* no customer has this id (or it is malformed) */
@@ -424,6 +488,37 @@ enum cd_err cd_core_timeline(struct cd_core *c, const struct cd_actor *a, struct
  * on it). Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE. */
 enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
                                          char customer_id[CD_ID_MAX]);
+
+/* Every interaction of a customer (merges followed), newest first, for an export: pages of
+ * CD_CORE_EXPORT_PAGE, each read in its own transaction and handed to fn as the JSON text of
+ * its items ("{..},{..}", every field, as on the timeline; borrowed for the call) with their
+ * number, so memory holds one page whatever the history's length. No read is recorded: the
+ * caller has checked the purpose and records the export as one read. An error from fn stops
+ * the walk and is returned. Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM, fn's. */
+#define CD_CORE_EXPORT_PAGE 100
+typedef enum cd_err (*cd_core_page_fn)(void *ctx, struct cd_str items, int n);
+enum cd_err cd_core_interactions_each(struct cd_core *c, struct cd_str customer_id,
+                                      cd_core_page_fn fn, void *ctx);
+
+/* The channels an interaction travels on, X(ENUMERATOR, "api name"): the one list the core's
+ * validation, consent's channel enum (which adds "*") and the demo data derive from. The order
+ * is stored: consent keeps channel numbers in its tokens, so entries are only ever appended. */
+#define CD_CHANNELS(X)                                                                             \
+    X(EMAIL, "email")                                                                              \
+    X(SMS, "sms")                                                                                  \
+    X(PHONE, "phone")                                                                              \
+    X(CHAT, "chat")                                                                                \
+    X(SOCIAL, "social")                                                                            \
+    X(APP, "app")                                                                                  \
+    X(PUSH, "push")                                                                                \
+    X(POST, "post")                                                                                \
+    X(IN_PERSON, "in_person")
+
+/* The longest locale, time zone and jurisdiction code a customer may have, in bytes; buffers
+ * that hold one are a byte longer. */
+#define CD_CUSTOMER_LOCALE_MAX 35
+#define CD_CUSTOMER_TZ_MAX 64
+#define CD_CUSTOMER_JURISDICTION_MAX 16
 
 /* True if s names a channel / direction. */
 bool cd_core_channel_valid(struct cd_str s);

@@ -227,3 +227,16 @@ enum cd_err cd__core_interaction_write(struct cd_buf *b, const struct cd__intera
 /* A page cursor as text: base64url("<occurred_at ms>.<id>"). */
 #define CD__CURSOR_MAX 100
 void cd__core_cursor_text(int64_t ms, const char *id, char out[CD__CURSOR_MAX]);
+/* The same as a new JSON string in *out. Errors: CD_ERR_NOMEM. */
+enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
+/* Reads a cursor into the position after which the next page starts; an empty cursor is the
+ * start (after everything: INT64_MAX, "~"). Errors: CD_ERR_INVALID (not a cursor this server
+ * issued). */
+enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
+
+/* One interaction as the actor may see it (fields), its read checked and recorded as action;
+ * appended to out as JSON. Errors: CD_ERR_NOT_FOUND, CD_ERR_PURPOSE_DENIED, CD_ERR_STORE,
+ * CD_ERR_CRYPTO, CD_ERR_INTEGRITY, CD_ERR_NOMEM. */
+enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
+                                       struct cd_str id, unsigned fields, const char *action,
+                                       struct cd_buf *out);

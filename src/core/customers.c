@@ -111,9 +111,10 @@ static enum cd_err parse_profile(const json_t *body, struct profile_in *p)
     p->has_time_zone = json_object_get(body, "time_zone") != NULL;
     p->has_jurisdiction = json_object_get(body, "jurisdiction") != NULL;
     if ((err = check_short(body, "display_name", 200, &p->display_name)) != CD_OK ||
-        (err = check_short(body, "locale", 35, &p->locale)) != CD_OK ||
-        (err = check_short(body, "time_zone", 64, &p->time_zone)) != CD_OK ||
-        (err = check_short(body, "jurisdiction", 16, &p->jurisdiction)) != CD_OK ||
+        (err = check_short(body, "locale", CD_CUSTOMER_LOCALE_MAX, &p->locale)) != CD_OK ||
+        (err = check_short(body, "time_zone", CD_CUSTOMER_TZ_MAX, &p->time_zone)) != CD_OK ||
+        (err = check_short(body, "jurisdiction", CD_CUSTOMER_JURISDICTION_MAX,
+                           &p->jurisdiction)) != CD_OK ||
         (err = cd_json_obj(body, "attributes", false, &attrs)) != CD_OK)
         return err;
     if (attrs) {
@@ -142,7 +143,8 @@ struct customer_row {
     char id[CD_ID_MAX];
     char merged_into[CD_ID_MAX];
     int64_t created_at, updated_at, merged_at, erased_at;
-    char locale[36], time_zone[65], jurisdiction[17];
+    char locale[CD_CUSTOMER_LOCALE_MAX + 1], time_zone[CD_CUSTOMER_TZ_MAX + 1],
+        jurisdiction[CD_CUSTOMER_JURISDICTION_MAX + 1];
     bool restricted;
     struct cd_buf display_name, attributes, wrapped; /* sealed bytes */
     bool has_display_name, has_attributes;
@@ -917,8 +919,6 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
                       p, 3, list_row, l, NULL);
 }
 
-enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
-
 enum cd_err cd_core_customer_list(struct cd_core *c, const struct cd_actor *a,
                                   struct cd_str cursor, int limit, unsigned fields, json_t **out)
 {
@@ -1051,18 +1051,20 @@ static enum cd_err reseal_table(const struct cd_core *c, struct cd_tx *tx,
                                 const struct cd__ckey *from, const struct cd__ckey *to,
                                 bool interactions)
 {
-    struct id_list l = {CD_BUF_INIT(0)};
+    /* Unbounded: the ids of one customer's rows, and values of rows the store holds (capped
+     * when they were written). */
+    struct id_list l = {CD_BUF_INIT(CD_BUF_UNBOUNDED)};
     struct one_row r;
-    struct cd_buf plain = CD_BUF_INIT(0), sealed[4];
+    struct cd_buf plain = CD_BUF_INIT(CD_BUF_UNBOUNDED), sealed[4];
     uint8_t thread_hash[CD_CRYPTO_HASH_LEN];
     enum cd_err err;
     static const char *const ifields[4] = {"subject", "body", "metadata", "thread_id"};
 
     memset(&r, 0, sizeof r);
     for (int i = 0; i < ONE_ROW_COLS; i++)
-        r.copy[i] = CD_BUF_INIT(0);
+        r.copy[i] = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     for (int i = 0; i < 4; i++)
-        sealed[i] = CD_BUF_INIT(0);
+        sealed[i] = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     struct cd_val p[] = {CD_VCSTR(from->customer_id)};
     err = interactions ? cd_tx_exec(tx, "SELECT id FROM interactions WHERE customer_id = $1", p,
                                     1, collect_id, &l, NULL)
@@ -1215,6 +1217,9 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
                           p, 2, NULL, NULL, NULL)) != CD_OK)
         goto out;
     cd__core_event(&ev, m->a, "customer.merge", m->survivor, m->merged, 0);
+    /* Other servers on the database forget their owners too (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        goto out;
     err = cd_audit_append(tx, &ev, NULL);
 out:
     if (ks_open)
@@ -1246,6 +1251,12 @@ enum cd_err cd_core_customer_merge(struct cd_core *c, const struct cd_actor *a,
     changed(c, m.merged);
     changed(c, m.survivor);
     return customer_answer(c, a, survivor, fields, out);
+}
+
+void cd_core_changed(struct cd_core *c, const char *topic)
+{
+    if (topic == NULL || strcmp(topic, CD_CORE_TOPIC_OWNERS) == 0)
+        cd__owners_forget_all(c->owners);
 }
 
 /* ---- restriction and crypto-shredding: changes of a customer's own state ---- */
@@ -1299,22 +1310,28 @@ out:
     return err;
 }
 
-static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
+enum cd_err cd_core_customer_restrict_in(struct cd_tx *tx, const struct cd_actor *a,
+                                         const char *id, bool restricted)
 {
     static const char *const sql[] = {
         "UPDATE customers SET restricted = $2, updated_at = $3 WHERE id = $1"};
-    struct change_ctx *rc = ctx;
-    struct cd_val p[] = {CD_VCSTR(rc->id), CD_VINT(rc->on), CD_VINT(cd_now_ms())};
-    json_t *payload = json_pack("{s:b}", "restricted", rc->on);
+    struct cd_val p[] = {CD_VCSTR(id), CD_VINT(restricted), CD_VINT(cd_now_ms())};
+    json_t *payload = json_pack("{s:b}", "restricted", restricted);
     enum cd_err err;
 
     if (payload == NULL)
         return CD_ERR_NOMEM;
-    err = change_live_customer(tx, rc->a, rc->id, sql, 1, p, 3,
-                               rc->on ? "customer.restrict" : "customer.unrestrict",
+    err = change_live_customer(tx, a, id, sql, 1, p, 3,
+                               restricted ? "customer.restrict" : "customer.unrestrict",
                                "customer.restricted", payload);
     json_decref(payload);
     return err;
+}
+
+static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
+{
+    struct change_ctx *rc = ctx;
+    return cd_core_customer_restrict_in(tx, rc->a, rc->id, rc->on);
 }
 
 enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *a,
@@ -1325,44 +1342,105 @@ enum cd_err cd_core_customer_restrict(struct cd_core *c, const struct cd_actor *
     return run_change(c, a, id, restrict_fn, restricted, out);
 }
 
-static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
+/* Every statement of an erasure, in an order that lets each find what it deletes by what is
+ * still there: idempotency records by the ids they point to, then the interactions, the
+ * identities (with their blind indexes and skeleton hashes), the rows an upgrade would still
+ * convert, the possible-duplicate links, and last the customer's own columns and key.
+ * secure_delete is on: the freed cells are overwritten, not just unlinked. */
+static const char *const erase_sql[] = {
+    "DELETE FROM idempotency WHERE resource_id = $1 OR resource_id IN"
+    " (SELECT id FROM interactions WHERE customer_id = $1)",
+    "DELETE FROM idempotency_plain WHERE resource_id = $1 OR resource_id IN"
+    " (SELECT id FROM interactions WHERE customer_id = $1)",
+    "DELETE FROM thread_reseal WHERE id IN (SELECT id FROM interactions WHERE customer_id = $1)",
+    "DELETE FROM interactions WHERE customer_id = $1",
+    "DELETE FROM identity_reindex WHERE EXISTS (SELECT 1 FROM identities i WHERE"
+    " i.customer_id = $1 AND i.kind = identity_reindex.kind AND i.lookup = identity_reindex.lookup)",
+    "DELETE FROM identities WHERE customer_id = $1",
+    "DELETE FROM identity_links WHERE customer_id = $1 OR other_id = $1",
+    "UPDATE customers SET key_wrapped = NULL, display_name = NULL, attributes = NULL,"
+    " locale = NULL, time_zone = NULL, jurisdiction = NULL, erased_at = $2, updated_at = $2"
+    " WHERE id = $1",
+};
+enum { ERASE_IDEM, ERASE_IDEM_PLAIN, ERASE_RESEAL, ERASE_INTERACTIONS, ERASE_REINDEX,
+       ERASE_IDENTITIES, ERASE_LINKS, ERASE_CUSTOMER, ERASE__COUNT };
+
+enum cd_err cd_core_customer_erase_in(struct cd_tx *tx, const struct cd_actor *a,
+                                      struct cd_str id, struct cd_core_erase_counts *n)
 {
-    /* secure_delete is on: the freed cells are overwritten, not just unlinked. */
-    static const char *const sql[] = {
-        "UPDATE customers SET key_wrapped = NULL, display_name = NULL, attributes = NULL,"
-        " locale = NULL, time_zone = NULL, jurisdiction = NULL, erased_at = $2, updated_at = $2"
-        " WHERE id = $1",
-        "DELETE FROM identities WHERE customer_id = $1",
-        "DELETE FROM identity_links WHERE customer_id = $1 OR other_id = $1",
-        "UPDATE interactions SET subject = NULL, body = NULL, metadata = NULL, thread = NULL,"
-        " thread_hash = NULL, thread_id = NULL WHERE customer_id = $1"};
-    struct change_ctx *sc = ctx;
-    int64_t now = cd_now_ms();
-    struct cd_val p[] = {CD_VCSTR(sc->id), CD_VINT(now)};
-    char ts[CD_TIME_STRLEN];
-    json_t *payload;
+    struct customer_row r;
+    struct cd_audit_event ev;
+    char cid[CD_ID_MAX];
+    int64_t changes[ERASE__COUNT] = {0};
     enum cd_err err;
 
-    cd_time_format(now, ts);
-    if ((payload = json_pack("{s:s}", "erased_at", ts)) == NULL)
-        return CD_ERR_NOMEM;
-    err = change_live_customer(tx, sc->a, sc->id, sql, 4, p, 2, "customer.shred",
-                               "customer.erased", payload);
+    memset(n, 0, sizeof *n);
+    if ((err = copy_id(id, cid)) != CD_OK)
+        return err;
+    customer_row_init(&r);
+    if ((err = load_live_customer(tx, cid, &r)) != CD_OK)
+        goto out;
+    struct cd_val p[] = {CD_VCSTR(cid), CD_VINT(cd_now_ms())};
+    for (size_t i = 0; i < ERASE__COUNT; i++)
+        if ((err = cd_tx_exec(tx, erase_sql[i], p, i == ERASE_CUSTOMER ? 2 : 1, NULL, NULL,
+                              &changes[i])) != CD_OK)
+            goto out;
+    n->idempotency_keys = changes[ERASE_IDEM] + changes[ERASE_IDEM_PLAIN];
+    n->interactions = changes[ERASE_INTERACTIONS];
+    n->identities = changes[ERASE_IDENTITIES];
+    n->links = changes[ERASE_LINKS];
+    cd__core_event(&ev, a, "customer.erase", cid, NULL, 0);
+    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        goto out;
+    /* No other server on the database keeps a copy of the destroyed key (cd_core_changed). */
+    if ((err = cd_tx_notify(tx, CD_CORE_TOPIC_OWNERS)) != CD_OK)
+        goto out;
+    /* Whoever receives the customer's data is told, in the same transaction (GDPR Art. 19). */
+    char ts[CD_TIME_STRLEN];
+    cd_time_format(cd_now_ms(), ts);
+    json_t *payload = json_pack("{s:s}", "erased_at", ts);
+    if (payload == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    err = cd_outbox_enqueue(tx, "customer.erased", cd_str_c(cid), payload, NULL);
     json_decref(payload);
+out:
+    customer_row_free(&r);
     return err;
+}
+
+void cd_core_customer_erase_done(struct cd_core *c, bool committed)
+{
+    /* Whatever the outcome, no cached copy of the destroyed wrapped key may stay in memory. */
+    cd__owners_forget_all(c->owners);
+    /* The key is gone from the database; now from the write-ahead log too. Readers holding an
+     * old snapshot can delay that: the next checkpoint (automatic) then completes it. */
+    if (committed && cd_store_checkpoint(c->store) != CD_OK)
+        cd_log(CD_LOG_WARN, "core.erase_checkpoint_deferred", "\"reason\":\"%s\"",
+               cd_err_name(CD_ERR_BUSY));
+}
+
+struct shred_ctx {
+    const struct cd_actor *a;
+    struct cd_str id;
+    struct cd_core_erase_counts n;
+};
+
+static enum cd_err shred_fn(struct cd_tx *tx, void *ctx)
+{
+    struct shred_ctx *sc = ctx;
+    return cd_core_customer_erase_in(tx, sc->a, sc->id, &sc->n);
 }
 
 enum cd_err cd_core_customer_shred(struct cd_core *c, const struct cd_actor *a, struct cd_str id,
                                    json_t **out)
 {
-    enum cd_err err = run_change(c, a, id, shred_fn, false, out);
+    struct shred_ctx sc = {a, id, {0}};
+    enum cd_err err = cd_store_write(c->store, shred_fn, &sc);
 
-    /* Whatever the answer, no cached copy of the destroyed wrapped key may stay in memory. */
-    cd__owners_forget_all(c->owners);
-    /* The key is gone from the database; now from the write-ahead log too. Readers holding an
-     * old snapshot can delay that: the next checkpoint (automatic) then completes it. */
-    if (err == CD_OK && cd_store_checkpoint(c->store) != CD_OK)
-        cd_log(CD_LOG_WARN, "core.shred_checkpoint_deferred", "\"reason\":\"%s\"",
-               cd_err_name(CD_ERR_BUSY));
-    return err;
+    cd_core_customer_erase_done(c, err == CD_OK);
+    if (err != CD_OK)
+        return err;
+    return read_customer(c, a, id, CD_FIELDS_REFERENCE, NULL, out);
 }

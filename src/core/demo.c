@@ -33,8 +33,7 @@ static const char *const zones[][3] = {
     {"America/Los_Angeles", "en-US", "US-CA"}, {"America/New_York", "en-US", "US"},
     {"America/Toronto", "en-CA", "CA"}, {"Europe/London", "en-GB", "UK"},
     {"Europe/Madrid", "es-ES", "EU"},   {"Asia/Tokyo", "ja-JP", "JP"}};
-static const char *const channels[] = {"email", "sms",  "phone", "chat",     "social",
-                                       "app",   "push", "post",  "in_person"};
+static const char *const channels[] = CD_NAME_ARRAY(CD_CHANNELS);
 static const char *const topics[] = {"billing", "delivery", "refund", "account", "outage",
                                      "upgrade", "cancellation", "complaint", "privacy"};
 static const char *const inbound[] = {
@@ -138,7 +137,9 @@ out:
 static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
 {
     struct demo_ctx *d = ctx;
-    struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0), m = CD_BUF_INIT(0), th = CD_BUF_INIT(0);
+    /* Sealed forms of the fixed-size texts below (at most 600 bytes plus the seal). */
+    struct cd_buf a = CD_BUF_INIT(1024), b = CD_BUF_INIT(1024), m = CD_BUF_INIT(1024),
+                  th = CD_BUF_INIT(1024);
     uint8_t thread_hash[CD_CRYPTO_HASH_LEN];
     char text[600], value[200], name[120], subject[120], thread[40], meta[200], iid[CD_ID_MAX];
     enum cd_err err = CD_OK;

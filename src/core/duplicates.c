@@ -369,8 +369,6 @@ out:
     return err;
 }
 
-enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
-
 enum cd_err cd_core_duplicates_list(struct cd_core *c, const struct cd_actor *a,
                                     struct cd_str status, struct cd_str cursor, int limit,
                                     unsigned fields, json_t **out)

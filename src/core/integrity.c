@@ -77,14 +77,15 @@ static enum cd_err reseal_one(struct cd_tx *tx, struct reseal *r, const char *id
     struct marked m;
     struct cd__ckey k;
     struct cd__row_binding b;
-    struct cd_buf plain = CD_BUF_INIT(0), sealed[NFIELDS];
+    /* Unbounded: the values are rows the store holds, capped when they were written. */
+    struct cd_buf plain = CD_BUF_INIT(CD_BUF_UNBOUNDED), sealed[NFIELDS];
     bool key_open = false, present[NFIELDS] = {false, false, false, false};
     enum cd_err err;
 
     memset(&m, 0, sizeof m);
     for (int i = 0; i < NFIELDS; i++) {
-        m.copy[i] = CD_BUF_INIT(0);
-        sealed[i] = CD_BUF_INIT(0);
+        m.copy[i] = CD_BUF_INIT(CD_BUF_UNBOUNDED);
+        sealed[i] = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     }
     m.wrapped = CD_BUF_INIT(256);
     *ok = false;

@@ -5,8 +5,7 @@
 #include "core_int.h"
 #include "policy/policy.h"
 
-static const char *const channels[] = {"email", "sms",  "phone", "chat",      "social",
-                                       "app",   "push", "post",  "in_person", NULL};
+static const char *const channels[] = {CD_CHANNELS(CD_NAME_ITEM) NULL};
 static const char *const directions[] = {"inbound", "outbound", NULL};
 
 static bool in_list(struct cd_str s, const char *const *list)
@@ -28,9 +27,6 @@ bool cd_core_direction_valid(struct cd_str s)
 }
 
 /* ---- cursors: base64url("<occurred_at ms>.<id>") ---- */
-
-enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX]);
-enum cd_err cd__core_cursor_encode(int64_t ms, const char *id, json_t **out);
 
 enum cd_err cd__core_cursor_decode(struct cd_str cursor, int64_t *ms, char id[CD_ID_MAX])
 {
@@ -382,110 +378,109 @@ static enum cd_err recorded(struct cd_tx *tx, const struct ingest_ctx *ic)
     return h->recorded(h->ctx, tx, &r);
 }
 
-static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
+/* Ingestion, phase 1: whose interaction this is. By identity, the identity's owner (none: a new
+ * customer); by id, that customer as merges resolve it, who must exist and not be erased. */
+static enum cd_err find_owner(struct cd_tx *tx, struct ingest_ctx *ic, struct ident_lookup *l)
 {
-    struct ingest_ctx *ic = ctx;
-    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
-    struct cd__ckey k;
-    bool key_open = false;
-    struct cd_audit_event ev;
+    char resolved[CD_ID_MAX];
+    bool exists = false;
     enum cd_err err;
-    int64_t now = ic->row.created_at;
 
-    ic->owner_known = false; /* outputs start afresh: the store may run this twice */
-    ic->created_customer = false;
-    if ((err = cd__core_idem_check(tx, ic->idem, ic->idem_hash, ic->replay_id)) != CD_OK || ic->replay_id[0])
-        goto out;
-    if (ic->by_identity) {
-        if ((err = owner_by_identity(tx, ic, &l)) != CD_OK)
-            goto out;
+    if (ic->by_identity)
+        return owner_by_identity(tx, ic, l);
+    if ((err = cd__core_resolve(tx, ic->customer_id_in, resolved, &exists)) != CD_OK)
+        return err;
+    if (!exists)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
+    struct cd_val p[] = {CD_VCSTR(resolved)};
+    if ((err = cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, l, NULL)) != CD_OK)
+        return err;
+    if (!l->found)
+        return cd_err_set(CD_ERR_CONFLICT, "the customer's data was erased; new interactions "
+                                           "start a new customer");
+    return CD_OK;
+}
+
+/* Phase 2a: the owner exists; the fields are sealed under their key unless they were before
+ * the write under this very key (same customer, same wrapped key). */
+static enum cd_err seal_for_owner(struct ingest_ctx *ic, const struct ident_lookup *l,
+                                  struct cd__ckey *k, bool *key_open)
+{
+    enum cd_err err;
+
+    snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", l->customer_id);
+    if (fields_sealed_for(ic, l->customer_id, l->wrapped.p, l->wrapped.len))
+        return CD_OK;
+    struct cd_val w = {l->wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l->wrapped.p,
+                       l->wrapped.len};
+    if ((err = cd__core_key_open(ic->c, l->customer_id, w, k)) != CD_OK)
+        return err;
+    *key_open = true;
+    return seal_all(ic, k, l->wrapped.p);
+}
+
+/* Phase 2b: a new identity; the customer is created with it, as prepared before the write when
+ * the read there found no owner either (pre_new), else here. */
+static enum cd_err create_owner(struct cd_tx *tx, struct ingest_ctx *ic, struct cd__ckey *k,
+                                bool *key_open)
+{
+    uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
+    struct cd_audit_event ev;
+    int64_t now = ic->row.created_at;
+    enum cd_err err;
+
+    if (ic->pre_new) {
+        snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", ic->new_customer_id);
+        memcpy(wrapped, ic->new_wrapped, sizeof wrapped);
+        if (!fields_sealed_for(ic, ic->row.customer_id, wrapped, sizeof wrapped) ||
+            strcmp(ic->ident_for, ic->row.customer_id) != 0) {
+            struct cd_val w = CD_VBLOB(wrapped, sizeof wrapped);
+            if ((err = cd__core_key_open(ic->c, ic->row.customer_id, w, k)) != CD_OK)
+                return err;
+            *key_open = true;
+        }
     } else {
-        char resolved[CD_ID_MAX];
-        bool exists = false;
-        if ((err = cd__core_resolve(tx, ic->customer_id_in, resolved, &exists)) != CD_OK)
-            goto out;
-        if (!exists) {
-            err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with the id in 'customer_id'");
-            goto out;
-        }
-        struct cd_val p[] = {CD_VCSTR(resolved)};
-        if ((err = cd_tx_exec(tx, SELECT_BY_ID, p, 1, owner_row, &l, NULL)) != CD_OK)
-            goto out;
-        if (!l.found) {
-            err = cd_err_set(CD_ERR_CONFLICT, "the customer's data was erased; new interactions "
-                                              "start a new customer");
-            goto out;
-        }
+        cd_id_new("cus", ic->row.customer_id);
+        cd__core_key_new(ic->c, ic->row.customer_id, k, wrapped);
+        *key_open = true;
     }
-    if (l.found) {
-        snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", l.customer_id);
-        /* Sealed before the write under this very key (same customer, same wrapped key)? */
-        if (!fields_sealed_for(ic, l.customer_id, l.wrapped.p, l.wrapped.len)) {
-            struct cd_val w = {l.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, l.wrapped.p,
-                               l.wrapped.len};
-            if ((err = cd__core_key_open(ic->c, l.customer_id, w, &k)) != CD_OK)
-                goto out;
-            key_open = true;
-            if ((err = seal_all(ic, &k, l.wrapped.p)) != CD_OK)
-                goto out;
-        }
-    } else {
-        /* A new identity: the customer is created with it, as prepared before the write when
-         * the read there found no owner either (pre_new), else here. */
-        uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN];
-        if (ic->pre_new) {
-            snprintf(ic->row.customer_id, sizeof ic->row.customer_id, "%s", ic->new_customer_id);
-            memcpy(wrapped, ic->new_wrapped, sizeof wrapped);
-            if (!fields_sealed_for(ic, ic->row.customer_id, wrapped, sizeof wrapped) ||
-                strcmp(ic->ident_for, ic->row.customer_id) != 0) {
-                struct cd_val w = CD_VBLOB(wrapped, sizeof wrapped);
-                if ((err = cd__core_key_open(ic->c, ic->row.customer_id, w, &k)) != CD_OK)
-                    goto out;
-                key_open = true;
-            }
-        } else {
-            cd_id_new("cus", ic->row.customer_id);
-            cd__core_key_new(ic->c, ic->row.customer_id, &k, wrapped);
-            key_open = true;
-        }
-        if (key_open && ((err = seal_ident(ic, &k)) != CD_OK ||
-                         (err = seal_all(ic, &k, wrapped)) != CD_OK))
-            goto out;
-        if (!ic->skeleton_ok &&
-            (err = cd__core_identity_skeleton(
-                 ic->c, ic->ident_type, (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
-                 ic->skeleton, &ic->beyond_ascii)) != CD_OK)
-            goto out;
-        struct cd_val p[] = {CD_VCSTR(ic->row.customer_id), CD_VINT(now),
-                             CD_VBLOB(wrapped, sizeof wrapped)};
-        struct cd__identity id = {ic->ident_type, ic->ident_network, ic->lookup, ic->skeleton,
-                                  ic->beyond_ascii, {ic->s_ident.p, ic->s_ident.len}};
-        if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at,"
-                                  " key_wrapped) VALUES($1,$2,$2,$3)",
-                              p, 3, NULL, NULL, NULL)) != CD_OK ||
-            (err = cd__core_identity_insert(tx, ic->a, &id, ic->row.customer_id, now, NULL)) !=
-                CD_OK)
-            goto out;
-        cd__core_event(&ev, ic->a, "customer.create", ic->row.customer_id, NULL, 0);
-        if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
-            goto out;
-        ic->created_customer = true;
-        ic->owner_known = true;
-        memcpy(ic->owner_wrapped, wrapped, sizeof wrapped);
-    }
-    if (l.found && l.wrapped.len == CD_CRYPTO_WRAPPED_LEN) {
-        ic->owner_known = true;
-        memcpy(ic->owner_wrapped, l.wrapped.p, CD_CRYPTO_WRAPPED_LEN);
-    }
-    if (ic->owner_known)
-        snprintf(ic->owner_id, sizeof ic->owner_id, "%s", ic->row.customer_id);
+    if (*key_open &&
+        ((err = seal_ident(ic, k)) != CD_OK || (err = seal_all(ic, k, wrapped)) != CD_OK))
+        return err;
+    if (!ic->skeleton_ok &&
+        (err = cd__core_identity_skeleton(
+             ic->c, ic->ident_type, (struct cd_str){ic->ident_norm.p, ic->ident_norm.len},
+             ic->skeleton, &ic->beyond_ascii)) != CD_OK)
+        return err;
+    struct cd_val p[] = {CD_VCSTR(ic->row.customer_id), CD_VINT(now),
+                         CD_VBLOB(wrapped, sizeof wrapped)};
+    struct cd__identity id = {ic->ident_type, ic->ident_network, ic->lookup, ic->skeleton,
+                              ic->beyond_ascii, {ic->s_ident.p, ic->s_ident.len}};
+    if ((err = cd_tx_exec(tx, "INSERT INTO customers(id, created_at, updated_at,"
+                              " key_wrapped) VALUES($1,$2,$2,$3)",
+                          p, 3, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd__core_identity_insert(tx, ic->a, &id, ic->row.customer_id, now, NULL)) !=
+            CD_OK)
+        return err;
+    cd__core_event(&ev, ic->a, "customer.create", ic->row.customer_id, NULL, 0);
+    if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
+        return err;
+    ic->created_customer = true;
+    ic->owner_known = true;
+    memcpy(ic->owner_wrapped, wrapped, sizeof wrapped);
+    return CD_OK;
+}
+
+/* Phase 3: the interaction's row. */
+static enum cd_err insert_interaction(struct cd_tx *tx, const struct ingest_ctx *ic)
+{
     struct cd_val p[] = {CD_VCSTR(ic->row.id),
                          CD_VCSTR(ic->row.customer_id),
                          CD_VCSTR(ic->row.channel),
                          CD_VCSTR(ic->row.direction),
                          opt_blob(&ic->s_thread, ic->row.thread_id[0] != '\0'),
                          CD_VINT(ic->row.occurred_at),
-                         CD_VINT(now),
+                         CD_VINT(ic->row.created_at),
                          CD_VCSTR(ic->row.purpose),
                          opt_blob(&ic->s_subject, ic->subject.p != NULL),
                          opt_blob(&ic->s_body, ic->body.p != NULL),
@@ -493,12 +488,20 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
                          ic->guard_json ? CD_VCSTR(ic->guard_json) : CD_VNULL,
                          ic->row.thread_id[0] ? CD_VBLOB(ic->thread_hash, CD_CRYPTO_HASH_LEN)
                                               : CD_VNULL};
-    if ((err = cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
-                              " thread, occurred_at, created_at, purpose, subject, body,"
-                              " metadata, guard, thread_hash)"
-                              " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-                          p, 13, NULL, NULL, NULL)) != CD_OK)
-        goto out;
+    return cd_tx_exec(tx, "INSERT INTO interactions(id, customer_id, channel, direction,"
+                          " thread, occurred_at, created_at, purpose, subject, body,"
+                          " metadata, guard, thread_hash)"
+                          " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                      p, 13, NULL, NULL, NULL);
+}
+
+/* Phase 4: the ledger: the ingestion (prepared before the write when its customer was known),
+ * then the overrides it carried. */
+static enum cd_err record_ingest(struct cd_tx *tx, struct ingest_ctx *ic)
+{
+    struct cd_audit_event ev;
+    enum cd_err err;
+
     if (ic->audit_ok && strcmp(ic->audit_for, ic->row.customer_id) == 0) {
         err = cd_audit_append_prepared(tx, &ic->audit, NULL);
     } else {
@@ -507,21 +510,52 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         err = cd_audit_append(tx, &ev, NULL);
     }
     if (err != CD_OK)
-        goto out;
+        return err;
     if (ic->guard_rules) {
         cd__core_event(&ev, ic->a, "guard.override", ic->row.customer_id, ic->row.id, 0);
         ev.rules = ic->guard_rules;
         ev.override_reason = ic->guard_reason;
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
-            goto out;
+            return err;
     }
     if (ic->purpose_rules) {
         cd__core_event(&ev, ic->a, "purpose.override", ic->row.customer_id, ic->row.id, 0);
         ev.rules = ic->purpose_rules;
         ev.override_reason = ic->purpose_reason;
         if ((err = cd_audit_append(tx, &ev, NULL)) != CD_OK)
-            goto out;
+            return err;
     }
+    return CD_OK;
+}
+
+/* The write of one ingestion, in the phases above, between the idempotency check and its
+ * record. */
+static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
+{
+    struct ingest_ctx *ic = ctx;
+    struct ident_lookup l = {"", CD_BUF_INIT(256), false};
+    struct cd__ckey k;
+    bool key_open = false;
+    enum cd_err err;
+
+    ic->owner_known = false; /* outputs start afresh: the store may run this twice */
+    ic->created_customer = false;
+    if ((err = cd__core_idem_check(tx, ic->idem, ic->idem_hash, ic->replay_id)) != CD_OK ||
+        ic->replay_id[0])
+        goto out;
+    if ((err = find_owner(tx, ic, &l)) != CD_OK)
+        goto out;
+    err = l.found ? seal_for_owner(ic, &l, &k, &key_open) : create_owner(tx, ic, &k, &key_open);
+    if (err != CD_OK)
+        goto out;
+    if (l.found && l.wrapped.len == CD_CRYPTO_WRAPPED_LEN) {
+        ic->owner_known = true;
+        memcpy(ic->owner_wrapped, l.wrapped.p, CD_CRYPTO_WRAPPED_LEN);
+    }
+    if (ic->owner_known)
+        snprintf(ic->owner_id, sizeof ic->owner_id, "%s", ic->row.customer_id);
+    if ((err = insert_interaction(tx, ic)) != CD_OK || (err = record_ingest(tx, ic)) != CD_OK)
+        goto out;
     if ((err = cd__core_idem_record(tx, ic->idem, ic->idem_hash, ic->row.id)) != CD_OK)
         goto out;
     err = recorded(tx, ic);
@@ -764,10 +798,6 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body,
     }
     return CD_OK;
 }
-
-enum cd_err cd__core_interaction_by_id(struct cd_core *c, const struct cd_actor *a,
-                                       struct cd_str id, unsigned fields, const char *action,
-                                       struct cd_buf *out);
 
 /* The ingestion response, from the plaintext still in memory. */
 static enum cd_err ingest_response(const struct ingest_ctx *ic, unsigned fields,
@@ -1180,7 +1210,8 @@ static enum cd_err page_init(struct page_ctx *pc, int max)
 {
     memset(pc, 0, sizeof *pc);
     pc->max = max;
-    pc->blobs = CD_BUF_INIT(0);
+    /* Unbounded: a page holds at most max rows the store holds, each capped when written. */
+    pc->blobs = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     pc->wrapped = CD_BUF_INIT(256);
     pc->rows = cd_calloc((size_t)max, sizeof *pc->rows);
     pc->offsets = cd_calloc((size_t)max, sizeof *pc->offsets);
@@ -1322,6 +1353,54 @@ enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
         return cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
     memcpy(customer_id, o.customer_id, CD_ID_MAX);
     return CD_OK;
+}
+
+enum cd_err cd_core_interactions_each(struct cd_core *c, struct cd_str customer_id,
+                                      cd_core_page_fn fn, void *ctx)
+{
+    struct cd_timeline_query q = {.limit = CD_CORE_EXPORT_PAGE};
+    struct timeline_ctx t;
+    struct cd_buf items = CD_BUF_INIT(CD_CORE_ANSWER_MAX);
+    enum cd_err err;
+    bool more = true;
+
+    memset(&t, 0, sizeof t);
+    t.c = c;
+    t.id = customer_id;
+    t.q = &q;
+    t.before_ms = INT64_MAX;
+    snprintf(t.before_id, sizeof t.before_id, "%s", "~"); /* after every id */
+    if ((err = page_init(&t.pc, q.limit + 1)) != CD_OK)
+        goto out;
+    /* One read transaction per page: a long history never holds one snapshot open for the
+     * whole export, and only one page is in memory at a time. */
+    while (err == CD_OK && more) {
+        t.pc.count = 0;
+        cd_buf_reset(&t.pc.blobs);
+        if ((err = cd_store_read(c->store, timeline_fn, &t)) != CD_OK)
+            break;
+        page_fixup(&t.pc);
+        if (!t.pc.customer_found) {
+            err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+            break;
+        }
+        int shown = t.pc.count > q.limit ? q.limit : t.pc.count;
+        more = t.pc.count > q.limit;
+        if (shown == 0)
+            break;
+        cd_buf_reset(&items);
+        if ((err = page_items(c, &t.pc, shown, CD_FIELDS_ALL, &items)) != CD_OK)
+            break;
+        err = fn(ctx, (struct cd_str){items.p, items.len}, shown);
+        t.before_ms = t.pc.rows[shown - 1].occurred_at;
+        snprintf(t.before_id, sizeof t.before_id, "%s", t.pc.rows[shown - 1].id);
+    }
+out:
+    if (items.p)
+        cd_crypto_wipe(items.p, items.cap);
+    cd_buf_free(&items);
+    page_free(&t.pc);
+    return err == CD_ERR_TOO_BIG ? CD_ERR_NOMEM : err;
 }
 
 enum cd_err cd_core_interaction_get(struct cd_core *c, const struct cd_actor *a, struct cd_str id,

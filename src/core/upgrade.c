@@ -51,8 +51,10 @@ static enum cd_err idem_plain_row(void *ctx, const struct cd_val *cols, size_t n
 static enum cd_err idem_batch(struct cd_tx *tx, void *ctx)
 {
     struct upgrade *u = ctx;
-    struct idem_plain r = {CD_BUF_INIT(0), CD_BUF_INIT(0), CD_BUF_INIT(0), CD_BUF_INIT(0), 0,
-                           false};
+    /* Unbounded here and in the batches below: the rows being upgraded are in the store,
+     * capped when they were written. */
+    struct idem_plain r = {CD_BUF_INIT(CD_BUF_UNBOUNDED), CD_BUF_INIT(CD_BUF_UNBOUNDED),
+                           CD_BUF_INIT(CD_BUF_UNBOUNDED), CD_BUF_INIT(CD_BUF_UNBOUNDED), 0, false};
     enum cd_err err = CD_OK;
 
     u->done = 0;
@@ -136,9 +138,9 @@ static enum cd_err thread_int_row(void *ctx, const struct cd_val *cols, size_t n
 static enum cd_err thread_batch(struct cd_tx *tx, void *ctx)
 {
     struct upgrade *u = ctx;
-    struct thread_row r = {0,     "",    "",    "", "", "", 0, CD_BUF_INIT(0), CD_BUF_INIT(0),
-                           false, false};
-    struct cd_buf sealed = CD_BUF_INIT(0);
+    struct thread_row r = {0, "", "", "", "", "", 0, CD_BUF_INIT(CD_BUF_UNBOUNDED),
+                           CD_BUF_INIT(CD_BUF_UNBOUNDED), false, false};
+    struct cd_buf sealed = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     uint8_t hash[CD_CRYPTO_HASH_LEN];
     enum cd_err err = CD_OK;
 
@@ -326,8 +328,10 @@ out:
 static enum cd_err ident_batch(struct cd_tx *tx, void *ctx)
 {
     struct upgrade *u = ctx;
-    struct ident_row r = {0, "", "", "", {0}, CD_BUF_INIT(0), CD_BUF_INIT(0), false, false};
-    struct cd_buf plain = CD_BUF_INIT(0), norm = CD_BUF_INIT(1024), sealed = CD_BUF_INIT(0);
+    struct ident_row r = {0, "", "", "", {0}, CD_BUF_INIT(CD_BUF_UNBOUNDED),
+                          CD_BUF_INIT(CD_BUF_UNBOUNDED), false, false};
+    struct cd_buf plain = CD_BUF_INIT(CD_BUF_UNBOUNDED), norm = CD_BUF_INIT(1024),
+                  sealed = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     enum cd_err err = CD_OK;
 
     u->done = 0;

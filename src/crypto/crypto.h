@@ -202,6 +202,10 @@ int cd_crypto_sealed_format(struct cd_str sealed);
 void cd_crypto_blind_index(const uint8_t index_key[CD_CRYPTO_KEY_LEN], struct cd_str kind,
                            struct cd_str normalized_value, uint8_t out[CD_CRYPTO_HASH_LEN]);
 
+/* Whether a[0..n) equals b[0..n), in time that does not depend on where they differ (for
+ * secrets: codes, MACs). */
+bool cd_crypto_equal(const void *a, const void *b, size_t n);
+
 /* ---- Ed25519 signatures ------------------------------------------------------------------ */
 
 /* An Ed25519 key pair. The secret half is cleared by cd_crypto_signer_wipe. */
@@ -247,5 +251,34 @@ enum cd_err cd_crypto_pubkey_parse(struct cd_str text, uint8_t pk[CD_CRYPTO_PK_L
  * Errors: as cd_crypto_sha256. */
 enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN],
                                 uint8_t out[CD_CRYPTO_HASH_LEN]);
+
+/* ---- bearer secrets ---------------------------------------------------------------------- */
+
+/* Length of a bearer secret: a 4-character prefix ("cnd_", "css_") and 43 base64url characters
+ * of 256 random bits. */
+#define CD_CRYPTO_SECRET_LEN 47
+
+/* Makes a new bearer secret (API token, console session) into out (CD_CRYPTO_SECRET_LEN + 1
+ * bytes, NUL-terminated) with its SHA-256 in hash, the only form that is stored: a stolen
+ * database cannot be replayed as credentials. prefix has 4 characters.
+ * Errors: as cd_crypto_sha256. */
+enum cd_err cd_crypto_secret_new(const char prefix[5], char out[CD_CRYPTO_SECRET_LEN + 1],
+                                 uint8_t hash[CD_CRYPTO_HASH_LEN]);
+
+/* ---- passwords --------------------------------------------------------------------------- */
+
+/* Room for an encoded password hash ("$argon2id$v=19$m=...,t=...,p=1$salt$hash" and its NUL). */
+#define CD_CRYPTO_PWHASH_MAX 128
+
+/* Hashes a password with Argon2id (libsodium's crypto_pwhash_str_alg, its interactive limits:
+ * 64 MiB and 2 passes) into out, a self-describing string with a random salt. Takes about a
+ * tenth of a second on purpose; call it off the event threads. At most two hashes or
+ * verifications run at once in a process; more wait their turn.
+ * Errors: CD_ERR_NOMEM (the 64 MiB could not be had), CD_ERR_CRYPTO. */
+enum cd_err cd_crypto_pwhash(struct cd_str password, char out[CD_CRYPTO_PWHASH_MAX]);
+
+/* True when password matches the encoded hash (cd_crypto_pwhash); false for a wrong password
+ * or a hash that is not one. The comparison takes the same time whatever the password. */
+bool cd_crypto_pwhash_verify(const char *hash, struct cd_str password);
 
 #endif

@@ -143,7 +143,7 @@ static enum cd_err sync_dir(const char *dir)
 static enum cd_err create_keyfile(const char *path, size_t len, uint8_t *key, bool *lost_race)
 {
     enum cd_err err = CD_OK;
-    struct cd_buf tmp = CD_BUF_INIT(0);
+    struct cd_buf tmp = CD_BUF_INIT(CD_PATH_MAX);
     uint8_t rnd[8];
     char rhex[17];
     int fd = -1;
@@ -157,7 +157,8 @@ static enum cd_err create_keyfile(const char *path, size_t len, uint8_t *key, bo
     randombytes_buf(rnd, sizeof rnd);
     cd_hex_encode(rnd, sizeof rnd, rhex);
     if (dir == NULL || (err = cd_buf_printf(&tmp, "%s.tmp-%s", path, rhex)) != CD_OK) {
-        err = cd_err_set(CD_ERR_NOMEM, "out of memory");
+        err = err == CD_ERR_TOO_BIG ? cd_err_set(CD_ERR_IO, "%s: path too long", path)
+                                    : cd_err_set(CD_ERR_NOMEM, "out of memory");
         goto out;
     }
     fd = open(tmp.p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -224,7 +225,7 @@ enum cd_err cd_crypto_master_key_load(const char *data_dir, uint8_t out[CD_CRYPT
 {
     enum cd_err err = CD_OK;
     const char *env = getenv(CD_CRYPTO_MASTER_KEY_ENV);
-    struct cd_buf path = CD_BUF_INIT(0);
+    struct cd_buf path = CD_BUF_INIT(CD_PATH_MAX);
     uint8_t key[CD_CRYPTO_KEY_LEN];
 
     if (env != NULL) {
@@ -236,7 +237,8 @@ enum cd_err cd_crypto_master_key_load(const char *data_dir, uint8_t out[CD_CRYPT
         }
     } else {
         if ((err = cd_buf_printf(&path, "%s/%s", data_dir, CD_CRYPTO_MASTER_KEY_FILE)) != CD_OK) {
-            err = cd_err_set(err, "out of memory");
+            err = err == CD_ERR_TOO_BIG ? cd_err_set(CD_ERR_IO, "%s: path too long", data_dir)
+                                        : cd_err_set(err, "out of memory");
             goto out;
         }
         if ((err = cd_crypto_keyfile_load_or_create(path.p, sizeof key, key)) != CD_OK)

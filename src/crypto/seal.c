@@ -148,3 +148,8 @@ void cd_crypto_blind_index(const uint8_t index_key[CD_CRYPTO_KEY_LEN], struct cd
 
     cd__crypto_hash_parts(index_key, parts, 3, out);
 }
+
+bool cd_crypto_equal(const void *a, const void *b, size_t n)
+{
+    return sodium_memcmp(a, b, n) == 0;
+}

@@ -1276,7 +1276,7 @@ static enum cd_err load_dir(const char *dir, struct cd__guard_set **out)
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        char path[4096];
+        char path[CD_PATH_MAX];
         size_t len;
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
             err = cd_err_set(CD_ERR_INVALID, "%s: path too long", names[i]);

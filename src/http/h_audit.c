@@ -34,7 +34,7 @@ enum cd_err cd__http_audit_verify(struct cd_req *r)
     struct cd_audit_trusted trusted;
     uint8_t pk[CD_CRYPTO_PK_LEN];
     bool have_pk = r->app->audit && cd_audit_public_key(r->app->audit, pk) == CD_OK;
-    char path[4200];
+    char path[CD_PATH_MAX];
     enum cd_err err = CD_OK;
 
     memset(&trusted, 0, sizeof trusted);

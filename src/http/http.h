@@ -20,6 +20,7 @@ struct cd_audit;
 struct cd_consent;
 struct cd_calendars;
 struct cd_cases;
+struct cd_dsar;
 struct cd_outbox;
 struct cd_retention_rules;
 
@@ -34,6 +35,7 @@ struct cd_app {
     struct cd_audit *audit; /* signed tree heads and the public key; may be NULL (no signer) */
     struct cd_consent *consent; /* consent engine (src/consent); may be NULL */
     const struct cd_calendars *calendars; /* business calendars (src/calendar); may be NULL */
+    struct cd_dsar *dsar; /* data-subject requests (src/dsar); may be NULL */
     struct cd_cases *cases; /* cases, SLA clocks, the queue (src/cases); may be NULL */
     struct cd_outbox *outbox; /* webhooks and recipients (src/outbox); may be NULL */
     const struct cd_retention_rules *retention; /* RULES/retention/rules.yaml; may be NULL */
@@ -71,6 +73,10 @@ void cd_http_quiesce(struct cd_http *h);
 /* Requests received (headers read) and not yet completed, answered or abandoned. A caller
  * draining waits for 0 between cd_http_quiesce and cd_http_stop. Any thread. */
 unsigned cd_http_in_flight(struct cd_http *h);
+
+/* A token was revoked by another server on the database (or the store's feed was reconnected,
+ * and one may have been): empties the verified-token cache. Any thread. */
+void cd_http_tokens_changed(struct cd_http *h);
 /* Stops accepting (cd_http_quiesce), waits for the handlers running and every deferred write of
  * theirs, closes every connection (a request still in flight gets no answer) and frees
  * everything. */

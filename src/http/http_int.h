@@ -5,6 +5,7 @@
 #include "auth/auth.h"
 #include "http.h"
 #include "policy/policy.h"
+#include "staff/staff.h"
 
 /* Request targets: at most CD_MAX_TARGET bytes and CD_MAX_QUERY query parameters, or a 414.
  * Both keep libmicrohttpd's query records inside its per-connection memory (server.c). */
@@ -31,6 +32,16 @@ enum cd_route_flags {
 struct cd_req;
 typedef enum cd_err (*cd_handler)(struct cd_req *r);
 
+/* Whom a route's path names, so a refused attempt is recorded on that customer's access log:
+ * its first parameter is a customer's id, or an interaction's or a case's (whose customer is
+ * looked up). */
+enum cd_route_subject {
+    CD_SUBJECT_NONE, /* the path names no customer */
+    CD_SUBJECT_CUSTOMER,
+    CD_SUBJECT_INTERACTION,
+    CD_SUBJECT_CASE,
+};
+
 struct cd_route {
     const char *method;
     const char *pattern; /* "/v1/customers/{id}/timeline" */
@@ -38,6 +49,7 @@ struct cd_route {
     unsigned roles; /* CD_ROLE_BIT mask; ignored for public routes */
     unsigned flags;
     const char *operation_id;
+    enum cd_route_subject subject; /* last, so a row may leave it out (none) */
 };
 
 extern const struct cd_route cd__http_routes[];
@@ -72,6 +84,9 @@ struct cd_req {
     size_t nquery;
     /* headers, copied on the first callback */
     struct cd_str authorization, purpose_hdr, idem_key, content_type, gpc, fault;
+    /* the web console's: the session cookie, its anti-forgery header, the Origin (https
+     * makes the cookie Secure), and what the client can take for the console's files */
+    struct cd_str session_cookie, csrf_hdr, origin, accept_encoding, if_none_match;
     struct cd_buf body;
     size_t body_seen; /* bytes of body received, kept or not */
     bool body_nomem;  /* the body did not fit in memory: answered 503 once it is read */
@@ -79,6 +94,8 @@ struct cd_req {
     /* who and why, after the gates */
     struct cd_principal principal;
     bool authenticated;
+    bool via_session; /* authenticated by a console session cookie, not a bearer token */
+    struct cd_staff_session session; /* when via_session */
     enum cd_purpose purpose;
     bool has_purpose;
     struct cd_policy_grant grant; /* what the declared purpose allows this role */
@@ -92,7 +109,14 @@ struct cd_req {
     const char *resp_static; /* borrowed body that outlives the request (or small_body) */
     char small_body[64];     /* a short answer built without the heap */
     char location[160];
+    char disposition[128]; /* Content-Disposition of a download, or "" */
     json_t *problem_ext; /* extra members for a problem response */
+    /* Headers a handler adds (name and value borrowed; they outlive the request or live in
+     * its arena); a Cache-Control among them replaces the default no-store. */
+    struct {
+        const char *name, *value;
+    } headers[10];
+    unsigned nheaders;
     cd_stream_producer produce; /* a streamed body, see struct cd_stream */
     void *produce_ctx;
     void (*produce_free)(void *ctx);
@@ -130,7 +154,7 @@ enum cd_err cd__http_query_int(const struct cd_req *r, const char *key, int def,
  * route that does not answer with personal data). */
 unsigned cd__http_fields(const struct cd_req *r);
 /* The customer a request is about, as its path names them (a customer id, or an interaction
- * whose customer is looked up), for the record of a refused attempt; false when it names none.
+ * or a case whose customer is looked up), for the record of a refused attempt; false when it names none.
  * May read the store. */
 bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX]);
 /* Fills idem from the Idempotency-Key header; returns NULL when the request has none.
@@ -167,6 +191,20 @@ enum cd_err cd__http_unsub_link(struct cd_req *r);
 enum cd_err cd__http_unsub_page(struct cd_req *r);
 enum cd_err cd__http_unsub_post(struct cd_req *r);
 
+/* Data-subject requests (h_dsar.c). */
+enum cd_err cd__http_dsar_create(struct cd_req *r);
+enum cd_err cd__http_dsar_convert(struct cd_req *r);
+enum cd_err cd__http_dsar_list(struct cd_req *r);
+enum cd_err cd__http_dsar_regimes(struct cd_req *r);
+enum cd_err cd__http_dsar_get(struct cd_req *r);
+enum cd_err cd__http_dsar_transition(struct cd_req *r);
+enum cd_err cd__http_dsar_extend(struct cd_req *r);
+enum cd_err cd__http_dsar_acknowledge(struct cd_req *r);
+enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
+enum cd_err cd__http_dsar_verify_send(struct cd_req *r);
+enum cd_err cd__http_dsar_verify_check(struct cd_req *r);
+enum cd_err cd__http_dsar_export(struct cd_req *r);
+
 /* Cases, the queue, agents, SLA policies and the SLA report (h_cases.c). */
 enum cd_err cd__http_cases_list(struct cd_req *r);
 enum cd_err cd__http_cases_create(struct cd_req *r);
@@ -183,7 +221,6 @@ enum cd_err cd__http_agents_put(struct cd_req *r);
 enum cd_err cd__http_sla_policies(struct cd_req *r);
 enum cd_err cd__http_sla_report(struct cd_req *r);
 
-/* Legal holds (h_retention.c). */
 /* Records that the request read data about customer_id (its access log shows it), as
  * `action`, durably, before the answer is sent. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd__http_record_read(struct cd_req *r, const char *action, const char *customer_id);
@@ -218,18 +255,51 @@ enum cd_err cd__http_customer_notices(struct cd_req *r);
 enum cd_err cd__http_notices_list(struct cd_req *r);
 enum cd_err cd__http_notice_confirm(struct cd_req *r);
 
+/* The web console (h_console.c): its files, sign-in and sessions, staff accounts. */
+enum cd_err cd__http_console_file(struct cd_req *r);
+enum cd_err cd__http_console_sign_in(struct cd_req *r);
+enum cd_err cd__http_console_session(struct cd_req *r);
+enum cd_err cd__http_console_sign_out(struct cd_req *r);
+enum cd_err cd__http_console_purpose(struct cd_req *r);
+enum cd_err cd__http_staff_list(struct cd_req *r);
+enum cd_err cd__http_staff_create(struct cd_req *r);
+enum cd_err cd__http_staff_disable(struct cd_req *r);
+enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r);
+/* Adds a response header (see cd_req.headers); false when there is no room. */
+bool cd__http_header_add(struct cd_req *r, const char *name, const char *value);
+/* The console session cookie's name. */
+#define CD_HTTP_SESSION_COOKIE "candor_session"
+/* The header that carries a console session's anti-forgery token. */
+#define CD_HTTP_CSRF_HEADER "Candor-CSRF"
+
+/* The console's files, embedded at build time from web/ (build/gen/web_assets.inc). */
+struct cd_web_asset {
+    const char *name; /* "workspace.html" */
+    const char *type; /* its Content-Type */
+    const char *etag; /* "\"<hex of its SHA-256>\"" */
+    const unsigned char *data, *gz;
+    size_t len, gz_len; /* gz_len 0: not worth compressing */
+};
+extern const struct cd_web_asset cd_web_assets[];
+extern const size_t cd_web_nassets;
+
 /* Handlers in their own files (h_*.c). */
 enum cd_err cd__http_guard_check(struct cd_req *r);
 enum cd_err cd__http_guard_reload(struct cd_req *r);
 
 /* Problem mapping (problem.c). */
+/* The problem for CD_ERR_NOMEM, which server.c also sends as a static body when even the
+ * answer cannot be allocated. */
+#define CD__HTTP_OOM_SLUG "out-of-memory"
+#define CD__HTTP_OOM_TITLE "Out of memory"
 struct cd_problem_kind {
     unsigned status;
     const char *slug;
     const char *title;
 };
 const struct cd_problem_kind *cd__http_problem_of(enum cd_err err);
-/* Builds the problem+json body; instance may be NULL. Returns NULL when out of memory. */
+/* Builds the problem+json body; instance may be NULL. ext (may be NULL) is stolen: the
+ * problem's members are added to it. Returns NULL when out of memory (ext freed). */
 json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detail,
                               const char *instance, const char *request_id, json_t *ext);
 /* The problems the HTTP layer answers itself, with no cd_err behind them, indexed by
@@ -300,6 +370,9 @@ void cd__http_metrics_init(size_t nroutes);
 void cd__http_metrics_free(void);
 void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns);
 enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out);
+/* The data-subject request gauges, from the counts of the request watcher's last pass (nothing
+ * before its first). */
+enum cd_err cd__http_metrics_dsar(struct cd_dsar *d, struct cd_buf *out);
 
 /* The OpenAPI document, converted from the embedded YAML at start-up (openapi.c). */
 enum cd_err cd__http_openapi_json(json_t **out);

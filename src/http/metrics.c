@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include "dsar/dsar.h"
 #include "http_int.h"
 #include "outbox/outbox.h"
 
@@ -208,4 +209,28 @@ enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out
           (unsigned long long)cd_integrity_total((enum cd_integrity_kind)k));
 #undef P
     return app->outbox ? outbox_render(app->outbox, out) : CD_OK;
+}
+
+enum cd_err cd__http_metrics_dsar(struct cd_dsar *d, struct cd_buf *out)
+{
+    struct cd_dsar_counts c;
+    enum cd_err err;
+
+    if (!cd_dsar_counts_cached(d, &c))
+        return CD_OK;
+    if ((err = cd_buf_puts(out, "# HELP candor_dsar_requests Data-subject requests by state.\n"
+                                "# TYPE candor_dsar_requests gauge\n")) != CD_OK)
+        return err;
+    for (int s = 0; s < CD_DSAR_STATE__COUNT; s++)
+        if ((err = cd_buf_printf(out, "candor_dsar_requests{state=\"%s\"} %llu\n",
+                                 cd_dsar_state_name((enum cd_dsar_state)s),
+                                 (unsigned long long)c.by_state[s])) != CD_OK)
+            return err;
+    return cd_buf_printf(out,
+                         "# HELP candor_dsar_overdue Open data-subject requests past their "
+                         "deadline (answer, or acknowledgement).\n"
+                         "# TYPE candor_dsar_overdue gauge\n"
+                         "candor_dsar_overdue{deadline=\"answer\"} %llu\n"
+                         "candor_dsar_overdue{deadline=\"acknowledge\"} %llu\n",
+                         (unsigned long long)c.overdue, (unsigned long long)c.ack_overdue);
 }

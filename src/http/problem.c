@@ -5,7 +5,7 @@
 
 static const struct cd_problem_kind kinds[CD_ERR__COUNT] = {
     [CD_OK] = {500, "internal", "Internal error"},
-    [CD_ERR_NOMEM] = {503, "out-of-memory", "Out of memory"},
+    [CD_ERR_NOMEM] = {503, CD__HTTP_OOM_SLUG, CD__HTTP_OOM_TITLE},
     [CD_ERR_INVALID] = {400, "invalid-request", "Invalid request"},
     [CD_ERR_TOO_BIG] = {413, "payload-too-large", "Payload too large"},
     [CD_ERR_NOT_FOUND] = {404, "not-found", "Not found"},
@@ -37,7 +37,7 @@ const struct cd_problem_kind cd__http_problem_kinds[CD_PROBLEM__COUNT + 1] = {
     [CD_PROBLEM_DUPLICATE_HEADER] = {400, "duplicate-header", "Header sent more than once"},
     [CD_PROBLEM_INVALID_HEADER] = {400, "invalid-header", "Invalid header"},
     [CD_PROBLEM_TRANSFER_CODING] = {501, "transfer-coding-not-implemented",
-                                    "Transfer coding not implemented"},
+                                    "Transfer coding not supported"},
     [CD_PROBLEM_HEADERS_TOO_LARGE] = {431, "headers-too-large",
                                       "Request header fields too large"},
     [CD_PROBLEM__COUNT] = {0, NULL, NULL},
@@ -65,14 +65,16 @@ json_t *cd__http_problem_json(const struct cd_problem_kind *k, const char *detai
      * details carry ids and column names, never personal data. */
     if (k->status == 500 && k != &kinds[CD_ERR_INTEGRITY])
         detail = "the server could not complete the request; quote the request_id to support";
-    json_object_set_new(o, "type", json_string(type));
-    json_object_set_new(o, "title", json_string(k->title));
-    json_object_set_new(o, "status", json_integer(k->status));
-    if (detail && detail[0])
-        json_object_set_new(o, "detail", json_string(detail));
-    if (instance)
-        json_object_set_new(o, "instance", json_string(instance));
-    json_object_set_new(o, "request_id", json_string(request_id));
+    /* A problem without one of its members would mislead: all of them, or none (NULL). */
+    if (cd_json_set_new(o, "type", json_string(type)) != CD_OK ||
+        cd_json_set_new(o, "title", json_string(k->title)) != CD_OK ||
+        cd_json_set_new(o, "status", json_integer(k->status)) != CD_OK ||
+        (detail && detail[0] && cd_json_set_new(o, "detail", json_string(detail)) != CD_OK) ||
+        (instance && cd_json_set_new(o, "instance", json_string(instance)) != CD_OK) ||
+        (request_id && cd_json_set_new(o, "request_id", json_string(request_id)) != CD_OK)) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 

@@ -15,6 +15,10 @@
 #define ADMIN CD_ROLE_BIT(CD_ROLE_ADMIN)
 #define OVERSIGHT (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 #define SUPERVISION (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR))
+/* Data-subject requests: anyone who meets customers may file one; the privacy office (admin,
+ * compliance: the roles that may declare legal_obligation) handles them. */
+#define DSAR_INTAKE (WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
+#define DSAR_HANDLERS OVERSIGHT
 /* Legal holds: those who answer for keeping data (compliance) and those who run the teams. */
 #define HOLDERS (SUPERVISION | CD_ROLE_BIT(CD_ROLE_COMPLIANCE))
 
@@ -29,14 +33,19 @@ unsigned cd__http_fields(const struct cd_req *r)
 
 bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX])
 {
-    const char *pat = r->route->pattern;
-
-    if (strncmp(pat, "/v1/customers/{id}", 18) == 0 && cd_id_valid(r->params[0], "cus")) {
+    switch (r->route->subject) {
+    case CD_SUBJECT_CUSTOMER:
+        if (!cd_id_valid(r->params[0], "cus"))
+            return false;
         snprintf(out, CD_ID_MAX, "%.*s", (int)r->params[0].len, r->params[0].p);
         return true;
-    }
-    if (strcmp(pat, "/v1/interactions/{id}") == 0)
+    case CD_SUBJECT_INTERACTION:
         return cd_core_interaction_customer(r->app->core, r->params[0], out) == CD_OK;
+    case CD_SUBJECT_CASE:
+        return r->app->cases && cd_cases_customer(r->app->cases, r->params[0], out) == CD_OK;
+    case CD_SUBJECT_NONE:
+        break;
+    }
     return false;
 }
 
@@ -94,8 +103,16 @@ static enum cd_err h_healthz(struct cd_req *r)
 
 static enum cd_err h_readyz(struct cd_req *r)
 {
+    int64_t fresh = cd_store_feed_fresh_ms(r->app->store);
+
     if (!cd_store_ping(r->app->store))
         return cd_err_set(CD_ERR_BUSY, "the database is not reachable");
+    /* Several servers on one database: a server whose view of the others' changes is out of
+     * date refuses the decisions that need it, so a load balancer should send traffic
+     * elsewhere (docs/scaling.md). */
+    if (fresh != INT64_MAX && cd_now_ms() - fresh > CD_STORE_FEED_BOUND_MS)
+        return cd_err_set(CD_ERR_BUSY, "this server has not heard of the other servers' changes "
+                                       "for over %d ms", CD_STORE_FEED_BOUND_MS);
     r->resp_json = json_pack("{s:s,s:s}", "status", "ready", "store",
                              cd_store_backend(r->app->store));
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
@@ -108,7 +125,8 @@ static enum cd_err h_metrics(struct cd_req *r)
 
     if (err == CD_OK && r->app->cases)
         err = cd_cases_metrics(r->app->cases, &b);
-
+    if (err == CD_OK && r->app->dsar)
+        err = cd__http_metrics_dsar(r->app->dsar, &b);
     if (err != CD_OK) {
         cd_buf_free(&b);
         return err;
@@ -403,8 +421,7 @@ static enum cd_err h_token_create(struct cd_req *r)
         (err = token_expiry(r->json, &expires_at)) != CD_OK)
         return err;
     if (!cd_role_parse(role_s, &role))
-        return cd_err_set(CD_ERR_INVALID, "'role' must be one of admin, supervisor, agent, "
-                                          "compliance, integration");
+        return cd_err_set(CD_ERR_INVALID, "'role' must be one of %s", CD_ROLE_NAMES);
     if ((err = cd_auth_token_create(r->app->store, role, name, expires_at,
                                     r->principal.token_id, r->request_id, token, id)) != CD_OK)
         return err;
@@ -465,11 +482,18 @@ static enum cd_err h_token_revoke(struct cd_req *r)
 #define JSN CD_ROUTE_JSON
 #define IDM CD_ROUTE_IDEMPOTENT
 #define PII (CD_ROUTE_PERSONAL | CD_ROUTE_PURPOSE)
+#define CUS CD_SUBJECT_CUSTOMER
+#define ITR CD_SUBJECT_INTERACTION
+#define CAS CD_SUBJECT_CASE
 /* A read about a customer whose answer holds no personal data: it still names a purpose, is
  * checked against the policy and recorded on the customer's access log. */
 #define PUR CD_ROUTE_PURPOSE
 #define ECH CD_ROUTE_ECHO
 
+/* A row that names no subject leaves the last field out (CD_SUBJECT_NONE), so rows read as
+ * the table's columns and a new route needs no more than it says. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 const struct cd_route cd__http_routes[] = {
     {"GET", "/healthz", h_healthz, 0, PUB | INL, "health"},
     {"GET", "/readyz", h_readyz, 0, PUB, "ready"},
@@ -479,25 +503,28 @@ const struct cd_route cd__http_routes[] = {
     {"POST", "/v1/customers", h_customer_create, WRITERS, JSN | IDM | ECH, "createCustomer"},
     {"GET", "/v1/customers", h_customer_list, READERS, PII, "listCustomers"},
     {"POST", "/v1/customers/lookup", h_customer_lookup, READERS, PII | JSN, "lookupCustomer"},
-    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PII, "getCustomer"},
-    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, PII | JSN, "updateCustomer"},
-    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, PII | JSN, "addIdentity"},
+    {"GET", "/v1/customers/{id}", h_customer_get, READERS, PII, "getCustomer", CUS},
+    {"PATCH", "/v1/customers/{id}", h_customer_patch, WRITERS, PII | JSN, "updateCustomer",
+     CUS},
+    {"POST", "/v1/customers/{id}/identities", h_identity_add, WRITERS, PII | JSN, "addIdentity",
+     CUS},
     {"POST", "/v1/customers/{id}/merge", h_customer_merge,
-     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), PII | JSN, "mergeCustomers"},
+     CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR), PII | JSN, "mergeCustomers",
+     CUS},
     {"POST", "/v1/customers/{id}/restriction", h_customer_restrict,
      CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | CD_ROLE_BIT(CD_ROLE_COMPLIANCE),
-     JSN, "restrictCustomer"},
-    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline"},
-    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog"},
+     JSN, "restrictCustomer", CUS},
+    {"GET", "/v1/customers/{id}/timeline", h_timeline, READERS, PII, "getTimeline", CUS},
+    {"GET", "/v1/customers/{id}/access-log", h_access_log, READERS, PII, "getAccessLog", CUS},
     /* legal holds: handlers in h_retention.c */
-    {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds"},
-    {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold"},
+    {"GET", "/v1/customers/{id}/holds", cd__http_holds_list, HOLDERS, PUR, "listHolds", CUS},
+    {"POST", "/v1/customers/{id}/holds", cd__http_hold_create, HOLDERS, JSN, "createHold", CUS},
     {"POST", "/v1/customers/{id}/holds/{hold_id}/release", cd__http_hold_release, HOLDERS, JSN,
-     "releaseHold"},
+     "releaseHold", CUS},
     {"GET", "/v1/customers/{id}/recipients", cd__http_customer_recipients, HOLDERS, PUR,
-     "getCustomerRecipients"},
+     "getCustomerRecipients", CUS},
     {"GET", "/v1/customers/{id}/recipient-notices", cd__http_customer_notices, HOLDERS, PUR,
-     "getCustomerRecipientNotices"},
+     "getCustomerRecipientNotices", CUS},
     {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
@@ -506,22 +533,40 @@ const struct cd_route cd__http_routes[] = {
      "dismissPossibleDuplicate"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM | ECH,
      "createInteraction"},
-    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction"},
+    {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction", ITR},
     {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
     {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},
     {"POST", "/v1/tokens", h_token_create, ADMIN, JSN, "createToken"},
     {"GET", "/v1/tokens", h_token_list, ADMIN, 0, "listTokens"},
     {"GET", "/v1/calendars", h_calendar_list, READERS, 0, "listCalendars"},
     {"DELETE", "/v1/tokens/{id}", h_token_revoke, ADMIN, 0, "revokeToken"},
+    /* data-subject requests: handlers in h_dsar.c */
+    {"POST", "/v1/dsar", cd__http_dsar_create, DSAR_INTAKE, JSN, "createDsar"},
+    {"GET", "/v1/dsar", cd__http_dsar_list, DSAR_INTAKE, 0, "listDsars"},
+    {"GET", "/v1/dsar/regimes", cd__http_dsar_regimes, READERS, 0, "listDsarRegimes"},
+    {"GET", "/v1/dsar/{id}", cd__http_dsar_get, DSAR_INTAKE, PII, "getDsar"},
+    {"POST", "/v1/dsar/{id}/transition", cd__http_dsar_transition, DSAR_HANDLERS, JSN,
+     "transitionDsar"},
+    {"POST", "/v1/dsar/{id}/extension", cd__http_dsar_extend, DSAR_HANDLERS, JSN, "extendDsar"},
+    {"POST", "/v1/dsar/{id}/fulfilment", cd__http_dsar_fulfil, DSAR_HANDLERS, JSN, "fulfilDsar"},
+    {"POST", "/v1/dsar/{id}/acknowledgement", cd__http_dsar_acknowledge, DSAR_HANDLERS, 0,
+     "acknowledgeDsar"},
+    {"GET", "/v1/dsar/{id}/export", cd__http_dsar_export, DSAR_HANDLERS, PII, "exportDsar"},
+    {"POST", "/v1/dsar/{id}/verification", cd__http_dsar_verify_send, DSAR_HANDLERS, JSN,
+     "sendDsarVerificationCode"},
+    {"POST", "/v1/dsar/{id}/verification/check", cd__http_dsar_verify_check, DSAR_HANDLERS, JSN,
+     "checkDsarVerificationCode"},
+    {"POST", "/v1/interactions/{id}/dsar", cd__http_dsar_convert, DSAR_INTAKE, JSN,
+     "convertInteractionToDsar"},
     /* cases, the queue, agents and service levels: handlers in h_cases.c */
     {"GET", "/v1/cases", cd__http_cases_list, READERS, PII, "listCases"},
     {"POST", "/v1/cases", cd__http_cases_create, WRITERS, JSN | IDM | ECH, "createCase"},
-    {"GET", "/v1/cases/{id}", cd__http_cases_get, READERS, PII, "getCase"},
-    {"PATCH", "/v1/cases/{id}", cd__http_cases_update, WRITERS, JSN | ECH, "updateCase"},
+    {"GET", "/v1/cases/{id}", cd__http_cases_get, READERS, PII, "getCase", CAS},
+    {"PATCH", "/v1/cases/{id}", cd__http_cases_update, WRITERS, JSN | ECH, "updateCase", CAS},
     {"POST", "/v1/cases/{id}/interactions", cd__http_cases_link, WRITERS, JSN | ECH,
-     "linkCaseInteractions"},
-    {"GET", "/v1/cases/{id}/events", cd__http_cases_events, READERS, 0, "listCaseEvents"},
-    {"GET", "/v1/cases/{id}/eta", cd__http_cases_eta, READERS, 0, "getCaseEta"},
+     "linkCaseInteractions", CAS},
+    {"GET", "/v1/cases/{id}/events", cd__http_cases_events, READERS, 0, "listCaseEvents", CAS},
+    {"GET", "/v1/cases/{id}/eta", cd__http_cases_eta, READERS, 0, "getCaseEta", CAS},
     {"GET", "/v1/queue/next", cd__http_queue_next, STAFF, PII, "previewNextCase"},
     {"POST", "/v1/queue/next", cd__http_queue_next, STAFF, PII, "takeNextCase"},
     {"GET", "/v1/agents", cd__http_agents_list, READERS, 0, "listAgents"},
@@ -530,7 +575,6 @@ const struct cd_route cd__http_routes[] = {
     {"PUT", "/v1/agents/{id}", cd__http_agents_put, SUPERVISION, JSN, "putAgent"},
     {"GET", "/v1/sla-policies", cd__http_sla_policies, READERS, 0, "listSlaPolicies"},
     {"GET", "/v1/sla-report", cd__http_sla_report, OVERSIGHT | SUPERVISION, 0, "getSlaReport"},
-    /* outbox and webhooks: handlers in h_webhooks.c */
     /* outbox, webhooks and recipients: handlers in h_webhooks.c. Literal paths before the
      * {id} ones: the first pattern that matches serves. */
     {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},
@@ -588,9 +632,9 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/v1/consents/{id}/receipt", cd__http_consent_receipt, READERS, 0,
      "getConsentReceipt"},
     {"GET", "/v1/customers/{id}/consents", cd__http_customer_consents, READERS, PII,
-     "getCustomerConsents"},
+     "getCustomerConsents", CUS},
     {"POST", "/v1/customers/{id}/preferences", cd__http_customer_preferences,
-     WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE), JSN | ECH, "setCustomerPreferences"},
+     WRITERS | CD_ROLE_BIT(CD_ROLE_COMPLIANCE), JSN | ECH, "setCustomerPreferences", CUS},
     {"POST", "/v1/notices", cd__http_notice_publish, OVERSIGHT, JSN, "publishNotice"},
     {"GET", "/v1/notices/{id}", cd__http_notice_get, READERS, 0, "getNotice"},
     {"GET", "/.well-known/candor-keys.json", cd__http_well_known_keys, 0, PUB | INL,
@@ -598,6 +642,22 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/.well-known/gpc.json", cd__http_well_known_gpc, 0, PUB | INL, "getGpcSupport"},
     {"GET", "/u/{token}", cd__http_unsub_page, 0, PUB, "unsubscribePage"},
     {"POST", "/u/{token}", cd__http_unsub_post, 0, PUB, "unsubscribeOneClick"},
+    /* the web console: handlers in h_console.c. Its files are public (they hold no data);
+     * the session routes answer a console session and refuse an API token. */
+    {"POST", "/console/session", cd__http_console_sign_in, 0, PUB | JSN, "consoleSignIn"},
+    {"GET", "/console/session", cd__http_console_session, CD_ROLES_ALL, 0, "consoleSession"},
+    {"GET", "/console/", cd__http_console_file, 0, PUB | INL, "consoleIndex"},
+    /* after /console/session, which it would match too */
+    {"GET", "/console/{file}", cd__http_console_file, 0, PUB | INL, "consoleFile"},
+    {"DELETE", "/console/session", cd__http_console_sign_out, CD_ROLES_ALL, 0, "consoleSignOut"},
+    {"PUT", "/console/session/purpose", cd__http_console_purpose, CD_ROLES_ALL, JSN,
+     "consoleSetPurpose"},
+    {"GET", "/v1/staff", cd__http_staff_list, ADMIN, 0, "listStaff"},
+    {"POST", "/v1/staff", cd__http_staff_create, ADMIN, JSN, "createStaff"},
+    {"POST", "/v1/staff/{id}/disable", cd__http_staff_disable, ADMIN, 0, "disableStaff"},
+    {"DELETE", "/v1/staff/{id}/sessions", cd__http_staff_sessions_revoke, ADMIN, 0,
+     "revokeStaffSessions"},
 };
+#pragma GCC diagnostic pop
 
 const size_t cd__http_nroutes = sizeof cd__http_routes / sizeof cd__http_routes[0];

@@ -362,8 +362,8 @@ static void set_problem_kind(struct cd_req *r, const struct cd_problem_kind *k,
 }
 
 /* Out of memory even for the answer: a static 503 needs no allocation of ours. */
-static const char oom_problem[] = "{\"type\":\"/problems/out-of-memory\",\"title\":\"Out of "
-                                  "memory\",\"status\":503}";
+static const char oom_problem[] = "{\"type\":\"/problems/" CD__HTTP_OOM_SLUG
+                                  "\",\"title\":\"" CD__HTTP_OOM_TITLE "\",\"status\":503}";
 
 static enum MHD_Result queue_oom(struct MHD_Connection *conn)
 {
@@ -427,9 +427,17 @@ static enum MHD_Result send_response(struct conn_state *cs)
                                          : (r->resp_json ? "application/json" : "text/plain"));
     MHD_add_response_header(resp, "Request-Id", r->request_id);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    bool cache_control = false;
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+        cache_control |= strcasecmp(r->headers[i].name, "Cache-Control") == 0;
+    }
+    if (!cache_control)
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->location[0])
         MHD_add_response_header(resp, "Location", r->location);
+    if (r->disposition[0] && r->status < 300)
+        MHD_add_response_header(resp, "Content-Disposition", r->disposition);
     if (r->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"candor\"");
     if (r->status == 405 && cs->method_not_allowed)
@@ -445,7 +453,67 @@ static enum MHD_Result send_response(struct conn_state *cs)
     return ret;
 }
 
+bool cd__http_header_add(struct cd_req *r, const char *name, const char *value)
+{
+    if (r->nheaders == sizeof r->headers / sizeof r->headers[0])
+        return false;
+    r->headers[r->nheaders].name = name;
+    r->headers[r->nheaders].value = value;
+    r->nheaders++;
+    return true;
+}
+
 /* ---- the gates: auth, role, purpose, body ---- */
+
+/* A request with no Authorization header but the console's session cookie is the console
+ * acting for a signed-in person. */
+static bool session_request(const struct cd_req *r)
+{
+    return r->authorization.p == NULL && r->session_cookie.p != NULL &&
+           !(r->route->flags & CD_ROUTE_PUBLIC);
+}
+
+/* The console's gate: the session must be live; a request that changes anything must carry
+ * the session's anti-forgery token (a cookie rides along on requests other sites make; that
+ * token does not); the purpose is the one the person declared, so a request may name no
+ * other, and one that names none works under it. The principal is the person, so the ledger
+ * names them. */
+static bool session_gate(struct cd_req *r)
+{
+    enum cd_err err;
+    bool safe = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+
+    if ((err = cd_staff_session_verify(r->app->store, r->session_cookie, &r->session)) !=
+        CD_OK) {
+        set_problem(r, err, cd_err_detail());
+        return false;
+    }
+    if (!safe && !cd_staff_csrf_check(r->session_cookie, r->csrf_hdr)) {
+        set_problem(r, CD_ERR_FORBIDDEN,
+                    "a change made with a console session needs its anti-forgery token in the "
+                    "Candor-CSRF header (GET /console/session gives it)");
+        return false;
+    }
+    if (r->purpose_hdr.p && !(r->session.has_purpose &&
+                              cd_str_eq_c(r->purpose_hdr, cd_purpose_name(r->session.purpose)))) {
+        set_problem(r, CD_ERR_PURPOSE_DENIED,
+                    "the console session works under another purpose (or none): switch the "
+                    "purpose first (PUT /console/session/purpose)");
+        return false;
+    }
+    /* Without the header, an API call works under the session's purpose: the page need not
+     * repeat it. */
+    if (r->purpose_hdr.p == NULL && r->session.has_purpose &&
+        strncmp(r->route->pattern, "/v1/", 4) == 0)
+        r->purpose_hdr = cd_str_c(cd_purpose_name(r->session.purpose));
+    r->via_session = true;
+    r->authenticated = true;
+    snprintf(r->principal.token_id, sizeof r->principal.token_id, "%s", r->session.staff_id);
+    snprintf(r->principal.name, sizeof r->principal.name, "%s", r->session.name);
+    r->principal.role = r->session.role;
+    r->principal.expires_at = r->session.expires_at;
+    return true;
+}
 
 static bool run_gates(struct conn_state *cs)
 {
@@ -453,7 +521,14 @@ static bool run_gates(struct conn_state *cs)
     const struct cd_route *rt = r->route;
     enum cd_err err;
 
-    if (!(rt->flags & CD_ROUTE_PUBLIC)) {
+    if (session_request(r)) {
+        if (!session_gate(r))
+            return false;
+        if (!(rt->roles & CD_ROLE_BIT(r->principal.role))) {
+            set_problem(r, CD_ERR_FORBIDDEN, "this role may not use this operation");
+            return false;
+        }
+    } else if (!(rt->flags & CD_ROUTE_PUBLIC)) {
         struct cd_str tok = r->authorization;
         if (tok.len < 7 || strncasecmp(tok.p, "Bearer ", 7) != 0) {
             set_problem(r, CD_ERR_UNAUTHENTICATED,
@@ -493,7 +568,7 @@ static bool run_gates(struct conn_state *cs)
                                         .actor_name = r->principal.name,
                                         .purpose = cd_purpose_name(r->purpose),
                                         .request_id = r->request_id,
-                                        .reason = "purpose-not-permitted"};
+                                        .reason = cd_err_name(CD_ERR_PURPOSE_DENIED)};
             char customer[CD_ID_MAX];
             /* The customer can see refused attempts on their data in their access log. */
             if (cd__http_subject(r, customer))
@@ -937,6 +1012,15 @@ static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const 
     r->content_type = hs.v[CD_H_CONTENT_TYPE];
     r->gpc = hs.v[CD_H_GPC];
     r->fault = hs.v[CD_H_FAULT];
+    r->session_cookie = cd_str_c(
+        MHD_lookup_connection_value(cs->conn, MHD_COOKIE_KIND, CD_HTTP_SESSION_COOKIE));
+    r->csrf_hdr =
+        cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_HEADER_KIND, CD_HTTP_CSRF_HEADER));
+    r->origin = cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_HEADER_KIND, "Origin"));
+    r->accept_encoding =
+        cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_HEADER_KIND, "Accept-Encoding"));
+    r->if_none_match =
+        cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_HEADER_KIND, "If-None-Match"));
     /* r->path stays NULL: decoded, it is not the path the client sent (%00 ends it early). */
     if (cs->target_error)
         return answer_early(cs, &cd__http_problem_kinds[CD_PROBLEM_INVALID_URI],
@@ -1024,7 +1108,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cs->done = true;
         return send_response(cs);
     }
-    if (r->route->flags & CD_ROUTE_INLINE) {
+    /* A console session is checked against the store: never on the event thread. */
+    if ((r->route->flags & CD_ROUTE_INLINE) && !session_request(r)) {
         run_handler(cs);
         return send_response(cs);
     }
@@ -1239,6 +1324,11 @@ void cd_http_quiesce(struct cd_http *h)
      * exits: a client or proxy then turns to another server straight away. */
     if (h->listen_fd != MHD_INVALID_SOCKET)
         shutdown(h->listen_fd, SHUT_RDWR);
+}
+
+void cd_http_tokens_changed(struct cd_http *h)
+{
+    cd_auth_cache_forget(h->auth_cache);
 }
 
 unsigned cd_http_in_flight(struct cd_http *h)

@@ -1,5 +1,6 @@
-/* The purpose policy, loaded from YAML (libyaml's document API keeps line numbers, so every
- * mistake is reported as FILE:LINE). The built-in default is config/policy.yaml, embedded. */
+/* The purpose policy, loaded from YAML through base's typed helpers (a key table per mapping:
+ * every mistake is reported as FILE:LINE, unknown and repeated keys are refused, and every
+ * purpose must be defined). The built-in default is config/policy.yaml, embedded. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,7 +23,6 @@ extern const char cd_policy_default_yaml[];
 struct table {
     unsigned roles[CD_PURPOSE__COUNT]; /* CD_ROLE_BIT mask */
     struct cd_policy_grant grant[CD_PURPOSE__COUNT];
-    bool defined[CD_PURPOSE__COUNT];
     unsigned restricted;  /* restricted_purposes, bit per purpose */
     unsigned promotional; /* promotional_purposes, bit per purpose */
 };
@@ -66,38 +66,41 @@ const char *cd_policy_categories(unsigned fields)
 }
 
 struct loader {
-    struct cd_yaml y;
     struct table *p;
+    enum cd_purpose pu; /* the purpose being read */
 };
 
-static enum cd_err bad(const struct loader *l, const yaml_node_t *n, const char *what)
-{
-    return cd_yaml_bad(&l->y, n, what);
-}
+/* Parses a list of names with parse(name) -> bit; ORs the bits into *mask. */
+struct name_list {
+    const char *what;
+    bool (*parse)(struct cd_str, unsigned *);
+    unsigned *mask;
+};
 
-/* Parses a sequence of names with parse(name) -> bit; ORs the bits into *mask. */
-static enum cd_err name_list(struct loader *l, yaml_node_t *seq, const char *what,
-                             bool (*parse)(struct cd_str, unsigned *), unsigned *mask)
+static enum cd_err name_item(const struct cd_yaml *y, yaml_node_t *n, size_t i, void *ctx)
 {
+    const struct name_list *nl = ctx;
+    struct cd_str s = cd_yaml_scalar(n);
+    unsigned bit = 0;
     char msg[160];
 
-    if (seq->type != YAML_SEQUENCE_NODE) {
-        snprintf(msg, sizeof msg, "%s must be a list", what);
-        return bad(l, seq, msg);
+    if (s.p == NULL || !nl->parse(s, &bit)) {
+        snprintf(msg, sizeof msg, "unknown %s '%.*s'", nl->what,
+                 s.p ? (int)(s.len > 60 ? 60 : s.len) : 0, s.p ? s.p : "");
+        return cd_yaml_bad(y, n, msg);
     }
-    for (yaml_node_item_t *it = seq->data.sequence.items.start;
-         it < seq->data.sequence.items.top; it++) {
-        yaml_node_t *n = cd_yaml_node(&l->y, *it);
-        unsigned bit = 0;
-        if (n == NULL || n->type != YAML_SCALAR_NODE || !parse(cd_yaml_scalar(n), &bit)) {
-            snprintf(msg, sizeof msg, "unknown %s '%.*s'", what,
-                     n && n->type == YAML_SCALAR_NODE ? (int)n->data.scalar.length : 0,
-                     n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "");
-            return bad(l, n ? n : seq, msg);
-        }
-        *mask |= bit;
-    }
+    *nl->mask |= bit;
     return CD_OK;
+}
+
+static enum cd_err name_list(const struct cd_yaml *y, yaml_node_t *seq, const char *what,
+                             bool (*parse)(struct cd_str, unsigned *), unsigned *mask)
+{
+    struct name_list nl = {what, parse, mask};
+    char msg[64];
+
+    snprintf(msg, sizeof msg, "a list of %ss", what);
+    return cd_yaml_seq(y, seq, msg, name_item, &nl);
 }
 
 static bool parse_role_bit(struct cd_str s, unsigned *bit)
@@ -128,120 +131,121 @@ static bool parse_purpose_bit(struct cd_str s, unsigned *bit)
     return true;
 }
 
-static enum cd_err load_purpose(struct loader *l, enum cd_purpose pu, yaml_node_t *map)
-{
-    bool have_roles = false, have_cats = false;
+/* ---- one purpose: {roles, categories} ---- */
 
-    if (map->type != YAML_MAPPING_NODE)
-        return bad(l, map, "a purpose is a mapping with roles and categories");
-    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
-         pr++) {
-        yaml_node_t *k = cd_yaml_node(&l->y, pr->key);
-        yaml_node_t *v = cd_yaml_node(&l->y, pr->value);
-        enum cd_err err;
-        if (cd_yaml_scalar_is(k, "roles")) {
-            if ((err = name_list(l, v, "role", parse_role_bit, &l->p->roles[pu])) != CD_OK)
-                return err;
-            have_roles = true;
-        } else if (cd_yaml_scalar_is(k, "categories")) {
-            if ((err = name_list(l, v, "category", cd_policy_category_parse,
-                                 &l->p->grant[pu].fields)) != CD_OK)
-                return err;
-            have_cats = true;
-        } else if (cd_yaml_scalar_is(k, "consent")) {
-            /* One answer per question: the consent rules alone say which purposes need it. */
-            return bad(l, k, "'consent' is decided by the consent rules "
+static enum cd_err purpose_roles(const struct cd_yaml *y, yaml_node_t *v,
+                                 const struct cd_yaml_key *k, void *ctx)
+{
+    struct loader *l = ctx;
+
+    return name_list(y, v, "role", parse_role_bit, &l->p->roles[l->pu]);
+}
+
+static enum cd_err purpose_categories(const struct cd_yaml *y, yaml_node_t *v,
+                                      const struct cd_yaml_key *k, void *ctx)
+{
+    struct loader *l = ctx;
+
+    return name_list(y, v, "category", cd_policy_category_parse, &l->p->grant[l->pu].fields);
+}
+
+static enum cd_err purpose_consent(const struct cd_yaml *y, yaml_node_t *v,
+                                   const struct cd_yaml_key *k, void *ctx)
+{
+    /* One answer per question: the consent rules alone say which purposes need it. The key is
+     * in the table so the refusal says where the answer lives. */
+    return cd_yaml_bad(y, v, "'consent' is decided by the consent rules "
                              "(rules/consent/jurisdictions.yaml, not_required), not the policy");
-        } else {
-            return bad(l, k, "unknown key in a purpose (roles, categories)");
-        }
-    }
-    if (!have_roles || !have_cats)
-        return bad(l, map, "a purpose needs roles and categories");
-    if (!(l->p->grant[pu].fields & CD_FIELDS_REFERENCE))
-        return bad(l, map, "every purpose must include the reference category");
-    l->p->defined[pu] = true;
+}
+
+static enum cd_err load_purpose(const struct cd_yaml *y, yaml_node_t *map,
+                                const struct cd_yaml_key *k, void *ctx)
+{
+    static const struct cd_yaml_key keys[] = {
+        {"roles", true, purpose_roles, 0},
+        {"categories", true, purpose_categories, 0},
+        {"consent", false, purpose_consent, 0},
+    };
+    struct loader *l = ctx;
+    enum cd_err err;
+
+    l->pu = (enum cd_purpose)k->arg;
+    if ((err = cd_yaml_map(y, map, "a purpose", keys, sizeof keys / sizeof keys[0], l)) != CD_OK)
+        return err;
+    if (!(l->p->grant[l->pu].fields & CD_FIELDS_REFERENCE))
+        return cd_yaml_bad(y, map, "every purpose must include the reference category");
     return CD_OK;
 }
 
-static enum cd_err load_root(struct loader *l)
-{
-    yaml_node_t *root = cd_yaml_root(&l->y);
-    bool have_version = false;
+/* ---- the file ---- */
 
-    if (root == NULL || root->type != YAML_MAPPING_NODE)
-        return bad(l, root, "the policy must be a mapping (version, restricted_purposes, "
-                            "promotional_purposes, purposes)");
-    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
-         pr < root->data.mapping.pairs.top; pr++) {
-        yaml_node_t *k = cd_yaml_node(&l->y, pr->key);
-        yaml_node_t *v = cd_yaml_node(&l->y, pr->value);
-        enum cd_err err;
-        if (cd_yaml_scalar_is(k, "version")) {
-            if (!cd_yaml_scalar_is(v, "1"))
-                return bad(l, v, "only policy version 1 is supported");
-            have_version = true;
-        } else if (cd_yaml_scalar_is(k, "restricted_purposes")) {
-            if ((err = name_list(l, v, "purpose", parse_purpose_bit, &l->p->restricted)) != CD_OK)
-                return err;
-        } else if (cd_yaml_scalar_is(k, "promotional_purposes")) {
-            if ((err = name_list(l, v, "purpose", parse_purpose_bit, &l->p->promotional)) !=
-                CD_OK)
-                return err;
-        } else if (cd_yaml_scalar_is(k, "purposes")) {
-            if (v->type != YAML_MAPPING_NODE)
-                return bad(l, v, "purposes must be a mapping of purpose name to rules");
-            for (yaml_node_pair_t *pp = v->data.mapping.pairs.start;
-                 pp < v->data.mapping.pairs.top; pp++) {
-                yaml_node_t *pk = cd_yaml_node(&l->y, pp->key);
-                enum cd_purpose pu;
-                if (pk == NULL || pk->type != YAML_SCALAR_NODE ||
-                    !cd_purpose_parse(cd_yaml_scalar(pk), &pu))
-                    return bad(l, pk, "unknown purpose (see the list in the brief)");
-                if (l->p->defined[pu])
-                    return bad(l, pk, "purpose defined twice");
-                if ((err = load_purpose(l, pu, cd_yaml_node(&l->y, pp->value))) !=
-                    CD_OK)
-                    return err;
-            }
-        } else {
-            return bad(l, k, "unknown key (version, restricted_purposes, promotional_purposes, "
-                             "purposes)");
-        }
-    }
-    if (!have_version)
-        return bad(l, root, "version: 1 is required");
-    for (int i = 0; i < CD_PURPOSE__COUNT; i++) {
-        if (!l->p->defined[i]) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "purpose '%s' is not defined", cd_purpose_name(i));
-            return bad(l, root, msg);
-        }
+static enum cd_err root_version(const struct cd_yaml *y, yaml_node_t *v,
+                                const struct cd_yaml_key *k, void *ctx)
+{
+    return cd_yaml_scalar_is(v, "1") ? CD_OK
+                                     : cd_yaml_bad(y, v, "only policy version 1 is supported");
+}
+
+/* restricted_purposes and promotional_purposes: arg says which. */
+static enum cd_err root_purpose_set(const struct cd_yaml *y, yaml_node_t *v,
+                                    const struct cd_yaml_key *k, void *ctx)
+{
+    struct loader *l = ctx;
+
+    return name_list(y, v, "purpose", parse_purpose_bit,
+                     k->arg ? &l->p->promotional : &l->p->restricted);
+}
+
+static enum cd_err root_purposes(const struct cd_yaml *y, yaml_node_t *v,
+                                 const struct cd_yaml_key *k, void *ctx)
+{
+    /* One key per purpose, from the purposes' own list; each must be defined. */
+    static const struct cd_yaml_key keys[CD_PURPOSE__COUNT] = {
+#define PURPOSE_KEY(id, name) {name, true, load_purpose, CD_PURPOSE_##id},
+        CD_PURPOSES(PURPOSE_KEY)
+#undef PURPOSE_KEY
+    };
+    return cd_yaml_map(y, v, "purposes", keys, CD_PURPOSE__COUNT, ctx);
+}
+
+static enum cd_err load_root(const struct cd_yaml *y, struct loader *l)
+{
+    static const struct cd_yaml_key keys[] = {
+        {"version", true, root_version, 0},
+        {"restricted_purposes", false, root_purpose_set, 0},
+        {"promotional_purposes", false, root_purpose_set, 1},
+        {"purposes", true, root_purposes, 0},
+    };
+    enum cd_err err;
+
+    if ((err = cd_yaml_map(y, cd_yaml_root(y), "the policy", keys, sizeof keys / sizeof keys[0],
+                           l)) != CD_OK)
+        return err;
+    for (int i = 0; i < CD_PURPOSE__COUNT; i++)
         l->p->grant[i].allowed_when_restricted = l->p->restricted & (1u << i);
-    }
     return CD_OK;
 }
 
 /* Loads a table from path, or from the built-in default when path is NULL. */
 static enum cd_err load_table(const char *path, struct table **out)
 {
-    struct loader l;
+    struct cd_yaml y = {0};
+    struct loader l = {0};
     enum cd_err err;
 
-    memset(&l, 0, sizeof l);
     cd_policy_categories(0);
     if ((l.p = cd_calloc(1, sizeof *l.p)) == NULL)
         return CD_ERR_NOMEM;
     if (path)
-        err = cd_yaml_load_file(&l.y, path, POLICY_MAX_BYTES);
+        err = cd_yaml_load_file(&y, path, POLICY_MAX_BYTES);
     else
-        err = cd_yaml_parse(&l.y, "config/policy.yaml (built in)", cd_policy_default_yaml,
+        err = cd_yaml_parse(&y, "config/policy.yaml (built in)", cd_policy_default_yaml,
                             strlen(cd_policy_default_yaml));
-    if (err == CD_OK && (err = load_root(&l)) == CD_OK) {
+    if (err == CD_OK && (err = load_root(&y, &l)) == CD_OK) {
         *out = l.p;
         l.p = NULL;
     }
-    cd_yaml_free(&l.y);
+    cd_yaml_free(&y);
     cd_free(l.p);
     return err;
 }

@@ -16,29 +16,46 @@
 
 #include "base/base.h"
 
+/* The roles, X(ENUMERATOR, "api name"): the one list the enum, the names, the parser, the
+ * help texts and the error messages derive from. */
+#define CD_ROLES(X)                                                                                \
+    X(ADMIN, "admin")                                                                              \
+    X(SUPERVISOR, "supervisor")                                                                    \
+    X(AGENT, "agent")                                                                              \
+    X(COMPLIANCE, "compliance")                                                                    \
+    X(INTEGRATION, "integration")
+
 enum cd_role {
-    CD_ROLE_ADMIN,
-    CD_ROLE_SUPERVISOR,
-    CD_ROLE_AGENT,
-    CD_ROLE_COMPLIANCE,
-    CD_ROLE_INTEGRATION,
+#define CD__ROLE_ENUM(id, name) CD_ROLE_##id,
+    CD_ROLES(CD__ROLE_ENUM)
+#undef CD__ROLE_ENUM
     CD_ROLE__COUNT
 };
+/* "admin, supervisor, ..." as a string literal, for option tables and messages. */
+#define CD_ROLE_NAMES CD_NAME_LIST(CD_ROLES)
 #define CD_ROLE_BIT(r) (1u << (r))
 #define CD_ROLES_ALL ((1u << CD_ROLE__COUNT) - 1)
 
+/* The purposes (after the W3C Data Privacy Vocabulary), X(ENUMERATOR, "api name"): the one
+ * list the enum, the names, the parser and cd_purpose_list derive from. The order is the
+ * enum's, which the policy file's tables follow. */
+#define CD_PURPOSES(X)                                                                             \
+    X(SERVICE, "service")                                                                          \
+    X(BILLING, "billing")                                                                          \
+    X(LEGAL_OBLIGATION, "legal_obligation")                                                        \
+    X(FRAUD_PREVENTION, "fraud_prevention")                                                        \
+    X(SECURITY, "security")                                                                        \
+    X(MARKETING, "marketing")                                                                      \
+    X(PERSONALIZATION, "personalization")                                                          \
+    X(ANALYTICS, "analytics")                                                                      \
+    X(TARGETED_ADVERTISING, "targeted_advertising")                                                \
+    X(SALE_OR_SHARING, "sale_or_sharing")                                                          \
+    X(RESEARCH, "research")
+
 enum cd_purpose {
-    CD_PURPOSE_SERVICE,
-    CD_PURPOSE_BILLING,
-    CD_PURPOSE_LEGAL_OBLIGATION,
-    CD_PURPOSE_FRAUD_PREVENTION,
-    CD_PURPOSE_SECURITY,
-    CD_PURPOSE_MARKETING,
-    CD_PURPOSE_PERSONALIZATION,
-    CD_PURPOSE_ANALYTICS,
-    CD_PURPOSE_TARGETED_ADVERTISING,
-    CD_PURPOSE_SALE_OR_SHARING,
-    CD_PURPOSE_RESEARCH,
+#define CD__PURPOSE_ENUM(id, name) CD_PURPOSE_##id,
+    CD_PURPOSES(CD__PURPOSE_ENUM)
+#undef CD__PURPOSE_ENUM
     CD_PURPOSE__COUNT
 };
 

@@ -24,6 +24,8 @@
  * - Large results arrive row by row (libpq's single-row mode) for ordered scans without LIMIT,
  *   so a scan of the whole ledger does not sit in memory at once. */
 #include <endian.h>
+#include <errno.h>
+#include <poll.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,16 @@
 #define QUEUE_MAX 256          /* replies awaited; a longer pipeline is read first */
 #define MIN_SERVER 150000      /* PostgreSQL 15 */
 #define MIGRATE_LOCK "7146378697419468402" /* pg_advisory_xact_lock key of migrations */
+/* The writers' lock: every writer transaction of every server takes it as it begins (see
+ * store.h, "several servers on one database"). */
+#define WRITER_LOCK "7146378697419468404"
+/* Taken by every writer transaction as it begins, held to its COMMIT or ROLLBACK: the group
+ * commits of all servers on the database follow one another. Why at BEGIN rather than at the
+ * first audit append: nearly every write appends to the ledger, and a write that checks before
+ * it inserts (an Idempotency-Key, a customer for an identity) must see what another server's
+ * writer committed, not conflict with it. */
+#define WRITER_LOCK_SQL "SELECT pg_advisory_xact_lock(" WRITER_LOCK ")"
+#define FEED_CHANNEL "candor" /* LISTEN/NOTIFY channel of the servers' announcements */
 
 /* Type OIDs of pg_type (fixed in PostgreSQL's catalog since long ago). */
 enum {
@@ -766,7 +778,8 @@ static enum cd_err pg_exec(void *cv, const char *sql, const struct cd_val *param
         reconnect(c) == CD_OK &&
         send_control(c, c->rw_tx ? "BEGIN ISOLATION LEVEL READ COMMITTED"
                                  : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                     Q_CONTROL) == CD_OK)
+                     Q_CONTROL) == CD_OK &&
+        (!c->rw_tx || send_control(c, WRITER_LOCK_SQL, Q_CONTROL) == CD_OK))
         err = exec_once(c, sql, params, nparams, fn, ctx, changes, &rows);
     return err;
 }
@@ -784,7 +797,8 @@ static enum cd_err pg_begin(void *cv, bool write)
     /* Sent ahead: it travels with the first statement. */
     if ((err = send_control(c, write ? "BEGIN ISOLATION LEVEL READ COMMITTED"
                                      : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                            Q_CONTROL)) != CD_OK)
+                            Q_CONTROL)) != CD_OK ||
+        (write && (err = send_control(c, WRITER_LOCK_SQL, Q_CONTROL)) != CD_OK))
         return err;
     c->in_tx = true;
     c->tx_fresh = true;
@@ -1041,6 +1055,123 @@ static bool pg_in_transaction(void *cv)
     return c->derr == CD_OK && PQtransactionStatus(c->pg) == PQTRANS_INTRANS;
 }
 
+/* ---- announcements and the feed ---- */
+
+static enum cd_err pg_notify(void *cv, const char *topic)
+{
+    struct cd_val p[] = {CD_VCSTR(topic)};
+
+    /* Sent without waiting in the optimistic run, like any statement whose reply nobody reads;
+     * PostgreSQL delivers it at COMMIT, once, however often one transaction announces it. */
+    return pg_exec(cv, "SELECT 1 FROM (SELECT pg_notify('" FEED_CHANNEL "', $1)) n", p, 1, NULL,
+                   NULL, NULL);
+}
+
+/* The feed: a connection of its own, outside pipeline mode, listening on the channel. */
+struct pg_feed {
+    PGconn *pg;
+    int pid; /* its server process, which tells its own announcements from others' */
+};
+
+static void pg_feed_close(void *fv)
+{
+    struct pg_feed *f = fv;
+
+    if (f == NULL)
+        return;
+    PQfinish(f->pg);
+    cd_free(f);
+}
+
+/* One command on the feed's session; a failure there means the session is not usable. */
+static enum cd_err feed_command(struct pg_feed *f, const char *sql, int n, const char *const *v,
+                                bool *truth)
+{
+    PGresult *res = PQexecParams(f->pg, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    char line[200];
+    enum cd_err err = CD_OK;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        err = cd_err_set(CD_ERR_STORE, "the feed's connection to PostgreSQL failed: %s",
+                         first_line(PQerrorMessage(f->pg), line, sizeof line));
+    else if (truth)
+        *truth = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return err;
+}
+
+static enum cd_err pg_feed_open(const char *target, void **out)
+{
+    struct pg_conn c = {0};
+    struct pg_feed *f = cd_calloc(1, sizeof *f);
+    enum cd_err err;
+
+    if (f == NULL)
+        return CD_ERR_NOMEM;
+    /* Connected as any connection is (checks, session settings), then out of pipeline mode:
+     * the feed runs one command at a time and reads announcements between them. */
+    c.target = (char *)target;
+    if ((err = pg_connect(&c)) != CD_OK)
+        goto fail;
+    f->pg = c.pg;
+    if (!PQexitPipelineMode(f->pg)) {
+        err = cd_err_set(CD_ERR_STORE, "cannot leave pipeline mode on the feed's connection");
+        goto fail;
+    }
+    f->pid = PQbackendPID(f->pg);
+    if ((err = feed_command(f, "LISTEN " FEED_CHANNEL, 0, NULL, NULL)) != CD_OK)
+        goto fail;
+    *out = f;
+    return CD_OK;
+fail:
+    pg_feed_close(f);
+    return err;
+}
+
+static enum cd_err pg_feed_ping(void *fv, const char *topic)
+{
+    return feed_command(fv, "SELECT 1 FROM (SELECT pg_notify('" FEED_CHANNEL "', $1)) n", 1,
+                        &topic, NULL);
+}
+
+static enum cd_err pg_feed_lease(void *fv, int64_t key, bool *held)
+{
+    char k[24];
+    const char *v[] = {k};
+
+    snprintf(k, sizeof k, "%lld", (long long)key);
+    return feed_command(fv, "SELECT pg_try_advisory_lock($1::bigint)", 1, v, held);
+}
+
+static enum cd_err pg_feed_wait(void *fv, unsigned timeout_ms,
+                                void (*fn)(void *ctx, const char *topic, bool own), void *ctx)
+{
+    struct pg_feed *f = fv;
+    struct pollfd p = {PQsocket(f->pg), POLLIN, 0};
+    PGnotify *n;
+    char line[200];
+
+    /* Announcements that arrived with the replies of the last command are queued already. */
+    if (p.fd < 0)
+        return cd_err_set(CD_ERR_STORE, "the feed's connection to PostgreSQL is closed");
+    if ((n = PQnotifies(f->pg)) == NULL) {
+        if (poll(&p, 1, (int)timeout_ms) < 0 && errno != EINTR)
+            return cd_err_set(CD_ERR_STORE, "poll on the feed's connection failed");
+        if (!PQconsumeInput(f->pg))
+            return cd_err_set(CD_ERR_STORE, "the feed's connection to PostgreSQL was lost (%s)",
+                              first_line(PQerrorMessage(f->pg), line, sizeof line));
+        n = PQnotifies(f->pg);
+    }
+    for (; n; n = PQnotifies(f->pg)) {
+        fn(ctx, n->extra, n->be_pid == f->pid);
+        PQfreemem(n);
+    }
+    return PQstatus(f->pg) == CONNECTION_OK
+               ? CD_OK
+               : cd_err_set(CD_ERR_STORE, "the feed's connection to PostgreSQL was lost");
+}
+
 const struct cd_store_ops cd_store_pg_ops = {
     .name = "postgres",
     .conn_open = pg_open,
@@ -1058,4 +1189,10 @@ const struct cd_store_ops cd_store_pg_ops = {
     .total_changes = pg_total_changes,
     .in_transaction = pg_in_transaction,
     .backup = NULL,
+    .notify = pg_notify,
+    .feed_open = pg_feed_open,
+    .feed_wait = pg_feed_wait,
+    .feed_ping = pg_feed_ping,
+    .feed_lease = pg_feed_lease,
+    .feed_close = pg_feed_close,
 };

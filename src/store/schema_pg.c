@@ -186,7 +186,46 @@ const char *const cd__store_pg_migrations[] = {
      * row on each claim, so a long queue made each claim slower. */
     "DROP INDEX webhook_deliveries_due;"
     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);",
-    /* 15: core, cases — threads by their keyed hash; cases, their interactions, history and
+    /* 15: dsar — data-subject requests, the history of their states, erasure tombstones, the
+     * pending one-time codes of verifications (keyed hashes). */
+    "CREATE TABLE dsar_requests("
+    "  id " T " PRIMARY KEY, customer_id " T " NOT NULL, type " T " NOT NULL,"
+    "  state " T " NOT NULL, regime " T " NOT NULL, intake " T " NOT NULL, interaction_id " T ","
+    "  received_at BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    "  ack_due_at BIGINT, acknowledged_at BIGINT, due_at BIGINT NOT NULL,"
+    "  original_due_at BIGINT NOT NULL, unrolled_due_at BIGINT, extended_at BIGINT,"
+    "  extension_reason " T ", extension_note BYTEA, closed_at BIGINT, refusal_reason " T ","
+    "  refusal_note BYTEA, details BYTEA, due_soon_at BIGINT,"
+    "  verification_sends BIGINT NOT NULL DEFAULT 0, verified_at BIGINT);"
+    "CREATE INDEX dsar_requests_by_customer ON dsar_requests(customer_id, received_at);"
+    "CREATE INDEX dsar_requests_by_received ON dsar_requests(received_at, id);"
+    "CREATE INDEX dsar_requests_open ON dsar_requests(due_at, id) WHERE closed_at IS NULL;"
+    "CREATE TABLE dsar_history("
+    "  request_id " T " NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, from_state " T ","
+    "  to_state " T " NOT NULL, actor_role " T " NOT NULL, actor_token " T " NOT NULL,"
+    "  reason " T ", PRIMARY KEY(request_id, seq));"
+    "CREATE TABLE dsar_tombstones("
+    "  customer_id " T " PRIMARY KEY, request_id " T " NOT NULL, erased_at BIGINT NOT NULL,"
+    "  regime " T " NOT NULL, counts " T " NOT NULL, actor_role " T " NOT NULL,"
+    "  actor_token " T " NOT NULL);"
+    "CREATE TABLE dsar_verifications("
+    "  request_id " T " PRIMARY KEY, customer_id " T " NOT NULL, channel " T " NOT NULL,"
+    "  hash_key BYTEA NOT NULL, code_hash BYTEA NOT NULL, attempts BIGINT NOT NULL,"
+    "  created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);"
+    "CREATE INDEX dsar_verifications_by_customer ON dsar_verifications(customer_id);",
+    /* 16: staff — people's accounts for the web console (the password as an Argon2id hash,
+     * failed sign-ins in a row and the lockout they caused) and their sessions (the SHA-256 of
+     * the cookie's secret, the last use for the idle limit, the purpose declared). */
+    "CREATE TABLE staff("
+    "  id " T " PRIMARY KEY, username " T " NOT NULL UNIQUE, name " T " NOT NULL,"
+    "  role " T " NOT NULL,"
+    "  password_hash " T " NOT NULL, created_at BIGINT NOT NULL, disabled_at BIGINT,"
+    "  failed_count BIGINT NOT NULL, locked_until BIGINT, last_sign_in_at BIGINT);"
+    "CREATE TABLE staff_sessions("
+    "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, staff_id " T " NOT NULL,"
+    "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT, purpose " T ");"
+    "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
+    /* 17: core, cases — threads by their keyed hash; cases, their interactions, history and
      * agents. */
     "CREATE INDEX interactions_by_thread ON interactions(thread_hash)"
     " WHERE thread_hash IS NOT NULL;"

@@ -208,7 +208,50 @@ const char *const cd__store_sqlite_migrations[] = {
      * row on each claim, so a long queue made each claim slower. */
     "DROP INDEX webhook_deliveries_due;"
     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);",
-    /* 15: core, cases (src/cases) — complaints and service levels.
+    /* 15: dsar — data-subject requests (one row each, with their deadlines) and the history of
+     * every change of their state. The partial index holds open requests only, by deadline, for
+     * the overdue and due-soon lists. Sealed columns (details, notes) are under the customer's
+     * key and go with it on erasure. A tombstone proves an erasure: which customer, by which
+     * request, when, and how many rows of each kind went (no personal data). A verification
+     * is the pending one-time code of a request, as a keyed hash under a random key of its
+     * own, deleted once the decision is made. */
+    "CREATE TABLE dsar_requests("
+    "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL,"
+    "  regime TEXT NOT NULL, intake TEXT NOT NULL, interaction_id TEXT,"
+    "  received_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  ack_due_at INTEGER, acknowledged_at INTEGER, due_at INTEGER NOT NULL,"
+    "  original_due_at INTEGER NOT NULL, unrolled_due_at INTEGER, extended_at INTEGER,"
+    "  extension_reason TEXT, extension_note BLOB, closed_at INTEGER, refusal_reason TEXT,"
+    "  refusal_note BLOB, details BLOB, due_soon_at INTEGER,"
+    "  verification_sends INTEGER NOT NULL DEFAULT 0, verified_at INTEGER);"
+    "CREATE INDEX dsar_requests_by_customer ON dsar_requests(customer_id, received_at);"
+    "CREATE INDEX dsar_requests_by_received ON dsar_requests(received_at, id);"
+    "CREATE INDEX dsar_requests_open ON dsar_requests(due_at, id) WHERE closed_at IS NULL;"
+    "CREATE TABLE dsar_history("
+    "  request_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, from_state TEXT,"
+    "  to_state TEXT NOT NULL, actor_role TEXT NOT NULL, actor_token TEXT NOT NULL,"
+    "  reason TEXT, PRIMARY KEY(request_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE dsar_tombstones("
+    "  customer_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, erased_at INTEGER NOT NULL,"
+    "  regime TEXT NOT NULL, counts TEXT NOT NULL, actor_role TEXT NOT NULL,"
+    "  actor_token TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE dsar_verifications("
+    "  request_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL,"
+    "  hash_key BLOB NOT NULL, code_hash BLOB NOT NULL, attempts INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX dsar_verifications_by_customer ON dsar_verifications(customer_id);",
+    /* 16: staff — people's accounts for the web console (the password as an Argon2id hash,
+     * failed sign-ins in a row and the lockout they caused) and their sessions (the SHA-256 of
+     * the cookie's secret, the last use for the idle limit, the purpose declared). */
+    "CREATE TABLE staff("
+    "  id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, name TEXT NOT NULL, role TEXT NOT NULL,"
+    "  password_hash TEXT NOT NULL, created_at INTEGER NOT NULL, disabled_at INTEGER,"
+    "  failed_count INTEGER NOT NULL, locked_until INTEGER, last_sign_in_at INTEGER);"
+    "CREATE TABLE staff_sessions("
+    "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, staff_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER, purpose TEXT);"
+    "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
+    /* 17: core, cases (src/cases) — complaints and service levels.
      * core: a new interaction learns the earlier interactions of its thread (the case they
      * belong to continues) by the thread's keyed hash; only threaded rows are in the index.
      * cases: one row per case, its clocks as columns (first response fr_, next response nr_,

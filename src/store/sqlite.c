@@ -81,7 +81,7 @@ static void sq_configure_once(void)
 static enum cd_err secure_files(const char *target)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm"};
-    char path[4200];
+    char path[CD_PATH_MAX];
     struct stat st;
     int fd;
 

@@ -8,12 +8,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "store.h"
 #include "store_int.h"
 
 #define MAX_BATCH 2048
 #define MAX_READERS 64
+#define FEED_PINGS 64         /* pings in flight that can still be recognised */
+#define FEED_RETRY_MS 250     /* between attempts to open a lost feed again */
+#define FEED_LEASE_MS 500     /* between attempts to take the lease */
+#define FEED_LEASE_KEY INT64_C(7146378697419468403) /* the signer's lock (migrations: ...402) */
 
 struct cd_tx {
     struct cd_store *store;
@@ -65,6 +70,19 @@ struct cd_store {
     /* Writer thread only: changes at every BEGIN, ROLLBACK and ROLLBACK TO (cd_tx_epoch). */
     uint64_t epoch;
     void *services[CD_STORE_SERVICE__COUNT]; /* cd_store_service_set, atomic accesses */
+    /* The feed of a shared store (cd_store_feed_start): its session and thread; fresh and
+     * lease are read by any thread (atomic accesses), the rest belongs to the feed thread. */
+    void *feed;
+    pthread_t feed_thread;
+    bool feed_started;
+    bool feed_stop;   /* atomic */
+    int64_t fresh;    /* atomic: cd_store_feed_fresh_ms */
+    bool peers;       /* atomic: another server's ping was seen (from then on, for good) */
+    bool lease;       /* atomic: cd_store_lease_held */
+    cd_store_change_fn feed_fn;
+    void *feed_ctx;
+    uint64_t ping_n;
+    int64_t ping_sent[FEED_PINGS]; /* when ping n was sent, at n % FEED_PINGS */
 };
 
 const double cd_store_commit_bucket_le[16] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -610,6 +628,181 @@ void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
+bool cd_store_shared(const struct cd_store *s)
+{
+    return s->ops->feed_open != NULL;
+}
+
+enum cd_err cd_tx_notify(struct cd_tx *tx, const char *topic)
+{
+    if (strlen(topic) > 200)
+        return cd_err_set(CD_ERR_INVALID, "an announcement's topic is too long");
+    if (tx->store->ops->notify == NULL || tx->conn != tx->store->wconn)
+        return CD_OK;
+    return tx->store->ops->notify(tx->conn, topic);
+}
+
+int64_t cd_store_feed_fresh_ms(struct cd_store *s)
+{
+    /* A server alone on its database has nobody's changes to miss: its own are applied where
+     * they are made. Why not always strict: a busy machine can delay the feed's ping past the
+     * bound, and refusing decisions then protects nothing. */
+    if (!__atomic_load_n(&s->peers, __ATOMIC_ACQUIRE))
+        return INT64_MAX;
+    return __atomic_load_n(&s->fresh, __ATOMIC_ACQUIRE);
+}
+
+bool cd_store_lease_held(struct cd_store *s)
+{
+    return !s->feed_started || __atomic_load_n(&s->lease, __ATOMIC_ACQUIRE);
+}
+
+/* One announcement from the feed: the feed's own pings move the freshness mark (every change
+ * committed before the ping was sent came before it), other servers' pings are not news, and
+ * the rest goes to the change function. */
+static void feed_deliver(void *ctx, const char *topic, bool own)
+{
+    struct cd_store *s = ctx;
+    unsigned long long n;
+
+    if (strncmp(topic, "ping ", 5) == 0) {
+        if (!own && !__atomic_load_n(&s->peers, __ATOMIC_RELAXED)) {
+            cd_log(CD_LOG_INFO, "store.peers_seen", NULL);
+            __atomic_store_n(&s->peers, true, __ATOMIC_RELEASE);
+        }
+        if (own && sscanf(topic + 5, "%llu", &n) == 1 && n + FEED_PINGS > s->ping_n &&
+            n <= s->ping_n) {
+            int64_t at = s->ping_sent[n % FEED_PINGS];
+            if (at > __atomic_load_n(&s->fresh, __ATOMIC_RELAXED))
+                __atomic_store_n(&s->fresh, at, __ATOMIC_RELEASE);
+        }
+        return;
+    }
+    s->feed_fn(s->feed_ctx, topic);
+}
+
+/* Opens the feed's session; a new session starts with a full resync, since announcements made
+ * while there was none are lost. */
+static enum cd_err feed_connect(struct cd_store *s)
+{
+    enum cd_err err = s->ops->feed_open(s->target, &s->feed);
+
+    if (err != CD_OK)
+        return err;
+    __atomic_store_n(&s->lease, false, __ATOMIC_RELEASE);
+    s->feed_fn(s->feed_ctx, NULL);
+    return CD_OK;
+}
+
+/* One turn of the feed: a ping when due, an attempt at the lease when due, then waiting for
+ * announcements until the next ping. */
+static enum cd_err feed_turn(struct cd_store *s, uint64_t *next_ping, uint64_t *next_lease)
+{
+    uint64_t now = cd_mono_ns() / 1000000;
+    enum cd_err err;
+    char topic[32];
+
+    if (now >= *next_ping) {
+        s->ping_n++;
+        s->ping_sent[s->ping_n % FEED_PINGS] = cd_now_ms();
+        snprintf(topic, sizeof topic, "ping %llu", (unsigned long long)s->ping_n);
+        if ((err = s->ops->feed_ping(s->feed, topic)) != CD_OK)
+            return err;
+        *next_ping = now + CD_STORE_FEED_PING_MS;
+    }
+    if (now >= *next_lease && !__atomic_load_n(&s->lease, __ATOMIC_RELAXED)) {
+        bool held = false;
+        if ((err = s->ops->feed_lease(s->feed, FEED_LEASE_KEY, &held)) != CD_OK)
+            return err;
+        if (held)
+            cd_log(CD_LOG_INFO, "store.lease_taken", NULL);
+        __atomic_store_n(&s->lease, held, __ATOMIC_RELEASE);
+        *next_lease = now + FEED_LEASE_MS;
+    }
+    return s->ops->feed_wait(s->feed, (unsigned)(*next_ping > now ? *next_ping - now : 1),
+                             feed_deliver, s);
+}
+
+static void *feed_main(void *arg)
+{
+    struct cd_store *s = arg;
+    uint64_t next_ping = 0, next_lease = 0;
+
+    pthread_setname_np(pthread_self(), "cd-feed");
+    while (!__atomic_load_n(&s->feed_stop, __ATOMIC_ACQUIRE)) {
+        if (s->feed == NULL) {
+            if (feed_connect(s) != CD_OK) {
+                struct timespec ts = {0, FEED_RETRY_MS * 1000000L};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            cd_log(CD_LOG_INFO, "store.feed_reconnected", NULL);
+            next_ping = next_lease = 0;
+        }
+        if (feed_turn(s, &next_ping, &next_lease) != CD_OK) {
+            /* The session is gone, and the lease with it. */
+            cd_log(CD_LOG_WARN, "store.feed_lost", NULL);
+            __atomic_store_n(&s->lease, false, __ATOMIC_RELEASE);
+            s->ops->feed_close(s->feed);
+            s->feed = NULL;
+        }
+    }
+    return NULL;
+}
+
+enum cd_err cd_store_feed_start(struct cd_store *s, cd_store_change_fn fn, void *ctx)
+{
+    uint64_t next_ping = 0, next_lease = 0, deadline;
+    enum cd_err err;
+
+    if (!cd_store_shared(s))
+        return CD_OK;
+    if (s->feed_started)
+        return cd_err_set(CD_ERR_INVALID, "the feed is already started");
+    s->feed_fn = fn;
+    s->feed_ctx = ctx;
+    __atomic_store_n(&s->fresh, INT64_MIN, __ATOMIC_RELEASE);
+    if ((err = feed_connect(s)) != CD_OK)
+        return err;
+    /* Serving starts fresh: the first ping has come back (or two seconds passed, and the
+     * server says it is out of date until one does), and two more ping intervals passed, in
+     * which the pings of other servers on the database arrive. */
+    deadline = cd_mono_ns() + 2000000000ull;
+    uint64_t heard = 0;
+    while ((heard == 0 || cd_mono_ns() < heard + 2 * CD_STORE_FEED_PING_MS * 1000000ull) &&
+           cd_mono_ns() < deadline) {
+        if (heard == 0 && __atomic_load_n(&s->fresh, __ATOMIC_ACQUIRE) != INT64_MIN)
+            heard = cd_mono_ns();
+        if ((err = feed_turn(s, &next_ping, &next_lease)) != CD_OK) {
+            s->ops->feed_close(s->feed);
+            s->feed = NULL;
+            return err;
+        }
+    }
+    s->feed_stop = false;
+    if (pthread_create(&s->feed_thread, NULL, feed_main, s) != 0) {
+        s->ops->feed_close(s->feed);
+        s->feed = NULL;
+        return cd_err_set(CD_ERR_INTERNAL, "cannot start the feed thread");
+    }
+    s->feed_started = true;
+    return CD_OK;
+}
+
+void cd_store_feed_stop(struct cd_store *s)
+{
+    if (!s->feed_started)
+        return;
+    __atomic_store_n(&s->feed_stop, true, __ATOMIC_RELEASE);
+    pthread_join(s->feed_thread, NULL);
+    if (s->feed)
+        s->ops->feed_close(s->feed);
+    s->feed = NULL;
+    s->feed_started = false;
+    __atomic_store_n(&s->lease, false, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->fresh, INT64_MAX, __ATOMIC_RELEASE);
+}
+
 bool cd_store_url_is_pg(const char *url)
 {
     return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
@@ -633,6 +826,7 @@ enum cd_err cd_store_open_with(const char *url, const struct cd_store_options *o
     if ((s = cd_calloc(1, sizeof *s)) == NULL)
         return CD_ERR_NOMEM;
     s->ops = cd_store_url_is_pg(url) ? &cd_store_pg_ops : &cd_store_sqlite_ops;
+    s->fresh = INT64_MAX; /* no feed: nothing else writes behind this process's back */
     if (opts)
         s->opts = *opts;
     pthread_mutex_init(&s->mu, NULL);
@@ -665,6 +859,7 @@ void cd_store_close(struct cd_store *s)
 {
     if (s == NULL)
         return;
+    cd_store_feed_stop(s);
     if (s->writer_started) {
         pthread_mutex_lock(&s->mu);
         s->stopping = true;

@@ -123,6 +123,22 @@ struct cd_store_ops {
      * backend has its own tools for this (PostgreSQL: pg_dump). */
     enum cd_err (*backup)(void *conn, const char *path, cd_store_progress_fn progress, void *ctx,
                           struct cd_store_backup_info *info);
+    /* Several servers on one database (NULL members: a database one process serves, SQLite).
+     * notify: inside the writer's transaction, announces topic to every server listening,
+     * delivered when (and only if) the transaction commits. The feed is a connection of its
+     * own, used by one thread: feed_open connects and listens; feed_wait waits up to timeout_ms
+     * for announcements and calls fn(ctx, topic, own) for each, own when the feed itself made
+     * it; feed_ping announces topic from the feed's connection at once (outside any
+     * transaction); feed_lease tries to take the exclusive lock key for as long as the
+     * connection lasts, *held telling whether the feed holds it. Errors: CD_ERR_STORE (the
+     * connection is lost: close the feed and open another), CD_ERR_NOMEM. */
+    enum cd_err (*notify)(void *conn, const char *topic);
+    enum cd_err (*feed_open)(const char *target, void **feed);
+    enum cd_err (*feed_wait)(void *feed, unsigned timeout_ms,
+                             void (*fn)(void *ctx, const char *topic, bool own), void *ctx);
+    enum cd_err (*feed_ping)(void *feed, const char *topic);
+    enum cd_err (*feed_lease)(void *feed, int64_t key, bool *held);
+    void (*feed_close)(void *feed);
 };
 
 extern const struct cd_store_ops cd_store_sqlite_ops;
@@ -238,6 +254,67 @@ void cd_store_get_stats(struct cd_store *s, struct cd_store_stats *out);
 
 /* The backend name ("sqlite", "postgres"). */
 const char *cd_store_backend(const struct cd_store *s);
+
+/* ---- several servers on one database ----
+ *
+ * On PostgreSQL any number of `candor serve` processes may share one database (SQLite has one
+ * process). What they need from the store:
+ * - One writer at a time across all of them: the writer's transaction takes one exclusive
+ *   transaction lock as it begins (sent with BEGIN, no extra round trip), so the group commits
+ *   of all servers follow one another and each sees everything committed before it. The audit
+ *   ledger's order is that order, an Idempotency-Key checked inside a write sees a key stored by
+ *   any server, and no two servers' writes conflict on a row.
+ * - Announcements: a write that changes what other servers keep in memory (consent, an
+ *   identity's owner, a revoked token) announces a topic inside its transaction
+ *   (cd_tx_notify); every server's feed thread receives it once the transaction commits and
+ *   hands it to the change function given to cd_store_feed_start, in commit order.
+ * - A bound on staleness: the feed thread announces a ping of its own every
+ *   CD_STORE_FEED_PING_MS; when its ping comes back, every change committed before the ping was
+ *   sent has been handed on. cd_store_feed_fresh_ms tells up to when, so a server can refuse to
+ *   decide on data older than CD_STORE_FEED_BOUND_MS once it has seen another server.
+ * - A lease: cd_store_lease_held tells whether this process holds the one lease of the
+ *   database (the signer of audit tree heads). It is a lock held by the feed's session, so a
+ *   server that dies or loses its connection loses it, and another takes it within a second. */
+
+/* How often the feed pings, and how old the newest confirmed ping may be before a server says
+ * its view of the other servers' changes is out of date. */
+#define CD_STORE_FEED_PING_MS 100
+#define CD_STORE_FEED_BOUND_MS 1000
+
+/* True when other processes may write the same database (PostgreSQL). */
+bool cd_store_shared(const struct cd_store *s);
+
+/* Announces topic (a short ASCII string, at most 200 bytes: "consent.events", ...) to every
+ * server's feed once tx commits; nothing if it rolls back. Repeats within one transaction are
+ * announced once. A no-op on a store that is not shared and on a read transaction.
+ * Errors: CD_ERR_STORE, CD_ERR_INVALID (topic too long). */
+enum cd_err cd_tx_notify(struct cd_tx *tx, const char *topic);
+
+/* Called on the feed thread: topic is an announcement of another server or of this one (each
+ * once, in commit order); NULL means "everything may have changed": the feed was (re)connected
+ * and announcements made meanwhile are lost, so whatever is kept in memory must be read again
+ * (a full resync). It may read the store; it must not write. */
+typedef void (*cd_store_change_fn)(void *ctx, const char *topic);
+
+/* Starts the feed thread of a shared store (none on one that is not; CD_OK either way). The
+ * first connection is made before this returns, so a change committed after it is delivered.
+ * fn(ctx, NULL) is not called for the first connection. ctx must outlive cd_store_feed_stop.
+ * Errors: CD_ERR_STORE (cannot connect), CD_ERR_INTERNAL (thread), CD_ERR_INVALID (started). */
+enum cd_err cd_store_feed_start(struct cd_store *s, cd_store_change_fn fn, void *ctx);
+
+/* Stops the feed thread (and gives the lease up). Safe when not started. */
+void cd_store_feed_stop(struct cd_store *s);
+
+/* The time (ms since the epoch) up to which every change committed by any server has been
+ * handed to the change function; INT64_MAX for a store that is not shared, has no feed, or has
+ * never seen another server's ping (alone on its database, it has no one's changes to miss;
+ * once another server was seen, the mark counts for the rest of the store's life). */
+int64_t cd_store_feed_fresh_ms(struct cd_store *s);
+
+/* True when this process may act as the one signer among the servers: always on a store that
+ * is not shared or has no feed thread; otherwise while the feed's session holds the lease
+ * (the feed tries to take it every CD_STORE_FEED_PING_MS while it does not). */
+bool cd_store_lease_held(struct cd_store *s);
 
 /* Fault injection (CD_FAULT_INJECTION builds only; a no-op otherwise): the nth statement run
  * by the next write submitted from this thread fails with CD_ERR_STORE, as a disk I/O error

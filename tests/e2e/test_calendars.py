@@ -29,7 +29,7 @@ def test_loaded_calendars_are_listed(srv):
     st, _, body = srv.req("GET", "/v1/calendars")
     assert st == 200, body
     ids = [c["id"] for c in body["items"]]
-    assert ids == ["24x7", "de", "fr", "gb-eng", "ie", "us-federal"]
+    assert ids == ["24x7", "de", "fr", "gb-eng", "ie", "us-ca", "us-federal"]
     fr = body["items"][2]
     assert fr["time_zone"] == "Europe/Paris"
     assert fr["hours"]["mon"] == ["09:00-12:30", "14:00-17:30"]

@@ -3,6 +3,7 @@ command-line tool, as an outside party would), notices and staleness, GPC, prefe
 quiet hours and topic opt-outs in the path of outbound messages, and one-click unsubscribe
 (RFC 8058)."""
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -89,6 +90,11 @@ def test_c_receipt_verified_with_openssl(srv):
     assert st == 200
     key = keys["keys"][0]
     assert key["kid"] == rc["key_id"]
+    # The key id is the SHA-256 of the key's DER SubjectPublicKeyInfo, computed here from the PEM.
+    der = base64.b64decode("".join(line for line in key["public_key_pem"].splitlines()
+                                   if not line.startswith("-----")))
+    assert len(der) == 44 and der[:12] == bytes.fromhex("302a300506032b6570032100"), der
+    assert key["kid"] == hashlib.sha256(der).hexdigest(), key
     with tempfile.TemporaryDirectory() as d:
         pad = "=" * (-len(rc["payload"]) % 4)
         msg = base64.urlsafe_b64decode(rc["payload"] + pad)

@@ -16,8 +16,9 @@ from e2e_util import plain_req, plain_server
 from harness import ROOT
 
 PREFIX = "/usr/local"
-PAGES = ["candor", "candor-audit", "candor-backup", "candor-cases", "candor-guard",
-         "candor-init", "candor-retention", "candor-serve", "candor-token", "candor-webhooks"]
+PAGES = ["candor", "candor-audit", "candor-backup", "candor-cases", "candor-dsar", "candor-guard",
+         "candor-init", "candor-retention", "candor-serve", "candor-staff", "candor-token",
+         "candor-webhooks"]
 
 
 def make(*args):
@@ -66,6 +67,7 @@ def test_install_puts_each_file_in_its_place(ctx):
     p = PREFIX.lstrip("/")
     want = sorted([f"{p}/bin/candor", f"{p}/share/candor/policy.yaml",
                    f"{p}/share/candor/rules/consent/jurisdictions.yaml",
+                   f"{p}/share/candor/rules/dsar/regimes.yaml",
                    f"{p}/lib/systemd/system/candor.service", f"{p}/lib/sysusers.d/candor.conf",
                    f"{p}/share/doc/candor/README.md"] +
                   [f"{p}/share/candor/rules/{r}" for r in rules] +

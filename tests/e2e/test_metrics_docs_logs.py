@@ -77,7 +77,7 @@ def test_every_documented_operation_is_routed(srv):
     st, _, c = srv.req("POST", "/v1/customers", {"display_name": "Docs"})
     st, _, it = srv.req("POST", "/v1/interactions", {"customer_id": c["id"], "channel": "chat",
                                                      "direction": "inbound"})
-    ids = {"id": None, "slug": "not-found", "token": "not-a-real-token",
+    ids = {"id": None, "slug": "not-found", "token": "not-a-real-token", "file": "workspace",
            "hold_id": "hold_00000000000000000000000000"}
     answered = {}
     for path, method in documented():

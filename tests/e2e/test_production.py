@@ -92,10 +92,11 @@ def start_writers(srv, n, acked, statuses):
 
 
 def test_sighup_reloads_rules_and_the_next_check_sees_them():
-    # One small pack and the consent rules: compiling the full packs again under the sanitizers
-    # would take most of a minute, and the reload path is the same.
+    # One small pack and the rules serve needs: compiling the full packs again under the
+    # sanitizers would take most of a minute, and the reload path is the same.
     rules = tempfile.mkdtemp(prefix="candor-rules-")
-    shutil.copytree(os.path.join(ROOT, "rules", "consent"), os.path.join(rules, "consent"))
+    for d in ("consent", "dsar", "calendars"):  # the files serve needs to start at all
+        shutil.copytree(os.path.join(ROOT, "rules", d), os.path.join(rules, d))
     shutil.copy(os.path.join(ROOT, "rules", "pricing.yaml"), rules)
     srv = Server(args=["--rules", rules])
     try:

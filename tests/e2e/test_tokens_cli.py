@@ -10,7 +10,7 @@ import stat
 from harness import (DB_URL_FILE, Server, assert_problem, init_args, pg_cluster,
                      skip_unless_postgres)
 
-SUBCOMMANDS = ["init", "serve", "token", "audit", "guard", "backup"]
+SUBCOMMANDS = ["init", "serve", "token", "staff", "audit", "guard", "backup"]
 
 
 def setup_module():
@@ -51,11 +51,25 @@ def test_token_create_list_revoke_over_http(srv):
 
 
 def test_every_role_can_be_issued(srv):
+    # Every role may list customers; config/policy.yaml lets each but compliance declare the
+    # purpose service. Only admin manages tokens.
     for role in ("admin", "supervisor", "agent", "compliance", "integration"):
         tok = srv.token(role, f"{role} e2e")
-        assert srv.req("GET", "/v1/customers", token=tok, purpose="service")[0] in (200, 403)
-        st = srv.req("GET", "/v1/tokens", token=tok)[0]
-        assert st == (200 if role == "admin" else 403), (role, st)
+        r = srv.req("GET", "/v1/customers", token=tok, purpose="service")
+        if role == "compliance":
+            assert_problem(r, 403, "purpose-not-permitted")
+        else:
+            assert r[0] == 200, (role, r)
+        r = srv.req("GET", "/v1/customers", token=tok, purpose="legal_obligation")
+        if role in ("admin", "compliance"):
+            assert r[0] == 200, (role, r)
+        else:
+            assert_problem(r, 403, "purpose-not-permitted")
+        r = srv.req("GET", "/v1/tokens", token=tok)
+        if role == "admin":
+            assert r[0] == 200, (role, r)
+        else:
+            assert_problem(r, 403, "forbidden")
 
 
 def test_cli_token_create_list_revoke(srv):

@@ -576,6 +576,9 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
     static const char *const undo[] = {
         "DROP TABLE cases", "DROP TABLE case_interactions", "DROP TABLE case_events",
         "DROP TABLE case_agents", "DROP INDEX interactions_by_thread",
+        "DROP TABLE staff_sessions", "DROP TABLE staff",
+        "DROP TABLE dsar_requests", "DROP TABLE dsar_history", "DROP TABLE dsar_tombstones",
+        "DROP TABLE dsar_verifications",
         "DROP TABLE outbox_events", "DROP TABLE webhook_subscriptions",
         "DROP TABLE webhook_deliveries", "DROP TABLE recipients", "DROP TABLE recipient_customers",
         "DROP TABLE recipient_notices", "DROP TABLE legal_holds", "DROP TABLE retention_runs",

@@ -22,20 +22,54 @@ static void buf_caps_and_fails_cleanly(void **state)
     cd_buf_free(&b);
 }
 
+/* 2000 bytes appended ten at a time grow the buffer to 64, 128, ..., 2048 bytes: six
+ * allocations, the nth when the bytes held no longer fit with the next ten (kept[n - 1]).
+ * Failing the nth fails exactly the append that needed it, with what came before kept whole;
+ * there is no seventh to fail, and then everything was appended. */
 static void buf_survives_every_allocation_failure(void **state)
 {
-    for (long n = 1; n < 20; n++) {
-        struct cd_buf b = CD_BUF_INIT(0);
+    static const size_t kept[6] = {0, 60, 120, 250, 510, 1020};
+
+    for (long n = 1; n <= 7; n++) {
+        struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         enum cd_err err = CD_OK;
+        int appended = 0;
         cd_alloc_fail_nth(n);
         for (int i = 0; i < 200 && err == CD_OK; i++)
-            err = cd_buf_puts(&b, "0123456789");
+            if ((err = cd_buf_puts(&b, "0123456789")) == CD_OK)
+                appended++;
+        bool hit = cd_alloc_fault_hit();
         cd_alloc_fail_nth(0);
-        assert_true(err == CD_OK || err == CD_ERR_NOMEM);
-        if (err == CD_ERR_NOMEM)
-            assert_true(b.len % 10 == 0); /* never a partial append */
+        if (n <= 6) {
+            assert_true(hit);
+            assert_int_equal(err, CD_ERR_NOMEM);
+            assert_int_equal(b.len, kept[n - 1]);
+            assert_int_equal(b.len, (size_t)appended * 10); /* never a partial append */
+            if (b.len)
+                assert_memory_equal(b.p + b.len - 10, "0123456789", 10);
+        } else {
+            assert_false(hit);
+            assert_int_equal(err, CD_OK);
+            assert_int_equal(b.len, 2000);
+        }
         cd_buf_free(&b);
     }
+}
+
+/* A buffer's maximum is exact: CD_BUF_INIT(n) holds n bytes, CD_BUF_UNBOUNDED any number. */
+static void buf_maximum_is_exact(void **state)
+{
+    struct cd_buf one = CD_BUF_INIT(1), big = CD_BUF_INIT(CD_BUF_UNBOUNDED);
+
+    assert_int_equal(cd_buf_putc(&one, 'a'), CD_OK);
+    assert_int_equal(cd_buf_putc(&one, 'b'), CD_ERR_TOO_BIG);
+    assert_string_equal(one.p, "a");
+    assert_int_equal(one.cap, 2); /* never more than the maximum and its terminator */
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(cd_buf_puts(&big, "0123456789"), CD_OK);
+    assert_int_equal(big.len, 1000000);
+    cd_buf_free(&one);
+    cd_buf_free(&big);
 }
 
 static void arena_aligns_and_caps(void **state)
@@ -174,7 +208,7 @@ static void json_strings_match_jansson(void **state)
                                         "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac",
                                         "emoji \xf0\x9f\x98\x80 end", "\b\f/"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct cd_buf b = CD_BUF_INIT(0);
+        struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         json_t *s = json_string(cases[i]);
         char *want = json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         assert_int_equal(cd_buf_json_string(&b, cd_str_c(cases[i])), CD_OK);
@@ -189,7 +223,7 @@ static void json_strings_match_jansson(void **state)
         json_decref(s);
         cd_buf_free(&b);
     }
-    struct cd_buf b = CD_BUF_INIT(0);
+    struct cd_buf b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
     assert_int_equal(cd_buf_puts(&b, "x"), CD_OK);
     assert_int_equal(cd_buf_json_string(&b, CD_STR("bad \xff utf-8")), CD_ERR_INVALID);
     assert_string_equal(b.p, "x"); /* nothing of a refused string stays */
@@ -414,6 +448,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_caps_and_fails_cleanly),
         cmocka_unit_test(buf_survives_every_allocation_failure),
+        cmocka_unit_test(buf_maximum_is_exact),
         cmocka_unit_test(arena_aligns_and_caps),
         cmocka_unit_test(time_round_trips),
         cmocka_unit_test(ids_sort_by_time_and_validate),

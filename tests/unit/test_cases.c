@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include "unit.h"
+#include "base/base_testing.h"
 #include "calendar/calendar.h"
 #include "cases/cases.h"
 #include "cases/cases_int.h"

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <unistd.h>
 #include "unit.h"
+#include "base/base_testing.h"
+#include "consent/consent_testing.h"
 #include "consent/consent.h"
 #include "consent/consent_int.h"
 #include "crypto/crypto.h"
@@ -659,6 +661,42 @@ static void rules_errors_name_file_and_line(void **state)
     assert_int_equal(cd_consent_open(store, dir, path, &x), CD_ERR_INVALID);
     assert_non_null(strstr(cd_err_detail(), "bad.yaml:4:"));
     assert_non_null(strstr(cd_err_detail(), "must list purpose"));
+
+    /* Unknown, repeated and missing keys, and values of the wrong kind, each at their line. */
+    static const struct {
+        const char *yaml, *where, *what;
+    } cases[] = {
+        {"version: 1\nnot_required: {service: contract}\nextra: 1\njurisdictions: []\n",
+         "bad.yaml:3:", "unknown key 'extra' in the rules file"},
+        {"version: 1\njurisdictions:\n  - name: X\n    default: true\n    opt_in: [marketing, "
+         "billing, service, legal_obligation, fraud_prevention, security, personalization,\n"
+         "      analytics, targeted_advertising, sale_or_sharing, research]\n    caps:\n"
+         "      - {purpose: marketing, max: 2, dayz: 7}\n",
+         "bad.yaml:8:", "unknown key 'dayz' in a cap"},
+        {"version: 1\njurisdictions:\n  - name: X\n    name: Y\n", "bad.yaml:4:",
+         "key 'name' is given twice"},
+        {"version: 1\njurisdictions:\n  - match: [X]\n", "bad.yaml:3:",
+         "lacks the required key 'name'"},
+        {"version: 1\njurisdictions:\n  - name: X\n    default: yes please\n", "bad.yaml:4:",
+         "default must be true or false"},
+        {"version: 2\njurisdictions: []\n", "bad.yaml:1:", "version must be"},
+        {"version: 1\nnot_required:\n  service: contract\n  service: contract\n"
+         "jurisdictions: []\n",
+         "bad.yaml:4:", "key 'service' is given twice"},
+        {"version: 1\nnot_required: {shopping: contract}\njurisdictions: []\n", "bad.yaml:2:",
+         "unknown key 'shopping'"},
+        {"version: 1\njurisdictions: []\n", "bad.yaml:2:", "must be 'default: true'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(cases[i].yaml, f);
+        fclose(f);
+        assert_int_equal(cd_consent_open(store, dir, path, &x), CD_ERR_INVALID);
+        if (strstr(cd_err_detail(), cases[i].where) == NULL ||
+            strstr(cd_err_detail(), cases[i].what) == NULL)
+            fail_msg("case %zu: %s", i, cd_err_detail());
+    }
 }
 
 /* The formatting of ids, checked against the obvious digit-by-digit loop: edge values and

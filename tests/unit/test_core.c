@@ -878,17 +878,14 @@ static void shredding_leaves_nothing_readable(void **state)
     n = read_file(wal, &bytes);
     assert_null(memmem(bytes, n, wrapped, (size_t)wlen));
 
-    /* The identity is gone, the record of the interaction stays without its content. */
+    /* The identity is gone, and so are the interactions, rows and all. */
     assert_int_equal(cd_core_customer_find(core, &actor, CD_STR("email"), CD_STR_NULL,
                                            CD_STR("shred.me@example.com"), CD_FIELDS_ALL, &c),
                      CD_ERR_NOT_FOUND);
     struct cd_timeline_query tq = {CD_STR_NULL, 50, CD_STR_NULL, CD_STR_NULL, CD_STR_NULL};
     assert_int_equal(timeline(cd_str_c(cid), &tq, &tl),
                      CD_OK);
-    json_t *it = json_array_get(json_object_get(tl, "items"), 0);
-    assert_non_null(it);
-    assert_null(json_object_get(it, "body"));
-    assert_string_equal(json_string_value(json_object_get(it, "channel")), "email");
+    assert_int_equal(json_array_size(json_object_get(tl, "items")), 0);
     json_decref(tl);
     snprintf(q, sizeof q, "{\"customer_id\":\"%s\",\"channel\":\"chat\","
              "\"direction\":\"inbound\"}", cid);

@@ -505,7 +505,7 @@ static void seal_respects_buffer_caps_and_allocation_failures(void **state)
     cd_buf_free(&o);
 
     for (long n = 1; n < 10; n++) {
-        struct cd_buf a = CD_BUF_INIT(0), b = CD_BUF_INIT(0);
+        struct cd_buf a = CD_BUF_INIT(CD_BUF_UNBOUNDED), b = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         cd_alloc_fail_nth(n);
         enum cd_err e1 = cd_crypto_seal(key, CD_STR("c"), CD_STR("f"), CD_STR("secret"), &a);
         enum cd_err e2 = e1 == CD_OK ? cd_crypto_open(key, CD_STR("c"), CD_STR("f"),
@@ -604,6 +604,20 @@ static void signing_key_file_and_pem_round_trip(void **state)
                                             pk),
                      CD_ERR_INVALID);
     assert_int_equal(cd_crypto_pubkey_id(a.pk, id), CD_OK);
+    /* A known vector: the key of RFC 8032's first test; its id is the SHA-256 of its DER
+     * SubjectPublicKeyInfo (302a300506032b6570032100 || key), as `openssl pkey -pubin
+     * -outform DER | sha256sum` computes it. */
+    uint8_t rfc_pk[CD_CRYPTO_PK_LEN], want_id[CD_CRYPTO_HASH_LEN];
+    assert_int_equal(cd_hex_decode(CD_STR("d75a980182b10ab7d54bfed3c964073a"
+                                          "0ee172f3daa62325af021a68f707511a"),
+                                   rfc_pk, sizeof rfc_pk),
+                     CD_OK);
+    assert_int_equal(cd_hex_decode(CD_STR("06e3fd8fda29bb60ab59557de61edb0a"
+                                          "ecdb231134be30e75b455f8e1b792fa9"),
+                                   want_id, sizeof want_id),
+                     CD_OK);
+    assert_int_equal(cd_crypto_pubkey_id(rfc_pk, id), CD_OK);
+    assert_memory_equal(id, want_id, sizeof want_id);
 
     /* A too-small buffer fails cleanly and keeps what it had. */
     struct cd_buf small = CD_BUF_INIT(20);
@@ -612,7 +626,7 @@ static void signing_key_file_and_pem_round_trip(void **state)
     assert_string_equal(small.p, "keep");
     cd_buf_free(&small);
     for (long n = 1; n < 5; n++) {
-        struct cd_buf p2 = CD_BUF_INIT(0);
+        struct cd_buf p2 = CD_BUF_INIT(CD_BUF_UNBOUNDED);
         cd_alloc_fail_nth(n);
         enum cd_err err = cd_crypto_pubkey_pem(a.pk, &p2);
         bool hit = cd_alloc_fault_hit();

@@ -3,6 +3,7 @@
  * the edge's checks of request targets and header sets. */
 #include <ctype.h>
 #include "unit.h"
+#include "consent/consent.h"
 #include "http/http_int.h"
 
 static void lower(char *s)
@@ -255,6 +256,51 @@ static void every_error_has_a_problem_type(void **state)
     assert_string_equal(cd__http_problem_of(CD_ERR_PURPOSE_MISSING)->slug, "purpose-required");
 }
 
+/* A named enum of the document's schemas holds exactly the names, in order. */
+static void schema_enum_is(json_t *doc, const char *schema, const char *const *names, int n)
+{
+    json_t *list = json_object_get(
+        json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), schema),
+        "enum");
+    if (!json_is_array(list))
+        fail_msg("docs/openapi.yaml has no enum %s", schema);
+    if (json_array_size(list) != (size_t)n)
+        fail_msg("%s lists %zu names, the server %d", schema, json_array_size(list), n);
+    for (int i = 0; i < n; i++)
+        if (strcmp(json_string_value(json_array_get(list, (size_t)i)), names[i]) != 0)
+            fail_msg("%s[%d] is %s, the server's is %s", schema, i,
+                     json_string_value(json_array_get(list, (size_t)i)), names[i]);
+}
+
+/* The lists of names the API accepts (roles, purposes, channels) are the server's lists. */
+static void name_lists_are_documented(void **state)
+{
+    json_t *doc = NULL;
+    const char *roles[CD_ROLE__COUNT], *purposes[CD_PURPOSE__COUNT];
+    const char *chans[CD_CONSENT_CHANNEL__COUNT];
+
+    for (int i = 0; i < CD_ROLE__COUNT; i++)
+        roles[i] = cd_role_name((enum cd_role)i);
+    for (int i = 0; i < CD_PURPOSE__COUNT; i++)
+        purposes[i] = cd_purpose_name((enum cd_purpose)i);
+    for (int i = 0; i < CD_CONSENT_CHANNEL__COUNT; i++) {
+        chans[i] = cd_consent_channel_name((enum cd_consent_channel)i);
+        /* The core accepts every channel consent knows, and only those ("*" is consent's). */
+        assert_int_equal(cd_core_channel_valid(cd_str_c(chans[i])), i != CD_CONSENT_CHANNEL_ANY);
+    }
+    assert_false(cd_core_channel_valid(CD_STR("fax")));
+    assert_int_equal(cd__http_openapi_json(&doc), CD_OK);
+    schema_enum_is(doc, "Role", roles, CD_ROLE__COUNT);
+    schema_enum_is(doc, "Purpose", purposes, CD_PURPOSE__COUNT);
+    schema_enum_is(doc, "ConsentChannel", chans, CD_CONSENT_CHANNEL__COUNT);
+    schema_enum_is(doc, "Channel", chans + 1, CD_CONSENT_CHANNEL__COUNT - 1);
+    assert_string_equal(cd_purpose_list(), "service, billing, legal_obligation, fraud_prevention, "
+                                           "security, marketing, personalization, analytics, "
+                                           "targeted_advertising, sale_or_sharing, research");
+    assert_string_equal(CD_ROLE_NAMES, "admin, supervisor, agent, compliance, integration");
+    json_decref(doc);
+}
+
 /* Every problem type the server can answer is listed in the document's Problem.type enum, and
  * every listed type is one the server knows. */
 static void every_problem_type_is_documented(void **state)
@@ -467,6 +513,7 @@ int main(void)
         cmocka_unit_test(routing_captures_parameters),
         cmocka_unit_test(every_error_has_a_problem_type),
         cmocka_unit_test(every_problem_type_is_documented),
+        cmocka_unit_test(name_lists_are_documented),
         cmocka_unit_test(every_edge_problem_is_complete),
         cmocka_unit_test(request_targets_are_checked_before_decoding),
         cmocka_unit_test(header_sets_are_checked),

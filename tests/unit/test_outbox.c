@@ -3,6 +3,7 @@
  * subscription), and every allocation failure of an enqueue. */
 #include <unistd.h>
 #include "unit.h"
+#include "base/base_testing.h"
 #include "outbox/outbox.h"
 #include "outbox/outbox_int.h"
 #include "policy/policy.h"

@@ -60,7 +60,7 @@ static void bad_files_name_the_line(void **state)
                      CD_ERR_INVALID);
     assert_non_null(strstr(cd_err_detail(), ":4: unknown role 'wizard'"));
     assert_int_equal(load_text("version: 1\npurposes:\n  shopping: {}\n"), CD_ERR_INVALID);
-    assert_non_null(strstr(cd_err_detail(), ":3: unknown purpose"));
+    assert_non_null(strstr(cd_err_detail(), ":3: unknown key 'shopping' in purposes"));
     assert_int_equal(load_text("version: 2\n"), CD_ERR_INVALID);
     assert_non_null(strstr(cd_err_detail(), ":1: only policy version 1"));
     assert_int_equal(load_text("version: 1\npurposes: [\n"), CD_ERR_INVALID);
@@ -72,7 +72,16 @@ static void bad_files_name_the_line(void **state)
     assert_int_equal(load_text("version: 1\npurposes:\n  service:\n    roles: [agent]\n"
                                "    categories: [reference]\n"),
                      CD_ERR_INVALID);
-    assert_non_null(strstr(cd_err_detail(), "is not defined"));
+    assert_non_null(strstr(cd_err_detail(), ":3: purposes lacks the required key 'billing'"));
+    /* Unknown and repeated keys are refused where they stand. */
+    assert_int_equal(load_text("version: 1\nversion: 1\n"), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), ":2: key 'version' is given twice"));
+    assert_int_equal(load_text("version: 1\npurposes:\n  service:\n    roles: [agent]\n"
+                               "    categories: [reference]\n    fields: [all]\n"),
+                     CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), ":6: unknown key 'fields' in a purpose"));
+    assert_int_equal(load_text("version: 1\nrestricted: [security]\n"), CD_ERR_INVALID);
+    assert_non_null(strstr(cd_err_detail(), ":2: unknown key 'restricted' in the policy"));
     /* Consent is the consent rules' question alone: a policy that answers it is refused. */
     assert_int_equal(load_text("version: 1\npurposes:\n  service:\n    roles: [agent]\n"
                                "    categories: [reference]\n    consent: false\n"),

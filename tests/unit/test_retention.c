@@ -2,6 +2,7 @@
  * released, each change in the ledger; holds follow merges). */
 #include <unistd.h>
 #include "unit.h"
+#include "base/base_testing.h"
 #include "audit/audit.h"
 #include "core/core.h"
 #include "crypto/crypto.h"

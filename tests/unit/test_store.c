@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "unit.h"
 #include "store/store.h"
@@ -827,6 +828,182 @@ static void pg_refuses_a_database_that_is_not_utf8(void **state)
     assert_non_null(strstr(cd_err_detail(), "cannot connect to PostgreSQL"));
 }
 
+/* ---- several servers on one database (PostgreSQL) ---- */
+
+struct heard {
+    pthread_mutex_t mu;
+    char topics[16][32]; /* "(resync)" for NULL */
+    int n;
+};
+
+static void hear(void *ctx, const char *topic)
+{
+    struct heard *h = ctx;
+
+    pthread_mutex_lock(&h->mu);
+    if (h->n < 16)
+        snprintf(h->topics[h->n++], sizeof h->topics[0], "%s", topic ? topic : "(resync)");
+    pthread_mutex_unlock(&h->mu);
+}
+
+static bool heard(struct heard *h, const char *topic)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&h->mu);
+    for (int i = 0; i < h->n; i++)
+        found = found || strcmp(h->topics[i], topic) == 0;
+    pthread_mutex_unlock(&h->mu);
+    return found;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+struct announce { const char *id, *topic; bool fail_after; };
+
+static enum cd_err insert_and_announce(struct cd_tx *tx, void *ctx)
+{
+    struct announce *a = ctx;
+    struct ins in = {a->id, a->fail_after};
+    enum cd_err err = cd_tx_notify(tx, a->topic);
+
+    return err != CD_OK ? err : insert_token(tx, &in);
+}
+
+/* A topic announced in a write reaches the feeds of other stores on the database once the write
+ * commits, in commit order, and never when the write failed; a feed starts with a resync, and
+ * its freshness mark follows the clock. */
+static void pg_announcements_reach_other_stores_after_commit_only(void **state)
+{
+    need_backend();
+    struct cd_store *a = NULL, *b = NULL;
+    struct heard h = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
+    struct announce one = {"one", "t.one", false}, two = {"two", "t.two", true},
+                    three = {"three", "t.three", false};
+
+    assert_int_equal(cd_store_open(path, &a), CD_OK);
+    assert_int_equal(cd_store_open(path, &b), CD_OK);
+    assert_true(cd_store_shared(a));
+    assert_int_equal(cd_store_feed_start(b, hear, &h), CD_OK);
+    assert_int_equal(cd_store_feed_start(b, hear, &h), CD_ERR_INVALID);
+    /* No feed (a), or no other server seen (b): nothing to wait for. */
+    assert_int_equal(cd_store_feed_fresh_ms(a), INT64_MAX);
+    assert_int_equal(cd_store_feed_fresh_ms(b), INT64_MAX);
+    assert_int_equal(cd_store_write(a, insert_and_announce, &one), CD_OK);
+    assert_int_equal(cd_store_write(a, insert_and_announce, &two), CD_ERR_INVALID);
+    assert_int_equal(cd_store_write(a, insert_and_announce, &three), CD_OK);
+    for (int i = 0; i < 200 && !heard(&h, "t.three"); i++)
+        sleep_ms(10);
+    pthread_mutex_lock(&h.mu);
+    assert_int_equal(h.n, 3);
+    assert_string_equal(h.topics[0], "(resync)");
+    assert_string_equal(h.topics[1], "t.one");
+    assert_string_equal(h.topics[2], "t.three");
+    pthread_mutex_unlock(&h.mu);
+    cd_store_close(b);
+    cd_store_close(a);
+}
+
+/* Of two stores with a feed, one holds the lease; when it closes, the other takes it. */
+static void pg_one_lease_among_stores(void **state)
+{
+    need_backend();
+    struct cd_store *a = NULL, *b = NULL;
+    struct heard h = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
+
+    assert_int_equal(cd_store_open(path, &a), CD_OK);
+    assert_int_equal(cd_store_open(path, &b), CD_OK);
+    assert_true(cd_store_lease_held(a)); /* no feed yet: nothing to share it with */
+    assert_int_equal(cd_store_feed_start(a, hear, &h), CD_OK);
+    assert_int_equal(cd_store_feed_start(b, hear, &h), CD_OK);
+    sleep_ms(1200);
+    assert_true(cd_store_lease_held(a) != cd_store_lease_held(b));
+    /* Each has seen the other: their freshness marks count, and follow the clock. */
+    assert_true(cd_store_feed_fresh_ms(a) != INT64_MAX && cd_store_feed_fresh_ms(b) != INT64_MAX);
+    assert_true(cd_now_ms() - cd_store_feed_fresh_ms(a) <= CD_STORE_FEED_BOUND_MS);
+    assert_true(cd_now_ms() - cd_store_feed_fresh_ms(b) <= CD_STORE_FEED_BOUND_MS);
+    struct cd_store *holder = cd_store_lease_held(a) ? a : b, *other = holder == a ? b : a;
+    cd_store_close(holder);
+    for (int i = 0; i < 300 && !cd_store_lease_held(other); i++)
+        sleep_ms(10);
+    assert_true(cd_store_lease_held(other));
+    cd_store_close(other);
+}
+
+/* A write that reads, then inserts what it read (the pattern of an Idempotency-Key check): the
+ * writers of two stores on one database take turns, so none inserts what the other just did. */
+static enum cd_err insert_next(struct cd_tx *tx, void *ctx)
+{
+    int64_t n = 0;
+    char id[32];
+    enum cd_err err = cd_tx_int(tx, "SELECT count(*) FROM tokens", NULL, 0, &n);
+
+    (void)ctx;
+    if (err != CD_OK)
+        return err;
+    snprintf(id, sizeof id, "n%lld", (long long)n);
+    struct ins in = {id, false};
+    return insert_token(tx, &in);
+}
+
+struct turn { struct cd_store *s; int errors; };
+
+static void *turn_writer(void *arg)
+{
+    struct turn *t = arg;
+
+    for (int i = 0; i < 40; i++)
+        if (cd_store_write(t->s, insert_next, NULL) != CD_OK)
+            t->errors++;
+    return NULL;
+}
+
+static void pg_writers_of_two_stores_take_turns(void **state)
+{
+    need_backend();
+    struct cd_store *s[2] = {NULL, NULL};
+    struct turn t[8];
+    pthread_t th[8];
+    int64_t n = 0;
+
+    assert_int_equal(cd_store_open(path, &s[0]), CD_OK);
+    assert_int_equal(cd_store_open(path, &s[1]), CD_OK);
+    for (int i = 0; i < 8; i++) {
+        t[i] = (struct turn){s[i % 2], 0};
+        pthread_create(&th[i], NULL, turn_writer, &t[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].errors, 0);
+    }
+    assert_int_equal(cd_store_read(s[0], count_tokens, &n), CD_OK);
+    assert_int_equal(n, 320);
+    cd_store_close(s[1]);
+    cd_store_close(s[0]);
+}
+
+/* SQLite has one process: no feed, announcements are nothing, the lease is always held. */
+static void sqlite_is_not_shared(void **state)
+{
+    need_backend();
+    struct cd_store *s = NULL;
+    struct heard h = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
+    struct announce one = {"one", "t.one", false};
+
+    assert_int_equal(cd_store_open(path, &s), CD_OK);
+    assert_false(cd_store_shared(s));
+    assert_int_equal(cd_store_feed_start(s, hear, &h), CD_OK);
+    assert_int_equal(cd_store_write(s, insert_and_announce, &one), CD_OK);
+    assert_true(cd_store_lease_held(s));
+    assert_int_equal(cd_store_feed_fresh_ms(s), INT64_MAX);
+    assert_int_equal(h.n, 0);
+    cd_store_close(s);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -844,6 +1021,7 @@ int main(void)
         cmocka_unit_test(every_sqlite_migration_has_its_postgresql_twin),
         cmocka_unit_test(backup_is_a_snapshot_made_while_writing),
         cmocka_unit_test(files_are_the_owners_alone),
+        cmocka_unit_test(sqlite_is_not_shared),
     };
     const struct CMUnitTest pg_only[] = {
         cmocka_unit_test(both_backends_migrate_to_the_same_schema),
@@ -853,6 +1031,9 @@ int main(void)
         cmocka_unit_test(pg_text_that_is_not_utf8_is_invalid),
         cmocka_unit_test(pg_integrity_check_uses_amcheck_when_installed),
         cmocka_unit_test(pg_refuses_a_database_that_is_not_utf8),
+        cmocka_unit_test(pg_announcements_reach_other_stores_after_commit_only),
+        cmocka_unit_test(pg_one_lease_among_stores),
+        cmocka_unit_test(pg_writers_of_two_stores_take_turns),
     };
 #define N(a) (sizeof(a) / sizeof((a)[0]))
     struct CMUnitTest sq[N(common) + N(sqlite_only)], pg[N(common) + N(pg_only)];
