@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-from e2e_util import sql
+from e2e_util import sql, stored_bytes
 from harness import ROOT, Server, assert_problem
 
 # A 24x7 policy with targets of minutes, so the sweeper has breaches to mark during the test.
@@ -111,6 +111,11 @@ def test_reads_need_a_purpose_and_a_role(srv):
     assert_problem(srv.req("GET", "/v1/cases?limit=5"), 400, "purpose-required")
     assert_problem(srv.req("GET", "/v1/cases/" + c["id"], token=srv.token("agent"),
                            purpose="marketing"), 403, "purpose-not-permitted")
+    # The refusal was an attempt on this customer's data: their access log shows it.
+    st, _, log = srv.req("GET", f"/v1/customers/{cid}/access-log?limit=500", purpose="service")
+    assert st == 200, log
+    denied = [e for e in log["items"] if e["action"] == "access.denied"]
+    assert len(denied) == 1 and denied[0]["purpose"] == "marketing", denied
     assert_problem(srv.req("GET", "/v1/cases/" + c["id"], token=None, purpose="service"), 401,
                    "unauthenticated")
     compliance = srv.token("compliance")
@@ -308,9 +313,10 @@ def test_blind_mode_hides_customer_value_from_agents(srv):
     # A supervisor sees it (the blind mode is for agents).
     sup = srv.token("supervisor")
     assert get(srv, c["id"], token=sup)["customer_value"]["spend_minor"] == 987654
-    # The value is sealed at rest.
-    assert sql(srv, f"SELECT count(*) FROM cases WHERE id = '{c['id']}' AND"
-                    " instr(CAST(sealed AS TEXT), 'gold') > 0") == "0"
+    # The value is sealed at rest: nowhere in the database's files in clear.
+    assert sql(srv, f"SELECT count(*) FROM cases WHERE id = '{c['id']}'"
+                    " AND sealed IS NOT NULL") == "1"
+    assert b'"gold"' not in stored_bytes(srv)
 
 
 def test_etas_and_policies(srv):
