@@ -127,6 +127,13 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
                                     struct cd_str topic, int64_t now_ms,
                                     struct cd_consent_decision *d);
 
+/* Whether the customer's quiet hours hold at now_ms (in their time zone) for a message on
+ * channel, from the projection: for messages that need no consent and still wait for the
+ * customer's quiet hours to end (a service notice of an incident). false for "*", an unknown
+ * customer or one without quiet hours. Never blocks on the store. */
+bool cd_consent_quiet_hours(struct cd_consent *c, struct cd_str customer_id,
+                            enum cd_consent_channel channel, int64_t now_ms);
+
 /* Decides purpose on channel for each of ids[0..n) (borrowed) into out[0..n), as
  * cd_consent_decide does, in batches whose memory reads overlap (the fast path for many
  * customers at once). Errors: CD_ERR_INVALID for an out-of-range purpose or channel. */
