@@ -91,7 +91,7 @@ UNIT_DEPS_consent := store crypto audit policy
 UNIT_DEPS_auth   := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox
-UNIT_DEPS_cases  := store crypto core audit policy calendar outbox
+UNIT_DEPS_cases  := store crypto core audit policy calendar outbox consent
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

@@ -150,6 +150,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                        .consent_changed = cd_consent_customer_changed,
                                        .cases = sv->cases};
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
+    cd_cases_set_consent(sv->cases, sv->consent); /* incident notices */
     if ((err = cd_cases_sweeper_start(sv->cases, (unsigned)sv->sla_sweep)) != CD_OK)
         return err;
     if ((err = open_audit(sv)) != CD_OK)
@@ -233,10 +234,12 @@ static void serve_close(struct serve *sv)
 {
     cd_http_stop(sv->http);
     sv->http = NULL;
+    /* The sweeper's last write is through before the store closes; it decides incident notices
+     * with the consent engine, so it stops first. */
+    cd_cases_close(sv->cases);
+    sv->cases = NULL;
     cd_consent_close(sv->consent);
     sv->consent = NULL;
-    cd_cases_close(sv->cases); /* the sweeper's last write is through before the store closes */
-    sv->cases = NULL;
     /* A head over the final ledger, so a verifier holding it covers every entry. */
     cd_audit_close(sv->audit);
     sv->audit = NULL;

@@ -182,6 +182,13 @@ enum cd_err cd__http_agents_get(struct cd_req *r);
 enum cd_err cd__http_agents_put(struct cd_req *r);
 enum cd_err cd__http_sla_policies(struct cd_req *r);
 enum cd_err cd__http_sla_report(struct cd_req *r);
+enum cd_err cd__http_incidents_list(struct cd_req *r);
+enum cd_err cd__http_incidents_create(struct cd_req *r);
+enum cd_err cd__http_incidents_get(struct cd_req *r);
+enum cd_err cd__http_incidents_update(struct cd_req *r);
+enum cd_err cd__http_incidents_affect(struct cd_req *r);
+enum cd_err cd__http_incidents_customers(struct cd_req *r);
+enum cd_err cd__http_incidents_notify(struct cd_req *r);
 
 /* Legal holds (h_retention.c). */
 enum cd_err cd__http_holds_list(struct cd_req *r);
