@@ -99,7 +99,7 @@ UNIT_DEPS_staff  := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox calendar
 UNIT_DEPS_dsar   := store crypto core audit policy calendar consent outbox retention guard
-UNIT_DEPS_cases  := store crypto core audit policy calendar outbox
+UNIT_DEPS_cases  := store crypto core audit policy calendar outbox consent
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

@@ -293,8 +293,8 @@ enum cd_err cd__case_new(struct cd_cases *cs, struct cd_tx *tx, struct cd__case 
 
 /* ---- parsing what callers send ---- */
 
-static enum cd_err name_member(const json_t *body, const char *key, const char *const *list,
-                               int *out)
+enum cd_err cd__cases_name_member(const json_t *body, const char *key, const char *const *list,
+                                  int *out)
 {
     struct cd_str s = CD_STR_NULL;
     char names[300];
@@ -680,9 +680,9 @@ enum cd_err cd_cases_create(struct cd_cases *cs, const struct cd_actor *a, const
     c.k.channel = 0;
     if ((err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "customer_id", true, &c.customer_in)) != CD_OK ||
-        (err = name_member(body, "type", cd__case_types, &c.k.type)) != CD_OK ||
-        (err = name_member(body, "impact", cd__case_impacts, &c.k.impact)) != CD_OK ||
-        (err = name_member(body, "channel", cd__case_channels, &c.k.channel)) != CD_OK ||
+        (err = cd__cases_name_member(body, "type", cd__case_types, &c.k.type)) != CD_OK ||
+        (err = cd__cases_name_member(body, "impact", cd__case_impacts, &c.k.impact)) != CD_OK ||
+        (err = cd__cases_name_member(body, "channel", cd__case_channels, &c.k.channel)) != CD_OK ||
         (err = slug_member(body, "team", c.k.team)) != CD_OK ||
         (err = slug_member(body, "skill", c.k.skill)) != CD_OK ||
         (err = tags_member(body, &c.k)) != CD_OK ||
@@ -753,7 +753,7 @@ static enum cd_err remedy_member(const json_t *patch, struct cd__case *k, json_t
     if (r == NULL)
         return CD_OK;
     if (!json_is_object(r) || (err = cd_json_only(r, allowed)) != CD_OK ||
-        (err = name_member(r, "type", cd__case_remedies, &type)) != CD_OK ||
+        (err = cd__cases_name_member(r, "type", cd__case_remedies, &type)) != CD_OK ||
         (err = cd_json_int(r, "amount_minor", false, &amount)) != CD_OK ||
         (err = cd_json_str(r, "currency", false, &cur)) != CD_OK || type < 0)
         return cd_err_set(CD_ERR_INVALID, "'remedy' is {\"type\": refund, credit, apology, fix "
@@ -803,10 +803,10 @@ static enum cd_err patch_members(struct update_ctx *u, struct cd_tx *tx, struct 
     char team[CD__CASES_NAME_MAX] = "", skill[CD__CASES_NAME_MAX] = "";
     enum cd_err err;
 
-    if ((err = name_member(p, "status", cd__case_statuses, status_to)) != CD_OK ||
-        (err = name_member(p, "type", cd__case_types, &type)) != CD_OK ||
-        (err = name_member(p, "impact", cd__case_impacts, &impact)) != CD_OK ||
-        (err = name_member(p, "outcome", cd__case_outcomes, &outcome)) != CD_OK ||
+    if ((err = cd__cases_name_member(p, "status", cd__case_statuses, status_to)) != CD_OK ||
+        (err = cd__cases_name_member(p, "type", cd__case_types, &type)) != CD_OK ||
+        (err = cd__cases_name_member(p, "impact", cd__case_impacts, &impact)) != CD_OK ||
+        (err = cd__cases_name_member(p, "outcome", cd__case_outcomes, &outcome)) != CD_OK ||
         (err = slug_member(p, "team", team)) != CD_OK ||
         (err = remedy_member(p, k, changes)) != CD_OK)
         return err;
@@ -1182,6 +1182,15 @@ enum cd_err cd_cases_customer_merged(struct cd_cases *cs, struct cd_tx *tx, cons
         if (err != CD_OK)
             goto out;
     }
+    /* The incidents that affected the merged customer affect the survivor (once each). */
+    struct cd_val q[] = {CD_VCSTR(merged), CD_VCSTR(survivor)};
+    if ((err = cd_tx_exec(tx, "UPDATE incident_customers SET customer_id = $2"
+                              " WHERE customer_id = $1 AND incident_id NOT IN (SELECT incident_id"
+                              " FROM incident_customers WHERE customer_id = $2)",
+                          q, 2, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "DELETE FROM incident_customers WHERE customer_id = $1", q, 1,
+                          NULL, NULL, NULL)) != CD_OK)
+        goto out;
 out:
     if (plain.p)
         cd_crypto_wipe(plain.p, plain.len);

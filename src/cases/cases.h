@@ -8,7 +8,9 @@
  * resolution clock pauses while the case waits on the customer); breaches (the sweeper thread
  * marks them, records them in the ledger and counts them for /metrics); the queue (earliest
  * deadline first within an agent's teams and skills, a claim in one transaction); ETAs from
- * the history of similar cases; the SLA report. docs/cases.md describes the model.
+ * the history of similar cases; the SLA report; incidents (the customers an event affects, their
+ * follow-up cases, and whether, when and on which channel each was told: the incidents and
+ * incident_customers tables). docs/cases.md describes the model.
  *
  * Contract: every change of a case is one store write that also appends its ledger event
  * (case_events rows are bound to their entries by digest). Reads of a case are reads of its
@@ -53,11 +55,13 @@ enum cd_err cd_cases_open_buffers(struct cd_store *store, struct cd_core *core,
 void cd_cases_close(struct cd_cases *cs);
 
 /* Starts the sweeper thread: every interval_ms it marks the breaches of clocks whose deadline
- * passed (a ledger event each), closes resolved cases whose reopen window ended, and refreshes
- * the figures /metrics shows. Errors: CD_ERR_INVALID (started twice), CD_ERR_INTERNAL. */
+ * passed (a ledger event each), closes resolved cases whose reopen window ended, tells the
+ * customers whose incident notice quiet hours deferred once they end, and refreshes the
+ * figures /metrics shows. Errors: CD_ERR_INVALID (started twice), CD_ERR_INTERNAL. */
 enum cd_err cd_cases_sweeper_start(struct cd_cases *cs, unsigned interval_ms);
 /* One sweep now, on the calling thread (tests, `candor cases sweep`). *marked (may be NULL)
- * gets the breaches marked and the cases closed. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+ * gets the breaches marked, the cases closed and the deferred notices told.
+ * Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd_cases_sweep(struct cd_cases *cs, int64_t now_ms, size_t *marked);
 
 /* ---- who asks ---- */
@@ -224,6 +228,72 @@ enum cd_err cd_cases_recorded(struct cd_cases *cs, struct cd_tx *tx,
 enum cd_err cd_cases_customer_merged(struct cd_cases *cs, struct cd_tx *tx, const char *merged,
                                      const char *survivor, const struct cd_core_vault *from,
                                      const struct cd_core_vault *to);
+
+/* ---- incidents ---- */
+
+struct cd_consent;
+
+/* The consent engine that decides incident notices that are not legal notices (borrowed; it
+ * must outlive cs). Without one, such notices are withheld ("no_consent_engine"). */
+void cd_cases_set_consent(struct cd_cases *cs, struct cd_consent *consent);
+
+/* Opens an incident. Body: {"kind" (outage | billing_error | data_breach | security | other),
+ * "title" (1..200 bytes), "description"? (at most 4000), "severity"? (low | normal | high |
+ * critical: the impact of the cases it opens; default normal), "channel"? (the channel its
+ * cases are recorded under; default email), "team"?, "tags"? [slug..], "legal_notice"?
+ * {"required": bool, "basis"?: the law that requires telling the customers, needed when
+ * required}, "started_at"? (RFC 3339; default now)}. No personal data: an incident is about
+ * an event, its customers are linked apart. *out: the incident (as cd_cases_incident_get).
+ * Errors: CD_ERR_INVALID (the member), CD_ERR_IDEMPOTENCY, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_cases_incident_create(struct cd_cases *cs, const struct cd_actor *a,
+                                     const json_t *body, const struct cd_idem *idem, json_t **out,
+                                     bool *replayed);
+/* An incident with its counts ({"customers": {"affected", "cases", "told", "deferred",
+ * "withheld", "not_yet_told"}}). Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_cases_incident_get(struct cd_cases *cs, struct cd_str id, json_t **out);
+/* Incidents newest first, of one status when status is not empty ({"items","next_cursor"}).
+ * Errors: CD_ERR_INVALID (status, cursor, limit 1..200), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_cases_incident_list(struct cd_cases *cs, struct cd_str status, struct cd_str cursor,
+                                   int limit, json_t **out);
+/* Changes an incident: {"status"? (open | monitoring | resolved; resolved is final), and the
+ * members of a create except kind and started_at, "version"? (as last read: a different one is
+ * a conflict)}. A status change is written into the history of each active case opened for
+ * it. Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (version), CD_ERR_STORE,
+ * CD_ERR_NOMEM. Nothing changes on error. */
+enum cd_err cd_cases_incident_update(struct cd_cases *cs, const struct cd_actor *a,
+                                     struct cd_str id, const json_t *patch, json_t **out);
+/* Links the customers an incident affects, named by {"customer_ids": [id..1000]} or by
+ * {"query": {"case_type"?, "channel"?, "team"?, "tag"?, "opened_from"?, "opened_to"?,
+ * "active_only"?}} (the customers with a case matching every condition). Ids are resolved
+ * through merges; each newly affected customer gets an incident follow-up case (or keeps the
+ * active one already opened for this incident) and a notice not yet told. Customers added
+ * before are counted, not added twice; erased ones are skipped; ids of a list that name no
+ * customer are returned in "unknown". Written in batches of 250 customers, each batch whole.
+ * *out: {"incident_id","by","matched","added","already_affected","cases_opened","cases_kept",
+ * "erased","unknown"}. Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND (incident), CD_ERR_CONFLICT
+ * (the incident is resolved), CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_cases_incident_affect(struct cd_cases *cs, const struct cd_actor *a,
+                                     struct cd_str id, const json_t *body, json_t **out);
+/* The affected customers, by customer id, with their case and what became of their notice
+ * ({"items":[{"customer_id","case_id","added_by","added_at","notice","channel","at","reason",
+ * "basis","attempts"}],"next_cursor"}); notice (may be empty) keeps one state (pending, told,
+ * deferred, withheld). Reference data only. Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND,
+ * CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_cases_incident_customers(struct cd_cases *cs, struct cd_str id,
+                                        struct cd_str notice, struct cd_str cursor, int limit,
+                                        json_t **out);
+/* Tells the affected customers not yet told: {"channel", "legal_notice"? (bool; only for an
+ * incident whose notice the law requires)}. A legal notice is told to each whatever their
+ * preferences; any other is decided for the service purpose on the channel by the consent
+ * engine now: allowed is told, quiet hours defer it (the sweeper tells them when the quiet
+ * hours end), anything else withholds it with the reason. Each notice told is recorded on the
+ * customer (channel, time, basis), in the case's history and the ledger, and queued as an
+ * incident.notice event on the outbox for the sending system, in one transaction per batch.
+ * *out: {"incident_id","channel","legal_notice","told","deferred","withheld",
+ * "withheld_reasons":{reason: n}}. Errors: CD_ERR_INVALID (a member; a legal notice for an
+ * incident that needs none), CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd_cases_incident_notify(struct cd_cases *cs, const struct cd_actor *a,
+                                     struct cd_str id, const json_t *body, json_t **out);
 
 /* ---- demo ---- */
 

@@ -46,6 +46,10 @@ extern const char *const cd__case_vulnerabilities[];
 int cd__cases_name_index(const char *const *list, struct cd_str s);
 /* "a, b or c" of a NULL-terminated list, for messages (static storage per list). */
 const char *cd__cases_name_list(const char *const *list, char *buf, size_t n);
+/* The optional member key of body, one of the names of list, as its index into *out (left as
+ * it is when the member is absent). Errors: CD_ERR_INVALID naming the member and the names. */
+enum cd_err cd__cases_name_member(const json_t *body, const char *key, const char *const *list,
+                                  int *out);
 /* True if s is a slug: 1..47 bytes of a-z, 0-9, '-', '_' (teams, skills, tags, ids). */
 bool cd__cases_slug(struct cd_str s);
 
@@ -148,6 +152,7 @@ struct cd__cases_stats {
 struct cd_cases {
     struct cd_store *store;
     struct cd_core *core;
+    struct cd_consent *consent; /* decides incident notices (may be NULL) */
     const struct cd_calendars *cals;
     const struct cd_calendar *always; /* "24x7": elapsed time */
     struct cd__settings set;
@@ -322,6 +327,21 @@ void cd__route(const struct cd_cases *cs, const struct cd__case_facts *f, char *
  * here) at instant at: priority, routing, SLA, clocks, queue length. */
 enum cd_err cd__case_new(struct cd_cases *cs, struct cd_tx *tx, struct cd__case *k,
                          const struct cd__sensitive *sens, int64_t at);
+/* ---- cursors (queue.c) ---- */
+
+/* A list's cursor: "<ms>.<id>" in base64url, id of the kind prefix ("cas", "inc"). */
+void cd__cursor_make(int64_t ms, const char *id, char out[128]);
+enum cd_err cd__cursor_parse(struct cd_str c, const char *prefix, int64_t *ms,
+                             char id[CD_ID_MAX]);
+
+/* ---- incidents (incidents.c) ---- */
+
+extern const char *const cd__incident_kinds[];
+extern const char *const cd__incident_statuses[];
+/* Decides again the notices quiet hours deferred, telling those whose time has come; *told
+ * (may be NULL) is increased by how many were told. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
+enum cd_err cd__incidents_sweep(struct cd_cases *cs, int64_t now, size_t *told);
+
 /* Number of cases waiting for an agent in team (the queue length): from the sweeper's last
  * count when it is recent, else counted in tx. */
 enum cd_err cd__queue_len(struct cd_cases *cs, struct cd_tx *tx, const char *team, long *n);

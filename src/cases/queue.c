@@ -21,7 +21,7 @@
 
 /* ---- cursors: "<ms>.<id>" in base64url ---- */
 
-static void cursor_make(int64_t ms, const char *id, char out[128])
+void cd__cursor_make(int64_t ms, const char *id, char out[128])
 {
     char raw[80];
     int n = snprintf(raw, sizeof raw, "%lld.%s", (long long)ms, id);
@@ -29,7 +29,8 @@ static void cursor_make(int64_t ms, const char *id, char out[128])
     cd_b64url_encode(raw, (size_t)n, out);
 }
 
-static enum cd_err cursor_parse(struct cd_str c, int64_t *ms, char id[CD_ID_MAX])
+enum cd_err cd__cursor_parse(struct cd_str c, const char *prefix, int64_t *ms,
+                             char id[CD_ID_MAX])
 {
     char raw[96];
     size_t n = 0;
@@ -38,7 +39,7 @@ static enum cd_err cursor_parse(struct cd_str c, int64_t *ms, char id[CD_ID_MAX]
     if (c.len > 120 || cd_b64url_decode(c, raw, sizeof raw - 1, &n) != CD_OK)
         return cd_err_set(CD_ERR_INVALID, "'cursor' is not a cursor this list gave");
     raw[n] = '\0';
-    if ((dot = strchr(raw, '.')) == NULL || !cd_id_valid(cd_str_c(dot + 1), "cas"))
+    if ((dot = strchr(raw, '.')) == NULL || !cd_id_valid(cd_str_c(dot + 1), prefix))
         return cd_err_set(CD_ERR_INVALID, "'cursor' is not a cursor this list gave");
     *dot = '\0';
     *ms = strtoll(raw, &end, 10);
@@ -184,7 +185,7 @@ static enum cd_err list_fn(struct cd_tx *tx, void *ctx)
 
     l->n = 0;
     l->more = false;
-    if (q->cursor.len && (err = cursor_parse(q->cursor, &cms, id)) != CD_OK)
+    if (q->cursor.len && (err = cd__cursor_parse(q->cursor, "cas", &cms, id)) != CD_OK)
         return err;
     if (!q->cursor.len)
         cms = soon ? INT64_MIN : INT64_MAX;
@@ -283,8 +284,8 @@ enum cd_err cd_cases_list(struct cd_cases *cs, const struct cd_actor *a,
     char cursor[128];
     bool soon = cd_str_eq_c(q->sla, "due_soon");
     if (l.more && l.n)
-        cursor_make(soon ? l.ks[l.n - 1].queue_due : l.ks[l.n - 1].created_at, l.ks[l.n - 1].id,
-                    cursor);
+        cd__cursor_make(soon ? l.ks[l.n - 1].queue_due : l.ks[l.n - 1].created_at,
+                        l.ks[l.n - 1].id, cursor);
     if ((o = json_pack("{s:O,s:o}", "items", items,
                        "next_cursor", l.more && l.n ? json_string(cursor) : json_null())) ==
         NULL) {

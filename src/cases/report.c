@@ -289,12 +289,16 @@ enum cd_err cd_cases_sweep(struct cd_cases *cs, int64_t now_ms, size_t *marked)
         err = err == CD_OK ? cd_store_write(cs->store, close_batch, &s) : err;
     } while (err == CD_OK && s.more);
     cd_free(s.ids);
+    size_t told = 0;
+    if (err == CD_OK)
+        err = cd__incidents_sweep(cs, now_ms, &told);
     if (err == CD_OK)
         err = refresh_stats(cs, now_ms);
     if (marked)
-        *marked = s.marked + s.closed;
-    if (s.marked || s.closed)
-        cd_log(CD_LOG_INFO, "cases.swept", "\"breaches\":%zu,\"closed\":%zu", s.marked, s.closed);
+        *marked = s.marked + s.closed + told;
+    if (s.marked || s.closed || told)
+        cd_log(CD_LOG_INFO, "cases.swept", "\"breaches\":%zu,\"closed\":%zu,\"notices\":%zu",
+               s.marked, s.closed, told);
     return err;
 }
 

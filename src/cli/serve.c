@@ -238,6 +238,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                        .consent_changed = cd_consent_customer_changed,
                                        .cases = sv->cases};
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
+    cd_cases_set_consent(sv->cases, sv->consent); /* incident notices */
     if ((err = cd_cases_sweeper_start(sv->cases, (unsigned)sv->sla_sweep)) != CD_OK)
         return err;
     /* Before the ledger service: the feed's session holds the lease that decides which server

@@ -1,5 +1,5 @@
-/* Handlers for cases, the queue, agents, SLA policies and the SLA report: parameters in, the
- * cases module's answer out. What an answer may carry is decided here from the request: the
+/* Handlers for cases, the queue, agents, SLA policies, the SLA report and incidents: parameters
+ * in, the cases module's answer out. What an answer may carry is decided here from the request: the
  * purpose's categories (cd__http_fields) and whether the role may see customer value (blind
  * mode hides it from agents). */
 #include <stdio.h>
@@ -218,4 +218,83 @@ enum cd_err cd__http_sla_report(struct cd_req *r)
     if (q.from_ms == 0)
         q.from_ms = q.to_ms - 365LL * 86400 * 1000;
     return cd_cases_sla_report(r->app->cases, &q, &r->resp_json);
+}
+
+/* ---- incidents: no personal data in the incident; affected customers by id ---- */
+
+enum cd_err cd__http_incidents_list(struct cd_req *r)
+{
+    int limit = 50;
+    enum cd_err err;
+
+    if (r->app->cases == NULL)
+        return no_cases();
+    if ((err = cd__http_query_int(r, "limit", 50, 1, 200, &limit)) != CD_OK)
+        return err;
+    return cd_cases_incident_list(r->app->cases, cd__http_query(r, "status"),
+                                  cd__http_query(r, "cursor"), limit, &r->resp_json);
+}
+
+enum cd_err cd__http_incidents_create(struct cd_req *r)
+{
+    struct cd_idem idem;
+    const struct cd_idem *ip = NULL;
+    bool replayed = false;
+    enum cd_err err;
+
+    if (r->app->cases == NULL)
+        return no_cases();
+    if ((err = cd__http_idem(r, &idem, &ip)) != CD_OK ||
+        (err = cd_cases_incident_create(r->app->cases, &r->actor, r->json, ip, &r->resp_json,
+                                         &replayed)) != CD_OK)
+        return err;
+    r->status = replayed ? 200 : 201;
+    r->replayed = replayed;
+    snprintf(r->location, sizeof r->location, "/v1/incidents/%s",
+             json_string_value(json_object_get(r->resp_json, "id")));
+    return CD_OK;
+}
+
+enum cd_err cd__http_incidents_get(struct cd_req *r)
+{
+    if (r->app->cases == NULL)
+        return no_cases();
+    return cd_cases_incident_get(r->app->cases, r->params[0], &r->resp_json);
+}
+
+enum cd_err cd__http_incidents_update(struct cd_req *r)
+{
+    if (r->app->cases == NULL)
+        return no_cases();
+    return cd_cases_incident_update(r->app->cases, &r->actor, r->params[0], r->json,
+                                    &r->resp_json);
+}
+
+enum cd_err cd__http_incidents_affect(struct cd_req *r)
+{
+    if (r->app->cases == NULL)
+        return no_cases();
+    return cd_cases_incident_affect(r->app->cases, &r->actor, r->params[0], r->json,
+                                    &r->resp_json);
+}
+
+enum cd_err cd__http_incidents_customers(struct cd_req *r)
+{
+    int limit = 100;
+    enum cd_err err;
+
+    if (r->app->cases == NULL)
+        return no_cases();
+    if ((err = cd__http_query_int(r, "limit", 100, 1, 1000, &limit)) != CD_OK)
+        return err;
+    return cd_cases_incident_customers(r->app->cases, r->params[0], cd__http_query(r, "notice"),
+                                       cd__http_query(r, "cursor"), limit, &r->resp_json);
+}
+
+enum cd_err cd__http_incidents_notify(struct cd_req *r)
+{
+    if (r->app->cases == NULL)
+        return no_cases();
+    return cd_cases_incident_notify(r->app->cases, &r->actor, r->params[0], r->json,
+                                    &r->resp_json);
 }

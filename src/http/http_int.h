@@ -220,6 +220,13 @@ enum cd_err cd__http_agents_get(struct cd_req *r);
 enum cd_err cd__http_agents_put(struct cd_req *r);
 enum cd_err cd__http_sla_policies(struct cd_req *r);
 enum cd_err cd__http_sla_report(struct cd_req *r);
+enum cd_err cd__http_incidents_list(struct cd_req *r);
+enum cd_err cd__http_incidents_create(struct cd_req *r);
+enum cd_err cd__http_incidents_get(struct cd_req *r);
+enum cd_err cd__http_incidents_update(struct cd_req *r);
+enum cd_err cd__http_incidents_affect(struct cd_req *r);
+enum cd_err cd__http_incidents_customers(struct cd_req *r);
+enum cd_err cd__http_incidents_notify(struct cd_req *r);
 
 /* Records that the request read data about customer_id (its access log shows it), as
  * `action`, durably, before the answer is sent. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */

@@ -575,6 +575,19 @@ const struct cd_route cd__http_routes[] = {
     {"PUT", "/v1/agents/{id}", cd__http_agents_put, SUPERVISION, JSN, "putAgent"},
     {"GET", "/v1/sla-policies", cd__http_sla_policies, READERS, 0, "listSlaPolicies"},
     {"GET", "/v1/sla-report", cd__http_sla_report, OVERSIGHT | SUPERVISION, 0, "getSlaReport"},
+    /* incidents: handlers in h_cases.c */
+    {"GET", "/v1/incidents", cd__http_incidents_list, READERS, 0, "listIncidents"},
+    {"POST", "/v1/incidents", cd__http_incidents_create, SUPERVISION, JSN | IDM,
+     "createIncident"},
+    {"GET", "/v1/incidents/{id}", cd__http_incidents_get, READERS, 0, "getIncident"},
+    {"PATCH", "/v1/incidents/{id}", cd__http_incidents_update, SUPERVISION, JSN,
+     "updateIncident"},
+    {"GET", "/v1/incidents/{id}/customers", cd__http_incidents_customers, HOLDERS, 0,
+     "listIncidentCustomers"},
+    {"POST", "/v1/incidents/{id}/customers", cd__http_incidents_affect, SUPERVISION, JSN,
+     "addIncidentCustomers"},
+    {"POST", "/v1/incidents/{id}/notify", cd__http_incidents_notify, SUPERVISION, JSN,
+     "notifyIncidentCustomers"},
     /* outbox, webhooks and recipients: handlers in h_webhooks.c. Literal paths before the
      * {id} ones: the first pattern that matches serves. */
     {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},

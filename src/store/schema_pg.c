@@ -271,6 +271,22 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, token_id " T " UNIQUE, name " T " NOT NULL, teams " T " NOT NULL,"
     "  skills " T " NOT NULL, active BIGINT NOT NULL, created_at BIGINT NOT NULL,"
     "  updated_at BIGINT NOT NULL);",
+    /* 18: cases — incidents and the customers they affect, with their notices. */
+    "CREATE TABLE incidents("
+    "  id " T " PRIMARY KEY, kind " T " NOT NULL, status " T " NOT NULL,"
+    "  severity " T " NOT NULL, channel " T " NOT NULL, title " T " NOT NULL,"
+    "  description " T ", team " T ", tags " T " NOT NULL, legal_notice BIGINT NOT NULL,"
+    "  legal_basis " T ", started_at BIGINT NOT NULL, created_at BIGINT NOT NULL,"
+    "  updated_at BIGINT NOT NULL, resolved_at BIGINT, version BIGINT NOT NULL);"
+    "CREATE INDEX incidents_by_created ON incidents(created_at, id);"
+    "CREATE TABLE incident_customers("
+    "  incident_id " T " NOT NULL, customer_id " T " NOT NULL, case_id " T ","
+    "  added_by " T " NOT NULL, added_at BIGINT NOT NULL, notice_status " T " NOT NULL,"
+    "  notice_channel " T ", notice_at BIGINT, notice_reason " T ", notice_basis " T ","
+    "  attempts BIGINT NOT NULL, PRIMARY KEY(incident_id, customer_id));"
+    "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
+    "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
+    " WHERE notice_status = 'deferred';",
 };
 
 const int cd__store_pg_migrations_count =

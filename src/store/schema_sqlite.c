@@ -308,6 +308,26 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, token_id TEXT UNIQUE, name TEXT NOT NULL, teams TEXT NOT NULL,"
     "  skills TEXT NOT NULL, active INTEGER NOT NULL, created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL);",
+    /* 18: cases (src/cases) — incidents and the customers they affect. An incident holds no
+     * personal data; incident_customers links each affected customer (by id) to the incident
+     * and to their follow-up case, with what became of their notice: pending, told (channel,
+     * time, reason, basis), deferred by quiet hours (the sweeper's partial index) or withheld
+     * with the reason. */
+    "CREATE TABLE incidents("
+    "  id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, severity TEXT NOT NULL,"
+    "  channel TEXT NOT NULL, title TEXT NOT NULL, description TEXT, team TEXT,"
+    "  tags TEXT NOT NULL, legal_notice INTEGER NOT NULL, legal_basis TEXT,"
+    "  started_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  resolved_at INTEGER, version INTEGER NOT NULL);"
+    "CREATE INDEX incidents_by_created ON incidents(created_at, id);"
+    "CREATE TABLE incident_customers("
+    "  incident_id TEXT NOT NULL, customer_id TEXT NOT NULL, case_id TEXT,"
+    "  added_by TEXT NOT NULL, added_at INTEGER NOT NULL, notice_status TEXT NOT NULL,"
+    "  notice_channel TEXT, notice_at INTEGER, notice_reason TEXT, notice_basis TEXT,"
+    "  attempts INTEGER NOT NULL, PRIMARY KEY(incident_id, customer_id));"
+    "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
+    "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
+    " WHERE notice_status = 'deferred';",
 };
 
 const int cd__store_sqlite_migrations_count =

@@ -4,12 +4,14 @@
  * skills, distinct cases for concurrent agents); ETAs from a known history; blind mode;
  * breaches marked by the sweeper; the SLA report; every allocation failure on opening a case. */
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "unit.h"
 #include "base/base_testing.h"
 #include "calendar/calendar.h"
 #include "cases/cases.h"
 #include "cases/cases_int.h"
+#include "consent/consent.h"
 #include "core/core.h"
 #include "crypto/crypto.h"
 
@@ -18,6 +20,8 @@ static struct cd_store *store;
 static struct cd_core *core;
 static struct cd_calendars *cals;
 static struct cd_cases *cs;
+static struct cd_consent *consent;
+static char consent_dir[256];
 static const struct cd_actor admin = {"tok_test", "admin", "unit test", "req_test", "service",
                                       true, false};
 static const struct cd_cases_view full = {CD_FIELDS_ALL, true};
@@ -116,6 +120,12 @@ static int open_with(const char *set_yaml)
         cd_calendars_load_dir(cals, "rules/calendars") != CD_OK ||
         cd_cases_open_buffers(store, core, cals, set_yaml, names, docs, 1, &cs) != CD_OK)
         return -1;
+    /* The consent engine decides incident notices (quiet hours); its keys in a fresh dir. */
+    snprintf(consent_dir, sizeof consent_dir, "/tmp/candor-test-cases-consent-%d", (int)getpid());
+    mkdir(consent_dir, 0700);
+    if (cd_consent_open(store, consent_dir, "rules/consent/jurisdictions.yaml", &consent) != CD_OK)
+        return -1;
+    cd_cases_set_consent(cs, consent);
     struct cd_core_hooks h = {.ctx = cs, .annotate = annotate, .recorded = recorded,
                               .customer_merged = merged};
     cd_core_set_hooks(core, &h);
@@ -135,6 +145,13 @@ static int teardown(void **state)
 
     cd_clock_override(NULL);
     cd_cases_close(cs);
+    cd_consent_close(consent);
+    consent = NULL;
+    snprintf(p, sizeof p, "%s/receipts.key", consent_dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/unsubscribe.key", consent_dir);
+    unlink(p);
+    rmdir(consent_dir);
     cd_core_close(core);
     cd_calendars_free(cals);
     cd_store_close(store);
@@ -1139,6 +1156,260 @@ static void opening_a_case_survives_every_allocation_failure(void **state)
     assert_true(ok >= 1);
 }
 
+/* ---- incidents ---- */
+
+static json_t *incident(const char *json)
+{
+    json_t *body = NULL, *out = NULL;
+    bool replayed = false;
+
+    assert_int_equal(cd_json_parse_object(json, strlen(json), &body), CD_OK);
+    enum cd_err err = cd_cases_incident_create(cs, &admin, body, NULL, &out, &replayed);
+    if (err != CD_OK)
+        fail_msg("incident: %s %s", cd_err_name(err), cd_err_detail());
+    json_decref(body);
+    return out;
+}
+
+static enum cd_err incident_call(enum cd_err (*fn)(struct cd_cases *, const struct cd_actor *,
+                                                   struct cd_str, const json_t *, json_t **),
+                                 const char *id, const char *json, json_t **out)
+{
+    json_t *body = NULL, *o = NULL;
+    enum cd_err err;
+
+    assert_int_equal(cd_json_parse_object(json, strlen(json), &body), CD_OK);
+    err = fn(cs, &admin, cd_str_c(id), body, &o);
+    json_decref(body);
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return err;
+}
+
+static long member_int(const json_t *o, const char *a, const char *b)
+{
+    const json_t *v = json_object_get(o, a);
+    return (long)json_integer_value(b ? json_object_get(v, b) : v);
+}
+
+/* The notice state of customer cid on incident id. */
+static const char *notice_of(const char *id, const char *cid)
+{
+    static char st[16];
+    json_t *o = NULL;
+    size_t i;
+    json_t *it;
+
+    st[0] = '\0';
+    assert_int_equal(cd_cases_incident_customers(cs, cd_str_c(id), CD_STR_NULL, CD_STR_NULL, 1000,
+                                                 &o),
+                     CD_OK);
+    json_array_foreach(json_object_get(o, "items"), i, it)
+    {
+        if (strcmp(json_string_value(json_object_get(it, "customer_id")), cid) == 0)
+            snprintf(st, sizeof st, "%s", json_string_value(json_object_get(it, "notice")));
+    }
+    json_decref(o);
+    return st;
+}
+
+static void an_incident_opens_one_case_per_affected_customer(void **state)
+{
+    char a[CD_ID_MAX], b[CD_ID_MAX], text[600];
+    snprintf(a, sizeof a, "%s", new_customer());
+    snprintf(b, sizeof b, "%s", new_customer());
+    json_t *inc = incident("{\"kind\":\"outage\",\"title\":\"Login down\",\"severity\":\"high\","
+                           "\"tags\":[\"technical\"]}");
+    const char *id = json_string_value(json_object_get(inc, "id"));
+    json_t *o = NULL;
+
+    snprintf(text, sizeof text, "{\"customer_ids\":[\"%s\",\"%s\",\"%s\"]}", a, b,
+             "cus_00000000000000000000000000");
+    assert_int_equal(incident_call(cd_cases_incident_affect, id, text, &o), CD_OK);
+    assert_int_equal(member_int(o, "added", NULL), 2);
+    assert_int_equal(member_int(o, "cases_opened", NULL), 2);
+    assert_int_equal(json_array_size(json_object_get(o, "unknown")), 1);
+    json_decref(o);
+    /* Again: nobody is added twice, no second case. */
+    assert_int_equal(incident_call(cd_cases_incident_affect, id, text, &o), CD_OK);
+    assert_int_equal(member_int(o, "added", NULL), 0);
+    assert_int_equal(member_int(o, "already_affected", NULL), 2);
+    assert_int_equal(member_int(o, "cases_opened", NULL), 0);
+    json_decref(o);
+    /* The cases: incident follow-ups, high impact, linked to the incident. */
+    struct cd_cases_query q = {.incident_id = cd_str_c(id), .limit = 50};
+    assert_int_equal(cd_cases_list(cs, &admin, &q, &full, &o), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
+    json_t *c = json_array_get(json_object_get(o, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(c, "type")), "incident_follow_up");
+    assert_string_equal(json_string_value(json_object_get(c, "impact")), "high");
+    assert_string_equal(json_string_value(json_object_get(c, "incident_id")), id);
+    json_decref(o);
+    assert_int_equal(cd_cases_incident_get(cs, cd_str_c(id), &o), CD_OK);
+    assert_int_equal(member_int(o, "customers", "affected"), 2);
+    assert_int_equal(member_int(o, "customers", "cases"), 2);
+    assert_int_equal(member_int(o, "customers", "not_yet_told"), 2);
+    json_decref(o);
+    json_decref(inc);
+}
+
+static void customers_are_found_by_a_query_over_cases(void **state)
+{
+    char a[CD_ID_MAX], b[CD_ID_MAX];
+    snprintf(a, sizeof a, "%s", new_customer());
+    snprintf(b, sizeof b, "%s", new_customer());
+    json_decref(open_case(a, "\"tags\":[\"billing\"]"));
+    json_decref(open_case(a, "\"tags\":[\"billing\"]"));
+    json_decref(open_case(b, "\"tags\":[\"delivery\"]"));
+    json_t *inc = incident("{\"kind\":\"billing_error\",\"title\":\"Double charge\"}");
+    const char *id = json_string_value(json_object_get(inc, "id"));
+    json_t *o = NULL;
+
+    assert_int_equal(incident_call(cd_cases_incident_affect, id,
+                                   "{\"query\":{\"tag\":\"billing\",\"active_only\":true}}", &o),
+                     CD_OK);
+    assert_int_equal(member_int(o, "matched", NULL), 1);
+    assert_int_equal(member_int(o, "added", NULL), 1);
+    json_decref(o);
+    assert_string_equal(notice_of(id, a), "pending");
+    assert_string_equal(notice_of(id, b), "");
+    json_decref(inc);
+}
+
+static void bad_incident_input_changes_nothing(void **state)
+{
+    static const char *const bad[] = {
+        "{\"title\":\"no kind\"}",
+        "{\"kind\":\"flood\",\"title\":\"x\"}",
+        "{\"kind\":\"outage\"}",
+        "{\"kind\":\"outage\",\"title\":\"\"}",
+        "{\"kind\":\"outage\",\"title\":\"x\",\"severity\":\"dire\"}",
+        "{\"kind\":\"outage\",\"title\":\"x\",\"legal_notice\":{\"required\":true}}",
+        "{\"kind\":\"outage\",\"title\":\"x\",\"tags\":[\"Not A Slug\"]}",
+        "{\"kind\":\"outage\",\"title\":\"x\",\"started_at\":\"yesterday\"}",
+        "{\"kind\":\"outage\",\"title\":\"x\",\"colour\":\"red\"}",
+        "{\"kind\":7,\"title\":\"x\"}",
+    };
+    json_t *o = NULL;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *body = NULL;
+        bool replayed = false;
+        assert_int_equal(cd_json_parse_object(bad[i], strlen(bad[i]), &body), CD_OK);
+        assert_int_equal(cd_cases_incident_create(cs, &admin, body, NULL, &o, &replayed),
+                         CD_ERR_INVALID);
+        json_decref(body);
+    }
+    assert_int_equal(cd_cases_incident_list(cs, CD_STR_NULL, CD_STR_NULL, 50, &o), CD_OK);
+    assert_int_equal(json_array_size(json_object_get(o, "items")), 0);
+    json_decref(o);
+    json_t *inc = incident("{\"kind\":\"outage\",\"title\":\"Down\"}");
+    const char *id = json_string_value(json_object_get(inc, "id"));
+    assert_int_equal(incident_call(cd_cases_incident_affect, id, "{}", NULL), CD_ERR_INVALID);
+    assert_int_equal(incident_call(cd_cases_incident_affect, id,
+                                   "{\"customer_ids\":[\"nope\"]}", NULL),
+                     CD_ERR_INVALID);
+    assert_int_equal(incident_call(cd_cases_incident_affect, id, "{\"query\":{}}", NULL),
+                     CD_ERR_INVALID);
+    assert_int_equal(incident_call(cd_cases_incident_affect, "inc_00000000000000000000000000",
+                                   "{\"query\":{\"tag\":\"x\"}}", NULL),
+                     CD_ERR_NOT_FOUND);
+    assert_int_equal(incident_call(cd_cases_incident_notify, id, "{}", NULL), CD_ERR_INVALID);
+    /* A legal notice only for an incident whose notice the law requires. */
+    assert_int_equal(incident_call(cd_cases_incident_notify, id,
+                                   "{\"channel\":\"email\",\"legal_notice\":true}", NULL),
+                     CD_ERR_INVALID);
+    assert_int_equal(incident_call(cd_cases_incident_update, id, "{\"status\":\"resolved\"}", NULL),
+                     CD_OK);
+    assert_int_equal(incident_call(cd_cases_incident_update, id, "{\"status\":\"open\"}", NULL),
+                     CD_ERR_INVALID);
+    assert_int_equal(incident_call(cd_cases_incident_update, id, "{\"title\":\"x\",\"version\":1}",
+                                   NULL),
+                     CD_ERR_CONFLICT);
+    assert_int_equal(cd_cases_incident_get(cs, cd_str_c(id), &o), CD_OK);
+    assert_string_equal(json_string_value(json_object_get(o, "title")), "Down");
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "resolved");
+    json_decref(o);
+    json_decref(inc);
+}
+
+/* Quiet hours defer a service notice until they end; a legal notice goes out at once. */
+static void notices_respect_quiet_hours_except_legal_ones(void **state)
+{
+    char quiet[CD_ID_MAX], day[CD_ID_MAX], text[600];
+    snprintf(quiet, sizeof quiet, "%s", new_customer());
+    snprintf(day, sizeof day, "%s", new_customer());
+    json_t *body = json_pack("{s:{s:s,s:s}}", "quiet_hours", "start", "08:00", "end", "10:00"),
+           *o = NULL;
+    assert_int_equal(cd_consent_preferences_set(consent, &admin, cd_str_c(quiet), body), CD_OK);
+    json_decref(body);
+    now_ms = london(2026, 3, 2, 9, 0) + 60000; /* 09:01 UTC: within the quiet hours */
+    json_t *inc = incident("{\"kind\":\"outage\",\"title\":\"Payments down\"}");
+    const char *id = json_string_value(json_object_get(inc, "id"));
+    snprintf(text, sizeof text, "{\"customer_ids\":[\"%s\",\"%s\"]}", quiet, day);
+    assert_int_equal(incident_call(cd_cases_incident_affect, id, text, NULL), CD_OK);
+    assert_int_equal(incident_call(cd_cases_incident_notify, id, "{\"channel\":\"sms\"}", &o),
+                     CD_OK);
+    assert_int_equal(member_int(o, "told", NULL), 1);
+    assert_int_equal(member_int(o, "deferred", NULL), 1);
+    json_decref(o);
+    assert_string_equal(notice_of(id, quiet), "deferred");
+    assert_string_equal(notice_of(id, day), "told");
+    /* Asking again tells nobody twice. */
+    assert_int_equal(incident_call(cd_cases_incident_notify, id, "{\"channel\":\"sms\"}", &o),
+                     CD_OK);
+    assert_int_equal(member_int(o, "told", NULL), 0);
+    json_decref(o);
+    /* A sweep within the quiet hours leaves it; after them it is told. */
+    size_t n = 0;
+    assert_int_equal(cd_cases_sweep(cs, now_ms, &n), CD_OK);
+    assert_string_equal(notice_of(id, quiet), "deferred");
+    now_ms += 3600000; /* 10:01 */
+    assert_int_equal(cd_cases_sweep(cs, now_ms, &n), CD_OK);
+    assert_string_equal(notice_of(id, quiet), "told");
+    /* The told notice is in the case's history (and so the ledger), with its channel. */
+    assert_int_equal(cd_cases_incident_customers(cs, cd_str_c(id), cd_str_c("told"), CD_STR_NULL,
+                                                 10, &o),
+                     CD_OK);
+    assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
+    const char *case_id =
+        json_string_value(json_object_get(json_array_get(json_object_get(o, "items"), 0),
+                                          "case_id"));
+    json_t *ev = NULL;
+    assert_int_equal(cd_cases_events(cs, cd_str_c(case_id), &ev), CD_OK);
+    bool noticed = false;
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(ev, "items"), i, it)
+    {
+        if (strcmp(json_string_value(json_object_get(it, "action")), "case.incident_notice") == 0)
+            noticed = strcmp(json_string_value(json_object_get(json_object_get(it, "data"),
+                                                               "channel")),
+                             "sms") == 0;
+    }
+    assert_true(noticed);
+    json_decref(ev);
+    json_decref(o);
+    json_decref(inc);
+
+    /* A breach the law requires telling of: told during the quiet hours too. */
+    now_ms = london(2026, 3, 3, 9, 0) + 60000;
+    inc = incident("{\"kind\":\"data_breach\",\"title\":\"Wrong addresses\","
+                   "\"legal_notice\":{\"required\":true,\"basis\":\"GDPR Art. 34\"}}");
+    id = json_string_value(json_object_get(inc, "id"));
+    assert_int_equal(incident_call(cd_cases_incident_affect, id, text, NULL), CD_OK);
+    assert_int_equal(incident_call(cd_cases_incident_notify, id,
+                                   "{\"channel\":\"sms\",\"legal_notice\":true}", &o),
+                     CD_OK);
+    assert_int_equal(member_int(o, "told", NULL), 2);
+    assert_int_equal(member_int(o, "deferred", NULL), 0);
+    json_decref(o);
+    assert_string_equal(notice_of(id, quiet), "told");
+    json_decref(inc);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -1166,6 +1437,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_merge_moves_cases_and_their_sealed_values, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(policies_are_checked_when_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_incident_opens_one_case_per_affected_customer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(customers_are_found_by_a_query_over_cases, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bad_incident_input_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(notices_respect_quiet_hours_except_legal_ones, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(opening_a_case_survives_every_allocation_failure, setup,
                                         teardown),
     };
