@@ -1118,36 +1118,33 @@ enum cd_err cd_cases_events(struct cd_cases *cs, struct cd_str id, json_t **out)
 
 /* ---- merges ---- */
 
-struct merge_row {
-    char (*ids)[CD_ID_MAX];
-    size_t n, cap;
-};
-
-static enum cd_err merge_id_row(void *ctx, const struct cd_val *c, size_t n)
+enum cd_err cd__cases_id_row(void *ctx, const struct cd_val *c, size_t n)
 {
-    struct merge_row *m = ctx;
+    struct cd__id_list *l = ctx;
 
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 16;
-        char(*ids)[CD_ID_MAX] = cd_realloc(m->ids, cap * sizeof *ids);
+    (void)n;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char(*ids)[CD_ID_MAX] = cd_realloc(l->ids, cap * sizeof *ids);
         if (ids == NULL)
             return CD_ERR_NOMEM;
-        m->ids = ids;
-        m->cap = cap;
+        l->ids = ids;
+        l->cap = cap;
     }
-    snprintf(m->ids[m->n++], CD_ID_MAX, "%.*s", (int)c[0].len, (const char *)c[0].p);
+    snprintf(l->ids[l->n++], CD_ID_MAX, "%.*s", (int)c[0].len, (const char *)c[0].p);
     return CD_OK;
 }
 
 enum cd_err cd_cases_customer_merged(struct cd_cases *cs, struct cd_tx *tx, const char *merged,
                                      const char *survivor, const struct cd_core_vault *from,
                                      const struct cd_core_vault *to)
-{    struct merge_row m = {NULL, 0, 0};
+{
+    struct cd__id_list m = {NULL, 0, 0};
     struct cd_buf plain = CD_BUF_INIT(8192), sealed = CD_BUF_INIT(16384);
     enum cd_err err;
 
     struct cd_val p[] = {CD_VCSTR(merged)};
-    if ((err = cd_tx_exec(tx, "SELECT id FROM cases WHERE customer_id = $1", p, 1, merge_id_row,
+    if ((err = cd_tx_exec(tx, "SELECT id FROM cases WHERE customer_id = $1", p, 1, cd__cases_id_row,
                           &m, NULL)) != CD_OK)
         goto out;
     for (size_t i = 0; i < m.n; i++) {

@@ -259,6 +259,15 @@ enum cd_err cd__case_load(struct cd_cases *cs, struct cd_tx *tx, struct cd_str i
                           struct cd__case *k);
 /* Inserts (insert true) or updates the case row. */
 enum cd_err cd__case_store(struct cd_tx *tx, const struct cd__case *k, bool insert);
+/* Ids read by a query (its first column) before anything is written for them: a write inside
+ * a row callback would interleave with the rows still arriving (PostgreSQL's pipeline). */
+struct cd__id_list {
+    char (*ids)[CD_ID_MAX]; /* cd_free when done */
+    size_t n, cap;
+};
+/* A row callback appending column 0 to a struct cd__id_list. Errors: CD_ERR_NOMEM. */
+enum cd_err cd__cases_id_row(void *ctx, const struct cd_val *c, size_t n);
+
 /* Appends a history row and its ledger event for a change of k made by a (actor "system"
  * when a is NULL). data: a JSON object (borrowed), the change. */
 enum cd_err cd__case_event(struct cd_tx *tx, const struct cd_actor *a, const struct cd__case *k,

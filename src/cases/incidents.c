@@ -435,31 +435,25 @@ out:
 }
 
 /* A change of the incident's status is written into the history of every case opened for it
- * that is still active, so the agent sees it where they work. */
-static const char ACTIVE_CASES[] =
-    "SELECT " CD__CASE_COLS " FROM cases WHERE incident_id = $1 AND resolved_at IS NULL"
-    " AND closed_at IS NULL";
+ * that is still active, so the agent sees it where they work. The ids are read first, the
+ * events written after. */
+static const char ACTIVE_CASES[] = "SELECT id FROM cases WHERE incident_id = $1"
+                                   " AND resolved_at IS NULL AND closed_at IS NULL";
 
-struct cases_walk {
-    struct cd_cases *cs;
-    struct cd_tx *tx;
-    const struct cd_actor *a;
-    const json_t *data;
-    int64_t now;
-    enum cd_err err;
-};
-
-static enum cd_err history_row(void *ctx, const struct cd_val *c, size_t n)
+static enum cd_err write_history(struct write_ctx *w, struct cd_tx *tx, const json_t *data)
 {
-    struct cases_walk *w = ctx;
-    struct cd__case k;
-    struct cd__case_read r = {w->cs, &k, false};
-    enum cd_err err;
+    struct cd__id_list l = {NULL, 0, 0};
+    struct cd_val p[] = {CD_VCSTR(w->x.id)};
+    enum cd_err err = cd_tx_exec(tx, ACTIVE_CASES, p, 1, cd__cases_id_row, &l, NULL);
 
-    cd__case_init(&k);
-    if ((err = cd__case_row(&r, c, n)) == CD_OK)
-        err = cd__case_event(w->tx, w->a, &k, "case.incident_update", w->data, w->now);
-    cd__case_free(&k);
+    for (size_t i = 0; i < l.n && err == CD_OK; i++) {
+        struct cd__case k;
+        cd__case_init(&k);
+        if ((err = cd__case_load(w->cs, tx, cd_str_c(l.ids[i]), &k)) == CD_OK)
+            err = cd__case_event(tx, w->a, &k, "case.incident_update", data, w->now);
+        cd__case_free(&k);
+    }
+    cd_free(l.ids);
     return err;
 }
 
@@ -492,11 +486,9 @@ static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
         return CD_OK;
     json_t *d = json_pack("{s:s,s:s,s:s}", "incident_id", w->x.id, "from",
                           cd__incident_statuses[before], "to", cd__incident_statuses[w->x.status]);
-    struct cases_walk cw = {w->cs, tx, w->a, d, w->now, CD_OK};
-    struct cd_val p[] = {CD_VCSTR(w->x.id)};
     if (d == NULL)
         return CD_ERR_NOMEM;
-    err = cd_tx_exec(tx, ACTIVE_CASES, p, 1, history_row, &cw, NULL);
+    err = write_history(w, tx, d);
     json_decref(d);
     return err;
 }
