@@ -166,13 +166,6 @@ struct cd_cases {
     pthread_cond_t cv;
     bool stop;
     struct cd__cases_stats stats;
-    /* queue lengths by team, as the sweeper last counted them (under mu) */
-    struct {
-        char team[CD__CASES_NAME_MAX];
-        long n;
-    } qlen[64];
-    size_t nqlen;
-    int64_t qlen_at; /* 0: never counted */
 };
 
 /* ---- the case row ---- */
@@ -224,6 +217,10 @@ struct cd__case {
     struct cd_buf sealed; /* the sealed column as stored */
     char flagged[64];
     long version;
+    /* What the stored row holds of the queue (set when it is read or written): a store that
+     * moves the case into, out of or between teams' queues changes their waiting counts. */
+    bool stored, stored_queued;
+    char stored_team[CD__CASES_NAME_MAX];
 };
 
 /* Sensitive values of a case (sealed for the customer). */
@@ -257,8 +254,9 @@ enum cd_err cd__case_row(void *ctx, const struct cd_val *cols, size_t n);
 /* Reads case id inside tx. Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd__case_load(struct cd_cases *cs, struct cd_tx *tx, struct cd_str id,
                           struct cd__case *k);
-/* Inserts (insert true) or updates the case row. */
-enum cd_err cd__case_store(struct cd_tx *tx, const struct cd__case *k, bool insert);
+/* Inserts (insert true) or updates the case row, and keeps the waiting count of each team's
+ * queue (case_queue_counts) in step, in the same transaction. */
+enum cd_err cd__case_store(struct cd_tx *tx, struct cd__case *k, bool insert);
 /* Ids read by a query (its first column) before anything is written for them: a write inside
  * a row callback would interleave with the rows still arriving (PostgreSQL's pipeline). */
 struct cd__id_list {
@@ -351,8 +349,8 @@ extern const char *const cd__incident_statuses[];
  * (may be NULL) is increased by how many were told. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd__incidents_sweep(struct cd_cases *cs, int64_t now, size_t *told);
 
-/* Number of cases waiting for an agent in team (the queue length): from the sweeper's last
- * count when it is recent, else counted in tx. */
+/* Number of cases waiting for an agent in team (the queue length), as tx sees it: the count
+ * every store of a case keeps (case_queue_counts). Errors: CD_ERR_STORE. */
 enum cd_err cd__queue_len(struct cd_cases *cs, struct cd_tx *tx, const char *team, long *n);
 
 /* Sealing of the sensitive values (cases.c). */

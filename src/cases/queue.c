@@ -656,14 +656,12 @@ static enum cd_err best_of_team(struct next_ctx *x, struct cd_tx *tx, const char
     enum cd_err err;
 
     if (!x->claim) {
-        /* How many wait: a count over the team's queue, exact as the agent looks, for a
-         * preview only (a claim stays an index probe). */
-        int64_t n = 0;
-        struct cd_val cnt[] = {CD_VCSTR(team)};
-        if ((err = cd_tx_int(tx, "SELECT count(*) FROM cases WHERE queued = 1 AND team = $1",
-                             cnt, 1, &n)) != CD_OK)
+        /* How many wait, exact as the agent looks (one row of the counts every store of a
+         * case keeps), for a preview only. */
+        long n = 0;
+        if ((err = cd__queue_len(x->cs, tx, team, &n)) != CD_OK)
             return err;
-        x->waiting += (long)n;
+        x->waiting += n;
     }
     for (;;) {
         x->ncand = 0;

@@ -1,5 +1,5 @@
 /* Time passing: the sweeper (breaches of deadlines no one met, resolved cases closed when their
- * reopen window ends, the figures /metrics shows, the queue lengths), and the SLA report. */
+ * reopen window ends, the figures /metrics shows), the queue lengths, and the SLA report. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +7,6 @@
 
 #define DAY_MS (86400LL * 1000)
 #define SWEEP_BATCH 200
-#define QLEN_FRESH_MS 60000 /* a queue count this recent stands for "now" */
 #define STATS_WINDOW_MS (30 * DAY_MS)
 
 /* ---- queue lengths ---- */
@@ -15,23 +14,15 @@
 enum cd_err cd__queue_len(struct cd_cases *cs, struct cd_tx *tx, const char *team, long *n)
 {
     int64_t v = 0;
-    bool cached = false;
-
-    /* Counting a team's queue reads its whole index range; the sweeper does it off the path. */
-    pthread_mutex_lock(&cs->mu);
-    if (cs->qlen_at && cd_now_ms() - cs->qlen_at < QLEN_FRESH_MS) {
-        cached = true;
-        *n = 0;
-        for (size_t i = 0; i < cs->nqlen; i++)
-            if (strcmp(cs->qlen[i].team, team) == 0)
-                *n = cs->qlen[i].n;
-    }
-    pthread_mutex_unlock(&cs->mu);
-    if (cached)
-        return CD_OK;
     struct cd_val p[] = {CD_VCSTR(team)};
-    enum cd_err err = cd_tx_int(tx, "SELECT count(*) FROM cases WHERE queued = 1 AND team = $1",
-                                p, 1, &v);
+    enum cd_err err;
+
+    /* Kept by every store of a case (row.c): one row, not the team's whole index range. */
+    err = cd_tx_int(tx, "SELECT waiting FROM case_queue_counts WHERE team = $1", p, 1, &v);
+    if (err == CD_ERR_NOT_FOUND) {
+        cd_err_clear();
+        err = CD_OK; /* no case has waited in this team yet */
+    }
     *n = (long)v;
     return err;
 }
@@ -142,11 +133,6 @@ struct stats_ctx {
     struct cd__cases_stats st;
     int64_t *fr, *rs;
     size_t nfr, nrs, cap;
-    struct {
-        char team[CD__CASES_NAME_MAX];
-        long n;
-    } qlen[64];
-    size_t nqlen;
 };
 
 static enum cd_err status_row(void *ctx, const struct cd_val *c, size_t n)
@@ -156,18 +142,6 @@ static enum cd_err status_row(void *ctx, const struct cd_val *c, size_t n)
 
     if (st >= 0)
         s->st.by_status[st] = (long)c[1].i;
-    return CD_OK;
-}
-
-static enum cd_err qlen_row(void *ctx, const struct cd_val *c, size_t n)
-{
-    struct stats_ctx *s = ctx;
-
-    if (s->nqlen < 64) {
-        snprintf(s->qlen[s->nqlen].team, CD__CASES_NAME_MAX, "%.*s", (int)c[0].len,
-                 (const char *)c[0].p);
-        s->qlen[s->nqlen++].n = (long)c[1].i;
-    }
     return CD_OK;
 }
 
@@ -195,7 +169,7 @@ static enum cd_err stats_fn(struct cd_tx *tx, void *ctx)
     enum cd_err err;
 
     memset(&s->st, 0, sizeof s->st);
-    s->nfr = s->nrs = s->nqlen = 0;
+    s->nfr = s->nrs = 0;
     for (size_t i = 0; i < s->cs->npolicies; i++) {
         struct cd__applied ap = {.due_soon = s->cs->policies[i].due_soon};
         if (0 - cd__sla_soon(&ap, 0) > max_soon)
@@ -216,9 +190,6 @@ static enum cd_err stats_fn(struct cd_tx *tx, void *ctx)
                          NULL, 0, &n)) != CD_OK)
         return err;
     s->st.breached_open = (long)n;
-    if ((err = cd_tx_exec(tx, "SELECT team, count(*) FROM cases WHERE queued = 1 GROUP BY team",
-                          NULL, 0, qlen_row, s, NULL)) != CD_OK)
-        return err;
     return cd_tx_exec(tx, "SELECT opened_at, fr_breached, nr_breaches, rs_breached, fr_at,"
                           " resolved_at FROM cases WHERE created_at >= $1",
                       since, 1, window_row, s, NULL);
@@ -264,9 +235,6 @@ static enum cd_err refresh_stats(struct cd_cases *cs, int64_t now)
     s->st.at = now;
     pthread_mutex_lock(&cs->mu);
     cs->stats = s->st;
-    memcpy(cs->qlen, s->qlen, sizeof cs->qlen);
-    cs->nqlen = s->nqlen;
-    cs->qlen_at = now;
     pthread_mutex_unlock(&cs->mu);
 out:
     cd_free(s->fr);

@@ -116,6 +116,9 @@ enum cd_err cd__case_row(void *ctx, const struct cd_val *c, size_t n)
         return CD_ERR_NOMEM;
     text(c[45], k->flagged, sizeof k->flagged);
     k->version = (long)num(c[46]);
+    k->stored = true;
+    k->stored_queued = k->queued;
+    snprintf(k->stored_team, sizeof k->stored_team, "%s", k->team);
     return CD_OK;
 }
 
@@ -149,7 +152,38 @@ static struct cd_val opt_name(const char *const *list, int i)
     return i >= 0 ? CD_VCSTR(list[i]) : CD_VNULL;
 }
 
-enum cd_err cd__case_store(struct cd_tx *tx, const struct cd__case *k, bool insert)
+/* Adds delta to team's waiting count. */
+static enum cd_err queue_count_add(struct cd_tx *tx, const char *team, int64_t delta)
+{
+    struct cd_val p[] = {CD_VCSTR(team), CD_VINT(delta)};
+
+    return cd_tx_exec(tx,
+                      "INSERT INTO case_queue_counts(team, waiting) VALUES($1, $2)"
+                      " ON CONFLICT(team) DO UPDATE SET"
+                      " waiting = case_queue_counts.waiting + excluded.waiting",
+                      p, 2, NULL, NULL, NULL);
+}
+
+/* The waiting counts after the row went from what k->stored_* says to k's queue and team. */
+static enum cd_err queue_count_follow(struct cd_tx *tx, struct cd__case *k)
+{
+    bool was = k->stored && k->stored_queued;
+    bool same_team = was && strcmp(k->stored_team, k->team) == 0;
+    enum cd_err err = CD_OK;
+
+    if (was && !(k->queued && same_team))
+        err = queue_count_add(tx, k->stored_team, -1);
+    if (err == CD_OK && k->queued && !same_team)
+        err = queue_count_add(tx, k->team, 1);
+    if (err == CD_OK) {
+        k->stored = true;
+        k->stored_queued = k->queued;
+        snprintf(k->stored_team, sizeof k->stored_team, "%s", k->team);
+    }
+    return err;
+}
+
+enum cd_err cd__case_store(struct cd_tx *tx, struct cd__case *k, bool insert)
 {
     json_t *tags = json_array();
     char *tags_s = NULL, *sla_s = NULL;
@@ -234,6 +268,8 @@ enum cd_err cd__case_store(struct cd_tx *tx, const struct cd__case *k, bool inse
         " WHERE id = $1 AND created_at = $18",
         p, NCOLS, NULL, NULL, NULL);
 out:
+    if (err == CD_OK)
+        err = queue_count_follow(tx, k);
     json_decref(tags);
     cd_free(tags_s);
     cd_free(sla_s);

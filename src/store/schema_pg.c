@@ -287,6 +287,11 @@ const char *const cd__store_pg_migrations[] = {
     "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
     "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
     " WHERE notice_status = 'deferred';",
+    /* 19: cases — how many cases wait for an agent in each team, kept by every write of a
+     * case. */
+    "CREATE TABLE case_queue_counts(team " T " PRIMARY KEY, waiting BIGINT NOT NULL);"
+    "INSERT INTO case_queue_counts(team, waiting)"
+    " SELECT team, count(*) FROM cases WHERE queued = 1 GROUP BY team;",
 };
 
 const int cd__store_pg_migrations_count =

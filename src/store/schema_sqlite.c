@@ -328,6 +328,14 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
     "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
     " WHERE notice_status = 'deferred';",
+    /* 19: cases — how many cases wait for an agent in each team, kept by every write of a
+     * case in its own transaction, so the queue's length is one row rather than a count over
+     * the team's whole queue (a preview of the next case and each new case's queue length at
+     * opening read it). Filled from the cases waiting now. */
+    "CREATE TABLE case_queue_counts(team TEXT PRIMARY KEY, waiting INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "INSERT INTO case_queue_counts(team, waiting)"
+    " SELECT team, count(*) FROM cases WHERE queued = 1 GROUP BY team;",
 };
 
 const int cd__store_sqlite_migrations_count =

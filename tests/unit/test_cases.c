@@ -26,6 +26,7 @@ static const struct cd_actor admin = {"tok_test", "admin", "unit test", "req_tes
                                       true, false};
 static const struct cd_cases_view full = {CD_FIELDS_ALL, true};
 static const struct cd_cases_view agent_view = {CD_FIELDS_ALL, false};
+static const struct cd_cases_view ref = {CD_FIELDS_REFERENCE, true};
 
 /* ---- the clock ---- */
 
@@ -689,6 +690,41 @@ static void earliest_deadline_first_within_skills(void **state)
                      CD_ERR_NOT_FOUND); /* the test token is no agent's */
 }
 
+/* ---- the waiting counts ---- */
+
+struct queue_counts {
+    int64_t kept, counted; /* summed over teams */
+    int64_t mismatched;    /* teams whose kept count is not the count of their queue */
+};
+
+static enum cd_err queue_counts_fn(struct cd_tx *tx, void *ctx)
+{
+    struct queue_counts *q = ctx;
+    enum cd_err err;
+
+    if ((err = cd_tx_int(tx, "SELECT coalesce(sum(waiting), 0) FROM case_queue_counts", NULL, 0,
+                         &q->kept)) != CD_OK ||
+        (err = cd_tx_int(tx, "SELECT count(*) FROM cases WHERE queued = 1", NULL, 0,
+                         &q->counted)) != CD_OK)
+        return err;
+    return cd_tx_int(tx,
+                     "SELECT count(*) FROM (SELECT team, count(*) AS n FROM cases"
+                     " WHERE queued = 1 GROUP BY team) c FULL JOIN case_queue_counts k"
+                     " ON k.team = c.team WHERE coalesce(k.waiting, 0) <> coalesce(c.n, 0)",
+                     NULL, 0, &q->mismatched);
+}
+
+/* The kept waiting counts are the counts of the teams' queues, team by team. */
+static int64_t assert_counts_exact(void)
+{
+    struct queue_counts q = {0, 0, 0};
+
+    assert_int_equal(cd_store_read(store, queue_counts_fn, &q), CD_OK);
+    assert_int_equal(q.mismatched, 0);
+    assert_int_equal(q.kept, q.counted);
+    return q.kept;
+}
+
 #define CLAIMERS 8
 #define CLAIMS 4
 
@@ -749,6 +785,63 @@ static void concurrent_agents_get_distinct_cases(void **state)
     assert_int_equal(cd_cases_list(cs, &admin, &q, &full, &o), CD_OK);
     assert_int_equal(json_array_size(json_object_get(o, "items")), 0);
     json_decref(o);
+    assert_int_equal(assert_counts_exact(), 0);
+}
+
+static long waiting_of(const char *agent_id)
+{
+    json_t *n = next(agent_id, false, &ref);
+    long w = (long)json_integer_value(
+        json_object_get(json_object_get(n, "why"), "waiting_in_teams"));
+    json_decref(n);
+    return w;
+}
+
+static void the_waiting_counts_follow_every_change(void **state)
+{
+    char a[CD_ID_MAX], c1[CD_ID_MAX], c2[CD_ID_MAX], c3[CD_ID_MAX];
+    char *cid = new_customer();
+    json_t *c, *o = NULL;
+
+    snprintf(a, sizeof a, "%s", agent("Ana", "[\"support\",\"complaints\"]", "[]", NULL));
+    now_ms = london(2026, 3, 2, 9, 0);
+    c = open_case(cid, NULL);
+    snprintf(c1, sizeof c1, "%s", json_string_value(json_object_get(c, "id")));
+    assert_int_equal(json_integer_value(json_object_get(c, "queue_length_at_open")), 0);
+    json_decref(c);
+    c = open_case(cid, NULL);
+    snprintf(c2, sizeof c2, "%s", json_string_value(json_object_get(c, "id")));
+    assert_int_equal(json_integer_value(json_object_get(c, "queue_length_at_open")), 1);
+    json_decref(c);
+    c = open_case(cid, "\"team\":\"complaints\"");
+    snprintf(c3, sizeof c3, "%s", json_string_value(json_object_get(c, "id")));
+    json_decref(c);
+    assert_int_equal(assert_counts_exact(), 3);
+    assert_int_equal(waiting_of(a), 3);
+    /* Moved to another team: one less here, one more there. */
+    assert_int_equal(patch(c2, "{\"team\":\"complaints\"}", &o), CD_OK);
+    json_decref(o);
+    assert_int_equal(assert_counts_exact(), 3);
+    /* Whether a case waiting on the customer, taken, resolved or reopened waits for an agent is
+     * the queue's rule; the counts follow it through each change. */
+    assert_int_equal(patch(c3, "{\"status\":\"pending_customer\"}", &o), CD_OK);
+    json_decref(o);
+    assert_counts_exact();
+    json_decref(next(a, true, &full));
+    assert_int_equal(assert_counts_exact(), waiting_of(a));
+    assert_int_equal(patch(c1, "{\"status\":\"resolved\",\"remedy\":{\"type\":\"none\"},"
+                               "\"outcome\":\"not_upheld\"}",
+                           &o),
+                     CD_OK);
+    json_decref(o);
+    assert_counts_exact();
+    assert_int_equal(patch(c1, "{\"status\":\"reopened\"}", &o), CD_OK);
+    json_decref(o);
+    assert_int_equal(assert_counts_exact(), waiting_of(a));
+    /* A refused change leaves them as they were. */
+    int64_t before = assert_counts_exact();
+    assert_int_not_equal(patch(c2, "{\"status\":\"closed\"}", &o), CD_OK);
+    assert_int_equal(assert_counts_exact(), before);
 }
 
 /* ---- ETAs ---- */
@@ -1429,6 +1522,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_question_that_turns_into_a_complaint, setup, teardown),
         cmocka_unit_test_setup_teardown(earliest_deadline_first_within_skills, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_agents_get_distinct_cases, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_waiting_counts_follow_every_change, setup, teardown),
         cmocka_unit_test_setup_teardown(etas_come_from_similar_history, setup, teardown),
         cmocka_unit_test_setup_teardown(blind_mode_hides_value_from_agents, setup_value,
                                         teardown),
