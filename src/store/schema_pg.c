@@ -225,7 +225,21 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, staff_id " T " NOT NULL,"
     "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT, purpose " T ");"
     "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
-    /* 17: core, cases — threads by their keyed hash; cases, their interactions, history and
+    /* 17: portal — the customer's self-service sign-in: a challenge is one code asked for (the
+     * code as a keyed hash under a random key of its own, both cleared once it is decided; no
+     * customer when the identity was not on file), kept an hour to count the codes sent; a
+     * session is the SHA-256 of the cookie's secret, the customer and the last use. */
+    "CREATE TABLE portal_challenges("
+    "  id " T " PRIMARY KEY, customer_id " T ", channel " T " NOT NULL, hash_key BYTEA,"
+    "  code_hash BYTEA, attempts BIGINT NOT NULL, created_at BIGINT NOT NULL,"
+    "  expires_at BIGINT NOT NULL);"
+    "CREATE INDEX portal_challenges_by_customer ON portal_challenges(customer_id, created_at);"
+    "CREATE INDEX portal_challenges_by_created ON portal_challenges(created_at);"
+    "CREATE TABLE portal_sessions("
+    "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, customer_id " T " NOT NULL,"
+    "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT);"
+    "CREATE INDEX portal_sessions_by_customer ON portal_sessions(customer_id);",
+    /* 18: core, cases — threads by their keyed hash; cases, their interactions, history and
      * agents. */
     "CREATE INDEX interactions_by_thread ON interactions(thread_hash)"
     " WHERE thread_hash IS NOT NULL;"
@@ -271,7 +285,7 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, token_id " T " UNIQUE, name " T " NOT NULL, teams " T " NOT NULL,"
     "  skills " T " NOT NULL, active BIGINT NOT NULL, created_at BIGINT NOT NULL,"
     "  updated_at BIGINT NOT NULL);",
-    /* 18: cases — incidents and the customers they affect, with their notices. */
+    /* 19: cases — incidents and the customers they affect, with their notices. */
     "CREATE TABLE incidents("
     "  id " T " PRIMARY KEY, kind " T " NOT NULL, status " T " NOT NULL,"
     "  severity " T " NOT NULL, channel " T " NOT NULL, title " T " NOT NULL,"
@@ -287,7 +301,7 @@ const char *const cd__store_pg_migrations[] = {
     "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
     "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
     " WHERE notice_status = 'deferred';",
-    /* 19: cases — how many cases wait for an agent in each team, kept by every write of a
+    /* 20: cases — how many cases wait for an agent in each team, kept by every write of a
      * case. */
     "CREATE TABLE case_queue_counts(team " T " PRIMARY KEY, waiting BIGINT NOT NULL);"
     "INSERT INTO case_queue_counts(team, waiting)"

@@ -251,7 +251,21 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, staff_id TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER, purpose TEXT);"
     "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
-    /* 17: core, cases (src/cases) — complaints and service levels.
+    /* 17: portal — the customer's self-service sign-in: a challenge is one code asked for (the
+     * code as a keyed hash under a random key of its own, both cleared once it is decided; no
+     * customer when the identity was not on file), kept an hour to count the codes sent; a
+     * session is the SHA-256 of the cookie's secret, the customer and the last use. */
+    "CREATE TABLE portal_challenges("
+    "  id TEXT PRIMARY KEY, customer_id TEXT, channel TEXT NOT NULL, hash_key BLOB,"
+    "  code_hash BLOB, attempts INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL);"
+    "CREATE INDEX portal_challenges_by_customer ON portal_challenges(customer_id, created_at);"
+    "CREATE INDEX portal_challenges_by_created ON portal_challenges(created_at);"
+    "CREATE TABLE portal_sessions("
+    "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, customer_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER);"
+    "CREATE INDEX portal_sessions_by_customer ON portal_sessions(customer_id);",
+    /* 18: core, cases (src/cases) — complaints and service levels.
      * core: a new interaction learns the earlier interactions of its thread (the case they
      * belong to continues) by the thread's keyed hash; only threaded rows are in the index.
      * cases: one row per case, its clocks as columns (first response fr_, next response nr_,
@@ -308,7 +322,7 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, token_id TEXT UNIQUE, name TEXT NOT NULL, teams TEXT NOT NULL,"
     "  skills TEXT NOT NULL, active INTEGER NOT NULL, created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL);",
-    /* 18: cases (src/cases) — incidents and the customers they affect. An incident holds no
+    /* 19: cases (src/cases) — incidents and the customers they affect. An incident holds no
      * personal data; incident_customers links each affected customer (by id) to the incident
      * and to their follow-up case, with what became of their notice: pending, told (channel,
      * time, reason, basis), deferred by quiet hours (the sweeper's partial index) or withheld
@@ -328,7 +342,7 @@ const char *const cd__store_sqlite_migrations[] = {
     "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
     "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
     " WHERE notice_status = 'deferred';",
-    /* 19: cases — how many cases wait for an agent in each team, kept by every write of a
+    /* 20: cases — how many cases wait for an agent in each team, kept by every write of a
      * case in its own transaction, so the queue's length is one row rather than a count over
      * the team's whole queue (a preview of the next case and each new case's queue length at
      * opening read it). Filled from the cases waiting now. */

@@ -577,6 +577,7 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
         "DROP TABLE case_queue_counts", "DROP TABLE incidents", "DROP TABLE incident_customers",
         "DROP TABLE cases", "DROP TABLE case_interactions", "DROP TABLE case_events",
         "DROP TABLE case_agents", "DROP INDEX interactions_by_thread",
+        "DROP TABLE portal_sessions", "DROP TABLE portal_challenges",
         "DROP TABLE staff_sessions", "DROP TABLE staff",
         "DROP TABLE dsar_requests", "DROP TABLE dsar_history", "DROP TABLE dsar_tombstones",
         "DROP TABLE dsar_verifications",
