@@ -90,7 +90,7 @@ UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy outbox
 UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention \
-                    dsar staff portal
+                    dsar staff portal cases
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy outbox
@@ -101,6 +101,7 @@ UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox calendar
 UNIT_DEPS_dsar   := store crypto core audit policy calendar consent outbox retention guard
 UNIT_DEPS_transfer := core store crypto audit policy outbox
+UNIT_DEPS_cases  := store crypto core audit policy calendar outbox consent
 unit_objs = $(filter $(foreach m,base $(1) $(UNIT_DEPS_$(1)),build/asan/src/$(m)/%),$(LIBOBJS_ASAN))
 
 .SECONDEXPANSION:

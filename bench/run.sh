@@ -19,11 +19,16 @@
 #   6. Audit and encryption: ingestion with them on vs off, `candor audit verify` vs a raw
 #      SHA-256 chain, inclusion-proof latency at 10 million entries (their ratios in the
 #      summary).
-#   (7 in docs/benchmarks.md is a count of instructions made by hand, not part of this run.)
+#   (7 in docs/benchmarks.md is a count of instructions made by hand, and 10 is run by its own
+#   script, bench/batch.py; neither is part of this run.)
 #   8. Webhooks: bench_webhooks (on CPU 1), deliveries per second through the outbox's worker
 #      against a local receiver, and a plain libcurl client against the same receiver.
+#   9. Two servers on one PostgreSQL database against one (bench/nodes.sh, which starts its own
+#      PostgreSQL 15 cluster; skipped without PostgreSQL's binaries).
 #  11. Bulk import: bench_import (on CPU 1), `candor import` of an NDJSON file against raw
 #      batched SQLite inserts and PostgreSQL COPY of the same rows, with their ratios.
+#  12. Cases: the queue with 100,000 open cases and 50 agents, the SLA report over 1M cases,
+#      each against plain SQL on the same data (bench_cases).
 # Every server gets a fresh data directory under one temporary directory, removed at exit.
 # Knobs (environment): BENCH_QUICK=1 shortens everything; BENCH_SECS (wrk duration, 10).
 set -u
@@ -530,6 +535,29 @@ fi
 SEC=11 PIN_RUN="$PIN_GEN" other bench_import "$IMPORT_ROWS" 3 "$TMP" ${IMPORT_URL:+"$IMPORT_URL"}
 [ -n "$IMPORT_PG" ] && python3 tests/e2e/pgcluster.py stop "$IMPORT_PG" >/dev/null 2>&1
 # ---- end of 11 -----------------------------------------------------------------------------
+
+# ---- 12. cases: the queue and the SLA report against plain SQL -----------------------------
+# In process, one invocation: 100,000 open cases and 50 agents asking at once (p50/p99 of the
+# queue's choice and claim against a plain indexed query on the same file), then the SLA
+# report over a year of 1M cases against the same aggregation in raw SQL (medians of 3).
+say ""
+say "== 12. cases: the queue (100,000 open cases, 50 agents) and the SLA report (1M cases)"
+CASES_ARGS="100000 50 1000000 $TMP"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then CASES_ARGS="20000 50 100000 $TMP"; fi
+if [ -x build/bench/bench_cases ]; then
+    settle
+    cmd "timeout 1800 build/bench/bench_cases $CASES_ARGS"
+    timeout 1800 build/bench/bench_cases $CASES_ARGS 2>&1 | grep -v '^{' | tee "$TMP/bench_cases.out"
+    if [ "${PIPESTATUS[0]}" = 0 ]; then
+        grep -E '^  (preview|take|report)|^ratio' "$TMP/bench_cases.out" | sed 's/^  //' |
+            while IFS= read -r l; do row "(12) bench_cases" "$l"; done
+    else
+        row "(12) bench_cases" "FAILED (see above)"
+    fi
+else
+    row "(12) bench_cases" "not built"
+fi
+# ---- end of 12 -----------------------------------------------------------------------------
 
 # ---- summary -------------------------------------------------------------------------------
 say ""

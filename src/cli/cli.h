@@ -41,6 +41,7 @@ int cd_cli_audit(int argc, char **argv);
 int cd_cli_backup(int argc, char **argv);
 int cd_cli_guard(int argc, char **argv);
 int cd_cli_dsar(int argc, char **argv);
+int cd_cli_cases(int argc, char **argv);
 int cd_cli_retention(int argc, char **argv);
 int cd_cli_webhooks(int argc, char **argv);
 int cd_cli_export(int argc, char **argv);

@@ -26,6 +26,7 @@ struct cd__cli_env {
 };
 
 struct cd_guard;
+struct cd_cases;
 struct cd_policy;
 
 /* The in-path checks installed into core (hooks.c). Members are borrowed; any may be NULL.
@@ -42,6 +43,7 @@ struct cd__cli_hooks {
                                     json_t **annotation);
     enum cd_err (*consent_read)(void *ctx, const char *customer_id, const char *purpose);
     void (*consent_changed)(void *ctx, const char *customer_id);
+    struct cd_cases *cases; /* cases opened, answered and reopened by interactions */
     /* What the outbox's worker asks before a delivery carries personal members. */
     struct cd_outbox_hooks outbox;
 };

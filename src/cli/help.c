@@ -11,6 +11,7 @@ const struct cd__cli_command cd__cli_commands[] = {
     {"audit", cd_cli_audit, "verify or export the tamper-evident audit ledger"},
     {"guard", cd_cli_guard, "check a message with the communication guard"},
     {"dsar", cd_cli_dsar, "open, list and handle data-subject requests"},
+    {"cases", cd_cli_cases, "SLA reports, case lists, ETAs and sweeps, as CSV or JSON"},
     {"export", cd_cli_export, "write customers and their interactions as NDJSON, read for a purpose"},
     {"import", cd_cli_import, "read customers and interactions from NDJSON, CSV or a Zendesk export"},
     {"backup", cd_cli_backup, "copy the database consistently while it is in use"},

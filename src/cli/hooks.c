@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "audit/audit.h"
+#include "cases/cases.h"
 #include "cli_int.h"
 #include "consent/consent.h"
 #include "guard/guard.h"
@@ -14,6 +15,8 @@
 
 /* The category of the rules that recognise promotional content (rules/marketing.yaml). */
 #define MARKETING "marketing"
+/* The category of the rules that recognise the words of a complaint (rules/complaint.yaml). */
+#define COMPLAINT "complaint"
 
 /* Longest list of rule ids an audit event carries ("A,B,..."). */
 #define RULES_MAX 1000
@@ -291,6 +294,88 @@ static void customer_changed(void *ctx, const char *customer_id)
         h->consent_changed(h->consent, customer_id);
 }
 
+static bool complains(const struct cd_guard_finding *f)
+{
+    return strcmp(f->category, COMPLAINT) == 0;
+}
+
+/* The ids of the complaint rules (the guard's complaint category) that text fires, appended
+ * to rules once each (rules already there from another part of the text are not repeated). */
+static enum cd_err complaint_rules(struct cd__cli_hooks *h, struct cd_str text,
+                                   const char *channel, json_t *rules)
+{
+    struct cd_guard_input in = {text, channel, false, NULL};
+    struct cd_guard_result *res = NULL;
+    char ids[RULES_MAX + 1];
+    json_t *found = NULL;
+    size_t i;
+    json_t *r;
+    enum cd_err err;
+
+    if (text.len == 0)
+        return CD_OK;
+    if ((err = cd_guard_check(h->guard, &in, &res)) != CD_OK)
+        return err;
+    if ((found = json_array()) == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    rules_of(res, complains, ids, found);
+    json_array_foreach(found, i, r)
+    {
+        bool seen = false;
+        for (size_t k = 0; k < json_array_size(rules) && !seen; k++)
+            seen = json_equal(json_array_get(rules, k), r);
+        if (!seen && json_array_append(rules, r) != 0)
+            err = CD_ERR_NOMEM;
+    }
+out:
+    json_decref(found);
+    cd_guard_result_free(res);
+    return err;
+}
+
+/* Before the write: what the cases module needs of the text, while it is in clear (the words
+ * of a complaint, read by the guard's complaint rules). */
+static enum cd_err annotate(void *ctx, const struct cd_actor *actor,
+                            const struct cd_core_content *in, json_t **note)
+{
+    struct cd__cli_hooks *h = ctx;
+    json_t *rules = NULL;
+    enum cd_err err = CD_OK;
+
+    if (h->cases == NULL)
+        return CD_OK;
+    if (h->guard && strcmp(in->direction, "inbound") == 0 &&
+        cd_cases_recognises_complaints(h->cases)) {
+        if ((rules = json_array()) == NULL)
+            return CD_ERR_NOMEM;
+        if ((err = complaint_rules(h, in->subject, in->channel, rules)) != CD_OK ||
+            (err = complaint_rules(h, in->body, in->channel, rules)) != CD_OK)
+            goto out;
+    }
+    err = cd_cases_annotate(h->cases, in, rules, note);
+out:
+    json_decref(rules);
+    return err;
+}
+
+static enum cd_err recorded(void *ctx, struct cd_tx *tx, const struct cd_core_recorded *r)
+{
+    struct cd__cli_hooks *h = ctx;
+
+    return h->cases ? cd_cases_recorded(h->cases, tx, r) : CD_OK;
+}
+
+static enum cd_err customer_merged(void *ctx, struct cd_tx *tx, const char *merged,
+                                   const char *survivor, const struct cd_core_vault *from,
+                                   const struct cd_core_vault *to)
+{
+    struct cd__cli_hooks *h = ctx;
+
+    return h->cases ? cd_cases_customer_merged(h->cases, tx, merged, survivor, from, to) : CD_OK;
+}
+
 /* The outbox's worker asks before personal members go to a subscription: consent decides
  * where the purpose rests on it (a restriction of processing included), as for any read, and
  * the read is written to the customer's access log before anything is sent. */
@@ -321,8 +406,14 @@ static enum cd_err outbox_personal_read(void *ctx, const char *customer_id,
 
 void cd__cli_hooks_install(struct cd__cli_hooks *h, struct cd_core *core)
 {
-    struct cd_core_hooks hooks = {h, outbound_check, inbound_filter, read_consent,
-                                  customer_changed};
+    struct cd_core_hooks hooks = {.ctx = h,
+                                  .outbound_check = outbound_check,
+                                  .inbound_filter = inbound_filter,
+                                  .read_consent = read_consent,
+                                  .customer_changed = customer_changed,
+                                  .annotate = annotate,
+                                  .recorded = recorded,
+                                  .customer_merged = customer_merged};
 
     cd_core_set_hooks(core, &hooks);
     h->outbox = (struct cd_outbox_hooks){h, outbox_personal_read};

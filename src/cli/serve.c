@@ -11,6 +11,7 @@
 #include "audit/audit.h"
 #include "auth/auth.h"
 #include "calendar/calendar.h"
+#include "cases/cases.h"
 #include "dsar/dsar.h"
 #include "outbox/outbox.h"
 #include "retention/retention.h"
@@ -43,6 +44,8 @@ struct serve {
     struct cd_policy *policy;
     struct cd_guard *guard;
     struct cd_calendars *calendars; /* RULES/calendars: deadlines and service-level clocks */
+    struct cd_cases *cases;         /* cases, SLA clocks, the queue (RULES/cases, RULES/sla) */
+    unsigned long sla_sweep;        /* ms between sweeps for breaches and closings */
     struct cd_dsar_rules *dsar_rules; /* RULES/dsar/regimes.yaml, until the service takes it */
     struct cd_dsar *dsar;             /* data-subject requests */
     struct cd_retention_rules *retention; /* RULES/retention/rules.yaml */
@@ -114,6 +117,21 @@ static enum cd_err open_calendars(struct serve *sv)
     cd_log(CD_LOG_INFO, "calendars.loaded", "\"calendars\":%zu",
            cd_calendars_count(sv->calendars));
     return CD_OK;
+}
+
+/* A year of a support team's cases for the demo customers (src/cases/demo.c). */
+static enum cd_err load_demo_cases(struct serve *sv)
+{
+    char(*ids)[CD_ID_MAX] = cd_calloc(1200, CD_ID_MAX);
+    size_t n = 0;
+    enum cd_err err;
+
+    if (ids == NULL)
+        return CD_ERR_NOMEM;
+    if ((err = cd_core_customer_ids(sv->env.core, 1200, ids, &n)) == CD_OK)
+        err = cd_cases_load_demo(sv->cases, (const char(*)[CD_ID_MAX])ids, n, 6000, 365);
+    cd_free(ids);
+    return err;
 }
 
 /* The deadlines of data-subject requests (RULES/dsar/regimes.yaml), which name calendars. */
@@ -190,12 +208,15 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         return err;
     cd_log(CD_LOG_INFO, "guard.loaded", "\"rules\":%zu", cd_guard_rule_count(sv->guard));
     if ((err = open_calendars(sv)) != CD_OK || (err = open_dsar_rules(sv)) != CD_OK ||
-        (err = open_retention(sv)) != CD_OK)
+        (err = open_retention(sv)) != CD_OK ||
+        (err = cd_cases_open(sv->env.store, sv->env.core, sv->calendars, sv->rules,
+                             &sv->cases)) != CD_OK)
         return err;
     /* Demo data is loaded once the configuration is known to be good, before serving. */
     if (demo) {
         uint64_t t0 = cd_mono_ns();
-        if ((err = cd_core_load_demo(sv->env.core, 1200, 24000, 180)) != CD_OK)
+        if ((err = cd_core_load_demo(sv->env.core, 1200, 24000, 180)) != CD_OK ||
+            (err = load_demo_cases(sv)) != CD_OK)
             return err;
         cd_log(CD_LOG_INFO, "demo.ready", "\"ms\":%llu",
                (unsigned long long)((cd_mono_ns() - t0) / 1000000));
@@ -214,8 +235,12 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                        .consent = sv->consent,
                                        .consent_outbound = cd_consent_outbound_check,
                                        .consent_read = cd_consent_read_check,
-                                       .consent_changed = cd_consent_customer_changed};
+                                       .consent_changed = cd_consent_customer_changed,
+                                       .cases = sv->cases};
     cd__cli_hooks_install(&sv->hooks, sv->env.core);
+    cd_cases_set_consent(sv->cases, sv->consent); /* incident notices */
+    if ((err = cd_cases_sweeper_start(sv->cases, (unsigned)sv->sla_sweep)) != CD_OK)
+        return err;
     /* Before the ledger service: the feed's session holds the lease that decides which server
      * signs tree heads. */
     if ((err = cd_store_feed_start(sv->env.store, serve_changed, sv)) != CD_OK ||
@@ -242,6 +267,7 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                               .consent = sv->consent,
                               .calendars = sv->calendars,
                               .dsar = sv->dsar,
+                              .cases = sv->cases,
                               .outbox = sv->env.outbox,
                               .retention = sv->retention,
                               .data_dir = sv->data,
@@ -331,6 +357,8 @@ static void serve_close(struct serve *sv)
     sv->dsar = NULL;
     cd_dsar_rules_free(sv->dsar_rules);
     sv->dsar_rules = NULL;
+    cd_cases_close(sv->cases); /* the sweeper's last write is through before the store closes */
+    sv->cases = NULL;
     /* A head over the final ledger, so a verifier holding it covers every entry. It is signed
      * by the holder of the store's lease, so the feed stops after it; the consent engine the
      * feed applies changes to closes after the feed. */
@@ -380,6 +408,7 @@ static enum cd_err serve_configure(struct serve *sv, const struct cd_opt *opts)
         (err = cd_cli_uint(opts, "--max-client-connections", 0, 1000000,
                            &sv->max_client_connections)) != CD_OK ||
         (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv->idle_timeout)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sla-sweep", 50, 3600000, &sv->sla_sweep)) != CD_OK ||
         (err = cd_cli_uint(opts, "--webhook-workers", 0, 256, &sv->webhook_workers)) != CD_OK ||
         (err = cd_cli_uint(opts, "--webhook-timeout", 1, 300, &sv->webhook_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--webhook-attempts", 1, 100, &sv->webhook_attempts)) != CD_OK ||
@@ -443,6 +472,9 @@ int cd_cli_serve(int argc, char **argv)
                                          "ahead of this server's clock", "86400", NULL},
         {"--drain-timeout", "SECONDS", "on SIGTERM, how long requests in flight may take to be "
                                        "answered", "30", NULL},
+        {"--sla-sweep", "MS", "how often deadlines no one met are marked breached and resolved "
+                              "cases past their reopen window closed",
+         "10000", NULL},
         {"--webhook-workers", "N", "webhook deliveries in flight at once (0: this server sends "
                                    "none; another one on the database does)",
          CD_XSTR(CD_OUTBOX_CONCURRENCY), NULL},

@@ -131,6 +131,12 @@ enum cd_err cd_consent_decide_exact(struct cd_consent *c, struct cd_str customer
  * cd_consent_decide_exact and cd_consent_outbound_check refuse with CD_ERR_STORE (503) while
  * the feed has not confirmed the others' changes for CD_STORE_FEED_BOUND_MS. */
 void cd_consent_changed(struct cd_consent *c, const char *topic);
+/* Whether the customer's quiet hours hold at now_ms (in their time zone) for a message on
+ * channel, from the projection: for messages that need no consent and still wait for the
+ * customer's quiet hours to end (a service notice of an incident). false for "*", an unknown
+ * customer or one without quiet hours. Never blocks on the store. */
+bool cd_consent_quiet_hours(struct cd_consent *c, struct cd_str customer_id,
+                            enum cd_consent_channel channel, int64_t now_ms);
 
 /* Decides purpose on channel for each of ids[0..n) (borrowed) into out[0..n), as
  * cd_consent_decide does, in batches whose memory reads overlap (the fast path for many

@@ -2204,3 +2204,19 @@ out:
     cd__proj_free(&other);
     return err;
 }
+
+bool cd_consent_quiet_hours(struct cd_consent *c, struct cd_str customer_id,
+                            enum cd_consent_channel channel, int64_t now_ms)
+{
+    const char *key = id_key(customer_id);
+    bool quiet = false;
+
+    if (key == NULL || channel == CD_CONSENT_CHANNEL_ANY || channel >= CD_CONSENT_CHANNEL__COUNT)
+        return false;
+    /* Under the lock, as other readers of the record do: no seqlock retries for a rare call. */
+    pthread_rwlock_rdlock(&c->lock);
+    const struct cd__cust *cu = cd__proj_find_key(&c->proj, key);
+    quiet = cu && prefs_verdict(c, cu, channel, -1, now_ms, V_NOT_REQUIRED) == V_QUIET;
+    pthread_rwlock_unlock(&c->lock);
+    return quiet;
+}

@@ -332,3 +332,62 @@ enum cd_err cd__core_resolve(struct cd_tx *tx, struct cd_str id, char out[CD_ID_
     snprintf(out, CD_ID_MAX, "%s", next[0] ? next : cur);
     return CD_OK;
 }
+
+/* ---- for other modules ---- */
+
+struct facts_row {
+    char *customer_id, *direction;
+    int64_t *occurred_at;
+    bool found;
+};
+
+static enum cd_err facts_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct facts_row *f = ctx;
+
+    f->found = true;
+    cd__core_col_text(cols[0], f->customer_id, CD_ID_MAX);
+    cd__core_col_text(cols[1], f->direction, 16);
+    *f->occurred_at = cols[2].i;
+    return CD_OK;
+}
+
+enum cd_err cd_core_interaction_facts(struct cd_tx *tx, struct cd_str id,
+                                      char customer_id[CD_ID_MAX], char direction[16],
+                                      int64_t *occurred_at)
+{
+    struct facts_row f = {customer_id, direction, occurred_at, false};
+    enum cd_err err;
+
+    if (!cd_id_valid(id, "int"))
+        return cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
+    struct cd_val p[] = {CD_VTEXT(id)};
+    if ((err = cd_tx_exec(tx, "SELECT customer_id, direction, occurred_at FROM interactions"
+                              " WHERE id = $1",
+                          p, 1, facts_row, &f, NULL)) != CD_OK)
+        return err;
+    return f.found ? CD_OK : cd_err_set(CD_ERR_NOT_FOUND, "no interaction with this id");
+}
+
+enum cd_err cd_core_idem_check(struct cd_core *c, struct cd_tx *tx, const struct cd_idem *idem,
+                               char resource_id[CD_ID_MAX])
+{
+    uint8_t h[CD_CRYPTO_HASH_LEN];
+
+    resource_id[0] = '\0';
+    if (idem == NULL)
+        return CD_OK;
+    cd__core_idem_hash(c, idem, h);
+    return cd__core_idem_check(tx, idem, h, resource_id);
+}
+
+enum cd_err cd_core_idem_record(struct cd_core *c, struct cd_tx *tx, const struct cd_idem *idem,
+                                const char *resource_id)
+{
+    uint8_t h[CD_CRYPTO_HASH_LEN];
+
+    if (idem == NULL)
+        return CD_OK;
+    cd__core_idem_hash(c, idem, h);
+    return cd__core_idem_record(tx, idem, h, resource_id);
+}

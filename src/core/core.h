@@ -36,6 +36,36 @@ struct cd_actor {
 };
 
 
+/* A customer's data key opened for another module that keeps personal data of that customer
+ * in its own tables (cd_core_vault_open). Opaque; wiped by cd_core_vault_close. */
+struct cd_core_vault;
+
+/* What the capabilities that follow interactions (cases) may learn of one before its write,
+ * on the caller's thread, while its text is still in clear. Borrowed for the call. */
+struct cd_core_content {
+    const char *direction; /* "inbound" or "outbound" */
+    const char *channel;
+    const char *purpose;
+    struct cd_str subject, body; /* inbound text after masking; empty when absent */
+    const json_t *metadata;      /* the request's metadata object, or NULL */
+};
+
+/* An interaction inside the write transaction that stores it, after its row and its audit
+ * event. Borrowed for the call. */
+struct cd_core_recorded {
+    const struct cd_actor *actor;
+    const char *id, *customer_id, *channel, *direction, *purpose;
+    int64_t occurred_at, created_at;
+    bool customer_created;
+    bool threaded; /* it carries a thread_id */
+    /* Earlier interactions of the same customer on the same thread, newest first (at most
+     * CD_CORE_THREAD_PREV_MAX; none without a thread_id). */
+    const char (*thread_prev)[CD_ID_MAX];
+    size_t nthread_prev;
+    const json_t *note; /* what the annotate hook gave for this interaction, or NULL */
+};
+#define CD_CORE_THREAD_PREV_MAX 8
+
 /* A supervisor's reasoned overrides on an outbound message: the body's guard_override (of a
  * guard block) and purpose_override (of content that does not fit the declared purpose). The
  * reasons are borrowed from the request body. */
@@ -45,7 +75,8 @@ struct cd_core_overrides {
 };
 
 /* Validation and enforcement hooks the other capabilities plug into the ingestion path.
- * Each may be NULL. They run before anything is stored. */
+ * Each may be NULL. They run before anything is stored, except recorded and customer_merged,
+ * which run inside the write they follow. */
 struct cd_core_hooks {
     void *ctx;
     /* Outbound messages: may refuse (CD_ERR_PURPOSE_DENIED, CD_ERR_CONSENT_DENIED,
@@ -71,6 +102,23 @@ struct cd_core_hooks {
      * profile, before the change is answered: capabilities that keep their own view of
      * customers (the consent engine) take it at once. */
     void (*customer_changed)(void *ctx, const char *customer_id);
+    /* Every interaction (either direction), before its write and after inbound masking: what
+     * the capabilities that follow interactions need to know of its content, which the write
+     * keeps sealed, as a JSON object the caller owns (*note; NULL: nothing). An error refuses
+     * the interaction. */
+    enum cd_err (*annotate)(void *ctx, const struct cd_actor *actor,
+                            const struct cd_core_content *in, json_t **note);
+    /* Every new interaction (not a replay), inside its write transaction: keeps other
+     * capabilities' records in step with it (cases open, reopen and stop their clocks). On the
+     * store's writer thread: SQL and computation only, no blocking. An error fails the write
+     * (with the interaction); the function may run twice for one write (store.h). */
+    enum cd_err (*recorded)(void *ctx, struct cd_tx *tx, const struct cd_core_recorded *r);
+    /* Inside a merge's write transaction, after core moved its own rows: the module moves
+     * what it keeps of `merged` to `survivor`, re-sealing values sealed for merged (opened
+     * with from) for the survivor (with to). Both vaults are valid for the call only. */
+    enum cd_err (*customer_merged)(void *ctx, struct cd_tx *tx, const char *merged,
+                                   const char *survivor, const struct cd_core_vault *from,
+                                   const struct cd_core_vault *to);
 };
 
 /* Opens core on an open store with the master key (32 bytes, copied). The caller keeps
@@ -102,6 +150,47 @@ struct cd_idem {
  * Writes the canonical value to out (a buffer with a max). Errors: CD_ERR_INVALID. */
 enum cd_err cd_core_identity_normalize(struct cd_str type, struct cd_str network,
                                        struct cd_str value, struct cd_buf *out);
+
+/* ---- sealed values kept by other modules ---- */
+
+/* Opens customer_id's data key, read inside tx (a read or write transaction of the caller),
+ * for sealing and opening values another module keeps about the customer in its own tables.
+ * Errors: CD_ERR_NOT_FOUND (no such live customer: unknown or merged), CD_ERR_CRYPTO (the
+ * customer was erased: the key is destroyed), CD_ERR_STORE, CD_ERR_NOMEM. The caller closes
+ * *out with cd_core_vault_close, which wipes the key. */
+enum cd_err cd_core_vault_open(struct cd_core *c, struct cd_tx *tx, struct cd_str customer_id,
+                               struct cd_core_vault **out);
+void cd_core_vault_close(struct cd_core_vault *v);
+/* The customer the vault is for (borrowed from v). */
+const char *cd_core_vault_customer(const struct cd_core_vault *v);
+/* Seals plain under the vault's key, bound to the customer and to `field` (a name that says
+ * which table, row and column it belongs to, "cases.sealed:cas_...": a value copied to
+ * another row does not open). out is reset first. Errors: CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
+enum cd_err cd_core_vault_seal(const struct cd_core_vault *v, const char *field,
+                               struct cd_str plain, struct cd_buf *out);
+/* Opens a value sealed by cd_core_vault_seal for the same customer and field into out (reset
+ * first); a NULL column gives *present = false. Errors: CD_ERR_CRYPTO (does not open: edited,
+ * copied from elsewhere), CD_ERR_NOMEM, CD_ERR_TOO_BIG. */
+enum cd_err cd_core_vault_unseal(const struct cd_core_vault *v, const char *field,
+                                 struct cd_val sealed, struct cd_buf *out, bool *present);
+
+/* ---- for other modules, inside their own transactions ---- */
+
+/* An interaction's customer (as stored: a merge moves interactions to the survivor), its
+ * direction ("inbound"/"outbound", at least 9 bytes) and when it occurred, inside tx.
+ * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE. */
+enum cd_err cd_core_interaction_facts(struct cd_tx *tx, struct cd_str id,
+                                      char customer_id[CD_ID_MAX], char direction[16],
+                                      int64_t *occurred_at);
+
+/* Idempotency of another module's create, in core's table (keys kept as keyed hashes):
+ * _check inside the write gives the resource a replay answers for (resource_id[0] == '\0':
+ * none); a key used with another request is CD_ERR_IDEMPOTENCY. _record stores it with the
+ * new resource, in the same write. idem NULL: no key, nothing happens. Errors: CD_ERR_STORE. */
+enum cd_err cd_core_idem_check(struct cd_core *c, struct cd_tx *tx, const struct cd_idem *idem,
+                               char resource_id[CD_ID_MAX]);
+enum cd_err cd_core_idem_record(struct cd_core *c, struct cd_tx *tx, const struct cd_idem *idem,
+                                const char *resource_id);
 
 /* ---- customers ---- */
 
@@ -464,6 +553,12 @@ struct cd_core_rows_report {
  * CD_ERR_NOMEM. */
 enum cd_err cd_core_verify_rows(struct cd_core *c, struct cd_core_rows_report *rep,
                                 void (*progress)(uint64_t done, uint64_t total));
+
+/* The ids of up to max live customers, oldest first, into ids; *n gets how many (demo data of
+ * other modules, benchmarks: references only, nothing is read of the customers).
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_customer_ids(struct cd_core *c, size_t max, char (*ids)[CD_ID_MAX],
+                                 size_t *n);
 
 /* Loads deterministic demo data: `customers` customers and about `interactions` interactions
  * over all channels and the last `days` days. Idempotent: does nothing if customers exist. */

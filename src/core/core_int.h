@@ -93,6 +93,11 @@ struct cd__ckey {
     uint8_t key[CD_CRYPTO_KEY_LEN];
 };
 
+/* A customer's key opened for another module (core.h, cd_core_vault_open). */
+struct cd_core_vault {
+    struct cd__ckey k;
+};
+
 /* Makes a fresh data key for customer_id and its wrapped form (stored in customers). */
 void cd__core_key_new(const struct cd_core *c, const char *customer_id, struct cd__ckey *k,
                       uint8_t wrapped[CD_CRYPTO_WRAPPED_LEN]);

@@ -1168,6 +1168,17 @@ static enum cd_err merge_fn(struct cd_tx *tx, void *ctx)
     if ((err = reseal_table(m->c, tx, &km, &ks, false)) != CD_OK ||
         (err = reseal_table(m->c, tx, &km, &ks, true)) != CD_OK)
         goto out;
+    /* Other modules' values sealed for the merged customer move in the same transaction: its
+     * key is destroyed below. */
+    if (m->c->hooks.customer_merged) {
+        struct cd_core_vault from = {km}, to = {ks};
+        err = m->c->hooks.customer_merged(m->c->hooks.ctx, tx, m->merged, m->survivor, &from,
+                                          &to);
+        cd__core_key_wipe(&from.k);
+        cd__core_key_wipe(&to.k);
+        if (err != CD_OK)
+            goto out;
+    }
     /* The merged record keeps no personal data and no key: only the pointer. */
     struct cd_val p[] = {CD_VCSTR(m->merged), CD_VCSTR(m->survivor), CD_VINT(now),
                          CD_VCSTR(m->a->token_id),

@@ -285,3 +285,38 @@ enum cd_err cd_core_load_demo(struct cd_core *c, int customers, int interactions
     cd_free(d.customers);
     return err;
 }
+
+struct ids_ctx {
+    char (*ids)[CD_ID_MAX];
+    size_t max, n;
+};
+
+static enum cd_err id_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct ids_ctx *x = ctx;
+
+    if (x->n < x->max)
+        cd__core_col_text(cols[0], x->ids[x->n++], CD_ID_MAX);
+    return CD_OK;
+}
+
+static enum cd_err ids_fn(struct cd_tx *tx, void *ctx)
+{
+    struct ids_ctx *x = ctx;
+    struct cd_val p[] = {CD_VINT((int64_t)x->max)};
+
+    x->n = 0;
+    return cd_tx_exec(tx, "SELECT id FROM customers WHERE merged_into IS NULL AND"
+                          " erased_at IS NULL ORDER BY created_at, id LIMIT $1",
+                      p, 1, id_row, x, NULL);
+}
+
+enum cd_err cd_core_customer_ids(struct cd_core *c, size_t max, char (*ids)[CD_ID_MAX],
+                                 size_t *n)
+{
+    struct ids_ctx x = {ids, max, 0};
+    enum cd_err err = cd_store_read(c->store, ids_fn, &x);
+
+    *n = x.n;
+    return err;
+}

@@ -172,6 +172,8 @@ struct ingest_ctx {
     char *metadata;     /* serialised, cd_malloc'ed */
     char *masked_body;  /* inbound body after masking, cd_malloc'ed */
     char *guard_json;   /* findings, cd_malloc'ed */
+    const json_t *meta_obj; /* the body's metadata object (borrowed), or NULL */
+    json_t *note;       /* the annotate hook's note for the recorded hook, or NULL */
     struct cd_buf s_subject, s_body, s_meta, s_ident, s_thread;
     uint8_t thread_hash[CD_CRYPTO_HASH_LEN]; /* for the customer the fields are sealed for */
     /* Whom s_subject, s_body and s_meta are sealed for: a customer and the wrapped key that was
@@ -326,6 +328,54 @@ static enum cd_err seal_ident(struct ingest_ctx *ic, const struct cd__ckey *k)
 static struct cd_val opt_blob(const struct cd_buf *b, bool has)
 {
     return has ? CD_VBLOB(b->p, b->len) : CD_VNULL;
+}
+
+struct thread_prev {
+    char ids[CD_CORE_THREAD_PREV_MAX][CD_ID_MAX];
+    size_t n;
+};
+
+static enum cd_err thread_prev_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct thread_prev *t = ctx;
+
+    if (t->n < CD_CORE_THREAD_PREV_MAX)
+        cd__core_col_text(cols[0], t->ids[t->n++], CD_ID_MAX);
+    return CD_OK;
+}
+
+/* The recorded hook, with the thread's earlier interactions, found by the thread's keyed hash
+ * for the customer the interaction was stored for. */
+static enum cd_err recorded(struct cd_tx *tx, const struct ingest_ctx *ic)
+{
+    const struct cd_core_hooks *h = &ic->c->hooks;
+    struct thread_prev t = {.n = 0};
+    enum cd_err err;
+
+    if (h->recorded == NULL)
+        return CD_OK;
+    if (ic->row.thread_id[0]) {
+        struct cd_val p[] = {CD_VBLOB(ic->thread_hash, CD_CRYPTO_HASH_LEN), CD_VCSTR(ic->row.id),
+                             CD_VINT(CD_CORE_THREAD_PREV_MAX)};
+        if ((err = cd_tx_exec(tx, "SELECT id FROM interactions WHERE thread_hash = $1"
+                                  " AND id <> $2 ORDER BY occurred_at DESC, id DESC LIMIT $3",
+                              p, 3, thread_prev_row, &t, NULL)) != CD_OK)
+            return err;
+    }
+    struct cd_core_recorded r = {.actor = ic->a,
+                                 .id = ic->row.id,
+                                 .customer_id = ic->row.customer_id,
+                                 .channel = ic->row.channel,
+                                 .direction = ic->row.direction,
+                                 .purpose = ic->row.purpose,
+                                 .occurred_at = ic->row.occurred_at,
+                                 .created_at = ic->row.created_at,
+                                 .customer_created = ic->created_customer,
+                                 .threaded = ic->row.thread_id[0] != '\0',
+                                 .thread_prev = (const char(*)[CD_ID_MAX])t.ids,
+                                 .nthread_prev = t.n,
+                                 .note = ic->note};
+    return h->recorded(h->ctx, tx, &r);
 }
 
 /* Ingestion, phase 1: whose interaction this is. By identity, the identity's owner (none: a new
@@ -506,7 +556,9 @@ static enum cd_err ingest_fn(struct cd_tx *tx, void *ctx)
         snprintf(ic->owner_id, sizeof ic->owner_id, "%s", ic->row.customer_id);
     if ((err = insert_interaction(tx, ic)) != CD_OK || (err = record_ingest(tx, ic)) != CD_OK)
         goto out;
-    err = cd__core_idem_record(tx, ic->idem, ic->idem_hash, ic->row.id);
+    if ((err = cd__core_idem_record(tx, ic->idem, ic->idem_hash, ic->row.id)) != CD_OK)
+        goto out;
+    err = recorded(tx, ic);
 out:
     if (key_open)
         cd__core_key_wipe(&k);
@@ -676,6 +728,7 @@ static enum cd_err parse_ingest(struct ingest_ctx *ic, const json_t *body,
         (err = parse_override(body, "purpose_override", &ov->purpose, &ov->purpose_reason)) !=
             CD_OK)
         return err;
+    ic->meta_obj = meta;
     if (!cd_core_channel_valid(cd_str_c(ic->row.channel)))
         return cd_err_set(CD_ERR_INVALID, "'channel' must be one of email, sms, phone, chat, "
                                           "social, app, push, post, in_person");
@@ -863,6 +916,14 @@ static enum cd_err ingest_prepare(struct ingest_ctx *ic, const json_t *body, jso
                            (err = cd_json_dump(annotation, &ic->guard_json, NULL)) != CD_OK))
             goto out;
     }
+    /* What the capabilities that follow interactions need of the text, while it is clear. */
+    if (c->hooks.annotate) {
+        struct cd_core_content in = {ic->row.direction, ic->row.channel, ic->row.purpose,
+                                     ic->subject.p ? ic->subject : CD_STR(""),
+                                     ic->body.p ? ic->body : CD_STR(""), ic->meta_obj};
+        if ((err = c->hooks.annotate(c->hooks.ctx, ic->a, &in, &ic->note)) != CD_OK)
+            goto out;
+    }
     if (rerr == CD_OK)
         pre_seal(ic, &o.l);
 out:
@@ -924,6 +985,7 @@ static void ingest_free(struct ingest_ctx *ic)
     cd_free(ic->metadata);
     cd_free(ic->masked_body);
     cd_free(ic->guard_json);
+    json_decref(ic->note);
     cd_free(ic->guard_rules);
     cd_free(ic->guard_reason);
     cd_free(ic->purpose_rules);

@@ -134,3 +134,84 @@ enum cd_err cd__core_open_row(const struct cd__ckey *k, const char *field,
                       "value was copied from another row%s); run candor audit verify",
                       id, field, format == CD_CRYPTO_SEAL_VERSION ? " in the legacy format" : "");
 }
+
+/* ---- vaults: other modules' sealed values ---- */
+
+struct vault_read {
+    struct cd_buf wrapped;
+    bool found, merged;
+};
+
+static enum cd_err vault_row(void *ctx, const struct cd_val *cols, size_t n)
+{
+    struct vault_read *r = ctx;
+
+    r->found = true;
+    r->merged = cols[1].type != CD_VAL_NULL;
+    if (cols[0].type == CD_VAL_BLOB)
+        return cd_buf_append(&r->wrapped, cols[0].p, cols[0].len);
+    return CD_OK;
+}
+
+enum cd_err cd_core_vault_open(struct cd_core *c, struct cd_tx *tx, struct cd_str customer_id,
+                               struct cd_core_vault **out)
+{
+    struct vault_read r = {CD_BUF_INIT(256), false, false};
+    struct cd_core_vault *v = NULL;
+    char id[CD_ID_MAX];
+    enum cd_err err;
+
+    if (!cd_id_valid(customer_id, "cus") || customer_id.len >= sizeof id)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    memcpy(id, customer_id.p, customer_id.len);
+    id[customer_id.len] = '\0';
+    struct cd_val p[] = {CD_VCSTR(id)};
+    if ((err = cd_tx_exec(tx, "SELECT key_wrapped, merged_into FROM customers WHERE id = $1", p,
+                          1, vault_row, &r, NULL)) != CD_OK)
+        goto out;
+    if (!r.found || r.merged) {
+        err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+        goto out;
+    }
+    if ((v = cd_calloc(1, sizeof *v)) == NULL) {
+        err = CD_ERR_NOMEM;
+        goto out;
+    }
+    struct cd_val w = {r.wrapped.len ? CD_VAL_BLOB : CD_VAL_NULL, 0, r.wrapped.p, r.wrapped.len};
+    if ((err = cd__core_key_open(c, id, w, &v->k)) != CD_OK)
+        goto out;
+    *out = v;
+    v = NULL;
+out:
+    if (v) {
+        cd__core_key_wipe(&v->k);
+        cd_free(v);
+    }
+    cd_buf_free(&r.wrapped);
+    return err;
+}
+
+void cd_core_vault_close(struct cd_core_vault *v)
+{
+    if (v == NULL)
+        return;
+    cd__core_key_wipe(&v->k);
+    cd_free(v);
+}
+
+const char *cd_core_vault_customer(const struct cd_core_vault *v)
+{
+    return v->k.customer_id;
+}
+
+enum cd_err cd_core_vault_seal(const struct cd_core_vault *v, const char *field,
+                               struct cd_str plain, struct cd_buf *out)
+{
+    return cd__core_seal(&v->k, field, plain, out);
+}
+
+enum cd_err cd_core_vault_unseal(const struct cd_core_vault *v, const char *field,
+                                 struct cd_val sealed, struct cd_buf *out, bool *present)
+{
+    return cd__core_open(&v->k, field, sealed, out, present);
+}

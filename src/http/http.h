@@ -19,6 +19,7 @@ struct cd_guard;
 struct cd_audit;
 struct cd_consent;
 struct cd_calendars;
+struct cd_cases;
 struct cd_dsar;
 struct cd_outbox;
 struct cd_retention_rules;
@@ -35,6 +36,7 @@ struct cd_app {
     struct cd_consent *consent; /* consent engine (src/consent); may be NULL */
     const struct cd_calendars *calendars; /* business calendars (src/calendar); may be NULL */
     struct cd_dsar *dsar; /* data-subject requests (src/dsar); may be NULL */
+    struct cd_cases *cases; /* cases, SLA clocks, the queue (src/cases); may be NULL */
     struct cd_outbox *outbox; /* webhooks and recipients (src/outbox); may be NULL */
     const struct cd_retention_rules *retention; /* RULES/retention/rules.yaml; may be NULL */
 };

@@ -38,11 +38,13 @@ struct cd_req;
 typedef enum cd_err (*cd_handler)(struct cd_req *r);
 
 /* Whom a route's path names, so a refused attempt is recorded on that customer's access log:
- * its first parameter is a customer's id, or an interaction's (whose customer is looked up). */
+ * its first parameter is a customer's id, or an interaction's or a case's (whose customer is
+ * looked up). */
 enum cd_route_subject {
     CD_SUBJECT_NONE, /* the path names no customer */
     CD_SUBJECT_CUSTOMER,
     CD_SUBJECT_INTERACTION,
+    CD_SUBJECT_CASE,
     CD_SUBJECT_SELF, /* the customer of the self-service session (CD_ROUTE_SELF) */
 };
 
@@ -161,7 +163,7 @@ enum cd_err cd__http_query_int(const struct cd_req *r, const char *key, int def,
  * route that does not answer with personal data). */
 unsigned cd__http_fields(const struct cd_req *r);
 /* The customer a request is about, as its path names them (a customer id, or an interaction
- * whose customer is looked up), for the record of a refused attempt; false when it names none.
+ * or a case whose customer is looked up), for the record of a refused attempt; false when it names none.
  * May read the store. */
 bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX]);
 /* Fills idem from the Idempotency-Key header; returns NULL when the request has none.
@@ -244,6 +246,29 @@ enum cd_err cd__http_dsar_fulfil(struct cd_req *r);
 enum cd_err cd__http_dsar_verify_send(struct cd_req *r);
 enum cd_err cd__http_dsar_verify_check(struct cd_req *r);
 enum cd_err cd__http_dsar_export(struct cd_req *r);
+
+/* Cases, the queue, agents, SLA policies and the SLA report (h_cases.c). */
+enum cd_err cd__http_cases_list(struct cd_req *r);
+enum cd_err cd__http_cases_create(struct cd_req *r);
+enum cd_err cd__http_cases_get(struct cd_req *r);
+enum cd_err cd__http_cases_update(struct cd_req *r);
+enum cd_err cd__http_cases_link(struct cd_req *r);
+enum cd_err cd__http_cases_events(struct cd_req *r);
+enum cd_err cd__http_cases_eta(struct cd_req *r);
+enum cd_err cd__http_queue_next(struct cd_req *r);
+enum cd_err cd__http_agents_list(struct cd_req *r);
+enum cd_err cd__http_agents_create(struct cd_req *r);
+enum cd_err cd__http_agents_get(struct cd_req *r);
+enum cd_err cd__http_agents_put(struct cd_req *r);
+enum cd_err cd__http_sla_policies(struct cd_req *r);
+enum cd_err cd__http_sla_report(struct cd_req *r);
+enum cd_err cd__http_incidents_list(struct cd_req *r);
+enum cd_err cd__http_incidents_create(struct cd_req *r);
+enum cd_err cd__http_incidents_get(struct cd_req *r);
+enum cd_err cd__http_incidents_update(struct cd_req *r);
+enum cd_err cd__http_incidents_affect(struct cd_req *r);
+enum cd_err cd__http_incidents_customers(struct cd_req *r);
+enum cd_err cd__http_incidents_notify(struct cd_req *r);
 
 /* Records that the request read data about customer_id (its access log shows it), as
  * `action`, durably, before the answer is sent. Errors: CD_ERR_STORE, CD_ERR_NOMEM. */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "audit/audit.h"
 #include "calendar/calendar.h"
+#include "cases/cases.h"
 #include "http_int.h"
 
 #define STAFF (CD_ROLE_BIT(CD_ROLE_ADMIN) | CD_ROLE_BIT(CD_ROLE_SUPERVISOR) | \
@@ -40,6 +41,8 @@ bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX])
         return true;
     case CD_SUBJECT_INTERACTION:
         return cd_core_interaction_customer(r->app->core, r->params[0], out) == CD_OK;
+    case CD_SUBJECT_CASE:
+        return r->app->cases && cd_cases_customer(r->app->cases, r->params[0], out) == CD_OK;
     case CD_SUBJECT_SELF:
         if (!r->via_portal)
             return false;
@@ -125,6 +128,8 @@ static enum cd_err h_metrics(struct cd_req *r)
     struct cd_buf b = CD_BUF_INIT(4 * 1024 * 1024);
     enum cd_err err = cd__http_metrics_render(r->app, &b);
 
+    if (err == CD_OK && r->app->cases)
+        err = cd_cases_metrics(r->app->cases, &b);
     if (err == CD_OK && r->app->dsar)
         err = cd__http_metrics_dsar(r->app->dsar, &b);
     if (err != CD_OK) {
@@ -484,6 +489,7 @@ static enum cd_err h_token_revoke(struct cd_req *r)
 #define PII (CD_ROUTE_PERSONAL | CD_ROUTE_PURPOSE)
 #define CUS CD_SUBJECT_CUSTOMER
 #define ITR CD_SUBJECT_INTERACTION
+#define CAS CD_SUBJECT_CASE
 /* A read about a customer whose answer holds no personal data: it still names a purpose, is
  * checked against the policy and recorded on the customer's access log. */
 #define PUR CD_ROUTE_PURPOSE
@@ -565,6 +571,36 @@ const struct cd_route cd__http_routes[] = {
      "checkDsarVerificationCode"},
     {"POST", "/v1/interactions/{id}/dsar", cd__http_dsar_convert, DSAR_INTAKE, JSN,
      "convertInteractionToDsar"},
+    /* cases, the queue, agents and service levels: handlers in h_cases.c */
+    {"GET", "/v1/cases", cd__http_cases_list, READERS, PII, "listCases"},
+    {"POST", "/v1/cases", cd__http_cases_create, WRITERS, JSN | IDM | ECH, "createCase"},
+    {"GET", "/v1/cases/{id}", cd__http_cases_get, READERS, PII, "getCase", CAS},
+    {"PATCH", "/v1/cases/{id}", cd__http_cases_update, WRITERS, JSN | ECH, "updateCase", CAS},
+    {"POST", "/v1/cases/{id}/interactions", cd__http_cases_link, WRITERS, JSN | ECH,
+     "linkCaseInteractions", CAS},
+    {"GET", "/v1/cases/{id}/events", cd__http_cases_events, READERS, 0, "listCaseEvents", CAS},
+    {"GET", "/v1/cases/{id}/eta", cd__http_cases_eta, READERS, 0, "getCaseEta", CAS},
+    {"GET", "/v1/queue/next", cd__http_queue_next, STAFF, PII, "previewNextCase"},
+    {"POST", "/v1/queue/next", cd__http_queue_next, STAFF, PII, "takeNextCase"},
+    {"GET", "/v1/agents", cd__http_agents_list, READERS, 0, "listAgents"},
+    {"POST", "/v1/agents", cd__http_agents_create, SUPERVISION, JSN, "createAgent"},
+    {"GET", "/v1/agents/{id}", cd__http_agents_get, READERS, 0, "getAgent"},
+    {"PUT", "/v1/agents/{id}", cd__http_agents_put, SUPERVISION, JSN, "putAgent"},
+    {"GET", "/v1/sla-policies", cd__http_sla_policies, READERS, 0, "listSlaPolicies"},
+    {"GET", "/v1/sla-report", cd__http_sla_report, OVERSIGHT | SUPERVISION, 0, "getSlaReport"},
+    /* incidents: handlers in h_cases.c */
+    {"GET", "/v1/incidents", cd__http_incidents_list, READERS, 0, "listIncidents"},
+    {"POST", "/v1/incidents", cd__http_incidents_create, SUPERVISION, JSN | IDM,
+     "createIncident"},
+    {"GET", "/v1/incidents/{id}", cd__http_incidents_get, READERS, 0, "getIncident"},
+    {"PATCH", "/v1/incidents/{id}", cd__http_incidents_update, SUPERVISION, JSN,
+     "updateIncident"},
+    {"GET", "/v1/incidents/{id}/customers", cd__http_incidents_customers, HOLDERS, 0,
+     "listIncidentCustomers"},
+    {"POST", "/v1/incidents/{id}/customers", cd__http_incidents_affect, SUPERVISION, JSN,
+     "addIncidentCustomers"},
+    {"POST", "/v1/incidents/{id}/notify", cd__http_incidents_notify, SUPERVISION, JSN,
+     "notifyIncidentCustomers"},
     /* outbox, webhooks and recipients: handlers in h_webhooks.c. Literal paths before the
      * {id} ones: the first pattern that matches serves. */
     {"GET", "/v1/webhooks/event-types", cd__http_event_types, READERS, 0, "listEventTypes"},

@@ -80,6 +80,14 @@ static const struct cd_outbox_member case_breached[] = {
     {"due_at", JSON_STRING, REF, REQ, "when it was due (RFC 3339)"},
     {"breached_at", JSON_STRING, REF, REQ, "when the breach was noticed (RFC 3339)"},
 };
+static const struct cd_outbox_member incident_notice[] = {
+    {"incident_id", JSON_STRING, REF, REQ, "the incident"},
+    {"case_id", JSON_STRING, REF, REQ, "the customer's follow-up case"},
+    {"kind", JSON_STRING, REF, REQ, "outage, billing_error, data_breach, security or other"},
+    {"channel", JSON_STRING, REF, REQ, "the channel to tell the customer on"},
+    {"legal_notice", JSON_TRUE, REF, REQ,
+     "whether the law requires the notice (told whatever the customer's preferences)"},
+};
 static const struct cd_outbox_member webhook_test[] = {
     {"subscription_id", JSON_STRING, REF, REQ, "the subscription tested"},
 };
@@ -112,6 +120,8 @@ static const struct cd_outbox_event_type types[] = {
      ABOUT_CUSTOMER, false, sign_in_code, N(sign_in_code)},
     {"case.breached", "A case missed a service-level deadline.", false, false, case_breached,
      N(case_breached)},
+    {"incident.notice", "A customer an incident affects is to be told of it, on the channel named.",
+     ABOUT_CUSTOMER, false, incident_notice, N(incident_notice)},
     {"webhook.test", "A test event sent on request to one subscription.", false, false,
      webhook_test, N(webhook_test)},
 };

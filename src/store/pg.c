@@ -36,7 +36,7 @@
 #define STMT_CACHE 256
 #define STMT_PROBE 16
 #define MAX_PARAMS 64
-#define MAX_COLS 32
+#define MAX_COLS CD_STORE_MAX_COLS
 #define QUEUE_MAX 256          /* replies awaited; a longer pipeline is read first */
 #define MIN_SERVER 150000      /* PostgreSQL 15 */
 #define MIGRATE_LOCK "7146378697419468402" /* pg_advisory_xact_lock key of migrations */

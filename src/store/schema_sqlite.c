@@ -265,6 +265,91 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, customer_id TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER);"
     "CREATE INDEX portal_sessions_by_customer ON portal_sessions(customer_id);",
+    /* 18: core, cases (src/cases) — complaints and service levels.
+     * core: a new interaction learns the earlier interactions of its thread (the case they
+     * belong to continues) by the thread's keyed hash; only threaded rows are in the index.
+     * cases: one row per case, its clocks as columns (first response fr_, next response nr_,
+     * resolution rs_; due instants, when met, when breached) so the queue and the due-soon and
+     * breached lists are index ranges: queue_due is the earliest deadline of a running clock,
+     * watch_at the earliest not yet marked breached (the sweeper's next look), queue_rank
+     * orders the cases waiting for an agent (queued = 1): queue_due, or a time after every
+     * deadline when no clock runs (NULL sorts first in SQLite and last in PostgreSQL). sla
+     * keeps the policy that applied, as JSON. sealed holds what is sensitive (vulnerability
+     * flags, customer value) sealed for the customer.
+     * case_events is the case's history, each row bound to its ledger entry (audit_seq, the
+     * entry's data_sha256 is the digest of the row). case_agents are the people the queue
+     * serves (teams and skills). ETAs read resolved cases by type (cases_resolved). */
+    "CREATE INDEX interactions_by_thread ON interactions(thread_hash)"
+    " WHERE thread_hash IS NOT NULL;"
+    "CREATE TABLE cases("
+    "  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, type TEXT NOT NULL,"
+    "  status TEXT NOT NULL, priority INTEGER NOT NULL, impact TEXT NOT NULL,"
+    "  channel TEXT NOT NULL, team TEXT NOT NULL, skill TEXT, assignee TEXT,"
+    "  tags TEXT NOT NULL, source TEXT NOT NULL, complaint_rules TEXT, incident_id TEXT,"
+    "  follows TEXT, priority_why TEXT NOT NULL, sla TEXT, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL, opened_at INTEGER NOT NULL,"
+    "  fr_due INTEGER, fr_at INTEGER, fr_breached INTEGER,"
+    "  nr_start INTEGER, nr_due INTEGER, nr_breaches INTEGER NOT NULL DEFAULT 0,"
+    "  nr_breached INTEGER, rs_due INTEGER, rs_paused_ms INTEGER NOT NULL DEFAULT 0,"
+    "  rs_paused_since INTEGER, rs_breached INTEGER, queue_due INTEGER, watch_at INTEGER,"
+    "  breached INTEGER NOT NULL DEFAULT 0,"
+    "  queued INTEGER NOT NULL, queue_rank INTEGER NOT NULL, queue_len INTEGER NOT NULL,"
+    "  resolved_at INTEGER,"
+    "  closed_at INTEGER, reopened INTEGER NOT NULL DEFAULT 0, remedy TEXT,"
+    "  remedy_amount INTEGER, remedy_currency TEXT, outcome TEXT, sealed BLOB,"
+    "  flagged TEXT, version INTEGER NOT NULL);"
+    "CREATE INDEX cases_by_customer ON cases(customer_id, created_at);"
+    "CREATE INDEX cases_queue ON cases(team, queue_rank, priority, id) WHERE queued = 1;"
+    "CREATE INDEX cases_running ON cases(queue_due) WHERE queue_due IS NOT NULL;"
+    "CREATE INDEX cases_watch ON cases(watch_at) WHERE watch_at IS NOT NULL;"
+    "CREATE INDEX cases_breached ON cases(created_at) WHERE breached <> 0"
+    " AND resolved_at IS NULL;"
+    "CREATE INDEX cases_by_created ON cases(created_at);"
+    "CREATE INDEX cases_by_status ON cases(status);"
+    "CREATE INDEX cases_to_close ON cases(resolved_at) WHERE status = 'resolved';"
+    "CREATE INDEX cases_resolved ON cases(type, resolved_at) WHERE resolved_at IS NOT NULL;"
+    "CREATE INDEX cases_by_assignee ON cases(assignee, status) WHERE assignee IS NOT NULL;"
+    "CREATE INDEX cases_by_incident ON cases(incident_id) WHERE incident_id IS NOT NULL;"
+    "CREATE TABLE case_interactions("
+    "  interaction_id TEXT NOT NULL, case_id TEXT NOT NULL, direction TEXT NOT NULL,"
+    "  occurred_at INTEGER NOT NULL, PRIMARY KEY(interaction_id, case_id));"
+    "CREATE INDEX case_interactions_by_case ON case_interactions(case_id, occurred_at);"
+    "CREATE TABLE case_events("
+    "  seq INTEGER PRIMARY KEY, case_id TEXT NOT NULL, at INTEGER NOT NULL,"
+    "  action TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL, audit_seq INTEGER);"
+    "CREATE INDEX case_events_by_case ON case_events(case_id, seq);"
+    "CREATE TABLE case_agents("
+    "  id TEXT PRIMARY KEY, token_id TEXT UNIQUE, name TEXT NOT NULL, teams TEXT NOT NULL,"
+    "  skills TEXT NOT NULL, active INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);",
+    /* 19: cases (src/cases) — incidents and the customers they affect. An incident holds no
+     * personal data; incident_customers links each affected customer (by id) to the incident
+     * and to their follow-up case, with what became of their notice: pending, told (channel,
+     * time, reason, basis), deferred by quiet hours (the sweeper's partial index) or withheld
+     * with the reason. */
+    "CREATE TABLE incidents("
+    "  id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, severity TEXT NOT NULL,"
+    "  channel TEXT NOT NULL, title TEXT NOT NULL, description TEXT, team TEXT,"
+    "  tags TEXT NOT NULL, legal_notice INTEGER NOT NULL, legal_basis TEXT,"
+    "  started_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  resolved_at INTEGER, version INTEGER NOT NULL);"
+    "CREATE INDEX incidents_by_created ON incidents(created_at, id);"
+    "CREATE TABLE incident_customers("
+    "  incident_id TEXT NOT NULL, customer_id TEXT NOT NULL, case_id TEXT,"
+    "  added_by TEXT NOT NULL, added_at INTEGER NOT NULL, notice_status TEXT NOT NULL,"
+    "  notice_channel TEXT, notice_at INTEGER, notice_reason TEXT, notice_basis TEXT,"
+    "  attempts INTEGER NOT NULL, PRIMARY KEY(incident_id, customer_id));"
+    "CREATE INDEX incident_customers_by_customer ON incident_customers(customer_id);"
+    "CREATE INDEX incident_customers_deferred ON incident_customers(incident_id)"
+    " WHERE notice_status = 'deferred';",
+    /* 20: cases — how many cases wait for an agent in each team, kept by every write of a
+     * case in its own transaction, so the queue's length is one row rather than a count over
+     * the team's whole queue (a preview of the next case and each new case's queue length at
+     * opening read it). Filled from the cases waiting now. */
+    "CREATE TABLE case_queue_counts(team TEXT PRIMARY KEY, waiting INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "INSERT INTO case_queue_counts(team, waiting)"
+    " SELECT team, count(*) FROM cases WHERE queued = 1 GROUP BY team;",
 };
 
 const int cd__store_sqlite_migrations_count =

@@ -212,7 +212,7 @@ static enum cd_err sq_exec(void *c, const char *sql, const struct cd_val *params
     bool cached = false, in_order = false;
     enum cd_err err;
     int rc;
-    struct cd_val cols[32];
+    struct cd_val cols[CD_STORE_MAX_COLS];
 
     if ((err = prepare(conn, sql, &st, &cached, &in_order)) != CD_OK)
         return err;
@@ -262,8 +262,8 @@ static enum cd_err sq_exec(void *c, const char *sql, const struct cd_val *params
         int n = sqlite3_column_count(st);
         if (fn == NULL)
             continue;
-        if (n > 32)
-            n = 32;
+        if (n > CD_STORE_MAX_COLS)
+            n = CD_STORE_MAX_COLS;
         for (int i = 0; i < n; i++) {
             switch (sqlite3_column_type(st, i)) {
             case SQLITE_INTEGER:

@@ -42,6 +42,9 @@ struct cd_val {
 #define CD_VCSTR(s) ((struct cd_val){CD_VAL_TEXT, 0, (s), strlen(s)})
 #define CD_VBLOB(ptr, n) ((struct cd_val){CD_VAL_BLOB, 0, (ptr), (n)})
 
+/* The most columns a result row hands over; a query selects at most this many (a case row
+ * has 47). */
+#define CD_STORE_MAX_COLS 64
 /* Sets o[key] from a column as the API shows it: a time (milliseconds since the epoch) as an
  * RFC 3339 UTC string, text as a string, a NULL column as null. Errors: CD_ERR_NOMEM. */
 enum cd_err cd_val_json_time(json_t *o, const char *key, struct cd_val v);

@@ -16,9 +16,9 @@ from e2e_util import plain_req, plain_server
 from harness import ROOT
 
 PREFIX = "/usr/local"
-PAGES = ["candor", "candor-audit", "candor-backup", "candor-dsar", "candor-export",
-         "candor-guard", "candor-import", "candor-init", "candor-retention", "candor-serve",
-         "candor-staff", "candor-token", "candor-webhooks"]
+PAGES = ["candor", "candor-audit", "candor-backup", "candor-cases", "candor-dsar",
+         "candor-export", "candor-guard", "candor-import", "candor-init", "candor-retention",
+         "candor-serve", "candor-staff", "candor-token", "candor-webhooks"]
 
 
 def make(*args):

@@ -14,6 +14,9 @@
 //     resolves, operationIds are unique, and each {name} in a path is declared as a path
 //     parameter of each of its operations, and no path parameter is declared that the path
 //     lacks;
+//   - every example of a request or response body (content > MEDIA > example) is an instance
+//     of that body's schema (JSON Schema 2020-12, the dialect of OpenAPI 3.1, with $refs into
+//     the document), so the examples a reader copies are answers the server could give;
 //   - with --served FILE: FILE (the body of GET /v1/openapi.json) passes the schema and equals
 //     the YAML document read by a YAML 1.2 parser, so the server's own conversion loses or
 //     retypes nothing.
@@ -21,6 +24,9 @@
 import { readFileSync } from "node:fs";
 import { isDeepStrictEqual } from "node:util";
 import { Validator } from "@seriousme/openapi-schema-validator";
+// The validator's own JSON Schema engine and formats (installed with it, pinned by the lockfile).
+import Ajv2020 from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, visit } from "yaml";
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -261,7 +267,48 @@ for (const [path, item] of Object.entries(api.paths || {})) {
   }
 }
 
-// ---- 5. the document the server serves ------------------------------------------------------
+// ---- 5. examples against their schemas -----------------------------------------------------
+// Each schema is checked as part of a root that holds the document's components, so its
+// "#/components/..." references resolve; OpenAPI's own keywords (example, x-...) are allowed.
+const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
+addFormats(ajv);
+function checkExample(schema, example, segments) {
+  let validate;
+  try {
+    validate = ajv.compile({ ...schema, components: api.components });
+  } catch (e) {
+    report(nodeAt(segments), segments, `the schema of this example does not compile: ${e.message}`);
+    return;
+  }
+  if (!validate(example)) {
+    for (const e of validate.errors.slice(0, 5)) {
+      report(nodeAt(segments), segments,
+             `the example does not fit its schema: ${e.instancePath || "(the example)"} ${e.message}`);
+    }
+  }
+}
+function checkContent(content, segments) {
+  for (const [media, m] of Object.entries(content || {})) {
+    if (m && typeof m === "object" && m.schema && m.example !== undefined) {
+      checkExample(m.schema, m.example, segments.concat("content", media, "example"));
+    }
+  }
+}
+for (const [path, item] of Object.entries(api.paths || {})) {
+  for (const method of METHODS) {
+    const op = item && item[method];
+    if (!op || typeof op !== "object") continue;
+    const segments = ["paths", path, method];
+    const body = deref(op.requestBody);
+    if (body) checkContent(body.content, segments.concat("requestBody"));
+    for (const [status, resp] of Object.entries(op.responses || {})) {
+      const r = deref(resp);
+      if (r) checkContent(r.content, segments.concat("responses", status));
+    }
+  }
+}
+
+// ---- 6. the document the server serves ------------------------------------------------------
 // The first differences between two JSON values, as paths into them.
 function differences(a, b, segments, out) {
   if (out.length >= 10 || isDeepStrictEqual(a, b)) return;

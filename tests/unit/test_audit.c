@@ -574,6 +574,9 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
     /* Migrations after 6 run again on reopening: what they made is undone first (the last
      * migration's first). */
     static const char *const undo[] = {
+        "DROP TABLE case_queue_counts", "DROP TABLE incidents", "DROP TABLE incident_customers",
+        "DROP TABLE cases", "DROP TABLE case_interactions", "DROP TABLE case_events",
+        "DROP TABLE case_agents", "DROP INDEX interactions_by_thread",
         "DROP TABLE portal_sessions", "DROP TABLE portal_challenges",
         "DROP TABLE staff_sessions", "DROP TABLE staff",
         "DROP TABLE dsar_requests", "DROP TABLE dsar_history", "DROP TABLE dsar_tombstones",

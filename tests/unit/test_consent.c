@@ -299,6 +299,15 @@ static void quiet_hours_across_dst(void **state)
     assert_int_equal(cd_time_parse(CD_STR("2026-03-07T12:30:00Z"), &t), CD_OK);
     assert_string_equal(why(c, CD_PURPOSE_MARKETING, CD_CONSENT_CHANNEL_ANY, t),
                         "not_opted_out");
+    /* A service message needs no consent, yet asks whether the quiet hours hold: they do on
+     * 7 March, not on 9 March, never for "*", nor for a customer the engine does not know. */
+    assert_true(cd_consent_quiet_hours(cons, cd_str_c(c), CD_CONSENT_CHANNEL_SMS, t));
+    assert_string_equal(why(c, CD_PURPOSE_SERVICE, CD_CONSENT_CHANNEL_SMS, t), "not_required");
+    assert_false(cd_consent_quiet_hours(cons, cd_str_c(c), CD_CONSENT_CHANNEL_ANY, t));
+    assert_false(cd_consent_quiet_hours(cons, CD_STR("cus_00000000000000000000000000"),
+                                        CD_CONSENT_CHANNEL_SMS, t));
+    assert_int_equal(cd_time_parse(CD_STR("2026-03-09T12:30:00Z"), &t), CD_OK);
+    assert_false(cd_consent_quiet_hours(cons, cd_str_c(c), CD_CONSENT_CHANNEL_SMS, t));
 }
 
 static void caps_refuse_in_path_and_audit(void **state)

@@ -475,7 +475,7 @@ static void write_answers_are_reads(void **state)
                          "\"value\":\"bea@example.com\"}]}");
     json_t *c = NULL, *u = NULL, *patch = parse("{\"locale\":\"de-DE\"}");
     struct cd_actor agent = {"tok_agent", "agent", "Agnes", "req_a", "service", false, false};
-    struct cd_core_hooks hooks = {NULL, NULL, NULL, NULL, note_change};
+    struct cd_core_hooks hooks = {.customer_changed = note_change};
     char resolved[CD_ID_MAX];
     bool replayed = false;
 
