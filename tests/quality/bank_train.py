@@ -1093,9 +1093,6 @@ SOCIAL_PROOF += [
 ]
 
 URGENCY += [
-    "Flash sale: {pct}% off everything",
-    "Lightning deal – {pct}% claimed",
-    "Deal of the day",
     "Limited time!",
     "Limited offer: {pct}% off",
     "Offer available today only",
@@ -1116,7 +1113,7 @@ URGENCY += [
     "Price rises in {d} days",
     "Prices go back up tomorrow",
     "Early-bird price ends soon",
-    "Ending today: up to {pct}% off",
+    ("Ending today: up to {pct}% off", ["pressure", "pricing"]),
     "Last few hours!",
     "Until midnight only",
     "Now just {price} – but not for long",
@@ -1144,7 +1141,7 @@ CONFIRMSHAMING += [
     "No, I'd rather stay uninsured",
     "Remind me when the price is higher",
     "Are you sure? You'll lose all your rewards.",
-    "If you leave now, your {pct}% discount will be gone forever.",
+    "If you leave now, your {pct}% discount will be gone for good.",
     "Decline and lose your member benefits",
     "No thanks, I don't want to look my best",
     "I'm fine with a slow internet connection",
@@ -1188,7 +1185,7 @@ SNEAKING += [
 LURES += [
     "U r entitled to a free {gadget} upgrade! Call free on 0800 {short}",
     "Guaranteed {price} cash or a {gadget}! To claim call {premium}. Claim code KL341.",
-    "Your claim code is XK{short}. Valid 12hrs only. Call {premium}",
+    ("Your claim code is XK{short}. Valid 12hrs only. Call {premium}", ["misleading", "pressure"]),
     "As a valued customer you have been selected to receive a {price} award. Call {premium}",
     "Free entry into our weekly draw to win {price}. Text WIN to {short} to enter.",
     "Your {price} gift card is ready to collect: {url}",
@@ -1254,4 +1251,61 @@ LURE_NEG += [
     "We've noticed a new sign-in to your account from a new device. If this was you, you don't need to do anything.",
     "Your parcel is at the {city} depot and will be delivered tomorrow. No payment is needed.",
     "Calls to our helpline are free from mobiles and landlines.",
+]
+
+URGENCY += [
+    "Until Friday only: {pct}% off",
+    "Available till the weekend only",
+    "Your discount code expires tonight",
+    "Price increase coming soon",
+    "Back to full price tomorrow",
+    "Limited period offer",
+    "For a short time only: {pct}% off",
+    "Offer closes at 5pm today",
+    "Deadline: tonight",
+    "It's the last day to save",
+    "Your voucher is expiring",
+    "Sale ends at the weekend",
+]
+
+CONFIRMSHAMING += [
+    "I'm not worried about fraud",
+    "Don't protect me",
+    "Keep me in the dark",
+    "I have enough money already",
+    "I'm too busy to save money",
+    "I want to stay stuck in my old plan",
+    "Exit without claiming my discount",
+    "Cancel by calling our membership line.",
+    "Email cancellations are not accepted.",
+    "You can only unsubscribe by post.",
+]
+
+SNEAKING += [
+    "Travel insurance added for your peace of mind.",
+    ("Your free trial converts to a paid plan automatically.", ["pressure"]),
+    ("After your free trial you'll be charged {price} a month.", ["pressure"]),
+    "Extended warranty included as standard – {price}",
+    ("Accept all to continue.", ["pressure"]),
+    ("Cookies are required to use this site.", ["pressure"]),
+    ("You can't check out as a guest.", ["pressure"]),
+    ("No guest checkout – please register.", ["pressure"]),
+]
+
+URGENCY_NEG += [
+    "Your verification code expires in 10 minutes.",
+    "Prices return to normal on 2 January.",
+    "Order by 2pm for next-day delivery.",
+]
+
+CONFIRMSHAMING_NEG += [
+    "Don't remind me again",
+    "Leave without saving changes",
+    "I'm not worried – the engineer explained it.",
+]
+
+SNEAKING_NEG += [
+    "Your free trial ends on {date}. We'll email you 3 days before, and you won't be charged unless you choose a plan.",
+    "Strictly necessary cookies can't be switched off; all others are off until you choose.",
+    "You can check out as a guest; an account is optional.",
 ]
