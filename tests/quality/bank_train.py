@@ -1309,3 +1309,93 @@ SNEAKING_NEG += [
     "Strictly necessary cookies can't be switched off; all others are off until you choose.",
     "You can check out as a guest; an account is optional.",
 ]
+
+# Fourth group of the third batch: settings shown switched on, enrolment announced, changed
+# baskets; time-boxed wording; first-person losses on decline buttons; popularity idioms; prize
+# amounts and claim instructions.
+SOCIAL_PROOF += [
+    "A customer favourite – {big} sold",
+    "Join the crowd: {big} members and counting",
+    "The {product} that's going viral",
+    "Sold out three times this year",
+    "People love this {product}",
+]
+
+URGENCY += [
+    "Just hours left!",
+    "One-day sale: {pct}% off",
+    "Today and today only",
+    "Grab it while it's hot",
+    "These prices will soon be gone",
+    "Order before stock runs out",
+]
+
+CONFIRMSHAMING += [
+    "Throw away my discount",
+    "Forfeit my free gift",
+    "Let my points expire",
+    "No, I'll handle repairs myself",
+    "I enjoy being left out",
+    "Not a fan of saving money",
+]
+
+SNEAKING += [
+    "Auto-renewal: ON",
+    "Partner offers: Yes ✓",
+    "You'll be enrolled in our loyalty club automatically.",
+    "Your basket now includes a screen protector ({price}).",
+    "We've popped a care kit in your bag for {price}.",
+    "We've slipped a trial of our magazine into your order.",
+]
+
+LURES += [
+    "Your entry has won a {price} cash prize!",
+    "{price} cash prize waiting. To claim, call {premium}",
+    "Bonus cash of {price} added to your account – play now at {url}",
+    "Your email address was drawn in our monthly giveaway.",
+]
+
+URGENCY_NEG += [
+    "Stock of the blue model is low; we expect more on {date}.",
+]
+
+CONFIRMSHAMING_NEG += [
+    "If you cancel, you'll lose the discount on your next box, as set out when you joined.",
+    "Skip this offer",
+]
+
+SNEAKING_NEG += [
+    "Auto-renewal: OFF – you can turn it on in Settings.",
+    "You'll be enrolled in the loyalty club only if you tick the box below.",
+    "Your basket now includes the charger you added.",
+]
+
+LURE_NEG += [
+    "Our prize draw closes on 30 June; the winner will be drawn at random and contacted by email.",
+    "To claim a refund, use the form in your account.",
+]
+
+SOCIAL_PROOF_NEG += [
+    "This kettle sold out last winter, so we've ordered twice as many.",
+]
+
+SECTORS["telecom"] += [
+    "Your plan now includes unlimited calls to the EU.",
+    "Your package now has call tracking switched on, as you asked.",
+]
+SECTORS["insurance"] += [
+    "Your policy also includes legal expenses cover.",
+    "To claim, call our claims team on the number in your policy documents.",
+]
+SECTORS["travel"] += [
+    "The fare also includes a 23kg bag.",
+    "Your booking also has breakfast for two.",
+    "There's a refundable deposit on the car, taken when you collect it.",
+]
+SECTORS["retail"] += [
+    "You'll receive {price} cash back within 30 days of your claim.",
+    "Your order also contains a returns label.",
+]
+SECTORS["public"] += [
+    "Your name was drawn from the waiting list, so your allotment is confirmed.",
+]
