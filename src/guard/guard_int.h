@@ -38,6 +38,7 @@ enum cd__guard_validator {
     CD__GUARD_V_NINO,    /* UK National Insurance number prefixes */
     CD__GUARD_V_ABA,     /* US routing number checksum */
     CD__GUARD_V_PHONE,   /* a personal number in an E.164 or national plan, not a business range */
+    CD__GUARD_V_PHONE_LOCAL, /* grouped national digits without a trunk 0, where phone_check has no say */
     CD__GUARD_V_EMAIL,   /* an address whose local part is not a role (support@, info@) */
     CD__GUARD_V_ADDRESS, /* house number and street words, not "19 one way" */
 };

@@ -614,7 +614,7 @@ static const struct {
     {"ssn", CD__GUARD_V_SSN},     {"bsn", CD__GUARD_V_BSN},         {"aadhaar", CD__GUARD_V_AADHAAR},
     {"cpf", CD__GUARD_V_CPF},     {"dni", CD__GUARD_V_DNI},         {"nino", CD__GUARD_V_NINO},
     {"aba", CD__GUARD_V_ABA},     {"phone", CD__GUARD_V_PHONE},     {"email", CD__GUARD_V_EMAIL},
-    {"address", CD__GUARD_V_ADDRESS},
+    {"address", CD__GUARD_V_ADDRESS}, {"phone_local", CD__GUARD_V_PHONE_LOCAL},
 };
 
 static enum cd_err parse_rule(struct ld *l, const yaml_node_t *n, const struct defaults *d)

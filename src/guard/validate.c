@@ -95,13 +95,26 @@ static bool card_brand_ok(const char *d, size_t n)
     return false;
 }
 
+/* Card numbers are printed run together or with a first group of four (4-4-4-4, Amex 4-6-5,
+ * Diners 4-6-4) or, for 19-digit UnionPay, six; "41 3569 0172 846" is a meter or account
+ * number, whatever its check digit. */
+static bool card_grouping_ok(struct cd_str s, size_t n)
+{
+    size_t first = 0;
+
+    while (first < s.len && s.p[first] >= '0' && s.p[first] <= '9')
+        first++;
+    return first == s.len || first == 4 || (first == 6 && n == 19);
+}
+
 static enum cd__guard_vres card_check(struct cd_str s)
 {
     char d[24];
     size_t n = digits_of(s, d, sizeof d);
 
-    /* Groups must be separated consistently: "4242 4242 4242 4242" or runs of digits. */
-    return vr(n >= 12 && n <= 19 && !all_same(d, n) && card_brand_ok(d, n), luhn(d, n));
+    return vr(n >= 12 && n <= 19 && !all_same(d, n) && card_brand_ok(d, n) &&
+                  card_grouping_ok(s, n),
+              luhn(d, n));
 }
 
 bool cd_guard_card_ok(struct cd_str s)
@@ -458,6 +471,34 @@ static bool digit_fragment(const char *key, size_t klen, size_t from, size_t to)
     return to + 1 < klen && strchr(" -./", key[to]) && key[to + 1] >= '0' && key[to + 1] <= '9';
 }
 
+/* True if [from, to) is a window of a longer run of digit groups, such as a payment reference
+ * "2489 1489 3557 6838 5690 04": digits or a separator and a digit before it, or digits, or the
+ * same separator and another group of four or more digits, after it. An expiry date or a
+ * security code after a card number ("4242 4242 4242 4242 12/27") is not a longer run. */
+static bool card_fragment(const char *key, size_t klen, size_t from, size_t to)
+{
+    size_t k = to + 1, len = 0;
+
+    if (from > 0 && key[from - 1] >= '0' && key[from - 1] <= '9')
+        return true;
+    if (from > 1 && strchr(" -", key[from - 1]) && key[from - 2] >= '0' && key[from - 2] <= '9')
+        return true;
+    if (to < klen && key[to] >= '0' && key[to] <= '9')
+        return true;
+    if (to >= klen || !strchr(" -", key[to]))
+        return false;
+    while (k < klen && key[k] >= '0' && key[k] <= '9') {
+        k++;
+        len++;
+    }
+    if (len < 4)
+        return false;
+    for (size_t i = from; i < to; i++) /* the number's own separator continues the run */
+        if (key[i] == key[to])
+            return true;
+    return false;
+}
+
 /* A personal phone number: an international number in a known plan (or of E.164 length) that
  * is not a business range, or a national number in one of the national writings: North
  * American, trunk-0 numbers of 9-12 digits (most of Europe, Asia, Africa and Oceania), Chinese
@@ -526,6 +567,54 @@ static enum cd__guard_vres phone_check(const char *key, size_t klen, size_t from
     if (n == 10 && d[0] >= '6' && ng == 2 && g[0] == 5)
         return CD__GUARD_VR_OK; /* Indian mobile, 98765 43210 */
     return CD__GUARD_VR_NO;
+}
+
+/* A number written the national way in a plan without a trunk prefix (Portugal 912 345 678,
+ * Poland 512 345 678, Denmark 20 12 34 56, Norway 412 34 567, Spain, Italy, Singapore, Hong
+ * Kong, Mexico, Brazil's (11) 91234-5678): 8 to 11 digits in groups of two or more. Such digits
+ * are as often a reference, an amount or a date, so the rule that uses this asks for phone words
+ * nearby; here the shape is checked, freephone, shared-cost and premium prefixes (800, 808,
+ * 900-902, 1800, 1300, 1900, 707, 89) are services, written dates (30.11.2026, 2026-11-30) are
+ * not numbers, and what phone_check already reports is left to it. */
+static enum cd__guard_vres phone_local_check(const char *key, size_t klen, size_t from,
+                                             size_t to)
+{
+    char d[16];
+    unsigned char g[8];
+    size_t n = 0, ng = 0;
+    bool in_group = false, dot_or_dash = false;
+
+    if (digit_fragment(key, klen, from, to))
+        return CD__GUARD_VR_NO;
+    for (size_t i = from; i < to; i++) {
+        char c = key[i];
+        if (c >= '0' && c <= '9') {
+            if (n == sizeof d || (!in_group && ng == sizeof g))
+                return CD__GUARD_VR_NO;
+            if (!in_group)
+                g[ng++] = 0;
+            g[ng - 1]++;
+            in_group = true;
+            d[n++] = c;
+            continue;
+        }
+        if (!strchr(" -.()/", c))
+            return CD__GUARD_VR_NO;
+        dot_or_dash |= c == '.' || c == '-' || c == '/';
+        in_group = false;
+    }
+    if (n < 8 || n > 11 || ng < 2 || d[0] == '0' || all_same(d, n))
+        return CD__GUARD_VR_NO;
+    for (size_t k = 0; k < ng; k++)
+        if (g[k] < 2)
+            return CD__GUARD_VR_NO;
+    if (dot_or_dash && ng == 3 &&
+        ((g[0] == 2 && g[1] == 2 && g[2] == 4) || (g[0] == 4 && g[1] == 2 && g[2] == 2)))
+        return CD__GUARD_VR_NO;
+    if (starts_with_any(d, n, "800,801,808,900,901,902,1800,1300,1900,707,89"))
+        return CD__GUARD_VR_NO;
+    return phone_check(key, klen, from, to) == CD__GUARD_VR_OK ? CD__GUARD_VR_NO
+                                                                : CD__GUARD_VR_OK;
 }
 
 static bool email_ok(struct cd_str s)
@@ -598,7 +687,7 @@ enum cd__guard_vres cd__guard_validate(enum cd__guard_validator v, const char *k
         return CD__GUARD_VR_OK;
     case CD__GUARD_V_CARD:
         /* Card numbers are never written after "+": "+49 151 2345 6789" is a phone number. */
-        if (from > 0 && key[from - 1] == '+')
+        if ((from > 0 && key[from - 1] == '+') || card_fragment(key, klen, from, to))
             return CD__GUARD_VR_NO;
         return card_check(s);
     case CD__GUARD_V_LUHN: {
@@ -624,6 +713,8 @@ enum cd__guard_vres cd__guard_validate(enum cd__guard_validator v, const char *k
         return aba_check(s);
     case CD__GUARD_V_PHONE:
         return phone_check(key, klen, from, to);
+    case CD__GUARD_V_PHONE_LOCAL:
+        return phone_local_check(key, klen, from, to);
     case CD__GUARD_V_EMAIL:
         return email_ok(s) ? CD__GUARD_VR_OK : CD__GUARD_VR_NO;
     case CD__GUARD_V_ADDRESS:

@@ -1052,3 +1052,350 @@ SECTORS["telecom"] += [
     "Calls to UK landlines cost 10p a minute outside your bundle.",
     "Texts to international numbers cost 20p each.",
 ]
+
+# ---- Third batch, written for the rule generalisation round from the regulators' typologies
+# and from the styles they quote (shop badges and pop-ups, booking-site notices, checkout
+# boxes, premium-rate and prize texts). Training text; the held-out bank was not read. --------
+
+SOCIAL_PROOF += [
+    "{n} people viewed this item today",
+    "{n} shoppers saved this to their favourites",
+    "{n} other guests are searching for rooms in {city}",
+    "Somebody from {city} just purchased this",
+    "A customer from {city} bought this {mins} minutes ago",
+    "A shopper in {city} ordered a {product}",
+    "Verified buyer {name} from {city} purchased {product}",
+    "{name} M. in {city} bought {product} – {mins} min ago",
+    "{pct}% claimed",
+    "{pct}% sold – almost gone",
+    "Added to basket {n} times today",
+    "{n} recent bookings for {city}",
+    "{n} purchases in the past hour",
+    "{big} orders in the last 24 hours",
+    "In demand! {n} bought in the past day",
+    "{n} watching",
+    "{n} viewing now",
+    "{big}+ people have bought this",
+    "Demand is high for your dates",
+    "Customers are loving this one – {n} ordered today",
+    "People can't get enough of this {product}",
+    "This {product} is flying off the shelves",
+    "Over {big} customers can't be wrong",
+    "{n} people in {city} signed up this week",
+    "Hundreds of shoppers have this on their wish lists",
+    "The most popular pick in {city} right now",
+    "Popular with shoppers like you",
+    "{n} people are interested",
+    "{n} people checked availability in the last hour",
+    "Last reserved {mins} minutes ago by a guest from {city}",
+    "Fast-selling item",
+    "Our fastest-selling {product} ever",
+]
+
+URGENCY += [
+    "Limited time!",
+    "Limited offer: {pct}% off",
+    "Offer available today only",
+    "This price is only valid today",
+    "Sale ends midnight",
+    "Last day of the sale!",
+    "The sale is almost over",
+    "The offer could end at any moment",
+    "Offer may disappear at any time",
+    "While the offer lasts: {pct}% off",
+    "Time-sensitive offer",
+    "{pct}% off for the next {h} hours",
+    "Valid {h}hrs only",
+    "Ends in {d} days",
+    "Just {d} days left of the sale",
+    "Everything must go – closing down sale",
+    "Hurry, the clock is running",
+    "Price rises in {d} days",
+    "Prices go back up tomorrow",
+    "Early-bird price ends soon",
+    ("Ending today: up to {pct}% off", ["pressure", "pricing"]),
+    "Last few hours!",
+    "Until midnight only",
+    "Now just {price} – but not for long",
+    "Promotion ends in {h} hours",
+    "The timer is running – {mm}:{ss}",
+    "This deal disappears at midnight",
+]
+
+CONFIRMSHAMING += [
+    "Nah, I'm good with paying more",
+    "I'm not interested in saving {pct}%",
+    "No, I hate free stuff",
+    "No thanks, I'll take my chances",
+    "I'll risk it",
+    "Leave my {product} unprotected",
+    "Continue without protection",
+    "Proceed without peace of mind",
+    "No, I don't care about my family's safety",
+    "I'm OK with missing out",
+    "Not interested in being healthy",
+    "Maybe later (you'll lose your discount)",
+    "I prefer paying full price",
+    "Nope, I like paying for delivery",
+    "I'd rather figure it out on my own",
+    "No, I'd rather stay uninsured",
+    "Remind me when the price is higher",
+    "Are you sure? You'll lose all your rewards.",
+    "If you leave now, your {pct}% discount will be gone for good.",
+    "Decline and lose your member benefits",
+    "No thanks, I don't want to look my best",
+    "I'm fine with a slow internet connection",
+    "Cancellations must be made by phone.",
+    "Cancellations are only accepted in writing.",
+    "To cancel, please visit one of our stores with photo ID.",
+    "Please call our retention team to cancel your membership.",
+    "Cancellation requests must be sent by post to our head office.",
+    "You cannot cancel online.",
+    "Membership can only be cancelled in person at your home club.",
+    "To end your contract, speak to one of our advisers on the phone.",
+]
+
+SNEAKING += [
+    "[x] Add travel insurance ({price})",
+    "☑ Yes, send me offers from selected partners",
+    "✓ Premium support ({price}/month) included",
+    "You've been opted in to partner offers.",
+    "You have been subscribed to our weekly deals email.",
+    "We've gone ahead and added a phone case to your order.",
+    "Priority boarding ({price}) has been selected for you.",
+    "A {price} service charge has been added to your bill automatically.",
+    "Carbon offset (+{price}) included in your fare.",
+    "Your order has been upgraded to next-day delivery for {price}.",
+    "We've set your plan to renew yearly at the full price.",
+    "Insurance selected – untick if not required.",
+    "Your {product} comes with a monthly cleaning plan ({price}/month).",
+    "A 12-month magazine subscription has been added to your basket.",
+    ("By continuing you agree to receive marketing from us and our partners.", ["pressure"]),
+    ("By signing up you consent to receive promotional texts.", ["pressure"]),
+    ("This site requires you to accept cookies.", ["pressure"]),
+    ("Please create an account to continue shopping.", ["pressure"]),
+    ("Register to see the price.", ["pressure"]),
+    ("Install our app to read the full article.", ["pressure"]),
+    ("You need to share your location to see offers.", ["pressure"]),
+    ("Enter your mobile number to continue to checkout.", ["pressure"]),
+    ("Subscribe to our newsletter to download the brochure.", ["pressure"]),
+    ("An account is needed to complete your purchase.", ["pressure"]),
+]
+
+LURES += [
+    "U r entitled to a free {gadget} upgrade! Call free on 0800 {short}",
+    "Guaranteed {price} cash or a {gadget}! To claim call {premium}. Claim code KL341.",
+    ("Your claim code is XK{short}. Valid 12hrs only. Call {premium}", ["misleading", "pressure"]),
+    "As a valued customer you have been selected to receive a {price} award. Call {premium}",
+    "Free entry into our weekly draw to win {price}. Text WIN to {short} to enter.",
+    "Your {price} gift card is ready to collect: {url}",
+    "You have {n} un-redeemed points worth {price}. Redeem at {url}",
+    "Someone tried to log in to your account. If this wasn't you, secure it here: {url}",
+    "Unusual activity detected on your {bank} account. Verify your details: {url}",
+    "Hi mum, I've lost my phone, this is my new number. Can you send me some money?",
+    "You've been selected for a remote job paying {price} a day. WhatsApp us to start.",
+    "Congrats! You're eligible for a {price} loan with no credit check.",
+    "Guaranteed approval – borrow up to {price} today. Reply YES.",
+    "IRS notice: you are owed a refund of {price}. Claim it at {url}",
+    "Your subscription payment failed. Update your billing to avoid interruption: {url}",
+    ("Your account will be closed today unless you confirm your details at {url}", ["misleading", "pressure"]),
+    "We've been trying to reach you about your car's extended warranty. Call {premium}.",
+    "Your mobile number won our monthly draw! Collect your prize: {url}",
+    "You're due {price} compensation for a recent accident. Reply CLAIM.",
+    "Txt MUSIC to {short} for your free ringtone ({small}/wk)",
+    "Dear customer, your account is on hold. Click here: {url}",
+    "Exclusive: {pct}% of your bill back as cash! Reply YES to activate.",
+    "You have a pending delivery. Confirm your address and pay {small}: {url}",
+]
+
+SOCIAL_PROOF_NEG += [
+    "{n} people are booked on the {time} tour; the group limit is 20.",
+    "Your {n} guests are confirmed for the table at {time}.",
+    "{n} customers have reported the outage in {city}; our engineers are working on it.",
+    "{n} people have replied to the survey so far. Thank you if you were one of them.",
+    "The article has been updated {n} times since it was published.",
+    "This model sold out in 2025 and is now back in stock.",
+    "Most of our customers pay by Direct Debit, but you can also pay by card.",
+]
+
+URGENCY_NEG += [
+    "The flash sale runs from 09:00 on 3 December to 23:59 on 5 December.",
+    "Today's deal is {pct}% off kettles; it ends at 23:59 on {date}.",
+    "Our clearance sale ends on Sunday 30 November at 6pm.",
+    "The offer ends in three days, on {date} at midnight.",
+    "The service will be unavailable for the next 2 hours while we upgrade it.",
+    "Your session will time out after 15 minutes of inactivity.",
+]
+
+CONFIRMSHAMING_NEG += [
+    "Continue as a guest",
+    "You can cancel by phone, by post or online in your account.",
+    "If you'd like to cancel, reply CANCEL or use the app.",
+    "You'll keep your rewards if you come back within 12 months.",
+]
+
+SNEAKING_NEG += [
+    "[ ] Add travel insurance ({price})",
+    "☐ Send me offers by email (optional)",
+    "You added gift wrap ({price}) to your order.",
+    "Sign in to see your order history.",
+    "Please sign in to continue to your account.",
+    "You can turn on location to see nearby stores, or enter a postcode instead.",
+    "By placing your order you agree to our terms of sale.",
+]
+
+LURE_NEG += [
+    "You've won! Our prize draw winner is {name}; we'll post the voucher to the address on your entry form, at no cost.",
+    "Your claim reference is {claim}. We'll write to you within 10 working days.",
+    "Your {shop} points balance is {n}. They don't expire while your account is open.",
+    "We've noticed a new sign-in to your account from a new device. If this was you, you don't need to do anything.",
+    "Your parcel is at the {city} depot and will be delivered tomorrow. No payment is needed.",
+    "Calls to our helpline are free from mobiles and landlines.",
+]
+
+URGENCY += [
+    "Until Friday only: {pct}% off",
+    "Available till the weekend only",
+    "Your discount code expires tonight",
+    "Price increase coming soon",
+    "Back to full price tomorrow",
+    "Limited period offer",
+    "For a short time only: {pct}% off",
+    "Offer closes at 5pm today",
+    "Deadline: tonight",
+    "It's the last day to save",
+    "Your voucher is expiring",
+    "Sale ends at the weekend",
+]
+
+CONFIRMSHAMING += [
+    "I'm not worried about fraud",
+    "Don't protect me",
+    "Keep me in the dark",
+    "I have enough money already",
+    "I'm too busy to save money",
+    "I want to stay stuck in my old plan",
+    "Exit without claiming my discount",
+    "Cancel by calling our membership line.",
+    "Email cancellations are not accepted.",
+    "You can only unsubscribe by post.",
+]
+
+SNEAKING += [
+    "Travel insurance added for your peace of mind.",
+    ("Your free trial converts to a paid plan automatically.", ["pressure"]),
+    ("After your free trial you'll be charged {price} a month.", ["pressure"]),
+    "Extended warranty included as standard – {price}",
+    ("Accept all to continue.", ["pressure"]),
+    ("Cookies are required to use this site.", ["pressure"]),
+    ("You can't check out as a guest.", ["pressure"]),
+    ("No guest checkout – please register.", ["pressure"]),
+]
+
+URGENCY_NEG += [
+    "Your verification code expires in 10 minutes.",
+    "Prices return to normal on 2 January.",
+    "Order by 2pm for next-day delivery.",
+]
+
+CONFIRMSHAMING_NEG += [
+    "Don't remind me again",
+    "Leave without saving changes",
+    "I'm not worried – the engineer explained it.",
+]
+
+SNEAKING_NEG += [
+    "Your free trial ends on {date}. We'll email you 3 days before, and you won't be charged unless you choose a plan.",
+    "Strictly necessary cookies can't be switched off; all others are off until you choose.",
+    "You can check out as a guest; an account is optional.",
+]
+
+# Fourth group of the third batch: settings shown switched on, enrolment announced, changed
+# baskets; time-boxed wording; first-person losses on decline buttons; popularity idioms; prize
+# amounts and claim instructions.
+SOCIAL_PROOF += [
+    "A customer favourite – {big} sold",
+    "Join the crowd: {big} members and counting",
+    "The {product} that's going viral",
+    "Sold out three times this year",
+    "People love this {product}",
+]
+
+URGENCY += [
+    "Just hours left!",
+    "One-day sale: {pct}% off",
+    "Today and today only",
+    "Grab it while it's hot",
+    "These prices will soon be gone",
+    "Order before stock runs out",
+]
+
+CONFIRMSHAMING += [
+    "Throw away my discount",
+    "Forfeit my free gift",
+    "Let my points expire",
+    "No, I'll handle repairs myself",
+    "I enjoy being left out",
+    "Not a fan of saving money",
+]
+
+SNEAKING += [
+    "Auto-renewal: ON",
+    "Partner offers: Yes ✓",
+    "You'll be enrolled in our loyalty club automatically.",
+    "Your basket now includes a screen protector ({price}).",
+    "We've popped a care kit in your bag for {price}.",
+    "We've slipped a trial of our magazine into your order.",
+]
+
+LURES += [
+    "Your entry has won a {price} cash prize!",
+    "{price} cash prize waiting. To claim, call {premium}",
+    "Bonus cash of {price} added to your account – play now at {url}",
+    "Your email address was drawn in our monthly giveaway.",
+]
+
+URGENCY_NEG += [
+    "Stock of the blue model is low; we expect more on {date}.",
+]
+
+CONFIRMSHAMING_NEG += [
+    "If you cancel, you'll lose the discount on your next box, as set out when you joined.",
+    "Skip this offer",
+]
+
+SNEAKING_NEG += [
+    "Auto-renewal: OFF – you can turn it on in Settings.",
+    "You'll be enrolled in the loyalty club only if you tick the box below.",
+    "Your basket now includes the charger you added.",
+]
+
+LURE_NEG += [
+    "Our prize draw closes on 30 June; the winner will be drawn at random and contacted by email.",
+    "To claim a refund, use the form in your account.",
+]
+
+SOCIAL_PROOF_NEG += [
+    "This kettle sold out last winter, so we've ordered twice as many.",
+]
+
+SECTORS["telecom"] += [
+    "Your plan now includes unlimited calls to the EU.",
+    "Your package now has call tracking switched on, as you asked.",
+]
+SECTORS["insurance"] += [
+    "Your policy also includes legal expenses cover.",
+    "To claim, call our claims team on the number in your policy documents.",
+]
+SECTORS["travel"] += [
+    "The fare also includes a 23kg bag.",
+    "Your booking also has breakfast for two.",
+    "There's a refundable deposit on the car, taken when you collect it.",
+]
+SECTORS["retail"] += [
+    "You'll receive {price} cash back within 30 days of your claim.",
+    "Your order also contains a returns label.",
+]
+SECTORS["public"] += [
+    "Your name was drawn from the waiting list, so your allotment is confirmed.",
+]

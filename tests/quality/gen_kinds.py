@@ -391,12 +391,39 @@ def _tw(g):
                    "(02) %s-%s" % (g.digits(4, "2378"), g.digits(4))])
 
 
+# Plans without a trunk prefix, in the training split only: their numbers are bare digit groups.
+def _pt(g):
+    m = g.pick(["91", "92", "93", "96"])
+    return g.pick(["%s%s %s %s" % (m, g.digits(1), g.digits(3), g.digits(3)),
+                   "+351 %s%s %s %s" % (m, g.digits(1), g.digits(3), g.digits(3)),
+                   "21%s %s %s" % (g.digits(1), g.digits(3), g.digits(3))])
+
+
+def _dk(g):
+    return g.pick(["%s %s %s %s" % (g.digits(2, "2345"), g.digits(2), g.digits(2), g.digits(2)),
+                   "+45 %s %s %s %s" % (g.digits(2, "2345"), g.digits(2), g.digits(2), g.digits(2))])
+
+
+def _no(g):
+    return g.pick(["%s %s %s" % (g.digits(3, "49"), g.digits(2), g.digits(3)),
+                   "+47 %s %s %s" % (g.digits(3, "49"), g.digits(2), g.digits(3)),
+                   "22 %s %s %s" % (g.digits(2), g.digits(2), g.digits(2))])
+
+
+def _pl(g):
+    return g.pick(["%s %s %s" % (g.digits(3, "5678"), g.digits(3), g.digits(3)),
+                   "%s-%s-%s" % (g.digits(3, "5678"), g.digits(3), g.digits(3)),
+                   "+48 %s %s %s" % (g.digits(3, "5678"), g.digits(3), g.digits(3)),
+                   "22 %s %s %s" % (g.digits(3), g.digits(2), g.digits(2))])
+
+
 PHONES = {"jp": _jp, "cn": _cn, "gr": _gr, "il": _il, "fr": _fr, "de": _de, "in": _in, "au": _au,
           "uk": _uk, "kr": _kr, "br": _br, "es": _es, "it": _it, "tr": _tr, "za": _za, "mx": _mx,
-          "sg": _sg, "nl": _nl, "hk": _hk, "tw": _tw}
+          "sg": _sg, "nl": _nl, "hk": _hk, "tw": _tw, "pt": _pt, "dk": _dk, "no": _no, "pl": _pl}
 # The named formats (Japanese and Chinese mobiles, Greek and Israeli landlines) are in both
 # splits, weighted up; the held-out split also has countries the training split does not.
-TRAIN_PHONES = ["jp", "jp", "cn", "cn", "gr", "gr", "il", "il", "fr", "de", "in", "au", "uk"]
+TRAIN_PHONES = ["jp", "jp", "cn", "cn", "gr", "gr", "il", "il", "fr", "de", "in", "au", "uk", "pt", "dk",
+                "no", "pl"]
 HELD_PHONES = ["jp", "cn", "gr", "il", "kr", "br", "es", "it", "tr", "za", "mx", "sg", "nl",
                "hk", "tw"]
 

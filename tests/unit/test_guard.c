@@ -188,6 +188,9 @@ static void test_validators(void **state)
     assert_false(cd_guard_card_ok(CD_STR("4242 4242 4242 4241"))); /* Luhn fails */
     assert_false(cd_guard_card_ok(CD_STR("1234567812345670")));    /* no issuer 1 */
     assert_false(cd_guard_card_ok(CD_STR("0000000000000000")));
+    /* A passing check digit in a grouping no card is printed in (a meter number). */
+    assert_false(cd_guard_card_ok(CD_STR("41 3569 0172 846")));
+    assert_true(cd_guard_card_ok(CD_STR("4135 6901 7284 6")));
     assert_true(cd_guard_iban_ok(CD_STR("DE89 3704 0044 0532 0130 00")));
     assert_true(cd_guard_iban_ok(CD_STR("gb82west12345698765432")));
     assert_false(cd_guard_iban_ok(CD_STR("DE89 3704 0044 0532 0130 01")));
@@ -996,6 +999,29 @@ static void test_shipped_kinds(void **state)
          "bit.ly/x1y2",
          "MISLEAD.PHISHING_PRETEXT"},
         {"Only {{stock}} left in stock!", "PRESSURE.FALSE_SCARCITY"},
+        {"41 viewing now", "PRESSURE.ACTIVITY_NOTICE"},
+        {"Lightning deal \xE2\x80\x93 20% claimed", "PRESSURE.ACTIVITY_NOTICE"},
+        {"Added to basket 32 times today", "PRESSURE.ACTIVITY_NOTICE"},
+        {"Ingrid M. in Adelaide bought a smart watch", "PRESSURE.ACTIVITY_NOTICE"},
+        {"This rain jacket is flying off the shelves", "PRESSURE.SOCIAL_PROOF"},
+        {"Limited time!", "PRESSURE.VAGUE_DEADLINE"},
+        {"While the offer lasts: 30% off", "PRESSURE.VAGUE_DEADLINE"},
+        {"60% off for the next 7 hours", "PRESSURE.VAGUE_DEADLINE"},
+        {"[Brightwave] Expires tonight", "PRESSURE.VAGUE_DEADLINE"},
+        {"Your discount code expires tonight", "PRESSURE.VAGUE_DEADLINE"},
+        {"Maybe later (you'll lose your discount)", "PRESSURE.LOSS_FRAMING"},
+        {"Cancellations are only accepted in writing.", "PRESSURE.OBSTRUCTION"},
+        {"Membership can only be cancelled in person at your home club.", "PRESSURE.OBSTRUCTION"},
+        {"By continuing you agree to receive marketing from us and our partners.",
+         "PRESSURE.FORCED_ACTION"},
+        {"[x] Add travel insurance (\xC2\xA3" "18.40)", "MISLEAD.SNEAKING"},
+        {"You've been opted in to partner offers.", "MISLEAD.SNEAKING"},
+        {"Guaranteed \xC2\xA3" "1000 cash or a prize! Claim code KL341.", "MISLEAD.FALSE_PRIZE"},
+        {"Hi mum, I've lost my phone, this is my new number. Can you send me some money?",
+         "MISLEAD.PHISHING_PRETEXT"},
+        {"Her mobile is 912 345 678.", "PII.PHONE_LOCAL"},
+        {"Please call the guest back on 22 723 14 67.", "PII.PHONE_LOCAL"},
+        {"Card 4242 4242 4242 4242 12/27", "PII.CARD"},
     };
     static const char *const pass[] = {
         "Our sale runs until 30 November; prices are shown with all fees.",
@@ -1020,6 +1046,18 @@ static void test_shipped_kinds(void **state)
         "You're entitled to a refund of the delivery charge.",
         "Hi {{first_name}}, your order {{order_number}} has shipped. Call us on "
         "{{support_phone}} or write to {{email}}.",
+        "24 people are booked on the 14:05 tour; the group limit is 20.",
+        "Your session will time out after 15 minutes of inactivity.",
+        "Your verification code expires in 10 minutes.",
+        "You can cancel by phone, by post or online in your account.",
+        "[ ] Add travel insurance (\xC2\xA3" "18.40)",
+        "Sign in to see your order history.",
+        "You've won! Our prize draw winner is Wei; we'll post the voucher to the address on "
+        "your entry form, at no cost.",
+        "Payment reference: 2489 1489 3557 6838 5690 04",
+        "Your meter number is 41 3569 0172 846.",
+        "Please call me about invoice 912 345 678.",
+        "The parcel weighs 12 500 g and the box is 2026-11-30 stock.",
     };
     struct cd_guard *g = NULL;
     (void)state;
