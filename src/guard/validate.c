@@ -504,39 +504,60 @@ static bool card_fragment(const char *key, size_t klen, size_t from, size_t to)
  * American, trunk-0 numbers of 9-12 digits (most of Europe, Asia, Africa and Oceania), Chinese
  * mobiles (1[3-9] and nine digits), Greek numbers (2x landlines, 69x mobiles) and Indian
  * mobiles written 5-5. */
-static enum cd__guard_vres phone_check(const char *key, size_t klen, size_t from, size_t to)
-{
+/* The digits of a written phone number and the lengths of their groups. */
+struct phone_digits {
     char d[20];
     unsigned char g[8];
-    size_t n = 0, ng = 0;
-    bool plus = false, in_group = false;
+    size_t n, ng;
+    bool plus;        /* written with "+" */
+    bool dot_or_dash; /* groups separated by ".", "-" or "/" somewhere */
+};
 
-    if (digit_fragment(key, klen, from, to))
-        return CD__GUARD_VR_NO;
+/* Reads key[from, to) into p. False if it holds anything but digits and the separators of
+ * phone numbers, or more digits or groups than any number has. */
+static bool phone_digits_of(const char *key, size_t from, size_t to, struct phone_digits *p)
+{
+    bool in_group = false;
+
+    *p = (struct phone_digits){0};
     for (size_t i = from; i < to; i++) {
         char c = key[i];
         if (c >= '0' && c <= '9') {
-            if (n == sizeof d)
-                return CD__GUARD_VR_NO;
-            if (!in_group) {
-                if (ng == sizeof g)
-                    return CD__GUARD_VR_NO;
-                g[ng++] = 0;
-            }
-            g[ng - 1]++;
+            if (p->n == sizeof p->d || (!in_group && p->ng == sizeof p->g))
+                return false;
+            if (!in_group)
+                p->g[p->ng++] = 0;
+            p->g[p->ng - 1]++;
             in_group = true;
-            d[n++] = c;
+            p->d[p->n++] = c;
             continue;
         }
         in_group = false;
         if (c == '+') {
-            plus = true;
-        } else if (c == '(' && plus && i + 2 < to && key[i + 1] == '0' && key[i + 2] == ')') {
+            p->plus = true;
+        } else if (c == '(' && p->plus && i + 2 < to && key[i + 1] == '0' && key[i + 2] == ')') {
             i += 2; /* "+44 (0)20 ...": the trunk prefix written in brackets */
         } else if (!strchr(" -.()/", c)) {
-            return CD__GUARD_VR_NO;
+            return false;
         }
+        p->dot_or_dash |= c == '.' || c == '-' || c == '/';
     }
+    return true;
+}
+
+static enum cd__guard_vres phone_check(const char *key, size_t klen, size_t from, size_t to)
+{
+    struct phone_digits p;
+    char *d = p.d;
+    const unsigned char *g = p.g;
+    size_t n, ng;
+    bool plus;
+
+    if (digit_fragment(key, klen, from, to) || !phone_digits_of(key, from, to, &p))
+        return CD__GUARD_VR_NO;
+    n = p.n;
+    ng = p.ng;
+    plus = p.plus;
     if (n < 9 || n > 15 || all_same(d, n))
         return CD__GUARD_VR_NO;
     if (!plus && d[0] == '0' && d[1] == '0') { /* 00 is the international prefix */
@@ -579,39 +600,20 @@ static enum cd__guard_vres phone_check(const char *key, size_t klen, size_t from
 static enum cd__guard_vres phone_local_check(const char *key, size_t klen, size_t from,
                                              size_t to)
 {
-    char d[16];
-    unsigned char g[8];
-    size_t n = 0, ng = 0;
-    bool in_group = false, dot_or_dash = false;
+    struct phone_digits p;
+    const unsigned char *g = p.g;
 
-    if (digit_fragment(key, klen, from, to))
+    if (digit_fragment(key, klen, from, to) || !phone_digits_of(key, from, to, &p) || p.plus)
         return CD__GUARD_VR_NO;
-    for (size_t i = from; i < to; i++) {
-        char c = key[i];
-        if (c >= '0' && c <= '9') {
-            if (n == sizeof d || (!in_group && ng == sizeof g))
-                return CD__GUARD_VR_NO;
-            if (!in_group)
-                g[ng++] = 0;
-            g[ng - 1]++;
-            in_group = true;
-            d[n++] = c;
-            continue;
-        }
-        if (!strchr(" -.()/", c))
-            return CD__GUARD_VR_NO;
-        dot_or_dash |= c == '.' || c == '-' || c == '/';
-        in_group = false;
-    }
-    if (n < 8 || n > 11 || ng < 2 || d[0] == '0' || all_same(d, n))
+    if (p.n < 8 || p.n > 11 || p.ng < 2 || p.d[0] == '0' || all_same(p.d, p.n))
         return CD__GUARD_VR_NO;
-    for (size_t k = 0; k < ng; k++)
+    for (size_t k = 0; k < p.ng; k++)
         if (g[k] < 2)
             return CD__GUARD_VR_NO;
-    if (dot_or_dash && ng == 3 &&
+    if (p.dot_or_dash && p.ng == 3 &&
         ((g[0] == 2 && g[1] == 2 && g[2] == 4) || (g[0] == 4 && g[1] == 2 && g[2] == 2)))
         return CD__GUARD_VR_NO;
-    if (starts_with_any(d, n, "800,801,808,900,901,902,1800,1300,1900,707,89"))
+    if (starts_with_any(p.d, p.n, "800,801,808,900,901,902,1800,1300,1900,707,89"))
         return CD__GUARD_VR_NO;
     return phone_check(key, klen, from, to) == CD__GUARD_VR_OK ? CD__GUARD_VR_NO
                                                                 : CD__GUARD_VR_OK;
