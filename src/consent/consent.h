@@ -303,7 +303,7 @@ void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out);
 enum cd_err cd_consent_projection_check(struct cd_consent *c);
 
 /* Local time helper (exposed for tests): minutes since local midnight of utc_ms in the IANA
- * zone tz (borrowed), read from /usr/share/zoneinfo (TZif v2+; never touches TZ or tzset).
+ * zone tz (borrowed), read by the calendar module (cd_tz_load; never touches TZ or tzset).
  * Errors: CD_ERR_INVALID (bad name), CD_ERR_NOT_FOUND (no such zone), CD_ERR_NOMEM. */
 enum cd_err cd_consent_local_minutes(struct cd_str tz, int64_t utc_ms, int *minutes);
 

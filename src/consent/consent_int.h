@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include "calendar/calendar.h"
 #include "consent.h"
 #include "crypto/crypto.h"
 
@@ -43,18 +44,6 @@ struct cd__consent_rules {
 enum cd_err cd__consent_rules_load(const char *path, struct cd__consent_rules *out);
 /* The index of the rule for a jurisdiction code ("EU", "US-CA"); the default when unknown. */
 uint8_t cd__consent_rules_find(const struct cd__consent_rules *r, struct cd_str code);
-
-/* ---- time zones (tz.c) ---- */
-
-struct cd__tz {
-    int64_t *at;   /* transition times, seconds since the epoch, ascending */
-    int32_t *off;  /* UTC offset in seconds in force from at[i] */
-    size_t n;
-    int32_t off0;  /* before the first transition */
-};
-enum cd_err cd__tz_load(struct cd_str name, struct cd__tz **out);
-void cd__tz_free(struct cd__tz *tz);
-int32_t cd__tz_offset(const struct cd__tz *tz, int64_t utc_s);
 
 /* ---- the projection (proj.c) ---- */
 
@@ -266,8 +255,7 @@ struct cd_consent {
     unsigned restriction_allows;
     /* time zones: published once, never moved, so readers index without the lock */
     pthread_mutex_t tz_mu;
-    char tz_names[CD__CONSENT_MAX_TZ][64];
-    struct cd__tz *tz[CD__CONSENT_MAX_TZ];
+    struct cd_tz *tz[CD__CONSENT_MAX_TZ];
     atomic_size_t ntz;
     /* the refresher */
     pthread_t refresher;

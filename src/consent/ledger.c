@@ -116,7 +116,7 @@ void cd_consent_close(struct cd_consent *c)
     cd_crypto_wipe(c->unsub_key, sizeof c->unsub_key);
     cd__proj_free(&c->proj);
     for (size_t i = 0; i < atomic_load(&c->ntz); i++)
-        cd__tz_free(c->tz[i]);
+        cd_tz_free(c->tz[i]);
     cd_free(c->notices);
     cd_free(c->names);
     cd_free(c->name_material);

@@ -1032,21 +1032,19 @@ void cd__consent_wunlock(struct cd_consent *c)
 uint16_t cd__consent_tz_index(struct cd_consent *c, struct cd_str name)
 {
     uint16_t idx = 0;
-    struct cd__tz *tz = NULL;
+    struct cd_tz *tz = NULL;
 
-    if (name.len == 0 || name.len >= 64 || cd_str_eq_c(name, "UTC"))
+    if (name.len == 0 || cd_str_eq_c(name, "UTC"))
         return 0;
     pthread_mutex_lock(&c->tz_mu);
     size_t n = atomic_load(&c->ntz);
     for (size_t i = 0; i < n; i++)
-        if (cd_str_eq_c(name, c->tz_names[i])) {
+        if (cd_str_eq_c(name, cd_tz_name(c->tz[i]))) {
             idx = (uint16_t)(i + 1);
             goto out;
         }
-    if (n == CD__CONSENT_MAX_TZ || cd__tz_load(name, &tz) != CD_OK)
+    if (n == CD__CONSENT_MAX_TZ || cd_tz_load(name, &tz) != CD_OK)
         goto out; /* an unknown zone is treated as UTC */
-    memcpy(c->tz_names[n], name.p, name.len);
-    c->tz_names[n][name.len] = '\0';
     c->tz[n] = tz;
     atomic_store(&c->ntz, n + 1);
     idx = (uint16_t)(n + 1);
@@ -1107,6 +1105,28 @@ uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id)
 
 /* ---- decisions ---- */
 
+/* Minutes since local midnight of instant ms in tz (NULL: UTC). */
+static int local_minute(const struct cd_tz *tz, int64_t ms)
+{
+    int64_t sec = ms / 1000;
+
+    if (tz)
+        sec += cd_tz_offset(tz, sec);
+    return (int)(((sec / 60) % 1440 + 1440) % 1440);
+}
+
+enum cd_err cd_consent_local_minutes(struct cd_str tzname, int64_t utc_ms, int *minutes)
+{
+    struct cd_tz *tz = NULL;
+    enum cd_err err = cd_tz_load(tzname, &tz);
+
+    if (err != CD_OK)
+        return err;
+    *minutes = local_minute(tz, utc_ms);
+    cd_tz_free(tz);
+    return CD_OK;
+}
+
 /* The checks after a verdict that allows: topic opt-outs and quiet hours, from the record. */
 static enum verdict prefs_verdict(const struct cd_consent *c, const struct cd__cust *cu,
                                   unsigned channel, int topic, int64_t now_ms, enum verdict v)
@@ -1114,10 +1134,8 @@ static enum verdict prefs_verdict(const struct cd_consent *c, const struct cd__c
     if (topic >= 0 && (cu->topics_out >> topic) & 1u)
         return V_TOPIC;
     if (channel != CD_CONSENT_CHANNEL_ANY && cu->qh_start) {
-        int64_t sec = now_ms / 1000;
-        if (cu->tz && cu->tz <= atomic_load(&c->ntz))
-            sec += cd__tz_offset(c->tz[cu->tz - 1], sec);
-        int m = (int)(((sec / 60) % 1440 + 1440) % 1440);
+        int m = local_minute(cu->tz && cu->tz <= atomic_load(&c->ntz) ? c->tz[cu->tz - 1] : NULL,
+                             now_ms);
         int a = cu->qh_start - 1, b = cu->qh_end - 1;
         bool quiet = a <= b ? (m >= a && m < b) : (m >= a || m < b);
         if (quiet)
