@@ -187,9 +187,25 @@ void cd_random_bytes(void *out, size_t n);
 /* A new time-ordered id "<prefix>_<26 chars Crockford base32>" (48-bit ms time + 80 random
  * bits, like a ULID), so ids sort by creation and index inserts stay local. */
 #define CD_ID_MAX 40
+/* An id's digits: its 128 bits, big-endian, as 26 Crockford base32 digits (the leading two of
+ * 130 bits zero). A prefix longer than CD_ID_PREFIX_MAX is cut there. */
+#define CD_ID_DIGITS 26
+#define CD_ID_PREFIX_MAX (CD_ID_MAX - CD_ID_DIGITS - 2)
+/* Room for the digits and the scratch bytes the fast encoder stores after them. */
+#define CD_ID_DIGITS_ROOM 32
 void cd_id_new(const char *prefix, char out[CD_ID_MAX]);
 /* True if s looks like an id with that prefix (shape only). */
 bool cd_id_valid(struct cd_str s, const char *prefix);
+/* Writes the CD_ID_DIGITS digits of raw to out[0..25] and overwrites out[26..31] with
+ * unspecified bytes (no terminator). Branch-free table or AVX-512 VBMI code, chosen once at
+ * start: a consent decision formats its event id with it. */
+void cd_id_digits(const uint8_t raw[16], char out[CD_ID_DIGITS_ROOM]);
+/* Writes "<prefix>_<digits of raw>", terminated. */
+void cd_id_format(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX]);
+/* The 128 bits of the id s with that prefix into out: the inverse of cd_id_format. False,
+ * with out unspecified, when s is not such an id in canonical form (upper case, first digit
+ * at most 7). */
+bool cd_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
 
 /* Hex and unpadded base64url. out must have room for the encoded length + 1. */
 void cd_hex_encode(const void *in, size_t n, char *out);

@@ -84,7 +84,7 @@ struct cd__state {
  * cd_id_new writes them (canonical: upper case, first digit 0-7). A decision hashes and
  * compares the caller's string as it comes, without decoding it; a string that is not
  * canonical never equals a stored key, so it is unknown, as an id that does not parse. */
-#define CD__KEY_LEN 26
+#define CD__KEY_LEN CD_ID_DIGITS
 
 /* A customer's record: everything the projection holds about them. Records live in pages by
  * arrival order that never move (struct cd__proj), so a record pointer stays valid until the
@@ -270,12 +270,6 @@ struct cd_consent {
     pthread_mutex_t changes_mu;
     int64_t events_upto;
 };
-
-/* Id <-> 128 bits. Returns false when s is not an id with that prefix. */
-bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
-void cd__consent_id_str(const uint8_t bits[16], const char *prefix, char out[CD_ID_MAX]);
-/* The 26 digits of 128 bits (no prefix, no terminator), as cd__consent_id_str writes them. */
-void cd__consent_id_digits(const uint8_t bits[16], char out[CD__KEY_LEN]);
 
 /* Projection operations. "read" means: c->lock for reading, or inside a seqlock read
  * section (then every pointer followed is checked and the result validated by seq). */

@@ -519,8 +519,8 @@ static enum cd_err apply_event(struct cd_consent *c, const struct ev *e, const s
     uint16_t tz = cd__consent_tz_index(c, cd_str_c(pr->tz));
 
     memset(&s, 0, sizeof s);
-    if (!cd__consent_id_bits(cd_str_c(e->id), "cev", s.event) ||
-        !cd__consent_id_bits(cd_str_c(e->customer_id), "cus", key))
+    if (!cd_id_bits(cd_str_c(e->id), "cev", s.event) ||
+        !cd_id_bits(cd_str_c(e->customer_id), "cus", key))
         return cd_err_set(CD_ERR_INTERNAL, "ids made here must parse");
     s.purpose = (uint8_t)e->purpose;
     s.channel = (uint8_t)e->channel;
@@ -593,7 +593,7 @@ static enum cd_err record_ev(struct cd_consent *c, struct ev *e, json_t **out)
     if (e->state == CD_CONSENT_GIVEN && !(e->flags & CD__SF_GPC)) {
         /* An explicit opt-in after a GPC opt-out: later GPC signals do not override it. */
         uint8_t key[16];
-        if (cd__consent_id_bits(cd_str_c(e->customer_id), "cus", key)) {
+        if (cd_id_bits(cd_str_c(e->customer_id), "cus", key)) {
             pthread_rwlock_rdlock(&c->lock);
             const struct cd__cust *cu = cd__proj_find(&c->proj, key);
             const struct cd__state *s =
@@ -661,7 +661,7 @@ enum cd_err cd_consent_gpc(struct cd_consent *c, const struct cd_actor *a,
     enum cd_err err = CD_OK;
     uint8_t key[16];
 
-    if (!cd__consent_id_bits(customer_id, "cus", key))
+    if (!cd_id_bits(customer_id, "cus", key))
         return cd_err_set(CD_ERR_INVALID, "'customer_id' must be a customer id (cus_...)");
     if ((e = cd_malloc(sizeof *e)) == NULL || (rec = json_array()) == NULL ||
         (skip = json_array()) == NULL) {
@@ -831,7 +831,7 @@ static void group_ids(struct cd_consent *c, struct cd_str customer_id, struct gr
 
     copy(g->id[0], sizeof g->id[0], customer_id);
     g->n = 1;
-    if (!cd__consent_id_bits(customer_id, "cus", key))
+    if (!cd_id_bits(customer_id, "cus", key))
         return;
     pthread_rwlock_rdlock(&c->lock);
     const struct cd__cust *cu = cd__proj_find(&c->proj, key);
@@ -904,7 +904,7 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         err = CD_ERR_NOMEM;
         goto out;
     }
-    if (!cd__consent_id_bits(customer_id, "cus", key)) {
+    if (!cd_id_bits(customer_id, "cus", key)) {
         err = cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
         goto out;
     }
@@ -941,7 +941,7 @@ enum cd_err cd_consent_history(struct cd_consent *c, struct cd_str customer_id, 
         pthread_rwlock_rdlock(&c->lock);
         for (size_t m = 0; m < g->n; m++) {
             uint8_t mk[16];
-            const struct cd__cust *cu = cd__consent_id_bits(cd_str_c(g->id[m]), "cus", mk)
+            const struct cd__cust *cu = cd_id_bits(cd_str_c(g->id[m]), "cus", mk)
                                             ? cd__proj_find(&c->proj, mk)
                                             : NULL;
             struct cd__proj_it it = {0};
@@ -1082,7 +1082,7 @@ enum cd_err cd_consent_notice_publish(struct cd_consent *c, const struct cd_acto
     if ((err = cd_crypto_sha256(w.text.p, w.text.len, w.sha)) != CD_OK)
         return err;
     /* Content-addressed: the id is the first 128 bits of the text's SHA-256. */
-    cd__consent_id_str(w.sha, "ntc", w.id);
+    cd_id_format(w.sha, "ntc", w.id);
     w.at = cd_now_ms();
     if ((err = cd_store_write(c->store, notice_fn, &w)) != CD_OK)
         return err;
@@ -1305,7 +1305,7 @@ enum cd_err cd_consent_preferences_set(struct cd_consent *c, const struct cd_act
     size_t i;
     json_t *v;
 
-    if (!cd__consent_id_bits(customer_id, "cus", key))
+    if (!cd_id_bits(customer_id, "cus", key))
         return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
     if ((err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_arr(body, "topics_opted_out", false, &topics)) != CD_OK ||
@@ -1445,7 +1445,7 @@ enum cd_err cd_consent_unsubscribe_link(struct cd_consent *c, const struct cd_ac
         return cd_err_set(CD_ERR_INVALID, "purpose or channel out of range");
     tok[0] = 1;
     cd_random_bytes(tok + 1, 16);
-    if (!cd__consent_id_bits(customer_id, "cus", tok + 17))
+    if (!cd_id_bits(customer_id, "cus", tok + 17))
         return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
     tok[33] = (uint8_t)purpose;
     tok[34] = (uint8_t)channel;
@@ -1516,7 +1516,7 @@ static enum cd_err token_check(struct cd_consent *c, struct cd_str token, uint8_
     if ((err = token_open(c, token, tok)) != CD_OK)
         return err;
     memcpy(w->nonce, tok + 1, 16);
-    cd__consent_id_str(tok + 17, "cus", w->customer_id);
+    cd_id_format(tok + 17, "cus", w->customer_id);
     if ((err = cd_store_read(c->store, nonce_get_fn, w)) != CD_OK)
         return err;
     if (!w->found || !w->match)
@@ -1722,7 +1722,7 @@ enum cd_err cd_consent_outbound_check(void *ctx, const struct cd_actor *actor,
     if (d.allow) {
         pthread_rwlock_rdlock(&c->lock);
         uint8_t key[16];
-        cd__consent_id_bits(cd_str_c(customer_id), "cus", key);
+        cd_id_bits(cd_str_c(customer_id), "cus", key);
         const struct cd__cust *cu = cd__proj_find(&c->proj, key);
         const struct cd__consent_juris *j = &c->rules.j[cu ? cu->juris : c->rules.def];
         pthread_rwlock_unlock(&c->lock);

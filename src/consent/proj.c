@@ -17,161 +17,15 @@
 #include "audit/audit.h"
 #include "consent_int.h"
 
-/* Crockford base32 digit value + 1, 0 for anything else (upper case only, as cd_id_new
- * writes). A table: this runs on every decision. */
-static const uint8_t crock_tab[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
-    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14,
-    ['E'] = 15, ['F'] = 16, ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20, ['M'] = 21,
-    ['N'] = 22, ['P'] = 23, ['Q'] = 24, ['R'] = 25, ['S'] = 26, ['T'] = 27, ['V'] = 28,
-    ['W'] = 29, ['X'] = 30, ['Y'] = 31, ['Z'] = 32,
-};
-
-bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16])
-{
-    size_t pl = strlen(prefix);
-    uint64_t hi = 0, lo = 0;
-
-    if (s.len != pl + 27 || memcmp(s.p, prefix, pl) != 0 || s.p[pl] != '_')
-        return false;
-    const char *o = s.p + pl + 1;
-    /* The inverse of cd_id_new: 26 digits of 5 bits = 130 bits, the leading 2 bits zero. */
-    for (int i = 0; i < 26; i++) {
-        int v = crock_tab[(unsigned char)o[i]] - 1;
-        if (v < 0 || (i == 0 && v > 7))
-            return false;
-        hi = hi << 5 | lo >> 59;
-        lo = lo << 5 | (uint64_t)v;
-    }
-    for (int i = 0; i < 8; i++) {
-        out[i] = (uint8_t)(hi >> (56 - 8 * i));
-        out[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
-    }
-    return true;
-}
-
-/* Two Crockford digits per 10 bits (pair v at 2v), a constant of 2 KiB. A
- * decision writes an event id, so the 26 digits are made with 13 lookups and four 8-byte
- * stores, not 26 dependent shifts and byte stores: a decision's work between its cache miss
- * and the next call's must stay small for consecutive calls to overlap (docs/benchmarks.md,
- * consent decisions). */
-#define CROCK_ROW(a)                                                                       \
-    a "0" a "1" a "2" a "3" a "4" a "5" a "6" a "7" a "8" a "9" a "A" a "B" a "C" a "D" a "E"    \
-    a "F" a "G" a "H" a "J" a "K" a "M" a "N" a "P" a "Q" a "R" a "S" a "T" a "V" a "W" a "X"    \
-    a "Y" a "Z"
-static const char digit_pairs[2 * 1024 + 1] =
-    CROCK_ROW("0") CROCK_ROW("1") CROCK_ROW("2") CROCK_ROW("3") CROCK_ROW("4") CROCK_ROW("5")
-    CROCK_ROW("6") CROCK_ROW("7") CROCK_ROW("8") CROCK_ROW("9") CROCK_ROW("A") CROCK_ROW("B")
-    CROCK_ROW("C") CROCK_ROW("D") CROCK_ROW("E") CROCK_ROW("F") CROCK_ROW("G") CROCK_ROW("H")
-    CROCK_ROW("J") CROCK_ROW("K") CROCK_ROW("M") CROCK_ROW("N") CROCK_ROW("P") CROCK_ROW("Q")
-    CROCK_ROW("R") CROCK_ROW("S") CROCK_ROW("T") CROCK_ROW("V") CROCK_ROW("W") CROCK_ROW("X")
-    CROCK_ROW("Y") CROCK_ROW("Z");
-#undef CROCK_ROW
-
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-/* The pair for the low 10 bits of v, as a 16-bit value in memory order. */
-static inline uint64_t pair(uint64_t v)
-{
-    uint16_t x;
-    memcpy(&x, digit_pairs + 2 * (v & 1023), 2);
-    return x;
-}
-
-/* Four pairs (eight digits) as one word that, stored, is them in order. */
-static inline uint64_t pairs4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
-{
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return pair(a) | pair(b) << 16 | pair(c) << 32 | pair(d) << 48;
-#else
-    return pair(a) << 48 | pair(b) << 32 | pair(c) << 16 | pair(d);
-#endif
-}
-
-/* The 26 digits of the 128 bits, then two zero bytes: out must have 28 bytes. Pair j
- * (digits 2j, 2j + 1) is bits 120 - 10j .. 129 - 10j of the 128 bits. */
-static inline void digits26(const uint8_t raw[16], char *out)
-{
-    uint64_t hi = be64(raw), lo = be64(raw + 8);
-    uint64_t w0 = pairs4(hi >> 56, hi >> 46, hi >> 36, hi >> 26),
-             w1 = pairs4(hi >> 16, hi >> 6, hi << 4 | lo >> 60, lo >> 50),
-             w2 = pairs4(lo >> 40, lo >> 30, lo >> 20, lo >> 10);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint32_t w3 = (uint32_t)pair(lo);
-#else
-    uint32_t w3 = (uint32_t)pair(lo) << 16;
-#endif
-    memcpy(out, &w0, 8);
-    memcpy(out + 8, &w1, 8);
-    memcpy(out + 16, &w2, 8);
-    memcpy(out + 24, &w3, 4);
-}
-
-void cd__consent_id_digits(const uint8_t raw[16], char out[CD__KEY_LEN])
-{
-    char tmp[28];
-
-    digits26(raw, tmp);
-    memcpy(out, tmp, CD__KEY_LEN);
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define HAVE_VBMI_PATH 1
-
-/* The 26 digits with AVX-512 VBMI, then six more bytes: out must have 32. Each 64-bit lane
- * holds the 40 bits of eight digits; one multishift cuts them into bytes, one byte permute
- * maps them to the alphabet. About a dozen instructions instead of 13 table lookups: every
- * one of them waits for the record's cache miss, and the fewer wait, the sooner the core
- * moves on to the next decision. */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static void
-digits26_vbmi(const uint8_t raw[16], char *out)
-{
-    static const char alphabet[32] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    uint64_t hi = be64(raw), lo = be64(raw + 8);
-    __m256i v = _mm256_set_epi64x((long long)(lo << 30), (long long)(lo >> 10),
-                                  (long long)(hi << 14 | lo >> 50), (long long)(hi >> 26));
-    /* Byte k of a lane takes the 8 bits from offset 35 - 5k: digit k in its low 5 bits. */
-    __m256i f = _mm256_multishift_epi64_epi8(_mm256_set1_epi64x(0x00050A0F14191E23ll), v);
-    f = _mm256_and_si256(f, _mm256_set1_epi8(31));
-    __m256i ch = _mm256_permutexvar_epi8(f, _mm256_loadu_si256((const __m256i *)alphabet));
-    _mm256_storeu_si256((__m256i *)out, ch);
-}
-
-/* Whether the CPU (and the kernel, for the AVX-512 state) supports it: decided once, before
- * main, so the decision path reads a constant. */
-static bool use_vbmi;
-
-__attribute__((constructor)) static void detect_vbmi(void)
-{
-    __builtin_cpu_init();
-    use_vbmi = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw");
-}
-#endif
-
 /* "cev_" and the 26 digits of an event's 128 bits, terminated: what every caller that shows
- * a decision's event calls (an HTTP answer, a bulk line, an audit record). */
+ * a decision's event calls (an HTTP answer, a bulk line, an audit record). The digits are
+ * written in place, with the encoder's scratch bytes after them. */
 static inline void event_id_str(const uint8_t raw[16], char out[CD_ID_MAX])
 {
-    _Static_assert(CD_ID_MAX >= 4 + 32, "an event id and the formatters' extra bytes fit");
+    _Static_assert(CD_ID_MAX >= 4 + CD_ID_DIGITS_ROOM, "an event id and the scratch bytes fit");
     memcpy(out, "cev_", 4);
-#ifdef HAVE_VBMI_PATH
-    if (use_vbmi) {
-        digits26_vbmi(raw, out + 4);
-        out[4 + CD__KEY_LEN] = '\0';
-        return;
-    }
-#endif
-    digits26(raw, out + 4);
+    cd_id_digits(raw, out + 4);
+    out[4 + CD_ID_DIGITS] = '\0';
 }
 
 const char *cd_consent_decision_event_id(const struct cd_consent_decision *d,
@@ -182,16 +36,6 @@ const char *cd_consent_decision_event_id(const struct cd_consent_decision *d,
     else
         out[0] = '\0';
     return out;
-}
-
-void cd__consent_id_str(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX])
-{
-    size_t pl = strlen(prefix);
-
-    memcpy(out, prefix, pl);
-    out[pl] = '_';
-    cd__consent_id_digits(raw, out + pl + 1);
-    out[pl + 1 + CD__KEY_LEN] = '\0';
 }
 
 /* Always inlined (decision paths): every call level pushes registers, and stores queued
@@ -582,9 +426,9 @@ struct cd__cust *cd__proj_find_key(const struct cd__proj *p, const char key[CD__
 
 struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16])
 {
-    char k[CD__KEY_LEN];
+    char k[CD_ID_DIGITS_ROOM];
 
-    cd__consent_id_digits(key, k);
+    cd_id_digits(key, k);
     return cd__proj_find_key(p, k);
 }
 
@@ -679,14 +523,14 @@ static void slot_fill(const struct cd__proj *p, struct cd__slot *sl, const struc
 
 enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct cd__cust **out)
 {
-    char key[CD__KEY_LEN];
+    char key[CD_ID_DIGITS_ROOM];
     struct cd__table *t = atomic_load(&p->table);
     size_t n = p->ncust;
     struct cd__cust *cu;
     struct cd__slot *sl;
     enum cd_err err;
 
-    cd__consent_id_digits(bits, key);
+    cd_id_digits(bits, key);
     if ((cu = cd__proj_find_key(p, key)) != NULL) {
         *out = cu;
         return CD_OK;
@@ -1646,7 +1490,7 @@ struct cattr {
 
 static bool cattr_row(struct cd_consent *c, const struct cd_val *col, struct cattr *a)
 {
-    if (!cd__consent_id_bits(colstr(&col[0]), "cus", a->key))
+    if (!cd_id_bits(colstr(&col[0]), "cus", a->key))
         return false;
     a->juris = cd__consent_rules_find(&c->rules, colstr(&col[1]));
     a->tz = cd__consent_tz_index(c, colstr(&col[2]));
@@ -1673,7 +1517,7 @@ static enum cd_err cattr_apply(struct cd__proj *p, const struct cattr *a, bool m
     cu->rflags = (uint8_t)(a->restricted ? cu->rflags | CD__RF_RESTRICTED
                                          : cu->rflags & ~CD__RF_RESTRICTED);
     cd__proj_sync(p, cu);
-    if (!merges || !cd__consent_id_bits(cd_str_c(a->survivor), "cus", skey))
+    if (!merges || !cd_id_bits(cd_str_c(a->survivor), "cus", skey))
         return CD_OK;
     /* Records never move, so cu stays good while the survivor is added. */
     if ((err = cd__proj_upsert(p, skey, &sv)) != CD_OK)
@@ -1704,8 +1548,8 @@ static enum cd_err merge_row(void *ctx, const struct cd_val *col, size_t n)
     struct cd__cust *child, *parent;
     enum cd_err err;
 
-    if (!cd__consent_id_bits(colstr(&col[0]), "cus", ck) ||
-        !cd__consent_id_bits(colstr(&col[1]), "cus", pk))
+    if (!cd_id_bits(colstr(&col[0]), "cus", ck) ||
+        !cd_id_bits(colstr(&col[1]), "cus", pk))
         return cd_err_set(CD_ERR_INTEGRITY, "a merges row is malformed");
     if ((err = cd__proj_upsert(b->p, ck, &child)) != CD_OK ||
         (err = cd__proj_upsert(b->p, pk, &parent)) != CD_OK)
@@ -1724,7 +1568,7 @@ static enum cd_err event_unverified(struct rb *b, const struct cd_val *col, stru
     char raw[CD_ID_MAX] = "", safe_id[CD_ID_MAX];
     enum cd_err err = CD_OK;
 
-    cd__consent_id_bits(id, "cev", event);
+    cd_id_bits(id, "cev", event);
     if (id.p && id.len < sizeof raw) {
         memcpy(raw, id.p, id.len);
         raw[id.len] = '\0';
@@ -1734,10 +1578,10 @@ static enum cd_err event_unverified(struct rb *b, const struct cd_val *col, stru
                         "\"event_id\":\"%s\",\"detail\":\"%s; its customer's consent is "
                         "denied until the record is repaired\"",
                         safe_id, why);
-    if (cd__consent_id_bits(cust, "cus", key))
+    if (cd_id_bits(cust, "cus", key))
         err = cd__consent_taint(b->p, key, event);
     if (err == CD_OK && entry.p && cd_audit_entry_member(entry, "customer_id", &other) &&
-        !cd_str_eq(other, cust) && cd__consent_id_bits(other, "cus", key))
+        !cd_str_eq(other, cust) && cd_id_bits(other, "cus", key))
         err = cd__consent_taint(b->p, key, event);
     return err;
 }
@@ -1766,8 +1610,8 @@ static enum cd_err event_row(void *ctx, const struct cd_val *col, size_t n)
     if (why)
         return event_unverified(b, col, entry, why);
     memset(&s, 0, sizeof s);
-    if (!cd__consent_id_bits(colstr(&col[CD__EC_ID]), "cev", s.event) ||
-        !cd__consent_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key) ||
+    if (!cd_id_bits(colstr(&col[CD__EC_ID]), "cev", s.event) ||
+        !cd_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key) ||
         !cd_purpose_parse(colstr(&col[CD__EC_PURPOSE]), &pu) ||
         !cd_consent_channel_parse(colstr(&col[CD__EC_CHANNEL]), &ch))
         return cd_err_set(CD_ERR_INTEGRITY, "a consent event row is malformed");
@@ -1793,7 +1637,7 @@ static enum cd_err prefs_row(void *ctx, const struct cd_val *col, size_t n)
     json_t *topics = NULL;
     enum cd_err err;
 
-    if (!cd__consent_id_bits(colstr(&col[0]), "cus", key))
+    if (!cd_id_bits(colstr(&col[0]), "cus", key))
         return CD_OK;
     if ((err = cd__proj_upsert(b->p, key, &cu)) != CD_OK)
         return err;
@@ -1889,7 +1733,7 @@ static enum cd_err locked_row(void *ctx, const struct cd_val *col, size_t n)
     /* An event's customer may be new to this server: its attributes (jurisdiction, time zone,
      * restriction, merge) are read first, as a local event reads them before it applies. */
     uint8_t key[16];
-    if (l->row == event_row && cd__consent_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key)) {
+    if (l->row == event_row && cd_id_bits(colstr(&col[CD__EC_CUSTOMER]), "cus", key)) {
         pthread_rwlock_rdlock(&l->b.c->lock);
         bool known = cd__proj_find(&l->b.c->proj, key) != NULL;
         pthread_rwlock_unlock(&l->b.c->lock);
@@ -1999,7 +1843,7 @@ enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str cus
     memset(&q, 0, sizeof q);
     q.c = c;
     q.id = customer_id;
-    if (!cd__consent_id_bits(customer_id, "cus", key))
+    if (!cd_id_bits(customer_id, "cus", key))
         return CD_OK;
     if ((err = cd_store_read(c->store, meta_fn, &q)) != CD_OK)
         return err;
