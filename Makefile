@@ -93,7 +93,7 @@ UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar o
                     dsar staff
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
-UNIT_DEPS_consent := store crypto audit policy outbox calendar
+UNIT_DEPS_consent := store crypto audit policy outbox calendar core
 UNIT_DEPS_auth   := store crypto audit policy
 UNIT_DEPS_staff  := store crypto audit policy
 UNIT_DEPS_outbox := store crypto audit policy

@@ -337,7 +337,7 @@ uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id);
 enum cd_err cd__consent_refresher_start(struct cd_consent *c);
 void cd__consent_refresher_stop(struct cd_consent *c);
 /* Re-reads one customer's jurisdiction, time zone, restriction and merge, and updates the
- * projection. *exists: the customer is in the customers table (merged or not). */
+ * projection. *exists: the core knows the customer (merged or not). */
 enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
                                          bool *exists);
 

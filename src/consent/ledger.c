@@ -5,6 +5,7 @@
 #include <string.h>
 #include "audit/audit.h"
 #include "consent_int.h"
+#include "core/core.h"
 #include "outbox/outbox.h"
 
 #define RECEIPT_FORMAT "candor.consent.receipt.v1"
@@ -289,17 +290,14 @@ struct pre {
     uint8_t sha[32];
 };
 
-static enum cd_err pre_cust_row(void *ctx, const struct cd_val *col, size_t n)
+static enum cd_err pre_cust_attrs(void *ctx, const struct cd_core_customer_attrs *a)
 {
     struct pre *p = ctx;
 
     p->found = true;
-    copy(p->resolved, sizeof p->resolved,
-         col[0].type == CD_VAL_TEXT ? (struct cd_str){col[0].p, col[0].len} : CD_STR(""));
-    copy(p->jur, sizeof p->jur,
-         col[1].type == CD_VAL_TEXT ? (struct cd_str){col[1].p, col[1].len} : CD_STR(""));
-    copy(p->tz, sizeof p->tz,
-         col[2].type == CD_VAL_TEXT ? (struct cd_str){col[2].p, col[2].len} : CD_STR(""));
+    copy(p->resolved, sizeof p->resolved, a->id);
+    copy(p->jur, sizeof p->jur, a->jurisdiction);
+    copy(p->tz, sizeof p->tz, a->time_zone);
     return CD_OK;
 }
 
@@ -317,11 +315,14 @@ static enum cd_err pre_notice_row(void *ctx, const struct cd_val *col, size_t n)
 static enum cd_err pre_fn(struct cd_tx *tx, void *ctx)
 {
     struct pre *p = ctx;
-    struct cd_val a[1] = {CD_VTEXT(p->customer_id)};
-    enum cd_err err = cd_tx_exec(tx, "SELECT s.id, s.jurisdiction, s.time_zone FROM customers c "
-                                     "JOIN customers s ON s.id = coalesce(c.merged_into, c.id) "
-                                     "WHERE c.id = $1",
-                                 a, 1, pre_cust_row, p, NULL);
+    char resolved[CD_ID_MAX];
+    bool merged;
+    enum cd_core_customer_state state;
+    /* The customer the id stands for: the survivor of a merge. */
+    enum cd_err err = cd_core_customer_resolve(tx, p->customer_id, resolved, &merged, &state);
+
+    if (err == CD_OK && state != CD_CORE_CUSTOMER_UNKNOWN)
+        err = cd_core_customer_attrs(tx, cd_str_c(resolved), pre_cust_attrs, p);
     if (err != CD_OK || p->notice_id.p == NULL)
         return err;
     struct cd_val b[1] = {CD_VTEXT(p->notice_id)};
@@ -786,13 +787,12 @@ static enum cd_err hist_row(void *ctx, const struct cd_val *col, size_t n)
     return cd_json_set_new(o, "receipt_url", json_string(url));
 }
 
-static enum cd_err hist_cust_row(void *ctx, const struct cd_val *col, size_t n)
+static enum cd_err hist_cust_attrs(void *ctx, const struct cd_core_customer_attrs *a)
 {
     struct hist *h = ctx;
 
     h->found = true;
-    copy(h->jur, sizeof h->jur,
-         col[0].type == CD_VAL_TEXT ? (struct cd_str){col[0].p, col[0].len} : CD_STR(""));
+    copy(h->jur, sizeof h->jur, a->jurisdiction);
     return CD_OK;
 }
 
@@ -856,8 +856,8 @@ static enum cd_err hist_fn(struct cd_tx *tx, void *ctx)
     struct cd_val p[1] = {CD_VCSTR(q->g->id[0])};
     enum cd_err err;
 
-    if ((err = cd_tx_exec(tx, "SELECT jurisdiction FROM customers WHERE id = $1", p, 1,
-                          hist_cust_row, q->h, NULL)) != CD_OK ||
+    if ((err = cd_core_customer_attrs(tx, cd_str_c(q->g->id[0]), hist_cust_attrs, q->h)) !=
+            CD_OK ||
         (err = cd_tx_exec(tx, "SELECT quiet_start, quiet_end, topics_out, caps FROM "
                               "consent_preferences WHERE customer_id = $1",
                           p, 1, hist_pref_row, q->h, NULL)) != CD_OK)
@@ -1252,14 +1252,14 @@ struct prefs_w {
 static enum cd_err prefs_fn(struct cd_tx *tx, void *ctx)
 {
     struct prefs_w *w = ctx;
-    struct cd_val id[1] = {CD_VTEXT(w->customer_id)};
-    int64_t one = 0;
-    enum cd_err err = cd_tx_int(tx, "SELECT 1 FROM customers WHERE id = $1 AND merged_into IS "
-                                    "NULL", id, 1, &one);
-    if (err == CD_ERR_NOT_FOUND)
-        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
+    struct cd_core_customer_ref ref;
+    enum cd_err err = cd_core_customer_ref(tx, w->customer_id, &ref);
+
     if (err != CD_OK)
         return err;
+    /* A merged id's preferences are its survivor's: it takes none of its own. */
+    if (!ref.exists || ref.merged_into[0])
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
     struct cd_val p[6] = {CD_VTEXT(w->customer_id),
                           w->qs >= 0 ? CD_VINT(w->qs) : CD_VNULL,
                           w->qe >= 0 ? CD_VINT(w->qe) : CD_VNULL,
@@ -1410,14 +1410,13 @@ struct nonce_w {
 static enum cd_err nonce_ins_fn(struct cd_tx *tx, void *ctx)
 {
     struct nonce_w *w = ctx;
-    int64_t one = 0;
-    struct cd_val id[1] = {CD_VCSTR(w->customer_id)};
-    enum cd_err err = cd_tx_int(tx, "SELECT 1 FROM customers WHERE id = $1", id, 1, &one);
+    struct cd_core_customer_ref ref;
+    enum cd_err err = cd_core_customer_ref(tx, cd_str_c(w->customer_id), &ref);
 
-    if (err == CD_ERR_NOT_FOUND)
-        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
     if (err != CD_OK)
         return err;
+    if (!ref.exists)
+        return cd_err_set(CD_ERR_NOT_FOUND, "no customer with this id");
     struct cd_val p[5] = {CD_VBLOB(w->nonce, 16), CD_VCSTR(w->customer_id), CD_VCSTR(w->purpose),
                           CD_VCSTR(w->channel), CD_VINT(cd_now_ms())};
     return cd_tx_exec(tx, "INSERT INTO consent_unsub_nonces(nonce, customer_id, purpose, channel, "
@@ -1598,16 +1597,9 @@ static enum cd_err caps_row(void *ctx, const struct cd_val *col, size_t n)
 static enum cd_err count_sent(struct cd_tx *tx, struct caps_q *q, int days, bool any_channel,
                               int64_t *count)
 {
-    struct cd_val p[4] = {CD_VTEXT(q->customer_id), CD_VCSTR(q->purpose),
-                          CD_VINT(q->now - (int64_t)days * DAY_MS), CD_VCSTR(q->channel)};
-    return cd_tx_int(tx,
-                     any_channel
-                         ? "SELECT count(*) FROM interactions WHERE customer_id = $1 AND "
-                           "direction = 'outbound' AND purpose = $2 AND occurred_at >= $3"
-                         : "SELECT count(*) FROM interactions WHERE customer_id = $1 AND "
-                           "direction = 'outbound' AND purpose = $2 AND occurred_at >= $3 AND "
-                           "channel = $4",
-                     p, any_channel ? 3 : 4, count);
+    return cd_core_outbound_count(tx, q->customer_id, q->purpose,
+                                  any_channel ? NULL : q->channel,
+                                  q->now - (int64_t)days * DAY_MS, count);
 }
 
 static enum cd_err caps_fn(struct cd_tx *tx, void *ctx)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include "audit/audit.h"
 #include "consent_int.h"
+#include "core/core.h"
 
 /* "cev_" and the 26 digits of an event's 128 bits, terminated: what every caller that shows
  * a decision's event calls (an HTTP answer, a bulk line, an audit record). The digits are
@@ -1470,7 +1471,7 @@ static enum cd_err notice_row(void *ctx, const struct cd_val *col, size_t n)
                                   col[3].p);
 }
 
-/* A customer's attributes as the customers table holds them, for the projection: its
+/* A customer's attributes as the core gives them, for the projection: its
  * jurisdiction rule and time zone (looked up before the write lock: the zone may load a file),
  * its restriction, and the customer it was merged into (survivor "" when none). */
 struct cattr {
@@ -1482,23 +1483,20 @@ struct cattr {
     int64_t merged_at;
 };
 
-/* Reads a row of CUSTOMER_COLS (id, jurisdiction, time_zone, restricted, survivor_id,
- * merged_at); false when the id is not a customer id. */
-#define CUSTOMER_COLS                                                                          \
-    "c.id, c.jurisdiction, c.time_zone, c.restricted, m.survivor_id, m.merged_at"
-#define CUSTOMER_FROM " FROM customers c LEFT JOIN merges m ON m.merged_id = c.id"
-
-static bool cattr_row(struct cd_consent *c, const struct cd_val *col, struct cattr *a)
+/* The projection's form of the core's attributes of a customer; false when the id is not a
+ * customer id. */
+static bool cattr_from(struct cd_consent *c, const struct cd_core_customer_attrs *in,
+                       struct cattr *a)
 {
-    if (!cd_id_bits(colstr(&col[0]), "cus", a->key))
+    if (!cd_id_bits(in->id, "cus", a->key))
         return false;
-    a->juris = cd__consent_rules_find(&c->rules, colstr(&col[1]));
-    a->tz = cd__consent_tz_index(c, colstr(&col[2]));
-    struct cd_str sv = colstr(&col[4]);
-    a->restricted = col[3].type == CD_VAL_INT && col[3].i != 0;
+    a->juris = cd__consent_rules_find(&c->rules, in->jurisdiction);
+    a->tz = cd__consent_tz_index(c, in->time_zone);
+    struct cd_str sv = in->survivor_id;
+    a->restricted = in->restricted;
     snprintf(a->survivor, sizeof a->survivor, "%.*s", (int)(sv.len < CD_ID_MAX ? sv.len : 0),
              sv.p ? sv.p : "");
-    a->merged_at = col[5].type == CD_VAL_INT ? col[5].i : 0;
+    a->merged_at = in->merged_at;
     return true;
 }
 
@@ -1525,36 +1523,36 @@ static enum cd_err cattr_apply(struct cd__proj *p, const struct cattr *a, bool m
     return cd__proj_merge(p, cu, sv, a->merged_at);
 }
 
-static enum cd_err customer_row(void *ctx, const struct cd_val *col, size_t n)
+static enum cd_err customer_row(void *ctx, const struct cd_core_customer_attrs *in)
 {
     struct rb *b = ctx;
     struct cattr a;
     enum cd_err err;
 
-    if (!cattr_row(b->c, col, &a))
+    if (!cattr_from(b->c, in, &a))
         return CD_OK;
     /* Merges are applied after every customer, in the order they happened (merge_row). */
     if ((err = cattr_apply(b->p, &a, false)) != CD_OK)
         return err;
-    if (col[6].i > b->c->refreshed_until)
-        b->c->refreshed_until = col[6].i;
+    if (in->updated_at > b->c->refreshed_until)
+        b->c->refreshed_until = in->updated_at;
     return CD_OK;
 }
 
-static enum cd_err merge_row(void *ctx, const struct cd_val *col, size_t n)
+static enum cd_err merge_row(void *ctx, struct cd_str merged_id, struct cd_str survivor_id,
+                             int64_t merged_at)
 {
     struct rb *b = ctx;
     uint8_t ck[16], pk[16];
     struct cd__cust *child, *parent;
     enum cd_err err;
 
-    if (!cd_id_bits(colstr(&col[0]), "cus", ck) ||
-        !cd_id_bits(colstr(&col[1]), "cus", pk))
+    if (!cd_id_bits(merged_id, "cus", ck) || !cd_id_bits(survivor_id, "cus", pk))
         return cd_err_set(CD_ERR_INTEGRITY, "a merges row is malformed");
     if ((err = cd__proj_upsert(b->p, ck, &child)) != CD_OK ||
         (err = cd__proj_upsert(b->p, pk, &parent)) != CD_OK)
         return err;
-    return cd__proj_merge(b->p, child, parent, col[2].i);
+    return cd__proj_merge(b->p, child, parent, merged_at);
 }
 
 /* An event that does not match its ledger entry (or was never bound to one) must not count:
@@ -1681,15 +1679,11 @@ static enum cd_err rebuild_fn(struct cd_tx *tx, void *ctx)
     b->c->events_upto = upto;
     if ((err = cd_tx_exec(tx, NOTICES_SQL " ORDER BY name, version",
                           NULL, 0, notice_row, b, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "SELECT " CUSTOMER_COLS ", c.updated_at" CUSTOMER_FROM
-                              " ORDER BY c.id",
-                          NULL, 0, customer_row, b, NULL)) != CD_OK ||
+        (err = cd_core_customers_attrs(tx, customer_row, b)) != CD_OK ||
         (err = cd_tx_exec(tx, EVENTS_SQL " ORDER BY customer_id, seq", NULL, 0, event_row, b,
                           NULL)) != CD_OK ||
         (err = cd_tx_exec(tx, PREFS_SQL, NULL, 0, prefs_row, b, NULL)) != CD_OK ||
-        (err = cd_tx_exec(tx, "SELECT merged_id, survivor_id, merged_at FROM merges "
-                              "ORDER BY merged_at, merged_id",
-                          NULL, 0, merge_row, b, NULL)) != CD_OK)
+        (err = cd_core_merges(tx, merge_row, b)) != CD_OK)
         return err;
     return CD_OK;
 }
@@ -1815,21 +1809,19 @@ struct meta_q {
     bool found;
 };
 
-static enum cd_err meta_row(void *ctx, const struct cd_val *col, size_t n)
+static enum cd_err meta_row(void *ctx, const struct cd_core_customer_attrs *in)
 {
     struct meta_q *q = ctx;
 
-    q->found = cattr_row(q->c, col, &q->a);
+    q->found = cattr_from(q->c, in, &q->a);
     return CD_OK;
 }
 
 static enum cd_err meta_fn(struct cd_tx *tx, void *ctx)
 {
     struct meta_q *q = ctx;
-    struct cd_val p[1] = {CD_VTEXT(q->id)};
 
-    return cd_tx_exec(tx, "SELECT " CUSTOMER_COLS CUSTOMER_FROM " WHERE c.id = $1", p, 1,
-                      meta_row, q, NULL);
+    return cd_core_customer_attrs(tx, q->id, meta_row, q);
 }
 
 enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
@@ -1872,20 +1864,20 @@ struct refresh {
     size_t rows;
 };
 
-static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
+static enum cd_err refresh_row(void *ctx, const struct cd_core_customer_attrs *in)
 {
     struct refresh *r = ctx;
     struct cattr a;
     enum cd_err err;
 
     r->rows++;
-    if (col[6].i > r->max)
-        r->max = col[6].i;
-    r->after_ts = col[6].i;
-    struct cd_str id = colstr(&col[0]);
+    if (in->updated_at > r->max)
+        r->max = in->updated_at;
+    r->after_ts = in->updated_at;
+    struct cd_str id = in->id;
     snprintf(r->after_id, sizeof r->after_id, "%.*s", (int)(id.len < CD_ID_MAX ? id.len : 0),
              id.p ? id.p : "");
-    if (!cattr_row(r->c, col, &a))
+    if (!cattr_from(r->c, in, &a))
         return CD_OK;
     cd__consent_wlock(r->c);
     err = cattr_apply(&r->c->proj, &a, true);
@@ -1896,13 +1888,10 @@ static enum cd_err refresh_row(void *ctx, const struct cd_val *col, size_t n)
 static enum cd_err refresh_fn(struct cd_tx *tx, void *ctx)
 {
     struct refresh *r = ctx;
-    struct cd_val p[2] = {CD_VINT(r->after_ts), CD_VCSTR(r->after_id)};
 
     /* A restriction and a merge stamp updated_at too, so they are followed here as well. */
-    return cd_tx_exec(tx, "SELECT " CUSTOMER_COLS ", c.updated_at" CUSTOMER_FROM
-                          " WHERE c.updated_at >= $1 AND (c.updated_at > $1 OR c.id > $2)"
-                          " ORDER BY c.updated_at, c.id LIMIT 5000",
-                      p, 2, refresh_row, r, NULL);
+    return cd_core_customers_changed(tx, r->after_ts, cd_str_c(r->after_id), REFRESH_PAGE,
+                                     refresh_row, r);
 }
 
 /* One pass of the refresher; the projection check runs it first so both sides see the same
