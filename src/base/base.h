@@ -113,7 +113,9 @@ struct cd_str cd_str_c(const char *s); /* s may be NULL */
  * string literal "a, b, c" (an address constant, so it may initialise static tables). */
 #define CD_NAME_ARRAY(LIST) {LIST(CD_NAME_ITEM)}
 #define CD_NAME_ITEM(id, name) name,
-#define CD_NAME_LIST(LIST) (LIST(CD_NAME_LIST_ITEM_) + 2)
+/* The literal from its third byte, past the leading ", ", written as an element's address
+ * (clang's -Wstring-plus-int takes "literal" + 2 for a mistake). */
+#define CD_NAME_LIST(LIST) (&(LIST(CD_NAME_LIST_ITEM_))[2])
 #define CD_NAME_LIST_ITEM_(id, name) ", " name
 bool cd_str_eq(struct cd_str a, struct cd_str b);
 bool cd_str_eq_c(struct cd_str a, const char *s);
