@@ -440,7 +440,8 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
         [CD__EC_OCCURRED] = CD_VINT(e->occurred_at),
         [CD__EC_RECORDED] = CD_VINT(e->recorded_at),
         [CD__EC_REQUEST] = e->request_id ? CD_VCSTR(e->request_id) : CD_VNULL,
-        [CD__EC_ACTOR] = CD_VCSTR(e->actor && e->actor->token_id ? e->actor->token_id : "system"),
+        [CD__EC_ACTOR] =
+            CD_VCSTR(e->actor && e->actor->token_id ? e->actor->token_id : CD_ACTOR_SYSTEM),
         [CD__EC_FLAGS] = CD_VINT(e->flags),
         [CD__EC_SIGNATURE] = CD_VBLOB(e->sig, sizeof e->sig),
         [CD__EC_LANGUAGE] = CD_VCSTR(e->language),
@@ -457,9 +458,9 @@ static enum cd_err write_fn(struct cd_tx *tx, void *ctx)
     cd_hex_encode(digest, sizeof digest, hex);
     struct cd_audit_event ae = {
         .action = e->audit_action, .outcome = "ok",
-        .actor_token = e->actor ? e->actor->token_id : "system",
-        .actor_role = e->actor ? e->actor->role : "system",
-        .actor_name = e->actor ? e->actor->name : "system",
+        .actor_token = e->actor ? e->actor->token_id : CD_ACTOR_SYSTEM,
+        .actor_role = e->actor ? e->actor->role : CD_ACTOR_SYSTEM,
+        .actor_name = e->actor ? e->actor->name : CD_ACTOR_SYSTEM,
         .purpose = cd_purpose_name(e->purpose), .request_id = e->request_id,
         .customer_id = e->customer_id, .resource_id = e->id, .categories = "consent",
         .reason = state_names[e->state], .data_sha256 = hex};

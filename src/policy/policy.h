@@ -105,6 +105,15 @@ struct cd_actor {
     bool needs_consent;
 };
 
+/* What Candor does by itself (a schedule, the conversion of old data at open, demo data,
+ * binding events recorded before the ledger bound them) is recorded under this token id and
+ * role: no token and no person acted, so no role of the policy applies (cd_role_parse refuses
+ * it, and with it every check that asks for a role). */
+#define CD_ACTOR_SYSTEM "system"
+/* The initialiser of such an actor, named by what acts ("retention schedule"). */
+#define CD_ACTOR_SYSTEM_INIT(what)                                                               \
+    {CD_ACTOR_SYSTEM, CD_ACTOR_SYSTEM, what, NULL, NULL, false, false}
+
 struct cd_policy;
 
 /* Loads the policy from a YAML file, or the built-in config/policy.yaml when path is NULL.
