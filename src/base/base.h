@@ -14,6 +14,7 @@
 #ifndef CD_BASE_H
 #define CD_BASE_H
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -107,6 +108,18 @@ struct cd_str {
 #define CD_XSTR(x) CD_XSTR_(x)
 #define CD_XSTR_(x) #x
 struct cd_str cd_str_c(const char *s); /* s may be NULL */
+/* Invariants. assert() is on in every build: the release build does not define NDEBUG, because
+ * the invariants it states are cheap to check and a server that keeps ledgers should stop
+ * rather than go on writing from a state it knows is wrong. CD_DEBUG_ASSERT states one that
+ * costs time to check (a walk, a recount, a check on a hot path): the test builds (ASan and
+ * fuzz, which define CD_DEBUG) check it, the release build compiles it to nothing and does not
+ * evaluate it. */
+#ifdef CD_DEBUG
+#define CD_DEBUG_ASSERT(x) assert(x)
+#else
+#define CD_DEBUG_ASSERT(x) ((void)sizeof(x))
+#endif
+
 /* Lists of names kept as X-macros, LIST(X) calling X(ENUMERATOR, "name") once per entry (see
  * CD_ROLES in policy/policy.h). CD_NAME_ARRAY makes the initialiser of an array of the names in
  * list order (LIST(CD_NAME_ITEM) the same entries inside a longer initialiser); CD_NAME_LIST the

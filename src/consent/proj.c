@@ -163,6 +163,15 @@ struct cd__cust *cd__proj_find(const struct cd__proj *p, const uint8_t key[16])
     return cd__proj_find_key(p, k);
 }
 
+/* Whether the PROBE_NEAR slots after t's last are empty, as the fast path's probe needs. */
+static bool tail_empty(const struct cd__table *t)
+{
+    for (size_t i = 0; i < PROBE_NEAR; i++)
+        if (t->r[t->n + i].key[0] != '\0')
+            return false;
+    return true;
+}
+
 /* The free slot for key in t (writer; t is never full). */
 static struct cd__slot *slot_free(struct cd__table *t, const char *key)
 {
@@ -196,9 +205,13 @@ static enum cd_err grow_build(const struct cd__proj *p, struct cd__table **out)
         return cd_err_set(CD_ERR_TOO_BIG, "too many customers in the consent projection");
     if ((t = table_new(n)) == NULL)
         return CD_ERR_NOMEM;
+    size_t moved = 0;
     for (size_t i = 0; old && i < old->n; i++)
-        if (old->r[i].key[0] != '\0')
+        if (old->r[i].key[0] != '\0') {
             *slot_free(t, old->r[i].key) = old->r[i];
+            moved++;
+        }
+    assert(moved == p->ncust); /* every customer has one slot */
     *out = t;
     return CD_OK;
 }
@@ -279,9 +292,12 @@ enum cd_err cd__proj_upsert(struct cd__proj *p, const uint8_t bits[16], struct c
         grow_publish(p, nt);
         t = nt;
     }
+    /* At most 4/5 full after this one (needs_growth), so slot_free finds a free slot. */
+    assert((n + 1) * 5 <= t->n * 4);
     memcpy(cu->key, key, CD__KEY_LEN);
     cu->idx = (uint32_t)n;
     sl = slot_free(t, key);
+    CD_DEBUG_ASSERT(tail_empty(t));
     memcpy(sl->key, key, CD__KEY_LEN);
     sl->rec = (uint32_t)n;
     slot_fill(p, sl, cu);
