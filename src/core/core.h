@@ -21,8 +21,6 @@
 
 struct cd_core;
 
-
-
 /* A supervisor's reasoned overrides on an outbound message: the body's guard_override (of a
  * guard block) and purpose_override (of content that does not fit the declared purpose). The
  * reasons are borrowed from the request body. */
