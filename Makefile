@@ -31,9 +31,9 @@ BASEFLAGS := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(WARN) $(PKG_CFLAGS) -MMD
 CFLAGS_REL  := $(BASEFLAGS) -O2 -g $(HARDEN)
 LDFLAGS_REL := -pie -Wl,-z,relro,-z,now
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-CFLAGS_ASAN := $(BASEFLAGS) -O1 -g $(SAN) -DCD_FAULT_INJECTION
+CFLAGS_ASAN := $(BASEFLAGS) -O1 -g $(SAN) -DCD_FAULT_INJECTION -DCD_DEBUG
 FUZZ_CC  := clang
-CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DCD_FUZZING \
+CFLAGS_FUZZ := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen $(PKG_CFLAGS) -O1 -g -DCD_FUZZING -DCD_DEBUG \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
 
 SRCS     := $(sort $(wildcard src/*/*.c))
@@ -93,7 +93,7 @@ UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar o
                     dsar staff portal cases
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
-UNIT_DEPS_consent := store crypto audit policy outbox
+UNIT_DEPS_consent := store crypto audit policy outbox calendar core
 UNIT_DEPS_auth   := store crypto audit policy
 UNIT_DEPS_staff  := store crypto audit policy
 UNIT_DEPS_portal := store crypto audit policy core outbox

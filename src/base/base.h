@@ -14,6 +14,7 @@
 #ifndef CD_BASE_H
 #define CD_BASE_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -108,13 +109,27 @@ struct cd_str {
 #define CD_XSTR(x) CD_XSTR_(x)
 #define CD_XSTR_(x) #x
 struct cd_str cd_str_c(const char *s); /* s may be NULL */
+/* Invariants. assert() is on in every build: the release build does not define NDEBUG, because
+ * the invariants it states are cheap to check and a server that keeps ledgers should stop
+ * rather than go on writing from a state it knows is wrong. CD_DEBUG_ASSERT states one that
+ * costs time to check (a walk, a recount, a check on a hot path): the test builds (ASan and
+ * fuzz, which define CD_DEBUG) check it, the release build compiles it to nothing and does not
+ * evaluate it. */
+#ifdef CD_DEBUG
+#define CD_DEBUG_ASSERT(x) assert(x)
+#else
+#define CD_DEBUG_ASSERT(x) ((void)sizeof(x))
+#endif
+
 /* Lists of names kept as X-macros, LIST(X) calling X(ENUMERATOR, "name") once per entry (see
  * CD_ROLES in policy/policy.h). CD_NAME_ARRAY makes the initialiser of an array of the names in
  * list order (LIST(CD_NAME_ITEM) the same entries inside a longer initialiser); CD_NAME_LIST the
  * string literal "a, b, c" (an address constant, so it may initialise static tables). */
 #define CD_NAME_ARRAY(LIST) {LIST(CD_NAME_ITEM)}
 #define CD_NAME_ITEM(id, name) name,
-#define CD_NAME_LIST(LIST) (LIST(CD_NAME_LIST_ITEM_) + 2)
+/* The literal from its third byte, past the leading ", ", written as an element's address
+ * (clang's -Wstring-plus-int takes "literal" + 2 for a mistake). */
+#define CD_NAME_LIST(LIST) (&(LIST(CD_NAME_LIST_ITEM_))[2])
 #define CD_NAME_LIST_ITEM_(id, name) ", " name
 bool cd_str_eq(struct cd_str a, struct cd_str b);
 bool cd_str_eq_c(struct cd_str a, const char *s);
@@ -188,9 +203,25 @@ void cd_random_bytes(void *out, size_t n);
 /* A new time-ordered id "<prefix>_<26 chars Crockford base32>" (48-bit ms time + 80 random
  * bits, like a ULID), so ids sort by creation and index inserts stay local. */
 #define CD_ID_MAX 40
+/* An id's digits: its 128 bits, big-endian, as 26 Crockford base32 digits (the leading two of
+ * 130 bits zero). A prefix longer than CD_ID_PREFIX_MAX is cut there. */
+#define CD_ID_DIGITS 26
+#define CD_ID_PREFIX_MAX (CD_ID_MAX - CD_ID_DIGITS - 2)
+/* Room for the digits and the scratch bytes the fast encoder stores after them. */
+#define CD_ID_DIGITS_ROOM 32
 void cd_id_new(const char *prefix, char out[CD_ID_MAX]);
 /* True if s looks like an id with that prefix (shape only). */
 bool cd_id_valid(struct cd_str s, const char *prefix);
+/* Writes the CD_ID_DIGITS digits of raw to out[0..25] and overwrites out[26..31] with
+ * unspecified bytes (no terminator). Branch-free table or AVX-512 VBMI code, chosen once at
+ * start: a consent decision formats its event id with it. */
+void cd_id_digits(const uint8_t raw[16], char out[CD_ID_DIGITS_ROOM]);
+/* Writes "<prefix>_<digits of raw>", terminated. */
+void cd_id_format(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX]);
+/* The 128 bits of the id s with that prefix into out: the inverse of cd_id_format. False,
+ * with out unspecified, when s is not such an id in canonical form (upper case, first digit
+ * at most 7). */
+bool cd_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
 
 /* Hex and unpadded base64url. out must have room for the encoded length + 1. */
 void cd_hex_encode(const void *in, size_t n, char *out);

@@ -394,7 +394,7 @@ static enum cd_err outbox_personal_read(void *ctx, const char *customer_id,
         return err;
     struct cd_audit_event ev = {.action = "webhook.read",
                                 .outcome = "ok",
-                                .actor_token = "system",
+                                .actor_token = CD_ACTOR_SYSTEM,
                                 .actor_role = cd_role_name(CD_ROLE_INTEGRATION),
                                 .actor_name = subscription_id,
                                 .purpose = name,

@@ -316,8 +316,8 @@ static enum cd_err legacy_fn(struct cd_tx *tx, void *ctx)
         }
         cd_hex_encode(o.digest, 32, hex);
         struct cd_audit_event ae = {.action = "consent.bind", .outcome = "ok",
-                                    .actor_token = "system", .actor_role = "system",
-                                    .actor_name = "system", .purpose = o.purpose,
+                                    .actor_token = CD_ACTOR_SYSTEM, .actor_role = CD_ACTOR_SYSTEM,
+                                    .actor_name = CD_ACTOR_SYSTEM, .purpose = o.purpose,
                                     .customer_id = o.customer_id, .resource_id = o.id,
                                     .categories = "consent", .reason = o.state,
                                     .data_sha256 = hex};

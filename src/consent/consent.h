@@ -23,19 +23,21 @@
  * Threads: every function may be called from any thread once cd_consent_open returned. The
  * projection is written under one lock (writers hold it only to apply an already committed
  * event); decisions read it without taking the lock (a seqlock: no shared write on the read
- * side, a read that raced a writer is retried), other readers take it for reading. A background thread refreshes customer
- * attributes (jurisdiction, time zone) from the customers table every 250 ms. */
+ * side, a read that raced a writer is retried), other readers take it for reading. A
+ * background thread refreshes customer attributes (jurisdiction, time zone, restriction,
+ * merge) from the core every 250 ms. Customers and interactions are the core's: consent reads
+ * them only through core's functions, inside its own transactions. */
 #ifndef CD_CONSENT_H
 #define CD_CONSENT_H
 
 #include "base/base.h"
-#include "core/core.h"
 #include "policy/policy.h"
 #include "store/store.h"
 
 struct cd_consent;
+struct cd_core_overrides;
 
-/* Channels as small ints, the core's channels (CD_CHANNELS) after CD_CONSENT_CHANNEL_ANY, which
+/* Channels as small ints, the channels (CD_CHANNELS) after CD_CONSENT_CHANNEL_ANY, which
  * is "*" (all channels). */
 enum cd_consent_channel {
     CD_CONSENT_CHANNEL_ANY,
@@ -309,7 +311,7 @@ void cd_consent_stats(struct cd_consent *c, struct cd_consent_stats *out);
 enum cd_err cd_consent_projection_check(struct cd_consent *c);
 
 /* Local time helper (exposed for tests): minutes since local midnight of utc_ms in the IANA
- * zone tz (borrowed), read from /usr/share/zoneinfo (TZif v2+; never touches TZ or tzset).
+ * zone tz (borrowed), read by the calendar module (cd_tz_load; never touches TZ or tzset).
  * Errors: CD_ERR_INVALID (bad name), CD_ERR_NOT_FOUND (no such zone), CD_ERR_NOMEM. */
 enum cd_err cd_consent_local_minutes(struct cd_str tz, int64_t utc_ms, int *minutes);
 

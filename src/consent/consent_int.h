@@ -1,9 +1,11 @@
-/* Inside the consent module only: the rules, the projection and the time zone cache. */
+/* Inside the consent module only: the rules, the projection, recording events and binding them
+ * to the ledger. What decisions and the slot table share inline is proj_int.h. */
 #ifndef CD_CONSENT_INT_H
 #define CD_CONSENT_INT_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include "calendar/calendar.h"
 #include "consent.h"
 #include "crypto/crypto.h"
 
@@ -44,18 +46,6 @@ enum cd_err cd__consent_rules_load(const char *path, struct cd__consent_rules *o
 /* The index of the rule for a jurisdiction code ("EU", "US-CA"); the default when unknown. */
 uint8_t cd__consent_rules_find(const struct cd__consent_rules *r, struct cd_str code);
 
-/* ---- time zones (tz.c) ---- */
-
-struct cd__tz {
-    int64_t *at;   /* transition times, seconds since the epoch, ascending */
-    int32_t *off;  /* UTC offset in seconds in force from at[i] */
-    size_t n;
-    int32_t off0;  /* before the first transition */
-};
-enum cd_err cd__tz_load(struct cd_str name, struct cd__tz **out);
-void cd__tz_free(struct cd__tz *tz);
-int32_t cd__tz_offset(const struct cd__tz *tz, int64_t utc_s);
-
 /* ---- the projection (proj.c) ---- */
 
 enum {
@@ -95,7 +85,7 @@ struct cd__state {
  * cd_id_new writes them (canonical: upper case, first digit 0-7). A decision hashes and
  * compares the caller's string as it comes, without decoding it; a string that is not
  * canonical never equals a stored key, so it is unknown, as an id that does not parse. */
-#define CD__KEY_LEN 26
+#define CD__KEY_LEN CD_ID_DIGITS
 
 /* A customer's record: everything the projection holds about them. Records live in pages by
  * arrival order that never move (struct cd__proj), so a record pointer stays valid until the
@@ -126,7 +116,7 @@ struct cd__slot {
     _Alignas(64) char key[CD__KEY_LEN]; /* key[0] == '\0': an empty slot */
     uint8_t juris;
     uint8_t flags; /* CD__HF_* */
-    /* Per purpose: the verdict (proj.c, enum verdict) as far as the slot can tell it, and the
+    /* Per purpose: the verdict (proj_int.h, enum verdict) as far as the slot can tell it, and the
      * position k in the record's st[] of the state it rests on (CD__PV_NO_EVENT: none);
      * verdict 15 (V_RECORD): decide from the record. */
     uint8_t pv[CD_PURPOSE__COUNT];
@@ -182,7 +172,7 @@ struct cd__notice {
 
 /* The hash table of slots: n slots in open addressing (linear probing; a key's home is
  * hash * n / 2^64, so n need not be a power of two), at most 4/5 full. Customers are never
- * removed, so there are no tombstones; PROBE_NEAR (proj.c) empty slots follow the last, so
+ * removed, so there are no tombstones; PROBE_NEAR (proj_int.h) empty slots follow the last, so
  * the single decision's probe never wraps. Grown by copying the slots into a new table (x 5/4,
  * whole 2 MiB pages; the records do not move); the replaced table is kept (retired) until the
  * projection is freed, because a lock-free reader may still be probing it, but its pages are
@@ -266,8 +256,7 @@ struct cd_consent {
     unsigned restriction_allows;
     /* time zones: published once, never moved, so readers index without the lock */
     pthread_mutex_t tz_mu;
-    char tz_names[CD__CONSENT_MAX_TZ][64];
-    struct cd__tz *tz[CD__CONSENT_MAX_TZ];
+    struct cd_tz *tz[CD__CONSENT_MAX_TZ];
     atomic_size_t ntz;
     /* the refresher */
     pthread_t refresher;
@@ -282,12 +271,6 @@ struct cd_consent {
     pthread_mutex_t changes_mu;
     int64_t events_upto;
 };
-
-/* Id <-> 128 bits. Returns false when s is not an id with that prefix. */
-bool cd__consent_id_bits(struct cd_str s, const char *prefix, uint8_t out[16]);
-void cd__consent_id_str(const uint8_t bits[16], const char *prefix, char out[CD_ID_MAX]);
-/* The 26 digits of 128 bits (no prefix, no terminator), as cd__consent_id_str writes them. */
-void cd__consent_id_digits(const uint8_t bits[16], char out[CD__KEY_LEN]);
 
 /* Projection operations. "read" means: c->lock for reading, or inside a seqlock read
  * section (then every pointer followed is checked and the result validated by seq). */
@@ -338,8 +321,6 @@ const struct cd__state *cd__proj_applicable(const struct cd__proj *p, const stru
 void cd__consent_wlock(struct cd_consent *c);
 void cd__consent_wunlock(struct cd_consent *c);
 
-/* Rebuilds proj, notices and meta from the tables into p (no lock needed: p is private). */
-enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p);
 /* A tz cache index + 1 for a zone name (0 for empty/unknown zones: UTC). Loads the file once. */
 uint16_t cd__consent_tz_index(struct cd_consent *c, struct cd_str name);
 /* A topic's bit index, adding it when add is true (caller holds the write lock when adding).
@@ -351,13 +332,94 @@ enum cd_err cd__consent_notice_add(struct cd_consent *c, const char *id, struct 
 /* A notice index + 1 by id, 0 when unknown (read lock). */
 uint32_t cd__consent_notice_find(const struct cd_consent *c, struct cd_str id);
 
-/* Refresher (proj.c). */
+/* ---- the rebuild (rebuild.c) ---- */
+
+/* Rebuilds proj, notices and meta from the tables into p (no lock needed: p is private). */
+enum cd_err cd__consent_rebuild(struct cd_consent *c, struct cd__proj *p);
+
+/* ---- customer attributes and the refresher (refresh.c) ---- */
+
+/* A customer's attributes as the core gives them, for the projection: its
+ * jurisdiction rule and time zone (looked up before the write lock: the zone may load a file),
+ * its restriction, and the customer it was merged into (survivor "" when none). */
+struct cd__cattr {
+    uint8_t key[16];
+    uint8_t juris;
+    uint16_t tz;
+    bool restricted;
+    char survivor[CD_ID_MAX]; /* "" when not merged */
+    int64_t merged_at;
+};
+
+/* The projection's form of the core's attributes of a customer; false when the id is not a
+ * customer id. Looks the time zone up (may load its file): call before the write lock. */
+struct cd_core_customer_attrs;
+bool cd__consent_cattr_from(struct cd_consent *c, const struct cd_core_customer_attrs *in,
+                            struct cd__cattr *a);
+/* Applies a customer's attributes to p (write lock, or p private), and its merge when it was
+ * merged and `merges` is true. Errors: those of cd__proj_upsert and cd__proj_merge. */
+enum cd_err cd__consent_cattr_apply(struct cd__proj *p, const struct cd__cattr *a, bool merges);
 enum cd_err cd__consent_refresher_start(struct cd_consent *c);
 void cd__consent_refresher_stop(struct cd_consent *c);
+/* One pass of the refresher: every customer changed since the last pass (refresh_mu held). */
+void cd__consent_refresh_once(struct cd_consent *c);
 /* Re-reads one customer's jurisdiction, time zone, restriction and merge, and updates the
- * projection. *exists: the customer is in the customers table (merged or not). */
+ * projection. *exists: the core knows the customer (merged or not). */
 enum cd_err cd__consent_refresh_customer(struct cd_consent *c, struct cd_str customer_id,
                                          bool *exists);
+
+/* ---- recording events (ledger.c), for the files that record one ---- */
+
+/* The longest jurisdiction code a consent event may name, in bytes: the API's limit (a
+ * customer's is CD_CUSTOMER_JURISDICTION_MAX). */
+#define CD__EVENT_JURISDICTION_MAX 31
+#define CD__DAY_MS (86400LL * 1000)
+
+/* The channel names by enum cd_consent_channel, "*" first. */
+extern const char *const cd__consent_channel_names[CD_CONSENT_CHANNEL__COUNT];
+
+/* One event, fully validated, ready to be written. Strings are borrowed or inline. */
+struct cd__ev {
+    char id[CD_ID_MAX];
+    char customer_id[CD_ID_MAX];
+    enum cd_purpose purpose;
+    enum cd_consent_channel channel;
+    enum cd_consent_state state;
+    char basis[32];
+    char jurisdiction[CD__EVENT_JURISDICTION_MAX + 1];
+    char notice_id[CD_ID_MAX];
+    uint8_t notice_sha[32];
+    bool has_notice, has_notice_sha;
+    char method[16];
+    char collector[128];
+    char evidence[256];
+    char language[16];
+    int64_t expires_at, occurred_at, recorded_at, purchase_at;
+    unsigned flags;
+    const struct cd_actor *actor;
+    const char *request_id;
+    const char *audit_action;
+    /* the signed receipt */
+    char *receipt;
+    size_t receipt_len;
+    uint8_t sig[CD_CRYPTO_SIG_LEN];
+    /* unsubscribe: the nonce to mark used in the same transaction */
+    const uint8_t *nonce;
+};
+
+/* A new event by actor a (NULL: the system) for the audit action `action`: a fresh id, the
+ * recording time, everything else zero. */
+void cd__consent_ev_init(struct cd__ev *e, const struct cd_actor *a, const char *action);
+/* Signs the receipt, writes the event with its audit entry in one transaction and applies it to
+ * the projection; *out (may be NULL) gets the event as JSON. e->receipt is the caller's to free.
+ * Errors: CD_ERR_NOT_FOUND (customer or notice), CD_ERR_INVALID (a notice hash that is not the
+ * notice's; implied consent where the rules have none, or without a purchase), CD_ERR_STORE,
+ * CD_ERR_CRYPTO, CD_ERR_NOMEM. */
+enum cd_err cd__consent_record_ev(struct cd_consent *c, struct cd__ev *e, json_t **out);
+/* Copies s into dst (capacity n), cut to fit and terminated. */
+void cd__consent_copy(char *dst, size_t n, struct cd_str s);
+/* True if s is valid UTF-8 of at most max bytes without control characters. */
+bool cd__consent_printable(struct cd_str s, size_t max);
 
 /* ---- binding events to the ledger (bind.c) ----
  *

@@ -24,7 +24,7 @@ void cd_consent_forget(struct cd_consent *c, struct cd_str customer_id)
     uint8_t key[16];
     struct cd__cust *cu;
 
-    if (c == NULL || !cd__consent_id_bits(customer_id, "cus", key))
+    if (c == NULL || !cd_id_bits(customer_id, "cus", key))
         return;
     /* Customers are never removed from the table (no tombstones): the record is emptied, as a
      * customer with no event and no preference under the default (strictest) rule, which is

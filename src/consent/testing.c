@@ -14,7 +14,7 @@ enum cd_err cd_consent_debug_apply(struct cd_consent *c, struct cd_str customer_
     uint8_t key[16];
     enum cd_err err;
 
-    if (!cd__consent_id_bits(customer_id, "cus", key))
+    if (!cd_id_bits(customer_id, "cus", key))
         return cd_err_set(CD_ERR_INVALID, "not a customer id");
     memset(&s, 0, sizeof s);
     cd_random_bytes(s.event, 16);

@@ -21,21 +21,6 @@
 
 struct cd_core;
 
-/* Who is acting, and why. Borrowed for the call; ids and names are never personal data of
- * customers (a token's display name belongs to staff or an integration). */
-struct cd_actor {
-    const char *token_id;   /* "tok_..." or "cli" */
-    const char *role;       /* admin, supervisor, agent, compliance, integration */
-    const char *name;       /* token display name */
-    const char *request_id; /* for the audit trail */
-    const char *purpose;    /* declared purpose, or NULL */
-    /* May read restricted customers (the purpose policy); consent decides per customer (the
-     * consent rules' answer for the purpose). */
-    bool restricted_ok;
-    bool needs_consent;
-};
-
-
 /* A customer's data key opened for another module that keeps personal data of that customer
  * in its own tables (cd_core_vault_open). Opaque; wiped by cd_core_vault_close. */
 struct cd_core_vault;
@@ -323,6 +308,46 @@ struct cd_core_interaction_ref {
 enum cd_err cd_core_interaction_ref(struct cd_tx *tx, struct cd_str id,
                                     struct cd_core_interaction_ref *out);
 
+/* A customer's attributes as a module that keeps its own view of customers needs them
+ * (consent's projection): the law that applies and the local time, the restriction, and the
+ * merge. No personal data but the jurisdiction code and the time zone. Strings are borrowed
+ * from the row for the duration of the callback. */
+struct cd_core_customer_attrs {
+    struct cd_str id;
+    struct cd_str jurisdiction; /* empty when none */
+    struct cd_str time_zone;    /* empty when none */
+    bool restricted;
+    struct cd_str survivor_id; /* the customer it was merged into; empty when not merged */
+    int64_t merged_at;         /* 0 when not merged */
+    int64_t updated_at;        /* stamped by every change: profile, restriction, merge */
+};
+typedef enum cd_err (*cd_core_attrs_fn)(void *ctx, const struct cd_core_customer_attrs *a);
+/* Inside tx, calls fn with the attributes of customer id; not at all when there is none.
+ * Errors: CD_ERR_STORE, fn's. */
+enum cd_err cd_core_customer_attrs(struct cd_tx *tx, struct cd_str id, cd_core_attrs_fn fn,
+                                   void *ctx);
+/* Inside tx, calls fn for every customer, in id order. An error from fn stops the walk and is
+ * returned. Errors: CD_ERR_STORE, fn's. */
+enum cd_err cd_core_customers_attrs(struct cd_tx *tx, cd_core_attrs_fn fn, void *ctx);
+/* Inside tx, calls fn for at most limit customers whose (updated_at, id) comes after
+ * (after_ms, after_id), in that order: a page of the customers changed since. Errors: as
+ * cd_core_customers_attrs. */
+enum cd_err cd_core_customers_changed(struct cd_tx *tx, int64_t after_ms, struct cd_str after_id,
+                                      int limit, cd_core_attrs_fn fn, void *ctx);
+
+/* Inside tx, calls fn for every merge in the order they happened (merged_at, then the merged
+ * id); the ids are borrowed for the call. Errors: CD_ERR_STORE, fn's. */
+typedef enum cd_err (*cd_core_merge_fn)(void *ctx, struct cd_str merged_id,
+                                        struct cd_str survivor_id, int64_t merged_at);
+enum cd_err cd_core_merges(struct cd_tx *tx, cd_core_merge_fn fn, void *ctx);
+
+/* Inside tx, the number of outbound interactions of customer_id for purpose that occurred at
+ * or after since_ms, on channel (NULL: on any channel), for frequency caps.
+ * Errors: CD_ERR_STORE. */
+enum cd_err cd_core_outbound_count(struct cd_tx *tx, struct cd_str customer_id,
+                                   const char *purpose, const char *channel, int64_t since_ms,
+                                   int64_t *count);
+
 /* A note another module keeps about a customer (a request's details, a reason written to the
  * customer), sealed under the customer's data key with field as associated data, so erasing
  * the customer shreds it too. *out is reset first. Each reads the key in its own read
@@ -499,20 +524,6 @@ enum cd_err cd_core_interaction_customer(struct cd_core *c, struct cd_str id,
 typedef enum cd_err (*cd_core_page_fn)(void *ctx, struct cd_str items, int n);
 enum cd_err cd_core_interactions_each(struct cd_core *c, struct cd_str customer_id,
                                       cd_core_page_fn fn, void *ctx);
-
-/* The channels an interaction travels on, X(ENUMERATOR, "api name"): the one list the core's
- * validation, consent's channel enum (which adds "*") and the demo data derive from. The order
- * is stored: consent keeps channel numbers in its tokens, so entries are only ever appended. */
-#define CD_CHANNELS(X)                                                                             \
-    X(EMAIL, "email")                                                                              \
-    X(SMS, "sms")                                                                                  \
-    X(PHONE, "phone")                                                                              \
-    X(CHAT, "chat")                                                                                \
-    X(SOCIAL, "social")                                                                            \
-    X(APP, "app")                                                                                  \
-    X(PUSH, "push")                                                                                \
-    X(POST, "post")                                                                                \
-    X(IN_PERSON, "in_person")
 
 /* The longest locale, time zone and jurisdiction code a customer may have, in bytes; buffers
  * that hold one are a byte longer. */

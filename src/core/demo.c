@@ -112,8 +112,7 @@ static enum cd_err seal_insert_identity(struct cd_tx *tx, struct cd_core *c,
     struct cd_buf norm = CD_BUF_INIT(1024), sealed = CD_BUF_INIT(2048);
     uint8_t lookup[CD_CRYPTO_HASH_LEN], skeleton[CD_CRYPTO_HASH_LEN];
     bool beyond_ascii = false;
-    static const struct cd_actor system = {"system", "admin", "demo data", NULL, NULL, false,
-                                           false};
+    static const struct cd_actor system = CD_ACTOR_SYSTEM_INIT("demo data");
     enum cd_err err;
 
     if ((err = cd_core_identity_normalize(cd_str_c(kind), cd_str_c(network), cd_str_c(value),
@@ -244,7 +243,7 @@ static enum cd_err demo_batch(struct cd_tx *tx, void *ctx)
         struct cd_audit_event ev = {0};
         ev.action = "demo.load";
         ev.outcome = "ok";
-        ev.actor_token = "system";
+        ev.actor_token = CD_ACTOR_SYSTEM;
         err = cd_audit_append(tx, &ev, NULL);
     }
     cd_buf_free(&a);

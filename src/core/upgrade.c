@@ -12,7 +12,7 @@
 
 #define BATCH 256
 
-static const struct cd_actor upgrader = {"system", "admin", "upgrade", NULL, NULL, false, false};
+static const struct cd_actor upgrader = CD_ACTOR_SYSTEM_INIT("upgrade");
 
 struct upgrade {
     struct cd_core *c;

@@ -1,6 +1,7 @@
 /* policy — roles, purposes and which purpose may see which categories of customer data.
  *
- * Owns: the table of purposes (after the W3C Data Privacy Vocabulary) and roles, and the
+ * Owns: the table of purposes (after the W3C Data Privacy Vocabulary), roles and channels, the
+ * actor every domain call names (who acts, in which role, for which purpose), and the
  * purpose policy: which roles may use which purposes (to read, and to send), which field
  * categories each purpose may see, which purposes a restriction of processing (GDPR Art. 18)
  * leaves allowed, and which purposes may carry promotional content. Whether a purpose needs
@@ -59,6 +60,21 @@ enum cd_purpose {
     CD_PURPOSE__COUNT
 };
 
+/* The channels a contact travels on, X(ENUMERATOR, "api name"): the one list the core's
+ * validation of interactions, consent's channel enum (which adds "*") and the demo data derive
+ * from. The order
+ * is stored: consent keeps channel numbers in its tokens, so entries are only ever appended. */
+#define CD_CHANNELS(X)                                                                             \
+    X(EMAIL, "email")                                                                              \
+    X(SMS, "sms")                                                                                  \
+    X(PHONE, "phone")                                                                              \
+    X(CHAT, "chat")                                                                                \
+    X(SOCIAL, "social")                                                                            \
+    X(APP, "app")                                                                                  \
+    X(PUSH, "push")                                                                                \
+    X(POST, "post")                                                                                \
+    X(IN_PERSON, "in_person")
+
 /* Categories of customer data a response may carry (bit flags). */
 enum {
     CD_FIELDS_REFERENCE = 1u << 0,    /* ids, channel, direction, timestamps, thread ids */
@@ -74,6 +90,29 @@ struct cd_policy_grant {
     unsigned fields;              /* CD_FIELDS_* the purpose may see */
     bool allowed_when_restricted; /* may read customers under a GDPR Art. 18 restriction */
 };
+
+/* Who is acting, and why. Borrowed for the call; ids and names are never personal data of
+ * customers (a token's display name belongs to staff or an integration). */
+struct cd_actor {
+    const char *token_id;   /* "tok_..." or "cli" */
+    const char *role;       /* a role name (CD_ROLES) */
+    const char *name;       /* token display name */
+    const char *request_id; /* for the audit trail */
+    const char *purpose;    /* declared purpose, or NULL */
+    /* May read restricted customers (the purpose policy); consent decides per customer (the
+     * consent rules' answer for the purpose). */
+    bool restricted_ok;
+    bool needs_consent;
+};
+
+/* What Candor does by itself (a schedule, the conversion of old data at open, demo data,
+ * binding events recorded before the ledger bound them) is recorded under this token id and
+ * role: no token and no person acted, so no role of the policy applies (cd_role_parse refuses
+ * it, and with it every check that asks for a role). */
+#define CD_ACTOR_SYSTEM "system"
+/* The initialiser of such an actor, named by what acts ("retention schedule"). */
+#define CD_ACTOR_SYSTEM_INIT(what)                                                               \
+    {CD_ACTOR_SYSTEM, CD_ACTOR_SYSTEM, what, NULL, NULL, false, false}
 
 struct cd_policy;
 

@@ -38,8 +38,7 @@ static int64_t mono_ms(void)
 static void *run(void *arg)
 {
     struct cd_retention_schedule *s = arg;
-    static const struct cd_actor system = {"system", "system", "retention schedule", NULL, NULL,
-                                           false, false};
+    static const struct cd_actor system = CD_ACTOR_SYSTEM_INIT("retention schedule");
     int64_t next = mono_ms() + s->first_ms;
 
     pthread_setname_np(pthread_self(), "cd-retention");

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <yaml.h>
+#include "base/base_testing.h"
 #include "unit.h"
 
 static void buf_caps_and_fails_cleanly(void **state)
@@ -141,6 +142,72 @@ static void ids_sort_by_time_and_validate(void **state)
         memcpy(a, b, sizeof a);
     }
     assert_false(cd_id_valid(CD_STR("cus_0000000000000000000000000!"), "cus"));
+}
+
+/* The id format, checked against the obvious digit-by-digit loop: edge values and random
+ * ones through both paths of the encoder (the portable one, and AVX-512 VBMI where the CPU
+ * has it), then parsed back. */
+static void ref_id_str(const uint8_t raw[16], const char *prefix, char out[CD_ID_MAX])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t hi = 0, lo = 0;
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < 8; i++) {
+        hi = hi << 8 | raw[i];
+        lo = lo << 8 | raw[8 + i];
+    }
+    memcpy(out, prefix, pl);
+    out[pl] = '_';
+    for (int i = 25; i >= 0; i--) {
+        out[pl + 1 + i] = alphabet[lo & 31];
+        lo = lo >> 5 | hi << 59;
+        hi >>= 5;
+    }
+    out[pl + 27] = '\0';
+}
+
+static void ids_encode_alike_on_both_paths(void **state)
+{
+    uint8_t raw[16], back[16];
+    char want[CD_ID_MAX], got[CD_ID_MAX], portable[CD_ID_DIGITS_ROOM], vbmi[CD_ID_DIGITS_ROOM];
+    bool have_vbmi = cd__id_digits_vbmi((const uint8_t[16]){0}, vbmi);
+
+    if (!have_vbmi)
+        print_message("the CPU has no AVX-512 VBMI: only the portable path is compared\n");
+    for (int k = 0; k < 20000; k++) {
+        if (k < 2)
+            memset(raw, k ? 0xff : 0, sizeof raw);
+        else if (k < 2 + 128) /* one bit set, at each position */
+            memset(raw, 0, sizeof raw), raw[(k - 2) / 8] = (uint8_t)(0x80 >> (k - 2) % 8);
+        else
+            cd_random_bytes(raw, sizeof raw);
+        ref_id_str(raw, "cev", want);
+        cd__id_digits_portable(raw, portable);
+        assert_memory_equal(portable, want + 4, CD_ID_DIGITS);
+        if (have_vbmi) {
+            assert_true(cd__id_digits_vbmi(raw, vbmi));
+            assert_memory_equal(vbmi, want + 4, CD_ID_DIGITS);
+        }
+        cd_id_format(raw, "cev", got);
+        assert_string_equal(got, want);
+        assert_true(cd_id_valid(cd_str_c(got), "cev"));
+        /* 128 bits in 130: ids whose first digit is above 7 are not canonical and do not parse;
+         * every canonical one parses back to the same bits. */
+        assert_int_equal(cd_id_bits(cd_str_c(got), "cev", back), got[4] <= '7');
+        if (got[4] <= '7')
+            assert_memory_equal(raw, back, 16);
+    }
+    /* What cd_id_new makes parses back, and a wrong prefix, length or digit does not. */
+    cd_id_new("cus", got);
+    assert_true(cd_id_bits(cd_str_c(got), "cus", back));
+    cd_id_format(back, "cus", want);
+    assert_string_equal(got, want);
+    assert_false(cd_id_bits(cd_str_c(got), "cev", back));
+    assert_false(cd_id_bits((struct cd_str){got, strlen(got) - 1}, "cus", back));
+    got[10] = 'U'; /* not a Crockford digit */
+    assert_false(cd_id_bits(cd_str_c(got), "cus", back));
+    got[10] = 'a'; /* lower case is not canonical */
+    assert_false(cd_id_bits(cd_str_c(got), "cus", back));
 }
 
 static void encodings_round_trip(void **state)
@@ -490,6 +557,7 @@ int main(void)
         cmocka_unit_test(buf_maximum_is_exact),
         cmocka_unit_test(arena_aligns_and_caps),
         cmocka_unit_test(time_round_trips),
+        cmocka_unit_test(ids_encode_alike_on_both_paths),
         cmocka_unit_test(ids_sort_by_time_and_validate),
         cmocka_unit_test(encodings_round_trip),
         cmocka_unit_test(utf8_validation),
