@@ -212,3 +212,16 @@ export function showPageError(text) {
   box.hidden = false;
   box.focus();
 }
+
+// Changes the signed-in person's password; the two new entries must match. Resolves with how
+// many other sessions ended; rejects with an Error whose message a person can act on.
+export async function changePassword(current, next, again) {
+  if (!current) throw new Error('Enter your current password.');
+  if (next.length < 12) throw new Error('The new password needs at least 12 characters.');
+  if (next !== again) throw new Error('The two new passwords are not the same.');
+  if (next === current) throw new Error('The new password must differ from the current one.');
+  const r = await api('PUT', '/console/session/password',
+    { current_password: current, new_password: next });
+  session.current = await api('GET', '/console/session');
+  return r.other_sessions_ended;
+}

@@ -110,13 +110,13 @@ static enum cd_err session_json(struct cd_req *r, struct cd_str cookie,
         return err;
     }
     cd_time_format(ses->expires_at, ts);
-    *out = json_pack("{s:{s:s,s:s,s:s,s:s},s:o,s:o,s:s,s:s,s:s}", "staff", "id", ses->staff_id,
-                     "username", ses->username, "name", ses->name, "role",
+    *out = json_pack("{s:{s:s,s:s,s:s,s:s},s:o,s:o,s:s,s:s,s:s,s:b}", "staff", "id",
+                     ses->staff_id, "username", ses->username, "name", ses->name, "role",
                      cd_role_name(ses->role), "purpose",
                      ses->has_purpose ? json_string(cd_purpose_name(ses->purpose))
                                       : json_null(),
                      "purposes", purposes, "session_id", ses->id, "expires_at", ts,
-                     "csrf_token", csrf);
+                     "csrf_token", csrf, "must_change_password", ses->must_change_password);
     cd_crypto_wipe(csrf, sizeof csrf);
     return *out ? CD_OK : CD_ERR_NOMEM;
 }
@@ -205,6 +205,23 @@ enum cd_err cd__http_console_purpose(struct cd_req *r)
     return session_json(r, r->session_cookie, &r->session, &r->resp_json);
 }
 
+enum cd_err cd__http_console_password(struct cd_req *r)
+{
+    static const char *const allowed[] = {"current_password", "new_password", NULL};
+    struct cd_str current = CD_STR_NULL, fresh = CD_STR_NULL;
+    int64_t ended = 0;
+    enum cd_err err;
+
+    if ((err = need_session(r)) != CD_OK || (err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "current_password", true, &current)) != CD_OK ||
+        (err = cd_json_str(r->json, "new_password", true, &fresh)) != CD_OK ||
+        (err = cd_staff_password_change(r->app->store, &r->session, current, fresh,
+                                        r->request_id, &ended)) != CD_OK)
+        return err;
+    r->resp_json = json_pack("{s:I}", "other_sessions_ended", (json_int_t)ended);
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
 /* ---- staff accounts ---- */
 
 static struct cd_staff_actor actor_of(const struct cd_req *r)
@@ -266,4 +283,17 @@ enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r)
         return err;
     r->resp_json = json_pack("{s:I}", "ended", (json_int_t)ended);
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+enum cd_err cd__http_staff_password_reset(struct cd_req *r)
+{
+    static const char *const allowed[] = {"password", NULL};
+    struct cd_str pass = CD_STR_NULL;
+    struct cd_staff_actor actor = actor_of(r);
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "password", true, &pass)) != CD_OK)
+        return err;
+    return cd_staff_password_reset(r->app->store, r->params[0], pass, &actor, &r->resp_json);
 }

@@ -243,10 +243,12 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r);
 enum cd_err cd__http_console_session(struct cd_req *r);
 enum cd_err cd__http_console_sign_out(struct cd_req *r);
 enum cd_err cd__http_console_purpose(struct cd_req *r);
+enum cd_err cd__http_console_password(struct cd_req *r);
 enum cd_err cd__http_staff_list(struct cd_req *r);
 enum cd_err cd__http_staff_create(struct cd_req *r);
 enum cd_err cd__http_staff_disable(struct cd_req *r);
 enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r);
+enum cd_err cd__http_staff_password_reset(struct cd_req *r);
 /* Adds a response header (see cd_req.headers); false when there is no room. */
 bool cd__http_header_add(struct cd_req *r, const char *name, const char *value);
 /* The console session cookie's name. */

@@ -494,6 +494,17 @@ static bool session_gate(struct cd_req *r)
                     "Candor-CSRF header (GET /console/session gives it)");
         return false;
     }
+    /* After an administrator set a temporary password, the person chooses their own before
+     * anything else; they may still see their session and sign out. */
+    if (r->session.must_change_password &&
+        strcmp(r->route->operation_id, "consoleSession") != 0 &&
+        strcmp(r->route->operation_id, "consoleChangePassword") != 0 &&
+        strcmp(r->route->operation_id, "consoleSignOut") != 0) {
+        set_problem(r, CD_ERR_FORBIDDEN,
+                    "an administrator set a temporary password for this account: choose your "
+                    "own first (PUT /console/session/password)");
+        return false;
+    }
     if (r->purpose_hdr.p && !(r->session.has_purpose &&
                               cd_str_eq_c(r->purpose_hdr, cd_purpose_name(r->session.purpose)))) {
         set_problem(r, CD_ERR_PURPOSE_DENIED,

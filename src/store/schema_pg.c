@@ -225,6 +225,9 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, staff_id " T " NOT NULL,"
     "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT, purpose " T ");"
     "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
+    /* 17: staff — when an administrator last set a temporary password; until the person
+     * chooses their own, their sessions may do nothing else. */
+    "ALTER TABLE staff ADD COLUMN password_reset_at BIGINT;",
 };
 
 const int cd__store_pg_migrations_count =

@@ -251,6 +251,9 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, staff_id TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER, purpose TEXT);"
     "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
+    /* 17: staff — when an administrator last set a temporary password; until the person
+     * chooses their own, their sessions may do nothing else. */
+    "ALTER TABLE staff ADD COLUMN password_reset_at INTEGER;",
 };
 
 const int cd__store_sqlite_migrations_count =

@@ -51,7 +51,8 @@ def test_staff_cli_add_list_disable(srv):
     assert rc == 0, err
     items = json.loads(out)
     assert [a["username"] for a in items] == ["ana", "sam", "lou"]
-    assert all("password" not in json.dumps(a) and "argon2" not in json.dumps(a) for a in items)
+    assert all(not {"password", "password_hash"} & a.keys() and "argon2" not in json.dumps(a)
+               for a in items)
     # The password comes from standard input only, and must be long enough.
     rc, _, err = srv.cli("staff", "add", "kim", "--role", "agent", "--name", "Kim", "--data",
                          srv.data, input="short\n")
@@ -221,7 +222,8 @@ def test_admin_routes_for_staff(srv):
     st, _, a = srv.req("POST", "/v1/staff", {"username": "Zoe", "name": "Zoë Z", "role":
                                              "compliance", "password": PW})
     assert st == 201 and a["username"] == "zoe" and a["status"] == "active", a
-    assert "password" not in json.dumps(a)
+    assert not {"password", "password_hash"} & a.keys() and PW not in json.dumps(a)
+    assert a["must_change_password"] is False, a
     assert_problem(srv.req("POST", "/v1/staff", {"username": "zoe", "name": "Z", "role":
                                                  "agent", "password": PW}), 409, "conflict")
     for bad in ({"username": "z", "name": "Z", "role": "agent"},
@@ -240,6 +242,139 @@ def test_admin_routes_for_staff(srv):
     assert_problem(srv.req("GET", "/v1/staff", token=None), 401, "unauthenticated")
     # The new account signs in.
     assert sign_in(srv, "zoe")[0] == 201
+
+
+def add_staff(srv, user, role="agent", pw=PW):
+    st, _, a = srv.req("POST", "/v1/staff", {"username": user, "name": user.title(),
+                                             "role": role, "password": pw})
+    assert st == 201, a
+    return a
+
+
+def test_own_password_change_ends_the_other_sessions(srv):
+    acct = add_staff(srv, "pia")
+    cookie, csrf = session(srv, "pia")
+    other, _ = session(srv, "pia")
+    new = "a brand new passphrase"
+    path = "/console/session/password"
+    # The anti-forgery token, the current password and a valid new one are all needed.
+    assert_problem(as_session(srv, "PUT", path, cookie, None,
+                              {"current_password": PW, "new_password": new}), 403, "forbidden")
+    for bad in ({"current_password": PW}, {"new_password": new},
+                {"current_password": PW, "new_password": "short"},
+                {"current_password": PW, "new_password": PW},
+                {"current_password": 1, "new_password": new},
+                {"current_password": PW, "new_password": new, "x": 1}):
+        assert_problem(as_session(srv, "PUT", path, cookie, csrf, bad), 400, "invalid-request")
+    assert_problem(srv.req("PUT", path, raw=b"{", token=None, headers={
+        "Cookie": cookie, "Candor-CSRF": csrf}), 400, "malformed-json")
+    body = assert_problem(as_session(srv, "PUT", path, cookie, csrf,
+                                     {"current_password": "not the password", "new_password":
+                                      new}), 403, "forbidden")
+    assert "current password is wrong" in body["detail"], body
+    # An API token has no password to change.
+    assert_problem(srv.req("PUT", path, {"current_password": PW, "new_password": new}), 404,
+                   "not-found")
+    st, _, body = as_session(srv, "PUT", path, cookie, csrf,
+                             {"current_password": PW, "new_password": new})
+    assert st == 200 and body == {"other_sessions_ended": 1}, body
+    # The session that changed it goes on, the other one ended; the old password no longer signs in.
+    assert as_session(srv, "GET", "/console/session", cookie)[0] == 200
+    assert_problem(as_session(srv, "GET", "/console/session", other), 401, "unauthenticated")
+    assert_problem(sign_in(srv, "pia"), 401, "unauthenticated")
+    assert sign_in(srv, "pia", new)[0] == 201
+    # The ledger has the change and the refused attempt, never a password.
+    st, _, audit = srv.req("GET", "/v1/audit?action=staff.password_change&limit=50")
+    mine = [e for e in audit["items"] if e["actor_token"] == acct["id"]]
+    assert sorted(e["outcome"] for e in mine) == ["denied", "ok"], mine
+    assert "passphrase" not in json.dumps(audit) and "not the password" not in json.dumps(audit)
+
+
+def test_wrong_current_passwords_count_towards_the_lockout(srv):
+    add_staff(srv, "quin")
+    cookie, csrf = session(srv, "quin")
+    for _ in range(5):
+        assert_problem(as_session(srv, "PUT", "/console/session/password", cookie, csrf,
+                                  {"current_password": "guess guess guess",
+                                   "new_password": "whatever it may be"}), 403, "forbidden")
+    body = assert_problem(as_session(srv, "PUT", "/console/session/password", cookie, csrf,
+                                     {"current_password": PW,
+                                      "new_password": "whatever it may be"}), 403, "forbidden")
+    assert "locked" in body["detail"], body
+    assert "locked until" in assert_problem(sign_in(srv, "quin"), 401,
+                                            "unauthenticated")["detail"]
+
+
+def test_admin_reset_forces_a_new_password_at_next_sign_in(srv):
+    acct = add_staff(srv, "rex")
+    old, _ = session(srv, "rex")
+    temp = "temporary passphrase 7319"
+    for bad in ({}, {"password": "short"}, {"password": 12345678901234},
+                {"password": temp, "x": 1}):
+        assert_problem(srv.req("POST", "/v1/staff/rex/password", bad), 400, "invalid-request")
+    assert_problem(srv.req("POST", "/v1/staff/nobody/password", {"password": temp}), 404,
+                   "not-found")
+    agent = srv.token("agent", "no resets")
+    assert_problem(srv.req("POST", "/v1/staff/rex/password", {"password": temp}, token=agent),
+                   403, "forbidden")
+    st, _, body = srv.req("POST", f"/v1/staff/{acct['id']}/password", {"password": temp})
+    assert st == 200 and body["must_change_password"] is True and body["sessions"] == 0, body
+    assert not {"password", "password_hash"} & body.keys() and temp not in json.dumps(body)
+    # Its sessions ended; the old password is gone; the temporary one signs in...
+    assert_problem(as_session(srv, "GET", "/console/session", old), 401, "unauthenticated")
+    assert_problem(sign_in(srv, "rex"), 401, "unauthenticated")
+    st, hdr, ses = sign_in(srv, "rex", temp)
+    assert st == 201 and ses["must_change_password"] is True, ses
+    cookie, csrf = hdr["set-cookie"].split(";")[0], ses["csrf_token"]
+    # ...to a session that may only choose a new password (or read itself, or sign out).
+    body = assert_problem(as_session(srv, "PUT", "/console/session/purpose", cookie, csrf,
+                                     {"purpose": "service"}), 403, "forbidden")
+    assert "temporary password" in body["detail"], body
+    assert_problem(as_session(srv, "POST", "/v1/guard/check", cookie, csrf, {"text": "hi"}),
+                   403, "forbidden")
+    assert as_session(srv, "GET", "/console/session", cookie)[0] == 200
+    st, _, body = as_session(srv, "PUT", "/console/session/password", cookie, csrf,
+                             {"current_password": temp, "new_password": "rex's own passphrase"})
+    assert st == 200, body
+    st, _, ses = as_session(srv, "GET", "/console/session", cookie)
+    assert ses["must_change_password"] is False, ses
+    st, _, _ = as_session(srv, "PUT", "/console/session/purpose", cookie, csrf,
+                          {"purpose": "service"})
+    assert st == 200
+    st, _, lst = srv.req("GET", "/v1/staff")
+    assert [a["must_change_password"] for a in lst["items"] if a["username"] == "rex"] == [False]
+    st, _, audit = srv.req("GET", "/v1/audit?action=staff.password_reset&limit=50")
+    assert [e["resource_id"] for e in audit["items"]] == [acct["id"]], audit
+    assert "temporary" not in json.dumps(audit)
+
+
+def test_reset_lifts_a_lockout_and_refuses_disabled_or_own_accounts(srv):
+    acct = add_staff(srv, "sol")
+    for _ in range(5):
+        sign_in(srv, "sol", "guess guess guess")
+    assert "locked until" in assert_problem(sign_in(srv, "sol"), 401,
+                                            "unauthenticated")["detail"]
+    st, _, body = srv.req("POST", "/v1/staff/sol/password", {"password": "temporary for sol"})
+    assert st == 200 and body["status"] == "active", body
+    assert sign_in(srv, "sol", "temporary for sol")[0] == 201
+    srv.req("POST", f"/v1/staff/{acct['id']}/disable")
+    assert_problem(srv.req("POST", "/v1/staff/sol/password", {"password": "temporary again"}),
+                   409, "conflict")
+    # An administrator signed in to the console resets others, not themselves.
+    add_staff(srv, "tia", role="admin")
+    cookie, csrf = session(srv, "tia")
+    body = assert_problem(as_session(srv, "POST", "/v1/staff/tia/password", cookie, csrf,
+                                     {"password": "temporary for tia"}), 400,
+                          "invalid-request")
+    assert "own account" in body["detail"], body
+    # The command line resets too (for the last administrator), reading the password from
+    # standard input only.
+    rc, out, err = srv.cli("staff", "reset-password", "tia", "--data", srv.data,
+                           input="temporary from the cli\n")
+    assert rc == 0 and "tia" in out and "temporary" not in out, err
+    assert sign_in(srv, "tia", "temporary from the cli")[2]["must_change_password"] is True
+    rc, _, err = srv.cli("staff", "reset-password", "tia", "--data", srv.data, input="short\n")
+    assert rc != 0 and "12" in err, err
 
 
 def test_console_files_are_served_embedded(srv):
