@@ -42,6 +42,8 @@ struct cd_app {
 /* Connection limits, by default. One client address may hold a tenth of all connections, so
  * no single address can lock the others out (docs/architecture.md, "Connections"). */
 #define CD_HTTP_MAX_CONNECTIONS 10000
+/* The most interactions POST /v1/interactions:batch takes in one request. */
+#define CD_HTTP_BATCH_MAX 100
 #define CD_HTTP_MAX_CLIENT_CONNECTIONS 1000
 #define CD_HTTP_IDLE_TIMEOUT 30
 

@@ -158,6 +158,39 @@ bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX]);
 /* Fills idem from the Idempotency-Key header; returns NULL when the request has none.
  * Errors: CD_ERR_INVALID (malformed key). */
 enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out);
+/* Fills idem with key, scoped to the request's token and route and bound to body (the bytes
+ * that make the request: a replay must carry the same). name says where the key came from, for
+ * the error. idem->key borrows key; idem->scope lives in r's arena.
+ * Errors: CD_ERR_INVALID (not 1 to 255 printable ASCII characters), CD_ERR_NOMEM. */
+enum cd_err cd__http_idem_make(struct cd_req *r, const char *name, struct cd_str key,
+                               struct cd_str body, struct cd_idem *idem);
+
+/* Batch ingestion (h_batch.c): POST /v1/interactions:batch. */
+enum cd_err cd__http_interactions_batch(struct cd_req *r);
+/* One item of a batch, ready to ingest: its body without its key, and the key (held so
+ * idem.key stays valid) when it has one. */
+struct cd__http_batch_entry {
+    json_t *body;
+    json_t *key;
+    struct cd_idem idem;
+    bool has_idem;
+};
+/* Checks a batch body, {"items": [...]} and nothing else, 1 to CD_HTTP_BATCH_MAX objects, each
+ * with an optional "idempotency_key". Every item is checked before any is used, so a
+ * malformed batch is refused whole. On success *out holds *n entries, freed with
+ * cd__http_batch_entries_free; on failure *out is NULL.
+ * Errors: CD_ERR_INVALID (the detail names the item), CD_ERR_NOMEM. */
+enum cd_err cd__http_batch_parse(struct cd_req *r, struct cd__http_batch_entry **out,
+                                 size_t *n);
+void cd__http_batch_entries_free(struct cd__http_batch_entry *e, size_t n);
+/* One item's result: {"status": 201, or 200 for a replay, "interaction": interaction} when err
+ * is CD_OK, else {"status", "problem"} with err's problem (detail, ext's members). Takes
+ * interaction and ext whatever happens. Returns NULL when out of memory. */
+json_t *cd__http_batch_result(enum cd_err err, json_t *interaction, bool replayed,
+                              const char *detail, json_t *ext, const char *request_id);
+/* The batch's answer: {"items": results, "succeeded", "failed"}, counted from the results'
+ * statuses. Takes results; returns NULL when out of memory. */
+json_t *cd__http_batch_answer(json_t *results);
 
 /* Audit ledger handlers (h_audit.c): listing, verification, signed tree heads, proofs and the
  * public key. */

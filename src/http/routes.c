@@ -527,6 +527,8 @@ const struct cd_route cd__http_routes[] = {
      "dismissPossibleDuplicate"},
     {"POST", "/v1/interactions", h_interaction_create, WRITERS, JSN | IDM | ECH,
      "createInteraction"},
+    {"POST", "/v1/interactions:batch", cd__http_interactions_batch, WRITERS, JSN | ECH,
+     "ingestInteractionsBatch"},
     {"GET", "/v1/interactions/{id}", h_interaction_get, READERS, PII, "getInteraction", ITR},
     {"POST", "/v1/guard/check", cd__http_guard_check, READERS, JSN, "checkMessage"},
     {"POST", "/v1/guard/reload", cd__http_guard_reload, ADMIN, 0, "reloadGuardRules"},

@@ -114,29 +114,37 @@ bad:
                       key, min, max);
 }
 
-enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out)
+enum cd_err cd__http_idem_make(struct cd_req *r, const char *name, struct cd_str key,
+                              struct cd_str body, struct cd_idem *idem)
 {
-    *out = NULL;
-    if (r->idem_key.p == NULL)
-        return CD_OK;
-    if (r->idem_key.len == 0 || r->idem_key.len > 255)
-        return cd_err_set(CD_ERR_INVALID, "Idempotency-Key must have 1 to 255 characters");
-    for (size_t i = 0; i < r->idem_key.len; i++)
-        if ((unsigned char)r->idem_key.p[i] < 0x21 || (unsigned char)r->idem_key.p[i] > 0x7e)
-            return cd_err_set(CD_ERR_INVALID, "Idempotency-Key must be printable ASCII");
+    if (key.len == 0 || key.len > 255)
+        return cd_err_set(CD_ERR_INVALID, "%s must have 1 to 255 characters", name);
+    for (size_t i = 0; i < key.len; i++)
+        if ((unsigned char)key.p[i] < 0x21 || (unsigned char)key.p[i] > 0x7e)
+            return cd_err_set(CD_ERR_INVALID, "%s must be printable ASCII", name);
     /* Scoped to the token and the route: two integrations never share keys. */
     idem->scope = cd_arena_printf(&r->arena, "%s %s %s", r->principal.token_id, r->route->method,
                                   r->path);
     if (idem->scope == NULL)
         return CD_ERR_NOMEM;
-    idem->key = r->idem_key;
+    idem->key = key;
     struct cd_str parts[3] = {cd_str_c(r->method), cd_str_c(r->path),
-                              {r->body.p ? r->body.p : "", r->body.len}};
-    enum cd_err err = cd_crypto_sha256v(parts, 3, idem->request_hash);
-    if (err != CD_OK)
-        return err;
-    *out = idem;
-    return CD_OK;
+                              {body.p ? body.p : "", body.len}};
+    return cd_crypto_sha256v(parts, 3, idem->request_hash);
+}
+
+enum cd_err cd__http_idem(struct cd_req *r, struct cd_idem *idem, const struct cd_idem **out)
+{
+    enum cd_err err;
+
+    *out = NULL;
+    if (r->idem_key.p == NULL)
+        return CD_OK;
+    err = cd__http_idem_make(r, "Idempotency-Key", r->idem_key,
+                             (struct cd_str){r->body.p, r->body.len}, idem);
+    if (err == CD_OK)
+        *out = idem;
+    return err;
 }
 
 /* ---- routing ---- */

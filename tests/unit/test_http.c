@@ -503,6 +503,163 @@ static void header_sets_are_checked(void **state)
     assert_int_equal(KIND(TRANSFER_CODING)->status, 501);
 }
 
+/* ---- batch ingestion ---- */
+
+static const struct cd_route *route_of(const char *method, const char *pattern)
+{
+    for (size_t i = 0; i < cd__http_nroutes; i++)
+        if (strcmp(cd__http_routes[i].method, method) == 0 &&
+            strcmp(cd__http_routes[i].pattern, pattern) == 0)
+            return &cd__http_routes[i];
+    fail_msg("%s %s is not served", method, pattern);
+    return NULL;
+}
+
+/* A batch request as the server hands it to the handler, from the body's text. */
+static struct cd_req batch_req(const char *body)
+{
+    struct cd_req r = {.arena = CD_ARENA_INIT(0), .method = "POST",
+                       .path = "/v1/interactions:batch"};
+    r.route = route_of("POST", "/v1/interactions:batch");
+    snprintf(r.principal.token_id, sizeof r.principal.token_id, "tok_1");
+    snprintf(r.request_id, sizeof r.request_id, "req_1");
+    r.json = json_loads(body, 0, NULL);
+    assert_non_null(r.json);
+    return r;
+}
+
+static void batch_req_free(struct cd_req *r)
+{
+    json_decref(r->json);
+    cd_arena_free(&r->arena);
+}
+
+/* Parses body and expects it refused whole with a detail that says why. */
+static void batch_refused(const char *body, const char *why)
+{
+    struct cd_req r = batch_req(body);
+    struct cd__http_batch_entry *e = (void *)1;
+    size_t n = 7;
+
+    assert_int_equal(cd__http_batch_parse(&r, &e, &n), CD_ERR_INVALID);
+    assert_null(e);
+    assert_int_equal(n, 0);
+    if (strstr(cd_err_detail(), why) == NULL)
+        fail_msg("%s: detail '%s' does not say '%s'", body, cd_err_detail(), why);
+    batch_req_free(&r);
+}
+
+static void batch_items_are_checked_whole(void **state)
+{
+    char big[8192];
+    size_t off = snprintf(big, sizeof big, "{\"items\": [");
+    for (int i = 0; i <= CD_HTTP_BATCH_MAX; i++)
+        off += snprintf(big + off, sizeof big - off, "%s{}", i ? "," : "");
+    snprintf(big + off, sizeof big - off, "]}");
+
+    batch_refused("{}", "'items' must be an array of 1 to 100");
+    batch_refused("{\"items\": []}", "'items' must be an array");
+    batch_refused("{\"items\": {}}", "'items' must be an array");
+    batch_refused(big, "1 to 100 interactions");
+    batch_refused("{\"items\": [{}], \"extra\": 1}", "unknown member 'extra'");
+    batch_refused("{\"items\": [{}, 3]}", "'items[1]' must be an object");
+    batch_refused("{\"items\": [{}, {\"idempotency_key\": 7}]}",
+                  "'items[1].idempotency_key' must be a string");
+    batch_refused("{\"items\": [{\"idempotency_key\": \"\"}]}",
+                  "'items[0].idempotency_key' must have 1 to 255 characters");
+    batch_refused("{\"items\": [{}, {}, {\"idempotency_key\": \"sp ace\"}]}",
+                  "'items[2].idempotency_key' must be printable ASCII");
+}
+
+static void batch_items_are_keyed_like_single_ingestions(void **state)
+{
+    struct cd_req r = batch_req(
+        "{\"items\": [{\"body\": \"a\", \"channel\": \"chat\", \"idempotency_key\": \"k-1\"},"
+        " {\"body\": \"b\"},"
+        " {\"channel\": \"chat\", \"idempotency_key\": \"k-1\", \"body\": \"a\"},"
+        " {\"body\": \"b\", \"idempotency_key\": \"k-1\"}]}");
+    struct cd__http_batch_entry *e = NULL;
+    size_t n = 0;
+
+    assert_int_equal(cd__http_batch_parse(&r, &e, &n), CD_OK);
+    assert_int_equal(n, 4);
+    /* The key is taken out of the body the ingestion sees. */
+    assert_null(json_object_get(e[0].body, "idempotency_key"));
+    assert_string_equal(json_string_value(json_object_get(e[0].body, "body")), "a");
+    assert_true(e[0].has_idem);
+    assert_true(cd_str_eq_c(e[0].idem.key, "k-1"));
+    assert_string_equal(e[0].idem.scope, "tok_1 POST /v1/interactions:batch");
+    assert_false(e[1].has_idem);
+    assert_int_equal(json_object_size(e[1].body), 1);
+    /* The same item under the same key is a replay wherever it sits and however its members
+     * are ordered; another item under the same key is not. */
+    assert_memory_equal(e[0].idem.request_hash, e[2].idem.request_hash, 32);
+    assert_memory_not_equal(e[0].idem.request_hash, e[3].idem.request_hash, 32);
+    cd__http_batch_entries_free(e, n);
+    batch_req_free(&r);
+
+    /* Out of memory at any step: a clean error, nothing half made. */
+    for (long k = 1;; k++) {
+        r = batch_req("{\"items\": [{\"body\": \"a\", \"idempotency_key\": \"k\"}, {}]}");
+        cd_alloc_fail_nth(k);
+        enum cd_err err = cd__http_batch_parse(&r, &e, &n);
+        bool hit = cd_alloc_fault_hit();
+        cd_alloc_fail_nth(0);
+        if (err == CD_OK)
+            cd__http_batch_entries_free(e, n);
+        else
+            assert_null(e);
+        batch_req_free(&r);
+        if (!hit) {
+            assert_int_equal(err, CD_OK);
+            break;
+        }
+        assert_int_equal(err, CD_ERR_NOMEM);
+    }
+}
+
+static void batch_results_are_shaped_per_item(void **state)
+{
+    json_t *results = json_array();
+
+    json_array_append_new(results, cd__http_batch_result(CD_OK, json_pack("{s:s}", "id", "i_1"),
+                                                         false, "", NULL, "req_1"));
+    json_array_append_new(results, cd__http_batch_result(CD_OK, json_pack("{s:s}", "id", "i_0"),
+                                                         true, "", NULL, "req_1"));
+    json_array_append_new(results,
+                          cd__http_batch_result(CD_ERR_GUARD_BLOCKED, NULL, false, "blocked",
+                                                json_pack("{s:[]}", "findings"), "req_1"));
+    json_array_append_new(results, cd__http_batch_result(CD_ERR_INVALID, NULL, false,
+                                                         "'channel' is unknown", NULL, "req_1"));
+    json_t *a = cd__http_batch_answer(results);
+    assert_non_null(a);
+    json_t *items = json_object_get(a, "items");
+    assert_int_equal(json_array_size(items), 4);
+    assert_int_equal(json_integer_value(json_object_get(a, "succeeded")), 2);
+    assert_int_equal(json_integer_value(json_object_get(a, "failed")), 2);
+
+    json_t *created = json_array_get(items, 0), *replayed = json_array_get(items, 1);
+    assert_int_equal(json_integer_value(json_object_get(created, "status")), 201);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(created, "interaction"), "id")), "i_1");
+    assert_null(json_object_get(created, "problem"));
+    assert_int_equal(json_integer_value(json_object_get(replayed, "status")), 200);
+
+    json_t *blocked = json_object_get(json_array_get(items, 2), "problem");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 2), "status")),
+                     cd__http_problem_of(CD_ERR_GUARD_BLOCKED)->status);
+    assert_null(json_object_get(json_array_get(items, 2), "interaction"));
+    assert_string_equal(json_string_value(json_object_get(blocked, "type")),
+                        "/problems/guard-blocked");
+    assert_true(json_is_array(json_object_get(blocked, "findings")));
+    assert_string_equal(json_string_value(json_object_get(blocked, "request_id")), "req_1");
+    json_t *invalid = json_object_get(json_array_get(items, 3), "problem");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 3), "status")), 400);
+    assert_string_equal(json_string_value(json_object_get(invalid, "detail")),
+                        "'channel' is unknown");
+    json_decref(a);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -517,6 +674,9 @@ int main(void)
         cmocka_unit_test(every_edge_problem_is_complete),
         cmocka_unit_test(request_targets_are_checked_before_decoding),
         cmocka_unit_test(header_sets_are_checked),
+        cmocka_unit_test(batch_items_are_checked_whole),
+        cmocka_unit_test(batch_items_are_keyed_like_single_ingestions),
+        cmocka_unit_test(batch_results_are_shaped_per_item),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
