@@ -91,6 +91,8 @@ export function explain(status, p) {
         `allow it, or the customer restricted processing)${detail}. The attempt is recorded.`;
     case '/problems/purpose-required':
       return 'Choose the purpose you are working under (at the top of the page) first.';
+    case '/problems/too-many-requests':
+      return `Too many attempts from this network${detail}.`;
     case '/problems/unauthenticated':
       return 'Your session has ended. Sign in again.';
     case '/problems/forbidden':

@@ -143,8 +143,24 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r)
         return cd_err_set(CD_ERR_UNSUPPORTED, "send the body as application/json");
     if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
         (err = cd_json_str(r->json, "username", true, &user)) != CD_OK ||
-        (err = cd_json_str(r->json, "password", true, &pass)) != CD_OK ||
-        (err = cd_staff_sign_in(r->app->store, user, pass, r->request_id, &ses, token)) != CD_OK)
+        (err = cd_json_str(r->json, "password", true, &pass)) != CD_OK)
+        return err;
+    /* Refusals are counted in /metrics as this route's 429s; the address is never logged.
+     * The attempt is counted before the password is checked, so many at once from one address
+     * cannot all slip in before the first failure is known; a right one is given back. */
+    int64_t wait = cd__throttle_take(r->sign_in_throttle, r->client_key, cd_now_ms());
+    if (wait > 0) {
+        char *secs = cd_arena_printf(&r->arena, "%lld", (long long)((wait + 999) / 1000));
+        if (secs == NULL || !cd__http_header_add(r, "Retry-After", secs))
+            return CD_ERR_NOMEM;
+        return cd_err_set(CD_ERR_RATE_LIMITED, "too many failed sign-ins from this address: try "
+                                               "again in %lld minutes",
+                          (long long)((wait + 59999) / 60000));
+    }
+    err = cd_staff_sign_in(r->app->store, user, pass, r->request_id, &ses, token);
+    if (err != CD_ERR_UNAUTHENTICATED)
+        cd__throttle_refund(r->sign_in_throttle, r->client_key);
+    if (err != CD_OK)
         return err;
     struct cd_str cookie = {token, CD_STAFF_SESSION_LEN};
     char *set = cd_arena_printf(&r->arena,

@@ -2,6 +2,7 @@
 #ifndef CD_HTTP_INT_H
 #define CD_HTTP_INT_H
 
+#include <sys/socket.h>
 #include "auth/auth.h"
 #include "http.h"
 #include "policy/policy.h"
@@ -68,9 +69,30 @@ struct cd_query_param {
     struct cd_str key, value;
 };
 
+/* Per-address throttles (throttle.c): at most limit events per address in a window of
+ * window_ms that begins with the address's first event, in a table of a fixed number of slots
+ * (when it is full, the address whose window began longest ago is forgotten). Any thread. */
+struct cd_throttle;
+enum cd_err cd__throttle_new(size_t slots, unsigned limit, int64_t window_ms,
+                             struct cd_throttle **out);
+void cd__throttle_free(struct cd_throttle *t);
+/* Counts one event for the address key and returns 0, or, when the address has used up its
+ * limit, counts nothing and returns the milliseconds until its window ends. */
+int64_t cd__throttle_take(struct cd_throttle *t, const uint8_t key[16], int64_t now);
+/* Gives back one event taken for key (an attempt that turned out right). */
+void cd__throttle_refund(struct cd_throttle *t, const uint8_t key[16]);
+/* The key of a client address: an IPv4 address as its IPv4-mapped IPv6 form, an IPv6 address
+ * by its /64 prefix; all zeros when sa is NULL. */
+void cd__throttle_key(const struct sockaddr *sa, uint8_t key[16]);
+
+/* The addresses a throttle remembers at most. */
+#define CD_HTTP_THROTTLE_SLOTS 4096
+
 struct cd_req {
     struct cd_app *app;
     struct cd_auth_cache *auth_cache; /* the server's verified-token cache */
+    struct cd_throttle *sign_in_throttle; /* failed sign-ins by client address */
+    uint8_t client_key[16];               /* the client address as a throttle key */
     const struct cd_route *route;
     size_t route_index;
     struct cd_arena arena;

@@ -14,7 +14,7 @@
 
 /* 414, 431, 501 and 505 come from the edge and from libmicrohttpd's own refusals. */
 static const unsigned statuses[NSTATUS] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413,
-                                           414, 415, 422, 431, 500, 501, 503, 505, 0,   0};
+                                           414, 415, 422, 429, 431, 500, 501, 503, 505, 0};
 static const double buckets[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
 
@@ -52,7 +52,7 @@ void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns)
     if (route_index >= nmetrics)
         return;
     m = &metrics[route_index];
-    for (size_t i = 0; i < NSTATUS - 2; i++)
+    for (size_t i = 0; i < NSTATUS - 1; i++)
         if (statuses[i] == status)
             s = i;
     while (b < NBUCKETS && secs > buckets[b])
@@ -137,7 +137,7 @@ enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out
         const char *route = route_label(i, label, sizeof label);
         for (size_t s = 0; s < NSTATUS; s++) {
             unsigned long v = atomic_load_explicit(&metrics[i].by_status[s], memory_order_relaxed);
-            if (v == 0 || (s >= NSTATUS - 2 && s != NSTATUS - 1))
+            if (v == 0)
                 continue;
             if (s == NSTATUS - 1)
                 P("candor_http_requests_total{route=\"%s\",status=\"other\"} %lu\n", route, v);

@@ -45,6 +45,7 @@ struct cd_http {
     pthread_t *workers;
     unsigned nworkers;
     struct cd_auth_cache *auth_cache;
+    struct cd_throttle *sign_in_throttle;
     struct job_queue q;
     atomic_bool stopping; /* producers of streamed bodies give up */
     /* The drain (cd_http_quiesce): no new connections, every answer closes its connection. */
@@ -954,6 +955,10 @@ static struct conn_state *conn_new(struct cd_http *h, struct MHD_Connection *con
     cs->start_ns = cd_mono_ns();
     cs->r.app = h->app;
     cs->r.auth_cache = h->auth_cache;
+    cs->r.sign_in_throttle = h->sign_in_throttle;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    cd__throttle_key(ci ? ci->client_addr : NULL, cs->r.client_key);
     cs->r.arena = CD_ARENA_INIT(4 * 1024 * 1024);
     cs->r.body = CD_BUF_INIT(h->max_body);
     cd_id_new("req", cs->r.request_id);
@@ -1292,7 +1297,10 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
     /* A revoked token stops working at once through the API and within 2 s through the CLI. */
     if ((h->q.items = cd_calloc(h->q.cap, sizeof *h->q.items)) == NULL ||
         (h->workers = cd_calloc(h->nworkers, sizeof *h->workers)) == NULL ||
-        cd_auth_cache_new(2000, &h->auth_cache) != CD_OK) {
+        cd_auth_cache_new(2000, &h->auth_cache) != CD_OK ||
+        cd__throttle_new(CD_HTTP_THROTTLE_SLOTS,
+                         cfg->sign_in_limit ? cfg->sign_in_limit : CD_HTTP_SIGN_IN_LIMIT,
+                         CD_HTTP_SIGN_IN_WINDOW_MS, &h->sign_in_throttle) != CD_OK) {
         err = CD_ERR_NOMEM;
         goto fail;
     }
@@ -1380,5 +1388,6 @@ void cd_http_stop(struct cd_http *h)
     cd_free(h->q.items);
     cd_free(h->workers);
     cd_auth_cache_free(h->auth_cache);
+    cd__throttle_free(h->sign_in_throttle);
     cd_free(h);
 }

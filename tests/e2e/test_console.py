@@ -377,6 +377,42 @@ def test_reset_lifts_a_lockout_and_refuses_disabled_or_own_accounts(srv):
     assert rc != 0 and "12" in err, err
 
 
+def test_failed_sign_ins_are_throttled_per_address(_srv):
+    srv = Server(args=("--sign-in-limit", "3"))
+    try:
+        for user in ("ana", "bob"):
+            rc, _, err = srv.cli("staff", "add", user, "--role", "agent", "--name", user,
+                                 "--data", srv.data, input=PW + "\n")
+            assert rc == 0, err
+        # Right passwords and bad input do not count.
+        for _ in range(4):
+            assert sign_in(srv, "ana")[0] == 201
+        for _ in range(4):
+            assert_problem(sign_in(srv, "", "x"), 400, "invalid-request")
+        # Three wrong passwords over two accounts use up the address's allowance...
+        for user in ("ana", "bob", "ana"):
+            assert_problem(sign_in(srv, user, "guess guess guess"), 401, "unauthenticated")
+        # ...so the next attempt, right or wrong and for any account, waits out the window.
+        for user in ("bob", "nobody"):
+            st, hdr, body = sign_in(srv, user)
+            body = assert_problem((st, hdr, body), 429, "too-many-requests")
+            assert 1 <= int(hdr["retry-after"]) <= 900, hdr
+            assert "try again in 15 minutes" in body["detail"], body
+        # No account was locked by it (bob failed once only), and the API is not affected.
+        st, _, lst = srv.req("GET", "/v1/staff")
+        assert all(a["status"] == "active" for a in lst["items"]), lst
+        st, _, m = srv.req("GET", "/metrics", token=None)
+        assert ('candor_http_requests_total{route="POST /console/session",status="429"} 2'
+                in m.decode()), m
+        # Nothing of the attempts in the log: no password, no address.
+        logs = srv.logs()
+        assert "guess" not in logs and PW not in logs, logs
+        assert "127.0.0.1" not in logs.replace(f"127.0.0.1:{srv.port}", ""), logs
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
 def test_console_files_are_served_embedded(srv):
     st, hdr, body = srv.req("GET", "/console/", token=None)
     assert st == 200 and hdr["content-type"] == "text/html; charset=utf-8", hdr
