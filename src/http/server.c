@@ -514,14 +514,8 @@ static bool session_gate(struct cd_req *r)
                     "own first (PUT /console/session/password)");
         return false;
     }
-    if (r->purpose_hdr.p && !(r->session.has_purpose &&
-                              cd_str_eq_c(r->purpose_hdr, cd_purpose_name(r->session.purpose)))) {
-        set_problem(r, CD_ERR_PURPOSE_DENIED,
-                    "the console session works under another purpose (or none): switch the "
-                    "purpose first (PUT /console/session/purpose)");
-        return false;
-    }
-    /* Without the header, an API call works under the session's purpose: the page need not
+    /* A request naming a purpose other than the session's is refused in run_gates, where
+     * every refused purpose is recorded. Without the header, an API call works under the session's purpose: the page need not
      * repeat it. */
     if (r->purpose_hdr.p == NULL && r->session.has_purpose &&
         strncmp(r->route->pattern, "/v1/", 4) == 0)
@@ -576,9 +570,15 @@ static bool run_gates(struct conn_state *cs)
             return false;
         }
         r->has_purpose = true;
-        if (r->authenticated &&
-            (err = cd_policy_check(r->app->policy, r->principal.role, r->purpose, &r->grant)) !=
-                CD_OK) {
+        if (r->via_session && !(r->session.has_purpose && r->session.purpose == r->purpose))
+            err = cd_err_set(CD_ERR_PURPOSE_DENIED,
+                             "the console session works under another purpose (or none): "
+                             "switch the purpose first (PUT /console/session/purpose)");
+        else if (r->authenticated)
+            err = cd_policy_check(r->app->policy, r->principal.role, r->purpose, &r->grant);
+        else
+            err = CD_OK;
+        if (err != CD_OK) {
             char detail[300];
             snprintf(detail, sizeof detail, "%s", cd_err_detail());
             /* A refused purpose is evidence: it is recorded before it is answered. */

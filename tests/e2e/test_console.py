@@ -145,10 +145,19 @@ def test_session_acts_through_the_purpose_gate(srv):
     assert st == 200 and got["display_name"] == "Bea", got
     assert_problem(as_session(srv, "GET", "/v1/customers/" + cust["id"], cookie,
                               purpose="billing"), 403, "purpose-not-permitted")
-    # The read is in the customer's access log under the person's name and the purpose.
+    # The read is in the customer's access log under the person's name and the purpose, and
+    # so is the refused attempt under another purpose, as for a token.
     st, _, log = srv.req("GET", f"/v1/customers/{cust['id']}/access-log", purpose="service")
     assert any(e.get("actor_name") == "Ana" and e.get("purpose") == "service"
-               for e in log["items"]), log
+               and e["outcome"] == "ok" for e in log["items"]), log
+    denied = [e for e in log["items"] if e["outcome"] == "denied"]
+    assert [(e["actor_name"], e["purpose"]) for e in denied] == [("Ana", "billing")], log
+    st, _, audit = srv.req("GET", "/v1/audit?action=access.denied&limit=50")
+    mine = [e for e in audit["items"] if e.get("customer_id") == cust["id"]]
+    assert len(mine) == 1 and mine[0]["reason"] == "purpose-not-permitted", audit
+    # A purpose that does not exist is a bad request, as for a token.
+    assert_problem(as_session(srv, "GET", "/v1/customers/" + cust["id"], cookie,
+                              purpose="gossip"), 400, "purpose-unknown")
     # The role is the account's: an agent may not list tokens.
     assert_problem(as_session(srv, "GET", "/v1/tokens", cookie), 403, "forbidden")
 
