@@ -8,11 +8,13 @@
 #include "http_int.h"
 
 /* The console's pages load only their own origin's scripts, styles and images, run no inline
- * code, and may not be framed by anyone. */
+ * code, and may not be framed by anyone. A browser that blocks something says so to
+ * /console/csp-report (report-to where the Reporting API is known, report-uri elsewhere). */
 static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
                           "img-src 'self'; connect-src 'self'; font-src 'self'; "
                           "manifest-src 'self'; base-uri 'none'; form-action 'self'; "
-                          "frame-ancestors 'none'";
+                          "frame-ancestors 'none'; report-uri /console/csp-report; "
+                          "report-to csp";
 
 /* ---- files ---- */
 
@@ -61,6 +63,7 @@ enum cd_err cd__http_console_file(struct cd_req *r)
         !cd__http_header_add(r, "ETag", a->etag) ||
         !cd__http_header_add(r, "Vary", "Accept-Encoding") ||
         !cd__http_header_add(r, "Content-Security-Policy", csp) ||
+        !cd__http_header_add(r, "Reporting-Endpoints", "csp=\"/console/csp-report\"") ||
         !cd__http_header_add(r, "X-Frame-Options", "DENY") ||
         !cd__http_header_add(r, "Referrer-Policy", "no-referrer") ||
         !cd__http_header_add(r, "Cross-Origin-Opener-Policy", "same-origin"))
@@ -81,6 +84,142 @@ enum cd_err cd__http_console_file(struct cd_req *r)
         r->resp_len = a->len;
     }
     return CD_OK;
+}
+
+/* ---- violation reports ---- */
+
+/* What the log may say of a blocked resource: its origin (scheme, host, port) or the keyword
+ * the browser used ("inline", "eval", "data"...), never a path or a query, which can carry
+ * personal data. Anything else is "other". */
+static void blocked_origin(const char *uri, char out[128])
+{
+    static const char *const keywords[] = {"inline", "eval", "wasm-eval", "self", "data", "blob",
+                                           "filesystem", "trusted-types-policy",
+                                           "trusted-types-sink", NULL};
+    size_t n = strcspn(uri, ":");
+
+    for (int i = 0; keywords[i]; i++)
+        if (strcmp(uri, keywords[i]) == 0 || (strncmp(uri, keywords[i], n) == 0 &&
+                                              keywords[i][n] == '\0' && uri[n] == ':')) {
+            snprintf(out, 128, "%s", keywords[i]);
+            return;
+        }
+    if (uri[0] == '\0') {
+        snprintf(out, 128, "none");
+        return;
+    }
+    if ((n == 4 && strncasecmp(uri, "http", 4) == 0) ||
+        (n == 5 && strncasecmp(uri, "https", 5) == 0) ||
+        (n == 3 && strncasecmp(uri, "wss", 3) == 0) || (n == 2 && strncasecmp(uri, "ws", 2) == 0)) {
+        if (strncmp(uri + n, "://", 3) == 0) {
+            const char *host = uri + n + 3;
+            size_t h = strcspn(host, "/?#");
+            /* No user information, and only the characters of a host and port. */
+            if (h > 0 && h < 100 && strcspn(host, "@") >= h &&
+                strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") >=
+                    h) {
+                snprintf(out, 128, "%.*s://%.*s", (int)n, uri, (int)h, host);
+                return;
+            }
+        }
+    }
+    snprintf(out, 128, "other");
+}
+
+/* One reported violation: counted, and logged with its directive and blocked origin only. */
+static void csp_violation(const char *directive, const char *blocked)
+{
+    const char *known = NULL;
+    char origin[128];
+    /* "script-src 'self'" (a violated directive with its sources): the name alone. */
+    size_t n = strcspn(directive, " ");
+
+    for (int i = 0; cd__http_csp_directives[i]; i++)
+        if (strlen(cd__http_csp_directives[i]) == n &&
+            strncmp(directive, cd__http_csp_directives[i], n) == 0)
+            known = cd__http_csp_directives[i];
+    blocked_origin(blocked, origin);
+    cd__http_metrics_csp_violation(known);
+    cd_log(CD_LOG_WARN, "console.csp_violation", "\"directive\":\"%s\",\"blocked\":\"%s\"",
+           known ? known : "other", origin);
+}
+
+static const char *str_member(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+
+    return s ? s : "";
+}
+
+/* Takes a browser's report that a console page broke its Content-Security-Policy: the
+ * report-uri form (application/csp-report, one report) or the Reporting API's
+ * (application/reports+json, a list of reports of which the csp-violation ones count). */
+enum cd_err cd__http_console_csp_report(struct cd_req *r)
+{
+    struct cd_str ct = r->content_type;
+    bool legacy = ct.len >= 22 && strncasecmp(ct.p, "application/csp-report", 22) == 0;
+    bool reports = ct.len >= 24 && strncasecmp(ct.p, "application/reports+json", 24) == 0;
+    json_t *doc = NULL;
+    enum cd_err err = CD_OK;
+
+    /* Every request counts, good or bad: the endpoint needs no sign-in, so it is bounded. */
+    int64_t wait = cd__throttle_take(r->csp_throttle, r->client_key, cd_now_ms());
+    if (wait > 0) {
+        char *secs = cd_arena_printf(&r->arena, "%lld", (long long)((wait + 999) / 1000));
+        if (secs == NULL || !cd__http_header_add(r, "Retry-After", secs))
+            return CD_ERR_NOMEM;
+        return cd_err_set(CD_ERR_RATE_LIMITED, "too many reports from this address; at most %d "
+                                               "a minute",
+                          CD_HTTP_CSP_REPORTS_PER_MINUTE);
+    }
+    if (!legacy && !reports)
+        return cd_err_set(CD_ERR_UNSUPPORTED, "send application/csp-report or "
+                                              "application/reports+json");
+    if ((err = cd_json_parse(r->body.p, r->body.len, &doc)) != CD_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", cd_err_detail());
+        return err == CD_ERR_NOMEM ? err
+                                   : cd_err_set(CD_ERR_INVALID, "the report is not JSON: %s", why);
+    }
+    if (legacy) {
+        json_t *rep = json_object_get(doc, "csp-report");
+        if (!json_is_object(rep)) {
+            err = cd_err_set(CD_ERR_INVALID, "a csp-report needs a \"csp-report\" object");
+            goto out;
+        }
+        const char *d = str_member(rep, "effective-directive");
+        csp_violation(d[0] ? d : str_member(rep, "violated-directive"),
+                      str_member(rep, "blocked-uri"));
+    } else {
+        size_t i;
+        json_t *item;
+        if (!json_is_array(doc)) {
+            err = cd_err_set(CD_ERR_INVALID, "application/reports+json is a list of reports");
+            goto out;
+        }
+        /* Checked whole before any is counted: a bad list counts nothing. */
+        json_array_foreach(doc, i, item) {
+            if (!json_is_object(item) || !json_is_string(json_object_get(item, "type")) ||
+                (strcmp(str_member(item, "type"), "csp-violation") == 0 &&
+                 !json_is_object(json_object_get(item, "body")))) {
+                err = cd_err_set(CD_ERR_INVALID, "report %zu needs a \"type\" and, for a "
+                                                 "csp-violation, a \"body\" object",
+                                 i);
+                goto out;
+            }
+        }
+        json_array_foreach(doc, i, item) {
+            if (strcmp(str_member(item, "type"), "csp-violation") == 0) {
+                json_t *body = json_object_get(item, "body");
+                csp_violation(str_member(body, "effectiveDirective"),
+                              str_member(body, "blockedURL"));
+            }
+        }
+    }
+    r->status = 204;
+out:
+    json_decref(doc);
+    return err;
 }
 
 /* ---- sessions ---- */

@@ -48,7 +48,8 @@ struct cd_route {
     unsigned roles; /* CD_ROLE_BIT mask; ignored for public routes */
     unsigned flags;
     const char *operation_id;
-    enum cd_route_subject subject; /* last, so a row may leave it out (none) */
+    enum cd_route_subject subject; /* so a row may leave it out (none) */
+    size_t max_body;               /* below the server's limit; 0: the server's */
 };
 
 extern const struct cd_route cd__http_routes[];
@@ -88,10 +89,21 @@ void cd__throttle_key(const struct sockaddr *sa, uint8_t key[16]);
 /* The addresses a throttle remembers at most. */
 #define CD_HTTP_THROTTLE_SLOTS 4096
 
+/* Content-Security-Policy violation reports (h_console.c): the largest body taken, and how many
+ * reports one client address may send a minute (a page in a loop sends one per blocked load). */
+#define CD_HTTP_CSP_REPORT_MAX (16 * 1024)
+#define CD_HTTP_CSP_REPORTS_PER_MINUTE 60
+/* Counts one reported violation of directive (a name from cd__http_csp_directives, or NULL for
+ * any other) for /metrics. */
+void cd__http_metrics_csp_violation(const char *directive);
+/* The directive names /metrics counts by name, NULL-terminated. */
+extern const char *const cd__http_csp_directives[];
+
 struct cd_req {
     struct cd_app *app;
     struct cd_auth_cache *auth_cache; /* the server's verified-token cache */
     struct cd_throttle *sign_in_throttle; /* failed sign-ins by client address */
+    struct cd_throttle *csp_throttle;     /* CSP violation reports by client address */
     uint8_t client_key[16];               /* the client address as a throttle key */
     const struct cd_route *route;
     size_t route_index;
@@ -299,6 +311,7 @@ enum cd_err cd__http_console_session(struct cd_req *r);
 enum cd_err cd__http_console_sign_out(struct cd_req *r);
 enum cd_err cd__http_console_purpose(struct cd_req *r);
 enum cd_err cd__http_console_password(struct cd_req *r);
+enum cd_err cd__http_console_csp_report(struct cd_req *r);
 enum cd_err cd__http_staff_list(struct cd_req *r);
 enum cd_err cd__http_staff_create(struct cd_req *r);
 enum cd_err cd__http_staff_disable(struct cd_req *r);

@@ -25,6 +25,26 @@ struct route_metrics {
     atomic_ulong count;
 };
 
+const char *const cd__http_csp_directives[] = {
+    "default-src",    "script-src",      "script-src-elem", "script-src-attr", "style-src",
+    "style-src-elem", "style-src-attr",  "img-src",         "connect-src",     "font-src",
+    "manifest-src",   "media-src",       "object-src",      "frame-src",       "child-src",
+    "worker-src",     "base-uri",        "form-action",     "frame-ancestors", "trusted-types",
+    "require-trusted-types-for",         NULL};
+#define NCSP 21
+_Static_assert(sizeof cd__http_csp_directives / sizeof cd__http_csp_directives[0] == NCSP + 1,
+               "NCSP counts the directives");
+static atomic_ulong csp_violations[NCSP + 1]; /* last: any other directive */
+
+void cd__http_metrics_csp_violation(const char *directive)
+{
+    size_t i = 0;
+
+    while (i < NCSP && directive != cd__http_csp_directives[i])
+        i++;
+    atomic_fetch_add_explicit(&csp_violations[i], 1, memory_order_relaxed);
+}
+
 static struct route_metrics *metrics;
 static size_t nmetrics;
 
@@ -200,6 +220,13 @@ enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out
     }
     P("candor_store_batch_size_sum %llu\ncandor_store_batch_size_count %llu\n",
       (unsigned long long)st.writes, (unsigned long long)st.commits);
+    P("# HELP candor_csp_violations_total Content-Security-Policy violations the console's "
+      "pages reported, by directive (the log has one console.csp_violation line for each).\n"
+      "# TYPE candor_csp_violations_total counter\n");
+    for (size_t i = 0; i <= NCSP; i++)
+        P("candor_csp_violations_total{directive=\"%s\"} %lu\n",
+          i < NCSP ? cd__http_csp_directives[i] : "other",
+          atomic_load_explicit(&csp_violations[i], memory_order_relaxed));
     P("# HELP candor_integrity_errors_total Tamper evidence met while serving, by where it was "
       "found (the log has one integrity.error line for each).\n"
       "# TYPE candor_integrity_errors_total counter\n");

@@ -45,7 +45,7 @@ struct cd_http {
     pthread_t *workers;
     unsigned nworkers;
     struct cd_auth_cache *auth_cache;
-    struct cd_throttle *sign_in_throttle;
+    struct cd_throttle *sign_in_throttle, *csp_throttle;
     struct job_queue q;
     atomic_bool stopping; /* producers of streamed bodies give up */
     /* The drain (cd_http_quiesce): no new connections, every answer closes its connection. */
@@ -956,6 +956,7 @@ static struct conn_state *conn_new(struct cd_http *h, struct MHD_Connection *con
     cs->r.app = h->app;
     cs->r.auth_cache = h->auth_cache;
     cs->r.sign_in_throttle = h->sign_in_throttle;
+    cs->r.csp_throttle = h->csp_throttle;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     cd__throttle_key(ci ? ci->client_addr : NULL, cs->r.client_key);
@@ -974,6 +975,14 @@ static enum MHD_Result answer_early(struct conn_state *cs, const struct cd_probl
 }
 
 #define TOO_BIG "the request body is larger than the limit (%zu bytes)"
+
+/* The largest body the request's route takes (before the route is known, the server's). */
+static size_t body_limit(const struct conn_state *cs)
+{
+    const struct cd_route *rt = cs->r.route;
+
+    return rt && rt->max_body && rt->max_body < cs->h->max_body ? rt->max_body : cs->h->max_body;
+}
 
 /* A declared body length over max: Content-Length is digits only here (libmicrohttpd answered
  * anything else itself). */
@@ -1014,7 +1023,6 @@ static bool room_to_answer(struct conn_state *cs, unsigned records)
 static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const char *method,
                                   const char *version)
 {
-    struct cd_http *h = cs->h;
     struct cd_req *r = &cs->r;
     struct cd__http_headers hs = CD_HTTP_HEADERS_INIT;
     const struct cd_problem_kind *k;
@@ -1074,8 +1082,8 @@ static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const 
         return answer_early(cs, &cd__http_problem_kinds[CD_PROBLEM_METHOD_NOT_ALLOWED],
                             "this path does not support this method");
     }
-    if (length_over(hs.v[CD_H_CONTENT_LENGTH], h->max_body)) {
-        snprintf(detail, sizeof detail, TOO_BIG, h->max_body);
+    if (length_over(hs.v[CD_H_CONTENT_LENGTH], body_limit(cs))) {
+        snprintf(detail, sizeof detail, TOO_BIG, body_limit(cs));
         return answer_early(cs, cd__http_problem_of(CD_ERR_TOO_BIG), detail);
     }
     return MHD_YES;
@@ -1107,11 +1115,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         r->body_seen += n;
-        if (r->body_seen > h->max_body) {
+        if (r->body_seen > body_limit(cs)) {
             /* Only a chunked body gets here: a declared length over the limit was refused
              * with the headers. It is refused now, and no more of it is read. */
             char detail[96];
-            snprintf(detail, sizeof detail, TOO_BIG, h->max_body);
+            snprintf(detail, sizeof detail, TOO_BIG, body_limit(cs));
             refuse_now(cs, cd__http_problem_of(CD_ERR_TOO_BIG), detail);
             return MHD_NO;
         }
@@ -1300,7 +1308,9 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
         cd_auth_cache_new(2000, &h->auth_cache) != CD_OK ||
         cd__throttle_new(CD_HTTP_THROTTLE_SLOTS,
                          cfg->sign_in_limit ? cfg->sign_in_limit : CD_HTTP_SIGN_IN_LIMIT,
-                         CD_HTTP_SIGN_IN_WINDOW_MS, &h->sign_in_throttle) != CD_OK) {
+                         CD_HTTP_SIGN_IN_WINDOW_MS, &h->sign_in_throttle) != CD_OK ||
+        cd__throttle_new(CD_HTTP_THROTTLE_SLOTS, CD_HTTP_CSP_REPORTS_PER_MINUTE, 60 * 1000,
+                         &h->csp_throttle) != CD_OK) {
         err = CD_ERR_NOMEM;
         goto fail;
     }
@@ -1389,5 +1399,6 @@ void cd_http_stop(struct cd_http *h)
     cd_free(h->workers);
     cd_auth_cache_free(h->auth_cache);
     cd__throttle_free(h->sign_in_throttle);
+    cd__throttle_free(h->csp_throttle);
     cd_free(h);
 }

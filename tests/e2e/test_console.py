@@ -422,6 +422,80 @@ def test_failed_sign_ins_are_throttled_per_address(_srv):
         srv.cleanup()
 
 
+def csp_report(srv, body, ctype="application/csp-report"):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return srv.req("POST", "/console/csp-report", raw=raw, token=None, content_type=ctype)
+
+
+def test_csp_violation_reports_are_counted_and_logged_without_urls(_srv):
+    srv = Server()
+    try:
+        st, hdr, _ = srv.req("GET", "/console/", token=None)
+        assert "report-uri /console/csp-report" in hdr["content-security-policy"], hdr
+        assert "report-to csp" in hdr["content-security-policy"], hdr
+        assert hdr["reporting-endpoints"] == 'csp="/console/csp-report"', hdr
+        secret = "ana.silva%40example.com"
+        legacy = {"csp-report": {
+            "document-uri": f"http://127.0.0.1/console/workspace?email={secret}",
+            "referrer": "", "violated-directive": "script-src-elem",
+            "effective-directive": "script-src-elem", "original-policy": "default-src 'none'",
+            "blocked-uri": f"https://cdn.evil.example:8443/x.js?who={secret}",
+            "status-code": 200}}
+        st, _, body = csp_report(srv, legacy)
+        assert st == 204, body
+        modern = [
+            {"type": "csp-violation", "age": 10, "url": f"http://127.0.0.1/console/?q={secret}",
+             "user_agent": "Chromium", "body": {
+                 "documentURL": f"http://127.0.0.1/console/?q={secret}",
+                 "effectiveDirective": "style-src-attr", "blockedURL": "inline",
+                 "disposition": "enforce"}},
+            {"type": "deprecation", "age": 1, "url": "x", "body": {"id": "x"}},
+            {"type": "csp-violation", "age": 10, "url": "x", "body": {
+                "effectiveDirective": "made-up-directive",
+                "blockedURL": f"data:text/plain,{secret}"}}]
+        st, _, body = csp_report(srv, modern, "application/reports+json")
+        assert st == 204, body
+        # Bad reports: each refused clearly, and nothing of them is counted.
+        assert_problem(csp_report(srv, b"{not json"), 400, "invalid-request")
+        assert_problem(csp_report(srv, {"other": 1}), 400, "invalid-request")
+        assert_problem(csp_report(srv, {"csp-report": {}}, "application/reports+json"), 400,
+                       "invalid-request")
+        assert_problem(csp_report(srv, [{"type": "csp-violation"}], "application/reports+json"),
+                       400, "invalid-request")
+        assert_problem(csp_report(srv, legacy, "application/json"), 415,
+                       "unsupported-media-type")
+        assert_problem(csp_report(srv, legacy, None), 415, "unsupported-media-type")
+        big = {"csp-report": dict(legacy["csp-report"], **{"script-sample": "x" * 20000})}
+        body = assert_problem(csp_report(srv, big), 413, "payload-too-large")
+        assert "16384" in body["detail"], body
+        st, _, m = srv.req("GET", "/metrics", token=None)
+        m = m.decode()
+        for line in ('candor_csp_violations_total{directive="script-src-elem"} 1',
+                     'candor_csp_violations_total{directive="style-src-attr"} 1',
+                     'candor_csp_violations_total{directive="other"} 1',
+                     'candor_csp_violations_total{directive="img-src"} 0'):
+            assert line in m, m
+        # The log names the directive and the blocked origin, never a URL's path or query.
+        logs = srv.logs()
+        lines = [json.loads(x) for x in logs.splitlines()
+                 if '"console.csp_violation"' in x]
+        assert [(x["directive"], x["blocked"]) for x in lines] == [
+            ("script-src-elem", "https://cdn.evil.example:8443"), ("style-src-attr", "inline"),
+            ("other", "data")], lines
+        assert secret not in logs and "ana.silva" not in logs and "x.js" not in logs, logs
+        # At most 60 reports a minute from one address; then 429 with Retry-After.
+        sent = 8  # the reports above but the oversized one (refused unread) each took one
+        while sent < 60:
+            assert csp_report(srv, legacy)[0] == 204
+            sent += 1
+        st, hdr, body = csp_report(srv, legacy)
+        assert_problem((st, hdr, body), 429, "too-many-requests")
+        assert 1 <= int(hdr["retry-after"]) <= 60, hdr
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
 def test_console_files_are_served_embedded(srv):
     st, hdr, body = srv.req("GET", "/console/", token=None)
     assert st == 200 and hdr["content-type"] == "text/html; charset=utf-8", hdr
