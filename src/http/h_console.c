@@ -126,22 +126,19 @@ static void blocked_origin(const char *uri, char out[128])
     snprintf(out, 128, "other");
 }
 
-/* One reported violation: counted, and logged with its directive and blocked origin only. */
-static void csp_violation(const char *directive, const char *blocked)
+/* One reported violation as it may be kept: the directive's name when it is one /metrics
+ * counts by name, else NULL, and the blocked resource's origin or keyword. */
+static void violation_of(const char *directive, const char *blocked, struct cd_csp_violation *v)
 {
-    const char *known = NULL;
-    char origin[128];
     /* "script-src 'self'" (a violated directive with its sources): the name alone. */
     size_t n = strcspn(directive, " ");
 
+    v->directive = NULL;
     for (int i = 0; cd__http_csp_directives[i]; i++)
         if (strlen(cd__http_csp_directives[i]) == n &&
             strncmp(directive, cd__http_csp_directives[i], n) == 0)
-            known = cd__http_csp_directives[i];
-    blocked_origin(blocked, origin);
-    cd__http_metrics_csp_violation(known);
-    cd_log(CD_LOG_WARN, "console.csp_violation", "\"directive\":\"%s\",\"blocked\":\"%s\"",
-           known ? known : "other", origin);
+            v->directive = cd__http_csp_directives[i];
+    blocked_origin(blocked, v->blocked);
 }
 
 static const char *str_member(const json_t *o, const char *key)
@@ -149,6 +146,69 @@ static const char *str_member(const json_t *o, const char *key)
     const char *s = json_string_value(json_object_get(o, key));
 
     return s ? s : "";
+}
+
+enum cd_err cd__http_csp_parse(const char *p, size_t n, bool legacy,
+                               void (*each)(const struct cd_csp_violation *v, void *ctx),
+                               void *ctx)
+{
+    struct cd_csp_violation v;
+    json_t *doc = NULL, *item;
+    enum cd_err err = CD_OK;
+    size_t i;
+
+    if ((err = cd_json_parse(p, n, &doc)) != CD_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", cd_err_detail());
+        return err == CD_ERR_NOMEM ? err
+                                   : cd_err_set(CD_ERR_INVALID, "the report is not JSON: %s", why);
+    }
+    if (legacy) {
+        json_t *rep = json_object_get(doc, "csp-report");
+        if (!json_is_object(rep)) {
+            err = cd_err_set(CD_ERR_INVALID, "a csp-report needs a \"csp-report\" object");
+            goto out;
+        }
+        const char *d = str_member(rep, "effective-directive");
+        violation_of(d[0] ? d : str_member(rep, "violated-directive"),
+                     str_member(rep, "blocked-uri"), &v);
+        each(&v, ctx);
+        goto out;
+    }
+    if (!json_is_array(doc)) {
+        err = cd_err_set(CD_ERR_INVALID, "application/reports+json is a list of reports");
+        goto out;
+    }
+    /* Checked whole before any is counted: a bad list counts nothing. */
+    json_array_foreach(doc, i, item) {
+        if (!json_is_object(item) || !json_is_string(json_object_get(item, "type")) ||
+            (strcmp(str_member(item, "type"), "csp-violation") == 0 &&
+             !json_is_object(json_object_get(item, "body")))) {
+            err = cd_err_set(CD_ERR_INVALID, "report %zu needs a \"type\" and, for a "
+                                             "csp-violation, a \"body\" object",
+                             i);
+            goto out;
+        }
+    }
+    json_array_foreach(doc, i, item) {
+        if (strcmp(str_member(item, "type"), "csp-violation") == 0) {
+            json_t *body = json_object_get(item, "body");
+            violation_of(str_member(body, "effectiveDirective"), str_member(body, "blockedURL"),
+                         &v);
+            each(&v, ctx);
+        }
+    }
+out:
+    json_decref(doc);
+    return err;
+}
+
+/* Counted, and logged with its directive and blocked origin only. */
+static void csp_violation(const struct cd_csp_violation *v, void *ctx)
+{
+    cd__http_metrics_csp_violation(v->directive);
+    cd_log(CD_LOG_WARN, "console.csp_violation", "\"directive\":\"%s\",\"blocked\":\"%s\"",
+           v->directive ? v->directive : "other", v->blocked);
 }
 
 /* Takes a browser's report that a console page broke its Content-Security-Policy: the
@@ -159,8 +219,7 @@ enum cd_err cd__http_console_csp_report(struct cd_req *r)
     struct cd_str ct = r->content_type;
     bool legacy = ct.len >= 22 && strncasecmp(ct.p, "application/csp-report", 22) == 0;
     bool reports = ct.len >= 24 && strncasecmp(ct.p, "application/reports+json", 24) == 0;
-    json_t *doc = NULL;
-    enum cd_err err = CD_OK;
+    enum cd_err err;
 
     /* Every request counts, good or bad: the endpoint needs no sign-in, so it is bounded. */
     int64_t wait = cd__throttle_take(r->csp_throttle, r->client_key, cd_now_ms());
@@ -175,51 +234,10 @@ enum cd_err cd__http_console_csp_report(struct cd_req *r)
     if (!legacy && !reports)
         return cd_err_set(CD_ERR_UNSUPPORTED, "send application/csp-report or "
                                               "application/reports+json");
-    if ((err = cd_json_parse(r->body.p, r->body.len, &doc)) != CD_OK) {
-        char why[200];
-        snprintf(why, sizeof why, "%s", cd_err_detail());
-        return err == CD_ERR_NOMEM ? err
-                                   : cd_err_set(CD_ERR_INVALID, "the report is not JSON: %s", why);
-    }
-    if (legacy) {
-        json_t *rep = json_object_get(doc, "csp-report");
-        if (!json_is_object(rep)) {
-            err = cd_err_set(CD_ERR_INVALID, "a csp-report needs a \"csp-report\" object");
-            goto out;
-        }
-        const char *d = str_member(rep, "effective-directive");
-        csp_violation(d[0] ? d : str_member(rep, "violated-directive"),
-                      str_member(rep, "blocked-uri"));
-    } else {
-        size_t i;
-        json_t *item;
-        if (!json_is_array(doc)) {
-            err = cd_err_set(CD_ERR_INVALID, "application/reports+json is a list of reports");
-            goto out;
-        }
-        /* Checked whole before any is counted: a bad list counts nothing. */
-        json_array_foreach(doc, i, item) {
-            if (!json_is_object(item) || !json_is_string(json_object_get(item, "type")) ||
-                (strcmp(str_member(item, "type"), "csp-violation") == 0 &&
-                 !json_is_object(json_object_get(item, "body")))) {
-                err = cd_err_set(CD_ERR_INVALID, "report %zu needs a \"type\" and, for a "
-                                                 "csp-violation, a \"body\" object",
-                                 i);
-                goto out;
-            }
-        }
-        json_array_foreach(doc, i, item) {
-            if (strcmp(str_member(item, "type"), "csp-violation") == 0) {
-                json_t *body = json_object_get(item, "body");
-                csp_violation(str_member(body, "effectiveDirective"),
-                              str_member(body, "blockedURL"));
-            }
-        }
-    }
+    if ((err = cd__http_csp_parse(r->body.p, r->body.len, legacy, csp_violation, NULL)) != CD_OK)
+        return err;
     r->status = 204;
-out:
-    json_decref(doc);
-    return err;
+    return CD_OK;
 }
 
 /* ---- sessions ---- */

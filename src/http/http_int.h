@@ -98,6 +98,20 @@ void cd__throttle_key(const struct sockaddr *sa, uint8_t key[16]);
 void cd__http_metrics_csp_violation(const char *directive);
 /* The directive names /metrics counts by name, NULL-terminated. */
 extern const char *const cd__http_csp_directives[];
+/* A reported violation as it may be kept and logged: the directive (one of
+ * cd__http_csp_directives, or NULL for any other) and the blocked resource's origin
+ * ("https://host:port") or the browser's keyword for it ("inline", "eval", "data"...), "none"
+ * or "other"; never a path or a query. */
+struct cd_csp_violation {
+    const char *directive;
+    char blocked[128];
+};
+/* Reads a violation report body, application/csp-report (legacy) or application/reports+json,
+ * and calls each for every violation in it, only once the whole body was found well formed.
+ * Errors: CD_ERR_INVALID (not JSON, or not a report of that form), CD_ERR_NOMEM. */
+enum cd_err cd__http_csp_parse(const char *p, size_t n, bool legacy,
+                               void (*each)(const struct cd_csp_violation *v, void *ctx),
+                               void *ctx);
 
 struct cd_req {
     struct cd_app *app;

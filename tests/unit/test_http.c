@@ -731,6 +731,58 @@ static void throttle_keys_of_addresses(void **state)
     assert_memory_equal(k1, (uint8_t[16]){0}, 16);
 }
 
+struct seen {
+    struct cd_csp_violation v[4];
+    size_t n;
+};
+
+static void collect(const struct cd_csp_violation *v, void *ctx)
+{
+    struct seen *s = ctx;
+
+    if (s->n < 4)
+        s->v[s->n++] = *v;
+}
+
+static void csp_reports_keep_directives_and_origins_only(void **state)
+{
+    struct seen s = {0};
+    static const char legacy[] =
+        "{\"csp-report\":{\"document-uri\":\"https://c.example/console/?email=a%40b\","
+        "\"violated-directive\":\"script-src 'self'\","
+        "\"blocked-uri\":\"https://cdn.example:8443/x.js?who=a%40b\"}}";
+    static const char list[] =
+        "[{\"type\":\"csp-violation\",\"body\":{\"effectiveDirective\":\"style-src-attr\","
+        "\"blockedURL\":\"inline\"}},{\"type\":\"deprecation\",\"body\":{}},"
+        "{\"type\":\"csp-violation\",\"body\":{\"effectiveDirective\":\"bogus\","
+        "\"blockedURL\":\"http://user:pw@evil.example/\"}},"
+        "{\"type\":\"csp-violation\",\"body\":{\"effectiveDirective\":\"img-src\","
+        "\"blockedURL\":\"data:image/png;base64,AAAA\"}}]";
+
+    assert_int_equal(cd__http_csp_parse(legacy, strlen(legacy), true, collect, &s), CD_OK);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.v[0].directive, "script-src");
+    assert_string_equal(s.v[0].blocked, "https://cdn.example:8443");
+    s.n = 0;
+    assert_int_equal(cd__http_csp_parse(list, strlen(list), false, collect, &s), CD_OK);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.v[0].directive, "style-src-attr");
+    assert_string_equal(s.v[0].blocked, "inline");
+    assert_null(s.v[1].directive);
+    assert_string_equal(s.v[1].blocked, "other"); /* user information is never kept */
+    assert_string_equal(s.v[2].blocked, "data");
+    /* Malformed or misshapen: refused, and nothing handed on. */
+    s.n = 0;
+    assert_int_equal(cd__http_csp_parse("{", 1, true, collect, &s), CD_ERR_INVALID);
+    assert_int_equal(cd__http_csp_parse(legacy, strlen(legacy), false, collect, &s),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd__http_csp_parse(list, strlen(list), true, collect, &s), CD_ERR_INVALID);
+    assert_int_equal(cd__http_csp_parse("[{\"type\":\"csp-violation\"},1]", 29, false, collect,
+                                        &s),
+                     CD_ERR_INVALID);
+    assert_int_equal(s.n, 0);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -751,6 +803,7 @@ int main(void)
         cmocka_unit_test(throttle_counts_per_address_in_a_window),
         cmocka_unit_test(throttle_table_stays_bounded),
         cmocka_unit_test(throttle_keys_of_addresses),
+        cmocka_unit_test(csp_reports_keep_directives_and_origins_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
