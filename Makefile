@@ -90,12 +90,13 @@ UNIT_DEPS_store  :=
 UNIT_DEPS_calendar :=
 UNIT_DEPS_core   := store crypto audit policy outbox
 UNIT_DEPS_http   := store crypto core audit policy consent guard auth calendar outbox retention \
-                    dsar staff
+                    dsar staff portal
 UNIT_DEPS_audit  := store crypto
 UNIT_DEPS_merkle := audit store crypto
 UNIT_DEPS_consent := store crypto audit policy outbox
 UNIT_DEPS_auth   := store crypto audit policy
 UNIT_DEPS_staff  := store crypto audit policy
+UNIT_DEPS_portal := store crypto audit policy core outbox
 UNIT_DEPS_outbox := store crypto audit policy
 UNIT_DEPS_retention := store crypto audit policy core outbox calendar
 UNIT_DEPS_dsar   := store crypto core audit policy calendar consent outbox retention guard

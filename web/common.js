@@ -3,7 +3,10 @@
 // and switching it), and dates and numbers in the reader's locale. Nothing is kept in browser
 // storage and nothing personal goes into a URL: ids travel in API paths and bodies only.
 
-export const session = { current: null };
+// The session the page works in (its anti-forgery token goes with every change), and what to do
+// when it has ended (the staff pages go to the sign-in page; the customer's page asks for a
+// new code).
+export const session = { current: null, ended: null };
 
 const PURPOSES = {
   service: 'Customer service',
@@ -108,6 +111,8 @@ export function explain(status, p) {
   }
 }
 
+const SESSION_PATHS = ['/console/session', '/v1/me/session'];
+
 // Calls the API. The session cookie goes along by itself; changes carry the anti-forgery token.
 export async function api(method, path, body, { signal, headers: extra } = {}) {
   const headers = { Accept: 'application/json', ...(extra || {}) };
@@ -130,7 +135,9 @@ export async function api(method, path, body, { signal, headers: extra } = {}) {
   }
   if (!res.ok) {
     const err = new ApiError(res.status, data);
-    if (res.status === 401 && path !== '/console/session') toSignIn();
+    // A refused sign-in, or no session yet, is for the caller to explain; elsewhere a 401 means
+    // the session ended.
+    if (res.status === 401 && !SESSION_PATHS.includes(path)) (session.ended || toSignIn)();
     throw err;
   }
   return data;
@@ -152,6 +159,17 @@ export function el(tag, attrs = {}, ...children) {
   }
   for (const c of children) if (c !== null && c !== undefined) e.append(c);
   return e;
+}
+
+// One row of a customer's access log: when, who (the customer's own reads as `self`), why,
+// which data, and whether it was read or refused.
+export function accessRow(e, self) {
+  return el('tr', {},
+    el('td', {}, el('time', { datetime: e.time, text: formatDate(e.time) })),
+    el('td', { text: self && e.actor_role === 'customer' ? self : `${e.actor_name} (${e.actor_role})` }),
+    el('td', { text: e.purpose ? purposeLabel(e.purpose) : '—' }),
+    el('td', { text: (e.categories || e.action || '').replaceAll(',', ', ') }),
+    el('td', { text: e.outcome === 'ok' ? 'read' : 'refused' }));
 }
 
 // Says something to screen-reader users without moving their focus.

@@ -3,8 +3,8 @@
 // and each consent receipt's Ed25519 signature verified here, in the page, with the key the
 // server publishes.
 import {
-  api, announce, consentReason, customerLabel, el, formatDate, purposeLabel, showPageError,
-  startPage,
+  accessRow, api, announce, consentReason, customerLabel, el, formatDate, purposeLabel,
+  showPageError, startPage,
 } from './common.js';
 
 const $ = (id) => document.getElementById(id);
@@ -135,12 +135,7 @@ async function loadLog(more) {
   if (more && state.logCursor) q.set('cursor', state.logCursor);
   try {
     const page = await api('GET', `/v1/customers/${encodeURIComponent(state.customer.id)}/access-log?${q}`);
-    const rows = page.items.map((e) => el('tr', {},
-      el('td', {}, el('time', { datetime: e.time, text: formatDate(e.time) })),
-      el('td', { text: `${e.actor_name} (${e.actor_role})` }),
-      el('td', { text: e.purpose ? purposeLabel(e.purpose) : '—' }),
-      el('td', { text: (e.categories || e.action || '').replaceAll(',', ', ') }),
-      el('td', { text: e.outcome === 'ok' ? 'read' : e.outcome })));
+    const rows = page.items.map((e) => accessRow(e));
     if (more) $('log-rows').append(...rows);
     else $('log-rows').replaceChildren(...rows);
     state.logCursor = page.next_cursor;

@@ -56,7 +56,7 @@ int cd_cli_backup(int argc, char **argv)
             "0600); run 'candor audit verify --data DIR', which checks the ledger's hash chain,\n"
             "Merkle tree and signed tree heads; start the server, which migrates an older copy\n"
             "to its schema. Customers erased after the copy was made come back with it: replay\n"
-            "their erasures (dsar.erase in the ledger) before serving (docs/crypto.md).\n"
+            "their erasures (customer.erase in the ledger) before serving (docs/crypto.md).\n"
             "\n"
             "A data directory on PostgreSQL (candor init --db) is backed up with PostgreSQL's\n"
             "tools instead, which this command names: pg_dump --format=custom takes one\n"

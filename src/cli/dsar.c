@@ -210,6 +210,8 @@ int cd_cli_dsar(int argc, char **argv)
              CD_OK)) {
         cd_dsar_set_links(d, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
                                                      .holds_active = cd_retention_holds_active,
+                                                     .notices_attach = cd_outbox_notices_attach,
+                                                     .notices = cd_outbox_notices,
                                                      .consent = consent});
         err = run(pos[0], pos, npos, opts, d, strcmp(cd_cli_get(opts, "--format"), "json") == 0);
     }

@@ -227,6 +227,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
         return err;
     cd_dsar_set_links(sv->dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
                                                         .holds_active = cd_retention_holds_active,
+                                                        .notices_attach = cd_outbox_notices_attach,
+                                                        .notices = cd_outbox_notices,
                                                         .recipients_of = cd_outbox_recipients_of,
                                                         .consent = sv->consent,
                                                         .guard = sv->guard});

@@ -265,6 +265,29 @@ enum cd_err cd_crypto_pubkey_id(const uint8_t pk[CD_CRYPTO_PK_LEN],
 enum cd_err cd_crypto_secret_new(const char prefix[5], char out[CD_CRYPTO_SECRET_LEN + 1],
                                  uint8_t hash[CD_CRYPTO_HASH_LEN]);
 
+/* Length of a token derived from a bearer secret: 43 base64url characters. */
+#define CD_CRYPTO_DERIVED_LEN 43
+
+/* The token derived from secret under label (SHA-256 of the label and the secret, base64url)
+ * into out (CD_CRYPTO_DERIVED_LEN + 1 bytes): a session's anti-forgery token, which needs no
+ * storage and cannot be had without the secret. Errors: as cd_crypto_sha256. */
+enum cd_err cd_crypto_derived(const char *label, struct cd_str secret,
+                              char out[CD_CRYPTO_DERIVED_LEN + 1]);
+
+/* True when presented is the token derived from secret under label (constant time). */
+bool cd_crypto_derived_check(const char *label, struct cd_str secret, struct cd_str presented);
+
+/* ---- one-time codes ---------------------------------------------------------------------- */
+
+#define CD_CRYPTO_CODE_DIGITS 8
+
+/* A uniformly random code of CD_CRYPTO_CODE_DIGITS decimal digits into out (NUL-terminated),
+ * for a person to read and type back. */
+void cd_crypto_code_new(char out[CD_CRYPTO_CODE_DIGITS + 1]);
+
+/* True when s is CD_CRYPTO_CODE_DIGITS decimal digits (the shape of a code, not its value). */
+bool cd_crypto_code_shaped(struct cd_str s);
+
 /* ---- passwords --------------------------------------------------------------------------- */
 
 /* Room for an encoded password hash ("$argon2id$v=19$m=...,t=...,p=1$salt$hash" and its NUL). */

@@ -4,6 +4,7 @@
  * attack among them) waits for memory instead of taking a server's worth of it. */
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 #include "crypto_int.h"
 
@@ -69,4 +70,48 @@ enum cd_err cd_crypto_secret_new(const char prefix[5], char out[CD_CRYPTO_SECRET
     cd_b64url_encode(secret, sizeof secret, out + 4);
     cd_crypto_wipe(secret, sizeof secret);
     return cd_crypto_sha256(out, CD_CRYPTO_SECRET_LEN, hash);
+}
+
+enum cd_err cd_crypto_derived(const char *label, struct cd_str secret,
+                              char out[CD_CRYPTO_DERIVED_LEN + 1])
+{
+    uint8_t h[CD_CRYPTO_HASH_LEN];
+    struct cd_str parts[] = {cd_str_c(label), secret};
+    enum cd_err err = cd_crypto_sha256v(parts, 2, h);
+
+    if (err != CD_OK)
+        return err;
+    cd_b64url_encode(h, sizeof h, out);
+    return CD_OK;
+}
+
+bool cd_crypto_derived_check(const char *label, struct cd_str secret, struct cd_str presented)
+{
+    char want[CD_CRYPTO_DERIVED_LEN + 1];
+
+    return presented.len == CD_CRYPTO_DERIVED_LEN &&
+           cd_crypto_derived(label, secret, want) == CD_OK &&
+           cd_ct_eq(want, presented.p, CD_CRYPTO_DERIVED_LEN);
+}
+
+void cd_crypto_code_new(char out[CD_CRYPTO_CODE_DIGITS + 1])
+{
+    uint32_t v;
+
+    _Static_assert(CD_CRYPTO_CODE_DIGITS == 8, "the bound below is for 10^8");
+    /* Rejection sampling: no modulo bias. 4,200,000,000 is the largest multiple of 10^8 below
+     * 2^32. */
+    do
+        cd_random_bytes(&v, sizeof v);
+    while (v >= 4200000000u);
+    snprintf(out, CD_CRYPTO_CODE_DIGITS + 1, "%08u", (unsigned)(v % 100000000u));
+}
+
+bool cd_crypto_code_shaped(struct cd_str s)
+{
+    bool ok = s.len == CD_CRYPTO_CODE_DIGITS;
+
+    for (size_t i = 0; ok && i < s.len; i++)
+        ok = s.p[i] >= '0' && s.p[i] <= '9';
+    return ok;
 }

@@ -127,7 +127,9 @@ enum cd_dsar_intake {
  * the customer's own), "details"? (what the customer asked, up to 4,000 characters; sealed)}.
  * With CD_DSAR_INTAKE_INTERACTION the body must name interaction_id. The request starts
  * "received", with its deadlines from the rules; the opening is recorded in the ledger
- * ("dsar.open"). *out: the request (cd_dsar_get's form).
+ * ("dsar.open"). With CD_DSAR_INTAKE_SELF_SERVICE (the customer, signed in to their own
+ * session, is a verified requester) it goes on at once to "in_progress", verified and
+ * acknowledged ("dsar.verified", reason "session"). *out: the request (cd_dsar_get's form).
  * Errors: CD_ERR_INVALID (the detail names the member), CD_ERR_NOT_FOUND (customer or
  * interaction), CD_ERR_CONFLICT (the customer was merged or erased; an interaction of another
  * customer or outbound), CD_ERR_STORE, CD_ERR_NOMEM. */
@@ -139,7 +141,10 @@ enum cd_err cd_dsar_create(struct cd_dsar *d, const struct cd_actor *a, const js
  * "original_due_at","deadline":{"rule","calendar","basis","rolled_from"},"extension":
  * {"reason","explanation","extended_at"} | null,"refusal":{"reason","explanation",
  * "complaint"} | null,"closed_at","overdue","due_soon","history":[{"at","from","to","actor",
- * "reason"}]}. The sealed texts (details, explanations) are opened only when with_texts is
+ * "reason"}],"recipients_told":[{"recipient_id","recipient_name","kind","event_type","status"
+ * (pending, told, failed),"created_at","told_at","told_by",...}]} (the recipients of the
+ * customer's data told of the erasure, rectification or restriction the request made, as
+ * cd_outbox_notices shows them; empty for other requests, or without the link). The sealed texts (details, explanations) are opened only when with_texts is
  * true; the caller has then checked and records the read. customer_id, when not NULL, must be
  * the request's customer (a self-service session sees its own requests only).
  * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE, CD_ERR_NOMEM. */
@@ -174,7 +179,8 @@ enum cd_err cd_dsar_transition(struct cd_dsar *d, const struct cd_actor *a, stru
 /* Extends the deadline as the regime allows, once, before the original deadline passes (GDPR
  * Art. 12(3), CCPA 1798.130(a)(2)). Body: {"reason": "complexity" | "number_of_requests" |
  * "other", "explanation" (to the customer, 1..4,000 characters)}. The request must be in
- * progress; it becomes "extended". Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT
+ * progress; it becomes "extended", and dsar.extended (with the reason and the explanation,
+ * sealed at rest) is told in the same transaction, so that the customer hears of it. Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND, CD_ERR_CONFLICT
  * (already extended, not in progress, past its deadline, or the regime allows no extension for
  * this type), CD_ERR_STORE, CD_ERR_NOMEM. */
 enum cd_err cd_dsar_extend(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
@@ -200,6 +206,13 @@ struct cd_dsar_links {
     enum cd_err (*holds_active)(struct cd_tx *tx, struct cd_str customer_id, json_t **holds);
     /* the recipients a customer's data goes to (a JSON array), for the export's manifest */
     enum cd_err (*recipients_of)(struct cd_tx *tx, struct cd_str customer_id, json_t **out);
+    /* who was told about a request's change of the customer's data (GDPR Art. 19): the shapes
+     * of cd_outbox_notices_attach (the notices made since since_ms that belong to no request
+     * become the request's) and cd_outbox_notices (a request's notices, a JSON array) */
+    enum cd_err (*notices_attach)(struct cd_tx *tx, struct cd_str customer_id, int64_t since_ms,
+                                  struct cd_str request_id, uint64_t *n);
+    enum cd_err (*notices)(struct cd_tx *tx, struct cd_str customer_id, int64_t since_ms,
+                           struct cd_str request_id, json_t **out);
     struct cd_consent *consent;
     struct cd_guard *guard; /* its PII rules flag other people's data in an export */
 };
@@ -220,6 +233,8 @@ void cd_dsar_set_links(struct cd_dsar *d, const struct cd_dsar_links *l);
  *    out withdraws sale_or_sharing and targeted_advertising, limiting withdraws
  *    personalization, targeted_advertising and analytics;
  *  - rectification, body {"changes": {customer fields, as PATCH /v1/customers/{id}}}.
+ * The notices to recipients that an erasure, rectification or restriction made become the
+ * request's (its "recipients_told"), in the transaction that completes it.
  * Access and portability are fulfilled by the export. *out: the request, completed (with
  * "consent_events" for withdrawals). Errors: CD_ERR_INVALID, CD_ERR_NOT_FOUND,
  * CD_ERR_CONFLICT (not in progress; a hold; access and portability), CD_ERR_BUSY (no consent

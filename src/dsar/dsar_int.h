@@ -69,6 +69,10 @@ void cd__dsar_row_free(struct cd__dsar_row *r);
 /* Loads request id inside tx; r->found tells whether it exists. Errors: CD_ERR_STORE,
  * CD_ERR_INTEGRITY (an unknown type or state), CD_ERR_NOMEM. */
 enum cd_err cd__dsar_load(struct cd_tx *tx, const char *id, struct cd__dsar_row *r);
+/* Reads request id in a transaction of its own, for what a change must know before its write
+ * (whose customer's key seals a text, which identity a code goes to). Errors: CD_ERR_NOT_FOUND
+ * (no such request), those of cd__dsar_load. */
+enum cd_err cd__dsar_read(struct cd_dsar *d, const char *id, struct cd__dsar_row *r);
 /* A request id ("dsr_...") into out. Errors: CD_ERR_NOT_FOUND (malformed). */
 enum cd_err cd__dsar_copy_id(struct cd_str id, char out[CD_ID_MAX]);
 /* True for received, verifying, in_progress and extended. */

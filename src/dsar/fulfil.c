@@ -33,6 +33,17 @@ json_t *cd__dsar_time(int64_t ms)
     return json_string(ts);
 }
 
+/* Makes the notices to recipients made since since_ms (by what the request changed, inside
+ * this transaction or just before it) the request's own: it then shows whom it told. */
+static enum cd_err attach_told(struct cd_dsar *d, struct cd_tx *tx, const struct cd__dsar_row *r,
+                               int64_t since_ms)
+{
+    if (d->links.notices_attach == NULL)
+        return CD_OK;
+    return d->links.notices_attach(tx, cd_str_c(r->customer_id), since_ms, cd_str_c(r->id),
+                                   NULL);
+}
+
 /* Closes the request as completed inside tx: state, history, ledger, and dsar.completed. */
 static enum cd_err complete_in(struct cd_dsar *d, struct cd_tx *tx, const struct cd_actor *a,
                                const struct cd__dsar_row *r, const char *reason, int64_t now)
@@ -134,6 +145,7 @@ static enum cd_err erase_fn(struct cd_tx *tx, void *ctx)
                               " VALUES($1,$2,$3,$4,$5,$6,$7)",
                           t, 7, NULL, NULL, NULL)) != CD_OK ||
         /* core told customer.erased to the recipients, in this transaction */
+        (err = attach_told(d, tx, &r, now)) != CD_OK ||
         (err = complete_in(d, tx, fc->a, &r, "erased", now)) != CD_OK)
         goto out;
     fc->erased = true;
@@ -153,7 +165,8 @@ static enum cd_err restrict_fn(struct cd_tx *tx, void *ctx)
 
     cd__dsar_row_init(&r);
     if ((err = ready(tx, fc, &r)) != CD_OK ||
-        (err = cd_core_customer_restrict_in(tx, fc->a, r.customer_id, true)) != CD_OK)
+        (err = cd_core_customer_restrict_in(tx, fc->a, r.customer_id, true)) != CD_OK ||
+        (err = attach_told(fc->d, tx, &r, now)) != CD_OK)
         goto out;
     err = complete_in(fc->d, tx, fc->a, &r, "restricted", now);
 out:
@@ -168,6 +181,8 @@ struct complete_ctx {
     const char *reason;
     const char *event;     /* an event to tell besides dsar.completed, or NULL */
     json_t *event_payload; /* borrowed */
+    int64_t changed_at;    /* when the change whose notices become the request's began (0:
+                            * it told no recipient) */
 };
 
 static enum cd_err complete_fn(struct cd_tx *tx, void *ctx)
@@ -179,6 +194,8 @@ static enum cd_err complete_fn(struct cd_tx *tx, void *ctx)
     cd__dsar_row_init(&r);
     if ((err = ready(tx, cc->fc, &r)) == CD_OK && cc->event)
         err = cd__dsar_tell(cc->fc->d, tx, cc->event, r.customer_id, json_incref(cc->event_payload));
+    if (err == CD_OK && cc->changed_at)
+        err = attach_told(cc->fc->d, tx, &r, cc->changed_at);
     if (err == CD_OK)
         err = complete_in(cc->fc->d, tx, cc->fc->a, &r, cc->reason, cd_now_ms());
     cd__dsar_row_free(&r);
@@ -249,17 +266,6 @@ static enum cd_err purposes_of(const json_t *body, enum cd_dsar_type t, enum cd_
     return CD_OK;
 }
 
-struct peek {
-    const char *id;
-    struct cd__dsar_row r;
-};
-
-static enum cd_err peek_fn(struct cd_tx *tx, void *ctx)
-{
-    struct peek *pk = ctx;
-    return cd__dsar_load(tx, pk->id, &pk->r);
-}
-
 enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct cd_str id,
                            const json_t *body, json_t **out, json_t **holds)
 {
@@ -267,27 +273,22 @@ enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct c
     static const char *const with_purposes[] = {"purposes", NULL};
     static const char *const with_changes[] = {"changes", NULL};
     struct fulfil_ctx fc = {.d = d, .a = a};
-    struct peek pk = {.id = fc.id};
+    struct cd__dsar_row r;
     json_t *result = NULL;
     enum cd_err err;
 
     *holds = NULL;
-    cd__dsar_row_init(&pk.r);
-    if ((err = cd__dsar_copy_id(id, fc.id)) != CD_OK ||
-        (err = cd_store_read(d->store, peek_fn, &pk)) != CD_OK)
+    cd__dsar_row_init(&r);
+    if ((err = cd__dsar_copy_id(id, fc.id)) != CD_OK || (err = cd__dsar_read(d, fc.id, &r)) != CD_OK)
         goto out;
-    if (!pk.r.found) {
-        err = cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
-        goto out;
-    }
     /* Checked again inside each write; here so that nothing is done for a request that is not
      * (yet, or any more) in progress. */
-    if (pk.r.state != CD_DSAR_IN_PROGRESS && pk.r.state != CD_DSAR_EXTENDED) {
+    if (r.state != CD_DSAR_IN_PROGRESS && r.state != CD_DSAR_EXTENDED) {
         err = cd_err_set(CD_ERR_CONFLICT, "a request is fulfilled once it is in progress (this "
-                                          "one is %s)", cd_dsar_state_name(pk.r.state));
+                                          "one is %s)", cd_dsar_state_name(r.state));
         goto out;
     }
-    switch (pk.r.type) {
+    switch (r.type) {
     case CD_DSAR_ERASURE:
         if ((err = cd_json_only(body, none)) != CD_OK)
             goto out;
@@ -318,15 +319,15 @@ enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct c
             goto out;
         }
         if ((err = cd_json_only(body, with_purposes)) == CD_OK &&
-            (err = purposes_of(body, pk.r.type, pu, &n)) == CD_OK &&
+            (err = purposes_of(body, r.type, pu, &n)) == CD_OK &&
             d->links.consent == NULL)
             err = cd_err_set(CD_ERR_BUSY, "the consent engine is not running");
         /* Each withdrawal is its own consent event with its receipt, in force when it is
          * recorded; the request closes once every one of them is. */
         for (size_t i = 0; err == CD_OK && i < n; i++)
-            err = withdraw(d, a, fc.id, pk.r.customer_id, pu[i], recorded);
+            err = withdraw(d, a, fc.id, r.customer_id, pu[i], recorded);
         if (err == CD_OK) {
-            struct complete_ctx cc = {&fc, "consent_withdrawn", NULL, NULL};
+            struct complete_ctx cc = {&fc, "consent_withdrawn", NULL, NULL, 0};
             err = cd_store_write(d->store, complete_fn, &cc);
         }
         if (err == CD_OK)
@@ -342,18 +343,19 @@ enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct c
             goto out;
         /* The correction applies to the next read (core tells customer.rectified to the
          * recipients with it); the request closes after it. */
-        if ((err = cd_core_customer_update(d->core, a, cd_str_c(pk.r.customer_id), changes,
+        int64_t changed_at = cd_now_ms();
+        if ((err = cd_core_customer_update(d->core, a, cd_str_c(r.customer_id), changes,
                                            CD_FIELDS_REFERENCE, &customer)) != CD_OK)
             goto out;
         json_decref(customer);
-        struct complete_ctx cc = {&fc, "rectified", NULL, NULL};
+        struct complete_ctx cc = {&fc, "rectified", NULL, NULL, changed_at};
         err = cd_store_write(d->store, complete_fn, &cc);
         break;
     }
     default:
         err = cd_err_set(CD_ERR_CONFLICT, "%s requests are fulfilled by the export: download it "
                                           "(GET /v1/dsar/{id}/export), then complete the request",
-                         cd_dsar_type_name(pk.r.type));
+                         cd_dsar_type_name(r.type));
         goto out;
     }
     if (err != CD_OK)
@@ -364,6 +366,6 @@ enum cd_err cd_dsar_fulfil(struct cd_dsar *d, const struct cd_actor *a, struct c
 out:
     json_decref(result);
     json_decref(fc.holds);
-    cd__dsar_row_free(&pk.r);
+    cd__dsar_row_free(&r);
     return err;
 }

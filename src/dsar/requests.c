@@ -132,6 +132,27 @@ enum cd_err cd__dsar_load(struct cd_tx *tx, const char *id, struct cd__dsar_row 
                       req_row_fn, r, NULL);
 }
 
+struct read_ctx {
+    const char *id;
+    struct cd__dsar_row *r;
+};
+
+static enum cd_err read_fn(struct cd_tx *tx, void *ctx)
+{
+    struct read_ctx *rc = ctx;
+    return cd__dsar_load(tx, rc->id, rc->r);
+}
+
+enum cd_err cd__dsar_read(struct cd_dsar *d, const char *id, struct cd__dsar_row *r)
+{
+    struct read_ctx rc = {id, r};
+    enum cd_err err;
+
+    if ((err = cd_store_read(d->store, read_fn, &rc)) != CD_OK)
+        return err;
+    return r->found ? CD_OK : cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
+}
+
 enum cd_err cd__dsar_copy_id(struct cd_str id, char out[CD_ID_MAX])
 {
     if (!cd_id_valid(id, "dsr"))
@@ -286,6 +307,17 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
     if ((err = cd__dsar_record(tx, cc->a, cc->id, cust.id, "dsar.open", NULL, "received",
                                cd_dsar_type_name(cc->type), now)) != CD_OK)
         return err;
+    /* The customer signed in to their own session to file it: that verified who they are
+     * (proportionate, 11 CCR 7060), so the request goes ahead at once, receipt confirmed. */
+    if (cc->intake == CD_DSAR_INTAKE_SELF_SERVICE) {
+        struct cd_val v[] = {CD_VCSTR(cc->id), CD_VINT(now)};
+        if ((err = cd_tx_exec(tx, "UPDATE dsar_requests SET state = 'in_progress',"
+                                  " verified_at = $2, acknowledged_at = $2 WHERE id = $1",
+                              v, 2, NULL, NULL, NULL)) != CD_OK ||
+            (err = cd__dsar_record(tx, cc->a, cc->id, cust.id, "dsar.verified", "received",
+                                   "in_progress", "session", now)) != CD_OK)
+            return err;
+    }
     return cd__dsar_tell(cc->d, tx, "dsar.opened", cust.id,
                          json_pack("{s:s,s:s,s:o,s:o,s:s}", "request_id", cc->id, "type",
                                    cd_dsar_type_name(cc->type), "received_at",
@@ -533,10 +565,12 @@ static enum cd_err history_row(void *ctx, const struct cd_val *c, size_t n)
 }
 
 struct get_ctx {
+    struct cd_dsar *d;
     const char *id;
     struct cd__dsar_row r;
     json_t *history;
     json_t *tombstone; /* the erasure this request made, or NULL */
+    json_t *told;      /* the recipients told of what it changed */
 };
 
 static enum cd_err tombstone_row(void *ctx, const struct cd_val *c, size_t n)
@@ -561,11 +595,17 @@ static enum cd_err get_fn(struct cd_tx *tx, void *ctx)
     enum cd_err err;
 
     json_array_clear(g->history);
+    json_decref(g->told);
+    g->told = NULL;
     if ((err = cd__dsar_load(tx, g->id, &g->r)) != CD_OK || !g->r.found)
         return err;
     if ((err = cd_tx_exec(tx, "SELECT at, from_state, to_state, actor_role, reason FROM"
                               " dsar_history WHERE request_id = $1 ORDER BY seq",
                           p, 1, history_row, g->history, NULL)) != CD_OK)
+        return err;
+    if (g->d->links.notices &&
+        (err = g->d->links.notices(tx, cd_str_c(g->r.customer_id), 0, cd_str_c(g->id),
+                                   &g->told)) != CD_OK)
         return err;
     return cd_tx_exec(tx, "SELECT customer_id, erased_at, counts, actor_role FROM"
                           " dsar_tombstones WHERE request_id = $1",
@@ -576,7 +616,7 @@ enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *custome
                         bool with_texts, json_t **out)
 {
     char rid[CD_ID_MAX];
-    struct get_ctx g = {.id = rid, .history = json_array()};
+    struct get_ctx g = {.d = d, .id = rid, .history = json_array()};
     json_t *o = NULL;
     enum cd_err err;
 
@@ -595,6 +635,8 @@ enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *custome
     if ((err = request_json(d, &g.r, with_texts, &o)) != CD_OK)
         goto out;
     if (json_object_set(o, "history", g.history) != 0 ||
+        json_object_set_new(o, "recipients_told", g.told ? json_incref(g.told) : json_array()) !=
+            0 ||
         (g.tombstone && json_object_set(o, "tombstone", g.tombstone) != 0)) {
         json_decref(o);
         err = CD_ERR_NOMEM;
@@ -604,6 +646,7 @@ enum cd_err cd_dsar_get(struct cd_dsar *d, struct cd_str id, const char *custome
 out:
     json_decref(g.history);
     json_decref(g.tombstone);
+    json_decref(g.told);
     cd__dsar_row_free(&g.r);
     return err;
 }
@@ -787,6 +830,7 @@ struct change_ctx {
     char reason[32];
     struct cd_buf note;
     bool has_note;
+    struct cd_str explanation; /* the extension's, in clear for the customer (borrowed) */
 };
 
 static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
@@ -850,9 +894,18 @@ static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
                                   " due_at = $3, extension_reason = $4, extension_note = $5,"
                                   " acknowledged_at = $6, updated_at = $2, due_soon_at = NULL"
                                   " WHERE id = $1",
-                              p, 6, NULL, NULL, NULL)) == CD_OK)
-            err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, "dsar.extend", from,
-                                "extended", cc->reason, now);
+                              p, 6, NULL, NULL, NULL)) != CD_OK ||
+            (err = cd__dsar_record(tx, cc->a, cc->id, r.customer_id, "dsar.extend", from,
+                                   "extended", cc->reason, now)) != CD_OK)
+            goto out;
+        /* The law wants the customer told of the extension and its reasons (GDPR Art. 12(3),
+         * CCPA 1798.130(a)(2)): whoever writes to them subscribes to dsar.extended. */
+        err = cd__dsar_tell(cc->d, tx, "dsar.extended", r.customer_id,
+                            json_pack("{s:s,s:s,s:s,s:s%,s:o,s:o}", "request_id", cc->id, "type",
+                                      cd_dsar_type_name(r.type), "reason", cc->reason,
+                                      "explanation", cc->explanation.p, cc->explanation.len,
+                                      "original_due_at", cd__dsar_time(r.due_at), "due_at",
+                                      cd__dsar_time(dl.extended)));
         goto out;
     }
     if (!cd_dsar_transition_allowed(r.state, cc->to)) {
@@ -895,41 +948,26 @@ out:
     return err;
 }
 
-/* The customer of a request, read before a change (its texts are sealed for them). */
-struct customer_of {
-    const char *id;
-    struct cd__dsar_row r;
-};
-
-static enum cd_err customer_of_fn(struct cd_tx *tx, void *ctx)
-{
-    struct customer_of *co = ctx;
-    return cd__dsar_load(tx, co->id, &co->r);
-}
-
 static enum cd_err run_change(struct cd_dsar *d, struct change_ctx *cc, const json_t *body,
                               const char *note_key, bool note_required, const char *field,
                               json_t **out)
 {
-    struct customer_of co = {.id = cc->id};
+    struct cd__dsar_row r;
     enum cd_err err = CD_OK;
 
-    cd__dsar_row_init(&co.r);
+    /* The customer of the request, read before the change: its texts are sealed for them. */
+    cd__dsar_row_init(&r);
     if (note_key) {
-        if ((err = cd_store_read(d->store, customer_of_fn, &co)) != CD_OK)
+        if ((err = cd__dsar_read(d, cc->id, &r)) != CD_OK)
             goto out;
-        if (!co.r.found) {
-            err = cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
-            goto out;
-        }
-        if ((err = seal_text(d, body, note_key, note_required, co.r.customer_id, field,
+        if ((err = seal_text(d, body, note_key, note_required, r.customer_id, field,
                              &cc->note, &cc->has_note)) != CD_OK)
             goto out;
     }
     if ((err = cd_store_write(d->store, change_fn, cc)) == CD_OK)
         err = cd_dsar_get(d, cd_str_c(cc->id), NULL, false, out);
 out:
-    cd__dsar_row_free(&co.r);
+    cd__dsar_row_free(&r);
     return err;
 }
 
@@ -993,6 +1031,9 @@ enum cd_err cd_dsar_extend(struct cd_dsar *d, const struct cd_actor *a, struct c
         goto out;
     }
     snprintf(cc.reason, sizeof cc.reason, "%.*s", (int)reason.len, reason.p);
+    /* run_change checks the explanation (required, its length) as it seals it. */
+    if ((err = cd_json_str(body, "explanation", false, &cc.explanation)) != CD_OK)
+        goto out;
     err = run_change(d, &cc, body, "explanation", true, "dsar.extension", out);
 out:
     cd_buf_free(&cc.note);

@@ -10,21 +10,10 @@
 #include "crypto/crypto.h"
 #include "dsar_int.h"
 
-#define CODE_DIGITS 8
+#define CODE_DIGITS CD_CRYPTO_CODE_DIGITS
 #define CODE_TTL_MS (15 * 60 * 1000)
 #define CODE_ATTEMPTS 5 /* wrong codes before the artefact is deleted */
 #define CODE_SENDS 3    /* codes sent for one request, in all */
-
-/* A uniformly random code of CODE_DIGITS decimal digits (rejection sampling: no modulo bias). */
-static void new_code(char out[CODE_DIGITS + 1])
-{
-    uint32_t v;
-
-    do
-        cd_random_bytes(&v, sizeof v);
-    while (v >= 4200000000u); /* the largest multiple of 10^8 below 2^32 */
-    snprintf(out, CODE_DIGITS + 1, "%08u", (unsigned)(v % 100000000u));
-}
 
 static void code_hash(const uint8_t key[CD_CRYPTO_KEY_LEN], struct cd_str code,
                       uint8_t out[CD_CRYPTO_HASH_LEN])
@@ -78,7 +67,7 @@ static enum cd_err send_fn(struct cd_tx *tx, void *ctx)
     }
     sc->sends++;
     sc->expires = now + CODE_TTL_MS;
-    new_code(code);
+    cd_crypto_code_new(code);
     cd_random_bytes(key, sizeof key);
     code_hash(key, cd_str_c(code), hash);
     /* A new code replaces the one pending: only the last one sent works. */
@@ -145,28 +134,17 @@ static enum cd_err identity_on_file(struct cd_dsar *d, const struct cd_actor *a,
     return CD_OK;
 }
 
-struct peek_ctx {
-    const char *id;
-    struct cd__dsar_row r;
-};
-
-static enum cd_err peek_fn(struct cd_tx *tx, void *ctx)
-{
-    struct peek_ctx *pk = ctx;
-    return cd__dsar_load(tx, pk->id, &pk->r);
-}
-
 enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *a,
                                       struct cd_str id, const json_t *body, json_t **out)
 {
     static const char *const allowed[] = {"channel", NULL};
     struct send_ctx sc = {.d = d, .a = a};
-    struct peek_ctx pk = {.id = sc.id};
+    struct cd__dsar_row r;
     struct cd_str channel = CD_STR_NULL;
     char to[512];
     enum cd_err err;
 
-    cd__dsar_row_init(&pk.r);
+    cd__dsar_row_init(&r);
     if ((err = cd__dsar_copy_id(id, sc.id)) != CD_OK ||
         (err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "channel", false, &channel)) != CD_OK)
@@ -182,13 +160,8 @@ enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *
         err = cd_err_set(CD_ERR_BUSY, "no outbox is wired to send codes");
         goto out;
     }
-    if ((err = cd_store_read(d->store, peek_fn, &pk)) != CD_OK)
-        goto out;
-    if (!pk.r.found) {
-        err = cd_err_set(CD_ERR_NOT_FOUND, "no request with this id");
-        goto out;
-    }
-    if ((err = identity_on_file(d, a, pk.r.customer_id, channel, to, sizeof to)) != CD_OK)
+    if ((err = cd__dsar_read(d, sc.id, &r)) != CD_OK ||
+        (err = identity_on_file(d, a, r.customer_id, channel, to, sizeof to)) != CD_OK)
         goto out;
     sc.to = to;
     if ((err = cd_store_write(d->store, send_fn, &sc)) != CD_OK)
@@ -199,7 +172,7 @@ enum cd_err cd_dsar_verification_send(struct cd_dsar *d, const struct cd_actor *
     err = *out ? CD_OK : CD_ERR_NOMEM;
 out:
     cd_crypto_wipe(to, sizeof to);
-    cd__dsar_row_free(&pk.r);
+    cd__dsar_row_free(&r);
     return err;
 }
 
@@ -335,10 +308,7 @@ enum cd_err cd_dsar_verification_check(struct cd_dsar *d, const struct cd_actor 
         (err = cd_json_only(body, allowed)) != CD_OK ||
         (err = cd_json_str(body, "code", true, &code)) != CD_OK)
         return err;
-    bool digits = code.len == CODE_DIGITS;
-    for (size_t i = 0; digits && i < code.len; i++)
-        digits = code.p[i] >= '0' && code.p[i] <= '9';
-    if (!digits)
+    if (!cd_crypto_code_shaped(code))
         return cd_err_set(CD_ERR_INVALID, "'code' must be the %d digits sent to the customer",
                           CODE_DIGITS);
     memcpy(cc.code, code.p, code.len);

@@ -291,7 +291,6 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r)
     struct cd_str user = CD_STR_NULL, pass = CD_STR_NULL;
     struct cd_staff_session ses;
     char token[CD_STAFF_SESSION_LEN + 1];
-    bool https = r->origin.len >= 8 && strncmp(r->origin.p, "https://", 8) == 0;
     enum cd_err err;
 
     /* A form on another site cannot send JSON without asking first (CORS), and is not
@@ -320,12 +319,8 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r)
     if (err != CD_OK)
         return err;
     struct cd_str cookie = {token, CD_STAFF_SESSION_LEN};
-    char *set = cd_arena_printf(&r->arena,
-                                CD_HTTP_SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
-                                                       "SameSite=Strict%s",
-                                token, (long long)(CD_STAFF_SESSION_MAX_MS / 1000),
-                                https ? "; Secure" : "");
-    if (set == NULL || !cd__http_header_add(r, "Set-Cookie", set))
+    if (!cd__http_cookie(r, CD_HTTP_SESSION_COOKIE, token, "/",
+                         (long long)(CD_STAFF_SESSION_MAX_MS / 1000)))
         err = CD_ERR_NOMEM;
     else
         err = session_json(r, cookie, &ses, &r->resp_json);
@@ -349,8 +344,7 @@ enum cd_err cd__http_console_sign_out(struct cd_req *r)
     if ((err = need_session(r)) != CD_OK ||
         (err = cd_staff_session_end(r->app->store, &r->session, r->request_id)) != CD_OK)
         return err;
-    cd__http_header_add(r, "Set-Cookie", CD_HTTP_SESSION_COOKIE
-                        "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+    cd__http_cookie(r, CD_HTTP_SESSION_COOKIE, "", "/", 0);
     r->status = 204;
     return CD_OK;
 }

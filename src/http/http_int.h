@@ -6,6 +6,7 @@
 #include "auth/auth.h"
 #include "http.h"
 #include "policy/policy.h"
+#include "portal/portal.h"
 #include "staff/staff.h"
 
 /* Request targets: at most CD_MAX_TARGET bytes and CD_MAX_QUERY query parameters, or a 414.
@@ -19,7 +20,10 @@
  * is CD_ROUTE_PERSONAL (a purpose is required, the answer is trimmed to it and the read is
  * checked and recorded), or it is a write marked CD_ROUTE_ECHO (its answer carries personal
  * data only under a declared purpose, then trimmed, checked and recorded; without one, the
- * reference fields only). cd__http_fields gives every other route the reference fields. */
+ * reference fields only). cd__http_fields gives every other route the reference fields.
+ * A CD_ROUTE_SELF route is the customer's own, in their self-service session: it takes no
+ * purpose (its purpose is the customer's right of access, CD_PORTAL_PURPOSE) and, when it
+ * answers with their personal data, it is CD_ROUTE_PERSONAL (checked and recorded). */
 enum cd_route_flags {
     CD_ROUTE_PUBLIC = 1 << 0,   /* no token needed */
     CD_ROUTE_PURPOSE = 1 << 1,  /* Candor-Purpose required */
@@ -28,6 +32,7 @@ enum cd_route_flags {
     CD_ROUTE_IDEMPOTENT = 1 << 4, /* honours Idempotency-Key */
     CD_ROUTE_PERSONAL = 1 << 5, /* answers with a customer's personal data (needs PURPOSE) */
     CD_ROUTE_ECHO = 1 << 6,     /* a write whose answer may echo personal data under a purpose */
+    CD_ROUTE_SELF = 1 << 7,     /* the customer's self-service session alone (no token) */
 };
 
 struct cd_req;
@@ -39,6 +44,7 @@ enum cd_route_subject {
     CD_SUBJECT_NONE, /* the path names no customer */
     CD_SUBJECT_CUSTOMER,
     CD_SUBJECT_INTERACTION,
+    CD_SUBJECT_SELF, /* the customer of the self-service session (CD_ROUTE_SELF) */
 };
 
 struct cd_route {
@@ -133,6 +139,7 @@ struct cd_req {
     /* the web console's: the session cookie, its anti-forgery header, the Origin (https
      * makes the cookie Secure), and what the client can take for the console's files */
     struct cd_str session_cookie, csrf_hdr, origin, accept_encoding, if_none_match;
+    struct cd_str me_cookie; /* the customer's self-service session */
     struct cd_buf body;
     size_t body_seen; /* bytes of body received, kept or not */
     bool body_nomem;  /* the body did not fit in memory: answered 503 once it is read */
@@ -142,6 +149,8 @@ struct cd_req {
     bool authenticated;
     bool via_session; /* authenticated by a console session cookie, not a bearer token */
     struct cd_staff_session session; /* when via_session */
+    bool via_portal; /* authenticated by a customer's self-service session (CD_ROUTE_SELF) */
+    struct cd_portal_session portal; /* when via_portal */
     enum cd_purpose purpose;
     bool has_purpose;
     struct cd_policy_grant grant; /* what the declared purpose allows this role */
@@ -333,6 +342,27 @@ enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r);
 enum cd_err cd__http_staff_password_reset(struct cd_req *r);
 /* Adds a response header (see cd_req.headers); false when there is no room. */
 bool cd__http_header_add(struct cd_req *r, const char *name, const char *value);
+/* Sets a session cookie for path: HttpOnly, SameSite=Strict, and Secure when the request's
+ * Origin is https (served behind a TLS proxy). An empty value with max_age_s 0 clears it.
+ * false when out of memory or room for headers. */
+bool cd__http_cookie(struct cd_req *r, const char *name, const char *value, const char *path,
+                     long long max_age_s);
+/* The customer's self-service routes (h_me.c). */
+enum cd_err cd__http_me_code(struct cd_req *r);
+enum cd_err cd__http_me_sign_in(struct cd_req *r);
+enum cd_err cd__http_me_session(struct cd_req *r);
+enum cd_err cd__http_me_sign_out(struct cd_req *r);
+enum cd_err cd__http_me_get(struct cd_req *r);
+enum cd_err cd__http_me_access_log(struct cd_req *r);
+enum cd_err cd__http_me_consents(struct cd_req *r);
+enum cd_err cd__http_me_consent_record(struct cd_req *r);
+enum cd_err cd__http_me_preferences(struct cd_req *r);
+enum cd_err cd__http_me_requests(struct cd_req *r);
+enum cd_err cd__http_me_request_create(struct cd_req *r);
+enum cd_err cd__http_me_request_get(struct cd_req *r);
+enum cd_err cd__http_customer_sessions_revoke(struct cd_req *r);
+/* The self-service session cookie's name; its Path is /v1/me, the only routes it is for. */
+#define CD_HTTP_ME_COOKIE "candor_me"
 /* The console session cookie's name. */
 #define CD_HTTP_SESSION_COOKIE "candor_session"
 /* The header that carries a console session's anti-forgery token. */

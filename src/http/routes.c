@@ -40,6 +40,11 @@ bool cd__http_subject(struct cd_req *r, char out[CD_ID_MAX])
         return true;
     case CD_SUBJECT_INTERACTION:
         return cd_core_interaction_customer(r->app->core, r->params[0], out) == CD_OK;
+    case CD_SUBJECT_SELF:
+        if (!r->via_portal)
+            return false;
+        snprintf(out, CD_ID_MAX, "%s", r->portal.customer_id);
+        return true;
     case CD_SUBJECT_NONE:
         break;
     }
@@ -483,6 +488,10 @@ static enum cd_err h_token_revoke(struct cd_req *r)
  * checked against the policy and recorded on the customer's access log. */
 #define PUR CD_ROUTE_PURPOSE
 #define ECH CD_ROUTE_ECHO
+/* The customer's own, in their self-service session; with their personal data in the answer. */
+#define SLF CD_ROUTE_SELF
+#define SLFP (CD_ROUTE_SELF | CD_ROUTE_PERSONAL)
+#define ME CD_SUBJECT_SELF
 
 /* A row that names no subject leaves the last field out (CD_SUBJECT_NONE), so rows read as
  * the table's columns and a new route needs no more than it says. */
@@ -519,6 +528,8 @@ const struct cd_route cd__http_routes[] = {
      "getCustomerRecipients", CUS},
     {"GET", "/v1/customers/{id}/recipient-notices", cd__http_customer_notices, HOLDERS, PUR,
      "getCustomerRecipientNotices", CUS},
+    {"DELETE", "/v1/customers/{id}/sessions", cd__http_customer_sessions_revoke, OVERSIGHT, 0,
+     "revokeCustomerSessions", CUS},
     {"GET", "/v1/possible-duplicates", h_duplicates_list, SUPERVISION, PII,
      "listPossibleDuplicates"},
     {"POST", "/v1/possible-duplicates/{id}/merge", h_duplicate_merge, SUPERVISION, JSN,
@@ -621,6 +632,22 @@ const struct cd_route cd__http_routes[] = {
     {"GET", "/.well-known/gpc.json", cd__http_well_known_gpc, 0, PUB | INL, "getGpcSupport"},
     {"GET", "/u/{token}", cd__http_unsub_page, 0, PUB, "unsubscribePage"},
     {"POST", "/u/{token}", cd__http_unsub_post, 0, PUB, "unsubscribeOneClick"},
+    /* the customer's self-service session: handlers in h_me.c. Signing in is public (its answer
+     * does not tell whether an identity is on file); everything else is the session's own
+     * customer's, named by no id in the path. */
+    {"POST", "/v1/me/sign-in-codes", cd__http_me_code, 0, PUB | JSN, "requestSignInCode"},
+    {"POST", "/v1/me/session", cd__http_me_sign_in, 0, PUB | JSN, "customerSignIn"},
+    {"GET", "/v1/me/session", cd__http_me_session, 0, SLF, "customerSession", ME},
+    {"DELETE", "/v1/me/session", cd__http_me_sign_out, 0, SLF, "customerSignOut", ME},
+    {"GET", "/v1/me", cd__http_me_get, 0, SLFP, "getMyData", ME},
+    {"GET", "/v1/me/access-log", cd__http_me_access_log, 0, SLFP, "getMyAccessLog", ME},
+    {"GET", "/v1/me/consents", cd__http_me_consents, 0, SLFP, "getMyConsents", ME},
+    {"POST", "/v1/me/consents", cd__http_me_consent_record, 0, SLFP | JSN, "recordMyConsent", ME},
+    {"PUT", "/v1/me/preferences", cd__http_me_preferences, 0, SLFP | JSN, "setMyPreferences",
+     ME},
+    {"GET", "/v1/me/requests", cd__http_me_requests, 0, SLF, "listMyRequests", ME},
+    {"POST", "/v1/me/requests", cd__http_me_request_create, 0, SLF | JSN, "createMyRequest", ME},
+    {"GET", "/v1/me/requests/{id}", cd__http_me_request_get, 0, SLFP, "getMyRequest", ME},
     /* the web console: handlers in h_console.c. Its files are public (they hold no data);
      * the session routes answer a console session and refuse an API token. */
     {"POST", "/console/session", cd__http_console_sign_in, 0, PUB | JSN, "consoleSignIn"},

@@ -4,6 +4,7 @@
  * A handler may instead defer its answer (cd__http_defer): the worker moves on, and the
  * operation's completion resumes the connection. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -472,6 +473,17 @@ bool cd__http_header_add(struct cd_req *r, const char *name, const char *value)
     return true;
 }
 
+bool cd__http_cookie(struct cd_req *r, const char *name, const char *value, const char *path,
+                     long long max_age_s)
+{
+    bool https = r->origin.len >= 8 && strncmp(r->origin.p, "https://", 8) == 0;
+    char *set = cd_arena_printf(&r->arena, "%s=%s; Path=%s; Max-Age=%lld; HttpOnly; "
+                                           "SameSite=Strict%s",
+                                name, value, path, max_age_s, https ? "; Secure" : "");
+
+    return set != NULL && cd__http_header_add(r, "Set-Cookie", set);
+}
+
 /* ---- the gates: auth, role, purpose, body ---- */
 
 /* A request with no Authorization header but the console's session cookie is the console
@@ -479,7 +491,48 @@ bool cd__http_header_add(struct cd_req *r, const char *name, const char *value)
 static bool session_request(const struct cd_req *r)
 {
     return r->authorization.p == NULL && r->session_cookie.p != NULL &&
-           !(r->route->flags & CD_ROUTE_PUBLIC);
+           !(r->route->flags & (CD_ROUTE_PUBLIC | CD_ROUTE_SELF));
+}
+
+/* The customer's gate, for their self-service routes: their session cookie alone (an API token
+ * or a staff session is no one's self-service session), its anti-forgery token on changes, and
+ * the purpose of the customer's own access; another purpose named is refused. */
+static bool portal_gate(struct cd_req *r)
+{
+    enum cd_err err;
+    bool safe = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+
+    if (r->me_cookie.p == NULL) {
+        set_problem(r, CD_ERR_UNAUTHENTICATED,
+                    "sign in first: POST /v1/me/sign-in-codes, then POST /v1/me/session with "
+                    "the code");
+        return false;
+    }
+    if ((err = cd_portal_session_verify(r->app->store, r->me_cookie, &r->portal)) != CD_OK) {
+        set_problem(r, err, cd_err_detail());
+        return false;
+    }
+    if (!safe && !cd_portal_csrf_check(r->me_cookie, r->csrf_hdr)) {
+        set_problem(r, CD_ERR_FORBIDDEN,
+                    "a change made in a self-service session needs its anti-forgery token in "
+                    "the Candor-CSRF header (GET /v1/me/session gives it)");
+        return false;
+    }
+    if (r->purpose_hdr.p && !cd_str_eq_c(r->purpose_hdr, CD_PORTAL_PURPOSE)) {
+        set_problem(r, CD_ERR_PURPOSE_DENIED,
+                    "a self-service session reads the customer's own data under "
+                    CD_PORTAL_PURPOSE " alone");
+        return false;
+    }
+    r->via_portal = true;
+    r->authenticated = true;
+    r->has_purpose = cd_purpose_parse(CD_STR(CD_PORTAL_PURPOSE), &r->purpose);
+    assert(r->has_purpose); /* a purpose of the fixed list */
+    /* Their own data, all of it: what is held about them is what they have the right to see. */
+    r->grant.fields = CD_FIELDS_ALL;
+    r->grant.allowed_when_restricted = true;
+    cd_portal_actor(&r->portal, r->request_id, &r->actor);
+    return true;
 }
 
 /* The console's gate: the session must be live; a request that changes anything must carry
@@ -529,12 +582,40 @@ static bool session_gate(struct cd_req *r)
     return true;
 }
 
+/* The last gate: a route that takes a JSON object gets one. */
+static bool json_body(struct cd_req *r)
+{
+    enum cd_err err;
+
+    if (!(r->route->flags & CD_ROUTE_JSON))
+        return true;
+    if (r->content_type.p && !(r->content_type.len >= 16 &&
+                               strncasecmp(r->content_type.p, "application/json", 16) == 0)) {
+        set_problem(r, CD_ERR_UNSUPPORTED, "send the body as application/json");
+        return false;
+    }
+    if ((err = cd_json_parse_object(r->body.p, r->body.len, &r->json)) != CD_OK) {
+        if (err == CD_ERR_NOMEM)
+            set_problem(r, err, "out of memory");
+        else
+            set_problem_kind(r, &cd__http_problem_kinds[CD_PROBLEM_MALFORMED_JSON],
+                             cd_err_detail());
+        return false;
+    }
+    return true;
+}
+
 static bool run_gates(struct conn_state *cs)
 {
     struct cd_req *r = &cs->r;
     const struct cd_route *rt = r->route;
     enum cd_err err;
 
+    if (rt->flags & CD_ROUTE_SELF) {
+        if (!portal_gate(r))
+            return false;
+        return json_body(r);
+    }
     if (session_request(r)) {
         if (!session_gate(r))
             return false;
@@ -616,22 +697,7 @@ static bool run_gates(struct conn_state *cs)
     r->actor.purpose = r->has_purpose ? cd_purpose_name(r->purpose) : NULL;
     r->actor.restricted_ok = r->has_purpose && r->grant.allowed_when_restricted;
     r->actor.needs_consent = r->has_purpose && cd__http_needs_consent(r->app, r->purpose);
-    if (rt->flags & CD_ROUTE_JSON) {
-        if (r->content_type.p && !(r->content_type.len >= 16 &&
-                                   strncasecmp(r->content_type.p, "application/json", 16) == 0)) {
-            set_problem(r, CD_ERR_UNSUPPORTED, "send the body as application/json");
-            return false;
-        }
-        if ((err = cd_json_parse_object(r->body.p, r->body.len, &r->json)) != CD_OK) {
-            if (err == CD_ERR_NOMEM)
-                set_problem(r, err, "out of memory");
-            else
-                set_problem_kind(r, &cd__http_problem_kinds[CD_PROBLEM_MALFORMED_JSON],
-                                 cd_err_detail());
-            return false;
-        }
-    }
-    return true;
+    return json_body(r);
 }
 
 static void run_handler(struct conn_state *cs)
@@ -1046,6 +1112,8 @@ static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const 
     r->fault = hs.v[CD_H_FAULT];
     r->session_cookie = cd_str_c(
         MHD_lookup_connection_value(cs->conn, MHD_COOKIE_KIND, CD_HTTP_SESSION_COOKIE));
+    r->me_cookie =
+        cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_COOKIE_KIND, CD_HTTP_ME_COOKIE));
     r->csrf_hdr =
         cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_HEADER_KIND, CD_HTTP_CSRF_HEADER));
     r->origin = cd_str_c(MHD_lookup_connection_value(cs->conn, MHD_HEADER_KIND, "Origin"));

@@ -45,6 +45,15 @@ static const struct cd_outbox_member dsar_due_soon[] = {
     {"type", JSON_STRING, REF, REQ, "access, portability, erasure, ..."},
     {"due_at", JSON_STRING, REF, REQ, "when it must be answered (RFC 3339)"},
 };
+static const struct cd_outbox_member dsar_extended[] = {
+    {"request_id", JSON_STRING, REF, REQ, "the request"},
+    {"type", JSON_STRING, REF, REQ, "access, portability, erasure, ..."},
+    {"reason", JSON_STRING, REF, REQ, "why: complexity, number_of_requests or other"},
+    {"explanation", JSON_STRING, CD_FIELDS_CONVERSATION, REQ,
+     "what the customer is told about the extension, as staff wrote it"},
+    {"original_due_at", JSON_STRING, REF, REQ, "the deadline before the extension (RFC 3339)"},
+    {"due_at", JSON_STRING, REF, REQ, "the deadline now (RFC 3339)"},
+};
 static const struct cd_outbox_member dsar_completed[] = {
     {"request_id", JSON_STRING, REF, REQ, "the request"},
     {"type", JSON_STRING, REF, REQ, "access, portability, erasure, ..."},
@@ -53,6 +62,13 @@ static const struct cd_outbox_member dsar_completed[] = {
 };
 static const struct cd_outbox_member dsar_code[] = {
     {"request_id", JSON_STRING, REF, REQ, "the request being verified"},
+    {"channel", JSON_STRING, REF, REQ, "the identity type the code goes to (email, phone)"},
+    {"to", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the identity on file the code goes to"},
+    {"code", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the one-time code"},
+    {"expires_at", JSON_STRING, REF, REQ, "when the code stops working (RFC 3339)"},
+};
+static const struct cd_outbox_member sign_in_code[] = {
+    {"challenge_id", JSON_STRING, REF, REQ, "the sign-in attempt the code answers"},
     {"channel", JSON_STRING, REF, REQ, "the identity type the code goes to (email, phone)"},
     {"to", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the identity on file the code goes to"},
     {"code", JSON_STRING, CD_FIELDS_CONTACT, REQ, "the one-time code"},
@@ -84,10 +100,16 @@ static const struct cd_outbox_event_type types[] = {
      N(dsar_opened)},
     {"dsar.due_soon", "A data-subject request is close to its deadline.", ABOUT_CUSTOMER, false,
      dsar_due_soon, N(dsar_due_soon)},
+    {"dsar.extended", "A data-subject request's deadline was extended: the customer must be "
+                      "told, with the reason, before the first deadline passes.",
+     ABOUT_CUSTOMER, false, dsar_extended, N(dsar_extended)},
     {"dsar.completed", "A data-subject request was closed.", ABOUT_CUSTOMER, false,
      dsar_completed, N(dsar_completed)},
     {"dsar.verification_code", "A one-time code to send to the customer, to verify a request.",
      ABOUT_CUSTOMER, false, dsar_code, N(dsar_code)},
+    {"customer.sign_in_code", "A one-time code to send to the customer, to sign in to their "
+                              "self-service session.",
+     ABOUT_CUSTOMER, false, sign_in_code, N(sign_in_code)},
     {"case.breached", "A case missed a service-level deadline.", false, false, case_breached,
      N(case_breached)},
     {"webhook.test", "A test event sent on request to one subscription.", false, false,

@@ -37,6 +37,9 @@ void cd__outbox_field(const char *event_id, char out[CD__OUTBOX_FIELD_MAX]);
 
 /* Checks a subscription's URL (webhooks.c). Errors: CD_ERR_INVALID, CD_ERR_NOMEM. */
 enum cd_err cd__outbox_url_check(struct cd_str url);
+/* Whether subscription id exists and is not deleted, inside tx (webhooks.c). Errors:
+ * CD_ERR_NOT_FOUND, CD_ERR_STORE. */
+enum cd_err cd__outbox_sub_live(struct cd_tx *tx, struct cd_str id);
 /* Opens a subscription's sealed secret into raw. Errors: CD_ERR_CRYPTO. */
 enum cd_err cd__outbox_secret_open(const struct cd_outbox *ob, const char *id, struct cd_val v,
                                    uint8_t raw[CD_OUTBOX_SECRET_LEN]);

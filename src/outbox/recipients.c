@@ -54,19 +54,6 @@ struct rcp {
     int64_t now;
 };
 
-static enum cd_err sub_live(struct cd_tx *tx, struct cd_str id)
-{
-    struct cd_val p[] = {CD_VTEXT(id)};
-    int64_t n = 0;
-    enum cd_err err = cd_tx_int(tx,
-                                "SELECT count(*) FROM webhook_subscriptions"
-                                " WHERE id = $1 AND deleted_at IS NULL",
-                                p, 1, &n);
-    if (err == CD_OK && n == 0)
-        err = cd_err_set(CD_ERR_INVALID, "'subscription_id' names no webhook subscription");
-    return err;
-}
-
 static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
 {
     struct rcp *r = ctx;
@@ -81,8 +68,10 @@ static enum cd_err create_fn(struct cd_tx *tx, void *ctx)
                          CD_VTEXT(r->scope),
                          CD_VINT(r->now)};
 
-    if (r->sub.p && (err = sub_live(tx, r->sub)) != CD_OK)
-        return err;
+    if (r->sub.p && (err = cd__outbox_sub_live(tx, r->sub)) != CD_OK)
+        return err == CD_ERR_NOT_FOUND
+                   ? cd_err_set(CD_ERR_INVALID, "'subscription_id' names no webhook subscription")
+                   : err;
     if ((err = cd_tx_exec(tx,
                           "INSERT INTO recipients(id, name, kind, subscription_id, contact,"
                           " purposes, categories, scope, created_at, updated_at)"

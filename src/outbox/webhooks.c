@@ -339,9 +339,9 @@ out:
     return err;
 }
 
-static enum cd_err live(struct cd_tx *tx, const char *id)
+enum cd_err cd__outbox_sub_live(struct cd_tx *tx, struct cd_str id)
 {
-    struct cd_val p[] = {CD_VCSTR(id)};
+    struct cd_val p[] = {CD_VTEXT(id)};
     int64_t n = 0;
     enum cd_err err = cd_tx_int(tx,
                                 "SELECT count(*) FROM webhook_subscriptions"
@@ -366,7 +366,7 @@ static enum cd_err update_fn(struct cd_tx *tx, void *ctx)
                          c->in.status.p ? CD_VTEXT(c->in.status) : CD_VNULL,
                          c->sealed.len ? CD_VBLOB(c->sealed.p, c->sealed.len) : CD_VNULL};
 
-    if ((err = live(tx, c->id)) != CD_OK)
+    if ((err = cd__outbox_sub_live(tx, cd_str_c(c->id))) != CD_OK)
         return err;
     if ((err = cd_tx_exec(tx,
                           "UPDATE webhook_subscriptions SET updated_at = $2,"
@@ -437,7 +437,7 @@ static enum cd_err delete_fn(struct cd_tx *tx, void *ctx)
     struct cd_val p[] = {CD_VCSTR(c->id), CD_VINT(c->now)};
     enum cd_err err;
 
-    if ((err = live(tx, c->id)) != CD_OK ||
+    if ((err = cd__outbox_sub_live(tx, cd_str_c(c->id))) != CD_OK ||
         (err = cd_tx_exec(tx, "UPDATE webhook_subscriptions SET deleted_at = $2, updated_at = $2"
                               " WHERE id = $1",
                           p, 2, NULL, NULL, NULL)) != CD_OK ||
@@ -474,7 +474,7 @@ static enum cd_err test_fn(struct cd_tx *tx, void *ctx)
 
     if (payload == NULL)
         return CD_ERR_NOMEM;
-    if ((err = live(tx, t->id)) == CD_OK)
+    if ((err = cd__outbox_sub_live(tx, cd_str_c(t->id))) == CD_OK)
         err = cd_outbox_enqueue(tx, "webhook.test", CD_STR_NULL, payload, t->event);
     json_decref(payload);
     return err;

@@ -225,7 +225,21 @@ const char *const cd__store_pg_migrations[] = {
     "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, staff_id " T " NOT NULL,"
     "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT, purpose " T ");"
     "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
-    /* 17: staff — when an administrator last set a temporary password; until the person
+    /* 17: portal — the customer's self-service sign-in: a challenge is one code asked for (the
+     * code as a keyed hash under a random key of its own, both cleared once it is decided; no
+     * customer when the identity was not on file), kept an hour to count the codes sent; a
+     * session is the SHA-256 of the cookie's secret, the customer and the last use. */
+    "CREATE TABLE portal_challenges("
+    "  id " T " PRIMARY KEY, customer_id " T ", channel " T " NOT NULL, hash_key BYTEA,"
+    "  code_hash BYTEA, attempts BIGINT NOT NULL, created_at BIGINT NOT NULL,"
+    "  expires_at BIGINT NOT NULL);"
+    "CREATE INDEX portal_challenges_by_customer ON portal_challenges(customer_id, created_at);"
+    "CREATE INDEX portal_challenges_by_created ON portal_challenges(created_at);"
+    "CREATE TABLE portal_sessions("
+    "  id " T " PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, customer_id " T " NOT NULL,"
+    "  created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, ended_at BIGINT);"
+    "CREATE INDEX portal_sessions_by_customer ON portal_sessions(customer_id);",
+    /* 18: staff — when an administrator last set a temporary password; until the person
      * chooses their own, their sessions may do nothing else. */
     "ALTER TABLE staff ADD COLUMN password_reset_at BIGINT;",
 };

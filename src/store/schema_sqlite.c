@@ -251,7 +251,21 @@ const char *const cd__store_sqlite_migrations[] = {
     "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, staff_id TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER, purpose TEXT);"
     "CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
-    /* 17: staff — when an administrator last set a temporary password; until the person
+    /* 17: portal — the customer's self-service sign-in: a challenge is one code asked for (the
+     * code as a keyed hash under a random key of its own, both cleared once it is decided; no
+     * customer when the identity was not on file), kept an hour to count the codes sent; a
+     * session is the SHA-256 of the cookie's secret, the customer and the last use. */
+    "CREATE TABLE portal_challenges("
+    "  id TEXT PRIMARY KEY, customer_id TEXT, channel TEXT NOT NULL, hash_key BLOB,"
+    "  code_hash BLOB, attempts INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL);"
+    "CREATE INDEX portal_challenges_by_customer ON portal_challenges(customer_id, created_at);"
+    "CREATE INDEX portal_challenges_by_created ON portal_challenges(created_at);"
+    "CREATE TABLE portal_sessions("
+    "  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, customer_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, ended_at INTEGER);"
+    "CREATE INDEX portal_sessions_by_customer ON portal_sessions(customer_id);",
+    /* 18: staff — when an administrator last set a temporary password; until the person
      * chooses their own, their sessions may do nothing else. */
     "ALTER TABLE staff ADD COLUMN password_reset_at INTEGER;",
 };

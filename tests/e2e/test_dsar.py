@@ -8,6 +8,7 @@ import time
 
 from e2e_util import sql, stored_bytes
 from harness import Server, assert_problem
+from webhook_receiver import Receiver, docs_verifier
 
 EMAIL = "dsar.subject@example.org"
 
@@ -101,6 +102,11 @@ def test_extension_once_with_reason_to_the_customer(srv):
     assert "one extension" in body["detail"]
     st, _, r = srv.req("GET", f"/v1/dsar/{rid}", token=srv.dpo, purpose="legal_obligation")
     assert r["extension"]["explanation"] == "Your data is spread over three systems."
+    # The customer is told through the outbox, once, the explanation sealed at rest.
+    assert sql(srv, "SELECT count(*) FROM outbox_events WHERE type = 'dsar.extended'"
+                    f" AND customer_id = '{srv.cid}' AND payload LIKE '%{rid}%'"
+                    " AND personal IS NOT NULL") == "1"
+    assert b"spread over three systems" not in stored_bytes(srv)
 
 
 def test_refusal_names_the_authority(srv):
@@ -244,6 +250,10 @@ def test_erasure_waits_for_a_legal_hold_then_shreds(srv):
         assert st == 201, it
     rid = in_progress(srv, cid, "erasure")
     path = f"/v1/dsar/{rid}/fulfilment"
+    st, _, proc = srv.req("POST", "/v1/recipients", {
+        "name": "Print house", "kind": "processor", "contact": "dpo@print.example",
+        "purposes": ["service"], "categories": ["contact"], "scope": "all"}, token=srv.dpo)
+    assert st == 201, proc
     # Agents file requests; they do not erase anyone.
     assert_problem(srv.req("POST", path, {}, token=srv.agent), 403, "forbidden")
     assert_problem(srv.req("POST", path, {}, token=None), 401, "unauthenticated")
@@ -272,6 +282,21 @@ def test_erasure_waits_for_a_legal_hold_then_shreds(srv):
     t = r["tombstone"]
     assert t["customer_id"] == cid and t["counts"]["interactions"] == 2
     assert t["counts"]["identities"] == 1 and t["erased_by"] == "compliance"
+    # The request records whom the erasure told (GDPR Art. 19), and when that was confirmed.
+    [told] = [n for n in r["recipients_told"] if n["recipient_id"] == proc["id"]]
+    assert told["event_type"] == "customer.erased" and told["status"] == "pending", told
+    assert told["request_id"] == rid and told["told_at"] is None
+    st, _, _ = srv.req("POST", f"/v1/recipient-notices/{told['id']}/confirm",
+                       {"note": "letter ref. 88"}, token=srv.dpo)
+    assert st == 200
+    st, _, r = srv.req("GET", f"/v1/dsar/{rid}", token=srv.dpo, purpose="legal_obligation")
+    [told] = [n for n in r["recipients_told"] if n["recipient_id"] == proc["id"]]
+    assert told["status"] == "told" and told["told_at"] is not None, told
+    # Removed, the recipient is told nothing more; what it was told stays on the request.
+    st, _, _ = srv.req("DELETE", f"/v1/recipients/{proc['id']}", token=srv.dpo)
+    assert st == 204
+    st, _, r = srv.req("GET", f"/v1/dsar/{rid}", token=srv.dpo, purpose="legal_obligation")
+    assert [n["recipient_id"] for n in r["recipients_told"]] == [proc["id"]], r
     # The customer is gone for every reader; the request stays as the record of the answer.
     st, _, got = srv.req("GET", f"/v1/customers/{cid}", purpose="service")
     assert st == 200 and got["status"] == "erased" and "display_name" not in got, got
@@ -286,6 +311,9 @@ def test_erasure_waits_for_a_legal_hold_then_shreds(srv):
     st, _, audit = srv.req("GET", f"/v1/audit?customer_id={cid}&limit=100")
     actions = [e["action"] for e in audit["items"]]
     assert "customer.erase" in actions and "dsar.completed" in actions, actions
+    # Restoring an old backup means replaying the erasures: the help names the ledger's action.
+    rc, out, _ = srv.cli("backup", "--help")
+    assert rc == 0 and "customer.erase in the ledger" in out, out
     # Once is enough.
     assert_problem(srv.req("POST", path, {}, token=srv.dpo), 409, "conflict")
     assert_problem(srv.req("POST", "/v1/dsar/dsr_00000000000000000000000000/fulfilment", {},
@@ -412,6 +440,57 @@ def test_verification_codes_refuse_forgery_and_replay(srv):
         "state": "refused", "reason": "identity_not_verified"}, token=srv.dpo)
     assert st == 200
     assert sql(srv, f"SELECT count(*) FROM dsar_verifications WHERE request_id = '{rid}'") == "0"
+
+
+def test_verification_code_reaches_a_real_receiver_and_verifies(srv):
+    """The code goes to the customer through a webhook (a real HTTP receiver on loopback, as a
+    mail or SMS gateway would be), signed; the customer reads it there and gives it back."""
+    recv = Receiver().start()
+    try:
+        st, _, sub = srv.req("POST", "/v1/webhooks", {
+            "url": recv.url, "events": ["dsar.verification_code"], "purpose": "service"})
+        assert st == 201, sub
+        email = "gateway.subject@example.org"
+        st, _, c = srv.req("POST", "/v1/customers", {
+            "jurisdiction": "DE", "identities": [{"type": "email", "value": email}]})
+        cid = c["id"]
+        st, _, r = srv.req("POST", "/v1/dsar", {"customer_id": cid, "type": "erasure"},
+                           token=srv.agent)
+        rid = r["id"]
+        path = f"/v1/dsar/{rid}/verification"
+        st, _, sent = srv.req("POST", path, {}, token=srv.dpo)
+        assert st == 200, sent
+        [(headers, body)] = recv.wait_for(1)
+        verify, _ = docs_verifier()
+        event = verify(sub["secret"], headers, body)
+        assert event["type"] == "dsar.verification_code", event
+        data = event["data"]
+        assert data["request_id"] == rid and data["customer_id"] == cid
+        assert data["to"] == email and data["channel"] == "email"
+        assert len(data["code"]) == 8 and data["code"].isdigit()
+        assert data["expires_at"] == sent["expires_at"]
+        # Not in the log, not in the ledger, not in the database in clear.
+        assert data["code"] not in srv.logs()
+        st, _, audit = srv.req("GET", f"/v1/audit?customer_id={cid}&limit=50")
+        assert data["code"] not in json.dumps(audit)
+        # A wrong code first (counted), then the one delivered: verified, in progress.
+        wrong = "%08d" % ((int(data["code"]) + 1) % 100000000)
+        body = assert_problem(srv.req("POST", path + "/check", {"code": wrong}, token=srv.dpo),
+                              409, "conflict")
+        assert body["outcome"] == "mismatch" and body["attempts_left"] == 4
+        st, _, r = srv.req("POST", path + "/check", {"code": data["code"]}, token=srv.dpo)
+        assert st == 200 and r["state"] == "in_progress" and r["verified_at"], r
+        # The delivered code works once.
+        body = assert_problem(srv.req("POST", path + "/check", {"code": data["code"]},
+                                      token=srv.dpo), 409, "conflict")
+        assert body["outcome"] == "none_pending"
+        # Reading the address for the delivery is on the customer's access log.
+        st, _, log = srv.req("GET", f"/v1/customers/{cid}/access-log", token=srv.dpo,
+                             purpose="legal_obligation")
+        assert any(e["action"] == "webhook.read" and e["purpose"] == "service"
+                   for e in log["items"]), log
+    finally:
+        recv.stop()
 
 
 def test_export_is_a_complete_package(srv):

@@ -574,6 +574,7 @@ static enum cd_err make_old_fn(struct cd_tx *tx, void *ctx)
     /* Migrations after 6 run again on reopening: what they made is undone first (the last
      * migration's first). */
     static const char *const undo[] = {
+        "DROP TABLE portal_sessions", "DROP TABLE portal_challenges",
         "DROP TABLE staff_sessions", "DROP TABLE staff",
         "DROP TABLE dsar_requests", "DROP TABLE dsar_history", "DROP TABLE dsar_tombstones",
         "DROP TABLE dsar_verifications",

@@ -686,6 +686,46 @@ static void openssl_cli_verifies_our_signatures(void **state)
     cd_crypto_signer_wipe(&s);
 }
 
+/* One-time codes: eight digits, every position taking every digit; the shape check refuses
+ * anything else. */
+static void codes_are_eight_uniform_digits(void **state)
+{
+    char code[CD_CRYPTO_CODE_DIGITS + 1];
+    unsigned seen[CD_CRYPTO_CODE_DIGITS][10] = {{0}};
+
+    for (int i = 0; i < 2000; i++) {
+        cd_crypto_code_new(code);
+        assert_int_equal(strlen(code), CD_CRYPTO_CODE_DIGITS);
+        assert_true(cd_crypto_code_shaped(cd_str_c(code)));
+        for (int k = 0; k < CD_CRYPTO_CODE_DIGITS; k++)
+            seen[k][code[k] - '0']++;
+    }
+    /* 200 expected per cell; a leading zero is as likely as any digit. */
+    for (int k = 0; k < CD_CRYPTO_CODE_DIGITS; k++)
+        for (int d = 0; d < 10; d++)
+            assert_true(seen[k][d] > 100 && seen[k][d] < 300);
+    assert_false(cd_crypto_code_shaped(CD_STR("1234567")));
+    assert_false(cd_crypto_code_shaped(CD_STR("123456789")));
+    assert_false(cd_crypto_code_shaped(CD_STR("1234567a")));
+    assert_false(cd_crypto_code_shaped(CD_STR("")));
+}
+
+/* A derived token is bound to its secret and its label, and checked in full. */
+static void derived_tokens_are_bound_to_secret_and_label(void **state)
+{
+    char a[CD_CRYPTO_DERIVED_LEN + 1], b[CD_CRYPTO_DERIVED_LEN + 1];
+
+    assert_int_equal(cd_crypto_derived("one\n", CD_STR("css_secret"), a), CD_OK);
+    assert_int_equal(strlen(a), CD_CRYPTO_DERIVED_LEN);
+    assert_int_equal(cd_crypto_derived("two\n", CD_STR("css_secret"), b), CD_OK);
+    assert_string_not_equal(a, b);
+    assert_true(cd_crypto_derived_check("one\n", CD_STR("css_secret"), cd_str_c(a)));
+    assert_false(cd_crypto_derived_check("two\n", CD_STR("css_secret"), cd_str_c(a)));
+    assert_false(cd_crypto_derived_check("one\n", CD_STR("css_other"), cd_str_c(a)));
+    assert_false(cd_crypto_derived_check("one\n", CD_STR("css_secret"),
+                                         (struct cd_str){a, CD_CRYPTO_DERIVED_LEN - 1}));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -705,6 +745,8 @@ int main(void)
         cmocka_unit_test(ed25519_matches_rfc8032_and_rejects_forgeries),
         cmocka_unit_test(signing_key_file_and_pem_round_trip),
         cmocka_unit_test(openssl_cli_verifies_our_signatures),
+        cmocka_unit_test(codes_are_eight_uniform_digits),
+        cmocka_unit_test(derived_tokens_are_bound_to_secret_and_label),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -27,6 +27,7 @@ static struct cd_core *core;
 static struct cd_calendars *cals;
 static struct cd_dsar *dsar;
 static struct cd_consent *consent;
+static struct cd_outbox *ob; /* seals what events carry for the customer (codes, explanations) */
 static char datadir[256];
 static const struct cd_actor actor = {"tok_test", "compliance", "unit test", "req_test",
                                       "legal_obligation", true, false};
@@ -77,7 +78,8 @@ static int setup(void **state)
         cd_calendars_load_dir(cals, "rules/calendars") != CD_OK ||
         cd_dsar_rules_load(cals, "rules/dsar/regimes.yaml", &r) != CD_OK ||
         cd_store_open(path, &store) != CD_OK || cd_core_open(store, master, &core) != CD_OK ||
-        cd_dsar_open(store, core, r, &dsar) != CD_OK)
+        cd_dsar_open(store, core, r, &dsar) != CD_OK ||
+        cd_outbox_open(store, master, &ob) != CD_OK)
         return -1;
     snprintf(datadir, sizeof datadir, "/tmp/candor-test-dsar-%d.d", (int)getpid());
     mkdir(datadir, 0700);
@@ -85,6 +87,8 @@ static int setup(void **state)
         return -1;
     cd_dsar_set_links(dsar, &(struct cd_dsar_links){.enqueue = cd_outbox_enqueue,
                                                     .holds_active = cd_retention_holds_active,
+                                                    .notices_attach = cd_outbox_notices_attach,
+                                                    .notices = cd_outbox_notices,
                                                     .consent = consent});
     return 0;
 }
@@ -96,6 +100,8 @@ static int teardown(void **state)
     cd_clock_override(NULL);
     cd_dsar_close(dsar);
     cd_consent_close(consent);
+    cd_outbox_close(ob);
+    ob = NULL;
     snprintf(p, sizeof p, "%s/receipts.key", datadir);
     unlink(p);
     snprintf(p, sizeof p, "%s/unsubscribe.key", datadir);
@@ -876,6 +882,87 @@ static void restriction_objection_rectification(void **state)
     assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_ERR_CONFLICT);
 }
 
+/* Opens a request of cid and moves it to in_progress; its id goes to rid. */
+static void in_progress(const char *cid, const char *type, char rid[CD_ID_MAX])
+{
+    json_t *r = open_request(cid, type, NULL);
+
+    snprintf(rid, CD_ID_MAX, "%s", sv(r, "id"));
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+}
+
+/* The customer hears of an extension and why: dsar.extended is queued with the extension, its
+ * explanation sealed like the request's own copy. */
+static void extension_is_told_to_the_customer(void **state)
+{
+    static const char why[] = "Your records are kept in three systems.";
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    const char *told = "SELECT count(*) FROM outbox_events WHERE type = 'dsar.extended'"
+                       " AND customer_id = $1 AND personal IS NOT NULL";
+
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    in_progress(cid, "access", rid);
+    /* A refused extension tells nothing. */
+    assert_int_equal(extend(rid, "complexity", "", NULL), CD_ERR_INVALID);
+    assert_int_equal(count_rows(told, cid), 0);
+    assert_int_equal(extend(rid, "complexity", why, NULL), CD_OK);
+    assert_int_equal(count_rows(told, cid), 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM outbox_events WHERE type = 'dsar.extended'"
+                                " AND payload LIKE '%' || $1 || '%'", rid), 1);
+    assert_false(on_disk(why, strlen(why)));
+    assert_int_equal(extend(rid, "other", "Again.", NULL), CD_ERR_CONFLICT);
+    assert_int_equal(count_rows(told, cid), 1);
+}
+
+/* A request that changed the customer's data shows which recipients were told, and when; the
+ * notices of another change of the same customer are not its own. */
+static void requests_show_the_recipients_told(void **state)
+{
+    static const struct cd_outbox_actor oa = {"tok_test", "admin", "unit test", NULL};
+    char cid[CD_ID_MAX], rid[CD_ID_MAX];
+    json_t *body, *rcp = NULL, *r, *told;
+
+    body = json_pack("{s:s,s:s,s:s,s:[s],s:[s],s:s}", "name", "Mailing house", "kind",
+                     "processor", "contact", "privacy@mailing.example", "purposes", "marketing",
+                     "categories", "contact", "scope", "all");
+    assert_int_equal(cd_outbox_recipient_create(ob, &oa, body, &rcp), CD_OK);
+    json_decref(body);
+    snprintf(cid, sizeof cid, "%s", new_customer("DE"));
+    /* A restriction outside any request tells the recipient; no request claims it. */
+    for (int on = 1; on >= 0; on--) {
+        assert_int_equal(cd_core_customer_restrict(core, &actor, cd_str_c(cid), on,
+                                                   CD_FIELDS_REFERENCE, &r), CD_OK);
+        json_decref(r);
+    }
+    r = open_request(cid, "rectification", NULL);
+    snprintf(rid, sizeof rid, "%s", sv(r, "id"));
+    assert_int_equal(json_array_size(json_object_get(r, "recipients_told")), 0);
+    json_decref(r);
+    assert_int_equal(move(rid, "in_progress", NULL, NULL), CD_OK);
+    assert_int_equal(fulfil(rid, "{\"changes\":{\"display_name\":\"Right Name\"}}", &r, NULL),
+                     CD_OK);
+    told = json_object_get(r, "recipients_told");
+    assert_int_equal(json_array_size(told), 1);
+    assert_string_equal(sv(json_array_get(told, 0), "recipient_id"), sv(rcp, "id"));
+    assert_string_equal(sv(json_array_get(told, 0), "event_type"), "customer.rectified");
+    assert_string_equal(sv(json_array_get(told, 0), "status"), "pending");
+    assert_string_equal(sv(json_array_get(told, 0), "request_id"), rid);
+    json_decref(r);
+    /* The same through a fresh read, and for a restriction in its own transaction. */
+    in_progress(cid, "restriction", rid);
+    assert_int_equal(fulfil(rid, "{}", NULL, NULL), CD_OK);
+    assert_int_equal(cd_dsar_get(dsar, cd_str_c(rid), NULL, false, &r), CD_OK);
+    told = json_object_get(r, "recipients_told");
+    assert_int_equal(json_array_size(told), 1);
+    assert_string_equal(sv(json_array_get(told, 0), "event_type"), "customer.restricted");
+    json_decref(r);
+    /* The two restrictions before the requests stay nobody's. */
+    assert_int_equal(count_rows("SELECT count(*) FROM recipient_notices WHERE customer_id = $1"
+                                " AND request_id IS NULL", cid), 2);
+    json_decref(rcp);
+}
+
 /* The watcher tells dsar.due_soon once per request that comes within the window of its
  * deadline, and again only when an extension gives it a new deadline. */
 static void due_soon_is_told_once(void **state)
@@ -978,12 +1065,8 @@ static char *verification_request(const char *email, char cid[CD_ID_MAX])
 static void codes_verify_once(void **state)
 {
     char rid[CD_ID_MAX], cid[CD_ID_MAX], outcome[32], code[16];
-    uint8_t master[32];
-    struct cd_outbox *ob = NULL;
     json_t *r = NULL;
 
-    cd_random_bytes(master, sizeof master);
-    assert_int_equal(cd_outbox_open(store, master, &ob), CD_OK);
     cd_dsar_set_links(dsar, &(struct cd_dsar_links){.enqueue = capture_enqueue,
                                                     .holds_active = cd_retention_holds_active,
                                                     .consent = consent});
@@ -1021,17 +1104,12 @@ static void codes_verify_once(void **state)
                                 cid), 2);
     assert_int_equal(count_rows("SELECT count(*) FROM audit_events WHERE"
                                 " instr(CAST(entry AS TEXT), $1) > 0", code), 0);
-    cd_outbox_close(ob);
 }
 
 static void codes_run_out(void **state)
 {
     char rid[CD_ID_MAX], cid[CD_ID_MAX], outcome[32], first[16];
-    uint8_t master[32];
-    struct cd_outbox *ob = NULL;
 
-    cd_random_bytes(master, sizeof master);
-    assert_int_equal(cd_outbox_open(store, master, &ob), CD_OK);
     cd_dsar_set_links(dsar, &(struct cd_dsar_links){.enqueue = capture_enqueue});
     fake_now = at("2026-03-02T10:00:00Z");
     cd_clock_override(fake_clock);
@@ -1067,7 +1145,6 @@ static void codes_run_out(void **state)
                                 cid), 0);
     /* Refused for want of verification, as the law allows. */
     assert_int_equal(move(rid, "refused", "identity_not_verified", NULL), CD_OK);
-    cd_outbox_close(ob);
 }
 
 /* ---- the ZIP writer and the export ---- */
@@ -1282,6 +1359,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(legal_hold_stops_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(erasure_during_ingestion, setup, teardown),
         cmocka_unit_test_setup_teardown(restriction_objection_rectification, setup, teardown),
+        cmocka_unit_test_setup_teardown(extension_is_told_to_the_customer, setup, teardown),
+        cmocka_unit_test_setup_teardown(requests_show_the_recipients_told, setup, teardown),
     };
     cd_json_init();
     int failed = cmocka_run_group_tests_name("rules", rules, setup_rules, teardown_rules);

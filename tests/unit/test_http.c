@@ -158,14 +158,19 @@ static bool routes_follow_the_purpose_rule(const struct cd_route *routes, size_t
         json_t *item = json_object_get(paths, r->pattern), *op = json_object_get(item, method);
         bool personal = answers_personal_data(doc, op);
         bool pur = r->flags & CD_ROUTE_PURPOSE, pii = r->flags & CD_ROUTE_PERSONAL,
-             echo = r->flags & CD_ROUTE_ECHO;
+             echo = r->flags & CD_ROUTE_ECHO, self = r->flags & CD_ROUTE_SELF;
         const char *doc_purpose = purpose_param(item, op);
         const char *breach = NULL;
 
         if (personal && !pii && !echo)
             breach = "answers with personal data but is neither CD_ROUTE_PERSONAL nor "
                      "CD_ROUTE_ECHO";
-        else if (pii && !pur)
+        else if (self && (pur || echo || (r->flags & (CD_ROUTE_PUBLIC | CD_ROUTE_INLINE))))
+            breach = "is CD_ROUTE_SELF (the purpose is the customer's own access) but takes a "
+                     "purpose, is public or runs inline";
+        else if (self != (r->subject == CD_SUBJECT_SELF))
+            breach = "is CD_ROUTE_SELF without CD_SUBJECT_SELF, or the other way round";
+        else if (pii && !pur && !self)
             breach = "is CD_ROUTE_PERSONAL without CD_ROUTE_PURPOSE";
         else if (pii && (r->flags & CD_ROUTE_PUBLIC))
             breach = "is CD_ROUTE_PERSONAL and public";
@@ -202,7 +207,8 @@ static void every_route_follows_the_purpose_rule(void **state)
     struct cd_route *copy = cd_calloc(cd__http_nroutes, sizeof *copy);
     assert_non_null(copy);
     static const char *const ops[] = {"updateCustomer", "addIdentity", "mergeCustomers",
-                                      "getAccessLog", "createInteraction"};
+                                      "getAccessLog", "createInteraction", "getMyData",
+                                      "getMyAccessLog"};
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
         memcpy(copy, cd__http_routes, cd__http_nroutes * sizeof *copy);
         for (size_t i = 0; i < cd__http_nroutes; i++)
