@@ -86,6 +86,15 @@ enum cd_err cd__http_console_file(struct cd_req *r)
     return CD_OK;
 }
 
+/* Says in Retry-After how long a throttled client waits (wait_ms, rounded up to seconds);
+ * false when there is no room for it. */
+static bool retry_after(struct cd_req *r, int64_t wait_ms)
+{
+    char *secs = cd_arena_printf(&r->arena, "%lld", (long long)((wait_ms + 999) / 1000));
+
+    return secs && cd__http_header_add(r, "Retry-After", secs);
+}
+
 /* ---- violation reports ---- */
 
 /* What the log may say of a blocked resource: its origin (scheme, host, port) or the keyword
@@ -223,14 +232,12 @@ enum cd_err cd__http_console_csp_report(struct cd_req *r)
 
     /* Every request counts, good or bad: the endpoint needs no sign-in, so it is bounded. */
     int64_t wait = cd__throttle_take(r->csp_throttle, r->client_key, cd_now_ms());
-    if (wait > 0) {
-        char *secs = cd_arena_printf(&r->arena, "%lld", (long long)((wait + 999) / 1000));
-        if (secs == NULL || !cd__http_header_add(r, "Retry-After", secs))
-            return CD_ERR_NOMEM;
-        return cd_err_set(CD_ERR_RATE_LIMITED, "too many reports from this address; at most %d "
-                                               "a minute",
-                          CD_HTTP_CSP_REPORTS_PER_MINUTE);
-    }
+    if (wait > 0)
+        return retry_after(r, wait) ? cd_err_set(CD_ERR_RATE_LIMITED,
+                                                 "too many reports from this address; at most "
+                                                 "%d a minute",
+                                                 CD_HTTP_CSP_REPORTS_PER_MINUTE)
+                                    : CD_ERR_NOMEM;
     if (!legacy && !reports)
         return cd_err_set(CD_ERR_UNSUPPORTED, "send application/csp-report or "
                                               "application/reports+json");
@@ -305,14 +312,12 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r)
      * The attempt is counted before the password is checked, so many at once from one address
      * cannot all slip in before the first failure is known; a right one is given back. */
     int64_t wait = cd__throttle_take(r->sign_in_throttle, r->client_key, cd_now_ms());
-    if (wait > 0) {
-        char *secs = cd_arena_printf(&r->arena, "%lld", (long long)((wait + 999) / 1000));
-        if (secs == NULL || !cd__http_header_add(r, "Retry-After", secs))
-            return CD_ERR_NOMEM;
-        return cd_err_set(CD_ERR_RATE_LIMITED, "too many failed sign-ins from this address: try "
-                                               "again in %lld minutes",
-                          (long long)((wait + 59999) / 60000));
-    }
+    if (wait > 0)
+        return retry_after(r, wait) ? cd_err_set(CD_ERR_RATE_LIMITED,
+                                                 "too many failed sign-ins from this address: "
+                                                 "try again in %lld minutes",
+                                                 (long long)((wait + 59999) / 60000))
+                                    : CD_ERR_NOMEM;
     err = cd_staff_sign_in(r->app->store, user, pass, r->request_id, &ses, token);
     if (err != CD_ERR_UNAUTHENTICATED)
         cd__throttle_refund(r->sign_in_throttle, r->client_key);
