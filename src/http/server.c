@@ -568,8 +568,8 @@ static bool session_gate(struct cd_req *r)
         return false;
     }
     /* A request naming a purpose other than the session's is refused in run_gates, where
-     * every refused purpose is recorded. Without the header, an API call works under the session's purpose: the page need not
-     * repeat it. */
+     * every refused purpose is recorded. Without the header, an API call works under the
+     * session's purpose: the page need not repeat it. */
     if (r->purpose_hdr.p == NULL && r->session.has_purpose &&
         strncmp(r->route->pattern, "/v1/", 4) == 0)
         r->purpose_hdr = cd_str_c(cd_purpose_name(r->session.purpose));
