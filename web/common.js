@@ -94,6 +94,8 @@ export function explain(status, p) {
         `allow it, or the customer restricted processing)${detail}. The attempt is recorded.`;
     case '/problems/purpose-required':
       return 'Choose the purpose you are working under (at the top of the page) first.';
+    case '/problems/too-many-requests':
+      return `Too many attempts from this network${detail}.`;
     case '/problems/unauthenticated':
       return 'Your session has ended. Sign in again.';
     case '/problems/forbidden':
@@ -229,4 +231,17 @@ export function showPageError(text) {
   box.textContent = text;
   box.hidden = false;
   box.focus();
+}
+
+// Changes the signed-in person's password; the two new entries must match. Resolves with how
+// many other sessions ended; rejects with an Error whose message a person can act on.
+export async function changePassword(current, next, again) {
+  if (!current) throw new Error('Enter your current password.');
+  if (next.length < 12) throw new Error('The new password needs at least 12 characters.');
+  if (next !== again) throw new Error('The two new passwords are not the same.');
+  if (next === current) throw new Error('The new password must differ from the current one.');
+  const r = await api('PUT', '/console/session/password',
+    { current_password: current, new_password: next });
+  session.current = await api('GET', '/console/session');
+  return r.other_sessions_ended;
 }

@@ -1,5 +1,8 @@
-// Staff accounts (administrators): list, add, disable, and end an account's sessions.
-import { api, announce, el, formatDate, formatNumber, showPageError, startPage } from './common.js';
+// Staff accounts (administrators): list, add, disable, end an account's sessions, and set a
+// temporary password for someone who forgot theirs.
+import {
+  api, announce, el, formatDate, formatNumber, session, showPageError, startPage,
+} from './common.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -7,6 +10,9 @@ async function load() {
   try {
     const { items } = await api('GET', '/v1/staff');
     $('staff-rows').replaceChildren(...items.map(row));
+    const me = session.current.staff.id;
+    $('reset-who').replaceChildren(...items.filter((a) => a.status !== 'disabled' && a.id !== me)
+      .map((a) => el('option', { value: a.id, text: `${a.name} (${a.username})` })));
     $('staff-status').textContent = `${formatNumber(items.length)} account${items.length === 1 ? '' : 's'}.`;
   } catch (e) {
     showPageError(e.message);
@@ -14,7 +20,8 @@ async function load() {
 }
 
 function row(a) {
-  const status = a.status === 'locked' ? `locked until ${formatDate(a.locked_until)}` : a.status;
+  let status = a.status === 'locked' ? `locked until ${formatDate(a.locked_until)}` : a.status;
+  if (a.must_change_password && a.status !== 'disabled') status += ', must choose a new password';
   return el('tr', {},
     el('td', { text: a.name }),
     el('td', { class: 'mono', text: a.username }),
@@ -66,6 +73,25 @@ async function add(ev) {
   $('add-password').value = '';
 }
 
+async function reset(ev) {
+  ev.preventDefault();
+  const out = $('reset-result');
+  const who = $('reset-who');
+  const name = who.selectedOptions[0] ? who.selectedOptions[0].textContent : '';
+  try {
+    await api('POST', `/v1/staff/${encodeURIComponent(who.value)}/password`,
+      { password: $('reset-password').value });
+    out.className = 'notice ok';
+    out.textContent = `${name} has a temporary password and is signed out everywhere. They choose their own when they next sign in.`;
+    await load();
+  } catch (e) {
+    out.className = 'notice error';
+    out.textContent = e.message;
+  }
+  out.hidden = false;
+  $('reset-password').value = '';
+}
+
 async function main() {
   const s = await startPage(null);
   const admin = s.staff.role === 'admin';
@@ -73,6 +99,7 @@ async function main() {
   $('not-admin').hidden = admin;
   if (admin) {
     $('add-form').addEventListener('submit', add);
+    $('reset-form').addEventListener('submit', reset);
     await load();
   }
   document.body.dataset.ready = 'true';

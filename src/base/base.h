@@ -45,6 +45,7 @@ enum cd_err {
     CD_ERR_UNSUPPORTED,        /* e.g. a media type we do not accept */
     CD_ERR_STORE,              /* the database failed (I/O error, disk full, corrupt) */
     CD_ERR_BUSY,               /* the database or a queue is temporarily unavailable */
+    CD_ERR_RATE_LIMITED,       /* too many attempts from one client for now */
     CD_ERR_SCHEMA,             /* the database schema is newer than this binary */
     CD_ERR_IO,                 /* a file or socket operation failed */
     CD_ERR_CRYPTO,             /* decryption/verification failed or a key is missing */

@@ -22,6 +22,7 @@ static const char *const names[CD_ERR__COUNT] = {
     [CD_ERR_UNSUPPORTED] = "unsupported",
     [CD_ERR_STORE] = "store",
     [CD_ERR_BUSY] = "busy",
+    [CD_ERR_RATE_LIMITED] = "too-many-requests",
     [CD_ERR_SCHEMA] = "schema",
     [CD_ERR_IO] = "io",
     [CD_ERR_CRYPTO] = "crypto",

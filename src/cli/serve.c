@@ -34,7 +34,7 @@ struct serve {
     char consent_rules[CD_PATH_MAX + 32];
     unsigned long workers, threads, max_body, sth_interval, sth_entries, drain_timeout,
         max_future_skew;
-    unsigned long max_connections, max_client_connections, idle_timeout;
+    unsigned long max_connections, max_client_connections, idle_timeout, sign_in_limit;
     unsigned long webhook_workers, webhook_timeout, webhook_attempts, webhook_backoff,
         webhook_backoff_max, retention_every;
     unsigned long statement_timeout; /* seconds, PostgreSQL */
@@ -278,7 +278,8 @@ static enum cd_err serve_open(struct serve *sv, const char *db_url, bool demo,
                                  .max_body = (size_t)sv->max_body,
                                  .max_connections = (unsigned)sv->max_connections,
                                  .max_client_connections = (unsigned)sv->max_client_connections,
-                                 .idle_timeout = (unsigned)sv->idle_timeout};
+                                 .idle_timeout = (unsigned)sv->idle_timeout,
+                                 .sign_in_limit = (unsigned)sv->sign_in_limit};
     if ((err = start_background(sv)) != CD_OK)
         return err;
     /* The access lines go out in batches from here on (docs/architecture.md). */
@@ -409,6 +410,7 @@ static enum cd_err serve_configure(struct serve *sv, const struct cd_opt *opts)
                            &sv->max_client_connections)) != CD_OK ||
         (err = cd_cli_uint(opts, "--idle-timeout", 1, 3600, &sv->idle_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--sla-sweep", 50, 3600000, &sv->sla_sweep)) != CD_OK ||
+        (err = cd_cli_uint(opts, "--sign-in-limit", 1, 1000000, &sv->sign_in_limit)) != CD_OK ||
         (err = cd_cli_uint(opts, "--webhook-workers", 0, 256, &sv->webhook_workers)) != CD_OK ||
         (err = cd_cli_uint(opts, "--webhook-timeout", 1, 300, &sv->webhook_timeout)) != CD_OK ||
         (err = cd_cli_uint(opts, "--webhook-attempts", 1, 100, &sv->webhook_attempts)) != CD_OK ||
@@ -459,6 +461,10 @@ int cd_cli_serve(int argc, char **argv)
          CD_XSTR(CD_HTTP_MAX_CLIENT_CONNECTIONS), NULL},
         {"--idle-timeout", "SECONDS", "close a connection that sends nothing for this long",
          CD_XSTR(CD_HTTP_IDLE_TIMEOUT), NULL},
+        {"--sign-in-limit", "N",
+         "failed console sign-ins from one client address per 15 minutes before it is refused "
+         "(429) until they end (behind a proxy, every client has the proxy's address)",
+         CD_XSTR(CD_HTTP_SIGN_IN_LIMIT), NULL},
         {"--rules", "DIR", "communication guard rule packs (default: see candor(1), FILES)", NULL,
          NULL},
         {"--policy", "FILE", "purpose policy (default: the built-in config/policy.yaml)", NULL,

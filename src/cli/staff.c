@@ -51,12 +51,16 @@ int cd_cli_staff(int argc, char **argv)
     if ((err = cd_cli_parse(argc, argv, opts, pos, 2, &npos, &help)) != CD_OK)
         return cd__cli_fail("staff", err);
     if (help || npos == 0) {
-        cd_cli_usage("staff", "add|list|disable|sign-out [USERNAME] --data DIR [options]",
+        cd_cli_usage("staff",
+                     "add|list|disable|sign-out|reset-password [USERNAME] --data DIR [options]",
                      "Manages the web console's staff accounts. 'add USERNAME' reads the\n"
                      "password (at least 12 characters) from the first line of standard input\n"
                      "and keeps only its Argon2id hash; 'list' shows accounts and their live\n"
                      "sessions; 'disable USERNAME' (or id) stops the account and ends its\n"
-                     "sessions; 'sign-out USERNAME' ends its sessions only.",
+                     "sessions; 'sign-out USERNAME' ends its sessions only; 'reset-password\n"
+                     "USERNAME' reads a temporary password from standard input, ends the\n"
+                     "account's sessions and lifts its lockout; the person must choose their\n"
+                     "own password when they next sign in.",
                      opts);
         return help ? 0 : 2;
     }
@@ -80,6 +84,17 @@ int cd_cli_staff(int argc, char **argv)
         else if ((err = read_password(pw, sizeof pw, &pwlen)) == CD_OK &&
                  (err = cd_staff_add(env.store, cd_str_c(pos[1]), cd_str_c(name), role,
                                      (struct cd_str){pw, pwlen}, &actor, &a)) == CD_OK) {
+            print_account(a);
+            json_decref(a);
+        }
+        cd_crypto_wipe(pw, sizeof pw);
+    } else if (strcmp(pos[0], "reset-password") == 0) {
+        char pw[CD_STAFF_PASSWORD_MAX + 2];
+        size_t pwlen = 0;
+        json_t *a = NULL;
+        if ((err = read_password(pw, sizeof pw, &pwlen)) == CD_OK &&
+            (err = cd_staff_password_reset(env.store, cd_str_c(pos[1]),
+                                           (struct cd_str){pw, pwlen}, &actor, &a)) == CD_OK) {
             print_account(a);
             json_decref(a);
         }
@@ -110,7 +125,9 @@ int cd_cli_staff(int argc, char **argv)
                    pos[1]);
     } else {
         err = cd_err_set(CD_ERR_INVALID,
-                         "unknown staff command '%s' (add, list, disable, sign-out)", pos[0]);
+                         "unknown staff command '%s' (add, list, disable, sign-out, "
+                         "reset-password)",
+                         pos[0]);
     }
     cd__cli_env_close(&env);
     return err == CD_OK ? 0 : cd__cli_fail("staff", err);

@@ -8,11 +8,13 @@
 #include "http_int.h"
 
 /* The console's pages load only their own origin's scripts, styles and images, run no inline
- * code, and may not be framed by anyone. */
+ * code, and may not be framed by anyone. A browser that blocks something says so to
+ * /console/csp-report (report-to where the Reporting API is known, report-uri elsewhere). */
 static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
                           "img-src 'self'; connect-src 'self'; font-src 'self'; "
                           "manifest-src 'self'; base-uri 'none'; form-action 'self'; "
-                          "frame-ancestors 'none'";
+                          "frame-ancestors 'none'; report-uri /console/csp-report; "
+                          "report-to csp";
 
 /* ---- files ---- */
 
@@ -61,6 +63,7 @@ enum cd_err cd__http_console_file(struct cd_req *r)
         !cd__http_header_add(r, "ETag", a->etag) ||
         !cd__http_header_add(r, "Vary", "Accept-Encoding") ||
         !cd__http_header_add(r, "Content-Security-Policy", csp) ||
+        !cd__http_header_add(r, "Reporting-Endpoints", "csp=\"/console/csp-report\"") ||
         !cd__http_header_add(r, "X-Frame-Options", "DENY") ||
         !cd__http_header_add(r, "Referrer-Policy", "no-referrer") ||
         !cd__http_header_add(r, "Cross-Origin-Opener-Policy", "same-origin"))
@@ -80,6 +83,167 @@ enum cd_err cd__http_console_file(struct cd_req *r)
         r->resp_static = (const char *)a->data;
         r->resp_len = a->len;
     }
+    return CD_OK;
+}
+
+/* Says in Retry-After how long a throttled client waits (wait_ms, rounded up to seconds);
+ * false when there is no room for it. */
+static bool retry_after(struct cd_req *r, int64_t wait_ms)
+{
+    char *secs = cd_arena_printf(&r->arena, "%lld", (long long)((wait_ms + 999) / 1000));
+
+    return secs && cd__http_header_add(r, "Retry-After", secs);
+}
+
+/* ---- violation reports ---- */
+
+/* What the log may say of a blocked resource: its origin (scheme, host, port) or the keyword
+ * the browser used ("inline", "eval", "data"...), never a path or a query, which can carry
+ * personal data. Anything else is "other". */
+static void blocked_origin(const char *uri, char out[128])
+{
+    static const char *const keywords[] = {"inline", "eval", "wasm-eval", "self", "data", "blob",
+                                           "filesystem", "trusted-types-policy",
+                                           "trusted-types-sink", NULL};
+    size_t n = strcspn(uri, ":");
+
+    for (int i = 0; keywords[i]; i++)
+        if (strcmp(uri, keywords[i]) == 0 || (strncmp(uri, keywords[i], n) == 0 &&
+                                              keywords[i][n] == '\0' && uri[n] == ':')) {
+            snprintf(out, 128, "%s", keywords[i]);
+            return;
+        }
+    if (uri[0] == '\0') {
+        snprintf(out, 128, "none");
+        return;
+    }
+    if ((n == 4 && strncasecmp(uri, "http", 4) == 0) ||
+        (n == 5 && strncasecmp(uri, "https", 5) == 0) ||
+        (n == 3 && strncasecmp(uri, "wss", 3) == 0) || (n == 2 && strncasecmp(uri, "ws", 2) == 0)) {
+        if (strncmp(uri + n, "://", 3) == 0) {
+            const char *host = uri + n + 3;
+            size_t h = strcspn(host, "/?#");
+            /* No user information, and only the characters of a host and port. */
+            if (h > 0 && h < 100 && strcspn(host, "@") >= h &&
+                strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") >=
+                    h) {
+                snprintf(out, 128, "%.*s://%.*s", (int)n, uri, (int)h, host);
+                return;
+            }
+        }
+    }
+    snprintf(out, 128, "other");
+}
+
+/* One reported violation as it may be kept: the directive's name when it is one /metrics
+ * counts by name, else NULL, and the blocked resource's origin or keyword. */
+static void violation_of(const char *directive, const char *blocked, struct cd_csp_violation *v)
+{
+    /* "script-src 'self'" (a violated directive with its sources): the name alone. */
+    size_t n = strcspn(directive, " ");
+
+    v->directive = NULL;
+    for (int i = 0; cd__http_csp_directives[i]; i++)
+        if (strlen(cd__http_csp_directives[i]) == n &&
+            strncmp(directive, cd__http_csp_directives[i], n) == 0)
+            v->directive = cd__http_csp_directives[i];
+    blocked_origin(blocked, v->blocked);
+}
+
+static const char *str_member(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+
+    return s ? s : "";
+}
+
+enum cd_err cd__http_csp_parse(const char *p, size_t n, bool legacy,
+                               void (*each)(const struct cd_csp_violation *v, void *ctx),
+                               void *ctx)
+{
+    struct cd_csp_violation v;
+    json_t *doc = NULL, *item;
+    enum cd_err err = CD_OK;
+    size_t i;
+
+    if ((err = cd_json_parse(p, n, &doc)) != CD_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", cd_err_detail());
+        return err == CD_ERR_NOMEM ? err
+                                   : cd_err_set(CD_ERR_INVALID, "the report is not JSON: %s", why);
+    }
+    if (legacy) {
+        json_t *rep = json_object_get(doc, "csp-report");
+        if (!json_is_object(rep)) {
+            err = cd_err_set(CD_ERR_INVALID, "a csp-report needs a \"csp-report\" object");
+            goto out;
+        }
+        const char *d = str_member(rep, "effective-directive");
+        violation_of(d[0] ? d : str_member(rep, "violated-directive"),
+                     str_member(rep, "blocked-uri"), &v);
+        each(&v, ctx);
+        goto out;
+    }
+    if (!json_is_array(doc)) {
+        err = cd_err_set(CD_ERR_INVALID, "application/reports+json is a list of reports");
+        goto out;
+    }
+    /* Checked whole before any is counted: a bad list counts nothing. */
+    json_array_foreach(doc, i, item) {
+        if (!json_is_object(item) || !json_is_string(json_object_get(item, "type")) ||
+            (strcmp(str_member(item, "type"), "csp-violation") == 0 &&
+             !json_is_object(json_object_get(item, "body")))) {
+            err = cd_err_set(CD_ERR_INVALID, "report %zu needs a \"type\" and, for a "
+                                             "csp-violation, a \"body\" object",
+                             i);
+            goto out;
+        }
+    }
+    json_array_foreach(doc, i, item) {
+        if (strcmp(str_member(item, "type"), "csp-violation") == 0) {
+            json_t *body = json_object_get(item, "body");
+            violation_of(str_member(body, "effectiveDirective"), str_member(body, "blockedURL"),
+                         &v);
+            each(&v, ctx);
+        }
+    }
+out:
+    json_decref(doc);
+    return err;
+}
+
+/* Counted, and logged with its directive and blocked origin only. */
+static void csp_violation(const struct cd_csp_violation *v, void *ctx)
+{
+    cd__http_metrics_csp_violation(v->directive);
+    cd_log(CD_LOG_WARN, "console.csp_violation", "\"directive\":\"%s\",\"blocked\":\"%s\"",
+           v->directive ? v->directive : "other", v->blocked);
+}
+
+/* Takes a browser's report that a console page broke its Content-Security-Policy: the
+ * report-uri form (application/csp-report, one report) or the Reporting API's
+ * (application/reports+json, a list of reports of which the csp-violation ones count). */
+enum cd_err cd__http_console_csp_report(struct cd_req *r)
+{
+    struct cd_str ct = r->content_type;
+    bool legacy = ct.len >= 22 && strncasecmp(ct.p, "application/csp-report", 22) == 0;
+    bool reports = ct.len >= 24 && strncasecmp(ct.p, "application/reports+json", 24) == 0;
+    enum cd_err err;
+
+    /* Every request counts, good or bad: the endpoint needs no sign-in, so it is bounded. */
+    int64_t wait = cd__throttle_take(r->csp_throttle, r->client_key, cd_now_ms());
+    if (wait > 0)
+        return retry_after(r, wait) ? cd_err_set(CD_ERR_RATE_LIMITED,
+                                                 "too many reports from this address; at most "
+                                                 "%d a minute",
+                                                 CD_HTTP_CSP_REPORTS_PER_MINUTE)
+                                    : CD_ERR_NOMEM;
+    if (!legacy && !reports)
+        return cd_err_set(CD_ERR_UNSUPPORTED, "send application/csp-report or "
+                                              "application/reports+json");
+    if ((err = cd__http_csp_parse(r->body.p, r->body.len, legacy, csp_violation, NULL)) != CD_OK)
+        return err;
+    r->status = 204;
     return CD_OK;
 }
 
@@ -110,13 +274,13 @@ static enum cd_err session_json(struct cd_req *r, struct cd_str cookie,
         return err;
     }
     cd_time_format(ses->expires_at, ts);
-    *out = json_pack("{s:{s:s,s:s,s:s,s:s},s:o,s:o,s:s,s:s,s:s}", "staff", "id", ses->staff_id,
-                     "username", ses->username, "name", ses->name, "role",
+    *out = json_pack("{s:{s:s,s:s,s:s,s:s},s:o,s:o,s:s,s:s,s:s,s:b}", "staff", "id",
+                     ses->staff_id, "username", ses->username, "name", ses->name, "role",
                      cd_role_name(ses->role), "purpose",
                      ses->has_purpose ? json_string(cd_purpose_name(ses->purpose))
                                       : json_null(),
                      "purposes", purposes, "session_id", ses->id, "expires_at", ts,
-                     "csrf_token", csrf);
+                     "csrf_token", csrf, "must_change_password", ses->must_change_password);
     cd_crypto_wipe(csrf, sizeof csrf);
     return *out ? CD_OK : CD_ERR_NOMEM;
 }
@@ -142,8 +306,22 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r)
         return cd_err_set(CD_ERR_UNSUPPORTED, "send the body as application/json");
     if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
         (err = cd_json_str(r->json, "username", true, &user)) != CD_OK ||
-        (err = cd_json_str(r->json, "password", true, &pass)) != CD_OK ||
-        (err = cd_staff_sign_in(r->app->store, user, pass, r->request_id, &ses, token)) != CD_OK)
+        (err = cd_json_str(r->json, "password", true, &pass)) != CD_OK)
+        return err;
+    /* Refusals are counted in /metrics as this route's 429s; the address is never logged.
+     * The attempt is counted before the password is checked, so many at once from one address
+     * cannot all slip in before the first failure is known; a right one is given back. */
+    int64_t wait = cd__throttle_take(r->sign_in_throttle, r->client_key, cd_now_ms());
+    if (wait > 0)
+        return retry_after(r, wait) ? cd_err_set(CD_ERR_RATE_LIMITED,
+                                                 "too many failed sign-ins from this address: "
+                                                 "try again in %lld minutes",
+                                                 (long long)((wait + 59999) / 60000))
+                                    : CD_ERR_NOMEM;
+    err = cd_staff_sign_in(r->app->store, user, pass, r->request_id, &ses, token);
+    if (err != CD_ERR_UNAUTHENTICATED)
+        cd__throttle_refund(r->sign_in_throttle, r->client_key);
+    if (err != CD_OK)
         return err;
     struct cd_str cookie = {token, CD_STAFF_SESSION_LEN};
     if (!cd__http_cookie(r, CD_HTTP_SESSION_COOKIE, token, "/",
@@ -197,6 +375,23 @@ enum cd_err cd__http_console_purpose(struct cd_req *r)
     r->session.purpose = purpose;
     r->session.has_purpose = true;
     return session_json(r, r->session_cookie, &r->session, &r->resp_json);
+}
+
+enum cd_err cd__http_console_password(struct cd_req *r)
+{
+    static const char *const allowed[] = {"current_password", "new_password", NULL};
+    struct cd_str current = CD_STR_NULL, fresh = CD_STR_NULL;
+    int64_t ended = 0;
+    enum cd_err err;
+
+    if ((err = need_session(r)) != CD_OK || (err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "current_password", true, &current)) != CD_OK ||
+        (err = cd_json_str(r->json, "new_password", true, &fresh)) != CD_OK ||
+        (err = cd_staff_password_change(r->app->store, &r->session, current, fresh,
+                                        r->request_id, &ended)) != CD_OK)
+        return err;
+    r->resp_json = json_pack("{s:I}", "other_sessions_ended", (json_int_t)ended);
+    return r->resp_json ? CD_OK : CD_ERR_NOMEM;
 }
 
 /* ---- staff accounts ---- */
@@ -260,4 +455,17 @@ enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r)
         return err;
     r->resp_json = json_pack("{s:I}", "ended", (json_int_t)ended);
     return r->resp_json ? CD_OK : CD_ERR_NOMEM;
+}
+
+enum cd_err cd__http_staff_password_reset(struct cd_req *r)
+{
+    static const char *const allowed[] = {"password", NULL};
+    struct cd_str pass = CD_STR_NULL;
+    struct cd_staff_actor actor = actor_of(r);
+    enum cd_err err;
+
+    if ((err = cd_json_only(r->json, allowed)) != CD_OK ||
+        (err = cd_json_str(r->json, "password", true, &pass)) != CD_OK)
+        return err;
+    return cd_staff_password_reset(r->app->store, r->params[0], pass, &actor, &r->resp_json);
 }

@@ -48,6 +48,11 @@ struct cd_app {
 #define CD_HTTP_BATCH_MAX 100
 #define CD_HTTP_MAX_CLIENT_CONNECTIONS 1000
 #define CD_HTTP_IDLE_TIMEOUT 30
+/* Console sign-ins that fail, from one client address, in CD_HTTP_SIGN_IN_WINDOW_MS, whatever
+ * the accounts tried; then the address is answered 429 until the window ends. (Each account
+ * also locks itself after its own failures: this stops one address locking many.) */
+#define CD_HTTP_SIGN_IN_LIMIT 20
+#define CD_HTTP_SIGN_IN_WINDOW_MS (15 * 60 * 1000LL)
 
 struct cd_http_config {
     const char *listen; /* "127.0.0.1:8080" */
@@ -57,6 +62,7 @@ struct cd_http_config {
     unsigned max_connections;        /* at once, all clients; 0: CD_HTTP_MAX_CONNECTIONS */
     unsigned max_client_connections; /* at once, from one client address; 0: no limit */
     unsigned idle_timeout;           /* seconds a connection may stay silent; 0: the default */
+    unsigned sign_in_limit; /* failed sign-ins per address and window; 0: CD_HTTP_SIGN_IN_LIMIT */
 };
 
 struct cd_http;

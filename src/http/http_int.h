@@ -2,6 +2,7 @@
 #ifndef CD_HTTP_INT_H
 #define CD_HTTP_INT_H
 
+#include <sys/socket.h>
 #include "auth/auth.h"
 #include "http.h"
 #include "policy/policy.h"
@@ -55,7 +56,8 @@ struct cd_route {
     unsigned roles; /* CD_ROLE_BIT mask; ignored for public routes */
     unsigned flags;
     const char *operation_id;
-    enum cd_route_subject subject; /* last, so a row may leave it out (none) */
+    enum cd_route_subject subject; /* so a row may leave it out (none) */
+    size_t max_body;               /* below the server's limit; 0: the server's */
 };
 
 extern const struct cd_route cd__http_routes[];
@@ -76,9 +78,55 @@ struct cd_query_param {
     struct cd_str key, value;
 };
 
+/* Per-address throttles (throttle.c): at most limit events per address in a window of
+ * window_ms that begins with the address's first event, in a table of a fixed number of slots
+ * (when it is full, the address whose window began longest ago is forgotten). Any thread. */
+struct cd_throttle;
+enum cd_err cd__throttle_new(size_t slots, unsigned limit, int64_t window_ms,
+                             struct cd_throttle **out);
+void cd__throttle_free(struct cd_throttle *t);
+/* Counts one event for the address key and returns 0, or, when the address has used up its
+ * limit, counts nothing and returns the milliseconds until its window ends. */
+int64_t cd__throttle_take(struct cd_throttle *t, const uint8_t key[16], int64_t now);
+/* Gives back one event taken for key (an attempt that turned out right). */
+void cd__throttle_refund(struct cd_throttle *t, const uint8_t key[16]);
+/* The key of a client address: an IPv4 address as its IPv4-mapped IPv6 form, an IPv6 address
+ * by its /64 prefix; all zeros when sa is NULL. */
+void cd__throttle_key(const struct sockaddr *sa, uint8_t key[16]);
+
+/* The addresses a throttle remembers at most. */
+#define CD_HTTP_THROTTLE_SLOTS 4096
+
+/* Content-Security-Policy violation reports (h_console.c): the largest body taken, and how many
+ * reports one client address may send a minute (a page in a loop sends one per blocked load). */
+#define CD_HTTP_CSP_REPORT_MAX (16 * 1024)
+#define CD_HTTP_CSP_REPORTS_PER_MINUTE 60
+/* Counts one reported violation of directive (a name from cd__http_csp_directives, or NULL for
+ * any other) for /metrics. */
+void cd__http_metrics_csp_violation(const char *directive);
+/* The directive names /metrics counts by name, NULL-terminated. */
+extern const char *const cd__http_csp_directives[];
+/* A reported violation as it may be kept and logged: the directive (one of
+ * cd__http_csp_directives, or NULL for any other) and the blocked resource's origin
+ * ("https://host:port") or the browser's keyword for it ("inline", "eval", "data"...), "none"
+ * or "other"; never a path or a query. */
+struct cd_csp_violation {
+    const char *directive;
+    char blocked[128];
+};
+/* Reads a violation report body, application/csp-report (legacy) or application/reports+json,
+ * and calls each for every violation in it, only once the whole body was found well formed.
+ * Errors: CD_ERR_INVALID (not JSON, or not a report of that form), CD_ERR_NOMEM. */
+enum cd_err cd__http_csp_parse(const char *p, size_t n, bool legacy,
+                               void (*each)(const struct cd_csp_violation *v, void *ctx),
+                               void *ctx);
+
 struct cd_req {
     struct cd_app *app;
     struct cd_auth_cache *auth_cache; /* the server's verified-token cache */
+    struct cd_throttle *sign_in_throttle; /* failed sign-ins by client address */
+    struct cd_throttle *csp_throttle;     /* CSP violation reports by client address */
+    uint8_t client_key[16];               /* the client address as a throttle key */
     const struct cd_route *route;
     size_t route_index;
     struct cd_arena arena;
@@ -310,10 +358,13 @@ enum cd_err cd__http_console_sign_in(struct cd_req *r);
 enum cd_err cd__http_console_session(struct cd_req *r);
 enum cd_err cd__http_console_sign_out(struct cd_req *r);
 enum cd_err cd__http_console_purpose(struct cd_req *r);
+enum cd_err cd__http_console_password(struct cd_req *r);
+enum cd_err cd__http_console_csp_report(struct cd_req *r);
 enum cd_err cd__http_staff_list(struct cd_req *r);
 enum cd_err cd__http_staff_create(struct cd_req *r);
 enum cd_err cd__http_staff_disable(struct cd_req *r);
 enum cd_err cd__http_staff_sessions_revoke(struct cd_req *r);
+enum cd_err cd__http_staff_password_reset(struct cd_req *r);
 /* Adds a response header (see cd_req.headers); false when there is no room. */
 bool cd__http_header_add(struct cd_req *r, const char *name, const char *value);
 /* Sets a session cookie for path: HttpOnly, SameSite=Strict, and Secure when the request's

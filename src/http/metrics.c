@@ -14,7 +14,7 @@
 
 /* 414, 431, 501 and 505 come from the edge and from libmicrohttpd's own refusals. */
 static const unsigned statuses[NSTATUS] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413,
-                                           414, 415, 422, 431, 500, 501, 503, 505, 0,   0};
+                                           414, 415, 422, 429, 431, 500, 501, 503, 505, 0};
 static const double buckets[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
 
@@ -24,6 +24,26 @@ struct route_metrics {
     atomic_ulong sum_us;
     atomic_ulong count;
 };
+
+const char *const cd__http_csp_directives[] = {
+    "default-src",    "script-src",      "script-src-elem", "script-src-attr", "style-src",
+    "style-src-elem", "style-src-attr",  "img-src",         "connect-src",     "font-src",
+    "manifest-src",   "media-src",       "object-src",      "frame-src",       "child-src",
+    "worker-src",     "base-uri",        "form-action",     "frame-ancestors", "trusted-types",
+    "require-trusted-types-for",         NULL};
+#define NCSP 21
+_Static_assert(sizeof cd__http_csp_directives / sizeof cd__http_csp_directives[0] == NCSP + 1,
+               "NCSP counts the directives");
+static atomic_ulong csp_violations[NCSP + 1]; /* last: any other directive */
+
+void cd__http_metrics_csp_violation(const char *directive)
+{
+    size_t i = 0;
+
+    while (i < NCSP && directive != cd__http_csp_directives[i])
+        i++;
+    atomic_fetch_add_explicit(&csp_violations[i], 1, memory_order_relaxed);
+}
 
 static struct route_metrics *metrics;
 static size_t nmetrics;
@@ -52,7 +72,7 @@ void cd__http_metrics_observe(size_t route_index, unsigned status, uint64_t ns)
     if (route_index >= nmetrics)
         return;
     m = &metrics[route_index];
-    for (size_t i = 0; i < NSTATUS - 2; i++)
+    for (size_t i = 0; i < NSTATUS - 1; i++)
         if (statuses[i] == status)
             s = i;
     while (b < NBUCKETS && secs > buckets[b])
@@ -137,7 +157,7 @@ enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out
         const char *route = route_label(i, label, sizeof label);
         for (size_t s = 0; s < NSTATUS; s++) {
             unsigned long v = atomic_load_explicit(&metrics[i].by_status[s], memory_order_relaxed);
-            if (v == 0 || (s >= NSTATUS - 2 && s != NSTATUS - 1))
+            if (v == 0)
                 continue;
             if (s == NSTATUS - 1)
                 P("candor_http_requests_total{route=\"%s\",status=\"other\"} %lu\n", route, v);
@@ -200,6 +220,13 @@ enum cd_err cd__http_metrics_render(const struct cd_app *app, struct cd_buf *out
     }
     P("candor_store_batch_size_sum %llu\ncandor_store_batch_size_count %llu\n",
       (unsigned long long)st.writes, (unsigned long long)st.commits);
+    P("# HELP candor_csp_violations_total Content-Security-Policy violations the console's "
+      "pages reported, by directive (the log has one console.csp_violation line for each).\n"
+      "# TYPE candor_csp_violations_total counter\n");
+    for (size_t i = 0; i <= NCSP; i++)
+        P("candor_csp_violations_total{directive=\"%s\"} %lu\n",
+          i < NCSP ? cd__http_csp_directives[i] : "other",
+          atomic_load_explicit(&csp_violations[i], memory_order_relaxed));
     P("# HELP candor_integrity_errors_total Tamper evidence met while serving, by where it was "
       "found (the log has one integrity.error line for each).\n"
       "# TYPE candor_integrity_errors_total counter\n");

@@ -22,6 +22,7 @@ static const struct cd_problem_kind kinds[CD_ERR__COUNT] = {
     [CD_ERR_UNSUPPORTED] = {415, "unsupported-media-type", "Unsupported media type"},
     [CD_ERR_STORE] = {503, "store-unavailable", "Storage error"},
     [CD_ERR_BUSY] = {503, "busy", "Temporarily unavailable"},
+    [CD_ERR_RATE_LIMITED] = {429, "too-many-requests", "Too many requests"},
     [CD_ERR_SCHEMA] = {500, "schema-mismatch", "Database schema mismatch"},
     [CD_ERR_IO] = {500, "io-error", "I/O error"},
     [CD_ERR_CRYPTO] = {500, "crypto-error", "Cryptographic failure"},

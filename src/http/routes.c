@@ -694,11 +694,17 @@ const struct cd_route cd__http_routes[] = {
     {"DELETE", "/console/session", cd__http_console_sign_out, CD_ROLES_ALL, 0, "consoleSignOut"},
     {"PUT", "/console/session/purpose", cd__http_console_purpose, CD_ROLES_ALL, JSN,
      "consoleSetPurpose"},
+    {"PUT", "/console/session/password", cd__http_console_password, CD_ROLES_ALL, JSN,
+     "consoleChangePassword"},
+    {"POST", "/console/csp-report", cd__http_console_csp_report, 0, PUB | INL, "consoleCspReport",
+     CD_SUBJECT_NONE, CD_HTTP_CSP_REPORT_MAX},
     {"GET", "/v1/staff", cd__http_staff_list, ADMIN, 0, "listStaff"},
     {"POST", "/v1/staff", cd__http_staff_create, ADMIN, JSN, "createStaff"},
     {"POST", "/v1/staff/{id}/disable", cd__http_staff_disable, ADMIN, 0, "disableStaff"},
     {"DELETE", "/v1/staff/{id}/sessions", cd__http_staff_sessions_revoke, ADMIN, 0,
      "revokeStaffSessions"},
+    {"POST", "/v1/staff/{id}/password", cd__http_staff_password_reset, ADMIN, JSN,
+     "resetStaffPassword"},
 };
 #pragma GCC diagnostic pop
 

@@ -46,6 +46,7 @@ struct cd_http {
     pthread_t *workers;
     unsigned nworkers;
     struct cd_auth_cache *auth_cache;
+    struct cd_throttle *sign_in_throttle, *csp_throttle;
     struct job_queue q;
     atomic_bool stopping; /* producers of streamed bodies give up */
     /* The drain (cd_http_quiesce): no new connections, every answer closes its connection. */
@@ -555,15 +556,20 @@ static bool session_gate(struct cd_req *r)
                     "Candor-CSRF header (GET /console/session gives it)");
         return false;
     }
-    if (r->purpose_hdr.p && !(r->session.has_purpose &&
-                              cd_str_eq_c(r->purpose_hdr, cd_purpose_name(r->session.purpose)))) {
-        set_problem(r, CD_ERR_PURPOSE_DENIED,
-                    "the console session works under another purpose (or none): switch the "
-                    "purpose first (PUT /console/session/purpose)");
+    /* After an administrator set a temporary password, the person chooses their own before
+     * anything else; they may still see their session and sign out. */
+    if (r->session.must_change_password &&
+        strcmp(r->route->operation_id, "consoleSession") != 0 &&
+        strcmp(r->route->operation_id, "consoleChangePassword") != 0 &&
+        strcmp(r->route->operation_id, "consoleSignOut") != 0) {
+        set_problem(r, CD_ERR_FORBIDDEN,
+                    "an administrator set a temporary password for this account: choose your "
+                    "own first (PUT /console/session/password)");
         return false;
     }
-    /* Without the header, an API call works under the session's purpose: the page need not
-     * repeat it. */
+    /* A request naming a purpose other than the session's is refused in run_gates, where
+     * every refused purpose is recorded. Without the header, an API call works under the
+     * session's purpose: the page need not repeat it. */
     if (r->purpose_hdr.p == NULL && r->session.has_purpose &&
         strncmp(r->route->pattern, "/v1/", 4) == 0)
         r->purpose_hdr = cd_str_c(cd_purpose_name(r->session.purpose));
@@ -645,9 +651,15 @@ static bool run_gates(struct conn_state *cs)
             return false;
         }
         r->has_purpose = true;
-        if (r->authenticated &&
-            (err = cd_policy_check(r->app->policy, r->principal.role, r->purpose, &r->grant)) !=
-                CD_OK) {
+        if (r->via_session && !(r->session.has_purpose && r->session.purpose == r->purpose))
+            err = cd_err_set(CD_ERR_PURPOSE_DENIED,
+                             "the console session works under another purpose (or none): "
+                             "switch the purpose first (PUT /console/session/purpose)");
+        else if (r->authenticated)
+            err = cd_policy_check(r->app->policy, r->principal.role, r->purpose, &r->grant);
+        else
+            err = CD_OK;
+        if (err != CD_OK) {
             char detail[300];
             snprintf(detail, sizeof detail, "%s", cd_err_detail());
             /* A refused purpose is evidence: it is recorded before it is answered. */
@@ -1009,6 +1021,11 @@ static struct conn_state *conn_new(struct cd_http *h, struct MHD_Connection *con
     cs->start_ns = cd_mono_ns();
     cs->r.app = h->app;
     cs->r.auth_cache = h->auth_cache;
+    cs->r.sign_in_throttle = h->sign_in_throttle;
+    cs->r.csp_throttle = h->csp_throttle;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    cd__throttle_key(ci ? ci->client_addr : NULL, cs->r.client_key);
     cs->r.arena = CD_ARENA_INIT(4 * 1024 * 1024);
     cs->r.body = CD_BUF_INIT(h->max_body);
     cd_id_new("req", cs->r.request_id);
@@ -1024,6 +1041,14 @@ static enum MHD_Result answer_early(struct conn_state *cs, const struct cd_probl
 }
 
 #define TOO_BIG "the request body is larger than the limit (%zu bytes)"
+
+/* The largest body the request's route takes (before the route is known, the server's). */
+static size_t body_limit(const struct conn_state *cs)
+{
+    const struct cd_route *rt = cs->r.route;
+
+    return rt && rt->max_body && rt->max_body < cs->h->max_body ? rt->max_body : cs->h->max_body;
+}
 
 /* A declared body length over max: Content-Length is digits only here (libmicrohttpd answered
  * anything else itself). */
@@ -1064,7 +1089,6 @@ static bool room_to_answer(struct conn_state *cs, unsigned records)
 static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const char *method,
                                   const char *version)
 {
-    struct cd_http *h = cs->h;
     struct cd_req *r = &cs->r;
     struct cd__http_headers hs = CD_HTTP_HEADERS_INIT;
     const struct cd_problem_kind *k;
@@ -1126,8 +1150,8 @@ static enum MHD_Result on_headers(struct conn_state *cs, const char *url, const 
         return answer_early(cs, &cd__http_problem_kinds[CD_PROBLEM_METHOD_NOT_ALLOWED],
                             "this path does not support this method");
     }
-    if (length_over(hs.v[CD_H_CONTENT_LENGTH], h->max_body)) {
-        snprintf(detail, sizeof detail, TOO_BIG, h->max_body);
+    if (length_over(hs.v[CD_H_CONTENT_LENGTH], body_limit(cs))) {
+        snprintf(detail, sizeof detail, TOO_BIG, body_limit(cs));
         return answer_early(cs, cd__http_problem_of(CD_ERR_TOO_BIG), detail);
     }
     return MHD_YES;
@@ -1159,11 +1183,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         r->body_seen += n;
-        if (r->body_seen > h->max_body) {
+        if (r->body_seen > body_limit(cs)) {
             /* Only a chunked body gets here: a declared length over the limit was refused
              * with the headers. It is refused now, and no more of it is read. */
             char detail[96];
-            snprintf(detail, sizeof detail, TOO_BIG, h->max_body);
+            snprintf(detail, sizeof detail, TOO_BIG, body_limit(cs));
             refuse_now(cs, cd__http_problem_of(CD_ERR_TOO_BIG), detail);
             return MHD_NO;
         }
@@ -1349,7 +1373,12 @@ enum cd_err cd_http_start(const struct cd_http_config *cfg, struct cd_app *app,
     /* A revoked token stops working at once through the API and within 2 s through the CLI. */
     if ((h->q.items = cd_calloc(h->q.cap, sizeof *h->q.items)) == NULL ||
         (h->workers = cd_calloc(h->nworkers, sizeof *h->workers)) == NULL ||
-        cd_auth_cache_new(2000, &h->auth_cache) != CD_OK) {
+        cd_auth_cache_new(2000, &h->auth_cache) != CD_OK ||
+        cd__throttle_new(CD_HTTP_THROTTLE_SLOTS,
+                         cfg->sign_in_limit ? cfg->sign_in_limit : CD_HTTP_SIGN_IN_LIMIT,
+                         CD_HTTP_SIGN_IN_WINDOW_MS, &h->sign_in_throttle) != CD_OK ||
+        cd__throttle_new(CD_HTTP_THROTTLE_SLOTS, CD_HTTP_CSP_REPORTS_PER_MINUTE, 60 * 1000,
+                         &h->csp_throttle) != CD_OK) {
         err = CD_ERR_NOMEM;
         goto fail;
     }
@@ -1437,5 +1466,7 @@ void cd_http_stop(struct cd_http *h)
     cd_free(h->q.items);
     cd_free(h->workers);
     cd_auth_cache_free(h->auth_cache);
+    cd__throttle_free(h->sign_in_throttle);
+    cd__throttle_free(h->csp_throttle);
     cd_free(h);
 }

@@ -71,7 +71,7 @@ static enum cd_err audit(struct cd_tx *tx, const char *action, const char *outco
 
 #define ACCOUNT_COLS                                                                            \
     "SELECT id, username, name, role, created_at, disabled_at, locked_until, last_sign_in_at," \
-    " (SELECT count(*) FROM staff_sessions s WHERE s.staff_id = staff.id AND"                   \
+    " password_reset_at, (SELECT count(*) FROM staff_sessions s WHERE s.staff_id = staff.id AND"                   \
     " s.ended_at IS NULL AND s.last_seen > $1 AND s.created_at > $2) FROM staff"
 
 struct list_ctx {
@@ -110,7 +110,9 @@ static enum cd_err account_row(void *ctx, const struct cd_val *c, size_t n)
         set_time(o, "locked_until", c[6].type == CD_VAL_INT && c[6].i > l->now ? &c[6]
                                                                                 : &CD_VNULL) !=
             CD_OK ||
-        cd_json_set_new(o, "sessions", json_integer(c[8].i)) != CD_OK)
+        cd_json_set_new(o, "sessions", json_integer(c[9].i)) != CD_OK ||
+        cd_json_set_new(o, "must_change_password", json_boolean(c[8].type == CD_VAL_INT)) !=
+            CD_OK)
         return CD_ERR_NOMEM;
     return CD_OK;
 }
@@ -176,6 +178,15 @@ static enum cd_err account_get(struct cd_store *s, const char *column, const cha
 
 /* ---- creation ---- */
 
+static enum cd_err password_check(struct cd_str password)
+{
+    if (password.len < CD_STAFF_PASSWORD_MIN || password.len > CD_STAFF_PASSWORD_MAX ||
+        !cd_utf8_valid(password.p, password.len))
+        return cd_err_set(CD_ERR_INVALID, "a password has %d to %d characters",
+                          CD_STAFF_PASSWORD_MIN, CD_STAFF_PASSWORD_MAX);
+    return CD_OK;
+}
+
 struct add_ctx {
     char id[CD_ID_MAX];
     char username[65];
@@ -215,13 +226,9 @@ enum cd_err cd_staff_add(struct cd_store *s, struct cd_str username, struct cd_s
     enum cd_err err;
 
     if ((err = username_norm(username, a.username)) != CD_OK ||
-        (err = text_check(name, "a name", 100)) != CD_OK)
-        return err;
-    if (password.len < CD_STAFF_PASSWORD_MIN || password.len > CD_STAFF_PASSWORD_MAX ||
-        !cd_utf8_valid(password.p, password.len))
-        return cd_err_set(CD_ERR_INVALID, "a password has %d to %d characters",
-                          CD_STAFF_PASSWORD_MIN, CD_STAFF_PASSWORD_MAX);
-    if ((err = cd_crypto_pwhash(password, a.hash)) != CD_OK)
+        (err = text_check(name, "a name", 100)) != CD_OK ||
+        (err = password_check(password)) != CD_OK ||
+        (err = cd_crypto_pwhash(password, a.hash)) != CD_OK)
         return err;
     cd_id_new("stf", a.id);
     err = cd_store_write(s, add_fn, &a);
@@ -231,13 +238,17 @@ enum cd_err cd_staff_add(struct cd_store *s, struct cd_str username, struct cd_s
     return account_get(s, "id", a.id, out);
 }
 
-/* ---- disabling and revoking ---- */
+/* ---- disabling, revoking and resetting ---- */
+
+/* What ending an account's sessions comes with. */
+enum end_mode { END_REVOKE, END_DISABLE, END_RESET };
 
 struct end_ctx {
     char who[65];
     const char *column;
     const struct cd_staff_actor *actor;
-    bool disable;
+    enum end_mode mode;
+    const char *hash; /* END_RESET: the temporary password's */
     char id[CD_ID_MAX];
     int64_t ended;
 };
@@ -247,9 +258,11 @@ static enum cd_err id_row(void *ctx, const struct cd_val *c, size_t n)
     struct end_ctx *e = ctx;
 
     snprintf(e->id, sizeof e->id, "%.*s", (int)c[0].len, (const char *)c[0].p);
-    return c[1].type == CD_VAL_INT && e->disable
-               ? cd_err_set(CD_ERR_CONFLICT, "the staff account is already disabled")
-               : CD_OK;
+    if (c[1].type != CD_VAL_INT || e->mode == END_REVOKE)
+        return CD_OK;
+    return cd_err_set(CD_ERR_CONFLICT, e->mode == END_DISABLE
+                                           ? "the staff account is already disabled"
+                                           : "the staff account is disabled");
 }
 
 static enum cd_err end_fn(struct cd_tx *tx, void *ctx)
@@ -268,26 +281,38 @@ static enum cd_err end_fn(struct cd_tx *tx, void *ctx)
         return err;
     if (e->id[0] == '\0')
         return cd_err_set(CD_ERR_NOT_FOUND, "no staff account with this id or username");
-    struct cd_val q[] = {CD_VCSTR(e->id), CD_VINT(now)};
-    if (e->disable &&
+    if (e->mode == END_RESET && e->actor->id && strcmp(e->actor->id, e->id) == 0)
+        return cd_err_set(CD_ERR_INVALID, "this is your own account: change your password with "
+                                          "your current one (PUT /console/session/password)");
+    struct cd_val q[] = {CD_VCSTR(e->id), CD_VINT(now), e->hash ? CD_VCSTR(e->hash) : CD_VNULL};
+    if (e->mode == END_DISABLE &&
         (err = cd_tx_exec(tx, "UPDATE staff SET disabled_at = $2 WHERE id = $1", q, 2, NULL,
                           NULL, NULL)) != CD_OK)
+        return err;
+    /* A reset also lifts a lockout: the administrator has just spoken to the person. */
+    if (e->mode == END_RESET &&
+        (err = cd_tx_exec(tx, "UPDATE staff SET password_hash = $3, password_reset_at = $2,"
+                              " failed_count = 0, locked_until = NULL WHERE id = $1",
+                          q, 3, NULL, NULL, NULL)) != CD_OK)
         return err;
     if ((err = cd_tx_exec(tx, "UPDATE staff_sessions SET ended_at = $2 WHERE staff_id = $1"
                               " AND ended_at IS NULL",
                           q, 2, NULL, NULL, &e->ended)) != CD_OK)
         return err;
-    return audit(tx, e->disable ? "staff.disable" : "staff.sessions_revoke", "ok", e->actor->id,
+    static const char *const action[] = {[END_REVOKE] = "staff.sessions_revoke",
+                                         [END_DISABLE] = "staff.disable",
+                                         [END_RESET] = "staff.password_reset"};
+    return audit(tx, action[e->mode], "ok", e->actor->id,
                  e->actor->role, e->actor->name, e->actor->request_id, e->id, NULL, NULL);
 }
 
-static enum cd_err end_sessions(struct cd_store *s, struct cd_str who, bool disable,
+static enum cd_err end_sessions(struct cd_store *s, struct cd_str who, enum end_mode mode,
                                 const struct cd_staff_actor *actor, struct end_ctx *e)
 {
     enum cd_err err;
 
     e->actor = actor;
-    e->disable = disable;
+    e->mode = mode;
     if ((err = who_norm(who, e->who, &e->column)) != CD_OK)
         return err;
     return cd_store_write(s, end_fn, e);
@@ -297,7 +322,7 @@ enum cd_err cd_staff_disable(struct cd_store *s, struct cd_str who,
                              const struct cd_staff_actor *actor, json_t **out)
 {
     struct end_ctx e = {0};
-    enum cd_err err = end_sessions(s, who, true, actor, &e);
+    enum cd_err err = end_sessions(s, who, END_DISABLE, actor, &e);
 
     return err != CD_OK ? err : account_get(s, "id", e.id, out);
 }
@@ -306,17 +331,33 @@ enum cd_err cd_staff_sessions_revoke(struct cd_store *s, struct cd_str who,
                                      const struct cd_staff_actor *actor, int64_t *ended)
 {
     struct end_ctx e = {0};
-    enum cd_err err = end_sessions(s, who, false, actor, &e);
+    enum cd_err err = end_sessions(s, who, END_REVOKE, actor, &e);
 
     if (err == CD_OK)
         *ended = e.ended;
     return err;
 }
 
+enum cd_err cd_staff_password_reset(struct cd_store *s, struct cd_str who,
+                                    struct cd_str new_password,
+                                    const struct cd_staff_actor *actor, json_t **out)
+{
+    char hash[CD_CRYPTO_PWHASH_MAX];
+    struct end_ctx e = {.hash = hash};
+    enum cd_err err;
+
+    if ((err = password_check(new_password)) != CD_OK ||
+        (err = cd_crypto_pwhash(new_password, hash)) != CD_OK)
+        return err;
+    err = end_sessions(s, who, END_RESET, actor, &e);
+    cd_crypto_wipe(hash, sizeof hash);
+    return err != CD_OK ? err : account_get(s, "id", e.id, out);
+}
+
 /* ---- sign-in ---- */
 
 struct account {
-    bool found, disabled;
+    bool found, disabled, must_change;
     char id[CD_ID_MAX], username[65], name[128], role[16];
     char hash[CD_CRYPTO_PWHASH_MAX];
     int64_t locked_until;
@@ -334,10 +375,12 @@ static enum cd_err account_secret_row(void *ctx, const struct cd_val *c, size_t 
     snprintf(a->hash, sizeof a->hash, "%.*s", (int)c[4].len, (const char *)c[4].p);
     a->disabled = c[5].type == CD_VAL_INT;
     a->locked_until = c[6].type == CD_VAL_INT ? c[6].i : 0;
+    a->must_change = c[7].type == CD_VAL_INT;
     return CD_OK;
 }
 
 struct sign_in_ctx {
+    const char *action; /* for the ledger: a sign-in, or a password change's check */
     char username[65];
     struct account a;
     bool ok;            /* the password was right and the account may sign in */
@@ -355,7 +398,7 @@ static enum cd_err read_account_fn(struct cd_tx *tx, void *ctx)
     struct cd_val p[] = {CD_VCSTR(si->username)};
 
     return cd_tx_exec(tx, "SELECT id, username, name, role, password_hash, disabled_at,"
-                          " locked_until FROM staff WHERE username = $1",
+                          " locked_until, password_reset_at FROM staff WHERE username = $1",
                       p, 1, account_secret_row, &si->a, NULL);
 }
 
@@ -396,7 +439,7 @@ static enum cd_err sign_in_fn(struct cd_tx *tx, void *ctx)
                               p, 3, NULL, NULL, NULL)) != CD_OK)
             return err;
     }
-    return audit(tx, "staff.sign_in", "denied", si->a.id, si->a.role, si->a.name,
+    return audit(tx, si->action, "denied", si->a.id, si->a.role, si->a.name,
                  si->request_id, NULL, NULL, si->locked_until ? "locked-out" : si->reason);
 }
 
@@ -415,7 +458,7 @@ enum cd_err cd_staff_sign_in(struct cd_store *s, struct cd_str username, struct 
                              const char *request_id, struct cd_staff_session *out,
                              char token_out[CD_STAFF_SESSION_LEN + 1])
 {
-    struct sign_in_ctx si = {.request_id = request_id};
+    struct sign_in_ctx si = {.action = "staff.sign_in", .request_id = request_id};
     char token[CD_STAFF_SESSION_LEN + 1] = "";
     enum cd_err err;
     static const char wrong[] = "the username or the password is wrong";
@@ -476,6 +519,7 @@ enum cd_err cd_staff_sign_in(struct cd_store *s, struct cd_str username, struct 
     snprintf(out->username, sizeof out->username, "%s", si.a.username);
     snprintf(out->name, sizeof out->name, "%s", si.a.name);
     out->expires_at = si.now + CD_STAFF_SESSION_IDLE_MS;
+    out->must_change_password = si.a.must_change;
     memcpy(token_out, token, sizeof token);
 out:
     cd_crypto_wipe(token, sizeof token);
@@ -508,6 +552,7 @@ static enum cd_err session_row(void *ctx, const struct cd_val *c, size_t n)
     snprintf(ses->name, sizeof ses->name, "%.*s", (int)c[7].len, (const char *)c[7].p);
     v->bad = !cd_role_parse((struct cd_str){c[8].p, c[8].len}, &ses->role);
     v->disabled = c[9].type == CD_VAL_INT;
+    ses->must_change_password = c[10].type == CD_VAL_INT;
     return CD_OK;
 }
 
@@ -517,7 +562,8 @@ static enum cd_err session_fn(struct cd_tx *tx, void *ctx)
     struct cd_val p[] = {CD_VBLOB(v->hash, CD_CRYPTO_HASH_LEN)};
 
     return cd_tx_exec(tx, "SELECT s.id, s.staff_id, s.created_at, s.last_seen, s.ended_at,"
-                          " s.purpose, t.username, t.name, t.role, t.disabled_at"
+                          " s.purpose, t.username, t.name, t.role, t.disabled_at,"
+                          " t.password_reset_at"
                           " FROM staff_sessions s JOIN staff t ON t.id = s.staff_id"
                           " WHERE s.hash = $1",
                       p, 1, session_row, v, NULL);
@@ -626,4 +672,85 @@ enum cd_err cd_staff_session_end(struct cd_store *s, const struct cd_staff_sessi
     struct session_change sc = {ses, NULL, request_id};
 
     return cd_store_write(s, session_change_fn, &sc);
+}
+
+/* ---- changing one's own password ---- */
+
+struct change_ctx {
+    const struct cd_staff_session *ses;
+    const char *hash, *request_id;
+    int64_t ended;
+};
+
+static enum cd_err change_fn(struct cd_tx *tx, void *ctx)
+{
+    struct change_ctx *c = ctx;
+    struct cd_val p[] = {CD_VCSTR(c->ses->staff_id), CD_VCSTR(c->hash), CD_VINT(cd_now_ms()),
+                         CD_VCSTR(c->ses->id)};
+    int64_t live = 0;
+    enum cd_err err;
+
+    /* Checked in the transaction: a session revoked meanwhile may not change anything. */
+    if ((err = cd_tx_int(tx, "SELECT count(*) FROM staff_sessions WHERE id = $1 AND"
+                             " ended_at IS NULL",
+                         &p[3], 1, &live)) != CD_OK)
+        return err;
+    if (live == 0)
+        return cd_err_set(CD_ERR_NOT_FOUND, "the session has ended");
+    if ((err = cd_tx_exec(tx, "UPDATE staff SET password_hash = $2, password_reset_at = NULL,"
+                              " failed_count = 0 WHERE id = $1",
+                          p, 2, NULL, NULL, NULL)) != CD_OK ||
+        (err = cd_tx_exec(tx, "UPDATE staff_sessions SET ended_at = $2 WHERE staff_id = $1"
+                              " AND id <> $3 AND ended_at IS NULL",
+                          (struct cd_val[]){p[0], p[2], p[3]}, 3, NULL, NULL, &c->ended)) !=
+            CD_OK)
+        return err;
+    return audit(tx, "staff.password_change", "ok", c->ses->staff_id,
+                 cd_role_name(c->ses->role), c->ses->name, c->request_id, c->ses->staff_id, NULL,
+                 NULL);
+}
+
+enum cd_err cd_staff_password_change(struct cd_store *s, const struct cd_staff_session *ses,
+                                     struct cd_str current, struct cd_str new_password,
+                                     const char *request_id, int64_t *ended)
+{
+    struct sign_in_ctx si = {.action = "staff.password_change", .request_id = request_id};
+    char hash[CD_CRYPTO_PWHASH_MAX];
+    struct change_ctx c = {.ses = ses, .hash = hash, .request_id = request_id};
+    enum cd_err err;
+
+    if (current.len == 0 || current.len > CD_STAFF_PASSWORD_MAX)
+        return cd_err_set(CD_ERR_INVALID, "give the current password");
+    if ((err = password_check(new_password)) != CD_OK)
+        return err;
+    if (cd_str_eq(current, new_password))
+        return cd_err_set(CD_ERR_INVALID, "the new password must differ from the current one");
+    snprintf(si.username, sizeof si.username, "%s", ses->username);
+    if ((err = cd_store_read(s, read_account_fn, &si)) != CD_OK)
+        return err;
+    if (!si.a.found)
+        return cd_err_set(CD_ERR_NOT_FOUND, "the session has ended");
+    si.now = cd_now_ms();
+    /* A wrong current password counts like a wrong sign-in: a session left open on a shared
+     * screen does not give anyone unlimited guesses. */
+    if (si.a.locked_until > si.now)
+        si.reason = "locked";
+    else if (!cd_crypto_pwhash_verify(si.a.hash, current))
+        si.reason = "wrong-password";
+    cd_crypto_wipe(si.a.hash, sizeof si.a.hash);
+    if (si.reason) {
+        if ((err = cd_store_write(s, sign_in_fn, &si)) != CD_OK)
+            return err;
+        return cd_err_set(CD_ERR_FORBIDDEN,
+                          si.locked_until || strcmp(si.reason, "locked") == 0
+                              ? "too many wrong passwords: this account is locked for now"
+                              : "the current password is wrong");
+    }
+    if ((err = cd_crypto_pwhash(new_password, hash)) != CD_OK)
+        return err;
+    err = cd_store_write(s, change_fn, &c);
+    cd_crypto_wipe(hash, sizeof hash);
+    if (err == CD_OK && ended)
+        *ended = c.ended;
+    return err;
 }

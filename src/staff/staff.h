@@ -10,8 +10,11 @@
  * revokes it or when the account is disabled. Each session carries the purpose its holder
  * declared they work under; switching it is a deliberate, recorded act. The anti-forgery
  * (CSRF) token of a session is derived from its secret, so it needs no storage and cannot be
- * known without the cookie. Every sign-in, failed sign-in, purpose switch, sign-out and
- * account change is written to the audit ledger.
+ * known without the cookie. A person changes their own password by giving the current one;
+ * every session of theirs but the one they use for it ends. An administrator may set a temporary
+ * password for someone else: that person's sessions end, and until they choose a password of their
+ * own, a session of theirs may do nothing else. Every sign-in, failed sign-in, purpose switch,
+ * sign-out, password change and account change is written to the audit ledger.
  *
  * Must never: store or log a password or a session secret; tell an unknown username from a
  * wrong password (both take one Argon2id verification and give the same answer).
@@ -42,6 +45,7 @@ struct cd_staff_session {
     int64_t expires_at; /* the moment it ends if used again before the idle limit */
     bool has_purpose;
     enum cd_purpose purpose;
+    bool must_change_password; /* an administrator set a temporary password */
 };
 
 /* Who made a change, for the ledger: a token or staff id ("cli" from the command line), its
@@ -60,8 +64,9 @@ enum cd_err cd_staff_add(struct cd_store *s, struct cd_str username, struct cd_s
                          const struct cd_staff_actor *actor, json_t **out);
 
 /* The accounts, oldest first: [{"id","username","name","role","status","created_at",
- * "last_sign_in_at","locked_until","sessions"}] with status active, locked or disabled and
- * sessions the number of live sessions. Never a password hash. The caller owns *out. */
+ * "last_sign_in_at","locked_until","sessions","must_change_password"}] with status active, locked
+ * or disabled and sessions the number of live sessions. Never a password hash. The caller owns
+ * *out. */
 enum cd_err cd_staff_list(struct cd_store *s, json_t **out);
 
 /* Disables an account by id ("stf_...") or username and ends all its sessions; *out (may be
@@ -74,6 +79,26 @@ enum cd_err cd_staff_disable(struct cd_store *s, struct cd_str who,
  * Errors: CD_ERR_NOT_FOUND, CD_ERR_STORE. */
 enum cd_err cd_staff_sessions_revoke(struct cd_store *s, struct cd_str who,
                                      const struct cd_staff_actor *actor, int64_t *ended);
+
+/* Changes the signed-in person's own password: current must be their password (a wrong one
+ * counts as a failed sign-in towards the lockout), new_password follows cd_staff_add's rule and
+ * differs from current. Clears a temporary password's mark and ends every session of the
+ * account but ses (*ended gets how many). request_id may be NULL.
+ * Errors: CD_ERR_FORBIDDEN (the current password is wrong, or the account is locked),
+ * CD_ERR_INVALID, CD_ERR_NOT_FOUND (the session ended), CD_ERR_NOMEM, CD_ERR_STORE. */
+enum cd_err cd_staff_password_change(struct cd_store *s, const struct cd_staff_session *ses,
+                                     struct cd_str current, struct cd_str new_password,
+                                     const char *request_id, int64_t *ended);
+
+/* An administrator sets a temporary password for another account (by id or username): its
+ * sessions end, its lockout is lifted, and its owner must choose a new password before doing
+ * anything else in the console. *out (may be NULL; caller frees) gets the account. Errors:
+ * CD_ERR_INVALID (the password breaks cd_staff_add's rule, or the account is the actor's own:
+ * change it with cd_staff_password_change), CD_ERR_NOT_FOUND, CD_ERR_CONFLICT (the account is
+ * disabled), CD_ERR_NOMEM, CD_ERR_STORE. */
+enum cd_err cd_staff_password_reset(struct cd_store *s, struct cd_str who,
+                                    struct cd_str new_password, const struct cd_staff_actor *actor,
+                                    json_t **out);
 
 /* Signs in: on the right password for an active, unlocked account, opens a session and puts
  * its secret in token_out (CD_STAFF_SESSION_LEN + 1 bytes; shown once, for the cookie) and the

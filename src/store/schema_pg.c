@@ -306,6 +306,9 @@ const char *const cd__store_pg_migrations[] = {
     "CREATE TABLE case_queue_counts(team " T " PRIMARY KEY, waiting BIGINT NOT NULL);"
     "INSERT INTO case_queue_counts(team, waiting)"
     " SELECT team, count(*) FROM cases WHERE queued = 1 GROUP BY team;",
+    /* 21: staff — when an administrator last set a temporary password; until the person
+     * chooses their own, their sessions may do nothing else. */
+    "ALTER TABLE staff ADD COLUMN password_reset_at BIGINT;",
 };
 
 const int cd__store_pg_migrations_count =

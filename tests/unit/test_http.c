@@ -1,6 +1,7 @@
 /* Unit tests for src/http: the route table and the problem types agree with docs/openapi.yaml
  * (both ways), every route follows the rule for personal data, routing, the problem table, and
- * the edge's checks of request targets and header sets. */
+ * the edge's checks of request targets and header sets, and the per-address throttles. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include "unit.h"
 #include "consent/consent.h"
@@ -666,6 +667,128 @@ static void batch_results_are_shaped_per_item(void **state)
     json_decref(a);
 }
 
+static void throttle_counts_per_address_in_a_window(void **state)
+{
+    struct cd_throttle *t = NULL;
+    uint8_t a[16] = {1}, b[16] = {2};
+
+    assert_int_equal(cd__throttle_new(0, 3, 1000, &t), CD_ERR_INVALID);
+    assert_int_equal(cd__throttle_new(8, 3, 1000, &t), CD_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cd__throttle_take(t, a, 100 + i), 0);
+    /* The fourth waits for the window that began with the first: 1000 ms after 100. */
+    assert_int_equal(cd__throttle_take(t, a, 400), 700);
+    assert_int_equal(cd__throttle_take(t, a, 1099), 1);
+    /* Another address is not held back by the first. */
+    assert_int_equal(cd__throttle_take(t, b, 400), 0);
+    /* A refund gives one back; then the limit holds again. */
+    cd__throttle_refund(t, a);
+    assert_int_equal(cd__throttle_take(t, a, 500), 0);
+    assert_true(cd__throttle_take(t, a, 500) > 0);
+    /* A new window starts afresh. */
+    assert_int_equal(cd__throttle_take(t, a, 1100), 0);
+    cd__throttle_free(t);
+}
+
+static void throttle_table_stays_bounded(void **state)
+{
+    struct cd_throttle *t = NULL;
+    uint8_t k[16] = {0};
+
+    assert_int_equal(cd__throttle_new(2, 1, 1000, &t), CD_OK);
+    k[0] = 1;
+    assert_int_equal(cd__throttle_take(t, k, 0), 0);
+    k[0] = 2;
+    assert_int_equal(cd__throttle_take(t, k, 10), 0);
+    /* Full: a third address takes the slot of the one whose window began first. */
+    k[0] = 3;
+    assert_int_equal(cd__throttle_take(t, k, 20), 0);
+    assert_true(cd__throttle_take(t, k, 20) > 0);
+    k[0] = 2;
+    assert_true(cd__throttle_take(t, k, 20) > 0); /* still remembered */
+    k[0] = 1;
+    assert_int_equal(cd__throttle_take(t, k, 20), 0); /* forgotten, so counted afresh */
+    cd__throttle_free(t);
+    /* Allocation failure is an error. */
+    cd_alloc_fail_nth(1);
+    assert_int_equal(cd__throttle_new(4, 1, 1000, &t), CD_ERR_NOMEM);
+    cd_alloc_fail_nth(0);
+}
+
+static void throttle_keys_of_addresses(void **state)
+{
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 v6a = {.sin6_family = AF_INET6}, v6b = {.sin6_family = AF_INET6};
+    uint8_t k1[16], k2[16], want[16] = {[10] = 0xff, [11] = 0xff, 127, 0, 0, 1};
+
+    inet_pton(AF_INET, "127.0.0.1", &v4.sin_addr);
+    cd__throttle_key((struct sockaddr *)&v4, k1);
+    assert_memory_equal(k1, want, 16);
+    /* Two hosts of one /64 share a key; another /64 does not. */
+    inet_pton(AF_INET6, "2001:db8:1:2::1", &v6a.sin6_addr);
+    inet_pton(AF_INET6, "2001:db8:1:2:ffff::9", &v6b.sin6_addr);
+    cd__throttle_key((struct sockaddr *)&v6a, k1);
+    cd__throttle_key((struct sockaddr *)&v6b, k2);
+    assert_memory_equal(k1, k2, 16);
+    inet_pton(AF_INET6, "2001:db8:1:3::1", &v6b.sin6_addr);
+    cd__throttle_key((struct sockaddr *)&v6b, k2);
+    assert_memory_not_equal(k1, k2, 16);
+    cd__throttle_key(NULL, k1);
+    assert_memory_equal(k1, (uint8_t[16]){0}, 16);
+}
+
+struct seen {
+    struct cd_csp_violation v[4];
+    size_t n;
+};
+
+static void collect(const struct cd_csp_violation *v, void *ctx)
+{
+    struct seen *s = ctx;
+
+    if (s->n < 4)
+        s->v[s->n++] = *v;
+}
+
+static void csp_reports_keep_directives_and_origins_only(void **state)
+{
+    struct seen s = {0};
+    static const char legacy[] =
+        "{\"csp-report\":{\"document-uri\":\"https://c.example/console/?email=a%40b\","
+        "\"violated-directive\":\"script-src 'self'\","
+        "\"blocked-uri\":\"https://cdn.example:8443/x.js?who=a%40b\"}}";
+    static const char list[] =
+        "[{\"type\":\"csp-violation\",\"body\":{\"effectiveDirective\":\"style-src-attr\","
+        "\"blockedURL\":\"inline\"}},{\"type\":\"deprecation\",\"body\":{}},"
+        "{\"type\":\"csp-violation\",\"body\":{\"effectiveDirective\":\"bogus\","
+        "\"blockedURL\":\"http://user:pw@evil.example/\"}},"
+        "{\"type\":\"csp-violation\",\"body\":{\"effectiveDirective\":\"img-src\","
+        "\"blockedURL\":\"data:image/png;base64,AAAA\"}}]";
+
+    assert_int_equal(cd__http_csp_parse(legacy, strlen(legacy), true, collect, &s), CD_OK);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.v[0].directive, "script-src");
+    assert_string_equal(s.v[0].blocked, "https://cdn.example:8443");
+    s.n = 0;
+    assert_int_equal(cd__http_csp_parse(list, strlen(list), false, collect, &s), CD_OK);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.v[0].directive, "style-src-attr");
+    assert_string_equal(s.v[0].blocked, "inline");
+    assert_null(s.v[1].directive);
+    assert_string_equal(s.v[1].blocked, "other"); /* user information is never kept */
+    assert_string_equal(s.v[2].blocked, "data");
+    /* Malformed or misshapen: refused, and nothing handed on. */
+    s.n = 0;
+    assert_int_equal(cd__http_csp_parse("{", 1, true, collect, &s), CD_ERR_INVALID);
+    assert_int_equal(cd__http_csp_parse(legacy, strlen(legacy), false, collect, &s),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd__http_csp_parse(list, strlen(list), true, collect, &s), CD_ERR_INVALID);
+    assert_int_equal(cd__http_csp_parse("[{\"type\":\"csp-violation\"},1]", 29, false, collect,
+                                        &s),
+                     CD_ERR_INVALID);
+    assert_int_equal(s.n, 0);
+}
+
 int main(void)
 {
     cd_json_init();
@@ -683,6 +806,10 @@ int main(void)
         cmocka_unit_test(batch_items_are_checked_whole),
         cmocka_unit_test(batch_items_are_keyed_like_single_ingestions),
         cmocka_unit_test(batch_results_are_shaped_per_item),
+        cmocka_unit_test(throttle_counts_per_address_in_a_window),
+        cmocka_unit_test(throttle_table_stays_bounded),
+        cmocka_unit_test(throttle_keys_of_addresses),
+        cmocka_unit_test(csp_reports_keep_directives_and_origins_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -317,6 +317,113 @@ static void the_ledger_records_each_step(void **state)
     json_decref(list);
 }
 
+static void own_password_change_ends_the_other_sessions(void **state)
+{
+    struct cd_staff_session ses, other, seen;
+    char token[CD_STAFF_SESSION_LEN + 1], token2[CD_STAFF_SESSION_LEN + 1];
+    struct texts before = {0}, after = {0};
+    int64_t ended = -1;
+
+    add("ana", CD_ROLE_AGENT);
+    assert_int_equal(sign_in("ana", PW, &ses, token), CD_OK);
+    assert_int_equal(sign_in("ana", PW, &other, token2), CD_OK);
+    assert_int_equal(cd_store_read(store, hashes_fn, &before), CD_OK);
+    /* Refusals: a new password that breaks the rule or repeats the old, a wrong current one. */
+    assert_int_equal(cd_staff_password_change(store, &ses, CD_STR(PW), CD_STR("short"), NULL,
+                                              &ended),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_staff_password_change(store, &ses, CD_STR(PW), CD_STR(PW), NULL, &ended),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_staff_password_change(store, &ses, CD_STR(""), CD_STR("a new passphrase"),
+                                              NULL, &ended),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_staff_password_change(store, &ses, CD_STR("wrong password"),
+                                              CD_STR("a new passphrase"), NULL, &ended),
+                     CD_ERR_FORBIDDEN);
+    assert_int_equal(ended, -1);
+    assert_int_equal(cd_staff_password_change(store, &ses, CD_STR(PW),
+                                              CD_STR("a new passphrase"), NULL, &ended),
+                     CD_OK);
+    assert_int_equal(ended, 1);
+    assert_int_equal(cd_store_read(store, hashes_fn, &after), CD_OK);
+    assert_int_equal(strncmp(after.v[0], "$argon2id$", 10), 0);
+    assert_string_not_equal(before.v[0], after.v[0]);
+    assert_int_equal(cd_staff_session_verify(store, cd_str_c(token), &seen), CD_OK);
+    assert_int_equal(cd_staff_session_verify(store, cd_str_c(token2), &seen),
+                     CD_ERR_UNAUTHENTICATED);
+    assert_int_equal(sign_in("ana", PW, &other, token2), CD_ERR_UNAUTHENTICATED);
+    assert_int_equal(sign_in("ana", "a new passphrase", &other, token2), CD_OK);
+    /* An ended session changes nothing. */
+    assert_int_equal(cd_staff_session_end(store, &other, NULL), CD_OK);
+    assert_int_equal(cd_staff_password_change(store, &other, CD_STR("a new passphrase"),
+                                              CD_STR("yet another passphrase"), NULL, &ended),
+                     CD_ERR_NOT_FOUND);
+}
+
+static void wrong_current_passwords_lock_the_account(void **state)
+{
+    struct cd_staff_session ses, other;
+    char token[CD_STAFF_SESSION_LEN + 1];
+
+    add("ana", CD_ROLE_AGENT);
+    assert_int_equal(sign_in("ana", PW, &ses, token), CD_OK);
+    for (int i = 0; i < CD_STAFF_MAX_FAILURES; i++)
+        assert_int_equal(cd_staff_password_change(store, &ses, CD_STR("a guess at it"),
+                                                  CD_STR("a new passphrase"), NULL, NULL),
+                         CD_ERR_FORBIDDEN);
+    /* Locked: even the right current password is refused now, and so is signing in. */
+    assert_int_equal(cd_staff_password_change(store, &ses, CD_STR(PW), CD_STR("a new passphrase"),
+                                              NULL, NULL),
+                     CD_ERR_FORBIDDEN);
+    assert_non_null(strstr(cd_err_detail(), "locked"));
+    assert_int_equal(sign_in("ana", PW, &other, token), CD_ERR_UNAUTHENTICATED);
+}
+
+static void reset_forces_a_change_at_next_sign_in(void **state)
+{
+    struct cd_staff_session ses, seen;
+    char token[CD_STAFF_SESSION_LEN + 1];
+    json_t *a = NULL;
+    const struct cd_staff_actor admin = {"tok_admin", "admin", "Ada", NULL};
+
+    add("ana", CD_ROLE_AGENT);
+    assert_int_equal(sign_in("ana", PW, &ses, token), CD_OK);
+    assert_false(ses.must_change_password);
+    assert_int_equal(cd_staff_password_reset(store, CD_STR("ana"), CD_STR("short"), &admin, &a),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_staff_password_reset(store, CD_STR("nobody"),
+                                             CD_STR("temporary passphrase"), &admin, &a),
+                     CD_ERR_NOT_FOUND);
+    assert_int_equal(cd_staff_password_reset(store, CD_STR("ana"),
+                                             CD_STR("temporary passphrase"), &admin, &a),
+                     CD_OK);
+    assert_true(json_is_true(json_object_get(a, "must_change_password")));
+    assert_int_equal(json_integer_value(json_object_get(a, "sessions")), 0);
+    json_decref(a);
+    /* Its sessions ended; the temporary password opens a session marked to change it. */
+    assert_int_equal(cd_staff_session_verify(store, cd_str_c(token), &seen),
+                     CD_ERR_UNAUTHENTICATED);
+    assert_int_equal(sign_in("ana", PW, &ses, token), CD_ERR_UNAUTHENTICATED);
+    assert_int_equal(sign_in("ana", "temporary passphrase", &ses, token), CD_OK);
+    assert_true(ses.must_change_password);
+    assert_int_equal(cd_staff_session_verify(store, cd_str_c(token), &seen), CD_OK);
+    assert_true(seen.must_change_password);
+    assert_int_equal(cd_staff_password_change(store, &seen, CD_STR("temporary passphrase"),
+                                              CD_STR("ana's own passphrase"), NULL, NULL),
+                     CD_OK);
+    assert_int_equal(cd_staff_session_verify(store, cd_str_c(token), &seen), CD_OK);
+    assert_false(seen.must_change_password);
+    /* Not one's own account, and not a disabled one. */
+    const struct cd_staff_actor self = {seen.staff_id, "admin", "Ana", NULL};
+    assert_int_equal(cd_staff_password_reset(store, CD_STR("ana"), CD_STR("temporary again!"),
+                                             &self, NULL),
+                     CD_ERR_INVALID);
+    assert_int_equal(cd_staff_disable(store, CD_STR("ana"), &admin, NULL), CD_OK);
+    assert_int_equal(cd_staff_password_reset(store, CD_STR("ana"), CD_STR("temporary again!"),
+                                             &admin, NULL),
+                     CD_ERR_CONFLICT);
+}
+
 /* Every allocation of a listing and of a session check fails in turn: an error, never a crash
  * or a leak. */
 static void allocation_failures_are_errors(void **state)
@@ -359,6 +466,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(sessions_expire_end_and_are_revoked, setup, teardown),
         cmocka_unit_test(csrf_token_belongs_to_its_session),
         cmocka_unit_test_setup_teardown(the_ledger_records_each_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(own_password_change_ends_the_other_sessions, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(wrong_current_passwords_lock_the_account, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(reset_forces_a_change_at_next_sign_in, setup, teardown),
         cmocka_unit_test_setup_teardown(allocation_failures_are_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 // build/screenshots/. Ends with "N passed, N failed"; the exit status is 1 on any failure.
 //
 // usage: node tests/web/console.test.mjs [BINARY]   (default build/asan/candor)
+// CANDOR_WEB_ONLY=TEXT runs only the tests whose name contains TEXT.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -522,6 +523,72 @@ test('staff page: administrators add and disable accounts; others are told it is
   check(await agent.isVisible('#not-admin'), 'an agent is told the page is for administrators');
   noProblems(agent);
   await actx.close();
+});
+
+test('passwords: a person changes their own; an administrator sets a temporary one that must be replaced at sign-in', async ({ browser, srv }) => {
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  const r = await apiAs(srv, 'POST', '/v1/staff', {
+    username: 'pat', name: 'Pat Person', role: 'agent', password: PASSWORD,
+  });
+  check(r.status === 201, `adding pat: ${r.status}`);
+  const page = await signIn(ctx, srv, 'pat');
+  await page.click('#who');
+  await page.waitForURL('**/console/account');
+  await page.waitForSelector('body[data-ready="true"]');
+  check((await page.textContent('#me-username')) === 'pat', 'the account page names the person');
+  // Mismatched entries are caught in the page; a wrong current password by the server.
+  await page.fill('#pw-current', PASSWORD);
+  await page.fill('#pw-new', 'pat chose this one');
+  await page.fill('#pw-again', 'pat chose another');
+  await page.click('#password-form button[type="submit"]');
+  await until(page, () => document.getElementById('pw-result').textContent.includes('not the same'));
+  await page.fill('#pw-current', 'not my password at all');
+  await page.fill('#pw-new', 'pat chose this one');
+  await page.fill('#pw-again', 'pat chose this one');
+  await page.click('#password-form button[type="submit"]');
+  await until(page, () => document.getElementById('pw-result').textContent.includes('current password is wrong'));
+  await page.fill('#pw-current', PASSWORD);
+  await page.fill('#pw-new', 'pat chose this one');
+  await page.fill('#pw-again', 'pat chose this one');
+  await page.click('#password-form button[type="submit"]');
+  await until(page, () => document.getElementById('pw-result').textContent.startsWith('Your password is changed'));
+  check(await page.inputValue('#pw-current') === '', 'the fields are emptied');
+  await axe(page, 'account');
+  await shots(page, 'account');
+  noProblems(page);
+  await ctx.close();
+
+  // The administrator sets a temporary password from the staff page.
+  const actx = await browser.newContext({ viewport: DESKTOP });
+  const admin = await signIn(actx, srv, 'ada');
+  await admin.goto(`${srv.base}/console/staff`);
+  await admin.waitForSelector('body[data-ready="true"]');
+  await admin.waitForSelector('#reset-who option', { state: 'attached' });
+  await admin.selectOption('#reset-who', { label: 'Pat Person (pat)' });
+  await admin.fill('#reset-password', 'temporary for pat');
+  await admin.click('#reset-form button[type="submit"]');
+  await until(admin, () => document.getElementById('reset-result').textContent.includes('temporary password'));
+  await until(admin, () => [...document.querySelectorAll('#staff-rows tr')].some((tr) => tr.textContent.includes('pat') && tr.textContent.includes('must choose a new password')));
+  noProblems(admin);
+  await actx.close();
+
+  // Pat signs in with it and must choose their own before anything else.
+  const pctx = await browser.newContext({ viewport: DESKTOP });
+  const p2 = await newPage(pctx);
+  await p2.goto(`${srv.base}/console/`);
+  await p2.fill('#username', 'pat');
+  await p2.fill('#password', 'temporary for pat');
+  await p2.click('#signin-form button[type="submit"]');
+  await p2.waitForSelector('#change:not([hidden])');
+  check(await p2.evaluate(() => document.activeElement.id) === 'change-h', 'focus moves to the new form');
+  await axe(p2, 'signin-change');
+  await p2.fill('#new-password', 'pat\'s own passphrase');
+  await p2.fill('#new-again', 'pat\'s own passphrase');
+  await p2.keyboard.press('Enter');
+  await p2.waitForURL('**/console/workspace');
+  await p2.waitForSelector('body[data-ready="true"]');
+  noProblems(p2);
+  await pctx.close();
 });
 
 // A receiver for the sign-in codes the server sends, as the integration that mails customers
