@@ -156,11 +156,7 @@ static int teardown(void **state)
     cd_core_close(core);
     cd_calendars_free(cals);
     cd_store_close(store);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    unit_db_remove(path);
     return 0;
 }
 

@@ -34,17 +34,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char p[300];
-
     cd_clock_override(NULL);
     cd_outbox_close(outbox);
     cd_store_close(store);
     cd_policy_free(policy);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    unit_db_remove(path);
     return 0;
 }
 

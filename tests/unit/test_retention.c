@@ -36,16 +36,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char p[300];
-
     cd_clock_override(NULL);
     cd_core_close(core);
     cd_store_close(store);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    unit_db_remove(path);
     return 0;
 }
 

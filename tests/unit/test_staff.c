@@ -22,14 +22,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char p[300];
-
     cd_store_close(store);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    unit_db_remove(path);
     return 0;
 }
 

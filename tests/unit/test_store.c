@@ -56,12 +56,7 @@ static int setup_sqlite(void **state)
 
 static int teardown_sqlite(void **state)
 {
-    char p[600];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    unit_db_remove(path);
     return 0;
 }
 
